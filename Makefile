@@ -1,0 +1,45 @@
+# PT Pulse. Two commands set everything up on a fresh machine:
+#   make demo   - venv + install, generate a demo practice, run the pipeline, serve the app on :8501
+#   make test   - venv + install, run every test
+# Each target creates or updates .venv itself.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PTPULSE := $(VENV)/bin/ptpulse
+STAMP  := $(VENV)/.installed-stamp
+export PTPULSE_HOME ?= $(CURDIR)/data
+DEMO_DIR := $(PTPULSE_HOME)/incoming/demo_practice
+PORT ?= 8501
+
+.PHONY: venv demo test bench clean help
+
+help:
+	@echo "make demo   generate a demo practice, run the pipeline, serve the app on :$(PORT)"
+	@echo "make test   run every test (unit, integration, dbt, app, browser)"
+	@echo "make bench  medium-scale benchmarks -> bench/results/*.json"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(PTPULSE) generate --scale small --seed 42 --out $(DEMO_DIR) --as-of $$(date +%F)
+	PTPULSE_TRUTH_DIR=$(DEMO_DIR)/truth $(PTPULSE) refresh --wait 600
+	$(PTPULSE) status
+	@echo ""
+	@echo "PT Pulse is starting on http://localhost:$(PORT)  (demo mode; Ctrl-C to stop)"
+	$(PTPULSE) app --port $(PORT)
+
+test: venv
+	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(PTPULSE_HOME) bench/.cache

@@ -1,0 +1,193 @@
+"""The `ptpulse` command line. Thin: parse, take the lock where needed, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ptpulse.config import get_settings
+from ptpulse.lock import PipelineBusy, pipeline_lock
+from ptpulse.progress import progress_bar
+
+app = typer.Typer(
+    help="PT Pulse: referral-to-discharge analytics for outpatient physical therapy practices.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+HomeOpt = typer.Option(None, "--home", help="Data folder (default: $PTPULSE_HOME or ./data).")
+WaitOpt = typer.Option(0.0, "--wait", help="Seconds to wait for another pipeline command to finish.")
+
+
+class Scale(str, Enum):
+    small = "small"
+    medium = "medium"
+    large = "large"
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def generate(
+    out_dir: Path = typer.Option(Path("demo_practice"), "--out", help="Folder to write the exports to."),
+    scale: Scale = typer.Option(Scale.small, help="small: 1 clinic x 2 years; medium: 25 x 3; large: 900 x 3."),
+    seed: int = typer.Option(42, help="Random seed; the same seed gives byte-identical files."),
+    dirty: float = typer.Option(0.005, help="Share of rows given realistic defects (0 for none)."),
+    as_of: Optional[str] = typer.Option(None, help="Last day of history, YYYY-MM-DD (default: a fixed date)."),
+) -> None:
+    """Write a synthetic practice's exports (one CSV per source) and its truth/ folder."""
+    from seed_data.generator import generate as run
+
+    as_of_date = date.fromisoformat(as_of) if as_of else None
+    with progress_bar(f"generate {scale.value}") as report:
+        summary = run(out_dir, scale=scale.value, seed=seed, dirty=dirty, as_of=as_of_date, progress=report)
+    table = Table("file", "rows", title=f"Wrote {out_dir}")
+    for name, rows in sorted(summary.get("rows", {}).items()):
+        table.add_row(name, f"{rows:,}")
+    out.print(table)
+
+
+@app.command()
+def ingest(
+    paths: List[Path] = typer.Argument(..., help="CSV files or folders of them (truth/ folders are skipped)."),
+    home: Optional[Path] = HomeOpt,
+    wait: float = WaitOpt,
+) -> None:
+    """Validate and land source files in raw.duckdb; bad rows go to quarantine with a reason."""
+    from ingestion.loader import ingest as run
+
+    settings = get_settings(home)
+    try:
+        with pipeline_lock(settings, "ingest", wait_s=wait), progress_bar("ingest") as report:
+            results = run(paths, settings, progress=report)
+    except PipelineBusy as exc:
+        _fail(str(exc), code=3)
+    _print_loads(results)
+    if any(r.status == "refused" for r in results):
+        raise typer.Exit(2)
+
+
+def _print_loads(results) -> None:
+    table = Table("file", "source", "status", "read", "landed", "quarantined", "duplicate")
+    for r in results:
+        table.add_row(Path(r.file).name, r.source or "?", r.status, f"{r.rows_read:,}", f"{r.rows_landed:,}",
+                      f"{r.rows_quarantined:,}", f"{r.rows_duplicate:,}")
+    out.print(table)
+    for r in results:
+        if r.status == "refused":
+            err.print(f"[bold red]refused[/] {r.file}: {r.message}")
+
+
+@app.command()
+def status(
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Loads, quarantine counts by rule, and freshness per source."""
+    from ingestion.status import render_status, status_report
+
+    settings = get_settings(home)
+    report = status_report(settings)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+    else:
+        render_status(report, out)
+
+
+@app.command()
+def build(
+    home: Optional[Path] = HomeOpt,
+    wait: float = WaitOpt,
+    score: bool = typer.Option(True, help="Score ML models into the new file before it is swapped in."),
+) -> None:
+    """Run dbt build into a new analytics file and swap it in only if every error-severity test passed."""
+    from ptpulse.pipeline import run_build
+
+    settings = get_settings(home)
+    try:
+        with pipeline_lock(settings, "build", wait_s=wait), progress_bar("build") as report:
+            result = run_build(settings, score=score, progress=report)
+    except PipelineBusy as exc:
+        _fail(str(exc), code=3)
+    _finish_build(result)
+
+
+def _finish_build(result) -> None:
+    if result.ok:
+        out.print(f"[green]built and served[/] {result.served_path} in {result.seconds:.1f}s "
+                  f"({result.models} models, {result.tests} tests)")
+    else:
+        _fail(f"build failed, the previous analytics file is still served.\n{result.message}")
+
+
+@app.command()
+def train(home: Optional[Path] = HomeOpt, wait: float = WaitOpt) -> None:
+    """Fit the no-show and demand models on the served analytics file and write their model cards."""
+    from ml.pipeline import train as run
+
+    settings = get_settings(home)
+    if not settings.analytics_db.exists():
+        _fail(f"{settings.analytics_db} does not exist yet: run `ptpulse refresh` first.")
+    try:
+        with pipeline_lock(settings, "train", wait_s=wait), progress_bar("train") as report:
+            summary = run(settings, progress=report)
+    except PipelineBusy as exc:
+        _fail(str(exc), code=3)
+    out.print_json(data=summary)
+
+
+@app.command()
+def refresh(
+    paths: Optional[List[Path]] = typer.Argument(None, help="Folders or files to ingest (default: $PTPULSE_HOME/incoming)."),
+    home: Optional[Path] = HomeOpt,
+    wait: float = WaitOpt,
+) -> None:
+    """Ingest what is new, build, score and swap, in sequence under the pipeline lock."""
+    from ptpulse.pipeline import refresh as run
+
+    settings = get_settings(home)
+    try:
+        with pipeline_lock(settings, "refresh", wait_s=wait), progress_bar("refresh") as report:
+            result = run(settings, paths=paths or None, progress=report)
+    except PipelineBusy as exc:
+        _fail(str(exc), code=3)
+    _print_loads(result.loads)
+    _finish_build(result.build)
+    if any(r.status == "refused" for r in result.loads):
+        raise typer.Exit(2)
+
+
+@app.command(name="app")
+def run_app(
+    port: int = typer.Option(8501, help="Port to serve on."),
+    home: Optional[Path] = HomeOpt,
+) -> None:
+    """Start the Streamlit app (demo mode unless OIDC auth is configured)."""
+    import os
+    import subprocess
+
+    from ptpulse.config import REPO_ROOT
+
+    settings = get_settings(home)
+    env = dict(os.environ, PTPULSE_HOME=str(settings.home))
+    out.print(f"PT Pulse on http://localhost:{port}")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "streamlit_app.py"),
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    raise typer.Exit(subprocess.call(cmd, env=env))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,62 @@
+"""Shared fixtures: one generated small practice, ingested and built once per test session.
+
+Every layer's tests reuse the same real artifacts (real CSVs, a real raw.duckdb, a real dbt build), so the
+suite stays fast without mocking any of our own storage. Tests that change state copy the home first
+(`copy_home`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ptpulse.config import Settings, get_settings
+
+SMALL_SEED = 42
+
+
+@pytest.fixture(scope="session")
+def small_practice(tmp_path_factory) -> Path:
+    """The small synthetic practice (1 clinic x 2 years) with default dirt."""
+    from seed_data.generator import generate
+
+    out = tmp_path_factory.mktemp("small_practice")
+    generate(out, scale="small", seed=SMALL_SEED)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ingested_home(tmp_path_factory, small_practice) -> Settings:
+    """A PTPULSE_HOME whose raw.duckdb holds the small practice."""
+    from ingestion.loader import ingest
+
+    settings = get_settings(tmp_path_factory.mktemp("home_ingested")).ensure()
+    ingest([small_practice], settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def built_home(tmp_path_factory, ingested_home) -> Settings:
+    """A PTPULSE_HOME with raw + a served analytics.duckdb (dbt build and ML scores). Treat as read-only."""
+    from ptpulse.pipeline import run_build
+
+    home = tmp_path_factory.mktemp("home_built")
+    shutil.copy2(ingested_home.raw_db, home / "raw.duckdb")
+    settings = get_settings(home).ensure()
+    result = run_build(settings)
+    assert result.ok, result.message
+    return settings
+
+
+@pytest.fixture
+def copy_home(tmp_path):
+    """Copy a session home so a test may write to it."""
+
+    def _copy(settings: Settings) -> Settings:
+        target = tmp_path / "home"
+        shutil.copytree(settings.home, target, ignore=shutil.ignore_patterns("*.lock", "*.holder", "build"))
+        return get_settings(target)
+
+    return _copy
