@@ -97,10 +97,13 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Loads, quarantine counts by rule, and freshness per source."""
-    from ingestion.status import render_status, status_report
+    from ingestion.status import StatusUnavailable, render_status, status_report
 
     settings = get_settings(home)
-    report = status_report(settings)
+    try:
+        report = status_report(settings)
+    except StatusUnavailable as exc:
+        _fail(str(exc), code=3)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
     else:

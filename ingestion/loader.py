@@ -1,0 +1,387 @@
+"""Validate source files against their contracts and land them in raw.duckdb, with a full audit.
+
+Per file: fingerprint (sha256) -> skip if that exact file already loaded -> check the header -> stage the
+file all-VARCHAR in a temp table while computing, in the same SQL pass, each row's first broken rule and
+its content hash -> in ONE transaction: quarantine the broken rows, land the valid new rows typed, write
+the audit row. A crash before COMMIT leaves nothing of the file in raw.
+
+Row outcome (every row read gets exactly one): quarantined (broken rule or malformed CSV line), duplicate
+(same natural key and same content already landed, in raw or earlier in the same file), or landed (new
+key, or a new version of a known key). `rows_read = rows_landed + rows_quarantined + rows_duplicate` is
+asserted before every commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence
+
+import duckdb
+
+from ingestion import validation as v
+from ingestion.contracts import CODES_DIR, Contract, UnknownSource, load_code_lists, load_contracts, match_source
+from ingestion.files import (FileRefused, check_columns, check_readable, discover, encoding_refusal, read_header,
+                             sha256_of)
+from ingestion.rawdb import SCHEMA, RawDB, open_raw, quote
+from ptpulse.config import Settings
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Optional[Callable[[str, float, float], None]]
+
+LOADED, SKIPPED, REFUSED, FAILED = "loaded", "skipped_same_hash", "refused", "failed"
+
+LOADS_DDL = """
+CREATE TABLE IF NOT EXISTS {loads} (
+    load_id BIGINT PRIMARY KEY, file VARCHAR NOT NULL, sha256 VARCHAR, source VARCHAR,
+    rows_read BIGINT NOT NULL, rows_landed BIGINT NOT NULL, rows_quarantined BIGINT NOT NULL,
+    rows_duplicate BIGINT NOT NULL, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP,
+    status VARCHAR NOT NULL, message VARCHAR)
+"""
+QUARANTINE_DDL = """
+CREATE TABLE IF NOT EXISTS {quarantine} (
+    load_id BIGINT NOT NULL, source VARCHAR NOT NULL, file VARCHAR NOT NULL, line BIGINT, rule VARCHAR NOT NULL,
+    column_name VARCHAR, detail VARCHAR, record JSON)
+"""
+# DuckDB's CSV reader, fixed to the interface (UTF-8, comma, double quotes, header row): no sniffing, so a
+# file is never read differently from the next. Lines it cannot split go to a rejects table, not an error.
+READ_CSV = ("read_csv(?, header = true, auto_detect = false, columns = ?, delim = ',', quote = '\"', "
+            "escape = '\"', store_rejects = true, rejects_table = '_reject_errors', "
+            "rejects_scan = '_reject_scans')")
+TEMP_TABLES = ("_staged", "_malformed", "_line_shift", "_dups", "_reject_errors", "_reject_scans")
+
+MALFORMED_DETAILS = {
+    "MISSING COLUMNS": "the line has fewer fields than the header; a field or a comma is missing",
+    "TOO MANY COLUMNS": "the line has more fields than the header; quote values that contain commas",
+    "UNQUOTED VALUE": "a value contains a double quote but is not enclosed in double quotes",
+    "LINE SIZE OVER MAXIMUM": "the line is longer than the CSV reader's maximum line size",
+    "INVALID STATE": "the line could not be parsed as CSV (unbalanced quotes?)",
+}
+
+
+@dataclass
+class LoadResult:
+    """What happened to one file; also the row written to raw._loads."""
+
+    load_id: int
+    file: str
+    sha256: str = ""
+    source: Optional[str] = None
+    rows_read: int = 0
+    rows_landed: int = 0
+    rows_quarantined: int = 0
+    rows_duplicate: int = 0
+    status: str = REFUSED
+    message: str = ""
+    started_at: datetime = field(default_factory=lambda: _now())
+    finished_at: Optional[datetime] = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _now() -> datetime:
+    """Audit times are UTC without zone (TIMESTAMP columns), so loads from any machine compare."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def ingest(paths: Sequence[Path], settings: Settings, progress: ProgressFn = None) -> list[LoadResult]:
+    """Load every CSV in `paths` (files or folders, `truth/` skipped) into settings.raw_db, in sorted order.
+
+    Opens raw.duckdb read-write once for the whole call. Files are independent: a refused file does not
+    stop the others. An unexpected error rolls back the file being loaded, records it as `failed` in
+    raw._loads and is re-raised (files before it stay loaded).
+    """
+    contracts = load_contracts()
+    files = discover(paths)
+    settings.ensure()
+    db = open_raw(settings.raw_db)
+    try:
+        _prepare(db)
+        results = []
+        for done, path in enumerate(files):
+            _report(progress, path.name, done, len(files))
+            results.append(_load_file(db, path, contracts))
+        _report(progress, "done", len(files), len(files))
+        return results
+    finally:
+        db.close()
+
+
+def _report(progress: ProgressFn, step: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(step, done, total)
+
+
+def _prepare(db: RawDB) -> None:
+    """Audit tables in raw, and the code lists as a temp table the validation SQL can join to."""
+    db.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(db.catalog)}.{quote(SCHEMA)}")
+    db.con.execute(LOADS_DDL.format(loads=db.t("_loads")))
+    db.con.execute(QUARANTINE_DDL.format(quarantine=db.t("_quarantine")))
+    db.con.execute("CREATE OR REPLACE TEMP TABLE _code_list (list_name VARCHAR, code VARCHAR)")
+    for name in sorted(load_code_lists()):
+        db.con.execute("INSERT INTO _code_list SELECT ?, trim(code) "
+                       "FROM read_csv(?, header = true, all_varchar = true)", [name, str(CODES_DIR / f"{name}.csv")])
+
+
+def _load_file(db: RawDB, path: Path, contracts: Mapping[str, Contract]) -> LoadResult:
+    """One file, start to audit. Refusals are results; anything unexpected is recorded, then re-raised."""
+    result = LoadResult(load_id=_next_load_id(db), file=str(path))
+    try:
+        check_readable(path)
+        result.sha256 = sha256_of(path)
+        contract = match_source(path, contracts)
+        result.source = contract.source
+        previous = _previous_load(db, result.sha256)
+        if previous is not None:
+            _skip(db, result, previous)
+        else:
+            names = read_header(path)
+            notes = check_columns(path, names, contract)
+            _stage(db, path, names, contract)
+            _land(db, result, contract, notes)
+    except (FileRefused, UnknownSource) as exc:
+        _refuse(db, result, str(exc))
+    except BaseException as exc:
+        _fail(db, result, exc)
+        raise
+    finally:
+        _drop_temp(db)
+    log.info("load %s %s: %s (%s read, %s landed, %s quarantined, %s duplicate)", result.load_id, path.name,
+             result.status, result.rows_read, result.rows_landed, result.rows_quarantined, result.rows_duplicate)
+    return result
+
+
+def _next_load_id(db: RawDB) -> int:
+    return db.con.execute(f"SELECT coalesce(max(load_id), 0) + 1 FROM {db.t('_loads')}").fetchone()[0]
+
+
+def _previous_load(db: RawDB, sha256: str) -> Optional[tuple]:
+    """(load_id, file, finished_at) of the earlier successful load of the same bytes, if any."""
+    return db.con.execute(f"SELECT load_id, file, finished_at FROM {db.t('_loads')} WHERE sha256 = ? AND status = ? "
+                       "ORDER BY load_id LIMIT 1", [sha256, LOADED]).fetchone()
+
+
+def _skip(db: RawDB, result: LoadResult, previous: tuple) -> None:
+    load_id, file, finished_at = previous
+    result.status = SKIPPED
+    when = f"{finished_at:%Y-%m-%d %H:%M} UTC" if finished_at else "earlier"
+    result.message = (f"{Path(result.file).name} is byte-identical to {file} (load {load_id}, {when}); nothing "
+                      f"landed. Re-sending a file is safe; corrected rows need a new export.")
+    _write_audit(db, result)
+
+
+def _refuse(db: RawDB, result: LoadResult, message: str) -> None:
+    _rollback_if_open(db)
+    result.status = REFUSED
+    result.rows_read = result.rows_landed = result.rows_quarantined = result.rows_duplicate = 0
+    result.message = message
+    _write_audit(db, result)
+
+
+def _fail(db: RawDB, result: LoadResult, exc: BaseException) -> None:
+    """Roll back the file and record the failure; the message names no data (it could be PHI)."""
+    _rollback_if_open(db)
+    result.status = FAILED
+    result.rows_read = result.rows_landed = result.rows_quarantined = result.rows_duplicate = 0
+    result.message = (f"internal error while loading {Path(result.file).name} ({type(exc).__name__}); the file "
+                      f"was rolled back and nothing of it landed. Run ingest again; if it fails again, report "
+                      f"load {result.load_id} with the traceback.")
+    try:
+        _write_audit(db, result)
+    except duckdb.Error:  # the connection itself may be broken; the exception being raised says enough
+        log.exception("could not record failed load %s", result.load_id)
+
+
+def _rollback_if_open(db: RawDB) -> None:
+    try:
+        db.con.rollback()
+    except duckdb.Error:
+        pass  # no transaction open
+
+
+def _write_audit(db: RawDB, result: LoadResult) -> None:
+    result.finished_at = _now()
+    db.con.execute(f"INSERT INTO {db.t('_loads')} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        result.load_id, result.file, result.sha256, result.source, result.rows_read, result.rows_landed,
+        result.rows_quarantined, result.rows_duplicate, result.started_at, result.finished_at, result.status,
+        result.message])
+
+
+def _drop_temp(db: RawDB) -> None:
+    for table in TEMP_TABLES:
+        db.con.execute(f"DROP TABLE IF EXISTS temp.{v.q(table)}")
+
+
+# --- staging: one read of the file, validation and hashing in the same pass ---------------------------------
+
+def _stage(db: RawDB, path: Path, names: list[str], contract: Contract) -> None:
+    """Read the file all-VARCHAR into temp._staged with `_violation` and `_row_hash` per row.
+
+    Runs outside the landing transaction (temp tables only), so rowid is the 0-based order of the row in
+    the file. Lines the CSV reader cannot split land in temp._malformed; a file that is not UTF-8 is refused.
+    """
+    file_columns = {name or f"_column_{i}": "VARCHAR" for i, name in enumerate(names, start=1)}
+    text = ", ".join(v.q(c.name) if c.name in file_columns else f"CAST(NULL AS VARCHAR) AS {v.q(c.name)}"
+                     for c in contract.columns)
+    typed = v.typed_columns(contract)
+    checks = v.checks_for(contract)
+    sql = (f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT *, {v.violation_expr(checks)} AS _violation, "
+           f"{v.row_hash_expr(contract)} AS _row_hash "
+           f"FROM (SELECT *{', ' + typed if typed else ''} FROM (SELECT {text} FROM {READ_CSV}))")
+    try:
+        db.con.execute(sql, [str(path), file_columns])
+    except duckdb.Error as exc:
+        raise FileRefused(f"{path.name} could not be read as CSV ({_safe_error(exc)}). Check that it is a "
+                          f"comma-separated UTF-8 export with a header row, and ingest it again.") from None
+    _collect_malformed(db, path)
+
+
+def _safe_error(exc: duckdb.Error) -> str:
+    """The first line of a DuckDB error, without the quoted original line (which may hold PHI)."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return first.split("Original Line")[0].strip()[:200]
+
+
+def _collect_malformed(db: RawDB, path: Path) -> None:
+    """One row per malformed line (DuckDB may report several errors for a line); refuse non-UTF-8 files."""
+    bad_encoding = db.con.execute(
+        "SELECT min(line) FROM _reject_errors WHERE error_type = 'INVALID ENCODING'").fetchone()[0]
+    if bad_encoding is not None:
+        raise encoding_refusal(path, int(bad_encoding))
+    cases = " ".join(f"WHEN {v.lit(k)} THEN {v.lit(text)}" for k, text in MALFORMED_DETAILS.items())
+    db.con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _malformed AS
+        SELECT line, arg_min(column_name, column_idx) AS column_name,
+               coalesce(CASE arg_min(CAST(error_type AS VARCHAR), column_idx) {cases} END,
+                        'the line could not be parsed as CSV') AS detail,
+               any_value(csv_line) AS csv_line
+        FROM _reject_errors GROUP BY line""")
+    # For mapping staged rows back to file lines: the j-th malformed line L_j (sorted) pushes every staged
+    # row whose 1-based ordinal r satisfies L_j - j <= r one line further down. Thresholds are
+    # non-decreasing in j, so the shift of row r is that of the greatest threshold <= r (an ASOF join).
+    db.con.execute("""
+        CREATE OR REPLACE TEMP TABLE _line_shift AS
+        SELECT threshold, max(shift) AS shift FROM (
+            SELECT line - row_number() OVER (ORDER BY line) AS threshold, row_number() OVER (ORDER BY line) AS shift
+            FROM _malformed) GROUP BY threshold""")
+
+
+def _line_sql(db: RawDB) -> tuple[str, str]:
+    """(join clause, expression) giving the file line of staged row `s` (header = line 1).
+
+    Without malformed lines it is simply rowid + 2; otherwise an ASOF join adds the malformed lines
+    that precede the row.
+    """
+    if db.con.execute("SELECT count(*) FROM _line_shift").fetchone()[0] == 0:
+        return "", "s.rowid + 2"
+    return ("ASOF LEFT JOIN _line_shift ls ON s.rowid + 1 >= ls.threshold",
+            "s.rowid + 2 + coalesce(ls.shift, 0)")
+
+
+# --- landing: one transaction per file ------------------------------------------------------------------------
+
+def _land(db: RawDB, result: LoadResult, contract: Contract, notes: list[str]) -> None:
+    """Quarantine, land and audit the staged file atomically; assert the row-count invariant first."""
+    staged, malformed = db.con.execute(
+        "SELECT (SELECT count(*) FROM _staged), (SELECT count(*) FROM _malformed)").fetchone()
+    line = _line_sql(db)
+    db.con.begin()
+    ensure_source_table(db, contract)
+    result.rows_read = staged + malformed
+    result.rows_quarantined = _quarantine(db, result, contract, line) + malformed
+    result.rows_duplicate = _find_duplicates(db, contract)
+    result.rows_landed = _insert_rows(db, result, contract, line)
+    assert_counts(result)
+    result.status = LOADED
+    result.message = "; ".join(notes + _summary(result))
+    _write_audit(db, result)
+    db.con.commit()
+
+
+def assert_counts(result: LoadResult) -> None:
+    """Every row read is landed, quarantined or a duplicate: exactly one of them."""
+    total = result.rows_landed + result.rows_quarantined + result.rows_duplicate
+    if result.rows_read != total:
+        raise AssertionError(f"load {result.load_id}: rows_read {result.rows_read} != landed {result.rows_landed} "
+                             f"+ quarantined {result.rows_quarantined} + duplicate {result.rows_duplicate}")
+
+
+def _summary(result: LoadResult) -> list[str]:
+    if result.rows_quarantined:
+        return [f"{result.rows_quarantined} row(s) quarantined: see `ptpulse status` and raw._quarantine "
+                f"(load_id {result.load_id}), fix them in the source and re-send the file"]
+    return []
+
+
+def ensure_source_table(db: RawDB, contract: Contract) -> None:
+    """raw.<source> typed per the contract; columns added to a contract later are added to the table."""
+    table = db.t(contract.source)
+    columns = ", ".join(f"{v.q(c.name)} {c.sql_type}" for c in contract.columns)
+    db.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns}, _load_id BIGINT, _row_hash UBIGINT, _line BIGINT)")
+    existing = {row[0] for row in db.con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+        [db.catalog, SCHEMA, contract.source]).fetchall()}
+    for col in contract.columns:
+        if col.name not in existing:
+            db.con.execute(f"ALTER TABLE {table} ADD COLUMN {v.q(col.name)} {col.sql_type}")
+
+
+def _quarantine(db: RawDB, result: LoadResult, contract: Contract, line: tuple[str, str]) -> int:
+    """Copy rows with a broken rule, and malformed lines, to raw._quarantine; return the broken-rule count."""
+    checks = v.checks_for(contract)
+    params = [result.load_id, contract.source, result.file]
+    broken = 0
+    if checks:
+        broken = db.con.execute(f"""
+            INSERT INTO {db.t('_quarantine')}
+            SELECT ?, ?, ?, {line[1]}, {v.rule_expr(checks)}, {v.column_expr(checks)}, {v.detail_expr(checks)},
+                   {v.record_expr(contract)}
+            FROM _staged s {line[0]} WHERE _violation IS NOT NULL""", params).fetchone()[0]
+    db.con.execute(f"""
+        INSERT INTO {db.t('_quarantine')}
+        SELECT ?, ?, ?, line, 'malformed_row', column_name, detail, json_object('_raw_line', csv_line)
+        FROM _malformed""", params)
+    return broken
+
+
+def _find_duplicates(db: RawDB, contract: Contract) -> int:
+    """Fill temp._dups with valid staged rows whose (natural key, content hash) is already known.
+
+    Known = landed in raw.<source> by an earlier load, or an earlier line of this file. Only hashes that
+    repeat inside the file go through the window function, and raw is joined on the hash first, so the
+    work is a hash join over two narrow columns rather than a sort of the file.
+    """
+    keys = [contract.column(k) for k in contract.natural_key]
+    typed_keys = ", ".join(f"{v.typed_ref(k)} AS {v.q(k.name)}" for k in keys)
+    key_cols = ", ".join(v.q(k.name) for k in keys)
+    key_match = " AND ".join(f"r.{v.q(k.name)} IS NOT DISTINCT FROM f.{v.q(k.name)}" for k in keys)
+    table = db.t(contract.source)
+    db.con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _dups AS
+        WITH valid AS MATERIALIZED (
+            SELECT rowid AS rid, _row_hash, {typed_keys} FROM _staged WHERE _violation IS NULL),
+        repeated AS (SELECT _row_hash FROM valid GROUP BY _row_hash HAVING count(*) > 1),
+        in_file AS (
+            SELECT rid FROM (
+                SELECT rid, row_number() OVER (PARTITION BY _row_hash, {key_cols} ORDER BY rid) AS n
+                FROM valid SEMI JOIN repeated USING (_row_hash))
+            WHERE n > 1),
+        in_raw AS (
+            SELECT f.rid FROM valid f JOIN {table} r ON r._row_hash = f._row_hash AND {key_match})
+        SELECT rid FROM in_file UNION SELECT rid FROM in_raw""")
+    return db.con.execute("SELECT count(*) FROM _dups").fetchone()[0]
+
+
+def _insert_rows(db: RawDB, result: LoadResult, contract: Contract, line: tuple[str, str]) -> int:
+    """Land the valid, non-duplicate staged rows typed, in file order."""
+    columns = ", ".join(v.q(c.name) for c in contract.columns)
+    typed = ", ".join(v.typed_ref(c) for c in contract.columns)
+    return db.con.execute(f"""
+        INSERT INTO {db.t(contract.source)} ({columns}, _load_id, _row_hash, _line)
+        SELECT {typed}, ?, s._row_hash, {line[1]}
+        FROM _staged s {line[0]}
+        WHERE s._violation IS NULL AND s.rowid NOT IN (SELECT rid FROM _dups)""", [result.load_id]).fetchone()[0]

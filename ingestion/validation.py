@@ -1,0 +1,215 @@
+"""Contract -> SQL. Every rule of a contract becomes one branch of a single CASE expression.
+
+Validation runs in DuckDB over whole columns (never a Python loop per row): the staged file is
+all-VARCHAR, and for each row the CASE returns the number of the FIRST broken check, or NULL when the row
+is valid. Checks are ordered by rule (required, type, accepted, pattern, min/max, code list), then by the
+column order of the contract, so a row reports the most basic problem first.
+
+Identifiers come only from contracts (checked to be lower_snake_case when loaded) and are quoted anyway;
+literal values (accepted lists, patterns, bounds) also come only from contracts and go through `lit`.
+Nothing from a source file is ever formatted into SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from ingestion.contracts import TYPE_FORMATS, Column, Contract
+
+# strptime formats accepted for timestamps: the contract format, and the ISO 'T' variant which is just as
+# unambiguous. Zone offsets and fractional seconds are refused (times are local clinic time, to the second).
+TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
+VALUE_ECHO_CHARS = 80  # longest excerpt of a bad value written to a quarantine detail
+
+RULE_ORDER = ("required", "type", "accepted", "pattern", "range", "codes")
+
+
+def q(identifier: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def lit(value: Any) -> str:
+    """A SQL literal for a value taken from a contract (never for data from a source file)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    if isinstance(value, datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, date):
+        return f"DATE '{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def value_expr(col: Column) -> str:
+    """The column's text with empty string read as NULL (interfaces.md: empty string = null)."""
+    return f"nullif({q(col.name)}, '')"
+
+
+def typed_expr(col: Column) -> str:
+    """The column's value cast to its contract type; NULL when the text is not a valid value of it.
+
+    Strict where DuckDB's TRY_CAST is lenient: TRY_CAST rounds '1.5' to an integer 2, reads 'yes' as a
+    boolean and drops a '+05' zone offset from a timestamp; each of those would land a wrong value.
+    """
+    v = value_expr(col)
+    if col.type == "varchar":
+        return v
+    if col.type == "integer":
+        return f"CASE WHEN regexp_full_match({v}, '\\s*[+-]?[0-9]+\\s*') THEN TRY_CAST({v} AS INTEGER) END"
+    if col.type == "decimal":
+        return f"TRY_CAST({v} AS DECIMAL(18,2))"
+    if col.type == "date":
+        return f"CAST(try_strptime({v}, '%Y-%m-%d') AS DATE)"
+    if col.type == "timestamp":
+        formats = ", ".join(lit(f) for f in TIMESTAMP_FORMATS)
+        return f"try_strptime({v}, [{formats}])"
+    if col.type == "boolean":
+        return f"CASE lower(trim({v})) WHEN 'true' THEN true WHEN 'false' THEN false END"
+    raise ValueError(f"unsupported type {col.type!r}")
+
+
+TYPED_PREFIX = "__typed__"
+
+
+def typed_ref(col: Column) -> str:
+    """SQL for the typed value in the staged table: the text itself for varchar, else the column that the
+    staging query computed once with `typed_expr` (checks and landing reuse it instead of casting again)."""
+    if col.type == "varchar":
+        return value_expr(col)
+    return q(TYPED_PREFIX + col.name)
+
+
+def typed_columns(contract: Contract) -> str:
+    """SQL select list computing every non-varchar column's typed value, once per row."""
+    return ", ".join(f"{typed_expr(c)} AS {q(TYPED_PREFIX + c.name)}" for c in contract.columns if c.type != "varchar")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule on one column: the SQL condition that breaks it and the SQL detail text for quarantine."""
+
+    rule: str
+    column: str
+    condition: str
+    detail: str
+
+
+def _shown(col: Column) -> str:
+    """SQL for the offending value as it appears in a detail; PHI values are withheld, never echoed."""
+    if col.phi:
+        return "'(value withheld: PHI)'"
+    return f"'''' || left({value_expr(col)}, {VALUE_ECHO_CHARS}) || ''''"
+
+
+def _detail(col: Column, text: str) -> str:
+    """`<column>: <value> <text>` as SQL; `text` is contract-derived and passed through `lit`."""
+    return f"{lit(col.name + ': ')} || {_shown(col)} || {lit(' ' + text)}"
+
+
+def _required(col: Column) -> list[Check]:
+    if not col.required:
+        return []
+    # Cheap for the common case: trim() is only computed for values that start with a space.
+    x = q(col.name)
+    cond = f"({x} IS NULL OR {x} = '' OR (starts_with({x}, ' ') AND trim({x}) = ''))"
+    return [Check("required", col.name, cond, lit(f"{col.name}: a value is required but the field is empty"))]
+
+
+def _type(col: Column) -> list[Check]:
+    if col.type == "varchar":
+        return []
+    cond = f"{value_expr(col)} IS NOT NULL AND {typed_ref(col)} IS NULL"
+    text = f"is not a valid {col.type}; write {TYPE_FORMATS[col.type]}"
+    return [Check(f"invalid_{col.type}", col.name, cond, _detail(col, text))]
+
+
+def _accepted(col: Column) -> list[Check]:
+    if col.accepted is None:
+        return []
+    values = ", ".join(lit(v) for v in col.accepted)
+    cond = f"{value_expr(col)} IS NOT NULL AND {value_expr(col)} NOT IN ({values})"
+    text = "is not an accepted value; use one of: " + ", ".join(col.accepted)
+    return [Check("not_accepted", col.name, cond, _detail(col, text))]
+
+
+def _pattern(col: Column) -> list[Check]:
+    if col.pattern is None:
+        return []
+    cond = f"{value_expr(col)} IS NOT NULL AND NOT regexp_full_match({value_expr(col)}, {lit(col.pattern)})"
+    return [Check("pattern_mismatch", col.name, cond, _detail(col, f"does not match the pattern {col.pattern}"))]
+
+
+def _range(col: Column) -> list[Check]:
+    checks = []
+    typed = typed_ref(col)
+    if col.min is not None:
+        checks.append(Check("below_min", col.name, f"{typed} < {lit(col.min)}",
+                            _detail(col, f"is below the minimum {col.min}")))
+    if col.max is not None:
+        checks.append(Check("above_max", col.name, f"{typed} > {lit(col.max)}",
+                            _detail(col, f"is above the maximum {col.max}")))
+    return checks
+
+
+def _codes(col: Column) -> list[Check]:
+    if col.codes is None:
+        return []
+    cond = (f"{value_expr(col)} IS NOT NULL AND {value_expr(col)} NOT IN "
+            f"(SELECT code FROM _code_list WHERE list_name = {lit(col.codes)})")
+    text = f"is not in the code list ingestion/codes/{col.codes}.csv"
+    return [Check("unknown_code", col.name, cond, _detail(col, text))]
+
+
+_RULE_BUILDERS = {"required": _required, "type": _type, "accepted": _accepted, "pattern": _pattern,
+                  "range": _range, "codes": _codes}
+
+
+def checks_for(contract: Contract) -> list[Check]:
+    """All checks of a contract, in the order in which the first broken one is reported."""
+    return [check for rule in RULE_ORDER for col in contract.columns for check in _RULE_BUILDERS[rule](col)]
+
+
+def violation_expr(checks: list[Check]) -> str:
+    """SQL: the 1-based number of the first broken check of the row, NULL when every check passes."""
+    if not checks:
+        return "CAST(NULL AS SMALLINT)"
+    branches = " ".join(f"WHEN {c.condition} THEN {i}" for i, c in enumerate(checks, start=1))
+    return f"CAST(CASE {branches} END AS SMALLINT)"
+
+
+def _by_check(checks: list[Check], value_sql: list[str]) -> str:
+    branches = " ".join(f"WHEN {i} THEN {v}" for i, v in enumerate(value_sql, start=1))
+    return f"CASE _violation {branches} END"
+
+
+def rule_expr(checks: list[Check]) -> str:
+    """SQL: the rule name of check number `_violation`."""
+    return _by_check(checks, [lit(c.rule) for c in checks])
+
+
+def column_expr(checks: list[Check]) -> str:
+    """SQL: the column name of check number `_violation`."""
+    return _by_check(checks, [lit(c.column) for c in checks])
+
+
+def detail_expr(checks: list[Check]) -> str:
+    """SQL: the detail text of check number `_violation` (computed only for quarantined rows)."""
+    return _by_check(checks, [c.detail for c in checks])
+
+
+def row_hash_expr(contract: Contract) -> str:
+    """SQL: hash of the text of every contract column (empty = NULL), the content identity of a row."""
+    return "hash(" + ", ".join(value_expr(c) for c in contract.columns) + ")"
+
+
+def record_expr(contract: Contract) -> str:
+    """SQL: JSON object of the original text values of the contract columns, for the quarantine."""
+    pairs = ", ".join(f"{lit(c.name)}, {q(c.name)}" for c in contract.columns)
+    return f"json_object({pairs})"

@@ -1,0 +1,240 @@
+"""Loader behaviour: counts, idempotency, versions, refusals, atomicity, discovery, progress."""
+
+from __future__ import annotations
+
+import codecs
+
+import duckdb
+import pytest
+from ingest_helpers import csv_text, example_row, query, table_count, write_csv
+
+import ingestion.loader as loader
+from ingestion.loader import LoadResult, assert_counts, ingest
+
+
+def counts(result: LoadResult) -> tuple[int, int, int, int]:
+    return result.rows_read, result.rows_landed, result.rows_quarantined, result.rows_duplicate
+
+
+def assert_invariant(results: list[LoadResult]) -> None:
+    for r in results:
+        assert r.rows_read == r.rows_landed + r.rows_quarantined + r.rows_duplicate, r
+
+
+def test_counts_invariant_with_every_outcome_in_one_file(home, exports):
+    a, b = example_row("intake_events"), example_row("intake_events")
+    rows = [a, b, dict(a), example_row("intake_events", event_type="nope"), example_row("intake_events")]
+    write_csv(exports, "intake_events.csv", rows)
+    [result] = ingest([exports], home)
+    assert counts(result) == (5, 3, 1, 1)
+    assert_invariant([result])
+    assert query(home, "SELECT rows_read, rows_landed, rows_quarantined, rows_duplicate, status FROM raw._loads") == [
+        (5, 3, 1, 1, "loaded")]
+
+
+def test_assert_counts_rejects_a_broken_invariant():
+    with pytest.raises(AssertionError, match="rows_read 3"):
+        assert_counts(LoadResult(load_id=1, file="x.csv", rows_read=3, rows_landed=1))
+
+
+def test_reingesting_the_same_file_is_skipped_and_audited(home, exports):
+    write_csv(exports, "clinics.csv", [example_row("clinics") for _ in range(3)])
+    first = ingest([exports], home)
+    second = ingest([exports], home)
+    assert [r.status for r in first + second] == ["loaded", "skipped_same_hash"]
+    assert counts(second[0]) == (0, 0, 0, 0)
+    assert second[0].sha256 == first[0].sha256 and "byte-identical" in second[0].message
+    assert table_count(home, "clinics") == 3
+    assert [r[0] for r in query(home, "SELECT status FROM raw._loads ORDER BY load_id")] == [
+        "loaded", "skipped_same_hash"]
+
+
+def test_same_rows_in_a_new_file_are_duplicates(home, exports):
+    rows = [example_row("scheduling_events") for _ in range(3)]
+    write_csv(exports, "scheduling_events_jan.csv", rows)
+    ingest([exports], home)
+    resend = write_csv(exports / "later", "scheduling_events_feb.csv", rows + [example_row("scheduling_events")])
+    [result] = ingest([resend], home)
+    assert counts(result) == (4, 1, 0, 3)
+    assert table_count(home, "scheduling_events") == 4
+
+
+def test_resent_key_with_different_content_lands_as_a_new_version(home, exports):
+    original = example_row("claims", claim_id="CLM1", billed_usd="100.00", submitted_at="2024-03-01 10:00:00")
+    write_csv(exports, "claims_v1.csv", [original])
+    ingest([exports / "claims_v1.csv"], home)
+    corrected = dict(original, billed_usd="120.00", submitted_at="2024-03-05 10:00:00")
+    write_csv(exports, "claims_v2.csv", [corrected, original])
+    [result] = ingest([exports / "claims_v2.csv"], home)
+    assert counts(result) == (2, 1, 0, 1)
+    versions = query(home, "SELECT _load_id, billed_usd FROM raw.claims WHERE claim_id = 'CLM1' ORDER BY _load_id")
+    assert [(load, str(usd)) for load, usd in versions] == [(1, "100.00"), (2, "120.00")]
+
+
+def test_same_key_twice_in_one_file_keeps_both_versions(home, exports):
+    v1 = example_row("patients", patient_id="P1", phone="555-0100", updated_at="2024-01-01 00:00:00")
+    v2 = dict(v1, phone="555-0199", updated_at="2024-02-01 00:00:00")
+    write_csv(exports, "patients.csv", [v1, v2, dict(v2)])
+    [result] = ingest([exports], home)
+    assert counts(result) == (3, 2, 0, 1)
+    assert query(home, "SELECT _line FROM raw.patients ORDER BY _line") == [(2,), (3,)]
+
+
+def test_composite_natural_key_with_a_date(home, exports):
+    row = example_row("marketing_spend", month="2024-01-01", channel="social", spend_usd="500.00")
+    write_csv(exports, "marketing_spend_1.csv", [row])
+    write_csv(exports, "marketing_spend_2.csv", [row, dict(row, channel="events")])
+    results = ingest([exports], home)
+    assert [counts(r) for r in results] == [(1, 1, 0, 0), (2, 1, 0, 1)]
+
+
+REFUSALS = {
+    "binary": (b"PK\x03\x04\x00\x00\x08\x00" + bytes(range(256)) * 4, "binary"),
+    "empty": (b"", "empty"),
+    "utf16": ("clinic_id,clinic_name\nCL1,Main\n".encode("utf-16"), "UTF-16"),
+    "latin1_header": ("clinic_id,clinic_name,café\n".encode("latin-1"), "UTF-8"),
+    "semicolons": (b"clinic_id;clinic_name;city\nCL1;Main;Austin\n", "comma-separated"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSALS))
+def test_unreadable_files_are_refused_and_others_still_load(home, exports, kind):
+    content, fragment = REFUSALS[kind]
+    (exports / "clinics_bad.csv").write_bytes(content)
+    write_csv(exports, "payers.csv", [example_row("payers")])
+    results = {r.file.rsplit("/", 1)[-1]: r for r in ingest([exports], home)}
+    bad, good = results["clinics_bad.csv"], results["payers.csv"]
+    assert bad.status == "refused" and fragment in bad.message and "clinics_bad.csv" in bad.message
+    assert counts(bad) == (0, 0, 0, 0)
+    assert good.status == "loaded" and good.rows_landed == 1
+    assert query(home, "SELECT count(*) FROM raw._quarantine") == [(0,)]
+    assert query(home, "SELECT status FROM raw._loads WHERE file LIKE '%clinics_bad.csv'") == [("refused",)]
+
+
+def test_latin1_bytes_in_the_rows_refuse_the_whole_file(home, exports):
+    rows = [example_row("clinics") for _ in range(3)]
+    text = csv_text(rows).replace(rows[1]["clinic_name"], "Clínica Señor")
+    (exports / "clinics.csv").write_bytes(text.encode("latin-1"))
+    [result] = ingest([exports], home)
+    assert result.status == "refused"
+    assert "line 3 is not valid UTF-8" in result.message and "iconv" in result.message
+    assert not _has_table(home, "clinics")
+
+
+def _has_table(home, table: str) -> bool:
+    return bool(query(home, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table])[0][0])
+
+
+def test_missing_required_column_is_refused_with_the_fix(home, exports):
+    rows = [example_row("clinics")]
+    write_csv(exports, "clinics.csv", rows, columns=[c for c in rows[0] if c != "timezone"])
+    [result] = ingest([exports], home)
+    assert result.status == "refused"
+    assert "missing required column(s) timezone" in result.message
+    assert "ingestion/contracts/clinics.yml" in result.message
+
+
+def test_unknown_source_and_missing_path_are_refused(home, exports, tmp_path):
+    write_csv(exports, "appointments.csv", [{"a": "1"}])
+    write_csv(exports, "clinics.csv", [example_row("clinics")])
+    results = ingest([exports, tmp_path / "nope.csv"], home)
+    by_name = {r.file.rsplit("/", 1)[-1]: r for r in results}
+    assert by_name["appointments.csv"].status == "refused"
+    assert "matches no source contract" in by_name["appointments.csv"].message
+    assert by_name["nope.csv"].status == "refused" and "does not exist" in by_name["nope.csv"].message
+    assert by_name["clinics.csv"].status == "loaded"
+
+
+def test_header_only_file_loads_zero_rows(home, exports):
+    (exports / "clinics.csv").write_text(",".join(example_row("clinics")) + "\n")
+    [result] = ingest([exports], home)
+    assert result.status == "loaded" and counts(result) == (0, 0, 0, 0)
+
+
+def test_utf8_bom_and_crlf_are_accepted(home, exports):
+    text = csv_text([example_row("clinics"), example_row("clinics")]).replace("\n", "\r\n")
+    (exports / "clinics.csv").write_bytes(codecs.BOM_UTF8 + text.encode())
+    [result] = ingest([exports], home)
+    assert (result.status, result.rows_landed, result.rows_quarantined) == ("loaded", 2, 0)
+
+
+def test_a_crash_mid_file_rolls_everything_of_it_back(home, exports, monkeypatch):
+    write_csv(exports, "clinics.csv", [example_row("clinics")])
+    ingest([exports], home)
+    before = query(home, "SELECT * FROM raw.clinics")
+    rows = [example_row("clinics"), example_row("clinics", state="Texas")]
+    write_csv(exports, "clinics_2.csv", rows)
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(loader, "_insert_rows", explode)  # after the quarantine insert, before landing
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        ingest([exports / "clinics_2.csv"], home)
+
+    assert query(home, "SELECT * FROM raw.clinics") == before
+    assert query(home, "SELECT count(*) FROM raw._quarantine") == [(0,)]
+    assert query(home, "SELECT status, rows_landed FROM raw._loads ORDER BY load_id") == [
+        ("loaded", 1), ("failed", 0)]
+
+    monkeypatch.undo()  # the failed load is not a success: the same file loads on the next run
+    [retry] = ingest([exports / "clinics_2.csv"], home)
+    assert counts(retry) == (2, 1, 1, 0)
+
+
+def test_truth_folders_are_skipped_and_order_is_sorted(home, exports):
+    write_csv(exports / "truth", "clinics.csv", [example_row("clinics")])
+    write_csv(exports / "b", "payers.csv", [example_row("payers")])
+    write_csv(exports / "a", "clinics.csv", [example_row("clinics")])
+    (exports / "notes.txt").write_text("not a csv")
+    seen = []
+    results = ingest([exports], home, progress=lambda step, done, total: seen.append((step, done, total)))
+    assert [r.file.split("exports/")[1] for r in results] == ["a/clinics.csv", "b/payers.csv"]
+    assert [r.load_id for r in results] == [1, 2]
+    assert seen == [("clinics.csv", 0, 2), ("payers.csv", 1, 2), ("done", 2, 2)]
+
+
+def test_line_numbers_follow_file_order_across_many_chunks(home, exports):
+    # Enough rows for DuckDB to read and insert in parallel chunks; _line must still be the file line.
+    path = exports / "marketing_touches.csv"
+    con = duckdb.connect()
+    con.execute(f"""COPY (SELECT 'T' || lpad(i::VARCHAR, 7, '0') AS touch_id, 'R' || i AS referral_id,
+                        'social' AS channel, NULL AS campaign, '2024-01-01 00:00:00' AS touched_at
+                        FROM range(300000) t(i)) TO '{path}' (HEADER)""")
+    con.close()
+    [result] = ingest([exports], home)
+    assert result.rows_landed == 300000
+    mismatches = query(home, """SELECT count(*) FROM raw.marketing_touches
+                                WHERE _line != CAST(substr(touch_id, 2) AS BIGINT) + 2""")
+    assert mismatches == [(0,)]
+
+
+def test_a_column_added_to_a_contract_is_added_to_the_raw_table(home, exports):
+    write_csv(exports, "clinics_1.csv", [example_row("clinics")])
+    ingest([exports / "clinics_1.csv"], home)
+    con = duckdb.connect(str(home.raw_db))
+    con.execute("ALTER TABLE raw.raw.clinics DROP COLUMN treatment_tables")  # as if created by an older contract
+    con.close()
+    write_csv(exports, "clinics_2.csv", [example_row("clinics", treatment_tables="7")])
+    [result] = ingest([exports / "clinics_2.csv"], home)
+    assert result.rows_landed == 1
+    assert query(home, "SELECT treatment_tables FROM raw.clinics ORDER BY _load_id") == [(None,), (7,)]
+
+
+def test_messages_never_contain_row_values(home, exports):
+    secret = "Zebediah-Quartermain"
+    rows = [example_row("patients", first_name=secret, birth_date="not a date")]
+    write_csv(exports, "patients.csv", rows)
+    write_csv(exports, "patients_nokey.csv", rows, columns=[c for c in rows[0] if c != "patient_id"])
+    (exports / "patients_malformed.csv").write_text(
+        ",".join(rows[0]) + "\n" + f"P1,{secret},\"unterminated\n")
+    results = ingest([exports], home)
+    for r in results:
+        assert secret not in r.message
+    for (detail,) in query(home, "SELECT detail FROM raw._quarantine"):
+        assert secret not in detail
+
+
+def test_duckdb_errors_are_stripped_of_the_original_line():
+    error = duckdb.InvalidInputException("CSV Error on Line: 4\nOriginal Line: P1,Jane,Doe\nmore")
+    assert loader._safe_error(error) == "CSV Error on Line: 4"
