@@ -1,0 +1,94 @@
+"""Contract-shaped CSV output: column order, text formats and streaming appends, all driven by the YAML.
+
+Every frame is turned into text columns here (vectorised) before dirt is injected and before writing, so
+formats (timestamps, 2-decimal money, true/false) are decided once and dirt can put any text in any cell.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import IO
+
+import polars as pl
+import yaml
+
+CONTRACTS = Path(__file__).resolve().parent.parent / "ingestion" / "contracts"
+SOURCES = ("clinics", "therapists", "referring_physicians", "payers", "patients", "intake_events",
+           "marketing_touches", "marketing_spend", "scheduling_events", "authorizations",
+           "documentation_events", "charges", "claims", "remittances")
+
+
+@lru_cache(maxsize=None)
+def contract(source: str) -> dict:
+    """The parsed contract YAML of one source."""
+    return yaml.safe_load((CONTRACTS / f"{source}.yml").read_text())
+
+
+def columns(source: str) -> dict[str, dict]:
+    return contract(source)["columns"]
+
+
+def _text(expr: pl.Expr, typ: str, dtype: pl.DataType) -> pl.Expr:
+    if typ == "timestamp":
+        if dtype == pl.Int64:  # epoch seconds
+            expr = pl.from_epoch(expr, time_unit="s")
+        return expr.dt.strftime("%Y-%m-%d %H:%M:%S")
+    if typ == "date":
+        if dtype == pl.Int64 or dtype == pl.Int32:  # day index
+            expr = pl.from_epoch(expr.cast(pl.Int64) * 86400, time_unit="s").dt.date()
+        return expr.dt.strftime("%Y-%m-%d")
+    if typ == "decimal":
+        cents = (expr.cast(pl.Float64) * 100).round(0).cast(pl.Int64)
+        sign = pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+        a = cents.abs()
+        return pl.concat_str([sign, (a // 100).cast(pl.String), pl.lit("."),
+                              (a % 100).cast(pl.String).str.zfill(2)])
+    if typ == "boolean":
+        return pl.when(expr).then(pl.lit("true")).otherwise(pl.lit("false"))
+    return expr.cast(pl.String)
+
+
+def to_text(source: str, df: pl.DataFrame) -> pl.DataFrame:
+    """Select the contract's columns in order and render each as contract-formatted text (null stays null).
+
+    Timestamps may be given as Datetime or int epoch seconds, dates as Date or int day indices.
+    """
+    exprs = []
+    for name, spec in columns(source).items():
+        if name in df.columns:
+            exprs.append(_text(pl.col(name), spec["type"], df.schema[name]).alias(name))
+        else:
+            exprs.append(pl.lit(None, dtype=pl.String).alias(name))
+    return df.select(exprs)
+
+
+class Writer:
+    """Keeps one open file per source and appends text frames; counts rows for the manifest."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+        self.handles: dict[str, IO[bytes]] = {}
+        self.rows: dict[str, int] = {}
+
+    def write(self, source: str, text: pl.DataFrame) -> None:
+        first = source not in self.handles
+        if first:
+            self.handles[source] = open(self.out / f"{source}.csv", "wb")
+            self.rows[source] = 0
+        if text.height == 0 and not first:
+            return
+        text.write_csv(self.handles[source], include_header=first, null_value="", line_terminator="\n")
+        self.rows[source] += text.height
+
+    def close(self) -> None:
+        for h in self.handles.values():
+            h.close()
+        self.handles.clear()
+
+
+def write_plain(path: Path, df: pl.DataFrame) -> None:
+    """Write a truth file (not a contract source)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.write_csv(path, null_value="", line_terminator="\n")

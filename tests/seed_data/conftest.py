@@ -1,0 +1,26 @@
+"""Fixtures for the generator tests: the small practice generated once, clean (dirty=0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from seed_metrics import connect
+
+
+@pytest.fixture(scope="session")
+def clean_practice(tmp_path_factory) -> Path:
+    """Small practice (1 clinic x 2 years), seed 42, without dirt."""
+    from seed_data.generator import generate
+
+    out = tmp_path_factory.mktemp("small_clean")
+    generate(out, scale="small", seed=42, dirty=0.0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def con(clean_practice) -> duckdb.DuckDBPyConnection:
+    """DuckDB views over the clean practice's CSVs (plus `appt`: one row per appointment)."""
+    return connect(clean_practice)

@@ -1,0 +1,148 @@
+"""The generator's output honours the contracts (clean), is reproducible, respects as_of, and its dirt is
+counted exactly in the manifest."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from seed_data.generator import generate
+from seed_data.writer import CONTRACTS, SOURCES
+
+CODES = Path(CONTRACTS).parent / "codes"
+TS_RE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def _violations(con: duckdb.DuckDBPyConnection, source: str, spec: dict) -> dict[str, int]:
+    """Count contract rule violations per column with plain SQL over the text values."""
+    checks = []
+    for col, c in spec["columns"].items():
+        q = f'"{col}"'
+        present = f"({q} is not null and {q} <> '')"
+        rules = []
+        if c.get("required"):
+            rules.append(f"not {present}")
+        t = c["type"]
+        if t == "timestamp":
+            rules.append(f"{present} and (not regexp_full_match({q}, '{TS_RE}') or try_cast({q} as timestamp) is null)")
+        elif t == "date":
+            rules.append(f"{present} and (not regexp_full_match({q}, '{DATE_RE}') or try_cast({q} as date) is null)")
+        elif t == "integer":
+            rules.append(f"{present} and try_cast({q} as bigint) is null")
+        elif t == "decimal":
+            rules.append(f"{present} and not regexp_full_match({q}, '^-?\\d+\\.\\d{{2}}$')")
+        elif t == "boolean":
+            rules.append(f"{present} and {q} not in ('true', 'false')")
+        if "accepted" in c:
+            vals = ", ".join(f"'{v}'" for v in c["accepted"])
+            rules.append(f"{present} and {q} not in ({vals})")
+        if "pattern" in c:
+            pat = c["pattern"].replace("'", "''")
+            rules.append(f"{present} and not regexp_full_match({q}, '{pat}')")
+        if "codes" in c:
+            rules.append(f"{present} and {q} not in (select code from read_csv('{CODES / (c['codes'] + '.csv')}', "
+                         f"all_varchar=true))")
+        cast = {"integer": "bigint", "decimal": "double", "date": "date", "timestamp": "timestamp"}.get(t)
+        for bound, op in (("min", "<"), ("max", ">")):
+            if bound in c and cast:
+                rules.append(f"{present} and try_cast({q} as {cast}) {op} cast('{c[bound]}' as {cast})")
+        for i, r in enumerate(rules):
+            checks.append(f"count(*) filter (where {r}) as \"{col}#{i}\"")
+    row = con.execute(f"select {', '.join(checks)} from {source}").fetchone()
+    names = [d[0] for d in con.description]
+    return {n: v for n, v in zip(names, row) if v}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_clean_output_passes_its_contract(con, clean_practice, source):
+    spec = yaml.safe_load((Path(CONTRACTS) / f"{source}.yml").read_text())
+    with open(clean_practice / f"{source}.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert header == list(spec["columns"]), "column order must follow the contract"
+    assert con.execute(f"select count(*) from {source}").fetchone()[0] > 0
+    assert _violations(con, source, spec) == {}
+    key = ", ".join(spec["natural_key"])
+    dup = con.execute(f"select count(*) from (select {key} from {source} group by {key} having count(*) > 1)").fetchone()[0]
+    assert dup == 0, "clean output has unique natural keys"
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    generate(a, scale="small", seed=7)
+    generate(b, scale="small", seed=7)
+    da, db = _digests(a), _digests(b)
+    assert len(da) == 14 + 3 and da == db
+    c = tmp_path / "c"
+    generate(c, scale="small", seed=8)
+    assert _digests(c)["scheduling_events.csv"] != da["scheduling_events.csv"]
+
+
+def test_dirt_does_not_change_clean_rows(clean_practice, small_practice):
+    """Dirty output = clean output + injected defects: every clean row not picked for replacement survives."""
+    clean = (clean_practice / "claims.csv").read_text().splitlines()
+    dirty = set((small_practice / "claims.csv").read_text().splitlines())
+    manifest = json.loads((small_practice / "truth" / "manifest.json").read_text())
+    replaced = sum(v for k, v in manifest["dirt"].get("claims", {}).items()
+                   if k in ("malformed_date", "missing_id", "unknown_code"))
+    missing = sum(1 for line in clean if line not in dirty)
+    assert missing == replaced
+
+
+def test_manifest_counts_dirt_exactly(small_practice):
+    m = json.loads((small_practice / "truth" / "manifest.json").read_text())
+    assert m["seed"] == 42 and m["dirty"] == 0.005 and m["as_of"] == "2026-10-31"
+    con = duckdb.connect()
+    f = small_practice / "charges.csv"
+    con.execute(f"create view c as select * from read_csv('{f}', all_varchar=true)")
+    d = m["dirt"]["charges"]
+    assert con.execute("select count(*) from c where cpt_code = '99999'").fetchone()[0] == d.get("unknown_code", 0)
+    assert con.execute("select count(*) from c where units = '-1'").fetchone()[0] == d.get("negative_units", 0)
+    bad_dates = con.execute("""select count(*) from c where try_strptime(service_date, '%Y-%m-%d') is null
+                               or try_strptime(posted_at, '%Y-%m-%d %H:%M:%S') is null""").fetchone()[0]
+    assert bad_dates == d.get("malformed_date", 0)
+    exact_dups = con.execute("select count(*) - count(distinct c) from (select c::varchar as c from c)").fetchone()[0]
+    assert exact_dups == d.get("duplicate", 0)
+    resent = con.execute("""select count(*) from (select charge_id from c where charge_id is not null
+                            group by charge_id having count(distinct c::varchar) > 1)""").fetchone()[0]
+    assert resent == d.get("resent", 0)
+    total_dirt = sum(sum(v.values()) for v in m["dirt"].values())
+    total_rows = sum(v for k, v in m["rows"].items() if not k.startswith("truth/"))
+    assert 0.003 < total_dirt / total_rows < 0.007
+    for f, n in m["rows"].items():
+        with open(small_practice / f) as fh:
+            assert sum(1 for _ in fh) - 1 == n, f
+
+
+def test_history_window_and_future_bookings(con):
+    as_of = date(2026, 10, 31)
+    first = con.execute("select min(event_at::timestamp) from intake_events").fetchone()[0]
+    assert first.date() >= date(2024, 11, 1)
+    for src, col in (("intake_events", "event_at"), ("scheduling_events", "event_at"),
+                     ("documentation_events", "created_at"), ("charges", "posted_at"), ("claims", "submitted_at"),
+                     ("remittances", "event_at"), ("marketing_touches", "touched_at")):
+        last = con.execute(f"select max({col}::timestamp) from {src}").fetchone()[0]
+        assert last.date() <= as_of, src
+    fut = con.execute("""select count(*), max(start)::date, count(*) filter (where status <> 'scheduled')
+                         from appt where start > timestamp '2026-11-01'""").fetchone()
+    assert fut[0] > 20 and fut[1] <= date(2026, 11, 29) and fut[2] == 0
+    types = {r[0] for r in con.execute("""select distinct s.event_type from scheduling_events s join appt a
+                using (appointment_id) where a.start > timestamp '2026-11-01'""").fetchall()}
+    assert types <= {"booked", "rescheduled"}
+    # open A/R: claims submitted in the last weeks are not all paid yet
+    unpaid_recent = con.execute("""select avg((r.claim_id is null)::int) from claims c left join
+        (select distinct claim_id from remittances where event_type in ('payer_payment','denial')) r using (claim_id)
+        where c.submitted_at::timestamp > timestamp '2026-10-15'""").fetchone()[0]
+    assert unpaid_recent > 0.5
