@@ -1,0 +1,67 @@
+"""Attribution & ROI (marketing, owner): what each channel returns under each attribution model (first,
+last, linear, time-decay, position-based; Markov and Shapley when the ML step has run), spend against
+attributed revenue, ROI and cost per new patient by month, and how many touches a decision takes."""
+
+import streamlit as st
+
+from app.lib import charts, queries, ui
+from app.lib.formatting import fmt
+
+ctx = ui.page("attribution")
+ui.require_tables(ctx, "marts.attribution_roi", "marts.attribution_paths", what="Attribution & ROI")
+f = ctx.filters
+ctx.as_of_caption()
+st.caption(f"Months {f.start:%b %Y} – {f.end:%b %Y}, practice-wide (marketing spend is not split by clinic). "
+           "A conversion is an evaluated referral; its value is the net revenue actually collected for the episode.")
+
+models = queries.available_models(ctx.reader)
+if not ctx.reader.has("ml.attribution_credit"):
+    st.caption("Markov and Shapley appear here once the ML step has scored a build.")
+chosen = st.multiselect("Models to compare", models, default=models, format_func=lambda m: queries.MODEL_LABELS.get(m, m),
+                        key="at_models")
+by_channel = queries.attribution_by_channel(ctx.reader, f)
+compare = by_channel[by_channel["model"].isin(chosen)]
+ui.chart(charts.attribution_compare(compare, dict(queries.MODEL_LABELS)), compare, "attribution_by_model", "at_compare")
+
+model = st.selectbox("Model for the detail below", models, format_func=lambda m: queries.MODEL_LABELS.get(m, m),
+                     index=models.index("position") if "position" in models else 0, key="at_model")
+detail = by_channel[by_channel["model"] == model]
+total_spend, total_rev = detail["spend_usd"].sum(), detail["attributed_revenue_usd"].sum()
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Marketing spend", fmt(total_spend, "usd"), border=True)
+c2.metric("Attributed revenue", fmt(total_rev, "usd"), border=True)
+c3.metric("ROI", fmt((total_rev - total_spend) / total_spend, "pct") if total_spend else "–", border=True,
+          help="(attributed net revenue − spend) / spend")
+conv = detail["attributed_conversions"].sum()
+c4.metric("Cost per new patient", fmt(total_spend / conv, "usd") if conv else "–", border=True,
+          help="Benchmarks: ≈$274 organic, ≈$445 paid.")
+
+left, right = st.columns(2)
+with left:
+    ui.chart(charts.spend_vs_revenue(detail, queries.MODEL_LABELS.get(model, model)), detail,
+             f"spend_vs_revenue_{model}", "at_spend")
+with right:
+    ui.table(detail[["channel", "spend_usd", "attributed_conversions", "attributed_revenue_usd", "roi",
+                     "cost_per_new_patient"]], f"roi_by_channel_{model}", "at_roi", column_config={
+        "spend_usd": ui.money("Spend"), "attributed_revenue_usd": ui.money("Attributed revenue"),
+        "attributed_conversions": st.column_config.NumberColumn("New patients", format="%.1f"),
+        "roi": ui.pct("ROI"), "cost_per_new_patient": ui.money("Cost per new patient")})
+
+if model in queries.HEURISTIC_MODELS:
+    monthly = queries.attribution_monthly(ctx.reader, f, model)
+    metric = st.radio("Monthly measure", ["roi", "cost_per_new_patient", "attributed_revenue_usd"], horizontal=True,
+                      format_func={"roi": "ROI", "cost_per_new_patient": "Cost per new patient",
+                                   "attributed_revenue_usd": "Attributed revenue"}.get, key="at_metric")
+    unit = {"roi": "ratio", "cost_per_new_patient": "usd", "attributed_revenue_usd": "usd"}[metric]
+    label = {"roi": "ROI", "cost_per_new_patient": "Cost per new patient", "attributed_revenue_usd": "Attributed revenue"}[metric]
+    ui.chart(charts.monthly_metric(monthly, metric, label, unit), monthly, f"attribution_monthly_{model}", "at_monthly")
+else:
+    st.caption("Data-driven models are fitted on all history, so they have no monthly split.")
+
+st.subheader("Paths to a decision")
+left, right = st.columns(2)
+with left:
+    lengths = queries.path_lengths(ctx.reader)
+    ui.chart(charts.path_lengths(lengths), lengths, "path_lengths", "at_lengths")
+with right:
+    ui.table(queries.top_paths(ctx.reader), "top_paths", "at_paths", column_config={"revenue_usd": ui.money("Revenue")})

@@ -1,0 +1,84 @@
+"""Data health (admin, analyst): what was loaded and when, what was quarantined and under which rule,
+how fresh each source is, and the last builds with their test results. Rejected rows themselves
+(which may contain PHI) are shown to admins only."""
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from app.lib import charts, queries, ui
+from app.lib.formatting import fmt
+
+ctx = ui.page("data_health")
+ctx.as_of_caption()
+
+if ctx.reader.has("marts.data_quality"):
+    loads = queries.loads(ctx.reader)
+    q = queries.quarantine_by_rule(ctx.reader)
+    fresh = queries.freshness(ctx.reader)
+else:
+    loads = q = fresh = pd.DataFrame()
+builds = queries.builds(ctx.reader)
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Loads", fmt(len(loads), "count"), border=True)
+c2.metric("Rows quarantined", fmt(q["rows"].sum() if len(q) else 0, "count"), border=True)
+c3.metric("Refused files", fmt((loads["status"] == "refused").sum() if len(loads) else 0, "count"), border=True)
+last = builds.iloc[0].to_dict() if len(builds) else {}
+c4.metric("Last build", str(last.get("status", "–")), str(last.get("finished_at", "")) or None, delta_color="off",
+          border=True)
+
+st.subheader("Freshness by source")
+ui.table(fresh, "source_freshness", "dh_fresh", empty_message="No loads recorded in this build.")
+
+left, right = st.columns(2)
+with left:
+    ui.chart(charts.quarantine(q), q, "quarantine_by_rule", "dh_quarantine")
+with right:
+    st.markdown("**Loads** (newest first)")
+    ui.table(loads, "loads", "dh_loads", height=360)
+
+st.subheader("Builds and their tests")
+if builds.empty:
+    st.caption("No build history in this file.")
+else:
+    def _tests(value) -> str:
+        try:
+            t = json.loads(value) if isinstance(value, str) else (value or {})
+            return f"{t.get('passed', '?')} passed, {t.get('warned', 0)} warned, {t.get('failed', 0)} failed"
+        except (TypeError, ValueError, AttributeError):
+            return str(value)
+
+    view = builds.copy()
+    if "tests" in view:
+        view["test_summary"] = view["tests"].map(_tests)
+    ui.table(view, "builds", "dh_builds")
+    failures = last.get("tests")
+    try:
+        failed = (json.loads(failures) if isinstance(failures, str) else failures or {}).get("failures") or []
+    except (TypeError, ValueError, AttributeError):
+        failed = []
+    if failed:
+        st.warning("Failed or warned tests in the last build: " + ", ".join(map(str, failed)))
+
+if ctx.user.role == "admin":
+    st.subheader("Rejected rows (admin only)")
+    st.caption("Read from raw.duckdb on request (held open only for the read, so ingestion is never blocked).")
+    if st.button("Show the latest 200 rejected rows", key="dh_show_rejected"):
+        import duckdb
+
+        raw = ctx.settings.raw_db
+        if not raw.exists():
+            st.info("No raw.duckdb yet.")
+        else:
+            try:
+                con = duckdb.connect(str(raw), read_only=True)
+                try:
+                    rows = con.execute("select load_id, source, file, line, rule, column_name, detail, record "
+                                       "from raw._quarantine order by load_id desc, line limit 200").df()
+                finally:
+                    con.close()
+                ui.table(rows, "quarantined_rows", "dh_rows")
+            except duckdb.Error as exc:
+                st.warning(f"Could not read raw.duckdb right now ({exc}). Ingestion may be running; try again.")

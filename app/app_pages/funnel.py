@@ -1,0 +1,52 @@
+"""Funnel: from referral received to discharge. How many reach each stage, where and why they drop out,
+how long each step takes, broken down by clinic, source or payer; and the referrals behind any number
+(names only for roles allowed to see identities)."""
+
+import streamlit as st
+
+from app.lib import charts, queries, ui
+from app.lib.formatting import fmt
+
+ctx = ui.page("funnel")
+ui.require_tables(ctx, "marts.referral_funnel", what="The Funnel")
+f = ctx.filters
+ctx.as_of_caption()
+
+s = queries.funnel_summary(ctx.reader, f).iloc[0]
+c1, c2, c3, c4, c5 = st.columns(5)
+c1.metric("Referrals received", fmt(s["referrals"], "count"), border=True)
+c2.metric("Converted (finalized eval)", fmt(s["conversion_webpt"], "pct"), border=True,
+          help="WebPT definition: referrals with a finalized initial evaluation / referrals received.")
+c3.metric("First visit within 7 days", fmt(s["conversion_7day"], "pct"), border=True,
+          help="Net Health definition: first visit no later than 7 days after the referral arrived.")
+c4.metric("Median time to first contact", fmt(s["median_hours_to_contact"], "hours"), border=True,
+          help="Healthy: minutes to hours.")
+c5.metric("Median time to evaluation", fmt(s["median_business_days_to_eval"], "days"), border=True,
+          help="Business days from referral to initial evaluation. Healthy: 3–4 business days.")
+
+breakdown = st.segmented_control("Break down by", ["None", *queries.FUNNEL_BREAKDOWNS], default="None",
+                                 key="fn_breakdown")
+group = None if breakdown in (None, "None") else breakdown
+stages = queries.funnel_stages(ctx.reader, f, group)
+ui.chart(charts.funnel(stages), stages, "funnel_stages", "fn_stages")
+
+left, right = st.columns(2)
+with left:
+    exits = queries.funnel_exits(ctx.reader, f)
+    ui.chart(charts.exits(exits), exits, "funnel_exits", "fn_exits")
+with right:
+    durations = queries.stage_durations(ctx.reader, f)
+    ui.chart(charts.durations(durations), durations, "funnel_stage_durations", "fn_durations")
+
+st.subheader("Referrals behind a number")
+d1, d2 = st.columns(2)
+stage = d1.selectbox("Reached stage", queries.STAGES, format_func=queries.STAGE_LABELS.get, key="fn_drill_stage")
+group_value = None
+if group:
+    groups = sorted(stages["grp"].unique().tolist())
+    group_value = d2.selectbox(group, groups, key="fn_drill_group")
+drill = queries.funnel_drilldown(ctx.reader, f, stage, group, group_value)
+if not ctx.user.scope.phi:
+    st.caption("Patients are shown by pseudonymous key: your role sees de-identified data only.")
+st.caption(f"Latest {len(drill):,} referrals (up to 500) that reached **{queries.STAGE_LABELS[stage]}**.")
+ui.table(drill, f"funnel_{stage}_referrals", "fn_drill")

@@ -1,0 +1,66 @@
+"""No-show risk (manager, owner): upcoming appointments most likely to be missed, with the model's reasons,
+so the front desk can confirm them; how well the predicted percentages match what happened (calibration);
+and the model card."""
+
+from datetime import datetime
+
+import streamlit as st
+
+from app.lib import charts, queries, ui
+from app.lib.formatting import fmt, reference_now
+
+ctx = ui.page("no_show")
+ui.require_tables(ctx, "ml.no_show_scores", "marts.appointments", what="No-show risk")
+f = ctx.filters
+ctx.as_of_caption()
+start = ctx.as_of or reference_now(None, datetime.now())
+
+days = st.slider("Look ahead (days)", 1, 30, 14, key="ns_days")
+upcoming = queries.upcoming_risk(ctx.reader, f, start, days)
+high = upcoming[upcoming["risk_band"] == "high"]
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Scored upcoming appointments", fmt(len(upcoming), "count"), border=True)
+c2.metric("High risk", fmt(len(high), "count"), border=True)
+c3.metric("Expected no-shows", fmt(upcoming["probability"].sum(), "count"), border=True,
+          help="Sum of predicted probabilities: how many of these appointments the model expects to be missed.")
+c4.metric("Expected no-show rate", fmt(upcoming["probability"].mean() if len(upcoming) else None, "pct"),
+          border=True, help="US PT mean ≈10% (survey).")
+
+left, right = st.columns([1, 2])
+with left:
+    counts = upcoming.groupby("risk_band", as_index=False).size().rename(columns={"size": "appointments"})
+    ui.chart(charts.risk_bands(upcoming), counts, "no_show_risk_bands", "ns_bands")
+with right:
+    st.markdown("**High-risk appointments to confirm** (they are also in the work queue)")
+    ui.table(high, "high_risk_appointments", "ns_high", column_config={
+        "probability": ui.pct("Risk"), "scheduled_start": st.column_config.DatetimeColumn("When", format="ddd MMM D, HH:mm"),
+        "reason_1": "Main reason", "reason_2": "Second reason"}, height=360,
+        empty_message="No high-risk appointments in this window.")
+
+st.subheader("Can the percentages be trusted?")
+left, right = st.columns(2)
+with left:
+    if ctx.reader.has("ml.no_show_calibration"):
+        cal = queries.calibration(ctx.reader)
+        ui.chart(charts.calibration(cal), cal, "no_show_calibration", "ns_cal")
+    else:
+        st.info("Calibration appears after the model has been evaluated (`ptpulse train`).")
+with right:
+    hist = queries.no_show_history(ctx.reader, f)
+    ui.chart(charts.observed_no_show(hist), hist, "observed_no_show_rate", "ns_hist")
+
+st.subheader("Model card")
+cards = sorted(p for p in ctx.settings.models_dir.rglob("*") if p.is_file() and "card" in p.name.lower()
+               and "no_show" in str(p).replace("-", "_").lower() and p.suffix in (".md", ".json")) \
+    if ctx.settings.models_dir.exists() else []
+if cards:
+    card = cards[-1]
+    if card.suffix == ".md":
+        st.markdown(card.read_text(encoding="utf-8"))
+    else:
+        st.json(card.read_text(encoding="utf-8"), expanded=False)
+    st.caption(f"From {card}")
+else:
+    versions = upcoming["model_version"].dropna().unique().tolist() if "model_version" in upcoming else []
+    st.caption("No model card file found under the models folder yet (`ptpulse train` writes it)."
+               + (f" Scores come from model version {', '.join(map(str, versions))}." if versions else ""))

@@ -1,0 +1,41 @@
+"""SQL (analyst): ad-hoc read-only queries against de-identified copies of the marts.
+
+One SELECT / WITH / DESCRIBE / SHOW statement at a time, capped in rows and time, in a sandbox DuckDB with
+no file access that holds no patient identities (see app/lib/sql_guard.py and app/README.md)."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from app.lib import sql_guard, ui
+
+ctx = ui.page("sql")
+ctx.as_of_caption()
+
+
+@st.cache_resource(max_entries=2, show_spinner="Preparing de-identified copies of the marts…")
+def sandbox(path: str, identity: str):
+    """One sandbox per served build, shared by analyst sessions (each query gets its own cursor)."""
+    return sql_guard.build_sandbox(Path(path))
+
+
+box = sandbox(str(ctx.settings.analytics_db), ctx.reader.db.identity().token)
+st.caption(f"Read-only · de-identified (patient_key only) · one statement · up to {sql_guard.ROW_CAP:,} rows · "
+           f"{sql_guard.TIME_LIMIT_S:.0f} s limit · no file access")
+with st.expander("Tables you can query"):
+    ui.table(sql_guard.sandbox_catalog(box), "sql_catalog", "sql_catalog")
+
+default = "select clinic_id, kpi, value from marts.practice_kpis where grain = 'month' order by period_start desc limit 20"
+with st.form("sql_form"):
+    text = st.text_area("Query", value=st.session_state.get("sql_last", default), height=160, key="sql_text")
+    run = st.form_submit_button("Run", type="primary")
+if run:
+    st.session_state["sql_last"] = text
+    try:
+        result = sql_guard.run_readonly(box, text)
+    except sql_guard.SqlRefused as exc:
+        st.error(str(exc))
+    else:
+        note = " (row cap reached: results are cut off)" if result.truncated else ""
+        st.caption(f"{len(result.frame):,} rows in {result.seconds:.2f} s{note}")
+        ui.table(result.frame, "query_result", "sql_result", empty_message="The query returned no rows.")

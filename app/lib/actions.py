@@ -1,0 +1,242 @@
+"""Work-queue actions: an append-only event log in app.sqlite (SQLite, WAL), folded into live task state.
+
+Why append-only: two people acting on the same task must both be recorded and nothing may be lost; the
+state a user sees is a fold of the events (the latest action wins), computed on read, so an action is
+visible to every session at once without waiting for a rebuild. The next build copies this table (with
+SQLite's backup API) and counts it, e.g. as the first contact of a referral.
+
+Schema (interfaces.md section 4):
+    actions(action_id INTEGER PK, task_id, action, actor, acted_at UTC ISO, payload JSON)
+    audit_log(id INTEGER PK, actor, role, event, detail, at)
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+ACTIONS: tuple[str, ...] = ("claim", "assign", "log_outreach", "snooze", "mark_lost", "confirm")
+METHODS: tuple[str, ...] = ("call", "sms", "email")
+OUTCOMES: Mapping[str, str] = {
+    "reached": "Reached - will follow up",
+    "scheduled": "Reached - appointment booked",
+    "declined": "Reached - declined care",
+    "left_message": "Left voicemail / message",
+    "no_answer": "No answer",
+    "wrong_number": "Wrong number / bounced",
+}
+# Outcomes where a person was actually spoken to (the build counts these as "contacted").
+REACHED_OUTCOMES: frozenset[str] = frozenset({"reached", "scheduled", "declined"})
+# An outreach with this outcome finishes the task; any other outcome keeps it open for follow-up.
+CLOSING_OUTCOMES: frozenset[str] = frozenset({"scheduled"})
+LOST_REASONS: tuple[str, ...] = (
+    "Chose another provider", "Insurance / cost", "No longer needs therapy", "Unreachable after attempts",
+    "Physician cancelled referral", "Moved away", "Other",
+)
+
+SCHEMA = """
+create table if not exists actions (
+    action_id integer primary key autoincrement,
+    task_id   text not null,
+    action    text not null check (action in ('claim','assign','log_outreach','snooze','mark_lost','confirm')),
+    actor     text not null,
+    acted_at  text not null,
+    payload   text not null default '{}'
+);
+create index if not exists actions_task on actions(task_id, acted_at, action_id);
+create table if not exists audit_log (
+    id     integer primary key autoincrement,
+    actor  text not null,
+    role   text not null,
+    event  text not null,
+    detail text not null default '{}',
+    at     text not null
+);
+create index if not exists audit_at on audit_log(at);
+"""
+
+
+class ActionError(ValueError):
+    """An action that cannot be recorded as given (says what to fix)."""
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A short-lived connection in WAL mode with a busy timeout, schema ensured.
+
+    Short-lived on purpose: SQLite connections are cheap, and not sharing one across Streamlit threads
+    avoids every cross-thread pitfall. busy_timeout makes concurrent writers wait instead of failing.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(str(path), timeout=10.0, isolation_level=None)
+    try:
+        con.execute("pragma busy_timeout = 10000")
+        con.execute("pragma journal_mode = wal")
+        con.execute("pragma synchronous = normal")
+        con.executescript(SCHEMA)
+        yield con
+    finally:
+        con.close()
+
+
+def validate(action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Check one action's payload; returns the cleaned payload or raises ActionError."""
+    if action not in ACTIONS:
+        raise ActionError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+    clean = {k: v for k, v in payload.items() if v not in (None, "")}
+    if action == "assign" and not clean.get("assignee"):
+        raise ActionError("assign needs an assignee (who should work the task)")
+    if action == "log_outreach":
+        if clean.get("method") not in METHODS:
+            raise ActionError(f"log_outreach needs a method: one of {', '.join(METHODS)}")
+        if clean.get("outcome") not in OUTCOMES:
+            raise ActionError(f"log_outreach needs an outcome: one of {', '.join(OUTCOMES)}")
+    if action == "snooze":
+        until = clean.get("until")
+        try:
+            datetime.fromisoformat(str(until))
+        except (TypeError, ValueError):
+            raise ActionError("snooze needs 'until' as an ISO date or timestamp, e.g. 2025-03-01T09:00") from None
+    if action == "mark_lost" and not clean.get("reason"):
+        raise ActionError("mark_lost needs a reason (why the patient will not come)")
+    return clean
+
+
+def record(path: Path, task_id: str, action: str, actor: str, payload: Mapping[str, Any] | None = None,
+           role: str = "", acted_at: str | None = None) -> int:
+    """Append one action (and its audit entry) in one transaction; returns the action_id."""
+    if not task_id:
+        raise ActionError("an action needs a task_id")
+    clean = validate(action, payload or {})
+    at = acted_at or utc_now_iso()
+    with connect(path) as con:
+        con.execute("begin immediate")
+        try:
+            cur = con.execute(
+                "insert into actions(task_id, action, actor, acted_at, payload) values (?, ?, ?, ?, ?)",
+                (task_id, action, actor, at, json.dumps(clean, sort_keys=True, default=str)))
+            action_id = int(cur.lastrowid)
+            con.execute(
+                "insert into audit_log(actor, role, event, detail, at) values (?, ?, ?, ?, ?)",
+                (actor, role, f"action.{action}",
+                 json.dumps({"task_id": task_id, "action_id": action_id, **clean}, sort_keys=True, default=str), at))
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+    return action_id
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """The live state of one task after folding its actions (the latest action wins)."""
+
+    task_id: str
+    status: str  # open, snoozed, done, lost
+    assignee: str | None
+    snoozed_until: str | None
+    last_action: str
+    last_actor: str
+    last_at: str
+    last_outreach: str | None  # e.g. "call: No answer"
+    outreach_count: int
+    lost_reason: str | None
+    actions: int
+
+
+def status_after(action: str, payload: Mapping[str, Any]) -> str:
+    """The status a task has when this action is its latest one."""
+    if action == "snooze":
+        return "snoozed"
+    if action == "mark_lost":
+        return "lost"
+    if action == "confirm":
+        return "done"
+    if action == "log_outreach" and payload.get("outcome") in CLOSING_OUTCOMES:
+        return "done"
+    return "open"
+
+
+def fold(rows: Iterable[tuple[str, str, str, str, str]]) -> dict[str, TaskState]:
+    """Fold (task_id, action, actor, acted_at, payload) rows, in order, into TaskState per task."""
+    state: dict[str, dict[str, Any]] = {}
+    for task_id, action, actor, acted_at, payload_text in rows:
+        payload = json.loads(payload_text or "{}")
+        s = state.setdefault(task_id, {"assignee": None, "snoozed_until": None, "last_outreach": None,
+                                       "outreach_count": 0, "lost_reason": None, "actions": 0})
+        s["actions"] += 1
+        s["status"] = status_after(action, payload)
+        s.update(last_action=action, last_actor=actor, last_at=acted_at)
+        if action == "claim":
+            s["assignee"] = actor
+        elif action == "assign":
+            s["assignee"] = payload.get("assignee")
+        elif action == "log_outreach":
+            s["outreach_count"] += 1
+            s["last_outreach"] = f"{payload.get('method')}: {OUTCOMES.get(payload.get('outcome'), payload.get('outcome'))}"
+        elif action == "snooze":
+            s["snoozed_until"] = str(payload.get("until"))
+        elif action == "mark_lost":
+            s["lost_reason"] = payload.get("reason")
+        if s["status"] != "snoozed":
+            s["snoozed_until"] = None
+    return {tid: TaskState(task_id=tid, **s) for tid, s in state.items()}
+
+
+def task_states(path: Path, task_ids: Iterable[str] | None = None) -> dict[str, TaskState]:
+    """Live state for the given tasks (or every task with an action). Ordered by time, then insertion."""
+    if not path.exists():
+        return {}
+    with connect(path) as con:
+        if task_ids is None:
+            rows = con.execute("select task_id, action, actor, acted_at, payload from actions "
+                               "order by acted_at, action_id").fetchall()
+        else:
+            ids = list(dict.fromkeys(task_ids))
+            if not ids:
+                return {}
+            con.execute("create temp table wanted(task_id text primary key)")
+            con.executemany("insert or ignore into wanted values (?)", [(t,) for t in ids])
+            rows = con.execute("select a.task_id, a.action, a.actor, a.acted_at, a.payload from actions a "
+                               "join wanted w using (task_id) order by a.acted_at, a.action_id").fetchall()
+    return fold(rows)
+
+
+def history(path: Path, task_id: str) -> list[dict[str, Any]]:
+    """Every action on one task, oldest first (both users' actions, nothing lost)."""
+    if not path.exists():
+        return []
+    with connect(path) as con:
+        rows = con.execute("select action_id, action, actor, acted_at, payload from actions where task_id = ? "
+                           "order by acted_at, action_id", (task_id,)).fetchall()
+    return [{"action_id": r[0], "action": r[1], "actor": r[2], "acted_at": r[3], **json.loads(r[4] or "{}")}
+            for r in rows]
+
+
+def is_visible(state: TaskState | None, now_iso: str) -> bool:
+    """Whether a task belongs in the open queue now: no action yet, open, or its snooze has run out."""
+    if state is None or state.status == "open":
+        return True
+    if state.status == "snoozed":
+        return (state.snoozed_until or "") <= now_iso
+    return False
+
+
+def assignees(path: Path) -> list[str]:
+    """People who have claimed or been assigned tasks (for the assignee filter)."""
+    if not path.exists():
+        return []
+    with connect(path) as con:
+        rows = con.execute(
+            "select distinct coalesce(json_extract(payload, '$.assignee'), actor) from actions "
+            "where action in ('claim','assign') order by 1").fetchall()
+    return [r[0] for r in rows if r[0]]

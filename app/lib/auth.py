@@ -1,0 +1,247 @@
+"""Who may see what: roles, the page access matrix, clinic scope and the de-identification rule.
+
+Everything here is pure data and small functions so the rules are tested without Streamlit and every
+page and query asks the same place. Enforcement is server-side: pages call `require_page` (refuse and
+stop) and queries receive a `Scope` that decides which clinics and which columns they may return.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import yaml
+
+ROLES: tuple[str, ...] = ("owner", "manager", "front_desk", "marketing", "analyst", "admin")
+
+ROLE_LABELS: Mapping[str, str] = {
+    "owner": "Practice owner",
+    "manager": "Clinic manager",
+    "front_desk": "Front desk",
+    "marketing": "Marketing / liaison",
+    "analyst": "Analyst",
+    "admin": "Administrator",
+}
+
+# Roles that may receive protected health information (names, phones, emails, birth dates, addresses,
+# patient_id). Marketing and analysts work on de-identified data only (patient_key instead).
+PHI_ROLES: frozenset[str] = frozenset({"owner", "manager", "front_desk", "admin"})
+
+# Roles whose clinic list in the roles file limits what they see. Owners, analysts, marketing and
+# admins work practice-wide unless the roles file names clinics for them.
+CLINIC_SCOPED_BY_DEFAULT: frozenset[str] = frozenset({"front_desk", "manager"})
+
+# page key -> roles allowed. The one place the access matrix is written down (README shows it).
+PAGE_ACCESS: Mapping[str, frozenset[str]] = {
+    "overview": frozenset({"owner", "manager"}),
+    "funnel": frozenset({"owner", "manager", "marketing", "analyst"}),
+    "referral_sources": frozenset({"owner", "marketing", "analyst"}),
+    "attribution": frozenset({"owner", "marketing", "analyst"}),
+    "leakage": frozenset({"owner"}),
+    "work_queue": frozenset({"front_desk", "manager", "owner"}),
+    "no_show": frozenset({"owner", "manager"}),
+    "forecast": frozenset({"owner", "manager"}),
+    "data_health": frozenset({"admin", "analyst"}),
+    "sql": frozenset({"analyst"}),
+    "admin": frozenset({"admin"}),
+}
+
+PAGE_TITLES: Mapping[str, str] = {
+    "overview": "Overview",
+    "funnel": "Funnel",
+    "referral_sources": "Referral sources",
+    "attribution": "Attribution & ROI",
+    "leakage": "Revenue leakage",
+    "work_queue": "Work queue",
+    "no_show": "No-show risk",
+    "forecast": "Demand forecast",
+    "data_health": "Data health",
+    "sql": "SQL",
+    "admin": "Admin",
+}
+
+# First page each role lands on.
+HOME_PAGE: Mapping[str, str] = {
+    "owner": "overview",
+    "manager": "overview",
+    "front_desk": "work_queue",
+    "marketing": "referral_sources",
+    "analyst": "funnel",
+    "admin": "data_health",
+}
+
+
+class AccessDenied(PermissionError):
+    """A role asked for a page or data it may not see."""
+
+
+@dataclass(frozen=True)
+class User:
+    """The person using the app, as the server sees them (never taken from the browser)."""
+
+    email: str
+    role: str
+    clinics: tuple[str, ...] | None = None  # None = every clinic
+    demo: bool = False
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"unknown role {self.role!r}; expected one of {', '.join(ROLES)}")
+
+    @property
+    def scope(self) -> "Scope":
+        return Scope(role=self.role, clinics=self.clinics)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one query may return: which clinics, and whether identities are allowed.
+
+    Part of every cache key, so a cached result computed for one scope is never served to another.
+    """
+
+    role: str
+    clinics: tuple[str, ...] | None = None
+
+    @property
+    def phi(self) -> bool:
+        return self.role in PHI_ROLES
+
+    @property
+    def key(self) -> str:
+        clinics = "*" if self.clinics is None else ",".join(sorted(self.clinics))
+        return f"{self.role}|{clinics}"
+
+    def effective_clinics(self, requested: Iterable[str] | None) -> tuple[str, ...] | None:
+        """Clinics a query may touch: the request intersected with the scope (None = all)."""
+        wanted = None if requested is None else tuple(dict.fromkeys(requested))
+        if self.clinics is None:
+            return wanted
+        if wanted is None:
+            return tuple(self.clinics)
+        allowed = set(self.clinics)
+        return tuple(c for c in wanted if c in allowed)
+
+
+def can_view(role: str, page: str) -> bool:
+    return role in PAGE_ACCESS.get(page, frozenset())
+
+
+def pages_for(role: str) -> list[str]:
+    """Pages a role may open, in menu order."""
+    return [page for page in PAGE_ACCESS if can_view(role, page)]
+
+
+def require_page(user: User, page: str) -> None:
+    """Raise AccessDenied unless the user's role may open the page (pages turn this into a refusal)."""
+    if not can_view(user.role, page):
+        allowed = ", ".join(ROLE_LABELS[r] for r in ROLES if r in PAGE_ACCESS[page])
+        raise AccessDenied(
+            f"The {PAGE_TITLES[page]} page is not available to the {ROLE_LABELS[user.role]} role "
+            f"(open to: {allowed})."
+        )
+
+
+# ----------------------------------------------------------------------------------------------- roles file
+
+
+@dataclass(frozen=True)
+class RoleEntry:
+    role: str
+    clinics: tuple[str, ...] | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class RolesConfig:
+    """Email -> role and clinics, from roles.yml. Emails compare case-insensitively."""
+
+    users: Mapping[str, RoleEntry] = field(default_factory=dict)
+    domains: Mapping[str, RoleEntry] = field(default_factory=dict)
+    source: str = ""
+
+    def lookup(self, email: str | None) -> RoleEntry | None:
+        if not email:
+            return None
+        email = email.strip().lower()
+        if email in self.users:
+            return self.users[email]
+        domain = email.rpartition("@")[2]
+        return self.domains.get(domain)
+
+
+def roles_file_path(home: Path) -> Path:
+    """$PTPULSE_ROLES_FILE, else $PTPULSE_HOME/roles.yml."""
+    env = os.environ.get("PTPULSE_ROLES_FILE")
+    return Path(env).expanduser() if env else home / "roles.yml"
+
+
+def _entry(raw: object, where: str) -> RoleEntry:
+    if isinstance(raw, str):
+        raw = {"role": raw}
+    if not isinstance(raw, dict) or "role" not in raw:
+        raise ValueError(f"{where}: expected a role name or a mapping with 'role' (and optional 'clinics')")
+    role = str(raw["role"])
+    if role not in ROLES:
+        raise ValueError(f"{where}: unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    clinics = raw.get("clinics")
+    if clinics in (None, "*", "all", ["*"]):
+        clinics_t = None
+    elif isinstance(clinics, (list, tuple)):
+        clinics_t = tuple(str(c) for c in clinics)
+    else:
+        clinics_t = (str(clinics),)
+    return RoleEntry(role=role, clinics=clinics_t, name=str(raw.get("name", "")))
+
+
+def parse_roles(text: str, source: str = "roles.yml") -> RolesConfig:
+    """Parse roles.yml. Errors name the file and the entry so an admin can fix it."""
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a mapping with 'users:' (and optional 'domains:')")
+    users = {str(k).strip().lower(): _entry(v, f"{source}: users.{k}") for k, v in (data.get("users") or {}).items()}
+    domains = {str(k).strip().lower(): _entry(v, f"{source}: domains.{k}") for k, v in (data.get("domains") or {}).items()}
+    return RolesConfig(users=users, domains=domains, source=source)
+
+
+def load_roles(path: Path) -> RolesConfig:
+    if not path.exists():
+        return RolesConfig(source=str(path))
+    return parse_roles(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def user_from_roles(email: str, config: RolesConfig, name: str = "") -> User | None:
+    """The signed-in user's role and clinics, or None when the roles file does not know them."""
+    entry = config.lookup(email)
+    if entry is None:
+        return None
+    return User(email=email, role=entry.role, clinics=entry.clinics, name=entry.name or name)
+
+
+# ----------------------------------------------------------------------------------------------- demo mode
+
+
+def demo_role_from_env(default: str = "owner") -> str:
+    role = os.environ.get("PTPULSE_DEMO_ROLE", "").strip().lower()
+    return role if role in ROLES else default
+
+
+def demo_clinics(role: str, all_clinics: list[str]) -> tuple[str, ...] | None:
+    """Demo users' clinics: $PTPULSE_DEMO_CLINICS (comma list or *), else the first clinic for
+    clinic-scoped roles (so demo front desk shows real scoping), else every clinic."""
+    env = os.environ.get("PTPULSE_DEMO_CLINICS", "").strip()
+    if env == "*":
+        return None
+    if env:
+        return tuple(c.strip() for c in env.split(",") if c.strip())
+    if role in CLINIC_SCOPED_BY_DEFAULT and all_clinics:
+        return (all_clinics[0],)
+    return None
+
+
+def demo_user(role: str, all_clinics: list[str]) -> User:
+    return User(email=f"demo-{role.replace('_', '-')}@ptpulse.local", role=role,
+                clinics=demo_clinics(role, all_clinics), demo=True, name=f"Demo {ROLE_LABELS[role].lower()}")

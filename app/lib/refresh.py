@@ -1,0 +1,113 @@
+"""Run `ptpulse refresh` in the background for the Admin page and read its progress from the log.
+
+The app never builds in-process: a separate process takes the pipeline lock, writes a new analytics file
+aside and swaps it in, while the app keeps serving the old file (readers reconnect on the next query).
+State lives in files under $PTPULSE_HOME/logs so every app session (and a restarted app) sees the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ptpulse.config import Settings
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_EXIT = re.compile(r"^\[ptpulse-app\] exit code (-?\d+)$", re.M)
+
+# Runs the CLI and appends its exit code to the log, so any session can tell how the run ended.
+_WRAPPER = (
+    "import subprocess, sys\n"
+    "rc = subprocess.call(sys.argv[1:])\n"
+    "print(f'[ptpulse-app] exit code {rc}', flush=True)\n"
+    "sys.exit(rc)\n"
+)
+
+
+def _state_file(settings: Settings) -> Path:
+    return settings.home / "logs" / "app_refresh.json"
+
+
+@dataclass
+class RefreshStatus:
+    running: bool
+    started_at: str | None = None
+    actor: str | None = None
+    log_path: str | None = None
+    exit_code: int | None = None
+    last_line: str = ""
+    tail: str = ""
+
+    @property
+    def ok(self) -> bool | None:
+        return None if self.exit_code is None else self.exit_code == 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child we started counts as finished
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def clean_log(text: str) -> list[str]:
+    """Log text without terminal escapes, split on newlines and carriage returns (progress redraws)."""
+    return [line.strip() for line in re.split(r"[\r\n]+", _ANSI.sub("", text)) if line.strip()]
+
+
+def status(settings: Settings) -> RefreshStatus:
+    state_path = _state_file(settings)
+    if not state_path.exists():
+        return RefreshStatus(running=False)
+    state = json.loads(state_path.read_text())
+    log_path = Path(state["log"])
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    lines = clean_log(text)
+    exit_match = _EXIT.findall("\n".join(lines))
+    exit_code = int(exit_match[-1]) if exit_match else None
+    running = exit_code is None and _pid_alive(int(state["pid"]))
+    progress_lines = [l for l in lines if not l.startswith("[ptpulse-app]")]
+    return RefreshStatus(running=running, started_at=state.get("started_at"), actor=state.get("actor"),
+                         log_path=str(log_path), exit_code=exit_code,
+                         last_line=progress_lines[-1] if progress_lines else "starting…",
+                         tail="\n".join(progress_lines[-40:]))
+
+
+def start(settings: Settings, actor: str, extra_args: list[str] | None = None) -> RefreshStatus:
+    """Start `ptpulse refresh` detached; refuses to start a second one from the app."""
+    current = status(settings)
+    if current.running:
+        return current
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_path = logs / f"refresh-{stamp}.log"
+    cmd = [sys.executable, "-c", _WRAPPER, sys.executable, "-m", "ptpulse.cli", "refresh",
+           "--home", str(settings.home), *(extra_args or [])]
+    env = dict(os.environ, PTPULSE_HOME=str(settings.home), COLUMNS="120", TTY_INTERACTIVE="0",
+               PYTHONUNBUFFERED="1")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True, cwd=str(settings.home))
+    _state_file(settings).write_text(json.dumps({"pid": proc.pid, "log": str(log_path), "actor": actor,
+                                                 "started_at": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    return status(settings)
+
+
+def pipeline_holder(settings: Settings) -> str | None:
+    """Who holds the pipeline lock right now (written by ptpulse.lock), if anyone."""
+    holder = settings.lock_file.with_suffix(".holder")
+    return holder.read_text().strip() if holder.exists() else None

@@ -1,0 +1,158 @@
+"""PT Pulse app entry point: who is this (auth gate), what may they open (navigation by role), and the
+shared filters every page reads (date range and clinics, kept in the URL so a view can be shared).
+
+Authentication: OIDC through st.login when `[auth]` is configured in .streamlit/secrets.toml; each email
+maps to a role and clinics in roles.yml ($PTPULSE_ROLES_FILE or $PTPULSE_HOME/roles.yml). Without [auth]
+the app runs in demo mode: a visible banner and a role picker (preset with PTPULSE_DEMO_ROLE).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app.lib import auth, filters, queries, ui  # noqa: E402
+from app.lib.db import AnalyticsBusy, AnalyticsMissing  # noqa: E402
+
+PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
+SECTIONS = {
+    "Practice": ["overview", "funnel", "referral_sources", "attribution", "leakage"],
+    "Operations": ["work_queue", "no_show", "forecast"],
+    "Data": ["data_health", "sql", "admin"],
+}
+ICONS = {
+    "overview": ":material/monitoring:", "funnel": ":material/filter_alt:", "referral_sources": ":material/share:",
+    "attribution": ":material/paid:", "leakage": ":material/money_off:", "work_queue": ":material/checklist:",
+    "no_show": ":material/event_busy:", "forecast": ":material/trending_up:",
+    "data_health": ":material/health_and_safety:", "sql": ":material/terminal:", "admin": ":material/settings:",
+}
+
+st.set_page_config(page_title="PT Pulse", page_icon=":material/physical_therapy:", layout="wide")
+
+
+def auth_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+def practice_clinics(settings) -> list[str]:
+    """All clinic ids (for demo scoping); empty when there is no build yet."""
+    try:
+        reader = ui.StReader(ui.get_db(str(settings.analytics_db)), auth.Scope("admin"))
+        return queries.clinics(reader)["clinic_id"].tolist()
+    except (AnalyticsMissing, AnalyticsBusy):
+        return []
+
+
+def oidc_user(settings) -> auth.User:
+    """The signed-in user from st.user and roles.yml; refuses unknown emails."""
+    if not st.user.is_logged_in:
+        st.title("PT Pulse")
+        st.write("Sign in with your practice account to continue.")
+        st.button("Sign in", on_click=st.login, type="primary")
+        st.stop()
+    email = str(st.user.get("email") or "")
+    path = auth.roles_file_path(settings.home)
+    try:
+        config = auth.load_roles(path)
+    except ValueError as exc:
+        st.error(f"The roles file is invalid: {exc}")
+        st.stop()
+    user = auth.user_from_roles(email, config, name=str(st.user.get("name") or ""))
+    if user is None:
+        st.error(f"{email or 'This account'} has no PT Pulse role. Ask an administrator to add it to {path}.")
+        st.button("Sign out", on_click=st.logout)
+        st.stop()
+    with st.sidebar:
+        st.caption(f"Signed in as **{user.name or user.email}** · {auth.ROLE_LABELS[user.role]}")
+        st.button("Sign out", on_click=st.logout, key="logout")
+    return user
+
+
+def demo_user(settings) -> auth.User:
+    """Demo mode: no sign-in; pick a role (PTPULSE_DEMO_ROLE presets it)."""
+    if "demo_role" not in st.session_state:
+        st.session_state["demo_role"] = auth.demo_role_from_env()
+    with st.sidebar:
+        role = st.selectbox("Demo role", auth.ROLES, key="demo_role", format_func=auth.ROLE_LABELS.get,
+                            help="Demo mode: no sign-in is configured. Pick a role to see the app as that user.")
+    user = auth.demo_user(role, practice_clinics(settings))
+    st.warning(f"**Demo mode** — no sign-in is configured, anyone with this URL can use the app. "
+               f"You are viewing as **{auth.ROLE_LABELS[role]}**"
+               + (f" (clinics {', '.join(user.clinics)})" if user.clinics else "") + ".", icon=":material/science:")
+    return user
+
+
+def shared_filters(user: auth.User, settings) -> queries.Filters:
+    """Date range and clinics in the sidebar, read from and written back to the URL query string."""
+    reader = ui.StReader(ui.get_db(str(settings.analytics_db)), user.scope)
+    try:
+        clinic_df = queries.clinics(reader)
+        lo, hi = queries.data_date_range(reader)
+    except (AnalyticsMissing, AnalyticsBusy):
+        today = date.today()
+        return queries.Filters(*filters.default_range(None, None, today))
+    options = clinic_df["clinic_id"].tolist()
+    names = dict(zip(clinic_df["clinic_id"], clinic_df["clinic_name"]))
+    if "f_dates" not in st.session_state or "f_clinics" not in st.session_state:
+        start, end, chosen = filters.from_query(st.query_params.to_dict(), lo, hi, options, date.today())
+        st.session_state["f_dates"] = (start, end)
+        st.session_state["f_clinics"] = chosen
+    st.session_state["f_clinics"] = [c for c in st.session_state["f_clinics"] if c in options]
+    with st.sidebar:
+        st.subheader("Filters")
+        picked = st.date_input("Date range", key="f_dates", min_value=lo, max_value=hi, format="YYYY-MM-DD",
+                               help="Referrals received / activity in this range. Defaults to the last 90 days.")
+        chosen = st.multiselect("Clinics", options, key="f_clinics", format_func=lambda c: names.get(c, c),
+                                placeholder="All my clinics",
+                                help="Leave empty for every clinic you have access to.")
+    if isinstance(picked, (tuple, list)) and len(picked) == 2:
+        start, end = picked
+    else:  # the user is half-way through picking a range: keep the previous one
+        prev = st.session_state.get(ui.FILTERS_KEY)
+        start, end = (prev.start, prev.end) if prev else filters.default_range(lo, hi, date.today())
+    wanted = filters.to_query(start, end, list(chosen))
+    current = st.query_params.to_dict()
+    if any(current.get(k) != v for k, v in wanted.items()) or ("clinics" in current and "clinics" not in wanted):
+        st.query_params.clear()
+        st.query_params.update(wanted)
+    return queries.Filters(start, end, tuple(chosen) or None)
+
+
+def navigation(user: auth.User) -> st.navigation:
+    """Every page is registered (so a deep link reaches the page's own guard, which refuses); only the
+    role's pages are listed in the menu. The default page is a hidden redirect to the role's home page,
+    so every real page keeps its own shareable URL (/overview, /work_queue, ...)."""
+    pages: dict[str, st.Page] = {}
+    sections: dict[str, list] = {}
+    for section, keys in SECTIONS.items():
+        for key in keys:
+            pages[key] = st.Page(PAGES_DIR / f"{key}.py", title=auth.PAGE_TITLES[key], icon=ICONS[key], url_path=key,
+                                 visibility="visible" if auth.can_view(user.role, key) else "hidden")
+        sections[section] = [pages[k] for k in keys]
+    home = pages[auth.HOME_PAGE[user.role]]
+    landing = st.Page(lambda: st.switch_page(home), title="Home", url_path="home", default=True, visibility="hidden")
+    sections = {"": [landing], **sections}
+    return st.navigation(sections)
+
+
+def main() -> None:
+    settings = ui.settings()
+    user = oidc_user(settings) if auth_configured() else demo_user(settings)
+    st.session_state[ui.USER_KEY] = user
+    st.session_state[ui.FILTERS_KEY] = shared_filters(user, settings)
+    page = navigation(user)
+    st.session_state["ptpulse_page"] = page.url_path
+    page.run()
+
+
+main()

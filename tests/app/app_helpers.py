@@ -1,0 +1,60 @@
+"""Helpers for AppTest-based tests: run a page as a demo role, read everything it rendered."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "app" / "streamlit_app.py"
+
+
+@contextmanager
+def env(**values):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: v for k, v in values.items() if v is not None})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def open_page(home, role: str, page: str, at=None):
+    """Run the app as a demo user of `role` and switch to `page`; returns the AppTest."""
+    from streamlit.testing.v1 import AppTest
+
+    with env(PTPULSE_HOME=str(home.home), PTPULSE_DEMO_ROLE=role):
+        if at is None:
+            at = AppTest.from_file(str(APP), default_timeout=60)
+            at.run()
+        at.switch_page(f"app_pages/{page}.py").run()
+    return at
+
+
+def rendered_text(at) -> str:
+    """Everything the page sent to the browser: element protos (incl. chart specs) and table contents."""
+    parts: list[str] = []
+
+    def walk(node) -> None:
+        kind = getattr(node, "type", "")
+        if kind in ("arrow_data_frame", "dataframe"):
+            parts.append(node.value.to_csv(index=False))
+        elif hasattr(node, "proto") and node.proto is not None:
+            parts.append(str(node.proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(parts)
+
+
+def rerun(at, home):
+    """Run again (after a click) with the same PTPULSE_HOME."""
+    with env(PTPULSE_HOME=str(home.home)):
+        at.run()
+    return at

@@ -1,0 +1,26 @@
+"""App tests import the app package from the repo root (it is not an installed package)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+import shutil  # noqa: E402
+
+import pytest  # noqa: E402
+
+from ptpulse.config import get_settings  # noqa: E402
+
+
+
+@pytest.fixture(scope="session")
+def app_home(built_home, tmp_path_factory):
+    """A writable copy of the built home (the app writes app.sqlite and the audit log)."""
+    target = tmp_path_factory.mktemp("app_home") / "home"
+    shutil.copytree(built_home.home, target, ignore=shutil.ignore_patterns("*.lock", "*.holder", "build"))
+    return get_settings(target)

@@ -1,0 +1,133 @@
+"""The actions store with a real SQLite file: validation, latest-state fold, concurrent writers."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from multiprocessing import get_context
+
+import pytest
+
+from app.lib import actions, audit
+
+
+def test_record_and_fold_latest_wins(tmp_path):
+    db = tmp_path / "app.sqlite"
+    actions.record(db, "uncontacted:R1", "claim", "ann", acted_at="2025-01-01T10:00:00+00:00")
+    actions.record(db, "uncontacted:R1", "log_outreach", "ann", {"method": "call", "outcome": "no_answer"},
+                   acted_at="2025-01-01T10:05:00+00:00")
+    actions.record(db, "uncontacted:R1", "snooze", "bob", {"until": "2025-01-03T09:00:00"},
+                   acted_at="2025-01-01T11:00:00+00:00")
+    state = actions.task_states(db)["uncontacted:R1"]
+    assert state.status == "snoozed"
+    assert state.assignee == "ann"
+    assert state.outreach_count == 1
+    assert state.last_outreach == "call: No answer"
+    assert state.last_actor == "bob"
+    assert not actions.is_visible(state, "2025-01-02T00:00:00")
+    assert actions.is_visible(state, "2025-01-04T00:00:00")
+
+
+def test_closing_outcome_and_confirm_finish_a_task(tmp_path):
+    db = tmp_path / "app.sqlite"
+    actions.record(db, "t1", "log_outreach", "ann", {"method": "sms", "outcome": "scheduled"})
+    actions.record(db, "t2", "confirm", "ann")
+    actions.record(db, "t3", "mark_lost", "ann", {"reason": "Moved away"})
+    states = actions.task_states(db, ["t1", "t2", "t3", "t4"])
+    assert states["t1"].status == "done"
+    assert states["t2"].status == "done"
+    assert states["t3"].status == "lost" and states["t3"].lost_reason == "Moved away"
+    assert "t4" not in states
+    assert actions.is_visible(None, "2025-01-01")
+
+
+@pytest.mark.parametrize("action,payload,message", [
+    ("fly", {}, "unknown action"),
+    ("assign", {}, "assignee"),
+    ("log_outreach", {"method": "fax", "outcome": "no_answer"}, "method"),
+    ("log_outreach", {"method": "call", "outcome": "maybe"}, "outcome"),
+    ("snooze", {"until": "next tuesday"}, "ISO"),
+    ("mark_lost", {}, "reason"),
+])
+def test_invalid_actions_are_refused(tmp_path, action, payload, message):
+    with pytest.raises(actions.ActionError, match=message):
+        actions.record(tmp_path / "app.sqlite", "t1", action, "ann", payload)
+    assert actions.task_states(tmp_path / "app.sqlite") == {}
+
+
+def test_store_is_wal_and_matches_the_interface(tmp_path):
+    db = tmp_path / "app.sqlite"
+    actions.record(db, "t1", "claim", "ann", role="front_desk")
+    con = sqlite3.connect(db)
+    assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
+    cols = [r[1] for r in con.execute("pragma table_info(actions)")]
+    assert cols == ["action_id", "task_id", "action", "actor", "acted_at", "payload"]
+    audit_cols = [r[1] for r in con.execute("pragma table_info(audit_log)")]
+    assert audit_cols == ["id", "actor", "role", "event", "detail", "at"]
+    (event, role), = con.execute("select event, role from audit_log").fetchall()
+    assert event == "action.claim" and role == "front_desk"
+
+
+def test_two_users_on_one_task_both_recorded_latest_shown(tmp_path):
+    db = tmp_path / "app.sqlite"
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker(actor: str, action: str, payload: dict) -> None:
+        try:
+            barrier.wait()
+            for _ in range(25):
+                actions.record(db, "shared:1", action, actor, payload)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=("ann", "log_outreach", {"method": "call", "outcome": "no_answer"})),
+               threading.Thread(target=worker, args=("bob", "claim", {}))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    hist = actions.history(db, "shared:1")
+    assert len(hist) == 50
+    assert {h["actor"] for h in hist} == {"ann", "bob"}
+    state = actions.task_states(db)["shared:1"]
+    assert state.actions == 50
+    assert state.last_actor == hist[-1]["actor"]
+
+
+def _write_many(path: str, actor: str, n: int) -> None:
+    from pathlib import Path
+
+    for i in range(n):
+        actions.record(Path(path), f"task:{i % 5}", "assign", actor, {"assignee": actor})
+
+
+def test_concurrent_writes_from_two_processes(tmp_path):
+    db = tmp_path / "app.sqlite"
+    actions.record(db, "warmup", "claim", "x")
+    ctx = get_context("spawn")
+    procs = [ctx.Process(target=_write_many, args=(str(db), who, 40)) for who in ("ann", "bob")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    con = sqlite3.connect(db)
+    assert con.execute("select count(*) from actions where task_id like 'task:%'").fetchone()[0] == 80
+    assert con.execute("select count(*) from audit_log").fetchone()[0] == 81
+
+
+def test_audit_log_records_exports(tmp_path):
+    db = tmp_path / "app.sqlite"
+    audit.log(db, "ann@x", "owner", "export.identified", {"table": "drill", "rows": 3})
+    df = audit.recent(db)
+    assert df.iloc[0]["event"] == "export.identified"
+    assert '"rows": 3' in df.iloc[0]["detail"]
+
+
+def test_assignees_lists_claimers_and_assignees(tmp_path):
+    db = tmp_path / "app.sqlite"
+    actions.record(db, "t1", "claim", "ann")
+    actions.record(db, "t2", "assign", "ann", {"assignee": "bob"})
+    assert actions.assignees(db) == ["ann", "bob"]

@@ -1,0 +1,86 @@
+"""Marketing and analysts never receive a patient's name, phone or email: not on any page they may open,
+not through the SQL page. Names and phones come from the generated practice's patients.csv."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from app.lib import auth, queries, sql_guard
+from app.lib.db import AnalyticsDb
+from app.lib.privacy import PHI_COLUMNS
+from app_helpers import open_page, rendered_text
+
+
+@pytest.fixture(scope="session")
+def identities(small_practice) -> dict[str, set[str]]:
+    files = sorted(small_practice.glob("patients*.csv"))
+    assert files, "the generated practice has no patients.csv"
+    names, phones, emails = set(), set(), set()
+    for path in files:
+        with open(path, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                if row.get("first_name") and row.get("last_name"):
+                    names.add(f"{row['first_name']} {row['last_name']}")
+                if row.get("phone") and len(row["phone"]) >= 7:
+                    phones.add(row["phone"])
+                if row.get("email"):
+                    emails.add(row["email"])
+    # Clinicians and referring physicians are shown by name on purpose (they are not patients); a patient
+    # who happens to share a clinician's full name cannot be told apart by a text search, so skip those.
+    professionals = set()
+    for pattern in ("referring_physicians*.csv", "therapists*.csv"):
+        for path in small_practice.glob(pattern):
+            with open(path, newline="", encoding="utf-8") as fh:
+                professionals |= {f"{r['first_name']} {r['last_name']}" for r in csv.DictReader(fh)}
+    names -= professionals
+    assert len(names) > 100 and len(phones) > 100
+    return {"names": names, "phones": phones, "emails": emails}
+
+
+def _leaks(text: str, identities: dict[str, set[str]]) -> list[str]:
+    found = [v for kind in ("names", "phones", "emails") for v in identities[kind] if v in text]
+    return sorted(found)[:10]
+
+
+def test_identities_do_reach_roles_allowed_to_see_them(app_home, identities):
+    """The check below is meaningful: the same search finds names on the front desk's queue."""
+    at = open_page(app_home, "front_desk", "work_queue")
+    assert _leaks(rendered_text(at), identities)
+
+
+@pytest.mark.parametrize("role", ["marketing", "analyst"])
+def test_deidentified_roles_never_receive_names_or_phones(app_home, identities, role):
+    at = None
+    for page in auth.pages_for(role):
+        at = open_page(app_home, role, page, at)
+        assert not at.exception, (page, [e.value for e in at.exception])
+        text = rendered_text(at)
+        assert not _leaks(text, identities), (role, page, _leaks(text, identities))
+        for frame in at.dataframe:
+            assert not {c.lower() for c in frame.value.columns} & PHI_COLUMNS, (page, list(frame.value.columns))
+
+
+@pytest.mark.parametrize("role", ["marketing", "analyst"])
+def test_funnel_drilldown_for_every_stage_is_deidentified(app_home, identities, role):
+    db = AnalyticsDb(app_home.analytics_db)
+    reader = queries.DbReader(db, auth.Scope(role))
+    lo, hi = queries.data_date_range(reader)
+    f = queries.Filters(lo, hi)
+    for stage in queries.STAGES:
+        df = queries.funnel_drilldown(reader, f, stage, limit=100000)
+        assert "patient_name" not in df.columns and "patient_id" not in df.columns
+        assert not _leaks(df.to_csv(), identities)
+    queue = queries.queue_candidates(reader, f, queries.build_info(reader).get("as_of"))
+    assert not _leaks(queue.to_csv(), identities)
+
+
+def test_sql_sandbox_holds_no_identities(app_home, identities):
+    sandbox = sql_guard.build_sandbox(app_home.analytics_db)
+    catalog = sql_guard.sandbox_catalog(sandbox)
+    assert "marts.dim_patients" not in set(catalog["table_name"])
+    for table in catalog["table_name"]:
+        res = sql_guard.run_readonly(sandbox, f"select * from {table}", row_cap=10**7)
+        assert not {c.lower() for c in res.frame.columns} & PHI_COLUMNS, table
+        assert not _leaks(res.frame.to_csv(), identities), table

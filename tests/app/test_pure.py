@@ -1,0 +1,189 @@
+"""Pure helpers: formatting, filters <-> query string, queue assembly, chart builders, refresh status."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from app.lib import actions, charts, filters, formatting, refresh
+from app.lib import work_queue as wq
+from ptpulse.config import get_settings
+
+
+# ------------------------------------------------------------------ formatting
+@pytest.mark.parametrize("value,unit,text", [(0.1234, "pct", "12.3%"), (1234.5, "usd", "$1,234"), (99.5, "usd", "$99.50"),
+                                             (5.25, "hours", "5.2 h"), (3, "count", "3"), (None, "pct", "–"),
+                                             (float("nan"), "usd", "–"), (7.44, "ratio", "7.44")])
+def test_fmt(value, unit, text):
+    assert formatting.fmt(value, unit) == text
+
+
+def test_delta_in_points_and_band_status():
+    assert formatting.fmt_delta(0.12, 0.10, "pct") == "+2.0 pts"
+    assert formatting.fmt_delta(90, 100, "usd") == "-$10.00"
+    assert formatting.fmt_delta(1, None, "pct") is None
+    assert formatting.band_status(0.12, None, 0.10) == "above band"
+    assert formatting.band_status(0.8, 0.75, 0.85) == "in band"
+    assert formatting.band_status(0.5, None, None) == "no band"
+
+
+def test_kpi_tile_colors_follow_better_direction():
+    row = {"kpi": "no_show_rate", "label": "No-show rate", "unit": "pct", "better": "lower", "healthy_low": None,
+           "healthy_high": 0.10, "definition": "No-shows / scheduled", "value": 0.12, "previous": 0.10}
+    tile = formatting.kpi_tile(row)
+    assert tile.value == "12.0%" and tile.delta == "+2.0 pts" and tile.delta_color == "inverse"
+    assert "Healthy ≤ 10.0%" in tile.help and tile.status == "above band"
+
+
+def test_countdown_and_reference_now():
+    now = datetime(2025, 1, 10, 12)
+    assert formatting.countdown(now + timedelta(hours=3), now)[0] == "due in 3 h"
+    text, hours = formatting.countdown(now - timedelta(days=3), now)
+    assert text == "overdue by 3 d" and hours == -72
+    assert formatting.countdown(None, now)[1] == math.inf
+    old = datetime(2024, 1, 1)
+    assert formatting.reference_now(old, now) == old  # stale data: clocks run from as_of
+    assert formatting.reference_now(now - timedelta(hours=5), now) == now
+
+
+# ------------------------------------------------------------------ filters
+def test_query_string_round_trip():
+    lo, hi = date(2024, 1, 1), date(2025, 6, 30)
+    q = filters.to_query(date(2025, 1, 1), date(2025, 3, 31), ["C2"])
+    assert q == {"from": "2025-01-01", "to": "2025-03-31", "clinics": "C2"}
+    assert filters.from_query(q, lo, hi, ["C1", "C2"], date(2030, 1, 1)) == (date(2025, 1, 1), date(2025, 3, 31), ["C2"])
+
+
+def test_bad_query_values_fall_back_to_defaults():
+    lo, hi = date(2024, 1, 1), date(2025, 6, 30)
+    start, end, clinics = filters.from_query({"from": "junk", "to": "2025-01-01", "clinics": "EVIL,C1"}, lo, hi,
+                                             ["C1"], date(2030, 1, 1))
+    assert (start, end) == (hi - timedelta(days=89), hi) and clinics == ["C1"]
+    start, end, _ = filters.from_query({"from": "2000-01-01", "to": "2099-01-01"}, lo, hi, [], date(2030, 1, 1))
+    assert (start, end) == (lo, hi)
+
+
+# ------------------------------------------------------------------ work queue assembly
+def _candidates() -> pd.DataFrame:
+    now = datetime(2025, 1, 10, 12)
+    return pd.DataFrame({
+        "task_id": ["a:1", "b:2", "c:3"], "rule": ["uncontacted_referral", "unsigned_note", "mystery_rule"],
+        "clinic_id": ["C1"] * 3, "patient_key": ["k1", "k2", "k3"], "reason": ["r1", "r2", "r3"],
+        "priority": [2, 1, 2], "due_at": [now - timedelta(hours=2), now + timedelta(hours=5), now + timedelta(days=3)],
+        "appointment_id": [None, None, "AP1"],
+    })
+
+
+def test_assemble_ranks_and_applies_live_state():
+    now = datetime(2025, 1, 10, 12)
+    states = actions.fold([
+        ("a:1", "snooze", "ann", "2025-01-10T10:00:00", json.dumps({"until": "2025-01-11T08:00:00"})),
+        ("c:3", "confirm", "bob", "2025-01-10T10:00:00", "{}"),
+    ])
+    df = wq.assemble(_candidates(), states, now)
+    assert df["task_id"].tolist() == ["b:2", "a:1", "c:3"] and df["rank"].tolist() == [1, 2, 3]
+    assert df.set_index("task_id").loc["a:1", "sla"] == "overdue by 2 h"
+    assert wq.select_view(df, "Open")["task_id"].tolist() == ["b:2"]
+    assert wq.select_view(df, "Snoozed")["task_id"].tolist() == ["a:1"]
+    assert wq.select_view(df, "Done or lost")["task_id"].tolist() == ["c:3"]
+    assert wq.counts(df) == {"open": 1, "overdue": 0, "due_24h": 1, "unassigned": 1, "closed": 1}
+    assert wq.rule_label("mystery_rule") == "Mystery rule"
+
+
+def test_snooze_expires():
+    states = actions.fold([("a:1", "snooze", "ann", "2025-01-10T10:00:00", json.dumps({"until": "2025-01-11T08:00:00"}))])
+    df = wq.assemble(_candidates(), states, datetime(2025, 1, 12))
+    assert df.set_index("task_id").loc["a:1", "in_queue"]
+
+
+def test_assignee_filter():
+    states = actions.fold([("a:1", "claim", "ann", "2025-01-10T10:00:00", "{}")])
+    df = wq.assemble(_candidates(), states, datetime(2025, 1, 10))
+    assert wq.select_view(df, "All", assignee="Me", me="ann")["task_id"].tolist() == ["a:1"]
+    assert len(wq.select_view(df, "All", assignee="Unassigned")) == 2
+
+
+# ------------------------------------------------------------------ charts (AppTest cannot see plotly)
+def test_kpi_trend_draws_band_and_line():
+    df = pd.DataFrame({"month": pd.date_range("2025-01-01", periods=3, freq="MS"), "value": [0.1, 0.12, 0.09]})
+    fig = charts.kpi_trend(df, "No-show rate", "pct", None, 0.10)
+    assert isinstance(fig, go.Figure) and len(fig.data) == 1
+    assert fig.layout.shapes and fig.layout.shapes[0].y1 == 0.10
+    assert fig.layout.yaxis.tickformat == ".0%"
+
+
+def test_empty_frames_give_a_message_not_an_error():
+    empty = pd.DataFrame(columns=["month", "value"])
+    for fig in [charts.kpi_trend(empty, "X", "pct"), charts.sankey(pd.DataFrame(columns=["source", "outcome", "referrals"])),
+                charts.calibration(pd.DataFrame(columns=["bin", "mean_predicted", "observed_rate", "n"]))]:
+        assert fig.layout.annotations and not fig.data
+
+
+def test_funnel_single_and_grouped():
+    one = pd.DataFrame({"grp": ["All"] * 3, "stage": ["received", "contacted", "scheduled"], "stage_label": ["R", "C", "S"],
+                        "reached": [10, 8, 5], "stage_order": [0, 1, 2]})
+    assert isinstance(charts.funnel(one).data[0], go.Funnel)
+    two = pd.concat([one, one.assign(grp="B", reached=[4, 2, 1])])
+    fig = charts.funnel(two)
+    assert len(fig.data) == 2 and max(fig.data[1].y) == 1.0
+
+
+def test_sankey_links_sum_to_referrals():
+    df = pd.DataFrame({"source": ["physician", "physician", "marketing"], "outcome": ["Discharged", "In care", "Discharged"],
+                       "referrals": [5, 3, 2]})
+    fig = charts.sankey(df)
+    assert sum(fig.data[0].link.value) == 10 and len(fig.data[0].node.label) == 4
+
+
+def test_forecast_fan_has_interval_actuals_and_capacity():
+    weeks = pd.date_range("2025-01-06", periods=6, freq="W-MON")
+    df = pd.DataFrame({"week_start": weeks, "actual": [10, 11, 12, None, None, None], "yhat": [10, 11, 12, 13, 14, 15],
+                       "yhat_lower": [8] * 6, "yhat_upper": [18] * 6})
+    cap = pd.DataFrame({"week_start": weeks, "capacity_visits": [14] * 6})
+    names = [t.name for t in charts.forecast_fan(df, "Visits", cap).data]
+    assert {"Forecast interval", "Forecast", "Actual", "Therapist capacity"} <= set(names)
+
+
+def test_attribution_and_paths_charts():
+    df = pd.DataFrame({"model": ["first", "markov"], "channel": ["social", "social"], "spend_usd": [100.0, 100.0],
+                       "attributed_conversions": [2.0, 3.0], "attributed_revenue_usd": [500.0, 700.0]})
+    fig = charts.attribution_compare(df, {"first": "First touch", "markov": "Markov"})
+    assert {t.name for t in fig.data} == {"First touch", "Markov"}
+    assert len(charts.spend_vs_revenue(df[df.model == "first"], "First").data) == 2
+    paths = pd.DataFrame({"path_length": [1, 2], "conversions": [5, 3], "non_conversions": [7, 2]})
+    assert len(charts.path_lengths(paths).data) == 2
+
+
+# ------------------------------------------------------------------ refresh runner
+def test_refresh_status_reads_progress_and_exit_code(tmp_path):
+    settings = get_settings(tmp_path)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "refresh-x.log"
+    log.write_text("\x1b[1mrefresh: ingest\x1b[0m 1/3\rrefresh: build 2/3\n[ptpulse-app] exit code 0\n")
+    (logs / "app_refresh.json").write_text(json.dumps({"pid": 999999, "log": str(log), "actor": "a", "started_at": "t"}))
+    st = refresh.status(settings)
+    assert not st.running and st.ok and st.last_line == "refresh: build 2/3"
+
+
+def test_refresh_runs_the_real_cli_in_the_background(tmp_path):
+    """A refresh that meets a held pipeline lock exits 3 quickly; the app reports it from the log."""
+    import time
+
+    from ptpulse.lock import pipeline_lock
+
+    settings = get_settings(tmp_path).ensure()
+    with pipeline_lock(settings, "test"):
+        started = refresh.start(settings, "admin@x")
+        assert started.log_path
+        deadline = time.time() + 60
+        while refresh.status(settings).running and time.time() < deadline:
+            time.sleep(0.2)
+    st = refresh.status(settings)
+    assert st.exit_code == 3 and not st.ok
+    assert "Another pipeline command is running" in st.tail
