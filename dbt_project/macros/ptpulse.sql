@@ -1,0 +1,57 @@
+{# The latest-wins rule of interfaces.md section 2, in one place: for each natural key keep the row with the
+   latest event time, ties broken by the later _load_id, then the later _line. #}
+{% macro dedup_latest(relation, key_columns, event_time) -%}
+    select *
+    from {{ relation }}
+    qualify row_number() over (
+        partition by {{ key_columns | join(', ') }}
+        order by {{ event_time }} desc nulls last, _load_id desc, _line desc
+    ) = 1
+{%- endmacro %}
+
+{# Pseudonymous patient id: md5('ptpulse:' || patient_id), first 16 hex characters. #}
+{% macro patient_key(col) -%}
+    case when {{ col }} is not null then left(md5('ptpulse:' || {{ col }}), 16) end
+{%- endmacro %}
+
+{# Weekdays (Mon-Fri) d with start_date < d <= end_date; negative when end is before start. Pure arithmetic:
+   f(x) = weekdays in [epoch Monday, x); result = f(end + 1) - f(start + 1). #}
+{% macro business_days(start_ts, end_ts) -%}
+    ({{ _weekdays_before('(cast(' ~ end_ts ~ ' as date) + 1)') }} - {{ _weekdays_before('(cast(' ~ start_ts ~ ' as date) + 1)') }})
+{%- endmacro %}
+
+{% macro _weekdays_before(d) -%}
+    (5 * (date_diff('day', date '1970-01-05', {{ d }}) // 7)
+     + least(((date_diff('day', date '1970-01-05', {{ d }}) % 7) + 7) % 7, 5))
+{%- endmacro %}
+
+{# Hours between two timestamps, as a double. #}
+{% macro hours_between(a, b) -%}
+    (epoch({{ b }}) - epoch({{ a }})) / 3600.0
+{%- endmacro %}
+
+{# The build's "now" (interfaces.md: as_of), a scalar. #}
+{% macro as_of() -%}
+    (select as_of from {{ ref('int_clocks_resolved') }})
+{%- endmacro %}
+
+{% macro safe_div(num, den) -%}
+    case when coalesce({{ den }}, 0) = 0 then null else ({{ num }}) * 1.0 / ({{ den }}) end
+{%- endmacro %}
+
+{# A raw source table, or - when ingestion has never landed a file for it, so the table does not exist - an
+   empty relation with the same column names (the staging model casts them), so a practice without, say,
+   marketing spend still builds. source() is always called, so lineage and docs stay complete. #}
+{% macro raw_source(name, columns) -%}
+    {%- set rel = source('raw', name) -%}
+    {%- if execute -%}
+        {%- set found = adapter.get_relation(database=rel.database, schema=rel.schema, identifier=rel.identifier) -%}
+    {%- else -%}
+        {%- set found = true -%}
+    {%- endif -%}
+    {%- if found -%}
+        {{ rel }}
+    {%- else -%}
+        (select {% for c in columns %}null as {{ c }}{% if not loop.last %}, {% endif %}{% endfor %} where false)
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,69 @@
+-- One row per appointment: the scheduling events collapsed into the appointment's current state, in one
+-- aggregate pass. The state is the latest event's (by event time; on ties booked < rescheduled < arrived <
+-- completed < cancel / no-show): booked / rescheduled = scheduled; arrived / completed = completed.
+-- visit_number counts completed visits within the episode in time order.
+with ev as (
+    select
+        *,
+        case event_type
+            when 'booked' then 1 when 'rescheduled' then 2 when 'arrived' then 3 when 'completed' then 4
+            else 5
+        end as type_rank
+    from {{ ref('stg_raw__scheduling_events') }}
+),
+
+agg as (
+    select
+        appointment_id,
+        arg_max(
+            struct_pack(
+                episode_id := episode_id, referral_id := referral_id, patient_id := patient_id,
+                clinic_id := clinic_id, therapist_id := therapist_id, visit_type := visit_type,
+                scheduled_start := scheduled_start, duration_min := duration_min, event_type := event_type,
+                event_at := event_at, cancel_reason := cancel_reason, notice_hours := notice_hours
+            ),
+            struct_pack(t := event_at, r := type_rank, id := event_id)
+        ) as l,
+        min(event_at) filter (where event_type = 'booked') as booked_event_at,
+        min(event_at) as first_event_at,
+        max(event_at) as last_event_at,
+        count(*) filter (where event_type = 'rescheduled') as reschedule_count,
+        any_value(referral_id) filter (where referral_id is not null) as any_referral_id
+    from ev
+    group by appointment_id
+),
+
+collapsed as (
+    select
+        appointment_id,
+        l.episode_id,
+        coalesce(l.referral_id, any_referral_id) as referral_id,
+        l.patient_id,
+        l.clinic_id,
+        l.therapist_id,
+        l.visit_type,
+        coalesce(booked_event_at, first_event_at) as booked_at,
+        l.scheduled_start,
+        l.duration_min,
+        case
+            when l.event_type in ('booked', 'rescheduled') then 'scheduled'
+            when l.event_type in ('arrived', 'completed') then 'completed'
+            else l.event_type
+        end as status,
+        case when l.event_type in ('cancelled', 'late_cancelled', 'no_show') then l.event_at end as status_at,
+        case when l.event_type in ('cancelled', 'late_cancelled') then l.cancel_reason end as cancel_reason,
+        case when l.event_type in ('cancelled', 'late_cancelled') then l.notice_hours end as cancel_notice_hours,
+        reschedule_count,
+        last_event_at
+    from agg
+)
+
+select
+    *,
+    date_diff('day', cast(booked_at as date), cast(scheduled_start as date)) as lead_time_days,
+    case when status = 'completed' then
+        row_number() over (
+            partition by episode_id, status = 'completed' order by scheduled_start, appointment_id
+        )
+    end as visit_number
+from collapsed

@@ -1,0 +1,61 @@
+-- One row per claim: the claim header, its remittance events summed by kind, and its charge lines summed.
+-- Balances follow the remittances contract: insurance balance = billed - payer payments - contractual
+-- adjustments - patient responsibility - write-offs; patient balance = patient responsibility - patient payments.
+with remits as (
+    select
+        claim_id,
+        sum(amount_usd) filter (where event_type = 'payer_payment') as payer_paid_usd,
+        sum(amount_usd) filter (where event_type = 'contractual_adjustment') as contractual_adj_usd,
+        sum(amount_usd) filter (where event_type = 'patient_responsibility') as patient_resp_usd,
+        sum(amount_usd) filter (where event_type = 'patient_payment') as patient_paid_usd,
+        sum(amount_usd) filter (where event_type = 'write_off') as write_off_usd,
+        sum(amount_usd) filter (where event_type = 'denial') as denied_usd,
+        count(*) filter (where event_type = 'denial') > 0 as is_denied,
+        arg_min(carc_code, event_at) filter (where event_type = 'denial') as denial_carc,
+        min(event_at) filter (where event_type = 'denial') as denied_at,
+        min(event_at) filter (where event_type = 'payer_payment') as first_payer_payment_at,
+        max(event_at) as last_remit_at,
+        count(*) as remit_events
+    from {{ ref('stg_raw__remittances') }}
+    group by claim_id
+),
+
+lines as (
+    select
+        claim_id,
+        count(*) as charge_lines,
+        sum(charge_usd) as charge_lines_usd,
+        sum(units) filter (where not is_excluded_from_units) as billable_units,
+        any_value(appointment_id) as appointment_id
+    from {{ ref('int_charge_lines_classified') }}
+    group by claim_id
+)
+
+select
+    c.claim_id,
+    c.episode_id,
+    c.patient_id,
+    c.clinic_id,
+    c.payer_id,
+    c.service_date,
+    c.submitted_at,
+    l.appointment_id,
+    c.billed_usd,
+    coalesce(r.payer_paid_usd, 0) as payer_paid_usd,
+    coalesce(r.contractual_adj_usd, 0) as contractual_adj_usd,
+    coalesce(r.patient_resp_usd, 0) as patient_resp_usd,
+    coalesce(r.patient_paid_usd, 0) as patient_paid_usd,
+    coalesce(r.write_off_usd, 0) as write_off_usd,
+    coalesce(r.denied_usd, 0) as denied_usd,
+    coalesce(r.is_denied, false) as is_denied,
+    r.denial_carc,
+    r.denied_at,
+    r.first_payer_payment_at,
+    r.last_remit_at,
+    coalesce(r.remit_events, 0) as remit_events,
+    coalesce(l.charge_lines, 0) as charge_lines,
+    coalesce(l.charge_lines_usd, 0) as charge_lines_usd,
+    coalesce(l.billable_units, 0) as billable_units
+from {{ ref('stg_raw__claims') }} as c
+left join remits as r using (claim_id)
+left join lines as l using (claim_id)

@@ -1,0 +1,107 @@
+-- One row per clinic x day x KPI with the additive numerator and denominator of every ratio KPI of
+-- DESIGN.md whose parts add up over days and clinics. practice_kpis rolls these up to week / month / ALL.
+-- (days_in_ar, cost_per_new_patient and attributed_roi are not additive over days: see practice_kpis.)
+with k as (
+    select as_of, cast(as_of as date) as as_of_date from {{ ref('int_clocks_resolved') }}
+),
+
+appts as (
+    select a.clinic_id, cast(a.scheduled_start as date) as d, a.status, a.duration_min
+    from {{ ref('appointments') }} as a, k
+    where a.status <> 'scheduled' and a.scheduled_start <= k.as_of
+),
+
+refs as (
+    select f.*, cast(f.received_at as date) as d
+    from {{ ref('referral_funnel') }} as f, k
+    where f.received_at <= k.as_of
+),
+
+eps as (
+    select * from {{ ref('episodes') }}
+),
+
+claims as (
+    select c.* from {{ ref('claims') }} as c
+),
+
+spine as (
+    select cast(unnest(generate_series(
+        (select min(d) from appts), (select as_of_date from k), interval 1 day)) as date) as d
+),
+
+available as (
+    select t.clinic_id, s.d, t.weekly_hours * 60.0 / t.work_days_per_week as minutes
+    from {{ ref('dim_therapists') }} as t
+    left join {{ ref('stg_raw__clinics') }} as c using (clinic_id)
+    join spine as s
+        on s.d >= t.hired_on
+        and (c.opened_on is null or s.d >= c.opened_on)
+        and (t.terminated_on is null or s.d <= t.terminated_on)
+        and list_contains(string_split(t.work_days, '|'), strftime(s.d, '%a'))
+),
+
+facts as (
+    select clinic_id, d, 'no_show_rate' as kpi, count(*) filter (where status = 'no_show') as num, count(*) as den
+    from appts group by all
+    union all
+    select clinic_id, d, 'cancel_no_show_rate',
+        count(*) filter (where status in ('no_show', 'cancelled', 'late_cancelled')), count(*)
+    from appts group by all
+    union all
+    select clinic_id, d, 'arrival_rate', count(*) filter (where status = 'completed'), count(*)
+    from appts group by all
+    union all
+    select clinic_id, d, 'therapist_utilization',
+        sum(duration_min) filter (where status in ('completed', 'no_show', 'late_cancelled')), 0
+    from appts group by all
+    union all
+    select clinic_id, d, 'therapist_utilization', 0, sum(minutes)
+    from available group by all
+    union all
+    select clinic_id, d, 'referral_conversion', count(*) filter (where converted_webpt), count(*)
+    from refs group by all
+    union all
+    select clinic_id, d, 'conversion_7day', count(*) filter (where converted_7day), count(*)
+    from refs group by all
+    union all
+    select clinic_id, d, 'hours_to_first_contact', sum(hours_to_contact), count(*)
+    from refs where hours_to_contact is not null group by all
+    union all
+    select clinic_id, d, 'business_days_to_first_visit', sum(business_days_to_eval), count(*)
+    from refs where business_days_to_eval is not null group by all
+    union all
+    select clinic_id, discharge_date, 'visits_per_discharge', sum(attended_visits), count(*)
+    from eps where is_closed group by all
+    union all
+    select clinic_id, discharge_date, 'poc_completion_rate', count(*) filter (where plan_completed), count(*)
+    from eps where is_closed group by all
+    union all
+    select clinic_id, eval_date, 'early_dropout_rate', count(*) filter (where early_dropout), count(*)
+    from eps group by all
+    union all
+    select clinic_id, service_date, 'units_per_visit', sum(units), count(distinct appointment_id)
+    from {{ ref('int_charge_lines_classified') }}
+    where not is_excluded_from_units
+    group by all
+    union all
+    select clinic_id, service_date, 'net_revenue_per_visit', sum(net_collected_usd), 0
+    from claims group by all
+    union all
+    select clinic_id, cast(scheduled_start as date), 'net_revenue_per_visit', 0, count(*)
+    from {{ ref('appointments') }}, k
+    where status = 'completed' and scheduled_start <= k.as_of
+    group by all
+    union all
+    select clinic_id, service_date, 'net_collection_rate', sum(net_collected_usd),
+        sum(billed_usd - contractual_adj_usd)
+    from claims group by all
+    union all
+    select clinic_id, cast(submitted_at as date), 'denial_rate', count(*) filter (where is_denied), count(*)
+    from claims group by all
+)
+
+select clinic_id, d as date_day, kpi, sum(num) * 1.0 as numerator, sum(den) * 1.0 as denominator
+from facts, k
+where d is not null and d <= k.as_of_date
+group by all

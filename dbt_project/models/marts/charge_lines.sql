@@ -1,0 +1,20 @@
+-- One row per charge line (CPT/HCPCS code on a visit) with units, minutes, modifiers and dollars.
+select
+    charge_id,
+    claim_id,
+    appointment_id,
+    episode_id,
+    {{ patient_key('patient_id') }} as patient_key,
+    clinic_id,
+    therapist_id,
+    service_date,
+    cpt_code,
+    modifiers,
+    coalesce(modifiers, '') like '%KX%' as has_kx_modifier,
+    units,
+    minutes,
+    is_timed,
+    is_excluded_from_units,
+    charge_usd,
+    posted_at
+from {{ ref('int_charge_lines_classified') }}

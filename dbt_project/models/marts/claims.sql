@@ -1,0 +1,45 @@
+-- One row per claim: billed, allowed, paid, adjustments, patient responsibility, write-offs, open balances,
+-- denial with its CARC, days to pay and the A/R age bucket at as_of.
+select
+    c.claim_id,
+    c.episode_id,
+    c.appointment_id,
+    c.patient_id,
+    {{ patient_key('c.patient_id') }} as patient_key,
+    c.clinic_id,
+    c.payer_id,
+    p.payer_class,
+    c.service_date,
+    c.submitted_at,
+    c.billed_usd,
+    c.billed_usd - c.contractual_adj_usd as allowed_usd,
+    c.payer_paid_usd,
+    c.contractual_adj_usd,
+    c.patient_resp_usd,
+    c.patient_paid_usd,
+    c.write_off_usd,
+    c.billed_usd - c.payer_paid_usd - c.contractual_adj_usd - c.patient_resp_usd - c.write_off_usd
+        as insurance_balance_usd,
+    c.patient_resp_usd - c.patient_paid_usd as patient_balance_usd,
+    c.payer_paid_usd + c.patient_paid_usd as net_collected_usd,
+    c.is_denied,
+    c.denial_carc,
+    c.denied_usd,
+    c.denied_at,
+    c.is_denied and c.payer_paid_usd = 0 and c.write_off_usd > 0 as is_denial_written_off,
+    date_diff('day', cast(c.submitted_at as date), cast(c.first_payer_payment_at as date)) as days_to_pay,
+    case
+        when abs(c.billed_usd - c.payer_paid_usd - c.contractual_adj_usd - c.write_off_usd - c.patient_paid_usd) < 0.005
+            then 'closed'
+        when date_diff('day', c.service_date, cast(k.as_of as date)) <= 30 then '0-30'
+        when date_diff('day', c.service_date, cast(k.as_of as date)) <= 60 then '31-60'
+        when date_diff('day', c.service_date, cast(k.as_of as date)) <= 90 then '61-90'
+        when date_diff('day', c.service_date, cast(k.as_of as date)) <= 120 then '91-120'
+        else '120+'
+    end as ar_age_bucket,
+    c.charge_lines,
+    c.charge_lines_usd,
+    c.billable_units
+from {{ ref('int_claims_reconciled') }} as c
+left join {{ ref('stg_raw__payers') }} as p using (payer_id)
+cross join {{ ref('int_clocks_resolved') }} as k

@@ -1,0 +1,18 @@
+-- Professional claims (837P) submitted to payers, one per visit. A corrected claim is re-sent with the same claim_id and a later submitted_at.
+-- Latest version per natural key (claim_id), by submitted_at; rename and cast only.
+with deduped as (
+    {{ dedup_latest(raw_source('claims', ['claim_id', 'episode_id', 'patient_id', 'clinic_id', 'payer_id', 'service_date', 'submitted_at', 'billed_usd', '_load_id', '_row_hash', '_line']), ['claim_id'], 'submitted_at') }}
+)
+select
+    cast(claim_id as varchar) as claim_id,
+    cast(episode_id as varchar) as episode_id,
+    cast(patient_id as varchar) as patient_id,
+    cast(clinic_id as varchar) as clinic_id,
+    cast(payer_id as varchar) as payer_id,
+    cast(service_date as date) as service_date,
+    cast(submitted_at as timestamp) as submitted_at,
+    cast(billed_usd as decimal(18,2)) as billed_usd,
+    _load_id,
+    _row_hash,
+    _line
+from deduped

@@ -1,0 +1,20 @@
+-- Clinic locations of the practice network (reference file from the practice-management system).
+-- Latest version per natural key (clinic_id), by updated_at; rename and cast only.
+with deduped as (
+    {{ dedup_latest(raw_source('clinics', ['clinic_id', 'clinic_name', 'address_line', 'city', 'state', 'zip', 'timezone', 'opened_on', 'treatment_tables', 'updated_at', '_load_id', '_row_hash', '_line']), ['clinic_id'], 'updated_at') }}
+)
+select
+    cast(clinic_id as varchar) as clinic_id,
+    cast(clinic_name as varchar) as clinic_name,
+    cast(address_line as varchar) as address_line,
+    cast(city as varchar) as city,
+    cast(state as varchar) as state,
+    cast(zip as varchar) as zip,
+    cast(timezone as varchar) as timezone,
+    cast(opened_on as date) as opened_on,
+    cast(treatment_tables as integer) as treatment_tables,
+    cast(updated_at as timestamp) as updated_at,
+    _load_id,
+    _row_hash,
+    _line
+from deduped

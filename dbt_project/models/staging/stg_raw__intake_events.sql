@@ -1,0 +1,26 @@
+-- Leads and referrals and everything the intake team does with them, as events. A `received` event opens a referral (or lead) and carries its source; later events record outreach and the intake outcome.
+-- Latest version per natural key (event_id), by event_at; rename and cast only.
+with deduped as (
+    {{ dedup_latest(raw_source('intake_events', ['event_id', 'referral_id', 'patient_id', 'clinic_id', 'event_type', 'event_at', 'intake_kind', 'source_type', 'referring_physician_id', 'channel', 'payer_id', 'icd10_code', 'outreach_method', 'outreach_outcome', 'reason', 'recorded_by', '_load_id', '_row_hash', '_line']), ['event_id'], 'event_at') }}
+)
+select
+    cast(event_id as varchar) as event_id,
+    cast(referral_id as varchar) as referral_id,
+    cast(patient_id as varchar) as patient_id,
+    cast(clinic_id as varchar) as clinic_id,
+    cast(event_type as varchar) as event_type,
+    cast(event_at as timestamp) as event_at,
+    cast(intake_kind as varchar) as intake_kind,
+    cast(source_type as varchar) as source_type,
+    cast(referring_physician_id as varchar) as referring_physician_id,
+    cast(channel as varchar) as channel,
+    cast(payer_id as varchar) as payer_id,
+    cast(icd10_code as varchar) as icd10_code,
+    cast(outreach_method as varchar) as outreach_method,
+    cast(outreach_outcome as varchar) as outreach_outcome,
+    cast(reason as varchar) as reason,
+    cast(recorded_by as varchar) as recorded_by,
+    _load_id,
+    _row_hash,
+    _line
+from deduped

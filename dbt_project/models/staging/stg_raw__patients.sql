@@ -1,0 +1,25 @@
+-- Patient demographics and contact details. PHI - front desk only; never shown to marketing or analysts.
+-- Latest version per natural key (patient_id), by updated_at; rename and cast only.
+with deduped as (
+    {{ dedup_latest(raw_source('patients', ['patient_id', 'first_name', 'last_name', 'birth_date', 'sex', 'phone', 'email', 'address_line', 'city', 'state', 'zip', 'primary_payer_id', 'member_id', 'created_at', 'updated_at', '_load_id', '_row_hash', '_line']), ['patient_id'], 'updated_at') }}
+)
+select
+    cast(patient_id as varchar) as patient_id,
+    cast(first_name as varchar) as first_name,
+    cast(last_name as varchar) as last_name,
+    cast(birth_date as date) as birth_date,
+    cast(sex as varchar) as sex,
+    cast(phone as varchar) as phone,
+    cast(email as varchar) as email,
+    cast(address_line as varchar) as address_line,
+    cast(city as varchar) as city,
+    cast(state as varchar) as state,
+    cast(zip as varchar) as zip,
+    cast(primary_payer_id as varchar) as primary_payer_id,
+    cast(member_id as varchar) as member_id,
+    cast(created_at as timestamp) as created_at,
+    cast(updated_at as timestamp) as updated_at,
+    _load_id,
+    _row_hash,
+    _line
+from deduped

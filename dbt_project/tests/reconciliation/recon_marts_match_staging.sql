@@ -1,0 +1,53 @@
+-- Reconciliation: every entity and dollar in raw (after the latest-wins dedup, i.e. staging) reaches its mart
+-- exactly once: nothing dropped or doubled by a join. Each staging view is scanned once. One row per mismatch.
+with intake as materialized (
+    select count(distinct referral_id) as referrals from {{ ref('stg_raw__intake_events') }}
+),
+sched as materialized (
+    select count(distinct appointment_id) as appointments from {{ ref('stg_raw__scheduling_events') }}
+),
+stg_claims as materialized (
+    select count(*) as n, sum(billed_usd) as billed from {{ ref('stg_raw__claims') }}
+),
+stg_charges as materialized (
+    select count(*) as n, sum(charge_usd) as usd from {{ ref('stg_raw__charges') }}
+),
+remit as materialized (
+    select
+        sum(amount_usd) filter (where event_type = 'payer_payment') as payer_paid,
+        sum(amount_usd) filter (where event_type = 'contractual_adjustment') as contractual,
+        sum(amount_usd) filter (where event_type = 'patient_responsibility') as patient_resp,
+        sum(amount_usd) filter (where event_type = 'patient_payment') as patient_paid,
+        sum(amount_usd) filter (where event_type = 'write_off') as write_off
+    from {{ ref('stg_raw__remittances') }}
+    where claim_id in (select claim_id from {{ ref('claims') }})
+),
+m as materialized (
+    select
+        count(*) as n, sum(billed_usd) as billed, sum(payer_paid_usd) as payer_paid,
+        sum(contractual_adj_usd) as contractual, sum(patient_resp_usd) as patient_resp,
+        sum(patient_paid_usd) as patient_paid, sum(write_off_usd) as write_off
+    from {{ ref('claims') }}
+),
+checks as (
+    select 'referral_funnel rows' as check_name,
+        (select count(*) from {{ ref('referral_funnel') }}) as mart_value, (select referrals from intake) as raw_value
+    union all select 'appointments rows', (select count(*) from {{ ref('appointments') }}), (select appointments from sched)
+    union all select 'claims rows', (select n from m), (select n from stg_claims)
+    union all select 'charge_lines rows', (select count(*) from {{ ref('charge_lines') }}), (select n from stg_charges)
+    union all select 'dim_patients rows', (select count(*) from {{ ref('dim_patients') }}),
+        (select count(*) from {{ ref('stg_raw__patients') }})
+    union all select 'visits rows', (select count(*) from {{ ref('visits') }}),
+        (select count(*) from {{ ref('appointments') }} where status = 'completed')
+    union all select 'billed usd', (select billed from m), (select billed from stg_claims)
+    union all select 'charges usd', (select sum(charge_usd) from {{ ref('charge_lines') }}), (select usd from stg_charges)
+    union all select 'payer paid usd', (select payer_paid from m), (select payer_paid from remit)
+    union all select 'contractual usd', (select contractual from m), (select contractual from remit)
+    union all select 'patient resp usd', (select patient_resp from m), (select patient_resp from remit)
+    union all select 'patient paid usd', (select patient_paid from m), (select patient_paid from remit)
+    union all select 'write off usd', (select write_off from m), (select write_off from remit)
+    union all select 'episode net revenue usd', (select sum(net_revenue_usd) from {{ ref('episodes') }}),
+        (select sum(net_collected_usd) from {{ ref('claims') }}
+         where episode_id in (select episode_id from {{ ref('episodes') }}))
+)
+select * from checks where abs(coalesce(mart_value, 0) - coalesce(raw_value, 0)) > 0.005

@@ -1,0 +1,403 @@
+"""`ptpulse build`: dbt build into a new analytics file beside the served one, then swap it in atomically.
+
+Steps (DESIGN.md, "Why three stores"):
+
+1. a new file `build/<build_id>/analytics.duckdb` (same file name as the served one, so the catalog name
+   that dbt writes into view definitions stays valid after the rename);
+2. app state: `app.sqlite` is copied with SQLite's backup API (the app never meets a lock) and its
+   `actions` table is written into the new file as `app_state.actions` (empty and typed when there is no
+   app database yet), so dbt reads it as a source;
+3. `dbt build` in-process (raw.duckdb attached READ-ONLY as `rawdb`);
+4. only when every error-severity test passed: `meta.builds` (history carried forward from the served
+   file), the `before_swap` hook (ML scoring writes schema `ml`), checkpoint and close, `os.replace`.
+
+On any failure the served file is untouched and `BuildResult.message` names the failed model or test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import duckdb
+
+from ptpulse.config import REPO_ROOT, Settings
+from ptpulse.progress import ProgressFn
+
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+ACTIONS_DDL = """
+create table app_state.actions (
+    action_id bigint, task_id varchar, action varchar, actor varchar, acted_at varchar, payload varchar
+)"""
+
+BUILDS_DDL = """
+create table if not exists meta.builds (
+    build_id varchar, started_at timestamp, finished_at timestamp, status varchar, dbt_version varchar,
+    git_rev varchar, row_counts json, tests json
+)"""
+
+# dbt runs in-process; its flags and adapter state are process-global, so builds never overlap.
+_DBT_LOCK = threading.Lock()
+
+
+@dataclass
+class BuildResult:
+    ok: bool
+    served_path: Optional[Path]
+    seconds: float
+    models: int
+    tests: int
+    message: str
+    build_id: str
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    row_counts: dict[str, int] = field(default_factory=dict)
+    new_path: Optional[Path] = None
+
+
+@dataclass
+class DbtRun:
+    ok: bool
+    models: int
+    tests: int
+    passed: int
+    failures: list[str]
+    warnings: list[str]
+    errors: list[str]
+    message: str
+    timings: dict[str, float]
+
+
+def new_build_id() -> str:
+    return datetime.now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def git_rev() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# --------------------------------------------------------------------------------------------- app state
+
+
+def copy_actions(app_db: Path, target: duckdb.DuckDBPyConnection, scratch: Path) -> int:
+    """Write app.sqlite `actions` into `app_state.actions` of `target`; returns the row count.
+
+    The app database is copied with SQLite's online backup API into `scratch` first (a reader that never
+    blocks the app's writers; WAL content is included), and only the copy is read.
+    """
+    target.execute("create schema if not exists app_state")
+    target.execute(ACTIONS_DDL)
+    if not app_db.exists():
+        return 0
+    copy_path = scratch / "app_state_copy.sqlite"
+    src = sqlite3.connect(f"file:{app_db}?mode=ro", uri=True, timeout=5)
+    try:
+        dst = sqlite3.connect(copy_path)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    con = sqlite3.connect(copy_path)
+    try:
+        has = con.execute("select 1 from sqlite_master where type = 'table' and name = 'actions'").fetchone()
+        if not has:
+            return 0
+        cols = {r[1] for r in con.execute("pragma table_info(actions)")}
+        wanted = ["action_id", "task_id", "action", "actor", "acted_at", "payload"]
+        select = ", ".join(c if c in cols else "null" for c in wanted)
+        rows = con.execute(f"select {select} from actions").fetchall()
+    finally:
+        con.close()
+        copy_path.unlink(missing_ok=True)
+    if rows:
+        rows = [(r[0], r[1], r[2], r[3], None if r[4] is None else str(r[4]),
+                 None if r[5] is None else (r[5] if isinstance(r[5], str) else json.dumps(r[5]))) for r in rows]
+        target.executemany("insert into app_state.actions values (?, ?, ?, ?, ?, ?)", rows)
+    return len(rows)
+
+
+# --------------------------------------------------------------------------------------------------- dbt
+
+
+@contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _release_dbt_duckdb() -> None:
+    """Close the DuckDB instance dbt-duckdb caches per process, so the file can be reopened and renamed."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # pragma: no cover
+        return
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        if env is not None:
+            try:
+                env.close()
+            except Exception:  # noqa: BLE001 - closing best effort, the next open replaces it anyway
+                pass
+        DuckDBConnectionManager._ENV = None
+
+
+def run_dbt(
+    args: list[str],
+    target_file: Path,
+    raw_db: Path,
+    work_dir: Path,
+    project_dir: Path = DBT_PROJECT_DIR,
+    build_id: str = "dev",
+    dbt_vars: Optional[dict] = None,
+    progress: ProgressFn = None,
+    expected_nodes: int = 0,
+) -> DbtRun:
+    """Run one dbt command in-process against `target_file`; summarise the node results."""
+    from dbt.cli.main import dbtRunner
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    full_args = list(args) + [
+        "--project-dir", str(project_dir),
+        "--profiles-dir", str(project_dir),
+        "--log-path", str(work_dir / "logs"),
+        "--target-path", str(work_dir / "target"),
+        "--quiet",
+    ]
+    if dbt_vars:
+        full_args += ["--vars", json.dumps(dbt_vars)]
+    done = {"n": 0}
+
+    def on_event(event) -> None:
+        if progress and event.info.name == "NodeFinished":
+            done["n"] += 1
+            node = getattr(event.data, "node_info", None)
+            name = getattr(node, "node_name", "") if node else ""
+            progress(f"dbt {name}", done["n"], max(expected_nodes, done["n"]))
+
+    env = {
+        "PTPULSE_BUILD_TARGET": str(target_file),
+        "PTPULSE_RAW_DB": str(raw_db),
+        "PTPULSE_BUILD_ID": build_id,
+        "PTPULSE_DBT_TARGET_PATH": str(work_dir / "target"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    t0 = time.perf_counter()
+    with _DBT_LOCK, _env(env):
+        try:
+            res = dbtRunner(callbacks=[on_event]).invoke(full_args)
+        finally:
+            _release_dbt_duckdb()
+    return summarise(res, time.perf_counter() - t0)
+
+
+def summarise(res, seconds: float) -> DbtRun:
+    models = tests = passed = 0
+    failures: list[str] = []
+    warnings: list[str] = []
+    errors: list[str] = []
+    timings: dict[str, float] = {"total": seconds}
+    results = getattr(res.result, "results", None) or []
+    for r in results:
+        node = r.node
+        kind = node.resource_type.value if hasattr(node.resource_type, "value") else str(node.resource_type)
+        status = str(r.status.value if hasattr(r.status, "value") else r.status)
+        label = f"{kind} {node.name}"
+        timings[node.unique_id] = float(getattr(r, "execution_time", 0.0) or 0.0)
+        if kind in ("model", "seed", "snapshot"):
+            models += kind == "model"
+            if status in ("error", "skipped"):
+                errors.append(f"{label}: {_short(r.message)}" if status == "error" else f"{label}: skipped")
+        elif kind in ("test", "unit_test"):
+            tests += 1
+            if status == "pass":
+                passed += 1
+            elif status == "warn":
+                warnings.append(f"{label} ({r.failures} rows)")
+            elif status == "fail":
+                failures.append(f"{label} ({r.failures} rows)")
+            elif status == "error":
+                failures.append(f"{label}: {_short(r.message)}")
+            elif status == "skipped":
+                errors.append(f"{label}: skipped")
+    ok = bool(res.success) and not failures and not [e for e in errors if not e.endswith("skipped")]
+    if not results and res.exception is not None:
+        errors.append(f"dbt: {_short(str(res.exception))}")
+        ok = False
+    if ok:
+        message = f"{models} models, {tests} tests passed ({len(warnings)} warnings)"
+    else:
+        first = [e for e in errors if not e.endswith("skipped")] + failures
+        message = "dbt build failed: " + "; ".join(first[:10] or errors[:10] or ["see dbt logs"])
+    return DbtRun(ok, models, tests, passed, failures, warnings, errors, message, timings)
+
+
+def _short(text: object, limit: int = 600) -> str:
+    s = " ".join(str(text or "").split())
+    return s if len(s) <= limit else s[:limit] + "..."
+
+
+# ------------------------------------------------------------------------------------------------- build
+
+
+def _mart_row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    tables = con.execute(
+        "select table_name from information_schema.tables where table_schema = 'marts' "
+        "and table_catalog = current_database() order by 1").fetchall()
+    return {t: con.execute(f'select count(*) from marts."{t}"').fetchone()[0] for (t,) in tables}
+
+
+def _previous_history(served: Path) -> list[tuple]:
+    if not served.exists():
+        return []
+    try:
+        con = duckdb.connect(str(served), read_only=True)
+    except duckdb.Error:
+        return []
+    try:
+        has = con.execute("select count(*) from information_schema.tables "
+                          "where table_schema = 'meta' and table_name = 'builds'").fetchone()[0]
+        if not has:
+            return []
+        return con.execute("select build_id, started_at, finished_at, status, dbt_version, git_rev, "
+                           "cast(row_counts as varchar), cast(tests as varchar) from meta.builds").fetchall()
+    finally:
+        con.close()
+
+
+def _checkpoint_close(path: Path) -> None:
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    wal = Path(str(path) + ".wal")
+    if wal.exists():
+        raise RuntimeError(f"{wal} remains after checkpoint: a connection to the new file is still open")
+
+
+def build(
+    settings: Settings,
+    progress: ProgressFn = None,
+    before_swap: Optional[Callable[[Path], None]] = None,
+    project_dir: Path = DBT_PROJECT_DIR,
+    dbt_vars: Optional[dict] = None,
+    keep_failed: bool = False,
+) -> BuildResult:
+    """Build a new analytics file and swap it over settings.analytics_db if every error-severity test passed."""
+    from dbt.version import __version__ as dbt_version
+
+    t0 = time.perf_counter()
+    started = datetime.now()
+    build_id = new_build_id()
+    settings.ensure()
+    work = settings.build_dir / build_id
+    work.mkdir(parents=True, exist_ok=True)
+    new_path = work / settings.analytics_db.name
+    dbt_work = settings.build_dir / "dbt"  # stable target/ so partial parsing is reused across builds
+
+    def fail(message: str, run: Optional[DbtRun] = None) -> BuildResult:
+        if not keep_failed:
+            shutil.rmtree(work, ignore_errors=True)
+        return BuildResult(
+            ok=False, served_path=settings.analytics_db if settings.analytics_db.exists() else None,
+            seconds=time.perf_counter() - t0, models=run.models if run else 0, tests=run.tests if run else 0,
+            message=message, build_id=build_id, failures=run.failures if run else [],
+            warnings=run.warnings if run else [], new_path=new_path if keep_failed else None)
+
+    if not settings.raw_db.exists():
+        return fail(f"{settings.raw_db} does not exist: ingest source files first (`ptpulse ingest FOLDER`).")
+
+    if progress:
+        progress("app state", 0, 1)
+    con = duckdb.connect(str(new_path))
+    try:
+        copy_actions(settings.app_db, con, work)
+    except sqlite3.Error as exc:
+        con.close()
+        return fail(f"could not read app state {settings.app_db}: {exc}")
+    finally:
+        try:
+            con.close()
+        except duckdb.Error:
+            pass
+
+    variables = dict(dbt_vars or {})
+    run = run_dbt(["build"], new_path, settings.raw_db, dbt_work, project_dir=project_dir, build_id=build_id,
+                  dbt_vars=variables or None, progress=progress)
+    if not run.ok:
+        return fail(run.message, run)
+
+    try:
+        con = duckdb.connect(str(new_path))
+        try:
+            row_counts = _mart_row_counts(con)
+            history = _previous_history(settings.analytics_db)
+            con.execute("create schema if not exists meta")
+            con.execute(BUILDS_DDL)
+            if history:
+                con.executemany("insert into meta.builds values (?, ?, ?, ?, ?, ?, ?, ?)", history)
+            tests_json = {"passed": run.passed, "warned": len(run.warnings), "failed": len(run.failures),
+                          "total": run.tests, "warnings": run.warnings, "failures": run.failures}
+            con.execute("insert into meta.builds values (?, ?, ?, 'success', ?, ?, ?, ?)",
+                        [build_id, started, datetime.now(), dbt_version, git_rev(),
+                         json.dumps(row_counts), json.dumps(tests_json)])
+        finally:
+            con.close()
+        if before_swap is not None:
+            if progress:
+                progress("before swap", 0, 1)
+            before_swap(new_path)
+        _checkpoint_close(new_path)
+        os.replace(new_path, settings.analytics_db)
+    except Exception as exc:  # noqa: BLE001 - any failure here must leave the served file as it was
+        return fail(f"build {build_id} failed after dbt: {type(exc).__name__}: {exc}", run)
+    shutil.rmtree(work, ignore_errors=True)
+    if progress:
+        progress("served", 1, 1)
+    return BuildResult(
+        ok=True, served_path=settings.analytics_db, seconds=time.perf_counter() - t0, models=run.models,
+        tests=run.tests, message=run.message, build_id=build_id, failures=[], warnings=run.warnings,
+        row_counts=row_counts)
+
+
+def generate_docs(settings: Settings, out_dir: Optional[Path] = None, project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """`dbt docs generate` against a private copy of the served file; returns the folder with index.html."""
+    if not settings.analytics_db.exists():
+        raise FileNotFoundError(f"{settings.analytics_db} does not exist: run `ptpulse build` first")
+    out = out_dir or settings.build_dir / "docs"
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.build_dir) as tmp:
+        copy = Path(tmp) / settings.analytics_db.name
+        shutil.copy2(settings.analytics_db, copy)
+        run = run_dbt(["docs", "generate"], copy, settings.raw_db, out, project_dir=project_dir)
+    if not (out / "target" / "catalog.json").exists():
+        raise RuntimeError(f"dbt docs generate failed: {run.message}")
+    return out / "target"

@@ -1,0 +1,133 @@
+"""Build and serve: the new file is swapped in only after every error-severity test passed; a failed build
+leaves the served file untouched and names what failed; raw.duckdb is never written; app state is read
+through a backup copy even while the app holds a write transaction; meta.builds carries its history."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import copy_of
+from ptpulse.build import DBT_PROJECT_DIR, build, generate_docs
+
+pytestmark = pytest.mark.slow
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_actions(app_db: Path, rows: list[tuple]) -> sqlite3.Connection:
+    con = sqlite3.connect(app_db)
+    con.execute("pragma journal_mode=wal")
+    con.execute("""create table if not exists actions (action_id integer primary key, task_id text, action text,
+                   actor text, acted_at text, payload text)""")
+    con.executemany("insert into actions (task_id, action, actor, acted_at, payload) values (?, ?, ?, ?, ?)", rows)
+    con.commit()
+    return con
+
+
+def test_broken_model_keeps_previous_file_served(tiny_home, tmp_path):
+    home = copy_of(tiny_home, tmp_path / "home")
+    project = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    model = project / "models" / "marts" / "episodes.sql"
+    model.write_text(model.read_text().replace("s.attended_visits,", "s.no_such_column,", 1))
+    before = _sha(home.analytics_db)
+
+    result = build(home, project_dir=project)
+
+    assert not result.ok
+    assert "episodes" in result.message
+    assert _sha(home.analytics_db) == before
+    assert not any(home.build_dir.glob("*/analytics.duckdb"))  # the failed file was cleaned up
+
+
+def test_failing_error_test_keeps_previous_file_served(tiny_home, tmp_path):
+    home = copy_of(tiny_home, tmp_path / "home")
+    project = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    model = project / "models" / "marts" / "claims.sql"   # break the billed = paid + ... + balance invariant
+    model.write_text(model.read_text().replace("c.write_off_usd\n        as insurance_balance_usd",
+                                               "c.write_off_usd + 1\n        as insurance_balance_usd"))
+    before = _sha(home.analytics_db)
+    result = build(home, project_dir=project)
+    assert not result.ok and "claims" in result.message and "expression_is_true" in result.message
+    assert _sha(home.analytics_db) == before
+
+
+def test_raw_untouched_history_and_app_actions(tiny_home, tmp_path):
+    home = copy_of(tiny_home, tmp_path / "home")
+    raw_before = _sha(home.raw_db)
+    app = _write_actions(home.app_db, [
+        ("uncontacted_referral:R09", "log_outreach", "fd1", "2025-03-31T18:00:00Z",
+         json.dumps({"method": "call", "outcome": "reached"})),
+        ("contacted_unscheduled:R10", "snooze", "fd1", "2025-03-31T18:05:00Z", json.dumps({"until": "2025-04-05T09:00:00"})),
+        ("eval_no_show_rebook:R04", "mark_lost", "fd1", "2025-03-31T18:10:00Z", json.dumps({"reason": "moved"})),
+        ("auth_expiring:AU1", "claim", "fd2", "2025-03-31T18:15:00Z", "{}"),
+    ])
+    # the app is mid-write (an open write transaction in WAL mode) while the build copies its state
+    app.execute("begin immediate")
+    app.execute("insert into actions (task_id, action, actor, acted_at, payload) values "
+                "('auth_expiring:AU2', 'claim', 'fd3', '2025-03-31T18:20:00Z', '{}')")
+    try:
+        result = build(home)
+    finally:
+        app.commit()  # the app never met a lock
+        app.close()
+    assert result.ok, result.message
+    assert _sha(home.raw_db) == raw_before
+    assert not Path(str(home.analytics_db) + ".wal").exists()
+
+    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+        queue = {r[0]: r[1:] for r in con.execute(
+            "select task_id, due_at, claimed_by from marts.work_queue_candidates").fetchall()}
+        builds = con.execute("select build_id from meta.builds order by started_at").fetchall()
+        r09 = con.execute("select first_contact_at, hours_to_contact from marts.referral_funnel "
+                          "where referral_id = 'R09'").fetchone()
+        hours = con.execute("select numerator, denominator from marts.practice_kpis where clinic_id = 'ALL' "
+                            "and grain = 'month' and kpi = 'hours_to_first_contact'").fetchone()
+    assert "uncontacted_referral:R09" not in queue            # the logged outreach is the first contact
+    assert queue["contacted_unscheduled:R09"][0] == datetime(2025, 4, 2, 18, 0)
+    assert queue["contacted_unscheduled:R10"][0] == datetime(2025, 4, 5, 9, 0)  # snoozed
+    assert "eval_no_show_rebook:R04" not in queue              # marked lost
+    assert queue["auth_expiring:AU1"][1] == "fd2"
+    assert queue["auth_expiring:AU2"][1] is None               # uncommitted when the build read app state
+    assert r09 == (datetime(2025, 3, 31, 18, 0), pytest.approx(175.0))
+    assert hours == (pytest.approx(54.5 + 175), 12)
+    assert len(builds) == 2                                    # the tiny build's history carried forward
+
+
+def test_docs_generate(tiny_home, tmp_path):
+    target = generate_docs(tiny_home, out_dir=tmp_path / "docs")
+    catalog = json.loads((target / "catalog.json").read_text())
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert "model.ptpulse.practice_kpis" in catalog["nodes"]
+    models = [n for n in manifest["nodes"].values() if n["resource_type"] == "model"]
+    for node in models:
+        assert node["description"], node["name"]
+        assert node["config"]["meta"].get("grain"), node["name"]
+    marts = [n for n in models if n["schema"] == "marts"]
+    undocumented = [(n["name"], c) for n in marts for c, col in n["columns"].items() if not col["description"]]
+    assert not undocumented
+    built = catalog["nodes"]["model.ptpulse.referral_funnel"]["columns"]
+    assert set(c.lower() for c in built) <= set(c.lower() for c in
+                                                manifest["nodes"]["model.ptpulse.referral_funnel"]["columns"])
+
+
+def test_as_of_var_overrides_the_data_clock(tiny_home, tmp_path):
+    home = copy_of(tiny_home, tmp_path / "home")
+    result = build(home, dbt_vars={"as_of": "2025-03-20 12:00:00"})
+    assert result.ok, result.message
+    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+        as_of, source = con.execute("select as_of, as_of_source from marts.build_info").fetchone()
+        future = con.execute("select count(*) from marts.appointments where is_future").fetchone()[0]
+    assert (as_of, source) == (datetime(2025, 3, 20, 12, 0), "var")
+    assert future == 2  # A09, A16: the var moves "now" for open items; it does not replay events
