@@ -16,6 +16,8 @@ from typing import Iterable, Sequence
 
 from ingestion.contracts import Contract
 
+# .csv, plus FHIR (.json, .ndjson) and X12 (.835, .837, .x12, .edi) files read by ingestion/interop
+READABLE_SUFFIXES = (".csv", ".json", ".ndjson", ".835", ".837", ".x12", ".edi")
 SKIPPED_FOLDERS = {"truth"}  # the generator's answer key, never ingested (interfaces.md section 1)
 SNIFF_BYTES = 64 * 1024
 HASH_CHUNK = 4 * 1024 * 1024
@@ -26,7 +28,8 @@ class FileRefused(Exception):
 
 
 def discover(paths: Sequence[Path]) -> list[Path]:
-    """Files to ingest, sorted and de-duplicated: given files as they are, folders searched for *.csv.
+    """Files to ingest, sorted and de-duplicated: given files as they are, folders searched for *.csv (and the
+    FHIR / X12 suffixes of READABLE_SUFFIXES).
 
     Folders named `truth` are skipped at any depth. A path that does not exist is returned as is so the
     loader can refuse it with a message, rather than silently ignoring a typo.
@@ -42,7 +45,7 @@ def discover(paths: Sequence[Path]) -> list[Path]:
 
 def _csvs_under(folder: Path) -> Iterable[Path]:
     for csv_path in folder.rglob("*"):
-        if not csv_path.is_file() or csv_path.suffix.lower() != ".csv":
+        if not csv_path.is_file() or csv_path.suffix.lower() not in READABLE_SUFFIXES:
             continue
         relative_parts = csv_path.relative_to(folder).parts[:-1]
         if any(part.lower() in SKIPPED_FOLDERS for part in relative_parts):
@@ -60,13 +63,14 @@ def sha256_of(path: Path) -> str:
 
 
 def check_readable(path: Path) -> None:
-    """Refuse paths that are not an existing regular .csv file."""
+    """Refuse paths that are not an existing regular .csv (or FHIR / X12) file."""
     if not path.exists():
         raise FileRefused(f"{path} does not exist. Check the path and run ingest again.")
     if not path.is_file():
         raise FileRefused(f"{path} is not a regular file. Pass a CSV file or a folder of them.")
-    if path.suffix.lower() != ".csv":
-        raise FileRefused(f"{path.name} is not a .csv file. Export the source as CSV (UTF-8, comma separated).")
+    if path.suffix.lower() not in READABLE_SUFFIXES:
+        raise FileRefused(f"{path.name} is not a .csv file. Export the source as CSV (UTF-8, comma separated), "
+                          f"or as FHIR R4 JSON (.json, .ndjson) or X12 835/837P (.835, .837, .x12, .edi).")
 
 
 def read_header(path: Path) -> list[str]:

@@ -25,6 +25,7 @@ from ingestion import validation as v
 from ingestion.contracts import CODES_DIR, Contract, UnknownSource, load_code_lists, load_contracts, match_source
 from ingestion.files import (FileRefused, check_columns, check_readable, discover, encoding_refusal, read_header,
                              sha256_of)
+from ingestion.interop import is_interop, read_interop
 from ingestion.rawdb import SCHEMA, RawDB, open_raw, quote
 from ptpulse.config import Settings
 
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS {quarantine} (
 READ_CSV = ("read_csv(?, header = true, auto_detect = false, columns = ?, delim = ',', quote = '\"', "
             "escape = '\"', store_rejects = true, rejects_table = '_reject_errors', "
             "rejects_scan = '_reject_scans')")
-TEMP_TABLES = ("_staged", "_malformed", "_line_shift", "_dups", "_reject_errors", "_reject_scans")
+TEMP_TABLES = ("_staged", "_malformed", "_line_shift", "_dups", "_reject_errors", "_reject_scans", "_interop_rows")
 
 MALFORMED_DETAILS = {
     "MISSING COLUMNS": "the line has fewer fields than the header; a field or a comma is missing",
@@ -104,7 +105,10 @@ def ingest(paths: Sequence[Path], settings: Settings, progress: ProgressFn = Non
         results = []
         for done, path in enumerate(files):
             _report(progress, path.name, done, len(files))
-            results.append(_load_file(db, path, contracts))
+            if is_interop(path):
+                results.extend(_load_interop_file(db, path, contracts))
+            else:
+                results.append(_load_file(db, path, contracts))
         _report(progress, "done", len(files), len(files))
         return results
     finally:
@@ -159,10 +163,15 @@ def _next_load_id(db: RawDB) -> int:
     return db.con.execute(f"SELECT coalesce(max(load_id), 0) + 1 FROM {db.t('_loads')}").fetchone()[0]
 
 
-def _previous_load(db: RawDB, sha256: str) -> Optional[tuple]:
-    """(load_id, file, finished_at) of the earlier successful load of the same bytes, if any."""
-    return db.con.execute(f"SELECT load_id, file, finished_at FROM {db.t('_loads')} WHERE sha256 = ? AND status = ? "
-                       "ORDER BY load_id LIMIT 1", [sha256, LOADED]).fetchone()
+def _previous_load(db: RawDB, sha256: str, source: Optional[str] = None, by_source: bool = False) -> Optional[tuple]:
+    """(load_id, file, finished_at) of the earlier successful load of the same bytes, if any.
+
+    `by_source`: only a load of the same bytes into `source` counts (FHIR / X12 files load once per source).
+    """
+    where = " AND source IS NOT DISTINCT FROM ?" if by_source else ""
+    params = [sha256, LOADED] + ([source] if by_source else [])
+    return db.con.execute(f"SELECT load_id, file, finished_at FROM {db.t('_loads')} WHERE sha256 = ? AND status = ?"
+                          f"{where} ORDER BY load_id LIMIT 1", params).fetchone()
 
 
 def _skip(db: RawDB, result: LoadResult, previous: tuple) -> None:
@@ -227,17 +236,22 @@ def _stage(db: RawDB, path: Path, names: list[str], contract: Contract) -> None:
     file_columns = {name or f"_column_{i}": "VARCHAR" for i, name in enumerate(names, start=1)}
     text = ", ".join(v.q(c.name) if c.name in file_columns else f"CAST(NULL AS VARCHAR) AS {v.q(c.name)}"
                      for c in contract.columns)
-    typed = v.typed_columns(contract)
-    checks = v.checks_for(contract)
-    sql = (f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT *, {v.violation_expr(checks)} AS _violation, "
-           f"{v.row_hash_expr(contract)} AS _row_hash "
-           f"FROM (SELECT *{', ' + typed if typed else ''} FROM (SELECT {text} FROM {READ_CSV}))")
+    sql = _staging_sql(contract, f"SELECT {text} FROM {READ_CSV}")
     try:
         db.con.execute(sql, [str(path), file_columns])
     except duckdb.Error as exc:
         raise FileRefused(f"{path.name} could not be read as CSV ({_safe_error(exc)}). Check that it is a "
                           f"comma-separated UTF-8 export with a header row, and ingest it again.") from None
     _collect_malformed(db, path)
+
+
+def _staging_sql(contract: Contract, rows_sql: str) -> str:
+    """CREATE temp._staged from `rows_sql` (contract columns as text): typed values, first broken rule, hash."""
+    typed = v.typed_columns(contract)
+    checks = v.checks_for(contract)
+    return (f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT *, {v.violation_expr(checks)} AS _violation, "
+            f"{v.row_hash_expr(contract)} AS _row_hash "
+            f"FROM (SELECT *{', ' + typed if typed else ''} FROM ({rows_sql}))")
 
 
 def _safe_error(exc: duckdb.Error) -> str:
@@ -284,11 +298,12 @@ def _line_sql(db: RawDB) -> tuple[str, str]:
 
 # --- landing: one transaction per file ------------------------------------------------------------------------
 
-def _land(db: RawDB, result: LoadResult, contract: Contract, notes: list[str]) -> None:
+def _land(db: RawDB, result: LoadResult, contract: Contract, notes: list[str],
+          line: Optional[tuple[str, str]] = None) -> None:
     """Quarantine, land and audit the staged file atomically; assert the row-count invariant first."""
     staged, malformed = db.con.execute(
         "SELECT (SELECT count(*) FROM _staged), (SELECT count(*) FROM _malformed)").fetchone()
-    line = _line_sql(db)
+    line = line or _line_sql(db)
     db.con.begin()
     ensure_source_table(db, contract)
     result.rows_read = staged + malformed
@@ -385,3 +400,78 @@ def _insert_rows(db: RawDB, result: LoadResult, contract: Contract, line: tuple[
         SELECT {typed}, ?, s._row_hash, {line[1]}
         FROM _staged s {line[0]}
         WHERE s._violation IS NULL AND s.rowid NOT IN (SELECT rid FROM _dups)""", [result.load_id]).fetchone()[0]
+
+
+# --- FHIR / X12 files: one parse, then per target source the same staging, landing and audit as a CSV ------
+
+INTEROP_LINE = ("", "s._src_line")  # rows carry their position in the file (see ingestion/interop Batch)
+
+
+def _load_interop_file(db: RawDB, path: Path, contracts: Mapping[str, Contract]) -> list[LoadResult]:
+    """A FHIR or X12 file: parsed once into rows per target source, then one load (and one raw._loads row)
+    per source, each its own transaction. A file that cannot be read is one `refused` row (source NULL);
+    a file with nothing PT Pulse maps is one `loaded` row with 0 rows and source NULL. Re-offering the same
+    bytes skips each source that already loaded, so a source that failed is retried on its own."""
+    result = LoadResult(load_id=_next_load_id(db), file=str(path))
+    try:
+        check_readable(path)
+        result.sha256 = sha256_of(path)
+        batch = read_interop(path, contracts)
+    except FileRefused as exc:
+        _refuse(db, result, str(exc))
+        return [result]
+    except BaseException as exc:
+        _fail(db, result, exc)
+        raise
+    notes = batch.summary()
+    if not batch.rows:
+        previous = _previous_load(db, result.sha256, None, by_source=True)
+        if previous is not None:
+            _skip(db, result, previous)
+        else:
+            result.status = LOADED
+            result.message = "; ".join(["no row for any source in this file"] + notes)
+            _write_audit(db, result)
+        return [result]
+    results = []
+    for source in sorted(batch.rows):
+        result = LoadResult(load_id=_next_load_id(db), file=str(path), sha256=result.sha256, source=source)
+        contract = contracts[source]
+        try:
+            previous = _previous_load(db, result.sha256, source, by_source=True)
+            if previous is not None:
+                _skip(db, result, previous)
+            else:
+                _stage_rows(db, batch.rows[source], contract)
+                _land(db, result, contract, notes, INTEROP_LINE)
+        except FileRefused as exc:
+            _refuse(db, result, str(exc))
+        except BaseException as exc:
+            _fail(db, result, exc)
+            raise
+        finally:
+            _drop_temp(db)
+        log.info("load %s %s -> %s: %s (%s read, %s landed, %s quarantined, %s duplicate)", result.load_id,
+                 path.name, source, result.status, result.rows_read, result.rows_landed, result.rows_quarantined,
+                 result.rows_duplicate)
+        results.append(result)
+    return results
+
+
+def _stage_rows(db: RawDB, rows: list, contract: Contract) -> None:
+    """Stage reader rows [(line, {column: text})] exactly like a CSV's rows, plus `_src_line`."""
+    import polars as pl
+
+    schema = {c: pl.Utf8 for c in contract.column_names}
+    data = {c: [row[c] for _, row in rows] for c in contract.column_names}
+    frame = pl.DataFrame(data, schema=schema).with_columns(pl.Series("_src_line", [line for line, _ in rows],
+                                                                     dtype=pl.Int64))
+    db.con.register("_interop_frame", frame.to_arrow())
+    try:
+        db.con.execute("CREATE OR REPLACE TEMP TABLE _interop_rows AS SELECT * FROM _interop_frame")
+    finally:
+        db.con.unregister("_interop_frame")
+    columns = ", ".join(v.q(c) for c in contract.column_names)
+    db.con.execute(_staging_sql(contract, f"SELECT {columns}, _src_line FROM _interop_rows"))
+    db.con.execute("CREATE OR REPLACE TEMP TABLE _malformed "
+                   "(line BIGINT, column_name VARCHAR, detail VARCHAR, csv_line VARCHAR)")

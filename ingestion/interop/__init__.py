@@ -1,0 +1,102 @@
+"""FHIR R4 and X12 readers: other ways to arrive at contract-shaped rows.
+
+A reader turns one file into, per target source, a list of rows whose keys are that source's contract
+columns (all text, empty = not carried by the source). The loader then stages those rows and runs the same
+validation, quarantine, de-duplication, landing and audit as for a CSV file (one `raw._loads` row per
+file x target source). Mapping tables: ingestion/interop/README.md.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional
+
+from ingestion.contracts import Contract
+from ingestion.files import FileRefused
+
+FHIR_SUFFIXES = (".json", ".ndjson")
+X12_SUFFIXES = (".835", ".837", ".x12", ".edi")
+SUFFIXES = FHIR_SUFFIXES + X12_SUFFIXES
+
+
+def is_interop(path: Path) -> bool:
+    """True for the file types read by the FHIR and X12 readers (by suffix, case-insensitive)."""
+    return Path(path).suffix.lower() in SUFFIXES
+
+
+@dataclass
+class Batch:
+    """Everything one file yields: rows per target source (with the position each came from) and notes.
+
+    `line` of a row is where it came from in the file: the NDJSON line, the resource's number in a JSON
+    file (1 = the file's resource, or the first resource found in a Bundle), or the X12 segment number
+    (ISA = 1) of the CLM / SV1 / CLP / CAS segment it was read from.
+    """
+
+    contracts: Mapping[str, Contract]
+    rows: dict[str, list[tuple[int, dict[str, Optional[str]]]]] = field(default_factory=dict)
+    ignored: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, source: str, line: int, **values: Optional[str]) -> None:
+        """One row of `source`; keys must be contract columns (a typo is a bug, so it raises)."""
+        contract = self.contracts[source]
+        unknown = set(values) - set(contract.column_names)
+        if unknown:
+            raise KeyError(f"{source} has no column(s) {sorted(unknown)}")
+        row = {c: _text(values.get(c)) for c in contract.column_names}
+        self.rows.setdefault(source, []).append((line, row))
+
+    def ignore(self, what: str) -> None:
+        self.ignored[what] += 1
+
+    def summary(self) -> list[str]:
+        """Notes for the load messages: what was not mapped (types and counts only, never values)."""
+        notes = list(self.notes)
+        if self.ignored:
+            parts = ", ".join(f"{name} x{n}" for name, n in sorted(self.ignored.items()))
+            notes.append(f"not mapped to any source (see ingestion/interop/README.md): {parts}"[:600])
+        return notes
+
+
+def _text(value: object) -> Optional[str]:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def read_interop(path: Path, contracts: Mapping[str, Contract]) -> Batch:
+    """Read a FHIR (.json/.ndjson) or X12 (.835/.837/.x12/.edi) file; FileRefused when it cannot be read."""
+    from ingestion.interop import fhir, x12
+
+    batch = Batch(contracts)
+    suffix = Path(path).suffix.lower()
+    if suffix in FHIR_SUFFIXES:
+        fhir.read(Path(path), batch)
+    elif suffix in X12_SUFFIXES:
+        x12.read(Path(path), batch)
+    else:  # pragma: no cover - the loader only dispatches known suffixes
+        raise FileRefused(f"{Path(path).name}: not a FHIR or X12 file")
+    return batch
+
+
+def read_text(path: Path, kind: str, fix: str) -> str:
+    """The file as text, refusing empty, binary, UTF-16/32 and non-UTF-8 files (messages quote no data)."""
+    import codecs
+
+    data = path.read_bytes()
+    if not data.strip():
+        raise FileRefused(f"{path.name} is empty. {fix}")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:65536]:
+        raise FileRefused(f"{path.name} is binary or UTF-16/UTF-32, not a {kind} text file. {fix}")
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise FileRefused(f"{path.name}: line {line} is not valid UTF-8, so it is not a readable {kind} file. "
+                          f"Convert it to UTF-8 (e.g. `iconv -f WINDOWS-1252 -t UTF-8`) and ingest it again.") from None

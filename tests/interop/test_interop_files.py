@@ -1,0 +1,121 @@
+"""FHIR / X12 files beyond the corpus: refusals with the fix, NDJSON, duplicates, complete resources land."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import CORPUS
+from ingest_helpers import query, table_count
+from ingestion.loader import ingest
+
+MANAGED_CARE = CORPUS / "x12/835_005010X221A1/managed-care.835"
+FHIR = CORPUS / "fhir-r4-examples"
+
+
+def _by_name(results):
+    out = {}
+    for r in results:
+        out.setdefault(Path(r.file).name, []).append(r)
+    return out
+
+
+def test_truncated_and_garbled_x12_are_refused_while_others_load(home, tmp_path):
+    text = MANAGED_CARE.read_text()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "truncated.835").write_text(text[: int(len(text) * 0.6)])
+    (folder / "garbled.835").write_text(text.replace("CLP*8765432112", "%%%*8765432112"))
+    (folder / "not_x12.edi").write_text("hello, this is not an interchange\n")
+    (folder / "managed-care.835").write_text(text)
+    results = _by_name(ingest([folder], home))
+    [truncated], [garbled], [not_x12] = results["truncated.835"], results["garbled.835"], results["not_x12.edi"]
+    assert truncated.status == "refused" and "truncated.835" in truncated.message
+    assert "ends without the IEA trailer" in truncated.message and "Export the file again" in truncated.message
+    assert garbled.status == "refused" and "garbled" in garbled.message and "segment 20" in garbled.message
+    assert not_x12.status == "refused" and "not an X12 interchange" in not_x12.message
+    [good] = results["managed-care.835"]
+    assert good.status == "loaded" and good.rows_landed == 5
+    assert table_count(home, "remittances") == 5  # nothing of the refused files landed
+
+
+def test_invalid_json_and_non_fhir_json_are_refused_while_others_load(home, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    patient = (FHIR / "ServiceRequest-physical-therapy.json").read_text()
+    (folder / "cut.json").write_text(patient[:200])
+    (folder / "plain.json").write_text('{"hello": "world"}')
+    (folder / "claimresponse.json").write_text((FHIR / "ClaimResponse-R3500.json").read_text())
+    results = _by_name(ingest([folder], home))
+    [cut], [plain] = results["cut.json"], results["plain.json"]
+    assert cut.status == "refused" and "cut.json is not valid JSON (line" in cut.message
+    assert "Export it again as FHIR R4 JSON" in cut.message
+    assert plain.status == "refused" and "not a FHIR resource" in plain.message
+    assert results["claimresponse.json"][0].rows_landed == 2
+
+
+def test_same_835_content_in_a_new_envelope_is_all_duplicates(home, tmp_path):
+    ingest([MANAGED_CARE], home)
+    resent = tmp_path / "resent.835"
+    resent.write_text(MANAGED_CARE.read_text().replace("000000907", "000000908"))  # new ISA13/IEA02 control
+    [result] = ingest([resent], home)
+    assert (result.status, result.rows_landed, result.rows_duplicate, result.rows_quarantined) == ("loaded", 0, 5, 2)
+
+
+def test_ndjson_bulk_export_lines_and_bad_line(home, tmp_path):
+    resources = [json.loads((FHIR / n).read_text()) for n in
+                 ("ServiceRequest-physical-therapy.json", "Observation-bmi.json", "ClaimResponse-R3502.json")]
+    good = tmp_path / "bulk.ndjson"
+    good.write_text("\n".join(json.dumps(r) for r in resources) + "\n")
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text(json.dumps(resources[0]) + "\n{not json\n")
+    results = _by_name(ingest([good, bad], home))
+    assert {r.source: r.rows_read for r in results["bulk.ndjson"]} == {"intake_events": 1, "remittances": 2}
+    assert all("Observation x1" in r.message for r in results["bulk.ndjson"])
+    assert query(home, "SELECT DISTINCT _line FROM raw.remittances") == [(3,)]
+    assert query(home, "SELECT line FROM raw._quarantine WHERE source = 'intake_events'") == [(1,)]
+    [refused] = results["bad.ndjson"]
+    assert refused.status == "refused" and "bad.ndjson is not valid JSON (line 2" in refused.message
+
+
+def test_complete_fhir_resources_land_typed(home, tmp_path):
+    """A Bundle carrying what the contracts need lands like a CSV row (references resolved in the Bundle)."""
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:0001", "resource": {
+            "resourceType": "Practitioner", "id": "ref1",
+            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}]}},
+        {"resource": {"resourceType": "ServiceRequest", "id": "sr1", "status": "active", "intent": "order",
+                      "subject": {"reference": "Patient/p1"}, "requester": {"reference": "urn:uuid:0001"},
+                      "locationReference": [{"reference": "Location/clinic1"}],
+                      "authoredOn": "2024-03-01T09:15:00-06:00",
+                      "reasonCode": [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M17.0"}]}]}},
+        {"resource": {"resourceType": "Appointment", "id": "a1", "status": "fulfilled",
+                      "meta": {"lastUpdated": "2024-03-08T10:05:00-06:00"},
+                      "appointmentType": {"coding": [{"code": "FOLLOWUP"}]},
+                      "basedOn": [{"reference": "ServiceRequest/sr1"}],
+                      "supportingInformation": [{"reference": "EpisodeOfCare/e1"}],
+                      "start": "2024-03-08T09:00:00-06:00", "end": "2024-03-08T09:45:00-06:00",
+                      "participant": [{"actor": {"reference": "Patient/p1"}},
+                                      {"actor": {"reference": "Practitioner/t1"}},
+                                      {"actor": {"reference": "Location/clinic1"}}]}}]}
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    results = {r.source: r for r in ingest([path], home)}
+    assert {s: (r.rows_landed, r.rows_quarantined) for s, r in results.items()} == {
+        "intake_events": (1, 0), "scheduling_events": (1, 0)}
+    assert query(home, "SELECT referral_id, patient_id, clinic_id, source_type, referring_physician_id, icd10_code, "
+                       "event_at::VARCHAR, _line FROM raw.intake_events") == [
+        ("fhir:ServiceRequest/sr1", "fhir:Patient/p1", "fhir:Location/clinic1", "physician", "1234567893", "M17.0",
+         "2024-03-01 09:15:00", 2)]
+    assert query(home, "SELECT event_type, episode_id, referral_id, therapist_id, duration_min, visit_type, "
+                       "scheduled_start::VARCHAR FROM raw.scheduling_events") == [
+        ("completed", "fhir:EpisodeOfCare/e1", "fhir:ServiceRequest/sr1", "fhir:Practitioner/t1", 45, "follow_up",
+         "2024-03-08 09:00:00")]
+    assert "Practitioner x1" in results["intake_events"].message
+
+
+def test_discovery_and_dispatch_agree_on_suffixes():
+    from ingestion.files import READABLE_SUFFIXES
+    from ingestion.interop import SUFFIXES
+
+    assert set(READABLE_SUFFIXES) == {".csv", *SUFFIXES}
