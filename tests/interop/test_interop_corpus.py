@@ -56,9 +56,9 @@ def test_835_managed_care_lands_both_payments_for_their_claims(corpus_home):
     moved = query(settings, "SELECT claim_id, sum(amount_usd) FROM raw.remittances WHERE check_number = '7170066655' "
                             "GROUP BY 1 ORDER BY 1")
     quarantined = query(settings, "SELECT rule, detail FROM raw._quarantine WHERE file LIKE '%managed-care.835'")
-    assert moved == [("5554555444", Decimal("750.00")), ("8765432112", Decimal("1145.00"))]
-    assert [q[0] for q in quarantined] == ["unknown_code", "unknown_code"]  # CO-A2 (50 + 55): not in carc.csv
-    assert all("'A2'" in q[1] for q in quarantined)
+    # CLP03 billed 800.00 = 450 paid + 300 PR-1 + 50 CO-A2; 1200.00 = 495 + 600 PR + 105 CO-A2/42
+    assert moved == [("5554555444", Decimal("800.00")), ("8765432112", Decimal("1200.00"))]
+    assert quarantined == []
 
 
 def test_837p_billed_amount_is_the_sum_of_its_lines_and_cpts_reach_charges(corpus_home):

@@ -35,8 +35,8 @@ def test_truncated_and_garbled_x12_are_refused_while_others_load(home, tmp_path)
     assert garbled.status == "refused" and "garbled" in garbled.message and "segment 20" in garbled.message
     assert not_x12.status == "refused" and "not an X12 interchange" in not_x12.message
     [good] = results["managed-care.835"]
-    assert good.status == "loaded" and good.rows_landed == 5
-    assert table_count(home, "remittances") == 5  # nothing of the refused files landed
+    assert good.status == "loaded" and good.rows_landed == 7  # every CLP payment and CAS adjustment of the file
+    assert table_count(home, "remittances") == 7  # nothing of the refused files landed
 
 
 def test_invalid_json_and_non_fhir_json_are_refused_while_others_load(home, tmp_path):
@@ -59,7 +59,7 @@ def test_same_835_content_in_a_new_envelope_is_all_duplicates(home, tmp_path):
     resent = tmp_path / "resent.835"
     resent.write_text(MANAGED_CARE.read_text().replace("000000907", "000000908"))  # new ISA13/IEA02 control
     [result] = ingest([resent], home)
-    assert (result.status, result.rows_landed, result.rows_duplicate, result.rows_quarantined) == ("loaded", 0, 5, 2)
+    assert (result.status, result.rows_landed, result.rows_duplicate, result.rows_quarantined) == ("loaded", 0, 7, 0)
 
 
 def test_ndjson_bulk_export_lines_and_bad_line(home, tmp_path):
