@@ -8,8 +8,15 @@ Steps (DESIGN.md, "Why three stores"):
    `actions` table is written into the new file as `app_state.actions` (empty and typed when there is no
    app database yet), so dbt reads it as a source;
 3. `dbt build` in-process (raw.duckdb attached READ-ONLY as `rawdb`);
-4. only when every error-severity test passed: `meta.builds` (history carried forward from the served
-   file), the `before_swap` hook (ML scoring writes schema `ml`), checkpoint and close, `os.replace`.
+4. only when every error-severity test passed: the staging views are dropped (see below), `meta.builds`
+   (history carried forward from the served file), the `before_swap` hook (ML scoring writes schema `ml`),
+   a check that every view left in the file can be queried, checkpoint and close, `os.replace`.
+
+Staging is build-time plumbing: dbt's staging models are views over `rawdb.raw.*`, the raw database attached
+only while dbt runs. In the served file that attachment does not exist, so those views could never be
+queried there; they are dropped from the new file before it is served. Everything readers use is a table
+(intermediate, marts, ml, meta, app_state). Nothing broken is served: if any view still fails to bind after
+that, the build fails and the served file stays as it was.
 
 On any failure the served file is untouched and `BuildResult.message` names the failed model or test.
 """
@@ -292,6 +299,38 @@ def _previous_history(served: Path) -> list[tuple]:
         con.close()
 
 
+BUILD_ONLY_SCHEMAS = ("staging",)  # views over the raw database attached during the build only
+
+
+def drop_build_only_views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Drop the staging views (and their schema when it is left empty); returns the dropped names."""
+    views = con.execute(
+        "select schema_name, view_name from duckdb_views() where not internal and database_name = current_database() "
+        "and list_contains(?, schema_name) order by 1, 2", [list(BUILD_ONLY_SCHEMAS)]).fetchall()
+    for schema, view in views:
+        con.execute(f'drop view "{schema}"."{view}"')
+    for schema in BUILD_ONLY_SCHEMAS:
+        left = con.execute("select count(*) from duckdb_tables() where database_name = current_database() "
+                           "and schema_name = ?", [schema]).fetchone()[0]
+        if not left:
+            con.execute(f'drop schema if exists "{schema}"')
+    return [f"{s}.{v}" for s, v in views]
+
+
+def broken_views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Views of the file that cannot be queried as a reader would open it (no raw database attached)."""
+    views = con.execute(
+        "select schema_name, view_name from duckdb_views() where not internal "
+        "and database_name = current_database() order by 1, 2").fetchall()
+    broken = []
+    for schema, view in views:
+        try:
+            con.execute(f'select * from "{schema}"."{view}" limit 0').fetchall()
+        except duckdb.Error as exc:
+            broken.append(f"{schema}.{view} ({_short(exc, 160)})")
+    return broken
+
+
 def _checkpoint_close(path: Path) -> None:
     con = duckdb.connect(str(path))
     try:
@@ -358,6 +397,7 @@ def build(
     try:
         con = duckdb.connect(str(new_path))
         try:
+            drop_build_only_views(con)
             row_counts = _mart_row_counts(con)
             history = _previous_history(settings.analytics_db)
             con.execute("create schema if not exists meta")
@@ -375,6 +415,13 @@ def build(
             if progress:
                 progress("before swap", 0, 1)
             before_swap(new_path)
+        con = duckdb.connect(str(new_path))
+        try:
+            broken = broken_views(con)
+        finally:
+            con.close()
+        if broken:
+            raise RuntimeError("the new file has views that cannot be queried (not served): " + "; ".join(broken[:10]))
         _checkpoint_close(new_path)
         os.replace(new_path, settings.analytics_db)
     except Exception as exc:  # noqa: BLE001 - any failure here must leave the served file as it was

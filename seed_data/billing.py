@@ -147,10 +147,13 @@ def billing(ctx: ClinicCtx, R: Referrals, Ep: Episodes, visits: pl.DataFrame, pa
         patient_id=v["patient_id"][lv], clinic_id=pl.lit(ctx.clinic_id), therapist_id=v["therapist_id"][lv],
         service_date=v["day"][lv], modifiers=pl.Series(mods[lv]), posted_at=pl.Series(posted[lv]),
         minutes=pl.when(pl.col("cpt").is_in(list(P.TIMED_CODES))).then(pl.col("minutes")).otherwise(None),
-    ).rename({"cpt": "cpt_code"}).filter(pl.col("posted_at") < end)
+    ).rename({"cpt": "cpt_code"})
+    submitted = posted + rng.integers(1, 4, n) * DAY + rng.integers(0, 6 * 3600, n)
+    # Charge lines are exported with their claim: a visit whose claim is not submitted by as_of has no lines
+    # in the export yet (cutting lines at posted_at alone left lines pointing at claims that do not exist).
+    charges = charges.filter(pl.Series(submitted[lv] < end))
     charges = charges.with_columns(charge_id=ids("CH", ctx.ci, np.arange(charges.height), 8))
 
-    submitted = posted + rng.integers(1, 4, n) * DAY + rng.integers(0, 6 * 3600, n)
     claims = pl.DataFrame(dict(claim_id=claim_id, episode_id=v["episode_id"], patient_id=v["patient_id"],
                                clinic_id=ctx.clinic_id, payer_id=payers.ids[payer], service_date=v["day"],
                                submitted_at=submitted, billed_usd=billed)).filter(pl.col("submitted_at") < end)
@@ -234,6 +237,10 @@ def remittances(ctx: ClinicCtx, v: pl.DataFrame, payer: np.ndarray, cls: np.ndar
     pp_at = np.where(self_pay, paid_at, paid_at + rng.integers(5, 46, n) * DAY)
     pp_amt = np.where(full, pr, (pr * 0.5).round(2))
     ev(paid & (pr > 0) & (full | part), "patient_payment", pp_at, pp_amt, "", with_payer=False)
-    r = pl.concat(frames, how="diagonal_relaxed").filter(pl.col("event_at") < end).sort(["event_at", "c", "event_type"])
+    # only claims in the export (submitted by as_of) have remittances: a self-pay visit is paid at the visit,
+    # but its claim, and so its money events, appear once the claim is submitted
+    r = pl.concat(frames, how="diagonal_relaxed")
+    r = r.filter((r["event_at"] < end) & pl.Series(submitted[r["c"].to_numpy()] < end)).sort(
+        ["event_at", "c", "event_type"])
     return r.with_columns(claim_id=claim_id[r["c"].to_numpy()],
                           remit_id=ids("RM", ctx.ci, np.arange(r.height), 8))

@@ -13,6 +13,7 @@ Kinds (counted per source in truth/manifest.json so ingestion tests can check qu
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 
 import numpy as np
 import polars as pl
@@ -52,16 +53,24 @@ def _set(df: pl.DataFrame, rows: np.ndarray, col: str, value: pl.Series | str | 
     return df.with_columns(pl.when(pl.Series(mask)).then(full).otherwise(pl.col(col)).alias(col))
 
 
-def _later(text: pl.Series, seconds: np.ndarray) -> pl.Series:
+def _later(text: pl.Series, seconds: np.ndarray, latest: datetime | None = None) -> pl.Series:
+    """`text` moved `seconds` later, but never past `latest` (the end of history: a re-sent version is
+    recorded before the export is cut, so it may not be newer than as_of). A value already at `latest` stays
+    there (a tie: downstream, the later line wins)."""
     ts = text.str.strptime(pl.Datetime, "%Y-%m-%d %H:%M:%S", strict=False)
-    return (ts + pl.Series(seconds * 1_000_000).cast(pl.Duration("us"))).dt.strftime("%Y-%m-%d %H:%M:%S")
+    moved = ts + pl.Series(seconds * 1_000_000).cast(pl.Duration("us"))
+    if latest is not None:
+        moved = pl.select(pl.max_horizontal(moved.clip(upper_bound=latest), pl.min_horizontal(ts, pl.lit(latest)))
+                          ).to_series()
+    return moved.dt.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _changed(source: str, col: str, vals: pl.Series, rng: np.random.Generator) -> pl.Series:
+def _changed(source: str, col: str, vals: pl.Series, rng: np.random.Generator, latest: datetime | None = None
+             ) -> pl.Series:
     typ = columns(source)[col]["type"]
     n = len(vals)
     if col == "signed_at":
-        return _later(vals.fill_null("2026-01-01 12:00:00"), rng.integers(3600, 48 * 3600, n))
+        return _later(vals.fill_null("2026-01-01 12:00:00"), rng.integers(3600, 48 * 3600, n), latest)
     if typ == "decimal":
         x = vals.cast(pl.Float64, strict=False).fill_null(0) * rng.uniform(0.9, 1.1, n)
         return pl.select(_text(pl.lit(x), "decimal", pl.Float64)).to_series()
@@ -77,9 +86,10 @@ def _changed(source: str, col: str, vals: pl.Series, rng: np.random.Generator) -
     return vals.fill_null("") + pl.Series(["_upd"] * n)
 
 
-def inject(source: str, df: pl.DataFrame, rate: float, rng: np.random.Generator
+def inject(source: str, df: pl.DataFrame, rate: float, rng: np.random.Generator, latest: datetime | None = None
            ) -> tuple[pl.DataFrame, Counter]:
-    """Return the text frame with defects added, and counts per kind."""
+    """Return the text frame with defects added, and counts per kind. `latest` (the last second of history,
+    as_of 23:59:59) caps every timestamp a re-sent version moves, so dirt never records the future."""
     counts: Counter = Counter()
     if rate <= 0 or df.height == 0:
         return df, counts
@@ -103,11 +113,11 @@ def inject(source: str, df: pl.DataFrame, rate: float, rng: np.random.Generator
         part = df[r]
         if kind == "resent":
             if cols[event_col]["type"] == "timestamp":
-                later = _later(part[event_col], rng.integers(3600, 72 * 3600, len(r)))
+                later = _later(part[event_col], rng.integers(3600, 72 * 3600, len(r)), latest)
                 part = part.with_columns(later.alias(event_col))
             ch = RESENT_CHANGE[source]
             if ch is not None:
-                part = part.with_columns(_changed(source, ch, part[ch], rng).alias(ch))
+                part = part.with_columns(_changed(source, ch, part[ch], rng, latest).alias(ch))
         extra.append(part)
         counts[kind] += len(r)
     r = rows[kinds == "malformed_date"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -99,6 +99,7 @@ def generate(out: Path, scale: str = "small", seed: int = 42, dirty: float = 0.0
     clinic_seeds = clean_root.spawn(sc.clinics)
     chunks = [list(range(i, min(i + sc.chunk, sc.clinics))) for i in range(0, sc.clinics, sc.chunk)]
     dirt_seeds = dirt_root.spawn(len(chunks) + 1)
+    last_second = datetime.combine(as_of, datetime.min.time()) + timedelta(days=1, seconds=-1)
     writer = Writer(out)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     truth_fh = open(out / "truth" / "appointment_truth.csv", "wb")
@@ -108,7 +109,7 @@ def generate(out: Path, scale: str = "small", seed: int = 42, dirty: float = 0.0
 
     def emit(source: str, typed: pl.DataFrame, drng: np.random.Generator) -> None:
         text = to_text(source, typed)
-        text, counts = dirt.inject(source, text, dirty, drng)
+        text, counts = dirt.inject(source, text, dirty, drng, latest=last_second)
         dirt_counts[source].update(counts)
         writer.write(source, text)
 

@@ -25,6 +25,9 @@ SCALES: dict[str, Scale] = {
     "small": Scale(clinics=1, years=2, chunk=1),
     "medium": Scale(clinics=25, years=3, chunk=5),
     "large": Scale(clinics=900, years=3, chunk=5),
+    # tests only (not offered by the CLI): the cheapest multi-clinic run, two clinics streamed in two chunks,
+    # so cross-clinic and cross-chunk id/offset bugs show up without generating `medium`
+    "multi_test": Scale(clinics=2, years=1, chunk=1),
 }
 
 # --- capacity -------------------------------------------------------------------------------------------

@@ -55,3 +55,15 @@
         (select {% for c in columns %}null as {{ c }}{% if not loop.last %}, {% endif %}{% endfor %} where false)
     {%- endif -%}
 {%- endmacro %}
+
+{# App outreach outcomes (interfaces.md section 4) where a person was spoken to: they count as a contact.
+   left_message, no_answer and wrong_number are attempts only. Mirrors app/lib/actions.py REACHED_OUTCOMES. #}
+{% macro app_contact_outcomes() -%}
+    ('reached', 'scheduled', 'declined')
+{%- endmacro %}
+
+{# App actions that finish their task, as the app folds them (app/lib/actions.py status_after): a confirm, or
+   an outreach whose outcome booked the visit (CLOSING_OUTCOMES). #}
+{% macro app_closing_action(action, outcome) -%}
+    ({{ action }} = 'confirm' or ({{ action }} = 'log_outreach' and coalesce({{ outcome }}, '') = 'scheduled'))
+{%- endmacro %}

@@ -131,3 +131,42 @@ def test_as_of_var_overrides_the_data_clock(tiny_home, tmp_path):
         future = con.execute("select count(*) from marts.appointments where is_future").fetchone()[0]
     assert (as_of, source) == (datetime(2025, 3, 20, 12, 0), "var")
     assert future == 2  # A09, A16: the var moves "now" for open items; it does not replay events
+
+
+def test_every_served_view_can_be_queried(tiny_home):
+    """The served file is opened without the raw database attached: no view in it may depend on `rawdb`
+    (the staging views are build-time plumbing and are dropped before the swap)."""
+    with duckdb.connect(str(tiny_home.analytics_db), read_only=True) as con:
+        views = con.execute("select schema_name, view_name, sql from duckdb_views() where not internal").fetchall()
+        schemas = {r[0] for r in con.execute("select schema_name from duckdb_schemas()").fetchall()}
+        for schema, view, _sql in views:
+            con.execute(f'select * from "{schema}"."{view}" limit 1').fetchall()
+        assert con.execute("select count(*) from marts.referral_funnel").fetchone()[0] == 12
+    assert not [v for v in views if "rawdb" in (v[2] or "")]
+    assert not [v for v in views if v[0] == "staging"] and "staging" not in schemas
+
+
+def test_app_outcomes_confirms_and_queue_windows(tiny_home, tmp_path):
+    """App outreach counts as a contact when a person was reached (declined included); a confirm is recorded on
+    its appointment and, like an outreach that booked the visit, closes its task; stale items leave the queue:
+    at as_of 2025-04-20 the unsigned note N14 (created 03-19, > 30 days before) belongs to the compliance
+    report, not the daily queue."""
+    home = copy_of(tiny_home, tmp_path / "home")
+    _write_actions(home.app_db, [
+        ("uncontacted_referral:R09", "log_outreach", "fd1", "2025-03-31T18:00:00Z",
+         json.dumps({"method": "call", "outcome": "declined"})),
+        ("contacted_unscheduled:R10", "log_outreach", "fd1", "2025-03-31T18:10:00Z",
+         json.dumps({"method": "call", "outcome": "scheduled"})),
+        ("confirm_high_risk:A16", "confirm", "fd2", "2025-03-31T18:20:00Z", json.dumps({"appointment_id": "A16"})),
+    ]).close()
+    result = build(home, dbt_vars={"as_of": "2025-04-20 12:00:00"})
+    assert result.ok, result.message
+    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+        r09 = con.execute("select contacted_at, current_stage from marts.referral_funnel "
+                          "where referral_id = 'R09'").fetchone()
+        confirmed = con.execute("select confirmed_at from marts.appointments where appointment_id = 'A16'").fetchone()
+        queue = {r[0]: r[1] for r in con.execute("select task_id, reason from marts.work_queue_candidates").fetchall()}
+    assert r09 == (datetime(2025, 3, 31, 18, 0), "contacted")   # declined on the call = reached
+    assert confirmed == (datetime(2025, 3, 31, 18, 20),)
+    assert "contacted_unscheduled:R10" not in queue             # the outreach booked it: task done
+    assert "unsigned_note:N14" not in queue                     # 32 days old at this as_of

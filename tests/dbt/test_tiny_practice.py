@@ -61,10 +61,14 @@ MARCH = {
     # evaluated in March: E01 E02 E03 E07 E08 E11; closed before visit 3: E03, E07
     "early_dropout_rate": (2, 6),
     "units_per_visit": (37, 12),
+    # cash basis: payer + patient payments POSTED in March (every remittance of the tiny practice is posted
+    # 03-20..03-28, so all 1,250 collected) / the 12 visits attended in March
     "net_revenue_per_visit": (1250, 12),
     # A/R at 03-31 = 2795 - payer 1136 - contractual 575 - write-off 200 - patient 114 = 770
     # (C03 patient 30 + C08 200 + C15 270 + C18 270); average daily charges = 2795 / 90
     "days_in_ar": (770, 2795 / 90),
+    # cash basis: payments posted in March 1,250 / (charges for March services 2,795 - contractual adjustments
+    # posted in March: C01 80 + C02 50 + C03 65 + C04 100 + C11 70 + C10 80 + C13 80 + C14 50 = 575)
     "net_collection_rate": (1250, 2795 - 575),
     # C06 and C11 denied, 12 submitted
     "denial_rate": (2, 12),
@@ -91,6 +95,16 @@ SPOT = {
     ("ALL", "week", "2025-03-24", "days_in_ar"): (500, 2525 / 90),
     ("CL001", "day", "2025-03-31", "days_in_ar"): (770, 2795 / 90),
     ("CL001", "day", "2025-03-11", "no_show_rate"): (1, 2),  # A05 no-show, A10 completed
+    # Cash basis at week grain (where it differs from a service-date cohort):
+    # week of Mon 03-03: visits A01 (Wed 5), A04 (Thu 6), A02 (Fri 7) attended; no payment posted that week yet
+    # (a service-date cohort would have shown C01 + C02 + C04 = 190 + 130 + 170 = 490 here)
+    ("ALL", "week", "2025-03-03", "net_revenue_per_visit"): (0, 3),
+    # week of Mon 03-17: posted 03-20 C01 payer 160 + patient 30, 03-21 C02 110 + 20 and C04 136 + 34 = 490;
+    # visits attended A15 (Wed 19), A08 (Thu 20) = 2
+    ("ALL", "week", "2025-03-17", "net_revenue_per_visit"): (490, 2),
+    # same week: 490 / (charges for services that week C15 270 + C08 200 = 470 - contractual adjustments posted
+    # that week C01 80 + C02 50 + C04 100 = 230) = 490 / 240 (a week catches a batch of payments: read months)
+    ("ALL", "week", "2025-03-17", "net_collection_rate"): (490, 470 - 230),
 }
 
 

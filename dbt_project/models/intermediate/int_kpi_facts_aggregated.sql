@@ -25,6 +25,19 @@ claims as (
     select c.* from {{ ref('claims') }} as c
 ),
 
+-- money posted (cash basis): payer and patient payments and contractual adjustments by the day they were
+-- posted, on claims in the claims mart (clinic from the claim)
+posted as (
+    select
+        c.clinic_id,
+        cast(r.event_at as date) as d,
+        sum(r.amount_usd) filter (where r.event_type in ('payer_payment', 'patient_payment')) as collected_usd,
+        sum(r.amount_usd) filter (where r.event_type = 'contractual_adjustment') as contractual_adj_usd
+    from {{ ref('stg_raw__remittances') }} as r
+    join claims as c using (claim_id)
+    group by all
+),
+
 spine as (
     select cast(unnest(generate_series(
         (select min(d) from appts), (select as_of_date from k), interval 1 day)) as date) as d
@@ -85,16 +98,22 @@ facts as (
     where not is_excluded_from_units
     group by all
     union all
-    select clinic_id, service_date, 'net_revenue_per_visit', sum(net_collected_usd), 0
-    from claims group by all
+    -- cash basis: collections posted in the period / visits attended in the period (a service-date cohort
+    -- would show recent periods as unpaid, because payers pay weeks later)
+    select clinic_id, d, 'net_revenue_per_visit', sum(collected_usd), 0
+    from posted group by all
     union all
     select clinic_id, cast(scheduled_start as date), 'net_revenue_per_visit', 0, count(*)
     from {{ ref('appointments') }}, k
     where status = 'completed' and scheduled_start <= k.as_of
     group by all
     union all
-    select clinic_id, service_date, 'net_collection_rate', sum(net_collected_usd),
-        sum(billed_usd - contractual_adj_usd)
+    -- cash basis: collections posted in the period / (charges of services in the period - contractual
+    -- adjustments posted in the period)
+    select clinic_id, d, 'net_collection_rate', sum(collected_usd), -sum(contractual_adj_usd)
+    from posted group by all
+    union all
+    select clinic_id, service_date, 'net_collection_rate', 0, sum(billed_usd)
     from claims group by all
     union all
     select clinic_id, cast(submitted_at as date), 'denial_rate', count(*) filter (where is_denied), count(*)

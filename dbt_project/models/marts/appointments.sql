@@ -1,4 +1,12 @@
--- One row per appointment with its current status; is_future = still scheduled and starting after as_of.
+-- One row per appointment with its current status; is_future = still scheduled and starting after as_of;
+-- confirmed_at = the latest work-queue confirm (app action) on the appointment.
+with confirms as (
+    select appointment_id, max(acted_at) as confirmed_at
+    from {{ ref('stg_app__actions') }}
+    where action = 'confirm' and appointment_id is not null
+    group by appointment_id
+)
+
 select
     a.appointment_id,
     a.episode_id,
@@ -19,6 +27,8 @@ select
     a.reschedule_count,
     a.visit_number,
     a.status = 'scheduled' and a.scheduled_start > c.as_of as is_future,
-    a.status = 'scheduled' and a.scheduled_start <= c.as_of as is_unresolved
+    a.status = 'scheduled' and a.scheduled_start <= c.as_of as is_unresolved,
+    cf.confirmed_at
 from {{ ref('int_appointments_collapsed') }} as a
 cross join {{ ref('int_clocks_resolved') }} as c
+left join confirms as cf using (appointment_id)

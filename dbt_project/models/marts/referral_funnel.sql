@@ -2,11 +2,16 @@
 -- durations, both conversion definitions and the owner of the next step.
 -- Stages: received -> contacted -> scheduled -> evaluated -> plan_of_care -> active -> discharged.
 with app_actions as (
-    -- logged outreach from the work queue (referral-based tasks) counts as outreach / contact
+    -- logged outreach from the work queue (referral-based tasks) counts as outreach; it is a contact when a
+    -- person was spoken to: outcome reached, scheduled or declined (app/lib/actions.py REACHED_OUTCOMES;
+    -- left_message, no_answer and wrong_number are attempts only). `confirm` actions are on appointment tasks
+    -- (confirm_high_risk:<appointment_id>) of referrals that are already scheduled, hence already contacted;
+    -- they show up as appointments.confirmed_at instead.
     select
         task_entity_id as referral_id,
         min(acted_at) filter (where action = 'log_outreach') as app_first_outreach_at,
-        min(acted_at) filter (where action = 'log_outreach' and outcome = 'reached') as app_first_reached_at,
+        min(acted_at) filter (where action = 'log_outreach' and outcome in {{ app_contact_outcomes() }})
+            as app_first_reached_at,
         arg_max(reason, acted_at) filter (where action = 'mark_lost') as app_lost_reason,
         max(acted_at) filter (where action = 'mark_lost') as app_lost_at
     from {{ ref('stg_app__actions') }}

@@ -1,8 +1,15 @@
 -- One row per open work-queue task (task_id = 'rule:entity_id', stable across builds), with a reason a
 -- person can act on, a priority (1 = most urgent) and a due time, from every DESIGN.md queue rule except the
--- no-show-risk one (ML adds that after scoring). App actions are applied: a task marked lost disappears; a
--- snooze moves due_at to the snooze end; claims and assignments are shown; an outreach logged on a referral
+-- no-show-risk one (ML adds that after scoring). App actions are applied: a task marked lost disappears, and so
+-- does a done one (its latest action is a confirm or an outreach that booked the visit, as the app folds it);
+-- a snooze moves due_at to the snooze end; claims and assignments are shown; an outreach logged on a referral
 -- task counts as first contact (through referral_funnel).
+-- Windows (a daily queue holds current items only; each rule's is stated in its reason or below):
+--   referral rules 1-3: referrals received in the last queue_lookback_days;
+--   episode rules 4-7: active episodes only (a visit or booking within self_discharge_days, else the episode is
+--     self-discharged); authorizations that ended at most 7 days ago; KX: the current calendar year;
+--   rule 9: notes created in the last unsigned_note_lookback_days (older unsigned notes are a compliance
+--     report, intermediate.int_notes_unsigned, not the daily queue).
 with k as (
     select as_of, cast(as_of as date) as as_of_date from {{ ref('int_clocks_resolved') }}
 ),
@@ -46,7 +53,8 @@ tasks as (
         'contacted_unscheduled', f.referral_id, 'front_desk', f.clinic_id, f.patient_id, f.referral_id,
         f.episode_id, null,
         'Contacted ' || strftime(f.first_contact_at, '%Y-%m-%d') || ' (' || f.outreach_attempts
-            || ' outreach attempts) but no evaluation booked: offer a time.',
+            || ' outreach attempts) but no evaluation booked (referral of the last '
+            || {{ var('queue_lookback_days') }} || ' days): offer a time.',
         2,
         f.first_contact_at + to_hours({{ var('schedule_sla_hours') }}),
         f.first_contact_at
@@ -58,7 +66,8 @@ tasks as (
     select
         'eval_no_show_rebook', f.referral_id, 'front_desk', f.clinic_id, f.patient_id, f.referral_id,
         f.episode_id, null,
-        'Missed the initial evaluation on ' || strftime(f.exit_at, '%Y-%m-%d %H:%M') || ': call to rebook.',
+        'Missed the initial evaluation on ' || strftime(f.exit_at, '%Y-%m-%d %H:%M') || ' (referral of the last '
+            || {{ var('queue_lookback_days') }} || ' days): call to rebook.',
         1,
         f.exit_at + interval 24 hour,
         f.exit_at
@@ -166,7 +175,8 @@ tasks as (
         'unsigned_note', n.note_id, 'clinician', n.clinic_id, n.patient_id, e.referral_id, n.episode_id,
         n.appointment_id,
         'Unsigned ' || replace(n.note_type, '_', ' ') || ' from ' || strftime(n.service_date, '%Y-%m-%d')
-            || ' (therapist ' || n.therapist_id || '): sign it.',
+            || ' (therapist ' || n.therapist_id || '), open more than 24 h: sign it. (Notes of the last '
+            || {{ var('unsigned_note_lookback_days') }} || ' days; older ones are on the compliance report.)',
         2,
         n.created_at + interval 24 hour,
         n.created_at
@@ -174,12 +184,15 @@ tasks as (
     left join {{ ref('episodes') }} as e using (episode_id)
     cross join k
     where n.created_at + interval 24 hour <= k.as_of
+        and n.created_at >= k.as_of - to_days({{ var('unsigned_note_lookback_days') }})
 ),
 
 actions as (
     select
         task_id,
         bool_or(action = 'mark_lost') as is_lost,
+        coalesce(arg_max({{ app_closing_action('action', 'outcome') }}, struct_pack(t := acted_at, id := action_id)),
+            false) as is_done,
         max(snooze_until) filter (where action = 'snooze') as snoozed_until,
         arg_max(actor, acted_at) filter (where action = 'claim') as claimed_by,
         arg_max(assignee, acted_at) filter (where action = 'assign') as assignee,
@@ -223,4 +236,4 @@ select
     ) as queue_rank
 from keyed as t
 left join actions as a using (task_id)
-where not coalesce(a.is_lost, false)
+where not coalesce(a.is_lost, false) and not coalesce(a.is_done, false)

@@ -16,6 +16,16 @@ checks as (
     select 'claims submitted', (select den from kpi where kpi = 'denial_rate'),
         (select count(*) from {{ ref('claims') }}, k where cast(submitted_at as date) <= cast(k.as_of as date))
     union all
+    -- cash-basis KPIs: every payment on a claim, by its posting date, is counted once
+    select 'collections posted', (select num from kpi where kpi = 'net_revenue_per_visit'),
+        (select sum(r.amount_usd) from {{ ref('stg_raw__remittances') }} as r
+            join {{ ref('claims') }} as c using (claim_id), k
+            where r.event_type in ('payer_payment', 'patient_payment')
+                and cast(r.event_at as date) <= cast(k.as_of as date))
+    union all
+    select 'collections posted (collection rate)', (select num from kpi where kpi = 'net_collection_rate'),
+        (select num from kpi where kpi = 'net_revenue_per_visit')
+    union all
     select 'closed episodes', (select den from kpi where kpi = 'visits_per_discharge'),
         (select count(*) from {{ ref('episodes') }}, k where is_closed and discharge_date <= cast(k.as_of as date))
     union all
