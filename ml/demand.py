@@ -1,0 +1,404 @@
+"""Weekly demand: new referrals, initial evaluations and visits per clinic and for the whole practice.
+
+Prophet (yearly seasonality + a US-holiday regressor) is judged by a rolling-origin backtest against a
+seasonal-naive baseline, then refitted on all history to forecast the next weeks, and the visit forecast
+is set against therapist capacity (the staffing gap).
+
+Why weekly: daily PT volumes are dominated by the weekday pattern and holidays a manager already knows;
+staffing decisions are made per week. Why a holiday *regressor* rather than Prophet's holiday dates: on a
+weekly series a holiday date only coincides with a data point when it falls on the week's Monday, so the
+regressor counts the weekday holidays inside each week instead.
+
+Baseline (declared): **seasonal naive, same week last year** (y[t-52]); when less than a year of history
+precedes a forecast week the baseline uses the mean of the last 4 weeks for that series instead. The
+backtest also reports a last-4-weeks-mean baseline so the comparison is not against a straw man only.
+
+Intervals: Prophet's 80% band assumes its trend and noise model; over a 12-week horizon it covered anywhere
+from 60% to 95% on generated practices. The band is therefore rescaled conformally: by how far actuals
+fell from earlier forecasts, in units of their bands (`calibrate_intervals`). In the backtest each origin
+uses only forecasts fully observed before it, so the reported coverage is out of sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import holidays
+import numpy as np
+import pandas as pd
+
+from ml.evaluation import interval_coverage, mase, mase_scale, smape
+
+METRICS = ("referrals", "evals", "visits")
+ALL = "ALL"
+SEASON = 52
+RAMP_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class DemandSettings:
+    horizon_weeks: int = 12
+    cutoffs: int = 5  # evaluated origins
+    calibration_cutoffs: int = 6  # earlier origins that only calibrate the interval width
+    calibration_window: int = 3  # the most recent fully observed origins a band is calibrated on
+    cutoff_step_weeks: int = 4
+    backtest_clinics: int = 3  # the busiest clinics are backtested besides the practice-level series
+    interval_width: float = 0.8
+    yearly_order: int = 6
+    changepoint_prior_scale: float = 0.05
+    min_weeks_for_yearly: int = 60
+    uncertainty_samples: int = 1000
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------------------------------ series
+
+def week_start(ts: pd.Series) -> pd.Series:
+    """Monday of the week of each timestamp (as a datetime at midnight)."""
+    d = pd.to_datetime(ts).dt.normalize()
+    return d - pd.to_timedelta(d.dt.day_of_week, unit="D")
+
+
+def last_complete_week(as_of: pd.Timestamp) -> pd.Timestamp:
+    """Monday of the last full week before the week containing `as_of` (that week is still running)."""
+    as_of = pd.Timestamp(as_of)
+    return as_of.normalize() - pd.Timedelta(days=as_of.weekday() + 7)
+
+
+def weekly_series(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Count events per (clinic, metric, week) and per (ALL, metric, week), zero-filled.
+
+    `events` has columns clinic_id, metric, at. Only complete weeks are kept (the week containing `as_of`
+    is partial and would look like a collapse in demand). Each series starts after its ramp-up (see
+    `ramp_up_weeks`), so a clinic that opened late does not get a run of fake zeros or a fake climb.
+    """
+    last = last_complete_week(as_of)
+    ev = events.dropna(subset=["at"]).assign(week_start=lambda d: week_start(d["at"]))
+    ev = ev[ev["week_start"] <= last]
+    per_clinic = ev.groupby(["clinic_id", "metric", "week_start"]).size().rename("y").reset_index()
+    practice = ev.groupby(["metric", "week_start"]).size().rename("y").reset_index().assign(clinic_id=ALL)
+    counts = pd.concat([per_clinic, practice], ignore_index=True).rename(columns={"clinic_id": "series"})
+    frames = []
+    for (series, metric), part in counts.groupby(["series", "metric"], sort=True):
+        weeks = pd.date_range(part["week_start"].min(), last, freq="7D")
+        filled = part.set_index("week_start")["y"].reindex(weeks, fill_value=0).to_numpy(float)
+        start = ramp_up_weeks(filled)
+        frames.append(pd.DataFrame({"series": series, "metric": metric, "week_start": weeks[start:],
+                                    "y": filled[start:]}))
+    if not frames:
+        return pd.DataFrame(columns=["series", "metric", "week_start", "y"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def ramp_up_weeks(y: np.ndarray, share: float = RAMP_SHARE) -> int:
+    """How many leading weeks to drop: the first (partial) week, then weeks below `share` x the median.
+
+    A series starts when its data starts, usually mid-week, and visits then climb for weeks while the
+    caseload fills up (a new clinic, or an export window that begins with nobody in care). Fitting that
+    climb teaches the model a trend and a noise level that do not exist any more.
+    """
+    if len(y) < 3:
+        return 0
+    median = float(np.median(y[1:]))
+    steady = np.flatnonzero(y[1:] >= share * median)
+    return 1 + (int(steady[0]) if len(steady) else 0)
+
+
+def holiday_weekdays(weeks: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """Number of US federal holidays falling Monday-Friday in each week starting at `weeks`."""
+    weeks = pd.DatetimeIndex(weeks)
+    if len(weeks) == 0:
+        return np.zeros(0)
+    years = range(weeks.min().year - 1, weeks.max().year + 2)
+    days = pd.DatetimeIndex(sorted(holidays.US(years=years).keys()))
+    days = days[days.day_of_week < 5]
+    starts = (days - pd.to_timedelta(days.day_of_week, unit="D")).value_counts()
+    return starts.reindex(weeks, fill_value=0).to_numpy(float)
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+Forecaster = Callable[[pd.DataFrame, pd.DatetimeIndex, DemandSettings], pd.DataFrame]
+
+
+def prophet_forecast(history: pd.DataFrame, future: pd.DatetimeIndex, cfg: DemandSettings) -> pd.DataFrame:
+    """Fit Prophet on `history` (week_start, y); return yhat/yhat_lower/yhat_upper for history + future.
+
+    Counts cannot be negative, so forecasts and bounds are clipped at 0. The interval sampling uses
+    numpy's global RNG, so it is seeded here for reproducible bounds.
+    """
+    from prophet import Prophet
+
+    df = pd.DataFrame({"ds": pd.DatetimeIndex(history["week_start"]), "y": history["y"].to_numpy(float)})
+    df["holiday_days"] = holiday_weekdays(df["ds"])
+    yearly = cfg.yearly_order if len(df) >= cfg.min_weeks_for_yearly else False
+    model = Prophet(yearly_seasonality=yearly, weekly_seasonality=False, daily_seasonality=False,
+                    changepoint_prior_scale=cfg.changepoint_prior_scale, interval_width=cfg.interval_width,
+                    uncertainty_samples=cfg.uncertainty_samples)
+    model.add_regressor("holiday_days", mode="additive")
+    _quiet_stan()
+    ds = pd.DatetimeIndex(df["ds"]).append(pd.DatetimeIndex(future))
+    grid = pd.DataFrame({"ds": ds, "holiday_days": holiday_weekdays(ds)})
+    with warnings.catch_warnings():  # prophet's own pandas deprecations, not ours to fix
+        warnings.simplefilter("ignore", category=FutureWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        np.random.seed(cfg.seed)
+        model.fit(df, algorithm="LBFGS", seed=cfg.seed)
+        np.random.seed(cfg.seed)
+        pred = model.predict(grid)
+    out = pd.DataFrame({"week_start": ds})
+    for col in ("yhat", "yhat_lower", "yhat_upper"):
+        out[col] = np.clip(pred[col].to_numpy(float), 0, None)
+    return out
+
+
+def _quiet_stan() -> None:
+    """cmdstanpy configures its logger (level DEBUG, an INFO handler) on first use; quiet it after that."""
+    from cmdstanpy.utils import get_logger
+
+    get_logger().setLevel(logging.CRITICAL)  # a failed LBFGS run is retried with Newton by prophet
+    logging.getLogger("prophet").setLevel(logging.ERROR)
+
+
+def seasonal_naive(history: pd.DataFrame, future: pd.DatetimeIndex) -> np.ndarray:
+    """Same week last year (y[t-52]); the last-4-weeks mean where no value 52 weeks back exists."""
+    hist = history.set_index("week_start")["y"]
+    lagged = hist.reindex(pd.DatetimeIndex(future) - pd.Timedelta(weeks=SEASON)).to_numpy(float)
+    fallback = float(hist.tail(4).mean()) if len(hist) else 0.0
+    return np.where(np.isnan(lagged), fallback, lagged)
+
+
+def mean_last_4(history: pd.DataFrame, future: pd.DatetimeIndex) -> np.ndarray:
+    """A flat forecast at the last 4 weeks' mean: the secondary, harder-to-beat baseline."""
+    return np.full(len(future), float(history["y"].tail(4).mean()) if len(history) else 0.0)
+
+
+# -------------------------------------------------------------------------------------------- backtest
+
+def cutoff_weeks(weeks: pd.DatetimeIndex, cfg: DemandSettings) -> list[pd.Timestamp]:
+    """Rolling origins, oldest first: the last leaves exactly `horizon` weeks to test; earlier ones step back.
+
+    `cutoffs` evaluated origins plus `calibration_cutoffs` earlier ones whose errors only calibrate the
+    intervals. A cutoff is the first forecast week; training uses the weeks strictly before it. Origins with
+    less than a year of training history are dropped so each fit can see one seasonal cycle.
+    """
+    weeks = pd.DatetimeIndex(sorted(weeks))
+    out = []
+    for i in range(cfg.cutoffs + cfg.calibration_cutoffs):
+        idx = len(weeks) - cfg.horizon_weeks - i * cfg.cutoff_step_weeks
+        if idx >= SEASON:
+            out.append(weeks[idx])
+    return sorted(out)
+
+
+def level_of(series_name: str) -> str:
+    return ALL if series_name == ALL else "clinic"
+
+
+def interval_scores(actual: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """How far each actual fell outside/inside its interval, in units of that side's half-width (1 = edge)."""
+    up = np.maximum(upper - yhat, 1e-9)
+    down = np.maximum(yhat - lower, 1e-9)
+    return np.where(actual >= yhat, (actual - yhat) / up, (yhat - actual) / down)
+
+
+def conformal_scale(scores: np.ndarray, coverage: float, min_points: int = 12) -> float:
+    """The factor that widens (or narrows) the model's interval to cover `coverage` of past errors.
+
+    The empirical `coverage` quantile of past scores (split conformal, without the finite-sample inflation:
+    neighbouring weeks of one forecast share their error, so the correction assumes more independence than
+    there is and over-widened bands in the backtest); 1.0 (the model's own interval) when there are too few
+    past errors to say.
+    """
+    scores = np.asarray(scores, float)
+    scores = scores[np.isfinite(scores)]
+    n = len(scores)
+    if n < min_points:
+        return 1.0
+    return float(np.quantile(scores, coverage))
+
+
+def _rescale(points: pd.DataFrame, scale: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    yhat = points["yhat"].to_numpy(float)
+    lower = yhat - scale * (yhat - points["yhat_lower"].to_numpy(float))
+    upper = yhat + scale * (points["yhat_upper"].to_numpy(float) - yhat)
+    return np.clip(lower, 0, None), upper
+
+
+def calibrate_intervals(points: pd.DataFrame, cfg: DemandSettings) -> pd.DataFrame:
+    """Conformal interval widths for each forecast, learnt only from forecasts already fully observed.
+
+    For a forecast made at cutoff c, the calibration errors are those of earlier origins (same metric, same
+    level: practice or clinic) whose whole horizon ended by c - what a forecaster standing at c could know.
+    Prophet's own 80% band assumes its trend and noise model are right; over 12 weeks they often are not, so
+    the band is rescaled by how well it covered recently. Adds interval_scale, lower_80, upper_80.
+    """
+    out = points.copy()
+    out["score"] = interval_scores(out["actual"].to_numpy(float), out["yhat"].to_numpy(float),
+                                   out["yhat_lower"].to_numpy(float), out["yhat_upper"].to_numpy(float))
+    out["level"] = out["series"].map(level_of)
+    horizon_end = out.groupby("cutoff")["week_start"].transform("max") + pd.Timedelta(weeks=1)
+    out["observed_by"] = horizon_end
+    scale = np.ones(len(out))
+    for (level, metric, cutoff), idx in out.groupby(["level", "metric", "cutoff"]).groups.items():
+        past = out[(out["level"] == level) & (out["metric"] == metric) & (out["observed_by"] <= cutoff)]
+        recent = sorted(past["cutoff"].unique())[-cfg.calibration_window:]
+        past = past[past["cutoff"].isin(recent)]
+        scale[out.index.get_indexer(idx)] = conformal_scale(past["score"].to_numpy(), cfg.interval_width)
+    out["interval_scale"] = scale
+    out["lower_80"], out["upper_80"] = _rescale(out, scale)
+    return out.drop(columns=["observed_by"])
+
+
+def final_interval_scales(points: pd.DataFrame, cfg: DemandSettings) -> dict[str, dict[str, float]]:
+    """Scales for the production forecast: from every backtest error, per level and metric."""
+    if points.empty:
+        return {}
+    scored = points.assign(level=points["series"].map(level_of), score=interval_scores(
+        points["actual"].to_numpy(float), points["yhat"].to_numpy(float), points["yhat_lower"].to_numpy(float),
+        points["yhat_upper"].to_numpy(float)))
+    out: dict[str, dict[str, float]] = {}
+    for (level, metric), part in scored.groupby(["level", "metric"]):
+        out.setdefault(level, {})[metric] = conformal_scale(part["score"].to_numpy(), cfg.interval_width)
+    return out
+
+
+def backtest(series: pd.DataFrame, cfg: DemandSettings, forecaster: Forecaster = prophet_forecast,
+             select: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rolling-origin backtest of `forecaster` vs the baselines on each (series, metric).
+
+    Returns (points, summary): one row per forecast week (every origin, with `evaluated` False for the
+    calibration-only ones) with actual / forecast / raw and calibrated bounds / baselines, and one row per
+    evaluated (series, metric, cutoff) with MASE (scaled by the in-sample one-step naive MAE of that
+    origin's training window), sMAPE and coverage of the calibrated and of the raw interval.
+    """
+    points, scales = [], {}
+    chosen = series if select is None else series[series["series"].isin(select)]
+    for (name, metric), part in chosen.groupby(["series", "metric"], sort=True):
+        part = part.sort_values("week_start")
+        cuts = cutoff_weeks(pd.DatetimeIndex(part["week_start"]), cfg)
+        evaluated = set(cuts[-cfg.cutoffs:])
+        for cutoff in cuts:
+            hist = part[part["week_start"] < cutoff]
+            test = part[(part["week_start"] >= cutoff)].head(cfg.horizon_weeks)
+            future = pd.DatetimeIndex(test["week_start"])
+            fc = forecaster(hist, future, cfg).set_index("week_start").reindex(future)
+            scales[(name, metric, cutoff)] = mase_scale(hist["y"].to_numpy(float))
+            points.append(pd.DataFrame({
+                "series": name, "metric": metric, "cutoff": cutoff, "evaluated": cutoff in evaluated,
+                "week_start": future, "actual": test["y"].to_numpy(float), "yhat": fc["yhat"].to_numpy(),
+                "yhat_lower": fc["yhat_lower"].to_numpy(), "yhat_upper": fc["yhat_upper"].to_numpy(),
+                "seasonal_naive": seasonal_naive(hist, future), "mean_last_4": mean_last_4(hist, future),
+                "train_weeks": len(hist)}))
+    if not points:
+        return pd.DataFrame(), pd.DataFrame()
+    allpts = calibrate_intervals(pd.concat(points, ignore_index=True), cfg)
+    rows = []
+    for (name, metric, cutoff), g in allpts[allpts["evaluated"]].groupby(["series", "metric", "cutoff"]):
+        a, scale = g["actual"].to_numpy(float), scales[(name, metric, cutoff)]
+        rows.append({
+            "series": name, "metric": metric, "cutoff": cutoff.date().isoformat(),
+            "train_weeks": int(g["train_weeks"].iloc[0]), "mase": mase(a, g["yhat"], scale),
+            "baseline_mase": mase(a, g["seasonal_naive"], scale), "mean4_mase": mase(a, g["mean_last_4"], scale),
+            "smape": smape(a, g["yhat"]), "baseline_smape": smape(a, g["seasonal_naive"]),
+            "coverage_80": interval_coverage(a, g["lower_80"], g["upper_80"]),
+            "coverage_80_raw": interval_coverage(a, g["yhat_lower"], g["yhat_upper"]),
+            "interval_scale": float(g["interval_scale"].iloc[0])})
+    return allpts, pd.DataFrame(rows)
+
+
+def summarise(summary: pd.DataFrame, points: pd.DataFrame) -> dict[str, float | None]:
+    """Headline figures: MASE and sMAPE averaged over evaluated forecasts, coverage pooled over their weeks."""
+    if summary.empty:
+        return {"mase": None, "baseline_mase": None, "relative_mase": None, "mean4_mase": None,
+                "relative_mase_vs_mean4": None, "smape": None, "baseline_smape": None, "coverage_80": None,
+                "coverage_80_raw": None, "forecasts": 0}
+    pts = points[points["evaluated"]]
+    m, b = float(summary["mase"].mean()), float(summary["baseline_mase"].mean())
+    m4 = float(summary["mean4_mase"].mean())
+    return {"mase": m, "baseline_mase": b, "relative_mase": m / b if b > 0 else None, "mean4_mase": m4,
+            "relative_mase_vs_mean4": m / m4 if m4 > 0 else None,
+            "smape": float(summary["smape"].mean()), "baseline_smape": float(summary["baseline_smape"].mean()),
+            "coverage_80": interval_coverage(pts["actual"], pts["lower_80"], pts["upper_80"]),
+            "coverage_80_raw": interval_coverage(pts["actual"], pts["yhat_lower"], pts["yhat_upper"]),
+            "forecasts": int(len(summary))}
+
+
+def backtest_series_names(series: pd.DataFrame, cfg: DemandSettings) -> list[str]:
+    """ALL plus the `backtest_clinics` busiest clinics by visits (ties by id, deterministic)."""
+    visits = series[(series["metric"] == "visits") & (series["series"] != ALL)]
+    volume = visits.groupby("series")["y"].sum().sort_values(ascending=False, kind="stable")
+    ranked = sorted(volume.index, key=lambda s: (-volume[s], s))
+    return [ALL] + ranked[: cfg.backtest_clinics]
+
+
+# -------------------------------------------------------------------------------------------- forecast
+
+def forecast_all(series: pd.DataFrame, cfg: DemandSettings, forecaster: Forecaster = prophet_forecast,
+                 scales: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
+    """Refit on all history per (series, metric) and forecast `horizon_weeks` ahead.
+
+    Rows for history weeks carry the actual and the in-sample fit; future weeks have actual = null. The
+    future interval is widened or narrowed by the backtest's conformal scale for that level and metric
+    (`final_interval_scales`), so the 80% band covers about 80% out of sample.
+    """
+    frames = []
+    for (name, metric), part in series.groupby(["series", "metric"], sort=True):
+        part = part.sort_values("week_start")
+        if len(part) < 8:  # too short to say anything; better no forecast than a wild one
+            continue
+        last = part["week_start"].max()
+        future = pd.date_range(last + pd.Timedelta(weeks=1), periods=cfg.horizon_weeks, freq="7D")
+        fc = forecaster(part, future, cfg)
+        scale = (scales or {}).get(level_of(name), {}).get(metric, 1.0)
+        ahead = (fc["week_start"] > last).to_numpy()
+        lower, upper = _rescale(fc, scale)
+        fc["yhat_lower"] = np.where(ahead, lower, fc["yhat_lower"])
+        fc["yhat_upper"] = np.where(ahead, upper, fc["yhat_upper"])
+        fc = fc.merge(part[["week_start", "y"]], on="week_start", how="left").rename(columns={"y": "actual"})
+        frames.append(fc.assign(series=name, metric=metric))
+    cols = ["series", "metric", "week_start", "actual", "yhat", "yhat_lower", "yhat_upper"]
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(frames, ignore_index=True)[cols]
+
+
+# ------------------------------------------------------------------------------------------- staffing
+
+def staffing_gap(forecast: pd.DataFrame, therapists: pd.DataFrame, visit_minutes: pd.Series,
+                 as_of: pd.Timestamp) -> pd.DataFrame:
+    """Forecast visits vs therapist capacity per clinic and future week.
+
+    capacity_visits = sum of available minutes of therapists employed that week (hired on or before the
+    week, not terminated before it), scaled by the share of weekdays that are not federal holidays, divided
+    by the clinic's typical (median) visit length. gap_visits = forecast_visits - capacity_visits: positive
+    means more demand than therapist time (hire, add hours, or slow intake), negative means slack.
+
+    `therapists`: clinic_id, available_minutes_week, hired_on, terminated_on.
+    `visit_minutes`: median minutes per visit, indexed by clinic_id (ALL = practice-wide fallback).
+    """
+    fut = forecast[(forecast["metric"] == "visits") & (forecast["series"] != ALL)
+                   & (forecast["week_start"] > pd.Timestamp(as_of) - pd.Timedelta(days=7))
+                   & forecast["actual"].isna()]
+    cols = ["clinic_id", "week_start", "forecast_visits", "capacity_visits", "gap_visits"]
+    if fut.empty:
+        return pd.DataFrame(columns=cols)
+    grid = fut[["series", "week_start", "yhat"]].rename(columns={"series": "clinic_id", "yhat": "forecast_visits"})
+    th = therapists.copy()
+    th["hired_on"] = pd.to_datetime(th["hired_on"])
+    th["terminated_on"] = pd.to_datetime(th["terminated_on"])
+    pairs = grid[["clinic_id", "week_start"]].merge(th, on="clinic_id", how="left")
+    employed = (pairs["hired_on"].isna() | (pairs["hired_on"] <= pairs["week_start"])) & (
+        pairs["terminated_on"].isna() | (pairs["terminated_on"] > pairs["week_start"]))
+    pairs["minutes"] = np.where(employed, pairs["available_minutes_week"].fillna(0), 0.0)
+    minutes = pairs.groupby(["clinic_id", "week_start"], as_index=False)["minutes"].sum()
+    out = grid.merge(minutes, on=["clinic_id", "week_start"], how="left")
+    open_share = 1 - holiday_weekdays(out["week_start"]) / 5
+    fallback = float(visit_minutes.get(ALL, visit_minutes.median() if len(visit_minutes) else 45.0))
+    per_visit = out["clinic_id"].map(visit_minutes).fillna(fallback).clip(lower=5)
+    out["capacity_visits"] = out["minutes"].fillna(0) * open_share / per_visit
+    out["gap_visits"] = out["forecast_visits"] - out["capacity_visits"]
+    return out[cols].sort_values(cols[:2]).reset_index(drop=True)

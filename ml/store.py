@@ -1,0 +1,192 @@
+"""Reading the marts, writing schema `ml`, and the model artifacts on disk.
+
+One module owns every path and table name so the rest of `ml/` is pure functions over DataFrames.
+ML reads only `marts.*` (never raw or staging) and writes only `ml.*`.
+
+Truth for the model card (`oracle_roc_auc`, channel rank correlation): the generator writes `truth/` beside
+its exports. Pass `truth_dir=` to `ml.pipeline.train`, or set `PTPULSE_TRUTH_DIR` to that folder; without
+either, the oracle figures are null (a real practice has no truth).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import joblib
+import pandas as pd
+
+from ml.features import MartFrames
+from ptpulse.config import Settings
+
+TRUTH_ENV = "PTPULSE_TRUTH_DIR"
+
+# Column types of each ml table, in order (docs/interfaces.md section 3).
+ML_TABLES: dict[str, dict[str, str]] = {
+    "no_show_scores": {"appointment_id": "VARCHAR", "clinic_id": "VARCHAR", "scheduled_start": "TIMESTAMP",
+                       "probability": "DOUBLE", "risk_band": "VARCHAR", "reason_1": "VARCHAR",
+                       "reason_2": "VARCHAR", "model_version": "VARCHAR", "scored_at": "TIMESTAMP"},
+    "no_show_calibration": {"bin": "INTEGER", "mean_predicted": "DOUBLE", "observed_rate": "DOUBLE",
+                            "n": "BIGINT"},
+    "demand_forecast": {"series": "VARCHAR", "metric": "VARCHAR", "week_start": "DATE", "actual": "DOUBLE",
+                        "yhat": "DOUBLE", "yhat_lower": "DOUBLE", "yhat_upper": "DOUBLE"},
+    "staffing_gap": {"clinic_id": "VARCHAR", "week_start": "DATE", "forecast_visits": "DOUBLE",
+                     "capacity_visits": "DOUBLE", "gap_visits": "DOUBLE"},
+    "attribution_credit": {"model": "VARCHAR", "channel": "VARCHAR", "attributed_conversions": "DOUBLE",
+                           "attributed_revenue_usd": "DOUBLE", "settings": "JSON"},
+}
+
+
+# --------------------------------------------------------------------------------------------- paths
+
+def no_show_dir(settings: Settings) -> Path:
+    return settings.models_dir / "no_show"
+
+
+def model_path(settings: Settings) -> Path:
+    return no_show_dir(settings) / "model.joblib"
+
+
+def card_path(settings: Settings) -> Path:
+    return no_show_dir(settings) / "model_card.json"
+
+
+def backtest_path(settings: Settings) -> Path:
+    return settings.models_dir / "demand" / "backtest.json"
+
+
+def attribution_path(settings: Settings) -> Path:
+    return settings.models_dir / "attribution" / "summary.json"
+
+
+def truth_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The generator's truth/ folder if given (argument, else $PTPULSE_TRUTH_DIR) and present."""
+    raw = explicit if explicit is not None else os.environ.get(TRUTH_ENV)
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if path.is_dir() and not (path / "appointment_truth.csv").exists() and (path / "truth").is_dir():
+        path = path / "truth"  # the export folder was given instead of its truth/ subfolder
+    return path if path.is_dir() else None
+
+
+def read_truth(folder: Path | None, name: str) -> pd.DataFrame | None:
+    if folder is None or not (folder / name).exists():
+        return None
+    return pd.read_csv(folder / name)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write atomically (temp file + rename) so a reader never sees half a model card."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_model(path: Path, model: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    joblib.dump(model, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(path: Path) -> Any | None:
+    """The saved model, or None when missing or unreadable (e.g. written by another library version)."""
+    if not path.exists():
+        return None
+    try:
+        return joblib.load(path)
+    except Exception:  # noqa: BLE001 - an unreadable artifact means "retrain", whatever the cause
+        return None
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------- marts
+
+def as_of(con: duckdb.DuckDBPyConnection) -> pd.Timestamp:
+    return pd.Timestamp(con.execute("select max(as_of) from marts.build_info").fetchall()[0][0])
+
+
+def read_marts(con: duckdb.DuckDBPyConnection) -> MartFrames:
+    """The tables the no-show features need (only the columns used)."""
+    appts = con.sql("""
+        select appointment_id, episode_id, referral_id, patient_id, clinic_id, therapist_id, visit_type,
+               booked_at, scheduled_start, duration_min, status, status_at, is_future
+        from marts.appointments""").df()
+    episodes = con.sql("""
+        select episode_id, payer_class, body_region, eval_date, eval_note_signed_at, planned_visits,
+               frequency_per_week
+        from marts.episodes""").df()
+    referrals = con.sql("select referral_id, source_type, received_at, payer_class from marts.referral_funnel").df()
+    patients = con.sql("select patient_id, birth_date from marts.dim_patients").df()
+    return MartFrames(appts, episodes, referrals, patients, as_of(con))
+
+
+def read_demand_events(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """clinic_id, metric, at: new referrals (received), initial evaluations and visits (attended)."""
+    return con.sql("""
+        select clinic_id, 'referrals' as metric, received_at as at from marts.referral_funnel
+        where received_at is not null and clinic_id is not null
+        union all
+        select clinic_id, 'evals', scheduled_start
+        from marts.appointments where status = 'completed' and visit_type = 'initial_eval'
+        union all
+        select clinic_id, 'visits', scheduled_start from marts.appointments where status = 'completed'
+    """).df()
+
+
+def read_therapists(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.sql("""
+        select clinic_id, available_minutes_per_week::double as available_minutes_week, hired_on, terminated_on
+        from marts.dim_therapists""").df()
+
+
+def read_visit_minutes(con: duckdb.DuckDBPyConnection, as_of_ts: pd.Timestamp) -> pd.Series:
+    """Median booked minutes per attended visit per clinic over the last 180 days (and ALL)."""
+    df = con.execute("""
+        select coalesce(clinic_id, 'ALL') as clinic_id, median(duration_min)::double as minutes
+        from marts.appointments
+        where status = 'completed' and scheduled_start >= ?::timestamp - interval 180 day
+        group by grouping sets ((clinic_id), ())""", [as_of_ts.to_pydatetime()]).df()
+    return df.set_index("clinic_id")["minutes"]
+
+
+def read_paths(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    return con.sql("""
+        select path, path_length, conversions::double as conversions,
+               non_conversions::double as non_conversions, revenue_usd::double as revenue_usd
+        from marts.attribution_paths order by path""").df()
+
+
+# ------------------------------------------------------------------------------------------ ml tables
+
+def write_table(con: duckdb.DuckDBPyConnection, name: str, df: pd.DataFrame) -> int:
+    """Create or replace `ml.<name>` with the interface's columns and types (idempotent)."""
+    cols = ML_TABLES[name]
+    frame = df.reindex(columns=list(cols)).copy()
+    con.execute("create schema if not exists ml")
+    select = ", ".join(f'cast("{c}" as {t}) as "{c}"' for c, t in cols.items())
+    con.register("_ml_frame", frame)
+    try:
+        con.execute(f"create or replace table ml.{name} as select {select} from _ml_frame")
+    finally:
+        con.unregister("_ml_frame")
+    return len(frame)

@@ -1,0 +1,155 @@
+"""Weekly series, baselines, the rolling-origin harness and the staffing gap, on synthetic data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.demand import (ALL, DemandSettings, backtest, backtest_series_names, calibrate_intervals, conformal_scale,
+                       cutoff_weeks, forecast_all, holiday_weekdays, mean_last_4, prophet_forecast, ramp_up_weeks,
+                       seasonal_naive, staffing_gap, summarise, weekly_series)
+
+AS_OF = pd.Timestamp("2025-12-31 15:00")  # a Wednesday: that week is partial
+
+
+def _events(seed: int = 0) -> pd.DataFrame:
+    """Daily Poisson arrivals with a yearly cycle for two clinics and three metrics."""
+    rng = np.random.default_rng(seed)
+    days = pd.date_range("2023-01-02", AS_OF.normalize(), freq="D")
+    t = np.arange(len(days))
+    frames = []
+    for clinic, base in (("C1", 30.0), ("C2", 12.0)):
+        lam = base * (1 + 0.2 * np.sin(2 * np.pi * t / 365.25)) * (days.day_of_week < 5)
+        for metric, share in (("visits", 1.0), ("evals", 0.15), ("referrals", 0.2)):
+            n = rng.poisson(lam * share)
+            frames.append(pd.DataFrame({"clinic_id": clinic, "metric": metric,
+                                        "at": np.repeat(days.to_numpy(), n) + pd.Timedelta(hours=10)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def series() -> pd.DataFrame:
+    return weekly_series(_events(), AS_OF)
+
+
+def test_weekly_series_complete_weeks_and_practice_total(series):
+    assert series["week_start"].max() == pd.Timestamp("2025-12-22")  # the week of AS_OF is partial
+    assert (series["week_start"].dt.day_of_week == 0).all()
+    wide = series.pivot_table(index=["metric", "week_start"], columns="series", values="y")
+    both = wide.dropna()
+    assert np.allclose(both[ALL], both["C1"] + both["C2"])
+    lengths = series.groupby(["series", "metric"]).size()
+    assert lengths.min() > 150
+
+
+def test_ramp_up_and_zero_fill():
+    y = np.array([3, 10, 40, 95, 100, 0, 104, 98], float)
+    assert ramp_up_weeks(y) == 3  # partial first week, then 10 and 40 are below 90% of the median
+    ev = pd.DataFrame({"clinic_id": "C1", "metric": "visits",
+                       "at": pd.to_datetime(["2025-01-06", "2025-01-13", "2025-01-13", "2025-02-03"])})
+    s = weekly_series(ev, pd.Timestamp("2025-02-12"))
+    assert list(s[s["series"] == "C1"]["y"]) == [2, 0, 0, 1]  # weeks without events are zeros, not gaps
+
+
+def test_holiday_weekdays_counts_weekday_holidays():
+    weeks = pd.DatetimeIndex(["2025-11-24", "2025-12-22", "2025-07-07", "2025-12-29"])
+    # Thanksgiving (Thu), Christmas (Thu), nothing, New Year's Day (Thu 2026-01-01)
+    assert list(holiday_weekdays(weeks)) == [1, 1, 0, 1]
+
+
+def test_baselines():
+    hist = pd.DataFrame({"week_start": pd.date_range("2024-01-01", periods=60, freq="7D"),
+                         "y": np.arange(60, dtype=float)})
+    future = pd.date_range(hist["week_start"].iloc[-1] + pd.Timedelta(weeks=1), periods=3, freq="7D")
+    assert list(seasonal_naive(hist, future)) == [8.0, 9.0, 10.0]  # same week last year
+    assert list(mean_last_4(hist, future)) == [57.5] * 3
+    short = hist.head(10)
+    soon = pd.date_range(short["week_start"].iloc[-1] + pd.Timedelta(weeks=1), periods=3, freq="7D")
+    assert list(seasonal_naive(short, soon)) == [7.5] * 3  # no y[t-52]: last-4-weeks mean
+
+
+def test_cutoffs_leave_a_full_horizon_and_a_year_of_history(series):
+    cfg = DemandSettings()
+    weeks = pd.DatetimeIndex(series[(series["series"] == ALL) & (series["metric"] == "visits")]["week_start"])
+    cuts = cutoff_weeks(weeks, cfg)
+    assert len(cuts) == cfg.cutoffs + cfg.calibration_cutoffs and cfg.cutoffs >= 4
+    assert cuts[-1] == weeks[-cfg.horizon_weeks]
+    assert all(weeks.get_loc(c) >= 52 for c in cuts)
+
+
+def _naive_forecaster(history, future, cfg):
+    """A cheap forecaster for harness tests: last-4 mean with a +-10% band."""
+    f = mean_last_4(history, future)
+    weeks = pd.DatetimeIndex(history["week_start"]).append(pd.DatetimeIndex(future))
+    y = np.concatenate([history["y"].to_numpy(float), f])
+    return pd.DataFrame({"week_start": weeks, "yhat": y, "yhat_lower": 0.9 * y, "yhat_upper": 1.1 * y})
+
+
+def test_backtest_harness_never_trains_on_the_test_weeks(series):
+    cfg = DemandSettings()
+    seen = []
+
+    def spy(history, future, c):
+        seen.append((history["week_start"].max(), min(future)))
+        return _naive_forecaster(history, future, c)
+
+    points, summary = backtest(series, cfg, forecaster=spy, select=[ALL])
+    assert all(last < first for last, first in seen)
+    origins = cfg.cutoffs + cfg.calibration_cutoffs
+    assert len(summary) == 3 * cfg.cutoffs and len(points) == 3 * origins * cfg.horizon_weeks
+    assert points["evaluated"].sum() == 3 * cfg.cutoffs * cfg.horizon_weeks
+    head = summarise(summary, points)
+    assert head["relative_mase"] == pytest.approx(head["mase"] / head["baseline_mase"])
+    assert 0 <= head["coverage_80"] <= 1
+    assert backtest_series_names(series, cfg)[:2] == [ALL, "C1"]
+
+
+def test_interval_calibration_uses_only_forecasts_observed_before_the_cutoff():
+    cfg = DemandSettings(calibration_window=10)
+    weeks = pd.date_range("2025-01-06", periods=40, freq="7D")
+    rows = []
+    for i, cutoff in enumerate(weeks[[0, 4, 8, 12, 16, 20]]):  # origins every 4 weeks, 12-week horizons
+        future = pd.date_range(cutoff, periods=12, freq="7D")
+        miss = 3.0 if i < 3 else 0.5  # early forecasts missed by 3 band-widths, later ones by half
+        rows.append(pd.DataFrame({"series": ALL, "metric": "visits", "cutoff": cutoff, "week_start": future,
+                                  "yhat": 100.0, "yhat_lower": 90.0, "yhat_upper": 110.0,
+                                  "actual": 100.0 + miss * 10 * np.where(np.arange(12) % 2, 1, -1)}))
+    out = calibrate_intervals(pd.concat(rows, ignore_index=True), cfg)
+    scale = out.groupby("cutoff")["interval_scale"].first()
+    assert list(scale.iloc[:3]) == [1.0, 1.0, 1.0]  # nothing fully observed yet (12 points minimum)
+    assert scale.iloc[3] == pytest.approx(3.0)  # only origin 0 ended before origin 3
+    assert scale.iloc[5] == pytest.approx(3.0)  # origins 0-2 (3.0) are all that ended before origin 5
+    assert conformal_scale(np.linspace(0, 2, 101), 0.8) == pytest.approx(1.6)
+    assert conformal_scale(np.ones(5), 0.8) == 1.0  # too few errors: keep the model's own band
+
+
+def test_prophet_beats_seasonal_naive_on_a_seasonal_series(series):
+    cfg = DemandSettings(cutoffs=4, calibration_cutoffs=2)
+    one = series[(series["series"] == "C1") & (series["metric"] == "visits")]
+    points, summary = backtest(one, cfg, forecaster=prophet_forecast)
+    head = summarise(summary, points)
+    assert head["relative_mase"] < 1.0
+    assert 0.5 < head["coverage_80"] <= 1.0
+    again = backtest(one, cfg, forecaster=prophet_forecast)[1]
+    pd.testing.assert_frame_equal(summary, again)  # seeded: reproducible to the last digit
+
+
+def test_forecast_all_and_staffing_gap(series):
+    cfg = DemandSettings()
+    fc = forecast_all(series, cfg, forecaster=_naive_forecaster)
+    future = fc[fc["actual"].isna()]
+    assert set(future.groupby(["series", "metric"]).size()) == {cfg.horizon_weeks}
+    therapists = pd.DataFrame({"clinic_id": ["C1", "C1", "C2"], "available_minutes_week": [2400.0, 2400.0, 1800.0],
+                               "hired_on": ["2020-01-01", "2026-02-01", "2020-01-01"],
+                               "terminated_on": [None, None, "2026-01-20"]})
+    minutes = pd.Series({"C1": 48.0, "C2": 45.0, ALL: 45.0})
+    gap = staffing_gap(fc, therapists, minutes, AS_OF)
+    c1 = gap[gap["clinic_id"] == "C1"].set_index("week_start")
+    assert c1.loc["2026-01-12", "capacity_visits"] == pytest.approx(2400 / 48)
+    assert c1.loc["2026-02-02", "capacity_visits"] == pytest.approx(4800 / 48)
+    # the week of Jan 19 has MLK day: four open weekdays of five
+    assert c1.loc["2026-01-19", "capacity_visits"] == pytest.approx(2400 * 0.8 / 48)
+    c2 = gap[gap["clinic_id"] == "C2"].set_index("week_start")
+    assert c2.loc["2026-01-26", "capacity_visits"] == 0  # terminated before that week
+    assert np.allclose(gap["gap_visits"], gap["forecast_visits"] - gap["capacity_visits"])

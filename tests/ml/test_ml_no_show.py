@@ -1,0 +1,116 @@
+"""No-show model on the synthetic practice: signal, calibration, bands, reasons, baselines, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.features import build_features, labelled_targets, upcoming_targets
+from ml.no_show import GROUPS, NoShowModel, encode, evaluate, explain, fit_final, reason_texts
+
+
+@pytest.fixture(scope="module")
+def labelled(synthetic):
+    marts, truth = synthetic
+    targets = labelled_targets(marts.appointments)
+    features = build_features(targets, marts)
+    y = (targets["status"] == "no_show").to_numpy(int)
+    p_true = targets[["appointment_id"]].merge(truth, how="left")["p_no_show"]
+    return marts, targets, features, y, p_true
+
+
+@pytest.fixture(scope="module")
+def evaluation(labelled):
+    _, targets, features, y, p_true = labelled
+    return evaluate(features, y, targets["scheduled_start"], p_true)
+
+
+def test_time_split_trains_on_the_past_only(labelled, evaluation):
+    _, targets, _, _, _ = labelled
+    card = evaluation.card
+    split = pd.Timestamp(card["split_date"])
+    assert card["n_train"] == int((targets["scheduled_start"] < split).sum())
+    assert card["n_test"] == int((targets["scheduled_start"] >= split).sum())
+    assert card["n_train"] > 3 * card["n_test"] > 0
+
+
+def test_model_finds_signal_and_is_calibrated(evaluation):
+    card = evaluation.card
+    assert card["roc_auc"] > card["baseline_roc_auc"]  # beats the patient's own history rate
+    assert card["roc_auc"] > 0.85 * card["oracle_roc_auc"]
+    assert card["brier"] < card["brier_reference"]
+    assert 0.75 < card["calibration_slope"] < 1.25
+    assert card["ece"] < 0.04
+    bins = evaluation.calibration_bins
+    assert sum(b["n"] for b in bins) == card["n_test"]
+    assert card["risk_bands_test"]["high"]["observed_rate"] > card["risk_bands_test"]["low"]["observed_rate"]
+    assert {"clinic", "payer_class", "age_band"} == set(card["subgroups"])
+    assert set(card["subgroups"]["clinic"]) == {"C1", "C2"}
+
+
+@pytest.fixture(scope="module")
+def model(labelled) -> NoShowModel:
+    _, targets, features, y, _ = labelled
+    return fit_final(features, y, targets["scheduled_start"], trained_at="t", version="v")
+
+
+def test_bands_flag_about_a_tenth_as_high(model, labelled):
+    _, _, features, _, _ = labelled
+    p = model.predict(features)
+    high = model.band(p) == "high"
+    assert 0.05 < high.mean() < 0.2
+    assert model.thresholds["high"] > model.thresholds["medium"]
+
+
+def test_reasons_are_plain_words_for_the_right_direction(model, labelled):
+    marts = labelled[0]
+    up = upcoming_targets(marts.appointments)
+    feats = build_features(up, marts)
+    out = explain(model, feats)
+    assert len(out) == len(up)
+    assert out["reason_1"].str.len().gt(0).all()
+    assert set(out["risk_band"]) <= {"low", "medium", "high"}
+    # a patient with three recent no-shows is high risk and told so first
+    risky = feats.iloc[[0]].copy()
+    risky[["prior_appts", "prior_no_shows", "no_shows_last5", "episode_no_shows", "last_k"]] = [5, 3, 3, 3, 5]
+    risky["prior_no_show_rate"] = 0.6
+    risky["days_since_last_no_show"] = 4.0
+    one = explain(model, risky)
+    assert one["reason_1"].iloc[0] == "3 no-shows in the last 5 visits"
+
+
+def test_reason_texts_templates():
+    f = pd.DataFrame({
+        "prior_appts": [0, 5], "prior_no_shows": [0, 1], "no_shows_last5": [0, 1], "last_k": [0, 5],
+        "prior_cancels": [0, 2], "late_cancels_last5": [0, 0], "lead_time_days": [0.3, 24.6],
+        "days_since_last_visit": [np.nan, 9.2], "visit_type": ["initial_eval", "follow_up"],
+        "episode_visits": [0, 4], "planned_visits": [np.nan, 12.0], "hour": [8.0, 15.5],
+        "day_of_week": ["Mon", "Fri"], "payer_class": ["medicaid", "commercial"], "age_band": ["18-34", None],
+        "clinic_id": ["C1", "C2"], "source_type": ["physician", "direct_access"]})
+    t = reason_texts(f)
+    assert list(t["history"]) == ["first appointment on record", "1 no-show in the last 5 visits"]
+    assert list(t["lead"]) == ["booked less than a day ahead", "booked 24 days ahead"]
+    assert list(t["gap"]) == ["no visit attended yet", "9 days since the last visit"]
+    assert list(t["visit"]) == ["initial evaluation", "visit 5 of 12 planned"]
+    assert list(t["slot"]) == ["Monday 8 am slot", "Friday 3 pm slot"]
+    assert list(t["cancels"]) == ["no earlier cancellations", "2 earlier cancellations"]
+    assert list(t["payer"]) == ["Medicaid", "commercial insurance"]
+    assert list(t["age"]) == ["age 18-34", "age unknown"]
+    assert set(t.columns) == set(GROUPS)
+
+
+def test_training_is_deterministic(labelled, model):
+    _, targets, features, y, _ = labelled
+    again = fit_final(features, y, targets["scheduled_start"], trained_at="t", version="v")
+    assert np.array_equal(model.predict(features), again.predict(features))
+    assert model.thresholds == again.thresholds
+
+
+def test_unseen_categories_do_not_break_scoring(model, labelled):
+    feats = labelled[2].head(5).copy()
+    feats["clinic_id"] = "NEW_CLINIC"
+    feats["payer_class"] = None
+    x = encode(feats, model.categories)
+    assert x["clinic_id"].isna().all()
+    assert np.isfinite(model.predict(feats)).all()
