@@ -1,8 +1,8 @@
 """Weekly demand: new referrals, initial evaluations and visits per clinic and for the whole practice.
 
-Prophet (yearly seasonality + a US-holiday regressor) is judged by a rolling-origin backtest against a
-seasonal-naive baseline, then refitted on all history to forecast the next weeks, and the visit forecast
-is set against therapist capacity (the staffing gap).
+Prophet (calendar-month effects + a smooth yearly term + a US-holiday regressor) is judged by a
+rolling-origin backtest against a seasonal-naive baseline, then refitted on all history to forecast the next
+weeks, and the visit forecast is set against therapist capacity (the staffing gap).
 
 Why weekly: daily PT volumes are dominated by the weekday pattern and holidays a manager already knows;
 staffing decisions are made per week. Why a holiday *regressor* rather than Prophet's holiday dates: on a
@@ -13,10 +13,23 @@ Baseline (declared): **seasonal naive, same week last year** (y[t-52]); when les
 precedes a forecast week the baseline uses the mean of the last 4 weeks for that series instead. The
 backtest also reports a last-4-weeks-mean baseline so the comparison is not against a straw man only.
 
-Intervals: Prophet's 80% band assumes its trend and noise model; over a 12-week horizon it covered anywhere
-from 60% to 95% on generated practices. The band is therefore rescaled conformally: by how far actuals
-fell from earlier forecasts, in units of their bands (`calibrate_intervals`). In the backtest each origin
-uses only forecasts fully observed before it, so the reported coverage is out of sample.
+Why month effects: PT demand moves in calendar-month steps (deductibles reset in January and referrals
+jump; December and late summer are slow). A low-order Fourier yearly term fitted on one or two seasonal
+cycles smooths that step across December-February, and in those months it lost to the seasonal naive.
+Each week carries the share of its weekdays falling in each month (12 additive regressors) and the Fourier
+term keeps only a smooth residual shape (order 3). Holiday weeks were checked separately: with the
+weekday-holiday count their errors were no larger than other weeks', so no holiday windows are added.
+
+Backtest (`BACKTEST_METHOD`): evaluated origins every 4 weeks over the last full year (13 origins, 12-week
+horizon), so every season is forecast from and coverage is not measured on summer weeks only; every origin
+with at least a year of history before them serves for calibration only.
+
+Intervals: Prophet's 80% band assumes its trend and noise model; over a 12-week horizon it covered 60-70%
+out of sample. The band is therefore rescaled by split conformal prediction on normalised scores
+(`calibrate_intervals`): the scale for a forecast made at cutoff c is the 80% quantile of |actual - yhat| /
+(band half-width) over every earlier forecast of the same level and metric whose whole horizon was observed
+before c (an expanding window; nothing from c or later), so the reported coverage is out of sample. The
+half-width carries Prophet's own growth of uncertainty with the horizon, so one scale serves all 12 steps.
 """
 
 from __future__ import annotations
@@ -41,13 +54,14 @@ RAMP_SHARE = 0.9
 @dataclass(frozen=True)
 class DemandSettings:
     horizon_weeks: int = 12
-    cutoffs: int = 5  # evaluated origins
-    calibration_cutoffs: int = 6  # earlier origins that only calibrate the interval width
-    calibration_window: int = 3  # the most recent fully observed origins a band is calibrated on
+    cutoffs: int = 13  # evaluated origins: with the 4-week step they span a full year of starting points
+    calibration_cutoffs: int = 8  # at most this many earlier origins (a year of history each) only calibrate
+    calibration_window: int | None = None  # None: every fully observed earlier origin (expanding window)
     cutoff_step_weeks: int = 4
     backtest_clinics: int = 3  # the busiest clinics are backtested besides the practice-level series
     interval_width: float = 0.8
-    yearly_order: int = 6
+    yearly_order: int = 3  # the smooth part only: calendar-month regressors carry the steps
+    month_effects: bool = True
     changepoint_prior_scale: float = 0.05
     min_weeks_for_yearly: int = 60
     uncertainty_samples: int = 1000
@@ -107,6 +121,19 @@ def ramp_up_weeks(y: np.ndarray, share: float = RAMP_SHARE) -> int:
     return 1 + (int(steady[0]) if len(steady) else 0)
 
 
+def month_shares(weeks: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """(weeks x 12): the share of each week's five weekdays (Mon-Fri) that fall in each calendar month.
+
+    Lets a weekly model carry a per-month level: a week spanning Dec 29 - Jan 2 is 3/5 December, 2/5 January.
+    """
+    weeks = pd.DatetimeIndex(weeks)
+    out = np.zeros((len(weeks), 12))
+    rows = np.arange(len(weeks))
+    for day in range(5):
+        out[rows, (weeks + pd.Timedelta(days=day)).month.to_numpy() - 1] += 0.2
+    return out
+
+
 def holiday_weekdays(weeks: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     """Number of US federal holidays falling Monday-Friday in each week starting at `weeks`."""
     weeks = pd.DatetimeIndex(weeks)
@@ -127,6 +154,8 @@ Forecaster = Callable[[pd.DataFrame, pd.DatetimeIndex, DemandSettings], pd.DataF
 def prophet_forecast(history: pd.DataFrame, future: pd.DatetimeIndex, cfg: DemandSettings) -> pd.DataFrame:
     """Fit Prophet on `history` (week_start, y); return yhat/yhat_lower/yhat_upper for history + future.
 
+    Regressors: weekday holidays per week, and (with a year of history) the calendar-month shares of the week.
+
     Counts cannot be negative, so forecasts and bounds are clipped at 0. The interval sampling uses
     numpy's global RNG, so it is seeded here for reproducible bounds.
     """
@@ -142,6 +171,13 @@ def prophet_forecast(history: pd.DataFrame, future: pd.DatetimeIndex, cfg: Deman
     _quiet_stan()
     ds = pd.DatetimeIndex(df["ds"]).append(pd.DatetimeIndex(future))
     grid = pd.DataFrame({"ds": ds, "holiday_days": holiday_weekdays(ds)})
+    if cfg.month_effects and len(df) >= cfg.min_weeks_for_yearly:
+        # shares sum to 1 per week, so they stand in for a per-month level; unstandardised and with a wide prior
+        # (Prophet's default), as the month steps are a first-order effect
+        hist_shares, grid_shares = month_shares(df["ds"]), month_shares(ds)
+        for m in range(12):
+            df[f"month_{m + 1}"], grid[f"month_{m + 1}"] = hist_shares[:, m], grid_shares[:, m]
+            model.add_regressor(f"month_{m + 1}", mode="additive", standardize=False)
     with warnings.catch_warnings():  # prophet's own pandas deprecations, not ours to fix
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=DeprecationWarning)
@@ -233,8 +269,10 @@ def calibrate_intervals(points: pd.DataFrame, cfg: DemandSettings) -> pd.DataFra
 
     For a forecast made at cutoff c, the calibration errors are those of earlier origins (same metric, same
     level: practice or clinic) whose whole horizon ended by c - what a forecaster standing at c could know.
+    By default every such origin counts (an expanding window: the most recent few alone are one season's
+    errors, and a summer band calibrated on winter errors alone, or the reverse, misses either way).
     Prophet's own 80% band assumes its trend and noise model are right; over 12 weeks they often are not, so
-    the band is rescaled by how well it covered recently. Adds interval_scale, lower_80, upper_80.
+    the band is rescaled by how well it covered out of sample. Adds interval_scale, lower_80, upper_80.
     """
     out = points.copy()
     out["score"] = interval_scores(out["actual"].to_numpy(float), out["yhat"].to_numpy(float),
@@ -245,12 +283,37 @@ def calibrate_intervals(points: pd.DataFrame, cfg: DemandSettings) -> pd.DataFra
     scale = np.ones(len(out))
     for (level, metric, cutoff), idx in out.groupby(["level", "metric", "cutoff"]).groups.items():
         past = out[(out["level"] == level) & (out["metric"] == metric) & (out["observed_by"] <= cutoff)]
-        recent = sorted(past["cutoff"].unique())[-cfg.calibration_window:]
-        past = past[past["cutoff"].isin(recent)]
+        if cfg.calibration_window is not None:
+            recent = sorted(past["cutoff"].unique())[-cfg.calibration_window:]
+            past = past[past["cutoff"].isin(recent)]
         scale[out.index.get_indexer(idx)] = conformal_scale(past["score"].to_numpy(), cfg.interval_width)
     out["interval_scale"] = scale
     out["lower_80"], out["upper_80"] = _rescale(out, scale)
     return out.drop(columns=["observed_by"])
+
+
+def backtest_method(cfg: DemandSettings) -> dict[str, object]:
+    """How the backtest and its intervals were made, for backtest.json's `method` field."""
+    window = ("every earlier origin whose whole horizon was observed before the cutoff (expanding window)"
+              if cfg.calibration_window is None else
+              f"the {cfg.calibration_window} most recent origins whose whole horizon was observed before the cutoff")
+    return {
+        "origins": f"{cfg.cutoffs} evaluated cutoffs every {cfg.cutoff_step_weeks} weeks, the last leaving exactly "
+                   f"{cfg.horizon_weeks} weeks; they span a full year of starting points so every season is "
+                   f"scored; up to {cfg.calibration_cutoffs} earlier origins (each with >= {SEASON} weeks of "
+                   "training history) only calibrate the intervals",
+        "model": f"Prophet, weekly; calendar-month shares of each week's weekdays (12 additive regressors) "
+                 f"{'on' if cfg.month_effects else 'off'}; yearly Fourier order {cfg.yearly_order}; US federal "
+                 f"holiday weekdays regressor; interval_width {cfg.interval_width}, "
+                 f"{cfg.uncertainty_samples} uncertainty samples, seed {cfg.seed}",
+        "intervals": "split conformal on normalised scores: score = |actual - yhat| / (Prophet band half-width on "
+                     f"that side); the band at cutoff c is scaled by the empirical {cfg.interval_width:.0%} "
+                     f"quantile of the scores of {window}, same level (practice / clinic) and metric; Prophet's "
+                     "own band when fewer than 12 such scores exist. No information from c or later is used.",
+        "coverage": "share of evaluated weeks whose actual lies in the calibrated band (coverage_80); "
+                    "coverage_80_raw is Prophet's own band",
+        "production_scale": "forecast_all uses the same quantile over every backtest origin's scores",
+    }
 
 
 def final_interval_scales(points: pd.DataFrame, cfg: DemandSettings) -> dict[str, dict[str, float]]:

@@ -143,11 +143,8 @@ def demand_backtest(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp,
         "cutoffs": sorted(summary["cutoff"].unique().tolist()) if len(summary) else [],
         "series": names,
         "scope": "headline figures: whole-practice series (ALL), metrics referrals, evals and visits pooled",
-        "model": f"Prophet, weekly, yearly seasonality (order {cfg.yearly_order}) + US federal holiday "
-                 f"weekdays regressor, {int(cfg.interval_width * 100)}% intervals",
+        "method": demand.backtest_method(cfg),
         "baseline": "seasonal naive: same week last year (y[t-52]); last-4-weeks mean where no y[t-52]",
-        "intervals": "Prophet 80% band rescaled conformally by earlier origins' errors (only forecasts fully "
-                     "observed before each cutoff); coverage_80_raw is Prophet's own band",
         "coverage_80_raw": head["coverage_80_raw"],
         "calibration_cutoffs": sorted({c.date().isoformat() for c in points.loc[~points["evaluated"].astype(bool),
                                                                                "cutoff"]}) if len(points) else [],

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.demand import (ALL, DemandSettings, backtest, backtest_series_names, calibrate_intervals, conformal_scale,
-                       cutoff_weeks, forecast_all, holiday_weekdays, mean_last_4, prophet_forecast, ramp_up_weeks,
-                       seasonal_naive, staffing_gap, summarise, weekly_series)
+from ml.demand import (ALL, DemandSettings, backtest, backtest_method, backtest_series_names, calibrate_intervals,
+                       conformal_scale, cutoff_weeks, forecast_all, holiday_weekdays, mean_last_4, month_shares,
+                       prophet_forecast, ramp_up_weeks, seasonal_naive, staffing_gap, summarise, weekly_series)
 
 AS_OF = pd.Timestamp("2025-12-31 15:00")  # a Wednesday: that week is partial
 
@@ -78,6 +78,23 @@ def test_cutoffs_leave_a_full_horizon_and_a_year_of_history(series):
     assert all(weeks.get_loc(c) >= 52 for c in cuts)
 
 
+def test_month_shares_split_weeks_across_months():
+    shares = month_shares(pd.DatetimeIndex(["2025-12-29", "2026-03-09"]))
+    assert shares.sum(axis=1) == pytest.approx([1.0, 1.0])
+    assert shares[0, 11] == pytest.approx(0.6) and shares[0, 0] == pytest.approx(0.4)  # Mon-Wed Dec, Thu-Fri Jan
+    assert shares[1, 2] == pytest.approx(1.0)
+
+
+def test_evaluated_cutoffs_span_a_full_year(series):
+    cfg = DemandSettings()
+    weeks = pd.DatetimeIndex(series[(series["series"] == ALL) & (series["metric"] == "visits")]["week_start"])
+    evaluated = cutoff_weeks(weeks, cfg)[-cfg.cutoffs:]
+    assert len(evaluated) >= 8
+    assert (evaluated[-1] - evaluated[0]).days >= 7 * 48  # starting points in every season
+    assert {c.month for c in evaluated} >= {1, 4, 7, 10}
+    assert set(backtest_method(cfg)) >= {"origins", "model", "intervals", "coverage"}
+
+
 def _naive_forecaster(history, future, cfg):
     """A cheap forecaster for harness tests: last-4 mean with a +-10% band."""
     f = mean_last_4(history, future)
@@ -122,6 +139,55 @@ def test_interval_calibration_uses_only_forecasts_observed_before_the_cutoff():
     assert scale.iloc[5] == pytest.approx(3.0)  # origins 0-2 (3.0) are all that ended before origin 5
     assert conformal_scale(np.linspace(0, 2, 101), 0.8) == pytest.approx(1.6)
     assert conformal_scale(np.ones(5), 0.8) == 1.0  # too few errors: keep the model's own band
+
+
+def test_conformal_scale_ignores_errors_not_yet_observed_at_the_cutoff():
+    """Changing the errors of forecasts that end after cutoff c (default expanding window) leaves c's band alone."""
+    cfg = DemandSettings()
+    weeks = pd.date_range("2024-01-01", periods=120, freq="7D")
+    rng = np.random.default_rng(3)
+    rows = []
+    for cutoff in weeks[:100:4]:
+        future = pd.date_range(cutoff, periods=12, freq="7D")
+        rows.append(pd.DataFrame({"series": ALL, "metric": "visits", "cutoff": cutoff, "week_start": future,
+                                  "yhat": 100.0, "yhat_lower": 90.0, "yhat_upper": 110.0,
+                                  "actual": 100.0 + rng.normal(0, 15, 12)}))
+    points = pd.concat(rows, ignore_index=True)
+    base = calibrate_intervals(points, cfg).groupby("cutoff")["interval_scale"].first()
+    c = weeks[60]
+    unseen = (points["cutoff"] + pd.Timedelta(weeks=12)) > c  # horizons not finished by c
+    shocked = points.assign(actual=np.where(unseen, points["actual"] + 500.0, points["actual"]))
+    after = calibrate_intervals(shocked, cfg).groupby("cutoff")["interval_scale"].first()
+    assert after[after.index <= c].equals(base[base.index <= c])
+    assert (after[after.index > c + pd.Timedelta(weeks=12)] > base[base.index > c + pd.Timedelta(weeks=12)]).all()
+    # the expanding window: the scale at the last cutoff is the quantile over every fully observed origin
+    last = points["cutoff"].max()
+    past = calibrate_intervals(points, cfg)
+    past = past[past["cutoff"] + pd.Timedelta(weeks=12) <= last]
+    assert base[last] == pytest.approx(np.quantile(past["score"], 0.8))
+
+
+def test_calibrated_coverage_lands_near_nominal_on_known_noise():
+    """Gaussian noise (sd 5) around a known level; the forecaster's band is far too narrow (+-2).
+
+    The raw band covers ~31%; the conformally calibrated one must cover close to 80% out of sample.
+    """
+    rng = np.random.default_rng(11)
+    weeks = pd.date_range("2022-01-03", periods=170, freq="7D")
+    series = pd.concat([pd.DataFrame({"series": ALL, "metric": m, "week_start": weeks,
+                                      "y": 100.0 + rng.normal(0, 5, len(weeks))}) for m in ("visits", "evals", "referrals")],
+                       ignore_index=True)
+
+    def narrow(history, future, cfg):
+        ds = pd.DatetimeIndex(history["week_start"]).append(pd.DatetimeIndex(future))
+        return pd.DataFrame({"week_start": ds, "yhat": 100.0, "yhat_lower": 98.0, "yhat_upper": 102.0})
+
+    points, summary = backtest(series, DemandSettings(), forecaster=narrow)
+    head = summarise(summary, points)
+    assert head["coverage_80_raw"] < 0.4
+    assert 0.74 <= head["coverage_80"] <= 0.86
+    scale = points.loc[points["evaluated"], "interval_scale"]
+    assert scale.between(5 * 1.2816 / 2 * 0.75, 5 * 1.2816 / 2 * 1.25).all()  # ~ z_0.9 * sd / half-width
 
 
 def test_prophet_beats_seasonal_naive_on_a_seasonal_series(series):
