@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: venv
-	$(PTPULSE) generate --scale small --seed 42 --out $(DEMO_DIR) --as-of $$(date +%F)
+	$(PTPULSE) generate --scale small --seed 42 --out $(DEMO_DIR) --as-of $$(date -d yesterday +%F)
 	PTPULSE_TRUTH_DIR=$(DEMO_DIR)/truth $(PTPULSE) refresh --wait 600
 	$(PTPULSE) status
 	@echo ""

@@ -17,6 +17,9 @@ st.caption(f"Months {f.start:%b %Y} – {f.end:%b %Y}, practice-wide (marketing 
 models = queries.available_models(ctx.reader)
 if not ctx.reader.has("ml.attribution_credit"):
     st.caption("Markov and Shapley appear here once the ML step has scored a build.")
+else:
+    st.caption("Markov and Shapley estimate each channel's share from every path in the warehouse; "
+               "their shares are applied to this period's conversions and revenue so all models compare alike.")
 chosen = st.multiselect("Models to compare", models, default=models, format_func=lambda m: queries.MODEL_LABELS.get(m, m),
                         key="at_models")
 by_channel = queries.attribution_by_channel(ctx.reader, f)
@@ -56,7 +59,8 @@ if model in queries.HEURISTIC_MODELS:
     label = {"roi": "ROI", "cost_per_new_patient": "Cost per new patient", "attributed_revenue_usd": "Attributed revenue"}[metric]
     ui.chart(charts.monthly_metric(monthly, metric, label, unit), monthly, f"attribution_monthly_{model}", "at_monthly")
 else:
-    st.caption("Data-driven models are fitted on all history, so they have no monthly split.")
+    st.caption("Data-driven models are fitted on all history (their shares, applied to this period, are above), "
+               "so they have no monthly split.")
 
 st.subheader("Paths to a decision")
 left, right = st.columns(2)

@@ -352,15 +352,30 @@ def attribution_by_channel(r: Reader, f: Filters) -> pd.DataFrame:
     """
     df = r.df(sql, range_params(f))
     if r.has("ml.attribution_credit"):
-        spend = df.groupby("channel", as_index=False)["spend_usd"].max() if not df.empty else pd.DataFrame(
-            columns=["channel", "spend_usd"])
-        ml = r.df("select model, channel, attributed_conversions, attributed_revenue_usd from ml.attribution_credit")
-        ml = ml.merge(spend, on="channel", how="left")
-        df = pd.concat([df, ml], ignore_index=True)
+        df = pd.concat([df, _data_driven_for_period(r, df)], ignore_index=True)
     spend = df["spend_usd"].astype(float)
     df["roi"] = (df["attributed_revenue_usd"] - spend) / spend.where(spend > 0)
     df["cost_per_new_patient"] = spend / df["attributed_conversions"].where(df["attributed_conversions"] > 0)
     return df.sort_values(["model", "attributed_revenue_usd"], ascending=[True, False]).reset_index(drop=True)
+
+
+def _data_driven_for_period(r: Reader, heuristic: pd.DataFrame) -> pd.DataFrame:
+    """Markov and Shapley credit re-based onto the period in view.
+
+    The data-driven models are fitted on every path in the warehouse, so their dollars cover all of
+    history. Set beside a quarter's heuristic credit they would look several times larger. Their channel
+    *shares* are what they estimate; applied to the period's conversions and revenue (the same totals every
+    heuristic model distributes) the bars and ROI compare like with like.
+    """
+    ml = r.df("select model, channel, attributed_conversions, attributed_revenue_usd from ml.attribution_credit")
+    if heuristic.empty or ml.empty:
+        return ml.iloc[0:0].assign(spend_usd=pd.Series(dtype=float))
+    one_model = heuristic[heuristic["model"] == heuristic["model"].iloc[0]]
+    for col in ("attributed_conversions", "attributed_revenue_usd"):
+        share = ml[col] / ml.groupby("model")[col].transform("sum").where(lambda t: t > 0)
+        ml[col] = share.fillna(0.0) * float(one_model[col].sum())
+    spend = heuristic.groupby("channel", as_index=False)["spend_usd"].max()
+    return ml.merge(spend, on="channel", how="left")
 
 
 def available_models(r: Reader) -> list[str]:
