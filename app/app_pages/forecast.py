@@ -3,7 +3,7 @@ its interval (the fan), against therapist capacity; and the weeks where demand w
 
 import streamlit as st
 
-from app.lib import charts, queries, ui
+from app.lib import charts, model_cards, queries, ui
 from app.lib.formatting import fmt
 
 ctx = ui.page("forecast")
@@ -48,3 +48,19 @@ if ctx.reader.has("ml.staffing_gap"):
                  column_config={"forecast_visits": st.column_config.NumberColumn("Forecast visits", format="%.0f"),
                                 "capacity_visits": st.column_config.NumberColumn("Capacity", format="%.0f"),
                                 "gap_visits": st.column_config.NumberColumn("Gap", format="%.0f")})
+
+st.subheader("How far to trust it")
+backtest = model_cards.demand_backtest(ctx.settings)
+if backtest is None:
+    st.caption("The backtest appears after the first training (`ptpulse train` or `ptpulse refresh`).")
+else:
+    kind, sentence = model_cards.forecast_verdict(backtest)
+    (st.success if kind == "ok" else st.warning)(sentence)
+    b1, b2, b3, b4 = st.columns(4)
+    b1.metric("Relative error (MASE vs baseline)", fmt(backtest.get("relative_mase"), "ratio"), border=True,
+              help="Forecast MASE / seasonal-naive MASE over a rolling-origin backtest; below 1 beats the baseline.")
+    b2.metric("80% range coverage", fmt(backtest.get("coverage_80"), "pct"), border=True,
+              help="Share of actual weeks inside the forecast's 80% range; 75–85% is honest.")
+    b3.metric("sMAPE", f"{backtest['smape']:.1f}%" if backtest.get("smape") is not None else "–", border=True)
+    b4.metric("Backtest cutoffs", fmt(len(backtest.get("cutoffs") or []), "count"), border=True,
+              help=f"{backtest.get('horizon_weeks', 12)}-week horizon from each cutoff; baseline: {backtest.get('baseline', '')}")

@@ -33,6 +33,7 @@ def test_allowed_page_renders_key_figures(app_home, role, page):
         assert KEY_FIGURE[page] in labels, labels
     if page == "forecast":
         assert any(label.endswith("forecast, next 4 weeks") for label in labels), labels
+        assert "Relative error (MASE vs baseline)" in labels, labels  # the backtest is shown beside it
     if page == "sql":
         assert at.text_area(key="sql_text") is not None
     if page == "admin":
