@@ -101,10 +101,32 @@ class Contract:
         raise KeyError(f"{self.source} has no column {name!r}")
 
 
+@dataclass(frozen=True)
+class DaysFromToday:
+    """A date bound relative to the day of the load (`today+1d`, `today+400d`): date sanity for event times.
+
+    One impossible future timestamp would otherwise become the warehouse's "now" (as_of is the latest past
+    event), so event times may not lie more than a day or so after the load; appointments may be booked ahead.
+    """
+
+    days: int
+
+    def __str__(self) -> str:
+        return f"the load date {'+' if self.days >= 0 else '-'} {abs(self.days)} days"
+
+
+_RELATIVE = re.compile(r"^today([+-]\d+)d$")
+
+
 def _bound(value: Any, col_type: str, where: str) -> Any:
     """Parse a min/max bound into a Python value of the column's type, so a typo fails at load time."""
     if value is None:
         return None
+    if isinstance(value, str) and value.startswith("today"):
+        match = _RELATIVE.match(value)
+        if not match or col_type not in ("date", "timestamp"):
+            raise ContractError(f"{where}: relative bound {value!r} must look like today+400d, on a date or timestamp")
+        return DaysFromToday(int(match.group(1)))
     try:
         if col_type == "integer":
             return int(value)

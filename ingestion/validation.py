@@ -17,7 +17,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from ingestion.contracts import TYPE_FORMATS, Column, Contract
+from ingestion.contracts import TYPE_FORMATS, Column, Contract, DaysFromToday
 
 # strptime formats accepted for timestamps: the contract format, and the ISO 'T' variant which is just as
 # unambiguous. Zone offsets and fractional seconds are refused (times are local clinic time, to the second).
@@ -36,6 +36,8 @@ def lit(value: Any) -> str:
     """A SQL literal for a value taken from a contract (never for data from a source file)."""
     if value is None:
         return "NULL"
+    if isinstance(value, DaysFromToday):
+        return f"(current_date + INTERVAL {int(value.days)} DAY)"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, Decimal)):

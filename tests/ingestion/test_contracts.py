@@ -81,3 +81,27 @@ def test_malformed_contracts_fail_loudly(change, message):
     data.update(change)
     with pytest.raises(ContractError, match=message):
         parse_contract(data, code_lists={})
+
+
+def test_relative_date_bounds_accept_the_near_future_and_reject_typos(tmp_path):
+    from datetime import date, timedelta
+
+    from ingestion.contracts import ContractError, DaysFromToday, _bound
+    from ingestion.loader import ingest
+    from ingest_helpers import example_row, write_csv
+
+    assert _bound("today+400d", "timestamp", "x") == DaysFromToday(400)
+    with pytest.raises(ContractError):
+        _bound("tomorrow", "date", "x")
+    with pytest.raises(ContractError):
+        _bound("today+1d", "integer", "x")
+    # an appointment booked three weeks ahead is fine; its booking event may not be in the future
+    from ptpulse.config import get_settings
+
+    settings = get_settings(tmp_path / "home")
+    ahead = (date.today() + timedelta(days=21)).isoformat() + " 09:00:00"
+    row = example_row("scheduling_events", scheduled_start=ahead)
+    folder = tmp_path / "in"
+    write_csv(folder, "scheduling_events.csv", [row])
+    [result] = ingest([folder], settings)
+    assert (result.rows_landed, result.rows_quarantined) == (1, 0)

@@ -16,59 +16,25 @@ import yaml
 from seed_data.generator import generate
 from seed_data.writer import CONTRACTS, SOURCES
 
-CODES = Path(CONTRACTS).parent / "codes"
-TS_RE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
-DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
+@pytest.fixture(scope="module")
+def clean_loads(clean_practice, tmp_path_factory) -> dict:
+    """The clean practice through the real ingestion loader: the contracts' rules exactly as production runs them."""
+    from ingestion.loader import ingest
+    from ptpulse.config import get_settings
 
-
-def _violations(con: duckdb.DuckDBPyConnection, source: str, spec: dict) -> dict[str, int]:
-    """Count contract rule violations per column with plain SQL over the text values."""
-    checks = []
-    for col, c in spec["columns"].items():
-        q = f'"{col}"'
-        present = f"({q} is not null and {q} <> '')"
-        rules = []
-        if c.get("required"):
-            rules.append(f"not {present}")
-        t = c["type"]
-        if t == "timestamp":
-            rules.append(f"{present} and (not regexp_full_match({q}, '{TS_RE}') or try_cast({q} as timestamp) is null)")
-        elif t == "date":
-            rules.append(f"{present} and (not regexp_full_match({q}, '{DATE_RE}') or try_cast({q} as date) is null)")
-        elif t == "integer":
-            rules.append(f"{present} and try_cast({q} as bigint) is null")
-        elif t == "decimal":
-            rules.append(f"{present} and not regexp_full_match({q}, '^-?\\d+\\.\\d{{2}}$')")
-        elif t == "boolean":
-            rules.append(f"{present} and {q} not in ('true', 'false')")
-        if "accepted" in c:
-            vals = ", ".join(f"'{v}'" for v in c["accepted"])
-            rules.append(f"{present} and {q} not in ({vals})")
-        if "pattern" in c:
-            pat = c["pattern"].replace("'", "''")
-            rules.append(f"{present} and not regexp_full_match({q}, '{pat}')")
-        if "codes" in c:
-            rules.append(f"{present} and {q} not in (select code from read_csv('{CODES / (c['codes'] + '.csv')}', "
-                         f"all_varchar=true))")
-        cast = {"integer": "bigint", "decimal": "double", "date": "date", "timestamp": "timestamp"}.get(t)
-        for bound, op in (("min", "<"), ("max", ">")):
-            if bound in c and cast:
-                rules.append(f"{present} and try_cast({q} as {cast}) {op} cast('{c[bound]}' as {cast})")
-        for i, r in enumerate(rules):
-            checks.append(f"count(*) filter (where {r}) as \"{col}#{i}\"")
-    row = con.execute(f"select {', '.join(checks)} from {source}").fetchone()
-    names = [d[0] for d in con.description]
-    return {n: v for n, v in zip(names, row) if v}
+    settings = get_settings(tmp_path_factory.mktemp("clean_home"))
+    return {r.source: r for r in ingest([clean_practice], settings)}
 
 
 @pytest.mark.parametrize("source", SOURCES)
-def test_clean_output_passes_its_contract(con, clean_practice, source):
+def test_clean_output_passes_its_contract(con, clean_practice, clean_loads, source):
     spec = yaml.safe_load((Path(CONTRACTS) / f"{source}.yml").read_text())
     with open(clean_practice / f"{source}.csv", newline="") as fh:
         header = next(csv.reader(fh))
     assert header == list(spec["columns"]), "column order must follow the contract"
-    assert con.execute(f"select count(*) from {source}").fetchone()[0] > 0
-    assert _violations(con, source, spec) == {}
+    load = clean_loads[source]
+    assert load.status == "loaded" and load.rows_read > 0
+    assert (load.rows_quarantined, load.rows_duplicate) == (0, 0), load.message
     key = ", ".join(spec["natural_key"])
     dup = con.execute(f"select count(*) from (select {key} from {source} group by {key} having count(*) > 1)").fetchone()[0]
     assert dup == 0, "clean output has unique natural keys"
