@@ -23,14 +23,14 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ml import attribution, demand, no_show, store
+from ml import attribution, demand, lead, no_show, store
 from ml.evaluation import spearman
 from ml.features import FEATURES, LEAD_HOURS, build_features, labelled_targets, upcoming_targets
 from ptpulse.config import Settings
 from ptpulse.progress import ProgressFn
 
-TRAIN_STEPS = 4
-SCORE_STEPS = 4
+TRAIN_STEPS = 5
+SCORE_STEPS = 5
 THREADS_ENV = "PTPULSE_ML_THREADS"
 
 
@@ -110,6 +110,8 @@ def _train(con: duckdb.DuckDBPyConnection, settings: Settings, progress: Progres
     credit = attribution.attribute(store.read_paths(con))
     attr = attribution_summary(credit, store.read_truth(truth, "channel_effects.csv"))
     store.write_json(store.attribution_path(settings), attr)
+    _report(progress, "lead model", 4, TRAIN_STEPS)
+    lead_card = train_lead(con, settings, trained_at)
     _report(progress, "done", TRAIN_STEPS, TRAIN_STEPS)
 
     headline = ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece",
@@ -118,7 +120,41 @@ def _train(con: duckdb.DuckDBPyConnection, settings: Settings, progress: Progres
             "demand": {k: backtest[k] for k in ("mase", "baseline_mase", "relative_mase", "smape", "coverage_80",
                                                  "horizon_weeks", "cutoffs")},
             "attribution": {k: attr[k] for k in ("spearman_markov", "spearman_shapley")},
+            "lead": {k: lead_card[k] for k in LEAD_HEADLINE},
             "models_dir": str(settings.models_dir), "seconds": round(time.perf_counter() - started, 2)}
+
+
+LEAD_HEADLINE = ("roc_auc", "brier", "calibration_slope", "calibration_intercept", "baseline_roc_auc", "n_train",
+                 "n_test", "split_date", "model_version")
+
+
+def train_lead(con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: str) -> dict[str, Any]:
+    """Fit, evaluate and save the lead-scoring model; write models/lead/model_card.json. Returns the card."""
+    t0 = time.perf_counter()
+    as_of_ts = store.as_of(con)
+    rows, feats, y = lead.snapshots(store.read_lead_referrals(con), as_of_ts)
+    ev = lead.evaluate(rows, feats, y)
+    digest = hashlib.sha256(json.dumps([ev["roc_auc"], ev["brier"], ev["n_train"], str(as_of_ts)],
+                                       default=str).encode()).hexdigest()[:8]
+    version = f"lead{lead.FEATURE_VERSION}-{as_of_ts:%Y%m%d}-{digest}"
+    model = lead.fit_final(rows, feats, y, trained_at, version)
+    card = {**ev, "trained_at": trained_at, "model_version": version, "as_of": as_of_ts.isoformat(),
+            "population": "referrals still open (not evaluated, not exited) at the scoring time, received at "
+                          f"least {lead.LABEL_DAYS} days before as_of (so the outcome is known)",
+            "label": "the referral reaches an initial evaluation (referral_funnel.evaluated_at)",
+            "scoring_time": "each referral at " + ", ".join(f"{a:g}" for a in lead.AGES_DAYS)
+                            + " days after receipt, while still open; only events before that moment",
+            "calibration": "sigmoid (Platt) fitted on the last 25% of the training period, which also "
+                           "early-stops the trees",
+            "baseline": "conversion rate by source type (training rows)",
+            "expected_value": f"mean collected net revenue of closed episodes by payer class x source type, "
+                              f"shrunk toward the payer-class and overall means ({lead.EV_SHRINK:g} pseudo-episodes); "
+                              f"episodes closed in the last {lead.EV_SETTLE_DAYS} days left out",
+            "features": lead.FEATURES, "deployed_train_rows": model.train_rows,
+            "fit_seconds": round(time.perf_counter() - t0, 2)}
+    store.save_model(store.lead_model_path(settings), model)
+    store.write_json(store.lead_card_path(settings), card)
+    return card
 
 
 def demand_backtest(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp,
@@ -177,6 +213,10 @@ def _usable(model: Any) -> bool:
     return isinstance(model, no_show.NoShowModel) and model.feature_version == no_show.FEATURE_VERSION
 
 
+def _usable_lead(model: Any) -> bool:
+    return isinstance(model, lead.LeadModel) and model.feature_version == lead.FEATURE_VERSION
+
+
 def score(settings: Settings, analytics_path: Path, progress: ProgressFn = None,
           truth_dir: str | Path | None = None) -> dict[str, Any]:
     """Write every `ml` table into `analytics_path` (read-write), training first if there is no model."""
@@ -189,10 +229,19 @@ def score(settings: Settings, analytics_path: Path, progress: ProgressFn = None,
             if not _usable(model):
                 trained = _train(con, settings, progress, store.truth_dir(truth_dir))
                 model = store.load_model(store.model_path(settings))
+            lead_model = store.load_model(store.lead_model_path(settings))
+            if not _usable_lead(lead_model):  # e.g. a home trained before lead scoring existed
+                train_lead(con, settings, datetime.now(timezone.utc).replace(microsecond=0).isoformat())
+                lead_model = store.load_model(store.lead_model_path(settings))
             rows = _score(con, settings, model, progress)
+            _report(progress, "lead scores", SCORE_STEPS - 1, SCORE_STEPS)
+            rows["lead_scores"] = store.write_table(con, "lead_scores", lead.score_open(
+                lead_model, store.read_lead_referrals(con), store.read_lead_episodes(con), store.as_of(con)))
+            _report(progress, "done", SCORE_STEPS, SCORE_STEPS)
     finally:
         con.close()
     return {"rows": rows, "trained": trained, "model_version": model.version,
+            "lead_model_version": lead_model.version,
             "seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -234,7 +283,6 @@ def _score(con: duckdb.DuckDBPyConnection, settings: Settings, model: no_show.No
     _report(progress, "attribution", 3, SCORE_STEPS)
     rows["attribution_credit"] = store.write_table(con, "attribution_credit",
                                                    attribution.attribute(store.read_paths(con)))
-    _report(progress, "done", SCORE_STEPS, SCORE_STEPS)
     return rows
 
 

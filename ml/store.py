@@ -35,6 +35,9 @@ ML_TABLES: dict[str, dict[str, str]] = {
                         "yhat": "DOUBLE", "yhat_lower": "DOUBLE", "yhat_upper": "DOUBLE"},
     "staffing_gap": {"clinic_id": "VARCHAR", "week_start": "DATE", "forecast_visits": "DOUBLE",
                      "capacity_visits": "DOUBLE", "gap_visits": "DOUBLE"},
+    "lead_scores": {"referral_id": "VARCHAR", "clinic_id": "VARCHAR", "p_convert": "DOUBLE",
+                    "expected_value_usd": "DOUBLE", "value_at_stake_usd": "DOUBLE", "reason_1": "VARCHAR",
+                    "model_version": "VARCHAR", "scored_at": "TIMESTAMP"},
     "attribution_credit": {"model": "VARCHAR", "channel": "VARCHAR", "attributed_conversions": "DOUBLE",
                            "attributed_revenue_usd": "DOUBLE", "settings": "JSON"},
 }
@@ -52,6 +55,18 @@ def model_path(settings: Settings) -> Path:
 
 def card_path(settings: Settings) -> Path:
     return no_show_dir(settings) / "model_card.json"
+
+
+def lead_dir(settings: Settings) -> Path:
+    return settings.models_dir / "lead"
+
+
+def lead_model_path(settings: Settings) -> Path:
+    return lead_dir(settings) / "model.joblib"
+
+
+def lead_card_path(settings: Settings) -> Path:
+    return lead_dir(settings) / "model_card.json"
 
 
 def backtest_path(settings: Settings) -> Path:
@@ -138,6 +153,27 @@ def read_marts(con: duckdb.DuckDBPyConnection) -> MartFrames:
     referrals = con.sql("select referral_id, source_type, received_at, payer_class from marts.referral_funnel").df()
     patients = con.sql("select patient_id, birth_date from marts.dim_patients").df()
     return MartFrames(appts, episodes, referrals, patients, as_of(con))
+
+
+def read_lead_referrals(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """The referral funnel columns lead scoring may read (ml/lead.py FUNNEL_COLUMNS), with physician specialty."""
+    return con.sql("""
+        select f.referral_id, f.clinic_id, f.intake_kind, f.source_type, f.channel, d.specialty, f.payer_class,
+               f.received_at, f.first_contact_at, f.contacted_at, f.scheduled_at, f.evaluated_at, f.exit_at,
+               f.exit_stage
+        from marts.referral_funnel f
+        left join marts.dim_referring_physicians d on d.physician_id = f.referring_physician_id
+        order by f.referral_id""").df()
+
+
+def read_lead_episodes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Episodes with their referral's source type: the history expected episode values come from."""
+    return con.sql("""
+        select e.episode_id, e.payer_class, f.source_type, e.status,
+               coalesce(e.discharge_date, e.last_visit_date) as closed_on, e.net_revenue_usd::double as net_revenue_usd
+        from marts.episodes e
+        left join marts.referral_funnel f on f.referral_id = e.referral_id
+        order by e.episode_id""").df()
 
 
 def read_demand_events(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

@@ -23,7 +23,7 @@ if ctx.as_of is not None and now == ctx.as_of:
 
 candidates = queries.queue_candidates(ctx.reader, ctx.filters, ctx.as_of)
 states = actions.task_states(app_db, candidates["task_id"].tolist())
-queue = wq.assemble(candidates, states, now)
+queue = wq.assemble(candidates, states, now, wq.lead_scores(ctx.reader))
 
 n = wq.counts(queue)
 c1, c2, c3, c4, c5 = st.columns(5)
@@ -44,7 +44,8 @@ shown = wq.select_view(queue, view, rules, assignee, me)
 columns = ["rank", "sla", "rule_label", "reason", "patient_name", "phone", "clinic_id", "assignee", "last_outreach",
            "outreach_count", "status", "due_at", "task_id"]
 columns = [c for c in columns if c in shown.columns]
-st.caption(f"{len(shown):,} tasks · ranked by priority, then due time")
+st.caption(f"{len(shown):,} tasks · ranked by priority, then due time"
+           + (" (referral tasks: by value at stake)" if queue["value_at_stake_usd"].notna().any() else ""))
 ui.table(shown[columns], "work_queue", "wq_table", height=min(38 * (len(shown) + 1) + 4, 460), column_config={
     "rank": st.column_config.NumberColumn("#", width="small"), "sla": "SLA", "rule_label": "Why",
     "reason": st.column_config.TextColumn("Details", width="large"), "patient_name": "Patient", "phone": "Phone",

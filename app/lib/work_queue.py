@@ -1,13 +1,20 @@
 """The work queue as a table: build candidates + live action state -> ranked rows with SLA countdowns.
 
 Pure (no Streamlit): the page renders what `assemble` returns, and the tests check it directly.
+
+Lead scores (`ml.lead_scores`, when the build wrote them): referral tasks (REFERRAL_RULES) get "Likely to
+convert: 72% · ≈$640 at stake" appended to their details, and within each priority the referral tasks are
+re-ordered by value at stake (highest first) among the places they already held in the due-time order, so
+other tasks keep their rank. Without the table (or a score for a task) nothing changes.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Mapping
+from typing import Any, Mapping
+
+import numpy as np
 
 import pandas as pd
 
@@ -26,6 +33,9 @@ RULE_LABELS: Mapping[str, str] = {
     "unsigned_note": "Unsigned note > 24 h",
 }
 
+REFERRAL_RULES = ("uncontacted_referral", "contacted_unscheduled", "eval_no_show_rebook")
+LEAD_TABLE = "ml.lead_scores"
+
 VIEWS = ("Open", "Snoozed", "Done or lost", "All")
 
 
@@ -33,9 +43,60 @@ def rule_label(rule: str) -> str:
     return RULE_LABELS.get(rule, str(rule).replace("_", " ").capitalize())
 
 
-def assemble(candidates: pd.DataFrame, states: Mapping[str, TaskState], now: datetime) -> pd.DataFrame:
-    """Candidates with their live state, SLA text and visibility, ranked by priority then due time."""
-    df = candidates.copy()
+def lead_scores(reader: Any) -> pd.DataFrame | None:
+    """referral_id, p_convert, value_at_stake_usd from ml.lead_scores; None when the table is absent."""
+    try:
+        if not reader.has(LEAD_TABLE):
+            return None
+        return reader.df(f"select referral_id, p_convert, value_at_stake_usd from {LEAD_TABLE}")
+    except Exception:  # noqa: BLE001 - the queue must render without scores whatever went wrong reading them
+        return None
+
+
+def lead_text(p: Any, value: Any) -> str:
+    """'Likely to convert: 72% · ≈$640 at stake'."""
+    return f"Likely to convert: {float(p):.0%} · ≈${float(value):,.0f} at stake"
+
+
+def _attach_leads(df: pd.DataFrame, leads: pd.DataFrame | None) -> pd.DataFrame:
+    df["p_convert"] = np.nan
+    df["value_at_stake_usd"] = np.nan
+    if leads is None or leads.empty or "referral_id" not in df or "referral_id" not in leads:
+        return df
+    by_ref = leads.drop_duplicates("referral_id").set_index("referral_id")
+    is_ref = df["rule"].isin(REFERRAL_RULES) & df["referral_id"].notna()
+    ref_ids = df.loc[is_ref, "referral_id"]
+    df.loc[is_ref, "p_convert"] = ref_ids.map(by_ref["p_convert"]).to_numpy(float)
+    df.loc[is_ref, "value_at_stake_usd"] = ref_ids.map(by_ref["value_at_stake_usd"]).to_numpy(float)
+    scored = df["p_convert"].notna() & df["value_at_stake_usd"].notna()
+    df.loc[scored, "reason"] = [
+        f"{r.rstrip()} {lead_text(p, v)}" if isinstance(r, str) and r else lead_text(p, v)
+        for r, p, v in zip(df.loc[scored, "reason"], df.loc[scored, "p_convert"], df.loc[scored, "value_at_stake_usd"])]
+    return df
+
+
+def _rank_by_value(df: pd.DataFrame) -> pd.DataFrame:
+    """Within each priority, put the scored referral tasks in value order into the slots they hold."""
+    scored = df["value_at_stake_usd"].notna().to_numpy()
+    if not scored.any():
+        return df
+    order = np.arange(len(df))
+    for _, idx in df.groupby("priority", sort=False, dropna=False).indices.items():
+        slots = idx[scored[idx]]
+        if len(slots) > 1:
+            by_value = df.iloc[slots].assign(_slot=slots).sort_values(
+                ["value_at_stake_usd", "_slot"], ascending=[False, True], kind="stable")["_slot"].to_numpy()
+            order[slots] = by_value
+    return df.iloc[order].reset_index(drop=True)
+
+
+def assemble(candidates: pd.DataFrame, states: Mapping[str, TaskState], now: datetime,
+             leads: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Candidates with their live state, SLA text and visibility, ranked by priority then due time.
+
+    `leads` (from `lead_scores`): referral tasks within a priority are ranked by value at stake instead.
+    """
+    df = _attach_leads(candidates.copy(), leads)
     get = lambda attr, default=None: [getattr(states.get(t), attr, default) if states.get(t) else default  # noqa: E731
                                       for t in df["task_id"]]
     df["status"] = [s if s else "open" for s in get("status", "open")]
@@ -51,7 +112,8 @@ def assemble(candidates: pd.DataFrame, states: Mapping[str, TaskState], now: dat
     sla = [countdown(d, now) for d in df["due_at"]]
     df["sla"] = [s[0] for s in sla]
     df["hours_left"] = [s[1] if math.isfinite(s[1]) else None for s in sla]
-    df = df.sort_values(["priority", "due_at"], na_position="last").reset_index(drop=True)
+    df = df.sort_values(["priority", "due_at"], na_position="last", kind="stable").reset_index(drop=True)
+    df = _rank_by_value(df)
     df.insert(0, "rank", range(1, len(df) + 1))
     return df
 
