@@ -28,7 +28,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ptpulse.build import ACTIONS_DDL, build  # noqa: E402
+from ptpulse.build import ACTIONS_DDL, build, write_build_context  # noqa: E402
 from ptpulse.config import get_settings  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
@@ -81,6 +81,7 @@ def run_floor(manifest: dict, raw_db: Path, work: Path, project_dir: Path) -> fl
     try:
         con.execute("create schema app_state")
         con.execute(ACTIONS_DDL)
+        write_build_context(con, "floor")
         t0 = time.perf_counter()
         con.execute(f"attach '{raw_db}' as rawdb (read_only)")
         for node in topo_models(manifest):

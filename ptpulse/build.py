@@ -6,8 +6,9 @@ Steps (DESIGN.md, "Why three stores"):
    that dbt writes into view definitions stays valid after the rename);
 2. app state: `app.sqlite` is copied with SQLite's backup API (the app never meets a lock) and its
    `actions` table is written into the new file as `app_state.actions` (empty and typed when there is no
-   app database yet), so dbt reads it as a source;
-3. `dbt build` in-process (raw.duckdb attached READ-ONLY as `rawdb`);
+   app database yet), so dbt reads it as a source; the build id goes beside it as `app_state.build`;
+3. `dbt build` in-process (raw.duckdb attached READ-ONLY as `rawdb`), the new file seen through the stable
+   path `build/dbt/current/<name>` so dbt's partial parsing is reused from build to build;
 4. only when every error-severity test passed: the staging views are dropped (see below), `meta.builds`
    (history carried forward from the served file), the `before_swap` hook (ML scoring writes schema `ml`),
    a check that every view left in the file can be queried, checkpoint and close, `os.replace`.
@@ -49,6 +50,8 @@ ACTIONS_DDL = """
 create table app_state.actions (
     action_id bigint, task_id varchar, action varchar, actor varchar, acted_at varchar, payload varchar
 )"""
+
+BUILD_CONTEXT_DDL = "create table app_state.build (build_id varchar)"
 
 BUILDS_DDL = """
 create table if not exists meta.builds (
@@ -141,6 +144,14 @@ def copy_actions(app_db: Path, target: duckdb.DuckDBPyConnection, scratch: Path)
                  None if r[5] is None else (r[5] if isinstance(r[5], str) else json.dumps(r[5]))) for r in rows]
         target.executemany("insert into app_state.actions values (?, ?, ?, ?, ?, ?)", rows)
     return len(rows)
+
+
+def write_build_context(target: duckdb.DuckDBPyConnection, build_id: str) -> None:
+    """`app_state.build`: this build's id, for marts.build_info. Passed as data rather than as an env_var that
+    dbt would see at parse time (a new value each build would make dbt re-parse a file every build)."""
+    target.execute("create schema if not exists app_state")
+    target.execute(BUILD_CONTEXT_DDL)
+    target.execute("insert into app_state.build values (?)", [build_id])
 
 
 # --------------------------------------------------------------------------------------------------- dbt
@@ -247,7 +258,8 @@ def summarise(res, seconds: float) -> DbtRun:
             if status == "pass":
                 passed += 1
             elif status == "warn":
-                warnings.append(f"{label} ({r.failures} rows)")
+                why = " ".join(str(getattr(node, "description", "") or "").split())
+                warnings.append(f"{label} ({r.failures} rows)" + (f": {why}" if why else ""))
             elif status == "fail":
                 failures.append(f"{label} ({r.failures} rows)")
             elif status == "error":
@@ -342,6 +354,30 @@ def _checkpoint_close(path: Path) -> None:
         raise RuntimeError(f"{wal} remains after checkpoint: a connection to the new file is still open")
 
 
+@contextmanager
+def _stable_path(new_path: Path, dbt_work: Path) -> Iterator[Path]:
+    """The new file under a path that is the same in every build: `<dbt_work>/current/<name>`, `current` being a
+    symlink to the build's own folder. dbt hashes the profile's connection info (the database path included)
+    into its partial-parsing state; a path that changed with every build id made each build re-parse the
+    whole project (~3-4 s). Falls back to the real path where symlinks are not available."""
+    link = dbt_work / "current"
+    try:
+        dbt_work.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(new_path.parent.resolve(), target_is_directory=True)
+    except OSError:
+        yield new_path
+        return
+    try:
+        yield link / new_path.name
+    finally:
+        try:
+            link.unlink()
+        except OSError:
+            pass
+
+
 def build(
     settings: Settings,
     progress: ProgressFn = None,
@@ -379,6 +415,7 @@ def build(
     con = duckdb.connect(str(new_path))
     try:
         copy_actions(settings.app_db, con, work)
+        write_build_context(con, build_id)
     except sqlite3.Error as exc:
         con.close()
         return fail(f"could not read app state {settings.app_db}: {exc}")
@@ -389,8 +426,9 @@ def build(
             pass
 
     variables = dict(dbt_vars or {})
-    run = run_dbt(["build"], new_path, settings.raw_db, dbt_work, project_dir=project_dir, build_id=build_id,
-                  dbt_vars=variables or None, progress=progress)
+    with _stable_path(new_path, dbt_work) as dbt_target:
+        run = run_dbt(["build"], dbt_target, settings.raw_db, dbt_work, project_dir=project_dir,
+                      build_id=build_id, dbt_vars=variables or None, progress=progress)
     if not run.ok:
         return fail(run.message, run)
 

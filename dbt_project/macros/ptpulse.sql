@@ -67,3 +67,9 @@
 {% macro app_closing_action(action, outcome) -%}
     ({{ action }} = 'confirm' or ({{ action }} = 'log_outreach' and coalesce({{ outcome }}, '') = 'scheduled'))
 {%- endmacro %}
+
+{# Row, non-null key and distinct key counts of a relation's primary key, for a test that checks a staging view's
+   key (unique: distinct = rows; not null: non-null = rows) in the same scan as other checks on that view. #}
+{% macro staging_pk_counts(key) -%}
+    count(*) as pk_rows, count({{ key }}) as pk_not_null, count(distinct {{ key }}) as pk_distinct
+{%- endmacro %}

@@ -47,8 +47,16 @@ base as (
         n.eval_note_signed_at,
         n.planned_visits,
         coalesce(ra.eval_visit_at, ra.first_visit_at, cast(n.eval_date as timestamp)) as evaluated_at,
-        case when n.planned_visits is not null then coalesce(n.eval_note_signed_at, n.eval_note_created_at) end
-            as plan_of_care_at,
+        -- the plan of care is set at the evaluation and written in its note: the stage time is when the note was
+        -- written, not when it was signed (signatures lag; a note signed days late, after the second visit or
+        -- the discharge, put plan_of_care after active/discharged). Treating the patient under the plan (the
+        -- second visit) or discharging them means a plan existed by then, so a note written even later does
+        -- not move the stage past them. The signature is the WebPT conversion (converted_webpt).
+        case when n.planned_visits is not null then least(
+            coalesce(n.eval_note_created_at, n.eval_note_signed_at),
+            v2.scheduled_start,
+            case when e.status = 'discharged' then e.discharged_at end
+        ) end as plan_of_care_at,
         v2.scheduled_start as active_at,
         least(r.first_outreach_at, r.contacted_event_at, aa.app_first_outreach_at) as first_contact_at,
         least(r.contacted_event_at, r.first_reached_at, aa.app_first_reached_at) as contacted_at_raw,
@@ -66,9 +74,12 @@ base as (
 staged as (
     select
         *,
-        -- a referral that was scheduled was reached, even if the EMR never recorded the call
-        coalesce(contacted_at_raw, case when scheduled_at is not null then least(first_contact_at, scheduled_at) end)
-            as contacted_at,
+        -- a referral that was scheduled was reached by the booking time at the latest, even if the EMR never
+        -- recorded the call or logged it only after the booking (patient called in and booked, outreach noted later)
+        case
+            when scheduled_at is null then contacted_at_raw
+            else least(coalesce(contacted_at_raw, first_contact_at, scheduled_at), scheduled_at)
+        end as contacted_at,
         case when episode_status = 'discharged' then episode_discharged_at end as discharged_at,
         case
             when evaluated_at is null and intake_exit_stage is not null then intake_exit_stage

@@ -1,26 +1,38 @@
 -- Reconciliation: every entity and dollar in raw (after the latest-wins dedup, i.e. staging) reaches its mart
--- exactly once: nothing dropped or doubled by a join. Each staging view is scanned once. One row per mismatch.
+-- exactly once: nothing dropped or doubled by a join. One row per mismatch.
+-- It is also the primary-key test (unique and not null, error severity) of the big staging views it reads:
+-- intake events, scheduling events, claims, charges, remittances, patients. Each staging view is a window
+-- dedup over a raw table, recomputed by every query that reads it, so each is scanned once, here, for both.
 with intake as materialized (
-    select count(distinct referral_id) as referrals from {{ ref('stg_raw__intake_events') }}
+    select count(distinct referral_id) as referrals, {{ staging_pk_counts('event_id') }}
+    from {{ ref('stg_raw__intake_events') }}
 ),
 sched as materialized (
-    select count(distinct appointment_id) as appointments from {{ ref('stg_raw__scheduling_events') }}
+    select count(distinct appointment_id) as appointments, {{ staging_pk_counts('event_id') }}
+    from {{ ref('stg_raw__scheduling_events') }}
 ),
 stg_claims as materialized (
-    select count(*) as n, sum(billed_usd) as billed from {{ ref('stg_raw__claims') }}
+    select count(*) as n, sum(billed_usd) as billed, {{ staging_pk_counts('claim_id') }}
+    from {{ ref('stg_raw__claims') }}
 ),
 stg_charges as materialized (
-    select count(*) as n, sum(charge_usd) as usd from {{ ref('stg_raw__charges') }}
+    select count(*) as n, sum(charge_usd) as usd, {{ staging_pk_counts('charge_id') }}
+    from {{ ref('stg_raw__charges') }}
+),
+stg_patients as materialized (
+    select count(*) as n, {{ staging_pk_counts('patient_id') }}
+    from {{ ref('stg_raw__patients') }}
 ),
 remit as materialized (
     select
-        sum(amount_usd) filter (where event_type = 'payer_payment') as payer_paid,
-        sum(amount_usd) filter (where event_type = 'contractual_adjustment') as contractual,
-        sum(amount_usd) filter (where event_type = 'patient_responsibility') as patient_resp,
-        sum(amount_usd) filter (where event_type = 'patient_payment') as patient_paid,
-        sum(amount_usd) filter (where event_type = 'write_off') as write_off
-    from {{ ref('stg_raw__remittances') }}
-    where claim_id in (select claim_id from {{ ref('claims') }})
+        sum(amount_usd) filter (where c.in_claims and event_type = 'payer_payment') as payer_paid,
+        sum(amount_usd) filter (where c.in_claims and event_type = 'contractual_adjustment') as contractual,
+        sum(amount_usd) filter (where c.in_claims and event_type = 'patient_responsibility') as patient_resp,
+        sum(amount_usd) filter (where c.in_claims and event_type = 'patient_payment') as patient_paid,
+        sum(amount_usd) filter (where c.in_claims and event_type = 'write_off') as write_off,
+        {{ staging_pk_counts('r.remit_id') }}
+    from {{ ref('stg_raw__remittances') }} as r
+    left join (select distinct claim_id, true as in_claims from {{ ref('claims') }}) as c using (claim_id)
 ),
 m as materialized (
     select
@@ -35,8 +47,7 @@ checks as (
     union all select 'appointments rows', (select count(*) from {{ ref('appointments') }}), (select appointments from sched)
     union all select 'claims rows', (select n from m), (select n from stg_claims)
     union all select 'charge_lines rows', (select count(*) from {{ ref('charge_lines') }}), (select n from stg_charges)
-    union all select 'dim_patients rows', (select count(*) from {{ ref('dim_patients') }}),
-        (select count(*) from {{ ref('stg_raw__patients') }})
+    union all select 'dim_patients rows', (select count(*) from {{ ref('dim_patients') }}), (select n from stg_patients)
     union all select 'visits rows', (select count(*) from {{ ref('visits') }}),
         (select count(*) from {{ ref('appointments') }} where status = 'completed')
     union all select 'billed usd', (select billed from m), (select billed from stg_claims)
@@ -49,5 +60,12 @@ checks as (
     union all select 'episode net revenue usd', (select sum(net_revenue_usd) from {{ ref('episodes') }}),
         (select sum(net_collected_usd) from {{ ref('claims') }}
          where episode_id in (select episode_id from {{ ref('episodes') }}))
+    -- primary keys of the staging views: distinct non-null keys = rows (unique), non-null keys = rows (not null)
+    {%- for cte, view in [('intake', 'stg_raw__intake_events'), ('sched', 'stg_raw__scheduling_events'),
+                          ('stg_claims', 'stg_raw__claims'), ('stg_charges', 'stg_raw__charges'),
+                          ('remit', 'stg_raw__remittances'), ('stg_patients', 'stg_raw__patients')] %}
+    union all select '{{ view }} key unique', (select pk_distinct from {{ cte }}), (select pk_rows from {{ cte }})
+    union all select '{{ view }} key not null', (select pk_not_null from {{ cte }}), (select pk_rows from {{ cte }})
+    {%- endfor %}
 )
 select * from checks where abs(coalesce(mart_value, 0) - coalesce(raw_value, 0)) > 0.005
