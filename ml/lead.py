@@ -37,14 +37,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.frozen import FrozenEstimator
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.pipeline import Pipeline
 
+from ml import tabular
 from ml.evaluation import classification_metrics, reliability_bins
 
 SEED = 20240602
@@ -54,7 +50,6 @@ LABEL_DAYS = 45
 EV_SHRINK = 30.0
 EV_SETTLE_DAYS = 60
 EV_MIN_EPISODES = 200
-MAX_CATEGORIES = 250
 
 CATEGORICAL = ["source_type", "source_detail", "payer_class", "clinic_id", "intake_kind"]
 NUMERIC = ["days_open", "called", "hours_to_first_call", "reached", "days_since_reached", "booked"]
@@ -160,29 +155,15 @@ def open_now(referrals: pd.DataFrame, as_of: pd.Timestamp) -> tuple[pd.DataFrame
 # ------------------------------------------------------------------------------------------ encoding
 
 def fit_categories(features: pd.DataFrame) -> dict[str, list[str]]:
-    out = {}
-    for col in CATEGORICAL:
-        counts = features[col].astype("string").value_counts(dropna=True)
-        out[col] = [str(v) for v in sorted(counts.index, key=lambda v: (-counts[v], v))[:MAX_CATEGORIES]]
-    return out
+    return tabular.fit_categories(features, CATEGORICAL)
 
 
 def encode(features: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFrame:
-    x = pd.DataFrame(index=features.index)
-    for col in NUMERIC:
-        x[col] = pd.to_numeric(features[col], errors="coerce").astype(float)
-    for col in CATEGORICAL:
-        values = features[col].astype(object)
-        known = values.isin(categories[col]) & values.notna()
-        x[col] = pd.Categorical(values.where(known, None), categories=categories[col])
-    return x
+    return tabular.encode(features, categories, NUMERIC)
 
 
 def _codes(x: pd.DataFrame) -> pd.DataFrame:
-    out = x.copy()
-    for col in CATEGORICAL:
-        out[col] = out[col].cat.codes.astype(np.int32)
-    return out
+    return tabular.integer_codes(x, CATEGORICAL)
 
 
 def _booster() -> HistGradientBoostingClassifier:
@@ -193,19 +174,12 @@ def _booster() -> HistGradientBoostingClassifier:
 
 
 def fit_calibrated(x: pd.DataFrame, y: np.ndarray, order: np.ndarray, cal_share: float = 0.25) -> CalibratedClassifierCV:
-    """Booster on the earlier rows; early stopping and sigmoid calibration on the last `cal_share` in time."""
-    ranks = np.argsort(np.argsort(order, kind="stable"), kind="stable")
-    cut = int(len(y) * (1 - cal_share))
-    fit_idx, cal_idx = np.flatnonzero(ranks < cut), np.flatnonzero(ranks >= cut)
-    booster = _booster().fit(x.iloc[fit_idx], y[fit_idx], X_val=x.iloc[cal_idx], y_val=y[cal_idx])
-    return CalibratedClassifierCV(FrozenEstimator(booster), method="sigmoid").fit(x.iloc[cal_idx], y[cal_idx])
+    """The booster stopped and calibrated on the latest `cal_share` of rows by scoring time."""
+    return tabular.fit_calibrated(_booster(), x, y, order, cal_share)
 
 
 def logistic_baseline() -> Pipeline:
-    numeric = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
-    pre = ColumnTransformer([("num", numeric, NUMERIC),
-                             ("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=20), CATEGORICAL)])
-    return make_pipeline(pre, LogisticRegression(max_iter=1000))
+    return tabular.logistic_baseline(NUMERIC, CATEGORICAL)
 
 
 def source_rate_baseline(features: pd.DataFrame, y: np.ndarray) -> tuple[dict[str, float], float]:
@@ -221,14 +195,7 @@ def apply_source_rate(features: pd.DataFrame, rates: dict[str, float], overall: 
 
 
 def reference_values(features: pd.DataFrame) -> dict[str, Any]:
-    ref: dict[str, Any] = {}
-    for col in NUMERIC:
-        med = pd.to_numeric(features[col], errors="coerce").median()
-        ref[col] = float(med) if pd.notna(med) else np.nan
-    for col in CATEGORICAL:
-        mode = features[col].dropna().astype(str).mode()
-        ref[col] = str(mode.iloc[0]) if len(mode) else None
-    return ref
+    return tabular.reference_values(features, NUMERIC, CATEGORICAL)
 
 
 # ------------------------------------------------------------------------------------------- model

@@ -20,20 +20,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.frozen import FrozenEstimator
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.pipeline import Pipeline
 
+from ml import tabular
 from ml.evaluation import classification_metrics, reliability_bins
 from ml.features import CATEGORICAL, FEATURES, NUMERIC
 
 SEED = 20240601
 FEATURE_VERSION = 1
-MAX_CATEGORIES = 250  # HistGradientBoosting allows at most 255 categories per feature
 HIGH_SHARE = 0.10  # the top 10% of appointments are "high": a desk can call them all
 MEDIUM_SHARE = 0.30  # the next 20% are "medium": confirm by text
 HISTORY_PRIOR = 5.0  # pseudo-appointments at the base rate that smooth a patient's own rate
@@ -85,25 +80,11 @@ class NoShowModel:
 # ------------------------------------------------------------------------------------------- encoding
 
 def fit_categories(features: pd.DataFrame) -> dict[str, list[str]]:
-    """Category levels seen in training, most frequent first, capped (rarer levels become missing)."""
-    out = {}
-    for col in CATEGORICAL:
-        counts = features[col].astype("string").value_counts(dropna=True)
-        ranked = sorted(counts.index, key=lambda v: (-counts[v], v))
-        out[col] = [str(v) for v in ranked[:MAX_CATEGORIES]]
-    return out
+    return tabular.fit_categories(features, CATEGORICAL)
 
 
 def encode(features: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFrame:
-    """The model matrix: floats for numerics, pandas categoricals with fixed levels (unseen -> NaN)."""
-    x = pd.DataFrame(index=features.index)
-    for col in NUMERIC:
-        x[col] = pd.to_numeric(features[col], errors="coerce").astype(float)
-    for col in CATEGORICAL:
-        values = features[col].astype(object)
-        known = values.isin(categories[col]) & values.notna()
-        x[col] = pd.Categorical(values.where(known, None), categories=categories[col])
-    return x
+    return tabular.encode(features, categories, NUMERIC)
 
 
 # Risk can only rise with more missed appointments and a longer wait between booking and visit: a
@@ -127,18 +108,8 @@ def _booster() -> HistGradientBoostingClassifier:
 
 def fit_calibrated(x: pd.DataFrame, y: np.ndarray, order: np.ndarray, cal_share: float = 0.25,
                    method: str = "sigmoid") -> CalibratedClassifierCV:
-    """Fit the booster on the earlier rows; stop it and fit the calibrator on the last `cal_share`.
-
-    `order` is the rows' time (scheduled start). Using the later slice for early stopping and calibration
-    keeps both out of sample and in the same direction in time as deployment (never shuffled folds).
-    """
-    ranks = np.argsort(np.argsort(order, kind="stable"), kind="stable")
-    cut = int(len(y) * (1 - cal_share))
-    fit_idx = np.flatnonzero(ranks < cut)
-    cal_idx = np.flatnonzero(ranks >= cut)
-    booster = _booster().fit(x.iloc[fit_idx], y[fit_idx], X_val=x.iloc[cal_idx], y_val=y[cal_idx])
-    model = CalibratedClassifierCV(FrozenEstimator(booster), method=method)
-    return model.fit(x.iloc[cal_idx], y[cal_idx])
+    """The booster stopped and calibrated on the latest `cal_share` of rows by scheduled start."""
+    return tabular.fit_calibrated(_booster(), x, y, order, cal_share, method)
 
 
 def tree_count(model: CalibratedClassifierCV) -> int:
@@ -146,23 +117,11 @@ def tree_count(model: CalibratedClassifierCV) -> int:
 
 
 def logistic_baseline() -> Pipeline:
-    """Logistic regression on the same features: one-hot categoricals, imputed and scaled numerics.
-
-    Categoricals arrive as integer codes (see `_codes`): one-hot encoding integers is an order of
-    magnitude faster than encoding Python strings at a million rows.
-    """
-    numeric = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
-    cats = OneHotEncoder(handle_unknown="ignore", min_frequency=20)
-    pre = ColumnTransformer([("num", numeric, NUMERIC), ("cat", cats, CATEGORICAL)])
-    return make_pipeline(pre, LogisticRegression(max_iter=1000, C=1.0))
+    return tabular.logistic_baseline(NUMERIC, CATEGORICAL)
 
 
 def _codes(x: pd.DataFrame) -> pd.DataFrame:
-    """The model matrix with categoricals as integer codes (-1 = missing or unseen)."""
-    out = x.copy()
-    for col in CATEGORICAL:
-        out[col] = out[col].cat.codes.astype(np.int32)
-    return out
+    return tabular.integer_codes(x, CATEGORICAL)
 
 
 def history_rate(features: pd.DataFrame, base_rate: float) -> np.ndarray:
@@ -173,15 +132,7 @@ def history_rate(features: pd.DataFrame, base_rate: float) -> np.ndarray:
 
 
 def reference_values(features: pd.DataFrame) -> dict[str, Any]:
-    """A typical appointment: median of each numeric feature, most frequent level of each categorical."""
-    ref: dict[str, Any] = {}
-    for col in NUMERIC:
-        med = pd.to_numeric(features[col], errors="coerce").median()
-        ref[col] = float(med) if pd.notna(med) else np.nan
-    for col in CATEGORICAL:
-        mode = features[col].dropna().astype(str).mode()
-        ref[col] = str(mode.iloc[0]) if len(mode) else None
-    return ref
+    return tabular.reference_values(features, NUMERIC, CATEGORICAL)
 
 
 # ---------------------------------------------------------------------------------------- training
