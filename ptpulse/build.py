@@ -11,7 +11,12 @@ Steps (DESIGN.md, "Why three stores"):
    path `build/dbt/current/<name>` so dbt's partial parsing is reused from build to build;
 4. only when every error-severity test passed: the staging views are dropped (see below), `meta.builds`
    (history carried forward from the served file), the `before_swap` hook (ML scoring writes schema `ml`),
-   a check that every view left in the file can be queried, checkpoint and close, `os.replace`.
+   a check that every view left in the file can be queried, checkpoint and close;
+5. the de-identified twin `analytics_deid.duckdb` is written beside the new file (ptpulse/privacy.py: the new
+   file attached READ_ONLY, one table per kept table with only kept columns) and verified (no PHI or
+   free-text column, no excluded table, no view; otherwise the build fails);
+6. `os.replace` of the twin, then immediately of the analytics file, so both served files always come from
+   the same build.
 
 Staging is build-time plumbing: dbt's staging models are views over `rawdb.raw.*`, the raw database attached
 only while dbt runs. In the served file that attachment does not exist, so those views could never be
@@ -19,7 +24,7 @@ queried there; they are dropped from the new file before it is served. Everythin
 (intermediate, marts, ml, meta, app_state). Nothing broken is served: if any view still fails to bind after
 that, the build fails and the served file stays as it was.
 
-On any failure the served file is untouched and `BuildResult.message` names the failed model or test.
+On any failure both served files are untouched and `BuildResult.message` names the failed model or test.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from typing import Callable, Iterator, Optional
 import duckdb
 
 from ptpulse.config import REPO_ROOT, Settings
+from ptpulse.privacy import verify_deidentified, write_deidentified
 from ptpulse.progress import ProgressFn
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -461,8 +467,16 @@ def build(
         if broken:
             raise RuntimeError("the new file has views that cannot be queried (not served): " + "; ".join(broken[:10]))
         _checkpoint_close(new_path)
+        if progress:
+            progress("de-identified twin", 0, 1)
+        deid_path = work / settings.analytics_deid_db.name
+        write_deidentified(new_path, deid_path)
+        verify_deidentified(deid_path)
+        if Path(str(deid_path) + ".wal").exists():
+            raise RuntimeError(f"{deid_path}.wal remains after checkpoint")
+        os.replace(deid_path, settings.analytics_deid_db)  # the twin first, then at once the file it mirrors
         os.replace(new_path, settings.analytics_db)
-    except Exception as exc:  # noqa: BLE001 - any failure here must leave the served file as it was
+    except Exception as exc:  # noqa: BLE001 - any failure here must leave the served files as they were
         return fail(f"build {build_id} failed after dbt: {type(exc).__name__}: {exc}", run)
     shutil.rmtree(work, ignore_errors=True)
     if progress:

@@ -133,7 +133,7 @@ def _finish_build(result) -> None:
         out.print(f"[green]built and served[/] {result.served_path} in {result.seconds:.1f}s "
                   f"({result.models} models, {result.tests} tests)")
     else:
-        _fail(f"build failed, the previous analytics file is still served.\n{result.message}")
+        _fail(f"build failed, the previous analytics files are still served.\n{result.message}")
 
 
 @app.command()

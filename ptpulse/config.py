@@ -4,6 +4,8 @@
 
 - raw.duckdb        written only by ingestion (append-only events, load audit, quarantine)
 - analytics.duckdb  built aside by dbt and swapped in atomically; read-only for everyone else
+- analytics_deid.duckdb  its de-identified twin (no dim_patients, no PHI or free-text columns), written and
+                    swapped with it by every build: what analysts open directly and the SQL page queries
 - app.sqlite        app state (work-queue actions, audit log), SQLite in WAL mode
 """
 
@@ -27,6 +29,11 @@ class Settings:
     @property
     def analytics_db(self) -> Path:
         return self.home / "analytics.duckdb"
+
+    @property
+    def analytics_deid_db(self) -> Path:
+        """De-identified twin of analytics_db (ptpulse/privacy.py); served together with it by every build."""
+        return self.home / "analytics_deid.duckdb"
 
     @property
     def app_db(self) -> Path:

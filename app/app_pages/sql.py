@@ -1,25 +1,32 @@
-"""SQL (analyst): ad-hoc read-only queries against de-identified copies of the marts.
+"""SQL (analyst): ad-hoc read-only queries against the de-identified twin of the analytics file.
 
 One SELECT / WITH / DESCRIBE / SHOW statement at a time, capped in rows and time, in a sandbox DuckDB with
-no file access that holds no patient identities (see app/lib/sql_guard.py and app/README.md)."""
+no file access that can only read analytics_deid.duckdb (see app/lib/sql_guard.py and app/README.md)."""
 
 from pathlib import Path
 
 import streamlit as st
 
 from app.lib import sql_guard, ui
+from app.lib.db import file_identity
 
 ctx = ui.page("sql")
 ctx.as_of_caption()
 
 
-@st.cache_resource(max_entries=2, show_spinner="Preparing de-identified copies of the marts…")
+@st.cache_resource(max_entries=2, show_spinner=False)
 def sandbox(path: str, identity: str):
-    """One sandbox per served build, shared by analyst sessions (each query gets its own cursor)."""
+    """One sandbox per served twin (keyed by its file identity, so a swap is picked up), shared by analyst
+    sessions (each query gets its own cursor)."""
     return sql_guard.build_sandbox(Path(path))
 
 
-box = sandbox(str(ctx.settings.analytics_db), ctx.reader.db.identity().token)
+deid_path = ctx.settings.analytics_deid_db
+ident = file_identity(deid_path)
+if ident is None:
+    st.warning(str(sql_guard.DeidMissing(deid_path)))
+    st.stop()
+box = sandbox(str(deid_path), ident.token)
 st.caption(f"Read-only · de-identified (patient_key only) · one statement · up to {sql_guard.ROW_CAP:,} rows · "
            f"{sql_guard.TIME_LIMIT_S:.0f} s limit · no file access")
 with st.expander("Tables you can query"):

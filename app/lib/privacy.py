@@ -1,44 +1,25 @@
 """Which columns are protected health information, and a last-line filter that strips them.
 
-The list comes from the ingestion contracts (`phi: true` columns, the one place sources are described)
-plus patient_id and a few display aliases our queries use. Queries for de-identified roles never select
-these columns in the first place; `deidentify` is the second lock on the door, applied to every result a
-de-identified role receives.
+The rule itself lives in ptpulse/privacy.py (PHI columns from the ingestion contracts' `phi: true` flags plus
+patient_id and the display aliases our queries use; excluded tables and free-text columns), shared with the
+build that writes the de-identified twin `analytics_deid.duckdb`. Queries for de-identified roles never
+select these columns in the first place; `deidentify` is the second lock on the door, applied to every
+result a de-identified role receives.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 import pandas as pd
-import yaml
 
-CONTRACTS = Path(__file__).resolve().parents[2] / "ingestion" / "contracts"
-
-# Columns that identify a patient even if no contract flags them (ids, and names our queries build).
-ALWAYS_PHI = frozenset({
-    "patient_id", "patient_name", "first_name", "last_name", "birth_date", "date_of_birth", "dob",
-    "phone", "email", "address", "address_line", "street", "city", "zip", "postal_code", "member_id", "mrn", "ssn",
-})
-
-
-@lru_cache(maxsize=1)
-def contract_phi_columns(folder: Path = CONTRACTS) -> frozenset[str]:
-    cols: set[str] = set()
-    for path in sorted(folder.glob("*.yml")):
-        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for name, col in (spec.get("columns") or {}).items():
-            if isinstance(col, dict) and col.get("phi"):
-                cols.add(str(name).lower())
-    return frozenset(cols)
-
-
-PHI_COLUMNS: frozenset[str] = ALWAYS_PHI | contract_phi_columns()
-
-
-def phi_columns_in(columns) -> list[str]:
-    return [c for c in columns if str(c).lower() in PHI_COLUMNS]
+from ptpulse.privacy import (  # noqa: F401 - re-exported: the app's names for the shared rule
+    ALWAYS_PHI,
+    CONTRACTS,
+    EXCLUDED_COLUMNS,
+    EXCLUDED_TABLES,
+    PHI_COLUMNS,
+    contract_phi_columns,
+    phi_columns_in,
+)
 
 
 def deidentify(df: pd.DataFrame) -> pd.DataFrame:

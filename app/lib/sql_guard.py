@@ -4,11 +4,12 @@ Two independent locks:
 1. `check_statement` accepts exactly one statement that DuckDB's own parser types as SELECT and that
    starts with SELECT, WITH, DESCRIBE or SHOW. Anything else (INSERT, COPY, ATTACH, SET, PRAGMA, CALL,
    EXPORT, several statements) is refused before it reaches a database.
-2. Queries never touch analytics.duckdb. They run in a *sandbox*: an in-memory DuckDB filled once per
-   served build with de-identified copies of the marts and ML tables (dim_patients left out, every PHI
-   column dropped), after which the source file is detached, external access (files, ATTACH, httpfs) is
-   switched off and the configuration is locked. So even a statement that passed check 1 can only read
-   de-identified rows, cannot reach a file, and cannot turn the locks back off.
+2. Queries never touch analytics.duckdb. They run in a *sandbox*: an in-memory DuckDB that ATTACHes the
+   served de-identified twin `analytics_deid.duckdb` READ_ONLY (written and swapped by every build, see
+   ptpulse/privacy.py: marts and ml without dim_patients, PHI and free-text columns, plus meta.builds).
+   The sandbox checks the attached file against the same rule, then switches external access (files,
+   ATTACH, httpfs) off and locks the configuration. So even a statement that passed check 1 can only read
+   de-identified rows, cannot reach a file (analytics.duckdb included), and cannot turn the locks back off.
 Results are capped at a row limit and interrupted after a time limit.
 """
 
@@ -23,14 +24,17 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from app.lib.privacy import PHI_COLUMNS
+from ptpulse.privacy import (  # noqa: F401 - EXCLUDED_* re-exported under their old names
+    DEID_SCHEMAS,
+    EXCLUDED_COLUMNS,
+    EXCLUDED_TABLES,
+    deid_problems,
+    kept_columns,
+)
 
 ALLOWED_FIRST_WORDS = ("select", "with", "describe", "show")
-SANDBOX_SCHEMAS = ("marts", "ml")
-# Tables left out of the sandbox entirely: they exist to hold identities.
-EXCLUDED_TABLES = frozenset({"marts.dim_patients"})
-# Free-text columns that may quote a patient (reasons and notes written by people or rules).
-EXCLUDED_COLUMNS = frozenset({"note", "notes", "record"})
+SANDBOX_SCHEMAS = DEID_SCHEMAS
+CATALOG = "analytics_deid"  # the attached twin; also its catalog name when an analyst opens the file directly
 ROW_CAP = 5000
 TIME_LIMIT_S = 10.0
 
@@ -39,6 +43,20 @@ _LEADING_COMMENTS = re.compile(r"^\s*(?:(?:--[^\n]*(?:\n|$))|(?:/\*.*?\*/)|\s)*"
 
 class SqlRefused(ValueError):
     """A statement the SQL page will not run (the message says why and what is allowed)."""
+
+
+class DeidMissing(FileNotFoundError):
+    """No de-identified twin is served (no build yet, or the served build predates the twin)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"No de-identified database at {path}. Run `ptpulse refresh` (or `ptpulse build`): every build "
+            "serves analytics_deid.duckdb beside analytics.duckdb, and this page queries only that file.")
+        self.path = path
+
+
+class NotDeidentified(RuntimeError):
+    """The file given to the sandbox holds PHI or tables a de-identified reader may not see."""
 
 
 def _first_word(sql: str) -> str:
@@ -68,40 +86,41 @@ def check_statement(sql: str) -> str:
     return sql.strip().rstrip(";").strip()
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def sandbox_columns(table: str, columns: list[str]) -> list[str]:
-    """Columns of a source table that may be copied into the sandbox."""
-    return [c for c in columns if c.lower() not in PHI_COLUMNS and c.lower() not in EXCLUDED_COLUMNS]
+    """Columns of a source table that a de-identified reader may see (the shared rule, ptpulse/privacy.py)."""
+    return kept_columns(columns)
 
 
-def build_sandbox(analytics_path: Path, memory_limit: str = "1GB", threads: int = 1) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB holding de-identified copies of the marts; no file access; locked config."""
+def build_sandbox(deid_path: Path, memory_limit: str = "1GB", threads: int = 1) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the served de-identified twin attached READ_ONLY; no file access; locked config.
+
+    Raises DeidMissing when the twin does not exist and NotDeidentified when the file breaks the rule (e.g.
+    analytics.duckdb given by mistake): the sandbox never attaches a file holding PHI for analysts to query.
+    """
+    deid_path = Path(deid_path)
+    if not deid_path.exists():
+        raise DeidMissing(deid_path)
     con = duckdb.connect(":memory:", config={"threads": threads, "memory_limit": memory_limit})
-    literal = str(analytics_path).replace("'", "''")
-    con.execute(f"ATTACH '{literal}' AS src (READ_ONLY)")
-    rows = con.execute(
-        "select table_schema, table_name, list(column_name order by ordinal_position) "
-        "from information_schema.columns where table_catalog = 'src' and table_schema in ('marts', 'ml') "
-        "group by all order by 1, 2").fetchall()
-    for schema in SANDBOX_SCHEMAS:
-        con.execute(f"create schema if not exists memory.{schema}")
-    con.execute("use memory")
-    for schema, table, columns in rows:
-        if f"{schema}.{table}" in EXCLUDED_TABLES:
-            continue
-        keep = sandbox_columns(f"{schema}.{table}", list(columns))
-        if not keep:
-            continue
-        cols = ", ".join(_quote(c) for c in keep)
-        con.execute(f"create table memory.{_quote(schema)}.{_quote(table)} as "
-                    f"select {cols} from src.{_quote(schema)}.{_quote(table)}")
-    con.execute("detach src")
-    con.execute("set enable_external_access = false")
-    con.execute("set lock_configuration = true")
+    try:
+        con.execute(f"ATTACH '{str(deid_path).replace(chr(39), chr(39) * 2)}' AS {CATALOG} (READ_ONLY)")
+        problems = deid_problems(con, CATALOG)
+        if problems:
+            raise NotDeidentified(f"{deid_path} is not de-identified; the SQL page will not open it: "
+                                  + "; ".join(problems[:5]))
+        con.execute(f"use {CATALOG}")
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
     return con
+
+
+def _cursor(sandbox: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A new cursor whose default catalog is the twin (USE is per connection; cursors do not inherit it)."""
+    cur = sandbox.cursor()
+    cur.execute(f"use {CATALOG}")
+    return cur
 
 
 @dataclass
@@ -115,7 +134,7 @@ def run_readonly(sandbox: duckdb.DuckDBPyConnection, sql: str, row_cap: int = RO
                  time_limit_s: float = TIME_LIMIT_S) -> SqlResult:
     """Check and run one analyst query in the sandbox, capped in rows and time."""
     statement = check_statement(sql)
-    cur = sandbox.cursor()
+    cur = _cursor(sandbox)
     timer = threading.Timer(time_limit_s, cur.interrupt)
     started = time.perf_counter()
     timer.start()
@@ -135,11 +154,12 @@ def run_readonly(sandbox: duckdb.DuckDBPyConnection, sql: str, row_cap: int = RO
 
 def sandbox_catalog(sandbox: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Tables and columns available to analysts (the page shows it as a reference)."""
-    cur = sandbox.cursor()
+    cur = _cursor(sandbox)
     try:
         return cur.execute(
             "select table_schema || '.' || table_name as table_name, "
             "string_agg(column_name, ', ' order by ordinal_position) as columns "
-            "from information_schema.columns where table_schema in ('marts', 'ml') group by all order by 1").df()
+            "from information_schema.columns where table_catalog = ? and table_schema in ('marts', 'ml') "
+            "group by all order by 1", [CATALOG]).df()
     finally:
         cur.close()

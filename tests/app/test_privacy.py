@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 
+import duckdb
 import pytest
 
 from app.lib import auth, queries, sql_guard
 from app.lib.db import AnalyticsDb
 from app.lib.privacy import PHI_COLUMNS
 from app_helpers import open_page, rendered_text
+from ptpulse.privacy import EXCLUDED_COLUMNS
 
 
 @pytest.fixture(scope="session")
@@ -76,8 +78,33 @@ def test_funnel_drilldown_for_every_stage_is_deidentified(app_home, identities, 
     assert not _leaks(queue.to_csv(), identities)
 
 
+def test_deidentified_twin_holds_no_identities(app_home, identities):
+    """analytics_deid.duckdb, served by the build beside analytics.duckdb, is what analysts open directly."""
+    assert app_home.analytics_deid_db.exists()
+    with duckdb.connect(str(app_home.analytics_deid_db), read_only=True) as con:
+        tables = con.execute("select schema_name, table_name from duckdb_tables() where not internal").fetchall()
+        views = con.execute("select view_name from duckdb_views() where not internal").fetchall()
+        assert not views
+        assert {s for s, _ in tables} == {"marts", "ml", "meta"}
+        names = {f"{s}.{t}" for s, t in tables}
+        assert "marts.dim_patients" not in names
+        assert {"marts.build_info", "meta.builds", "marts.referral_funnel", "ml.no_show_scores"} <= names
+        for schema, table in tables:
+            frame = con.execute(f'select * from "{schema}"."{table}"').df()
+            cols = {c.lower() for c in frame.columns}
+            assert not cols & PHI_COLUMNS and not cols & EXCLUDED_COLUMNS, (schema, table, sorted(cols))
+            assert not _leaks(frame.to_csv(), identities), (schema, table)
+        funnel = con.execute("select count(*), count(distinct patient_key) from marts.referral_funnel").fetchone()
+    with duckdb.connect(str(app_home.analytics_db), read_only=True) as con:
+        full = con.execute("select count(*), count(distinct patient_key) from marts.referral_funnel").fetchone()
+        built = con.execute("select build_id from marts.build_info").fetchone()
+    assert funnel == full  # same rows, fewer columns
+    with duckdb.connect(str(app_home.analytics_deid_db), read_only=True) as con:
+        assert con.execute("select build_id from marts.build_info").fetchone() == built  # the same build
+
+
 def test_sql_sandbox_holds_no_identities(app_home, identities):
-    sandbox = sql_guard.build_sandbox(app_home.analytics_db)
+    sandbox = sql_guard.build_sandbox(app_home.analytics_deid_db)
     catalog = sql_guard.sandbox_catalog(sandbox)
     assert "marts.dim_patients" not in set(catalog["table_name"])
     for table in catalog["table_name"]:

@@ -4,6 +4,7 @@ import duckdb
 import pytest
 
 from app.lib import sql_guard
+from ptpulse.privacy import write_deidentified
 
 
 @pytest.mark.parametrize("sql", [
@@ -46,8 +47,16 @@ def fake_analytics(tmp_path):
     return path
 
 
-def test_sandbox_holds_only_deidentified_marts(fake_analytics):
-    sandbox = sql_guard.build_sandbox(fake_analytics)
+@pytest.fixture
+def fake_deid(fake_analytics):
+    """The de-identified twin the build writes beside the analytics file (same function as the build)."""
+    path = fake_analytics.with_name("analytics_deid.duckdb")
+    write_deidentified(fake_analytics, path)
+    return path
+
+
+def test_sandbox_holds_only_deidentified_marts(fake_deid):
+    sandbox = sql_guard.build_sandbox(fake_deid)
     catalog = sql_guard.sandbox_catalog(sandbox)
     assert set(catalog["table_name"]) == {"marts.appointments", "ml.no_show_scores"}
     res = sql_guard.run_readonly(sandbox, "select * from marts.appointments")
@@ -57,8 +66,8 @@ def test_sandbox_holds_only_deidentified_marts(fake_analytics):
             sql_guard.run_readonly(sandbox, sql)
 
 
-def test_sandbox_cannot_reach_files(fake_analytics, tmp_path):
-    sandbox = sql_guard.build_sandbox(fake_analytics)
+def test_sandbox_cannot_reach_files(fake_analytics, fake_deid, tmp_path):
+    sandbox = sql_guard.build_sandbox(fake_deid)
     (tmp_path / "x.csv").write_text("a\n1\n")
     for sql in [f"select * from read_csv('{tmp_path / 'x.csv'}')",
                 f"select * from '{fake_analytics}'",
@@ -67,10 +76,26 @@ def test_sandbox_cannot_reach_files(fake_analytics, tmp_path):
             sql_guard.run_readonly(sandbox, sql)
     with pytest.raises(duckdb.Error):
         sandbox.execute("set enable_external_access = true")
+    # the identified file cannot be attached, not even bypassing the statement check
+    with pytest.raises(sql_guard.SqlRefused, match="Only SELECT"):
+        sql_guard.run_readonly(sandbox, f"attach '{fake_analytics}' as src (read_only)")
+    for sql in [f"attach '{fake_analytics}' as src (read_only)", "detach analytics_deid",
+                "set lock_configuration = false"]:
+        with pytest.raises(duckdb.Error):
+            sandbox.execute(sql)
+    assert {r[0] for r in sandbox.execute("select database_name from duckdb_databases() where not internal")
+            .fetchall()} == {"analytics_deid", "memory"}
 
 
-def test_row_cap_and_time_limit(fake_analytics):
-    sandbox = sql_guard.build_sandbox(fake_analytics)
+def test_sandbox_refuses_identified_or_missing_files(fake_analytics, tmp_path):
+    with pytest.raises(sql_guard.NotDeidentified, match="dim_patients"):
+        sql_guard.build_sandbox(fake_analytics)
+    with pytest.raises(sql_guard.DeidMissing, match="ptpulse refresh"):
+        sql_guard.build_sandbox(tmp_path / "nowhere" / "analytics_deid.duckdb")
+
+
+def test_row_cap_and_time_limit(fake_deid):
+    sandbox = sql_guard.build_sandbox(fake_deid)
     res = sql_guard.run_readonly(sandbox, "select * from range(100)", row_cap=10)
     assert len(res.frame) == 10 and res.truncated
     with pytest.raises(sql_guard.SqlRefused, match="longer than"):

@@ -1,5 +1,5 @@
-"""Build and serve: the new file is swapped in only after every error-severity test passed; a failed build
-leaves the served file untouched and names what failed; raw.duckdb is never written; app state is read
+"""Build and serve: the new file (and its de-identified twin) is swapped in only after every error-severity
+test passed; a failed build leaves both served files untouched and names what failed; raw.duckdb is never written; app state is read
 through a backup copy even while the app holds a write transaction; meta.builds carries its history."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import duckdb
 import pytest
 
 from conftest import copy_of
+import ptpulse.privacy
 from ptpulse.build import DBT_PROJECT_DIR, build, generate_docs
+from ptpulse.privacy import deid_problems
 
 pytestmark = pytest.mark.slow
 
@@ -40,14 +42,50 @@ def test_broken_model_keeps_previous_file_served(tiny_home, tmp_path):
     shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
     model = project / "models" / "marts" / "episodes.sql"
     model.write_text(model.read_text().replace("s.attended_visits,", "s.no_such_column,", 1))
-    before = _sha(home.analytics_db)
+    before, before_deid = _sha(home.analytics_db), _sha(home.analytics_deid_db)
 
     result = build(home, project_dir=project)
 
     assert not result.ok
     assert "episodes" in result.message
     assert _sha(home.analytics_db) == before
-    assert not any(home.build_dir.glob("*/analytics.duckdb"))  # the failed file was cleaned up
+    assert _sha(home.analytics_deid_db) == before_deid
+    assert not any(home.build_dir.glob("*/analytics*.duckdb"))  # the failed files were cleaned up
+
+
+def test_deidentified_twin_served_with_each_build(tiny_home):
+    """Every build serves analytics_deid.duckdb beside analytics.duckdb: same build, marts/ml/meta tables only,
+    no dim_patients, no PHI or free-text column, same rows."""
+    with duckdb.connect(str(tiny_home.analytics_deid_db), read_only=True) as con:
+        assert deid_problems(con) == []
+        tables = {f"{s}.{t}" for s, t in con.execute(
+            "select schema_name, table_name from duckdb_tables() where not internal").fetchall()}
+        deid_build = con.execute("select build_id from marts.build_info").fetchone()
+        deid_history = con.execute("select build_id from meta.builds order by started_at").fetchall()
+        deid_rows = con.execute("select count(*) from marts.appointments").fetchone()
+        cols = {r[0] for r in con.execute("select column_name from information_schema.columns "
+                                          "where table_name = 'appointments'").fetchall()}
+    with duckdb.connect(str(tiny_home.analytics_db), read_only=True) as con:
+        assert con.execute("select count(*) from marts.dim_patients").fetchone()[0] > 0
+        full_build = con.execute("select build_id from marts.build_info").fetchone()
+        full_history = con.execute("select build_id from meta.builds order by started_at").fetchall()
+        full_rows = con.execute("select count(*) from marts.appointments").fetchone()
+    assert "marts.dim_patients" not in tables and "meta.builds" in tables
+    assert {t.split(".")[0] for t in tables} <= {"marts", "ml", "meta"}
+    assert "patient_key" in cols and "patient_id" not in cols
+    assert (deid_build, deid_history, deid_rows) == (full_build, full_history, full_rows)
+
+
+def test_twin_that_fails_verification_fails_the_build(tiny_home, tmp_path, monkeypatch):
+    """The twin is verified against the rule independently of how it was written: a writer that kept PHI
+    columns fails the build, and both served files stay as they were."""
+    home = copy_of(tiny_home, tmp_path / "home")
+    before, before_deid = _sha(home.analytics_db), _sha(home.analytics_deid_db)
+    monkeypatch.setattr(ptpulse.privacy, "kept_columns", lambda columns: list(columns))
+    result = build(home)
+    assert not result.ok and "not de-identified" in result.message and "patient_id" in result.message
+    assert _sha(home.analytics_db) == before
+    assert _sha(home.analytics_deid_db) == before_deid
 
 
 def test_failing_error_test_keeps_previous_file_served(tiny_home, tmp_path):
@@ -57,10 +95,11 @@ def test_failing_error_test_keeps_previous_file_served(tiny_home, tmp_path):
     model = project / "models" / "marts" / "claims.sql"   # break the billed = paid + ... + balance invariant
     model.write_text(model.read_text().replace("c.write_off_usd\n        as insurance_balance_usd",
                                                "c.write_off_usd + 1\n        as insurance_balance_usd"))
-    before = _sha(home.analytics_db)
+    before, before_deid = _sha(home.analytics_db), _sha(home.analytics_deid_db)
     result = build(home, project_dir=project)
     assert not result.ok and "claims" in result.message and "expression_is_true" in result.message
     assert _sha(home.analytics_db) == before
+    assert _sha(home.analytics_deid_db) == before_deid
 
 
 def test_raw_untouched_history_and_app_actions(tiny_home, tmp_path):
