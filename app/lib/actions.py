@@ -13,7 +13,9 @@ Schema (interfaces.md section 4):
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -80,12 +82,29 @@ def connect(path: Path) -> Iterator[sqlite3.Connection]:
     con = sqlite3.connect(str(path), timeout=10.0, isolation_level=None)
     try:
         con.execute("pragma busy_timeout = 10000")
-        con.execute("pragma journal_mode = wal")
+        _prepare(con)
         con.execute("pragma synchronous = normal")
-        con.executescript(SCHEMA)
         yield con
     finally:
         con.close()
+
+
+def _prepare(con: sqlite3.Connection, attempts: int = 200) -> None:
+    """WAL mode and the schema, safe when several sessions open a brand-new database at the same moment.
+
+    Switching a database to WAL does not wait on SQLite's busy handler: two first users racing each get
+    "database is locked" at once. So the switch (only when needed) and the schema are retried briefly.
+    """
+    for attempt in range(attempts):
+        try:
+            if con.execute("pragma journal_mode").fetchone()[0].lower() != "wal":
+                con.execute("pragma journal_mode = wal")
+            con.executescript(SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 + random.random() * 0.02)
 
 
 def validate(action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
