@@ -46,7 +46,7 @@ from typing import Callable, Iterator, Optional
 
 import duckdb
 
-from ptpulse.config import REPO_ROOT, Settings
+from ptpulse.config import REPO_ROOT, Settings, scoped_environ
 from ptpulse.privacy import verify_deidentified, write_deidentified
 from ptpulse.progress import ProgressFn
 
@@ -163,20 +163,6 @@ def write_build_context(target: duckdb.DuckDBPyConnection, build_id: str) -> Non
 # --------------------------------------------------------------------------------------------------- dbt
 
 
-@contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _release_dbt_duckdb() -> None:
     """Close the DuckDB instance dbt-duckdb caches per process, so the file can be reopened and renamed."""
     try:
@@ -234,7 +220,7 @@ def run_dbt(
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     t0 = time.perf_counter()
-    with _DBT_LOCK, _env(env):
+    with _DBT_LOCK, scoped_environ(env):
         try:
             res = dbtRunner(callbacks=[on_event]).invoke(full_args)
         finally:

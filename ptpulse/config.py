@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Mapping
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,3 +68,19 @@ def get_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     """Settings for `home`, else `$PTPULSE_HOME`, else `./data`; paths are made absolute."""
     raw = home if home is not None else os.environ.get("PTPULSE_HOME", "data")
     return Settings(home=Path(raw).expanduser().resolve())
+
+
+@contextmanager
+def scoped_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block and restore the previous ones after it (dbt and AppTest
+    read their settings from the environment of this process)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
