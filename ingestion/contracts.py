@@ -42,7 +42,7 @@ TYPE_FORMATS: dict[str, str] = {
 }
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
-_COLUMN_KEYS = {"type", "required", "accepted", "pattern", "min", "max", "codes", "phi", "description"}
+_COLUMN_KEYS = {"type", "required", "accepted", "pattern", "min", "max", "codes", "phi", "description", "trim"}
 
 
 class ContractError(ValueError):
@@ -67,6 +67,7 @@ class Column:
     codes: str | None = None
     phi: bool = False
     description: str | None = None
+    trim: bool = True  # surrounding whitespace removed before any rule (` T1 ` is `T1`, a tab alone is empty)
 
     @property
     def sql_type(self) -> str:
@@ -179,6 +180,7 @@ def _parse_column(name: str, spec: Mapping[str, Any], where: str, code_lists: Ma
         codes=codes,
         phi=bool(spec.get("phi", False)),
         description=spec.get("description"),
+        trim=bool(spec.get("trim", True)),
     )
 
 
@@ -249,6 +251,12 @@ def load_contracts(directory: Path = CONTRACTS_DIR) -> dict[str, Contract]:
     return contracts
 
 
+def _shown_name(file: Path) -> str:
+    from ingestion.files import display_name  # files imports this module
+
+    return f"'{display_name(Path(file))}'"
+
+
 def match_source(file: Path, contracts: Mapping[str, Contract] | None = None) -> Contract:
     """The contract of `file`: named `<source>.csv` or `<source>_<anything>.csv` (longest source wins)."""
     contracts = load_contracts() if contracts is None else contracts
@@ -257,7 +265,7 @@ def match_source(file: Path, contracts: Mapping[str, Contract] | None = None) ->
     if not matches:
         known = ", ".join(sorted(contracts))
         raise UnknownSource(
-            f"file name {Path(file).name!r} matches no source contract. Name the file <source>.csv or "
+            f"file name {_shown_name(file)} matches no source contract. Name the file <source>.csv or "
             f"<source>_<anything>.csv where <source> is one of: {known}."
         )
     return contracts[max(matches, key=len)]

@@ -1,16 +1,21 @@
 """File-level work before any row is read: finding the files, fingerprinting them, and reading the header.
 
 A file that cannot be read as a whole (empty, binary, UTF-16, not UTF-8, wrong delimiter, missing
-required columns) is refused here with a message that names the problem and the fix, so the loader never
-lands part of a file that is wrong everywhere. Messages never quote row values (they may be PHI).
+required columns, a symbolic link) is refused here with a message that names the problem and the fix, so
+the loader never lands part of a file that is wrong everywhere. Messages never quote file content, not even
+the header of a file that may have none (its "names" may be a patient's row): they name the file, contract
+columns, counts and line numbers. File names go through `safe_text` so they cannot drive a terminal.
 """
 
 from __future__ import annotations
 
 import codecs
-import os
 import csv
 import hashlib
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -21,6 +26,7 @@ READABLE_SUFFIXES = (".csv", ".json", ".ndjson", ".835", ".837", ".x12", ".edi")
 SKIPPED_FOLDERS = {"truth"}  # the generator's answer key, never ingested (interfaces.md section 1)
 SNIFF_BYTES = 64 * 1024
 HASH_CHUNK = 4 * 1024 * 1024
+MAX_HEADER_BYTES = 1024 * 1024  # a header row longer than this is not a CSV header (DuckDB's line cap is 2 MB)
 
 
 class FileRefused(Exception):
@@ -32,7 +38,11 @@ def discover(paths: Sequence[Path]) -> list[Path]:
     FHIR / X12 suffixes of READABLE_SUFFIXES).
 
     Folders named `truth` are skipped at any depth. A path that does not exist is returned as is so the
-    loader can refuse it with a message, rather than silently ignoring a typo.
+    loader can refuse it with a message, rather than silently ignoring a typo. Symbolic links inside a folder
+    (to files or folders) are returned, never followed, so the loader refuses them: a link can point
+    anywhere on the machine (/etc/passwd), and nothing outside the given paths may be read. A folder given
+    by the caller is searched even if it is itself a link (the caller chose it); a given file that is a
+    link is refused like any other.
     """
     found: set[Path] = set()
     for path in map(Path, paths):
@@ -44,73 +54,156 @@ def discover(paths: Sequence[Path]) -> list[Path]:
 
 
 def _csvs_under(folder: Path) -> Iterable[Path]:
-    for csv_path in folder.rglob("*"):
-        if not csv_path.is_file() or csv_path.suffix.lower() not in READABLE_SUFFIXES:
-            continue
-        relative_parts = csv_path.relative_to(folder).parts[:-1]
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        relative_parts = Path(root).relative_to(folder).parts
         if any(part.lower() in SKIPPED_FOLDERS for part in relative_parts):
+            dirs[:] = []
             continue
-        yield Path(os.path.abspath(csv_path))
+        for name in dirs:
+            if os.path.islink(os.path.join(root, name)) and name.lower() not in SKIPPED_FOLDERS:
+                yield Path(os.path.abspath(os.path.join(root, name)))  # refused by check_readable
+        for name in files:
+            if Path(name).suffix.lower() in READABLE_SUFFIXES:
+                yield Path(os.path.abspath(os.path.join(root, name)))
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of the file's bytes: the identity used to skip a file that was already loaded."""
+# Control and format characters (ESC, CR, bidi overrides...) in a file name or message could move the cursor,
+# recolour or rewrite the terminal; they are shown as \xNN / \uNNNN instead.
+def safe_text(text: str, limit: int = 300) -> str:
+    """`text` with every control/format character escaped, cut to `limit` characters (for terminals and logs)."""
+    out = []
+    for ch in str(text)[:limit]:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out) + ("..." if len(str(text)) > limit else "")
+
+
+def display_name(path: Path) -> str:
+    """The file's name as it may appear in a message."""
+    return safe_text(Path(path).name, 120)
+
+
+@dataclass(frozen=True)
+class FileScan:
+    """What one pass over the bytes tells: the sha256, and the line endings used (for mixed-ending files)."""
+
+    sha256: str
+    lf: int  # bare \n
+    crlf: int
+    cr: int  # bare \r
+    quotes: int  # double quotes: without any, no field can hold a line break
+    nuls: int
+
+    @property
+    def mixed_line_endings(self) -> bool:
+        return sum(1 for n in (self.lf, self.crlf, self.cr) if n) > 1
+
+
+def scan(path: Path) -> FileScan:
+    """sha256 and line-ending counts in one read of the file."""
     digest = hashlib.sha256()
+    lf = cr = crlf = quotes = nuls = 0
+    previous = b""
     with path.open("rb") as handle:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+            lf += chunk.count(b"\n")
+            cr += chunk.count(b"\r")
+            crlf += chunk.count(b"\r\n") + (1 if previous == b"\r" and chunk[:1] == b"\n" else 0)
+            quotes += chunk.count(b'"')
+            nuls += chunk.count(b"\x00")
+            previous = chunk[-1:]
+    return FileScan(digest.hexdigest(), lf - crlf, crlf, cr - crlf, quotes, nuls)
+
+
+def normalise_line_endings(path: Path, target: Path) -> None:
+    """Copy `path` to `target` with every line ending written LF (DuckDB's strict reader needs one kind)."""
+    pending_cr = False
+    with path.open("rb") as source, target.open("wb") as out:
+        while chunk := source.read(HASH_CHUNK):
+            if pending_cr and chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+            pending_cr = chunk.endswith(b"\r")
+            out.write(chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
 
 
 def check_readable(path: Path) -> None:
-    """Refuse paths that are not an existing regular .csv (or FHIR / X12) file."""
+    """Refuse paths that are not an existing regular .csv (or FHIR / X12) file, and symbolic links."""
+    name = display_name(path)
+    if path.is_symlink():
+        raise FileRefused(f"{name} is a symbolic link: PT Pulse does not follow links, which can point outside "
+                          f"the exports (e.g. to system files). Copy the file itself into the folder and ingest "
+                          f"it again.")
     if not path.exists():
-        raise FileRefused(f"{path} does not exist. Check the path and run ingest again.")
+        raise FileRefused(f"{safe_text(str(path))} does not exist. Check the path and run ingest again.")
     if not path.is_file():
-        raise FileRefused(f"{path} is not a regular file. Pass a CSV file or a folder of them.")
+        raise FileRefused(f"{name} is not a regular file. Pass a CSV file or a folder of them.")
     if path.suffix.lower() not in READABLE_SUFFIXES:
-        raise FileRefused(f"{path.name} is not a .csv file. Export the source as CSV (UTF-8, comma separated), "
+        raise FileRefused(f"{name} is not a .csv file. Export the source as CSV (UTF-8, comma separated), "
                           f"or as FHIR R4 JSON (.json, .ndjson) or X12 835/837P (.835, .837, .x12, .edi).")
+    if not os.access(path, os.R_OK):
+        raise FileRefused(f"{name} cannot be read (permission denied). Give the user running PT Pulse read "
+                          f"access to the file and ingest it again.")
 
 
 def read_header(path: Path) -> list[str]:
-    """The header row's column names, after checking the start of the file is UTF-8 comma-separated text."""
+    """The header row's column names, after checking the start of the file is UTF-8 comma-separated text.
+
+    The header ends at the first line break of any kind (\\n, \\r\\n or a lone \\r); it may be up to
+    MAX_HEADER_BYTES long. A NUL byte in the header marks a binary file; NULs in later rows quarantine
+    those rows (loader), wherever they are in the file.
+    """
+    head = b""
     with path.open("rb") as handle:
-        head = handle.read(SNIFF_BYTES)
+        while len(head) < MAX_HEADER_BYTES + len(codecs.BOM_UTF8):
+            chunk = handle.read(SNIFF_BYTES)
+            head += chunk
+            if not chunk or re.search(b"[\r\n]", chunk):
+                break
     _check_bytes(path, head)
     if head.startswith(codecs.BOM_UTF8):
         head = head[len(codecs.BOM_UTF8):]
-    end = head.find(b"\n")
-    if end < 0 and len(head) >= SNIFF_BYTES - len(codecs.BOM_UTF8):
-        raise FileRefused(f"{path.name}: no line break in the first {SNIFF_BYTES // 1024} KB, so no header row "
-                          f"was found. Is it a CSV file? Export it as CSV with a header row.")
+    match = re.search(b"[\r\n]", head)
+    end = match.start() if match else len(head)
+    if end > MAX_HEADER_BYTES:
+        raise FileRefused(f"{display_name(path)}: the first line is longer than {MAX_HEADER_BYTES // 1024 // 1024} MB "
+                          f"without a line break, so it is not a header row. Is it a CSV file? Export it as CSV "
+                          f"with the column names on line 1.")
+    if b"\x00" in head[:end]:
+        raise FileRefused(f"{display_name(path)} contains NUL bytes in its first line: it is binary (e.g. a "
+                          f"spreadsheet or zip) or UTF-16 without a byte-order mark. Export it as CSV, UTF-8, and "
+                          f"ingest it again.")
     try:
-        line = head[: end if end >= 0 else len(head)].decode("utf-8").rstrip("\r")
+        line = head[:end].decode("utf-8")
     except UnicodeDecodeError:
-        raise FileRefused(_encoding_message(path, "the header row")) from None
-    names = next(csv.reader([line]), [])
+        raise FileRefused(_encoding_message(path, "the header row (line 1)")) from None
+    try:
+        names = next(csv.reader([line]), [])
+    except csv.Error:
+        raise FileRefused(f"{display_name(path)}: the header row (line 1) could not be split into column names "
+                          f"(unbalanced double quotes?). Export the file with plain column names on line 1.") from None
     names = [n.strip() for n in names]
     if not any(names):
-        raise FileRefused(f"{path.name}: the first line is empty, so there is no header row. Export the file "
-                          f"with the column names on line 1.")
+        raise FileRefused(f"{display_name(path)}: the first line is empty, so there is no header row. Export the "
+                          f"file with the column names on line 1.")
     return names
 
 
 def _check_bytes(path: Path, head: bytes) -> None:
-    """Refuse empty, UTF-16/32 and binary files from their first bytes."""
+    """Refuse empty and UTF-16/32 files from their first bytes."""
     if not head.strip():
-        raise FileRefused(f"{path.name} is empty. Export the source again (a header row is required), "
+        raise FileRefused(f"{display_name(path)} is empty. Export the source again (a header row is required), "
                           f"or remove the file.")
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
-        raise FileRefused(f"{path.name} is UTF-16/UTF-32 encoded. Save it as UTF-8 (e.g. `iconv -f UTF-16 "
-                          f"-t UTF-8 in.csv > out.csv`) and ingest it again.")
-    if b"\x00" in head:
-        raise FileRefused(f"{path.name} contains NUL bytes: it is binary (e.g. a spreadsheet or zip) or UTF-16 "
-                          f"without a byte-order mark. Export it as CSV, UTF-8, and ingest it again.")
+        raise FileRefused(f"{display_name(path)} is UTF-16/UTF-32 encoded. Save it as UTF-8 (e.g. `iconv -f "
+                          f"UTF-16 -t UTF-8 in.csv > out.csv`) and ingest it again.")
 
 
 def _encoding_message(path: Path, where: str) -> str:
-    return (f"{path.name}: {where} is not valid UTF-8 (probably Latin-1/Windows-1252). Convert it, e.g. "
+    return (f"{display_name(path)}: {where} is not valid UTF-8 (probably Latin-1/Windows-1252). Convert it, e.g. "
             f"`iconv -f WINDOWS-1252 -t UTF-8 in.csv > out.csv`, and ingest it again.")
 
 
@@ -119,27 +212,42 @@ def encoding_refusal(path: Path, line: int) -> FileRefused:
     return FileRefused(_encoding_message(path, f"line {line}"))
 
 
+COLUMN_NAME_SHOWN = re.compile(r"^[A-Za-z][A-Za-z0-9_ .()/#-]{0,63}$")
+
+
 def check_columns(path: Path, names: list[str], contract: Contract) -> list[str]:
-    """Refuse a header that lacks required columns or repeats a name; return notes on tolerated gaps."""
-    repeated = sorted({n for n in names if names.count(n) > 1 and n})
-    if repeated:
-        raise FileRefused(f"{path.name}: the header repeats the column(s) {', '.join(repeated)}. Each column "
-                          f"name must appear once; fix the export and ingest it again.")
+    """Refuse a header that lacks required columns or repeats a contract column; return notes on tolerated gaps.
+
+    Required columns are checked first and the refusal lists only contract names and counts: a file without
+    a header has a data row on line 1, and that row must not be echoed. Names not in the contract are matched
+    exactly (`Patient_ID` next to `patient_id` is an extra column, ignored) and named in the note only when
+    the header is known to be one (all required columns present) and the name looks like a column name.
+    """
+    name = display_name(path)
     missing_required = [c for c in contract.required_columns if c not in names]
     if missing_required:
-        hint = _delimiter_hint(names)
+        known = [n for n in names if n in contract.column_names]
+        found = (f"line 1 has {len(names)} field(s), {len(known)} of them column(s) of the contract"
+                 + (f" ({', '.join(known)})" if known else "; is the header row missing?"))
         raise FileRefused(
-            f"{path.name}: missing required column(s) {', '.join(missing_required)} for source "
-            f"{contract.source!r} (found: {', '.join(names)[:300]}).{hint} The columns are listed in "
+            f"{name}: missing required column(s) {', '.join(missing_required)} for source {contract.source!r} "
+            f"({found}).{_delimiter_hint(names)} The columns are listed in "
             f"ingestion/contracts/{contract.source}.yml; fix the export and ingest it again."
         )
+    repeated = sorted({n for n in names if n in contract.column_names and names.count(n) > 1})
+    if repeated:
+        raise FileRefused(f"{name}: the header repeats the column(s) {', '.join(repeated)}. Each column "
+                          f"name must appear once; fix the export and ingest it again.")
     notes = []
     missing_optional = [c for c in contract.column_names if c not in names]
     if missing_optional:
         notes.append(f"optional column(s) absent, landed as empty: {', '.join(missing_optional)}")
     extra = [n for n in names if n not in contract.column_names]
     if extra:
-        notes.append(f"column(s) not in the contract, ignored: {', '.join(extra)[:300]}")
+        shown = [safe_text(n) for n in extra if COLUMN_NAME_SHOWN.match(n)][:20]
+        more = len(extra) - len(shown)
+        listed = ", ".join(shown) + (f" and {more} other(s)" if shown and more else f"{more} unnamed" if more else "")
+        notes.append(f"{len(extra)} column(s) not in the contract, ignored: {listed}")
     return notes
 
 

@@ -9,11 +9,18 @@ Row outcome (every row read gets exactly one): quarantined (broken rule or malfo
 (same natural key and same content already landed, in raw or earlier in the same file), or landed (new
 key, or a new version of a known key). `rows_read = rows_landed + rows_quarantined + rows_duplicate` is
 asserted before every commit.
+
+No input stops the call: a file that cannot be read is that file's refusal (file, problem, fix; audited in
+raw._loads) and the next file is loaded. Messages never carry file content: DuckDB's error texts (which
+quote lines) are reduced to a fixed problem and a line number.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,8 +30,8 @@ import duckdb
 
 from ingestion import validation as v
 from ingestion.contracts import CODES_DIR, Contract, UnknownSource, load_code_lists, load_contracts, match_source
-from ingestion.files import (FileRefused, check_columns, check_readable, discover, encoding_refusal, read_header,
-                             sha256_of)
+from ingestion.files import (FileRefused, FileScan, check_columns, check_readable, discover, display_name,
+                             encoding_refusal, normalise_line_endings, read_header, scan)
 from ingestion.interop import is_interop, read_interop
 from ingestion.rawdb import SCHEMA, RawDB, open_raw, quote
 from ptpulse.config import Settings
@@ -52,7 +59,8 @@ CREATE TABLE IF NOT EXISTS {quarantine} (
 READ_CSV = ("read_csv(?, header = true, auto_detect = false, columns = ?, delim = ',', quote = '\"', "
             "escape = '\"', store_rejects = true, rejects_table = '_reject_errors', "
             "rejects_scan = '_reject_scans')")
-TEMP_TABLES = ("_staged", "_malformed", "_line_shift", "_dups", "_reject_errors", "_reject_scans", "_interop_rows")
+TEMP_TABLES = ("_staged", "_malformed", "_line_shift", "_break_shift", "_dups", "_reject_errors", "_reject_scans",
+               "_interop_rows")
 
 MALFORMED_DETAILS = {
     "MISSING COLUMNS": "the line has fewer fields than the header; a field or a comma is missing",
@@ -93,8 +101,9 @@ def ingest(paths: Sequence[Path], settings: Settings, progress: ProgressFn = Non
     """Load every CSV in `paths` (files or folders, `truth/` skipped) into settings.raw_db, in sorted order.
 
     Opens raw.duckdb read-write once for the whole call. Files are independent: a refused file does not
-    stop the others. An unexpected error rolls back the file being loaded, records it as `failed` in
-    raw._loads and is re-raised (files before it stay loaded).
+    stop the others. An unexpected error rolls back the file being loaded and records it as `failed` in
+    raw._loads (with its exception type, never its text), and the call goes on; only an interrupt (Ctrl-C)
+    or a broken connection to raw.duckdb stops it.
     """
     contracts = load_contracts()
     files = discover(paths)
@@ -104,11 +113,11 @@ def ingest(paths: Sequence[Path], settings: Settings, progress: ProgressFn = Non
         _prepare(db)
         results = []
         for done, path in enumerate(files):
-            _report(progress, path.name, done, len(files))
+            _report(progress, display_name(path), done, len(files))
             if is_interop(path):
                 results.extend(_load_interop_file(db, path, contracts))
             else:
-                results.append(_load_file(db, path, contracts))
+                results.append(_load_file(db, path, contracts, settings.raw_db.parent))
         _report(progress, "done", len(files), len(files))
         return results
     finally:
@@ -131,12 +140,15 @@ def _prepare(db: RawDB) -> None:
                        "FROM read_csv(?, header = true, all_varchar = true)", [name, str(CODES_DIR / f"{name}.csv")])
 
 
-def _load_file(db: RawDB, path: Path, contracts: Mapping[str, Contract]) -> LoadResult:
-    """One file, start to audit. Refusals are results; anything unexpected is recorded, then re-raised."""
+def _load_file(db: RawDB, path: Path, contracts: Mapping[str, Contract], work_dir: Path) -> LoadResult:
+    """One file, start to audit. Refusals are results; anything unexpected is recorded as `failed` and the
+    call goes on (an interrupt is recorded, then re-raised)."""
     result = LoadResult(load_id=_next_load_id(db), file=str(path))
+    normalised: Optional[Path] = None
     try:
         check_readable(path)
-        result.sha256 = sha256_of(path)
+        file_scan = scan(path)
+        result.sha256 = file_scan.sha256
         contract = match_source(path, contracts)
         result.source = contract.source
         previous = _previous_load(db, result.sha256)
@@ -145,18 +157,38 @@ def _load_file(db: RawDB, path: Path, contracts: Mapping[str, Contract]) -> Load
         else:
             names = read_header(path)
             notes = check_columns(path, names, contract)
-            _stage(db, path, names, contract)
+            readable = path
+            if file_scan.mixed_line_endings:  # DuckDB's strict reader takes one kind; a private LF copy
+                handle, name = tempfile.mkstemp(prefix=".ingest-", suffix=".csv", dir=work_dir)
+                os.close(handle)
+                normalised = readable = Path(name)
+                normalise_line_endings(path, normalised)
+                notes.append("mixed line endings (LF / CRLF / CR) read as one kind")
+            _stage(db, path, readable, names, contract, file_scan)
             _land(db, result, contract, notes)
     except (FileRefused, UnknownSource) as exc:
         _refuse(db, result, str(exc))
+    except OSError as exc:
+        _refuse(db, result, _os_error_message(path, exc))
+    except Exception as exc:
+        _fail(db, result, exc)
     except BaseException as exc:
         _fail(db, result, exc)
         raise
     finally:
         _drop_temp(db)
-    log.info("load %s %s: %s (%s read, %s landed, %s quarantined, %s duplicate)", result.load_id, path.name,
+        if normalised is not None:
+            normalised.unlink(missing_ok=True)
+    log.info("load %s %s: %s (%s read, %s landed, %s quarantined, %s duplicate)", result.load_id, display_name(path),
              result.status, result.rows_read, result.rows_landed, result.rows_quarantined, result.rows_duplicate)
     return result
+
+
+def _os_error_message(path: Path, exc: OSError) -> str:
+    """A refusal for a file the operating system would not read; the errno name only, never a path beyond it."""
+    reason = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+    return (f"{display_name(path)} could not be read ({reason}). Check that the file is a regular, readable "
+            f"file and ingest it again.")
 
 
 def _next_load_id(db: RawDB) -> int:
@@ -178,8 +210,9 @@ def _skip(db: RawDB, result: LoadResult, previous: tuple) -> None:
     load_id, file, finished_at = previous
     result.status = SKIPPED
     when = f"{finished_at:%Y-%m-%d %H:%M} UTC" if finished_at else "earlier"
-    result.message = (f"{Path(result.file).name} is byte-identical to {file} (load {load_id}, {when}); nothing "
-                      f"landed. Re-sending a file is safe; corrected rows need a new export.")
+    result.message = (f"{display_name(Path(result.file))} is byte-identical to {display_name(Path(file))} (load "
+                      f"{load_id}, {when}); nothing landed. Re-sending a file is safe; corrected rows need a new "
+                      f"export.")
     _write_audit(db, result)
 
 
@@ -196,13 +229,15 @@ def _fail(db: RawDB, result: LoadResult, exc: BaseException) -> None:
     _rollback_if_open(db)
     result.status = FAILED
     result.rows_read = result.rows_landed = result.rows_quarantined = result.rows_duplicate = 0
-    result.message = (f"internal error while loading {Path(result.file).name} ({type(exc).__name__}); the file "
-                      f"was rolled back and nothing of it landed. Run ingest again; if it fails again, report "
-                      f"load {result.load_id} with the traceback.")
+    result.message = (f"internal error while loading {display_name(Path(result.file))} ({type(exc).__name__}); "
+                      f"the file was rolled back and nothing of it landed. Run ingest again; if it fails again, "
+                      f"report load {result.load_id} (the log has the traceback).")
+    log.error("load %s failed (%s)", result.load_id, type(exc).__name__, exc_info=exc)
     try:
         _write_audit(db, result)
-    except duckdb.Error:  # the connection itself may be broken; the exception being raised says enough
+    except duckdb.Error:  # the connection itself is broken: nothing more can be loaded in this call
         log.exception("could not record failed load %s", result.load_id)
+        raise exc from None
 
 
 def _rollback_if_open(db: RawDB) -> None:
@@ -227,37 +262,86 @@ def _drop_temp(db: RawDB) -> None:
 
 # --- staging: one read of the file, validation and hashing in the same pass ---------------------------------
 
-def _stage(db: RawDB, path: Path, names: list[str], contract: Contract) -> None:
+def _stage(db: RawDB, path: Path, readable: Path, names: list[str], contract: Contract,
+           file_scan: FileScan) -> None:
     """Read the file all-VARCHAR into temp._staged with `_violation` and `_row_hash` per row.
 
     Runs outside the landing transaction (temp tables only), so rowid is the 0-based order of the row in
     the file. Lines the CSV reader cannot split land in temp._malformed; a file that is not UTF-8 is refused.
+    DuckDB sees positional names (`__f1`, `__f2`, ...), never the header's, so names that differ only in case,
+    are empty or hold odd characters cannot break the query. `readable` is `path` or its LF-only copy.
     """
-    file_columns = {name or f"_column_{i}": "VARCHAR" for i, name in enumerate(names, start=1)}
-    text = ", ".join(v.q(c.name) if c.name in file_columns else f"CAST(NULL AS VARCHAR) AS {v.q(c.name)}"
-                     for c in contract.columns)
-    sql = _staging_sql(contract, f"SELECT {text} FROM {READ_CSV}")
+    file_columns = {f"__f{i}": "VARCHAR" for i in range(1, len(names) + 1)}
+    position = {}
+    for i, name in enumerate(names, start=1):
+        position.setdefault(name, f"__f{i}")
+    text = ", ".join(f"{v.q(position[c.name])} AS {v.q(c.name)}" if c.name in position
+                     else f"CAST(NULL AS VARCHAR) AS {v.q(c.name)}" for c in contract.columns)
+    sql = _staging_sql(contract, _csv_rows_sql(text, list(file_columns), file_scan))
     try:
-        db.con.execute(sql, [str(path), file_columns])
+        db.con.execute(sql, [str(readable), file_columns])
     except duckdb.Error as exc:
-        raise FileRefused(f"{path.name} could not be read as CSV ({_safe_error(exc)}). Check that it is a "
-                          f"comma-separated UTF-8 export with a header row, and ingest it again.") from None
+        raise FileRefused(f"{display_name(path)} could not be read as CSV ({_csv_problem(exc)}). Check that it is "
+                          f"a comma-separated UTF-8 export with a header row, and ingest it again.") from None
     _collect_malformed(db, path)
 
 
+WIDE_FILE_COLUMNS = 100
+
+
+def _csv_rows_sql(contract_text: str, columns: list[str], file_scan: FileScan) -> str:
+    """The CSV's rows as contract columns, plus `_breaks` (line breaks inside the row's fields, extra columns
+    too) and `_nul` (a NUL byte in any field). The file scan says whether either can occur (a line break
+    inside a field needs a double quote somewhere in the file), so most files skip both. Per-column
+    `contains` is a memchr and allocates nothing; a file wider than WIDE_FILE_COLUMNS is checked on one
+    concat of its fields instead, because a chain of per-column ORs would exceed DuckDB's expression depth."""
+    if not file_scan.quotes and not file_scan.nuls:
+        return f"SELECT {contract_text}, 0 AS _breaks, false AS _nul FROM {READ_CSV}"
+    if len(columns) > WIDE_FILE_COLUMNS:
+        checked, source = ["_all"], (f"SELECT {contract_text}, concat({', '.join(columns)}) AS _all "
+                                     f"FROM {READ_CSV}")
+    else:
+        checked, source = columns, f"SELECT {contract_text}, {', '.join(columns)} FROM {READ_CSV}"
+    breaks, nul = "0", "false"
+    if file_scan.quotes:  # LF (or CRLF) files break lines with \n, CR-only files with \r
+        eol = "chr(10)" if file_scan.lf or file_scan.crlf else "chr(13)"
+        flagged = " OR ".join(f"contains({c}, {eol})" for c in checked)
+        count = " + ".join(f"coalesce(length({c}) - length(replace({c}, {eol}, '')), 0)" for c in checked)
+        breaks = f"CASE WHEN {flagged} THEN {count} ELSE 0 END"
+    if file_scan.nuls:
+        nul = "coalesce(" + " OR ".join(f"contains({c}, chr(0))" for c in checked) + ", false)"
+    return f"SELECT * EXCLUDE ({', '.join(checked)}), {breaks} AS _breaks, {nul} AS _nul FROM ({source})"
+
+
 def _staging_sql(contract: Contract, rows_sql: str) -> str:
-    """CREATE temp._staged from `rows_sql` (contract columns as text): typed values, first broken rule, hash."""
+    """CREATE temp._staged from `rows_sql` (contract columns as text, `_breaks`, `_nul`): values trimmed per
+    contract, typed values, first broken rule, hash."""
     typed = v.typed_columns(contract)
     checks = v.checks_for(contract)
+    trimmed = ", ".join(f"{v.trimmed_expr(c)} AS {v.q(c.name)}" for c in contract.columns)
+    excluded = ", ".join(v.q(c.name) for c in contract.columns)
     return (f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT *, {v.violation_expr(checks)} AS _violation, "
             f"{v.row_hash_expr(contract)} AS _row_hash "
-            f"FROM (SELECT *{', ' + typed if typed else ''} FROM ({rows_sql}))")
+            f"FROM (SELECT *{', ' + typed if typed else ''} FROM ("
+            f"SELECT {trimmed}, * EXCLUDE ({excluded}) FROM ({rows_sql})))")
 
 
-def _safe_error(exc: duckdb.Error) -> str:
-    """The first line of a DuckDB error, without the quoted original line (which may hold PHI)."""
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return first.split("Original Line")[0].strip()[:200]
+def _csv_problem(exc: duckdb.Error) -> str:
+    """What went wrong reading the CSV, as fixed text and a line number: DuckDB's own message quotes the
+    offending line (which may hold PHI) and the file path, so none of it is passed on."""
+    text = str(exc)
+    found = re.search(r"\bline:?\s+(\d+)", text, flags=re.IGNORECASE)
+    at = f" at line {found.group(1)}" if found else ""
+    lower = text.lower()
+    if "line size" in lower or "max_line_size" in lower:
+        return f"a line{at} is longer than the CSV reader's maximum line size"
+    if "unicode" in lower or "utf-8" in lower or "encoding" in lower:
+        return f"the text{at} is not valid UTF-8"
+    if "invalid state" in lower or "state machine" in lower or "quote" in lower:
+        return f"the CSV could not be split into fields{at} (unbalanced double quotes?)"
+    if "out of memory" in lower or "memory" in lower:
+        return "the reader ran out of memory; try again with fewer files at once"
+    return f"the CSV reader stopped{at} ({type(exc).__name__})"
 
 
 def _collect_malformed(db: RawDB, path: Path) -> None:
@@ -266,6 +350,16 @@ def _collect_malformed(db: RawDB, path: Path) -> None:
         "SELECT min(line) FROM _reject_errors WHERE error_type = 'INVALID ENCODING'").fetchone()[0]
     if bad_encoding is not None:
         raise encoding_refusal(path, int(bad_encoding))
+    spanning = db.con.execute("""
+        SELECT line, length(csv_line) - length(replace(csv_line, chr(10), '')) AS breaks FROM _reject_errors
+        WHERE contains(csv_line, chr(10)) OR contains(csv_line, chr(13)) ORDER BY line LIMIT 1""").fetchone()
+    if spanning is not None:
+        line, breaks = int(spanning[0]), int(spanning[1] or 0)
+        raise FileRefused(
+            f"{display_name(path)}: line {line} opens a double-quoted value that is not closed where the value "
+            f"ends, so {breaks + 1 if breaks else 'several'} lines from there (to the next double quote or the end "
+            f"of the file) would be read as one record. Close the quote (write a quote inside a value as two: \"\") "
+            f"or remove it, and ingest the file again.")
     cases = " ".join(f"WHEN {v.lit(k)} THEN {v.lit(text)}" for k, text in MALFORMED_DETAILS.items())
     db.con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _malformed AS
@@ -288,12 +382,19 @@ def _line_sql(db: RawDB) -> tuple[str, str]:
     """(join clause, expression) giving the file line of staged row `s` (header = line 1).
 
     Without malformed lines it is simply rowid + 2; otherwise an ASOF join adds the malformed lines
-    that precede the row.
+    that precede the row, and another the line breaks inside the fields of earlier rows (multi-line records).
     """
-    if db.con.execute("SELECT count(*) FROM _line_shift").fetchone()[0] == 0:
-        return "", "s.rowid + 2"
-    return ("ASOF LEFT JOIN _line_shift ls ON s.rowid + 1 >= ls.threshold",
-            "s.rowid + 2 + coalesce(ls.shift, 0)")
+    joins, line = [], "s.rowid + 2"
+    if db.con.execute("SELECT count(*) FROM _line_shift").fetchone()[0]:
+        joins.append("ASOF LEFT JOIN _line_shift ls ON s.rowid + 1 >= ls.threshold")
+        line += " + coalesce(ls.shift, 0)"
+    if db.con.execute("SELECT count(*) FROM _staged WHERE _breaks > 0").fetchone()[0]:
+        db.con.execute("""
+            CREATE OR REPLACE TEMP TABLE _break_shift AS
+            SELECT rowid + 1 AS after, sum(_breaks) OVER (ORDER BY rowid) AS shift FROM _staged WHERE _breaks > 0""")
+        joins.append("ASOF LEFT JOIN _break_shift bs ON s.rowid >= bs.after")
+        line += " + coalesce(bs.shift, 0)"
+    return " ".join(joins), line
 
 
 # --- landing: one transaction per file ------------------------------------------------------------------------
@@ -415,10 +516,16 @@ def _load_interop_file(db: RawDB, path: Path, contracts: Mapping[str, Contract])
     result = LoadResult(load_id=_next_load_id(db), file=str(path))
     try:
         check_readable(path)
-        result.sha256 = sha256_of(path)
+        result.sha256 = scan(path).sha256
         batch = read_interop(path, contracts)
     except FileRefused as exc:
         _refuse(db, result, str(exc))
+        return [result]
+    except OSError as exc:
+        _refuse(db, result, _os_error_message(path, exc))
+        return [result]
+    except Exception as exc:
+        _fail(db, result, exc)
         return [result]
     except BaseException as exc:
         _fail(db, result, exc)
@@ -446,14 +553,16 @@ def _load_interop_file(db: RawDB, path: Path, contracts: Mapping[str, Contract])
                 _land(db, result, contract, notes, INTEROP_LINE)
         except FileRefused as exc:
             _refuse(db, result, str(exc))
+        except Exception as exc:
+            _fail(db, result, exc)
         except BaseException as exc:
             _fail(db, result, exc)
             raise
         finally:
             _drop_temp(db)
         log.info("load %s %s -> %s: %s (%s read, %s landed, %s quarantined, %s duplicate)", result.load_id,
-                 path.name, source, result.status, result.rows_read, result.rows_landed, result.rows_quarantined,
-                 result.rows_duplicate)
+                 display_name(path), source, result.status, result.rows_read, result.rows_landed,
+                 result.rows_quarantined, result.rows_duplicate)
         results.append(result)
     return results
 
@@ -472,6 +581,8 @@ def _stage_rows(db: RawDB, rows: list, contract: Contract) -> None:
     finally:
         db.con.unregister("_interop_frame")
     columns = ", ".join(v.q(c) for c in contract.column_names)
-    db.con.execute(_staging_sql(contract, f"SELECT {columns}, _src_line FROM _interop_rows"))
+    nul = " OR ".join(f"coalesce(contains({v.q(c)}, chr(0)), false)" for c in contract.column_names)
+    db.con.execute(_staging_sql(contract, f"SELECT {columns}, _src_line, 0 AS _breaks, {nul} AS _nul "
+                                          f"FROM _interop_rows"))
     db.con.execute("CREATE OR REPLACE TEMP TABLE _malformed "
                    "(line BIGINT, column_name VARCHAR, detail VARCHAR, csv_line VARCHAR)")

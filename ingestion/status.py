@@ -12,10 +12,11 @@ from typing import Any
 
 import duckdb
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ingestion.contracts import load_contracts
+from ingestion.files import safe_text
 from ingestion.rawdb import RawDB, open_raw
 from ingestion.validation import q
 from ptpulse.config import Settings
@@ -101,18 +102,21 @@ def render_status(report: dict[str, list[dict[str, Any]]], console: Console) -> 
                   title="Loads (latest 30)")
     for r in report["loads"][-30:]:
         style = {"refused": "red", "failed": "red", "skipped_same_hash": "dim"}.get(r["status"], "")
-        loads.add_row(_fmt(r["load_id"]), r["file"].rsplit("/", 1)[-1], r["source"] or "?", r["status"],
+        loads.add_row(_fmt(r["load_id"]), Text(safe_text(r["file"].rsplit("/", 1)[-1], 120)), r["source"] or "?",
+                      r["status"],
                       _fmt(r["rows_read"]), _fmt(r["rows_landed"]), _fmt(r["rows_quarantined"]),
                       _fmt(r["rows_duplicate"]), _fmt(r["finished_at"]), style=style)
     console.print(loads)
     for r in report["loads"][-30:]:
         if r["status"] in ("refused", "failed"):
-            console.print(f"[red]{r['status']}[/] load {r['load_id']} {escape(r['file'])}: {escape(r['message'])}",
-                          highlight=False)
+            # Text, not markup: names and messages are shown as written (no `[bold]`, no `:x:` emoji) and
+            # control characters escaped, whatever a file was called
+            console.print(Text(safe_text(f"{r['status']} load {r['load_id']} {r['file']}: {r['message']}", 2000),
+                               style="red"))
     if report["quarantine_by_rule"]:
         quarantine = Table("source", "rule", "column", "rows", title="Quarantine by rule")
         for r in report["quarantine_by_rule"]:
-            quarantine.add_row(r["source"], r["rule"], r["column"] or "-", _fmt(r["rows"]))
+            quarantine.add_row(r["source"], r["rule"], Text(r["column"] or "-"), _fmt(r["rows"]))
         console.print(quarantine)
     fresh = Table("source", "last load (UTC)", "latest event", "rows", title="Freshness")
     for r in report["freshness"]:

@@ -7,7 +7,11 @@ column order of the contract, so a row reports the most basic problem first.
 
 Identifiers come only from contracts (checked to be lower_snake_case when loaded) and are quoted anyway;
 literal values (accepted lists, patterns, bounds) also come only from contracts and go through `lit`.
-Nothing from a source file is ever formatted into SQL.
+Nothing from a source file is ever formatted into SQL, and no value is ever written into a quarantine
+detail (details reach the data-quality pages and the de-identified file; the row itself is in `record`).
+
+Values are trimmed of surrounding whitespace (spaces, tabs, line breaks, no-break spaces) when staged, per
+the contract's `trim` (default on), so ` T1 ` is the key `T1` and a tab-only field is empty (= missing).
 """
 
 from __future__ import annotations
@@ -22,9 +26,13 @@ from ingestion.contracts import TYPE_FORMATS, Column, Contract, DaysFromToday
 # strptime formats accepted for timestamps: the contract format, and the ISO 'T' variant which is just as
 # unambiguous. Zone offsets and fractional seconds are refused (times are local clinic time, to the second).
 TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
-VALUE_ECHO_CHARS = 80  # longest excerpt of a bad value written to a quarantine detail
+# Whitespace trimmed from both ends of a value (DuckDB's one-argument trim() removes spaces only).
+TRIM_CHARS = " \t\n\r\x0b\x0c\u00a0\ufeff"
+# Money and counts: plain decimals only. TRY_CAST alone also reads '1_250' and '1e3' (and rounds '1.5' to 2).
+DECIMAL_TEXT = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)"
+INTEGER_TEXT = r"[+-]?[0-9]+"
 
-RULE_ORDER = ("required", "type", "accepted", "pattern", "range", "codes")
+RULE_ORDER = ("row", "required", "type", "accepted", "pattern", "range", "codes")
 
 
 def q(identifier: str) -> str:
@@ -49,6 +57,19 @@ def lit(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def trimmed_expr(col: Column, source: str | None = None) -> str:
+    """SQL for the staged text of `col`: the file's text, trimmed when the contract says so (the default).
+
+    trim() with a character set is ~3x slower than a look at the first and last character, so it only runs
+    for values that start or end with whitespace."""
+    x = source or q(col.name)
+    if not col.trim:
+        return x
+    edges = ", ".join(str(ord(c)) for c in TRIM_CHARS if ord(c) > 32)
+    return (f"CASE WHEN ord({x}) <= 32 OR ord(right({x}, 1)) <= 32 OR ord({x}) IN ({edges}) "
+            f"OR ord(right({x}, 1)) IN ({edges}) THEN trim({x}, {lit(TRIM_CHARS)}) ELSE {x} END")
+
+
 def value_expr(col: Column) -> str:
     """The column's text with empty string read as NULL (interfaces.md: empty string = null)."""
     return f"nullif({q(col.name)}, '')"
@@ -57,16 +78,17 @@ def value_expr(col: Column) -> str:
 def typed_expr(col: Column) -> str:
     """The column's value cast to its contract type; NULL when the text is not a valid value of it.
 
-    Strict where DuckDB's TRY_CAST is lenient: TRY_CAST rounds '1.5' to an integer 2, reads 'yes' as a
-    boolean and drops a '+05' zone offset from a timestamp; each of those would land a wrong value.
+    Strict where DuckDB's TRY_CAST is lenient: TRY_CAST rounds '1.5' to an integer 2, reads '1_250' and
+    '1e3' as numbers, reads 'yes' as a boolean and drops a '+05' zone offset from a timestamp; each of those
+    would land a wrong value.
     """
     v = value_expr(col)
     if col.type == "varchar":
         return v
     if col.type == "integer":
-        return f"CASE WHEN regexp_full_match({v}, '\\s*[+-]?[0-9]+\\s*') THEN TRY_CAST({v} AS INTEGER) END"
+        return f"CASE WHEN regexp_full_match({v}, {lit(INTEGER_TEXT)}) THEN TRY_CAST({v} AS INTEGER) END"
     if col.type == "decimal":
-        return f"TRY_CAST({v} AS DECIMAL(18,2))"
+        return f"CASE WHEN regexp_full_match({v}, {lit(DECIMAL_TEXT)}) THEN TRY_CAST({v} AS DECIMAL(18,2)) END"
     if col.type == "date":
         return f"CAST(try_strptime({v}, '%Y-%m-%d') AS DATE)"
     if col.type == "timestamp":
@@ -95,32 +117,38 @@ def typed_columns(contract: Contract) -> str:
 
 @dataclass(frozen=True)
 class Check:
-    """One rule on one column: the SQL condition that breaks it and the SQL detail text for quarantine."""
+    """One rule on one column (or on the whole row: column None): the SQL condition that breaks it and the
+    SQL detail text for quarantine."""
 
     rule: str
-    column: str
+    column: str | None
     condition: str
     detail: str
 
 
-def _shown(col: Column) -> str:
-    """SQL for the offending value as it appears in a detail; PHI values are withheld, never echoed."""
-    if col.phi:
-        return "'(value withheld: PHI)'"
-    return f"'''' || left({value_expr(col)}, {VALUE_ECHO_CHARS}) || ''''"
-
-
 def _detail(col: Column, text: str) -> str:
-    """`<column>: <value> <text>` as SQL; `text` is contract-derived and passed through `lit`."""
-    return f"{lit(col.name + ': ')} || {_shown(col)} || {lit(' ' + text)}"
+    """`<column>: the value <text>` as SQL. Never the value itself: details are shown to analysts."""
+    return lit(f"{col.name}: the value {text}")
+
+
+# Row-level checks on columns the staging query adds: `_breaks` (line breaks inside the row's fields, i.e.
+# the record spans several lines of the file) and `_nul` (a NUL byte in a field). A stray double quote
+# joins the lines up to the next quote into one value; those rows are quarantined with their line, never
+# landed with the next rows inside a value.
+ROW_CHECKS = (
+    Check("multiline_record", None, "_breaks > 0",
+          lit("the record spans several lines (a field contains a line break): usually a stray double quote "
+              "joined the following lines into one value. Remove the quote (or the line break) in the source "
+              "and re-send the file")),
+    Check("nul_byte", None, "_nul",
+          lit("a field contains a NUL byte (binary data): fix the row in the source and re-send the file")),
+)
 
 
 def _required(col: Column) -> list[Check]:
     if not col.required:
         return []
-    # Cheap for the common case: trim() is only computed for values that start with a space.
-    x = q(col.name)
-    cond = f"({x} IS NULL OR {x} = '' OR (starts_with({x}, ' ') AND trim({x}) = ''))"
+    cond = f"{value_expr(col)} IS NULL"  # staged values are trimmed, so whitespace-only is empty
     return [Check("required", col.name, cond, lit(f"{col.name}: a value is required but the field is empty"))]
 
 
@@ -169,13 +197,14 @@ def _codes(col: Column) -> list[Check]:
     return [Check("unknown_code", col.name, cond, _detail(col, text))]
 
 
-_RULE_BUILDERS = {"required": _required, "type": _type, "accepted": _accepted, "pattern": _pattern,
-                  "range": _range, "codes": _codes}
+_RULE_BUILDERS = {"row": lambda col: [], "required": _required, "type": _type, "accepted": _accepted,
+                  "pattern": _pattern, "range": _range, "codes": _codes}
 
 
 def checks_for(contract: Contract) -> list[Check]:
     """All checks of a contract, in the order in which the first broken one is reported."""
-    return [check for rule in RULE_ORDER for col in contract.columns for check in _RULE_BUILDERS[rule](col)]
+    return list(ROW_CHECKS) + [check for rule in RULE_ORDER for col in contract.columns
+                               for check in _RULE_BUILDERS[rule](col)]
 
 
 def violation_expr(checks: list[Check]) -> str:

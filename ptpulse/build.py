@@ -1,7 +1,10 @@
-"""`ptpulse build`: dbt build into a new analytics file beside the served one, then swap it in atomically.
+"""`ptpulse build`: dbt build into a new analytics file beside the served one, then serve it atomically.
 
 Steps (DESIGN.md, "Why three stores"):
 
+0. under the pipeline lock: an installation with plain served files is adopted into the build-folder layout
+   (`adopt_served_files`), and build folders abandoned by killed or failed builds are removed
+   (`remove_abandoned_builds`; never the served one);
 1. a new file `build/<build_id>/analytics.duckdb` (same file name as the served one, so the catalog name
    that dbt writes into view definitions stays valid after the rename);
 2. app state: `app.sqlite` is copied with SQLite's backup API (the app never meets a lock) and its
@@ -15,8 +18,10 @@ Steps (DESIGN.md, "Why three stores"):
 5. the de-identified twin `analytics_deid.duckdb` is written beside the new file (ptpulse/privacy.py: the new
    file attached READ_ONLY, one table per kept table with only kept columns) and verified (no PHI or
    free-text column, no excluded table, no view; otherwise the build fails);
-6. `os.replace` of the twin, then immediately of the analytics file, so both served files always come from
-   the same build.
+6. ONE atomic rename serves both: a new symlink `build/served -> <build_id>` replaces the old one, and the
+   stable paths `$PTPULSE_HOME/analytics.duckdb` / `analytics_deid.duckdb` are fixed symlinks into
+   `build/served/`, so both served files come from the same build at every instant, crash or not. The
+   previous build's folder is then removed (readers holding its files keep their snapshot).
 
 Staging is build-time plumbing: dbt's staging models are views over `rawdb.raw.*`, the raw database attached
 only while dbt runs. In the served file that attachment does not exist, so those views could never be
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -82,6 +88,7 @@ class BuildResult:
     warnings: list[str] = field(default_factory=list)
     row_counts: dict[str, int] = field(default_factory=dict)
     new_path: Optional[Path] = None
+    removed_builds: list[str] = field(default_factory=list)  # abandoned build folders removed by this build
 
 
 @dataclass
@@ -219,6 +226,12 @@ def run_dbt(
         "PTPULSE_DBT_TARGET_PATH": str(work_dir / "target"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
+    try:  # the pseudonym secret's PATH only (ptpulse/secrets.py); created on the first build
+        from ptpulse.secrets import ensure_key
+
+        env["PTPULSE_PSEUDONYM_KEY_FILE"] = str(ensure_key(Settings(home=Path(raw_db).parent)))
+    except (RuntimeError, OSError) as exc:
+        return DbtRun(False, 0, 0, 0, [], [], [str(exc)], f"dbt build failed: {exc}", {})
     t0 = time.perf_counter()
     with _DBT_LOCK, scoped_environ(env):
         try:
@@ -370,6 +383,144 @@ def _stable_path(new_path: Path, dbt_work: Path) -> Iterator[Path]:
             pass
 
 
+# ----------------------------------------------------------------------------------------------- serving
+#
+# Layout (ptpulse/config.py): build/<build_id>/ holds one build's analytics.duckdb + analytics_deid.duckdb;
+# build/served is a relative symlink to the served build's folder; $PTPULSE_HOME/analytics.duckdb and
+# analytics_deid.duckdb are fixed relative symlinks into build/served/. Serving a build is ONE rename (a new
+# symlink over build/served), so a crash at any moment leaves either the old pair or the new pair served,
+# never one file of each. A reader that opened the old files keeps its snapshot after the old folder is
+# removed (POSIX: an open file outlives its last name).
+
+_BUILD_FOLDER = re.compile(r"^\d{8}T\d{6}-[0-9a-f]{6}(-[a-z]+)?$")  # new_build_id(), plus -adopted / -stale
+
+
+def _served_names(settings: Settings) -> tuple[Path, Path]:
+    return settings.analytics_db, settings.analytics_deid_db
+
+
+def _stable_target(settings: Settings, stable: Path) -> str:
+    """What a stable path's symlink holds: relative, so a moved or restored home keeps working."""
+    return os.path.relpath(settings.served_dir / stable.name, stable.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (a power cut after a swap must not bring the old link back)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def served_build_dir(settings: Settings) -> Optional[Path]:
+    """The folder of the build served now (where build/served points), or None before the first build."""
+    link = settings.served_dir
+    if not link.is_symlink():
+        return None
+    target = settings.build_dir / os.readlink(link)
+    return target if target.is_dir() else None
+
+
+def _replace_with_symlink(path: Path, target: str) -> None:
+    """Point `path` at `target` in one atomic step: a new symlink renamed over it (never a moment without)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def serve_build_dir(settings: Settings, folder: Path) -> None:
+    """Serve the pair in `folder` (a build/<build_id>/ folder): the single atomic rename of build/served.
+    The stable paths are linked first (a no-op once they exist; dangling only before the first build)."""
+    link_stable_paths(settings)
+    _replace_with_symlink(settings.served_dir, folder.name)
+
+
+def link_stable_paths(settings: Settings) -> None:
+    """The documented paths $PTPULSE_HOME/analytics.duckdb and analytics_deid.duckdb as fixed symlinks into
+    build/served/ (created once; each replacement is atomic and points at content already served)."""
+    for stable in _served_names(settings):
+        want = _stable_target(settings, stable)
+        if stable.is_symlink() and os.readlink(stable) == want:
+            continue
+        _replace_with_symlink(stable, want)
+
+
+def adopt_served_files(settings: Settings) -> Optional[str]:
+    """Move an installation whose served files are plain files in $PTPULSE_HOME (the layout before builds were
+    served through build/served, a copied home, or a file put there by hand) into the layout. Returns the
+    adopted folder's name, or None when there was nothing to adopt.
+
+    Both files are hard-linked (same inode: open readers see no change) into build/<id>-adopted/, build/served
+    is pointed at that folder, then each top-level name is replaced by its symlink to the same content. Every
+    step is one rename and each leaves the same, consistent pair readable, so a crash mid-way is harmless.
+    """
+    stables = _served_names(settings)
+    foreign = [p for p in stables
+               if (p.exists() or p.is_symlink()) and not (p.is_symlink() and os.readlink(p) == _stable_target(settings, p))]
+    served_ok = settings.served_dir.is_symlink()
+    if not foreign and (served_ok or not settings.served_dir.exists()):
+        if served_build_dir(settings) is not None:
+            link_stable_paths(settings)
+        return None
+    for p in stables:
+        wal = Path(str(p) + ".wal")
+        if wal.exists():
+            raise RuntimeError(
+                f"{wal} exists: a process wrote {p.name} in place and did not close it. Close that process "
+                f"(or open {p} read-write once and close it, which checkpoints the file), then build again.")
+    settings.build_dir.mkdir(parents=True, exist_ok=True)
+    folder = settings.build_dir / f"{new_build_id()}-adopted"
+    folder.mkdir()
+    for p in stables:
+        if p.exists():
+            source = p.resolve()
+            try:
+                os.link(source, folder / p.name)
+            except OSError:  # another file system, or no hard links: a copy is the same content
+                shutil.copy2(source, folder / p.name)
+    if settings.served_dir.exists() and not settings.served_dir.is_symlink():
+        os.rename(settings.served_dir, settings.build_dir / f"{new_build_id()}-stale")  # removed as abandoned
+    _replace_with_symlink(settings.served_dir, folder.name)  # first: the links below must never dangle
+    link_stable_paths(settings)
+    return folder.name
+
+
+def remove_abandoned_builds(settings: Settings) -> list[str]:
+    """Remove build/<build_id>/ folders left by killed or failed builds: every build folder except the served
+    one (and never build/dbt or build/docs). Call under the pipeline lock, so no other build is in progress;
+    readers still holding a removed file keep reading it until they close it."""
+    if not settings.build_dir.is_dir():
+        return []
+    served = served_build_dir(settings)
+    removed = []
+    for child in sorted(settings.build_dir.iterdir()):
+        if child.name.startswith(f".{settings.served_dir.name}.") and child.is_symlink():  # swap killed mid-way
+            child.unlink(missing_ok=True)
+            continue
+        if child.is_symlink() or not child.is_dir() or not _BUILD_FOLDER.match(child.name):
+            continue
+        if served is not None and child.name == served.name:
+            continue
+        shutil.rmtree(child, ignore_errors=True)
+        removed.append(child.name)
+    for stable in _served_names(settings):
+        for tmp in stable.parent.glob(f".{stable.name}.*.tmp"):
+            if tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
+    return removed
+
+
 def build(
     settings: Settings,
     progress: ProgressFn = None,
@@ -386,12 +537,11 @@ def build(
     build_id = new_build_id()
     settings.ensure()
     work = settings.build_dir / build_id
-    work.mkdir(parents=True, exist_ok=True)
     new_path = work / settings.analytics_db.name
     dbt_work = settings.build_dir / "dbt"  # stable target/ so partial parsing is reused across builds
 
     def fail(message: str, run: Optional[DbtRun] = None) -> BuildResult:
-        if not keep_failed:
+        if not keep_failed and served_build_dir(settings) != work:
             shutil.rmtree(work, ignore_errors=True)
         return BuildResult(
             ok=False, served_path=settings.analytics_db if settings.analytics_db.exists() else None,
@@ -401,6 +551,12 @@ def build(
 
     if not settings.raw_db.exists():
         return fail(f"{settings.raw_db} does not exist: ingest source files first (`ptpulse ingest FOLDER`).")
+    try:  # under the pipeline lock: no other build is in progress, so any other build folder is abandoned
+        adopt_served_files(settings)
+        removed = remove_abandoned_builds(settings)
+    except (OSError, RuntimeError) as exc:
+        return fail(f"could not prepare {settings.build_dir} (the served files are unchanged): {exc}")
+    work.mkdir(parents=True, exist_ok=True)
 
     if progress:
         progress("app state", 0, 1)
@@ -457,20 +613,21 @@ def build(
             progress("de-identified twin", 0, 1)
         deid_path = work / settings.analytics_deid_db.name
         write_deidentified(new_path, deid_path)
-        verify_deidentified(deid_path)
+        verify_deidentified(deid_path, settings.raw_db)  # names and values (identifiers of raw patients)
         if Path(str(deid_path) + ".wal").exists():
             raise RuntimeError(f"{deid_path}.wal remains after checkpoint")
-        os.replace(deid_path, settings.analytics_deid_db)  # the twin first, then at once the file it mirrors
-        os.replace(new_path, settings.analytics_db)
+        previous = served_build_dir(settings)
+        serve_build_dir(settings, work)  # ONE rename serves the pair: analytics file and twin of this build
     except Exception as exc:  # noqa: BLE001 - any failure here must leave the served files as they were
         return fail(f"build {build_id} failed after dbt: {type(exc).__name__}: {exc}", run)
-    shutil.rmtree(work, ignore_errors=True)
+    if previous is not None and previous.name != build_id:
+        shutil.rmtree(previous, ignore_errors=True)  # open readers keep their snapshot (POSIX unlink semantics)
     if progress:
         progress("served", 1, 1)
     return BuildResult(
         ok=True, served_path=settings.analytics_db, seconds=time.perf_counter() - t0, models=run.models,
         tests=run.tests, message=run.message, build_id=build_id, failures=[], warnings=run.warnings,
-        row_counts=row_counts)
+        row_counts=row_counts, removed_builds=removed)
 
 
 def generate_docs(settings: Settings, out_dir: Optional[Path] = None, project_dir: Path = DBT_PROJECT_DIR) -> Path:

@@ -72,23 +72,42 @@ def ingest(
     settings = get_settings(home)
     try:
         with pipeline_lock(settings, "ingest", wait_s=wait), progress_bar("ingest") as report:
-            results = run(paths, settings, progress=report)
+            results = run(paths, settings, progress=_plain_steps(report))
     except PipelineBusy as exc:
         _fail(str(exc), code=3)
     _print_loads(results)
-    if any(r.status == "refused" for r in results):
+    if any(r.status in ("refused", "failed") for r in results):
         raise typer.Exit(2)
+
+
+def _plain(text: object, limit: int = 2000):
+    """File names and messages as inert text: control/escape characters shown as \\xNN, and no rich markup
+    or emoji codes interpreted (`[bold]`, `:x:` stay as written)."""
+    from rich.text import Text
+
+    from ingestion.files import safe_text
+
+    return Text(safe_text(str(text), limit))
+
+
+def _plain_steps(report):
+    """The progress callback with the step (a file name) escaped for the bar's markup and emoji codes."""
+    from rich.markup import escape
+
+    from ingestion.files import safe_text
+
+    return lambda step, done, total: report(escape(safe_text(step, 120)).replace(":", ":\u200b"), done, total)
 
 
 def _print_loads(results) -> None:
     table = Table("file", "source", "status", "read", "landed", "quarantined", "duplicate")
     for r in results:
-        table.add_row(Path(r.file).name, r.source or "?", r.status, f"{r.rows_read:,}", f"{r.rows_landed:,}",
-                      f"{r.rows_quarantined:,}", f"{r.rows_duplicate:,}")
+        table.add_row(_plain(Path(r.file).name, 120), r.source or "?", r.status, f"{r.rows_read:,}",
+                      f"{r.rows_landed:,}", f"{r.rows_quarantined:,}", f"{r.rows_duplicate:,}")
     out.print(table)
     for r in results:
-        if r.status == "refused":
-            err.print(f"[bold red]refused[/] {r.file}: {r.message}")
+        if r.status in ("refused", "failed"):
+            err.print(_plain(f"{r.status} {r.file}: {r.message}"), style="red")
 
 
 @app.command()
@@ -164,13 +183,47 @@ def refresh(
     settings = get_settings(home)
     try:
         with pipeline_lock(settings, "refresh", wait_s=wait), progress_bar("refresh") as report:
-            result = run(settings, paths=paths or None, progress=report)
+            result = run(settings, paths=paths or None, progress=_plain_steps(report))
     except PipelineBusy as exc:
         _fail(str(exc), code=3)
     _print_loads(result.loads)
     _finish_build(result.build)
-    if any(r.status == "refused" for r in result.loads):
+    if any(r.status in ("refused", "failed") for r in result.loads):
         raise typer.Exit(2)
+
+
+secret_app = typer.Typer(help="The installation secret behind patient_key (keyed pseudonyms).",
+                         no_args_is_help=True)
+app.add_typer(secret_app, name="secret")
+
+
+@secret_app.command("rotate")
+def secret_rotate(
+    home: Optional[Path] = HomeOpt,
+    wait: float = WaitOpt,
+    rebuild: bool = typer.Option(True, "--build/--no-build", help="Build at once so served files use the new key."),
+) -> None:
+    """New pseudonym secret: every patient_key changes; app actions on tasks keyed by it are re-keyed."""
+    from ptpulse.pipeline import run_build
+    from ptpulse.secrets import SecretError, rotate_key
+
+    settings = get_settings(home)
+    result = None
+    try:
+        with pipeline_lock(settings, "secret rotate", wait_s=wait), progress_bar("secret rotate") as report:
+            rot = rotate_key(settings)
+            if rebuild and settings.raw_db.exists():
+                result = run_build(settings, progress=report)
+    except PipelineBusy as exc:
+        _fail(str(exc), code=3)
+    except SecretError as exc:
+        _fail(str(exc))
+    out.print(f"new pseudonym secret in {rot.key_file} ({rot.patients:,} patients); "
+              f"{rot.actions_rekeyed:,} app action(s) re-keyed")
+    if result is not None:
+        _finish_build(result)
+    elif settings.analytics_db.exists():
+        out.print("served files keep the old pseudonyms until the next `ptpulse build`")
 
 
 @app.command(name="app")

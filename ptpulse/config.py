@@ -3,10 +3,16 @@
 `$PTPULSE_HOME` (default `./data`) holds the three stores of DESIGN.md plus the model artifacts:
 
 - raw.duckdb        written only by ingestion (append-only events, load audit, quarantine)
-- analytics.duckdb  built aside by dbt and swapped in atomically; read-only for everyone else
+- analytics.duckdb  built aside by dbt and served atomically; read-only for everyone else
 - analytics_deid.duckdb  its de-identified twin (no dim_patients, no PHI or free-text columns), written and
-                    swapped with it by every build: what analysts open directly and the SQL page queries
+                    served with it by every build: what analysts open directly and the SQL page queries
+- build/            builds: `build/<build_id>/` holds one build's pair of analytics files; `build/served` is a
+                    symlink to the served build's folder, replaced by ONE atomic rename per build, and the two
+                    stable paths above are fixed symlinks `analytics.duckdb -> build/served/analytics.duckdb`
+                    (and the same for the twin), so both served files always come from the same build
 - app.sqlite        app state (work-queue actions, audit log), SQLite in WAL mode
+- secrets/pseudonym.key  the installation secret behind patient_key (mode 0600; ptpulse/secrets.py;
+                    $PTPULSE_SECRETS_DIR moves it elsewhere); never inside the analytics files
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ class Settings:
 
     @property
     def analytics_db(self) -> Path:
+        """Stable path of the served analytics file (a symlink into `served_dir`; open it, never write it)."""
         return self.home / "analytics.duckdb"
 
     @property
     def analytics_deid_db(self) -> Path:
-        """De-identified twin of analytics_db (ptpulse/privacy.py); served together with it by every build."""
+        """De-identified twin of analytics_db (ptpulse/privacy.py); served together with it by every build.
+        Stable path (a symlink into `served_dir`): what the SQL page and analysts open."""
         return self.home / "analytics_deid.duckdb"
 
     @property
@@ -52,8 +60,14 @@ class Settings:
 
     @property
     def build_dir(self) -> Path:
-        """Scratch space for builds in progress (the next analytics file, dbt target/ and logs)."""
+        """Builds: `<build_id>/` folders (in progress, or the served one), dbt target/ and logs."""
         return self.home / "build"
+
+    @property
+    def served_dir(self) -> Path:
+        """Symlink to the served build's folder (holding analytics.duckdb and analytics_deid.duckdb of ONE
+        build); a build serves itself by renaming a new symlink over it (ptpulse/build.py)."""
+        return self.build_dir / "served"
 
     @property
     def lock_file(self) -> Path:

@@ -29,15 +29,20 @@ ui.chart(charts.attribution_compare(compare, dict(queries.MODEL_LABELS)), compar
 model = st.selectbox("Model for the detail below", models, format_func=lambda m: queries.MODEL_LABELS.get(m, m),
                      index=models.index("position") if "position" in models else 0, key="at_model")
 detail = by_channel[by_channel["model"] == model]
-total_spend, total_rev = detail["spend_usd"].sum(), detail["attributed_revenue_usd"].sum()
+paid = queries.marketing_totals(by_channel, model)
+newp = queries.marketing_new_patients(ctx.reader, f)
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Marketing spend", fmt(total_spend, "usd"), border=True)
-c2.metric("Attributed revenue", fmt(total_rev, "usd"), border=True)
-c3.metric("ROI", fmt((total_rev - total_spend) / total_spend, "pct") if total_spend else "–", border=True,
-          help="(attributed net revenue − spend) / spend")
-conv = detail["attributed_conversions"].sum()
-c4.metric("Cost per new patient", fmt(total_spend / conv, "usd") if conv else "–", border=True,
-          help="Benchmarks: ≈$274 organic, ≈$445 paid.")
+c1.metric("Marketing spend", fmt(paid["spend_usd"], "usd"), border=True)
+c2.metric("Revenue credited to marketing", fmt(paid["attributed_revenue_usd"], "usd"), border=True,
+          help="Net revenue this model credits to the channels you pay for (not physician referrals or direct access).")
+c3.metric("Marketing ROI", fmt(paid["roi"], "pct"), border=True,
+          help="(revenue credited to paid channels − spend) / spend. With the linear model this is the Overview's "
+               "'Attributed marketing ROI'.")
+c4.metric("Cost per new patient", fmt(newp["cost_per_new_patient"], "usd"), border=True,
+          help="Spend / marketing-sourced referrals evaluated in these months (as on the Overview; a patient counts "
+               "once, whatever the model). Benchmarks: ≈$274 organic, ≈$445 paid.")
+st.caption("Attribution splits a patient's credit across the touches on their path, so a channel's "
+           "'new patients' below can be fractional (0.5 = half of one patient's credit).")
 
 left, right = st.columns(2)
 with left:
@@ -47,16 +52,16 @@ with right:
     ui.table(detail[["channel", "spend_usd", "attributed_conversions", "attributed_revenue_usd", "roi",
                      "cost_per_new_patient"]], f"roi_by_channel_{model}", "at_roi", column_config={
         "spend_usd": ui.money("Spend"), "attributed_revenue_usd": ui.money("Attributed revenue"),
-        "attributed_conversions": st.column_config.NumberColumn("New patients", format="%.1f"),
-        "roi": ui.pct("ROI"), "cost_per_new_patient": ui.money("Cost per new patient")})
+        "attributed_conversions": st.column_config.NumberColumn("New patients (credited)", format="%.1f"),
+        "roi": ui.pct("ROI"), "cost_per_new_patient": ui.money("Cost per credited new patient")})
 
 if model in queries.HEURISTIC_MODELS:
     monthly = queries.attribution_monthly(ctx.reader, f, model)
     metric = st.radio("Monthly measure", ["roi", "cost_per_new_patient", "attributed_revenue_usd"], horizontal=True,
-                      format_func={"roi": "ROI", "cost_per_new_patient": "Cost per new patient",
+                      format_func={"roi": "ROI", "cost_per_new_patient": "Cost per credited new patient",
                                    "attributed_revenue_usd": "Attributed revenue"}.get, key="at_metric")
-    unit = {"roi": "ratio", "cost_per_new_patient": "usd", "attributed_revenue_usd": "usd"}[metric]
-    label = {"roi": "ROI", "cost_per_new_patient": "Cost per new patient", "attributed_revenue_usd": "Attributed revenue"}[metric]
+    unit = {"roi": "pct", "cost_per_new_patient": "usd", "attributed_revenue_usd": "usd"}[metric]
+    label = {"roi": "ROI", "cost_per_new_patient": "Cost per credited new patient", "attributed_revenue_usd": "Attributed revenue"}[metric]
     ui.chart(charts.monthly_metric(monthly, metric, label, unit), monthly, f"attribution_monthly_{model}", "at_monthly")
 else:
     st.caption("Data-driven models are fitted on all history (their shares, applied to this period, are above), "

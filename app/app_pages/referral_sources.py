@@ -25,6 +25,11 @@ c3.metric("Fading sources", fmt(len(fading), "count"), border=True,
           help="Sources whose referrals fell sharply in the last 90 days: call them.")
 c4.metric("Net revenue from these sources", fmt(card["net_revenue_usd"].sum(), "usd"), border=True)
 st.caption("Scorecard covers all history, practice-wide (the date and clinic filters apply to the Sankey below).")
+still_open = queries.open_referrals_by_source_type(ctx.reader, None if source_type == "(all)" else source_type)
+if still_open["open"]:
+    st.caption(f":gray[◌ {still_open['open']:,.0f} of {still_open['referrals']:,.0f} of these referrals are still open "
+               "(neither evaluated nor exited): a source's conversion and plan completion still count them as not "
+               "converted, so sources with many recent referrals read low until those resolve.]")
 
 st.subheader("Scorecard")
 ui.table(card, f"referral_scorecard_{source_type}", "rs_card", column_config={

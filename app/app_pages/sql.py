@@ -1,7 +1,8 @@
 """SQL (analyst): ad-hoc read-only queries against the de-identified twin of the analytics file.
 
-One SELECT / WITH / DESCRIBE / SHOW statement at a time, capped in rows and time, in a sandbox DuckDB with
-no file access that can only read analytics_deid.duckdb (see app/lib/sql_guard.py and app/README.md)."""
+One SELECT / WITH / DESCRIBE / SHOW statement at a time, capped in rows, time and memory, each run in its own
+worker process (killed at the limits) whose DuckDB has no file access and can only read analytics_deid.duckdb
+(see app/lib/sql_guard.py, app/lib/sql_worker.py and app/README.md)."""
 
 from pathlib import Path
 
@@ -16,8 +17,8 @@ ctx.as_of_caption()
 
 @st.cache_resource(max_entries=2, show_spinner=False)
 def sandbox(path: str, identity: str):
-    """One sandbox per served twin (keyed by its file identity, so a swap is picked up), shared by analyst
-    sessions (each query gets its own cursor)."""
+    """The served twin, verified, and its table list, once per file identity (so a swap is picked up); shared
+    by analyst sessions. Queries themselves run in a fresh worker process each."""
     return sql_guard.build_sandbox(Path(path))
 
 
@@ -27,8 +28,9 @@ if ident is None:
     st.warning(str(sql_guard.DeidMissing(deid_path)))
     st.stop()
 box = sandbox(str(deid_path), ident.token)
-st.caption(f"Read-only · de-identified (patient_key only) · one statement · up to {sql_guard.ROW_CAP:,} rows · "
-           f"{sql_guard.TIME_LIMIT_S:.0f} s limit · no file access")
+limits = box.limits
+st.caption(f"Read-only · de-identified (patient_key only) · one statement · up to {limits.row_cap:,} rows · "
+           f"{limits.time_limit_s:g} s · {limits.memory_limit_mb} MB memory · no file access")
 with st.expander("Tables you can query"):
     ui.table(sql_guard.sandbox_catalog(box), "sql_catalog", "sql_catalog")
 
@@ -39,7 +41,8 @@ with st.form("sql_form"):
 if run:
     st.session_state["sql_last"] = text
     try:
-        result = sql_guard.run_readonly(box, text)
+        with st.spinner("Running in its own worker process…"):
+            result = sql_guard.run_readonly(box, text)
     except sql_guard.SqlRefused as exc:
         st.error(str(exc))
     else:

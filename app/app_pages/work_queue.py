@@ -7,7 +7,7 @@ from datetime import datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from app.lib import actions, charts, queries, ui
+from app.lib import actions, charts, model_cards, queries, ui
 from app.lib import work_queue as wq
 from app.lib.formatting import reference_now
 
@@ -21,7 +21,8 @@ ctx.as_of_caption()
 if ctx.as_of is not None and now == ctx.as_of:
     st.caption(f"SLA clocks run from the data's as-of time ({now:%Y-%m-%d %H:%M}) because the data is not current.")
 
-candidates = queries.queue_candidates(ctx.reader, ctx.filters, ctx.as_of)
+candidates = queries.queue_candidates(ctx.reader, ctx.filters, ctx.as_of,
+                                      scores_servable=model_cards.no_show_servable(ctx.settings))
 states = actions.task_states(app_db, candidates["task_id"].tolist())
 queue = wq.assemble(candidates, states, now, wq.lead_scores(ctx.reader))
 

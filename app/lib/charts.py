@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 
 PALETTE = px.colors.qualitative.Safe
 BAND_COLOR = "rgba(46, 160, 67, 0.12)"
+MATURING_COLOR = "#b0b0b0"   # periods whose cohort has not had its outcomes yet
 _TICK = {"pct": ".0%", "usd": "$,.0f"}
 
 
@@ -54,10 +55,19 @@ def kpi_trend(df: pd.DataFrame, label: str, unit: str | None, low: Any = None, h
     title = f"{label} by month"
     if df.empty or df["value"].isna().all():
         return empty(title)
-    fig = px.line(df, x="month", y="value", markers=True, color_discrete_sequence=PALETTE)
+    maturing = df["is_maturing"].astype(bool) if "is_maturing" in df else pd.Series(False, index=df.index)
+    fig = go.Figure()
+    fig.add_scatter(x=df["month"], y=df["value"].where(~maturing), mode="lines+markers", name=label,
+                    line=dict(color=PALETTE[0]), showlegend=bool(maturing.any()))
+    if maturing.any():
+        # the last mature point joins the grey segment so the line does not break
+        grey = maturing | maturing.shift(-1, fill_value=False)
+        fig.add_scatter(x=df["month"], y=df["value"].where(grey), mode="lines+markers", name="Still maturing",
+                        line=dict(color=MATURING_COLOR, dash="dot"),
+                        marker=dict(color=[MATURING_COLOR if m else PALETTE[0] for m in maturing]))
     _band(fig, low, high)
     fig.update_yaxes(title=label, tickformat=_TICK.get(unit or "", None))
-    fig.update_xaxes(title="")
+    fig.update_xaxes(title="", dtick="M1" if len(df) <= 12 else "M3", tickformat="%b %Y")
     return _layout(fig, title)
 
 
@@ -214,25 +224,35 @@ def path_lengths(df: pd.DataFrame) -> go.Figure:
     return _layout(fig, title)
 
 
-def leakage_by_category(df: pd.DataFrame) -> go.Figure:
-    title = "Revenue lost by cause"
-    if df.empty:
+def leakage_by_category(totals: pd.DataFrame) -> go.Figure:
+    """Low estimate as a solid bar, the rest of the range up to the high estimate as a lighter one."""
+    title = "Revenue lost by cause (low – high estimate)"
+    if totals.empty:
         return empty(title)
-    totals = df.groupby("category", as_index=False)["dollars_lost"].sum().sort_values("dollars_lost")
-    fig = px.bar(totals, x="dollars_lost", y="category", orientation="h", color_discrete_sequence=["#d62728"],
-                 text=totals["dollars_lost"].map(lambda v: f"${v:,.0f}"))
+    t = totals.sort_values("high_usd")
+    fig = go.Figure()
+    fig.add_bar(x=t["low_usd"], y=t["label"], orientation="h", name="Low estimate", marker_color="#d62728",
+                text=t["low_usd"].map(lambda v: f"${v:,.0f}"), textposition="inside")
+    fig.add_bar(x=t["high_usd"] - t["low_usd"], y=t["label"], orientation="h", name="Up to the high estimate",
+                marker_color="rgba(214, 39, 40, 0.3)", text=t["high_usd"].map(lambda v: f"${v:,.0f}"),
+                textposition="outside")
+    fig.update_layout(barmode="stack")
     fig.update_xaxes(title="Dollars lost", tickformat="$,.0f")
     fig.update_yaxes(title="")
-    return _layout(fig, title, height=max(260, 36 * len(totals) + 90))
+    return _layout(fig, title, height=max(280, 40 * len(t) + 120))
 
 
 def leakage_trend(df: pd.DataFrame) -> go.Figure:
+    """Low estimates stacked by cause per month, with the month's high estimate as a line above them."""
     title = "Revenue lost by month"
     if df.empty:
         return empty(title)
-    fig = px.bar(df, x="month", y="dollars_lost", color="category", color_discrete_sequence=PALETTE)
-    fig.update_yaxes(title="Dollars lost", tickformat="$,.0f")
-    fig.update_xaxes(title="")
+    fig = px.bar(df, x="month", y="low_usd", color="label", color_discrete_sequence=PALETTE)
+    high = df.groupby("month", as_index=False)["high_usd"].sum()
+    fig.add_scatter(x=high["month"], y=high["high_usd"], mode="lines+markers", name="High estimate (all causes)",
+                    line=dict(color="#444", dash="dash"))
+    fig.update_yaxes(title="Dollars lost (low estimate)", tickformat="$,.0f")
+    fig.update_xaxes(title="", dtick="M1", tickformat="%b %Y")
     fig.update_layout(legend_title_text="")
     return _layout(fig, title)
 

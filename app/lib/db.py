@@ -5,8 +5,12 @@ Why this shape:
   an old connection is open returns the *old* (swapped-out) file. Each connection here is therefore an
   in-memory DuckDB that ATTACHes the served file read-only: a fresh attach opens whatever file the path
   names now, and the previous connection keeps serving in-flight queries until it is garbage collected.
-- The file identity (inode, mtime, size) is checked before each query; a change means a new build was
-  swapped in, so the next query reconnects. The same identity is part of every cache key.
+- The served path is a fixed symlink into `build/served/`, itself a symlink to the served build's folder
+  (ptpulse/build.py). The file identity (the resolved path, i.e. the build folder, plus inode, mtime, size)
+  is checked before each query; a change means a new build was served, so the next query reconnects, and
+  it ATTACHes the resolved path it identified, so a connection is pinned to exactly one build. The same
+  identity is part of every cache key. A connection left from the previous build keeps its snapshot even
+  after that build's folder is removed (its file stays open).
 - A writer holding the file (never the app; e.g. an operator opening it read-write) makes the attach
   fail with a lock error: we retry a few times with backoff, then say what happened.
 - One cursor per query, so concurrent Streamlit sessions (threads) never share a cursor.
@@ -47,18 +51,23 @@ class FileIdentity:
     inode: int
     mtime_ns: int
     size: int
+    resolved: str = ""  # the real file behind the served symlinks: build/<build_id>/analytics.duckdb
 
     @property
     def token(self) -> str:
-        return f"{self.inode}-{self.mtime_ns}-{self.size}"
+        build = Path(self.resolved).parent.name if self.resolved else ""
+        return f"{build}-{self.inode}-{self.mtime_ns}-{self.size}"
 
 
 def file_identity(path: Path) -> FileIdentity | None:
+    """Identity of the file `path` names now. The resolved path is part of it: an inode number freed with an
+    old build folder can be reused by the next build's file."""
     try:
-        st = os.stat(path)
+        resolved = os.path.realpath(path)
+        st = os.stat(resolved)
     except FileNotFoundError:
         return None
-    return FileIdentity(st.st_ino, st.st_mtime_ns, st.st_size)
+    return FileIdentity(st.st_ino, st.st_mtime_ns, st.st_size, resolved)
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -89,10 +98,10 @@ class AnalyticsDb:
     def exists(self) -> bool:
         return file_identity(self.path) is not None
 
-    def _connect(self) -> duckdb.DuckDBPyConnection:
+    def _connect(self, ident: FileIdentity) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(":memory:", config={"threads": self.threads})
         # Escape the path as an SQL string literal: it comes from our own config, never from a user.
-        literal = str(self.path).replace("'", "''")
+        literal = (ident.resolved or str(self.path)).replace("'", "''")
         con.execute(f"ATTACH '{literal}' AS {CATALOG} (READ_ONLY)")
         return con
 
@@ -105,7 +114,7 @@ class AnalyticsDb:
             last: Exception | None = None
             for attempt in range(self.retries + 1):
                 try:
-                    con = self._connect()
+                    con = self._connect(ident)
                 except duckdb.Error as exc:
                     if not _is_lock_error(exc) and "no such file" not in str(exc).lower():
                         raise

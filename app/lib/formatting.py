@@ -81,11 +81,25 @@ def kpi_tile(row: dict) -> Tile:
     """Turn one kpi_summary row into what st.metric shows."""
     unit = row.get("unit")
     better = row.get("better")
-    status = band_status(row.get("value"), row.get("healthy_low"), row.get("healthy_high"))
     band = band_text(row.get("healthy_low"), row.get("healthy_high"), unit)
-    help_text = f"{row.get('definition') or ''}\n\n{band.capitalize()} — now {status}. Change is against the previous period of the same length."
     color = "normal" if better == "higher" else "inverse" if better == "lower" else "off"
-    return Tile(label=str(row.get("label") or row.get("kpi")), value=fmt(row.get("value"), unit),
+    label = str(row.get("label") or row.get("kpi"))
+    if row.get("is_maturing"):
+        # a young cohort: outcomes are not in yet, so neither a verdict nor a trend colour would be honest
+        resolved = (1 - float(row["pending"]) / float(row["cohort"])) if row.get("cohort") else 0.0
+        n_res = float(row["cohort"]) - float(row["pending"])
+        status = "maturing"
+        help_text = (f"{row.get('definition') or ''}\n\nStill maturing: {n_res:,.0f} of {float(row['cohort']):,.0f} "
+                     f"({resolved * 100:.0f}%) have an outcome. {row.get('maturity') or ''} "
+                     f"The {band} verdict is withheld until the period matures.")
+        return Tile(label=f"{label} (maturing)", value=fmt(row.get("value"), unit),
+                    delta=fmt_delta(row.get("value"), row.get("previous"), unit), delta_color="off",
+                    help=help_text.strip(), status=status)
+    status = band_status(row.get("value"), row.get("healthy_low"), row.get("healthy_high"))
+    help_text = f"{row.get('definition') or ''}\n\n{band.capitalize()} — now {status}. Change is against the previous period of the same length."
+    if row.get("previous_is_maturing"):
+        help_text += " The previous period is itself still maturing."
+    return Tile(label=label, value=fmt(row.get("value"), unit),
                 delta=fmt_delta(row.get("value"), row.get("previous"), unit), delta_color=color,
                 help=help_text.strip(), status=status)
 

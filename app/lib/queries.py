@@ -146,7 +146,13 @@ def data_date_range(r: Reader) -> tuple[date | None, date | None]:
 
 # ------------------------------------------------------------------------------------------ KPIs
 
-_KPI_BASE = """
+_PRACTICE_OR_CLINICS = "case when $all_clinics then clinic_id = 'ALL' else list_contains($clinics, clinic_id) end"
+_EACH_CLINIC = "clinic_id <> 'ALL' and " + CLINIC_FILTER
+
+
+def _kpi_base(clinic_rows: str = _PRACTICE_OR_CLINICS) -> str:
+    """CTE `rows`: each KPI at its finest grain, for the practice ('ALL') or the chosen clinics' own rows."""
+    return f"""
 with grains as (
     select kpi, min(case grain when 'day' then 1 when 'week' then 2 else 3 end) as g
     from marts.practice_kpis group by kpi
@@ -155,7 +161,7 @@ rows as (
     select k.*
     from marts.practice_kpis k join grains using (kpi)
     where case grain when 'day' then 1 when 'week' then 2 else 3 end = grains.g
-      and case when $all_clinics then clinic_id = 'ALL' else list_contains($clinics, clinic_id) end
+      and {clinic_rows}
 )
 """
 
@@ -168,50 +174,75 @@ def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
     """One row per KPI: value in the period, value in the previous period, definition and healthy band."""
     prev = f.previous
     params = {**clinic_params(r, f), "start": f.start, "end": f.end, "prev_start": prev.start, "prev_end": prev.end}
-    sql = _KPI_BASE + f"""
+    sql = _kpi_base() + f"""
     , cur as (
-        select r.kpi, {_KPI_VALUE} as value, sum(r.denominator) as denominator
+        select r.kpi, {_KPI_VALUE} as value, sum(r.denominator) as denominator, sum(r.cohort) as cohort,
+               sum(r.pending) as pending
         from rows r join marts.kpi_definitions d using (kpi)
         where r.period_start between $start and $end group by r.kpi, d.unit
     ), prev as (
-        select r.kpi, {_KPI_VALUE} as value
+        select r.kpi, {_KPI_VALUE} as value, sum(r.cohort) as cohort, sum(r.pending) as pending
         from rows r join marts.kpi_definitions d using (kpi)
         where r.period_start between $prev_start and $prev_end group by r.kpi, d.unit
     )
-    select d.kpi, d.label, d.unit, d.better, d.healthy_low, d.healthy_high, d.definition,
-           cur.value, prev.value as previous, cur.denominator
+    select d.kpi, d.label, d.unit, d.better, d.healthy_low, d.healthy_high, d.definition, d.maturity,
+           cur.value, prev.value as previous, cur.denominator, cur.cohort, cur.pending,
+           prev.cohort as previous_cohort, prev.pending as previous_pending,
+           (select max(maturity_resolved_share) from marts.build_info) as maturity_bar
     from marts.kpi_definitions d
     left join cur using (kpi) left join prev using (kpi)
     """
-    df = r.df(sql, params)
+    df = with_maturity(r.df(sql, params))
     rank = {k: i for i, k in enumerate(KPI_ORDER)}
     return df.sort_values("kpi", key=lambda s: s.map(lambda k: rank.get(k, len(rank)))).reset_index(drop=True)
 
 
+def with_maturity(df: pd.DataFrame) -> pd.DataFrame:
+    """resolved_share and is_maturing from cohort/pending sums: one rule for tiles, trends and clinics.
+
+    A cohort KPI (denial rate, early dropout, conversions...) is 'maturing' while fewer than the build's
+    maturity bar (95%) of its cohort has an outcome; flow KPIs (no cohort) never are.
+    """
+    cohort = pd.to_numeric(df.get("cohort"), errors="coerce") if "cohort" in df else pd.Series(float("nan"), df.index)
+    pending = pd.to_numeric(df.get("pending"), errors="coerce") if "pending" in df else cohort * 0
+    share = (1 - pending / cohort.where(cohort > 0)).astype(float)
+    bar = pd.to_numeric(df["maturity_bar"], errors="coerce") if "maturity_bar" in df else pd.Series(0.95, df.index)
+    df = df.assign(resolved_share=share)
+    df["is_maturing"] = (share < bar.fillna(0.95)).fillna(False).astype(bool)
+    if "previous_cohort" in df:
+        prev_share = 1 - pd.to_numeric(df["previous_pending"], errors="coerce") / pd.to_numeric(
+            df["previous_cohort"], errors="coerce").where(lambda c: c > 0)
+        df["previous_is_maturing"] = (prev_share < bar.fillna(0.95)).fillna(False).astype(bool)
+    return df
+
+
 def kpi_trend(r: Reader, f: Filters, kpi: str, months: int = 24) -> pd.DataFrame:
-    """Monthly values of one KPI up to the end of the range (whole practice or the selected clinics)."""
+    """Monthly values of one KPI up to the end of the range (whole practice or the selected clinics), with
+    each month's maturity (young cohorts are greyed out by the chart)."""
     params = {**clinic_params(r, f), "kpi": kpi, "end": f.end, "from": f.end - timedelta(days=31 * months)}
     sql = f"""
-    select r.period_start as month, {_KPI_VALUE} as value
+    select r.period_start as month, {_KPI_VALUE} as value, sum(r.cohort) as cohort, sum(r.pending) as pending,
+           (select max(maturity_resolved_share) from marts.build_info) as maturity_bar
     from marts.practice_kpis r join marts.kpi_definitions d using (kpi)
     where r.kpi = $kpi and r.grain = 'month' and r.period_start between $from and $end
       and case when $all_clinics then r.clinic_id = 'ALL' else list_contains($clinics, r.clinic_id) end
     group by r.period_start, d.unit order by 1
     """
-    return r.df(sql, params)
+    return with_maturity(r.df(sql, params))
 
 
 def kpi_by_clinic(r: Reader, f: Filters, kpi: str) -> pd.DataFrame:
     """One KPI per clinic over the period (for the clinic comparison)."""
     params = {**clinic_params(r, f), **range_params(f), "kpi": kpi}
-    sql = _KPI_BASE.replace("case when $all_clinics then clinic_id = 'ALL' else list_contains($clinics, clinic_id) end",
-                            "clinic_id <> 'ALL' and " + CLINIC_FILTER) + f"""
-    select r.clinic_id, coalesce(c.clinic_name, r.clinic_id) as clinic_name, {_KPI_VALUE} as value
+    sql = _kpi_base(_EACH_CLINIC) + f"""
+    select r.clinic_id, coalesce(c.clinic_name, r.clinic_id) as clinic_name, {_KPI_VALUE} as value,
+           sum(r.cohort) as cohort, sum(r.pending) as pending,
+           (select max(maturity_resolved_share) from marts.build_info) as maturity_bar
     from rows r join marts.kpi_definitions d using (kpi) left join marts.dim_clinics c using (clinic_id)
     where r.kpi = $kpi and r.period_start between $start and $end
     group by r.clinic_id, c.clinic_name, d.unit order by value desc nulls last
     """
-    return r.df(sql, params)
+    return with_maturity(r.df(sql, params))
 
 
 # ------------------------------------------------------------------------------------------ funnel
@@ -222,14 +253,23 @@ def _funnel_where(f: Filters) -> str:
 
 
 def funnel_summary(r: Reader, f: Filters) -> pd.DataFrame:
-    """Headline conversion figures for the referrals received in the range."""
+    """Headline conversion figures for the referrals received in the range.
+
+    Time to first contact and time to first visit are the KPIs' own statistic (mean over the referrals that
+    reached the step, kpi_definitions), so the Funnel and the Overview show one number under one name; the
+    median is returned beside it, named as such.
+    """
     sql = f"""
     select count(*) as referrals,
            avg(case when converted_webpt then 1.0 else 0.0 end) as conversion_webpt,
            avg(case when converted_7day then 1.0 else 0.0 end) as conversion_7day,
+           avg(hours_to_contact) as hours_to_first_contact,
            median(hours_to_contact) as median_hours_to_contact,
+           avg(business_days_to_eval) as business_days_to_first_visit,
            median(business_days_to_eval) as median_business_days_to_eval,
-           count(*) filter (where exit_stage is null and discharged_at is null) as open_referrals
+           count(*) filter (where exit_stage is null and discharged_at is null and not converted_webpt)
+             as open_referrals,
+           (select max(maturity_resolved_share) from marts.build_info) as maturity_bar
     from marts.referral_funnel where {_funnel_where(f)}
     """
     return r.df(sql, {**clinic_params(r, f), **range_params(f)})
@@ -308,6 +348,17 @@ def source_types(r: Reader) -> list[str]:
     return [s for s in df["source_type"].tolist() if s is not None]
 
 
+def open_referrals_by_source_type(r: Reader, source_type: str | None = None) -> dict[str, float]:
+    """Referrals (all history) and how many are still open: the scorecard's maturity in one line."""
+    sql = """
+    select count(*) as referrals,
+           count(*) filter (where exit_stage is null and discharged_at is null and not converted_webpt) as open
+    from marts.referral_funnel where ($source_type is null or source_type = $source_type)
+    """
+    row = r.df(sql, {"source_type": source_type}).iloc[0]
+    return {"referrals": float(row["referrals"]), "open": float(row["open"])}
+
+
 def source_scorecard(r: Reader, source_type: str | None = None) -> pd.DataFrame:
     """Referring sources ranked by referrals, with conversion, completion, revenue and trend."""
     sql = """
@@ -344,8 +395,8 @@ def source_outcomes(r: Reader, f: Filters, by: str = "source_type") -> pd.DataFr
 def attribution_by_channel(r: Reader, f: Filters) -> pd.DataFrame:
     """Spend, attributed conversions and revenue per model and channel over the months in range."""
     sql = """
-    select model, channel, sum(spend_usd) as spend_usd, sum(attributed_conversions) as attributed_conversions,
-           sum(attributed_revenue_usd) as attributed_revenue_usd
+    select model, channel, bool_or(is_marketing) as is_marketing, sum(spend_usd) as spend_usd,
+           sum(attributed_conversions) as attributed_conversions, sum(attributed_revenue_usd) as attributed_revenue_usd
     from marts.attribution_roi
     where month between date_trunc('month', $start::date) and $end
     group by all
@@ -353,6 +404,7 @@ def attribution_by_channel(r: Reader, f: Filters) -> pd.DataFrame:
     df = r.df(sql, range_params(f))
     if r.has("ml.attribution_credit"):
         df = pd.concat([df, _data_driven_for_period(r, df)], ignore_index=True)
+    df["is_marketing"] = df["is_marketing"].fillna(False).astype(bool)
     spend = df["spend_usd"].astype(float)
     df["roi"] = (df["attributed_revenue_usd"] - spend) / spend.where(spend > 0)
     df["cost_per_new_patient"] = spend / df["attributed_conversions"].where(df["attributed_conversions"] > 0)
@@ -374,8 +426,39 @@ def _data_driven_for_period(r: Reader, heuristic: pd.DataFrame) -> pd.DataFrame:
     for col in ("attributed_conversions", "attributed_revenue_usd"):
         share = ml[col] / ml.groupby("model")[col].transform("sum").where(lambda t: t > 0)
         ml[col] = share.fillna(0.0) * float(one_model[col].sum())
-    spend = heuristic.groupby("channel", as_index=False)["spend_usd"].max()
+    spend = heuristic.groupby("channel", as_index=False).agg(spend_usd=("spend_usd", "max"),
+                                                              is_marketing=("is_marketing", "max"))
     return ml.merge(spend, on="channel", how="left")
+
+
+def marketing_totals(by_channel: pd.DataFrame, model: str) -> dict[str, float | None]:
+    """Marketing spend, revenue credited to bought channels, and ROI for one model.
+
+    One definition everywhere (the Overview's attributed_roi is this with the linear model): only channels
+    that carry spend enter, so physician referrals and direct access never inflate a marketing return.
+    ROI is a fraction (0.5 = 50%), shown as a percentage.
+    """
+    paid = by_channel[(by_channel["model"] == model) & by_channel["is_marketing"]]
+    spend = float(paid["spend_usd"].fillna(0).sum())
+    revenue = float(paid["attributed_revenue_usd"].fillna(0).sum())
+    return {"spend_usd": spend, "attributed_revenue_usd": revenue,
+            "attributed_conversions": float(paid["attributed_conversions"].fillna(0).sum()),
+            "roi": (revenue - spend) / spend if spend > 0 else None}
+
+
+def marketing_new_patients(r: Reader, f: Filters) -> dict[str, float | None]:
+    """Cost per new patient exactly as the Overview KPI: spend / marketing-sourced referrals evaluated, months in range."""
+    sql = """
+    select sum(numerator) as spend_usd, sum(denominator) as new_patients
+    from marts.practice_kpis
+    where kpi = 'cost_per_new_patient' and grain = 'month' and clinic_id = 'ALL'
+      and period_start between date_trunc('month', $start::date) and $end
+    """
+    row = r.df(sql, range_params(f)).iloc[0]
+    spend = None if pd.isna(row["spend_usd"]) else float(row["spend_usd"])
+    patients = None if pd.isna(row["new_patients"]) else float(row["new_patients"])
+    return {"new_patients": patients,
+            "cost_per_new_patient": spend / patients if spend is not None and patients else None}
 
 
 def available_models(r: Reader) -> list[str]:
@@ -416,9 +499,10 @@ def top_paths(r: Reader, limit: int = 25) -> pd.DataFrame:
 
 
 def leakage(r: Reader, f: Filters) -> pd.DataFrame:
-    """Dollars lost by category and month in range (selected clinics)."""
+    """Dollars at stake by category and month in range (selected clinics); app/lib/leakage.py makes the range."""
     sql = f"""
-    select category, month, sum(events) as events, sum(dollars_lost) as dollars_lost, any_value(assumption) as assumption
+    select category, month, sum(events) as events, sum(units_at_stake) as units_at_stake,
+           sum(dollars_at_stake) as dollars_at_stake, any_value(assumption) as assumption
     from marts.revenue_leakage
     where month between date_trunc('month', $start::date) and $end and {CLINIC_FILTER}
     group by all order by month, category
@@ -429,8 +513,13 @@ def leakage(r: Reader, f: Filters) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------ work queue
 
 
-def queue_candidates(r: Reader, f: Filters, as_of: datetime | None, high_risk_days: int = 7) -> pd.DataFrame:
-    """Open tasks from the build plus upcoming high no-show-risk appointments (rule confirm_high_risk)."""
+def queue_candidates(r: Reader, f: Filters, as_of: datetime | None, high_risk_days: int = 7,
+                     scores_servable: bool = True) -> pd.DataFrame:
+    """Open tasks from the build plus upcoming high no-show-risk appointments (rule confirm_high_risk).
+
+    `scores_servable=False` (the deployed no-show model lost to its baseline: model_cards.no_show_servable)
+    leaves the confirm_high_risk tasks out.
+    """
     params = {**clinic_params(r, f)}
     sql = f"""
     select w.task_id, w.rule, w.clinic_id, {_identity_select(r, 'w')}, w.referral_id, w.episode_id, w.appointment_id,
@@ -438,7 +527,7 @@ def queue_candidates(r: Reader, f: Filters, as_of: datetime | None, high_risk_da
     from marts.work_queue_candidates w {_patients_join(r, 'w')}
     where ($all_clinics or list_contains($clinics, w.clinic_id))
     """
-    if r.has("ml.no_show_scores") and as_of is not None:
+    if scores_servable and r.has("ml.no_show_scores") and as_of is not None:
         sql += f"""
     union all by name
     select 'confirm_high_risk:' || s.appointment_id as task_id, 'confirm_high_risk' as rule, s.clinic_id, {_identity_select(r, 'a')},

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptpulse.config import Settings
+from ptpulse.lock import pid_alive, lock_holder
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _EXIT = re.compile(r"^\[ptpulse-app\] exit code (-?\d+)$", re.M)
@@ -49,20 +50,6 @@ class RefreshStatus:
         return None if self.exit_code is None else self.exit_code == 0
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child we started counts as finished
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def clean_log(text: str) -> list[str]:
     """Log text without terminal escapes, split on newlines and carriage returns (progress redraws)."""
     return [line.strip() for line in re.split(r"[\r\n]+", _ANSI.sub("", text)) if line.strip()]
@@ -78,7 +65,7 @@ def status(settings: Settings) -> RefreshStatus:
     lines = clean_log(text)
     exit_match = _EXIT.findall("\n".join(lines))
     exit_code = int(exit_match[-1]) if exit_match else None
-    running = exit_code is None and _pid_alive(int(state["pid"]))
+    running = exit_code is None and pid_alive(int(state["pid"]))
     progress_lines = [l for l in lines if not l.startswith("[ptpulse-app]")]
     return RefreshStatus(running=running, started_at=state.get("started_at"), actor=state.get("actor"),
                          log_path=str(log_path), exit_code=exit_code,
@@ -108,6 +95,6 @@ def start(settings: Settings, actor: str, extra_args: list[str] | None = None) -
 
 
 def pipeline_holder(settings: Settings) -> str | None:
-    """Who holds the pipeline lock right now (written by ptpulse.lock), if anyone."""
-    holder = settings.lock_file.with_suffix(".holder")
-    return holder.read_text().strip() if holder.exists() else None
+    """Who holds the pipeline lock right now, if anyone: asked of the OS lock (ptpulse.lock.lock_holder), so a
+    `.pipeline.holder` file left by a killed command never disables "Refresh now"."""
+    return lock_holder(settings)

@@ -1,28 +1,33 @@
 """The analyst SQL page: what may run, and where it runs.
 
-Two independent locks:
+Three independent locks:
 1. `check_statement` accepts exactly one statement that DuckDB's own parser types as SELECT and that
-   starts with SELECT, WITH, DESCRIBE or SHOW. Anything else (INSERT, COPY, ATTACH, SET, PRAGMA, CALL,
-   EXPORT, several statements) is refused before it reaches a database.
-2. Queries never touch analytics.duckdb. They run in a *sandbox*: an in-memory DuckDB that ATTACHes the
-   served de-identified twin `analytics_deid.duckdb` READ_ONLY (written and swapped by every build, see
-   ptpulse/privacy.py: marts and ml without dim_patients, PHI and free-text columns, plus meta.builds).
-   The sandbox checks the attached file against the same rule, then switches external access (files,
-   ATTACH, httpfs) off and locks the configuration. So even a statement that passed check 1 can only read
-   de-identified rows, cannot reach a file (analytics.duckdb included), and cannot turn the locks back off.
-Results are capped at a row limit and interrupted after a time limit.
+   starts with SELECT, WITH, DESCRIBE or SHOW, and whose tokens outside string literals (DuckDB's own
+   tokenizer) hold no write/admin keyword (so `with x as (delete ...) select ...`, which DuckDB types as
+   SELECT, is refused too) and no call of a function or view that reveals server paths or settings or runs
+   SQL given as a string (`duckdb_databases`, `duckdb_settings`, `current_setting`, `query`, ...).
+2. Queries never run in the Streamlit process and never touch analytics.duckdb. Each one runs in a fresh
+   worker *process* (app/lib/sql_worker.py) that attaches the served de-identified twin
+   `analytics_deid.duckdb` READ_ONLY (written and swapped by every build, see ptpulse/privacy.py), checks
+   it against the same rule, switches external access, extension autoloading and Python replacement scans
+   off, and locks the configuration. So a statement that passed check 1 can only read de-identified rows,
+   cannot reach a file, and cannot turn the locks back off.
+3. The worker has its own DuckDB `memory_limit`, `threads`, `temp_directory` and `max_temp_directory_size`,
+   an address-space cap (RLIMIT_AS: allocations DuckDB does not count, e.g. one 1.5 GB string, fail), and a
+   watchdog in the app process kills it (SIGKILL) when it passes the wall-clock limit or its resident memory
+   passes a hard cap. A bad query fails alone with a clear message; other sessions' workers are unaffected.
+Results are capped at a row limit and a size limit; at most MAX_WORKERS queries run at once.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from ptpulse.privacy import (  # noqa: F401 - EXCLUDED_* re-exported under their old names
     DEID_SCHEMAS,
@@ -32,17 +37,69 @@ from ptpulse.privacy import (  # noqa: F401 - EXCLUDED_* re-exported under their
     kept_columns,
 )
 
+if TYPE_CHECKING:  # pandas is not imported at run time: the worker process imports this module too
+    import pandas as pd
+
 ALLOWED_FIRST_WORDS = ("select", "with", "describe", "show")
 SANDBOX_SCHEMAS = DEID_SCHEMAS
 CATALOG = "analytics_deid"  # the attached twin; also its catalog name when an analyst opens the file directly
 ROW_CAP = 5000
 TIME_LIMIT_S = 10.0
+MAX_WORKERS = 3  # queries running at once (all sessions); each may use up to Limits.rss_cap_mb
+
+# Keywords that write, change settings, touch files or run other statements. DuckDB's tokenizer marks them
+# as keywords wherever they appear outside string literals (a column named like one must be "quoted").
+REFUSED_KEYWORDS = frozenset({
+    "insert", "update", "delete", "merge", "upsert", "truncate", "create", "drop", "alter", "copy", "attach",
+    "detach", "pragma", "set", "reset", "call", "install", "load", "export", "import", "use", "vacuum",
+    "checkpoint", "begin", "commit", "rollback", "abort", "transaction", "prepare", "execute",
+    "deallocate", "grant", "revoke", "comment", "analyze", "explain", "summarize",
+})
+# System table functions and views that are safe to read (names, types, no paths or settings).
+ALLOWED_META = frozenset({
+    "duckdb_tables", "duckdb_columns", "duckdb_views", "duckdb_schemas", "duckdb_types", "duckdb_functions",
+    "duckdb_keywords", "duckdb_constraints", "duckdb_indexes", "duckdb_sequences", "duckdb_dependencies",
+    "pragma_table_info",
+})
+# Every other duckdb_* / pragma_* function or view, and these names, are refused: they show file paths,
+# settings (temp directory, home, extension directory), secrets or memory, run SQL given as a string, or
+# reach files (blocked again in the worker by enable_external_access=false).
+REFUSED_PREFIXES = ("duckdb_", "pragma_", "read_", "parquet_", "sqlite_", "json_execute", "python_")
+REFUSED_NAMES = frozenset({
+    "current_setting", "getvariable", "query", "query_table", "database_list", "database_size",
+    "show_databases", "pg_settings", "pg_database", "pg_tablespace", "which_secret", "glob", "sniff_csv",
+    "copy_database", "import_database", "arrow_scan", "arrow_scan_dumb", "pandas_scan", "seq_scan",
+    "create_external_resource", "register_external_resource", "register_external_resource_type",
+    "deregister_external_resource", "destroy_external_resource", "add_grammar_extension",
+    "remove_grammar_extension", "enable_logging", "disable_logging", "enable_profiling", "disable_profiling",
+    "enable_profile", "disable_profile", "truncate_duckdb_logs", "force_checkpoint", "extension_versions",
+    "current_query", "test_all_types", "test_vector_types",
+})
 
 _LEADING_COMMENTS = re.compile(r"^\s*(?:(?:--[^\n]*(?:\n|$))|(?:/\*.*?\*/)|\s)*", re.S)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one analyst query may use. The DuckDB settings are soft (DuckDB stops the query); rss_cap_mb,
+    address_space_mb and time_limit_s are hard (allocation fails / the worker is killed)."""
+
+    memory_limit_mb: int = 512       # DuckDB memory_limit (buffer manager)
+    threads: int = 1                 # DuckDB threads (the app shares a small machine)
+    temp_limit_mb: int = 1024        # DuckDB max_temp_directory_size (spill to the worker's own temp dir)
+    time_limit_s: float = TIME_LIMIT_S  # wall clock from the start of the statement; then SIGKILL
+    rss_cap_mb: int = 1024           # resident memory of the worker; above it the watchdog kills it
+    address_space_mb: int = 2048     # RLIMIT_AS of the worker (DuckDB+pyarrow map ~1 GB when ready)
+    result_mb: int = 64              # Arrow size of the (row-capped) result sent back to the app
+    row_cap: int = ROW_CAP
+
+
 class SqlRefused(ValueError):
-    """A statement the SQL page will not run (the message says why and what is allowed)."""
+    """A statement the SQL page will not run, or one that was stopped (the message says why and what to do)."""
+
+    def __init__(self, message: str, peak_rss_mb: float | None = None) -> None:
+        super().__init__(message)
+        self.peak_rss_mb = peak_rss_mb  # the worker's peak resident memory, when a worker ran
 
 
 class DeidMissing(FileNotFoundError):
@@ -65,6 +122,30 @@ def _first_word(sql: str) -> str:
     return match.group(0).lower() if match else ""
 
 
+def _words(sql: str) -> list[tuple[str, str]]:
+    """(kind, normalised text) of every keyword and identifier token, from DuckDB's own tokenizer; string
+    literals and comments are skipped, quoted identifiers are unquoted."""
+    tokens = duckdb.tokenize(sql)
+    words = []
+    for i, (start, kind) in enumerate(tokens):
+        if kind.name not in ("keyword", "identifier"):
+            continue
+        end = tokens[i + 1][0] if i + 1 < len(tokens) else len(sql)
+        text = sql[start:end].strip()
+        if text.startswith('"'):
+            text = text[1:-1].replace('""', '"') if text.endswith('"') and len(text) > 1 else text[1:]
+        else:
+            text = re.match(r"[^\s(),.;]*", text).group(0)
+        words.append((kind.name, text.lower()))
+    return words
+
+
+def _refused_name(name: str) -> bool:
+    if name in ALLOWED_META:
+        return False
+    return name in REFUSED_NAMES or name.startswith(REFUSED_PREFIXES)
+
+
 def check_statement(sql: str) -> str:
     """Return the statement if it is one read-only query; raise SqlRefused otherwise."""
     if not sql or not sql.strip():
@@ -73,6 +154,7 @@ def check_statement(sql: str) -> str:
         raise SqlRefused("That query is longer than 20,000 characters; shorten it.")
     try:
         statements = duckdb.extract_statements(sql)
+        words = _words(sql)
     except duckdb.Error as exc:
         raise SqlRefused(f"DuckDB could not parse the query: {exc}") from None
     if len(statements) != 1:
@@ -83,6 +165,15 @@ def check_statement(sql: str) -> str:
                          f"{word.upper() or 'nothing readable'}).")
     if statements[0].type != duckdb.StatementType.SELECT:
         raise SqlRefused(f"Only read queries are allowed (DuckDB reads this as {statements[0].type.name}).")
+    for kind, text in words:
+        if kind == "keyword" and text in REFUSED_KEYWORDS:
+            raise SqlRefused(f"Only read queries are allowed: {text.upper()} may not appear anywhere in the "
+                             f"statement (not inside a WITH either). A column of that name must be "
+                             f"\"quoted\".")
+        if _refused_name(text):
+            raise SqlRefused(f"{text} is not available on this page: system functions and views that show "
+                             "server settings, paths or files, or run SQL from a string, are refused. Use "
+                             "information_schema, duckdb_tables() or duckdb_columns() to explore tables.")
     return sql.strip().rstrip(";").strip()
 
 
@@ -91,75 +182,76 @@ def sandbox_columns(table: str, columns: list[str]) -> list[str]:
     return kept_columns(columns)
 
 
-def build_sandbox(deid_path: Path, memory_limit: str = "1GB", threads: int = 1) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the served de-identified twin attached READ_ONLY; no file access; locked config.
+def attach_twin(con: duckdb.DuckDBPyConnection, deid_path: Path) -> None:
+    """ATTACH the twin READ_ONLY as CATALOG and refuse it (NotDeidentified) if it breaks the rule."""
+    con.execute(f"ATTACH '{str(deid_path).replace(chr(39), chr(39) * 2)}' AS {CATALOG} (READ_ONLY)")
+    problems = deid_problems(con, CATALOG)
+    if problems:
+        raise NotDeidentified(f"{Path(deid_path).name} is not de-identified; the SQL page will not open it: "
+                              + "; ".join(problems[:5]))
+
+
+@dataclass
+class Sandbox:
+    """The served twin the page's workers query, verified once here and again in every worker; plus the
+    table list shown as a reference. Holds no open connection: nothing analysts type runs in this process."""
+
+    path: Path
+    catalog: "pd.DataFrame"
+    limits: Limits = field(default_factory=Limits)
+
+
+def build_sandbox(deid_path: Path, limits: Limits | None = None) -> Sandbox:
+    """Verify the served twin and list its tables.
 
     Raises DeidMissing when the twin does not exist and NotDeidentified when the file breaks the rule (e.g.
-    analytics.duckdb given by mistake): the sandbox never attaches a file holding PHI for analysts to query.
+    analytics.duckdb given by mistake): no worker ever attaches a file holding PHI for analysts to query.
     """
     deid_path = Path(deid_path)
     if not deid_path.exists():
         raise DeidMissing(deid_path)
-    con = duckdb.connect(":memory:", config={"threads": threads, "memory_limit": memory_limit})
+    con = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": "256MB"})
     try:
-        con.execute(f"ATTACH '{str(deid_path).replace(chr(39), chr(39) * 2)}' AS {CATALOG} (READ_ONLY)")
-        problems = deid_problems(con, CATALOG)
-        if problems:
-            raise NotDeidentified(f"{deid_path} is not de-identified; the SQL page will not open it: "
-                                  + "; ".join(problems[:5]))
-        con.execute(f"use {CATALOG}")
-        con.execute("set enable_external_access = false")
-        con.execute("set lock_configuration = true")
-    except BaseException:
-        con.close()
-        raise
-    return con
-
-
-def _cursor(sandbox: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """A new cursor whose default catalog is the twin (USE is per connection; cursors do not inherit it)."""
-    cur = sandbox.cursor()
-    cur.execute(f"use {CATALOG}")
-    return cur
-
-
-@dataclass
-class SqlResult:
-    frame: pd.DataFrame
-    truncated: bool
-    seconds: float
-
-
-def run_readonly(sandbox: duckdb.DuckDBPyConnection, sql: str, row_cap: int = ROW_CAP,
-                 time_limit_s: float = TIME_LIMIT_S) -> SqlResult:
-    """Check and run one analyst query in the sandbox, capped in rows and time."""
-    statement = check_statement(sql)
-    cur = _cursor(sandbox)
-    timer = threading.Timer(time_limit_s, cur.interrupt)
-    started = time.perf_counter()
-    timer.start()
-    try:
-        frame = cur.sql(statement).limit(row_cap + 1).df()
-    except duckdb.InterruptException:
-        raise SqlRefused(f"The query ran longer than {time_limit_s:.0f} s and was stopped; "
-                         "aggregate more or add a WHERE clause.") from None
-    except duckdb.Error as exc:
-        raise SqlRefused(f"DuckDB error: {exc}") from None
-    finally:
-        timer.cancel()
-        cur.close()
-    truncated = len(frame) > row_cap
-    return SqlResult(frame.head(row_cap), truncated, time.perf_counter() - started)
-
-
-def sandbox_catalog(sandbox: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Tables and columns available to analysts (the page shows it as a reference)."""
-    cur = _cursor(sandbox)
-    try:
-        return cur.execute(
+        attach_twin(con, deid_path)
+        catalog = con.execute(
             "select table_schema || '.' || table_name as table_name, "
             "string_agg(column_name, ', ' order by ordinal_position) as columns "
             "from information_schema.columns where table_catalog = ? and table_schema in ('marts', 'ml') "
             "group by all order by 1", [CATALOG]).df()
     finally:
-        cur.close()
+        con.close()
+    return Sandbox(deid_path, catalog, limits or Limits())
+
+
+def sandbox_catalog(sandbox: Sandbox) -> "pd.DataFrame":
+    """Tables and columns available to analysts (the page shows it as a reference)."""
+    return sandbox.catalog
+
+
+@dataclass
+class SqlResult:
+    frame: "pd.DataFrame"
+    truncated: bool
+    seconds: float           # wall time of the whole call: worker start-up, query, transfer
+    peak_rss_mb: float = 0.0  # the worker's peak resident memory
+
+
+_slots = threading.BoundedSemaphore(MAX_WORKERS)
+
+
+def run_readonly(sandbox: Sandbox, sql: str, row_cap: int | None = None,
+                 time_limit_s: float | None = None) -> SqlResult:
+    """Check one analyst query here, then run it in a fresh, limited worker process (see sql_worker)."""
+    from app.lib import sql_worker
+
+    statement = check_statement(sql)
+    limits = sandbox.limits
+    overrides = {k: v for k, v in (("row_cap", row_cap), ("time_limit_s", time_limit_s)) if v is not None}
+    if overrides:
+        limits = replace(limits, **overrides)
+    if not _slots.acquire(timeout=limits.time_limit_s):
+        raise SqlRefused(f"{MAX_WORKERS} analyst queries are already running; try again in a few seconds.")
+    try:
+        return sql_worker.run_in_worker(sandbox.path, statement, limits)
+    finally:
+        _slots.release()

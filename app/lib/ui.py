@@ -154,7 +154,8 @@ def tiles(rows: list[Tile], per_row: int = 4) -> None:
                 st.metric(tile.label, tile.value, tile.delta, delta_color=tile.delta_color, help=tile.help,
                           border=True)
                 badge = {"in band": ":green[● in healthy band]", "below band": ":orange[● below healthy band]",
-                         "above band": ":orange[● above healthy band]"}.get(tile.status)
+                         "above band": ":orange[● above healthy band]",
+                         "maturing": ":gray[◌ maturing: outcomes still coming in]"}.get(tile.status)
                 if badge:
                     st.caption(badge)
 

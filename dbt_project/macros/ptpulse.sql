@@ -9,9 +9,11 @@
     ) = 1
 {%- endmacro %}
 
-{# Pseudonymous patient id: md5('ptpulse:' || patient_id), first 16 hex characters. #}
+{# Pseudonymous patient id: HMAC-SHA256 of patient_id with the installation secret, first 16 hex characters
+   (ptpulse/secrets.py). Looked up in int_patient_keys, where the keyed hash runs once per distinct patient;
+   DuckDB turns this correlated subquery into one hash join. Null when col is null. #}
 {% macro patient_key(col) -%}
-    case when {{ col }} is not null then left(md5('ptpulse:' || {{ col }}), 16) end
+    (select pk.patient_key from {{ ref('int_patient_keys') }} as pk where pk.pid = {{ col }})
 {%- endmacro %}
 
 {# Weekdays (Mon-Fri) d with start_date < d <= end_date; negative when end is before start. Pure arithmetic:

@@ -39,7 +39,7 @@ def nn(sev=E):
 
 COMMON = {
     "patient_id": "Patient id (PHI-linked: front desk and clinicians only).",
-    "patient_key": "Pseudonymous patient id: first 16 hex characters of md5('ptpulse:' || patient_id). Safe for marketing and analysts.",
+    "patient_key": "Keyed pseudonymous patient id: first 16 hex characters of HMAC-SHA256(installation secret, patient_id) (ptpulse/secrets.py; the secret lives outside the analytics files). Safe for marketing and analysts; changes when the secret is rotated.",
     "clinic_id": "Clinic id (dim_clinics).",
     "referral_id": "Referral (or lead) id.",
     "episode_id": "Episode of care id.",
@@ -77,10 +77,10 @@ MARTS = [
       ("contacted_at", "Stage contacted: first time the patient was reached (contacted event, reached outreach), at the latest the booking time (a booking implies contact).", []),
       ("scheduled_at", "Stage scheduled: when the first appointment was booked.", []),
       ("evaluated_at", "Stage evaluated: start of the attended initial evaluation.", []),
-      ("plan_of_care_at", "Stage plan_of_care: when the evaluation note with the plan of care was written (not signed: signatures lag), at the latest the second visit or the discharge.", []),
+      ("plan_of_care_at", "Stage plan_of_care: when the evaluation note with the plan of care was written (not signed: signatures lag), at the latest the second visit or the discharge (these set it also when the evaluation note is missing).", []),
       ("active_at", "Stage active: start of the second attended visit (treatment under way).", []),
       ("discharged_at", "Stage discharged: formal discharge (discharge summary, or plan finished and nothing booked for 30 days).", []),
-      ("exit_stage", "Exit, if the referral left the funnel: declined, unreachable, insurance_denied, eval_no_show, self_discharged, lost.", acc(FUNNEL_EXITS)),
+      ("exit_stage", "Exit, if the referral left the funnel: declined, unreachable, insurance_denied, eval_no_show, self_discharged, lost. The earliest exit wins: a missed evaluation with none booked ahead is eval_no_show even when the intake later records lost or declined (the consequence, not another exit).", acc(FUNNEL_EXITS)),
       ("exit_reason", "Why it exited (intake reason code, discharge reason, no_show_at_evaluation, or the reason given when marked lost in the work queue).", []),
       ("exit_at", "When it exited.", []),
       ("current_stage", "The exit if any, else the furthest stage reached.", nn() + acc(FUNNEL_STAGES + FUNNEL_EXITS)),
@@ -97,7 +97,7 @@ MARTS = [
       ("episode_id", "Episode of care the referral opened, if any.", []),
       ("next_step_owner", "Who owns the next step: intake, front_desk, therapist; null when closed.", acc(["intake", "front_desk", "therapist"]))]),
     ("appointments", "appointment_id",
-     "One row per appointment with its current state collapsed from the scheduling events (latest event wins: booked/rescheduled = scheduled, arrived/completed = completed).",
+     "One row per appointment with its state folded from the scheduling events as a lifecycle, book -> reschedule -> outcome: a recorded outcome is final (arrived/completed = completed, cancelled, late_cancelled, no_show; the latest outcome event), even if a reschedule row was logged after it; without an outcome the appointment is scheduled at its latest booked/rescheduled slot.",
      [("appointment_id", COMMON["appointment_id"], pk()),
       ("episode_id", COMMON["episode_id"], rel("episodes", "episode_id", where="status = 'completed'")),
       ("referral_id", COMMON["referral_id"], rel("referral_funnel", "referral_id")),
@@ -201,7 +201,7 @@ MARTS = [
       ("net_collected_usd", "Payer + patient payments on the visit's claim.", [])]),
     ("practice_kpis", "clinic_id x grain x period_start x kpi",
      "Every KPI of DESIGN.md in long format, per clinic and for the whole practice (clinic_id = 'ALL'), by day, week (Monday start) and month: value = numerator / denominator. pct values are fractions. Definitions and healthy bands: kpi_definitions.",
-     [("clinic_id", "Clinic id, or 'ALL' for the whole practice.", nn()),
+     [("clinic_id", "Clinic id, or 'ALL' for the whole practice. 'unattributed' holds money posted on a claim known neither from its claim row nor its charge lines (ALL includes it).", nn()),
       ("grain", "day, week or month.", nn() + acc(["day", "week", "month"])),
       ("period_start", "First day of the period.", nn()),
       ("kpi", "KPI key (kpi_definitions.kpi).", nn() + rel("kpi_definitions", "kpi", sev=E)),
@@ -264,7 +264,7 @@ MARTS = [
       ("assumption", "The assumption the estimate rests on, in plain words.", nn())]),
     ("work_queue_candidates", "task_id",
      "The front desk's (and clinicians') ranked work queue before no-show-risk scoring: every DESIGN.md rule but the ML one, with app actions applied (lost and done tasks removed - done = the latest action is a confirm or an outreach with outcome scheduled, as the app folds it - snoozes move due_at). Only current items, each rule with a window so nothing stale reaches the daily queue: referral rules (uncontacted, contacted unscheduled, evaluation no-show) look at referrals received in the last queue_lookback_days (30) days; unsigned notes created in the last unsigned_note_lookback_days (30) days (older unsigned notes are a compliance report: intermediate.int_notes_unsigned); episode rules (no future appointment, below plan-of-care frequency, authorizations, KX) only at active episodes, i.e. a visit or a booking within self_discharge_days (30) days; authorizations that ended at most 7 days ago; KX in the current calendar year.",
-     [("task_id", "Stable task id 'rule:entity_id'.", pk()),
+     [("task_id", "Stable task id 'rule:entity_id'; never a patient id (the per-patient KX rule uses patient_key:year).", pk()),
       ("rule", "Queue rule.", nn() + acc(["uncontacted_referral", "contacted_unscheduled", "eval_no_show_rebook", "active_no_future_appt", "below_poc_frequency", "auth_expiring", "medicare_kx_threshold", "unsigned_note"])),
       ("queue", "front_desk or clinician.", acc(["front_desk", "clinician"])),
       ("clinic_id", COMMON["clinic_id"], []), ("patient_id", COMMON["patient_id"], []), ("patient_key", COMMON["patient_key"], []),
@@ -353,7 +353,8 @@ def mart_yaml():
 
 INTERMEDIATE = [
     ("int_referrals_pivoted", "referral_id", "Intake events pivoted per referral: received attributes, first outreach / reached / contacted, the intake exit."),
-    ("int_appointments_collapsed", "appointment_id", "Scheduling events collapsed per appointment (latest event wins), with visit numbers."),
+    ("int_appointments_collapsed", "appointment_id", "Scheduling events folded per appointment as a lifecycle (book -> reschedule -> outcome; an outcome is final), with visit numbers."),
+    ("int_remittances_attributed", "remit_id", "Every landed remittance with the clinic its money belongs to: the claim's, else its charge lines', else 'unattributed' (no cash lost in a join)."),
     ("int_notes_summarised", "episode_id", "Documentation per episode: evaluation, latest plan, discharge summary, outcome scores."),
     ("int_notes_unsigned", "note_id", "Notes still unsigned (clinician queue)."),
     ("int_charge_lines_classified", "charge_id", "Charge lines with the units-per-visit code family (G- and L-codes excluded)."),
@@ -362,6 +363,7 @@ INTERMEDIATE = [
     ("int_kpi_facts_aggregated", "clinic_id x date_day x kpi", "Additive KPI numerators and denominators per clinic and day."),
     ("int_ar_balances_daily", "clinic_id x date_day", "Open A/R at the end of each day and the charges of the 90 days ending then."),
     ("int_touches_sequenced", "referral_id x touch_seq", "Every referral's touch path: marketing touches before receipt, then the referral source."),
+    ("int_patient_keys", "pid", "One row per distinct patient id of any source with its keyed pseudonym patient_key (HMAC-SHA256 with the installation secret, UDF ptpulse_pseudonym); the patient_key macro looks keys up here. Never copied to the de-identified twin."),
     ("int_touches_credited", "referral_id x touch_seq", "Conversion touches with first, last, linear, time-decay and position-based shares and dollar credits."),
 ]
 
@@ -370,7 +372,9 @@ INT_TESTS = {
     "int_appointments_collapsed": {"appointment_id": pk()},
     "int_notes_summarised": {"episode_id": pk()},
     "int_claims_reconciled": {"claim_id": pk()},
+    "int_remittances_attributed": {"remit_id": pk()},
     "int_ar_balances_daily": {},
+    "int_patient_keys": {"pid": pk()},
 }
 
 

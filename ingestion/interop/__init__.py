@@ -17,6 +17,48 @@ from ingestion.contracts import Contract
 from ingestion.files import FileRefused
 
 FHIR_SUFFIXES = (".json", ".ndjson")
+
+# Names shown in load messages come from these lists only: a resourceType or status is file content, and a
+# hostile or broken file can put anything (a patient's name) there. Anything else is shown as "(other)".
+FHIR_RESOURCE_TYPES = frozenset("""
+Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse AuditEvent Basic Binary
+BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement CarePlan CareTeam CatalogEntry ChargeItem
+ChargeItemDefinition Claim ClaimResponse ClinicalImpression CodeSystem Communication CommunicationRequest
+CompartmentDefinition Composition ConceptMap Condition Consent Contract Coverage CoverageEligibilityRequest
+CoverageEligibilityResponse DetectedIssue Device DeviceDefinition DeviceMetric DeviceRequest DeviceUseStatement
+DiagnosticReport DocumentManifest DocumentReference EffectEvidenceSynthesis Encounter Endpoint EnrollmentRequest
+EnrollmentResponse EpisodeOfCare EventDefinition Evidence EvidenceVariable ExampleScenario ExplanationOfBenefit
+FamilyMemberHistory Flag Goal GraphDefinition Group GuidanceResponse HealthcareService ImagingStudy Immunization
+ImmunizationEvaluation ImmunizationRecommendation ImplementationGuide InsurancePlan Invoice Library Linkage List
+Location Measure MeasureReport Media Medication MedicationAdministration MedicationDispense MedicationKnowledge
+MedicationRequest MedicationStatement MedicinalProduct MedicinalProductAuthorization MedicinalProductContraindication
+MedicinalProductIndication MedicinalProductIngredient MedicinalProductInteraction MedicinalProductManufactured
+MedicinalProductPackaged MedicinalProductPharmaceutical MedicinalProductUndesirableEffect MessageDefinition
+MessageHeader MolecularSequence NamingSystem NutritionOrder Observation ObservationDefinition OperationDefinition
+OperationOutcome Organization OrganizationAffiliation Parameters Patient PaymentNotice PaymentReconciliation Person
+PlanDefinition Practitioner PractitionerRole Procedure Provenance Questionnaire QuestionnaireResponse RelatedPerson
+RequestGroup ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject RiskAssessment
+RiskEvidenceSynthesis Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition StructureDefinition
+StructureMap Subscription Substance SubstanceNucleicAcid SubstancePolymer SubstanceProtein
+SubstanceReferenceInformation SubstanceSourceMaterial SubstanceSpecification SupplyDelivery SupplyRequest Task
+TerminologyCapabilities TestReport TestScript ValueSet VerificationResult VisionPrescription""".split())
+FHIR_CODES = frozenset("""
+draft active on-hold revoked completed entered-in-error unknown cancelled proposal plan directive order
+original-order reflex-order filler-order instance-order option proposed pending booked arrived fulfilled noshow
+checked-in waitlist claim preauthorization predetermination""".split())
+
+
+def shown_type(value: object) -> str:
+    """A FHIR resourceType as it may appear in a message (known R4 types only)."""
+    return value if isinstance(value, str) and value in FHIR_RESOURCE_TYPES else "(other resource type)"
+
+
+def shown_code(value: object) -> str:
+    """A FHIR status / intent / use code as it may appear in a message (known codes only)."""
+    if value is None:
+        return "none"
+    return value if isinstance(value, str) and value in FHIR_CODES else "(other)"
+
 X12_SUFFIXES = (".835", ".837", ".x12", ".edi")
 SUFFIXES = FHIR_SUFFIXES + X12_SUFFIXES
 
@@ -72,14 +114,27 @@ def read_interop(path: Path, contracts: Mapping[str, Contract]) -> Batch:
     """Read a FHIR (.json/.ndjson) or X12 (.835/.837/.x12/.edi) file; FileRefused when it cannot be read."""
     from ingestion.interop import fhir, x12
 
+    from ingestion.files import display_name
+
     batch = Batch(contracts)
     suffix = Path(path).suffix.lower()
-    if suffix in FHIR_SUFFIXES:
-        fhir.read(Path(path), batch)
-    elif suffix in X12_SUFFIXES:
-        x12.read(Path(path), batch)
-    else:  # pragma: no cover - the loader only dispatches known suffixes
-        raise FileRefused(f"{Path(path).name}: not a FHIR or X12 file")
+    try:
+        if suffix in FHIR_SUFFIXES:
+            fhir.read(Path(path), batch)
+        elif suffix in X12_SUFFIXES:
+            x12.read(Path(path), batch)
+        else:  # pragma: no cover - the loader only dispatches known suffixes
+            raise FileRefused(f"{display_name(path)}: not a FHIR or X12 file")
+    except RecursionError:
+        raise FileRefused(f"{display_name(path)} is nested too deeply to be read (thousands of levels of JSON "
+                          f"objects or lists). Export it again as a plain FHIR R4 / X12 file.") from None
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError, ArithmeticError) as exc:
+        # Wrong value types (a string where FHIR has an object or a list, a number that is not one) found
+        # by the mapping code; readers add the position where they know it (FileRefused above).
+        raise FileRefused(f"{display_name(path)}: a value has the wrong type or form for its field "
+                          f"({type(exc).__name__}), so the file cannot be mapped. Check that it is a valid "
+                          f"{'FHIR R4' if suffix in FHIR_SUFFIXES else 'X12 005010'} export and ingest it "
+                          f"again.") from None
     return batch
 
 
@@ -87,16 +142,19 @@ def read_text(path: Path, kind: str, fix: str) -> str:
     """The file as text, refusing empty, binary, UTF-16/32 and non-UTF-8 files (messages quote no data)."""
     import codecs
 
+    from ingestion.files import display_name
+
     data = path.read_bytes()
     if not data.strip():
-        raise FileRefused(f"{path.name} is empty. {fix}")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:65536]:
-        raise FileRefused(f"{path.name} is binary or UTF-16/UTF-32, not a {kind} text file. {fix}")
+        raise FileRefused(f"{display_name(path)} is empty. {fix}")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data:
+        raise FileRefused(f"{display_name(path)} contains NUL bytes: it is binary or UTF-16/UTF-32, not a {kind} "
+                          f"text file. {fix}")
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8):]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise FileRefused(f"{path.name}: line {line} is not valid UTF-8, so it is not a readable {kind} file. "
+        raise FileRefused(f"{display_name(path)}: line {line} is not valid UTF-8, so it is not a readable {kind} file. "
                           f"Convert it to UTF-8 (e.g. `iconv -f WINDOWS-1252 -t UTF-8`) and ingest it again.") from None

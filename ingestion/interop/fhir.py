@@ -24,8 +24,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from ingestion.files import FileRefused
-from ingestion.interop import Batch, read_text
+from ingestion.files import FileRefused, display_name
+from ingestion.interop import Batch, read_text, shown_code, shown_type
 
 FIX = "Export it again as FHIR R4 JSON (one resource or Bundle per .json file, one resource per line in .ndjson)."
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
@@ -50,11 +50,26 @@ PATIENT_RESPONSIBILITY = {"copay", "deductible"}
 def read(path: Path, batch: Batch) -> None:
     text = read_text(path, "FHIR JSON", FIX)
     if path.suffix.lower() == ".ndjson":
-        for number, line in enumerate(text.splitlines(), start=1):
+        # split on \n only: str.splitlines() also splits on characters JSON allows inside strings (U+2028...)
+        for number, line in enumerate(text.split("\n"), start=1):
             if line.strip():
-                _read_resource(_parse(path, line, f"line {number}"), number, batch, path)
+                _mapped(path, f"line {number}", _read_resource, _parse(path, line, f"line {number}"), number,
+                        batch, path)
     else:
-        _read_resource(_parse(path, text, None), 1, batch, path)
+        _mapped(path, "the resource", _read_resource, _parse(path, text, None), 1, batch, path)
+
+
+def _mapped(path: Path, where: str, fn: Any, *args: Any) -> None:
+    """Run a mapper; a value of the wrong JSON type (`"name": "Alice"` where FHIR has a list, a Bundle entry
+    that is a string...) refuses the file with its position, naming no value."""
+    try:
+        fn(*args)
+    except RecursionError:
+        raise FileRefused(f"{display_name(path)}: {where} is nested too deeply to be read. {FIX}") from None
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError, ArithmeticError) as exc:
+        raise FileRefused(f"{display_name(path)}: {where} has a value of the wrong JSON type for FHIR R4 (e.g. a "
+                          f"text where an object or a list is expected; {type(exc).__name__}). Fix the export so it "
+                          f"validates against FHIR R4 and ingest it again.") from None
 
 
 def _parse(path: Path, text: str, where: Optional[str]) -> dict:
@@ -62,11 +77,18 @@ def _parse(path: Path, text: str, where: Optional[str]) -> dict:
         data = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         at = where or f"line {exc.lineno}, column {exc.colno}"
-        raise FileRefused(f"{path.name} is not valid JSON ({at}: {exc.msg}); it may be truncated or not a JSON "
-                          f"export. {FIX}") from None
+        raise FileRefused(f"{display_name(path)} is not valid JSON ({at}: {exc.msg}); it may be truncated or not a "
+                          f"JSON export. {FIX}") from None
+    except RecursionError:
+        at = f" ({where})" if where else ""
+        raise FileRefused(f"{display_name(path)}: the JSON{at} is nested too deeply to be read (thousands of "
+                          f"levels). {FIX}") from None
+    except ValueError:  # e.g. an integer with more digits than Python converts
+        at = f" ({where})" if where else ""
+        raise FileRefused(f"{display_name(path)}: the JSON{at} holds a number that cannot be read. {FIX}") from None
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         at = f" ({where})" if where else ""
-        raise FileRefused(f"{path.name} is JSON but not a FHIR resource{at}: no resourceType. {FIX}")
+        raise FileRefused(f"{display_name(path)} is JSON but not a FHIR resource{at}: no resourceType. {FIX}")
     return data
 
 
@@ -98,7 +120,7 @@ class _Index:
 def _read_resource(root: dict, line: int, batch: Batch, path: Path) -> None:
     found = list(_walk(root, None))
     if not found:
-        batch.ignore(f"FHIR {root.get('resourceType')} without resources (e.g. a batch of requests only)")
+        batch.ignore(f"FHIR {shown_type(root.get('resourceType'))} without resources (e.g. a batch of requests only)")
     index = _Index()
     for resource, full_url in found:
         index.add(resource, full_url)
@@ -106,7 +128,7 @@ def _read_resource(root: dict, line: int, batch: Batch, path: Path) -> None:
     for position, (resource, _) in enumerate(found, start=1):
         mapper = MAPPERS.get(resource.get("resourceType"))
         if mapper is None:
-            batch.ignore(f"FHIR {resource.get('resourceType')}")
+            batch.ignore(f"FHIR {shown_type(resource.get('resourceType'))}")
             continue
         mapper(_Ctx(resource, index, batch, line if single or path.suffix.lower() == ".ndjson" else position))
 
@@ -249,7 +271,8 @@ def _patient(c: _Ctx) -> None:
 def _service_request(c: _Ctx) -> None:
     r = c.r
     if r.get("status") in SR_SKIPPED_STATUS or r.get("intent") in SR_SKIPPED_INTENT:
-        c.batch.ignore(f"FHIR ServiceRequest (status {r.get('status')}, intent {r.get('intent')})")
+        c.batch.ignore(f"FHIR ServiceRequest (status {shown_code(r.get('status'))}, "
+                       f"intent {shown_code(r.get('intent'))})")
         return
     requester = r.get("requester")
     requester_type = c.ref_type(requester)
@@ -295,7 +318,7 @@ def _appointment(c: _Ctx) -> None:
     r = c.r
     event_type = APPOINTMENT_EVENT.get(r.get("status"))
     if event_type is None:
-        c.batch.ignore(f"FHIR Appointment (status {r.get('status')})")
+        c.batch.ignore(f"FHIR Appointment (status {shown_code(r.get('status'))})")
         return
     actors = [p.get("actor") for p in r.get("participant") or [] if isinstance(p.get("actor"), dict)]
     by_type: dict[str, list] = {}
@@ -339,7 +362,7 @@ def _cancel_reason(r: dict) -> Optional[str]:
 def _claim(c: _Ctx) -> None:
     r = c.r
     if r.get("status") == "entered-in-error" or r.get("use", "claim") != "claim":
-        c.batch.ignore(f"FHIR Claim (use {r.get('use')}, status {r.get('status')})")
+        c.batch.ignore(f"FHIR Claim (use {shown_code(r.get('use'))}, status {shown_code(r.get('status'))})")
         return
     items = r.get("item") or []
     patient = c.ref_id(r.get("patient"))
@@ -377,7 +400,8 @@ def _claim(c: _Ctx) -> None:
 def _remittance(c: _Ctx) -> None:
     r = c.r
     if r.get("status") == "entered-in-error" or r.get("use", "claim") != "claim":
-        c.batch.ignore(f"FHIR {r.get('resourceType')} (use {r.get('use')}, status {r.get('status')})")
+        c.batch.ignore(f"FHIR {shown_type(r.get('resourceType'))} (use {shown_code(r.get('use'))}, "
+                       f"status {shown_code(r.get('status'))})")
         return
     claim_ref = r.get("request") if r.get("resourceType") == "ClaimResponse" else r.get("claim")
     payment = r.get("payment") or {}

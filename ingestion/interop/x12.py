@@ -22,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Optional
 
-from ingestion.files import FileRefused
+from ingestion.files import FileRefused, display_name
 from ingestion.interop import Batch, read_text
 
 SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{1,2}$")
@@ -60,7 +60,7 @@ class Interchange:
 
 
 def refuse(path: Path, problem: str) -> FileRefused:
-    return FileRefused(f"{path.name}: {problem}. {FIX}")
+    return FileRefused(f"{display_name(path)}: {problem}. {FIX}")
 
 
 def parse(path: Path) -> Interchange:
@@ -135,13 +135,20 @@ def read(path: Path, batch: Batch) -> None:
         elif kind == "837" and "X222" in version:
             _read_837p(ix, tx, batch)
         else:
-            unsupported.append(f"{kind} {version}".strip())
+            unsupported.append(_shown_transaction(kind, version))
     if unsupported and not batch.rows:
-        raise FileRefused(f"{path.name}: transaction set(s) {', '.join(sorted(set(unsupported)))} are not read by "
-                          f"PT Pulse (it reads 835 remittances and 837P professional claims, 005010X222). "
+        raise FileRefused(f"{display_name(path)}: transaction set(s) {', '.join(sorted(set(unsupported)))} are not "
+                          f"read by PT Pulse (it reads 835 remittances and 837P professional claims, 005010X222). "
                           f"Remove the file from the exports.")
     for kind in sorted(set(unsupported)):
         batch.ignore(f"X12 {kind}")
+
+
+def _shown_transaction(kind: str, version: str) -> str:
+    """ST01 / GS08 as they may appear in a message: X12 codes only (they are file content)."""
+    kind = kind if re.fullmatch(r"\d{3}", kind) else "(other)"
+    version = version if re.fullmatch(r"\d{6}X\d{3}(A\d)?", version) else ""
+    return f"{kind} {version}".strip()
 
 
 def _gs_version(segments: list[Segment], before: int) -> str:

@@ -187,3 +187,44 @@ def test_refresh_runs_the_real_cli_in_the_background(tmp_path):
     st = refresh.status(settings)
     assert st.exit_code == 3 and not st.ok
     assert "Another pipeline command is running" in st.tail
+
+
+def test_leakage_charts_show_the_range():
+    from app.lib import leakage
+    raw = pd.DataFrame({"category": ["no_shows", "unrecovered_denials", "no_shows"],
+                        "month": pd.to_datetime(["2026-09-01", "2026-09-01", "2026-10-01"]),
+                        "events": [4, 1, 2], "units_at_stake": [4.0, 1.0, 2.0],
+                        "dollars_at_stake": [400.0, 150.0, 200.0], "assumption": ["a", "b", "a"]})
+    df = leakage.with_range(raw).assign(label=lambda d: d["category"].map(leakage.label))
+    totals = leakage.by_category(df)
+    fig = charts.leakage_by_category(totals)
+    low, rest = fig.data[0], fig.data[1]
+    by_label = dict(zip(low.y, low.x))
+    assert by_label["No-shows"] == pytest.approx(300.0)              # 50% of $600 at stake
+    assert dict(zip(rest.y, rest.x))["No-shows"] == pytest.approx(300.0)   # up to 100%
+    assert by_label["Denials never recovered"] == pytest.approx(150.0)
+    trend = charts.leakage_trend(df)
+    high_line = [t for t in trend.data if t.name == "High estimate (all causes)"][0]
+    assert list(high_line.y) == pytest.approx([550.0, 200.0])
+
+
+def test_a_maturing_kpi_withholds_its_verdict_and_says_how_much_is_in():
+    row = {"kpi": "denial_rate", "label": "Denial rate", "unit": "pct", "better": "lower", "healthy_low": None,
+           "healthy_high": 0.05, "definition": "Denied / adjudicated", "maturity": "Claims wait for a payer.",
+           "value": 0.045, "previous": 0.062, "cohort": 1000.0, "pending": 320.0, "is_maturing": True}
+    tile = formatting.kpi_tile(row)
+    assert tile.status == "maturing" and tile.label == "Denial rate (maturing)"
+    assert "680 of 1,000 (68%)" in tile.help and "withheld" in tile.help
+    assert tile.delta_color == "off"       # no green arrow for an 'improvement' that is only immaturity
+    mature = formatting.kpi_tile({**row, "is_maturing": False})
+    assert mature.status == "in band" and mature.delta_color == "inverse"
+
+
+def test_kpi_trend_greys_out_maturing_months():
+    df = pd.DataFrame({"month": pd.date_range("2025-01-01", periods=4, freq="MS"), "value": [0.06, 0.07, 0.05, 0.01],
+                       "is_maturing": [False, False, True, True]})
+    fig = charts.kpi_trend(df, "Denial rate", "pct", None, 0.05)
+    solid, grey = fig.data
+    assert [v is not None and not math.isnan(v) for v in solid.y] == [True, True, False, False]
+    assert grey.name == "Still maturing" and grey.line.dash == "dot"
+    assert [v is not None and not math.isnan(v) for v in grey.y] == [False, True, True, True]

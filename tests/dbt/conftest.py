@@ -36,4 +36,6 @@ def copy_of(settings: Settings, target: Path) -> Settings:
     for name in ("raw.duckdb", "analytics.duckdb", "analytics_deid.duckdb", "app.sqlite"):
         if (settings.home / name).exists():
             shutil.copy2(settings.home / name, target / name)
+    if (settings.home / "secrets").exists():  # the same pseudonym secret, so patient_key values carry over
+        shutil.copytree(settings.home / "secrets", target / "secrets", dirs_exist_ok=True)
     return get_settings(target)

@@ -50,7 +50,7 @@ def test_broken_model_keeps_previous_file_served(tiny_home, tmp_path):
     assert "episodes" in result.message
     assert _sha(home.analytics_db) == before
     assert _sha(home.analytics_deid_db) == before_deid
-    assert not any(home.build_dir.glob("*/analytics*.duckdb"))  # the failed files were cleaned up
+    assert not (home.build_dir / result.build_id).exists()  # the failed build's folder was cleaned up
 
 
 def test_deidentified_twin_served_with_each_build(tiny_home):
@@ -134,7 +134,7 @@ def test_raw_untouched_history_and_app_actions(tiny_home, tmp_path):
         hours = con.execute("select numerator, denominator from marts.practice_kpis where clinic_id = 'ALL' "
                             "and grain = 'month' and kpi = 'hours_to_first_contact'").fetchone()
     assert "uncontacted_referral:R09" not in queue            # the logged outreach is the first contact
-    assert queue["contacted_unscheduled:R09"][0] == datetime(2025, 4, 2, 18, 0)
+    assert "contacted_unscheduled:R09" not in queue            # reached after as_of: 48 h schedule SLA not over
     assert queue["contacted_unscheduled:R10"][0] == datetime(2025, 4, 5, 9, 0)  # snoozed
     assert "eval_no_show_rebook:R04" not in queue              # marked lost
     assert queue["auth_expiring:AU1"][1] == "fd2"
@@ -209,3 +209,140 @@ def test_app_outcomes_confirms_and_queue_windows(tiny_home, tmp_path):
     assert confirmed == (datetime(2025, 3, 31, 18, 20),)
     assert "contacted_unscheduled:R10" not in queue             # the outreach booked it: task done
     assert "unsigned_note:N14" not in queue                     # 32 days old at this as_of
+
+
+# ------------------------------------------------------------------------------- serving, crashes, cleanup
+
+
+def _served_ids(home) -> tuple[str, str]:
+    ids = []
+    for path in (home.analytics_db, home.analytics_deid_db):
+        with duckdb.connect(str(path), read_only=True) as con:
+            ids.append(con.execute("select build_id from marts.build_info").fetchone()[0])
+    return ids[0], ids[1]
+
+
+def _history(home) -> list[str]:
+    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+        return [r[0] for r in con.execute("select build_id from meta.builds order by started_at").fetchall()]
+
+
+class _Crash(BaseException):
+    """A simulated kill: not an Exception, so the build's own failure handling never runs."""
+
+
+def test_served_through_one_folder_and_a_flat_home_is_adopted(tiny_home, tmp_path):
+    """copy_of makes the old flat layout (plain files at the top of the home): the build adopts it, then
+    serves its own folder; both stable paths resolve into ONE build folder, history carried forward."""
+    home = copy_of(tiny_home, tmp_path / "home")
+    assert not home.analytics_db.is_symlink()
+    before = _history(home)
+    result = build(home)
+    assert result.ok, result.message
+    assert home.analytics_db.is_symlink() and home.analytics_deid_db.is_symlink()
+    folder = home.build_dir / result.build_id
+    assert home.analytics_db.resolve() == folder / "analytics.duckdb"
+    assert home.analytics_deid_db.resolve() == folder / "analytics_deid.duckdb"
+    assert _served_ids(home) == (result.build_id, result.build_id)
+    assert _history(home) == before + [result.build_id]
+    assert [r for r in result.removed_builds if r.endswith("-adopted")] == []  # adopted = served until the swap
+    # the adopted folder was the served one; once this build is served it is gone
+    assert sorted(p.name for p in home.build_dir.iterdir()) == sorted(["dbt", "served", result.build_id])
+
+
+@pytest.mark.parametrize("crash_at", ["rename", "after_rename"])
+def test_a_crash_around_the_swap_serves_one_consistent_pair(tiny_home, tmp_path, monkeypatch, crash_at):
+    """Kill simulated at the one rename (the old pair stays served, byte-identical) or right after it, before
+    the previous folder is removed (the new pair is served): never a twin from another build than its file."""
+    import ptpulse.build as build_mod
+
+    home = copy_of(tiny_home, tmp_path / "home")  # flat layout: the build adopts it before dbt runs
+    first_id = _served_ids(home)[0]
+    before = (_sha(home.analytics_db), _sha(home.analytics_deid_db))
+    real_replace, real_rmtree = build_mod._replace_with_symlink, build_mod.shutil.rmtree
+
+    def replace(path, target):
+        if path == home.served_dir and crash_at == "rename":
+            raise _Crash("killed at the rename")
+        real_replace(path, target)
+
+    def rmtree(path, *args, **kwargs):
+        if Path(path).name.endswith("-adopted") and crash_at == "after_rename":
+            raise _Crash("killed after the rename")
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(build_mod, "_replace_with_symlink", replace)
+    monkeypatch.setattr(build_mod.shutil, "rmtree", rmtree)
+    with pytest.raises(_Crash):
+        build(home)
+    monkeypatch.undo()
+    analytics, twin = _served_ids(home)
+    assert analytics == twin
+    if crash_at == "rename":
+        assert analytics == first_id
+        assert (_sha(home.analytics_db), _sha(home.analytics_deid_db)) == before
+    else:
+        assert analytics != first_id and _history(home)[-2:] == [first_id, analytics]
+    nxt = build(home)  # the next build sweeps the folder the crash left behind
+    assert nxt.ok, nxt.message
+    assert len(nxt.removed_builds) == 1
+    assert sorted(p.name for p in home.build_dir.iterdir()) == sorted(["dbt", "served", nxt.build_id])
+
+
+def test_kill_9_of_a_real_build_frees_the_lock_and_its_folder_is_removed_by_the_next(tiny_home, tmp_path):
+    """`ptpulse build` killed with SIGKILL mid-dbt: the lock reads free at once (the stale holder file does not
+    count), the served pair is byte-identical, and the next build removes the abandoned folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ptpulse.lock import lock_holder
+
+    home = copy_of(tiny_home, tmp_path / "home")
+    first_id = _served_ids(home)[0]
+    before = (_sha(home.analytics_db), _sha(home.analytics_deid_db))
+    proc = subprocess.Popen([sys.executable, "-m", "ptpulse.cli", "build", "--home", str(home.home)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(tmp_path))
+    try:
+        deadline = time.monotonic() + 120
+        abandoned = []
+        while time.monotonic() < deadline and not abandoned:
+            abandoned = [p for p in home.build_dir.glob("*/analytics.duckdb")
+                         if p.parent.name != "served" and not p.parent.name.endswith("-adopted")]
+            time.sleep(0.05)
+        assert abandoned, "the build subprocess never created its folder"
+        assert lock_holder(home) is not None and "ptpulse build" in lock_holder(home)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert home.lock_file.with_suffix(".holder").exists()  # left behind by the kill ...
+    assert lock_holder(home) is None                       # ... but the OS lock is free
+    assert (_sha(home.analytics_db), _sha(home.analytics_deid_db)) == before
+    assert abandoned[0].parent.exists()
+
+    nxt = build(home)
+    assert nxt.ok, nxt.message
+    assert abandoned[0].parent.name in nxt.removed_builds
+    assert sorted(p.name for p in home.build_dir.iterdir()) == sorted(["dbt", "served", nxt.build_id])
+    assert _served_ids(home) == (nxt.build_id, nxt.build_id)
+    assert _history(home)[-2:] == [first_id, nxt.build_id]  # the killed build left no history
+
+
+def test_readers_of_the_old_pair_keep_their_snapshot_across_a_real_build(tiny_home, tmp_path):
+    from app.lib.db import AnalyticsDb
+
+    home = copy_of(tiny_home, tmp_path / "home")  # flat files: adopted into a folder, removed after the swap
+    first_id = _served_ids(home)[0]
+    app_db = AnalyticsDb(home.analytics_db)
+    old_cursor = app_db.cursor()
+    analyst = duckdb.connect(str(home.analytics_deid_db), read_only=True)
+    second = build(home)
+    assert second.ok, second.message
+    assert sorted(p.name for p in home.build_dir.iterdir()) == sorted(["dbt", "served", second.build_id])
+    assert old_cursor.execute("select build_id from marts.build_info").fetchone()[0] == first_id
+    assert analyst.execute("select build_id from marts.build_info").fetchone()[0] == first_id  # snapshots stay
+    assert analyst.execute("select count(*) from marts.appointments").fetchone()[0] > 0
+    analyst.close()
+    assert app_db.scalar("select build_id from marts.build_info") == second.build_id

@@ -58,8 +58,9 @@ MARCH = {
     "visits_per_discharge": (7, 3),
     # E01 reached its 3 planned visits, E07 formally discharged (goals met); E03 self-discharged at 2 of 6
     "poc_completion_rate": (2, 3),
-    # evaluated in March: E01 E02 E03 E07 E08 E11; closed before visit 3: E03, E07
-    "early_dropout_rate": (2, 6),
+    # evaluated in March: E01 E02 E03 E07 E08 E11; closed before visit 3: E03, E07. Outcome known (closed or
+    # past visit 2): E01 E02 E03 E07; E08 and E11 are still open at 1 visit, so they wait (maturity below)
+    "early_dropout_rate": (2, 4),
     "units_per_visit": (37, 12),
     # cash basis: payer + patient payments POSTED in March (every remittance of the tiny practice is posted
     # 03-20..03-28, so all 1,250 collected) / the 12 visits attended in March
@@ -70,8 +71,8 @@ MARCH = {
     # cash basis: payments posted in March 1,250 / (charges for March services 2,795 - contractual adjustments
     # posted in March: C01 80 + C02 50 + C03 65 + C04 100 + C11 70 + C10 80 + C13 80 + C14 50 = 575)
     "net_collection_rate": (1250, 2795 - 575),
-    # C06 and C11 denied, 12 submitted
-    "denial_rate": (2, 12),
+    # C06 and C11 denied, of the 9 claims a payer has answered (12 submitted; C08, C15, C18 not yet adjudicated)
+    "denial_rate": (2, 9),
     # booked minutes (completed 6x60 + 6x45, no-shows 45 + 60, late cancel 45) = 780; available from the first
     # appointment day (Wed 03-05) to 03-31: T1 (40 h over Mon-Fri = 480/day) 19 weekdays = 9,120;
     # T2 (20 h over Mon/Wed/Fri = 400/day) 12 days (Wed 5, Fri 7, then 3 Mon/Wed/Fri weeks, Mon 31) = 4,800
@@ -186,16 +187,17 @@ def test_work_queue(tiny_home):
 
 
 def test_revenue_leakage(tiny_home):
+    """Dollars at stake = units x unit value; the visit value is the net-revenue-per-visit KPI (1250 / 12)."""
     with _con(tiny_home) as con:
         rows = {r[0]: r[1:] for r in con.execute(
-            "select category, events, dollars_lost from marts.revenue_leakage").fetchall()}
+            "select category, events, units_at_stake, dollars_at_stake from marts.revenue_leakage").fetchall()}
     per_visit = 1250 / 12
     per_episode = (460 + 300 + 320) / 3   # closed episodes E01, E03, E07
-    assert rows["no_shows"] == (2, pytest.approx(2 * per_visit))
-    assert rows["late_cancels"] == (1, pytest.approx(per_visit))
-    assert rows["unfinished_plans"] == (1, pytest.approx(4 * per_visit))   # E03: 6 planned, 2 attended
-    assert rows["unconverted_referrals"] == (4, pytest.approx(4 * per_episode))  # R04 R05 R06 R12
-    assert rows["unrecovered_denials"] == (1, pytest.approx(200))
+    assert rows["no_shows"] == (2, 2, pytest.approx(2 * per_visit))
+    assert rows["late_cancels"] == (1, 1, pytest.approx(per_visit))
+    assert rows["unfinished_plans"] == (1, 4, pytest.approx(4 * per_visit))   # E03: 6 planned, 2 attended
+    assert rows["unconverted_referrals"] == (4, 4, pytest.approx(4 * per_episode))  # R04 R05 R06 R12
+    assert rows["unrecovered_denials"] == (1, 1, pytest.approx(200))
 
 
 def test_attribution(tiny_home):

@@ -1,7 +1,8 @@
 """One real-browser smoke test: the app served by `streamlit run`, Debian's chromium driven by Playwright.
 
 Acts as the front desk (PTPULSE_DEMO_ROLE=front_desk), logs an outreach on a work-queue task, sees the
-queue change, then switches the demo role to owner and saves a screenshot of the Overview.
+queue change, then switches the demo role to owner, checks that the maturing denial rate says so (tile and
+greyed trend) and saves a screenshot of the Overview.
 Never runs `playwright install`: it uses /usr/bin/chromium (`apt-get install -y chromium`).
 """
 
@@ -116,6 +117,11 @@ def test_front_desk_logs_outreach_and_owner_overview_screenshot(served_app, tmp_
         page.get_by_role("option", name="Practice owner").click()
         page.get_by_role("link", name="Overview").click()
         expect(page.locator('[data-testid="stMetric"]', has_text="No-show rate").first).to_be_visible()
+        # young cohorts say so: the denial-rate tile is maturing, and its trend greys out the young months
+        expect(page.locator('[data-testid="stMetric"]', has_text="Denial rate (maturing)")).to_be_visible()
+        page.locator('[data-testid="stSelectbox"]', has_text="Look closer at").click()
+        page.get_by_role("option", name="Denial rate").click()
+        expect(page.get_by_text("Still maturing").first).to_be_visible()
         page.wait_for_timeout(1500)  # let plotly finish drawing
         shot = tmp_path / "overview.png"
         page.screenshot(path=str(shot), full_page=True)

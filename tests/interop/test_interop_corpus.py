@@ -17,7 +17,9 @@ MANAGED_CARE = CORPUS / "x12/835_005010X221A1/managed-care.835"
 
 
 def _corpus_files() -> list[Path]:
-    return sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name != "README.md")
+    """The files the corpus fixture ingests (`outside/` is other projects' exports: tests/ingestion hostile test)."""
+    return sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name != "README.md"
+                  and p.relative_to(CORPUS).parts[0] != "outside")
 
 
 def test_every_corpus_file_is_audited_and_the_invariant_holds(corpus_home):

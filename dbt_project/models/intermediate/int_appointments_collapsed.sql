@@ -1,7 +1,10 @@
--- One row per appointment: the scheduling events collapsed into the appointment's current state, in one
--- aggregate pass. The state is the latest event's (by event time; on ties booked < rescheduled < arrived <
--- completed < cancel / no-show): booked / rescheduled = scheduled; arrived / completed = completed.
--- visit_number counts completed visits within the episode in time order.
+-- One row per appointment: the scheduling events folded into the appointment's lifecycle, book -> reschedule
+-- (any number) -> outcome, in one aggregate pass. A recorded outcome (arrived / completed / cancelled /
+-- late_cancelled / no_show) is final: the status and slot come from the latest outcome event (by event time;
+-- on ties arrived < completed < cancel / no-show), even when a reschedule row was logged after it (schedulers
+-- log the move late; it does not reopen an appointment that already had its outcome). Without an outcome the
+-- appointment is 'scheduled' at the slot of its latest booked / rescheduled event. arrived / completed =
+-- completed. visit_number counts completed visits within the episode in time order.
 with ev as (
     select
         *,
@@ -12,24 +15,32 @@ with ev as (
     from {{ ref('stg_raw__scheduling_events') }}
 ),
 
+st as (
+    select
+        *,
+        struct_pack(
+            episode_id := episode_id, referral_id := referral_id, patient_id := patient_id,
+            clinic_id := clinic_id, therapist_id := therapist_id, visit_type := visit_type,
+            scheduled_start := scheduled_start, duration_min := duration_min, event_type := event_type,
+            event_at := event_at, cancel_reason := cancel_reason, notice_hours := notice_hours
+        ) as state,
+        struct_pack(t := event_at, r := type_rank, id := event_id) as ord
+    from ev
+),
+
 agg as (
     select
         appointment_id,
-        arg_max(
-            struct_pack(
-                episode_id := episode_id, referral_id := referral_id, patient_id := patient_id,
-                clinic_id := clinic_id, therapist_id := therapist_id, visit_type := visit_type,
-                scheduled_start := scheduled_start, duration_min := duration_min, event_type := event_type,
-                event_at := event_at, cancel_reason := cancel_reason, notice_hours := notice_hours
-            ),
-            struct_pack(t := event_at, r := type_rank, id := event_id)
+        coalesce(
+            arg_max(state, ord) filter (where type_rank >= 3),   -- the outcome, when one was recorded
+            arg_max(state, ord) filter (where type_rank <= 2)    -- else the latest booking
         ) as l,
         min(event_at) filter (where event_type = 'booked') as booked_event_at,
         min(event_at) as first_event_at,
         max(event_at) as last_event_at,
         count(*) filter (where event_type = 'rescheduled') as reschedule_count,
         any_value(referral_id) filter (where referral_id is not null) as any_referral_id
-    from ev
+    from st
     group by appointment_id
 ),
 

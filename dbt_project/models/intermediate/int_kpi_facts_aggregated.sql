@@ -1,6 +1,8 @@
 -- One row per clinic x day x KPI with the additive numerator and denominator of every ratio KPI of
 -- DESIGN.md whose parts add up over days and clinics. practice_kpis rolls these up to week / month / ALL.
 -- (days_in_ar, cost_per_new_patient and attributed_roi are not additive over days: see practice_kpis.)
+-- Cohort KPIs (denial rate, early dropout, conversions, times to contact and visit) also carry `cohort` and
+-- `pending` (members with no outcome yet) so a young period can say it is still maturing.
 with k as (
     select as_of, cast(as_of as date) as as_of_date from {{ ref('int_clocks_resolved') }}
 ),
@@ -26,15 +28,15 @@ claims as (
 ),
 
 -- money posted (cash basis): payer and patient payments and contractual adjustments by the day they were
--- posted, on claims in the claims mart (clinic from the claim)
+-- posted, every landed remittance (no inner join to claims: a payment whose claim row was quarantined still
+-- counts, at the clinic of its charge lines or at clinic 'unattributed'; see int_remittances_attributed)
 posted as (
     select
-        c.clinic_id,
+        r.clinic_id,
         cast(r.event_at as date) as d,
         sum(r.amount_usd) filter (where r.event_type in ('payer_payment', 'patient_payment')) as collected_usd,
         sum(r.amount_usd) filter (where r.event_type = 'contractual_adjustment') as contractual_adj_usd
-    from {{ ref('stg_raw__remittances') }} as r
-    join claims as c using (claim_id)
+    from {{ ref('int_remittances_attributed') }} as r
     group by all
 ),
 
@@ -90,8 +92,9 @@ facts as (
     select clinic_id, discharge_date, 'poc_completion_rate', count(*) filter (where plan_completed), count(*)
     from eps where is_closed group by all
     union all
+    -- cohort by evaluation date, over episodes whose outcome is known (closed, or past visit 2)
     select clinic_id, eval_date, 'early_dropout_rate', count(*) filter (where early_dropout), count(*)
-    from eps group by all
+    from eps where is_closed or attended_visits >= 3 group by all
     union all
     select clinic_id, service_date, 'units_per_visit', sum(units), count(distinct appointment_id)
     from {{ ref('int_charge_lines_classified') }}
@@ -116,11 +119,61 @@ facts as (
     select clinic_id, service_date, 'net_collection_rate', 0, sum(billed_usd)
     from claims group by all
     union all
+    -- cohort by submission date, over adjudicated claims only
     select clinic_id, cast(submitted_at as date), 'denial_rate', count(*) filter (where is_denied), count(*)
+    from claims where is_adjudicated group by all
+),
+
+-- Maturity of the cohort KPIs: per clinic x cohort day, how many members the cohort has and how many have no
+-- outcome yet. practice_kpis turns it into resolved_share; a period under the maturity bar is 'maturing'.
+maturity as (
+    select clinic_id, cast(submitted_at as date) as d, 'denial_rate' as kpi, count(*) as cohort,
+        count(*) filter (where not is_adjudicated) as pending
     from claims group by all
+    union all
+    select clinic_id, eval_date, 'early_dropout_rate', count(*),
+        count(*) filter (where not is_closed and attended_visits < 3)
+    from eps group by all
+    union all
+    select clinic_id, d, 'referral_conversion', count(*),
+        count(*) filter (where not converted_webpt and exit_stage is null and discharged_at is null)
+    from refs group by all
+    union all
+    select clinic_id, d, 'conversion_7day', count(*),
+        count(*) filter (where not converted_7day and received_at > k.as_of - interval 7 day)
+    from refs, k group by all
+    union all
+    select clinic_id, d, 'hours_to_first_contact', count(*),
+        count(*) filter (where first_contact_at is null and exit_stage is null)
+    from refs group by all
+    union all
+    select clinic_id, d, 'business_days_to_first_visit', count(*),
+        count(*) filter (where evaluated_at is null and exit_stage is null)
+    from refs group by all
+),
+
+summed as (
+    select clinic_id, d, kpi, sum(num) * 1.0 as numerator, sum(den) * 1.0 as denominator
+    from facts
+    group by all
+),
+
+matured as (
+    select clinic_id, d, kpi, sum(cohort) * 1.0 as cohort, sum(pending) * 1.0 as pending
+    from maturity
+    group by all
 )
 
-select clinic_id, d as date_day, kpi, sum(num) * 1.0 as numerator, sum(den) * 1.0 as denominator
-from facts, k
-where d is not null and d <= k.as_of_date
-group by all
+select
+    coalesce(s.clinic_id, m.clinic_id) as clinic_id,
+    coalesce(s.d, m.d) as date_day,
+    coalesce(s.kpi, m.kpi) as kpi,
+    coalesce(s.numerator, 0) as numerator,
+    coalesce(s.denominator, 0) as denominator,
+    m.cohort,
+    m.pending
+from summed as s
+full outer join matured as m
+    on s.clinic_id is not distinct from m.clinic_id and s.d = m.d and s.kpi = m.kpi
+cross join k
+where coalesce(s.d, m.d) is not null and coalesce(s.d, m.d) <= k.as_of_date

@@ -1,7 +1,8 @@
 -- One row per attribution model x channel x month: marketing spend, conversions and net revenue the model
 -- credits to the channel for conversions in that month, ROI = (revenue - spend) / spend and cost per new
 -- patient = spend / attributed conversions (null where there is no spend or no conversion). Referral
--- sources that are not bought (physician_referral, direct_access) carry no spend.
+-- sources that are not bought (physician_referral, direct_access) carry no spend; `is_marketing` marks the
+-- bought channels (macro marketing_channels), the only ones a marketing ROI or cost per new patient sums.
 with credited as (
     {% for m in ['first', 'last', 'linear', 'time_decay', 'position'] %}
     select '{{ m }}' as model, channel, conversion_month as month,
@@ -30,6 +31,7 @@ select
     coalesce(c.model, s.model) as model,
     coalesce(c.channel, s.channel) as channel,
     coalesce(c.month, s.month) as month,
+    coalesce(c.channel, s.channel) in {{ marketing_channels() }} as is_marketing,
     coalesce(s.spend_usd, 0) as spend_usd,
     coalesce(c.attributed_conversions, 0) as attributed_conversions,
     coalesce(c.attributed_revenue_usd, 0) as attributed_revenue_usd,

@@ -26,6 +26,9 @@ select
     c.denial_carc,
     c.denied_usd,
     c.denied_at,
+    -- adjudicated: the payer has answered (a denial, a payment or a contractual adjustment); the denial rate
+    -- counts only these, so claims still waiting for a payer do not read as 'not denied'
+    c.is_denied or c.first_payer_payment_at is not null or c.contractual_adj_usd <> 0 as is_adjudicated,
     c.is_denied and c.payer_paid_usd = 0 and c.write_off_usd > 0 as is_denial_written_off,
     date_diff('day', cast(c.submitted_at as date), cast(c.first_payer_payment_at as date)) as days_to_pay,
     case

@@ -21,7 +21,7 @@ with appts as (
     group by episode_id
 ),
 
-money as (
+claim_money as (
     select
         episode_id,
         arg_min(payer_id, service_date) as first_claim_payer_id,
@@ -29,6 +29,24 @@ money as (
         sum(payer_paid_usd + patient_paid_usd) as net_revenue_usd
     from {{ ref('int_claims_reconciled') }}
     group by episode_id
+),
+
+-- payments on a claim whose row was quarantined still belong to the episode its charge lines name
+orphan_cash as (
+    select episode_id, sum(amount_usd) as net_revenue_usd
+    from {{ ref('int_remittances_attributed') }}
+    where not claim_known and episode_id is not null and event_type in ('payer_payment', 'patient_payment')
+    group by episode_id
+),
+
+money as (
+    select
+        coalesce(c.episode_id, o.episode_id) as episode_id,
+        c.first_claim_payer_id,
+        c.charges_usd,
+        coalesce(c.net_revenue_usd, 0) + coalesce(o.net_revenue_usd, 0) as net_revenue_usd
+    from claim_money as c
+    full outer join orphan_cash as o using (episode_id)
 ),
 
 ids as (

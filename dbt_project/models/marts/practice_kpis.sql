@@ -3,6 +3,9 @@
 -- (0.10 = 10%). Definitions, units and healthy bands: kpi_definitions. Weeks start on Monday.
 -- Additive KPIs come from int_kpi_facts_aggregated; days_in_ar is the balance at the period's last day (or
 -- as_of) over the 90-day average daily charges then; cost_per_new_patient and attributed_roi are monthly.
+-- Cohort KPIs carry their maturity: cohort (members), pending (no outcome yet), resolved_share, and
+-- is_maturing when fewer than var maturity_resolved_share (95%) of the cohort has an outcome: the app
+-- withholds the healthy-band verdict for such periods and greys them out in trends.
 with grains as (
     select * from (values ('day'), ('week'), ('month')) as g(grain)
 ),
@@ -18,7 +21,9 @@ additive as (
         cast(date_trunc(g.grain, f.date_day) as date) as period_start,
         f.kpi,
         sum(f.numerator) as numerator,
-        sum(f.denominator) as denominator
+        sum(f.denominator) as denominator,
+        sum(f.cohort) as cohort,
+        sum(f.pending) as pending
     from {{ ref('int_kpi_facts_aggregated') }} as f
     cross join grains as g
     group by grouping sets (
@@ -53,7 +58,9 @@ days_in_ar as (
         period_start,
         'days_in_ar' as kpi,
         sum(ar_balance_usd) as numerator,
-        sum(charges_90d_usd) / 90.0 as denominator
+        sum(charges_90d_usd) / 90.0 as denominator,
+        null as cohort,
+        null as pending
     from ar_period_ends
     group by grouping sets ((clinic_id, grain, period_start), (grain, period_start))
 ),
@@ -74,7 +81,7 @@ new_patients as (
 marketing_revenue as (
     select t.clinic_id, t.conversion_month as month, sum(t.credit_linear) as revenue_usd
     from {{ ref('attribution_touches') }} as t
-    where t.channel in ('search_ads', 'social', 'organic_web', 'events', 'employer', 'word_of_mouth')
+    where t.channel in {{ marketing_channels() }}
     group by all
 ),
 
@@ -94,14 +101,15 @@ marketing as (
 marketing_kpis as (
     select
         coalesce(clinic_id, 'ALL') as clinic_id, 'month' as grain, month as period_start,
-        'cost_per_new_patient' as kpi, sum(spend_usd) as numerator, sum(new_patients) as denominator
+        'cost_per_new_patient' as kpi, sum(spend_usd) as numerator, sum(new_patients) as denominator,
+        null as cohort, null as pending
     from marketing, k
     where month <= k.as_of_date
     group by grouping sets ((clinic_id, month), (month))
     union all
     select
         coalesce(clinic_id, 'ALL'), 'month', month,
-        'attributed_roi', sum(revenue_usd) - sum(spend_usd), sum(spend_usd)
+        'attributed_roi', sum(revenue_usd) - sum(spend_usd), sum(spend_usd), null, null
     from marketing, k
     where month <= k.as_of_date
     group by grouping sets ((clinic_id, month), (month))
@@ -122,6 +130,10 @@ select
     kpi,
     cast(numerator as double) as numerator,
     cast(denominator as double) as denominator,
-    cast({{ safe_div('numerator', 'denominator') }} as double) as value
+    cast({{ safe_div('numerator', 'denominator') }} as double) as value,
+    cast(cohort as double) as cohort,
+    cast(pending as double) as pending,
+    cast(case when cohort > 0 then 1 - pending / cohort end as double) as resolved_share,
+    coalesce(cohort > 0 and 1 - pending / cohort < {{ var('maturity_resolved_share') }}, false) as is_maturing
 from unioned
-where coalesce(denominator, 0) <> 0 or coalesce(numerator, 0) <> 0
+where coalesce(denominator, 0) <> 0 or coalesce(numerator, 0) <> 0 or coalesce(pending, 0) <> 0

@@ -51,12 +51,14 @@ base as (
         -- written, not when it was signed (signatures lag; a note signed days late, after the second visit or
         -- the discharge, put plan_of_care after active/discharged). Treating the patient under the plan (the
         -- second visit) or discharging them means a plan existed by then, so a note written even later does
-        -- not move the stage past them. The signature is the WebPT conversion (converted_webpt).
-        case when n.planned_visits is not null then least(
-            coalesce(n.eval_note_created_at, n.eval_note_signed_at),
+        -- not move the stage past them. The signature is the WebPT conversion (converted_webpt). So a second
+        -- visit or a discharge sets the stage even when the evaluation note is missing (quarantined, not yet
+        -- exported); least() skips nulls.
+        least(
+            case when n.planned_visits is not null then coalesce(n.eval_note_created_at, n.eval_note_signed_at) end,
             v2.scheduled_start,
             case when e.status = 'discharged' then e.discharged_at end
-        ) end as plan_of_care_at,
+        ) as plan_of_care_at,
         v2.scheduled_start as active_at,
         least(r.first_outreach_at, r.contacted_event_at, aa.app_first_outreach_at) as first_contact_at,
         least(r.contacted_event_at, r.first_reached_at, aa.app_first_reached_at) as contacted_at_raw,
@@ -81,9 +83,17 @@ staged as (
             else least(coalesce(contacted_at_raw, first_contact_at, scheduled_at), scheduled_at)
         end as contacted_at,
         case when episode_status = 'discharged' then episode_discharged_at end as discharged_at,
+        -- exits: the earliest wins. A missed evaluation (no evaluation attended, none booked ahead) is the exit
+        -- unless an intake exit was recorded before it: the EMR's later `lost` (reason eval_no_show), or a
+        -- decline on the rebooking call, is the consequence of the no-show, not a different exit.
         case
+            when evaluated_at is null and eval_no_show_at is not null and future_evals = 0
+                and (intake_exit_at is null or intake_exit_at >= eval_no_show_at) then 'eval_no_show'
+            -- the front desk's own word: an intake `lost` whose reason is eval_no_show is that exit (the missed
+            -- evaluation may have been a cancellation never rebooked rather than a recorded no-show)
+            when evaluated_at is null and intake_exit_stage = 'lost' and intake_exit_reason = 'eval_no_show'
+                then 'eval_no_show'
             when evaluated_at is null and intake_exit_stage is not null then intake_exit_stage
-            when evaluated_at is null and eval_no_show_at is not null and future_evals = 0 then 'eval_no_show'
             when evaluated_at is null and app_lost_at is not null then 'lost'
             when episode_status = 'self_discharged' then 'self_discharged'
         end as exit_stage
@@ -123,7 +133,7 @@ select
         else s.intake_exit_reason
     end as exit_reason,
     case s.exit_stage
-        when 'eval_no_show' then s.eval_no_show_at
+        when 'eval_no_show' then coalesce(s.eval_no_show_at, s.intake_exit_at)
         when 'self_discharged' then s.episode_discharged_at
         when 'lost' then coalesce(s.intake_exit_at, s.app_lost_at)
         else s.intake_exit_at

@@ -1,4 +1,5 @@
--- One row per open work-queue task (task_id = 'rule:entity_id', stable across builds), with a reason a
+-- One row per open work-queue task (task_id = 'rule:entity_id', stable across builds; never a patient id: the
+-- per-patient KX rule uses the keyed patient_key, re-keyed in app actions by `ptpulse secret rotate`), with a reason a
 -- person can act on, a priority (1 = most urgent) and a due time, from every DESIGN.md queue rule except the
 -- no-show-risk one (ML adds that after scoring). App actions are applied: a task marked lost disappears, and so
 -- does a done one (its latest action is a confirm or an outreach that booked the visit, as the app folds it);
@@ -39,12 +40,15 @@ tasks as (
         f.clinic_id, f.patient_id, f.referral_id, f.episode_id, null as appointment_id,
         'New ' || replace(coalesce(f.source_channel, 'unknown'), '_', ' ') || ' referral received '
             || strftime(f.received_at, '%Y-%m-%d %H:%M') || ', not contacted after '
-            || cast(round({{ hours_between('f.received_at', 'k.as_of') }}) as bigint) || ' h: call the patient.' as reason,
+            || cast(round({{ hours_between('f.received_at', 'k.as_of') }}) as bigint) || ' h'
+            || case when f.outreach_attempts > 0 then ' (' || f.outreach_attempts || ' outreach attempts, nobody reached)'
+                else '' end || ': call the patient.' as reason,
         1 as priority,
         f.received_at + to_hours({{ var('contact_sla_hours') }}) as due_at,
         f.received_at as created_at
     from f, k
-    where f.first_contact_at is null and f.exit_stage is null and f.scheduled_at is null
+    -- not contacted = nobody reached yet (docs/interfaces.md): a voicemail or no answer is an attempt only
+    where f.contacted_at is null and f.exit_stage is null and f.scheduled_at is null
         and f.evaluated_at is null
         and f.received_at + to_hours({{ var('contact_sla_hours') }}) <= k.as_of
     union all
@@ -52,15 +56,17 @@ tasks as (
     select
         'contacted_unscheduled', f.referral_id, 'front_desk', f.clinic_id, f.patient_id, f.referral_id,
         f.episode_id, null,
-        'Contacted ' || strftime(f.first_contact_at, '%Y-%m-%d') || ' (' || f.outreach_attempts
-            || ' outreach attempts) but no evaluation booked (referral of the last '
-            || {{ var('queue_lookback_days') }} || ' days): offer a time.',
+        'Reached ' || strftime(f.contacted_at, '%Y-%m-%d') || ' (' || f.outreach_attempts
+            || ' outreach attempts) but no evaluation booked ' || {{ var('schedule_sla_hours') }}
+            || ' h later (referral of the last ' || {{ var('queue_lookback_days') }} || ' days): offer a time.',
         2,
-        f.first_contact_at + to_hours({{ var('schedule_sla_hours') }}),
-        f.first_contact_at
-    from f
-    where f.first_contact_at is not null and f.scheduled_at is null and f.exit_stage is null
+        f.contacted_at + to_hours({{ var('schedule_sla_hours') }}),
+        f.contacted_at
+    from f, k
+    -- contact = a person was reached (not a voicemail); due once the schedule SLA has passed since then
+    where f.contacted_at is not null and f.scheduled_at is null and f.exit_stage is null
         and f.evaluated_at is null
+        and f.contacted_at + to_hours({{ var('schedule_sla_hours') }}) <= k.as_of
     union all
     -- 3. evaluation no-shows to rebook
     select
@@ -72,7 +78,9 @@ tasks as (
         f.exit_at + interval 24 hour,
         f.exit_at
     from f
-    where f.exit_stage = 'eval_no_show'
+    left join {{ ref('int_referrals_pivoted') }} as ip using (referral_id)
+    -- an intake exit recorded after the no-show (lost, declined on the rebooking call) closed it already
+    where f.exit_stage = 'eval_no_show' and ip.intake_exit_stage is null
     union all
     -- 4. active patients with no future appointment
     select
@@ -141,7 +149,7 @@ tasks as (
     union all
     -- 7. Medicare patients nearing the KX threshold this calendar year
     select
-        'medicare_kx_threshold', m.patient_id || ':' || m.yr, 'front_desk', m.clinic_id, m.patient_id,
+        'medicare_kx_threshold', {{ patient_key('m.patient_id') }} || ':' || m.yr, 'front_desk', m.clinic_id, m.patient_id,
         m.referral_id, m.episode_id, null,
         'Medicare therapy charges this year $' || cast(round(m.ytd_usd) as bigint) || ' of the $'
             || {{ var('kx_threshold_usd') }} || ' KX threshold: add the KX modifier and document medical necessity.',

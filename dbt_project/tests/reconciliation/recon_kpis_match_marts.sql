@@ -13,15 +13,21 @@ checks as (
     select 'referrals', (select den from kpi where kpi = 'referral_conversion'),
         (select count(*) from {{ ref('referral_funnel') }}, k where received_at <= k.as_of)
     union all
-    select 'claims submitted', (select den from kpi where kpi = 'denial_rate'),
-        (select count(*) from {{ ref('claims') }}, k where cast(submitted_at as date) <= cast(k.as_of as date))
+    -- denial rate is over adjudicated claims (a maturing cohort does not count its pending claims)
+    select 'claims adjudicated', (select den from kpi where kpi = 'denial_rate'),
+        (select count(*) from {{ ref('claims') }}, k
+            where is_adjudicated and cast(submitted_at as date) <= cast(k.as_of as date))
     union all
-    -- cash-basis KPIs: every payment on a claim, by its posting date, is counted once
+    -- cash-basis KPIs: every payment that landed, by its posting date, is counted once (also when its claim row
+    -- was quarantined: no inner join to claims, money never vanishes in a join)
     select 'collections posted', (select num from kpi where kpi = 'net_revenue_per_visit'),
-        (select sum(r.amount_usd) from {{ ref('stg_raw__remittances') }} as r
-            join {{ ref('claims') }} as c using (claim_id), k
+        (select sum(r.amount_usd) from {{ ref('stg_raw__remittances') }} as r, k
             where r.event_type in ('payer_payment', 'patient_payment')
                 and cast(r.event_at as date) <= cast(k.as_of as date))
+    union all
+    select 'clinics = ALL (collections)',
+        (select sum(numerator) from {{ ref('practice_kpis') }} where clinic_id <> 'ALL' and grain = 'month' and kpi = 'net_revenue_per_visit'),
+        (select num from kpi where kpi = 'net_revenue_per_visit')
     union all
     select 'collections posted (collection rate)', (select num from kpi where kpi = 'net_collection_rate'),
         (select num from kpi where kpi = 'net_revenue_per_visit')

@@ -1,0 +1,285 @@
+"""One analyst query in its own process: both sides of the process boundary.
+
+App side, `run_in_worker`: makes a private work folder (request, DuckDB spill folder, result), hands it to a
+worker process (`python -m app.lib.sql_worker`, its own session) and watches it every 20 ms: SIGKILL when the
+statement passes the wall-clock limit or the worker's resident memory passes the hard cap. It returns the
+row-capped result (Arrow, read into pandas) or raises SqlRefused with a message that says what limit was hit
+and what to do. The worker's peak RSS (from wait4) is reported either way.
+
+Worker side, `main`: caps its own address space (RLIMIT_AS, so an allocation DuckDB does not count, such as
+one 1.5 GB string, fails at once instead of growing), lowers its priority, re-checks the statement, opens the
+twin with `open_locked`, runs the query, and writes the result as an Arrow IPC file. String values and error
+messages are scrubbed of server paths (a second lock behind the statement check's refusals).
+A fresh process per query is simple and cannot leak state between analysts. To keep the start-up (Python,
+duckdb and pyarrow imports: ~0.5 s) off the analyst's wait, one *spare* worker is started ahead of time: it
+imports, then blocks reading its folder's path from stdin; each query takes the spare, and the next one is
+started when the query is done (so its imports do not compete with the query for CPU).
+A spare has seen no query and holds no connection; it exits when the app closes its stdin (or exits).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import duckdb
+
+from app.lib.sql_guard import CATALOG, Limits, NotDeidentified, SqlRefused, SqlResult, attach_twin, check_statement
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+POLL_S = 0.02
+STARTUP_S = 5.0  # allowance for start-up (imports, attach, verification) before the statement's clock starts
+SCRUBBED = "<server path>"
+
+
+# ---------------------------------------------------------------------------------------------- app side
+def _rss_mb(pid: int) -> float:
+    """Resident memory of `pid` in MB (0 when unknown, e.g. not on Linux)."""
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+_spare_lock = threading.Lock()
+_spare: subprocess.Popen | None = None
+
+
+def _spawn() -> subprocess.Popen:
+    """A new worker that imports everything, then waits for the path of its work folder on stdin."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, "-m", "app.lib.sql_worker"], cwd=REPO_ROOT, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, close_fds=True)
+
+
+def _start(workdir: Path) -> subprocess.Popen:
+    """Hand `workdir` to the spare worker (or a new one if there is no live spare)."""
+    global _spare
+    with _spare_lock:
+        proc, _spare = _spare, None
+    if proc is None or proc.poll() is not None:
+        proc = _spawn()
+    try:
+        proc.stdin.write(f"{workdir}\n".encode())
+        proc.stdin.close()
+    except BrokenPipeError:  # the spare died while waiting (e.g. killed by an operator): use a fresh one
+        proc.wait()
+        proc = _spawn()
+        proc.stdin.write(f"{workdir}\n".encode())
+        proc.stdin.close()
+    return proc
+
+
+def _refill() -> None:
+    """Start the next spare once a query is done (not while it runs: its imports would compete for CPU)."""
+    global _spare
+    with _spare_lock:
+        if _spare is None or _spare.poll() is not None:
+            _spare = _spawn()
+
+
+def _exit_code(status: int) -> int:
+    return os.waitstatus_to_exitcode(status)
+
+
+def _watch(proc: subprocess.Popen, workdir: Path, limits: Limits, started: float) -> tuple[str | None, object]:
+    """Wait for the worker; kill it on the time or memory limit. Returns (reason killed or None, rusage)."""
+    deadline = started + STARTUP_S + limits.time_limit_s
+    ready = False
+    while True:
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = _exit_code(status)
+            return None, rusage
+        now = time.perf_counter()
+        if not ready and (workdir / "ready").exists():
+            ready, deadline = True, now + limits.time_limit_s
+        reason = "time" if now > deadline else "memory" if _rss_mb(proc.pid) > limits.rss_cap_mb else None
+        if reason:
+            return reason, _kill(proc)
+        time.sleep(POLL_S)
+
+
+def _kill(proc: subprocess.Popen):
+    """SIGKILL the worker's process group and reap it; returns its rusage."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _, status, rusage = os.wait4(proc.pid, 0)
+    proc.returncode = _exit_code(status)
+    return rusage
+
+
+def _message(kind: str, limits: Limits, detail: str = "") -> str:
+    return {
+        "time": f"The query ran longer than {limits.time_limit_s:g} s and was stopped (its worker process was "
+                "ended; other users are not affected). Aggregate more, add a WHERE clause or a LIMIT.",
+        "memory": f"The query needed more memory than the SQL page allows ({limits.memory_limit_mb} MB for the "
+                  "query) and was stopped (other users are not affected). Aggregate earlier, select fewer or "
+                  "narrower columns, or add a WHERE clause.",
+        "temp": f"The query needed more than {limits.temp_limit_mb} MB of scratch disk and was stopped. "
+                "Aggregate earlier, sort fewer rows, or add a WHERE clause.",
+        "too_large": f"The result is larger than {limits.result_mb} MB even within the {limits.row_cap:,}-row "
+                     "cap; select fewer or narrower columns.",
+        "crashed": f"The query's worker process stopped unexpectedly ({detail}), most likely because it ran out "
+                   f"of memory ({limits.memory_limit_mb} MB allowed). Aggregate earlier or add a WHERE clause.",
+    }.get(kind, detail)
+
+
+def _read_result(path: Path):
+    """The worker's Arrow file as pandas, typed like DuckDB's own .df() (decimals as floats, dates as
+    datetime64)."""
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    with pa.memory_map(str(path)) as source:
+        table = pyarrow.ipc.open_file(source).read_all()
+    fields = [pa.field(f.name, pa.float64()) if pa.types.is_decimal(f.type) else f for f in table.schema]
+    table = table.cast(pa.schema(fields))
+    return table.to_pandas(date_as_object=False)
+
+
+def run_in_worker(deid_path: Path, statement: str, limits: Limits) -> SqlResult:
+    """Run one checked statement in a fresh worker process under `limits`; see the module docstring."""
+    workdir = Path(tempfile.mkdtemp(prefix="ptpulse-sql-"))  # mode 0700: the query text stays private
+    proc = None
+    try:
+        (workdir / "request.json").write_text(json.dumps(
+            {"sql": statement, "deid_path": str(Path(deid_path).resolve()), "limits": asdict(limits)}))
+        started = time.perf_counter()
+        proc = _start(workdir)
+        killed, rusage = _watch(proc, workdir, limits, started)
+        seconds = time.perf_counter() - started
+        peak = rusage.ru_maxrss / 1024  # KB on Linux
+        if killed:
+            raise SqlRefused(_message(killed, limits), peak)
+        status_file = workdir / "status.json"
+        if not status_file.exists():
+            how = (f"signal {signal.Signals(-proc.returncode).name}" if proc.returncode < 0
+                   else f"exit code {proc.returncode}")
+            raise SqlRefused(_message("crashed", limits, how), peak)
+        status = json.loads(status_file.read_text())
+        if status["kind"] != "ok":
+            raise SqlRefused(_message(status["kind"], limits, status.get("message", "")), peak)
+        frame = _read_result(workdir / "result.arrow")
+        return SqlResult(frame, status["truncated"], seconds, peak)
+    finally:
+        if proc is not None and proc.returncode is None:  # interrupted while watching: never leave it running
+            _kill(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+        _refill()
+
+
+# ------------------------------------------------------------------------------------------- worker side
+def open_locked(deid_path: Path, limits: Limits, temp_dir: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB under `limits` with the twin attached READ_ONLY and verified, then no file access,
+    no extension autoloading, no Python replacement scans, and a locked configuration."""
+    con = duckdb.connect(":memory:", config={
+        "threads": limits.threads, "memory_limit": f"{limits.memory_limit_mb}MB",
+        "temp_directory": str(temp_dir), "max_temp_directory_size": f"{limits.temp_limit_mb}MB",
+        "autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        attach_twin(con, deid_path)
+        con.execute(f"use {CATALOG}")
+        con.execute("set python_enable_replacements = false")
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _scrubber(paths: list[str]):
+    """A function that replaces every known server path in a string (longest first)."""
+    secrets = sorted({p for p in paths if p and len(p) > 1}, key=len, reverse=True)
+
+    def scrub(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, SCRUBBED)
+        return text
+
+    return scrub, secrets
+
+
+def _scrub_table(table, secrets: list[str]):
+    """Replace server paths inside the result's string columns (Arrow compute, whole columns at once)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            for secret in secrets:
+                column = pc.replace_substring(column, pattern=secret, replacement=SCRUBBED)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def _write_status(workdir: Path, **status) -> None:
+    tmp = workdir / "status.json.tmp"
+    tmp.write_text(json.dumps(status))
+    os.replace(tmp, workdir / "status.json")
+
+
+def main() -> None:
+    """Import everything, wait for a work folder on stdin (empty line / EOF: exit), run its request."""
+    import resource
+
+    import pyarrow as pa
+    import pyarrow.compute  # noqa: F401 - imported before the wait, used by _scrub_table
+    import pyarrow.ipc
+
+    line = sys.stdin.readline().strip()
+    if not line:
+        return
+    workdir = Path(line)
+    request = json.loads((workdir / "request.json").read_text())
+    limits = Limits(**request["limits"])
+    cap = limits.address_space_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    os.nice(5)  # the app's own threads come first on a shared machine
+    deid_path = Path(request["deid_path"])
+    scrub, secrets = _scrubber([str(deid_path), str(deid_path.parent), str(workdir), str(REPO_ROOT),
+                                os.path.expanduser("~"), tempfile.gettempdir()])
+    try:
+        statement = check_statement(request["sql"])  # the worker does not trust its caller
+        os.chdir(deid_path.parent)
+        con = open_locked(Path(deid_path.name), limits, workdir / "spill")
+        (workdir / "ready").touch()
+        table = con.sql(statement).limit(limits.row_cap + 1).to_arrow_table()
+        truncated = table.num_rows > limits.row_cap
+        table = _scrub_table(table.slice(0, limits.row_cap), secrets)
+        if table.nbytes > limits.result_mb * 2**20:
+            return _write_status(workdir, kind="too_large")
+        with pa.OSFile(str(workdir / "result.arrow"), "wb") as sink, \
+                pyarrow.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        _write_status(workdir, kind="ok", truncated=truncated)
+    except (SqlRefused, NotDeidentified) as exc:
+        _write_status(workdir, kind="refused", message=scrub(str(exc)))
+    except duckdb.OutOfMemoryException as exc:
+        _write_status(workdir, kind="temp" if "max_temp_directory_size" in str(exc) else "memory")
+    except MemoryError:
+        _write_status(workdir, kind="memory")
+    except duckdb.Error as exc:
+        _write_status(workdir, kind="error", message=f"DuckDB error: {scrub(str(exc))[:2000]}")
+    except Exception as exc:  # noqa: BLE001 - any failure becomes the analyst's message, never a traceback
+        kind = "memory" if "memory" in type(exc).__name__.lower() else "error"
+        _write_status(workdir, kind=kind, message=f"The query failed: {type(exc).__name__}: {scrub(str(exc))[:2000]}")
+
+
+if __name__ == "__main__":
+    main()

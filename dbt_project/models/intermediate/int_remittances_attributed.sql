@@ -1,0 +1,34 @@
+-- One row per landed remittance event (after the latest-wins dedup) with the clinic its money belongs to, so
+-- cash is never lost in a join: the claim's clinic; when the claim row itself was quarantined, the clinic of
+-- the claim's charge lines; else the explicit clinic 'unattributed'. Practice-wide totals (practice_kpis
+-- clinic 'ALL') therefore include every dollar that landed; claim_known says whether the claims mart has it.
+-- episode_id comes the same way (claim, else its charge lines), so an episode's collected revenue keeps it too.
+with claim_clinic as (
+    select claim_id, clinic_id, episode_id from {{ ref('stg_raw__claims') }}
+),
+
+charge_clinic as (
+    select claim_id, min(clinic_id) as clinic_id, min(episode_id) as episode_id
+    from {{ ref('stg_raw__charges') }}
+    where claim_id is not null and clinic_id is not null
+    group by claim_id
+)
+
+select
+    r.remit_id,
+    r.claim_id,
+    r.payer_id,
+    r.event_type,
+    r.event_at,
+    r.amount_usd,
+    coalesce(cc.clinic_id, ch.clinic_id, 'unattributed') as clinic_id,
+    coalesce(cc.episode_id, ch.episode_id) as episode_id,
+    cc.claim_id is not null as claim_known,
+    case
+        when cc.claim_id is not null then 'claim'
+        when ch.clinic_id is not null then 'charge_lines'
+        else 'unattributed'
+    end as clinic_source
+from {{ ref('stg_raw__remittances') }} as r
+left join claim_clinic as cc using (claim_id)
+left join charge_clinic as ch using (claim_id)
