@@ -7,8 +7,13 @@ never later than `as_of`. A feature may only use:
 - other appointments of the patient whose outcome was known by the scoring time: slots that had *ended*
   (scheduled_start + duration), and cancels recorded (`status_at`) before it;
 - facts fixed at booking: booked_at, the slot (day, hour, length), visit type, clinic;
-- facts fixed at intake: payer class, body region, referral source type, birth date (-> age band);
-- the episode's plan of care (planned visits, frequency) only once the evaluation note was signed.
+- facts fixed at intake: payer class (the referral's), referral source type, birth date (-> age band);
+- what the evaluation records - the episode's plan of care (planned visits, frequency), its body region, and
+  its payer when the referral had none (the mart takes it from a claim) - only once the evaluation note was
+  signed. The episode mart lists an episode only after it was evaluated, so any episode field read before
+  that would be present for evaluations that happened and missing for those that were missed: the label
+  itself. (Reading the body region early made every upcoming initial evaluation look like a past missed
+  one, scored 76-88% against 12% observed.)
 
 Deliberately *not* used, although the mart has them: `visit_number`, `lead_time_days` (recomputed here
 from booked_at), `reschedule_count` (a reschedule may happen after the scoring time), the episode's
@@ -211,9 +216,10 @@ def build_features(targets: pd.DataFrame, marts: MartFrames, lead_hours: int = L
     f["planned_visits"] = ctx["planned_visits"].astype(float).where(planned_known).to_numpy()
     f["frequency_per_week"] = ctx["frequency_per_week"].astype(float).where(planned_known).to_numpy()
     f["visits_left"] = f["planned_visits"] - f["episode_visits"]
-    # payer at intake first: the episode's payer may come from a claim filed later
-    f["payer_class"] = ctx["ref_payer_class"].fillna(ctx["payer_class"]).astype("string").to_numpy()
-    f["body_region"] = ctx["body_region"].astype("string").to_numpy()
+    # payer at intake first: the episode's payer may come from a claim filed later, so only after evaluation
+    episode_payer = ctx["payer_class"].astype("string").where(planned_known)
+    f["payer_class"] = ctx["ref_payer_class"].astype("string").fillna(episode_payer).to_numpy()
+    f["body_region"] = ctx["body_region"].astype("string").where(planned_known).to_numpy()
     f["source_type"] = ctx["source_type"].astype("string").to_numpy()
     received = pd.to_datetime(ctx["received_at"])
     f["days_since_referral"] = ((start - received).dt.total_seconds() / 86400.0).to_numpy()

@@ -8,6 +8,12 @@ Why this shape:
   the same direction in time as deployment - never on shuffled folds.
 - Baselines keep us honest: the patient's own (smoothed) no-show rate is what a desk does by memory;
   logistic regression on the same features shows what the trees add.
+- The deployed model must beat its logistic baseline on the test period: when the trees lose (ROC AUC),
+  the logistic regression is deployed instead and the model card says so (`deployed_model`,
+  `baseline_comparison`). Serving the loser would hand the desk a worse list for no reason, and refusing to
+  score would hand it none; the regression is cheap, calibrated by its likelihood fit and explained the same way.
+- Risk bands are ranks, not thresholds: "high" is the top 10% of the appointments scored together (per
+  clinic), so the desk's call list has the size the band promises whatever the week looks like.
 - Reasons: for each feature group, how much the probability moves when that group is set to a typical
   value (the training median / mode). The two groups that push the risk most become plain sentences.
 """
@@ -28,7 +34,10 @@ from ml.evaluation import classification_metrics, reliability_bins
 from ml.features import CATEGORICAL, FEATURES, NUMERIC
 
 SEED = 20240601
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: body region / episode payer only once the evaluation is known; rank bands
+BOOSTED = "boosted_trees"
+LOGISTIC = "logistic_regression"
+CAL_SHARE = 0.25
 HIGH_SHARE = 0.10  # the top 10% of appointments are "high": a desk can call them all
 MEDIUM_SHARE = 0.30  # the next 20% are "medium": confirm by text
 HISTORY_PRIOR = 5.0  # pseudo-appointments at the base rate that smooth a patient's own rate
@@ -65,26 +74,64 @@ class NoShowModel:
     feature_version: int = FEATURE_VERSION
     calibration: str = "sigmoid"
     extra: dict[str, Any] = field(default_factory=dict)
+    numeric: list[str] = field(default_factory=lambda: list(NUMERIC))
+    kind: str = BOOSTED
+    dropped: list[str] = field(default_factory=list)
 
     def matrix(self, features: pd.DataFrame) -> pd.DataFrame:
-        return encode(features, self.categories)
+        x = tabular.encode(features, self.categories, self.numeric)
+        return tabular.integer_codes(x, list(self.categories)) if self.kind == LOGISTIC else x
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         return self.estimator.predict_proba(self.matrix(features))[:, 1]
 
-    def band(self, p: np.ndarray) -> np.ndarray:
-        return np.where(p >= self.thresholds["high"], "high",
-                        np.where(p >= self.thresholds["medium"], "medium", "low"))
+    def band(self, p: np.ndarray, groups: Any = None, tiebreak: Any = None) -> np.ndarray:
+        return risk_bands(p, groups, tiebreak)
+
+
+def risk_bands(p: np.ndarray, groups: Any = None, tiebreak: Any = None) -> np.ndarray:
+    """'high' for the top HIGH_SHARE of rows by probability within each group, 'medium' up to MEDIUM_SHARE.
+
+    By rank, so the high list always has the size the band promises (round(10% of n)); ties are broken by
+    `tiebreak` (e.g. appointment id) so the same scores always give the same bands.
+    """
+    p = np.asarray(p, dtype=float)
+    n_rows = len(p)
+    if n_rows == 0:
+        return np.array([], dtype=object)
+    keys = np.zeros(n_rows, np.int64) if groups is None else \
+        pd.factorize(pd.Series(np.asarray(groups, dtype=object)).astype("string").fillna("<na>"), sort=True)[0]
+    ties = np.arange(n_rows) if tiebreak is None else \
+        pd.factorize(pd.Series(np.asarray(tiebreak, dtype=object)).astype("string"), sort=True)[0]
+    order = np.lexsort((ties, -np.nan_to_num(p, nan=-1.0), keys))
+    sorted_keys = keys[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_keys)) + 1]
+    sizes = np.diff(np.r_[starts, n_rows])
+    rank = np.arange(n_rows) - np.repeat(starts, sizes)
+    n = np.repeat(sizes, sizes)
+    n_high, n_top = np.floor(HIGH_SHARE * n + 0.5), np.floor(MEDIUM_SHARE * n + 0.5)
+    out = np.empty(n_rows, dtype=object)
+    out[order] = np.where(rank < n_high, "high", np.where(rank < n_top, "medium", "low"))
+    return out
 
 
 # ------------------------------------------------------------------------------------------- encoding
 
-def fit_categories(features: pd.DataFrame) -> dict[str, list[str]]:
-    return tabular.fit_categories(features, CATEGORICAL)
+def fit_categories(features: pd.DataFrame, categorical: list[str] | None = None) -> dict[str, list[str]]:
+    return tabular.fit_categories(features, CATEGORICAL if categorical is None else categorical)
 
 
-def encode(features: pd.DataFrame, categories: dict[str, list[str]]) -> pd.DataFrame:
-    return tabular.encode(features, categories, NUMERIC)
+def encode(features: pd.DataFrame, categories: dict[str, list[str]], numeric: list[str] | None = None) -> pd.DataFrame:
+    return tabular.encode(features, categories, NUMERIC if numeric is None else numeric)
+
+
+def usable_columns(features: pd.DataFrame, order: np.ndarray) -> tuple[list[str], list[str], list[str]]:
+    """(numeric, categorical, dropped): features known for at least one of the rows the booster is fitted on."""
+    fit_idx, _ = tabular.fit_rows(order, CAL_SHARE)
+    rows = features.iloc[fit_idx]
+    numeric, dropped_num = tabular.present_columns(rows, NUMERIC)
+    categorical, dropped_cat = tabular.present_columns(rows, CATEGORICAL)
+    return numeric, categorical, dropped_num + dropped_cat
 
 
 # Risk can only rise with more missed appointments and a longer wait between booking and visit: a
@@ -93,35 +140,42 @@ MONOTONE_UP = ("prior_no_shows", "no_shows_last5", "episode_no_shows", "late_can
 MAX_TREES = 400
 
 
-def _booster() -> HistGradientBoostingClassifier:
+def _booster(numeric: list[str] | None = None) -> HistGradientBoostingClassifier:
     """Shallow, regularised trees: the signal is a sum of a few effects, and the labels are noisy.
 
     Early stopping watches the loss on the later validation slice passed to `fit` (X_val), not a random
     split, so the number of trees is chosen the way the model will be used: on the future.
     """
-    monotone = {c: 1 for c in MONOTONE_UP}
+    monotone = {c: 1 for c in MONOTONE_UP if numeric is None or c in numeric}
     return HistGradientBoostingClassifier(
         learning_rate=0.08, max_iter=MAX_TREES, max_depth=3, min_samples_leaf=200, l2_regularization=5.0,
         categorical_features="from_dtype", monotonic_cst=monotone, early_stopping=True, scoring="loss",
         n_iter_no_change=15, tol=1e-5, random_state=SEED)
 
 
-def fit_calibrated(x: pd.DataFrame, y: np.ndarray, order: np.ndarray, cal_share: float = 0.25,
+def fit_calibrated(x: pd.DataFrame, y: np.ndarray, order: np.ndarray, cal_share: float = CAL_SHARE,
                    method: str = "sigmoid") -> CalibratedClassifierCV:
     """The booster stopped and calibrated on the latest `cal_share` of rows by scheduled start."""
-    return tabular.fit_calibrated(_booster(), x, y, order, cal_share, method)
+    numeric = [c for c in x.columns if not isinstance(x[c].dtype, pd.CategoricalDtype)]
+    return tabular.fit_calibrated(_booster(numeric), x, y, order, cal_share, method)
 
 
 def tree_count(model: CalibratedClassifierCV) -> int:
     return int(model.calibrated_classifiers_[0].estimator.estimator.n_iter_)
 
 
-def logistic_baseline() -> Pipeline:
-    return tabular.logistic_baseline(NUMERIC, CATEGORICAL)
+# right-skewed day counts: the regression sees log(1 + days) (the trees are indifferent to the scale)
+LOG_SCALE = ("lead_time_days", "days_since_last_visit", "days_since_last_no_show", "days_since_referral",
+             "prior_appts", "prior_cancels")
+
+
+def logistic_baseline(numeric: list[str] | None = None, categorical: list[str] | None = None) -> Pipeline:
+    return tabular.logistic_baseline(NUMERIC if numeric is None else numeric,
+                                     CATEGORICAL if categorical is None else categorical, LOG_SCALE)
 
 
 def _codes(x: pd.DataFrame) -> pd.DataFrame:
-    return tabular.integer_codes(x, CATEGORICAL)
+    return tabular.integer_codes(x, [c for c in CATEGORICAL if c in x])
 
 
 def history_rate(features: pd.DataFrame, base_rate: float) -> np.ndarray:
@@ -152,7 +206,7 @@ def time_split(starts: pd.Series, test_share: float = 0.2) -> pd.Timestamp:
 
 def _subgroups(frame: pd.DataFrame, min_n: int = 30) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for col in ("clinic_id", "payer_class", "age_band"):
+    for col in ("clinic_id", "payer_class", "age_band", "visit_type"):
         key = "clinic" if col == "clinic_id" else col
         out[key] = {}
         for level, part in frame.groupby(frame[col].astype("string").fillna("unknown"), sort=True):
@@ -163,36 +217,50 @@ def _subgroups(frame: pd.DataFrame, min_n: int = 30) -> dict[str, dict[str, Any]
     return out
 
 
+def choose_deployed(model_auc: float | None, logistic_auc: float | None) -> str:
+    """BOOSTED unless the trees lose to the logistic regression on the test period (ROC AUC); ties keep the trees."""
+    if model_auc is None or logistic_auc is None or np.isnan(model_auc) or np.isnan(logistic_auc):
+        return BOOSTED
+    return LOGISTIC if model_auc < logistic_auc else BOOSTED
+
+
 def evaluate(features: pd.DataFrame, y: np.ndarray, starts: pd.Series, truth: pd.Series | None = None,
              test_share: float = 0.2) -> Evaluation:
     """Time-based evaluation: fit on appointments before the split date, measure on those after.
 
-    `truth` (optional, aligned with rows) holds the generator's true probabilities; its ROC AUC on the same
-    test rows is the ceiling any model could reach (oracle_roc_auc).
+    Both candidates (calibrated boosted trees, logistic regression) are measured on the same test rows; the
+    card's headline metrics, bands, subgroups and calibration bins are those of the one that would be
+    deployed (`deployed_model`, see `choose_deployed`). `truth` (optional, aligned with rows) holds the
+    generator's true probabilities; its ROC AUC on the same test rows is the ceiling (oracle_roc_auc).
     """
     starts = pd.to_datetime(starts).reset_index(drop=True)
     features = features.reset_index(drop=True)
     split = time_split(starts, test_share)
     train = (starts < split).to_numpy()
     test = ~train
-    cats = fit_categories(features[train])
-    x = encode(features, cats)
     t_sec = starts.astype("int64").to_numpy()
+    numeric, categorical, dropped = usable_columns(features[train].reset_index(drop=True), t_sec[train])
+    cats = fit_categories(features[train], categorical)
+    x = encode(features, cats, numeric)
     model = fit_calibrated(x[train], y[train], t_sec[train])
-    p = model.predict_proba(x[test])[:, 1]
+    p_trees = model.predict_proba(x[test])[:, 1]
     base_rate = float(y[train].mean())
 
-    logit = logistic_baseline().fit(_codes(x[train]), y[train])
+    logit = logistic_baseline(numeric, categorical).fit(_codes(x[train]), y[train])
     p_logit = logit.predict_proba(_codes(x[test]))[:, 1]
     p_hist = history_rate(features[test], base_rate)
 
-    metrics = classification_metrics(y[test], p)
-    q_med, q_high = np.quantile(p, [1 - MEDIUM_SHARE, 1 - HIGH_SHARE])
+    m_trees = classification_metrics(y[test], p_trees)
+    m_logit = classification_metrics(y[test], p_logit)
+    m_hist = classification_metrics(y[test], p_hist)
+    deployed = choose_deployed(m_trees["roc_auc"], m_logit["roc_auc"])
+    p = p_trees if deployed == BOOSTED else p_logit
+    metrics = m_trees if deployed == BOOSTED else m_logit
     trees = tree_count(model)
-    band = np.where(p >= q_high, "high", np.where(p >= q_med, "medium", "low"))
+    band = risk_bands(p)
     bands = {b: {"n": int((band == b).sum()), "observed_rate": float(y[test][band == b].mean())
                  if (band == b).any() else None} for b in ("low", "medium", "high")}
-    frame = features[test][["clinic_id", "payer_class", "age_band"]].assign(y=y[test], p=p)
+    frame = features[test][["clinic_id", "payer_class", "age_band", "visit_type"]].assign(y=y[test], p=p)
     oracle = None
     if truth is not None:
         tv = pd.to_numeric(truth.reset_index(drop=True)[test], errors="coerce").to_numpy(float)
@@ -202,11 +270,22 @@ def evaluate(features: pd.DataFrame, y: np.ndarray, starts: pd.Series, truth: pd
             oracle["coverage"] = float(ok.mean())
             oracle["model_roc_auc_same_rows"] = classification_metrics(y[test][ok], p[ok])["roc_auc"]
     test_rate = float(y[test].mean())
+    comparison = {
+        "metric": "ROC AUC on the test period (same rows)",
+        BOOSTED: m_trees["roc_auc"], LOGISTIC: m_logit["roc_auc"], "history_rate": m_hist["roc_auc"],
+        "trees_beat_logistic": bool(deployed == BOOSTED),
+        "deployed": deployed,
+        "rule": "the boosted trees are deployed unless their test ROC AUC is below the logistic regression's; "
+                "then the logistic regression is deployed instead",
+    }
     card = {
         **{k: metrics[k] for k in ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept",
                                    "ece")},
+        "deployed_model": deployed,
+        "baseline_comparison": comparison,
+        "dropped_features": dropped,
         "oracle_roc_auc": oracle["roc_auc"] if oracle else None,
-        "baseline_roc_auc": classification_metrics(y[test], p_hist)["roc_auc"],
+        "baseline_roc_auc": m_hist["roc_auc"],
         "n_train": int(train.sum()),
         "n_test": int(test.sum()),
         "trees": trees,
@@ -214,34 +293,45 @@ def evaluate(features: pd.DataFrame, y: np.ndarray, starts: pd.Series, truth: pd
         "base_rate_test": test_rate,
         "brier_reference": test_rate * (1 - test_rate),
         "mean_predicted_test": float(p.mean()),
-        "baselines": {"history_rate": classification_metrics(y[test], p_hist),
-                      "logistic_regression": classification_metrics(y[test], p_logit)},
+        "baselines": {"history_rate": m_hist, "logistic_regression": m_logit},
+        "candidates": {BOOSTED: m_trees, LOGISTIC: m_logit},
         "oracle": oracle,
-        "risk_bands_test": {"thresholds": {"medium": float(q_med), "high": float(q_high)}, **bands},
+        "risk_bands_test": {"rule": f"rank: top {HIGH_SHARE:.0%} high, next {MEDIUM_SHARE - HIGH_SHARE:.0%} medium",
+                            **bands},
         "subgroups": _subgroups(frame),
     }
-    preds = pd.DataFrame({"y": y[test], "p": p, "p_logistic": p_logit, "p_history": p_hist})
+    preds = pd.DataFrame({"y": y[test], "p": p, "p_trees": p_trees, "p_logistic": p_logit, "p_history": p_hist})
     return Evaluation(card, reliability_bins(y[test], p), preds)
 
 
 def fit_final(features: pd.DataFrame, y: np.ndarray, starts: pd.Series, trained_at: str, version: str,
-              recent_share: float = 0.2) -> NoShowModel:
-    """The deployed model: same recipe on every labelled appointment (calibrated on the most recent slice).
+              recent_share: float = 0.2, kind: str = BOOSTED) -> NoShowModel:
+    """The deployed model: the chosen recipe on every labelled appointment.
 
-    Band thresholds are the quantiles of its predictions over the most recent `recent_share` of
-    appointments, so about 10% of a normal week's appointments come out high.
+    Trees are stopped and calibrated on the most recent slice; the logistic regression (kind=LOGISTIC, the
+    fallback when the trees lost to it) is fitted on all rows. `thresholds` are for reference only (the
+    probabilities above which the top 10% / 30% of the most recent `recent_share` fell): bands are ranks.
     """
     features = features.reset_index(drop=True)
     t_sec = pd.to_datetime(starts).reset_index(drop=True).astype("int64").to_numpy()
-    cats = fit_categories(features)
-    x = encode(features, cats)
-    model = fit_calibrated(x, y, t_sec)
+    numeric, categorical, dropped = usable_columns(features, t_sec)
+    cats = fit_categories(features, categorical)
+    x = encode(features, cats, numeric)
+    if kind == LOGISTIC:
+        estimator: Any = logistic_baseline(numeric, categorical).fit(_codes(x), y)
+        calibration = "none: logistic regression fitted by likelihood on every labelled appointment"
+    else:
+        estimator = fit_calibrated(x, y, t_sec)
+        calibration = "sigmoid"
+    model = NoShowModel(estimator=estimator, categories=cats, reference=reference_values(features),
+                        thresholds={}, base_rate=float(y.mean()), trained_at=trained_at, version=version,
+                        train_rows=int(len(y)), calibration=calibration, numeric=numeric, kind=kind,
+                        dropped=dropped)
     recent = t_sec >= np.quantile(t_sec, 1 - recent_share)
-    p_recent = model.predict_proba(x[recent])[:, 1]
+    p_recent = model.predict(features[recent])
     q_med, q_high = np.quantile(p_recent, [1 - MEDIUM_SHARE, 1 - HIGH_SHARE])
-    return NoShowModel(estimator=model, categories=cats, reference=reference_values(features),
-                       thresholds={"medium": float(q_med), "high": float(q_high)}, base_rate=float(y.mean()),
-                       trained_at=trained_at, version=version, train_rows=int(len(y)))
+    model.thresholds = {"medium": float(q_med), "high": float(q_high)}
+    return model
 
 
 # ------------------------------------------------------------------------------------------- reasons
@@ -324,6 +414,7 @@ def contributions(model: NoShowModel, features: pd.DataFrame) -> tuple[np.ndarra
 def explain(model: NoShowModel, features: pd.DataFrame) -> pd.DataFrame:
     """probability, risk_band, reason_1, reason_2 per row.
 
+    Bands rank the rows passed in together (per clinic): pass the whole upcoming set, not one row at a time.
     Reasons are the groups that move this appointment's risk furthest from a typical appointment in the
     direction of its band: the biggest upward pushes when the risk is above the base rate, the biggest
     downward ones when below (so a low-risk row says why it is low).
@@ -339,4 +430,6 @@ def explain(model: NoShowModel, features: pd.DataFrame) -> pd.DataFrame:
     rows = np.arange(len(f))
     r1 = tx[rows, top[:, 0]]
     r2 = np.where(signed[rows, top[:, 1]] > 0, tx[rows, top[:, 1]], None)
-    return pd.DataFrame({"probability": p, "risk_band": model.band(p), "reason_1": r1, "reason_2": r2})
+    groups = f["clinic_id"] if "clinic_id" in f else None
+    ids = f["appointment_id"] if "appointment_id" in f else None
+    return pd.DataFrame({"probability": p, "risk_band": model.band(p, groups, ids), "reason_1": r1, "reason_2": r2})

@@ -88,14 +88,19 @@ def _train(con: duckdb.DuckDBPyConnection, settings: Settings, progress: Progres
     digest = hashlib.sha256(json.dumps([ev.card["roc_auc"], ev.card["brier"], ev.card["n_train"],
                                         str(marts.as_of)], default=str).encode()).hexdigest()[:8]
     version = f"ns{no_show.FEATURE_VERSION}-{marts.as_of:%Y%m%d}-{digest}"
-    model = no_show.fit_final(features, y, targets["scheduled_start"], trained_at, version)
+    kind = ev.card["deployed_model"]
+    model = no_show.fit_final(features, y, targets["scheduled_start"], trained_at, version, kind=kind)
     model.extra["calibration_bins"] = ev.calibration_bins
     card = {**ev.card, "trained_at": trained_at, "model_version": version, "as_of": marts.as_of.isoformat(),
             "population": "past appointments that were attended or missed (cancellations excluded)",
             "label": "status = no_show", "scoring_time": f"{LEAD_HOURS} h before the start (or at booking, if later)",
-            "calibration": "sigmoid (Platt) fitted on the last 25% of the training period, which also "
-                           "early-stops the trees",
-            "features": FEATURES, "deployed_thresholds": model.thresholds,
+            "calibration": ("sigmoid (Platt) fitted on the last 25% of the training period, which also "
+                            "early-stops the trees") if kind == no_show.BOOSTED else model.calibration,
+            "features": [c for c in FEATURES if c not in model.dropped],
+            "risk_bands": "ranks among the upcoming appointments scored together, per clinic: high = top "
+                          f"{no_show.HIGH_SHARE:.0%}, medium = the next "
+                          f"{no_show.MEDIUM_SHARE - no_show.HIGH_SHARE:.0%}, low = the rest",
+            "recent_thresholds": model.thresholds,
             "deployed_train_rows": model.train_rows, "calibration_bins": ev.calibration_bins,
             "truth_dir": str(truth) if truth else None, "fit_seconds": round(time.perf_counter() - t0, 2)}
     store.save_model(store.model_path(settings), model)
@@ -115,7 +120,8 @@ def _train(con: duckdb.DuckDBPyConnection, settings: Settings, progress: Progres
     _report(progress, "done", TRAIN_STEPS, TRAIN_STEPS)
 
     headline = ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece",
-                "oracle_roc_auc", "baseline_roc_auc", "n_train", "n_test", "split_date")
+                "oracle_roc_auc", "baseline_roc_auc", "n_train", "n_test", "split_date", "deployed_model",
+                "baseline_comparison")
     return {"no_show": {k: card[k] for k in headline} | {"model_version": version},
             "demand": {k: backtest[k] for k in ("mase", "baseline_mase", "relative_mase", "smape", "coverage_80",
                                                  "horizon_weeks", "cutoffs")},
@@ -299,19 +305,33 @@ def _fmt(v: Any, digits: int = 3) -> str:
 def model_card_markdown(card: dict[str, Any]) -> str:
     """A model card a clinic manager can read: what it predicts, how well, for whom, and its limits."""
     base = card.get("base_rate_test")
+    fallback = card.get("deployed_model") == no_show.LOGISTIC
+    cmp = card.get("baseline_comparison") or {}
+    what = ("Logistic regression (scikit-learn), deployed instead of the gradient-boosted trees because the "
+            f"trees lost to it on the test period (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))} vs "
+            f"{_fmt(cmp.get(no_show.LOGISTIC))}); calibration: {card['calibration']}."
+            if fallback else
+            f"Gradient-boosted trees (scikit-learn HistGradientBoosting) with {card['calibration']}; they beat "
+            f"the logistic regression on the test period (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))} vs "
+            f"{_fmt(cmp.get(no_show.LOGISTIC))}), else the regression would be deployed.")
+    dropped = card.get("dropped_features") or []
     lines = [
         "# No-show risk model card", "",
         f"Model `{card['model_version']}`, trained {card['trained_at']} on data as of {card['as_of']}.", "",
         "## What it predicts", "",
         f"The probability that a booked appointment ends as a no-show, scored {card['scoring_time']}. "
-        f"Population: {card['population']}. Gradient-boosted trees (scikit-learn HistGradientBoosting) "
-        f"with {card['calibration']}.", "",
+        f"Population: {card['population']}. {what}", "",
         "Features (all point-in-time: only what was known at the scoring time): "
         + ", ".join(f"`{f}`" for f in card["features"]) + ".", "",
+    ]
+    if dropped:
+        lines += ["Not used because the data has no value for them at all: "
+                  + ", ".join(f"`{f}`" for f in dropped) + ".", ""]
+    lines += [
         "## How well (time-based split)", "",
         f"Trained on {card['n_train']:,} appointments before {card['split_date']}, tested on the "
         f"{card['n_test']:,} after it. Test no-show rate {_fmt(base)}.", "",
-        "| metric | model | patient history rate | logistic regression | true probabilities (oracle) |",
+        "| metric | deployed model | patient history rate | logistic regression | true probabilities (oracle) |",
         "|---|---|---|---|---|",
     ]
     hist = card["baselines"]["history_rate"]
@@ -328,10 +348,9 @@ def model_card_markdown(card: dict[str, Any]) -> str:
                   "generator's true probabilities on the same test rows.", ""]
     bands = card["risk_bands_test"]
     lines += ["## Risk bands", "",
-              "High = the top 10% of appointments by risk (call each one), medium = the next 20% (confirm by "
-              "text), low = the rest. Deployed thresholds: "
-              f"medium ≥ {card['deployed_thresholds']['medium']:.3f}, "
-              f"high ≥ {card['deployed_thresholds']['high']:.3f}.",
+              "High = the top 10% of the upcoming appointments by risk (call each one), medium = the next 20% "
+              "(confirm by text), low = the rest: ranks among the appointments scored together, per clinic, so "
+              "the lists always have that size. The probability itself says how likely a miss is.",
               "", "| band (test period) | appointments | observed no-show rate |", "|---|---|---|"]
     for b in ("high", "medium", "low"):
         lines.append(f"| {b} | {bands[b]['n']:,} | {_fmt(bands[b]['observed_rate'])} |")

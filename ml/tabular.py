@@ -19,7 +19,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 MAX_CATEGORIES = 250  # HistGradientBoosting allows at most 255 categories per feature
 
@@ -47,6 +47,27 @@ def encode(features: pd.DataFrame, categories: dict[str, list[str]], numeric: Se
     return x
 
 
+def present_columns(features: pd.DataFrame, columns: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(kept, dropped): columns with at least one known value in these rows, and the entirely empty ones.
+
+    Real exports often lack a field altogether (no plan of care, no referral date). An all-missing column
+    carries no signal and crashes the booster's binning ("window shape cannot be larger than input array
+    shape"), so it is dropped and the model card names it.
+    """
+    kept, dropped = [], []
+    for col in columns:
+        known = col in features and bool(features[col].notna().any())
+        (kept if known else dropped).append(col)
+    return kept, dropped
+
+
+def fit_rows(order: np.ndarray, cal_share: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, calibration) row positions: the earlier rows by `order` fit the booster, the latest calibrate it."""
+    ranks = np.argsort(np.argsort(order, kind="stable"), kind="stable")
+    cut = int(len(order) * (1 - cal_share))
+    return np.flatnonzero(ranks < cut), np.flatnonzero(ranks >= cut)
+
+
 def integer_codes(x: pd.DataFrame, categorical: Sequence[str]) -> pd.DataFrame:
     """The model matrix with categoricals as integer codes (-1 = missing or unseen).
 
@@ -65,21 +86,32 @@ def fit_calibrated(booster: HistGradientBoostingClassifier, x: pd.DataFrame, y: 
     `order` is each row's time. Using the later slice for early stopping and calibration keeps both out of
     sample and in the same direction in time as deployment (never shuffled folds).
     """
-    ranks = np.argsort(np.argsort(order, kind="stable"), kind="stable")
-    cut = int(len(y) * (1 - cal_share))
-    fit_idx = np.flatnonzero(ranks < cut)
-    cal_idx = np.flatnonzero(ranks >= cut)
+    fit_idx, cal_idx = fit_rows(order, cal_share)
     booster = booster.fit(x.iloc[fit_idx], y[fit_idx], X_val=x.iloc[cal_idx], y_val=y[cal_idx])
     model = CalibratedClassifierCV(FrozenEstimator(booster), method=method)
     return model.fit(x.iloc[cal_idx], y[cal_idx])
 
 
-def logistic_baseline(numeric: Sequence[str], categorical: Sequence[str]) -> Pipeline:
-    """Logistic regression on the same features (categoricals as integer codes, see `integer_codes`)."""
+def _log1p_nonnegative(x: Any) -> Any:
+    return np.log1p(np.clip(x, 0, None))
+
+
+def logistic_baseline(numeric: Sequence[str], categorical: Sequence[str], log_columns: Sequence[str] = ()) -> Pipeline:
+    """Logistic regression on the same features (categoricals as integer codes, see `integer_codes`).
+
+    `log_columns` (non-negative, right-skewed: days, counts) enter as log(1 + x): a straight line in raw days
+    would extrapolate a 20-day lead time's risk far past what the data shows (effects flatten out).
+    """
+    logged = [c for c in numeric if c in set(log_columns)]
+    plain = [c for c in numeric if c not in set(log_columns)]
     num = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
+    log = make_pipeline(FunctionTransformer(_log1p_nonnegative, feature_names_out="one-to-one"),
+                        SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
     cats = OneHotEncoder(handle_unknown="ignore", min_frequency=20)
-    pre = ColumnTransformer([("num", num, list(numeric)), ("cat", cats, list(categorical))])
-    return make_pipeline(pre, LogisticRegression(max_iter=1000, C=1.0))
+    parts = [("num", num, plain), ("cat", cats, list(categorical))]
+    if logged:
+        parts.insert(1, ("log", log, logged))
+    return make_pipeline(ColumnTransformer(parts), LogisticRegression(max_iter=1000, C=1.0))
 
 
 def reference_values(features: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]) -> dict[str, Any]:

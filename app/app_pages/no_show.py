@@ -6,7 +6,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from app.lib import charts, queries, ui
+from app.lib import charts, model_cards, queries, ui
 from app.lib.formatting import fmt, reference_now
 
 ctx = ui.page("no_show")
@@ -15,32 +15,45 @@ f = ctx.filters
 ctx.as_of_caption()
 start = ctx.as_of or reference_now(None, datetime.now())
 
+# a model that lost to its logistic baseline is not served: a message instead of its scores
+verdict, verdict_text = model_cards.no_show_verdict(model_cards.no_show_card(ctx.settings))
+if verdict == "refuse":
+    st.error(verdict_text)
+elif verdict == "fallback":
+    st.info(verdict_text)
+
 days = st.slider("Look ahead (days)", 1, 30, 14, key="ns_days")
 upcoming = queries.upcoming_risk(ctx.reader, f, start, days)
-high = upcoming[upcoming["risk_band"] == "high"]
-c1, c2, c3, c4 = st.columns(4)
-c1.metric("Scored upcoming appointments", fmt(len(upcoming), "count"), border=True)
-c2.metric("High risk", fmt(len(high), "count"), border=True)
-c3.metric("Expected no-shows", fmt(upcoming["probability"].sum(), "count"), border=True,
-          help="Sum of predicted probabilities: how many of these appointments the model expects to be missed.")
-c4.metric("Expected no-show rate", fmt(upcoming["probability"].mean() if len(upcoming) else None, "pct"),
-          border=True, help="US PT mean ≈10% (survey).")
+if verdict != "refuse":
+    high = upcoming[upcoming["risk_band"] == "high"]
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Scored upcoming appointments", fmt(len(upcoming), "count"), border=True)
+    c2.metric("High risk", fmt(len(high), "count"), border=True,
+              help="The top 10% of upcoming appointments by risk in each clinic (ranked over every scored "
+                   "upcoming appointment, so a shorter look-ahead shows part of that list).")
+    c3.metric("Expected no-shows", fmt(upcoming["probability"].sum(), "count"), border=True,
+              help="Sum of predicted probabilities: how many of these appointments the model expects to be missed.")
+    c4.metric("Expected no-show rate", fmt(upcoming["probability"].mean() if len(upcoming) else None, "pct"),
+              border=True, help="US PT mean ≈10% (survey).")
 
-left, right = st.columns([1, 2])
-with left:
-    counts = upcoming.groupby("risk_band", as_index=False).size().rename(columns={"size": "appointments"})
-    ui.chart(charts.risk_bands(upcoming), counts, "no_show_risk_bands", "ns_bands")
-with right:
-    st.markdown("**High-risk appointments to confirm** (they are also in the work queue)")
-    ui.table(high, "high_risk_appointments", "ns_high", column_config={
-        "probability": ui.pct("Risk"), "scheduled_start": st.column_config.DatetimeColumn("When", format="ddd MMM D, HH:mm"),
-        "reason_1": "Main reason", "reason_2": "Second reason"}, height=360,
-        empty_message="No high-risk appointments in this window.")
+    left, right = st.columns([1, 2])
+    with left:
+        counts = upcoming.groupby("risk_band", as_index=False).size().rename(columns={"size": "appointments"})
+        ui.chart(charts.risk_bands(upcoming), counts, "no_show_risk_bands", "ns_bands")
+    with right:
+        st.markdown("**High-risk appointments to confirm** (they are also in the work queue)")
+        ui.table(high, "high_risk_appointments", "ns_high", column_config={
+            "probability": ui.pct("Risk"),
+            "scheduled_start": st.column_config.DatetimeColumn("When", format="ddd MMM D, HH:mm"),
+            "reason_1": "Main reason", "reason_2": "Second reason"}, height=360,
+            empty_message="No high-risk appointments in this window.")
 
 st.subheader("Can the percentages be trusted?")
 left, right = st.columns(2)
 with left:
-    if ctx.reader.has("ml.no_show_calibration"):
+    if verdict == "refuse":
+        st.info("Calibration of the withheld model is in its model card below.")
+    elif ctx.reader.has("ml.no_show_calibration"):
         cal = queries.calibration(ctx.reader)
         ui.chart(charts.calibration(cal), cal, "no_show_calibration", "ns_cal")
     else:

@@ -36,5 +36,10 @@ def scramble_after(marts: MartFrames, cutoff: pd.Timestamp, keep: set[str], seed
     plan_at = signed.fillna(pd.to_datetime(e["eval_date"]) + pd.Timedelta(days=1))
     later_eval = (plan_at > cutoff).to_numpy()
     e.loc[later_eval, "planned_visits"] = rng.integers(1, 60, later_eval.sum())
+    # what the evaluation note records (body region), and whether an episode row exists at all: the mart
+    # lists an episode only once it was evaluated, so a missed evaluation leaves no row
+    e.loc[later_eval, "body_region"] = rng.choice(["knee", "lumbar", "shoulder", None], later_eval.sum())
+    e.loc[later_eval, "payer_class"] = rng.choice(["medicaid", "self_pay", None], later_eval.sum())
+    e = e[~later_eval | (rng.random(len(e)) < 0.5)]
     e["attended_visits"] = rng.integers(0, 30, len(e))
     return MartFrames(a, e, marts.referrals, marts.patients, marts.as_of)

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from ml.features import build_features, labelled_targets, upcoming_targets
-from ml.no_show import GROUPS, NoShowModel, encode, evaluate, explain, fit_final, reason_texts
+from ml.no_show import (BOOSTED, GROUPS, LOGISTIC, NoShowModel, choose_deployed, encode, evaluate, explain,
+                         fit_final, reason_texts, risk_bands)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,10 @@ def test_model_finds_signal_and_is_calibrated(evaluation):
     bins = evaluation.calibration_bins
     assert sum(b["n"] for b in bins) == card["n_test"]
     assert card["risk_bands_test"]["high"]["observed_rate"] > card["risk_bands_test"]["low"]["observed_rate"]
-    assert {"clinic", "payer_class", "age_band"} == set(card["subgroups"])
+    assert {"clinic", "payer_class", "age_band", "visit_type"} == set(card["subgroups"])
+    cmp = card["baseline_comparison"]
+    assert card["deployed_model"] == cmp["deployed"] == choose_deployed(cmp[BOOSTED], cmp[LOGISTIC])
+    assert card["roc_auc"] >= card["baselines"]["logistic_regression"]["roc_auc"]  # never serves the loser
     assert set(card["subgroups"]["clinic"]) == {"C1", "C2"}
 
 
@@ -55,12 +59,64 @@ def model(labelled) -> NoShowModel:
     return fit_final(features, y, targets["scheduled_start"], trained_at="t", version="v")
 
 
-def test_bands_flag_about_a_tenth_as_high(model, labelled):
+def test_bands_are_the_top_tenth_and_next_fifth_by_rank(model, labelled):
     _, _, features, _, _ = labelled
     p = model.predict(features)
-    high = model.band(p) == "high"
-    assert 0.05 < high.mean() < 0.2
+    band = model.band(p)
+    n = len(p)
+    assert (band == "high").sum() == int(np.floor(0.1 * n + 0.5))
+    assert (band != "low").sum() == int(np.floor(0.3 * n + 0.5))
+    assert p[band == "high"].min() >= p[band == "medium"].max() >= p[band == "low"].max()
     assert model.thresholds["high"] > model.thresholds["medium"]
+
+
+def test_risk_bands_rank_within_each_clinic_and_break_ties_by_id():
+    p = np.array([0.9, 0.1, 0.2, 0.3, 0.05, 0.5] + [0.2] * 14)
+    clinic = ["A"] * 6 + ["B"] * 14
+    ids = [f"X{i:02d}" for i in range(20)][::-1]
+    band = risk_bands(p, clinic, ids)
+    assert list(band[:6]) == ["high", "low", "low", "low", "low", "medium"]  # A (6): 1 high, 2 in the top 30%
+    b = band[6:]
+    assert (b == "high").sum() == 1 and (b == "medium").sum() == 3  # B: ties of 0.2, split by id
+    assert band[19] == "high"  # the smallest id among the tied
+    assert list(risk_bands(p, clinic, ids)) == list(band)
+    assert risk_bands(np.array([]), None).size == 0
+    assert list(risk_bands(np.array([0.3, 0.1, 0.2]))) == ["medium", "low", "low"]
+
+
+def test_choose_deployed_keeps_the_trees_unless_they_lose():
+    assert choose_deployed(0.70, 0.71) == LOGISTIC
+    assert choose_deployed(0.72, 0.71) == BOOSTED
+    assert choose_deployed(0.71, 0.71) == BOOSTED
+    assert choose_deployed(None, 0.71) == BOOSTED
+
+
+def test_logistic_fallback_is_calibrated_and_explained(labelled):
+    marts, targets, features, y, _ = labelled
+    fallback = fit_final(features, y, targets["scheduled_start"], trained_at="t", version="v", kind=LOGISTIC)
+    assert fallback.kind == LOGISTIC
+    p = fallback.predict(features)
+    assert abs(p.mean() - y.mean()) < 0.01
+    up = upcoming_targets(marts.appointments)
+    out = explain(fallback, build_features(up, marts))
+    assert len(out) == len(up) and out["reason_1"].str.len().gt(0).all()
+    assert (out["risk_band"] == "high").sum() == int(np.floor(0.1 * len(up) + 0.5))
+
+
+def test_all_missing_features_are_dropped_not_a_crash(labelled):
+    """A basic scheduler export has no plan of care and no referral date: the recipe must still train."""
+    marts, targets, features, y, _ = labelled
+    empty = ["planned_visits", "visits_left", "frequency_per_week", "days_since_referral", "body_region"]
+    stripped = features.copy()
+    stripped[empty] = np.nan
+    ev = evaluate(stripped, y, targets["scheduled_start"])
+    assert set(ev.card["dropped_features"]) == set(empty)
+    assert ev.card["roc_auc"] > 0.6
+    for kind in (BOOSTED, LOGISTIC):
+        m = fit_final(stripped, y, targets["scheduled_start"], trained_at="t", version="v", kind=kind)
+        assert set(m.dropped) == set(empty) and not set(empty) & (set(m.numeric) | set(m.categories))
+        up = build_features(upcoming_targets(marts.appointments), marts)
+        assert np.isfinite(explain(m, up)["probability"]).all()  # scoring rows that do have the field is fine
 
 
 def test_reasons_are_plain_words_for_the_right_direction(model, labelled):

@@ -67,6 +67,46 @@ def test_scores_cover_upcoming_appointments_with_reasons(built_home):
     assert scores["model_version"].nunique() == 1
 
 
+def test_upcoming_scores_are_calibrated_by_visit_type(built_home):
+    """Upcoming first visits (no history, no evaluation yet) are scored like the first visits of the past.
+
+    The deployed model once read 76-88% for every upcoming initial evaluation (history: about 12%) because
+    the body region, recorded by the evaluation note, was known in training only for evaluations that
+    happened: its absence meant "missed". Tolerances allow for a handful of upcoming evaluations.
+    """
+    up = _read(built_home.analytics_db, """
+        select s.probability, s.risk_band, s.clinic_id, a.visit_type
+        from ml.no_show_scores s join marts.appointments a using (appointment_id)""")
+    hist = _read(built_home.analytics_db, """
+        select visit_type, avg(case when status = 'no_show' then 1.0 else 0.0 end) as rate, count(*) as n
+        from marts.appointments
+        where not coalesce(is_future, false) and status in ('completed', 'no_show')
+        group by visit_type""").set_index("visit_type")["rate"]
+    recent = _read(built_home.analytics_db, """
+        select avg(case when status = 'no_show' then 1.0 else 0.0 end) as rate
+        from marts.appointments
+        where not coalesce(is_future, false) and status in ('completed', 'no_show')
+          and scheduled_start >= (select max(scheduled_start) from marts.appointments
+                                  where not coalesce(is_future, false)) - interval 180 day""")["rate"].iloc[0]
+    by_type = up.groupby("visit_type")["probability"].agg(["mean", "size"])
+    assert by_type.loc["initial_eval", "size"] >= 3
+    assert abs(by_type.loc["initial_eval", "mean"] - hist["initial_eval"]) < 0.06, by_type
+    assert abs(by_type.loc["follow_up", "mean"] - hist["follow_up"]) < 0.05, by_type
+    assert abs(up["probability"].mean() - recent) < 0.04
+    assert up["probability"].max() < 0.6  # no near-certain no-shows on the demo practice
+
+
+def test_high_band_is_the_top_tenth_of_upcoming_per_clinic(built_home):
+    scores = _read(built_home.analytics_db, "select clinic_id, probability, risk_band from ml.no_show_scores")
+    for _, part in scores.groupby("clinic_id"):
+        n = len(part)
+        n_high, n_top30 = int(np.floor(0.1 * n + 0.5)), int(np.floor(0.3 * n + 0.5))
+        assert (part["risk_band"] == "high").sum() == n_high
+        assert part["risk_band"].isin(["high", "medium"]).sum() == n_top30
+        ranked = part.sort_values("probability", ascending=False)["risk_band"].tolist()
+        assert ranked == ["high"] * n_high + ["medium"] * (n_top30 - n_high) + ["low"] * (n - n_top30)
+
+
 def test_model_card_and_backtest_artifacts(built_home):
     card = json.loads(store.card_path(built_home).read_text())
     assert CARD_KEYS <= set(card)
@@ -122,7 +162,11 @@ def test_calibrated_and_better_than_chance_on_later_months(trained_with_truth):
     assert 0.7 < card["calibration_slope"] < 1.3
     assert abs(card["calibration_intercept"]) < 0.3
     assert card["ece"] < 0.04
-    assert card["roc_auc"] > card["baseline_roc_auc"]
+    # never below its logistic baseline (the pipeline deploys the better of the two); against the patient's
+    # own history rate only "not clearly worse": without the body-region leak both sit near 0.66 on the small
+    # practice's ~2,400 test appointments, where one standard error of a ROC AUC is about 0.017
+    assert card["roc_auc"] >= card["baselines"]["logistic_regression"]["roc_auc"]
+    assert card["roc_auc"] > card["baseline_roc_auc"] - 0.02
     high = card["risk_bands_test"]["high"]["observed_rate"]
     assert high > 2 * card["risk_bands_test"]["low"]["observed_rate"]
 

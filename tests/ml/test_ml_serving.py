@@ -1,0 +1,96 @@
+"""The app never serves a no-show model that lost to its logistic baseline (page and work queue).
+
+Real build, real model card, real AppTest run of the page; the losing card is the real one with its
+headline ROC AUC lowered below the baseline's, as a card from before the deploy-the-winner rule looked.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.lib import auth, model_cards, queries
+from app.lib.db import AnalyticsDb
+from ml import store
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
+from app_helpers import open_page, rendered_text  # noqa: E402
+
+LOSING = {"roc_auc": 0.698, "baselines": {"logistic_regression": {"roc_auc": 0.709}},
+          "deployed_model": "boosted_trees"}
+
+
+def test_verdicts():
+    kind, text = model_cards.no_show_verdict(LOSING)
+    assert kind == "refuse" and "0.698 vs 0.709" in text and "ptpulse train" in text
+    fallback = {"roc_auc": 0.661, "deployed_model": "logistic_regression",
+                "baselines": {"logistic_regression": {"roc_auc": 0.661}},
+                "baseline_comparison": {"boosted_trees": 0.650, "logistic_regression": 0.661}}
+    kind, text = model_cards.no_show_verdict(fallback)
+    assert kind == "fallback" and "logistic regression" in text and "0.650 vs 0.661" in text
+    winner = {"roc_auc": 0.75, "deployed_model": "boosted_trees",
+              "baselines": {"logistic_regression": {"roc_auc": 0.74}}}
+    assert model_cards.no_show_verdict(winner) == ("ok", None)
+    assert model_cards.no_show_verdict(None) == ("unknown", None)
+
+
+def test_the_built_practice_serves_a_model_that_does_not_lose(built_home):
+    card = model_cards.no_show_card(built_home)
+    assert card is not None and model_cards.no_show_servable(built_home)
+    assert card["roc_auc"] >= card["baselines"]["logistic_regression"]["roc_auc"]
+    assert card["deployed_model"] == card["baseline_comparison"]["deployed"]
+    md = store.card_path(built_home).with_suffix(".md").read_text()
+    assert ("deployed instead of the gradient-boosted trees" in md) == (card["deployed_model"] == "logistic_regression")
+
+
+def _copy(built_home, tmp_path_factory, name: str):
+    """A writable copy of the built home: the app writes app.sqlite and its audit log there."""
+    import shutil
+
+    from ptpulse.config import get_settings
+
+    target = tmp_path_factory.mktemp(name) / "home"
+    shutil.copytree(built_home.home, target, ignore=shutil.ignore_patterns("*.lock", "*.holder", "build"))
+    return get_settings(target)
+
+
+@pytest.fixture(scope="module")
+def serving_home(built_home, tmp_path_factory):
+    return _copy(built_home, tmp_path_factory, "serving_home")
+
+
+@pytest.fixture(scope="module")
+def losing_home(built_home, tmp_path_factory):
+    settings = _copy(built_home, tmp_path_factory, "losing_home")
+    path = store.card_path(settings)
+    card = json.loads(path.read_text())
+    card["roc_auc"] = card["baselines"]["logistic_regression"]["roc_auc"] - 0.011
+    card["deployed_model"] = "boosted_trees"
+    path.write_text(json.dumps(card))
+    return settings
+
+
+def _high_risk_tasks(settings, servable: bool):
+    reader = queries.DbReader(AnalyticsDb(settings.analytics_db), auth.Scope("manager"))
+    f = queries.Filters(*queries.data_date_range(reader))
+    tasks = queries.queue_candidates(reader, f, queries.build_info(reader)["as_of"], high_risk_days=30,
+                                     scores_servable=servable)
+    return tasks[tasks["rule"] == "confirm_high_risk"]
+
+
+def test_a_losing_model_is_refused_on_the_page_and_in_the_queue(losing_home, serving_home):
+    assert not model_cards.no_show_servable(losing_home)
+    at = open_page(losing_home, "manager", "no_show")
+    assert not at.exception
+    assert any("withheld" in e.value for e in at.error)
+    text = rendered_text(at)
+    assert "High-risk appointments to confirm" not in text and "Expected no-show rate" not in text
+    assert _high_risk_tasks(losing_home, model_cards.no_show_servable(losing_home)).empty
+    # the same build with its real card serves the scores and the tasks
+    assert len(_high_risk_tasks(serving_home, model_cards.no_show_servable(serving_home))) > 0
+    ok = open_page(serving_home, "manager", "no_show")
+    assert not ok.exception and not any("withheld" in e.value for e in ok.error)
+    assert "Expected no-show rate" in rendered_text(ok)
