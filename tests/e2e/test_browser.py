@@ -120,7 +120,8 @@ def test_front_desk_logs_outreach_and_owner_overview_screenshot(served_app, tmp_
         # young cohorts say so: the denial-rate tile is maturing, and its trend greys out the young months
         expect(page.locator('[data-testid="stMetric"]', has_text="Denial rate (maturing)")).to_be_visible()
         page.locator('[data-testid="stSelectbox"]', has_text="Look closer at").click()
-        page.get_by_role("option", name="Denial rate").click()
+        page.keyboard.type("Denial rate")      # the option list is virtualised: filter it, then pick
+        page.get_by_role("option", name="Denial rate").first.click()
         expect(page.get_by_text("Still maturing").first).to_be_visible()
         page.wait_for_timeout(1500)  # let plotly finish drawing
         shot = tmp_path / "overview.png"
