@@ -12,11 +12,12 @@ export PTPULSE_HOME ?= $(CURDIR)/data
 DEMO_DIR := $(PTPULSE_HOME)/incoming/demo_practice
 PORT ?= 8501
 
-.PHONY: venv demo test bench clean help
+.PHONY: venv demo test lint bench clean help
 
 help:
 	@echo "make demo   generate a demo practice, run the pipeline, serve the app on :$(PORT)"
 	@echo "make test   run every test (unit, integration, dbt, app, browser)"
+	@echo "make lint   ruff (lint + format), sqlfluff (dbt SQL), import-linter (the one-way layers)"
 	@echo "make bench  medium-scale benchmarks -> bench/results/*.json"
 
 $(STAMP): pyproject.toml
@@ -37,6 +38,12 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/sqlfluff lint dbt_project
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: venv
 	$(PY) bench/run_all.py

@@ -18,21 +18,11 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app.lib import auth, filters, queries, ui  # noqa: E402
+from app.lib import auth, filters, ui  # noqa: E402
 from app.lib.db import AnalyticsBusy, AnalyticsMissing  # noqa: E402
+from app.lib.queries.base import Filters, clinics, data_date_range  # noqa: E402
 
 PAGES_DIR = Path(__file__).resolve().parent / "app_pages"
-SECTIONS = {
-    "Practice": ["overview", "funnel", "referral_sources", "attribution", "leakage"],
-    "Operations": ["work_queue", "no_show", "forecast"],
-    "Data": ["data_health", "sql", "admin"],
-}
-ICONS = {
-    "overview": ":material/monitoring:", "funnel": ":material/filter_alt:", "referral_sources": ":material/share:",
-    "attribution": ":material/paid:", "leakage": ":material/money_off:", "work_queue": ":material/checklist:",
-    "no_show": ":material/event_busy:", "forecast": ":material/trending_up:",
-    "data_health": ":material/health_and_safety:", "sql": ":material/terminal:", "admin": ":material/settings:",
-}
 
 st.set_page_config(page_title="PT Pulse", page_icon=":material/physical_therapy:", layout="wide")
 
@@ -48,7 +38,7 @@ def practice_clinics(settings) -> list[str]:
     """All clinic ids (for demo scoping); empty when there is no build yet."""
     try:
         reader = ui.StReader(ui.get_db(str(settings.analytics_db)), auth.Scope("admin"))
-        return queries.clinics(reader)["clinic_id"].tolist()
+        return clinics(reader)["clinic_id"].tolist()
     except (AnalyticsMissing, AnalyticsBusy):
         return []
 
@@ -92,17 +82,17 @@ def demo_user(settings) -> auth.User:
     return user
 
 
-def shared_filters(user: auth.User, settings) -> queries.Filters:
+def shared_filters(user: auth.User, settings) -> Filters:
     """Date range and clinics in the sidebar, read from and written back to the URL query string."""
     reader = ui.StReader(ui.get_db(str(settings.analytics_db)), user.scope)
     try:
-        clinic_df = queries.clinics(reader)
-        lo, hi = queries.data_date_range(reader)
+        clinic_df = clinics(reader)
+        lo, hi = data_date_range(reader)
     except (AnalyticsMissing, AnalyticsBusy):
         today = date.today()
-        return queries.Filters(*filters.default_range(None, None, today))
+        return Filters(*filters.default_range(None, None, today))
     options = clinic_df["clinic_id"].tolist()
-    names = dict(zip(clinic_df["clinic_id"], clinic_df["clinic_name"]))
+    names = dict(zip(clinic_df["clinic_id"], clinic_df["clinic_name"], strict=True))
     if "f_dates" not in st.session_state or "f_clinics" not in st.session_state:
         start, end, chosen = filters.from_query(st.query_params.to_dict(), lo, hi, options, date.today())
         st.session_state["f_dates"] = (start, end)
@@ -125,7 +115,7 @@ def shared_filters(user: auth.User, settings) -> queries.Filters:
     if any(current.get(k) != v for k, v in wanted.items()) or ("clinics" in current and "clinics" not in wanted):
         st.query_params.clear()
         st.query_params.update(wanted)
-    return queries.Filters(start, end, tuple(chosen) or None)
+    return Filters(start, end, tuple(chosen) or None)
 
 
 def navigation(user: auth.User) -> st.navigation:
@@ -134,11 +124,10 @@ def navigation(user: auth.User) -> st.navigation:
     so every real page keeps its own shareable URL (/overview, /work_queue, ...)."""
     pages: dict[str, st.Page] = {}
     sections: dict[str, list] = {}
-    for section, keys in SECTIONS.items():
-        for key in keys:
-            pages[key] = st.Page(PAGES_DIR / f"{key}.py", title=auth.PAGE_TITLES[key], icon=ICONS[key], url_path=key,
-                                 visibility="visible" if auth.can_view(user.role, key) else "hidden")
-        sections[section] = [pages[k] for k in keys]
+    for p in auth.PAGES:
+        pages[p.key] = st.Page(PAGES_DIR / p.file, title=p.title, icon=p.icon, url_path=p.key,
+                               visibility="visible" if auth.can_view(user.role, p.key) else "hidden")
+        sections.setdefault(p.section, []).append(pages[p.key])
     home = pages[auth.HOME_PAGE[user.role]]
     landing = st.Page(lambda: st.switch_page(home), title="Home", url_path="home", default=True, visibility="hidden")
     sections = {"": [landing], **sections}

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ptpulse.config import get_settings  # noqa: E402
+from ptpulse.core.config import get_settings  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "results"
@@ -60,7 +60,7 @@ def medium_home() -> Path:
         (CACHE / "medium_home").mkdir(parents=True, exist_ok=True)
         ingest([data], get_settings(CACHE / "medium_home"))
     shutil.copy2(raw, target.raw_db)
-    from ptpulse.pipeline import run_build
+    from ptpulse.refresh import run_build
 
     result = run_build(target)
     if not result.ok:
@@ -79,7 +79,7 @@ def ensure_ml(settings) -> None:
     finally:
         con.close()
     if not has_ml:
-        from ml.pipeline import score
+        from ml.train_score import score
 
         t = time.perf_counter()
         score(settings, settings.analytics_db)
@@ -88,7 +88,7 @@ def ensure_ml(settings) -> None:
 
 def ensure_deid(settings) -> None:
     """Write the de-identified twin of the private copy, as every build does, when it is missing or older."""
-    from ptpulse.privacy import verify_deidentified, write_deidentified
+    from ptpulse.core.deid import verify_deidentified, write_deidentified
 
     import duckdb
 

@@ -2,7 +2,7 @@
 
 - data: bench/.cache/medium (generated, seed 7) and bench/.cache/medium_home/raw.duckdb (ingested), both
   reused when present (the ingest bench makes the same ones);
-- build_s: wall time of ptpulse.build.build() (app-state copy, dbt build of every model, seed, unit and data
+- build_s: wall time of ptpulse.build.orchestrate.build() (app-state copy, dbt build of every model, seed, unit and data
   test, meta.builds, checkpoint, atomic swap), no ML scoring;
 - floor_s: the compiled SQL of the same models (manifest compiled_code, DAG order, same materialization),
   executed directly in one DuckDB connection in the same run, no tests;
@@ -28,8 +28,9 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ptpulse.build import ACTIONS_DDL, build, write_build_context  # noqa: E402
-from ptpulse.config import get_settings  # noqa: E402
+from ptpulse.build.app_state import ACTIONS_DDL, write_build_context  # noqa: E402
+from ptpulse.build.orchestrate import build  # noqa: E402
+from ptpulse.core.config import get_settings  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "results"

@@ -30,7 +30,7 @@ import duckdb  # noqa: E402
 
 from ingestion.files import discover  # noqa: E402
 from ingestion.loader import ingest  # noqa: E402
-from ptpulse.config import get_settings  # noqa: E402
+from ptpulse.core.config import get_settings  # noqa: E402
 
 TARGET_RATIO = 2.5
 

@@ -8,7 +8,7 @@
   the file is copied to bench/.cache/ml_medium_home so a concurrent bench cannot swap it mid-run. Otherwise
   generates seed 7 (into bench/.cache/ml_medium if bench/.cache/medium holds another seed), ingests and
   builds with `run_build(settings, score=False)` into bench/.cache/ml_medium_home (kept for the next run).
-- train_s: `ml.pipeline.train` from scratch (no model on disk); score_s: `ml.pipeline.score` into a copy of the
+- train_s: `ml.train_score.train` from scratch (no model on disk); score_s: `ml.train_score.score` into a copy of the
   analytics file with that model (what every `ptpulse refresh` pays).
 - writes bench/results/ml-medium.json with the timings, the model card and backtest figures, and checks.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ptpulse.config import Settings, get_settings  # noqa: E402
+from ptpulse.core.config import Settings, get_settings  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "results"
@@ -73,7 +73,7 @@ def medium_home() -> tuple[Settings, Path]:
         print(f"using {target.analytics_db} (built earlier from {data})", flush=True)
         return target, data / "truth"
     from ingestion.loader import ingest
-    from ptpulse.pipeline import run_build
+    from ptpulse.refresh import run_build
 
     target.raw_db.unlink(missing_ok=True)
     print(f"ingesting {data} ...", flush=True)
@@ -87,8 +87,8 @@ def medium_home() -> tuple[Settings, Path]:
 
 
 def main() -> int:
-    from ml import store
-    from ml.pipeline import score, train
+    from ml import artifacts
+    from ml.train_score import score, train
 
     settings, truth = medium_home()
     shutil.rmtree(settings.models_dir, ignore_errors=True)
@@ -104,9 +104,9 @@ def main() -> int:
     score_s = time.perf_counter() - started
     scratch.unlink(missing_ok=True)
 
-    card = json.loads(store.card_path(settings).read_text())
-    backtest = json.loads(store.backtest_path(settings).read_text())
-    attribution = json.loads(store.attribution_path(settings).read_text())
+    card = json.loads(artifacts.card_path(settings).read_text())
+    backtest = json.loads(artifacts.backtest_path(settings).read_text())
+    attribution = json.loads(artifacts.attribution_path(settings).read_text())
     rate = card["base_rate_test"]
     oracle = card["oracle_roc_auc"]
     checks = {

@@ -15,11 +15,11 @@ import hashlib
 import os
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from ingestion.contracts import Contract
+from ptpulse.core.contracts import Contract, load_contracts
 
 # .csv, plus FHIR (.json, .ndjson) and X12 (.835, .837, .x12, .edi) files read by ingestion/interop
 READABLE_SUFFIXES = (".csv", ".json", ".ndjson", ".835", ".837", ".x12", ".edi")
@@ -31,6 +31,10 @@ MAX_HEADER_BYTES = 1024 * 1024  # a header row longer than this is not a CSV hea
 
 class FileRefused(Exception):
     """The file cannot be loaded as a whole; the message says what is wrong and what to do."""
+
+
+class UnknownSource(ValueError):
+    """A file name matches no contract."""
 
 
 def discover(paths: Sequence[Path]) -> list[Path]:
@@ -84,6 +88,20 @@ def safe_text(text: str, limit: int = 300) -> str:
 def display_name(path: Path) -> str:
     """The file's name as it may appear in a message."""
     return safe_text(Path(path).name, 120)
+
+
+def match_source(file: Path, contracts: Mapping[str, Contract] | None = None) -> Contract:
+    """The contract of `file`: named `<source>.csv` or `<source>_<anything>.csv` (longest source wins)."""
+    contracts = load_contracts() if contracts is None else contracts
+    stem = Path(file).stem.lower()
+    matches = [s for s in contracts if stem == s or stem.startswith(s + "_")]
+    if not matches:
+        known = ", ".join(sorted(contracts))
+        raise UnknownSource(
+            f"file name '{display_name(Path(file))}' matches no source contract. Name the file <source>.csv or "
+            f"<source>_<anything>.csv where <source> is one of: {known}."
+        )
+    return contracts[max(matches, key=len)]
 
 
 @dataclass(frozen=True)

@@ -21,24 +21,36 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
 
 import duckdb
 
 from ingestion import validation as v
-from ingestion.contracts import CODES_DIR, Contract, UnknownSource, load_code_lists, load_contracts, match_source
-from ingestion.files import (FileRefused, FileScan, check_columns, check_readable, discover, display_name,
-                             encoding_refusal, normalise_line_endings, read_header, scan)
+from ingestion.files import (
+    FileRefused,
+    FileScan,
+    UnknownSource,
+    check_columns,
+    check_readable,
+    discover,
+    display_name,
+    encoding_refusal,
+    match_source,
+    normalise_line_endings,
+    read_header,
+    scan,
+)
 from ingestion.interop import is_interop, read_interop
-from ingestion.rawdb import SCHEMA, RawDB, open_raw, quote
-from ptpulse.config import Settings
+from ingestion.rawdb import SCHEMA, RawDB, open_raw
+from ptpulse.core.config import CODES_DIR, Settings
+from ptpulse.core.contracts import Contract, load_code_lists, load_contracts
+from ptpulse.core.progress import ProgressFn
+from ptpulse.core.sql import quote_ident
 
 log = logging.getLogger(__name__)
-
-ProgressFn = Optional[Callable[[str, float, float], None]]
 
 LOADED, SKIPPED, REFUSED, FAILED = "loaded", "skipped_same_hash", "refused", "failed"
 
@@ -78,7 +90,7 @@ class LoadResult:
     load_id: int
     file: str
     sha256: str = ""
-    source: Optional[str] = None
+    source: str | None = None
     rows_read: int = 0
     rows_landed: int = 0
     rows_quarantined: int = 0
@@ -86,7 +98,7 @@ class LoadResult:
     status: str = REFUSED
     message: str = ""
     started_at: datetime = field(default_factory=lambda: _now())
-    finished_at: Optional[datetime] = None
+    finished_at: datetime | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -94,7 +106,7 @@ class LoadResult:
 
 def _now() -> datetime:
     """Audit times are UTC without zone (TIMESTAMP columns), so loads from any machine compare."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def ingest(paths: Sequence[Path], settings: Settings, progress: ProgressFn = None) -> list[LoadResult]:
@@ -131,7 +143,7 @@ def _report(progress: ProgressFn, step: str, done: int, total: int) -> None:
 
 def _prepare(db: RawDB) -> None:
     """Audit tables in raw, and the code lists as a temp table the validation SQL can join to."""
-    db.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(db.catalog)}.{quote(SCHEMA)}")
+    db.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(db.catalog)}.{quote_ident(SCHEMA)}")
     db.con.execute(LOADS_DDL.format(loads=db.t("_loads")))
     db.con.execute(QUARANTINE_DDL.format(quarantine=db.t("_quarantine")))
     db.con.execute("CREATE OR REPLACE TEMP TABLE _code_list (list_name VARCHAR, code VARCHAR)")
@@ -144,7 +156,7 @@ def _load_file(db: RawDB, path: Path, contracts: Mapping[str, Contract], work_di
     """One file, start to audit. Refusals are results; anything unexpected is recorded as `failed` and the
     call goes on (an interrupt is recorded, then re-raised)."""
     result = LoadResult(load_id=_next_load_id(db), file=str(path))
-    normalised: Optional[Path] = None
+    normalised: Path | None = None
     try:
         check_readable(path)
         file_scan = scan(path)
@@ -195,7 +207,7 @@ def _next_load_id(db: RawDB) -> int:
     return db.con.execute(f"SELECT coalesce(max(load_id), 0) + 1 FROM {db.t('_loads')}").fetchone()[0]
 
 
-def _previous_load(db: RawDB, sha256: str, source: Optional[str] = None, by_source: bool = False) -> Optional[tuple]:
+def _previous_load(db: RawDB, sha256: str, source: str | None = None, by_source: bool = False) -> tuple | None:
     """(load_id, file, finished_at) of the earlier successful load of the same bytes, if any.
 
     `by_source`: only a load of the same bytes into `source` counts (FHIR / X12 files load once per source).
@@ -257,7 +269,7 @@ def _write_audit(db: RawDB, result: LoadResult) -> None:
 
 def _drop_temp(db: RawDB) -> None:
     for table in TEMP_TABLES:
-        db.con.execute(f"DROP TABLE IF EXISTS temp.{v.q(table)}")
+        db.con.execute(f"DROP TABLE IF EXISTS temp.{quote_ident(table)}")
 
 
 # --- staging: one read of the file, validation and hashing in the same pass ---------------------------------
@@ -275,8 +287,8 @@ def _stage(db: RawDB, path: Path, readable: Path, names: list[str], contract: Co
     position = {}
     for i, name in enumerate(names, start=1):
         position.setdefault(name, f"__f{i}")
-    text = ", ".join(f"{v.q(position[c.name])} AS {v.q(c.name)}" if c.name in position
-                     else f"CAST(NULL AS VARCHAR) AS {v.q(c.name)}" for c in contract.columns)
+    text = ", ".join(f"{quote_ident(position[c.name])} AS {quote_ident(c.name)}" if c.name in position
+                     else f"CAST(NULL AS VARCHAR) AS {quote_ident(c.name)}" for c in contract.columns)
     sql = _staging_sql(contract, _csv_rows_sql(text, list(file_columns), file_scan))
     try:
         db.con.execute(sql, [str(readable), file_columns])
@@ -318,8 +330,8 @@ def _staging_sql(contract: Contract, rows_sql: str) -> str:
     contract, typed values, first broken rule, hash."""
     typed = v.typed_columns(contract)
     checks = v.checks_for(contract)
-    trimmed = ", ".join(f"{v.trimmed_expr(c)} AS {v.q(c.name)}" for c in contract.columns)
-    excluded = ", ".join(v.q(c.name) for c in contract.columns)
+    trimmed = ", ".join(f"{v.trimmed_expr(c)} AS {quote_ident(c.name)}" for c in contract.columns)
+    excluded = ", ".join(quote_ident(c.name) for c in contract.columns)
     return (f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT *, {v.violation_expr(checks)} AS _violation, "
             f"{v.row_hash_expr(contract)} AS _row_hash "
             f"FROM (SELECT *{', ' + typed if typed else ''} FROM ("
@@ -400,7 +412,7 @@ def _line_sql(db: RawDB) -> tuple[str, str]:
 # --- landing: one transaction per file ------------------------------------------------------------------------
 
 def _land(db: RawDB, result: LoadResult, contract: Contract, notes: list[str],
-          line: Optional[tuple[str, str]] = None) -> None:
+          line: tuple[str, str] | None = None) -> None:
     """Quarantine, land and audit the staged file atomically; assert the row-count invariant first."""
     staged, malformed = db.con.execute(
         "SELECT (SELECT count(*) FROM _staged), (SELECT count(*) FROM _malformed)").fetchone()
@@ -436,14 +448,14 @@ def _summary(result: LoadResult) -> list[str]:
 def ensure_source_table(db: RawDB, contract: Contract) -> None:
     """raw.<source> typed per the contract; columns added to a contract later are added to the table."""
     table = db.t(contract.source)
-    columns = ", ".join(f"{v.q(c.name)} {c.sql_type}" for c in contract.columns)
+    columns = ", ".join(f"{quote_ident(c.name)} {c.sql_type}" for c in contract.columns)
     db.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns}, _load_id BIGINT, _row_hash UBIGINT, _line BIGINT)")
     existing = {row[0] for row in db.con.execute(
         "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
         [db.catalog, SCHEMA, contract.source]).fetchall()}
     for col in contract.columns:
         if col.name not in existing:
-            db.con.execute(f"ALTER TABLE {table} ADD COLUMN {v.q(col.name)} {col.sql_type}")
+            db.con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(col.name)} {col.sql_type}")
 
 
 def _quarantine(db: RawDB, result: LoadResult, contract: Contract, line: tuple[str, str]) -> int:
@@ -472,9 +484,9 @@ def _find_duplicates(db: RawDB, contract: Contract) -> int:
     work is a hash join over two narrow columns rather than a sort of the file.
     """
     keys = [contract.column(k) for k in contract.natural_key]
-    typed_keys = ", ".join(f"{v.typed_ref(k)} AS {v.q(k.name)}" for k in keys)
-    key_cols = ", ".join(v.q(k.name) for k in keys)
-    key_match = " AND ".join(f"r.{v.q(k.name)} IS NOT DISTINCT FROM f.{v.q(k.name)}" for k in keys)
+    typed_keys = ", ".join(f"{v.typed_ref(k)} AS {quote_ident(k.name)}" for k in keys)
+    key_cols = ", ".join(quote_ident(k.name) for k in keys)
+    key_match = " AND ".join(f"r.{quote_ident(k.name)} IS NOT DISTINCT FROM f.{quote_ident(k.name)}" for k in keys)
     table = db.t(contract.source)
     db.con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _dups AS
@@ -494,7 +506,7 @@ def _find_duplicates(db: RawDB, contract: Contract) -> int:
 
 def _insert_rows(db: RawDB, result: LoadResult, contract: Contract, line: tuple[str, str]) -> int:
     """Land the valid, non-duplicate staged rows typed, in file order."""
-    columns = ", ".join(v.q(c.name) for c in contract.columns)
+    columns = ", ".join(quote_ident(c.name) for c in contract.columns)
     typed = ", ".join(v.typed_ref(c) for c in contract.columns)
     return db.con.execute(f"""
         INSERT INTO {db.t(contract.source)} ({columns}, _load_id, _row_hash, _line)
@@ -580,8 +592,8 @@ def _stage_rows(db: RawDB, rows: list, contract: Contract) -> None:
         db.con.execute("CREATE OR REPLACE TEMP TABLE _interop_rows AS SELECT * FROM _interop_frame")
     finally:
         db.con.unregister("_interop_frame")
-    columns = ", ".join(v.q(c) for c in contract.column_names)
-    nul = " OR ".join(f"coalesce(contains({v.q(c)}, chr(0)), false)" for c in contract.column_names)
+    columns = ", ".join(quote_ident(c) for c in contract.column_names)
+    nul = " OR ".join(f"coalesce(contains({quote_ident(c)}, chr(0)), false)" for c in contract.column_names)
     db.con.execute(_staging_sql(contract, f"SELECT {columns}, _src_line, 0 AS _breaks, {nul} AS _nul "
                                           f"FROM _interop_rows"))
     db.con.execute("CREATE OR REPLACE TEMP TABLE _malformed "

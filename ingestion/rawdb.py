@@ -12,12 +12,9 @@ from pathlib import Path
 
 import duckdb
 
+from ptpulse.core.sql import quote_ident
+
 SCHEMA = "raw"
-
-
-def quote(identifier: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 @dataclass
@@ -29,7 +26,7 @@ class RawDB:
 
     def t(self, table: str) -> str:
         """`"catalog"."raw"."table"`."""
-        return f"{quote(self.catalog)}.{quote(SCHEMA)}.{quote(table)}"
+        return f"{quote_ident(self.catalog)}.{quote_ident(SCHEMA)}.{quote_ident(table)}"
 
     def has_table(self, table: str) -> bool:
         return self.con.execute(

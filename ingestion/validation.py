@@ -21,7 +21,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from ingestion.contracts import TYPE_FORMATS, Column, Contract, DaysFromToday
+from ptpulse.core.contracts import TYPE_FORMATS, Column, Contract, DaysFromToday
+from ptpulse.core.sql import quote_ident
 
 # strptime formats accepted for timestamps: the contract format, and the ISO 'T' variant which is just as
 # unambiguous. Zone offsets and fractional seconds are refused (times are local clinic time, to the second).
@@ -33,11 +34,6 @@ DECIMAL_TEXT = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)"
 INTEGER_TEXT = r"[+-]?[0-9]+"
 
 RULE_ORDER = ("row", "required", "type", "accepted", "pattern", "range", "codes")
-
-
-def q(identifier: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def lit(value: Any) -> str:
@@ -62,7 +58,7 @@ def trimmed_expr(col: Column, source: str | None = None) -> str:
 
     trim() with a character set is ~3x slower than a look at the first and last character, so it only runs
     for values that start or end with whitespace."""
-    x = source or q(col.name)
+    x = source or quote_ident(col.name)
     if not col.trim:
         return x
     edges = ", ".join(str(ord(c)) for c in TRIM_CHARS if ord(c) > 32)
@@ -72,7 +68,7 @@ def trimmed_expr(col: Column, source: str | None = None) -> str:
 
 def value_expr(col: Column) -> str:
     """The column's text with empty string read as NULL (interfaces.md: empty string = null)."""
-    return f"nullif({q(col.name)}, '')"
+    return f"nullif({quote_ident(col.name)}, '')"
 
 
 def typed_expr(col: Column) -> str:
@@ -107,12 +103,13 @@ def typed_ref(col: Column) -> str:
     staging query computed once with `typed_expr` (checks and landing reuse it instead of casting again)."""
     if col.type == "varchar":
         return value_expr(col)
-    return q(TYPED_PREFIX + col.name)
+    return quote_ident(TYPED_PREFIX + col.name)
 
 
 def typed_columns(contract: Contract) -> str:
     """SQL select list computing every non-varchar column's typed value, once per row."""
-    return ", ".join(f"{typed_expr(c)} AS {q(TYPED_PREFIX + c.name)}" for c in contract.columns if c.type != "varchar")
+    return ", ".join(f"{typed_expr(c)} AS {quote_ident(TYPED_PREFIX + c.name)}"
+                     for c in contract.columns if c.type != "varchar")
 
 
 @dataclass(frozen=True)
@@ -242,5 +239,5 @@ def row_hash_expr(contract: Contract) -> str:
 
 def record_expr(contract: Contract) -> str:
     """SQL: JSON object of the original text values of the contract columns, for the quarantine."""
-    pairs = ", ".join(f"{lit(c.name)}, {q(c.name)}" for c in contract.columns)
+    pairs = ", ".join(f"{lit(c.name)}, {quote_ident(c.name)}" for c in contract.columns)
     return f"json_object({pairs})"

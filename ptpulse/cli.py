@@ -1,21 +1,28 @@
-"""The `ptpulse` command line. Thin: parse, take the lock where needed, call the library, print."""
+"""The `ptpulse` command line. Thin: parse, take the lock where needed, call the library, print.
+
+The only module that draws with rich: library code reports through a `ProgressFn` callback
+(ptpulse/core/progress.py) and returns data (ingestion/status.py), rendered here.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import date
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from ptpulse.config import get_settings
-from ptpulse.lock import PipelineBusy, pipeline_lock
-from ptpulse.progress import progress_bar
+from ptpulse.core.config import APP_DIR, get_settings
+from ptpulse.core.lock import PipelineBusy, pipeline_lock
 
 app = typer.Typer(
     help="PT Pulse: referral-to-discharge analytics for outpatient physical therapy practices.",
@@ -35,6 +42,25 @@ class Scale(str, Enum):
     large = "large"
 
 
+@contextmanager
+def progress_bar(title: str) -> Iterator[Callable[[str, float, float], None]]:
+    """A rich bar for one command on stderr; each call sets the current step and how far along it is."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(title, total=None)
+
+        def report(step: str, done: float, total: float) -> None:
+            bar.update(task, description=f"{title}: {step}", completed=done, total=total)
+
+        yield report
+
+
 def _fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
@@ -46,7 +72,7 @@ def generate(
     scale: Scale = typer.Option(Scale.small, help="small: 1 clinic x 2 years; medium: 25 x 3; large: 900 x 3."),
     seed: int = typer.Option(42, help="Random seed; the same seed gives byte-identical files."),
     dirty: float = typer.Option(0.005, help="Share of rows given realistic defects (0 for none)."),
-    as_of: Optional[str] = typer.Option(None, help="Last day of history, YYYY-MM-DD (default: a fixed date)."),
+    as_of: str | None = typer.Option(None, help="Last day of history, YYYY-MM-DD (default: a fixed date)."),
 ) -> None:
     """Write a synthetic practice's exports (one CSV per source) and its truth/ folder."""
     from seed_data.generator import generate as run
@@ -62,8 +88,8 @@ def generate(
 
 @app.command()
 def ingest(
-    paths: List[Path] = typer.Argument(..., help="CSV files or folders of them (truth/ folders are skipped)."),
-    home: Optional[Path] = HomeOpt,
+    paths: list[Path] = typer.Argument(..., help="CSV files or folders of them (truth/ folders are skipped)."),
+    home: Path | None = HomeOpt,
     wait: float = WaitOpt,
 ) -> None:
     """Validate and land source files in raw.duckdb; bad rows go to quarantine with a reason."""
@@ -112,11 +138,11 @@ def _print_loads(results) -> None:
 
 @app.command()
 def status(
-    home: Optional[Path] = HomeOpt,
+    home: Path | None = HomeOpt,
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Loads, quarantine counts by rule, and freshness per source."""
-    from ingestion.status import StatusUnavailable, render_status, status_report
+    from ingestion.status import StatusUnavailable, status_report
 
     settings = get_settings(home)
     try:
@@ -129,14 +155,57 @@ def status(
         render_status(report, out)
 
 
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def render_status(report: dict[str, list[dict[str, Any]]], console: Console) -> None:
+    """Three rich tables: recent loads, quarantine by rule, freshness per source."""
+    from ingestion.files import safe_text
+
+    if not report["loads"]:
+        console.print("No loads yet. Run `ptpulse ingest <folder>` (or `ptpulse refresh`) first.")
+        return
+    loads = Table("id", "file", "source", "status", "read", "landed", "quarantined", "duplicate", "finished (UTC)",
+                  title="Loads (latest 30)")
+    for r in report["loads"][-30:]:
+        style = {"refused": "red", "failed": "red", "skipped_same_hash": "dim"}.get(r["status"], "")
+        loads.add_row(_fmt(r["load_id"]), Text(safe_text(r["file"].rsplit("/", 1)[-1], 120)), r["source"] or "?",
+                      r["status"],
+                      _fmt(r["rows_read"]), _fmt(r["rows_landed"]), _fmt(r["rows_quarantined"]),
+                      _fmt(r["rows_duplicate"]), _fmt(r["finished_at"]), style=style)
+    console.print(loads)
+    for r in report["loads"][-30:]:
+        if r["status"] in ("refused", "failed"):
+            # Text, not markup: names and messages are shown as written (no `[bold]`, no `:x:` emoji) and
+            # control characters escaped, whatever a file was called
+            console.print(Text(safe_text(f"{r['status']} load {r['load_id']} {r['file']}: {r['message']}", 2000),
+                               style="red"))
+    if report["quarantine_by_rule"]:
+        quarantine = Table("source", "rule", "column", "rows", title="Quarantine by rule")
+        for r in report["quarantine_by_rule"]:
+            quarantine.add_row(r["source"], r["rule"], Text(r["column"] or "-"), _fmt(r["rows"]))
+        console.print(quarantine)
+    fresh = Table("source", "last load (UTC)", "latest event", "rows", title="Freshness")
+    for r in report["freshness"]:
+        fresh.add_row(r["source"], _fmt(r["last_load_at"]), _fmt(r["latest_event_at"]), _fmt(r["rows"]))
+    console.print(fresh)
+
+
 @app.command()
 def build(
-    home: Optional[Path] = HomeOpt,
+    home: Path | None = HomeOpt,
     wait: float = WaitOpt,
     score: bool = typer.Option(True, help="Score ML models into the new file before it is swapped in."),
 ) -> None:
     """Run dbt build into a new analytics file and swap it in only if every error-severity test passed."""
-    from ptpulse.pipeline import run_build
+    from ptpulse.refresh import run_build
 
     settings = get_settings(home)
     try:
@@ -156,9 +225,9 @@ def _finish_build(result) -> None:
 
 
 @app.command()
-def train(home: Optional[Path] = HomeOpt, wait: float = WaitOpt) -> None:
+def train(home: Path | None = HomeOpt, wait: float = WaitOpt) -> None:
     """Fit the no-show and demand models on the served analytics file and write their model cards."""
-    from ml.pipeline import train as run
+    from ml.train_score import train as run
 
     settings = get_settings(home)
     if not settings.analytics_db.exists():
@@ -173,12 +242,13 @@ def train(home: Optional[Path] = HomeOpt, wait: float = WaitOpt) -> None:
 
 @app.command()
 def refresh(
-    paths: Optional[List[Path]] = typer.Argument(None, help="Folders or files to ingest (default: $PTPULSE_HOME/incoming)."),
-    home: Optional[Path] = HomeOpt,
+    paths: list[Path] | None = typer.Argument(
+        None, help="Folders or files to ingest (default: $PTPULSE_HOME/incoming)."),
+    home: Path | None = HomeOpt,
     wait: float = WaitOpt,
 ) -> None:
     """Ingest what is new, build, score and swap, in sequence under the pipeline lock."""
-    from ptpulse.pipeline import refresh as run
+    from ptpulse.refresh import refresh as run
 
     settings = get_settings(home)
     try:
@@ -199,13 +269,13 @@ app.add_typer(secret_app, name="secret")
 
 @secret_app.command("rotate")
 def secret_rotate(
-    home: Optional[Path] = HomeOpt,
+    home: Path | None = HomeOpt,
     wait: float = WaitOpt,
     rebuild: bool = typer.Option(True, "--build/--no-build", help="Build at once so served files use the new key."),
 ) -> None:
     """New pseudonym secret: every patient_key changes; app actions on tasks keyed by it are re-keyed."""
-    from ptpulse.pipeline import run_build
-    from ptpulse.secrets import SecretError, rotate_key
+    from ptpulse.core.secrets import SecretError, rotate_key
+    from ptpulse.refresh import run_build
 
     settings = get_settings(home)
     result = None
@@ -229,18 +299,16 @@ def secret_rotate(
 @app.command(name="app")
 def run_app(
     port: int = typer.Option(8501, help="Port to serve on."),
-    home: Optional[Path] = HomeOpt,
+    home: Path | None = HomeOpt,
 ) -> None:
     """Start the Streamlit app (demo mode unless OIDC auth is configured)."""
     import os
     import subprocess
 
-    from ptpulse.config import REPO_ROOT
-
     settings = get_settings(home)
     env = dict(os.environ, PTPULSE_HOME=str(settings.home))
     out.print(f"PT Pulse on http://localhost:{port}")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app" / "streamlit_app.py"),
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_DIR / "streamlit_app.py"),
            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     raise typer.Exit(subprocess.call(cmd, env=env))
 

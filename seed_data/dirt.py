@@ -67,7 +67,7 @@ def _later(text: pl.Series, seconds: np.ndarray, latest: datetime | None = None)
 
 def _changed(source: str, col: str, vals: pl.Series, rng: np.random.Generator, latest: datetime | None = None
              ) -> pl.Series:
-    typ = columns(source)[col]["type"]
+    typ = columns(source)[col].type
     n = len(vals)
     if col == "signed_at":
         return _later(vals.fill_null("2026-01-01 12:00:00"), rng.integers(3600, 48 * 3600, n), latest)
@@ -94,17 +94,17 @@ def inject(source: str, df: pl.DataFrame, rate: float, rng: np.random.Generator,
     if rate <= 0 or df.height == 0:
         return df, counts
     spec = contract(source)
-    cols = spec["columns"]
+    cols = columns(source)
     n_bad = int(rng.binomial(df.height, rate))
     if n_bad == 0:
         return df, counts
     rows = np.sort(rng.choice(df.height, size=min(n_bad, df.height), replace=False))
     kinds = np.array(kinds_for(source))[rng.integers(0, len(kinds_for(source)), len(rows))]
-    event_col = spec["event_time"]
-    date_cols = [c for c, s in cols.items() if s["type"] in ("date", "timestamp") and s.get("required")]
-    id_cols = [c for c, s in cols.items() if s.get("required") and s["type"] == "varchar" and c.endswith("_id")]
+    event_col = spec.event_time
+    date_cols = [c for c, s in cols.items() if s.type in ("date", "timestamp") and s.required]
+    id_cols = [c for c, s in cols.items() if s.required and s.type == "varchar" and c.endswith("_id")]
     if not id_cols:
-        id_cols = [c for c in spec["natural_key"] if cols[c]["type"] == "varchar"]
+        id_cols = [c for c in spec.natural_key if cols[c].type == "varchar"]
     extra = []
     for kind in ("duplicate", "resent"):
         r = rows[kinds == kind]
@@ -112,7 +112,7 @@ def inject(source: str, df: pl.DataFrame, rate: float, rng: np.random.Generator,
             continue
         part = df[r]
         if kind == "resent":
-            if cols[event_col]["type"] == "timestamp":
+            if cols[event_col].type == "timestamp":
                 later = _later(part[event_col], rng.integers(3600, 72 * 3600, len(r)), latest)
                 part = part.with_columns(later.alias(event_col))
             ch = RESENT_CHANGE[source]

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import holidays
 import numpy as np
 from faker import Faker
+
+if TYPE_CHECKING:  # for the annotations; the functions that build frames import polars when called
+    import polars as pl
 
 # (code, body_region) -- valid billable ICD-10-CM codes commonly treated in outpatient PT
 ICD10: tuple[tuple[str, str], ...] = (
@@ -176,7 +180,7 @@ class Calendar:
         return day
 
 
-def ids(prefix: str, ci: int, idx: np.ndarray, width: int) -> "pl.Series":
+def ids(prefix: str, ci: int, idx: np.ndarray, width: int) -> pl.Series:
     """Stable ids like AP0010000042 (prefix + clinic number + running number), built vectorised."""
     import polars as pl
 
@@ -184,7 +188,7 @@ def ids(prefix: str, ci: int, idx: np.ndarray, width: int) -> "pl.Series":
     return pl.select(pl.lit(f"{prefix}{ci + 1:03d}") + num).to_series()
 
 
-def opt(keep: np.ndarray, values) -> "pl.Series":
+def opt(keep: np.ndarray, values) -> pl.Series:
     """A column that is `values` where `keep`, else null (numpy has no nullable arrays)."""
     import polars as pl
 

@@ -6,27 +6,26 @@ formats (timestamps, 2-decimal money, true/false) are decided once and dirt can 
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
 import polars as pl
-import yaml
 
-CONTRACTS = Path(__file__).resolve().parent.parent / "ingestion" / "contracts"
+from ptpulse.core.contracts import Column, Contract, load_contracts
+
 SOURCES = ("clinics", "therapists", "referring_physicians", "payers", "patients", "intake_events",
            "marketing_touches", "marketing_spend", "scheduling_events", "authorizations",
            "documentation_events", "charges", "claims", "remittances")
 
 
-@lru_cache(maxsize=None)
-def contract(source: str) -> dict:
-    """The parsed contract YAML of one source."""
-    return yaml.safe_load((CONTRACTS / f"{source}.yml").read_text())
+def contract(source: str) -> Contract:
+    """The contract of one source (parsed once, by ptpulse/core/contracts.py)."""
+    return load_contracts()[source]
 
 
-def columns(source: str) -> dict[str, dict]:
-    return contract(source)["columns"]
+def columns(source: str) -> dict[str, Column]:
+    """The source's columns by name, in file order."""
+    return {c.name: c for c in contract(source).columns}
 
 
 def _text(expr: pl.Expr, typ: str, dtype: pl.DataType) -> pl.Expr:
@@ -55,9 +54,9 @@ def to_text(source: str, df: pl.DataFrame) -> pl.DataFrame:
     Timestamps may be given as Datetime or int epoch seconds, dates as Date or int day indices.
     """
     exprs = []
-    for name, spec in columns(source).items():
+    for name, col in columns(source).items():
         if name in df.columns:
-            exprs.append(_text(pl.col(name), spec["type"], df.schema[name]).alias(name))
+            exprs.append(_text(pl.col(name), col.type, df.schema[name]).alias(name))
         else:
             exprs.append(pl.lit(None, dtype=pl.String).alias(name))
     return df.select(exprs)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ptpulse.config import Settings, get_settings
+from ptpulse.core.config import Settings, get_settings
 
 SMALL_SEED = 42
 
@@ -40,7 +40,7 @@ def ingested_home(tmp_path_factory, small_practice) -> Settings:
 @pytest.fixture(scope="session")
 def built_home(tmp_path_factory, ingested_home) -> Settings:
     """A PTPULSE_HOME with raw + a served analytics.duckdb (dbt build and ML scores). Treat as read-only."""
-    from ptpulse.pipeline import run_build
+    from ptpulse.refresh import run_build
 
     home = tmp_path_factory.mktemp("home_built")
     shutil.copy2(ingested_home.raw_db, home / "raw.duckdb")

@@ -4,8 +4,19 @@ attributed revenue, ROI and cost per new patient by month, and how many touches 
 
 import streamlit as st
 
-from app.lib import charts, queries, ui
+from app.lib import charts, ui
 from app.lib.formatting import fmt
+from app.lib.queries.attribution import (
+    HEURISTIC_MODELS,
+    MODEL_LABELS,
+    attribution_by_channel,
+    attribution_monthly,
+    available_models,
+    marketing_new_patients,
+    marketing_totals,
+    path_lengths,
+    top_paths,
+)
 
 ctx = ui.page("attribution")
 ui.require_tables(ctx, "marts.attribution_roi", "marts.attribution_paths", what="Attribution & ROI")
@@ -14,23 +25,23 @@ ctx.as_of_caption()
 st.caption(f"Months {f.start:%b %Y} – {f.end:%b %Y}, practice-wide (marketing spend is not split by clinic). "
            "A conversion is an evaluated referral; its value is the net revenue actually collected for the episode.")
 
-models = queries.available_models(ctx.reader)
+models = available_models(ctx.reader)
 if not ctx.reader.has("ml.attribution_credit"):
     st.caption("Markov and Shapley appear here once the ML step has scored a build.")
 else:
     st.caption("Markov and Shapley estimate each channel's share from every path in the warehouse; "
                "their shares are applied to this period's conversions and revenue so all models compare alike.")
-chosen = st.multiselect("Models to compare", models, default=models, format_func=lambda m: queries.MODEL_LABELS.get(m, m),
+chosen = st.multiselect("Models to compare", models, default=models, format_func=lambda m: MODEL_LABELS.get(m, m),
                         key="at_models")
-by_channel = queries.attribution_by_channel(ctx.reader, f)
+by_channel = attribution_by_channel(ctx.reader, f)
 compare = by_channel[by_channel["model"].isin(chosen)]
-ui.chart(charts.attribution_compare(compare, dict(queries.MODEL_LABELS)), compare, "attribution_by_model", "at_compare")
+ui.chart(charts.attribution_compare(compare, dict(MODEL_LABELS)), compare, "attribution_by_model", "at_compare")
 
-model = st.selectbox("Model for the detail below", models, format_func=lambda m: queries.MODEL_LABELS.get(m, m),
+model = st.selectbox("Model for the detail below", models, format_func=lambda m: MODEL_LABELS.get(m, m),
                      index=models.index("position") if "position" in models else 0, key="at_model")
 detail = by_channel[by_channel["model"] == model]
-paid = queries.marketing_totals(by_channel, model)
-newp = queries.marketing_new_patients(ctx.reader, f)
+paid = marketing_totals(by_channel, model)
+newp = marketing_new_patients(ctx.reader, f)
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Marketing spend", fmt(paid["spend_usd"], "usd"), border=True)
 c2.metric("Revenue credited to marketing", fmt(paid["attributed_revenue_usd"], "usd"), border=True,
@@ -46,7 +57,7 @@ st.caption("Attribution splits a patient's credit across the touches on their pa
 
 left, right = st.columns(2)
 with left:
-    ui.chart(charts.spend_vs_revenue(detail, queries.MODEL_LABELS.get(model, model)), detail,
+    ui.chart(charts.spend_vs_revenue(detail, MODEL_LABELS.get(model, model)), detail,
              f"spend_vs_revenue_{model}", "at_spend")
 with right:
     ui.table(detail[["channel", "spend_usd", "attributed_conversions", "attributed_revenue_usd", "roi",
@@ -55,13 +66,14 @@ with right:
         "attributed_conversions": st.column_config.NumberColumn("New patients (credited)", format="%.1f"),
         "roi": ui.pct("ROI"), "cost_per_new_patient": ui.money("Cost per credited new patient")})
 
-if model in queries.HEURISTIC_MODELS:
-    monthly = queries.attribution_monthly(ctx.reader, f, model)
+if model in HEURISTIC_MODELS:
+    monthly = attribution_monthly(ctx.reader, f, model)
     metric = st.radio("Monthly measure", ["roi", "cost_per_new_patient", "attributed_revenue_usd"], horizontal=True,
                       format_func={"roi": "ROI", "cost_per_new_patient": "Cost per credited new patient",
                                    "attributed_revenue_usd": "Attributed revenue"}.get, key="at_metric")
     unit = {"roi": "pct", "cost_per_new_patient": "usd", "attributed_revenue_usd": "usd"}[metric]
-    label = {"roi": "ROI", "cost_per_new_patient": "Cost per credited new patient", "attributed_revenue_usd": "Attributed revenue"}[metric]
+    label = {"roi": "ROI", "cost_per_new_patient": "Cost per credited new patient",
+             "attributed_revenue_usd": "Attributed revenue"}[metric]
     ui.chart(charts.monthly_metric(monthly, metric, label, unit), monthly, f"attribution_monthly_{model}", "at_monthly")
 else:
     st.caption("Data-driven models are fitted on all history (their shares, applied to this period, are above), "
@@ -70,7 +82,7 @@ else:
 st.subheader("Paths to a decision")
 left, right = st.columns(2)
 with left:
-    lengths = queries.path_lengths(ctx.reader)
+    lengths = path_lengths(ctx.reader)
     ui.chart(charts.path_lengths(lengths), lengths, "path_lengths", "at_lengths")
 with right:
-    ui.table(queries.top_paths(ctx.reader), "top_paths", "at_paths", column_config={"revenue_usd": ui.money("Revenue")})
+    ui.table(top_paths(ctx.reader), "top_paths", "at_paths", column_config={"revenue_usd": ui.money("Revenue")})

@@ -7,25 +7,26 @@ import json
 import pandas as pd
 import streamlit as st
 
-from app.lib import charts, queries, ui
+from app.lib import charts, ui
 from app.lib.formatting import fmt
+from app.lib.queries.data_health import builds, freshness, loads, quarantine_by_rule
 
 ctx = ui.page("data_health")
 ctx.as_of_caption()
 
 if ctx.reader.has("marts.data_quality"):
-    loads = queries.loads(ctx.reader)
-    q = queries.quarantine_by_rule(ctx.reader)
-    fresh = queries.freshness(ctx.reader)
+    load_rows = loads(ctx.reader)
+    q = quarantine_by_rule(ctx.reader)
+    fresh = freshness(ctx.reader)
 else:
-    loads = q = fresh = pd.DataFrame()
-builds = queries.builds(ctx.reader)
+    load_rows = q = fresh = pd.DataFrame()
+build_rows = builds(ctx.reader)
 
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Loads", fmt(len(loads), "count"), border=True)
+c1.metric("Loads", fmt(len(load_rows), "count"), border=True)
 c2.metric("Rows quarantined", fmt(q["rows"].sum() if len(q) else 0, "count"), border=True)
-c3.metric("Refused files", fmt((loads["status"] == "refused").sum() if len(loads) else 0, "count"), border=True)
-last = builds.iloc[0].to_dict() if len(builds) else {}
+c3.metric("Refused files", fmt((load_rows["status"] == "refused").sum() if len(load_rows) else 0, "count"), border=True)
+last = build_rows.iloc[0].to_dict() if len(build_rows) else {}
 c4.metric("Last build", str(last.get("status", "–")), str(last.get("finished_at", "")) or None, delta_color="off",
           border=True)
 
@@ -37,10 +38,10 @@ with left:
     ui.chart(charts.quarantine(q), q, "quarantine_by_rule", "dh_quarantine")
 with right:
     st.markdown("**Loads** (newest first)")
-    ui.table(loads, "loads", "dh_loads", height=360)
+    ui.table(load_rows, "loads", "dh_loads", height=360)
 
 st.subheader("Builds and their tests")
-if builds.empty:
+if build_rows.empty:
     st.caption("No build history in this file.")
 else:
     def _tests(value) -> str:
@@ -50,7 +51,7 @@ else:
         except (TypeError, ValueError, AttributeError):
             return str(value)
 
-    view = builds.copy()
+    view = build_rows.copy()
     if "tests" in view:
         view["test_summary"] = view["tests"].map(_tests)
     ui.table(view, "builds", "dh_builds")

@@ -3,31 +3,36 @@ its interval (the fan), against therapist capacity; and the weeks where demand w
 
 import streamlit as st
 
-from app.lib import charts, model_cards, queries, ui
+from app.lib import charts, model_cards, ui
 from app.lib.formatting import fmt
+from app.lib.queries.base import Filters
+from app.lib.queries.forecast import forecast, forecast_series, staffing, staffing_by_clinic
 
 ctx = ui.page("forecast")
 ui.require_tables(ctx, "ml.demand_forecast", what="Demand forecast")
 ctx.as_of_caption()
 
-series_options = queries.forecast_series(ctx.reader, ctx.filters)
+series_options = forecast_series(ctx.reader, ctx.filters)
 if not series_options:
     st.info("No forecast for your clinics yet.")
     st.stop()
 c1, c2 = st.columns(2)
-series = c1.selectbox("Clinic", series_options, format_func=lambda s: "Whole practice" if s == "ALL" else s, key="fc_series")
+series = c1.selectbox("Clinic", series_options, format_func=lambda s: "Whole practice" if s == "ALL" else s,
+                      key="fc_series")
 metric = c2.segmented_control("Measure", ["visits", "evals", "referrals"], default="visits", key="fc_metric",
-                              format_func={"visits": "Visits", "evals": "Evaluations", "referrals": "Referrals"}.get) or "visits"
-fc = queries.forecast(ctx.reader, series, metric)
+                              format_func={"visits": "Visits", "evals": "Evaluations",
+                                           "referrals": "Referrals"}.get) or "visits"
+fc = forecast(ctx.reader, series, metric)
 capacity = None
 if metric == "visits" and ctx.reader.has("ml.staffing_gap"):
-    scope_filters = ctx.filters if series == "ALL" else queries.Filters(ctx.filters.start, ctx.filters.end, (series,))
-    capacity = queries.staffing(ctx.reader, scope_filters)
+    scope_filters = ctx.filters if series == "ALL" else Filters(ctx.filters.start, ctx.filters.end, (series,))
+    capacity = staffing(ctx.reader, scope_filters)
 label = {"visits": "Visits", "evals": "Evaluations", "referrals": "Referrals"}[metric]
 future = fc[fc["actual"].isna() & fc["yhat"].notna()]
 m1, m2, m3 = st.columns(3)
 m1.metric(f"{label} forecast, next 4 weeks", fmt(future["yhat"].head(4).sum(), "count"), border=True)
-m2.metric("Range (80% interval)", f"{fmt(future['yhat_lower'].head(4).sum(), 'count')}–{fmt(future['yhat_upper'].head(4).sum(), 'count')}",
+low, high = fmt(future["yhat_lower"].head(4).sum(), "count"), fmt(future["yhat_upper"].head(4).sum(), "count")
+m2.metric("Range (80% interval)", f"{low}–{high}",
           border=True)
 if capacity is not None and not capacity.empty:
     short = capacity[(capacity["gap_visits"] > 0)]
@@ -38,11 +43,11 @@ ui.chart(charts.forecast_fan(fc, label, capacity), fc, f"forecast_{series}_{metr
 if ctx.reader.has("ml.staffing_gap"):
     st.subheader("Staffing gap")
     left, right = st.columns(2)
-    gap = queries.staffing(ctx.reader, ctx.filters)
+    gap = staffing(ctx.reader, ctx.filters)
     with left:
         ui.chart(charts.staffing_gap(gap), gap, "staffing_gap", "fc_gap")
     with right:
-        short = queries.staffing_by_clinic(ctx.reader, ctx.filters)
+        short = staffing_by_clinic(ctx.reader, ctx.filters)
         st.markdown("**Clinic-weeks short of capacity**")
         ui.table(short, "staffing_gap_by_clinic", "fc_short", empty_message="No clinic is short of capacity.",
                  column_config={"forecast_visits": st.column_config.NumberColumn("Forecast visits", format="%.0f"),
@@ -63,4 +68,5 @@ else:
               help="Share of actual weeks inside the forecast's 80% range; 75–85% is honest.")
     b3.metric("sMAPE", f"{backtest['smape']:.1f}%" if backtest.get("smape") is not None else "–", border=True)
     b4.metric("Backtest cutoffs", fmt(len(backtest.get("cutoffs") or []), "count"), border=True,
-              help=f"{backtest.get('horizon_weeks', 12)}-week horizon from each cutoff; baseline: {backtest.get('baseline', '')}")
+              help=f"{backtest.get('horizon_weeks', 12)}-week horizon from each cutoff; "
+                   f"baseline: {backtest.get('baseline', '')}")

@@ -4,15 +4,25 @@ how long each step takes, broken down by clinic, source or payer; and the referr
 
 import streamlit as st
 
-from app.lib import charts, queries, ui
+from app.lib import charts, ui
 from app.lib.formatting import fmt
+from app.lib.queries.funnel import (
+    FUNNEL_BREAKDOWNS,
+    STAGE_LABELS,
+    STAGES,
+    funnel_drilldown,
+    funnel_exits,
+    funnel_stages,
+    funnel_summary,
+    stage_durations,
+)
 
 ctx = ui.page("funnel")
 ui.require_tables(ctx, "marts.referral_funnel", what="The Funnel")
 f = ctx.filters
 ctx.as_of_caption()
 
-s = queries.funnel_summary(ctx.reader, f).iloc[0]
+s = funnel_summary(ctx.reader, f).iloc[0]
 c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Referrals received", fmt(s["referrals"], "count"), border=True)
 open_share = (s["open_referrals"] / s["referrals"]) if s["referrals"] else 0.0
@@ -33,29 +43,29 @@ if maturing:
                "this range are still open (neither evaluated nor exited), so conversion will rise as they resolve. "
                "Compare with a period whose referrals have all had an outcome.]")
 
-breakdown = st.segmented_control("Break down by", ["None", *queries.FUNNEL_BREAKDOWNS], default="None",
+breakdown = st.segmented_control("Break down by", ["None", *FUNNEL_BREAKDOWNS], default="None",
                                  key="fn_breakdown")
 group = None if breakdown in (None, "None") else breakdown
-stages = queries.funnel_stages(ctx.reader, f, group)
+stages = funnel_stages(ctx.reader, f, group)
 ui.chart(charts.funnel(stages), stages, "funnel_stages", "fn_stages")
 
 left, right = st.columns(2)
 with left:
-    exits = queries.funnel_exits(ctx.reader, f)
+    exits = funnel_exits(ctx.reader, f)
     ui.chart(charts.exits(exits), exits, "funnel_exits", "fn_exits")
 with right:
-    durations = queries.stage_durations(ctx.reader, f)
+    durations = stage_durations(ctx.reader, f)
     ui.chart(charts.durations(durations), durations, "funnel_stage_durations", "fn_durations")
 
 st.subheader("Referrals behind a number")
 d1, d2 = st.columns(2)
-stage = d1.selectbox("Reached stage", queries.STAGES, format_func=queries.STAGE_LABELS.get, key="fn_drill_stage")
+stage = d1.selectbox("Reached stage", STAGES, format_func=STAGE_LABELS.get, key="fn_drill_stage")
 group_value = None
 if group:
     groups = sorted(stages["grp"].unique().tolist())
     group_value = d2.selectbox(group, groups, key="fn_drill_group")
-drill = queries.funnel_drilldown(ctx.reader, f, stage, group, group_value)
+drill = funnel_drilldown(ctx.reader, f, stage, group, group_value)
 if not ctx.user.scope.phi:
     st.caption("Patients are shown by pseudonymous key: your role sees de-identified data only.")
-st.caption(f"Latest {len(drill):,} referrals (up to 500) that reached **{queries.STAGE_LABELS[stage]}**.")
+st.caption(f"Latest {len(drill):,} referrals (up to 500) that reached **{STAGE_LABELS[stage]}**.")
 ui.table(drill, f"funnel_{stage}_referrals", "fn_drill")

@@ -3,15 +3,16 @@ are written next to it and can be adjusted (app/lib/leakage.py)."""
 
 import streamlit as st
 
-from app.lib import charts, leakage, queries, ui
+from app.lib import charts, leakage, ui
 from app.lib.formatting import fmt
+from app.lib.queries.leakage import revenue_leakage
 
 ctx = ui.page("leakage")
 ui.require_tables(ctx, "marts.revenue_leakage", what="Revenue leakage")
 f = ctx.filters
 ctx.as_of_caption()
 
-raw = queries.leakage(ctx.reader, f)
+raw = revenue_leakage(ctx.reader, f)
 if raw.empty:
     st.info("No leakage recorded in the selected months and clinics.")
     st.stop()

@@ -6,8 +6,9 @@ from datetime import datetime
 
 import streamlit as st
 
-from app.lib import charts, model_cards, queries, ui
+from app.lib import charts, model_cards, ui
 from app.lib.formatting import fmt, reference_now
+from app.lib.queries.no_show import calibration, no_show_history, upcoming_risk
 
 ctx = ui.page("no_show")
 ui.require_tables(ctx, "ml.no_show_scores", "marts.appointments", what="No-show risk")
@@ -23,7 +24,7 @@ elif verdict == "fallback":
     st.info(verdict_text)
 
 days = st.slider("Look ahead (days)", 1, 30, 14, key="ns_days")
-upcoming = queries.upcoming_risk(ctx.reader, f, start, days)
+upcoming = upcoming_risk(ctx.reader, f, start, days)
 if verdict != "refuse":
     high = upcoming[upcoming["risk_band"] == "high"]
     c1, c2, c3, c4 = st.columns(4)
@@ -54,12 +55,12 @@ with left:
     if verdict == "refuse":
         st.info("Calibration of the withheld model is in its model card below.")
     elif ctx.reader.has("ml.no_show_calibration"):
-        cal = queries.calibration(ctx.reader)
+        cal = calibration(ctx.reader)
         ui.chart(charts.calibration(cal), cal, "no_show_calibration", "ns_cal")
     else:
         st.info("Calibration appears after the model has been evaluated (`ptpulse train`).")
 with right:
-    hist = queries.no_show_history(ctx.reader, f)
+    hist = no_show_history(ctx.reader, f)
     ui.chart(charts.observed_no_show(hist), hist, "observed_no_show_rate", "ns_hist")
 
 st.subheader("Model card")
@@ -72,7 +73,7 @@ if cards:
         st.markdown(card.read_text(encoding="utf-8"))
     else:
         st.json(card.read_text(encoding="utf-8"), expanded=False)
-    st.caption(f"From {card}")
+    st.caption(f"Written by the last training, {datetime.fromtimestamp(card.stat().st_mtime):%Y-%m-%d %H:%M}.")
 else:
     versions = upcoming["model_version"].dropna().unique().tolist() if "model_version" in upcoming else []
     st.caption("No model card file found under the models folder yet (`ptpulse train` writes it)."

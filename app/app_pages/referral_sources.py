@@ -3,17 +3,23 @@ and where each source's referrals end up. De-identified: no patient appears on t
 
 import streamlit as st
 
-from app.lib import charts, queries, ui
+from app.lib import charts, ui
 from app.lib.formatting import fmt
+from app.lib.queries.referral_sources import (
+    open_referrals_by_source_type,
+    source_outcomes,
+    source_scorecard,
+    source_types,
+)
 
 ctx = ui.page("referral_sources")
 ui.require_tables(ctx, "marts.referral_source_performance", "marts.referral_funnel", what="Referral sources")
 ctx.as_of_caption()
 
-types = queries.source_types(ctx.reader)
+types = source_types(ctx.reader)
 default = types.index("physician") if "physician" in types else 0
 source_type = st.selectbox("Source type", ["(all)", *types], index=default + 1 if types else 0, key="rs_type")
-card = queries.source_scorecard(ctx.reader, None if source_type == "(all)" else source_type)
+card = source_scorecard(ctx.reader, None if source_type == "(all)" else source_type)
 fading = card[card["is_fading"].fillna(False).astype(bool)]
 
 c1, c2, c3, c4 = st.columns(4)
@@ -25,7 +31,7 @@ c3.metric("Fading sources", fmt(len(fading), "count"), border=True,
           help="Sources whose referrals fell sharply in the last 90 days: call them.")
 c4.metric("Net revenue from these sources", fmt(card["net_revenue_usd"].sum(), "usd"), border=True)
 st.caption("Scorecard covers all history, practice-wide (the date and clinic filters apply to the Sankey below).")
-still_open = queries.open_referrals_by_source_type(ctx.reader, None if source_type == "(all)" else source_type)
+still_open = open_referrals_by_source_type(ctx.reader, None if source_type == "(all)" else source_type)
 if still_open["open"]:
     st.caption(f":gray[◌ {still_open['open']:,.0f} of {still_open['referrals']:,.0f} of these referrals are still open "
                "(neither evaluated nor exited): a source's conversion and plan completion still count them as not "
@@ -33,7 +39,10 @@ if still_open["open"]:
 
 st.subheader("Scorecard")
 ui.table(card, f"referral_scorecard_{source_type}", "rs_card", column_config={
-    "source_name": "Source", "conversion_rate": ui.pct("Conversion"), "poc_completion_rate": ui.pct("Plan completed"),
+    "source_name": "Source", "evaluated": "Evaluated",
+    "conversion_rate": st.column_config.NumberColumn(
+        "Conversion", format="percent", help="Referrals with a signed initial evaluation / referrals received."),
+    "poc_completion_rate": ui.pct("Plan completed"),
     "net_revenue_usd": ui.money("Net revenue"), "trend_pct": ui.pct("Trend (90 d)"),
     "median_business_days_to_eval": st.column_config.NumberColumn("Median days to eval", format="%.1f"),
     "visits_per_episode": st.column_config.NumberColumn("Visits / episode", format="%.1f"),
@@ -49,5 +58,5 @@ with right:
 st.subheader("Where referrals end up")
 by = st.radio("Group sources by", ["source_type", "channel"], horizontal=True, key="rs_by",
               format_func={"source_type": "Source type", "channel": "Channel"}.get)
-flows = queries.source_outcomes(ctx.reader, ctx.filters, by)
+flows = source_outcomes(ctx.reader, ctx.filters, by)
 ui.chart(charts.sankey(flows), flows, f"referral_outcomes_by_{by}", "rs_sankey")

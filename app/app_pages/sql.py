@@ -34,7 +34,8 @@ st.caption(f"Read-only · de-identified (patient_key only) · one statement · u
 with st.expander("Tables you can query"):
     ui.table(sql_guard.sandbox_catalog(box), "sql_catalog", "sql_catalog")
 
-default = "select clinic_id, kpi, value from marts.practice_kpis where grain = 'month' order by period_start desc limit 20"
+default = ("select clinic_id, kpi, value from marts.practice_kpis where grain = 'month' "
+           "order by period_start desc limit 20")
 with st.form("sql_form"):
     text = st.text_area("Query", value=st.session_state.get("sql_last", default), height=160, key="sql_text")
     run = st.form_submit_button("Run", type="primary")

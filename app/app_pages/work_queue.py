@@ -7,9 +7,10 @@ from datetime import datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from app.lib import actions, charts, model_cards, queries, ui
+from app.lib import actions, charts, model_cards, ui
 from app.lib import work_queue as wq
 from app.lib.formatting import reference_now
+from app.lib.queries.work_queue import queue_candidates
 
 ctx = ui.page("work_queue")
 ui.require_tables(ctx, "marts.work_queue_candidates", what="The work queue")
@@ -21,8 +22,8 @@ ctx.as_of_caption()
 if ctx.as_of is not None and now == ctx.as_of:
     st.caption(f"SLA clocks run from the data's as-of time ({now:%Y-%m-%d %H:%M}) because the data is not current.")
 
-candidates = queries.queue_candidates(ctx.reader, ctx.filters, ctx.as_of,
-                                      scores_servable=model_cards.no_show_servable(ctx.settings))
+candidates = queue_candidates(ctx.reader, ctx.filters, ctx.as_of,
+                              scores_servable=model_cards.no_show_servable(ctx.settings))
 states = actions.task_states(app_db, candidates["task_id"].tolist())
 queue = wq.assemble(candidates, states, now, wq.lead_scores(ctx.reader))
 
@@ -42,13 +43,13 @@ people = ["Anyone", "Me", "Unassigned", *[a for a in actions.assignees(app_db) i
 assignee = f3.selectbox("Assignee", people, key="wq_assignee")
 shown = wq.select_view(queue, view, rules, assignee, me)
 
-columns = ["rank", "sla", "rule_label", "reason", "patient_name", "phone", "clinic_id", "assignee", "last_outreach",
-           "outreach_count", "status", "due_at", "task_id"]
+columns = ["rank", "sla", "rule_label", "worked_by", "reason", "patient_name", "phone", "clinic_id", "assignee",
+           "last_outreach", "outreach_count", "status", "due_at", "task_id"]
 columns = [c for c in columns if c in shown.columns]
 st.caption(f"{len(shown):,} tasks · ranked by priority, then due time"
            + (" (referral tasks: by value at stake)" if queue["value_at_stake_usd"].notna().any() else ""))
 ui.table(shown[columns], "work_queue", "wq_table", height=min(38 * (len(shown) + 1) + 4, 460), column_config={
-    "rank": st.column_config.NumberColumn("#", width="small"), "sla": "SLA", "rule_label": "Why",
+    "rank": st.column_config.NumberColumn("#", width="small"), "sla": "SLA", "rule_label": "Why", "worked_by": "Who",
     "reason": st.column_config.TextColumn("Details", width="large"), "patient_name": "Patient", "phone": "Phone",
     "clinic_id": "Clinic", "assignee": "Assignee", "last_outreach": "Last outreach",
     "outreach_count": st.column_config.NumberColumn("Tries", width="small"), "status": "Status",
@@ -97,7 +98,8 @@ with tabs[1]:
                 record("assign", {"assignee": who.strip()}, f"Assigned to {who.strip()}")
 with tabs[2]:
     with st.form("wq_snooze"):
-        day = st.date_input("Snooze until", value=(now + timedelta(days=1)).date(), min_value=now.date(), key="wq_until")
+        day = st.date_input("Snooze until", value=(now + timedelta(days=1)).date(), min_value=now.date(),
+                            key="wq_until")
         if st.form_submit_button("Snooze"):
             record("snooze", {"until": datetime.combine(day, time(8, 0)).isoformat()}, "Snoozed")
 with tabs[3]:
@@ -116,7 +118,7 @@ with tabs[4]:
                 record("confirm", {"appointment_id": str(task["appointment_id"])}, "Confirmed")
 with tabs[5]:
     hist = pd.DataFrame(actions.history(app_db, task_id))
-    ui.table(hist, f"task_history", "wq_history", empty_message="No actions on this task yet.")
+    ui.table(hist, "task_history", "wq_history", empty_message="No actions on this task yet.")
 
 with st.expander("Queue by reason"):
     open_rows = queue[queue["in_queue"]]

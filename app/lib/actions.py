@@ -16,39 +16,37 @@ import json
 import random
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
+
+from app.lib.queue_vocabulary import outcomes
 
 ACTIONS: tuple[str, ...] = ("claim", "assign", "log_outreach", "snooze", "mark_lost", "confirm")
 METHODS: tuple[str, ...] = ("call", "sms", "email")
-OUTCOMES: Mapping[str, str] = {
-    "reached": "Reached - will follow up",
-    "scheduled": "Reached - appointment booked",
-    "declined": "Reached - declined care",
-    "left_message": "Left voicemail / message",
-    "no_answer": "No answer",
-    "wrong_number": "Wrong number / bounced",
-}
+# Outreach outcomes, their labels, which count as a contact and which close the task: written once in
+# dbt_project/seeds/work_queue_outcomes.csv (a dbt seed too), read by app/lib/queue_vocabulary.
+OUTCOMES: Mapping[str, str] = {k: o.label for k, o in outcomes().items()}
 # Outcomes where a person was actually spoken to (the build counts these as "contacted").
-REACHED_OUTCOMES: frozenset[str] = frozenset({"reached", "scheduled", "declined"})
-# An outreach with this outcome finishes the task; any other outcome keeps it open for follow-up.
-CLOSING_OUTCOMES: frozenset[str] = frozenset({"scheduled"})
+REACHED_OUTCOMES: frozenset[str] = frozenset(k for k, o in outcomes().items() if o.counts_as_contact)
+# An outreach with one of these outcomes finishes the task; any other outcome keeps it open for follow-up.
+CLOSING_OUTCOMES: frozenset[str] = frozenset(k for k, o in outcomes().items() if o.closes_task)
 LOST_REASONS: tuple[str, ...] = (
     "Chose another provider", "Insurance / cost", "No longer needs therapy", "Unreachable after attempts",
     "Physician cancelled referral", "Moved away", "Other",
 )
 
-SCHEMA = """
+SCHEMA = f"""
 create table if not exists actions (
     action_id integer primary key autoincrement,
     task_id   text not null,
-    action    text not null check (action in ('claim','assign','log_outreach','snooze','mark_lost','confirm')),
+    action    text not null check (action in ({','.join(f"'{a}'" for a in ACTIONS)})),
     actor     text not null,
     acted_at  text not null,
-    payload   text not null default '{}'
+    payload   text not null default '{{}}'
 );
 create index if not exists actions_task on actions(task_id, acted_at, action_id);
 create table if not exists audit_log (
@@ -56,7 +54,7 @@ create table if not exists audit_log (
     actor  text not null,
     role   text not null,
     event  text not null,
-    detail text not null default '{}',
+    detail text not null default '{{}}',
     at     text not null
 );
 create index if not exists audit_at on audit_log(at);
@@ -68,7 +66,7 @@ class ActionError(ValueError):
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 @contextmanager
@@ -201,7 +199,8 @@ def fold(rows: Iterable[tuple[str, str, str, str, str]]) -> dict[str, TaskState]
             s["assignee"] = payload.get("assignee")
         elif action == "log_outreach":
             s["outreach_count"] += 1
-            s["last_outreach"] = f"{payload.get('method')}: {OUTCOMES.get(payload.get('outcome'), payload.get('outcome'))}"
+            outcome = payload.get("outcome")
+            s["last_outreach"] = f"{payload.get('method')}: {OUTCOMES.get(outcome, outcome)}"
         elif action == "snooze":
             s["snoozed_until"] = str(payload.get("until"))
         elif action == "mark_lost":

@@ -8,9 +8,9 @@ stop) and queries receive a `Scope` that decides which clinics and which columns
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import yaml
 
@@ -33,34 +33,50 @@ PHI_ROLES: frozenset[str] = frozenset({"owner", "manager", "front_desk", "admin"
 # admins work practice-wide unless the roles file names clinics for them.
 CLINIC_SCOPED_BY_DEFAULT: frozenset[str] = frozenset({"front_desk", "manager"})
 
-# page key -> roles allowed. The one place the access matrix is written down (README shows it).
-PAGE_ACCESS: Mapping[str, frozenset[str]] = {
-    "overview": frozenset({"owner", "manager"}),
-    "funnel": frozenset({"owner", "manager", "marketing", "analyst"}),
-    "referral_sources": frozenset({"owner", "marketing", "analyst"}),
-    "attribution": frozenset({"owner", "marketing", "analyst"}),
-    "leakage": frozenset({"owner"}),
-    "work_queue": frozenset({"front_desk", "manager", "owner"}),
-    "no_show": frozenset({"owner", "manager"}),
-    "forecast": frozenset({"owner", "manager"}),
-    "data_health": frozenset({"admin", "analyst"}),
-    "sql": frozenset({"analyst"}),
-    "admin": frozenset({"admin"}),
-}
+@dataclass(frozen=True)
+class Page:
+    """One page of the app, declared once: the navigation and the access matrix are both read from PAGES.
 
-PAGE_TITLES: Mapping[str, str] = {
-    "overview": "Overview",
-    "funnel": "Funnel",
-    "referral_sources": "Referral sources",
-    "attribution": "Attribution & ROI",
-    "leakage": "Revenue leakage",
-    "work_queue": "Work queue",
-    "no_show": "No-show risk",
-    "forecast": "Demand forecast",
-    "data_health": "Data health",
-    "sql": "SQL",
-    "admin": "Admin",
-}
+    `key` is the page file's stem (app/app_pages/<key>.py) and its URL path.
+    """
+
+    key: str
+    title: str
+    icon: str
+    section: str
+    roles: frozenset[str]
+
+    @property
+    def file(self) -> str:
+        return f"{self.key}.py"
+
+
+def _page(key: str, title: str, icon: str, section: str, *roles: str) -> Page:
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise ValueError(f"app/lib/auth.py PAGES, page {key}: unknown role(s) {', '.join(unknown)}; "
+                         f"use one of {', '.join(ROLES)}")
+    return Page(key, title, icon, section, frozenset(roles))
+
+
+# The one place pages are declared, in menu order: file stem, title, icon, menu section, roles that may open it.
+PAGES: tuple[Page, ...] = (
+    _page("overview", "Overview", ":material/monitoring:", "Practice", "owner", "manager"),
+    _page("funnel", "Funnel", ":material/filter_alt:", "Practice", "owner", "manager", "marketing", "analyst"),
+    _page("referral_sources", "Referral sources", ":material/share:", "Practice", "owner", "marketing", "analyst"),
+    _page("attribution", "Attribution & ROI", ":material/paid:", "Practice", "owner", "marketing", "analyst"),
+    _page("leakage", "Revenue leakage", ":material/money_off:", "Practice", "owner"),
+    _page("work_queue", "Work queue", ":material/checklist:", "Operations", "front_desk", "manager", "owner"),
+    _page("no_show", "No-show risk", ":material/event_busy:", "Operations", "owner", "manager"),
+    _page("forecast", "Demand forecast", ":material/trending_up:", "Operations", "owner", "manager"),
+    _page("data_health", "Data health", ":material/health_and_safety:", "Data", "admin", "analyst"),
+    _page("sql", "SQL", ":material/terminal:", "Data", "analyst"),
+    _page("admin", "Admin", ":material/settings:", "Data", "admin"),
+)
+PAGE_BY_KEY: Mapping[str, Page] = {p.key: p for p in PAGES}
+# Views of PAGES for the checks below and the Admin page's matrix.
+PAGE_ACCESS: Mapping[str, frozenset[str]] = {p.key: p.roles for p in PAGES}
+PAGE_TITLES: Mapping[str, str] = {p.key: p.title for p in PAGES}
 
 # First page each role lands on.
 HOME_PAGE: Mapping[str, str] = {
@@ -92,7 +108,7 @@ class User:
             raise ValueError(f"unknown role {self.role!r}; expected one of {', '.join(ROLES)}")
 
     @property
-    def scope(self) -> "Scope":
+    def scope(self) -> Scope:
         return Scope(role=self.role, clinics=self.clinics)
 
 
@@ -203,7 +219,8 @@ def parse_roles(text: str, source: str = "roles.yml") -> RolesConfig:
     if not isinstance(data, dict):
         raise ValueError(f"{source}: expected a mapping with 'users:' (and optional 'domains:')")
     users = {str(k).strip().lower(): _entry(v, f"{source}: users.{k}") for k, v in (data.get("users") or {}).items()}
-    domains = {str(k).strip().lower(): _entry(v, f"{source}: domains.{k}") for k, v in (data.get("domains") or {}).items()}
+    domains = {str(k).strip().lower(): _entry(v, f"{source}: domains.{k}")
+               for k, v in (data.get("domains") or {}).items()}
     return RolesConfig(users=users, domains=domains, source=source)
 
 

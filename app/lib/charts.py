@@ -1,7 +1,7 @@
 """Plotly figure builders: pure functions from a DataFrame to a figure, tested without Streamlit.
 
 Conventions: plain-language titles and axis labels, units on the axis (%, $), a healthy band drawn as a
-shaded area where DESIGN.md gives one, and an explicit empty figure (with a message) when there is no data.
+shaded area where the KPI's definition gives one, and an explicit empty figure (with a message) when there is no data.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def source_scatter(df: pd.DataFrame) -> go.Figure:
     fig = px.scatter(plot, x="referrals", y="conversion_rate", size="net_revenue", color="status",
                      hover_name="source_name", size_max=40,
                      color_discrete_map={"Fading": "#d62728", "Steady": PALETTE[0]})
-    fig.update_yaxes(title="Conversion (evaluated / referred)", tickformat=".0%")
+    fig.update_yaxes(title="Conversion (signed evaluations / referrals)", tickformat=".0%")
     fig.update_xaxes(title="Referrals")
     return _layout(fig, title, height=420)
 

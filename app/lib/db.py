@@ -6,7 +6,7 @@ Why this shape:
   in-memory DuckDB that ATTACHes the served file read-only: a fresh attach opens whatever file the path
   names now, and the previous connection keeps serving in-flight queries until it is garbage collected.
 - The served path is a fixed symlink into `build/served/`, itself a symlink to the served build's folder
-  (ptpulse/build.py). The file identity (the resolved path, i.e. the build folder, plus inode, mtime, size)
+  (ptpulse/build/). The file identity (the resolved path, i.e. the build folder, plus inode, mtime, size)
   is checked before each query; a change means a new build was served, so the next query reconnects, and
   it ATTACHes the resolved path it identified, so a connection is pinned to exactly one build. The same
   identity is part of every cache key. A connection left from the previous build keeps its snapshot even
@@ -21,9 +21,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import duckdb
 import pandas as pd

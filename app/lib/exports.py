@@ -48,6 +48,6 @@ def to_csv_bytes(df: pd.DataFrame) -> bytes:
 
 def has_identities(df: pd.DataFrame) -> bool:
     """Whether an export carries identified data (so it must be written to the audit log)."""
-    from app.lib.privacy import PHI_COLUMNS
+    from ptpulse.core.deid import PHI_COLUMNS
 
     return any(str(c).lower() in PHI_COLUMNS for c in df.columns)

@@ -3,8 +3,8 @@ can be shared as a link. Pure functions: Streamlit only supplies and receives th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, timedelta
-from typing import Mapping
 
 DEFAULT_DAYS = 90
 

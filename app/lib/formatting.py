@@ -96,7 +96,8 @@ def kpi_tile(row: dict) -> Tile:
                     delta=fmt_delta(row.get("value"), row.get("previous"), unit), delta_color="off",
                     help=help_text.strip(), status=status)
     status = band_status(row.get("value"), row.get("healthy_low"), row.get("healthy_high"))
-    help_text = f"{row.get('definition') or ''}\n\n{band.capitalize()} — now {status}. Change is against the previous period of the same length."
+    help_text = (f"{row.get('definition') or ''}\n\n{band.capitalize()} — now {status}. "
+                 "Change is against the previous period of the same length.")
     if row.get("previous_is_maturing"):
         help_text += " The previous period is itself still maturing."
     return Tile(label=label, value=fmt(row.get("value"), unit),

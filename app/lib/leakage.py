@@ -8,8 +8,8 @@ and high. Unrecovered denials are actual write-offs: their share is fixed at 100
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import pandas as pd
 
@@ -72,7 +72,8 @@ def by_category(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df.assign(label=pd.Series(dtype=str), why=pd.Series(dtype=str))
     totals = df.groupby("category", as_index=False).agg(
-        events=("events", "sum"), units_at_stake=("units_at_stake", "sum"), dollars_at_stake=("dollars_at_stake", "sum"),
+        events=("events", "sum"), units_at_stake=("units_at_stake", "sum"),
+        dollars_at_stake=("dollars_at_stake", "sum"),
         low_usd=("low_usd", "sum"), high_usd=("high_usd", "sum"), assumption=("assumption", "first"))
     totals["label"] = totals["category"].map(label)
     totals["why"] = totals["category"].map(lambda c: ASSUMPTIONS[c].why if c in ASSUMPTIONS else "")

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ptpulse.config import Settings
+from ptpulse.core.config import Settings
 
 
 def demand_backtest(settings: Settings) -> dict[str, Any] | None:

@@ -1,6 +1,6 @@
 """Which columns are protected health information, and a last-line filter that strips them.
 
-The rule itself lives in ptpulse/privacy.py (PHI columns from the ingestion contracts' `phi: true` flags plus
+The rule itself lives in ptpulse/core/deid.py (PHI columns from the ingestion contracts' `phi: true` flags plus
 patient_id and the display aliases our queries use; excluded tables and free-text columns), shared with the
 build that writes the de-identified twin `analytics_deid.duckdb`. Queries for de-identified roles never
 select these columns in the first place; `deidentify` is the second lock on the door, applied to every
@@ -11,15 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ptpulse.privacy import (  # noqa: F401 - re-exported: the app's names for the shared rule
-    ALWAYS_PHI,
-    CONTRACTS,
-    EXCLUDED_COLUMNS,
-    EXCLUDED_TABLES,
-    PHI_COLUMNS,
-    contract_phi_columns,
-    phi_columns_in,
-)
+from ptpulse.core.deid import phi_columns_in
 
 
 def deidentify(df: pd.DataFrame) -> pd.DataFrame:

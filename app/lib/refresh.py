@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ptpulse.config import Settings
-from ptpulse.lock import pid_alive, lock_holder
+from ptpulse.core.config import Settings
+from ptpulse.core.lock import lock_holder, pid_alive
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _EXIT = re.compile(r"^\[ptpulse-app\] exit code (-?\d+)$", re.M)
@@ -66,7 +66,7 @@ def status(settings: Settings) -> RefreshStatus:
     exit_match = _EXIT.findall("\n".join(lines))
     exit_code = int(exit_match[-1]) if exit_match else None
     running = exit_code is None and pid_alive(int(state["pid"]))
-    progress_lines = [l for l in lines if not l.startswith("[ptpulse-app]")]
+    progress_lines = [line for line in lines if not line.startswith("[ptpulse-app]")]
     return RefreshStatus(running=running, started_at=state.get("started_at"), actor=state.get("actor"),
                          log_path=str(log_path), exit_code=exit_code,
                          last_line=progress_lines[-1] if progress_lines else "starting…",
@@ -95,6 +95,6 @@ def start(settings: Settings, actor: str, extra_args: list[str] | None = None) -
 
 
 def pipeline_holder(settings: Settings) -> str | None:
-    """Who holds the pipeline lock right now, if anyone: asked of the OS lock (ptpulse.lock.lock_holder), so a
+    """Who holds the pipeline lock right now, if anyone: asked of the OS lock (ptpulse.core.lock.lock_holder), so a
     `.pipeline.holder` file left by a killed command never disables "Refresh now"."""
     return lock_holder(settings)

@@ -8,7 +8,7 @@ Three independent locks:
    SQL given as a string (`duckdb_databases`, `duckdb_settings`, `current_setting`, `query`, ...).
 2. Queries never run in the Streamlit process and never touch analytics.duckdb. Each one runs in a fresh
    worker *process* (app/lib/sql_worker.py) that attaches the served de-identified twin
-   `analytics_deid.duckdb` READ_ONLY (written and swapped by every build, see ptpulse/privacy.py), checks
+   `analytics_deid.duckdb` READ_ONLY (written and swapped by every build, see ptpulse/core/deid.py), checks
    it against the same rule, switches external access, extension autoloading and Python replacement scans
    off, and locks the configuration. So a statement that passed check 1 can only read de-identified rows,
    cannot reach a file, and cannot turn the locks back off.
@@ -29,13 +29,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from ptpulse.privacy import (  # noqa: F401 - EXCLUDED_* re-exported under their old names
-    DEID_SCHEMAS,
-    EXCLUDED_COLUMNS,
-    EXCLUDED_TABLES,
-    deid_problems,
-    kept_columns,
-)
+from ptpulse.core.deid import DEID_SCHEMAS, deid_problems, kept_columns
 
 if TYPE_CHECKING:  # pandas is not imported at run time: the worker process imports this module too
     import pandas as pd
@@ -178,7 +172,7 @@ def check_statement(sql: str) -> str:
 
 
 def sandbox_columns(table: str, columns: list[str]) -> list[str]:
-    """Columns of a source table that a de-identified reader may see (the shared rule, ptpulse/privacy.py)."""
+    """Columns of a source table that a de-identified reader may see (the shared rule, ptpulse/core/deid.py)."""
     return kept_columns(columns)
 
 
@@ -197,7 +191,7 @@ class Sandbox:
     table list shown as a reference. Holds no open connection: nothing analysts type runs in this process."""
 
     path: Path
-    catalog: "pd.DataFrame"
+    catalog: pd.DataFrame
     limits: Limits = field(default_factory=Limits)
 
 
@@ -223,14 +217,14 @@ def build_sandbox(deid_path: Path, limits: Limits | None = None) -> Sandbox:
     return Sandbox(deid_path, catalog, limits or Limits())
 
 
-def sandbox_catalog(sandbox: Sandbox) -> "pd.DataFrame":
+def sandbox_catalog(sandbox: Sandbox) -> pd.DataFrame:
     """Tables and columns available to analysts (the page shows it as a reference)."""
     return sandbox.catalog
 
 
 @dataclass
 class SqlResult:
-    frame: "pd.DataFrame"
+    frame: pd.DataFrame
     truncated: bool
     seconds: float           # wall time of the whole call: worker start-up, query, transfer
     peak_rss_mb: float = 0.0  # the worker's peak resident memory

@@ -4,9 +4,10 @@ uses (KPI tiles, tables and charts that download as CSV). Everything else in app
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -17,8 +18,8 @@ from app.lib.auth import PAGE_TITLES, AccessDenied, Scope, User, require_page
 from app.lib.db import AnalyticsBusy, AnalyticsDb, AnalyticsMissing
 from app.lib.formatting import Tile, kpi_tile
 from app.lib.privacy import deidentify
-from app.lib.queries import Filters, build_info
-from ptpulse.config import Settings, get_settings
+from app.lib.queries.base import Filters, build_info
+from ptpulse.core.config import Settings, get_settings
 
 USER_KEY = "ptpulse_user"
 FILTERS_KEY = "ptpulse_filters"
@@ -48,7 +49,7 @@ def _thaw(params: tuple) -> dict[str, Any]:
 
 @dataclass
 class StReader:
-    """queries.Reader with Streamlit caching; de-identified roles get PHI columns stripped after the cache."""
+    """queries.base.Reader with Streamlit caching; de-identified roles get PHI columns stripped after the cache."""
 
     db: AnalyticsDb
     scope: Scope
@@ -149,7 +150,7 @@ def require_tables(ctx: PageContext, *tables: str, what: str = "") -> None:
 def tiles(rows: list[Tile], per_row: int = 4) -> None:
     for i in range(0, len(rows), per_row):
         cols = st.columns(per_row)
-        for col, tile in zip(cols, rows[i:i + per_row]):
+        for col, tile in zip(cols, rows[i:i + per_row], strict=False):
             with col:
                 st.metric(tile.label, tile.value, tile.delta, delta_color=tile.delta_color, help=tile.help,
                           border=True)

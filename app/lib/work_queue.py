@@ -11,36 +11,37 @@ other tasks keep their rank. Without the table (or a score for a task) nothing c
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
-
 import pandas as pd
 
 from app.lib.actions import TaskState, is_visible
 from app.lib.formatting import countdown
+from app.lib.queue_vocabulary import Rule, rules
 
-RULE_LABELS: Mapping[str, str] = {
-    "uncontacted_referral": "New referral not contacted",
-    "contacted_unscheduled": "Contacted, not scheduled",
-    "eval_no_show_rebook": "Evaluation no-show: rebook",
-    "no_future_appointment": "Active patient, no next visit",
-    "below_frequency": "Booked below plan frequency",
-    "auth_expiring": "Authorization running out",
-    "kx_threshold": "Medicare KX threshold near",
-    "confirm_high_risk": "High no-show risk: confirm",
-    "unsigned_note": "Unsigned note > 24 h",
-}
-
-REFERRAL_RULES = ("uncontacted_referral", "contacted_unscheduled", "eval_no_show_rebook")
+# Rule names, labels, priorities and who works each rule: written once in dbt_project/seeds/work_queue_rules.csv
+# (a dbt seed too), read by app/lib/queue_vocabulary.
+RULES: Mapping[str, Rule] = rules()
+RULE_LABELS: Mapping[str, str] = {k: r.label for k, r in RULES.items()}
+# Tasks about a referral: the ones lead scores re-rank.
+REFERRAL_RULES: tuple[str, ...] = tuple(k for k, r in RULES.items() if r.subject == "referral")
 LEAD_TABLE = "ml.lead_scores"
 
 VIEWS = ("Open", "Snoozed", "Done or lost", "All")
 
 
 def rule_label(rule: str) -> str:
+    """The rule's label from the seed; a rule missing from it still reads as words (a test keeps none missing)."""
     return RULE_LABELS.get(rule, str(rule).replace("_", " ").capitalize())
+
+
+def worked_by(rule: str) -> str | None:
+    """'Front desk' or 'Clinician': who works this rule's tasks (None for a rule missing from the seed)."""
+    r = RULES.get(rule)
+    return r.worked_by if r else None
 
 
 def lead_scores(reader: Any) -> pd.DataFrame | None:
@@ -71,7 +72,8 @@ def _attach_leads(df: pd.DataFrame, leads: pd.DataFrame | None) -> pd.DataFrame:
     scored = df["p_convert"].notna() & df["value_at_stake_usd"].notna()
     df.loc[scored, "reason"] = [
         f"{r.rstrip()} {lead_text(p, v)}" if isinstance(r, str) and r else lead_text(p, v)
-        for r, p, v in zip(df.loc[scored, "reason"], df.loc[scored, "p_convert"], df.loc[scored, "value_at_stake_usd"])]
+        for r, p, v in zip(df.loc[scored, "reason"], df.loc[scored, "p_convert"], df.loc[scored, "value_at_stake_usd"],
+                           strict=True)]
     return df
 
 
@@ -106,6 +108,7 @@ def assemble(candidates: pd.DataFrame, states: Mapping[str, TaskState], now: dat
     df["snoozed_until"] = get("snoozed_until")
     df["last_action_at"] = get("last_at")
     df["rule_label"] = df["rule"].map(rule_label)
+    df["worked_by"] = df["rule"].map(worked_by)
     now_iso = now.isoformat()
     df["in_queue"] = [is_visible(states.get(t), now_iso) for t in df["task_id"]]
     df.loc[(df["status"] == "snoozed") & df["in_queue"], "status"] = "open"

@@ -10,7 +10,7 @@
 {%- endmacro %}
 
 {# Pseudonymous patient id: HMAC-SHA256 of patient_id with the installation secret, first 16 hex characters
-   (ptpulse/secrets.py). Looked up in int_patient_keys, where the keyed hash runs once per distinct patient;
+   (ptpulse/core/secrets.py). Looked up in int_patient_keys, where the keyed hash runs once per distinct patient;
    DuckDB turns this correlated subquery into one hash join. Null when col is null. #}
 {% macro patient_key(col) -%}
     (select pk.patient_key from {{ ref('int_patient_keys') }} as pk where pk.pid = {{ col }})
@@ -19,7 +19,8 @@
 {# Weekdays (Mon-Fri) d with start_date < d <= end_date; negative when end is before start. Pure arithmetic:
    f(x) = weekdays in [epoch Monday, x); result = f(end + 1) - f(start + 1). #}
 {% macro business_days(start_ts, end_ts) -%}
-    ({{ _weekdays_before('(cast(' ~ end_ts ~ ' as date) + 1)') }} - {{ _weekdays_before('(cast(' ~ start_ts ~ ' as date) + 1)') }})
+    ({{ _weekdays_before('(cast(' ~ end_ts ~ ' as date) + 1)') }}
+     - {{ _weekdays_before('(cast(' ~ start_ts ~ ' as date) + 1)') }})
 {%- endmacro %}
 
 {% macro _weekdays_before(d) -%}
@@ -30,11 +31,6 @@
 {# Hours between two timestamps, as a double. #}
 {% macro hours_between(a, b) -%}
     (epoch({{ b }}) - epoch({{ a }})) / 3600.0
-{%- endmacro %}
-
-{# The build's "now" (interfaces.md: as_of), a scalar. #}
-{% macro as_of() -%}
-    (select as_of from {{ ref('int_clocks_resolved') }})
 {%- endmacro %}
 
 {% macro safe_div(num, den) -%}

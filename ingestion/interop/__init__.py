@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
-from ingestion.contracts import Contract
+from ptpulse.core.contracts import Contract
 from ingestion.files import FileRefused
 
 FHIR_SUFFIXES = (".json", ".ndjson")

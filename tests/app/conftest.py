@@ -14,8 +14,7 @@ import shutil  # noqa: E402
 
 import pytest  # noqa: E402
 
-from ptpulse.config import get_settings  # noqa: E402
-
+from ptpulse.core.config import get_settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")

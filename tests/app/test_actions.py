@@ -81,7 +81,8 @@ def test_two_users_on_one_task_both_recorded_latest_shown(tmp_path):
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=("ann", "log_outreach", {"method": "call", "outcome": "no_answer"})),
+    threads = [threading.Thread(target=worker,
+                                args=("ann", "log_outreach", {"method": "call", "outcome": "no_answer"})),
                threading.Thread(target=worker, args=("bob", "claim", {}))]
     for t in threads:
         t.start()

@@ -37,13 +37,14 @@ def test_admin_enables_refresh_after_a_lock_holder_was_killed_with_sigkill(tmp_p
     """A pipeline command killed with SIGKILL leaves `.pipeline.holder` behind. The Admin page asks the OS lock,
     not that file: while the holder lives the button is disabled and names it; once killed, it is enabled."""
     from app_helpers import open_page, rendered_text, rerun
-    from ptpulse.config import get_settings
+
+    from ptpulse.core.config import get_settings
 
     settings = get_settings(tmp_path / "home").ensure()
     script = textwrap.dedent(f"""
         import time
-        from ptpulse.config import get_settings
-        from ptpulse.lock import pipeline_lock
+        from ptpulse.core.config import get_settings
+        from ptpulse.core.lock import pipeline_lock
         with pipeline_lock(get_settings({str(settings.home)!r}), "ingest"):
             print("locked", flush=True)
             time.sleep(60)

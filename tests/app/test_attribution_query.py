@@ -6,16 +6,18 @@ from datetime import timedelta
 
 import pytest
 
-from app.lib import auth, queries
+from app.lib import auth
 from app.lib.db import AnalyticsDb
+from app.lib.queries.attribution import attribution_by_channel
+from app.lib.queries.base import DbReader, Filters, data_date_range
 
 
 @pytest.mark.parametrize("days", [90, 10_000])
 def test_every_model_distributes_the_same_period_total(app_home, days):
-    reader = queries.DbReader(AnalyticsDb(app_home.analytics_db), auth.Scope("marketing"))
-    lo, hi = queries.data_date_range(reader)
-    f = queries.Filters(max(lo, hi - timedelta(days=days)), hi)
-    df = queries.attribution_by_channel(reader, f)
+    reader = DbReader(AnalyticsDb(app_home.analytics_db), auth.Scope("marketing"))
+    lo, hi = data_date_range(reader)
+    f = Filters(max(lo, hi - timedelta(days=days)), hi)
+    df = attribution_by_channel(reader, f)
     totals = df.groupby("model")[["attributed_conversions", "attributed_revenue_usd"]].sum()
     assert {"linear", "markov", "shapley"} <= set(totals.index)
     linear = totals.loc["linear"]

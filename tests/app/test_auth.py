@@ -84,3 +84,21 @@ def test_demo_role_from_env(monkeypatch):
     assert auth.demo_role_from_env() == "front_desk"
     monkeypatch.setenv("PTPULSE_DEMO_ROLE", "hacker")
     assert auth.demo_role_from_env() == "owner"
+
+
+def test_pages_are_declared_once_and_feed_menu_and_matrix():
+    """One PAGES registry: every page file is declared (and nothing else), the access matrix and titles are
+    views of it, and the app's navigation builds its menu from it (no second list in streamlit_app.py)."""
+    from pathlib import Path
+
+    app_dir = Path(auth.__file__).resolve().parents[1]
+    files = {p.name for p in (app_dir / "app_pages").glob("*.py") if p.name != "__init__.py"}
+    assert {p.file for p in auth.PAGES} == files
+    assert list(auth.PAGE_ACCESS) == [p.key for p in auth.PAGES]
+    assert all(auth.PAGE_ACCESS[p.key] == p.roles and auth.PAGE_TITLES[p.key] == p.title for p in auth.PAGES)
+    assert [p.section for p in auth.PAGES] == sorted([p.section for p in auth.PAGES],
+                                                     key=["Practice", "Operations", "Data"].index)
+    entry = (app_dir / "streamlit_app.py").read_text(encoding="utf-8")
+    assert "auth.PAGES" in entry and "ICONS" not in entry and "SECTIONS" not in entry
+    with pytest.raises(ValueError, match="unknown role"):
+        auth._page("x", "X", ":material/x:", "Data", "janitor")

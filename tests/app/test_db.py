@@ -74,7 +74,8 @@ def test_lock_held_by_writer_is_retried_then_reported(tmp_path):
     import time
 
     writer = subprocess.Popen([sys.executable, "-c",
-                               f"import duckdb,time; c=duckdb.connect({str(served)!r}); print('ok', flush=True); time.sleep(30)"],
+                               f"import duckdb,time; c=duckdb.connect({str(served)!r}); "
+                               "print('ok', flush=True); time.sleep(30)"],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout.readline().strip() == "ok"

@@ -7,15 +7,17 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
-
-from app.lib import auth, queries
-from app.lib.db import AnalyticsDb
 from app_helpers import open_page
+
+from app.lib import auth
+from app.lib.db import AnalyticsDb
+from app.lib.queries.base import DbReader, Filters, data_date_range
+from app.lib.queries.overview import kpi_summary, kpi_trend
 
 
 @pytest.fixture(scope="module")
 def reader(app_home):
-    return queries.DbReader(AnalyticsDb(app_home.analytics_db), auth.Scope("owner"))
+    return DbReader(AnalyticsDb(app_home.analytics_db), auth.Scope("owner"))
 
 
 def test_denial_rate_is_denied_over_adjudicated_by_submission_month(reader):
@@ -37,16 +39,16 @@ def test_denial_rate_is_denied_over_adjudicated_by_submission_month(reader):
 
 
 def test_recent_periods_are_maturing_and_old_ones_are_not(reader):
-    lo, hi = queries.data_date_range(reader)
-    recent = queries.kpi_summary(reader, queries.Filters(hi - timedelta(days=89), hi)).set_index("kpi")
+    lo, hi = data_date_range(reader)
+    recent = kpi_summary(reader, Filters(hi - timedelta(days=89), hi)).set_index("kpi")
     # claims submitted in the last days of the period cannot all have a payer answer yet
     assert recent.loc["denial_rate", "pending"] > 0
     share = 1 - recent.loc["denial_rate", "pending"] / recent.loc["denial_rate", "cohort"]
     assert bool(recent.loc["denial_rate", "is_maturing"]) == (share < 0.95)
     # flow KPIs never mature
     assert not recent.loc[["no_show_rate", "net_revenue_per_visit", "units_per_visit"], "is_maturing"].any()
-    year_ago = queries.Filters(hi - timedelta(days=365 + 89), hi - timedelta(days=365))
-    old = queries.kpi_summary(reader, year_ago).set_index("kpi")
+    year_ago = Filters(hi - timedelta(days=365 + 89), hi - timedelta(days=365))
+    old = kpi_summary(reader, year_ago).set_index("kpi")
     assert not old.loc[["denial_rate", "early_dropout_rate", "referral_conversion", "conversion_7day"],
                        "is_maturing"].any()
 
@@ -65,8 +67,8 @@ def test_early_dropout_counts_only_episodes_with_an_outcome(reader):
 
 
 def test_trend_marks_each_months_maturity(reader):
-    _, hi = queries.data_date_range(reader)
-    trend = queries.kpi_trend(reader, queries.Filters(hi - timedelta(days=30), hi), "denial_rate")
+    _, hi = data_date_range(reader)
+    trend = kpi_trend(reader, Filters(hi - timedelta(days=30), hi), "denial_rate")
     assert trend["is_maturing"].iloc[-1]                     # the current month waits for payers
     assert not trend["is_maturing"].iloc[:-6].any()           # half a year back everything is in
     assert isinstance(trend["resolved_share"], pd.Series)

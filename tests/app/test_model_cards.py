@@ -17,7 +17,7 @@ def test_forecast_that_does_not_beat_the_baseline_is_flagged():
 
 
 def test_missing_backtest_figures_are_a_warning_not_a_crash(tmp_path):
-    from ptpulse.config import get_settings
+    from ptpulse.core.config import get_settings
 
     assert model_cards.demand_backtest(get_settings(tmp_path)) is None
     assert model_cards.forecast_verdict({"relative_mase": None})[0] == "warn"

@@ -11,33 +11,38 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 
-from app.lib import auth, leakage, queries
+from app.lib import auth, leakage
 from app.lib.db import AnalyticsDb
+from app.lib.queries.attribution import attribution_by_channel, marketing_new_patients, marketing_totals
+from app.lib.queries.base import DbReader, Filters, data_date_range
+from app.lib.queries.funnel import funnel_summary
+from app.lib.queries.leakage import revenue_leakage
+from app.lib.queries.overview import kpi_summary
 
 
 @pytest.fixture(scope="module")
 def reader(app_home):
-    return queries.DbReader(AnalyticsDb(app_home.analytics_db), auth.Scope("owner"))
+    return DbReader(AnalyticsDb(app_home.analytics_db), auth.Scope("owner"))
 
 
-def _whole_months(reader, months: int) -> queries.Filters:
-    _, hi = queries.data_date_range(reader)
+def _whole_months(reader, months: int) -> Filters:
+    _, hi = data_date_range(reader)
     end = date(hi.year, hi.month, 1) - timedelta(days=1)          # last complete month
     start = date(end.year, end.month, 1)
     for _ in range(months - 1):
         start = date((start - timedelta(days=1)).year, (start - timedelta(days=1)).month, 1)
-    return queries.Filters(start, end)
+    return Filters(start, end)
 
 
-def _kpi(reader, f: queries.Filters, kpi: str) -> float:
-    s = queries.kpi_summary(reader, f)
+def _kpi(reader, f: Filters, kpi: str) -> float:
+    s = kpi_summary(reader, f)
     return float(s.loc[s["kpi"] == kpi, "value"].iloc[0])
 
 
 def test_attribution_page_roi_is_the_overview_roi_under_the_linear_model(reader):
     f = _whole_months(reader, 3)
-    by_channel = queries.attribution_by_channel(reader, f)
-    paid = queries.marketing_totals(by_channel, "linear")
+    by_channel = attribution_by_channel(reader, f)
+    paid = marketing_totals(by_channel, "linear")
     assert paid["roi"] == pytest.approx(_kpi(reader, f, "attributed_roi"), rel=1e-9)
     # the defect: free referral sources' revenue divided by marketing spend
     linear = by_channel[by_channel["model"] == "linear"]
@@ -49,9 +54,9 @@ def test_attribution_page_roi_is_the_overview_roi_under_the_linear_model(reader)
 @pytest.mark.parametrize("model", ["first", "position", "markov"])
 def test_every_model_roi_counts_paid_channels_only(reader, model):
     f = _whole_months(reader, 3)
-    by_channel = queries.attribution_by_channel(reader, f)
+    by_channel = attribution_by_channel(reader, f)
     rows = by_channel[(by_channel["model"] == model) & by_channel["is_marketing"]]
-    paid = queries.marketing_totals(by_channel, model)
+    paid = marketing_totals(by_channel, model)
     assert paid["spend_usd"] == pytest.approx(by_channel[by_channel["model"] == model]["spend_usd"].fillna(0).sum())
     assert paid["attributed_revenue_usd"] == pytest.approx(rows["attributed_revenue_usd"].sum())
     assert paid["roi"] == pytest.approx((paid["attributed_revenue_usd"] - paid["spend_usd"]) / paid["spend_usd"])
@@ -59,7 +64,7 @@ def test_every_model_roi_counts_paid_channels_only(reader, model):
 
 def test_attribution_cost_per_new_patient_is_the_overview_kpi(reader):
     f = _whole_months(reader, 3)
-    assert queries.marketing_new_patients(reader, f)["cost_per_new_patient"] == pytest.approx(
+    assert marketing_new_patients(reader, f)["cost_per_new_patient"] == pytest.approx(
         _kpi(reader, f, "cost_per_new_patient"), rel=1e-9)
 
 
@@ -70,9 +75,9 @@ def test_roi_has_one_unit_everywhere(reader):
 
 @pytest.mark.parametrize("days", [30, 90, 365])
 def test_funnel_times_are_the_overview_kpis(reader, days):
-    _, hi = queries.data_date_range(reader)
-    f = queries.Filters(hi - timedelta(days=days - 1), hi)
-    s = queries.funnel_summary(reader, f).iloc[0]
+    _, hi = data_date_range(reader)
+    f = Filters(hi - timedelta(days=days - 1), hi)
+    s = funnel_summary(reader, f).iloc[0]
     assert s["hours_to_first_contact"] == pytest.approx(_kpi(reader, f, "hours_to_first_contact"), rel=1e-9)
     assert s["business_days_to_first_visit"] == pytest.approx(_kpi(reader, f, "business_days_to_first_visit"), rel=1e-9)
 
@@ -94,8 +99,8 @@ def test_leakage_visit_value_is_net_revenue_per_visit(reader):
 
 
 def test_leakage_is_a_range_with_adjustable_conservative_shares(reader):
-    _, hi = queries.data_date_range(reader)
-    raw = queries.leakage(reader, queries.Filters(hi - timedelta(days=89), hi))
+    _, hi = data_date_range(reader)
+    raw = revenue_leakage(reader, Filters(hi - timedelta(days=89), hi))
     assert not raw.empty
     df = leakage.with_range(raw)
     totals = leakage.by_category(df)
@@ -114,6 +119,7 @@ def test_leakage_is_a_range_with_adjustable_conservative_shares(reader):
     assert up.loc["unfinished_plans", "low_usd"] == pytest.approx(0.1 * up.loc["unfinished_plans", "dollars_at_stake"])
     assert up.loc["unfinished_plans", "high_usd"] == pytest.approx(up.loc["unfinished_plans", "dollars_at_stake"])
     if "unrecovered_denials" in up.index:
-        assert up.loc["unrecovered_denials", "low_usd"] == pytest.approx(up.loc["unrecovered_denials", "dollars_at_stake"])
+        assert up.loc["unrecovered_denials", "low_usd"] == pytest.approx(
+            up.loc["unrecovered_denials", "dollars_at_stake"])
     assert set(leakage.ASSUMPTIONS) == {"no_shows", "late_cancels", "unfinished_plans", "unconverted_referrals",
                                         "unrecovered_denials"}

@@ -3,10 +3,12 @@ exception; refused roles get a refusal and no data."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from app_helpers import open_page, rendered_text, rerun
 
 from app.lib import auth
-from app_helpers import open_page, rendered_text, rerun
 
 # A metric label (or widget) that proves the page's key figures rendered.
 KEY_FIGURE = {
@@ -19,6 +21,15 @@ KEY_FIGURE = {
     "no_show": "High risk",
     "data_health": "Rows quarantined",
 }
+
+# Repository file names mean nothing to a user (they do not have the files): no page may cite one.
+FILE_NAME = re.compile(r"DESIGN\.md|[\w/.-]+\.(?:md|py)\b")
+
+
+def assert_cites_no_repo_file(at) -> None:
+    found = sorted({m.group(0) for m in FILE_NAME.finditer(rendered_text(at))})
+    assert not found, f"user-facing text cites repository files: {found}"
+
 
 CASES = [(role, page) for role in auth.ROLES for page in auth.PAGE_ACCESS]
 
@@ -39,6 +50,7 @@ def test_allowed_page_renders_key_figures(app_home, role, page):
     if page == "admin":
         assert any(b.label == "Refresh now" for b in at.button)
     assert "Demo mode" in " ".join(w.value for w in at.warning)
+    assert_cites_no_repo_file(at)
 
 
 @pytest.mark.parametrize("role,page", [c for c in CASES if not auth.can_view(*c)])
@@ -47,6 +59,7 @@ def test_refused_page_shows_refusal_and_no_data(app_home, role, page):
     assert not at.exception
     assert any("not available to the" in e.value for e in at.error), [e.value for e in at.error]
     assert len(at.dataframe) == 0 and len(at.metric) == 0
+    assert_cites_no_repo_file(at)
 
 
 def test_menu_lists_only_the_roles_pages(app_home):

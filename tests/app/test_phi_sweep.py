@@ -11,9 +11,9 @@ from datetime import date
 
 import duckdb
 import pytest
+from app_helpers import open_page, rendered_text
 
 from app.lib import auth, exports
-from app_helpers import open_page, rendered_text
 
 
 def _words(text: str) -> list[str]:

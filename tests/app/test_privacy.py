@@ -7,12 +7,14 @@ import csv
 
 import duckdb
 import pytest
-
-from app.lib import auth, queries, sql_guard
-from app.lib.db import AnalyticsDb
-from app.lib.privacy import PHI_COLUMNS
 from app_helpers import open_page, rendered_text
-from ptpulse.privacy import EXCLUDED_COLUMNS
+
+from app.lib import auth, sql_guard
+from app.lib.db import AnalyticsDb
+from app.lib.queries.base import DbReader, Filters, build_info, data_date_range
+from app.lib.queries.funnel import STAGES, funnel_drilldown
+from app.lib.queries.work_queue import queue_candidates
+from ptpulse.core.deid import EXCLUDED_COLUMNS, PHI_COLUMNS
 
 
 @pytest.fixture(scope="session")
@@ -67,14 +69,14 @@ def test_deidentified_roles_never_receive_names_or_phones(app_home, identities, 
 @pytest.mark.parametrize("role", ["marketing", "analyst"])
 def test_funnel_drilldown_for_every_stage_is_deidentified(app_home, identities, role):
     db = AnalyticsDb(app_home.analytics_db)
-    reader = queries.DbReader(db, auth.Scope(role))
-    lo, hi = queries.data_date_range(reader)
-    f = queries.Filters(lo, hi)
-    for stage in queries.STAGES:
-        df = queries.funnel_drilldown(reader, f, stage, limit=100000)
+    reader = DbReader(db, auth.Scope(role))
+    lo, hi = data_date_range(reader)
+    f = Filters(lo, hi)
+    for stage in STAGES:
+        df = funnel_drilldown(reader, f, stage, limit=100000)
         assert "patient_name" not in df.columns and "patient_id" not in df.columns
         assert not _leaks(df.to_csv(), identities)
-    queue = queries.queue_candidates(reader, f, queries.build_info(reader).get("as_of"))
+    queue = queue_candidates(reader, f, build_info(reader).get("as_of"))
     assert not _leaks(queue.to_csv(), identities)
 
 

@@ -12,11 +12,12 @@ import pytest
 
 from app.lib import actions, charts, filters, formatting, refresh
 from app.lib import work_queue as wq
-from ptpulse.config import get_settings
+from ptpulse.core.config import get_settings
 
 
 # ------------------------------------------------------------------ formatting
-@pytest.mark.parametrize("value,unit,text", [(0.1234, "pct", "12.3%"), (1234.5, "usd", "$1,234"), (99.5, "usd", "$99.50"),
+@pytest.mark.parametrize("value,unit,text", [(0.1234, "pct", "12.3%"), (1234.5, "usd", "$1,234"),
+                                             (99.5, "usd", "$99.50"),
                                              (5.25, "hours", "5.2 h"), (3, "count", "3"), (None, "pct", "–"),
                                              (float("nan"), "usd", "–"), (7.44, "ratio", "7.44")])
 def test_fmt(value, unit, text):
@@ -56,7 +57,8 @@ def test_query_string_round_trip():
     lo, hi = date(2024, 1, 1), date(2025, 6, 30)
     q = filters.to_query(date(2025, 1, 1), date(2025, 3, 31), ["C2"])
     assert q == {"from": "2025-01-01", "to": "2025-03-31", "clinics": "C2"}
-    assert filters.from_query(q, lo, hi, ["C1", "C2"], date(2030, 1, 1)) == (date(2025, 1, 1), date(2025, 3, 31), ["C2"])
+    assert filters.from_query(q, lo, hi, ["C1", "C2"], date(2030, 1, 1)) == (
+        date(2025, 1, 1), date(2025, 3, 31), ["C2"])
 
 
 def test_bad_query_values_fall_back_to_defaults():
@@ -96,7 +98,8 @@ def test_assemble_ranks_and_applies_live_state():
 
 
 def test_snooze_expires():
-    states = actions.fold([("a:1", "snooze", "ann", "2025-01-10T10:00:00", json.dumps({"until": "2025-01-11T08:00:00"}))])
+    states = actions.fold([("a:1", "snooze", "ann", "2025-01-10T10:00:00",
+                            json.dumps({"until": "2025-01-11T08:00:00"}))])
     df = wq.assemble(_candidates(), states, datetime(2025, 1, 12))
     assert df.set_index("task_id").loc["a:1", "in_queue"]
 
@@ -119,13 +122,15 @@ def test_kpi_trend_draws_band_and_line():
 
 def test_empty_frames_give_a_message_not_an_error():
     empty = pd.DataFrame(columns=["month", "value"])
-    for fig in [charts.kpi_trend(empty, "X", "pct"), charts.sankey(pd.DataFrame(columns=["source", "outcome", "referrals"])),
+    for fig in [charts.kpi_trend(empty, "X", "pct"),
+                charts.sankey(pd.DataFrame(columns=["source", "outcome", "referrals"])),
                 charts.calibration(pd.DataFrame(columns=["bin", "mean_predicted", "observed_rate", "n"]))]:
         assert fig.layout.annotations and not fig.data
 
 
 def test_funnel_single_and_grouped():
-    one = pd.DataFrame({"grp": ["All"] * 3, "stage": ["received", "contacted", "scheduled"], "stage_label": ["R", "C", "S"],
+    one = pd.DataFrame({"grp": ["All"] * 3, "stage": ["received", "contacted", "scheduled"],
+                        "stage_label": ["R", "C", "S"],
                         "reached": [10, 8, 5], "stage_order": [0, 1, 2]})
     assert isinstance(charts.funnel(one).data[0], go.Funnel)
     two = pd.concat([one, one.assign(grp="B", reached=[4, 2, 1])])
@@ -134,7 +139,8 @@ def test_funnel_single_and_grouped():
 
 
 def test_sankey_links_sum_to_referrals():
-    df = pd.DataFrame({"source": ["physician", "physician", "marketing"], "outcome": ["Discharged", "In care", "Discharged"],
+    df = pd.DataFrame({"source": ["physician", "physician", "marketing"],
+                       "outcome": ["Discharged", "In care", "Discharged"],
                        "referrals": [5, 3, 2]})
     fig = charts.sankey(df)
     assert sum(fig.data[0].link.value) == 10 and len(fig.data[0].node.label) == 4
@@ -159,6 +165,14 @@ def test_attribution_and_paths_charts():
     assert len(charts.path_lengths(paths).data) == 2
 
 
+def test_source_conversion_axis_says_what_is_divided():
+    """referral_source_performance.conversion_rate = referrals with a signed initial evaluation / referrals."""
+    card = pd.DataFrame({"referrals": [10, 4], "conversion_rate": [0.6, 0.25], "net_revenue_usd": [900.0, 100.0],
+                         "is_fading": [False, True], "source_name": ["Dr A", "Dr B"]})
+    title = charts.source_scatter(card).layout.yaxis.title.text
+    assert title == "Conversion (signed evaluations / referrals)"
+
+
 # ------------------------------------------------------------------ refresh runner
 def test_refresh_status_reads_progress_and_exit_code(tmp_path):
     settings = get_settings(tmp_path)
@@ -166,7 +180,8 @@ def test_refresh_status_reads_progress_and_exit_code(tmp_path):
     logs.mkdir()
     log = logs / "refresh-x.log"
     log.write_text("\x1b[1mrefresh: ingest\x1b[0m 1/3\rrefresh: build 2/3\n[ptpulse-app] exit code 0\n")
-    (logs / "app_refresh.json").write_text(json.dumps({"pid": 999999, "log": str(log), "actor": "a", "started_at": "t"}))
+    (logs / "app_refresh.json").write_text(json.dumps({"pid": 999999, "log": str(log), "actor": "a",
+                                                       "started_at": "t"}))
     st = refresh.status(settings)
     assert not st.running and st.ok and st.last_line == "refresh: build 2/3"
 
@@ -175,7 +190,7 @@ def test_refresh_runs_the_real_cli_in_the_background(tmp_path):
     """A refresh that meets a held pipeline lock exits 3 quickly; the app reports it from the log."""
     import time
 
-    from ptpulse.lock import pipeline_lock
+    from ptpulse.core.lock import pipeline_lock
 
     settings = get_settings(tmp_path).ensure()
     with pipeline_lock(settings, "test"):
@@ -199,9 +214,9 @@ def test_leakage_charts_show_the_range():
     totals = leakage.by_category(df)
     fig = charts.leakage_by_category(totals)
     low, rest = fig.data[0], fig.data[1]
-    by_label = dict(zip(low.y, low.x))
+    by_label = dict(zip(low.y, low.x, strict=True))
     assert by_label["No-shows"] == pytest.approx(300.0)              # 50% of $600 at stake
-    assert dict(zip(rest.y, rest.x))["No-shows"] == pytest.approx(300.0)   # up to 100%
+    assert dict(zip(rest.y, rest.x, strict=True))["No-shows"] == pytest.approx(300.0)   # up to 100%
     assert by_label["Denials never recovered"] == pytest.approx(150.0)
     trend = charts.leakage_trend(df)
     high_line = [t for t in trend.data if t.name == "High estimate (all causes)"][0]

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from app.lib import sql_guard, sql_worker
-from ptpulse.privacy import write_deidentified
+from ptpulse.core.deid import write_deidentified
 
 
 @pytest.mark.parametrize("sql", [

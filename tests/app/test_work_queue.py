@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 import pandas as pd
+from app_helpers import open_page, rerun
 
-from app.lib import actions, auth, queries
+from app.lib import actions, auth
 from app.lib import work_queue as wq
 from app.lib.db import AnalyticsDb
-from app_helpers import open_page, rerun
+from app.lib.queries.base import DbReader, Filters, build_info, clinics, data_date_range
+from app.lib.queries.funnel import funnel_summary
+from app.lib.queries.work_queue import queue_candidates
 
 
 def _row(at, task_id: str) -> pd.Series:
@@ -42,9 +45,9 @@ def test_outreach_logged_in_one_session_shows_in_another(app_home):
 
 def test_two_users_both_recorded_latest_state_wins(app_home):
     db = AnalyticsDb(app_home.analytics_db)
-    reader = queries.DbReader(db, auth.Scope("manager"))
-    info = queries.build_info(reader)
-    cands = queries.queue_candidates(reader, queries.Filters(*queries.data_date_range(reader)), info["as_of"])
+    reader = DbReader(db, auth.Scope("manager"))
+    info = build_info(reader)
+    cands = queue_candidates(reader, Filters(*data_date_range(reader)), info["as_of"])
     task = cands.iloc[-1]["task_id"]
     actions.record(app_home.app_db, task, "claim", "ann@clinic")
     actions.record(app_home.app_db, task, "mark_lost", "bob@clinic", {"reason": "Moved away"})
@@ -57,14 +60,14 @@ def test_two_users_both_recorded_latest_state_wins(app_home):
 
 def test_front_desk_sees_only_their_clinics(app_home):
     db = AnalyticsDb(app_home.analytics_db)
-    f = queries.Filters(*queries.data_date_range(queries.DbReader(db, auth.Scope("owner"))))
-    other = queries.DbReader(db, auth.Scope("front_desk", ("NO-SUCH-CLINIC",)))
-    assert queries.queue_candidates(other, f, None).empty
-    assert queries.funnel_summary(other, f).iloc[0]["referrals"] == 0
-    assert queries.clinics(other).empty
+    f = Filters(*data_date_range(DbReader(db, auth.Scope("owner"))))
+    other = DbReader(db, auth.Scope("front_desk", ("NO-SUCH-CLINIC",)))
+    assert queue_candidates(other, f, None).empty
+    assert funnel_summary(other, f).iloc[0]["referrals"] == 0
+    assert clinics(other).empty
     # asking for a clinic outside the scope does not widen it
-    sneaky = queries.Filters(f.start, f.end, tuple(queries.clinics(queries.DbReader(db, auth.Scope("owner")))["clinic_id"]))
-    assert queries.queue_candidates(other, sneaky, None).empty
+    sneaky = Filters(f.start, f.end, tuple(clinics(DbReader(db, auth.Scope("owner")))["clinic_id"]))
+    assert queue_candidates(other, sneaky, None).empty
 
 
 def _cands() -> pd.DataFrame:
@@ -108,7 +111,7 @@ def test_queue_unchanged_without_lead_scores():
 
 def test_lead_scores_read_only_when_the_table_exists(app_home, copy_home):
     db = AnalyticsDb(app_home.analytics_db)
-    leads = wq.lead_scores(queries.DbReader(db, auth.Scope("manager")))
+    leads = wq.lead_scores(DbReader(db, auth.Scope("manager")))
     assert leads is not None and {"referral_id", "p_convert", "value_at_stake_usd"} <= set(leads.columns)
 
     class NoTable:

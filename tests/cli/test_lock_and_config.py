@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ptpulse.cli import app
-from ptpulse.config import get_settings
-from ptpulse.lock import PipelineBusy, pipeline_lock
+from ptpulse.core.config import get_settings
+from ptpulse.core.lock import PipelineBusy, pipeline_lock
 
 
 def test_home_defaults_to_env(monkeypatch, tmp_path):
@@ -31,8 +31,8 @@ def test_second_writer_in_another_process_is_refused_with_the_holder_named(tmp_p
     holder = textwrap.dedent(
         f"""
         import time
-        from ptpulse.config import get_settings
-        from ptpulse.lock import pipeline_lock
+        from ptpulse.core.config import get_settings
+        from ptpulse.core.lock import pipeline_lock
         with pipeline_lock(get_settings({str(tmp_path)!r}), "build"):
             print("locked", flush=True)
             time.sleep(30)
@@ -74,8 +74,8 @@ def _hold_lock_in_subprocess(home, command: str = "build") -> subprocess.Popen:
     script = textwrap.dedent(
         f"""
         import time
-        from ptpulse.config import get_settings
-        from ptpulse.lock import pipeline_lock
+        from ptpulse.core.config import get_settings
+        from ptpulse.core.lock import pipeline_lock
         with pipeline_lock(get_settings({str(home)!r}), {command!r}):
             print("locked", flush=True)
             time.sleep(60)
@@ -90,7 +90,7 @@ def test_sigkilled_holder_leaves_its_file_but_the_lock_reads_free(tmp_path):
     """kill -9 of a lock holder leaves `.pipeline.holder` behind; who holds the lock is asked of the OS, so the
     lock reads free (the Admin page enables "Refresh now"), the stale file is cleared, and a writer gets it."""
     from app.lib import refresh
-    from ptpulse.lock import lock_holder
+    from ptpulse.core.lock import lock_holder
 
     settings = get_settings(tmp_path)
     holder_file = settings.lock_file.with_suffix(".holder")
@@ -115,7 +115,7 @@ def test_sigkilled_holder_leaves_its_file_but_the_lock_reads_free(tmp_path):
 
 def test_a_stale_holder_file_alone_never_reads_as_held(tmp_path):
     """A holder file naming a live pid (here: this test) while nobody holds the OS lock is still stale."""
-    from ptpulse.lock import lock_holder
+    from ptpulse.core.lock import lock_holder
 
     settings = get_settings(tmp_path).ensure()
     settings.lock_file.touch()
@@ -129,7 +129,7 @@ def test_probing_the_lock_never_makes_a_writer_fail(tmp_path):
     """The probe takes the lock for microseconds; a writer asking with wait 0 at the same time still gets it."""
     import threading
 
-    from ptpulse.lock import lock_holder
+    from ptpulse.core.lock import lock_holder
 
     settings = get_settings(tmp_path).ensure()
     with pipeline_lock(settings, "ingest"):

@@ -12,11 +12,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
-import ptpulse.build as build_mod
+import ptpulse.build.serving as build_mod
 from app.lib.db import AnalyticsDb
-from ptpulse.build import (adopt_served_files, new_build_id, remove_abandoned_builds, serve_build_dir,
-                           served_build_dir)
-from ptpulse.config import Settings, get_settings
+from ptpulse.build.serving import (
+    adopt_served_files,
+    new_build_id,
+    remove_abandoned_builds,
+    serve_build_dir,
+    served_build_dir,
+)
+from ptpulse.core.config import Settings, get_settings
 
 
 class Crash(BaseException):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ptpulse.build import build
-from ptpulse.config import Settings, get_settings
+from ptpulse.build.orchestrate import build
+from ptpulse.core.config import Settings, get_settings
 from ingestion.loader import ingest
 
 TINY = Path(__file__).parent / "tiny_practice"

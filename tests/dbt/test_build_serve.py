@@ -15,9 +15,11 @@ import duckdb
 import pytest
 
 from conftest import copy_of
-import ptpulse.privacy
-from ptpulse.build import DBT_PROJECT_DIR, build, generate_docs
-from ptpulse.privacy import deid_problems
+import ptpulse.core.deid
+from ptpulse.build.dbt_runner import generate_docs
+from ptpulse.build.orchestrate import build
+from ptpulse.core.config import DBT_PROJECT_DIR
+from ptpulse.core.deid import deid_problems
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +42,7 @@ def test_broken_model_keeps_previous_file_served(tiny_home, tmp_path):
     home = copy_of(tiny_home, tmp_path / "home")
     project = tmp_path / "dbt_project"
     shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
-    model = project / "models" / "marts" / "episodes.sql"
+    model = project / "models" / "marts" / "operations" / "episodes.sql"
     model.write_text(model.read_text().replace("s.attended_visits,", "s.no_such_column,", 1))
     before, before_deid = _sha(home.analytics_db), _sha(home.analytics_deid_db)
 
@@ -81,7 +83,7 @@ def test_twin_that_fails_verification_fails_the_build(tiny_home, tmp_path, monke
     columns fails the build, and both served files stay as they were."""
     home = copy_of(tiny_home, tmp_path / "home")
     before, before_deid = _sha(home.analytics_db), _sha(home.analytics_deid_db)
-    monkeypatch.setattr(ptpulse.privacy, "kept_columns", lambda columns: list(columns))
+    monkeypatch.setattr(ptpulse.core.deid, "kept_columns", lambda columns: list(columns))
     result = build(home)
     assert not result.ok and "not de-identified" in result.message and "patient_id" in result.message
     assert _sha(home.analytics_db) == before
@@ -92,7 +94,7 @@ def test_failing_error_test_keeps_previous_file_served(tiny_home, tmp_path):
     home = copy_of(tiny_home, tmp_path / "home")
     project = tmp_path / "dbt_project"
     shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
-    model = project / "models" / "marts" / "claims.sql"   # break the billed = paid + ... + balance invariant
+    model = project / "models" / "marts" / "revenue" / "claims.sql"   # break the billed = paid + ... + balance invariant
     model.write_text(model.read_text().replace("c.write_off_usd\n        as insurance_balance_usd",
                                                "c.write_off_usd + 1\n        as insurance_balance_usd"))
     before, before_deid = _sha(home.analytics_db), _sha(home.analytics_deid_db)
@@ -254,7 +256,7 @@ def test_served_through_one_folder_and_a_flat_home_is_adopted(tiny_home, tmp_pat
 def test_a_crash_around_the_swap_serves_one_consistent_pair(tiny_home, tmp_path, monkeypatch, crash_at):
     """Kill simulated at the one rename (the old pair stays served, byte-identical) or right after it, before
     the previous folder is removed (the new pair is served): never a twin from another build than its file."""
-    import ptpulse.build as build_mod
+    import ptpulse.build.serving as build_mod
 
     home = copy_of(tiny_home, tmp_path / "home")  # flat layout: the build adopts it before dbt runs
     first_id = _served_ids(home)[0]
@@ -298,7 +300,7 @@ def test_kill_9_of_a_real_build_frees_the_lock_and_its_folder_is_removed_by_the_
     import sys
     import time
 
-    from ptpulse.lock import lock_holder
+    from ptpulse.core.lock import lock_holder
 
     home = copy_of(tiny_home, tmp_path / "home")
     first_id = _served_ids(home)[0]

@@ -27,8 +27,8 @@ def dirty_home(tmp_path_factory):
     """The small practice (same seed) with 3% dirt, landed and built by dbt (no ML: the marts are dbt's)."""
     from seed_data.generator import generate
     from ingestion.loader import ingest
-    from ptpulse.build import build
-    from ptpulse.config import get_settings
+    from ptpulse.build.orchestrate import build
+    from ptpulse.core.config import get_settings
 
     out = tmp_path_factory.mktemp("small_dirty")
     generate(out, scale="small", seed=42, dirty=0.03)

@@ -22,8 +22,8 @@ import duckdb
 import pytest
 
 from ingestion.loader import ingest
-from ptpulse.build import build
-from ptpulse.config import get_settings
+from ptpulse.build.orchestrate import build
+from ptpulse.core.config import get_settings
 
 from pathlib import Path
 

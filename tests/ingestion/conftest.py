@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ptpulse.config import Settings, get_settings
+from ptpulse.core.config import Settings, get_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # ingest_helpers
 

@@ -10,8 +10,8 @@ from typing import Any, Iterable, Mapping
 
 import duckdb
 
-from ingestion.contracts import Column, Contract, load_code_lists, load_contracts
-from ptpulse.config import Settings
+from ptpulse.core.contracts import Column, Contract, load_code_lists, load_contracts
+from ptpulse.core.config import Settings
 
 # A valid example for each pattern used in the contracts.
 PATTERN_EXAMPLES = {

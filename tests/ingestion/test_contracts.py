@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.contracts import (SQL_TYPES, ContractError, UnknownSource, load_code_lists, load_contracts,
-                                 match_source, parse_contract)
+from ingestion.files import UnknownSource, match_source
+from ptpulse.core.contracts import SQL_TYPES, ContractError, load_code_lists, load_contracts, parse_contract
 
 SOURCES = {"clinics", "therapists", "referring_physicians", "payers", "patients", "intake_events",
            "marketing_touches", "marketing_spend", "scheduling_events", "authorizations",
@@ -86,9 +86,10 @@ def test_malformed_contracts_fail_loudly(change, message):
 def test_relative_date_bounds_accept_the_near_future_and_reject_typos(tmp_path):
     from datetime import date, timedelta
 
-    from ingestion.contracts import ContractError, DaysFromToday, _bound
-    from ingestion.loader import ingest
     from ingest_helpers import example_row, write_csv
+
+    from ingestion.loader import ingest
+    from ptpulse.core.contracts import ContractError, DaysFromToday, _bound
 
     assert _bound("today+400d", "timestamp", "x") == DaysFromToday(400)
     with pytest.raises(ContractError):
@@ -96,7 +97,7 @@ def test_relative_date_bounds_accept_the_near_future_and_reject_typos(tmp_path):
     with pytest.raises(ContractError):
         _bound("today+1d", "integer", "x")
     # an appointment booked three weeks ahead is fine; its booking event may not be in the future
-    from ptpulse.config import get_settings
+    from ptpulse.core.config import get_settings
 
     settings = get_settings(tmp_path / "home")
     ahead = (date.today() + timedelta(days=21)).isoformat() + " 09:00:00"

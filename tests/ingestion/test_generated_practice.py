@@ -9,7 +9,7 @@ import pytest
 from ingest_helpers import query
 
 from ingestion.loader import ingest
-from ptpulse.config import get_settings
+from ptpulse.core.config import get_settings
 
 pytest.importorskip("seed_data.generator")
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from ingest_helpers import contract, example_row, query, table_count, write_csv
 
-from ingestion.contracts import load_contracts
+from ptpulse.core.contracts import load_contracts
 from ingestion.loader import ingest
 
 CASES = [

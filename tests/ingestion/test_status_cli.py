@@ -1,4 +1,5 @@
-"""status_report / render_status, and the CLI commands that call the ingestion layer."""
+"""status_report (data, ingestion/status.py) / render_status (tables, ptpulse/cli.py), and the CLI commands that
+call the ingestion layer."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from ingestion.loader import ingest
-from ingestion.status import StatusUnavailable, render_status, status_report
-from ptpulse.cli import app
+from ingestion.status import StatusUnavailable, status_report
+from ptpulse.cli import app, render_status
 
 LOAD_KEYS = {"file", "sha256", "source", "rows_read", "rows_landed", "rows_quarantined", "rows_duplicate", "status",
              "started_at", "finished_at", "message"}

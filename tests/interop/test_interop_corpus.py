@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import CORPUS
 from ingest_helpers import query
-from ingestion.contracts import load_contracts
+from ptpulse.core.contracts import load_contracts
 from ingestion.interop import read_interop
 from ingestion.loader import ingest
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import lead, store
+from ml import lead, artifacts, warehouse
 
 AS_OF = pd.Timestamp("2024-12-31 12:00")
 TS_COLS = ["first_contact_at", "contacted_at", "scheduled_at", "evaluated_at", "exit_at"]
@@ -165,8 +165,8 @@ def test_expected_value_shrinks_toward_payer_and_falls_back():
 def test_real_marts_features_ignore_the_future(built_home):
     con = duckdb.connect(str(built_home.analytics_db), read_only=True)
     try:
-        refs = store.read_lead_referrals(con)
-        as_of = store.as_of(con)
+        refs = warehouse.read_lead_referrals(con)
+        as_of = warehouse.as_of(con)
     finally:
         con.close()
     cutoff = pd.Series(as_of - pd.Timedelta(days=120), index=refs.index)
@@ -190,12 +190,12 @@ def test_build_wrote_lead_scores_for_every_open_referral(built_home):
     assert scores["p_convert"].between(0, 1).all() and (scores["expected_value_usd"] > 0).all()
     assert np.allclose(scores["value_at_stake_usd"], scores["p_convert"] * scores["expected_value_usd"], atol=0.01)
     assert scores["reason_1"].str.len().gt(3).all()
-    assert list(scores.columns) == list(store.ML_TABLES["lead_scores"])
+    assert list(scores.columns) == list(warehouse.ML_TABLES["lead_scores"])
 
 
 def test_lead_model_card(built_home):
     import json
-    card = json.loads(store.lead_card_path(built_home).read_text())
+    card = json.loads(artifacts.lead_card_path(built_home).read_text())
     for key in ("roc_auc", "brier", "calibration_slope", "calibration_intercept", "baseline_roc_auc", "n_train",
                 "n_test", "split_date", "trained_at", "subgroups", "model_version", "brier_reference"):
         assert key in card
@@ -205,11 +205,11 @@ def test_lead_model_card(built_home):
 
 
 def test_score_is_idempotent_and_trains_the_lead_model_when_missing(copy_home, built_home):
-    from ml.pipeline import score
+    from ml.train_score import score
     home = copy_home(built_home)
-    store.lead_model_path(home).unlink()
+    artifacts.lead_model_path(home).unlink()
     first = score(home, home.analytics_db)
-    assert store.lead_model_path(home).exists() and first["rows"]["lead_scores"] >= 0
+    assert artifacts.lead_model_path(home).exists() and first["rows"]["lead_scores"] >= 0
     con = duckdb.connect(str(home.analytics_db), read_only=True)
     a = con.sql("select * from ml.lead_scores order by referral_id").df()
     con.close()

@@ -1,7 +1,7 @@
 """The ML pipeline on the real small practice: tables, artifacts, truth, calibration, reproducibility.
 
 Uses the shared session fixtures (a real generate -> ingest -> dbt build whose before-swap hook ran
-`ml.pipeline.score`, which trained because no model existed yet). Writes only into copies.
+`ml.train_score.score`, which trained because no model existed yet). Writes only into copies.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import store
+from ml import artifacts, warehouse
 from ml.features import build_features, labelled_targets, scoring_times
-from ml.pipeline import score, train
-from ml.store import ML_TABLES
+from ml.train_score import score, train
+from ml.warehouse import ML_TABLES
 from ml_leakage import scramble_after
 
 CARD_KEYS = {"roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece", "oracle_roc_auc",
@@ -39,7 +39,7 @@ def trained_with_truth(tmp_path_factory, built_home, small_practice):
     """A copy of the built home, retrained with the generator's truth, then scored."""
     home = tmp_path_factory.mktemp("ml_truth_home")
     shutil.copy2(built_home.analytics_db, home / "analytics.duckdb")
-    from ptpulse.config import get_settings
+    from ptpulse.core.config import get_settings
 
     settings = get_settings(home)
     summary = train(settings, truth_dir=small_practice / "truth")
@@ -108,14 +108,14 @@ def test_high_band_is_the_top_tenth_of_upcoming_per_clinic(built_home):
 
 
 def test_model_card_and_backtest_artifacts(built_home):
-    card = json.loads(store.card_path(built_home).read_text())
+    card = json.loads(artifacts.card_path(built_home).read_text())
     assert CARD_KEYS <= set(card)
     assert card["oracle_roc_auc"] is None  # the shared build had no truth
     assert {"clinic", "payer_class", "age_band"} <= set(card["subgroups"])
     assert card["n_train"] > card["n_test"] > 0
-    assert store.model_path(built_home).exists()
-    assert "# No-show risk model card" in store.card_path(built_home).with_suffix(".md").read_text()
-    backtest = json.loads(store.backtest_path(built_home).read_text())
+    assert artifacts.model_path(built_home).exists()
+    assert "# No-show risk model card" in artifacts.card_path(built_home).with_suffix(".md").read_text()
+    backtest = json.loads(artifacts.backtest_path(built_home).read_text())
     assert BACKTEST_KEYS <= set(backtest)
     assert backtest["horizon_weeks"] == 12 and len(backtest["cutoffs"]) >= 4
     assert "ALL" in backtest["series"]
@@ -146,17 +146,17 @@ def test_attribution_credit_sums_to_path_totals(built_home):
 
 def test_truth_gives_oracle_and_channel_correlation(trained_with_truth):
     settings, summary = trained_with_truth
-    card = json.loads(store.card_path(settings).read_text())
+    card = json.loads(artifacts.card_path(settings).read_text())
     assert card["oracle_roc_auc"] is not None and card["oracle"]["coverage"] > 0.99
     assert 0.5 < card["roc_auc"] <= card["oracle_roc_auc"] + 0.02
-    attr = json.loads(store.attribution_path(settings).read_text())
+    attr = json.loads(artifacts.attribution_path(settings).read_text())
     assert attr["spearman_markov"] is not None and attr["spearman_shapley"] is not None
     assert summary["no_show"]["oracle_roc_auc"] == card["oracle_roc_auc"]
 
 
 def test_calibrated_and_better_than_chance_on_later_months(trained_with_truth):
     settings, _ = trained_with_truth
-    card = json.loads(store.card_path(settings).read_text())
+    card = json.loads(artifacts.card_path(settings).read_text())
     rate = card["base_rate_test"]
     assert card["brier"] < rate * (1 - rate)
     assert 0.7 < card["calibration_slope"] < 1.3
@@ -173,19 +173,19 @@ def test_calibrated_and_better_than_chance_on_later_months(trained_with_truth):
 
 def test_training_and_scoring_are_reproducible(tmp_path, trained_with_truth, small_practice):
     settings, _ = trained_with_truth
-    from ptpulse.config import get_settings
+    from ptpulse.core.config import get_settings
 
     other = get_settings(tmp_path / "again")
     other.home.mkdir()
     shutil.copy2(settings.analytics_db, other.analytics_db)
     train(other, truth_dir=small_practice / "truth")
-    a = json.loads(store.card_path(settings).read_text())
-    b = json.loads(store.card_path(other).read_text())
+    a = json.loads(artifacts.card_path(settings).read_text())
+    b = json.loads(artifacts.card_path(other).read_text())
     for volatile in ("trained_at", "fit_seconds", "truth_dir"):
         a.pop(volatile), b.pop(volatile)
     assert a == b
-    assert json.loads(store.backtest_path(settings).read_text()) == json.loads(
-        store.backtest_path(other).read_text())
+    assert json.loads(artifacts.backtest_path(settings).read_text()) == json.loads(
+        artifacts.backtest_path(other).read_text())
     # scoring twice (and into two files) gives the same tables: idempotent and deterministic
     first, second = tmp_path / "s1.duckdb", tmp_path / "s2.duckdb"
     shutil.copy2(settings.analytics_db, first)
@@ -201,7 +201,7 @@ def test_training_and_scoring_are_reproducible(tmp_path, trained_with_truth, sma
 
 
 def test_score_trains_when_no_model_exists(tmp_path, built_home):
-    from ptpulse.config import get_settings
+    from ptpulse.core.config import get_settings
 
     settings = get_settings(tmp_path / "fresh")
     settings.home.mkdir()
@@ -209,7 +209,7 @@ def test_score_trains_when_no_model_exists(tmp_path, built_home):
     shutil.copy2(built_home.analytics_db, target)
     _read(target, "select 1")  # readable before
     out = score(settings, target)
-    assert out["trained"] is not None and store.model_path(settings).exists()
+    assert out["trained"] is not None and artifacts.model_path(settings).exists()
     # the connection is closed: another process-level read-write open works at once
     con = duckdb.connect(str(target))
     con.close()
@@ -219,7 +219,7 @@ def test_real_marts_features_ignore_the_future(built_home):
     """The synthetic leakage test again, on the real small practice's marts (status_at, cancels, plans)."""
     con = duckdb.connect(str(built_home.analytics_db), read_only=True)
     try:
-        marts = store.read_marts(con)
+        marts = warehouse.read_marts(con)
     finally:
         con.close()
     targets = labelled_targets(marts.appointments).sample(12, random_state=5).reset_index(drop=True)

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from app.lib import auth, model_cards, queries
+from app.lib import auth, model_cards
 from app.lib.db import AnalyticsDb
-from ml import store
+from app.lib.queries.base import DbReader, Filters, build_info, data_date_range
+from app.lib.queries.work_queue import queue_candidates
+from ml import artifacts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
 from app_helpers import open_page, rendered_text  # noqa: E402
@@ -42,7 +44,7 @@ def test_the_built_practice_serves_a_model_that_does_not_lose(built_home):
     assert card is not None and model_cards.no_show_servable(built_home)
     assert card["roc_auc"] >= card["baselines"]["logistic_regression"]["roc_auc"]
     assert card["deployed_model"] == card["baseline_comparison"]["deployed"]
-    md = store.card_path(built_home).with_suffix(".md").read_text()
+    md = artifacts.card_path(built_home).with_suffix(".md").read_text()
     assert ("deployed instead of the gradient-boosted trees" in md) == (card["deployed_model"] == "logistic_regression")
 
 
@@ -50,7 +52,7 @@ def _copy(built_home, tmp_path_factory, name: str):
     """A writable copy of the built home: the app writes app.sqlite and its audit log there."""
     import shutil
 
-    from ptpulse.config import get_settings
+    from ptpulse.core.config import get_settings
 
     target = tmp_path_factory.mktemp(name) / "home"
     shutil.copytree(built_home.home, target, ignore=shutil.ignore_patterns("*.lock", "*.holder", "build"))
@@ -65,7 +67,7 @@ def serving_home(built_home, tmp_path_factory):
 @pytest.fixture(scope="module")
 def losing_home(built_home, tmp_path_factory):
     settings = _copy(built_home, tmp_path_factory, "losing_home")
-    path = store.card_path(settings)
+    path = artifacts.card_path(settings)
     card = json.loads(path.read_text())
     card["roc_auc"] = card["baselines"]["logistic_regression"]["roc_auc"] - 0.011
     card["deployed_model"] = "boosted_trees"
@@ -74,9 +76,9 @@ def losing_home(built_home, tmp_path_factory):
 
 
 def _high_risk_tasks(settings, servable: bool):
-    reader = queries.DbReader(AnalyticsDb(settings.analytics_db), auth.Scope("manager"))
-    f = queries.Filters(*queries.data_date_range(reader))
-    tasks = queries.queue_candidates(reader, f, queries.build_info(reader)["as_of"], high_risk_days=30,
+    reader = DbReader(AnalyticsDb(settings.analytics_db), auth.Scope("manager"))
+    f = Filters(*data_date_range(reader))
+    tasks = queue_candidates(reader, f, build_info(reader)["as_of"], high_risk_days=30,
                                      scores_servable=servable)
     return tasks[tasks["rule"] == "confirm_high_risk"]
 

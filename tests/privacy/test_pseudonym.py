@@ -21,10 +21,10 @@ if str(ROOT) not in sys.path:  # app.lib (work-queue actions) is imported from t
 
 from app.lib import actions  # noqa: E402
 from ingestion.loader import ingest  # noqa: E402
-from ptpulse.build import build  # noqa: E402
-from ptpulse.config import get_settings  # noqa: E402
-from ptpulse.privacy import verify_deidentified  # noqa: E402
-from ptpulse.secrets import key_path, load_key, pseudonym_one, rotate_key  # noqa: E402
+from ptpulse.build.orchestrate import build  # noqa: E402
+from ptpulse.core.config import get_settings  # noqa: E402
+from ptpulse.core.deid import verify_deidentified  # noqa: E402
+from ptpulse.core.secrets import key_path, load_key, pseudonym_one, rotate_key  # noqa: E402
 
 TINY = ROOT / "tests" / "dbt" / "tiny_practice"
 # The tiny practice built with a KX threshold of $1, so the per-patient Medicare KX rule (the one task id

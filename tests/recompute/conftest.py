@@ -6,7 +6,7 @@
 - `multi_clinic`: the two-clinic test scale (`multi_test`, two chunks), default dirt, so per-clinic rows and
   cross-clinic joins are exercised.
 
-The two new practices are built once per session with `ptpulse.build.build` (dbt only, no ML: the marts
+The two new practices are built once per session with `ptpulse.build.orchestrate.build` (dbt only, no ML: the marts
 compared here do not depend on ML). Treat the homes as read-only.
 """
 
@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from ptpulse.config import Settings, get_settings
+from ptpulse.core.config import Settings, get_settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 import recompute as R  # noqa: E402
@@ -48,7 +48,7 @@ class Case:
 def _generated_and_built(tmp_path_factory, name: str, scale: str, seed: int, dirty: float) -> tuple[Path, Settings]:
     from seed_data.generator import generate
     from ingestion.loader import ingest
-    from ptpulse.build import build
+    from ptpulse.build.orchestrate import build
 
     out = tmp_path_factory.mktemp(f"{name}_csv")
     generate(out, scale=scale, seed=seed, dirty=dirty)

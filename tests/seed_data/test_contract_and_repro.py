@@ -11,16 +11,17 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 
+from ptpulse.core.contracts import load_contracts
 from seed_data.generator import generate
-from seed_data.writer import CONTRACTS, SOURCES
+from seed_data.writer import SOURCES
+
 
 @pytest.fixture(scope="module")
 def clean_loads(clean_practice, tmp_path_factory) -> dict:
     """The clean practice through the real ingestion loader: the contracts' rules exactly as production runs them."""
     from ingestion.loader import ingest
-    from ptpulse.config import get_settings
+    from ptpulse.core.config import get_settings
 
     settings = get_settings(tmp_path_factory.mktemp("clean_home"))
     return {r.source: r for r in ingest([clean_practice], settings)}
@@ -28,14 +29,14 @@ def clean_loads(clean_practice, tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_clean_output_passes_its_contract(con, clean_practice, clean_loads, source):
-    spec = yaml.safe_load((Path(CONTRACTS) / f"{source}.yml").read_text())
+    spec = load_contracts()[source]
     with open(clean_practice / f"{source}.csv", newline="") as fh:
         header = next(csv.reader(fh))
-    assert header == list(spec["columns"]), "column order must follow the contract"
+    assert header == list(spec.column_names), "column order must follow the contract"
     load = clean_loads[source]
     assert load.status == "loaded" and load.rows_read > 0
     assert (load.rows_quarantined, load.rows_duplicate) == (0, 0), load.message
-    key = ", ".join(spec["natural_key"])
+    key = ", ".join(spec.natural_key)
     dup = con.execute(f"select count(*) from (select {key} from {source} group by {key} having count(*) > 1)").fetchone()[0]
     assert dup == 0, "clean output has unique natural keys"
 

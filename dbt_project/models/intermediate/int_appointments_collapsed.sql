@@ -46,14 +46,14 @@ agg as (
 
 collapsed as (
     select
-        appointment_id,
+        agg.appointment_id,
         l.episode_id,
-        coalesce(l.referral_id, any_referral_id) as referral_id,
+        coalesce(l.referral_id, agg.any_referral_id) as referral_id,
         l.patient_id,
         l.clinic_id,
         l.therapist_id,
         l.visit_type,
-        coalesce(booked_event_at, first_event_at) as booked_at,
+        coalesce(agg.booked_event_at, agg.first_event_at) as booked_at,
         l.scheduled_start,
         l.duration_min,
         case
@@ -64,8 +64,8 @@ collapsed as (
         case when l.event_type in ('cancelled', 'late_cancelled', 'no_show') then l.event_at end as status_at,
         case when l.event_type in ('cancelled', 'late_cancelled') then l.cancel_reason end as cancel_reason,
         case when l.event_type in ('cancelled', 'late_cancelled') then l.notice_hours end as cancel_notice_hours,
-        reschedule_count,
-        last_event_at
+        agg.reschedule_count,
+        agg.last_event_at
     from agg
 )
 
@@ -73,8 +73,8 @@ select
     *,
     date_diff('day', cast(booked_at as date), cast(scheduled_start as date)) as lead_time_days,
     case when status = 'completed' then
-        row_number() over (
-            partition by episode_id, status = 'completed' order by scheduled_start, appointment_id
-        )
+            row_number() over (
+                partition by episode_id, status = 'completed' order by scheduled_start, appointment_id
+            )
     end as visit_number
 from collapsed

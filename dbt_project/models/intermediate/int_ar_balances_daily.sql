@@ -6,27 +6,53 @@ with k as (
 ),
 
 claims as (
-    select claim_id, clinic_id, service_date, billed_usd from {{ ref('int_claims_reconciled') }}
+    select
+        claim_id,
+        clinic_id,
+        service_date,
+        billed_usd
+    from {{ ref('int_claims_reconciled') }}
 ),
 
 moves as (
-    select clinic_id, service_date as d, sum(billed_usd) as billed, 0 as resolved
-    from claims group by all
+    select
+        clinic_id,
+        service_date as d,
+        sum(billed_usd) as billed,
+        0 as resolved
+    from claims
+    group by all
     union all
-    select c.clinic_id, cast(r.event_at as date), 0, sum(r.amount_usd)
+    select
+        c.clinic_id,
+        cast(r.event_at as date),
+        0,
+        sum(r.amount_usd)
     from {{ ref('stg_raw__remittances') }} as r
-    join claims as c using (claim_id)
+    inner join claims as c using (claim_id)
     where r.event_type in ('payer_payment', 'contractual_adjustment', 'write_off', 'patient_payment')
     group by all
 ),
 
 daily as (
-    select clinic_id, d, sum(billed) as billed, sum(resolved) as resolved from moves group by all
+    select
+        clinic_id,
+        d,
+        sum(billed) as billed,
+        sum(resolved) as resolved
+    from moves
+    group by all
 ),
 
 spine as (
-    select c.clinic_id, cast(unnest(generate_series(c.first_d, k.as_of_date, interval 1 day)) as date) as d
-    from (select clinic_id, min(d) as first_d from daily group by clinic_id) as c, k
+    select
+        c.clinic_id,
+        cast(unnest(generate_series(c.first_d, k.as_of_date, interval 1 day)) as date) as d
+    from (select
+        clinic_id,
+        min(d) as first_d
+    from daily
+    group by clinic_id) as c, k
 )
 
 select

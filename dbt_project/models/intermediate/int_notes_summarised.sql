@@ -12,7 +12,11 @@ eval as (
 ),
 
 latest_plan as (
-    select episode_id, planned_visits, frequency_per_week, plan_weeks
+    select
+        episode_id,
+        planned_visits,
+        frequency_per_week,
+        plan_weeks
     from notes
     where note_type in ('initial_eval', 're_eval') and planned_visits is not null
     qualify row_number() over (partition by episode_id order by service_date desc, created_at desc, note_id desc) = 1

@@ -27,7 +27,11 @@ agg as (
 ),
 
 exits as (
-    select referral_id, event_type as intake_exit_stage, reason as intake_exit_reason, event_at as intake_exit_at
+    select
+        referral_id,
+        event_type as intake_exit_stage,
+        reason as intake_exit_reason,
+        event_at as intake_exit_at
     from ev
     where event_type in ('declined', 'unreachable', 'insurance_denied', 'lost')
     qualify row_number() over (partition by referral_id order by event_at desc, event_id desc) = 1

@@ -4,11 +4,18 @@
 -- clinic 'ALL') therefore include every dollar that landed; claim_known says whether the claims mart has it.
 -- episode_id comes the same way (claim, else its charge lines), so an episode's collected revenue keeps it too.
 with claim_clinic as (
-    select claim_id, clinic_id, episode_id from {{ ref('stg_raw__claims') }}
+    select
+        claim_id,
+        clinic_id,
+        episode_id
+    from {{ ref('stg_raw__claims') }}
 ),
 
 charge_clinic as (
-    select claim_id, min(clinic_id) as clinic_id, min(episode_id) as episode_id
+    select
+        claim_id,
+        min(clinic_id) as clinic_id,
+        min(episode_id) as episode_id
     from {{ ref('stg_raw__charges') }}
     where claim_id is not null and clinic_id is not null
     group by claim_id

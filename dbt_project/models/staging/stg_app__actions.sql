@@ -13,10 +13,14 @@ select
     json_extract_string(try_cast(payload as json), '$.outcome') as outcome,
     -- the appointment a confirm is about: the payload's appointment_id, else the task's entity for
     -- confirm_high_risk:<appointment_id> tasks
-    coalesce(json_extract_string(try_cast(payload as json), '$.appointment_id'),
+    coalesce(
+        json_extract_string(try_cast(payload as json), '$.appointment_id'),
         case when split_part(cast(task_id as varchar), ':', 1) = 'confirm_high_risk'
-            then substr(cast(task_id as varchar), length('confirm_high_risk') + 2) end) as appointment_id,
-    try_cast(left(replace(json_extract_string(try_cast(payload as json), '$.until'), 'T', ' '), 19) as timestamp) as snooze_until,
+                then substr(cast(task_id as varchar), length('confirm_high_risk') + 2)
+        end
+    ) as appointment_id,
+    try_cast(left(replace(json_extract_string(try_cast(payload as json), '$.until'), 'T', ' '), 19) as timestamp)
+        as snooze_until,
     json_extract_string(try_cast(payload as json), '$.reason') as reason,
     json_extract_string(try_cast(payload as json), '$.assignee') as assignee,
     json_extract_string(try_cast(payload as json), '$.note') as note

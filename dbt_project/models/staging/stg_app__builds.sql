@@ -1,4 +1,4 @@
--- This build's id (app_state.build, one row written by ptpulse/build.py before dbt runs); 'dev' when dbt runs
+-- This build's id (app_state.build, one row written by ptpulse/build/app_state.py before dbt runs); 'dev' when dbt runs
 -- without it. Passed as data, not as a parse-time env_var: a new id every build would make dbt re-parse.
 {%- set rel = source('app_state', 'build') -%}
 {%- if execute -%}
@@ -8,7 +8,7 @@
 {%- endif %}
 select
     {% if found -%}
-    coalesce((select max(cast(build_id as varchar)) from {{ rel }}), 'dev')
+        coalesce((select max(cast(build_id as varchar)) from {{ rel }}), 'dev')
     {%- else -%}
-    cast('dev' as varchar)
+        cast('dev' as varchar)
     {%- endif %} as build_id

@@ -1,8 +1,16 @@
 -- Prior authorizations received from payers for an episode of care.
 -- Latest version per natural key (auth_id), by received_at; rename and cast only.
 with deduped as (
-    {{ dedup_latest(raw_source('authorizations', ['auth_id', 'episode_id', 'patient_id', 'clinic_id', 'payer_id', 'visits_authorized', 'valid_from', 'valid_to', 'received_at', '_load_id', '_row_hash', '_line']), ['auth_id'], 'received_at') }}
+    {{ dedup_latest(
+        raw_source('authorizations', [
+            'auth_id', 'episode_id', 'patient_id', 'clinic_id', 'payer_id', 'visits_authorized', 'valid_from',
+            'valid_to', 'received_at', '_load_id', '_row_hash', '_line'
+        ]),
+        ['auth_id'],
+        'received_at'
+    ) }}
 )
+
 select
     cast(auth_id as varchar) as auth_id,
     cast(episode_id as varchar) as episode_id,

@@ -1,8 +1,18 @@
--- Charge lines posted per visit, one per CPT/HCPCS code, with units from timed minutes (Medicare 8-minute rule) and modifiers.
+-- Charge lines posted per visit, one per CPT/HCPCS code, with units from timed minutes (Medicare 8-minute rule)
+-- and modifiers.
 -- Latest version per natural key (charge_id), by posted_at; rename and cast only.
 with deduped as (
-    {{ dedup_latest(raw_source('charges', ['charge_id', 'claim_id', 'appointment_id', 'episode_id', 'patient_id', 'clinic_id', 'therapist_id', 'service_date', 'cpt_code', 'modifiers', 'units', 'minutes', 'charge_usd', 'posted_at', '_load_id', '_row_hash', '_line']), ['charge_id'], 'posted_at') }}
+    {{ dedup_latest(
+        raw_source('charges', [
+            'charge_id', 'claim_id', 'appointment_id', 'episode_id', 'patient_id', 'clinic_id', 'therapist_id',
+            'service_date', 'cpt_code', 'modifiers', 'units', 'minutes', 'charge_usd', 'posted_at', '_load_id',
+            '_row_hash', '_line'
+        ]),
+        ['charge_id'],
+        'posted_at'
+    ) }}
 )
+
 select
     cast(charge_id as varchar) as charge_id,
     cast(claim_id as varchar) as claim_id,
@@ -16,7 +26,7 @@ select
     cast(modifiers as varchar) as modifiers,
     cast(units as integer) as units,
     cast(minutes as integer) as minutes,
-    cast(charge_usd as decimal(18,2)) as charge_usd,
+    cast(charge_usd as decimal(18, 2)) as charge_usd,
     cast(posted_at as timestamp) as posted_at,
     _load_id,
     _row_hash,

@@ -1,8 +1,17 @@
--- Professional claims (837P) submitted to payers, one per visit. A corrected claim is re-sent with the same claim_id and a later submitted_at.
+-- Professional claims (837P) submitted to payers, one per visit. A corrected claim is re-sent with the same
+-- claim_id and a later submitted_at.
 -- Latest version per natural key (claim_id), by submitted_at; rename and cast only.
 with deduped as (
-    {{ dedup_latest(raw_source('claims', ['claim_id', 'episode_id', 'patient_id', 'clinic_id', 'payer_id', 'service_date', 'submitted_at', 'billed_usd', '_load_id', '_row_hash', '_line']), ['claim_id'], 'submitted_at') }}
+    {{ dedup_latest(
+        raw_source('claims', [
+            'claim_id', 'episode_id', 'patient_id', 'clinic_id', 'payer_id', 'service_date', 'submitted_at',
+            'billed_usd', '_load_id', '_row_hash', '_line'
+        ]),
+        ['claim_id'],
+        'submitted_at'
+    ) }}
 )
+
 select
     cast(claim_id as varchar) as claim_id,
     cast(episode_id as varchar) as episode_id,
@@ -11,7 +20,7 @@ select
     cast(payer_id as varchar) as payer_id,
     cast(service_date as date) as service_date,
     cast(submitted_at as timestamp) as submitted_at,
-    cast(billed_usd as decimal(18,2)) as billed_usd,
+    cast(billed_usd as decimal(18, 2)) as billed_usd,
     _load_id,
     _row_hash,
     _line

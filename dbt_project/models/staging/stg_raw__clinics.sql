@@ -1,8 +1,16 @@
 -- Clinic locations of the practice network (reference file from the practice-management system).
 -- Latest version per natural key (clinic_id), by updated_at; rename and cast only.
 with deduped as (
-    {{ dedup_latest(raw_source('clinics', ['clinic_id', 'clinic_name', 'address_line', 'city', 'state', 'zip', 'timezone', 'opened_on', 'treatment_tables', 'updated_at', '_load_id', '_row_hash', '_line']), ['clinic_id'], 'updated_at') }}
+    {{ dedup_latest(
+        raw_source('clinics', [
+            'clinic_id', 'clinic_name', 'address_line', 'city', 'state', 'zip', 'timezone', 'opened_on',
+            'treatment_tables', 'updated_at', '_load_id', '_row_hash', '_line'
+        ]),
+        ['clinic_id'],
+        'updated_at'
+    ) }}
 )
+
 select
     cast(clinic_id as varchar) as clinic_id,
     cast(clinic_name as varchar) as clinic_name,

@@ -1,8 +1,21 @@
--- Clinical documentation from the EMR: initial evaluation with the plan of care, daily notes, progress notes (by the 10th visit), re-evaluations and the discharge summary, with diagnoses and functional outcome scores (LEFS, ODI, NDI, QuickDASH) at evaluation and discharge. An amended note is re-sent with the same note_id and a later created_at.
+-- Clinical documentation from the EMR: initial evaluation with the plan of care, daily notes, progress notes (by
+-- the 10th visit), re-evaluations and the discharge summary, with diagnoses and functional outcome scores (LEFS,
+-- ODI, NDI, QuickDASH) at evaluation and discharge. An amended note is re-sent with the same note_id and a later
+-- created_at.
 -- Latest version per natural key (note_id), by created_at; rename and cast only.
 with deduped as (
-    {{ dedup_latest(raw_source('documentation_events', ['note_id', 'episode_id', 'appointment_id', 'patient_id', 'clinic_id', 'therapist_id', 'note_type', 'service_date', 'created_at', 'signed_at', 'visit_number', 'icd10_primary', 'icd10_secondary', 'body_region', 'planned_visits', 'frequency_per_week', 'plan_weeks', 'outcome_measure', 'outcome_score', 'discharge_reason', '_load_id', '_row_hash', '_line']), ['note_id'], 'created_at') }}
+    {{ dedup_latest(
+        raw_source('documentation_events', [
+            'note_id', 'episode_id', 'appointment_id', 'patient_id', 'clinic_id', 'therapist_id', 'note_type',
+            'service_date', 'created_at', 'signed_at', 'visit_number', 'icd10_primary', 'icd10_secondary',
+            'body_region', 'planned_visits', 'frequency_per_week', 'plan_weeks', 'outcome_measure',
+            'outcome_score', 'discharge_reason', '_load_id', '_row_hash', '_line'
+        ]),
+        ['note_id'],
+        'created_at'
+    ) }}
 )
+
 select
     cast(note_id as varchar) as note_id,
     cast(episode_id as varchar) as episode_id,
@@ -22,7 +35,7 @@ select
     cast(frequency_per_week as integer) as frequency_per_week,
     cast(plan_weeks as integer) as plan_weeks,
     cast(outcome_measure as varchar) as outcome_measure,
-    cast(outcome_score as decimal(18,2)) as outcome_score,
+    cast(outcome_score as decimal(18, 2)) as outcome_score,
     cast(discharge_reason as varchar) as discharge_reason,
     _load_id,
     _row_hash,

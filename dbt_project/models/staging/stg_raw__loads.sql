@@ -12,4 +12,7 @@ select
     cast(finished_at as timestamp) as finished_at,
     cast(status as varchar) as status,
     cast(message as varchar) as message
-from {{ raw_source('_loads', ['load_id', 'file', 'sha256', 'source', 'rows_read', 'rows_landed', 'rows_quarantined', 'rows_duplicate', 'started_at', 'finished_at', 'status', 'message']) }}
+from {{ raw_source('_loads', [
+    'load_id', 'file', 'sha256', 'source', 'rows_read', 'rows_landed', 'rows_quarantined',
+    'rows_duplicate', 'started_at', 'finished_at', 'status', 'message'
+]) }}

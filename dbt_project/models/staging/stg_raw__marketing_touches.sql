@@ -1,8 +1,16 @@
--- Marketing touches on a lead's or referral's journey before intake (ad clicks, social, web visits, events, employer programs, word of mouth).
+-- Marketing touches on a lead's or referral's journey before intake (ad clicks, social, web visits, events,
+-- employer programs, word of mouth).
 -- Latest version per natural key (touch_id), by touched_at; rename and cast only.
 with deduped as (
-    {{ dedup_latest(raw_source('marketing_touches', ['touch_id', 'referral_id', 'channel', 'campaign', 'touched_at', '_load_id', '_row_hash', '_line']), ['touch_id'], 'touched_at') }}
+    {{ dedup_latest(
+        raw_source('marketing_touches', [
+            'touch_id', 'referral_id', 'channel', 'campaign', 'touched_at', '_load_id', '_row_hash', '_line'
+        ]),
+        ['touch_id'],
+        'touched_at'
+    ) }}
 )
+
 select
     cast(touch_id as varchar) as touch_id,
     cast(referral_id as varchar) as referral_id,

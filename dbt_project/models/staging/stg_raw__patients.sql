@@ -1,8 +1,17 @@
 -- Patient demographics and contact details. PHI - front desk only; never shown to marketing or analysts.
 -- Latest version per natural key (patient_id), by updated_at; rename and cast only.
 with deduped as (
-    {{ dedup_latest(raw_source('patients', ['patient_id', 'first_name', 'last_name', 'birth_date', 'sex', 'phone', 'email', 'address_line', 'city', 'state', 'zip', 'primary_payer_id', 'member_id', 'created_at', 'updated_at', '_load_id', '_row_hash', '_line']), ['patient_id'], 'updated_at') }}
+    {{ dedup_latest(
+        raw_source('patients', [
+            'patient_id', 'first_name', 'last_name', 'birth_date', 'sex', 'phone', 'email', 'address_line',
+            'city', 'state', 'zip', 'primary_payer_id', 'member_id', 'created_at', 'updated_at', '_load_id',
+            '_row_hash', '_line'
+        ]),
+        ['patient_id'],
+        'updated_at'
+    ) }}
 )
+
 select
     cast(patient_id as varchar) as patient_id,
     cast(first_name as varchar) as first_name,

@@ -1,8 +1,16 @@
 -- Insurance payers and plans the practice bills.
 -- Latest version per natural key (payer_id), by updated_at; rename and cast only.
 with deduped as (
-    {{ dedup_latest(raw_source('payers', ['payer_id', 'payer_name', 'payer_class', 'requires_auth', 'auth_visit_limit', 'updated_at', '_load_id', '_row_hash', '_line']), ['payer_id'], 'updated_at') }}
+    {{ dedup_latest(
+        raw_source('payers', [
+            'payer_id', 'payer_name', 'payer_class', 'requires_auth', 'auth_visit_limit', 'updated_at',
+            '_load_id', '_row_hash', '_line'
+        ]),
+        ['payer_id'],
+        'updated_at'
+    ) }}
 )
+
 select
     cast(payer_id as varchar) as payer_id,
     cast(payer_name as varchar) as payer_name,

@@ -7,4 +7,6 @@ select
     cast(rule as varchar) as rule,
     cast(column_name as varchar) as column_name,
     cast(detail as varchar) as detail
-from {{ raw_source('_quarantine', ['load_id', 'source', 'file', 'line', 'rule', 'column_name', 'detail']) }}
+from {{ raw_source('_quarantine', [
+    'load_id', 'source', 'file', 'line', 'rule', 'column_name', 'detail'
+]) }}

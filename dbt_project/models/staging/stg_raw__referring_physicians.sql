@@ -1,8 +1,16 @@
 -- Referring providers (physicians, NPs, PAs, chiropractors, podiatrists) known to the practice.
 -- Latest version per natural key (physician_id), by updated_at; rename and cast only.
 with deduped as (
-    {{ dedup_latest(raw_source('referring_physicians', ['physician_id', 'first_name', 'last_name', 'credential', 'specialty', 'practice_name', 'city', 'state', 'updated_at', '_load_id', '_row_hash', '_line']), ['physician_id'], 'updated_at') }}
+    {{ dedup_latest(
+        raw_source('referring_physicians', [
+            'physician_id', 'first_name', 'last_name', 'credential', 'specialty', 'practice_name', 'city',
+            'state', 'updated_at', '_load_id', '_row_hash', '_line'
+        ]),
+        ['physician_id'],
+        'updated_at'
+    ) }}
 )
+
 select
     cast(physician_id as varchar) as physician_id,
     cast(first_name as varchar) as first_name,

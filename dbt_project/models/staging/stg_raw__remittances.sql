@@ -1,15 +1,28 @@
--- Money and adjudication events per claim (835 remittance, patient payments, write-offs). Dollar movements: payer_payment, contractual_adjustment, patient_responsibility (moves the balance from payer to patient), patient_payment, write_off. A denial records the denied amount with its CARC code and moves no money; a denied claim later paid on appeal gets a payer_payment, an unrecovered one a write_off. Insurance balance = billed - payer_payment - contractual_adjustment - patient_responsibility - write_off; patient balance = patient_responsibility - patient_payment.
+-- Money and adjudication events per claim (835 remittance, patient payments, write-offs). Dollar movements:
+-- payer_payment, contractual_adjustment, patient_responsibility (moves the balance from payer to patient),
+-- patient_payment, write_off. A denial records the denied amount with its CARC code and moves no money; a denied
+-- claim later paid on appeal gets a payer_payment, an unrecovered one a write_off. Insurance balance = billed -
+-- payer_payment - contractual_adjustment - patient_responsibility - write_off; patient balance =
+-- patient_responsibility - patient_payment.
 -- Latest version per natural key (remit_id), by event_at; rename and cast only.
 with deduped as (
-    {{ dedup_latest(raw_source('remittances', ['remit_id', 'claim_id', 'payer_id', 'event_type', 'event_at', 'amount_usd', 'group_code', 'carc_code', 'check_number', '_load_id', '_row_hash', '_line']), ['remit_id'], 'event_at') }}
+    {{ dedup_latest(
+        raw_source('remittances', [
+            'remit_id', 'claim_id', 'payer_id', 'event_type', 'event_at', 'amount_usd', 'group_code',
+            'carc_code', 'check_number', '_load_id', '_row_hash', '_line'
+        ]),
+        ['remit_id'],
+        'event_at'
+    ) }}
 )
+
 select
     cast(remit_id as varchar) as remit_id,
     cast(claim_id as varchar) as claim_id,
     cast(payer_id as varchar) as payer_id,
     cast(event_type as varchar) as event_type,
     cast(event_at as timestamp) as event_at,
-    cast(amount_usd as decimal(18,2)) as amount_usd,
+    cast(amount_usd as decimal(18, 2)) as amount_usd,
     cast(group_code as varchar) as group_code,
     cast(carc_code as varchar) as carc_code,
     cast(check_number as varchar) as check_number,

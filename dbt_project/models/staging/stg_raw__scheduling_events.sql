@@ -1,8 +1,19 @@
--- Appointment lifecycle events from the scheduler. An appointment is booked, may be rescheduled (new scheduled_start), and ends as cancelled (>= 24 h notice), late_cancelled (< 24 h), no_show, or arrived then completed. Future appointments have only booked/rescheduled events.
+-- Appointment lifecycle events from the scheduler. An appointment is booked, may be rescheduled (new
+-- scheduled_start), and ends as cancelled (>= 24 h notice), late_cancelled (< 24 h), no_show, or arrived then
+-- completed. Future appointments have only booked/rescheduled events.
 -- Latest version per natural key (event_id), by event_at; rename and cast only.
 with deduped as (
-    {{ dedup_latest(raw_source('scheduling_events', ['event_id', 'appointment_id', 'episode_id', 'referral_id', 'patient_id', 'clinic_id', 'therapist_id', 'event_type', 'event_at', 'scheduled_start', 'duration_min', 'visit_type', 'cancel_reason', 'notice_hours', 'recorded_by', '_load_id', '_row_hash', '_line']), ['event_id'], 'event_at') }}
+    {{ dedup_latest(
+        raw_source('scheduling_events', [
+            'event_id', 'appointment_id', 'episode_id', 'referral_id', 'patient_id', 'clinic_id',
+            'therapist_id', 'event_type', 'event_at', 'scheduled_start', 'duration_min', 'visit_type',
+            'cancel_reason', 'notice_hours', 'recorded_by', '_load_id', '_row_hash', '_line'
+        ]),
+        ['event_id'],
+        'event_at'
+    ) }}
 )
+
 select
     cast(event_id as varchar) as event_id,
     cast(appointment_id as varchar) as appointment_id,
@@ -17,7 +28,7 @@ select
     cast(duration_min as integer) as duration_min,
     cast(visit_type as varchar) as visit_type,
     cast(cancel_reason as varchar) as cancel_reason,
-    cast(notice_hours as decimal(18,2)) as notice_hours,
+    cast(notice_hours as decimal(18, 2)) as notice_hours,
     cast(recorded_by as varchar) as recorded_by,
     _load_id,
     _row_hash,

@@ -1,8 +1,17 @@
 -- Treating clinicians and their standing weekly schedules (from the scheduler).
 -- Latest version per natural key (therapist_id), by updated_at; rename and cast only.
 with deduped as (
-    {{ dedup_latest(raw_source('therapists', ['therapist_id', 'clinic_id', 'first_name', 'last_name', 'credential', 'npi', 'hired_on', 'terminated_on', 'weekly_hours', 'work_days', 'day_start', 'day_end', 'updated_at', '_load_id', '_row_hash', '_line']), ['therapist_id'], 'updated_at') }}
+    {{ dedup_latest(
+        raw_source('therapists', [
+            'therapist_id', 'clinic_id', 'first_name', 'last_name', 'credential', 'npi', 'hired_on',
+            'terminated_on', 'weekly_hours', 'work_days', 'day_start', 'day_end', 'updated_at', '_load_id',
+            '_row_hash', '_line'
+        ]),
+        ['therapist_id'],
+        'updated_at'
+    ) }}
 )
+
 select
     cast(therapist_id as varchar) as therapist_id,
     cast(clinic_id as varchar) as clinic_id,
@@ -12,7 +21,7 @@ select
     cast(npi as varchar) as npi,
     cast(hired_on as date) as hired_on,
     cast(terminated_on as date) as terminated_on,
-    cast(weekly_hours as decimal(18,2)) as weekly_hours,
+    cast(weekly_hours as decimal(18, 2)) as weekly_hours,
     cast(work_days as varchar) as work_days,
     cast(day_start as varchar) as day_start,
     cast(day_end as varchar) as day_end,

@@ -1,0 +1,121 @@
+"""Attribution & ROI: spend, attributed conversions and revenue per channel under each model, marketing ROI and
+cost per new patient (one definition with the Overview's KPIs), and the paths to a decision."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+
+from app.lib.queries.base import Filters, Reader, range_params
+
+HEURISTIC_MODELS: tuple[str, ...] = ("first", "last", "linear", "time_decay", "position")
+DATA_DRIVEN_MODELS: tuple[str, ...] = ("markov", "shapley")
+MODEL_LABELS: Mapping[str, str] = {
+    "first": "First touch", "last": "Last touch", "linear": "Linear", "time_decay": "Time decay",
+    "position": "Position-based (40/20/40)", "markov": "Markov (removal effect)", "shapley": "Shapley",
+}
+
+
+def attribution_by_channel(r: Reader, f: Filters) -> pd.DataFrame:
+    """Spend, attributed conversions and revenue per model and channel over the months in range."""
+    sql = """
+    select model, channel, bool_or(is_marketing) as is_marketing, sum(spend_usd) as spend_usd,
+           sum(attributed_conversions) as attributed_conversions, sum(attributed_revenue_usd) as attributed_revenue_usd
+    from marts.attribution_roi
+    where month between date_trunc('month', $start::date) and $end
+    group by all
+    """
+    df = r.df(sql, range_params(f))
+    if r.has("ml.attribution_credit"):
+        df = pd.concat([df, _data_driven_for_period(r, df)], ignore_index=True)
+    df["is_marketing"] = df["is_marketing"].fillna(False).astype(bool)
+    spend = df["spend_usd"].astype(float)
+    df["roi"] = (df["attributed_revenue_usd"] - spend) / spend.where(spend > 0)
+    df["cost_per_new_patient"] = spend / df["attributed_conversions"].where(df["attributed_conversions"] > 0)
+    return df.sort_values(["model", "attributed_revenue_usd"], ascending=[True, False]).reset_index(drop=True)
+
+
+def _data_driven_for_period(r: Reader, heuristic: pd.DataFrame) -> pd.DataFrame:
+    """Markov and Shapley credit re-based onto the period in view.
+
+    The data-driven models are fitted on every path in the warehouse, so their dollars cover all of
+    history. Set beside a quarter's heuristic credit they would look several times larger. Their channel
+    *shares* are what they estimate; applied to the period's conversions and revenue (the same totals every
+    heuristic model distributes) the bars and ROI compare like with like.
+    """
+    ml = r.df("select model, channel, attributed_conversions, attributed_revenue_usd from ml.attribution_credit")
+    if heuristic.empty or ml.empty:
+        return ml.iloc[0:0].assign(spend_usd=pd.Series(dtype=float))
+    one_model = heuristic[heuristic["model"] == heuristic["model"].iloc[0]]
+    for col in ("attributed_conversions", "attributed_revenue_usd"):
+        share = ml[col] / ml.groupby("model")[col].transform("sum").where(lambda t: t > 0)
+        ml[col] = share.fillna(0.0) * float(one_model[col].sum())
+    spend = heuristic.groupby("channel", as_index=False).agg(spend_usd=("spend_usd", "max"),
+                                                              is_marketing=("is_marketing", "max"))
+    return ml.merge(spend, on="channel", how="left")
+
+
+def marketing_totals(by_channel: pd.DataFrame, model: str) -> dict[str, float | None]:
+    """Marketing spend, revenue credited to bought channels, and ROI for one model.
+
+    One definition everywhere (the Overview's attributed_roi is this with the linear model): only channels
+    that carry spend enter, so physician referrals and direct access never inflate a marketing return.
+    ROI is a fraction (0.5 = 50%), shown as a percentage.
+    """
+    paid = by_channel[(by_channel["model"] == model) & by_channel["is_marketing"]]
+    spend = float(paid["spend_usd"].fillna(0).sum())
+    revenue = float(paid["attributed_revenue_usd"].fillna(0).sum())
+    return {"spend_usd": spend, "attributed_revenue_usd": revenue,
+            "attributed_conversions": float(paid["attributed_conversions"].fillna(0).sum()),
+            "roi": (revenue - spend) / spend if spend > 0 else None}
+
+
+def marketing_new_patients(r: Reader, f: Filters) -> dict[str, float | None]:
+    """Cost per new patient exactly as the Overview KPI: spend / marketing-sourced referrals evaluated, over the
+    months in range."""
+    sql = """
+    select sum(numerator) as spend_usd, sum(denominator) as new_patients
+    from marts.practice_kpis
+    where kpi = 'cost_per_new_patient' and grain = 'month' and clinic_id = 'ALL'
+      and period_start between date_trunc('month', $start::date) and $end
+    """
+    row = r.df(sql, range_params(f)).iloc[0]
+    spend = None if pd.isna(row["spend_usd"]) else float(row["spend_usd"])
+    patients = None if pd.isna(row["new_patients"]) else float(row["new_patients"])
+    return {"new_patients": patients,
+            "cost_per_new_patient": spend / patients if spend is not None and patients else None}
+
+
+def available_models(r: Reader) -> list[str]:
+    models = r.df("select distinct model from marts.attribution_roi")["model"].tolist()
+    if r.has("ml.attribution_credit"):
+        models += r.df("select distinct model from ml.attribution_credit")["model"].tolist()
+    order = list(HEURISTIC_MODELS) + list(DATA_DRIVEN_MODELS)
+    return sorted(set(models), key=lambda m: order.index(m) if m in order else 99)
+
+
+def attribution_monthly(r: Reader, f: Filters, model: str) -> pd.DataFrame:
+    """ROI and cost per new patient by channel and month for one heuristic model."""
+    sql = """
+    select month, channel, spend_usd, attributed_conversions, attributed_revenue_usd, roi, cost_per_new_patient
+    from marts.attribution_roi
+    where model = $model and month between date_trunc('month', $start::date) and $end
+    order by month, channel
+    """
+    return r.df(sql, {**range_params(f), "model": model})
+
+
+def path_lengths(r: Reader) -> pd.DataFrame:
+    sql = """
+    select path_length, sum(conversions) as conversions, sum(non_conversions) as non_conversions,
+           sum(revenue_usd) as revenue_usd,
+           sum(conversions) / nullif(sum(conversions) + sum(non_conversions), 0) as conversion_rate
+    from marts.attribution_paths group by 1 order by 1
+    """
+    return r.df(sql)
+
+
+def top_paths(r: Reader, limit: int = 25) -> pd.DataFrame:
+    return r.df("select path, path_length, conversions, non_conversions, revenue_usd from marts.attribution_paths "
+                "order by conversions desc, revenue_usd desc limit $limit", {"limit": int(limit)})

@@ -1,0 +1,142 @@
+"""Overview: the KPI tiles (this period against the previous one), a KPI's monthly trend and the clinic
+comparison, all read from marts.practice_kpis.
+
+Where the period asked for IS a mart period (one day, one Monday-Sunday week, one calendar month, for the
+practice or one clinic), the tile shows the mart's own `value` for that row. Any other period (a custom
+range, several months, several clinics) has no row of its own, so it is put together from the rows that
+tile it: summed numerator / summed denominator, which is the mart's formula for every ratio KPI (each
+row's value is its numerator / denominator), never an average of the rows' ratios.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pandas as pd
+
+from app.lib.queries.base import CLINIC_FILTER, MATURITY_BAR, Filters, Reader, clinic_params, range_params
+
+# Tile order: volume and access first, then care, then money.
+KPI_ORDER: tuple[str, ...] = (
+    "no_show_rate", "cancel_no_show_rate", "arrival_rate", "referral_conversion", "conversion_7day",
+    "hours_to_first_contact", "business_days_to_first_visit", "visits_per_discharge", "poc_completion_rate",
+    "early_dropout_rate", "units_per_visit", "net_revenue_per_visit", "days_in_ar", "net_collection_rate",
+    "denial_rate", "therapist_utilization", "cost_per_new_patient", "attributed_roi",
+)
+
+_PRACTICE_OR_CLINICS = "case when $all_clinics then clinic_id = 'ALL' else list_contains($clinics, clinic_id) end"
+_EACH_CLINIC = "clinic_id <> 'ALL' and " + CLINIC_FILTER
+_GRAIN_RANK = "case grain when 'day' then 1 when 'week' then 2 else 3 end"
+
+
+def mart_grain(start: date, end: date) -> str:
+    """The coarsest practice_kpis grain whose periods tile [start, end] exactly (days always do)."""
+    if start.day == 1 and (end + timedelta(days=1)).day == 1 and end >= start:
+        return "month"
+    if start.weekday() == 0 and end.weekday() == 6 and end >= start:
+        return "week"
+    return "day"
+
+
+def _kpi_base(clinic_rows: str = _PRACTICE_OR_CLINICS, periods: tuple[str, ...] = ("",)) -> str:
+    """CTE `rows`: practice_kpis for the practice ('ALL') or the chosen clinics' own rows, at the grain picked
+    for each period (prefix p binds $<p>grain): that grain when the KPI has it, else the KPI's finest."""
+    picks = ", ".join(f"case when bool_or(grain = ${p}grain) then ${p}grain else arg_min(grain, {_GRAIN_RANK}) end "
+                      f"as {p}pick" for p in periods)
+    return f"""
+with grains as (
+    select kpi, {picks} from marts.practice_kpis group by kpi
+),
+rows as (
+    select k.*, {", ".join(f"g.{p}pick" for p in periods)}
+    from marts.practice_kpis k join grains g using (kpi)
+    where {clinic_rows} and k.grain in ({", ".join(f"g.{p}pick" for p in periods)})
+)
+"""
+
+
+def _in_period(prefix: str = "") -> str:
+    """Rows of one period of _kpi_base: its picked grain, between ${prefix}start and ${prefix}end."""
+    return f"r.grain = r.{prefix}pick and r.period_start between ${prefix}start and ${prefix}end"
+
+
+# One row = the mart's value for that exact period; several rows = the mart's formula over them.
+_KPI_VALUE = """case when count(*) = 1 then any_value(r.value)
+                     when d.unit = 'count' then sum(coalesce(r.numerator, r.value))
+                     when sum(r.denominator) > 0 then sum(r.numerator) / sum(r.denominator)
+                     else avg(r.value) end"""
+
+
+def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
+    """One row per KPI: value in the period, value in the previous period, definition and healthy band."""
+    prev = f.previous
+    params = {**clinic_params(r, f), "start": f.start, "end": f.end, "grain": mart_grain(f.start, f.end),
+              "prev_start": prev.start, "prev_end": prev.end, "prev_grain": mart_grain(prev.start, prev.end)}
+    sql = _kpi_base(periods=("", "prev_")) + f"""
+    , cur as (
+        select r.kpi, {_KPI_VALUE} as value, sum(r.denominator) as denominator, sum(r.cohort) as cohort,
+               sum(r.pending) as pending
+        from rows r join marts.kpi_definitions d using (kpi)
+        where {_in_period()} group by r.kpi, d.unit
+    ), prev as (
+        select r.kpi, {_KPI_VALUE} as value, sum(r.cohort) as cohort, sum(r.pending) as pending
+        from rows r join marts.kpi_definitions d using (kpi)
+        where {_in_period("prev_")} group by r.kpi, d.unit
+    )
+    select d.kpi, d.label, d.unit, d.better, d.healthy_low, d.healthy_high, d.definition, d.maturity,
+           cur.value, prev.value as previous, cur.denominator, cur.cohort, cur.pending,
+           prev.cohort as previous_cohort, prev.pending as previous_pending,
+           {MATURITY_BAR} as maturity_bar
+    from marts.kpi_definitions d
+    left join cur using (kpi) left join prev using (kpi)
+    """
+    df = with_maturity(r.df(sql, params))
+    rank = {k: i for i, k in enumerate(KPI_ORDER)}
+    return df.sort_values("kpi", key=lambda s: s.map(lambda k: rank.get(k, len(rank)))).reset_index(drop=True)
+
+
+def with_maturity(df: pd.DataFrame) -> pd.DataFrame:
+    """resolved_share and is_maturing from cohort/pending sums: one rule for tiles, trends and clinics.
+
+    A cohort KPI (denial rate, early dropout, conversions...) is 'maturing' while fewer than the build's
+    maturity bar (95%) of its cohort has an outcome; flow KPIs (no cohort) never are.
+    """
+    cohort = pd.to_numeric(df.get("cohort"), errors="coerce") if "cohort" in df else pd.Series(float("nan"), df.index)
+    pending = pd.to_numeric(df.get("pending"), errors="coerce") if "pending" in df else cohort * 0
+    share = (1 - pending / cohort.where(cohort > 0)).astype(float)
+    bar = pd.to_numeric(df["maturity_bar"], errors="coerce") if "maturity_bar" in df else pd.Series(0.95, df.index)
+    df = df.assign(resolved_share=share)
+    df["is_maturing"] = (share < bar.fillna(0.95)).fillna(False).astype(bool)
+    if "previous_cohort" in df:
+        prev_share = 1 - pd.to_numeric(df["previous_pending"], errors="coerce") / pd.to_numeric(
+            df["previous_cohort"], errors="coerce").where(lambda c: c > 0)
+        df["previous_is_maturing"] = (prev_share < bar.fillna(0.95)).fillna(False).astype(bool)
+    return df
+
+
+
+def kpi_trend(r: Reader, f: Filters, kpi: str, months: int = 24) -> pd.DataFrame:
+    """Monthly values of one KPI up to the end of the range (whole practice or the selected clinics), with
+    each month's maturity (young cohorts are greyed out by the chart)."""
+    params = {**clinic_params(r, f), "kpi": kpi, "end": f.end, "from": f.end - timedelta(days=31 * months)}
+    sql = f"""
+    select r.period_start as month, {_KPI_VALUE} as value, sum(r.cohort) as cohort, sum(r.pending) as pending,
+           {MATURITY_BAR} as maturity_bar
+    from marts.practice_kpis r join marts.kpi_definitions d using (kpi)
+    where r.kpi = $kpi and r.grain = 'month' and r.period_start between $from and $end and {_PRACTICE_OR_CLINICS}
+    group by r.period_start, d.unit order by 1
+    """
+    return with_maturity(r.df(sql, params))
+
+
+def kpi_by_clinic(r: Reader, f: Filters, kpi: str) -> pd.DataFrame:
+    """One KPI per clinic over the period (for the clinic comparison)."""
+    params = {**clinic_params(r, f), **range_params(f), "kpi": kpi, "grain": mart_grain(f.start, f.end)}
+    sql = _kpi_base(_EACH_CLINIC) + f"""
+    select r.clinic_id, coalesce(c.clinic_name, r.clinic_id) as clinic_name, {_KPI_VALUE} as value,
+           sum(r.cohort) as cohort, sum(r.pending) as pending, {MATURITY_BAR} as maturity_bar
+    from rows r join marts.kpi_definitions d using (kpi) left join marts.dim_clinics c using (clinic_id)
+    where r.kpi = $kpi and {_in_period()}
+    group by r.clinic_id, c.clinic_name, d.unit order by value desc nulls last
+    """
+    return with_maturity(r.df(sql, params))

@@ -1,0 +1,176 @@
+-- One row per referral or lead: a timestamp per funnel stage, the exit and its reason, the current stage,
+-- durations, both conversion definitions and the owner of the next step.
+-- Stages: received -> contacted -> scheduled -> evaluated -> plan_of_care -> active -> discharged.
+with app_actions as (
+    -- logged outreach from the work queue (referral-based tasks) counts as outreach; it is a contact when a
+    -- person was spoken to: outcome reached, scheduled or declined (app/lib/actions.py REACHED_OUTCOMES;
+    -- left_message, no_answer and wrong_number are attempts only). `confirm` actions are on appointment tasks
+    -- (confirm_high_risk:<appointment_id>) of referrals that are already scheduled, hence already contacted;
+    -- they show up as appointments.confirmed_at instead.
+    select
+        task_entity_id as referral_id,
+        min(acted_at) filter (where action = 'log_outreach') as app_first_outreach_at,
+        min(acted_at) filter (where action = 'log_outreach' and outcome in {{ app_contact_outcomes() }})
+            as app_first_reached_at,
+        arg_max(reason, acted_at) filter (where action = 'mark_lost') as app_lost_reason,
+        max(acted_at) filter (where action = 'mark_lost') as app_lost_at
+    from {{ ref('stg_app__actions') }}
+    where task_rule in ('uncontacted_referral', 'contacted_unscheduled', 'eval_no_show_rebook')
+    group by 1
+),
+
+ref_appts as (
+    select
+        referral_id,
+        arg_min(episode_id, booked_at) as episode_id,
+        min(booked_at) as scheduled_at,
+        min(scheduled_start) filter (where status = 'completed' and visit_type = 'initial_eval') as eval_visit_at,
+        min(scheduled_start) filter (where status = 'completed') as first_visit_at,
+        max(scheduled_start) filter (where status = 'no_show' and visit_type = 'initial_eval') as eval_no_show_at,
+        count(*) filter (where is_future and visit_type = 'initial_eval') as future_evals
+    from {{ ref('appointments') }}
+    where referral_id is not null
+    group by referral_id
+),
+
+base as (
+    select
+        r.*,
+        ra.scheduled_at,
+        ra.first_visit_at,
+        ra.eval_no_show_at,
+        coalesce(ra.future_evals, 0) as future_evals,
+        coalesce(e.episode_id, ra.episode_id) as episode_id,
+        e.status as episode_status,
+        e.discharged_at as episode_discharged_at,
+        e.discharge_reason,
+        n.eval_note_signed_at,
+        n.planned_visits,
+        coalesce(ra.eval_visit_at, ra.first_visit_at, cast(n.eval_date as timestamp)) as evaluated_at,
+        -- the plan of care is set at the evaluation and written in its note: the stage time is when the note was
+        -- written, not when it was signed (signatures lag; a note signed days late, after the second visit or
+        -- the discharge, put plan_of_care after active/discharged). Treating the patient under the plan (the
+        -- second visit) or discharging them means a plan existed by then, so a note written even later does
+        -- not move the stage past them. The signature is the WebPT conversion (converted_webpt). So a second
+        -- visit or a discharge sets the stage even when the evaluation note is missing (quarantined, not yet
+        -- exported); least() skips nulls.
+        least(
+            case when n.planned_visits is not null then coalesce(n.eval_note_created_at, n.eval_note_signed_at) end,
+            v2.scheduled_start,
+            case when e.status = 'discharged' then e.discharged_at end
+        ) as plan_of_care_at,
+        v2.scheduled_start as active_at,
+        least(r.first_outreach_at, r.contacted_event_at, aa.app_first_outreach_at) as first_contact_at,
+        least(r.contacted_event_at, r.first_reached_at, aa.app_first_reached_at) as contacted_at_raw,
+        aa.app_lost_reason,
+        aa.app_lost_at
+    from {{ ref('int_referrals_pivoted') }} as r
+    left join ref_appts as ra using (referral_id)
+    left join {{ ref('episodes') }} as e on ra.episode_id = e.episode_id
+    left join {{ ref('int_notes_summarised') }} as n on ra.episode_id = n.episode_id
+    left join {{ ref('appointments') }} as v2
+        on ra.episode_id = v2.episode_id and v2.visit_number = 2
+    left join app_actions as aa using (referral_id)
+),
+
+staged as (
+    select
+        *,
+        -- a referral that was scheduled was reached by the booking time at the latest, even if the EMR never
+        -- recorded the call or logged it only after the booking (patient called in and booked, outreach noted later)
+        case
+            when scheduled_at is null then contacted_at_raw
+            else least(coalesce(contacted_at_raw, first_contact_at, scheduled_at), scheduled_at)
+        end as contacted_at,
+        case when episode_status = 'discharged' then episode_discharged_at end as discharged_at,
+        -- exits: the earliest wins. A missed evaluation (no evaluation attended, none booked ahead) is the exit
+        -- unless an intake exit was recorded before it: the EMR's later `lost` (reason eval_no_show), or a
+        -- decline on the rebooking call, is the consequence of the no-show, not a different exit.
+        case
+            when evaluated_at is null and eval_no_show_at is not null and future_evals = 0
+                and (intake_exit_at is null or intake_exit_at >= eval_no_show_at) then 'eval_no_show'
+            -- the front desk's own word: an intake `lost` whose reason is eval_no_show is that exit (the missed
+            -- evaluation may have been a cancellation never rebooked rather than a recorded no-show)
+            when evaluated_at is null and intake_exit_stage = 'lost' and intake_exit_reason = 'eval_no_show'
+                then 'eval_no_show'
+            when evaluated_at is null and intake_exit_stage is not null then intake_exit_stage
+            when evaluated_at is null and app_lost_at is not null then 'lost'
+            when episode_status = 'self_discharged' then 'self_discharged'
+        end as exit_stage
+    from base
+)
+
+select
+    s.referral_id,
+    s.patient_id,
+    {{ patient_key('s.patient_id') }} as patient_key,
+    s.clinic_id,
+    s.intake_kind,
+    s.source_type,
+    s.referring_physician_id,
+    s.channel,
+    case s.source_type
+        when 'physician' then 'physician_referral'
+        when 'direct_access' then 'direct_access'
+        else s.channel
+    end as source_channel,
+    s.payer_id,
+    p.payer_class,
+    s.icd10_code,
+    s.received_at,
+    s.first_contact_at,
+    s.contacted_at,
+    s.scheduled_at,
+    s.evaluated_at,
+    s.plan_of_care_at,
+    s.active_at,
+    s.discharged_at,
+    s.exit_stage,
+    case s.exit_stage
+        when 'eval_no_show' then 'no_show_at_evaluation'
+        when 'self_discharged' then coalesce(s.discharge_reason, 'no_visit_30_days')
+        when 'lost' then coalesce(s.intake_exit_reason, s.app_lost_reason)
+        else s.intake_exit_reason
+    end as exit_reason,
+    case s.exit_stage
+        when 'eval_no_show' then coalesce(s.eval_no_show_at, s.intake_exit_at)
+        when 'self_discharged' then s.episode_discharged_at
+        when 'lost' then coalesce(s.intake_exit_at, s.app_lost_at)
+        else s.intake_exit_at
+    end as exit_at,
+    coalesce(
+        s.exit_stage,
+        case
+            when s.discharged_at is not null then 'discharged'
+            when s.active_at is not null then 'active'
+            when s.plan_of_care_at is not null then 'plan_of_care'
+            when s.evaluated_at is not null then 'evaluated'
+            when s.scheduled_at is not null then 'scheduled'
+            when s.contacted_at is not null then 'contacted'
+            else 'received'
+        end
+    ) as current_stage,
+    s.outreach_attempts,
+    {{ hours_between('s.received_at', 's.first_contact_at') }} as hours_to_contact,
+    {{ hours_between('s.received_at', 's.scheduled_at') }} as hours_to_schedule,
+    {{ hours_between('s.received_at', 's.evaluated_at') }} as hours_to_eval,
+    {{ business_days('s.received_at', 's.scheduled_at') }} as business_days_to_schedule,
+    {{ business_days('s.received_at', 's.evaluated_at') }} as business_days_to_eval,
+    date_diff('day', cast(s.evaluated_at as date), cast(s.discharged_at as date)) as days_eval_to_discharge,
+    s.evaluated_at is not null as is_evaluated,
+    s.eval_note_signed_at is not null as converted_webpt,
+    coalesce(date_diff('day', cast(s.received_at as date), cast(s.first_visit_at as date)) <= 7, false)
+        as converted_7day,
+    s.episode_id,
+    case
+        when s.exit_stage = 'eval_no_show' then 'front_desk'
+        when s.exit_stage is not null or s.discharged_at is not null then null
+        when s.active_at is not null then 'therapist'
+        when s.plan_of_care_at is not null then 'front_desk'
+        when s.evaluated_at is not null then 'therapist'
+        when s.scheduled_at is not null then 'therapist'
+        when s.contacted_at is not null then 'front_desk'
+        else 'intake'
+    end as next_step_owner
+from staged as s
+left join {{ ref('stg_raw__payers') }} as p using (payer_id)

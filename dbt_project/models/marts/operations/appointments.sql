@@ -1,0 +1,36 @@
+-- One row per appointment with its current status; is_future = still scheduled and starting after as_of;
+-- confirmed_at = the latest work-queue confirm (app action) on the appointment.
+with confirms as (
+    select
+        appointment_id,
+        max(acted_at) as confirmed_at
+    from {{ ref('stg_app__actions') }}
+    where action = 'confirm' and appointment_id is not null
+    group by appointment_id
+)
+
+select
+    a.appointment_id,
+    a.episode_id,
+    a.referral_id,
+    a.patient_id,
+    {{ patient_key('a.patient_id') }} as patient_key,
+    a.clinic_id,
+    a.therapist_id,
+    a.visit_type,
+    a.booked_at,
+    a.scheduled_start,
+    a.duration_min,
+    a.status,
+    a.status_at,
+    a.cancel_reason,
+    a.cancel_notice_hours,
+    a.lead_time_days,
+    a.reschedule_count,
+    a.visit_number,
+    a.status = 'scheduled' and a.scheduled_start > c.as_of as is_future,
+    a.status = 'scheduled' and a.scheduled_start <= c.as_of as is_unresolved,
+    cf.confirmed_at
+from {{ ref('int_appointments_collapsed') }} as a
+cross join {{ ref('int_clocks_resolved') }} as c
+left join confirms as cf using (appointment_id)

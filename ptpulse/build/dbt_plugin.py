@@ -1,0 +1,39 @@
+"""dbt-duckdb plugin (profiles.yml `plugins:`): registers the UDF `ptpulse_pseudonym(varchar) -> varchar`,
+HMAC-SHA256 with the installation secret (ptpulse/core/secrets.py), first 16 hex characters.
+
+Only the key file's path is configured (`key_file`, from env PTPULSE_PSEUDONYM_KEY_FILE that the build sets);
+the secret is read here, in the dbt process, so it never appears in SQL, target/ or logs. The UDF is arrow-
+vectorised and hashes each distinct value of a batch once; models call it only on the distinct patient ids
+(intermediate.int_patient_keys), and the `patient_key` macro looks keys up there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+from dbt.adapters.duckdb.plugins import BasePlugin
+
+from ptpulse.core.secrets import load_key, pseudonyms
+
+UDF_NAME = "ptpulse_pseudonym"
+
+
+class Plugin(BasePlugin):
+    def initialize(self, plugin_config: dict[str, Any]) -> None:
+        self.key_file = str(plugin_config.get("key_file") or "")
+
+    def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
+        key_file = self.key_file
+        state: dict[str, bytes] = {}
+
+        def udf(values):
+            if "key" not in state:  # read on first use: parse-only commands (docs, ls) never need the key
+                if not key_file:
+                    raise RuntimeError("ptpulse_pseudonym: no key file configured (PTPULSE_PSEUDONYM_KEY_FILE "
+                                       "is empty): run dbt through `ptpulse build`.")
+                state["key"] = load_key(key_file)
+            return pseudonyms(state["key"], values)
+
+        conn.create_function(UDF_NAME, udf, [duckdb.sqltype("VARCHAR")], duckdb.sqltype("VARCHAR"),
+                             type="arrow", null_handling="default", side_effects=False)

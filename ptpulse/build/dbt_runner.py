@@ -1,0 +1,190 @@
+"""Step 3 of a build: dbt in-process against the new file, and the summary of its node results.
+
+dbt's flags and adapter state are process-global, so runs are serialised (`_DBT_LOCK`) and dbt-duckdb's
+cached DuckDB instance is closed after each run (the file must be reopened and renamed).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ptpulse.core.config import DBT_PROJECT_DIR, Settings, scoped_environ
+from ptpulse.core.progress import ProgressFn
+from ptpulse.core.secrets import ensure_key
+
+# dbt runs in-process; its flags and adapter state are process-global, so builds never overlap.
+_DBT_LOCK = threading.Lock()
+
+
+@dataclass
+class DbtRun:
+    ok: bool
+    models: int
+    tests: int
+    passed: int
+    failures: list[str]
+    warnings: list[str]
+    errors: list[str]
+    message: str
+    timings: dict[str, float]
+
+
+def _release_dbt_duckdb() -> None:
+    """Close the DuckDB instance dbt-duckdb caches per process, so the file can be reopened and renamed."""
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # pragma: no cover
+        return
+    with DuckDBConnectionManager._LOCK:
+        env = DuckDBConnectionManager._ENV
+        if env is not None:
+            try:
+                env.close()
+            except Exception:  # noqa: BLE001 - closing best effort, the next open replaces it anyway
+                pass
+        DuckDBConnectionManager._ENV = None
+
+
+def run_dbt(
+    args: list[str],
+    target_file: Path,
+    raw_db: Path,
+    work_dir: Path,
+    project_dir: Path = DBT_PROJECT_DIR,
+    dbt_vars: dict | None = None,
+    progress: ProgressFn = None,
+    expected_nodes: int = 0,
+) -> DbtRun:
+    """Run one dbt command in-process against `target_file`; summarise the node results."""
+    from dbt.cli.main import dbtRunner
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    full_args = list(args) + [
+        "--project-dir", str(project_dir),
+        "--profiles-dir", str(project_dir),
+        "--log-path", str(work_dir / "logs"),
+        "--target-path", str(work_dir / "target"),
+        "--quiet",
+    ]
+    if dbt_vars:
+        full_args += ["--vars", json.dumps(dbt_vars)]
+    done = {"n": 0}
+
+    def on_event(event) -> None:
+        if progress and event.info.name == "NodeFinished":
+            done["n"] += 1
+            node = getattr(event.data, "node_info", None)
+            name = getattr(node, "node_name", "") if node else ""
+            progress(f"dbt {name}", done["n"], max(expected_nodes, done["n"]))
+
+    env = {
+        "PTPULSE_BUILD_TARGET": str(target_file),
+        "PTPULSE_RAW_DB": str(raw_db),
+        "PTPULSE_DBT_TARGET_PATH": str(work_dir / "target"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    try:  # the pseudonym secret's PATH only (ptpulse/core/secrets.py); created on the first build
+        env["PTPULSE_PSEUDONYM_KEY_FILE"] = str(ensure_key(Settings(home=Path(raw_db).parent)))
+    except (RuntimeError, OSError) as exc:
+        return DbtRun(False, 0, 0, 0, [], [], [str(exc)], f"dbt build failed: {exc}", {})
+    t0 = time.perf_counter()
+    with _DBT_LOCK, scoped_environ(env):
+        try:
+            res = dbtRunner(callbacks=[on_event]).invoke(full_args)
+        finally:
+            _release_dbt_duckdb()
+    return summarise(res, time.perf_counter() - t0)
+
+
+def summarise(res, seconds: float) -> DbtRun:
+    models = tests = passed = 0
+    failures: list[str] = []
+    warnings: list[str] = []
+    errors: list[str] = []
+    timings: dict[str, float] = {"total": seconds}
+    results = getattr(res.result, "results", None) or []
+    for r in results:
+        node = r.node
+        kind = node.resource_type.value if hasattr(node.resource_type, "value") else str(node.resource_type)
+        status = str(r.status.value if hasattr(r.status, "value") else r.status)
+        label = f"{kind} {node.name}"
+        timings[node.unique_id] = float(getattr(r, "execution_time", 0.0) or 0.0)
+        if kind in ("model", "seed", "snapshot"):
+            models += kind == "model"
+            if status in ("error", "skipped"):
+                errors.append(f"{label}: {_short(r.message)}" if status == "error" else f"{label}: skipped")
+        elif kind in ("test", "unit_test"):
+            tests += 1
+            if status == "pass":
+                passed += 1
+            elif status == "warn":
+                why = " ".join(str(getattr(node, "description", "") or "").split())
+                warnings.append(f"{label} ({r.failures} rows)" + (f": {why}" if why else ""))
+            elif status == "fail":
+                failures.append(f"{label} ({r.failures} rows)")
+            elif status == "error":
+                failures.append(f"{label}: {_short(r.message)}")
+            elif status == "skipped":
+                errors.append(f"{label}: skipped")
+    ok = bool(res.success) and not failures and not [e for e in errors if not e.endswith("skipped")]
+    if not results and res.exception is not None:
+        errors.append(f"dbt: {_short(str(res.exception))}")
+        ok = False
+    if ok:
+        message = f"{models} models, {tests} tests passed ({len(warnings)} warnings)"
+    else:
+        first = [e for e in errors if not e.endswith("skipped")] + failures
+        message = "dbt build failed: " + "; ".join(first[:10] or errors[:10] or ["see dbt logs"])
+    return DbtRun(ok, models, tests, passed, failures, warnings, errors, message, timings)
+
+
+def _short(text: object, limit: int = 600) -> str:
+    s = " ".join(str(text or "").split())
+    return s if len(s) <= limit else s[:limit] + "..."
+
+
+@contextmanager
+def stable_path(new_path: Path, dbt_work: Path) -> Iterator[Path]:
+    """The new file under a path that is the same in every build: `<dbt_work>/current/<name>`, `current` being a
+    symlink to the build's own folder. dbt hashes the profile's connection info (the database path included)
+    into its partial-parsing state; a path that changed with every build id made each build re-parse the
+    whole project (~3-4 s). Falls back to the real path where symlinks are not available."""
+    link = dbt_work / "current"
+    try:
+        dbt_work.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(new_path.parent.resolve(), target_is_directory=True)
+    except OSError:
+        yield new_path
+        return
+    try:
+        yield link / new_path.name
+    finally:
+        try:
+            link.unlink()
+        except OSError:
+            pass
+
+
+def generate_docs(settings: Settings, out_dir: Path | None = None, project_dir: Path = DBT_PROJECT_DIR) -> Path:
+    """`dbt docs generate` against a private copy of the served file; returns the folder with index.html."""
+    if not settings.analytics_db.exists():
+        raise FileNotFoundError(f"{settings.analytics_db} does not exist: run `ptpulse build` first")
+    out = out_dir or settings.build_dir / "docs"
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.build_dir) as tmp:
+        copy = Path(tmp) / settings.analytics_db.name
+        shutil.copy2(settings.analytics_db, copy)
+        run = run_dbt(["docs", "generate"], copy, settings.raw_db, out, project_dir=project_dir)
+    if not (out / "target" / "catalog.json").exists():
+        raise RuntimeError(f"dbt docs generate failed: {run.message}")
+    return out / "target"

@@ -1,0 +1,164 @@
+"""`build()`: the steps of a build in order (ptpulse/build/__init__.py lists them), failing safe.
+
+On any failure both served files are untouched and `BuildResult.message` names the failed model or test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from ptpulse.build.app_state import copy_actions, write_build_context
+from ptpulse.build.dbt_runner import DbtRun, run_dbt, stable_path
+from ptpulse.build.finish import (
+    BUILDS_DDL,
+    broken_views,
+    checkpoint_close,
+    drop_build_only_views,
+    git_rev,
+    mart_row_counts,
+    previous_history,
+)
+from ptpulse.build.serving import (
+    adopt_served_files,
+    new_build_id,
+    remove_abandoned_builds,
+    serve_build_dir,
+    served_build_dir,
+)
+from ptpulse.core.config import DBT_PROJECT_DIR, Settings
+from ptpulse.core.deid import verify_deidentified, write_deidentified
+from ptpulse.core.progress import ProgressFn
+
+
+@dataclass
+class BuildResult:
+    ok: bool
+    served_path: Path | None
+    seconds: float
+    models: int
+    tests: int
+    message: str
+    build_id: str
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    row_counts: dict[str, int] = field(default_factory=dict)
+    new_path: Path | None = None
+    removed_builds: list[str] = field(default_factory=list)  # abandoned build folders removed by this build
+
+
+def build(
+    settings: Settings,
+    progress: ProgressFn = None,
+    before_swap: Callable[[Path], None] | None = None,
+    project_dir: Path = DBT_PROJECT_DIR,
+    dbt_vars: dict | None = None,
+    keep_failed: bool = False,
+) -> BuildResult:
+    """Build a new analytics file and swap it over settings.analytics_db if every error-severity test passed."""
+    from dbt.version import __version__ as dbt_version
+
+    t0 = time.perf_counter()
+    started = datetime.now()
+    build_id = new_build_id()
+    settings.ensure()
+    work = settings.build_dir / build_id
+    new_path = work / settings.analytics_db.name
+    dbt_work = settings.build_dir / "dbt"  # stable target/ so partial parsing is reused across builds
+
+    def fail(message: str, run: DbtRun | None = None) -> BuildResult:
+        if not keep_failed and served_build_dir(settings) != work:
+            shutil.rmtree(work, ignore_errors=True)
+        return BuildResult(
+            ok=False, served_path=settings.analytics_db if settings.analytics_db.exists() else None,
+            seconds=time.perf_counter() - t0, models=run.models if run else 0, tests=run.tests if run else 0,
+            message=message, build_id=build_id, failures=run.failures if run else [],
+            warnings=run.warnings if run else [], new_path=new_path if keep_failed else None)
+
+    if not settings.raw_db.exists():
+        return fail(f"{settings.raw_db} does not exist: ingest source files first (`ptpulse ingest FOLDER`).")
+    try:  # under the pipeline lock: no other build is in progress, so any other build folder is abandoned
+        adopt_served_files(settings)
+        removed = remove_abandoned_builds(settings)
+    except (OSError, RuntimeError) as exc:
+        return fail(f"could not prepare {settings.build_dir} (the served files are unchanged): {exc}")
+    work.mkdir(parents=True, exist_ok=True)
+
+    if progress:
+        progress("app state", 0, 1)
+    con = duckdb.connect(str(new_path))
+    try:
+        copy_actions(settings.app_db, con, work)
+        write_build_context(con, build_id)
+    except sqlite3.Error as exc:
+        con.close()
+        return fail(f"could not read app state {settings.app_db}: {exc}")
+    finally:
+        try:
+            con.close()
+        except duckdb.Error:
+            pass
+
+    variables = dict(dbt_vars or {})
+    with stable_path(new_path, dbt_work) as dbt_target:
+        run = run_dbt(["build"], dbt_target, settings.raw_db, dbt_work, project_dir=project_dir,
+                      dbt_vars=variables or None, progress=progress)
+    if not run.ok:
+        return fail(run.message, run)
+
+    try:
+        con = duckdb.connect(str(new_path))
+        try:
+            drop_build_only_views(con)
+            row_counts = mart_row_counts(con)
+            history = previous_history(settings.analytics_db)
+            con.execute("create schema if not exists meta")
+            con.execute(BUILDS_DDL)
+            if history:
+                con.executemany("insert into meta.builds values (?, ?, ?, ?, ?, ?, ?, ?)", history)
+            tests_json = {"passed": run.passed, "warned": len(run.warnings), "failed": len(run.failures),
+                          "total": run.tests, "warnings": run.warnings, "failures": run.failures}
+            con.execute("insert into meta.builds values (?, ?, ?, 'success', ?, ?, ?, ?)",
+                        [build_id, started, datetime.now(), dbt_version, git_rev(),
+                         json.dumps(row_counts), json.dumps(tests_json)])
+        finally:
+            con.close()
+        if before_swap is not None:
+            if progress:
+                progress("before swap", 0, 1)
+            before_swap(new_path)
+        con = duckdb.connect(str(new_path))
+        try:
+            broken = broken_views(con)
+        finally:
+            con.close()
+        if broken:
+            raise RuntimeError("the new file has views that cannot be queried (not served): " + "; ".join(broken[:10]))
+        checkpoint_close(new_path)
+        if progress:
+            progress("de-identified twin", 0, 1)
+        deid_path = work / settings.analytics_deid_db.name
+        write_deidentified(new_path, deid_path)
+        verify_deidentified(deid_path, settings.raw_db)  # names and values (identifiers of raw patients)
+        if Path(str(deid_path) + ".wal").exists():
+            raise RuntimeError(f"{deid_path}.wal remains after checkpoint")
+        previous = served_build_dir(settings)
+        serve_build_dir(settings, work)  # ONE rename serves the pair: analytics file and twin of this build
+    except Exception as exc:  # noqa: BLE001 - any failure here must leave the served files as they were
+        return fail(f"build {build_id} failed after dbt: {type(exc).__name__}: {exc}", run)
+    if previous is not None and previous.name != build_id:
+        shutil.rmtree(previous, ignore_errors=True)  # open readers keep their snapshot (POSIX unlink semantics)
+    if progress:
+        progress("served", 1, 1)
+    return BuildResult(
+        ok=True, served_path=settings.analytics_db, seconds=time.perf_counter() - t0, models=run.models,
+        tests=run.tests, message=run.message, build_id=build_id, failures=[], warnings=run.warnings,
+        row_counts=row_counts, removed_builds=removed)
