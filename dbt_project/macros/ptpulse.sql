@@ -54,16 +54,17 @@
     {%- endif -%}
 {%- endmacro %}
 
-{# App outreach outcomes (interfaces.md section 4) where a person was spoken to: they count as a contact.
-   left_message, no_answer and wrong_number are attempts only. Mirrors app/lib/actions.py REACHED_OUTCOMES. #}
+{# App outreach outcomes where a person was spoken to: they count as a contact (seed work_queue_outcomes,
+   the vocabulary the app reads too). left_message, no_answer and wrong_number are attempts only. #}
 {% macro app_contact_outcomes() -%}
-    ('reached', 'scheduled', 'declined')
+    (select o.outcome from {{ ref('work_queue_outcomes') }} as o where o.counts_as_contact)
 {%- endmacro %}
 
 {# App actions that finish their task, as the app folds them (app/lib/actions.py status_after): a confirm, or
-   an outreach whose outcome booked the visit (CLOSING_OUTCOMES). #}
+   an outreach whose outcome closes the task (seed work_queue_outcomes.closes_task). #}
 {% macro app_closing_action(action, outcome) -%}
-    ({{ action }} = 'confirm' or ({{ action }} = 'log_outreach' and coalesce({{ outcome }}, '') = 'scheduled'))
+    ({{ action }} = 'confirm' or ({{ action }} = 'log_outreach' and {{ outcome }} in (
+        select o.outcome from {{ ref('work_queue_outcomes') }} as o where o.closes_task)))
 {%- endmacro %}
 
 {# Row, non-null key and distinct key counts of a relation's primary key, for a test that checks a staging view's

@@ -3,7 +3,7 @@
 -- Stages: received -> contacted -> scheduled -> evaluated -> plan_of_care -> active -> discharged.
 with app_actions as (
     -- logged outreach from the work queue (referral-based tasks) counts as outreach; it is a contact when a
-    -- person was spoken to: outcome reached, scheduled or declined (app/lib/actions.py REACHED_OUTCOMES;
+    -- person was spoken to (seed work_queue_outcomes.counts_as_contact: reached, scheduled, declined;
     -- left_message, no_answer and wrong_number are attempts only). `confirm` actions are on appointment tasks
     -- (confirm_high_risk:<appointment_id>) of referrals that are already scheduled, hence already contacted;
     -- they show up as appointments.confirmed_at instead.

@@ -43,7 +43,7 @@ tasks as (
     select
         'uncontacted_referral' as rule,
         f.referral_id as entity_id,
-        'front_desk' as queue,
+        null as queue_unused,
         f.clinic_id,
         f.patient_id,
         f.referral_id,
@@ -55,7 +55,7 @@ tasks as (
         || case when f.outreach_attempts > 0 then ' (' || f.outreach_attempts || ' outreach attempts, nobody reached)'
             else ''
         end || ': call the patient.' as reason,
-        1 as priority,
+        false as is_escalated,
         f.received_at + to_hours({{ var('contact_sla_hours') }}) as due_at,
         f.received_at as created_at
     from f, k
@@ -68,7 +68,7 @@ tasks as (
     select
         'contacted_unscheduled',
         f.referral_id,
-        'front_desk',
+        null,
         f.clinic_id,
         f.patient_id,
         f.referral_id,
@@ -77,7 +77,7 @@ tasks as (
         'Reached ' || strftime(f.contacted_at, '%Y-%m-%d') || ' (' || f.outreach_attempts
         || ' outreach attempts) but no evaluation booked ' || {{ var('schedule_sla_hours') }}
         || ' h later (referral of the last ' || {{ var('queue_lookback_days') }} || ' days): offer a time.',
-        2,
+        false,
         f.contacted_at + to_hours({{ var('schedule_sla_hours') }}),
         f.contacted_at
     from f, k
@@ -90,7 +90,7 @@ tasks as (
     select
         'eval_no_show_rebook',
         f.referral_id,
-        'front_desk',
+        null,
         f.clinic_id,
         f.patient_id,
         f.referral_id,
@@ -98,7 +98,7 @@ tasks as (
         null,
         'Missed the initial evaluation on ' || strftime(f.exit_at, '%Y-%m-%d %H:%M') || ' (referral of the last '
         || {{ var('queue_lookback_days') }} || ' days): call to rebook.',
-        1,
+        false,
         f.exit_at + interval 24 hour,
         f.exit_at
     from f
@@ -110,7 +110,7 @@ tasks as (
     select
         'active_no_future_appt',
         e.episode_id,
-        'front_desk',
+        null,
         e.clinic_id,
         e.patient_id,
         e.referral_id,
@@ -119,7 +119,7 @@ tasks as (
         'Active patient (' || e.attended_visits || coalesce(' of ' || e.planned_visits, '')
         || ' visits) with nothing booked since the visit on ' || coalesce(strftime(e.last_visit_at, '%Y-%m-%d'), '?')
         || ': book the next visit.',
-        2,
+        false,
         coalesce(e.last_visit_at, cast(e.eval_date as timestamp)) + interval 48 hour,
         coalesce(e.last_visit_at, cast(e.eval_date as timestamp))
     from active as e
@@ -129,7 +129,7 @@ tasks as (
     select
         'below_poc_frequency',
         e.episode_id,
-        'front_desk',
+        null,
         e.clinic_id,
         e.patient_id,
         e.referral_id,
@@ -137,7 +137,7 @@ tasks as (
         null,
         'Plan of care is ' || e.frequency_per_week || 'x/week but only ' || b.booked || ' visit(s) booked in the next '
         || {{ var('poc_lookahead_days') }} || ' days (' || b.needed || ' needed): book the rest.',
-        3,
+        false,
         k.as_of + interval 1 day,
         k.as_of
     from active as e
@@ -164,7 +164,7 @@ tasks as (
     select
         'auth_expiring',
         a.auth_id,
-        'front_desk',
+        null,
         e.clinic_id,
         e.patient_id,
         e.referral_id,
@@ -172,7 +172,7 @@ tasks as (
         null,
         'Authorization ' || a.auth_id || ': ' || a.visits_left || ' of ' || a.visits_authorized
         || ' visits left, valid to ' || strftime(a.valid_to, '%Y-%m-%d') || ': request an extension.',
-        case when a.visits_left <= 0 or a.valid_to < k.as_of_date then 2 else 3 end,
+        a.visits_left <= 0 or a.valid_to < k.as_of_date,
         least(cast(a.valid_to as timestamp), k.as_of + interval 1 day),
         a.received_at
     from (
@@ -195,7 +195,7 @@ tasks as (
     select
         'medicare_kx_threshold',
         {{ patient_key('m.patient_id') }} || ':' || m.yr,
-        'front_desk',
+        null,
         m.clinic_id,
         m.patient_id,
         m.referral_id,
@@ -203,7 +203,7 @@ tasks as (
         null,
         'Medicare therapy charges this year $' || cast(round(m.ytd_usd) as bigint) || ' of the $'
         || {{ var('kx_threshold_usd') }} || ' KX threshold: add the KX modifier and document medical necessity.',
-        case when m.ytd_usd >= {{ var('kx_threshold_usd') }} then 2 else 3 end,
+        m.ytd_usd >= {{ var('kx_threshold_usd') }},
         k.as_of + interval 1 day,
         k.as_of
     from (
@@ -235,7 +235,7 @@ tasks as (
     select
         'unsigned_note',
         n.note_id,
-        'clinician',
+        null,
         n.clinic_id,
         n.patient_id,
         e.referral_id,
@@ -244,7 +244,7 @@ tasks as (
         'Unsigned ' || replace(n.note_type, '_', ' ') || ' from ' || strftime(n.service_date, '%Y-%m-%d')
         || ' (therapist ' || n.therapist_id || '), open more than 24 h: sign it. (Notes of the last '
         || {{ var('unsigned_note_lookback_days') }} || ' days; older ones are on the compliance report.)',
-        2,
+        false,
         n.created_at + interval 24 hour,
         n.created_at
     from {{ ref('int_notes_unsigned') }} as n
@@ -273,11 +273,16 @@ actions as (
     group by task_id
 ),
 
+-- queue and priority come from the one vocabulary (seed work_queue_rules, read by the app too): a rule's
+-- escalated priority applies when its branch says the case has become urgent
 keyed as (
     select
         t.rule || ':' || t.entity_id as task_id,
-        t.*
+        t.* exclude (queue_unused, is_escalated),
+        r.queue,
+        case when t.is_escalated then coalesce(r.escalated_priority, r.priority) else r.priority end as priority
     from tasks as t
+    left join {{ ref('work_queue_rules') }} as r on t.rule = r.rule
 )
 
 select
