@@ -73,12 +73,21 @@ def demo_user(settings) -> auth.User:
     if "demo_role" not in st.session_state:
         st.session_state["demo_role"] = auth.demo_role_from_env()
     with st.sidebar:
-        role = st.selectbox("Demo role", auth.ROLES, key="demo_role", format_func=auth.ROLE_LABELS.get,
-                            help="Demo mode: no sign-in is configured. Pick a role to see the app as that user.")
+        role = st.selectbox(
+            "Demo role",
+            auth.ROLES,
+            key="demo_role",
+            format_func=auth.ROLE_LABELS.get,
+            help="Demo mode: no sign-in is configured. Pick a role to see the app as that user.",
+        )
     user = auth.demo_user(role, practice_clinics(settings))
-    st.warning(f"**Demo mode** — no sign-in is configured, anyone with this URL can use the app. "
-               f"You are viewing as **{auth.ROLE_LABELS[role]}**"
-               + (f" (clinics {', '.join(user.clinics)})" if user.clinics else "") + ".", icon=":material/science:")
+    st.warning(
+        f"**Demo mode** — no sign-in is configured, anyone with this URL can use the app. "
+        f"You are viewing as **{auth.ROLE_LABELS[role]}**"
+        + (f" (clinics {', '.join(user.clinics)})" if user.clinics else "")
+        + ".",
+        icon=":material/science:",
+    )
     return user
 
 
@@ -100,11 +109,22 @@ def shared_filters(user: auth.User, settings) -> Filters:
     st.session_state["f_clinics"] = [c for c in st.session_state["f_clinics"] if c in options]
     with st.sidebar:
         st.subheader("Filters")
-        picked = st.date_input("Date range", key="f_dates", min_value=lo, max_value=hi, format="YYYY-MM-DD",
-                               help="Referrals received / activity in this range. Defaults to the last 90 days.")
-        chosen = st.multiselect("Clinics", options, key="f_clinics", format_func=lambda c: names.get(c, c),
-                                placeholder="All my clinics",
-                                help="Leave empty for every clinic you have access to.")
+        picked = st.date_input(
+            "Date range",
+            key="f_dates",
+            min_value=lo,
+            max_value=hi,
+            format="YYYY-MM-DD",
+            help="Referrals received / activity in this range. Defaults to the last 90 days.",
+        )
+        chosen = st.multiselect(
+            "Clinics",
+            options,
+            key="f_clinics",
+            format_func=lambda c: names.get(c, c),
+            placeholder="All my clinics",
+            help="Leave empty for every clinic you have access to.",
+        )
     if isinstance(picked, (tuple, list)) and len(picked) == 2:
         start, end = picked
     else:  # the user is half-way through picking a range: keep the previous one
@@ -125,8 +145,13 @@ def navigation(user: auth.User) -> st.navigation:
     pages: dict[str, st.Page] = {}
     sections: dict[str, list] = {}
     for p in auth.PAGES:
-        pages[p.key] = st.Page(PAGES_DIR / p.file, title=p.title, icon=p.icon, url_path=p.key,
-                               visibility="visible" if auth.can_view(user.role, p.key) else "hidden")
+        pages[p.key] = st.Page(
+            PAGES_DIR / p.file,
+            title=p.title,
+            icon=p.icon,
+            url_path=p.key,
+            visibility="visible" if auth.can_view(user.role, p.key) else "hidden",
+        )
         sections.setdefault(p.section, []).append(pages[p.key])
     home = pages[auth.HOME_PAGE[user.role]]
     landing = st.Page(lambda: st.switch_page(home), title="Home", url_path="home", default=True, visibility="hidden")

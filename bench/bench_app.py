@@ -41,8 +41,7 @@ def medium_home() -> Path:
     for name in ("medium_home", "build_medium_home"):
         src = CACHE / name / "analytics.duckdb"
         if src.exists():
-            fresh = (not target.analytics_db.exists()
-                     or src.stat().st_mtime > target.analytics_db.stat().st_mtime + 1)
+            fresh = not target.analytics_db.exists() or src.stat().st_mtime > target.analytics_db.stat().st_mtime + 1
             if fresh:
                 shutil.copy2(src, target.analytics_db)
             print(f"using {src}", flush=True)
@@ -88,14 +87,16 @@ def ensure_ml(settings) -> None:
 
 def ensure_deid(settings) -> None:
     """Write the de-identified twin of the private copy, as every build does, when it is missing or older."""
-    from ptpulse.core.deid import verify_deidentified, write_deidentified
-
     import duckdb
+
+    from ptpulse.core.deid import verify_deidentified, write_deidentified
 
     def stamp(path):  # the build and the tables it holds (ML scored into the copy adds tables)
         with duckdb.connect(str(path), read_only=True) as con:
-            return (con.execute("select build_id from marts.build_info").fetchone(),
-                    con.execute("select count(*) from duckdb_tables() where schema_name = 'ml'").fetchone())
+            return (
+                con.execute("select build_id from marts.build_info").fetchone(),
+                con.execute("select count(*) from duckdb_tables() where schema_name = 'ml'").fetchone(),
+            )
 
     twin = settings.analytics_deid_db
     if twin.exists() and stamp(twin) == stamp(settings.analytics_db):
@@ -134,8 +135,14 @@ def time_page(page: str, role: str) -> dict:
         t = time.perf_counter()
         at.run()
         warm_runs.append(time.perf_counter() - t)
-    return {"role": role, "title": title, "cold_s": round(cold, 3), "warm_s": round(statistics.median(warm_runs), 3),
-            "ok": not problems and title != "?", "problems": problems[:3]}
+    return {
+        "role": role,
+        "title": title,
+        "cold_s": round(cold, 3),
+        "warm_s": round(statistics.median(warm_runs), 3),
+        "ok": not problems and title != "?",
+        "problems": problems[:3],
+    }
 
 
 def main() -> int:
@@ -147,17 +154,23 @@ def main() -> int:
     for page in auth.PAGE_ACCESS:
         pages[page] = time_page(page, role_for(page))
         r = pages[page]
-        print(f"{page:17s} {r['role']:10s} cold {r['cold_s']:6.2f}s  warm {r['warm_s']:6.2f}s  "
-              f"{'ok' if r['ok'] else 'PROBLEM ' + '; '.join(r['problems'])}", flush=True)
+        print(
+            f"{page:17s} {r['role']:10s} cold {r['cold_s']:6.2f}s  warm {r['warm_s']:6.2f}s  "
+            f"{'ok' if r['ok'] else 'PROBLEM ' + '; '.join(r['problems'])}",
+            flush=True,
+        )
     size_mb = (Path(home) / "analytics.duckdb").stat().st_size / 1e6
     result = {
-        "benchmark": "app", "scale": "medium", "analytics_mb": round(size_mb, 1),
+        "benchmark": "app",
+        "scale": "medium",
+        "analytics_mb": round(size_mb, 1),
         "targets": {"warm_s": WARM_TARGET, "cold_s": COLD_TARGET},
         "pages": pages,
         "max_cold_s": max(p["cold_s"] for p in pages.values()),
         "max_warm_s": max(p["warm_s"] for p in pages.values()),
-        "meets_targets": all(p["ok"] and p["warm_s"] <= WARM_TARGET and p["cold_s"] <= COLD_TARGET
-                             for p in pages.values()),
+        "meets_targets": all(
+            p["ok"] and p["warm_s"] <= WARM_TARGET and p["cold_s"] <= COLD_TARGET for p in pages.values()
+        ),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }

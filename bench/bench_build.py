@@ -131,20 +131,35 @@ def main() -> None:
     build_s, floor_s = min(builds), min(floors)
 
     with duckdb.connect(str(home.analytics_db), read_only=True) as con:
-        rows = dict(con.execute("select 'referrals', count(*) from marts.referral_funnel union all "
-                                "select 'appointments', count(*) from marts.appointments union all "
-                                "select 'claims', count(*) from marts.claims union all "
-                                "select 'charge_lines', count(*) from marts.charge_lines").fetchall())
+        rows = dict(
+            con.execute(
+                "select 'referrals', count(*) from marts.referral_funnel union all "
+                "select 'appointments', count(*) from marts.appointments union all "
+                "select 'claims', count(*) from marts.claims union all "
+                "select 'charge_lines', count(*) from marts.charge_lines"
+            ).fetchall()
+        )
     out = {
-        "scale": args.scale, "seed": args.seed,
-        "build_s": round(build_s, 2), "first_build_s": round(warm.seconds, 2),
-        "floor_s": round(floor_s, 2), "ratio": round(build_s / floor_s, 2),
-        "build_runs_s": [round(b, 2) for b in builds], "floor_runs_s": [round(f, 2) for f in floors],
+        "scale": args.scale,
+        "seed": args.seed,
+        "build_s": round(build_s, 2),
+        "first_build_s": round(warm.seconds, 2),
+        "floor_s": round(floor_s, 2),
+        "ratio": round(build_s / floor_s, 2),
+        "build_runs_s": [round(b, 2) for b in builds],
+        "floor_runs_s": [round(f, 2) for f in floors],
         "dbt_threads": int(os.environ.get("PTPULSE_DBT_THREADS", "1")),
-        "models": result.models, "tests": result.tests, "warnings": len(result.warnings),
-        "rows": rows, "targets": {"build_s": 60, "ratio": 2},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "duckdb": duckdb.__version__,
-                    "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "models": result.models,
+        "tests": result.tests,
+        "warnings": len(result.warnings),
+        "rows": rows,
+        "targets": {"build_s": 60, "ratio": 2},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "duckdb": duckdb.__version__,
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"build-{args.scale}.json").write_text(json.dumps(out, indent=2) + "\n")

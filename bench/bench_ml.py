@@ -117,10 +117,27 @@ def main() -> int:
         "coverage_80 in 0.75-0.85": backtest["coverage_80"] is not None and 0.75 <= backtest["coverage_80"] <= 0.85,
         "train + score <= 180 s": train_s + score_s <= 180,
     }
-    card_figures = {k: card[k] for k in ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept",
-                                         "ece", "oracle_roc_auc", "baseline_roc_auc", "n_train", "n_test",
-                                         "split_date", "trained_at", "model_version", "base_rate_test",
-                                         "brier_reference", "trees")}
+    card_figures = {
+        k: card[k]
+        for k in (
+            "roc_auc",
+            "pr_auc",
+            "brier",
+            "calibration_slope",
+            "calibration_intercept",
+            "ece",
+            "oracle_roc_auc",
+            "baseline_roc_auc",
+            "n_train",
+            "n_test",
+            "split_date",
+            "trained_at",
+            "model_version",
+            "base_rate_test",
+            "brier_reference",
+            "trees",
+        )
+    }
     card_figures["logistic_roc_auc"] = card["baselines"]["logistic_regression"]["roc_auc"]
     card_figures["roc_auc_over_oracle"] = card["roc_auc"] / oracle if oracle else None
     result = {
@@ -131,14 +148,31 @@ def main() -> int:
         "checks": checks,
         "all_passed": all(checks.values()),
         "model_card": card_figures,
-        "backtest": {k: backtest[k] for k in ("mase", "baseline_mase", "relative_mase", "smape", "coverage_80",
-                                              "horizon_weeks", "cutoffs", "series", "baseline", "by_metric",
-                                              "clinics", "practice_extra")},
+        "backtest": {
+            k: backtest[k]
+            for k in (
+                "mase",
+                "baseline_mase",
+                "relative_mase",
+                "smape",
+                "coverage_80",
+                "horizon_weeks",
+                "cutoffs",
+                "series",
+                "baseline",
+                "by_metric",
+                "clinics",
+                "practice_extra",
+            )
+        },
         "attribution": {k: attribution[k] for k in ("spearman_markov", "spearman_shapley")},
         "score_rows": scored["rows"],
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
-                    "ml_threads": os.environ.get("PTPULSE_ML_THREADS", "1")},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+            "ml_threads": os.environ.get("PTPULSE_ML_THREADS", "1"),
+        },
         "train_summary_seconds": summary["seconds"],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -152,19 +152,25 @@ def check_readable(path: Path) -> None:
     """Refuse paths that are not an existing regular .csv (or FHIR / X12) file, and symbolic links."""
     name = display_name(path)
     if path.is_symlink():
-        raise FileRefused(f"{name} is a symbolic link: PT Pulse does not follow links, which can point outside "
-                          f"the exports (e.g. to system files). Copy the file itself into the folder and ingest "
-                          f"it again.")
+        raise FileRefused(
+            f"{name} is a symbolic link: PT Pulse does not follow links, which can point outside "
+            f"the exports (e.g. to system files). Copy the file itself into the folder and ingest "
+            f"it again."
+        )
     if not path.exists():
         raise FileRefused(f"{safe_text(str(path))} does not exist. Check the path and run ingest again.")
     if not path.is_file():
         raise FileRefused(f"{name} is not a regular file. Pass a CSV file or a folder of them.")
     if path.suffix.lower() not in READABLE_SUFFIXES:
-        raise FileRefused(f"{name} is not a .csv file. Export the source as CSV (UTF-8, comma separated), "
-                          f"or as FHIR R4 JSON (.json, .ndjson) or X12 835/837P (.835, .837, .x12, .edi).")
+        raise FileRefused(
+            f"{name} is not a .csv file. Export the source as CSV (UTF-8, comma separated), "
+            f"or as FHIR R4 JSON (.json, .ndjson) or X12 835/837P (.835, .837, .x12, .edi)."
+        )
     if not os.access(path, os.R_OK):
-        raise FileRefused(f"{name} cannot be read (permission denied). Give the user running PT Pulse read "
-                          f"access to the file and ingest it again.")
+        raise FileRefused(
+            f"{name} cannot be read (permission denied). Give the user running PT Pulse read "
+            f"access to the file and ingest it again."
+        )
 
 
 def read_header(path: Path) -> list[str]:
@@ -183,17 +189,21 @@ def read_header(path: Path) -> list[str]:
                 break
     _check_bytes(path, head)
     if head.startswith(codecs.BOM_UTF8):
-        head = head[len(codecs.BOM_UTF8):]
+        head = head[len(codecs.BOM_UTF8) :]
     match = re.search(b"[\r\n]", head)
     end = match.start() if match else len(head)
     if end > MAX_HEADER_BYTES:
-        raise FileRefused(f"{display_name(path)}: the first line is longer than {MAX_HEADER_BYTES // 1024 // 1024} MB "
-                          f"without a line break, so it is not a header row. Is it a CSV file? Export it as CSV "
-                          f"with the column names on line 1.")
+        raise FileRefused(
+            f"{display_name(path)}: the first line is longer than {MAX_HEADER_BYTES // 1024 // 1024} MB "
+            f"without a line break, so it is not a header row. Is it a CSV file? Export it as CSV "
+            f"with the column names on line 1."
+        )
     if b"\x00" in head[:end]:
-        raise FileRefused(f"{display_name(path)} contains NUL bytes in its first line: it is binary (e.g. a "
-                          f"spreadsheet or zip) or UTF-16 without a byte-order mark. Export it as CSV, UTF-8, and "
-                          f"ingest it again.")
+        raise FileRefused(
+            f"{display_name(path)} contains NUL bytes in its first line: it is binary (e.g. a "
+            f"spreadsheet or zip) or UTF-16 without a byte-order mark. Export it as CSV, UTF-8, and "
+            f"ingest it again."
+        )
     try:
         line = head[:end].decode("utf-8")
     except UnicodeDecodeError:
@@ -201,28 +211,37 @@ def read_header(path: Path) -> list[str]:
     try:
         names = next(csv.reader([line]), [])
     except csv.Error:
-        raise FileRefused(f"{display_name(path)}: the header row (line 1) could not be split into column names "
-                          f"(unbalanced double quotes?). Export the file with plain column names on line 1.") from None
+        raise FileRefused(
+            f"{display_name(path)}: the header row (line 1) could not be split into column names "
+            f"(unbalanced double quotes?). Export the file with plain column names on line 1."
+        ) from None
     names = [n.strip() for n in names]
     if not any(names):
-        raise FileRefused(f"{display_name(path)}: the first line is empty, so there is no header row. Export the "
-                          f"file with the column names on line 1.")
+        raise FileRefused(
+            f"{display_name(path)}: the first line is empty, so there is no header row. Export the "
+            f"file with the column names on line 1."
+        )
     return names
 
 
 def _check_bytes(path: Path, head: bytes) -> None:
     """Refuse empty and UTF-16/32 files from their first bytes."""
     if not head.strip():
-        raise FileRefused(f"{display_name(path)} is empty. Export the source again (a header row is required), "
-                          f"or remove the file.")
+        raise FileRefused(
+            f"{display_name(path)} is empty. Export the source again (a header row is required), or remove the file."
+        )
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
-        raise FileRefused(f"{display_name(path)} is UTF-16/UTF-32 encoded. Save it as UTF-8 (e.g. `iconv -f "
-                          f"UTF-16 -t UTF-8 in.csv > out.csv`) and ingest it again.")
+        raise FileRefused(
+            f"{display_name(path)} is UTF-16/UTF-32 encoded. Save it as UTF-8 (e.g. `iconv -f "
+            f"UTF-16 -t UTF-8 in.csv > out.csv`) and ingest it again."
+        )
 
 
 def _encoding_message(path: Path, where: str) -> str:
-    return (f"{display_name(path)}: {where} is not valid UTF-8 (probably Latin-1/Windows-1252). Convert it, e.g. "
-            f"`iconv -f WINDOWS-1252 -t UTF-8 in.csv > out.csv`, and ingest it again.")
+    return (
+        f"{display_name(path)}: {where} is not valid UTF-8 (probably Latin-1/Windows-1252). Convert it, e.g. "
+        f"`iconv -f WINDOWS-1252 -t UTF-8 in.csv > out.csv`, and ingest it again."
+    )
 
 
 def encoding_refusal(path: Path, line: int) -> FileRefused:
@@ -245,8 +264,9 @@ def check_columns(path: Path, names: list[str], contract: Contract) -> list[str]
     missing_required = [c for c in contract.required_columns if c not in names]
     if missing_required:
         known = [n for n in names if n in contract.column_names]
-        found = (f"line 1 has {len(names)} field(s), {len(known)} of them column(s) of the contract"
-                 + (f" ({', '.join(known)})" if known else "; is the header row missing?"))
+        found = f"line 1 has {len(names)} field(s), {len(known)} of them column(s) of the contract" + (
+            f" ({', '.join(known)})" if known else "; is the header row missing?"
+        )
         raise FileRefused(
             f"{name}: missing required column(s) {', '.join(missing_required)} for source {contract.source!r} "
             f"({found}).{_delimiter_hint(names)} The columns are listed in "
@@ -254,8 +274,10 @@ def check_columns(path: Path, names: list[str], contract: Contract) -> list[str]
         )
     repeated = sorted({n for n in names if n in contract.column_names and names.count(n) > 1})
     if repeated:
-        raise FileRefused(f"{name}: the header repeats the column(s) {', '.join(repeated)}. Each column "
-                          f"name must appear once; fix the export and ingest it again.")
+        raise FileRefused(
+            f"{name}: the header repeats the column(s) {', '.join(repeated)}. Each column "
+            f"name must appear once; fix the export and ingest it again."
+        )
     notes = []
     missing_optional = [c for c in contract.column_names if c not in names]
     if missing_optional:

@@ -68,11 +68,21 @@ CREATE TABLE IF NOT EXISTS {quarantine} (
 """
 # DuckDB's CSV reader, fixed to the interface (UTF-8, comma, double quotes, header row): no sniffing, so a
 # file is never read differently from the next. Lines it cannot split go to a rejects table, not an error.
-READ_CSV = ("read_csv(?, header = true, auto_detect = false, columns = ?, delim = ',', quote = '\"', "
-            "escape = '\"', store_rejects = true, rejects_table = '_reject_errors', "
-            "rejects_scan = '_reject_scans')")
-TEMP_TABLES = ("_staged", "_malformed", "_line_shift", "_break_shift", "_dups", "_reject_errors", "_reject_scans",
-               "_interop_rows")
+READ_CSV = (
+    "read_csv(?, header = true, auto_detect = false, columns = ?, delim = ',', quote = '\"', "
+    "escape = '\"', store_rejects = true, rejects_table = '_reject_errors', "
+    "rejects_scan = '_reject_scans')"
+)
+TEMP_TABLES = (
+    "_staged",
+    "_malformed",
+    "_line_shift",
+    "_break_shift",
+    "_dups",
+    "_reject_errors",
+    "_reject_scans",
+    "_interop_rows",
+)
 
 MALFORMED_DETAILS = {
     "MISSING COLUMNS": "the line has fewer fields than the header; a field or a comma is missing",
@@ -148,8 +158,10 @@ def _prepare(db: RawDB) -> None:
     db.con.execute(QUARANTINE_DDL.format(quarantine=db.t("_quarantine")))
     db.con.execute("CREATE OR REPLACE TEMP TABLE _code_list (list_name VARCHAR, code VARCHAR)")
     for name in sorted(load_code_lists()):
-        db.con.execute("INSERT INTO _code_list SELECT ?, trim(code) "
-                       "FROM read_csv(?, header = true, all_varchar = true)", [name, str(CODES_DIR / f"{name}.csv")])
+        db.con.execute(
+            "INSERT INTO _code_list SELECT ?, trim(code) FROM read_csv(?, header = true, all_varchar = true)",
+            [name, str(CODES_DIR / f"{name}.csv")],
+        )
 
 
 def _load_file(db: RawDB, path: Path, contracts: Mapping[str, Contract], work_dir: Path) -> LoadResult:
@@ -191,16 +203,26 @@ def _load_file(db: RawDB, path: Path, contracts: Mapping[str, Contract], work_di
         _drop_temp(db)
         if normalised is not None:
             normalised.unlink(missing_ok=True)
-    log.info("load %s %s: %s (%s read, %s landed, %s quarantined, %s duplicate)", result.load_id, display_name(path),
-             result.status, result.rows_read, result.rows_landed, result.rows_quarantined, result.rows_duplicate)
+    log.info(
+        "load %s %s: %s (%s read, %s landed, %s quarantined, %s duplicate)",
+        result.load_id,
+        display_name(path),
+        result.status,
+        result.rows_read,
+        result.rows_landed,
+        result.rows_quarantined,
+        result.rows_duplicate,
+    )
     return result
 
 
 def _os_error_message(path: Path, exc: OSError) -> str:
     """A refusal for a file the operating system would not read; the errno name only, never a path beyond it."""
     reason = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
-    return (f"{display_name(path)} could not be read ({reason}). Check that the file is a regular, readable "
-            f"file and ingest it again.")
+    return (
+        f"{display_name(path)} could not be read ({reason}). Check that the file is a regular, readable "
+        f"file and ingest it again."
+    )
 
 
 def _next_load_id(db: RawDB) -> int:
@@ -214,17 +236,22 @@ def _previous_load(db: RawDB, sha256: str, source: str | None = None, by_source:
     """
     where = " AND source IS NOT DISTINCT FROM ?" if by_source else ""
     params = [sha256, LOADED] + ([source] if by_source else [])
-    return db.con.execute(f"SELECT load_id, file, finished_at FROM {db.t('_loads')} WHERE sha256 = ? AND status = ?"
-                          f"{where} ORDER BY load_id LIMIT 1", params).fetchone()
+    return db.con.execute(
+        f"SELECT load_id, file, finished_at FROM {db.t('_loads')} WHERE sha256 = ? AND status = ?"
+        f"{where} ORDER BY load_id LIMIT 1",
+        params,
+    ).fetchone()
 
 
 def _skip(db: RawDB, result: LoadResult, previous: tuple) -> None:
     load_id, file, finished_at = previous
     result.status = SKIPPED
     when = f"{finished_at:%Y-%m-%d %H:%M} UTC" if finished_at else "earlier"
-    result.message = (f"{display_name(Path(result.file))} is byte-identical to {display_name(Path(file))} (load "
-                      f"{load_id}, {when}); nothing landed. Re-sending a file is safe; corrected rows need a new "
-                      f"export.")
+    result.message = (
+        f"{display_name(Path(result.file))} is byte-identical to {display_name(Path(file))} (load "
+        f"{load_id}, {when}); nothing landed. Re-sending a file is safe; corrected rows need a new "
+        f"export."
+    )
     _write_audit(db, result)
 
 
@@ -241,9 +268,11 @@ def _fail(db: RawDB, result: LoadResult, exc: BaseException) -> None:
     _rollback_if_open(db)
     result.status = FAILED
     result.rows_read = result.rows_landed = result.rows_quarantined = result.rows_duplicate = 0
-    result.message = (f"internal error while loading {display_name(Path(result.file))} ({type(exc).__name__}); "
-                      f"the file was rolled back and nothing of it landed. Run ingest again; if it fails again, "
-                      f"report load {result.load_id} (the log has the traceback).")
+    result.message = (
+        f"internal error while loading {display_name(Path(result.file))} ({type(exc).__name__}); "
+        f"the file was rolled back and nothing of it landed. Run ingest again; if it fails again, "
+        f"report load {result.load_id} (the log has the traceback)."
+    )
     log.error("load %s failed (%s)", result.load_id, type(exc).__name__, exc_info=exc)
     try:
         _write_audit(db, result)
@@ -261,10 +290,23 @@ def _rollback_if_open(db: RawDB) -> None:
 
 def _write_audit(db: RawDB, result: LoadResult) -> None:
     result.finished_at = _now()
-    db.con.execute(f"INSERT INTO {db.t('_loads')} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-        result.load_id, result.file, result.sha256, result.source, result.rows_read, result.rows_landed,
-        result.rows_quarantined, result.rows_duplicate, result.started_at, result.finished_at, result.status,
-        result.message])
+    db.con.execute(
+        f"INSERT INTO {db.t('_loads')} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            result.load_id,
+            result.file,
+            result.sha256,
+            result.source,
+            result.rows_read,
+            result.rows_landed,
+            result.rows_quarantined,
+            result.rows_duplicate,
+            result.started_at,
+            result.finished_at,
+            result.status,
+            result.message,
+        ],
+    )
 
 
 def _drop_temp(db: RawDB) -> None:
@@ -274,8 +316,8 @@ def _drop_temp(db: RawDB) -> None:
 
 # --- staging: one read of the file, validation and hashing in the same pass ---------------------------------
 
-def _stage(db: RawDB, path: Path, readable: Path, names: list[str], contract: Contract,
-           file_scan: FileScan) -> None:
+
+def _stage(db: RawDB, path: Path, readable: Path, names: list[str], contract: Contract, file_scan: FileScan) -> None:
     """Read the file all-VARCHAR into temp._staged with `_violation` and `_row_hash` per row.
 
     Runs outside the landing transaction (temp tables only), so rowid is the 0-based order of the row in
@@ -287,14 +329,20 @@ def _stage(db: RawDB, path: Path, readable: Path, names: list[str], contract: Co
     position = {}
     for i, name in enumerate(names, start=1):
         position.setdefault(name, f"__f{i}")
-    text = ", ".join(f"{quote_ident(position[c.name])} AS {quote_ident(c.name)}" if c.name in position
-                     else f"CAST(NULL AS VARCHAR) AS {quote_ident(c.name)}" for c in contract.columns)
+    text = ", ".join(
+        f"{quote_ident(position[c.name])} AS {quote_ident(c.name)}"
+        if c.name in position
+        else f"CAST(NULL AS VARCHAR) AS {quote_ident(c.name)}"
+        for c in contract.columns
+    )
     sql = _staging_sql(contract, _csv_rows_sql(text, list(file_columns), file_scan))
     try:
         db.con.execute(sql, [str(readable), file_columns])
     except duckdb.Error as exc:
-        raise FileRefused(f"{display_name(path)} could not be read as CSV ({_csv_problem(exc)}). Check that it is "
-                          f"a comma-separated UTF-8 export with a header row, and ingest it again.") from None
+        raise FileRefused(
+            f"{display_name(path)} could not be read as CSV ({_csv_problem(exc)}). Check that it is "
+            f"a comma-separated UTF-8 export with a header row, and ingest it again."
+        ) from None
     _collect_malformed(db, path)
 
 
@@ -310,8 +358,7 @@ def _csv_rows_sql(contract_text: str, columns: list[str], file_scan: FileScan) -
     if not file_scan.quotes and not file_scan.nuls:
         return f"SELECT {contract_text}, 0 AS _breaks, false AS _nul FROM {READ_CSV}"
     if len(columns) > WIDE_FILE_COLUMNS:
-        checked, source = ["_all"], (f"SELECT {contract_text}, concat({', '.join(columns)}) AS _all "
-                                     f"FROM {READ_CSV}")
+        checked, source = ["_all"], (f"SELECT {contract_text}, concat({', '.join(columns)}) AS _all FROM {READ_CSV}")
     else:
         checked, source = columns, f"SELECT {contract_text}, {', '.join(columns)} FROM {READ_CSV}"
     breaks, nul = "0", "false"
@@ -332,10 +379,12 @@ def _staging_sql(contract: Contract, rows_sql: str) -> str:
     checks = v.checks_for(contract)
     trimmed = ", ".join(f"{v.trimmed_expr(c)} AS {quote_ident(c.name)}" for c in contract.columns)
     excluded = ", ".join(quote_ident(c.name) for c in contract.columns)
-    return (f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT *, {v.violation_expr(checks)} AS _violation, "
-            f"{v.row_hash_expr(contract)} AS _row_hash "
-            f"FROM (SELECT *{', ' + typed if typed else ''} FROM ("
-            f"SELECT {trimmed}, * EXCLUDE ({excluded}) FROM ({rows_sql})))")
+    return (
+        f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT *, {v.violation_expr(checks)} AS _violation, "
+        f"{v.row_hash_expr(contract)} AS _row_hash "
+        f"FROM (SELECT *{', ' + typed if typed else ''} FROM ("
+        f"SELECT {trimmed}, * EXCLUDE ({excluded}) FROM ({rows_sql})))"
+    )
 
 
 def _csv_problem(exc: duckdb.Error) -> str:
@@ -359,7 +408,8 @@ def _csv_problem(exc: duckdb.Error) -> str:
 def _collect_malformed(db: RawDB, path: Path) -> None:
     """One row per malformed line (DuckDB may report several errors for a line); refuse non-UTF-8 files."""
     bad_encoding = db.con.execute(
-        "SELECT min(line) FROM _reject_errors WHERE error_type = 'INVALID ENCODING'").fetchone()[0]
+        "SELECT min(line) FROM _reject_errors WHERE error_type = 'INVALID ENCODING'"
+    ).fetchone()[0]
     if bad_encoding is not None:
         raise encoding_refusal(path, int(bad_encoding))
     spanning = db.con.execute("""
@@ -370,8 +420,9 @@ def _collect_malformed(db: RawDB, path: Path) -> None:
         raise FileRefused(
             f"{display_name(path)}: line {line} opens a double-quoted value that is not closed where the value "
             f"ends, so {breaks + 1 if breaks else 'several'} lines from there (to the next double quote or the end "
-            f"of the file) would be read as one record. Close the quote (write a quote inside a value as two: \"\") "
-            f"or remove it, and ingest the file again.")
+            f'of the file) would be read as one record. Close the quote (write a quote inside a value as two: "") '
+            f"or remove it, and ingest the file again."
+        )
     cases = " ".join(f"WHEN {v.lit(k)} THEN {v.lit(text)}" for k, text in MALFORMED_DETAILS.items())
     db.con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _malformed AS
@@ -411,11 +462,14 @@ def _line_sql(db: RawDB) -> tuple[str, str]:
 
 # --- landing: one transaction per file ------------------------------------------------------------------------
 
-def _land(db: RawDB, result: LoadResult, contract: Contract, notes: list[str],
-          line: tuple[str, str] | None = None) -> None:
+
+def _land(
+    db: RawDB, result: LoadResult, contract: Contract, notes: list[str], line: tuple[str, str] | None = None
+) -> None:
     """Quarantine, land and audit the staged file atomically; assert the row-count invariant first."""
     staged, malformed = db.con.execute(
-        "SELECT (SELECT count(*) FROM _staged), (SELECT count(*) FROM _malformed)").fetchone()
+        "SELECT (SELECT count(*) FROM _staged), (SELECT count(*) FROM _malformed)"
+    ).fetchone()
     line = line or _line_sql(db)
     db.con.begin()
     ensure_source_table(db, contract)
@@ -434,14 +488,18 @@ def assert_counts(result: LoadResult) -> None:
     """Every row read is landed, quarantined or a duplicate: exactly one of them."""
     total = result.rows_landed + result.rows_quarantined + result.rows_duplicate
     if result.rows_read != total:
-        raise AssertionError(f"load {result.load_id}: rows_read {result.rows_read} != landed {result.rows_landed} "
-                             f"+ quarantined {result.rows_quarantined} + duplicate {result.rows_duplicate}")
+        raise AssertionError(
+            f"load {result.load_id}: rows_read {result.rows_read} != landed {result.rows_landed} "
+            f"+ quarantined {result.rows_quarantined} + duplicate {result.rows_duplicate}"
+        )
 
 
 def _summary(result: LoadResult) -> list[str]:
     if result.rows_quarantined:
-        return [f"{result.rows_quarantined} row(s) quarantined: see `ptpulse status` and raw._quarantine "
-                f"(load_id {result.load_id}), fix them in the source and re-send the file"]
+        return [
+            f"{result.rows_quarantined} row(s) quarantined: see `ptpulse status` and raw._quarantine "
+            f"(load_id {result.load_id}), fix them in the source and re-send the file"
+        ]
     return []
 
 
@@ -450,9 +508,13 @@ def ensure_source_table(db: RawDB, contract: Contract) -> None:
     table = db.t(contract.source)
     columns = ", ".join(f"{quote_ident(c.name)} {c.sql_type}" for c in contract.columns)
     db.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns}, _load_id BIGINT, _row_hash UBIGINT, _line BIGINT)")
-    existing = {row[0] for row in db.con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
-        [db.catalog, SCHEMA, contract.source]).fetchall()}
+    existing = {
+        row[0]
+        for row in db.con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+            [db.catalog, SCHEMA, contract.source],
+        ).fetchall()
+    }
     for col in contract.columns:
         if col.name not in existing:
             db.con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(col.name)} {col.sql_type}")
@@ -464,15 +526,21 @@ def _quarantine(db: RawDB, result: LoadResult, contract: Contract, line: tuple[s
     params = [result.load_id, contract.source, result.file]
     broken = 0
     if checks:
-        broken = db.con.execute(f"""
-            INSERT INTO {db.t('_quarantine')}
+        broken = db.con.execute(
+            f"""
+            INSERT INTO {db.t("_quarantine")}
             SELECT ?, ?, ?, {line[1]}, {v.rule_expr(checks)}, {v.column_expr(checks)}, {v.detail_expr(checks)},
                    {v.record_expr(contract)}
-            FROM _staged s {line[0]} WHERE _violation IS NOT NULL""", params).fetchone()[0]
-    db.con.execute(f"""
-        INSERT INTO {db.t('_quarantine')}
+            FROM _staged s {line[0]} WHERE _violation IS NOT NULL""",
+            params,
+        ).fetchone()[0]
+    db.con.execute(
+        f"""
+        INSERT INTO {db.t("_quarantine")}
         SELECT ?, ?, ?, line, 'malformed_row', column_name, detail, json_object('_raw_line', csv_line)
-        FROM _malformed""", params)
+        FROM _malformed""",
+        params,
+    )
     return broken
 
 
@@ -508,11 +576,14 @@ def _insert_rows(db: RawDB, result: LoadResult, contract: Contract, line: tuple[
     """Land the valid, non-duplicate staged rows typed, in file order."""
     columns = ", ".join(quote_ident(c.name) for c in contract.columns)
     typed = ", ".join(v.typed_ref(c) for c in contract.columns)
-    return db.con.execute(f"""
+    return db.con.execute(
+        f"""
         INSERT INTO {db.t(contract.source)} ({columns}, _load_id, _row_hash, _line)
         SELECT {typed}, ?, s._row_hash, {line[1]}
         FROM _staged s {line[0]}
-        WHERE s._violation IS NULL AND s.rowid NOT IN (SELECT rid FROM _dups)""", [result.load_id]).fetchone()[0]
+        WHERE s._violation IS NULL AND s.rowid NOT IN (SELECT rid FROM _dups)""",
+        [result.load_id],
+    ).fetchone()[0]
 
 
 # --- FHIR / X12 files: one parse, then per target source the same staging, landing and audit as a CSV ------
@@ -572,9 +643,17 @@ def _load_interop_file(db: RawDB, path: Path, contracts: Mapping[str, Contract])
             raise
         finally:
             _drop_temp(db)
-        log.info("load %s %s -> %s: %s (%s read, %s landed, %s quarantined, %s duplicate)", result.load_id,
-                 display_name(path), source, result.status, result.rows_read, result.rows_landed,
-                 result.rows_quarantined, result.rows_duplicate)
+        log.info(
+            "load %s %s -> %s: %s (%s read, %s landed, %s quarantined, %s duplicate)",
+            result.load_id,
+            display_name(path),
+            source,
+            result.status,
+            result.rows_read,
+            result.rows_landed,
+            result.rows_quarantined,
+            result.rows_duplicate,
+        )
         results.append(result)
     return results
 
@@ -585,8 +664,9 @@ def _stage_rows(db: RawDB, rows: list, contract: Contract) -> None:
 
     schema = {c: pl.Utf8 for c in contract.column_names}
     data = {c: [row[c] for _, row in rows] for c in contract.column_names}
-    frame = pl.DataFrame(data, schema=schema).with_columns(pl.Series("_src_line", [line for line, _ in rows],
-                                                                     dtype=pl.Int64))
+    frame = pl.DataFrame(data, schema=schema).with_columns(
+        pl.Series("_src_line", [line for line, _ in rows], dtype=pl.Int64)
+    )
     db.con.register("_interop_frame", frame.to_arrow())
     try:
         db.con.execute("CREATE OR REPLACE TEMP TABLE _interop_rows AS SELECT * FROM _interop_frame")
@@ -594,7 +674,9 @@ def _stage_rows(db: RawDB, rows: list, contract: Contract) -> None:
         db.con.unregister("_interop_frame")
     columns = ", ".join(quote_ident(c) for c in contract.column_names)
     nul = " OR ".join(f"coalesce(contains({quote_ident(c)}, chr(0)), false)" for c in contract.column_names)
-    db.con.execute(_staging_sql(contract, f"SELECT {columns}, _src_line, 0 AS _breaks, {nul} AS _nul "
-                                          f"FROM _interop_rows"))
-    db.con.execute("CREATE OR REPLACE TEMP TABLE _malformed "
-                   "(line BIGINT, column_name VARCHAR, detail VARCHAR, csv_line VARCHAR)")
+    db.con.execute(
+        _staging_sql(contract, f"SELECT {columns}, _src_line, 0 AS _breaks, {nul} AS _nul FROM _interop_rows")
+    )
+    db.con.execute(
+        "CREATE OR REPLACE TEMP TABLE _malformed (line BIGINT, column_name VARCHAR, detail VARCHAR, csv_line VARCHAR)"
+    )

@@ -29,9 +29,13 @@ class RawDB:
         return f"{quote_ident(self.catalog)}.{quote_ident(SCHEMA)}.{quote_ident(table)}"
 
     def has_table(self, table: str) -> bool:
-        return self.con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
-            [self.catalog, SCHEMA, table]).fetchone()[0] > 0
+        return (
+            self.con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+                [self.catalog, SCHEMA, table],
+            ).fetchone()[0]
+            > 0
+        )
 
     def close(self) -> None:
         self.con.close()

@@ -18,8 +18,20 @@ from ptpulse.core.config import Settings
 from ptpulse.core.contracts import load_contracts
 from ptpulse.core.sql import quote_ident
 
-LOAD_FIELDS = ("load_id", "file", "sha256", "source", "rows_read", "rows_landed", "rows_quarantined",
-               "rows_duplicate", "status", "started_at", "finished_at", "message")
+LOAD_FIELDS = (
+    "load_id",
+    "file",
+    "sha256",
+    "source",
+    "rows_read",
+    "rows_landed",
+    "rows_quarantined",
+    "rows_duplicate",
+    "status",
+    "started_at",
+    "finished_at",
+    "message",
+)
 
 
 class StatusUnavailable(RuntimeError):
@@ -36,7 +48,8 @@ def status_report(settings: Settings) -> dict[str, list[dict[str, Any]]]:
     except duckdb.Error as exc:
         raise StatusUnavailable(
             f"cannot read {settings.raw_db} ({str(exc).splitlines()[0][:200]}). If an ingest or refresh is "
-            f"running, wait for it to finish and run `ptpulse status` again.") from None
+            f"running, wait for it to finish and run `ptpulse status` again."
+        ) from None
     try:
         if not db.has_table("_loads"):
             return empty
@@ -59,22 +72,39 @@ def _loads(db: RawDB) -> list[dict[str, Any]]:
 def _quarantine_by_rule(db: RawDB) -> list[dict[str, Any]]:
     if not db.has_table("_quarantine"):
         return []
-    return _rows(db, f"""
+    return _rows(
+        db,
+        f"""
         SELECT source, rule, column_name AS "column", count(*) AS rows
-        FROM {db.t('_quarantine')} GROUP BY ALL ORDER BY rows DESC, source, rule, "column" """)
+        FROM {db.t("_quarantine")} GROUP BY ALL ORDER BY rows DESC, source, rule, "column" """,
+    )
 
 
 def _freshness(db: RawDB) -> list[dict[str, Any]]:
     """Per contract source: last successful load, latest event time in the data, and rows landed."""
-    last_loads = {r["source"]: r["last_load_at"] for r in _rows(db, f"""
-        SELECT source, max(finished_at) AS last_load_at FROM {db.t('_loads')}
-        WHERE status = 'loaded' GROUP BY source""")}
+    last_loads = {
+        r["source"]: r["last_load_at"]
+        for r in _rows(
+            db,
+            f"""
+        SELECT source, max(finished_at) AS last_load_at FROM {db.t("_loads")}
+        WHERE status = 'loaded' GROUP BY source""",
+        )
+    }
     out = []
     for source, contract in sorted(load_contracts().items()):
         latest, rows = None, 0
         if db.has_table(source):
             latest, rows = db.con.execute(
-                f"SELECT max({quote_ident(contract.event_time)}), count(*) FROM {db.t(source)}").fetchone()
-        out.append({"source": source, "last_load_at": last_loads.get(source), "event_time": contract.event_time,
-                    "latest_event_at": latest, "rows": rows})
+                f"SELECT max({quote_ident(contract.event_time)}), count(*) FROM {db.t(source)}"
+            ).fetchone()
+        out.append(
+            {
+                "source": source,
+                "last_load_at": last_loads.get(source),
+                "event_time": contract.event_time,
+                "latest_event_at": latest,
+                "rows": rows,
+            }
+        )
     return out

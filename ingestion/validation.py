@@ -62,8 +62,10 @@ def trimmed_expr(col: Column, source: str | None = None) -> str:
     if not col.trim:
         return x
     edges = ", ".join(str(ord(c)) for c in TRIM_CHARS if ord(c) > 32)
-    return (f"CASE WHEN ord({x}) <= 32 OR ord(right({x}, 1)) <= 32 OR ord({x}) IN ({edges}) "
-            f"OR ord(right({x}, 1)) IN ({edges}) THEN trim({x}, {lit(TRIM_CHARS)}) ELSE {x} END")
+    return (
+        f"CASE WHEN ord({x}) <= 32 OR ord(right({x}, 1)) <= 32 OR ord({x}) IN ({edges}) "
+        f"OR ord(right({x}, 1)) IN ({edges}) THEN trim({x}, {lit(TRIM_CHARS)}) ELSE {x} END"
+    )
 
 
 def value_expr(col: Column) -> str:
@@ -108,8 +110,9 @@ def typed_ref(col: Column) -> str:
 
 def typed_columns(contract: Contract) -> str:
     """SQL select list computing every non-varchar column's typed value, once per row."""
-    return ", ".join(f"{typed_expr(c)} AS {quote_ident(TYPED_PREFIX + c.name)}"
-                     for c in contract.columns if c.type != "varchar")
+    return ", ".join(
+        f"{typed_expr(c)} AS {quote_ident(TYPED_PREFIX + c.name)}" for c in contract.columns if c.type != "varchar"
+    )
 
 
 @dataclass(frozen=True)
@@ -133,12 +136,22 @@ def _detail(col: Column, text: str) -> str:
 # joins the lines up to the next quote into one value; those rows are quarantined with their line, never
 # landed with the next rows inside a value.
 ROW_CHECKS = (
-    Check("multiline_record", None, "_breaks > 0",
-          lit("the record spans several lines (a field contains a line break): usually a stray double quote "
-              "joined the following lines into one value. Remove the quote (or the line break) in the source "
-              "and re-send the file")),
-    Check("nul_byte", None, "_nul",
-          lit("a field contains a NUL byte (binary data): fix the row in the source and re-send the file")),
+    Check(
+        "multiline_record",
+        None,
+        "_breaks > 0",
+        lit(
+            "the record spans several lines (a field contains a line break): usually a stray double quote "
+            "joined the following lines into one value. Remove the quote (or the line break) in the source "
+            "and re-send the file"
+        ),
+    ),
+    Check(
+        "nul_byte",
+        None,
+        "_nul",
+        lit("a field contains a NUL byte (binary data): fix the row in the source and re-send the file"),
+    ),
 )
 
 
@@ -177,31 +190,43 @@ def _range(col: Column) -> list[Check]:
     checks = []
     typed = typed_ref(col)
     if col.min is not None:
-        checks.append(Check("below_min", col.name, f"{typed} < {lit(col.min)}",
-                            _detail(col, f"is below the minimum {col.min}")))
+        checks.append(
+            Check("below_min", col.name, f"{typed} < {lit(col.min)}", _detail(col, f"is below the minimum {col.min}"))
+        )
     if col.max is not None:
-        checks.append(Check("above_max", col.name, f"{typed} > {lit(col.max)}",
-                            _detail(col, f"is above the maximum {col.max}")))
+        checks.append(
+            Check("above_max", col.name, f"{typed} > {lit(col.max)}", _detail(col, f"is above the maximum {col.max}"))
+        )
     return checks
 
 
 def _codes(col: Column) -> list[Check]:
     if col.codes is None:
         return []
-    cond = (f"{value_expr(col)} IS NOT NULL AND {value_expr(col)} NOT IN "
-            f"(SELECT code FROM _code_list WHERE list_name = {lit(col.codes)})")
+    cond = (
+        f"{value_expr(col)} IS NOT NULL AND {value_expr(col)} NOT IN "
+        f"(SELECT code FROM _code_list WHERE list_name = {lit(col.codes)})"
+    )
     text = f"is not in the code list ingestion/codes/{col.codes}.csv"
     return [Check("unknown_code", col.name, cond, _detail(col, text))]
 
 
-_RULE_BUILDERS = {"row": lambda col: [], "required": _required, "type": _type, "accepted": _accepted,
-                  "pattern": _pattern, "range": _range, "codes": _codes}
+_RULE_BUILDERS = {
+    "row": lambda col: [],
+    "required": _required,
+    "type": _type,
+    "accepted": _accepted,
+    "pattern": _pattern,
+    "range": _range,
+    "codes": _codes,
+}
 
 
 def checks_for(contract: Contract) -> list[Check]:
     """All checks of a contract, in the order in which the first broken one is reported."""
-    return list(ROW_CHECKS) + [check for rule in RULE_ORDER for col in contract.columns
-                               for check in _RULE_BUILDERS[rule](col)]
+    return list(ROW_CHECKS) + [
+        check for rule in RULE_ORDER for col in contract.columns for check in _RULE_BUILDERS[rule](col)
+    ]
 
 
 def violation_expr(checks: list[Check]) -> str:

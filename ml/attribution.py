@@ -48,8 +48,16 @@ def prepare_paths(paths: pd.DataFrame, max_channels: int = MAX_SHAPLEY_CHANNELS)
     conv = df["conversions"].fillna(0).to_numpy(float)
     nonconv = df["non_conversions"].fillna(0).to_numpy(float)
     rev = df["revenue_usd"].fillna(0).to_numpy(float) if "revenue_usd" in df else np.zeros(len(df))
-    steps = (df["path"].fillna("").str.split(SEPARATOR).explode().str.strip()
-             .rename("channel").reset_index().rename(columns={"index": "path_idx"}))
+    steps = (
+        df["path"]
+        .fillna("")
+        .str.split(SEPARATOR)
+        .explode()
+        .str.strip()
+        .rename("channel")
+        .reset_index()
+        .rename(columns={"index": "path_idx"})
+    )
     steps = steps[steps["channel"].notna() & (steps["channel"] != "")]
     steps["pos"] = steps.groupby("path_idx").cumcount()
 
@@ -68,6 +76,7 @@ def prepare_paths(paths: pd.DataFrame, max_channels: int = MAX_SHAPLEY_CHANNELS)
 
 
 # ------------------------------------------------------------------------------------------------ Markov
+
 
 def _absorption_values(q: np.ndarray, r: np.ndarray) -> float:
     """Expected absorbed value from the start state (index 0): solve (I - Q) x = r."""
@@ -96,8 +105,7 @@ def markov_removal_effects(table: PathTable) -> tuple[np.ndarray, np.ndarray, di
         nxt = s.copy()
         nxt["pos"] -= 1
         pairs = s.merge(nxt, on=["path_idx", "pos"], suffixes=("", "_next"))
-        np.add.at(q_counts, (pairs["ch"].to_numpy() + 1, pairs["ch_next"].to_numpy() + 1),
-                  weight[pairs["path_idx"]])
+        np.add.at(q_counts, (pairs["ch"].to_numpy() + 1, pairs["ch_next"].to_numpy() + 1), weight[pairs["path_idx"]])
         last = s.loc[s.groupby("path_idx")["pos"].idxmax()]
     else:
         last = s
@@ -131,9 +139,12 @@ def markov_removal_effects(table: PathTable) -> tuple[np.ndarray, np.ndarray, di
             re_conv[k] = 1 - _absorption_values(qk, r_conv) / base_conv
         if base_value > 0:
             re_value[k] = 1 - _absorption_values(qk, r_value) / base_value
-    info = {"p_conversion": base_conv, "expected_revenue_per_path": base_value,
-            "removal_effect": dict(zip(table.channels, np.round(re_conv, 6).tolist())),
-            "removal_effect_revenue": dict(zip(table.channels, np.round(re_value, 6).tolist()))}
+    info = {
+        "p_conversion": base_conv,
+        "expected_revenue_per_path": base_value,
+        "removal_effect": dict(zip(table.channels, np.round(re_conv, 6).tolist(), strict=False)),
+        "removal_effect_revenue": dict(zip(table.channels, np.round(re_value, 6).tolist(), strict=False)),
+    }
     return np.clip(re_conv, 0, None), np.clip(re_value, 0, None), info
 
 
@@ -146,14 +157,26 @@ def markov_attribution(paths: pd.DataFrame, max_channels: int = MAX_SHAPLEY_CHAN
     """Markov credit per channel: removal effects normalised to the observed totals."""
     table = prepare_paths(paths, max_channels)
     re_conv, re_value, info = markov_removal_effects(table)
-    settings = {"model": "markov", "order": 1, "normalisation": "removal effects scaled to observed totals",
-                "max_channels": max_channels, "grouped_into_other": sorted(table.grouped), "paths": len(paths),
-                **info}
-    return _frame("markov", table.channels, _shares(re_conv, table.conversions.sum()),
-                  _shares(re_value, table.revenue.sum()), settings)
+    settings = {
+        "model": "markov",
+        "order": 1,
+        "normalisation": "removal effects scaled to observed totals",
+        "max_channels": max_channels,
+        "grouped_into_other": sorted(table.grouped),
+        "paths": len(paths),
+        **info,
+    }
+    return _frame(
+        "markov",
+        table.channels,
+        _shares(re_conv, table.conversions.sum()),
+        _shares(re_value, table.revenue.sum()),
+        settings,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- Shapley
+
 
 def _coalition_values(masks: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """v(S) = total value of paths whose channel set is a subset of S, for every S (subset-sum DP)."""
@@ -176,8 +199,9 @@ def shapley_values(masks: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     v = _coalition_values(masks, values, n)
     all_masks = np.arange(1 << n)
     sizes = np.array([bin(m).count("1") for m in range(1 << n)]) if n <= 16 else None
-    weights = np.array([math.factorial(s) * math.factorial(n - s - 1) / math.factorial(n) if s < n else 0.0
-                        for s in range(n + 1)])
+    weights = np.array(
+        [math.factorial(s) * math.factorial(n - s - 1) / math.factorial(n) if s < n else 0.0 for s in range(n + 1)]
+    )
     phi = np.zeros(n)
     for i in range(n):
         bit = 1 << i
@@ -198,22 +222,31 @@ def shapley_attribution(paths: pd.DataFrame, max_channels: int = MAX_SHAPLEY_CHA
     touched = masks > 0  # a path without channels belongs to no coalition: nobody can claim it
     phi_conv = shapley_values(masks[touched], table.conversions[touched], n)
     phi_rev = shapley_values(masks[touched], table.revenue[touched], n)
-    settings = {"model": "shapley", "game": "v(S) = value of paths whose channel set is a subset of S",
-                "exact": True, "coalitions": 1 << n, "max_channels": max_channels,
-                "grouped_into_other": sorted(table.grouped), "paths": len(paths),
-                "unattributed_conversions": float(table.conversions[~touched].sum())}
+    settings = {
+        "model": "shapley",
+        "game": "v(S) = value of paths whose channel set is a subset of S",
+        "exact": True,
+        "coalitions": 1 << n,
+        "max_channels": max_channels,
+        "grouped_into_other": sorted(table.grouped),
+        "paths": len(paths),
+        "unattributed_conversions": float(table.conversions[~touched].sum()),
+    }
     return _frame("shapley", table.channels, phi_conv, phi_rev, settings)
 
 
-def _frame(model: str, channels: list[str], conv: np.ndarray, rev: np.ndarray,
-           settings: dict[str, Any]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "model": model,
-        "channel": channels,
-        "attributed_conversions": np.asarray(conv, float),
-        "attributed_revenue_usd": np.round(np.asarray(rev, float), 2),
-        "settings": json.dumps(settings, sort_keys=True, default=float),
-    })
+def _frame(
+    model: str, channels: list[str], conv: np.ndarray, rev: np.ndarray, settings: dict[str, Any]
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "model": model,
+            "channel": channels,
+            "attributed_conversions": np.asarray(conv, float),
+            "attributed_revenue_usd": np.round(np.asarray(rev, float), 2),
+            "settings": json.dumps(settings, sort_keys=True, default=float),
+        }
+    )
 
 
 def attribute(paths: pd.DataFrame, max_channels: int = MAX_SHAPLEY_CHANNELS) -> pd.DataFrame:
@@ -221,5 +254,6 @@ def attribute(paths: pd.DataFrame, max_channels: int = MAX_SHAPLEY_CHANNELS) -> 
     cols = ["model", "channel", "attributed_conversions", "attributed_revenue_usd", "settings"]
     if paths is None or len(paths) == 0:
         return pd.DataFrame(columns=cols)
-    return pd.concat([markov_attribution(paths, max_channels), shapley_attribution(paths, max_channels)],
-                     ignore_index=True)[cols]
+    return pd.concat(
+        [markov_attribution(paths, max_channels), shapley_attribution(paths, max_channels)], ignore_index=True
+    )[cols]

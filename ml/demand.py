@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import holidays
 import numpy as np
@@ -70,6 +70,7 @@ class DemandSettings:
 
 # ------------------------------------------------------------------------------------------------ series
 
+
 def week_start(ts: pd.Series) -> pd.Series:
     """Monday of the week of each timestamp (as a datetime at midnight)."""
     d = pd.to_datetime(ts).dt.normalize()
@@ -100,8 +101,9 @@ def weekly_series(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
         weeks = pd.date_range(part["week_start"].min(), last, freq="7D")
         filled = part.set_index("week_start")["y"].reindex(weeks, fill_value=0).to_numpy(float)
         start = ramp_up_weeks(filled)
-        frames.append(pd.DataFrame({"series": series, "metric": metric, "week_start": weeks[start:],
-                                    "y": filled[start:]}))
+        frames.append(
+            pd.DataFrame({"series": series, "metric": metric, "week_start": weeks[start:], "y": filled[start:]})
+        )
     if not frames:
         return pd.DataFrame(columns=["series", "metric", "week_start", "y"])
     return pd.concat(frames, ignore_index=True)
@@ -164,9 +166,14 @@ def prophet_forecast(history: pd.DataFrame, future: pd.DatetimeIndex, cfg: Deman
     df = pd.DataFrame({"ds": pd.DatetimeIndex(history["week_start"]), "y": history["y"].to_numpy(float)})
     df["holiday_days"] = holiday_weekdays(df["ds"])
     yearly = cfg.yearly_order if len(df) >= cfg.min_weeks_for_yearly else False
-    model = Prophet(yearly_seasonality=yearly, weekly_seasonality=False, daily_seasonality=False,
-                    changepoint_prior_scale=cfg.changepoint_prior_scale, interval_width=cfg.interval_width,
-                    uncertainty_samples=cfg.uncertainty_samples)
+    model = Prophet(
+        yearly_seasonality=yearly,
+        weekly_seasonality=False,
+        daily_seasonality=False,
+        changepoint_prior_scale=cfg.changepoint_prior_scale,
+        interval_width=cfg.interval_width,
+        uncertainty_samples=cfg.uncertainty_samples,
+    )
     model.add_regressor("holiday_days", mode="additive")
     _quiet_stan()
     ds = pd.DatetimeIndex(df["ds"]).append(pd.DatetimeIndex(future))
@@ -213,6 +220,7 @@ def mean_last_4(history: pd.DataFrame, future: pd.DatetimeIndex) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------------- backtest
+
 
 def cutoff_weeks(weeks: pd.DatetimeIndex, cfg: DemandSettings) -> list[pd.Timestamp]:
     """Rolling origins, oldest first: the last leaves exactly `horizon` weeks to test; earlier ones step back.
@@ -275,8 +283,12 @@ def calibrate_intervals(points: pd.DataFrame, cfg: DemandSettings) -> pd.DataFra
     the band is rescaled by how well it covered out of sample. Adds interval_scale, lower_80, upper_80.
     """
     out = points.copy()
-    out["score"] = interval_scores(out["actual"].to_numpy(float), out["yhat"].to_numpy(float),
-                                   out["yhat_lower"].to_numpy(float), out["yhat_upper"].to_numpy(float))
+    out["score"] = interval_scores(
+        out["actual"].to_numpy(float),
+        out["yhat"].to_numpy(float),
+        out["yhat_lower"].to_numpy(float),
+        out["yhat_upper"].to_numpy(float),
+    )
     out["level"] = out["series"].map(level_of)
     horizon_end = out.groupby("cutoff")["week_start"].transform("max") + pd.Timedelta(weeks=1)
     out["observed_by"] = horizon_end
@@ -284,7 +296,7 @@ def calibrate_intervals(points: pd.DataFrame, cfg: DemandSettings) -> pd.DataFra
     for (level, metric, cutoff), idx in out.groupby(["level", "metric", "cutoff"]).groups.items():
         past = out[(out["level"] == level) & (out["metric"] == metric) & (out["observed_by"] <= cutoff)]
         if cfg.calibration_window is not None:
-            recent = sorted(past["cutoff"].unique())[-cfg.calibration_window:]
+            recent = sorted(past["cutoff"].unique())[-cfg.calibration_window :]
             past = past[past["cutoff"].isin(recent)]
         scale[out.index.get_indexer(idx)] = conformal_scale(past["score"].to_numpy(), cfg.interval_width)
     out["interval_scale"] = scale
@@ -294,24 +306,26 @@ def calibrate_intervals(points: pd.DataFrame, cfg: DemandSettings) -> pd.DataFra
 
 def backtest_method(cfg: DemandSettings) -> dict[str, object]:
     """How the backtest and its intervals were made, for backtest.json's `method` field."""
-    window = ("every earlier origin whose whole horizon was observed before the cutoff (expanding window)"
-              if cfg.calibration_window is None else
-              f"the {cfg.calibration_window} most recent origins whose whole horizon was observed before the cutoff")
+    window = (
+        "every earlier origin whose whole horizon was observed before the cutoff (expanding window)"
+        if cfg.calibration_window is None
+        else f"the {cfg.calibration_window} most recent origins whose whole horizon was observed before the cutoff"
+    )
     return {
         "origins": f"{cfg.cutoffs} evaluated cutoffs every {cfg.cutoff_step_weeks} weeks, the last leaving exactly "
-                   f"{cfg.horizon_weeks} weeks; they span a full year of starting points so every season is "
-                   f"scored; up to {cfg.calibration_cutoffs} earlier origins (each with >= {SEASON} weeks of "
-                   "training history) only calibrate the intervals",
+        f"{cfg.horizon_weeks} weeks; they span a full year of starting points so every season is "
+        f"scored; up to {cfg.calibration_cutoffs} earlier origins (each with >= {SEASON} weeks of "
+        "training history) only calibrate the intervals",
         "model": f"Prophet, weekly; calendar-month shares of each week's weekdays (12 additive regressors) "
-                 f"{'on' if cfg.month_effects else 'off'}; yearly Fourier order {cfg.yearly_order}; US federal "
-                 f"holiday weekdays regressor; interval_width {cfg.interval_width}, "
-                 f"{cfg.uncertainty_samples} uncertainty samples, seed {cfg.seed}",
+        f"{'on' if cfg.month_effects else 'off'}; yearly Fourier order {cfg.yearly_order}; US federal "
+        f"holiday weekdays regressor; interval_width {cfg.interval_width}, "
+        f"{cfg.uncertainty_samples} uncertainty samples, seed {cfg.seed}",
         "intervals": "split conformal on normalised scores: score = |actual - yhat| / (Prophet band half-width on "
-                     f"that side); the band at cutoff c is scaled by the empirical {cfg.interval_width:.0%} "
-                     f"quantile of the scores of {window}, same level (practice / clinic) and metric; Prophet's "
-                     "own band when fewer than 12 such scores exist. No information from c or later is used.",
+        f"that side); the band at cutoff c is scaled by the empirical {cfg.interval_width:.0%} "
+        f"quantile of the scores of {window}, same level (practice / clinic) and metric; Prophet's "
+        "own band when fewer than 12 such scores exist. No information from c or later is used.",
         "coverage": "share of evaluated weeks whose actual lies in the calibrated band (coverage_80); "
-                    "coverage_80_raw is Prophet's own band",
+        "coverage_80_raw is Prophet's own band",
         "production_scale": "forecast_all uses the same quantile over every backtest origin's scores",
     }
 
@@ -320,17 +334,27 @@ def final_interval_scales(points: pd.DataFrame, cfg: DemandSettings) -> dict[str
     """Scales for the production forecast: from every backtest error, per level and metric."""
     if points.empty:
         return {}
-    scored = points.assign(level=points["series"].map(level_of), score=interval_scores(
-        points["actual"].to_numpy(float), points["yhat"].to_numpy(float), points["yhat_lower"].to_numpy(float),
-        points["yhat_upper"].to_numpy(float)))
+    scored = points.assign(
+        level=points["series"].map(level_of),
+        score=interval_scores(
+            points["actual"].to_numpy(float),
+            points["yhat"].to_numpy(float),
+            points["yhat_lower"].to_numpy(float),
+            points["yhat_upper"].to_numpy(float),
+        ),
+    )
     out: dict[str, dict[str, float]] = {}
     for (level, metric), part in scored.groupby(["level", "metric"]):
         out.setdefault(level, {})[metric] = conformal_scale(part["score"].to_numpy(), cfg.interval_width)
     return out
 
 
-def backtest(series: pd.DataFrame, cfg: DemandSettings, forecaster: Forecaster = prophet_forecast,
-             select: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def backtest(
+    series: pd.DataFrame,
+    cfg: DemandSettings,
+    forecaster: Forecaster = prophet_forecast,
+    select: list[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rolling-origin backtest of `forecaster` vs the baselines on each (series, metric).
 
     Returns (points, summary): one row per forecast week (every origin, with `evaluated` False for the
@@ -343,51 +367,86 @@ def backtest(series: pd.DataFrame, cfg: DemandSettings, forecaster: Forecaster =
     for (name, metric), part in chosen.groupby(["series", "metric"], sort=True):
         part = part.sort_values("week_start")
         cuts = cutoff_weeks(pd.DatetimeIndex(part["week_start"]), cfg)
-        evaluated = set(cuts[-cfg.cutoffs:])
+        evaluated = set(cuts[-cfg.cutoffs :])
         for cutoff in cuts:
             hist = part[part["week_start"] < cutoff]
             test = part[(part["week_start"] >= cutoff)].head(cfg.horizon_weeks)
             future = pd.DatetimeIndex(test["week_start"])
             fc = forecaster(hist, future, cfg).set_index("week_start").reindex(future)
             scales[(name, metric, cutoff)] = mase_scale(hist["y"].to_numpy(float))
-            points.append(pd.DataFrame({
-                "series": name, "metric": metric, "cutoff": cutoff, "evaluated": cutoff in evaluated,
-                "week_start": future, "actual": test["y"].to_numpy(float), "yhat": fc["yhat"].to_numpy(),
-                "yhat_lower": fc["yhat_lower"].to_numpy(), "yhat_upper": fc["yhat_upper"].to_numpy(),
-                "seasonal_naive": seasonal_naive(hist, future), "mean_last_4": mean_last_4(hist, future),
-                "train_weeks": len(hist)}))
+            points.append(
+                pd.DataFrame(
+                    {
+                        "series": name,
+                        "metric": metric,
+                        "cutoff": cutoff,
+                        "evaluated": cutoff in evaluated,
+                        "week_start": future,
+                        "actual": test["y"].to_numpy(float),
+                        "yhat": fc["yhat"].to_numpy(),
+                        "yhat_lower": fc["yhat_lower"].to_numpy(),
+                        "yhat_upper": fc["yhat_upper"].to_numpy(),
+                        "seasonal_naive": seasonal_naive(hist, future),
+                        "mean_last_4": mean_last_4(hist, future),
+                        "train_weeks": len(hist),
+                    }
+                )
+            )
     if not points:
         return pd.DataFrame(), pd.DataFrame()
     allpts = calibrate_intervals(pd.concat(points, ignore_index=True), cfg)
     rows = []
     for (name, metric, cutoff), g in allpts[allpts["evaluated"]].groupby(["series", "metric", "cutoff"]):
         a, scale = g["actual"].to_numpy(float), scales[(name, metric, cutoff)]
-        rows.append({
-            "series": name, "metric": metric, "cutoff": cutoff.date().isoformat(),
-            "train_weeks": int(g["train_weeks"].iloc[0]), "mase": mase(a, g["yhat"], scale),
-            "baseline_mase": mase(a, g["seasonal_naive"], scale), "mean4_mase": mase(a, g["mean_last_4"], scale),
-            "smape": smape(a, g["yhat"]), "baseline_smape": smape(a, g["seasonal_naive"]),
-            "coverage_80": interval_coverage(a, g["lower_80"], g["upper_80"]),
-            "coverage_80_raw": interval_coverage(a, g["yhat_lower"], g["yhat_upper"]),
-            "interval_scale": float(g["interval_scale"].iloc[0])})
+        rows.append(
+            {
+                "series": name,
+                "metric": metric,
+                "cutoff": cutoff.date().isoformat(),
+                "train_weeks": int(g["train_weeks"].iloc[0]),
+                "mase": mase(a, g["yhat"], scale),
+                "baseline_mase": mase(a, g["seasonal_naive"], scale),
+                "mean4_mase": mase(a, g["mean_last_4"], scale),
+                "smape": smape(a, g["yhat"]),
+                "baseline_smape": smape(a, g["seasonal_naive"]),
+                "coverage_80": interval_coverage(a, g["lower_80"], g["upper_80"]),
+                "coverage_80_raw": interval_coverage(a, g["yhat_lower"], g["yhat_upper"]),
+                "interval_scale": float(g["interval_scale"].iloc[0]),
+            }
+        )
     return allpts, pd.DataFrame(rows)
 
 
 def summarise(summary: pd.DataFrame, points: pd.DataFrame) -> dict[str, float | None]:
     """Headline figures: MASE and sMAPE averaged over evaluated forecasts, coverage pooled over their weeks."""
     if summary.empty:
-        return {"mase": None, "baseline_mase": None, "relative_mase": None, "mean4_mase": None,
-                "relative_mase_vs_mean4": None, "smape": None, "baseline_smape": None, "coverage_80": None,
-                "coverage_80_raw": None, "forecasts": 0}
+        return {
+            "mase": None,
+            "baseline_mase": None,
+            "relative_mase": None,
+            "mean4_mase": None,
+            "relative_mase_vs_mean4": None,
+            "smape": None,
+            "baseline_smape": None,
+            "coverage_80": None,
+            "coverage_80_raw": None,
+            "forecasts": 0,
+        }
     pts = points[points["evaluated"]]
     m, b = float(summary["mase"].mean()), float(summary["baseline_mase"].mean())
     m4 = float(summary["mean4_mase"].mean())
-    return {"mase": m, "baseline_mase": b, "relative_mase": m / b if b > 0 else None, "mean4_mase": m4,
-            "relative_mase_vs_mean4": m / m4 if m4 > 0 else None,
-            "smape": float(summary["smape"].mean()), "baseline_smape": float(summary["baseline_smape"].mean()),
-            "coverage_80": interval_coverage(pts["actual"], pts["lower_80"], pts["upper_80"]),
-            "coverage_80_raw": interval_coverage(pts["actual"], pts["yhat_lower"], pts["yhat_upper"]),
-            "forecasts": int(len(summary))}
+    return {
+        "mase": m,
+        "baseline_mase": b,
+        "relative_mase": m / b if b > 0 else None,
+        "mean4_mase": m4,
+        "relative_mase_vs_mean4": m / m4 if m4 > 0 else None,
+        "smape": float(summary["smape"].mean()),
+        "baseline_smape": float(summary["baseline_smape"].mean()),
+        "coverage_80": interval_coverage(pts["actual"], pts["lower_80"], pts["upper_80"]),
+        "coverage_80_raw": interval_coverage(pts["actual"], pts["yhat_lower"], pts["yhat_upper"]),
+        "forecasts": int(len(summary)),
+    }
 
 
 def backtest_series_names(series: pd.DataFrame, cfg: DemandSettings) -> list[str]:
@@ -400,8 +459,13 @@ def backtest_series_names(series: pd.DataFrame, cfg: DemandSettings) -> list[str
 
 # -------------------------------------------------------------------------------------------- forecast
 
-def forecast_all(series: pd.DataFrame, cfg: DemandSettings, forecaster: Forecaster = prophet_forecast,
-                 scales: dict[str, dict[str, float]] | None = None) -> pd.DataFrame:
+
+def forecast_all(
+    series: pd.DataFrame,
+    cfg: DemandSettings,
+    forecaster: Forecaster = prophet_forecast,
+    scales: dict[str, dict[str, float]] | None = None,
+) -> pd.DataFrame:
     """Refit on all history per (series, metric) and forecast `horizon_weeks` ahead.
 
     Rows for history weeks carry the actual and the in-sample fit; future weeks have actual = null. The
@@ -431,8 +495,10 @@ def forecast_all(series: pd.DataFrame, cfg: DemandSettings, forecaster: Forecast
 
 # ------------------------------------------------------------------------------------------- staffing
 
-def staffing_gap(forecast: pd.DataFrame, therapists: pd.DataFrame, visit_minutes: pd.Series,
-                 as_of: pd.Timestamp) -> pd.DataFrame:
+
+def staffing_gap(
+    forecast: pd.DataFrame, therapists: pd.DataFrame, visit_minutes: pd.Series, as_of: pd.Timestamp
+) -> pd.DataFrame:
     """Forecast visits vs therapist capacity per clinic and future week.
 
     capacity_visits = sum of available minutes of therapists employed that week (hired on or before the
@@ -443,9 +509,12 @@ def staffing_gap(forecast: pd.DataFrame, therapists: pd.DataFrame, visit_minutes
     `therapists`: clinic_id, available_minutes_week, hired_on, terminated_on.
     `visit_minutes`: median minutes per visit, indexed by clinic_id (ALL = practice-wide fallback).
     """
-    fut = forecast[(forecast["metric"] == "visits") & (forecast["series"] != ALL)
-                   & (forecast["week_start"] > pd.Timestamp(as_of) - pd.Timedelta(days=7))
-                   & forecast["actual"].isna()]
+    fut = forecast[
+        (forecast["metric"] == "visits")
+        & (forecast["series"] != ALL)
+        & (forecast["week_start"] > pd.Timestamp(as_of) - pd.Timedelta(days=7))
+        & forecast["actual"].isna()
+    ]
     cols = ["clinic_id", "week_start", "forecast_visits", "capacity_visits", "gap_visits"]
     if fut.empty:
         return pd.DataFrame(columns=cols)
@@ -455,7 +524,8 @@ def staffing_gap(forecast: pd.DataFrame, therapists: pd.DataFrame, visit_minutes
     th["terminated_on"] = pd.to_datetime(th["terminated_on"])
     pairs = grid[["clinic_id", "week_start"]].merge(th, on="clinic_id", how="left")
     employed = (pairs["hired_on"].isna() | (pairs["hired_on"] <= pairs["week_start"])) & (
-        pairs["terminated_on"].isna() | (pairs["terminated_on"] > pairs["week_start"]))
+        pairs["terminated_on"].isna() | (pairs["terminated_on"] > pairs["week_start"])
+    )
     pairs["minutes"] = np.where(employed, pairs["available_minutes_week"].fillna(0), 0.0)
     minutes = pairs.groupby(["clinic_id", "week_start"], as_index=False)["minutes"].sum()
     out = grid.merge(minutes, on=["clinic_id", "week_start"], how="left")

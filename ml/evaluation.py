@@ -21,8 +21,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _fit_logistic(x: np.ndarray, y: np.ndarray, offset: np.ndarray | None = None,
-                  iters: int = 50) -> np.ndarray:
+def _fit_logistic(x: np.ndarray, y: np.ndarray, offset: np.ndarray | None = None, iters: int = 50) -> np.ndarray:
     """Unpenalised logistic regression by Newton-Raphson (few columns, so exact and fast).
 
     sklearn's LogisticRegression has no offset term, which the calibration intercept needs.
@@ -72,7 +71,8 @@ def reliability_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> list[dic
     chunks = np.array_split(order, min(n_bins, len(p)))
     return [
         {"bin": i + 1, "mean_predicted": float(p[c].mean()), "observed_rate": float(y[c].mean()), "n": int(len(c))}
-        for i, c in enumerate(chunks) if len(c)
+        for i, c in enumerate(chunks)
+        if len(c)
     ]
 
 
@@ -110,6 +110,7 @@ def classification_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float | in
 
 
 # ---------------------------------------------------------------------------------------------- forecasts
+
 
 def mase_scale(history: np.ndarray, m: int = 1) -> float:
     """In-sample MAE of the m-step naive forecast on the training history (Hyndman & Koehler 2006).

@@ -40,13 +40,26 @@ _AGE_EDGES = [-np.inf, 18, 35, 50, 65, 75, np.inf]
 _KEY = np.int64(10**10)  # > seconds between 2000 and 2300, so (entity, time) packs into one int64
 
 NUMERIC = [
-    "prior_appts", "prior_no_shows", "no_shows_last5", "prior_no_show_rate", "prior_cancels",
-    "late_cancels_last5", "episode_visits", "episode_no_shows", "days_since_last_visit",
-    "days_since_last_no_show", "lead_time_days", "hour", "duration_min", "age", "planned_visits",
-    "visits_left", "frequency_per_week", "days_since_referral",
+    "prior_appts",
+    "prior_no_shows",
+    "no_shows_last5",
+    "prior_no_show_rate",
+    "prior_cancels",
+    "late_cancels_last5",
+    "episode_visits",
+    "episode_no_shows",
+    "days_since_last_visit",
+    "days_since_last_no_show",
+    "lead_time_days",
+    "hour",
+    "duration_min",
+    "age",
+    "planned_visits",
+    "visits_left",
+    "frequency_per_week",
+    "days_since_referral",
 ]
-CATEGORICAL = ["visit_type", "day_of_week", "payer_class", "age_band", "clinic_id", "source_type",
-               "body_region"]
+CATEGORICAL = ["visit_type", "day_of_week", "payer_class", "age_band", "clinic_id", "source_type", "body_region"]
 FEATURES = NUMERIC + CATEGORICAL
 
 
@@ -61,8 +74,7 @@ class MartFrames:
     as_of: pd.Timestamp
 
 
-def scoring_times(appts: pd.DataFrame, as_of: pd.Timestamp | None = None,
-                  lead_hours: int = LEAD_HOURS) -> pd.Series:
+def scoring_times(appts: pd.DataFrame, as_of: pd.Timestamp | None = None, lead_hours: int = LEAD_HOURS) -> pd.Series:
     """When each appointment is scored: start - 48 h, not before booking, not after `as_of`."""
     start = pd.to_datetime(appts["scheduled_start"])
     booked = pd.to_datetime(appts["booked_at"])
@@ -126,8 +138,9 @@ def age_band(age: pd.Series) -> pd.Series:
     return pd.cut(age, _AGE_EDGES, right=False, labels=list(AGE_BANDS)).astype("string")
 
 
-def build_features(targets: pd.DataFrame, marts: MartFrames, lead_hours: int = LEAD_HOURS,
-                   score_at: pd.Series | None = None) -> pd.DataFrame:
+def build_features(
+    targets: pd.DataFrame, marts: MartFrames, lead_hours: int = LEAD_HOURS, score_at: pd.Series | None = None
+) -> pd.DataFrame:
     """One row of features per target appointment (same order), as of its scoring time.
 
     `targets` are rows of marts.appointments; `marts.appointments` is the full history they are looked
@@ -148,17 +161,20 @@ def build_features(targets: pd.DataFrame, marts: MartFrames, lead_hours: int = L
 
     # patient history, kept-or-missed appointments only (cancels are a separate signal)
     kept = np.isin(status, (ATTENDED, NO_SHOW))
-    visits = _History(h_pat[kept], _seconds(h_end[kept]), {"no_show": status[kept] == NO_SHOW,
-                                                            "one": np.ones(kept.sum(), bool)})
+    visits = _History(
+        h_pat[kept], _seconds(h_end[kept]), {"no_show": status[kept] == NO_SHOW, "one": np.ones(kept.sum(), bool)}
+    )
     first, end = visits.locate(t_pat, t_sec)
     prior = visits.count(first, end, "one")
     no_shows = visits.count(first, end, "no_show")
-    f = pd.DataFrame({
-        "prior_appts": prior,
-        "prior_no_shows": no_shows,
-        "no_shows_last5": visits.count(first, end, "no_show", last=5),
-        "last_k": np.minimum(prior, 5),
-    })
+    f = pd.DataFrame(
+        {
+            "prior_appts": prior,
+            "prior_no_shows": no_shows,
+            "no_shows_last5": visits.count(first, end, "no_show", last=5),
+            "last_k": np.minimum(prior, 5),
+        }
+    )
     f["prior_no_show_rate"] = np.where(prior > 0, no_shows / np.maximum(prior, 1), np.nan)
 
     # attended visits only: recency
@@ -185,8 +201,9 @@ def build_features(targets: pd.DataFrame, marts: MartFrames, lead_hours: int = L
     ep_universe = pd.concat([appts["episode_id"], targets["episode_id"]])
     h_ep = _codes(h["episode_id"], ep_universe)
     t_ep = _codes(targets["episode_id"], ep_universe)
-    episode = _History(h_ep[kept], _seconds(h_end[kept]), {"attended": status[kept] == ATTENDED,
-                                                           "no_show": status[kept] == NO_SHOW})
+    episode = _History(
+        h_ep[kept], _seconds(h_end[kept]), {"attended": status[kept] == ATTENDED, "no_show": status[kept] == NO_SHOW}
+    )
     ep_first, ep_end = episode.locate(t_ep, t_sec)
     f["episode_visits"] = episode.count(ep_first, ep_end, "attended")
     f["episode_no_shows"] = episode.count(ep_first, ep_end, "no_show")
@@ -202,14 +219,24 @@ def build_features(targets: pd.DataFrame, marts: MartFrames, lead_hours: int = L
 
     # intake facts and the plan of care once evaluated
     tgt = targets[["episode_id", "referral_id", "patient_id"]].reset_index(drop=True)
-    ep_cols = ["episode_id", "payer_class", "body_region", "eval_date", "eval_note_signed_at", "planned_visits",
-               "frequency_per_week"]
+    ep_cols = [
+        "episode_id",
+        "payer_class",
+        "body_region",
+        "eval_date",
+        "eval_note_signed_at",
+        "planned_visits",
+        "frequency_per_week",
+    ]
     ep = marts.episodes.reindex(columns=ep_cols).drop_duplicates("episode_id")
     ref = marts.referrals.reindex(columns=["referral_id", "source_type", "received_at", "payer_class"])
     ref = ref.drop_duplicates("referral_id").rename(columns={"payer_class": "ref_payer_class"})
     pat = marts.patients.reindex(columns=["patient_id", "birth_date"]).drop_duplicates("patient_id")
-    ctx = tgt.merge(ep, on="episode_id", how="left").merge(ref, on="referral_id", how="left") \
+    ctx = (
+        tgt.merge(ep, on="episode_id", how="left")
+        .merge(ref, on="referral_id", how="left")
         .merge(pat, on="patient_id", how="left")
+    )
     # the plan of care is known once the evaluation note is signed (else the day after the evaluation)
     plan_at = pd.to_datetime(ctx["eval_note_signed_at"]).fillna(pd.to_datetime(ctx["eval_date"]) + pd.Timedelta(days=1))
     planned_known = (plan_at <= pd.to_datetime(t_at.reset_index(drop=True))).to_numpy()

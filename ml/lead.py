@@ -66,12 +66,26 @@ GROUPS: dict[str, list[str]] = {
 assert sorted(c for cols in GROUPS.values() for c in cols) == sorted(FEATURES)
 
 # referral_funnel columns the features may read (plus specialty from dim_referring_physicians)
-FUNNEL_COLUMNS = ["referral_id", "clinic_id", "intake_kind", "source_type", "channel", "specialty", "payer_class",
-                  "received_at", "first_contact_at", "contacted_at", "scheduled_at", "evaluated_at", "exit_at",
-                  "exit_stage"]  # exit_stage only to select the open referrals at as_of, never as a feature
+FUNNEL_COLUMNS = [
+    "referral_id",
+    "clinic_id",
+    "intake_kind",
+    "source_type",
+    "channel",
+    "specialty",
+    "payer_class",
+    "received_at",
+    "first_contact_at",
+    "contacted_at",
+    "scheduled_at",
+    "evaluated_at",
+    "exit_at",
+    "exit_stage",
+]  # exit_stage only to select the open referrals at as_of, never as a feature
 
 
 # ------------------------------------------------------------------------------------ point in time
+
 
 def _ts(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s).astype("datetime64[ns]")
@@ -104,25 +118,32 @@ def features_at(referrals: pd.DataFrame, at: pd.Series) -> pd.DataFrame:
     booked_at = known("scheduled_at")
     day = pd.Timedelta(days=1)
     source = referrals["source_type"].astype(object)
-    detail = np.where(source == "physician", referrals["specialty"].astype(object),
-                      np.where(source == "marketing", referrals["channel"].astype(object), source))
-    return pd.DataFrame({
-        "source_type": source,
-        "source_detail": pd.Series(detail, index=referrals.index, dtype=object),
-        "payer_class": referrals["payer_class"].astype(object),
-        "clinic_id": referrals["clinic_id"].astype(object),
-        "intake_kind": referrals["intake_kind"].astype(object),
-        "days_open": (at - received) / day,
-        "called": first_call.notna().astype(float),
-        "hours_to_first_call": (first_call - received) / pd.Timedelta(hours=1),
-        "reached": reached_at.notna().astype(float),
-        "days_since_reached": (at - reached_at) / day,
-        "booked": booked_at.notna().astype(float),
-    }, index=referrals.index)
+    detail = np.where(
+        source == "physician",
+        referrals["specialty"].astype(object),
+        np.where(source == "marketing", referrals["channel"].astype(object), source),
+    )
+    return pd.DataFrame(
+        {
+            "source_type": source,
+            "source_detail": pd.Series(detail, index=referrals.index, dtype=object),
+            "payer_class": referrals["payer_class"].astype(object),
+            "clinic_id": referrals["clinic_id"].astype(object),
+            "intake_kind": referrals["intake_kind"].astype(object),
+            "days_open": (at - received) / day,
+            "called": first_call.notna().astype(float),
+            "hours_to_first_call": (first_call - received) / pd.Timedelta(hours=1),
+            "reached": reached_at.notna().astype(float),
+            "days_since_reached": (at - reached_at) / day,
+            "booked": booked_at.notna().astype(float),
+        },
+        index=referrals.index,
+    )
 
 
-def snapshots(referrals: pd.DataFrame, as_of: pd.Timestamp, ages: tuple[float, ...] = AGES_DAYS,
-              label_days: int = LABEL_DAYS) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+def snapshots(
+    referrals: pd.DataFrame, as_of: pd.Timestamp, ages: tuple[float, ...] = AGES_DAYS, label_days: int = LABEL_DAYS
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """(rows, features, y): each labelled referral at each age at which it was still open.
 
     rows has referral_id, received_at, at (the scoring time) and age_days.
@@ -137,8 +158,15 @@ def snapshots(referrals: pd.DataFrame, as_of: pd.Timestamp, ages: tuple[float, .
     rep, at, age = rep[keep].reset_index(drop=True), at[keep].reset_index(drop=True), age[keep]
     feats = features_at(rep, at)
     y = rep["evaluated_at"].notna().to_numpy(int)
-    rows = pd.DataFrame({"referral_id": rep["referral_id"], "received_at": _ts(rep["received_at"]), "at": at,
-                         "age_days": age, "source_type": rep["source_type"]})
+    rows = pd.DataFrame(
+        {
+            "referral_id": rep["referral_id"],
+            "received_at": _ts(rep["received_at"]),
+            "at": at,
+            "age_days": age,
+            "source_type": rep["source_type"],
+        }
+    )
     return rows, feats, y
 
 
@@ -154,6 +182,7 @@ def open_now(referrals: pd.DataFrame, as_of: pd.Timestamp) -> tuple[pd.DataFrame
 
 # ------------------------------------------------------------------------------------------ encoding
 
+
 def fit_categories(features: pd.DataFrame) -> dict[str, list[str]]:
     return tabular.fit_categories(features, CATEGORICAL)
 
@@ -168,12 +197,23 @@ def _codes(x: pd.DataFrame) -> pd.DataFrame:
 
 def _booster() -> HistGradientBoostingClassifier:
     return HistGradientBoostingClassifier(
-        learning_rate=0.08, max_iter=300, max_depth=3, min_samples_leaf=100, l2_regularization=5.0,
-        categorical_features="from_dtype", early_stopping=True, scoring="loss", n_iter_no_change=15, tol=1e-5,
-        random_state=SEED)
+        learning_rate=0.08,
+        max_iter=300,
+        max_depth=3,
+        min_samples_leaf=100,
+        l2_regularization=5.0,
+        categorical_features="from_dtype",
+        early_stopping=True,
+        scoring="loss",
+        n_iter_no_change=15,
+        tol=1e-5,
+        random_state=SEED,
+    )
 
 
-def fit_calibrated(x: pd.DataFrame, y: np.ndarray, order: np.ndarray, cal_share: float = 0.25) -> CalibratedClassifierCV:
+def fit_calibrated(
+    x: pd.DataFrame, y: np.ndarray, order: np.ndarray, cal_share: float = 0.25
+) -> CalibratedClassifierCV:
     """The booster stopped and calibrated on the latest `cal_share` of rows by scoring time."""
     return tabular.fit_calibrated(_booster(), x, y, order, cal_share)
 
@@ -200,6 +240,7 @@ def reference_values(features: pd.DataFrame) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------- model
 
+
 @dataclass
 class LeadModel:
     estimator: Any
@@ -225,8 +266,11 @@ def time_split(received: pd.Series, test_share: float = 0.2) -> pd.Timestamp:
 def _by(frame: pd.DataFrame, col: str, min_n: int = 30) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for level, part in frame.groupby(frame[col].astype("string").fillna("unknown"), sort=True):
-        out[str(level)] = (classification_metrics(part["y"].to_numpy(), part["p"].to_numpy()) if len(part) >= min_n
-                           else {"n": int(len(part)), "note": f"fewer than {min_n} test rows"})
+        out[str(level)] = (
+            classification_metrics(part["y"].to_numpy(), part["p"].to_numpy())
+            if len(part) >= min_n
+            else {"n": int(len(part)), "note": f"fewer than {min_n} test rows"}
+        )
     return out
 
 
@@ -245,34 +289,57 @@ def evaluate(rows: pd.DataFrame, features: pd.DataFrame, y: np.ndarray, test_sha
     p_logit = logistic_baseline().fit(_codes(x[train]), y[train]).predict_proba(_codes(x[test]))[:, 1]
     m = classification_metrics(y[test], p)
     rate = float(y[test].mean())
-    frame = pd.DataFrame({"y": y[test], "p": p, "age_days": rows.loc[test, "age_days"].to_numpy(),
-                          "source_type": features.loc[test, "source_type"].to_numpy(),
-                          "clinic": features.loc[test, "clinic_id"].to_numpy(),
-                          "payer_class": features.loc[test, "payer_class"].to_numpy()})
+    frame = pd.DataFrame(
+        {
+            "y": y[test],
+            "p": p,
+            "age_days": rows.loc[test, "age_days"].to_numpy(),
+            "source_type": features.loc[test, "source_type"].to_numpy(),
+            "clinic": features.loc[test, "clinic_id"].to_numpy(),
+            "payer_class": features.loc[test, "payer_class"].to_numpy(),
+        }
+    )
     return {
         **{k: m[k] for k in ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")},
         "baseline_roc_auc": classification_metrics(y[test], p_src)["roc_auc"],
-        "n_train": int(train.sum()), "n_test": int(test.sum()),
+        "n_train": int(train.sum()),
+        "n_test": int(test.sum()),
         "n_train_referrals": int(rows.loc[train, "referral_id"].nunique()),
         "n_test_referrals": int(rows.loc[test, "referral_id"].nunique()),
         "split_date": split.date().isoformat(),
-        "base_rate_test": rate, "brier_reference": rate * (1 - rate), "mean_predicted_test": float(p.mean()),
-        "baselines": {"source_type_rate": classification_metrics(y[test], p_src),
-                      "logistic_regression": classification_metrics(y[test], p_logit)},
+        "base_rate_test": rate,
+        "brier_reference": rate * (1 - rate),
+        "mean_predicted_test": float(p.mean()),
+        "baselines": {
+            "source_type_rate": classification_metrics(y[test], p_src),
+            "logistic_regression": classification_metrics(y[test], p_logit),
+        },
         "calibration_bins": reliability_bins(y[test], p),
-        "subgroups": {"age_days": _by(frame, "age_days"), "source_type": _by(frame, "source_type"),
-                      "clinic": _by(frame, "clinic"), "payer_class": _by(frame, "payer_class")},
+        "subgroups": {
+            "age_days": _by(frame, "age_days"),
+            "source_type": _by(frame, "source_type"),
+            "clinic": _by(frame, "clinic"),
+            "payer_class": _by(frame, "payer_class"),
+        },
     }
 
 
 def fit_final(rows: pd.DataFrame, features: pd.DataFrame, y: np.ndarray, trained_at: str, version: str) -> LeadModel:
     cats = fit_categories(features)
     model = fit_calibrated(encode(features, cats), y, rows["at"].astype("int64").to_numpy())
-    return LeadModel(estimator=model, categories=cats, reference=reference_values(features),
-                     base_rate=float(np.mean(y)), trained_at=trained_at, version=version, train_rows=int(len(y)))
+    return LeadModel(
+        estimator=model,
+        categories=cats,
+        reference=reference_values(features),
+        base_rate=float(np.mean(y)),
+        trained_at=trained_at,
+        version=version,
+        train_rows=int(len(y)),
+    )
 
 
 # ---------------------------------------------------------------------------------- expected value
+
 
 def expected_values(episodes: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """payer_class x source_type -> expected_value_usd (shrunk means of closed episodes' collected revenue).
@@ -283,22 +350,33 @@ def expected_values(episodes: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame
     closed = episodes[episodes["status"].isin(["discharged", "self_discharged"])].copy()
     settled = closed[pd.to_datetime(closed["closed_on"]) <= as_of - pd.Timedelta(days=EV_SETTLE_DAYS)]
     hist = settled if len(settled) >= EV_MIN_EPISODES else closed
-    hist = hist.assign(v=pd.to_numeric(hist["net_revenue_usd"], errors="coerce").fillna(0.0),
-                       payer_class=hist["payer_class"].astype(object).where(hist["payer_class"].notna(), "unknown"),
-                       source_type=hist["source_type"].astype(object).where(hist["source_type"].notna(), "unknown"))
+    hist = hist.assign(
+        v=pd.to_numeric(hist["net_revenue_usd"], errors="coerce").fillna(0.0),
+        payer_class=hist["payer_class"].astype(object).where(hist["payer_class"].notna(), "unknown"),
+        source_type=hist["source_type"].astype(object).where(hist["source_type"].notna(), "unknown"),
+    )
     overall = float(hist["v"].mean()) if len(hist) else 0.0
     payer = hist.groupby("payer_class")["v"].agg(["sum", "count"])
     payer["ev"] = (payer["sum"] + EV_SHRINK * overall) / (payer["count"] + EV_SHRINK)
     cell = hist.groupby(["payer_class", "source_type"])["v"].agg(["sum", "count"]).reset_index()
     prior = cell["payer_class"].map(payer["ev"])
     cell["ev"] = (cell["sum"] + EV_SHRINK * prior) / (cell["count"] + EV_SHRINK)
-    out = pd.concat([
-        cell.rename(columns={"ev": "expected_value_usd", "count": "n"})[["payer_class", "source_type",
-                                                                        "expected_value_usd", "n"]],
-        payer.reset_index().assign(source_type=None).rename(columns={"ev": "expected_value_usd", "count": "n"})[
-            ["payer_class", "source_type", "expected_value_usd", "n"]],
-        pd.DataFrame({"payer_class": [None], "source_type": [None], "expected_value_usd": [overall],
-                      "n": [len(hist)]})], ignore_index=True)
+    out = pd.concat(
+        [
+            cell.rename(columns={"ev": "expected_value_usd", "count": "n"})[
+                ["payer_class", "source_type", "expected_value_usd", "n"]
+            ],
+            payer.reset_index()
+            .assign(source_type=None)
+            .rename(columns={"ev": "expected_value_usd", "count": "n"})[
+                ["payer_class", "source_type", "expected_value_usd", "n"]
+            ],
+            pd.DataFrame(
+                {"payer_class": [None], "source_type": [None], "expected_value_usd": [overall], "n": [len(hist)]}
+            ),
+        ],
+        ignore_index=True,
+    )
     return out
 
 
@@ -307,11 +385,14 @@ def lookup_values(table: pd.DataFrame, payer: pd.Series, source: pd.Series) -> n
     payer = payer.astype(object).where(payer.notna(), "unknown").to_numpy()
     source = source.astype(object).where(source.notna(), "unknown").to_numpy()
     cells = table[table["payer_class"].notna() & table["source_type"].notna()]
-    by_cell = {(p, s): v for p, s, v in zip(cells["payer_class"], cells["source_type"], cells["expected_value_usd"])}
+    by_cell = {
+        (p, s): v
+        for p, s, v in zip(cells["payer_class"], cells["source_type"], cells["expected_value_usd"], strict=False)
+    }
     payers = table[table["payer_class"].notna() & table["source_type"].isna()]
-    by_payer = dict(zip(payers["payer_class"], payers["expected_value_usd"]))
+    by_payer = dict(zip(payers["payer_class"], payers["expected_value_usd"], strict=False))
     overall = float(table.loc[table["payer_class"].isna(), "expected_value_usd"].iloc[0])
-    keys = pd.Series(list(zip(payer, source)))
+    keys = pd.Series(list(zip(payer, source, strict=False)))
     out = keys.map(by_cell).to_numpy(float)
     fallback = pd.Series(payer).map(by_payer).fillna(overall).to_numpy(float)
     return np.where(np.isnan(out), fallback, out)
@@ -319,9 +400,15 @@ def lookup_values(table: pd.DataFrame, payer: pd.Series, source: pd.Series) -> n
 
 # ------------------------------------------------------------------------------------------ reasons
 
-_PAYER_WORDS = {"commercial": "commercial insurance", "medicare": "Medicare", "medicare_advantage":
-                "Medicare Advantage", "medicaid": "Medicaid", "workers_comp": "workers' comp",
-                "auto_pi": "auto / personal injury", "self_pay": "self-pay"}
+_PAYER_WORDS = {
+    "commercial": "commercial insurance",
+    "medicare": "Medicare",
+    "medicare_advantage": "Medicare Advantage",
+    "medicaid": "Medicaid",
+    "workers_comp": "workers' comp",
+    "auto_pi": "auto / personal injury",
+    "self_pay": "self-pay",
+}
 
 
 def _words(s: pd.Series) -> pd.Series:
@@ -339,27 +426,40 @@ def _unit(x: pd.Series, word: str) -> np.ndarray:
 def reason_texts(f: pd.DataFrame) -> pd.DataFrame:
     """One plain sentence per feature group and referral (vectorised)."""
     dsr = f["days_since_reached"]
-    progress = np.where(f["booked"] > 0, "evaluation booked",
-                        np.where(f["reached"] > 0,
-                                 "spoken to " + np.where(dsr < 1, "today", _n(dsr) + " " + _unit(dsr, "day") + " ago")
-                                 + ", evaluation not booked yet",
-                                 np.where(f["called"] > 0, "called but not reached yet", "not called yet")))
+    progress = np.where(
+        f["booked"] > 0,
+        "evaluation booked",
+        np.where(
+            f["reached"] > 0,
+            "spoken to "
+            + np.where(dsr < 1, "today", _n(dsr) + " " + _unit(dsr, "day") + " ago")
+            + ", evaluation not booked yet",
+            np.where(f["called"] > 0, "called but not reached yet", "not called yet"),
+        ),
+    )
     d = f["days_open"]
     wait = np.where(d < 1, "received today", "received " + _n(d) + " " + _unit(d, "day") + " ago")
     h = f["hours_to_first_call"]
-    speed = np.where(h.isna(), "no call yet",
-                     np.where(h < 1, "called within the hour", "first call " + _n(h) + " h after it came in"))
+    speed = np.where(
+        h.isna(),
+        "no call yet",
+        np.where(h < 1, "called within the hour", "first call " + _n(h) + " h after it came in"),
+    )
     st = f["source_type"].astype(object)
     detail = _words(f["source_detail"]).fillna("unknown")
-    source = np.where(st == "physician", "physician referral (" + detail + ")",
-                      np.where(st == "marketing", "marketing lead (" + detail + ")",
-                               np.where(st == "direct_access", "direct access (self-referred)",
-                                        "referral source unknown")))
+    source = np.where(
+        st == "physician",
+        "physician referral (" + detail + ")",
+        np.where(
+            st == "marketing",
+            "marketing lead (" + detail + ")",
+            np.where(st == "direct_access", "direct access (self-referred)", "referral source unknown"),
+        ),
+    )
     payer = f["payer_class"].map(_PAYER_WORDS).fillna("payer unknown")
     clinic = "clinic " + f["clinic_id"].astype("string").fillna("unknown")
     texts = {"progress": progress, "wait": wait, "speed": speed, "source": source, "payer": payer, "clinic": clinic}
-    return pd.DataFrame({g: pd.Series(np.asarray(v, dtype=object), index=f.index).fillna("")
-                         for g, v in texts.items()})
+    return pd.DataFrame({g: pd.Series(np.asarray(v, dtype=object), index=f.index).fillna("") for g, v in texts.items()})
 
 
 def explain(model: LeadModel, features: pd.DataFrame) -> pd.DataFrame:
@@ -382,14 +482,20 @@ def explain(model: LeadModel, features: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"p_convert": p, "reason_1": tx[np.arange(len(f)), top]})
 
 
-def score_open(model: LeadModel, referrals: pd.DataFrame, episodes: pd.DataFrame,
-               as_of: pd.Timestamp) -> pd.DataFrame:
+def score_open(model: LeadModel, referrals: pd.DataFrame, episodes: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """The ml.lead_scores rows for every referral open at as_of."""
     r, feats = open_now(referrals, as_of)
     scored = explain(model, feats)
     ev = lookup_values(expected_values(episodes, as_of), r["payer_class"], r["source_type"])
-    return pd.DataFrame({
-        "referral_id": r["referral_id"].to_numpy(), "clinic_id": r["clinic_id"].to_numpy(),
-        "p_convert": scored["p_convert"].to_numpy(float), "expected_value_usd": np.round(ev, 2),
-        "value_at_stake_usd": np.round(scored["p_convert"].to_numpy(float) * ev, 2),
-        "reason_1": scored["reason_1"].to_numpy(), "model_version": model.version, "scored_at": as_of})
+    return pd.DataFrame(
+        {
+            "referral_id": r["referral_id"].to_numpy(),
+            "clinic_id": r["clinic_id"].to_numpy(),
+            "p_convert": scored["p_convert"].to_numpy(float),
+            "expected_value_usd": np.round(ev, 2),
+            "value_at_stake_usd": np.round(scored["p_convert"].to_numpy(float) * ev, 2),
+            "reason_1": scored["reason_1"].to_numpy(),
+            "model_version": model.version,
+            "scored_at": as_of,
+        }
+    )

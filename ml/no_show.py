@@ -43,13 +43,18 @@ MEDIUM_SHARE = 0.30  # the next 20% are "medium": confirm by text
 HISTORY_PRIOR = 5.0  # pseudo-appointments at the base rate that smooth a patient's own rate
 
 GROUPS: dict[str, list[str]] = {
-    "history": ["prior_appts", "prior_no_shows", "no_shows_last5", "prior_no_show_rate",
-                "days_since_last_no_show", "episode_no_shows"],
+    "history": [
+        "prior_appts",
+        "prior_no_shows",
+        "no_shows_last5",
+        "prior_no_show_rate",
+        "days_since_last_no_show",
+        "episode_no_shows",
+    ],
     "cancels": ["prior_cancels", "late_cancels_last5"],
     "lead": ["lead_time_days"],
     "gap": ["days_since_last_visit"],
-    "visit": ["visit_type", "episode_visits", "planned_visits", "visits_left", "frequency_per_week",
-              "duration_min"],
+    "visit": ["visit_type", "episode_visits", "planned_visits", "visits_left", "frequency_per_week", "duration_min"],
     "slot": ["day_of_week", "hour"],
     "payer": ["payer_class"],
     "age": ["age", "age_band"],
@@ -99,10 +104,16 @@ def risk_bands(p: np.ndarray, groups: Any = None, tiebreak: Any = None) -> np.nd
     n_rows = len(p)
     if n_rows == 0:
         return np.array([], dtype=object)
-    keys = np.zeros(n_rows, np.int64) if groups is None else \
-        pd.factorize(pd.Series(np.asarray(groups, dtype=object)).astype("string").fillna("<na>"), sort=True)[0]
-    ties = np.arange(n_rows) if tiebreak is None else \
-        pd.factorize(pd.Series(np.asarray(tiebreak, dtype=object)).astype("string"), sort=True)[0]
+    keys = (
+        np.zeros(n_rows, np.int64)
+        if groups is None
+        else pd.factorize(pd.Series(np.asarray(groups, dtype=object)).astype("string").fillna("<na>"), sort=True)[0]
+    )
+    ties = (
+        np.arange(n_rows)
+        if tiebreak is None
+        else pd.factorize(pd.Series(np.asarray(tiebreak, dtype=object)).astype("string"), sort=True)[0]
+    )
     order = np.lexsort((ties, -np.nan_to_num(p, nan=-1.0), keys))
     sorted_keys = keys[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_keys)) + 1]
@@ -116,6 +127,7 @@ def risk_bands(p: np.ndarray, groups: Any = None, tiebreak: Any = None) -> np.nd
 
 
 # ------------------------------------------------------------------------------------------- encoding
+
 
 def fit_categories(features: pd.DataFrame, categorical: list[str] | None = None) -> dict[str, list[str]]:
     return tabular.fit_categories(features, CATEGORICAL if categorical is None else categorical)
@@ -148,13 +160,24 @@ def _booster(numeric: list[str] | None = None) -> HistGradientBoostingClassifier
     """
     monotone = {c: 1 for c in MONOTONE_UP if numeric is None or c in numeric}
     return HistGradientBoostingClassifier(
-        learning_rate=0.08, max_iter=MAX_TREES, max_depth=3, min_samples_leaf=200, l2_regularization=5.0,
-        categorical_features="from_dtype", monotonic_cst=monotone, early_stopping=True, scoring="loss",
-        n_iter_no_change=15, tol=1e-5, random_state=SEED)
+        learning_rate=0.08,
+        max_iter=MAX_TREES,
+        max_depth=3,
+        min_samples_leaf=200,
+        l2_regularization=5.0,
+        categorical_features="from_dtype",
+        monotonic_cst=monotone,
+        early_stopping=True,
+        scoring="loss",
+        n_iter_no_change=15,
+        tol=1e-5,
+        random_state=SEED,
+    )
 
 
-def fit_calibrated(x: pd.DataFrame, y: np.ndarray, order: np.ndarray, cal_share: float = CAL_SHARE,
-                   method: str = "sigmoid") -> CalibratedClassifierCV:
+def fit_calibrated(
+    x: pd.DataFrame, y: np.ndarray, order: np.ndarray, cal_share: float = CAL_SHARE, method: str = "sigmoid"
+) -> CalibratedClassifierCV:
     """The booster stopped and calibrated on the latest `cal_share` of rows by scheduled start."""
     numeric = [c for c in x.columns if not isinstance(x[c].dtype, pd.CategoricalDtype)]
     return tabular.fit_calibrated(_booster(numeric), x, y, order, cal_share, method)
@@ -165,13 +188,20 @@ def tree_count(model: CalibratedClassifierCV) -> int:
 
 
 # right-skewed day counts: the regression sees log(1 + days) (the trees are indifferent to the scale)
-LOG_SCALE = ("lead_time_days", "days_since_last_visit", "days_since_last_no_show", "days_since_referral",
-             "prior_appts", "prior_cancels")
+LOG_SCALE = (
+    "lead_time_days",
+    "days_since_last_visit",
+    "days_since_last_no_show",
+    "days_since_referral",
+    "prior_appts",
+    "prior_cancels",
+)
 
 
 def logistic_baseline(numeric: list[str] | None = None, categorical: list[str] | None = None) -> Pipeline:
-    return tabular.logistic_baseline(NUMERIC if numeric is None else numeric,
-                                     CATEGORICAL if categorical is None else categorical, LOG_SCALE)
+    return tabular.logistic_baseline(
+        NUMERIC if numeric is None else numeric, CATEGORICAL if categorical is None else categorical, LOG_SCALE
+    )
 
 
 def _codes(x: pd.DataFrame) -> pd.DataFrame:
@@ -190,6 +220,7 @@ def reference_values(features: pd.DataFrame) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- training
+
 
 @dataclass
 class Evaluation:
@@ -224,8 +255,9 @@ def choose_deployed(model_auc: float | None, logistic_auc: float | None) -> str:
     return LOGISTIC if model_auc < logistic_auc else BOOSTED
 
 
-def evaluate(features: pd.DataFrame, y: np.ndarray, starts: pd.Series, truth: pd.Series | None = None,
-             test_share: float = 0.2) -> Evaluation:
+def evaluate(
+    features: pd.DataFrame, y: np.ndarray, starts: pd.Series, truth: pd.Series | None = None, test_share: float = 0.2
+) -> Evaluation:
     """Time-based evaluation: fit on appointments before the split date, measure on those after.
 
     Both candidates (calibrated boosted trees, logistic regression) are measured on the same test rows; the
@@ -258,8 +290,13 @@ def evaluate(features: pd.DataFrame, y: np.ndarray, starts: pd.Series, truth: pd
     metrics = m_trees if deployed == BOOSTED else m_logit
     trees = tree_count(model)
     band = risk_bands(p)
-    bands = {b: {"n": int((band == b).sum()), "observed_rate": float(y[test][band == b].mean())
-                 if (band == b).any() else None} for b in ("low", "medium", "high")}
+    bands = {
+        b: {
+            "n": int((band == b).sum()),
+            "observed_rate": float(y[test][band == b].mean()) if (band == b).any() else None,
+        }
+        for b in ("low", "medium", "high")
+    }
     frame = features[test][["clinic_id", "payer_class", "age_band", "visit_type"]].assign(y=y[test], p=p)
     oracle = None
     if truth is not None:
@@ -272,15 +309,16 @@ def evaluate(features: pd.DataFrame, y: np.ndarray, starts: pd.Series, truth: pd
     test_rate = float(y[test].mean())
     comparison = {
         "metric": "ROC AUC on the test period (same rows)",
-        BOOSTED: m_trees["roc_auc"], LOGISTIC: m_logit["roc_auc"], "history_rate": m_hist["roc_auc"],
+        BOOSTED: m_trees["roc_auc"],
+        LOGISTIC: m_logit["roc_auc"],
+        "history_rate": m_hist["roc_auc"],
         "trees_beat_logistic": bool(deployed == BOOSTED),
         "deployed": deployed,
         "rule": "the boosted trees are deployed unless their test ROC AUC is below the logistic regression's; "
-                "then the logistic regression is deployed instead",
+        "then the logistic regression is deployed instead",
     }
     card = {
-        **{k: metrics[k] for k in ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept",
-                                   "ece")},
+        **{k: metrics[k] for k in ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")},
         "deployed_model": deployed,
         "baseline_comparison": comparison,
         "dropped_features": dropped,
@@ -296,16 +334,25 @@ def evaluate(features: pd.DataFrame, y: np.ndarray, starts: pd.Series, truth: pd
         "baselines": {"history_rate": m_hist, "logistic_regression": m_logit},
         "candidates": {BOOSTED: m_trees, LOGISTIC: m_logit},
         "oracle": oracle,
-        "risk_bands_test": {"rule": f"rank: top {HIGH_SHARE:.0%} high, next {MEDIUM_SHARE - HIGH_SHARE:.0%} medium",
-                            **bands},
+        "risk_bands_test": {
+            "rule": f"rank: top {HIGH_SHARE:.0%} high, next {MEDIUM_SHARE - HIGH_SHARE:.0%} medium",
+            **bands,
+        },
         "subgroups": _subgroups(frame),
     }
     preds = pd.DataFrame({"y": y[test], "p": p, "p_trees": p_trees, "p_logistic": p_logit, "p_history": p_hist})
     return Evaluation(card, reliability_bins(y[test], p), preds)
 
 
-def fit_final(features: pd.DataFrame, y: np.ndarray, starts: pd.Series, trained_at: str, version: str,
-              recent_share: float = 0.2, kind: str = BOOSTED) -> NoShowModel:
+def fit_final(
+    features: pd.DataFrame,
+    y: np.ndarray,
+    starts: pd.Series,
+    trained_at: str,
+    version: str,
+    recent_share: float = 0.2,
+    kind: str = BOOSTED,
+) -> NoShowModel:
     """The deployed model: the chosen recipe on every labelled appointment.
 
     Trees are stopped and calibrated on the most recent slice; the logistic regression (kind=LOGISTIC, the
@@ -323,10 +370,20 @@ def fit_final(features: pd.DataFrame, y: np.ndarray, starts: pd.Series, trained_
     else:
         estimator = fit_calibrated(x, y, t_sec)
         calibration = "sigmoid"
-    model = NoShowModel(estimator=estimator, categories=cats, reference=reference_values(features),
-                        thresholds={}, base_rate=float(y.mean()), trained_at=trained_at, version=version,
-                        train_rows=int(len(y)), calibration=calibration, numeric=numeric, kind=kind,
-                        dropped=dropped)
+    model = NoShowModel(
+        estimator=estimator,
+        categories=cats,
+        reference=reference_values(features),
+        thresholds={},
+        base_rate=float(y.mean()),
+        trained_at=trained_at,
+        version=version,
+        train_rows=int(len(y)),
+        calibration=calibration,
+        numeric=numeric,
+        kind=kind,
+        dropped=dropped,
+    )
     recent = t_sec >= np.quantile(t_sec, 1 - recent_share)
     p_recent = model.predict(features[recent])
     q_med, q_high = np.quantile(p_recent, [1 - MEDIUM_SHARE, 1 - HIGH_SHARE])
@@ -336,13 +393,29 @@ def fit_final(features: pd.DataFrame, y: np.ndarray, starts: pd.Series, trained_
 
 # ------------------------------------------------------------------------------------------- reasons
 
-_PAYER_WORDS = {"commercial": "commercial insurance", "medicare": "Medicare", "medicare_advantage":
-                "Medicare Advantage", "medicaid": "Medicaid", "workers_comp": "workers' comp",
-                "auto_pi": "auto / personal injury", "self_pay": "self-pay"}
-_SOURCE_WORDS = {"physician": "physician referral", "direct_access": "direct access (self-referred)",
-                 "marketing": "came in through marketing"}
-_DAYS = {"Mon": "Monday", "Tue": "Tuesday", "Wed": "Wednesday", "Thu": "Thursday", "Fri": "Friday",
-         "Sat": "Saturday", "Sun": "Sunday"}
+_PAYER_WORDS = {
+    "commercial": "commercial insurance",
+    "medicare": "Medicare",
+    "medicare_advantage": "Medicare Advantage",
+    "medicaid": "Medicaid",
+    "workers_comp": "workers' comp",
+    "auto_pi": "auto / personal injury",
+    "self_pay": "self-pay",
+}
+_SOURCE_WORDS = {
+    "physician": "physician referral",
+    "direct_access": "direct access (self-referred)",
+    "marketing": "came in through marketing",
+}
+_DAYS = {
+    "Mon": "Monday",
+    "Tue": "Tuesday",
+    "Wed": "Wednesday",
+    "Thu": "Thursday",
+    "Fri": "Friday",
+    "Sat": "Saturday",
+    "Sun": "Sunday",
+}
 
 
 def _int(s: pd.Series) -> pd.Series:
@@ -357,27 +430,48 @@ def reason_texts(f: pd.DataFrame) -> pd.DataFrame:
     """One plain sentence per feature group and appointment (vectorised string building)."""
     k = f["last_k"] if "last_k" in f else np.minimum(f["prior_appts"], 5)
     ns5 = f["no_shows_last5"]
-    history = np.where(f["prior_appts"] == 0, "first appointment on record",
-                       np.where(ns5 > 0, _int(ns5) + " " + _plural(ns5, "no-show") + " in the last "
-                                + _int(k) + " " + _plural(k, "visit"),
-                                "no no-shows in the last " + _int(k) + " " + _plural(k, "visit")))
+    history = np.where(
+        f["prior_appts"] == 0,
+        "first appointment on record",
+        np.where(
+            ns5 > 0,
+            _int(ns5) + " " + _plural(ns5, "no-show") + " in the last " + _int(k) + " " + _plural(k, "visit"),
+            "no no-shows in the last " + _int(k) + " " + _plural(k, "visit"),
+        ),
+    )
     late = f["late_cancels_last5"]
     canc = f["prior_cancels"]
-    cancels = np.where(late > 0, _int(late) + " late " + _plural(late, "cancellation") + " recently",
-                       np.where(canc > 0, _int(canc) + " earlier " + _plural(canc, "cancellation"),
-                                "no earlier cancellations"))
+    cancels = np.where(
+        late > 0,
+        _int(late) + " late " + _plural(late, "cancellation") + " recently",
+        np.where(canc > 0, _int(canc) + " earlier " + _plural(canc, "cancellation"), "no earlier cancellations"),
+    )
     lead_d = pd.to_numeric(f["lead_time_days"], errors="coerce")
-    lead = np.where(lead_d < 1, "booked less than a day ahead",
-                    "booked " + _int(np.floor(lead_d)) + " " + _plural(np.floor(lead_d), "day") + " ahead")
+    lead = np.where(
+        lead_d < 1,
+        "booked less than a day ahead",
+        "booked " + _int(np.floor(lead_d)) + " " + _plural(np.floor(lead_d), "day") + " ahead",
+    )
     gap_d = pd.to_numeric(f["days_since_last_visit"], errors="coerce")
-    gap = np.where(gap_d.isna(), "no visit attended yet",
-                   _int(np.floor(gap_d)) + " " + _plural(np.floor(gap_d), "day") + " since the last visit")
+    gap = np.where(
+        gap_d.isna(),
+        "no visit attended yet",
+        _int(np.floor(gap_d)) + " " + _plural(np.floor(gap_d), "day") + " since the last visit",
+    )
     n_visit = _int(f["episode_visits"] + 1)
-    visit = np.where(f["visit_type"] == "initial_eval", "initial evaluation",
-                     np.where(f["visit_type"] == "re_eval", "re-evaluation visit",
-                              np.where(f["planned_visits"].notna(),
-                                       "visit " + n_visit + " of " + _int(f["planned_visits"]) + " planned",
-                                       "visit " + n_visit + " of the episode")))
+    visit = np.where(
+        f["visit_type"] == "initial_eval",
+        "initial evaluation",
+        np.where(
+            f["visit_type"] == "re_eval",
+            "re-evaluation visit",
+            np.where(
+                f["planned_visits"].notna(),
+                "visit " + n_visit + " of " + _int(f["planned_visits"]) + " planned",
+                "visit " + n_visit + " of the episode",
+            ),
+        ),
+    )
     hour = np.floor(pd.to_numeric(f["hour"], errors="coerce")).astype("Int64")
     h12 = ((hour + 11) % 12 + 1).astype("string")
     ampm = pd.Series(np.where(hour < 12, " am", " pm"), index=f.index)
@@ -386,10 +480,19 @@ def reason_texts(f: pd.DataFrame) -> pd.DataFrame:
     age = np.where(f["age_band"].isna(), "age unknown", "age " + f["age_band"].astype("string"))
     clinic = "clinic " + f["clinic_id"].astype("string").fillna("unknown")
     source = f["source_type"].map(_SOURCE_WORDS).fillna("referral source unknown")
-    texts = {"history": history, "cancels": cancels, "lead": lead, "gap": gap, "visit": visit, "slot": slot,
-             "payer": payer, "age": age, "clinic": clinic, "source": source}
-    return pd.DataFrame({g: pd.Series(np.asarray(v, dtype=object), index=f.index).fillna("")
-                         for g, v in texts.items()})
+    texts = {
+        "history": history,
+        "cancels": cancels,
+        "lead": lead,
+        "gap": gap,
+        "visit": visit,
+        "slot": slot,
+        "payer": payer,
+        "age": age,
+        "clinic": clinic,
+        "source": source,
+    }
+    return pd.DataFrame({g: pd.Series(np.asarray(v, dtype=object), index=f.index).fillna("") for g, v in texts.items()})
 
 
 def contributions(model: NoShowModel, features: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:

@@ -8,7 +8,8 @@ typical row. Only the columns and the booster's settings differ, so those are th
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,8 +25,9 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 MAX_CATEGORIES = 250  # HistGradientBoosting allows at most 255 categories per feature
 
 
-def fit_categories(features: pd.DataFrame, categorical: Sequence[str],
-                   max_categories: int = MAX_CATEGORIES) -> dict[str, list[str]]:
+def fit_categories(
+    features: pd.DataFrame, categorical: Sequence[str], max_categories: int = MAX_CATEGORIES
+) -> dict[str, list[str]]:
     """Category levels seen in training, most frequent first, capped (rarer levels become missing)."""
     out = {}
     for col in categorical:
@@ -79,8 +81,14 @@ def integer_codes(x: pd.DataFrame, categorical: Sequence[str]) -> pd.DataFrame:
     return out
 
 
-def fit_calibrated(booster: HistGradientBoostingClassifier, x: pd.DataFrame, y: np.ndarray, order: np.ndarray,
-                   cal_share: float = 0.25, method: str = "sigmoid") -> CalibratedClassifierCV:
+def fit_calibrated(
+    booster: HistGradientBoostingClassifier,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    order: np.ndarray,
+    cal_share: float = 0.25,
+    method: str = "sigmoid",
+) -> CalibratedClassifierCV:
     """Fit the booster on the earlier rows; stop it and fit the calibrator on the last `cal_share` in time.
 
     `order` is each row's time. Using the later slice for early stopping and calibration keeps both out of
@@ -105,8 +113,11 @@ def logistic_baseline(numeric: Sequence[str], categorical: Sequence[str], log_co
     logged = [c for c in numeric if c in set(log_columns)]
     plain = [c for c in numeric if c not in set(log_columns)]
     num = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
-    log = make_pipeline(FunctionTransformer(_log1p_nonnegative, feature_names_out="one-to-one"),
-                        SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
+    log = make_pipeline(
+        FunctionTransformer(_log1p_nonnegative, feature_names_out="one-to-one"),
+        SimpleImputer(strategy="median", add_indicator=True),
+        StandardScaler(),
+    )
     cats = OneHotEncoder(handle_unknown="ignore", min_frequency=20)
     parts = [("num", num, plain), ("cat", cats, list(categorical))]
     if logged:

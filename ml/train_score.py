@@ -54,8 +54,13 @@ def _report(progress: ProgressFn, step: str, done: int, total: int) -> None:
 
 # ------------------------------------------------------------------------------------------- training
 
-def train(settings: Settings, analytics_path: Path | None = None, progress: ProgressFn = None,
-          truth_dir: str | Path | None = None) -> dict[str, Any]:
+
+def train(
+    settings: Settings,
+    analytics_path: Path | None = None,
+    progress: ProgressFn = None,
+    truth_dir: str | Path | None = None,
+) -> dict[str, Any]:
     """Fit the no-show model, backtest demand, run attribution; write artifacts under models_dir.
 
     Reads `analytics_path` (default: the served analytics file) read-only.
@@ -69,8 +74,9 @@ def train(settings: Settings, analytics_path: Path | None = None, progress: Prog
         con.close()
 
 
-def _train(con: duckdb.DuckDBPyConnection, settings: Settings, progress: ProgressFn,
-           truth: Path | None) -> dict[str, Any]:
+def _train(
+    con: duckdb.DuckDBPyConnection, settings: Settings, progress: ProgressFn, truth: Path | None
+) -> dict[str, Any]:
     started = time.perf_counter()
     trained_at = datetime.now(UTC).replace(microsecond=0).isoformat()
     _report(progress, "no-show features", 0, TRAIN_STEPS)
@@ -79,30 +85,45 @@ def _train(con: duckdb.DuckDBPyConnection, settings: Settings, progress: Progres
     features = build_features(targets, marts)
     y = (targets["status"] == "no_show").to_numpy(int)
     truth_probs = artifacts.read_truth(truth, "appointment_truth.csv")
-    p_true = (targets[["appointment_id"]].merge(truth_probs, on="appointment_id", how="left")["p_no_show"]
-              if truth_probs is not None else None)
+    p_true = (
+        targets[["appointment_id"]].merge(truth_probs, on="appointment_id", how="left")["p_no_show"]
+        if truth_probs is not None
+        else None
+    )
 
     _report(progress, "no-show model", 1, TRAIN_STEPS)
     t0 = time.perf_counter()
     ev = no_show.evaluate(features, y, targets["scheduled_start"], p_true)
-    digest = hashlib.sha256(json.dumps([ev.card["roc_auc"], ev.card["brier"], ev.card["n_train"],
-                                        str(marts.as_of)], default=str).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(
+        json.dumps([ev.card["roc_auc"], ev.card["brier"], ev.card["n_train"], str(marts.as_of)], default=str).encode()
+    ).hexdigest()[:8]
     version = f"ns{no_show.FEATURE_VERSION}-{marts.as_of:%Y%m%d}-{digest}"
     kind = ev.card["deployed_model"]
     model = no_show.fit_final(features, y, targets["scheduled_start"], trained_at, version, kind=kind)
     model.extra["calibration_bins"] = ev.calibration_bins
-    card = {**ev.card, "trained_at": trained_at, "model_version": version, "as_of": marts.as_of.isoformat(),
-            "population": "past appointments that were attended or missed (cancellations excluded)",
-            "label": "status = no_show", "scoring_time": f"{LEAD_HOURS} h before the start (or at booking, if later)",
-            "calibration": ("sigmoid (Platt) fitted on the last 25% of the training period, which also "
-                            "early-stops the trees") if kind == no_show.BOOSTED else model.calibration,
-            "features": [c for c in FEATURES if c not in model.dropped],
-            "risk_bands": "ranks among the upcoming appointments scored together, per clinic: high = top "
-                          f"{no_show.HIGH_SHARE:.0%}, medium = the next "
-                          f"{no_show.MEDIUM_SHARE - no_show.HIGH_SHARE:.0%}, low = the rest",
-            "recent_thresholds": model.thresholds,
-            "deployed_train_rows": model.train_rows, "calibration_bins": ev.calibration_bins,
-            "truth_dir": str(truth) if truth else None, "fit_seconds": round(time.perf_counter() - t0, 2)}
+    card = {
+        **ev.card,
+        "trained_at": trained_at,
+        "model_version": version,
+        "as_of": marts.as_of.isoformat(),
+        "population": "past appointments that were attended or missed (cancellations excluded)",
+        "label": "status = no_show",
+        "scoring_time": f"{LEAD_HOURS} h before the start (or at booking, if later)",
+        "calibration": (
+            "sigmoid (Platt) fitted on the last 25% of the training period, which also early-stops the trees"
+        )
+        if kind == no_show.BOOSTED
+        else model.calibration,
+        "features": [c for c in FEATURES if c not in model.dropped],
+        "risk_bands": "ranks among the upcoming appointments scored together, per clinic: high = top "
+        f"{no_show.HIGH_SHARE:.0%}, medium = the next "
+        f"{no_show.MEDIUM_SHARE - no_show.HIGH_SHARE:.0%}, low = the rest",
+        "recent_thresholds": model.thresholds,
+        "deployed_train_rows": model.train_rows,
+        "calibration_bins": ev.calibration_bins,
+        "truth_dir": str(truth) if truth else None,
+        "fit_seconds": round(time.perf_counter() - t0, 2),
+    }
     artifacts.save_model(artifacts.model_path(settings), model)
     artifacts.write_json(artifacts.card_path(settings), card)
     artifacts.write_text(artifacts.card_path(settings).with_suffix(".md"), model_card_markdown(card))
@@ -119,19 +140,45 @@ def _train(con: duckdb.DuckDBPyConnection, settings: Settings, progress: Progres
     lead_card = train_lead(con, settings, trained_at)
     _report(progress, "done", TRAIN_STEPS, TRAIN_STEPS)
 
-    headline = ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece",
-                "oracle_roc_auc", "baseline_roc_auc", "n_train", "n_test", "split_date", "deployed_model",
-                "baseline_comparison")
-    return {"no_show": {k: card[k] for k in headline} | {"model_version": version},
-            "demand": {k: backtest[k] for k in ("mase", "baseline_mase", "relative_mase", "smape", "coverage_80",
-                                                 "horizon_weeks", "cutoffs")},
-            "attribution": {k: attr[k] for k in ("spearman_markov", "spearman_shapley")},
-            "lead": {k: lead_card[k] for k in LEAD_HEADLINE},
-            "models_dir": str(settings.models_dir), "seconds": round(time.perf_counter() - started, 2)}
+    headline = (
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "calibration_slope",
+        "calibration_intercept",
+        "ece",
+        "oracle_roc_auc",
+        "baseline_roc_auc",
+        "n_train",
+        "n_test",
+        "split_date",
+        "deployed_model",
+        "baseline_comparison",
+    )
+    return {
+        "no_show": {k: card[k] for k in headline} | {"model_version": version},
+        "demand": {
+            k: backtest[k]
+            for k in ("mase", "baseline_mase", "relative_mase", "smape", "coverage_80", "horizon_weeks", "cutoffs")
+        },
+        "attribution": {k: attr[k] for k in ("spearman_markov", "spearman_shapley")},
+        "lead": {k: lead_card[k] for k in LEAD_HEADLINE},
+        "models_dir": str(settings.models_dir),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
 
 
-LEAD_HEADLINE = ("roc_auc", "brier", "calibration_slope", "calibration_intercept", "baseline_roc_auc", "n_train",
-                 "n_test", "split_date", "model_version")
+LEAD_HEADLINE = (
+    "roc_auc",
+    "brier",
+    "calibration_slope",
+    "calibration_intercept",
+    "baseline_roc_auc",
+    "n_train",
+    "n_test",
+    "split_date",
+    "model_version",
+)
 
 
 def train_lead(con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: str) -> dict[str, Any]:
@@ -140,31 +187,40 @@ def train_lead(con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: s
     as_of_ts = warehouse.as_of(con)
     rows, feats, y = lead.snapshots(warehouse.read_lead_referrals(con), as_of_ts)
     ev = lead.evaluate(rows, feats, y)
-    digest = hashlib.sha256(json.dumps([ev["roc_auc"], ev["brier"], ev["n_train"], str(as_of_ts)],
-                                       default=str).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(
+        json.dumps([ev["roc_auc"], ev["brier"], ev["n_train"], str(as_of_ts)], default=str).encode()
+    ).hexdigest()[:8]
     version = f"lead{lead.FEATURE_VERSION}-{as_of_ts:%Y%m%d}-{digest}"
     model = lead.fit_final(rows, feats, y, trained_at, version)
-    card = {**ev, "trained_at": trained_at, "model_version": version, "as_of": as_of_ts.isoformat(),
-            "population": "referrals still open (not evaluated, not exited) at the scoring time, received at "
-                          f"least {lead.LABEL_DAYS} days before as_of (so the outcome is known)",
-            "label": "the referral reaches an initial evaluation (referral_funnel.evaluated_at)",
-            "scoring_time": "each referral at " + ", ".join(f"{a:g}" for a in lead.AGES_DAYS)
-                            + " days after receipt, while still open; only events before that moment",
-            "calibration": "sigmoid (Platt) fitted on the last 25% of the training period, which also "
-                           "early-stops the trees",
-            "baseline": "conversion rate by source type (training rows)",
-            "expected_value": f"mean collected net revenue of closed episodes by payer class x source type, "
-                              f"shrunk toward the payer-class and overall means ({lead.EV_SHRINK:g} pseudo-episodes); "
-                              f"episodes closed in the last {lead.EV_SETTLE_DAYS} days left out",
-            "features": lead.FEATURES, "deployed_train_rows": model.train_rows,
-            "fit_seconds": round(time.perf_counter() - t0, 2)}
+    card = {
+        **ev,
+        "trained_at": trained_at,
+        "model_version": version,
+        "as_of": as_of_ts.isoformat(),
+        "population": "referrals still open (not evaluated, not exited) at the scoring time, received at "
+        f"least {lead.LABEL_DAYS} days before as_of (so the outcome is known)",
+        "label": "the referral reaches an initial evaluation (referral_funnel.evaluated_at)",
+        "scoring_time": "each referral at "
+        + ", ".join(f"{a:g}" for a in lead.AGES_DAYS)
+        + " days after receipt, while still open; only events before that moment",
+        "calibration": "sigmoid (Platt) fitted on the last 25% of the training period, which also "
+        "early-stops the trees",
+        "baseline": "conversion rate by source type (training rows)",
+        "expected_value": f"mean collected net revenue of closed episodes by payer class x source type, "
+        f"shrunk toward the payer-class and overall means ({lead.EV_SHRINK:g} pseudo-episodes); "
+        f"episodes closed in the last {lead.EV_SETTLE_DAYS} days left out",
+        "features": lead.FEATURES,
+        "deployed_train_rows": model.train_rows,
+        "fit_seconds": round(time.perf_counter() - t0, 2),
+    }
     artifacts.save_model(artifacts.lead_model_path(settings), model)
     artifacts.write_json(artifacts.lead_card_path(settings), card)
     return card
 
 
-def demand_backtest(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp,
-                    cfg: demand.DemandSettings | None = None) -> dict[str, Any]:
+def demand_backtest(
+    con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp, cfg: demand.DemandSettings | None = None
+) -> dict[str, Any]:
     """Rolling-origin backtest on the practice series (headline) and the busiest clinics (detail)."""
     cfg = cfg or demand.DemandSettings()
     series = demand.weekly_series(warehouse.read_demand_events(con), as_of)
@@ -177,8 +233,10 @@ def demand_backtest(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp,
     practice = summary[summary["series"] == demand.ALL]
     head = demand.summarise(practice, points[is_all])
     clinics = summary[summary["series"] != demand.ALL]
-    by_metric = {m: demand.summarise(practice[practice["metric"] == m], points[is_all & (points["metric"] == m)])
-                 for m in demand.METRICS}
+    by_metric = {
+        m: demand.summarise(practice[practice["metric"] == m], points[is_all & (points["metric"] == m)])
+        for m in demand.METRICS
+    }
     return {
         **{k: head[k] for k in ("mase", "baseline_mase", "relative_mase", "smape", "coverage_80")},
         "horizon_weeks": cfg.horizon_weeks,
@@ -188,13 +246,15 @@ def demand_backtest(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp,
         "method": demand.backtest_method(cfg),
         "baseline": "seasonal naive: same week last year (y[t-52]); last-4-weeks mean where no y[t-52]",
         "coverage_80_raw": head["coverage_80_raw"],
-        "calibration_cutoffs": sorted({c.date().isoformat() for c in points.loc[~points["evaluated"].astype(bool),
-                                                                               "cutoff"]}) if len(points) else [],
+        "calibration_cutoffs": sorted(
+            {c.date().isoformat() for c in points.loc[~points["evaluated"].astype(bool), "cutoff"]}
+        )
+        if len(points)
+        else [],
         "interval_scale": demand.final_interval_scales(points, cfg) if len(points) else {},
         "mase_scale": "in-sample MAE of the one-step naive forecast on each origin's training window",
         "by_metric": by_metric,
-        "practice_extra": {k: head[k] for k in ("mean4_mase", "relative_mase_vs_mean4", "baseline_smape",
-                                                 "forecasts")},
+        "practice_extra": {k: head[k] for k in ("mean4_mase", "relative_mase_vs_mean4", "baseline_smape", "forecasts")},
         "clinics": demand.summarise(clinics, points[~is_all]),
         "forecasts": summary.to_dict(orient="records"),
     }
@@ -202,8 +262,12 @@ def demand_backtest(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp,
 
 def attribution_summary(credit: pd.DataFrame, truth: pd.DataFrame | None) -> dict[str, Any]:
     """Credit per model and channel, and the rank correlation with the generator's true effects."""
-    out: dict[str, Any] = {"credit": credit.drop(columns="settings").to_dict(orient="records"),
-                           "spearman_markov": None, "spearman_shapley": None, "truth_channels": None}
+    out: dict[str, Any] = {
+        "credit": credit.drop(columns="settings").to_dict(orient="records"),
+        "spearman_markov": None,
+        "spearman_shapley": None,
+        "truth_channels": None,
+    }
     if truth is None or credit.empty:
         return out
     out["truth_channels"] = truth["channel"].tolist()
@@ -215,6 +279,7 @@ def attribution_summary(credit: pd.DataFrame, truth: pd.DataFrame | None) -> dic
 
 # -------------------------------------------------------------------------------------------- scoring
 
+
 def _usable(model: Any) -> bool:
     return isinstance(model, no_show.NoShowModel) and model.feature_version == no_show.FEATURE_VERSION
 
@@ -223,8 +288,9 @@ def _usable_lead(model: Any) -> bool:
     return isinstance(model, lead.LeadModel) and model.feature_version == lead.FEATURE_VERSION
 
 
-def score(settings: Settings, analytics_path: Path, progress: ProgressFn = None,
-          truth_dir: str | Path | None = None) -> dict[str, Any]:
+def score(
+    settings: Settings, analytics_path: Path, progress: ProgressFn = None, truth_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Write every `ml` table into `analytics_path` (read-write), training first if there is no model."""
     started = time.perf_counter()
     con = duckdb.connect(str(analytics_path))
@@ -241,36 +307,51 @@ def score(settings: Settings, analytics_path: Path, progress: ProgressFn = None,
                 lead_model = artifacts.load_model(artifacts.lead_model_path(settings))
             rows = _score(con, settings, model, progress)
             _report(progress, "lead scores", SCORE_STEPS - 1, SCORE_STEPS)
-            rows["lead_scores"] = warehouse.write_table(con, "lead_scores", lead.score_open(
-                lead_model, warehouse.read_lead_referrals(con), warehouse.read_lead_episodes(con),
-                warehouse.as_of(con)))
+            rows["lead_scores"] = warehouse.write_table(
+                con,
+                "lead_scores",
+                lead.score_open(
+                    lead_model,
+                    warehouse.read_lead_referrals(con),
+                    warehouse.read_lead_episodes(con),
+                    warehouse.as_of(con),
+                ),
+            )
             _report(progress, "done", SCORE_STEPS, SCORE_STEPS)
     finally:
         con.close()
-    return {"rows": rows, "trained": trained, "model_version": model.version,
-            "lead_model_version": lead_model.version,
-            "seconds": round(time.perf_counter() - started, 2)}
+    return {
+        "rows": rows,
+        "trained": trained,
+        "model_version": model.version,
+        "lead_model_version": lead_model.version,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
 
 
-def _score(con: duckdb.DuckDBPyConnection, settings: Settings, model: no_show.NoShowModel,
-           progress: ProgressFn) -> dict[str, int]:
+def _score(
+    con: duckdb.DuckDBPyConnection, settings: Settings, model: no_show.NoShowModel, progress: ProgressFn
+) -> dict[str, int]:
     rows: dict[str, int] = {}
     _report(progress, "no-show scores", 0, SCORE_STEPS)
     marts = warehouse.read_marts(con)
     upcoming = upcoming_targets(marts.appointments)
     feats = build_features(upcoming, marts)
     scored = no_show.explain(model, feats)
-    table = pd.DataFrame({
-        "appointment_id": upcoming["appointment_id"].to_numpy(),
-        "clinic_id": upcoming["clinic_id"].to_numpy(),
-        "scheduled_start": upcoming["scheduled_start"].to_numpy(),
-        **{c: scored[c].to_numpy() for c in ("probability", "risk_band", "reason_1", "reason_2")},
-        "model_version": model.version,
-        "scored_at": marts.as_of,
-    })
+    table = pd.DataFrame(
+        {
+            "appointment_id": upcoming["appointment_id"].to_numpy(),
+            "clinic_id": upcoming["clinic_id"].to_numpy(),
+            "scheduled_start": upcoming["scheduled_start"].to_numpy(),
+            **{c: scored[c].to_numpy() for c in ("probability", "risk_band", "reason_1", "reason_2")},
+            "model_version": model.version,
+            "scored_at": marts.as_of,
+        }
+    )
     rows["no_show_scores"] = warehouse.write_table(con, "no_show_scores", table)
     rows["no_show_calibration"] = warehouse.write_table(
-        con, "no_show_calibration", pd.DataFrame(model.extra.get("calibration_bins", [])))
+        con, "no_show_calibration", pd.DataFrame(model.extra.get("calibration_bins", []))
+    )
 
     _report(progress, "demand forecast", 1, SCORE_STEPS)
     cfg = demand.DemandSettings()
@@ -278,22 +359,27 @@ def _score(con: duckdb.DuckDBPyConnection, settings: Settings, model: no_show.No
     backtest_file = artifacts.backtest_path(settings)
     scales = json.loads(backtest_file.read_text()).get("interval_scale") if backtest_file.exists() else None
     forecast = demand.forecast_all(series, cfg, scales=scales)
-    rows["demand_forecast"] = warehouse.write_table(con, "demand_forecast", forecast.assign(
-        week_start=pd.to_datetime(forecast["week_start"]).dt.date))
+    rows["demand_forecast"] = warehouse.write_table(
+        con, "demand_forecast", forecast.assign(week_start=pd.to_datetime(forecast["week_start"]).dt.date)
+    )
 
     _report(progress, "staffing gap", 2, SCORE_STEPS)
-    gap = demand.staffing_gap(forecast, warehouse.read_therapists(con), warehouse.read_visit_minutes(con, marts.as_of),
-                              marts.as_of)
-    rows["staffing_gap"] = warehouse.write_table(con, "staffing_gap", gap.assign(
-        week_start=pd.to_datetime(gap["week_start"]).dt.date))
+    gap = demand.staffing_gap(
+        forecast, warehouse.read_therapists(con), warehouse.read_visit_minutes(con, marts.as_of), marts.as_of
+    )
+    rows["staffing_gap"] = warehouse.write_table(
+        con, "staffing_gap", gap.assign(week_start=pd.to_datetime(gap["week_start"]).dt.date)
+    )
 
     _report(progress, "attribution", 3, SCORE_STEPS)
-    rows["attribution_credit"] = warehouse.write_table(con, "attribution_credit",
-                                                   attribution.attribute(warehouse.read_paths(con)))
+    rows["attribution_credit"] = warehouse.write_table(
+        con, "attribution_credit", attribution.attribute(warehouse.read_paths(con))
+    )
     return rows
 
 
 # ------------------------------------------------------------------------------------------ model card
+
 
 def _fmt(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
@@ -308,67 +394,104 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     base = card.get("base_rate_test")
     fallback = card.get("deployed_model") == no_show.LOGISTIC
     cmp = card.get("baseline_comparison") or {}
-    what = ("Logistic regression (scikit-learn), deployed instead of the gradient-boosted trees because the "
-            f"trees lost to it on the test period (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))} vs "
-            f"{_fmt(cmp.get(no_show.LOGISTIC))}); calibration: {card['calibration']}."
-            if fallback else
-            f"Gradient-boosted trees (scikit-learn HistGradientBoosting) with {card['calibration']}; they beat "
-            f"the logistic regression on the test period (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))} vs "
-            f"{_fmt(cmp.get(no_show.LOGISTIC))}), else the regression would be deployed.")
+    what = (
+        "Logistic regression (scikit-learn), deployed instead of the gradient-boosted trees because the "
+        f"trees lost to it on the test period (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))} vs "
+        f"{_fmt(cmp.get(no_show.LOGISTIC))}); calibration: {card['calibration']}."
+        if fallback
+        else f"Gradient-boosted trees (scikit-learn HistGradientBoosting) with {card['calibration']}; they beat "
+        f"the logistic regression on the test period (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))} vs "
+        f"{_fmt(cmp.get(no_show.LOGISTIC))}), else the regression would be deployed."
+    )
     dropped = card.get("dropped_features") or []
     lines = [
-        "# No-show risk model card", "",
-        f"Model `{card['model_version']}`, trained {card['trained_at']} on data as of {card['as_of']}.", "",
-        "## What it predicts", "",
+        "# No-show risk model card",
+        "",
+        f"Model `{card['model_version']}`, trained {card['trained_at']} on data as of {card['as_of']}.",
+        "",
+        "## What it predicts",
+        "",
         f"The probability that a booked appointment ends as a no-show, scored {card['scoring_time']}. "
-        f"Population: {card['population']}. {what}", "",
+        f"Population: {card['population']}. {what}",
+        "",
         "Features (all point-in-time: only what was known at the scoring time): "
-        + ", ".join(f"`{f}`" for f in card["features"]) + ".", "",
+        + ", ".join(f"`{f}`" for f in card["features"])
+        + ".",
+        "",
     ]
     if dropped:
-        lines += ["Not used because the data has no value for them at all: "
-                  + ", ".join(f"`{f}`" for f in dropped) + ".", ""]
+        lines += [
+            "Not used because the data has no value for them at all: " + ", ".join(f"`{f}`" for f in dropped) + ".",
+            "",
+        ]
     lines += [
-        "## How well (time-based split)", "",
+        "## How well (time-based split)",
+        "",
         f"Trained on {card['n_train']:,} appointments before {card['split_date']}, tested on the "
-        f"{card['n_test']:,} after it. Test no-show rate {_fmt(base)}.", "",
+        f"{card['n_test']:,} after it. Test no-show rate {_fmt(base)}.",
+        "",
         "| metric | deployed model | patient history rate | logistic regression | true probabilities (oracle) |",
         "|---|---|---|---|---|",
     ]
     hist = card["baselines"]["history_rate"]
     logit = card["baselines"]["logistic_regression"]
     oracle = card.get("oracle") or {}
-    for key, label in (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC"), ("brier", "Brier score"),
-                       ("calibration_slope", "calibration slope (1 = ideal)"),
-                       ("calibration_intercept", "calibration intercept (0 = ideal)"), ("ece", "ECE")):
-        lines.append(f"| {label} | {_fmt(card[key])} | {_fmt(hist.get(key))} | {_fmt(logit.get(key))} | "
-                     f"{_fmt(oracle.get(key))} |")
+    for key, label in (
+        ("roc_auc", "ROC AUC"),
+        ("pr_auc", "PR AUC"),
+        ("brier", "Brier score"),
+        ("calibration_slope", "calibration slope (1 = ideal)"),
+        ("calibration_intercept", "calibration intercept (0 = ideal)"),
+        ("ece", "ECE"),
+    ):
+        lines.append(
+            f"| {label} | {_fmt(card[key])} | {_fmt(hist.get(key))} | {_fmt(logit.get(key))} | "
+            f"{_fmt(oracle.get(key))} |"
+        )
     lines += ["", f"Brier score of always predicting the base rate: {_fmt(card.get('brier_reference'))}.", ""]
     if card.get("oracle_roc_auc"):
-        lines += [f"The model reaches {card['roc_auc'] / card['oracle_roc_auc']:.1%} of the ROC AUC of the "
-                  "generator's true probabilities on the same test rows.", ""]
+        lines += [
+            f"The model reaches {card['roc_auc'] / card['oracle_roc_auc']:.1%} of the ROC AUC of the "
+            "generator's true probabilities on the same test rows.",
+            "",
+        ]
     bands = card["risk_bands_test"]
-    lines += ["## Risk bands", "",
-              "High = the top 10% of the upcoming appointments by risk (call each one), medium = the next 20% "
-              "(confirm by text), low = the rest: ranks among the appointments scored together, per clinic, so "
-              "the lists always have that size. The probability itself says how likely a miss is.",
-              "", "| band (test period) | appointments | observed no-show rate |", "|---|---|---|"]
+    lines += [
+        "## Risk bands",
+        "",
+        "High = the top 10% of the upcoming appointments by risk (call each one), medium = the next 20% "
+        "(confirm by text), low = the rest: ranks among the appointments scored together, per clinic, so "
+        "the lists always have that size. The probability itself says how likely a miss is.",
+        "",
+        "| band (test period) | appointments | observed no-show rate |",
+        "|---|---|---|",
+    ]
     for b in ("high", "medium", "low"):
         lines.append(f"| {b} | {bands[b]['n']:,} | {_fmt(bands[b]['observed_rate'])} |")
     lines += ["", "## By subgroup (test period)", ""]
     for group, levels in card["subgroups"].items():
-        lines += [f"### {group}", "", "| level | n | no-show rate | mean predicted | ROC AUC | calibration slope |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"### {group}",
+            "",
+            "| level | n | no-show rate | mean predicted | ROC AUC | calibration slope |",
+            "|---|---|---|---|---|---|",
+        ]
         for level, m in levels.items():
-            lines.append(f"| {level} | {m['n']:,} | {_fmt(m.get('base_rate'))} | {_fmt(m.get('mean_predicted'))} | "
-                         f"{_fmt(m.get('roc_auc'))} | {_fmt(m.get('calibration_slope'))} |")
+            lines.append(
+                f"| {level} | {m['n']:,} | {_fmt(m.get('base_rate'))} | {_fmt(m.get('mean_predicted'))} | "
+                f"{_fmt(m.get('roc_auc'))} | {_fmt(m.get('calibration_slope'))} |"
+            )
         lines.append("")
-    lines += ["## Limits", "",
-              "- Cancellations are not predicted; a cancel recorded before the scoring time counts as history.",
-              "- The appointment's own start time is its latest one; a reschedule inside the last 48 h is not "
-              "distinguishable in the marts.",
-              "- Reasons are the two feature groups that move this appointment's risk most away from a typical "
-              "appointment; they describe the model, not causes.",
-              "- Age and payer are used because no-show risk differs by them; check the subgroup table before "
-              "acting differently on any group.", ""]
+    lines += [
+        "## Limits",
+        "",
+        "- Cancellations are not predicted; a cancel recorded before the scoring time counts as history.",
+        "- The appointment's own start time is its latest one; a reschedule inside the last 48 h is not "
+        "distinguishable in the marts.",
+        "- Reasons are the two feature groups that move this appointment's risk most away from a typical "
+        "appointment; they describe the model, not causes.",
+        "- Age and payer are used because no-show risk differs by them; check the subgroup table before "
+        "acting differently on any group.",
+        "",
+    ]
     return "\n".join(lines)

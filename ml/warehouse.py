@@ -14,20 +14,51 @@ from ptpulse.core.sql import quote_ident
 
 # Column types of each ml table, in order (docs/interfaces.md section 3).
 ML_TABLES: dict[str, dict[str, str]] = {
-    "no_show_scores": {"appointment_id": "VARCHAR", "clinic_id": "VARCHAR", "scheduled_start": "TIMESTAMP",
-                       "probability": "DOUBLE", "risk_band": "VARCHAR", "reason_1": "VARCHAR",
-                       "reason_2": "VARCHAR", "model_version": "VARCHAR", "scored_at": "TIMESTAMP"},
-    "no_show_calibration": {"bin": "INTEGER", "mean_predicted": "DOUBLE", "observed_rate": "DOUBLE",
-                            "n": "BIGINT"},
-    "demand_forecast": {"series": "VARCHAR", "metric": "VARCHAR", "week_start": "DATE", "actual": "DOUBLE",
-                        "yhat": "DOUBLE", "yhat_lower": "DOUBLE", "yhat_upper": "DOUBLE"},
-    "staffing_gap": {"clinic_id": "VARCHAR", "week_start": "DATE", "forecast_visits": "DOUBLE",
-                     "capacity_visits": "DOUBLE", "gap_visits": "DOUBLE"},
-    "lead_scores": {"referral_id": "VARCHAR", "clinic_id": "VARCHAR", "p_convert": "DOUBLE",
-                    "expected_value_usd": "DOUBLE", "value_at_stake_usd": "DOUBLE", "reason_1": "VARCHAR",
-                    "model_version": "VARCHAR", "scored_at": "TIMESTAMP"},
-    "attribution_credit": {"model": "VARCHAR", "channel": "VARCHAR", "attributed_conversions": "DOUBLE",
-                           "attributed_revenue_usd": "DOUBLE", "settings": "JSON"},
+    "no_show_scores": {
+        "appointment_id": "VARCHAR",
+        "clinic_id": "VARCHAR",
+        "scheduled_start": "TIMESTAMP",
+        "probability": "DOUBLE",
+        "risk_band": "VARCHAR",
+        "reason_1": "VARCHAR",
+        "reason_2": "VARCHAR",
+        "model_version": "VARCHAR",
+        "scored_at": "TIMESTAMP",
+    },
+    "no_show_calibration": {"bin": "INTEGER", "mean_predicted": "DOUBLE", "observed_rate": "DOUBLE", "n": "BIGINT"},
+    "demand_forecast": {
+        "series": "VARCHAR",
+        "metric": "VARCHAR",
+        "week_start": "DATE",
+        "actual": "DOUBLE",
+        "yhat": "DOUBLE",
+        "yhat_lower": "DOUBLE",
+        "yhat_upper": "DOUBLE",
+    },
+    "staffing_gap": {
+        "clinic_id": "VARCHAR",
+        "week_start": "DATE",
+        "forecast_visits": "DOUBLE",
+        "capacity_visits": "DOUBLE",
+        "gap_visits": "DOUBLE",
+    },
+    "lead_scores": {
+        "referral_id": "VARCHAR",
+        "clinic_id": "VARCHAR",
+        "p_convert": "DOUBLE",
+        "expected_value_usd": "DOUBLE",
+        "value_at_stake_usd": "DOUBLE",
+        "reason_1": "VARCHAR",
+        "model_version": "VARCHAR",
+        "scored_at": "TIMESTAMP",
+    },
+    "attribution_credit": {
+        "model": "VARCHAR",
+        "channel": "VARCHAR",
+        "attributed_conversions": "DOUBLE",
+        "attributed_revenue_usd": "DOUBLE",
+        "settings": "JSON",
+    },
 }
 
 
@@ -92,11 +123,14 @@ def read_therapists(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 def read_visit_minutes(con: duckdb.DuckDBPyConnection, as_of_ts: pd.Timestamp) -> pd.Series:
     """Median booked minutes per attended visit per clinic over the last 180 days (and ALL)."""
-    df = con.execute("""
+    df = con.execute(
+        """
         select coalesce(clinic_id, 'ALL') as clinic_id, median(duration_min)::double as minutes
         from marts.appointments
         where status = 'completed' and scheduled_start >= ?::timestamp - interval 180 day
-        group by grouping sets ((clinic_id), ())""", [as_of_ts.to_pydatetime()]).df()
+        group by grouping sets ((clinic_id), ())""",
+        [as_of_ts.to_pydatetime()],
+    ).df()
     return df.set_index("clinic_id")["minutes"]
 
 
@@ -108,6 +142,7 @@ def read_paths(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------ ml tables
+
 
 def write_table(con: duckdb.DuckDBPyConnection, name: str, df: pd.DataFrame) -> int:
     """Create or replace `ml.<name>` with the interface's columns and types (idempotent)."""

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ HomeOpt = typer.Option(None, "--home", help="Data folder (default: $PTPULSE_HOME
 WaitOpt = typer.Option(0.0, "--wait", help="Seconds to wait for another pipeline command to finish.")
 
 
-class Scale(str, Enum):
+class Scale(StrEnum):
     small = "small"
     medium = "medium"
     large = "large"
@@ -128,8 +128,15 @@ def _plain_steps(report):
 def _print_loads(results) -> None:
     table = Table("file", "source", "status", "read", "landed", "quarantined", "duplicate")
     for r in results:
-        table.add_row(_plain(Path(r.file).name, 120), r.source or "?", r.status, f"{r.rows_read:,}",
-                      f"{r.rows_landed:,}", f"{r.rows_quarantined:,}", f"{r.rows_duplicate:,}")
+        table.add_row(
+            _plain(Path(r.file).name, 120),
+            r.source or "?",
+            r.status,
+            f"{r.rows_read:,}",
+            f"{r.rows_landed:,}",
+            f"{r.rows_quarantined:,}",
+            f"{r.rows_duplicate:,}",
+        )
     out.print(table)
     for r in results:
         if r.status in ("refused", "failed"):
@@ -172,21 +179,40 @@ def render_status(report: dict[str, list[dict[str, Any]]], console: Console) -> 
     if not report["loads"]:
         console.print("No loads yet. Run `ptpulse ingest <folder>` (or `ptpulse refresh`) first.")
         return
-    loads = Table("id", "file", "source", "status", "read", "landed", "quarantined", "duplicate", "finished (UTC)",
-                  title="Loads (latest 30)")
+    loads = Table(
+        "id",
+        "file",
+        "source",
+        "status",
+        "read",
+        "landed",
+        "quarantined",
+        "duplicate",
+        "finished (UTC)",
+        title="Loads (latest 30)",
+    )
     for r in report["loads"][-30:]:
         style = {"refused": "red", "failed": "red", "skipped_same_hash": "dim"}.get(r["status"], "")
-        loads.add_row(_fmt(r["load_id"]), Text(safe_text(r["file"].rsplit("/", 1)[-1], 120)), r["source"] or "?",
-                      r["status"],
-                      _fmt(r["rows_read"]), _fmt(r["rows_landed"]), _fmt(r["rows_quarantined"]),
-                      _fmt(r["rows_duplicate"]), _fmt(r["finished_at"]), style=style)
+        loads.add_row(
+            _fmt(r["load_id"]),
+            Text(safe_text(r["file"].rsplit("/", 1)[-1], 120)),
+            r["source"] or "?",
+            r["status"],
+            _fmt(r["rows_read"]),
+            _fmt(r["rows_landed"]),
+            _fmt(r["rows_quarantined"]),
+            _fmt(r["rows_duplicate"]),
+            _fmt(r["finished_at"]),
+            style=style,
+        )
     console.print(loads)
     for r in report["loads"][-30:]:
         if r["status"] in ("refused", "failed"):
             # Text, not markup: names and messages are shown as written (no `[bold]`, no `:x:` emoji) and
             # control characters escaped, whatever a file was called
-            console.print(Text(safe_text(f"{r['status']} load {r['load_id']} {r['file']}: {r['message']}", 2000),
-                               style="red"))
+            console.print(
+                Text(safe_text(f"{r['status']} load {r['load_id']} {r['file']}: {r['message']}", 2000), style="red")
+            )
     if report["quarantine_by_rule"]:
         quarantine = Table("source", "rule", "column", "rows", title="Quarantine by rule")
         for r in report["quarantine_by_rule"]:
@@ -218,8 +244,10 @@ def build(
 
 def _finish_build(result) -> None:
     if result.ok:
-        out.print(f"[green]built and served[/] {result.served_path} in {result.seconds:.1f}s "
-                  f"({result.models} models, {result.tests} tests)")
+        out.print(
+            f"[green]built and served[/] {result.served_path} in {result.seconds:.1f}s "
+            f"({result.models} models, {result.tests} tests)"
+        )
     else:
         _fail(f"build failed, the previous analytics files are still served.\n{result.message}")
 
@@ -243,7 +271,8 @@ def train(home: Path | None = HomeOpt, wait: float = WaitOpt) -> None:
 @app.command()
 def refresh(
     paths: list[Path] | None = typer.Argument(
-        None, help="Folders or files to ingest (default: $PTPULSE_HOME/incoming)."),
+        None, help="Folders or files to ingest (default: $PTPULSE_HOME/incoming)."
+    ),
     home: Path | None = HomeOpt,
     wait: float = WaitOpt,
 ) -> None:
@@ -262,8 +291,7 @@ def refresh(
         raise typer.Exit(2)
 
 
-secret_app = typer.Typer(help="The installation secret behind patient_key (keyed pseudonyms).",
-                         no_args_is_help=True)
+secret_app = typer.Typer(help="The installation secret behind patient_key (keyed pseudonyms).", no_args_is_help=True)
 app.add_typer(secret_app, name="secret")
 
 
@@ -288,8 +316,10 @@ def secret_rotate(
         _fail(str(exc), code=3)
     except SecretError as exc:
         _fail(str(exc))
-    out.print(f"new pseudonym secret in {rot.key_file} ({rot.patients:,} patients); "
-              f"{rot.actions_rekeyed:,} app action(s) re-keyed")
+    out.print(
+        f"new pseudonym secret in {rot.key_file} ({rot.patients:,} patients); "
+        f"{rot.actions_rekeyed:,} app action(s) re-keyed"
+    )
     if result is not None:
         _finish_build(result)
     elif settings.analytics_db.exists():
@@ -308,8 +338,19 @@ def run_app(
     settings = get_settings(home)
     env = dict(os.environ, PTPULSE_HOME=str(settings.home))
     out.print(f"PT Pulse on http://localhost:{port}")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_DIR / "streamlit_app.py"),
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP_DIR / "streamlit_app.py"),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 

@@ -45,10 +45,11 @@ def visit_lines(ctx: ClinicCtx, vt: np.ndarray, is_medicare: np.ndarray) -> pl.D
     rng = ctx.rng
     n = len(vt)
     # timed minutes and how many timed codes share them
-    total = np.select([vt == 0, vt == 2],
-                      [np.where(rng.random(n) < 0.6, rng.integers(10, 32, n), 0),
-                       np.clip(rng.normal(25, 6, n), 8, 40)],
-                      np.clip(rng.normal(P.TIMED_MINUTES_MEAN, P.TIMED_MINUTES_SD, n), 12, 75)).astype(np.int64)
+    total = np.select(
+        [vt == 0, vt == 2],
+        [np.where(rng.random(n) < 0.6, rng.integers(10, 32, n), 0), np.clip(rng.normal(25, 6, n), 8, 40)],
+        np.clip(rng.normal(P.TIMED_MINUTES_MEAN, P.TIMED_MINUTES_SD, n), 12, 75),
+    ).astype(np.int64)
     k = np.where(vt == 1, rng.choice([1, 2, 3], size=n, p=[0.2, 0.45, 0.35]), 1)
     share = rng.gamma(2.0, size=(n, 3)) * (np.arange(3)[None, :] < k[:, None])
     share /= share.sum(axis=1, keepdims=True)
@@ -63,8 +64,9 @@ def visit_lines(ctx: ClinicCtx, vt: np.ndarray, is_medicare: np.ndarray) -> pl.D
     mins = np.where(units == 0, 0, mins)
     mins[np.arange(n), np.argmax(units, axis=1)] += orphan
     visit = np.repeat(np.arange(n), 3)
-    timed = pl.DataFrame(dict(v=visit, cpt=codes.ravel(), units=units.ravel(), minutes=mins.ravel(),
-                              slot=np.tile([1, 2, 3], n)))
+    timed = pl.DataFrame(
+        dict(v=visit, cpt=codes.ravel(), units=units.ravel(), minutes=mins.ravel(), slot=np.tile([1, 2, 3], n))
+    )
     timed = timed.filter(pl.col("units") > 0)
     ev_code = np.where(vt == 0, rng.choice(["97161", "97162", "97163"], size=n, p=[0.3, 0.55, 0.15]), "97164")
     ev = np.flatnonzero(vt != 1)
@@ -78,8 +80,9 @@ def visit_lines(ctx: ClinicCtx, vt: np.ndarray, is_medicare: np.ndarray) -> pl.D
     return lines.join(price, on="cpt", how="left").with_columns(charge_usd=pl.col("units") * pl.col("price"))
 
 
-def authorizations(ctx: ClinicCtx, v: pl.DataFrame, payer: np.ndarray, payers: PayerTable
-                   ) -> tuple[pl.DataFrame, np.ndarray]:
+def authorizations(
+    ctx: ClinicCtx, v: pl.DataFrame, payer: np.ndarray, payers: PayerTable
+) -> tuple[pl.DataFrame, np.ndarray]:
     """Prior auths for payers that need them (initial + usually an extension); returns visits left uncovered."""
     rng = ctx.rng
     ep = v["ep"].to_numpy()
@@ -89,31 +92,53 @@ def authorizations(ctx: ClinicCtx, v: pl.DataFrame, payer: np.ndarray, payers: P
     limit = payers.limit[payer]
     first = (vn == 1) & needs
     n1 = int(first.sum())
-    a1 = pl.DataFrame(dict(ep=ep[first], episode_id=v["episode_id"].filter(first),
-                           patient_id=v["patient_id"].filter(first),
-                           payer=payer[first], visits_authorized=limit[first], valid_from=day[first],
-                           valid_to=day[first] + rng.choice([60, 90], size=n1),
-                           received_at=(day[first] + rng.integers(0, 3, n1)) * DAY + rng.integers(9, 17, n1) * 3600))
+    a1 = pl.DataFrame(
+        dict(
+            ep=ep[first],
+            episode_id=v["episode_id"].filter(first),
+            patient_id=v["patient_id"].filter(first),
+            payer=payer[first],
+            visits_authorized=limit[first],
+            valid_from=day[first],
+            valid_to=day[first] + rng.choice([60, 90], size=n1),
+            received_at=(day[first] + rng.integers(0, 3, n1)) * DAY + rng.integers(9, 17, n1) * 3600,
+        )
+    )
     ext_ep = np.unique(ep[needs & (vn == limit)])
     extended = np.zeros(int(ep.max()) + 1 if len(ep) else 1, dtype=bool)
     got = rng.random(len(ext_ep)) < 0.88
     extended[ext_ep[got]] = True
     trig = needs & (vn == limit - 1) & extended[ep]
     n2 = int(trig.sum())
-    a2 = pl.DataFrame(dict(ep=ep[trig], episode_id=v["episode_id"].filter(trig),
-                           patient_id=v["patient_id"].filter(trig),
-                           payer=payer[trig], visits_authorized=rng.choice([8, 12], size=n2), valid_from=day[trig] + 1,
-                           valid_to=day[trig] + 61, received_at=(day[trig] + 1) * DAY + rng.integers(9, 17, n2) * 3600))
-    auths = pl.concat([a1, a2], how="diagonal_relaxed").filter(
-        pl.col("received_at") < (ctx.as_of + 1) * DAY).sort(["received_at", "ep"])
-    auths = auths.with_columns(auth_id=ids("AU", ctx.ci, np.arange(auths.height), 6), clinic_id=pl.lit(ctx.clinic_id),
-                               payer_id=pl.Series(payers.ids[auths["payer"].to_numpy()]))
+    a2 = pl.DataFrame(
+        dict(
+            ep=ep[trig],
+            episode_id=v["episode_id"].filter(trig),
+            patient_id=v["patient_id"].filter(trig),
+            payer=payer[trig],
+            visits_authorized=rng.choice([8, 12], size=n2),
+            valid_from=day[trig] + 1,
+            valid_to=day[trig] + 61,
+            received_at=(day[trig] + 1) * DAY + rng.integers(9, 17, n2) * 3600,
+        )
+    )
+    auths = (
+        pl.concat([a1, a2], how="diagonal_relaxed")
+        .filter(pl.col("received_at") < (ctx.as_of + 1) * DAY)
+        .sort(["received_at", "ep"])
+    )
+    auths = auths.with_columns(
+        auth_id=ids("AU", ctx.ci, np.arange(auths.height), 6),
+        clinic_id=pl.lit(ctx.clinic_id),
+        payer_id=pl.Series(payers.ids[auths["payer"].to_numpy()]),
+    )
     uncovered = needs & (vn > limit) & ~extended[ep]
     return auths, uncovered
 
 
-def billing(ctx: ClinicCtx, R: Referrals, Ep: Episodes, visits: pl.DataFrame, payers: PayerTable
-            ) -> dict[str, pl.DataFrame]:
+def billing(
+    ctx: ClinicCtx, R: Referrals, Ep: Episodes, visits: pl.DataFrame, payers: PayerTable
+) -> dict[str, pl.DataFrame]:
     """Charges, claims, remittances and authorizations for the completed visits of one clinic."""
     rng = ctx.rng
     end = (ctx.as_of + 1) * DAY
@@ -128,12 +153,16 @@ def billing(ctx: ClinicCtx, R: Referrals, Ep: Episodes, visits: pl.DataFrame, pa
     lv = lines["v"].to_numpy()
     billed = np.bincount(lv, weights=lines["charge_usd"].to_numpy(), minlength=n).round(2)
 
-    pct = np.array([P.PAYER_CLASS[c]["allowed"] for c in payers.cls]) * \
-        (1 + PAYER_FACTOR_SPREAD * np.sin(np.arange(len(payers.ids)) * 2.1))
+    pct = np.array([P.PAYER_CLASS[c]["allowed"] for c in payers.cls]) * (
+        1 + PAYER_FACTOR_SPREAD * np.sin(np.arange(len(payers.ids)) * 2.1)
+    )
     allowed = (billed * pct[payer]).round(2)
     year = (np.datetime64(0, "D") + v["day"].to_numpy()).astype("datetime64[Y]").astype(int) + 1970
-    cum = pl.DataFrame(dict(p=R.patient[ref], y=year, a=allowed)).select(
-        pl.col("a").cum_sum().over(["p", "y"]))["a"].to_numpy()
+    cum = (
+        pl.DataFrame(dict(p=R.patient[ref], y=year, a=allowed))
+        .select(pl.col("a").cum_sum().over(["p", "y"]))["a"]
+        .to_numpy()
+    )
     thresh = np.array([P.KX_THRESHOLD.get(int(y), 2410.0) for y in range(1970, 2101)])[year - 1970]
     kx = medicare & (cum > thresh)
     cq = np.isin(cls, ["medicare", "medicare_advantage"]) & (ctx.t_cred[v["ther"].to_numpy()] == "PTA")
@@ -143,9 +172,15 @@ def billing(ctx: ClinicCtx, R: Referrals, Ep: Episodes, visits: pl.DataFrame, pa
     claim_id = ids("CM", ctx.ci, np.arange(n), 7)
     posted = v["start"].to_numpy() + 3600 + rng.integers(0, 36 * 3600, n)
     charges = lines.with_columns(
-        claim_id=claim_id[lv], appointment_id=v["appointment_id"][lv], episode_id=v["episode_id"][lv],
-        patient_id=v["patient_id"][lv], clinic_id=pl.lit(ctx.clinic_id), therapist_id=v["therapist_id"][lv],
-        service_date=v["day"][lv], modifiers=pl.Series(mods[lv]), posted_at=pl.Series(posted[lv]),
+        claim_id=claim_id[lv],
+        appointment_id=v["appointment_id"][lv],
+        episode_id=v["episode_id"][lv],
+        patient_id=v["patient_id"][lv],
+        clinic_id=pl.lit(ctx.clinic_id),
+        therapist_id=v["therapist_id"][lv],
+        service_date=v["day"][lv],
+        modifiers=pl.Series(mods[lv]),
+        posted_at=pl.Series(posted[lv]),
         minutes=pl.when(pl.col("cpt").is_in(list(P.TIMED_CODES))).then(pl.col("minutes")).otherwise(None),
     ).rename({"cpt": "cpt_code"})
     submitted = posted + rng.integers(1, 4, n) * DAY + rng.integers(0, 6 * 3600, n)
@@ -154,17 +189,27 @@ def billing(ctx: ClinicCtx, R: Referrals, Ep: Episodes, visits: pl.DataFrame, pa
     charges = charges.filter(pl.Series(submitted[lv] < end))
     charges = charges.with_columns(charge_id=ids("CH", ctx.ci, np.arange(charges.height), 8))
 
-    claims = pl.DataFrame(dict(claim_id=claim_id, episode_id=v["episode_id"], patient_id=v["patient_id"],
-                               clinic_id=ctx.clinic_id, payer_id=payers.ids[payer], service_date=v["day"],
-                               submitted_at=submitted, billed_usd=billed)).filter(pl.col("submitted_at") < end)
+    claims = pl.DataFrame(
+        dict(
+            claim_id=claim_id,
+            episode_id=v["episode_id"],
+            patient_id=v["patient_id"],
+            clinic_id=ctx.clinic_id,
+            payer_id=payers.ids[payer],
+            service_date=v["day"],
+            submitted_at=submitted,
+            billed_usd=billed,
+        )
+    ).filter(pl.col("submitted_at") < end)
 
     auths, uncovered = authorizations(ctx, v, payer, payers)
     remits = remittances(ctx, v, payer, cls, billed, allowed, submitted, uncovered, payers)
     return dict(charges=charges, claims=claims, remittances=remits, authorizations=auths)
 
 
-def patient_share(ctx: ClinicCtx, pat: np.ndarray, cls: np.ndarray, allowed: np.ndarray, day: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def patient_share(
+    ctx: ClinicCtx, pat: np.ndarray, cls: np.ndarray, allowed: np.ndarray, day: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Patient responsibility (amount, CARC 1 deductible / 2 coinsurance / 3 copay) by plan design."""
     rng = np.random.default_rng(ctx.rng.integers(2**62))  # per-patient plan traits
     n_p = int(pat.max()) + 1 if len(pat) else 1
@@ -176,15 +221,24 @@ def patient_share(ctx: ClinicCtx, pat: np.ndarray, cls: np.ndarray, allowed: np.
     ded = com & (d == 2) & (month <= 2)
     coin = (com & ((d == 1) | ((d == 2) & (month > 2)))) | (cls == "medicare")
     cop = (com & (d == 0)) | (cls == "medicare_advantage")
-    amt = np.select([ded, coin, cop, cls == "self_pay"],
-                    [allowed, allowed * 0.2, np.minimum(copay[pat], allowed), allowed], 0.0).round(2)
+    amt = np.select(
+        [ded, coin, cop, cls == "self_pay"], [allowed, allowed * 0.2, np.minimum(copay[pat], allowed), allowed], 0.0
+    ).round(2)
     carc = np.select([ded, coin, cop], ["1", "2", "3"], "")
     return amt, carc
 
 
-def remittances(ctx: ClinicCtx, v: pl.DataFrame, payer: np.ndarray, cls: np.ndarray, billed: np.ndarray,
-                allowed: np.ndarray, submitted: np.ndarray, uncovered: np.ndarray, payers: PayerTable
-                ) -> pl.DataFrame:
+def remittances(
+    ctx: ClinicCtx,
+    v: pl.DataFrame,
+    payer: np.ndarray,
+    cls: np.ndarray,
+    billed: np.ndarray,
+    allowed: np.ndarray,
+    submitted: np.ndarray,
+    uncovered: np.ndarray,
+    payers: PayerTable,
+) -> pl.DataFrame:
     """Adjudication and money events per claim, cut at as_of (later ones are still open A/R)."""
     rng = ctx.rng
     n = len(billed)
@@ -210,26 +264,42 @@ def remittances(ctx: ClinicCtx, v: pl.DataFrame, payer: np.ndarray, cls: np.ndar
     idx = np.arange(n)
     frames = []
 
-    def ev(mask: np.ndarray, etype: str, at: np.ndarray, amount: np.ndarray, group: str,
-           carc_v: np.ndarray | str = "", check: np.ndarray | str = "", with_payer: bool = True) -> None:
+    def ev(
+        mask: np.ndarray,
+        etype: str,
+        at: np.ndarray,
+        amount: np.ndarray,
+        group: str,
+        carc_v: np.ndarray | str = "",
+        check: np.ndarray | str = "",
+        with_payer: bool = True,
+    ) -> None:
         """Append one kind of remittance event for the claims in mask ("" = null)."""
         sel = np.flatnonzero(mask)
         carc_s = np.broadcast_to(np.asarray(carc_v, dtype=str), (n,))[sel]
         chk_s = np.broadcast_to(np.asarray(check, dtype=str), (n,))[sel]
         grp = np.full(len(sel), group)
         pay = payer_ids[sel] if with_payer else np.full(len(sel), "")
-        frames.append(pl.DataFrame(dict(
-            c=idx[sel], event_type=pl.Series(np.full(len(sel), etype)), event_at=at[sel],
-            amount_usd=np.asarray(amount, dtype=float)[sel], group_code=opt(grp != "", grp),
-            carc_code=opt(carc_s != "", carc_s), check_number=opt(chk_s != "", chk_s),
-            payer_id=opt(pay != "", pay))))
+        frames.append(
+            pl.DataFrame(
+                dict(
+                    c=idx[sel],
+                    event_type=pl.Series(np.full(len(sel), etype)),
+                    event_at=at[sel],
+                    amount_usd=np.asarray(amount, dtype=float)[sel],
+                    group_code=opt(grp != "", grp),
+                    carc_code=opt(carc_s != "", carc_s),
+                    check_number=opt(chk_s != "", chk_s),
+                    payer_id=opt(pay != "", pay),
+                )
+            )
+        )
 
     pay_amt = (allowed - pr).round(2)
     ev(denied, "denial", decided, billed, "CO", carc)
     ev(paid & ~self_pay & (pay_amt > 0), "payer_payment", paid_at, pay_amt, "", "", chk)
     ev(paid & (billed - allowed > 0), "contractual_adjustment", paid_at, (billed - allowed).round(2), "CO", "45")
-    ev(paid & (pr > 0), "patient_responsibility", paid_at, pr, "PR",
-       pr_carc)
+    ev(paid & (pr > 0), "patient_responsibility", paid_at, pr, "PR", pr_carc)
     ev(denied & ~recover, "write_off", wo_at, billed, "CO", carc)
     u = rng.random(n)
     full = u < np.where(self_pay, 0.93, P.P_PATIENT_PAYS)
@@ -241,6 +311,6 @@ def remittances(ctx: ClinicCtx, v: pl.DataFrame, payer: np.ndarray, cls: np.ndar
     # but its claim, and so its money events, appear once the claim is submitted
     r = pl.concat(frames, how="diagonal_relaxed")
     r = r.filter((r["event_at"] < end) & pl.Series(submitted[r["c"].to_numpy()] < end)).sort(
-        ["event_at", "c", "event_type"])
-    return r.with_columns(claim_id=claim_id[r["c"].to_numpy()],
-                          remit_id=ids("RM", ctx.ci, np.arange(r.height), 8))
+        ["event_at", "c", "event_type"]
+    )
+    return r.with_columns(claim_id=claim_id[r["c"].to_numpy()], remit_id=ids("RM", ctx.ci, np.arange(r.height), 8))

@@ -20,8 +20,18 @@ from seed_data.reference import MEASURE, MEASURE_SPEC, STAFF, ids, opt
 
 VISIT_TYPES = np.array(["initial_eval", "follow_up", "re_eval"])
 OUTCOMES = np.array(["completed", "no_show", "late_cancelled", "cancelled"])
-CANCEL_REASONS = np.array(["illness", "schedule_conflict", "transportation", "weather", "financial",
-                           "feeling_better", "clinic_cancelled", "other"])
+CANCEL_REASONS = np.array(
+    [
+        "illness",
+        "schedule_conflict",
+        "transportation",
+        "weather",
+        "financial",
+        "feeling_better",
+        "clinic_cancelled",
+        "other",
+    ]
+)
 CANCEL_REASON_P = np.array([0.28, 0.30, 0.08, 0.04, 0.05, 0.10, 0.05, 0.10])
 EARLY_REASONS = np.array(["goals_met", "insurance_exhausted", "referred_out", "moved_or_other"])
 
@@ -80,9 +90,13 @@ def simulate(ctx: ClinicCtx, R: Referrals, payers: PayerTable) -> Episodes:
 
     n_pat = int(R.patient.max()) + 1 if R.n else 0
     re_pat = rng.normal(0, P.NS_PATIENT_SD, size=n_pat)
-    fixed = (P.NS_BASE + ctx.ns_effect + re_pat[R.patient[ep_ref]]
-             + P.NS_AGE_12_30 * ((R.age[ep_ref] >= 12) & (R.age[ep_ref] <= 30))
-             + P.NS_MEDICAID * (payers.cls[R.payer[ep_ref]] == "medicaid"))
+    fixed = (
+        P.NS_BASE
+        + ctx.ns_effect
+        + re_pat[R.patient[ep_ref]]
+        + P.NS_AGE_12_30 * ((R.age[ep_ref] >= 12) & (R.age[ep_ref] <= 30))
+        + P.NS_MEDICAID * (payers.cls[R.payer[ep_ref]] == "medicaid")
+    )
     gap_mult = rng.lognormal(0.0, 0.2, size=E)
 
     contact_day = R.contact_at[ep_ref] // DAY
@@ -100,9 +114,10 @@ def simulate(ctx: ClinicCtx, R: Referrals, payers: PayerTable) -> Episodes:
     eval_lost = np.zeros(R.n, dtype=bool)
     eval_lost_at = np.zeros(R.n, dtype=np.int64)
     horizon = ctx.as_of + P.FUTURE_DAYS
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in
-                                         ("ep", "day", "start", "dur", "ther", "vtype", "outcome", "booked",
-                                          "p", "visit_number", "trailing")}
+    cols: dict[str, list[np.ndarray]] = {
+        k: []
+        for k in ("ep", "day", "start", "dur", "ther", "vtype", "outcome", "booked", "p", "visit_number", "trailing")
+    }
 
     for _step in range(400):
         e = np.flatnonzero(active & (cur_day <= horizon))
@@ -121,15 +136,31 @@ def simulate(ctx: ClinicCtx, R: Referrals, payers: PayerTable) -> Episodes:
         gap_w = np.clip((day - last_att[e]) / 7.0 - 0.6, 0, 4)
         wd = cal.wd(day)
         intent = trailing[e]
-        logit = (fixed[e] + P.NS_LEAD_PER_LOG_DAY * np.log1p(lead) + P.NS_PRIOR * np.minimum(prior_ns[e], 3)
-                 + P.NS_MON_FRI * ((wd == 0) | (wd == 4)) + P.NS_GAP_PER_WEEK * gap_w * (attended[e] > 0)
-                 + P.NS_EVAL * (vt == 0) + P.NS_DROPOUT_INTENT * intent)
+        logit = (
+            fixed[e]
+            + P.NS_LEAD_PER_LOG_DAY * np.log1p(lead)
+            + P.NS_PRIOR * np.minimum(prior_ns[e], 3)
+            + P.NS_MON_FRI * ((wd == 0) | (wd == 4))
+            + P.NS_GAP_PER_WEEK * gap_w * (attended[e] > 0)
+            + P.NS_EVAL * (vt == 0)
+            + P.NS_DROPOUT_INTENT * intent
+        )
         p = sigmoid(logit)
         u = rng.random(m)
         out = np.select([u < p, u < p + P.P_LATE_CANCEL, u < p + P.P_LATE_CANCEL + P.P_CANCEL], [1, 2, 3], 0)
-        for k, v in (("ep", e), ("day", day), ("start", start), ("dur", dur), ("ther", ther), ("vtype", vt),
-                     ("outcome", out), ("booked", bk), ("p", p),
-                     ("visit_number", np.where(out == 0, attended[e] + 1, 0)), ("trailing", intent)):
+        for k, v in (
+            ("ep", e),
+            ("day", day),
+            ("start", start),
+            ("dur", dur),
+            ("ther", ther),
+            ("vtype", vt),
+            ("outcome", out),
+            ("booked", bk),
+            ("p", p),
+            ("visit_number", np.where(out == 0, attended[e] + 1, 0)),
+            ("trailing", intent),
+        ):
             cols[k].append(v)
 
         done = out == 0
@@ -172,9 +203,19 @@ def simulate(ctx: ClinicCtx, R: Referrals, payers: PayerTable) -> Episodes:
 
     a = {k: np.concatenate(v) if v else np.array([], dtype=np.int64) for k, v in cols.items()}
     appts = pl.DataFrame(a).sort(["start", "ep"])
-    return Episodes(ref=ep_ref, therapist=t_eval, freq=freq, weeks=weeks, planned=planned, formal=formal,
-                    reeval=reeval, appts=appts, eval_lost=eval_lost, eval_lost_at=eval_lost_at,
-                    open=active)
+    return Episodes(
+        ref=ep_ref,
+        therapist=t_eval,
+        freq=freq,
+        weeks=weeks,
+        planned=planned,
+        formal=formal,
+        reeval=reeval,
+        appts=appts,
+        eval_lost=eval_lost,
+        eval_lost_at=eval_lost_at,
+        open=active,
+    )
 
 
 @dataclass
@@ -192,26 +233,35 @@ def lay_out_days(ctx: ClinicCtx, appts: pl.DataFrame) -> pl.DataFrame:
     simulated order) instead of at random slots, so a therapist is rarely double-booked."""
     s0 = pl.Series(ctx.t_start_min)
     s1 = pl.Series(ctx.t_end_min)
-    a = appts.with_columns(day=pl.col("start") // DAY).sort(["ther", "day", "start", "ep"]).with_columns(
-        s0=pl.col("ther").map_batches(lambda t: s0.gather(t)), s1=pl.col("ther").map_batches(lambda t: s1.gather(t)))
+    a = (
+        appts.with_columns(day=pl.col("start") // DAY)
+        .sort(["ther", "day", "start", "ep"])
+        .with_columns(
+            s0=pl.col("ther").map_batches(lambda t: s0.gather(t)), s1=pl.col("ther").map_batches(lambda t: s1.gather(t))
+        )
+    )
     grp = ["ther", "day"]
-    a = a.with_columns(offset=pl.col("dur").cum_sum().over(grp) - pl.col("dur"),
-                       load=pl.col("dur").sum().over(grp))
+    a = a.with_columns(offset=pl.col("dur").cum_sum().over(grp) - pl.col("dur"), load=pl.col("dur").sum().over(grp))
     span = pl.col("s1") - pl.col("s0")
     stretch = pl.min_horizontal(pl.lit(1.4), span / pl.col("load")).clip(lower_bound=1.0)
     off = ((pl.col("offset") * stretch / 15).floor() * 15).cast(pl.Int64) % (span - 30).clip(lower_bound=45)
     a = a.with_columns(start=pl.col("day") * DAY + (pl.col("s0") + off) * 60)
-    return a.with_columns(booked=pl.min_horizontal("booked", pl.col("start") - 1800)).drop(
-        "day", "s0", "s1", "offset", "load").sort(["start", "ep"])
+    return (
+        a.with_columns(booked=pl.min_horizontal("booked", pl.col("start") - 1800))
+        .drop("day", "s0", "s1", "offset", "load")
+        .sort(["start", "ep"])
+    )
 
 
-def scheduling(ctx: ClinicCtx, R: Referrals, Ep: Episodes, ref_ids: np.ndarray, pat_ids: np.ndarray
-               ) -> Scheduled:
+def scheduling(ctx: ClinicCtx, R: Referrals, Ep: Episodes, ref_ids: np.ndarray, pat_ids: np.ndarray) -> Scheduled:
     """Turn simulated appointments into scheduler events, truncated at as_of (future: booked only)."""
     rng = ctx.rng
     end = (ctx.as_of + 1) * DAY
-    a = lay_out_days(ctx, Ep.appts).with_row_index("k").filter(
-        (pl.col("booked") < end) & (pl.col("start") < (ctx.as_of + P.FUTURE_DAYS + 1) * DAY))
+    a = (
+        lay_out_days(ctx, Ep.appts)
+        .with_row_index("k")
+        .filter((pl.col("booked") < end) & (pl.col("start") < (ctx.as_of + P.FUTURE_DAYS + 1) * DAY))
+    )
     n = a.height
     ep = a["ep"].to_numpy()
     ref = Ep.ref[ep]
@@ -221,49 +271,76 @@ def scheduling(ctx: ClinicCtx, R: Referrals, Ep: Episodes, ref_ids: np.ndarray, 
     out = a["outcome"].to_numpy().copy()
     lead_h = (start - booked) / 3600
     out = np.where((out == 3) & (lead_h < 25), 2, out)  # not enough notice for a regular cancel
-    notice = np.where(out == 3, 24 + rng.random(n) * np.clip(lead_h - 24, 0, 240),
-                      rng.uniform(0.5, 1, n) * np.clip(np.minimum(lead_h, 23.5), 0.5, None))
+    notice = np.where(
+        out == 3,
+        24 + rng.random(n) * np.clip(lead_h - 24, 0, 240),
+        rng.uniform(0.5, 1, n) * np.clip(np.minimum(lead_h, 23.5), 0.5, None),
+    )
     resched = (rng.random(n) < P.P_RESCHEDULE) & (lead_h > 72)
     shift = rng.choice([-3, -2, -1, 1, 2, 3, 7], size=n) * DAY
     orig = start + shift  # the first booked slot: also on one of the therapist's working days
     orig = ctx.cal.snap_workday(orig // DAY, ctx.t_work[a["ther"].to_numpy()]) * DAY + orig % DAY
     orig = np.where(orig > booked + 4 * 3600, orig, start)
     resched_at = booked + (rng.uniform(0.2, 0.8, n) * (np.minimum(orig, start) - booked)).astype(np.int64)
-    base = pl.DataFrame(dict(
-        appointment_id=ids("AP", ctx.ci, a["k"].to_numpy(), 7), episode_id=ids("EP", ctx.ci, ep, 6),
-        referral_id=ref_ids[ref], patient_id=pat_ids[R.patient[ref]], clinic_id=ctx.clinic_id,
-        therapist_id=ctx.t_ids[a["ther"].to_numpy()], duration_min=dur,
-        visit_type=VISIT_TYPES[a["vtype"].to_numpy()]))
-    outcome_t = np.select([out == 1, out >= 2], [start + rng.integers(15, 46, n) * 60,
-                                                  start - (notice * 3600).astype(np.int64)],
-                          start + dur * 60)
-    ev_booked = base.with_columns(event_type=pl.lit("booked"), event_at=booked,
-                                  scheduled_start=np.where(resched, orig, start))
-    ev_res = base.filter(resched).with_columns(event_type=pl.lit("rescheduled"), event_at=resched_at[resched],
-                                                scheduled_start=start[resched])
+    base = pl.DataFrame(
+        dict(
+            appointment_id=ids("AP", ctx.ci, a["k"].to_numpy(), 7),
+            episode_id=ids("EP", ctx.ci, ep, 6),
+            referral_id=ref_ids[ref],
+            patient_id=pat_ids[R.patient[ref]],
+            clinic_id=ctx.clinic_id,
+            therapist_id=ctx.t_ids[a["ther"].to_numpy()],
+            duration_min=dur,
+            visit_type=VISIT_TYPES[a["vtype"].to_numpy()],
+        )
+    )
+    outcome_t = np.select(
+        [out == 1, out >= 2],
+        [start + rng.integers(15, 46, n) * 60, start - (notice * 3600).astype(np.int64)],
+        start + dur * 60,
+    )
+    ev_booked = base.with_columns(
+        event_type=pl.lit("booked"), event_at=booked, scheduled_start=np.where(resched, orig, start)
+    )
+    ev_res = base.filter(resched).with_columns(
+        event_type=pl.lit("rescheduled"), event_at=resched_at[resched], scheduled_start=start[resched]
+    )
     is_cancel = out >= 2
     reason = CANCEL_REASONS[rng.choice(len(CANCEL_REASONS), size=n, p=CANCEL_REASON_P)]
-    ev_out = base.with_columns(event_type=pl.Series(OUTCOMES[out]), event_at=outcome_t, scheduled_start=start,
-                               cancel_reason=opt(is_cancel, reason),
-                               notice_hours=opt(is_cancel, np.round(notice, 2)))
+    ev_out = base.with_columns(
+        event_type=pl.Series(OUTCOMES[out]),
+        event_at=outcome_t,
+        scheduled_start=start,
+        cancel_reason=opt(is_cancel, reason),
+        notice_hours=opt(is_cancel, np.round(notice, 2)),
+    )
     done = out == 0
-    ev_arr = base.filter(done).with_columns(event_type=pl.lit("arrived"),
-                                            event_at=start[done] - rng.integers(0, 900, int(done.sum())),
-                                            scheduled_start=start[done])
+    ev_arr = base.filter(done).with_columns(
+        event_type=pl.lit("arrived"),
+        event_at=start[done] - rng.integers(0, 900, int(done.sum())),
+        scheduled_start=start[done],
+    )
     staff = np.array(STAFF[:-1])
     # future appointments (start after as_of) appear only as booked/rescheduled, even if a cancel was logged
     ev_out = ev_out.filter(start < end)
     ev = pl.concat([ev_booked, ev_res, ev_arr, ev_out], how="diagonal_relaxed").filter(pl.col("event_at") < end)
     ev = ev.sort(["event_at", "appointment_id"]).with_columns(
         event_id=ids("SE", ctx.ci, np.arange(ev.height), 8),
-        recorded_by=pl.Series(staff[rng.integers(0, len(staff), ev.height)]))
+        recorded_by=pl.Series(staff[rng.integers(0, len(staff), ev.height)]),
+    )
     resolved = start < end
     truth = pl.DataFrame(dict(appointment_id=base["appointment_id"], p_no_show=a["p"].round(4)))
     truth = truth.filter(resolved)
     comp = done & (start + dur * 60 < end)
     visits = base.filter(comp).with_columns(
-        ep=ep[comp], ref=ref[comp], day=start[comp] // DAY, start=start[comp], vtype=a["vtype"].to_numpy()[comp],
-        visit_number=a["visit_number"].to_numpy()[comp], ther=a["ther"].to_numpy()[comp])
+        ep=ep[comp],
+        ref=ref[comp],
+        day=start[comp] // DAY,
+        start=start[comp],
+        vtype=a["vtype"].to_numpy()[comp],
+        visit_number=a["visit_number"].to_numpy()[comp],
+        ther=a["ther"].to_numpy()[comp],
+    )
     kept = a.with_columns(outcome=pl.Series(out))
     return Scheduled(events=ev, truth=truth, visits=visits, appts=kept)
 
@@ -297,8 +374,9 @@ def documentation(ctx: ClinicCtx, R: Referrals, Ep: Episodes, S: Scheduled) -> p
     ep = v["ep"].to_numpy()
     vn = v["visit_number"].to_numpy()
     vt = v["vtype"].to_numpy()
-    note_type = np.where(vt == 0, "initial_eval", np.where(vt == 2, "re_eval",
-                                                            np.where(vn % 10 == 0, "progress_note", "daily_note")))
+    note_type = np.where(
+        vt == 0, "initial_eval", np.where(vt == 2, "re_eval", np.where(vn % 10 == 0, "progress_note", "daily_note"))
+    )
     plan_note = vt != 1
     scored = note_type != "daily_note"
     interim = s0[ep] + (s_end[ep] - s0[ep]) * np.clip(vn / np.maximum(att_final[ep], 1), 0, 1)
@@ -307,7 +385,8 @@ def documentation(ctx: ClinicCtx, R: Referrals, Ep: Episodes, S: Scheduled) -> p
     icd = R.icd[Ep.ref[ep]]
     sec = np.where(np.isin(region[ep], ["hip", "knee", "ankle_foot", "neuro", "other"]), "R26.2", "M62.81")
     notes = v.select("episode_id", "appointment_id", "patient_id", "clinic_id", "therapist_id").with_columns(
-        note_type=pl.Series(note_type), service=v["start"] + v["duration_min"] * 60,
+        note_type=pl.Series(note_type),
+        service=v["start"] + v["duration_min"] * 60,
         visit_number=v["visit_number"],
         icd10_primary=opt(plan_note, icd),
         icd10_secondary=opt(plan_note & alt, sec),
@@ -322,31 +401,47 @@ def documentation(ctx: ClinicCtx, R: Referrals, Ep: Episodes, S: Scheduled) -> p
     last_visit = v.group_by("ep").agg(pl.all().sort_by("start").last()).sort("ep")
     lv_ep = last_visit["ep"].to_numpy()
     fm = formal[lv_ep]
-    reason = np.where(completed_plan[lv_ep], np.where(rng.random(len(lv_ep)) < 0.3, "goals_met", "plan_completed"),
-                      EARLY_REASONS[rng.choice(4, size=len(lv_ep), p=[0.6, 0.15, 0.12, 0.13])])
+    reason = np.where(
+        completed_plan[lv_ep],
+        np.where(rng.random(len(lv_ep)) < 0.3, "goals_met", "plan_completed"),
+        EARLY_REASONS[rng.choice(4, size=len(lv_ep), p=[0.6, 0.15, 0.12, 0.13])],
+    )
     self_d = ended[lv_ep] & ~fm & (rng.random(len(lv_ep)) < P.P_SELF_DISCHARGE_SUMMARY)
     svc = last_visit["start"].to_numpy() + last_visit["duration_min"].to_numpy() * 60
     svc = np.where(self_d, (last_visit["day"].to_numpy() + rng.integers(30, 46, len(lv_ep))) * DAY + 12 * 3600, svc)
     keep = fm | self_d
-    dis = last_visit.filter(keep).select("episode_id", "appointment_id", "patient_id", "clinic_id",
-                                         "therapist_id", "visit_number").with_columns(
-        appointment_id=opt(~self_d[keep], last_visit["appointment_id"].to_numpy()[keep]),
-        note_type=pl.lit("discharge_summary"), service=svc[keep],
-        body_region=pl.Series(region[lv_ep][keep]),
-        outcome_measure=opt(fm[keep], measure[lv_ep][keep]),
-        outcome_score=opt(fm[keep], np.round(s_end[lv_ep][keep], 1)),
-        discharge_reason=pl.Series(np.where(fm, reason, "self_discharged")[keep]))
+    dis = (
+        last_visit.filter(keep)
+        .select("episode_id", "appointment_id", "patient_id", "clinic_id", "therapist_id", "visit_number")
+        .with_columns(
+            appointment_id=opt(~self_d[keep], last_visit["appointment_id"].to_numpy()[keep]),
+            note_type=pl.lit("discharge_summary"),
+            service=svc[keep],
+            body_region=pl.Series(region[lv_ep][keep]),
+            outcome_measure=opt(fm[keep], measure[lv_ep][keep]),
+            outcome_score=opt(fm[keep], np.round(s_end[lv_ep][keep], 1)),
+            discharge_reason=pl.Series(np.where(fm, reason, "self_discharged")[keep]),
+        )
+    )
     allnotes = pl.concat([notes, dis], how="diagonal_relaxed")
     n = allnotes.height
     service = allnotes["service"].to_numpy()
     created = service + rng.integers(300, 4 * 3600, n)
     kind = rng.random(n)
-    signed = np.where(kind < P.P_UNSIGNED, -1,
-                      np.where(kind < P.P_UNSIGNED + P.P_SIGN_LATE, service + rng.integers(25 * 3600, 120 * 3600, n),
-                               created + rng.integers(120, 12 * 3600, n)))
+    signed = np.where(
+        kind < P.P_UNSIGNED,
+        -1,
+        np.where(
+            kind < P.P_UNSIGNED + P.P_SIGN_LATE,
+            service + rng.integers(25 * 3600, 120 * 3600, n),
+            created + rng.integers(120, 12 * 3600, n),
+        ),
+    )
     signed_s = opt((signed >= 0) & (signed < end), signed)
-    allnotes = allnotes.with_columns(created_at=created, signed_at=signed_s,
-                                     service_date=pl.Series(service // DAY)).filter(pl.col("created_at") < end)
+    allnotes = allnotes.with_columns(
+        created_at=created, signed_at=signed_s, service_date=pl.Series(service // DAY)
+    ).filter(pl.col("created_at") < end)
     allnotes = allnotes.sort(["created_at", "episode_id"]).with_columns(
-        note_id=ids("NT", ctx.ci, np.arange(allnotes.height), 8))
+        note_id=ids("NT", ctx.ci, np.arange(allnotes.height), 8)
+    )
     return allnotes

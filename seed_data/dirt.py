@@ -21,15 +21,30 @@ import polars as pl
 from seed_data.writer import _text, columns, contract
 
 BAD_DATES = ("2024-13-45", "31/02/2024", "2025-02-30 25:61:00", "not a date")
-UNKNOWN = {"charges": ("cpt_code", "99999"), "marketing_touches": ("channel", "tv_radio"),
-           "marketing_spend": ("channel", "billboard"), "intake_events": ("channel", "tiktok"),
-           "remittances": ("carc_code", "999")}
+UNKNOWN = {
+    "charges": ("cpt_code", "99999"),
+    "marketing_touches": ("channel", "tv_radio"),
+    "marketing_spend": ("channel", "billboard"),
+    "intake_events": ("channel", "tiktok"),
+    "remittances": ("carc_code", "999"),
+}
 # column changed on a re-sent version (besides the later event time)
-RESENT_CHANGE: dict[str, str | None] = {"clinics": "treatment_tables", "therapists": "day_end", "referring_physicians": "practice_name",
-                 "payers": "payer_name", "patients": "phone", "intake_events": "recorded_by",
-                 "marketing_touches": "campaign", "marketing_spend": "spend_usd", "scheduling_events": "recorded_by",
-                 "authorizations": "visits_authorized", "documentation_events": "signed_at",
-                 "charges": "modifiers", "claims": None, "remittances": "check_number"}
+RESENT_CHANGE: dict[str, str | None] = {
+    "clinics": "treatment_tables",
+    "therapists": "day_end",
+    "referring_physicians": "practice_name",
+    "payers": "payer_name",
+    "patients": "phone",
+    "intake_events": "recorded_by",
+    "marketing_touches": "campaign",
+    "marketing_spend": "spend_usd",
+    "scheduling_events": "recorded_by",
+    "authorizations": "visits_authorized",
+    "documentation_events": "signed_at",
+    "charges": "modifiers",
+    "claims": None,
+    "remittances": "check_number",
+}
 # claims: a corrected claim keeps its amount (only submitted_at moves), so balance identities stay intact
 
 
@@ -60,13 +75,15 @@ def _later(text: pl.Series, seconds: np.ndarray, latest: datetime | None = None)
     ts = text.str.strptime(pl.Datetime, "%Y-%m-%d %H:%M:%S", strict=False)
     moved = ts + pl.Series(seconds * 1_000_000).cast(pl.Duration("us"))
     if latest is not None:
-        moved = pl.select(pl.max_horizontal(moved.clip(upper_bound=latest), pl.min_horizontal(ts, pl.lit(latest)))
-                          ).to_series()
+        moved = pl.select(
+            pl.max_horizontal(moved.clip(upper_bound=latest), pl.min_horizontal(ts, pl.lit(latest)))
+        ).to_series()
     return moved.dt.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _changed(source: str, col: str, vals: pl.Series, rng: np.random.Generator, latest: datetime | None = None
-             ) -> pl.Series:
+def _changed(
+    source: str, col: str, vals: pl.Series, rng: np.random.Generator, latest: datetime | None = None
+) -> pl.Series:
     typ = columns(source)[col].type
     n = len(vals)
     if col == "signed_at":
@@ -81,13 +98,18 @@ def _changed(source: str, col: str, vals: pl.Series, rng: np.random.Generator, l
     if col == "day_end":
         return pl.Series(["18:30"] * n)
     if col == "phone":
-        return pl.Series(np.char.add(np.char.add(rng.integers(200, 999, n).astype(str), "-555-"),
-                                     np.char.zfill(rng.integers(0, 9999, n).astype(str), 4)))
+        return pl.Series(
+            np.char.add(
+                np.char.add(rng.integers(200, 999, n).astype(str), "-555-"),
+                np.char.zfill(rng.integers(0, 9999, n).astype(str), 4),
+            )
+        )
     return vals.fill_null("") + pl.Series(["_upd"] * n)
 
 
-def inject(source: str, df: pl.DataFrame, rate: float, rng: np.random.Generator, latest: datetime | None = None
-           ) -> tuple[pl.DataFrame, Counter]:
+def inject(
+    source: str, df: pl.DataFrame, rate: float, rng: np.random.Generator, latest: datetime | None = None
+) -> tuple[pl.DataFrame, Counter]:
     """Return the text frame with defects added, and counts per kind. `latest` (the last second of history,
     as_of 23:59:59) caps every timestamp a re-sent version moves, so dirt never records the future."""
     counts: Counter = Counter()

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -51,14 +51,25 @@ class ChannelTruth:
             self.removal[c] += (p[has] - sigmoid(logit[has] - M.CH_LOGIT[c])).sum()
 
     def frame(self) -> pl.DataFrame:
-        return pl.DataFrame(dict(
-            channel=list(P.CHANNELS),
-            true_conversion_rate=np.round(self.p_sum / np.maximum(self.n, 1), 4),
-            true_effect=np.round(self.removal / max(self.total, 1e-9), 4)))
+        return pl.DataFrame(
+            dict(
+                channel=list(P.CHANNELS),
+                true_conversion_rate=np.round(self.p_sum / np.maximum(self.n, 1), 4),
+                true_effect=np.round(self.removal / max(self.total, 1e-9), 4),
+            )
+        )
 
 
-def simulate_clinic(ci: int, rng: np.random.Generator, pools: Pools, cal: Calendar, start: int, as_of: int,
-                    payers: PayerTable, truth: ChannelTruth) -> dict[str, pl.DataFrame]:
+def simulate_clinic(
+    ci: int,
+    rng: np.random.Generator,
+    pools: Pools,
+    cal: Calendar,
+    start: int,
+    as_of: int,
+    payers: PayerTable,
+    truth: ChannelTruth,
+) -> dict[str, pl.DataFrame]:
     """All source frames (typed) of one clinic, plus its appointment truth under key 'truth'."""
     ctx = build_clinic(ci, rng, pools, cal, start, as_of)
     months = M.month_starts(ctx)
@@ -71,17 +82,33 @@ def simulate_clinic(ci: int, rng: np.random.Generator, pools: Pools, cal: Calend
     notes = care.documentation(ctx, R, Ep, S)
     bill = billing(ctx, R, Ep, S.visits, payers)
     tc = R.touches.sort(["touched_at", "ref", "seq"])
-    touches = tc.with_columns(touch_id=ids("TC", ci, np.arange(tc.height), 7),
-                              referral_id=pl.Series(ref_ids[tc["ref"].to_numpy()]))
+    touches = tc.with_columns(
+        touch_id=ids("TC", ci, np.arange(tc.height), 7), referral_id=pl.Series(ref_ids[tc["ref"].to_numpy()])
+    )
     truth.add(R.on_path, R.base_logit)
-    return dict(clinics=ctx.clinic, therapists=ctx.therapists, referring_physicians=ctx.physicians,
-                patients=R.patients, intake_events=intake_events(ctx, R, payers, Ep.eval_lost, Ep.eval_lost_at),
-                marketing_touches=touches, marketing_spend=M.spend_frame(ctx, months, spend),
-                scheduling_events=S.events, documentation_events=notes, truth=S.truth, **bill)
+    return dict(
+        clinics=ctx.clinic,
+        therapists=ctx.therapists,
+        referring_physicians=ctx.physicians,
+        patients=R.patients,
+        intake_events=intake_events(ctx, R, payers, Ep.eval_lost, Ep.eval_lost_at),
+        marketing_touches=touches,
+        marketing_spend=M.spend_frame(ctx, months, spend),
+        scheduling_events=S.events,
+        documentation_events=notes,
+        truth=S.truth,
+        **bill,
+    )
 
 
-def generate(out: Path, scale: str = "small", seed: int = 42, dirty: float = 0.005, as_of: date | None = None,
-             progress: Progress = None) -> dict:
+def generate(
+    out: Path,
+    scale: str = "small",
+    seed: int = 42,
+    dirty: float = 0.005,
+    as_of: date | None = None,
+    progress: Progress = None,
+) -> dict:
     """Write the practice to `out` and return {"rows": {file: n}, "as_of", "seconds", "dirt", ...}."""
     t0 = time.perf_counter()
     out = Path(out)
@@ -118,8 +145,9 @@ def generate(out: Path, scale: str = "small", seed: int = 42, dirty: float = 0.0
         for k, chunk in enumerate(chunks):
             frames: dict[str, list[pl.DataFrame]] = defaultdict(list)
             for ci in chunk:
-                res = simulate_clinic(ci, np.random.default_rng(clinic_seeds[ci]), pools, cal, start, end, payers,
-                                      channel_truth)
+                res = simulate_clinic(
+                    ci, np.random.default_rng(clinic_seeds[ci]), pools, cal, start, end, payers, channel_truth
+                )
                 for key, df in res.items():
                     frames[key].append(df)
                 if progress:
@@ -129,8 +157,7 @@ def generate(out: Path, scale: str = "small", seed: int = 42, dirty: float = 0.0
                 if source in frames:
                     emit(source, pl.concat(frames[source], how="diagonal_relaxed"), drng)
             tr = pl.concat(frames["truth"])
-            tr.write_csv(truth_fh, include_header=truth_rows == 0 and k == 0, line_terminator="\n",
-                         float_precision=4)
+            tr.write_csv(truth_fh, include_header=truth_rows == 0 and k == 0, line_terminator="\n", float_precision=4)
             truth_rows += tr.height
     finally:
         writer.close()
@@ -139,9 +166,16 @@ def generate(out: Path, scale: str = "small", seed: int = 42, dirty: float = 0.0
     rows = {f"{s}.csv": writer.rows.get(s, 0) for s in SOURCES}
     rows["truth/appointment_truth.csv"] = truth_rows
     rows["truth/channel_effects.csv"] = len(P.CHANNELS)
-    manifest = dict(scale=scale, seed=seed, as_of=as_of.isoformat(), history_start=first.isoformat(),
-                    dirty=dirty, clinics=sc.clinics, rows=rows,
-                    dirt={s: dict(sorted(c.items())) for s, c in sorted(dirt_counts.items()) if c})
+    manifest = dict(
+        scale=scale,
+        seed=seed,
+        as_of=as_of.isoformat(),
+        history_start=first.isoformat(),
+        dirty=dirty,
+        clinics=sc.clinics,
+        rows=rows,
+        dirt={s: dict(sorted(c.items())) for s, c in sorted(dirt_counts.items()) if c},
+    )
     (out / "truth" / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     seconds = round(time.perf_counter() - t0, 2)
     return dict(rows=rows, as_of=as_of.isoformat(), seconds=seconds, dirt=manifest["dirt"], out=str(out))

@@ -44,7 +44,7 @@ def spend_matrix(ctx: ClinicCtx, months: np.ndarray) -> np.ndarray:
     spend[:, ev] *= rng.random(n) < 0.45  # events happen in some months only
     spend[:, ev] *= 2.0
     push = rng.integers(0, len(CH))  # one channel gets a budget increase halfway
-    spend[n // 2:, push] *= 1.6
+    spend[n // 2 :, push] *= 1.6
     return np.round(spend, 2)
 
 
@@ -54,8 +54,11 @@ def spend_frame(ctx: ClinicCtx, months: np.ndarray, spend: np.ndarray) -> pl.Dat
     nxt = (np.datetime64(0, "D") + m).astype("datetime64[M]") + 1
     rep_day = (nxt.astype("datetime64[D]") - np.datetime64(0, "D")).astype(np.int64) + 4
     rep = rep_day * DAY + 9 * 3600 + ctx.rng.integers(0, 8 * 3600, size=len(m))
-    df = pl.DataFrame(dict(month=m, clinic_id=ctx.clinic_id, channel=np.tile(CH, len(months)),
-                           spend_usd=spend.ravel(), reported_at=rep))
+    df = pl.DataFrame(
+        dict(
+            month=m, clinic_id=ctx.clinic_id, channel=np.tile(CH, len(months)), spend_usd=spend.ravel(), reported_at=rep
+        )
+    )
     return df.filter(pl.col("reported_at") <= (ctx.as_of + 1) * DAY - 1)
 
 
@@ -66,8 +69,14 @@ def channel_weights(spend: np.ndarray) -> np.ndarray:
     return w / w.sum(axis=1, keepdims=True)
 
 
-def journeys(ctx: ClinicCtx, received: np.ndarray, touched: np.ndarray, last_channel: np.ndarray,
-             month_idx: np.ndarray, weights: np.ndarray) -> tuple[pl.DataFrame, np.ndarray]:
+def journeys(
+    ctx: ClinicCtx,
+    received: np.ndarray,
+    touched: np.ndarray,
+    last_channel: np.ndarray,
+    month_idx: np.ndarray,
+    weights: np.ndarray,
+) -> tuple[pl.DataFrame, np.ndarray]:
     """Touch paths (1-5 touches) ending before each touched referral's received time.
 
     Returns the touches (referral index, channel, campaign, touched_at) and a (referrals x channels) bool

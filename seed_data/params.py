@@ -56,16 +56,40 @@ RETURNING_PATIENT_P = 0.06
 
 CHANNELS = ("search_ads", "social", "organic_web", "events", "employer", "word_of_mouth")
 # logit contribution of a channel appearing on the path (its true incremental effect on scheduling)
-CHANNEL_LOGIT = {"search_ads": 0.55, "social": -0.10, "organic_web": 0.35, "events": 0.05,
-                 "employer": 0.70, "word_of_mouth": 0.95}
+CHANNEL_LOGIT = {
+    "search_ads": 0.55,
+    "social": -0.10,
+    "organic_web": 0.35,
+    "events": 0.05,
+    "employer": 0.70,
+    "word_of_mouth": 0.95,
+}
 CHANNEL_BASE_LOGIT = 0.15  # for marketing leads before channel effects
-CHANNEL_DROPOUT_MULT = {"search_ads": 1.0, "social": 1.25, "organic_web": 1.0, "events": 1.15,
-                        "employer": 0.85, "word_of_mouth": 0.75}
+CHANNEL_DROPOUT_MULT = {
+    "search_ads": 1.0,
+    "social": 1.25,
+    "organic_web": 1.0,
+    "events": 1.15,
+    "employer": 0.85,
+    "word_of_mouth": 0.75,
+}
 # monthly budget per clinic at 5 therapists (USD), scaled by clinic size
-CHANNEL_BUDGET = {"search_ads": 1800.0, "social": 900.0, "organic_web": 450.0, "events": 500.0,
-                  "employer": 600.0, "word_of_mouth": 150.0}
-CHANNEL_EFFICIENCY = {"search_ads": 1.0, "social": 0.9, "organic_web": 1.8, "events": 0.8,
-                      "employer": 1.1, "word_of_mouth": 4.0}
+CHANNEL_BUDGET = {
+    "search_ads": 1800.0,
+    "social": 900.0,
+    "organic_web": 450.0,
+    "events": 500.0,
+    "employer": 600.0,
+    "word_of_mouth": 150.0,
+}
+CHANNEL_EFFICIENCY = {
+    "search_ads": 1.0,
+    "social": 0.9,
+    "organic_web": 1.8,
+    "events": 0.8,
+    "employer": 1.1,
+    "word_of_mouth": 4.0,
+}
 TOUCHES_P = (0.30, 0.28, 0.20, 0.13, 0.09)  # 1..5 touches
 DIRECT_ACCESS_TOUCHED_P = 0.35  # direct-access leads that also have marketing touches
 PHYSICIAN_TOUCHED_P = 0.05
@@ -102,10 +126,28 @@ P_SIGN_LATE = 0.04  # signed more than 24 h after the visit
 P_UNSIGNED = 0.012
 
 # --- billing --------------------------------------------------------------------------------------------
-CPT_CHARGE = {"97161": 175.0, "97162": 195.0, "97163": 220.0, "97164": 115.0, "97110": 62.0,
-              "97112": 66.0, "97116": 58.0, "97140": 60.0, "97530": 68.0, "97535": 62.0, "97750": 70.0,
-              "97010": 25.0, "97014": 30.0, "G0283": 30.0, "97035": 32.0, "97032": 38.0,
-              "20560": 75.0, "20561": 95.0, "L1902": 65.0, "L3908": 55.0}
+CPT_CHARGE = {
+    "97161": 175.0,
+    "97162": 195.0,
+    "97163": 220.0,
+    "97164": 115.0,
+    "97110": 62.0,
+    "97112": 66.0,
+    "97116": 58.0,
+    "97140": 60.0,
+    "97530": 68.0,
+    "97535": 62.0,
+    "97750": 70.0,
+    "97010": 25.0,
+    "97014": 30.0,
+    "G0283": 30.0,
+    "97035": 32.0,
+    "97032": 38.0,
+    "20560": 75.0,
+    "20561": 95.0,
+    "L1902": 65.0,
+    "L3908": 55.0,
+}
 TIMED_CODES = ("97110", "97140", "97112", "97530", "97116", "97535")
 TIMED_CODES_P = (0.38, 0.22, 0.16, 0.14, 0.06, 0.04)
 TIMED_MINUTES_MEAN, TIMED_MINUTES_SD = 46.0, 9.0

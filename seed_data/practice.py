@@ -11,19 +11,37 @@ import numpy as np
 import polars as pl
 
 from seed_data import params as P
-from seed_data.reference import (EPOCH, LOCATIONS, SPECIALTIES, SPECIALTY_CRED, SPECIALTY_P, WEEKDAYS,
-                                 Calendar, Pools, npi_ids)
+from seed_data.reference import (
+    EPOCH,
+    LOCATIONS,
+    SPECIALTIES,
+    SPECIALTY_CRED,
+    SPECIALTY_P,
+    WEEKDAYS,
+    Calendar,
+    Pools,
+    npi_ids,
+)
 
 DAY = 86400
 
 
 def payers_frame(updated: int) -> pl.DataFrame:
     """One payers file for the whole network."""
-    rows = [dict(payer_id=p[0], payer_name=p[1], payer_class=p[2], requires_auth=p[3], auth_visit_limit=p[4])
-            for p in P.PAYERS]
-    return pl.DataFrame(rows, schema={"payer_id": pl.String, "payer_name": pl.String, "payer_class": pl.String,
-                                      "requires_auth": pl.Boolean, "auth_visit_limit": pl.Int64}
-                        ).with_columns(updated_at=pl.lit(updated, dtype=pl.Int64))
+    rows = [
+        dict(payer_id=p[0], payer_name=p[1], payer_class=p[2], requires_auth=p[3], auth_visit_limit=p[4])
+        for p in P.PAYERS
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "payer_id": pl.String,
+            "payer_name": pl.String,
+            "payer_class": pl.String,
+            "requires_auth": pl.Boolean,
+            "auth_visit_limit": pl.Int64,
+        },
+    ).with_columns(updated_at=pl.lit(updated, dtype=pl.Int64))
 
 
 @dataclass
@@ -80,19 +98,27 @@ def day_index(d: date) -> int:
     return int((np.datetime64(d, "D") - EPOCH).astype(int))
 
 
-def build_clinic(ci: int, rng: np.random.Generator, pools: Pools, cal: Calendar, start: int, as_of: int
-                 ) -> ClinicCtx:
+def build_clinic(ci: int, rng: np.random.Generator, pools: Pools, cal: Calendar, start: int, as_of: int) -> ClinicCtx:
     """Draw one clinic, its staff and its referring physicians."""
     loc = LOCATIONS[ci % len(LOCATIONS)]
     city = loc[2][rng.integers(len(loc[2]))]
     clinic_id = f"CL{ci + 1:03d}"
     updated = (start - 30) * DAY + 9 * 3600
     opened = day_index(date(int(rng.integers(1995, 2022)), int(rng.integers(1, 13)), 1))
-    clinic = pl.DataFrame(dict(
-        clinic_id=[clinic_id], clinic_name=[f"PT Pulse Physical Therapy - {city}"],
-        address_line=[str(pools.street[rng.integers(len(pools.street))])], city=[city], state=[loc[0]],
-        zip=[f"{rng.integers(10000, 99999):05d}"], timezone=[loc[1]], opened_on=[min(opened, start - 365)],
-        treatment_tables=[int(rng.integers(6, 21))], updated_at=[updated]))
+    clinic = pl.DataFrame(
+        dict(
+            clinic_id=[clinic_id],
+            clinic_name=[f"PT Pulse Physical Therapy - {city}"],
+            address_line=[str(pools.street[rng.integers(len(pools.street))])],
+            city=[city],
+            state=[loc[0]],
+            zip=[f"{rng.integers(10000, 99999):05d}"],
+            timezone=[loc[1]],
+            opened_on=[min(opened, start - 365)],
+            treatment_tables=[int(rng.integers(6, 21))],
+            updated_at=[updated],
+        )
+    )
 
     n_t = int(rng.integers(P.THERAPISTS_MIN, P.THERAPISTS_MAX + 1))
     cred = rng.choice(["DPT", "PT", "PTA"], size=n_t, p=[0.6, 0.2, 0.2])
@@ -118,15 +144,23 @@ def build_clinic(ci: int, rng: np.random.Generator, pools: Pools, cal: Calendar,
     first[male] = pools.first_m[rng.integers(len(pools.first_m), size=int(male.sum()))]
     t_ids = np.array([f"TH{ci + 1:03d}{i + 1:02d}" for i in range(n_t)])
     hired = start - rng.integers(200, 3000, size=n_t)
-    therapists = pl.DataFrame(dict(
-        therapist_id=t_ids, clinic_id=[clinic_id] * n_t, first_name=first,
-        last_name=pools.last[rng.integers(len(pools.last), size=n_t)], credential=cred,
-        npi=npi_ids(rng, n_t), hired_on=hired.astype(np.int64),
-        terminated_on=pl.Series([None] * n_t, dtype=pl.Int64), weekly_hours=hours,
-        work_days=["|".join(WEEKDAYS[d] for d in range(7) if work[i, d]) for i in range(n_t)],
-        day_start=[f"{m // 60:02d}:{m % 60:02d}" for m in start_min],
-        day_end=[f"{m // 60:02d}:{m % 60:02d}" for m in end_min],
-        updated_at=np.full(n_t, updated, dtype=np.int64)))
+    therapists = pl.DataFrame(
+        dict(
+            therapist_id=t_ids,
+            clinic_id=[clinic_id] * n_t,
+            first_name=first,
+            last_name=pools.last[rng.integers(len(pools.last), size=n_t)],
+            credential=cred,
+            npi=npi_ids(rng, n_t),
+            hired_on=hired.astype(np.int64),
+            terminated_on=pl.Series([None] * n_t, dtype=pl.Int64),
+            weekly_hours=hours,
+            work_days=["|".join(WEEKDAYS[d] for d in range(7) if work[i, d]) for i in range(n_t)],
+            day_start=[f"{m // 60:02d}:{m % 60:02d}" for m in start_min],
+            day_end=[f"{m // 60:02d}:{m % 60:02d}" for m in end_min],
+            updated_at=np.full(n_t, updated, dtype=np.int64),
+        )
+    )
 
     n_ph = int(rng.integers(*P.PHYSICIANS_PER_CLINIC))
     spec = rng.choice(len(SPECIALTIES), size=n_ph, p=SPECIALTY_P)
@@ -140,14 +174,40 @@ def build_clinic(ci: int, rng: np.random.Generator, pools: Pools, cal: Calendar,
     top = np.argsort(-weight)[: n_fade * 3]
     fading[rng.choice(top, size=n_fade, replace=False)] = True
     ph_ids = npi_ids(rng, n_ph)
-    physicians = pl.DataFrame(dict(
-        physician_id=ph_ids, first_name=pools.first_f[rng.integers(len(pools.first_f), size=n_ph)],
-        last_name=pools.last[rng.integers(len(pools.last), size=n_ph)], credential=cred_ph.astype(str),
-        specialty=spec_name, practice_name=pools.practice[rng.integers(len(pools.practice), size=n_ph)],
-        city=[city] * n_ph, state=[loc[0]] * n_ph, updated_at=np.full(n_ph, updated, dtype=np.int64)))
+    physicians = pl.DataFrame(
+        dict(
+            physician_id=ph_ids,
+            first_name=pools.first_f[rng.integers(len(pools.first_f), size=n_ph)],
+            last_name=pools.last[rng.integers(len(pools.last), size=n_ph)],
+            credential=cred_ph.astype(str),
+            specialty=spec_name,
+            practice_name=pools.practice[rng.integers(len(pools.practice), size=n_ph)],
+            city=[city] * n_ph,
+            state=[loc[0]] * n_ph,
+            updated_at=np.full(n_ph, updated, dtype=np.int64),
+        )
+    )
     return ClinicCtx(
-        ci=ci, clinic_id=clinic_id, rng=rng, cal=cal, start=start, as_of=as_of, city=city, state=loc[0],
-        t_ids=t_ids, t_cred=cred, t_hours=hours, t_work=work, t_start_min=start_min, t_end_min=end_min,
-        ph_ids=ph_ids, ph_weight=weight / weight.sum(), ph_fading=fading,
-        ns_effect=float(rng.normal(0, P.NS_CLINIC_SD)), size=float(hours.sum() / (5 * 33.0)),
-        clinic=clinic, therapists=therapists, physicians=physicians)
+        ci=ci,
+        clinic_id=clinic_id,
+        rng=rng,
+        cal=cal,
+        start=start,
+        as_of=as_of,
+        city=city,
+        state=loc[0],
+        t_ids=t_ids,
+        t_cred=cred,
+        t_hours=hours,
+        t_work=work,
+        t_start_min=start_min,
+        t_end_min=end_min,
+        ph_ids=ph_ids,
+        ph_weight=weight / weight.sum(),
+        ph_fading=fading,
+        ns_effect=float(rng.normal(0, P.NS_CLINIC_SD)),
+        size=float(hours.sum() / (5 * 33.0)),
+        clinic=clinic,
+        therapists=therapists,
+        physicians=physicians,
+    )

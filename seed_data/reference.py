@@ -19,32 +19,104 @@ if TYPE_CHECKING:  # for the annotations; the functions that build frames import
 
 # (code, body_region) -- valid billable ICD-10-CM codes commonly treated in outpatient PT
 ICD10: tuple[tuple[str, str], ...] = (
-    ("M54.50", "lumbar"), ("M54.59", "lumbar"), ("M54.51", "lumbar"), ("M51.16", "lumbar"),
-    ("M54.16", "lumbar"), ("M48.061", "lumbar"), ("M54.41", "lumbar"), ("M54.42", "lumbar"),
-    ("M54.2", "cervical"), ("M54.12", "cervical"), ("M50.20", "cervical"), ("S13.4XXA", "cervical"),
-    ("M54.6", "thoracic"), ("M54.14", "thoracic"),
-    ("M75.101", "shoulder"), ("M75.41", "shoulder"), ("M75.42", "shoulder"), ("M25.511", "shoulder"),
-    ("M25.512", "shoulder"), ("M75.01", "shoulder"), ("M19.011", "shoulder"),
-    ("M77.11", "elbow"), ("M77.12", "elbow"), ("M25.521", "elbow"),
-    ("M25.531", "wrist_hand"), ("G56.01", "wrist_hand"), ("S52.501A", "wrist_hand"),
-    ("M25.551", "hip"), ("M25.552", "hip"), ("M16.11", "hip"), ("M70.61", "hip"), ("Z96.641", "hip"),
-    ("M25.561", "knee"), ("M25.562", "knee"), ("M17.11", "knee"), ("M17.12", "knee"),
-    ("S83.511A", "knee"), ("S83.241A", "knee"), ("Z96.651", "knee"), ("M22.2X1", "knee"),
-    ("S93.401A", "ankle_foot"), ("M72.2", "ankle_foot"), ("M25.571", "ankle_foot"), ("M76.61", "ankle_foot"),
-    ("I69.351", "neuro"), ("G20.A1", "neuro"),
-    ("M62.81", "other"), ("M79.604", "other"), ("R26.2", "other"), ("R26.81", "other"),
+    ("M54.50", "lumbar"),
+    ("M54.59", "lumbar"),
+    ("M54.51", "lumbar"),
+    ("M51.16", "lumbar"),
+    ("M54.16", "lumbar"),
+    ("M48.061", "lumbar"),
+    ("M54.41", "lumbar"),
+    ("M54.42", "lumbar"),
+    ("M54.2", "cervical"),
+    ("M54.12", "cervical"),
+    ("M50.20", "cervical"),
+    ("S13.4XXA", "cervical"),
+    ("M54.6", "thoracic"),
+    ("M54.14", "thoracic"),
+    ("M75.101", "shoulder"),
+    ("M75.41", "shoulder"),
+    ("M75.42", "shoulder"),
+    ("M25.511", "shoulder"),
+    ("M25.512", "shoulder"),
+    ("M75.01", "shoulder"),
+    ("M19.011", "shoulder"),
+    ("M77.11", "elbow"),
+    ("M77.12", "elbow"),
+    ("M25.521", "elbow"),
+    ("M25.531", "wrist_hand"),
+    ("G56.01", "wrist_hand"),
+    ("S52.501A", "wrist_hand"),
+    ("M25.551", "hip"),
+    ("M25.552", "hip"),
+    ("M16.11", "hip"),
+    ("M70.61", "hip"),
+    ("Z96.641", "hip"),
+    ("M25.561", "knee"),
+    ("M25.562", "knee"),
+    ("M17.11", "knee"),
+    ("M17.12", "knee"),
+    ("S83.511A", "knee"),
+    ("S83.241A", "knee"),
+    ("Z96.651", "knee"),
+    ("M22.2X1", "knee"),
+    ("S93.401A", "ankle_foot"),
+    ("M72.2", "ankle_foot"),
+    ("M25.571", "ankle_foot"),
+    ("M76.61", "ankle_foot"),
+    ("I69.351", "neuro"),
+    ("G20.A1", "neuro"),
+    ("M62.81", "other"),
+    ("M79.604", "other"),
+    ("R26.2", "other"),
+    ("R26.81", "other"),
 )
-REGION_P = {"lumbar": 0.25, "cervical": 0.11, "thoracic": 0.03, "shoulder": 0.16, "elbow": 0.03,
-            "wrist_hand": 0.04, "hip": 0.09, "knee": 0.18, "ankle_foot": 0.07, "neuro": 0.02, "other": 0.02}
+REGION_P = {
+    "lumbar": 0.25,
+    "cervical": 0.11,
+    "thoracic": 0.03,
+    "shoulder": 0.16,
+    "elbow": 0.03,
+    "wrist_hand": 0.04,
+    "hip": 0.09,
+    "knee": 0.18,
+    "ankle_foot": 0.07,
+    "neuro": 0.02,
+    "other": 0.02,
+}
 # outcome measure by region: (measure, higher_is_better, scale max, eval mean, MCID)
-MEASURE = {"lumbar": "ODI", "thoracic": "ODI", "cervical": "NDI", "shoulder": "QuickDASH",
-           "elbow": "QuickDASH", "wrist_hand": "QuickDASH", "hip": "LEFS", "knee": "LEFS",
-           "ankle_foot": "LEFS", "neuro": "LEFS", "other": "LEFS"}
-MEASURE_SPEC = {"LEFS": (True, 80.0, 38.0, 9.0), "ODI": (False, 100.0, 38.0, 10.0),
-                "NDI": (False, 100.0, 34.0, 7.5), "QuickDASH": (False, 100.0, 42.0, 8.0)}
+MEASURE = {
+    "lumbar": "ODI",
+    "thoracic": "ODI",
+    "cervical": "NDI",
+    "shoulder": "QuickDASH",
+    "elbow": "QuickDASH",
+    "wrist_hand": "QuickDASH",
+    "hip": "LEFS",
+    "knee": "LEFS",
+    "ankle_foot": "LEFS",
+    "neuro": "LEFS",
+    "other": "LEFS",
+}
+MEASURE_SPEC = {
+    "LEFS": (True, 80.0, 38.0, 9.0),
+    "ODI": (False, 100.0, 38.0, 10.0),
+    "NDI": (False, 100.0, 34.0, 7.5),
+    "QuickDASH": (False, 100.0, 42.0, 8.0),
+}
 
-SPECIALTIES = ("orthopedic_surgery", "sports_medicine", "primary_care", "neurology", "pain_management",
-               "physiatry", "chiropractic", "podiatry", "obstetrics_gynecology", "neurosurgery", "rheumatology")
+SPECIALTIES = (
+    "orthopedic_surgery",
+    "sports_medicine",
+    "primary_care",
+    "neurology",
+    "pain_management",
+    "physiatry",
+    "chiropractic",
+    "podiatry",
+    "obstetrics_gynecology",
+    "neurosurgery",
+    "rheumatology",
+)
 SPECIALTY_P = (0.30, 0.12, 0.26, 0.03, 0.06, 0.06, 0.06, 0.04, 0.02, 0.03, 0.02)
 SPECIALTY_CRED = {"chiropractic": "DC", "podiatry": "DPM"}
 
@@ -86,10 +158,24 @@ def make_pools(seed: int, size: int = 1500) -> Pools:
     first_m = np.array([fk.first_name_male() for _ in range(size)])
     last = np.array([fk.last_name() for _ in range(size)])
     street = np.array([fk.street_address() for _ in range(size)])
-    practice = np.array([f"{fk.last_name()} {s}" for s in
-                         np.resize(["Orthopedics", "Family Medicine", "Spine Center", "Sports Medicine",
-                                    "Medical Group", "Health Partners", "Internal Medicine", "Pain Clinic"],
-                                   300)])
+    practice = np.array(
+        [
+            f"{fk.last_name()} {s}"
+            for s in np.resize(
+                [
+                    "Orthopedics",
+                    "Family Medicine",
+                    "Spine Center",
+                    "Sports Medicine",
+                    "Medical Group",
+                    "Health Partners",
+                    "Internal Medicine",
+                    "Pain Clinic",
+                ],
+                300,
+            )
+        ]
+    )
     return Pools(first_f, first_m, last, street, practice)
 
 

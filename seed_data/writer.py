@@ -13,9 +13,22 @@ import polars as pl
 
 from ptpulse.core.contracts import Column, Contract, load_contracts
 
-SOURCES = ("clinics", "therapists", "referring_physicians", "payers", "patients", "intake_events",
-           "marketing_touches", "marketing_spend", "scheduling_events", "authorizations",
-           "documentation_events", "charges", "claims", "remittances")
+SOURCES = (
+    "clinics",
+    "therapists",
+    "referring_physicians",
+    "payers",
+    "patients",
+    "intake_events",
+    "marketing_touches",
+    "marketing_spend",
+    "scheduling_events",
+    "authorizations",
+    "documentation_events",
+    "charges",
+    "claims",
+    "remittances",
+)
 
 
 def contract(source: str) -> Contract:
@@ -41,8 +54,7 @@ def _text(expr: pl.Expr, typ: str, dtype: pl.DataType) -> pl.Expr:
         cents = (expr.cast(pl.Float64) * 100).round(0).cast(pl.Int64)
         sign = pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit(""))
         a = cents.abs()
-        return pl.concat_str([sign, (a // 100).cast(pl.String), pl.lit("."),
-                              (a % 100).cast(pl.String).str.zfill(2)])
+        return pl.concat_str([sign, (a // 100).cast(pl.String), pl.lit("."), (a % 100).cast(pl.String).str.zfill(2)])
     if typ == "boolean":
         return pl.when(expr).then(pl.lit("true")).otherwise(pl.lit("false"))
     return expr.cast(pl.String)

@@ -22,62 +22,109 @@ ctx = ui.page("attribution")
 ui.require_tables(ctx, "marts.attribution_roi", "marts.attribution_paths", what="Attribution & ROI")
 f = ctx.filters
 ctx.as_of_caption()
-st.caption(f"Months {f.start:%b %Y} – {f.end:%b %Y}, practice-wide (marketing spend is not split by clinic). "
-           "A conversion is an evaluated referral; its value is the net revenue actually collected for the episode.")
+st.caption(
+    f"Months {f.start:%b %Y} – {f.end:%b %Y}, practice-wide (marketing spend is not split by clinic). "
+    "A conversion is an evaluated referral; its value is the net revenue actually collected for the episode."
+)
 
 models = available_models(ctx.reader)
 if not ctx.reader.has("ml.attribution_credit"):
     st.caption("Markov and Shapley appear here once the ML step has scored a build.")
 else:
-    st.caption("Markov and Shapley estimate each channel's share from every path in the warehouse; "
-               "their shares are applied to this period's conversions and revenue so all models compare alike.")
-chosen = st.multiselect("Models to compare", models, default=models, format_func=lambda m: MODEL_LABELS.get(m, m),
-                        key="at_models")
+    st.caption(
+        "Markov and Shapley estimate each channel's share from every path in the warehouse; "
+        "their shares are applied to this period's conversions and revenue so all models compare alike."
+    )
+chosen = st.multiselect(
+    "Models to compare", models, default=models, format_func=lambda m: MODEL_LABELS.get(m, m), key="at_models"
+)
 by_channel = attribution_by_channel(ctx.reader, f)
 compare = by_channel[by_channel["model"].isin(chosen)]
 ui.chart(charts.attribution_compare(compare, dict(MODEL_LABELS)), compare, "attribution_by_model", "at_compare")
 
-model = st.selectbox("Model for the detail below", models, format_func=lambda m: MODEL_LABELS.get(m, m),
-                     index=models.index("position") if "position" in models else 0, key="at_model")
+model = st.selectbox(
+    "Model for the detail below",
+    models,
+    format_func=lambda m: MODEL_LABELS.get(m, m),
+    index=models.index("position") if "position" in models else 0,
+    key="at_model",
+)
 detail = by_channel[by_channel["model"] == model]
 paid = marketing_totals(by_channel, model)
 newp = marketing_new_patients(ctx.reader, f)
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Marketing spend", fmt(paid["spend_usd"], "usd"), border=True)
-c2.metric("Revenue credited to marketing", fmt(paid["attributed_revenue_usd"], "usd"), border=True,
-          help="Net revenue this model credits to the channels you pay for (not physician referrals or direct access).")
-c3.metric("Marketing ROI", fmt(paid["roi"], "pct"), border=True,
-          help="(revenue credited to paid channels − spend) / spend. With the linear model this is the Overview's "
-               "'Attributed marketing ROI'.")
-c4.metric("Cost per new patient", fmt(newp["cost_per_new_patient"], "usd"), border=True,
-          help="Spend / marketing-sourced referrals evaluated in these months (as on the Overview; a patient counts "
-               "once, whatever the model). Benchmarks: ≈$274 organic, ≈$445 paid.")
-st.caption("Attribution splits a patient's credit across the touches on their path, so a channel's "
-           "'new patients' below can be fractional (0.5 = half of one patient's credit).")
+c2.metric(
+    "Revenue credited to marketing",
+    fmt(paid["attributed_revenue_usd"], "usd"),
+    border=True,
+    help="Net revenue this model credits to the channels you pay for (not physician referrals or direct access).",
+)
+c3.metric(
+    "Marketing ROI",
+    fmt(paid["roi"], "pct"),
+    border=True,
+    help="(revenue credited to paid channels − spend) / spend. With the linear model this is the Overview's "
+    "'Attributed marketing ROI'.",
+)
+c4.metric(
+    "Cost per new patient",
+    fmt(newp["cost_per_new_patient"], "usd"),
+    border=True,
+    help="Spend / marketing-sourced referrals evaluated in these months (as on the Overview; a patient counts "
+    "once, whatever the model). Benchmarks: ≈$274 organic, ≈$445 paid.",
+)
+st.caption(
+    "Attribution splits a patient's credit across the touches on their path, so a channel's "
+    "'new patients' below can be fractional (0.5 = half of one patient's credit)."
+)
 
 left, right = st.columns(2)
 with left:
-    ui.chart(charts.spend_vs_revenue(detail, MODEL_LABELS.get(model, model)), detail,
-             f"spend_vs_revenue_{model}", "at_spend")
+    ui.chart(
+        charts.spend_vs_revenue(detail, MODEL_LABELS.get(model, model)), detail, f"spend_vs_revenue_{model}", "at_spend"
+    )
 with right:
-    ui.table(detail[["channel", "spend_usd", "attributed_conversions", "attributed_revenue_usd", "roi",
-                     "cost_per_new_patient"]], f"roi_by_channel_{model}", "at_roi", column_config={
-        "spend_usd": ui.money("Spend"), "attributed_revenue_usd": ui.money("Attributed revenue"),
-        "attributed_conversions": st.column_config.NumberColumn("New patients (credited)", format="%.1f"),
-        "roi": ui.pct("ROI"), "cost_per_new_patient": ui.money("Cost per credited new patient")})
+    ui.table(
+        detail[
+            ["channel", "spend_usd", "attributed_conversions", "attributed_revenue_usd", "roi", "cost_per_new_patient"]
+        ],
+        f"roi_by_channel_{model}",
+        "at_roi",
+        column_config={
+            "spend_usd": ui.money("Spend"),
+            "attributed_revenue_usd": ui.money("Attributed revenue"),
+            "attributed_conversions": st.column_config.NumberColumn("New patients (credited)", format="%.1f"),
+            "roi": ui.pct("ROI"),
+            "cost_per_new_patient": ui.money("Cost per credited new patient"),
+        },
+    )
 
 if model in HEURISTIC_MODELS:
     monthly = attribution_monthly(ctx.reader, f, model)
-    metric = st.radio("Monthly measure", ["roi", "cost_per_new_patient", "attributed_revenue_usd"], horizontal=True,
-                      format_func={"roi": "ROI", "cost_per_new_patient": "Cost per credited new patient",
-                                   "attributed_revenue_usd": "Attributed revenue"}.get, key="at_metric")
+    metric = st.radio(
+        "Monthly measure",
+        ["roi", "cost_per_new_patient", "attributed_revenue_usd"],
+        horizontal=True,
+        format_func={
+            "roi": "ROI",
+            "cost_per_new_patient": "Cost per credited new patient",
+            "attributed_revenue_usd": "Attributed revenue",
+        }.get,
+        key="at_metric",
+    )
     unit = {"roi": "pct", "cost_per_new_patient": "usd", "attributed_revenue_usd": "usd"}[metric]
-    label = {"roi": "ROI", "cost_per_new_patient": "Cost per credited new patient",
-             "attributed_revenue_usd": "Attributed revenue"}[metric]
+    label = {
+        "roi": "ROI",
+        "cost_per_new_patient": "Cost per credited new patient",
+        "attributed_revenue_usd": "Attributed revenue",
+    }[metric]
     ui.chart(charts.monthly_metric(monthly, metric, label, unit), monthly, f"attribution_monthly_{model}", "at_monthly")
 else:
-    st.caption("Data-driven models are fitted on all history (their shares, applied to this period, are above), "
-               "so they have no monthly split.")
+    st.caption(
+        "Data-driven models are fitted on all history (their shares, applied to this period, are above), "
+        "so they have no monthly split."
+    )
 
 st.subheader("Paths to a decision")
 left, right = st.columns(2)

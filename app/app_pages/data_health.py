@@ -27,8 +27,9 @@ c1.metric("Loads", fmt(len(load_rows), "count"), border=True)
 c2.metric("Rows quarantined", fmt(q["rows"].sum() if len(q) else 0, "count"), border=True)
 c3.metric("Refused files", fmt((load_rows["status"] == "refused").sum() if len(load_rows) else 0, "count"), border=True)
 last = build_rows.iloc[0].to_dict() if len(build_rows) else {}
-c4.metric("Last build", str(last.get("status", "–")), str(last.get("finished_at", "")) or None, delta_color="off",
-          border=True)
+c4.metric(
+    "Last build", str(last.get("status", "–")), str(last.get("finished_at", "")) or None, delta_color="off", border=True
+)
 
 st.subheader("Freshness by source")
 ui.table(fresh, "source_freshness", "dh_fresh", empty_message="No loads recorded in this build.")
@@ -44,6 +45,7 @@ st.subheader("Builds and their tests")
 if build_rows.empty:
     st.caption("No build history in this file.")
 else:
+
     def _tests(value) -> str:
         try:
             t = json.loads(value) if isinstance(value, str) else (value or {})
@@ -76,8 +78,10 @@ if ctx.user.role == "admin":
             try:
                 con = duckdb.connect(str(raw), read_only=True)
                 try:
-                    rows = con.execute("select load_id, source, file, line, rule, column_name, detail, record "
-                                       "from raw._quarantine order by load_id desc, line limit 200").df()
+                    rows = con.execute(
+                        "select load_id, source, file, line, rule, column_name, detail, record "
+                        "from raw._quarantine order by load_id desc, line limit 200"
+                    ).df()
                 finally:
                     con.close()
                 ui.table(rows, "quarantined_rows", "dh_rows")

@@ -17,11 +17,19 @@ if not series_options:
     st.info("No forecast for your clinics yet.")
     st.stop()
 c1, c2 = st.columns(2)
-series = c1.selectbox("Clinic", series_options, format_func=lambda s: "Whole practice" if s == "ALL" else s,
-                      key="fc_series")
-metric = c2.segmented_control("Measure", ["visits", "evals", "referrals"], default="visits", key="fc_metric",
-                              format_func={"visits": "Visits", "evals": "Evaluations",
-                                           "referrals": "Referrals"}.get) or "visits"
+series = c1.selectbox(
+    "Clinic", series_options, format_func=lambda s: "Whole practice" if s == "ALL" else s, key="fc_series"
+)
+metric = (
+    c2.segmented_control(
+        "Measure",
+        ["visits", "evals", "referrals"],
+        default="visits",
+        key="fc_metric",
+        format_func={"visits": "Visits", "evals": "Evaluations", "referrals": "Referrals"}.get,
+    )
+    or "visits"
+)
 fc = forecast(ctx.reader, series, metric)
 capacity = None
 if metric == "visits" and ctx.reader.has("ml.staffing_gap"):
@@ -32,12 +40,15 @@ future = fc[fc["actual"].isna() & fc["yhat"].notna()]
 m1, m2, m3 = st.columns(3)
 m1.metric(f"{label} forecast, next 4 weeks", fmt(future["yhat"].head(4).sum(), "count"), border=True)
 low, high = fmt(future["yhat_lower"].head(4).sum(), "count"), fmt(future["yhat_upper"].head(4).sum(), "count")
-m2.metric("Range (80% interval)", f"{low}–{high}",
-          border=True)
+m2.metric("Range (80% interval)", f"{low}–{high}", border=True)
 if capacity is not None and not capacity.empty:
     short = capacity[(capacity["gap_visits"] > 0)]
-    m3.metric("Weeks short of capacity", fmt(len(short), "count"), border=True,
-              help="Weeks where forecast visits exceed what the therapists on staff can see.")
+    m3.metric(
+        "Weeks short of capacity",
+        fmt(len(short), "count"),
+        border=True,
+        help="Weeks where forecast visits exceed what the therapists on staff can see.",
+    )
 ui.chart(charts.forecast_fan(fc, label, capacity), fc, f"forecast_{series}_{metric}", "fc_fan")
 
 if ctx.reader.has("ml.staffing_gap"):
@@ -49,10 +60,17 @@ if ctx.reader.has("ml.staffing_gap"):
     with right:
         short = staffing_by_clinic(ctx.reader, ctx.filters)
         st.markdown("**Clinic-weeks short of capacity**")
-        ui.table(short, "staffing_gap_by_clinic", "fc_short", empty_message="No clinic is short of capacity.",
-                 column_config={"forecast_visits": st.column_config.NumberColumn("Forecast visits", format="%.0f"),
-                                "capacity_visits": st.column_config.NumberColumn("Capacity", format="%.0f"),
-                                "gap_visits": st.column_config.NumberColumn("Gap", format="%.0f")})
+        ui.table(
+            short,
+            "staffing_gap_by_clinic",
+            "fc_short",
+            empty_message="No clinic is short of capacity.",
+            column_config={
+                "forecast_visits": st.column_config.NumberColumn("Forecast visits", format="%.0f"),
+                "capacity_visits": st.column_config.NumberColumn("Capacity", format="%.0f"),
+                "gap_visits": st.column_config.NumberColumn("Gap", format="%.0f"),
+            },
+        )
 
 st.subheader("How far to trust it")
 backtest = model_cards.demand_backtest(ctx.settings)
@@ -62,11 +80,23 @@ else:
     kind, sentence = model_cards.forecast_verdict(backtest)
     (st.success if kind == "ok" else st.warning)(sentence)
     b1, b2, b3, b4 = st.columns(4)
-    b1.metric("Relative error (MASE vs baseline)", fmt(backtest.get("relative_mase"), "ratio"), border=True,
-              help="Forecast MASE / seasonal-naive MASE over a rolling-origin backtest; below 1 beats the baseline.")
-    b2.metric("80% range coverage", fmt(backtest.get("coverage_80"), "pct"), border=True,
-              help="Share of actual weeks inside the forecast's 80% range; 75–85% is honest.")
+    b1.metric(
+        "Relative error (MASE vs baseline)",
+        fmt(backtest.get("relative_mase"), "ratio"),
+        border=True,
+        help="Forecast MASE / seasonal-naive MASE over a rolling-origin backtest; below 1 beats the baseline.",
+    )
+    b2.metric(
+        "80% range coverage",
+        fmt(backtest.get("coverage_80"), "pct"),
+        border=True,
+        help="Share of actual weeks inside the forecast's 80% range; 75–85% is honest.",
+    )
     b3.metric("sMAPE", f"{backtest['smape']:.1f}%" if backtest.get("smape") is not None else "–", border=True)
-    b4.metric("Backtest cutoffs", fmt(len(backtest.get("cutoffs") or []), "count"), border=True,
-              help=f"{backtest.get('horizon_weeks', 12)}-week horizon from each cutoff; "
-                   f"baseline: {backtest.get('baseline', '')}")
+    b4.metric(
+        "Backtest cutoffs",
+        fmt(len(backtest.get("cutoffs") or []), "count"),
+        border=True,
+        help=f"{backtest.get('horizon_weeks', 12)}-week horizon from each cutoff; "
+        f"baseline: {backtest.get('baseline', '')}",
+    )

@@ -27,24 +27,41 @@ c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Referrals received", fmt(s["referrals"], "count"), border=True)
 open_share = (s["open_referrals"] / s["referrals"]) if s["referrals"] else 0.0
 maturing = open_share > 1 - s["maturity_bar"]
-c2.metric("Converted (finalized eval)" + (" (maturing)" if maturing else ""), fmt(s["conversion_webpt"], "pct"),
-          border=True, help="WebPT definition: referrals with a finalized initial evaluation / referrals received.")
-c3.metric("First visit within 7 days", fmt(s["conversion_7day"], "pct"), border=True,
-          help="Net Health definition: first visit no later than 7 days after the referral arrived.")
-c4.metric("Time to first contact", fmt(s["hours_to_first_contact"], "hours"), border=True,
-          help="Mean hours from referral to first outreach, over referrals contacted (as on the Overview). "
-               f"Median: {fmt(s['median_hours_to_contact'], 'hours')}. Healthy: minutes to hours.")
-c5.metric("Time to first visit", fmt(s["business_days_to_first_visit"], "days"), border=True,
-          help="Mean business days from referral to initial evaluation, over referrals evaluated (as on the "
-               f"Overview). Median: {fmt(s['median_business_days_to_eval'], 'days')}. Healthy: 3–4 business days.")
+c2.metric(
+    "Converted (finalized eval)" + (" (maturing)" if maturing else ""),
+    fmt(s["conversion_webpt"], "pct"),
+    border=True,
+    help="WebPT definition: referrals with a finalized initial evaluation / referrals received.",
+)
+c3.metric(
+    "First visit within 7 days",
+    fmt(s["conversion_7day"], "pct"),
+    border=True,
+    help="Net Health definition: first visit no later than 7 days after the referral arrived.",
+)
+c4.metric(
+    "Time to first contact",
+    fmt(s["hours_to_first_contact"], "hours"),
+    border=True,
+    help="Mean hours from referral to first outreach, over referrals contacted (as on the Overview). "
+    f"Median: {fmt(s['median_hours_to_contact'], 'hours')}. Healthy: minutes to hours.",
+)
+c5.metric(
+    "Time to first visit",
+    fmt(s["business_days_to_first_visit"], "days"),
+    border=True,
+    help="Mean business days from referral to initial evaluation, over referrals evaluated (as on the "
+    f"Overview). Median: {fmt(s['median_business_days_to_eval'], 'days')}. Healthy: 3–4 business days.",
+)
 
 if maturing:
-    st.caption(f":gray[◌ Still maturing: {s['open_referrals']:,.0f} of {s['referrals']:,.0f} referrals received in "
-               "this range are still open (neither evaluated nor exited), so conversion will rise as they resolve. "
-               "Compare with a period whose referrals have all had an outcome.]")
+    st.caption(
+        f":gray[◌ Still maturing: {s['open_referrals']:,.0f} of {s['referrals']:,.0f} referrals received in "
+        "this range are still open (neither evaluated nor exited), so conversion will rise as they resolve. "
+        "Compare with a period whose referrals have all had an outcome.]"
+    )
 
-breakdown = st.segmented_control("Break down by", ["None", *FUNNEL_BREAKDOWNS], default="None",
-                                 key="fn_breakdown")
+breakdown = st.segmented_control("Break down by", ["None", *FUNNEL_BREAKDOWNS], default="None", key="fn_breakdown")
 group = None if breakdown in (None, "None") else breakdown
 stages = funnel_stages(ctx.reader, f, group)
 ui.chart(charts.funnel(stages), stages, "funnel_stages", "fn_stages")

@@ -29,13 +29,25 @@ if verdict != "refuse":
     high = upcoming[upcoming["risk_band"] == "high"]
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Scored upcoming appointments", fmt(len(upcoming), "count"), border=True)
-    c2.metric("High risk", fmt(len(high), "count"), border=True,
-              help="The top 10% of upcoming appointments by risk in each clinic (ranked over every scored "
-                   "upcoming appointment, so a shorter look-ahead shows part of that list).")
-    c3.metric("Expected no-shows", fmt(upcoming["probability"].sum(), "count"), border=True,
-              help="Sum of predicted probabilities: how many of these appointments the model expects to be missed.")
-    c4.metric("Expected no-show rate", fmt(upcoming["probability"].mean() if len(upcoming) else None, "pct"),
-              border=True, help="US PT mean ≈10% (survey).")
+    c2.metric(
+        "High risk",
+        fmt(len(high), "count"),
+        border=True,
+        help="The top 10% of upcoming appointments by risk in each clinic (ranked over every scored "
+        "upcoming appointment, so a shorter look-ahead shows part of that list).",
+    )
+    c3.metric(
+        "Expected no-shows",
+        fmt(upcoming["probability"].sum(), "count"),
+        border=True,
+        help="Sum of predicted probabilities: how many of these appointments the model expects to be missed.",
+    )
+    c4.metric(
+        "Expected no-show rate",
+        fmt(upcoming["probability"].mean() if len(upcoming) else None, "pct"),
+        border=True,
+        help="US PT mean ≈10% (survey).",
+    )
 
     left, right = st.columns([1, 2])
     with left:
@@ -43,11 +55,19 @@ if verdict != "refuse":
         ui.chart(charts.risk_bands(upcoming), counts, "no_show_risk_bands", "ns_bands")
     with right:
         st.markdown("**High-risk appointments to confirm** (they are also in the work queue)")
-        ui.table(high, "high_risk_appointments", "ns_high", column_config={
-            "probability": ui.pct("Risk"),
-            "scheduled_start": st.column_config.DatetimeColumn("When", format="ddd MMM D, HH:mm"),
-            "reason_1": "Main reason", "reason_2": "Second reason"}, height=360,
-            empty_message="No high-risk appointments in this window.")
+        ui.table(
+            high,
+            "high_risk_appointments",
+            "ns_high",
+            column_config={
+                "probability": ui.pct("Risk"),
+                "scheduled_start": st.column_config.DatetimeColumn("When", format="ddd MMM D, HH:mm"),
+                "reason_1": "Main reason",
+                "reason_2": "Second reason",
+            },
+            height=360,
+            empty_message="No high-risk appointments in this window.",
+        )
 
 st.subheader("Can the percentages be trusted?")
 left, right = st.columns(2)
@@ -64,9 +84,18 @@ with right:
     ui.chart(charts.observed_no_show(hist), hist, "observed_no_show_rate", "ns_hist")
 
 st.subheader("Model card")
-cards = sorted(p for p in ctx.settings.models_dir.rglob("*") if p.is_file() and "card" in p.name.lower()
-               and "no_show" in str(p).replace("-", "_").lower() and p.suffix in (".md", ".json")) \
-    if ctx.settings.models_dir.exists() else []
+cards = (
+    sorted(
+        p
+        for p in ctx.settings.models_dir.rglob("*")
+        if p.is_file()
+        and "card" in p.name.lower()
+        and "no_show" in str(p).replace("-", "_").lower()
+        and p.suffix in (".md", ".json")
+    )
+    if ctx.settings.models_dir.exists()
+    else []
+)
 if cards:
     card = cards[-1]
     if card.suffix == ".md":
@@ -76,5 +105,7 @@ if cards:
     st.caption(f"Written by the last training, {datetime.fromtimestamp(card.stat().st_mtime):%Y-%m-%d %H:%M}.")
 else:
     versions = upcoming["model_version"].dropna().unique().tolist() if "model_version" in upcoming else []
-    st.caption("No model card file found under the models folder yet (`ptpulse train` writes it)."
-               + (f" Scores come from model version {', '.join(map(str, versions))}." if versions else ""))
+    st.caption(
+        "No model card file found under the models folder yet (`ptpulse train` writes it)."
+        + (f" Scores come from model version {', '.join(map(str, versions))}." if versions else "")
+    )

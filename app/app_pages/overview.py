@@ -13,8 +13,10 @@ ctx.as_of_caption()
 
 summary = kpi_summary(ctx.reader, f)
 st.subheader(f"Key figures, {f.start:%b %-d, %Y} – {f.end:%b %-d, %Y}")
-st.caption(f"Arrows compare with the previous {f.days} days. Green band = the healthy range from industry benchmarks "
-           "(named in each KPI's definition).")
+st.caption(
+    f"Arrows compare with the previous {f.days} days. Green band = the healthy range from industry benchmarks "
+    "(named in each KPI's definition)."
+)
 if summary["value"].isna().all():
     st.info("No KPI values in this date range. Widen the range in the sidebar.")
 ui.kpi_tiles(summary)
@@ -27,15 +29,26 @@ row = summary[summary["kpi"] == kpi].iloc[0]
 left, right = st.columns(2)
 with left:
     trend = kpi_trend(ctx.reader, f, kpi)
-    ui.chart(charts.kpi_trend(trend, labels[kpi], row["unit"], row["healthy_low"], row["healthy_high"]), trend,
-             f"kpi_trend_{kpi}", "ov_trend")
+    ui.chart(
+        charts.kpi_trend(trend, labels[kpi], row["unit"], row["healthy_low"], row["healthy_high"]),
+        trend,
+        f"kpi_trend_{kpi}",
+        "ov_trend",
+    )
 with right:
     by_clinic = kpi_by_clinic(ctx.reader, f, kpi)
-    ui.chart(charts.clinic_comparison(by_clinic, labels[kpi], row["unit"], row["healthy_low"], row["healthy_high"]),
-             by_clinic, f"kpi_by_clinic_{kpi}", "ov_clinics")
+    ui.chart(
+        charts.clinic_comparison(by_clinic, labels[kpi], row["unit"], row["healthy_low"], row["healthy_high"]),
+        by_clinic,
+        f"kpi_by_clinic_{kpi}",
+        "ov_clinics",
+    )
 if isinstance(row["definition"], str) and row["definition"]:
     st.caption(f"**{labels[kpi]}**: {row['definition']}")
 
 with st.expander("All KPIs as a table"):
-    ui.table(summary[["label", "value", "previous", "unit", "healthy_low", "healthy_high", "definition"]],
-             "kpi_summary", "ov_table")
+    ui.table(
+        summary[["label", "value", "previous", "unit", "healthy_low", "healthy_high", "definition"]],
+        "kpi_summary",
+        "ov_table",
+    )

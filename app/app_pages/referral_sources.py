@@ -24,30 +24,48 @@ fading = card[card["is_fading"].fillna(False).astype(bool)]
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Sources", fmt(len(card), "count"), border=True)
-c2.metric("Referrals, last 90 days", fmt(card["referrals_last_90d"].sum(), "count"),
-          fmt(card["referrals_last_90d"].sum() - card["referrals_prior_90d"].sum(), "count") if len(card) else None,
-          border=True, help="Change against the 90 days before.")
-c3.metric("Fading sources", fmt(len(fading), "count"), border=True,
-          help="Sources whose referrals fell sharply in the last 90 days: call them.")
+c2.metric(
+    "Referrals, last 90 days",
+    fmt(card["referrals_last_90d"].sum(), "count"),
+    fmt(card["referrals_last_90d"].sum() - card["referrals_prior_90d"].sum(), "count") if len(card) else None,
+    border=True,
+    help="Change against the 90 days before.",
+)
+c3.metric(
+    "Fading sources",
+    fmt(len(fading), "count"),
+    border=True,
+    help="Sources whose referrals fell sharply in the last 90 days: call them.",
+)
 c4.metric("Net revenue from these sources", fmt(card["net_revenue_usd"].sum(), "usd"), border=True)
 st.caption("Scorecard covers all history, practice-wide (the date and clinic filters apply to the Sankey below).")
 still_open = open_referrals_by_source_type(ctx.reader, None if source_type == "(all)" else source_type)
 if still_open["open"]:
-    st.caption(f":gray[◌ {still_open['open']:,.0f} of {still_open['referrals']:,.0f} of these referrals are still open "
-               "(neither evaluated nor exited): a source's conversion and plan completion still count them as not "
-               "converted, so sources with many recent referrals read low until those resolve.]")
+    st.caption(
+        f":gray[◌ {still_open['open']:,.0f} of {still_open['referrals']:,.0f} of these referrals are still open "
+        "(neither evaluated nor exited): a source's conversion and plan completion still count them as not "
+        "converted, so sources with many recent referrals read low until those resolve.]"
+    )
 
 st.subheader("Scorecard")
-ui.table(card, f"referral_scorecard_{source_type}", "rs_card", column_config={
-    "source_name": "Source", "evaluated": "Evaluated",
-    "conversion_rate": st.column_config.NumberColumn(
-        "Conversion", format="percent", help="Referrals with a signed initial evaluation / referrals received."),
-    "poc_completion_rate": ui.pct("Plan completed"),
-    "net_revenue_usd": ui.money("Net revenue"), "trend_pct": ui.pct("Trend (90 d)"),
-    "median_business_days_to_eval": st.column_config.NumberColumn("Median days to eval", format="%.1f"),
-    "visits_per_episode": st.column_config.NumberColumn("Visits / episode", format="%.1f"),
-    "is_fading": st.column_config.CheckboxColumn("Fading"),
-})
+ui.table(
+    card,
+    f"referral_scorecard_{source_type}",
+    "rs_card",
+    column_config={
+        "source_name": "Source",
+        "evaluated": "Evaluated",
+        "conversion_rate": st.column_config.NumberColumn(
+            "Conversion", format="percent", help="Referrals with a signed initial evaluation / referrals received."
+        ),
+        "poc_completion_rate": ui.pct("Plan completed"),
+        "net_revenue_usd": ui.money("Net revenue"),
+        "trend_pct": ui.pct("Trend (90 d)"),
+        "median_business_days_to_eval": st.column_config.NumberColumn("Median days to eval", format="%.1f"),
+        "visits_per_episode": st.column_config.NumberColumn("Visits / episode", format="%.1f"),
+        "is_fading": st.column_config.CheckboxColumn("Fading"),
+    },
+)
 
 left, right = st.columns(2)
 with left:
@@ -56,7 +74,12 @@ with right:
     ui.chart(charts.source_scatter(card), card, "source_volume_conversion", "rs_scatter")
 
 st.subheader("Where referrals end up")
-by = st.radio("Group sources by", ["source_type", "channel"], horizontal=True, key="rs_by",
-              format_func={"source_type": "Source type", "channel": "Channel"}.get)
+by = st.radio(
+    "Group sources by",
+    ["source_type", "channel"],
+    horizontal=True,
+    key="rs_by",
+    format_func={"source_type": "Source type", "channel": "Channel"}.get,
+)
 flows = source_outcomes(ctx.reader, ctx.filters, by)
 ui.chart(charts.sankey(flows), flows, f"referral_outcomes_by_{by}", "rs_sankey")

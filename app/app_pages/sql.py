@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.lib import sql_guard, ui
+from app.lib import sql_guard, sql_worker, ui
 from app.lib.db import file_identity
 
 ctx = ui.page("sql")
@@ -29,13 +29,16 @@ if ident is None:
     st.stop()
 box = sandbox(str(deid_path), ident.token)
 limits = box.limits
-st.caption(f"Read-only · de-identified (patient_key only) · one statement · up to {limits.row_cap:,} rows · "
-           f"{limits.time_limit_s:g} s · {limits.memory_limit_mb} MB memory · no file access")
+st.caption(
+    f"Read-only · de-identified (patient_key only) · one statement · up to {limits.row_cap:,} rows · "
+    f"{limits.time_limit_s:g} s · {limits.memory_limit_mb} MB memory · no file access"
+)
 with st.expander("Tables you can query"):
     ui.table(sql_guard.sandbox_catalog(box), "sql_catalog", "sql_catalog")
 
-default = ("select clinic_id, kpi, value from marts.practice_kpis where grain = 'month' "
-           "order by period_start desc limit 20")
+default = (
+    "select clinic_id, kpi, value from marts.practice_kpis where grain = 'month' order by period_start desc limit 20"
+)
 with st.form("sql_form"):
     text = st.text_area("Query", value=st.session_state.get("sql_last", default), height=160, key="sql_text")
     run = st.form_submit_button("Run", type="primary")
@@ -43,7 +46,7 @@ if run:
     st.session_state["sql_last"] = text
     try:
         with st.spinner("Running in its own worker process…"):
-            result = sql_guard.run_readonly(box, text)
+            result = sql_worker.run_readonly(box, text)
     except sql_guard.SqlRefused as exc:
         st.error(str(exc))
     else:

@@ -22,8 +22,9 @@ ctx.as_of_caption()
 if ctx.as_of is not None and now == ctx.as_of:
     st.caption(f"SLA clocks run from the data's as-of time ({now:%Y-%m-%d %H:%M}) because the data is not current.")
 
-candidates = queue_candidates(ctx.reader, ctx.filters, ctx.as_of,
-                              scores_servable=model_cards.no_show_servable(ctx.settings))
+candidates = queue_candidates(
+    ctx.reader, ctx.filters, ctx.as_of, scores_servable=model_cards.no_show_servable(ctx.settings)
+)
 states = actions.task_states(app_db, candidates["task_id"].tolist())
 queue = wq.assemble(candidates, states, now, wq.lead_scores(ctx.reader))
 
@@ -43,26 +44,60 @@ people = ["Anyone", "Me", "Unassigned", *[a for a in actions.assignees(app_db) i
 assignee = f3.selectbox("Assignee", people, key="wq_assignee")
 shown = wq.select_view(queue, view, rules, assignee, me)
 
-columns = ["rank", "sla", "rule_label", "worked_by", "reason", "patient_name", "phone", "clinic_id", "assignee",
-           "last_outreach", "outreach_count", "status", "due_at", "task_id"]
+columns = [
+    "rank",
+    "sla",
+    "rule_label",
+    "worked_by",
+    "reason",
+    "patient_name",
+    "phone",
+    "clinic_id",
+    "assignee",
+    "last_outreach",
+    "outreach_count",
+    "status",
+    "due_at",
+    "task_id",
+]
 columns = [c for c in columns if c in shown.columns]
-st.caption(f"{len(shown):,} tasks · ranked by priority, then due time"
-           + (" (referral tasks: by value at stake)" if queue["value_at_stake_usd"].notna().any() else ""))
-ui.table(shown[columns], "work_queue", "wq_table", height=min(38 * (len(shown) + 1) + 4, 460), column_config={
-    "rank": st.column_config.NumberColumn("#", width="small"), "sla": "SLA", "rule_label": "Why", "worked_by": "Who",
-    "reason": st.column_config.TextColumn("Details", width="large"), "patient_name": "Patient", "phone": "Phone",
-    "clinic_id": "Clinic", "assignee": "Assignee", "last_outreach": "Last outreach",
-    "outreach_count": st.column_config.NumberColumn("Tries", width="small"), "status": "Status",
-    "due_at": st.column_config.DatetimeColumn("Due", format="YYYY-MM-DD HH:mm"), "task_id": "Task id"},
-    empty_message="Nothing here. Change the filters, or enjoy the empty queue.")
+st.caption(
+    f"{len(shown):,} tasks · ranked by priority, then due time"
+    + (" (referral tasks: by value at stake)" if queue["value_at_stake_usd"].notna().any() else "")
+)
+ui.table(
+    shown[columns],
+    "work_queue",
+    "wq_table",
+    height=min(38 * (len(shown) + 1) + 4, 460),
+    column_config={
+        "rank": st.column_config.NumberColumn("#", width="small"),
+        "sla": "SLA",
+        "rule_label": "Why",
+        "worked_by": "Who",
+        "reason": st.column_config.TextColumn("Details", width="large"),
+        "patient_name": "Patient",
+        "phone": "Phone",
+        "clinic_id": "Clinic",
+        "assignee": "Assignee",
+        "last_outreach": "Last outreach",
+        "outreach_count": st.column_config.NumberColumn("Tries", width="small"),
+        "status": "Status",
+        "due_at": st.column_config.DatetimeColumn("Due", format="YYYY-MM-DD HH:mm"),
+        "task_id": "Task id",
+    },
+    empty_message="Nothing here. Change the filters, or enjoy the empty queue.",
+)
 
 if shown.empty:
     st.stop()
 
 st.subheader("Act on a task")
 top = shown.head(300)
-labels = {r.task_id: f"#{r.rank} · {getattr(r, 'patient_name', None) or r.patient_key} · {r.rule_label} · {r.sla}"
-          for r in top.itertuples()}
+labels = {
+    r.task_id: f"#{r.rank} · {getattr(r, 'patient_name', None) or r.patient_key} · {r.rule_label} · {r.sla}"
+    for r in top.itertuples()
+}
 task_id = st.selectbox("Task", list(labels), format_func=labels.get, key="wq_task")
 task = top[top["task_id"] == task_id].iloc[0]
 st.markdown(f"**{task['rule_label']}** — {task['reason']}")
@@ -89,8 +124,9 @@ with tabs[0]:
             record("log_outreach", {"method": method, "outcome": outcome, "note": note}, "Outreach logged")
 with tabs[1]:
     with st.form("wq_assign"):
-        who = st.text_input("Assign to (email)", value=me, key="wq_who",
-                            help="Leave as your own email to claim the task.")
+        who = st.text_input(
+            "Assign to (email)", value=me, key="wq_who", help="Leave as your own email to claim the task."
+        )
         if st.form_submit_button("Claim / assign"):
             if who.strip() == me:
                 record("claim", {}, "Claimed")
@@ -98,8 +134,9 @@ with tabs[1]:
                 record("assign", {"assignee": who.strip()}, f"Assigned to {who.strip()}")
 with tabs[2]:
     with st.form("wq_snooze"):
-        day = st.date_input("Snooze until", value=(now + timedelta(days=1)).date(), min_value=now.date(),
-                            key="wq_until")
+        day = st.date_input(
+            "Snooze until", value=(now + timedelta(days=1)).date(), min_value=now.date(), key="wq_until"
+        )
         if st.form_submit_button("Snooze"):
             record("snooze", {"until": datetime.combine(day, time(8, 0)).isoformat()}, "Snoozed")
 with tabs[3]:

@@ -35,15 +35,20 @@ REACHED_OUTCOMES: frozenset[str] = frozenset(k for k, o in outcomes().items() if
 # An outreach with one of these outcomes finishes the task; any other outcome keeps it open for follow-up.
 CLOSING_OUTCOMES: frozenset[str] = frozenset(k for k, o in outcomes().items() if o.closes_task)
 LOST_REASONS: tuple[str, ...] = (
-    "Chose another provider", "Insurance / cost", "No longer needs therapy", "Unreachable after attempts",
-    "Physician cancelled referral", "Moved away", "Other",
+    "Chose another provider",
+    "Insurance / cost",
+    "No longer needs therapy",
+    "Unreachable after attempts",
+    "Physician cancelled referral",
+    "Moved away",
+    "Other",
 )
 
 SCHEMA = f"""
 create table if not exists actions (
     action_id integer primary key autoincrement,
     task_id   text not null,
-    action    text not null check (action in ({','.join(f"'{a}'" for a in ACTIONS)})),
+    action    text not null check (action in ({",".join(f"'{a}'" for a in ACTIONS)})),
     actor     text not null,
     acted_at  text not null,
     payload   text not null default '{{}}'
@@ -128,8 +133,15 @@ def validate(action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def record(path: Path, task_id: str, action: str, actor: str, payload: Mapping[str, Any] | None = None,
-           role: str = "", acted_at: str | None = None) -> int:
+def record(
+    path: Path,
+    task_id: str,
+    action: str,
+    actor: str,
+    payload: Mapping[str, Any] | None = None,
+    role: str = "",
+    acted_at: str | None = None,
+) -> int:
     """Append one action (and its audit entry) in one transaction; returns the action_id."""
     if not task_id:
         raise ActionError("an action needs a task_id")
@@ -140,12 +152,19 @@ def record(path: Path, task_id: str, action: str, actor: str, payload: Mapping[s
         try:
             cur = con.execute(
                 "insert into actions(task_id, action, actor, acted_at, payload) values (?, ?, ?, ?, ?)",
-                (task_id, action, actor, at, json.dumps(clean, sort_keys=True, default=str)))
+                (task_id, action, actor, at, json.dumps(clean, sort_keys=True, default=str)),
+            )
             action_id = int(cur.lastrowid)
             con.execute(
                 "insert into audit_log(actor, role, event, detail, at) values (?, ?, ?, ?, ?)",
-                (actor, role, f"action.{action}",
-                 json.dumps({"task_id": task_id, "action_id": action_id, **clean}, sort_keys=True, default=str), at))
+                (
+                    actor,
+                    role,
+                    f"action.{action}",
+                    json.dumps({"task_id": task_id, "action_id": action_id, **clean}, sort_keys=True, default=str),
+                    at,
+                ),
+            )
             con.execute("commit")
         except BaseException:
             con.execute("rollback")
@@ -188,8 +207,17 @@ def fold(rows: Iterable[tuple[str, str, str, str, str]]) -> dict[str, TaskState]
     state: dict[str, dict[str, Any]] = {}
     for task_id, action, actor, acted_at, payload_text in rows:
         payload = json.loads(payload_text or "{}")
-        s = state.setdefault(task_id, {"assignee": None, "snoozed_until": None, "last_outreach": None,
-                                       "outreach_count": 0, "lost_reason": None, "actions": 0})
+        s = state.setdefault(
+            task_id,
+            {
+                "assignee": None,
+                "snoozed_until": None,
+                "last_outreach": None,
+                "outreach_count": 0,
+                "lost_reason": None,
+                "actions": 0,
+            },
+        )
         s["actions"] += 1
         s["status"] = status_after(action, payload)
         s.update(last_action=action, last_actor=actor, last_at=acted_at)
@@ -216,16 +244,19 @@ def task_states(path: Path, task_ids: Iterable[str] | None = None) -> dict[str, 
         return {}
     with connect(path) as con:
         if task_ids is None:
-            rows = con.execute("select task_id, action, actor, acted_at, payload from actions "
-                               "order by acted_at, action_id").fetchall()
+            rows = con.execute(
+                "select task_id, action, actor, acted_at, payload from actions order by acted_at, action_id"
+            ).fetchall()
         else:
             ids = list(dict.fromkeys(task_ids))
             if not ids:
                 return {}
             con.execute("create temp table wanted(task_id text primary key)")
             con.executemany("insert or ignore into wanted values (?)", [(t,) for t in ids])
-            rows = con.execute("select a.task_id, a.action, a.actor, a.acted_at, a.payload from actions a "
-                               "join wanted w using (task_id) order by a.acted_at, a.action_id").fetchall()
+            rows = con.execute(
+                "select a.task_id, a.action, a.actor, a.acted_at, a.payload from actions a "
+                "join wanted w using (task_id) order by a.acted_at, a.action_id"
+            ).fetchall()
     return fold(rows)
 
 
@@ -234,10 +265,14 @@ def history(path: Path, task_id: str) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     with connect(path) as con:
-        rows = con.execute("select action_id, action, actor, acted_at, payload from actions where task_id = ? "
-                           "order by acted_at, action_id", (task_id,)).fetchall()
-    return [{"action_id": r[0], "action": r[1], "actor": r[2], "acted_at": r[3], **json.loads(r[4] or "{}")}
-            for r in rows]
+        rows = con.execute(
+            "select action_id, action, actor, acted_at, payload from actions where task_id = ? "
+            "order by acted_at, action_id",
+            (task_id,),
+        ).fetchall()
+    return [
+        {"action_id": r[0], "action": r[1], "actor": r[2], "acted_at": r[3], **json.loads(r[4] or "{}")} for r in rows
+    ]
 
 
 def is_visible(state: TaskState | None, now_iso: str) -> bool:
@@ -256,5 +291,6 @@ def assignees(path: Path) -> list[str]:
     with connect(path) as con:
         rows = con.execute(
             "select distinct coalesce(json_extract(payload, '$.assignee'), actor) from actions "
-            "where action in ('claim','assign') order by 1").fetchall()
+            "where action in ('claim','assign') order by 1"
+        ).fetchall()
     return [r[0] for r in rows if r[0]]

@@ -33,6 +33,7 @@ PHI_ROLES: frozenset[str] = frozenset({"owner", "manager", "front_desk", "admin"
 # admins work practice-wide unless the roles file names clinics for them.
 CLINIC_SCOPED_BY_DEFAULT: frozenset[str] = frozenset({"front_desk", "manager"})
 
+
 @dataclass(frozen=True)
 class Page:
     """One page of the app, declared once: the navigation and the access matrix are both read from PAGES.
@@ -54,8 +55,9 @@ class Page:
 def _page(key: str, title: str, icon: str, section: str, *roles: str) -> Page:
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
-        raise ValueError(f"app/lib/auth.py PAGES, page {key}: unknown role(s) {', '.join(unknown)}; "
-                         f"use one of {', '.join(ROLES)}")
+        raise ValueError(
+            f"app/lib/auth.py PAGES, page {key}: unknown role(s) {', '.join(unknown)}; use one of {', '.join(ROLES)}"
+        )
     return Page(key, title, icon, section, frozenset(roles))
 
 
@@ -156,8 +158,7 @@ def require_page(user: User, page: str) -> None:
     if not can_view(user.role, page):
         allowed = ", ".join(ROLE_LABELS[r] for r in ROLES if r in PAGE_ACCESS[page])
         raise AccessDenied(
-            f"The {PAGE_TITLES[page]} page is not available to the {ROLE_LABELS[user.role]} role "
-            f"(open to: {allowed})."
+            f"The {PAGE_TITLES[page]} page is not available to the {ROLE_LABELS[user.role]} role (open to: {allowed})."
         )
 
 
@@ -219,8 +220,9 @@ def parse_roles(text: str, source: str = "roles.yml") -> RolesConfig:
     if not isinstance(data, dict):
         raise ValueError(f"{source}: expected a mapping with 'users:' (and optional 'domains:')")
     users = {str(k).strip().lower(): _entry(v, f"{source}: users.{k}") for k, v in (data.get("users") or {}).items()}
-    domains = {str(k).strip().lower(): _entry(v, f"{source}: domains.{k}")
-               for k, v in (data.get("domains") or {}).items()}
+    domains = {
+        str(k).strip().lower(): _entry(v, f"{source}: domains.{k}") for k, v in (data.get("domains") or {}).items()
+    }
     return RolesConfig(users=users, domains=domains, source=source)
 
 
@@ -260,5 +262,10 @@ def demo_clinics(role: str, all_clinics: list[str]) -> tuple[str, ...] | None:
 
 
 def demo_user(role: str, all_clinics: list[str]) -> User:
-    return User(email=f"demo-{role.replace('_', '-')}@ptpulse.local", role=role,
-                clinics=demo_clinics(role, all_clinics), demo=True, name=f"Demo {ROLE_LABELS[role].lower()}")
+    return User(
+        email=f"demo-{role.replace('_', '-')}@ptpulse.local",
+        role=role,
+        clinics=demo_clinics(role, all_clinics),
+        demo=True,
+        name=f"Demo {ROLE_LABELS[role].lower()}",
+    )

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 PALETTE = px.colors.qualitative.Safe
 BAND_COLOR = "rgba(46, 160, 67, 0.12)"
-MATURING_COLOR = "#b0b0b0"   # periods whose cohort has not had its outcomes yet
+MATURING_COLOR = "#b0b0b0"  # periods whose cohort has not had its outcomes yet
 _TICK = {"pct": ".0%", "usd": "$,.0f"}
 
 
@@ -24,8 +24,13 @@ def _missing(v: Any) -> bool:
 
 
 def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=50, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), template="plotly_white")
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
+        template="plotly_white",
+    )
     return fig
 
 
@@ -43,11 +48,13 @@ def _band(fig: go.Figure, low: Any, high: Any, horizontal: bool = True) -> None:
     lo = 0 if _missing(low) else float(low)
     hi = float(high) if not _missing(high) else None
     if hi is None:
-        (fig.add_hline if horizontal else fig.add_vline)(lo, line_dash="dot", line_color="green",
-                                                          annotation_text="healthy from here")
+        (fig.add_hline if horizontal else fig.add_vline)(
+            lo, line_dash="dot", line_color="green", annotation_text="healthy from here"
+        )
         return
-    (fig.add_hrect if horizontal else fig.add_vrect)(lo, hi, fillcolor=BAND_COLOR, line_width=0,
-                                                     annotation_text="healthy band", annotation_position="top left")
+    (fig.add_hrect if horizontal else fig.add_vrect)(
+        lo, hi, fillcolor=BAND_COLOR, line_width=0, annotation_text="healthy band", annotation_position="top left"
+    )
 
 
 def kpi_trend(df: pd.DataFrame, label: str, unit: str | None, low: Any = None, high: Any = None) -> go.Figure:
@@ -57,14 +64,25 @@ def kpi_trend(df: pd.DataFrame, label: str, unit: str | None, low: Any = None, h
         return empty(title)
     maturing = df["is_maturing"].astype(bool) if "is_maturing" in df else pd.Series(False, index=df.index)
     fig = go.Figure()
-    fig.add_scatter(x=df["month"], y=df["value"].where(~maturing), mode="lines+markers", name=label,
-                    line=dict(color=PALETTE[0]), showlegend=bool(maturing.any()))
+    fig.add_scatter(
+        x=df["month"],
+        y=df["value"].where(~maturing),
+        mode="lines+markers",
+        name=label,
+        line=dict(color=PALETTE[0]),
+        showlegend=bool(maturing.any()),
+    )
     if maturing.any():
         # the last mature point joins the grey segment so the line does not break
         grey = maturing | maturing.shift(-1, fill_value=False)
-        fig.add_scatter(x=df["month"], y=df["value"].where(grey), mode="lines+markers", name="Still maturing",
-                        line=dict(color=MATURING_COLOR, dash="dot"),
-                        marker=dict(color=[MATURING_COLOR if m else PALETTE[0] for m in maturing]))
+        fig.add_scatter(
+            x=df["month"],
+            y=df["value"].where(grey),
+            mode="lines+markers",
+            name="Still maturing",
+            line=dict(color=MATURING_COLOR, dash="dot"),
+            marker=dict(color=[MATURING_COLOR if m else PALETTE[0] for m in maturing]),
+        )
     _band(fig, low, high)
     fig.update_yaxes(title=label, tickformat=_TICK.get(unit or "", None))
     fig.update_xaxes(title="", dtick="M1" if len(df) <= 12 else "M3", tickformat="%b %Y")
@@ -89,13 +107,23 @@ def funnel(df: pd.DataFrame) -> go.Figure:
         return empty(title)
     groups = df["grp"].unique().tolist()
     if len(groups) == 1:
-        fig = go.Figure(go.Funnel(y=df["stage_label"], x=df["reached"], textinfo="value+percent initial",
-                                  marker=dict(color=PALETTE[0])))
+        fig = go.Figure(
+            go.Funnel(
+                y=df["stage_label"], x=df["reached"], textinfo="value+percent initial", marker=dict(color=PALETTE[0])
+            )
+        )
         return _layout(fig, title, height=400)
     received = df[df["stage"] == "received"].set_index("grp")["reached"]
     plot = df.assign(share=df["reached"] / df["grp"].map(received).where(lambda s: s > 0))
-    fig = px.line(plot, x="stage_label", y="share", color="grp", markers=True, color_discrete_sequence=PALETTE,
-                  hover_data={"reached": True})
+    fig = px.line(
+        plot,
+        x="stage_label",
+        y="share",
+        color="grp",
+        markers=True,
+        color_discrete_sequence=PALETTE,
+        hover_data={"reached": True},
+    )
     fig.update_yaxes(title="Share of received referrals", tickformat=".0%")
     fig.update_xaxes(title="")
     return _layout(fig, title + " (share of received)", height=400)
@@ -105,8 +133,9 @@ def exits(df: pd.DataFrame) -> go.Figure:
     title = "Where referrals drop out, and why"
     if df.empty:
         return empty(title, "No exits in the selected range.")
-    fig = px.bar(df, x="referrals", y="exit_stage", color="exit_reason", orientation="h",
-                 color_discrete_sequence=PALETTE)
+    fig = px.bar(
+        df, x="referrals", y="exit_stage", color="exit_reason", orientation="h", color_discrete_sequence=PALETTE
+    )
     fig.update_yaxes(title="")
     fig.update_xaxes(title="Referrals")
     return _layout(fig, title)
@@ -117,8 +146,15 @@ def durations(df: pd.DataFrame) -> go.Figure:
     if df.empty or df["median_days"].isna().all():
         return empty(title)
     err = (df["p90_days"] - df["median_days"]).clip(lower=0)
-    fig = go.Figure(go.Bar(x=df["median_days"], y=df["step"], orientation="h", marker_color=PALETTE[1],
-                           error_x=dict(type="data", array=err, symmetric=False, arrayminus=[0] * len(df))))
+    fig = go.Figure(
+        go.Bar(
+            x=df["median_days"],
+            y=df["step"],
+            orientation="h",
+            marker_color=PALETTE[1],
+            error_x=dict(type="data", array=err, symmetric=False, arrayminus=[0] * len(df)),
+        )
+    )
     fig.update_yaxes(autorange="reversed", title="")
     fig.update_xaxes(title="Days")
     return _layout(fig, title)
@@ -131,10 +167,18 @@ def sankey(df: pd.DataFrame, title: str = "Where referrals from each source end 
     outcomes = df["outcome"].unique().tolist()
     labels = sources + outcomes
     idx = {("s", s): i for i, s in enumerate(sources)} | {("o", o): len(sources) + i for i, o in enumerate(outcomes)}
-    fig = go.Figure(go.Sankey(
-        node=dict(label=labels, pad=12, thickness=14, color=[PALETTE[i % len(PALETTE)] for i in range(len(labels))]),
-        link=dict(source=[idx[("s", s)] for s in df["source"]], target=[idx[("o", o)] for o in df["outcome"]],
-                  value=df["referrals"].tolist())))
+    fig = go.Figure(
+        go.Sankey(
+            node=dict(
+                label=labels, pad=12, thickness=14, color=[PALETTE[i % len(PALETTE)] for i in range(len(labels))]
+            ),
+            link=dict(
+                source=[idx[("s", s)] for s in df["source"]],
+                target=[idx[("o", o)] for o in df["outcome"]],
+                value=df["referrals"].tolist(),
+            ),
+        )
+    )
     return _layout(fig, title, height=460)
 
 
@@ -143,11 +187,20 @@ def source_scatter(df: pd.DataFrame) -> go.Figure:
     title = "Referral volume vs conversion (bubble = net revenue)"
     if df.empty:
         return empty(title)
-    plot = df.assign(net_revenue=df["net_revenue_usd"].fillna(0).clip(lower=0),
-                     status=df["is_fading"].map({True: "Fading", False: "Steady"}).fillna("Steady"))
-    fig = px.scatter(plot, x="referrals", y="conversion_rate", size="net_revenue", color="status",
-                     hover_name="source_name", size_max=40,
-                     color_discrete_map={"Fading": "#d62728", "Steady": PALETTE[0]})
+    plot = df.assign(
+        net_revenue=df["net_revenue_usd"].fillna(0).clip(lower=0),
+        status=df["is_fading"].map({True: "Fading", False: "Steady"}).fillna("Steady"),
+    )
+    fig = px.scatter(
+        plot,
+        x="referrals",
+        y="conversion_rate",
+        size="net_revenue",
+        color="status",
+        hover_name="source_name",
+        size_max=40,
+        color_discrete_map={"Fading": "#d62728", "Steady": PALETTE[0]},
+    )
     fig.update_yaxes(title="Conversion (signed evaluations / referrals)", tickformat=".0%")
     fig.update_xaxes(title="Referrals")
     return _layout(fig, title, height=420)
@@ -159,11 +212,21 @@ def trend_bars(df: pd.DataFrame) -> go.Figure:
     if df.empty:
         return empty(title, "No source is falling off. ")
     long = df[["source_name", "referrals_prior_90d", "referrals_last_90d"]].melt(
-        id_vars="source_name", value_vars=["referrals_prior_90d", "referrals_last_90d"],
-                   var_name="window", value_name="referrals")
+        id_vars="source_name",
+        value_vars=["referrals_prior_90d", "referrals_last_90d"],
+        var_name="window",
+        value_name="referrals",
+    )
     long["window"] = long["window"].map({"referrals_prior_90d": "Prior 90 days", "referrals_last_90d": "Last 90 days"})
-    fig = px.bar(long, x="referrals", y="source_name", color="window", barmode="group", orientation="h",
-                 color_discrete_sequence=[PALETTE[3], "#d62728"])
+    fig = px.bar(
+        long,
+        x="referrals",
+        y="source_name",
+        color="window",
+        barmode="group",
+        orientation="h",
+        color_discrete_sequence=[PALETTE[3], "#d62728"],
+    )
     fig.update_yaxes(title="")
     return _layout(fig, title, height=max(260, 40 * len(df) + 100))
 
@@ -174,8 +237,14 @@ def attribution_compare(df: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
     if df.empty:
         return empty(title)
     plot = df.assign(model_label=df["model"].map(labels).fillna(df["model"]))
-    fig = px.bar(plot, x="channel", y="attributed_revenue_usd", color="model_label", barmode="group",
-                 color_discrete_sequence=PALETTE)
+    fig = px.bar(
+        plot,
+        x="channel",
+        y="attributed_revenue_usd",
+        color="model_label",
+        barmode="group",
+        color_discrete_sequence=PALETTE,
+    )
     fig.update_yaxes(title="Attributed net revenue", tickformat="$,.0f")
     fig.update_xaxes(title="")
     fig.update_layout(legend_title_text="")
@@ -187,11 +256,12 @@ def spend_vs_revenue(df: pd.DataFrame, model_label: str) -> go.Figure:
     if df.empty:
         return empty(title)
     long = df[["channel", "spend_usd", "attributed_revenue_usd"]].melt(
-        id_vars="channel", value_vars=["spend_usd", "attributed_revenue_usd"], var_name="measure",
-                   value_name="usd")
+        id_vars="channel", value_vars=["spend_usd", "attributed_revenue_usd"], var_name="measure", value_name="usd"
+    )
     long["measure"] = long["measure"].map({"spend_usd": "Spend", "attributed_revenue_usd": "Attributed revenue"})
-    fig = px.bar(long, x="channel", y="usd", color="measure", barmode="group",
-                 color_discrete_sequence=["#d62728", PALETTE[0]])
+    fig = px.bar(
+        long, x="channel", y="usd", color="measure", barmode="group", color_discrete_sequence=["#d62728", PALETTE[0]]
+    )
     fig.update_yaxes(title="USD", tickformat="$,.0f")
     fig.update_xaxes(title="")
     fig.update_layout(legend_title_text="")
@@ -213,11 +283,17 @@ def path_lengths(df: pd.DataFrame) -> go.Figure:
     if df.empty:
         return empty(title)
     long = df[["path_length", "conversions", "non_conversions"]].melt(
-        id_vars="path_length", value_vars=["conversions", "non_conversions"], var_name="result",
-                   value_name="paths")
+        id_vars="path_length", value_vars=["conversions", "non_conversions"], var_name="result", value_name="paths"
+    )
     long["result"] = long["result"].map({"conversions": "Converted", "non_conversions": "Did not convert"})
-    fig = px.bar(long, x="path_length", y="paths", color="result", barmode="stack",
-                 color_discrete_sequence=[PALETTE[0], PALETTE[5]])
+    fig = px.bar(
+        long,
+        x="path_length",
+        y="paths",
+        color="result",
+        barmode="stack",
+        color_discrete_sequence=[PALETTE[0], PALETTE[5]],
+    )
     fig.update_xaxes(title="Touches in the path", dtick=1)
     fig.update_yaxes(title="Referrals")
     fig.update_layout(legend_title_text="")
@@ -231,11 +307,24 @@ def leakage_by_category(totals: pd.DataFrame) -> go.Figure:
         return empty(title)
     t = totals.sort_values("high_usd")
     fig = go.Figure()
-    fig.add_bar(x=t["low_usd"], y=t["label"], orientation="h", name="Low estimate", marker_color="#d62728",
-                text=t["low_usd"].map(lambda v: f"${v:,.0f}"), textposition="inside")
-    fig.add_bar(x=t["high_usd"] - t["low_usd"], y=t["label"], orientation="h", name="Up to the high estimate",
-                marker_color="rgba(214, 39, 40, 0.3)", text=t["high_usd"].map(lambda v: f"${v:,.0f}"),
-                textposition="outside")
+    fig.add_bar(
+        x=t["low_usd"],
+        y=t["label"],
+        orientation="h",
+        name="Low estimate",
+        marker_color="#d62728",
+        text=t["low_usd"].map(lambda v: f"${v:,.0f}"),
+        textposition="inside",
+    )
+    fig.add_bar(
+        x=t["high_usd"] - t["low_usd"],
+        y=t["label"],
+        orientation="h",
+        name="Up to the high estimate",
+        marker_color="rgba(214, 39, 40, 0.3)",
+        text=t["high_usd"].map(lambda v: f"${v:,.0f}"),
+        textposition="outside",
+    )
     fig.update_layout(barmode="stack")
     fig.update_xaxes(title="Dollars lost", tickformat="$,.0f")
     fig.update_yaxes(title="")
@@ -249,8 +338,13 @@ def leakage_trend(df: pd.DataFrame) -> go.Figure:
         return empty(title)
     fig = px.bar(df, x="month", y="low_usd", color="label", color_discrete_sequence=PALETTE)
     high = df.groupby("month", as_index=False)["high_usd"].sum()
-    fig.add_scatter(x=high["month"], y=high["high_usd"], mode="lines+markers", name="High estimate (all causes)",
-                    line=dict(color="#444", dash="dash"))
+    fig.add_scatter(
+        x=high["month"],
+        y=high["high_usd"],
+        mode="lines+markers",
+        name="High estimate (all causes)",
+        line=dict(color="#444", dash="dash"),
+    )
     fig.update_yaxes(title="Dollars lost (low estimate)", tickformat="$,.0f")
     fig.update_xaxes(title="", dtick="M1", tickformat="%b %Y")
     fig.update_layout(legend_title_text="")
@@ -264,8 +358,13 @@ def risk_bands(df: pd.DataFrame) -> go.Figure:
     counts = df.groupby("risk_band", as_index=False).size()
     order = {"low": 0, "medium": 1, "high": 2}
     counts = counts.sort_values("risk_band", key=lambda s: s.map(order))
-    fig = px.bar(counts, x="risk_band", y="size", color="risk_band",
-                 color_discrete_map={"low": PALETTE[0], "medium": "#ff9f1c", "high": "#d62728"})
+    fig = px.bar(
+        counts,
+        x="risk_band",
+        y="size",
+        color="risk_band",
+        color_discrete_map={"low": PALETTE[0], "medium": "#ff9f1c", "high": "#d62728"},
+    )
     fig.update_xaxes(title="Risk band")
     fig.update_yaxes(title="Appointments")
     fig.update_layout(showlegend=False)
@@ -279,11 +378,21 @@ def calibration(df: pd.DataFrame) -> go.Figure:
         return empty(title, "No calibration data (the model has not been evaluated yet).")
     top = float(max(df["mean_predicted"].max(), df["observed_rate"].max(), 0.05)) * 1.1
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", line=dict(dash="dot", color="grey"),
-                             name="Perfect calibration"))
-    fig.add_trace(go.Scatter(x=df["mean_predicted"], y=df["observed_rate"], mode="lines+markers",
-                             marker=dict(size=(df["n"] / max(df["n"].max(), 1) * 20 + 6).tolist(), color=PALETTE[0]),
-                             name="Model", text=df["n"].map(lambda n: f"{n:,} appointments")))
+    fig.add_trace(
+        go.Scatter(
+            x=[0, top], y=[0, top], mode="lines", line=dict(dash="dot", color="grey"), name="Perfect calibration"
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=df["mean_predicted"],
+            y=df["observed_rate"],
+            mode="lines+markers",
+            marker=dict(size=(df["n"] / max(df["n"].max(), 1) * 20 + 6).tolist(), color=PALETTE[0]),
+            name="Model",
+            text=df["n"].map(lambda n: f"{n:,} appointments"),
+        )
+    )
     fig.update_xaxes(title="Predicted probability", tickformat=".0%")
     fig.update_yaxes(title="Observed no-show rate", tickformat=".0%")
     return _layout(fig, title)
@@ -307,17 +416,33 @@ def forecast_fan(df: pd.DataFrame, metric_label: str, capacity: pd.DataFrame | N
         return empty(title, "No forecast for this series yet.")
     fig = go.Figure()
     fc = df[df["yhat"].notna()]
-    fig.add_trace(go.Scatter(x=fc["week_start"], y=fc["yhat_upper"], line=dict(width=0), showlegend=False,
-                             hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=fc["week_start"], y=fc["yhat_lower"], line=dict(width=0), fill="tonexty",
-                             fillcolor="rgba(31, 119, 180, 0.18)", name="Forecast interval"))
-    fig.add_trace(go.Scatter(x=fc["week_start"], y=fc["yhat"], line=dict(color=PALETTE[0], dash="dash"),
-                             name="Forecast"))
+    fig.add_trace(
+        go.Scatter(x=fc["week_start"], y=fc["yhat_upper"], line=dict(width=0), showlegend=False, hoverinfo="skip")
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=fc["week_start"],
+            y=fc["yhat_lower"],
+            line=dict(width=0),
+            fill="tonexty",
+            fillcolor="rgba(31, 119, 180, 0.18)",
+            name="Forecast interval",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(x=fc["week_start"], y=fc["yhat"], line=dict(color=PALETTE[0], dash="dash"), name="Forecast")
+    )
     act = df[df["actual"].notna()]
     fig.add_trace(go.Scatter(x=act["week_start"], y=act["actual"], line=dict(color="black"), name="Actual"))
     if capacity is not None and not capacity.empty:
-        fig.add_trace(go.Scatter(x=capacity["week_start"], y=capacity["capacity_visits"],
-                                 line=dict(color="#d62728", shape="hv"), name="Therapist capacity"))
+        fig.add_trace(
+            go.Scatter(
+                x=capacity["week_start"],
+                y=capacity["capacity_visits"],
+                line=dict(color="#d62728", shape="hv"),
+                name="Therapist capacity",
+            )
+        )
     fig.update_yaxes(title=metric_label)
     fig.update_xaxes(title="")
     return _layout(fig, title, height=420)

@@ -161,8 +161,9 @@ class AnalyticsDb:
             cur = con.cursor()
             try:
                 rows = cur.execute(
-                    "select table_schema || '.' || table_name from information_schema.tables "
-                    "where table_catalog = ?", [CATALOG]).fetchall()
+                    "select table_schema || '.' || table_name from information_schema.tables where table_catalog = ?",
+                    [CATALOG],
+                ).fetchall()
             finally:
                 cur.close()
             self._tables = frozenset(r[0] for r in rows)
@@ -175,5 +176,7 @@ class AnalyticsDb:
         schema, _, name = table.partition(".")
         df = self.query(
             "select column_name from information_schema.columns where table_catalog = ? and table_schema = ? "
-            "and table_name = ? order by ordinal_position", [CATALOG, schema, name])
+            "and table_name = ? order by ordinal_position",
+            [CATALOG, schema, name],
+        )
         return df["column_name"].tolist()

@@ -31,8 +31,9 @@ def default_range(lo: date | None, hi: date | None, today: date) -> tuple[date, 
     return start, end
 
 
-def from_query(params: Mapping[str, object], lo: date | None, hi: date | None, clinic_options: list[str],
-               today: date) -> tuple[date, date, list[str]]:
+def from_query(
+    params: Mapping[str, object], lo: date | None, hi: date | None, clinic_options: list[str], today: date
+) -> tuple[date, date, list[str]]:
     """Filters from ?from=YYYY-MM-DD&to=YYYY-MM-DD&clinics=C1,C2 with bad or out-of-range values ignored."""
     start, end = default_range(lo, hi, today)
     q_start, q_end = _parse_date(params.get("from")), _parse_date(params.get("to"))

@@ -89,20 +89,34 @@ def kpi_tile(row: dict) -> Tile:
         resolved = (1 - float(row["pending"]) / float(row["cohort"])) if row.get("cohort") else 0.0
         n_res = float(row["cohort"]) - float(row["pending"])
         status = "maturing"
-        help_text = (f"{row.get('definition') or ''}\n\nStill maturing: {n_res:,.0f} of {float(row['cohort']):,.0f} "
-                     f"({resolved * 100:.0f}%) have an outcome. {row.get('maturity') or ''} "
-                     f"The {band} verdict is withheld until the period matures.")
-        return Tile(label=f"{label} (maturing)", value=fmt(row.get("value"), unit),
-                    delta=fmt_delta(row.get("value"), row.get("previous"), unit), delta_color="off",
-                    help=help_text.strip(), status=status)
+        help_text = (
+            f"{row.get('definition') or ''}\n\nStill maturing: {n_res:,.0f} of {float(row['cohort']):,.0f} "
+            f"({resolved * 100:.0f}%) have an outcome. {row.get('maturity') or ''} "
+            f"The {band} verdict is withheld until the period matures."
+        )
+        return Tile(
+            label=f"{label} (maturing)",
+            value=fmt(row.get("value"), unit),
+            delta=fmt_delta(row.get("value"), row.get("previous"), unit),
+            delta_color="off",
+            help=help_text.strip(),
+            status=status,
+        )
     status = band_status(row.get("value"), row.get("healthy_low"), row.get("healthy_high"))
-    help_text = (f"{row.get('definition') or ''}\n\n{band.capitalize()} — now {status}. "
-                 "Change is against the previous period of the same length.")
+    help_text = (
+        f"{row.get('definition') or ''}\n\n{band.capitalize()} — now {status}. "
+        "Change is against the previous period of the same length."
+    )
     if row.get("previous_is_maturing"):
         help_text += " The previous period is itself still maturing."
-    return Tile(label=label, value=fmt(row.get("value"), unit),
-                delta=fmt_delta(row.get("value"), row.get("previous"), unit), delta_color=color,
-                help=help_text.strip(), status=status)
+    return Tile(
+        label=label,
+        value=fmt(row.get("value"), unit),
+        delta=fmt_delta(row.get("value"), row.get("previous"), unit),
+        delta_color=color,
+        help=help_text.strip(),
+        status=status,
+    )
 
 
 def countdown(due_at: Any, now: datetime) -> tuple[str, float]:

@@ -17,30 +17,43 @@ import pandas as pd
 @dataclass(frozen=True)
 class Assumption:
     label: str
-    low: float          # share of the dollars at stake lost, conservative end
-    high: float         # share of the dollars at stake lost, generous end
+    low: float  # share of the dollars at stake lost, conservative end
+    high: float  # share of the dollars at stake lost, generous end
     why: str
     adjustable: bool = True
 
 
 ASSUMPTIONS: Mapping[str, Assumption] = {
     "no_shows": Assumption(
-        "No-shows", 0.50, 1.00,
+        "No-shows",
+        0.50,
+        1.00,
         "A missed slot is lost unless it was refilled; many patients make the visit up later, so at least half "
-        "is assumed lost, at most all of it."),
+        "is assumed lost, at most all of it.",
+    ),
     "late_cancels": Assumption(
-        "Late cancellations", 0.50, 1.00,
-        "Under 24 h notice a slot is rarely refilled; made-up visits recover some of it, as for no-shows."),
+        "Late cancellations",
+        0.50,
+        1.00,
+        "Under 24 h notice a slot is rarely refilled; made-up visits recover some of it, as for no-shows.",
+    ),
     "unfinished_plans": Assumption(
-        "Unfinished plans of care", 0.25, 0.60,
+        "Unfinished plans of care",
+        0.25,
+        0.60,
         "Planned visits are a ceiling: some patients recover early and would not have attended them all. "
-        "Counts visits beyond the no-shows above, which may overlap a little."),
+        "Counts visits beyond the no-shows above, which may overlap a little.",
+    ),
     "unconverted_referrals": Assumption(
-        "Referrals that never started care", 0.25, 0.65,
+        "Referrals that never started care",
+        0.25,
+        0.65,
         "A referral that was worked might still not have converted: about two in three convert at a good "
-        "practice, so at most 65% of an episode's value is assumed, at least 25%."),
+        "practice, so at most 65% of an episode's value is assumed, at least 25%.",
+    ),
     "unrecovered_denials": Assumption(
-        "Denials never recovered", 1.00, 1.00, "Actual dollars written off after a denial.", adjustable=False),
+        "Denials never recovered", 1.00, 1.00, "Actual dollars written off after a denial.", adjustable=False
+    ),
 }
 
 
@@ -72,9 +85,13 @@ def by_category(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df.assign(label=pd.Series(dtype=str), why=pd.Series(dtype=str))
     totals = df.groupby("category", as_index=False).agg(
-        events=("events", "sum"), units_at_stake=("units_at_stake", "sum"),
+        events=("events", "sum"),
+        units_at_stake=("units_at_stake", "sum"),
         dollars_at_stake=("dollars_at_stake", "sum"),
-        low_usd=("low_usd", "sum"), high_usd=("high_usd", "sum"), assumption=("assumption", "first"))
+        low_usd=("low_usd", "sum"),
+        high_usd=("high_usd", "sum"),
+        assumption=("assumption", "first"),
+    )
     totals["label"] = totals["category"].map(label)
     totals["why"] = totals["category"].map(lambda c: ASSUMPTIONS[c].why if c in ASSUMPTIONS else "")
     return totals.sort_values("high_usd", ascending=False).reset_index(drop=True)

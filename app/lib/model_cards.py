@@ -7,7 +7,6 @@ Streamlit.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from ptpulse.core.config import Settings
@@ -27,11 +26,12 @@ def forecast_verdict(backtest: dict[str, Any]) -> tuple[str, str]:
     if rel is None:
         return "warn", "Not enough history yet to test the forecast against past weeks."
     if rel >= 1.0:
-        return "warn", (f"On past weeks this forecast was no better than 'same week last year' (relative error "
-                        f"{rel:.2f}); treat it as a rough guide until more history builds up.")
+        return "warn", (
+            f"On past weeks this forecast was no better than 'same week last year' (relative error "
+            f"{rel:.2f}); treat it as a rough guide until more history builds up."
+        )
     coverage = f" and {cov:.0%} of actual weeks fell inside the 80% range" if cov is not None else ""
-    return "ok", (f"On past weeks this forecast's error was {rel:.0%} of the 'same week last year' rule's"
-                  f"{coverage}.")
+    return "ok", (f"On past weeks this forecast's error was {rel:.0%} of the 'same week last year' rule's{coverage}.")
 
 
 def no_show_card(settings: Settings) -> dict[str, Any] | None:
@@ -55,17 +55,21 @@ def no_show_verdict(card: dict[str, Any] | None) -> tuple[str, str | None]:
     auc = card.get("roc_auc")
     logit = ((card.get("baselines") or {}).get("logistic_regression") or {}).get("roc_auc")
     if auc is not None and logit is not None and auc < logit:
-        return "refuse", (f"No-show scores are withheld: on past appointments this model ranked no-shows worse "
-                          f"than a plain logistic regression on the same features (ROC AUC {auc:.3f} vs "
-                          f"{logit:.3f}). Retrain (`ptpulse train`, then `ptpulse build`): training now deploys "
-                          "whichever of the two ranks better.")
+        return "refuse", (
+            f"No-show scores are withheld: on past appointments this model ranked no-shows worse "
+            f"than a plain logistic regression on the same features (ROC AUC {auc:.3f} vs "
+            f"{logit:.3f}). Retrain (`ptpulse train`, then `ptpulse build`): training now deploys "
+            "whichever of the two ranks better."
+        )
     cmp = card.get("baseline_comparison") or {}
     if card.get("deployed_model") == "logistic_regression":
         trees = cmp.get("boosted_trees")
         versus = f" (ROC AUC {trees:.3f} vs {logit:.3f})" if trees is not None and logit is not None else ""
-        return "fallback", ("Scores come from a logistic regression: on past appointments the gradient-boosted "
-                            f"model ranked no-shows worse than it{versus}, so the simpler model is deployed. "
-                            "The model card below says more.")
+        return "fallback", (
+            "Scores come from a logistic regression: on past appointments the gradient-boosted "
+            f"model ranked no-shows worse than it{versus}, so the simpler model is deployed. "
+            "The model card below says more."
+        )
     return "ok", None
 
 

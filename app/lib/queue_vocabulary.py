@@ -38,11 +38,11 @@ class VocabularyError(ValueError):
 class Rule:
     rule: str
     label: str
-    queue: str                       # who works it: front_desk or clinician
-    priority: int                    # 1 = most urgent
-    escalated_priority: int | None   # the priority the rule moves to when its escalation holds (None: never)
-    subject: str                     # what the task's entity is: referral, episode, appointment, note...
-    emitted_by: str                  # work_queue_candidates (dbt) or ml.no_show_scores (added in the app)
+    queue: str  # who works it: front_desk or clinician
+    priority: int  # 1 = most urgent
+    escalated_priority: int | None  # the priority the rule moves to when its escalation holds (None: never)
+    subject: str  # what the task's entity is: referral, episode, appointment, note...
+    emitted_by: str  # work_queue_candidates (dbt) or ml.no_show_scores (added in the app)
     description: str
 
     @property
@@ -55,8 +55,8 @@ class Rule:
 class Outcome:
     outcome: str
     label: str
-    counts_as_contact: bool          # a person was spoken to (the build counts it as the referral's contact)
-    closes_task: bool                # the outreach finishes the task; otherwise it stays open for follow-up
+    counts_as_contact: bool  # a person was spoken to (the build counts it as the referral's contact)
+    closes_task: bool  # the outreach finishes the task; otherwise it stays open for follow-up
 
 
 def _rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
@@ -66,8 +66,9 @@ def _rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str
         reader = csv.DictReader(fh)
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
-            raise VocabularyError(f"{path.name}: missing column(s) {', '.join(missing)}; the header must be "
-                                  f"{','.join(columns)}.")
+            raise VocabularyError(
+                f"{path.name}: missing column(s) {', '.join(missing)}; the header must be {','.join(columns)}."
+            )
         return [(line, {k: (v or "").strip() for k, v in row.items() if k}) for line, row in enumerate(reader, 2)]
 
 
@@ -75,8 +76,11 @@ def _int(path: Path, line: int, column: str, text: str, optional: bool = False) 
     if optional and text == "":
         return None
     if not text.isdigit():
-        raise VocabularyError(f"{path.name} line {line}, column {column}: expected a whole number"
-                              + (" or blank" if optional else "") + "; correct that cell.")
+        raise VocabularyError(
+            f"{path.name} line {line}, column {column}: expected a whole number"
+            + (" or blank" if optional else "")
+            + "; correct that cell."
+        )
     return int(text)
 
 
@@ -90,8 +94,10 @@ def _key(path: Path, line: int, column: str, text: str, seen: set[str]) -> str:
     if not text:
         raise VocabularyError(f"{path.name} line {line}, column {column}: empty; every row needs a name.")
     if text in seen:
-        raise VocabularyError(f"{path.name} line {line}, column {column}: the same name appears on an earlier "
-                              "line; each name may appear once, merge the two rows.")
+        raise VocabularyError(
+            f"{path.name} line {line}, column {column}: the same name appears on an earlier "
+            "line; each name may appear once, merge the two rows."
+        )
     seen.add(text)
     return text
 
@@ -103,15 +109,23 @@ def rules(path: Path = RULES_FILE) -> Mapping[str, Rule]:
     for line, row in _rows(path, RULE_COLUMNS):
         name = _key(path, line, "rule", row["rule"], set(out))
         if row["queue"] not in QUEUES:
-            raise VocabularyError(f"{path.name} line {line}, column queue: expected one of {', '.join(QUEUES)}; "
-                                  "correct that cell.")
+            raise VocabularyError(
+                f"{path.name} line {line}, column queue: expected one of {', '.join(QUEUES)}; correct that cell."
+            )
         if not row["label"]:
-            raise VocabularyError(f"{path.name} line {line}, column label: empty; every rule needs the label "
-                                  "users see.")
-        out[name] = Rule(rule=name, label=row["label"], queue=row["queue"],
-                         priority=_int(path, line, "priority", row["priority"]),
-                         escalated_priority=_int(path, line, "escalated_priority", row["escalated_priority"], True),
-                         subject=row["subject"], emitted_by=row["emitted_by"], description=row["description"])
+            raise VocabularyError(
+                f"{path.name} line {line}, column label: empty; every rule needs the label users see."
+            )
+        out[name] = Rule(
+            rule=name,
+            label=row["label"],
+            queue=row["queue"],
+            priority=_int(path, line, "priority", row["priority"]),
+            escalated_priority=_int(path, line, "escalated_priority", row["escalated_priority"], True),
+            subject=row["subject"],
+            emitted_by=row["emitted_by"],
+            description=row["description"],
+        )
     return out
 
 
@@ -121,7 +135,10 @@ def outcomes(path: Path = OUTCOMES_FILE) -> Mapping[str, Outcome]:
     out: dict[str, Outcome] = {}
     for line, row in _rows(path, OUTCOME_COLUMNS):
         name = _key(path, line, "outcome", row["outcome"], set(out))
-        out[name] = Outcome(outcome=name, label=row["label"] or name,
-                            counts_as_contact=_bool(path, line, "counts_as_contact", row["counts_as_contact"]),
-                            closes_task=_bool(path, line, "closes_task", row["closes_task"]))
+        out[name] = Outcome(
+            outcome=name,
+            label=row["label"] or name,
+            counts_as_contact=_bool(path, line, "counts_as_contact", row["counts_as_contact"]),
+            closes_task=_bool(path, line, "closes_task", row["closes_task"]),
+        )
     return out

@@ -67,10 +67,15 @@ def status(settings: Settings) -> RefreshStatus:
     exit_code = int(exit_match[-1]) if exit_match else None
     running = exit_code is None and pid_alive(int(state["pid"]))
     progress_lines = [line for line in lines if not line.startswith("[ptpulse-app]")]
-    return RefreshStatus(running=running, started_at=state.get("started_at"), actor=state.get("actor"),
-                         log_path=str(log_path), exit_code=exit_code,
-                         last_line=progress_lines[-1] if progress_lines else "starting…",
-                         tail="\n".join(progress_lines[-40:]))
+    return RefreshStatus(
+        running=running,
+        started_at=state.get("started_at"),
+        actor=state.get("actor"),
+        log_path=str(log_path),
+        exit_code=exit_code,
+        last_line=progress_lines[-1] if progress_lines else "starting…",
+        tail="\n".join(progress_lines[-40:]),
+    )
 
 
 def start(settings: Settings, actor: str, extra_args: list[str] | None = None) -> RefreshStatus:
@@ -82,15 +87,34 @@ def start(settings: Settings, actor: str, extra_args: list[str] | None = None) -
     logs.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_path = logs / f"refresh-{stamp}.log"
-    cmd = [sys.executable, "-c", _WRAPPER, sys.executable, "-m", "ptpulse.cli", "refresh",
-           "--home", str(settings.home), *(extra_args or [])]
-    env = dict(os.environ, PTPULSE_HOME=str(settings.home), COLUMNS="120", TTY_INTERACTIVE="0",
-               PYTHONUNBUFFERED="1")
+    cmd = [
+        sys.executable,
+        "-c",
+        _WRAPPER,
+        sys.executable,
+        "-m",
+        "ptpulse.cli",
+        "refresh",
+        "--home",
+        str(settings.home),
+        *(extra_args or []),
+    ]
+    env = dict(os.environ, PTPULSE_HOME=str(settings.home), COLUMNS="120", TTY_INTERACTIVE="0", PYTHONUNBUFFERED="1")
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True, cwd=str(settings.home))
-    _state_file(settings).write_text(json.dumps({"pid": proc.pid, "log": str(log_path), "actor": actor,
-                                                 "started_at": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            cwd=str(settings.home),
+        )
+    _state_file(settings).write_text(
+        json.dumps(
+            {"pid": proc.pid, "log": str(log_path), "actor": actor, "started_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        )
+    )
     return status(settings)
 
 

@@ -16,14 +16,14 @@ Three independent locks:
    an address-space cap (RLIMIT_AS: allocations DuckDB does not count, e.g. one 1.5 GB string, fail), and a
    watchdog in the app process kills it (SIGKILL) when it passes the wall-clock limit or its resident memory
    passes a hard cap. A bad query fails alone with a clear message; other sessions' workers are unaffected.
-Results are capped at a row limit and a size limit; at most MAX_WORKERS queries run at once.
+Results are capped at a row limit and a size limit; at most MAX_WORKERS queries run at once (the
+worker module runs them: app/lib/sql_worker.py run_readonly).
 """
 
 from __future__ import annotations
 
 import re
-import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,32 +43,110 @@ MAX_WORKERS = 3  # queries running at once (all sessions); each may use up to Li
 
 # Keywords that write, change settings, touch files or run other statements. DuckDB's tokenizer marks them
 # as keywords wherever they appear outside string literals (a column named like one must be "quoted").
-REFUSED_KEYWORDS = frozenset({
-    "insert", "update", "delete", "merge", "upsert", "truncate", "create", "drop", "alter", "copy", "attach",
-    "detach", "pragma", "set", "reset", "call", "install", "load", "export", "import", "use", "vacuum",
-    "checkpoint", "begin", "commit", "rollback", "abort", "transaction", "prepare", "execute",
-    "deallocate", "grant", "revoke", "comment", "analyze", "explain", "summarize",
-})
+REFUSED_KEYWORDS = frozenset(
+    {
+        "insert",
+        "update",
+        "delete",
+        "merge",
+        "upsert",
+        "truncate",
+        "create",
+        "drop",
+        "alter",
+        "copy",
+        "attach",
+        "detach",
+        "pragma",
+        "set",
+        "reset",
+        "call",
+        "install",
+        "load",
+        "export",
+        "import",
+        "use",
+        "vacuum",
+        "checkpoint",
+        "begin",
+        "commit",
+        "rollback",
+        "abort",
+        "transaction",
+        "prepare",
+        "execute",
+        "deallocate",
+        "grant",
+        "revoke",
+        "comment",
+        "analyze",
+        "explain",
+        "summarize",
+    }
+)
 # System table functions and views that are safe to read (names, types, no paths or settings).
-ALLOWED_META = frozenset({
-    "duckdb_tables", "duckdb_columns", "duckdb_views", "duckdb_schemas", "duckdb_types", "duckdb_functions",
-    "duckdb_keywords", "duckdb_constraints", "duckdb_indexes", "duckdb_sequences", "duckdb_dependencies",
-    "pragma_table_info",
-})
+ALLOWED_META = frozenset(
+    {
+        "duckdb_tables",
+        "duckdb_columns",
+        "duckdb_views",
+        "duckdb_schemas",
+        "duckdb_types",
+        "duckdb_functions",
+        "duckdb_keywords",
+        "duckdb_constraints",
+        "duckdb_indexes",
+        "duckdb_sequences",
+        "duckdb_dependencies",
+        "pragma_table_info",
+    }
+)
 # Every other duckdb_* / pragma_* function or view, and these names, are refused: they show file paths,
 # settings (temp directory, home, extension directory), secrets or memory, run SQL given as a string, or
 # reach files (blocked again in the worker by enable_external_access=false).
 REFUSED_PREFIXES = ("duckdb_", "pragma_", "read_", "parquet_", "sqlite_", "json_execute", "python_")
-REFUSED_NAMES = frozenset({
-    "current_setting", "getvariable", "query", "query_table", "database_list", "database_size",
-    "show_databases", "pg_settings", "pg_database", "pg_tablespace", "which_secret", "glob", "sniff_csv",
-    "copy_database", "import_database", "arrow_scan", "arrow_scan_dumb", "pandas_scan", "seq_scan",
-    "create_external_resource", "register_external_resource", "register_external_resource_type",
-    "deregister_external_resource", "destroy_external_resource", "add_grammar_extension",
-    "remove_grammar_extension", "enable_logging", "disable_logging", "enable_profiling", "disable_profiling",
-    "enable_profile", "disable_profile", "truncate_duckdb_logs", "force_checkpoint", "extension_versions",
-    "current_query", "test_all_types", "test_vector_types",
-})
+REFUSED_NAMES = frozenset(
+    {
+        "current_setting",
+        "getvariable",
+        "query",
+        "query_table",
+        "database_list",
+        "database_size",
+        "show_databases",
+        "pg_settings",
+        "pg_database",
+        "pg_tablespace",
+        "which_secret",
+        "glob",
+        "sniff_csv",
+        "copy_database",
+        "import_database",
+        "arrow_scan",
+        "arrow_scan_dumb",
+        "pandas_scan",
+        "seq_scan",
+        "create_external_resource",
+        "register_external_resource",
+        "register_external_resource_type",
+        "deregister_external_resource",
+        "destroy_external_resource",
+        "add_grammar_extension",
+        "remove_grammar_extension",
+        "enable_logging",
+        "disable_logging",
+        "enable_profiling",
+        "disable_profiling",
+        "enable_profile",
+        "disable_profile",
+        "truncate_duckdb_logs",
+        "force_checkpoint",
+        "extension_versions",
+        "current_query",
+        "test_all_types",
+        "test_vector_types",
+    }
+)
 
 _LEADING_COMMENTS = re.compile(r"^\s*(?:(?:--[^\n]*(?:\n|$))|(?:/\*.*?\*/)|\s)*", re.S)
 
@@ -78,13 +156,13 @@ class Limits:
     """What one analyst query may use. The DuckDB settings are soft (DuckDB stops the query); rss_cap_mb,
     address_space_mb and time_limit_s are hard (allocation fails / the worker is killed)."""
 
-    memory_limit_mb: int = 512       # DuckDB memory_limit (buffer manager)
-    threads: int = 1                 # DuckDB threads (the app shares a small machine)
-    temp_limit_mb: int = 1024        # DuckDB max_temp_directory_size (spill to the worker's own temp dir)
+    memory_limit_mb: int = 512  # DuckDB memory_limit (buffer manager)
+    threads: int = 1  # DuckDB threads (the app shares a small machine)
+    temp_limit_mb: int = 1024  # DuckDB max_temp_directory_size (spill to the worker's own temp dir)
     time_limit_s: float = TIME_LIMIT_S  # wall clock from the start of the statement; then SIGKILL
-    rss_cap_mb: int = 1024           # resident memory of the worker; above it the watchdog kills it
-    address_space_mb: int = 2048     # RLIMIT_AS of the worker (DuckDB+pyarrow map ~1 GB when ready)
-    result_mb: int = 64              # Arrow size of the (row-capped) result sent back to the app
+    rss_cap_mb: int = 1024  # resident memory of the worker; above it the watchdog kills it
+    address_space_mb: int = 2048  # RLIMIT_AS of the worker (DuckDB+pyarrow map ~1 GB when ready)
+    result_mb: int = 64  # Arrow size of the (row-capped) result sent back to the app
     row_cap: int = ROW_CAP
 
 
@@ -102,7 +180,8 @@ class DeidMissing(FileNotFoundError):
     def __init__(self, path: Path) -> None:
         super().__init__(
             f"No de-identified database at {path}. Run `ptpulse refresh` (or `ptpulse build`): every build "
-            "serves analytics_deid.duckdb beside analytics.duckdb, and this page queries only that file.")
+            "serves analytics_deid.duckdb beside analytics.duckdb, and this page queries only that file."
+        )
         self.path = path
 
 
@@ -155,19 +234,25 @@ def check_statement(sql: str) -> str:
         raise SqlRefused(f"Run one statement at a time (found {len(statements)}).")
     word = _first_word(sql)
     if word not in ALLOWED_FIRST_WORDS:
-        raise SqlRefused(f"Only SELECT, WITH, DESCRIBE and SHOW are allowed here (this starts with "
-                         f"{word.upper() or 'nothing readable'}).")
+        raise SqlRefused(
+            f"Only SELECT, WITH, DESCRIBE and SHOW are allowed here (this starts with "
+            f"{word.upper() or 'nothing readable'})."
+        )
     if statements[0].type != duckdb.StatementType.SELECT:
         raise SqlRefused(f"Only read queries are allowed (DuckDB reads this as {statements[0].type.name}).")
     for kind, text in words:
         if kind == "keyword" and text in REFUSED_KEYWORDS:
-            raise SqlRefused(f"Only read queries are allowed: {text.upper()} may not appear anywhere in the "
-                             f"statement (not inside a WITH either). A column of that name must be "
-                             f"\"quoted\".")
+            raise SqlRefused(
+                f"Only read queries are allowed: {text.upper()} may not appear anywhere in the "
+                f"statement (not inside a WITH either). A column of that name must be "
+                f'"quoted".'
+            )
         if _refused_name(text):
-            raise SqlRefused(f"{text} is not available on this page: system functions and views that show "
-                             "server settings, paths or files, or run SQL from a string, are refused. Use "
-                             "information_schema, duckdb_tables() or duckdb_columns() to explore tables.")
+            raise SqlRefused(
+                f"{text} is not available on this page: system functions and views that show "
+                "server settings, paths or files, or run SQL from a string, are refused. Use "
+                "information_schema, duckdb_tables() or duckdb_columns() to explore tables."
+            )
     return sql.strip().rstrip(";").strip()
 
 
@@ -181,8 +266,9 @@ def attach_twin(con: duckdb.DuckDBPyConnection, deid_path: Path) -> None:
     con.execute(f"ATTACH '{str(deid_path).replace(chr(39), chr(39) * 2)}' AS {CATALOG} (READ_ONLY)")
     problems = deid_problems(con, CATALOG)
     if problems:
-        raise NotDeidentified(f"{Path(deid_path).name} is not de-identified; the SQL page will not open it: "
-                              + "; ".join(problems[:5]))
+        raise NotDeidentified(
+            f"{Path(deid_path).name} is not de-identified; the SQL page will not open it: " + "; ".join(problems[:5])
+        )
 
 
 @dataclass
@@ -211,7 +297,9 @@ def build_sandbox(deid_path: Path, limits: Limits | None = None) -> Sandbox:
             "select table_schema || '.' || table_name as table_name, "
             "string_agg(column_name, ', ' order by ordinal_position) as columns "
             "from information_schema.columns where table_catalog = ? and table_schema in ('marts', 'ml') "
-            "group by all order by 1", [CATALOG]).df()
+            "group by all order by 1",
+            [CATALOG],
+        ).df()
     finally:
         con.close()
     return Sandbox(deid_path, catalog, limits or Limits())
@@ -226,26 +314,5 @@ def sandbox_catalog(sandbox: Sandbox) -> pd.DataFrame:
 class SqlResult:
     frame: pd.DataFrame
     truncated: bool
-    seconds: float           # wall time of the whole call: worker start-up, query, transfer
+    seconds: float  # wall time of the whole call: worker start-up, query, transfer
     peak_rss_mb: float = 0.0  # the worker's peak resident memory
-
-
-_slots = threading.BoundedSemaphore(MAX_WORKERS)
-
-
-def run_readonly(sandbox: Sandbox, sql: str, row_cap: int | None = None,
-                 time_limit_s: float | None = None) -> SqlResult:
-    """Check one analyst query here, then run it in a fresh, limited worker process (see sql_worker)."""
-    from app.lib import sql_worker
-
-    statement = check_statement(sql)
-    limits = sandbox.limits
-    overrides = {k: v for k, v in (("row_cap", row_cap), ("time_limit_s", time_limit_s)) if v is not None}
-    if overrides:
-        limits = replace(limits, **overrides)
-    if not _slots.acquire(timeout=limits.time_limit_s):
-        raise SqlRefused(f"{MAX_WORKERS} analyst queries are already running; try again in a few seconds.")
-    try:
-        return sql_worker.run_in_worker(sandbox.path, statement, limits)
-    finally:
-        _slots.release()

@@ -28,12 +28,22 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import duckdb
 
-from app.lib.sql_guard import CATALOG, Limits, NotDeidentified, SqlRefused, SqlResult, attach_twin, check_statement
+from app.lib.sql_guard import (
+    CATALOG,
+    MAX_WORKERS,
+    Limits,
+    NotDeidentified,
+    Sandbox,
+    SqlRefused,
+    SqlResult,
+    attach_twin,
+    check_statement,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLL_S = 0.02
@@ -58,9 +68,16 @@ _spare: subprocess.Popen | None = None
 def _spawn() -> subprocess.Popen:
     """A new worker that imports everything, then waits for the path of its work folder on stdin."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen([sys.executable, "-m", "app.lib.sql_worker"], cwd=REPO_ROOT, env=env,
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, close_fds=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.lib.sql_worker"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
 
 
 def _start(workdir: Path) -> subprocess.Popen:
@@ -125,16 +142,16 @@ def _kill(proc: subprocess.Popen):
 def _message(kind: str, limits: Limits, detail: str = "") -> str:
     return {
         "time": f"The query ran longer than {limits.time_limit_s:g} s and was stopped (its worker process was "
-                "ended; other users are not affected). Aggregate more, add a WHERE clause or a LIMIT.",
+        "ended; other users are not affected). Aggregate more, add a WHERE clause or a LIMIT.",
         "memory": f"The query needed more memory than the SQL page allows ({limits.memory_limit_mb} MB for the "
-                  "query) and was stopped (other users are not affected). Aggregate earlier, select fewer or "
-                  "narrower columns, or add a WHERE clause.",
+        "query) and was stopped (other users are not affected). Aggregate earlier, select fewer or "
+        "narrower columns, or add a WHERE clause.",
         "temp": f"The query needed more than {limits.temp_limit_mb} MB of scratch disk and was stopped. "
-                "Aggregate earlier, sort fewer rows, or add a WHERE clause.",
+        "Aggregate earlier, sort fewer rows, or add a WHERE clause.",
         "too_large": f"The result is larger than {limits.result_mb} MB even within the {limits.row_cap:,}-row "
-                     "cap; select fewer or narrower columns.",
+        "cap; select fewer or narrower columns.",
         "crashed": f"The query's worker process stopped unexpectedly ({detail}), most likely because it ran out "
-                   f"of memory ({limits.memory_limit_mb} MB allowed). Aggregate earlier or add a WHERE clause.",
+        f"of memory ({limits.memory_limit_mb} MB allowed). Aggregate earlier or add a WHERE clause.",
     }.get(kind, detail)
 
 
@@ -156,8 +173,9 @@ def run_in_worker(deid_path: Path, statement: str, limits: Limits) -> SqlResult:
     workdir = Path(tempfile.mkdtemp(prefix="ptpulse-sql-"))  # mode 0700: the query text stays private
     proc = None
     try:
-        (workdir / "request.json").write_text(json.dumps(
-            {"sql": statement, "deid_path": str(Path(deid_path).resolve()), "limits": asdict(limits)}))
+        (workdir / "request.json").write_text(
+            json.dumps({"sql": statement, "deid_path": str(Path(deid_path).resolve()), "limits": asdict(limits)})
+        )
         started = time.perf_counter()
         proc = _start(workdir)
         killed, rusage = _watch(proc, workdir, limits, started)
@@ -167,8 +185,11 @@ def run_in_worker(deid_path: Path, statement: str, limits: Limits) -> SqlResult:
             raise SqlRefused(_message(killed, limits), peak)
         status_file = workdir / "status.json"
         if not status_file.exists():
-            how = (f"signal {signal.Signals(-proc.returncode).name}" if proc.returncode < 0
-                   else f"exit code {proc.returncode}")
+            how = (
+                f"signal {signal.Signals(-proc.returncode).name}"
+                if proc.returncode < 0
+                else f"exit code {proc.returncode}"
+            )
             raise SqlRefused(_message("crashed", limits, how), peak)
         status = json.loads(status_file.read_text())
         if status["kind"] != "ok":
@@ -186,10 +207,17 @@ def run_in_worker(deid_path: Path, statement: str, limits: Limits) -> SqlResult:
 def open_locked(deid_path: Path, limits: Limits, temp_dir: Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB under `limits` with the twin attached READ_ONLY and verified, then no file access,
     no extension autoloading, no Python replacement scans, and a locked configuration."""
-    con = duckdb.connect(":memory:", config={
-        "threads": limits.threads, "memory_limit": f"{limits.memory_limit_mb}MB",
-        "temp_directory": str(temp_dir), "max_temp_directory_size": f"{limits.temp_limit_mb}MB",
-        "autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            "threads": limits.threads,
+            "memory_limit": f"{limits.memory_limit_mb}MB",
+            "temp_directory": str(temp_dir),
+            "max_temp_directory_size": f"{limits.temp_limit_mb}MB",
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        },
+    )
     try:
         attach_twin(con, deid_path)
         con.execute(f"use {CATALOG}")
@@ -252,8 +280,16 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     os.nice(5)  # the app's own threads come first on a shared machine
     deid_path = Path(request["deid_path"])
-    scrub, secrets = _scrubber([str(deid_path), str(deid_path.parent), str(workdir), str(REPO_ROOT),
-                                os.path.expanduser("~"), tempfile.gettempdir()])
+    scrub, secrets = _scrubber(
+        [
+            str(deid_path),
+            str(deid_path.parent),
+            str(workdir),
+            str(REPO_ROOT),
+            os.path.expanduser("~"),
+            tempfile.gettempdir(),
+        ]
+    )
     try:
         statement = check_statement(request["sql"])  # the worker does not trust its caller
         os.chdir(deid_path.parent)
@@ -264,8 +300,7 @@ def main() -> None:
         table = _scrub_table(table.slice(0, limits.row_cap), secrets)
         if table.nbytes > limits.result_mb * 2**20:
             return _write_status(workdir, kind="too_large")
-        with pa.OSFile(str(workdir / "result.arrow"), "wb") as sink, \
-                pyarrow.ipc.new_file(sink, table.schema) as writer:
+        with pa.OSFile(str(workdir / "result.arrow"), "wb") as sink, pyarrow.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
         _write_status(workdir, kind="ok", truncated=truncated)
     except (SqlRefused, NotDeidentified) as exc:
@@ -283,3 +318,24 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+_slots = threading.BoundedSemaphore(MAX_WORKERS)
+
+
+def run_readonly(
+    sandbox: Sandbox, sql: str, row_cap: int | None = None, time_limit_s: float | None = None
+) -> SqlResult:
+    """Check one analyst query here, then run it in a fresh, limited worker process."""
+
+    statement = check_statement(sql)
+    limits = sandbox.limits
+    overrides = {k: v for k, v in (("row_cap", row_cap), ("time_limit_s", time_limit_s)) if v is not None}
+    if overrides:
+        limits = replace(limits, **overrides)
+    if not _slots.acquire(timeout=limits.time_limit_s):
+        raise SqlRefused(f"{MAX_WORKERS} analyst queries are already running; try again in a few seconds.")
+    try:
+        return run_in_worker(sandbox.path, statement, limits)
+    finally:
+        _slots.release()

@@ -92,8 +92,10 @@ class PageContext:
 
     def as_of_caption(self) -> None:
         built = self.info.get("built_at")
-        st.caption(f"Data as of **{self.info.get('as_of', 'unknown')}** · build {self.info.get('build_id', '?')}"
-                   + (f", built {built}" if built is not None else ""))
+        st.caption(
+            f"Data as of **{self.info.get('as_of', 'unknown')}** · build {self.info.get('build_id', '?')}"
+            + (f", built {built}" if built is not None else "")
+        )
 
 
 def refuse(message: str) -> None:
@@ -139,8 +141,10 @@ def require_tables(ctx: PageContext, *tables: str, what: str = "") -> None:
     """Stop with a clear message when the build has not produced a table this page needs."""
     missing = [t for t in tables if not ctx.reader.has(t)]
     if missing:
-        st.info(f"{what or 'This page'} needs {', '.join(missing)}, which the served build does not have yet. "
-                "Run `ptpulse refresh` (or ask an admin to use **Admin → Refresh now**).")
+        st.info(
+            f"{what or 'This page'} needs {', '.join(missing)}, which the served build does not have yet. "
+            "Run `ptpulse refresh` (or ask an admin to use **Admin → Refresh now**)."
+        )
         st.stop()
 
 
@@ -150,13 +154,15 @@ def require_tables(ctx: PageContext, *tables: str, what: str = "") -> None:
 def tiles(rows: list[Tile], per_row: int = 4) -> None:
     for i in range(0, len(rows), per_row):
         cols = st.columns(per_row)
-        for col, tile in zip(cols, rows[i:i + per_row], strict=False):
+        for col, tile in zip(cols, rows[i : i + per_row], strict=False):
             with col:
-                st.metric(tile.label, tile.value, tile.delta, delta_color=tile.delta_color, help=tile.help,
-                          border=True)
-                badge = {"in band": ":green[● in healthy band]", "below band": ":orange[● below healthy band]",
-                         "above band": ":orange[● above healthy band]",
-                         "maturing": ":gray[◌ maturing: outcomes still coming in]"}.get(tile.status)
+                st.metric(tile.label, tile.value, tile.delta, delta_color=tile.delta_color, help=tile.help, border=True)
+                badge = {
+                    "in band": ":green[● in healthy band]",
+                    "below band": ":orange[● below healthy band]",
+                    "above band": ":orange[● above healthy band]",
+                    "maturing": ":gray[◌ maturing: outcomes still coming in]",
+                }.get(tile.status)
                 if badge:
                     st.caption(badge)
 
@@ -169,19 +175,38 @@ def kpi_tiles(summary: pd.DataFrame, kpis: list[str] | None = None, per_row: int
 def _on_download(name: str, rows: int, identified: bool) -> None:
     user = current_user()
     if identified:
-        audit.log(settings().app_db, user.email, user.role, "export.identified",
-                  {"table": name, "rows": rows, "page": st.session_state.get("ptpulse_page", "")})
+        audit.log(
+            settings().app_db,
+            user.email,
+            user.role,
+            "export.identified",
+            {"table": name, "rows": rows, "page": st.session_state.get("ptpulse_page", "")},
+        )
 
 
 def download(df: pd.DataFrame, name: str, key: str, label: str = "Download CSV") -> None:
     """CSV download, formula-injection safe; exports with identities go to the audit log."""
     identified = exports.has_identities(df)
-    st.download_button(label, data=lambda: exports.to_csv_bytes(df), file_name=f"{name}.csv", mime="text/csv",
-                       key=f"dl_{key}", on_click=_on_download, args=(name, len(df), identified), icon="⬇️")
+    st.download_button(
+        label,
+        data=lambda: exports.to_csv_bytes(df),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=f"dl_{key}",
+        on_click=_on_download,
+        args=(name, len(df), identified),
+        icon="⬇️",
+    )
 
 
-def table(df: pd.DataFrame, name: str, key: str, column_config: dict | None = None, height: int | str = "auto",
-          empty_message: str = "Nothing to show for the selected filters.") -> None:
+def table(
+    df: pd.DataFrame,
+    name: str,
+    key: str,
+    column_config: dict | None = None,
+    height: int | str = "auto",
+    empty_message: str = "Nothing to show for the selected filters.",
+) -> None:
     if df.empty:
         st.info(empty_message)
         return

@@ -72,8 +72,10 @@ def _attach_leads(df: pd.DataFrame, leads: pd.DataFrame | None) -> pd.DataFrame:
     scored = df["p_convert"].notna() & df["value_at_stake_usd"].notna()
     df.loc[scored, "reason"] = [
         f"{r.rstrip()} {lead_text(p, v)}" if isinstance(r, str) and r else lead_text(p, v)
-        for r, p, v in zip(df.loc[scored, "reason"], df.loc[scored, "p_convert"], df.loc[scored, "value_at_stake_usd"],
-                           strict=True)]
+        for r, p, v in zip(
+            df.loc[scored, "reason"], df.loc[scored, "p_convert"], df.loc[scored, "value_at_stake_usd"], strict=True
+        )
+    ]
     return df
 
 
@@ -86,21 +88,28 @@ def _rank_by_value(df: pd.DataFrame) -> pd.DataFrame:
     for _, idx in df.groupby("priority", sort=False, dropna=False).indices.items():
         slots = idx[scored[idx]]
         if len(slots) > 1:
-            by_value = df.iloc[slots].assign(_slot=slots).sort_values(
-                ["value_at_stake_usd", "_slot"], ascending=[False, True], kind="stable")["_slot"].to_numpy()
+            by_value = (
+                df.iloc[slots]
+                .assign(_slot=slots)
+                .sort_values(["value_at_stake_usd", "_slot"], ascending=[False, True], kind="stable")["_slot"]
+                .to_numpy()
+            )
             order[slots] = by_value
     return df.iloc[order].reset_index(drop=True)
 
 
-def assemble(candidates: pd.DataFrame, states: Mapping[str, TaskState], now: datetime,
-             leads: pd.DataFrame | None = None) -> pd.DataFrame:
+def assemble(
+    candidates: pd.DataFrame, states: Mapping[str, TaskState], now: datetime, leads: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Candidates with their live state, SLA text and visibility, ranked by priority then due time.
 
     `leads` (from `lead_scores`): referral tasks within a priority are ranked by value at stake instead.
     """
     df = _attach_leads(candidates.copy(), leads)
-    get = lambda attr, default=None: [getattr(states.get(t), attr, default) if states.get(t) else default  # noqa: E731
-                                      for t in df["task_id"]]
+
+    def get(attr: str, default=None) -> list:
+        return [getattr(states.get(t), attr, default) if states.get(t) else default for t in df["task_id"]]
+
     df["status"] = [s if s else "open" for s in get("status", "open")]
     df["assignee"] = get("assignee")
     df["last_outreach"] = get("last_outreach")
@@ -121,8 +130,9 @@ def assemble(candidates: pd.DataFrame, states: Mapping[str, TaskState], now: dat
     return df
 
 
-def select_view(df: pd.DataFrame, view: str, rules: list[str] | None = None, assignee: str | None = None,
-                me: str | None = None) -> pd.DataFrame:
+def select_view(
+    df: pd.DataFrame, view: str, rules: list[str] | None = None, assignee: str | None = None, me: str | None = None
+) -> pd.DataFrame:
     """Rows for the chosen view (Open/Snoozed/Done or lost/All), rules and assignee filter."""
     if view == "Open":
         out = df[df["in_queue"]]

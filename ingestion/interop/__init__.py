@@ -9,18 +9,19 @@ file x target source). Mapping tables: ingestion/interop/README.md.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
 
-from ptpulse.core.contracts import Contract
 from ingestion.files import FileRefused
+from ptpulse.core.contracts import Contract
 
 FHIR_SUFFIXES = (".json", ".ndjson")
 
 # Names shown in load messages come from these lists only: a resourceType or status is file content, and a
 # hostile or broken file can put anything (a patient's name) there. Anything else is shown as "(other)".
-FHIR_RESOURCE_TYPES = frozenset("""
+FHIR_RESOURCE_TYPES = frozenset(
+    """
 Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse AuditEvent Basic Binary
 BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement CarePlan CareTeam CatalogEntry ChargeItem
 ChargeItemDefinition Claim ClaimResponse ClinicalImpression CodeSystem Communication CommunicationRequest
@@ -41,11 +42,14 @@ RequestGroup ResearchDefinition ResearchElementDefinition ResearchStudy Research
 RiskEvidenceSynthesis Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition StructureDefinition
 StructureMap Subscription Substance SubstanceNucleicAcid SubstancePolymer SubstanceProtein
 SubstanceReferenceInformation SubstanceSourceMaterial SubstanceSpecification SupplyDelivery SupplyRequest Task
-TerminologyCapabilities TestReport TestScript ValueSet VerificationResult VisionPrescription""".split())
-FHIR_CODES = frozenset("""
+TerminologyCapabilities TestReport TestScript ValueSet VerificationResult VisionPrescription""".split()
+)
+FHIR_CODES = frozenset(
+    """
 draft active on-hold revoked completed entered-in-error unknown cancelled proposal plan directive order
 original-order reflex-order filler-order instance-order option proposed pending booked arrived fulfilled noshow
-checked-in waitlist claim preauthorization predetermination""".split())
+checked-in waitlist claim preauthorization predetermination""".split()
+)
 
 
 def shown_type(value: object) -> str:
@@ -58,6 +62,7 @@ def shown_code(value: object) -> str:
     if value is None:
         return "none"
     return value if isinstance(value, str) and value in FHIR_CODES else "(other)"
+
 
 X12_SUFFIXES = (".835", ".837", ".x12", ".edi")
 SUFFIXES = FHIR_SUFFIXES + X12_SUFFIXES
@@ -78,11 +83,11 @@ class Batch:
     """
 
     contracts: Mapping[str, Contract]
-    rows: dict[str, list[tuple[int, dict[str, Optional[str]]]]] = field(default_factory=dict)
+    rows: dict[str, list[tuple[int, dict[str, str | None]]]] = field(default_factory=dict)
     ignored: Counter = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, source: str, line: int, **values: Optional[str]) -> None:
+    def add(self, source: str, line: int, **values: str | None) -> None:
         """One row of `source`; keys must be contract columns (a typo is a bug, so it raises)."""
         contract = self.contracts[source]
         unknown = set(values) - set(contract.column_names)
@@ -103,7 +108,7 @@ class Batch:
         return notes
 
 
-def _text(value: object) -> Optional[str]:
+def _text(value: object) -> str | None:
     if value is None:
         return None
     text = str(value).strip()
@@ -112,9 +117,8 @@ def _text(value: object) -> Optional[str]:
 
 def read_interop(path: Path, contracts: Mapping[str, Contract]) -> Batch:
     """Read a FHIR (.json/.ndjson) or X12 (.835/.837/.x12/.edi) file; FileRefused when it cannot be read."""
-    from ingestion.interop import fhir, x12
-
     from ingestion.files import display_name
+    from ingestion.interop import fhir, x12
 
     batch = Batch(contracts)
     suffix = Path(path).suffix.lower()
@@ -126,15 +130,19 @@ def read_interop(path: Path, contracts: Mapping[str, Contract]) -> Batch:
         else:  # pragma: no cover - the loader only dispatches known suffixes
             raise FileRefused(f"{display_name(path)}: not a FHIR or X12 file")
     except RecursionError:
-        raise FileRefused(f"{display_name(path)} is nested too deeply to be read (thousands of levels of JSON "
-                          f"objects or lists). Export it again as a plain FHIR R4 / X12 file.") from None
+        raise FileRefused(
+            f"{display_name(path)} is nested too deeply to be read (thousands of levels of JSON "
+            f"objects or lists). Export it again as a plain FHIR R4 / X12 file."
+        ) from None
     except (TypeError, AttributeError, ValueError, KeyError, IndexError, ArithmeticError) as exc:
         # Wrong value types (a string where FHIR has an object or a list, a number that is not one) found
         # by the mapping code; readers add the position where they know it (FileRefused above).
-        raise FileRefused(f"{display_name(path)}: a value has the wrong type or form for its field "
-                          f"({type(exc).__name__}), so the file cannot be mapped. Check that it is a valid "
-                          f"{'FHIR R4' if suffix in FHIR_SUFFIXES else 'X12 005010'} export and ingest it "
-                          f"again.") from None
+        raise FileRefused(
+            f"{display_name(path)}: a value has the wrong type or form for its field "
+            f"({type(exc).__name__}), so the file cannot be mapped. Check that it is a valid "
+            f"{'FHIR R4' if suffix in FHIR_SUFFIXES else 'X12 005010'} export and ingest it "
+            f"again."
+        ) from None
     return batch
 
 
@@ -148,13 +156,16 @@ def read_text(path: Path, kind: str, fix: str) -> str:
     if not data.strip():
         raise FileRefused(f"{display_name(path)} is empty. {fix}")
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data:
-        raise FileRefused(f"{display_name(path)} contains NUL bytes: it is binary or UTF-16/UTF-32, not a {kind} "
-                          f"text file. {fix}")
+        raise FileRefused(
+            f"{display_name(path)} contains NUL bytes: it is binary or UTF-16/UTF-32, not a {kind} text file. {fix}"
+        )
     if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+        data = data[len(codecs.BOM_UTF8) :]
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise FileRefused(f"{display_name(path)}: line {line} is not valid UTF-8, so it is not a readable {kind} file. "
-                          f"Convert it to UTF-8 (e.g. `iconv -f WINDOWS-1252 -t UTF-8`) and ingest it again.") from None
+        raise FileRefused(
+            f"{display_name(path)}: line {line} is not valid UTF-8, so it is not a readable {kind} file. "
+            f"Convert it to UTF-8 (e.g. `iconv -f WINDOWS-1252 -t UTF-8`) and ingest it again."
+        ) from None

@@ -19,29 +19,46 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from ingestion.files import FileRefused, display_name
 from ingestion.interop import Batch, read_text, shown_code, shown_type
 
 FIX = "Export it again as FHIR R4 JSON (one resource or Bundle per .json file, one resource per line in .ndjson)."
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
-CPT_SYSTEMS = {"http://www.ama-assn.org/go/cpt", "urn:oid:2.16.840.1.113883.6.12",
-               "https://bluebutton.cms.gov/resources/codesystem/hcpcs", "urn:oid:2.16.840.1.113883.6.285",
-               "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"}
+CPT_SYSTEMS = {
+    "http://www.ama-assn.org/go/cpt",
+    "urn:oid:2.16.840.1.113883.6.12",
+    "https://bluebutton.cms.gov/resources/codesystem/hcpcs",
+    "urn:oid:2.16.840.1.113883.6.285",
+    "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
+}
 ICD10_SYSTEMS = {"http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10"}
 REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 INSTANT = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:T(\d{2}:\d{2})(:\d{2})?(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?)?$")
 
 GENDER = {"male": "M", "female": "F", "other": "X", "unknown": "U"}
-APPOINTMENT_EVENT = {"booked": "booked", "arrived": "arrived", "checked-in": "arrived", "fulfilled": "completed",
-                     "cancelled": "cancelled", "noshow": "no_show"}
+APPOINTMENT_EVENT = {
+    "booked": "booked",
+    "arrived": "arrived",
+    "checked-in": "arrived",
+    "fulfilled": "completed",
+    "cancelled": "cancelled",
+    "noshow": "no_show",
+}
 VISIT_TYPE = {"FOLLOWUP": "follow_up"}  # v2-0276; the other codes (ROUTINE, WALKIN, ...) name no PT visit type
-CANCEL_REASON = {"pat-fb": "feeling_better", "pat-lt": "transportation", "oth-weath": "weather",
-                 "oth-fin": "financial", "maint": "clinic_cancelled", "oth-room": "clinic_cancelled"}
+CANCEL_REASON = {
+    "pat-fb": "feeling_better",
+    "pat-lt": "transportation",
+    "oth-weath": "weather",
+    "oth-fin": "financial",
+    "maint": "clinic_cancelled",
+    "oth-room": "clinic_cancelled",
+}
 SR_SKIPPED_STATUS = {"draft", "entered-in-error"}
 SR_SKIPPED_INTENT = {"proposal", "plan", "option"}
 PATIENT_RESPONSIBILITY = {"copay", "deductible"}
@@ -53,8 +70,9 @@ def read(path: Path, batch: Batch) -> None:
         # split on \n only: str.splitlines() also splits on characters JSON allows inside strings (U+2028...)
         for number, line in enumerate(text.split("\n"), start=1):
             if line.strip():
-                _mapped(path, f"line {number}", _read_resource, _parse(path, line, f"line {number}"), number,
-                        batch, path)
+                _mapped(
+                    path, f"line {number}", _read_resource, _parse(path, line, f"line {number}"), number, batch, path
+                )
     else:
         _mapped(path, "the resource", _read_resource, _parse(path, text, None), 1, batch, path)
 
@@ -67,22 +85,26 @@ def _mapped(path: Path, where: str, fn: Any, *args: Any) -> None:
     except RecursionError:
         raise FileRefused(f"{display_name(path)}: {where} is nested too deeply to be read. {FIX}") from None
     except (TypeError, AttributeError, ValueError, KeyError, IndexError, ArithmeticError) as exc:
-        raise FileRefused(f"{display_name(path)}: {where} has a value of the wrong JSON type for FHIR R4 (e.g. a "
-                          f"text where an object or a list is expected; {type(exc).__name__}). Fix the export so it "
-                          f"validates against FHIR R4 and ingest it again.") from None
+        raise FileRefused(
+            f"{display_name(path)}: {where} has a value of the wrong JSON type for FHIR R4 (e.g. a "
+            f"text where an object or a list is expected; {type(exc).__name__}). Fix the export so it "
+            f"validates against FHIR R4 and ingest it again."
+        ) from None
 
 
-def _parse(path: Path, text: str, where: Optional[str]) -> dict:
+def _parse(path: Path, text: str, where: str | None) -> dict:
     try:
         data = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         at = where or f"line {exc.lineno}, column {exc.colno}"
-        raise FileRefused(f"{display_name(path)} is not valid JSON ({at}: {exc.msg}); it may be truncated or not a "
-                          f"JSON export. {FIX}") from None
+        raise FileRefused(
+            f"{display_name(path)} is not valid JSON ({at}: {exc.msg}); it may be truncated or not a JSON export. {FIX}"
+        ) from None
     except RecursionError:
         at = f" ({where})" if where else ""
-        raise FileRefused(f"{display_name(path)}: the JSON{at} is nested too deeply to be read (thousands of "
-                          f"levels). {FIX}") from None
+        raise FileRefused(
+            f"{display_name(path)}: the JSON{at} is nested too deeply to be read (thousands of levels). {FIX}"
+        ) from None
     except ValueError:  # e.g. an integer with more digits than Python converts
         at = f" ({where})" if where else ""
         raise FileRefused(f"{display_name(path)}: the JSON{at} holds a number that cannot be read. {FIX}") from None
@@ -98,14 +120,14 @@ class _Index:
     def __init__(self) -> None:
         self.by_key: dict[str, dict] = {}
 
-    def add(self, resource: dict, full_url: Optional[str]) -> None:
+    def add(self, resource: dict, full_url: str | None) -> None:
         rtype, rid = resource.get("resourceType"), resource.get("id")
         if rtype and rid:
             self.by_key.setdefault(f"{rtype}/{rid}", resource)
         if full_url:
             self.by_key.setdefault(full_url, resource)
 
-    def resolve(self, ref: Any, owner: Optional[dict] = None) -> Optional[dict]:
+    def resolve(self, ref: Any, owner: dict | None = None) -> dict | None:
         if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
             return None
         text = ref["reference"]
@@ -133,7 +155,7 @@ def _read_resource(root: dict, line: int, batch: Batch, path: Path) -> None:
         mapper(_Ctx(resource, index, batch, line if single or path.suffix.lower() == ".ndjson" else position))
 
 
-def _walk(resource: dict, full_url: Optional[str]) -> Iterator[tuple[dict, Optional[str]]]:
+def _walk(resource: dict, full_url: str | None) -> Iterator[tuple[dict, str | None]]:
     """The resource, or every resource of a Bundle in document order (nested Bundles opened)."""
     if resource.get("resourceType") != "Bundle":
         yield resource, full_url
@@ -152,7 +174,7 @@ class _Ctx:
     def key(self) -> str:
         return f"fhir:{self.r.get('resourceType')}/{self.r.get('id') or '(no id)'}"
 
-    def ref_type(self, ref: Any) -> Optional[str]:
+    def ref_type(self, ref: Any) -> str | None:
         if not isinstance(ref, dict):
             return None
         target = self.index.resolve(ref, self.r)
@@ -161,7 +183,7 @@ class _Ctx:
         match = REFERENCE.search(ref.get("reference") or "")
         return match.group(1) if match else ref.get("type")
 
-    def ref_id(self, ref: Any, prefer_npi: bool = False) -> Optional[str]:
+    def ref_id(self, ref: Any, prefer_npi: bool = False) -> str | None:
         """Namespaced id of a reference; `npi:<NPI>` when asked and the target carries one."""
         if not isinstance(ref, dict):
             return None
@@ -186,7 +208,7 @@ class _Ctx:
         return None
 
 
-def _npi(identifier: Any) -> Optional[str]:
+def _npi(identifier: Any) -> str | None:
     items = identifier if isinstance(identifier, list) else [identifier]
     for ident in items:
         if isinstance(ident, dict) and ident.get("system") == NPI_SYSTEM and ident.get("value"):
@@ -194,13 +216,14 @@ def _npi(identifier: Any) -> Optional[str]:
     return None
 
 
-def _npi_of(resource: dict) -> Optional[str]:
+def _npi_of(resource: dict) -> str | None:
     return _npi(resource.get("identifier"))
 
 
 # --- values -----------------------------------------------------------------------------------------------
 
-def timestamp(value: Any) -> Optional[str]:
+
+def timestamp(value: Any) -> str | None:
     """FHIR date/dateTime/instant -> `YYYY-MM-DD HH:MM:SS` (wall clock as written, offset dropped)."""
     if not isinstance(value, str) or not value:
         return None
@@ -211,41 +234,42 @@ def timestamp(value: Any) -> Optional[str]:
     return f"{day} {hm}{sec or ':00'}" if hm else f"{day} 00:00:00"
 
 
-def date(value: Any) -> Optional[str]:
+def date(value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         return None
     match = INSTANT.match(value)
     return match.group(1) if match else value
 
 
-def money(value: Any) -> Optional[str]:
+def money(value: Any) -> str | None:
     if isinstance(value, dict) and value.get("value") is not None:
         return str(value["value"])
     return None
 
 
-def codes(concept: Any) -> list[tuple[Optional[str], str]]:
+def codes(concept: Any) -> list[tuple[str | None, str]]:
     if not isinstance(concept, dict):
         return []
     return [(c.get("system"), str(c["code"])) for c in concept.get("coding") or [] if c.get("code")]
 
 
-def first_code(concept: Any, systems: Optional[set] = None) -> Optional[str]:
+def first_code(concept: Any, systems: set | None = None) -> str | None:
     return next((code for system, code in codes(concept) if systems is None or system in systems), None)
 
 
-def whole(value: Any) -> Optional[str]:
+def whole(value: Any) -> str | None:
     if value is None:
         return None
     number = Decimal(str(value))
     return str(int(number)) if number == number.to_integral_value() else str(value)
 
 
-def _period_start(item: dict) -> Optional[str]:
+def _period_start(item: dict) -> str | None:
     return date(item.get("servicedDate") or (item.get("servicedPeriod") or {}).get("start"))
 
 
 # --- mappers ----------------------------------------------------------------------------------------------
+
 
 def _patient(c: _Ctx) -> None:
     r = c.r
@@ -260,32 +284,56 @@ def _patient(c: _Ctx) -> None:
     if isinstance(zip_code, str) and re.fullmatch(r"\d{5}(-?\d{4})?", zip_code):
         zip_code = zip_code[:5]  # ZIP+4 -> ZIP
     updated = timestamp((r.get("meta") or {}).get("lastUpdated"))
-    c.batch.add("patients", c.line, patient_id=c.key, first_name=(name.get("given") or [None])[0],
-                last_name=name.get("family"), birth_date=date(r.get("birthDate")),
-                sex=GENDER.get(r.get("gender"), r.get("gender")), phone=phone, email=email,
-                address_line=", ".join(address.get("line") or []) or None, city=address.get("city"),
-                state=address.get("state"), zip=zip_code, primary_payer_id=None, member_id=None,
-                created_at=None, updated_at=updated)
+    c.batch.add(
+        "patients",
+        c.line,
+        patient_id=c.key,
+        first_name=(name.get("given") or [None])[0],
+        last_name=name.get("family"),
+        birth_date=date(r.get("birthDate")),
+        sex=GENDER.get(r.get("gender"), r.get("gender")),
+        phone=phone,
+        email=email,
+        address_line=", ".join(address.get("line") or []) or None,
+        city=address.get("city"),
+        state=address.get("state"),
+        zip=zip_code,
+        primary_payer_id=None,
+        member_id=None,
+        created_at=None,
+        updated_at=updated,
+    )
 
 
 def _service_request(c: _Ctx) -> None:
     r = c.r
     if r.get("status") in SR_SKIPPED_STATUS or r.get("intent") in SR_SKIPPED_INTENT:
-        c.batch.ignore(f"FHIR ServiceRequest (status {shown_code(r.get('status'))}, "
-                       f"intent {shown_code(r.get('intent'))})")
+        c.batch.ignore(
+            f"FHIR ServiceRequest (status {shown_code(r.get('status'))}, intent {shown_code(r.get('intent'))})"
+        )
         return
     requester = r.get("requester")
     requester_type = c.ref_type(requester)
-    source_type = {"Practitioner": "physician", "PractitionerRole": "physician", "Patient": "direct_access",
-                   "RelatedPerson": "direct_access"}.get(requester_type or "")
+    source_type = {
+        "Practitioner": "physician",
+        "PractitionerRole": "physician",
+        "Patient": "direct_access",
+        "RelatedPerson": "direct_access",
+    }.get(requester_type or "")
     physician = None
     if requester_type in ("Practitioner", "PractitionerRole"):
         target = c.index.resolve(requester, r)
         physician = _npi((requester or {}).get("identifier")) or (_npi_of(target) if target else None)
     clinic = next((c.ref_id(x) for x in r.get("locationReference") or []), None)
     if clinic is None:
-        clinic = next((c.ref_id(p, prefer_npi=True) for p in r.get("performer") or []
-                       if c.ref_type(p) in ("Organization", "Location", "HealthcareService")), None)
+        clinic = next(
+            (
+                c.ref_id(p, prefer_npi=True)
+                for p in r.get("performer") or []
+                if c.ref_type(p) in ("Organization", "Location", "HealthcareService")
+            ),
+            None,
+        )
     subject = r.get("subject")
     payer = None
     for coverage_ref in r.get("insurance") or []:
@@ -293,15 +341,29 @@ def _service_request(c: _Ctx) -> None:
         if coverage and (coverage.get("payor") or []):
             payer = c.ref_id(coverage["payor"][0])
             break
-    c.batch.add("intake_events", c.line, event_id=f"{c.key}#received", referral_id=c.key,
-                patient_id=c.ref_id(subject) if c.ref_type(subject) == "Patient" else None,
-                clinic_id=clinic, event_type="received", event_at=timestamp(r.get("authoredOn")),
-                intake_kind="referral", source_type=source_type, referring_physician_id=physician,
-                channel=None, payer_id=payer, icd10_code=_icd10(c), outreach_method=None, outreach_outcome=None,
-                reason=None, recorded_by=None)
+    c.batch.add(
+        "intake_events",
+        c.line,
+        event_id=f"{c.key}#received",
+        referral_id=c.key,
+        patient_id=c.ref_id(subject) if c.ref_type(subject) == "Patient" else None,
+        clinic_id=clinic,
+        event_type="received",
+        event_at=timestamp(r.get("authoredOn")),
+        intake_kind="referral",
+        source_type=source_type,
+        referring_physician_id=physician,
+        channel=None,
+        payer_id=payer,
+        icd10_code=_icd10(c),
+        outreach_method=None,
+        outreach_outcome=None,
+        reason=None,
+        recorded_by=None,
+    )
 
 
-def _icd10(c: _Ctx) -> Optional[str]:
+def _icd10(c: _Ctx) -> str | None:
     for concept in c.r.get("reasonCode") or []:
         code = first_code(concept, ICD10_SYSTEMS)
         if code:
@@ -325,23 +387,34 @@ def _appointment(c: _Ctx) -> None:
     for actor in actors:
         by_type.setdefault(c.ref_type(actor) or "", []).append(actor)
     therapist = next(iter(by_type.get("Practitioner", []) + by_type.get("PractitionerRole", [])), None)
-    episode = next((c.ref_id(x) for x in r.get("supportingInformation") or [] if c.ref_type(x) == "EpisodeOfCare"),
-                   None)
+    episode = next(
+        (c.ref_id(x) for x in r.get("supportingInformation") or [] if c.ref_type(x) == "EpisodeOfCare"), None
+    )
     referral = next((c.ref_id(x) for x in r.get("basedOn") or [] if c.ref_type(x) == "ServiceRequest"), None)
     last_updated = timestamp((r.get("meta") or {}).get("lastUpdated"))
     event_at = (timestamp(r.get("created")) or last_updated) if event_type == "booked" else last_updated
-    c.batch.add("scheduling_events", c.line, event_id=f"{c.key}#{event_type}", appointment_id=c.key,
-                episode_id=episode, referral_id=referral,
-                patient_id=next((c.ref_id(a) for a in by_type.get("Patient", [])), None),
-                clinic_id=next((c.ref_id(a) for a in by_type.get("Location", [])), None),
-                therapist_id=c.ref_id(therapist, prefer_npi=True) if therapist else None,
-                event_type=event_type, event_at=event_at, scheduled_start=timestamp(r.get("start")),
-                duration_min=_minutes(r), visit_type=VISIT_TYPE.get(first_code(r.get("appointmentType")) or ""),
-                cancel_reason=_cancel_reason(r) if event_type == "cancelled" else None, notice_hours=None,
-                recorded_by=None)
+    c.batch.add(
+        "scheduling_events",
+        c.line,
+        event_id=f"{c.key}#{event_type}",
+        appointment_id=c.key,
+        episode_id=episode,
+        referral_id=referral,
+        patient_id=next((c.ref_id(a) for a in by_type.get("Patient", [])), None),
+        clinic_id=next((c.ref_id(a) for a in by_type.get("Location", [])), None),
+        therapist_id=c.ref_id(therapist, prefer_npi=True) if therapist else None,
+        event_type=event_type,
+        event_at=event_at,
+        scheduled_start=timestamp(r.get("start")),
+        duration_min=_minutes(r),
+        visit_type=VISIT_TYPE.get(first_code(r.get("appointmentType")) or ""),
+        cancel_reason=_cancel_reason(r) if event_type == "cancelled" else None,
+        notice_hours=None,
+        recorded_by=None,
+    )
 
 
-def _minutes(r: dict) -> Optional[str]:
+def _minutes(r: dict) -> str | None:
     if r.get("minutesDuration") is not None:
         return str(r["minutesDuration"])
     try:
@@ -352,7 +425,7 @@ def _minutes(r: dict) -> Optional[str]:
     return str(int((end - start).total_seconds() // 60))
 
 
-def _cancel_reason(r: dict) -> Optional[str]:
+def _cancel_reason(r: dict) -> str | None:
     code = first_code(r.get("cancelationReason"))
     if code is None:
         return None
@@ -375,12 +448,24 @@ def _claim(c: _Ctx) -> None:
     billed = money(r.get("total"))
     if billed is None and items and all(money(i.get("net")) for i in items):
         billed = str(sum(Decimal(money(i["net"])) for i in items))
-    c.batch.add("claims", c.line, claim_id=c.key, episode_id=None, patient_id=patient, clinic_id=clinic,
-                payer_id=c.ref_id(r.get("insurer")), service_date=service_date,
-                submitted_at=timestamp(r.get("created")), billed_usd=billed)
+    c.batch.add(
+        "claims",
+        c.line,
+        claim_id=c.key,
+        episode_id=None,
+        patient_id=patient,
+        clinic_id=clinic,
+        payer_id=c.ref_id(r.get("insurer")),
+        service_date=service_date,
+        submitted_at=timestamp(r.get("created")),
+        billed_usd=billed,
+    )
     care_team = {t.get("sequence"): t.get("provider") for t in r.get("careTeam") or []}
-    default_provider = r.get("provider") if c.ref_type(r.get("provider")) in ("Practitioner", "PractitionerRole") \
+    default_provider = (
+        r.get("provider")
+        if c.ref_type(r.get("provider")) in ("Practitioner", "PractitionerRole")
         else next(iter(care_team.values()), None)
+    )
     for item in items:
         team = [care_team.get(s) for s in item.get("careTeamSequence") or [] if care_team.get(s)]
         provider = team[0] if team else default_provider
@@ -389,19 +474,33 @@ def _claim(c: _Ctx) -> None:
         if charge is None and money(item.get("unitPrice")) and quantity is not None:
             charge = str(Decimal(money(item["unitPrice"])) * Decimal(str(quantity)))
         modifiers = "|".join(code for m in item.get("modifier") or [] for _, code in codes(m)[:1])
-        c.batch.add("charges", c.line, charge_id=f"{c.key}#item{item.get('sequence')}", claim_id=c.key,
-                    appointment_id=None, episode_id=None, patient_id=patient, clinic_id=clinic,
-                    therapist_id=c.ref_id(provider, prefer_npi=True) if provider else None,
-                    service_date=_period_start(item) or service_date,
-                    cpt_code=first_code(item.get("productOrService"), CPT_SYSTEMS), modifiers=modifiers or None,
-                    units=whole(quantity), minutes=None, charge_usd=charge, posted_at=None)
+        c.batch.add(
+            "charges",
+            c.line,
+            charge_id=f"{c.key}#item{item.get('sequence')}",
+            claim_id=c.key,
+            appointment_id=None,
+            episode_id=None,
+            patient_id=patient,
+            clinic_id=clinic,
+            therapist_id=c.ref_id(provider, prefer_npi=True) if provider else None,
+            service_date=_period_start(item) or service_date,
+            cpt_code=first_code(item.get("productOrService"), CPT_SYSTEMS),
+            modifiers=modifiers or None,
+            units=whole(quantity),
+            minutes=None,
+            charge_usd=charge,
+            posted_at=None,
+        )
 
 
 def _remittance(c: _Ctx) -> None:
     r = c.r
     if r.get("status") == "entered-in-error" or r.get("use", "claim") != "claim":
-        c.batch.ignore(f"FHIR {shown_type(r.get('resourceType'))} (use {shown_code(r.get('use'))}, "
-                       f"status {shown_code(r.get('status'))})")
+        c.batch.ignore(
+            f"FHIR {shown_type(r.get('resourceType'))} (use {shown_code(r.get('use'))}, "
+            f"status {shown_code(r.get('status'))})"
+        )
         return
     claim_ref = r.get("request") if r.get("resourceType") == "ClaimResponse" else r.get("claim")
     payment = r.get("payment") or {}
@@ -409,23 +508,53 @@ def _remittance(c: _Ctx) -> None:
     created = timestamp(r.get("created"))
     totals = {first_code(t.get("category")): money(t.get("amount")) for t in r.get("total") or []}
     if r.get("outcome") == "error":
-        c.batch.add("remittances", c.line, remit_id=f"{c.key}#denial", event_type="denial", event_at=created,
-                    amount_usd=totals.get("submitted"), **common)
+        c.batch.add(
+            "remittances",
+            c.line,
+            remit_id=f"{c.key}#denial",
+            event_type="denial",
+            event_at=created,
+            amount_usd=totals.get("submitted"),
+            **common,
+        )
     paid = money(payment.get("amount")) or totals.get("benefit")  # payment made, else the benefit payable
     if paid is not None and Decimal(paid) != 0:
-        c.batch.add("remittances", c.line, remit_id=f"{c.key}#payer_payment", event_type="payer_payment",
-                    event_at=timestamp(payment.get("date")) or created, amount_usd=paid,
-                    check_number=(payment.get("identifier") or {}).get("value"), **common)
-    patient_share = [Decimal(money(a.get("amount"))) for item in r.get("item") or []
-                     for a in item.get("adjudication") or []
-                     if first_code(a.get("category")) in PATIENT_RESPONSIBILITY and money(a.get("amount"))]
+        c.batch.add(
+            "remittances",
+            c.line,
+            remit_id=f"{c.key}#payer_payment",
+            event_type="payer_payment",
+            event_at=timestamp(payment.get("date")) or created,
+            amount_usd=paid,
+            check_number=(payment.get("identifier") or {}).get("value"),
+            **common,
+        )
+    patient_share = [
+        Decimal(money(a.get("amount")))
+        for item in r.get("item") or []
+        for a in item.get("adjudication") or []
+        if first_code(a.get("category")) in PATIENT_RESPONSIBILITY and money(a.get("amount"))
+    ]
     if not patient_share:
         patient_share = [Decimal(v) for k, v in totals.items() if k in PATIENT_RESPONSIBILITY and v]
     if patient_share and sum(patient_share) != 0:
-        c.batch.add("remittances", c.line, remit_id=f"{c.key}#patient_responsibility",
-                    event_type="patient_responsibility", event_at=created, amount_usd=str(sum(patient_share)),
-                    group_code="PR", **common)
+        c.batch.add(
+            "remittances",
+            c.line,
+            remit_id=f"{c.key}#patient_responsibility",
+            event_type="patient_responsibility",
+            event_at=created,
+            amount_usd=str(sum(patient_share)),
+            group_code="PR",
+            **common,
+        )
 
 
-MAPPERS = {"Patient": _patient, "ServiceRequest": _service_request, "Appointment": _appointment,
-           "Claim": _claim, "ClaimResponse": _remittance, "ExplanationOfBenefit": _remittance}
+MAPPERS = {
+    "Patient": _patient,
+    "ServiceRequest": _service_request,
+    "Appointment": _appointment,
+    "Claim": _claim,
+    "ClaimResponse": _remittance,
+    "ExplanationOfBenefit": _remittance,
+}

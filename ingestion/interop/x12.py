@@ -16,20 +16,26 @@ NPIs are written `npi:<NPI>` (the same in FHIR).
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Optional
 
 from ingestion.files import FileRefused, display_name
 from ingestion.interop import Batch, read_text
 
 SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{1,2}$")
-FIX = ("Export the file again from the clearinghouse or payer portal as a complete X12 005010 interchange "
-       "(ISA ... IEA) and ingest it again.")
-CAS_EVENT = {"PR": "patient_responsibility", "CO": "contractual_adjustment", "OA": "contractual_adjustment",
-             "PI": "contractual_adjustment", "CR": "contractual_adjustment"}
+FIX = (
+    "Export the file again from the clearinghouse or payer portal as a complete X12 005010 interchange "
+    "(ISA ... IEA) and ingest it again."
+)
+CAS_EVENT = {
+    "PR": "patient_responsibility",
+    "CO": "contractual_adjustment",
+    "OA": "contractual_adjustment",
+    "PI": "contractual_adjustment",
+    "CR": "contractual_adjustment",
+}
 DENIED = "4"  # CLP02 claim status: denied
 
 
@@ -84,8 +90,11 @@ def parse(path: Path) -> Interchange:
             continue
         elements = raw.split(element)
         if not SEGMENT_ID.match(elements[0]):
-            raise refuse(path, f"segment {len(segments) + 1} does not start with a segment id (after "
-                               f"'{segments[-1].id if segments else 'ISA'}'): the file is garbled")
+            raise refuse(
+                path,
+                f"segment {len(segments) + 1} does not start with a segment id (after "
+                f"'{segments[-1].id if segments else 'ISA'}'): the file is garbled",
+            )
         segments.append(Segment(len(segments) + 1, elements))
     _check_envelope(path, segments)
     return Interchange(segments, sub)
@@ -93,9 +102,12 @@ def parse(path: Path) -> Interchange:
 
 def _check_envelope(path: Path, segments: list[Segment]) -> None:
     if segments[-1].id != "IEA":
-        raise refuse(path, f"ends without the IEA trailer ({len(segments)} segments, the last is "
-                           f"'{segments[-1].id}'): the file is truncated")
-    open_st: Optional[Segment] = None
+        raise refuse(
+            path,
+            f"ends without the IEA trailer ({len(segments)} segments, the last is "
+            f"'{segments[-1].id}'): the file is truncated",
+        )
+    open_st: Segment | None = None
     for seg in segments:
         if seg.id == "ST":
             if open_st is not None:
@@ -137,9 +149,11 @@ def read(path: Path, batch: Batch) -> None:
         else:
             unsupported.append(_shown_transaction(kind, version))
     if unsupported and not batch.rows:
-        raise FileRefused(f"{display_name(path)}: transaction set(s) {', '.join(sorted(set(unsupported)))} are not "
-                          f"read by PT Pulse (it reads 835 remittances and 837P professional claims, 005010X222). "
-                          f"Remove the file from the exports.")
+        raise FileRefused(
+            f"{display_name(path)}: transaction set(s) {', '.join(sorted(set(unsupported)))} are not "
+            f"read by PT Pulse (it reads 835 remittances and 837P professional claims, 005010X222). "
+            f"Remove the file from the exports."
+        )
     for kind in sorted(set(unsupported)):
         batch.ignore(f"X12 {kind}")
 
@@ -161,7 +175,8 @@ def _gs_version(segments: list[Segment], before: int) -> str:
 
 # --- values -----------------------------------------------------------------------------------------------
 
-def x12_date(value: str) -> Optional[str]:
+
+def x12_date(value: str) -> str | None:
     """CCYYMMDD (or the start of an RD8 range CCYYMMDD-CCYYMMDD) -> YYYY-MM-DD; other text unchanged."""
     value = value.strip()
     if re.fullmatch(r"\d{8}(-\d{8})?", value):
@@ -169,7 +184,7 @@ def x12_date(value: str) -> Optional[str]:
     return value or None
 
 
-def x12_timestamp(date: str, time: str = "") -> Optional[str]:
+def x12_timestamp(date: str, time: str = "") -> str | None:
     day = x12_date(date)
     if not day or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
         return day
@@ -179,7 +194,7 @@ def x12_timestamp(date: str, time: str = "") -> Optional[str]:
     return f"{day} 00:00:00"
 
 
-def _real_date(value: Optional[str]) -> bool:
+def _real_date(value: str | None) -> bool:
     try:
         datetime.strptime(value or "", "%Y-%m-%d %H:%M:%S")
     except ValueError:
@@ -203,24 +218,25 @@ def whole_number(value: str) -> str:
     return str(int(number)) if number == number.to_integral_value() else value
 
 
-def npi(qualifier: str, value: str) -> Optional[str]:
+def npi(qualifier: str, value: str) -> str | None:
     return f"npi:{value}" if qualifier == "XX" and value else None
 
 
 # --- 837P -------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Claim:
     seg: Segment
     claim_id: str
     billed: str
-    patient_id: Optional[str]
-    payer_id: Optional[str]
-    billing_npi: Optional[str]
-    service_date: Optional[str] = None
-    rendering_npi: Optional[str] = None
-    facility_npi: Optional[str] = None
-    mrn: Optional[str] = None
+    patient_id: str | None
+    payer_id: str | None
+    billing_npi: str | None
+    service_date: str | None = None
+    rendering_npi: str | None = None
+    facility_npi: str | None = None
+    mrn: str | None = None
     lines: list[dict] = field(default_factory=list)
 
 
@@ -232,7 +248,7 @@ def _read_837p(ix: Interchange, tx: list[Segment], batch: Batch) -> None:
     billing_npi = member_id = payer_id = None
     dependent = False
     loop = "header"
-    claim: Optional[_Claim] = None
+    claim: _Claim | None = None
 
     def flush() -> None:
         nonlocal claim
@@ -293,35 +309,63 @@ def _read_837p(ix: Interchange, tx: list[Segment], batch: Batch) -> None:
         elif sid == "SV1" and loop == "line" and claim.lines:
             line = claim.lines[-1]
             procedure = ix.composite(seg[1])
-            line.update(seg=seg, qualifier=procedure[0], code=procedure[1] if len(procedure) > 1 else "",
-                        modifiers="|".join(m for m in procedure[2:6] if m), charge=seg[2], unit=seg[3],
-                        quantity=seg[4])
+            line.update(
+                seg=seg,
+                qualifier=procedure[0],
+                code=procedure[1] if len(procedure) > 1 else "",
+                modifiers="|".join(m for m in procedure[2:6] if m),
+                charge=seg[2],
+                unit=seg[3],
+                quantity=seg[4],
+            )
         elif sid == "SE":
             flush()
     flush()
 
 
-def _emit_837p(claim: _Claim, submitted_at: Optional[str], batch: Batch) -> None:
+def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
     lines = [ln for ln in claim.lines if ln.get("seg") is not None]
     dates = sorted(d for d in (ln.get("service_date") for ln in lines) if d)
     service_date = claim.service_date or (dates[0] if dates else None)
     patient_id = claim.mrn or claim.patient_id
     clinic_id = claim.facility_npi or claim.billing_npi
-    batch.add("claims", claim.seg.pos, claim_id=claim.claim_id, episode_id=None, patient_id=patient_id,
-              clinic_id=clinic_id, payer_id=claim.payer_id, service_date=service_date,
-              submitted_at=submitted_at, billed_usd=claim.billed)
+    batch.add(
+        "claims",
+        claim.seg.pos,
+        claim_id=claim.claim_id,
+        episode_id=None,
+        patient_id=patient_id,
+        clinic_id=clinic_id,
+        payer_id=claim.payer_id,
+        service_date=service_date,
+        submitted_at=submitted_at,
+        billed_usd=claim.billed,
+    )
     for line in lines:
         minutes = line["quantity"] if line["unit"] == "MJ" else None
         units = whole_number(line["quantity"]) if line["unit"] == "UN" else None
-        batch.add("charges", line["seg"].pos, charge_id=f"{claim.claim_id}#{line['lx']}", claim_id=claim.claim_id,
-                  appointment_id=None, episode_id=None, patient_id=patient_id, clinic_id=clinic_id,
-                  therapist_id=line.get("rendering_npi") or claim.rendering_npi or claim.billing_npi,
-                  service_date=line.get("service_date") or service_date, cpt_code=line["code"],
-                  modifiers=line["modifiers"], units=units, minutes=whole_number(minutes) if minutes else None,
-                  charge_usd=line["charge"], posted_at=None)
+        batch.add(
+            "charges",
+            line["seg"].pos,
+            charge_id=f"{claim.claim_id}#{line['lx']}",
+            claim_id=claim.claim_id,
+            appointment_id=None,
+            episode_id=None,
+            patient_id=patient_id,
+            clinic_id=clinic_id,
+            therapist_id=line.get("rendering_npi") or claim.rendering_npi or claim.billing_npi,
+            service_date=line.get("service_date") or service_date,
+            cpt_code=line["code"],
+            modifiers=line["modifiers"],
+            units=units,
+            minutes=whole_number(minutes) if minutes else None,
+            charge_usd=line["charge"],
+            posted_at=None,
+        )
 
 
 # --- 835 --------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Paid:
@@ -371,29 +415,58 @@ def _read_835(ix: Interchange, tx: list[Segment], batch: Batch) -> None:
         payer_id = f"x12:payer-tin/{payer_tin}"
     event_at = payment_date if _real_date(payment_date) else production_date
     if payment_date and event_at != payment_date and claims:
-        batch.notes.append(f"835 at segment {tx[0].pos}: BPR16 payment date is not a calendar date; the "
-                           f"production date (DTM*405) is used as the remittance time")
+        batch.notes.append(
+            f"835 at segment {tx[0].pos}: BPR16 payment date is not a calendar date; the "
+            f"production date (DTM*405) is used as the remittance time"
+        )
     for paid in claims:
         _emit_835(paid, trace, payer_id, event_at, batch)
 
 
-def _emit_835(paid: _Paid, trace: Optional[str], payer_id: Optional[str], event_at: Optional[str],
-              batch: Batch) -> None:
+def _emit_835(paid: _Paid, trace: str | None, payer_id: str | None, event_at: str | None, batch: Batch) -> None:
     base = f"x12:835/{trace or '-'}/{paid.claim_id}/{paid.occurrence}"
     common = dict(claim_id=paid.claim_id, payer_id=payer_id, event_at=event_at, check_number=trace)
     if paid.status == DENIED:
         first = paid.adjustments[0] if paid.adjustments else (None, None, None, None)
-        batch.add("remittances", paid.seg.pos, remit_id=f"{base}/denial", event_type="denial",
-                  amount_usd=paid.billed, group_code=first[1], carc_code=first[2], **common)
+        batch.add(
+            "remittances",
+            paid.seg.pos,
+            remit_id=f"{base}/denial",
+            event_type="denial",
+            amount_usd=paid.billed,
+            group_code=first[1],
+            carc_code=first[2],
+            **common,
+        )
         if paid.paid and not is_zero(paid.paid):
-            batch.add("remittances", paid.seg.pos, remit_id=f"{base}/payment", event_type="payer_payment",
-                      amount_usd=paid.paid, **common)
+            batch.add(
+                "remittances",
+                paid.seg.pos,
+                remit_id=f"{base}/payment",
+                event_type="payer_payment",
+                amount_usd=paid.paid,
+                **common,
+            )
         return
     if paid.paid and not is_zero(paid.paid):
-        batch.add("remittances", paid.seg.pos, remit_id=f"{base}/payment", event_type="payer_payment",
-                  amount_usd=paid.paid, **common)
+        batch.add(
+            "remittances",
+            paid.seg.pos,
+            remit_id=f"{base}/payment",
+            event_type="payer_payment",
+            amount_usd=paid.paid,
+            **common,
+        )
     for n, (seg, group, carc, amount) in enumerate(paid.adjustments, start=1):
         if amount and is_zero(amount):
             continue
-        batch.add("remittances", seg.pos, remit_id=f"{base}/cas/{n}", event_type=CAS_EVENT.get(group),
-                  amount_usd=amount, group_code=group, carc_code=carc, **common)
+        batch.add(
+            "remittances",
+            seg.pos,
+            remit_id=f"{base}/cas/{n}",
+            event_type=CAS_EVENT.get(group),
+            amount_usd=amount,
+            group_code=group,
+            carc_code=carc,
+            **common,
+        )

@@ -50,8 +50,17 @@ def copy_actions(app_db: Path, target: duckdb.DuckDBPyConnection, scratch: Path)
         con.close()
         copy_path.unlink(missing_ok=True)
     if rows:
-        rows = [(r[0], r[1], r[2], r[3], None if r[4] is None else str(r[4]),
-                 None if r[5] is None else (r[5] if isinstance(r[5], str) else json.dumps(r[5]))) for r in rows]
+        rows = [
+            (
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                None if r[4] is None else str(r[4]),
+                None if r[5] is None else (r[5] if isinstance(r[5], str) else json.dumps(r[5])),
+            )
+            for r in rows
+        ]
         target.executemany("insert into app_state.actions values (?, ?, ?, ?, ?, ?)", rows)
     return len(rows)
 

@@ -30,10 +30,19 @@ class Plugin(BasePlugin):
         def udf(values):
             if "key" not in state:  # read on first use: parse-only commands (docs, ls) never need the key
                 if not key_file:
-                    raise RuntimeError("ptpulse_pseudonym: no key file configured (PTPULSE_PSEUDONYM_KEY_FILE "
-                                       "is empty): run dbt through `ptpulse build`.")
+                    raise RuntimeError(
+                        "ptpulse_pseudonym: no key file configured (PTPULSE_PSEUDONYM_KEY_FILE "
+                        "is empty): run dbt through `ptpulse build`."
+                    )
                 state["key"] = load_key(key_file)
             return pseudonyms(state["key"], values)
 
-        conn.create_function(UDF_NAME, udf, [duckdb.sqltype("VARCHAR")], duckdb.sqltype("VARCHAR"),
-                             type="arrow", null_handling="default", side_effects=False)
+        conn.create_function(
+            UDF_NAME,
+            udf,
+            [duckdb.sqltype("VARCHAR")],
+            duckdb.sqltype("VARCHAR"),
+            type="arrow",
+            null_handling="default",
+            side_effects=False,
+        )

@@ -68,10 +68,14 @@ def run_dbt(
 
     work_dir.mkdir(parents=True, exist_ok=True)
     full_args = list(args) + [
-        "--project-dir", str(project_dir),
-        "--profiles-dir", str(project_dir),
-        "--log-path", str(work_dir / "logs"),
-        "--target-path", str(work_dir / "target"),
+        "--project-dir",
+        str(project_dir),
+        "--profiles-dir",
+        str(project_dir),
+        "--log-path",
+        str(work_dir / "logs"),
+        "--target-path",
+        str(work_dir / "target"),
         "--quiet",
     ]
     if dbt_vars:

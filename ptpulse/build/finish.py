@@ -28,8 +28,9 @@ create table if not exists meta.builds (
 
 def git_rev() -> str:
     try:
-        out = subprocess.run(["git", "-C", str(INSTALL_ROOT), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", str(INSTALL_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -38,7 +39,8 @@ def git_rev() -> str:
 def mart_row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     tables = con.execute(
         "select table_name from information_schema.tables where table_schema = 'marts' "
-        "and table_catalog = current_database() order by 1").fetchall()
+        "and table_catalog = current_database() order by 1"
+    ).fetchall()
     return {t: con.execute(f"select count(*) from marts.{quote_ident(t)}").fetchone()[0] for (t,) in tables}
 
 
@@ -50,12 +52,15 @@ def previous_history(served: Path) -> list[tuple]:
     except duckdb.Error:
         return []
     try:
-        has = con.execute("select count(*) from information_schema.tables "
-                          "where table_schema = 'meta' and table_name = 'builds'").fetchone()[0]
+        has = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'meta' and table_name = 'builds'"
+        ).fetchone()[0]
         if not has:
             return []
-        return con.execute("select build_id, started_at, finished_at, status, dbt_version, git_rev, "
-                           "cast(row_counts as varchar), cast(tests as varchar) from meta.builds").fetchall()
+        return con.execute(
+            "select build_id, started_at, finished_at, status, dbt_version, git_rev, "
+            "cast(row_counts as varchar), cast(tests as varchar) from meta.builds"
+        ).fetchall()
     finally:
         con.close()
 
@@ -67,12 +72,16 @@ def drop_build_only_views(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Drop the staging views (and their schema when it is left empty); returns the dropped names."""
     views = con.execute(
         "select schema_name, view_name from duckdb_views() where not internal and database_name = current_database() "
-        "and list_contains(?, schema_name) order by 1, 2", [list(BUILD_ONLY_SCHEMAS)]).fetchall()
+        "and list_contains(?, schema_name) order by 1, 2",
+        [list(BUILD_ONLY_SCHEMAS)],
+    ).fetchall()
     for schema, view in views:
         con.execute(f"drop view {quote_ident(schema)}.{quote_ident(view)}")
     for schema in BUILD_ONLY_SCHEMAS:
-        left = con.execute("select count(*) from duckdb_tables() where database_name = current_database() "
-                           "and schema_name = ?", [schema]).fetchone()[0]
+        left = con.execute(
+            "select count(*) from duckdb_tables() where database_name = current_database() and schema_name = ?",
+            [schema],
+        ).fetchone()[0]
         if not left:
             con.execute(f"drop schema if exists {quote_ident(schema)}")
     return [f"{s}.{v}" for s, v in views]
@@ -82,7 +91,8 @@ def broken_views(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Views of the file that cannot be queried as a reader would open it (no raw database attached)."""
     views = con.execute(
         "select schema_name, view_name from duckdb_views() where not internal "
-        "and database_name = current_database() order by 1, 2").fetchall()
+        "and database_name = current_database() order by 1, 2"
+    ).fetchall()
     broken = []
     for schema, view in views:
         try:

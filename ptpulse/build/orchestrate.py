@@ -78,10 +78,17 @@ def build(
         if not keep_failed and served_build_dir(settings) != work:
             shutil.rmtree(work, ignore_errors=True)
         return BuildResult(
-            ok=False, served_path=settings.analytics_db if settings.analytics_db.exists() else None,
-            seconds=time.perf_counter() - t0, models=run.models if run else 0, tests=run.tests if run else 0,
-            message=message, build_id=build_id, failures=run.failures if run else [],
-            warnings=run.warnings if run else [], new_path=new_path if keep_failed else None)
+            ok=False,
+            served_path=settings.analytics_db if settings.analytics_db.exists() else None,
+            seconds=time.perf_counter() - t0,
+            models=run.models if run else 0,
+            tests=run.tests if run else 0,
+            message=message,
+            build_id=build_id,
+            failures=run.failures if run else [],
+            warnings=run.warnings if run else [],
+            new_path=new_path if keep_failed else None,
+        )
 
     if not settings.raw_db.exists():
         return fail(f"{settings.raw_db} does not exist: ingest source files first (`ptpulse ingest FOLDER`).")
@@ -109,8 +116,15 @@ def build(
 
     variables = dict(dbt_vars or {})
     with stable_path(new_path, dbt_work) as dbt_target:
-        run = run_dbt(["build"], dbt_target, settings.raw_db, dbt_work, project_dir=project_dir,
-                      dbt_vars=variables or None, progress=progress)
+        run = run_dbt(
+            ["build"],
+            dbt_target,
+            settings.raw_db,
+            dbt_work,
+            project_dir=project_dir,
+            dbt_vars=variables or None,
+            progress=progress,
+        )
     if not run.ok:
         return fail(run.message, run)
 
@@ -124,11 +138,26 @@ def build(
             con.execute(BUILDS_DDL)
             if history:
                 con.executemany("insert into meta.builds values (?, ?, ?, ?, ?, ?, ?, ?)", history)
-            tests_json = {"passed": run.passed, "warned": len(run.warnings), "failed": len(run.failures),
-                          "total": run.tests, "warnings": run.warnings, "failures": run.failures}
-            con.execute("insert into meta.builds values (?, ?, ?, 'success', ?, ?, ?, ?)",
-                        [build_id, started, datetime.now(), dbt_version, git_rev(),
-                         json.dumps(row_counts), json.dumps(tests_json)])
+            tests_json = {
+                "passed": run.passed,
+                "warned": len(run.warnings),
+                "failed": len(run.failures),
+                "total": run.tests,
+                "warnings": run.warnings,
+                "failures": run.failures,
+            }
+            con.execute(
+                "insert into meta.builds values (?, ?, ?, 'success', ?, ?, ?, ?)",
+                [
+                    build_id,
+                    started,
+                    datetime.now(),
+                    dbt_version,
+                    git_rev(),
+                    json.dumps(row_counts),
+                    json.dumps(tests_json),
+                ],
+            )
         finally:
             con.close()
         if before_swap is not None:
@@ -159,6 +188,15 @@ def build(
     if progress:
         progress("served", 1, 1)
     return BuildResult(
-        ok=True, served_path=settings.analytics_db, seconds=time.perf_counter() - t0, models=run.models,
-        tests=run.tests, message=run.message, build_id=build_id, failures=[], warnings=run.warnings,
-        row_counts=row_counts, removed_builds=removed)
+        ok=True,
+        served_path=settings.analytics_db,
+        seconds=time.perf_counter() - t0,
+        models=run.models,
+        tests=run.tests,
+        message=run.message,
+        build_id=build_id,
+        failures=[],
+        warnings=run.warnings,
+        row_counts=row_counts,
+        removed_builds=removed,
+    )

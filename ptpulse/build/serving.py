@@ -98,9 +98,11 @@ def adopt_served_files(settings: Settings) -> str | None:
     step is one rename and each leaves the same, consistent pair readable, so a crash mid-way is harmless.
     """
     stables = _served_names(settings)
-    foreign = [p for p in stables
-               if (p.exists() or p.is_symlink())
-               and not (p.is_symlink() and os.readlink(p) == _stable_target(settings, p))]
+    foreign = [
+        p
+        for p in stables
+        if (p.exists() or p.is_symlink()) and not (p.is_symlink() and os.readlink(p) == _stable_target(settings, p))
+    ]
     served_ok = settings.served_dir.is_symlink()
     if not foreign and (served_ok or not settings.served_dir.exists()):
         if served_build_dir(settings) is not None:
@@ -111,7 +113,8 @@ def adopt_served_files(settings: Settings) -> str | None:
         if wal.exists():
             raise RuntimeError(
                 f"{wal} exists: a process wrote {p.name} in place and did not close it. Close that process "
-                f"(or open {p} read-write once and close it, which checkpoints the file), then build again.")
+                f"(or open {p} read-write once and close it, which checkpoints the file), then build again."
+            )
     settings.build_dir.mkdir(parents=True, exist_ok=True)
     folder = settings.build_dir / f"{new_build_id()}-adopted"
     folder.mkdir()

@@ -182,8 +182,9 @@ def _parse_column(name: str, spec: Mapping[str, Any], where: str, code_lists: Ma
     )
 
 
-def parse_contract(data: Mapping[str, Any], path: Path | None = None,
-                   code_lists: Mapping[str, frozenset[str]] | None = None) -> Contract:
+def parse_contract(
+    data: Mapping[str, Any], path: Path | None = None, code_lists: Mapping[str, frozenset[str]] | None = None
+) -> Contract:
     """Turn one YAML document into a checked Contract (source and column names become SQL identifiers)."""
     where = str(path) if path else "contract"
     code_lists = load_code_lists() if code_lists is None else code_lists
@@ -249,5 +250,6 @@ def load_contracts(directory: Path = CONTRACTS_DIR) -> dict[str, Contract]:
 
 def phi_columns(directory: Path = CONTRACTS_DIR) -> frozenset[str]:
     """Lower-cased names of every column flagged `phi: true` in any contract."""
-    return frozenset(c.name.lower() for contract in load_contracts(directory).values()
-                     for c in contract.columns if c.phi)
+    return frozenset(
+        c.name.lower() for contract in load_contracts(directory).values() for c in contract.columns if c.phi
+    )

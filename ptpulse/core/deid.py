@@ -28,10 +28,28 @@ from ptpulse.core.contracts import phi_columns
 from ptpulse.core.sql import quote_ident, quote_literal
 
 # Columns that identify a patient even if no contract flags them (ids, and names our queries build).
-ALWAYS_PHI = frozenset({
-    "patient_id", "patient_name", "first_name", "last_name", "birth_date", "date_of_birth", "dob",
-    "phone", "email", "address", "address_line", "street", "city", "zip", "postal_code", "member_id", "mrn", "ssn",
-})
+ALWAYS_PHI = frozenset(
+    {
+        "patient_id",
+        "patient_name",
+        "first_name",
+        "last_name",
+        "birth_date",
+        "date_of_birth",
+        "dob",
+        "phone",
+        "email",
+        "address",
+        "address_line",
+        "street",
+        "city",
+        "zip",
+        "postal_code",
+        "member_id",
+        "mrn",
+        "ssn",
+    }
+)
 
 # Schemas copied (table by table, column by column) into the de-identified twin.
 DEID_SCHEMAS = ("marts", "ml")
@@ -87,7 +105,8 @@ def write_deidentified(source: Path, target: Path, threads: int | None = None) -
         rows = con.execute(
             "select table_schema, table_name, list(column_name order by ordinal_position) "
             "from information_schema.columns where table_catalog = ? group by all order by 1, 2",
-            [SOURCE_ALIAS]).fetchall()
+            [SOURCE_ALIAS],
+        ).fetchall()
         target_db = con.execute("select current_database()").fetchone()[0]
         written = 0
         for schema, table, columns in rows:
@@ -98,8 +117,10 @@ def write_deidentified(source: Path, target: Path, threads: int | None = None) -
                 continue
             con.execute(f"create schema if not exists {quote_ident(target_db)}.{quote_ident(schema)}")
             cols = ", ".join(quote_ident(c) for c in keep)
-            con.execute(f"create table {quote_ident(target_db)}.{quote_ident(schema)}.{quote_ident(table)} as "
-                        f"select {cols} from {SOURCE_ALIAS}.{quote_ident(schema)}.{quote_ident(table)}")
+            con.execute(
+                f"create table {quote_ident(target_db)}.{quote_ident(schema)}.{quote_ident(table)} as "
+                f"select {cols} from {SOURCE_ALIAS}.{quote_ident(schema)}.{quote_ident(table)}"
+            )
             written += 1
         con.execute(f"detach {SOURCE_ALIAS}")
         con.execute("checkpoint")
@@ -115,7 +136,9 @@ def deid_problems(con: duckdb.DuckDBPyConnection, catalog: str | None = None) ->
     problems = []
     cols = con.execute(
         "select table_schema, table_name, column_name from information_schema.columns "
-        "where table_catalog = ? order by 1, 2", [catalog]).fetchall()
+        "where table_catalog = ? order by 1, 2",
+        [catalog],
+    ).fetchall()
     tables = sorted({(s, t) for s, t, _ in cols})
     for schema, table in tables:
         if not kept_table(schema, table):
@@ -123,8 +146,9 @@ def deid_problems(con: duckdb.DuckDBPyConnection, catalog: str | None = None) ->
     for schema, table, column in cols:
         if is_phi(column) or column.lower() in EXCLUDED_COLUMNS:
             problems.append(f"column {schema}.{table}.{column} is PHI or free text")
-    views = con.execute("select schema_name, view_name from duckdb_views() where not internal "
-                        "and database_name = ?", [catalog]).fetchall()
+    views = con.execute(
+        "select schema_name, view_name from duckdb_views() where not internal and database_name = ?", [catalog]
+    ).fetchall()
     problems += [f"view {s}.{v}: a de-identified file holds tables only" for s, v in views]
     return problems
 
@@ -146,8 +170,11 @@ SEVEN_DIGITS = r"(\d\D*){7}"  # prefilter: a value with fewer digits cannot hold
 
 
 def _raw_tables(con, raw: str) -> dict[str, set[str]]:
-    rows = con.execute("select table_name, column_name from information_schema.columns "
-                       "where table_catalog = ? and table_schema = 'raw'", [raw]).fetchall()
+    rows = con.execute(
+        "select table_name, column_name from information_schema.columns "
+        "where table_catalog = ? and table_schema = 'raw'",
+        [raw],
+    ).fetchall()
     out: dict[str, set[str]] = {}
     for t, c in rows:
         out.setdefault(t, set()).add(c.lower())
@@ -158,8 +185,11 @@ def _identifier_sql(raw: str, tables: dict[str, set[str]]) -> str:
     """SELECT kind, token over every identifier of the raw source (normalised like the value side)."""
     q = quote_ident(raw)
     parts = []
-    ids = [f"select 'patient id' as kind, cast(patient_id as varchar) as v from {q}.raw.{quote_ident(t)}"
-           for t, cols in sorted(tables.items()) if "patient_id" in cols]
+    ids = [
+        f"select 'patient id' as kind, cast(patient_id as varchar) as v from {q}.raw.{quote_ident(t)}"
+        for t, cols in sorted(tables.items())
+        if "patient_id" in cols
+    ]
     pat = tables.get("patients", set())
     if "member_id" in pat:
         ids.append(f"select 'member id', cast(member_id as varchar) from {q}.raw.patients")
@@ -169,31 +199,43 @@ def _identifier_sql(raw: str, tables: dict[str, set[str]]) -> str:
         parts.append(
             f"select distinct kind, trim(lower(trim(v)), '{ID_TOKEN_TRIM}') as token from ({' union all '.join(ids)}) "
             f"where v is not null and length(trim(v)) >= {MIN_ID_LEN} "
-            f"and (not regexp_full_match(trim(v), '[0-9]+') or length(trim(v)) >= {MIN_NUMERIC_ID})")
+            f"and (not regexp_full_match(trim(v), '[0-9]+') or length(trim(v)) >= {MIN_NUMERIC_ID})"
+        )
     if "phone" in pat:
-        parts.append(f"select distinct 'phone', regexp_replace(regexp_replace(cast(phone as varchar), '\\D', '', 'g'), "
-                     f"'^1(\\d{{10}})$', '\\1') from {q}.raw.patients where length(regexp_replace("
-                     f"cast(phone as varchar), '\\D', '', 'g')) >= 7")
+        parts.append(
+            f"select distinct 'phone', regexp_replace(regexp_replace(cast(phone as varchar), '\\D', '', 'g'), "
+            f"'^1(\\d{{10}})$', '\\1') from {q}.raw.patients where length(regexp_replace("
+            f"cast(phone as varchar), '\\D', '', 'g')) >= 7"
+        )
     grams = []
     if {"first_name", "last_name"} <= pat:
-        grams += [f"select 'name', cast(first_name as varchar) || ' ' || cast(last_name as varchar) "
-                  f"from {q}.raw.patients",
-                  f"select 'name', cast(last_name as varchar) || ' ' || cast(first_name as varchar) "
-                  f"from {q}.raw.patients"]
+        grams += [
+            f"select 'name', cast(first_name as varchar) || ' ' || cast(last_name as varchar) from {q}.raw.patients",
+            f"select 'name', cast(last_name as varchar) || ' ' || cast(first_name as varchar) from {q}.raw.patients",
+        ]
     if "address_line" in pat:
         grams.append(f"select 'address', cast(address_line as varchar) from {q}.raw.patients")
     if grams:
         # professionals are shown by name on purpose: a patient sharing a clinician's full name is not a leak
-        pros = [f"select cast(first_name as varchar) || ' ' || cast(last_name as varchar) from {q}.raw.{quote_ident(t)}"
-                for t in ("therapists", "referring_physicians")
-                if {"first_name", "last_name"} <= tables.get(t, set())]
-        pro_filter = (f" and token not in (select array_to_string(regexp_extract_all(lower(n), '{WORD}'), ' ') "
-                      f"from ({' union all '.join(pros)}) as p(n) where n is not null)") if pros else ""
+        pros = [
+            f"select cast(first_name as varchar) || ' ' || cast(last_name as varchar) from {q}.raw.{quote_ident(t)}"
+            for t in ("therapists", "referring_physicians")
+            if {"first_name", "last_name"} <= tables.get(t, set())
+        ]
+        pro_filter = (
+            (
+                f" and token not in (select array_to_string(regexp_extract_all(lower(n), '{WORD}'), ' ') "
+                f"from ({' union all '.join(pros)}) as p(n) where n is not null)"
+            )
+            if pros
+            else ""
+        )
         parts.append(
             f"select distinct kind, token from (select kind, "
             f"array_to_string(regexp_extract_all(lower(v), '{WORD}'), ' ') "
             f"as token from ({' union all '.join(grams)}) as g(kind, v) where v is not null) "
-            f"where length(token) >= 5 and token like '% %'{pro_filter}")
+            f"where length(token) >= 5 and token like '% %'{pro_filter}"
+        )
     return " union all ".join(parts) or "select null::varchar as kind, null::varchar as token where false"
 
 
@@ -209,7 +251,9 @@ def identifier_problems(con: duckdb.DuckDBPyConnection, catalog: str, raw: str) 
     cols = con.execute(
         "select table_schema, table_name, column_name from information_schema.columns where table_catalog = ? "
         "and (data_type in ('VARCHAR', 'JSON') or data_type like '%[]' or data_type like 'STRUCT%' "
-        "or data_type like 'MAP%') order by 1, 2, 3", [catalog]).fetchall()
+        "or data_type like 'MAP%') order by 1, 2, 3",
+        [catalog],
+    ).fetchall()
     if not cols:
         return []
     c = quote_ident(catalog)
@@ -217,12 +261,17 @@ def identifier_problems(con: duckdb.DuckDBPyConnection, catalog: str, raw: str) 
     union = " union all ".join(
         f"select distinct '{s}.{t}.{col}' as loc, cast({quote_ident(col)} as varchar) as v "
         f"from {c}.{quote_ident(s)}.{quote_ident(t)} where {quote_ident(col)} is not null"
-        for s, t, col in [(s.replace("'", "''"), t, col) for s, t, col in cols])
+        for s, t, col in [(s.replace("'", "''"), t, col) for s, t, col in cols]
+    )
     # loc literals are built from catalog names; quotes in them are doubled above
     con.execute(f"create or replace temp table _ptp_vals as {union}")
-    sizes = [r[0] for r in con.execute(
-        "select distinct length(token) - length(replace(token, ' ', '')) + 1 from _ptp_ident "
-        "where kind in ('name', 'address')").fetchall()]
+    sizes = [
+        r[0]
+        for r in con.execute(
+            "select distinct length(token) - length(replace(token, ' ', '')) + 1 from _ptp_ident "
+            "where kind in ('name', 'address')"
+        ).fetchall()
+    ]
     queries = [
         # ids, member ids, emails: whole tokens
         f"""select loc, i.kind, count(distinct v) as n
@@ -272,5 +321,6 @@ def verify_deidentified(path: Path, raw_db: Path | None = None) -> None:
     finally:
         con.close()
     if problems:
-        raise RuntimeError(f"{path} is not de-identified (fix the model or rule that writes these values): "
-                           + "; ".join(problems[:10]))
+        raise RuntimeError(
+            f"{path} is not de-identified (fix the model or rule that writes these values): " + "; ".join(problems[:10])
+        )

@@ -59,8 +59,9 @@ def _describe_holder(settings: Settings) -> str:
         return "another process"
     match = _PID.match(label)
     if match and not pid_alive(int(match.group(1))):
-        return (f"a process left over from `{label}` (that pid has exited; a child process it started "
-                "still holds the lock)")
+        return (
+            f"a process left over from `{label}` (that pid has exited; a child process it started still holds the lock)"
+        )
     return label or "another process"
 
 

@@ -76,8 +76,9 @@ def ensure_key(settings: Settings) -> Path:
     """The key file's path; creates the secret on first use. Refuses a half-finished rotation."""
     path = key_path(settings)
     if _next_path(path).exists():
-        raise SecretError(f"{_next_path(path)} exists: a key rotation did not finish. "
-                          "Run `ptpulse secret rotate` again to finish it.")
+        raise SecretError(
+            f"{_next_path(path)} exists: a key rotation did not finish. Run `ptpulse secret rotate` again to finish it."
+        )
     if not path.exists():
         try:
             _write_new_key(path)
@@ -93,8 +94,10 @@ def load_key(path: Path) -> bytes:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise SecretError(f"{path} does not exist: run `ptpulse build` (creates it) or set "
-                          "PTPULSE_SECRETS_DIR to the folder holding pseudonym.key.") from None
+        raise SecretError(
+            f"{path} does not exist: run `ptpulse build` (creates it) or set "
+            "PTPULSE_SECRETS_DIR to the folder holding pseudonym.key."
+        ) from None
     if os.name == "posix" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SecretError(f"{path} is readable by other users: run `chmod 600 {path}`.")
     text = path.read_text(encoding="ascii", errors="replace").strip()
@@ -103,8 +106,10 @@ def load_key(path: Path) -> bytes:
     except ValueError:
         key = b""
     if len(key) != KEY_BYTES:
-        raise SecretError(f"{path} does not hold a {KEY_BYTES}-byte hex key: restore it from backup, or run "
-                          "`ptpulse secret rotate` to start a new one (pseudonyms change).")
+        raise SecretError(
+            f"{path} does not hold a {KEY_BYTES}-byte hex key: restore it from backup, or run "
+            "`ptpulse secret rotate` to start a new one (pseudonyms change)."
+        )
     return key
 
 
@@ -142,11 +147,14 @@ def raw_patient_ids(raw_db: Path) -> pa.Array:
         tables = con.execute(
             "select table_catalog, table_schema, table_name from information_schema.columns "
             "where column_name = 'patient_id' and table_schema = 'raw' and table_catalog = current_database() "
-            "order by 1, 2, 3").fetchall()
+            "order by 1, 2, 3"
+        ).fetchall()
         if not tables:
             return pa.array([], type=pa.string())
-        union = " union ".join("select cast(patient_id as varchar) as patient_id from "
-                               f"{quote_ident(c)}.{quote_ident(s)}.{quote_ident(t)}" for c, s, t in tables)
+        union = " union ".join(
+            f"select cast(patient_id as varchar) as patient_id from {quote_ident(c)}.{quote_ident(s)}.{quote_ident(t)}"
+            for c, s, t in tables
+        )
         rows = con.execute(f"select distinct patient_id from ({union}) where patient_id is not null").fetchall()
     finally:
         con.close()
@@ -164,8 +172,9 @@ def rekey_actions(app_db: Path, mapping: dict[str, str]) -> int:
         if not has:
             return 0
         like = " or ".join("task_id like ?" for _ in PSEUDONYM_TASK_RULES)
-        rows = con.execute(f"select action_id, task_id from actions where {like}",
-                           [r + ":%" for r in PSEUDONYM_TASK_RULES]).fetchall()
+        rows = con.execute(
+            f"select action_id, task_id from actions where {like}", [r + ":%" for r in PSEUDONYM_TASK_RULES]
+        ).fetchall()
         updates = []
         for action_id, task_id in rows:  # actions of these rules only: a handful per patient and year
             parts = task_id.split(":")

@@ -14,10 +14,17 @@ from app.lib import actions, audit
 def test_record_and_fold_latest_wins(tmp_path):
     db = tmp_path / "app.sqlite"
     actions.record(db, "uncontacted:R1", "claim", "ann", acted_at="2025-01-01T10:00:00+00:00")
-    actions.record(db, "uncontacted:R1", "log_outreach", "ann", {"method": "call", "outcome": "no_answer"},
-                   acted_at="2025-01-01T10:05:00+00:00")
-    actions.record(db, "uncontacted:R1", "snooze", "bob", {"until": "2025-01-03T09:00:00"},
-                   acted_at="2025-01-01T11:00:00+00:00")
+    actions.record(
+        db,
+        "uncontacted:R1",
+        "log_outreach",
+        "ann",
+        {"method": "call", "outcome": "no_answer"},
+        acted_at="2025-01-01T10:05:00+00:00",
+    )
+    actions.record(
+        db, "uncontacted:R1", "snooze", "bob", {"until": "2025-01-03T09:00:00"}, acted_at="2025-01-01T11:00:00+00:00"
+    )
     state = actions.task_states(db)["uncontacted:R1"]
     assert state.status == "snoozed"
     assert state.assignee == "ann"
@@ -41,14 +48,17 @@ def test_closing_outcome_and_confirm_finish_a_task(tmp_path):
     assert actions.is_visible(None, "2025-01-01")
 
 
-@pytest.mark.parametrize("action,payload,message", [
-    ("fly", {}, "unknown action"),
-    ("assign", {}, "assignee"),
-    ("log_outreach", {"method": "fax", "outcome": "no_answer"}, "method"),
-    ("log_outreach", {"method": "call", "outcome": "maybe"}, "outcome"),
-    ("snooze", {"until": "next tuesday"}, "ISO"),
-    ("mark_lost", {}, "reason"),
-])
+@pytest.mark.parametrize(
+    "action,payload,message",
+    [
+        ("fly", {}, "unknown action"),
+        ("assign", {}, "assignee"),
+        ("log_outreach", {"method": "fax", "outcome": "no_answer"}, "method"),
+        ("log_outreach", {"method": "call", "outcome": "maybe"}, "outcome"),
+        ("snooze", {"until": "next tuesday"}, "ISO"),
+        ("mark_lost", {}, "reason"),
+    ],
+)
 def test_invalid_actions_are_refused(tmp_path, action, payload, message):
     with pytest.raises(actions.ActionError, match=message):
         actions.record(tmp_path / "app.sqlite", "t1", action, "ann", payload)
@@ -64,7 +74,7 @@ def test_store_is_wal_and_matches_the_interface(tmp_path):
     assert cols == ["action_id", "task_id", "action", "actor", "acted_at", "payload"]
     audit_cols = [r[1] for r in con.execute("pragma table_info(audit_log)")]
     assert audit_cols == ["id", "actor", "role", "event", "detail", "at"]
-    (event, role), = con.execute("select event, role from audit_log").fetchall()
+    ((event, role),) = con.execute("select event, role from audit_log").fetchall()
     assert event == "action.claim" and role == "front_desk"
 
 
@@ -81,9 +91,10 @@ def test_two_users_on_one_task_both_recorded_latest_shown(tmp_path):
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker,
-                                args=("ann", "log_outreach", {"method": "call", "outcome": "no_answer"})),
-               threading.Thread(target=worker, args=("bob", "claim", {}))]
+    threads = [
+        threading.Thread(target=worker, args=("ann", "log_outreach", {"method": "call", "outcome": "no_answer"})),
+        threading.Thread(target=worker, args=("bob", "claim", {})),
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -45,8 +45,12 @@ def test_scope_intersects_requested_clinics():
 
 
 def test_scope_key_differs_by_role_and_clinics():
-    keys = {auth.Scope("owner").key, auth.Scope("marketing").key, auth.Scope("front_desk", ("C1",)).key,
-            auth.Scope("front_desk", ("C2",)).key}
+    keys = {
+        auth.Scope("owner").key,
+        auth.Scope("marketing").key,
+        auth.Scope("front_desk", ("C1",)).key,
+        auth.Scope("front_desk", ("C2",)).key,
+    }
     assert len(keys) == 4
 
 
@@ -96,8 +100,9 @@ def test_pages_are_declared_once_and_feed_menu_and_matrix():
     assert {p.file for p in auth.PAGES} == files
     assert list(auth.PAGE_ACCESS) == [p.key for p in auth.PAGES]
     assert all(auth.PAGE_ACCESS[p.key] == p.roles and auth.PAGE_TITLES[p.key] == p.title for p in auth.PAGES)
-    assert [p.section for p in auth.PAGES] == sorted([p.section for p in auth.PAGES],
-                                                     key=["Practice", "Operations", "Data"].index)
+    assert [p.section for p in auth.PAGES] == sorted(
+        [p.section for p in auth.PAGES], key=["Practice", "Operations", "Data"].index
+    )
     entry = (app_dir / "streamlit_app.py").read_text(encoding="utf-8")
     assert "auth.PAGES" in entry and "ICONS" not in entry and "SECTIONS" not in entry
     with pytest.raises(ValueError, match="unknown role"):

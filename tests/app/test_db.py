@@ -73,10 +73,15 @@ def test_lock_held_by_writer_is_retried_then_reported(tmp_path):
     import sys
     import time
 
-    writer = subprocess.Popen([sys.executable, "-c",
-                               f"import duckdb,time; c=duckdb.connect({str(served)!r}); "
-                               "print('ok', flush=True); time.sleep(30)"],
-                              stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,time; c=duckdb.connect({str(served)!r}); print('ok', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert writer.stdout.readline().strip() == "ok"
         db = AnalyticsDb(served, retries=2, backoff_s=0.05)

@@ -26,16 +26,18 @@ def _last_whole_month(reader) -> Filters:
 
 
 def _mart(reader, grain: str, start: date, end: date, practice: bool = True) -> pd.DataFrame:
-    return reader.df("""select kpi, clinic_id, value, numerator, denominator from marts.practice_kpis
+    return reader.df(
+        """select kpi, clinic_id, value, numerator, denominator from marts.practice_kpis
                         where grain = $grain and period_start between $start and $end
                           and (clinic_id = 'ALL') = $practice""",
-                     {"grain": grain, "start": start, "end": end, "practice": practice})
+        {"grain": grain, "start": start, "end": end, "practice": practice},
+    )
 
 
 def test_mart_grain_is_the_coarsest_that_tiles_the_range():
     assert mart_grain(date(2025, 2, 1), date(2025, 2, 28)) == "month"
     assert mart_grain(date(2025, 1, 1), date(2025, 3, 31)) == "month"
-    assert mart_grain(date(2025, 3, 3), date(2025, 3, 9)) == "week"          # Monday to Sunday
+    assert mart_grain(date(2025, 3, 3), date(2025, 3, 9)) == "week"  # Monday to Sunday
     assert mart_grain(date(2025, 3, 3), date(2025, 3, 8)) == "day"
     assert mart_grain(date(2025, 2, 2), date(2025, 3, 1)) == "day"
 
@@ -46,7 +48,7 @@ def test_a_whole_month_tile_is_the_marts_value_for_that_month(reader):
     mart = _mart(reader, "month", f.start, f.start).set_index("kpi")["value"]
     assert len(mart) >= 15
     for kpi, value in mart.items():
-        assert (pd.isna(value) and pd.isna(tiles[kpi])) or tiles[kpi] == value, kpi   # the row itself, not re-divided
+        assert (pd.isna(value) and pd.isna(tiles[kpi])) or tiles[kpi] == value, kpi  # the row itself, not re-divided
 
 
 def test_a_whole_week_tile_is_the_marts_value_for_that_week(reader):
@@ -68,15 +70,17 @@ def test_clinic_comparison_over_a_month_is_each_clinics_mart_value(reader):
 def test_any_other_period_uses_the_marts_formula_over_the_rows_that_tile_it(reader):
     last = _last_whole_month(reader)
     start = date((last.start - timedelta(days=40)).year, (last.start - timedelta(days=40)).month, 1)
-    f = Filters(start, last.end)                                  # two whole months: no single mart row
+    f = Filters(start, last.end)  # two whole months: no single mart row
     tiles = kpi_summary(reader, f).set_index("kpi")
-    for grain in ("month", "day"):                                # the same figure from either tiling
+    for grain in ("month", "day"):  # the same figure from either tiling
         rows = _mart(reader, grain, f.start, f.end)
         ratio = rows[rows["kpi"] == "no_show_rate"]
         assert tiles.loc["no_show_rate", "value"] == pytest.approx(
-            ratio["numerator"].sum() / ratio["denominator"].sum(), rel=1e-12)
-    odd = Filters(last.start + timedelta(days=3), last.end - timedelta(days=2))   # a custom range: day rows
+            ratio["numerator"].sum() / ratio["denominator"].sum(), rel=1e-12
+        )
+    odd = Filters(last.start + timedelta(days=3), last.end - timedelta(days=2))  # a custom range: day rows
     days = _mart(reader, "day", odd.start, odd.end)
     days = days[days["kpi"] == "denial_rate"]
     assert kpi_summary(reader, odd).set_index("kpi").loc["denial_rate", "value"] == pytest.approx(
-        days["numerator"].sum() / days["denominator"].sum(), rel=1e-12)
+        days["numerator"].sum() / days["denominator"].sum(), rel=1e-12
+    )

@@ -49,8 +49,9 @@ def test_recent_periods_are_maturing_and_old_ones_are_not(reader):
     assert not recent.loc[["no_show_rate", "net_revenue_per_visit", "units_per_visit"], "is_maturing"].any()
     year_ago = Filters(hi - timedelta(days=365 + 89), hi - timedelta(days=365))
     old = kpi_summary(reader, year_ago).set_index("kpi")
-    assert not old.loc[["denial_rate", "early_dropout_rate", "referral_conversion", "conversion_7day"],
-                       "is_maturing"].any()
+    assert not old.loc[
+        ["denial_rate", "early_dropout_rate", "referral_conversion", "conversion_7day"], "is_maturing"
+    ].any()
 
 
 def test_early_dropout_counts_only_episodes_with_an_outcome(reader):
@@ -69,8 +70,8 @@ def test_early_dropout_counts_only_episodes_with_an_outcome(reader):
 def test_trend_marks_each_months_maturity(reader):
     _, hi = data_date_range(reader)
     trend = kpi_trend(reader, Filters(hi - timedelta(days=30), hi), "denial_rate")
-    assert trend["is_maturing"].iloc[-1]                     # the current month waits for payers
-    assert not trend["is_maturing"].iloc[:-6].any()           # half a year back everything is in
+    assert trend["is_maturing"].iloc[-1]  # the current month waits for payers
+    assert not trend["is_maturing"].iloc[:-6].any()  # half a year back everything is in
     assert isinstance(trend["resolved_share"], pd.Series)
 
 

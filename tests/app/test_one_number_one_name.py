@@ -27,7 +27,7 @@ def reader(app_home):
 
 def _whole_months(reader, months: int) -> Filters:
     _, hi = data_date_range(reader)
-    end = date(hi.year, hi.month, 1) - timedelta(days=1)          # last complete month
+    end = date(hi.year, hi.month, 1) - timedelta(days=1)  # last complete month
     start = date(end.year, end.month, 1)
     for _ in range(months - 1):
         start = date((start - timedelta(days=1)).year, (start - timedelta(days=1)).month, 1)
@@ -65,7 +65,8 @@ def test_every_model_roi_counts_paid_channels_only(reader, model):
 def test_attribution_cost_per_new_patient_is_the_overview_kpi(reader):
     f = _whole_months(reader, 3)
     assert marketing_new_patients(reader, f)["cost_per_new_patient"] == pytest.approx(
-        _kpi(reader, f, "cost_per_new_patient"), rel=1e-9)
+        _kpi(reader, f, "cost_per_new_patient"), rel=1e-9
+    )
 
 
 def test_roi_has_one_unit_everywhere(reader):
@@ -85,12 +86,15 @@ def test_funnel_times_are_the_overview_kpis(reader, days):
 def test_leakage_visit_value_is_net_revenue_per_visit(reader):
     """revenue_leakage's per-visit value = the KPI net_revenue_per_visit over each clinic's 365 days to as_of."""
     as_of = pd.Timestamp(reader.df("select as_of from marts.build_info")["as_of"].iloc[0]).date()
-    kpi = reader.df("""
+    kpi = reader.df(
+        """
         select clinic_id, sum(numerator) / sum(denominator) as per_visit
         from marts.practice_kpis
         where kpi = 'net_revenue_per_visit' and grain = 'day' and clinic_id <> 'ALL'
           and period_start > $as_of::date - 365 and period_start <= $as_of::date
-        group by clinic_id""", {"as_of": as_of})
+        group by clinic_id""",
+        {"as_of": as_of},
+    )
     mart = reader.df("""select distinct clinic_id, unit_value_usd from marts.revenue_leakage
                         where category in ('no_shows', 'late_cancels', 'unfinished_plans')""")
     both = mart.merge(kpi, on="clinic_id", how="left")
@@ -107,19 +111,26 @@ def test_leakage_is_a_range_with_adjustable_conservative_shares(reader):
     assert (totals["low_usd"] <= totals["high_usd"] + 1e-9).all()
     assert (totals["high_usd"] <= totals["dollars_at_stake"] + 1e-9).all()
     denials = totals[totals["category"] == "unrecovered_denials"]
-    if len(denials):    # actual dollars: never scaled
+    if len(denials):  # actual dollars: never scaled
         assert float(denials["low_usd"].iloc[0]) == pytest.approx(float(denials["dollars_at_stake"].iloc[0]))
     # every estimated category is below its at-stake ceiling at the low end
     est = totals[totals["category"] != "unrecovered_denials"]
     assert (est["low_usd"] < est["dollars_at_stake"]).all()
     # the user's choice replaces the default; out-of-range and reversed input is clamped and ordered
-    moved = leakage.by_category(leakage.with_range(raw, {"unfinished_plans": (1.2, 0.1),
-                                                         "unrecovered_denials": (0.0, 0.0)}))
+    moved = leakage.by_category(
+        leakage.with_range(raw, {"unfinished_plans": (1.2, 0.1), "unrecovered_denials": (0.0, 0.0)})
+    )
     up = moved.set_index("category")
     assert up.loc["unfinished_plans", "low_usd"] == pytest.approx(0.1 * up.loc["unfinished_plans", "dollars_at_stake"])
     assert up.loc["unfinished_plans", "high_usd"] == pytest.approx(up.loc["unfinished_plans", "dollars_at_stake"])
     if "unrecovered_denials" in up.index:
         assert up.loc["unrecovered_denials", "low_usd"] == pytest.approx(
-            up.loc["unrecovered_denials", "dollars_at_stake"])
-    assert set(leakage.ASSUMPTIONS) == {"no_shows", "late_cancels", "unfinished_plans", "unconverted_referrals",
-                                        "unrecovered_denials"}
+            up.loc["unrecovered_denials", "dollars_at_stake"]
+        )
+    assert set(leakage.ASSUMPTIONS) == {
+        "no_shows",
+        "late_cancels",
+        "unfinished_plans",
+        "unconverted_referrals",
+        "unrecovered_denials",
+    }

@@ -41,8 +41,12 @@ class Identifiers:
         self.codes: dict[str, str] = {}  # value -> kind, for ids / member ids / phones / emails / birth dates
         self.grams: dict[str, str] = {}  # normalised word n-gram -> kind (full names, street addresses)
         for r in rows:
-            for kind, col in (("patient id", "patient_id"), ("member id", "member_id"), ("phone", "phone"),
-                              ("email", "email")):
+            for kind, col in (
+                ("patient id", "patient_id"),
+                ("member id", "member_id"),
+                ("phone", "phone"),
+                ("email", "email"),
+            ):
                 v = (r.get(col) or "").strip()
                 if len(v) >= 3:
                     self.codes[v.lower()] = kind
@@ -78,7 +82,7 @@ class Identifiers:
         words = _words(text)
         for n in self.sizes:
             for i in range(len(words) - n + 1):
-                g = " ".join(words[i:i + n])
+                g = " ".join(words[i : i + n])
                 if g in self.grams:
                     found.append(self.grams[g])
         return found
@@ -105,7 +109,8 @@ def test_the_sweep_finds_identifiers_where_they_are_allowed(app_home, identifier
     with duckdb.connect(str(app_home.analytics_db), read_only=True) as con:
         text = con.execute("select * from marts.dim_patients limit 50").df().to_csv()
         pid, first, last, phone = con.execute(
-            "select patient_id, first_name, last_name, phone from marts.dim_patients limit 1").fetchone()
+            "select patient_id, first_name, last_name, phone from marts.dim_patients limit 1"
+        ).fetchone()
     kinds = set(identifiers.hits(text))
     assert {"patient id", "phone", "birth date", "address"} <= kinds, kinds
     inside = f"medicare_kx_threshold:{pid}:2026 call x{phone}x about {last}, {first}."

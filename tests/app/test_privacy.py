@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from app_helpers import open_page, rendered_text
 
-from app.lib import auth, sql_guard
+from app.lib import auth, sql_guard, sql_worker
 from app.lib.db import AnalyticsDb
 from app.lib.queries.base import DbReader, Filters, build_info, data_date_range
 from app.lib.queries.funnel import STAGES, funnel_drilldown
@@ -110,6 +110,6 @@ def test_sql_sandbox_holds_no_identities(app_home, identities):
     catalog = sql_guard.sandbox_catalog(sandbox)
     assert "marts.dim_patients" not in set(catalog["table_name"])
     for table in catalog["table_name"]:
-        res = sql_guard.run_readonly(sandbox, f"select * from {table}", row_cap=10**7)
+        res = sql_worker.run_readonly(sandbox, f"select * from {table}", row_cap=10**7)
         assert not {c.lower() for c in res.frame.columns} & PHI_COLUMNS, table
         assert not _leaks(res.frame.to_csv(), identities), table

@@ -25,8 +25,9 @@ def reader(app_home):
 
 def test_every_rule_the_mart_emits_has_a_seed_row_with_its_queue_and_priority(reader):
     rules = queue_vocabulary.rules()
-    mart = reader.df("select rule, queue, priority, count(*) as tasks from marts.work_queue_candidates "
-                     "group by all order by rule")
+    mart = reader.df(
+        "select rule, queue, priority, count(*) as tasks from marts.work_queue_candidates group by all order by rule"
+    )
     assert len(mart) >= 5, "the small practice should raise tasks under most rules"
     for row in mart.itertuples():
         assert row.rule in rules, f"rule {row.rule} of work_queue_candidates has no row in work_queue_rules.csv"
@@ -34,14 +35,14 @@ def test_every_rule_the_mart_emits_has_a_seed_row_with_its_queue_and_priority(re
         assert row.queue == seed.queue, row.rule
         assert row.priority in {seed.priority, seed.escalated_priority}, row.rule
         assert seed.emitted_by == "work_queue_candidates", row.rule
-    assert {"below_poc_frequency", "active_no_future_appt"} <= set(mart["rule"])   # issue 14's unlabeled ones
+    assert {"below_poc_frequency", "active_no_future_appt"} <= set(mart["rule"])  # issue 14's unlabeled ones
 
 
 def test_the_apps_queue_labels_every_task_from_the_seed(reader):
     lo, hi = data_date_range(reader)
     as_of = build_info(reader)["as_of"]
     queue = queue_candidates(reader, Filters(lo, hi), as_of, high_risk_days=30)
-    assert HIGH_RISK_RULE in set(queue["rule"])            # the ML rule is composed in the app
+    assert HIGH_RISK_RULE in set(queue["rule"])  # the ML rule is composed in the app
     high_risk = queue.loc[queue["rule"] == HIGH_RISK_RULE, "priority"]
     assert (high_risk == queue_vocabulary.rules()[HIGH_RISK_RULE].priority).all()
     view = wq.assemble(queue, {}, as_of.to_pydatetime())
@@ -76,8 +77,9 @@ def test_outreach_outcomes_and_what_they_do_come_from_the_seed():
     assert actions.CLOSING_OUTCOMES == {"scheduled"}
     for name, o in seed.items():
         assert actions.status_after("log_outreach", {"outcome": name}) == ("done" if o.closes_task else "open")
-    state = actions.fold([("t:1", "log_outreach", "ann", "2025-01-01T09:00:00",
-                           json.dumps({"method": "call", "outcome": "no_answer"}))])["t:1"]
+    state = actions.fold(
+        [("t:1", "log_outreach", "ann", "2025-01-01T09:00:00", json.dumps({"method": "call", "outcome": "no_answer"}))]
+    )["t:1"]
     assert state.last_outreach == f"call: {seed['no_answer'].label}"
 
 
@@ -87,16 +89,27 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("text,where", [
-    ("rule,label,queue,priority,escalated_priority,subject,emitted_by,description\n"
-     "r1,Rule one,front_desk,high,,referral,work_queue_candidates,x\n", "line 2, column priority"),
-    ("rule,label,queue,priority,escalated_priority,subject,emitted_by,description\n"
-     "r1,Rule one,back_office,1,,referral,work_queue_candidates,x\n", "line 2, column queue"),
-    ("rule,label,queue,priority,escalated_priority,subject,emitted_by,description\n"
-     "r1,Rule one,front_desk,1,,referral,work_queue_candidates,x\nr1,Again,front_desk,1,,referral,x,x\n",
-     "line 3, column rule"),
-    ("rule,label,queue,priority\nr1,Rule one,front_desk,1\n", "missing column(s) escalated_priority"),
-])
+@pytest.mark.parametrize(
+    "text,where",
+    [
+        (
+            "rule,label,queue,priority,escalated_priority,subject,emitted_by,description\n"
+            "r1,Rule one,front_desk,high,,referral,work_queue_candidates,x\n",
+            "line 2, column priority",
+        ),
+        (
+            "rule,label,queue,priority,escalated_priority,subject,emitted_by,description\n"
+            "r1,Rule one,back_office,1,,referral,work_queue_candidates,x\n",
+            "line 2, column queue",
+        ),
+        (
+            "rule,label,queue,priority,escalated_priority,subject,emitted_by,description\n"
+            "r1,Rule one,front_desk,1,,referral,work_queue_candidates,x\nr1,Again,front_desk,1,,referral,x,x\n",
+            "line 3, column rule",
+        ),
+        ("rule,label,queue,priority\nr1,Rule one,front_desk,1\n", "missing column(s) escalated_priority"),
+    ],
+)
 def test_a_malformed_rules_seed_names_file_line_and_column_never_the_value(tmp_path, text, where):
     path = _write(tmp_path, "work_queue_rules.csv", text)
     with pytest.raises(queue_vocabulary.VocabularyError) as exc:
@@ -107,8 +120,9 @@ def test_a_malformed_rules_seed_names_file_line_and_column_never_the_value(tmp_p
 
 
 def test_a_malformed_outcomes_seed_says_what_to_fix(tmp_path):
-    path = _write(tmp_path, "work_queue_outcomes.csv",
-                  "outcome,label,counts_as_contact,closes_task\nreached,Reached,yes,false\n")
+    path = _write(
+        tmp_path, "work_queue_outcomes.csv", "outcome,label,counts_as_contact,closes_task\nreached,Reached,yes,false\n"
+    )
     expected = "line 2, column counts_as_contact: expected true or false"
     with pytest.raises(queue_vocabulary.VocabularyError, match=expected):
         queue_vocabulary.outcomes(path)

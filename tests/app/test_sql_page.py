@@ -4,7 +4,6 @@ page, the page keeps working for the next query, and path-revealing or DML-in-CT
 from __future__ import annotations
 
 import pytest
-
 from app_helpers import open_page, rerun
 
 
@@ -24,11 +23,14 @@ def test_memory_attack_shows_a_clear_error_and_the_page_keeps_working(app_home):
     assert any(list(d.value.columns) == ["kpi", "n"] for d in at.dataframe)
 
 
-@pytest.mark.parametrize("sql,message", [
-    ("select * from duckdb_databases()", "not available on this page"),
-    ("select current_setting('temp_directory')", "not available on this page"),
-    ("with x as (delete from marts.practice_kpis returning *) select * from x", "DELETE may not appear"),
-])
+@pytest.mark.parametrize(
+    "sql,message",
+    [
+        ("select * from duckdb_databases()", "not available on this page"),
+        ("select current_setting('temp_directory')", "not available on this page"),
+        ("with x as (delete from marts.practice_kpis returning *) select * from x", "DELETE may not appear"),
+    ],
+)
 def test_page_refuses_paths_and_hidden_writes(app_home, sql, message):
     at = open_page(app_home, "analyst", "sql")
     _submit(at, app_home, sql)

@@ -72,27 +72,55 @@ def test_front_desk_sees_only_their_clinics(app_home):
 
 def _cands() -> pd.DataFrame:
     t = pd.Timestamp("2024-05-01 09:00")
-    return pd.DataFrame({
-        "task_id": ["uncontacted_referral:R1", "active_no_future_appt:E1", "uncontacted_referral:R2",
-                    "contacted_unscheduled:R3", "uncontacted_referral:R4"],
-        "rule": ["uncontacted_referral", "active_no_future_appt", "uncontacted_referral", "contacted_unscheduled",
-                 "uncontacted_referral"],
-        "referral_id": ["R1", None, "R2", "R3", "R4"], "clinic_id": "C1",
-        "reason": ["New referral: call.", "Book the next visit.", "New referral: call.", "Offer a time.",
-                   "New referral: call."],
-        "priority": [1, 1, 1, 2, 1],
-        "due_at": [t, t + pd.Timedelta(hours=1), t + pd.Timedelta(hours=2), t, t + pd.Timedelta(hours=3)]})
+    return pd.DataFrame(
+        {
+            "task_id": [
+                "uncontacted_referral:R1",
+                "active_no_future_appt:E1",
+                "uncontacted_referral:R2",
+                "contacted_unscheduled:R3",
+                "uncontacted_referral:R4",
+            ],
+            "rule": [
+                "uncontacted_referral",
+                "active_no_future_appt",
+                "uncontacted_referral",
+                "contacted_unscheduled",
+                "uncontacted_referral",
+            ],
+            "referral_id": ["R1", None, "R2", "R3", "R4"],
+            "clinic_id": "C1",
+            "reason": [
+                "New referral: call.",
+                "Book the next visit.",
+                "New referral: call.",
+                "Offer a time.",
+                "New referral: call.",
+            ],
+            "priority": [1, 1, 1, 2, 1],
+            "due_at": [t, t + pd.Timedelta(hours=1), t + pd.Timedelta(hours=2), t, t + pd.Timedelta(hours=3)],
+        }
+    )
 
 
 def test_referral_tasks_ranked_by_value_at_stake_within_priority():
-    leads = pd.DataFrame({"referral_id": ["R1", "R2", "R3", "R9"], "p_convert": [0.3, 0.72, 0.5, 0.9],
-                          "value_at_stake_usd": [200.0, 640.0, 300.0, 999.0]})
+    leads = pd.DataFrame(
+        {
+            "referral_id": ["R1", "R2", "R3", "R9"],
+            "p_convert": [0.3, 0.72, 0.5, 0.9],
+            "value_at_stake_usd": [200.0, 640.0, 300.0, 999.0],
+        }
+    )
     view = wq.assemble(_cands(), {}, datetime(2024, 5, 1, 8), leads)
     # priority 1 slots held by referral tasks (1st, 3rd, 4th) are refilled by value; the unscored R4 and the
     # non-referral task keep their places
-    assert view["task_id"].tolist() == ["uncontacted_referral:R2", "active_no_future_appt:E1",
-                                        "uncontacted_referral:R1", "uncontacted_referral:R4",
-                                        "contacted_unscheduled:R3"]
+    assert view["task_id"].tolist() == [
+        "uncontacted_referral:R2",
+        "active_no_future_appt:E1",
+        "uncontacted_referral:R1",
+        "uncontacted_referral:R4",
+        "contacted_unscheduled:R3",
+    ]
     row = view[view["task_id"] == "uncontacted_referral:R2"].iloc[0]
     assert row["reason"] == "New referral: call. Likely to convert: 72% · ≈$640 at stake"
     assert "Likely" not in view[view["task_id"] == "active_no_future_appt:E1"].iloc[0]["reason"]
@@ -101,10 +129,16 @@ def test_referral_tasks_ranked_by_value_at_stake_within_priority():
 
 def test_queue_unchanged_without_lead_scores():
     plain = wq.assemble(_cands(), {}, datetime(2024, 5, 1, 8))
-    empty = wq.assemble(_cands(), {}, datetime(2024, 5, 1, 8), pd.DataFrame(
-        columns=["referral_id", "p_convert", "value_at_stake_usd"]))
-    order = ["uncontacted_referral:R1", "active_no_future_appt:E1", "uncontacted_referral:R2",
-             "uncontacted_referral:R4", "contacted_unscheduled:R3"]
+    empty = wq.assemble(
+        _cands(), {}, datetime(2024, 5, 1, 8), pd.DataFrame(columns=["referral_id", "p_convert", "value_at_stake_usd"])
+    )
+    order = [
+        "uncontacted_referral:R1",
+        "active_no_future_appt:E1",
+        "uncontacted_referral:R2",
+        "uncontacted_referral:R4",
+        "contacted_unscheduled:R3",
+    ]
     assert plain["task_id"].tolist() == order and empty["task_id"].tolist() == order
     assert not plain["reason"].str.contains("Likely").any()
 
@@ -126,6 +160,7 @@ def test_lead_scores_read_only_when_the_table_exists(app_home, copy_home):
 
 def test_work_queue_page_renders_without_lead_scores(app_home, copy_home):
     import duckdb
+
     home = copy_home(app_home)
     con = duckdb.connect(str(home.analytics_db))
     con.execute("drop table if exists ml.lead_scores")

@@ -16,13 +16,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
-pytestmark = pytest.mark.skipif(not LINT_IMPORTS.exists(),
-                                reason="import-linter is not installed (pip install -e '.[dev]')")
+pytestmark = pytest.mark.skipif(
+    not LINT_IMPORTS.exists(), reason="import-linter is not installed (pip install -e '.[dev]')"
+)
 
 
 def _lint(cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LINT_IMPORTS), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _broken(report: str) -> str:
@@ -63,13 +69,16 @@ def test_a_well_layered_tree_passes(tmp_path):
     assert run.returncode == 0, run.stdout[-4000:]
 
 
-@pytest.mark.parametrize("importer, imported, contract", [
-    ("ptpulse/core/config.py", "ml", "ptpulse.core imports nothing of ours"),
-    ("ingestion/__init__.py", "ptpulse.build", "One-way layers"),
-    ("ml/__init__.py", "ingestion", "One-way layers"),
-    ("app/__init__.py", "ptpulse.build", "The app imports the base floor only"),
-    ("ptpulse/build/__init__.py", "app", "Nothing below the app imports it"),
-])
+@pytest.mark.parametrize(
+    "importer, imported, contract",
+    [
+        ("ptpulse/core/config.py", "ml", "ptpulse.core imports nothing of ours"),
+        ("ingestion/__init__.py", "ptpulse.build", "One-way layers"),
+        ("ml/__init__.py", "ingestion", "One-way layers"),
+        ("app/__init__.py", "ptpulse.build", "The app imports the base floor only"),
+        ("ptpulse/build/__init__.py", "app", "Nothing below the app imports it"),
+    ],
+)
 def test_an_upward_import_breaks_a_contract(tmp_path, importer, imported, contract):
     _tree(tmp_path, LAYOUT)
     path = tmp_path / importer

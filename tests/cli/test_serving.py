@@ -129,7 +129,7 @@ def test_abandoned_build_folders_are_removed_but_never_the_served_one(tmp_path):
     settings = get_settings(tmp_path / "home").ensure()
     served = _make_build(settings)
     serve_build_dir(settings, served)
-    killed = _make_build(settings)                       # a build killed before its swap
+    killed = _make_build(settings)  # a build killed before its swap
     (settings.build_dir / "dbt" / "target").mkdir(parents=True)  # dbt's stable work dir stays
     (settings.build_dir / "docs").mkdir()
     os.symlink(killed.name, settings.build_dir / ".served.deadbeef.tmp")  # a swap killed before its rename

@@ -63,21 +63,37 @@ def installed(tmp_path_factory) -> dict:
     assert run.returncode == 0, run.stderr[-3000:]
     wheel = next((tmp / "dist").glob("ptpulse-*.whl"))
     target = tmp / "site"
-    run = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
-                          str(wheel)], capture_output=True, text=True, timeout=300, cwd=tmp)
+    run = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PTPULSE_")}
     env["PYTHONPATH"] = os.pathsep.join([str(target), sysconfig.get_paths()["purelib"]])
     env["PYTHONNOUSERSITE"] = "1"
     cwd = tmp / "elsewhere"
     cwd.mkdir()
-    return {"python": getattr(sys, "_base_executable", sys.executable), "env": env, "cwd": cwd,
-            "target": target, "home": tmp / "home"}
+    return {
+        "python": getattr(sys, "_base_executable", sys.executable),
+        "env": env,
+        "cwd": cwd,
+        "target": target,
+        "home": tmp / "home",
+    }
 
 
 def _ptpulse(installed: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([installed["python"], "-m", "ptpulse.cli", *args], env=installed["env"],
-                          cwd=installed["cwd"], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [installed["python"], "-m", "ptpulse.cli", *args],
+        env=installed["env"],
+        cwd=installed["cwd"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_the_wheel_carries_the_app_and_the_dbt_project(installed):
@@ -87,9 +103,14 @@ def test_the_wheel_carries_the_app_and_the_dbt_project(installed):
     assert (target / "dbt_project" / "profiles.yml").is_file()
     assert list((target / "dbt_project" / "models").rglob("*.sql"))
     assert list((target / "ingestion" / "contracts").glob("*.yml"))
-    where = subprocess.run([installed["python"], "-c",
-                            "import ptpulse.core.config as c; print(c.INSTALL_ROOT); print(c.DBT_PROJECT_DIR)"],
-                           env=installed["env"], cwd=installed["cwd"], capture_output=True, text=True, timeout=60)
+    where = subprocess.run(
+        [installed["python"], "-c", "import ptpulse.core.config as c; print(c.INSTALL_ROOT); print(c.DBT_PROJECT_DIR)"],
+        env=installed["env"],
+        cwd=installed["cwd"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert where.returncode == 0, where.stderr[-2000:]
     assert where.stdout.split() == [str(target), str(target / "dbt_project")], "the checkout was imported"
 
@@ -107,9 +128,14 @@ def test_installed_cli_ingests_and_builds_outside_the_checkout(installed):
 
 def test_installed_cli_serves_the_app(installed):
     port = _free_port()
-    proc = subprocess.Popen([installed["python"], "-m", "ptpulse.cli", "app", "--port", str(port), "--home",
-                             str(installed["home"])], env=installed["env"], cwd=installed["cwd"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [installed["python"], "-m", "ptpulse.cli", "app", "--port", str(port), "--home", str(installed["home"])],
+        env=installed["env"],
+        cwd=installed["cwd"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline, answer = time.monotonic() + 45, ""
         while time.monotonic() < deadline and proc.poll() is None:

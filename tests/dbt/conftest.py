@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from ingestion.loader import ingest
 from ptpulse.build.orchestrate import build
 from ptpulse.core.config import Settings, get_settings
-from ingestion.loader import ingest
 
 TINY = Path(__file__).parent / "tiny_practice"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from conftest import copy_of
+
 import ptpulse.core.deid
 from ptpulse.build.dbt_runner import generate_docs
 from ptpulse.build.orchestrate import build
@@ -60,13 +60,19 @@ def test_deidentified_twin_served_with_each_build(tiny_home):
     no dim_patients, no PHI or free-text column, same rows."""
     with duckdb.connect(str(tiny_home.analytics_deid_db), read_only=True) as con:
         assert deid_problems(con) == []
-        tables = {f"{s}.{t}" for s, t in con.execute(
-            "select schema_name, table_name from duckdb_tables() where not internal").fetchall()}
+        tables = {
+            f"{s}.{t}"
+            for s, t in con.execute("select schema_name, table_name from duckdb_tables() where not internal").fetchall()
+        }
         deid_build = con.execute("select build_id from marts.build_info").fetchone()
         deid_history = con.execute("select build_id from meta.builds order by started_at").fetchall()
         deid_rows = con.execute("select count(*) from marts.appointments").fetchone()
-        cols = {r[0] for r in con.execute("select column_name from information_schema.columns "
-                                          "where table_name = 'appointments'").fetchall()}
+        cols = {
+            r[0]
+            for r in con.execute(
+                "select column_name from information_schema.columns where table_name = 'appointments'"
+            ).fetchall()
+        }
     with duckdb.connect(str(tiny_home.analytics_db), read_only=True) as con:
         assert con.execute("select count(*) from marts.dim_patients").fetchone()[0] > 0
         full_build = con.execute("select build_id from marts.build_info").fetchone()
@@ -94,9 +100,12 @@ def test_failing_error_test_keeps_previous_file_served(tiny_home, tmp_path):
     home = copy_of(tiny_home, tmp_path / "home")
     project = tmp_path / "dbt_project"
     shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
-    model = project / "models" / "marts" / "revenue" / "claims.sql"   # break the billed = paid + ... + balance invariant
-    model.write_text(model.read_text().replace("c.write_off_usd\n        as insurance_balance_usd",
-                                               "c.write_off_usd + 1\n        as insurance_balance_usd"))
+    model = project / "models" / "marts" / "revenue" / "claims.sql"  # break the billed = paid + ... + balance invariant
+    model.write_text(
+        model.read_text().replace(
+            "c.write_off_usd\n        as insurance_balance_usd", "c.write_off_usd + 1\n        as insurance_balance_usd"
+        )
+    )
     before, before_deid = _sha(home.analytics_db), _sha(home.analytics_deid_db)
     result = build(home, project_dir=project)
     assert not result.ok and "claims" in result.message and "expression_is_true" in result.message
@@ -107,17 +116,33 @@ def test_failing_error_test_keeps_previous_file_served(tiny_home, tmp_path):
 def test_raw_untouched_history_and_app_actions(tiny_home, tmp_path):
     home = copy_of(tiny_home, tmp_path / "home")
     raw_before = _sha(home.raw_db)
-    app = _write_actions(home.app_db, [
-        ("uncontacted_referral:R09", "log_outreach", "fd1", "2025-03-31T18:00:00Z",
-         json.dumps({"method": "call", "outcome": "reached"})),
-        ("contacted_unscheduled:R10", "snooze", "fd1", "2025-03-31T18:05:00Z", json.dumps({"until": "2025-04-05T09:00:00"})),
-        ("eval_no_show_rebook:R04", "mark_lost", "fd1", "2025-03-31T18:10:00Z", json.dumps({"reason": "moved"})),
-        ("auth_expiring:AU1", "claim", "fd2", "2025-03-31T18:15:00Z", "{}"),
-    ])
+    app = _write_actions(
+        home.app_db,
+        [
+            (
+                "uncontacted_referral:R09",
+                "log_outreach",
+                "fd1",
+                "2025-03-31T18:00:00Z",
+                json.dumps({"method": "call", "outcome": "reached"}),
+            ),
+            (
+                "contacted_unscheduled:R10",
+                "snooze",
+                "fd1",
+                "2025-03-31T18:05:00Z",
+                json.dumps({"until": "2025-04-05T09:00:00"}),
+            ),
+            ("eval_no_show_rebook:R04", "mark_lost", "fd1", "2025-03-31T18:10:00Z", json.dumps({"reason": "moved"})),
+            ("auth_expiring:AU1", "claim", "fd2", "2025-03-31T18:15:00Z", "{}"),
+        ],
+    )
     # the app is mid-write (an open write transaction in WAL mode) while the build copies its state
     app.execute("begin immediate")
-    app.execute("insert into actions (task_id, action, actor, acted_at, payload) values "
-                "('auth_expiring:AU2', 'claim', 'fd3', '2025-03-31T18:20:00Z', '{}')")
+    app.execute(
+        "insert into actions (task_id, action, actor, acted_at, payload) values "
+        "('auth_expiring:AU2', 'claim', 'fd3', '2025-03-31T18:20:00Z', '{}')"
+    )
     try:
         result = build(home)
     finally:
@@ -128,22 +153,27 @@ def test_raw_untouched_history_and_app_actions(tiny_home, tmp_path):
     assert not Path(str(home.analytics_db) + ".wal").exists()
 
     with duckdb.connect(str(home.analytics_db), read_only=True) as con:
-        queue = {r[0]: r[1:] for r in con.execute(
-            "select task_id, due_at, claimed_by from marts.work_queue_candidates").fetchall()}
+        queue = {
+            r[0]: r[1:]
+            for r in con.execute("select task_id, due_at, claimed_by from marts.work_queue_candidates").fetchall()
+        }
         builds = con.execute("select build_id from meta.builds order by started_at").fetchall()
-        r09 = con.execute("select first_contact_at, hours_to_contact from marts.referral_funnel "
-                          "where referral_id = 'R09'").fetchone()
-        hours = con.execute("select numerator, denominator from marts.practice_kpis where clinic_id = 'ALL' "
-                            "and grain = 'month' and kpi = 'hours_to_first_contact'").fetchone()
-    assert "uncontacted_referral:R09" not in queue            # the logged outreach is the first contact
-    assert "contacted_unscheduled:R09" not in queue            # reached after as_of: 48 h schedule SLA not over
+        r09 = con.execute(
+            "select first_contact_at, hours_to_contact from marts.referral_funnel where referral_id = 'R09'"
+        ).fetchone()
+        hours = con.execute(
+            "select numerator, denominator from marts.practice_kpis where clinic_id = 'ALL' "
+            "and grain = 'month' and kpi = 'hours_to_first_contact'"
+        ).fetchone()
+    assert "uncontacted_referral:R09" not in queue  # the logged outreach is the first contact
+    assert "contacted_unscheduled:R09" not in queue  # reached after as_of: 48 h schedule SLA not over
     assert queue["contacted_unscheduled:R10"][0] == datetime(2025, 4, 5, 9, 0)  # snoozed
-    assert "eval_no_show_rebook:R04" not in queue              # marked lost
+    assert "eval_no_show_rebook:R04" not in queue  # marked lost
     assert queue["auth_expiring:AU1"][1] == "fd2"
-    assert queue["auth_expiring:AU2"][1] is None               # uncommitted when the build read app state
+    assert queue["auth_expiring:AU2"][1] is None  # uncommitted when the build read app state
     assert r09 == (datetime(2025, 3, 31, 18, 0), pytest.approx(175.0))
     assert hours == (pytest.approx(54.5 + 175), 12)
-    assert len(builds) == 2                                    # the tiny build's history carried forward
+    assert len(builds) == 2  # the tiny build's history carried forward
 
 
 def test_docs_generate(tiny_home, tmp_path):
@@ -159,8 +189,9 @@ def test_docs_generate(tiny_home, tmp_path):
     undocumented = [(n["name"], c) for n in marts for c, col in n["columns"].items() if not col["description"]]
     assert not undocumented
     built = catalog["nodes"]["model.ptpulse.referral_funnel"]["columns"]
-    assert set(c.lower() for c in built) <= set(c.lower() for c in
-                                                manifest["nodes"]["model.ptpulse.referral_funnel"]["columns"])
+    assert set(c.lower() for c in built) <= set(
+        c.lower() for c in manifest["nodes"]["model.ptpulse.referral_funnel"]["columns"]
+    )
 
 
 def test_as_of_var_overrides_the_data_clock(tiny_home, tmp_path):
@@ -193,24 +224,38 @@ def test_app_outcomes_confirms_and_queue_windows(tiny_home, tmp_path):
     at as_of 2025-04-20 the unsigned note N14 (created 03-19, > 30 days before) belongs to the compliance
     report, not the daily queue."""
     home = copy_of(tiny_home, tmp_path / "home")
-    _write_actions(home.app_db, [
-        ("uncontacted_referral:R09", "log_outreach", "fd1", "2025-03-31T18:00:00Z",
-         json.dumps({"method": "call", "outcome": "declined"})),
-        ("contacted_unscheduled:R10", "log_outreach", "fd1", "2025-03-31T18:10:00Z",
-         json.dumps({"method": "call", "outcome": "scheduled"})),
-        ("confirm_high_risk:A16", "confirm", "fd2", "2025-03-31T18:20:00Z", json.dumps({"appointment_id": "A16"})),
-    ]).close()
+    _write_actions(
+        home.app_db,
+        [
+            (
+                "uncontacted_referral:R09",
+                "log_outreach",
+                "fd1",
+                "2025-03-31T18:00:00Z",
+                json.dumps({"method": "call", "outcome": "declined"}),
+            ),
+            (
+                "contacted_unscheduled:R10",
+                "log_outreach",
+                "fd1",
+                "2025-03-31T18:10:00Z",
+                json.dumps({"method": "call", "outcome": "scheduled"}),
+            ),
+            ("confirm_high_risk:A16", "confirm", "fd2", "2025-03-31T18:20:00Z", json.dumps({"appointment_id": "A16"})),
+        ],
+    ).close()
     result = build(home, dbt_vars={"as_of": "2025-04-20 12:00:00"})
     assert result.ok, result.message
     with duckdb.connect(str(home.analytics_db), read_only=True) as con:
-        r09 = con.execute("select contacted_at, current_stage from marts.referral_funnel "
-                          "where referral_id = 'R09'").fetchone()
+        r09 = con.execute(
+            "select contacted_at, current_stage from marts.referral_funnel where referral_id = 'R09'"
+        ).fetchone()
         confirmed = con.execute("select confirmed_at from marts.appointments where appointment_id = 'A16'").fetchone()
         queue = {r[0]: r[1] for r in con.execute("select task_id, reason from marts.work_queue_candidates").fetchall()}
-    assert r09 == (datetime(2025, 3, 31, 18, 0), "contacted")   # declined on the call = reached
+    assert r09 == (datetime(2025, 3, 31, 18, 0), "contacted")  # declined on the call = reached
     assert confirmed == (datetime(2025, 3, 31, 18, 20),)
-    assert "contacted_unscheduled:R10" not in queue             # the outreach booked it: task done
-    assert "unsigned_note:N14" not in queue                     # 32 days old at this as_of
+    assert "contacted_unscheduled:R10" not in queue  # the outreach booked it: task done
+    assert "unsigned_note:N14" not in queue  # 32 days old at this as_of
 
 
 # ------------------------------------------------------------------------------- serving, crashes, cleanup
@@ -305,14 +350,21 @@ def test_kill_9_of_a_real_build_frees_the_lock_and_its_folder_is_removed_by_the_
     home = copy_of(tiny_home, tmp_path / "home")
     first_id = _served_ids(home)[0]
     before = (_sha(home.analytics_db), _sha(home.analytics_deid_db))
-    proc = subprocess.Popen([sys.executable, "-m", "ptpulse.cli", "build", "--home", str(home.home)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ptpulse.cli", "build", "--home", str(home.home)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=str(tmp_path),
+    )
     try:
         deadline = time.monotonic() + 120
         abandoned = []
         while time.monotonic() < deadline and not abandoned:
-            abandoned = [p for p in home.build_dir.glob("*/analytics.duckdb")
-                         if p.parent.name != "served" and not p.parent.name.endswith("-adopted")]
+            abandoned = [
+                p
+                for p in home.build_dir.glob("*/analytics.duckdb")
+                if p.parent.name != "served" and not p.parent.name.endswith("-adopted")
+            ]
             time.sleep(0.05)
         assert abandoned, "the build subprocess never created its folder"
         assert lock_holder(home) is not None and "ptpulse build" in lock_holder(home)
@@ -320,7 +372,7 @@ def test_kill_9_of_a_real_build_frees_the_lock_and_its_folder_is_removed_by_the_
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert home.lock_file.with_suffix(".holder").exists()  # left behind by the kill ...
-    assert lock_holder(home) is None                       # ... but the OS lock is free
+    assert lock_holder(home) is None  # ... but the OS lock is free
     assert (_sha(home.analytics_db), _sha(home.analytics_deid_db)) == before
     assert abandoned[0].parent.exists()
 

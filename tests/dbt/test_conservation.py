@@ -25,10 +25,10 @@ OUTCOMES = "('arrived', 'completed', 'cancelled', 'late_cancelled', 'no_show')"
 @pytest.fixture(scope="module")
 def dirty_home(tmp_path_factory):
     """The small practice (same seed) with 3% dirt, landed and built by dbt (no ML: the marts are dbt's)."""
-    from seed_data.generator import generate
     from ingestion.loader import ingest
     from ptpulse.build.orchestrate import build
     from ptpulse.core.config import get_settings
+    from seed_data.generator import generate
 
     out = tmp_path_factory.mktemp("small_dirty")
     generate(out, scale="small", seed=42, dirty=0.03)
@@ -50,25 +50,31 @@ def con(request, small_built):
 
 def _latest(source: str, key: str, time_col: str) -> str:
     """The landed rows of a raw table, latest version per natural key (the loader's and staging's rule)."""
-    return (f"(select * from landed.raw.{source} qualify row_number() over (partition by {key} "
-            f"order by {time_col} desc, _load_id desc, _line desc) = 1)")
+    return (
+        f"(select * from landed.raw.{source} qualify row_number() over (partition by {key} "
+        f"order by {time_col} desc, _load_id desc, _line desc) = 1)"
+    )
 
 
 def _landed_money(con) -> dict[str, float]:
-    rows = con.execute(f"""select event_type, sum(amount_usd) from {_latest('remittances', 'remit_id', 'event_at')}
+    rows = con.execute(f"""select event_type, sum(amount_usd) from {_latest("remittances", "remit_id", "event_at")}
         where cast(event_at as date) <= (select cast(as_of as date) from marts.build_info) group by 1""").fetchall()
     return {k: float(v) for k, v in rows}
 
 
 def _kpi_total(con, kpi: str) -> tuple[float, float]:
-    num, den = con.execute("""select sum(numerator), sum(denominator) from marts.practice_kpis
-        where clinic_id = 'ALL' and grain = 'month' and kpi = ?""", [kpi]).fetchone()
+    num, den = con.execute(
+        """select sum(numerator), sum(denominator) from marts.practice_kpis
+        where clinic_id = 'ALL' and grain = 'month' and kpi = ?""",
+        [kpi],
+    ).fetchone()
     return float(num), float(den)
 
 
 def test_charges_landed_equal_charges_in_marts(con):
-    landed = con.execute(f"select sum(charge_usd), count(*) from {_latest('charges', 'charge_id', 'posted_at')}"
-                         ).fetchone()
+    landed = con.execute(
+        f"select sum(charge_usd), count(*) from {_latest('charges', 'charge_id', 'posted_at')}"
+    ).fetchone()
     assert con.execute("select sum(charge_usd), count(*) from marts.charge_lines").fetchone() == landed
     billed = con.execute(f"select sum(billed_usd) from {_latest('claims', 'claim_id', 'submitted_at')}").fetchone()
     assert con.execute("select sum(billed_usd) from marts.claims").fetchone() == billed
@@ -83,26 +89,41 @@ def test_cash_landed_equals_cash_in_practice_kpis(con):
 
 def test_contractual_adjustments_landed_equal_those_in_practice_kpis(con):
     # net collection rate denominator = charges billed for services by as_of - adjustments posted by as_of
-    billed = float(con.execute("""select sum(billed_usd) from marts.claims, marts.build_info
-        where service_date <= cast(as_of as date)""").fetchone()[0])
+    billed = float(
+        con.execute("""select sum(billed_usd) from marts.claims, marts.build_info
+        where service_date <= cast(as_of as date)""").fetchone()[0]
+    )
     in_kpis = billed - _kpi_total(con, "net_collection_rate")[1]
     assert in_kpis == pytest.approx(_landed_money(con)["contractual_adjustment"], abs=0.005)
 
 
-@pytest.mark.parametrize("event_type", ["payer_payment", "patient_payment", "contractual_adjustment",
-                                        "patient_responsibility", "write_off"])
+@pytest.mark.parametrize(
+    "event_type", ["payer_payment", "patient_payment", "contractual_adjustment", "patient_responsibility", "write_off"]
+)
 def test_every_remittance_dollar_is_in_a_claim_or_attributed(con, event_type):
-    column = {"payer_payment": "payer_paid_usd", "patient_payment": "patient_paid_usd",
-              "contractual_adjustment": "contractual_adj_usd", "patient_responsibility": "patient_resp_usd",
-              "write_off": "write_off_usd"}[event_type]
-    landed = con.execute(f"select coalesce(sum(amount_usd), 0) from {_latest('remittances', 'remit_id', 'event_at')}"
-                         " where event_type = ?", [event_type]).fetchone()[0]
+    column = {
+        "payer_payment": "payer_paid_usd",
+        "patient_payment": "patient_paid_usd",
+        "contractual_adjustment": "contractual_adj_usd",
+        "patient_responsibility": "patient_resp_usd",
+        "write_off": "write_off_usd",
+    }[event_type]
+    landed = con.execute(
+        f"select coalesce(sum(amount_usd), 0) from {_latest('remittances', 'remit_id', 'event_at')}"
+        " where event_type = ?",
+        [event_type],
+    ).fetchone()[0]
     in_claims = con.execute(f"select sum({column}) from marts.claims").fetchone()[0]
-    orphan = con.execute("""select coalesce(sum(amount_usd), 0) from intermediate.int_remittances_attributed
-        where not claim_known and event_type = ?""", [event_type]).fetchone()[0]
+    orphan = con.execute(
+        """select coalesce(sum(amount_usd), 0) from intermediate.int_remittances_attributed
+        where not claim_known and event_type = ?""",
+        [event_type],
+    ).fetchone()[0]
     assert in_claims + orphan == landed
-    attributed = con.execute("select coalesce(sum(amount_usd), 0) from intermediate.int_remittances_attributed "
-                             "where event_type = ?", [event_type]).fetchone()[0]
+    attributed = con.execute(
+        "select coalesce(sum(amount_usd), 0) from intermediate.int_remittances_attributed where event_type = ?",
+        [event_type],
+    ).fetchone()[0]
     assert attributed == landed
 
 
@@ -120,10 +141,10 @@ def test_every_appointment_in_exactly_one_status(con):
     assert len(rows) == len({r[0] for r in rows}) == landed
     assert {r[1] for r in rows} <= STATUSES
     stuck = con.execute(f"""select count(*) from marts.appointments where status = 'scheduled' and appointment_id in
-        (select appointment_id from {_latest('scheduling_events', 'event_id', 'event_at')}
+        (select appointment_id from {_latest("scheduling_events", "event_id", "event_at")}
          where event_type in {OUTCOMES})""").fetchone()[0]
     assert stuck == 0, f"{stuck} appointments with a recorded outcome still 'scheduled'"
     unresolved = con.execute(f"""select count(*) from marts.appointments where status <> 'scheduled'
-        and appointment_id not in (select appointment_id from {_latest('scheduling_events', 'event_id', 'event_at')}
+        and appointment_id not in (select appointment_id from {_latest("scheduling_events", "event_id", "event_at")}
          where event_type in {OUTCOMES})""").fetchone()[0]
     assert unresolved == 0

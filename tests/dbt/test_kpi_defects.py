@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shutil
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -24,8 +25,6 @@ import pytest
 from ingestion.loader import ingest
 from ptpulse.build.orchestrate import build
 from ptpulse.core.config import get_settings
-
-from pathlib import Path
 
 pytestmark = pytest.mark.slow
 
@@ -47,21 +46,32 @@ def _append(path, lines: list[str]) -> None:
 def edge_home(tmp_path_factory):
     src = tmp_path_factory.mktemp("tiny_edges") / "csv"
     shutil.copytree(TINY, src)
-    _replace(src / "claims.csv", "C01,E01,P01,CL001,PY1,2025-03-05,2025-03-05 16:00:00,270.00",
-             "C01,E01,P01,CL001,PY1,2025-03-05,2024-13-45 16:00:00,270.00")
+    _replace(
+        src / "claims.csv",
+        "C01,E01,P01,CL001,PY1,2025-03-05,2025-03-05 16:00:00,270.00",
+        "C01,E01,P01,CL001,PY1,2025-03-05,2024-13-45 16:00:00,270.00",
+    )
     _append(src / "remittances.csv", ["RM901,C99,PY1,payer_payment,2025-03-25 12:00:00,25.00,,,CHK901"])
-    _replace(src / "documentation_events.csv", "N01,E01,A01,P01,CL001,T1,initial_eval,2025-03-05,2025-03-05 11:10:00,",
-             "N01,E01,A01,P01,CL001,T1,initial_eval,2025-03-05,not a date,")
-    _append(src / "intake_events.csv", [
-        "IE901,R04,P04,CL001,lost,2025-03-14 10:00:00,,,,,,,,,eval_no_show,fd1",
-        "IE902,R13,P10,CL001,received,2025-03-28 09:00:00,lead,direct_access,,,PY1,M25.511,,,,fd1",
-        "IE903,R13,P10,CL001,outreach,2025-03-28 10:00:00,,,,,,,call,left_message,,fd1",
-        "IE904,R14,P10,CL001,received,2025-03-31 09:00:00,lead,direct_access,,,PY1,M25.511,,,,fd1",
-        "IE905,R14,P10,CL001,outreach,2025-03-31 10:00:00,,,,,,,call,reached,,fd1",
-        "IE906,R14,P10,CL001,contacted,2025-03-31 10:00:00,,,,,,,,,,fd1",
-    ])
-    _append(src / "scheduling_events.csv", [
-        "SE901,A17,E11,R11,P11,CL001,T1,rescheduled,2025-03-27 11:00:00,2025-03-28 15:00:00,60,initial_eval,,,fd1"])
+    _replace(
+        src / "documentation_events.csv",
+        "N01,E01,A01,P01,CL001,T1,initial_eval,2025-03-05,2025-03-05 11:10:00,",
+        "N01,E01,A01,P01,CL001,T1,initial_eval,2025-03-05,not a date,",
+    )
+    _append(
+        src / "intake_events.csv",
+        [
+            "IE901,R04,P04,CL001,lost,2025-03-14 10:00:00,,,,,,,,,eval_no_show,fd1",
+            "IE902,R13,P10,CL001,received,2025-03-28 09:00:00,lead,direct_access,,,PY1,M25.511,,,,fd1",
+            "IE903,R13,P10,CL001,outreach,2025-03-28 10:00:00,,,,,,,call,left_message,,fd1",
+            "IE904,R14,P10,CL001,received,2025-03-31 09:00:00,lead,direct_access,,,PY1,M25.511,,,,fd1",
+            "IE905,R14,P10,CL001,outreach,2025-03-31 10:00:00,,,,,,,call,reached,,fd1",
+            "IE906,R14,P10,CL001,contacted,2025-03-31 10:00:00,,,,,,,,,,fd1",
+        ],
+    )
+    _append(
+        src / "scheduling_events.csv",
+        ["SE901,A17,E11,R11,P11,CL001,T1,rescheduled,2025-03-27 11:00:00,2025-03-28 15:00:00,60,initial_eval,,,fd1"],
+    )
     settings = get_settings(tmp_path_factory.mktemp("tiny_edges_home")).ensure()
     ingest([src], settings)
     result = build(settings)
@@ -75,8 +85,12 @@ def _one(settings, sql: str, params: list | None = None):
 
 
 def _march(settings, clinic: str, kpi: str):
-    return _one(settings, "select numerator, denominator from marts.practice_kpis where clinic_id = ? and "
-                          "grain = 'month' and period_start = date '2025-03-01' and kpi = ?", [clinic, kpi])
+    return _one(
+        settings,
+        "select numerator, denominator from marts.practice_kpis where clinic_id = ? and "
+        "grain = 'month' and period_start = date '2025-03-01' and kpi = ?",
+        [clinic, kpi],
+    )
 
 
 def test_edits_were_quarantined_as_intended(edge_home):
@@ -100,32 +114,44 @@ def test_defect1_cash_of_a_quarantined_claim_still_counts(edge_home):
 
 def test_defect2_plan_of_care_without_the_evaluation_note(edge_home):
     # R01: evaluated A01 03-05, second visit A02 Fri 03-07 09:00, discharged 03-10: the plan existed by A02
-    row = _one(edge_home, "select f.plan_of_care_at, a.scheduled_start, f.current_stage from marts.referral_funnel f "
-                          "join marts.appointments a on a.appointment_id = 'A02' where f.referral_id = 'R01'")
+    row = _one(
+        edge_home,
+        "select f.plan_of_care_at, a.scheduled_start, f.current_stage from marts.referral_funnel f "
+        "join marts.appointments a on a.appointment_id = 'A02' where f.referral_id = 'R01'",
+    )
     assert row[0] is not None and row[0] == row[1] and row[2] == "discharged"
 
 
 def test_defect3_eval_no_show_wins_over_a_later_lost(edge_home):
-    row = _one(edge_home, "select exit_stage, current_stage, exit_reason, exit_at from marts.referral_funnel "
-                          "where referral_id = 'R04'")
+    row = _one(
+        edge_home,
+        "select exit_stage, current_stage, exit_reason, exit_at from marts.referral_funnel where referral_id = 'R04'",
+    )
     assert row == ("eval_no_show", "eval_no_show", "no_show_at_evaluation", datetime(2025, 3, 7, 8, 0))
     # the EMR already closed it (lost after the no-show): no rebooking task
-    assert _one(edge_home, "select count(*) from marts.work_queue_candidates "
-                           "where task_id = 'eval_no_show_rebook:R04'") == (0,)
+    assert _one(
+        edge_home, "select count(*) from marts.work_queue_candidates where task_id = 'eval_no_show_rebook:R04'"
+    ) == (0,)
 
 
 def test_defect4_contacted_unscheduled_needs_a_reach_and_the_sla(edge_home):
     with duckdb.connect(str(edge_home.analytics_db), read_only=True) as con:
-        tasks = dict(con.execute("select task_id, due_at from marts.work_queue_candidates "
-                                 "where referral_id in ('R10', 'R13', 'R14')").fetchall())
+        tasks = dict(
+            con.execute(
+                "select task_id, due_at from marts.work_queue_candidates where referral_id in ('R10', 'R13', 'R14')"
+            ).fetchall()
+        )
     assert tasks == {
-        "contacted_unscheduled:R10": datetime(2025, 3, 28, 11, 0),   # reached 03-26 11:00 + 48 h
-        "uncontacted_referral:R13": datetime(2025, 3, 29, 9, 0),     # a voicemail is not contact: received + 24 h
-    }                                                                # R14 reached 7 h ago: not due yet
+        "contacted_unscheduled:R10": datetime(2025, 3, 28, 11, 0),  # reached 03-26 11:00 + 48 h
+        "uncontacted_referral:R13": datetime(2025, 3, 29, 9, 0),  # a voicemail is not contact: received + 24 h
+    }  # R14 reached 7 h ago: not due yet
 
 
 def test_defect5_reschedule_logged_after_the_cancellation(edge_home):
-    row = _one(edge_home, "select status, scheduled_start, reschedule_count, is_unresolved from marts.appointments "
-                          "where appointment_id = 'A17'")
+    row = _one(
+        edge_home,
+        "select status, scheduled_start, reschedule_count, is_unresolved from marts.appointments "
+        "where appointment_id = 'A17'",
+    )
     assert row == ("cancelled", datetime(2025, 3, 28, 15, 0), 1, False)
     assert _march(edge_home, "ALL", "cancel_no_show_rate") == (4, 16)

@@ -11,8 +11,11 @@ pytestmark = pytest.mark.slow
 
 
 def _overall(con, kpi: str, where: str = "") -> float:
-    num, den = con.execute(f"""select sum(numerator), sum(denominator) from marts.practice_kpis
-        where clinic_id = 'ALL' and grain = 'month' and kpi = ? {where}""", [kpi]).fetchone()
+    num, den = con.execute(
+        f"""select sum(numerator), sum(denominator) from marts.practice_kpis
+        where clinic_id = 'ALL' and grain = 'month' and kpi = ? {where}""",
+        [kpi],
+    ).fetchone()
     return num / den
 
 
@@ -27,15 +30,15 @@ def con(small_built):
 MATURE = "and period_start < (select cast(date_trunc('month', as_of - interval 90 day) as date) from marts.build_info)"
 
 BANDS = [
-    ("no_show_rate", "", 0.06, 0.14),            # ~10% US PT mean
+    ("no_show_rate", "", 0.06, 0.14),  # ~10% US PT mean
     ("visits_per_discharge", "", 6.0, 11.0),
     ("units_per_visit", "", 3.0, 4.0),
     ("net_revenue_per_visit", MATURE, 95.0, 115.0),  # ~$100-110
-    ("net_revenue_per_visit", "", 90.0, 115.0),      # cash basis: honest over the whole history too
+    ("net_revenue_per_visit", "", 90.0, 115.0),  # cash basis: honest over the whole history too
     # (not net_collection_rate over the whole history: its first months bill before anything is paid)
-    ("denial_rate", "", 0.04, 0.11),             # ~5-10%
-    ("early_dropout_rate", "", 0.12, 0.30),      # ~20%
-    ("poc_completion_rate", "", 0.20, 0.55),     # most practices < 50%
+    ("denial_rate", "", 0.04, 0.11),  # ~5-10%
+    ("early_dropout_rate", "", 0.12, 0.30),  # ~20%
+    ("poc_completion_rate", "", 0.20, 0.55),  # most practices < 50%
 ]
 
 
@@ -57,13 +60,32 @@ def test_cash_kpis_honest_for_recent_periods(con, kpi, low, high):
 
 
 def test_every_kpi_and_mart_populated(con):
-    kpis = {r[0] for r in con.execute("select distinct kpi from marts.practice_kpis where clinic_id = 'ALL'").fetchall()}
+    kpis = {
+        r[0] for r in con.execute("select distinct kpi from marts.practice_kpis where clinic_id = 'ALL'").fetchall()
+    }
     defs = {r[0] for r in con.execute("select kpi from marts.kpi_definitions").fetchall()}
     assert kpis == defs
-    for mart in ["referral_funnel", "appointments", "episodes", "claims", "charge_lines", "visits",
-                 "referral_source_performance", "attribution_touches", "attribution_roi", "attribution_paths",
-                 "revenue_leakage", "work_queue_candidates", "dim_patients", "dim_clinics", "dim_therapists",
-                 "dim_payers", "dim_referring_physicians", "data_quality", "build_info"]:
+    for mart in [
+        "referral_funnel",
+        "appointments",
+        "episodes",
+        "claims",
+        "charge_lines",
+        "visits",
+        "referral_source_performance",
+        "attribution_touches",
+        "attribution_roi",
+        "attribution_paths",
+        "revenue_leakage",
+        "work_queue_candidates",
+        "dim_patients",
+        "dim_clinics",
+        "dim_therapists",
+        "dim_payers",
+        "dim_referring_physicians",
+        "data_quality",
+        "build_info",
+    ]:
         assert con.execute(f"select count(*) from marts.{mart}").fetchone()[0] > 0, mart
 
 

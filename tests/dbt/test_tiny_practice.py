@@ -31,7 +31,6 @@ Marketing spend March: search_ads 500, social 300, organic_web 200 = 1,000.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 
 import duckdb
@@ -115,8 +114,9 @@ def _con(settings):
 
 def _kpis(settings, where: str, params: list) -> dict:
     with _con(settings) as con:
-        rows = con.execute(f"select kpi, numerator, denominator, value from marts.practice_kpis where {where}",
-                           params).fetchall()
+        rows = con.execute(
+            f"select kpi, numerator, denominator, value from marts.practice_kpis where {where}", params
+        ).fetchall()
     return {r[0]: r[1:] for r in rows}
 
 
@@ -140,8 +140,11 @@ def test_kpi_definitions_cover_every_kpi(tiny_home):
 @pytest.mark.parametrize("key", list(SPOT))
 def test_week_and_day_spot_checks(tiny_home, key):
     clinic, grain, start, kpi = key
-    got = _kpis(tiny_home, "clinic_id = ? and grain = ? and period_start = cast(? as date) and kpi = ?",
-                [clinic, grain, start, kpi])
+    got = _kpis(
+        tiny_home,
+        "clinic_id = ? and grain = ? and period_start = cast(? as date) and kpi = ?",
+        [clinic, grain, start, kpi],
+    )
     num, den = SPOT[key]
     assert got[kpi][0] == pytest.approx(num) and got[kpi][1] == pytest.approx(den)
 
@@ -155,19 +158,27 @@ def test_only_march_and_no_future_periods(tiny_home):
 
 
 FUNNEL = {
-    "R01": ("discharged", None, True, True), "R02": ("active", None, True, True),
-    "R03": ("self_discharged", "self_discharged", True, True), "R04": ("eval_no_show", "eval_no_show", False, False),
-    "R05": ("unreachable", "unreachable", False, False), "R06": ("declined", "declined", False, False),
-    "R07": ("discharged", None, True, True), "R08": ("plan_of_care", None, False, True),
-    "R09": ("received", None, False, False), "R10": ("contacted", None, False, False),
-    "R11": ("plan_of_care", None, True, True), "R12": ("insurance_denied", "insurance_denied", False, False),
+    "R01": ("discharged", None, True, True),
+    "R02": ("active", None, True, True),
+    "R03": ("self_discharged", "self_discharged", True, True),
+    "R04": ("eval_no_show", "eval_no_show", False, False),
+    "R05": ("unreachable", "unreachable", False, False),
+    "R06": ("declined", "declined", False, False),
+    "R07": ("discharged", None, True, True),
+    "R08": ("plan_of_care", None, False, True),
+    "R09": ("received", None, False, False),
+    "R10": ("contacted", None, False, False),
+    "R11": ("plan_of_care", None, True, True),
+    "R12": ("insurance_denied", "insurance_denied", False, False),
 }
 
 
 def test_funnel_stages(tiny_home):
     with _con(tiny_home) as con:
-        rows = con.execute("select referral_id, current_stage, exit_stage, converted_webpt, converted_7day "
-                           "from marts.referral_funnel order by 1").fetchall()
+        rows = con.execute(
+            "select referral_id, current_stage, exit_stage, converted_webpt, converted_7day "
+            "from marts.referral_funnel order by 1"
+        ).fetchall()
     assert {r[0]: r[1:] for r in rows} == FUNNEL
 
 
@@ -175,46 +186,56 @@ def test_work_queue(tiny_home):
     with _con(tiny_home) as con:
         rows = dict(con.execute("select task_id, due_at from marts.work_queue_candidates").fetchall())
     assert rows == {
-        "uncontacted_referral:R09": datetime(2025, 3, 25, 11, 0),     # received + 24 h SLA
-        "contacted_unscheduled:R10": datetime(2025, 3, 28, 11, 0),    # contact + 48 h
-        "eval_no_show_rebook:R04": datetime(2025, 3, 8, 8, 0),        # missed eval + 24 h
-        "active_no_future_appt:E11": datetime(2025, 4, 2, 9, 0),      # last visit + 48 h
-        "below_poc_frequency:E08": datetime(2025, 4, 1, 17, 0),       # 2x/week, 1 booked in 14 days
-        "auth_expiring:AU1": datetime(2025, 4, 1, 17, 0),             # 1 of 4 visits left
-        "auth_expiring:AU2": datetime(2025, 4, 1, 17, 0),             # valid to 04-05, 5 days left
-        "unsigned_note:N14": datetime(2025, 3, 20, 10, 10),           # created + 24 h
+        "uncontacted_referral:R09": datetime(2025, 3, 25, 11, 0),  # received + 24 h SLA
+        "contacted_unscheduled:R10": datetime(2025, 3, 28, 11, 0),  # contact + 48 h
+        "eval_no_show_rebook:R04": datetime(2025, 3, 8, 8, 0),  # missed eval + 24 h
+        "active_no_future_appt:E11": datetime(2025, 4, 2, 9, 0),  # last visit + 48 h
+        "below_poc_frequency:E08": datetime(2025, 4, 1, 17, 0),  # 2x/week, 1 booked in 14 days
+        "auth_expiring:AU1": datetime(2025, 4, 1, 17, 0),  # 1 of 4 visits left
+        "auth_expiring:AU2": datetime(2025, 4, 1, 17, 0),  # valid to 04-05, 5 days left
+        "unsigned_note:N14": datetime(2025, 3, 20, 10, 10),  # created + 24 h
     }
 
 
 def test_revenue_leakage(tiny_home):
     """Dollars at stake = units x unit value; the visit value is the net-revenue-per-visit KPI (1250 / 12)."""
     with _con(tiny_home) as con:
-        rows = {r[0]: r[1:] for r in con.execute(
-            "select category, events, units_at_stake, dollars_at_stake from marts.revenue_leakage").fetchall()}
+        rows = {
+            r[0]: r[1:]
+            for r in con.execute(
+                "select category, events, units_at_stake, dollars_at_stake from marts.revenue_leakage"
+            ).fetchall()
+        }
     per_visit = 1250 / 12
-    per_episode = (460 + 300 + 320) / 3   # closed episodes E01, E03, E07
+    per_episode = (460 + 300 + 320) / 3  # closed episodes E01, E03, E07
     assert rows["no_shows"] == (2, 2, pytest.approx(2 * per_visit))
     assert rows["late_cancels"] == (1, 1, pytest.approx(per_visit))
-    assert rows["unfinished_plans"] == (1, 4, pytest.approx(4 * per_visit))   # E03: 6 planned, 2 attended
+    assert rows["unfinished_plans"] == (1, 4, pytest.approx(4 * per_visit))  # E03: 6 planned, 2 attended
     assert rows["unconverted_referrals"] == (4, 4, pytest.approx(4 * per_episode))  # R04 R05 R06 R12
     assert rows["unrecovered_denials"] == (1, 1, pytest.approx(200))
 
 
 def test_attribution(tiny_home):
     with _con(tiny_home) as con:
-        paths = {r[0]: r[1:] for r in con.execute(
-            "select path, conversions, non_conversions, revenue_usd from marts.attribution_paths").fetchall()}
+        paths = {
+            r[0]: r[1:]
+            for r in con.execute(
+                "select path, conversions, non_conversions, revenue_usd from marts.attribution_paths"
+            ).fetchall()
+        }
         sums = con.execute("""select referral_id, max(conversion_value_usd), sum(credit_first), sum(credit_last),
             sum(credit_linear), sum(credit_time_decay), sum(credit_position)
             from marts.attribution_touches group by 1""").fetchall()
-        position = dict(con.execute("""select channel, attributed_revenue_usd from marts.attribution_roi
-            where model = 'position' and month = date '2025-03-01'""").fetchall())
+        position = dict(
+            con.execute("""select channel, attributed_revenue_usd from marts.attribution_roi
+            where model = 'position' and month = date '2025-03-01'""").fetchall()
+        )
     assert paths == {
-        "physician_referral": (3, 3, 170),          # R02 R08 R11 evaluated; R05 R06 R12 exited
+        "physician_referral": (3, 3, 170),  # R02 R08 R11 evaluated; R05 R06 R12 exited
         "events > physician_referral": (1, 0, 460),
         "search_ads > social > search_ads": (1, 0, 300),
         "social > organic_web > social": (1, 0, 320),  # same-time touches ordered by touch id
-        "direct_access": (0, 1, 0),                  # R04 exited; R09 still open (< 30 days) not counted
+        "direct_access": (0, 1, 0),  # R04 exited; R09 still open (< 30 days) not counted
     }
     for ref, value, *credits in sums:
         assert all(c == pytest.approx(float(value), abs=1e-6) for c in credits), ref
@@ -231,6 +252,7 @@ def test_meta_builds_and_row_counts(tiny_home):
         build_id = con.execute("select build_id from marts.build_info").fetchone()[0]
     assert len(builds) == 1 and builds[0][0] == build_id and builds[0][1] == "success"
     import json
+
     counts, tests = json.loads(builds[0][2]), json.loads(builds[0][3])
     assert counts["referral_funnel"] == 12 and counts["claims"] == 12 and counts["appointments"] == 18
     assert tests["failed"] == 0 and tests["passed"] + tests["warned"] == tests["total"] > 100
@@ -240,8 +262,12 @@ def test_meta_builds_and_row_counts(tiny_home):
 def test_phi_only_in_dim_patients(tiny_home):
     phi = {"first_name", "last_name", "birth_date", "phone", "email", "address_line", "member_id"}
     with _con(tiny_home) as con:
-        cols = con.execute("select table_name, column_name from information_schema.columns "
-                           "where table_schema = 'marts'").fetchall()
-    leaks = {(t, c) for t, c in cols if c in phi and t not in ("dim_patients", "dim_referring_physicians", "dim_clinics",
-                                                                "dim_therapists")}
+        cols = con.execute(
+            "select table_name, column_name from information_schema.columns where table_schema = 'marts'"
+        ).fetchall()
+    leaks = {
+        (t, c)
+        for t, c in cols
+        if c in phi and t not in ("dim_patients", "dim_referring_physicians", "dim_clinics", "dim_therapists")
+    }
     assert not leaks

@@ -22,13 +22,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium "
-                                                     "(apt-get install -y chromium); .ci/run installs it"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian chromium at /usr/bin/chromium (apt-get install -y chromium); .ci/run installs it",
+    ),
 ]
 
 
@@ -60,9 +68,26 @@ def served_app(built_home, tmp_path):
     env = dict(os.environ, PTPULSE_HOME=str(home), PTPULSE_DEMO_ROLE="front_desk")
     log = open(tmp_path / "streamlit.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "streamlit_app.py"), "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(tmp_path))
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app" / "streamlit_app.py"),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=str(tmp_path),
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
@@ -100,8 +125,9 @@ def test_front_desk_logs_outreach_and_owner_overview_screenshot(served_app, tmp_
         page.get_by_role("option", name="Reached - appointment booked").click()
         page.get_by_role("button", name="Log outreach").click()
 
-        expect(page.locator('[data-testid="stMetric"]', has_text="Done or lost")
-               .locator('[data-testid="stMetricValue"]')).to_have_text(str(closed_before + 1))
+        expect(
+            page.locator('[data-testid="stMetric"]', has_text="Done or lost").locator('[data-testid="stMetricValue"]')
+        ).to_have_text(str(closed_before + 1))
         assert _metric(page, "Open tasks") == open_before - 1
         page.screenshot(path=str(tmp_path / "work_queue.png"), full_page=True)
 
@@ -109,7 +135,7 @@ def test_front_desk_logs_outreach_and_owner_overview_screenshot(served_app, tmp_
         import sqlite3
 
         con = sqlite3.connect(home / "app.sqlite")
-        (actor, payload), = con.execute("select actor, payload from actions").fetchall()
+        ((actor, payload),) = con.execute("select actor, payload from actions").fetchall()
         assert actor == "demo-front-desk@ptpulse.local" and '"outcome": "scheduled"' in payload
 
         # switch the demo role to owner and open the Overview
@@ -120,7 +146,7 @@ def test_front_desk_logs_outreach_and_owner_overview_screenshot(served_app, tmp_
         # young cohorts say so: the denial-rate tile is maturing, and its trend greys out the young months
         expect(page.locator('[data-testid="stMetric"]', has_text="Denial rate (maturing)")).to_be_visible()
         page.locator('[data-testid="stSelectbox"]', has_text="Look closer at").click()
-        page.keyboard.type("Denial rate")      # the option list is virtualised: filter it, then pick
+        page.keyboard.type("Denial rate")  # the option list is virtualised: filter it, then pick
         page.get_by_role("option", name="Denial rate").first.click()
         expect(page.get_by_text("Still maturing").first).to_be_visible()
         page.wait_for_timeout(1500)  # let plotly finish drawing

@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import duckdb
 
-from ptpulse.core.contracts import Column, Contract, load_code_lists, load_contracts
 from ptpulse.core.config import Settings
+from ptpulse.core.contracts import Column, Contract, load_code_lists, load_contracts
 
 # A valid example for each pattern used in the contracts.
 PATTERN_EXAMPLES = {

@@ -7,9 +7,22 @@ import pytest
 from ingestion.files import UnknownSource, match_source
 from ptpulse.core.contracts import SQL_TYPES, ContractError, load_code_lists, load_contracts, parse_contract
 
-SOURCES = {"clinics", "therapists", "referring_physicians", "payers", "patients", "intake_events",
-           "marketing_touches", "marketing_spend", "scheduling_events", "authorizations",
-           "documentation_events", "charges", "claims", "remittances"}
+SOURCES = {
+    "clinics",
+    "therapists",
+    "referring_physicians",
+    "payers",
+    "patients",
+    "intake_events",
+    "marketing_touches",
+    "marketing_spend",
+    "scheduling_events",
+    "authorizations",
+    "documentation_events",
+    "charges",
+    "claims",
+    "remittances",
+}
 
 
 def test_every_source_of_the_interface_has_a_contract():
@@ -38,13 +51,16 @@ def test_code_lists_are_loaded():
     assert {"cpt", "carc"} <= set(codes)
 
 
-@pytest.mark.parametrize("name, source", [
-    ("clinics.csv", "clinics"),
-    ("scheduling_events_2025.csv", "scheduling_events"),
-    ("marketing_spend_q1.csv", "marketing_spend"),
-    ("marketing_touches.csv", "marketing_touches"),
-    ("Patients.CSV", "patients"),
-])
+@pytest.mark.parametrize(
+    "name, source",
+    [
+        ("clinics.csv", "clinics"),
+        ("scheduling_events_2025.csv", "scheduling_events"),
+        ("marketing_spend_q1.csv", "marketing_spend"),
+        ("marketing_touches.csv", "marketing_touches"),
+        ("Patients.CSV", "patients"),
+    ],
+)
 def test_file_names_match_their_source(name, source):
     assert match_source(Path("/x") / name).source == source
 
@@ -57,27 +73,38 @@ def test_unknown_file_names_are_refused_with_the_list_of_sources(name):
 
 
 def test_longest_source_wins_when_names_nest():
-    base = {"source": "intake", "natural_key": ["id"], "event_time": "at",
-            "columns": {"id": {"type": "varchar"}, "at": {"type": "timestamp"}}}
+    base = {
+        "source": "intake",
+        "natural_key": ["id"],
+        "event_time": "at",
+        "columns": {"id": {"type": "varchar"}, "at": {"type": "timestamp"}},
+    }
     nested = dict(base, source="intake_events")
     contracts = {"intake": parse_contract(base, code_lists={}), "intake_events": parse_contract(nested, code_lists={})}
     assert match_source(Path("intake_events_2024.csv"), contracts).source == "intake_events"
     assert match_source(Path("intake_2024.csv"), contracts).source == "intake"
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"columns": {"id": {"type": "text"}, "at": {"type": "timestamp"}}}, "type 'text'"),
-    ({"natural_key": ["nope"]}, "natural_key"),
-    ({"event_time": "nope"}, "event_time"),
-    ({"columns": {"id": {"type": "varchar", "min": 1}, "at": {"type": "timestamp"}}}, "min/max"),
-    ({"columns": {"id": {"type": "varchar", "codes": "nope"}, "at": {"type": "timestamp"}}}, "code list"),
-    ({"columns": {"id": {"type": "varchar", "pattern": "("}, "at": {"type": "timestamp"}}}, "does not compile"),
-    ({"columns": {"id": {"type": "varchar", "requird": True}, "at": {"type": "timestamp"}}}, "unknown keys"),
-    ({"source": "Bad Name"}, "lower_snake_case"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"columns": {"id": {"type": "text"}, "at": {"type": "timestamp"}}}, "type 'text'"),
+        ({"natural_key": ["nope"]}, "natural_key"),
+        ({"event_time": "nope"}, "event_time"),
+        ({"columns": {"id": {"type": "varchar", "min": 1}, "at": {"type": "timestamp"}}}, "min/max"),
+        ({"columns": {"id": {"type": "varchar", "codes": "nope"}, "at": {"type": "timestamp"}}}, "code list"),
+        ({"columns": {"id": {"type": "varchar", "pattern": "("}, "at": {"type": "timestamp"}}}, "does not compile"),
+        ({"columns": {"id": {"type": "varchar", "requird": True}, "at": {"type": "timestamp"}}}, "unknown keys"),
+        ({"source": "Bad Name"}, "lower_snake_case"),
+    ],
+)
 def test_malformed_contracts_fail_loudly(change, message):
-    data = {"source": "things", "natural_key": ["id"], "event_time": "at",
-            "columns": {"id": {"type": "varchar"}, "at": {"type": "timestamp"}}}
+    data = {
+        "source": "things",
+        "natural_key": ["id"],
+        "event_time": "at",
+        "columns": {"id": {"type": "varchar"}, "at": {"type": "timestamp"}},
+    }
     data.update(change)
     with pytest.raises(ContractError, match=message):
         parse_contract(data, code_lists={})

@@ -30,8 +30,9 @@ def test_every_file_loads_and_the_invariant_holds(loaded):
     for r in results:
         assert r.status == "loaded", (r.file, r.message)
         assert r.rows_read == r.rows_landed + r.rows_quarantined + r.rows_duplicate
-    audited = query(settings, "SELECT count(*) FROM raw._loads WHERE rows_read != rows_landed + rows_quarantined "
-                              "+ rows_duplicate")
+    audited = query(
+        settings, "SELECT count(*) FROM raw._loads WHERE rows_read != rows_landed + rows_quarantined + rows_duplicate"
+    )
     assert audited == [(0,)]
 
 

@@ -64,58 +64,115 @@ def build_corpus(folder: Path, outside: Path) -> dict[str, dict]:
         expect[name] = outcome
 
     # 1. content never quoted: a patients file without its header; a symlink to a file outside the folder
-    put("patients_headerless.csv", (p_line + "\n" + p_line.replace("PATIENT", "PT9") + "\n").encode(),
-        status=REFUSED, says="missing required column")
+    put(
+        "patients_headerless.csv",
+        (p_line + "\n" + p_line.replace("PATIENT", "PT9") + "\n").encode(),
+        status=REFUSED,
+        says="missing required column",
+    )
     (outside / "passwd").write_text(f"root:x:0:0:{NAME}:/root:/bin/bash\n{p_header}\n{p_line}\n")
     (folder / "patients_link.csv").symlink_to(outside / "passwd")
     expect["patients_link.csv"] = dict(status=REFUSED, says="symbolic link")
     (folder / "linked_dir").symlink_to(outside, target_is_directory=True)
     expect["linked_dir"] = dict(status=REFUSED, says="symbolic link")
-    put("patients_bad_values.csv", (p_header + "\n" + p_line.replace(BIRTH, NAME) + "\n").encode(),
-        status=LOADED, read=1, quarantined=1)
+    put(
+        "patients_bad_values.csv",
+        (p_header + "\n" + p_line.replace(BIRTH, NAME) + "\n").encode(),
+        status=LOADED,
+        read=1,
+        quarantined=1,
+    )
 
     # 5. inputs that crashed ingest: CR-only (< 64 KB), FHIR with wrong value types, JSON nested 100,000 deep
     put("clinics_cr_only.csv", ("\r".join([header] + lines[:3]) + "\r").encode(), status=LOADED, read=3, landed=3)
-    put("patient_name_string.json", json.dumps({"resourceType": "Patient", "id": "p1", "name": NAME}).encode(),
-        status=REFUSED, says="wrong JSON type")
-    put("bundle_string_entry.json", json.dumps({"resourceType": "Bundle", "type": "collection",
-                                                "entry": [NAME, {"resource": NAME}, 7]}).encode(), status=LOADED)
-    put("bundle_entry_not_list.json", json.dumps({"resourceType": "Bundle", "entry": 12}).encode(),
-        status=REFUSED, says="wrong")
-    put("appointments.ndjson", (json.dumps({"resourceType": "Appointment", "id": "a1", "status": "booked",
-                                            "participant": "me"}) + "\n").encode(), status=REFUSED,
-        says="line 1 has a value of the wrong JSON type")
-    put("claim_items_wrong.json", json.dumps({"resourceType": "Claim", "id": "c1", "item": [{"net": {"value": NAME}}],
-                                              "total": NAME}).encode(), status=REFUSED, says="wrong")
+    put(
+        "patient_name_string.json",
+        json.dumps({"resourceType": "Patient", "id": "p1", "name": NAME}).encode(),
+        status=REFUSED,
+        says="wrong JSON type",
+    )
+    put(
+        "bundle_string_entry.json",
+        json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [NAME, {"resource": NAME}, 7]}).encode(),
+        status=LOADED,
+    )
+    put(
+        "bundle_entry_not_list.json",
+        json.dumps({"resourceType": "Bundle", "entry": 12}).encode(),
+        status=REFUSED,
+        says="wrong",
+    )
+    put(
+        "appointments.ndjson",
+        (
+            json.dumps({"resourceType": "Appointment", "id": "a1", "status": "booked", "participant": "me"}) + "\n"
+        ).encode(),
+        status=REFUSED,
+        says="line 1 has a value of the wrong JSON type",
+    )
+    put(
+        "claim_items_wrong.json",
+        json.dumps({"resourceType": "Claim", "id": "c1", "item": [{"net": {"value": NAME}}], "total": NAME}).encode(),
+        status=REFUSED,
+        says="wrong",
+    )
     put("deep.json", ("[" * 100_000 + "]" * 100_000).encode(), status=REFUSED, says="nested too deeply")
-    put("deep_object.json", ('{"resourceType":"Bundle","entry":[{"resource":' * 3000 + "{}" + "}]}" * 3000).encode(),
-        status=REFUSED, says="nested too deeply")
+    put(
+        "deep_object.json",
+        ('{"resourceType":"Bundle","entry":[{"resource":' * 3000 + "{}" + "}]}" * 3000).encode(),
+        status=REFUSED,
+        says="nested too deeply",
+    )
     put("unknown_type.json", json.dumps({"resourceType": NAME, "status": SURNAME}).encode(), status=LOADED)
-    put("huge_number.json", ('{"resourceType":"Patient","id":' + "9" * 5000 + "}").encode(), status=REFUSED,
-        says="number")
+    put(
+        "huge_number.json",
+        ('{"resourceType":"Patient","id":' + "9" * 5000 + "}").encode(),
+        status=REFUSED,
+        says="number",
+    )
     put("not_json.json", f"{NAME}, {PHONE}".encode(), status=REFUSED, says="not valid JSON")
     put("nul.json", b'{"resourceType":"Patient"}\x00', status=REFUSED, says="NUL")
-    put("remit_st_sentinel.835", (f"ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *240101*"
-                                  f"1200*^*00501*000000001*0*P*:~GS*HP*S*R*20240101*1200*1*X*{NAME}~ST*{SURNAME}*0001*"
-                                  f"{NAME}~SE*2*0001~GE*1*1~IEA*1*000000001~").encode(), status=REFUSED,
-        says="not read by PT Pulse")
+    put(
+        "remit_st_sentinel.835",
+        (
+            f"ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *240101*"
+            f"1200*^*00501*000000001*0*P*:~GS*HP*S*R*20240101*1200*1*X*{NAME}~ST*{SURNAME}*0001*"
+            f"{NAME}~SE*2*0001~GE*1*1~IEA*1*000000001~"
+        ).encode(),
+        status=REFUSED,
+        says="not read by PT Pulse",
+    )
 
     # 6. a stray quote: unterminated (runs to the end) is refused with its line; closed later is quarantined
     broken = list(lines)
     broken[99] = broken[99].replace(",", ',"', 1)
-    put("clinics_unterminated.csv", ("\n".join([header] + broken) + "\n").encode(), status=REFUSED,
-        says="line 101 opens a double-quoted value")
+    put(
+        "clinics_unterminated.csv",
+        ("\n".join([header] + broken) + "\n").encode(),
+        status=REFUSED,
+        says="line 101 opens a double-quoted value",
+    )
     joined = list(lines[50:60])  # a quote opened in the last field of line 4 and closed at the end of line 6
     first_fields, last_field = joined[2].rsplit(",", 1)
     joined[2] = f'{first_fields},"{last_field}'
     joined[4] = joined[4] + '"'
-    put("clinics_joined.csv", ("\n".join([header] + joined) + "\n").encode(), status=LOADED, read=8, landed=7,
-        quarantined=1)
+    put(
+        "clinics_joined.csv",
+        ("\n".join([header] + joined) + "\n").encode(),
+        status=LOADED,
+        read=8,
+        landed=7,
+        quarantined=1,
+    )
     split = list(lines[60:70])  # opened mid-record: the joined record has too few fields, the file is refused
     split[2] = split[2].replace(",", ',"', 1)
     split[4] = split[4] + '"'
-    put("clinics_joined_mid.csv", ("\n".join([header] + split) + "\n").encode(), status=REFUSED,
-        says="line 4 opens a double-quoted value")
+    put(
+        "clinics_joined_mid.csv",
+        ("\n".join([header] + split) + "\n").encode(),
+        status=REFUSED,
+        says="line 4 opens a double-quoted value",
+    )
 
     # 7. padding and blanks: ' T1 ' is T1; tab-only required fields are missing
     therapists = _rows("therapists", 3)
@@ -132,15 +189,26 @@ def build_corpus(folder: Path, outside: Path) -> dict[str, dict]:
     mixed = "".join(line + ("\r\n" if i % 2 else "\n") for i, line in enumerate([header] + lines[10:15]))
     put("clinics_mixed.csv", mixed.encode(), status=LOADED, read=5, landed=5)
     cols = header.split(",")
-    put("clinics_case_extra.csv", csv_text([dict(r, Clinic_ID=NAME) for r in _rows("clinics", 2)],
-                                           cols + ["Clinic_ID"]).encode(), status=LOADED, read=2, landed=2)
+    put(
+        "clinics_case_extra.csv",
+        csv_text([dict(r, Clinic_ID=NAME) for r in _rows("clinics", 2)], cols + ["Clinic_ID"]).encode(),
+        status=LOADED,
+        read=2,
+        landed=2,
+    )
     wide = cols + [f"extra_{i:05d}_" + "x" * 60 for i in range(1100)]  # header > 64 KB
     put("clinics_wide_header.csv", csv_text(_rows("clinics", 2), wide).encode(), status=LOADED, read=2, landed=2)
     nul_rows = lines[100:1000]
-    nul_rows[1] = nul_rows[1].replace(",", ",\x00", 1)          # early (first 64 KB)
-    nul_rows[850] = nul_rows[850].replace(",", ",x\x00", 1)      # late (after 64 KB)
-    put("clinics_nul.csv", ("\n".join([header] + nul_rows) + "\n").encode(), status=LOADED, read=900,
-        landed=898, quarantined=2)
+    nul_rows[1] = nul_rows[1].replace(",", ",\x00", 1)  # early (first 64 KB)
+    nul_rows[850] = nul_rows[850].replace(",", ",x\x00", 1)  # late (after 64 KB)
+    put(
+        "clinics_nul.csv",
+        ("\n".join([header] + nul_rows) + "\n").encode(),
+        status=LOADED,
+        read=900,
+        landed=898,
+        quarantined=2,
+    )
     put(HOSTILE_NAME, ("\n".join([header] + lines[15:17]) + "\n").encode(), status=LOADED, read=2, landed=2)
 
     # own: empty, blank, binary, UTF-16, invalid UTF-8, BOM, header only, huge line, a folder named *.csv
@@ -148,16 +216,34 @@ def build_corpus(folder: Path, outside: Path) -> dict[str, dict]:
     put("clinics_blank.csv", b" \n\r\n\t\n", status=REFUSED, says="empty")
     put("clinics_binary.csv", b"PK\x03\x04\x14\x00" + random.Random(9).randbytes(4000), status=REFUSED)
     put("clinics_utf16.csv", ("\n".join([header] + lines[17:19])).encode("utf-16"), status=REFUSED, says="UTF-16")
-    put("clinics_latin1.csv", ("\n".join([header, lines[19].replace(",", f",{NAME}\xe9 ", 1)]) + "\n")
-        .encode("latin-1"), status=REFUSED, says="not valid UTF-8")
-    put("clinics_bom.csv", b"\xef\xbb\xbf" + ("\n".join([header] + lines[30:32]) + "\n").encode(), status=LOADED,
-        read=2, landed=2)
+    put(
+        "clinics_latin1.csv",
+        ("\n".join([header, lines[19].replace(",", f",{NAME}\xe9 ", 1)]) + "\n").encode("latin-1"),
+        status=REFUSED,
+        says="not valid UTF-8",
+    )
+    put(
+        "clinics_bom.csv",
+        b"\xef\xbb\xbf" + ("\n".join([header] + lines[30:32]) + "\n").encode(),
+        status=LOADED,
+        read=2,
+        landed=2,
+    )
     put("clinics_header_only.csv", header.encode(), status=LOADED, read=0)
-    put("clinics_huge_line.csv", ("\n".join([header, lines[40], lines[41].replace(",", "," + "y" * 3_000_000, 1),
-                                             lines[42]]) + "\n").encode(), status=LOADED, read=3, landed=2,
-        quarantined=1)
-    put("clinics_semicolon.csv", header.replace(",", ";").encode() + b"\n" + lines[43].replace(",", ";").encode(),
-        status=REFUSED, says="separated by")
+    put(
+        "clinics_huge_line.csv",
+        ("\n".join([header, lines[40], lines[41].replace(",", "," + "y" * 3_000_000, 1), lines[42]]) + "\n").encode(),
+        status=LOADED,
+        read=3,
+        landed=2,
+        quarantined=1,
+    )
+    put(
+        "clinics_semicolon.csv",
+        header.replace(",", ";").encode() + b"\n" + lines[43].replace(",", ";").encode(),
+        status=REFUSED,
+        says="separated by",
+    )
     put("clinics_header_quote.csv", ('"clinic_id,' + header + "\n" + lines[44] + "\n").encode(), status=REFUSED)
     (folder / "clinics_folder.csv").mkdir()
     put("unknown_source.csv", b"a,b\n1,2\n", status=REFUSED, says="matches no source")
@@ -212,10 +298,12 @@ def test_every_hostile_file_gets_its_expected_outcome_and_nothing_is_lost(hostil
     for table, rows in before.items():
         load_ids = sorted({row[-3] for row in rows})
         placeholders = ", ".join("?" for _ in load_ids)
-        assert query(home, f"SELECT * FROM raw.{table} WHERE _load_id IN ({placeholders}) ORDER BY ALL",
-                     load_ids) == rows
-    assert query(home, "SELECT count(*) FROM raw._loads WHERE rows_read <> rows_landed + rows_quarantined "
-                       "+ rows_duplicate") == [(0,)]
+        assert (
+            query(home, f"SELECT * FROM raw.{table} WHERE _load_id IN ({placeholders}) ORDER BY ALL", load_ids) == rows
+        )
+    assert query(
+        home, "SELECT count(*) FROM raw._loads WHERE rows_read <> rows_landed + rows_quarantined + rows_duplicate"
+    ) == [(0,)]
 
 
 def test_class_specific_outcomes(hostile):
@@ -223,19 +311,31 @@ def test_class_specific_outcomes(hostile):
     # 6: the joined lines are one quarantined record with its line; the rows after it keep their true lines
     joined = query(home, "SELECT line, rule FROM raw._quarantine WHERE file LIKE '%clinics_joined.csv'")
     assert joined == [(4, "multiline_record")]
-    lines = [r[0] for r in query(home, "SELECT _line FROM raw.clinics WHERE _load_id = (SELECT load_id FROM "
-                                       "raw._loads WHERE file LIKE '%clinics_joined.csv') ORDER BY _line")]
+    lines = [
+        r[0]
+        for r in query(
+            home,
+            "SELECT _line FROM raw.clinics WHERE _load_id = (SELECT load_id FROM "
+            "raw._loads WHERE file LIKE '%clinics_joined.csv') ORDER BY _line",
+        )
+    ]
     assert lines == [2, 3, 7, 8, 9, 10, 11]
     # 7: trimmed ids, one therapist T1 (a new version), tab-only clinic quarantined as required
     assert query(home, "SELECT therapist_id, count(*) FROM raw.therapists GROUP BY ALL") == [("T1", 2)]
     assert query(home, "SELECT rule, column_name FROM raw._quarantine WHERE file LIKE '%therapists_padded.csv'") == [
-        ("required", "clinic_id")]
+        ("required", "clinic_id")
+    ]
     # 8: no loose number landed
-    assert query(home, "SELECT charge_usd FROM raw.charges WHERE _load_id = (SELECT load_id FROM raw._loads "
-                       "WHERE file LIKE '%charges_loose.csv')") == [(Decimal("12.50"),)]
+    assert query(
+        home,
+        "SELECT charge_usd FROM raw.charges WHERE _load_id = (SELECT load_id FROM raw._loads "
+        "WHERE file LIKE '%charges_loose.csv')",
+    ) == [(Decimal("12.50"),)]
     # 9: NUL bytes early and late are handled the same way
     assert query(home, "SELECT line, rule FROM raw._quarantine WHERE file LIKE '%clinics_nul.csv' ORDER BY line") == [
-        (3, "nul_byte"), (852, "nul_byte")]
+        (3, "nul_byte"),
+        (852, "nul_byte"),
+    ]
 
 
 def test_no_message_or_output_quotes_a_value_or_drives_the_terminal(hostile, monkeypatch):
@@ -243,8 +343,12 @@ def test_no_message_or_output_quotes_a_value_or_drives_the_terminal(hostile, mon
     monkeypatch.setattr(cli.out, "width", 1000)  # one line per row: a name is never folded mid-way
     monkeypatch.setattr(cli.err, "width", 1000)
     texts = [str(v) for row in query(home, "SELECT * FROM raw._loads") for v in row if v is not None]
-    texts += [str(v) for row in query(home, "SELECT rule, column_name, detail FROM raw._quarantine") for v in row
-              if v is not None]
+    texts += [
+        str(v)
+        for row in query(home, "SELECT rule, column_name, detail FROM raw._quarantine")
+        for v in row
+        if v is not None
+    ]
     runner = CliRunner()
     again = runner.invoke(app, ["ingest", str(folder), "--home", str(home.home)])  # every file again
     status = runner.invoke(app, ["status", "--home", str(home.home)])

@@ -29,7 +29,8 @@ def test_counts_invariant_with_every_outcome_in_one_file(home, exports):
     assert counts(result) == (5, 3, 1, 1)
     assert_invariant([result])
     assert query(home, "SELECT rows_read, rows_landed, rows_quarantined, rows_duplicate, status FROM raw._loads") == [
-        (5, 3, 1, 1, "loaded")]
+        (5, 3, 1, 1, "loaded")
+    ]
 
 
 def test_assert_counts_rejects_a_broken_invariant():
@@ -46,7 +47,9 @@ def test_reingesting_the_same_file_is_skipped_and_audited(home, exports):
     assert second[0].sha256 == first[0].sha256 and "byte-identical" in second[0].message
     assert table_count(home, "clinics") == 3
     assert [r[0] for r in query(home, "SELECT status FROM raw._loads ORDER BY load_id")] == [
-        "loaded", "skipped_same_hash"]
+        "loaded",
+        "skipped_same_hash",
+    ]
 
 
 def test_same_rows_in_a_new_file_are_duplicates(home, exports):
@@ -174,8 +177,7 @@ def test_a_crash_mid_file_rolls_everything_of_it_back(home, exports, monkeypatch
 
     assert query(home, "SELECT * FROM raw.clinics") == before
     assert query(home, "SELECT count(*) FROM raw._quarantine") == [(0,)]
-    assert query(home, "SELECT status, rows_landed FROM raw._loads ORDER BY load_id") == [
-        ("loaded", 1), ("failed", 0)]
+    assert query(home, "SELECT status, rows_landed FROM raw._loads ORDER BY load_id") == [("loaded", 1), ("failed", 0)]
 
     monkeypatch.undo()  # the failed load is not a success: the same file loads on the next run
     [retry] = ingest([exports / "clinics_2.csv"], home)
@@ -204,8 +206,11 @@ def test_line_numbers_follow_file_order_across_many_chunks(home, exports):
     con.close()
     [result] = ingest([exports], home)
     assert result.rows_landed == 300000
-    mismatches = query(home, """SELECT count(*) FROM raw.marketing_touches
-                                WHERE _line != CAST(substr(touch_id, 2) AS BIGINT) + 2""")
+    mismatches = query(
+        home,
+        """SELECT count(*) FROM raw.marketing_touches
+                                WHERE _line != CAST(substr(touch_id, 2) AS BIGINT) + 2""",
+    )
     assert mismatches == [(0,)]
 
 
@@ -226,8 +231,7 @@ def test_messages_never_contain_row_values(home, exports):
     rows = [example_row("patients", first_name=secret, birth_date="not a date")]
     write_csv(exports, "patients.csv", rows)
     write_csv(exports, "patients_nokey.csv", rows, columns=[c for c in rows[0] if c != "patient_id"])
-    (exports / "patients_malformed.csv").write_text(
-        ",".join(rows[0]) + "\n" + f"P1,{secret},\"unterminated\n")
+    (exports / "patients_malformed.csv").write_text(",".join(rows[0]) + "\n" + f'P1,{secret},"unterminated\n')
     results = ingest([exports], home)
     for r in results:
         assert secret not in r.message
@@ -239,7 +243,9 @@ def test_duckdb_errors_are_reduced_to_a_fixed_problem_and_line():
     # DuckDB quotes the line (and the path) in its messages: only a fixed problem and the number pass
     error = duckdb.InvalidInputException("CSV Error on Line: 4\nOriginal Line: P1,Jane,Doe\nmore")
     assert loader._csv_problem(error) == "the CSV reader stopped at line 4 (InvalidInputException)"
-    error = duckdb.InvalidInputException("Invalid Input Error: The CSV Parser state machine reached an invalid "
-                                         "state.\n  file = /home/jane.doe/patients.csv\nOriginal Line: Jane")
+    error = duckdb.InvalidInputException(
+        "Invalid Input Error: The CSV Parser state machine reached an invalid "
+        "state.\n  file = /home/jane.doe/patients.csv\nOriginal Line: Jane"
+    )
     problem = loader._csv_problem(error)
     assert "unbalanced double quotes" in problem and "jane" not in problem.lower()

@@ -16,8 +16,19 @@ from ingestion.loader import ingest
 from ingestion.status import StatusUnavailable, status_report
 from ptpulse.cli import app, render_status
 
-LOAD_KEYS = {"file", "sha256", "source", "rows_read", "rows_landed", "rows_quarantined", "rows_duplicate", "status",
-             "started_at", "finished_at", "message"}
+LOAD_KEYS = {
+    "file",
+    "sha256",
+    "source",
+    "rows_read",
+    "rows_landed",
+    "rows_quarantined",
+    "rows_duplicate",
+    "status",
+    "started_at",
+    "finished_at",
+    "message",
+}
 
 
 def test_status_before_any_ingest_is_empty(home):
@@ -27,11 +38,15 @@ def test_status_before_any_ingest_is_empty(home):
 
 
 def test_status_report_shape(home, exports):
-    write_csv(exports, "scheduling_events.csv", [
-        example_row("scheduling_events", event_at="2024-06-01 08:00:00"),
-        example_row("scheduling_events", event_at="2024-06-03 09:00:00"),
-        example_row("scheduling_events", duration_min="999"),
-    ])
+    write_csv(
+        exports,
+        "scheduling_events.csv",
+        [
+            example_row("scheduling_events", event_at="2024-06-01 08:00:00"),
+            example_row("scheduling_events", event_at="2024-06-03 09:00:00"),
+            example_row("scheduling_events", duration_min="999"),
+        ],
+    )
     (exports / "clinics.csv").write_bytes(b"")
     ingest([exports], home)
 
@@ -41,7 +56,8 @@ def test_status_report_shape(home, exports):
     assert [r["status"] for r in report["loads"]] == ["refused", "loaded"]
     assert all(LOAD_KEYS <= set(r) for r in report["loads"])
     assert report["quarantine_by_rule"] == [
-        {"source": "scheduling_events", "rule": "above_max", "column": "duration_min", "rows": 1}]
+        {"source": "scheduling_events", "rule": "above_max", "column": "duration_min", "rows": 1}
+    ]
     fresh = {r["source"]: r for r in report["freshness"]}
     assert fresh["scheduling_events"]["rows"] == 2
     assert str(fresh["scheduling_events"]["latest_event_at"]) == "2024-06-03 09:00:00"
@@ -54,8 +70,16 @@ def test_status_while_another_process_writes_says_what_to_do(home, exports):
     write_csv(exports, "clinics.csv", [example_row("clinics")])
     ingest([exports], home)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True);"
-         " sys.stdin.read()", str(home.raw_db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()",
+            str(home.raw_db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StatusUnavailable, match="wait for it to finish"):

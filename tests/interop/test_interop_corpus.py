@@ -9,17 +9,21 @@ from pathlib import Path
 
 from conftest import CORPUS
 from ingest_helpers import query
-from ptpulse.core.contracts import load_contracts
+
 from ingestion.interop import read_interop
 from ingestion.loader import ingest
+from ptpulse.core.contracts import load_contracts
 
 MANAGED_CARE = CORPUS / "x12/835_005010X221A1/managed-care.835"
 
 
 def _corpus_files() -> list[Path]:
     """The files the corpus fixture ingests (`outside/` is other projects' exports: tests/ingestion hostile test)."""
-    return sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name != "README.md"
-                  and p.relative_to(CORPUS).parts[0] != "outside")
+    return sorted(
+        p
+        for p in CORPUS.rglob("*")
+        if p.is_file() and p.name != "README.md" and p.relative_to(CORPUS).parts[0] != "outside"
+    )
 
 
 def test_every_corpus_file_is_audited_and_the_invariant_holds(corpus_home):
@@ -35,8 +39,9 @@ def test_every_corpus_file_is_audited_and_the_invariant_holds(corpus_home):
     # audit rows in raw match the results, one per file x target source
     audited = query(settings, "SELECT count(*), count(DISTINCT file) FROM raw._loads")[0]
     assert audited == (len(results), len(by_file))
-    assert query(settings, "SELECT count(*) FROM raw._loads WHERE rows_read <> rows_landed + rows_quarantined "
-                           "+ rows_duplicate") == [(0,)]
+    assert query(
+        settings, "SELECT count(*) FROM raw._loads WHERE rows_read <> rows_landed + rows_quarantined + rows_duplicate"
+    ) == [(0,)]
 
 
 def test_every_fhir_and_x12_file_yields_rows_or_says_what_was_not_mapped():
@@ -48,15 +53,22 @@ def test_every_fhir_and_x12_file_yields_rows_or_says_what_was_not_mapped():
 
 def test_835_managed_care_lands_both_payments_for_their_claims(corpus_home):
     settings, _ = corpus_home
-    rows = query(settings, "SELECT claim_id, amount_usd, check_number, event_at::DATE::VARCHAR, _line "
-                           "FROM raw.remittances WHERE event_type = 'payer_payment' AND claim_id IN "
-                           "('5554555444', '8765432112') ORDER BY claim_id")
-    assert rows == [("5554555444", Decimal("450.00"), "7170066655", "2002-03-14", 13),
-                    ("8765432112", Decimal("495.00"), "7170066655", "2002-03-14", 20)]
+    rows = query(
+        settings,
+        "SELECT claim_id, amount_usd, check_number, event_at::DATE::VARCHAR, _line "
+        "FROM raw.remittances WHERE event_type = 'payer_payment' AND claim_id IN "
+        "('5554555444', '8765432112') ORDER BY claim_id",
+    )
+    assert rows == [
+        ("5554555444", Decimal("450.00"), "7170066655", "2002-03-14", 13),
+        ("8765432112", Decimal("495.00"), "7170066655", "2002-03-14", 20),
+    ]
     assert sum(r[1] for r in rows) == Decimal("945.00")  # BPR02
     # the rest of each claim's adjudication, so billed = paid + adjustments + patient responsibility
-    moved = query(settings, "SELECT claim_id, sum(amount_usd) FROM raw.remittances WHERE check_number = '7170066655' "
-                            "GROUP BY 1 ORDER BY 1")
+    moved = query(
+        settings,
+        "SELECT claim_id, sum(amount_usd) FROM raw.remittances WHERE check_number = '7170066655' GROUP BY 1 ORDER BY 1",
+    )
     quarantined = query(settings, "SELECT rule, detail FROM raw._quarantine WHERE file LIKE '%managed-care.835'")
     # CLP03 billed 800.00 = 450 paid + 300 PR-1 + 50 CO-A2; 1200.00 = 495 + 600 PR + 105 CO-A2/42
     assert moved == [("5554555444", Decimal("800.00")), ("8765432112", Decimal("1200.00"))]
@@ -75,11 +87,20 @@ def test_837p_billed_amount_is_the_sum_of_its_lines_and_cpts_reach_charges(corpu
             claims_seen += 1
     assert claims_seen == 18
     # in raw: the claim and its lines are kept (quarantined: 837P carries no episode / appointment id)
-    [(record, rule, column)] = query(settings, "SELECT record, rule, column_name FROM raw._quarantine "
-                                               "WHERE source = 'claims' AND file LIKE '%demo.example1.837'")
+    [(record, rule, column)] = query(
+        settings,
+        "SELECT record, rule, column_name FROM raw._quarantine "
+        "WHERE source = 'claims' AND file LIKE '%demo.example1.837'",
+    )
     assert json.loads(record)["billed_usd"] == "100.00" and (rule, column) == ("required", "episode_id")
-    charges = [json.loads(r[0]) for r in query(settings, "SELECT record FROM raw._quarantine WHERE source = 'charges' "
-                                                         "AND file LIKE '%demo.example1.837' ORDER BY line")]
+    charges = [
+        json.loads(r[0])
+        for r in query(
+            settings,
+            "SELECT record FROM raw._quarantine WHERE source = 'charges' "
+            "AND file LIKE '%demo.example1.837' ORDER BY line",
+        )
+    ]
     assert [c["cpt_code"] for c in charges] == ["99213", "87070", "99214", "86663"]
     assert sum(Decimal(c["charge_usd"]) for c in charges) == Decimal("100.00")
     assert {c["claim_id"] for c in charges} == {"26463774"}
@@ -88,32 +109,53 @@ def test_837p_billed_amount_is_the_sum_of_its_lines_and_cpts_reach_charges(corpu
 def test_physical_therapy_service_request_becomes_a_received_intake_event(corpus_home):
     settings, _ = corpus_home
     [(line, rule, column, record)] = query(
-        settings, "SELECT line, rule, column_name, record FROM raw._quarantine WHERE source = 'intake_events' "
-                  "AND file LIKE '%ServiceRequest-physical-therapy.json'")
+        settings,
+        "SELECT line, rule, column_name, record FROM raw._quarantine WHERE source = 'intake_events' "
+        "AND file LIKE '%ServiceRequest-physical-therapy.json'",
+    )
     event = json.loads(record)
-    assert {k: event[k] for k in ("event_id", "referral_id", "patient_id", "event_type", "event_at", "intake_kind")} == {
+    assert {
+        k: event[k] for k in ("event_id", "referral_id", "patient_id", "event_type", "event_at", "intake_kind")
+    } == {
         "event_id": "fhir:ServiceRequest/physical-therapy#received",
-        "referral_id": "fhir:ServiceRequest/physical-therapy", "patient_id": "fhir:Patient/example",
-        "event_type": "received", "event_at": "2016-09-20 00:00:00", "intake_kind": "referral"}
+        "referral_id": "fhir:ServiceRequest/physical-therapy",
+        "patient_id": "fhir:Patient/example",
+        "event_type": "received",
+        "event_at": "2016-09-20 00:00:00",
+        "intake_kind": "referral",
+    }
     # the HL7 example names no clinic (no locationReference, performer is a display only): quarantined, not guessed
     assert (line, rule, column, event["clinic_id"]) == (1, "required", "clinic_id", None)
 
 
 def test_known_fhir_values(corpus_home):
     settings, _ = corpus_home
-    [(record,)] = query(settings, "SELECT record FROM raw._quarantine WHERE source = 'intake_events' "
-                                  "AND file LIKE '%ServiceRequest-physiotherapy.json'")
+    [(record,)] = query(
+        settings,
+        "SELECT record FROM raw._quarantine WHERE source = 'intake_events' "
+        "AND file LIKE '%ServiceRequest-physiotherapy.json'",
+    )
     assert json.loads(record)["icd10_code"] == "E84.0"  # from the contained Condition of reasonReference
-    appointments = query(settings, "SELECT rule, column_name, record FROM raw._quarantine "
-                                   "WHERE source = 'scheduling_events' ORDER BY line")
+    appointments = query(
+        settings,
+        "SELECT rule, column_name, record FROM raw._quarantine WHERE source = 'scheduling_events' ORDER BY line",
+    )
     assert {(r[0], r[1]) for r in appointments} == {("required", "episode_id")}
     example = next(json.loads(r[2]) for r in appointments if "Appointment/example#" in r[2])
     assert (example["clinic_id"], example["therapist_id"], example["duration_min"], example["visit_type"]) == (
-        "fhir:Location/1", "fhir:Practitioner/example", "120", "follow_up")
-    payments = query(settings, "SELECT claim_id, amount_usd, check_number FROM raw.remittances "
-                               "WHERE remit_id = 'fhir:ClaimResponse/R3500#payer_payment'")
-    assert payments == [("fhir:http://www.BenefitsInc.com/fhir/oralhealthclaim/15476332402", Decimal("100.47"),
-                         "201408-2-1569478")]
+        "fhir:Location/1",
+        "fhir:Practitioner/example",
+        "120",
+        "follow_up",
+    )
+    payments = query(
+        settings,
+        "SELECT claim_id, amount_usd, check_number FROM raw.remittances "
+        "WHERE remit_id = 'fhir:ClaimResponse/R3500#payer_payment'",
+    )
+    assert payments == [
+        ("fhir:http://www.BenefitsInc.com/fhir/oralhealthclaim/15476332402", Decimal("100.47"), "201408-2-1569478")
+    ]
 
 
 def test_reingesting_the_corpus_lands_nothing(corpus_home):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from conftest import CORPUS
 from ingest_helpers import query, table_count
+
 from ingestion.loader import ingest
 
 MANAGED_CARE = CORPUS / "x12/835_005010X221A1/managed-care.835"
@@ -63,8 +64,10 @@ def test_same_835_content_in_a_new_envelope_is_all_duplicates(home, tmp_path):
 
 
 def test_ndjson_bulk_export_lines_and_bad_line(home, tmp_path):
-    resources = [json.loads((FHIR / n).read_text()) for n in
-                 ("ServiceRequest-physical-therapy.json", "Observation-bmi.json", "ClaimResponse-R3502.json")]
+    resources = [
+        json.loads((FHIR / n).read_text())
+        for n in ("ServiceRequest-physical-therapy.json", "Observation-bmi.json", "ClaimResponse-R3502.json")
+    ]
     good = tmp_path / "bulk.ndjson"
     good.write_text("\n".join(json.dumps(r) for r in resources) + "\n")
     bad = tmp_path / "bad.ndjson"
@@ -80,37 +83,89 @@ def test_ndjson_bulk_export_lines_and_bad_line(home, tmp_path):
 
 def test_complete_fhir_resources_land_typed(home, tmp_path):
     """A Bundle carrying what the contracts need lands like a CSV row (references resolved in the Bundle)."""
-    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
-        {"fullUrl": "urn:uuid:0001", "resource": {
-            "resourceType": "Practitioner", "id": "ref1",
-            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}]}},
-        {"resource": {"resourceType": "ServiceRequest", "id": "sr1", "status": "active", "intent": "order",
-                      "subject": {"reference": "Patient/p1"}, "requester": {"reference": "urn:uuid:0001"},
-                      "locationReference": [{"reference": "Location/clinic1"}],
-                      "authoredOn": "2024-03-01T09:15:00-06:00",
-                      "reasonCode": [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M17.0"}]}]}},
-        {"resource": {"resourceType": "Appointment", "id": "a1", "status": "fulfilled",
-                      "meta": {"lastUpdated": "2024-03-08T10:05:00-06:00"},
-                      "appointmentType": {"coding": [{"code": "FOLLOWUP"}]},
-                      "basedOn": [{"reference": "ServiceRequest/sr1"}],
-                      "supportingInformation": [{"reference": "EpisodeOfCare/e1"}],
-                      "start": "2024-03-08T09:00:00-06:00", "end": "2024-03-08T09:45:00-06:00",
-                      "participant": [{"actor": {"reference": "Patient/p1"}},
-                                      {"actor": {"reference": "Practitioner/t1"}},
-                                      {"actor": {"reference": "Location/clinic1"}}]}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:0001",
+                "resource": {
+                    "resourceType": "Practitioner",
+                    "id": "ref1",
+                    "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}],
+                },
+            },
+            {
+                "resource": {
+                    "resourceType": "ServiceRequest",
+                    "id": "sr1",
+                    "status": "active",
+                    "intent": "order",
+                    "subject": {"reference": "Patient/p1"},
+                    "requester": {"reference": "urn:uuid:0001"},
+                    "locationReference": [{"reference": "Location/clinic1"}],
+                    "authoredOn": "2024-03-01T09:15:00-06:00",
+                    "reasonCode": [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M17.0"}]}],
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Appointment",
+                    "id": "a1",
+                    "status": "fulfilled",
+                    "meta": {"lastUpdated": "2024-03-08T10:05:00-06:00"},
+                    "appointmentType": {"coding": [{"code": "FOLLOWUP"}]},
+                    "basedOn": [{"reference": "ServiceRequest/sr1"}],
+                    "supportingInformation": [{"reference": "EpisodeOfCare/e1"}],
+                    "start": "2024-03-08T09:00:00-06:00",
+                    "end": "2024-03-08T09:45:00-06:00",
+                    "participant": [
+                        {"actor": {"reference": "Patient/p1"}},
+                        {"actor": {"reference": "Practitioner/t1"}},
+                        {"actor": {"reference": "Location/clinic1"}},
+                    ],
+                }
+            },
+        ],
+    }
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(bundle))
     results = {r.source: r for r in ingest([path], home)}
     assert {s: (r.rows_landed, r.rows_quarantined) for s, r in results.items()} == {
-        "intake_events": (1, 0), "scheduling_events": (1, 0)}
-    assert query(home, "SELECT referral_id, patient_id, clinic_id, source_type, referring_physician_id, icd10_code, "
-                       "event_at::VARCHAR, _line FROM raw.intake_events") == [
-        ("fhir:ServiceRequest/sr1", "fhir:Patient/p1", "fhir:Location/clinic1", "physician", "1234567893", "M17.0",
-         "2024-03-01 09:15:00", 2)]
-    assert query(home, "SELECT event_type, episode_id, referral_id, therapist_id, duration_min, visit_type, "
-                       "scheduled_start::VARCHAR FROM raw.scheduling_events") == [
-        ("completed", "fhir:EpisodeOfCare/e1", "fhir:ServiceRequest/sr1", "fhir:Practitioner/t1", 45, "follow_up",
-         "2024-03-08 09:00:00")]
+        "intake_events": (1, 0),
+        "scheduling_events": (1, 0),
+    }
+    assert query(
+        home,
+        "SELECT referral_id, patient_id, clinic_id, source_type, referring_physician_id, icd10_code, "
+        "event_at::VARCHAR, _line FROM raw.intake_events",
+    ) == [
+        (
+            "fhir:ServiceRequest/sr1",
+            "fhir:Patient/p1",
+            "fhir:Location/clinic1",
+            "physician",
+            "1234567893",
+            "M17.0",
+            "2024-03-01 09:15:00",
+            2,
+        )
+    ]
+    assert query(
+        home,
+        "SELECT event_type, episode_id, referral_id, therapist_id, duration_min, visit_type, "
+        "scheduled_start::VARCHAR FROM raw.scheduling_events",
+    ) == [
+        (
+            "completed",
+            "fhir:EpisodeOfCare/e1",
+            "fhir:ServiceRequest/sr1",
+            "fhir:Practitioner/t1",
+            45,
+            "follow_up",
+            "2024-03-08 09:00:00",
+        )
+    ]
     assert "Practitioner x1" in results["intake_events"].message
 
 

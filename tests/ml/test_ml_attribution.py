@@ -18,18 +18,20 @@ def _paths(rows: list[tuple[str, float, float, float]]) -> pd.DataFrame:
 
 
 def _credit(df: pd.DataFrame, col: str = "attributed_conversions") -> dict[str, float]:
-    return dict(zip(df["channel"], df[col]))
+    return dict(zip(df["channel"], df[col], strict=False))
 
 
-RANDOM = _paths([
-    ("search_ads > social > word_of_mouth", 12, 30, 9000.0),
-    ("social", 4, 60, 2500.0),
-    ("organic_web > search_ads", 9, 20, 7000.0),
-    ("employer", 7, 5, 6000.0),
-    ("events > employer > organic_web", 3, 11, 1800.0),
-    ("word_of_mouth", 15, 10, 14000.0),
-    ("physician > social", 20, 8, 21000.0),
-])
+RANDOM = _paths(
+    [
+        ("search_ads > social > word_of_mouth", 12, 30, 9000.0),
+        ("social", 4, 60, 2500.0),
+        ("organic_web > search_ads", 9, 20, 7000.0),
+        ("employer", 7, 5, 6000.0),
+        ("events > employer > organic_web", 3, 11, 1800.0),
+        ("word_of_mouth", 15, 10, 14000.0),
+        ("physician > social", 20, 8, 21000.0),
+    ]
+)
 
 
 @pytest.mark.parametrize("model", [markov_attribution, shapley_attribution])
@@ -51,8 +53,16 @@ def test_single_channel_paths_get_their_own_conversions(model):
 
 @pytest.mark.parametrize("model", [markov_attribution, shapley_attribution])
 def test_symmetric_channels_get_equal_credit(model):
-    paths = _paths([("a > b", 4, 2, 400.0), ("b > a", 4, 2, 400.0), ("a", 2, 3, 200.0), ("b", 2, 3, 200.0),
-                    ("c > a > b", 1, 1, 100.0), ("c > b > a", 1, 1, 100.0)])
+    paths = _paths(
+        [
+            ("a > b", 4, 2, 400.0),
+            ("b > a", 4, 2, 400.0),
+            ("a", 2, 3, 200.0),
+            ("b", 2, 3, 200.0),
+            ("c > a > b", 1, 1, 100.0),
+            ("c > b > a", 1, 1, 100.0),
+        ]
+    )
     credit = _credit(model(paths))
     assert credit["a"] == pytest.approx(credit["b"])
 
@@ -109,8 +119,11 @@ def test_small_channels_grouped_and_coalitions_bounded():
 def test_attribution_is_deterministic_and_handles_empty():
     a = attribute(RANDOM)
     b = attribute(RANDOM.sample(frac=1.0, random_state=3))
-    pd.testing.assert_frame_equal(a.sort_values(["model", "channel"]).reset_index(drop=True),
-                                  b.sort_values(["model", "channel"]).reset_index(drop=True), check_exact=False)
+    pd.testing.assert_frame_equal(
+        a.sort_values(["model", "channel"]).reset_index(drop=True),
+        b.sort_values(["model", "channel"]).reset_index(drop=True),
+        check_exact=False,
+    )
     empty = attribute(RANDOM.iloc[0:0])
     assert list(empty.columns) == ["model", "channel", "attributed_conversions", "attributed_revenue_usd", "settings"]
     assert len(empty) == 0

@@ -6,9 +6,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.demand import (ALL, DemandSettings, backtest, backtest_method, backtest_series_names, calibrate_intervals,
-                       conformal_scale, cutoff_weeks, forecast_all, holiday_weekdays, mean_last_4, month_shares,
-                       prophet_forecast, ramp_up_weeks, seasonal_naive, staffing_gap, summarise, weekly_series)
+from ml.demand import (
+    ALL,
+    DemandSettings,
+    backtest,
+    backtest_method,
+    backtest_series_names,
+    calibrate_intervals,
+    conformal_scale,
+    cutoff_weeks,
+    forecast_all,
+    holiday_weekdays,
+    mean_last_4,
+    month_shares,
+    prophet_forecast,
+    ramp_up_weeks,
+    seasonal_naive,
+    staffing_gap,
+    summarise,
+    weekly_series,
+)
 
 AS_OF = pd.Timestamp("2025-12-31 15:00")  # a Wednesday: that week is partial
 
@@ -23,8 +40,15 @@ def _events(seed: int = 0) -> pd.DataFrame:
         lam = base * (1 + 0.2 * np.sin(2 * np.pi * t / 365.25)) * (days.day_of_week < 5)
         for metric, share in (("visits", 1.0), ("evals", 0.15), ("referrals", 0.2)):
             n = rng.poisson(lam * share)
-            frames.append(pd.DataFrame({"clinic_id": clinic, "metric": metric,
-                                        "at": np.repeat(days.to_numpy(), n) + pd.Timedelta(hours=10)}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "clinic_id": clinic,
+                        "metric": metric,
+                        "at": np.repeat(days.to_numpy(), n) + pd.Timedelta(hours=10),
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -46,8 +70,13 @@ def test_weekly_series_complete_weeks_and_practice_total(series):
 def test_ramp_up_and_zero_fill():
     y = np.array([3, 10, 40, 95, 100, 0, 104, 98], float)
     assert ramp_up_weeks(y) == 3  # partial first week, then 10 and 40 are below 90% of the median
-    ev = pd.DataFrame({"clinic_id": "C1", "metric": "visits",
-                       "at": pd.to_datetime(["2025-01-06", "2025-01-13", "2025-01-13", "2025-02-03"])})
+    ev = pd.DataFrame(
+        {
+            "clinic_id": "C1",
+            "metric": "visits",
+            "at": pd.to_datetime(["2025-01-06", "2025-01-13", "2025-01-13", "2025-02-03"]),
+        }
+    )
     s = weekly_series(ev, pd.Timestamp("2025-02-12"))
     assert list(s[s["series"] == "C1"]["y"]) == [2, 0, 0, 1]  # weeks without events are zeros, not gaps
 
@@ -59,8 +88,9 @@ def test_holiday_weekdays_counts_weekday_holidays():
 
 
 def test_baselines():
-    hist = pd.DataFrame({"week_start": pd.date_range("2024-01-01", periods=60, freq="7D"),
-                         "y": np.arange(60, dtype=float)})
+    hist = pd.DataFrame(
+        {"week_start": pd.date_range("2024-01-01", periods=60, freq="7D"), "y": np.arange(60, dtype=float)}
+    )
     future = pd.date_range(hist["week_start"].iloc[-1] + pd.Timedelta(weeks=1), periods=3, freq="7D")
     assert list(seasonal_naive(hist, future)) == [8.0, 9.0, 10.0]  # same week last year
     assert list(mean_last_4(hist, future)) == [57.5] * 3
@@ -88,7 +118,7 @@ def test_month_shares_split_weeks_across_months():
 def test_evaluated_cutoffs_span_a_full_year(series):
     cfg = DemandSettings()
     weeks = pd.DatetimeIndex(series[(series["series"] == ALL) & (series["metric"] == "visits")]["week_start"])
-    evaluated = cutoff_weeks(weeks, cfg)[-cfg.cutoffs:]
+    evaluated = cutoff_weeks(weeks, cfg)[-cfg.cutoffs :]
     assert len(evaluated) >= 8
     assert (evaluated[-1] - evaluated[0]).days >= 7 * 48  # starting points in every season
     assert {c.month for c in evaluated} >= {1, 4, 7, 10}
@@ -129,9 +159,20 @@ def test_interval_calibration_uses_only_forecasts_observed_before_the_cutoff():
     for i, cutoff in enumerate(weeks[[0, 4, 8, 12, 16, 20]]):  # origins every 4 weeks, 12-week horizons
         future = pd.date_range(cutoff, periods=12, freq="7D")
         miss = 3.0 if i < 3 else 0.5  # early forecasts missed by 3 band-widths, later ones by half
-        rows.append(pd.DataFrame({"series": ALL, "metric": "visits", "cutoff": cutoff, "week_start": future,
-                                  "yhat": 100.0, "yhat_lower": 90.0, "yhat_upper": 110.0,
-                                  "actual": 100.0 + miss * 10 * np.where(np.arange(12) % 2, 1, -1)}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "series": ALL,
+                    "metric": "visits",
+                    "cutoff": cutoff,
+                    "week_start": future,
+                    "yhat": 100.0,
+                    "yhat_lower": 90.0,
+                    "yhat_upper": 110.0,
+                    "actual": 100.0 + miss * 10 * np.where(np.arange(12) % 2, 1, -1),
+                }
+            )
+        )
     out = calibrate_intervals(pd.concat(rows, ignore_index=True), cfg)
     scale = out.groupby("cutoff")["interval_scale"].first()
     assert list(scale.iloc[:3]) == [1.0, 1.0, 1.0]  # nothing fully observed yet (12 points minimum)
@@ -149,9 +190,20 @@ def test_conformal_scale_ignores_errors_not_yet_observed_at_the_cutoff():
     rows = []
     for cutoff in weeks[:100:4]:
         future = pd.date_range(cutoff, periods=12, freq="7D")
-        rows.append(pd.DataFrame({"series": ALL, "metric": "visits", "cutoff": cutoff, "week_start": future,
-                                  "yhat": 100.0, "yhat_lower": 90.0, "yhat_upper": 110.0,
-                                  "actual": 100.0 + rng.normal(0, 15, 12)}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "series": ALL,
+                    "metric": "visits",
+                    "cutoff": cutoff,
+                    "week_start": future,
+                    "yhat": 100.0,
+                    "yhat_lower": 90.0,
+                    "yhat_upper": 110.0,
+                    "actual": 100.0 + rng.normal(0, 15, 12),
+                }
+            )
+        )
     points = pd.concat(rows, ignore_index=True)
     base = calibrate_intervals(points, cfg).groupby("cutoff")["interval_scale"].first()
     c = weeks[60]
@@ -174,9 +226,13 @@ def test_calibrated_coverage_lands_near_nominal_on_known_noise():
     """
     rng = np.random.default_rng(11)
     weeks = pd.date_range("2022-01-03", periods=170, freq="7D")
-    series = pd.concat([pd.DataFrame({"series": ALL, "metric": m, "week_start": weeks,
-                                      "y": 100.0 + rng.normal(0, 5, len(weeks))}) for m in ("visits", "evals", "referrals")],
-                       ignore_index=True)
+    series = pd.concat(
+        [
+            pd.DataFrame({"series": ALL, "metric": m, "week_start": weeks, "y": 100.0 + rng.normal(0, 5, len(weeks))})
+            for m in ("visits", "evals", "referrals")
+        ],
+        ignore_index=True,
+    )
 
     def narrow(history, future, cfg):
         ds = pd.DatetimeIndex(history["week_start"]).append(pd.DatetimeIndex(future))
@@ -206,9 +262,14 @@ def test_forecast_all_and_staffing_gap(series):
     fc = forecast_all(series, cfg, forecaster=_naive_forecaster)
     future = fc[fc["actual"].isna()]
     assert set(future.groupby(["series", "metric"]).size()) == {cfg.horizon_weeks}
-    therapists = pd.DataFrame({"clinic_id": ["C1", "C1", "C2"], "available_minutes_week": [2400.0, 2400.0, 1800.0],
-                               "hired_on": ["2020-01-01", "2026-02-01", "2020-01-01"],
-                               "terminated_on": [None, None, "2026-01-20"]})
+    therapists = pd.DataFrame(
+        {
+            "clinic_id": ["C1", "C1", "C2"],
+            "available_minutes_week": [2400.0, 2400.0, 1800.0],
+            "hired_on": ["2020-01-01", "2026-02-01", "2020-01-01"],
+            "terminated_on": [None, None, "2026-01-20"],
+        }
+    )
     minutes = pd.Series({"C1": 48.0, "C2": 45.0, ALL: 45.0})
     gap = staffing_gap(fc, therapists, minutes, AS_OF)
     c1 = gap[gap["clinic_id"] == "C1"].set_index("week_start")

@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml.evaluation import (calibration_slope_intercept, classification_metrics, expected_calibration_error,
-                           interval_coverage, mase, mase_scale, reliability_bins, smape, spearman)
+from ml.evaluation import (
+    calibration_slope_intercept,
+    classification_metrics,
+    expected_calibration_error,
+    interval_coverage,
+    mase,
+    mase_scale,
+    reliability_bins,
+    smape,
+    spearman,
+)
 
 
 def _calibrated_sample(n: int = 40_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

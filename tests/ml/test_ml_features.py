@@ -5,18 +5,28 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from ml.features import FEATURES, MartFrames, build_features, labelled_targets, scoring_times, upcoming_targets
 from ml_leakage import scramble_after as _scramble_after
-from ml.features import known_at
+
+from ml.features import (
+    FEATURES,
+    MartFrames,
+    build_features,
+    known_at,
+    labelled_targets,
+    scoring_times,
+    upcoming_targets,
+)
 
 CUTOFF = pd.Timestamp("2024-06-01 09:30")
 
 
 def _on_the_books(marts: MartFrames, cutoff: pd.Timestamp) -> pd.DataFrame:
     a = marts.appointments
-    return a[(a["booked_at"] <= cutoff) & (a["scheduled_start"] > cutoff + pd.Timedelta(hours=48))
-             & (a["scheduled_start"] < cutoff + pd.Timedelta(days=30))].reset_index(drop=True)
+    return a[
+        (a["booked_at"] <= cutoff)
+        & (a["scheduled_start"] > cutoff + pd.Timedelta(hours=48))
+        & (a["scheduled_start"] < cutoff + pd.Timedelta(days=30))
+    ].reset_index(drop=True)
 
 
 def test_features_ignore_everything_after_the_scoring_time(synthetic):
@@ -40,8 +50,9 @@ def test_leakage_test_would_catch_a_change_before_the_cutoff(synthetic):
     a = marts.appointments.copy()
     known = (a["scheduled_start"] < CUTOFF - pd.Timedelta(days=1)) & a["patient_id"].isin(targets["patient_id"])
     a.loc[known, "status"] = "no_show"
-    after = build_features(targets, MartFrames(a, marts.episodes, marts.referrals, marts.patients, marts.as_of),
-                           score_at=pinned)
+    after = build_features(
+        targets, MartFrames(a, marts.episodes, marts.referrals, marts.patients, marts.as_of), score_at=pinned
+    )
     assert (after["prior_no_shows"] > before["prior_no_shows"]).any()
 
 
@@ -50,7 +61,8 @@ def test_default_scoring_time_is_48h_before_and_features_ignore_later_events(syn
     targets = labelled_targets(marts.appointments).sample(25, random_state=4).reset_index(drop=True)
     t = scoring_times(targets, marts.as_of)
     expected = (targets["scheduled_start"] - pd.Timedelta(hours=48)).where(
-        lambda s: s >= targets["booked_at"], targets["booked_at"])
+        lambda s: s >= targets["booked_at"], targets["booked_at"]
+    )
     pd.testing.assert_series_equal(t, expected, check_names=False)
     for i in range(len(targets)):
         one = targets.iloc[[i]].reset_index(drop=True)
@@ -74,8 +86,11 @@ def test_history_counts_match_a_naive_reference(synthetic):
         assert f.loc[i, "no_shows_last5"] == (seen["status"].tail(5) == "no_show").sum()
         done = seen[seen["status"] == "completed"]
         if len(done):
-            gap = (row["scheduled_start"] - done["scheduled_start"].iloc[-1]
-                   - pd.Timedelta(minutes=int(done["duration_min"].iloc[-1]))).total_seconds() / 86400
+            gap = (
+                row["scheduled_start"]
+                - done["scheduled_start"].iloc[-1]
+                - pd.Timedelta(minutes=int(done["duration_min"].iloc[-1]))
+            ).total_seconds() / 86400
             assert f.loc[i, "days_since_last_visit"] == pytest.approx(gap)
         else:
             assert np.isnan(f.loc[i, "days_since_last_visit"])

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import lead, artifacts, warehouse
+from ml import artifacts, lead, warehouse
 
 AS_OF = pd.Timestamp("2024-12-31 12:00")
 TS_COLS = ["first_contact_at", "contacted_at", "scheduled_at", "evaluated_at", "exit_at"]
@@ -17,8 +17,8 @@ def make_referrals(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     """Synthetic funnel: conversion depends on source, payer and how fast the first call came."""
     rng = np.random.default_rng(seed)
     received = AS_OF - pd.to_timedelta(rng.uniform(0, 700, n), unit="D")
-    source = rng.choice(["physician", "marketing", "direct_access"], n, p=[.6, .25, .15])
-    payer = rng.choice(["commercial", "medicare", "medicaid"], n, p=[.6, .25, .15])
+    source = rng.choice(["physician", "marketing", "direct_access"], n, p=[0.6, 0.25, 0.15])
+    payer = rng.choice(["commercial", "medicare", "medicaid"], n, p=[0.6, 0.25, 0.15])
     call_h = rng.exponential(12, n)
     reachable = rng.random(n) < 0.85
     logit = 1.2 + 0.6 * (source == "direct_access") - 0.5 * (payer == "medicaid") - 0.04 * call_h - 3.0 * ~reachable
@@ -28,13 +28,24 @@ def make_referrals(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     sched = reached.where(converts) + pd.to_timedelta(rng.uniform(1, 24, n), unit="h")
     evaluated = sched + pd.to_timedelta(rng.uniform(1, 10, n), unit="D")
     exit_at = pd.Series(received + pd.to_timedelta(rng.uniform(2, 15, n), unit="D")).where(~converts)
-    df = pd.DataFrame({
-        "referral_id": [f"R{i:05d}" for i in range(n)], "clinic_id": rng.choice(["C1", "C2"], n),
-        "intake_kind": np.where(source == "physician", "referral", "lead"), "source_type": source,
-        "channel": np.where(source == "marketing", "search_ads", None),
-        "specialty": np.where(source == "physician", "orthopedic_surgery", None), "payer_class": payer,
-        "received_at": received, "first_contact_at": first, "contacted_at": reached, "scheduled_at": sched,
-        "evaluated_at": evaluated, "exit_at": exit_at, "exit_stage": np.where(converts, None, "lost")})
+    df = pd.DataFrame(
+        {
+            "referral_id": [f"R{i:05d}" for i in range(n)],
+            "clinic_id": rng.choice(["C1", "C2"], n),
+            "intake_kind": np.where(source == "physician", "referral", "lead"),
+            "source_type": source,
+            "channel": np.where(source == "marketing", "search_ads", None),
+            "specialty": np.where(source == "physician", "orthopedic_surgery", None),
+            "payer_class": payer,
+            "received_at": received,
+            "first_contact_at": first,
+            "contacted_at": reached,
+            "scheduled_at": sched,
+            "evaluated_at": evaluated,
+            "exit_at": exit_at,
+            "exit_stage": np.where(converts, None, "lost"),
+        }
+    )
     for c in ["received_at", *TS_COLS]:
         df[c] = pd.to_datetime(df[c]).where(pd.to_datetime(df[c]) <= AS_OF)
     df.loc[df["exit_at"].isna(), "exit_stage"] = None
@@ -88,7 +99,9 @@ def test_leakage_test_would_catch_a_change_before_the_scoring_time():
     is_open = lead.open_at(refs, at)
     changed = refs.copy()
     before = pd.to_datetime(changed["first_contact_at"]) < at
-    changed.loc[before, "first_contact_at"] = pd.to_datetime(changed.loc[before, "first_contact_at"]) - pd.Timedelta(hours=1)
+    changed.loc[before, "first_contact_at"] = pd.to_datetime(changed.loc[before, "first_contact_at"]) - pd.Timedelta(
+        hours=1
+    )
     a = lead.features_at(refs[is_open], at[is_open])
     b = lead.features_at(changed[is_open], at[is_open])
     assert not a.equals(b)
@@ -131,11 +144,23 @@ def test_reasons_are_plain_words_and_training_is_deterministic(synth):
     assert np.array_equal(out["p_convert"], lead.explain(m2, f)["p_convert"])
     assert out["p_convert"].between(0, 1).all()
     assert out["reason_1"].str.len().gt(3).all() and not out["reason_1"].str.contains("_|nan|None").any()
-    texts = lead.reason_texts(pd.DataFrame({
-        "source_type": ["physician", "marketing"], "source_detail": ["orthopedic_surgery", "search_ads"],
-        "payer_class": ["medicare", None], "clinic_id": ["C1", "C2"], "intake_kind": ["referral", "lead"],
-        "days_open": [3.2, 0.3], "called": [1.0, 0.0], "hours_to_first_call": [2.5, np.nan],
-        "reached": [1.0, 0.0], "days_since_reached": [1.5, np.nan], "booked": [0.0, 0.0]}))
+    texts = lead.reason_texts(
+        pd.DataFrame(
+            {
+                "source_type": ["physician", "marketing"],
+                "source_detail": ["orthopedic_surgery", "search_ads"],
+                "payer_class": ["medicare", None],
+                "clinic_id": ["C1", "C2"],
+                "intake_kind": ["referral", "lead"],
+                "days_open": [3.2, 0.3],
+                "called": [1.0, 0.0],
+                "hours_to_first_call": [2.5, np.nan],
+                "reached": [1.0, 0.0],
+                "days_since_reached": [1.5, np.nan],
+                "booked": [0.0, 0.0],
+            }
+        )
+    )
     assert texts.loc[0, "progress"] == "spoken to 1 day ago, evaluation not booked yet"
     assert texts.loc[1, "progress"] == "not called yet"
     assert texts.loc[0, "source"] == "physician referral (orthopedic surgery)"
@@ -144,14 +169,21 @@ def test_reasons_are_plain_words_and_training_is_deterministic(synth):
 
 
 def test_expected_value_shrinks_toward_payer_and_falls_back():
-    eps = pd.DataFrame({
-        "payer_class": ["commercial"] * 300 + ["medicaid"] * 300 + ["commercial"],
-        "source_type": ["physician"] * 150 + ["marketing"] * 150 + ["physician"] * 300 + ["direct_access"],
-        "status": ["discharged"] * 601, "closed_on": [AS_OF - pd.Timedelta(days=100)] * 601,
-        "net_revenue_usd": [1000.0] * 150 + [800.0] * 150 + [400.0] * 300 + [5000.0]})
+    eps = pd.DataFrame(
+        {
+            "payer_class": ["commercial"] * 300 + ["medicaid"] * 300 + ["commercial"],
+            "source_type": ["physician"] * 150 + ["marketing"] * 150 + ["physician"] * 300 + ["direct_access"],
+            "status": ["discharged"] * 601,
+            "closed_on": [AS_OF - pd.Timedelta(days=100)] * 601,
+            "net_revenue_usd": [1000.0] * 150 + [800.0] * 150 + [400.0] * 300 + [5000.0],
+        }
+    )
     table = lead.expected_values(eps, AS_OF)
-    ev = lead.lookup_values(table, pd.Series(["commercial", "commercial", "medicaid", "medicaid", None]),
-                            pd.Series(["physician", "direct_access", "physician", "marketing", "physician"]))
+    ev = lead.lookup_values(
+        table,
+        pd.Series(["commercial", "commercial", "medicaid", "medicaid", None]),
+        pd.Series(["physician", "direct_access", "physician", "marketing", "physician"]),
+    )
     assert 900 < ev[0] < 1000  # a large cell keeps (almost) its own mean
     assert 900 < ev[1] < 2000  # a one-episode cell is pulled hard toward the commercial mean
     medicaid = table[(table["payer_class"] == "medicaid") & table["source_type"].isna()]["expected_value_usd"].iloc[0]
@@ -161,6 +193,7 @@ def test_expected_value_shrinks_toward_payer_and_falls_back():
 
 
 # ------------------------------------------------------------------------------- on the real build
+
 
 def test_real_marts_features_ignore_the_future(built_home):
     con = duckdb.connect(str(built_home.analytics_db), read_only=True)
@@ -174,16 +207,19 @@ def test_real_marts_features_ignore_the_future(built_home):
     assert is_open.sum() > 5
     scrambled = scramble_after(refs, cutoff)
     assert (lead.open_at(scrambled, cutoff) == is_open).all()
-    pd.testing.assert_frame_equal(lead.features_at(refs[is_open], cutoff[is_open]),
-                                  lead.features_at(scrambled[is_open], cutoff[is_open]))
+    pd.testing.assert_frame_equal(
+        lead.features_at(refs[is_open], cutoff[is_open]), lead.features_at(scrambled[is_open], cutoff[is_open])
+    )
 
 
 def test_build_wrote_lead_scores_for_every_open_referral(built_home):
     con = duckdb.connect(str(built_home.analytics_db), read_only=True)
     try:
         scores = con.sql("select * from ml.lead_scores").df()
-        open_ids = set(con.sql("""select referral_id from marts.referral_funnel
-                                  where evaluated_at is null and exit_stage is null""").df()["referral_id"])
+        open_ids = set(
+            con.sql("""select referral_id from marts.referral_funnel
+                                  where evaluated_at is null and exit_stage is null""").df()["referral_id"]
+        )
     finally:
         con.close()
     assert set(scores["referral_id"]) == open_ids and scores["referral_id"].is_unique
@@ -195,9 +231,22 @@ def test_build_wrote_lead_scores_for_every_open_referral(built_home):
 
 def test_lead_model_card(built_home):
     import json
+
     card = json.loads(artifacts.lead_card_path(built_home).read_text())
-    for key in ("roc_auc", "brier", "calibration_slope", "calibration_intercept", "baseline_roc_auc", "n_train",
-                "n_test", "split_date", "trained_at", "subgroups", "model_version", "brier_reference"):
+    for key in (
+        "roc_auc",
+        "brier",
+        "calibration_slope",
+        "calibration_intercept",
+        "baseline_roc_auc",
+        "n_train",
+        "n_test",
+        "split_date",
+        "trained_at",
+        "subgroups",
+        "model_version",
+        "brier_reference",
+    ):
         assert key in card
     assert card["roc_auc"] > card["baseline_roc_auc"]
     assert card["brier"] < card["brier_reference"]
@@ -206,6 +255,7 @@ def test_lead_model_card(built_home):
 
 def test_score_is_idempotent_and_trains_the_lead_model_when_missing(copy_home, built_home):
     from ml.train_score import score
+
     home = copy_home(built_home)
     artifacts.lead_model_path(home).unlink()
     first = score(home, home.analytics_db)

@@ -7,8 +7,19 @@ import pandas as pd
 import pytest
 
 from ml.features import build_features, labelled_targets, upcoming_targets
-from ml.no_show import (BOOSTED, GROUPS, LOGISTIC, NoShowModel, choose_deployed, encode, evaluate, explain,
-                         fit_final, reason_texts, risk_bands)
+from ml.no_show import (
+    BOOSTED,
+    GROUPS,
+    LOGISTIC,
+    NoShowModel,
+    choose_deployed,
+    encode,
+    evaluate,
+    explain,
+    fit_final,
+    reason_texts,
+    risk_bands,
+)
 
 
 @pytest.fixture(scope="module")
@@ -137,13 +148,27 @@ def test_reasons_are_plain_words_for_the_right_direction(model, labelled):
 
 
 def test_reason_texts_templates():
-    f = pd.DataFrame({
-        "prior_appts": [0, 5], "prior_no_shows": [0, 1], "no_shows_last5": [0, 1], "last_k": [0, 5],
-        "prior_cancels": [0, 2], "late_cancels_last5": [0, 0], "lead_time_days": [0.3, 24.6],
-        "days_since_last_visit": [np.nan, 9.2], "visit_type": ["initial_eval", "follow_up"],
-        "episode_visits": [0, 4], "planned_visits": [np.nan, 12.0], "hour": [8.0, 15.5],
-        "day_of_week": ["Mon", "Fri"], "payer_class": ["medicaid", "commercial"], "age_band": ["18-34", None],
-        "clinic_id": ["C1", "C2"], "source_type": ["physician", "direct_access"]})
+    f = pd.DataFrame(
+        {
+            "prior_appts": [0, 5],
+            "prior_no_shows": [0, 1],
+            "no_shows_last5": [0, 1],
+            "last_k": [0, 5],
+            "prior_cancels": [0, 2],
+            "late_cancels_last5": [0, 0],
+            "lead_time_days": [0.3, 24.6],
+            "days_since_last_visit": [np.nan, 9.2],
+            "visit_type": ["initial_eval", "follow_up"],
+            "episode_visits": [0, 4],
+            "planned_visits": [np.nan, 12.0],
+            "hour": [8.0, 15.5],
+            "day_of_week": ["Mon", "Fri"],
+            "payer_class": ["medicaid", "commercial"],
+            "age_band": ["18-34", None],
+            "clinic_id": ["C1", "C2"],
+            "source_type": ["physician", "direct_access"],
+        }
+    )
     t = reason_texts(f)
     assert list(t["history"]) == ["first appointment on record", "1 no-show in the last 5 visits"]
     assert list(t["lead"]) == ["booked less than a day ahead", "booked 24 days ahead"]

@@ -13,17 +13,29 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from ml_leakage import scramble_after
 
 from ml import artifacts, warehouse
 from ml.features import build_features, labelled_targets, scoring_times
 from ml.train_score import score, train
 from ml.warehouse import ML_TABLES
-from ml_leakage import scramble_after
 
-CARD_KEYS = {"roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece", "oracle_roc_auc",
-             "baseline_roc_auc", "n_train", "n_test", "split_date", "trained_at", "subgroups"}
-BACKTEST_KEYS = {"mase", "baseline_mase", "relative_mase", "smape", "coverage_80", "horizon_weeks", "cutoffs",
-                 "series"}
+CARD_KEYS = {
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "calibration_slope",
+    "calibration_intercept",
+    "ece",
+    "oracle_roc_auc",
+    "baseline_roc_auc",
+    "n_train",
+    "n_test",
+    "split_date",
+    "trained_at",
+    "subgroups",
+}
+BACKTEST_KEYS = {"mase", "baseline_mase", "relative_mase", "smape", "coverage_80", "horizon_weeks", "cutoffs", "series"}
 
 
 def _read(path, sql: str) -> pd.DataFrame:
@@ -55,15 +67,24 @@ def test_build_wrote_every_ml_table(built_home):
 
 def test_scores_cover_upcoming_appointments_with_reasons(built_home):
     scores = _read(built_home.analytics_db, "select * from ml.no_show_scores")
-    upcoming = _read(built_home.analytics_db, """
+    upcoming = _read(
+        built_home.analytics_db,
+        """
         select appointment_id from marts.appointments
-        where is_future and status not in ('cancelled', 'late_cancelled')""")
+        where is_future and status not in ('cancelled', 'late_cancelled')""",
+    )
     assert set(scores["appointment_id"]) == set(upcoming["appointment_id"])
     assert scores["probability"].between(0, 1).all()
     assert set(scores["risk_band"]) <= {"low", "medium", "high"}
     assert scores["reason_1"].str.len().gt(0).all()
-    assert (scores["probability"].groupby(scores["risk_band"]).min().reindex(["low", "medium", "high"])
-            .dropna().is_monotonic_increasing)
+    assert (
+        scores["probability"]
+        .groupby(scores["risk_band"])
+        .min()
+        .reindex(["low", "medium", "high"])
+        .dropna()
+        .is_monotonic_increasing
+    )
     assert scores["model_version"].nunique() == 1
 
 
@@ -74,20 +95,29 @@ def test_upcoming_scores_are_calibrated_by_visit_type(built_home):
     the body region, recorded by the evaluation note, was known in training only for evaluations that
     happened: its absence meant "missed". Tolerances allow for a handful of upcoming evaluations.
     """
-    up = _read(built_home.analytics_db, """
+    up = _read(
+        built_home.analytics_db,
+        """
         select s.probability, s.risk_band, s.clinic_id, a.visit_type
-        from ml.no_show_scores s join marts.appointments a using (appointment_id)""")
-    hist = _read(built_home.analytics_db, """
+        from ml.no_show_scores s join marts.appointments a using (appointment_id)""",
+    )
+    hist = _read(
+        built_home.analytics_db,
+        """
         select visit_type, avg(case when status = 'no_show' then 1.0 else 0.0 end) as rate, count(*) as n
         from marts.appointments
         where not coalesce(is_future, false) and status in ('completed', 'no_show')
-        group by visit_type""").set_index("visit_type")["rate"]
-    recent = _read(built_home.analytics_db, """
+        group by visit_type""",
+    ).set_index("visit_type")["rate"]
+    recent = _read(
+        built_home.analytics_db,
+        """
         select avg(case when status = 'no_show' then 1.0 else 0.0 end) as rate
         from marts.appointments
         where not coalesce(is_future, false) and status in ('completed', 'no_show')
           and scheduled_start >= (select max(scheduled_start) from marts.appointments
-                                  where not coalesce(is_future, false)) - interval 180 day""")["rate"].iloc[0]
+                                  where not coalesce(is_future, false)) - interval 180 day""",
+    )["rate"].iloc[0]
     by_type = up.groupby("visit_type")["probability"].agg(["mean", "size"])
     assert by_type.loc["initial_eval", "size"] >= 3
     assert abs(by_type.loc["initial_eval", "mean"] - hist["initial_eval"]) < 0.06, by_type
@@ -135,8 +165,9 @@ def test_demand_forecast_and_staffing(built_home):
 
 def test_attribution_credit_sums_to_path_totals(built_home):
     credit = _read(built_home.analytics_db, "select * from ml.attribution_credit")
-    totals = _read(built_home.analytics_db, "select sum(conversions) c, sum(revenue_usd)::double r "
-                                            "from marts.attribution_paths")
+    totals = _read(
+        built_home.analytics_db, "select sum(conversions) c, sum(revenue_usd)::double r from marts.attribution_paths"
+    )
     for model in ("markov", "shapley"):
         part = credit[credit["model"] == model]
         assert part["attributed_conversions"].sum() == pytest.approx(totals["c"].iloc[0])
@@ -185,7 +216,8 @@ def test_training_and_scoring_are_reproducible(tmp_path, trained_with_truth, sma
         a.pop(volatile), b.pop(volatile)
     assert a == b
     assert json.loads(artifacts.backtest_path(settings).read_text()) == json.loads(
-        artifacts.backtest_path(other).read_text())
+        artifacts.backtest_path(other).read_text()
+    )
     # scoring twice (and into two files) gives the same tables: idempotent and deterministic
     first, second = tmp_path / "s1.duckdb", tmp_path / "s2.duckdb"
     shutil.copy2(settings.analytics_db, first)

@@ -21,20 +21,25 @@ from ml import artifacts
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
 from app_helpers import open_page, rendered_text  # noqa: E402
 
-LOSING = {"roc_auc": 0.698, "baselines": {"logistic_regression": {"roc_auc": 0.709}},
-          "deployed_model": "boosted_trees"}
+LOSING = {"roc_auc": 0.698, "baselines": {"logistic_regression": {"roc_auc": 0.709}}, "deployed_model": "boosted_trees"}
 
 
 def test_verdicts():
     kind, text = model_cards.no_show_verdict(LOSING)
     assert kind == "refuse" and "0.698 vs 0.709" in text and "ptpulse train" in text
-    fallback = {"roc_auc": 0.661, "deployed_model": "logistic_regression",
-                "baselines": {"logistic_regression": {"roc_auc": 0.661}},
-                "baseline_comparison": {"boosted_trees": 0.650, "logistic_regression": 0.661}}
+    fallback = {
+        "roc_auc": 0.661,
+        "deployed_model": "logistic_regression",
+        "baselines": {"logistic_regression": {"roc_auc": 0.661}},
+        "baseline_comparison": {"boosted_trees": 0.650, "logistic_regression": 0.661},
+    }
     kind, text = model_cards.no_show_verdict(fallback)
     assert kind == "fallback" and "logistic regression" in text and "0.650 vs 0.661" in text
-    winner = {"roc_auc": 0.75, "deployed_model": "boosted_trees",
-              "baselines": {"logistic_regression": {"roc_auc": 0.74}}}
+    winner = {
+        "roc_auc": 0.75,
+        "deployed_model": "boosted_trees",
+        "baselines": {"logistic_regression": {"roc_auc": 0.74}},
+    }
     assert model_cards.no_show_verdict(winner) == ("ok", None)
     assert model_cards.no_show_verdict(None) == ("unknown", None)
 
@@ -78,8 +83,7 @@ def losing_home(built_home, tmp_path_factory):
 def _high_risk_tasks(settings, servable: bool):
     reader = DbReader(AnalyticsDb(settings.analytics_db), auth.Scope("manager"))
     f = Filters(*data_date_range(reader))
-    tasks = queue_candidates(reader, f, build_info(reader)["as_of"], high_risk_days=30,
-                                     scores_servable=servable)
+    tasks = queue_candidates(reader, f, build_info(reader)["as_of"], high_risk_days=30, scores_servable=servable)
     return tasks[tasks["rule"] == "confirm_high_risk"]
 
 

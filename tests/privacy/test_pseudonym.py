@@ -8,9 +8,8 @@ import hashlib
 import re
 import shutil
 import stat
-from pathlib import Path
-
 import sys
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -50,8 +49,10 @@ def _patients(home) -> list[tuple[str, str]]:
 
 def _kx_tasks(home) -> list[tuple[str, str, str]]:
     with duckdb.connect(str(home.analytics_db), read_only=True) as con:
-        return con.execute("select task_id, patient_id, patient_key from marts.work_queue_candidates "
-                           "where rule = 'medicare_kx_threshold' order by 1").fetchall()
+        return con.execute(
+            "select task_id, patient_id, patient_key from marts.work_queue_candidates "
+            "where rule = 'medicare_kx_threshold' order by 1"
+        ).fetchall()
 
 
 def test_key_is_private_and_patient_key_is_its_hmac(kx_home):
@@ -110,7 +111,7 @@ def test_secret_is_in_no_file_but_its_own(kx_home):
 def test_task_ids_carry_the_pseudonym_not_the_patient_id(kx_home):
     kx = _kx_tasks(kx_home)
     assert kx, "no KX task: the fixture's threshold did not produce the per-patient rule"
-    for task_id, pid, pkey in kx:
+    for task_id, _pid, pkey in kx:
         rule, entity, year = task_id.split(":")
         assert (rule, entity) == ("medicare_kx_threshold", pkey) and year.isdigit()
     pids = {pid for pid, _ in _patients(kx_home)}
@@ -130,8 +131,9 @@ def test_rotation_changes_every_key_and_keeps_actions_matching(kx_home, tmp_path
     assert first.ok, first.message
     before = dict(_patients(home))
     with duckdb.connect(str(home.analytics_db), read_only=True) as con:
-        assert con.execute("select claimed_by from marts.work_queue_candidates where task_id = ?",
-                           [task_id]).fetchone() == ("frontdesk@example.com",)
+        assert con.execute(
+            "select claimed_by from marts.work_queue_candidates where task_id = ?", [task_id]
+        ).fetchone() == ("frontdesk@example.com",)
 
     old_secret = load_key(key_path(home))
     rot = rotate_key(home)
@@ -145,8 +147,9 @@ def test_rotation_changes_every_key_and_keeps_actions_matching(kx_home, tmp_path
 
     new_task = task_id.replace(old_key, pseudonym_one(load_key(key_path(home)), _kx_tasks(kx_home)[0][1]))
     with duckdb.connect(str(home.analytics_db), read_only=True) as con:
-        assert con.execute("select claimed_by from marts.work_queue_candidates where task_id = ?",
-                           [new_task]).fetchone() == ("frontdesk@example.com",)
+        assert con.execute(
+            "select claimed_by from marts.work_queue_candidates where task_id = ?", [new_task]
+        ).fetchone() == ("frontdesk@example.com",)
     assert [s.task_id for s in actions.task_states(home.app_db).values()] == [new_task]
 
 
@@ -155,10 +158,16 @@ def _raw_identity(home) -> dict[str, tuple[str, str]]:
     with duckdb.connect(str(home.raw_db), read_only=True) as con:
         pid, first, last, phone, email, member, addr = con.execute(
             "select patient_id, first_name, last_name, phone, email, member_id, address_line from raw.raw.patients "
-            "order by patient_id limit 1").fetchone()  # catalog raw, schema raw
-    return {"patient id": (f"medicare_kx_threshold:{pid}:2026", pid), "phone": (f"call back on {phone} today", phone),
-            "name": (f"Spoke to {first} {last}.", last), "email": (f"sent to <{email}>", email),
-            "member id": (f"member {member}", member), "address": (f"lives at {addr}, near the clinic", addr)}
+            "order by patient_id limit 1"
+        ).fetchone()  # catalog raw, schema raw
+    return {
+        "patient id": (f"medicare_kx_threshold:{pid}:2026", pid),
+        "phone": (f"call back on {phone} today", phone),
+        "name": (f"Spoke to {first} {last}.", last),
+        "email": (f"sent to <{email}>", email),
+        "member id": (f"member {member}", member),
+        "address": (f"lives at {addr}, near the clinic", addr),
+    }
 
 
 @pytest.mark.parametrize("kind", ["patient id", "phone", "name", "email", "member id", "address"])
@@ -168,8 +177,11 @@ def test_verification_refuses_a_twin_with_an_identifier_inside_a_value(kx_home, 
     shutil.copy2(kx_home.analytics_deid_db, twin)
     value, ident = _raw_identity(kx_home)[kind]
     with duckdb.connect(str(twin)) as con:
-        con.execute("update marts.work_queue_candidates set reason = ? "
-                    "where task_id = (select min(task_id) from marts.work_queue_candidates)", [value])
+        con.execute(
+            "update marts.work_queue_candidates set reason = ? "
+            "where task_id = (select min(task_id) from marts.work_queue_candidates)",
+            [value],
+        )
     with pytest.raises(RuntimeError) as err:
         verify_deidentified(twin, kx_home.raw_db)
     message = str(err.value)

@@ -46,9 +46,9 @@ class Case:
 
 
 def _generated_and_built(tmp_path_factory, name: str, scale: str, seed: int, dirty: float) -> tuple[Path, Settings]:
-    from seed_data.generator import generate
     from ingestion.loader import ingest
     from ptpulse.build.orchestrate import build
+    from seed_data.generator import generate
 
     out = tmp_path_factory.mktemp(f"{name}_csv")
     generate(out, scale=scale, seed=seed, dirty=dirty)

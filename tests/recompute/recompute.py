@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import polars as pl
@@ -33,12 +33,13 @@ FADING_DAYS = 90
 
 # --- contract cleaning --------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+
+@cache
 def contract(source: str) -> dict:
     return yaml.safe_load((CONTRACTS / f"{source}.yml").read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_list(name: str) -> frozenset[str]:
     return frozenset(pl.read_csv(CODES / f"{name}.csv", infer_schema=False)["code"].to_list())
 
@@ -78,8 +79,13 @@ def load_source(folder: Path, source: str) -> pl.DataFrame:
     spec = contract(source)
     cols = spec["columns"]
     raw = pl.read_csv(folder / f"{source}.csv", infer_schema=False).with_row_index("_line")
-    raw = raw.with_columns([pl.when(pl.col(c).str.strip_chars() == "").then(None).otherwise(pl.col(c)).alias(c)
-                            for c in cols if c in raw.columns])
+    raw = raw.with_columns(
+        [
+            pl.when(pl.col(c).str.strip_chars() == "").then(None).otherwise(pl.col(c)).alias(c)
+            for c in cols
+            if c in raw.columns
+        ]
+    )
     raw = raw.with_columns([pl.lit(None, dtype=pl.String).alias(c) for c in cols if c not in raw.columns])
     typed = raw.with_columns([_typed(c, s["type"]).alias(f"_t_{c}") for c, s in cols.items()])
     bad = pl.lit(False)
@@ -103,13 +109,26 @@ def load_source(folder: Path, source: str) -> pl.DataFrame:
     money = [c for c, s in cols.items() if s["type"] == "decimal" and c.endswith("_usd")]
     out = out.with_columns([(pl.col(c) * 100).round(0).cast(pl.Int64) for c in money])
     key, ev = spec["natural_key"], spec["event_time"]
-    out = out.sort([ev, "_line"], descending=True, nulls_last=True).unique(subset=key, keep="first",
-                                                                            maintain_order=True)
+    out = out.sort([ev, "_line"], descending=True, nulls_last=True).unique(
+        subset=key, keep="first", maintain_order=True
+    )
     return out.sort("_line").drop("_line")
 
 
-SOURCES = ("clinics", "therapists", "referring_physicians", "payers", "intake_events", "marketing_touches",
-           "marketing_spend", "scheduling_events", "documentation_events", "charges", "claims", "remittances")
+SOURCES = (
+    "clinics",
+    "therapists",
+    "referring_physicians",
+    "payers",
+    "intake_events",
+    "marketing_touches",
+    "marketing_spend",
+    "scheduling_events",
+    "documentation_events",
+    "charges",
+    "claims",
+    "remittances",
+)
 
 
 def load_practice(folder: Path) -> dict[str, pl.DataFrame]:
@@ -117,6 +136,7 @@ def load_practice(folder: Path) -> dict[str, pl.DataFrame]:
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
+
 
 def business_days(start: pl.Expr, end: pl.Expr) -> pl.Expr:
     """Mon-Fri days after `start`'s day up to and including `end`'s day."""
@@ -132,6 +152,7 @@ def period(e: pl.Expr, grain: str) -> pl.Expr:
 
 
 # --- the practice model -------------------------------------------------------------------------------------
+
 
 @dataclass
 class Practice:
@@ -152,11 +173,23 @@ def collapse_appointments(sched: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
     """One row per appointment, by its lifecycle (issue 13 item 5): booked -> rescheduled -> outcome. The
     outcome event decides the status even when a reschedule was logged after it; arrived means completed."""
     s = sched.with_columns(kind=pl.col("event_type").replace({"arrived": "completed"}))
-    latest = s.sort(["event_at"]).group_by("appointment_id").agg(
-        pl.col("episode_id", "referral_id", "patient_id", "clinic_id", "therapist_id", "visit_type",
-               "duration_min", "scheduled_start").last(),
-        booked_at=pl.col("event_at").min(),  # the booking, or the earliest event left when it was quarantined
-        outcome=pl.col("kind").filter(pl.col("kind").is_in(OUTCOMES)).last(),
+    latest = (
+        s.sort(["event_at"])
+        .group_by("appointment_id")
+        .agg(
+            pl.col(
+                "episode_id",
+                "referral_id",
+                "patient_id",
+                "clinic_id",
+                "therapist_id",
+                "visit_type",
+                "duration_min",
+                "scheduled_start",
+            ).last(),
+            booked_at=pl.col("event_at").min(),  # the booking, or the earliest event left when it was quarantined
+            outcome=pl.col("kind").filter(pl.col("kind").is_in(OUTCOMES)).last(),
+        )
     )
     return latest.with_columns(status=pl.col("outcome").fill_null("scheduled")).drop("outcome")
 
@@ -165,47 +198,81 @@ def build_episodes(src: dict[str, pl.DataFrame], appts: pl.DataFrame, as_of: dat
     notes = src["documentation_events"]
     asof_day = as_of.date()
     ep_of_appt = appts.group_by("episode_id").agg(
-        referral_id=pl.col("referral_id").drop_nulls().first(), clinic_id=pl.col("clinic_id").first(),
+        referral_id=pl.col("referral_id").drop_nulls().first(),
+        clinic_id=pl.col("clinic_id").first(),
         attended_visits=(pl.col("status") == ATTENDED).sum(),
         first_visit_at=pl.col("scheduled_start").filter(pl.col("status") == ATTENDED).min(),
         last_visit_at=pl.col("scheduled_start").filter(pl.col("status") == ATTENDED).max(),
-        eval_at=pl.col("scheduled_start").filter((pl.col("status") == ATTENDED)
-                                                 & (pl.col("visit_type") == "initial_eval")).min(),
+        eval_at=pl.col("scheduled_start")
+        .filter((pl.col("status") == ATTENDED) & (pl.col("visit_type") == "initial_eval"))
+        .min(),
         second_visit_at=pl.col("scheduled_start").filter(pl.col("status") == ATTENDED).sort().get(1, null_on_oob=True),
         future=((pl.col("status") == "scheduled") & (pl.col("scheduled_start") > as_of)).sum(),
     )
-    plan = notes.filter(pl.col("note_type").is_in(["initial_eval", "re_eval"]) & pl.col("planned_visits").is_not_null()
-                        ).sort(["service_date", "created_at"]).group_by("episode_id").agg(
-        planned_visits=pl.col("planned_visits").last())
-    ev_note = notes.filter(pl.col("note_type") == "initial_eval").sort("created_at").group_by("episode_id").agg(
-        eval_note_at=pl.col("created_at").first(), eval_note_signed_at=pl.col("signed_at").first(),
-        eval_note_date=pl.col("service_date").first(), note_clinic=pl.col("clinic_id").first())
-    summary = notes.filter(pl.col("note_type") == "discharge_summary").sort("created_at").group_by("episode_id").agg(
-        summary_at=pl.col("created_at").last(), summary_date=pl.col("service_date").last(),
-        summary_reason=pl.col("discharge_reason").last())
-    e = (ep_of_appt.join(plan, on="episode_id", how="full", coalesce=True)
-         .join(ev_note, on="episode_id", how="full", coalesce=True)
-         .join(summary, on="episode_id", how="left"))
-    e = e.with_columns(clinic_id=pl.coalesce("clinic_id", "note_clinic"),
-                       attended_visits=pl.col("attended_visits").fill_null(0), future=pl.col("future").fill_null(0))
+    plan = (
+        notes.filter(pl.col("note_type").is_in(["initial_eval", "re_eval"]) & pl.col("planned_visits").is_not_null())
+        .sort(["service_date", "created_at"])
+        .group_by("episode_id")
+        .agg(planned_visits=pl.col("planned_visits").last())
+    )
+    ev_note = (
+        notes.filter(pl.col("note_type") == "initial_eval")
+        .sort("created_at")
+        .group_by("episode_id")
+        .agg(
+            eval_note_at=pl.col("created_at").first(),
+            eval_note_signed_at=pl.col("signed_at").first(),
+            eval_note_date=pl.col("service_date").first(),
+            note_clinic=pl.col("clinic_id").first(),
+        )
+    )
+    summary = (
+        notes.filter(pl.col("note_type") == "discharge_summary")
+        .sort("created_at")
+        .group_by("episode_id")
+        .agg(
+            summary_at=pl.col("created_at").last(),
+            summary_date=pl.col("service_date").last(),
+            summary_reason=pl.col("discharge_reason").last(),
+        )
+    )
+    e = (
+        ep_of_appt.join(plan, on="episode_id", how="full", coalesce=True)
+        .join(ev_note, on="episode_id", how="full", coalesce=True)
+        .join(summary, on="episode_id", how="left")
+    )
+    e = e.with_columns(
+        clinic_id=pl.coalesce("clinic_id", "note_clinic"),
+        attended_visits=pl.col("attended_visits").fill_null(0),
+        future=pl.col("future").fill_null(0),
+    )
     e = e.filter((pl.col("attended_visits") > 0) | pl.col("eval_note_at").is_not_null())
     idle = (pl.lit(asof_day) - pl.col("last_visit_at").dt.date()).dt.total_days() >= SELF_DISCHARGE_DAYS
     plan_done = pl.col("attended_visits") >= pl.col("planned_visits")
     quiet = idle.fill_null(False) & (pl.col("future") == 0)
-    status = (pl.when(pl.col("summary_reason").is_not_null() & (pl.col("summary_reason") != "self_discharged"))
-              .then(pl.lit("discharged"))
-              .when(pl.col("summary_reason") == "self_discharged").then(pl.lit("self_discharged"))
-              .when(quiet & plan_done.fill_null(False)).then(pl.lit("discharged"))
-              .when(quiet).then(pl.lit("self_discharged"))
-              .otherwise(pl.lit("active")))
+    status = (
+        pl.when(pl.col("summary_reason").is_not_null() & (pl.col("summary_reason") != "self_discharged"))
+        .then(pl.lit("discharged"))
+        .when(pl.col("summary_reason") == "self_discharged")
+        .then(pl.lit("self_discharged"))
+        .when(quiet & plan_done.fill_null(False))
+        .then(pl.lit("discharged"))
+        .when(quiet)
+        .then(pl.lit("self_discharged"))
+        .otherwise(pl.lit("active"))
+    )
     e = e.with_columns(status=status)
     documented = pl.col("summary_reason").is_not_null()
     e = e.with_columns(
         is_closed=pl.col("status") != "active",
-        discharge_date=pl.when(pl.col("status") == "active").then(None)
-        .when(documented).then(pl.col("summary_date")).otherwise(pl.col("last_visit_at").dt.date()),
+        discharge_date=pl.when(pl.col("status") == "active")
+        .then(None)
+        .when(documented)
+        .then(pl.col("summary_date"))
+        .otherwise(pl.col("last_visit_at").dt.date()),
         discharged_at=pl.when(pl.col("status") == "discharged").then(
-            pl.when(documented).then(pl.col("summary_at")).otherwise(pl.col("last_visit_at"))),
+            pl.when(documented).then(pl.col("summary_at")).otherwise(pl.col("last_visit_at"))
+        ),
         eval_date=pl.coalesce(pl.col("eval_at").dt.date(), pl.col("eval_note_date")),
     )
     return e.with_columns(
@@ -214,62 +281,97 @@ def build_episodes(src: dict[str, pl.DataFrame], appts: pl.DataFrame, as_of: dat
     )
 
 
-def build_funnel(src: dict[str, pl.DataFrame], appts: pl.DataFrame, eps: pl.DataFrame, as_of: datetime
-                 ) -> pl.DataFrame:
+def build_funnel(src: dict[str, pl.DataFrame], appts: pl.DataFrame, eps: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
     ie = src["intake_events"]
     # a referral is any referral id with intake events; its received event carries the source, and when that
     # row was quarantined the referral still counts, received at its earliest intake event
     rec = ie.filter(pl.col("event_type") == "received").select(
-        "referral_id", "intake_kind", "source_type", "referring_physician_id", "channel", received_ev="event_at")
-    rec = ie.sort("event_at").group_by("referral_id").agg(pl.col("clinic_id").first(), first_ev=pl.col("event_at").min()
-                                                          ).join(rec, on="referral_id", how="left").with_columns(
-        received_at=pl.coalesce("received_ev", "first_ev")).drop("received_ev", "first_ev")
+        "referral_id", "intake_kind", "source_type", "referring_physician_id", "channel", received_ev="event_at"
+    )
+    rec = (
+        ie.sort("event_at")
+        .group_by("referral_id")
+        .agg(pl.col("clinic_id").first(), first_ev=pl.col("event_at").min())
+        .join(rec, on="referral_id", how="left")
+        .with_columns(received_at=pl.coalesce("received_ev", "first_ev"))
+        .drop("received_ev", "first_ev")
+    )
     agg = ie.group_by("referral_id").agg(
         first_contact_at=pl.col("event_at").filter(pl.col("event_type").is_in(["outreach", "contacted"])).min(),
-        reached_at=pl.col("event_at").filter((pl.col("event_type") == "contacted")
-                                             | (pl.col("outreach_outcome") == "reached")).min(),
+        reached_at=pl.col("event_at")
+        .filter((pl.col("event_type") == "contacted") | (pl.col("outreach_outcome") == "reached"))
+        .min(),
     )
-    exits = ie.filter(pl.col("event_type").is_in(["declined", "unreachable", "insurance_denied", "lost"])).sort(
-        "event_at").group_by("referral_id").agg(intake_exit=pl.col("event_type").last(),
-                                                intake_reason=pl.col("reason").last(),
-                                                intake_exit_at=pl.col("event_at").last())
+    exits = (
+        ie.filter(pl.col("event_type").is_in(["declined", "unreachable", "insurance_denied", "lost"]))
+        .sort("event_at")
+        .group_by("referral_id")
+        .agg(
+            intake_exit=pl.col("event_type").last(),
+            intake_reason=pl.col("reason").last(),
+            intake_exit_at=pl.col("event_at").last(),
+        )
+    )
     agg = agg.join(exits, on="referral_id", how="left")
-    ap = appts.filter(pl.col("referral_id").is_not_null()).group_by("referral_id").agg(
-        scheduled_at=pl.col("booked_at").min(),
-        first_attended_at=pl.col("scheduled_start").filter(pl.col("status") == ATTENDED).min(),
-        last_eval_status=pl.col("status").filter(pl.col("visit_type") == "initial_eval").sort_by(
-            pl.col("scheduled_start").filter(pl.col("visit_type") == "initial_eval")).last(),
+    ap = (
+        appts.filter(pl.col("referral_id").is_not_null())
+        .group_by("referral_id")
+        .agg(
+            scheduled_at=pl.col("booked_at").min(),
+            first_attended_at=pl.col("scheduled_start").filter(pl.col("status") == ATTENDED).min(),
+            last_eval_status=pl.col("status")
+            .filter(pl.col("visit_type") == "initial_eval")
+            .sort_by(pl.col("scheduled_start").filter(pl.col("visit_type") == "initial_eval"))
+            .last(),
+        )
     )
     ep = eps.filter(pl.col("referral_id").is_not_null()).select(
-        "referral_id", "episode_id", "eval_at", "eval_note_at", "eval_note_signed_at", "second_visit_at",
-        "discharged_at", "status", "discharge_date", "summary_at", "last_visit_at", "attended_visits")
-    f = rec.join(agg, on="referral_id", how="left").join(ap, on="referral_id", how="left").join(
-        ep, on="referral_id", how="left")
+        "referral_id",
+        "episode_id",
+        "eval_at",
+        "eval_note_at",
+        "eval_note_signed_at",
+        "second_visit_at",
+        "discharged_at",
+        "status",
+        "discharge_date",
+        "summary_at",
+        "last_visit_at",
+        "attended_visits",
+    )
+    f = (
+        rec.join(agg, on="referral_id", how="left")
+        .join(ap, on="referral_id", how="left")
+        .join(ep, on="referral_id", how="left")
+    )
     evaluated = pl.col("eval_at").is_not_null()
     f = f.with_columns(
         contacted_at=pl.min_horizontal("reached_at", "scheduled_at"),
         evaluated_at=pl.col("eval_at"),
-        plan_of_care_at=pl.when(evaluated).then(
-            pl.min_horizontal("eval_note_at", "second_visit_at", "discharged_at")),
+        plan_of_care_at=pl.when(evaluated).then(pl.min_horizontal("eval_note_at", "second_visit_at", "discharged_at")),
         active_at=pl.col("second_visit_at"),
     )
     # exits, in the design's precedence: an evaluated referral can only leave by self-discharge; before the
     # evaluation a missed evaluation is the design's eval_no_show exit (issue 13 item 3), whatever the intake
     # team logged afterwards
-    eval_no_show = ~evaluated & ((pl.col("last_eval_status") == "no_show").fill_null(False)
-                                 | (pl.col("intake_reason") == "eval_no_show").fill_null(False))
+    eval_no_show = ~evaluated & (
+        (pl.col("last_eval_status") == "no_show").fill_null(False)
+        | (pl.col("intake_reason") == "eval_no_show").fill_null(False)
+    )
     f = f.with_columns(
-        exit_stage=pl.when(evaluated).then(
-            pl.when(pl.col("status") == "self_discharged").then(pl.lit("self_discharged")))
-        .when(eval_no_show).then(pl.lit("eval_no_show"))
+        exit_stage=pl.when(evaluated)
+        .then(pl.when(pl.col("status") == "self_discharged").then(pl.lit("self_discharged")))
+        .when(eval_no_show)
+        .then(pl.lit("eval_no_show"))
         .otherwise(pl.col("intake_exit")),
     )
     return f.with_columns(
         hours_to_contact=(pl.col("first_contact_at") - pl.col("received_at")).dt.total_seconds() / 3600.0,
         business_days_to_eval=business_days(pl.col("received_at"), pl.col("evaluated_at")),
         converted_webpt=pl.col("eval_note_signed_at").is_not_null(),
-        converted_7day=((pl.col("first_attended_at").dt.date() - pl.col("received_at").dt.date()).dt.total_days()
-                        <= 7).fill_null(False),
+        converted_7day=(
+            (pl.col("first_attended_at").dt.date() - pl.col("received_at").dt.date()).dt.total_days() <= 7
+        ).fill_null(False),
         is_evaluated=evaluated,
     )
 
@@ -278,12 +380,16 @@ def build_payments(src: dict[str, pl.DataFrame]) -> pl.DataFrame:
     """Every money event with the clinic it belongs to: the claim's clinic, else the clinic of the claim's charge
     lines, else 'unattributed' (issue 13 item 1: money never vanishes in a join)."""
     claim_clinic = src["claims"].select("claim_id", claim_clinic="clinic_id", claim_episode="episode_id")
-    charge_clinic = src["charges"].group_by("claim_id").agg(charge_clinic=pl.col("clinic_id").first(),
-                                                             charge_episode=pl.col("episode_id").first())
-    r = src["remittances"].join(claim_clinic, on="claim_id", how="left").join(charge_clinic, on="claim_id",
-                                                                            how="left")
-    return r.with_columns(clinic_id=pl.coalesce("claim_clinic", "charge_clinic", pl.lit("unattributed")),
-                          episode_id=pl.coalesce("claim_episode", "charge_episode"))
+    charge_clinic = (
+        src["charges"]
+        .group_by("claim_id")
+        .agg(charge_clinic=pl.col("clinic_id").first(), charge_episode=pl.col("episode_id").first())
+    )
+    r = src["remittances"].join(claim_clinic, on="claim_id", how="left").join(charge_clinic, on="claim_id", how="left")
+    return r.with_columns(
+        clinic_id=pl.coalesce("claim_clinic", "charge_clinic", pl.lit("unattributed")),
+        episode_id=pl.coalesce("claim_episode", "charge_episode"),
+    )
 
 
 def practice(folder: Path) -> Practice:
@@ -292,11 +398,11 @@ def practice(folder: Path) -> Practice:
     appts = collapse_appointments(src["scheduling_events"], as_of)
     eps = build_episodes(src, appts, as_of)
     funnel = build_funnel(src, appts, eps, as_of)
-    return Practice(as_of=as_of, src=src, appointments=appts, episodes=eps, funnel=funnel,
-                    payments=build_payments(src))
+    return Practice(as_of=as_of, src=src, appointments=appts, episodes=eps, funnel=funnel, payments=build_payments(src))
 
 
 # --- the KPI table (day, week, month) ------------------------------------------------------------------------
+
 
 def _ratio(df: pl.DataFrame, kpi: str, per: pl.Expr, num: pl.Expr, den: pl.Expr) -> pl.DataFrame:
     """Numerator and denominator per clinic and for ALL, per period."""
@@ -304,8 +410,10 @@ def _ratio(df: pl.DataFrame, kpi: str, per: pl.Expr, num: pl.Expr, den: pl.Expr)
     by = d.group_by("clinic_id", "period_start").agg(numerator=num, denominator=den)
     al = d.group_by("period_start").agg(numerator=num, denominator=den).with_columns(clinic_id=pl.lit("ALL"))
     return pl.concat([by, al.select(by.columns)], how="vertical_relaxed").with_columns(
-        kpi=pl.lit(kpi), numerator=pl.col("numerator").cast(pl.Float64),
-        denominator=pl.col("denominator").cast(pl.Float64))
+        kpi=pl.lit(kpi),
+        numerator=pl.col("numerator").cast(pl.Float64),
+        denominator=pl.col("denominator").cast(pl.Float64),
+    )
 
 
 def kpis(p: Practice, g: str) -> pl.DataFrame:
@@ -322,32 +430,68 @@ def kpis(p: Practice, g: str) -> pl.DataFrame:
     rper = period(pl.col("received_at"), g)
     out.append(_ratio(f, "referral_conversion", rper, pl.col("converted_webpt").sum(), pl.len()))
     out.append(_ratio(f, "conversion_7day", rper, pl.col("converted_7day").sum(), pl.len()))
-    out.append(_ratio(f.filter(pl.col("hours_to_contact").is_not_null()), "hours_to_first_contact", rper,
-                      pl.col("hours_to_contact").sum(), pl.len()))
-    out.append(_ratio(f.filter(pl.col("evaluated_at").is_not_null()), "business_days_to_first_visit", rper,
-                      pl.col("business_days_to_eval").sum(), pl.len()))
+    out.append(
+        _ratio(
+            f.filter(pl.col("hours_to_contact").is_not_null()),
+            "hours_to_first_contact",
+            rper,
+            pl.col("hours_to_contact").sum(),
+            pl.len(),
+        )
+    )
+    out.append(
+        _ratio(
+            f.filter(pl.col("evaluated_at").is_not_null()),
+            "business_days_to_first_visit",
+            rper,
+            pl.col("business_days_to_eval").sum(),
+            pl.len(),
+        )
+    )
     closed = e.filter(pl.col("is_closed"))
     dper = period(pl.col("discharge_date"), g)
     out.append(_ratio(closed, "visits_per_discharge", dper, pl.col("attended_visits").sum(), pl.len()))
     out.append(_ratio(closed, "poc_completion_rate", dper, pl.col("plan_completed").sum(), pl.len()))
     # maturity rule (issue 13): only episodes whose outcome is known, closed or past visit 2
     known = pl.col("eval_date").is_not_null() & (pl.col("is_closed") | (pl.col("attended_visits") >= 3))
-    out.append(_ratio(e.filter(known), "early_dropout_rate", period(pl.col("eval_date"), g),
-                      pl.col("early_dropout").sum(), pl.len()))
+    out.append(
+        _ratio(
+            e.filter(known),
+            "early_dropout_rate",
+            period(pl.col("eval_date"), g),
+            pl.col("early_dropout").sum(),
+            pl.len(),
+        )
+    )
     ch = src["charges"].filter(~pl.col("cpt_code").str.slice(0, 1).is_in(["G", "L"]))
-    out.append(_ratio(ch, "units_per_visit", period(pl.col("service_date"), g), pl.col("units").sum(),
-                      pl.col("appointment_id").n_unique()))
+    out.append(
+        _ratio(
+            ch,
+            "units_per_visit",
+            period(pl.col("service_date"), g),
+            pl.col("units").sum(),
+            pl.col("appointment_id").n_unique(),
+        )
+    )
     # money: cash basis
     cash = p.payments.filter(pl.col("event_type").is_in(PAYMENTS)).with_columns(
-        period_start=period(pl.col("event_at"), g))
+        period_start=period(pl.col("event_at"), g)
+    )
     visits = a.filter((pl.col("status") == ATTENDED) & (pl.col("scheduled_start") <= as_of)).with_columns(
-        period_start=per)
+        period_start=per
+    )
     contractual = p.payments.filter(pl.col("event_type") == "contractual_adjustment").with_columns(
-        period_start=period(pl.col("event_at"), g))
+        period_start=period(pl.col("event_at"), g)
+    )
     charges = src["claims"].with_columns(period_start=period(pl.col("service_date"), g))
     out.append(_flows("net_revenue_per_visit", [(cash, "amount_usd", 1)], [(visits, None, 1)]))
-    out.append(_flows("net_collection_rate", [(cash, "amount_usd", 1)],
-                      [(charges, "billed_usd", 1), (contractual, "amount_usd", -1)]))
+    out.append(
+        _flows(
+            "net_collection_rate",
+            [(cash, "amount_usd", 1)],
+            [(charges, "billed_usd", 1), (contractual, "amount_usd", -1)],
+        )
+    )
     out.append(denial_rate(p, g))
     out.append(therapist_utilization(p, g))
     if g == "month":  # a monthly KPI only (kpi_definitions.grains)
@@ -373,18 +517,29 @@ def _flows(kpi: str, nums: list, dens: list) -> pl.DataFrame:
 
     n, d = total(nums).rename({"x": "numerator"}), total(dens).rename({"x": "denominator"})
     j = n.join(d, on=["clinic_id", "period_start"], how="full", coalesce=True)
-    return j.with_columns(kpi=pl.lit(kpi), numerator=pl.col("numerator").fill_null(0.0).round(2),
-                          denominator=pl.col("denominator").fill_null(0.0).round(2))
+    return j.with_columns(
+        kpi=pl.lit(kpi),
+        numerator=pl.col("numerator").fill_null(0.0).round(2),
+        denominator=pl.col("denominator").fill_null(0.0).round(2),
+    )
 
 
 def adjudicated_claims(p: Practice) -> pl.DataFrame:
     """Claims with their submission month and whether they were denied / adjudicated (any payer decision:
     a denial, a payer payment or a contractual adjustment)."""
-    r = p.src["remittances"].group_by("claim_id").agg(
-        denied=(pl.col("event_type") == "denial").any(),
-        adjudicated=pl.col("event_type").is_in(["denial", "payer_payment", "contractual_adjustment"]).any())
-    return p.src["claims"].join(r, on="claim_id", how="left").with_columns(
-        denied=pl.col("denied").fill_null(False), adjudicated=pl.col("adjudicated").fill_null(False))
+    r = (
+        p.src["remittances"]
+        .group_by("claim_id")
+        .agg(
+            denied=(pl.col("event_type") == "denial").any(),
+            adjudicated=pl.col("event_type").is_in(["denial", "payer_payment", "contractual_adjustment"]).any(),
+        )
+    )
+    return (
+        p.src["claims"]
+        .join(r, on="claim_id", how="left")
+        .with_columns(denied=pl.col("denied").fill_null(False), adjudicated=pl.col("adjudicated").fill_null(False))
+    )
 
 
 def denial_rate(p: Practice, g: str) -> pl.DataFrame:
@@ -399,34 +554,42 @@ def therapist_utilization(p: Practice, g: str) -> pl.DataFrame:
     t = p.src["therapists"]
     first = p.appointments["scheduled_start"].min().date()
     days = pl.DataFrame({"day": pl.date_range(first, p.as_of.date(), "1d", eager=True)}).with_columns(
-        wd=pl.col("day").dt.strftime("%a"))
+        wd=pl.col("day").dt.strftime("%a")
+    )
     avail = t.join(days, how="cross").filter(
         (pl.col("day") >= pl.col("hired_on"))
         & (pl.col("terminated_on").is_null() | (pl.col("day") <= pl.col("terminated_on")))
-        & pl.col("work_days").str.split("|").list.contains(pl.col("wd")))
+        & pl.col("work_days").str.split("|").list.contains(pl.col("wd"))
+    )
     avail = avail.with_columns(
         minutes=pl.col("weekly_hours") * 60.0 / pl.col("work_days").str.split("|").list.len(),
-        period_start=period(pl.col("day"), g))
-    booked = p.appointments.filter(pl.col("status").is_in(["completed", "no_show", "late_cancelled"])
-                                   & (pl.col("scheduled_start") <= p.as_of)).with_columns(
-        period_start=period(pl.col("scheduled_start"), g), minutes=pl.col("duration_min").cast(pl.Float64))
+        period_start=period(pl.col("day"), g),
+    )
+    booked = p.appointments.filter(
+        pl.col("status").is_in(["completed", "no_show", "late_cancelled"]) & (pl.col("scheduled_start") <= p.as_of)
+    ).with_columns(period_start=period(pl.col("scheduled_start"), g), minutes=pl.col("duration_min").cast(pl.Float64))
 
     def tot(d: pl.DataFrame, name: str) -> pl.DataFrame:
         by = d.group_by("clinic_id", "period_start").agg(pl.col("minutes").sum().alias(name))
         al = d.group_by("period_start").agg(pl.col("minutes").sum().alias(name)).with_columns(clinic_id=pl.lit("ALL"))
         return pl.concat([by, al.select(by.columns)])
 
-    j = tot(booked, "numerator").join(tot(avail, "denominator"), on=["clinic_id", "period_start"], how="full",
-                                      coalesce=True)
-    return j.with_columns(kpi=pl.lit("therapist_utilization"), numerator=pl.col("numerator").fill_null(0.0),
-                          denominator=pl.col("denominator").fill_null(0.0))
+    j = tot(booked, "numerator").join(
+        tot(avail, "denominator"), on=["clinic_id", "period_start"], how="full", coalesce=True
+    )
+    return j.with_columns(
+        kpi=pl.lit("therapist_utilization"),
+        numerator=pl.col("numerator").fill_null(0.0),
+        denominator=pl.col("denominator").fill_null(0.0),
+    )
 
 
 def cost_per_new_patient(p: Practice, g: str) -> pl.DataFrame:
     """Marketing spend in the month / marketing-sourced referrals evaluated in the month."""
     spend = p.src["marketing_spend"].with_columns(period_start=pl.col("month"))
-    new = p.funnel.filter((pl.col("source_type") == "marketing") & pl.col("evaluated_at").is_not_null()
-                          ).with_columns(period_start=period(pl.col("evaluated_at"), g))
+    new = p.funnel.filter((pl.col("source_type") == "marketing") & pl.col("evaluated_at").is_not_null()).with_columns(
+        period_start=period(pl.col("evaluated_at"), g)
+    )
     return _flows("cost_per_new_patient", [(spend, "spend_usd", 1)], [(new, None, 1)])
 
 
@@ -435,38 +598,63 @@ def days_in_ar(p: Practice, g: str) -> pl.DataFrame:
     A/R = billed (claims by service date) - payer payments - contractual adjustments - write-offs - patient
     payments posted by then, over the claims on file (a quarantined claim has no balance to reduce)."""
     claims, pay = p.src["claims"], p.payments
-    moves = pay.filter(pl.col("claim_clinic").is_not_null() & pl.col("event_type").is_in(
-        ["payer_payment", "contractual_adjustment", "write_off", "patient_payment"])).select(
-        "clinic_id", day=pl.col("event_at").dt.date(), ar=-pl.col("amount_usd"), billed=pl.lit(0, pl.Int64))
-    billed = claims.select("clinic_id", day=pl.col("service_date"), ar=pl.col("billed_usd"),
-                           billed=pl.col("billed_usd"))
+    moves = pay.filter(
+        pl.col("claim_clinic").is_not_null()
+        & pl.col("event_type").is_in(["payer_payment", "contractual_adjustment", "write_off", "patient_payment"])
+    ).select("clinic_id", day=pl.col("event_at").dt.date(), ar=-pl.col("amount_usd"), billed=pl.lit(0, pl.Int64))
+    billed = claims.select(
+        "clinic_id", day=pl.col("service_date"), ar=pl.col("billed_usd"), billed=pl.col("billed_usd")
+    )
     flows = pl.concat([billed, moves])
     flows = pl.concat([flows, flows.with_columns(clinic_id=pl.lit("ALL"))])
     first, last = claims["service_date"].min(), p.as_of.date()
     days = pl.DataFrame({"day": pl.date_range(first - timedelta(days=90), last, "1d", eager=True)})
     daily = flows.filter(pl.col("day") <= last).group_by("clinic_id", "day").agg(pl.col("ar", "billed").sum())
     grid = daily.select("clinic_id").unique().join(days, how="cross").join(daily, on=["clinic_id", "day"], how="left")
-    grid = grid.with_columns(pl.col("ar", "billed").fill_null(0)).sort("clinic_id", "day").with_columns(
-        ar=pl.col("ar").cum_sum().over("clinic_id"),
-        billed_90=pl.col("billed").rolling_sum(window_size=90, min_samples=1).over("clinic_id"))
-    ends = grid.filter(pl.col("day") >= first).with_columns(period_start=period(pl.col("day"), g)).filter(
-        pl.col("day") == pl.col("day").max().over("clinic_id", "period_start"))
-    return ends.select("clinic_id", "period_start", kpi=pl.lit("days_in_ar"), numerator=pl.col("ar") / 100.0,
-                       denominator=pl.col("billed_90") / 100.0 / 90.0)
+    grid = (
+        grid.with_columns(pl.col("ar", "billed").fill_null(0))
+        .sort("clinic_id", "day")
+        .with_columns(
+            ar=pl.col("ar").cum_sum().over("clinic_id"),
+            billed_90=pl.col("billed").rolling_sum(window_size=90, min_samples=1).over("clinic_id"),
+        )
+    )
+    ends = (
+        grid.filter(pl.col("day") >= first)
+        .with_columns(period_start=period(pl.col("day"), g))
+        .filter(pl.col("day") == pl.col("day").max().over("clinic_id", "period_start"))
+    )
+    return ends.select(
+        "clinic_id",
+        "period_start",
+        kpi=pl.lit("days_in_ar"),
+        numerator=pl.col("ar") / 100.0,
+        denominator=pl.col("billed_90") / 100.0 / 90.0,
+    )
 
 
 # --- the funnel and the scorecard ---------------------------------------------------------------------------
 
-STAGES = ("received_at", "contacted_at", "scheduled_at", "evaluated_at", "plan_of_care_at", "active_at",
-          "discharged_at")
+STAGES = (
+    "received_at",
+    "contacted_at",
+    "scheduled_at",
+    "evaluated_at",
+    "plan_of_care_at",
+    "active_at",
+    "discharged_at",
+)
 
 
 def funnel_counts(f: pl.DataFrame) -> pl.DataFrame:
     """Per clinic: referrals with each stage reached, and referrals per exit."""
     stages = f.group_by("clinic_id").agg([pl.col(s).is_not_null().sum().alias(s) for s in STAGES])
     stages = stages.unpivot(index="clinic_id", variable_name="measure", value_name="n")
-    exits = f.group_by("clinic_id", "exit_stage").agg(n=pl.len()).select(
-        "clinic_id", measure=pl.concat_str([pl.lit("exit:"), pl.col("exit_stage").fill_null("none")]), n="n")
+    exits = (
+        f.group_by("clinic_id", "exit_stage")
+        .agg(n=pl.len())
+        .select("clinic_id", measure=pl.concat_str([pl.lit("exit:"), pl.col("exit_stage").fill_null("none")]), n="n")
+    )
     return pl.concat([stages, exits.with_columns(pl.col("n").cast(stages["n"].dtype))]).sort("clinic_id", "measure")
 
 
@@ -476,30 +664,44 @@ def source_scorecard(p: Practice) -> pl.DataFrame:
     last referral and 90-day trend."""
     # a referral whose received row was quarantined has no known source: it counts in the funnel, not here
     f = p.funnel.filter(pl.col("source_type").is_not_null()).with_columns(
-        source_id=pl.when(pl.col("source_type") == "physician").then(pl.col("referring_physician_id"))
-        .when(pl.col("source_type") == "marketing").then(pl.col("channel")).otherwise(pl.lit("direct_access")))
-    net = p.payments.filter(pl.col("event_type").is_in(PAYMENTS)).group_by("episode_id").agg(
-        net_cents=pl.col("amount_usd").sum())
+        source_id=pl.when(pl.col("source_type") == "physician")
+        .then(pl.col("referring_physician_id"))
+        .when(pl.col("source_type") == "marketing")
+        .then(pl.col("channel"))
+        .otherwise(pl.lit("direct_access"))
+    )
+    net = (
+        p.payments.filter(pl.col("event_type").is_in(PAYMENTS))
+        .group_by("episode_id")
+        .agg(net_cents=pl.col("amount_usd").sum())
+    )
     e = p.episodes.select("episode_id", "attended_visits", "is_closed", "plan_completed").join(
-        net, on="episode_id", how="left")
+        net, on="episode_id", how="left"
+    )
     f = f.drop("attended_visits").join(e, on="episode_id", how="left")
     asof_day = p.as_of.date()
     age = (pl.lit(asof_day) - pl.col("received_at").dt.date()).dt.total_days()
     has_ep = pl.col("episode_id").is_not_null() & pl.col("attended_visits").is_not_null()
-    return f.group_by("source_type", "source_id").agg(
-        referrals=pl.len(),
-        evaluated=pl.col("is_evaluated").sum(),
-        converted=pl.col("converted_webpt").sum(),
-        median_business_days_to_eval=pl.col("business_days_to_eval").median(),
-        visits_per_episode=pl.col("attended_visits").filter(has_ep).mean(),
-        closed_episodes=pl.col("is_closed").fill_null(False).sum(),
-        plan_completed=pl.col("plan_completed").fill_null(False).sum(),
-        net_revenue_usd=pl.col("net_cents").sum() / 100.0,
-        last_referral_date=pl.col("received_at").max().dt.date(),
-        referrals_last_90d=(age < FADING_DAYS).sum(),
-        referrals_prior_90d=((age >= FADING_DAYS) & (age < 2 * FADING_DAYS)).sum(),
-    ).with_columns(
-        conversion_rate=pl.col("converted") / pl.col("referrals"),
-        poc_completion_rate=pl.when(pl.col("closed_episodes") > 0).then(
-            pl.col("plan_completed") / pl.col("closed_episodes")),
-    ).drop("plan_completed")
+    return (
+        f.group_by("source_type", "source_id")
+        .agg(
+            referrals=pl.len(),
+            evaluated=pl.col("is_evaluated").sum(),
+            converted=pl.col("converted_webpt").sum(),
+            median_business_days_to_eval=pl.col("business_days_to_eval").median(),
+            visits_per_episode=pl.col("attended_visits").filter(has_ep).mean(),
+            closed_episodes=pl.col("is_closed").fill_null(False).sum(),
+            plan_completed=pl.col("plan_completed").fill_null(False).sum(),
+            net_revenue_usd=pl.col("net_cents").sum() / 100.0,
+            last_referral_date=pl.col("received_at").max().dt.date(),
+            referrals_last_90d=(age < FADING_DAYS).sum(),
+            referrals_prior_90d=((age >= FADING_DAYS) & (age < 2 * FADING_DAYS)).sum(),
+        )
+        .with_columns(
+            conversion_rate=pl.col("converted") / pl.col("referrals"),
+            poc_completion_rate=pl.when(pl.col("closed_episodes") > 0).then(
+                pl.col("plan_completed") / pl.col("closed_episodes")
+            ),
+        )
+        .drop("plan_completed")
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-
 import recompute as R
 
 pytestmark = pytest.mark.slow
@@ -20,8 +19,10 @@ FUNNEL_DEFECTS: dict[str, str] = {}
 
 
 def _marked(names, defects):
-    return [pytest.param(n, marks=[pytest.mark.xfail(strict=False, reason=defects[n])] if n in defects else [], id=n)
-            for n in names]
+    return [
+        pytest.param(n, marks=[pytest.mark.xfail(strict=False, reason=defects[n])] if n in defects else [], id=n)
+        for n in names
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +53,18 @@ def test_funnel_count_matches(funnel, case, measure):
 # --- source scorecard ---------------------------------------------------------------------------------------
 
 SCORE_COLUMNS = {  # column -> tolerance (0 = exact)
-    "referrals": 0, "evaluated": 0, "converted": 0, "conversion_rate": 1e-6, "median_business_days_to_eval": 1e-6,
-    "visits_per_episode": 1e-6, "closed_episodes": 0, "poc_completion_rate": 1e-6, "net_revenue_usd": 0.005,
-    "last_referral_date": 0, "referrals_last_90d": 0, "referrals_prior_90d": 0,
+    "referrals": 0,
+    "evaluated": 0,
+    "converted": 0,
+    "conversion_rate": 1e-6,
+    "median_business_days_to_eval": 1e-6,
+    "visits_per_episode": 1e-6,
+    "closed_episodes": 0,
+    "poc_completion_rate": 1e-6,
+    "net_revenue_usd": 0.005,
+    "last_referral_date": 0,
+    "referrals_last_90d": 0,
+    "referrals_prior_90d": 0,
 }
 SCORE_DEFECTS: dict[str, str] = {}
 
@@ -68,8 +78,9 @@ def scorecard(case) -> pl.DataFrame:
 
 def test_scorecard_has_every_source(scorecard, case):
     missing = scorecard.filter(pl.col("referrals").is_null() | pl.col("referrals_mart").is_null())
-    assert missing.is_empty(), \
+    assert missing.is_empty(), (
         f"{case.name}: sources on one side only: {missing.select('source_type', 'source_id').rows()}"
+    )
 
 
 @pytest.mark.parametrize("column", _marked(list(SCORE_COLUMNS), SCORE_DEFECTS))
@@ -82,5 +93,7 @@ def test_scorecard_column_matches(scorecard, case, column):
     else:
         differs = a.cast(pl.String).ne_missing(b.cast(pl.String))
     bad = scorecard.filter(differs)
-    assert bad.is_empty(), (f"{case.name}: referral_source_performance.{column} differs for {bad.height} sources; "
-                            f"first: {bad.select('source_type', 'source_id', column, f'{column}_mart').head(5).rows()}")
+    assert bad.is_empty(), (
+        f"{case.name}: referral_source_performance.{column} differs for {bad.height} sources; "
+        f"first: {bad.select('source_type', 'source_id', column, f'{column}_mart').head(5).rows()}"
+    )

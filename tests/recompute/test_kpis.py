@@ -11,21 +11,29 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-
 import recompute as R
 
 pytestmark = pytest.mark.slow
 
 # part -> kind of quantity (tolerance below); "value" is always compared to 1e-6
 KINDS = {
-    "no_show_rate": ("count", "count"), "cancel_no_show_rate": ("count", "count"), "arrival_rate": ("count", "count"),
-    "referral_conversion": ("count", "count"), "conversion_7day": ("count", "count"),
-    "hours_to_first_contact": ("float", "count"), "business_days_to_first_visit": ("count", "count"),
-    "visits_per_discharge": ("count", "count"), "poc_completion_rate": ("count", "count"),
-    "early_dropout_rate": ("count", "count"), "units_per_visit": ("count", "count"),
-    "net_revenue_per_visit": ("money", "count"), "days_in_ar": ("money", "float"),
-    "net_collection_rate": ("money", "money"), "denial_rate": ("count", "count"),
-    "therapist_utilization": ("float", "count_or_float"), "cost_per_new_patient": ("money", "count"),
+    "no_show_rate": ("count", "count"),
+    "cancel_no_show_rate": ("count", "count"),
+    "arrival_rate": ("count", "count"),
+    "referral_conversion": ("count", "count"),
+    "conversion_7day": ("count", "count"),
+    "hours_to_first_contact": ("float", "count"),
+    "business_days_to_first_visit": ("count", "count"),
+    "visits_per_discharge": ("count", "count"),
+    "poc_completion_rate": ("count", "count"),
+    "early_dropout_rate": ("count", "count"),
+    "units_per_visit": ("count", "count"),
+    "net_revenue_per_visit": ("money", "count"),
+    "days_in_ar": ("money", "float"),
+    "net_collection_rate": ("money", "money"),
+    "denial_rate": ("count", "count"),
+    "therapist_utilization": ("float", "count_or_float"),
+    "cost_per_new_patient": ("money", "count"),
 }
 TOL = {"count": 1e-9, "money": 0.005, "float": 1e-6, "count_or_float": 1e-6}
 PARTS = ("numerator", "denominator", "value")
@@ -62,8 +70,9 @@ def _params():
 @pytest.fixture(scope="module")
 def tables(case) -> tuple[pl.DataFrame, pl.DataFrame]:
     mine = pl.concat([R.kpis(case.practice, g).with_columns(grain=pl.lit(g)) for g in R.GRAINS])
-    mart = case.mart("select clinic_id, grain, period_start, kpi, numerator, denominator, value "
-                     "from marts.practice_kpis")
+    mart = case.mart(
+        "select clinic_id, grain, period_start, kpi, numerator, denominator, value from marts.practice_kpis"
+    )
     return mine, mart
 
 
@@ -83,8 +92,9 @@ def _compare(mine: pl.DataFrame, mart: pl.DataFrame, kpi: str, part: str) -> pl.
 
 def test_definitional_differences_are_documented():
     doc = (R.ROOT / "docs" / "kpi_recomputation.md").read_text()
-    missing = [name for name, _ in DEFINITIONAL.values() if name not in doc] + \
-        [k for k in NOT_RECOMPUTED if k not in doc]
+    missing = [name for name, _ in DEFINITIONAL.values() if name not in doc] + [
+        k for k in NOT_RECOMPUTED if k not in doc
+    ]
     assert not missing, f"docs/kpi_recomputation.md does not name: {missing}; add a line saying why it stays"
 
 
@@ -99,7 +109,8 @@ def test_kpi_matches_recomputation(tables, case, kpi, part):
     bad = _compare(mine, mart, kpi, part)
     assert bad.is_empty(), (
         f"{case.name}: marts.practice_kpis {kpi}.{part} differs from the recomputation in {bad.height} "
-        f"periods (tests/recompute/recompute.py states the definition); first: {bad.head(5).rows()}")
+        f"periods (tests/recompute/recompute.py states the definition); first: {bad.head(5).rows()}"
+    )
 
 
 def test_denied_claims_match(tables, case):

@@ -37,13 +37,18 @@ def test_clean_output_passes_its_contract(con, clean_practice, clean_loads, sour
     assert load.status == "loaded" and load.rows_read > 0
     assert (load.rows_quarantined, load.rows_duplicate) == (0, 0), load.message
     key = ", ".join(spec.natural_key)
-    dup = con.execute(f"select count(*) from (select {key} from {source} group by {key} having count(*) > 1)").fetchone()[0]
+    dup = con.execute(
+        f"select count(*) from (select {key} from {source} group by {key} having count(*) > 1)"
+    ).fetchone()[0]
     assert dup == 0, "clean output has unique natural keys"
 
 
 def _digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_byte_identical_files(tmp_path):
@@ -62,8 +67,11 @@ def test_dirt_does_not_change_clean_rows(clean_practice, small_practice):
     clean = (clean_practice / "claims.csv").read_text().splitlines()
     dirty = set((small_practice / "claims.csv").read_text().splitlines())
     manifest = json.loads((small_practice / "truth" / "manifest.json").read_text())
-    replaced = sum(v for k, v in manifest["dirt"].get("claims", {}).items()
-                   if k in ("malformed_date", "missing_id", "unknown_code"))
+    replaced = sum(
+        v
+        for k, v in manifest["dirt"].get("claims", {}).items()
+        if k in ("malformed_date", "missing_id", "unknown_code")
+    )
     missing = sum(1 for line in clean if line not in dirty)
     assert missing == replaced
 
@@ -97,16 +105,25 @@ def test_history_window_and_future_bookings(con):
     as_of = date(2026, 10, 31)
     first = con.execute("select min(event_at::timestamp) from intake_events").fetchone()[0]
     assert first.date() >= date(2024, 11, 1)
-    for src, col in (("intake_events", "event_at"), ("scheduling_events", "event_at"),
-                     ("documentation_events", "created_at"), ("charges", "posted_at"), ("claims", "submitted_at"),
-                     ("remittances", "event_at"), ("marketing_touches", "touched_at")):
+    for src, col in (
+        ("intake_events", "event_at"),
+        ("scheduling_events", "event_at"),
+        ("documentation_events", "created_at"),
+        ("charges", "posted_at"),
+        ("claims", "submitted_at"),
+        ("remittances", "event_at"),
+        ("marketing_touches", "touched_at"),
+    ):
         last = con.execute(f"select max({col}::timestamp) from {src}").fetchone()[0]
         assert last.date() <= as_of, src
     fut = con.execute("""select count(*), max(start)::date, count(*) filter (where status <> 'scheduled')
                          from appt where start > timestamp '2026-11-01'""").fetchone()
     assert fut[0] > 20 and fut[1] <= date(2026, 11, 29) and fut[2] == 0
-    types = {r[0] for r in con.execute("""select distinct s.event_type from scheduling_events s join appt a
-                using (appointment_id) where a.start > timestamp '2026-11-01'""").fetchall()}
+    types = {
+        r[0]
+        for r in con.execute("""select distinct s.event_type from scheduling_events s join appt a
+                using (appointment_id) where a.start > timestamp '2026-11-01'""").fetchall()
+    }
     assert types <= {"booked", "rescheduled"}
     # open A/R: claims submitted in the last weeks are not all paid yet
     unpaid_recent = con.execute("""select avg((r.claim_id is null)::int) from claims c left join

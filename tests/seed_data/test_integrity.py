@@ -17,9 +17,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from seed_metrics import connect
 
 from seed_data.generator import generate
-from seed_metrics import connect
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +41,18 @@ def _n(con: duckdb.DuckDBPyConnection, sql: str) -> int:
 def test_two_clinics_streamed(mcon):
     assert _n(mcon, "select count(*) from clinics") == 2
     assert _n(mcon, "select count(distinct clinic_id) from scheduling_events") == 2
-    for table, key in (("therapists", "therapist_id"), ("patients", "patient_id"), ("claims", "claim_id"),
-                       ("charges", "charge_id"), ("remittances", "remit_id"), ("scheduling_events", "event_id"),
-                       ("intake_events", "event_id"), ("documentation_events", "note_id"),
-                       ("authorizations", "auth_id"), ("marketing_touches", "touch_id")):
+    for table, key in (
+        ("therapists", "therapist_id"),
+        ("patients", "patient_id"),
+        ("claims", "claim_id"),
+        ("charges", "charge_id"),
+        ("remittances", "remit_id"),
+        ("scheduling_events", "event_id"),
+        ("intake_events", "event_id"),
+        ("documentation_events", "note_id"),
+        ("authorizations", "auth_id"),
+        ("marketing_touches", "touch_id"),
+    ):
         assert _n(mcon, f"select count(*) - count(distinct {key}) from {table}") == 0, table
 
 
@@ -70,8 +78,11 @@ REFERENCES = [
 
 @pytest.mark.parametrize("src,col,dst,key", REFERENCES, ids=[f"{r[0]}.{r[1]}" for r in REFERENCES])
 def test_every_reference_exists(mcon, src, col, dst, key):
-    orphans = _n(mcon, f"""select count(*) from {src} s where s.{col} is not null
-                          and s.{col} not in (select {key} from {dst} where {key} is not null)""")
+    orphans = _n(
+        mcon,
+        f"""select count(*) from {src} s where s.{col} is not null
+                          and s.{col} not in (select {key} from {dst} where {key} is not null)""",
+    )
     assert orphans == 0
 
 
@@ -108,11 +119,19 @@ def test_dirt_never_records_after_as_of(tmp_path):
     generate(out, scale="multi_test", seed=3, dirty=0.05, as_of=date(2025, 6, 30))
     end = "2025-06-30 23:59:59"
     past_columns = {
-        "intake_events": ["event_at"], "scheduling_events": ["event_at"], "remittances": ["event_at"],
-        "claims": ["submitted_at"], "charges": ["posted_at"], "documentation_events": ["created_at", "signed_at"],
-        "authorizations": ["received_at"], "patients": ["created_at", "updated_at"],
-        "marketing_touches": ["touched_at"], "therapists": ["updated_at"], "clinics": ["updated_at"],
-        "referring_physicians": ["updated_at"], "marketing_spend": ["reported_at"],
+        "intake_events": ["event_at"],
+        "scheduling_events": ["event_at"],
+        "remittances": ["event_at"],
+        "claims": ["submitted_at"],
+        "charges": ["posted_at"],
+        "documentation_events": ["created_at", "signed_at"],
+        "authorizations": ["received_at"],
+        "patients": ["created_at", "updated_at"],
+        "marketing_touches": ["touched_at"],
+        "therapists": ["updated_at"],
+        "clinics": ["updated_at"],
+        "referring_physicians": ["updated_at"],
+        "marketing_spend": ["reported_at"],
     }
     resent_seen = 0
     for source, cols in past_columns.items():

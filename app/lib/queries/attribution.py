@@ -12,8 +12,13 @@ from app.lib.queries.base import Filters, Reader, range_params
 HEURISTIC_MODELS: tuple[str, ...] = ("first", "last", "linear", "time_decay", "position")
 DATA_DRIVEN_MODELS: tuple[str, ...] = ("markov", "shapley")
 MODEL_LABELS: Mapping[str, str] = {
-    "first": "First touch", "last": "Last touch", "linear": "Linear", "time_decay": "Time decay",
-    "position": "Position-based (40/20/40)", "markov": "Markov (removal effect)", "shapley": "Shapley",
+    "first": "First touch",
+    "last": "Last touch",
+    "linear": "Linear",
+    "time_decay": "Time decay",
+    "position": "Position-based (40/20/40)",
+    "markov": "Markov (removal effect)",
+    "shapley": "Shapley",
 }
 
 
@@ -51,8 +56,9 @@ def _data_driven_for_period(r: Reader, heuristic: pd.DataFrame) -> pd.DataFrame:
     for col in ("attributed_conversions", "attributed_revenue_usd"):
         share = ml[col] / ml.groupby("model")[col].transform("sum").where(lambda t: t > 0)
         ml[col] = share.fillna(0.0) * float(one_model[col].sum())
-    spend = heuristic.groupby("channel", as_index=False).agg(spend_usd=("spend_usd", "max"),
-                                                              is_marketing=("is_marketing", "max"))
+    spend = heuristic.groupby("channel", as_index=False).agg(
+        spend_usd=("spend_usd", "max"), is_marketing=("is_marketing", "max")
+    )
     return ml.merge(spend, on="channel", how="left")
 
 
@@ -66,9 +72,12 @@ def marketing_totals(by_channel: pd.DataFrame, model: str) -> dict[str, float | 
     paid = by_channel[(by_channel["model"] == model) & by_channel["is_marketing"]]
     spend = float(paid["spend_usd"].fillna(0).sum())
     revenue = float(paid["attributed_revenue_usd"].fillna(0).sum())
-    return {"spend_usd": spend, "attributed_revenue_usd": revenue,
-            "attributed_conversions": float(paid["attributed_conversions"].fillna(0).sum()),
-            "roi": (revenue - spend) / spend if spend > 0 else None}
+    return {
+        "spend_usd": spend,
+        "attributed_revenue_usd": revenue,
+        "attributed_conversions": float(paid["attributed_conversions"].fillna(0).sum()),
+        "roi": (revenue - spend) / spend if spend > 0 else None,
+    }
 
 
 def marketing_new_patients(r: Reader, f: Filters) -> dict[str, float | None]:
@@ -83,8 +92,10 @@ def marketing_new_patients(r: Reader, f: Filters) -> dict[str, float | None]:
     row = r.df(sql, range_params(f)).iloc[0]
     spend = None if pd.isna(row["spend_usd"]) else float(row["spend_usd"])
     patients = None if pd.isna(row["new_patients"]) else float(row["new_patients"])
-    return {"new_patients": patients,
-            "cost_per_new_patient": spend / patients if spend is not None and patients else None}
+    return {
+        "new_patients": patients,
+        "cost_per_new_patient": spend / patients if spend is not None and patients else None,
+    }
 
 
 def available_models(r: Reader) -> list[str]:
@@ -117,5 +128,8 @@ def path_lengths(r: Reader) -> pd.DataFrame:
 
 
 def top_paths(r: Reader, limit: int = 25) -> pd.DataFrame:
-    return r.df("select path, path_length, conversions, non_conversions, revenue_usd from marts.attribution_paths "
-                "order by conversions desc, revenue_usd desc limit $limit", {"limit": int(limit)})
+    return r.df(
+        "select path, path_length, conversions, non_conversions, revenue_usd from marts.attribution_paths "
+        "order by conversions desc, revenue_usd desc limit $limit",
+        {"limit": int(limit)},
+    )

@@ -81,8 +81,10 @@ MATURITY_BAR = "(select max(maturity_resolved_share) from marts.build_info)"
 def identity_select(r: Reader, left: str, alias: str = "p") -> str:
     """Columns that identify the patient: name and phone for PHI roles, the pseudonymous key otherwise."""
     if r.scope.phi:
-        return (f"{alias}.first_name || ' ' || {alias}.last_name as patient_name, {alias}.phone as phone, "
-                f"{left}.patient_key as patient_key")
+        return (
+            f"{alias}.first_name || ' ' || {alias}.last_name as patient_name, {alias}.phone as phone, "
+            f"{left}.patient_key as patient_key"
+        )
     return f"{left}.patient_key as patient_key"
 
 
@@ -103,17 +105,20 @@ def build_info(r: Reader) -> dict[str, Any]:
 def clinics(r: Reader) -> pd.DataFrame:
     """Clinics the user may see (id and name), for the shared filter."""
     p = clinic_params(r, Filters(date.min, date.max))
-    return r.df(f"select clinic_id, coalesce(clinic_name, clinic_id) as clinic_name from marts.dim_clinics "
-                f"where {CLINIC_FILTER} order by clinic_id", p)
+    return r.df(
+        f"select clinic_id, coalesce(clinic_name, clinic_id) as clinic_name from marts.dim_clinics "
+        f"where {CLINIC_FILTER} order by clinic_id",
+        p,
+    )
 
 
 def data_date_range(r: Reader) -> tuple[date | None, date | None]:
     """First referral and the as_of day: the bounds of the date filter."""
-    df = r.df("select min(received_at)::date as lo, (select max(as_of)::date from marts.build_info) as hi "
-              "from marts.referral_funnel")
+    df = r.df(
+        "select min(received_at)::date as lo, (select max(as_of)::date from marts.build_info) as hi "
+        "from marts.referral_funnel"
+    )
     if df.empty:
         return None, None
     lo, hi = df.iloc[0]["lo"], df.iloc[0]["hi"]
     return (None if pd.isna(lo) else pd.Timestamp(lo).date(), None if pd.isna(hi) else pd.Timestamp(hi).date())
-
-

@@ -18,8 +18,10 @@ def loads(r: Reader) -> pd.DataFrame:
 
 
 def quarantine_by_rule(r: Reader) -> pd.DataFrame:
-    return r.df("select source, rule, sum(rows) as rows from marts.data_quality where rule <> '(none)' and rows > 0 "
-                "group by all order by rows desc")
+    return r.df(
+        "select source, rule, sum(rows) as rows from marts.data_quality where rule <> '(none)' and rows > 0 "
+        "group by all order by rows desc"
+    )
 
 
 def freshness(r: Reader) -> pd.DataFrame:

@@ -11,9 +11,11 @@ from app.lib.queries.base import CLINIC_FILTER, Filters, Reader, clinic_params
 
 def forecast_series(r: Reader, f: Filters) -> list[str]:
     """Series the user may see: ALL only for practice-wide scopes, plus their clinics."""
-    df = r.df("select distinct series from ml.demand_forecast where series = 'ALL' or "
-              "list_contains($clinics, series) or $all_clinics order by 1",
-              clinic_params(r, Filters(date.min, date.max)))
+    df = r.df(
+        "select distinct series from ml.demand_forecast where series = 'ALL' or "
+        "list_contains($clinics, series) or $all_clinics order by 1",
+        clinic_params(r, Filters(date.min, date.max)),
+    )
     series = df["series"].tolist()
     if r.scope.clinics is not None:
         series = [s for s in series if s != "ALL"]
@@ -24,8 +26,11 @@ def forecast(r: Reader, series: str, metric: str) -> pd.DataFrame:
     allowed = r.scope.effective_clinics(None)
     if allowed is not None and series not in allowed:
         return pd.DataFrame(columns=["week_start", "actual", "yhat", "yhat_lower", "yhat_upper"])
-    return r.df("select week_start, actual, yhat, yhat_lower, yhat_upper from ml.demand_forecast "
-                "where series = $series and metric = $metric order by week_start", {"series": series, "metric": metric})
+    return r.df(
+        "select week_start, actual, yhat, yhat_lower, yhat_upper from ml.demand_forecast "
+        "where series = $series and metric = $metric order by week_start",
+        {"series": series, "metric": metric},
+    )
 
 
 def staffing(r: Reader, f: Filters) -> pd.DataFrame:

@@ -20,12 +20,20 @@ from app.lib.queries.base import (
 
 STAGES: tuple[str, ...] = ("received", "contacted", "scheduled", "evaluated", "plan_of_care", "active", "discharged")
 STAGE_LABELS: Mapping[str, str] = {
-    "received": "Received", "contacted": "Contacted", "scheduled": "Scheduled", "evaluated": "Evaluated",
-    "plan_of_care": "Plan of care", "active": "Active (2nd visit)", "discharged": "Discharged",
+    "received": "Received",
+    "contacted": "Contacted",
+    "scheduled": "Scheduled",
+    "evaluated": "Evaluated",
+    "plan_of_care": "Plan of care",
+    "active": "Active (2nd visit)",
+    "discharged": "Discharged",
 }
 # Breakdown choices -> the funnel column they group by (a whitelist: the only SQL text chosen by the UI).
 FUNNEL_BREAKDOWNS: Mapping[str, str] = {
-    "Clinic": "clinic_id", "Source type": "source_type", "Channel": "channel", "Payer class": "payer_class",
+    "Clinic": "clinic_id",
+    "Source type": "source_type",
+    "Channel": "channel",
+    "Payer class": "payer_class",
     "Intake kind": "intake_kind",
 }
 
@@ -57,13 +65,12 @@ def funnel_stages(r: Reader, f: Filters, breakdown: str | None = None) -> pd.Dat
     """Referrals reaching each stage (long form: [group], stage, stage_order, reached)."""
     group = FUNNEL_BREAKDOWNS.get(breakdown or "", None)
     gsel = f"coalesce(cast({group} as varchar), '(unknown)') as grp," if group else "'All referrals' as grp,"
-    counts = ", ".join(
-        "count(*) as received" if s == "received" else f"count({s}_at) as {s}" for s in STAGES)
+    counts = ", ".join("count(*) as received" if s == "received" else f"count({s}_at) as {s}" for s in STAGES)
     sql = f"""
     with c as (
         select {gsel} {counts} from marts.referral_funnel where {received_in_range(f)} group by 1
     )
-    unpivot c on {', '.join(STAGES)} into name stage value reached
+    unpivot c on {", ".join(STAGES)} into name stage value reached
     """
     df = r.df(sql, {**clinic_params(r, f), **range_params(f)})
     df["stage_order"] = df["stage"].map({s: i for i, s in enumerate(STAGES)})
@@ -90,25 +97,30 @@ def stage_durations(r: Reader, f: Filters) -> pd.DataFrame:
             quantile_cont(date_diff('minute', {a}_at, {b}_at) / 1440.0, 0.9) as p90_days,
             count(*) filter (where {b}_at is not null) as referrals
             from f where {b}_at >= {a}_at""")
-    sql = (f"with f as (select * from marts.referral_funnel where {received_in_range(f)}) "
-           + " union all ".join(parts) + " order by step_order")
+    sql = (
+        f"with f as (select * from marts.referral_funnel where {received_in_range(f)}) "
+        + " union all ".join(parts)
+        + " order by step_order"
+    )
     return r.df(sql, {**clinic_params(r, f), **range_params(f)})
 
 
-def funnel_drilldown(r: Reader, f: Filters, stage: str, breakdown: str | None = None,
-                     group_value: str | None = None, limit: int = 500) -> pd.DataFrame:
+def funnel_drilldown(
+    r: Reader, f: Filters, stage: str, breakdown: str | None = None, group_value: str | None = None, limit: int = 500
+) -> pd.DataFrame:
     """The referrals behind a number: those that reached `stage` (and stopped there, if asked)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     group = FUNNEL_BREAKDOWNS.get(breakdown or "")
     stage_col = "received_at" if stage == "received" else f"{stage}_at"
-    group_filter = (f"and coalesce(cast(f.{group} as varchar), '(unknown)') = $group_value"
-                    if group and group_value else "")
+    group_filter = (
+        f"and coalesce(cast(f.{group} as varchar), '(unknown)') = $group_value" if group and group_value else ""
+    )
     sql = f"""
-    select f.referral_id, f.received_at, f.clinic_id, {identity_select(r, 'f')},
+    select f.referral_id, f.received_at, f.clinic_id, {identity_select(r, "f")},
            f.source_type, f.channel, f.payer_class, f.current_stage, f.exit_stage, f.exit_reason,
            f.hours_to_contact, f.business_days_to_eval, f.next_step_owner
-    from marts.referral_funnel f {patients_join(r, 'f')}
+    from marts.referral_funnel f {patients_join(r, "f")}
     where f.{stage_col} is not null and f.received_at::date between $start and $end
       and ($all_clinics or list_contains($clinics, f.clinic_id)) {group_filter}
     order by f.received_at desc limit $limit

@@ -20,12 +20,12 @@ from app.lib.queries.base import (
 def upcoming_risk(r: Reader, f: Filters, as_of: datetime, days: int = 14) -> pd.DataFrame:
     """Scored future appointments in the next `days` days, riskiest first."""
     sql = f"""
-    select s.appointment_id, s.scheduled_start, s.clinic_id, {identity_select(r, 'a')},
+    select s.appointment_id, s.scheduled_start, s.clinic_id, {identity_select(r, "a")},
            t.therapist_name, a.visit_type, a.visit_number, s.probability, s.risk_band, s.reason_1, s.reason_2
     from ml.no_show_scores s
     join marts.appointments a using (appointment_id)
     left join marts.dim_therapists t on t.therapist_id = a.therapist_id
-    {patients_join(r, 'a')}
+    {patients_join(r, "a")}
     where s.scheduled_start >= $as_of and s.scheduled_start < $as_of + to_days($days)
       and ($all_clinics or list_contains($clinics, s.clinic_id))
     order by s.probability desc

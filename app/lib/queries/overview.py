@@ -18,10 +18,24 @@ from app.lib.queries.base import CLINIC_FILTER, MATURITY_BAR, Filters, Reader, c
 
 # Tile order: volume and access first, then care, then money.
 KPI_ORDER: tuple[str, ...] = (
-    "no_show_rate", "cancel_no_show_rate", "arrival_rate", "referral_conversion", "conversion_7day",
-    "hours_to_first_contact", "business_days_to_first_visit", "visits_per_discharge", "poc_completion_rate",
-    "early_dropout_rate", "units_per_visit", "net_revenue_per_visit", "days_in_ar", "net_collection_rate",
-    "denial_rate", "therapist_utilization", "cost_per_new_patient", "attributed_roi",
+    "no_show_rate",
+    "cancel_no_show_rate",
+    "arrival_rate",
+    "referral_conversion",
+    "conversion_7day",
+    "hours_to_first_contact",
+    "business_days_to_first_visit",
+    "visits_per_discharge",
+    "poc_completion_rate",
+    "early_dropout_rate",
+    "units_per_visit",
+    "net_revenue_per_visit",
+    "days_in_ar",
+    "net_collection_rate",
+    "denial_rate",
+    "therapist_utilization",
+    "cost_per_new_patient",
+    "attributed_roi",
 )
 
 _PRACTICE_OR_CLINICS = "case when $all_clinics then clinic_id = 'ALL' else list_contains($clinics, clinic_id) end"
@@ -41,8 +55,10 @@ def mart_grain(start: date, end: date) -> str:
 def _kpi_base(clinic_rows: str = _PRACTICE_OR_CLINICS, periods: tuple[str, ...] = ("",)) -> str:
     """CTE `rows`: practice_kpis for the practice ('ALL') or the chosen clinics' own rows, at the grain picked
     for each period (prefix p binds $<p>grain): that grain when the KPI has it, else the KPI's finest."""
-    picks = ", ".join(f"case when bool_or(grain = ${p}grain) then ${p}grain else arg_min(grain, {_GRAIN_RANK}) end "
-                      f"as {p}pick" for p in periods)
+    picks = ", ".join(
+        f"case when bool_or(grain = ${p}grain) then ${p}grain else arg_min(grain, {_GRAIN_RANK}) end as {p}pick"
+        for p in periods
+    )
     return f"""
 with grains as (
     select kpi, {picks} from marts.practice_kpis group by kpi
@@ -70,9 +86,18 @@ _KPI_VALUE = """case when count(*) = 1 then any_value(r.value)
 def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
     """One row per KPI: value in the period, value in the previous period, definition and healthy band."""
     prev = f.previous
-    params = {**clinic_params(r, f), "start": f.start, "end": f.end, "grain": mart_grain(f.start, f.end),
-              "prev_start": prev.start, "prev_end": prev.end, "prev_grain": mart_grain(prev.start, prev.end)}
-    sql = _kpi_base(periods=("", "prev_")) + f"""
+    params = {
+        **clinic_params(r, f),
+        "start": f.start,
+        "end": f.end,
+        "grain": mart_grain(f.start, f.end),
+        "prev_start": prev.start,
+        "prev_end": prev.end,
+        "prev_grain": mart_grain(prev.start, prev.end),
+    }
+    sql = (
+        _kpi_base(periods=("", "prev_"))
+        + f"""
     , cur as (
         select r.kpi, {_KPI_VALUE} as value, sum(r.denominator) as denominator, sum(r.cohort) as cohort,
                sum(r.pending) as pending
@@ -90,6 +115,7 @@ def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
     from marts.kpi_definitions d
     left join cur using (kpi) left join prev using (kpi)
     """
+    )
     df = with_maturity(r.df(sql, params))
     rank = {k: i for i, k in enumerate(KPI_ORDER)}
     return df.sort_values("kpi", key=lambda s: s.map(lambda k: rank.get(k, len(rank)))).reset_index(drop=True)
@@ -109,10 +135,10 @@ def with_maturity(df: pd.DataFrame) -> pd.DataFrame:
     df["is_maturing"] = (share < bar.fillna(0.95)).fillna(False).astype(bool)
     if "previous_cohort" in df:
         prev_share = 1 - pd.to_numeric(df["previous_pending"], errors="coerce") / pd.to_numeric(
-            df["previous_cohort"], errors="coerce").where(lambda c: c > 0)
+            df["previous_cohort"], errors="coerce"
+        ).where(lambda c: c > 0)
         df["previous_is_maturing"] = (prev_share < bar.fillna(0.95)).fillna(False).astype(bool)
     return df
-
 
 
 def kpi_trend(r: Reader, f: Filters, kpi: str, months: int = 24) -> pd.DataFrame:
@@ -132,11 +158,14 @@ def kpi_trend(r: Reader, f: Filters, kpi: str, months: int = 24) -> pd.DataFrame
 def kpi_by_clinic(r: Reader, f: Filters, kpi: str) -> pd.DataFrame:
     """One KPI per clinic over the period (for the clinic comparison)."""
     params = {**clinic_params(r, f), **range_params(f), "kpi": kpi, "grain": mart_grain(f.start, f.end)}
-    sql = _kpi_base(_EACH_CLINIC) + f"""
+    sql = (
+        _kpi_base(_EACH_CLINIC)
+        + f"""
     select r.clinic_id, coalesce(c.clinic_name, r.clinic_id) as clinic_name, {_KPI_VALUE} as value,
            sum(r.cohort) as cohort, sum(r.pending) as pending, {MATURITY_BAR} as maturity_bar
     from rows r join marts.kpi_definitions d using (kpi) left join marts.dim_clinics c using (clinic_id)
     where r.kpi = $kpi and {_in_period()}
     group by r.clinic_id, c.clinic_name, d.unit order by value desc nulls last
     """
+    )
     return with_maturity(r.df(sql, params))
