@@ -29,6 +29,23 @@ HASH_CHUNK = 4 * 1024 * 1024
 MAX_HEADER_BYTES = 1024 * 1024  # a header row longer than this is not a CSV header (DuckDB's line cap is 2 MB)
 
 
+def looks_like_x12(path: Path) -> bool:
+    """True when a regular file starts with an X12 ISA header (whatever its name or extension).
+
+    ISA, then the element separator (any character but a letter, digit or space): `.txt`, `.dat` and
+    extension-less interchanges are found by content. Links and non-regular files are never opened (a link
+    may point outside the exports; a FIFO would block)."""
+    try:
+        if os.path.islink(path) or not Path(path).is_file():
+            return False
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        return False
+    head = head.removeprefix(codecs.BOM_UTF8).lstrip()
+    return len(head) > 4 and head.startswith(b"ISA") and not chr(head[3]).isalnum() and head[3] not in b" \t\r\n"
+
+
 class FileRefused(Exception):
     """The file cannot be loaded as a whole; the message says what is wrong and what to do."""
 
@@ -38,8 +55,11 @@ class UnknownSource(ValueError):
 
 
 def discover(paths: Sequence[Path]) -> list[Path]:
-    """Files to ingest, sorted and de-duplicated: given files as they are, folders searched for *.csv (and the
-    FHIR / X12 suffixes of READABLE_SUFFIXES).
+    """Files to ingest, sorted and de-duplicated: given files as they are, and every file under a folder.
+
+    A folder's files are all returned, whatever their name: .csv and the FHIR / X12 suffixes are read, an
+    X12 interchange is found by its ISA header (a `.txt` 835 is read), and anything else gets its own
+    `refused` audit row saying why, so no file in a folder is passed over without a word.
 
     Folders named `truth` are skipped at any depth. A path that does not exist is returned as is so the
     loader can refuse it with a message, rather than silently ignoring a typo. Symbolic links inside a folder
@@ -66,9 +86,8 @@ def _csvs_under(folder: Path) -> Iterable[Path]:
         for name in dirs:
             if os.path.islink(os.path.join(root, name)) and name.lower() not in SKIPPED_FOLDERS:
                 yield Path(os.path.abspath(os.path.join(root, name)))  # refused by check_readable
-        for name in files:
-            if Path(name).suffix.lower() in READABLE_SUFFIXES:
-                yield Path(os.path.abspath(os.path.join(root, name)))
+        for name in files:  # every file: read, or refused by check_readable with the reason (never silent)
+            yield Path(os.path.abspath(os.path.join(root, name)))
 
 
 # Control and format characters (ESC, CR, bidi overrides...) in a file name or message could move the cursor,
@@ -148,6 +167,20 @@ def normalise_line_endings(path: Path, target: Path) -> None:
             out.write(chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
 
 
+# Files an exports folder often holds beside the data: a README, a PDF of the layout, an OS's metadata. They
+# are audited as skipped (not refused), so a vendor's folder with its notes in it ingests cleanly.
+NOT_DATA_SUFFIXES = {".md", ".pdf", ".doc", ".docx", ".rtf", ".html", ".htm", ".png", ".jpg", ".jpeg", ".gif"}
+NOT_DATA_STEMS = {"readme", "license", "changelog", "notes", "thumbs"}
+
+
+def is_documentation(path: Path) -> bool:
+    """A documentation or system file found beside the exports (hidden files, READMEs, PDFs, images)."""
+    name = path.name
+    if name.startswith(".") or path.suffix.lower() in NOT_DATA_SUFFIXES:
+        return True
+    return path.stem.lower() in NOT_DATA_STEMS and path.suffix.lower() in {".txt", ""} and not looks_like_x12(path)
+
+
 def check_readable(path: Path) -> None:
     """Refuse paths that are not an existing regular .csv (or FHIR / X12) file, and symbolic links."""
     name = display_name(path)
@@ -161,10 +194,11 @@ def check_readable(path: Path) -> None:
         raise FileRefused(f"{safe_text(str(path))} does not exist. Check the path and run ingest again.")
     if not path.is_file():
         raise FileRefused(f"{name} is not a regular file. Pass a CSV file or a folder of them.")
-    if path.suffix.lower() not in READABLE_SUFFIXES:
+    if path.suffix.lower() not in READABLE_SUFFIXES and not looks_like_x12(path):
         raise FileRefused(
-            f"{name} is not a .csv file. Export the source as CSV (UTF-8, comma separated), "
-            f"or as FHIR R4 JSON (.json, .ndjson) or X12 835/837P (.835, .837, .x12, .edi)."
+            f"{name} is not a file PT Pulse reads (not .csv, FHIR .json / .ndjson, and not an X12 "
+            f"interchange starting with ISA), so nothing was loaded from it. Export the source as CSV "
+            f"(UTF-8, comma separated), FHIR R4 JSON or X12 835/837P, or remove the file from the exports."
         )
     if not os.access(path, os.R_OK):
         raise FileRefused(

@@ -38,29 +38,47 @@ from ingestion.files import (
     discover,
     display_name,
     encoding_refusal,
+    is_documentation,
     match_source,
     normalise_line_endings,
     read_header,
     scan,
 )
 from ingestion.interop import is_interop, read_interop
+from ingestion.profiles import (
+    Profile,
+    ProfileError,
+    ProfileFile,
+    clinic_zone_problem,
+    detect,
+    file_of,
+    load_profiles,
+    profile_sql,
+    resolve_profile,
+    unsupplied,
+)
 from ingestion.rawdb import SCHEMA, RawDB, open_raw
-from ptpulse.core.config import CODES_DIR, Settings
-from ptpulse.core.contracts import Contract, load_code_lists, load_contracts
+from ptpulse.core.config import Settings
+from ptpulse.core.contracts import Contract, load_contracts
 from ptpulse.core.progress import ProgressFn
 from ptpulse.core.sql import quote_ident
 
 log = logging.getLogger(__name__)
 
 LOADED, SKIPPED, REFUSED, FAILED = "loaded", "skipped_same_hash", "refused", "failed"
+SKIPPED_NOT_DATA = "skipped_not_data"  # a README / PDF / hidden file beside the exports: audited, not an error
 
 LOADS_DDL = """
 CREATE TABLE IF NOT EXISTS {loads} (
     load_id BIGINT PRIMARY KEY, file VARCHAR NOT NULL, sha256 VARCHAR, source VARCHAR,
     rows_read BIGINT NOT NULL, rows_landed BIGINT NOT NULL, rows_quarantined BIGINT NOT NULL,
     rows_duplicate BIGINT NOT NULL, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP,
-    status VARCHAR NOT NULL, message VARCHAR)
+    status VARCHAR NOT NULL, message VARCHAR, profile VARCHAR)
 """
+LOADS_COLUMNS = (
+    "load_id, file, sha256, source, rows_read, rows_landed, rows_quarantined, rows_duplicate, started_at, "
+    "finished_at, status, message, profile"
+)
 QUARANTINE_DDL = """
 CREATE TABLE IF NOT EXISTS {quarantine} (
     load_id BIGINT NOT NULL, source VARCHAR NOT NULL, file VARCHAR NOT NULL, line BIGINT, rule VARCHAR NOT NULL,
@@ -82,6 +100,14 @@ TEMP_TABLES = (
     "_reject_errors",
     "_reject_scans",
     "_interop_rows",
+    "_vendor",
+    "_profiled",
+    "_excluded",
+    "_clinic_tz",
+)
+
+EXCLUDED_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS _excluded (line BIGINT, column_name VARCHAR, detail VARCHAR, record JSON)"
 )
 
 MALFORMED_DETAILS = {
@@ -109,6 +135,7 @@ class LoadResult:
     message: str = ""
     started_at: datetime = field(default_factory=lambda: _now())
     finished_at: datetime | None = None
+    profile: str | None = None  # the source profile that mapped a vendor export (ingestion/profiles/)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -119,8 +146,13 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def ingest(paths: Sequence[Path], settings: Settings, progress: ProgressFn = None) -> list[LoadResult]:
+def ingest(
+    paths: Sequence[Path], settings: Settings, progress: ProgressFn = None, profile: str | None = None
+) -> list[LoadResult]:
     """Load every CSV in `paths` (files or folders, `truth/` skipped) into settings.raw_db, in sorted order.
+
+    A CSV whose header matches a source profile's signature is mapped by that profile (ingestion/profiles.py);
+    `profile` (a shipped name or a .yml path) forces one for every CSV; other files load by their file name.
 
     Opens raw.duckdb read-write once for the whole call. Files are independent: a refused file does not
     stop the others. An unexpected error rolls back the file being loaded and records it as `failed` in
@@ -128,6 +160,7 @@ def ingest(paths: Sequence[Path], settings: Settings, progress: ProgressFn = Non
     or a broken connection to raw.duckdb stops it.
     """
     contracts = load_contracts()
+    forced = resolve_profile(profile) if profile else None  # a bad name stops the call before any file
     files = discover(paths)
     settings.ensure()
     db = open_raw(settings.raw_db)
@@ -139,7 +172,7 @@ def ingest(paths: Sequence[Path], settings: Settings, progress: ProgressFn = Non
             if is_interop(path):
                 results.extend(_load_interop_file(db, path, contracts))
             else:
-                results.append(_load_file(db, path, contracts, settings.raw_db.parent))
+                results.append(_load_file(db, path, contracts, settings.raw_db.parent, forced))
         _report(progress, "done", len(files), len(files))
         return results
     finally:
@@ -152,32 +185,40 @@ def _report(progress: ProgressFn, step: str, done: int, total: int) -> None:
 
 
 def _prepare(db: RawDB) -> None:
-    """Audit tables in raw, and the code lists as a temp table the validation SQL can join to."""
+    """Audit tables in raw (an unknown code is a data-quality warning in the build, not a load rule)."""
     db.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(db.catalog)}.{quote_ident(SCHEMA)}")
     db.con.execute(LOADS_DDL.format(loads=db.t("_loads")))
+    db.con.execute(f"ALTER TABLE {db.t('_loads')} ADD COLUMN IF NOT EXISTS profile VARCHAR")  # pre-profile files
     db.con.execute(QUARANTINE_DDL.format(quarantine=db.t("_quarantine")))
-    db.con.execute("CREATE OR REPLACE TEMP TABLE _code_list (list_name VARCHAR, code VARCHAR)")
-    for name in sorted(load_code_lists()):
-        db.con.execute(
-            "INSERT INTO _code_list SELECT ?, trim(code) FROM read_csv(?, header = true, all_varchar = true)",
-            [name, str(CODES_DIR / f"{name}.csv")],
-        )
 
 
-def _load_file(db: RawDB, path: Path, contracts: Mapping[str, Contract], work_dir: Path) -> LoadResult:
+def _load_file(
+    db: RawDB, path: Path, contracts: Mapping[str, Contract], work_dir: Path, forced: Profile | None = None
+) -> LoadResult:
     """One file, start to audit. Refusals are results; anything unexpected is recorded as `failed` and the
     call goes on (an interrupt is recorded, then re-raised)."""
     result = LoadResult(load_id=_next_load_id(db), file=str(path))
     normalised: Path | None = None
+    if not path.is_symlink() and path.is_file() and is_documentation(path):
+        _skip_documentation(db, result)
+        return result
     try:
         check_readable(path)
         file_scan = scan(path)
         result.sha256 = file_scan.sha256
-        contract = match_source(path, contracts)
+        mapped = _profile_for(path, forced)
+        if mapped is not None:
+            profile, pfile = mapped
+            contract = contracts[pfile.feeds]
+            result.profile = f"{profile.name}/{pfile.name}"
+        else:
+            contract = match_source(path, contracts)
         result.source = contract.source
         previous = _previous_load(db, result.sha256)
         if previous is not None:
             _skip(db, result, previous)
+        elif mapped is not None:
+            _load_profiled(db, result, path, work_dir, file_scan, mapped[0], mapped[1], contract)
         else:
             names = read_header(path)
             notes = check_columns(path, names, contract)
@@ -190,7 +231,7 @@ def _load_file(db: RawDB, path: Path, contracts: Mapping[str, Contract], work_di
                 notes.append("mixed line endings (LF / CRLF / CR) read as one kind")
             _stage(db, path, readable, names, contract, file_scan)
             _land(db, result, contract, notes)
-    except (FileRefused, UnknownSource) as exc:
+    except (FileRefused, UnknownSource, ProfileError) as exc:
         _refuse(db, result, str(exc))
     except OSError as exc:
         _refuse(db, result, _os_error_message(path, exc))
@@ -255,6 +296,16 @@ def _skip(db: RawDB, result: LoadResult, previous: tuple) -> None:
     _write_audit(db, result)
 
 
+def _skip_documentation(db: RawDB, result: LoadResult) -> None:
+    result.status = SKIPPED_NOT_DATA
+    result.message = (
+        f"{display_name(Path(result.file))} looks like documentation or a system file (hidden, README, PDF, "
+        f"image), not an export: skipped, nothing landed. Keep it beside the exports if you like; rename it "
+        f"if it really is data."
+    )
+    _write_audit(db, result)
+
+
 def _refuse(db: RawDB, result: LoadResult, message: str) -> None:
     _rollback_if_open(db)
     result.status = REFUSED
@@ -291,7 +342,7 @@ def _rollback_if_open(db: RawDB) -> None:
 def _write_audit(db: RawDB, result: LoadResult) -> None:
     result.finished_at = _now()
     db.con.execute(
-        f"INSERT INTO {db.t('_loads')} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO {db.t('_loads')} ({LOADS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             result.load_id,
             result.file,
@@ -305,6 +356,7 @@ def _write_audit(db: RawDB, result: LoadResult) -> None:
             result.finished_at,
             result.status,
             result.message,
+            result.profile,
         ],
     )
 
@@ -460,6 +512,105 @@ def _line_sql(db: RawDB) -> tuple[str, str]:
     return " ".join(joins), line
 
 
+# --- vendor exports mapped by a source profile (ingestion/profiles.py) ----------------------------------------
+
+
+def _profile_for(path: Path, forced: Profile | None) -> tuple[Profile, ProfileFile] | None:
+    """The profile and file type that map `path`: the forced profile (a header it does not fit is refused),
+    else the shipped profile whose header signature fits; None = the native contract named by the file."""
+    try:
+        names = read_header(path)
+    except FileRefused:
+        if forced is None:
+            return None  # the native path refuses it with its own message
+        raise
+    if forced is not None:
+        pfile = file_of(forced, names)
+        if isinstance(pfile, str):
+            raise FileRefused(
+                f"{display_name(path)}: {pfile}. Check that the file is that vendor export, or ingest it "
+                f"without --profile."
+            )
+        return forced, pfile
+    return detect(names, load_profiles())
+
+
+def _load_profiled(
+    db: RawDB,
+    result: LoadResult,
+    path: Path,
+    work_dir: Path,
+    file_scan: FileScan,
+    profile: Profile,
+    pfile: ProfileFile,
+    contract: Contract,
+) -> None:
+    """Read the vendor file all-VARCHAR, apply the profile in one SQL statement, then validate, quarantine,
+    land and audit exactly like a native file. Excluded rows (profile filters, unknown change flags) are
+    quarantined as `excluded_by_profile`, so rows read = landed + quarantined + duplicate still holds."""
+    problem = clinic_zone_problem(profile)
+    if problem:
+        raise FileRefused(f"{display_name(path)}: {problem}.")
+    names = read_header(path)
+    normalised = None
+    readable = path
+    try:
+        if file_scan.mixed_line_endings:
+            handle, name = tempfile.mkstemp(prefix=".ingest-", suffix=".csv", dir=work_dir)
+            os.close(handle)
+            normalised = readable = Path(name)
+            normalise_line_endings(path, normalised)
+        _stage_vendor(db, path, readable, names, file_scan)
+    finally:
+        if normalised is not None:
+            normalised.unlink(missing_ok=True)
+    _clinic_zones(db)
+    db.con.execute(f"CREATE OR REPLACE TEMP TABLE _profiled AS {profile_sql(profile, pfile, names, contract)}")
+    record = v.record_expr(contract)
+    db.con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _excluded AS
+        SELECT _src_line AS line, _skip_column AS column_name, _skip AS detail, {record} AS record
+        FROM _profiled WHERE _skip IS NOT NULL""")
+    db.con.execute(_staging_sql(contract, "SELECT * EXCLUDE (_skip, _skip_column) FROM _profiled WHERE _skip IS NULL"))
+    # a tombstone is a new version even when every contract value equals the last one
+    db.con.execute("UPDATE _staged SET _row_hash = hash(_row_hash, 'tombstone') WHERE _op = 'tombstone'")
+    notes = [f"mapped by profile {profile.name} (file type {pfile.name})"]
+    gaps = unsupplied(pfile, contract)
+    if gaps:
+        notes.append(f"the export has no column for required {', '.join(gaps)}: those rows are quarantined")
+    _land(db, result, contract, notes, INTEROP_LINE)
+
+
+def _stage_vendor(db: RawDB, path: Path, readable: Path, names: list[str], file_scan: FileScan) -> None:
+    """temp._vendor: the file's rows as positional text columns `_v1`..`_vN` with `_src_line` (the file line),
+    `_breaks` and `_nul`; malformed lines go to temp._malformed, as for a native file."""
+    file_columns = {f"__f{i}": "VARCHAR" for i in range(1, len(names) + 1)}
+    text = ", ".join(f"{quote_ident(f)} AS {quote_ident(f'_v{i}')}" for i, f in enumerate(file_columns, start=1))
+    try:
+        db.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _staged AS {_csv_rows_sql(text, list(file_columns), file_scan)}",
+            [str(readable), file_columns],
+        )
+    except duckdb.Error as exc:
+        raise FileRefused(
+            f"{display_name(path)} could not be read as CSV ({_csv_problem(exc)}). Check that it is "
+            f"a comma-separated UTF-8 export with a header row, and ingest it again."
+        ) from None
+    _collect_malformed(db, path)
+    join, line = _line_sql(db)
+    db.con.execute(f"CREATE OR REPLACE TEMP TABLE _vendor AS SELECT s.*, {line} AS _src_line FROM _staged s {join}")
+
+
+def _clinic_zones(db: RawDB) -> None:
+    """temp._clinic_tz: each known clinic's IANA zone (latest version), for profiles that convert times."""
+    db.con.execute("CREATE OR REPLACE TEMP TABLE _clinic_tz (clinic_id VARCHAR, tz VARCHAR)")
+    if db.has_table("clinics"):
+        db.con.execute(
+            f"INSERT INTO _clinic_tz SELECT clinic_id, arg_max(timezone, updated_at) FROM {db.t('clinics')} "
+            "GROUP BY clinic_id"
+        )
+
+
 # --- landing: one transaction per file ------------------------------------------------------------------------
 
 
@@ -467,16 +618,17 @@ def _land(
     db: RawDB, result: LoadResult, contract: Contract, notes: list[str], line: tuple[str, str] | None = None
 ) -> None:
     """Quarantine, land and audit the staged file atomically; assert the row-count invariant first."""
-    staged, malformed = db.con.execute(
-        "SELECT (SELECT count(*) FROM _staged), (SELECT count(*) FROM _malformed)"
+    db.con.execute(EXCLUDED_DDL)  # rows a source profile excluded (none for native files)
+    staged, malformed, excluded = db.con.execute(
+        "SELECT (SELECT count(*) FROM _staged), (SELECT count(*) FROM _malformed), (SELECT count(*) FROM _excluded)"
     ).fetchone()
     line = line or _line_sql(db)
     db.con.begin()
-    ensure_source_table(db, contract)
-    result.rows_read = staged + malformed
-    result.rows_quarantined = _quarantine(db, result, contract, line) + malformed
+    ensure_source_table(db, contract, with_op=result.profile is not None)
+    result.rows_read = staged + malformed + excluded
+    result.rows_quarantined = _quarantine(db, result, contract, line) + malformed + excluded
     result.rows_duplicate = _find_duplicates(db, contract)
-    result.rows_landed = _insert_rows(db, result, contract, line)
+    result.rows_landed = _insert_rows(db, result, contract, line, with_op=result.profile is not None)
     assert_counts(result)
     result.status = LOADED
     result.message = "; ".join(notes + _summary(result))
@@ -503,8 +655,11 @@ def _summary(result: LoadResult) -> list[str]:
     return []
 
 
-def ensure_source_table(db: RawDB, contract: Contract) -> None:
-    """raw.<source> typed per the contract; columns added to a contract later are added to the table."""
+def ensure_source_table(db: RawDB, contract: Contract, with_op: bool = False) -> None:
+    """raw.<source> typed per the contract; columns added to a contract later are added to the table.
+
+    `with_op`: the table also gets `_op` (NULL or 'upsert' = a version, 'tombstone' = the key was deleted at
+    the source), added the first time a source profile lands rows in it."""
     table = db.t(contract.source)
     columns = ", ".join(f"{quote_ident(c.name)} {c.sql_type}" for c in contract.columns)
     db.con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns}, _load_id BIGINT, _row_hash UBIGINT, _line BIGINT)")
@@ -518,6 +673,8 @@ def ensure_source_table(db: RawDB, contract: Contract) -> None:
     for col in contract.columns:
         if col.name not in existing:
             db.con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(col.name)} {col.sql_type}")
+    if with_op and "_op" not in existing:
+        db.con.execute(f"ALTER TABLE {table} ADD COLUMN _op VARCHAR")
 
 
 def _quarantine(db: RawDB, result: LoadResult, contract: Contract, line: tuple[str, str]) -> int:
@@ -539,6 +696,12 @@ def _quarantine(db: RawDB, result: LoadResult, contract: Contract, line: tuple[s
         INSERT INTO {db.t("_quarantine")}
         SELECT ?, ?, ?, line, 'malformed_row', column_name, detail, json_object('_raw_line', csv_line)
         FROM _malformed""",
+        params,
+    )
+    db.con.execute(
+        f"""
+        INSERT INTO {db.t("_quarantine")}
+        SELECT ?, ?, ?, line, 'excluded_by_profile', column_name, detail, record FROM _excluded""",
         params,
     )
     return broken
@@ -572,10 +735,12 @@ def _find_duplicates(db: RawDB, contract: Contract) -> int:
     return db.con.execute("SELECT count(*) FROM _dups").fetchone()[0]
 
 
-def _insert_rows(db: RawDB, result: LoadResult, contract: Contract, line: tuple[str, str]) -> int:
+def _insert_rows(
+    db: RawDB, result: LoadResult, contract: Contract, line: tuple[str, str], with_op: bool = False
+) -> int:
     """Land the valid, non-duplicate staged rows typed, in file order."""
-    columns = ", ".join(quote_ident(c.name) for c in contract.columns)
-    typed = ", ".join(v.typed_ref(c) for c in contract.columns)
+    columns = ", ".join(quote_ident(c.name) for c in contract.columns) + (", _op" if with_op else "")
+    typed = ", ".join(v.typed_ref(c) for c in contract.columns) + (", s._op" if with_op else "")
     return db.con.execute(
         f"""
         INSERT INTO {db.t(contract.source)} ({columns}, _load_id, _row_hash, _line)

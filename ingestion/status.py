@@ -65,8 +65,15 @@ def _rows(db: RawDB, sql: str, params: list | None = None) -> list[dict[str, Any
 
 
 def _loads(db: RawDB) -> list[dict[str, Any]]:
-    """Every load, oldest first (the audit is small: one row per file ever offered)."""
-    return _rows(db, f"SELECT {', '.join(LOAD_FIELDS)} FROM {db.t('_loads')} ORDER BY load_id")
+    """Every load, oldest first (the audit is small: one row per file ever offered). `profile` names the source
+    profile that mapped a vendor export; a raw.duckdb from before profiles has no such column (NULL)."""
+    has_profile = db.con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'raw' "
+        "AND table_name = '_loads' AND column_name = 'profile'",
+        [db.catalog],
+    ).fetchone()[0]
+    profile = "profile" if has_profile else "CAST(NULL AS VARCHAR) AS profile"
+    return _rows(db, f"SELECT {', '.join(LOAD_FIELDS)}, {profile} FROM {db.t('_loads')} ORDER BY load_id")
 
 
 def _quarantine_by_rule(db: RawDB) -> list[dict[str, Any]]:

@@ -2,8 +2,13 @@
 
 Validation runs in DuckDB over whole columns (never a Python loop per row): the staged file is
 all-VARCHAR, and for each row the CASE returns the number of the FIRST broken check, or NULL when the row
-is valid. Checks are ordered by rule (required, type, accepted, pattern, min/max, code list), then by the
-column order of the contract, so a row reports the most basic problem first.
+is valid. Checks are ordered by rule (required, type, accepted, pattern, min/max), then by the column order
+of the contract, so a row reports the most basic problem first.
+
+A column's code list (`codes: carc`, ingestion/codes/<name>.csv) is NOT a quarantine rule: a real file carries
+codes newer than our list (a payer's new CARC, a new CPT code), and dropping the row would lose money from every
+figure. The row lands; dbt flags it against the same CSV (a seed) in marts.data_quality_warnings, which Data
+health counts as a warning.
 
 Identifiers come only from contracts (checked to be lower_snake_case when loaded) and are quoted anyway;
 literal values (accepted lists, patterns, bounds) also come only from contracts and go through `lit`.
@@ -33,7 +38,7 @@ TRIM_CHARS = " \t\n\r\x0b\x0c\u00a0\ufeff"
 DECIMAL_TEXT = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)"
 INTEGER_TEXT = r"[+-]?[0-9]+"
 
-RULE_ORDER = ("row", "required", "type", "accepted", "pattern", "range", "codes")
+RULE_ORDER = ("row", "required", "type", "accepted", "pattern", "range")
 
 
 def lit(value: Any) -> str:
@@ -200,17 +205,6 @@ def _range(col: Column) -> list[Check]:
     return checks
 
 
-def _codes(col: Column) -> list[Check]:
-    if col.codes is None:
-        return []
-    cond = (
-        f"{value_expr(col)} IS NOT NULL AND {value_expr(col)} NOT IN "
-        f"(SELECT code FROM _code_list WHERE list_name = {lit(col.codes)})"
-    )
-    text = f"is not in the code list ingestion/codes/{col.codes}.csv"
-    return [Check("unknown_code", col.name, cond, _detail(col, text))]
-
-
 _RULE_BUILDERS = {
     "row": lambda col: [],
     "required": _required,
@@ -218,7 +212,6 @@ _RULE_BUILDERS = {
     "accepted": _accepted,
     "pattern": _pattern,
     "range": _range,
-    "codes": _codes,
 }
 
 

@@ -91,16 +91,25 @@ def ingest(
     paths: list[Path] = typer.Argument(..., help="CSV files or folders of them (truth/ folders are skipped)."),
     home: Path | None = HomeOpt,
     wait: float = WaitOpt,
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        help="Map every CSV with this source profile (a name in ingestion/profiles/ or a .yml path). "
+        "Without it, a header that fits a profile's signature is mapped automatically.",
+    ),
 ) -> None:
     """Validate and land source files in raw.duckdb; bad rows go to quarantine with a reason."""
     from ingestion.loader import ingest as run
+    from ingestion.profiles import ProfileError
 
     settings = get_settings(home)
     try:
         with pipeline_lock(settings, "ingest", wait_s=wait), progress_bar("ingest") as report:
-            results = run(paths, settings, progress=_plain_steps(report))
+            results = run(paths, settings, progress=_plain_steps(report), profile=profile)
     except PipelineBusy as exc:
         _fail(str(exc), code=3)
+    except ProfileError as exc:
+        _fail(str(exc), code=2)
     _print_loads(results)
     if any(r.status in ("refused", "failed") for r in results):
         raise typer.Exit(2)
@@ -126,11 +135,14 @@ def _plain_steps(report):
 
 
 def _print_loads(results) -> None:
-    table = Table("file", "source", "status", "read", "landed", "quarantined", "duplicate")
+    profiled = any(r.profile for r in results)  # the source profile that mapped a vendor export, if any did
+    table = Table("file", "source", *(["profile"] if profiled else []), "status", "read", "landed", "quarantined")
+    table.add_column("duplicate")
     for r in results:
         table.add_row(
             _plain(Path(r.file).name, 120),
             r.source or "?",
+            *([r.profile or "-"] if profiled else []),
             r.status,
             f"{r.rows_read:,}",
             f"{r.rows_landed:,}",
@@ -192,11 +204,13 @@ def render_status(report: dict[str, list[dict[str, Any]]], console: Console) -> 
         title="Loads (latest 30)",
     )
     for r in report["loads"][-30:]:
-        style = {"refused": "red", "failed": "red", "skipped_same_hash": "dim"}.get(r["status"], "")
+        style = {"refused": "red", "failed": "red", "skipped_same_hash": "dim", "skipped_not_data": "dim"}.get(
+            r["status"], ""
+        )
         loads.add_row(
             _fmt(r["load_id"]),
             Text(safe_text(r["file"].rsplit("/", 1)[-1], 120)),
-            r["source"] or "?",
+            (r["source"] or "?") + (f" (profile {r['profile']})" if r.get("profile") else ""),
             r["status"],
             _fmt(r["rows_read"]),
             _fmt(r["rows_landed"]),
@@ -291,6 +305,39 @@ def refresh(
         raise typer.Exit(2)
 
 
+profile_app = typer.Typer(help="Source profiles: map a vendor's export onto the contracts.", no_args_is_help=True)
+app.add_typer(profile_app, name="profile")
+
+
+@profile_app.command("draft")
+def profile_draft(
+    files: list[Path] = typer.Argument(..., help="Sample CSV exports of the new vendor (only headers are read)."),
+    name: str = typer.Option("new_vendor", "--name", help="Profile name (also the id namespace)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the YAML here (default: stdout)."),
+) -> None:
+    """Write a starter profile from a new vendor's headers: each column matched to a contract column or
+    flagged `unmatched`, and the required contract columns nothing matched listed as `gaps`."""
+    import yaml
+
+    from ingestion.files import FileRefused, display_name, read_header
+    from ingestion.profiles import draft_profile
+
+    headers = {}
+    for path in files:
+        try:
+            headers[display_name(path)] = read_header(path)
+        except (FileRefused, OSError) as exc:
+            _fail(str(exc) if isinstance(exc, FileRefused) else f"{display_name(path)} could not be read.", code=2)
+    text = yaml.safe_dump(draft_profile(headers, name), sort_keys=False, allow_unicode=True, width=120)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        out.print(
+            _plain(f"wrote {output}: edit value_maps and the TODOs, then `ptpulse ingest --profile {output} ...`")
+        )
+
+
 secret_app = typer.Typer(help="The installation secret behind patient_key (keyed pseudonyms).", no_args_is_help=True)
 app.add_typer(secret_app, name="secret")
 
@@ -333,7 +380,6 @@ def run_app(
 ) -> None:
     """Start the Streamlit app (demo mode unless OIDC auth is configured)."""
     import os
-    import subprocess
 
     settings = get_settings(home)
     env = dict(os.environ, PTPULSE_HOME=str(settings.home))
@@ -351,7 +397,10 @@ def run_app(
         "--browser.gatherUsageStats",
         "false",
     ]
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    # exec, not a child: a kill of `ptpulse app` (or systemd stopping it) stops the server itself, and the
+    # port is free again at once
+    sys.stdout.flush()
+    os.execve(sys.executable, cmd, env)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import streamlit as st
 
 from app.lib import charts, ui
 from app.lib.formatting import fmt
-from app.lib.queries.data_health import builds, freshness, loads, quarantine_by_rule
+from app.lib.queries.data_health import builds, code_warnings, freshness, loads, quarantine_by_rule, source_coverage
 
 ctx = ui.page("data_health")
 ctx.as_of_caption()
@@ -33,6 +33,17 @@ c4.metric(
 
 st.subheader("Freshness by source")
 ui.table(fresh, "source_freshness", "dh_fresh", empty_message="No loads recorded in this build.")
+
+st.subheader("Sources in this build")
+st.caption("A page whose sources were never loaded says which export to load (a scheduling export, 835 files ...).")
+ui.table(source_coverage(ctx.reader), "source_coverage", "dh_coverage", empty_message="No source list in this build.")
+
+st.subheader("Warnings on landed rows")
+st.caption(
+    "Rows that landed and count in every figure, but carry a code missing from its list (ingestion/codes/): "
+    "add the code to the list if it is real."
+)
+ui.table(code_warnings(ctx.reader), "code_warnings", "dh_warnings", empty_message="No warnings in this build.")
 
 left, right = st.columns(2)
 with left:

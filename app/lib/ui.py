@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.lib import audit, exports
+from app.lib import audit, exports, source_needs
 from app.lib.auth import PAGE_TITLES, AccessDenied, Scope, User, require_page
 from app.lib.db import AnalyticsBusy, AnalyticsDb, AnalyticsMissing
 from app.lib.formatting import Tile, kpi_tile
@@ -82,6 +82,7 @@ class PageContext:
     reader: StReader
     filters: Filters
     info: dict[str, Any]
+    key: str = ""  # the page's key (auth.PAGES), for the source guard of require_tables
 
     @property
     def as_of(self) -> datetime | None:
@@ -127,7 +128,7 @@ def page(key: str, needs_data: bool = True) -> PageContext:
         except AnalyticsBusy as exc:
             st.warning(str(exc))
             st.stop()
-    return PageContext(user=user, settings=s, reader=reader, filters=filters, info=info)
+    return PageContext(user=user, settings=s, reader=reader, filters=filters, info=info, key=key)
 
 
 def _audit_refusal(user: User, page_key: str) -> None:
@@ -138,7 +139,14 @@ def _audit_refusal(user: User, page_key: str) -> None:
 
 
 def require_tables(ctx: PageContext, *tables: str, what: str = "") -> None:
-    """Stop with a clear message when the build has not produced a table this page needs."""
+    """Stop with a clear message when the page cannot show data: the build lacks a table the page reads, or
+    none of the exports the page needs (source_needs.PAGE_SOURCES) was ever loaded. The second case says
+    which export to load instead of showing zeros that read like real figures."""
+    loaded = source_needs.loaded_sources(ctx.reader)
+    message = None if loaded is None else source_needs.missing_message(ctx.key, loaded, what)
+    if message:
+        st.info(message, icon=":material/upload_file:")
+        st.stop()
     missing = [t for t in tables if not ctx.reader.has(t)]
     if missing:
         st.info(

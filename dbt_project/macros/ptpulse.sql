@@ -1,12 +1,18 @@
 {# The latest-wins rule of interfaces.md section 2, in one place: for each natural key keep the row with the
-   latest event time, ties broken by the later _load_id, then the later _line. #}
+   latest event time, ties broken by the later _load_id, then the later _line. A key whose latest version is a
+   tombstone (_op = 'tombstone': a vendor export's delete flag, ingestion/profiles.py) is dropped from the
+   current view; its earlier versions stay in raw.duckdb as history. `relation` comes from raw_source(). #}
 {% macro dedup_latest(relation, key_columns, event_time) -%}
-    select *
-    from {{ relation }}
-    qualify row_number() over (
-        partition by {{ key_columns | join(', ') }}
-        order by {{ event_time }} desc nulls last, _load_id desc, _line desc
-    ) = 1
+    select * exclude (_op)
+    from (
+        select *
+        from {{ relation }}
+        qualify row_number() over (
+            partition by {{ key_columns | join(', ') }}
+            order by {{ event_time }} desc nulls last, _load_id desc, _line desc
+        ) = 1
+    ) as latest
+    where latest._op is distinct from 'tombstone'
 {%- endmacro %}
 
 {# Pseudonymous patient id: HMAC-SHA256 of patient_id with the installation secret, first 16 hex characters
@@ -39,7 +45,8 @@
 
 {# A raw source table, or - when ingestion has never landed a file for it, so the table does not exist - an
    empty relation with the same column names (the staging model casts them), so a practice without, say,
-   marketing spend still builds. source() is always called, so lineage and docs stay complete. #}
+   marketing spend still builds. source() is always called, so lineage and docs stay complete. Always carries
+   `_op` (null where no vendor profile ever landed a delete flag), for dedup_latest's tombstone rule. #}
 {% macro raw_source(name, columns) -%}
     {%- set rel = source('raw', name) -%}
     {%- if execute -%}
@@ -47,10 +54,17 @@
     {%- else -%}
         {%- set found = true -%}
     {%- endif -%}
-    {%- if found -%}
-        {{ rel }}
+    {%- if found and execute -%}
+        {%- set has_op = '_op' in (adapter.get_columns_in_relation(found) | map(attribute='name') | list) -%}
     {%- else -%}
-        (select {% for c in columns %}null as {{ c }}{% if not loop.last %}, {% endif %}{% endfor %} where false)
+        {%- set has_op = true -%}
+    {%- endif -%}
+    {%- if found and has_op -%}
+        {{ rel }}
+    {%- elif found -%}
+        (select *, cast(null as varchar) as _op from {{ rel }})
+    {%- else -%}
+        (select {% for c in columns %}null as {{ c }}, {% endfor %}cast(null as varchar) as _op where false)
     {%- endif -%}
 {%- endmacro %}
 

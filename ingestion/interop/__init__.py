@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingestion.files import FileRefused
+from ingestion.files import FileRefused, looks_like_x12
 from ptpulse.core.contracts import Contract
 
 FHIR_SUFFIXES = (".json", ".ndjson")
@@ -69,8 +69,9 @@ SUFFIXES = FHIR_SUFFIXES + X12_SUFFIXES
 
 
 def is_interop(path: Path) -> bool:
-    """True for the file types read by the FHIR and X12 readers (by suffix, case-insensitive)."""
-    return Path(path).suffix.lower() in SUFFIXES
+    """True for the file types read by the FHIR and X12 readers: by suffix (case-insensitive), or, whatever
+    the name (`.txt`, `.dat`, none), an X12 interchange found by its ISA header."""
+    return Path(path).suffix.lower() in SUFFIXES or looks_like_x12(Path(path))
 
 
 @dataclass
@@ -116,16 +117,18 @@ def _text(value: object) -> str | None:
 
 
 def read_interop(path: Path, contracts: Mapping[str, Contract]) -> Batch:
-    """Read a FHIR (.json/.ndjson) or X12 (.835/.837/.x12/.edi) file; FileRefused when it cannot be read."""
+    """Read a FHIR (.json/.ndjson) or X12 file (.835/.837/.x12/.edi, or any name starting with an ISA header);
+    FileRefused when it cannot be read."""
     from ingestion.files import display_name
     from ingestion.interop import fhir, x12
 
     batch = Batch(contracts)
     suffix = Path(path).suffix.lower()
+    is_x12 = suffix in X12_SUFFIXES or looks_like_x12(Path(path))
     try:
-        if suffix in FHIR_SUFFIXES:
+        if suffix in FHIR_SUFFIXES and not is_x12:
             fhir.read(Path(path), batch)
-        elif suffix in X12_SUFFIXES:
+        elif is_x12:
             x12.read(Path(path), batch)
         else:  # pragma: no cover - the loader only dispatches known suffixes
             raise FileRefused(f"{display_name(path)}: not a FHIR or X12 file")
@@ -140,7 +143,7 @@ def read_interop(path: Path, contracts: Mapping[str, Contract]) -> Batch:
         raise FileRefused(
             f"{display_name(path)}: a value has the wrong type or form for its field "
             f"({type(exc).__name__}), so the file cannot be mapped. Check that it is a valid "
-            f"{'FHIR R4' if suffix in FHIR_SUFFIXES else 'X12 005010'} export and ingest it "
+            f"{'X12 005010' if is_x12 else 'FHIR R4'} export and ingest it "
             f"again."
         ) from None
     return batch

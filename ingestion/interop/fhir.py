@@ -1,6 +1,8 @@
 """FHIR R4 JSON reader: a resource, a Bundle (nested Bundles too) or an NDJSON bulk export -> contract rows.
 
-Mapped: Patient -> patients; ServiceRequest -> intake_events (`received`); Appointment -> scheduling_events;
+Mapped: Patient (+Coverage) -> patients; ServiceRequest -> intake_events; Appointment, Encounter -> scheduling_events;
+Location, Organization -> clinics / payers; Practitioner (+PractitionerRole) -> therapists / referring_physicians;
+Procedure -> charges;
 Claim -> claims + charges; ClaimResponse, ExplanationOfBenefit -> remittances. Every other resource type
 is counted in the load message as not mapped. Mapping tables: ingestion/interop/README.md.
 
@@ -9,7 +11,7 @@ resolved to its resource) becomes `fhir:Patient/example`; an identifier-only ref
 `fhir:<system>|<value>`; a Practitioner or Organization that carries a US NPI (found in the same file)
 becomes `npi:<NPI>`, the same id an X12 file gives it. A reference with only a display text carries no id.
 
-Times: FHIR instants carry a zone offset, PT Pulse timestamps are local clinic time without one. The
+Times: converted to the clinic's zone when its Location states one (R4 timezone extension); otherwise, as follows. The
 wall-clock time is kept as written and the offset dropped (sources write local time with the local
 offset); a date without a time becomes midnight; partial dates (`2013`, `2013-05`) are passed through and
 quarantined as invalid.
@@ -24,6 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ingestion.files import FileRefused, display_name
 from ingestion.interop import Batch, read_text, shown_code, shown_type
@@ -39,6 +42,8 @@ CPT_SYSTEMS = {
 }
 ICD10_SYSTEMS = {"http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10"}
 REFERENCE = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+CONDITIONAL = re.compile(r"^([A-Z][A-Za-z]+)\?identifier=([^|]*)\|(.+)$")
+TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/timezone"
 INSTANT = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:T(\d{2}:\d{2})(:\d{2})?(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?)?$")
 
 GENDER = {"male": "M", "female": "F", "other": "X", "unknown": "U"}
@@ -61,20 +66,124 @@ CANCEL_REASON = {
 }
 SR_SKIPPED_STATUS = {"draft", "entered-in-error"}
 SR_SKIPPED_INTENT = {"proposal", "plan", "option"}
-PATIENT_RESPONSIBILITY = {"copay", "deductible"}
+PATIENT_RESPONSIBILITY = {"copay", "deductible", "coinsurance"}
 
 
 def read(path: Path, batch: Batch) -> None:
     text = read_text(path, "FHIR JSON", FIX)
+    folder = _folder(path) if path.suffix.lower() == ".ndjson" else None
+    if folder is not None and folder.transaction_time:
+        batch.notes.append(f"FHIR Bulk export transactionTime {folder.transaction_time} UTC (from the export log)")
+    if _export_log_time(text) is not None:
+        batch.notes.append("FHIR Bulk Data export log / manifest: read for its transactionTime, holds no resource")
+        return
     if path.suffix.lower() == ".ndjson":
         # split on \n only: str.splitlines() also splits on characters JSON allows inside strings (U+2028...)
         for number, line in enumerate(text.split("\n"), start=1):
             if line.strip():
                 _mapped(
-                    path, f"line {number}", _read_resource, _parse(path, line, f"line {number}"), number, batch, path
+                    path,
+                    f"line {number}",
+                    _read_resource,
+                    _parse(path, line, f"line {number}"),
+                    number,
+                    batch,
+                    path,
+                    folder,
                 )
     else:
-        _mapped(path, "the resource", _read_resource, _parse(path, text, None), 1, batch, path)
+        _mapped(path, "the resource", _read_resource, _parse(path, text, None), 1, batch, path, None)
+
+
+# --- Bulk Data $export folders ------------------------------------------------------------------------------
+
+LOG_KEYS = {"exportId", "eventId"}  # a Bulk export log line (bulk-data-client's log.ndjson)
+REFERENCED_TYPES = (
+    "Organization Location Practitioner PractitionerRole Coverage EpisodeOfCare Encounter Appointment Claim"
+).split()
+
+
+def _export_log_time(text: str) -> str | None:
+    """The transactionTime of a Bulk export log (NDJSON of events) or manifest (JSON with `output`), else None.
+
+    Returns "" for a log / manifest without one, so it is still recognised (and not refused)."""
+    first = text.lstrip().split("\n", 1)[0]
+    try:
+        head = json.loads(first)
+    except (ValueError, RecursionError):
+        head = None
+    if head is None and '"resourceType"' in text[:4096]:
+        return None  # a resource (maybe broken): the resource reader says what is wrong
+    if head is not None and (not isinstance(head, dict) or "resourceType" in head):
+        return None
+    try:
+        docs = [json.loads(text)]
+    except ValueError:
+        try:
+            docs = [json.loads(line) for line in text.split("\n") if line.strip()]
+        except (ValueError, RecursionError):
+            return None
+    except RecursionError:
+        return None
+    if not all(isinstance(d, dict) and "resourceType" not in d for d in docs):
+        return None
+    is_log = all(LOG_KEYS <= set(d) for d in docs)
+    is_manifest = len(docs) == 1 and "transactionTime" in docs[0] and isinstance(docs[0].get("output"), list)
+    if not (is_log or is_manifest):
+        return None
+    times = [d.get("transactionTime") for d in docs] + [
+        (d.get("eventDetail") or {}).get("transactionTime") for d in docs if isinstance(d.get("eventDetail"), dict)
+    ]
+    found = [utc(t) for t in times if isinstance(t, str) and INSTANT.match(t)]
+    return max((t for t in found if t), default="")
+
+
+class _Folder:
+    """What a Bulk export folder tells every NDJSON file in it: the export's transactionTime (log or manifest)
+    and the referenced resources (Location, Practitioner, Encounter...) of the sibling files, so references
+    across files resolve. Sibling lines that cannot be read are skipped here (their own load refuses them)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.transaction_time: str | None = None
+        self.index = _Index()
+        for sibling in sorted(folder.iterdir()):
+            if sibling.is_symlink() or not sibling.is_file() or sibling.suffix.lower() not in (".ndjson", ".json"):
+                continue
+            try:
+                text = sibling.read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError):
+                continue
+            when = _export_log_time(text)
+            if when:
+                self.transaction_time = max(self.transaction_time or "", when)
+                continue
+            if sibling.suffix.lower() != ".ndjson" or not any(t in sibling.name for t in REFERENCED_TYPES):
+                continue
+            for line in text.split("\n"):
+                try:
+                    resource = json.loads(line, parse_float=Decimal) if line.strip() else None
+                except (ValueError, RecursionError):
+                    continue
+                if isinstance(resource, dict) and resource.get("resourceType") in REFERENCED_TYPES:
+                    self.index.add(resource, None)
+
+
+_FOLDERS: dict[tuple, _Folder] = {}
+
+
+def _folder(path: Path) -> _Folder | None:
+    """The export folder of an NDJSON file, read once per state of the folder (names, sizes, mtimes)."""
+    folder = path.parent
+    try:
+        key = (str(folder),) + tuple(
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()) if p.is_file()
+        )
+    except OSError:
+        return None
+    if key not in _FOLDERS:
+        _FOLDERS.clear()
+        _FOLDERS[key] = _Folder(folder)
+    return _FOLDERS[key]
 
 
 def _mapped(path: Path, where: str, fn: Any, *args: Any) -> None:
@@ -115,44 +224,67 @@ def _parse(path: Path, text: str, where: str | None) -> dict:
 
 
 class _Index:
-    """Resources of one file (and their contained ones) by `Type/id` and by Bundle fullUrl, for references."""
+    """Resources of one file (and their contained ones) by `Type/id`, by Bundle fullUrl and by identifier
+    (`Type?identifier=system|value`, the conditional references Synthea and Bulk exports write); `parent` is
+    the export folder's index, consulted when the file itself does not hold the target."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: _Index | None = None) -> None:
         self.by_key: dict[str, dict] = {}
+        self.parent = parent
+        self.typed: dict[str, list[dict]] = {}
+        self.memo: dict[str, dict] = {}  # reverse maps built once per index (coverage by beneficiary...)
 
     def add(self, resource: dict, full_url: str | None) -> None:
         rtype, rid = resource.get("resourceType"), resource.get("id")
         if rtype and rid:
+            if f"{rtype}/{rid}" not in self.by_key:
+                self.typed.setdefault(rtype, []).append(resource)
             self.by_key.setdefault(f"{rtype}/{rid}", resource)
         if full_url:
             self.by_key.setdefault(full_url, resource)
+        idents = resource.get("identifier")
+        for ident in idents if isinstance(idents, list) else [idents]:
+            if isinstance(ident, dict) and ident.get("value") and rtype:
+                self.by_key.setdefault(f"{rtype}?identifier={ident.get('system', '')}|{ident['value']}", resource)
+
+    def get(self, key: str) -> dict | None:
+        found = self.by_key.get(key)
+        return found if found is not None or self.parent is None else self.parent.get(key)
 
     def resolve(self, ref: Any, owner: dict | None = None) -> dict | None:
-        if not isinstance(ref, dict) or not isinstance(ref.get("reference"), str):
+        if not isinstance(ref, dict):
             return None
-        text = ref["reference"]
+        text = ref.get("reference")
+        if not isinstance(text, str):
+            ident = ref.get("identifier")
+            if isinstance(ident, dict) and ident.get("value") and ref.get("type"):
+                return self.get(f"{ref['type']}?identifier={ident.get('system', '')}|{ident['value']}")
+            return None
         if text.startswith("#") and owner is not None:
             return next((c for c in owner.get("contained", []) if c.get("id") == text[1:]), None)
-        if text in self.by_key:
-            return self.by_key[text]
+        found = self.get(text)
+        if found is not None:
+            return found
         match = REFERENCE.search(text)
-        return self.by_key.get(f"{match.group(1)}/{match.group(2)}") if match else None
+        return self.get(f"{match.group(1)}/{match.group(2)}") if match else None
 
 
-def _read_resource(root: dict, line: int, batch: Batch, path: Path) -> None:
+def _read_resource(root: dict, line: int, batch: Batch, path: Path, folder: _Folder | None) -> None:
     found = list(_walk(root, None))
     if not found:
         batch.ignore(f"FHIR {shown_type(root.get('resourceType'))} without resources (e.g. a batch of requests only)")
-    index = _Index()
+    index = _Index(folder.index if folder is not None else None)
     for resource, full_url in found:
         index.add(resource, full_url)
     single = len(found) == 1
+    ceiling = folder.transaction_time if folder is not None else None
     for position, (resource, _) in enumerate(found, start=1):
         mapper = MAPPERS.get(resource.get("resourceType"))
         if mapper is None:
             batch.ignore(f"FHIR {shown_type(resource.get('resourceType'))}")
             continue
-        mapper(_Ctx(resource, index, batch, line if single or path.suffix.lower() == ".ndjson" else position))
+        at = line if single or path.suffix.lower() == ".ndjson" else position
+        mapper(_Ctx(resource, index, batch, at, ceiling))
 
 
 def _walk(resource: dict, full_url: str | None) -> Iterator[tuple[dict, str | None]]:
@@ -167,12 +299,27 @@ def _walk(resource: dict, full_url: str | None) -> Iterator[tuple[dict, str | No
 
 
 class _Ctx:
-    def __init__(self, resource: dict, index: _Index, batch: Batch, line: int) -> None:
+    def __init__(self, resource: dict, index: _Index, batch: Batch, line: int, ceiling: str | None = None) -> None:
         self.r, self.index, self.batch, self.line = resource, index, batch, line
+        self.ceiling = ceiling  # the Bulk export's transactionTime (UTC), if the file came with its log
+        self.zone: str | None = None  # the clinic's IANA zone, once the resource's clinic is known
 
     @property
     def key(self) -> str:
         return f"fhir:{self.r.get('resourceType')}/{self.r.get('id') or '(no id)'}"
+
+    def time(self, value: Any) -> str | None:
+        """A FHIR instant in the clinic's zone when known (see `timestamp`)."""
+        return timestamp(value, self.zone)
+
+    def clinic(self, ref: Any) -> str | None:
+        """The clinic id of a Location / Organization reference; sets the zone from its timezone extension."""
+        if not isinstance(ref, dict):
+            return None
+        target = self.index.resolve(ref, self.r)
+        if target is not None and self.zone is None:
+            self.zone = _zone(target)
+        return self.ref_id(ref, prefer_npi=self.ref_type(ref) == "Organization")
 
     def ref_type(self, ref: Any) -> str | None:
         if not isinstance(ref, dict):
@@ -180,7 +327,8 @@ class _Ctx:
         target = self.index.resolve(ref, self.r)
         if target is not None:
             return target.get("resourceType")
-        match = REFERENCE.search(ref.get("reference") or "")
+        text = ref.get("reference") or ""
+        match = REFERENCE.search(text) or CONDITIONAL.match(text)
         return match.group(1) if match else ref.get("type")
 
     def ref_id(self, ref: Any, prefer_npi: bool = False) -> str | None:
@@ -188,17 +336,24 @@ class _Ctx:
         if not isinstance(ref, dict):
             return None
         target = self.index.resolve(ref, self.r)
+        text = ref.get("reference")
+        conditional = CONDITIONAL.match(text) if isinstance(text, str) else None
         if prefer_npi:
             number = _npi(ref.get("identifier")) or (_npi_of(target) if target else None)
+            if number is None and conditional and conditional.group(2) == NPI_SYSTEM:
+                number = conditional.group(3)
             if number:
                 return f"npi:{number}"
-        text = ref.get("reference")
         if isinstance(text, str) and text:
             if text.startswith("#"):
                 return f"{self.key}{text}"
             match = REFERENCE.search(text)
             if match:
                 return f"fhir:{match.group(1)}/{match.group(2)}"
+            if conditional:  # `Type?identifier=system|value`: the resource when the export holds it
+                if target is not None and target.get("id"):
+                    return f"fhir:{target['resourceType']}/{target['id']}"
+                return f"fhir:{conditional.group(2)}|{conditional.group(3)}"
             if target is not None and target.get("id"):  # urn:uuid: resolved through the Bundle
                 return f"fhir:{target['resourceType']}/{target['id']}"
             return f"fhir:{text}"
@@ -223,15 +378,40 @@ def _npi_of(resource: dict) -> str | None:
 # --- values -----------------------------------------------------------------------------------------------
 
 
-def timestamp(value: Any) -> str | None:
-    """FHIR date/dateTime/instant -> `YYYY-MM-DD HH:MM:SS` (wall clock as written, offset dropped)."""
+def timestamp(value: Any, zone: str | None = None) -> str | None:
+    """FHIR date/dateTime/instant -> `YYYY-MM-DD HH:MM:SS` local time without offset.
+
+    With an offset: converted to the clinic's IANA `zone` when known; else an offset other than zero keeps
+    the wall clock as written (the source wrote local time) and `Z` / `+00:00` stays UTC (rule documented in
+    ingestion/interop/README.md). A date becomes midnight; partial dates are passed through (quarantined)."""
     if not isinstance(value, str) or not value:
         return None
     match = INSTANT.match(value)
     if not match:
         return value  # partial date or garbage: passed through, quarantined as invalid_timestamp
-    day, hm, sec = match.group(1), match.group(2), match.group(3)
-    return f"{day} {hm}{sec or ':00'}" if hm else f"{day} 00:00:00"
+    day, hm, sec, offset = match.group(1), match.group(2), match.group(3), match.group(4)
+    if not hm:
+        return f"{day} 00:00:00"
+    if offset and zone:
+        try:
+            moment = datetime.fromisoformat(f"{day}T{hm}{sec or ':00'}{'+00:00' if offset == 'Z' else offset}")
+            return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S")
+        except (ValueError, KeyError, ZoneInfoNotFoundError):
+            pass  # an unknown zone name: the rule without a zone
+    return f"{day} {hm}{sec or ':00'}"
+
+
+def utc(value: Any) -> str | None:
+    """A FHIR instant as UTC `YYYY-MM-DD HH:MM:SS` (the export's transactionTime)."""
+    return timestamp(value, "UTC")
+
+
+def _zone(resource: dict) -> str | None:
+    """IANA zone of a Location (R4 `timezone` extension, valueCode), else None."""
+    for ext in resource.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == TIMEZONE_EXTENSION and isinstance(ext.get("valueCode"), str):
+            return ext["valueCode"]
+    return None
 
 
 def date(value: Any) -> str | None:
@@ -283,7 +463,8 @@ def _patient(c: _Ctx) -> None:
     zip_code = address.get("postalCode")
     if isinstance(zip_code, str) and re.fullmatch(r"\d{5}(-?\d{4})?", zip_code):
         zip_code = zip_code[:5]  # ZIP+4 -> ZIP
-    updated = timestamp((r.get("meta") or {}).get("lastUpdated"))
+    updated = timestamp((r.get("meta") or {}).get("lastUpdated")) or c.ceiling
+    coverage = _coverage_of(c)
     c.batch.add(
         "patients",
         c.line,
@@ -298,8 +479,8 @@ def _patient(c: _Ctx) -> None:
         city=address.get("city"),
         state=address.get("state"),
         zip=zip_code,
-        primary_payer_id=None,
-        member_id=None,
+        primary_payer_id=c.ref_id((coverage.get("payor") or [None])[0]) if coverage else None,
+        member_id=(coverage.get("subscriberId") if coverage else None),
         created_at=None,
         updated_at=updated,
     )
@@ -474,16 +655,17 @@ def _claim(c: _Ctx) -> None:
         if charge is None and money(item.get("unitPrice")) and quantity is not None:
             charge = str(Decimal(money(item["unitPrice"])) * Decimal(str(quantity)))
         modifiers = "|".join(code for m in item.get("modifier") or [] for _, code in codes(m)[:1])
+        visit = _visit(c, next((c.index.resolve(e, r) for e in item.get("encounter") or []), None))
         c.batch.add(
             "charges",
             c.line,
             charge_id=f"{c.key}#item{item.get('sequence')}",
             claim_id=c.key,
-            appointment_id=None,
-            episode_id=None,
+            appointment_id=visit.get("appointment_id"),
+            episode_id=visit.get("episode_id"),
             patient_id=patient,
-            clinic_id=clinic,
-            therapist_id=c.ref_id(provider, prefer_npi=True) if provider else None,
+            clinic_id=clinic or visit.get("clinic_id"),
+            therapist_id=c.ref_id(provider, prefer_npi=True) if provider else visit.get("therapist_id"),
             service_date=_period_start(item) or service_date,
             cpt_code=first_code(item.get("productOrService"), CPT_SYSTEMS),
             modifiers=modifiers or None,
@@ -503,8 +685,12 @@ def _remittance(c: _Ctx) -> None:
         )
         return
     claim_ref = r.get("request") if r.get("resourceType") == "ClaimResponse" else r.get("claim")
+    claim_id = c.ref_id(claim_ref)
+    if claim_id is None:  # Blue Button names its claim by identifier only
+        ident = next((i for i in r.get("identifier") or [] if isinstance(i, dict) and i.get("value")), None)
+        claim_id = f"fhir:{ident.get('system', '')}|{ident['value']}" if ident else None
     payment = r.get("payment") or {}
-    common = dict(claim_id=c.ref_id(claim_ref), payer_id=c.ref_id(r.get("insurer")))
+    common = dict(claim_id=claim_id, payer_id=c.ref_id(r.get("insurer")))
     created = timestamp(r.get("created"))
     totals = {first_code(t.get("category")): money(t.get("amount")) for t in r.get("total") or []}
     if r.get("outcome") == "error":
@@ -529,25 +715,356 @@ def _remittance(c: _Ctx) -> None:
             check_number=(payment.get("identifier") or {}).get("value"),
             **common,
         )
-    patient_share = [
-        Decimal(money(a.get("amount")))
-        for item in r.get("item") or []
-        for a in item.get("adjudication") or []
-        if first_code(a.get("category")) in PATIENT_RESPONSIBILITY and money(a.get("amount"))
-    ]
-    if not patient_share:
-        patient_share = [Decimal(v) for k, v in totals.items() if k in PATIENT_RESPONSIBILITY and v]
-    if patient_share and sum(patient_share) != 0:
+    share = _adjudicated(r, PATIENT_RESPONSIBILITY)
+    if share:
         c.batch.add(
             "remittances",
             c.line,
             remit_id=f"{c.key}#patient_responsibility",
             event_type="patient_responsibility",
             event_at=created,
-            amount_usd=str(sum(patient_share)),
+            amount_usd=str(share),
             group_code="PR",
             **common,
         )
+    submitted, allowed = _adjudicated(r, {"submitted"}), _adjudicated(r, ALLOWED)
+    if submitted is not None and allowed is not None and submitted - allowed > 0:
+        c.batch.add(
+            "remittances",
+            c.line,
+            remit_id=f"{c.key}#contractual_adjustment",
+            event_type="contractual_adjustment",
+            event_at=created,
+            amount_usd=str(submitted - allowed),
+            group_code="CO",
+            **common,
+        )
+
+
+def _adjudicated(r: dict, categories: set[str]) -> Decimal | None:
+    """Sum of the adjudication amounts of `categories`: per item (first adjudication of each category per
+    item, as Blue Button repeats `submitted`), else the resource totals; None when neither states one."""
+    found = False
+    total = Decimal(0)
+    for item in r.get("item") or []:
+        seen = set()
+        for adj in item.get("adjudication") or []:
+            hit = next((code for _, code in codes(adj.get("category")) if code in categories), None)
+            if hit and hit not in seen and money(adj.get("amount")) is not None:
+                seen.add(hit)
+                found = True
+                total += Decimal(money(adj["amount"]))
+    if found:
+        return total
+    for t in r.get("total") or []:
+        hit = next((code for _, code in codes(t.get("category")) if code in categories), None)
+        if hit and money(t.get("amount")) is not None:
+            found = True
+            total += Decimal(money(t["amount"]))
+    return total if found else None
+
+
+def _reverse(c: _Ctx, rtype: str, element: str, npi: bool = False) -> dict[str, list[dict]]:
+    """Resources of `rtype` by the id their `element` reference points to, built once per index (file and
+    export folder), so a Patient finds its Coverage without a scan per Patient."""
+    merged: dict[str, list[dict]] = {}
+    for index in (c.index.parent, c.index):
+        if index is None:
+            continue
+        key = f"{rtype}.{element}"
+        if key not in index.memo:
+            table: dict[str, list[dict]] = {}
+            for res in index.typed.get(rtype, []):
+                ref = res.get(element)
+                target = _Ctx(res, index, c.batch, 0).ref_id(ref, prefer_npi=npi) if isinstance(ref, dict) else None
+                if target:
+                    table.setdefault(target, []).append(res)
+            index.memo[key] = table
+        for target, found in index.memo[key].items():
+            merged.setdefault(target, []).extend(found)
+    return merged
+
+
+def _coverage_of(c: _Ctx) -> dict | None:
+    """The patient's Coverage (beneficiary = this patient, active; order 1 first), from the file or export."""
+    found = [r for r in _reverse(c, "Coverage", "beneficiary").get(c.key, []) if r.get("status", "active") == "active"]
+    return min(found, key=lambda res: res.get("order") or 99) if found else None
+
+
+# --- reference resources, visits and procedures ---------------------------------------------------------------
+
+PT_TAXONOMY = ("2251", "2252")  # NUCC: 2251* Physical Therapist, 2252* Physical Therapy Assistant
+PT_SNOMED = {"36682004"}  # Physiotherapist (occupation)
+NUCC_SPECIALTY = {
+    "207X": "orthopedic_surgery",
+    "207QS0010X": "sports_medicine",
+    "207RS0012X": "sports_medicine",
+    "208D": "primary_care",
+    "207Q": "primary_care",
+    "207R": "primary_care",
+    "2084N0400X": "neurology",
+    "2084P0800X": "pain_management",
+    "208VP0014X": "pain_management",
+    "2081": "physiatry",
+    "111N": "chiropractic",
+    "213E": "podiatry",
+    "207V": "obstetrics_gynecology",
+    "207T": "neurosurgery",
+    "207RR0500X": "rheumatology",
+}
+CREDENTIALS = {"MD", "DO", "NP", "PA", "DC", "DPM"}
+THERAPIST_CREDENTIALS = {"PT", "DPT", "PTA"}
+PAYER_ORG_TYPES = {"pay", "ins"}
+ALLOWED = {"eligible", "allowed"}
+
+
+def _address(r: dict) -> dict:
+    addresses = r.get("address") or []
+    if isinstance(addresses, dict):
+        return addresses
+    return next((a for a in addresses if a.get("use") == "work"), addresses[0] if addresses else {})
+
+
+def _zip(value: Any) -> str | None:
+    if isinstance(value, str) and re.fullmatch(r"\d{5}(-?\d{4})?", value):
+        return value[:5]
+    return value
+
+
+def _location(c: _Ctx) -> None:
+    """Location -> clinics (a site where visits happen)."""
+    r = c.r
+    address = _address(r)
+    c.batch.add(
+        "clinics",
+        c.line,
+        clinic_id=c.key,
+        clinic_name=r.get("name"),
+        address_line=", ".join(address.get("line") or []) or None,
+        city=address.get("city"),
+        state=address.get("state"),
+        zip=_zip(address.get("postalCode")),
+        timezone=_zone(r),
+        opened_on=None,
+        treatment_tables=None,
+        updated_at=timestamp((r.get("meta") or {}).get("lastUpdated")) or c.ceiling,
+    )
+
+
+def _organization(c: _Ctx) -> None:
+    """Organization -> payers (type pay / ins) or clinics (a provider without Locations of its own)."""
+    r = c.r
+    types = {code for t in r.get("type") or [] for _, code in codes(t)}
+    updated = timestamp((r.get("meta") or {}).get("lastUpdated")) or c.ceiling
+    if types & PAYER_ORG_TYPES:
+        c.batch.add(
+            "payers",
+            c.line,
+            payer_id=c.key,
+            payer_name=r.get("name"),
+            payer_class=None,
+            requires_auth=None,
+            auth_visit_limit=None,
+            updated_at=updated,
+        )
+        return
+    mine = {c.key} | {
+        f"fhir:{i.get('system', '')}|{i['value']}"
+        for i in r.get("identifier") or []
+        if isinstance(i, dict) and i.get("value")
+    }
+    managed = bool(mine & set(_reverse(c, "Location", "managingOrganization")))
+    if managed:
+        c.batch.ignore("FHIR Organization (its Locations are the clinics)")
+        return
+    address = _address(r)
+    c.batch.add(
+        "clinics",
+        c.line,
+        clinic_id=f"npi:{_npi_of(r)}" if _npi_of(r) else c.key,
+        clinic_name=r.get("name"),
+        address_line=", ".join(address.get("line") or []) or None,
+        city=address.get("city"),
+        state=address.get("state"),
+        zip=_zip(address.get("postalCode")),
+        timezone=None,
+        opened_on=None,
+        treatment_tables=None,
+        updated_at=updated,
+    )
+
+
+def _roles(c: _Ctx) -> list[dict]:
+    """PractitionerRoles of this Practitioner (by reference or NPI), from the file or the export."""
+    npi = _npi_of(c.r)
+    table = _reverse(c, "PractitionerRole", "practitioner", npi=True)
+    return table.get(c.key, []) + (table.get(f"npi:{npi}", []) if npi else [])
+
+
+def _practitioner(c: _Ctx) -> None:
+    """Practitioner -> therapists (NUCC 2251/2252 or SNOMED physiotherapist role, or PT/DPT/PTA qualification);
+    any other with an NPI -> referring_physicians (specialty from the NUCC taxonomy, else empty)."""
+    r = c.r
+    roles = _roles(c)
+    role_codes = [code for role in roles for concept in role.get("code") or [] for _, code in codes(concept)]
+    role_codes += [code for role in roles for concept in role.get("specialty") or [] for _, code in codes(concept)]
+    qualifications = [code for q in r.get("qualification") or [] for _, code in codes(q.get("code"))]
+    names = r.get("name") or []
+    name = next((n for n in names if n.get("use") == "official"), names[0] if names else {})
+    npi = _npi_of(r)
+    updated = timestamp((r.get("meta") or {}).get("lastUpdated")) or c.ceiling
+    is_pt = any(code.startswith(PT_TAXONOMY) or code in PT_SNOMED for code in role_codes) or bool(
+        THERAPIST_CREDENTIALS & set(qualifications)
+    )
+    if is_pt:
+        clinic = next(
+            (
+                c.clinic(loc)
+                for role in roles
+                for loc in (role.get("location") or []) + [role.get("organization")]
+                if loc
+            ),
+            None,
+        )
+        c.batch.add(
+            "therapists",
+            c.line,
+            therapist_id=f"npi:{npi}" if npi else c.key,
+            clinic_id=clinic,
+            first_name=(name.get("given") or [None])[0],
+            last_name=name.get("family"),
+            credential=next((q for q in qualifications if q in THERAPIST_CREDENTIALS), None),
+            npi=npi,
+            hired_on=None,
+            terminated_on=None,
+            weekly_hours=None,
+            work_days=None,
+            day_start=None,
+            day_end=None,
+            updated_at=updated,
+        )
+        return
+    if npi is None:
+        c.batch.ignore("FHIR Practitioner (no NPI, not a therapist)")
+        return
+    specialty = next(
+        (
+            NUCC_SPECIALTY[k]
+            for code in role_codes
+            for k in sorted(NUCC_SPECIALTY, key=len, reverse=True)
+            if code.startswith(k)
+        ),
+        None,
+    )
+    address = _address(r)
+    c.batch.add(
+        "referring_physicians",
+        c.line,
+        physician_id=npi,
+        first_name=(name.get("given") or [None])[0],
+        last_name=name.get("family"),
+        credential=next((q for q in qualifications if q in CREDENTIALS), None),
+        specialty=specialty,
+        practice_name=None,
+        city=address.get("city"),
+        state=address.get("state"),
+        updated_at=updated,
+    )
+
+
+AMBULATORY = {"AMB", "ambulatory"}
+
+
+def _visit(c: _Ctx, encounter: dict | None) -> dict[str, str | None]:
+    """Appointment / episode / referral / clinic / therapist ids of an Encounter, by its references."""
+    if encounter is None:
+        return {}
+    e = _Ctx(encounter, c.index, c.batch, c.line)
+    appointment = next((e.ref_id(a) for a in encounter.get("appointment") or []), None)
+    episode_ref = next(iter(encounter.get("episodeOfCare") or []), None)
+    episode = c.index.resolve(episode_ref, encounter)
+    referral = next((e.ref_id(x) for x in (episode or {}).get("referralRequest") or []), None)
+    referral = referral or next(
+        (e.ref_id(x) for x in encounter.get("basedOn") or [] if e.ref_type(x) == "ServiceRequest"), None
+    )
+    clinic = next(
+        (e.clinic(loc.get("location")) for loc in encounter.get("location") or [] if loc.get("location")), None
+    )
+    clinic = clinic or e.clinic(encounter.get("serviceProvider"))
+    people = encounter.get("participant") or []
+    primary = [p for p in people if any(code in ("PPRF", "ATND") for t in p.get("type") or [] for _, code in codes(t))]
+    actor = next((p.get("individual") for p in primary + people if p.get("individual")), None)
+    c.zone = c.zone or e.zone
+    return {
+        "appointment_id": appointment or e.key,
+        "episode_id": e.ref_id(episode_ref),
+        "referral_id": referral,
+        "patient_id": e.ref_id(encounter.get("subject")),
+        "clinic_id": clinic,
+        "therapist_id": e.ref_id(actor, prefer_npi=True) if actor else None,
+    }
+
+
+def _encounter(c: _Ctx) -> None:
+    """A finished (or arrived / in-progress) ambulatory Encounter -> `arrived` (+ `completed`) visit events."""
+    r = c.r
+    klass = r.get("class") or {}
+    status = r.get("status")
+    if klass.get("code") not in AMBULATORY or status not in ("finished", "arrived", "in-progress"):
+        c.batch.ignore(f"FHIR Encounter (not an ambulatory visit, or status {shown_code(status)})")
+        return
+    ids = _visit(c, r)
+    period = r.get("period") or {}
+    start, end = c.time(period.get("start")), c.time(period.get("end"))
+    minutes = _minutes({"start": period.get("start"), "end": period.get("end")}) if period.get("end") else None
+    if (r.get("length") or {}).get("unit") in ("min", "minutes") and (r.get("length") or {}).get("value") is not None:
+        minutes = whole(r["length"]["value"])
+    events = [("arrived", start)] + ([("completed", end or start)] if status == "finished" else [])
+    for event_type, event_at in events:
+        c.batch.add(
+            "scheduling_events",
+            c.line,
+            event_id=f"{c.key}#{event_type}",
+            event_type=event_type,
+            event_at=event_at,
+            scheduled_start=start,
+            duration_min=minutes,
+            visit_type=None,
+            cancel_reason=None,
+            notice_hours=None,
+            recorded_by=None,
+            **ids,
+        )
+
+
+def _procedure(c: _Ctx) -> None:
+    """A completed Procedure of an Encounter -> one charge line (CPT/HCPCS coded only; no money, no units)."""
+    r = c.r
+    encounter = c.index.resolve(r.get("encounter"), r)
+    if r.get("status") != "completed" or not isinstance(r.get("encounter"), dict):
+        c.batch.ignore(f"FHIR Procedure (no encounter, or status {shown_code(r.get('status'))})")
+        return
+    ids = _visit(c, encounter) if encounter else {"appointment_id": c.ref_id(r.get("encounter"))}
+    performer = next((p.get("actor") for p in r.get("performer") or [] if p.get("actor")), None)
+    performed = r.get("performedDateTime") or (r.get("performedPeriod") or {}).get("start")
+    c.batch.add(
+        "charges",
+        c.line,
+        charge_id=c.key,
+        claim_id=None,
+        appointment_id=ids.get("appointment_id"),
+        episode_id=ids.get("episode_id"),
+        patient_id=c.ref_id(r.get("subject")) or ids.get("patient_id"),
+        clinic_id=ids.get("clinic_id") or c.clinic(r.get("location")),
+        therapist_id=c.ref_id(performer, prefer_npi=True) if performer else ids.get("therapist_id"),
+        service_date=(c.time(performed) or "")[:10] or None,
+        cpt_code=first_code(r.get("code"), CPT_SYSTEMS),
+        modifiers=None,
+        units=None,
+        minutes=None,
+        charge_usd=None,
+        posted_at=None,
+    )
 
 
 MAPPERS = {
@@ -555,6 +1072,11 @@ MAPPERS = {
     "ServiceRequest": _service_request,
     "Appointment": _appointment,
     "Claim": _claim,
+    "Location": _location,
+    "Organization": _organization,
+    "Practitioner": _practitioner,
+    "Encounter": _encounter,
+    "Procedure": _procedure,
     "ClaimResponse": _remittance,
     "ExplanationOfBenefit": _remittance,
 }

@@ -1,21 +1,25 @@
 """X12 005010 reader: 835 remittance advice -> remittances; 837P professional claims -> claims + charges.
 
-A small, lenient segment parser: the ISA header gives the element separator (ISA position 4), the
-sub-element separator (ISA16) and the segment terminator (the character after ISA16). Segments are split
-on the terminator (surrounding line breaks ignored). What analytics does not need is not validated (the
-corpus files are abbreviated: missing BPR16, PER, wrong SE counts would not stop a read), but a file that
-is not an interchange, or is cut short (no IEA trailer, a transaction without SE), is refused whole:
-nothing of a truncated remittance lands, so totals are never half-counted.
+A small, lenient segment parser. Each interchange's ISA header gives its element separator (ISA position
+4), sub-element separator (ISA16) and segment terminator (the character after ISA16); segments are split on
+the terminator (line breaks around segments ignored), and a file may hold several interchanges, each with
+its own separators. Files are found by that ISA header whatever their name (`.txt`, `.dat`, none). What
+analytics does not need is not validated (the corpus files are abbreviated: missing BPR16, PER, wrong SE
+counts, a short ISA would not stop a read), but a file that is not an interchange, or is cut short (no IEA
+trailer, a transaction without SE), is refused whole: nothing of a truncated remittance lands, so totals
+are never half-counted.
 
 Mapping tables: ingestion/interop/README.md. Ids the practice assigns itself (CLM01 / CLP01 claim ids,
 REF*EA medical record numbers) are kept as they are so that an 835 matches the claim it pays, whatever
 format that claim arrived in; payer-assigned ids are namespaced (`x12:payer/...`, `x12:member/...`) and
-NPIs are written `npi:<NPI>` (the same in FHIR).
+NPIs are written `npi:<NPI>` (the same in FHIR). Remittance ids are derived from the payment (payer + TRN
+trace number), not the envelope, so the same 835 re-sent in a new interchange lands as duplicates.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -25,10 +29,14 @@ from ingestion.files import FileRefused, display_name
 from ingestion.interop import Batch, read_text
 
 SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{1,2}$")
+ISA_LENGTH = 106  # the ISA segment is fixed-length, terminator included
 FIX = (
     "Export the file again from the clearinghouse or payer portal as a complete X12 005010 interchange "
     "(ISA ... IEA) and ingest it again."
 )
+# CAS claim adjustment group -> remittance event (group_code keeps which): PR moves the balance to the
+# patient; CO (contractual), OA (other, e.g. OA-23 the prior payer's share), PI (payer initiated) and CR
+# (corrections, retired in 5010) close the insurance balance without cash.
 CAS_EVENT = {
     "PR": "patient_responsibility",
     "CO": "contractual_adjustment",
@@ -37,11 +45,14 @@ CAS_EVENT = {
     "CR": "contractual_adjustment",
 }
 DENIED = "4"  # CLP02 claim status: denied
+REVERSAL = "22"  # CLP02: reversal of previous payment (amounts negated; a correction follows as 1/2/3/19-21)
+PREDETERMINATION = "25"  # CLP02: predetermination pricing only, no payment
+VOID = "8"  # CLM05-3 claim frequency: void / cancel of a prior claim
 
 
 @dataclass
 class Segment:
-    pos: int  # 1-based segment number in the file (ISA = 1)
+    pos: int  # 1-based segment number in the file (ISA = 1; counting goes on across interchanges)
     elements: list[str]
 
     @property
@@ -57,6 +68,12 @@ class Interchange:
     segments: list[Segment]
     sub_separator: str
 
+    @property
+    def envelope(self) -> str:
+        """Sender (ISA06) and control number (ISA13): names a payment only when it has no TRN trace."""
+        isa = self.segments[0]
+        return f"{isa[6] or '-'}/{isa[13] or '-'}"
+
     def composite(self, value: str) -> list[str]:
         """Split a composite element. Lenient: the corpus declares ':' in ISA16 but some files write '>'."""
         for sep in dict.fromkeys([self.sub_separator, ":", ">"]):
@@ -69,42 +86,72 @@ def refuse(path: Path, problem: str) -> FileRefused:
     return FileRefused(f"{display_name(path)}: {problem}. {FIX}")
 
 
-def parse(path: Path) -> Interchange:
-    """Segments of the interchange, after checking the envelope is complete (ISA ... IEA, ST ... SE)."""
+def parse(path: Path, notes: list[str] | None = None) -> list[Interchange]:
+    """The file's interchanges (ISA ... IEA, one after another), each checked complete (ST ... SE)."""
     text = read_text(path, "X12", FIX).lstrip()
     if not text.startswith("ISA"):
         raise refuse(path, "does not start with an ISA segment, so it is not an X12 interchange")
-    if len(text) < 106:
-        raise refuse(path, "is truncated inside the ISA header (an ISA segment is 106 characters)")
+    interchanges: list[Interchange] = []
+    while text:
+        offset = sum(len(ix.segments) for ix in interchanges)
+        ix, text = _interchange(path, text, offset, notes if notes is not None else [])
+        interchanges.append(ix)
+        text = text.lstrip()
+        if text and not text.startswith("ISA"):
+            raise refuse(
+                path,
+                f"text after the IEA trailer at segment {offset + len(ix.segments)} is not another "
+                f"interchange (ISA): the file is garbled",
+            )
+    if not any(s.id == "ST" for ix in interchanges for s in ix.segments):
+        raise refuse(path, "contains no transaction set (ST ... SE)")
+    return interchanges
+
+
+def _interchange(path: Path, text: str, offset: int, notes: list[str]) -> tuple[Interchange, str]:
+    """One interchange from the start of `text` (which starts with ISA), and the text after its IEA."""
+    where = f"the ISA header at segment {offset + 1}"
+    if len(text) < ISA_LENGTH - 2:
+        raise refuse(path, f"is truncated inside {where} (an ISA segment is {ISA_LENGTH} characters)")
     element = text[3]
+    if element.isalnum() or element in " \t\r\n":  # not isspace(): the control characters FS/GS/RS/US are used
+        raise refuse(path, f"has a garbled {where}: position 4 must be the element separator")
     head = text.split(element, 16)
     if len(head) < 17 or len(head[16]) < 2:
-        raise refuse(path, "has a garbled ISA header (expected 16 elements, then the segment terminator)")
+        raise refuse(path, f"has a garbled {where} (expected 16 elements, then the segment terminator)")
     sub, terminator = head[16][0], head[16][1]
-    if terminator.isalnum() or terminator in (element, sub):
-        raise refuse(path, "has a garbled ISA header (no segment terminator after ISA16)")
-    segments = []
-    for raw in text.split(terminator):
+    if terminator.isalnum() or terminator == " " or terminator in (element, sub):
+        raise refuse(path, f"has a garbled {where} (no segment terminator after ISA16)")
+    parts = text.split(terminator)
+    if len(parts[0]) + 1 != ISA_LENGTH:
+        notes.append(f"{where} is {len(parts[0]) + 1} characters, not the fixed {ISA_LENGTH}: read by its separators")
+    segments: list[Segment] = []
+    rest = ""
+    for i, raw in enumerate(parts):
         raw = raw.strip("\r\n\t ")
         if not raw:
             continue
         elements = raw.split(element)
         if not SEGMENT_ID.match(elements[0]):
+            previous = segments[-1].id if segments else "ISA"
             raise refuse(
                 path,
-                f"segment {len(segments) + 1} does not start with a segment id (after "
-                f"'{segments[-1].id if segments else 'ISA'}'): the file is garbled",
+                f"segment {offset + len(segments) + 1} does not start with a segment id (after "
+                f"'{previous if SEGMENT_ID.match(previous) else '?'}'): the file is garbled",
             )
-        segments.append(Segment(len(segments) + 1, elements))
+        segments.append(Segment(offset + len(segments) + 1, elements))
+        if elements[0] == "IEA":
+            rest = terminator.join(parts[i + 1 :])
+            break
     _check_envelope(path, segments)
-    return Interchange(segments, sub)
+    return Interchange(segments, sub), rest
 
 
 def _check_envelope(path: Path, segments: list[Segment]) -> None:
     if segments[-1].id != "IEA":
         raise refuse(
             path,
-            f"ends without the IEA trailer ({len(segments)} segments, the last is "
+            f"ends without the IEA trailer ({segments[-1].pos} segments, the last is "
             f"'{segments[-1].id}'): the file is truncated",
         )
     open_st: Segment | None = None
@@ -119,8 +166,6 @@ def _check_envelope(path: Path, segments: list[Segment]) -> None:
             open_st = None
         elif seg.id in ("GE", "IEA") and open_st is not None:
             raise refuse(path, f"transaction set at segment {open_st.pos} has no SE trailer: the file is truncated")
-    if not any(s.id == "ST" for s in segments):
-        raise refuse(path, "contains no transaction set (ST ... SE)")
 
 
 def transactions(segments: list[Segment]) -> list[list[Segment]]:
@@ -137,17 +182,19 @@ def transactions(segments: list[Segment]) -> list[list[Segment]]:
 
 
 def read(path: Path, batch: Batch) -> None:
-    ix = parse(path)
+    interchanges = parse(path, batch.notes)
     unsupported = []
-    for tx in transactions(ix.segments):
-        kind = tx[0][1]
-        version = tx[0][3] or _gs_version(ix.segments, tx[0].pos)
-        if kind == "835":
-            _read_835(ix, tx, batch)
-        elif kind == "837" and "X222" in version:
-            _read_837p(ix, tx, batch)
-        else:
-            unsupported.append(_shown_transaction(kind, version))
+    occurrences: Counter = Counter()  # (payment, CLP01) seen so far in the file: a reversal and its correction
+    for ix in interchanges:
+        for tx in transactions(ix.segments):
+            kind = tx[0][1]
+            version = tx[0][3] or _gs_version(ix.segments, tx[0].pos)
+            if kind == "835":
+                _read_835(ix, tx, batch, occurrences)
+            elif kind == "837" and "X222" in version:
+                _read_837p(ix, tx, batch)
+            else:
+                unsupported.append(_shown_transaction(kind, version))
     if unsupported and not batch.rows:
         raise FileRefused(
             f"{display_name(path)}: transaction set(s) {', '.join(sorted(set(unsupported)))} are not "
@@ -167,7 +214,9 @@ def _shown_transaction(kind: str, version: str) -> str:
 
 def _gs_version(segments: list[Segment], before: int) -> str:
     version = ""
-    for seg in segments[: before - 1]:
+    for seg in segments:
+        if seg.pos >= before:
+            break
         if seg.id == "GS":
             version = seg[8]
     return version
@@ -209,6 +258,20 @@ def is_zero(amount: str) -> bool:
         return False
 
 
+def amount(value: str) -> Decimal | None:
+    """An X12 money amount as a Decimal, None when it is not a plain number (left to the contract to judge)."""
+    try:
+        return Decimal(value) if value and re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", value) else None
+    except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
+        return None
+
+
+def negated(value: str) -> str:
+    """-value, as text ('450.00' -> '-450.00'); text that is not a number is returned unchanged."""
+    number = amount(value)
+    return value if number is None else str(-number)
+
+
 def whole_number(value: str) -> str:
     """'7.00' -> '7' (a whole quantity written with decimals); anything else unchanged (then validated)."""
     try:
@@ -233,6 +296,7 @@ class _Claim:
     patient_id: str | None
     payer_id: str | None
     billing_npi: str | None
+    frequency: str = ""  # CLM05-3: 1 original, 7 replacement (a new version of the claim), 8 void
     service_date: str | None = None
     rendering_npi: str | None = None
     facility_npi: str | None = None
@@ -291,6 +355,8 @@ def _read_837p(ix: Interchange, tx: list[Segment], batch: Batch) -> None:
             if member_id and payer_id and not dependent:
                 patient = f"x12:member/{payer_id.split('/', 1)[1]}/{member_id}"
             claim = _Claim(seg, seg[1], seg[2], patient, payer_id, billing_npi)
+            place = ix.composite(seg[5])
+            claim.frequency = place[2] if len(place) > 2 else ""
             loop = "claim"
         elif claim is None:
             continue
@@ -324,6 +390,12 @@ def _read_837p(ix: Interchange, tx: list[Segment], batch: Batch) -> None:
 
 
 def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
+    """One claims row and a charges row per service line, all at the BHT time (the claim's creation: 837P
+    carries no posting time). A replacement claim (CLM05-3 = 7) reuses CLM01, so it lands as a new version;
+    a void (8) has no place in the contracts (no claim status): counted in the load message, not mapped."""
+    if claim.frequency == VOID:
+        batch.ignore("X12 837P void claim (CLM05-3 = 8)")
+        return
     lines = [ln for ln in claim.lines if ln.get("seg") is not None]
     dates = sorted(d for d in (ln.get("service_date") for ln in lines) if d)
     service_date = claim.service_date or (dates[0] if dates else None)
@@ -360,7 +432,7 @@ def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
             units=units,
             minutes=whole_number(minutes) if minutes else None,
             charge_usd=line["charge"],
-            posted_at=None,
+            posted_at=submitted_at,
         )
 
 
@@ -378,54 +450,124 @@ class _Paid:
     adjustments: list[tuple[Segment, str, str, str]] = field(default_factory=list)  # (seg, group, carc, amount)
 
 
-def _read_835(ix: Interchange, tx: list[Segment], batch: Batch) -> None:
-    """Header: BPR16 payment date, TRN02 check/EFT trace number, DTM*405 production date, payer id from
-    REF*2U or N1*PR N104 (else TRN03, the payer's TIN). Per CLP: payment, adjustments (claim and service
-    CAS), or a denial."""
-    payment_date = production_date = trace = payer_tin = payer_id = None
+@dataclass
+class _Payment:
+    """One 835 transaction's payment: BPR (total, date), TRN (trace = check / EFT number, originator = the
+    payer's TIN), payer, and its claims and provider-level adjustments (PLB)."""
+
+    ix: Interchange
+    st: Segment
+    total: str = ""
+    payment_date: str | None = None
+    production_date: str | None = None
+    trace: str | None = None
+    originator: str | None = None
+    payer_id: str | None = None
+    claims: list[_Paid] = field(default_factory=list)
+    plb: list[tuple[Segment, str, str]] = field(default_factory=list)  # (seg, reason, amount)
+
+    @property
+    def key(self) -> str:
+        """Names the payment across files: payer (TRN03, else the payer id) + trace number; without a TRN,
+        the envelope (sender, ISA13, ST02), unique but not stable when the file is re-sent."""
+        if self.trace:
+            payer = self.originator or (self.payer_id.split("/", 1)[1] if self.payer_id else "-")
+            return f"{payer}/{self.trace}"
+        return f"envelope/{self.ix.envelope}/{self.st[2] or '-'}"
+
+
+def _read_835(ix: Interchange, tx: list[Segment], batch: Batch, occurrences: Counter) -> None:
+    """Header: BPR02 total, BPR16 payment date, TRN02 check/EFT trace number, TRN03 originator, DTM*405
+    production date, payer id from REF*2U or N1*PR N104 (else TRN03, the payer's TIN). Per CLP: payment,
+    adjustments (claim and service CAS), or a denial. PLB: provider-level adjustments."""
+    pay = _Payment(ix, tx[0])
     loop = "header"
-    seen: dict[str, int] = {}
-    claims: list[_Paid] = []
     for seg in tx:
         sid = seg.id
         if sid == "BPR":
-            payment_date = x12_timestamp(seg[16]) if seg[16] else None
+            pay.total = seg[2]
+            pay.payment_date = x12_timestamp(seg[16]) if seg[16] else None
         elif sid == "TRN":
-            trace, payer_tin = seg[2] or None, seg[3] or None
+            pay.trace, pay.originator = seg[2] or None, seg[3] or None
         elif sid == "DTM" and seg[1] == "405" and loop == "header":
-            production_date = x12_timestamp(seg[2])
+            pay.production_date = x12_timestamp(seg[2])
         elif sid == "N1":
             loop = "payer" if seg[1] == "PR" else "payee" if seg[1] == "PE" else loop
             if seg[1] == "PR" and seg[4]:
-                payer_id = payer_id or f"x12:payer/{seg[4]}"
+                pay.payer_id = pay.payer_id or f"x12:payer/{seg[4]}"
         elif sid == "REF" and loop == "payer" and seg[1] == "2U" and seg[2]:
-            payer_id = f"x12:payer/{seg[2]}"
+            pay.payer_id = f"x12:payer/{seg[2]}"
         elif sid == "CLP":
             loop = "claim"
-            seen[seg[1]] = seen.get(seg[1], 0) + 1
-            claims.append(_Paid(seg, seg[1], seg[2], seg[3], seg[4], seen[seg[1]]))
-        elif sid == "CAS" and claims and loop == "claim":
+            pay.claims.append(_Paid(seg, seg[1], seg[2], seg[3], seg[4], 0))
+        elif sid == "CAS" and pay.claims and loop == "claim":
             group = seg[1]
             for i in range(2, 19, 3):  # up to six (reason, amount, quantity) triplets
                 if seg[i] or seg[i + 1]:
-                    claims[-1].adjustments.append((seg, group, seg[i], seg[i + 1]))
+                    pay.claims[-1].adjustments.append((seg, group, seg[i], seg[i + 1]))
         elif sid == "PLB":
-            batch.ignore("X12 835 PLB (provider-level adjustment)")
-    if payer_id is None and payer_tin:
-        payer_id = f"x12:payer-tin/{payer_tin}"
-    event_at = payment_date if _real_date(payment_date) else production_date
-    if payment_date and event_at != payment_date and claims:
+            loop = "summary"
+            for i in range(3, 15, 2):  # up to six (reason:reference, amount) pairs
+                if seg[i] or seg[i + 1]:
+                    pay.plb.append((seg, ix.composite(seg[i])[0], seg[i + 1]))
+    if pay.payer_id is None and pay.originator:
+        pay.payer_id = f"x12:payer-tin/{pay.originator}"
+    event_at = pay.payment_date if _real_date(pay.payment_date) else pay.production_date
+    if pay.payment_date and event_at != pay.payment_date and (pay.claims or pay.plb):
         batch.notes.append(
             f"835 at segment {tx[0].pos}: BPR16 payment date is not a calendar date; the "
             f"production date (DTM*405) is used as the remittance time"
         )
-    for paid in claims:
-        _emit_835(paid, trace, payer_id, event_at, batch)
+    _check_balance(pay, batch)
+    for paid in pay.claims:
+        occurrences[(pay.key, paid.claim_id)] += 1
+        paid.occurrence = occurrences[(pay.key, paid.claim_id)]
+        _emit_835(paid, pay, event_at, batch)
+    for k, (seg, reason, value) in enumerate(pay.plb, start=1):
+        if value and is_zero(value):
+            continue
+        batch.add(
+            "remittances",
+            seg.pos,
+            remit_id=f"x12:835/{pay.key}/plb/{k}" + (f"/{reason}" if re.fullmatch(r"[A-Z0-9]{2}", reason) else ""),
+            claim_id=f"x12:plb/{pay.key}",
+            payer_id=pay.payer_id,
+            event_type="payer_payment",
+            event_at=event_at,
+            amount_usd=negated(value),  # PLB04 > 0 is withheld from the payment (e.g. WO recoupment), < 0 added
+            check_number=pay.trace,
+        )
 
 
-def _emit_835(paid: _Paid, trace: str | None, payer_id: str | None, event_at: str | None, batch: Batch) -> None:
-    base = f"x12:835/{trace or '-'}/{paid.claim_id}/{paid.occurrence}"
-    common = dict(claim_id=paid.claim_id, payer_id=payer_id, event_at=event_at, check_number=trace)
+def _check_balance(pay: _Payment, batch: Batch) -> None:
+    """BPR02 (the money sent) = sum of CLP04 - sum of PLB04 in a complete 835; a note when it is not (the
+    rows are kept as written: abbreviated examples and split payments exist)."""
+    total = amount(pay.total)
+    paid = [amount(c.paid or "0") for c in pay.claims]
+    withheld = [amount(v or "0") for _, _, v in pay.plb]
+    if total is None or None in paid or None in withheld or not (paid or withheld):
+        return
+    if sum(paid, Decimal(0)) - sum(withheld, Decimal(0)) != total:
+        batch.notes.append(
+            f"835 at segment {pay.st.pos}: the claim payments (CLP04) less the provider-level adjustments "
+            f"(PLB) do not add up to the total payment (BPR02); every row is kept as the payer wrote it"
+        )
+
+
+def _emit_835(paid: _Paid, pay: _Payment, event_at: str | None, batch: Batch) -> None:
+    """Rows of one CLP. Amounts are signed: a reversal (CLP02 = 22) carries the original's amounts negated
+    (TR3 1.10.2.8); one written with a positive CLP03 is negated here so it still cancels its original."""
+    base = f"x12:835/{pay.key}/{paid.claim_id}/{paid.occurrence}"
+    common = dict(claim_id=paid.claim_id, payer_id=pay.payer_id, event_at=event_at, check_number=pay.trace)
+    if paid.status == PREDETERMINATION:
+        batch.ignore("X12 835 predetermination (CLP02 = 25, no payment)")
+        return
+    sign = (lambda v: v) if paid.status != REVERSAL or (amount(paid.billed) or 0) <= 0 else negated
+    if paid.status == REVERSAL and sign is negated:
+        batch.notes.append(
+            f"835 reversal at segment {paid.seg.pos} is written with positive amounts: they are negated "
+            f"so that it cancels the payment it reverses"
+        )
     if paid.status == DENIED:
         first = paid.adjustments[0] if paid.adjustments else (None, None, None, None)
         batch.add(
@@ -438,34 +580,26 @@ def _emit_835(paid: _Paid, trace: str | None, payer_id: str | None, event_at: st
             carc_code=first[2],
             **common,
         )
-        if paid.paid and not is_zero(paid.paid):
-            batch.add(
-                "remittances",
-                paid.seg.pos,
-                remit_id=f"{base}/payment",
-                event_type="payer_payment",
-                amount_usd=paid.paid,
-                **common,
-            )
-        return
     if paid.paid and not is_zero(paid.paid):
         batch.add(
             "remittances",
             paid.seg.pos,
             remit_id=f"{base}/payment",
             event_type="payer_payment",
-            amount_usd=paid.paid,
+            amount_usd=sign(paid.paid),
             **common,
         )
-    for n, (seg, group, carc, amount) in enumerate(paid.adjustments, start=1):
-        if amount and is_zero(amount):
+    if paid.status == DENIED:
+        return
+    for n, (seg, group, carc, value) in enumerate(paid.adjustments, start=1):
+        if value and is_zero(value):
             continue
         batch.add(
             "remittances",
             seg.pos,
             remit_id=f"{base}/cas/{n}",
             event_type=CAS_EVENT.get(group),
-            amount_usd=amount,
+            amount_usd=sign(value),
             group_code=group,
             carc_code=carc,
             **common,

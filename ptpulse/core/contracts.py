@@ -62,7 +62,7 @@ class Column:
     pattern: str | None = None
     min: Any = None
     max: Any = None
-    codes: str | None = None
+    codes: str | None = None  # ingestion/codes/<codes>.csv; a miss lands, flagged as a warning by dbt
     phi: bool = False
     description: str | None = None
     trim: bool = True  # surrounding whitespace removed before any rule (` T1 ` is `T1`, a tab alone is empty)

@@ -117,7 +117,12 @@ def test_layers_only_point_down():
         "intermediate": {"staging", "intermediate"},
         "marts": {"staging", "intermediate", "marts"},
     }
-    seeds = {p.stem for p in (DBT / "seeds").glob("*.csv")}
+    project = yaml.safe_load((DBT / "dbt_project.yml").read_text(encoding="utf-8"))
+    seeds = {p.stem for folder in project["seed-paths"] for p in (DBT / folder).glob("*.csv")}
+    for name in ("carc", "cpt"):  # the code lists have one home, ingestion/codes/; the seeds link to it
+        assert (DBT / "seeds" / f"{name}.csv").resolve() == ROOT / "ingestion" / "codes" / f"{name}.csv", (
+            f"dbt_project/seeds/{name}.csv must be a symlink to ../../ingestion/codes/{name}.csv"
+        )
     for name, path in models.items():
         for ref in REF.findall(path.read_text(encoding="utf-8")):
             if ref in seeds:

@@ -188,12 +188,25 @@ def test_truth_folders_are_skipped_and_order_is_sorted(home, exports):
     write_csv(exports / "truth", "clinics.csv", [example_row("clinics")])
     write_csv(exports / "b", "payers.csv", [example_row("payers")])
     write_csv(exports / "a", "clinics.csv", [example_row("clinics")])
-    (exports / "notes.txt").write_text("not a csv")
+    (exports / "export.txt").write_text("not a csv")
+    (exports / "README.md").write_text("# what the vendor sent")
     seen = []
     results = ingest([exports], home, progress=lambda step, done, total: seen.append((step, done, total)))
-    assert [r.file.split("exports/")[1] for r in results] == ["a/clinics.csv", "b/payers.csv"]
-    assert [r.load_id for r in results] == [1, 2]
-    assert seen == [("clinics.csv", 0, 2), ("payers.csv", 1, 2), ("done", 2, 2)]
+    # every file of a folder is audited: export.txt (not CSV, FHIR or X12) is refused with the reason; the
+    # vendor's README is documentation, skipped with an audit row rather than failing the call
+    names = [r.file.split("exports/")[1] for r in results]
+    assert names == ["README.md", "a/clinics.csv", "b/payers.csv", "export.txt"]
+    assert [r.status for r in results] == ["skipped_not_data", "loaded", "loaded", "refused"]
+    assert "not an X12 interchange starting with ISA" in results[3].message
+    assert "documentation" in results[0].message
+    assert [r.load_id for r in results] == [1, 2, 3, 4]
+    assert seen == [
+        ("README.md", 0, 4),
+        ("clinics.csv", 1, 4),
+        ("payers.csv", 2, 4),
+        ("export.txt", 3, 4),
+        ("done", 4, 4),
+    ]
 
 
 def test_line_numbers_follow_file_order_across_many_chunks(home, exports):

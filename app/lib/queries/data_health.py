@@ -24,6 +24,26 @@ def quarantine_by_rule(r: Reader) -> pd.DataFrame:
     )
 
 
+def code_warnings(r: Reader) -> pd.DataFrame:
+    """Landed rows flagged with a warning (a code not in its code list): counted, never quarantined."""
+    if not r.has("marts.data_quality_warnings"):
+        return pd.DataFrame()
+    return r.df(
+        "select source, column_name, code_list, rule, sum(rows) as rows, count(distinct load_id) as loads "
+        "from marts.data_quality_warnings group by all order by rows desc"
+    )
+
+
+def source_coverage(r: Reader) -> pd.DataFrame:
+    """Every source the build knows, loaded or not (which export lights up which page)."""
+    if not r.has("marts.source_coverage"):
+        return pd.DataFrame()
+    return r.df(
+        "select source, is_loaded, rows_in_build, files_loaded, files_refused, last_loaded_at "
+        "from marts.source_coverage order by is_loaded desc, source"
+    )
+
+
 def freshness(r: Reader) -> pd.DataFrame:
     sql = """
     select source, max(source_last_loaded_at) as last_loaded_at, max(loaded_at) as last_attempt_at,

@@ -1,0 +1,70 @@
+"""Which exports light up which page: the page -> sources mapping behind the page guard (ui.require_tables).
+
+A practice may load any subset of sources (only X12 remittances, only a FHIR export, ...); every mart still
+builds, possibly empty. A page whose inputs were never loaded must then say which export would fill it, not
+show zeros that read like a real figure. The build lists what it holds in marts.source_coverage (one row per
+ingestion contract); the app reads that mart, never raw.duckdb.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from app.lib.queries.base import Reader
+
+COVERAGE_TABLE = "marts.source_coverage"
+
+# What a practice calls the export that feeds each source (ingestion/contracts/<source>.yml).
+EXPORT_LABELS: Mapping[str, str] = {
+    "authorizations": "an authorizations export",
+    "charges": "a charges export (or 837P claim files)",
+    "claims": "a claims export (or 837P claim files)",
+    "clinics": "a clinics reference file",
+    "documentation_events": "a documentation (notes) export",
+    "intake_events": "an intake / referrals export",
+    "marketing_spend": "a marketing spend sheet",
+    "marketing_touches": "a marketing touches export",
+    "patients": "a patients export",
+    "payers": "a payers reference file",
+    "referring_physicians": "a referring physicians reference file",
+    "remittances": "a remittances export (or 835 files)",
+    "scheduling_events": "a scheduling export",
+    "therapists": "a therapists reference file",
+}
+
+# Page key -> groups of sources. The page needs at least one loaded source of EVERY group; within a group any
+# one will do (the Overview has figures as soon as either referrals, visits or billing are in). Pages not
+# listed (Data health, Admin, SQL) read only what the build always has.
+PAGE_SOURCES: Mapping[str, tuple[tuple[str, ...], ...]] = {
+    "overview": (("scheduling_events", "intake_events", "charges", "claims"),),
+    "funnel": (("intake_events",),),
+    "referral_sources": (("intake_events",),),
+    "attribution": (("intake_events",), ("marketing_touches", "marketing_spend")),
+    "leakage": (("scheduling_events", "intake_events", "claims"),),
+    "work_queue": (("intake_events", "scheduling_events", "documentation_events", "authorizations", "charges"),),
+    "no_show": (("scheduling_events",),),
+    "forecast": (("intake_events", "scheduling_events"),),
+}
+
+
+def loaded_sources(reader: Reader) -> frozenset[str] | None:
+    """Sources the served build holds rows of; None when the build predates marts.source_coverage."""
+    if not reader.has(COVERAGE_TABLE):
+        return None
+    frame = reader.df(f"select source from {COVERAGE_TABLE} where is_loaded")
+    return frozenset(frame["source"].tolist())
+
+
+def missing_message(page: str, loaded: frozenset[str], what: str) -> str | None:
+    """The "load X" sentence for a page whose needed sources were never loaded, or None when it can show data.
+
+    Names each export with its source (the contract and file name) so the user knows which file to send."""
+    unmet = [group for group in PAGE_SOURCES.get(page, ()) if not set(group) & loaded]
+    if not unmet:
+        return None
+    wanted = " and ".join(" or ".join(f"{EXPORT_LABELS.get(s, s)} ({s})" for s in group) for group in unmet)
+    return (
+        f"**No data for this page yet.** Load {wanted} to see {what or 'this page'}: "
+        "`ptpulse refresh <file or folder>` (or drop the files into the incoming folder and use "
+        "**Admin → Refresh now**). Data health lists what has been loaded so far."
+    )

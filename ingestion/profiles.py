@@ -1,0 +1,636 @@
+"""Source profiles: a vendor export (WebPT, Tebra, ...) mapped onto our contracts by a YAML file, not by code.
+
+A profile (`ingestion/profiles/<name>.yml`, schema in ingestion/README.md "Source profiles") says, per vendor
+file type, which contract it feeds, the header signature that recognises it, and how each contract column is
+made from the vendor's columns: a rename, a constant, a value map, a parse with explicit date/time formats
+and a time zone, or one derivation from a closed list (`DERIVATIONS`). A change flag (WebPT `export_flag`)
+turns a deletion into a tombstone version (`_op = 'tombstone'`): history is never erased.
+
+The profile is compiled to ONE DuckDB SELECT over the vendor file's rows (window functions for the 8-minute
+rule, UNION ALL for one-row-to-many-events files); it produces contract-shaped text rows that then go
+through the normal contract validation, quarantine and audit path of ingestion/loader.py, unchanged.
+Vendor column names are resolved to positional columns (`_v1`, `_v2`, ...) in Python and never reach the
+SQL; literals from a profile go through `lit`. `draft_profile` writes a starter profile from unseen headers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from ingestion.validation import lit
+from ptpulse.core.config import INSTALL_ROOT
+from ptpulse.core.contracts import Contract, load_contracts
+from ptpulse.core.sql import quote_ident
+
+PROFILES_DIR = INSTALL_ROOT / "ingestion" / "profiles"
+DERIVATIONS = ("minutes_between", "hours_between", "date_to_timestamp", "concat", "cms_8_minute_units")
+TRANSFORMS = ("upper", "lower", "modifiers_to_pipe", "digits")
+PARSES = ("date", "timestamp", "decimal", "integer")
+COLUMN_KEYS = {"from", "const", "derive", "args", "sep", "group_by", "map", "parse", "prefix", "transform"}
+COLUMN_KEYS |= {"fallback", "default", "note"}
+OUT_TIMESTAMP, OUT_DATE = "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"
+TOMBSTONE, UPSERT = "tombstone", "upsert"
+
+
+class ProfileError(ValueError):
+    """A profile file is malformed or cannot be used; the message names the profile, the key and a fix."""
+
+
+@dataclass(frozen=True)
+class ProfileFile:
+    """One vendor file type of a profile: how to recognise it and how its rows become contract rows."""
+
+    name: str
+    feeds: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    forbidden: tuple[str, ...] = ()
+    known: tuple[str, ...] = ()
+    min_matches: int = 0
+    partial: bool = False
+    spec: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def score(self, names: Sequence[str]) -> int | None:
+        """How well a header matches this file's signature (None: it does not match)."""
+        have = {n.lower() for n in names}
+        if any(f.lower() in have for f in self.forbidden):
+            return None
+        if self.required:
+            if not all(r.lower() in have for r in self.required):
+                return None
+            return len(self.required) * 10 + sum(o.lower() in have for o in self.optional)
+        hits = sum(k.lower() in have for k in self.known)
+        return hits if self.min_matches and hits >= self.min_matches else None
+
+    def missing(self, names: Sequence[str]) -> list[str]:
+        have = {n.lower() for n in names}
+        return [r for r in self.required if r.lower() not in have]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A parsed, checked profile: its name (recorded on every load), defaults, value maps and file types."""
+
+    name: str
+    vendor: str
+    defaults: Mapping[str, Any]
+    value_maps: Mapping[str, Mapping[str, Any]]
+    files: tuple[ProfileFile, ...]
+    path: Path | None = None
+
+    @property
+    def timezone(self) -> str:
+        return str(self.defaults.get("timezone", "clinic_local"))
+
+
+# --- reading and checking ------------------------------------------------------------------------------------
+
+
+def read_profile(path: Path, contracts: Mapping[str, Contract] | None = None) -> Profile:
+    """Parse and check one profile YAML, so a mistake fails before any file is read."""
+    contracts = load_contracts() if contracts is None else contracts
+    where = f"profile {Path(path).name}"
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ProfileError(f"{where} could not be read as YAML ({type(exc).__name__}); fix the file.") from None
+    if not isinstance(data, Mapping) or not isinstance(data.get("profile"), str):
+        raise ProfileError(f"{where}: expected a mapping with a 'profile' name; see ingestion/README.md.")
+    defaults = dict(data.get("defaults") or {})
+    value_maps = {str(k): _string_map(v) for k, v in (data.get("value_maps") or {}).items()}
+    files = tuple(_parse_file(f, where, contracts, value_maps) for f in data.get("files") or ())
+    if not files:
+        raise ProfileError(f"{where}: 'files' is empty; add one entry per vendor file type.")
+    profile = Profile(str(data["profile"]), str(data.get("vendor", "")), defaults, value_maps, files, Path(path))
+    _check_timezone(profile, where)
+    return profile
+
+
+def _string_map(mapping: Any) -> dict[str, Any]:
+    """YAML reads `1: upsert` with an int key; vendor values are text, so keys become strings."""
+    return {str(k): v for k, v in (mapping or {}).items()}
+
+
+def _check_timezone(profile: Profile, where: str) -> None:
+    zone = profile.timezone
+    if zone == "ask":
+        return  # refused at load time with a fix (see `clinic_zone_problem`)
+    for key, name in (("timezone", zone), ("clinic_timezone", profile.defaults.get("clinic_timezone"))):
+        if name in (None, "clinic_local"):
+            continue
+        try:
+            ZoneInfo(str(name))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ProfileError(
+                f"{where}: defaults.{key} must be an IANA zone (e.g. America/Chicago) or clinic_local."
+            ) from None
+    if zone != "clinic_local" and not profile.defaults.get("clinic_timezone"):
+        raise ProfileError(
+            f"{where}: times are in {zone}, so defaults.clinic_timezone (the clinics' IANA zone, used when the "
+            f"clinic is not in raw.clinics) is required."
+        )
+
+
+def _parse_file(
+    spec: Mapping[str, Any], where: str, contracts: Mapping[str, Contract], maps: Mapping[str, Any]
+) -> ProfileFile:
+    name = str(spec.get("name", "?"))
+    where = f"{where}, file {name!r}"
+    feeds = spec.get("feeds")
+    if not isinstance(feeds, str) or feeds not in contracts:
+        raise ProfileError(f"{where}: 'feeds' must name one contract ({', '.join(sorted(contracts))}).")
+    contract = contracts[feeds]
+    match = spec.get("match") or {}
+    columns = spec.get("columns") or {}
+    for target, col in columns.items():
+        if target not in contract.column_names:
+            raise ProfileError(f"{where}: column {target!r} is not in the {feeds} contract.")
+        _check_column(col, f"{where}, column {target!r}", maps)
+    for i, emit in enumerate(spec.get("emit") or ()):
+        for key in ("event_type", "event_at"):
+            if key not in emit:
+                raise ProfileError(f"{where}: emit entry {i + 1} needs '{key}'.")
+            _check_column(_as_column(emit[key], key), f"{where}, emit {i + 1} {key}", maps)
+    if spec.get("emit") and not any(e.get("when", "always") == "always" for e in spec["emit"]):
+        raise ProfileError(f"{where}: one emit entry must have `when: always`, so every vendor row is counted.")
+    flag = spec.get("change_flag")
+    if flag and (not isinstance(flag, Mapping) or flag.get("map") not in maps or not flag.get("column")):
+        raise ProfileError(f"{where}: change_flag needs 'column' and 'map' (a name under value_maps).")
+    required = tuple(str(c) for c in match.get("header_required") or ())
+    known = tuple(str(c) for c in match.get("header_known") or ())
+    if not required and not (known and match.get("header_min_matches")):
+        raise ProfileError(f"{where}: match needs header_required, or header_known with header_min_matches.")
+    return ProfileFile(
+        name=name,
+        feeds=feeds,
+        required=required,
+        optional=tuple(str(c) for c in match.get("header_optional") or ()),
+        forbidden=tuple(str(c) for c in match.get("header_forbidden") or ()),
+        known=known,
+        min_matches=int(match.get("header_min_matches") or 0),
+        partial=bool(spec.get("partial", False)),
+        spec=spec,
+    )
+
+
+def _as_column(value: Any, key: str) -> Mapping[str, Any]:
+    """emit's event_type may be a constant, event_at a vendor column name: both become column specs."""
+    if isinstance(value, Mapping):
+        return value
+    return {"const": value} if key == "event_type" else {"from": value, "parse": "timestamp"}
+
+
+def _check_column(col: Any, where: str, maps: Mapping[str, Any]) -> None:
+    if not isinstance(col, Mapping):
+        raise ProfileError(f"{where}: expected a mapping such as {{from: vendor_column}}.")
+    unknown = set(col) - COLUMN_KEYS
+    if unknown:
+        raise ProfileError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(COLUMN_KEYS))}."
+        )
+    sources = [k for k in ("from", "const", "derive") if k in col]
+    if len(sources) != 1:
+        raise ProfileError(f"{where}: give exactly one of from, const, derive.")
+    if "derive" in col and col["derive"] not in DERIVATIONS:
+        raise ProfileError(f"{where}: derive {col['derive']!r} is not one of {', '.join(DERIVATIONS)}.")
+    if "map" in col and col["map"] not in maps:
+        raise ProfileError(f"{where}: map {col['map']!r} is not under value_maps.")
+    if "parse" in col and col["parse"] not in PARSES:
+        raise ProfileError(f"{where}: parse must be one of {', '.join(PARSES)}.")
+    if "transform" in col and col["transform"] not in TRANSFORMS:
+        raise ProfileError(f"{where}: transform must be one of {', '.join(TRANSFORMS)}.")
+    if "fallback" in col:
+        _check_column(col["fallback"], f"{where} fallback", maps)
+
+
+@cache
+def load_profiles(directory: Path = PROFILES_DIR) -> dict[str, Profile]:
+    """The shipped profiles keyed by name, read once per process."""
+    profiles: dict[str, Profile] = {}
+    for path in sorted(directory.glob("*.yml")):
+        profile = read_profile(path)
+        if profile.name in profiles:
+            raise ProfileError(f"profile {path.name}: the name {profile.name!r} is used twice.")
+        profiles[profile.name] = profile
+    return profiles
+
+
+def resolve_profile(name_or_path: str) -> Profile:
+    """`--profile NAME` (a shipped profile) or a path to a profile YAML (e.g. one `profile draft` wrote)."""
+    profiles = load_profiles()
+    if name_or_path in profiles:
+        return profiles[name_or_path]
+    path = Path(name_or_path)
+    if path.suffix.lower() in (".yml", ".yaml") and path.is_file():
+        return read_profile(path)
+    raise ProfileError(
+        f"no profile named {name_or_path!r}. Use one of: {', '.join(sorted(profiles))}, or the path of a "
+        f"profile .yml file (e.g. one written by `ptpulse profile draft`)."
+    )
+
+
+def detect(names: Sequence[str], profiles: Mapping[str, Profile]) -> tuple[Profile, ProfileFile] | None:
+    """The profile file type whose header signature fits `names` best; None = no profile (native contract)."""
+    best: tuple[int, Profile, ProfileFile] | None = None
+    for profile in profiles.values():
+        for pfile in profile.files:
+            score = pfile.score(names)
+            if score is not None and (best is None or score > best[0]):
+                best = (score, profile, pfile)
+    return (best[1], best[2]) if best else None
+
+
+def file_of(profile: Profile, names: Sequence[str]) -> ProfileFile | str:
+    """The file type of a forced profile that fits `names`, or the problem (which columns are missing)."""
+    scored = [(f.score(names), f) for f in profile.files]
+    fitting = [(s, f) for s, f in scored if s is not None]
+    if fitting:
+        return max(fitting, key=lambda sf: sf[0])[1]
+    closest = min(profile.files, key=lambda f: len(f.missing(names)) if f.required else 99)
+    return (
+        f"its header fits no file type of profile {profile.name!r}; the closest, {closest.name!r}, lacks "
+        f"column(s) {', '.join(closest.missing(names)) or '(a known column set)'}"
+    )
+
+
+# --- compiling a profile file type to SQL --------------------------------------------------------------------
+
+
+class _Compiler:
+    """Builds SQL expressions over `_vendor` (positional text columns `_v<i>`) for one profile file type."""
+
+    def __init__(self, profile: Profile, pfile: ProfileFile, names: Sequence[str]) -> None:
+        self.profile, self.pfile = profile, pfile
+        self.position: dict[str, str] = {}
+        for i, name in enumerate(names, start=1):
+            self.position.setdefault(name, f"_v{i}")
+        for i, name in enumerate(names, start=1):  # a case-only difference still finds the column
+            self.position.setdefault(name.lower(), f"_v{i}")
+        self.namespace = str(profile.defaults.get("id_namespace", profile.name))
+        self.dates = [str(f) for f in profile.defaults.get("date_formats") or [OUT_DATE]]
+        self.stamps = [str(f) for f in profile.defaults.get("timestamp_formats") or [OUT_TIMESTAMP]]
+        self.convert = profile.timezone not in ("clinic_local", "ask")
+
+    def ref(self, vendor_column: str) -> str:
+        """The vendor column's trimmed text, NULL when empty or when the header lacks the column."""
+        pos = self.position.get(str(vendor_column)) or self.position.get(str(vendor_column).lower())
+        if pos is None:
+            return "CAST(NULL AS VARCHAR)"
+        return f"nullif(trim({pos}), '')"
+
+    def parsed_timestamp(self, x: str) -> str:
+        return f"try_strptime({x}, [{', '.join(lit(f) for f in self.stamps)}])"
+
+    def parsed_date(self, x: str) -> str:
+        return f"try_strptime({x}, [{', '.join(lit(f) for f in self.dates)}])"
+
+    def local(self, ts: str) -> str:
+        """A parsed timestamp in the clinic's local time (contract convention), from the profile's zone."""
+        if not self.convert:
+            return ts
+        return f"timezone(_tz, timezone({lit(self.profile.timezone)}, {ts}))"
+
+    def column(self, col: Mapping[str, Any], target: str) -> str:
+        """SQL text value of one contract column, built from its spec."""
+        if "const" in col:
+            x = lit(str(col["const"]))
+        elif "derive" in col:
+            x = self.derive(col)
+        else:
+            x = self.ref(col["from"])
+        if "parse" in col:
+            x = self.parse(x, col["parse"])
+        if "transform" in col:
+            x = self.transform(x, col["transform"])
+        if "map" in col:
+            x = self.mapped(x, col["map"])
+        if col.get("prefix"):
+            prefix = col["prefix"]
+            if prefix is True:
+                prefix = f"{self.namespace}:{target.removesuffix('_id')}"
+            x = f"({lit(str(prefix) + ':')} || {x})"
+        if "fallback" in col:
+            x = f"coalesce({x}, {self.column(col['fallback'], target)})"
+        if "default" in col:
+            x = f"coalesce({x}, {lit(str(col['default']))})"
+        return x
+
+    def parse(self, x: str, kind: str) -> str:
+        """Explicit formats, first that fits wins; a value no format reads is passed on as written so the
+        contract quarantines it (unless it would have needed a zone conversion: then a fixed marker)."""
+        if kind == "timestamp":
+            out = f"strftime({self.local(self.parsed_timestamp(x))}, {lit(OUT_TIMESTAMP)})"
+            unread = lit("unreadable in the profile's timestamp_formats") if self.convert else x
+            return f"CASE WHEN {x} IS NULL THEN NULL ELSE coalesce({out}, {unread}) END"
+        if kind == "date":
+            return f"coalesce(strftime({self.parsed_date(x)}, {lit(OUT_DATE)}), {x})"
+        # money and counts: thousands separators and a currency sign are export formatting, not data
+        return f"replace(replace(replace({x}, ',', ''), '$', ''), ' ', '')"
+
+    def transform(self, x: str, kind: str) -> str:
+        if kind == "upper":
+            return f"upper({x})"
+        if kind == "lower":
+            return f"lower({x})"
+        if kind == "digits":
+            return f"nullif(regexp_replace({x}, '[^0-9]', '', 'g'), '')"
+        # modifiers_to_pipe: "GP, KX" / "GP KX" / "GP-KX" -> "GP|KX"
+        return f"nullif(trim(regexp_replace(upper({x}), '[^A-Z0-9]+', '|', 'g'), '|'), '')"
+
+    def mapped(self, x: str, name: str) -> str:
+        """Vendor value -> contract value. `_unmapped`: `flag`/`keep` (default) pass the vendor value on, so
+        the contract's accepted list quarantines it; any other value is the default target."""
+        mapping = self.profile.value_maps[name]
+        branches = " ".join(
+            f"WHEN {lit(k)} THEN {lit(None if v is None else str(v))}"
+            for k, v in mapping.items()
+            if not k.startswith("_")
+        )
+        other = mapping.get("_unmapped", "flag")
+        fallback = x if other in ("flag", "keep", None) else lit(str(other))
+        return f"(CASE {x} {branches} ELSE {fallback} END)" if branches else fallback
+
+    def derive(self, col: Mapping[str, Any]) -> str:
+        fn, args = col["derive"], list(col.get("args") or [])
+        if fn in ("minutes_between", "hours_between"):
+            a, b = (self.parsed_timestamp(self.ref(c)) for c in args[:2])
+            if fn == "minutes_between":
+                return f"CAST(date_diff('minute', {a}, {b}) AS VARCHAR)"
+            return f"CAST(round(date_diff('second', {a}, {b}) / 3600.0, 2) AS VARCHAR)"
+        if fn == "date_to_timestamp":  # a date-only vendor field: 00:00:00 (day precision), no zone shift
+            x = self.ref(args[0])
+            return f"coalesce(strftime({self.parsed_date(x)}, '%Y-%m-%d 00:00:00'), {x})"
+        if fn == "concat":
+            parts = ", ".join(self.ref(c) for c in args)
+            return f"nullif(concat_ws({lit(str(col.get('sep', ':')))}, {parts}), '')"
+        return self.eight_minute_units(args[0], list(col.get("group_by") or []))
+
+    def eight_minute_units(self, minutes_column: str, group_by: list[str]) -> str:
+        """CMS 8-minute rule. Per line without `group_by`: floor(m/15), +1 if the rest >= 8. With `group_by`
+        (patient, date of service): total units = floor(total/15) (+1 if the rest >= 8) over the timed lines
+        of the group; each line gets floor(m/15), and the units left go to the lines with the largest rest."""
+        m = f"TRY_CAST({self.ref(minutes_column)} AS INTEGER)"
+        if not group_by:
+            return f"CAST({m} // 15 + CASE WHEN {m} % 15 >= 8 THEN 1 ELSE 0 END AS VARCHAR)"
+        part = ", ".join([self.ref(c) for c in group_by] + [f"({m} IS NULL)"])
+        total = f"sum({m}) OVER (PARTITION BY {part})"
+        units_total = f"({total} // 15 + CASE WHEN {total} % 15 >= 8 THEN 1 ELSE 0 END)"
+        left = f"({units_total} - sum({m} // 15) OVER (PARTITION BY {part}))"
+        rank = f"row_number() OVER (PARTITION BY {part} ORDER BY {m} % 15 DESC, {m} DESC, _src_line)"
+        return f"CASE WHEN {m} IS NOT NULL THEN CAST({m} // 15 + CASE WHEN {rank} <= {left} THEN 1 ELSE 0 END AS VARCHAR) END"
+
+    def condition(self, when: Any) -> str:
+        """`always`, or a mapping of not_null / is_null / equals / in / not_in on vendor columns (AND-ed)."""
+        if when in (None, "always"):
+            return "true"
+        parts = []
+        for col in _listed(when.get("not_null")):
+            parts.append(f"{self.ref(col)} IS NOT NULL")
+        for col in _listed(when.get("is_null")):
+            parts.append(f"{self.ref(col)} IS NULL")
+        for col, value in (when.get("equals") or {}).items():
+            parts.append(f"coalesce({self.ref(col)} = {lit(str(value))}, false)")
+        for col, values in (when.get("in") or {}).items():
+            parts.append(f"coalesce({self.ref(col)} IN ({', '.join(lit(str(v)) for v in values)}), false)")
+        for col, values in (when.get("not_in") or {}).items():
+            parts.append(f"coalesce({self.ref(col)} NOT IN ({', '.join(lit(str(v)) for v in values)}), true)")
+        return " AND ".join(parts) or "true"
+
+
+def _listed(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def profile_sql(profile: Profile, pfile: ProfileFile, names: Sequence[str], contract: Contract) -> str:
+    """SELECT over temp `_vendor` (`_v<i>`, `_src_line`, `_breaks`, `_nul`) giving the contract's columns as
+    text plus `_op` (upsert / tombstone), `_skip` and `_skip_column` (why a row is excluded, else NULL),
+    `_src_line`, `_breaks` and `_nul`. Needs temp `_clinic_tz (clinic_id, tz)` when the profile converts zones."""
+    c = _Compiler(profile, pfile, names)
+    spec = pfile.spec
+    columns = spec.get("columns") or {}
+    text = {
+        col.name: c.column(columns[col.name], col.name) if col.name in columns else None for col in contract.columns
+    }
+
+    skip, skip_column = "CAST(NULL AS VARCHAR)", "CAST(NULL AS VARCHAR)"
+    op = lit(UPSERT)
+    conditions = []  # (condition that excludes the row, vendor column, detail)
+    for rule in spec.get("filter") or ():
+        vendor = str(rule["column"])
+        ref = c.ref(vendor)
+        if "in" in rule:
+            values = ", ".join(lit(str(v)) for v in rule["in"])
+            cond = f"NOT coalesce({ref} IN ({values}), false)"
+            detail = f"{vendor}: the profile keeps only the value(s) {', '.join(map(str, rule['in']))}"
+        else:
+            values = ", ".join(lit(str(v)) for v in rule["not_in"])
+            cond = f"coalesce({ref} IN ({values}), false)"
+            detail = f"{vendor}: the profile excludes rows with this value ({rule.get('note', 'see the profile')})"
+        conditions.append((cond, vendor, detail))
+    flag = spec.get("change_flag")
+    if flag:
+        mapped = c.mapped(c.ref(flag["column"]), flag["map"])
+        op = f"(CASE WHEN {mapped} = {lit(TOMBSTONE)} THEN {lit(TOMBSTONE)} ELSE {lit(UPSERT)} END)"
+        known = [k for k, v in profile.value_maps[flag["map"]].items() if v in (TOMBSTONE, UPSERT)]
+        cond = f"NOT coalesce({c.ref(flag['column'])} IN ({', '.join(lit(k) for k in known)}), false)"
+        detail = f"{flag['column']}: the change flag is empty or not one of {', '.join(known)} (profile change_flag)"
+        conditions.append((cond, str(flag["column"]), detail))
+    if conditions:
+        skip = "CASE " + " ".join(f"WHEN {cond} THEN {lit(detail)}" for cond, _, detail in conditions) + " END"
+        skip_column = "CASE " + " ".join(f"WHEN {cond} THEN {lit(col)}" for cond, col, _ in conditions) + " END"
+
+    zone = "CAST(NULL AS VARCHAR) AS _tz"
+    if c.convert:
+        clinic = text.get("clinic_id") or "CAST(NULL AS VARCHAR)"
+        default = lit(str(profile.defaults["clinic_timezone"]))
+        zone = f"coalesce((SELECT z.tz FROM _clinic_tz z WHERE z.clinic_id = {clinic}), {default}) AS _tz"
+
+    emits = spec.get("emit") or []
+    base = [f"{text[n] if text[n] is not None else 'CAST(NULL AS VARCHAR)'} AS {quote_ident('c_' + n)}" for n in text]
+    extra = []
+    for i, emit in enumerate(emits):
+        extra.append(f"{c.column(_as_column(emit['event_type'], 'event_type'), 'event_type')} AS _e{i}_type")
+        extra.append(f"{c.column(_as_column(emit['event_at'], 'event_at'), 'event_at')} AS _e{i}_at")
+        extra.append(f"{c.condition(emit.get('when', 'always'))} AS _e{i}_when")
+    meta = "_src_line, _breaks, _nul"
+    inner = (
+        f"SELECT {', '.join(base + extra)}, {op} AS _op, {skip} AS _skip, {skip_column} AS _skip_column, {meta} "
+        f"FROM (SELECT *, {zone} FROM _vendor)"
+    )
+
+    def out(overrides: Mapping[str, str]) -> str:
+        cols = ", ".join(f"{overrides.get(n, quote_ident('c_' + n))} AS {quote_ident(n)}" for n in text)
+        return f"{cols}, _op, _skip, _skip_column, {meta}"
+
+    if not emits:
+        return f"SELECT {out({})} FROM ({inner})"
+    branches = [f"SELECT {out({})} FROM p WHERE _skip IS NOT NULL"]
+    for i in range(len(emits)):
+        overrides = {"event_type": f"_e{i}_type", "event_at": f"_e{i}_at"}
+        if "event_id" in text:  # each event of one vendor row gets its own id: <row id>:<event_type>
+            overrides["event_id"] = f"(c_event_id || ':' || _e{i}_type)"
+        branches.append(f"SELECT {out(overrides)} FROM p WHERE _skip IS NULL AND _e{i}_when")
+    return f"WITH p AS MATERIALIZED ({inner}) " + " UNION ALL ".join(branches)
+
+
+def unsupplied(pfile: ProfileFile, contract: Contract) -> list[str]:
+    """Required contract columns this file type has no mapping for (they quarantine as `required`)."""
+    columns = pfile.spec.get("columns") or {}
+    emitted = {"event_type", "event_at"} if pfile.spec.get("emit") else set()
+    return [c for c in contract.required_columns if c not in columns and c not in emitted]
+
+
+def clinic_zone_problem(profile: Profile) -> str | None:
+    """A profile whose zone must be given per practice (`timezone: ask`) cannot load as shipped."""
+    if profile.timezone == "ask":
+        return (
+            f"profile {profile.name!r} does not know the time zone of the export's times (`timezone: ask`). Copy "
+            f"{profile.path.name if profile.path else 'the profile'}, set defaults.timezone (e.g. UTC) and "
+            f"defaults.clinic_timezone, and ingest with --profile <path of the copy>"
+        )
+    return None
+
+
+# --- `ptpulse profile draft` ---------------------------------------------------------------------------------
+
+# Vendor spellings seen in the researched layouts (docs/research/vendor_layouts.md) -> contract column.
+SYNONYMS: dict[str, str] = {
+    "appointmnet_id": "appointment_id",
+    "appointment": "appointment_id",
+    "appt_id": "appointment_id",
+    "case_id": "episode_id",
+    "case": "episode_id",
+    "episode": "episode_id",
+    "patient": "patient_id",
+    "patient_account": "patient_id",
+    "patient_account_number": "patient_id",
+    "patient_acct": "patient_id",
+    "mrn": "patient_id",
+    "clinic": "clinic_id",
+    "facility_id": "clinic_id",
+    "location_id": "clinic_id",
+    "service_location_id": "clinic_id",
+    "provider_id": "therapist_id",
+    "therapist": "therapist_id",
+    "rendering_provider_id": "therapist_id",
+    "webpt_treating_therapist_id": "therapist_id",
+    "start_date": "scheduled_start",
+    "start_time": "scheduled_start",
+    "appointment_start": "scheduled_start",
+    "visit_date": "service_date",
+    "date_of_service": "service_date",
+    "dos": "service_date",
+    "service_start_date": "service_date",
+    "cpt": "cpt_code",
+    "procedure_code": "cpt_code",
+    "cpt_modifier": "modifiers",
+    "procedure_modifier1": "modifiers",
+    "charge_amount": "charge_usd",
+    "total_charges": "charge_usd",
+    "amount": "amount_usd",
+    "dollar_amount_paid": "amount_usd",
+    "charge_date": "posted_at",
+    "posting_date": "posted_at",
+    "note_finalized_date": "posted_at",
+    "encounter_id": "claim_id",
+    "visit_id": "claim_id",
+    "record_pointer": "charge_id",
+    "auth_start_date": "valid_from",
+    "auth_end_date": "valid_to",
+    "visit_authorized_for": "visits_authorized",
+    "payment_date": "event_at",
+    "deposit_date": "event_at",
+    "payer": "payer_id",
+    "insurance_id": "payer_id",
+    "from_payer_id": "payer_id",
+    "reason": "cancel_reason",
+    "minutes": "minutes",
+    "dob": "birth_date",
+    "date_of_birth": "birth_date",
+    "gender": "sex",
+}
+
+
+def normalise(name: str) -> str:
+    """`PatientID`, `Patient ID`, `patient-id` -> `patient_id` (camel case split, separators to _)."""
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name).strip())
+    text = re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
+    return re.sub(r"_+", "_", text)
+
+
+def _match_column(name: str, contract: Contract) -> tuple[str, str] | None:
+    """(contract column, how) for one vendor column name, or None."""
+    if name in contract.column_names:
+        return name, "exact"
+    norm = normalise(name)
+    if norm in contract.column_names:
+        return norm, "normalised"
+    for candidate in (norm, norm.removesuffix("_id"), norm + "_id"):
+        target = SYNONYMS.get(candidate)
+        if target in contract.column_names:
+            return target, "synonym"
+        if candidate in contract.column_names:
+            return candidate, "normalised"
+    return None
+
+
+def draft_profile(headers: Mapping[str, Sequence[str]], name: str = "new_vendor") -> dict[str, Any]:
+    """A starter profile for files never seen before: per file, the contract its header most likely feeds,
+    each column matched (exact / normalised / synonym) or flagged `unmatched`, and the contract's required
+    columns nothing matched listed under `gaps`. Only header names are read, never a data row."""
+    contracts = load_contracts()
+    files = []
+    for file_name, names in headers.items():
+        best: tuple[tuple[int, int], Contract, dict] | None = None
+        for contract in contracts.values():
+            matched = {n: _match_column(n, contract) for n in names}
+            targets = {m[0] for m in matched.values() if m}
+            score = (len(targets & set(contract.required_columns)), len(targets))
+            if best is None or score > best[0]:
+                best = (score, contract, matched)
+        assert best is not None
+        _, contract, matched = best
+        columns: dict[str, Any] = {}
+        unmatched = []
+        used: set[str] = set()
+        for vendor, hit in matched.items():
+            if hit and hit[0] not in used:
+                used.add(hit[0])
+                columns[hit[0]] = {"from": vendor, "note": f"{hit[1]} match"}
+            else:
+                unmatched.append(vendor)
+        stem = normalise(Path(file_name).stem) or "file"
+        files.append(
+            {
+                "name": stem,
+                "feeds": contract.source,
+                "match": {"header_required": [n for n in names if matched.get(n)] or list(names)[:3]},
+                "columns": columns,
+                "unmatched": unmatched,
+                "gaps": [c for c in contract.required_columns if c not in used],
+            }
+        )
+    return {
+        "profile": normalise(name) or "new_vendor",
+        "schema_version": 1,
+        "vendor": "TODO: vendor and product",
+        "sources": [{"title": "TODO: where these column names come from (export documentation or a sample file)"}],
+        "defaults": {
+            "date_formats": ["%Y-%m-%d", "%m/%d/%Y"],
+            "timestamp_formats": ["%Y-%m-%d %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y %I:%M:%S %p"],
+            "timezone": "clinic_local",
+            "id_namespace": normalise(name) or "new_vendor",
+        },
+        "value_maps": {},
+        "files": files,
+    }

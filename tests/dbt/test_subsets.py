@@ -1,0 +1,180 @@
+"""Any subset of sources builds (issue 8, item 6): a practice that sends only X12 remittances, only billing, or
+only patients and scheduling gets a green build, every mart (empty where its inputs are missing), an as_of
+taken from whatever it loaded, and marts.source_coverage saying which sources it holds.
+
+Real loader, real dbt build, over subsets of the hand-built tiny practice (tests/dbt/tiny_practice/, worked
+by hand in test_tiny_practice.py): a subset must give the same figures as the full build wherever its own
+sources suffice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ingestion.loader import ingest
+from ptpulse.build.orchestrate import build
+from ptpulse.core.config import Settings, get_settings
+from ptpulse.core.contracts import load_contracts
+
+TINY = Path(__file__).parent / "tiny_practice"
+
+SUBSETS = {
+    "remittances_only": ("remittances",),
+    "billing": ("claims", "charges", "remittances"),
+    "patients_scheduling": ("patients", "scheduling_events"),
+    "empty_file": ("remittances",),  # a header-only remittances file: the raw table exists and is empty
+}
+
+
+# The billing subset also carries codes newer than our lists: charge CH002 bills CPT 99999 and denial RM016
+# gives CARC 999. They must land (a warning, not a quarantine) and be counted in marts.data_quality_warnings.
+UNKNOWN_CODES = {
+    "charges.csv": ("CH002,", ",97110,", ",99999,"),
+    "remittances.csv": ("RM016,", ",CO,50,", ",CO,999,"),
+}
+
+
+def build_subset(
+    sources: tuple[str, ...], home: Path, header_only: bool = False, unknown_codes: bool = False
+) -> Settings:
+    """Ingest copies of the tiny practice's files of `sources` (only their header line, or with UNKNOWN_CODES
+    applied) into a fresh home and build it; the build must pass."""
+    settings = get_settings(home / "home").ensure()
+    (home / "files").mkdir()
+    files = []
+    for source in sources:
+        lines = (TINY / f"{source}.csv").read_text(encoding="utf-8").splitlines()
+        if header_only:
+            lines = lines[:1]
+        edit = UNKNOWN_CODES.get(f"{source}.csv") if unknown_codes else None
+        if edit:
+            lines = [x.replace(edit[1], edit[2]) if x.startswith(edit[0]) else x for x in lines]
+        files.append(home / "files" / f"{source}.csv")
+        files[-1].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    results = ingest(files, settings)
+    assert all(r.status == "loaded" and r.rows_quarantined == 0 for r in results), [(r.file, r.status) for r in results]
+    result = build(settings)
+    assert result.ok, result.message
+    return settings
+
+
+@pytest.fixture(scope="module", params=sorted(SUBSETS))
+def subset(request, tmp_path_factory) -> tuple[str, Settings]:
+    name = request.param
+    home = tmp_path_factory.mktemp(name)
+    return name, build_subset(SUBSETS[name], home, header_only=name == "empty_file", unknown_codes=name == "billing")
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute("select table_name from information_schema.tables where table_schema = 'marts'").fetchall()
+    return {r[0] for r in rows}
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return con.execute(f"select count(*) from marts.{table}").fetchone()[0]
+
+
+# as_of of each subset: the tier it falls to (int_clocks_resolved) and the latest event of that tier in the
+# tiny practice's files (remittance RM-events end 03-28 12:00; claims are submitted up to 03-31 16:00; the
+# latest scheduling event is A09 booked 03-31 17:00).
+EXPECTED_AS_OF = {
+    "remittances_only": (datetime(2025, 3, 28, 12, 0), "billing"),
+    "billing": (datetime(2025, 3, 31, 16, 0), "billing"),
+    "patients_scheduling": (datetime(2025, 3, 31, 17, 0), "data"),
+}
+
+
+def test_subset_builds_every_mart_with_as_of_from_what_it_loaded(subset, tiny_home):
+    name, settings = subset
+    with duckdb.connect(str(tiny_home.analytics_db), read_only=True) as full:
+        all_marts = _tables(full)
+    with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
+        assert _tables(con) == all_marts, f"{name}: marts missing from the build"
+        for table in all_marts:  # every mart is queryable, empty or not
+            _count(con, table)
+        as_of, as_of_source = con.execute("select as_of, as_of_source from marts.build_info").fetchone()
+        coverage = dict(con.execute("select source, is_loaded from marts.source_coverage").fetchall())
+    assert set(coverage) == set(load_contracts()), "source_coverage needs one row per ingestion contract"
+    if name == "empty_file":  # loaded, but no row: the build's clock falls back to the load time
+        assert not any(coverage.values())
+        assert as_of_source == "load_time" and as_of is not None
+    else:
+        assert {s for s, loaded in coverage.items() if loaded} == set(SUBSETS[name])
+        assert (as_of, as_of_source) == EXPECTED_AS_OF[name]
+
+
+def test_remittances_alone_land_and_show_on_data_health(subset):
+    name, settings = subset
+    if name != "remittances_only":
+        pytest.skip("remittances-only subset")
+    with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
+        cov = con.execute(
+            "select rows_in_build, files_loaded, rows_landed from marts.source_coverage where source = 'remittances'"
+        ).fetchone()
+        health = con.execute("select source, rows_landed from marts.data_quality").fetchall()
+        assert _count(con, "claims") == 0 and _count(con, "referral_funnel") == 0
+    lines = sum(1 for _ in (TINY / "remittances.csv").open(encoding="utf-8")) - 1
+    assert cov == (lines, 1, lines)
+    assert health == [("remittances", lines)]
+
+
+def test_billing_subset_gives_the_full_builds_claim_figures(subset, tiny_home):
+    """Claims, charge lines and their money do not need intake or scheduling: equal to the full build."""
+    name, settings = subset
+    if name != "billing":
+        pytest.skip("billing subset")
+    sql = (
+        "select count(*), sum(billed_usd), sum(payer_paid_usd), sum(contractual_adj_usd) from marts.claims "
+        "union all select count(*), sum(charge_usd), sum(units), null from marts.charge_lines"
+    )
+    with duckdb.connect(str(tiny_home.analytics_db), read_only=True) as full:
+        want = full.execute(sql).fetchall()
+    with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
+        got = con.execute(sql).fetchall()
+        assert _count(con, "appointments") == 0 and _count(con, "referral_funnel") == 0
+    assert got == want
+    assert want[0][0] == 12 and float(want[0][1]) == 2795.0  # the tiny practice's 12 claims, $2,795 billed
+
+
+def test_patients_and_scheduling_give_the_full_builds_appointments(subset, tiny_home):
+    name, settings = subset
+    if name != "patients_scheduling":
+        pytest.skip("patients + scheduling subset")
+    sql = "select appointment_id, status from marts.appointments order by appointment_id"
+    with duckdb.connect(str(tiny_home.analytics_db), read_only=True) as full:
+        want = full.execute(sql).fetchall()
+    with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
+        got = con.execute(sql).fetchall()
+        assert _count(con, "claims") == 0 and _count(con, "referral_funnel") == 0
+        assert _count(con, "dim_patients") == 12
+    assert got == want and len(want) == 18
+
+
+def test_unknown_codes_land_and_are_counted_as_warnings(subset, tiny_home):
+    """Item 5: an unknown CPT or CARC is a warning on a landed row, never a quarantine; CARC meanings join."""
+    name, settings = subset
+    if name != "billing":
+        pytest.skip("billing subset")
+    with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
+        warnings = con.execute(
+            "select source, column_name, rule, severity, code_list, rows, distinct_codes "
+            "from marts.data_quality_warnings order by source"
+        ).fetchall()
+        quarantined = con.execute("select coalesce(sum(rows), 0) from marts.data_quality where rule <> '(none)'")
+        assert quarantined.fetchone()[0] == 0
+        assert con.execute("select cpt_code from marts.charge_lines where charge_id = 'CH002'").fetchone() == ("99999",)
+        meaning = con.execute(
+            "select c.claim_id, k.category from marts.claims as c join reference.carc_codes as k on k.code = c.denial_carc "
+            "order by c.claim_id"
+        ).fetchall()
+    assert warnings == [
+        ("charges", "cpt_code", "unknown_code", "warning", "cpt", 1, 1),
+        ("remittances", "carc_code", "unknown_code", "warning", "carc", 1, 1),
+    ]
+    assert meaning == [("C11", "authorization")]  # C11's CARC 197 joins; C06's unknown 999 has no meaning
+    with duckdb.connect(str(tiny_home.analytics_db), read_only=True) as full:
+        assert full.execute("select count(*) from marts.data_quality_warnings").fetchone()[0] == 0

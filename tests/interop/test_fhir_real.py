@@ -1,0 +1,244 @@
+"""FHIR R4 for real (issue 8 item 2): outside exports load with the invariant, references resolve, EOB money."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ingestion.interop import read_interop
+from ingestion.loader import ingest
+from ptpulse.core.contracts import load_contracts
+
+OUTSIDE = Path("/work/shared/interop/outside")
+NPI = "http://hl7.org/fhir/sid/us-npi"
+
+
+@pytest.mark.parametrize("folder", ["fhir-synthea-bundles", "fhir-bulk-ndjson", "fhir-bluebutton"])
+def test_outside_fhir_exports_load_with_the_invariant(home, folder):
+    if not (OUTSIDE / folder).is_dir():
+        pytest.skip("outside corpus not present")
+    results = ingest([OUTSIDE / folder], home)
+    assert results and all(r.status == "loaded" for r in results), [r.message for r in results if r.status != "loaded"]
+    for r in results:
+        assert r.rows_read == r.rows_landed + r.rows_quarantined + r.rows_duplicate
+    assert sum(r.rows_read for r in results if r.source) > 0
+
+
+def test_bulk_export_log_is_read_for_its_transaction_time_not_refused(home):
+    if not (OUTSIDE / "fhir-bulk-ndjson").is_dir():
+        pytest.skip("outside corpus not present")
+    results = ingest([OUTSIDE / "fhir-bulk-ndjson"], home)
+    log = [r for r in results if Path(r.file).name == "log.ndjson"]
+    assert log[0].status == "loaded" and "transactionTime" in log[0].message
+    patients = next(r for r in results if r.source == "patients")
+    assert "2024-08-06 18:12:57 UTC" in patients.message
+    sources = {r.source for r in results}
+    assert {"clinics", "referring_physicians", "scheduling_events", "charges"} <= sources
+
+
+def _bundle(*resources: dict) -> dict:
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+
+
+HAND_BUNDLE = _bundle(
+    {
+        "resourceType": "Location",
+        "id": "loc1",
+        "name": "Lakeside PT",
+        "address": {"city": "Madison", "state": "WI", "postalCode": "53703-1234"},
+        "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/timezone", "valueCode": "America/Chicago"}],
+    },
+    {"resourceType": "Organization", "id": "pay1", "name": "Acme Health", "type": [{"coding": [{"code": "pay"}]}]},
+    {
+        "resourceType": "Practitioner",
+        "id": "pt1",
+        "identifier": [{"system": NPI, "value": "1234567893"}],
+        "name": [{"family": "Kim", "given": ["Ana"]}],
+        "qualification": [{"code": {"coding": [{"code": "DPT"}]}}],
+    },
+    {
+        "resourceType": "PractitionerRole",
+        "id": "role1",
+        "practitioner": {"reference": "Practitioner/pt1"},
+        "location": [{"reference": "Location/loc1"}],
+        "code": [{"coding": [{"system": "http://nucc.org/provider-taxonomy", "code": "225100000X"}]}],
+    },
+    {
+        "resourceType": "Practitioner",
+        "id": "md1",
+        "identifier": [{"system": NPI, "value": "1245319599"}],
+        "name": [{"family": "Ortho", "given": ["Bo"]}],
+    },
+    {
+        "resourceType": "PractitionerRole",
+        "id": "role2",
+        "practitioner": {"reference": "Practitioner/md1"},
+        "code": [{"coding": [{"system": "http://nucc.org/provider-taxonomy", "code": "207X00000X"}]}],
+    },
+    {
+        "resourceType": "Patient",
+        "id": "p1",
+        "name": [{"family": "Doe", "given": ["Jo"]}],
+        "birthDate": "1980-02-03",
+        "gender": "female",
+        "meta": {"lastUpdated": "2024-03-01T12:00:00Z"},
+    },
+    {
+        "resourceType": "Coverage",
+        "id": "cov1",
+        "status": "active",
+        "beneficiary": {"reference": "Patient/p1"},
+        "subscriberId": "M123",
+        "payor": [{"reference": "Organization/pay1"}],
+    },
+    {
+        "resourceType": "ServiceRequest",
+        "id": "sr1",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "requester": {"reference": "Practitioner/md1"},
+        "authoredOn": "2024-03-01",
+    },
+    {
+        "resourceType": "EpisodeOfCare",
+        "id": "eoc1",
+        "status": "active",
+        "patient": {"reference": "Patient/p1"},
+        "referralRequest": [{"reference": "ServiceRequest/sr1"}],
+    },
+    {
+        "resourceType": "Encounter",
+        "id": "enc1",
+        "status": "finished",
+        "class": {"code": "AMB"},
+        "subject": {"reference": "Patient/p1"},
+        "episodeOfCare": [{"reference": "EpisodeOfCare/eoc1"}],
+        "appointment": [{"reference": "Appointment/ap1"}],
+        "participant": [{"type": [{"coding": [{"code": "PPRF"}]}], "individual": {"reference": "Practitioner/pt1"}}],
+        "period": {"start": "2024-03-05T15:00:00Z", "end": "2024-03-05T15:45:00Z"},
+        "location": [{"location": {"reference": "Location/loc1"}}],
+    },
+    {
+        "resourceType": "Procedure",
+        "id": "proc1",
+        "status": "completed",
+        "subject": {"reference": "Patient/p1"},
+        "encounter": {"reference": "Encounter/enc1"},
+        "performedDateTime": "2024-03-06T02:30:00Z",
+        "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "97110"}]},
+    },
+    {
+        "resourceType": "ExplanationOfBenefit",
+        "id": "eob1",
+        "status": "active",
+        "use": "claim",
+        "outcome": "complete",
+        "identifier": [{"system": "urn:claims", "value": "C-9"}],
+        "created": "2024-03-20T10:00:00Z",
+        "insurer": {"reference": "Organization/pay1"},
+        "payment": {"amount": {"value": 60.0}},
+        "item": [
+            {
+                "sequence": 1,
+                "adjudication": [
+                    {"category": {"coding": [{"code": "submitted"}]}, "amount": {"value": 150.0}},
+                    {"category": {"coding": [{"code": "eligible"}]}, "amount": {"value": 100.0}},
+                    {"category": {"coding": [{"code": "copay"}]}, "amount": {"value": 20.0}},
+                    {"category": {"coding": [{"code": "deductible"}]}, "amount": {"value": 15.0}},
+                    {"category": {"coding": [{"code": "coinsurance"}]}, "amount": {"value": 5.0}},
+                ],
+            }
+        ],
+    },
+)
+
+
+@pytest.fixture
+def hand(tmp_path):
+    path = tmp_path / "hand.json"
+    path.write_text(json.dumps(HAND_BUNDLE))
+    batch = read_interop(path, load_contracts())
+    return {source: [row for _, row in rows] for source, rows in batch.rows.items()}
+
+
+def test_references_resolve_to_clinics_therapists_physicians_and_payers(hand):
+    assert (
+        hand["clinics"][0]["clinic_id"] == "fhir:Location/loc1" and hand["clinics"][0]["timezone"] == "America/Chicago"
+    )
+    assert hand["clinics"][0]["zip"] == "53703"
+    assert hand["payers"][0]["payer_id"] == "fhir:Organization/pay1"
+    therapist = hand["therapists"][0]
+    assert (therapist["therapist_id"], therapist["clinic_id"], therapist["credential"]) == (
+        "npi:1234567893",
+        "fhir:Location/loc1",
+        "DPT",
+    )
+    physician = hand["referring_physicians"][0]
+    assert (physician["physician_id"], physician["specialty"]) == ("1245319599", "orthopedic_surgery")
+    patient = hand["patients"][0]
+    assert (patient["primary_payer_id"], patient["member_id"]) == ("fhir:Organization/pay1", "M123")
+    assert hand["intake_events"][0]["referring_physician_id"] == "1245319599"
+
+
+def test_encounter_and_procedure_link_by_reference_and_convert_utc_to_the_clinic_zone(hand):
+    events = {e["event_type"]: e for e in hand["scheduling_events"]}
+    assert set(events) == {"arrived", "completed"}
+    arrived = events["arrived"]
+    assert (arrived["appointment_id"], arrived["episode_id"], arrived["referral_id"]) == (
+        "fhir:Appointment/ap1",
+        "fhir:EpisodeOfCare/eoc1",
+        "fhir:ServiceRequest/sr1",
+    )
+    assert (arrived["clinic_id"], arrived["therapist_id"]) == ("fhir:Location/loc1", "npi:1234567893")
+    assert arrived["event_at"] == "2024-03-05 09:00:00"  # 15:00Z = 09:00 CST
+    assert events["completed"]["event_at"] == "2024-03-05 09:45:00" and arrived["duration_min"] == "45"
+    charge = hand["charges"][0]
+    assert (charge["appointment_id"], charge["cpt_code"], charge["therapist_id"]) == (
+        "fhir:Appointment/ap1",
+        "97110",
+        "npi:1234567893",
+    )
+    assert charge["service_date"] == "2024-03-05"  # 02:30Z on the 6th is the evening of the 5th in Chicago
+
+
+def test_eob_patient_responsibility_and_contractual_adjustment(hand):
+    rows = {r["event_type"]: r for r in hand["remittances"]}
+    assert {r["claim_id"] for r in rows.values()} == {"fhir:urn:claims|C-9"}
+    assert Decimal(rows["patient_responsibility"]["amount_usd"]) == Decimal("40")  # 20 + 15 + 5
+    assert Decimal(rows["contractual_adjustment"]["amount_usd"]) == Decimal("50")  # 150 - 100
+    assert rows["contractual_adjustment"]["group_code"] == "CO"
+    assert Decimal(rows["payer_payment"]["amount_usd"]) == Decimal("60")
+
+
+def test_without_a_clinic_zone_utc_stays_utc(tmp_path):
+    enc = dict(HAND_BUNDLE["entry"][10]["resource"], location=[])
+    path = tmp_path / "enc.json"
+    path.write_text(json.dumps(enc))
+    batch = read_interop(path, load_contracts())
+    arrived = next(row for _, row in batch.rows["scheduling_events"] if row["event_type"] == "arrived")
+    assert arrived["event_at"] == "2024-03-05 15:00:00"
+
+
+def test_a_bulk_folder_resolves_references_across_files(home, tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    by_type: dict[str, list] = {}
+    for entry in HAND_BUNDLE["entry"]:
+        by_type.setdefault(entry["resource"]["resourceType"], []).append(entry["resource"])
+    for rtype, items in by_type.items():
+        (folder / f"{rtype}.000.ndjson").write_text("\n".join(json.dumps(r) for r in items) + "\n")
+    manifest = {"transactionTime": "2024-04-01T00:00:00Z", "request": "x", "requiresAccessToken": False, "output": []}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    results = ingest([folder], home)
+    assert all(r.status == "loaded" for r in results)
+    assert all(r.rows_read == r.rows_landed + r.rows_quarantined + r.rows_duplicate for r in results)
+    batch = read_interop(folder / "Encounter.000.ndjson", load_contracts())
+    arrived = next(row for _, row in batch.rows["scheduling_events"] if row["event_type"] == "arrived")
+    assert (arrived["clinic_id"], arrived["event_at"]) == ("fhir:Location/loc1", "2024-03-05 09:00:00")
+    assert any("2024-04-01 00:00:00 UTC" in note for note in batch.notes)
+    shutil.rmtree(folder)
