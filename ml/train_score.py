@@ -352,6 +352,7 @@ def _score(
     rows["no_show_calibration"] = warehouse.write_table(
         con, "no_show_calibration", pd.DataFrame(model.extra.get("calibration_bins", []))
     )
+    rows["work_queue_tasks"] = warehouse.write_queue_tasks(con)
 
     _report(progress, "demand forecast", 1, SCORE_STEPS)
     cfg = demand.DemandSettings()

@@ -144,6 +144,50 @@ def read_paths(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------ ml tables
 
 
+HIGH_RISK_RULE = "confirm_high_risk"
+HIGH_RISK_DAYS = 7  # upcoming visits this close to as_of get a confirm task
+
+
+def write_queue_tasks(con: duckdb.DuckDBPyConnection, days: int = HIGH_RISK_DAYS) -> int:
+    """`ml.work_queue_tasks`: the no-show model's confirm tasks in the shape of marts.work_queue_candidates
+    (queue and priority from the rules seed), so the app's queue is a plain union of the two.
+
+    One task per upcoming scheduled visit in the high-risk band within `days` of as_of, unless the mart already
+    holds a task with that id.
+    """
+    con.execute("create schema if not exists ml")
+    con.execute(
+        """
+        create or replace table ml.work_queue_tasks as
+        select
+            $rule || ':' || s.appointment_id as task_id,
+            r.rule,
+            r.queue,
+            s.clinic_id,
+            a.patient_id,
+            a.patient_key,
+            a.referral_id,
+            a.episode_id,
+            s.appointment_id,
+            'High no-show risk (' || cast(round(s.probability * 100) as integer) || '%) for the visit on '
+                || strftime(s.scheduled_start, '%a %b %-d %H:%M')
+                || coalesce(': ' || s.reason_1, '') || coalesce('; ' || s.reason_2, '') as reason,
+            r.priority,
+            s.scheduled_start - interval 24 hour as due_at,
+            s.scored_at as created_at
+        from ml.no_show_scores as s
+        inner join marts.appointments as a using (appointment_id)
+        inner join marts.work_queue_rules as r on r.rule = $rule
+        cross join (select max(as_of) as as_of from marts.build_info) as b
+        where s.risk_band = 'high' and a.status = 'scheduled'
+            and s.scheduled_start >= b.as_of and s.scheduled_start < b.as_of + to_days(cast($days as integer))
+            and $rule || ':' || s.appointment_id not in (select task_id from marts.work_queue_candidates)
+        """,
+        {"rule": HIGH_RISK_RULE, "days": int(days)},
+    ).fetchall()  # DuckDB 2: finish the statement before the next one on this connection
+    return con.execute("select count(*) from ml.work_queue_tasks").fetchall()[0][0]
+
+
 def write_table(con: duckdb.DuckDBPyConnection, name: str, df: pd.DataFrame) -> int:
     """Create or replace `ml.<name>` with the interface's columns and types (idempotent)."""
     cols = ML_TABLES[name]

@@ -22,9 +22,7 @@ ctx.as_of_caption()
 if ctx.as_of is not None and now == ctx.as_of:
     st.caption(f"SLA clocks run from the data's as-of time ({now:%Y-%m-%d %H:%M}) because the data is not current.")
 
-candidates = queue_candidates(
-    ctx.reader, ctx.filters, ctx.as_of, scores_servable=model_cards.no_show_servable(ctx.settings)
-)
+candidates = queue_candidates(ctx.reader, ctx.filters, scores_servable=model_cards.no_show_servable(ctx.settings))
 states = actions.task_states(app_db, candidates["task_id"].tolist())
 queue = wq.assemble(candidates, states, now, wq.lead_scores(ctx.reader))
 

@@ -11,7 +11,7 @@ from app_helpers import open_page, rendered_text
 
 from app.lib import auth, sql_guard, sql_worker
 from app.lib.db import AnalyticsDb
-from app.lib.queries.base import DbReader, Filters, build_info, data_date_range
+from app.lib.queries.base import DbReader, Filters, data_date_range
 from app.lib.queries.funnel import STAGES, funnel_drilldown
 from app.lib.queries.work_queue import queue_candidates
 from ptpulse.core.deid import EXCLUDED_COLUMNS, PHI_COLUMNS
@@ -76,7 +76,7 @@ def test_funnel_drilldown_for_every_stage_is_deidentified(app_home, identities, 
         df = funnel_drilldown(reader, f, stage, limit=100000)
         assert "patient_name" not in df.columns and "patient_id" not in df.columns
         assert not _leaks(df.to_csv(), identities)
-    queue = queue_candidates(reader, f, build_info(reader).get("as_of"))
+    queue = queue_candidates(reader, f)
     assert not _leaks(queue.to_csv(), identities)
 
 

@@ -41,8 +41,8 @@ def test_every_rule_the_mart_emits_has_a_seed_row_with_its_queue_and_priority(re
 def test_the_apps_queue_labels_every_task_from_the_seed(reader):
     lo, hi = data_date_range(reader)
     as_of = build_info(reader)["as_of"]
-    queue = queue_candidates(reader, Filters(lo, hi), as_of, high_risk_days=30)
-    assert HIGH_RISK_RULE in set(queue["rule"])  # the ML rule is composed in the app
+    queue = queue_candidates(reader, Filters(lo, hi))
+    assert HIGH_RISK_RULE in set(queue["rule"])  # the ML rule, written by the ML step in the mart's shape
     high_risk = queue.loc[queue["rule"] == HIGH_RISK_RULE, "priority"]
     assert (high_risk == queue_vocabulary.rules()[HIGH_RISK_RULE].priority).all()
     view = wq.assemble(queue, {}, as_of.to_pydatetime())

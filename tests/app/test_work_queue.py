@@ -10,7 +10,7 @@ from app_helpers import open_page, rerun
 from app.lib import actions, auth
 from app.lib import work_queue as wq
 from app.lib.db import AnalyticsDb
-from app.lib.queries.base import DbReader, Filters, build_info, clinics, data_date_range
+from app.lib.queries.base import DbReader, Filters, clinics, data_date_range
 from app.lib.queries.funnel import funnel_summary
 from app.lib.queries.work_queue import queue_candidates
 
@@ -46,8 +46,7 @@ def test_outreach_logged_in_one_session_shows_in_another(app_home):
 def test_two_users_both_recorded_latest_state_wins(app_home):
     db = AnalyticsDb(app_home.analytics_db)
     reader = DbReader(db, auth.Scope("manager"))
-    info = build_info(reader)
-    cands = queue_candidates(reader, Filters(*data_date_range(reader)), info["as_of"])
+    cands = queue_candidates(reader, Filters(*data_date_range(reader)))
     task = cands.iloc[-1]["task_id"]
     actions.record(app_home.app_db, task, "claim", "ann@clinic")
     actions.record(app_home.app_db, task, "mark_lost", "bob@clinic", {"reason": "Moved away"})
@@ -62,12 +61,12 @@ def test_front_desk_sees_only_their_clinics(app_home):
     db = AnalyticsDb(app_home.analytics_db)
     f = Filters(*data_date_range(DbReader(db, auth.Scope("owner"))))
     other = DbReader(db, auth.Scope("front_desk", ("NO-SUCH-CLINIC",)))
-    assert queue_candidates(other, f, None).empty
+    assert queue_candidates(other, f).empty
     assert funnel_summary(other, f).iloc[0]["referrals"] == 0
     assert clinics(other).empty
     # asking for a clinic outside the scope does not widen it
     sneaky = Filters(f.start, f.end, tuple(clinics(DbReader(db, auth.Scope("owner")))["clinic_id"]))
-    assert queue_candidates(other, sneaky, None).empty
+    assert queue_candidates(other, sneaky).empty
 
 
 def _cands() -> pd.DataFrame:

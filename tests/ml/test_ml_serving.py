@@ -14,7 +14,7 @@ import pytest
 
 from app.lib import auth, model_cards
 from app.lib.db import AnalyticsDb
-from app.lib.queries.base import DbReader, Filters, build_info, data_date_range
+from app.lib.queries.base import DbReader, Filters, data_date_range
 from app.lib.queries.work_queue import queue_candidates
 from ml import artifacts
 
@@ -83,7 +83,7 @@ def losing_home(built_home, tmp_path_factory):
 def _high_risk_tasks(settings, servable: bool):
     reader = DbReader(AnalyticsDb(settings.analytics_db), auth.Scope("manager"))
     f = Filters(*data_date_range(reader))
-    tasks = queue_candidates(reader, f, build_info(reader)["as_of"], high_risk_days=30, scores_servable=servable)
+    tasks = queue_candidates(reader, f, scores_servable=servable)
     return tasks[tasks["rule"] == "confirm_high_risk"]
 
 
