@@ -29,8 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ptpulse.build.app_state import ACTIONS_DDL, write_build_context  # noqa: E402
+from ptpulse.build.dbt_plugin import register_pseudonym  # noqa: E402
 from ptpulse.build.orchestrate import build  # noqa: E402
 from ptpulse.core.config import get_settings  # noqa: E402
+from ptpulse.core.secrets import key_path  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "results"
@@ -72,13 +74,14 @@ def topo_models(manifest: dict) -> list[dict]:
     return order
 
 
-def run_floor(manifest: dict, raw_db: Path, work: Path, project_dir: Path) -> float:
+def run_floor(manifest: dict, raw_db: Path, work: Path, project_dir: Path, key_file: Path) -> float:
     """Execute the compiled SQL of every model (and load the seeds) in one connection; seconds taken."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     path = work / "analytics.duckdb"  # same catalog name as the build, so compiled references resolve
     con = duckdb.connect(str(path))
+    register_pseudonym(con, str(key_file))  # the same keyed UDF the dbt plugin registers
     try:
         con.execute("create schema app_state")
         con.execute(ACTIONS_DDL)
@@ -121,7 +124,7 @@ def main() -> None:
     # the machine is shared: interleave floor and build runs and keep the best of each
     floors, builds, result = [], [], warm
     for _ in range(args.repeat):
-        floors.append(run_floor(manifest, raw_db, home.build_dir / "floor", ROOT / "dbt_project"))
+        floors.append(run_floor(manifest, raw_db, home.build_dir / "floor", ROOT / "dbt_project", key_path(home)))
         result = build(home)
         if not result.ok:
             raise SystemExit(f"build failed: {result.message}")

@@ -19,30 +19,35 @@ from ptpulse.core.secrets import load_key, pseudonyms
 UDF_NAME = "ptpulse_pseudonym"
 
 
+def register_pseudonym(conn: duckdb.DuckDBPyConnection, key_file: str) -> None:
+    """Register `ptpulse_pseudonym` on a connection; the key is read on first use (parse-only dbt commands,
+    docs and ls, never need it). Used by the dbt plugin and by the build benchmark's SQL floor."""
+    state: dict[str, bytes] = {}
+
+    def udf(values):
+        if "key" not in state:
+            if not key_file:
+                raise RuntimeError(
+                    "ptpulse_pseudonym: no key file configured (PTPULSE_PSEUDONYM_KEY_FILE "
+                    "is empty): run dbt through `ptpulse build`."
+                )
+            state["key"] = load_key(key_file)
+        return pseudonyms(state["key"], values)
+
+    conn.create_function(
+        UDF_NAME,
+        udf,
+        [duckdb.sqltype("VARCHAR")],
+        duckdb.sqltype("VARCHAR"),
+        type="arrow",
+        null_handling="default",
+        side_effects=False,
+    )
+
+
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         self.key_file = str(plugin_config.get("key_file") or "")
 
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
-        key_file = self.key_file
-        state: dict[str, bytes] = {}
-
-        def udf(values):
-            if "key" not in state:  # read on first use: parse-only commands (docs, ls) never need the key
-                if not key_file:
-                    raise RuntimeError(
-                        "ptpulse_pseudonym: no key file configured (PTPULSE_PSEUDONYM_KEY_FILE "
-                        "is empty): run dbt through `ptpulse build`."
-                    )
-                state["key"] = load_key(key_file)
-            return pseudonyms(state["key"], values)
-
-        conn.create_function(
-            UDF_NAME,
-            udf,
-            [duckdb.sqltype("VARCHAR")],
-            duckdb.sqltype("VARCHAR"),
-            type="arrow",
-            null_handling="default",
-            side_effects=False,
-        )
+        register_pseudonym(conn, self.key_file)
