@@ -396,6 +396,9 @@ def run_app(
         "true",
         "--browser.gatherUsageStats",
         "false",
+        # staff are viewers: no Deploy button, rerun or clear-cache in the toolbar
+        "--client.toolbarMode",
+        "viewer",
     ]
     # exec, not a child: a kill of `ptpulse app` (or systemd stopping it) stops the server itself, and the
     # port is free again at once

@@ -82,6 +82,8 @@ def served_app(built_home, tmp_path):
             "false",
             "--server.fileWatcherType",
             "none",
+            "--client.toolbarMode",  # as `ptpulse app` serves it: no Deploy button or developer menu
+            "viewer",
         ],
         env=env,
         stdout=log,
@@ -117,6 +119,7 @@ def test_front_desk_logs_outreach_and_owner_overview_screenshot(served_app, tmp_
         page.goto(f"{url}/work_queue")
         expect(page.locator('[data-testid="stMetric"]', has_text="Open tasks")).to_be_visible()
         expect(page.get_by_text("Demo mode")).to_be_visible()
+        assert page.get_by_role("button", name="Deploy").count() == 0  # staff never see Streamlit's Deploy
         open_before, closed_before = _metric(page, "Open tasks"), _metric(page, "Done or lost")
         assert open_before > 0
 
