@@ -1,6 +1,6 @@
 """Every tunable number of the synthetic practice, in one place, so realism is reviewed here, not hunted.
 
-Sources of the target bands: shared/DESIGN.md (KPI table) and the PT benchmarks it cites (WebPT, Net Health,
+Sources of the target bands: the KPI table of docs/architecture.md / dbt_project/seeds/kpi_definitions.csv and the PT benchmarks they cite (WebPT, Net Health,
 APTA): ~10% no-shows, ~20% early dropout, < 50% plan-of-care completion, 6-11 visits per discharge,
 3-4 units per visit, ~$100-110 net revenue per visit, <= 5-10% denials.
 """

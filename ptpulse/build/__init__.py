@@ -5,7 +5,7 @@ One module per job: `orchestrate` (the steps below, `build()`), `app_state` (ste
 `dbt_plugin` (the pseudonym UDF that dbt_project/profiles.yml loads). Callers import the module they need, e.g.
 `from ptpulse.build.orchestrate import build`.
 
-Steps (DESIGN.md, "Why three stores"):
+Steps (docs/architecture.md, "The three stores"):
 
 0. under the pipeline lock: an installation with plain served files is adopted into the build-folder layout
    (`adopt_served_files`), and build folders abandoned by killed or failed builds are removed

@@ -1,6 +1,6 @@
 """Where PT Pulse keeps its stores. One place, read from the environment, so every process agrees.
 
-`$PTPULSE_HOME` (default `./data`) holds the three stores of DESIGN.md plus the model artifacts:
+`$PTPULSE_HOME` (default `./data`) holds the three stores of docs/architecture.md plus the model artifacts:
 
 - raw.duckdb        written only by ingestion (append-only events, load audit, quarantine)
 - analytics.duckdb  built aside by dbt and served atomically; read-only for everyone else

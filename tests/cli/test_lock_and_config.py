@@ -135,17 +135,22 @@ def test_probing_the_lock_never_makes_a_writer_fail(tmp_path):
     with pipeline_lock(settings, "ingest"):
         pass
     stop = threading.Event()
+    probes: list[object] = []
 
     def poll() -> None:
         while not stop.is_set():
-            lock_holder(settings)
+            probes.append(lock_holder(settings))
 
     poller = threading.Thread(target=poll)
     poller.start()
+    acquired = 0
     try:
         for _ in range(50):
-            with pipeline_lock(settings, "ingest", wait_s=0):
-                pass
+            with pipeline_lock(settings, "ingest", wait_s=0):  # raises (exit 3) if a probe made it fail
+                acquired += 1
     finally:
         stop.set()
         poller.join()
+    assert acquired == 50
+    assert probes, "the poller never probed the lock, so nothing was exercised"
+    assert lock_holder(settings) is None  # free again once the writers are done

@@ -1,6 +1,6 @@
 """The generated small practice (1 clinic x 2 years, seed 42, default dirt) through the real loader and the
 real dbt build: every mart is populated and the KPIs fall in the realistic bands the generator targets
-(DESIGN.md KPI table; seed_data/params.py)."""
+(kpi_definitions.csv healthy bands; seed_data/params.py)."""
 
 from __future__ import annotations
 

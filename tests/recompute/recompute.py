@@ -3,7 +3,7 @@
 Why it exists: the marts are the only place a KPI is computed, so a join that drops rows or a precedence
 rule that hides an exit cannot be caught by tests that read the marts back. This module rebuilds the KPI
 table, the funnel and the source scorecard from the export files with polars, from the written definitions
-(shared/DESIGN.md, docs/interfaces.md, dbt_project/seeds/kpi_definitions.csv and issue 13), never from the
+(docs/architecture.md, docs/interfaces.md, dbt_project/seeds/kpi_definitions.csv and issue 13), never from the
 dbt SQL or the marts. Rows are cleaned by the contracts (ingestion/contracts/*.yml) read here directly: a row
 that breaks a rule is dropped, and the latest version of a natural key wins (event time, then later line).
 
@@ -26,7 +26,7 @@ CONTRACTS = ROOT / "ingestion" / "contracts"
 ATTENDED = "completed"
 OUTCOMES = ("completed", "no_show", "cancelled", "late_cancelled")
 PAYMENTS = ("payer_payment", "patient_payment")
-SELF_DISCHARGE_DAYS = 30  # DESIGN.md: no visit and no future appointment for 30 days
+SELF_DISCHARGE_DAYS = 30  # docs/interfaces.md: no visit and no future appointment for 30 days
 FADING_DAYS = 90
 
 

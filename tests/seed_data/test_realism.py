@@ -1,5 +1,5 @@
 """Realism of the small practice, measured from the CSVs like an analyst would, against published PT bands
-(shared/DESIGN.md KPI table). Each test is one bullet of the generator's realism brief."""
+(the healthy bands of dbt_project/seeds/kpi_definitions.csv). Each test is one bullet of the generator's realism brief."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
--- One row per clinic x day x KPI with the additive numerator and denominator of every ratio KPI of
--- DESIGN.md whose parts add up over days and clinics. practice_kpis rolls these up to week / month / ALL.
+-- One row per clinic x day x KPI with the additive numerator and denominator of every ratio KPI of the KPI
+-- table (seeds/kpi_definitions.csv) whose parts add up over days and clinics. practice_kpis rolls these up to
+-- week / month / ALL.
 -- (days_in_ar, cost_per_new_patient and attributed_roi are not additive over days: see practice_kpis.)
 -- Each KPI is one CTE below: its formula on one line, numerator and denominator on the same row.
 -- Cohort KPIs (denial rate, early dropout, conversions, times to contact and visit) also carry `cohort` and
