@@ -2,7 +2,8 @@
 -- per-patient KX rule uses the keyed patient_key, re-keyed in app actions by `ptpulse secret rotate`), with a reason a
 -- person can act on, a priority (1 = most urgent) and a due time, from every queue rule
 -- (seeds/work_queue_rules.csv) except the no-show-risk one (the ML step writes it as ml.work_queue_tasks).
--- App actions are applied: a task marked lost disappears, and so does a done one (its latest action is a confirm or an outreach that booked the visit, as the app folds it);
+-- App actions are applied: a task marked lost disappears, and so does a done one (its latest action is a confirm
+-- or an outreach that booked the visit, as the app folds it);
 -- a snooze moves due_at to the snooze end; claims and assignments are shown; an outreach logged on a referral
 -- task counts as first contact (through referral_funnel).
 -- Windows (a daily queue holds current items only; each rule's is stated in its reason or below):
