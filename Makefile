@@ -20,16 +20,20 @@ help:
 	@echo "make lint   ruff (lint + format), sqlfluff (dbt SQL), import-linter (the one-way layers)"
 	@echo "make bench  medium-scale benchmarks -> bench/results/*.json"
 
+# pip's own progress is left on (a first install takes minutes: the user should see it move)
 $(STAMP): pyproject.toml
+	@echo "==> Installing PT Pulse and its dependencies into $(VENV) (first time: a few minutes)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --progress-bar on --upgrade pip
+	$(PY) -m pip install --progress-bar on -e '.[dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
 demo: venv
+	@echo "==> Generating a demo practice in $(DEMO_DIR)"
 	$(PTPULSE) generate --scale small --seed 42 --out $(DEMO_DIR) --as-of $$(date -d yesterday +%F)
+	@echo "==> Loading and building the dashboards (ingest, dbt build, ML scores; progress below)"
 	PTPULSE_TRUTH_DIR=$(DEMO_DIR)/truth $(PTPULSE) refresh --wait 600
 	$(PTPULSE) status
 	@echo ""

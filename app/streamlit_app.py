@@ -59,6 +59,13 @@ def oidc_user(settings) -> auth.User:
         st.stop()
     user = auth.user_from_roles(email, config, name=str(st.user.get("name") or ""))
     if user is None:
+        if st.session_state.get("ptpulse_refusal_audited") != email:  # once per session and account
+            from app.lib import audit
+
+            audit.log(
+                settings.app_db, email or "(no email claim)", "none", "sign_in_refused", {"roles_file": str(path)}
+            )
+            st.session_state["ptpulse_refusal_audited"] = email
         st.error(f"{email or 'This account'} has no PT Pulse role. Ask an administrator to add it to {path}.")
         st.button("Sign out", on_click=st.logout)
         st.stop()
@@ -68,10 +75,24 @@ def oidc_user(settings) -> auth.User:
     return user
 
 
+ROLE_KEY = "ptpulse_demo_role"  # the demo role itself; the picker's widget state is only its view
+GO_HOME_KEY = "ptpulse_go_home"
+
+
+def _role_changed() -> None:
+    """A new demo role lands on that role's home page (with its menu), never on a page it may not open.
+
+    The role is kept outside the widget: the switch to the home page starts a run without this run's widget
+    values, and the picker would otherwise snap back to the old role."""
+    st.session_state[ROLE_KEY] = st.session_state["demo_role"]
+    st.session_state[GO_HOME_KEY] = True
+
+
 def demo_user(settings) -> auth.User:
     """Demo mode: no sign-in; pick a role (PTPULSE_DEMO_ROLE presets it)."""
-    if "demo_role" not in st.session_state:
-        st.session_state["demo_role"] = auth.demo_role_from_env()
+    if ROLE_KEY not in st.session_state:
+        st.session_state[ROLE_KEY] = auth.demo_role_from_env()
+    st.session_state["demo_role"] = st.session_state[ROLE_KEY]
     with st.sidebar:
         role = st.selectbox(
             "Demo role",
@@ -79,6 +100,7 @@ def demo_user(settings) -> auth.User:
             key="demo_role",
             format_func=auth.ROLE_LABELS.get,
             help="Demo mode: no sign-in is configured. Pick a role to see the app as that user.",
+            on_change=_role_changed,
         )
     user = auth.demo_user(role, practice_clinics(settings))
     st.warning(
@@ -89,6 +111,9 @@ def demo_user(settings) -> auth.User:
         icon=":material/science:",
     )
     return user
+
+
+PERIOD_NOTE_KEY = "ptpulse_period_note"
 
 
 def shared_filters(user: auth.User, settings) -> Filters:
@@ -103,9 +128,11 @@ def shared_filters(user: auth.User, settings) -> Filters:
     options = clinic_df["clinic_id"].tolist()
     names = dict(zip(clinic_df["clinic_id"], clinic_df["clinic_name"], strict=True))
     if "f_dates" not in st.session_state or "f_clinics" not in st.session_state:
-        start, end, chosen = filters.from_query(st.query_params.to_dict(), lo, hi, options, date.today())
+        start, end, chosen, note = filters.from_query_checked(st.query_params.to_dict(), lo, hi, options, date.today())
         st.session_state["f_dates"] = (start, end)
         st.session_state["f_clinics"] = chosen
+        if note:  # shown once, on the page the link opened (main)
+            st.session_state[PERIOD_NOTE_KEY] = note
     st.session_state["f_clinics"] = [c for c in st.session_state["f_clinics"] if c in options]
     with st.sidebar:
         st.subheader("Filters")
@@ -156,7 +183,16 @@ def navigation(user: auth.User) -> st.navigation:
     home = pages[auth.HOME_PAGE[user.role]]
     landing = st.Page(lambda: st.switch_page(home), title="Home", url_path="home", default=True, visibility="hidden")
     sections = {"": [landing], **sections}
-    return st.navigation(sections)
+    nav = st.navigation(sections)
+    mine = [pages[k] for k in auth.pages_for(user.role)]
+    if len(mine) < 2:  # Streamlit draws no menu for a single visible page: a one-page role still gets one
+        with st.sidebar:
+            st.caption("Your pages")
+            for p in mine:
+                st.page_link(p, label=p.title, icon=p.icon)
+    if st.session_state.pop(GO_HOME_KEY, False) and nav.url_path != home.url_path:
+        st.switch_page(home)
+    return nav
 
 
 def main() -> None:
@@ -166,6 +202,8 @@ def main() -> None:
     st.session_state[ui.FILTERS_KEY] = shared_filters(user, settings)
     page = navigation(user)
     st.session_state["ptpulse_page"] = page.url_path
+    if page.url_path not in ("", "home") and (note := st.session_state.pop(PERIOD_NOTE_KEY, None)):
+        st.warning(note, icon=":material/date_range:")  # not on the redirect, whose output is never shown
     page.run()
 
 

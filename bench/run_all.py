@@ -1,7 +1,7 @@
 """Run every benchmark in dependency order; each writes bench/results/<name>-medium.json.
 
 Benchmarks share one medium practice under bench/.cache (generated once), so the order matters:
-generate -> ingest -> build -> ml -> app. They are never part of `make test`.
+generate -> ingest (CSV, then FHIR Bulk) -> build -> ml -> app. They are never part of `make test`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["bench_generate.py", "bench_ingest.py", "bench_build.py", "bench_ml.py", "bench_app.py"]
+ORDER = ["bench_generate.py", "bench_ingest.py", "bench_ingest_fhir.py", "bench_build.py", "bench_ml.py", "bench_app.py"]
 
 
 def main() -> int:

@@ -827,11 +827,14 @@ def _stage_rows(db: RawDB, rows: list, contract: Contract) -> None:
     """Stage reader rows [(line, {column: text})] exactly like a CSV's rows, plus `_src_line`."""
     import polars as pl
 
-    schema = {c: pl.Utf8 for c in contract.column_names}
-    data = {c: [row[c] for _, row in rows] for c in contract.column_names}
-    frame = pl.DataFrame(data, schema=schema).with_columns(
-        pl.Series("_src_line", [line for line, _ in rows], dtype=pl.Int64)
-    )
+    if hasattr(rows, "frame"):  # FrameRows: mapped in SQL (ingestion/interop/fhir_fast.py)
+        frame = rows.frame.select([pl.col(c).cast(pl.Utf8) for c in contract.column_names] + [pl.col("_src_line")])
+    else:
+        schema = {c: pl.Utf8 for c in contract.column_names}
+        data = {c: [row[c] for _, row in rows] for c in contract.column_names}
+        frame = pl.DataFrame(data, schema=schema).with_columns(
+            pl.Series("_src_line", [line for line, _ in rows], dtype=pl.Int64)
+        )
     db.con.register("_interop_frame", frame.to_arrow())
     try:
         db.con.execute("CREATE OR REPLACE TEMP TABLE _interop_rows AS SELECT * FROM _interop_frame")

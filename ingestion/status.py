@@ -115,3 +115,28 @@ def _freshness(db: RawDB) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def quarantine_by_load(settings: Settings, load_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Quarantined rows per load, by rule and column (`ingest --json`): tells the uploader why rows were set
+    aside without showing a value. Read after the loads, by the same command that holds the pipeline lock."""
+    if not load_ids or not settings.raw_db.exists():
+        return {}
+    db = open_raw(settings.raw_db, read_only=True)
+    try:
+        if not db.has_table("_quarantine"):
+            return {}
+        rows = _rows(
+            db,
+            f"""
+            SELECT load_id, rule, column_name AS "column", count(*) AS rows
+            FROM {db.t("_quarantine")} WHERE list_contains(?, load_id)
+            GROUP BY ALL ORDER BY load_id, rows DESC, rule, "column" """,
+            [list(load_ids)],
+        )
+    finally:
+        db.close()
+    out: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        out.setdefault(int(row.pop("load_id")), []).append(row)
+    return out

@@ -46,6 +46,18 @@ def lead_card_path(settings: Settings) -> Path:
     return lead_dir(settings) / "model_card.json"
 
 
+def denial_dir(settings: Settings) -> Path:
+    return settings.models_dir / "denial"
+
+
+def denial_model_path(settings: Settings) -> Path:
+    return denial_dir(settings) / "model.joblib"
+
+
+def denial_card_path(settings: Settings) -> Path:
+    return denial_dir(settings) / "model_card.json"
+
+
 def backtest_path(settings: Settings) -> Path:
     return settings.models_dir / "demand" / "backtest.json"
 

@@ -58,9 +58,37 @@ NUMERIC = [
     "visits_left",
     "frequency_per_week",
     "days_since_referral",
+    "reminder_sent",
+    "comorbidities",
 ]
-CATEGORICAL = ["visit_type", "day_of_week", "payer_class", "age_band", "clinic_id", "source_type", "body_region"]
+CATEGORICAL = [
+    "visit_type",
+    "day_of_week",
+    "payer_class",
+    "age_band",
+    "clinic_id",
+    "source_type",
+    "body_region",
+    "sex",
+]
 FEATURES = NUMERIC + CATEGORICAL
+# Columns a practice's export may add: used when present (appointments: reminder_sent, taken as known at the
+# scoring time, so send it only if the reminder goes out before then; patients: sex, comorbidities count),
+# otherwise empty and dropped before fitting like any feature with no value.
+OPTIONAL_APPOINTMENT = ("reminder_sent",)
+OPTIONAL_PATIENT = ("sex", "comorbidities")
+# What a basic scheduler export has; everything else is optional (missing -> the features it feeds are empty)
+BASIC_APPOINTMENT = ("appointment_id", "patient_id", "booked_at", "scheduled_start", "status")
+_APPOINTMENT_COLUMNS = (
+    *BASIC_APPOINTMENT,
+    "episode_id",
+    "referral_id",
+    "clinic_id",
+    "visit_type",
+    "duration_min",
+    "status_at",
+    "is_future",
+)
 
 
 @dataclass(frozen=True)
@@ -146,7 +174,8 @@ def build_features(
     `targets` are rows of marts.appointments; `marts.appointments` is the full history they are looked
     up against. `score_at` overrides the scoring times (the leakage test pins them).
     """
-    appts = marts.appointments
+    appts = _complete(marts.appointments)
+    targets = _complete(targets)
     t_at = scoring_times(targets, marts.as_of, lead_hours) if score_at is None else pd.to_datetime(score_at)
     t_sec = _seconds(t_at.reset_index(drop=True))
     start = pd.to_datetime(targets["scheduled_start"]).reset_index(drop=True)
@@ -207,6 +236,9 @@ def build_features(
     ep_first, ep_end = episode.locate(t_ep, t_sec)
     f["episode_visits"] = episode.count(ep_first, ep_end, "attended")
     f["episode_no_shows"] = episode.count(ep_first, ep_end, "no_show")
+    if targets["episode_id"].isna().all():  # no episodes in the export: not one big episode of everyone
+        f["episode_visits"] = np.nan
+        f["episode_no_shows"] = np.nan
 
     # the slot, fixed at booking
     booked = pd.to_datetime(targets["booked_at"]).reset_index(drop=True)
@@ -231,7 +263,8 @@ def build_features(
     ep = marts.episodes.reindex(columns=ep_cols).drop_duplicates("episode_id")
     ref = marts.referrals.reindex(columns=["referral_id", "source_type", "received_at", "payer_class"])
     ref = ref.drop_duplicates("referral_id").rename(columns={"payer_class": "ref_payer_class"})
-    pat = marts.patients.reindex(columns=["patient_id", "birth_date"]).drop_duplicates("patient_id")
+    pat = marts.patients.reindex(columns=["patient_id", "birth_date", "age_band", *OPTIONAL_PATIENT])
+    pat = pat.drop_duplicates("patient_id").rename(columns={"age_band": "given_age_band"})
     ctx = (
         tgt.merge(ep, on="episode_id", how="left")
         .merge(ref, on="referral_id", how="left")
@@ -253,11 +286,26 @@ def build_features(
     birth = pd.to_datetime(ctx["birth_date"])
     age = (start - birth).dt.days / 365.25
     f["age"] = age.to_numpy()
-    f["age_band"] = age_band(age).to_numpy()
+    # an export with an age band but no birth date (a basic scheduler) keeps its band
+    f["age_band"] = age_band(age).fillna(ctx["given_age_band"].astype("string")).to_numpy()
+    f["sex"] = ctx["sex"].astype("string").to_numpy()
+    f["comorbidities"] = pd.to_numeric(ctx["comorbidities"], errors="coerce").to_numpy(float)
+    f["reminder_sent"] = pd.to_numeric(targets["reminder_sent"].reset_index(drop=True), errors="coerce").to_numpy(float)
 
     f.insert(0, "appointment_id", targets["appointment_id"].to_numpy())
     f.insert(1, "scoring_at", t_at.reset_index(drop=True).to_numpy())
     return f
+
+
+def _complete(appts: pd.DataFrame) -> pd.DataFrame:
+    """The appointment columns the features read, missing ones added empty (a basic scheduler export has
+    only BASIC_APPOINTMENT). Without `is_future`, an appointment with no outcome yet is the future."""
+    if all(c in appts for c in (*_APPOINTMENT_COLUMNS, *OPTIONAL_APPOINTMENT)):
+        return appts
+    out = appts.reindex(columns=list(dict.fromkeys([*appts.columns, *_APPOINTMENT_COLUMNS, *OPTIONAL_APPOINTMENT])))
+    if appts.get("is_future") is None:
+        out["is_future"] = ~appts["status"].isin(RESOLVED)
+    return out
 
 
 def labelled_targets(appts: pd.DataFrame) -> pd.DataFrame:
@@ -266,11 +314,13 @@ def labelled_targets(appts: pd.DataFrame) -> pd.DataFrame:
     Cancelled appointments are left out: at 48 h a cancel with notice has usually happened already, and a
     cancelled slot is a different problem (the front desk refills it) from a patient who does not come.
     """
+    appts = _complete(appts)
     past = ~appts["is_future"].fillna(False).astype(bool)
     return appts[past & appts["status"].isin((ATTENDED, NO_SHOW))].reset_index(drop=True)
 
 
 def upcoming_targets(appts: pd.DataFrame) -> pd.DataFrame:
     """Appointments still ahead (is_future) and not cancelled: what the front desk can act on."""
+    appts = _complete(appts)
     fut = appts["is_future"].fillna(False).astype(bool)
     return appts[fut & ~appts["status"].isin(CANCELS)].reset_index(drop=True)

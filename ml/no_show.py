@@ -34,7 +34,7 @@ from ml.evaluation import classification_metrics, reliability_bins
 from ml.features import CATEGORICAL, FEATURES, NUMERIC
 
 SEED = 20240601
-FEATURE_VERSION = 2  # 2: body region / episode payer only once the evaluation is known; rank bands
+FEATURE_VERSION = 3  # 2: body region / episode payer only once the evaluation is known; rank bands; 3: optional columns
 BOOSTED = "boosted_trees"
 LOGISTIC = "logistic_regression"
 CAL_SHARE = 0.25
@@ -60,6 +60,7 @@ GROUPS: dict[str, list[str]] = {
     "age": ["age", "age_band"],
     "clinic": ["clinic_id"],
     "source": ["source_type", "days_since_referral", "body_region"],
+    "extra": ["reminder_sent", "sex", "comorbidities"],
 }
 assert sorted(c for cols in GROUPS.values() for c in cols) == sorted(FEATURES)
 
@@ -480,6 +481,12 @@ def reason_texts(f: pd.DataFrame) -> pd.DataFrame:
     age = np.where(f["age_band"].isna(), "age unknown", "age " + f["age_band"].astype("string"))
     clinic = "clinic " + f["clinic_id"].astype("string").fillna("unknown")
     source = f["source_type"].map(_SOURCE_WORDS).fillna("referral source unknown")
+    reminder = (
+        pd.to_numeric(f["reminder_sent"], errors="coerce") if "reminder_sent" in f else pd.Series(np.nan, index=f.index)
+    )
+    extra = np.where(
+        reminder == 1, "reminder sent", np.where(reminder == 0, "no reminder sent", "the practice's extra fields")
+    )
     texts = {
         "history": history,
         "cancels": cancels,
@@ -491,6 +498,7 @@ def reason_texts(f: pd.DataFrame) -> pd.DataFrame:
         "age": age,
         "clinic": clinic,
         "source": source,
+        "extra": extra,
     }
     return pd.DataFrame({g: pd.Series(np.asarray(v, dtype=object), index=f.index).fillna("") for g, v in texts.items()})
 

@@ -23,14 +23,14 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ml import artifacts, attribution, demand, lead, no_show, warehouse
+from ml import artifacts, attribution, demand, denial, lead, no_show, warehouse
 from ml.evaluation import spearman
 from ml.features import FEATURES, LEAD_HOURS, build_features, labelled_targets, upcoming_targets
 from ptpulse.core.config import Settings
 from ptpulse.core.progress import ProgressFn
 
-TRAIN_STEPS = 5
-SCORE_STEPS = 5
+TRAIN_STEPS = 6
+SCORE_STEPS = 6
 THREADS_ENV = "PTPULSE_ML_THREADS"
 
 
@@ -122,6 +122,7 @@ def _train(
         "deployed_train_rows": model.train_rows,
         "calibration_bins": ev.calibration_bins,
         "truth_dir": str(truth) if truth else None,
+        "oracle_definition": ORACLE_DEFINITION,
         "fit_seconds": round(time.perf_counter() - t0, 2),
     }
     artifacts.save_model(artifacts.model_path(settings), model)
@@ -138,6 +139,8 @@ def _train(
     artifacts.write_json(artifacts.attribution_path(settings), attr)
     _report(progress, "lead model", 4, TRAIN_STEPS)
     lead_card = train_lead(con, settings, trained_at)
+    _report(progress, "denial model", 5, TRAIN_STEPS)
+    denial_card = train_denial(con, settings, trained_at, truth)
     _report(progress, "done", TRAIN_STEPS, TRAIN_STEPS)
 
     headline = (
@@ -163,9 +166,19 @@ def _train(
         },
         "attribution": {k: attr[k] for k in ("spearman_markov", "spearman_shapley")},
         "lead": {k: lead_card[k] for k in LEAD_HEADLINE},
+        "denial": {k: denial_card.get(k) for k in DENIAL_HEADLINE},
         "models_dir": str(settings.models_dir),
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+ORACLE_DEFINITION = (
+    "The oracle is the generator's true P(no-show | not cancelled) for each test appointment (truth/"
+    "appointment_truth.csv p_no_show), the same population and label as the model. It is the best ranking "
+    "possible with the generator's hidden traits (each patient's propensity, a patient's intent to drop out), "
+    "which no export holds, so a model of the exports stays below it; it is not a ceiling on PR AUC for a "
+    "finite test set, and a real practice has no oracle (null)."
+)
 
 
 LEAD_HEADLINE = (
@@ -179,6 +192,101 @@ LEAD_HEADLINE = (
     "split_date",
     "model_version",
 )
+
+
+DENIAL_HEADLINE = (
+    "roc_auc",
+    "brier",
+    "calibration_slope",
+    "calibration_intercept",
+    "oracle_roc_auc",
+    "baseline_roc_auc",
+    "dollars_at_risk",
+    "truth_dollars_at_risk",
+    "n_train",
+    "n_test",
+    "split_date",
+    "deployed_model",
+    "model_version",
+)
+
+
+def train_denial(
+    con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: str, truth: Path | None = None
+) -> dict[str, Any]:
+    """Fit, evaluate and save the denial model; write models/denial/model_card.json and .md. Returns the card.
+
+    Authorizations and notes come from raw.duckdb beside the analytics file (ml/warehouse.py says why).
+    """
+    t0 = time.perf_counter()
+    frames = warehouse.read_denial_frames(con, settings.raw_db)
+    claims = denial.labelled(frames.claims)
+    feats = denial.build_features(claims, frames)
+    y = claims["is_denied"].fillna(False).astype(int).to_numpy()
+    truth_probs = artifacts.read_truth(truth, "claim_truth.csv")
+    p_true = (
+        claims[["claim_id"]].merge(truth_probs[["claim_id", "p_denial"]], on="claim_id", how="left")["p_denial"]
+        if truth_probs is not None
+        else None
+    )
+    t_fit = time.perf_counter()
+    ev = denial.evaluate(feats, y, claims, p_true)
+    digest = hashlib.sha256(
+        json.dumps([ev.card["roc_auc"], ev.card["brier"], ev.card["n_train"], str(frames.as_of)], default=str).encode()
+    ).hexdigest()[:8]
+    version = f"den{denial.FEATURE_VERSION}-{frames.as_of:%Y%m%d}-{digest}"
+    model = denial.fit_final(feats, y, claims, trained_at, version, kind=ev.card["deployed_model"])
+    model.extra["calibration_bins"] = ev.calibration_bins
+    card = {
+        **ev.card,
+        "trained_at": trained_at,
+        "model_version": version,
+        "as_of": frames.as_of.isoformat(),
+        "population": "claims the payer has decided (paid, adjusted or denied), self-pay left out",
+        "label": "the payer denied the claim (claims.is_denied)",
+        "scoring_time": "the claim's creation: its submission time, or as_of for a claim not submitted yet",
+        "calibration": "sigmoid (Platt) fitted on the last 25% of the training claims, which also early-stops the trees"
+        if model.kind == denial.BOOSTED
+        else "none: logistic regression fitted by likelihood on every labelled claim",
+        "features": [c for c in denial.FEATURES if c not in model.dropped],
+        "sources": {
+            "authorizations": frames.authorizations is not None,
+            "documentation": frames.notes is not None,
+        },
+        "dollars_at_risk_rule": "sum over the test claims of probability x billed; truth_dollars_at_risk is the "
+        "same sum with the generator's true probabilities (generated data only)",
+        "calibration_bins": ev.calibration_bins,
+        "truth_dir": str(truth) if truth else None,
+        "fit_seconds": round(time.perf_counter() - t_fit, 2),
+        "feature_seconds": round(t_fit - t0, 2),
+    }
+    artifacts.save_model(artifacts.denial_model_path(settings), model)
+    artifacts.write_json(artifacts.denial_card_path(settings), card)
+    artifacts.write_text(artifacts.denial_card_path(settings).with_suffix(".md"), denial_card_markdown(card))
+    return card
+
+
+def score_denials(con: duckdb.DuckDBPyConnection, settings: Settings, model: denial.DenialModel) -> int:
+    """`ml.denial_scores`: every claim not decided yet, with probability, dollars at risk and two reasons."""
+    frames = warehouse.read_denial_frames(con, settings.raw_db)
+    open_ = denial.open_claims(frames.claims)
+    scored = denial.explain(model, denial.build_features(open_, frames))
+    billed = open_["billed_usd"].astype(float).to_numpy()
+    table = pd.DataFrame(
+        {
+            **{c: open_[c].to_numpy() for c in ("claim_id", "clinic_id", "episode_id", "payer_id", "service_date")},
+            "submitted_at": open_["submitted_at"].to_numpy(),
+            "billed_usd": billed,
+            "probability": scored["probability"].to_numpy(float),
+            "dollars_at_risk": scored["probability"].to_numpy(float) * billed,
+            "reason_group": scored["reason_group_1"].to_numpy(),
+            "reason_1": scored["reason_1"].to_numpy(),
+            "reason_2": scored["reason_2"].to_numpy(),
+            "model_version": model.version,
+            "scored_at": frames.as_of,
+        }
+    )
+    return warehouse.write_table(con, "denial_scores", table)
 
 
 def train_lead(con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: str) -> dict[str, Any]:
@@ -254,10 +362,36 @@ def demand_backtest(
         "interval_scale": demand.final_interval_scales(points, cfg) if len(points) else {},
         "mase_scale": "in-sample MAE of the one-step naive forecast on each origin's training window",
         "by_metric": by_metric,
+        **per_series_metric(summary, points),
         "practice_extra": {k: head[k] for k in ("mean4_mase", "relative_mase_vs_mean4", "baseline_smape", "forecasts")},
         "clinics": demand.summarise(clinics, points[~is_all]),
         "forecasts": summary.to_dict(orient="records"),
     }
+
+
+def per_series_metric(summary: pd.DataFrame, points: pd.DataFrame) -> dict[str, Any]:
+    """Every backtest figure per series x metric beside the pooled headline, and the losses it would hide.
+
+    `breakdown`: one row per series (ALL and the backtested clinics) and metric, plus one pooled row per
+    series. `hidden_losses`: the rows that lose to seasonal naive (relative MASE > 1) while the practice's
+    pooled figure beats it; `pooled_hides_loss` says whether there is any (the Demand page shows them).
+    """
+    rows: list[dict[str, Any]] = []
+    if summary.empty:
+        return {"breakdown": rows, "hidden_losses": [], "pooled_hides_loss": False}
+    keys = ("mase", "baseline_mase", "relative_mase", "smape", "coverage_80", "forecasts")
+    for (name, metric), part in summary.groupby(["series", "metric"], sort=True):
+        pts = points[(points["series"] == name) & (points["metric"] == metric)]
+        rows.append({"series": name, "metric": metric, **{k: demand.summarise(part, pts)[k] for k in keys}})
+    for name, part in summary.groupby("series", sort=True):
+        pts = points[points["series"] == name]
+        rows.append({"series": name, "metric": "pooled", **{k: demand.summarise(part, pts)[k] for k in keys}})
+    for r in rows:
+        r["loses_to_naive"] = bool(r["relative_mase"] is not None and r["relative_mase"] > 1)
+    pooled = next((r for r in rows if r["series"] == demand.ALL and r["metric"] == "pooled"), None)
+    pooled_wins = pooled is not None and not pooled["loses_to_naive"]
+    hidden = [r for r in rows if pooled_wins and r["metric"] != "pooled" and r["loses_to_naive"]]
+    return {"breakdown": rows, "hidden_losses": hidden, "pooled_hides_loss": bool(hidden)}
 
 
 def attribution_summary(credit: pd.DataFrame, truth: pd.DataFrame | None) -> dict[str, Any]:
@@ -288,6 +422,10 @@ def _usable_lead(model: Any) -> bool:
     return isinstance(model, lead.LeadModel) and model.feature_version == lead.FEATURE_VERSION
 
 
+def _usable_denial(model: Any) -> bool:
+    return isinstance(model, denial.DenialModel) and model.feature_version == denial.FEATURE_VERSION
+
+
 def score(
     settings: Settings, analytics_path: Path, progress: ProgressFn = None, truth_dir: str | Path | None = None
 ) -> dict[str, Any]:
@@ -305,7 +443,16 @@ def score(
             if not _usable_lead(lead_model):  # e.g. a home trained before lead scoring existed
                 train_lead(con, settings, datetime.now(UTC).replace(microsecond=0).isoformat())
                 lead_model = artifacts.load_model(artifacts.lead_model_path(settings))
+            denial_model = artifacts.load_model(artifacts.denial_model_path(settings))
+            if not _usable_denial(denial_model):  # e.g. a home trained before denial scoring existed
+                train_denial(
+                    con, settings, datetime.now(UTC).replace(microsecond=0).isoformat(), artifacts.truth_dir(truth_dir)
+                )
+                denial_model = artifacts.load_model(artifacts.denial_model_path(settings))
+            _report(progress, "denial scores", 0, SCORE_STEPS)
+            denial_rows = score_denials(con, settings, denial_model)
             rows = _score(con, settings, model, progress)
+            rows["denial_scores"] = denial_rows
             _report(progress, "lead scores", SCORE_STEPS - 1, SCORE_STEPS)
             rows["lead_scores"] = warehouse.write_table(
                 con,
@@ -325,6 +472,7 @@ def score(
         "trained": trained,
         "model_version": model.version,
         "lead_model_version": lead_model.version,
+        "denial_model_version": denial_model.version,
         "seconds": round(time.perf_counter() - started, 2),
     }
 
@@ -453,7 +601,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     if card.get("oracle_roc_auc"):
         lines += [
             f"The model reaches {card['roc_auc'] / card['oracle_roc_auc']:.1%} of the ROC AUC of the "
-            "generator's true probabilities on the same test rows.",
+            "generator's true probabilities on the same test rows. " + card.get("oracle_definition", ""),
             "",
         ]
     bands = card["risk_bands_test"]
@@ -496,3 +644,72 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def denial_card_markdown(card: dict[str, Any]) -> str:
+    """The denial model card in words: what it predicts, how well, the money, and its limits."""
+    cmp = card.get("baseline_comparison") or {}
+    dropped = card.get("dropped_features") or []
+    truth_usd = card.get("truth_dollars_at_risk")
+    lines = [
+        "# Denial risk model card",
+        "",
+        f"Model `{card['model_version']}`, trained {card['trained_at']} on data as of {card['as_of']}.",
+        "",
+        "## What it predicts",
+        "",
+        f"The probability that the payer denies a claim, scored at {card['scoring_time']}. Population: "
+        f"{card['population']}. Deployed: {card['deployed_model'].replace('_', ' ')} (trees ROC AUC "
+        f"{_fmt(cmp.get(denial.BOOSTED))}, logistic regression {_fmt(cmp.get(denial.LOGISTIC))}, the payer's own "
+        f"denial rate {_fmt(cmp.get('payer_rate'))}); calibration: {card['calibration']}.",
+        "",
+        "Features (only what was known when the claim was created): "
+        + ", ".join(f"`{f}`" for f in card["features"])
+        + ".",
+        "",
+    ]
+    if dropped:
+        lines += [
+            "Not used because the data has no value for them at all (an export the practice does not send): "
+            + ", ".join(f"`{f}`" for f in dropped)
+            + ".",
+            "",
+        ]
+    lines += [
+        "## How well (time-based split)",
+        "",
+        f"Trained on {card['n_train']:,} claims created before {card['split_date']}, tested on the "
+        f"{card['n_test']:,} after it. Test denial rate {_fmt(card.get('base_rate_test'))}.",
+        "",
+        "| metric | deployed model | payer's denial rate | true probabilities (oracle) |",
+        "|---|---|---|---|",
+    ]
+    payer = card["baselines"]["payer_rate"]
+    oracle = card.get("oracle") or {}
+    for key, label in (
+        ("roc_auc", "ROC AUC"),
+        ("pr_auc", "PR AUC"),
+        ("brier", "Brier score"),
+        ("calibration_slope", "calibration slope (1 = ideal)"),
+        ("calibration_intercept", "calibration intercept (0 = ideal)"),
+    ):
+        lines.append(f"| {label} | {_fmt(card[key])} | {_fmt(payer.get(key))} | {_fmt(oracle.get(key))} |")
+    lines += [
+        "",
+        "## Dollars at risk (test claims)",
+        "",
+        f"Billed ${card['billed_test_usd']:,.0f}; at risk by the model (probability x billed) "
+        f"${card['dollars_at_risk']:,.0f}; actually denied ${card['observed_denied_dollars']:,.0f}"
+        + (f"; expected by the true probabilities ${truth_usd:,.0f}." if truth_usd is not None else "."),
+        "",
+        "## Limits",
+        "",
+        "- Reasons name the fixable cause that raises this claim's risk most (authorization, note signing, KX, "
+        "modifier 59, units, diagnosis coding); they describe the model, check the claim before changing it.",
+        "- The payer's denial rate enters through the payer itself (learned on earlier claims), not a running "
+        "rate: the claims mart does not say when each earlier denial arrived.",
+        "- Authorizations and note signing times are read from the raw exports; without them those features "
+        "are dropped and named above.",
+        "",
+    ]
+    return "\n".join(lines) + "\n"

@@ -6,10 +6,13 @@ docs/interfaces.md section 3 (`ML_TABLES`). Model files and cards on disk are ml
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pandas as pd
 
-from ml.features import MartFrames
+from ml.denial import FIXABLE, DenialFrames
+from ml.features import OPTIONAL_APPOINTMENT, OPTIONAL_PATIENT, MartFrames
 from ptpulse.core.sql import quote_ident
 
 # Column types of each ml table, in order (docs/interfaces.md section 3).
@@ -52,6 +55,22 @@ ML_TABLES: dict[str, dict[str, str]] = {
         "model_version": "VARCHAR",
         "scored_at": "TIMESTAMP",
     },
+    "denial_scores": {
+        "claim_id": "VARCHAR",
+        "clinic_id": "VARCHAR",
+        "episode_id": "VARCHAR",
+        "payer_id": "VARCHAR",
+        "service_date": "DATE",
+        "submitted_at": "TIMESTAMP",
+        "billed_usd": "DOUBLE",
+        "probability": "DOUBLE",
+        "dollars_at_risk": "DOUBLE",
+        "reason_group": "VARCHAR",
+        "reason_1": "VARCHAR",
+        "reason_2": "VARCHAR",
+        "model_version": "VARCHAR",
+        "scored_at": "TIMESTAMP",
+    },
     "attribution_credit": {
         "model": "VARCHAR",
         "channel": "VARCHAR",
@@ -66,19 +85,92 @@ def as_of(con: duckdb.DuckDBPyConnection) -> pd.Timestamp:
     return pd.Timestamp(con.execute("select max(as_of) from marts.build_info").fetchall()[0][0])
 
 
+def _optional(con: duckdb.DuckDBPyConnection, table: str, names: tuple[str, ...]) -> str:
+    """', col, ...' for the optional feature columns this mart has (none today; a practice's extra fields)."""
+    have = {
+        r[0]
+        for r in con.execute(
+            "select column_name from information_schema.columns where table_schema = 'marts' and table_name = ?",
+            [table],
+        ).fetchall()
+    }
+    return "".join(f", {quote_ident(c)}" for c in names if c in have)
+
+
 def read_marts(con: duckdb.DuckDBPyConnection) -> MartFrames:
-    """The tables the no-show features need (only the columns used)."""
-    appts = con.sql("""
+    """The tables the no-show features need (only the columns used, plus optional ones when present)."""
+    appts = con.sql(f"""
         select appointment_id, episode_id, referral_id, patient_id, clinic_id, therapist_id, visit_type,
                booked_at, scheduled_start, duration_min, status, status_at, is_future
+               {_optional(con, "appointments", OPTIONAL_APPOINTMENT)}
         from marts.appointments""").df()
     episodes = con.sql("""
         select episode_id, payer_class, body_region, eval_date, eval_note_signed_at, planned_visits,
                frequency_per_week
         from marts.episodes""").df()
     referrals = con.sql("select referral_id, source_type, received_at, payer_class from marts.referral_funnel").df()
-    patients = con.sql("select patient_id, birth_date from marts.dim_patients").df()
+    patients = con.sql(
+        f"select patient_id, birth_date {_optional(con, 'dim_patients', OPTIONAL_PATIENT)} from marts.dim_patients"
+    ).df()
     return MartFrames(appts, episodes, referrals, patients, as_of(con))
+
+
+def read_denial_frames(con: duckdb.DuckDBPyConnection, raw_db: Path | None = None) -> DenialFrames:
+    """The marts the denial features read, plus authorizations and notes from the raw database when given.
+
+    The marts carry no authorization rows and no per-note signing times, and dbt models are not ours to
+    change, so those two come read-only from raw.duckdb, every version kept (an amended note or a re-sent
+    authorization counts from the moment it arrived: the features pick what was on file at each claim).
+    Without a readable raw file (another process writing it, a practice without those exports) they are
+    None: the features go empty and are dropped with a note on the model card.
+    """
+    claims = con.sql("""
+        select claim_id, episode_id, appointment_id, patient_key, clinic_id, payer_id, payer_class, service_date,
+               submitted_at, billed_usd::double as billed_usd, allowed_usd::double as allowed_usd, is_denied,
+               is_adjudicated
+        from marts.claims order by claim_id""").df()
+    lines = con.sql("""
+        select charge_id, claim_id, patient_key, service_date, cpt_code, modifiers, units, minutes, is_timed,
+               charge_usd::double as charge_usd, posted_at
+        from marts.charge_lines""").df()
+    visits = con.sql("""
+        select appointment_id, episode_id, scheduled_start from marts.appointments where status = 'completed'
+    """).df()
+    episodes = con.sql("select episode_id, icd10_primary from marts.episodes").df()
+    payers = con.sql("select payer_id, requires_auth from marts.dim_payers").df()
+    auths, notes = _read_raw_billing_context(raw_db)
+    return DenialFrames(claims, lines, visits, episodes, payers, auths, notes, as_of(con))
+
+
+def _read_raw_billing_context(raw_db: Path | None) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    if raw_db is None or not Path(raw_db).exists():
+        return None, None
+    try:
+        raw = duckdb.connect(str(raw_db), read_only=True)
+    except duckdb.Error:  # locked by a writer: train on the marts alone
+        return None, None
+    try:
+        tables = {r[0] for r in raw.execute("select table_name from information_schema.tables").fetchall()}
+        auths = (
+            raw.sql("""
+                select auth_id, episode_id, try_cast(visits_authorized as integer) as visits_authorized,
+                       try_cast(valid_from as date) as valid_from, try_cast(valid_to as date) as valid_to,
+                       try_cast(received_at as timestamp) as received_at
+                from raw.raw.authorizations""").df()
+            if "authorizations" in tables
+            else None
+        )
+        notes = (
+            raw.sql("""
+                select note_id, episode_id, appointment_id, note_type, try_cast(visit_number as integer) as visit_number,
+                       try_cast(created_at as timestamp) as created_at, try_cast(signed_at as timestamp) as signed_at
+                from raw.raw.documentation_events""").df()
+            if "documentation_events" in tables
+            else None
+        )
+    finally:
+        raw.close()
+    return (auths if auths is not None and len(auths) else None), (notes if notes is not None and len(notes) else None)
 
 
 def read_lead_referrals(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -146,15 +238,49 @@ def read_paths(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 HIGH_RISK_RULE = "confirm_high_risk"
 HIGH_RISK_DAYS = 7  # upcoming visits this close to as_of get a confirm task
+DENIAL_RULE = "denial_fix_before_submit"
+DENIAL_TASK_P = 0.25  # ~3.5x the practice's denial rate: a short list where most claims have a real problem
+
+_DENIAL_TASKS_SQL = """
+    select
+        $drule || ':' || d.claim_id as task_id,
+        r.rule,
+        r.queue,
+        d.clinic_id,
+        e.patient_id,
+        e.patient_key,
+        e.referral_id,
+        d.episode_id,
+        c.appointment_id,
+        'Denial risk ' || cast(round(d.probability * 100) as integer) || '% on a $'
+            || cast(round(d.billed_usd) as integer) || ' claim for the visit on '
+            || strftime(d.service_date, '%a %b %-d') || ': ' || d.reason_1 || coalesce('; ' || d.reason_2, '')
+            as reason,
+        r.priority,
+        d.scored_at + interval 24 hour as due_at,
+        d.scored_at as created_at
+    from ml.denial_scores as d
+    inner join marts.claims as c using (claim_id)
+    left join marts.episodes as e on e.episode_id = d.episode_id
+    inner join marts.work_queue_rules as r on r.rule = $drule
+    where d.probability >= $dp and list_contains($fixable, d.reason_group) and d.reason_1 is not null
+        and $drule || ':' || d.claim_id not in (select task_id from marts.work_queue_candidates)
+"""
 
 
 def write_queue_tasks(con: duckdb.DuckDBPyConnection, days: int = HIGH_RISK_DAYS) -> int:
-    """`ml.work_queue_tasks`: the no-show model's confirm tasks in the shape of marts.work_queue_candidates
-    (queue and priority from the rules seed), so the app's queue is a plain union of the two.
+    """`ml.work_queue_tasks`: the models' tasks in the shape of marts.work_queue_candidates (queue and priority
+    from the rules seed), so the app's queue is a plain union of the two.
 
-    One task per upcoming scheduled visit in the high-risk band within `days` of as_of, unless the mart already
-    holds a task with that id.
+    No-show: one task per upcoming scheduled visit in the high-risk band within `days` of as_of. Denials
+    (when `ml.denial_scores` exists): one task per open claim scored at DENIAL_TASK_P or more whose first reason
+    is a fix (ml/denial.py FIXABLE). Never a task id the mart already holds.
     """
+    has_denials = bool(
+        con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'ml' and table_name = 'denial_scores'"
+        ).fetchall()[0][0]
+    )
     con.execute("create schema if not exists ml")
     con.execute(
         """
@@ -182,8 +308,10 @@ def write_queue_tasks(con: duckdb.DuckDBPyConnection, days: int = HIGH_RISK_DAYS
         where s.risk_band = 'high' and a.status = 'scheduled'
             and s.scheduled_start >= b.as_of and s.scheduled_start < b.as_of + to_days(cast($days as integer))
             and $rule || ':' || s.appointment_id not in (select task_id from marts.work_queue_candidates)
-        """,
-        {"rule": HIGH_RISK_RULE, "days": int(days)},
+        """
+        + ("union all" + _DENIAL_TASKS_SQL if has_denials else ""),
+        {"rule": HIGH_RISK_RULE, "days": int(days)}
+        | ({"drule": DENIAL_RULE, "dp": DENIAL_TASK_P, "fixable": list(FIXABLE)} if has_denials else {}),
     ).fetchall()  # DuckDB 2: finish the statement before the next one on this connection
     return con.execute("select count(*) from ml.work_queue_tasks").fetchall()[0][0]
 

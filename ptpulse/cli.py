@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -21,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ptpulse.core.config import APP_DIR, get_settings
+from ptpulse.core.config import get_settings
 from ptpulse.core.lock import PipelineBusy, pipeline_lock
 
 app = typer.Typer(
@@ -44,7 +45,24 @@ class Scale(StrEnum):
 
 @contextmanager
 def progress_bar(title: str) -> Iterator[Callable[[str, float, float], None]]:
-    """A rich bar for one command on stderr; each call sets the current step and how far along it is."""
+    """A rich bar for one command on stderr; each call sets the current step and how far along it is.
+
+    Not a terminal (`make demo` piped, the app's refresh log): one plain line per step instead, because a rich
+    bar there draws only once, when the command ends, and the log reader would see nothing until then."""
+    if not err.is_terminal:
+        last: dict[str, Any] = {"step": None, "at": 0.0}
+
+        def plain(step: str, done: float, total: float) -> None:
+            now = time.monotonic()
+            if step == last["step"] and now - last["at"] < 5:
+                return
+            last.update(step=step, at=now)
+            share = f" {done:,.0f}/{total:,.0f}" if total else ""
+            err.file.write(f"{title}: {step}{share}\n")
+            err.file.flush()
+
+        yield plain
+        return
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -73,16 +91,45 @@ def generate(
     seed: int = typer.Option(42, help="Random seed; the same seed gives byte-identical files."),
     dirty: float = typer.Option(0.005, help="Share of rows given realistic defects (0 for none)."),
     as_of: str | None = typer.Option(None, help="Last day of history, YYYY-MM-DD (default: a fixed date)."),
+    formats: list[str] = typer.Option(
+        ["native"],
+        "--format",
+        help="native, webpt (WebPT Standard Extract), x12 (837P + 835) or fhir-bulk; repeat or comma-separate. "
+        "With any non-native format each one is written to its own subfolder of --out (native/, webpt/, ...).",
+    ),
 ) -> None:
-    """Write a synthetic practice's exports (one CSV per source) and its truth/ folder."""
+    """Write a synthetic practice's exports (one CSV per source) and its truth/ folder, or the same practice
+    as vendor / interchange formats."""
+    import shutil
+
+    from seed_data.formats import FORMATS, write_formats
     from seed_data.generator import generate as run
 
+    names = list(dict.fromkeys(f.strip().lower() for spec in formats for f in spec.split(",") if f.strip()))
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        _fail(f"--format {', '.join(unknown) or '(empty)'} is not a format: choose from {', '.join(FORMATS)}", 2)
     as_of_date = date.fromisoformat(as_of) if as_of else None
+    only_native = names == ["native"]
+    native_dir = out_dir if only_native else out_dir / ("native" if "native" in names else ".native-work")
     with progress_bar(f"generate {scale.value}") as report:
-        summary = run(out_dir, scale=scale.value, seed=seed, dirty=dirty, as_of=as_of_date, progress=report)
+        summary = run(native_dir, scale=scale.value, seed=seed, dirty=dirty, as_of=as_of_date, progress=report)
+        rows = {f"native/{k}" if not only_native else k: v for k, v in summary.get("rows", {}).items()}
+        if not only_native:
+            try:
+                for fmt, files in write_formats(native_dir, out_dir, names).items():
+                    report(f"format {fmt}", 1, 1)
+                    rows.update({f"{fmt}/{name}": n for name, n in files.items()})
+            except ValueError as exc:
+                _fail(str(exc), 2)
+            finally:
+                if "native" not in names:
+                    shutil.rmtree(native_dir, ignore_errors=True)
+            if "native" not in names:
+                rows = {k: v for k, v in rows.items() if not k.startswith("native/")}
     table = Table("file", "rows", title=f"Wrote {out_dir}")
-    for name, rows in sorted(summary.get("rows", {}).items()):
-        table.add_row(name, f"{rows:,}")
+    for name, n in sorted(rows.items()):
+        table.add_row(name, f"{n:,}")
     out.print(table)
 
 
@@ -97,22 +144,63 @@ def ingest(
         help="Map every CSV with this source profile (a name in ingestion/profiles/ or a .yml path). "
         "Without it, a header that fits a profile's signature is mapped automatically.",
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON result per file on stdout (counts, rules, fixes; never values)."
+    ),
 ) -> None:
     """Validate and land source files in raw.duckdb; bad rows go to quarantine with a reason."""
     from ingestion.loader import ingest as run
     from ingestion.profiles import ProfileError
+    from ingestion.status import quarantine_by_load
 
     settings = get_settings(home)
     try:
         with pipeline_lock(settings, "ingest", wait_s=wait), progress_bar("ingest") as report:
             results = run(paths, settings, progress=_plain_steps(report), profile=profile)
+            rules = quarantine_by_load(settings, [r.load_id for r in results]) if as_json else {}
     except PipelineBusy as exc:
-        _fail(str(exc), code=3)
+        _json_fail(as_json, "busy", str(exc), code=3)
     except ProfileError as exc:
-        _fail(str(exc), code=2)
-    _print_loads(results)
+        _json_fail(as_json, "profile", str(exc), code=2)
+    if as_json:
+        sys.stdout.write(json.dumps(_loads_json(results, rules), indent=2, default=str) + "\n")
+    else:
+        _print_loads(results)
     if any(r.status in ("refused", "failed") for r in results):
         raise typer.Exit(2)
+
+
+def _json_fail(as_json: bool, kind: str, message: str, code: int) -> None:
+    """A whole-command failure: JSON on stdout for `--json` callers (the app's upload page), else the usual line."""
+    if as_json:
+        sys.stdout.write(json.dumps({"error": kind, "message": message, "files": []}) + "\n")
+        raise typer.Exit(code)
+    _fail(message, code=code)
+
+
+def _loads_json(results, rules: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+    """`ingest --json`: per file its name (no folder), source, status, row counts, quarantined rows by rule and
+    column, and the refusal's fix. Counts, file, rule and column names only: never a row value."""
+    files = []
+    for r in results:
+        files.append(
+            {
+                "file": Path(r.file).name,
+                "path": r.file,
+                "source": r.source,
+                "profile": r.profile,
+                "status": r.status,
+                "load_id": r.load_id,
+                "rows_read": r.rows_read,
+                "rows_landed": r.rows_landed,
+                "rows_quarantined": r.rows_quarantined,
+                "rows_duplicate": r.rows_duplicate,
+                "quarantine_by_rule": rules.get(r.load_id, []),
+                "message": r.message,
+            }
+        )
+    totals = {k: sum(f[k] for f in files) for k in ("rows_read", "rows_landed", "rows_quarantined", "rows_duplicate")}
+    return {"files": files, "totals": totals}
 
 
 def _plain(text: object, limit: int = 2000):
@@ -373,37 +461,87 @@ def secret_rotate(
         out.print("served files keep the old pseudonyms until the next `ptpulse build`")
 
 
+HostOpt = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 = every interface).")
+DemoNetOpt = typer.Option(
+    False, "--allow-demo-on-network", help="Serve demo mode (no sign-in) on a non-loopback address anyway."
+)
+
+
 @app.command(name="app")
 def run_app(
     port: int = typer.Option(8501, help="Port to serve on."),
     home: Path | None = HomeOpt,
+    host: str = HostOpt,
+    allow_demo_on_network: bool = DemoNetOpt,
 ) -> None:
     """Start the Streamlit app (demo mode unless OIDC auth is configured)."""
     import os
 
+    from ptpulse.serve import app_command, demo_bind_refusal
+
+    refusal = demo_bind_refusal(host, allow_demo_on_network)
+    if refusal:
+        _fail(refusal, code=2)
     settings = get_settings(home)
     env = dict(os.environ, PTPULSE_HOME=str(settings.home))
-    out.print(f"PT Pulse on http://localhost:{port}")
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(APP_DIR / "streamlit_app.py"),
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-        # staff are viewers: no Deploy button, rerun or clear-cache in the toolbar
-        "--client.toolbarMode",
-        "viewer",
-    ]
+    out.print(f"PT Pulse on http://{'localhost' if host in ('127.0.0.1', 'localhost') else host}:{port}")
     # exec, not a child: a kill of `ptpulse app` (or systemd stopping it) stops the server itself, and the
     # port is free again at once
     sys.stdout.flush()
-    os.execve(sys.executable, cmd, env)
+    os.execve(sys.executable, app_command(port, host), env)
+
+
+@app.command()
+def serve(
+    home: Path | None = HomeOpt,
+    port: int = typer.Option(8501, help="Port the app serves on."),
+    host: str = HostOpt,
+    allow_demo_on_network: bool = DemoNetOpt,
+    schedule: str | None = typer.Option(
+        None, help="Cron schedule of the full refresh, e.g. '0 2 * * *' (default: service.yml, else nightly 02:00)."
+    ),
+    settle: float | None = typer.Option(None, help="Seconds an export must stop changing before it is ingested."),
+    poll: float | None = typer.Option(None, help="Seconds between looks at incoming/ and the clock."),
+    with_app: bool = typer.Option(True, "--app/--no-app", help="Also serve the app (--no-app: scheduler only)."),
+) -> None:
+    """The app plus its scheduler: nightly refresh, exports dropped in incoming/ ingested, alerts on failure."""
+    from ptpulse.serve import ConfigError, configure_logging, demo_bind_refusal, load_config
+    from ptpulse.serve import serve as run
+
+    refusal = demo_bind_refusal(host, allow_demo_on_network) if with_app else None
+    if refusal:
+        _fail(refusal, code=2)
+    settings = get_settings(home)
+    try:
+        config = load_config(settings, schedule=schedule, settle_seconds=settle, poll_seconds=poll)
+    except ConfigError as exc:
+        _fail(str(exc), code=2)
+    configure_logging()
+    raise typer.Exit(run(settings, config, port=port, host=host, with_app=with_app))
+
+
+@app.command()
+def health(
+    home: Path | None = HomeOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Probe for a monitor: served build and its age, last refresh, lock, next run, source freshness.
+    Exit code 0 when healthy, 1 when not."""
+    from ptpulse.health import health_report
+
+    report = health_report(get_settings(home))
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+    else:
+        build = report["served_build"] or {}
+        out.print(f"[bold]{'healthy' if report['healthy'] else 'UNHEALTHY'}[/]")
+        out.print(f"served build: {build.get('build_id') or '-'} ({build.get('age_hours', '-')} h old)")
+        last = report["last_refresh"] or {}
+        out.print(f"last refresh: {last.get('result', '-')} at {last.get('finished_at', '-')}")
+        out.print(f"next run: {report['scheduler'].get('next_run') or '-'}; lock: {report['lock']['holder'] or 'free'}")
+        for problem in report["problems"]:
+            err.print(_plain(f"problem: {problem}"), style="red")
+    raise typer.Exit(0 if report["healthy"] else 1)
 
 
 if __name__ == "__main__":

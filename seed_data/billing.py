@@ -21,6 +21,42 @@ from seed_data.reference import ids, opt
 TIMED = np.array(P.TIMED_CODES)
 PAYER_FACTOR_SPREAD = 0.05
 
+# --- denials: a logit over causes a biller can see before the claim goes out -------------------------------
+# Each term is a real, fixable reason payers deny outpatient therapy claims. The intercept per payer class is
+# set so the practice-level denial rate stays in its published band (5-10%, tests/seed_data).
+DENY_CLASS_LOGIT = {
+    "commercial": -3.5,
+    "medicare": -3.9,
+    "medicare_advantage": -3.1,
+    "medicaid": -3.1,
+    "workers_comp": -3.3,
+    "auto_pi": -3.4,
+}
+DENY_PAYER_SPREAD = 0.35  # per-payer offset around its class (plans differ within a class)
+DENY_AUTH_EXHAUSTED = 4.6  # visit beyond the authorized visits, no extension
+DENY_AUTH_EXPIRED = 3.2  # service date after the authorization's end date
+DENY_KX_MISSING = 3.0  # Medicare, year-to-date spend past the KX threshold, no KX modifier
+DENY_NOTE_UNSIGNED = 2.6  # the visit's note not signed when the claim was submitted
+DENY_PROGRESS_OVERDUE = 2.2  # Medicare / MA: past visit 10 and the progress note not signed yet
+DENY_UNITS_PER_CODE = 2.0  # non-CMS payer: more units than each code's own minutes support
+DENY_HIGH_UNITS = 0.7  # 5+ timed units on one visit: medical-necessity review
+DENY_NCCI_NO_59 = 2.2  # 97140 with 97530 on one visit without modifier 59
+DENY_INITIAL_ENCOUNTER = 1.6  # injury code with 7th character A (initial encounter) on therapy
+P_KX_APPLIED = 0.8  # the biller adds KX on this share of claims past the threshold
+P_MOD_59 = 0.55  # share of 97140 + 97530 visits that carry modifier 59 on 97140
+# the CARC a payer gives for each cause (the first active cause in this order wins)
+DENY_CARC = (
+    ("auth_exhausted", "198"),
+    ("auth_expired", "197"),
+    ("kx_missing", "119"),
+    ("ncci_no_59", "236"),
+    ("units_per_code", "151"),
+    ("note_unsigned", "16"),
+    ("progress_overdue", "50"),
+    ("initial_encounter", "16"),
+    ("high_units", "50"),
+)
+
 
 def units_8min(minutes: np.ndarray) -> np.ndarray:
     """Medicare 8-minute rule on total timed minutes: 8-22 -> 1, 23-37 -> 2, 38-52 -> 3, ..."""
@@ -82,8 +118,9 @@ def visit_lines(ctx: ClinicCtx, vt: np.ndarray, is_medicare: np.ndarray) -> pl.D
 
 def authorizations(
     ctx: ClinicCtx, v: pl.DataFrame, payer: np.ndarray, payers: PayerTable
-) -> tuple[pl.DataFrame, np.ndarray]:
-    """Prior auths for payers that need them (initial + usually an extension); returns visits left uncovered."""
+) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """Prior auths for payers that need them (initial + usually an extension); returns them, the visits past
+    the authorized count without an extension, and the visits dated outside every auth window."""
     rng = ctx.rng
     ep = v["ep"].to_numpy()
     vn = v["visit_number"].to_numpy()
@@ -133,13 +170,24 @@ def authorizations(
         payer_id=pl.Series(payers.ids[auths["payer"].to_numpy()]),
     )
     uncovered = needs & (vn > limit) & ~extended[ep]
-    return auths, uncovered
+    # the service date against the windows: the first auth's, then the extension's (from its own start)
+    size = len(extended)
+    to1 = np.full(size, -1, dtype=np.int64)
+    to1[ep[first]] = a1["valid_to"].to_numpy()
+    from2 = np.full(size, np.iinfo(np.int64).max, dtype=np.int64)
+    to2 = np.full(size, -1, dtype=np.int64)
+    from2[ep[trig]] = a2["valid_from"].to_numpy()
+    to2[ep[trig]] = a2["valid_to"].to_numpy()
+    in_window = (day <= to1[ep]) | ((day >= from2[ep]) & (day <= to2[ep]))
+    expired = needs & ~in_window & (to1[ep] >= 0)
+    return auths, uncovered, expired
 
 
 def billing(
-    ctx: ClinicCtx, R: Referrals, Ep: Episodes, visits: pl.DataFrame, payers: PayerTable
+    ctx: ClinicCtx, R: Referrals, Ep: Episodes, visits: pl.DataFrame, payers: PayerTable, notes: pl.DataFrame
 ) -> dict[str, pl.DataFrame]:
-    """Charges, claims, remittances and authorizations for the completed visits of one clinic."""
+    """Charges, claims, remittances and authorizations for the completed visits of one clinic, and each
+    claim's true denial probability (`claim_truth`, from causes visible before submission)."""
     rng = ctx.rng
     end = (ctx.as_of + 1) * DAY
     v = visits.sort("start")
@@ -164,10 +212,17 @@ def billing(
         .to_numpy()
     )
     thresh = np.array([P.KX_THRESHOLD.get(int(y), 2410.0) for y in range(1970, 2101)])[year - 1970]
-    kx = medicare & (cum > thresh)
+    drng = np.random.default_rng(rng.integers(2**62))  # billing slips: their own stream
+    kx_due = medicare & (cum > thresh)
+    kx = kx_due & (drng.random(n) < P_KX_APPLIED)
     cq = np.isin(cls, ["medicare", "medicare_advantage"]) & (ctx.t_cred[v["ther"].to_numpy()] == "PTA")
     mods = np.where(cq, "GP|CQ", "GP")
     mods = np.where(kx, np.char.add(mods, "|KX"), mods)
+    cpt = lines["cpt"].to_numpy()
+    has = {c: np.bincount(lv, weights=(cpt == c).astype(float), minlength=n) > 0 for c in ("97140", "97530")}
+    pair = has["97140"] & has["97530"]
+    mod59 = pair & (drng.random(n) < P_MOD_59)
+    line_mods = np.where(mod59[lv] & (cpt == "97140"), np.char.add(mods[lv], "|59"), mods[lv])
 
     claim_id = ids("CM", ctx.ci, np.arange(n), 7)
     posted = v["start"].to_numpy() + 3600 + rng.integers(0, 36 * 3600, n)
@@ -179,7 +234,7 @@ def billing(
         clinic_id=pl.lit(ctx.clinic_id),
         therapist_id=v["therapist_id"][lv],
         service_date=v["day"][lv],
-        modifiers=pl.Series(mods[lv]),
+        modifiers=pl.Series(line_mods),
         posted_at=pl.Series(posted[lv]),
         minutes=pl.when(pl.col("cpt").is_in(list(P.TIMED_CODES))).then(pl.col("minutes")).otherwise(None),
     ).rename({"cpt": "cpt_code"})
@@ -202,9 +257,82 @@ def billing(
         )
     ).filter(pl.col("submitted_at") < end)
 
-    auths, uncovered = authorizations(ctx, v, payer, payers)
-    remits = remittances(ctx, v, payer, cls, billed, allowed, submitted, uncovered, payers)
-    return dict(charges=charges, claims=claims, remittances=remits, authorizations=auths)
+    auths, uncovered, expired = authorizations(ctx, v, payer, payers)
+    timed = np.isin(cpt, TIMED)
+    mins = lines["minutes"].fill_null(0).to_numpy()
+    units = lines["units"].to_numpy()
+    timed_units = np.bincount(lv, weights=np.where(timed, units, 0), minlength=n)
+    per_code = np.bincount(lv, weights=np.where(timed, units_8min(mins), 0), minlength=n)
+    causes = {
+        "auth_exhausted": uncovered,
+        "auth_expired": expired & ~uncovered,
+        "kx_missing": kx_due & ~kx,
+        "ncci_no_59": pair & ~mod59,
+        "units_per_code": ~np.isin(cls, ["medicare", "medicare_advantage"]) & (timed_units > per_code),
+        **documentation_gaps(v, notes, submitted, cls),
+        "initial_encounter": np.char.endswith(R.icd[ref].astype(str), "A"),
+        "high_units": timed_units >= 5,
+    }
+    p_deny = denial_probability(cls, payer, causes)
+    remits = remittances(ctx, v, payer, cls, billed, allowed, submitted, p_deny, denial_carc(causes), payers)
+    truth = pl.DataFrame(dict(claim_id=claim_id, p_denial=p_deny.round(4), billed_usd=billed)).filter(
+        pl.Series(submitted < end)
+    )
+    return dict(charges=charges, claims=claims, remittances=remits, authorizations=auths, claim_truth=truth)
+
+
+def documentation_gaps(v: pl.DataFrame, notes: pl.DataFrame, submitted: np.ndarray, cls: np.ndarray) -> dict:
+    """Per visit: its note not signed by submission; for Medicare / MA past visit 10, the last required
+    progress note (visit 10, 20, ...) not signed by submission either."""
+    signed = notes.filter(pl.col("note_type") != "discharge_summary").select(
+        "appointment_id", "episode_id", "visit_number", "note_type", signed=pl.col("signed_at").fill_null(-1)
+    )
+    own = v.select("appointment_id").join(signed, on="appointment_id", how="left")["signed"].fill_null(-1).to_numpy()
+    vn = v["visit_number"].to_numpy()
+    m = (vn // 10) * 10
+    progress = (
+        signed.filter(pl.col("note_type") == "progress_note")
+        .group_by("episode_id", "visit_number")
+        .agg(pl.col("signed").max())
+    )
+    last = (
+        pl.DataFrame(dict(episode_id=v["episode_id"], visit_number=m))
+        .join(progress, on=["episode_id", "visit_number"], how="left")["signed"]
+        .fill_null(-1)
+        .to_numpy()
+    )
+    mc = np.isin(cls, ["medicare", "medicare_advantage"])
+    return {
+        "note_unsigned": (own < 0) | (own > submitted),
+        "progress_overdue": mc & (vn > 10) & (vn % 10 != 0) & ((last < 0) | (last > submitted)),
+    }
+
+
+def denial_probability(cls: np.ndarray, payer: np.ndarray, causes: dict[str, np.ndarray]) -> np.ndarray:
+    """The true probability that the payer denies each claim: class intercept, plan offset, then the causes."""
+    base = np.array([DENY_CLASS_LOGIT.get(c, -np.inf) for c in cls])
+    offset = DENY_PAYER_SPREAD * np.sin(payer * 1.7 + 0.4)
+    effect = {
+        "auth_exhausted": DENY_AUTH_EXHAUSTED,
+        "auth_expired": DENY_AUTH_EXPIRED,
+        "kx_missing": DENY_KX_MISSING,
+        "ncci_no_59": DENY_NCCI_NO_59,
+        "units_per_code": DENY_UNITS_PER_CODE,
+        "note_unsigned": DENY_NOTE_UNSIGNED,
+        "progress_overdue": DENY_PROGRESS_OVERDUE,
+        "initial_encounter": DENY_INITIAL_ENCOUNTER,
+        "high_units": DENY_HIGH_UNITS,
+    }
+    logit = base + offset + sum(effect[k] * causes[k] for k in effect)
+    return np.where(np.isfinite(base), 1 / (1 + np.exp(-logit)), 0.0)
+
+
+def denial_carc(causes: dict[str, np.ndarray]) -> np.ndarray:
+    """The CARC of the first active cause (DENY_CARC order); '' where no cause is active (drawn at random)."""
+    out = np.full(len(next(iter(causes.values()))), "", dtype=object)
+    for cause, code in reversed(DENY_CARC):
+        out = np.where(causes[cause], code, out)
+    return out.astype(str)
 
 
 def patient_share(
@@ -236,7 +364,8 @@ def remittances(
     billed: np.ndarray,
     allowed: np.ndarray,
     submitted: np.ndarray,
-    uncovered: np.ndarray,
+    p_deny: np.ndarray,
+    cause_carc: np.ndarray,
     payers: PayerTable,
 ) -> pl.DataFrame:
     """Adjudication and money events per claim, cut at as_of (later ones are still open A/R)."""
@@ -252,9 +381,8 @@ def remittances(
     lag_sd = np.array([P.PAYER_CLASS[c]["lag_sd"] for c in cls])
     decided = submitted + (np.maximum(rng.normal(lag_mu, lag_sd), 3) * DAY).astype(np.int64)
     decided = np.where(self_pay, v["start"].to_numpy() + 3600, decided)
-    deny_p = np.array([P.PAYER_CLASS[c]["deny"] for c in cls])
-    denied = ~self_pay & ((rng.random(n) < deny_p) | (uncovered & (rng.random(n) < 0.9)))
-    carc = np.where(uncovered, "198", rng.choice(P.DENIAL_CARC, size=n, p=P.DENIAL_CARC_P))
+    denied = ~self_pay & (rng.random(n) < p_deny)
+    carc = np.where(cause_carc != "", cause_carc, rng.choice(P.DENIAL_CARC, size=n, p=P.DENIAL_CARC_P))
     recover = denied & (rng.random(n) < np.where(carc == "16", 0.7, P.P_APPEAL_RECOVERED))
     paid_at = np.where(denied, decided + rng.integers(30, 76, n) * DAY, decided)
     paid = ~denied | recover

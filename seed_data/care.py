@@ -329,7 +329,18 @@ def scheduling(ctx: ClinicCtx, R: Referrals, Ep: Episodes, ref_ids: np.ndarray, 
         recorded_by=pl.Series(staff[rng.integers(0, len(staff), ev.height)]),
     )
     resolved = start < end
-    truth = pl.DataFrame(dict(appointment_id=base["appointment_id"], p_no_show=a["p"].round(4)))
+    # Truth matches the no-show label, which leaves cancelled appointments out: P(no-show | not cancelled).
+    # The draw above is no-show (p), then a late or regular cancel (up to P_LATE_CANCEL + P_CANCEL), else
+    # attended, so given "not cancelled" the odds are p against what is left for attending.
+    p = a["p"].to_numpy()
+    attend = np.clip(1 - p - P.P_LATE_CANCEL - P.P_CANCEL, 0, None)
+    truth = pl.DataFrame(
+        dict(
+            appointment_id=base["appointment_id"],
+            p_no_show=np.round(p / (p + attend), 4),
+            p_no_show_any=np.round(p, 4),
+        )
+    )
     truth = truth.filter(resolved)
     comp = done & (start + dur * 60 < end)
     visits = base.filter(comp).with_columns(

@@ -80,7 +80,7 @@ def simulate_clinic(
     pat_ids = R.patients["patient_id"].to_numpy()
     S = care.scheduling(ctx, R, Ep, ref_ids, pat_ids)
     notes = care.documentation(ctx, R, Ep, S)
-    bill = billing(ctx, R, Ep, S.visits, payers)
+    bill = billing(ctx, R, Ep, S.visits, payers, notes)
     tc = R.touches.sort(["touched_at", "ref", "seq"])
     touches = tc.with_columns(
         touch_id=ids("TC", ci, np.arange(tc.height), 7), referral_id=pl.Series(ref_ids[tc["ref"].to_numpy()])
@@ -130,7 +130,8 @@ def generate(
     writer = Writer(out)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     truth_fh = open(out / "truth" / "appointment_truth.csv", "wb")
-    truth_rows = 0
+    claim_fh = open(out / "truth" / "claim_truth.csv", "wb")
+    truth_rows = claim_rows = 0
     dirt_counts: dict[str, Counter] = defaultdict(Counter)
     channel_truth = ChannelTruth()
 
@@ -159,12 +160,17 @@ def generate(
             tr = pl.concat(frames["truth"])
             tr.write_csv(truth_fh, include_header=truth_rows == 0 and k == 0, line_terminator="\n", float_precision=4)
             truth_rows += tr.height
+            ct = pl.concat(frames["claim_truth"])
+            ct.write_csv(claim_fh, include_header=k == 0, line_terminator="\n", float_precision=4)
+            claim_rows += ct.height
     finally:
         writer.close()
         truth_fh.close()
+        claim_fh.close()
     channel_truth.frame().write_csv(out / "truth" / "channel_effects.csv", line_terminator="\n", float_precision=4)
     rows = {f"{s}.csv": writer.rows.get(s, 0) for s in SOURCES}
     rows["truth/appointment_truth.csv"] = truth_rows
+    rows["truth/claim_truth.csv"] = claim_rows
     rows["truth/channel_effects.csv"] = len(P.CHANNELS)
     manifest = dict(
         scale=scale,

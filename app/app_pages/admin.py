@@ -14,6 +14,7 @@ st.caption(
     f"Runs `ptpulse refresh --home {s.home}`: ingest new files from {s.incoming}, build, score, swap. "
     "The app keeps serving the current data and switches to the new build when it is swapped in."
 )
+st.page_link(auth.page_file("upload"), label="Upload exports from this computer", icon=":material/upload_file:")
 
 
 @st.fragment(run_every=2)

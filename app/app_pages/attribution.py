@@ -4,7 +4,7 @@ attributed revenue, ROI and cost per new patient by month, and how many touches 
 
 import streamlit as st
 
-from app.lib import charts, ui
+from app.lib import charts, labels, ui
 from app.lib.formatting import fmt
 from app.lib.queries.attribution import (
     HEURISTIC_MODELS,
@@ -21,11 +21,25 @@ from app.lib.queries.attribution import (
 ctx = ui.page("attribution")
 ui.require_tables(ctx, "marts.attribution_roi", "marts.attribution_paths", what="Attribution & ROI")
 f = ctx.filters
-ctx.as_of_caption()
 st.caption(
     f"Months {f.start:%b %Y} – {f.end:%b %Y}, practice-wide (marketing spend is not split by clinic). "
     "A conversion is an evaluated referral; its value is the net revenue actually collected for the episode."
 )
+
+with st.expander("How to read this page", icon=":material/help:"):
+    st.markdown(
+        "- **Path credit, not effect.** Each model splits the credit for a new patient across the touches on "
+        "their path (first touch, last touch, evenly, more to recent touches...). It says which channels were "
+        "*on the path*, not how many patients a channel *brought in* that would not have come anyway: no model "
+        "here measures that incremental effect (only a test, such as pausing a channel in one area, can).\n"
+        "- **Fractional patients.** Because credit is split, a channel can be credited with 0.5 or 110.8 new "
+        "patients: half of one patient's credit, or credit summed over many shared paths. The totals add up to "
+        "the real number of patients.\n"
+        "- **Models disagree on purpose.** A channel that looks strong under every model is a safe bet; one that "
+        "only looks strong under first touch mostly starts journeys others finish.\n"
+        "- **Recent months are still maturing.** Referrals from the last weeks are still turning into "
+        "evaluations and revenue, so their ROI reads low until they do (shaded on the monthly chart)."
+    )
 
 models = available_models(ctx.reader)
 if not ctx.reader.has("ml.attribution_credit"):
@@ -39,7 +53,8 @@ chosen = st.multiselect(
     "Models to compare", models, default=models, format_func=lambda m: MODEL_LABELS.get(m, m), key="at_models"
 )
 by_channel = attribution_by_channel(ctx.reader, f)
-compare = by_channel[by_channel["model"].isin(chosen)]
+shown = by_channel.assign(channel=labels.relabel(by_channel["channel"], "channel"))
+compare = shown[shown["model"].isin(chosen)]
 ui.chart(charts.attribution_compare(compare, dict(MODEL_LABELS)), compare, "attribution_by_model", "at_compare")
 
 model = st.selectbox(
@@ -49,7 +64,7 @@ model = st.selectbox(
     index=models.index("position") if "position" in models else 0,
     key="at_model",
 )
-detail = by_channel[by_channel["model"] == model]
+detail = shown[shown["model"] == model]
 paid = marketing_totals(by_channel, model)
 newp = marketing_new_patients(ctx.reader, f)
 c1, c2, c3, c4 = st.columns(4)
@@ -76,7 +91,7 @@ c4.metric(
 )
 st.caption(
     "Attribution splits a patient's credit across the touches on their path, so a channel's "
-    "'new patients' below can be fractional (0.5 = half of one patient's credit)."
+    "'new patients' below can be fractional (0.5 = half of one patient's credit; see *How to read this page*)."
 )
 
 left, right = st.columns(2)
@@ -85,23 +100,33 @@ with left:
         charts.spend_vs_revenue(detail, MODEL_LABELS.get(model, model)), detail, f"spend_vs_revenue_{model}", "at_spend"
     )
 with right:
+    no_spend = ~(detail["spend_usd"].fillna(0) > 0)
+    roi_table = detail.assign(
+        roi=detail["roi"].map(lambda v: fmt(v, "pct")).mask(no_spend, "no spend recorded"),
+        cost_per_new_patient=detail["cost_per_new_patient"]
+        .map(lambda v: fmt(v, "usd"))
+        .mask(no_spend, "no spend recorded"),
+    )
     ui.table(
-        detail[
+        roi_table[
             ["channel", "spend_usd", "attributed_conversions", "attributed_revenue_usd", "roi", "cost_per_new_patient"]
         ],
         f"roi_by_channel_{model}",
         "at_roi",
+        pinned=["channel"],
         column_config={
+            "channel": "Channel",
             "spend_usd": ui.money("Spend"),
             "attributed_revenue_usd": ui.money("Attributed revenue"),
             "attributed_conversions": st.column_config.NumberColumn("New patients (credited)", format="%.1f"),
-            "roi": ui.pct("ROI"),
-            "cost_per_new_patient": ui.money("Cost per credited new patient"),
+            "roi": st.column_config.TextColumn("ROI"),
+            "cost_per_new_patient": st.column_config.TextColumn("Cost per credited new patient"),
         },
     )
 
 if model in HEURISTIC_MODELS:
     monthly = attribution_monthly(ctx.reader, f, model)
+    monthly = monthly.assign(channel=labels.relabel(monthly["channel"], "channel"))
     metric = st.radio(
         "Monthly measure",
         ["roi", "cost_per_new_patient", "attributed_revenue_usd"],
@@ -120,6 +145,11 @@ if model in HEURISTIC_MODELS:
         "attributed_revenue_usd": "Attributed revenue",
     }[metric]
     ui.chart(charts.monthly_metric(monthly, metric, label, unit), monthly, f"attribution_monthly_{model}", "at_monthly")
+    if monthly["is_maturing"].any():
+        st.caption(
+            ":gray[◌ Shaded months are still maturing: their referrals are still becoming evaluations and "
+            "revenue, so ROI and cost per patient will move.]"
+        )
 else:
     st.caption(
         "Data-driven models are fitted on all history (their shares, applied to this period, are above), "
@@ -132,4 +162,16 @@ with left:
     lengths = path_lengths(ctx.reader)
     ui.chart(charts.path_lengths(lengths), lengths, "path_lengths", "at_lengths")
 with right:
-    ui.table(top_paths(ctx.reader), "top_paths", "at_paths", column_config={"revenue_usd": ui.money("Revenue")})
+    ui.table(
+        top_paths(ctx.reader),
+        "top_paths",
+        "at_paths",
+        pinned=["path"],
+        column_config={
+            "path": st.column_config.TextColumn("Path", width="medium"),
+            "path_length": st.column_config.NumberColumn("Touches", format="%d", width="small"),
+            "conversions": st.column_config.NumberColumn("Converted", format="%d", width="small"),
+            "non_conversions": st.column_config.NumberColumn("Did not convert", format="%d", width="small"),
+            "revenue_usd": ui.money("Revenue"),
+        },
+    )

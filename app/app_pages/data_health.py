@@ -1,5 +1,6 @@
 """Data health (admin, analyst): what was loaded and when, what was quarantined and under which rule,
-how fresh each source is, and the last builds with their test results. Rejected rows themselves
+how fresh each source is, how rows from different exports were tied together (and which were not, with the cash
+of payments on unknown claims), and the last builds with their test results. Rejected rows themselves
 (which may contain PHI) are shown to admins only."""
 
 import json
@@ -9,10 +10,18 @@ import streamlit as st
 
 from app.lib import charts, ui
 from app.lib.formatting import fmt
-from app.lib.queries.data_health import builds, code_warnings, freshness, loads, quarantine_by_rule, source_coverage
+from app.lib.queries.data_health import (
+    builds,
+    code_warnings,
+    freshness,
+    link_summary,
+    loads,
+    quarantine_by_rule,
+    source_coverage,
+    unlinked_rows,
+)
 
 ctx = ui.page("data_health")
-ctx.as_of_caption()
 
 if ctx.reader.has("marts.data_quality"):
     load_rows = loads(ctx.reader)
@@ -44,6 +53,37 @@ st.caption(
     "add the code to the list if it is real."
 )
 ui.table(code_warnings(ctx.reader), "code_warnings", "dh_warnings", empty_message="No warnings in this build.")
+
+st.subheader("Linking across exports")
+links = link_summary(ctx.reader)
+if not links:
+    st.info("This build predates link counts; the next refresh adds them.")
+else:
+    st.caption(
+        "Charge lines, claims and notes that arrive without our visit or episode ids (X12, FHIR, EMR exports) are "
+        "tied to the patient's visit on the date of service and to the episode of care around it; patients in "
+        "different exports are matched by member id, else by name and birth date. Nothing here is dropped: an "
+        "unlinked row still counts in every total, it only cannot be shown against a visit, episode or claim."
+    )
+    l1, l2, l3, l4 = st.columns(4)
+    l1.metric("Rows with their ids", fmt(links["carried"], "count"), border=True)
+    l2.metric("Rows linked by the rule", fmt(links["linked"], "count"), border=True)
+    l3.metric("Rows not linked", fmt(links["unlinked"], "count"), border=True)
+    l4.metric(
+        "Cash on claims not loaded",
+        fmt(links["orphan_cash"], "usd"),
+        f"{fmt(links['orphan_remits'], 'count')} payment rows",
+        delta_color="off",
+        border=True,
+    )
+    st.caption("Amount: dollars charged (charge lines), billed (claims) or paid (payments); notes carry none.")
+    ui.table(
+        unlinked_rows(ctx.reader),
+        "unlinked_rows",
+        "dh_unlinked",
+        empty_message="Every charge line, claim, note and payment is tied to its visit, episode or claim.",
+        pinned=("What",),
+    )
 
 left, right = st.columns(2)
 with left:

@@ -1,24 +1,28 @@
 """Demand forecast (manager, owner): referrals, evaluations and visits per week, actual and forecast with
 its interval (the fan), against therapist capacity; and the weeks where demand will outrun the staff."""
 
+import pandas as pd
 import streamlit as st
 
-from app.lib import charts, model_cards, ui
+from app.lib import charts, labels, model_cards, ui
 from app.lib.formatting import fmt
-from app.lib.queries.base import Filters
+from app.lib.queries.base import Filters, clinics
 from app.lib.queries.forecast import forecast, forecast_series, staffing, staffing_by_clinic
 
 ctx = ui.page("forecast")
 ui.require_tables(ctx, "ml.demand_forecast", what="Demand forecast")
-ctx.as_of_caption()
 
 series_options = forecast_series(ctx.reader, ctx.filters)
 if not series_options:
     st.info("No forecast for your clinics yet.")
     st.stop()
+clinic_names = clinics(ctx.reader).set_index("clinic_id")["clinic_name"].to_dict()
 c1, c2 = st.columns(2)
 series = c1.selectbox(
-    "Clinic", series_options, format_func=lambda s: "Whole practice" if s == "ALL" else s, key="fc_series"
+    "Clinic",
+    series_options,
+    format_func=lambda s: "Whole practice" if s == "ALL" else clinic_names.get(s, s),
+    key="fc_series",
 )
 metric = (
     c2.segmented_control(
@@ -26,7 +30,7 @@ metric = (
         ["visits", "evals", "referrals"],
         default="visits",
         key="fc_metric",
-        format_func={"visits": "Visits", "evals": "Evaluations", "referrals": "Referrals"}.get,
+        format_func=lambda m: labels.label("forecast_metric", m),
     )
     or "visits"
 )
@@ -35,7 +39,7 @@ capacity = None
 if metric == "visits" and ctx.reader.has("ml.staffing_gap"):
     scope_filters = ctx.filters if series == "ALL" else Filters(ctx.filters.start, ctx.filters.end, (series,))
     capacity = staffing(ctx.reader, scope_filters)
-label = {"visits": "Visits", "evals": "Evaluations", "referrals": "Referrals"}[metric]
+label = labels.label("forecast_metric", metric)
 future = fc[fc["actual"].isna() & fc["yhat"].notna()]
 m1, m2, m3 = st.columns(3)
 m1.metric(f"{label} forecast, next 4 weeks", fmt(future["yhat"].head(4).sum(), "count"), border=True)
@@ -65,7 +69,10 @@ if ctx.reader.has("ml.staffing_gap"):
             "staffing_gap_by_clinic",
             "fc_short",
             empty_message="No clinic is short of capacity.",
+            pinned=["clinic_id"],
             column_config={
+                "clinic_id": "Clinic",
+                "week_start": st.column_config.DateColumn("Week of", format="MMM D, YYYY"),
                 "forecast_visits": st.column_config.NumberColumn("Forecast visits", format="%.0f"),
                 "capacity_visits": st.column_config.NumberColumn("Capacity", format="%.0f"),
                 "gap_visits": st.column_config.NumberColumn("Gap", format="%.0f"),
@@ -100,3 +107,29 @@ else:
         help=f"{backtest.get('horizon_weeks', 12)}-week horizon from each cutoff; "
         f"baseline: {backtest.get('baseline', '')}",
     )
+    # --- per metric and per series beside the pooled figure (ml/train_score.py per_series_metric) ---
+    hidden = backtest.get("hidden_losses") or []
+    if backtest.get("pooled_hides_loss") and hidden:
+        st.warning(
+            "The pooled figure beats the baseline, but these lose to it (relative MASE above 1): "
+            + "; ".join(
+                f"{'whole practice' if h['series'] == 'ALL' else h['series']} {h['metric']} "
+                f"{fmt(h['relative_mase'], 'ratio')}"
+                for h in hidden
+            )
+            + ". Plan those with the baseline (same week last year) instead."
+        )
+    if backtest.get("breakdown"):
+        with st.expander("Backtest per metric and series"):
+            ui.table(
+                pd.DataFrame(backtest["breakdown"]),
+                "demand_backtest_breakdown",
+                "fc_breakdown",
+                column_config={
+                    "series": st.column_config.TextColumn("Series"),
+                    "metric": st.column_config.TextColumn("Metric"),
+                    "relative_mase": st.column_config.NumberColumn("Relative MASE", format="%.3f"),
+                    "coverage_80": ui.pct("80% coverage"),
+                    "loses_to_naive": st.column_config.CheckboxColumn("Loses to baseline"),
+                },
+            )

@@ -4,7 +4,7 @@ how long each step takes, broken down by clinic, source or payer; and the referr
 
 import streamlit as st
 
-from app.lib import charts, ui
+from app.lib import charts, labels, ui
 from app.lib.formatting import fmt
 from app.lib.queries.funnel import (
     FUNNEL_BREAKDOWNS,
@@ -20,7 +20,6 @@ from app.lib.queries.funnel import (
 ctx = ui.page("funnel")
 ui.require_tables(ctx, "marts.referral_funnel", what="The Funnel")
 f = ctx.filters
-ctx.as_of_caption()
 
 s = funnel_summary(ctx.reader, f).iloc[0]
 c1, c2, c3, c4, c5 = st.columns(5)
@@ -61,14 +60,34 @@ if maturing:
         "Compare with a period whose referrals have all had an outcome.]"
     )
 
-breakdown = st.segmented_control("Break down by", ["None", *FUNNEL_BREAKDOWNS], default="None", key="fn_breakdown")
-group = None if breakdown in (None, "None") else breakdown
+# the label-table domain of each breakdown's codes (clinics are shown by their id)
+GROUP_DOMAIN = {
+    "Source type": "source_type",
+    "Channel": "channel",
+    "Payer class": "payer_class",
+    "Intake kind": "intake_kind",
+}
+breakdown = st.segmented_control(
+    "Break down by", ["No breakdown", *FUNNEL_BREAKDOWNS], default="No breakdown", key="fn_breakdown"
+)
+group = None if breakdown in (None, "No breakdown") else breakdown
+
+
+def group_label(code: str) -> str:
+    return labels.label(GROUP_DOMAIN[group], code) if group in GROUP_DOMAIN and code != "(unknown)" else code
+
+
 stages = funnel_stages(ctx.reader, f, group)
-ui.chart(charts.funnel(stages), stages, "funnel_stages", "fn_stages")
+shown_stages = (
+    stages.assign(grp=labels.relabel(stages["grp"], GROUP_DOMAIN[group])) if group in GROUP_DOMAIN else stages
+)
+ui.chart(charts.funnel(shown_stages), shown_stages, "funnel_stages", "fn_stages")
 
 left, right = st.columns(2)
 with left:
-    exits = funnel_exits(ctx.reader, f)
+    exits = labels.relabel_frame(
+        funnel_exits(ctx.reader, f), {"exit_stage": "exit_stage", "exit_reason": "exit_reason"}
+    )
     ui.chart(charts.exits(exits), exits, "funnel_exits", "fn_exits")
 with right:
     durations = stage_durations(ctx.reader, f)
@@ -80,9 +99,43 @@ stage = d1.selectbox("Reached stage", STAGES, format_func=STAGE_LABELS.get, key=
 group_value = None
 if group:
     groups = sorted(stages["grp"].unique().tolist())
-    group_value = d2.selectbox(group, groups, key="fn_drill_group")
+    group_value = d2.selectbox(group, groups, key="fn_drill_group", format_func=group_label)
 drill = funnel_drilldown(ctx.reader, f, stage, group, group_value)
 if not ctx.user.scope.phi:
     st.caption("Patients are shown by pseudonymous key: your role sees de-identified data only.")
 st.caption(f"Latest {len(drill):,} referrals (up to 500) that reached **{STAGE_LABELS[stage]}**.")
-ui.table(drill, f"funnel_{stage}_referrals", "fn_drill")
+ui.table(
+    labels.relabel_frame(
+        drill,
+        {
+            "source_type": "source_type",
+            "channel": "channel",
+            "payer_class": "payer_class",
+            "current_stage": ("funnel_stage", "exit_stage"),
+            "exit_stage": "exit_stage",
+            "exit_reason": "exit_reason",
+            "next_step_owner": "next_step_owner",
+        },
+        missing=None,  # no exit / no next step: the table's dash
+    ),
+    f"funnel_{stage}_referrals",
+    "fn_drill",
+    pinned=["referral_id"],
+    column_config={
+        "referral_id": "Referral",
+        "received_at": st.column_config.DatetimeColumn("Received", format="MMM D, YYYY HH:mm"),
+        "clinic_id": "Clinic",
+        "patient_name": "Patient",
+        "phone": "Phone",
+        "patient_key": "Patient key",
+        "source_type": "Source type",
+        "channel": "Channel",
+        "payer_class": "Payer class",
+        "current_stage": "Where it is now",
+        "exit_stage": "Left at",
+        "exit_reason": "Why it left",
+        "hours_to_contact": st.column_config.NumberColumn("Hours to contact", format="%.1f"),
+        "business_days_to_eval": st.column_config.NumberColumn("Business days to evaluation", format="%.1f"),
+        "next_step_owner": "Next step by",
+    },
+)

@@ -10,7 +10,6 @@ from app.lib.queries.leakage import revenue_leakage
 ctx = ui.page("leakage")
 ui.require_tables(ctx, "marts.revenue_leakage", what="Revenue leakage")
 f = ctx.filters
-ctx.as_of_caption()
 
 raw = revenue_leakage(ctx.reader, f)
 if raw.empty:
@@ -63,6 +62,7 @@ ui.table(
     totals[["label", "low_usd", "high_usd", "events", "assumption", "why"]],
     "leakage_assumptions",
     "lk_assumptions",
+    pinned=["label"],
     column_config={
         "label": st.column_config.TextColumn("Cause"),
         "low_usd": ui.money("Low estimate"),
@@ -72,3 +72,35 @@ ui.table(
         "why": st.column_config.TextColumn("Why the range", width="large"),
     },
 )
+
+# --- Denial risk before submission (ml/denial.py): a separate block, owned with the denial model ----------
+if ctx.reader.has("ml.denial_scores"):
+    from app.lib.queries.leakage import denial_risk_by_reason
+
+    st.subheader("Claims at risk of denial: fix before the payer decides")
+    risk = denial_risk_by_reason(ctx.reader, f)
+    if risk.empty:
+        st.info("No open claims scored for the selected clinics.")
+    else:
+        st.caption(
+            "Open claims (not yet decided by the payer) scored by the denial model: dollars at risk = chance of "
+            "denial × billed. Grouped by the first fixable reason; each claim with a fix and 25% risk or more is "
+            "a task in the work queue (Denial risk: fix the claim)."
+        )
+        d1, d2 = st.columns(2)
+        d1.metric("Dollars at risk", fmt(risk["dollars_at_risk"].sum(), "usd"), border=True)
+        d2.metric("Open claims scored", fmt(risk["claims"].sum(), "count"), border=True)
+        ui.table(
+            risk[["reason", "claims", "billed_usd", "dollars_at_risk", "mean_probability", "example_reason"]],
+            "denial_risk_by_reason",
+            "lk_denial_risk",
+            pinned=["reason"],
+            column_config={
+                "reason": st.column_config.TextColumn("Reason to fix first"),
+                "claims": st.column_config.NumberColumn("Claims", format="%d"),
+                "billed_usd": ui.money("Billed"),
+                "dollars_at_risk": ui.money("Dollars at risk"),
+                "mean_probability": ui.pct("Mean chance of denial"),
+                "example_reason": st.column_config.TextColumn("Example", width="large"),
+            },
+        )

@@ -6,14 +6,13 @@ from datetime import datetime
 
 import streamlit as st
 
-from app.lib import charts, model_cards, ui
+from app.lib import charts, labels, model_cards, ui
 from app.lib.formatting import fmt, reference_now
 from app.lib.queries.no_show import calibration, no_show_history, upcoming_risk
 
 ctx = ui.page("no_show")
 ui.require_tables(ctx, "ml.no_show_scores", "marts.appointments", what="No-show risk")
 f = ctx.filters
-ctx.as_of_caption()
 start = ctx.as_of or reference_now(None, datetime.now())
 
 # a model that lost to its logistic baseline is not served: a message instead of its scores
@@ -56,10 +55,21 @@ if verdict != "refuse":
     with right:
         st.markdown("**High-risk appointments to confirm** (they are also in the work queue)")
         ui.table(
-            high,
+            labels.relabel_frame(high, {"visit_type": "visit_type", "risk_band": "risk_band"}),
             "high_risk_appointments",
             "ns_high",
+            pinned=["scheduled_start"],
             column_config={
+                "appointment_id": "Appointment",
+                "clinic_id": "Clinic",
+                "patient_name": "Patient",
+                "phone": "Phone",
+                "patient_key": "Patient key",
+                "therapist_name": "Therapist",
+                "visit_type": "Visit type",
+                "visit_number": st.column_config.NumberColumn("Visit #", format="%d"),
+                "risk_band": "Risk band",
+                "model_version": "Model version",
                 "probability": ui.pct("Risk"),
                 "scheduled_start": st.column_config.DatetimeColumn("When", format="ddd MMM D, HH:mm"),
                 "reason_1": "Main reason",
@@ -99,7 +109,7 @@ cards = (
 if cards:
     card = cards[-1]
     if card.suffix == ".md":
-        st.markdown(card.read_text(encoding="utf-8"))
+        st.markdown(labels.in_words(card.read_text(encoding="utf-8")))
     else:
         st.json(card.read_text(encoding="utf-8"), expanded=False)
     st.caption(f"Written by the last training, {datetime.fromtimestamp(card.stat().st_mtime):%Y-%m-%d %H:%M}.")

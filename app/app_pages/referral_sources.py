@@ -3,7 +3,7 @@ and where each source's referrals end up. De-identified: no patient appears on t
 
 import streamlit as st
 
-from app.lib import charts, ui
+from app.lib import charts, labels, ui
 from app.lib.formatting import fmt
 from app.lib.queries.referral_sources import (
     open_referrals_by_source_type,
@@ -14,11 +14,16 @@ from app.lib.queries.referral_sources import (
 
 ctx = ui.page("referral_sources")
 ui.require_tables(ctx, "marts.referral_source_performance", "marts.referral_funnel", what="Referral sources")
-ctx.as_of_caption()
 
 types = source_types(ctx.reader)
 default = types.index("physician") if "physician" in types else 0
-source_type = st.selectbox("Source type", ["(all)", *types], index=default + 1 if types else 0, key="rs_type")
+source_type = st.selectbox(
+    "Source type",
+    ["(all)", *types],
+    index=default + 1 if types else 0,
+    key="rs_type",
+    format_func=lambda t: "All source types" if t == "(all)" else labels.label("source_type", t),
+)
 card = source_scorecard(ctx.reader, None if source_type == "(all)" else source_type)
 fading = card[card["is_fading"].fillna(False).astype(bool)]
 
@@ -49,10 +54,18 @@ if still_open["open"]:
 
 st.subheader("Scorecard")
 ui.table(
-    card,
+    card.assign(source_type=labels.relabel(card["source_type"], "source_type")),
     f"referral_scorecard_{source_type}",
     "rs_card",
+    pinned=["source_name"],
     column_config={
+        "source_type": "Source type",
+        "source_id": "Source ID",
+        "specialty": "Specialty",
+        "referrals": st.column_config.NumberColumn("Referrals", format="%d"),
+        "last_referral_date": st.column_config.DateColumn("Last referral", format="MMM D, YYYY"),
+        "referrals_last_90d": st.column_config.NumberColumn("Last 90 days", format="%d"),
+        "referrals_prior_90d": st.column_config.NumberColumn("90 days before", format="%d"),
         "source_name": "Source",
         "evaluated": "Evaluated",
         "conversion_rate": st.column_config.NumberColumn(

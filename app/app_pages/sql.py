@@ -12,7 +12,6 @@ from app.lib import sql_guard, sql_worker, ui
 from app.lib.db import file_identity
 
 ctx = ui.page("sql")
-ctx.as_of_caption()
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)

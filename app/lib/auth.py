@@ -68,9 +68,23 @@ PAGES: tuple[Page, ...] = (
     _page("referral_sources", "Referral sources", ":material/share:", "Practice", "owner", "marketing", "analyst"),
     _page("attribution", "Attribution & ROI", ":material/paid:", "Practice", "owner", "marketing", "analyst"),
     _page("leakage", "Revenue leakage", ":material/money_off:", "Practice", "owner"),
+    _page("revenue", "A/R, payers & denials", ":material/account_balance:", "Practice", "owner", "manager", "analyst"),
+    _page("year_over_year", "Year over year", ":material/compare_arrows:", "Practice", "owner", "manager", "analyst"),
+    _page(
+        "diagnoses",
+        "Referrals by diagnosis",
+        ":material/stethoscope:",
+        "Practice",
+        "owner",
+        "manager",
+        "marketing",
+        "analyst",
+    ),
     _page("work_queue", "Work queue", ":material/checklist:", "Operations", "front_desk", "manager", "owner"),
+    _page("therapists", "Therapists", ":material/groups:", "Operations", "owner", "manager", "analyst"),
     _page("no_show", "No-show risk", ":material/event_busy:", "Operations", "owner", "manager"),
     _page("forecast", "Demand forecast", ":material/trending_up:", "Operations", "owner", "manager"),
+    _page("upload", "Upload data", ":material/upload_file:", "Data", "admin", "manager"),
     _page("data_health", "Data health", ":material/health_and_safety:", "Data", "admin", "analyst"),
     _page("sql", "SQL", ":material/terminal:", "Data", "analyst"),
     _page("admin", "Admin", ":material/settings:", "Data", "admin"),
@@ -89,6 +103,19 @@ HOME_PAGE: Mapping[str, str] = {
     "analyst": "funnel",
     "admin": "data_health",
 }
+
+
+# Roles that may load data from the browser (the Upload page): the first-run screen points the others to them.
+UPLOAD_ROLES: frozenset[str] = PAGE_ACCESS["upload"]
+
+
+def home_page_file(role: str) -> str:
+    """The role's home page as st.page_link / st.switch_page take it (relative to streamlit_app.py)."""
+    return f"app_pages/{PAGE_BY_KEY[HOME_PAGE[role]].file}"
+
+
+def page_file(key: str) -> str:
+    return f"app_pages/{PAGE_BY_KEY[key].file}"
 
 
 class AccessDenied(PermissionError):

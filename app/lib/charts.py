@@ -13,6 +13,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from app.lib import labels
+
 PALETTE = px.colors.qualitative.Safe
 BAND_COLOR = "rgba(46, 160, 67, 0.12)"
 MATURING_COLOR = "#b0b0b0"  # periods whose cohort has not had its outcomes yet
@@ -24,12 +26,39 @@ def _missing(v: Any) -> bool:
 
 
 def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+    """The one layout every chart shares: title top left, legend (no title of its own: the labels say it)
+    in a row along the bottom of the figure, where it cannot overlap the title or the plot; plotly grows
+    the bottom margin to fit it."""
     fig.update_layout(
-        title=title,
+        title=dict(text=title, x=0, xanchor="left"),
         height=height,
         margin=dict(l=10, r=10, t=50, b=10),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0),
+        legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left", title_text=""),
         template="plotly_white",
+    )
+    return fig
+
+
+def monthly_axis(fig: go.Figure, months: pd.Series) -> go.Figure:
+    """A monthly x axis for a monthly measure: one tick per month (every third past a year), never the
+    weekly ticks plotly picks for two or three points."""
+    n = int(pd.Series(months).nunique())
+    fig.update_xaxes(title="", dtick="M1" if n <= 12 else "M3", tickformat="%b %Y", ticklabelmode="instant")
+    return fig
+
+
+def shade_maturing(fig: go.Figure, months: pd.Series, maturing: pd.Series) -> go.Figure:
+    """Grey out the months whose outcomes are still coming in (one band over the trailing run of them)."""
+    young = pd.to_datetime(pd.Series(months)[pd.Series(maturing).fillna(False).astype(bool).to_numpy()])
+    if young.empty:
+        return fig
+    fig.add_vrect(
+        x0=young.min() - pd.Timedelta(days=15),
+        x1=young.max() + pd.Timedelta(days=15),
+        fillcolor="rgba(150, 150, 150, 0.15)",
+        line_width=0,
+        annotation_text="still maturing",
+        annotation_position="top left",
     )
     return fig
 
@@ -57,8 +86,10 @@ def _band(fig: go.Figure, low: Any, high: Any, horizontal: bool = True) -> None:
     )
 
 
-def kpi_trend(df: pd.DataFrame, label: str, unit: str | None, low: Any = None, high: Any = None) -> go.Figure:
-    """Monthly KPI line with its healthy band."""
+def kpi_trend(
+    df: pd.DataFrame, label: str, unit: str | None, low: Any = None, high: Any = None, target: Any = None
+) -> go.Figure:
+    """Monthly KPI line with its healthy band, the owner's target (dashed) and young months greyed."""
     title = f"{label} by month"
     if df.empty or df["value"].isna().all():
         return empty(title)
@@ -84,8 +115,12 @@ def kpi_trend(df: pd.DataFrame, label: str, unit: str | None, low: Any = None, h
             marker=dict(color=[MATURING_COLOR if m else PALETTE[0] for m in maturing]),
         )
     _band(fig, low, high)
+    if not _missing(target):
+        fig.add_hline(
+            float(target), line_dash="dash", line_color="#444", annotation_text="target", annotation_position="right"
+        )
     fig.update_yaxes(title=label, tickformat=_TICK.get(unit or "", None))
-    fig.update_xaxes(title="", dtick="M1" if len(df) <= 12 else "M3", tickformat="%b %Y")
+    monthly_axis(fig, df["month"])
     return _layout(fig, title)
 
 
@@ -247,7 +282,6 @@ def attribution_compare(df: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
     )
     fig.update_yaxes(title="Attributed net revenue", tickformat="$,.0f")
     fig.update_xaxes(title="")
-    fig.update_layout(legend_title_text="")
     return _layout(fig, title, height=420)
 
 
@@ -264,17 +298,19 @@ def spend_vs_revenue(df: pd.DataFrame, model_label: str) -> go.Figure:
     )
     fig.update_yaxes(title="USD", tickformat="$,.0f")
     fig.update_xaxes(title="")
-    fig.update_layout(legend_title_text="")
     return _layout(fig, title)
 
 
 def monthly_metric(df: pd.DataFrame, metric: str, label: str, unit: str) -> go.Figure:
+    """One line per channel over months, on a monthly axis; months flagged `is_maturing` are shaded."""
     title = f"{label} by channel and month"
     if df.empty or df[metric].isna().all():
         return empty(title, "No spend in the selected months (ROI and cost per patient need spend).")
     fig = px.line(df, x="month", y=metric, color="channel", markers=True, color_discrete_sequence=PALETTE)
     fig.update_yaxes(title=label, tickformat=_TICK.get(unit, ".1f") if unit != "ratio" else ".0%")
-    fig.update_xaxes(title="")
+    monthly_axis(fig, df["month"])
+    if "is_maturing" in df:
+        shade_maturing(fig, df["month"], df["is_maturing"])
     return _layout(fig, title)
 
 
@@ -296,7 +332,6 @@ def path_lengths(df: pd.DataFrame) -> go.Figure:
     )
     fig.update_xaxes(title="Touches in the path", dtick=1)
     fig.update_yaxes(title="Referrals")
-    fig.update_layout(legend_title_text="")
     return _layout(fig, title)
 
 
@@ -346,8 +381,7 @@ def leakage_trend(df: pd.DataFrame) -> go.Figure:
         line=dict(color="#444", dash="dash"),
     )
     fig.update_yaxes(title="Dollars lost (low estimate)", tickformat="$,.0f")
-    fig.update_xaxes(title="", dtick="M1", tickformat="%b %Y")
-    fig.update_layout(legend_title_text="")
+    monthly_axis(fig, df["month"])
     return _layout(fig, title)
 
 
@@ -358,12 +392,14 @@ def risk_bands(df: pd.DataFrame) -> go.Figure:
     counts = df.groupby("risk_band", as_index=False).size()
     order = {"low": 0, "medium": 1, "high": 2}
     counts = counts.sort_values("risk_band", key=lambda s: s.map(order))
+    colors = {"low": PALETTE[0], "medium": "#ff9f1c", "high": "#d62728"}
+    counts = counts.assign(band=labels.relabel(counts["risk_band"], "risk_band"))
     fig = px.bar(
         counts,
-        x="risk_band",
+        x="band",
         y="size",
-        color="risk_band",
-        color_discrete_map={"low": PALETTE[0], "medium": "#ff9f1c", "high": "#d62728"},
+        color="band",
+        color_discrete_map={labels.label("risk_band", k): c for k, c in colors.items()},
     )
     fig.update_xaxes(title="Risk band")
     fig.update_yaxes(title="Appointments")

@@ -35,16 +35,46 @@ def from_query(
     params: Mapping[str, object], lo: date | None, hi: date | None, clinic_options: list[str], today: date
 ) -> tuple[date, date, list[str]]:
     """Filters from ?from=YYYY-MM-DD&to=YYYY-MM-DD&clinics=C1,C2 with bad or out-of-range values ignored."""
+    start, end, clinics, _ = from_query_checked(params, lo, hi, clinic_options, today)
+    return start, end, clinics
+
+
+def _fmt(d: date | None) -> str:
+    return "?" if d is None else f"{d:%b} {d.day}, {d.year}"
+
+
+def from_query_checked(
+    params: Mapping[str, object], lo: date | None, hi: date | None, clinic_options: list[str], today: date
+) -> tuple[date, date, list[str], str | None]:
+    """`from_query` plus a note for the user when the link's period could not be used as written.
+
+    A period wholly outside the data (an old shared link) falls back to the default period, not to the one
+    clamped day at the data's edge that would read like a real figure (100% conversion on one day); a period
+    that only overhangs the data is trimmed to it. Either way the note says so."""
     start, end = default_range(lo, hi, today)
-    q_start, q_end = _parse_date(params.get("from")), _parse_date(params.get("to"))
-    if q_start and q_end and q_start <= q_end:
-        start, end = clamp(q_start, lo, hi), clamp(q_end, lo, hi)
+    note = None
+    raw_from, raw_to = params.get("from"), params.get("to")
+    q_start, q_end = _parse_date(raw_from), _parse_date(raw_to)
+    data = f"the data covers {_fmt(lo)} to {_fmt(hi)}"
+    if (raw_from or raw_to) and not (q_start and q_end and q_start <= q_end):
+        note = f"The link's period could not be read; showing the last {DEFAULT_DAYS} days of data instead."
+    elif q_start and q_end:
+        outside = (hi is not None and q_start > hi) or (lo is not None and q_end < lo)
+        if outside:
+            note = (
+                f"The link's period ({_fmt(q_start)} to {_fmt(q_end)}) is outside the data ({data}); "
+                f"showing the last {DEFAULT_DAYS} days of data instead."
+            )
+        else:
+            start, end = clamp(q_start, lo, hi), clamp(q_end, lo, hi)
+            if (start, end) != (q_start, q_end):
+                note = f"The link's period was trimmed to {_fmt(start)} to {_fmt(end)}: {data}."
     raw = params.get("clinics") or ""
     if isinstance(raw, (list, tuple)):
         raw = ",".join(str(x) for x in raw)
     wanted = [c for c in str(raw).split(",") if c]
     clinics = [c for c in wanted if c in clinic_options]
-    return start, end, clinics
+    return start, end, clinics, note
 
 
 def to_query(start: date, end: date, clinics: list[str]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""How numbers read on screen: one formatter per KPI unit, deltas against the previous period, bands."""
+"""How numbers read on screen: one formatter per KPI unit, deltas against a comparison (previous period, same
+period last year or the owner's target), healthy bands, goal status and how fresh the data is."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+import pandas as pd
 
 
 def _missing(value: Any) -> bool:
@@ -67,6 +70,69 @@ def band_status(value: Any, low: Any, high: Any) -> str:
     return "in band"
 
 
+COMPARISONS: dict[str, str] = {
+    "previous": "previous period",
+    "last_year": "same period last year",
+    "target": "target",
+}
+
+
+def goal_status(value: Any, target: Any, better: str | None, maturing: bool = False) -> str:
+    """A KPI against the owner's target: 'met', 'missed', 'maturing' (no verdict yet), 'no target' or
+    'no value'. 'Met' means at or beyond the target in the KPI's better direction (lower is better for
+    no-show rate, higher for arrival rate)."""
+    if _missing(target):
+        return "no target"
+    if _missing(value):
+        return "no value"
+    if maturing:
+        return "maturing"
+    d = float(value) - float(target)
+    return "met" if (d <= 0 if better == "lower" else d >= 0) else "missed"
+
+
+def _gap(value: float, target: float, unit: str | None) -> str:
+    span = abs(value - target)
+    return f"{span * 100:.1f} pts" if unit == "pct" else fmt(span, unit)
+
+
+@dataclass(frozen=True)
+class TileStatus:
+    band: str  # 'in band', 'below band', 'above band', 'no band' or 'maturing'
+    goal: str  # goal_status()
+    goal_text: str  # e.g. "Target 8.0% · met, 1.2 pts better"; "" without a target
+
+
+def tile_status(
+    value: Any,
+    unit: str | None,
+    better: str | None,
+    low: Any = None,
+    high: Any = None,
+    target: Any = None,
+    maturing: bool = False,
+) -> TileStatus:
+    """Where a tile stands against the published healthy band and against the owner's target.
+
+    A maturing period (outcomes still coming in) gets neither verdict: it would judge a number that is still
+    moving."""
+    band = "maturing" if maturing else band_status(value, low, high)
+    goal = goal_status(value, target, better, maturing)
+    if goal == "no target":
+        text = ""
+    elif goal == "met":
+        text = f"Target {fmt(target, unit)} · met" + (
+            f", {_gap(float(value), float(target), unit)} better" if float(value) != float(target) else ""
+        )
+    elif goal == "missed":
+        text = f"Target {fmt(target, unit)} · missed by {_gap(float(value), float(target), unit)}"
+    elif goal == "maturing":
+        text = f"Target {fmt(target, unit)} · judged once the period matures"
+    else:
+        text = f"Target {fmt(target, unit)} · no value in this period"
+    return TileStatus(band=band, goal=goal, goal_text=text)
+
+
 @dataclass(frozen=True)
 class Tile:
     label: str
@@ -74,49 +140,118 @@ class Tile:
     delta: str | None
     delta_color: str  # streamlit: normal (up is good), inverse (down is good), off
     help: str
-    status: str
+    status: str  # the band verdict (tile_status().band)
+    goal: str = "no target"  # tile_status().goal
+    goal_text: str = ""
 
 
-def kpi_tile(row: dict) -> Tile:
-    """Turn one kpi_summary row into what st.metric shows."""
+def kpi_tile(row: dict, compare: str = "previous") -> Tile:
+    """Turn one kpi_summary row into what st.metric shows; the delta is against `compare` (COMPARISONS):
+    the row's `previous`, `last_year` or `target` value."""
     unit = row.get("unit")
     better = row.get("better")
     band = band_text(row.get("healthy_low"), row.get("healthy_high"), unit)
     color = "normal" if better == "higher" else "inverse" if better == "lower" else "off"
     label = str(row.get("label") or row.get("kpi"))
-    if row.get("is_maturing"):
+    maturing = bool(row.get("is_maturing"))
+    status = tile_status(
+        row.get("value"), unit, better, row.get("healthy_low"), row.get("healthy_high"), row.get("target"), maturing
+    )
+    baseline = row.get(compare)
+    delta = fmt_delta(row.get("value"), baseline, unit)
+    against = COMPARISONS.get(compare, "previous period")
+    if compare == "target" and _missing(baseline):
+        against = "target (none set for this KPI)"
+    if maturing:
         # a young cohort: outcomes are not in yet, so neither a verdict nor a trend colour would be honest
         resolved = (1 - float(row["pending"]) / float(row["cohort"])) if row.get("cohort") else 0.0
         n_res = float(row["cohort"]) - float(row["pending"])
-        status = "maturing"
         help_text = (
             f"{row.get('definition') or ''}\n\nStill maturing: {n_res:,.0f} of {float(row['cohort']):,.0f} "
             f"({resolved * 100:.0f}%) have an outcome. {row.get('maturity') or ''} "
-            f"The {band} verdict is withheld until the period matures."
+            f"The {band} verdict is withheld until the period matures. Change is against the {against}."
         )
         return Tile(
             label=f"{label} (maturing)",
             value=fmt(row.get("value"), unit),
-            delta=fmt_delta(row.get("value"), row.get("previous"), unit),
+            delta=delta,
             delta_color="off",
             help=help_text.strip(),
-            status=status,
+            status="maturing",
+            goal=status.goal,
+            goal_text=status.goal_text,
         )
-    status = band_status(row.get("value"), row.get("healthy_low"), row.get("healthy_high"))
     help_text = (
-        f"{row.get('definition') or ''}\n\n{band.capitalize()} — now {status}. "
-        "Change is against the previous period of the same length."
+        f"{row.get('definition') or ''}\n\n{band.capitalize()} — now {status.band}. Change is against the {against}."
     )
-    if row.get("previous_is_maturing"):
+    if compare == "previous" and row.get("previous_is_maturing"):
         help_text += " The previous period is itself still maturing."
+    if compare == "last_year" and row.get("last_year_is_maturing"):
+        help_text += " Last year's period is itself still maturing."
     return Tile(
         label=label,
         value=fmt(row.get("value"), unit),
-        delta=fmt_delta(row.get("value"), row.get("previous"), unit),
+        delta=delta,
         delta_color=color,
         help=help_text.strip(),
-        status=status,
+        status=status.band,
+        goal=status.goal,
+        goal_text=status.goal_text,
     )
+
+
+def clock(ts: datetime) -> str:
+    """'8:08 pm': how people say a time of day."""
+    return f"{ts.hour % 12 or 12}:{ts.minute:02d} {'am' if ts.hour < 12 else 'pm'}"
+
+
+def moment(ts: datetime, now: datetime) -> str:
+    """'Nov 29, 8:08 pm' (the year only when it is not this year's)."""
+    day = f"{ts:%b} {ts.day}" + (f", {ts.year}" if ts.year != now.year else "")
+    return f"{day}, {clock(ts)}"
+
+
+def _part_of_day(ts: datetime) -> str:
+    return "morning" if ts.hour < 12 else "afternoon" if ts.hour < 17 else "evening"
+
+
+def ago(ts: datetime, now: datetime) -> str:
+    """When something happened, as people say it: 'just now', '25 minutes ago', 'this morning',
+    'yesterday evening', 'on Monday', 'on Nov 3'."""
+    seconds = (now - ts).total_seconds()
+    if seconds < 90:
+        return "just now"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} minutes ago"
+    days = (now.date() - ts.date()).days
+    if days == 0:
+        return f"this {_part_of_day(ts)}" if seconds >= 3 * 3600 else f"{round(seconds / 3600)} h ago"
+    if days == 1:
+        return f"yesterday {_part_of_day(ts)}"
+    if days < 7:
+        return f"on {ts:%A}"
+    return f"on {ts:%b} {ts.day}" + (f", {ts.year}" if ts.year != now.year else "")
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if _missing(value) or value is None:
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return None
+    if pd.isna(ts):
+        return None
+    return ts.tz_localize(None).to_pydatetime() if ts.tzinfo is not None else ts.to_pydatetime()
+
+
+def freshness(as_of: Any, built_at: Any, now: datetime) -> str:
+    """The line under every title: 'Data through Nov 29, 8:08 pm · updated this morning'."""
+    data, built = _as_datetime(as_of), _as_datetime(built_at)
+    parts = [f"Data through {moment(data, now)}" if data else "Data date not recorded"]
+    if built:
+        parts.append(f"updated {ago(built, now)}")
+    return " · ".join(parts)
 
 
 def countdown(due_at: Any, now: datetime) -> tuple[str, float]:

@@ -78,6 +78,18 @@ def status(settings: Settings) -> RefreshStatus:
     )
 
 
+_SHARE = re.compile(r"(\d[\d,]*)/(\d[\d,]*)$")
+
+
+def progress_share(current: RefreshStatus) -> float | None:
+    """How far the running step is (0..1), read from the CLI's plain progress line `refresh: <step> 12/80`."""
+    match = _SHARE.search(current.last_line)
+    if not match:
+        return None
+    done, total = (float(g.replace(",", "")) for g in match.groups())
+    return max(0.0, min(1.0, done / total)) if total else None
+
+
 def start(settings: Settings, actor: str, extra_args: list[str] | None = None) -> RefreshStatus:
     """Start `ptpulse refresh` detached; refuses to start a second one from the app."""
     current = status(settings)

@@ -44,6 +44,10 @@ PAGE_SOURCES: Mapping[str, tuple[tuple[str, ...], ...]] = {
     "work_queue": (("intake_events", "scheduling_events", "documentation_events", "authorizations", "charges"),),
     "no_show": (("scheduling_events",),),
     "forecast": (("intake_events", "scheduling_events"),),
+    "therapists": (("scheduling_events", "charges"),),
+    "revenue": (("claims", "remittances"),),
+    "diagnoses": (("intake_events",),),
+    "year_over_year": (("scheduling_events", "intake_events", "charges", "claims"),),
 }
 
 
@@ -64,7 +68,44 @@ def missing_message(page: str, loaded: frozenset[str], what: str) -> str | None:
         return None
     wanted = " and ".join(" or ".join(f"{EXPORT_LABELS.get(s, s)} ({s})" for s in group) for group in unmet)
     return (
-        f"**No data for this page yet.** Load {wanted} to see {what or 'this page'}: "
-        "`ptpulse refresh <file or folder>` (or drop the files into the incoming folder and use "
-        "**Admin → Refresh now**). Data health lists what has been loaded so far."
+        f"**No data for this page yet.** Load {wanted} to see {what or 'this page'}: upload the files on the "
+        "**Upload data** page (administrators and clinic managers), or run `ptpulse refresh <file or folder>`. "
+        "Data health lists what has been loaded so far."
+    )
+
+
+# What a new practice loads first, in the order that lights up most of the app (first-run screen).
+FIRST_LOAD: tuple[str, ...] = (
+    "clinics",
+    "patients",
+    "intake_events",
+    "scheduling_events",
+    "charges",
+    "claims",
+    "remittances",
+    "marketing_touches",
+    "marketing_spend",
+)
+
+
+def first_run_message(page: str, can_upload: bool) -> str:
+    """The first-run screen (no analytics build yet): what to load, for this page first, and who can load it."""
+    needs = [s for group in PAGE_SOURCES.get(page, ()) for s in group]
+    rest = [s for s in FIRST_LOAD if s not in needs]
+    page_part = (
+        "This page needs " + " or ".join(f"{EXPORT_LABELS.get(s, s)} (`{s}`)" for s in needs) + ". " if needs else ""
+    )
+    how = (
+        "Upload them on the **Upload data** page: they are checked, loaded and the dashboards built in the "
+        "background, no terminal needed."
+        if can_upload
+        else "Ask an administrator or a clinic manager to upload them on the **Upload data** page."
+    )
+    return (
+        "**Welcome to PT Pulse: no data has been loaded yet.** "
+        + page_part
+        + "Start with your practice-management exports: "
+        + ", ".join(f"{EXPORT_LABELS.get(s, s)} (`{s}`)" for s in rest)
+        + ". Name each CSV after what it holds (for example `intake_events.csv`). "
+        + how
     )

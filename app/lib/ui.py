@@ -13,8 +13,17 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.lib import audit, exports, source_needs
-from app.lib.auth import PAGE_TITLES, AccessDenied, Scope, User, require_page
+from app.lib import audit, exports, formatting, labels, source_needs
+from app.lib.auth import (
+    PAGE_TITLES,
+    UPLOAD_ROLES,
+    AccessDenied,
+    Scope,
+    User,
+    home_page_file,
+    page_file,
+    require_page,
+)
 from app.lib.db import AnalyticsBusy, AnalyticsDb, AnalyticsMissing
 from app.lib.formatting import Tile, kpi_tile
 from app.lib.privacy import deidentify
@@ -91,16 +100,48 @@ class PageContext:
             return None
         return pd.Timestamp(value).to_pydatetime()
 
-    def as_of_caption(self) -> None:
-        built = self.info.get("built_at")
-        st.caption(
-            f"Data as of **{self.info.get('as_of', 'unknown')}** · build {self.info.get('build_id', '?')}"
-            + (f", built {built}" if built is not None else "")
+
+def freshness(info: Mapping[str, Any]) -> None:
+    """The line under every title ('Data through Nov 29, 8:08 pm · updated this morning'), with the build's
+    id and exact times behind an expander for whoever needs to quote them."""
+    if not info:
+        return
+    st.caption(formatting.freshness(info.get("as_of"), info.get("built_at"), datetime.now()))
+    with st.expander("About this data", icon=":material/schedule:"):
+        exact = {
+            "Data through": info.get("as_of"),
+            "Built": info.get("built_at"),
+            "“Now” taken from": labels.label("as_of_source", info.get("as_of_source")),
+            "Build": info.get("build_id"),
+        }
+        st.markdown(
+            "\n".join(
+                f"- {name}: {_exact(value)}"
+                for name, value in exact.items()
+                if value is not None and not (isinstance(value, float) and pd.isna(value))
+            )
         )
 
 
-def refuse(message: str) -> None:
+def _exact(value: Any) -> str:
+    if isinstance(value, datetime | pd.Timestamp):
+        return f"{pd.Timestamp(value):%Y-%m-%d %H:%M:%S}"
+    return str(value)
+
+
+def refuse(message: str, home: str | None = None) -> None:
+    """Refuse and stop; with `home` (the role's home page file), a link back to it so nobody is stranded."""
     st.error(message, icon=":material/lock:")
+    if home:
+        st.page_link(home, label="Go to your home page", icon=":material/home:")
+    st.stop()
+
+
+def _stop_with_sources(message: str, user: User) -> None:
+    """First run / sources never loaded (app/lib/source_needs.py): say what to load and link to the Upload page."""
+    st.info(message, icon=":material/upload_file:")
+    if user.role in UPLOAD_ROLES:
+        st.page_link(page_file("upload"), label="Upload exports", icon=":material/upload_file:")
     st.stop()
 
 
@@ -113,7 +154,7 @@ def page(key: str, needs_data: bool = True) -> PageContext:
         require_page(user, key)
     except AccessDenied as exc:
         _audit_refusal(user, key)
-        refuse(str(exc))
+        refuse(str(exc), home_page_file(user.role))
     s = settings()
     db = get_db(str(s.analytics_db))
     reader = StReader(db, user.scope)
@@ -122,12 +163,16 @@ def page(key: str, needs_data: bool = True) -> PageContext:
     if needs_data:
         try:
             info = build_info(reader)
-        except AnalyticsMissing as exc:
-            st.info(f"**No data yet.** {exc}")
-            st.stop()
+        except AnalyticsMissing:
+            _stop_with_sources(source_needs.first_run_message(key, user.role in UPLOAD_ROLES), user)
         except AnalyticsBusy as exc:
             st.warning(str(exc))
             st.stop()
+        freshness(info)
+        loaded = source_needs.loaded_sources(reader)  # central: every page in PAGE_SOURCES, before any query
+        message = None if loaded is None else source_needs.missing_message(key, loaded, PAGE_TITLES[key])
+        if message:
+            _stop_with_sources(message, user)
     return PageContext(user=user, settings=s, reader=reader, filters=filters, info=info, key=key)
 
 
@@ -159,25 +204,43 @@ def require_tables(ctx: PageContext, *tables: str, what: str = "") -> None:
 # ----------------------------------------------------------------------------------------- widgets
 
 
+_BAND_BADGE = {
+    "in band": ":green[● in healthy band]",
+    "below band": ":orange[● below healthy band]",
+    "above band": ":orange[● above healthy band]",
+    "maturing": ":gray[◌ maturing: outcomes still coming in]",
+}
+_GOAL_COLOR = {"met": "green", "missed": "red", "maturing": "gray", "no value": "gray"}
+
+
 def tiles(rows: list[Tile], per_row: int = 4) -> None:
     for i in range(0, len(rows), per_row):
         cols = st.columns(per_row)
         for col, tile in zip(cols, rows[i : i + per_row], strict=False):
             with col:
                 st.metric(tile.label, tile.value, tile.delta, delta_color=tile.delta_color, help=tile.help, border=True)
-                badge = {
-                    "in band": ":green[● in healthy band]",
-                    "below band": ":orange[● below healthy band]",
-                    "above band": ":orange[● above healthy band]",
-                    "maturing": ":gray[◌ maturing: outcomes still coming in]",
-                }.get(tile.status)
-                if badge:
-                    st.caption(badge)
+                lines = []
+                if tile.goal_text:
+                    lines.append(f":{_GOAL_COLOR.get(tile.goal, 'gray')}[◎ {tile.goal_text}]")
+                if tile.status in _BAND_BADGE:
+                    lines.append(_BAND_BADGE[tile.status])
+                if lines:
+                    st.caption("  \n".join(lines))
 
 
-def kpi_tiles(summary: pd.DataFrame, kpis: list[str] | None = None, per_row: int = 4) -> None:
+def kpi_tiles(
+    summary: pd.DataFrame,
+    kpis: list[str] | None = None,
+    per_row: int = 4,
+    compare: str = "previous",
+    targets: Mapping[str, float] | None = None,
+) -> None:
+    """KPI tiles with deltas against `compare` (formatting.COMPARISONS) and each KPI's target, if any."""
     rows = summary if kpis is None else summary[summary["kpi"].isin(kpis)]
-    tiles([kpi_tile(r) for r in rows.to_dict("records")], per_row=per_row)
+    records = rows.to_dict("records")
+    for r in records:
+        r["target"] = (targets or {}).get(r["kpi"])
+    tiles([kpi_tile(r, compare) for r in records], per_row=per_row)
 
 
 def _on_download(name: str, rows: int, identified: bool) -> None:
@@ -197,7 +260,9 @@ def download(df: pd.DataFrame, name: str, key: str, label: str = "Download CSV")
     identified = exports.has_identities(df)
     st.download_button(
         label,
-        data=lambda: exports.to_csv_bytes(df),
+        # bytes, not a callable: a deferred download gets a new id on every rerun and its click raced the
+        # rerun its own on_click starts ("Deferred file not found"); bytes get a content-hash id, stable
+        data=exports.to_csv_bytes(df),
         file_name=f"{name}.csv",
         mime="text/csv",
         key=f"dl_{key}",
@@ -214,11 +279,30 @@ def table(
     column_config: dict | None = None,
     height: int | str = "auto",
     empty_message: str = "Nothing to show for the selected filters.",
+    pinned: tuple[str, ...] | list[str] = (),
+    placeholder: str = "–",
 ) -> None:
+    """A table as wide as the page that scrolls sideways when it cannot fit, its key columns (`pinned`: the
+    channel, source or cause a row is about) kept in view; a missing value reads `placeholder`, never None."""
     if df.empty:
         st.info(empty_message)
         return
-    st.dataframe(df, hide_index=True, column_config=column_config, height=height, key=f"tbl_{key}")
+    config = dict(column_config or {})
+    for col in pinned:
+        spec = config.get(col)
+        if spec is None or isinstance(spec, str):
+            config[col] = st.column_config.Column(spec or col, pinned=True)
+        else:
+            config[col] = {**spec, "pinned": True}
+    st.dataframe(
+        df,
+        hide_index=True,
+        column_config=config or None,
+        height=height,
+        key=f"tbl_{key}",
+        placeholder=placeholder,
+        width="stretch",
+    )
     download(df, name, key)
 
 

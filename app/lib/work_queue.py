@@ -32,6 +32,26 @@ LEAD_TABLE = "ml.lead_scores"
 
 VIEWS = ("Open", "Snoozed", "Done or lost", "All")
 
+# Which queues (work_queue_rules.csv `queue`) each role works. The front desk does not see clinicians' tasks
+# (unsigned notes): they cannot act on them. Managers and owners oversee every queue.
+ROLE_QUEUES: Mapping[str, frozenset[str]] = {
+    "front_desk": frozenset({"front_desk"}),
+    "manager": frozenset({"front_desk", "clinician"}),
+    "owner": frozenset({"front_desk", "clinician"}),
+}
+CLOSED = ("done", "lost")
+STATUS_LABELS: Mapping[str, str] = {"open": "Open", "snoozed": "Snoozed", "done": "Done", "lost": "Lost"}
+
+
+def for_role(candidates: pd.DataFrame, role: str) -> pd.DataFrame:
+    """The candidates of the queues the role works (ROLE_QUEUES); a rule missing from the seed stays visible
+    to overseeing roles only, so nothing silently drops for managers and owners."""
+    queues = ROLE_QUEUES.get(role, frozenset())
+    mine = {k for k, r in RULES.items() if r.queue in queues}
+    oversees = queues >= {"front_desk", "clinician"}
+    keep = candidates["rule"].isin(mine) | (oversees & ~candidates["rule"].isin(RULES))
+    return candidates[keep]
+
 
 def rule_label(rule: str) -> str:
     """The rule's label from the seed; a rule missing from it still reads as words (a test keeps none missing)."""
@@ -124,6 +144,10 @@ def assemble(
     sla = [countdown(d, now) for d in df["due_at"]]
     df["sla"] = [s[0] for s in sla]
     df["hours_left"] = [s[1] if math.isfinite(s[1]) else None for s in sla]
+    closed = df["status"].isin(CLOSED)  # a finished task has no clock running
+    df.loc[closed, "sla"] = df.loc[closed, "status"].map(STATUS_LABELS)
+    df.loc[closed, "hours_left"] = None
+    df["status_label"] = df["status"].map(STATUS_LABELS).fillna(df["status"])
     df = df.sort_values(["priority", "due_at"], na_position="last", kind="stable").reset_index(drop=True)
     df = _rank_by_value(df)
     df.insert(0, "rank", range(1, len(df) + 1))

@@ -74,6 +74,21 @@ def is_interop(path: Path) -> bool:
     return Path(path).suffix.lower() in SUFFIXES or looks_like_x12(Path(path))
 
 
+class FrameRows:
+    """Rows mapped in SQL, kept as one polars frame; iterates as (line, {column: text}) like a reader's list."""
+
+    def __init__(self, frame) -> None:
+        self.frame = frame
+
+    def __len__(self) -> int:
+        return self.frame.height
+
+    def __iter__(self):
+        for row in self.frame.iter_rows(named=True):
+            line = row.pop("_src_line")
+            yield line, row
+
+
 @dataclass
 class Batch:
     """Everything one file yields: rows per target source (with the position each came from) and notes.
@@ -96,6 +111,13 @@ class Batch:
             raise KeyError(f"{source} has no column(s) {sorted(unknown)}")
         row = {c: _text(values.get(c)) for c in contract.column_names}
         self.rows.setdefault(source, []).append((line, row))
+
+    def add_frame(self, source: str, frame) -> None:
+        """All rows of `source` mapped in SQL (fhir_fast): a polars frame of the contract's columns as text
+        (empty = null, as `add` makes them) plus `_src_line`; the loader stages the frame as it is."""
+        if set(frame.columns) != set(self.contracts[source].column_names) | {"_src_line"}:
+            raise KeyError(f"{source}: a mapped frame must hold exactly the contract's columns and _src_line")
+        self.rows[source] = FrameRows(frame)  # type: ignore[assignment]
 
     def ignore(self, what: str) -> None:
         self.ignored[what] += 1
@@ -120,14 +142,14 @@ def read_interop(path: Path, contracts: Mapping[str, Contract]) -> Batch:
     """Read a FHIR (.json/.ndjson) or X12 file (.835/.837/.x12/.edi, or any name starting with an ISA header);
     FileRefused when it cannot be read."""
     from ingestion.files import display_name
-    from ingestion.interop import fhir, x12
+    from ingestion.interop import fhir, fhir_fast, x12
 
     batch = Batch(contracts)
     suffix = Path(path).suffix.lower()
     is_x12 = suffix in X12_SUFFIXES or looks_like_x12(Path(path))
     try:
         if suffix in FHIR_SUFFIXES and not is_x12:
-            fhir.read(Path(path), batch)
+            fhir.read(Path(path), batch, fast=fhir_fast.read_bulk)
         elif is_x12:
             x12.read(Path(path), batch)
         else:  # pragma: no cover - the loader only dispatches known suffixes

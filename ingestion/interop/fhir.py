@@ -55,6 +55,10 @@ APPOINTMENT_EVENT = {
     "cancelled": "cancelled",
     "noshow": "no_show",
 }
+# The practice's own code systems (a PT Pulse export, seed_data/formats/fhir_bulk.py): codes are contract values
+PTPULSE_VISIT_TYPE = "https://ptpulse.example.org/fhir/CodeSystem/visit-type"
+PTPULSE_CANCEL_REASON = "https://ptpulse.example.org/fhir/CodeSystem/cancel-reason"
+CARC_SYSTEM = "https://x12.org/codes/claim-adjustment-reason-codes"
 VISIT_TYPE = {"FOLLOWUP": "follow_up"}  # v2-0276; the other codes (ROUTINE, WALKIN, ...) name no PT visit type
 CANCEL_REASON = {
     "pat-fb": "feeling_better",
@@ -69,7 +73,9 @@ SR_SKIPPED_INTENT = {"proposal", "plan", "option"}
 PATIENT_RESPONSIBILITY = {"copay", "deductible", "coinsurance"}
 
 
-def read(path: Path, batch: Batch) -> None:
+def read(path: Path, batch: Batch, fast: Any = None) -> None:
+    """Map one FHIR file into `batch`. `fast(path, text, batch) -> bool` may map a Bulk folder's NDJSON file in
+    SQL (fhir_fast.read_bulk, passed in by read_interop); when it declines, every resource is mapped here."""
     text = read_text(path, "FHIR JSON", FIX)
     folder = _folder(path) if path.suffix.lower() == ".ndjson" else None
     if folder is not None and folder.transaction_time:
@@ -77,6 +83,12 @@ def read(path: Path, batch: Batch) -> None:
     if _export_log_time(text) is not None:
         batch.notes.append("FHIR Bulk Data export log / manifest: read for its transactionTime, holds no resource")
         return
+    if fast is not None and path.suffix.lower() == ".ndjson" and folder is not None and _fast_enabled():
+        leftover = fast(path, text, batch)
+        if leftover is not None:
+            if leftover:
+                _read_lines(path, text, batch, folder, set(leftover))
+            return
     if path.suffix.lower() == ".ndjson":
         # split on \n only: str.splitlines() also splits on characters JSON allows inside strings (U+2028...)
         for number, line in enumerate(text.split("\n"), start=1):
@@ -93,6 +105,34 @@ def read(path: Path, batch: Batch) -> None:
                 )
     else:
         _mapped(path, "the resource", _read_resource, _parse(path, text, None), 1, batch, path, None)
+
+
+def _read_lines(path: Path, text: str, batch: Batch, folder: _Folder, lines: set[int]) -> None:
+    """The NDJSON lines the SQL reader left (unusual shapes), mapped here resource by resource and merged into
+    its frames in line order, so the file's rows are those the per-resource reader alone would give."""
+    import polars as pl
+
+    side = Batch(batch.contracts)
+    for number, line in enumerate(text.split("\n"), start=1):
+        if number in lines and line.strip():
+            resource = _parse(path, line, f"line {number}")
+            _mapped(path, f"line {number}", _read_resource, resource, number, side, path, folder)
+    batch.ignored.update(side.ignored)
+    for source, rows in side.rows.items():
+        columns = list(batch.contracts[source].column_names)
+        frame = pl.DataFrame(
+            {c: [row[c] for _, row in rows] for c in columns}, schema={c: pl.Utf8 for c in columns}
+        ).with_columns(pl.Series("_src_line", [n for n, _ in rows], dtype=pl.Int64))
+        if source in batch.rows:
+            frame = pl.concat([batch.rows[source].frame, frame]).sort("_src_line", maintain_order=True)
+        batch.add_frame(source, frame)
+
+
+def _fast_enabled() -> bool:
+    """The SQL mapping of Bulk files (fhir_fast.py) is on unless PTPULSE_FHIR_FAST=0 (tests compare both paths)."""
+    import os
+
+    return os.environ.get("PTPULSE_FHIR_FAST", "1") != "0"
 
 
 # --- Bulk Data $export folders ------------------------------------------------------------------------------
@@ -141,31 +181,48 @@ def _export_log_time(text: str) -> str | None:
 class _Folder:
     """What a Bulk export folder tells every NDJSON file in it: the export's transactionTime (log or manifest)
     and the referenced resources (Location, Practitioner, Encounter...) of the sibling files, so references
-    across files resolve. Sibling lines that cannot be read are skipped here (their own load refuses them)."""
+    across files resolve. Sibling lines that cannot be read are skipped here (their own load refuses them).
+
+    The sibling files are parsed lazily, per resource type, the first time a reference to that type is resolved
+    (a multi-GB export whose Encounters are mapped in SQL never parses them here); the first resource of each
+    `Type/id` in file-name order wins, as if all were read up front."""
 
     def __init__(self, folder: Path) -> None:
         self.transaction_time: str | None = None
-        self.index = _Index()
-        for sibling in sorted(folder.iterdir()):
+        self.index = _FolderIndex()
+        for rank, sibling in enumerate(sorted(folder.iterdir())):
             if sibling.is_symlink() or not sibling.is_file() or sibling.suffix.lower() not in (".ndjson", ".json"):
                 continue
-            try:
-                text = sibling.read_text(encoding="utf-8-sig")
-            except (OSError, UnicodeDecodeError):
-                continue
-            when = _export_log_time(text)
-            if when:
-                self.transaction_time = max(self.transaction_time or "", when)
-                continue
+            if not _resource_head(sibling):
+                try:
+                    text = sibling.read_text(encoding="utf-8-sig")
+                except (OSError, UnicodeDecodeError):
+                    continue
+                when = _export_log_time(text)
+                if when:
+                    self.transaction_time = max(self.transaction_time or "", when)
+                    continue
             if sibling.suffix.lower() != ".ndjson" or not any(t in sibling.name for t in REFERENCED_TYPES):
                 continue
-            for line in text.split("\n"):
-                try:
-                    resource = json.loads(line, parse_float=Decimal) if line.strip() else None
-                except (ValueError, RecursionError):
-                    continue
-                if isinstance(resource, dict) and resource.get("resourceType") in REFERENCED_TYPES:
-                    self.index.add(resource, None)
+            self.index.pending.append((rank, sibling))
+
+
+def _resource_head(path: Path) -> bool:
+    """True when the file's first line (within its first MB) is a FHIR resource, so it is no export log
+    (`_export_log_time` says None for it) and need not be read whole to find out."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1 << 20)
+    except OSError:
+        return False
+    text = head.decode("utf-8-sig", errors="replace").lstrip()
+    if "\n" not in text:
+        return False
+    try:
+        first = json.loads(text.split("\n", 1)[0])
+    except (ValueError, RecursionError):
+        return '"resourceType"' in text[:4096]
+    return isinstance(first, dict) and "resourceType" in first
 
 
 _FOLDERS: dict[tuple, _Folder] = {}
@@ -267,6 +324,132 @@ class _Index:
             return found
         match = REFERENCE.search(text)
         return self.get(f"{match.group(1)}/{match.group(2)}") if match else None
+
+
+class _FolderIndex(_Index):
+    """The export folder's index (see `_Folder`): `get` / `typed` load the sibling files holding a type first."""
+
+    TYPE_IN_TEXT = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, dict] = {}
+        self.rank: dict[str, int] = {}
+        self.typed_all: dict[str, list[tuple[int, dict]]] = {}
+        self.memo: dict[str, dict] = {}
+        self.parent = None
+        self.pending: list[tuple[int, Path]] = []
+        self.types_of: dict[Path, set[str]] = {}
+        self.loaded: set[str] = set()
+
+    def ensure(self, rtype: str) -> None:
+        """Parse every pending sibling that holds a `rtype` resource (a text scan decides, over-approximating)."""
+        if rtype in self.loaded or rtype not in REFERENCED_TYPES:
+            return
+        self.loaded.add(rtype)
+        for rank, sibling in list(self.pending):
+            if sibling not in self.types_of:
+                try:  # the types a file holds, found once per file by a byte scan (over-approximates: nested too)
+                    self.types_of[sibling] = {m.decode() for m in set(self.TYPE_IN_TEXT.findall(sibling.read_bytes()))}
+                except OSError:
+                    self.types_of[sibling] = set()
+            if rtype not in self.types_of[sibling]:
+                continue
+            self.pending.remove((rank, sibling))
+            try:
+                text = sibling.read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError):
+                continue
+            for line in text.split("\n"):
+                try:
+                    resource = json.loads(line, parse_float=Decimal) if line.strip() else None
+                except (ValueError, RecursionError):
+                    continue
+                if isinstance(resource, dict) and resource.get("resourceType") in REFERENCED_TYPES:
+                    self.add(resource, rank)
+
+    def add(self, resource: dict, rank: int) -> None:
+        rtype, rid = resource.get("resourceType"), resource.get("id")
+        keys = []
+        if rtype and rid:
+            keys.append(f"{rtype}/{rid}")
+            self.typed_all.setdefault(rtype, []).append((rank, resource))
+        idents = resource.get("identifier")
+        for ident in idents if isinstance(idents, list) else [idents]:
+            if isinstance(ident, dict) and ident.get("value") and rtype:
+                keys.append(f"{rtype}?identifier={ident.get('system', '')}|{ident['value']}")
+        for key in keys:
+            if key not in self.by_key or rank < self.rank[key]:
+                self.by_key[key], self.rank[key] = resource, rank
+
+    HEAVY = ("Encounter", "Appointment", "Claim")  # the volume types: looked up by key, not parsed whole
+
+    def get(self, key: str) -> dict | None:
+        rtype = re.split(r"[/?]", key, maxsplit=1)[0]
+        if rtype in self.HEAVY and rtype not in self.loaded and "/" in key and "?" not in key:
+            return self._heavy_get(rtype, key)
+        self.ensure(rtype)
+        return self.by_key.get(key)
+
+    def _heavy_get(self, rtype: str, key: str) -> dict | None:
+        """One `Type/id` of a volume type, from a DuckDB table of the files holding that type (built once: key,
+        file rank, line, JSON; the first of each key wins, as `ensure` would keep it)."""
+        import duckdb
+
+        if not hasattr(self, "heavy"):
+            self.heavy = duckdb.connect()
+            self.heavy_types: set[str] = set()
+            self.heavy_rows: dict[str, dict[str, str]] = {}
+        if rtype not in self.heavy_types:
+            self.heavy_types.add(rtype)
+            self.ensure_types_of()
+            files = [(rank, p) for rank, p in self.pending if rtype in self.types_of.get(p, set())]
+            self.heavy.execute(f"CREATE TABLE IF NOT EXISTS h_{rtype} (key VARCHAR, rank INT, line BIGINT, j VARCHAR)")
+            for rank, sibling in files:
+                self.heavy.execute(
+                    f"INSERT INTO h_{rtype} SELECT json->>'$.resourceType' || '/' || (json->>'$.id'), ?, "
+                    "row_number() OVER (), json::VARCHAR FROM read_json_objects(?, format = 'newline_delimited', "
+                    "ignore_errors = true)",
+                    [rank, str(sibling)],
+                ).fetchall()
+            self.heavy.execute(
+                f"CREATE OR REPLACE TABLE h_{rtype} AS SELECT * FROM h_{rtype} WHERE json_valid(j) "
+                f"AND j->>'$.resourceType' = '{rtype}' AND json_type(j, '$.id') = 'VARCHAR' "
+                "QUALIFY row_number() OVER (PARTITION BY key ORDER BY rank, line) = 1"
+            ).fetchall()
+            self.heavy_rows[rtype] = dict(self.heavy.execute(f"SELECT key, j FROM h_{rtype}").fetchall())
+            self.heavy.execute(f"DROP TABLE h_{rtype}").fetchall()
+        found = self.heavy_rows[rtype].get(key)  # parsed per lookup: only the resources referenced are parsed
+        return json.loads(found, parse_float=Decimal) if found is not None else None
+
+    def ensure_types_of(self) -> None:
+        for _, sibling in self.pending:
+            if sibling not in self.types_of:
+                try:
+                    self.types_of[sibling] = {m.decode() for m in set(self.TYPE_IN_TEXT.findall(sibling.read_bytes()))}
+                except OSError:
+                    self.types_of[sibling] = set()
+
+    @property
+    def typed(self) -> dict[str, list[dict]]:
+        return _TypedView(self)
+
+
+class _TypedView:
+    """`index.typed.get(rtype, [])` of the folder index: loads the type, lists its resources in file order,
+    each `Type/id` once (the first)."""
+
+    def __init__(self, index: _FolderIndex) -> None:
+        self.index = index
+
+    def get(self, rtype: str, default: list | None = None) -> list[dict]:
+        self.index.ensure(rtype)
+        found, seen = [], set()
+        for _, res in sorted(self.index.typed_all.get(rtype, []), key=lambda pair: pair[0]):
+            key = f"{rtype}/{res.get('id')}"
+            if key not in seen:
+                seen.add(key)
+                found.append(res)
+        return found if found else (default if default is not None else [])
 
 
 def _read_resource(root: dict, line: int, batch: Batch, path: Path, folder: _Folder | None) -> None:
@@ -505,7 +688,7 @@ def _service_request(c: _Ctx) -> None:
     if requester_type in ("Practitioner", "PractitionerRole"):
         target = c.index.resolve(requester, r)
         physician = _npi((requester or {}).get("identifier")) or (_npi_of(target) if target else None)
-    clinic = next((c.ref_id(x) for x in r.get("locationReference") or []), None)
+    clinic = next((c.clinic(x) for x in r.get("locationReference") or []), None)  # sets the zone
     if clinic is None:
         clinic = next(
             (
@@ -530,7 +713,7 @@ def _service_request(c: _Ctx) -> None:
         patient_id=c.ref_id(subject) if c.ref_type(subject) == "Patient" else None,
         clinic_id=clinic,
         event_type="received",
-        event_at=timestamp(r.get("authoredOn")),
+        event_at=c.time(r.get("authoredOn")),
         intake_kind="referral",
         source_type=source_type,
         referring_physician_id=physician,
@@ -572,27 +755,36 @@ def _appointment(c: _Ctx) -> None:
         (c.ref_id(x) for x in r.get("supportingInformation") or [] if c.ref_type(x) == "EpisodeOfCare"), None
     )
     referral = next((c.ref_id(x) for x in r.get("basedOn") or [] if c.ref_type(x) == "ServiceRequest"), None)
-    last_updated = timestamp((r.get("meta") or {}).get("lastUpdated"))
-    event_at = (timestamp(r.get("created")) or last_updated) if event_type == "booked" else last_updated
-    c.batch.add(
-        "scheduling_events",
-        c.line,
-        event_id=f"{c.key}#{event_type}",
-        appointment_id=c.key,
-        episode_id=episode,
-        referral_id=referral,
-        patient_id=next((c.ref_id(a) for a in by_type.get("Patient", [])), None),
-        clinic_id=next((c.ref_id(a) for a in by_type.get("Location", [])), None),
-        therapist_id=c.ref_id(therapist, prefer_npi=True) if therapist else None,
-        event_type=event_type,
-        event_at=event_at,
-        scheduled_start=timestamp(r.get("start")),
-        duration_min=_minutes(r),
-        visit_type=VISIT_TYPE.get(first_code(r.get("appointmentType")) or ""),
-        cancel_reason=_cancel_reason(r) if event_type == "cancelled" else None,
-        notice_hours=None,
-        recorded_by=None,
+    clinic = next((c.clinic(a) for a in by_type.get("Location", [])), None)  # sets the zone for the times
+    last_updated = c.time((r.get("meta") or {}).get("lastUpdated"))
+    created = c.time(r.get("created"))
+    # `created` is when the appointment was made: its booking, whatever its status now; the current status
+    # is an event at meta.lastUpdated
+    events = (
+        [("booked", created or last_updated)]
+        if event_type == "booked"
+        else [("booked", created)] * bool(created) + [(event_type, last_updated)]
     )
+    for kind, event_at in events:
+        c.batch.add(
+            "scheduling_events",
+            c.line,
+            event_id=f"{c.key}#{kind}",
+            appointment_id=c.key,
+            episode_id=episode,
+            referral_id=referral,
+            patient_id=next((c.ref_id(a) for a in by_type.get("Patient", [])), None),
+            clinic_id=clinic,
+            therapist_id=c.ref_id(therapist, prefer_npi=True) if therapist else None,
+            event_type=kind,
+            event_at=event_at,
+            scheduled_start=c.time(r.get("start")),
+            duration_min=_minutes(r),
+            visit_type=_visit_type(r),
+            cancel_reason=_cancel_reason(r) if kind == "cancelled" else None,
+            notice_hours=None,
+            recorded_by=None,
+        )
 
 
 def _minutes(r: dict) -> str | None:
@@ -606,7 +798,17 @@ def _minutes(r: dict) -> str | None:
     return str(int((end - start).total_seconds() // 60))
 
 
+def _visit_type(appointment: dict | None) -> str | None:
+    """The practice's own visit type when its code system says it, else v2-0276 FOLLOWUP -> follow_up."""
+    concept = (appointment or {}).get("appointmentType")
+    own = first_code(concept, {PTPULSE_VISIT_TYPE})
+    return own or VISIT_TYPE.get(first_code(concept) or "")
+
+
 def _cancel_reason(r: dict) -> str | None:
+    own = first_code(r.get("cancelationReason"), {PTPULSE_CANCEL_REASON})
+    if own:
+        return own
     code = first_code(r.get("cancelationReason"))
     if code is None:
         return None
@@ -621,24 +823,29 @@ def _claim(c: _Ctx) -> None:
     items = r.get("item") or []
     patient = c.ref_id(r.get("patient"))
     clinic = c.ref_id(r.get("facility"), prefer_npi=True)
+    c.clinic(r.get("facility"))  # its zone converts `created`
     if clinic is None and c.ref_type(r.get("provider")) == "Organization":
         clinic = c.ref_id(r.get("provider"), prefer_npi=True)
+        c.clinic(r.get("provider"))
     period = (r.get("billablePeriod") or {}).get("start")
     item_dates = sorted(d for d in (_period_start(i) for i in items) if d)
     service_date = date(period) or (item_dates[0] if item_dates else None)
     billed = money(r.get("total"))
     if billed is None and items and all(money(i.get("net")) for i in items):
         billed = str(sum(Decimal(money(i["net"])) for i in items))
+    visits = [_visit(c, next((c.index.resolve(e, r) for e in i.get("encounter") or []), None)) for i in items]
+    episodes = {v.get("episode_id") for v in visits}
+    submitted = c.time(r.get("created"))
     c.batch.add(
         "claims",
         c.line,
         claim_id=c.key,
-        episode_id=None,
+        episode_id=episodes.pop() if len(episodes) == 1 else None,  # the items' encounters' episode, if one
         patient_id=patient,
         clinic_id=clinic,
         payer_id=c.ref_id(r.get("insurer")),
         service_date=service_date,
-        submitted_at=timestamp(r.get("created")),
+        submitted_at=submitted,
         billed_usd=billed,
     )
     care_team = {t.get("sequence"): t.get("provider") for t in r.get("careTeam") or []}
@@ -647,7 +854,7 @@ def _claim(c: _Ctx) -> None:
         if c.ref_type(r.get("provider")) in ("Practitioner", "PractitionerRole")
         else next(iter(care_team.values()), None)
     )
-    for item in items:
+    for item, visit in zip(items, visits, strict=True):
         team = [care_team.get(s) for s in item.get("careTeamSequence") or [] if care_team.get(s)]
         provider = team[0] if team else default_provider
         quantity = (item.get("quantity") or {}).get("value")
@@ -655,7 +862,6 @@ def _claim(c: _Ctx) -> None:
         if charge is None and money(item.get("unitPrice")) and quantity is not None:
             charge = str(Decimal(money(item["unitPrice"])) * Decimal(str(quantity)))
         modifiers = "|".join(code for m in item.get("modifier") or [] for _, code in codes(m)[:1])
-        visit = _visit(c, next((c.index.resolve(e, r) for e in item.get("encounter") or []), None))
         c.batch.add(
             "charges",
             c.line,
@@ -672,7 +878,7 @@ def _claim(c: _Ctx) -> None:
             units=whole(quantity),
             minutes=None,
             charge_usd=charge,
-            posted_at=None,
+            posted_at=submitted,  # a Claim has no posting time: its lines are posted when it is created (as X12)
         )
 
 
@@ -691,7 +897,8 @@ def _remittance(c: _Ctx) -> None:
         claim_id = f"fhir:{ident.get('system', '')}|{ident['value']}" if ident else None
     payment = r.get("payment") or {}
     common = dict(claim_id=claim_id, payer_id=c.ref_id(r.get("insurer")))
-    created = timestamp(r.get("created"))
+    c.clinic(r.get("facility"))  # its zone converts `created`
+    created = c.time(r.get("created"))
     totals = {first_code(t.get("category")): money(t.get("amount")) for t in r.get("total") or []}
     if r.get("outcome") == "error":
         c.batch.add(
@@ -701,6 +908,7 @@ def _remittance(c: _Ctx) -> None:
             event_type="denial",
             event_at=created,
             amount_usd=totals.get("submitted"),
+            carc_code=_denial_reason(r),
             **common,
         )
     paid = money(payment.get("amount")) or totals.get("benefit")  # payment made, else the benefit payable
@@ -741,6 +949,14 @@ def _remittance(c: _Ctx) -> None:
         )
 
 
+def _denial_reason(r: dict) -> str | None:
+    """The CARC of a denied EOB: the first adjudication `reason` coded in the X12 CARC system (header, then items)."""
+    adjudications = list(r.get("adjudication") or []) + [
+        adj for item in r.get("item") or [] for adj in item.get("adjudication") or []
+    ]
+    return next((code for adj in adjudications if (code := first_code(adj.get("reason"), {CARC_SYSTEM}))), None)
+
+
 def _adjudicated(r: dict, categories: set[str]) -> Decimal | None:
     """Sum of the adjudication amounts of `categories`: per item (first adjudication of each category per
     item, as Blue Button repeats `submitted`), else the resource totals; None when neither states one."""
@@ -764,10 +980,25 @@ def _adjudicated(r: dict, categories: set[str]) -> Decimal | None:
     return total if found else None
 
 
-def _reverse(c: _Ctx, rtype: str, element: str, npi: bool = False) -> dict[str, list[dict]]:
+class _Reverse:
+    """Resources of one type by the id their reference element points to, across the file's index and the
+    export folder's (parent first); looked up per target, never merged per call (that was O(n^2))."""
+
+    def __init__(self, tables: list[dict[str, list[dict]]]) -> None:
+        self.tables = tables
+
+    def get(self, target: str, default: list | None = None) -> list[dict]:
+        found = [res for table in self.tables for res in table.get(target, [])]
+        return found if found else (default if default is not None else [])
+
+    def keys(self) -> set[str]:
+        return {key for table in self.tables for key in table}
+
+
+def _reverse(c: _Ctx, rtype: str, element: str, npi: bool = False) -> _Reverse:
     """Resources of `rtype` by the id their `element` reference points to, built once per index (file and
     export folder), so a Patient finds its Coverage without a scan per Patient."""
-    merged: dict[str, list[dict]] = {}
+    tables = []
     for index in (c.index.parent, c.index):
         if index is None:
             continue
@@ -780,9 +1011,8 @@ def _reverse(c: _Ctx, rtype: str, element: str, npi: bool = False) -> dict[str, 
                 if target:
                     table.setdefault(target, []).append(res)
             index.memo[key] = table
-        for target, found in index.memo[key].items():
-            merged.setdefault(target, []).extend(found)
-    return merged
+        tables.append(index.memo[key])
+    return _Reverse(tables)
 
 
 def _coverage_of(c: _Ctx) -> dict | None:
@@ -873,7 +1103,7 @@ def _organization(c: _Ctx) -> None:
         for i in r.get("identifier") or []
         if isinstance(i, dict) and i.get("value")
     }
-    managed = bool(mine & set(_reverse(c, "Location", "managingOrganization")))
+    managed = bool(mine & _reverse(c, "Location", "managingOrganization").keys())
     if managed:
         c.batch.ignore("FHIR Organization (its Locations are the clinics)")
         return
@@ -1014,11 +1244,15 @@ def _encounter(c: _Ctx) -> None:
         c.batch.ignore(f"FHIR Encounter (not an ambulatory visit, or status {shown_code(status)})")
         return
     ids = _visit(c, r)
+    booked = next((c.index.resolve(a, r) for a in r.get("appointment") or []), None)
     period = r.get("period") or {}
     start, end = c.time(period.get("start")), c.time(period.get("end"))
     minutes = _minutes({"start": period.get("start"), "end": period.get("end")}) if period.get("end") else None
     if (r.get("length") or {}).get("unit") in ("min", "minutes") and (r.get("length") or {}).get("value") is not None:
         minutes = whole(r["length"]["value"])
+    scheduled = start
+    if isinstance(booked, dict) and booked.get("resourceType") == "Appointment" and booked.get("start"):
+        scheduled, minutes = c.time(booked["start"]), _minutes(booked)  # the booked slot, by reference
     events = [("arrived", start)] + ([("completed", end or start)] if status == "finished" else [])
     for event_type, event_at in events:
         c.batch.add(
@@ -1027,9 +1261,9 @@ def _encounter(c: _Ctx) -> None:
             event_id=f"{c.key}#{event_type}",
             event_type=event_type,
             event_at=event_at,
-            scheduled_start=start,
+            scheduled_start=scheduled,
             duration_min=minutes,
-            visit_type=None,
+            visit_type=_visit_type(booked),
             cancel_reason=None,
             notice_hours=None,
             recorded_by=None,

@@ -307,7 +307,7 @@ class _Claim:
 def _read_837p(ix: Interchange, tx: list[Segment], batch: Batch) -> None:
     """Loops used: 2010AA billing provider, 2010BA subscriber, 2010BB payer, 2000C patient, 2300 claim
     (CLM, REF*EA, DTP*472, 2310B rendering NM1*82, 2310C facility NM1*77), 2320/2330 other payer (skipped),
-    2400 line (LX, SV1, DTP*472, 2420A rendering NM1*82)."""
+    2400 line (LX, SV1, DTP*472, REF*6R line item control number, 2420A rendering NM1*82)."""
     submitted_at = None
     billing_npi = member_id = payer_id = None
     dependent = False
@@ -364,6 +364,8 @@ def _read_837p(ix: Interchange, tx: list[Segment], batch: Batch) -> None:
             loop = "other_payer"  # 2320: other subscriber / payer of a COB claim; not this claim's payer
         elif sid == "REF" and loop == "claim" and seg[1] == "EA":
             claim.mrn = seg[2] or None
+        elif sid == "REF" and loop == "line" and seg[1] == "6R" and claim.lines and seg[2]:
+            claim.lines[-1]["control"] = seg[2]  # 2400 line item control number: the practice's own line id
         elif sid == "DTP" and seg[1] == "472":
             if loop == "claim":
                 claim.service_date = x12_date(seg[3])
@@ -419,7 +421,7 @@ def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
         batch.add(
             "charges",
             line["seg"].pos,
-            charge_id=f"{claim.claim_id}#{line['lx']}",
+            charge_id=line.get("control") or f"{claim.claim_id}#{line['lx']}",
             claim_id=claim.claim_id,
             appointment_id=None,
             episode_id=None,

@@ -34,6 +34,12 @@ def register_pseudonym(conn: duckdb.DuckDBPyConnection, key_file: str) -> None:
             state["key"] = load_key(key_file)
         return pseudonyms(state["key"], values)
 
+    # dbt-duckdb may configure the same connection again (e.g. after a failed open): replace, never fail on
+    # "already created", which would hide the real error.
+    try:
+        conn.remove_function(UDF_NAME)
+    except duckdb.InvalidInputException:
+        pass  # not registered yet: the usual case
     conn.create_function(
         UDF_NAME,
         udf,

@@ -59,7 +59,7 @@ def test_every_rule_written_in_the_mart_sql_has_a_seed_row():
     assert len(emitted) >= 8 and "medicare_kx_threshold" in emitted
     assert emitted <= set(queue_vocabulary.rules())
     by_ml = {k for k, r in queue_vocabulary.rules().items() if r.emitted_by != "work_queue_candidates"}
-    assert by_ml == {HIGH_RISK_RULE} and not emitted & by_ml
+    assert by_ml == {HIGH_RISK_RULE, "denial_fix_before_submit"} and not emitted & by_ml
 
 
 def test_labels_priorities_and_who_works_it_come_from_the_seed():

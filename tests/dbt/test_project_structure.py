@@ -158,8 +158,9 @@ def test_mart_domain_folders_build_into_the_marts_schema():
         assert domain in MART_DOMAINS and path.parent.parent == MODELS / "marts", (
             f"{path}: marts live in one of models/marts/{{{','.join(sorted(MART_DOMAINS))}}}/"
         )
-        assert entries[name][0] == path.parent / f"_{domain}.yml", (
-            f"{entries[name][0]}: describe {name} in {path.parent / f'_{domain}.yml'}, beside its SQL"
+        yml = entries[name][0]  # the folder's _<domain>.yml, or a topic file _<domain>__<topic>.yml beside it
+        assert yml.parent == path.parent and (yml.stem == f"_{domain}" or yml.stem.startswith(f"_{domain}__")), (
+            f"{yml}: describe {name} in {path.parent / f'_{domain}.yml'} (or _{domain}__<topic>.yml), beside its SQL"
         )
         assert "config(" not in path.read_text(encoding="utf-8") or "schema=" not in path.read_text(encoding="utf-8"), (
             f"{path}: a mart must not set its own schema"

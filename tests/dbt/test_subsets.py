@@ -62,11 +62,21 @@ def build_subset(
     return settings
 
 
-@pytest.fixture(scope="module", params=sorted(SUBSETS))
-def subset(request, tmp_path_factory) -> tuple[str, Settings]:
-    name = request.param
-    home = tmp_path_factory.mktemp(name)
-    return name, build_subset(SUBSETS[name], home, header_only=name == "empty_file", unknown_codes=name == "billing")
+@pytest.fixture(scope="module")
+def subset_build(tmp_path_factory):
+    """Builds each subset once per module, on first use: every test asks for the subset it is about, so no
+    test runs (or skips) over subsets that are not its own."""
+    built: dict[str, Settings] = {}
+
+    def get(name: str) -> tuple[str, Settings]:
+        if name not in built:
+            home = tmp_path_factory.mktemp(name)
+            built[name] = build_subset(
+                SUBSETS[name], home, header_only=name == "empty_file", unknown_codes=name == "billing"
+            )
+        return name, built[name]
+
+    return get
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -88,8 +98,9 @@ EXPECTED_AS_OF = {
 }
 
 
-def test_subset_builds_every_mart_with_as_of_from_what_it_loaded(subset, tiny_home):
-    name, settings = subset
+@pytest.mark.parametrize("subset_name", sorted(SUBSETS))
+def test_subset_builds_every_mart_with_as_of_from_what_it_loaded(subset_name, subset_build, tiny_home):
+    name, settings = subset_build(subset_name)
     with duckdb.connect(str(tiny_home.analytics_db), read_only=True) as full:
         all_marts = _tables(full)
     with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
@@ -107,10 +118,8 @@ def test_subset_builds_every_mart_with_as_of_from_what_it_loaded(subset, tiny_ho
         assert (as_of, as_of_source) == EXPECTED_AS_OF[name]
 
 
-def test_remittances_alone_land_and_show_on_data_health(subset):
-    name, settings = subset
-    if name != "remittances_only":
-        pytest.skip("remittances-only subset")
+def test_remittances_alone_land_and_show_on_data_health(subset_build):
+    _, settings = subset_build("remittances_only")
     with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
         cov = con.execute(
             "select rows_in_build, files_loaded, rows_landed from marts.source_coverage where source = 'remittances'"
@@ -122,11 +131,9 @@ def test_remittances_alone_land_and_show_on_data_health(subset):
     assert health == [("remittances", lines)]
 
 
-def test_billing_subset_gives_the_full_builds_claim_figures(subset, tiny_home):
+def test_billing_subset_gives_the_full_builds_claim_figures(subset_build, tiny_home):
     """Claims, charge lines and their money do not need intake or scheduling: equal to the full build."""
-    name, settings = subset
-    if name != "billing":
-        pytest.skip("billing subset")
+    _, settings = subset_build("billing")
     sql = (
         "select count(*), sum(billed_usd), sum(payer_paid_usd), sum(contractual_adj_usd) from marts.claims "
         "union all select count(*), sum(charge_usd), sum(units), null from marts.charge_lines"
@@ -140,10 +147,8 @@ def test_billing_subset_gives_the_full_builds_claim_figures(subset, tiny_home):
     assert want[0][0] == 12 and float(want[0][1]) == 2795.0  # the tiny practice's 12 claims, $2,795 billed
 
 
-def test_patients_and_scheduling_give_the_full_builds_appointments(subset, tiny_home):
-    name, settings = subset
-    if name != "patients_scheduling":
-        pytest.skip("patients + scheduling subset")
+def test_patients_and_scheduling_give_the_full_builds_appointments(subset_build, tiny_home):
+    _, settings = subset_build("patients_scheduling")
     sql = "select appointment_id, status from marts.appointments order by appointment_id"
     with duckdb.connect(str(tiny_home.analytics_db), read_only=True) as full:
         want = full.execute(sql).fetchall()
@@ -154,11 +159,9 @@ def test_patients_and_scheduling_give_the_full_builds_appointments(subset, tiny_
     assert got == want and len(want) == 18
 
 
-def test_unknown_codes_land_and_are_counted_as_warnings(subset, tiny_home):
+def test_unknown_codes_land_and_are_counted_as_warnings(subset_build, tiny_home):
     """Item 5: an unknown CPT or CARC is a warning on a landed row, never a quarantine; CARC meanings join."""
-    name, settings = subset
-    if name != "billing":
-        pytest.skip("billing subset")
+    _, settings = subset_build("billing")
     with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
         warnings = con.execute(
             "select source, column_name, rule, severity, code_list, rows, distinct_codes "

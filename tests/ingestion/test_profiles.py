@@ -309,7 +309,8 @@ def test_profile_draft_matches_webpt_headers_and_flags_unseen_ones(tmp_path):
     assert appts["columns"]["therapist_id"] == {"from": "Provider ID", "note": "synonym match"}
     assert appts["columns"]["duration_min"] == {"from": "Duration Min", "note": "normalised match"}
     assert appts["unmatched"] == ["Favourite Colour"]
-    assert {"event_id", "event_type", "event_at", "episode_id", "clinic_id"} <= set(appts["gaps"])
+    assert {"event_id", "event_type", "event_at", "clinic_id"} <= set(appts["gaps"])
+    assert "episode_id" not in appts["gaps"]  # optional: linked in dbt when an export has no case id
     # the draft is a loadable profile skeleton (after the analyst fills the gaps)
     assert draft_profile({"x.csv": ["patient_id"]})["files"][0]["columns"] == {
         "patient_id": {"from": "patient_id", "note": "exact match"}

@@ -87,13 +87,14 @@ def test_837p_billed_amount_is_the_sum_of_its_lines_and_cpts_reach_charges(corpu
             assert Decimal(claim["billed_usd"]) == sum(Decimal(r["charge_usd"]) for r in lines), path.name
             claims_seen += 1
     assert claims_seen == 18
-    # in raw: the claim and its lines are kept (quarantined: 837P carries no episode / appointment id)
+    # in raw: the claim and its lines are kept, quarantined on patient_id: the patient is a dependent (2000C),
+    # whom 837P names without a member id (a missing episode / appointment id no longer quarantines: dbt links)
     [(record, rule, column)] = query(
         settings,
         "SELECT record, rule, column_name FROM raw._quarantine "
         "WHERE source = 'claims' AND file LIKE '%demo.example1.837'",
     )
-    assert json.loads(record)["billed_usd"] == "100.00" and (rule, column) == ("required", "episode_id")
+    assert json.loads(record)["billed_usd"] == "100.00" and (rule, column) == ("required", "patient_id")
     charges = [
         json.loads(r[0])
         for r in query(
@@ -141,14 +142,14 @@ def test_known_fhir_values(corpus_home):
         settings,
         "SELECT rule, column_name, record FROM raw._quarantine WHERE source = 'scheduling_events' ORDER BY line",
     )
-    assert {(r[0], r[1]) for r in appointments} == {("required", "episode_id")}
-    example = next(json.loads(r[2]) for r in appointments if "Appointment/example#" in r[2])
-    assert (example["clinic_id"], example["therapist_id"], example["duration_min"], example["visit_type"]) == (
-        "fhir:Location/1",
-        "fhir:Practitioner/example",
-        "120",
-        "follow_up",
+    # no episode id in these examples: it no longer quarantines (dbt links visits to episodes by date)
+    assert {(r[0], r[1]) for r in appointments} == {("required", "clinic_id"), ("required", "event_at")}
+    [example] = query(
+        settings,
+        "SELECT clinic_id, therapist_id, duration_min, visit_type, episode_id FROM raw.scheduling_events "
+        "WHERE event_id LIKE '%Appointment/example#%'",
     )
+    assert example == ("fhir:Location/1", "fhir:Practitioner/example", 120, "follow_up", None)
     payments = query(
         settings,
         "SELECT claim_id, amount_usd, check_number FROM raw.remittances "

@@ -280,3 +280,45 @@ def test_forecast_all_and_staffing_gap(series):
     c2 = gap[gap["clinic_id"] == "C2"].set_index("week_start")
     assert c2.loc["2026-01-26", "capacity_visits"] == 0  # terminated before that week
     assert np.allclose(gap["gap_visits"], gap["forecast_visits"] - gap["capacity_visits"])
+
+
+def test_per_metric_and_series_figures_flag_a_loss_the_pooled_figure_hides():
+    """Issue 12: a pooled pass (practice, all metrics) must not hide a metric that loses to seasonal naive."""
+    from ml.train_score import per_series_metric
+
+    rows = []
+    for series, metric, mase, base in (
+        ("ALL", "referrals", 0.5, 1.0),
+        ("ALL", "evals", 0.6, 1.0),
+        ("ALL", "visits", 1.3, 1.0),  # loses to naive, hidden by the pooled 0.80
+        ("C1", "visits", 0.9, 1.0),
+    ):
+        for cutoff in range(3):
+            rows.append(
+                dict(
+                    series=series,
+                    metric=metric,
+                    cutoff=cutoff,
+                    mase=mase,
+                    baseline_mase=base,
+                    mean4_mase=base,
+                    smape=5.0,
+                    baseline_smape=6.0,
+                )
+            )
+    summary = pd.DataFrame(rows)
+    points = summary[["series", "metric"]].assign(
+        evaluated=True, actual=1.0, lower_80=0.0, upper_80=2.0, yhat_lower=0.0, yhat_upper=2.0
+    )
+    out = per_series_metric(summary, points)
+    pooled = next(r for r in out["breakdown"] if r["series"] == "ALL" and r["metric"] == "pooled")
+    assert pooled["relative_mase"] == pytest.approx(0.8) and not pooled["loses_to_naive"]
+    assert out["pooled_hides_loss"] and [(h["series"], h["metric"]) for h in out["hidden_losses"]] == [
+        ("ALL", "visits")
+    ]
+    assert {(r["series"], r["metric"]) for r in out["breakdown"]} >= {("C1", "visits"), ("C1", "pooled")}
+    assert per_series_metric(summary.iloc[0:0], points.iloc[0:0]) == {
+        "breakdown": [],
+        "hidden_losses": [],
+        "pooled_hides_loss": False,
+    }

@@ -187,3 +187,19 @@ def test_verification_refuses_a_twin_with_an_identifier_inside_a_value(kx_home, 
     message = str(err.value)
     assert f"marts.work_queue_candidates.reason: 1 value(s) contain a patient {kind}" in message, message
     assert ident not in message  # names the table, column and kind, never the value
+
+
+def test_registering_the_udf_twice_on_one_connection_replaces_it(tmp_path):
+    """dbt-duckdb can configure a connection again after a failed open; a second registration must not raise
+    "already created" (which hid the real error of a corrupt raw.duckdb) and must hash with the same key."""
+    from ptpulse.build.dbt_plugin import UDF_NAME, register_pseudonym
+    from ptpulse.core.secrets import ensure_key
+
+    settings = get_settings(tmp_path / "home").ensure()
+    ensure_key(settings)
+    con = duckdb.connect()
+    register_pseudonym(con, str(key_path(settings)))
+    first = con.execute(f"select {UDF_NAME}('PT-1')").fetchall()
+    register_pseudonym(con, str(key_path(settings)))
+    again = con.execute(f"select {UDF_NAME}('PT-1')").fetchall()
+    assert first == again == [(pseudonym_one(load_key(key_path(settings)), "PT-1"),)]

@@ -7,19 +7,13 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from app.lib import labels
 from app.lib.queries.base import Filters, Reader, range_params
 
 HEURISTIC_MODELS: tuple[str, ...] = ("first", "last", "linear", "time_decay", "position")
 DATA_DRIVEN_MODELS: tuple[str, ...] = ("markov", "shapley")
-MODEL_LABELS: Mapping[str, str] = {
-    "first": "First touch",
-    "last": "Last touch",
-    "linear": "Linear",
-    "time_decay": "Time decay",
-    "position": "Position-based (40/20/40)",
-    "markov": "Markov (removal effect)",
-    "shapley": "Shapley",
-}
+# The models' names as people read them: the label table's `attribution_model` domain (app/lib/labels.py).
+MODEL_LABELS: Mapping[str, str] = labels.labels_for("attribution_model")
 
 
 def attribution_by_channel(r: Reader, f: Filters) -> pd.DataFrame:
@@ -107,12 +101,20 @@ def available_models(r: Reader) -> list[str]:
 
 
 def attribution_monthly(r: Reader, f: Filters, model: str) -> pd.DataFrame:
-    """ROI and cost per new patient by channel and month for one heuristic model."""
+    """ROI and cost per new patient by channel and month for one heuristic model, with each month's maturity.
+
+    A month is maturing while the practice's referral conversion for it is (practice_kpis.is_maturing, the
+    build's own verdict): its referrals are still turning into evaluations, so its conversions, revenue and
+    ROI will still rise. The join is one KPI row per month, so no channel-month is lost or doubled.
+    """
     sql = """
-    select month, channel, spend_usd, attributed_conversions, attributed_revenue_usd, roi, cost_per_new_patient
-    from marts.attribution_roi
-    where model = $model and month between date_trunc('month', $start::date) and $end
-    order by month, channel
+    select a.month, a.channel, a.spend_usd, a.attributed_conversions, a.attributed_revenue_usd, a.roi,
+           a.cost_per_new_patient, coalesce(k.is_maturing, false) as is_maturing
+    from marts.attribution_roi a
+    left join marts.practice_kpis k
+      on k.kpi = 'referral_conversion' and k.grain = 'month' and k.clinic_id = 'ALL' and k.period_start = a.month
+    where a.model = $model and a.month between date_trunc('month', $start::date) and $end
+    order by a.month, a.channel
     """
     return r.df(sql, {**range_params(f), "model": model})
 
@@ -128,8 +130,17 @@ def path_lengths(r: Reader) -> pd.DataFrame:
 
 
 def top_paths(r: Reader, limit: int = 25) -> pd.DataFrame:
-    return r.df(
+    """The most converting paths, each channel of the path in words ('Search ads → Physician referral')."""
+    df = r.df(
         "select path, path_length, conversions, non_conversions, revenue_usd from marts.attribution_paths "
         "order by conversions desc, revenue_usd desc limit $limit",
         {"limit": int(limit)},
     )
+    return df.assign(path=path_labels(df["path"]))
+
+
+def path_labels(paths: pd.Series) -> pd.Series:
+    """'search_ads > physician_referral' -> 'Search ads → Physician referral' (split, label, join back)."""
+    steps = paths.astype("string").str.split(" > ").explode()
+    named = labels.relabel(steps, "channel")
+    return named.groupby(level=0).agg(" → ".join).reindex(paths.index)

@@ -1,4 +1,5 @@
-"""Data health: loads, quarantine by rule, freshness per source and the build history."""
+"""Data health: loads, quarantine by rule, freshness per source, how rows link across sources and the build
+history."""
 
 from __future__ import annotations
 
@@ -41,6 +42,61 @@ def source_coverage(r: Reader) -> pd.DataFrame:
     return r.df(
         "select source, is_loaded, rows_in_build, files_loaded, files_refused, last_loaded_at "
         "from marts.source_coverage order by is_loaded desc, source"
+    )
+
+
+# marts.link_health's sources and reasons in plain words (the reasons are int_visit_links' unlinked_reason)
+LINK_SOURCES = {
+    "charges": "Charge lines",
+    "claims": "Claims",
+    "documentation_events": "Clinical notes",
+    "remittances": "Payments and adjustments (835, EOB)",
+}
+LINK_REASONS = {
+    "no_visit_on_date": "No attended visit of the patient on the date of service: the visit is missing from the "
+    "scheduling export, was cancelled, or the patient could not be matched across exports.",
+    "several_visits_on_date": "The patient had several visits that day and the rendering therapist does not say "
+    "which one.",
+    "no_episode_on_date": "No episode of care of the patient spans the date of service.",
+    "several_episodes_on_date": "More than one episode of care of the patient spans the date of service.",
+    "claim_not_loaded": "The claim they pay is not in this build: load the 837P or claims export that has it. "
+    "The cash still counts in the practice's totals.",
+}
+
+
+def link_summary(r: Reader) -> dict[str, float]:
+    """Headline: rows whose ids the exports carried, rows the linking rule placed, rows left unlinked (charge
+    lines, claims, notes), and the cash of payments on claims this build does not hold."""
+    if not r.has("marts.link_health"):
+        return {}
+    row = r.df(
+        """
+        select coalesce(sum(rows) filter (where link_status = 'carried' and source <> 'remittances'), 0) as carried,
+               coalesce(sum(rows) filter (where link_status = 'linked'), 0) as linked,
+               coalesce(sum(rows) filter (where link_status = 'unlinked' and source <> 'remittances'), 0) as unlinked,
+               coalesce(sum(rows) filter (where reason = 'claim_not_loaded'), 0) as orphan_remits,
+               coalesce(sum(amount_usd) filter (where reason = 'claim_not_loaded'), 0) as orphan_cash
+        from marts.link_health
+        """
+    ).iloc[0]
+    return {k: float(v) for k, v in row.items()}
+
+
+def unlinked_rows(r: Reader) -> pd.DataFrame:
+    """What could not be tied to a visit, an episode or a claim, by source and reason, in plain words."""
+    if not r.has("marts.link_health"):
+        return pd.DataFrame()
+    df = r.df(
+        "select source, reason, rows, amount_usd from marts.link_health where link_status = 'unlinked' "
+        "order by rows desc, source, reason"
+    )
+    return pd.DataFrame(
+        {
+            "What": df["source"].map(LINK_SOURCES).fillna(df["source"]),
+            "Rows": df["rows"],
+            "Amount": df["amount_usd"],
+            "Why": df["reason"].map(LINK_REASONS).fillna(df["reason"]),
+        }
     )
 
 

@@ -53,8 +53,7 @@ def funnel_summary(r: Reader, f: Filters) -> pd.DataFrame:
            median(hours_to_contact) as median_hours_to_contact,
            avg(business_days_to_eval) as business_days_to_first_visit,
            median(business_days_to_eval) as median_business_days_to_eval,
-           count(*) filter (where exit_stage is null and discharged_at is null and not converted_webpt)
-             as open_referrals,
+           count(*) filter (where is_open) as open_referrals,
            {MATURITY_BAR} as maturity_bar
     from marts.referral_funnel where {received_in_range(f)}
     """

@@ -83,9 +83,22 @@ _KPI_VALUE = """case when count(*) = 1 then any_value(r.value)
                      else avg(r.value) end"""
 
 
+def last_year(f: Filters) -> Filters:
+    """The same dates one year earlier (Feb 29 becomes Feb 28), for the 'same period last year' comparison."""
+
+    def back(d: date) -> date:
+        try:
+            return d.replace(year=d.year - 1)
+        except ValueError:
+            return d.replace(year=d.year - 1, day=28)
+
+    return Filters(back(f.start), back(f.end), f.clinics)
+
+
 def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
-    """One row per KPI: value in the period, value in the previous period, definition and healthy band."""
-    prev = f.previous
+    """One row per KPI: value in the period, in the previous period and in the same period last year (each
+    with its maturity), definition and healthy band."""
+    prev, ly = f.previous, last_year(f)
     params = {
         **clinic_params(r, f),
         "start": f.start,
@@ -94,26 +107,33 @@ def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
         "prev_start": prev.start,
         "prev_end": prev.end,
         "prev_grain": mart_grain(prev.start, prev.end),
+        "ly_start": ly.start,
+        "ly_end": ly.end,
+        "ly_grain": mart_grain(ly.start, ly.end),
     }
+    other = """
+        select r.kpi, {value} as value, sum(r.cohort) as cohort, sum(r.pending) as pending
+        from rows r join marts.kpi_definitions d using (kpi)
+        where {period} group by r.kpi, d.unit
+    """
     sql = (
-        _kpi_base(periods=("", "prev_"))
+        _kpi_base(periods=("", "prev_", "ly_"))
         + f"""
     , cur as (
         select r.kpi, {_KPI_VALUE} as value, sum(r.denominator) as denominator, sum(r.cohort) as cohort,
                sum(r.pending) as pending
         from rows r join marts.kpi_definitions d using (kpi)
         where {_in_period()} group by r.kpi, d.unit
-    ), prev as (
-        select r.kpi, {_KPI_VALUE} as value, sum(r.cohort) as cohort, sum(r.pending) as pending
-        from rows r join marts.kpi_definitions d using (kpi)
-        where {_in_period("prev_")} group by r.kpi, d.unit
+    ), prev as ({other.format(value=_KPI_VALUE, period=_in_period("prev_"))}
+    ), ly as ({other.format(value=_KPI_VALUE, period=_in_period("ly_"))}
     )
     select d.kpi, d.label, d.unit, d.better, d.healthy_low, d.healthy_high, d.definition, d.maturity,
-           cur.value, prev.value as previous, cur.denominator, cur.cohort, cur.pending,
+           cur.value, prev.value as previous, ly.value as last_year, cur.denominator, cur.cohort, cur.pending,
            prev.cohort as previous_cohort, prev.pending as previous_pending,
+           ly.cohort as last_year_cohort, ly.pending as last_year_pending,
            {MATURITY_BAR} as maturity_bar
     from marts.kpi_definitions d
-    left join cur using (kpi) left join prev using (kpi)
+    left join cur using (kpi) left join prev using (kpi) left join ly using (kpi)
     """
     )
     df = with_maturity(r.df(sql, params))
@@ -121,23 +141,27 @@ def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
     return df.sort_values("kpi", key=lambda s: s.map(lambda k: rank.get(k, len(rank)))).reset_index(drop=True)
 
 
+def _maturing(cohort: pd.Series, pending: pd.Series, bar: pd.Series) -> pd.Series:
+    share = 1 - pd.to_numeric(pending, errors="coerce") / pd.to_numeric(cohort, errors="coerce").where(lambda c: c > 0)
+    return (share < bar).fillna(False).astype(bool)
+
+
 def with_maturity(df: pd.DataFrame) -> pd.DataFrame:
     """resolved_share and is_maturing from cohort/pending sums: one rule for tiles, trends and clinics.
 
     A cohort KPI (denial rate, early dropout, conversions...) is 'maturing' while fewer than the build's
-    maturity bar (95%) of its cohort has an outcome; flow KPIs (no cohort) never are.
+    maturity bar (marts.build_info.maturity_resolved_share, selected as `maturity_bar`) of its cohort has an
+    outcome; flow KPIs (no cohort) never are. The bar has one source, the build: a build without it marks
+    nothing rather than guess a bar of its own.
     """
-    cohort = pd.to_numeric(df.get("cohort"), errors="coerce") if "cohort" in df else pd.Series(float("nan"), df.index)
-    pending = pd.to_numeric(df.get("pending"), errors="coerce") if "pending" in df else cohort * 0
-    share = (1 - pending / cohort.where(cohort > 0)).astype(float)
-    bar = pd.to_numeric(df["maturity_bar"], errors="coerce") if "maturity_bar" in df else pd.Series(0.95, df.index)
-    df = df.assign(resolved_share=share)
-    df["is_maturing"] = (share < bar.fillna(0.95)).fillna(False).astype(bool)
-    if "previous_cohort" in df:
-        prev_share = 1 - pd.to_numeric(df["previous_pending"], errors="coerce") / pd.to_numeric(
-            df["previous_cohort"], errors="coerce"
-        ).where(lambda c: c > 0)
-        df["previous_is_maturing"] = (prev_share < bar.fillna(0.95)).fillna(False).astype(bool)
+    cohort = pd.to_numeric(df["cohort"], errors="coerce")
+    pending = pd.to_numeric(df["pending"], errors="coerce")
+    bar = pd.to_numeric(df["maturity_bar"], errors="coerce")
+    df = df.assign(resolved_share=(1 - pending / cohort.where(cohort > 0)).astype(float))
+    df["is_maturing"] = _maturing(cohort, pending, bar)
+    for prefix in ("previous", "last_year"):
+        if f"{prefix}_cohort" in df:
+            df[f"{prefix}_is_maturing"] = _maturing(df[f"{prefix}_cohort"], df[f"{prefix}_pending"], bar)
     return df
 
 

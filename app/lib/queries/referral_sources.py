@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from app.lib import labels
 from app.lib.queries.base import Filters, Reader, clinic_params, range_params, received_in_range
 
 
@@ -17,7 +18,7 @@ def open_referrals_by_source_type(r: Reader, source_type: str | None = None) -> 
     """Referrals (all history) and how many are still open: the scorecard's maturity in one line."""
     sql = """
     select count(*) as referrals,
-           count(*) filter (where exit_stage is null and discharged_at is null and not converted_webpt) as open
+           count(*) filter (where is_open) as open
     from marts.referral_funnel where ($source_type is null or source_type = $source_type)
     """
     row = r.df(sql, {"source_type": source_type}).iloc[0]
@@ -38,11 +39,12 @@ def source_scorecard(r: Reader, source_type: str | None = None) -> pd.DataFrame:
 
 
 def source_outcomes(r: Reader, f: Filters, by: str = "source_type") -> pd.DataFrame:
-    """Referrals from each source type (or channel) to their outcome, for the Sankey."""
+    """Referrals from each source type (or channel) to their outcome, for the Sankey; sources and exits in
+    words from the label table (a referral with no channel reads 'Not recorded')."""
     col = {"source_type": "source_type", "channel": "channel"}[by]
     sql = f"""
-    select coalesce(cast({col} as varchar), '(unknown)') as source,
-           case when exit_stage is not null then 'Exited: ' || exit_stage
+    select cast({col} as varchar) as source, exit_stage,
+           case when exit_stage is not null then 'Exited'
                 when discharged_at is not null then 'Discharged'
                 when active_at is not null then 'In care'
                 when evaluated_at is not null then 'Evaluated'
@@ -51,4 +53,8 @@ def source_outcomes(r: Reader, f: Filters, by: str = "source_type") -> pd.DataFr
     from marts.referral_funnel where {received_in_range(f)}
     group by all order by referrals desc
     """
-    return r.df(sql, {**clinic_params(r, f), **range_params(f)})
+    df = r.df(sql, {**clinic_params(r, f), **range_params(f)})
+    exited = df["exit_stage"].notna()
+    df["source"] = labels.relabel(df["source"], col)
+    df.loc[exited, "outcome"] = "Exited: " + labels.relabel(df.loc[exited, "exit_stage"], "exit_stage")
+    return df[["source", "outcome", "referrals"]]

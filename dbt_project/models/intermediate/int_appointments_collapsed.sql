@@ -4,7 +4,8 @@
 -- on ties arrived < completed < cancel / no-show), even when a reschedule row was logged after it (schedulers
 -- log the move late; it does not reopen an appointment that already had its outcome). Without an outcome the
 -- appointment is 'scheduled' at the slot of its latest booked / rescheduled event. arrived / completed =
--- completed. visit_number counts completed visits within the episode in time order.
+-- completed. visit_number counts completed visits within the episode in time order (within the patient's visits
+-- without an episode id when the format carried none).
 with ev as (
     select
         *,
@@ -74,7 +75,7 @@ select
     date_diff('day', cast(booked_at as date), cast(scheduled_start as date)) as lead_time_days,
     case when status = 'completed' then
             row_number() over (
-                partition by episode_id, status = 'completed' order by scheduled_start, appointment_id
+                partition by episode_id, patient_id, status = 'completed' order by scheduled_start, appointment_id
             )
     end as visit_number
 from collapsed

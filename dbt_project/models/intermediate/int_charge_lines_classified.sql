@@ -1,7 +1,13 @@
 -- One row per charge line, with the code family used by the units-per-visit KPI (G- and L-codes excluded:
--- reporting codes and supplies are not treatment units). Every staging column, plus the two flags.
+-- reporting codes and supplies are not treatment units) and its visit and episode: the ids the export carried,
+-- else the ones the linking rule found (int_visit_links; how, in appointment_link / episode_link). Every staging
+-- column, plus the flags; a left join on the charge's own key, so no line is lost or repeated.
 select
-    *,  -- noqa: AM04
-    upper(left(cpt_code, 1)) in ('G', 'L') as is_excluded_from_units,
-    coalesce(minutes, 0) > 0 as is_timed
-from {{ ref('stg_raw__charges') }}
+    c.* replace (l.appointment_id as appointment_id, l.episode_id as episode_id),  -- noqa: AM04
+    upper(left(c.cpt_code, 1)) in ('G', 'L') as is_excluded_from_units,
+    coalesce(c.minutes, 0) > 0 as is_timed,
+    l.appointment_link,
+    l.episode_link,
+    l.unlinked_reason
+from {{ ref('stg_raw__charges') }} as c
+left join {{ ref('int_visit_links') }} as l on l.source = 'charges' and c.charge_id = l.row_id

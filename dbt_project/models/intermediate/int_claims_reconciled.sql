@@ -1,4 +1,5 @@
--- One row per claim: the claim header, its remittance events summed by kind, and its charge lines summed.
+-- One row per claim: the claim header, its remittance events summed by kind, and its charge lines summed; episode
+-- and appointment as carried, else as linked (int_visit_links: the appointment its lines link to, else patient + date).
 -- Balances follow the remittances contract: insurance balance = billed - payer payments - contractual
 -- adjustments - patient responsibility - write-offs; patient balance = patient responsibility - patient payments.
 with remits as (
@@ -25,21 +26,23 @@ lines as (
         claim_id,
         count(*) as charge_lines,
         sum(charge_usd) as charge_lines_usd,
-        sum(units) filter (where not is_excluded_from_units) as billable_units,
-        any_value(appointment_id) as appointment_id
+        sum(units) filter (where not is_excluded_from_units) as billable_units
     from {{ ref('int_charge_lines_classified') }}
     group by claim_id
 )
 
 select
     c.claim_id,
-    c.episode_id,
+    k.episode_id,
     c.patient_id,
     c.clinic_id,
     c.payer_id,
     c.service_date,
     c.submitted_at,
-    l.appointment_id,
+    k.appointment_id,
+    k.appointment_link,
+    k.episode_link,
+    k.unlinked_reason,
     c.billed_usd,
     coalesce(r.payer_paid_usd, 0) as payer_paid_usd,
     coalesce(r.contractual_adj_usd, 0) as contractual_adj_usd,
@@ -59,3 +62,4 @@ select
 from {{ ref('stg_raw__claims') }} as c
 left join remits as r using (claim_id)
 left join lines as l using (claim_id)
+left join {{ ref('int_visit_links') }} as k on k.source = 'claims' and c.claim_id = k.row_id

@@ -1,7 +1,15 @@
 -- One row per episode that has clinical documentation: the initial evaluation (plan of care, diagnosis,
 -- baseline outcome score), the latest plan (re-evaluations update it), the discharge summary and note counts.
+-- Notes without an episode id take the one the linking rule found (int_visit_links); notes it could not place are
+-- left out here and counted in marts.link_health.
 with notes as materialized (
-    select * from {{ ref('stg_raw__documentation_events') }}
+    select
+        n.* exclude (appointment_id, episode_id),  -- noqa: AM04
+        l.appointment_id,
+        l.episode_id
+    from {{ ref('stg_raw__documentation_events') }} as n
+    left join {{ ref('int_visit_links') }} as l on l.source = 'documentation_events' and n.note_id = l.row_id
+    where l.episode_id is not null
 ),
 
 eval as (

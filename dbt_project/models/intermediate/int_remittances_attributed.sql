@@ -2,13 +2,15 @@
 -- cash is never lost in a join: the claim's clinic; when the claim row itself was quarantined, the clinic of
 -- the claim's charge lines; else the explicit clinic 'unattributed'. Practice-wide totals (practice_kpis
 -- clinic 'ALL') therefore include every dollar that landed; claim_known says whether the claims mart has it.
--- episode_id comes the same way (claim, else its charge lines), so an episode's collected revenue keeps it too.
+-- episode_id comes the same way (claim, else its charge lines; as carried or linked, int_visit_links), so an
+-- episode's collected revenue keeps it too.
 with claim_clinic as (
     select
-        claim_id,
-        clinic_id,
-        episode_id
-    from {{ ref('stg_raw__claims') }}
+        c.claim_id,
+        c.clinic_id,
+        l.episode_id
+    from {{ ref('stg_raw__claims') }} as c
+    left join {{ ref('int_visit_links') }} as l on l.source = 'claims' and c.claim_id = l.row_id
 ),
 
 charge_clinic as (
@@ -16,7 +18,7 @@ charge_clinic as (
         claim_id,
         min(clinic_id) as clinic_id,
         min(episode_id) as episode_id
-    from {{ ref('stg_raw__charges') }}
+    from {{ ref('int_charge_lines_classified') }}
     where claim_id is not null and clinic_id is not null
     group by claim_id
 )

@@ -159,6 +159,8 @@ select
     date_diff('day', cast(s.evaluated_at as date), cast(s.discharged_at as date)) as days_eval_to_discharge,
     s.evaluated_at is not null as is_evaluated,
     s.eval_note_signed_at is not null as converted_webpt,
+    -- open: not converted, not exited, not discharged (the KPIs' pending count and the pages' open referrals)
+    s.eval_note_signed_at is null and s.exit_stage is null and s.discharged_at is null as is_open,
     coalesce(date_diff('day', cast(s.received_at as date), cast(s.first_visit_at as date)) <= 7, false)
         as converted_7day,
     s.episode_id,

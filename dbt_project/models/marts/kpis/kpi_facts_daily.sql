@@ -151,7 +151,7 @@ referral_conversion as (
         count(*) filter (where converted_webpt) as num,
         count(*) as den,
         count(*) as cohort,
-        count(*) filter (where not converted_webpt and exit_stage is null and discharged_at is null) as pending
+        count(*) filter (where is_open) as pending
     from refs
     group by all
 ),

@@ -18,6 +18,7 @@ with appts as (
         count(*) filter (where status = 'late_cancelled') as late_cancels,
         count(*) filter (where status = 'cancelled') as cancels
     from {{ ref('appointments') }}
+    where episode_id is not null  -- visits no episode could be found for (int_visit_links) are not an episode
     group by episode_id
 ),
 
@@ -28,6 +29,7 @@ claim_money as (
         sum(billed_usd) as charges_usd,
         sum(payer_paid_usd + patient_paid_usd) as net_revenue_usd
     from {{ ref('int_claims_reconciled') }}
+    where episode_id is not null
     group by episode_id
 ),
 

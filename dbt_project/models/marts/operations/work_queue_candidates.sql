@@ -50,7 +50,9 @@ tasks as (
         f.referral_id,
         f.episode_id,
         null as appointment_id,
-        'New ' || replace(coalesce(f.source_channel, 'unknown'), '_', ' ') || ' referral received '
+        -- 'physician_referral' reads 'New physician referral received', not '... referral referral ...'
+        'New ' || replace(replace(coalesce(f.source_channel, 'unknown'), '_referral', ''), '_', ' ')
+        || ' referral received '
         || strftime(f.received_at, '%Y-%m-%d %H:%M') || ', not contacted after '
         || cast(round({{ hours_between('f.received_at', 'k.as_of') }}) as bigint) || ' h'
         || case when f.outreach_attempts > 0 then ' (' || f.outreach_attempts || ' outreach attempts, nobody reached)'

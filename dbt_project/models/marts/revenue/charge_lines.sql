@@ -1,4 +1,5 @@
--- One row per charge line (CPT/HCPCS code on a visit) with units, minutes, modifiers and dollars.
+-- One row per charge line (CPT/HCPCS code on a visit) with units, minutes, modifiers and dollars; its visit and
+-- episode as the export carried them or as the linking rule found them (appointment_link, episode_link).
 select
     charge_id,
     claim_id,
@@ -16,5 +17,7 @@ select
     is_timed,
     is_excluded_from_units,
     charge_usd,
-    posted_at
+    posted_at,
+    appointment_link,
+    episode_link
 from {{ ref('int_charge_lines_classified') }}

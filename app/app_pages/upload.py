@@ -1,0 +1,129 @@
+"""Upload data (admin, manager): drop this week's exports here instead of using a terminal. Each file is validated
+and landed by `ptpulse ingest` (same contracts, profiles and lock as the command line), the result per file is
+shown at once, and a refresh then runs in the background while the app keeps serving the current data."""
+
+import pandas as pd
+import streamlit as st
+
+from app.lib import audit, auth, refresh, ui, uploads
+
+ctx = ui.page("upload", needs_data=False)
+s = ctx.settings
+RESULT_KEY = "upload_result"
+COUNTER_KEY = "upload_counter"  # a new uploader key after each upload clears the picked files
+
+st.caption(
+    "Upload your practice-management exports: CSV files named after what they hold (`intake_events.csv`, "
+    "`scheduling_events_november.csv` …), FHIR NDJSON/JSON (or a zip of a Bulk export), X12 835/837 files. "
+    f"Up to {uploads.max_bytes() // (1024 * 1024):,} MB per file. Rows that break a rule are set aside, never "
+    "loaded; a file that cannot be read is refused with what to fix. Loading the same file twice adds nothing."
+)
+
+busy = refresh.status(s).running or bool(refresh.pipeline_holder(s))
+n = st.session_state.setdefault(COUNTER_KEY, 0)
+picked = st.file_uploader(
+    "Export files",
+    accept_multiple_files=True,
+    type=[suffix.lstrip(".") for suffix in uploads.ALLOWED_SUFFIXES],
+    key=f"upload_files_{n}",
+    help="Pick several files at once; a zip is unpacked.",
+)
+go = st.button(
+    "Validate and load",
+    type="primary",
+    key="upload_go",
+    disabled=not picked,
+    help="A refresh is running: the upload waits for it to finish." if busy else None,
+)
+
+if go and picked:
+    with st.status("Validating and loading…", expanded=False) as box:
+        saved = uploads.save_files(s, [(f.name, f) for f in picked])
+        outcome = None
+        error = None
+        if saved.files:
+            try:
+                outcome = uploads.run_ingest(s, saved)
+                uploads.set_aside_refused(s, saved, outcome)
+            except uploads.UploadError as exc:
+                error = str(exc)
+        table = uploads.result_table(saved, outcome)
+        n_ = uploads.counts(table)
+        audit.log(
+            s.app_db,
+            ctx.user.email,
+            ctx.user.role,
+            "upload.ingested",
+            {"upload_id": saved.upload_id, "error": bool(error), **n_},
+        )
+        refreshing = False
+        if outcome is not None and uploads.needs_refresh(outcome):
+            started = refresh.start(s, ctx.user.email)
+            audit.log(
+                s.app_db,
+                ctx.user.email,
+                ctx.user.role,
+                "refresh.started",
+                {"log": started.log_path, "upload_id": saved.upload_id},
+            )
+            refreshing = True
+        box.update(label="Upload checked", state="error" if error else "complete")
+    st.session_state[RESULT_KEY] = {"table": table, "error": error, "refreshing": refreshing, "id": saved.upload_id}
+    st.session_state[COUNTER_KEY] = n + 1
+    st.rerun()
+
+result = st.session_state.get(RESULT_KEY)
+if result:
+    st.subheader("Result of your upload")
+    if result["error"]:
+        st.error(result["error"], icon=":material/error:")
+    table: pd.DataFrame = result["table"]
+    c = uploads.counts(table)
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Files landed", f"{c['landed']:,} of {c['files']:,}", border=True)
+    m2.metric("Files refused", f"{c['refused']:,}", border=True)
+    m3.metric("Rows landed", f"{c['rows_landed']:,}", border=True)
+    m4.metric("Rows set aside", f"{c['rows_quarantined']:,}", border=True)
+    ui.table(
+        table,
+        "upload_result",
+        "upload_result",
+        column_config={
+            "file": st.column_config.TextColumn("File", pinned=True),
+            "source": "Read as",
+            "result": st.column_config.TextColumn("Result", pinned=True),
+            "rows_read": st.column_config.NumberColumn("Rows read", format="localized"),
+            "rows_landed": st.column_config.NumberColumn("Landed", format="localized"),
+            "rows_quarantined": st.column_config.NumberColumn("Set aside", format="localized"),
+            "rows_duplicate": st.column_config.NumberColumn("Duplicates", format="localized"),
+            "why_set_aside": st.column_config.TextColumn("Why rows were set aside", width="medium"),
+            "fix": st.column_config.TextColumn("What to do", width="large"),
+        },
+        empty_message="No file was offered.",
+    )
+    if c["already"]:
+        st.caption(f"{c['already']:,} file(s) had been loaded before: nothing was added twice.")
+    if not result["refreshing"] and not result["error"]:
+        st.info("Nothing new landed, so the dashboards were not rebuilt.", icon=":material/info:")
+
+
+@st.fragment(run_every=2)
+def progress() -> None:
+    """The background refresh (same run as Admin → Refresh now): step, share done, and the end state."""
+    status = refresh.status(s)
+    if status.running:
+        share = refresh.progress_share(status)
+        st.progress(share or 0.0, text=f"Updating the dashboards: {status.last_line}")
+    elif status.exit_code is not None and result and result.get("refreshing"):
+        if status.ok:
+            st.success("The dashboards are up to date with your upload.", icon=":material/check_circle:")
+            st.page_link(auth.home_page_file(ctx.user.role), label="Open your dashboards", icon=":material/monitoring:")
+        else:
+            st.error(
+                f"Updating the dashboards failed (exit code {status.exit_code}). The previous data is still "
+                "served. An administrator can see the log on the Admin page.",
+                icon=":material/error:",
+            )
+
+
+progress()

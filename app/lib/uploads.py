@@ -1,0 +1,389 @@
+"""Uploads in the browser: save offered files safely under $PTPULSE_HOME/incoming/<upload-id>/, validate and land
+them with `ptpulse ingest --json` in a subprocess, and turn its answer into a per-file result table.
+
+Why a subprocess of the CLI: the app may import only ptpulse.core (layer rule), and a file the upload page lands
+must pass exactly what the CLI checks (contracts, profiles, the pipeline lock): same code path, so nothing lands
+that `ptpulse ingest` would refuse. Pure (no Streamlit): the page renders what these functions return.
+
+Safety: only the file's last name component is kept, reduced to letters, digits, `.`, `_`, `-` (no path
+traversal, no hidden files); each file and each zip member is capped (PTPULSE_UPLOAD_MAX_MB, default 200 MB);
+a zip (a FHIR Bulk export) is unpacked member by member with the same name rule, a member count cap and a
+total-size cap (zip bombs), symlinks and nested zips refused. Messages name the file and the fix, never a value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import subprocess
+import sys
+import time
+import unicodedata
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pandas as pd
+
+from ptpulse.core.config import Settings
+
+# What the ingestion reads: CSV, FHIR (NDJSON / JSON Bundle), X12 835/837 (often .txt), and a zip of them.
+ALLOWED_SUFFIXES: tuple[str, ...] = (".csv", ".ndjson", ".json", ".txt", ".835", ".837", ".x12", ".edi", ".zip")
+DEFAULT_MAX_MB = 200
+MAX_ZIP_MEMBERS = 5000
+MAX_NAME = 120
+CHUNK = 1 << 20
+INGEST_TIMEOUT_S = 1800
+INGEST_WAIT_S = 60  # seconds the ingest waits for a running refresh to release the pipeline lock
+REFUSED_DIR = "refused_uploads"  # refused files are moved here so the next refresh does not offer them again
+
+# Quarantine rules (ingestion/validation.py) in words for the result table.
+RULE_WORDS: Mapping[str, str] = {
+    "required": "required field empty",
+    "not_accepted": "value not in the accepted list",
+    "pattern_mismatch": "value in the wrong format",
+    "below_min": "value below the minimum",
+    "above_max": "value above the maximum",
+    "multiline_record": "record spans several lines",
+    "nul_byte": "binary data in a field",
+    "malformed_row": "line not readable as CSV",
+    "excluded_by_profile": "left out by the source profile",
+}
+
+# `ptpulse ingest` statuses (ingestion/loader.py) in words.
+STATUS_WORDS: Mapping[str, str] = {
+    "loaded": "Landed",
+    "skipped_same_hash": "Already loaded (same file)",
+    "skipped_not_data": "Not a data file (skipped)",
+    "refused": "Refused",
+    "failed": "Failed",
+    "not_saved": "Not accepted",
+}
+
+
+class UploadError(RuntimeError):
+    """The upload as a whole could not be validated (pipeline busy, ingest crashed): says what to do next."""
+
+
+def max_bytes() -> int:
+    """The per-file cap: $PTPULSE_UPLOAD_MAX_MB (default 200 MB, Streamlit's own upload limit)."""
+    try:
+        mb = float(os.environ.get("PTPULSE_UPLOAD_MAX_MB", DEFAULT_MAX_MB))
+    except ValueError:
+        mb = DEFAULT_MAX_MB
+    return int(max(mb, 0.001) * 1024 * 1024)
+
+
+def safe_name(name: str) -> str:
+    """The file's own name, safe to create in the upload folder: last path component only (`/` and `\\`),
+    letters, digits, `.`, `_` and `-`, no leading dot (a hidden file), at most 120 characters, suffix kept
+    (the ingestion picks the source from the name: `intake_events_nov.csv`)."""
+    base = re.split(r"[\\/]", str(name))[-1]
+    base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode("ascii")
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._-") or "upload"
+    stem, dot, suffix = base.rpartition(".")
+    if not dot:
+        stem, suffix = base, ""
+    stem = stem.strip("._-") or "upload"
+    suffix = f".{suffix.lower()}" if suffix else ""
+    return stem[: MAX_NAME - len(suffix)] + suffix
+
+
+def _unique(folder: Path, name: str) -> Path:
+    """`name`, or `stem_2.ext`, `stem_3.ext` ... when two uploads share a name."""
+    target = folder / name
+    stem, suffix = Path(name).stem, Path(name).suffix
+    n = 2
+    while target.exists():
+        target = folder / f"{stem}_{n}{suffix}"
+        n += 1
+    return target
+
+
+@dataclass
+class Saved:
+    """One upload on disk: where, which files were saved, and which offered files were not (with the fix)."""
+
+    upload_id: str
+    folder: Path
+    files: list[str] = field(default_factory=list)  # names as saved
+    offered: dict[str, str] = field(default_factory=dict)  # saved name -> name the user offered (for display)
+    not_saved: list[dict[str, str]] = field(default_factory=list)  # {"file", "message"}
+
+
+def new_upload(settings: Settings) -> Saved:
+    upload_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    folder = settings.incoming / upload_id
+    folder.mkdir(parents=True, exist_ok=False)
+    return Saved(upload_id=upload_id, folder=folder)
+
+
+def _copy_capped(src: BinaryIO, target: Path, cap: int) -> bool:
+    """Copy in chunks; stop and delete the partial file past `cap` bytes. True when the whole file fit."""
+    written = 0
+    with open(target, "xb") as out:
+        while chunk := src.read(CHUNK):
+            written += len(chunk)
+            if written > cap:
+                break
+            out.write(chunk)
+    if written > cap:
+        target.unlink()
+        return False
+    return True
+
+
+def save_files(settings: Settings, files: Iterable[tuple[str, BinaryIO]]) -> Saved:
+    """Save offered (name, readable) pairs into a fresh incoming/<upload-id>/; zips are unpacked there."""
+    saved = new_upload(settings)
+    cap = max_bytes()
+    for offered, stream in files:
+        shown = safe_name(offered)
+        suffix = Path(shown).suffix
+        if suffix not in ALLOWED_SUFFIXES:
+            saved.not_saved.append(
+                {
+                    "file": shown,
+                    "message": f"{shown}: files of this type are not read. Upload CSV, NDJSON/JSON (FHIR), "
+                    "X12 835/837 (.txt, .835, .837) files, or a zip of them.",
+                }
+            )
+            continue
+        target = _unique(saved.folder, shown)
+        if not _copy_capped(stream, target, cap):
+            saved.not_saved.append({"file": shown, "message": _too_big(shown, cap)})
+            continue
+        if suffix == ".zip":
+            _unzip(saved, target, cap, offered_as=shown)
+            target.unlink()
+        else:
+            saved.files.append(target.name)
+            saved.offered[target.name] = target.name  # `charges_2.csv` when two offered files share a name
+    return saved
+
+
+def _too_big(name: str, cap: int) -> str:
+    return (
+        f"{name}: larger than the upload limit of {cap // (1024 * 1024):,} MB. Split the export by date range, "
+        "or copy it into the incoming folder and run `ptpulse refresh` (an administrator may raise "
+        "PTPULSE_UPLOAD_MAX_MB)."
+    )
+
+
+def _unzip(saved: Saved, archive: Path, cap: int, offered_as: str) -> None:
+    """Members flattened into the upload folder under safe names; directories, hidden files and macOS resource
+    forks skipped; symlinks, nested zips, oversized members and bombs refused (the member is named, the fix said)."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile:
+        saved.not_saved.append({"file": offered_as, "message": f"{offered_as}: not a readable zip file. Re-create it."})
+        return
+    total_cap = cap * 10
+    total = 0
+    with zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        if len(members) > MAX_ZIP_MEMBERS:
+            saved.not_saved.append(
+                {
+                    "file": offered_as,
+                    "message": f"{offered_as}: more than {MAX_ZIP_MEMBERS:,} files inside. Upload it in parts.",
+                }
+            )
+            return
+        for m in members:
+            parts = re.split(r"[\\/]", m.filename)
+            if "__MACOSX" in parts or parts[-1].startswith("."):
+                continue
+            shown = f"{offered_as}/{safe_name(m.filename)}"
+            name = safe_name(m.filename)
+            if stat.S_ISLNK(m.external_attr >> 16):
+                saved.not_saved.append({"file": shown, "message": f"{shown}: a link, not a file. Zip the file itself."})
+                continue
+            if Path(name).suffix not in ALLOWED_SUFFIXES or Path(name).suffix == ".zip":
+                saved.not_saved.append(
+                    {
+                        "file": shown,
+                        "message": f"{shown}: files of this type are not read (a zip inside a zip is not unpacked).",
+                    }
+                )
+                continue
+            total += m.file_size
+            if m.file_size > cap or total > total_cap:
+                saved.not_saved.append({"file": shown, "message": _too_big(shown, cap)})
+                continue
+            target = _unique(saved.folder, name)
+            with zf.open(m) as src:
+                if not _copy_capped(src, target, cap):  # the header's size can lie: count what is read
+                    saved.not_saved.append({"file": shown, "message": _too_big(shown, cap)})
+                    continue
+            saved.files.append(target.name)
+            saved.offered[target.name] = shown
+
+
+@dataclass
+class IngestOutcome:
+    returncode: int
+    files: list[dict[str, Any]]
+    totals: dict[str, int]
+    seconds: float
+
+
+def run_ingest(settings: Settings, saved: Saved, timeout_s: float = INGEST_TIMEOUT_S) -> IngestOutcome:
+    """`ptpulse ingest <upload folder> --json` as a subprocess (same checks as the terminal); raises UploadError
+    when it gave no per-file answer (busy pipeline, crash), with the message to show."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "ptpulse.cli",
+        "ingest",
+        str(saved.folder),
+        "--home",
+        str(settings.home),
+        "--json",
+        "--wait",
+        str(INGEST_WAIT_S),
+    ]
+    env = dict(os.environ, PTPULSE_HOME=str(settings.home), COLUMNS="120", PYTHONUNBUFFERED="1")
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, env=env, stdin=subprocess.DEVNULL, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise UploadError(
+            f"Validating the upload took longer than {timeout_s / 60:.0f} minutes and was stopped. Upload fewer "
+            "files at once, or copy them into the incoming folder and run `ptpulse refresh`."
+        ) from None
+    seconds = time.monotonic() - started
+    try:
+        answer = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise UploadError(
+            f"The ingest stopped without a result (exit code {proc.returncode}). Nothing of this upload is "
+            "shown as landed; see the server log, then upload again."
+        )
+    if answer.get("error") == "busy":
+        raise UploadError(
+            "Another pipeline command (a refresh or an ingest) is still running. Wait until it finishes "
+            "(Admin shows its progress), then upload again."
+        )
+    if answer.get("error"):
+        raise UploadError(_scrub(str(answer.get("message", "")), saved.folder))
+    return IngestOutcome(proc.returncode, list(answer.get("files", [])), dict(answer.get("totals", {})), seconds)
+
+
+def _scrub(text: str, folder: Path) -> str:
+    """Messages without server paths: the upload folder (and the home above it) are dropped."""
+    return text.replace(str(folder) + os.sep, "").replace(str(folder), "upload").replace(str(folder.parent), "incoming")
+
+
+def _why(rules: list[dict[str, Any]]) -> str:
+    return " · ".join(
+        f"{RULE_WORDS.get(r['rule'], str(r['rule']).replace('_', ' '))}"
+        + (f" ({r['column']})" if r.get("column") else "")
+        + f": {int(r['rows']):,}"
+        for r in rules
+    )
+
+
+def _fix(f: Mapping[str, Any], folder: Path) -> str:
+    status = f.get("status")
+    if status in ("refused", "failed"):
+        return _scrub(str(f.get("message") or ""), folder)
+    if status == "loaded" and f.get("rows_quarantined"):
+        return "Fix the rows set aside in the source system and upload the file again (Data health lists them)."
+    return ""
+
+
+def result_table(saved: Saved, outcome: IngestOutcome | None) -> pd.DataFrame:
+    """One row per offered file: what it was read as, the result, row counts, why rows were set aside, the fix."""
+    rows: list[dict[str, Any]] = []
+    for f in outcome.files if outcome else []:
+        name = str(f.get("file") or "")
+        rows.append(
+            {
+                "file": saved.offered.get(name, name),
+                "source": f.get("source") or "",
+                "result": STATUS_WORDS.get(str(f.get("status")), str(f.get("status"))),
+                "rows_read": int(f.get("rows_read") or 0),
+                "rows_landed": int(f.get("rows_landed") or 0),
+                "rows_quarantined": int(f.get("rows_quarantined") or 0),
+                "rows_duplicate": int(f.get("rows_duplicate") or 0),
+                "why_set_aside": _why(f.get("quarantine_by_rule") or []),
+                "fix": _fix(f, saved.folder),
+            }
+        )
+    for f in saved.not_saved:
+        rows.append(
+            {
+                "file": f["file"],
+                "source": "",
+                "result": STATUS_WORDS["not_saved"],
+                "rows_read": 0,
+                "rows_landed": 0,
+                "rows_quarantined": 0,
+                "rows_duplicate": 0,
+                "why_set_aside": "",
+                "fix": f["message"],
+            }
+        )
+    columns = [
+        "file",
+        "source",
+        "result",
+        "rows_read",
+        "rows_landed",
+        "rows_quarantined",
+        "rows_duplicate",
+        "why_set_aside",
+        "fix",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def counts(table: pd.DataFrame) -> dict[str, int]:
+    """Files landed / refused (incl. not accepted) / already loaded, and rows landed / set aside / duplicates."""
+    result = table["result"]
+    return {
+        "files": int(len(table)),
+        "landed": int((result == STATUS_WORDS["loaded"]).sum()),
+        "refused": int(result.isin([STATUS_WORDS[s] for s in ("refused", "failed", "not_saved")]).sum()),
+        "already": int((result == STATUS_WORDS["skipped_same_hash"]).sum()),
+        "rows_landed": int(table["rows_landed"].sum()),
+        "rows_quarantined": int(table["rows_quarantined"].sum()),
+        "rows_duplicate": int(table["rows_duplicate"].sum()),
+    }
+
+
+def set_aside_refused(settings: Settings, saved: Saved, outcome: IngestOutcome) -> int:
+    """Move refused and failed files out of incoming/ (to refused_uploads/<upload-id>/) so the next refresh
+    does not offer them again; an empty upload folder is removed. Returns how many were moved."""
+    moved = 0
+    target = settings.home / REFUSED_DIR / saved.upload_id
+    statuses: dict[str, set[str]] = {}  # a FHIR or X12 file has one result per source it feeds
+    for f in outcome.files:
+        statuses.setdefault(str(f.get("file") or ""), set()).add(str(f.get("status")))
+    for name, seen in statuses.items():
+        if not seen <= {"refused", "failed"}:
+            continue
+        path = saved.folder / name
+        if path.is_file() and path.parent == saved.folder:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), target / path.name)
+            moved += 1
+    if saved.folder.exists() and not any(saved.folder.iterdir()):
+        saved.folder.rmdir()
+    return moved
+
+
+def needs_refresh(outcome: IngestOutcome) -> bool:
+    """A refresh is worth starting when the upload landed rows."""
+    return any(f.get("status") == "loaded" and int(f.get("rows_landed") or 0) > 0 for f in outcome.files)

@@ -1,0 +1,46 @@
+-- How well this build's rows are tied together, for Data health: one row per source x link status x reason, with
+-- rows and money. Charges, claims and notes come from the linking rule (int_visit_links): 'carried' (the export
+-- had the ids), 'linked' (an id was inferred), 'unlinked' (a link is missing; reason says why). Remittances are
+-- 'carried' when their claim is in the build and 'unlinked' / 'claim_not_loaded' when it is not: that cash still
+-- counts in the practice totals (int_remittances_attributed), it only cannot be shown against a claim.
+with visit_links as (
+    select
+        l.source,
+        case
+            when l.unlinked_reason is not null then 'unlinked'
+            when
+                l.appointment_link in ('claim_lines', 'patient_date', 'patient_date_therapist')
+                or l.episode_link in ('appointment', 'episode_span')
+                then 'linked'
+            else 'carried'
+        end as link_status,
+        coalesce(l.unlinked_reason, '(none)') as reason,
+        coalesce(ch.charge_usd, cl.billed_usd) as amount_usd
+    from {{ ref('int_visit_links') }} as l
+    left join {{ ref('stg_raw__charges') }} as ch on l.source = 'charges' and l.row_id = ch.charge_id
+    left join {{ ref('stg_raw__claims') }} as cl on l.source = 'claims' and l.row_id = cl.claim_id
+),
+
+remits as (
+    select
+        'remittances' as source,
+        case when claim_known then 'carried' else 'unlinked' end as link_status,
+        case when claim_known then '(none)' else 'claim_not_loaded' end as reason,
+        case when event_type in ('payer_payment', 'patient_payment') then amount_usd else 0 end as amount_usd
+    from {{ ref('int_remittances_attributed') }}
+),
+
+all_rows as (
+    select * from visit_links
+    union all
+    select * from remits
+)
+
+select
+    source,
+    link_status,
+    reason,
+    count(*) as rows,
+    sum(amount_usd) as amount_usd
+from all_rows
+group by source, link_status, reason

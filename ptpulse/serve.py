@@ -1,0 +1,845 @@
+"""`ptpulse serve`: the app plus its own scheduler, in one supervised process group.
+
+Why: a practice drops the EMR's nightly export into `$PTPULSE_HOME/incoming/` and expects current
+dashboards in the morning, without anyone typing `ptpulse refresh`. This process
+
+- runs the Streamlit app as a child (restarted with back-off if it dies; it keeps serving during builds and
+  picks up each newly served build by itself, docs/architecture.md);
+- refreshes on a cron-like schedule (default nightly, 02:00 local time) and whenever a *complete* export
+  lands in incoming/: a folder (or a loose file) whose files stopped changing for `settle_seconds`, or at
+  once when it holds a `.done` marker; when it holds a manifest (`manifest.json` or `truth/manifest.json`
+  naming files under `rows` or `files`) every named file must be there too;
+- runs each refresh as a child process (`python -m ptpulse.serve job`) under the pipeline lock, so a crash
+  or a kill never takes the app down, and never two refreshes at once: a busy lock is retried with back-off;
+- moves each export to incoming/processed/ (or incoming/failed/ when a file was refused), emails the admin
+  on a failed load or build (ptpulse/notify.py), retries a failed build with back-off;
+- writes its state to `$PTPULSE_HOME/logs/service.json` (shape in docs/interfaces.md) for `ptpulse health`
+  and the Data health page.
+
+Configuration: `$PTPULSE_HOME/service.yml` (optional; keys of `ServiceConfig`), CLI options override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ptpulse.core.config import APP_DIR, Settings, get_settings
+from ptpulse.core.lock import PipelineBusy, pipeline_lock
+
+log = logging.getLogger("ptpulse.serve")
+
+STATUS_VERSION = 1
+HISTORY = 20  # runs kept in the status file
+JOB_FILES_KEPT = 30  # job logs/results kept under logs/
+BACKOFF_CAP_S = 3600.0
+DONE_MARKER = ".done"
+MANIFESTS = ("manifest.json", "truth/manifest.json")
+# names in incoming/ that are never an export (ours, or a transfer still in flight)
+SKIP_NAMES = {"processed", "failed"}
+PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart", ".done")
+
+# Expected time between loads of each source (hours) before `ptpulse health` calls it stale. EMR sources come
+# with the nightly export; the marketing sheet monthly; reference lists only when they change (not checked).
+DEFAULT_CADENCE_HOURS: dict[str, float | None] = {
+    "intake_events": 48,
+    "scheduling_events": 48,
+    "documentation_events": 48,
+    "charges": 48,
+    "claims": 48,
+    "remittances": 48,
+    "authorizations": 48,
+    "patients": 48,
+    "marketing_touches": 24 * 8,
+    "marketing_spend": 24 * 35,
+    "clinics": None,
+    "therapists": None,
+    "payers": None,
+    "referring_physicians": None,
+}
+
+
+class ConfigError(ValueError):
+    """service.yml or a CLI option is wrong; the message names the file, key and fix."""
+
+
+# ------------------------------------------------------------------------------------------------ configuration
+
+
+@dataclass
+class ServiceConfig:
+    schedule: str = "0 2 * * *"  # cron (minute hour day-of-month month day-of-week), @daily, @hourly, or off
+    settle_seconds: float = 60.0  # an export is complete when nothing in it changed for this long (or .done)
+    poll_seconds: float = 5.0
+    retries: int = 3  # a failed build is retried this many times, then alerted
+    backoff_seconds: float = 120.0  # first retry delay; doubles each attempt, capped at one hour
+    max_build_age_hours: float = 36.0  # `ptpulse health`: the served build may be this old
+    cadence_hours: dict[str, float | None] = field(default_factory=lambda: dict(DEFAULT_CADENCE_HOURS))
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` (1-based)."""
+        return min(self.backoff_seconds * 2 ** max(attempt - 1, 0), BACKOFF_CAP_S)
+
+
+def config_path(settings: Settings) -> Path:
+    env = os.environ.get("PTPULSE_SERVICE_FILE")
+    return Path(env).expanduser() if env else settings.home / "service.yml"
+
+
+def _duration_hours(value: Any, where: str) -> float | None:
+    """`36`, `36h`, `7d`, `90m` or null (not checked) as hours."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    units = {"m": 1 / 60, "h": 1.0, "d": 24.0}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{where}: expected hours like 36, 36h, 7d or null, not {text!r}") from None
+
+
+def load_config(settings: Settings, **overrides: Any) -> ServiceConfig:
+    """service.yml (if present) with CLI overrides on top; unknown keys and bad values are refused by name."""
+    path = config_path(settings)
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError:
+            raise ConfigError(f"{path}: not valid YAML; fix its syntax.") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings (schedule:, settle_seconds:, ...)")
+    known = {f.name for f in fields(ServiceConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}")
+    cfg = ServiceConfig()
+    cadence = dict(DEFAULT_CADENCE_HOURS)
+    for source, value in (data.pop("cadence_hours", None) or {}).items():
+        cadence[str(source)] = _duration_hours(value, f"{path}: cadence_hours.{source}")
+    cfg.cadence_hours = cadence
+    for key, value in {**data, **{k: v for k, v in overrides.items() if v is not None}}.items():
+        if key == "schedule":
+            cfg.schedule = str(value)
+        elif key == "retries":
+            cfg.retries = int(value)
+        else:
+            try:
+                setattr(cfg, key, float(value))
+            except (TypeError, ValueError):
+                raise ConfigError(f"{path}: {key} must be a number of seconds/hours, not {value!r}") from None
+    Cron.parse(cfg.schedule, where=f"{path}: schedule")  # refuse a bad schedule at start, not at 2 am
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------------------- cron
+
+_ALIASES = {"@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@nightly": "0 2 * * *", "@hourly": "0 * * * *"}
+_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+
+
+@dataclass(frozen=True)
+class Cron:
+    """A five-field cron expression (lists, ranges, steps; Sunday is 0 or 7), matched in local time."""
+
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]  # 0 = Monday (Python's weekday())
+    dom_any: bool
+    dow_any: bool
+
+    @staticmethod
+    def parse(text: str, where: str = "schedule") -> Cron | None:
+        """None for `off`/`none`/empty (no scheduled refresh, incoming exports only)."""
+        text = _ALIASES.get(text.strip().lower(), text.strip())
+        if text.lower() in ("", "off", "none", "never"):
+            return None
+        parts = text.split()
+        if len(parts) != 5:
+            raise ConfigError(f"{where}: {text!r} needs 5 fields (minute hour day month weekday), e.g. '0 2 * * *'")
+        sets = [_cron_field(p, name, lo, hi, where) for p, (name, lo, hi) in zip(parts, _FIELDS, strict=True)]
+        weekdays = frozenset((d - 1) % 7 for d in sets[4])  # cron 0/7 = Sunday -> Python 6
+        return Cron(sets[0], sets[1], sets[2], sets[3], weekdays, parts[2] == "*", parts[4] == "*")
+
+    def _day_ok(self, d: datetime) -> bool:
+        dom, dow = d.day in self.days, d.weekday() in self.weekdays
+        if self.dom_any or self.dow_any:  # cron: when both are restricted, either may match
+            return dom and dow
+        return dom or dow
+
+    def next_after(self, after: datetime) -> datetime:
+        """The first matching minute strictly after `after` (naive local time)."""
+        t = after.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        limit = t + timedelta(days=366 * 5)
+        while t < limit:
+            if t.month not in self.months:
+                t = (t.replace(day=1, hour=0, minute=0) + timedelta(days=32)).replace(day=1)
+            elif not self._day_ok(t):
+                t = t.replace(hour=0, minute=0) + timedelta(days=1)
+            elif t.hour not in self.hours:
+                t = t.replace(minute=0) + timedelta(hours=1)
+            elif t.minute not in self.minutes:
+                t += timedelta(minutes=1)
+            else:
+                return t
+        raise ConfigError("schedule: this cron expression never matches a real date; fix the day/month fields")
+
+
+def _cron_field(text: str, name: str, lo: int, hi: int, where: str) -> frozenset[int]:
+    out: set[int] = set()
+    for part in text.split(","):
+        rng, _, step_text = part.partition("/")
+        try:
+            step = int(step_text) if step_text else 1
+            if rng == "*":
+                a, b = lo, hi
+            elif "-" in rng:
+                a, b = (int(x) for x in rng.split("-", 1))
+            else:
+                a = b = int(rng)
+        except ValueError:
+            raise ConfigError(f"{where}: the {name} field {text!r} is not a number, range, list or step") from None
+        if not (lo <= a <= b <= hi) or step < 1:
+            raise ConfigError(f"{where}: the {name} field {text!r} is outside {lo}-{hi}")
+        out.update(range(a, b + 1, step))
+    return frozenset(out)
+
+
+# --------------------------------------------------------------------------------------------------- status file
+
+
+def status_path(settings: Settings) -> Path:
+    return settings.home / "logs" / "service.json"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    return None if not text else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def read_status(settings: Settings) -> dict[str, Any] | None:
+    """The scheduler's last written state, or None when no service has run in this home."""
+    try:
+        return json.loads(status_path(settings).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError):
+        return {"version": STATUS_VERSION, "unreadable": True}
+
+
+def write_status(settings: Settings, state: dict[str, Any]) -> None:
+    """Atomic (write aside, rename over), so a reader never sees half a file."""
+    path = status_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(state, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+# ------------------------------------------------------------------------------------------------ incoming exports
+
+
+def _is_candidate(path: Path) -> bool:
+    name = path.name
+    return not (name.startswith(".") or name in SKIP_NAMES or name.lower().endswith(PARTIAL_SUFFIXES))
+
+
+def _snapshot(export: Path) -> tuple:
+    """(relative name, size, mtime) of every file in the export: it is settled when this stops changing."""
+    if export.is_file():
+        st = export.stat()
+        return ((export.name, st.st_size, st.st_mtime_ns),)
+    out = []
+    for p in sorted(export.rglob("*")):
+        try:
+            if p.is_file():
+                st = p.stat()
+                out.append((str(p.relative_to(export)), st.st_size, st.st_mtime_ns))
+        except OSError:  # removed while we looked: still changing
+            out.append((str(p), -1, -1))
+    return tuple(out)
+
+
+def _marker(export: Path) -> Path | None:
+    for m in ((export / DONE_MARKER) if export.is_dir() else None, export.with_name(export.name + DONE_MARKER)):
+        if m is not None and m.exists():
+            return m
+    return None
+
+
+def _manifest_complete(export: Path) -> bool:
+    """True without a manifest; with one, every file it names (outside truth/) must exist."""
+    if not export.is_dir():
+        return True
+    for rel in MANIFESTS:
+        path = export / rel
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return False  # still being written
+        named = data.get("files") or list((data.get("rows") or {}).keys()) if isinstance(data, dict) else []
+        return all((export / str(n)).exists() for n in named if not str(n).startswith("truth/"))
+    return True
+
+
+@dataclass
+class Watch:
+    """What the scheduler last saw of one export: its snapshot and since when it has not changed."""
+
+    snapshot: tuple
+    since: float
+
+
+def ready_exports(incoming: Path, watches: dict[str, Watch], settle_s: float, clock: float) -> list[Path]:
+    """Exports in `incoming` that are complete now; updates `watches` (the caller keeps it between polls)."""
+    if not incoming.is_dir():
+        return []
+    ready, seen = [], set()
+    for export in sorted(p for p in incoming.iterdir() if _is_candidate(p)):
+        seen.add(export.name)
+        snap = _snapshot(export)
+        w = watches.get(export.name)
+        if w is None or w.snapshot != snap:
+            watches[export.name] = w = Watch(snap, clock)
+        if not snap or not _manifest_complete(export):
+            continue
+        if _marker(export) is not None or clock - w.since >= settle_s:
+            ready.append(export)
+    for gone in set(watches) - seen:
+        del watches[gone]
+    return ready
+
+
+def archive_export(settings: Settings, export: Path, ok: bool, stamp: str) -> Path | None:
+    """Move a processed export to incoming/processed/ (or failed/); a `.done` marker inside the folder moves
+    with it, a sibling `<name>.done` is removed."""
+    if not export.exists():
+        return None
+    marker = _marker(export)
+    target_dir = settings.incoming / ("processed" if ok else "failed")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / f"{stamp}-{export.name}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = target_dir / f"{stamp}-{n}-{export.name}"
+    shutil.move(str(export), str(target))
+    if marker is not None and marker.parent != export:
+        marker.unlink(missing_ok=True)
+    return target
+
+
+# ----------------------------------------------------------------------------------------------- the refresh job
+
+
+def run_job(settings: Settings, exports: list[Path], always_build: bool) -> dict[str, Any]:
+    """Ingest each export, then build once, under the pipeline lock (runs in the job child process).
+
+    An incoming-only job whose files all were refused or already loaded skips the build: nothing changed.
+    Returns plain data (what the scheduler reads from the result file): per-export loads and the build."""
+    from ingestion.files import safe_text
+    from ingestion.loader import ingest
+    from ptpulse.refresh import run_build
+
+    try:
+        with pipeline_lock(settings, "serve refresh", wait_s=0):
+            settings.incoming.mkdir(parents=True, exist_ok=True)
+            per_export: dict[str, list[dict[str, Any]]] = {}
+            loaded = 0
+            for export in exports:
+                results = ingest([export], settings) if export.exists() else []
+                per_export[str(export)] = [
+                    {
+                        "file": safe_text(_relative(Path(r.file), export), 200),
+                        "source": r.source,
+                        "status": r.status,
+                        "rows_landed": r.rows_landed,
+                        "rows_quarantined": r.rows_quarantined,
+                        "message": r.message,
+                    }
+                    for r in results
+                ]
+                loaded += sum(r.status == "loaded" for r in results)
+            build = None
+            if always_build or loaded or not settings.analytics_db.exists():
+                b = run_build(settings)
+                build = {
+                    "ok": b.ok,
+                    "build_id": b.build_id if b.ok else None,
+                    "seconds": round(b.seconds, 1),
+                    "models": b.models,
+                    "tests": b.tests,
+                    "message": "" if b.ok else b.message,
+                }
+    except PipelineBusy as exc:
+        return {"result": "busy", "holder": str(exc)}
+    bad_loads = any(r["status"] in ("refused", "failed") for rows in per_export.values() for r in rows)
+    result = "build_failed" if build is not None and not build["ok"] else "load_failed" if bad_loads else "ok"
+    return {"result": result, "exports": per_export, "files_loaded": loaded, "build": build}
+
+
+def _relative(path: Path, export: Path) -> str:
+    try:
+        return f"{export.name}/{path.relative_to(export)}" if export.is_dir() else export.name
+    except ValueError:
+        return path.name
+
+
+def _job_main(argv: list[str]) -> int:
+    """`python -m ptpulse.serve job --home H --result R [--always-build] EXPORT...` (the scheduler's child)."""
+    parser = argparse.ArgumentParser(prog="ptpulse.serve job")
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--result", required=True)
+    parser.add_argument("--always-build", action="store_true")
+    parser.add_argument("exports", nargs="*")
+    args = parser.parse_args(argv)
+    settings = get_settings(args.home)
+    result = run_job(settings, [Path(e) for e in args.exports], args.always_build)
+    tmp = Path(args.result + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
+    tmp.replace(args.result)
+    return 3 if result["result"] == "busy" else 0
+
+
+# --------------------------------------------------------------------------------------------------- scheduler
+
+
+@dataclass
+class Job:
+    trigger: str  # schedule | incoming | retry
+    exports: list[Path]
+    always_build: bool
+    attempt: int = 1
+    due: float = 0.0  # time.time() when it may start
+
+
+@dataclass
+class Running:
+    job: Job
+    proc: subprocess.Popen
+    result_file: Path
+    started: datetime
+    log_file: Path
+
+
+class Scheduler:
+    """Decides when to refresh and runs one job at a time as a child process; call `tick()` every poll.
+
+    `clock` is wall time (time.time); the schedule is matched in local time."""
+
+    def __init__(self, settings: Settings, config: ServiceConfig, clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.config = config
+        self.clock = clock
+        self.cron = Cron.parse(config.schedule)
+        self.watches: dict[str, Watch] = {}
+        self.queue: list[Job] = []
+        self.running: Running | None = None
+        previous = read_status(settings) or {}
+        self.state: dict[str, Any] = {
+            "version": STATUS_VERSION,
+            "pid": os.getpid(),
+            "started_at": iso(now_utc()),
+            "stopped_at": None,
+            "schedule": config.schedule,
+            "cadence_hours": config.cadence_hours,  # so a reader (the Data health page) needs no service.yml
+            "max_build_age_hours": config.max_build_age_hours,
+            "next_run": None,
+            "running": None,
+            "pending": [],
+            "last_run": previous.get("last_run"),
+            "last_success": previous.get("last_success"),
+            "history": previous.get("history", []),
+            "app": None,
+        }
+        self.next_run: datetime | None = None
+        self._plan_next()
+
+    # -- planning
+    def _plan_next(self) -> None:
+        local_now = datetime.fromtimestamp(self.clock()).astimezone()
+        self.next_run = (
+            None
+            if self.cron is None
+            else self.cron.next_after(local_now.replace(tzinfo=None)).replace(tzinfo=local_now.tzinfo)
+        )
+        self.state["next_run"] = iso(self.next_run)
+
+    def _claimed(self) -> set[str]:
+        jobs = self.queue + ([self.running.job] if self.running else [])
+        return {str(e) for j in jobs for e in j.exports}
+
+    def run_now(self, trigger: str = "manual") -> None:
+        """Queue a full refresh (ready exports + build) at once, as the schedule would."""
+        self.queue.append(Job(trigger, [], always_build=True, due=self.clock()))
+
+    def tick(self) -> None:
+        now = self.clock()
+        if self.running is not None and self.running.proc.poll() is not None:
+            self._finish()
+        if self.next_run is not None and now >= self.next_run.timestamp():
+            self._plan_next()
+            if not any(j.always_build and j.trigger != "retry" for j in self.queue):
+                self.queue.append(Job("schedule", [], always_build=True, due=now))
+        claimed = self._claimed()
+        fresh = [
+            e
+            for e in ready_exports(self.settings.incoming, self.watches, self.config.settle_seconds, now)
+            if str(e) not in claimed
+        ]
+        if fresh:
+            waiting = next((j for j in self.queue if j.trigger in ("schedule", "manual") and j.attempt == 1), None)
+            if waiting is not None:
+                waiting.exports += fresh
+            else:
+                self.queue.append(Job("incoming", fresh, always_build=False, due=now))
+        if self.running is None:
+            due = [j for j in self.queue if j.due <= now]
+            if due:
+                job = min(due, key=lambda j: j.due)
+                self.queue.remove(job)
+                if job.trigger in ("schedule", "manual"):  # a full refresh takes every export that is ready
+                    job.exports += [e for e in fresh if str(e) not in {str(x) for x in job.exports}]
+                self._start(job)
+        self._write()
+
+    def _write(self) -> None:
+        self.state["pending"] = [
+            {"trigger": j.trigger, "exports": [e.name for e in j.exports], "attempt": j.attempt, "due": iso(_ts(j.due))}
+            for j in self.queue
+        ]
+        self.state["updated_at"] = iso(now_utc())
+        write_status(self.settings, self.state)
+
+    # -- running
+    def _start(self, job: Job) -> None:
+        logs = self.settings.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        stamp = now_utc().strftime("%Y%m%dT%H%M%S%f")
+        result_file, log_file = logs / f"service-job-{stamp}.json", logs / f"service-job-{stamp}.log"
+        cmd = [sys.executable, "-m", "ptpulse.serve", "job", "--home", str(self.settings.home)]
+        cmd += ["--result", str(result_file), *(["--always-build"] if job.always_build else [])]
+        cmd += [str(e) for e in job.exports]
+        with open(log_file, "wb") as fh:
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.running = Running(job, proc, result_file, now_utc(), log_file)
+        self.state["running"] = {
+            "trigger": job.trigger,
+            "exports": [e.name for e in job.exports],
+            "attempt": job.attempt,
+            "started_at": iso(self.running.started),
+            "pid": proc.pid,
+        }
+        log.info(
+            "refresh started (%s, attempt %d, %d export(s)): log %s",
+            job.trigger,
+            job.attempt,
+            len(job.exports),
+            log_file,
+        )
+
+    def wait_running(self, timeout_s: float) -> None:
+        """Block until the running job ends (tests, shutdown), then record it."""
+        if self.running is not None:
+            self.running.proc.wait(timeout_s)
+            self._finish()
+            self._write()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop a running job (SIGTERM, then SIGKILL); the lock dies with it and its exports stay in incoming/."""
+        if self.running is not None:
+            self.running.proc.terminate()
+            try:
+                self.running.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.running.proc.kill()
+                self.running.proc.wait()
+            self.running = None
+        self.state["running"] = None
+        self.state["stopped_at"] = iso(now_utc())
+        self._write()
+
+    def _finish(self) -> None:
+        run, self.running = self.running, None
+        assert run is not None
+        self.state["running"] = None
+        job, now = run.job, self.clock()
+        try:
+            result = json.loads(run.result_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            result = {"result": "crashed", "exit_code": run.proc.returncode}
+        outcome = result["result"]
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        problems: list[Any] = []
+        archived: dict[str, str] = {}
+        if outcome == "busy":  # someone else holds the lock: try again later, no alert
+            self.queue.append(_again(job, now + self.config.backoff(job.attempt)))
+        elif outcome == "crashed" and job.attempt <= self.config.retries:
+            self.queue.append(_again(job, now + self.config.backoff(job.attempt)))
+        else:
+            from ptpulse.notify import Problem
+
+            for export in job.exports:
+                rows = (result.get("exports") or {}).get(str(export), [])
+                bad = [r for r in rows if r["status"] in ("refused", "failed")]
+                ok = outcome != "crashed" and not bad
+                moved = archive_export(self.settings, export, ok, stamp)
+                if moved is not None:
+                    archived[export.name] = str(moved.relative_to(self.settings.incoming))
+                for r in bad:
+                    problems.append(
+                        Problem(
+                            r["file"],
+                            f"{r['status']}: {r['message']}",
+                            f"fix the export and drop the corrected file into incoming/ again; the export was "
+                            f"moved to incoming/{archived.get(export.name, 'failed/')}. Other files of it landed.",
+                        )
+                    )
+            build = result.get("build")
+            if outcome == "crashed":
+                problems.append(
+                    Problem(
+                        "refresh process",
+                        f"the refresh stopped without a result (exit code {result.get('exit_code')}) after "
+                        f"{job.attempt} attempt(s)",
+                        f"read its log {run.log_file}, fix the cause, then run `ptpulse refresh`.",
+                    )
+                )
+            elif build is not None and not build["ok"]:
+                if job.attempt <= self.config.retries:
+                    self.queue.append(Job("retry", [], True, job.attempt + 1, now + self.config.backoff(job.attempt)))
+                else:
+                    problems.append(
+                        Problem(
+                            "dbt build",
+                            f"the build failed {job.attempt} time(s); the previous build is still served. "
+                            f"{build['message']}",
+                            "run `ptpulse build` to see the failing model or test, fix the data or the model, "
+                            "then `ptpulse build` (or wait for the next scheduled refresh).",
+                        )
+                    )
+        run_record = {
+            "trigger": job.trigger,
+            "attempt": job.attempt,
+            "exports": [e.name for e in job.exports],
+            "archived": archived,
+            "started_at": iso(run.started),
+            "finished_at": iso(now_utc()),
+            "result": outcome,
+            "files_loaded": result.get("files_loaded", 0),
+            "build_id": (result.get("build") or {}).get("build_id"),
+            "build_seconds": (result.get("build") or {}).get("seconds"),
+            "problems": [asdict(p) for p in problems],
+            "alert": None,
+            "log": str(run.log_file),
+        }
+        if problems:
+            run_record["alert"] = self._alert(job, outcome, problems)
+        if outcome == "ok":
+            self.state["last_success"] = run_record["finished_at"]
+        self.state["last_run"] = run_record
+        self.state["history"] = ([run_record] + self.state.get("history", []))[:HISTORY]
+        level = logging.INFO if outcome == "ok" else logging.WARNING
+        log.log(level, "refresh %s (%s, attempt %d): %d problem(s)", outcome, job.trigger, job.attempt, len(problems))
+        _prune_job_files(self.settings.home / "logs")
+
+    def _alert(self, job: Job, outcome: str, problems: list) -> dict[str, Any]:
+        from ptpulse.notify import Alert, send_alert
+
+        what = {"load_failed": "a file was refused", "build_failed": "the build failed", "crashed": "it crashed"}
+        alert = Alert(
+            subject=f"PT Pulse: refresh needs attention ({len(problems)} problem(s))",
+            summary=(
+                f"The {job.trigger} refresh of {self.settings.home} finished with {what.get(outcome, outcome)}. "
+                "Dashboards keep showing the last good build until this is fixed."
+            ),
+            problems=tuple(problems),
+        )
+        sent, detail = send_alert(alert)
+        (log.info if sent else log.warning)("%s", detail)
+        return {"sent": sent, "detail": detail, "at": iso(now_utc())}
+
+
+def _again(job: Job, due: float) -> Job:
+    return Job(
+        "retry" if job.trigger != "incoming" else "incoming", job.exports, job.always_build, job.attempt + 1, due
+    )
+
+
+def _ts(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def _prune_job_files(logs: Path) -> None:
+    for pattern in ("service-job-*.json", "service-job-*.log"):
+        for old in sorted(logs.glob(pattern))[:-JOB_FILES_KEPT]:
+            old.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------------------- app + serve
+
+
+LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.strip().lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def demo_bind_refusal(host: str, allow_demo_on_network: bool) -> str | None:
+    """Why the app may not start on `host`, or None: demo mode (no [auth] in secrets.toml) lets anyone
+    with the URL in as any role, so it listens on the loopback address only unless explicitly forced."""
+    from ptpulse.notify import auth_configured
+
+    if is_loopback(host) or allow_demo_on_network or auth_configured():
+        return None
+    return (
+        f"refusing to serve demo mode on {host}: without sign-in anyone who can reach this address could use "
+        "the app as any role. Configure OIDC ([auth] in .streamlit/secrets.toml, see docs/deploy.md), serve on "
+        "127.0.0.1 behind a signed-in proxy, or pass --allow-demo-on-network to accept the risk."
+    )
+
+
+def app_command(port: int, host: str) -> list[str]:
+    """`streamlit run` for the app, as `ptpulse app` and `ptpulse serve` start it."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP_DIR / "streamlit_app.py"),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        # staff are viewers: no Deploy button, rerun or clear-cache in the toolbar
+        "--client.toolbarMode",
+        "viewer",
+    ]
+
+
+class AppProcess:
+    """The Streamlit child: started, watched each poll, restarted with back-off when it exits."""
+
+    def __init__(self, settings: Settings, port: int, host: str):
+        self.settings, self.port, self.host = settings, port, host
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self.retry_at = 0.0
+
+    def start(self) -> None:
+        env = dict(os.environ, PTPULSE_HOME=str(self.settings.home))
+        cmd = app_command(self.port, self.host) + ["--server.fileWatcherType", "none"]
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+        log.info("app started on http://%s:%d (pid %d)", self.host, self.port, self.proc.pid)
+
+    def check(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        if self.proc is not None and self.retry_at == 0.0:
+            self.restarts += 1
+            self.retry_at = time.time() + min(2.0**self.restarts, 60.0)
+            log.warning("app exited with code %s; restarting", self.proc.returncode)
+        if time.time() >= self.retry_at:
+            self.retry_at = 0.0
+            self.start()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "url": f"http://{self.host}:{self.port}",
+            "pid": self.proc.pid if self.proc else None,
+            "restarts": self.restarts,
+        }
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def serve(settings: Settings, config: ServiceConfig, port: int, host: str, with_app: bool = True) -> int:
+    """Run until SIGTERM/SIGINT: the app child, and the scheduler ticking every `poll_seconds`."""
+    settings.ensure()
+    settings.incoming.mkdir(parents=True, exist_ok=True)
+    stopping = {"flag": False}
+
+    def on_signal(signum, _frame) -> None:
+        log.info("signal %d: stopping", signum)
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    scheduler = Scheduler(settings, config)
+    app = AppProcess(settings, port, host) if with_app else None
+    log.info(
+        "scheduler: schedule %r, next run %s, watching %s",
+        config.schedule,
+        scheduler.state["next_run"],
+        settings.incoming,
+    )
+    try:
+        while not stopping["flag"]:
+            if app is not None:
+                app.check()
+                scheduler.state["app"] = app.status()
+            scheduler.tick()
+            end = time.time() + config.poll_seconds
+            while not stopping["flag"] and time.time() < end:
+                time.sleep(min(0.2, config.poll_seconds))
+    finally:
+        scheduler.stop()
+        if app is not None:
+            app.stop()
+    return 0
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "job":
+        sys.exit(_job_main(sys.argv[2:]))
+    sys.exit("usage: python -m ptpulse.serve job ... (run `ptpulse serve` to start the service)")
