@@ -39,6 +39,7 @@ from ingestion.files import (
     display_name,
     encoding_refusal,
     is_documentation,
+    looks_like_x12,
     match_source,
     normalise_line_endings,
     read_header,
@@ -622,13 +623,14 @@ def _land(
     staged, malformed, excluded = db.con.execute(
         "SELECT (SELECT count(*) FROM _staged), (SELECT count(*) FROM _malformed), (SELECT count(*) FROM _excluded)"
     ).fetchone()
+    with_op = result.profile is not None and line != INTEROP_LINE  # delete flags come from source profiles only
     line = line or _line_sql(db)
     db.con.begin()
-    ensure_source_table(db, contract, with_op=result.profile is not None)
+    ensure_source_table(db, contract, with_op=with_op)
     result.rows_read = staged + malformed + excluded
     result.rows_quarantined = _quarantine(db, result, contract, line) + malformed + excluded
     result.rows_duplicate = _find_duplicates(db, contract)
-    result.rows_landed = _insert_rows(db, result, contract, line, with_op=result.profile is not None)
+    result.rows_landed = _insert_rows(db, result, contract, line, with_op=with_op)
     assert_counts(result)
     result.status = LOADED
     result.message = "; ".join(notes + _summary(result))
@@ -789,8 +791,11 @@ def _load_interop_file(db: RawDB, path: Path, contracts: Mapping[str, Contract])
             _write_audit(db, result)
         return [result]
     results = []
+    system = "x12" if looks_like_x12(path) else "fhir"  # raw._loads.profile: the source system dbt merges by
     for source in sorted(batch.rows):
-        result = LoadResult(load_id=_next_load_id(db), file=str(path), sha256=result.sha256, source=source)
+        result = LoadResult(
+            load_id=_next_load_id(db), file=str(path), sha256=result.sha256, source=source, profile=system
+        )
         contract = contracts[source]
         try:
             previous = _previous_load(db, result.sha256, source, by_source=True)

@@ -274,7 +274,10 @@ class _Compiler:
             self.position.setdefault(name, f"_v{i}")
         for i, name in enumerate(names, start=1):  # a case-only difference still finds the column
             self.position.setdefault(name.lower(), f"_v{i}")
-        self.namespace = str(profile.defaults.get("id_namespace", profile.name))
+        # ids in a vendor export are the practice's record ids (they merge with the same records from other
+        # systems); `id_namespace` prefixes `prefix: true` ids only when two merged systems' ids would collide
+        namespace = profile.defaults.get("id_namespace")
+        self.namespace = str(namespace) if namespace else None
         self.dates = [str(f) for f in profile.defaults.get("date_formats") or [OUT_DATE]]
         self.stamps = [str(f) for f in profile.defaults.get("timestamp_formats") or [OUT_TIMESTAMP]]
         self.convert = profile.timezone not in ("clinic_local", "ask")
@@ -312,10 +315,10 @@ class _Compiler:
             x = self.transform(x, col["transform"])
         if "map" in col:
             x = self.mapped(x, col["map"])
-        if col.get("prefix"):
-            prefix = col["prefix"]
-            if prefix is True:
-                prefix = f"{self.namespace}:{target.removesuffix('_id')}"
+        prefix = col.get("prefix")
+        if prefix is True:
+            prefix = f"{self.namespace}:{target.removesuffix('_id')}" if self.namespace else None
+        if prefix:
             x = f"({lit(str(prefix) + ':')} || {x})"
         if "fallback" in col:
             x = f"coalesce({x}, {self.column(col['fallback'], target)})"
@@ -629,7 +632,6 @@ def draft_profile(headers: Mapping[str, Sequence[str]], name: str = "new_vendor"
             "date_formats": ["%Y-%m-%d", "%m/%d/%Y"],
             "timestamp_formats": ["%Y-%m-%d %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y %I:%M:%S %p"],
             "timezone": "clinic_local",
-            "id_namespace": normalise(name) or "new_vendor",
         },
         "value_maps": {},
         "files": files,

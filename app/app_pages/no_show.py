@@ -2,11 +2,11 @@
 so the front desk can confirm them; how well the predicted percentages match what happened (calibration);
 and the model card."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import streamlit as st
 
-from app.lib import charts, labels, model_cards, ui
+from app.lib import charts, labels, model_cards, send_ui, ui
 from app.lib.formatting import fmt, reference_now
 from app.lib.queries.no_show import calibration, no_show_history, upcoming_risk
 
@@ -78,6 +78,10 @@ if verdict != "refuse":
             height=360,
             empty_message="No high-risk appointments in this window.",
         )
+
+    # Bulk reminders (outbound, app/lib/send_ui.py): tomorrow's high-risk list, previewed before sending.
+    with st.expander("Send reminders to tomorrow's high-risk appointments", icon=":material/send:"):
+        send_ui.high_risk_dialog(ctx, (start + timedelta(days=1)).date())
 
 st.subheader("Can the percentages be trusted?")
 left, right = st.columns(2)

@@ -1,9 +1,11 @@
 """Referral sources (marketing, owner): the referring-physician scorecard, sources whose volume is falling,
-and where each source's referrals end up. De-identified: no patient appears on this page."""
+and where each source's referrals end up. De-identified, except the referrer report's patient list (PHI roles only)."""
+
+from datetime import datetime
 
 import streamlit as st
 
-from app.lib import charts, labels, ui
+from app.lib import charts, labels, send_ui, ui
 from app.lib.formatting import fmt
 from app.lib.queries.referral_sources import (
     open_referrals_by_source_type,
@@ -96,3 +98,7 @@ by = st.radio(
 )
 flows = source_outcomes(ctx.reader, ctx.filters, by)
 ui.chart(charts.sankey(flows), flows, f"referral_outcomes_by_{by}", "rs_sankey")
+
+# Referrer report (outbound, app/lib/send_ui.py): one physician's month as a PDF, downloaded or emailed.
+st.subheader("Referrer report")
+send_ui.referrer_panel(ctx, (ctx.as_of or datetime.now()).date())

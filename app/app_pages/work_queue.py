@@ -7,7 +7,7 @@ from datetime import datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from app.lib import actions, charts, model_cards, ui
+from app.lib import actions, charts, model_cards, send_ui, ui
 from app.lib import work_queue as wq
 from app.lib.formatting import reference_now
 from app.lib.queries.work_queue import queue_candidates
@@ -171,6 +171,11 @@ if closed:  # a finished task: what happened, no SLA clock, no action form
     ui.table(hist, "task_history", "wq_history", empty_message="No actions on this task yet.")
 else:
     action_forms()
+
+# Send a message (outbound, app/lib/send_ui.py): a reminder or outreach from a template, previewed before sending.
+if not closed:
+    with st.expander("Send a message (SMS or email)", icon=":material/send:"):
+        send_ui.task_dialog(ctx, task_id)
 
 with st.expander("Queue by reason"):
     open_rows = queue[queue["in_queue"]]

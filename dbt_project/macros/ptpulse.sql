@@ -86,3 +86,86 @@
 {% macro staging_pk_counts(key) -%}
     count(*) as pk_rows, count({{ key }}) as pk_not_null, count(distinct {{ key }}) as pk_distinct
 {%- endmacro %}
+
+{# The source system of each load (raw._loads): a vendor export mapped by a source profile is that profile
+   (webpt_standard_extract, tebra_kareo_api_export, a drafted one), FHIR and X12 files are 'fhir' / 'x12', a
+   native CSV is 'native'. Its rank comes from var('source_precedence') (lower = more authoritative); a profile
+   not named there ranks as the 'profile' entry. #}
+{% macro source_system_ranks() -%}
+    {%- set order = var('source_precedence') -%}
+    (
+        select
+            cast(load_id as bigint) as load_id,
+            coalesce(split_part(profile, '/', 1), 'native') as system,
+            case coalesce(split_part(profile, '/', 1), 'native')
+                {%- for s in order %}{% if s != 'profile' %}
+                when '{{ s }}' then {{ loop.index }}
+                {%- endif %}{% endfor %}
+                else {{ order.index('profile') + 1 }}
+            end as system_rank
+        from {{ raw_source('_loads', ['load_id', 'profile']) }}
+    )
+{%- endmacro %}
+
+{# How many source systems ever landed rows (compile time; 1 when raw._loads is absent or in sqlfluff). #}
+{% macro _landed_systems() -%}
+    {%- if not execute -%}{{ return(1) }}{%- endif -%}
+    {%- set rel = source('raw', '_loads') -%}
+    {%- set found = adapter.get_relation(database=rel.database, schema=rel.schema, identifier=rel.identifier) -%}
+    {%- if not found -%}{{ return(1) }}{%- endif -%}
+    {%- set cols = adapter.get_columns_in_relation(found) | map(attribute='name') | list -%}
+    {%- if 'profile' not in cols -%}{{ return(1) }}{%- endif -%}
+    {%- set q -%}
+        select count(distinct coalesce(split_part(profile, '/', 1), 'native')) from {{ rel }}
+        where status = 'loaded' and rows_landed > 0
+    {%- endset -%}
+    {{ return(run_query(q).columns[0].values()[0]) }}
+{%- endmacro %}
+
+{# The merge rule of docs/architecture.md ("Merging sources"), used by every staging model of a raw source.
+   Within one source system the latest version of a key wins (event time, then the later _load_id, then the
+   later _line); a key whose latest version there is a tombstone is dropped from that system only. Across systems
+   each column of a key comes from the most authoritative system that carries it (non-null), so a thinner format
+   never blanks a field a richer one carried; _load_id / _row_hash / _line are those of the most authoritative
+   row. `entity` (optional): a column whose rows are one fact told differently by each system (the events of an
+   appointment, the payments of a claim): per entity value, only the rows of its most authoritative system are
+   kept (rows without a value are kept). One vectorised pass: a window per (key, system), then a group by key
+   with arg_min per column. A practice with one source system gets dedup_latest's plain query. #}
+{% macro merge_latest(name, columns, key_columns, event_time, entity=none) -%}
+    {%- set relation = raw_source(name, columns) -%}
+    {%- if _landed_systems() | int <= 1 -%}
+        {{ dedup_latest(relation, key_columns, event_time) }}
+    {%- else -%}
+        {%- set meta = ['_load_id', '_row_hash', '_line'] -%}
+        {%- set fields = columns | reject('in', key_columns + meta) | list -%}
+        select *
+        from (
+            select
+                {% for k in key_columns %}v.{{ k }},{% endfor %}
+                {%- for c in fields %}
+                arg_min(v.{{ c }}, v._system_rank) filter (where v.{{ c }} is not null) as {{ c }},
+                {%- endfor %}
+                {%- for m in meta %}
+                arg_min(v.{{ m }}, v._system_rank) as {{ m }},
+                {%- endfor %}
+                min(v._system_rank) as _system_rank
+            from (
+                select
+                    r.*,
+                    coalesce(s.system_rank, 1) as _system_rank
+                from {{ relation }} as r
+                left join {{ source_system_ranks() }} as s on r._load_id = s.load_id
+                qualify row_number() over (
+                    partition by {% for k in key_columns %}r.{{ k }}, {% endfor %}coalesce(s.system_rank, 1)
+                    order by r.{{ event_time }} desc nulls last, r._load_id desc, r._line desc
+                ) = 1
+            ) as v
+            where v._op is distinct from 'tombstone'
+            group by {% for k in key_columns %}v.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %}
+        ) as merged
+        {%- if entity %}
+        qualify {{ entity }} is null
+            or _system_rank = min(_system_rank) over (partition by {{ entity }})
+        {%- endif %}
+    {%- endif -%}
+{%- endmacro %}

@@ -109,17 +109,17 @@ def test_webpt_appointments_land_by_header_with_events_and_quarantined_cancels(h
             datetime(2024, 3, 2, 11),
             datetime(2024, 3, 5, 10),
             60,
-            "webpt:patient:9001",
-            "webpt:episode:501",
+            "9001",
+            "501",
             3,
             "upsert",
         ),
         ("webpt:appointment:101:arrived", "arrived", datetime(2024, 3, 5, 8, 55), datetime(2024, 3, 5, 9), 45)
-        + ("webpt:patient:9001", "webpt:episode:501", 2, "upsert"),
+        + ("9001", "501", 2, "upsert"),
         ("webpt:appointment:101:booked", "booked", datetime(2024, 3, 1, 10), datetime(2024, 3, 5, 9), 45)
-        + ("webpt:patient:9001", "webpt:episode:501", 2, "upsert"),
+        + ("9001", "501", 2, "upsert"),
         ("webpt:appointment:101:completed", "completed", datetime(2024, 3, 5, 9, 50), datetime(2024, 3, 5, 9), 45)
-        + ("webpt:patient:9001", "webpt:episode:501", 2, "upsert"),
+        + ("9001", "501", 2, "upsert"),
     ]
     assert query(home, "SELECT line, rule, column_name FROM raw._quarantine") == [(3, "not_accepted", "event_type")]
     assert identity_holds(home)
@@ -137,8 +137,8 @@ def test_export_flag_modify_and_delete_keep_history(home, exports):
     ingest([first], home)
     before = query(home, "SELECT * FROM raw.authorizations ORDER BY auth_id")
     assert [(r[0], r[4], r[5], r[6], r[7]) for r in before] == [
-        ("webpt:authorization:1", "webpt:ins_name:Blue Shield", 12, date(2024, 3, 1), date(2024, 6, 1)),
-        ("webpt:authorization:2", "webpt:ins_name:Aetna", 12, date(2024, 3, 1), date(2024, 6, 1)),
+        ("1", "webpt:ins_name:Blue Shield", 12, date(2024, 3, 1), date(2024, 6, 1)),
+        ("2", "webpt:ins_name:Aetna", 12, date(2024, 3, 1), date(2024, 6, 1)),
     ]
     second = write_csv(
         exports / "day2",
@@ -155,8 +155,8 @@ def test_export_flag_modify_and_delete_keep_history(home, exports):
     after = query(home, "SELECT * FROM raw.authorizations ORDER BY _load_id, auth_id")
     assert after[:2] == before  # history untouched
     assert [(r[0], r[5], r[-1]) for r in after[2:]] == [
-        ("webpt:authorization:1", 20, "upsert"),
-        ("webpt:authorization:2", 12, "tombstone"),
+        ("1", 20, "upsert"),
+        ("2", 12, "tombstone"),
     ]
     assert query(home, "SELECT rule, column_name, line FROM raw._quarantine") == [
         ("excluded_by_profile", "export_flag", 4)
@@ -179,7 +179,7 @@ def _profile_copy(tmp_path: Path, **defaults) -> Path:
 
 def test_profile_times_in_utc_are_converted_to_the_clinic_zone(home, exports, tmp_path):
     profile = _profile_copy(tmp_path, timezone="UTC", clinic_timezone="America/Chicago")
-    write_csv(exports, "clinics.csv", [example_row("clinics", clinic_id="webpt:clinic:8", timezone="America/New_York")])
+    write_csv(exports, "clinics.csv", [example_row("clinics", clinic_id="8", timezone="America/New_York")])
     write_csv(
         exports,
         "webpt_appts.csv",
@@ -354,7 +354,7 @@ def test_a_tombstone_removes_the_key_from_the_build_and_keeps_its_history(home, 
     assert kept == (1,)  # authorization 2 was deleted by the vendor
     versions = query(home, "SELECT auth_id, _op FROM raw.authorizations ORDER BY _load_id, auth_id")
     assert versions == [
-        ("webpt:authorization:1", "upsert"),
-        ("webpt:authorization:2", "upsert"),
-        ("webpt:authorization:2", "tombstone"),
+        ("1", "upsert"),
+        ("2", "upsert"),
+        ("2", "tombstone"),
     ]

@@ -3,7 +3,8 @@
 -- (X12 837P, FHIR, EMR exports) are inferred, never guessed (docs/architecture.md, "Linking"):
 --   appointment  the completed appointment of the same person (int_patient_crosswalk) on the date of service;
 --                with several, the one with the row's rendering therapist (compared by NPI when the therapists
---                file gives one); still several (or none with that therapist) -> left unlinked. A single
+--                file gives one); still several, the one of the row's own episode (an EMR charge carries its
+--                case), then the one with both; still several (or none) -> left unlinked. A single
 --                candidate links even under another therapist's name (a supervising PT bills for an assistant).
 --                A claim takes the one appointment its charge lines carry or link to before trying its own date
 --                (a claim carried its visit when its lines did: the claims contract has no appointment id). A
@@ -97,7 +98,13 @@ candidates as (
         count(*) as visits_on_date,
         count(*) filter (where r.therapist_key = v.therapist_key) as visits_with_therapist,
         any_value(v.appointment_id) as any_appointment_id,
-        any_value(v.appointment_id) filter (where r.therapist_key = v.therapist_key) as therapist_appointment_id
+        any_value(v.appointment_id) filter (where r.therapist_key = v.therapist_key) as therapist_appointment_id,
+        count(*) filter (where r.episode_id = v.episode_id) as visits_in_episode,
+        any_value(v.appointment_id) filter (where r.episode_id = v.episode_id) as episode_appointment_id,
+        count(*) filter (where r.episode_id = v.episode_id and r.therapist_key = v.therapist_key) as visits_with_both,
+        any_value(v.appointment_id) filter (
+            where r.episode_id = v.episode_id and r.therapist_key = v.therapist_key
+        ) as both_appointment_id
     from rows_keyed as r
     inner join visits as v on r.person_id = v.person_id and r.service_date = v.visit_date
     where r.appointment_id is null and r.expects_visit
@@ -110,11 +117,15 @@ visit_rule as (
         r.*,
         c.visits_on_date,
         c.visits_with_therapist,
+        c.visits_in_episode,
+        c.visits_with_both,
         case
             when r.appointment_id is not null then r.appointment_id
             when not r.expects_visit then null
             when c.visits_on_date = 1 then c.any_appointment_id
             when c.visits_with_therapist = 1 then c.therapist_appointment_id
+            when c.visits_in_episode = 1 then c.episode_appointment_id
+            when c.visits_with_both = 1 then c.both_appointment_id
         end as rule_appointment_id
     from rows_keyed as r
     left join candidates as c on r.source = c.source and r.row_id = c.row_id
@@ -142,13 +153,15 @@ visit_linked as (
             when not r.expects_visit then 'not_expected'
             when r.visits_on_date = 1 then 'patient_date'
             when r.visits_with_therapist = 1 then 'patient_date_therapist'
+            when r.visits_in_episode = 1 then 'patient_date_episode'
+            when r.visits_with_both = 1 then 'patient_date_episode_therapist'
             else 'unlinked'
         end as appointment_link,
         case
             when r.appointment_id is not null or not r.expects_visit then null
             when r.source = 'claims' and lv.appointments = 1 then null
             when r.visits_on_date is null then 'no_visit_on_date'
-            when r.visits_on_date > 1 and r.visits_with_therapist <> 1 then 'several_visits_on_date'
+            when r.rule_appointment_id is null and r.visits_on_date > 1 then 'several_visits_on_date'
         end as visit_reason,
         coalesce(
             case when r.source = 'claims' and lv.appointments = 1 then lv.appointment_id end,

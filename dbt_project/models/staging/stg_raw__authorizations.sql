@@ -1,11 +1,12 @@
 -- Prior authorizations received from payers for an episode of care.
--- Latest version per natural key (auth_id), by received_at; rename and cast only.
+-- Latest version per natural key (auth_id), by received_at within each source system; across systems each
+-- field from the most authoritative system that carries it (merge_latest); rename and cast only.
 with deduped as (
-    {{ dedup_latest(
-        raw_source('authorizations', [
+    {{ merge_latest(
+        'authorizations', [
             'auth_id', 'episode_id', 'patient_id', 'clinic_id', 'payer_id', 'visits_authorized', 'valid_from',
             'valid_to', 'received_at', '_load_id', '_row_hash', '_line'
-        ]),
+        ],
         ['auth_id'],
         'received_at'
     ) }}

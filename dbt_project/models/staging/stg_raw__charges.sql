@@ -1,13 +1,14 @@
 -- Charge lines posted per visit, one per CPT/HCPCS code, with units from timed minutes (Medicare 8-minute rule)
 -- and modifiers.
--- Latest version per natural key (charge_id), by posted_at; rename and cast only.
+-- Latest version per natural key (charge_id), by posted_at within each source system; across systems each
+-- field from the most authoritative system that carries it (merge_latest); rename and cast only.
 with deduped as (
-    {{ dedup_latest(
-        raw_source('charges', [
+    {{ merge_latest(
+        'charges', [
             'charge_id', 'claim_id', 'appointment_id', 'episode_id', 'patient_id', 'clinic_id', 'therapist_id',
             'service_date', 'cpt_code', 'modifiers', 'units', 'minutes', 'charge_usd', 'posted_at', '_load_id',
             '_row_hash', '_line'
-        ]),
+        ],
         ['charge_id'],
         'posted_at'
     ) }}

@@ -1,12 +1,13 @@
 -- Professional claims (837P) submitted to payers, one per visit. A corrected claim is re-sent with the same
 -- claim_id and a later submitted_at.
--- Latest version per natural key (claim_id), by submitted_at; rename and cast only.
+-- Latest version per natural key (claim_id), by submitted_at within each source system; across systems each
+-- field from the most authoritative system that carries it (merge_latest); rename and cast only.
 with deduped as (
-    {{ dedup_latest(
-        raw_source('claims', [
+    {{ merge_latest(
+        'claims', [
             'claim_id', 'episode_id', 'patient_id', 'clinic_id', 'payer_id', 'service_date', 'submitted_at',
             'billed_usd', '_load_id', '_row_hash', '_line'
-        ]),
+        ],
         ['claim_id'],
         'submitted_at'
     ) }}

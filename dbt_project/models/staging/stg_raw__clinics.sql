@@ -1,11 +1,12 @@
 -- Clinic locations of the practice network (reference file from the practice-management system).
--- Latest version per natural key (clinic_id), by updated_at; rename and cast only.
+-- Latest version per natural key (clinic_id), by updated_at within each source system; across systems each
+-- field from the most authoritative system that carries it (merge_latest); rename and cast only.
 with deduped as (
-    {{ dedup_latest(
-        raw_source('clinics', [
+    {{ merge_latest(
+        'clinics', [
             'clinic_id', 'clinic_name', 'address_line', 'city', 'state', 'zip', 'timezone', 'opened_on',
             'treatment_tables', 'updated_at', '_load_id', '_row_hash', '_line'
-        ]),
+        ],
         ['clinic_id'],
         'updated_at'
     ) }}

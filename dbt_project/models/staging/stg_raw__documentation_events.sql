@@ -2,15 +2,16 @@
 -- the 10th visit), re-evaluations and the discharge summary, with diagnoses and functional outcome scores (LEFS,
 -- ODI, NDI, QuickDASH) at evaluation and discharge. An amended note is re-sent with the same note_id and a later
 -- created_at.
--- Latest version per natural key (note_id), by created_at; rename and cast only.
+-- Latest version per natural key (note_id), by created_at within each source system; across systems each
+-- field from the most authoritative system that carries it (merge_latest); rename and cast only.
 with deduped as (
-    {{ dedup_latest(
-        raw_source('documentation_events', [
+    {{ merge_latest(
+        'documentation_events', [
             'note_id', 'episode_id', 'appointment_id', 'patient_id', 'clinic_id', 'therapist_id', 'note_type',
             'service_date', 'created_at', 'signed_at', 'visit_number', 'icd10_primary', 'icd10_secondary',
             'body_region', 'planned_visits', 'frequency_per_week', 'plan_weeks', 'outcome_measure',
             'outcome_score', 'discharge_reason', '_load_id', '_row_hash', '_line'
-        ]),
+        ],
         ['note_id'],
         'created_at'
     ) }}

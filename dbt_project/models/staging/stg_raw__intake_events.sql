@@ -1,13 +1,14 @@
 -- Leads and referrals and everything the intake team does with them, as events. A `received` event opens a
 -- referral (or lead) and carries its source; later events record outreach and the intake outcome.
--- Latest version per natural key (event_id), by event_at; rename and cast only.
+-- Latest version per natural key (event_id), by event_at within each source system; across systems each
+-- field from the most authoritative system that carries it (merge_latest); rename and cast only.
 with deduped as (
-    {{ dedup_latest(
-        raw_source('intake_events', [
+    {{ merge_latest(
+        'intake_events', [
             'event_id', 'referral_id', 'patient_id', 'clinic_id', 'event_type', 'event_at', 'intake_kind',
             'source_type', 'referring_physician_id', 'channel', 'payer_id', 'icd10_code', 'outreach_method',
             'outreach_outcome', 'reason', 'recorded_by', '_load_id', '_row_hash', '_line'
-        ]),
+        ],
         ['event_id'],
         'event_at'
     ) }}

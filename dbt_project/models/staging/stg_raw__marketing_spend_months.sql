@@ -1,10 +1,12 @@
 -- Monthly marketing spend per clinic and channel (from the marketing budget sheet).
--- Latest version per natural key (month, clinic_id, channel), by reported_at; rename and cast only.
+-- Latest version per natural key (month, clinic_id, channel), by reported_at within each source
+-- system; across systems each field from the most authoritative system that carries it (merge_latest);
+-- rename and cast only.
 with deduped as (
-    {{ dedup_latest(
-        raw_source('marketing_spend', [
+    {{ merge_latest(
+        'marketing_spend', [
             'month', 'clinic_id', 'channel', 'spend_usd', 'reported_at', '_load_id', '_row_hash', '_line'
-        ]),
+        ],
         ['month', 'clinic_id', 'channel'],
         'reported_at'
     ) }}

@@ -1,12 +1,13 @@
 -- Patient demographics and contact details. PHI - front desk only; never shown to marketing or analysts.
--- Latest version per natural key (patient_id), by updated_at; rename and cast only.
+-- Latest version per natural key (patient_id), by updated_at within each source system; across systems each
+-- field from the most authoritative system that carries it (merge_latest); rename and cast only.
 with deduped as (
-    {{ dedup_latest(
-        raw_source('patients', [
+    {{ merge_latest(
+        'patients', [
             'patient_id', 'first_name', 'last_name', 'birth_date', 'sex', 'phone', 'email', 'address_line',
             'city', 'state', 'zip', 'primary_payer_id', 'member_id', 'created_at', 'updated_at', '_load_id',
             '_row_hash', '_line'
-        ]),
+        ],
         ['patient_id'],
         'updated_at'
     ) }}

@@ -1,11 +1,12 @@
 -- Insurance payers and plans the practice bills.
--- Latest version per natural key (payer_id), by updated_at; rename and cast only.
+-- Latest version per natural key (payer_id), by updated_at within each source system; across systems each
+-- field from the most authoritative system that carries it (merge_latest); rename and cast only.
 with deduped as (
-    {{ dedup_latest(
-        raw_source('payers', [
+    {{ merge_latest(
+        'payers', [
             'payer_id', 'payer_name', 'payer_class', 'requires_auth', 'auth_visit_limit', 'updated_at',
             '_load_id', '_row_hash', '_line'
-        ]),
+        ],
         ['payer_id'],
         'updated_at'
     ) }}

@@ -1,11 +1,12 @@
 -- Referring providers (physicians, NPs, PAs, chiropractors, podiatrists) known to the practice.
--- Latest version per natural key (physician_id), by updated_at; rename and cast only.
+-- Latest version per natural key (physician_id), by updated_at within each source system; across systems each
+-- field from the most authoritative system that carries it (merge_latest); rename and cast only.
 with deduped as (
-    {{ dedup_latest(
-        raw_source('referring_physicians', [
+    {{ merge_latest(
+        'referring_physicians', [
             'physician_id', 'first_name', 'last_name', 'credential', 'specialty', 'practice_name', 'city',
             'state', 'updated_at', '_load_id', '_row_hash', '_line'
-        ]),
+        ],
         ['physician_id'],
         'updated_at'
     ) }}

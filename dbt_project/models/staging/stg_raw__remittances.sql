@@ -4,15 +4,19 @@
 -- claim later paid on appeal gets a payer_payment, an unrecovered one a write_off. Insurance balance = billed -
 -- payer_payment - contractual_adjustment - patient_responsibility - write_off; patient balance =
 -- patient_responsibility - patient_payment.
--- Latest version per natural key (remit_id), by event_at; rename and cast only.
+-- Latest version per natural key (remit_id), by event_at within each source system; across systems each
+-- field from the most authoritative system that carries it (merge_latest). The payments of one claim come from
+-- the one most authoritative system that has any for it (an 835 and the practice's ledger tell the same money);
+-- rename and cast only.
 with deduped as (
-    {{ dedup_latest(
-        raw_source('remittances', [
+    {{ merge_latest(
+        'remittances', [
             'remit_id', 'claim_id', 'payer_id', 'event_type', 'event_at', 'amount_usd', 'group_code',
             'carc_code', 'check_number', '_load_id', '_row_hash', '_line'
-        ]),
+        ],
         ['remit_id'],
-        'event_at'
+        'event_at',
+        entity='claim_id'
     ) }}
 )
 

@@ -1,16 +1,20 @@
 -- Appointment lifecycle events from the scheduler. An appointment is booked, may be rescheduled (new
 -- scheduled_start), and ends as cancelled (>= 24 h notice), late_cancelled (< 24 h), no_show, or arrived then
 -- completed. Future appointments have only booked/rescheduled events.
--- Latest version per natural key (event_id), by event_at; rename and cast only.
+-- Latest version per natural key (event_id), by event_at within each source system; across systems each
+-- field from the most authoritative system that carries it (merge_latest). The events of one appointment come
+-- from the one most authoritative system that has any for it (each system ids its events its own way); rename
+-- and cast only.
 with deduped as (
-    {{ dedup_latest(
-        raw_source('scheduling_events', [
+    {{ merge_latest(
+        'scheduling_events', [
             'event_id', 'appointment_id', 'episode_id', 'referral_id', 'patient_id', 'clinic_id',
             'therapist_id', 'event_type', 'event_at', 'scheduled_start', 'duration_min', 'visit_type',
             'cancel_reason', 'notice_hours', 'recorded_by', '_load_id', '_row_hash', '_line'
-        ]),
+        ],
         ['event_id'],
-        'event_at'
+        'event_at',
+        entity='appointment_id'
     ) }}
 )
 

@@ -1,12 +1,13 @@
 -- Treating clinicians and their standing weekly schedules (from the scheduler).
--- Latest version per natural key (therapist_id), by updated_at; rename and cast only.
+-- Latest version per natural key (therapist_id), by updated_at within each source system; across systems each
+-- field from the most authoritative system that carries it (merge_latest); rename and cast only.
 with deduped as (
-    {{ dedup_latest(
-        raw_source('therapists', [
+    {{ merge_latest(
+        'therapists', [
             'therapist_id', 'clinic_id', 'first_name', 'last_name', 'credential', 'npi', 'hired_on',
             'terminated_on', 'weekly_hours', 'work_days', 'day_start', 'day_end', 'updated_at', '_load_id',
             '_row_hash', '_line'
-        ]),
+        ],
         ['therapist_id'],
         'updated_at'
     ) }}

@@ -9,7 +9,7 @@ with visit_links as (
         case
             when l.unlinked_reason is not null then 'unlinked'
             when
-                l.appointment_link in ('claim_lines', 'patient_date', 'patient_date_therapist')
+                l.appointment_link like 'patient_date%' or l.appointment_link = 'claim_lines'
                 or l.episode_link in ('appointment', 'episode_span')
                 then 'linked'
             else 'carried'

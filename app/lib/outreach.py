@@ -1,0 +1,592 @@
+"""Messages that reach patients: templates, consent, quiet hours, frequency cap, the message log, write-back.
+
+Why one module: every send, whether one task's reminder or tomorrow's high-risk list, goes through `plan`
+(who may be messaged now, and why not) and `send` (log, deliver, retry, write back), so the rules cannot be
+skipped by one page. Pure of Streamlit; the channels are ptpulse.core.outbound's (SMTP, Twilio-shaped SMS).
+
+State lives in app.sqlite beside the work-queue actions (interfaces.md section 4):
+    messages(message_id PK, batch_id, task_id, patient_id, channel, template, to_addr, subject, body, status
+             queued|sent|failed|skipped, reason, attempts, not_before, provider_id, action_id, actor,
+             created_at, updated_at)
+    contact_consent(id PK, patient_id, channel sms|email|any, status granted|revoked, source, recorded_by,
+                    recorded_at)  -- append-only; the latest row per (patient, channel) wins
+A sent message is written back as a `log_outreach` action (method sms/email, outcome left_message), so the
+queue shows it at once and the next build counts it. A message is `sent` only after the provider accepted
+it; a failure stays `failed` (with the reason) until a retry succeeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from functools import cache
+from pathlib import Path
+from string import Formatter
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from app.lib import actions
+from ptpulse.core.outbound import Channel, OutboundError
+
+TEMPLATES_FILE = Path(__file__).resolve().parents[1] / "templates" / "outreach.yml"
+STATUSES = ("queued", "sent", "failed", "skipped")
+CHANNELS = ("sms", "email")
+SMS_FIELDS = frozenset({"first_name", "clinic_name", "appointment_time"})  # minimum PHI in an SMS body
+EMAIL_FIELDS = SMS_FIELDS | {"last_name", "therapist_name"}
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
+WRITE_BACK_OUTCOME = "left_message"  # a message delivered is not a conversation: it does not close the task
+
+SCHEMA = f"""
+create table if not exists messages (
+    message_id  integer primary key autoincrement,
+    batch_id    text not null,
+    task_id     text,
+    patient_id  text,
+    channel     text not null check (channel in ('sms', 'email')),
+    template    text not null,
+    to_addr     text,
+    subject     text,
+    body        text,
+    status      text not null check (status in ({",".join(f"'{s}'" for s in STATUSES)})),
+    reason      text,
+    attempts    integer not null default 0,
+    not_before  text,
+    provider_id text,
+    action_id   integer,
+    actor       text not null,
+    created_at  text not null,
+    updated_at  text not null
+);
+create index if not exists messages_patient on messages(patient_id, created_at);
+create index if not exists messages_status on messages(status, not_before);
+create table if not exists contact_consent (
+    id          integer primary key autoincrement,
+    patient_id  text not null,
+    channel     text not null check (channel in ('sms', 'email', 'any')),
+    status      text not null check (status in ('granted', 'revoked')),
+    source      text not null,
+    recorded_by text not null,
+    recorded_at text not null
+);
+create index if not exists consent_patient on contact_consent(patient_id, id);
+"""
+
+
+class OutreachError(ValueError):
+    """A template, policy or consent file that cannot be used as given (says which file and what to fix)."""
+
+
+@dataclass(frozen=True)
+class Template:
+    key: str
+    label: str
+    needs: str  # appointment | referral | any
+    sms: str
+    email_subject: str
+    email_body: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    quiet_start: dtime
+    quiet_end: dtime
+    cap_messages: int
+    cap_hours: float
+    retries: int
+    retry_wait_s: float = 0.3
+
+
+def _fields(text: str) -> set[str]:
+    return {name for _, name, _, _ in Formatter().parse(text) if name}
+
+
+def _clock(text: Any, where: str) -> dtime:
+    try:
+        return dtime.fromisoformat(str(text))
+    except ValueError:
+        raise OutreachError(f"{TEMPLATES_FILE}: {where} must be a time like 20:00; fix it.") from None
+
+
+@cache
+def load(path: Path = TEMPLATES_FILE) -> tuple[dict[str, Template], Policy]:
+    """Templates and policy from the YAML file; refuses an SMS template that merges more than minimum PHI."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    pol = data.get("policy") or {}
+    quiet = pol.get("quiet_hours") or {}
+    cap = pol.get("frequency_cap") or {}
+    policy = Policy(
+        quiet_start=_clock(quiet.get("start", "20:00"), "policy.quiet_hours.start"),
+        quiet_end=_clock(quiet.get("end", "08:00"), "policy.quiet_hours.end"),
+        cap_messages=int(cap.get("messages", 1)),
+        cap_hours=float(cap.get("hours", 24)),
+        retries=int(pol.get("retries", 2)),
+    )
+    templates: dict[str, Template] = {}
+    for key, t in (data.get("templates") or {}).items():
+        tpl = Template(
+            key=key,
+            label=str(t.get("label") or key),
+            needs=str(t.get("needs") or "any"),
+            sms=str(t.get("sms") or "").strip(),
+            email_subject=str(t.get("email_subject") or "").strip(),
+            email_body=str(t.get("email_body") or "").strip(),
+        )
+        extra = _fields(tpl.sms) - SMS_FIELDS
+        if extra:
+            raise OutreachError(
+                f"{path}: template {key} merges {', '.join(sorted(extra))} into an SMS; SMS bodies may use only "
+                f"{', '.join(sorted(SMS_FIELDS))} (minimum PHI). Remove the field or move it to the email."
+            )
+        extra = (_fields(tpl.email_subject) | _fields(tpl.email_body)) - EMAIL_FIELDS
+        if extra:
+            raise OutreachError(
+                f"{path}: template {key} uses unknown merge fields {', '.join(sorted(extra))}; "
+                f"use {', '.join(sorted(EMAIL_FIELDS))}."
+            )
+        templates[key] = tpl
+    if not templates:
+        raise OutreachError(f"{path} defines no templates: add one under `templates:`.")
+    return templates, policy
+
+
+# ---------------------------------------------------------------------------------------------- storage
+
+
+@contextmanager
+def _db(path: Path) -> Iterator[sqlite3.Connection]:
+    """actions.connect (WAL, busy timeout, the actions schema) plus the outreach tables."""
+    with actions.connect(path) as con:
+        con.executescript(SCHEMA)
+        yield con
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat(timespec="seconds")
+
+
+def _aware(dt: datetime) -> datetime:
+    """Naive datetimes are the server's local time (as the pages use them)."""
+    return dt if dt.tzinfo else dt.astimezone()
+
+
+# ---------------------------------------------------------------------------------------------- consent
+
+
+def record_consent(
+    app_db: Path, patient_id: str, channel: str, granted: bool, source: str, actor: str, at: datetime | None = None
+) -> None:
+    """Append one consent decision (granted or revoked) for a patient and channel (sms, email or any)."""
+    if channel not in (*CHANNELS, "any"):
+        raise OutreachError(f"consent channel must be sms, email or any (got {channel!r}).")
+    with _db(app_db) as con:
+        con.execute(
+            "insert into contact_consent(patient_id, channel, status, source, recorded_by, recorded_at) "
+            "values (?, ?, ?, ?, ?, ?)",
+            (
+                str(patient_id),
+                channel,
+                "granted" if granted else "revoked",
+                source,
+                actor,
+                _iso(_aware(at or datetime.now())),
+            ),
+        )
+
+
+def record_reply(app_db: Path, patient_id: str, text: str, channel: str = "sms") -> bool:
+    """A patient's reply: STOP (and the carriers' other opt-out words) revokes consent for that channel.
+
+    Returns True when the reply was an opt-out. The reply text itself is not stored."""
+    if str(text).strip().upper() not in STOP_WORDS:
+        return False
+    record_consent(app_db, patient_id, channel, False, "reply:STOP", "patient")
+    return True
+
+
+CONSENT_COLUMNS = ("patient_id", "channel", "consent")
+_YES = {"yes", "y", "true", "1", "granted", "opt_in", "opt-in"}
+_NO = {"no", "n", "false", "0", "revoked", "opt_out", "opt-out", "stop"}
+
+
+def import_consent(app_db: Path, data: bytes | str, source: str, actor: str) -> int:
+    """Import a consent CSV (patient_id, channel sms|email|any, consent yes|no; the EMR's consent export or the
+    SMS provider's opt-out list); returns rows imported. Refuses the whole file naming the line and column."""
+    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in CONSENT_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise OutreachError(
+            f"{source}: missing column(s) {', '.join(missing)}; the file needs a header "
+            "patient_id,channel,consent (channel sms, email or any; consent yes or no)."
+        )
+    rows = []
+    for line, row in enumerate(reader, start=2):
+        pid, channel = (row["patient_id"] or "").strip(), (row["channel"] or "").strip().lower()
+        consent = (row["consent"] or "").strip().lower()
+        if not pid:
+            raise OutreachError(f"{source} line {line}: column patient_id is empty; fill it or drop the line.")
+        if channel not in (*CHANNELS, "any"):
+            raise OutreachError(f"{source} line {line}: column channel must be sms, email or any.")
+        if consent not in _YES | _NO:
+            raise OutreachError(f"{source} line {line}: column consent must be yes or no.")
+        rows.append((pid, channel, "granted" if consent in _YES else "revoked"))
+    at = _iso(datetime.now().astimezone())
+    with _db(app_db) as con:
+        con.execute("begin immediate")
+        con.executemany(
+            "insert into contact_consent(patient_id, channel, status, source, recorded_by, recorded_at) "
+            "values (?, ?, ?, ?, ?, ?)",
+            [(p, c, s, source, actor, at) for p, c, s in rows],
+        )
+        con.execute("commit")
+    return len(rows)
+
+
+def consent_status(app_db: Path, patient_ids: Iterable[str], channel: str) -> dict[str, tuple[str, str]]:
+    """(status, source) of the latest consent row per patient for the channel (or 'any'); absent = no record."""
+    ids = list(dict.fromkeys(str(p) for p in patient_ids))
+    if not ids:
+        return {}
+    with _db(app_db) as con:
+        con.execute("create temp table if not exists wanted_p(patient_id text primary key)")
+        con.execute("delete from wanted_p")
+        con.executemany("insert or ignore into wanted_p values (?)", [(p,) for p in ids])
+        rows = con.execute(
+            "select c.patient_id, c.status, c.source from contact_consent c join wanted_p using (patient_id) "
+            "where c.channel in (?, 'any') order by c.id",
+            (channel,),
+        ).fetchall()
+    return {pid: (status, source) for pid, status, source in rows}  # later rows overwrite: latest wins
+
+
+# ---------------------------------------------------------------------------------------------- planning
+
+
+def in_quiet_hours(now: datetime, policy: Policy) -> datetime | None:
+    """When the quiet hours around `now` end (the time to send), or None when `now` is not in them."""
+    t, start, end = now.timetz().replace(tzinfo=None), policy.quiet_start, policy.quiet_end
+    if start == end:
+        return None
+    quiet = (start <= t or t < end) if start > end else (start <= t < end)
+    if not quiet:
+        return None
+    day = now.date() if t < end else now.date() + timedelta(days=1)
+    return datetime.combine(day, end, tzinfo=now.tzinfo)
+
+
+def _recent_counts(app_db: Path, patient_ids: list[str], since: datetime) -> dict[str, int]:
+    """Messages sent or waiting to be sent per patient since `since` (the frequency cap counts both)."""
+    if not patient_ids:
+        return {}
+    with _db(app_db) as con:
+        rows = con.execute(
+            "select patient_id, created_at from messages where status in ('sent', 'queued') "
+            f"and patient_id in ({','.join('?' * len(patient_ids))})",
+            patient_ids,
+        ).fetchall()
+    out: dict[str, int] = {}
+    for pid, created in rows:
+        if datetime.fromisoformat(created) >= since:
+            out[pid] = out.get(pid, 0) + 1
+    return out
+
+
+def _time_text(value: Any) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    ts = pd.Timestamp(value)
+    return f"{ts:%a %b} {ts.day} at {ts:%H:%M}"
+
+
+def render(template: Template, channel: str, row: Mapping[str, Any]) -> tuple[str, str]:
+    """(subject, body) of one message: the template's merge fields filled from the recipient's row."""
+
+    def val(k: str) -> str:
+        v = row.get(k)
+        if k == "appointment_time":
+            return _time_text(v)
+        return "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+
+    if channel == "sms":
+        return "", " ".join(template.sms.format_map({k: val(k) for k in SMS_FIELDS}).split())
+    fields = {k: val(k) for k in EMAIL_FIELDS}
+    return template.email_subject.format_map(fields), template.email_body.format_map(fields)
+
+
+RECIPIENT_COLUMNS = ("task_id", "patient_id", "first_name", "last_name", "phone", "email", "clinic_name")
+
+
+def plan(
+    app_db: Path,
+    recipients: pd.DataFrame,
+    template: Template,
+    channel: str,
+    now: datetime,
+    policy: Policy,
+) -> pd.DataFrame:
+    """Per recipient: the decision (send, queue for after quiet hours, or skip with the reason) and the message.
+
+    Columns: task_id, patient_id, first_name, to_addr, subject, body, decision (send|queue|skip), reason,
+    not_before. Nothing is written: this is the preview, and `send` re-plans at the moment of sending."""
+    now = _aware(now)
+    df = recipients.reset_index(drop=True).copy()
+    for c in (*RECIPIENT_COLUMNS, "appointment_time", "therapist_name"):
+        if c not in df:
+            df[c] = None
+    addr_col = "phone" if channel == "sms" else "email"
+    consent = consent_status(app_db, df["patient_id"].dropna().astype(str), channel)
+    since = now - timedelta(hours=policy.cap_hours)
+    recent = _recent_counts(app_db, df["patient_id"].dropna().astype(str).unique().tolist(), since)
+    quiet_until = in_quiet_hours(now, policy)
+    out = []
+    planned: dict[str, int] = {}
+    for row in df.to_dict("records"):  # one row per message to write: a bulk list, not an event table
+        pid = None if row["patient_id"] is None or pd.isna(row["patient_id"]) else str(row["patient_id"])
+        addr = row.get(addr_col)
+        addr = None if addr is None or (not isinstance(addr, str) and pd.isna(addr)) or not str(addr).strip() else addr
+        subject, body = render(template, channel, row)
+        decision, reason, not_before = "send", "", None
+        status = consent.get(pid or "")
+        if pid is None:
+            decision, reason = "skip", "no patient linked to this task"
+        elif template.needs == "appointment" and not _time_text(row.get("appointment_time")):
+            decision, reason = "skip", "no upcoming appointment to remind of"
+        elif addr is None:
+            decision, reason = "skip", f"no {'mobile number' if channel == 'sms' else 'email address'} on file"
+        elif status is not None and status[0] == "revoked":
+            decision = "skip"
+            reason = "opted out (replied STOP)" if status[1] == "reply:STOP" else f"opted out of {channel}"
+        elif status is None:
+            decision, reason = "skip", f"no {channel.upper() if channel == 'sms' else channel} consent on file"
+        elif recent.get(pid, 0) + planned.get(pid, 0) >= policy.cap_messages:
+            decision = "skip"
+            reason = f"frequency cap: already messaged {policy.cap_messages}× within {policy.cap_hours:g} h"
+        elif quiet_until is not None:
+            decision, not_before = "queue", quiet_until
+            reason = f"quiet hours: sends at {quiet_until:%H:%M}"
+        if decision != "skip" and pid is not None:
+            planned[pid] = planned.get(pid, 0) + 1
+        out.append(
+            {
+                "task_id": row.get("task_id"),
+                "patient_id": pid,
+                "first_name": row.get("first_name"),
+                "to_addr": addr,
+                "subject": subject,
+                "body": body,
+                "decision": decision,
+                "reason": reason,
+                "not_before": not_before,
+            }
+        )
+    return pd.DataFrame(
+        out,
+        columns=[
+            "task_id",
+            "patient_id",
+            "first_name",
+            "to_addr",
+            "subject",
+            "body",
+            "decision",
+            "reason",
+            "not_before",
+        ],
+    )
+
+
+def summary(planned: pd.DataFrame) -> str:
+    """'3 to send now · 1 queued for quiet hours · 2 skipped (1 opted out (replied STOP), 1 no SMS consent …)'."""
+    n = planned["decision"].value_counts()
+    parts = [f"{int(n.get('send', 0))} to send now"]
+    if n.get("queue", 0):
+        parts.append(f"{int(n['queue'])} queued for after quiet hours")
+    skipped = planned[planned["decision"] == "skip"]
+    if len(skipped):
+        why = skipped["reason"].value_counts()
+        parts.append(f"{len(skipped)} skipped (" + ", ".join(f"{int(c)} {r}" for r, c in why.items()) + ")")
+    return " · ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------- sending
+
+
+@dataclass(frozen=True)
+class Result:
+    message_id: int
+    task_id: str | None
+    status: str
+    reason: str
+
+
+def _deliver(
+    app_db: Path, message_id: int, channel: Channel, policy: Policy, actor: str, role: str, method: str
+) -> Result:
+    """Send one logged message with retries; mark it sent (and write back the action) or failed."""
+    with _db(app_db) as con:
+        task_id, to_addr, subject, body, attempts, template = con.execute(
+            "select task_id, to_addr, subject, body, attempts, template from messages where message_id = ?",
+            (message_id,),
+        ).fetchone()
+    error: OutboundError | None = None
+    provider_id = ""
+    for attempt in range(policy.retries + 1):
+        attempts += 1
+        try:
+            provider_id = channel.send(to_addr, subject or "", body or "")
+            error = None
+            break
+        except OutboundError as exc:
+            error = exc
+            if exc.permanent or attempt == policy.retries:
+                break
+            time.sleep(policy.retry_wait_s * 2**attempt)
+    now = _iso(datetime.now(UTC))
+    if error is not None:
+        with _db(app_db) as con:
+            con.execute(
+                "update messages set status = 'failed', reason = ?, attempts = ?, updated_at = ? where message_id = ?",
+                (str(error), attempts, now, message_id),
+            )
+        return Result(message_id, task_id, "failed", str(error))
+    action_id = None
+    if task_id:
+        action_id = actions.record(
+            app_db,
+            task_id,
+            "log_outreach",
+            actor,
+            {"method": method, "outcome": WRITE_BACK_OUTCOME, "note": f"{template} sent", "message_id": message_id},
+            role=role,
+        )
+    with _db(app_db) as con:
+        con.execute(
+            "update messages set status = 'sent', reason = null, attempts = ?, provider_id = ?, action_id = ?, "
+            "updated_at = ? where message_id = ?",
+            (attempts, provider_id, action_id, now, message_id),
+        )
+    return Result(message_id, task_id, "sent", "")
+
+
+def send(
+    app_db: Path,
+    recipients: pd.DataFrame,
+    template: Template,
+    channel_name: str,
+    channels: Mapping[str, Channel],
+    actor: str,
+    now: datetime,
+    policy: Policy,
+    role: str = "",
+) -> list[Result]:
+    """Plan again (consent may have changed since the preview), log every message, deliver the ones due now."""
+    planned = plan(app_db, recipients, template, channel_name, now, policy)
+    channel = channels.get(channel_name)
+    batch = uuid.uuid4().hex[:12]
+    at = _iso(_aware(now))  # the frequency cap counts from the time the message was asked for
+    results: list[Result] = []
+    due: list[int] = []
+    with _db(app_db) as con:
+        con.execute("begin immediate")
+        for p in planned.to_dict("records"):
+            status = {"send": "queued", "queue": "queued", "skip": "skipped"}[p["decision"]]
+            reason = p["reason"] or None
+            if status == "queued" and channel is None:
+                status, reason = "failed", f"{channel_name} is not configured: add its settings (docs/deploy.md)"
+            cur = con.execute(
+                "insert into messages(batch_id, task_id, patient_id, channel, template, to_addr, subject, body, "
+                "status, reason, not_before, actor, created_at, updated_at) values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    batch,
+                    p["task_id"],
+                    p["patient_id"],
+                    channel_name,
+                    template.key,
+                    p["to_addr"],
+                    p["subject"],
+                    p["body"],
+                    status,
+                    reason,
+                    _iso(p["not_before"]) if p["not_before"] is not None else None,
+                    actor,
+                    at,
+                    at,
+                ),
+            )
+            mid = int(cur.lastrowid)
+            if status == "queued" and p["decision"] == "send":
+                due.append(mid)
+            else:
+                results.append(Result(mid, p["task_id"], status, reason or ""))
+        con.execute("commit")
+    for mid in due:
+        results.append(_deliver(app_db, mid, channel, policy, actor, role, channel_name))
+    return sorted(results, key=lambda r: r.message_id)
+
+
+def deliver_due(
+    app_db: Path, channels: Mapping[str, Channel], now: datetime, policy: Policy, role: str = ""
+) -> list[Result]:
+    """Send the queued messages whose quiet hours are over (the pages call this on render; idempotent)."""
+    now = _aware(now)
+    if not app_db.exists():
+        return []
+    with _db(app_db) as con:
+        rows = con.execute(
+            "select message_id, channel, not_before, actor from messages where status = 'queued' order by message_id"
+        ).fetchall()
+    out = []
+    for mid, ch, not_before, actor in rows:
+        if (not_before is None or datetime.fromisoformat(not_before) <= now) and ch in channels:
+            out.append(_deliver(app_db, mid, channels[ch], policy, actor, role, ch))
+    return out
+
+
+def retry(app_db: Path, message_ids: Iterable[int], channels: Mapping[str, Channel], policy: Policy, role: str = ""):
+    """Try failed messages again (the page's Retry button); a success is written back like any send."""
+    out = []
+    for mid in message_ids:
+        with _db(app_db) as con:
+            row = con.execute("select channel, status, actor from messages where message_id = ?", (mid,)).fetchone()
+        if row is None or row[1] != "failed" or row[0] not in channels:
+            continue
+        out.append(_deliver(app_db, mid, channels[row[0]], policy, row[2], role, row[0]))
+    return out
+
+
+def messages(app_db: Path, task_ids: Iterable[str] | None = None, limit: int = 200) -> pd.DataFrame:
+    """The message log, newest first (optionally of some tasks), for the pages' "Messages" tables."""
+    cols = "message_id, created_at, task_id, channel, template, status, reason, attempts, not_before, actor"
+    if not app_db.exists():
+        return pd.DataFrame(columns=[c.strip() for c in cols.split(",")])
+    with _db(app_db) as con:
+        if task_ids is None:
+            rows = con.execute(f"select {cols} from messages order by message_id desc limit ?", (limit,)).fetchall()
+        else:
+            ids = list(dict.fromkeys(task_ids))
+            q = ",".join("?" * len(ids)) or "null"
+            rows = con.execute(
+                f"select {cols} from messages where task_id in ({q}) order by message_id desc limit ?", (*ids, limit)
+            ).fetchall()
+    return pd.DataFrame(rows, columns=[c.strip() for c in cols.split(",")])
+
+
+def mask(addr: Any) -> str:
+    """'•••• 4821' / 'j•••@example.com': enough to check the right contact without showing it whole."""
+    s = "" if addr is None else str(addr)
+    if "@" in s:
+        name, _, domain = s.partition("@")
+        return f"{name[:1]}•••@{domain}"
+    digits = re.sub(r"\D", "", s)
+    return f"•••• {digits[-4:]}" if digits else ""

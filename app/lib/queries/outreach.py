@@ -1,0 +1,127 @@
+"""Outbound: who a message goes to (work-queue tasks, tomorrow's high-risk appointments) and the monthly
+referrer report's figures. Contact details are PHI: these questions need a PHI role (the pages check)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from app.lib.queries.base import Filters, Reader, clinic_params
+
+TASK_COLUMNS = "task_id, patient_id, clinic_id, appointment_id, referral_id"
+HIGH_RISK_RULE = "confirm_high_risk"  # ml/warehouse.py: task_id = rule || ':' || appointment_id
+
+
+def _enrich(r: Reader, targets_sql: str, params: dict[str, Any]) -> pd.DataFrame:
+    """Recipient rows (task, patient contact, clinic, upcoming appointment, therapist) for a targets query."""
+    sql = f"""
+    with targets as ({targets_sql})
+    select t.task_id, t.patient_id, p.first_name, p.last_name, p.phone, p.email,
+           coalesce(c.clinic_name, t.clinic_id) as clinic_name, t.referral_id, t.appointment_id,
+           case when a.is_future then a.scheduled_start end as appointment_time, th.therapist_name
+    from targets t
+    left join marts.dim_patients p on p.patient_id = t.patient_id
+    left join marts.dim_clinics c on c.clinic_id = t.clinic_id
+    left join marts.appointments a on a.appointment_id = t.appointment_id
+    left join marts.dim_therapists th on th.therapist_id = a.therapist_id
+    where ($all_clinics or list_contains($clinics, t.clinic_id))
+    order by appointment_time nulls last, t.task_id
+    """
+    return r.df(sql, params)
+
+
+def task_recipients(r: Reader, f: Filters, task_ids: list[str]) -> pd.DataFrame:
+    """Recipients of work-queue tasks (the build's rule tasks and the no-show model's confirm tasks)."""
+    targets = f"select {TASK_COLUMNS} from marts.work_queue_candidates where list_contains($ids, task_id)"
+    if r.has("ml.work_queue_tasks"):
+        targets += (
+            f" union all by name select {TASK_COLUMNS} from ml.work_queue_tasks where list_contains($ids, task_id)"
+        )
+    return _enrich(r, targets, {**clinic_params(r, f), "ids": list(task_ids)})
+
+
+def high_risk_recipients(r: Reader, f: Filters, day: date) -> pd.DataFrame:
+    """Tomorrow's (`day`'s) high no-show-risk appointments: the bulk reminder list, one row per appointment."""
+    targets = f"""
+    select '{HIGH_RISK_RULE}:' || s.appointment_id as task_id, a.patient_id, s.clinic_id, s.appointment_id,
+           null::varchar as referral_id
+    from ml.no_show_scores s join marts.appointments a using (appointment_id)
+    where s.risk_band = 'high' and s.scheduled_start::date = $day
+    """
+    return _enrich(r, targets, {**clinic_params(r, f), "day": day})
+
+
+def referring_physicians(r: Reader) -> pd.DataFrame:
+    """Referring physicians with at least one referral, most referrals first, for the report picker."""
+    sql = """
+    select d.physician_id, trim(d.first_name || ' ' || d.last_name || coalesce(', ' || d.credential, '')) as name,
+           d.practice_name, count(*) as referrals, max(f.received_at)::date as last_referral
+    from marts.referral_funnel f join marts.dim_referring_physicians d on d.physician_id = f.referring_physician_id
+    group by all order by referrals desc, name
+    """
+    return r.df(sql)
+
+
+def referrer_report(r: Reader, f: Filters, physician_id: str, month: date) -> dict[str, Any]:
+    """One referring physician's month: each referral received in it, and where it stands as of the build.
+
+    Rows: one per referral (patient, received, evaluated, visits, discharge, outcome measure and change).
+    Totals are computed from the same rows, so the PDF's figures are the marts' figures."""
+    start = month.replace(day=1)
+    end = (pd.Timestamp(start) + pd.offsets.MonthBegin(1)).date()
+    who = r.df(
+        "select physician_id, first_name, last_name, credential, specialty, practice_name, city, state "
+        "from marts.dim_referring_physicians where physician_id = $id",
+        {"id": physician_id},
+    )
+    identity = "p.first_name || ' ' || p.last_name as patient" if r.scope.phi else "f.patient_key as patient"
+    join = "left join marts.dim_patients p on p.patient_id = f.patient_id" if r.scope.phi else ""
+    rows = r.df(
+        f"""
+        select f.referral_id, {identity}, f.received_at::date as received, f.evaluated_at::date as evaluated,
+               coalesce(e.attended_visits, 0) as visits, coalesce(e.discharge_date, f.discharged_at::date) as discharged,
+               e.status as episode_status, f.current_stage, e.outcome_measure, e.outcome_score_eval,
+               e.outcome_score_discharge, e.outcome_change, e.met_mcid
+        from marts.referral_funnel f
+        left join marts.episodes e on e.episode_id = f.episode_id
+        {join}
+        where f.referring_physician_id = $id and f.received_at >= $start and f.received_at < $end
+          and ($all_clinics or list_contains($clinics, f.clinic_id))
+        order by f.received_at, f.referral_id
+        """,
+        {**clinic_params(r, f), "id": physician_id, "start": start, "end": end},
+    )
+    with_outcome = rows["outcome_change"].notna()
+    totals = {
+        "referrals": len(rows),
+        "seen": int(rows["evaluated"].notna().sum()),
+        "visits": int(rows["visits"].sum()),
+        "discharged": int(rows["discharged"].notna().sum()),
+        "with_outcome": int(with_outcome.sum()),
+        "met_mcid": int(rows.loc[with_outcome, "met_mcid"].fillna(False).astype(bool).sum()),
+    }
+    return {
+        "physician": who.iloc[0].to_dict() if len(who) else {"physician_id": physician_id},
+        "month": start,
+        "rows": rows,
+        "totals": totals,
+    }
+
+
+def practice_label(r: Reader) -> str:
+    """How the report names the practice: its clinic's name, or the clinics' names (a few), from dim_clinics."""
+    names = r.df("select coalesce(clinic_name, clinic_id) as name from marts.dim_clinics order by clinic_id")["name"]
+    names = [str(n) for n in names if n]
+    if not names:
+        return "our practice"
+    return (
+        names[0]
+        if len(names) == 1
+        else (
+            ", ".join(names[:-1]) + " and " + names[-1]
+            if len(names) <= 3
+            else f"{names[0]} and {len(names) - 1} other clinics"
+        )
+    )

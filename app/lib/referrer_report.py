@@ -1,0 +1,104 @@
+"""The monthly referrer report: the marts' figures for one referring physician, as HTML and as a PDF printed
+by the Chromium the project already uses (headless --print-to-pdf; no extra PDF library).
+
+Why HTML first: the same page is what a test reads the figures from, what the app previews, and what
+Chromium prints, so the PDF cannot disagree with the marts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "referrer_report.html"
+CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+class ReportError(RuntimeError):
+    """The PDF could not be made (says what to install or set)."""
+
+
+def physician_name(p: dict[str, Any]) -> str:
+    name = " ".join(str(p.get(k) or "") for k in ("first_name", "last_name")).strip()
+    return f"{name}, {p['credential']}" if name and p.get("credential") else name or str(p.get("physician_id"))
+
+
+def _cell(v: Any) -> str:
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:+.1f}" if v != int(v) else f"{v:.0f}"
+    return str(v)
+
+
+def render_html(report: dict[str, Any], practice: str, as_of: date | str, show_patients: bool = True) -> str:
+    """The report page (autoescaped: names from the EMR cannot inject markup); without `show_patients`
+    (a de-identified role) only the totals, no per-patient table."""
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    rows = report["rows"].copy()
+    if "outcome_change" in rows:
+        rows["outcome_change"] = ["–" if pd.isna(v) else f"{float(v):+.1f}" for v in rows["outcome_change"]]
+    records = [{k: _cell(v) for k, v in r.items()} for r in rows.to_dict("records")]
+    return env.from_string(TEMPLATE.read_text(encoding="utf-8")).render(
+        practice=practice,
+        physician=report["physician"],
+        physician_name=physician_name(report["physician"]),
+        month_label=f"{report['month']:%B %Y}",
+        as_of=str(as_of)[:10],
+        totals=report["totals"],
+        rows=records,
+        show_patients=show_patients,
+    )
+
+
+def chromium() -> str:
+    """The browser to print with: $PTPULSE_CHROMIUM, else the first Chromium on PATH."""
+    configured = os.environ.get("PTPULSE_CHROMIUM")
+    found = configured or next((p for p in map(shutil.which, CHROMIUM_CANDIDATES) if p), None)
+    if not found:
+        raise ReportError(
+            "No Chromium to print the PDF with: install chromium (apt install chromium) or set PTPULSE_CHROMIUM "
+            "to the browser's path; the HTML report can still be downloaded."
+        )
+    return found
+
+
+def render_pdf(html: str, timeout_s: float = 60) -> bytes:
+    """Print the HTML to PDF with headless Chromium; a private temp folder holds the page and the profile."""
+    with tempfile.TemporaryDirectory(prefix="ptpulse-report-") as tmp:
+        page, pdf = Path(tmp) / "report.html", Path(tmp) / "report.pdf"
+        page.write_text(html, encoding="utf-8")
+        cmd = [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-pdf-header-footer",
+            f"--user-data-dir={Path(tmp) / 'profile'}",
+            f"--print-to-pdf={pdf}",
+            page.as_uri(),
+        ]
+        try:
+            subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise ReportError(f"Chromium did not print the report within {timeout_s:.0f} s: try again.") from None
+        if not pdf.is_file() or pdf.stat().st_size == 0 or not pdf.read_bytes().startswith(b"%PDF"):
+            raise ReportError(
+                "Chromium did not write the PDF: check that it starts headless on this machine "
+                "(run it with --headless --print-to-pdf by hand); the HTML report can still be downloaded."
+            )
+        return pdf.read_bytes()
+
+
+def filename(report: dict[str, Any]) -> str:
+    p = report["physician"]
+    last = "".join(ch for ch in str(p.get("last_name") or p.get("physician_id")) if ch.isalnum())
+    return f"referrals-{last}-{report['month']:%Y-%m}.pdf"

@@ -1,0 +1,231 @@
+"""The send dialog (Work queue, No-show risk) and the referrer-report panel (Referral sources).
+
+Why a module of its own: the pages call one function each, so the outbound rules (app/lib/outreach.py) and
+their wording live in one place. The dialog always previews first: the first message as the patient will
+read it, and per recipient whether it will be sent now, queued for after quiet hours, or skipped and why.
+Results come from the message log, so a failed send shows as failed (with Retry), never as sent.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pandas as pd
+import streamlit as st
+
+from app.lib import outreach, referrer_report, ui
+from app.lib.queries import outreach as q
+from ptpulse.core import outbound
+
+CHANNEL_LABELS = {"sms": "SMS", "email": "Email"}
+CONSENT_ROLES = ("owner", "manager")
+
+
+def configured_channels() -> tuple[dict[str, outbound.Channel], str]:
+    """The channels set up in env / secrets.toml, and a problem line when reading the settings failed."""
+    try:
+        return outbound.channels(), ""
+    except outbound.OutboundError as exc:
+        return {}, str(exc)
+
+
+def _send_due(ctx, chans, policy) -> None:
+    """Deliver the messages whose quiet hours have ended (once per page render; nothing when none wait)."""
+    done = outreach.deliver_due(ctx.settings.app_db, chans, datetime.now().astimezone(), policy, ctx.user.role)
+    if done:
+        sent = sum(r.status == "sent" for r in done)
+        st.toast(f"{sent} message(s) held for quiet hours were sent; {len(done) - sent} failed.")
+
+
+def _results(ctx, key: str, chans, policy) -> None:
+    """The outcome of the last send from this dialog, read back from the message log (never assumed)."""
+    ids = st.session_state.get(f"{key}_sent_ids")
+    if not ids:
+        return
+    log = outreach.messages(ctx.settings.app_db, limit=5000)
+    log = log[log["message_id"].isin(ids)]
+    n = log["status"].value_counts()
+    line = ", ".join(f"{int(n.get(s, 0))} {s}" for s in outreach.STATUSES if n.get(s, 0))
+    failed = log[log["status"] == "failed"]
+    (st.error if len(failed) else st.success)(f"Last send: {line}.")
+    if len(failed):
+        for reason, count in failed["reason"].value_counts().items():
+            st.caption(f"Failed ({int(count)}): {reason}")
+        if st.button(f"Retry {len(failed)} failed", key=f"{key}_retry"):
+            outreach.retry(ctx.settings.app_db, failed["message_id"].tolist(), chans, policy, ctx.user.role)
+            st.rerun()
+
+
+def send_dialog(ctx, recipients: pd.DataFrame, key: str, title: str, templates: list[str] | None = None) -> None:
+    """Preview and send one template to the recipients (one task, or a bulk list)."""
+    st.markdown(f"**{title}**")
+    if not ctx.reader.scope.phi:
+        st.info("Sending needs a role that may see patients' contact details (front desk, manager, owner).")
+        return
+    try:
+        all_templates, policy = outreach.load()
+    except outreach.OutreachError as exc:
+        st.error(str(exc))
+        return
+    chans, problem = configured_channels()
+    if problem:
+        st.error(problem)
+    _send_due(ctx, chans, policy)
+    keys = [k for k in (templates or list(all_templates)) if k in all_templates]
+    c1, c2 = st.columns(2)
+    tkey = c1.selectbox("Template", keys, format_func=lambda k: all_templates[k].label, key=f"{key}_template")
+    channel = c2.radio(
+        "Channel",
+        outreach.CHANNELS,
+        horizontal=True,
+        key=f"{key}_channel",
+        format_func=lambda c: CHANNEL_LABELS[c] + ("" if c in chans else " (not set up)"),
+    )
+    if channel not in chans:
+        st.warning(
+            f"{CHANNEL_LABELS[channel]} is not set up: add the [{'smtp' if channel == 'email' else 'sms'}] settings "
+            "to .streamlit/secrets.toml or the environment (docs/deploy.md, Outbound messages)."
+        )
+    if recipients.empty:
+        st.caption("Nobody to message.")
+        return
+    template = all_templates[tkey]
+    planned = outreach.plan(ctx.settings.app_db, recipients, template, channel, datetime.now().astimezone(), policy)
+    st.caption(outreach.summary(planned))
+    first = planned[planned["decision"] != "skip"].head(1)
+    sample = (first if len(first) else planned.head(1)).iloc[0]
+    with st.container(border=True):
+        st.caption(f"Preview · to {sample['first_name'] or 'patient'} ({outreach.mask(sample['to_addr'])})")
+        if channel == "email":
+            st.markdown(f"**Subject:** {sample['subject']}")
+        st.text(sample["body"])
+    view = planned.assign(
+        to=planned["to_addr"].map(outreach.mask),
+        decision=planned["decision"].map({"send": "Send now", "queue": "Queued (quiet hours)", "skip": "Skipped"}),
+    )[["first_name", "to", "decision", "reason"]]
+    ui.table(
+        view,
+        "message_preview",
+        f"{key}_preview",
+        column_config={"first_name": "Patient", "to": "To", "decision": "Will be", "reason": "Why"},
+        height=min(38 * (len(view) + 1) + 4, 260),
+    )
+    n_go = int((planned["decision"] != "skip").sum())
+    if st.button(
+        f"Send {n_go} message{'s' if n_go != 1 else ''}",
+        type="primary",
+        key=f"{key}_send",
+        disabled=n_go == 0 or channel not in chans,
+    ):
+        results = outreach.send(
+            ctx.settings.app_db,
+            recipients,
+            template,
+            channel,
+            chans,
+            ctx.user.email,
+            datetime.now().astimezone(),
+            policy,
+            ctx.user.role,
+        )
+        st.session_state[f"{key}_sent_ids"] = [r.message_id for r in results]
+        st.rerun()
+    _results(ctx, key, chans, policy)
+    if ctx.user.role in CONSENT_ROLES:
+        consent_import(ctx, key)
+
+
+def consent_import(ctx, key: str) -> None:
+    """Owners and managers import consent and opt-out lists (EMR consent export, the SMS provider's STOP list)."""
+    with st.expander("Consent and opt-outs"):
+        st.caption(
+            "Only patients with consent on file are messaged; a STOP reply or a 'no' revokes it. Import a CSV with "
+            "columns patient_id, channel (sms, email or any), consent (yes or no); the latest entry wins."
+        )
+        up = st.file_uploader("Consent CSV", type=["csv"], key=f"{key}_consent")
+        if up is not None and st.button("Import consent", key=f"{key}_consent_go"):
+            try:
+                n = outreach.import_consent(ctx.settings.app_db, up.getvalue(), up.name, ctx.user.email)
+            except outreach.OutreachError as exc:
+                st.error(str(exc))
+            else:
+                st.success(f"Imported {n:,} consent entries.")
+
+
+def task_dialog(ctx, task_id: str) -> None:
+    """The Work queue's send dialog for the selected task."""
+    recipients = q.task_recipients(ctx.reader, ctx.filters, [task_id]) if ctx.reader.scope.phi else pd.DataFrame()
+    send_dialog(ctx, recipients, "wq_send", "Send a reminder or outreach to this patient")
+    log = outreach.messages(ctx.settings.app_db, [task_id])
+    if len(log):
+        ui.table(log.drop(columns=["task_id"]), "task_messages", "wq_send_log")
+
+
+def high_risk_dialog(ctx, day: date) -> None:
+    """The No-show risk page's bulk reminder to the high-risk appointments of `day` (tomorrow)."""
+    recipients = q.high_risk_recipients(ctx.reader, ctx.filters, day) if ctx.reader.scope.phi else pd.DataFrame()
+    send_dialog(
+        ctx,
+        recipients,
+        "ns_send",
+        f"Remind the {len(recipients)} high-risk appointment(s) of {day:%a %b} {day.day}",
+        templates=["appointment_reminder"],
+    )
+
+
+def referrer_panel(ctx, as_of: date) -> None:
+    """Referral sources: a referring physician's monthly report, previewed, downloaded as PDF or emailed."""
+    docs = q.referring_physicians(ctx.reader)
+    if docs.empty:
+        st.caption("No referrals from physicians yet.")
+        return
+    c1, c2 = st.columns([3, 1])
+    pid = c1.selectbox(
+        "Referring physician",
+        docs["physician_id"].tolist(),
+        format_func=dict(
+            zip(docs["physician_id"], docs["name"] + " · " + docs["referrals"].astype(str) + " referrals", strict=True)
+        ).get,
+        key="rs_report_doc",
+    )
+    months = pd.date_range(end=pd.Timestamp(as_of), periods=12, freq="MS")[::-1]
+    month = c2.selectbox("Month", [m.date() for m in months], format_func=lambda d: f"{d:%b %Y}", key="rs_report_m")
+    report = q.referrer_report(ctx.reader, ctx.filters, pid, month)
+    practice = q.practice_label(ctx.reader)
+    html = referrer_report.render_html(report, practice, as_of, show_patients=ctx.reader.scope.phi)
+    t = report["totals"]
+    st.caption(
+        f"{t['referrals']} referrals · {t['seen']} seen · {t['visits']} visits · {t['discharged']} discharged · "
+        f"{t['met_mcid']} of {t['with_outcome']} improved by a clinically important amount"
+    )
+    with st.expander("Preview"):
+        st.html(html)
+    b1, b2, b3 = st.columns([1, 2, 1])
+    if b1.button("Make PDF", key="rs_report_pdf"):
+        try:
+            st.session_state["rs_report_bytes"] = (pid, month, referrer_report.render_pdf(html))
+        except referrer_report.ReportError as exc:
+            st.error(str(exc))
+    made = st.session_state.get("rs_report_bytes")
+    if made and made[:2] == (pid, month):
+        b1.download_button(
+            "Download PDF", made[2], referrer_report.filename(report), "application/pdf", key="rs_report_dl"
+        )
+    to = b2.text_input("Email to", key="rs_report_to", placeholder="office@referring-practice.example")
+    if b3.button("Email PDF", key="rs_report_send", disabled=not to.strip()):
+        chans, problem = configured_channels()
+        if "email" not in chans:
+            st.error(problem or "Email is not set up: add the [smtp] settings (docs/deploy.md, Outbound messages).")
+            return
+        try:
+            pdf = made[2] if made and made[:2] == (pid, month) else referrer_report.render_pdf(html)
+            chans["email"].send(
+                to.strip(),
+                f"{practice}: your referrals, {month:%B %Y}",
+                f"Attached: the {month:%B %Y} report of your referrals to {practice}.",
+                attachments=[outbound.Attachment(referrer_report.filename(report), pdf)],
+            )
+        except (outbound.OutboundError, referrer_report.ReportError) as exc:
+            st.error(f"Not sent: {exc}")
+        else:
+            st.success("Report emailed.")

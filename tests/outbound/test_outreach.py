@@ -1,0 +1,250 @@
+"""Reminders and outreach through the local SMTP and SMS servers: consent, opt-out, quiet hours, frequency cap,
+retries and failures, the message log and the write-back to the work queue (real SQLite app state)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from app.lib import actions, outreach
+from ptpulse.core import outbound
+
+TZ = timezone(timedelta(hours=-5))
+NOON = datetime(2026, 3, 10, 12, 0, tzinfo=TZ)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    templates, policy = outreach.load()
+    policy = dataclasses.replace(policy, retry_wait_s=0.01)
+    return tmp_path / "app.sqlite", templates, policy
+
+
+def people(*ids: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "task_id": f"confirm_high_risk:A{i}",
+                "patient_id": i,
+                "first_name": f"Pat{i}",
+                "last_name": "Secretsurname",
+                "phone": f"+1555000{i:0>4}",
+                "email": f"p{i}@mail.test",
+                "clinic_name": "Riverside PT",
+                "appointment_time": datetime(2026, 3, 11, 9, 30),
+                "therapist_name": "Dana Lee, DPT",
+            }
+            for i in ids
+        ]
+    )
+
+
+def rows(app_db, sql="select status, reason, attempts, task_id, action_id from messages order by message_id"):
+    with sqlite3.connect(app_db) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_sms_with_consent_is_sent_logged_and_written_back(setup, sms_server):
+    app_db, templates, policy = setup
+    api, sms = sms_server
+    outreach.record_consent(app_db, "1", "sms", True, "intake form", "desk@practice.test")
+    res = outreach.send(
+        app_db,
+        people("1"),
+        templates["appointment_reminder"],
+        "sms",
+        {"sms": sms},
+        "desk@x",
+        NOON,
+        policy,
+        "front_desk",
+    )
+    assert [r.status for r in res] == ["sent"]
+    (req,) = api.requests
+    assert req["path"] == "/2010-04-01/Accounts/ACtest0001/Messages.json"
+    assert (req["user"], req["password"]) == ("ACtest0001", "tok-secret-123")
+    assert req["form"]["To"] == "+15550000001" and req["form"]["From"] == "+15550000000"
+    body = req["form"]["Body"]
+    assert "Pat1" in body and "Riverside PT" in body and "Wed Mar 11 at 09:30" in body
+    assert "Secretsurname" not in body and "Dana" not in body  # minimum PHI: first name, clinic, time
+    ((status, reason, attempts, task_id, action_id),) = rows(app_db)
+    assert (status, reason, attempts, task_id) == ("sent", None, 1, "confirm_high_risk:A1")
+    hist = actions.history(app_db, "confirm_high_risk:A1")
+    assert [(h["action"], h["method"], h["outcome"], h["action_id"]) for h in hist] == [
+        ("log_outreach", "sms", "left_message", action_id)
+    ]
+    state = actions.task_states(app_db)["confirm_high_risk:A1"]
+    assert state.status == "open" and state.outreach_count == 1  # a delivered text does not close the task
+
+
+def test_email_reaches_the_smtp_server(setup, smtp_server):
+    app_db, templates, policy = setup
+    inbox, email = smtp_server
+    outreach.record_consent(app_db, "2", "any", True, "intake form", "desk@x")
+    res = outreach.send(
+        app_db, people("2"), templates["referral_outreach"], "email", {"email": email}, "d", NOON, policy
+    )
+    assert [r.status for r in res] == ["sent"]
+    (msg,) = inbox.messages
+    assert msg["To"] == "p2@mail.test" and msg["Subject"] == "Riverside PT: your referral for physical therapy"
+    assert "Hi Pat2" in msg.get_payload()
+    assert actions.history(app_db, "confirm_high_risk:A2")[0]["method"] == "email"
+
+
+def test_no_consent_and_opt_out_are_skipped_with_the_reason(setup, sms_server):
+    app_db, templates, policy = setup
+    api, sms = sms_server
+    outreach.record_consent(app_db, "2", "sms", True, "intake form", "d")
+    outreach.record_consent(app_db, "3", "sms", True, "intake form", "d")
+    assert outreach.record_reply(app_db, "2", " stop ") is True  # patient 2 replied STOP after consenting
+    assert outreach.record_reply(app_db, "3", "C") is False  # a confirmation is not an opt-out
+    preview = outreach.plan(app_db, people("1", "2", "3"), templates["appointment_reminder"], "sms", NOON, policy)
+    assert preview["reason"].tolist() == ["no SMS consent on file", "opted out (replied STOP)", ""]
+    assert "1 to send now" in outreach.summary(preview) and "2 skipped" in outreach.summary(preview)
+    res = outreach.send(
+        app_db, people("1", "2", "3"), templates["appointment_reminder"], "sms", {"sms": sms}, "d", NOON, policy
+    )
+    assert [r.status for r in res] == ["skipped", "skipped", "sent"]
+    assert [r["form"]["To"] for r in api.requests] == ["+15550000003"]  # only the consenting patient was texted
+    assert [r[0] for r in rows(app_db)] == ["skipped", "skipped", "sent"]
+    assert actions.history(app_db, "confirm_high_risk:A1") == []  # skipped: nothing written back
+
+
+def test_quiet_hours_queue_until_the_morning(setup, sms_server):
+    app_db, templates, policy = setup
+    api, sms = sms_server
+    outreach.record_consent(app_db, "1", "sms", True, "intake form", "d")
+    evening = datetime(2026, 3, 10, 22, 15, tzinfo=TZ)
+    res = outreach.send(
+        app_db, people("1"), templates["appointment_reminder"], "sms", {"sms": sms}, "d", evening, policy
+    )
+    assert [(r.status, r.reason) for r in res] == [("queued", "quiet hours: sends at 08:00")]
+    assert api.requests == []
+    assert outreach.deliver_due(app_db, {"sms": sms}, evening + timedelta(hours=9), policy) == []  # 07:15: still quiet
+    assert api.requests == []
+    done = outreach.deliver_due(app_db, {"sms": sms}, datetime(2026, 3, 11, 8, 1, tzinfo=TZ), policy)
+    assert [r.status for r in done] == ["sent"] and len(api.requests) == 1
+    assert outreach.deliver_due(app_db, {"sms": sms}, datetime(2026, 3, 11, 9, 0, tzinfo=TZ), policy) == []
+
+
+def test_frequency_cap_per_patient(setup, sms_server):
+    app_db, templates, policy = setup
+    api, sms = sms_server
+    for p in ("1", "2"):
+        outreach.record_consent(app_db, p, "sms", True, "intake form", "d")
+    t = templates["appointment_reminder"]
+    assert [r.status for r in outreach.send(app_db, people("1"), t, "sms", {"sms": sms}, "d", NOON, policy)] == ["sent"]
+    later = NOON + timedelta(hours=3)
+    res = outreach.send(app_db, people("1", "2"), t, "sms", {"sms": sms}, "d", later, policy)
+    assert [(r.status, r.reason) for r in res] == [
+        ("skipped", "frequency cap: already messaged 1× within 24 h"),
+        ("sent", ""),
+    ]
+    both = pd.concat([people("2"), people("2")])  # the same patient twice in one bulk list: once
+    day_after = NOON + timedelta(hours=30)
+    assert [r.status for r in outreach.send(app_db, both, t, "sms", {"sms": sms}, "d", day_after, policy)] == [
+        "sent",
+        "skipped",
+    ]
+    assert len(api.requests) == 3
+
+
+def test_failed_send_is_retried_then_shown_failed_never_sent(setup, sms_server):
+    app_db, templates, policy = setup
+    api, sms = sms_server
+    outreach.record_consent(app_db, "1", "sms", True, "intake form", "d")
+    outreach.record_consent(app_db, "2", "sms", True, "intake form", "d")
+    t = templates["appointment_reminder"]
+    api.fail_next = [503]  # one temporary failure: the retry delivers
+    (ok,) = outreach.send(app_db, people("1"), t, "sms", {"sms": sms}, "d", NOON, policy)
+    assert ok.status == "sent" and rows(app_db)[0][2] == 2
+    api.fail_next = [500, 500, 500]  # every attempt fails: failed, with the reason, nothing written back
+    (bad,) = outreach.send(app_db, people("2"), t, "sms", {"sms": sms}, "d", NOON, policy)
+    assert bad.status == "failed" and "HTTP 500" in bad.reason
+    status, reason, attempts, task_id, action_id = rows(app_db)[1]
+    assert (status, attempts, action_id) == ("failed", 3, None)
+    assert "+1555" not in reason and "tok-secret" not in reason  # no number, no token in the reason
+    assert actions.history(app_db, task_id) == []
+    log = outreach.messages(app_db, [task_id])
+    assert log["status"].tolist() == ["failed"]
+    (again,) = outreach.retry(app_db, [bad.message_id], {"sms": sms}, policy)  # the page's Retry button
+    assert again.status == "sent" and rows(app_db)[1][0] == "sent"
+    assert actions.history(app_db, task_id)[0]["message_id"] == bad.message_id
+
+
+def test_permanent_refusal_is_not_retried(setup, sms_server):
+    app_db, templates, policy = setup
+    api, sms = sms_server
+    outreach.record_consent(app_db, "1", "sms", True, "intake form", "d")
+    api.fail_next = [400, 400, 400]
+    (res,) = outreach.send(
+        app_db, people("1"), templates["appointment_reminder"], "sms", {"sms": sms}, "d", NOON, policy
+    )
+    assert res.status == "failed" and "check the patient's mobile number" in res.reason
+    assert len(api.requests) == 1 and rows(app_db)[0][2] == 1
+
+
+def test_unconfigured_channel_and_unreachable_server_fail_visibly(setup, tmp_path):
+    app_db, templates, policy = setup
+    outreach.record_consent(app_db, "1", "any", True, "intake form", "d")
+    t = templates["appointment_reminder"]
+    (none,) = outreach.send(app_db, people("1"), t, "sms", {}, "d", NOON, policy)
+    assert none.status == "failed" and "not configured" in none.reason
+    dead = outbound.SmtpSettings(host="127.0.0.1", port=1, security="none", sender="x@y", timeout_s=2)
+    (res,) = outreach.send(
+        app_db, people("1"), t, "email", {"email": outbound.EmailChannel(dead)}, "d", NOON + timedelta(days=2), policy
+    )
+    assert res.status == "failed" and "127.0.0.1:1" in res.reason
+
+
+def test_settings_come_from_env_and_never_show_the_secret(monkeypatch, tmp_path):
+    monkeypatch.setenv("PTPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("PTPULSE_SMS_ACCOUNT_SID", "AC1")
+    monkeypatch.setenv("PTPULSE_SMS_AUTH_TOKEN", "hunter2-token")
+    monkeypatch.setenv("PTPULSE_SMS_FROM", "+15551112222")
+    monkeypatch.setenv("PTPULSE_SMS_BASE_URL", "http://127.0.0.1:9/")
+    for name in ("HOST", "PORT", "SECURITY", "USER", "PASSWORD", "FROM"):
+        monkeypatch.delenv(f"PTPULSE_SMTP_{name}", raising=False)
+    chans = outbound.channels()
+    assert set(chans) == {"sms"}
+    assert "hunter2" not in repr(chans["sms"])
+    with pytest.raises(outbound.OutboundError) as err:
+        chans["sms"].send("+15550000001", "", "hello")
+    assert "hunter2" not in str(err.value) and "+1555" not in str(err.value)
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[sms]\naccount_sid = "AC2"\nauth_token = "t"\nfrom = "+1"\n[smtp]\nhost = "mail.test"\n')
+    for name in ("ACCOUNT_SID", "AUTH_TOKEN", "FROM", "BASE_URL"):
+        monkeypatch.delenv(f"PTPULSE_SMS_{name}")
+    monkeypatch.setenv("PTPULSE_SECRETS_FILE", str(secrets))
+    chans = outbound.channels()
+    assert chans["sms"].settings.account_sid == "AC2" and chans["sms"].settings.base_url == outbound.TWILIO_URL
+    assert chans["email"].settings.where == "mail.test:587"
+
+
+def test_consent_import_and_its_errors(setup):
+    app_db, _, _ = setup
+    n = outreach.import_consent(app_db, b"patient_id,channel,consent\n1,sms,yes\n2,any,no\n", "consent.csv", "owner")
+    assert n == 2
+    assert outreach.consent_status(app_db, ["1", "2", "3"], "sms") == {
+        "1": ("granted", "consent.csv"),
+        "2": ("revoked", "consent.csv"),
+    }
+    with pytest.raises(outreach.OutreachError, match=r"consent.csv line 3: column consent must be yes or no"):
+        outreach.import_consent(
+            app_db, "patient_id,channel,consent\n1,sms,yes\n4,sms,Maybe-Jones\n", "consent.csv", "o"
+        )
+    with pytest.raises(outreach.OutreachError) as err:
+        outreach.import_consent(app_db, "patient,channel\n1,sms\n", "consent.csv", "o")
+    assert "missing column(s) patient_id, consent" in str(err.value)
+    assert "Maybe" not in str(err.value)
+
+
+def test_sms_template_asking_for_a_diagnosis_is_refused(tmp_path):
+    bad = tmp_path / "outreach.yml"
+    bad.write_text("templates:\n  x:\n    sms: 'Hi {first_name}, about your {icd10_code}'\n")
+    with pytest.raises(outreach.OutreachError, match="merges icd10_code into an SMS"):
+        outreach.load(bad)

@@ -1,0 +1,147 @@
+"""The referrer report's figures equal the marts (HTML the PDF is printed from, the PDF itself, the email), and
+the Work queue's send dialog previews before sending and shows what the log says (AppTest, real build)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from app.lib import outreach, referrer_report
+from app.lib.auth import Scope
+from app.lib.db import AnalyticsDb
+from app.lib.queries import outreach as q
+from app.lib.queries.base import DbReader, Filters
+from ptpulse.core import outbound
+from ptpulse.core.config import get_settings, scoped_environ
+
+APP = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
+ALL = Filters(date(2000, 1, 1), date(2100, 12, 31))
+
+
+@pytest.fixture(scope="module")
+def home(built_home, tmp_path_factory):
+    target = tmp_path_factory.mktemp("outbound_home") / "home"
+    shutil.copytree(built_home.home, target, ignore=shutil.ignore_patterns("*.lock", "*.holder", "build"))
+    return get_settings(target)
+
+
+def reader(home, role="owner") -> DbReader:
+    return DbReader(AnalyticsDb(home.analytics_db), Scope(role))
+
+
+def busiest_month(home) -> tuple[str, date]:
+    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+        pid, month = con.execute(
+            "select referring_physician_id, date_trunc('month', received_at)::date from marts.referral_funnel "
+            "where referring_physician_id is not null group by all order by count(*) desc, 1, 2 limit 1"
+        ).fetchone()
+    return pid, month
+
+
+def test_referrer_report_figures_equal_the_marts(home, tmp_path):
+    pid, month = busiest_month(home)
+    report = q.referrer_report(reader(home), ALL, pid, month)
+    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+        expected = con.execute(
+            """
+            select count(*), count(f.evaluated_at), coalesce(sum(e.attended_visits), 0),
+                   count(coalesce(e.discharge_date, f.discharged_at)), count(e.outcome_change),
+                   count(*) filter (where e.met_mcid and e.outcome_change is not null)
+            from marts.referral_funnel f left join marts.episodes e on e.episode_id = f.episode_id
+            where f.referring_physician_id = ? and date_trunc('month', f.received_at)::date = ?
+            """,
+            [pid, month],
+        ).fetchone()
+        all_time = con.execute(
+            "select referrals from marts.referral_source_performance where source_type = 'physician' and source_id = ?",
+            [pid],
+        ).fetchone()[0]
+        months = con.execute(
+            "select distinct date_trunc('month', received_at)::date from marts.referral_funnel "
+            "where referring_physician_id = ?",
+            [pid],
+        ).fetchall()
+    t = report["totals"]
+    assert (t["referrals"], t["seen"], t["visits"], t["discharged"], t["with_outcome"], t["met_mcid"]) == expected
+    assert t["referrals"] > 0 and t["visits"] > 0
+    # every month's report together is the scorecard's referral count: no referral lost or counted twice
+    assert sum(q.referrer_report(reader(home), ALL, pid, m)["totals"]["referrals"] for (m,) in months) == all_time
+
+    html = referrer_report.render_html(report, q.practice_label(reader(home)), "2026-01-31")
+    for key in ("referrals", "seen", "visits", "discharged"):
+        assert f'id="{key}">{t[key]}<' in html
+    assert f'id="met_mcid">{t["met_mcid"]} of {t["with_outcome"]}' in html
+    assert html.count("<tr>") == t["referrals"] + 1  # one row per referral under the header
+    first = report["rows"].iloc[0]["patient"]
+    assert first in html
+
+    deid = referrer_report.render_html(
+        q.referrer_report(reader(home, "marketing"), ALL, pid, month), "x", "2026-01-31", show_patients=False
+    )
+    assert f'id="referrals">{t["referrals"]}<' in deid and first not in deid and "<table>" not in deid
+
+    pdf = referrer_report.render_pdf(html)
+    assert pdf.startswith(b"%PDF") and len(pdf) > 5_000
+
+
+def test_referrer_report_is_emailed_as_a_pdf(home, smtp_server):
+    inbox, email = smtp_server
+    pid, month = busiest_month(home)
+    report = q.referrer_report(reader(home), ALL, pid, month)
+    pdf = referrer_report.render_pdf(referrer_report.render_html(report, "Practice", "2026-01-31"))
+    name = referrer_report.filename(report)
+    email.send("office@ortho.test", "Your referrals", "Attached.", [outbound.Attachment(name, pdf)])
+    (msg,) = inbox.messages
+    (part,) = [p for p in msg.iter_attachments()]
+    assert part.get_filename() == name and part.get_payload(decode=True) == pdf
+
+
+def test_send_dialog_previews_then_sends_and_shows_the_log(home, sms_server, monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    api, _ = sms_server
+    monkeypatch.setenv("PTPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("PTPULSE_SMS_ACCOUNT_SID", "ACtest0001")
+    monkeypatch.setenv("PTPULSE_SMS_AUTH_TOKEN", "tok-secret-123")
+    monkeypatch.setenv("PTPULSE_SMS_FROM", "+15550000000")
+    monkeypatch.setenv("PTPULSE_SMS_BASE_URL", api_url(sms_server))
+    monkeypatch.setattr(outreach, "in_quiet_hours", lambda now, policy: None)  # the test may run at night
+
+    with scoped_environ({"PTPULSE_HOME": str(home.home), "PTPULSE_DEMO_ROLE": "front_desk"}):
+        at = AppTest.from_file(str(APP), default_timeout=90)
+        at.run()
+        at.switch_page("app_pages/work_queue.py").run()
+        options = list(at.selectbox(key="wq_task").options)
+        ids = at.dataframe[0].value["task_id"].tolist()
+        rec = q.task_recipients(reader(home, "front_desk"), ALL, ids[:300])
+        rec = rec[rec["appointment_time"].notna() & rec["phone"].notna()]
+        assert len(rec), "the demo queue has a task with an upcoming appointment"
+        task = rec.iloc[0]
+        at.selectbox(key="wq_task").set_value(task["task_id"]).run()
+        assert len(options) > 0
+        text = " ".join(c.value for c in at.caption)
+        assert "0 to send now" in text and "no SMS consent on file" in text
+        send = at.button(key="wq_send_send")
+        assert send.disabled  # nothing to send: no consent
+
+        outreach.record_consent(home.app_db, task["patient_id"], "sms", True, "intake form", "test")
+        at.run()
+        assert "1 to send now" in " ".join(c.value for c in at.caption)
+        preview = " ".join(t.value for t in at.text)
+        assert str(task["first_name"]) in preview and str(task["clinic_name"]) in preview
+        assert str(task["last_name"]) not in preview  # minimum PHI in the SMS
+        assert api.requests == []  # a preview sends nothing
+        at.button(key="wq_send_send").click().run()
+        assert len(api.requests) == 1 and api.requests[0]["form"]["Body"] in preview
+        assert "Last send: 1 sent." in [s.value for s in at.success]
+        log = outreach.messages(home.app_db, [task["task_id"]])
+        assert log["status"].tolist() == ["sent"]
+        assert "sms: Left voicemail / message" in at.dataframe[0].value.to_csv()  # written back to the queue
+
+
+def api_url(sms_server) -> str:
+    return sms_server[1].settings.base_url
