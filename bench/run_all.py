@@ -11,7 +11,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["bench_generate.py", "bench_ingest.py", "bench_ingest_fhir.py", "bench_build.py", "bench_ml.py", "bench_app.py"]
+ORDER = [
+    "bench_generate.py",
+    "bench_ingest.py",
+    "bench_ingest_fhir.py",
+    "bench_build.py",
+    "bench_ml.py",
+    "bench_app.py",
+]
 
 
 def main() -> int:

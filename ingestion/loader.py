@@ -623,7 +623,7 @@ def _land(
     staged, malformed, excluded = db.con.execute(
         "SELECT (SELECT count(*) FROM _staged), (SELECT count(*) FROM _malformed), (SELECT count(*) FROM _excluded)"
     ).fetchone()
-    with_op = result.profile is not None and line != INTEROP_LINE  # delete flags come from source profiles only
+    with_op = "/" in (result.profile or "")  # a source profile's "name/file" (not "x12" / "fhir"): delete flags
     line = line or _line_sql(db)
     db.con.begin()
     ensure_source_table(db, contract, with_op=with_op)

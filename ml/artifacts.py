@@ -66,6 +66,11 @@ def attribution_path(settings: Settings) -> Path:
     return settings.models_dir / "attribution" / "summary.json"
 
 
+def status_path(settings: Settings) -> Path:
+    """Per build: which model produced output and, for each that did not, the reason (ml/sufficiency.py)."""
+    return settings.models_dir / "status.json"
+
+
 def truth_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The generator's truth/ folder if given (argument, else $PTPULSE_TRUTH_DIR) and present."""
     raw = explicit if explicit is not None else os.environ.get(TRUTH_ENV)

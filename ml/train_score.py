@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ml import artifacts, attribution, demand, denial, lead, no_show, warehouse
+from ml import artifacts, attribution, demand, denial, lead, no_show, sufficiency, warehouse
 from ml.evaluation import spearman
 from ml.features import FEATURES, LEAD_HOURS, build_features, labelled_targets, upcoming_targets
 from ptpulse.core.config import Settings
@@ -81,61 +81,18 @@ def _train(
     trained_at = datetime.now(UTC).replace(microsecond=0).isoformat()
     _report(progress, "no-show features", 0, TRAIN_STEPS)
     marts = warehouse.read_marts(con)
-    targets = labelled_targets(marts.appointments)
-    features = build_features(targets, marts)
-    y = (targets["status"] == "no_show").to_numpy(int)
-    truth_probs = artifacts.read_truth(truth, "appointment_truth.csv")
-    p_true = (
-        targets[["appointment_id"]].merge(truth_probs, on="appointment_id", how="left")["p_no_show"]
-        if truth_probs is not None
-        else None
-    )
-
-    _report(progress, "no-show model", 1, TRAIN_STEPS)
-    t0 = time.perf_counter()
-    ev = no_show.evaluate(features, y, targets["scheduled_start"], p_true)
-    digest = hashlib.sha256(
-        json.dumps([ev.card["roc_auc"], ev.card["brier"], ev.card["n_train"], str(marts.as_of)], default=str).encode()
-    ).hexdigest()[:8]
-    version = f"ns{no_show.FEATURE_VERSION}-{marts.as_of:%Y%m%d}-{digest}"
-    kind = ev.card["deployed_model"]
-    model = no_show.fit_final(features, y, targets["scheduled_start"], trained_at, version, kind=kind)
-    model.extra["calibration_bins"] = ev.calibration_bins
-    card = {
-        **ev.card,
-        "trained_at": trained_at,
-        "model_version": version,
-        "as_of": marts.as_of.isoformat(),
-        "population": "past appointments that were attended or missed (cancellations excluded)",
-        "label": "status = no_show",
-        "scoring_time": f"{LEAD_HOURS} h before the start (or at booking, if later)",
-        "calibration": (
-            "sigmoid (Platt) fitted on the last 25% of the training period, which also early-stops the trees"
-        )
-        if kind == no_show.BOOSTED
-        else model.calibration,
-        "features": [c for c in FEATURES if c not in model.dropped],
-        "risk_bands": "ranks among the upcoming appointments scored together, per clinic: high = top "
-        f"{no_show.HIGH_SHARE:.0%}, medium = the next "
-        f"{no_show.MEDIUM_SHARE - no_show.HIGH_SHARE:.0%}, low = the rest",
-        "recent_thresholds": model.thresholds,
-        "deployed_train_rows": model.train_rows,
-        "calibration_bins": ev.calibration_bins,
-        "truth_dir": str(truth) if truth else None,
-        "oracle_definition": ORACLE_DEFINITION,
-        "fit_seconds": round(time.perf_counter() - t0, 2),
-    }
-    artifacts.save_model(artifacts.model_path(settings), model)
-    artifacts.write_json(artifacts.card_path(settings), card)
-    artifacts.write_text(artifacts.card_path(settings).with_suffix(".md"), model_card_markdown(card))
+    card = train_no_show(con, settings, marts, trained_at, truth, progress)
 
     _report(progress, "demand backtest", 2, TRAIN_STEPS)
     backtest = demand_backtest(con, marts.as_of)
     artifacts.write_json(artifacts.backtest_path(settings), backtest)
 
     _report(progress, "attribution", 3, TRAIN_STEPS)
-    credit = attribution.attribute(warehouse.read_paths(con))
+    paths = warehouse.read_paths(con)
+    attr_reason = sufficiency.attribution(paths)
+    credit = attribution.attribute(paths if attr_reason is None else paths.iloc[:0])
     attr = attribution_summary(credit, artifacts.read_truth(truth, "channel_effects.csv"))
+    attr = {"status": sufficiency.NOT_TRAINED if attr_reason else sufficiency.TRAINED, "reason": attr_reason, **attr}
     artifacts.write_json(artifacts.attribution_path(settings), attr)
     _report(progress, "lead model", 4, TRAIN_STEPS)
     lead_card = train_lead(con, settings, trained_at)
@@ -159,17 +116,130 @@ def _train(
         "baseline_comparison",
     )
     return {
-        "no_show": {k: card[k] for k in headline} | {"model_version": version},
+        "no_show": {k: card.get(k) for k in ("status", "reason", *headline, "model_version")},
         "demand": {
-            k: backtest[k]
-            for k in ("mase", "baseline_mase", "relative_mase", "smape", "coverage_80", "horizon_weeks", "cutoffs")
+            k: backtest.get(k)
+            for k in (
+                "status",
+                "reason",
+                "mase",
+                "baseline_mase",
+                "relative_mase",
+                "smape",
+                "coverage_80",
+                "horizon_weeks",
+                "cutoffs",
+            )
         },
-        "attribution": {k: attr[k] for k in ("spearman_markov", "spearman_shapley")},
-        "lead": {k: lead_card[k] for k in LEAD_HEADLINE},
-        "denial": {k: denial_card.get(k) for k in DENIAL_HEADLINE},
+        "attribution": {k: attr[k] for k in ("status", "reason", "spearman_markov", "spearman_shapley")},
+        "lead": {k: lead_card.get(k) for k in ("status", "reason", *LEAD_HEADLINE)},
+        "denial": {k: denial_card.get(k) for k in ("status", "reason", *DENIAL_HEADLINE)},
         "models_dir": str(settings.models_dir),
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+NO_SHOW_POPULATION = "past appointments that were attended or missed (cancellations excluded)"
+
+
+def train_no_show(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    marts: Any,
+    trained_at: str,
+    truth: Path | None,
+    progress: ProgressFn = None,
+) -> dict[str, Any]:
+    """Fit, evaluate and save the no-show model (or write a not_trained card saying why). Returns the card."""
+    targets = labelled_targets(marts.appointments)
+    y = (targets["status"] == "no_show").to_numpy(int)
+    reason = sufficiency.as_of_missing(marts.as_of) or sufficiency.binary(
+        y,
+        targets["scheduled_start"],
+        no_show.time_split,
+        rows="past appointments with an outcome",
+        positive="no-shows",
+        negative="attended",
+    )
+    if reason:
+        return _not_trained(
+            artifacts.model_path(settings),
+            artifacts.card_path(settings),
+            "No-show risk model card",
+            reason,
+            trained_at,
+            marts.as_of,
+            population=NO_SHOW_POPULATION,
+        )
+    features = build_features(targets, marts)
+    truth_probs = artifacts.read_truth(truth, "appointment_truth.csv")
+    p_true = (
+        targets[["appointment_id"]].merge(truth_probs, on="appointment_id", how="left")["p_no_show"]
+        if truth_probs is not None
+        else None
+    )
+
+    _report(progress, "no-show model", 1, TRAIN_STEPS)
+    t0 = time.perf_counter()
+    ev = no_show.evaluate(features, y, targets["scheduled_start"], p_true)
+    digest = hashlib.sha256(
+        json.dumps([ev.card["roc_auc"], ev.card["brier"], ev.card["n_train"], str(marts.as_of)], default=str).encode()
+    ).hexdigest()[:8]
+    version = f"ns{no_show.FEATURE_VERSION}-{marts.as_of:%Y%m%d}-{digest}"
+    kind = ev.card["deployed_model"]
+    model = no_show.fit_final(features, y, targets["scheduled_start"], trained_at, version, kind=kind)
+    model.extra["calibration_bins"] = ev.calibration_bins
+    card = {
+        "status": sufficiency.TRAINED,
+        "reason": None,
+        **ev.card,
+        "trained_at": trained_at,
+        "model_version": version,
+        "as_of": marts.as_of.isoformat(),
+        "population": NO_SHOW_POPULATION,
+        "label": "status = no_show",
+        "scoring_time": f"{LEAD_HOURS} h before the start (or at booking, if later)",
+        "calibration": (
+            "sigmoid (Platt) fitted on the last 25% of the training period, which also early-stops the trees"
+        )
+        if kind == no_show.BOOSTED
+        else model.calibration,
+        "features": [c for c in FEATURES if c not in model.dropped],
+        "risk_bands": "ranks among the upcoming appointments scored together, per clinic: high = top "
+        f"{no_show.HIGH_SHARE:.0%}, medium = the next "
+        f"{no_show.MEDIUM_SHARE - no_show.HIGH_SHARE:.0%}, low = the rest",
+        "recent_thresholds": model.thresholds,
+        "deployed_train_rows": model.train_rows,
+        "calibration_bins": ev.calibration_bins,
+        "truth_dir": str(truth) if truth else None,
+        "oracle_definition": ORACLE_DEFINITION,
+        "fit_seconds": round(time.perf_counter() - t0, 2),
+    }
+    artifacts.save_model(artifacts.model_path(settings), model)
+    artifacts.write_json(artifacts.card_path(settings), card)
+    artifacts.write_text(artifacts.card_path(settings).with_suffix(".md"), model_card_markdown(card))
+    return card
+
+
+def _not_trained(
+    model_file: Path, card_file: Path, title: str, reason: str, trained_at: str, as_of: Any, **extra: Any
+) -> dict[str, Any]:
+    """Write the card of a model skipped for want of data (status not_trained + reason) and drop any old model.
+
+    The model file goes so that the card and the model never disagree: the next build tries training again
+    (cheap: the check runs on counts before any fitting) and scores nothing until then.
+    """
+    card = {
+        "status": sufficiency.NOT_TRAINED,
+        "reason": reason,
+        "trained_at": trained_at,
+        "as_of": None if as_of is None or pd.isna(as_of) else pd.Timestamp(as_of).isoformat(),
+        **extra,
+    }
+    model_file.unlink(missing_ok=True)
+    artifacts.write_json(card_file, card)
+    artifacts.write_text(card_file.with_suffix(".md"), f"# {title}\n\nNot enough data yet: {reason}.\n")
+    return card
 
 
 ORACLE_DEFINITION = (
@@ -211,6 +281,9 @@ DENIAL_HEADLINE = (
 )
 
 
+DENIAL_POPULATION = "claims the payer has decided (paid, adjusted or denied), self-pay left out"
+
+
 def train_denial(
     con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: str, truth: Path | None = None
 ) -> dict[str, Any]:
@@ -221,8 +294,26 @@ def train_denial(
     t0 = time.perf_counter()
     frames = warehouse.read_denial_frames(con, settings.raw_db)
     claims = denial.labelled(frames.claims)
-    feats = denial.build_features(claims, frames)
     y = claims["is_denied"].fillna(False).astype(int).to_numpy()
+    reason = sufficiency.as_of_missing(frames.as_of) or sufficiency.binary(
+        y,
+        denial.claim_times(claims, frames.as_of),
+        denial.time_split,
+        rows="claims the payer has decided",
+        positive="denied",
+        negative="paid or adjusted",
+    )
+    if reason:
+        return _not_trained(
+            artifacts.denial_model_path(settings),
+            artifacts.denial_card_path(settings),
+            "Denial risk model card",
+            reason,
+            trained_at,
+            frames.as_of,
+            population=DENIAL_POPULATION,
+        )
+    feats = denial.build_features(claims, frames)
     truth_probs = artifacts.read_truth(truth, "claim_truth.csv")
     p_true = (
         claims[["claim_id"]].merge(truth_probs[["claim_id", "p_denial"]], on="claim_id", how="left")["p_denial"]
@@ -238,11 +329,13 @@ def train_denial(
     model = denial.fit_final(feats, y, claims, trained_at, version, kind=ev.card["deployed_model"])
     model.extra["calibration_bins"] = ev.calibration_bins
     card = {
+        "status": sufficiency.TRAINED,
+        "reason": None,
         **ev.card,
         "trained_at": trained_at,
         "model_version": version,
         "as_of": frames.as_of.isoformat(),
-        "population": "claims the payer has decided (paid, adjusted or denied), self-pay left out",
+        "population": DENIAL_POPULATION,
         "label": "the payer denied the claim (claims.is_denied)",
         "scoring_time": "the claim's creation: its submission time, or as_of for a claim not submitted yet",
         "calibration": "sigmoid (Platt) fitted on the last 25% of the training claims, which also early-stops the trees"
@@ -266,10 +359,15 @@ def train_denial(
     return card
 
 
-def score_denials(con: duckdb.DuckDBPyConnection, settings: Settings, model: denial.DenialModel) -> int:
-    """`ml.denial_scores`: every claim not decided yet, with probability, dollars at risk and two reasons."""
+def score_denials(con: duckdb.DuckDBPyConnection, settings: Settings, model: denial.DenialModel | None) -> int:
+    """`ml.denial_scores`: every claim not decided yet, with probability, dollars at risk and two reasons.
+
+    Empty (normal columns) without a trained model or open claims.
+    """
     frames = warehouse.read_denial_frames(con, settings.raw_db)
     open_ = denial.open_claims(frames.claims)
+    if model is None or not len(open_) or sufficiency.as_of_missing(frames.as_of):
+        return warehouse.write_table(con, "denial_scores", pd.DataFrame())
     scored = denial.explain(model, denial.build_features(open_, frames))
     billed = open_["billed_usd"].astype(float).to_numpy()
     table = pd.DataFrame(
@@ -293,7 +391,27 @@ def train_lead(con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: s
     """Fit, evaluate and save the lead-scoring model; write models/lead/model_card.json. Returns the card."""
     t0 = time.perf_counter()
     as_of_ts = warehouse.as_of(con)
-    rows, feats, y = lead.snapshots(warehouse.read_lead_referrals(con), as_of_ts)
+    reason = sufficiency.as_of_missing(as_of_ts)
+    if reason is None:
+        rows, feats, y = lead.snapshots(warehouse.read_lead_referrals(con), as_of_ts)
+        reason = sufficiency.binary(
+            y,
+            rows["at"],
+            lead.time_split,
+            train_times=rows["received_at"],
+            rows=f"snapshots of referrals received at least {lead.LABEL_DAYS} days before as_of",
+            positive="evaluated",
+            negative="not evaluated",
+        )
+    if reason:
+        return _not_trained(
+            artifacts.lead_model_path(settings),
+            artifacts.lead_card_path(settings),
+            "Lead scoring model card",
+            reason,
+            trained_at,
+            as_of_ts,
+        )
     ev = lead.evaluate(rows, feats, y)
     digest = hashlib.sha256(
         json.dumps([ev["roc_auc"], ev["brier"], ev["n_train"], str(as_of_ts)], default=str).encode()
@@ -301,6 +419,8 @@ def train_lead(con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: s
     version = f"lead{lead.FEATURE_VERSION}-{as_of_ts:%Y%m%d}-{digest}"
     model = lead.fit_final(rows, feats, y, trained_at, version)
     card = {
+        "status": sufficiency.TRAINED,
+        "reason": None,
         **ev,
         "trained_at": trained_at,
         "model_version": version,
@@ -326,14 +446,19 @@ def train_lead(con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: s
     return card
 
 
+_NO_SERIES = pd.DataFrame({"series": [], "metric": [], "week_start": [], "y": []})
+
+
 def demand_backtest(
     con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp, cfg: demand.DemandSettings | None = None
 ) -> dict[str, Any]:
     """Rolling-origin backtest on the practice series (headline) and the busiest clinics (detail)."""
     cfg = cfg or demand.DemandSettings()
-    series = demand.weekly_series(warehouse.read_demand_events(con), as_of)
+    reason = sufficiency.as_of_missing(as_of)
+    series = demand.weekly_series(warehouse.read_demand_events(con), as_of) if reason is None else _NO_SERIES
+    reason = reason or sufficiency.backtest(series, demand.SEASON, cfg.horizon_weeks)
     names = demand.backtest_series_names(series, cfg)
-    points, summary = demand.backtest(series, cfg, select=names)
+    points, summary = demand.backtest(series, cfg, select=names) if reason is None else (None, pd.DataFrame())
     if summary.empty:
         points = pd.DataFrame(columns=["series", "metric", "evaluated"])
         summary = pd.DataFrame(columns=["series", "metric", "cutoff"])
@@ -346,6 +471,8 @@ def demand_backtest(
         for m in demand.METRICS
     }
     return {
+        "status": sufficiency.NOT_TRAINED if reason else sufficiency.TRAINED,
+        "reason": reason,
         **{k: head[k] for k in ("mase", "baseline_mase", "relative_mase", "smape", "coverage_80")},
         "horizon_weeks": cfg.horizon_weeks,
         "cutoffs": sorted(summary["cutoff"].unique().tolist()) if len(summary) else [],
@@ -429,40 +556,61 @@ def _usable_denial(model: Any) -> bool:
 def score(
     settings: Settings, analytics_path: Path, progress: ProgressFn = None, truth_dir: str | Path | None = None
 ) -> dict[str, Any]:
-    """Write every `ml` table into `analytics_path` (read-write), training first if there is no model."""
+    """Write every `ml` table into `analytics_path` (read-write), training first if there is no model.
+
+    A model without enough data (ml/sufficiency.py) has no model file: its tables are written empty with
+    their normal columns, and `models/status.json` says for this build which model produced output and,
+    for each that did not, why.
+    """
     started = time.perf_counter()
     con = duckdb.connect(str(analytics_path))
     try:
         with threadpool_limits(limits=_threads(), user_api="openmp"):
             trained = None
+            now = datetime.now(UTC).replace(microsecond=0).isoformat()
             model = artifacts.load_model(artifacts.model_path(settings))
             if not _usable(model):
                 trained = _train(con, settings, progress, artifacts.truth_dir(truth_dir))
                 model = artifacts.load_model(artifacts.model_path(settings))
             lead_model = artifacts.load_model(artifacts.lead_model_path(settings))
-            if not _usable_lead(lead_model):  # e.g. a home trained before lead scoring existed
-                train_lead(con, settings, datetime.now(UTC).replace(microsecond=0).isoformat())
+            if not _usable_lead(lead_model) and trained is None:  # e.g. a home trained before lead scoring
+                train_lead(con, settings, now)
                 lead_model = artifacts.load_model(artifacts.lead_model_path(settings))
             denial_model = artifacts.load_model(artifacts.denial_model_path(settings))
-            if not _usable_denial(denial_model):  # e.g. a home trained before denial scoring existed
-                train_denial(
-                    con, settings, datetime.now(UTC).replace(microsecond=0).isoformat(), artifacts.truth_dir(truth_dir)
-                )
+            if not _usable_denial(denial_model) and trained is None:  # a home trained before denial scoring
+                train_denial(con, settings, now, artifacts.truth_dir(truth_dir))
                 denial_model = artifacts.load_model(artifacts.denial_model_path(settings))
+            model = model if _usable(model) else None
+            lead_model = lead_model if _usable_lead(lead_model) else None
+            denial_model = denial_model if _usable_denial(denial_model) else None
             _report(progress, "denial scores", 0, SCORE_STEPS)
             denial_rows = score_denials(con, settings, denial_model)
-            rows = _score(con, settings, model, progress)
+            rows, status = _score(con, settings, model, progress)
             rows["denial_scores"] = denial_rows
             _report(progress, "lead scores", SCORE_STEPS - 1, SCORE_STEPS)
-            rows["lead_scores"] = warehouse.write_table(
-                con,
-                "lead_scores",
+            as_of_ts = warehouse.as_of(con)
+            lead_table = (
                 lead.score_open(
-                    lead_model,
-                    warehouse.read_lead_referrals(con),
-                    warehouse.read_lead_episodes(con),
-                    warehouse.as_of(con),
-                ),
+                    lead_model, warehouse.read_lead_referrals(con), warehouse.read_lead_episodes(con), as_of_ts
+                )
+                if lead_model is not None and sufficiency.as_of_missing(as_of_ts) is None
+                else pd.DataFrame()
+            )
+            rows["lead_scores"] = warehouse.write_table(con, "lead_scores", lead_table)
+            for name, card_file, m in (
+                ("no_show", artifacts.card_path(settings), model),
+                ("lead", artifacts.lead_card_path(settings), lead_model),
+                ("denial", artifacts.denial_card_path(settings), denial_model),
+            ):
+                status[name] = _card_status(card_file, m)
+            backtest = _read_json(artifacts.backtest_path(settings))
+            status["demand_backtest"] = {
+                "status": backtest.get("status", sufficiency.TRAINED) if backtest else sufficiency.NOT_TRAINED,
+                "reason": backtest.get("reason") if backtest else "not backtested: no training has run yet",
+            }
+            artifacts.write_json(
+                artifacts.status_path(settings),
+                {"as_of": None if pd.isna(as_of_ts) else as_of_ts.isoformat(), "written_at": now, "models": status},
             )
             _report(progress, "done", SCORE_STEPS, SCORE_STEPS)
     finally:
@@ -470,61 +618,95 @@ def score(
     return {
         "rows": rows,
         "trained": trained,
-        "model_version": model.version,
-        "lead_model_version": lead_model.version,
-        "denial_model_version": denial_model.version,
+        "status": status,
+        "model_version": model.version if model else None,
+        "lead_model_version": lead_model.version if lead_model else None,
+        "denial_model_version": denial_model.version if denial_model else None,
         "seconds": round(time.perf_counter() - started, 2),
     }
 
 
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _card_status(card_file: Path, model: Any) -> dict[str, Any]:
+    """A classifier's status for this build: trained when its model is loaded, else the reason on its card."""
+    if model is not None:
+        return {"status": sufficiency.TRAINED, "reason": None, "model_version": model.version}
+    card = _read_json(card_file) or {}
+    return {"status": sufficiency.NOT_TRAINED, "reason": card.get("reason") or "not trained: no model card yet"}
+
+
+def _step(reason: str | None) -> dict[str, Any]:
+    return {"status": sufficiency.NOT_TRAINED if reason else sufficiency.TRAINED, "reason": reason}
+
+
 def _score(
-    con: duckdb.DuckDBPyConnection, settings: Settings, model: no_show.NoShowModel, progress: ProgressFn
-) -> dict[str, int]:
+    con: duckdb.DuckDBPyConnection, settings: Settings, model: no_show.NoShowModel | None, progress: ProgressFn
+) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    """The no-show, demand, staffing and attribution tables; ((table -> rows), (model -> status, reason))."""
     rows: dict[str, int] = {}
+    status: dict[str, dict[str, Any]] = {}
     _report(progress, "no-show scores", 0, SCORE_STEPS)
     marts = warehouse.read_marts(con)
-    upcoming = upcoming_targets(marts.appointments)
-    feats = build_features(upcoming, marts)
-    scored = no_show.explain(model, feats)
-    table = pd.DataFrame(
-        {
-            "appointment_id": upcoming["appointment_id"].to_numpy(),
-            "clinic_id": upcoming["clinic_id"].to_numpy(),
-            "scheduled_start": upcoming["scheduled_start"].to_numpy(),
-            **{c: scored[c].to_numpy() for c in ("probability", "risk_band", "reason_1", "reason_2")},
-            "model_version": model.version,
-            "scored_at": marts.as_of,
-        }
-    )
+    no_as_of = sufficiency.as_of_missing(marts.as_of)
+    upcoming = upcoming_targets(marts.appointments) if no_as_of is None else marts.appointments.iloc[:0]
+    table = pd.DataFrame()
+    if model is not None and len(upcoming):
+        scored = no_show.explain(model, build_features(upcoming, marts))
+        table = pd.DataFrame(
+            {
+                "appointment_id": upcoming["appointment_id"].to_numpy(),
+                "clinic_id": upcoming["clinic_id"].to_numpy(),
+                "scheduled_start": upcoming["scheduled_start"].to_numpy(),
+                **{c: scored[c].to_numpy() for c in ("probability", "risk_band", "reason_1", "reason_2")},
+                "model_version": model.version,
+                "scored_at": marts.as_of,
+            }
+        )
     rows["no_show_scores"] = warehouse.write_table(con, "no_show_scores", table)
     rows["no_show_calibration"] = warehouse.write_table(
-        con, "no_show_calibration", pd.DataFrame(model.extra.get("calibration_bins", []))
+        con, "no_show_calibration", pd.DataFrame(model.extra.get("calibration_bins", []) if model else [])
     )
     rows["work_queue_tasks"] = warehouse.write_queue_tasks(con)
 
     _report(progress, "demand forecast", 1, SCORE_STEPS)
     cfg = demand.DemandSettings()
-    series = demand.weekly_series(warehouse.read_demand_events(con), marts.as_of)
-    backtest_file = artifacts.backtest_path(settings)
-    scales = json.loads(backtest_file.read_text()).get("interval_scale") if backtest_file.exists() else None
-    forecast = demand.forecast_all(series, cfg, scales=scales)
+    series = demand.weekly_series(warehouse.read_demand_events(con), marts.as_of) if no_as_of is None else _NO_SERIES
+    reason = no_as_of or sufficiency.forecast(series)
+    backtest = _read_json(artifacts.backtest_path(settings)) or {}
+    forecast = (
+        demand.forecast_all(series, cfg, scales=backtest.get("interval_scale"))
+        if reason is None
+        else pd.DataFrame(columns=list(warehouse.ML_TABLES["demand_forecast"]))
+    )
+    status["demand_forecast"] = _step(reason)
     rows["demand_forecast"] = warehouse.write_table(
         con, "demand_forecast", forecast.assign(week_start=pd.to_datetime(forecast["week_start"]).dt.date)
     )
 
     _report(progress, "staffing gap", 2, SCORE_STEPS)
-    gap = demand.staffing_gap(
-        forecast, warehouse.read_therapists(con), warehouse.read_visit_minutes(con, marts.as_of), marts.as_of
+    therapists = warehouse.read_therapists(con)
+    reason = no_as_of or sufficiency.staffing(forecast, therapists)
+    gap = (
+        demand.staffing_gap(forecast, therapists, warehouse.read_visit_minutes(con, marts.as_of), marts.as_of)
+        if reason is None
+        else pd.DataFrame()
     )
+    status["staffing_gap"] = _step(reason)
     rows["staffing_gap"] = warehouse.write_table(
-        con, "staffing_gap", gap.assign(week_start=pd.to_datetime(gap["week_start"]).dt.date)
+        con, "staffing_gap", gap.assign(week_start=pd.to_datetime(gap["week_start"]).dt.date) if len(gap) else gap
     )
 
     _report(progress, "attribution", 3, SCORE_STEPS)
+    paths = warehouse.read_paths(con)
+    reason = sufficiency.attribution(paths)
+    status["attribution"] = _step(reason)
     rows["attribution_credit"] = warehouse.write_table(
-        con, "attribution_credit", attribution.attribute(warehouse.read_paths(con))
+        con, "attribution_credit", attribution.attribute(paths) if reason is None else pd.DataFrame()
     )
-    return rows
+    return rows, status
 
 
 # ------------------------------------------------------------------------------------------ model card

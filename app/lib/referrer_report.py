@@ -7,10 +7,6 @@ Chromium prints, so the PDF cannot disagree with the marts.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -18,8 +14,9 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from app.lib import chromium
+
 TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "referrer_report.html"
-CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
 
 class ReportError(RuntimeError):
@@ -59,43 +56,12 @@ def render_html(report: dict[str, Any], practice: str, as_of: date | str, show_p
     )
 
 
-def chromium() -> str:
-    """The browser to print with: $PTPULSE_CHROMIUM, else the first Chromium on PATH."""
-    configured = os.environ.get("PTPULSE_CHROMIUM")
-    found = configured or next((p for p in map(shutil.which, CHROMIUM_CANDIDATES) if p), None)
-    if not found:
-        raise ReportError(
-            "No Chromium to print the PDF with: install chromium (apt install chromium) or set PTPULSE_CHROMIUM "
-            "to the browser's path; the HTML report can still be downloaded."
-        )
-    return found
-
-
-def render_pdf(html: str, timeout_s: float = 60) -> bytes:
-    """Print the HTML to PDF with headless Chromium; a private temp folder holds the page and the profile."""
-    with tempfile.TemporaryDirectory(prefix="ptpulse-report-") as tmp:
-        page, pdf = Path(tmp) / "report.html", Path(tmp) / "report.pdf"
-        page.write_text(html, encoding="utf-8")
-        cmd = [
-            chromium(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-pdf-header-footer",
-            f"--user-data-dir={Path(tmp) / 'profile'}",
-            f"--print-to-pdf={pdf}",
-            page.as_uri(),
-        ]
-        try:
-            subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
-        except subprocess.TimeoutExpired:
-            raise ReportError(f"Chromium did not print the report within {timeout_s:.0f} s: try again.") from None
-        if not pdf.is_file() or pdf.stat().st_size == 0 or not pdf.read_bytes().startswith(b"%PDF"):
-            raise ReportError(
-                "Chromium did not write the PDF: check that it starts headless on this machine "
-                "(run it with --headless --print-to-pdf by hand); the HTML report can still be downloaded."
-            )
-        return pdf.read_bytes()
+def render_pdf(html: str) -> bytes:
+    """The report printed by headless Chromium (app/lib/chromium.py)."""
+    try:
+        return chromium.pdf(html)
+    except chromium.ChromiumError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def filename(report: dict[str, Any]) -> str:

@@ -96,13 +96,10 @@
     (
         select
             cast(load_id as bigint) as load_id,
-            coalesce(split_part(profile, '/', 1), 'native') as system,
-            case coalesce(split_part(profile, '/', 1), 'native')
-                {%- for s in order %}{% if s != 'profile' %}
-                when '{{ s }}' then {{ loop.index }}
-                {%- endif %}{% endfor %}
-                else {{ order.index('profile') + 1 }}
-            end as system_rank
+            coalesce(
+                list_position({{ order }}, coalesce(split_part(profile, '/', 1), 'native')),
+                list_position({{ order }}, 'profile')
+            ) as system_rank
         from {{ raw_source('_loads', ['load_id', 'profile']) }}
     )
 {%- endmacro %}
@@ -138,16 +135,21 @@
     {%- else -%}
         {%- set meta = ['_load_id', '_row_hash', '_line'] -%}
         {%- set fields = columns | reject('in', key_columns + meta) | list -%}
+        {%- set keys_v = 'v.' ~ key_columns | join(', v.') -%}
+        {%- set keys_r = 'r.' ~ key_columns | join(', r.') -%}
+        {%- set picks = [] -%}
+        {%- for c in fields -%}
+            {%- set pick = 'arg_min(v.' ~ c ~ ', v._system_rank) filter (where v.' ~ c ~ ' is not null) as ' ~ c -%}
+            {%- do picks.append(pick) -%}
+        {%- endfor -%}
+        {%- for m in meta -%}
+            {%- do picks.append('arg_min(v.' ~ m ~ ', v._system_rank) as ' ~ m) -%}
+        {%- endfor -%}
         select *
         from (
             select
-                {% for k in key_columns %}v.{{ k }},{% endfor %}
-                {%- for c in fields %}
-                arg_min(v.{{ c }}, v._system_rank) filter (where v.{{ c }} is not null) as {{ c }},
-                {%- endfor %}
-                {%- for m in meta %}
-                arg_min(v.{{ m }}, v._system_rank) as {{ m }},
-                {%- endfor %}
+                {{ keys_v }},
+                {{ picks | join(', ') }},
                 min(v._system_rank) as _system_rank
             from (
                 select
@@ -156,12 +158,12 @@
                 from {{ relation }} as r
                 left join {{ source_system_ranks() }} as s on r._load_id = s.load_id
                 qualify row_number() over (
-                    partition by {% for k in key_columns %}r.{{ k }}, {% endfor %}coalesce(s.system_rank, 1)
+                    partition by {{ keys_r }}, coalesce(s.system_rank, 1)
                     order by r.{{ event_time }} desc nulls last, r._load_id desc, r._line desc
                 ) = 1
             ) as v
             where v._op is distinct from 'tombstone'
-            group by {% for k in key_columns %}v.{{ k }}{% if not loop.last %}, {% endif %}{% endfor %}
+            group by {{ keys_v }}
         ) as merged
         {%- if entity %}
         qualify {{ entity }} is null

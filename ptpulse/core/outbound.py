@@ -145,9 +145,12 @@ def smtp_settings(secrets: dict[str, Any] | None = None, need_recipients: bool =
 
 @dataclass(frozen=True)
 class Attachment:
+    """A file to attach; with `cid` an image shown inside the HTML body (`<img src="cid:...">`) instead."""
+
     filename: str
     content: bytes
     mime: str = "application/pdf"
+    cid: str = ""
 
 
 def send_email(
@@ -156,8 +159,10 @@ def send_email(
     body: str,
     to: Sequence[str] | None = None,
     attachments: Sequence[Attachment] = (),
+    html: str | None = None,
 ) -> str:
-    """Send one plain-text email (to `to`, else the settings' admin recipients); returns its Message-ID.
+    """Send one email (plain text, plus an HTML alternative when given) to `to`, else the settings' admin
+    recipients; returns its Message-ID. Attachments with a `cid` are images inside the HTML.
 
     Raises OutboundError naming the server and the failure kind (a refused login is permanent)."""
     recipients = list(to if to is not None else settings.to)
@@ -170,7 +175,16 @@ def send_email(
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = make_msgid(domain="ptpulse.local")
     msg.set_content(body)
+    if html is not None:
+        msg.add_alternative(html, subtype="html")
+        html_part = msg.get_payload()[-1]
+        for a in attachments:
+            if a.cid:
+                main, _, sub = a.mime.partition("/")
+                html_part.add_related(a.content, maintype=main, subtype=sub, cid=f"<{a.cid}>", filename=a.filename)
     for a in attachments:
+        if a.cid and html is not None:
+            continue
         main, _, sub = a.mime.partition("/")
         msg.add_attachment(a.content, maintype=main, subtype=sub or "octet-stream", filename=a.filename)
     try:

@@ -11,96 +11,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from e2e_helpers import CHROMIUM, ROOT, SKIP_REASON, TIMEOUT_MS, serve_app, wait_idle
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian chromium at /usr/bin/chromium (apt-get install -y chromium); .ci/run installs it",
-    ),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"streamlit did not become healthy at {url}")
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)]
 
 
 @pytest.fixture
 def served_app(built_home, tmp_path):
     home = tmp_path / "home"
     shutil.copytree(built_home.home, home, ignore=shutil.ignore_patterns("*.lock", "*.holder", "build"))
-    port = _free_port()
-    env = dict(os.environ, PTPULSE_HOME=str(home), PTPULSE_DEMO_ROLE="front_desk")
-    log = open(tmp_path / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app" / "streamlit_app.py"),
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-            "--client.toolbarMode",  # as `ptpulse app` serves it: no Deploy button or developer menu
-            "viewer",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=str(tmp_path),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    with serve_app(home, tmp_path, demo_role="front_desk") as url:
         yield url, home
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _metric(page, label: str) -> int:
@@ -108,16 +31,19 @@ def _metric(page, label: str) -> int:
     return int(re.sub(r"[^0-9]", "", value.first.inner_text()) or 0)
 
 
-def test_front_desk_logs_outreach_and_owner_overview_screenshot(served_app, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+def test_front_desk_logs_outreach_and_owner_overview_screenshot(served_app, chromium, tmp_path):
+    from playwright.sync_api import expect
 
     url, home = served_app
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        page.set_default_timeout(30_000)
+    # generous waits (a first page run on a loaded 2-core machine can take tens of seconds); never sleeps
+    expect.set_options(timeout=TIMEOUT_MS)
+    context = chromium.new_context(viewport={"width": 1500, "height": 1100})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
         page.goto(f"{url}/work_queue")
         expect(page.locator('[data-testid="stMetric"]', has_text="Open tasks")).to_be_visible()
+        wait_idle(page)
         expect(page.get_by_text("Demo mode")).to_be_visible()
         assert page.get_by_role("button", name="Deploy").count() == 0  # staff never see Streamlit's Deploy
         open_before, closed_before = _metric(page, "Open tasks"), _metric(page, "Done or lost")
@@ -152,13 +78,13 @@ def test_front_desk_logs_outreach_and_owner_overview_screenshot(served_app, tmp_
         page.keyboard.type("Denial rate")  # the option list is virtualised: filter it, then pick
         page.get_by_role("option", name="Denial rate").first.click()
         expect(page.get_by_text("Still maturing").first).to_be_visible()
-        page.wait_for_timeout(1500)  # let plotly finish drawing
+        wait_idle(page)
+        page.wait_for_function(  # plotly has drawn every chart
+            "() => Array.from(document.querySelectorAll('[data-testid=\"stPlotlyChart\"]'))"
+            ".every(c => { const g = c.querySelector('.js-plotly-plot'); return g && g._fullLayout; })"
+        )
         shot = tmp_path / "overview.png"
         page.screenshot(path=str(shot), full_page=True)
-        browser.close()
+    finally:
+        context.close()
     assert shot.stat().st_size > 10_000
-    # refresh the README's screenshot only when asked, so a test run never dirties the work tree
-    if os.environ.get("PTPULSE_UPDATE_SCREENSHOTS"):
-        docs = ROOT / "docs" / "screenshots"
-        docs.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(shot, docs / "overview.png")

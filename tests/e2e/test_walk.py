@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_helpers import ROOT, SKIP_REASON, TIMEOUT_MS, CHROMIUM, serve_app, wait_idle
+from e2e_helpers import CHROMIUM, ROOT, SKIP_REASON, TIMEOUT_MS, serve_app, wait_idle
 
 from app.lib import auth, labels
 
@@ -38,6 +38,16 @@ README_SHOTS[("owner", "attribution")] = "attribution.png"
 RAW = re.compile(r"\b(?:None|nan|NaN|NaT)\b")
 SNAKE_TOKEN = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
+FILE_NAME = re.compile(r"DESIGN\.md|[\w/.-]+\.(?:md|py)\b")  # users do not have the repository's files
+TAGS = re.compile(r"<[^>]+>")
+
+# Problems the walk finds on pages other engineers are still changing, kept visible and strict: (page key, text
+# the problem contains) -> why. A listed problem is reported, not failed; one that no longer shows fails the test
+# (take it off the list), like pytest.mark.xfail(strict=True) but for one problem of one page.
+KNOWN: dict[tuple[str, str], str] = {
+    ("work_queue", "repository file named: docs/deploy.md"): "outbound (app/lib/send_ui.py): the 'SMS is not set "
+    "up' note names docs/deploy.md; say 'ask your administrator to set up text messages' instead",
+}
 
 # Everything on the page as the browser shows it: the charts' points (decoded by plotly), the cells the data grid
 # drew (its accessibility table mirrors the drawn rows), exception and error boxes.
@@ -113,8 +123,11 @@ def problems_in(seen: dict) -> list[str]:
         found.append(f"label-table code(s) shown as code: {', '.join(snake)}")
     if seen["exceptions"] or any(TRACEBACK.search(t) for t in texts):
         found.append("exception box / traceback")
+    files = sorted({m.group(0) for t in seen["text"] for m in FILE_NAME.finditer(t)})
+    if files:
+        found.append(f"repository file named: {', '.join(files)}")
     found += [f"error box: {e.splitlines()[0][:120]}" for e in seen["errors"]]
-    found += [f"empty chart: {c['title']!r}" for c in seen["charts"] if c["points"] == 0]
+    found += [f"empty chart: {TAGS.sub('', c['title'])!r}" for c in seen["charts"] if c["points"] == 0]
     return found
 
 
@@ -171,8 +184,10 @@ class Walker:
 
     def _unfold(self) -> None:
         """Open every collapsed expander (client side: no script run)."""
-        for summary in self.page.locator('[data-testid="stExpander"] details:not([open]) > summary').all():
-            summary.click()
+        self.page.evaluate(
+            """() => document.querySelectorAll('[data-testid="stExpander"] details:not([open]) > summary')
+                .forEach(s => s.click())"""
+        )
 
     def _settle(self) -> None:
         page = self.page
@@ -217,6 +232,7 @@ def test_every_page_reads_right_at_both_widths(walk_app, chromium, role):
     out = ARTIFACTS / role
     out.mkdir(parents=True, exist_ok=True)
     found: list[str] = []
+    known_seen: set[tuple[str, str]] = set()
     timings: dict[str, float] = {}
     try:
         walker.become()
@@ -226,7 +242,14 @@ def test_every_page_reads_right_at_both_widths(walk_app, chromium, role):
             for name, width in WIDTHS.items():
                 readme = README_SHOTS.get((role, key)) if name == "desktop" else None
                 seen = walker.read(width, out / f"{key}-{name}.png", readme and out / f"readme-{readme}")
-                found += [f"{role} / {auth.PAGE_TITLES[key]} / {name}: {p}" for p in problems_in(seen)]
+                for problem in problems_in(seen):
+                    where = f"{role} / {auth.PAGE_TITLES[key]} / {name}: {problem}"
+                    known_key = next((k for k in KNOWN if k[0] == key and k[1] in problem), None)
+                    if known_key:
+                        known_seen.add(known_key)
+                        print(f"\nknown problem, left to its owner: {where} ({KNOWN[known_key]})")
+                    else:
+                        found.append(where)
                 if readme and os.environ.get("PTPULSE_UPDATE_SCREENSHOTS"):
                     docs = ROOT / "docs" / "screenshots"
                     docs.mkdir(parents=True, exist_ok=True)
@@ -235,4 +258,30 @@ def test_every_page_reads_right_at_both_widths(walk_app, chromium, role):
     finally:
         context.close()
     print(f"\nwalk {role}: screenshots in {out}; seconds per page {timings}")
+    gone = [k for k in KNOWN if k[0] in auth.pages_for(role) and k not in known_seen]
+    found += [
+        f"{role} / {auth.PAGE_TITLES[k[0]]}: known problem {k[1]!r} no longer shows: take it off KNOWN" for k in gone
+    ]
     assert not found, "\n".join(found)
+
+
+def test_the_checker_catches_what_a_person_must_never_read():
+    """problems_in over a hand-made page: each kind of problem is named once, without the data around it."""
+    clean = {"text": ["Physician referral 12.5%"], "cells": ["Word of mouth"], "charts": [], "exceptions": 0}
+    assert problems_in({**clean, "errors": []}) == []
+    code = sorted(labels.snake_codes())[0]
+    seen = {
+        "text": ["ROI None", f"Top channel: {code}", "see docs/deploy.md"],
+        "cells": ["nan", "NaT"],
+        "charts": [{"title": "<b>ROI by month</b>", "points": 0}, {"title": "Spend", "points": 3}],
+        "exceptions": 1,
+        "errors": ["Could not read the build\ndetails"],
+    }
+    assert problems_in(seen) == [
+        "raw value(s) shown: NaT, None, nan",
+        f"label-table code(s) shown as code: {code}",
+        "exception box / traceback",
+        "repository file named: docs/deploy.md",
+        "error box: Could not read the build",
+        "empty chart: 'ROI by month'",
+    ]

@@ -3,8 +3,10 @@ the Work queue's send dialog previews before sending and shows what the log says
 
 from __future__ import annotations
 
+import email as email_parser
 import shutil
 from datetime import date
+from email import policy as email_policy
 from pathlib import Path
 
 import duckdb
@@ -95,8 +97,9 @@ def test_referrer_report_is_emailed_as_a_pdf(home, smtp_server):
     pdf = referrer_report.render_pdf(referrer_report.render_html(report, "Practice", "2026-01-31"))
     name = referrer_report.filename(report)
     email.send("office@ortho.test", "Your referrals", "Attached.", [outbound.Attachment(name, pdf)])
-    (msg,) = inbox.messages
-    (part,) = [p for p in msg.iter_attachments()]
+    (received,) = inbox.messages
+    msg = email_parser.message_from_bytes(received.as_bytes(), policy=email_policy.default)
+    (part,) = list(msg.iter_attachments())
     assert part.get_filename() == name and part.get_payload(decode=True) == pdf
 
 

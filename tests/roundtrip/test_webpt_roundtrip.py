@@ -2,8 +2,9 @@
 (seed_data/formats/webpt.py), mapped by ingestion/profiles/webpt_standard_extract.yml, built with the real
 dbt project alone and with the native CSVs, and compared with the native build mart by mart.
 
-WebPT ids land namespaced (`webpt:<entity>:<id>`); the writer uses our ids as WebPT's, so the comparison
-strips the namespace. What the extract carries, and so what is compared (money to the cent, counts exact):
+WebPT ids land as exported (the practice's record ids; the writer uses ours as WebPT's), so they merge with
+the native rows of the same records (dbt merge_latest); `unprefixed` strips a `webpt:` namespace a practice
+may configure (`id_namespace`). What the extract carries, and so what is compared (money to the cent, counts exact):
 - appointments: id, case (episode), patient, clinic, therapist, type, booked time (`time_stamp`), scheduled
   start and duration (start/end), arrived and completed (check-in / check-out), status of attended and
   still-scheduled appointments;
@@ -111,11 +112,6 @@ def test_webpt_alone_visits_mart(rt_native, webpt_alone):
     assert mismatches(exp, got, ["appointment_id"]) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="linking (dbt int_visit_links): 3 WebPT charge lines of a patient with two visits on one day stay "
-    "unlinked ('several_visits_on_date'); missing: break the tie by rendering therapist (both carry it)",
-)
 def test_webpt_alone_visit_charges(rt_native, webpt_alone):
     sql = f"select {unprefixed('appointment_id')}{VISIT_CHARGES} from marts.visits"
     assert mismatches(mart(rt_native, sql), mart(webpt_alone, sql), ["appointment_id"]) == {}
@@ -136,11 +132,6 @@ def test_webpt_alone_charge_lines_mart(rt_native, webpt_alone):
     assert mismatches(exp, got, ["charge_id"]) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="linking (dbt int_visit_links): 3 of 21,055 charge lines unlinked ('several_visits_on_date'); missing: "
-    "the rendering-therapist tie-break of the patient + date-of-service rule",
-)
 def test_webpt_alone_charge_lines_link_to_appointments(rt_native, webpt_alone):
     sql = f"select {unprefixed('charge_id', 'appointment_id')} from marts.charge_lines"
     assert mismatches(mart(rt_native, sql), mart(webpt_alone, sql), ["charge_id"]) == {}
@@ -177,11 +168,6 @@ def test_webpt_alone_auth_expiring_queue(rt_native, webpt_alone):
     assert got.join(exp, on="episode_id", how="anti").join(closed, on="episode_id", how="anti").height == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="linking (dbt int_visit_links): the 3 unlinked charge lines (two visits of a patient on one day) "
-    "leave one day's visit count short; missing: the rendering-therapist tie-break",
-)
 def test_webpt_alone_visit_kpis(rt_native, webpt_alone):
     """units_per_visit per day: completed visits and their units, both carried."""
     sql = (
@@ -216,10 +202,10 @@ TWICE = (
     ("table", "key"),
     [
         ("claims", ["claim_id"]),
-        pytest.param("appointments", ["appointment_id"], marks=pytest.mark.xfail(strict=True, reason=TWICE)),
-        pytest.param("visits", ["appointment_id"], marks=pytest.mark.xfail(strict=True, reason=TWICE)),
-        pytest.param("charge_lines", ["charge_id"], marks=pytest.mark.xfail(strict=True, reason=TWICE)),
-        pytest.param("episodes", ["episode_id"], marks=pytest.mark.xfail(strict=True, reason=TWICE)),
+        ("appointments", ["appointment_id"]),
+        ("visits", ["appointment_id"]),
+        ("charge_lines", ["charge_id"]),
+        ("episodes", ["episode_id"]),
         pytest.param(
             "kpi_facts_daily",
             ["clinic_id", "date_day", "kpi", "cohort"],

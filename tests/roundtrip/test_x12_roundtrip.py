@@ -153,12 +153,6 @@ def test_x12_alone_charge_lines_mart(rt_native, x12_alone, rt_native_csv):
     assert mismatches(exp.drop("is_timed"), got.drop("is_timed"), ["charge_id"]) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dbt int_charge_lines_classified derives is_timed from minutes > 0 only; 837P bills units (SV103 = UN), "
-    "so timed CPTs read as untimed. Missing: fall back to the CPT list's `timed` flag (ingestion/codes/cpt.csv) "
-    "when minutes are empty",
-)
 def test_x12_alone_charge_lines_is_timed(rt_native, x12_alone, rt_native_csv):
     exp, got = charge_frames(rt_native, x12_alone, rt_native_csv, PAYER_CLAIMS)
     assert mismatches(exp.select("charge_id", "is_timed"), got.select("charge_id", "is_timed"), ["charge_id"]) == {}
@@ -186,10 +180,10 @@ TWICE = (
 @pytest.mark.parametrize(
     ("table", "key"),
     [
-        pytest.param("claims", ["claim_id"], marks=pytest.mark.xfail(strict=True, reason=TWICE)),
-        pytest.param("charge_lines", ["charge_id"], marks=pytest.mark.xfail(strict=True, reason=TWICE)),
-        pytest.param("visits", ["appointment_id"], marks=pytest.mark.xfail(strict=True, reason=TWICE)),
-        pytest.param("episodes", ["episode_id"], marks=pytest.mark.xfail(strict=True, reason=TWICE)),
+        ("claims", ["claim_id"]),
+        ("charge_lines", ["charge_id"]),
+        ("visits", ["appointment_id"]),
+        ("episodes", ["episode_id"]),
         ("appointments", ["appointment_id"]),
         pytest.param(
             "kpi_facts_daily",

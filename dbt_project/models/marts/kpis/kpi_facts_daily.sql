@@ -178,7 +178,8 @@ hours_to_first_contact as (
         clinic_id,
         d,
         'hours_to_first_contact' as kpi,
-        sum(hours_to_contact) as num,
+        -- summed as exact decimals: a double sum's last bit depends on the order rows arrive in
+        cast(sum(cast(hours_to_contact as decimal(18, 6))) as double) as num,
         count(hours_to_contact) as den,
         count(*) as cohort,
         count(*) filter (where first_contact_at is null and exit_stage is null) as pending
