@@ -485,6 +485,8 @@ def explain(model: LeadModel, features: pd.DataFrame) -> pd.DataFrame:
 def score_open(model: LeadModel, referrals: pd.DataFrame, episodes: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """The ml.lead_scores rows for every referral open at as_of."""
     r, feats = open_now(referrals, as_of)
+    if r.empty:  # nothing open: the table stays empty with its normal columns (ml/warehouse.py ML_TABLES)
+        return pd.DataFrame()
     scored = explain(model, feats)
     ev = lookup_values(expected_values(episodes, as_of), r["payer_class"], r["source_type"])
     return pd.DataFrame(

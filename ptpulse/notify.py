@@ -1,8 +1,8 @@
 """Alerts to the practice's administrator: one email per failed load or build, sent with smtplib.
 
 Why a module of its own: `ptpulse serve` (and anything else that must page a human) composes an `Alert` of
-file / problem / fix lines and hands it here; where the SMTP server and its password come from is decided
-once, below, and never written to the repo, a log line or a message.
+file / problem / fix lines and hands it here. The SMTP client and where its server and password come from
+live in ptpulse.core.outbound (shared with the app's reminders), never written to the repo, a log or a message.
 
 Settings come from the environment first, then the `[smtp]` table of the same secrets.toml files Streamlit
 reads (`~/.streamlit/`, `./.streamlit/` of the working directory, `app/.streamlit/`), or of

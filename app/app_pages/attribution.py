@@ -4,7 +4,7 @@ attributed revenue, ROI and cost per new patient by month, and how many touches 
 
 import streamlit as st
 
-from app.lib import charts, labels, ui
+from app.lib import charts, labels, model_cards, ui
 from app.lib.formatting import fmt
 from app.lib.queries.attribution import (
     HEURISTIC_MODELS,
@@ -44,6 +44,8 @@ with st.expander("How to read this page", icon=":material/help:"):
 models = available_models(ctx.reader)
 if not ctx.reader.has("ml.attribution_credit"):
     st.caption("Markov and Shapley appear here once the ML step has scored a build.")
+elif skipped := model_cards.not_enough_data(ctx.settings, "attribution"):  # data-driven models skipped: why
+    st.info(f"Markov and Shapley: {skipped[0].lower()}{skipped[1:]}")
 else:
     st.caption(
         "Markov and Shapley estimate each channel's share from every path in the warehouse; "

@@ -11,6 +11,9 @@ from app.lib.queries.forecast import forecast, forecast_series, staffing, staffi
 
 ctx = ui.page("forecast")
 ui.require_tables(ctx, "ml.demand_forecast", what="Demand forecast")
+if skipped := model_cards.not_enough_data(ctx.settings, "demand_forecast"):  # say why instead of empty charts
+    st.info(skipped)
+    st.stop()
 
 series_options = forecast_series(ctx.reader, ctx.filters)
 if not series_options:
@@ -55,7 +58,11 @@ if capacity is not None and not capacity.empty:
     )
 ui.chart(charts.forecast_fan(fc, label, capacity), fc, f"forecast_{series}_{metric}", "fc_fan")
 
-if ctx.reader.has("ml.staffing_gap"):
+staffing_skipped = model_cards.not_enough_data(ctx.settings, "staffing_gap")
+if ctx.reader.has("ml.staffing_gap") and staffing_skipped:
+    st.subheader("Staffing gap")
+    st.info(staffing_skipped)
+elif ctx.reader.has("ml.staffing_gap"):
     st.subheader("Staffing gap")
     left, right = st.columns(2)
     gap = staffing(ctx.reader, ctx.filters)

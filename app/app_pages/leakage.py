@@ -3,7 +3,7 @@ are written next to it and can be adjusted (app/lib/leakage.py)."""
 
 import streamlit as st
 
-from app.lib import charts, leakage, ui
+from app.lib import charts, leakage, model_cards, ui
 from app.lib.formatting import fmt
 from app.lib.queries.leakage import revenue_leakage
 
@@ -79,7 +79,9 @@ if ctx.reader.has("ml.denial_scores"):
 
     st.subheader("Claims at risk of denial: fix before the payer decides")
     risk = denial_risk_by_reason(ctx.reader, f)
-    if risk.empty:
+    if skipped := model_cards.not_enough_data(ctx.settings, "denial"):  # model skipped for want of data: why
+        st.info(skipped)
+    elif risk.empty:
         st.info("No open claims scored for the selected clinics.")
     else:
         st.caption(

@@ -2,7 +2,7 @@
 so the front desk can confirm them; how well the predicted percentages match what happened (calibration);
 and the model card."""
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import streamlit as st
 
@@ -12,6 +12,9 @@ from app.lib.queries.no_show import calibration, no_show_history, upcoming_risk
 
 ctx = ui.page("no_show")
 ui.require_tables(ctx, "ml.no_show_scores", "marts.appointments", what="No-show risk")
+if skipped := model_cards.not_enough_data(ctx.settings, "no_show"):  # too little data: say why, no empty charts
+    st.info(skipped)
+    st.stop()
 f = ctx.filters
 start = ctx.as_of or reference_now(None, datetime.now())
 
@@ -80,8 +83,8 @@ if verdict != "refuse":
         )
 
     # Bulk reminders (outbound, app/lib/send_ui.py): tomorrow's high-risk list, previewed before sending.
-    with st.expander("Send reminders to tomorrow's high-risk appointments", icon=":material/send:"):
-        send_ui.high_risk_dialog(ctx, (start + timedelta(days=1)).date())
+    with st.expander("Send reminders to the next clinic day's high-risk appointments", icon=":material/send:"):
+        send_ui.high_risk_dialog(ctx, start.date())
 
 st.subheader("Can the percentages be trusted?")
 left, right = st.columns(2)

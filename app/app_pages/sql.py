@@ -26,7 +26,17 @@ ident = file_identity(deid_path)
 if ident is None:
     st.warning(str(sql_guard.DeidMissing(deid_path)))
     st.stop()
-box = sandbox(str(deid_path), ident.token)
+try:
+    box = sandbox(str(deid_path), ident.token)
+except sql_guard.NotDeidentified as exc:
+    # e.g. a twin written before the privacy rule gained a column: refuse it in words, not a traceback
+    st.warning(
+        "The de-identified copy of the data was written before the current privacy rule, so this page will not "
+        "open it until the next refresh (ask an administrator: Admin → Refresh now).",
+        icon=":material/lock:",
+    )
+    st.caption(f"Details: {exc}")
+    st.stop()
 limits = box.limits
 st.caption(
     f"Read-only · de-identified (patient_key only) · one statement · up to {limits.row_cap:,} rows · "

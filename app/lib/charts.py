@@ -498,6 +498,7 @@ def quarantine(df: pd.DataFrame) -> go.Figure:
     title = "Quarantined rows by rule"
     if df.empty:
         return empty(title, "Nothing quarantined. ")
+    df = df.assign(rule=labels.relabel(df["rule"], "quarantine_rule"))  # the rule in words, not its code
     fig = px.bar(df, x="rows", y="rule", color="source", orientation="h", color_discrete_sequence=PALETTE)
     fig.update_yaxes(title="", autorange="reversed")
     fig.update_xaxes(title="Rows")

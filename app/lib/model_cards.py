@@ -12,6 +12,22 @@ from typing import Any
 from ptpulse.core.config import Settings
 
 
+def not_enough_data(settings: Settings, model: str) -> str | None:
+    """'Not enough data yet: <reason>' when `model` produced nothing in the last build for want of data, else None.
+
+    Read from `models/status.json` (written by every ML scoring, one entry per model: no_show, lead, denial,
+    demand_backtest, demand_forecast, staffing_gap, attribution); the reason names what is there and the
+    minimum the model needs (ml/sufficiency.py), so a page can say which export would light it up.
+    """
+    path = settings.models_dir / "status.json"
+    if not path.exists():
+        return None
+    entry = (json.loads(path.read_text(encoding="utf-8")).get("models") or {}).get(model) or {}
+    if entry.get("status") != "not_trained":
+        return None
+    return f"Not enough data yet: {entry.get('reason') or 'the model could not be trained'}."
+
+
 def demand_backtest(settings: Settings) -> dict[str, Any] | None:
     """The demand backtest summary written by `ptpulse train`, or None before the first training."""
     path = settings.models_dir / "demand" / "backtest.json"
@@ -23,6 +39,8 @@ def demand_backtest(settings: Settings) -> dict[str, Any] | None:
 def forecast_verdict(backtest: dict[str, Any]) -> tuple[str, str]:
     """('ok' | 'warn', sentence) telling a manager how far to trust the forecast, from the backtest."""
     rel, cov = backtest.get("relative_mase"), backtest.get("coverage_80")
+    if backtest.get("status") == "not_trained" and backtest.get("reason"):
+        return "warn", f"Not enough data yet to test the forecast against past weeks: {backtest['reason']}."
     if rel is None:
         return "warn", "Not enough history yet to test the forecast against past weeks."
     if rel >= 1.0:

@@ -302,6 +302,19 @@ def _recent_counts(app_db: Path, patient_ids: list[str], since: datetime) -> dic
     return out
 
 
+def e164(phone: Any, country_code: str = "1") -> str | None:
+    """A phone number as the SMS provider wants it (+15551234567): US/NANP 10 digits get +1; None if not a number."""
+    text = "" if phone is None or (not isinstance(phone, str) and pd.isna(phone)) else str(phone).strip()
+    digits = re.sub(r"\D", "", text)
+    if text.startswith("+") and 8 <= len(digits) <= 15:
+        return "+" + digits
+    if len(digits) == 10:
+        return f"+{country_code}{digits}"
+    if len(digits) == 11 and digits.startswith(country_code):
+        return "+" + digits
+    return None
+
+
 def _time_text(value: Any) -> str:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return ""
@@ -355,6 +368,8 @@ def plan(
         pid = None if row["patient_id"] is None or pd.isna(row["patient_id"]) else str(row["patient_id"])
         addr = row.get(addr_col)
         addr = None if addr is None or (not isinstance(addr, str) and pd.isna(addr)) or not str(addr).strip() else addr
+        if channel == "sms" and addr is not None:
+            addr = e164(addr) or ""  # "" = a number that is not one: skipped below with its own reason
         subject, body = render(template, channel, row)
         decision, reason, not_before = "send", "", None
         status = consent.get(pid or "")
@@ -364,6 +379,8 @@ def plan(
             decision, reason = "skip", "no upcoming appointment to remind of"
         elif addr is None:
             decision, reason = "skip", f"no {'mobile number' if channel == 'sms' else 'email address'} on file"
+        elif addr == "":
+            decision, reason = "skip", "the phone number on file is not a valid number (correct it in the EMR)"
         elif status is not None and status[0] == "revoked":
             decision = "skip"
             reason = "opted out (replied STOP)" if status[1] == "reply:STOP" else f"opted out of {channel}"
@@ -503,7 +520,10 @@ def send(
             status = {"send": "queued", "queue": "queued", "skip": "skipped"}[p["decision"]]
             reason = p["reason"] or None
             if status == "queued" and channel is None:
-                status, reason = "failed", f"{channel_name} is not configured: add its settings (docs/deploy.md)"
+                status, reason = (
+                    "failed",
+                    f'{channel_name} is not configured: add its settings (deployment guide, "Outbound messages")',
+                )
             cur = con.execute(
                 "insert into messages(batch_id, task_id, patient_id, channel, template, to_addr, subject, body, "
                 "status, reason, not_before, actor, created_at, updated_at) values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -530,8 +550,9 @@ def send(
             else:
                 results.append(Result(mid, p["task_id"], status, reason or ""))
         con.execute("commit")
-    for mid in due:
-        results.append(_deliver(app_db, mid, channel, policy, actor, role, channel_name))
+    with _db(app_db):  # held open: the per-message connections then close without a WAL checkpoint each
+        for mid in due:
+            results.append(_deliver(app_db, mid, channel, policy, actor, role, channel_name))
     return sorted(results, key=lambda r: r.message_id)
 
 
@@ -544,11 +565,23 @@ def deliver_due(
         return []
     with _db(app_db) as con:
         rows = con.execute(
-            "select message_id, channel, not_before, actor from messages where status = 'queued' order by message_id"
+            "select message_id, channel, not_before, actor, patient_id, task_id from messages "
+            "where status = 'queued' order by message_id"
         ).fetchall()
     out = []
-    for mid, ch, not_before, actor in rows:
-        if (not_before is None or datetime.fromisoformat(not_before) <= now) and ch in channels:
+    with _db(app_db) as keeper:  # held open, as in send()
+        for mid, ch, not_before, actor, pid, task_id in rows:
+            if not ((not_before is None or datetime.fromisoformat(not_before) <= now) and ch in channels):
+                continue
+            consent = consent_status(app_db, [pid], ch).get(pid)
+            if consent is None or consent[0] != "granted":  # a STOP while it waited for the morning wins
+                reason = "opted out while queued for quiet hours" if consent else f"no {ch} consent on file"
+                keeper.execute(
+                    "update messages set status = 'skipped', reason = ?, updated_at = ? where message_id = ?",
+                    (reason, _iso(datetime.now(UTC)), mid),
+                )
+                out.append(Result(mid, task_id, "skipped", reason))
+                continue
             out.append(_deliver(app_db, mid, channels[ch], policy, actor, role, ch))
     return out
 

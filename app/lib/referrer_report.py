@@ -7,7 +7,7 @@ Chromium prints, so the PDF cannot disagree with the marts.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,10 @@ def physician_name(p: dict[str, Any]) -> str:
 def _cell(v: Any) -> str:
     if v is None or (not isinstance(v, str) and pd.isna(v)):
         return "–"
+    if isinstance(v, pd.Timestamp | datetime | date):
+        return f"{pd.Timestamp(v):%Y-%m-%d}"
     if isinstance(v, float):
-        return f"{v:+.1f}" if v != int(v) else f"{v:.0f}"
+        return f"{v:.1f}" if v != int(v) else f"{v:.0f}"
     return str(v)
 
 

@@ -84,7 +84,7 @@ def send_dialog(ctx, recipients: pd.DataFrame, key: str, title: str, templates: 
     if channel not in chans:
         st.warning(
             f"{CHANNEL_LABELS[channel]} is not set up: add the [{'smtp' if channel == 'email' else 'sms'}] settings "
-            "to .streamlit/secrets.toml or the environment (docs/deploy.md, Outbound messages)."
+            "to .streamlit/secrets.toml or the environment (deployment guide, 'Outbound messages')."
         )
     if recipients.empty:
         st.caption("Nobody to message.")
@@ -161,9 +161,17 @@ def task_dialog(ctx, task_id: str) -> None:
         ui.table(log.drop(columns=["task_id"]), "task_messages", "wq_send_log")
 
 
-def high_risk_dialog(ctx, day: date) -> None:
-    """The No-show risk page's bulk reminder to the high-risk appointments of `day` (tomorrow)."""
-    recipients = q.high_risk_recipients(ctx.reader, ctx.filters, day) if ctx.reader.scope.phi else pd.DataFrame()
+def high_risk_dialog(ctx, today: date) -> None:
+    """The No-show risk page's bulk reminder to the high-risk appointments of the next clinic day (tomorrow,
+    or Monday when asked on a Friday or Saturday)."""
+    if not ctx.reader.scope.phi:
+        send_dialog(ctx, pd.DataFrame(), "ns_send", "Remind tomorrow's high-risk appointments")
+        return
+    day = q.next_clinic_day(ctx.reader, ctx.filters, today)
+    if day is None:
+        st.caption("No scored appointments after today.")
+        return
+    recipients = q.high_risk_recipients(ctx.reader, ctx.filters, day)
     send_dialog(
         ctx,
         recipients,
@@ -189,7 +197,9 @@ def referrer_panel(ctx, as_of: date) -> None:
         key="rs_report_doc",
     )
     months = pd.date_range(end=pd.Timestamp(as_of), periods=12, freq="MS")[::-1]
-    month = c2.selectbox("Month", [m.date() for m in months], format_func=lambda d: f"{d:%b %Y}", key="rs_report_m")
+    month = c2.selectbox(  # default: the last full month (the report's usual send)
+        "Month", [m.date() for m in months], index=1, format_func=lambda d: f"{d:%b %Y}", key="rs_report_m"
+    )
     report = q.referrer_report(ctx.reader, ctx.filters, pid, month)
     practice = q.practice_label(ctx.reader)
     html = referrer_report.render_html(report, practice, as_of, show_patients=ctx.reader.scope.phi)
@@ -215,7 +225,7 @@ def referrer_panel(ctx, as_of: date) -> None:
     if b3.button("Email PDF", key="rs_report_send", disabled=not to.strip()):
         chans, problem = configured_channels()
         if "email" not in chans:
-            st.error(problem or "Email is not set up: add the [smtp] settings (docs/deploy.md, Outbound messages).")
+            st.error(problem or "Email is not set up: add the [smtp] settings (deployment guide, 'Outbound messages').")
             return
         try:
             pdf = made[2] if made and made[:2] == (pid, month) else referrer_report.render_pdf(html)

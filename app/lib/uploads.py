@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 
 import pandas as pd
 
+from app.lib import labels
 from ptpulse.core.config import Settings
 
 # What the ingestion reads: CSV, FHIR (NDJSON / JSON Bundle), X12 835/837 (often .txt), and a zip of them.
@@ -43,28 +44,13 @@ INGEST_TIMEOUT_S = 1800
 INGEST_WAIT_S = 60  # seconds the ingest waits for a running refresh to release the pipeline lock
 REFUSED_DIR = "refused_uploads"  # refused files are moved here so the next refresh does not offer them again
 
-# Quarantine rules (ingestion/validation.py) in words for the result table.
-RULE_WORDS: Mapping[str, str] = {
-    "required": "required field empty",
-    "not_accepted": "value not in the accepted list",
-    "pattern_mismatch": "value in the wrong format",
-    "below_min": "value below the minimum",
-    "above_max": "value above the maximum",
-    "multiline_record": "record spans several lines",
-    "nul_byte": "binary data in a field",
-    "malformed_row": "line not readable as CSV",
-    "excluded_by_profile": "left out by the source profile",
-}
+# Quarantine rules (ingestion/validation.py) and `ptpulse ingest` statuses (ingestion/loader.py) are shown in the
+# words of the shared label table (dbt_project/seeds/labels.csv, domains quarantine_rule and load_status).
+RULE_DOMAIN, STATUS_DOMAIN = "quarantine_rule", "load_status"
 
-# `ptpulse ingest` statuses (ingestion/loader.py) in words.
-STATUS_WORDS: Mapping[str, str] = {
-    "loaded": "Landed",
-    "skipped_same_hash": "Already loaded (same file)",
-    "skipped_not_data": "Not a data file (skipped)",
-    "refused": "Refused",
-    "failed": "Failed",
-    "not_saved": "Not accepted",
-}
+
+def status_words(status: str) -> str:
+    return labels.label(STATUS_DOMAIN, status)
 
 
 class UploadError(RuntimeError):
@@ -287,7 +273,7 @@ def _scrub(text: str, folder: Path) -> str:
 
 def _why(rules: list[dict[str, Any]]) -> str:
     return " · ".join(
-        f"{RULE_WORDS.get(r['rule'], str(r['rule']).replace('_', ' '))}"
+        labels.label(RULE_DOMAIN, r["rule"])
         + (f" ({r['column']})" if r.get("column") else "")
         + f": {int(r['rows']):,}"
         for r in rules
@@ -312,7 +298,7 @@ def result_table(saved: Saved, outcome: IngestOutcome | None) -> pd.DataFrame:
             {
                 "file": saved.offered.get(name, name),
                 "source": f.get("source") or "",
-                "result": STATUS_WORDS.get(str(f.get("status")), str(f.get("status"))),
+                "result": status_words(str(f.get("status"))),
                 "rows_read": int(f.get("rows_read") or 0),
                 "rows_landed": int(f.get("rows_landed") or 0),
                 "rows_quarantined": int(f.get("rows_quarantined") or 0),
@@ -326,7 +312,7 @@ def result_table(saved: Saved, outcome: IngestOutcome | None) -> pd.DataFrame:
             {
                 "file": f["file"],
                 "source": "",
-                "result": STATUS_WORDS["not_saved"],
+                "result": status_words("not_saved"),
                 "rows_read": 0,
                 "rows_landed": 0,
                 "rows_quarantined": 0,
@@ -354,9 +340,9 @@ def counts(table: pd.DataFrame) -> dict[str, int]:
     result = table["result"]
     return {
         "files": int(len(table)),
-        "landed": int((result == STATUS_WORDS["loaded"]).sum()),
-        "refused": int(result.isin([STATUS_WORDS[s] for s in ("refused", "failed", "not_saved")]).sum()),
-        "already": int((result == STATUS_WORDS["skipped_same_hash"]).sum()),
+        "landed": int((result == status_words("loaded")).sum()),
+        "refused": int(result.isin([status_words(s) for s in ("refused", "failed", "not_saved")]).sum()),
+        "already": int((result == status_words("skipped_same_hash")).sum()),
         "rows_landed": int(table["rows_landed"].sum()),
         "rows_quarantined": int(table["rows_quarantined"].sum()),
         "rows_duplicate": int(table["rows_duplicate"].sum()),

@@ -101,6 +101,7 @@ class Batch:
     contracts: Mapping[str, Contract]
     rows: dict[str, list[tuple[int, dict[str, str | None]]]] = field(default_factory=dict)
     ignored: Counter = field(default_factory=Counter)
+    adjusted: Counter = field(default_factory=Counter)  # values a documented rule changed (counts, never values)
     notes: list[str] = field(default_factory=list)
 
     def add(self, source: str, line: int, **values: str | None) -> None:
@@ -125,6 +126,9 @@ class Batch:
     def summary(self) -> list[str]:
         """Notes for the load messages: what was not mapped (types and counts only, never values)."""
         notes = list(self.notes)
+        if self.adjusted:
+            parts = ", ".join(f"{name} x{n}" for name, n in sorted(self.adjusted.items()))
+            notes.append(f"adjusted by a rule of ingestion/interop/README.md: {parts}"[:600])
         if self.ignored:
             parts = ", ".join(f"{name} x{n}" for name, n in sorted(self.ignored.items()))
             notes.append(f"not mapped to any source (see ingestion/interop/README.md): {parts}"[:600])

@@ -460,7 +460,7 @@ def _read_resource(root: dict, line: int, batch: Batch, path: Path, folder: _Fol
     for resource, full_url in found:
         index.add(resource, full_url)
     single = len(found) == 1
-    ceiling = folder.transaction_time if folder is not None else None
+    ceiling = folder.transaction_time if folder is not None else _bundle_time(root, found, index)
     for position, (resource, _) in enumerate(found, start=1):
         mapper = MAPPERS.get(resource.get("resourceType"))
         if mapper is None:
@@ -468,6 +468,25 @@ def _read_resource(root: dict, line: int, batch: Batch, path: Path, folder: _Fol
             continue
         at = line if single or path.suffix.lower() == ".ndjson" else position
         mapper(_Ctx(resource, index, batch, at, ceiling))
+
+
+def _bundle_time(root: dict, found: list[tuple[dict, str | None]], index: _Index) -> str | None:
+    """When a Bundle file states its resources as known (UTC): the Bundle's meta.lastUpdated or timestamp, else
+    the latest `recorded` of a Provenance in it that targets its Patient (Synthea writes one per patient file).
+    Used like a Bulk export's transactionTime: the created/updated time of a Patient without meta.lastUpdated."""
+    if root.get("resourceType") != "Bundle":
+        return None
+    stated = utc((root.get("meta") or {}).get("lastUpdated")) or utc(root.get("timestamp"))
+    if stated:
+        return stated
+    patients = {id(r) for r, _ in found if r.get("resourceType") == "Patient"}
+    times = [
+        utc(r.get("recorded"))
+        for r, _ in found
+        if r.get("resourceType") == "Provenance"
+        and any(id(index.resolve(t, r)) in patients for t in r.get("target") or [] if isinstance(t, dict))
+    ]
+    return max((t for t in times if t), default=None)
 
 
 def _walk(resource: dict, full_url: str | None) -> Iterator[tuple[dict, str | None]]:
@@ -620,6 +639,12 @@ def first_code(concept: Any, systems: set | None = None) -> str | None:
     return next((code for system, code in codes(concept) if systems is None or system in systems), None)
 
 
+def _procedure_code(concept: Any) -> str | None:
+    """The CPT/HCPCS code, else the first code of any system (SNOMED in Synthea): it lands, and dbt flags a
+    code outside ingestion/codes/cpt.csv as a warning (marts.data_quality_warnings), never a quarantine."""
+    return first_code(concept, CPT_SYSTEMS) or first_code(concept)
+
+
 def whole(value: Any) -> str | None:
     if value is None:
         return None
@@ -664,7 +689,7 @@ def _patient(c: _Ctx) -> None:
         zip=zip_code,
         primary_payer_id=c.ref_id((coverage.get("payor") or [None])[0]) if coverage else None,
         member_id=(coverage.get("subscriberId") if coverage else None),
-        created_at=None,
+        created_at=updated,  # FHIR has no creation time: first seen = last updated (a ceiling; dbt keeps the earliest)
         updated_at=updated,
     )
 
@@ -873,9 +898,9 @@ def _claim(c: _Ctx) -> None:
             clinic_id=clinic or visit.get("clinic_id"),
             therapist_id=c.ref_id(provider, prefer_npi=True) if provider else visit.get("therapist_id"),
             service_date=_period_start(item) or service_date,
-            cpt_code=first_code(item.get("productOrService"), CPT_SYSTEMS),
+            cpt_code=_procedure_code(item.get("productOrService")),
             modifiers=modifiers or None,
-            units=whole(quantity),
+            units=whole(quantity) if quantity is not None else "1",  # no quantity: the service once (Synthea)
             minutes=None,
             charge_usd=charge,
             posted_at=submitted,  # a Claim has no posting time: its lines are posted when it is created (as X12)
@@ -1074,11 +1099,29 @@ def _location(c: _Ctx) -> None:
         city=address.get("city"),
         state=address.get("state"),
         zip=_zip(address.get("postalCode")),
-        timezone=_zone(r),
+        timezone=_zone(r) or _default_zone(c),
         opened_on=None,
         treatment_tables=None,
         updated_at=timestamp((r.get("meta") or {}).get("lastUpdated")) or c.ceiling,
     )
+
+
+DEFAULT_ZONE_ENV = "PTPULSE_DEFAULT_TIMEZONE"
+
+
+def _default_zone(c: _Ctx) -> str | None:
+    """The practice's configured zone (env PTPULSE_DEFAULT_TIMEZONE, an IANA name) for a clinic whose export
+    states none; counted in the load message (shown on Data health). Unset or unknown: empty (quarantined)."""
+    import os
+
+    zone = os.environ.get(DEFAULT_ZONE_ENV, "").strip()
+    try:
+        ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        c.batch.adjusted[f"clinic without a timezone and no valid {DEFAULT_ZONE_ENV} set: left empty"] += 1
+        return None
+    c.batch.adjusted[f"clinic without a timezone: the practice default zone ({DEFAULT_ZONE_ENV})"] += 1
+    return zone
 
 
 def _organization(c: _Ctx) -> None:
@@ -1117,7 +1160,7 @@ def _organization(c: _Ctx) -> None:
         city=address.get("city"),
         state=address.get("state"),
         zip=_zip(address.get("postalCode")),
-        timezone=None,
+        timezone=_default_zone(c),
         opened_on=None,
         treatment_tables=None,
         updated_at=updated,
@@ -1292,7 +1335,7 @@ def _procedure(c: _Ctx) -> None:
         clinic_id=ids.get("clinic_id") or c.clinic(r.get("location")),
         therapist_id=c.ref_id(performer, prefer_npi=True) if performer else ids.get("therapist_id"),
         service_date=(c.time(performed) or "")[:10] or None,
-        cpt_code=first_code(r.get("code"), CPT_SYSTEMS),
+        cpt_code=_procedure_code(r.get("code")),
         modifiers=None,
         units=None,
         minutes=None,

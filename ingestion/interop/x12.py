@@ -401,6 +401,8 @@ def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
     lines = [ln for ln in claim.lines if ln.get("seg") is not None]
     dates = sorted(d for d in (ln.get("service_date") for ln in lines) if d)
     service_date = claim.service_date or (dates[0] if dates else None)
+    # a claim is created after its services: never before the last service date (test files reuse old headers)
+    created = _not_before(submitted_at, max([*dates, service_date or ""]), batch)
     patient_id = claim.mrn or claim.patient_id
     clinic_id = claim.facility_npi or claim.billing_npi
     batch.add(
@@ -412,7 +414,7 @@ def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
         clinic_id=clinic_id,
         payer_id=claim.payer_id,
         service_date=service_date,
-        submitted_at=submitted_at,
+        submitted_at=created,
         billed_usd=claim.billed,
     )
     for line in lines:
@@ -434,8 +436,20 @@ def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
             units=units,
             minutes=whole_number(minutes) if minutes else None,
             charge_usd=line["charge"],
-            posted_at=submitted_at,
+            posted_at=_not_before(submitted_at, line.get("service_date") or service_date or "", batch),
         )
+
+
+DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _not_before(at: str | None, day: str, batch: Batch) -> str | None:
+    """`at` (BHT time), or midnight of `day` when the BHT precedes it: a line is posted, and a claim created, no
+    earlier than its date of service. Counted in the load message (how many, never which)."""
+    if at is None or not DAY.match(day or "") or at[:10] >= day:
+        return at
+    batch.adjusted["837P claim/line dated at its date of service (BHT date before it)"] += 1
+    return f"{day} 00:00:00"
 
 
 # --- 835 --------------------------------------------------------------------------------------------------

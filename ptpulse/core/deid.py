@@ -57,8 +57,9 @@ DEID_SCHEMAS = ("marts", "ml")
 DEID_EXTRA_TABLES = ("meta.builds",)
 # Tables left out entirely: they exist to hold identities.
 EXCLUDED_TABLES = frozenset({"marts.dim_patients"})
-# Free-text columns that may quote a patient (reasons and notes written by people or rules).
-EXCLUDED_COLUMNS = frozenset({"note", "notes", "record"})
+# Free-text columns that may quote a patient (reasons and notes written by people or rules), and source file
+# paths: exporters name per-patient files after the patient (Synthea: `<Given>_<Family>_<uuid>.json`).
+EXCLUDED_COLUMNS = frozenset({"note", "notes", "record", "file"})
 
 
 PHI_COLUMNS: frozenset[str] = ALWAYS_PHI | phi_columns()

@@ -2,18 +2,18 @@
 
 Acts as the front desk (PTPULSE_DEMO_ROLE=front_desk), logs an outreach on a work-queue task, sees the
 queue change, then switches the demo role to owner, checks that the maturing denial rate says so (tile and
-greyed trend) and saves a screenshot of the Overview.
-Never runs `playwright install`: it uses /usr/bin/chromium (`apt-get install -y chromium`).
+greyed trend) and saves a screenshot of the Overview (the README's screenshots come from test_walk.py).
+Never runs `playwright install`: it uses /usr/bin/chromium (`apt-get install -y chromium`). Waits are generous
+(TIMEOUT_MS) and end as soon as the page is there; there are no sleeps.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 
 import pytest
-from e2e_helpers import CHROMIUM, ROOT, SKIP_REASON, TIMEOUT_MS, serve_app, wait_idle
+from e2e_helpers import CHROMIUM, SKIP_REASON, TIMEOUT_MS, serve_app, wait_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)]
 

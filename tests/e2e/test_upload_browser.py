@@ -8,77 +8,35 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, _free_port, _wait_healthy
+from e2e_helpers import CHROMIUM, ROOT, SKIP_REASON, TIMEOUT_MS, serve_app
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian chromium at /usr/bin/chromium (apt-get install -y chromium); .ci/run installs it",
-    ),
-]
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)]
 
 
 @pytest.fixture
 def empty_app(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    port = _free_port()
-    env = dict(os.environ, PTPULSE_HOME=str(home), PTPULSE_DEMO_ROLE="manager")
-    log = open(tmp_path / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app" / "streamlit_app.py"),
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-            "--client.toolbarMode",
-            "viewer",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=str(tmp_path),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    with serve_app(home, tmp_path, demo_role="manager") as url:
         yield url, home
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
-def test_manager_uploads_exports_and_reaches_the_overview(empty_app, small_practice, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+def test_manager_uploads_exports_and_reaches_the_overview(empty_app, small_practice, chromium, tmp_path):
+    from playwright.sync_api import expect
 
     url, home = empty_app
     exports = sorted(Path(small_practice).glob("*.csv"))
     broken = tmp_path / "offered" / "payers_broken.csv"
     broken.parent.mkdir()
     broken.write_bytes(b"\xff\xfe\x00\x00 not a csv")  # UTF-32 bytes: refused with the fix
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.set_default_timeout(60_000)
+    expect.set_options(timeout=TIMEOUT_MS)  # generous on a loaded machine; waits end as soon as the page is there
+    context = chromium.new_context(viewport={"width": 1440, "height": 1000})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
         page.goto(url)
         expect(page.get_by_text("no data has been loaded yet")).to_be_visible()
         page.get_by_role("link", name="Upload exports").click()
@@ -103,7 +61,8 @@ def test_manager_uploads_exports_and_reaches_the_overview(empty_app, small_pract
         expect(page.get_by_text("The dashboards are up to date with your upload.")).to_be_visible(timeout=900_000)
         page.get_by_role("link", name="Open your dashboards").click()
         expect(page.locator('[data-testid="stMetric"]', has_text="No-show rate").first).to_be_visible()
-        browser.close()
+    finally:
+        context.close()
     assert shot.stat().st_size > 10_000
     assert not list((home / "incoming").rglob("payers_broken.csv"))  # refused: moved out of incoming/
     if os.environ.get("PTPULSE_UPDATE_SCREENSHOTS"):

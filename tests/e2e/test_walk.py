@@ -44,10 +44,7 @@ TAGS = re.compile(r"<[^>]+>")
 # Problems the walk finds on pages other engineers are still changing, kept visible and strict: (page key, text
 # the problem contains) -> why. A listed problem is reported, not failed; one that no longer shows fails the test
 # (take it off the list), like pytest.mark.xfail(strict=True) but for one problem of one page.
-KNOWN: dict[tuple[str, str], str] = {
-    ("work_queue", "repository file named: docs/deploy.md"): "outbound (app/lib/send_ui.py): the 'SMS is not set "
-    "up' note names docs/deploy.md; say 'ask your administrator to set up text messages' instead",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 # Everything on the page as the browser shows it: the charts' points (decoded by plotly), the cells the data grid
 # drew (its accessibility table mirrors the drawn rows), exception and error boxes.
@@ -76,12 +73,24 @@ _READ_PAGE = """() => {
   });
   const cells = Array.from(document.querySelectorAll('[data-testid="stDataFrame"] table[role="grid"] th, '
     + '[data-testid="stDataFrame"] table[role="grid"] td')).map(c => c.textContent);
+  // a tile whose label or number is cut short with an ellipsis (what a person came to read is not all there)
+  const isCut = (el) => [el, ...el.querySelectorAll('*')].some(e => e.offsetParent !== null
+    && getComputedStyle(e).textOverflow === 'ellipsis' && e.scrollWidth > e.clientWidth + 1);
+  const cut = [];
+  for (const m of document.querySelectorAll('[data-testid="stMetric"]')) {
+    const label = m.querySelector('[data-testid="stMetricLabel"]');
+    const value = m.querySelector('[data-testid="stMetricValue"]');
+    const name = label ? label.textContent.trim() : '(no label)';
+    if (label && isCut(label)) cut.push('label of ' + name);
+    if (value && isCut(value)) cut.push('value of ' + name);
+  }
   const main = document.querySelector('[data-testid="stMain"]');
   const side = document.querySelector('[data-testid="stSidebar"]');
   return {
     text: [(main && main.innerText) || '', (side && side.innerText) || ''],
     cells,
     charts,
+    cut,
     exceptions: document.querySelectorAll('[data-testid="stException"]').length,
     errors: Array.from(document.querySelectorAll('[data-testid="stAlertContentError"]')).map(e => e.innerText),
     frames: document.querySelectorAll('[data-testid="stDataFrame"]').length,
@@ -127,12 +136,13 @@ def problems_in(seen: dict) -> list[str]:
     if files:
         found.append(f"repository file named: {', '.join(files)}")
     found += [f"error box: {e.splitlines()[0][:120]}" for e in seen["errors"]]
+    found += [f"tile cut short: {c}" for c in dict.fromkeys(seen.get("cut", []))]
     found += [f"empty chart: {TAGS.sub('', c['title'])!r}" for c in seen["charts"] if c["points"] == 0]
     return found
 
 
 def _merge(into: dict, seen: dict) -> None:
-    for key in ("text", "cells", "errors"):
+    for key in ("text", "cells", "errors", "cut"):
         into[key] += seen[key]
     into["charts"] += [c for c in seen["charts"] if c not in into["charts"]]
     into["exceptions"] += seen["exceptions"]
@@ -276,6 +286,7 @@ def test_the_checker_catches_what_a_person_must_never_read():
         "charts": [{"title": "<b>ROI by month</b>", "points": 0}, {"title": "Spend", "points": 3}],
         "exceptions": 1,
         "errors": ["Could not read the build\ndetails"],
+        "cut": ["value of Open A/R", "value of Open A/R"],
     }
     assert problems_in(seen) == [
         "raw value(s) shown: NaT, None, nan",
@@ -283,5 +294,6 @@ def test_the_checker_catches_what_a_person_must_never_read():
         "exception box / traceback",
         "repository file named: docs/deploy.md",
         "error box: Could not read the build",
+        "tile cut short: value of Open A/R",
         "empty chart: 'ROI by month'",
     ]

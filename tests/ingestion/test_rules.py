@@ -41,7 +41,7 @@ CASES = [
     ("scheduling_events", "duration_min", "241", "above_max"),
     ("charges", "charge_usd", "-0.01", "below_min"),
     ("clinics", "opened_on", "1949-12-31", "below_min"),
-    ("scheduling_events", "event_at", "1999-12-31 23:59:59", "below_min"),
+    ("scheduling_events", "event_at", "1899-12-31 23:59:59", "below_min"),
     # date sanity relative to the load: an event recorded in 2099 would become the warehouse's "now"
     ("scheduling_events", "event_at", "2099-01-01 09:00:00", "above_max"),
     ("patients", "birth_date", "2099-01-01", "above_max"),

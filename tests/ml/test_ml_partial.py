@@ -117,6 +117,32 @@ def test_scheduling_subset_builds_and_says_why(patients_and_scheduling):
     assert "needs at least 8" in status["demand_forecast"]["reason"]
 
 
+@pytest.mark.parametrize("page", ["no_show", "forecast", "attribution", "leakage"])
+def test_pages_say_not_enough_data(patients_and_scheduling, tmp_path, page):
+    """The pages that show ML output say why it is missing (from the status file) instead of empty charts."""
+    import sys
+
+    from streamlit.testing.v1 import AppTest
+
+    from ptpulse.core.config import scoped_environ
+
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root)) if str(root) not in sys.path else None
+    settings, _ = patients_and_scheduling
+    home = tmp_path / "home"
+    shutil.copytree(settings.home, home, ignore=shutil.ignore_patterns("*.lock", "*.holder", "build"))
+    with scoped_environ({"PTPULSE_HOME": str(home), "PTPULSE_DEMO_ROLE": "owner"}):
+        at = AppTest.from_file(str(root / "app" / "streamlit_app.py"), default_timeout=60)
+        at.run()
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    infos = " ".join(i.value for i in at.info).lower()
+    if page == "attribution":  # without marketing exports the page already says which export lights it up
+        assert "not enough data yet" in infos or "load a marketing touches export" in infos, infos
+    else:
+        assert "not enough data yet" in infos and "needs" in infos, infos
+
+
 def test_rerun_on_same_home_is_stable(patients_and_scheduling, tmp_path):
     """Scoring the served file again (no model files: training is retried) writes the same statuses."""
     settings, _ = patients_and_scheduling
@@ -276,3 +302,32 @@ def test_attribution_boundaries():
 def test_as_of_missing():
     assert sufficiency.as_of_missing(pd.NaT) is not None
     assert sufficiency.as_of_missing(pd.Timestamp("2025-01-01")) is None
+
+
+def test_page_helper_reads_the_status_file(tmp_path):
+    """app.lib.model_cards.not_enough_data: the reason for a skipped model, None for a trained or unknown one."""
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from app.lib.model_cards import forecast_verdict, not_enough_data
+
+    settings = get_settings(tmp_path / "home")
+    assert not_enough_data(settings, "no_show") is None  # before any build
+    artifacts.write_json(
+        artifacts.status_path(settings),
+        {
+            "models": {
+                "no_show": {"status": "not_trained", "reason": "not trained: 3 past appointments; needs at least 200"},
+                "lead": {"status": "trained", "reason": None},
+            }
+        },
+    )
+    assert not_enough_data(settings, "no_show") == (
+        "Not enough data yet: not trained: 3 past appointments; needs at least 200."
+    )
+    assert not_enough_data(settings, "lead") is None
+    assert not_enough_data(settings, "denial") is None
+    kind, sentence = forecast_verdict({"status": "not_trained", "reason": "not backtested: 3 complete weeks"})
+    assert kind == "warn" and "3 complete weeks" in sentence

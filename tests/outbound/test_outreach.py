@@ -131,6 +131,21 @@ def test_quiet_hours_queue_until_the_morning(setup, sms_server):
     assert outreach.deliver_due(app_db, {"sms": sms}, datetime(2026, 3, 11, 9, 0, tzinfo=TZ), policy) == []
 
 
+def test_stop_while_queued_for_quiet_hours_wins(setup, sms_server):
+    app_db, templates, policy = setup
+    api, sms = sms_server
+    outreach.record_consent(app_db, "1", "sms", True, "intake form", "d")
+    evening = datetime(2026, 3, 10, 21, 0, tzinfo=TZ)
+    (queued,) = outreach.send(
+        app_db, people("1"), templates["appointment_reminder"], "sms", {"sms": sms}, "d", evening, policy
+    )
+    assert queued.status == "queued"
+    outreach.record_reply(app_db, "1", "STOP")
+    (res,) = outreach.deliver_due(app_db, {"sms": sms}, datetime(2026, 3, 11, 8, 30, tzinfo=TZ), policy)
+    assert (res.status, res.reason) == ("skipped", "opted out while queued for quiet hours")
+    assert api.requests == [] and rows(app_db)[0][0] == "skipped"
+
+
 def test_frequency_cap_per_patient(setup, sms_server):
     app_db, templates, policy = setup
     api, sms = sms_server
@@ -248,3 +263,19 @@ def test_sms_template_asking_for_a_diagnosis_is_refused(tmp_path):
     bad.write_text("templates:\n  x:\n    sms: 'Hi {first_name}, about your {icd10_code}'\n")
     with pytest.raises(outreach.OutreachError, match="merges icd10_code into an SMS"):
         outreach.load(bad)
+
+
+def test_phone_numbers_are_sent_in_e164_and_bad_ones_skipped(setup, sms_server):
+    app_db, templates, policy = setup
+    api, sms = sms_server
+    assert outreach.e164("457-555-8059") == "+14575558059" and outreach.e164("1 (457) 555 8059") == "+14575558059"
+    assert outreach.e164("+44 20 7946 0958") == "+442079460958" and outreach.e164("555-01") is None
+    for p in ("1", "2"):
+        outreach.record_consent(app_db, p, "sms", True, "intake form", "d")
+    rec = people("1", "2").assign(phone=["(457) 555-8059", "12"])
+    res = outreach.send(app_db, rec, templates["appointment_reminder"], "sms", {"sms": sms}, "d", NOON, policy)
+    assert [(r.status, r.reason) for r in res] == [
+        ("sent", ""),
+        ("skipped", "the phone number on file is not a valid number (correct it in the EMR)"),
+    ]
+    assert [r["form"]["To"] for r in api.requests] == ["+14575558059"]

@@ -53,6 +53,17 @@ def high_risk_recipients(r: Reader, f: Filters, day: date) -> pd.DataFrame:
     return _enrich(r, targets, {**clinic_params(r, f), "day": day})
 
 
+def next_clinic_day(r: Reader, f: Filters, after: date) -> date | None:
+    """The first day after `after` with scored appointments ("tomorrow", or Monday when asked on a Friday)."""
+    df = r.df(
+        "select min(scheduled_start::date) as day from ml.no_show_scores "
+        "where scheduled_start::date > $after and ($all_clinics or list_contains($clinics, clinic_id))",
+        {**clinic_params(r, f), "after": after},
+    )
+    day = df.iloc[0]["day"] if len(df) else None
+    return None if day is None or pd.isna(day) else pd.Timestamp(day).date()
+
+
 def referring_physicians(r: Reader) -> pd.DataFrame:
     """Referring physicians with at least one referral, most referrals first, for the report picker."""
     sql = """
