@@ -146,14 +146,16 @@ def _stop_with_sources(message: str, user: User) -> None:
 
 
 # Tiles that fit their column at every width (the browser walk, tests/e2e/test_walk.py, checks it at 1440 and
-# 834 px): a label wraps instead of ending in "…", and a number shrinks with its tile (cqi: % of the tile's width)
-# instead of being cut to "$1…". Style only: st.html sends a lone <style> without taking space on the page.
+# 834 px): a label wraps instead of ending in "…", a number shrinks with its tile (cqi: % of the tile's width)
+# instead of being cut to "$1…", and a word value (a cause, a diagnosis, a range) wraps. Style only: st.html sends a lone <style> without taking space on the page.
 _TILE_CSS = """<style>
 [data-testid="stMetric"] { container-type: inline-size; }
 [data-testid="stMetricValue"] { font-size: clamp(0.9rem, 15cqi, 2.25rem); }
 [data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"],
-[data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"] p {
-  white-space: normal; overflow: visible; text-overflow: clip;
+[data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"] p,
+[data-testid="stMetricValue"] [data-testid="stMarkdownContainer"],
+[data-testid="stMetricValue"] [data-testid="stMarkdownContainer"] p {
+  white-space: normal; overflow: visible; text-overflow: clip; overflow-wrap: anywhere;
 }
 </style>"""
 
