@@ -43,6 +43,17 @@ def practice_clinics(settings) -> list[str]:
         return []
 
 
+def roles_claim(config: auth.RolesConfig) -> str:
+    """The IdP claim that carries groups: `roles_claim:` in roles.yml, else `roles_claim` in the [auth] table
+    of secrets.toml, else none (roles come from roles.yml's users and domains only)."""
+    if config.claim:
+        return config.claim
+    try:
+        return str((st.secrets.get("auth") or {}).get("roles_claim") or "").strip()
+    except (FileNotFoundError, KeyError, AttributeError):
+        return ""
+
+
 def oidc_user(settings) -> auth.User:
     """The signed-in user from st.user and roles.yml; refuses unknown emails."""
     if not st.user.is_logged_in:
@@ -57,7 +68,9 @@ def oidc_user(settings) -> auth.User:
     except ValueError as exc:
         st.error(f"The roles file is invalid: {exc}")
         st.stop()
-    user = auth.user_from_roles(email, config, name=str(st.user.get("name") or ""))
+    claim = roles_claim(config)
+    groups = auth.claim_values(st.user.get(claim)) if claim else ()
+    user = auth.user_from_roles(email, config, name=str(st.user.get("name") or ""), groups=groups)
     if user is None:
         if st.session_state.get("ptpulse_refusal_audited") != email:  # once per session and account
             from app.lib import audit

@@ -13,6 +13,7 @@ dashboards in the morning, without anyone typing `ptpulse refresh`. This process
   or a kill never takes the app down, and never two refreshes at once: a busy lock is retried with back-off;
 - moves each export to incoming/processed/ (or incoming/failed/ when a file was refused), emails the admin
   on a failed load or build (ptpulse/notify.py), retries a failed build with back-off;
+- sends the messages the pages queued for after quiet hours once they are due (ptpulse/core/outbound.py);
 - writes its state to `$PTPULSE_HOME/logs/service.json` (shape in docs/interfaces.md) for `ptpulse health`
   and the Data health page.
 
@@ -27,6 +28,7 @@ import logging
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -88,6 +90,7 @@ class ServiceConfig:
     retries: int = 3  # a failed build is retried this many times, then alerted
     backoff_seconds: float = 120.0  # first retry delay; doubles each attempt, capped at one hour
     max_build_age_hours: float = 36.0  # `ptpulse health`: the served build may be this old
+    deliver_seconds: float = 60.0  # how often messages queued for after quiet hours are checked and sent
     cadence_hours: dict[str, float | None] = field(default_factory=lambda: dict(DEFAULT_CADENCE_HOURS))
 
     def backoff(self, attempt: int) -> float:
@@ -819,11 +822,14 @@ def serve(settings: Settings, config: ServiceConfig, port: int, host: str, with_
         scheduler.state["next_run"],
         settings.incoming,
     )
+    delivery = QueuedDelivery(settings, config.deliver_seconds)
     try:
         while not stopping["flag"]:
             if app is not None:
                 app.check()
                 scheduler.state["app"] = app.status()
+            if delivery.tick():
+                scheduler.state["outbound"] = delivery.status
             scheduler.tick()
             end = time.time() + config.poll_seconds
             while not stopping["flag"] and time.time() < end:
@@ -833,6 +839,42 @@ def serve(settings: Settings, config: ServiceConfig, port: int, host: str, with_
         if app is not None:
             app.stop()
     return 0
+
+
+class QueuedDelivery:
+    """Messages the pages queued for after quiet hours (each clinic's, fixed when queued) go out when due, even
+    when nobody opens a page: every `every_s` the service calls ptpulse.core.outbound.deliver_due with the
+    configured channels. A failure to reach app.sqlite or a channel is logged and tried again next time; it
+    never stops the scheduler."""
+
+    RETRIES = 2  # per message, as the app's default policy (app/templates/outreach.yml)
+
+    def __init__(self, settings: Settings, every_s: float):
+        self.settings, self.every_s = settings, every_s
+        self.next_at = 0.0
+        self.status: dict[str, Any] = {}
+
+    def tick(self, now: datetime | None = None) -> bool:
+        """True when a check ran (the status changed)."""
+        from ptpulse.core import outbound
+
+        if self.every_s <= 0 or time.time() < self.next_at:
+            return False
+        self.next_at = time.time() + self.every_s
+        counts = {"sent": 0, "failed": 0, "skipped": 0}
+        try:
+            chans = outbound.channels()
+            results = outbound.deliver_due(self.settings.app_db, chans, now or now_utc(), self.RETRIES, "service")
+        except (outbound.OutboundError, sqlite3.Error, OSError) as exc:
+            log.warning("queued messages not delivered this time (%s): %s", type(exc).__name__, exc)
+            self.status = {"checked_at": iso(now_utc()), "error": f"{type(exc).__name__}: {exc}"}
+            return True
+        for r in results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        if results:
+            log.info("queued messages: %(sent)d sent, %(failed)d failed, %(skipped)d skipped", counts)
+        self.status = {"checked_at": iso(now_utc()), "channels": sorted(chans), **counts}
+        return True
 
 
 def configure_logging() -> None:

@@ -4,11 +4,12 @@ of payments on unknown claims), and the last builds with their test results. Rej
 (which may contain PHI) are shown to admins only."""
 
 import json
+from datetime import UTC, datetime
 
 import pandas as pd
 import streamlit as st
 
-from app.lib import charts, ui
+from app.lib import charts, service_status, ui
 from app.lib.formatting import fmt
 from app.lib.queries.data_health import (
     builds,
@@ -40,12 +41,51 @@ c4.metric(
     "Last build", str(last.get("status", "–")), str(last.get("finished_at", "")) or None, delta_color="off", border=True
 )
 
+st.subheader("Refresh service")
+now = datetime.now(UTC)
+status = service_status.read_status(ctx.settings.home)
+level, sentence = service_status.scheduler_state(status, now)
+{"ok": st.success, "warning": st.warning, "error": st.error, "info": st.info}[level](sentence)
+if status and not status.get("unreadable"):
+    s1, s2, s3 = st.columns(3)
+    s1.metric("Next scheduled run", service_status.when_text(status.get("next_run"), now), border=True)
+    s2.metric("Last success", service_status.when_text(status.get("last_success"), now), border=True)
+    s3.metric("Pending retries", fmt(len(status.get("pending") or []), "count"), border=True)
+    run = service_status.last_run(status, now)
+    if run is None:
+        st.caption("No refresh has run under the scheduler yet.")
+    else:
+        st.markdown("**Last run:** " + " · ".join(f"{k}: {v}" for k, v in run.items()))
+        run_problems = service_status.problems(status)
+        if len(run_problems):
+            st.error(f"The last run reported {len(run_problems)} problem(s); each says what to fix.")
+            ui.table(run_problems, "service_problems", "dh_svc_problems", pinned=("What",))
+    waiting = service_status.pending(status, now)
+    if len(waiting):
+        st.markdown("**Waiting to run**")
+        ui.table(waiting, "service_pending", "dh_svc_pending")
+    st.markdown("**Recent runs** (newest first)")
+    ui.table(service_status.history(status, now), "service_runs", "dh_svc_runs", empty_message="No runs yet.")
+
+st.subheader("Freshness against the expected cadence")
+coverage = source_coverage(ctx.reader)
+cadence_rows = service_status.source_freshness(coverage, service_status.cadence(status, ctx.settings.home), now)
+stale = cadence_rows[cadence_rows["Status"] == "Stale"]
+if len(stale):
+    st.error(
+        f"Stale: {', '.join(stale['Source'])} had no load within the expected cadence. Check that the EMR export "
+        "still runs and lands in incoming/, then refresh."
+    )
+elif len(cadence_rows) and cadence_rows["Status"].eq("Not checked").all():
+    st.caption("No expected cadence is set: add `cadence_hours` to service.yml (deployment guide) to be alerted.")
+ui.table(cadence_rows, "source_cadence", "dh_cadence", empty_message="No source list in this build.")
+
 st.subheader("Freshness by source")
 ui.table(fresh, "source_freshness", "dh_fresh", empty_message="No loads recorded in this build.")
 
 st.subheader("Sources in this build")
 st.caption("A page whose sources were never loaded says which export to load (a scheduling export, 835 files ...).")
-ui.table(source_coverage(ctx.reader), "source_coverage", "dh_coverage", empty_message="No source list in this build.")
+ui.table(coverage, "source_coverage", "dh_coverage", empty_message="No source list in this build.")
 
 st.subheader("Warnings on landed rows")
 st.caption(

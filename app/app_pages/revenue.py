@@ -81,6 +81,8 @@ with tab_ar:
                 **money_cols,
                 "total_usd": ui.money("Total"),
                 "payer": st.column_config.TextColumn("Payer", pinned=True),
+                "payer_class": st.column_config.TextColumn("Payer class"),
+                "open_claims": st.column_config.NumberColumn("Open claims", format="%d"),
             },
         )
 
@@ -155,6 +157,7 @@ with tab_den:
                 "denial_carc": st.column_config.TextColumn("Code"),
                 "reason": st.column_config.TextColumn("What it means", width="large"),
                 "carc_group": st.column_config.TextColumn("Group"),
+                "denied_claims": st.column_config.NumberColumn("Denied claims", format="%d"),
                 "denied_usd": ui.money("Denied"),
             },
         )

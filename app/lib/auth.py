@@ -206,15 +206,30 @@ class RolesConfig:
     users: Mapping[str, RoleEntry] = field(default_factory=dict)
     domains: Mapping[str, RoleEntry] = field(default_factory=dict)
     source: str = ""
+    claim: str = ""  # the IdP claim holding the user's groups (roles_claim:), else [auth] roles_claim
+    claim_roles: Mapping[str, RoleEntry] = field(default_factory=dict)  # group -> role, in roles.yml order
 
-    def lookup(self, email: str | None) -> RoleEntry | None:
-        if not email:
-            return None
-        email = email.strip().lower()
+    def lookup(self, email: str | None, groups: Iterable[str] = ()) -> RoleEntry | None:
+        """An explicit user entry wins, then the first `claim_roles` group the user is in, then the domain."""
+        email = (email or "").strip().lower()
         if email in self.users:
             return self.users[email]
-        domain = email.rpartition("@")[2]
-        return self.domains.get(domain)
+        member = {str(g).strip().lower() for g in groups}
+        for group, entry in self.claim_roles.items():
+            if group in member:
+                return entry
+        if not email:
+            return None
+        return self.domains.get(email.rpartition("@")[2])
+
+
+def claim_values(value: object) -> tuple[str, ...]:
+    """An IdP claim as a list of group names: a list, or one string (comma or space separated)."""
+    if value is None:
+        return ()
+    if isinstance(value, (list, tuple, set)):
+        return tuple(str(v) for v in value)
+    return tuple(v for v in str(value).replace(",", " ").split() if v)
 
 
 def roles_file_path(home: Path) -> Path:
@@ -250,7 +265,12 @@ def parse_roles(text: str, source: str = "roles.yml") -> RolesConfig:
     domains = {
         str(k).strip().lower(): _entry(v, f"{source}: domains.{k}") for k, v in (data.get("domains") or {}).items()
     }
-    return RolesConfig(users=users, domains=domains, source=source)
+    claim_roles = {
+        str(k).strip().lower(): _entry(v, f"{source}: claim_roles.{k}")
+        for k, v in (data.get("claim_roles") or {}).items()
+    }
+    claim = str(data.get("roles_claim") or "").strip()
+    return RolesConfig(users=users, domains=domains, source=source, claim=claim, claim_roles=claim_roles)
 
 
 def load_roles(path: Path) -> RolesConfig:
@@ -259,9 +279,10 @@ def load_roles(path: Path) -> RolesConfig:
     return parse_roles(path.read_text(encoding="utf-8"), source=str(path))
 
 
-def user_from_roles(email: str, config: RolesConfig, name: str = "") -> User | None:
-    """The signed-in user's role and clinics, or None when the roles file does not know them."""
-    entry = config.lookup(email)
+def user_from_roles(email: str, config: RolesConfig, name: str = "", groups: Iterable[str] = ()) -> User | None:
+    """The signed-in user's role and clinics (from their email, or the IdP groups in `groups`), or None when
+    the roles file knows neither."""
+    entry = config.lookup(email, groups)
     if entry is None:
         return None
     return User(email=email, role=entry.role, clinics=entry.clinics, name=entry.name or name)

@@ -21,23 +21,24 @@ import csv
 import io
 import re
 import sqlite3
-import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from datetime import time as dtime
 from functools import cache
 from pathlib import Path
 from string import Formatter
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 import yaml
 
 from app.lib import actions
-from ptpulse.core.outbound import Channel, OutboundError
+from ptpulse.core import outbound
+from ptpulse.core.outbound import Channel
 
 TEMPLATES_FILE = Path(__file__).resolve().parents[1] / "templates" / "outreach.yml"
 STATUSES = ("queued", "sent", "failed", "skipped")
@@ -45,7 +46,6 @@ CHANNELS = ("sms", "email")
 SMS_FIELDS = frozenset({"first_name", "clinic_name", "appointment_time"})  # minimum PHI in an SMS body
 EMAIL_FIELDS = SMS_FIELDS | {"last_name", "therapist_name"}
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
-WRITE_BACK_OUTCOME = "left_message"  # a message delivered is not a conversation: it does not close the task
 
 SCHEMA = f"""
 create table if not exists messages (
@@ -285,6 +285,25 @@ def in_quiet_hours(now: datetime, policy: Policy) -> datetime | None:
     return datetime.combine(day, end, tzinfo=now.tzinfo)
 
 
+def clinic_zone(name: Any) -> ZoneInfo | None:
+    """The clinic's IANA time zone (dim_clinics.timezone), or None when absent or unknown (the server's is used)."""
+    if name is None or (not isinstance(name, str) and pd.isna(name)) or not str(name).strip():
+        return None
+    try:
+        return ZoneInfo(str(name).strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _quiet_until(now: datetime, zone_name: Any, policy: Policy, cache: dict[str, datetime | None]) -> datetime | None:
+    """in_quiet_hours at the clinic's wall clock: 21:00 in New York is quiet even when the server says 18:00."""
+    key = "" if zone_name is None or (not isinstance(zone_name, str) and pd.isna(zone_name)) else str(zone_name)
+    if key not in cache:
+        zone = clinic_zone(key)
+        cache[key] = in_quiet_hours(now.astimezone(zone) if zone is not None else now, policy)
+    return cache[key]
+
+
 def _recent_counts(app_db: Path, patient_ids: list[str], since: datetime) -> dict[str, int]:
     """Messages sent or waiting to be sent per patient since `since` (the frequency cap counts both)."""
     if not patient_ids:
@@ -354,14 +373,14 @@ def plan(
     not_before. Nothing is written: this is the preview, and `send` re-plans at the moment of sending."""
     now = _aware(now)
     df = recipients.reset_index(drop=True).copy()
-    for c in (*RECIPIENT_COLUMNS, "appointment_time", "therapist_name"):
+    for c in (*RECIPIENT_COLUMNS, "appointment_time", "therapist_name", "clinic_timezone"):
         if c not in df:
             df[c] = None
     addr_col = "phone" if channel == "sms" else "email"
     consent = consent_status(app_db, df["patient_id"].dropna().astype(str), channel)
     since = now - timedelta(hours=policy.cap_hours)
     recent = _recent_counts(app_db, df["patient_id"].dropna().astype(str).unique().tolist(), since)
-    quiet_until = in_quiet_hours(now, policy)
+    quiet_by_zone: dict[str, datetime | None] = {}
     out = []
     planned: dict[str, int] = {}
     for row in df.to_dict("records"):  # one row per message to write: a bulk list, not an event table
@@ -389,9 +408,9 @@ def plan(
         elif recent.get(pid, 0) + planned.get(pid, 0) >= policy.cap_messages:
             decision = "skip"
             reason = f"frequency cap: already messaged {policy.cap_messages}× within {policy.cap_hours:g} h"
-        elif quiet_until is not None:
+        elif (quiet_until := _quiet_until(now, row.get("clinic_timezone"), policy, quiet_by_zone)) is not None:
             decision, not_before = "queue", quiet_until
-            reason = f"quiet hours: sends at {quiet_until:%H:%M}"
+            reason = f"quiet hours: sends at {quiet_until:%H:%M} clinic time"
         if decision != "skip" and pid is not None:
             planned[pid] = planned.get(pid, 0) + 1
         out.append(
@@ -439,61 +458,15 @@ def summary(planned: pd.DataFrame) -> str:
 # ---------------------------------------------------------------------------------------------- sending
 
 
-@dataclass(frozen=True)
-class Result:
-    message_id: int
-    task_id: str | None
-    status: str
-    reason: str
+Result = outbound.Delivery  # message_id, task_id, status, reason
 
 
 def _deliver(
     app_db: Path, message_id: int, channel: Channel, policy: Policy, actor: str, role: str, method: str
 ) -> Result:
-    """Send one logged message with retries; mark it sent (and write back the action) or failed."""
-    with _db(app_db) as con:
-        task_id, to_addr, subject, body, attempts, template = con.execute(
-            "select task_id, to_addr, subject, body, attempts, template from messages where message_id = ?",
-            (message_id,),
-        ).fetchone()
-    error: OutboundError | None = None
-    provider_id = ""
-    for attempt in range(policy.retries + 1):
-        attempts += 1
-        try:
-            provider_id = channel.send(to_addr, subject or "", body or "")
-            error = None
-            break
-        except OutboundError as exc:
-            error = exc
-            if exc.permanent or attempt == policy.retries:
-                break
-            time.sleep(policy.retry_wait_s * 2**attempt)
-    now = _iso(datetime.now(UTC))
-    if error is not None:
-        with _db(app_db) as con:
-            con.execute(
-                "update messages set status = 'failed', reason = ?, attempts = ?, updated_at = ? where message_id = ?",
-                (str(error), attempts, now, message_id),
-            )
-        return Result(message_id, task_id, "failed", str(error))
-    action_id = None
-    if task_id:
-        action_id = actions.record(
-            app_db,
-            task_id,
-            "log_outreach",
-            actor,
-            {"method": method, "outcome": WRITE_BACK_OUTCOME, "note": f"{template} sent", "message_id": message_id},
-            role=role,
-        )
-    with _db(app_db) as con:
-        con.execute(
-            "update messages set status = 'sent', reason = null, attempts = ?, provider_id = ?, action_id = ?, "
-            "updated_at = ? where message_id = ?",
-            (attempts, provider_id, action_id, now, message_id),
-        )
-    return Result(message_id, task_id, "sent", "")
+    """Send one logged message with retries; mark it sent (and write back the action) or failed. The delivery
+    itself is ptpulse.core.outbound's, shared with `ptpulse serve` (which sends what quiet hours held back)."""
+    return outbound.deliver_message(app_db, message_id, channel, policy.retries, actor, role, policy.retry_wait_s)
 
 
 def send(
@@ -559,31 +532,12 @@ def send(
 def deliver_due(
     app_db: Path, channels: Mapping[str, Channel], now: datetime, policy: Policy, role: str = ""
 ) -> list[Result]:
-    """Send the queued messages whose quiet hours are over (the pages call this on render; idempotent)."""
-    now = _aware(now)
+    """Send the queued messages whose quiet hours are over (the pages call this on render, `ptpulse serve` on
+    its own; idempotent)."""
     if not app_db.exists():
         return []
-    with _db(app_db) as con:
-        rows = con.execute(
-            "select message_id, channel, not_before, actor, patient_id, task_id from messages "
-            "where status = 'queued' order by message_id"
-        ).fetchall()
-    out = []
-    with _db(app_db) as keeper:  # held open, as in send()
-        for mid, ch, not_before, actor, pid, task_id in rows:
-            if not ((not_before is None or datetime.fromisoformat(not_before) <= now) and ch in channels):
-                continue
-            consent = consent_status(app_db, [pid], ch).get(pid)
-            if consent is None or consent[0] != "granted":  # a STOP while it waited for the morning wins
-                reason = "opted out while queued for quiet hours" if consent else f"no {ch} consent on file"
-                keeper.execute(
-                    "update messages set status = 'skipped', reason = ?, updated_at = ? where message_id = ?",
-                    (reason, _iso(datetime.now(UTC)), mid),
-                )
-                out.append(Result(mid, task_id, "skipped", reason))
-                continue
-            out.append(_deliver(app_db, mid, channels[ch], policy, actor, role, ch))
-    return out
+    with _db(app_db):  # the schema exists, and one connection stays open as in send()
+        return outbound.deliver_due(app_db, dict(channels), _aware(now), policy.retries, role, policy.retry_wait_s)
 
 
 def retry(app_db: Path, message_ids: Iterable[int], channels: Mapping[str, Channel], policy: Policy, role: str = ""):

@@ -147,7 +147,9 @@ def _stop_with_sources(message: str, user: User) -> None:
 
 # Tiles that fit their column at every width (the browser walk, tests/e2e/test_walk.py, checks it at 1440 and
 # 834 px): a label wraps instead of ending in "…", a number shrinks with its tile (cqi: % of the tile's width)
-# instead of being cut to "$1…", and a word value (a cause, a diagnosis, a range) wraps. Style only: st.html sends a lone <style> without taking space on the page.
+# instead of being cut to "$1…", a word value (a cause, a diagnosis, a range) wraps, and below 1100 px a row of
+# tiles wraps to two per line and charts side by side to one per line (a tablet with the menu open leaves ~530 px
+# for the page). Style only: st.html sends a lone <style> without taking space on the page.
 _TILE_CSS = """<style>
 [data-testid="stMetric"] { container-type: inline-size; }
 [data-testid="stMetricValue"] { font-size: clamp(0.9rem, 15cqi, 2.25rem); }
@@ -155,7 +157,16 @@ _TILE_CSS = """<style>
 [data-testid="stMetricLabel"] [data-testid="stMarkdownContainer"] p,
 [data-testid="stMetricValue"] [data-testid="stMarkdownContainer"],
 [data-testid="stMetricValue"] [data-testid="stMarkdownContainer"] p {
-  white-space: normal; overflow: visible; text-overflow: clip; overflow-wrap: anywhere;
+  white-space: normal; overflow: visible; text-overflow: clip; overflow-wrap: break-word;
+}
+@media (max-width: 1100px) {
+  [data-testid="stHorizontalBlock"]:has([data-testid="stMetric"]) { flex-wrap: wrap; }
+  [data-testid="stHorizontalBlock"]:has([data-testid="stMetric"]) > [data-testid="stColumn"] {
+    min-width: calc(50% - 1rem);
+  }
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stPlotlyChart"]) { flex-wrap: wrap; }
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] [data-testid="stPlotlyChart"])
+    > [data-testid="stColumn"] { min-width: 100%; }
 }
 </style>"""
 

@@ -6,10 +6,14 @@ Procedure -> charges;
 Claim -> claims + charges; ClaimResponse, ExplanationOfBenefit -> remittances. Every other resource type
 is counted in the load message as not mapped. Mapping tables: ingestion/interop/README.md.
 
-Ids are namespaced by origin: a reference `Patient/example` (relative, absolute, or a Bundle `urn:uuid:`
-resolved to its resource) becomes `fhir:Patient/example`; an identifier-only reference becomes
-`fhir:<system>|<value>`; a Practitioner or Organization that carries a US NPI (found in the same file)
-becomes `npi:<NPI>`, the same id an X12 file gives it. A reference with only a display text carries no id.
+Ids a source carries ARE the practice's record ids (the lead's merge rule, docs/architecture.md), so FHIR rows merge
+with the same records from the practice's CSVs or vendor exports: a reference `Patient/example` (relative, absolute,
+or a Bundle `urn:uuid:` resolved to its resource) becomes `example`; an identifier-only reference its `value`. Ids we
+derive (events, remittances, claim items without an element id) keep the type, `Appointment/<id>#booked`, so they
+never collide with a record id. With `PTPULSE_FHIR_ID_NAMESPACE=<ns>` (only for a practice whose FHIR ids collide
+with its other systems' ids) every id becomes `<ns>:<Type>/<id>` / `<ns>:<system>|<value>`. An Organization that
+carries a US NPI becomes `npi:<NPI>` (the id an X12 file gives it), and so does a Practitioner named only by its
+NPI (a conditional reference the export cannot resolve). A reference with only a display text carries no id.
 
 Times: converted to the clinic's zone when its Location states one (R4 timezone extension); otherwise, as follows. The
 wall-clock time is kept as written and the offset dropped (sources write local time with the local
@@ -126,6 +130,33 @@ def _read_lines(path: Path, text: str, batch: Batch, folder: _Folder, lines: set
         if source in batch.rows:
             frame = pl.concat([batch.rows[source].frame, frame]).sort("_src_line", maintain_order=True)
         batch.add_frame(source, frame)
+
+
+def id_namespace() -> str | None:
+    """`PTPULSE_FHIR_ID_NAMESPACE`: unset (default) = FHIR ids are the practice's ids and merge with its other
+    systems; set only when two systems' ids collide (the same option as a source profile's `id_namespace`)."""
+    import os
+
+    return os.environ.get("PTPULSE_FHIR_ID_NAMESPACE") or None
+
+
+def entity_id(rtype: str, rid: str) -> str:
+    """The record id of resource `rtype/rid`: the resource id itself, unless a namespace is configured."""
+    ns = id_namespace()
+    return f"{ns}:{rtype}/{rid}" if ns else rid
+
+
+def identifier_id(system: str, value: str) -> str:
+    """The record id an identifier names (identifier-only references, an EOB's claim identifier)."""
+    ns = id_namespace()
+    return f"{ns}:{system}|{value}" if ns else value
+
+
+def derived_id(rtype: str, rid: str) -> str:
+    """Stem of the ids we derive from a resource (events, remittances): keeps the type, so an Appointment's
+    `booked` and its Encounter's `arrived` never share an id, and no derived id equals a record id."""
+    ns = id_namespace()
+    return f"{ns}:{rtype}/{rid}" if ns else f"{rtype}/{rid}"
 
 
 def _fast_enabled() -> bool:
@@ -508,7 +539,13 @@ class _Ctx:
 
     @property
     def key(self) -> str:
-        return f"fhir:{self.r.get('resourceType')}/{self.r.get('id') or '(no id)'}"
+        """This resource's record id."""
+        return entity_id(str(self.r.get("resourceType")), str(self.r.get("id") or "(no id)"))
+
+    @property
+    def stem(self) -> str:
+        """Stem of the ids derived from this resource (`Type/id`)."""
+        return derived_id(str(self.r.get("resourceType")), str(self.r.get("id") or "(no id)"))
 
     def time(self, value: Any) -> str | None:
         """A FHIR instant in the clinic's zone when known (see `timestamp`)."""
@@ -534,12 +571,15 @@ class _Ctx:
         return match.group(1) if match else ref.get("type")
 
     def ref_id(self, ref: Any, prefer_npi: bool = False) -> str | None:
-        """Namespaced id of a reference; `npi:<NPI>` when asked and the target carries one."""
+        """Record id of a reference; `npi:<NPI>` when asked and the target carries one (a Practitioner the export
+        holds keeps its resource id: that is the practice's therapist id)."""
         if not isinstance(ref, dict):
             return None
         target = self.index.resolve(ref, self.r)
         text = ref.get("reference")
         conditional = CONDITIONAL.match(text) if isinstance(text, str) else None
+        if target is not None and target.get("resourceType") == "Practitioner" and target.get("id"):
+            prefer_npi = False
         if prefer_npi:
             number = _npi(ref.get("identifier")) or (_npi_of(target) if target else None)
             if number is None and conditional and conditional.group(2) == NPI_SYSTEM:
@@ -548,20 +588,20 @@ class _Ctx:
                 return f"npi:{number}"
         if isinstance(text, str) and text:
             if text.startswith("#"):
-                return f"{self.key}{text}"
+                return f"{self.stem}{text}"
             match = REFERENCE.search(text)
             if match:
-                return f"fhir:{match.group(1)}/{match.group(2)}"
+                return entity_id(match.group(1), match.group(2))
             if conditional:  # `Type?identifier=system|value`: the resource when the export holds it
                 if target is not None and target.get("id"):
-                    return f"fhir:{target['resourceType']}/{target['id']}"
-                return f"fhir:{conditional.group(2)}|{conditional.group(3)}"
+                    return entity_id(target["resourceType"], target["id"])
+                return identifier_id(conditional.group(2), conditional.group(3))
             if target is not None and target.get("id"):  # urn:uuid: resolved through the Bundle
-                return f"fhir:{target['resourceType']}/{target['id']}"
-            return f"fhir:{text}"
+                return entity_id(target["resourceType"], target["id"])
+            return identifier_id("", text) if id_namespace() else text
         ident = ref.get("identifier")
         if isinstance(ident, dict) and ident.get("value"):
-            return f"fhir:{ident.get('system', '')}|{ident['value']}"
+            return identifier_id(ident.get("system", ""), ident["value"])
         return None
 
 
@@ -733,7 +773,7 @@ def _service_request(c: _Ctx) -> None:
     c.batch.add(
         "intake_events",
         c.line,
-        event_id=f"{c.key}#received",
+        event_id=f"{c.stem}#received",
         referral_id=c.key,
         patient_id=c.ref_id(subject) if c.ref_type(subject) == "Patient" else None,
         clinic_id=clinic,
@@ -794,7 +834,7 @@ def _appointment(c: _Ctx) -> None:
         c.batch.add(
             "scheduling_events",
             c.line,
-            event_id=f"{c.key}#{kind}",
+            event_id=f"{c.stem}#{kind}",
             appointment_id=c.key,
             episode_id=episode,
             referral_id=referral,
@@ -890,7 +930,7 @@ def _claim(c: _Ctx) -> None:
         c.batch.add(
             "charges",
             c.line,
-            charge_id=f"{c.key}#item{item.get('sequence')}",
+            charge_id=_item_id(c, item),
             claim_id=c.key,
             appointment_id=visit.get("appointment_id"),
             episode_id=visit.get("episode_id"),
@@ -907,6 +947,15 @@ def _claim(c: _Ctx) -> None:
         )
 
 
+def _item_id(c: _Ctx, item: dict) -> str:
+    """A claim item's charge id: the item's element id when the exporter writes one (our generator writes the
+    practice's charge id there: a Claim item has no identifier in R4), else `Claim/<id>#item<sequence>`."""
+    element = item.get("id")
+    if isinstance(element, str) and element:
+        return f"{c.stem}#{element}" if id_namespace() else element
+    return f"{c.stem}#item{item.get('sequence')}"
+
+
 def _remittance(c: _Ctx) -> None:
     r = c.r
     if r.get("status") == "entered-in-error" or r.get("use", "claim") != "claim":
@@ -919,7 +968,7 @@ def _remittance(c: _Ctx) -> None:
     claim_id = c.ref_id(claim_ref)
     if claim_id is None:  # Blue Button names its claim by identifier only
         ident = next((i for i in r.get("identifier") or [] if isinstance(i, dict) and i.get("value")), None)
-        claim_id = f"fhir:{ident.get('system', '')}|{ident['value']}" if ident else None
+        claim_id = identifier_id(ident.get("system", ""), ident["value"]) if ident else None
     payment = r.get("payment") or {}
     common = dict(claim_id=claim_id, payer_id=c.ref_id(r.get("insurer")))
     c.clinic(r.get("facility"))  # its zone converts `created`
@@ -929,7 +978,7 @@ def _remittance(c: _Ctx) -> None:
         c.batch.add(
             "remittances",
             c.line,
-            remit_id=f"{c.key}#denial",
+            remit_id=f"{c.stem}#denial",
             event_type="denial",
             event_at=created,
             amount_usd=totals.get("submitted"),
@@ -941,7 +990,7 @@ def _remittance(c: _Ctx) -> None:
         c.batch.add(
             "remittances",
             c.line,
-            remit_id=f"{c.key}#payer_payment",
+            remit_id=f"{c.stem}#payer_payment",
             event_type="payer_payment",
             event_at=timestamp(payment.get("date")) or created,
             amount_usd=paid,
@@ -953,7 +1002,7 @@ def _remittance(c: _Ctx) -> None:
         c.batch.add(
             "remittances",
             c.line,
-            remit_id=f"{c.key}#patient_responsibility",
+            remit_id=f"{c.stem}#patient_responsibility",
             event_type="patient_responsibility",
             event_at=created,
             amount_usd=str(share),
@@ -965,7 +1014,7 @@ def _remittance(c: _Ctx) -> None:
         c.batch.add(
             "remittances",
             c.line,
-            remit_id=f"{c.key}#contractual_adjustment",
+            remit_id=f"{c.stem}#contractual_adjustment",
             event_type="contractual_adjustment",
             event_at=created,
             amount_usd=str(submitted - allowed),
@@ -1142,7 +1191,7 @@ def _organization(c: _Ctx) -> None:
         )
         return
     mine = {c.key} | {
-        f"fhir:{i.get('system', '')}|{i['value']}"
+        identifier_id(i.get("system", ""), i["value"])
         for i in r.get("identifier") or []
         if isinstance(i, dict) and i.get("value")
     }
@@ -1202,7 +1251,7 @@ def _practitioner(c: _Ctx) -> None:
         c.batch.add(
             "therapists",
             c.line,
-            therapist_id=f"npi:{npi}" if npi else c.key,
+            therapist_id=c.key if r.get("id") or not npi else f"npi:{npi}",
             clinic_id=clinic,
             first_name=(name.get("given") or [None])[0],
             last_name=name.get("family"),
@@ -1301,7 +1350,7 @@ def _encounter(c: _Ctx) -> None:
         c.batch.add(
             "scheduling_events",
             c.line,
-            event_id=f"{c.key}#{event_type}",
+            event_id=f"{c.stem}#{event_type}",
             event_type=event_type,
             event_at=event_at,
             scheduled_start=scheduled,

@@ -25,7 +25,9 @@ import polars as pl
 from ingestion.interop import FHIR_CODES
 from ingestion.interop import fhir as F
 
-FAST_TYPES = ("Appointment", "Encounter", "Claim", "ExplanationOfBenefit")
+FAST_TYPES = ("Appointment", "Encounter", "Claim", "ExplanationOfBenefit", "Patient", "ServiceRequest")
+# read by fhir.py only to be counted as not mapped (their content reaches rows through references)
+COUNTED_TYPES = ("Coverage", "EpisodeOfCare", "PractitionerRole")
 SIMPLE_REF = r"[A-Z][A-Za-z]+/[A-Za-z0-9.\-]{1,64}"
 INSTANT = F.INSTANT.pattern
 
@@ -74,10 +76,31 @@ SCHEMA = {
         "provider": REF,
         "facility": REF,
         "careTeam": f"STRUCT(sequence JSON, provider {REF})[]",
-        "item": f"STRUCT(sequence JSON, careTeamSequence JSON[], productOrService {CONCEPT}, modifier {CONCEPT}[], "
+        "item": f"STRUCT(id JSON, sequence JSON, careTeamSequence JSON[], productOrService {CONCEPT}, modifier {CONCEPT}[], "
         f"servicedDate JSON, servicedPeriod STRUCT(start JSON), quantity STRUCT(value JSON), net {MONEY}, "
         f"unitPrice {MONEY}, encounter {REF}[])[]",
         "total": MONEY,
+    },
+    "Patient": COMMON
+    | {
+        "name": "STRUCT(use JSON, family JSON, given JSON[])[]",
+        "telecom": "STRUCT(system JSON, value JSON)[]",
+        "address": "STRUCT(use JSON, line JSON[], city JSON, state JSON, postalCode JSON)[]",
+        "birthDate": "JSON",
+        "gender": "JSON",
+    },
+    "ServiceRequest": COMMON
+    | {
+        "status": "JSON",
+        "intent": "JSON",
+        "subject": REF,
+        "authoredOn": "JSON",
+        "requester": REF,
+        "locationReference": f"{REF}[]",
+        "performer": "JSON",
+        "insurance": f"{REF}[]",
+        "reasonCode": f"{CONCEPT}[]",
+        "reasonReference": "JSON",
     },
     "ExplanationOfBenefit": COMMON
     | {
@@ -111,7 +134,6 @@ CREATE OR REPLACE MACRO money(m) AS jnum(m.value);
 CREATE OR REPLACE MACRO ref_ok(r) AS r IS NULL OR (r.identifier IS NULL AND r.reference IS NOT NULL
     AND regexp_full_match(r.reference, '{SIMPLE_REF}'));
 CREATE OR REPLACE MACRO refs_ok(rs) AS rs IS NULL OR list_bool_and(list_transform(rs, lambda r: ref_ok(r))) IS NOT false;
-CREATE OR REPLACE MACRO fid(ref) AS CASE WHEN ref IS NULL THEN NULL ELSE 'fhir:' || ref END;
 CREATE OR REPLACE MACRO rtype(ref) AS split_part(ref, '/', 1);
 CREATE OR REPLACE MACRO codes(concept) AS
     list_filter(coalesce(concept.coding, []), lambda c: c.code IS NOT NULL AND c.code <> '');
@@ -140,6 +162,21 @@ CREATE OR REPLACE MACRO fts(v, zone) AS CASE
     ELSE wall(v) END;
 CREATE OR REPLACE MACRO ftext(v) AS nullif(trim(v), '');
 """
+
+
+def _id_macros() -> str:
+    """fhir.py's `entity_id` / `derived_id` in SQL over a relative `Type/id` reference (ref_ok checked its shape)."""
+    ns = F.id_namespace()
+    if ns:
+        prefix = "'" + ns.replace("'", "''") + ":' || "
+        return (
+            f"CREATE OR REPLACE MACRO fid(ref) AS CASE WHEN ref IS NULL THEN NULL ELSE {prefix}ref END;\n"
+            f"CREATE OR REPLACE MACRO stem(ref) AS {prefix}ref;\n"
+        )
+    return (
+        "CREATE OR REPLACE MACRO fid(ref) AS CASE WHEN ref IS NULL THEN NULL ELSE split_part(ref, '/', 2) END;\n"
+        "CREATE OR REPLACE MACRO stem(ref) AS ref;\n"
+    )
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list:
@@ -192,6 +229,8 @@ def _odd_lines(con: duckdb.DuckDBPyConnection, rtype: str, table: str) -> list[i
             "flatten(list_transform(item, lambda i: coalesce(i.encounter, [])))",
         ],
         "ExplanationOfBenefit": ["[insurer]", "[facility]", "[claim]"],
+        "Patient": [],
+        "ServiceRequest": ["[subject]", "[requester]", "locationReference", "insurance"],
     }[rtype]
     checks += [f"refs_ok({r})" for r in refs]
     if rtype == "Appointment":
@@ -230,6 +269,30 @@ def _odd_lines(con: duckdb.DuckDBPyConnection, rtype: str, table: str) -> list[i
             " AND list_bool_and(list_transform(coalesce(i.careTeamSequence, []), lambda s: is_int(s))) IS NOT false"
             ")) IS NOT false",
         ]
+    if rtype == "Patient":
+        strings = [
+            "list_transform(coalesce(name, []), lambda n: n.use)",
+            "list_transform(coalesce(name, []), lambda n: n.family)",
+            "flatten(list_transform(coalesce(name, []), lambda n: coalesce(n.given, [])))",
+            "list_transform(coalesce(telecom, []), lambda t: t.system)",
+            "list_transform(coalesce(telecom, []), lambda t: t.value)",
+            "list_transform(coalesce(address, []), lambda a: a.use)",
+            "flatten(list_transform(coalesce(address, []), lambda a: coalesce(a.line, [])))",
+            "list_transform(coalesce(address, []), lambda a: a.city)",
+            "list_transform(coalesce(address, []), lambda a: a.state)",
+            "list_transform(coalesce(address, []), lambda a: a.postalCode)",
+        ]
+        checks += ["is_str(birthDate) AND is_str(gender)"]
+        checks += [f"list_bool_and(list_transform({x}, lambda v: is_str(v))) IS NOT false" for x in strings]
+        checks += ["list_bool_and(list_transform(coalesce(name, []), lambda n: n IS NOT NULL)) IS NOT false"]
+    if rtype == "ServiceRequest":
+        checks += [
+            "is_str(intent) AND is_str(authoredOn)",
+            "reasonReference IS NULL",  # a Condition's code: fhir.py `_icd10`
+            "locationReference IS NOT NULL OR performer IS NULL",  # a performer as clinic: fhir.py
+            "len(coalesce(insurance, [])) <= 1",
+            "len(coalesce(locationReference, [])) = 0 OR rtype(locationReference[1].reference) <> 'Organization'",
+        ]
     if rtype == "ExplanationOfBenefit":
         checks += [
             "is_str(use) AND is_str(created) AND is_str(outcome) AND is_str(payment.date)",
@@ -253,7 +316,7 @@ class _Refs:
     def __init__(self, folder: Path) -> None:
         self.con = duckdb.connect()
         _run(self.con, "SET TimeZone = 'UTC'")
-        self.con.execute(MACROS).fetchall()
+        self.con.execute(MACROS + _id_macros()).fetchall()
         self.ok = True
         self.loaded: set[str] = set()
         self.files = [
@@ -283,16 +346,16 @@ class _Refs:
         found = []
         for rank, path in self.files:
             if path not in self.types_of:
-                try:
-                    self.types_of[path] = {m.decode() for m in set(TYPE_IN_TEXT.findall(path.read_bytes()))}
-                except OSError:
-                    self.types_of[path] = set()
+                self.types_of[path] = _types_in(path)
             if rtype in self.types_of[path]:
                 found.append((rank, path))
         return found
 
     def _load(self, rtype: str) -> None:
         npi, tz = F.NPI_SYSTEM, F.TIMEZONE_EXTENSION
+        if rtype == "Coverage":
+            self._coverage()
+            return
         for rank, path in self._holding(rtype):
             if rtype == "Encounter":
                 text = path.read_text(encoding="utf-8")
@@ -375,8 +438,72 @@ class _Refs:
             )
 
 
+def _types_in(path: Path) -> set[str]:
+    """Resource types a file holds. A Bulk file named `<Type>.<n>.ndjson` whose first resource is that type holds
+    only that type (Bulk Data spec: one type per file), so a multi-GB export is not read to learn its type; any
+    other file is scanned whole."""
+    try:
+        with path.open("rb") as handle:
+            head = TYPE_IN_TEXT.search(handle.read(4096))
+        if head and path.name.startswith(head.group(1).decode() + "."):
+            return {head.group(1).decode()}
+        return {m.decode() for m in set(TYPE_IN_TEXT.findall(path.read_bytes()))}
+    except OSError:
+        return set()
+
+
 def _count_lines(text: str) -> int:
     return text.rstrip("\n").count("\n") + 1
+
+
+def _coverage(self) -> None:
+    """`cov`: the export's Coverages (fhir.py `_coverage_of` / the ServiceRequest's insurance): plain ones only."""
+    _run(
+        self.con,
+        "CREATE TEMP TABLE cov (rank INT, line BIGINT, key VARCHAR, beneficiary VARCHAR, status VARCHAR, "
+        "ord DOUBLE, payor VARCHAR, member_id VARCHAR)",
+    )
+    columns = {
+        "resourceType": "VARCHAR",
+        "id": "JSON",
+        "status": "JSON",
+        "beneficiary": REF,
+        "payor": f"{REF}[]",
+        "subscriberId": "JSON",
+        "order": "JSON",
+    }
+    for rank, path in self._holding("Coverage"):
+        _run(
+            self.con,
+            "CREATE OR REPLACE TEMP TABLE cov_src AS SELECT row_number() OVER () AS line, * FROM read_json(?, "
+            "format = 'newline_delimited', columns = ?, maximum_object_size = 1073741824)",
+            [str(path), columns],
+        )
+        plain = (
+            "resourceType = 'Coverage' AND json_type(id) = 'VARCHAR' AND is_str(status) AND is_str(subscriberId) "
+            'AND ref_ok(beneficiary) AND refs_ok(payor) AND is_int("order")'
+        )
+        if _run(self.con, f"SELECT count(*) FROM cov_src WHERE NOT coalesce({plain}, false)")[0][0]:
+            self.ok = False
+            return
+        _run(
+            self.con,
+            f"INSERT INTO cov SELECT {rank}, line, 'Coverage/' || (id->>'$'), beneficiary.reference, "
+            "coalesce(js(status), 'active'), coalesce(nullif(CAST(jnum(\"order\") AS DOUBLE), 0), 99), "
+            "payor[1].reference, ftext(js(subscriberId)) FROM cov_src",
+        )
+
+
+_Refs._coverage = _coverage  # noqa: SLF001 - kept beside the other loaders' SQL
+
+
+def _therapist(ref: str, target: str) -> str:
+    """fhir.py `ref_id(prefer_npi=True)`: a Practitioner the export holds keeps its resource id (the practice's
+    therapist id); a PractitionerRole gives its practitioner's NPI when known."""
+    return (
+        f"CASE WHEN {target}.type = 'Practitioner' THEN fid({ref}) "
+        f"ELSE coalesce('npi:' || {target}.npi, fid({ref})) END"
+    )
 
 
 def _visit_sql(con: duckdb.DuckDBPyConnection, source: str, out: str) -> None:
@@ -400,12 +527,12 @@ def _visit_sql(con: duckdb.DuckDBPyConnection, source: str, out: str) -> None:
                        AS actor_ref
             FROM {source})
         SELECT NULL::INT AS rank, e.line, e.key,
-               coalesce(fid(appointment_ref), 'fhir:' || e.key) AS appointment_id,
+               coalesce(fid(appointment_ref), fid(e.key)) AS appointment_id,
                fid(episode_ref) AS episode_id,
                coalesce(fid(ep.referral_ref), fid(based_on)) AS referral_id,
                fid(subject_ref) AS patient_id,
                fid(location_ref) AS clinic_id,
-               CASE WHEN actor_ref IS NOT NULL THEN coalesce('npi:' || th.npi, fid(actor_ref)) END AS therapist_id,
+               CASE WHEN actor_ref IS NOT NULL THEN {_therapist("actor_ref", "th")} END AS therapist_id,
                loc.tz AS zone,
                appointment_ref
         FROM e
@@ -421,7 +548,7 @@ _CACHE: dict[tuple, _Refs] = {}
 
 def _refs(folder: Path) -> _Refs:
     """The folder's reference tables, built once per state of the folder (names, sizes, mtimes)."""
-    key = (str(folder),) + tuple(
+    key = (str(folder), F.id_namespace()) + tuple(
         (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()) if p.is_file()
     )
     if key not in _CACHE:
@@ -433,11 +560,31 @@ def _refs(folder: Path) -> _Refs:
 
 
 NEEDS = {
+    "Patient": ("Coverage",),
+    "ServiceRequest": ("Location", "Practitioner", "PractitionerRole", "Coverage"),
     "Appointment": ("Location", "Practitioner", "PractitionerRole"),
     "Encounter": ("Location", "Practitioner", "PractitionerRole", "EpisodeOfCare", "Appointment"),
     "Claim": ("Location", "Practitioner", "PractitionerRole", "EpisodeOfCare", "Encounter"),
     "ExplanationOfBenefit": ("Location",),
 }
+
+
+def _count_only(path: Path, text: str, rtype: str, batch) -> list[int] | None:
+    """A Coverage / EpisodeOfCare / PractitionerRole file: fhir.py maps nothing from it (it is read through
+    references), so its resources are only counted, as fhir.py's message does, without parsing each in Python."""
+    con = _refs(path.parent).con
+    lines = _count_lines(text)
+    found = _run(
+        con,
+        "SELECT count(*), count(*) FILTER (WHERE json_valid(json) AND json_type(json) = 'OBJECT' "
+        "AND json->>'$.resourceType' = ? AND json_type(json, '$.contained') IS NULL) "
+        "FROM read_json_objects(?, format = 'newline_delimited', ignore_errors = true)",
+        [rtype, str(path)],
+    )[0]
+    if found != (lines, lines):
+        return None  # a line of another shape: fhir.py reads (or refuses) the file
+    batch.ignored[f"FHIR {rtype}"] += lines
+    return []
 
 
 def read_bulk(path: Path, text: str, batch) -> list[int] | None:
@@ -446,8 +593,13 @@ def read_bulk(path: Path, text: str, batch) -> list[int] | None:
     added) when the whole file needs it."""
     head = re.search(r'"resourceType"\s*:\s*"([A-Za-z]+)"', text[:4096])
     rtype = head.group(1) if head else None
-    if rtype not in FAST_TYPES or not _plain_text(text):
+    if rtype not in FAST_TYPES + COUNTED_TYPES or not _plain_text(text):
         return None
+    if rtype in COUNTED_TYPES:
+        try:
+            return _count_only(path, text, rtype, batch)
+        except Exception:  # noqa: BLE001 - the per-resource reader decides
+            return None
     try:
         refs = _refs(path.parent)
         if not refs.need(*NEEDS[rtype]):
@@ -470,7 +622,7 @@ def read_bulk(path: Path, text: str, batch) -> list[int] | None:
             return None  # mostly unusual: the per-resource reader does it all
         if odd:
             _run(con, "DELETE FROM src WHERE list_contains(?::BIGINT[], line)", [odd])
-        frames, ignored = MAPPERS[rtype](con)
+        frames, ignored = MAPPERS[rtype](con, path)
     except Exception:  # noqa: BLE001 - anything the SQL did not expect: the per-resource reader decides
         return None
     for source, frame in frames.items():
@@ -481,14 +633,14 @@ def read_bulk(path: Path, text: str, batch) -> list[int] | None:
     return odd
 
 
-def _frame(con: duckdb.DuckDBPyConnection, sql: str, source: str) -> pl.DataFrame:
+def _frame(con: duckdb.DuckDBPyConnection, sql: str, source: str, params: list | None = None) -> pl.DataFrame:
     """The mapped rows as text (empty -> null, like Batch.add), ordered by line then emission order."""
     from ptpulse.core.contracts import load_contracts
 
     columns = load_contracts()[source].column_names
     select = ", ".join(f'ftext(CAST("{c}" AS VARCHAR)) AS "{c}"' for c in columns)
     return pl.from_arrow(
-        con.sql(f"SELECT {select}, line AS _src_line FROM ({sql}) ORDER BY line, ord").to_arrow_table()
+        con.sql(f"SELECT {select}, line AS _src_line FROM ({sql}) ORDER BY line, ord", params=params).to_arrow_table()
     )
 
 
@@ -500,7 +652,7 @@ def _case(expr: str, mapping: dict[str, str]) -> str:
     return f"CASE {expr} " + " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in mapping.items()) + " END"
 
 
-def _appointments(con: duckdb.DuckDBPyConnection):
+def _appointments(con: duckdb.DuckDBPyConnection, path: Path):
     _run(
         con,
         f"""
@@ -515,14 +667,14 @@ def _appointments(con: duckdb.DuckDBPyConnection):
     code = "first_code(cancelationReason)"
     sql = f"""
         SELECT a.line, e.ord,
-               'fhir:Appointment/' || (id->>'$') || '#' || coalesce(e.kind0, ev) AS event_id,
-               'fhir:Appointment/' || (id->>'$') AS appointment_id,
+               stem('Appointment/' || (id->>'$')) || '#' || coalesce(e.kind0, ev) AS event_id,
+               fid('Appointment/' || (id->>'$')) AS appointment_id,
                fid(list_filter(supportingInformation, lambda r: rtype(r.reference) = 'EpisodeOfCare')[1].reference)
                    AS episode_id,
                fid(list_filter(basedOn, lambda r: rtype(r.reference) = 'ServiceRequest')[1].reference) AS referral_id,
                fid(list_filter(actors, lambda r: rtype(r) = 'Patient')[1]) AS patient_id,
                fid(loc_ref) AS clinic_id,
-               CASE WHEN th_ref IS NOT NULL THEN coalesce('npi:' || th.npi, fid(th_ref)) END AS therapist_id,
+               CASE WHEN th_ref IS NOT NULL THEN {_therapist("th_ref", "th")} END AS therapist_id,
                coalesce(e.kind0, ev) AS event_type,
                CASE WHEN ev = 'booked' THEN coalesce(fts(js(created), loc.tz), fts(js(meta.lastUpdated), loc.tz))
                     WHEN coalesce(e.kind0, ev) = 'booked' THEN fts(js(created), loc.tz)
@@ -550,7 +702,7 @@ def _appointments(con: duckdb.DuckDBPyConnection):
     return {"scheduling_events": _frame(con, sql, "scheduling_events")}, ignored
 
 
-def _encounters(con: duckdb.DuckDBPyConnection):
+def _encounters(con: duckdb.DuckDBPyConnection, path: Path):
     keep = "js(class.code) IN ('AMB', 'ambulatory') AND js(status) IN ('finished', 'arrived', 'in-progress')"
     ignored = _ignored(
         con,
@@ -567,7 +719,7 @@ def _encounters(con: duckdb.DuckDBPyConnection):
     )
     sql = f"""
         SELECT k.line, ev.ord,
-               'fhir:Encounter/' || (k.id->>'$') || '#' || ev.event_type AS event_id,
+               stem('Encounter/' || (k.id->>'$')) || '#' || ev.event_type AS event_id,
                i.appointment_id, i.episode_id, i.referral_id, i.patient_id, i.clinic_id, i.therapist_id,
                ev.event_type,
                CASE WHEN ev.event_type = 'arrived' THEN fts({start}, i.zone)
@@ -585,7 +737,7 @@ def _encounters(con: duckdb.DuckDBPyConnection):
     return {"scheduling_events": _frame(con, sql, "scheduling_events")}, ignored
 
 
-def _claims(con: duckdb.DuckDBPyConnection):
+def _claims(con: duckdb.DuckDBPyConnection, path: Path):
     skip = "js(status) = 'entered-in-error' OR coalesce(js(use), 'claim') <> 'claim'"
     ignored = _ignored(
         con,
@@ -625,7 +777,7 @@ def _claims(con: duckdb.DuckDBPyConnection):
     zone = "coalesce(h.facility_tz, h.item_zone)"
     clinic = "coalesce('npi:' || h.facility_npi, fid(h.facility.reference))"
     claims = f"""
-        SELECT h.line, 0 AS ord, 'fhir:Claim/' || (h.id->>'$') AS claim_id,
+        SELECT h.line, 0 AS ord, fid('Claim/' || (h.id->>'$')) AS claim_id,
                CASE WHEN h.n_items > 0 AND len(h.episodes) = 1 THEN nullif(h.episodes[1], '') END AS episode_id,
                fid(h.patient.reference) AS patient_id, {clinic} AS clinic_id,
                fid(h.insurer.reference) AS payer_id,
@@ -638,14 +790,22 @@ def _claims(con: duckdb.DuckDBPyConnection):
         "CASE WHEN rtype(h.provider.reference) IN ('Practitioner', 'PractitionerRole') THEN h.provider.reference "
         "ELSE h.careTeam[1].provider.reference END"
     )
+    # fhir.py `_item_id`: the item's element id (the practice's charge id), else `Claim/<id>#item<sequence>`
+    stem = "stem('Claim/' || (h.id->>'$'))"
+    element = "nullif(js(v.item.id), '')"
+    item_id = (
+        f"coalesce({stem} || '#' || {element}, {stem} || '#item' || jnum(v.item.sequence))"
+        if F.id_namespace()
+        else f"coalesce({element}, {stem} || '#item' || jnum(v.item.sequence))"
+    )
     charges = f"""
         SELECT h.line, v.n AS ord,
-               'fhir:Claim/' || (h.id->>'$') || '#item' || jnum(v.item.sequence) AS charge_id,
-               'fhir:Claim/' || (h.id->>'$') AS claim_id,
+               {item_id} AS charge_id,
+               fid('Claim/' || (h.id->>'$')) AS claim_id,
                v.appointment_id, v.episode_id,
                fid(h.patient.reference) AS patient_id,
                coalesce({clinic}, v.clinic_id) AS clinic_id,
-               CASE WHEN v.provider IS NOT NULL THEN coalesce('npi:' || pr.npi, fid(v.provider))
+               CASE WHEN v.provider IS NOT NULL THEN {_therapist("v.provider", "pr")}
                     ELSE v.therapist_id END AS therapist_id,
                coalesce(v.item_date, fdate(js(h.billablePeriod.start)), h.first_item_date) AS service_date,
                first_code_in(v.item.productOrService, {cpt}) AS cpt_code,
@@ -662,7 +822,7 @@ def _claims(con: duckdb.DuckDBPyConnection):
     return {"claims": _frame(con, claims, "claims"), "charges": _frame(con, charges, "charges")}, ignored
 
 
-def _eobs(con: duckdb.DuckDBPyConnection):
+def _eobs(con: duckdb.DuckDBPyConnection, path: Path):
     skip = "js(status) = 'entered-in-error' OR coalesce(js(use), 'claim') <> 'claim'"
     ignored = _ignored(
         con,
@@ -674,7 +834,7 @@ def _eobs(con: duckdb.DuckDBPyConnection):
         f"""
         CREATE OR REPLACE TEMP TABLE eob_m AS
         SELECT e.line, e.outcome, e.payment,
-               'fhir:ExplanationOfBenefit/' || (e.id->>'$') AS key,
+               stem('ExplanationOfBenefit/' || (e.id->>'$')) AS key,
                fid(e.claim.reference) AS claim_id, fid(e.insurer.reference) AS payer_id,
                fts(js(e.created), loc.tz) AS created,
                list_transform(coalesce(e.total, []), lambda t: struct_pack(k := first_code(t.category),
@@ -719,7 +879,84 @@ def _eobs(con: duckdb.DuckDBPyConnection):
     return {"remittances": _frame(con, sql, "remittances")}, ignored
 
 
+def _patients(con: duckdb.DuckDBPyConnection, path: Path):
+    """fhir.py `_patient`: names (official, else first), first phone / email, home (else first) address, ZIP+4 -> 5,
+    Coverage (beneficiary, active, lowest order, file order) -> payer and member id; created = updated = the
+    resource's lastUpdated, else the export's transactionTime."""
+    folder = F._folder(path)  # noqa: SLF001 - the same folder state fhir.py reads
+    ceiling = folder.transaction_time if folder is not None else None
+    gender = _case("js(gender)", F.GENDER)
+    sql = rf"""
+        WITH p AS (
+            SELECT line, id->>'$' AS rid,
+                   coalesce(list_filter(name, lambda n: js(n.use) = 'official')[1], name[1]) AS nm,
+                   list_filter(telecom, lambda t: js(t.system) = 'phone')[1].value AS phone,
+                   list_filter(telecom, lambda t: js(t.system) = 'email')[1].value AS email,
+                   coalesce(list_filter(address, lambda a: js(a.use) = 'home')[1], address[1]) AS addr,
+                   birthDate, gender, meta
+            FROM src),
+        c AS (
+            SELECT beneficiary, arg_min(struct_pack(payor := payor, member_id := member_id),
+                                        struct_pack(o := ord, r := rank, l := line)) AS cv
+            FROM cov WHERE status = 'active' GROUP BY beneficiary)
+        SELECT p.line, 0 AS ord, fid('Patient/' || rid) AS patient_id,
+               js(nm.given[1]) AS first_name, js(nm.family) AS last_name,
+               fdate(js(birthDate)) AS birth_date, coalesce({gender}, js(gender)) AS sex,
+               js(phone) AS phone, js(email) AS email,
+               nullif(array_to_string(list_transform(coalesce(addr.line, []), lambda x: js(x)), ', '), '')
+                   AS address_line,
+               js(addr.city) AS city, js(addr.state) AS state,
+               CASE WHEN regexp_full_match(js(addr.postalCode), '\d{{5}}(-?\d{{4}})?') THEN left(js(addr.postalCode), 5)
+                    ELSE js(addr.postalCode) END AS zip,
+               fid(c.cv.payor) AS primary_payer_id, c.cv.member_id AS member_id,
+               coalesce(fts(js(meta.lastUpdated), NULL), ?) AS created_at,
+               coalesce(fts(js(meta.lastUpdated), NULL), ?) AS updated_at
+        FROM p LEFT JOIN c ON c.beneficiary = 'Patient/' || p.rid"""
+    return {"patients": _frame(con, sql, "patients", [ceiling, ceiling])}, []
+
+
+def _service_requests(con: duckdb.DuckDBPyConnection, path: Path):
+    """fhir.py `_service_request`: one `received` intake event per request (plain shapes: see `_odd_lines`)."""
+    skipped = (
+        f"list_contains({_sql_list(F.SR_SKIPPED_STATUS)}, js(status)) "
+        f"OR list_contains({_sql_list(F.SR_SKIPPED_INTENT)}, js(intent))"
+    )
+    ignored = _ignored(
+        con,
+        "SELECT 'FHIR ServiceRequest (status ' || shown_code(js(status)) || ', intent ' || shown_code(js(intent))"
+        f" || ')' AS what FROM src WHERE coalesce({skipped}, false)",
+    )
+    icd = _sql_list(F.ICD10_SYSTEMS)
+    sql = f"""
+        SELECT s.line, 0 AS ord, stem('ServiceRequest/' || (s.id->>'$')) || '#received' AS event_id,
+               fid('ServiceRequest/' || (s.id->>'$')) AS referral_id,
+               CASE WHEN rtype(s.subject.reference) = 'Patient' THEN fid(s.subject.reference) END AS patient_id,
+               fid(s.locationReference[1].reference) AS clinic_id,
+               'received' AS event_type,
+               fts(js(s.authoredOn), loc.tz) AS event_at,
+               'referral' AS intake_kind,
+               CASE rtype(s.requester.reference) WHEN 'Practitioner' THEN 'physician'
+                    WHEN 'PractitionerRole' THEN 'physician' WHEN 'Patient' THEN 'direct_access'
+                    WHEN 'RelatedPerson' THEN 'direct_access' END AS source_type,
+               CASE WHEN rtype(s.requester.reference) IN ('Practitioner', 'PractitionerRole') THEN req.npi END
+                   AS referring_physician_id,
+               NULL AS channel,
+               fid(cv.payor) AS payer_id,
+               list_filter(list_transform(coalesce(s.reasonCode, []), lambda c: first_code_in(c, {icd})),
+                   lambda x: x IS NOT NULL)[1] AS icd10_code,
+               NULL AS outreach_method, NULL AS outreach_outcome, NULL AS reason, NULL AS recorded_by
+        FROM src s
+        LEFT JOIN target loc ON loc.key = s.locationReference[1].reference
+        LEFT JOIN target req ON req.key = s.requester.reference
+        LEFT JOIN (SELECT * FROM cov QUALIFY row_number() OVER (PARTITION BY key ORDER BY rank, line) = 1) cv
+          ON cv.key = s.insurance[1].reference
+        WHERE NOT coalesce({skipped}, false)"""
+    return {"intake_events": _frame(con, sql, "intake_events")}, ignored
+
+
 MAPPERS = {
+    "Patient": _patients,
+    "ServiceRequest": _service_requests,
     "Appointment": _appointments,
     "Encounter": _encounters,
     "Claim": _claims,

@@ -30,13 +30,16 @@ import json
 import os
 import smtplib
 import socket
+import sqlite3
 import ssl
+import time
 import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -322,3 +325,165 @@ def channels(secrets: dict[str, Any] | None = None) -> dict[str, Channel]:
     if sms is not None:
         out["sms"] = SmsChannel(sms)
     return out
+
+
+# ------------------------------------------------------------------------------------------- queued delivery
+# Why here: a message queued for after quiet hours must go out even when nobody opens a page, so `ptpulse serve`
+# delivers it, and ptpulse may not import the app. The app (app/lib/outreach.py) owns the tables' schema and the
+# planning rules; the delivery of one logged message, and of the queued ones that are due, lives here for both.
+
+WRITE_BACK_OUTCOME = "left_message"  # a delivered message is not a conversation: it does not close the task
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What happened to one logged message: status sent | failed | skipped | queued, and why (never a body)."""
+
+    message_id: int
+    task_id: str | None
+    status: str
+    reason: str
+
+
+def _connect(app_db: Path) -> sqlite3.Connection:
+    """A short-lived connection to app.sqlite (already in WAL mode: the app created it) that waits for writers."""
+    con = sqlite3.connect(str(app_db), timeout=10.0, isolation_level=None)
+    con.execute("pragma busy_timeout = 10000")
+    return con
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def latest_consent(con: sqlite3.Connection, patient_id: str | None, channel: str) -> tuple[str, str] | None:
+    """(status, source) of the patient's latest consent row for the channel (or 'any'); None = no record."""
+    if patient_id is None:
+        return None
+    row = con.execute(
+        "select status, source from contact_consent where patient_id = ? and channel in (?, 'any') "
+        "order by id desc limit 1",
+        (str(patient_id), channel),
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def deliver_message(
+    app_db: Path,
+    message_id: int,
+    channel: Channel,
+    retries: int,
+    actor: str,
+    role: str = "",
+    retry_wait_s: float = 0.3,
+) -> Delivery:
+    """Send one logged message with retries (back-off doubling from `retry_wait_s`); mark it `sent` and write it
+    back to its task as a `log_outreach` action (with its audit entry) in one transaction, or mark it `failed`
+    with the reason. A message is never marked sent before the provider accepted it."""
+    con = _connect(app_db)
+    try:
+        task_id, to_addr, subject, body, attempts, template = con.execute(
+            "select task_id, to_addr, subject, body, attempts, template from messages where message_id = ?",
+            (message_id,),
+        ).fetchone()
+        error: OutboundError | None = None
+        provider_id = ""
+        for attempt in range(retries + 1):
+            attempts += 1
+            try:
+                provider_id = channel.send(to_addr, subject or "", body or "")
+                error = None
+                break
+            except OutboundError as exc:
+                error = exc
+                if exc.permanent or attempt == retries:
+                    break
+                time.sleep(retry_wait_s * 2**attempt)
+        now = _now_iso()
+        if error is not None:
+            con.execute(
+                "update messages set status = 'failed', reason = ?, attempts = ?, updated_at = ? where message_id = ?",
+                (str(error), attempts, now, message_id),
+            )
+            return Delivery(message_id, task_id, "failed", str(error))
+        con.execute("begin immediate")
+        try:
+            action_id = None
+            if task_id:  # the same rows app/lib/actions.record writes (interfaces.md section 4)
+                at = datetime.now(UTC).isoformat(timespec="microseconds")
+                payload = {
+                    "message_id": message_id,
+                    "method": channel.method,
+                    "note": f"{template} sent",
+                    "outcome": WRITE_BACK_OUTCOME,
+                }
+                action_id = con.execute(
+                    "insert into actions(task_id, action, actor, acted_at, payload) values (?, 'log_outreach', ?, ?, ?)",
+                    (task_id, actor, at, json.dumps(payload, sort_keys=True)),
+                ).lastrowid
+                con.execute(
+                    "insert into audit_log(actor, role, event, detail, at) values (?, ?, 'action.log_outreach', ?, ?)",
+                    (
+                        actor,
+                        role,
+                        json.dumps({"task_id": task_id, "action_id": action_id, **payload}, sort_keys=True),
+                        at,
+                    ),
+                )
+            con.execute(
+                "update messages set status = 'sent', reason = null, attempts = ?, provider_id = ?, action_id = ?, "
+                "updated_at = ? where message_id = ?",
+                (attempts, provider_id, action_id, now, message_id),
+            )
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+        return Delivery(message_id, task_id, "sent", "")
+    finally:
+        con.close()
+
+
+def deliver_due(
+    app_db: Path,
+    channels: dict[str, Channel],
+    now: datetime,
+    retries: int,
+    role: str = "",
+    retry_wait_s: float = 0.3,
+) -> list[Delivery]:
+    """Deliver the queued messages whose `not_before` (the end of quiet hours in their clinic's time zone, fixed
+    when they were queued) has passed; a patient who opted out or lost consent meanwhile is skipped. Idempotent;
+    [] when app.sqlite or its message log does not exist yet. Messages for an unconfigured channel stay queued."""
+    if not app_db.exists():
+        return []
+    now = now if now.tzinfo else now.astimezone()
+    con = _connect(app_db)
+    try:
+        has_log = con.execute("select 1 from sqlite_master where type = 'table' and name = 'messages'").fetchone()
+        if not has_log:
+            return []
+        rows = con.execute(
+            "select message_id, channel, not_before, actor, patient_id, task_id from messages "
+            "where status = 'queued' order by message_id"
+        ).fetchall()
+        out: list[Delivery] = []
+        for mid, ch, not_before, actor, pid, task_id in rows:
+            due_at = None if not_before is None else datetime.fromisoformat(not_before)
+            if due_at is not None and due_at.tzinfo is None:
+                due_at = due_at.astimezone()
+            if (due_at is not None and due_at > now) or ch not in channels:
+                continue
+            consent = latest_consent(con, pid, ch)
+            if consent is None or consent[0] != "granted":  # a STOP while it waited for the morning wins
+                reason = "opted out while queued for quiet hours" if consent else f"no {ch} consent on file"
+                con.execute(
+                    "update messages set status = 'skipped', reason = ?, updated_at = ? where message_id = ?",
+                    (reason, _now_iso(), mid),
+                )
+                out.append(Delivery(mid, task_id, "skipped", reason))
+                continue
+            out.append(deliver_message(app_db, mid, channels[ch], retries, actor, role, retry_wait_s))
+        return out
+    finally:
+        con.close()

@@ -421,6 +421,9 @@ def _resources() -> dict[str, str]:
     )
     item = clean(
         obj(
+            # the element id carries the practice's charge id (an R4 Claim item has no identifier), so FHIR charge
+            # lines merge with the same lines from its CSVs (ingestion/interop/fhir.py `_item_id`)
+            ("id", "charge_id"),
             ("sequence", "seq"),
             ("careTeamSequence", "to_json([seq])"),
             ("productOrService", coding(CPT, "cpt_code")),

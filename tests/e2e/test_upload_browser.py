@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from e2e_helpers import CHROMIUM, ROOT, SKIP_REASON, TIMEOUT_MS, serve_app
+from e2e_helpers import CHROMIUM, ROOT, SKIP_REASON, TIMEOUT_MS, serve_app, wait_idle
+from test_walk import READ_PAGE, problems_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason=SKIP_REASON)]
 
@@ -55,6 +56,8 @@ def test_manager_uploads_exports_and_reaches_the_overview(empty_app, small_pract
         )
         expect(page.locator('[data-testid="stMetric"]', has_text="Files refused")).to_contain_text("1")
         expect(page.get_by_text("Updating the dashboards")).to_be_visible(timeout=60_000)
+        wait_idle(page)
+        assert problems_in(page.evaluate(READ_PAGE)) == []  # the result reads in words (no codes, None, nan)
         shot = tmp_path / "upload.png"
         page.screenshot(path=str(shot), full_page=True)
 

@@ -1,11 +1,12 @@
 """Every screen, every role, in a real browser (issue 14): one `streamlit run` server over the built small practice
 (with practice goals set), one chromium; each role picks itself in the demo role picker, then opens every page of
-its menu by clicking it, at desktop (1440 px) and tablet (834 px) width. Every tab is opened and every expander
-unfolded, so what the walk reads is what a person could read.
+its menu by clicking it, at desktop (1440 px) and tablet (834 px) width. Every tab is opened, every expander
+unfolded and every drill-through opened on its first row, so what the walk reads is what a person could read.
 
 A page fails on any visible `None`, `nan`, `NaN`, `NaT`, an exception box or traceback, an error box, a snake_case
-code of the label table (text, chart labels, table headers and the cells the grid draws), or a plotly chart
-without a single data point. Problems are collected over the whole role and reported together (page, width, what).
+code of the label table (text, chart labels, table headers and the cells the grid draws), a snake_case column
+header, a tile whose label or number is cut short ("…"), a repository file name, or a plotly chart without a
+single data point. Problems are collected over the whole role and reported together (page, width, what).
 
 Screenshots: one per role x page x width under `tmp/artifacts/walk/` (git-ignored; `PTPULSE_ARTIFACTS` moves it),
 the folder printed at the end. `PTPULSE_UPDATE_SCREENSHOTS=1` refreshes the README's Overview (with goals), Work
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not CHROMIUM.exists(), reason=
 
 WIDTHS = {"desktop": 1440, "tablet": 834}
 HEIGHT = 1000
+DRILL_PROMPT = "Pick a row (or click one in the table)"  # app/lib/drill.py's list under a summary table
 MAX_SHOT_HEIGHT = 9000  # px; a taller page is cut in its screenshot (never in its checks)
 ARTIFACTS = Path(os.environ.get("PTPULSE_ARTIFACTS") or ROOT / "tmp" / "artifacts") / "walk"
 # role, page key -> README screenshot (desktop width)
@@ -44,11 +46,17 @@ TAGS = re.compile(r"<[^>]+>")
 # Problems the walk finds on pages other engineers are still changing, kept visible and strict: (page key, text
 # the problem contains) -> why. A listed problem is reported, not failed; one that no longer shows fails the test
 # (take it off the list), like pytest.mark.xfail(strict=True) but for one problem of one page.
-KNOWN: dict[tuple[str, str], str] = {}
+KNOWN: dict[tuple[str, str], str] = {
+    ("data_health", "snake_case column header(s)"): "linker (app_pages/data_health.py): the freshness, sources, "
+    "warnings, loads and builds tables show their column names (last_loaded_at, is_loaded, load_id ...); give "
+    "them column_config labels",
+    ("forecast", "snake_case column header(s): baseline_mase"): "ml (app_pages/forecast.py): the backtest table "
+    "per metric shows baseline_mase as its header",
+}
 
 # Everything on the page as the browser shows it: the charts' points (decoded by plotly), the cells the data grid
 # drew (its accessibility table mirrors the drawn rows), exception and error boxes.
-_READ_PAGE = """() => {
+READ_PAGE = """() => {
   const count = (a) => {
     if (!a || a.length === undefined || typeof a === 'string') return 0;
     let c = 0;
@@ -71,8 +79,9 @@ _READ_PAGE = """() => {
     const title = ((gd._fullLayout || {}).title || {}).text || '(untitled)';
     return {title: String(title), points, drawn: !!gd._fullLayout};
   });
-  const cells = Array.from(document.querySelectorAll('[data-testid="stDataFrame"] table[role="grid"] th, '
-    + '[data-testid="stDataFrame"] table[role="grid"] td')).map(c => c.textContent);
+  const grid = '[data-testid="stDataFrame"] table[role="grid"] ';
+  const headers = Array.from(document.querySelectorAll(grid + 'th')).map(c => c.textContent);
+  const cells = headers.concat(Array.from(document.querySelectorAll(grid + 'td')).map(c => c.textContent));
   // a tile whose label or number is cut short with an ellipsis (what a person came to read is not all there)
   const isCut = (el) => [el, ...el.querySelectorAll('*')].some(e => e.offsetParent !== null
     && getComputedStyle(e).textOverflow === 'ellipsis' && e.scrollWidth > e.clientWidth + 1);
@@ -89,6 +98,7 @@ _READ_PAGE = """() => {
   return {
     text: [(main && main.innerText) || '', (side && side.innerText) || ''],
     cells,
+    headers,
     charts,
     cut,
     exceptions: document.querySelectorAll('[data-testid="stException"]').length,
@@ -130,6 +140,9 @@ def problems_in(seen: dict) -> list[str]:
     snake = sorted({tok for t in texts for tok in SNAKE_TOKEN.findall(t) if tok in codes})
     if snake:
         found.append(f"label-table code(s) shown as code: {', '.join(snake)}")
+    headers = sorted({h.strip() for h in seen.get("headers", []) if labels.SNAKE.match(h.strip())})
+    if headers:
+        found.append(f"snake_case column header(s): {', '.join(headers)}")
     if seen["exceptions"] or any(TRACEBACK.search(t) for t in texts):
         found.append("exception box / traceback")
     files = sorted({m.group(0) for t in seen["text"] for m in FILE_NAME.finditer(t)})
@@ -142,7 +155,7 @@ def problems_in(seen: dict) -> list[str]:
 
 
 def _merge(into: dict, seen: dict) -> None:
-    for key in ("text", "cells", "errors", "cut"):
+    for key in ("text", "cells", "headers", "errors", "cut"):
         into[key] += seen[key]
     into["charts"] += [c for c in seen["charts"] if c not in into["charts"]]
     into["exceptions"] += seen["exceptions"]
@@ -207,7 +220,24 @@ class Walker:
         # of read() puts every table on screen
         page.wait_for_function(_GRIDS_DRAWN, timeout=TIMEOUT_MS)
 
-    def read(self, width: int, shot: Path, readme_shot: Path | None = None) -> dict:
+    def _drill(self, seen: dict) -> None:
+        """Open the rows behind the first row of every drill-through table showing (app/lib/drill.py: pick it in
+        the list under the table; a script run) and read them too."""
+        page = self.page
+        for _ in range(10):
+            pickers = page.locator('[data-testid="stSelectbox"]:visible').filter(
+                has=page.locator(f'input[placeholder="{DRILL_PROMPT}"]')
+            )
+            if pickers.count() == 0:
+                return
+            pickers.first.click()
+            page.get_by_role("option").first.click()
+            page.locator('[data-testid="stExpander"]', has_text="behind “").first.wait_for()
+            self._unfold()
+            self._settle()
+            _merge(seen, page.evaluate(READ_PAGE))
+
+    def read(self, width: int, shot: Path, readme_shot: Path | None = None, drill: bool = False) -> dict:
         """Everything readable on this page at this width (every tab), and a screenshot of it (`readme_shot`:
         also the first screen as a person lands on it, expanders closed)."""
         page = self.page
@@ -219,13 +249,17 @@ class Walker:
         height = min(max(HEIGHT, page.evaluate(_CONTENT_HEIGHT)), MAX_SHOT_HEIGHT)
         page.set_viewport_size({"width": width, "height": height})
         self._settle()
-        seen = page.evaluate(_READ_PAGE)
+        seen = page.evaluate(READ_PAGE)
+        if drill:
+            self._drill(seen)
         tabs = page.locator('[data-testid="stTabs"] [role="tab"]').all()
         for tab in tabs[1:]:  # the first tab is showing already
             tab.click()
             self._unfold()
             self._settle()
-            _merge(seen, page.evaluate(_READ_PAGE))
+            _merge(seen, page.evaluate(READ_PAGE))
+            if drill:
+                self._drill(seen)
         if tabs:
             tabs[0].click()
         page.screenshot(path=str(shot))
@@ -251,7 +285,9 @@ def test_every_page_reads_right_at_both_widths(walk_app, chromium, role):
             walker.open(key)
             for name, width in WIDTHS.items():
                 readme = README_SHOTS.get((role, key)) if name == "desktop" else None
-                seen = walker.read(width, out / f"{key}-{name}.png", readme and out / f"readme-{readme}")
+                # drill-throughs once, at desktop width (the rows behind stay open for the tablet pass)
+                shot, first = out / f"{key}-{name}.png", readme and out / f"readme-{readme}"
+                seen = walker.read(width, shot, first, drill=name == "desktop")
                 for problem in problems_in(seen):
                     where = f"{role} / {auth.PAGE_TITLES[key]} / {name}: {problem}"
                     known_key = next((k for k in KNOWN if k[0] == key and k[1] in problem), None)
@@ -283,6 +319,7 @@ def test_the_checker_catches_what_a_person_must_never_read():
     seen = {
         "text": ["ROI None", f"Top channel: {code}", "see docs/deploy.md"],
         "cells": ["nan", "NaT"],
+        "headers": ["rows_landed", "Rows landed"],
         "charts": [{"title": "<b>ROI by month</b>", "points": 0}, {"title": "Spend", "points": 3}],
         "exceptions": 1,
         "errors": ["Could not read the build\ndetails"],
@@ -291,6 +328,7 @@ def test_the_checker_catches_what_a_person_must_never_read():
     assert problems_in(seen) == [
         "raw value(s) shown: NaT, None, nan",
         f"label-table code(s) shown as code: {code}",
+        "snake_case column header(s): rows_landed",
         "exception box / traceback",
         "repository file named: docs/deploy.md",
         "error box: Could not read the build",

@@ -167,22 +167,45 @@ def hand(tmp_path):
 
 
 def test_references_resolve_to_clinics_therapists_physicians_and_payers(hand):
-    assert (
-        hand["clinics"][0]["clinic_id"] == "fhir:Location/loc1" and hand["clinics"][0]["timezone"] == "America/Chicago"
-    )
+    assert hand["clinics"][0]["clinic_id"] == "loc1" and hand["clinics"][0]["timezone"] == "America/Chicago"
     assert hand["clinics"][0]["zip"] == "53703"
-    assert hand["payers"][0]["payer_id"] == "fhir:Organization/pay1"
+    assert hand["payers"][0]["payer_id"] == "pay1"
     therapist = hand["therapists"][0]
     assert (therapist["therapist_id"], therapist["clinic_id"], therapist["credential"]) == (
-        "npi:1234567893",
-        "fhir:Location/loc1",
+        "pt1",
+        "loc1",
         "DPT",
     )
     physician = hand["referring_physicians"][0]
     assert (physician["physician_id"], physician["specialty"]) == ("1245319599", "orthopedic_surgery")
     patient = hand["patients"][0]
-    assert (patient["primary_payer_id"], patient["member_id"]) == ("fhir:Organization/pay1", "M123")
+    assert (patient["primary_payer_id"], patient["member_id"]) == ("pay1", "M123")
     assert hand["intake_events"][0]["referring_physician_id"] == "1245319599"
+
+
+def test_ids_are_the_practices_own_unless_a_namespace_is_configured(tmp_path, monkeypatch):
+    """Resource ids ARE the practice's record ids (they merge with its CSVs); PTPULSE_FHIR_ID_NAMESPACE prefixes
+    every id for a practice whose FHIR ids collide with another system's; derived ids always keep the type."""
+    path = tmp_path / "hand.json"
+    path.write_text(json.dumps(HAND_BUNDLE))
+    plain = read_interop(path, load_contracts()).rows
+    monkeypatch.setenv("PTPULSE_FHIR_ID_NAMESPACE", "emr2")
+    spaced = read_interop(path, load_contracts()).rows
+    for rows in (plain, spaced):
+        assert {row["event_id"].split("#")[0] for _, row in rows["scheduling_events"]} == {
+            ("emr2:" if rows is spaced else "") + "Encounter/enc1"
+        }
+    first = {s: rows[0][1] for s, rows in plain.items()}
+    other = {s: rows[0][1] for s, rows in spaced.items()}
+    assert (first["scheduling_events"]["appointment_id"], other["scheduling_events"]["appointment_id"]) == (
+        "ap1",
+        "emr2:Appointment/ap1",
+    )
+    assert (first["therapists"]["therapist_id"], other["therapists"]["therapist_id"]) == (
+        "pt1",
+        "emr2:Practitioner/pt1",
+    )
+    assert {r["claim_id"] for _, r in spaced["remittances"]} == {"emr2:urn:claims|C-9"}
 
 
 def test_encounter_and_procedure_link_by_reference_and_convert_utc_to_the_clinic_zone(hand):
@@ -190,25 +213,25 @@ def test_encounter_and_procedure_link_by_reference_and_convert_utc_to_the_clinic
     assert set(events) == {"arrived", "completed"}
     arrived = events["arrived"]
     assert (arrived["appointment_id"], arrived["episode_id"], arrived["referral_id"]) == (
-        "fhir:Appointment/ap1",
-        "fhir:EpisodeOfCare/eoc1",
-        "fhir:ServiceRequest/sr1",
+        "ap1",
+        "eoc1",
+        "sr1",
     )
-    assert (arrived["clinic_id"], arrived["therapist_id"]) == ("fhir:Location/loc1", "npi:1234567893")
+    assert (arrived["clinic_id"], arrived["therapist_id"]) == ("loc1", "pt1")
     assert arrived["event_at"] == "2024-03-05 09:00:00"  # 15:00Z = 09:00 CST
     assert events["completed"]["event_at"] == "2024-03-05 09:45:00" and arrived["duration_min"] == "45"
     charge = hand["charges"][0]
     assert (charge["appointment_id"], charge["cpt_code"], charge["therapist_id"]) == (
-        "fhir:Appointment/ap1",
+        "ap1",
         "97110",
-        "npi:1234567893",
+        "pt1",
     )
     assert charge["service_date"] == "2024-03-05"  # 02:30Z on the 6th is the evening of the 5th in Chicago
 
 
 def test_eob_patient_responsibility_and_contractual_adjustment(hand):
     rows = {r["event_type"]: r for r in hand["remittances"]}
-    assert {r["claim_id"] for r in rows.values()} == {"fhir:urn:claims|C-9"}
+    assert {r["claim_id"] for r in rows.values()} == {"C-9"}
     assert Decimal(rows["patient_responsibility"]["amount_usd"]) == Decimal("40")  # 20 + 15 + 5
     assert Decimal(rows["contractual_adjustment"]["amount_usd"]) == Decimal("50")  # 150 - 100
     assert rows["contractual_adjustment"]["group_code"] == "CO"
@@ -239,6 +262,6 @@ def test_a_bulk_folder_resolves_references_across_files(home, tmp_path):
     assert all(r.rows_read == r.rows_landed + r.rows_quarantined + r.rows_duplicate for r in results)
     batch = read_interop(folder / "Encounter.000.ndjson", load_contracts())
     arrived = next(row for _, row in batch.rows["scheduling_events"] if row["event_type"] == "arrived")
-    assert (arrived["clinic_id"], arrived["event_at"]) == ("fhir:Location/loc1", "2024-03-05 09:00:00")
+    assert (arrived["clinic_id"], arrived["event_at"]) == ("loc1", "2024-03-05 09:00:00")
     assert any("2024-04-01 00:00:00 UTC" in note for note in batch.notes)
     shutil.rmtree(folder)

@@ -119,9 +119,9 @@ def test_physical_therapy_service_request_becomes_a_received_intake_event(corpus
     assert {
         k: event[k] for k in ("event_id", "referral_id", "patient_id", "event_type", "event_at", "intake_kind")
     } == {
-        "event_id": "fhir:ServiceRequest/physical-therapy#received",
-        "referral_id": "fhir:ServiceRequest/physical-therapy",
-        "patient_id": "fhir:Patient/example",
+        "event_id": "ServiceRequest/physical-therapy#received",
+        "referral_id": "physical-therapy",
+        "patient_id": "example",
         "event_type": "received",
         "event_at": "2016-09-20 00:00:00",
         "intake_kind": "referral",
@@ -149,14 +149,14 @@ def test_known_fhir_values(corpus_home):
         "SELECT clinic_id, therapist_id, duration_min, visit_type, episode_id FROM raw.scheduling_events "
         "WHERE event_id LIKE '%Appointment/example#%'",
     )
-    assert example == ("fhir:Location/1", "fhir:Practitioner/example", 120, "follow_up", None)
+    assert example == ("1", "example", 120, "follow_up", None)
     payments = query(
         settings,
         "SELECT claim_id, amount_usd, check_number FROM raw.remittances "
-        "WHERE remit_id = 'fhir:ClaimResponse/R3500#payer_payment'",
+        "WHERE remit_id = 'ClaimResponse/R3500#payer_payment'",
     )
     assert payments == [
-        ("fhir:http://www.BenefitsInc.com/fhir/oralhealthclaim/15476332402", Decimal("100.47"), "201408-2-1569478")
+        ("http://www.BenefitsInc.com/fhir/oralhealthclaim/15476332402", Decimal("100.47"), "201408-2-1569478")
     ]
 
 

@@ -143,9 +143,9 @@ def test_complete_fhir_resources_land_typed(home, tmp_path):
         "event_at::VARCHAR, _line FROM raw.intake_events",
     ) == [
         (
-            "fhir:ServiceRequest/sr1",
-            "fhir:Patient/p1",
-            "fhir:Location/clinic1",
+            "sr1",
+            "p1",
+            "clinic1",
             "physician",
             "1234567893",
             "M17.0",
@@ -160,9 +160,9 @@ def test_complete_fhir_resources_land_typed(home, tmp_path):
     ) == [
         (
             "completed",
-            "fhir:EpisodeOfCare/e1",
-            "fhir:ServiceRequest/sr1",
-            "fhir:Practitioner/t1",
+            "e1",
+            "sr1",
+            "t1",
             45,
             "follow_up",
             "2024-03-08 09:00:00",

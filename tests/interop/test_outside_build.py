@@ -45,6 +45,9 @@ def outside_build(tmp_path_factory):
         pytest.skip(f"outside corpus not found at {OUTSIDE}")
     mp = pytest.MonkeyPatch()
     mp.setenv("PTPULSE_DEFAULT_TIMEZONE", "America/Chicago")
+    # files of many unrelated systems (every HL7 example is `id: example`, a Patient and a Practitioner alike): the
+    # collision the id namespace exists for; a practice's own FHIR ids merge unprefixed with its CSVs
+    mp.setenv("PTPULSE_FHIR_ID_NAMESPACE", "fhir")
     try:
         settings = get_settings(tmp_path_factory.mktemp("outside_home")).ensure()
         results = ingest([CORPUS / "fhir-r4-examples", CORPUS / "x12", OUTSIDE], settings)

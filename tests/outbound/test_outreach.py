@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
@@ -122,13 +122,38 @@ def test_quiet_hours_queue_until_the_morning(setup, sms_server):
     res = outreach.send(
         app_db, people("1"), templates["appointment_reminder"], "sms", {"sms": sms}, "d", evening, policy
     )
-    assert [(r.status, r.reason) for r in res] == [("queued", "quiet hours: sends at 08:00")]
+    assert [(r.status, r.reason) for r in res] == [("queued", "quiet hours: sends at 08:00 clinic time")]
     assert api.requests == []
     assert outreach.deliver_due(app_db, {"sms": sms}, evening + timedelta(hours=9), policy) == []  # 07:15: still quiet
     assert api.requests == []
     done = outreach.deliver_due(app_db, {"sms": sms}, datetime(2026, 3, 11, 8, 1, tzinfo=TZ), policy)
     assert [r.status for r in done] == ["sent"] and len(api.requests) == 1
     assert outreach.deliver_due(app_db, {"sms": sms}, datetime(2026, 3, 11, 9, 0, tzinfo=TZ), policy) == []
+
+
+def test_quiet_hours_are_each_clinics_not_the_servers(setup, sms_server):
+    app_db, templates, policy = setup
+    api, sms = sms_server
+    for pid in ("1", "2", "3"):
+        outreach.record_consent(app_db, pid, "sms", True, "intake form", "d")
+    who = people("1", "2", "3")
+    # 18:30 on the server (UTC-5) is 19:30 in New York (summer time since Mar 8), 00:30 in Berlin
+    who["clinic_timezone"] = ["America/New_York", "Europe/Berlin", "Not/AZone"]  # unknown: the server's clock
+    now = datetime(2026, 3, 10, 18, 30, tzinfo=TZ)
+    preview = outreach.plan(app_db, who, templates["appointment_reminder"], "sms", now, policy)
+    assert preview["decision"].tolist() == ["send", "queue", "send"]
+    assert preview["reason"][1] == "quiet hours: sends at 08:00 clinic time"
+    berlin_morning = datetime(2026, 3, 11, 7, 0, tzinfo=UTC)  # 08:00 CET
+    assert preview["not_before"][1] == berlin_morning
+    res = outreach.send(app_db, who, templates["appointment_reminder"], "sms", {"sms": sms}, "d", now, policy)
+    assert [r.status for r in res] == ["sent", "queued", "sent"]
+    assert [r["form"]["To"] for r in api.requests] == ["+15550000001", "+15550000003"]
+    before = berlin_morning - timedelta(minutes=1)
+    assert outbound.deliver_due(app_db, {"sms": sms}, before, policy.retries) == []
+    (done,) = outbound.deliver_due(app_db, {"sms": sms}, berlin_morning, policy.retries, "service")
+    assert (done.status, done.task_id) == ("sent", "confirm_high_risk:A2")
+    assert api.requests[-1]["form"]["To"] == "+15550000002"
+    assert actions.history(app_db, "confirm_high_risk:A2")[0]["outcome"] == "left_message"  # written back
 
 
 def test_stop_while_queued_for_quiet_hours_wins(setup, sms_server):

@@ -2,9 +2,10 @@
 NDJSON per resource type + manifest + log), ingested alone and with the native CSVs, built with the real dbt
 project and compared with the native build mart by mart (money to the cent, counts exact).
 
-Ids: FHIR ids are namespaced on ingest (`fhir:Claim/CM...`, `npi:<NPI>` for therapists), so the comparison
-maps them back (prefix stripped, the therapists' NPI crosswalk, a charge line = `<claim>#item<n>`, n = its
-rank by charge_id within the claim); nothing else is translated.
+Ids: a FHIR resource id IS the practice's record id (no prefix unless PTPULSE_FHIR_ID_NAMESPACE is set; the
+generator writes each Claim item's element id = the charge id), so FHIR rows and the native CSVs name the same
+records and dbt merges them; nothing is translated (`native_ids` still maps the namespaced / NPI / item-sequence
+forms back, for a reader that falls back to them).
 
 What the format carries, and so what is compared:
 - claims: claim, episode (its items' encounters), appointment, patient, clinic, payer, service date, submitted
@@ -38,7 +39,7 @@ from tests.roundtrip.conftest import cents, mart, mismatches, raw
 
 pytestmark = pytest.mark.slow
 
-ID_PREFIX = r"^fhir:[A-Za-z]+/"
+ID_PREFIX = r"^fhir:[A-Za-z]+/"  # only with PTPULSE_FHIR_ID_NAMESPACE=fhir
 
 
 @pytest.fixture(scope="session")
@@ -273,26 +274,15 @@ def test_fhir_alone_kpis(rt_native, fhir_alone, crosswalk):
 
 # --- with the native CSVs: the same practice arrives twice, by two routes -------------------------------------
 
-TWICE = (
-    "cross-source merge missing: FHIR rows land under namespaced ids (fhir:Claim/..., fhir:Appointment/..., "
-    "npi: therapists) beside the native rows of the same claims, appointments and payments; dbt has no rule "
-    "yet that links a fhir: id to the practice's own id (e.g. by resource id = native id within one practice, "
-    "or claim + patient + date), so visits, money and counts are doubled"
-)
-
 
 @pytest.mark.parametrize(
     ("table", "key"),
     [
-        pytest.param("claims", ["claim_id"], marks=pytest.mark.xfail(strict=True, reason=TWICE)),
-        pytest.param("charge_lines", ["charge_id"], marks=pytest.mark.xfail(strict=True, reason=TWICE)),
-        pytest.param("appointments", ["appointment_id"], marks=pytest.mark.xfail(strict=True, reason=TWICE)),
-        pytest.param("visits", ["appointment_id"], marks=pytest.mark.xfail(strict=True, reason=TWICE)),
-        pytest.param(
-            "kpi_facts_daily",
-            ["clinic_id", "date_day", "kpi", "cohort"],
-            marks=pytest.mark.xfail(strict=True, reason=TWICE),
-        ),
+        ("claims", ["claim_id"]),
+        ("charge_lines", ["charge_id"]),
+        ("appointments", ["appointment_id"]),
+        ("visits", ["appointment_id"]),
+        ("kpi_facts_daily", ["clinic_id", "date_day", "kpi", "cohort"]),
     ],
 )
 def test_fhir_with_native_marts_equal_native(rt_native, fhir_with_native, table, key):

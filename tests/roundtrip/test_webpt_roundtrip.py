@@ -180,7 +180,8 @@ def test_webpt_alone_visit_kpis(rt_native, webpt_alone):
 @pytest.mark.xfail(
     strict=True,
     reason="remittances.claim_id is required: WebPT transactions (case + visit date, no claim) are quarantined; "
-    "missing: linking patient payments to the claim of that case and visit date",
+    "missing: optional remittances columns episode_id + service_date (the FHIR fast path must emit them too) and "
+    "the link to the claim of that case and visit date",
 )
 def test_webpt_patient_payments_land(webpt_with_native, rt_native_csv):
     landed = raw(webpt_with_native, "select count(*) n from raw.raw.remittances where remit_id like 'webpt:%'")
@@ -188,14 +189,7 @@ def test_webpt_patient_payments_land(webpt_with_native, rt_native_csv):
     assert landed["n"][0] == expected.height
 
 
-# --- with the native CSVs: the same appointments and charges arrive twice, under two id namespaces ---------
-
-TWICE = (
-    "cross-source identity missing: WebPT rows land as webpt:<entity>:<id> and dbt matches none of them to "
-    "the native appointment / charge / episode / clinic (no crosswalk for clinics, therapists, episodes or "
-    "appointments across sources; WebPT has no patients table to match patients by name + birth date), so "
-    "every appointment, visit, charge line and episode appears twice and the visit KPIs double"
-)
+# --- with the native CSVs: the same appointments and charges arrive twice and merge (dbt merge_latest) ---------
 
 
 @pytest.mark.parametrize(
@@ -206,11 +200,7 @@ TWICE = (
         ("visits", ["appointment_id"]),
         ("charge_lines", ["charge_id"]),
         ("episodes", ["episode_id"]),
-        pytest.param(
-            "kpi_facts_daily",
-            ["clinic_id", "date_day", "kpi", "cohort"],
-            marks=pytest.mark.xfail(strict=True, reason=TWICE),
-        ),
+        ("kpi_facts_daily", ["clinic_id", "date_day", "kpi", "cohort"]),
     ],
 )
 def test_webpt_with_native_marts_equal_native(rt_native, webpt_with_native, table, key):

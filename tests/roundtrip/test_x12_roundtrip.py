@@ -167,14 +167,7 @@ def test_x12_alone_revenue_kpis(rt_native, x12_alone):
     assert mismatches(mart(rt_native, sql), mart(x12_alone, sql), ["date_day", "kpi"]) == {}
 
 
-# --- with the native CSVs: the same claims and payments arrive twice, by two routes ----------------------
-
-TWICE = (
-    "cross-source merge missing: the 837P version of a claim / line (same CLM01 / REF*6R, same or later time) "
-    "supersedes the native row by load order with `npi:` clinic / therapist and `x12:payer/` payer ids (no "
-    "provider or payer crosswalk in dbt), and the 835 rows land beside the native remittances under other "
-    "remit_ids (no cross-source remittance dedupe by claim + day + type + amount): money counted twice"
-)
+# --- with the native CSVs: the same claims and payments arrive twice and merge (dbt merge_latest) -----------
 
 
 @pytest.mark.parametrize(
@@ -185,11 +178,7 @@ TWICE = (
         ("visits", ["appointment_id"]),
         ("episodes", ["episode_id"]),
         ("appointments", ["appointment_id"]),
-        pytest.param(
-            "kpi_facts_daily",
-            ["clinic_id", "date_day", "kpi", "cohort"],
-            marks=pytest.mark.xfail(strict=True, reason=TWICE),
-        ),
+        ("kpi_facts_daily", ["clinic_id", "date_day", "kpi", "cohort"]),
     ],
 )
 def test_x12_with_native_marts_equal_native(rt_native, x12_with_native, table, key):

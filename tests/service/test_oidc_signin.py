@@ -1,11 +1,13 @@
 """Sign-in against a real OIDC provider: oidc-provider-mock on the loopback address, the app served by
 `ptpulse app` with `[auth]` in its .streamlit/secrets.toml, Debian's chromium signing in.
 
-An owner and a front-desk user get their roles from roles.yml; an unknown user is refused; sign-out ends the
+An owner and a front-desk user get their roles from roles.yml, a liaison hers from the IdP's `groups` claim
+(`roles_claim` in [auth], `claim_roles:` in roles.yml); an unknown user is refused; sign-out ends the
 session; a user removed from roles.yml is refused at the next request. Never runs `playwright install`."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -41,6 +43,15 @@ def _wait_up(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 90)
     raise AssertionError(f"the app did not come up:\n{log.read_text()[-3000:]}")
 
 
+ROLES_YML = """\
+users:
+  owner@practice.test: owner
+  desk@practice.test: {role: front_desk}
+claim_roles:
+  pt-marketing: marketing
+"""
+
+
 @pytest.fixture
 def oidc_app(built_home, tmp_path):
     """The OIDC provider, and the app signed in through it, with roles.yml naming an owner and a front desk."""
@@ -48,11 +59,14 @@ def oidc_app(built_home, tmp_path):
 
     home = tmp_path / "home"
     shutil.copytree(built_home.home, home, ignore=shutil.ignore_patterns("*.lock", "*.holder", "build"))
-    (home / "roles.yml").write_text(
-        "users:\n  owner@practice.test: owner\n  desk@practice.test: {role: front_desk}\n", encoding="utf-8"
-    )
+    (home / "roles.yml").write_text(ROLES_YML, encoding="utf-8")
     with run_server_in_thread() as server:
         idp = f"http://localhost:{server.server_port}"
+        # a user the roles file does not name: the IdP's groups claim gives the role (claim_roles: below)
+        body = json.dumps({"email": "liaison@practice.test", "groups": ["staff", "PT-Marketing"]}).encode()
+        req = urllib.request.Request(f"{idp}/users/liaison@practice.test", data=body, method="PUT")
+        req.add_header("Content-Type", "application/json")
+        urllib.request.urlopen(req, timeout=10).close()
         port = free_port()
         url = f"http://localhost:{port}"
         work = tmp_path / "work"
@@ -63,7 +77,8 @@ def oidc_app(built_home, tmp_path):
             'cookie_secret = "test-cookie-secret-not-a-real-one"\n'
             'client_id = "ptpulse"\n'
             'client_secret = "test-client-secret"\n'
-            f'server_metadata_url = "{idp}/.well-known/openid-configuration"\n',
+            f'server_metadata_url = "{idp}/.well-known/openid-configuration"\n'
+            'roles_claim = "groups"\n',
             encoding="utf-8",
         )
         log = tmp_path / "app.log"
@@ -125,6 +140,16 @@ def test_owner_front_desk_and_unknown_user_sign_in_through_oidc(oidc_app):
             expect(page.get_by_role("heading", name="Work queue", level=1)).to_be_visible()  # front desk's home
             assert page.get_by_role("link", name="Overview").count() == 0  # not in the front desk's menu
             # removed from roles.yml: the next request refuses the session
+            (home / "roles.yml").write_text(ROLES_YML.replace("  desk@practice.test: {role: front_desk}\n", ""))
+            page.reload()
+            expect(page.get_by_text("has no PT Pulse role")).to_be_visible()
+            _sign_out(page, url)
+
+            _sign_in(page, url, "liaison@practice.test")  # role from the groups claim, not from users:
+            expect(page.get_by_text("Marketing / liaison").first).to_be_visible()
+            expect(page.get_by_role("heading", name="Referral sources", level=1)).to_be_visible()
+            assert page.get_by_role("link", name="Data health").count() == 0
+            # the group's mapping removed from roles.yml: the next request refuses the session
             (home / "roles.yml").write_text("users:\n  owner@practice.test: owner\n", encoding="utf-8")
             page.reload()
             expect(page.get_by_text("has no PT Pulse role")).to_be_visible()
@@ -139,4 +164,8 @@ def test_owner_front_desk_and_unknown_user_sign_in_through_oidc(oidc_app):
     # both refusals are in the audit log, with the account and no role
     con = sqlite3.connect(home / "app.sqlite")
     refused = con.execute("select actor, role from audit_log where event = 'sign_in_refused' order by id").fetchall()
-    assert refused == [("desk@practice.test", "none"), ("stranger@elsewhere.test", "none")]
+    assert refused == [
+        ("desk@practice.test", "none"),
+        ("liaison@practice.test", "none"),
+        ("stranger@elsewhere.test", "none"),
+    ]

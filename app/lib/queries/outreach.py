@@ -19,7 +19,8 @@ def _enrich(r: Reader, targets_sql: str, params: dict[str, Any]) -> pd.DataFrame
     sql = f"""
     with targets as ({targets_sql})
     select t.task_id, t.patient_id, p.first_name, p.last_name, p.phone, p.email,
-           coalesce(c.clinic_name, t.clinic_id) as clinic_name, t.referral_id, t.appointment_id,
+           coalesce(c.clinic_name, t.clinic_id) as clinic_name, c.timezone as clinic_timezone,
+           t.referral_id, t.appointment_id,
            case when a.is_future then a.scheduled_start end as appointment_time, th.therapist_name
     from targets t
     left join marts.dim_patients p on p.patient_id = t.patient_id
