@@ -6,8 +6,9 @@ Uses the cached practice of bench_ingest.py (bench/.cache/<scale>, generated on 
 as a Bulk export (seed_data/formats/fhir_bulk.py, into bench/.cache/<scale>-fhir-bulk; write time reported,
 not compared), then in the same run:
 - native_s: `ingestion.loader.ingest` of the native CSVs into a fresh raw.duckdb;
-- fhir_s: `ingest` of the Bulk folder into another fresh raw.duckdb (Appointment, Encounter, Claim and
-  ExplanationOfBenefit mapped in SQL by ingestion/interop/fhir_fast.py, the small reference files per resource).
+- fhir_s: `ingest` of the Bulk folder into another fresh raw.duckdb (Patient, ServiceRequest, Appointment,
+  Encounter, Claim and ExplanationOfBenefit mapped in SQL by ingestion/interop/fhir_fast.py, Coverage /
+  EpisodeOfCare / PractitionerRole counted in one scan, the small reference files per resource).
 Writes bench/results/ingest-fhir-<scale>.json with resources, rows, both times and ratio = fhir_s / native_s
 (target <= 2), and the 1-minute load average at start and end (the machine is shared).
 """

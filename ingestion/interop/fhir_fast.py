@@ -83,6 +83,7 @@ SCHEMA = {
     },
     "Patient": COMMON
     | {
+        "status": "JSON",  # not an R4 Patient element: always NULL, read so the common checks apply
         "name": "STRUCT(use JSON, family JSON, given JSON[])[]",
         "telecom": "STRUCT(system JSON, value JSON)[]",
         "address": "STRUCT(use JSON, line JSON[], city JSON, state JSON, postalCode JSON)[]",
@@ -328,6 +329,7 @@ class _Refs:
             and any(t in p.name for t in F.REFERENCED_TYPES)
         ]
         self.types_of: dict[Path, set[str]] = {}
+        self.parsed: Path | None = None  # the Encounter file whose parse is in enc_src
         _run(
             self.con,
             "CREATE TEMP TABLE target (rank INT, line BIGINT, key VARCHAR, type VARCHAR, npi VARCHAR, tz VARCHAR, "
@@ -362,6 +364,7 @@ class _Refs:
                 if not _plain_text(text) or not _load(self.con, path, "Encounter", "enc_src", _count_lines(text)):
                     self.ok = False
                     return
+                self.parsed = path  # enc_src holds this file's parse: its own mapping reuses it (read_bulk)
                 odd = _odd_lines(self.con, "Encounter", "enc_src")
                 if odd:  # a Claim item naming one of these is mapped by fhir.py (its visit may differ)
                     _run(
@@ -453,7 +456,8 @@ def _types_in(path: Path) -> set[str]:
 
 
 def _count_lines(text: str) -> int:
-    return text.rstrip("\n").count("\n") + 1
+    """Lines of a `_plain_text` file (no blank line, so at most one final newline), without copying the text."""
+    return text.count("\n") + (0 if text.endswith("\n") else 1)
 
 
 def _coverage(self) -> None:
@@ -605,7 +609,9 @@ def read_bulk(path: Path, text: str, batch) -> list[int] | None:
         if not refs.need(*NEEDS[rtype]):
             return None
         con = refs.con
-        if not _load(con, path, rtype, "src", _count_lines(text)):
+        if rtype == "Encounter" and refs.parsed == path:  # parsed once for the Claims' visits: not parsed again
+            _run(con, "CREATE OR REPLACE TEMP TABLE src AS SELECT * FROM enc_src")
+        elif not _load(con, path, rtype, "src", _count_lines(text)):
             return None
         odd = _odd_lines(con, rtype, "src")
         if rtype == "Claim":
@@ -948,7 +954,7 @@ def _service_requests(con: duckdb.DuckDBPyConnection, path: Path):
         FROM src s
         LEFT JOIN target loc ON loc.key = s.locationReference[1].reference
         LEFT JOIN target req ON req.key = s.requester.reference
-        LEFT JOIN (SELECT * FROM cov QUALIFY row_number() OVER (PARTITION BY key ORDER BY rank, line) = 1) cv
+        LEFT JOIN (SELECT key, payor FROM cov QUALIFY row_number() OVER (PARTITION BY key ORDER BY rank, line) = 1) cv
           ON cv.key = s.insurance[1].reference
         WHERE NOT coalesce({skipped}, false)"""
     return {"intake_events": _frame(con, sql, "intake_events")}, ignored

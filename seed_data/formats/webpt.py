@@ -3,8 +3,8 @@
 Column lists: ingestion/profiles/webpt_standard_extract.yml (from WebPT's help pages, copied in
 ../shared/interop/outside/vendor-layouts/). Every table the profile maps is written, one row per current
 record, `export_flag` 1 (added) where the table has one; dates `MM/DD/YYYY`, timestamps
-`MM/DD/YYYY HH:MM:SS AM` (clinic local time). Vendor ids are our ids (WebPT's own would be integers; the
-profile namespaces them `webpt:<entity>:<id>` either way).
+`MM/DD/YYYY HH:MM:SS AM` (clinic local time). Vendor ids are our ids: a practice's WebPT ids are its record
+ids, so the profile lands them as exported and they merge with the native rows of the same records.
 
 - `webpt_appointments.csv`: one row per appointment: start/end from the latest scheduled start and
   duration, check-in / check-out from the arrived / completed events, `time_stamp` = when it was booked,

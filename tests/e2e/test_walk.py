@@ -128,6 +128,16 @@ _GRIDS_DRAWN = """() => Array.from(document.querySelectorAll('[data-testid="stDa
   return !onScreen || e.querySelector('table[role="grid"]');
 })"""
 
+# Mark the first drill-through list on screen that has nothing picked yet; false when there is none left.
+_MARK_DRILL = """([prompt, mark]) => {
+  const box = Array.from(document.querySelectorAll('[data-testid="stSelectbox"]')).find(b => {
+    const input = b.querySelector(`input[placeholder="${prompt}"]`);
+    return b.offsetParent !== null && input && !input.value;
+  });
+  if (box) box.setAttribute('data-walk-pick', mark);
+  return !!box;
+}"""
+
 
 def problems_in(seen: dict) -> list[str]:
     """What a person must never read on a page (see the module docstring); names the thing, not the data."""
@@ -180,6 +190,7 @@ class Walker:
 
     def __init__(self, page, url: str, role: str) -> None:
         self.page, self.url, self.role = page, url, role
+        self.picks = 0  # drill-through lists picked so far (each gets its own mark)
 
     def become(self) -> None:
         page = self.page
@@ -225,15 +236,17 @@ class Walker:
         the list under the table; a script run) and read them too."""
         page = self.page
         for _ in range(10):
-            pickers = page.locator('[data-testid="stSelectbox"]:visible').filter(
-                has=page.locator(f'input[placeholder="{DRILL_PROMPT}"]')
-            )
-            if pickers.count() == 0:
+            self.picks += 1
+            mark = f"walk-{self.picks}"
+            if not page.evaluate(_MARK_DRILL, [DRILL_PROMPT, mark]):
                 return
-            pickers.first.click()
+            page.locator(f'[data-walk-pick="{mark}"]').click()
             page.get_by_role("option").first.click()
-            page.locator('[data-testid="stExpander"]', has_text="behind “").first.wait_for()
-            self._unfold()
+            page.wait_for_function(  # the pick is shown (its script run has started) ...
+                "(m) => { const i = document.querySelector(`[data-walk-pick='${m}'] input`); return i && i.value; }",
+                arg=mark,
+            )
+            self._unfold()  # ... and once it has finished, the rows behind it are on the page
             self._settle()
             _merge(seen, page.evaluate(READ_PAGE))
 

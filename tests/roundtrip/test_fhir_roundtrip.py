@@ -156,7 +156,7 @@ def test_sql_reader_lands_what_the_per_resource_reader_lands(bulk_dir, tmp_path)
         finally:
             os.environ.pop("PTPULSE_FHIR_FAST", None)
         assert all(r.rows_read == r.rows_landed + r.rows_quarantined + r.rows_duplicate for r in results)
-    for table in ("scheduling_events", "claims", "charges", "remittances", "intake_events", "_quarantine"):
+    for table in ("patients", "scheduling_events", "claims", "charges", "remittances", "intake_events", "_quarantine"):
         sql = f"select * exclude (_load_id, _row_hash) from raw.raw.{table}"
         if table == "_quarantine":
             sql = "select source, line, rule, column_name, detail, record from raw.raw._quarantine"
