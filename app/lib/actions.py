@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from app.lib.queue_vocabulary import outcomes
+from ptpulse.core.action_log import append_action
 
 ACTIONS: tuple[str, ...] = ("claim", "assign", "log_outreach", "snooze", "mark_lost", "confirm")
 METHODS: tuple[str, ...] = ("call", "sms", "email")
@@ -150,21 +151,7 @@ def record(
     with connect(path) as con:
         con.execute("begin immediate")
         try:
-            cur = con.execute(
-                "insert into actions(task_id, action, actor, acted_at, payload) values (?, ?, ?, ?, ?)",
-                (task_id, action, actor, at, json.dumps(clean, sort_keys=True, default=str)),
-            )
-            action_id = int(cur.lastrowid)
-            con.execute(
-                "insert into audit_log(actor, role, event, detail, at) values (?, ?, ?, ?, ?)",
-                (
-                    actor,
-                    role,
-                    f"action.{action}",
-                    json.dumps({"task_id": task_id, "action_id": action_id, **clean}, sort_keys=True, default=str),
-                    at,
-                ),
-            )
+            action_id = append_action(con, task_id, action, actor, role, at, clean)
             con.execute("commit")
         except BaseException:
             con.execute("rollback")

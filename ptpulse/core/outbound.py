@@ -45,6 +45,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any, Protocol
 
+from ptpulse.core.action_log import append_action
 from ptpulse.core.config import APP_DIR
 
 SECURITY = ("starttls", "ssl", "none")
@@ -409,7 +410,7 @@ def deliver_message(
         con.execute("begin immediate")
         try:
             action_id = None
-            if task_id:  # the same rows app/lib/actions.record writes (interfaces.md section 4)
+            if task_id:  # the rows app/lib/actions.record writes, by the same function
                 at = datetime.now(UTC).isoformat(timespec="microseconds")
                 payload = {
                     "message_id": message_id,
@@ -417,19 +418,7 @@ def deliver_message(
                     "note": f"{template} sent",
                     "outcome": WRITE_BACK_OUTCOME,
                 }
-                action_id = con.execute(
-                    "insert into actions(task_id, action, actor, acted_at, payload) values (?, 'log_outreach', ?, ?, ?)",
-                    (task_id, actor, at, json.dumps(payload, sort_keys=True)),
-                ).lastrowid
-                con.execute(
-                    "insert into audit_log(actor, role, event, detail, at) values (?, ?, 'action.log_outreach', ?, ?)",
-                    (
-                        actor,
-                        role,
-                        json.dumps({"task_id": task_id, "action_id": action_id, **payload}, sort_keys=True),
-                        at,
-                    ),
-                )
+                action_id = append_action(con, task_id, "log_outreach", actor, role, at, payload)
             con.execute(
                 "update messages set status = 'sent', reason = null, attempts = ?, provider_id = ?, action_id = ?, "
                 "updated_at = ? where message_id = ?",
