@@ -205,7 +205,7 @@ def _contracts() -> list[dict]:
 def _staging_by_source() -> dict[str, Path]:
     found = {}
     for path in (MODELS / "staging").glob("stg_raw__*.sql"):
-        m = re.search(r"raw_source\(\s*'(\w+)'", path.read_text(encoding="utf-8"))
+        m = re.search(r"(?:raw_source|merge_latest)\(\s*'(\w+)'", path.read_text(encoding="utf-8"))
         if m:
             found[m.group(1)] = path
     return found
@@ -227,9 +227,9 @@ def test_contract_matches_staging_and_sources(contract):
     source = contract["source"]
     columns = list(contract["columns"])
     staging = _staging_by_source().get(source)
-    assert staging, f"ingestion/contracts/{source}.yml: no models/staging/stg_raw__*.sql reads raw_source('{source}')"
+    assert staging, f"ingestion/contracts/{source}.yml: no models/staging/stg_raw__*.sql reads merge_latest('{source}')"
     sql = staging.read_text(encoding="utf-8")
-    listed = re.search(r"raw_source\(\s*'\w+'\s*,\s*\[([^\]]*)\]", sql).group(1)
+    listed = re.search(r"(?:raw_source|merge_latest)\(\s*'\w+'\s*,\s*\[([^\]]*)\]", sql).group(1)
     raw_cols = re.findall(r"'(\w+)'", listed)
     assert set(raw_cols) - LINEAGE == set(columns), (
         f"{staging.name}: raw_source('{source}', [...]) lists {sorted(set(raw_cols) - LINEAGE)} but the contract "

@@ -1,7 +1,8 @@
 """Every screen, every role, in a real browser (issue 14): one `streamlit run` server over the built small practice
 (with practice goals set), one chromium; each role picks itself in the demo role picker, then opens every page of
 its menu by clicking it, at desktop (1440 px) and tablet (834 px) width. Every tab is opened, every expander
-unfolded and every drill-through opened on its first row, so what the walk reads is what a person could read.
+unfolded and every drill-through of the first tab opened on its first row, so what the walk reads is what a person
+could read.
 
 A page fails on any visible `None`, `nan`, `NaN`, `NaT`, an exception box or traceback, an error box, a snake_case
 code of the label table (text, chart labels, table headers and the cells the grid draws), a snake_case column
@@ -240,8 +241,9 @@ class Walker:
             mark = f"walk-{self.picks}"
             if not page.evaluate(_MARK_DRILL, [DRILL_PROMPT, mark]):
                 return
-            page.locator(f'[data-walk-pick="{mark}"]').click()
-            page.get_by_role("option").first.click()
+            page.locator(f'[data-walk-pick="{mark}"] input').click()
+            page.get_by_role("option").first.wait_for()
+            page.keyboard.press("Enter")  # the first row of the list
             page.wait_for_function(  # the pick is shown (its script run has started) ...
                 "(m) => { const i = document.querySelector(`[data-walk-pick='${m}'] input`); return i && i.value; }",
                 arg=mark,
@@ -271,8 +273,6 @@ class Walker:
             self._unfold()
             self._settle()
             _merge(seen, page.evaluate(READ_PAGE))
-            if drill:
-                self._drill(seen)
         if tabs:
             tabs[0].click()
         page.screenshot(path=str(shot))
