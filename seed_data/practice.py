@@ -98,6 +98,12 @@ def day_index(d: date) -> int:
     return int((np.datetime64(d, "D") - EPOCH).astype(int))
 
 
+def clinic_npi(ci: int) -> str:
+    """The clinic's organisation NPI, from its own seeded stream so the practice's other draws do not move (the
+    same value seed_data/formats/_native.clinic_npis gives files written before clinics carried one)."""
+    return str(npi_ids(np.random.default_rng(7_000_000 + ci + 1), 1)[0])
+
+
 def build_clinic(ci: int, rng: np.random.Generator, pools: Pools, cal: Calendar, start: int, as_of: int) -> ClinicCtx:
     """Draw one clinic, its staff and its referring physicians."""
     loc = LOCATIONS[ci % len(LOCATIONS)]
@@ -116,6 +122,7 @@ def build_clinic(ci: int, rng: np.random.Generator, pools: Pools, cal: Calendar,
             timezone=[loc[1]],
             opened_on=[min(opened, start - 365)],
             treatment_tables=[int(rng.integers(6, 21))],
+            npi=[clinic_npi(ci)],
             updated_at=[updated],
         )
     )

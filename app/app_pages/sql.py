@@ -43,7 +43,13 @@ st.caption(
     f"{limits.time_limit_s:g} s · {limits.memory_limit_mb} MB memory · no file access"
 )
 with st.expander("Tables you can query"):
-    ui.table(sql_guard.sandbox_catalog(box), "sql_catalog", "sql_catalog")
+    ui.table(
+        sql_guard.sandbox_catalog(box),
+        "sql_catalog",
+        "sql_catalog",
+        column_config={"table_name": "Table", "columns": "Columns"},
+        pinned=("table_name",),
+    )
 
 default = (
     "select clinic_id, kpi, value from marts.practice_kpis where grain = 'month' order by period_start desc limit 20"

@@ -46,7 +46,9 @@
 {# A raw source table, or - when ingestion has never landed a file for it, so the table does not exist - an
    empty relation with the same column names (the staging model casts them), so a practice without, say,
    marketing spend still builds. source() is always called, so lineage and docs stay complete. Always carries
-   `_op` (null where no vendor profile ever landed a delete flag), for dedup_latest's tombstone rule. #}
+   `_op` (null where no vendor profile ever landed a delete flag), for dedup_latest's tombstone rule, and every
+   listed column: one a contract added after the table was created (the loader adds it with the source's next
+   file) reads as null, so an upgraded installation builds before that file arrives. #}
 {% macro raw_source(name, columns) -%}
     {%- set rel = source('raw', name) -%}
     {%- if execute -%}
@@ -54,15 +56,15 @@
     {%- else -%}
         {%- set found = true -%}
     {%- endif -%}
+    {%- set missing = [] -%}
     {%- if found and execute -%}
-        {%- set has_op = '_op' in (adapter.get_columns_in_relation(found) | map(attribute='name') | list) -%}
-    {%- else -%}
-        {%- set has_op = true -%}
+        {%- set existing = adapter.get_columns_in_relation(found) | map(attribute='name') | list -%}
+        {%- for c in columns + ['_op'] if c not in existing -%}{%- do missing.append(c) -%}{%- endfor -%}
     {%- endif -%}
-    {%- if found and has_op -%}
+    {%- if found and not missing -%}
         {{ rel }}
     {%- elif found -%}
-        (select *, cast(null as varchar) as _op from {{ rel }})
+        (select *{% for c in missing %}, cast(null as varchar) as {{ c }}{% endfor %} from {{ rel }})
     {%- else -%}
         (select {% for c in columns %}null as {{ c }}, {% endfor %}cast(null as varchar) as _op where false)
     {%- endif -%}

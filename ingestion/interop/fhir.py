@@ -360,8 +360,6 @@ class _Index:
 class _FolderIndex(_Index):
     """The export folder's index (see `_Folder`): `get` / `typed` load the sibling files holding a type first."""
 
-    TYPE_IN_TEXT = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
-
     def __init__(self) -> None:
         self.by_key: dict[str, dict] = {}
         self.rank: dict[str, int] = {}
@@ -378,11 +376,8 @@ class _FolderIndex(_Index):
             return
         self.loaded.add(rtype)
         for rank, sibling in list(self.pending):
-            if sibling not in self.types_of:
-                try:  # the types a file holds, found once per file by a byte scan (over-approximates: nested too)
-                    self.types_of[sibling] = {m.decode() for m in set(self.TYPE_IN_TEXT.findall(sibling.read_bytes()))}
-                except OSError:
-                    self.types_of[sibling] = set()
+            if sibling not in self.types_of:  # the types a file holds, found once per file
+                self.types_of[sibling] = types_in(sibling)
             if rtype not in self.types_of[sibling]:
                 continue
             self.pending.remove((rank, sibling))
@@ -429,7 +424,9 @@ class _FolderIndex(_Index):
         if not hasattr(self, "heavy"):
             self.heavy = duckdb.connect()
             self.heavy_types: set[str] = set()
-            self.heavy_rows: dict[str, dict[str, str]] = {}
+            self.heavy_found: dict[str, str | None] = {}
+            self.heavy_lookups: dict[str, int] = {}
+            self.heavy_all: set[str] = set()
         if rtype not in self.heavy_types:
             self.heavy_types.add(rtype)
             self.ensure_types_of()
@@ -447,22 +444,48 @@ class _FolderIndex(_Index):
                 f"AND j->>'$.resourceType' = '{rtype}' AND json_type(j, '$.id') = 'VARCHAR' "
                 "QUALIFY row_number() OVER (PARTITION BY key ORDER BY rank, line) = 1"
             ).fetchall()
-            self.heavy_rows[rtype] = dict(self.heavy.execute(f"SELECT key, j FROM h_{rtype}").fetchall())
-            self.heavy.execute(f"DROP TABLE h_{rtype}").fetchall()
-        found = self.heavy_rows[rtype].get(key)  # parsed per lookup: only the resources referenced are parsed
+            # looked up by key through an index: the few resources the odd lines name, never the whole type in Python
+            self.heavy.execute(f"CREATE INDEX h_{rtype}_key ON h_{rtype} (key)").fetchall()
+        if key not in self.heavy_found and rtype not in self.heavy_all:
+            self.heavy_lookups[rtype] = self.heavy_lookups.get(rtype, 0) + 1
+            if self.heavy_lookups[rtype] > HEAVY_LOOKUPS:  # the whole file is read here: one fetch, not per key
+                self.heavy_all.add(rtype)
+                self.heavy_found.update(self.heavy.execute(f"SELECT key, j FROM h_{rtype}").fetchall())
+            else:
+                rows = self.heavy.execute(f"SELECT j FROM h_{rtype} WHERE key = ?", [key]).fetchall()
+                self.heavy_found[key] = rows[0][0] if rows else None
+        found = self.heavy_found.get(key)
+        # parsed per lookup: only the resources referenced are parsed
         return json.loads(found, parse_float=Decimal) if found is not None else None
 
     def ensure_types_of(self) -> None:
         for _, sibling in self.pending:
             if sibling not in self.types_of:
-                try:
-                    self.types_of[sibling] = {m.decode() for m in set(self.TYPE_IN_TEXT.findall(sibling.read_bytes()))}
-                except OSError:
-                    self.types_of[sibling] = set()
+                self.types_of[sibling] = types_in(sibling)
 
     @property
     def typed(self) -> dict[str, list[dict]]:
         return _TypedView(self)
+
+
+TYPE_IN_TEXT = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
+
+
+def types_in(path: Path) -> set[str]:
+    """Resource types a file holds. A Bulk file named `<Type>.<n>.ndjson` whose first resource is that type holds
+    only that type (Bulk Data spec: one type per file), so a multi-GB export is not read to learn its type; any
+    other file is scanned whole, bytes only (over-approximates: nested resources too)."""
+    try:
+        with path.open("rb") as handle:
+            head = TYPE_IN_TEXT.search(handle.read(4096))
+        if head and path.name.startswith(head.group(1).decode() + "."):
+            return {head.group(1).decode()}
+        return {m.decode() for m in set(TYPE_IN_TEXT.findall(path.read_bytes()))}
+    except OSError:
+        return set()
+
+
+HEAVY_LOOKUPS = 2000  # key lookups of one volume type before its keys are fetched at once (~1 ms per lookup)
 
 
 class _TypedView:

@@ -245,7 +245,7 @@ def _odd_lines(con: duckdb.DuckDBPyConnection, rtype: str, table: str) -> list[i
             "length IS NULL",
             'is_str(class.code) AND is_str(period.start) AND is_str(period."end")',
             # end - start in minutes needs both as whole-second instants with an offset (fhir.py `_minutes`)
-            f"js(period.\"end\") IS NULL OR (regexp_full_match(js(period.start), '{INSTANT}') "
+            f"js(period.\"end\") IS NULL OR js(period.start) IS NULL OR (regexp_full_match(js(period.start), '{INSTANT}') "
             f"AND regexp_extract(js(period.start), '{INSTANT}', 4) <> '' AND NOT contains(js(period.start), '.') "
             f"AND regexp_full_match(js(period.\"end\"), '{INSTANT}') AND NOT contains(js(period.\"end\"), '.') "
             f"AND regexp_extract(js(period.\"end\"), '{INSTANT}', 4) <> '')",
@@ -305,9 +305,6 @@ def _odd_lines(con: duckdb.DuckDBPyConnection, rtype: str, table: str) -> list[i
     return [line for (line,) in _run(con, f"SELECT line FROM {table} WHERE NOT ({where}) ORDER BY line")]
 
 
-TYPE_IN_TEXT = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
-
-
 class _Refs:
     """The referenced resources of one export folder (state), as DuckDB tables loaded once per type when a
     file first needs them: `target` (key `Type/id`, npi, zone, EpisodeOfCare referral, Appointment visit type)
@@ -348,7 +345,7 @@ class _Refs:
         found = []
         for rank, path in self.files:
             if path not in self.types_of:
-                self.types_of[path] = _types_in(path)
+                self.types_of[path] = F.types_in(path)
             if rtype in self.types_of[path]:
                 found.append((rank, path))
         return found
@@ -439,20 +436,6 @@ class _Refs:
                 "CREATE OR REPLACE TABLE enc_visit AS SELECT * FROM enc_visit "
                 "QUALIFY row_number() OVER (PARTITION BY key ORDER BY rank, line) = 1",
             )
-
-
-def _types_in(path: Path) -> set[str]:
-    """Resource types a file holds. A Bulk file named `<Type>.<n>.ndjson` whose first resource is that type holds
-    only that type (Bulk Data spec: one type per file), so a multi-GB export is not read to learn its type; any
-    other file is scanned whole."""
-    try:
-        with path.open("rb") as handle:
-            head = TYPE_IN_TEXT.search(handle.read(4096))
-        if head and path.name.startswith(head.group(1).decode() + "."):
-            return {head.group(1).decode()}
-        return {m.decode() for m in set(TYPE_IN_TEXT.findall(path.read_bytes()))}
-    except OSError:
-        return set()
 
 
 def _count_lines(text: str) -> int:
@@ -868,19 +851,19 @@ def _eobs(con: duckdb.DuckDBPyConnection, path: Path):
     sql = f"""
         SELECT line, 0 AS ord, key || '#denial' AS remit_id, claim_id, payer_id, 'denial' AS event_type,
                created AS event_at, {last("submitted")} AS amount_usd, NULL AS group_code, denial_carc AS carc_code,
-               NULL AS check_number
+               NULL AS check_number, NULL AS episode_id, NULL AS service_date
         FROM eob_m WHERE js(outcome) = 'error'
         UNION ALL
         SELECT line, 1, key || '#payer_payment', claim_id, payer_id, 'payer_payment',
-               coalesce(fts(js(payment.date), NULL), created), {paid}, NULL, NULL, js(payment.identifier.value)
+               coalesce(fts(js(payment.date), NULL), created), {paid}, NULL, NULL, js(payment.identifier.value), NULL, NULL
         FROM eob_m WHERE {paid} IS NOT NULL AND CAST({paid} AS DECIMAL(38, 10)) <> 0
         UNION ALL
         SELECT line, 2, key || '#patient_responsibility', claim_id, payer_id, 'patient_responsibility', created,
-               CAST({share} AS VARCHAR), 'PR', NULL, NULL
+               CAST({share} AS VARCHAR), 'PR', NULL, NULL, NULL, NULL
         FROM eob_m WHERE coalesce({share}, 0) <> 0
         UNION ALL
         SELECT line, 3, key || '#contractual_adjustment', claim_id, payer_id, 'contractual_adjustment', created,
-               CAST({contractual} AS VARCHAR), 'CO', NULL, NULL
+               CAST({contractual} AS VARCHAR), 'CO', NULL, NULL, NULL, NULL
         FROM eob_m WHERE {contractual} > 0"""
     return {"remittances": _frame(con, sql, "remittances")}, ignored
 

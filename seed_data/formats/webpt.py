@@ -257,7 +257,12 @@ def _charges(native: Path) -> pl.DataFrame:
 
 def _transactions(native: Path) -> pl.DataFrame:
     claims = read(native, "claims").select("claim_id", "episode_id", "patient_id", "clinic_id", "service_date")
-    pay = read(native, "remittances").filter(pl.col("event_type") == "patient_payment").join(claims, on="claim_id")
+    pay = (
+        read(native, "remittances")
+        .filter(pl.col("event_type") == "patient_payment")
+        .drop("episode_id", "service_date")  # the claim's: native payments name their claim
+        .join(claims, on="claim_id")
+    )
     return pay.sort("event_at", "remit_id").select(
         record_id=pl.col("remit_id"),
         otc_id=pl.col("remit_id"),

@@ -75,7 +75,11 @@ def _envelope(kind: str, control: int, stamp: str, body: str, n_st: int) -> str:
 
 def _reference(native: Path) -> dict[str, pl.DataFrame]:
     clinics = read(native, "clinics")
-    clinics = clinics.with_columns(clinic_npi=clinic_npis(clinics["clinic_id"]))
+    # the clinics file's NPI (what the practice's dims say, so int_clinic_crosswalk maps the 837P back), else one
+    # derived from the id for native files written before clinics carried an NPI
+    clinics = clinics.with_columns(clinic_npis(clinics["clinic_id"])).with_columns(
+        clinic_npi=pl.coalesce(pl.col("npi").cast(pl.String), pl.col("clinic_npi"))
+    )
     payers = read(native, "payers")
     patients = read(native, "patients")
     therapists = read(native, "therapists")
@@ -283,7 +287,7 @@ def _write_835(native: Path, out: Path, claims: pl.DataFrame) -> dict[str, int]:
     rem = (
         read(native, "remittances")
         .filter(pl.col("event_type").is_in(payer_side))
-        .drop("payer_id")
+        .drop("payer_id", "episode_id", "service_date")  # the claim's (a remittance carries them only without one)
         .join(
             claims.select(
                 "claim_id",

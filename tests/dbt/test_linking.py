@@ -223,6 +223,7 @@ def test_every_row_and_dollar_is_kept_and_unlinked_ones_are_counted(linked):
         ("documentation_events", "linked", "(none)"): (2, None),
         ("documentation_events", "carried", "(none)"): (1, None),
         ("documentation_events", "unlinked", "no_visit_on_date"): (1, None),
+        ("charge_claims", "carried", "(none)"): (11, Decimal("940.00")),  # every line carried its claim
         ("remittances", "carried", "(none)"): (3, Decimal("110.00")),
         ("remittances", "unlinked", "claim_not_loaded"): (2, Decimal("55.55")),  # its cash, shown on Data health
     }
@@ -284,5 +285,5 @@ def test_data_health_says_what_is_unlinked_in_plain_words(linked):
         ("Claims", "No attended visit of the patient on the date of service"): 2,
         ("Claims", "The patient had several visits that day and the rendering therapist does not say which one"): 1,
         ("Clinical notes", "No attended visit of the patient on the date of service"): 1,
-        ("Payments and adjustments (835, EOB)", "The claim they pay is not in this build"): 2,
+        ("Payments and adjustments (835, EOB, EMR front desk)", "The claim they pay is not in this build"): 2,
     }

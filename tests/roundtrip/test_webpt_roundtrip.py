@@ -177,16 +177,27 @@ def test_webpt_alone_visit_kpis(rt_native, webpt_alone):
     assert mismatches(mart(rt_native, sql), mart(webpt_alone, sql), ["date_day", "kpi"]) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="remittances.claim_id is required: WebPT transactions (case + visit date, no claim) are quarantined; "
-    "missing: optional remittances columns episode_id + service_date (the FHIR fast path must emit them too) and "
-    "the link to the claim of that case and visit date",
-)
 def test_webpt_patient_payments_land(webpt_with_native, rt_native_csv):
     landed = raw(webpt_with_native, "select count(*) n from raw.raw.remittances where remit_id like 'webpt:%'")
     expected = pl.read_csv(rt_native_csv / "remittances.csv").filter(pl.col("event_type") == "patient_payment")
     assert landed["n"][0] == expected.height
+
+
+def test_webpt_patient_payments_link_to_their_claims(rt_native, webpt_with_native):
+    """Each front-desk payment (case + visit date, no claim) links to the claim the native ledger pays, and the
+    native ledger's payments are the ones that count on it (merge: one system's payments per claim)."""
+    got = raw(
+        webpt_with_native,
+        "select count(*) n from raw.raw.remittances where remit_id like 'webpt:%'",
+    )["n"][0]
+    claims = mart(
+        webpt_with_native,
+        "select count(*) n from intermediate.int_claim_links where source = 'remittances' "
+        "and claim_link = 'episode_date'",
+    )["n"][0]
+    assert claims == got
+    sql = "select claim_id, " + cents("patient_paid_usd") + " from marts.claims"
+    assert mismatches(mart(rt_native, sql), mart(webpt_with_native, sql), ["claim_id"]) == {}
 
 
 # --- with the native CSVs: the same appointments and charges arrive twice and merge (dbt merge_latest) ---------

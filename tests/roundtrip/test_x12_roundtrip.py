@@ -18,6 +18,7 @@ of remittances (835 dates only), payer class (no payers table in X12), patient_k
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -151,6 +152,34 @@ def test_x12_alone_charge_lines_mart(rt_native, x12_alone, rt_native_csv):
     exp, got = charge_frames(rt_native, x12_alone, rt_native_csv, PAYER_CLAIMS)
     assert exp.height > 19000
     assert mismatches(exp.drop("is_timed"), got.drop("is_timed"), ["charge_id"]) == {}
+
+
+@pytest.fixture(scope="session")
+def x12_with_dims(rt_build, x12_dir, rt_native_csv, tmp_path_factory):
+    """The 837P / 835 files plus only the practice's reference files (clinics, therapists and payers, with NPIs)."""
+    dims = tmp_path_factory.mktemp("rt_dims")
+    for name in ("clinics.csv", "therapists.csv", "payers.csv"):
+        shutil.copy(rt_native_csv / name, dims / name)
+    return rt_build("x12+dims", [dims, x12_dir])
+
+
+def test_x12_with_dims_maps_npi_and_payer_ids_to_ours(rt_native, x12_with_dims):
+    """The crosswalks (int_clinic_crosswalk, int_therapist_crosswalk, int_payer_crosswalk) turn npi:<NPI> and
+    x12:payer/<id> into our clinic, therapist and payer ids: no test-side map, every id is the native one."""
+    cols = CLAIM_COLUMNS.format(payer="payer_id", clinic="clinic_id") + ", payer_class"
+    exp = mart(rt_native, f"select {cols} from marts.claims where payer_class <> 'self_pay'")
+    got = mart(x12_with_dims, f"select {cols} from marts.claims")
+    assert exp.height > 9000
+    assert mismatches(exp, got, ["claim_id"]) == {}
+    lines = CHARGE_COLUMNS.format(clinic="clinic_id", therapist="therapist_id")
+    exp = mart(rt_native, f"select {lines} from marts.charge_lines where claim_id in ({PAYER_CLAIMS})")
+    got = mart(x12_with_dims, f"select {lines} from marts.charge_lines")
+    assert mismatches(exp.drop("is_timed"), got.drop("is_timed"), ["charge_id"]) == {}
+    left = mart(
+        x12_with_dims,
+        "select count(*) n from marts.charge_lines where clinic_id like 'npi:%' or therapist_id like 'npi:%'",
+    )
+    assert left["n"][0] == 0
 
 
 def test_x12_alone_charge_lines_is_timed(rt_native, x12_alone, rt_native_csv):

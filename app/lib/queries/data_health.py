@@ -50,7 +50,8 @@ LINK_SOURCES = {
     "charges": "Charge lines",
     "claims": "Claims",
     "documentation_events": "Clinical notes",
-    "remittances": "Payments and adjustments (835, EOB)",
+    "charge_claims": "Charge lines (their claim)",
+    "remittances": "Payments and adjustments (835, EOB, EMR front desk)",
 }
 LINK_REASONS = {
     "no_visit_on_date": "No attended visit of the patient on the date of service: the visit is missing from the "
@@ -59,9 +60,18 @@ LINK_REASONS = {
     "which one.",
     "no_episode_on_date": "No episode of care of the patient spans the date of service.",
     "several_episodes_on_date": "More than one episode of care of the patient spans the date of service.",
+    "no_claim_on_date": "No claim of the patient (a charge) or of the episode (a payment without claim number) "
+    "on the date of service: load the claims or 837P export that has it.",
+    "several_claims_on_date": "Several claims match the patient (or episode) and date of service, and the episode "
+    "does not say which one.",
     "claim_not_loaded": "The claim they pay is not in this build: load the 837P or claims export that has it. "
     "The cash still counts in the practice's totals.",
 }
+
+
+# the headline counts each charge line, claim and note once (its visit link); a line's claim link and payments
+# are listed by reason below it
+VISIT_ROWS = "source not in ('remittances', 'charge_claims')"
 
 
 def link_summary(r: Reader) -> dict[str, float]:
@@ -70,10 +80,10 @@ def link_summary(r: Reader) -> dict[str, float]:
     if not r.has("marts.link_health"):
         return {}
     row = r.df(
-        """
-        select coalesce(sum(rows) filter (where link_status = 'carried' and source <> 'remittances'), 0) as carried,
-               coalesce(sum(rows) filter (where link_status = 'linked'), 0) as linked,
-               coalesce(sum(rows) filter (where link_status = 'unlinked' and source <> 'remittances'), 0) as unlinked,
+        f"""
+        select coalesce(sum(rows) filter (where link_status = 'carried' and {VISIT_ROWS}), 0) as carried,
+               coalesce(sum(rows) filter (where link_status = 'linked' and {VISIT_ROWS}), 0) as linked,
+               coalesce(sum(rows) filter (where link_status = 'unlinked' and {VISIT_ROWS}), 0) as unlinked,
                coalesce(sum(rows) filter (where reason = 'claim_not_loaded'), 0) as orphan_remits,
                coalesce(sum(amount_usd) filter (where reason = 'claim_not_loaded'), 0) as orphan_cash
         from marts.link_health

@@ -28,7 +28,7 @@ moves as (
         cast(r.event_at as date),
         0,
         sum(r.amount_usd)
-    from {{ ref('stg_raw__remittances') }} as r
+    from {{ ref('int_remittances_linked') }} as r
     inner join claims as c using (claim_id)
     where r.event_type in ('payer_payment', 'contractual_adjustment', 'write_off', 'patient_payment')
     group by all

@@ -1,15 +1,28 @@
 -- One row per charge line, with the code family used by the units-per-visit KPI (G- and L-codes excluded:
 -- reporting codes and supplies are not treatment units) and its visit and episode: the ids the export carried,
--- else the ones the linking rule found (int_visit_links; how, in appointment_link / episode_link). Every staging
--- column, plus the flags; a left join on the charge's own key, so no line is lost or repeated. is_timed: minutes
--- were recorded, else (a format that bills units only, such as X12 837P) the CPT list's timed flag.
+-- else the ones the linking rules found (int_visit_links, int_claim_links; how, in appointment_link / episode_link /
+-- claim_link); clinic and therapist as our ids when a standard file named them by NPI (int_clinic_crosswalk,
+-- int_therapist_crosswalk). Every staging column, plus the flags; left joins on the charge's own key, so no line
+-- is lost or repeated. is_timed: minutes were recorded, else (a format that bills units only, such as X12 837P) the CPT
+-- list's timed flag.
 select
-    c.* replace (l.appointment_id as appointment_id, l.episode_id as episode_id),  -- noqa: AM04
+    c.* replace (  -- noqa: AM04
+        l.appointment_id as appointment_id,
+        l.episode_id as episode_id,
+        k.claim_id as claim_id,
+        coalesce(xc.clinic_id, c.clinic_id) as clinic_id,
+        coalesce(xt.therapist_id, c.therapist_id) as therapist_id
+    ),
     upper(left(c.cpt_code, 1)) in ('G', 'L') as is_excluded_from_units,
     coalesce(c.minutes > 0, cpt.timed, false) as is_timed,
     l.appointment_link,
     l.episode_link,
-    l.unlinked_reason
+    l.unlinked_reason,
+    k.claim_link,
+    k.unlinked_reason as claim_unlinked_reason
 from {{ ref('stg_raw__charges') }} as c
 left join {{ ref('int_visit_links') }} as l on l.source = 'charges' and c.charge_id = l.row_id
+left join {{ ref('int_claim_links') }} as k on k.source = 'charges' and c.charge_id = k.row_id
+left join {{ ref('int_clinic_crosswalk') }} as xc on c.clinic_id = xc.source_id
+left join {{ ref('int_therapist_crosswalk') }} as xt on c.therapist_id = xt.source_id
 left join {{ ref('cpt') }} as cpt on c.cpt_code = cpt.code

@@ -1,5 +1,6 @@
 -- One row per claim: the claim header, its remittance events summed by kind, and its charge lines summed; episode
--- and appointment as carried, else as linked (int_visit_links: the appointment its lines link to, else patient + date).
+-- and appointment as carried, else as linked (int_visit_links: the appointment its lines link to, else patient +
+-- date); clinic and payer as our ids when an 837P named them by NPI / X12 payer id (int_clinic_crosswalk, int_payer_crosswalk).
 -- Balances follow the remittances contract: insurance balance = billed - payer payments - contractual
 -- adjustments - patient responsibility - write-offs; patient balance = patient responsibility - patient payments.
 with remits as (
@@ -17,7 +18,7 @@ with remits as (
         min(event_at) filter (where event_type = 'payer_payment') as first_payer_payment_at,
         max(event_at) as last_remit_at,
         count(*) as remit_events
-    from {{ ref('stg_raw__remittances') }}
+    from {{ ref('int_remittances_linked') }}
     group by claim_id
 ),
 
@@ -35,8 +36,8 @@ select
     c.claim_id,
     k.episode_id,
     c.patient_id,
-    c.clinic_id,
-    c.payer_id,
+    coalesce(xc.clinic_id, c.clinic_id) as clinic_id,
+    coalesce(xp.payer_id, c.payer_id) as payer_id,
     c.service_date,
     c.submitted_at,
     k.appointment_id,
@@ -63,3 +64,5 @@ from {{ ref('stg_raw__claims') }} as c
 left join remits as r using (claim_id)
 left join lines as l using (claim_id)
 left join {{ ref('int_visit_links') }} as k on k.source = 'claims' and c.claim_id = k.row_id
+left join {{ ref('int_clinic_crosswalk') }} as xc on c.clinic_id = xc.source_id
+left join {{ ref('int_payer_crosswalk') }} as xp on c.payer_id = xp.source_id

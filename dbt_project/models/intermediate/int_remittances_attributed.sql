@@ -7,10 +7,11 @@
 with claim_clinic as (
     select
         c.claim_id,
-        c.clinic_id,
+        coalesce(x.clinic_id, c.clinic_id) as clinic_id,
         l.episode_id
     from {{ ref('stg_raw__claims') }} as c
     left join {{ ref('int_visit_links') }} as l on l.source = 'claims' and c.claim_id = l.row_id
+    left join {{ ref('int_clinic_crosswalk') }} as x on c.clinic_id = x.source_id
 ),
 
 charge_clinic as (
@@ -38,6 +39,6 @@ select
         when ch.clinic_id is not null then 'charge_lines'
         else 'unattributed'
     end as clinic_source
-from {{ ref('stg_raw__remittances') }} as r
+from {{ ref('int_remittances_linked') }} as r
 left join claim_clinic as cc using (claim_id)
 left join charge_clinic as ch using (claim_id)

@@ -5,7 +5,7 @@ with deduped as (
     {{ merge_latest(
         'clinics', [
             'clinic_id', 'clinic_name', 'address_line', 'city', 'state', 'zip', 'timezone', 'opened_on',
-            'treatment_tables', 'updated_at', '_load_id', '_row_hash', '_line'
+            'treatment_tables', 'npi', 'updated_at', '_load_id', '_row_hash', '_line'
         ],
         ['clinic_id'],
         'updated_at'
@@ -22,6 +22,7 @@ select
     cast(timezone as varchar) as timezone,
     cast(opened_on as date) as opened_on,
     cast(treatment_tables as integer) as treatment_tables,
+    cast(npi as varchar) as npi,
     cast(updated_at as timestamp) as updated_at,
     _load_id,
     _row_hash,

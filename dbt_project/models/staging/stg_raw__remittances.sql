@@ -5,18 +5,17 @@
 -- payer_payment - contractual_adjustment - patient_responsibility - write_off; patient balance =
 -- patient_responsibility - patient_payment.
 -- Latest version per natural key (remit_id), by event_at within each source system; across systems each
--- field from the most authoritative system that carries it (merge_latest). The payments of one claim come from
--- the one most authoritative system that has any for it (an 835 and the practice's ledger tell the same money);
--- rename and cast only.
+-- field from the most authoritative system that carries it (merge_latest). Which system's payments of a claim
+-- count is decided after a payment without claim_id is linked to its claim (int_remittances_linked); rename and
+-- cast only.
 with deduped as (
     {{ merge_latest(
         'remittances', [
             'remit_id', 'claim_id', 'payer_id', 'event_type', 'event_at', 'amount_usd', 'group_code',
-            'carc_code', 'check_number', '_load_id', '_row_hash', '_line'
+            'carc_code', 'check_number', 'episode_id', 'service_date', '_load_id', '_row_hash', '_line'
         ],
         ['remit_id'],
-        'event_at',
-        entity='claim_id'
+        'event_at'
     ) }}
 )
 
@@ -30,6 +29,8 @@ select
     cast(group_code as varchar) as group_code,
     cast(carc_code as varchar) as carc_code,
     cast(check_number as varchar) as check_number,
+    cast(episode_id as varchar) as episode_id,
+    cast(service_date as date) as service_date,
     _load_id,
     _row_hash,
     _line

@@ -55,7 +55,7 @@ checks as (
             where kpi = 'net_revenue_per_visit'
         ),
         (
-            select sum(r.amount_usd) from {{ ref('stg_raw__remittances') }} as r, k
+            select sum(r.amount_usd) from {{ ref('int_remittances_linked') }} as r, k
             where r.event_type in ('payer_payment', 'patient_payment')
                 and cast(r.event_at as date) <= cast(k.as_of as date)
         )

@@ -1,8 +1,9 @@
 -- Reconciliation: every entity and dollar in raw (after the latest-wins dedup, i.e. staging) reaches its mart
 -- exactly once: nothing dropped or doubled by a join. One row per mismatch.
 -- It is also the primary-key test (unique and not null, error severity) of the big staging views it reads:
--- intake events, scheduling events, claims, charges, remittances, patients. Each staging view is a window
--- dedup over a raw table, recomputed by every query that reads it, so each is scanned once, here, for both.
+-- intake events, scheduling events, claims, charges, remittances (as linked to their claims), patients. Each
+-- staging view is a window dedup over a raw table, recomputed by every query that reads it, so each is scanned
+-- once, here, for both.
 with intake as materialized (
     select count(distinct referral_id) as referrals, {{ staging_pk_counts('event_id') }}
     from {{ ref('stg_raw__intake_events') }}
@@ -36,7 +37,7 @@ remit as materialized (
         sum(amount_usd) filter (where c.in_claims and event_type = 'patient_payment') as patient_paid,
         sum(amount_usd) filter (where c.in_claims and event_type = 'write_off') as write_off,
         {{ staging_pk_counts('r.remit_id') }}
-    from {{ ref('stg_raw__remittances') }} as r
+    from {{ ref('int_remittances_linked') }} as r  -- staging + the claim rule: the payments that count
     left join (
         select distinct
             claim_id,

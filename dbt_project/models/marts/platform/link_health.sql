@@ -1,8 +1,10 @@
 -- How well this build's rows are tied together, for Data health: one row per source x link status x reason, with
 -- rows and money. Charges, claims and notes come from the linking rule (int_visit_links): 'carried' (the export
 -- had the ids), 'linked' (an id was inferred), 'unlinked' (a link is missing; reason says why). Remittances are
--- 'carried' when their claim is in the build and 'unlinked' / 'claim_not_loaded' when it is not: that cash still
--- counts in the practice totals (int_remittances_attributed), it only cannot be shown against a claim.
+-- 'carried' / 'linked' (int_claim_links: a payment without claim_id, by episode + date of service) when their claim
+-- is in the build and 'unlinked' (no_claim_on_date, several_claims_on_date, claim_not_loaded) when it is not: that
+-- cash still counts in the practice totals (int_remittances_attributed), it only cannot be shown against a claim.
+-- 'charge_claims' is each charge line's claim (int_claim_links: carried, or by patient + date of service).
 with visit_links as (
     select
         l.source,
@@ -21,17 +23,38 @@ with visit_links as (
     left join {{ ref('stg_raw__claims') }} as cl on l.source = 'claims' and l.row_id = cl.claim_id
 ),
 
+charge_claims as (
+    select
+        'charge_claims' as source,
+        case
+            when k.unlinked_reason is not null then 'unlinked'
+            when k.claim_link = 'source' then 'carried'
+            else 'linked'
+        end as link_status,
+        coalesce(k.unlinked_reason, '(none)') as reason,
+        ch.charge_usd as amount_usd
+    from {{ ref('int_claim_links') }} as k
+    inner join {{ ref('stg_raw__charges') }} as ch on k.source = 'charges' and k.row_id = ch.charge_id
+),
+
 remits as (
     select
         'remittances' as source,
-        case when claim_known then 'carried' else 'unlinked' end as link_status,
-        case when claim_known then '(none)' else 'claim_not_loaded' end as reason,
-        case when event_type in ('payer_payment', 'patient_payment') then amount_usd else 0 end as amount_usd
-    from {{ ref('int_remittances_attributed') }}
+        case
+            when l.unlinked_reason is not null or not a.claim_known then 'unlinked'
+            when l.claim_link = 'source' then 'carried'
+            else 'linked'
+        end as link_status,
+        coalesce(l.unlinked_reason, case when not a.claim_known then 'claim_not_loaded' end, '(none)') as reason,
+        case when a.event_type in ('payer_payment', 'patient_payment') then a.amount_usd else 0 end as amount_usd
+    from {{ ref('int_remittances_attributed') }} as a
+    inner join {{ ref('int_remittances_linked') }} as l using (remit_id)
 ),
 
 all_rows as (
     select * from visit_links
+    union all
+    select * from charge_claims
     union all
     select * from remits
 )

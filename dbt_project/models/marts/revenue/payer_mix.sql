@@ -29,7 +29,7 @@ cash_rows as (
         sum(r.amount_usd) filter (where r.event_type = 'payer_payment') as payer_paid_usd,
         sum(r.amount_usd) filter (where r.event_type = 'patient_payment') as patient_paid_usd
     from {{ ref('int_remittances_attributed') }} as r
-    left join {{ ref('stg_raw__claims') }} as c using (claim_id)
+    left join {{ ref('int_claims_reconciled') }} as c using (claim_id)
     left join {{ ref('stg_raw__payers') }} as p on p.payer_id = coalesce(c.payer_id, r.payer_id)
     where r.event_type in ('payer_payment', 'patient_payment')
     group by all

@@ -1,0 +1,99 @@
+-- The claim rule, written once: one row per charge line and remittance event (latest versions) with the claim it
+-- belongs to. A carried claim_id is kept as it is; one a format cannot carry (an EMR charge, a WebPT patient
+-- payment) is inferred, never guessed (docs/architecture.md, "Linking"):
+--   charge       the claim of the same person (int_patient_crosswalk) with the same date of service; with several,
+--                the one of the line's episode (as carried or linked, int_visit_links); still several, or none ->
+--                left unlinked.
+--   remittance   the claim of the payment's episode (the claim's episode as carried or linked) and date of
+--                service; several or none -> left unlinked (the cash still counts in the practice's totals).
+-- Every row keeps its grain (a left join back onto the source row); unlinked_reason says why a claim is missing
+-- and marts.link_health counts them.
+with xw as (
+    select
+        pid,
+        person_id
+    from {{ ref('int_patient_crosswalk') }}
+),
+
+claims as (
+    select
+        c.claim_id,
+        x.person_id,
+        c.service_date,
+        l.episode_id
+    from {{ ref('stg_raw__claims') }} as c
+    left join xw as x on c.patient_id = x.pid
+    left join {{ ref('int_visit_links') }} as l on l.source = 'claims' and c.claim_id = l.row_id
+),
+
+src as (
+    select
+        'charges' as source,
+        c.charge_id as row_id,
+        c.claim_id,
+        x.person_id,
+        c.service_date,
+        l.episode_id
+    from {{ ref('stg_raw__charges') }} as c
+    left join xw as x on c.patient_id = x.pid
+    left join {{ ref('int_visit_links') }} as l on l.source = 'charges' and c.charge_id = l.row_id
+    union all
+    select
+        'remittances' as source,
+        remit_id as row_id,
+        claim_id,
+        null as person_id,
+        service_date,
+        episode_id
+    from {{ ref('stg_raw__remittances') }}
+),
+
+-- candidate claims of rows without a claim id: a charge by person + date, a payment by episode + date
+candidates as (
+    select
+        r.source,
+        r.row_id,
+        count(*) as claims_on_date,
+        any_value(c.claim_id) as any_claim_id,
+        count(*) filter (where r.episode_id = c.episode_id) as claims_in_episode,
+        any_value(c.claim_id) filter (where r.episode_id = c.episode_id) as episode_claim_id
+    from src as r
+    inner join claims as c on r.person_id = c.person_id and r.service_date = c.service_date
+    where r.source = 'charges' and r.claim_id is null
+    group by r.source, r.row_id
+    union all
+    select
+        r.source,
+        r.row_id,
+        count(*) as claims_on_date,
+        any_value(c.claim_id) as any_claim_id,
+        count(*) as claims_in_episode,
+        any_value(c.claim_id) as episode_claim_id
+    from src as r
+    inner join claims as c on r.episode_id = c.episode_id and r.service_date = c.service_date
+    where r.source = 'remittances' and r.claim_id is null
+    group by r.source, r.row_id
+)
+
+select
+    r.source,
+    r.row_id,
+    case
+        when r.claim_id is not null then r.claim_id
+        when c.claims_on_date = 1 then c.any_claim_id
+        when c.claims_in_episode = 1 then c.episode_claim_id
+    end as claim_id,
+    case
+        when r.claim_id is not null then 'source'
+        when c.claims_on_date = 1 and r.source = 'charges' then 'patient_date'
+        when c.claims_on_date = 1 then 'episode_date'
+        when c.claims_in_episode = 1 then 'patient_date_episode'
+        else 'unlinked'
+    end as claim_link,
+    case
+        when r.claim_id is not null or c.claims_on_date = 1 or c.claims_in_episode = 1 then null
+        when c.claims_on_date > 1 then 'several_claims_on_date'
+        else 'no_claim_on_date'
+    end as unlinked_reason
+from src as r
+left join candidates as c on r.source = c.source and r.row_id = c.row_id

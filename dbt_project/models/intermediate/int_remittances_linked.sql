@@ -1,0 +1,18 @@
+-- One row per remittance event that counts, with its claim as carried or linked (int_claim_links). The payments of
+-- one claim come from the one most authoritative source system that has any for it (var source_precedence): an
+-- 835, a WebPT front-desk payment and the practice's ledger tell the same money, so cash is never counted twice.
+-- The rule runs after linking, because a WebPT payment names its claim only through case + visit date. Rows
+-- The payer as our id when an 835 named it by X12 payer id (int_payer_crosswalk). Rows
+-- still without a claim are all kept (their cash counts in the practice's totals, link_health counts them).
+select
+    r.* replace (k.claim_id as claim_id, coalesce(xp.payer_id, r.payer_id) as payer_id),  -- noqa: AM04
+    k.claim_link,
+    k.unlinked_reason,
+    coalesce(s.system_rank, 1) as system_rank
+from {{ ref('stg_raw__remittances') }} as r
+inner join {{ ref('int_claim_links') }} as k on k.source = 'remittances' and r.remit_id = k.row_id
+left join {{ ref('int_payer_crosswalk') }} as xp on r.payer_id = xp.source_id
+left join {{ source_system_ranks() }} as s on r._load_id = s.load_id
+qualify
+    k.claim_id is null
+    or coalesce(s.system_rank, 1) = min(coalesce(s.system_rank, 1)) over (partition by k.claim_id)
