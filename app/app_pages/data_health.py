@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from app.lib import charts, service_status, ui
+from app.lib import charts, labels, service_status, ui
 from app.lib.formatting import fmt
 from app.lib.queries.data_health import (
     builds,
@@ -38,7 +38,11 @@ c2.metric("Rows quarantined", fmt(q["rows"].sum() if len(q) else 0, "count"), bo
 c3.metric("Refused files", fmt((load_rows["status"] == "refused").sum() if len(load_rows) else 0, "count"), border=True)
 last = build_rows.iloc[0].to_dict() if len(build_rows) else {}
 c4.metric(
-    "Last build", str(last.get("status", "–")), str(last.get("finished_at", "")) or None, delta_color="off", border=True
+    "Last build",
+    labels.label("build_status", last.get("status")) if last.get("status") else "–",
+    str(last.get("finished_at", "")) or None,
+    delta_color="off",
+    border=True,
 )
 
 st.subheader("Refresh service")

@@ -285,3 +285,35 @@ def reference_now(as_of: Any, wall_now: datetime, stale_after: timedelta = timed
     if wall_now - as_of_dt > stale_after:
         return as_of_dt
     return max(wall_now, as_of_dt)
+
+
+# Words that stay upper-case in a column header; `usd` becomes a unit in brackets.
+_HEADER_ACRONYMS = {
+    "id": "ID",
+    "mase": "MASE",
+    "smape": "sMAPE",
+    "roi": "ROI",
+    "cpt": "CPT",
+    "carc": "CARC",
+    "npi": "NPI",
+    "kpi": "KPI",
+    "sla": "SLA",
+    "ar": "A/R",
+    "auc": "AUC",
+    "icd": "ICD",
+}
+
+
+def column_header(name: str) -> str:
+    """A snake_case column name as a person reads it ("last_loaded_at" -> "Last loaded at", "amount_usd" ->
+    "Amount ($)"): the fallback header of every table column a page did not label itself."""
+    words = [w for w in str(name).split("_") if w]
+    if not words:
+        return str(name)
+    unit = ""
+    if words[-1] == "usd" and len(words) > 1:
+        words, unit = words[:-1], " ($)"
+    shown = [_HEADER_ACRONYMS.get(w.lower(), w.lower()) for w in words]
+    first = shown[0]
+    shown[0] = first if first.isupper() or first in _HEADER_ACRONYMS.values() else first.capitalize()
+    return " ".join(shown) + unit

@@ -93,12 +93,15 @@ def send_dialog(ctx, recipients: pd.DataFrame, key: str, title: str, templates: 
     planned = outreach.plan(ctx.settings.app_db, recipients, template, channel, datetime.now().astimezone(), policy)
     st.caption(outreach.summary(planned))
     first = planned[planned["decision"] != "skip"].head(1)
-    sample = (first if len(first) else planned.head(1)).iloc[0]
     with st.container(border=True):
-        st.caption(f"Preview · to {sample['first_name'] or 'patient'} ({outreach.mask(sample['to_addr'])})")
-        if channel == "email":
-            st.markdown(f"**Subject:** {sample['subject']}")
-        st.text(sample["body"])
+        if len(first):  # preview a message that will go out; a skipped one may lack its merge fields
+            sample = first.iloc[0]
+            st.caption(f"Preview · to {sample['first_name'] or 'patient'} ({outreach.mask(sample['to_addr'])})")
+            if channel == "email":
+                st.markdown(f"**Subject:** {sample['subject']}")
+            st.text(sample["body"])
+        else:
+            st.caption("No message would be sent: every recipient is skipped (the table below says why).")
     view = planned.assign(
         to=planned["to_addr"].map(outreach.mask),
         decision=planned["decision"].map({"send": "Send now", "queue": "Queued (quiet hours)", "skip": "Skipped"}),

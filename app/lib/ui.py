@@ -25,7 +25,7 @@ from app.lib.auth import (
     require_page,
 )
 from app.lib.db import AnalyticsBusy, AnalyticsDb, AnalyticsMissing
-from app.lib.formatting import Tile, kpi_tile
+from app.lib.formatting import Tile, column_header, kpi_tile
 from app.lib.privacy import deidentify
 from app.lib.queries.base import Filters, build_info
 from ptpulse.core.config import Settings, get_settings
@@ -315,6 +315,9 @@ def table(
         st.info(empty_message)
         return
     config = dict(column_config or {})
+    for col in df.columns:  # a column the page did not label reads as words, never as its snake_case name
+        if col not in config and "_" in str(col):
+            config[col] = column_header(col)
     for col in pinned:
         spec = config.get(col)
         if spec is None or isinstance(spec, str):

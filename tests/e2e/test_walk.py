@@ -51,13 +51,7 @@ TAGS = re.compile(r"<[^>]+>")
 # Problems the walk finds on pages other engineers are still changing, kept visible and strict: (page key, text
 # the problem contains) -> why. A listed problem is reported, not failed; one that no longer shows fails the test
 # (take it off the list), like pytest.mark.xfail(strict=True) but for one problem of one page.
-KNOWN: dict[tuple[str, str], str] = {
-    ("data_health", "snake_case column header(s)"): "linker (app_pages/data_health.py): the freshness, sources, "
-    "warnings, loads and builds tables show their column names (last_loaded_at, is_loaded, load_id ...); give "
-    "them column_config labels",
-    ("forecast", "snake_case column header(s): baseline_mase"): "ml (app_pages/forecast.py): the backtest table "
-    "per metric shows baseline_mase as its header",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 # Everything on the page as the browser shows it: the charts' points (decoded by plotly), the cells the data grid
 # drew (its accessibility table mirrors the drawn rows), exception and error boxes.

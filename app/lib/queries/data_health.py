@@ -10,7 +10,9 @@ from app.lib.queries.base import Reader
 
 def loads(r: Reader) -> pd.DataFrame:
     sql = """
-    select source, load_id, file, loaded_at, any_value(load_status) as status, any_value(rows_read) as rows_read,
+    -- the file's own name, never the server path it was read from
+    select source, load_id, regexp_extract(file, '[^/\\\\]+$') as file, loaded_at,
+           any_value(load_status) as status, any_value(rows_read) as rows_read,
            any_value(rows_landed) as rows_landed, any_value(rows_quarantined) as rows_quarantined,
            any_value(rows_duplicate) as rows_duplicate, any_value(message) as message
     from marts.data_quality group by source, load_id, file, loaded_at order by loaded_at desc, load_id desc
