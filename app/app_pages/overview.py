@@ -5,8 +5,9 @@ for any KPI, how the clinics compare, and the practice's goals (owners set them 
 import pandas as pd
 import streamlit as st
 
-from app.lib import charts, goals, ui
+from app.lib import charts, drill, goals, ui
 from app.lib.formatting import COMPARISONS, band_text, fmt
+from app.lib.queries import overview_drill
 from app.lib.queries.base import clinics
 from app.lib.queries.overview import kpi_by_clinic, kpi_summary, kpi_trend
 
@@ -42,6 +43,30 @@ st.caption(
 if summary["value"].isna().all():
     st.info("No KPI values in this date range. Widen the range in the sidebar.")
 ui.kpi_tiles(summary, compare=compare, targets=targets)
+
+# ------------------------------------------------------------------- drill-through: the rows behind a tile
+drill_labels = dict(zip(summary["kpi"], summary["label"].fillna(summary["kpi"]), strict=True))
+drill_kpi = st.selectbox(
+    "Show the rows behind a figure",
+    [k for k in summary["kpi"] if k in overview_drill.DRILLS],
+    index=None,
+    format_func=drill_labels.get,
+    placeholder="Pick a KPI",
+    key="ov_drill",
+)
+if drill_kpi is not None:
+    spec = overview_drill.DRILLS[drill_kpi]
+    st.caption(
+        f"The {spec.what} of the selected dates and clinics that make up this figure"
+        + (": their count is the figure's denominator." if spec.counts_denominator else ".")
+    )
+drill.rows_behind(
+    None if drill_kpi is None else drill_labels[drill_kpi],
+    lambda: overview_drill.rows_behind(ctx.reader, f, drill_kpi),
+    f"kpi_rows_{drill_kpi}",
+    "ov_drill_rows",
+    what="rows" if drill_kpi is None else overview_drill.DRILLS[drill_kpi].what,
+)
 
 st.divider()
 names = dict(zip(summary["kpi"], summary["label"].fillna(summary["kpi"]), strict=True))
