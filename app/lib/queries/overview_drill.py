@@ -117,6 +117,31 @@ def claims(r: Reader, f: Filters, date_col: str, extra: str = "true") -> pd.Data
     return _run(r, f, sql)
 
 
+def open_claims(r: Reader, f: Filters) -> pd.DataFrame:
+    """Claims serviced by the period's end that still carry a balance now: the open A/R behind Days in A/R
+    (the tile divides it by average daily charges; a claim paid since the period ended is not listed)."""
+    sql = f"""
+    select c.claim_id, c.service_date, c.submitted_at, c.clinic_id, c.payer_class, c.billed_usd,
+           c.insurance_balance_usd, c.patient_balance_usd, c.ar_age_bucket, {identity_select(r, "c")}
+    from marts.claims c {patients_join(r, "c")}
+    where c.service_date <= $end and c.insurance_balance_usd + c.patient_balance_usd > 0 and {_clinics("c")}
+    order by c.service_date, c.claim_id
+    """
+    return r.df(sql, {**clinic_params(r, f), "end": range_params(f)["end"]})
+
+
+def marketing_months(r: Reader, f: Filters) -> pd.DataFrame:
+    """The paid channels' spend, attributed new patients and revenue per month (linear model), the rows behind
+    cost per new patient and attributed ROI. Practice-wide: spend is not split by clinic."""
+    sql = """
+    select month, channel, spend_usd, attributed_conversions, attributed_revenue_usd, roi, cost_per_new_patient
+    from marts.attribution_roi
+    where model = 'linear' and is_marketing and month between date_trunc('month', cast($start as date)) and $end
+    order by month, channel
+    """
+    return r.df(sql, range_params(f))
+
+
 @dataclass(frozen=True)
 class Drill:
     """How a KPI's rows are fetched, what they are called, and whether their count is the denominator."""
@@ -155,6 +180,9 @@ DRILLS: dict[str, Drill] = {
         "claims serviced", lambda r, f: claims(r, f, "service_date"), counts_denominator=False
     ),  # the denominator is dollars (charges - adjustments posted); the rows carry both
     "denial_rate": Drill("adjudicated claims", lambda r, f: claims(r, f, "submitted_at", "c.is_adjudicated")),
+    "days_in_ar": Drill("open claims", open_claims, counts_denominator=False),  # a ratio of dollars
+    "cost_per_new_patient": Drill("paid channel months", marketing_months, counts_denominator=False),
+    "attributed_roi": Drill("paid channel months", marketing_months, counts_denominator=False),
 }
 
 

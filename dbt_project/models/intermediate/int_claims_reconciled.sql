@@ -1,6 +1,7 @@
 -- One row per claim: the claim header, its remittance events summed by kind, and its charge lines summed; episode
 -- and appointment as carried, else as linked (int_visit_links: the appointment its lines link to, else patient +
--- date); clinic and payer as our ids when an 837P named them by NPI / X12 payer id (int_clinic_crosswalk, int_payer_crosswalk).
+-- date); clinic and payer as our ids when an 837P named them by NPI / X12 payer id (int_clinic_crosswalk,
+-- int_payer_crosswalk).
 -- Balances follow the remittances contract: insurance balance = billed - payer payments - contractual
 -- adjustments - patient responsibility - write-offs; patient balance = patient responsibility - patient payments.
 with remits as (

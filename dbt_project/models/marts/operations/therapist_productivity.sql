@@ -2,8 +2,9 @@
 -- denominator of kpi_facts_daily), attended visits, no-shows and cancellations, the days the therapist saw
 -- at least one patient, scheduled hours, and billed units over billable visits (the units-per-visit KPI's
 -- parts, from the therapist on the charge line, dated up to as_of as in kpi_facts_daily). Productivity =
--- attended visits per day worked (a day worked = a date with at least one attended visit). Appointments or charge lines with no therapist go to
--- therapist 'unassigned', so the rows add up to the practice's visits and units.
+-- attended visits per day worked (a day worked = a date with at least one attended visit). Appointments or
+-- charge lines with no therapist go to therapist 'unassigned', so the rows add up to the practice's visits
+-- and units.
 with k as (
     select as_of from {{ ref('int_clocks_resolved') }}
 ),
