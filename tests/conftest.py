@@ -60,3 +60,25 @@ def copy_home(tmp_path):
         return get_settings(target)
 
     return _copy
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One Playwright driver and one Debian chromium (never `playwright install`) for every browser test of the
+    session, wherever it lives: Playwright's sync API cannot start a second driver while one runs. Each test
+    opens its own context or page, so tests never share cookies or state."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "e2e"))
+    from e2e_helpers import CHROMIUM, launch
+
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian chromium at /usr/bin/chromium (apt-get install -y chromium); .ci/run installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -118,49 +118,48 @@ def _sign_out(page, url: str) -> None:
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
 
 
-def test_owner_front_desk_and_unknown_user_sign_in_through_oidc(oidc_app):
-    from playwright.sync_api import expect, sync_playwright
+def test_owner_front_desk_and_unknown_user_sign_in_through_oidc(oidc_app, chromium):
+    from playwright.sync_api import expect
 
     url, home = oidc_app
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})  # the session's chromium
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
 
-            _sign_in(page, url, "owner@practice.test")
-            expect(page.get_by_text("Signed in as")).to_be_visible()
-            expect(page.get_by_text("Practice owner").first).to_be_visible()
-            assert page.get_by_text("Demo mode").count() == 0
-            expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()  # the owner's home page
-            _sign_out(page, url)
+        _sign_in(page, url, "owner@practice.test")
+        expect(page.get_by_text("Signed in as")).to_be_visible()
+        expect(page.get_by_text("Practice owner").first).to_be_visible()
+        assert page.get_by_text("Demo mode").count() == 0
+        expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()  # the owner's home page
+        _sign_out(page, url)
 
-            _sign_in(page, url, "desk@practice.test")
-            expect(page.get_by_text("Front desk").first).to_be_visible()
-            expect(page.get_by_role("heading", name="Work queue", level=1)).to_be_visible()  # front desk's home
-            assert page.get_by_role("link", name="Overview").count() == 0  # not in the front desk's menu
-            # removed from roles.yml: the next request refuses the session
-            (home / "roles.yml").write_text(ROLES_YML.replace("  desk@practice.test: {role: front_desk}\n", ""))
-            page.reload()
-            expect(page.get_by_text("has no PT Pulse role")).to_be_visible()
-            _sign_out(page, url)
+        _sign_in(page, url, "desk@practice.test")
+        expect(page.get_by_text("Front desk").first).to_be_visible()
+        expect(page.get_by_role("heading", name="Work queue", level=1)).to_be_visible()  # front desk's home
+        assert page.get_by_role("link", name="Overview").count() == 0  # not in the front desk's menu
+        # removed from roles.yml: the next request refuses the session
+        (home / "roles.yml").write_text(ROLES_YML.replace("  desk@practice.test: {role: front_desk}\n", ""))
+        page.reload()
+        expect(page.get_by_text("has no PT Pulse role")).to_be_visible()
+        _sign_out(page, url)
 
-            _sign_in(page, url, "liaison@practice.test")  # role from the groups claim, not from users:
-            expect(page.get_by_text("Marketing / liaison").first).to_be_visible()
-            expect(page.get_by_role("heading", name="Referral sources", level=1)).to_be_visible()
-            assert page.get_by_role("link", name="Data health").count() == 0
-            # the group's mapping removed from roles.yml: the next request refuses the session
-            (home / "roles.yml").write_text("users:\n  owner@practice.test: owner\n", encoding="utf-8")
-            page.reload()
-            expect(page.get_by_text("has no PT Pulse role")).to_be_visible()
-            _sign_out(page, url)
+        _sign_in(page, url, "liaison@practice.test")  # role from the groups claim, not from users:
+        expect(page.get_by_text("Marketing / liaison").first).to_be_visible()
+        expect(page.get_by_role("heading", name="Referral sources", level=1)).to_be_visible()
+        assert page.get_by_role("link", name="Data health").count() == 0
+        # the group's mapping removed from roles.yml: the next request refuses the session
+        (home / "roles.yml").write_text("users:\n  owner@practice.test: owner\n", encoding="utf-8")
+        page.reload()
+        expect(page.get_by_text("has no PT Pulse role")).to_be_visible()
+        _sign_out(page, url)
 
-            _sign_in(page, url, "stranger@elsewhere.test")
-            expect(page.get_by_text("has no PT Pulse role")).to_be_visible()
-            assert page.get_by_role("heading", name="Work queue").count() == 0
-            assert page.get_by_text("Signed in as").count() == 0
-        finally:
-            browser.close()
+        _sign_in(page, url, "stranger@elsewhere.test")
+        expect(page.get_by_text("has no PT Pulse role")).to_be_visible()
+        assert page.get_by_role("heading", name="Work queue").count() == 0
+        assert page.get_by_text("Signed in as").count() == 0
+    finally:
+        context.close()
     # both refusals are in the audit log, with the account and no role
     con = sqlite3.connect(home / "app.sqlite")
     refused = con.execute("select actor, role from audit_log where event = 'sign_in_refused' order by id").fetchall()

@@ -54,7 +54,7 @@ def _expect_build_shown(page, url: str, build_id: str) -> None:
 
 @pytest.mark.slow
 def test_serve_picks_up_a_dropped_export_and_serves_the_new_build_without_restart(
-    built_home, small_practice, tmp_path, no_secrets
+    built_home, small_practice, tmp_path, no_secrets, request
 ):
     home = tmp_path / "home"
     shutil.copytree(built_home.home, home, ignore=shutil.ignore_patterns("*.lock", "*.holder", "build"))
@@ -66,7 +66,7 @@ def test_serve_picks_up_a_dropped_export_and_serves_the_new_build_without_restar
     cmd += ["--schedule", "off", "--settle", "2", "--poll", "0.5"]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=str(tmp_path))
-    browser = pw = None
+    browser = None
     try:
         _wait(lambda: _app_up(url), 90, "the app", proc, log)
         status_file = home / "logs" / "service.json"
@@ -76,10 +76,7 @@ def test_serve_picks_up_a_dropped_export_and_serves_the_new_build_without_restar
             (old_build,) = con.execute("select build_id from marts.build_info").fetchone()
 
         if CHROMIUM.exists():
-            from playwright.sync_api import sync_playwright
-
-            pw = sync_playwright().start()
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+            browser = request.getfixturevalue("chromium").new_context()  # the session's chromium, own context
             page = browser.new_page()
             page.set_default_timeout(60_000)
             _expect_build_shown(page, url, old_build)
@@ -122,7 +119,6 @@ def test_serve_picks_up_a_dropped_export_and_serves_the_new_build_without_restar
     finally:
         if browser is not None:
             browser.close()
-            pw.stop()
         proc.terminate()
         try:
             proc.wait(30)

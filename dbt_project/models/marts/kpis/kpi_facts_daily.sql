@@ -178,8 +178,9 @@ hours_to_first_contact as (
         clinic_id,
         d,
         'hours_to_first_contact' as kpi,
-        -- summed as exact decimals: a double sum's last bit depends on the order rows arrive in
-        cast(sum(cast(hours_to_contact as decimal(18, 6))) as double) as num,
+        -- summed as whole microseconds (exact integers): a double sum's last bit depends on the order rows
+        -- arrive in, and a rounded decimal drifts from the hours themselves
+        cast(sum(cast(round(hours_to_contact * 3600000000) as hugeint)) as double) / 3600000000 as num,
         count(hours_to_contact) as den,
         count(*) as cohort,
         count(*) filter (where first_contact_at is null and exit_stage is null) as pending
