@@ -350,23 +350,11 @@ class DenialModel:
 
 
 def _booster(numeric: list[str]) -> HistGradientBoostingClassifier:
-    """Shallow trees: denial causes mostly add up; depth 3 lets a cause interact with the payer."""
+    """Shallow trees (tabular.shallow_booster): denial causes mostly add up; depth 3 lets a cause interact with
+    the payer. A fixable cause can only raise the risk; signed notes and authorization left only lower it."""
     monotone = {c: 1 for c in ("kx_missing", "ncci_no_59", "units_over_per_code", "no_auth") if c in numeric}
     monotone |= {c: -1 for c in ("note_signed", "auth_visits_left", "auth_days_left") if c in numeric}
-    return HistGradientBoostingClassifier(
-        learning_rate=0.08,
-        max_iter=400,
-        max_depth=3,
-        min_samples_leaf=100,
-        l2_regularization=5.0,
-        categorical_features="from_dtype",
-        monotonic_cst=monotone,
-        early_stopping=True,
-        scoring="loss",
-        n_iter_no_change=15,
-        tol=1e-5,
-        random_state=SEED,
-    )
+    return tabular.shallow_booster(SEED, min_samples_leaf=100, max_iter=400, monotone=monotone)
 
 
 def allowed_ratios(claims: pd.DataFrame) -> dict[str, float]:

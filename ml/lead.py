@@ -196,19 +196,7 @@ def _codes(x: pd.DataFrame) -> pd.DataFrame:
 
 
 def _booster() -> HistGradientBoostingClassifier:
-    return HistGradientBoostingClassifier(
-        learning_rate=0.08,
-        max_iter=300,
-        max_depth=3,
-        min_samples_leaf=100,
-        l2_regularization=5.0,
-        categorical_features="from_dtype",
-        early_stopping=True,
-        scoring="loss",
-        n_iter_no_change=15,
-        tol=1e-5,
-        random_state=SEED,
-    )
+    return tabular.shallow_booster(SEED, min_samples_leaf=100, max_iter=300)
 
 
 def fit_calibrated(

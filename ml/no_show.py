@@ -154,26 +154,9 @@ MAX_TREES = 400
 
 
 def _booster(numeric: list[str] | None = None) -> HistGradientBoostingClassifier:
-    """Shallow, regularised trees: the signal is a sum of a few effects, and the labels are noisy.
-
-    Early stopping watches the loss on the later validation slice passed to `fit` (X_val), not a random
-    split, so the number of trees is chosen the way the model will be used: on the future.
-    """
+    """The shared shallow-tree recipe (tabular.shallow_booster) with the no-show's leaf size and monotone risks."""
     monotone = {c: 1 for c in MONOTONE_UP if numeric is None or c in numeric}
-    return HistGradientBoostingClassifier(
-        learning_rate=0.08,
-        max_iter=MAX_TREES,
-        max_depth=3,
-        min_samples_leaf=200,
-        l2_regularization=5.0,
-        categorical_features="from_dtype",
-        monotonic_cst=monotone,
-        early_stopping=True,
-        scoring="loss",
-        n_iter_no_change=15,
-        tol=1e-5,
-        random_state=SEED,
-    )
+    return tabular.shallow_booster(SEED, min_samples_leaf=200, max_iter=MAX_TREES, monotone=monotone)
 
 
 def fit_calibrated(

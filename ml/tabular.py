@@ -63,6 +63,29 @@ def present_columns(features: pd.DataFrame, columns: Sequence[str]) -> tuple[lis
     return kept, dropped
 
 
+def shallow_booster(
+    seed: int, min_samples_leaf: int, max_iter: int, monotone: dict[str, int] | None = None
+) -> HistGradientBoostingClassifier:
+    """The one tree recipe of every PT Pulse model: shallow (depth 3), regularised trees, because each signal
+    is a sum of a few effects with noisy labels; early stopping on the loss of the later validation slice
+    passed to `fit` (X_val), so the number of trees is chosen on the future, the way the model is used.
+    Models differ only in leaf size, the tree cap and which features may only push risk one way."""
+    return HistGradientBoostingClassifier(
+        learning_rate=0.08,
+        max_iter=max_iter,
+        max_depth=3,
+        min_samples_leaf=min_samples_leaf,
+        l2_regularization=5.0,
+        categorical_features="from_dtype",
+        monotonic_cst=monotone or None,
+        early_stopping=True,
+        scoring="loss",
+        n_iter_no_change=15,
+        tol=1e-5,
+        random_state=seed,
+    )
+
+
 def fit_rows(order: np.ndarray, cal_share: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
     """(fit, calibration) row positions: the earlier rows by `order` fit the booster, the latest calibrate it."""
     ranks = np.argsort(np.argsort(order, kind="stable"), kind="stable")
