@@ -59,6 +59,12 @@ def _seg(*parts: pl.Expr | str) -> pl.Expr:
     return pl.concat_str([pl.concat_str(exprs, separator="*"), pl.lit(T)])
 
 
+def _patient_nm1(qualifier: str) -> pl.Expr:
+    """The patient's NM1 by member id (MI): IL is the 837P subscriber, QC the 835 claim's patient."""
+    first, last, member = (_clean(pl.col(c)) for c in ("first_name", "last_name", "member_id"))
+    return _seg("NM1", qualifier, "1", last, first, "", "", "", "MI", member)
+
+
 def _envelope(kind: str, control: int, stamp: str, body: str, n_st: int) -> str:
     """ISA/GS ... GE/IEA around the transaction sets of one file (ISA is fixed-width, 106 characters)."""
     version = {"837": "005010X222A1", "835": "005010X221A1"}[kind]
@@ -222,18 +228,7 @@ def _write_837p(native: Path, out: Path, claims: pl.DataFrame, ref: dict[str, pl
             _seg("REF", "EI", PRACTICE_TIN),
             _seg("HL", "2", "1", "22", "0"),
             _seg("SBR", "P", "18", "", "", "", "", "", "", pl.col("filing")),
-            _seg(
-                "NM1",
-                "IL",
-                "1",
-                _clean(pl.col("last_name")),
-                _clean(pl.col("first_name")),
-                "",
-                "",
-                "",
-                "MI",
-                _clean(pl.col("member_id")),
-            ),
+            _patient_nm1("IL"),  # subscriber = the patient
             _seg("N3", _clean(pl.col("address_line"))),
             _seg("N4", _clean(pl.col("city")), pl.col("state"), pl.col("zip")),
             _seg(
@@ -359,18 +354,7 @@ def _write_835(native: Path, out: Path, claims: pl.DataFrame) -> dict[str, int]:
                     "1",
                 ),
                 pl.col("cas").fill_null(""),
-                _seg(
-                    "NM1",
-                    "QC",
-                    "1",
-                    _clean(pl.col("last_name")),
-                    _clean(pl.col("first_name")),
-                    "",
-                    "",
-                    "",
-                    "MI",
-                    _clean(pl.col("member_id")),
-                ),
+                _patient_nm1("QC"),
                 _seg("DTM", "232", pl.col("service_date").dt.strftime("%Y%m%d")),
             ]
         )
