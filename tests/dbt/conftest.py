@@ -39,3 +39,19 @@ def copy_of(settings: Settings, target: Path) -> Settings:
     if (settings.home / "secrets").exists():  # the same pseudonym secret, so patient_key values carry over
         shutil.copytree(settings.home / "secrets", target / "secrets", dirs_exist_ok=True)
     return get_settings(target)
+
+
+def build_hand_practice(root: Path, files: dict[str, str]) -> Settings:
+    """Ingest hand-written CSV files (name -> text) into a fresh home under `root` and build it: every file must
+    load without a quarantined row and the build must pass (the fixtures of the hand-worked linking tests)."""
+    settings = get_settings(root / "home").ensure()
+    (root / "files").mkdir()
+    for name, text in files.items():
+        (root / "files" / name).write_text(text, encoding="utf-8")
+    results = ingest([root / "files"], settings)
+    assert all(r.status == "loaded" and r.rows_quarantined == 0 for r in results), [
+        (r.file, r.status, r.rows_quarantined, r.message) for r in results
+    ]
+    result = build(settings)
+    assert result.ok, result.message
+    return settings

@@ -10,10 +10,9 @@ from decimal import Decimal
 
 import duckdb
 import pytest
+from conftest import build_hand_practice
 
-from ingestion.loader import ingest
-from ptpulse.build.orchestrate import build
-from ptpulse.core.config import Settings, get_settings
+from ptpulse.core.config import Settings
 from tests.dbt.test_linking import FILES as LINKING_FILES
 
 # emr:P1 has two claims on 03-12 besides CLM8 of E1: CLM9 and CLM10 of episode E9 (one visit, two claims)
@@ -87,18 +86,7 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def claim_linked(tmp_path_factory) -> Settings:
-    root = tmp_path_factory.mktemp("claim_links")
-    settings = get_settings(root / "home").ensure()
-    (root / "files").mkdir()
-    for name, text in FILES.items():
-        (root / "files" / name).write_text(text, encoding="utf-8")
-    results = ingest([root / "files"], settings)
-    assert all(r.status == "loaded" and r.rows_quarantined == 0 for r in results), [
-        (r.file, r.status, r.rows_quarantined, r.message) for r in results
-    ]
-    result = build(settings)
-    assert result.ok, result.message
-    return settings
+    return build_hand_practice(tmp_path_factory.mktemp("claim_links"), FILES)
 
 
 def _q(settings: Settings, sql: str) -> list[tuple]:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import build_hand_practice
 
-from ingestion.loader import ingest
-from ptpulse.build.orchestrate import build
-from ptpulse.core.config import Settings, get_settings
+from ptpulse.core.config import Settings
 
 X12_P1 = "x12:member/PAYER1/MEM001"  # how ingestion/interop/x12.py names a subscriber: the member id inside
 
@@ -130,18 +129,7 @@ def _money_in(name: str, column: str) -> Decimal:
 
 @pytest.fixture(scope="module")
 def linked(tmp_path_factory) -> Settings:
-    root = tmp_path_factory.mktemp("linking")
-    settings = get_settings(root / "home").ensure()
-    (root / "files").mkdir()
-    for name, text in FILES.items():
-        (root / "files" / name).write_text(text, encoding="utf-8")
-    results = ingest([root / "files"], settings)
-    assert all(r.status == "loaded" and r.rows_quarantined == 0 for r in results), [
-        (r.file, r.status, r.rows_quarantined, r.message) for r in results
-    ]
-    result = build(settings)
-    assert result.ok, result.message
-    return settings
+    return build_hand_practice(tmp_path_factory.mktemp("linking"), FILES)
 
 
 def _q(settings: Settings, sql: str) -> list[tuple]:

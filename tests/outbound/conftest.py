@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
 import urllib.parse
-from email import message_from_bytes
-from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -17,37 +14,13 @@ import pytest
 from ptpulse.core.outbound import EmailChannel, SmsChannel, SmsSettings, SmtpSettings
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Inbox:
-    """What the local SMTP server received: one parsed email per message."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server, session, envelope):  # aiosmtpd handler hook
-        self.messages.append(message_from_bytes(envelope.original_content or envelope.content))
-        return "250 Message accepted for delivery"
-
-
 @pytest.fixture
-def smtp_server():
-    """(inbox, EmailChannel) for a real SMTP server on 127.0.0.1 (no TLS, no login)."""
-    from aiosmtpd.controller import Controller
-
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    settings = SmtpSettings(host="127.0.0.1", port=port, security="none", sender="clinic@practice.test")
-    try:
-        yield inbox, EmailChannel(settings)
-    finally:
-        controller.stop()
+def smtp_server(local_smtp):
+    """(inbox, EmailChannel) for the real local SMTP server (tests/conftest.py)."""
+    inbox, port = local_smtp
+    return inbox, EmailChannel(
+        SmtpSettings(host="127.0.0.1", port=port, security="none", sender="clinic@practice.test")
+    )
 
 
 class SmsApi:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import free_port
+from tests.conftest import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 

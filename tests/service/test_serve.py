@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.service.conftest import free_port
+from tests.conftest import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 
