@@ -12,13 +12,16 @@ export PTPULSE_HOME ?= $(CURDIR)/data
 DEMO_DIR := $(PTPULSE_HOME)/incoming/demo_practice
 PORT ?= 8501
 
-.PHONY: venv demo test lint bench clean help
+.PHONY: venv demo test test-spark lint bench bench-large clean help
 
 help:
 	@echo "make demo   generate a demo practice, run the pipeline, serve the app on :$(PORT)"
 	@echo "make test   run every test (unit, integration, dbt, app, browser)"
 	@echo "make lint   ruff (lint + format), sqlfluff (dbt SQL), import-linter (the one-way layers)"
 	@echo "make bench  medium-scale benchmarks -> bench/results/*.json"
+	@echo "make bench-peers  our models vs LightGBM, statsforecast, ... (installs the peers extra) -> ml-peers-medium.json"
+	@echo "make bench-large  the pipeline at chain scale (900 clinics; CLINICS=200 quicker) -> large.json"
+	@echo "make test-spark  the dbt models on Apache Spark, compared with DuckDB (installs pyspark; needs Java)"
 
 # pip's own progress is left on (a first install takes minutes: the user should see it move)
 $(STAMP): pyproject.toml
@@ -41,7 +44,7 @@ demo: venv
 	$(PTPULSE) app --port $(PORT)
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -49,8 +52,28 @@ lint: venv
 	$(VENV)/bin/sqlfluff lint dbt_project
 	$(VENV)/bin/lint-imports --no-cache
 
+# The dbt models on Apache Spark vs DuckDB (issue 15): installs the optional `spark` extra (pyspark, dbt-spark;
+# needs Java 17+, Debian: apt-get install -y openjdk-17-jre-headless). `make test` runs it too once installed.
+test-spark: venv
+	$(PY) -m pip install --progress-bar on -e '.[dev,spark]'
+	$(PY) -m pytest tests/spark -q -m spark
+
 bench: venv
 	$(PY) bench/run_all.py
+
+# The whole pipeline at chain scale (issue 15; not in CI, not in `make bench`): generate -> ingest -> build ->
+# train -> score -> pages at 900 clinics, each step's wall, CPU and peak RSS -> bench/results/large.json.
+# Hours and ~80 GB of disk; CLINICS=200 makes a quicker run (bench/results/large-200.json).
+CLINICS ?= 900
+bench-large: venv
+	$(PY) bench/bench_large.py --clinics $(CLINICS)
+
+# Our models vs the peers a practitioner would pick (issue 12): installs the optional `peers` extra (lightgbm,
+# statsforecast), then one run -> bench/results/ml-peers-medium.json. `make bench` does not need the extra.
+.PHONY: bench-peers
+bench-peers: venv
+	$(PY) -m pip install --progress-bar on -e '.[dev,peers]'
+	$(PY) bench/bench_ml_peers.py
 
 clean:
 	rm -rf $(PTPULSE_HOME) bench/.cache

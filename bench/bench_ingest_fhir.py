@@ -10,7 +10,8 @@ not compared), then in the same run:
   Encounter, Claim and ExplanationOfBenefit mapped in SQL by ingestion/interop/fhir_fast.py, Coverage /
   EpisodeOfCare / PractitionerRole counted in one scan, the small reference files per resource).
 Writes bench/results/ingest-fhir-<scale>.json with resources, rows, both times and ratio = fhir_s / native_s
-(target <= 2), and the 1-minute load average at start and end (the machine is shared).
+(target <= 2), the CPU seconds of both (all threads; cpu_ratio: the same judged on CPU, steadier on a busy
+machine) and the 1-minute load average at start and end (the machine is shared).
 """
 
 from __future__ import annotations
@@ -55,12 +56,13 @@ def bulk_export(native: Path, scale: str) -> tuple[Path, dict, float]:
     return out, files, seconds
 
 
-def time_ingest(folder: Path, home: Path) -> tuple[float, list]:
+def time_ingest(folder: Path, home: Path) -> tuple[float, float, list]:
+    """Wall and CPU seconds (all threads of this process: DuckDB's too) of one ingest into a fresh home."""
     shutil.rmtree(home, ignore_errors=True)
     settings = get_settings(home)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     results = ingest([folder], settings)
-    return time.perf_counter() - started, results
+    return time.perf_counter() - started, time.process_time() - cpu, results
 
 
 def main() -> int:
@@ -74,14 +76,16 @@ def main() -> int:
     native, manifest = practice(args.scale, args.seed)
     bulk, resources, write_s = bulk_export(native, args.scale)
     warm(discover([native]) + sorted(p for p in bulk.iterdir() if p.is_file() and not p.name.startswith(".")))
-    natives, fhirs, native_results, fhir_results = [], [], [], []
+    natives, fhirs, native_cpu, fhir_cpu, native_results, fhir_results = [], [], [], [], [], []
     with tempfile.TemporaryDirectory(dir=HERE / ".cache", prefix="bench-ingest-fhir-") as tmp:
         work = Path(tmp)
-        for _ in range(args.repeat):
-            seconds, native_results = time_ingest(native, work / "native")
+        for _ in range(args.repeat):  # back to back, so both see the same load of the (shared) machine
+            seconds, cpu, native_results = time_ingest(native, work / "native")
             natives.append(seconds)
-            seconds, fhir_results = time_ingest(bulk, work / "fhir")
+            native_cpu.append(cpu)
+            seconds, cpu, fhir_results = time_ingest(bulk, work / "fhir")
             fhirs.append(seconds)
+            fhir_cpu.append(cpu)
     bad = [r for r in fhir_results if r.status not in ("loaded", "skipped_not_data")]
     if bad:
         print(f"warning: {len(bad)} FHIR load(s) not loaded: " + "; ".join(f"{r.file}: {r.status}" for r in bad))
@@ -107,9 +111,14 @@ def main() -> int:
         "fhir_s": round(fhir_s, 3),
         "ratio": round(fhir_s / native_s, 3),
         "target_ratio": TARGET_RATIO,
+        "native_cpu_s": round(min(native_cpu), 3),
+        "fhir_cpu_s": round(min(fhir_cpu), 3),
+        "cpu_ratio": round(min(fhir_cpu) / min(native_cpu), 3),
         "repeat": args.repeat,
         "all_native_s": [round(s, 3) for s in natives],
         "all_fhir_s": [round(s, 3) for s in fhirs],
+        "all_native_cpu_s": [round(s, 3) for s in native_cpu],
+        "all_fhir_cpu_s": [round(s, 3) for s in fhir_cpu],
         "load_avg_1m_start": round(load_start, 2),
         "load_avg_1m_end": round(os.getloadavg()[0], 2),
         "duckdb": duckdb.__version__,

@@ -4,7 +4,7 @@
 
 - data: a built medium analytics file (seed 7) and the generator's truth/ of the *same* run (oracle_roc_auc
   and the channel rank correlation are meaningless otherwise). Reuses bench/.cache/medium_home or
-  build_medium_home when bench/.cache/medium is seed 7 and they were ingested/built after it was generated;
+  build_medium_home when bench/.cache/medium is seed 7 of the current generator (truth/manifest.json `generator`) and they were ingested/built after it was generated;
   the file is copied to bench/.cache/ml_medium_home so a concurrent bench cannot swap it mid-run. Otherwise
   generates seed 7 (into bench/.cache/ml_medium if bench/.cache/medium holds another seed), ingests and
   builds with `run_build(settings, score=False)` into bench/.cache/ml_medium_home (kept for the next run).
@@ -35,8 +35,14 @@ SEED = 7
 
 
 def _seed(folder: Path) -> int | None:
+    """The seed of a cached practice, or None when absent or written by another version of the generator."""
+    from seed_data.generator import generator_fingerprint
+
     manifest = folder / "truth" / "manifest.json"
-    return json.loads(manifest.read_text()).get("seed") if manifest.exists() else None
+    if not manifest.exists():
+        return None
+    meta = json.loads(manifest.read_text())
+    return meta.get("seed") if meta.get("generator") == generator_fingerprint() else None
 
 
 def _newer(a: Path, b: Path) -> bool:

@@ -45,7 +45,7 @@ from ingestion.files import (
     read_header,
     scan,
 )
-from ingestion.interop import is_interop, read_interop
+from ingestion.interop import FrameRows, TableRows, is_interop, read_interop
 from ingestion.profiles import (
     Profile,
     ProfileError,
@@ -767,7 +767,7 @@ def _load_interop_file(db: RawDB, path: Path, contracts: Mapping[str, Contract])
     try:
         check_readable(path)
         result.sha256 = scan(path).sha256
-        batch = read_interop(path, contracts)
+        batch = read_interop(path, contracts, db.con)  # FHIR Bulk rows mapped in SQL stay in this connection
     except FileRefused as exc:
         _refuse(db, result, str(exc))
         return [result]
@@ -780,6 +780,17 @@ def _load_interop_file(db: RawDB, path: Path, contracts: Mapping[str, Contract])
     except BaseException as exc:
         _fail(db, result, exc)
         raise
+    try:
+        return _land_batch(db, path, result, batch, contracts)
+    finally:
+        for rows in batch.tables():
+            rows.drop()
+
+
+def _land_batch(
+    db: RawDB, path: Path, result: LoadResult, batch, contracts: Mapping[str, Contract]
+) -> list[LoadResult]:
+    """One load per target source of an interop file's batch (see `_load_interop_file`)."""
     notes = batch.summary()
     if not batch.rows:
         previous = _previous_load(db, result.sha256, None, by_source=True)
@@ -829,9 +840,25 @@ def _load_interop_file(db: RawDB, path: Path, contracts: Mapping[str, Contract])
 
 
 def _stage_rows(db: RawDB, rows: list, contract: Contract) -> None:
-    """Stage reader rows [(line, {column: text})] exactly like a CSV's rows, plus `_src_line`."""
+    """Stage reader rows [(line, {column: text})] exactly like a CSV's rows, plus `_src_line`.
+
+    Rows a FHIR Bulk file mapped in SQL (TableRows) are already a temp table of this connection: staged straight
+    from it in file order, so millions of rows never cross into Python and back (ingestion/interop/fhir_fast.py)."""
     import polars as pl
 
+    columns = ", ".join(quote_ident(c) for c in contract.column_names)
+    nul = " OR ".join(f"coalesce(contains({quote_ident(c)}, chr(0)), false)" for c in contract.column_names)
+    _empty_malformed(db)
+    if isinstance(rows, TableRows) and rows.con is db.con:
+        db.con.execute(
+            _staging_sql(
+                contract,
+                f"SELECT {columns}, _src_line, 0 AS _breaks, {nul} AS _nul FROM ({rows.rows_sql(contract.column_names)})",
+            )
+        )
+        return
+    if isinstance(rows, TableRows):  # mapped in another connection (not the loader's): as a frame
+        rows = FrameRows(rows.frame(contract.column_names))
     if hasattr(rows, "frame"):  # FrameRows: mapped in SQL (ingestion/interop/fhir_fast.py)
         frame = rows.frame.select([pl.col(c).cast(pl.Utf8) for c in contract.column_names] + [pl.col("_src_line")])
     else:
@@ -845,11 +872,13 @@ def _stage_rows(db: RawDB, rows: list, contract: Contract) -> None:
         db.con.execute("CREATE OR REPLACE TEMP TABLE _interop_rows AS SELECT * FROM _interop_frame")
     finally:
         db.con.unregister("_interop_frame")
-    columns = ", ".join(quote_ident(c) for c in contract.column_names)
-    nul = " OR ".join(f"coalesce(contains({quote_ident(c)}, chr(0)), false)" for c in contract.column_names)
     db.con.execute(
         _staging_sql(contract, f"SELECT {columns}, _src_line, 0 AS _breaks, {nul} AS _nul FROM _interop_rows")
     )
+
+
+def _empty_malformed(db: RawDB) -> None:
+    """Interop rows have no CSV line to break: an empty temp._malformed for `_land`."""
     db.con.execute(
         "CREATE OR REPLACE TEMP TABLE _malformed (line BIGINT, column_name VARCHAR, detail VARCHAR, csv_line VARCHAR)"
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from ptpulse.core.config import Settings
 from ptpulse.core.sql import quote_ident
 
 SCHEMA = "raw"
@@ -41,8 +42,14 @@ class RawDB:
         self.con.close()
 
 
-def open_raw(path: Path, read_only: bool = False) -> RawDB:
-    """Connect to the raw store; read-only connections never take the writer's lock."""
-    con = duckdb.connect(str(path), read_only=read_only)
+def open_raw(path: Path, read_only: bool = False, settings: Settings | None = None) -> RawDB:
+    """Connect to the raw store; read-only connections never take the writer's lock.
+
+    The writer gets the memory budget and spill folder of `settings` (default: those of the home holding
+    `path`): staging a chain-sized file is then bounded by $PTPULSE_MEMORY_LIMIT instead of 80% of RAM.
+    Insertion order is kept: the loader reads a staged row's file line from its rowid.
+    """
+    config = {} if read_only else (settings or Settings(home=Path(path).parent)).duckdb_config()
+    con = duckdb.connect(str(path), read_only=read_only, config=config)
     catalog = con.execute("SELECT current_database()").fetchone()[0]
     return RawDB(con=con, catalog=catalog)

@@ -151,12 +151,19 @@ def usable_columns(features: pd.DataFrame, order: np.ndarray) -> tuple[list[str]
 # well-documented pattern in outpatient therapy. Saying so keeps the trees from fitting noise wiggles.
 MONOTONE_UP = ("prior_no_shows", "no_shows_last5", "episode_no_shows", "late_cancels_last5", "lead_time_days")
 MAX_TREES = 400
+# Step 0.15, not the shared 0.08: measured on the medium practice (500k training appointments, one thread) the
+# trees stop at ~105 instead of ~195, fit in about half the CPU time, with the same test ROC AUC (0.7034 vs
+# 0.7036) and calibration slope (1.00 vs 1.01); depth 4, 15 or 31 leaves and fewer bins were no better.
+LEARNING_RATE = 0.15
 
 
 def _booster(numeric: list[str] | None = None) -> HistGradientBoostingClassifier:
-    """The shared shallow-tree recipe (tabular.shallow_booster) with the no-show's leaf size and monotone risks."""
+    """The shared shallow-tree recipe (tabular.shallow_booster) with the no-show's leaf size, step and monotone
+    risks."""
     monotone = {c: 1 for c in MONOTONE_UP if numeric is None or c in numeric}
-    return tabular.shallow_booster(SEED, min_samples_leaf=200, max_iter=MAX_TREES, monotone=monotone)
+    return tabular.shallow_booster(
+        SEED, min_samples_leaf=200, max_iter=MAX_TREES, monotone=monotone, learning_rate=LEARNING_RATE
+    )
 
 
 def fit_calibrated(

@@ -64,14 +64,20 @@ def present_columns(features: pd.DataFrame, columns: Sequence[str]) -> tuple[lis
 
 
 def shallow_booster(
-    seed: int, min_samples_leaf: int, max_iter: int, monotone: dict[str, int] | None = None
+    seed: int,
+    min_samples_leaf: int,
+    max_iter: int,
+    monotone: dict[str, int] | None = None,
+    learning_rate: float = 0.08,
 ) -> HistGradientBoostingClassifier:
     """The one tree recipe of every PT Pulse model: shallow (depth 3), regularised trees, because each signal
     is a sum of a few effects with noisy labels; early stopping on the loss of the later validation slice
     passed to `fit` (X_val), so the number of trees is chosen on the future, the way the model is used.
-    Models differ only in leaf size, the tree cap and which features may only push risk one way."""
+    Models differ only in leaf size, the tree cap, which features may only push risk one way and the step
+    (a larger step on a large training set needs half the trees for the same held-out loss: fit time is
+    proportional to the trees, and each tree scans every row)."""
     return HistGradientBoostingClassifier(
-        learning_rate=0.08,
+        learning_rate=learning_rate,
         max_iter=max_iter,
         max_depth=3,
         min_samples_leaf=min_samples_leaf,

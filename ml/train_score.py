@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ml import artifacts, attribution, demand, denial, lead, no_show, sufficiency, warehouse
+from ml import artifacts, attribution, demand, denial, lead, mmm, no_show, sufficiency, warehouse
 from ml.evaluation import spearman
 from ml.features import FEATURES, LEAD_HOURS, build_features, labelled_targets, upcoming_targets
 from ptpulse.core.config import Settings
@@ -32,6 +32,10 @@ from ptpulse.core.progress import ProgressFn
 TRAIN_STEPS = 6
 SCORE_STEPS = 6
 THREADS_ENV = "PTPULSE_ML_THREADS"
+# Appointments the no-show model trains on at most (~50 clinics x 3 years, ~1.5 GB of frames and features);
+# above it a hash share of patients is used (warehouse.read_marts), said on the card. docs/scale.md.
+ROW_BUDGET_ENV = "PTPULSE_ML_ROW_BUDGET"
+DEFAULT_ROW_BUDGET = 1_500_000
 
 
 def _threads() -> int:
@@ -45,6 +49,14 @@ def _threads() -> int:
         return max(1, int(os.environ.get(THREADS_ENV, "1")))
     except ValueError:
         return 1
+
+
+def _row_budget() -> int:
+    """$PTPULSE_ML_ROW_BUDGET appointments (default 1.5 M): the no-show training set's memory bound."""
+    try:
+        return max(1, int(os.environ.get(ROW_BUDGET_ENV, DEFAULT_ROW_BUDGET)))
+    except ValueError:
+        return DEFAULT_ROW_BUDGET
 
 
 def _report(progress: ProgressFn, step: str, done: int, total: int) -> None:
@@ -66,7 +78,7 @@ def train(
     Reads `analytics_path` (default: the served analytics file) read-only.
     """
     path = Path(analytics_path) if analytics_path is not None else settings.analytics_db
-    con = duckdb.connect(str(path), read_only=True)
+    con = duckdb.connect(str(path), read_only=True, config=settings.duckdb_config())  # memory budget: docs/scale.md
     try:
         with threadpool_limits(limits=_threads(), user_api="openmp"):
             return _train(con, settings, progress, artifacts.truth_dir(truth_dir))
@@ -80,8 +92,9 @@ def _train(
     started = time.perf_counter()
     trained_at = datetime.now(UTC).replace(microsecond=0).isoformat()
     _report(progress, "no-show features", 0, TRAIN_STEPS)
-    marts = warehouse.read_marts(con)
-    card = train_no_show(con, settings, marts, trained_at, truth, progress)
+    share = warehouse.training_share(con, _row_budget())
+    marts = warehouse.read_marts(con, patient_share=share)
+    card = train_no_show(con, settings, marts, trained_at, truth, progress, patient_share=share)
 
     _report(progress, "demand backtest", 2, TRAIN_STEPS)
     backtest = demand_backtest(con, marts.as_of)
@@ -91,7 +104,8 @@ def _train(
     paths = warehouse.read_paths(con)
     attr_reason = sufficiency.attribution(paths)
     credit = attribution.attribute(paths if attr_reason is None else paths.iloc[:0])
-    attr = attribution_summary(credit, artifacts.read_truth(truth, "channel_effects.csv"))
+    incr, mmm_settings = mmm.incrementality(con)
+    attr = attribution_summary(credit, artifacts.read_truth(truth, "channel_effects.csv"), incr, mmm_settings)
     attr = {"status": sufficiency.NOT_TRAINED if attr_reason else sufficiency.TRAINED, "reason": attr_reason, **attr}
     artifacts.write_json(artifacts.attribution_path(settings), attr)
     _report(progress, "lead model", 4, TRAIN_STEPS)
@@ -131,7 +145,9 @@ def _train(
                 "cutoffs",
             )
         },
-        "attribution": {k: attr[k] for k in ("status", "reason", "spearman_markov", "spearman_shapley")},
+        "attribution": {
+            k: attr[k] for k in ("status", "reason", "spearman_markov", "spearman_shapley", "spearman_mmm")
+        },
         "lead": {k: lead_card.get(k) for k in ("status", "reason", *LEAD_HEADLINE)},
         "denial": {k: denial_card.get(k) for k in ("status", "reason", *DENIAL_HEADLINE)},
         "models_dir": str(settings.models_dir),
@@ -149,8 +165,10 @@ def train_no_show(
     trained_at: str,
     truth: Path | None,
     progress: ProgressFn = None,
+    patient_share: float = 1.0,
 ) -> dict[str, Any]:
-    """Fit, evaluate and save the no-show model (or write a not_trained card saying why). Returns the card."""
+    """Fit, evaluate and save the no-show model (or write a not_trained card saying why). Returns the card.
+    `patient_share` < 1: `marts` holds that sample of patients (row budget), recorded on the card."""
     targets = labelled_targets(marts.appointments)
     y = (targets["status"] == "no_show").to_numpy(int)
     reason = sufficiency.as_of_missing(marts.as_of) or sufficiency.binary(
@@ -214,6 +232,15 @@ def train_no_show(
         "truth_dir": str(truth) if truth else None,
         "oracle_definition": ORACLE_DEFINITION,
         "fit_seconds": round(time.perf_counter() - t0, 2),
+        "training_sample": {
+            "patient_share": patient_share,
+            "row_budget": _row_budget(),
+            "method": "every appointment of all patients"
+            if patient_share >= 1.0
+            else f"every appointment of {patient_share:.1%} of patients (hash of patient_id, the same each run): "
+            f"the appointments exceed ${ROW_BUDGET_ENV}; every month is kept in proportion and the split is still "
+            "by time",
+        },
     }
     artifacts.save_model(artifacts.model_path(settings), model)
     artifacts.write_json(artifacts.card_path(settings), card)
@@ -521,20 +548,41 @@ def per_series_metric(summary: pd.DataFrame, points: pd.DataFrame) -> dict[str, 
     return {"breakdown": rows, "hidden_losses": hidden, "pooled_hides_loss": bool(hidden)}
 
 
-def attribution_summary(credit: pd.DataFrame, truth: pd.DataFrame | None) -> dict[str, Any]:
-    """Credit per model and channel, and the rank correlation with the generator's true effects."""
+def attribution_summary(
+    credit: pd.DataFrame,
+    truth: pd.DataFrame | None,
+    incr: pd.DataFrame | None = None,
+    mmm_settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Credit per model and channel, the MMM's incremental effects, and rank correlations with the truth.
+
+    Path models are scored against the path effect (`true_effect`) as before; every model is also scored against
+    the incremental new patients (`true_incremental`, what a budget decision needs) as `spearman_<model>_incremental`
+    ; `spearman_mmm` is the MMM against the incremental truth.
+    """
+    incr = incr if incr is not None else pd.DataFrame(columns=["channel", "effect", "lo", "hi", "share", "method"])
     out: dict[str, Any] = {
         "credit": credit.drop(columns="settings").to_dict(orient="records"),
+        "incrementality": incr.to_dict(orient="records"),
+        "mmm": mmm_settings or {},
         "spearman_markov": None,
         "spearman_shapley": None,
+        "spearman_mmm": None,
         "truth_channels": None,
     }
-    if truth is None or credit.empty:
+    if truth is None:
         return out
     out["truth_channels"] = truth["channel"].tolist()
     for model in ("markov", "shapley"):
         part = credit[credit["model"] == model].merge(truth, on="channel")
+        if part.empty:
+            continue
         out[f"spearman_{model}"] = spearman(part["attributed_conversions"], part["true_effect"])
+        if "true_incremental" in part:
+            out[f"spearman_{model}_incremental"] = spearman(part["attributed_conversions"], part["true_incremental"])
+    part = incr.merge(truth, on="channel")
+    if len(part) and "true_incremental" in part:
+        out["spearman_mmm"] = spearman(part["effect"].astype(float), part["true_incremental"])
     return out
 
 
@@ -563,7 +611,7 @@ def score(
     for each that did not, why.
     """
     started = time.perf_counter()
-    con = duckdb.connect(str(analytics_path))
+    con = duckdb.connect(str(analytics_path), config=settings.duckdb_config())  # memory budget: docs/scale.md
     try:
         with threadpool_limits(limits=_threads(), user_api="openmp"):
             trained = None
@@ -649,7 +697,7 @@ def _score(
     rows: dict[str, int] = {}
     status: dict[str, dict[str, Any]] = {}
     _report(progress, "no-show scores", 0, SCORE_STEPS)
-    marts = warehouse.read_marts(con)
+    marts = warehouse.read_marts(con, upcoming_only=True)  # history of the patients scored only: docs/scale.md
     no_as_of = sufficiency.as_of_missing(marts.as_of)
     upcoming = upcoming_targets(marts.appointments) if no_as_of is None else marts.appointments.iloc[:0]
     table = pd.DataFrame()
@@ -706,6 +754,9 @@ def _score(
     rows["attribution_credit"] = warehouse.write_table(
         con, "attribution_credit", attribution.attribute(paths) if reason is None else pd.DataFrame()
     )
+    incr, mmm_settings = mmm.incrementality(con)
+    status["channel_incrementality"] = _step(mmm_settings.get("reason"))
+    rows["channel_incrementality"] = warehouse.write_table(con, "channel_incrementality", incr)
     return rows, status
 
 
@@ -718,6 +769,14 @@ def _fmt(v: Any, digits: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     return str(v)
+
+
+def _sample_lines(card: dict[str, Any]) -> list[str]:
+    """The card's sampling note, only when the model saw a sample (chain scale, docs/scale.md)."""
+    sample = card.get("training_sample") or {}
+    if sample.get("patient_share", 1.0) >= 1.0:
+        return []
+    return [f"Sampled for memory: {sample['method']}.", ""]
 
 
 def model_card_markdown(card: dict[str, Any]) -> str:
@@ -761,6 +820,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"Trained on {card['n_train']:,} appointments before {card['split_date']}, tested on the "
         f"{card['n_test']:,} after it. Test no-show rate {_fmt(base)}.",
         "",
+        *_sample_lines(card),
         "| metric | deployed model | patient history rate | logistic regression | true probabilities (oracle) |",
         "|---|---|---|---|---|",
     ]

@@ -78,6 +78,14 @@ ML_TABLES: dict[str, dict[str, str]] = {
         "attributed_revenue_usd": "DOUBLE",
         "settings": "JSON",
     },
+    "channel_incrementality": {
+        "channel": "VARCHAR",
+        "effect": "DOUBLE",
+        "lo": "DOUBLE",
+        "hi": "DOUBLE",
+        "share": "DOUBLE",
+        "method": "VARCHAR",
+    },
 }
 
 
@@ -97,20 +105,57 @@ def _optional(con: duckdb.DuckDBPyConnection, table: str, names: tuple[str, ...]
     return "".join(f", {quote_ident(c)}" for c in names if c in have)
 
 
-def read_marts(con: duckdb.DuckDBPyConnection) -> MartFrames:
-    """The tables the no-show features need (only the columns used, plus optional ones when present)."""
-    appts = con.sql(f"""
+# Patients the no-show features are read for (features are per patient and episode history, so a patient kept
+# keeps every feature exact). Training over a row budget keeps a deterministic hash share of patients (every
+# month in proportion; docs/scale.md); scoring needs only the patients with an upcoming appointment.
+SAMPLE_BUCKETS = 10_000
+UPCOMING_PATIENTS = "select patient_id from marts.appointments where is_future"
+
+
+def training_share(con: duckdb.DuckDBPyConnection, row_budget: int) -> float:
+    """Share of patients to train the no-show model on: 1.0 unless the appointments exceed `row_budget`."""
+    n = con.execute("select count(*) from marts.appointments").fetchone()[0]
+    return 1.0 if n <= row_budget else max(1, int(SAMPLE_BUCKETS * row_budget / n)) / SAMPLE_BUCKETS
+
+
+def read_marts(con: duckdb.DuckDBPyConnection, patient_share: float = 1.0, upcoming_only: bool = False) -> MartFrames:
+    """The tables the no-show features need (only the columns used, plus optional ones when present).
+
+    `patient_share` < 1: only that share of patients (hash of patient_id, the same on every run) with their
+    whole history, episodes and referrals: bounds training memory at chain scale. `upcoming_only`: only the
+    patients with an upcoming appointment (all that scoring needs). Either way features stay exact."""
+    where, params = "", []
+    if upcoming_only:
+        where = f"where patient_id in ({UPCOMING_PATIENTS})"
+    elif patient_share < 1.0:
+        where, params = "where hash(patient_id) % ? < ?", [SAMPLE_BUCKETS, round(patient_share * SAMPLE_BUCKETS)]
+    appts = con.execute(
+        f"""
         select appointment_id, episode_id, referral_id, patient_id, clinic_id, therapist_id, visit_type,
                booked_at, scheduled_start, duration_min, status, status_at, is_future
                {_optional(con, "appointments", OPTIONAL_APPOINTMENT)}
-        from marts.appointments""").df()
-    episodes = con.sql("""
+        from marts.appointments {where}""",
+        params,
+    ).df()
+
+    def kept(column: str) -> str:  # only the rows the kept appointments refer to
+        return f"where {column} in (select {column} from marts.appointments {where})" if where else ""
+
+    episodes = con.execute(
+        f"""
         select episode_id, payer_class, body_region, eval_date, eval_note_signed_at, planned_visits,
                frequency_per_week
-        from marts.episodes""").df()
-    referrals = con.sql("select referral_id, source_type, received_at, payer_class from marts.referral_funnel").df()
-    patients = con.sql(
-        f"select patient_id, birth_date {_optional(con, 'dim_patients', OPTIONAL_PATIENT)} from marts.dim_patients"
+        from marts.episodes {kept("episode_id")}""",
+        params,
+    ).df()
+    referrals = con.execute(
+        f"select referral_id, source_type, received_at, payer_class from marts.referral_funnel {kept('referral_id')}",
+        params,
+    ).df()
+    patients = con.execute(
+        f"select patient_id, birth_date {_optional(con, 'dim_patients', OPTIONAL_PATIENT)} from marts.dim_patients "
+        f"{kept('patient_id')}",
+        params,
     ).df()
     return MartFrames(appts, episodes, referrals, patients, as_of(con))
 

@@ -35,6 +35,12 @@ err = Console(stderr=True)
 
 HomeOpt = typer.Option(None, "--home", help="Data folder (default: $PTPULSE_HOME or ./data).")
 WaitOpt = typer.Option(0.0, "--wait", help="Seconds to wait for another pipeline command to finish.")
+FullRefreshOpt = typer.Option(
+    False,
+    "--full-refresh",
+    help="Rebuild the incremental tables from all of raw.duckdb (otherwise only what new loads touched; a full "
+    "refresh also happens by itself weekly and when contracts or models change).",
+)
 
 
 class Scale(StrEnum):
@@ -331,6 +337,7 @@ def build(
     home: Path | None = HomeOpt,
     wait: float = WaitOpt,
     score: bool = typer.Option(True, help="Score ML models into the new file before it is swapped in."),
+    full_refresh: bool = FullRefreshOpt,
 ) -> None:
     """Run dbt build into a new analytics file and swap it in only if every error-severity test passed."""
     from ptpulse.refresh import run_build
@@ -338,7 +345,7 @@ def build(
     settings = get_settings(home)
     try:
         with pipeline_lock(settings, "build", wait_s=wait), progress_bar("build") as report:
-            result = run_build(settings, score=score, progress=report)
+            result = run_build(settings, score=score, progress=report, full_refresh=full_refresh)
     except PipelineBusy as exc:
         _fail(str(exc), code=3)
     _finish_build(result)
@@ -348,7 +355,8 @@ def _finish_build(result) -> None:
     if result.ok:
         out.print(
             f"[green]built and served[/] {result.served_path} in {result.seconds:.1f}s "
-            f"({result.models} models, {result.tests} tests)"
+            f"({result.models} models, {result.tests} tests; "
+            f"{'full refresh' if result.full_refresh else 'incremental'}: {result.mode_reason})"
         )
     else:
         _fail(f"build failed, the previous analytics files are still served.\n{result.message}")
@@ -377,6 +385,7 @@ def refresh(
     ),
     home: Path | None = HomeOpt,
     wait: float = WaitOpt,
+    full_refresh: bool = FullRefreshOpt,
 ) -> None:
     """Ingest what is new, build, score and swap, in sequence under the pipeline lock."""
     from ptpulse.refresh import refresh as run
@@ -384,7 +393,7 @@ def refresh(
     settings = get_settings(home)
     try:
         with pipeline_lock(settings, "refresh", wait_s=wait), progress_bar("refresh") as report:
-            result = run(settings, paths=paths or None, progress=_plain_steps(report))
+            result = run(settings, paths=paths or None, progress=_plain_steps(report), full_refresh=full_refresh)
     except PipelineBusy as exc:
         _fail(str(exc), code=3)
     _print_loads(result.loads)

@@ -32,15 +32,18 @@ def _score_before_swap(settings: Settings, progress: ProgressFn):
     return score
 
 
-def run_build(settings: Settings, score: bool = True, progress: ProgressFn = None):
-    """dbt build into a new file, optionally score ML into it, then serve it (or keep the old one)."""
+def run_build(settings: Settings, score: bool = True, progress: ProgressFn = None, full_refresh: bool = False):
+    """dbt build into a new file, optionally score ML into it, then serve it (or keep the old one).
+    `full_refresh`: rebuild the incremental staging tables from all of raw (ptpulse/build/incremental.py)."""
     from ptpulse.build.orchestrate import build
 
     hook = _score_before_swap(settings, progress) if score else None
-    return build(settings, progress=progress, before_swap=hook)
+    return build(settings, progress=progress, before_swap=hook, full_refresh=full_refresh)
 
 
-def refresh(settings: Settings, paths: Sequence[Path] | None = None, progress: ProgressFn = None) -> RefreshResult:
+def refresh(
+    settings: Settings, paths: Sequence[Path] | None = None, progress: ProgressFn = None, full_refresh: bool = False
+) -> RefreshResult:
     """Ingest `paths` (default: the incoming folder), then build and serve."""
     from ingestion.loader import ingest
 
@@ -48,4 +51,4 @@ def refresh(settings: Settings, paths: Sequence[Path] | None = None, progress: P
     settings.incoming.mkdir(parents=True, exist_ok=True)
     sources = list(paths) if paths else [settings.incoming]
     loads = ingest(sources, settings, progress=progress)
-    return RefreshResult(loads=loads, build=run_build(settings, progress=progress))
+    return RefreshResult(loads=loads, build=run_build(settings, progress=progress, full_refresh=full_refresh))

@@ -6,6 +6,7 @@ memory stays flat at any scale and the same seed always gives byte-identical fil
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import Counter, defaultdict
@@ -29,7 +30,7 @@ Progress = Callable[[str, float, float], None] | None
 
 
 class ChannelTruth:
-    """Accumulates each channel's true conversion rate and removal effect over all touched referrals."""
+    """Accumulates each channel's true conversion rate, path removal effect and incremental new patients."""
 
     def __init__(self) -> None:
         k = len(P.CHANNELS)
@@ -37,6 +38,7 @@ class ChannelTruth:
         self.p_sum = np.zeros(k)
         self.removal = np.zeros(k)
         self.total = 0.0
+        self.incremental = np.zeros(k)  # expected scheduled referrals per channel, all clinics
 
     def add(self, on_path: np.ndarray, base_logit: np.ndarray) -> None:
         touched = on_path.any(axis=1)
@@ -50,12 +52,30 @@ class ChannelTruth:
             self.p_sum[c] += p[has].sum()
             self.removal[c] += (p[has] - sigmoid(logit[has] - M.CH_LOGIT[c])).sum()
 
+    def add_incremental(
+        self, on_path: np.ndarray, base_logit: np.ndarray, channel: np.ndarray, source: np.ndarray, displaced: float
+    ) -> None:
+        """Expected scheduled referrals lost had each channel been switched off (what an MMM estimates): its
+        own leads' scheduling probability, plus its logit on other journeys, minus (social) the direct-access
+        referrals its leads intercepted, valued at the clinic's direct-access scheduling rate."""
+        logit = base_logit + on_path @ M.CH_LOGIT
+        p = sigmoid(logit)
+        own = np.bincount(channel[channel >= 0], weights=p[channel >= 0], minlength=len(P.CHANNELS))
+        removal = p[:, None] - sigmoid(logit[:, None] - M.CH_LOGIT[None, :])
+        other = on_path & (channel[:, None] != np.arange(len(P.CHANNELS))[None, :])
+        direct = source == 1
+        p_direct = float(p[direct].mean()) if direct.any() else 0.0
+        self.incremental += own + (removal * other).sum(axis=0)
+        self.incremental[M.SOCIAL] -= displaced * p_direct
+
     def frame(self) -> pl.DataFrame:
         return pl.DataFrame(
             dict(
                 channel=list(P.CHANNELS),
                 true_conversion_rate=np.round(self.p_sum / np.maximum(self.n, 1), 4),
                 true_effect=np.round(self.removal / max(self.total, 1e-9), 4),
+                true_incremental=np.round(self.incremental, 2),
+                true_incremental_share=np.round(self.incremental / max(self.incremental.sum(), 1e-9), 4),
             )
         )
 
@@ -73,8 +93,8 @@ def simulate_clinic(
     """All source frames (typed) of one clinic, plus its appointment truth under key 'truth'."""
     ctx = build_clinic(ci, rng, pools, cal, start, as_of)
     months = M.month_starts(ctx)
-    spend = M.spend_matrix(ctx, months)
-    R = simulate_referrals(ctx, pools, payers, months, M.channel_weights(spend))
+    mk = M.plan(ctx, months)
+    R = simulate_referrals(ctx, pools, payers, months, mk)
     Ep = care.simulate(ctx, R, payers)
     ref_ids = ids("RF", ci, np.arange(R.n), 6).to_numpy()
     pat_ids = R.patients["patient_id"].to_numpy()
@@ -86,6 +106,7 @@ def simulate_clinic(
         touch_id=ids("TC", ci, np.arange(tc.height), 7), referral_id=pl.Series(ref_ids[tc["ref"].to_numpy()])
     )
     truth.add(R.on_path, R.base_logit)
+    truth.add_incremental(R.on_path, R.base_logit, R.channel, R.source, R.displaced)
     return dict(
         clinics=ctx.clinic,
         therapists=ctx.therapists,
@@ -93,7 +114,7 @@ def simulate_clinic(
         patients=R.patients,
         intake_events=intake_events(ctx, R, payers, Ep.eval_lost, Ep.eval_lost_at),
         marketing_touches=touches,
-        marketing_spend=M.spend_frame(ctx, months, spend),
+        marketing_spend=M.spend_frame(ctx, months, mk.spend),
         scheduling_events=S.events,
         documentation_events=notes,
         truth=S.truth,
@@ -175,6 +196,7 @@ def generate(
     manifest = dict(
         scale=scale,
         seed=seed,
+        generator=generator_fingerprint(),
         as_of=as_of.isoformat(),
         history_start=first.isoformat(),
         dirty=dirty,
@@ -185,3 +207,16 @@ def generate(
     (out / "truth" / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     seconds = round(time.perf_counter() - t0, 2)
     return dict(rows=rows, as_of=as_of.isoformat(), seconds=seconds, dirt=manifest["dirt"], out=str(out))
+
+
+def generator_fingerprint() -> str:
+    """A hash of the simulation's own source, written to truth/manifest.json.
+
+    Benchmarks reuse a cached practice only when seed AND fingerprint match: the same seed under a changed
+    generator is different data, and its truth files may lack columns the current models are scored on.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

@@ -52,10 +52,12 @@ class Referrals:
     touches: pl.DataFrame
     outreach: pl.DataFrame  # ref, event_at, method, outcome
     patients: pl.DataFrame
+    displaced: float = 0.0  # expected direct-access referrals intercepted by social leads (truth only)
 
 
-def arrivals(ctx: ClinicCtx) -> np.ndarray:
-    """Epoch seconds of each referral: Poisson per day scaled to keep therapists ~80% booked."""
+def arrivals(ctx: ClinicCtx, boost: float = 1.0) -> np.ndarray:
+    """Epoch seconds of each referral: Poisson per day scaled to keep therapists ~80% booked (times `boost` for
+    candidates that marketing.draw_sources thins)."""
     rng, cal = ctx.rng, ctx.cal
     days = np.arange(ctx.start, ctx.as_of + 1)
     avg_dur = 0.15 * P.EVAL_MIN + 0.85 * P.FOLLOW_UP_MIN
@@ -65,7 +67,7 @@ def arrivals(ctx: ClinicCtx) -> np.ndarray:
     rate = per_week / sum(P.WEEKDAY_REFERRAL) * np.array(P.WEEKDAY_REFERRAL)[wd]
     rate = rate * np.array(P.MONTH_FACTOR)[cal.month[days - cal.d0]]
     rate = np.where(cal.is_holiday(days), rate * 0.15, rate)
-    counts = rng.poisson(rate)
+    counts = rng.poisson(rate * boost)
     day = np.repeat(days, counts)
     office = wd[np.repeat(np.arange(len(days)), counts)] < 5
     sec = np.where(office, rng.integers(8 * 3600, 18 * 3600, size=len(day)), rng.integers(0, 86400, size=len(day)))
@@ -167,19 +169,15 @@ def business_hours(ctx: ClinicCtx, t: np.ndarray) -> np.ndarray:
 
 
 def simulate_referrals(
-    ctx: ClinicCtx, pools: Pools, payers: PayerTable, months: np.ndarray, weights: np.ndarray
+    ctx: ClinicCtx, pools: Pools, payers: PayerTable, months: np.ndarray, mk: M.MarketingPlan
 ) -> Referrals:
     """Draw referrals and run the pre-evaluation funnel (outreach, contact, exits)."""
     rng = ctx.rng
-    received = arrivals(ctx)
+    weights = mk.weights
+    received, source, channel, month_idx, displaced = M.draw_sources(ctx, arrivals(ctx, mk.boost), months, mk)
     n = len(received)
-    source = rng.choice(len(SOURCE), size=n, p=list(P.SOURCE_TYPE_P.values()))
     ph = pick_physicians(ctx, received)
     physician = np.where(source == 0, ctx.ph_ids[ph], "")
-    month_idx = np.searchsorted(months, received // DAY, side="right") - 1
-    u = rng.random(n)[:, None]
-    mk_channel = (u > np.cumsum(weights[month_idx], axis=1)).sum(axis=1).clip(0, len(M.CH) - 1)
-    channel = np.where(source == 2, mk_channel, -1)
 
     # patients: mostly new, some returning for a new episode
     returning = (rng.random(n) < P.RETURNING_PATIENT_P) & (np.arange(n) > 50)
@@ -264,6 +262,7 @@ def simulate_referrals(
         touches=touches,
         outreach=outreach,
         patients=patients,
+        displaced=displaced,
     )
 
 

@@ -60,7 +60,7 @@ CHANNEL_LOGIT = {
     "search_ads": 0.55,
     "social": -0.10,
     "organic_web": 0.35,
-    "events": 0.05,
+    "events": 0.04,
     "employer": 0.70,
     "word_of_mouth": 0.95,
 }
@@ -73,23 +73,39 @@ CHANNEL_DROPOUT_MULT = {
     "employer": 0.85,
     "word_of_mouth": 0.75,
 }
-# monthly budget per clinic at 5 therapists (USD), scaled by clinic size
+# monthly budget per clinic at 5 therapists (USD), scaled by clinic size; organic_web and word_of_mouth are
+# unpaid (their rows carry 0 spend): their volume follows SEO growth and past patients, not a budget
 CHANNEL_BUDGET = {
     "search_ads": 1800.0,
     "social": 900.0,
-    "organic_web": 450.0,
+    "organic_web": 0.0,
     "events": 500.0,
     "employer": 600.0,
-    "word_of_mouth": 150.0,
+    "word_of_mouth": 0.0,
 }
-CHANNEL_EFFICIENCY = {
-    "search_ads": 1.0,
-    "social": 0.9,
-    "organic_web": 1.8,
-    "events": 0.8,
-    "employer": 1.1,
-    "word_of_mouth": 4.0,
+CHANNEL_BUDGET_MIX_SD = 0.30  # lognormal sd of a clinic's plan around the budget (clinics weight channels differently)
+CHANNEL_SPEND_NOISE_SD = 0.30  # month-to-month lognormal noise around the plan
+CHANNEL_PAUSE_P = {"search_ads": 0.10, "social": 0.20, "events": 0.55, "employer": 0.25}  # months with no spend
+# How spend becomes leads (the marketing-mix truth): geometric adstock (share carried into the next month) then
+# a Hill curve of adstocked spend relative to the clinic's plan: P(lead kept) = a^s / (a^s + half^s)
+CHANNEL_ADSTOCK = {"search_ads": 0.10, "social": 0.30, "events": 0.60, "employer": 0.50}
+CHANNEL_HILL_HALF = {"search_ads": 0.8, "social": 1.0, "events": 1.2, "employer": 1.0}
+CHANNEL_HILL_SLOPE = {"search_ads": 1.0, "social": 1.2, "events": 1.0, "employer": 1.5}
+# share of marketing leads per channel at the planned budget (unpaid channels at their average level)
+CHANNEL_LEAD_SHARE = {
+    "search_ads": 0.33,
+    "social": 0.19,
+    "organic_web": 0.14,
+    "events": 0.04,
+    "employer": 0.10,
+    "word_of_mouth": 0.20,
 }
+# Social lead forms intercept people who would have called the clinic directly: each social lead displaces this
+# many direct-access referrals (who schedule far more often), so social's incremental effect is negative
+SOCIAL_DISPLACEMENT = 1.0
+ORGANIC_LEVEL = (0.40, 0.65)  # P(lead kept) at history start and end: SEO grows
+WORD_OF_MOUTH_LEVEL = 0.55
+UNPAID_NOISE_SD = 0.15
 TOUCHES_P = (0.30, 0.28, 0.20, 0.13, 0.09)  # 1..5 touches
 DIRECT_ACCESS_TOUCHED_P = 0.35  # direct-access leads that also have marketing touches
 PHYSICIAN_TOUCHED_P = 0.05

@@ -1,6 +1,7 @@
-"""Attribution & ROI (marketing, owner): what each channel returns under each attribution model (first,
-last, linear, time-decay, position-based; Markov and Shapley when the ML step has run), spend against
-attributed revenue, ROI and cost per new patient by month, and how many touches a decision takes."""
+"""Attribution & ROI (marketing, owner): what each channel adds (the marketing-mix model's incremental effect
+beside path credit, and which to use for budget decisions), what each channel returns under each attribution
+model (first, last, linear, time-decay, position-based; Markov and Shapley when the ML step has run), spend
+against attributed revenue, ROI and cost per new patient by month, and how many touches a decision takes."""
 
 import streamlit as st
 
@@ -12,6 +13,8 @@ from app.lib.queries.attribution import (
     attribution_by_channel,
     attribution_monthly,
     available_models,
+    budget_guidance,
+    incrementality,
     marketing_new_patients,
     marketing_totals,
     path_lengths,
@@ -30,8 +33,9 @@ with st.expander("How to read this page", icon=":material/help:"):
     st.markdown(
         "- **Path credit, not effect.** Each model splits the credit for a new patient across the touches on "
         "their path (first touch, last touch, evenly, more to recent touches...). It says which channels were "
-        "*on the path*, not how many patients a channel *brought in* that would not have come anyway: no model "
-        "here measures that incremental effect (only a test, such as pausing a channel in one area, can).\n"
+        "*on the path*, not how many patients a channel *brought in* that would not have come anyway. The "
+        "**incremental effect** (marketing-mix model, first chart) measures that from how new patients move with "
+        "each channel's spend and leads across clinics and months; a pause test in one area confirms it.\n"
         "- **Fractional patients.** Because credit is split, a channel can be credited with 0.5 or 110.8 new "
         "patients: half of one patient's credit, or credit summed over many shared paths. The totals add up to "
         "the real number of patients.\n"
@@ -41,6 +45,41 @@ with st.expander("How to read this page", icon=":material/help:"):
         "evaluations and revenue, so their ROI reads low until they do (shaded on the monthly chart)."
     )
 
+st.subheader("What each channel adds")
+inc = incrementality(ctx.reader)
+if inc.empty:
+    skipped = model_cards.not_enough_data(ctx.settings, "channel_incrementality")
+    st.caption(skipped or "The marketing-mix model appears here once the ML step has scored a build.")
+else:
+    guide = budget_guidance(inc)
+    st.markdown(guide["text"])
+    path_model = inc["path_model"].iloc[0]
+    shown_inc = inc.assign(channel=labels.relabel(inc["channel"], "channel"))
+    ui.chart(
+        charts.incrementality_vs_credit(shown_inc, MODEL_LABELS.get(path_model, str(path_model))),
+        shown_inc,
+        "incrementality_vs_credit",
+        "at_incr",
+    )
+    named = dict(zip(inc["channel"], shown_inc["channel"], strict=True))
+    if guide["negative"]:
+        st.warning(
+            f"{', '.join(named[c] for c in guide['negative'])}: fewer new patients with more of it (the whole "
+            "interval is below zero). Its path credit is not a return: cut or test before spending more."
+        )
+    if guide["uncertain"]:
+        st.caption(
+            f"Not yet distinguishable from zero: {', '.join(named[c] for c in guide['uncertain'])} (the interval "
+            "crosses zero); move budget there only with a test."
+        )
+    st.caption(
+        "Incremental effect = new patients scheduled that would not have been had the channel been off, over "
+        "every complete month, as a share of the net total; the bar's line is its 90% interval. Paid channels are "
+        "measured through their spend (carry-over and saturation fitted per channel), unpaid ones (word of "
+        "mouth, organic web) through their lead volume."
+    )
+
+st.subheader("Path credit by model")
 models = available_models(ctx.reader)
 if not ctx.reader.has("ml.attribution_credit"):
     st.caption("Markov and Shapley appear here once the ML step has scored a build.")

@@ -7,7 +7,15 @@ import streamlit as st
 from app.lib import charts, labels, model_cards, ui
 from app.lib.formatting import fmt
 from app.lib.queries.base import Filters, clinics
-from app.lib.queries.forecast import forecast, forecast_series, staffing, staffing_by_clinic
+from app.lib.queries.forecast import (
+    backtest_row,
+    coverage_off,
+    forecast,
+    forecast_series,
+    losses_to_naive,
+    staffing,
+    staffing_by_clinic,
+)
 
 ctx = ui.page("forecast")
 ui.require_tables(ctx, "ml.demand_forecast", what="Demand forecast")
@@ -114,16 +122,43 @@ else:
         help=f"{backtest.get('horizon_weeks', 12)}-week horizon from each cutoff; "
         f"baseline: {backtest.get('baseline', '')}",
     )
+
     # --- per metric and per series beside the pooled figure (ml/train_score.py per_series_metric) ---
-    hidden = backtest.get("hidden_losses") or []
-    if backtest.get("pooled_hides_loss") and hidden:
+    def _name(s: str) -> str:
+        return "whole practice" if s == "ALL" else clinic_names.get(s, s)
+
+    shown = backtest_row(backtest, series, metric)
+    if shown is None:
+        st.caption(
+            f"{_name(series).capitalize()} {label.lower()} was not backtested on its own (the whole practice and "
+            "the busiest clinics are); the figures above are for the whole practice."
+        )
+    elif shown.get("loses_to_naive"):
         st.warning(
-            "The pooled figure beats the baseline, but these lose to it (relative MASE above 1): "
-            + "; ".join(
-                f"{'whole practice' if h['series'] == 'ALL' else h['series']} {h['metric']} "
-                f"{fmt(h['relative_mase'], 'ratio')}"
-                for h in hidden
-            )
+            f"For {_name(series)} {label.lower()} this forecast lost to 'same week last year' on past weeks "
+            f"(relative error {fmt(shown['relative_mase'], 'ratio')}): plan this one with last year's week."
+        )
+    else:
+        st.caption(
+            f"{_name(series).capitalize()} {label.lower()} on past weeks: relative error "
+            f"{fmt(shown['relative_mase'], 'ratio')} (below 1 beats 'same week last year'), "
+            f"{fmt(shown['coverage_80'], 'pct')} of actual weeks inside the 80% range."
+        )
+    if coverage_off(shown):
+        st.caption(
+            f"That range held {fmt(shown['coverage_80'], 'pct')} of actual weeks, outside the honest 75–85%: "
+            + ("it is wider than it needs to be." if shown["coverage_80"] > 0.85 else "expect more weeks outside it.")
+        )
+    losses = losses_to_naive(backtest)
+    if losses:
+        lead = (
+            "The pooled figure beats the baseline, but these lose to it"
+            if backtest.get("pooled_hides_loss")
+            else "These lose to the baseline"
+        )
+        st.warning(
+            f"{lead} (relative error above 1): "
+            + "; ".join(f"{_name(h['series'])} {h['metric']} {fmt(h['relative_mase'], 'ratio')}" for h in losses)
             + ". Plan those with the baseline (same week last year) instead."
         )
     if backtest.get("breakdown"):

@@ -285,6 +285,35 @@ def attribution_compare(df: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
     return _layout(fig, title, height=420)
 
 
+def incrementality_vs_credit(df: pd.DataFrame, path_label: str) -> go.Figure:
+    """Per channel: share of path credit beside share of incremental new patients, the latter with its interval.
+
+    Shares of the net incremental total can be negative: a channel that costs patients has a bar below zero,
+    which path credit (always >= 0) cannot show.
+    """
+    title = "Incremental effect vs path credit, by channel"
+    if df.empty:
+        return empty(title, "The marketing-mix model appears once the ML step has scored a build with spend.")
+    fig = go.Figure()
+    fig.add_bar(
+        x=df["channel"], y=df["path_share"], name=f"Path credit ({path_label})", marker_color=PALETTE[1], opacity=0.7
+    )
+    err_hi = (df["share_hi"] - df["share"]).clip(lower=0)
+    err_lo = (df["share"] - df["share_lo"]).clip(lower=0)
+    fig.add_bar(
+        x=df["channel"],
+        y=df["share"],
+        name="Incremental effect (marketing-mix model, 90% interval)",
+        marker_color=PALETTE[0],
+        error_y=dict(type="data", symmetric=False, array=err_hi, arrayminus=err_lo, color="#444"),
+    )
+    fig.add_hline(y=0, line_color="#888", line_width=1)
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title="Share of new patients", tickformat=".0%")
+    fig.update_xaxes(title="")
+    return _layout(fig, title, height=420)
+
+
 def spend_vs_revenue(df: pd.DataFrame, model_label: str) -> go.Figure:
     title = f"Spend vs attributed revenue ({model_label})"
     if df.empty:

@@ -3,7 +3,7 @@
    tombstone (_op = 'tombstone': a vendor export's delete flag, ingestion/profiles.py) is dropped from the
    current view; its earlier versions stay in raw.duckdb as history. `relation` comes from raw_source(). #}
 {% macro dedup_latest(relation, key_columns, event_time) -%}
-    select * exclude (_op)
+    select {{ star_except(['_op']) }}
     from (
         select *
         from {{ relation }}
@@ -30,17 +30,19 @@
 {%- endmacro %}
 
 {% macro _weekdays_before(d) -%}
-    (5 * (date_diff('day', date '1970-01-05', {{ d }}) // 7)
-     + least(((date_diff('day', date '1970-01-05', {{ d }}) % 7) + 7) % 7, 5))
+    (5 * {{ int_div(day_diff("date '1970-01-05'", d), 7) }}
+     + least((({{ day_diff("date '1970-01-05'", d) }} % 7) + 7) % 7, 5))
 {%- endmacro %}
 
 {# Hours between two timestamps, as a double. #}
 {% macro hours_between(a, b) -%}
-    (epoch({{ b }}) - epoch({{ a }})) / 3600.0
+    {{ seconds_between(a, b) }} / 3600.0
 {%- endmacro %}
 
 {% macro safe_div(num, den) -%}
-    case when coalesce({{ den }}, 0) = 0 then null else ({{ num }}) * 1.0 / ({{ den }}) end
+    {#- a double on every engine: Spark would divide decimals as decimals (rounded to 6 places); DuckDB's result is
+        the same double either way -#}
+    case when coalesce({{ den }}, 0) = 0 then null else cast(({{ num }}) as double) / ({{ den }}) end
 {%- endmacro %}
 
 {# A raw source table, or - when ingestion has never landed a file for it, so the table does not exist - an
@@ -64,9 +66,9 @@
     {%- if found and not missing -%}
         {{ rel }}
     {%- elif found -%}
-        (select *{% for c in missing %}, cast(null as varchar) as {{ c }}{% endfor %} from {{ rel }})
+        (select *{% for c in missing %}, cast(null as string) as {{ c }}{% endfor %} from {{ rel }})
     {%- else -%}
-        (select {% for c in columns %}null as {{ c }}, {% endfor %}cast(null as varchar) as _op where false)
+        (select {% for c in columns %}null as {{ c }}, {% endfor %}cast(null as string) as _op where false)
     {%- endif -%}
 {%- endmacro %}
 
@@ -99,8 +101,8 @@
         select
             cast(load_id as bigint) as load_id,
             coalesce(
-                list_position({{ order }}, coalesce(split_part(profile, '/', 1), 'native')),
-                list_position({{ order }}, 'profile')
+                {{ list_position_of(order, "coalesce(split_part(profile, '/', 1), 'native')") }},
+                {{ list_position_of(order, "'profile'") }}
             ) as system_rank
         from {{ raw_source('_loads', ['load_id', 'profile']) }}
     )
@@ -129,9 +131,9 @@
    row. `entity` (optional): a column whose rows are one fact told differently by each system (the events of an
    appointment, the payments of a claim): per entity value, only the rows of its most authoritative system are
    kept (rows without a value are kept). One vectorised pass: a window per (key, system), then a group by key
-   with arg_min per column. A practice with one source system gets dedup_latest's plain query. #}
+   with min_by per column. A practice with one source system gets dedup_latest's plain query. #}
 {% macro merge_latest(name, columns, key_columns, event_time, entity=none) -%}
-    {%- set relation = raw_source(name, columns) -%}
+    {%- set relation = incremental_rows(raw_source(name, columns), key_columns, entity) -%}
     {%- if _landed_systems() | int <= 1 -%}
         {{ dedup_latest(relation, key_columns, event_time) }}
     {%- else -%}
@@ -141,11 +143,11 @@
         {%- set keys_r = 'r.' ~ key_columns | join(', r.') -%}
         {%- set picks = [] -%}
         {%- for c in fields -%}
-            {%- set pick = 'arg_min(v.' ~ c ~ ', v._system_rank) filter (where v.' ~ c ~ ' is not null) as ' ~ c -%}
+            {%- set pick = 'min_by(v.' ~ c ~ ', v._system_rank) filter (where v.' ~ c ~ ' is not null) as ' ~ c -%}
             {%- do picks.append(pick) -%}
         {%- endfor -%}
         {%- for m in meta -%}
-            {%- do picks.append('arg_min(v.' ~ m ~ ', v._system_rank) as ' ~ m) -%}
+            {%- do picks.append('min_by(v.' ~ m ~ ', v._system_rank) as ' ~ m) -%}
         {%- endfor -%}
         select *
         from (

@@ -89,6 +89,51 @@ class FrameRows:
             yield line, row
 
 
+class TableRows:
+    """Rows mapped in SQL, kept in a DuckDB temp table (contract columns as text, `_src_line`, `_ord`) of the
+    connection that will stage them (the loader's raw.duckdb): they never leave DuckDB. Iterates as
+    (line, {column: text}) in file order, like a reader's list, for callers other than the loader."""
+
+    def __init__(self, con, table: str, count: int) -> None:
+        self.con, self.table, self.count = con, table, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def rows_sql(self, columns) -> str:
+        """The rows in file order (line, then the order the mapping emitted them)."""
+        names = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+        return f"SELECT {names}, _src_line FROM temp.{self.table} ORDER BY _src_line, _ord"
+
+    def frame(self, columns):
+        """The rows as a polars frame of `columns` as text plus `_src_line` (Batch.add_frame's shape)."""
+        import polars as pl
+
+        return pl.from_arrow(self.con.sql(self.rows_sql(columns)).to_arrow_table())
+
+    def __iter__(self):
+        names = [d[0] for d in self.con.execute(f"SELECT * FROM temp.{self.table} LIMIT 0").description]
+        columns = [c for c in names if c not in ("_src_line", "_ord")]
+        yield from FrameRows(self.frame(columns))
+
+    def append(self, frame) -> None:
+        """Add rows (a polars frame of the table's text columns and `_src_line`): fhir.py's rows for the lines the
+        SQL left; each keeps its order within its line."""
+        import polars as pl
+
+        extra = frame.with_columns(pl.int_range(pl.len()).over("_src_line").alias("_ord"))
+        self.con.register("_fhir_extra", extra.to_arrow())
+        try:
+            self.count += self.con.execute(
+                f"INSERT INTO temp.{self.table} BY NAME SELECT * FROM _fhir_extra"
+            ).fetchone()[0]
+        finally:
+            self.con.unregister("_fhir_extra")
+
+    def drop(self) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS temp.{self.table}")
+
+
 @dataclass
 class Batch:
     """Everything one file yields: rows per target source (with the position each came from) and notes.
@@ -120,6 +165,14 @@ class Batch:
             raise KeyError(f"{source}: a mapped frame must hold exactly the contract's columns and _src_line")
         self.rows[source] = FrameRows(frame)  # type: ignore[assignment]
 
+    def add_table(self, source: str, rows: TableRows) -> None:
+        """All rows of `source` mapped in SQL into a temp table of the loader's connection (fhir_fast with it)."""
+        self.rows[source] = rows  # type: ignore[assignment]
+
+    def tables(self) -> list[TableRows]:
+        """The temp tables holding this batch's rows (the loader drops them when the file is done)."""
+        return [rows for rows in self.rows.values() if isinstance(rows, TableRows)]
+
     def ignore(self, what: str) -> None:
         self.ignored[what] += 1
 
@@ -142,18 +195,27 @@ def _text(value: object) -> str | None:
     return text or None
 
 
-def read_interop(path: Path, contracts: Mapping[str, Contract]) -> Batch:
+def read_interop(path: Path, contracts: Mapping[str, Contract], con=None) -> Batch:
     """Read a FHIR (.json/.ndjson) or X12 file (.835/.837/.x12/.edi, or any name starting with an ISA header);
-    FileRefused when it cannot be read."""
+    FileRefused when it cannot be read. `con`: the loader's raw.duckdb connection, where a FHIR Bulk file's rows
+    mapped in SQL are left as temp tables (TableRows) instead of coming back to Python."""
+    batch = Batch(contracts)
+    try:
+        return _read(path, batch, Path(path).suffix.lower() in X12_SUFFIXES or looks_like_x12(Path(path)), con)
+    except BaseException:
+        for rows in batch.tables():  # nothing of a refused file stays in the loader's connection
+            rows.drop()
+        raise
+
+
+def _read(path: Path, batch: Batch, is_x12: bool, con=None) -> Batch:
     from ingestion.files import display_name
     from ingestion.interop import fhir, fhir_fast, x12
 
-    batch = Batch(contracts)
     suffix = Path(path).suffix.lower()
-    is_x12 = suffix in X12_SUFFIXES or looks_like_x12(Path(path))
     try:
         if suffix in FHIR_SUFFIXES and not is_x12:
-            fhir.read(Path(path), batch, fast=fhir_fast.read_bulk)
+            fhir.read(Path(path), batch, fast=lambda p, text, b: fhir_fast.read_bulk(p, text, b, con))
         elif is_x12:
             x12.read(Path(path), batch)
         else:  # pragma: no cover - the loader only dispatches known suffixes

@@ -33,7 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ingestion.files import FileRefused, display_name
-from ingestion.interop import Batch, read_text, shown_code, shown_type
+from ingestion.interop import Batch, TableRows, read_text, shown_code, shown_type
 
 FIX = "Export it again as FHIR R4 JSON (one resource or Bundle per .json file, one resource per line in .ndjson)."
 NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
@@ -127,8 +127,12 @@ def _read_lines(path: Path, text: str, batch: Batch, folder: _Folder, lines: set
         frame = pl.DataFrame(
             {c: [row[c] for _, row in rows] for c in columns}, schema={c: pl.Utf8 for c in columns}
         ).with_columns(pl.Series("_src_line", [n for n, _ in rows], dtype=pl.Int64))
-        if source in batch.rows:
-            frame = pl.concat([batch.rows[source].frame, frame]).sort("_src_line", maintain_order=True)
+        mapped = batch.rows.get(source)
+        if isinstance(mapped, TableRows):  # in the loader's connection: the rows join them there (sorted there)
+            mapped.append(frame)
+            continue
+        if mapped is not None:
+            frame = pl.concat([mapped.frame, frame]).sort("_src_line", maintain_order=True)
         batch.add_frame(source, frame)
 
 
@@ -178,7 +182,7 @@ def _export_log_time(text: str) -> str | None:
     """The transactionTime of a Bulk export log (NDJSON of events) or manifest (JSON with `output`), else None.
 
     Returns "" for a log / manifest without one, so it is still recognised (and not refused)."""
-    first = text.lstrip().split("\n", 1)[0]
+    first = re.match(r"\s*([^\n]*)", text).group(1)  # the first line, without copying a multi-GB text whole
     try:
         head = json.loads(first)
     except (ValueError, RecursionError):
@@ -1159,13 +1163,16 @@ def _zip(value: Any) -> str | None:
 
 
 def _location(c: _Ctx) -> None:
-    """Location -> clinics (a site where visits happen)."""
+    """Location -> clinics (a site where visits happen); npi: its own US NPI identifier, else its managing
+    Organization's (int_clinic_crosswalk maps `npi:<NPI>` of X12 / FHIR claims to the clinic by it)."""
     r = c.r
     address = _address(r)
+    owner = c.index.resolve(r.get("managingOrganization"), r)
     c.batch.add(
         "clinics",
         c.line,
         clinic_id=c.key,
+        npi=_clinic_npi(c, _npi_of(r) or (_npi_of(owner) if isinstance(owner, dict) else None)),
         clinic_name=r.get("name"),
         address_line=", ".join(address.get("line") or []) or None,
         city=address.get("city"),
@@ -1176,6 +1183,15 @@ def _location(c: _Ctx) -> None:
         treatment_tables=None,
         updated_at=timestamp((r.get("meta") or {}).get("lastUpdated")) or c.ceiling,
     )
+
+
+def _clinic_npi(c: _Ctx, npi: str | None) -> str | None:
+    """A clinic's NPI as the contract takes it (10 digits); another value is left empty and counted, so an odd
+    identifier never quarantines the clinic itself."""
+    if npi is None or re.fullmatch(r"[0-9]{10}", npi.strip()):
+        return npi.strip() if npi else None
+    c.batch.adjusted["clinic NPI identifier not 10 digits: npi left empty"] += 1
+    return None
 
 
 DEFAULT_ZONE_ENV = "PTPULSE_DEFAULT_TIMEZONE"
@@ -1227,6 +1243,7 @@ def _organization(c: _Ctx) -> None:
         "clinics",
         c.line,
         clinic_id=f"npi:{_npi_of(r)}" if _npi_of(r) else c.key,
+        npi=_clinic_npi(c, _npi_of(r)),
         clinic_name=r.get("name"),
         address_line=", ".join(address.get("line") or []) or None,
         city=address.get("city"),

@@ -20,9 +20,8 @@ import re
 from pathlib import Path
 
 import duckdb
-import polars as pl
 
-from ingestion.interop import FHIR_CODES
+from ingestion.interop import FHIR_CODES, TableRows
 from ingestion.interop import fhir as F
 
 FAST_TYPES = ("Appointment", "Encounter", "Claim", "ExplanationOfBenefit", "Patient", "ServiceRequest")
@@ -126,32 +125,34 @@ def _sql_list(values) -> str:
 
 
 MACROS = rf"""
-CREATE OR REPLACE MACRO js(x) AS CASE WHEN json_type(x) = 'VARCHAR' THEN x->>'$' END;
-CREATE OR REPLACE MACRO is_str(x) AS x IS NULL OR json_type(x) IN ('VARCHAR', 'NULL');
-CREATE OR REPLACE MACRO is_int(x) AS x IS NULL OR json_type(x) IN ('UBIGINT', 'BIGINT');
-CREATE OR REPLACE MACRO jnum(x) AS CASE WHEN json_type(x) IN ('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT')
+CREATE OR REPLACE TEMP MACRO js(x) AS CASE WHEN json_type(x) = 'VARCHAR' THEN x->>'$' END;
+CREATE OR REPLACE TEMP MACRO rid(x) AS CASE WHEN x IS NULL OR json_type(x) = 'NULL' OR (json_type(x) = 'VARCHAR'
+    AND x->>'$' = '') THEN '(no id)' WHEN json_type(x) = 'VARCHAR' THEN x->>'$' END;
+CREATE OR REPLACE TEMP MACRO is_str(x) AS x IS NULL OR json_type(x) IN ('VARCHAR', 'NULL');
+CREATE OR REPLACE TEMP MACRO is_int(x) AS x IS NULL OR json_type(x) IN ('UBIGINT', 'BIGINT');
+CREATE OR REPLACE TEMP MACRO jnum(x) AS CASE WHEN json_type(x) IN ('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT')
     THEN CAST(x AS VARCHAR) WHEN json_type(x) = 'VARCHAR' THEN x->>'$' END;
-CREATE OR REPLACE MACRO money(m) AS jnum(m.value);
-CREATE OR REPLACE MACRO ref_ok(r) AS r IS NULL OR (r.identifier IS NULL AND r.reference IS NOT NULL
+CREATE OR REPLACE TEMP MACRO money(m) AS jnum(m.value);
+CREATE OR REPLACE TEMP MACRO ref_ok(r) AS r IS NULL OR (r.identifier IS NULL AND r.reference IS NOT NULL
     AND regexp_full_match(r.reference, '{SIMPLE_REF}'));
-CREATE OR REPLACE MACRO refs_ok(rs) AS rs IS NULL OR list_bool_and(list_transform(rs, lambda r: ref_ok(r))) IS NOT false;
-CREATE OR REPLACE MACRO rtype(ref) AS split_part(ref, '/', 1);
-CREATE OR REPLACE MACRO codes(concept) AS
+CREATE OR REPLACE TEMP MACRO refs_ok(rs) AS rs IS NULL OR list_bool_and(list_transform(rs, lambda r: ref_ok(r))) IS NOT false;
+CREATE OR REPLACE TEMP MACRO rtype(ref) AS split_part(ref, '/', 1);
+CREATE OR REPLACE TEMP MACRO codes(concept) AS
     list_filter(coalesce(concept.coding, []), lambda c: c.code IS NOT NULL AND c.code <> '');
-CREATE OR REPLACE MACRO first_code(concept) AS (codes(concept))[1].code;
-CREATE OR REPLACE MACRO first_code_in(concept, systems) AS
+CREATE OR REPLACE TEMP MACRO first_code(concept) AS (codes(concept))[1].code;
+CREATE OR REPLACE TEMP MACRO first_code_in(concept, systems) AS
     (list_filter(codes(concept), lambda c: list_contains(systems, c.system)))[1].code;
-CREATE OR REPLACE MACRO shown_code(v) AS CASE WHEN v IS NULL THEN 'none'
+CREATE OR REPLACE TEMP MACRO shown_code(v) AS CASE WHEN v IS NULL THEN 'none'
     WHEN list_contains({_sql_list(FHIR_CODES)}, v) THEN v
     ELSE '(other)' END;
-CREATE OR REPLACE MACRO whole(v) AS CASE WHEN v IS NULL THEN NULL
+CREATE OR REPLACE TEMP MACRO whole(v) AS CASE WHEN v IS NULL THEN NULL
     WHEN TRY_CAST(v AS DECIMAL(38, 9)) = floor(TRY_CAST(v AS DECIMAL(38, 9)))
         THEN CAST(CAST(TRY_CAST(v AS DECIMAL(38, 9)) AS HUGEINT) AS VARCHAR) ELSE v END;
-CREATE OR REPLACE MACRO fdate(v) AS CASE WHEN v IS NULL OR v = '' THEN NULL
+CREATE OR REPLACE TEMP MACRO fdate(v) AS CASE WHEN v IS NULL OR v = '' THEN NULL
     WHEN regexp_full_match(v, '{INSTANT}') THEN regexp_extract(v, '{INSTANT}', 1) ELSE v END;
-CREATE OR REPLACE MACRO wall(v) AS regexp_extract(v, '{INSTANT}', 1) || ' ' || regexp_extract(v, '{INSTANT}', 2)
+CREATE OR REPLACE TEMP MACRO wall(v) AS regexp_extract(v, '{INSTANT}', 1) || ' ' || regexp_extract(v, '{INSTANT}', 2)
     || coalesce(nullif(regexp_extract(v, '{INSTANT}', 3), ''), ':00');
-CREATE OR REPLACE MACRO fts(v, zone) AS CASE
+CREATE OR REPLACE TEMP MACRO fts(v, zone) AS CASE
     WHEN v IS NULL OR v = '' THEN NULL
     WHEN zone IS NOT NULL AND regexp_full_match(v, '\d{{4}}-\d{{2}}-\d{{2}}T\d{{2}}:\d{{2}}:\d{{2}}Z')
         THEN strftime(timezone(zone, CAST(left(v, 19) || '+00:00' AS TIMESTAMPTZ)), '%Y-%m-%d %H:%M:%S')
@@ -161,7 +162,7 @@ CREATE OR REPLACE MACRO fts(v, zone) AS CASE
         CAST(wall(v) || replace(regexp_extract(v, '{INSTANT}', 4), 'Z', '+00:00') AS TIMESTAMPTZ)),
         '%Y-%m-%d %H:%M:%S')
     ELSE wall(v) END;
-CREATE OR REPLACE MACRO ftext(v) AS nullif(trim(v), '');
+CREATE OR REPLACE TEMP MACRO ftext(v) AS nullif(trim(v), '');
 """
 
 
@@ -171,12 +172,12 @@ def _id_macros() -> str:
     if ns:
         prefix = "'" + ns.replace("'", "''") + ":' || "
         return (
-            f"CREATE OR REPLACE MACRO fid(ref) AS CASE WHEN ref IS NULL THEN NULL ELSE {prefix}ref END;\n"
-            f"CREATE OR REPLACE MACRO stem(ref) AS {prefix}ref;\n"
+            f"CREATE OR REPLACE TEMP MACRO fid(ref) AS CASE WHEN ref IS NULL THEN NULL ELSE {prefix}ref END;\n"
+            f"CREATE OR REPLACE TEMP MACRO stem(ref) AS {prefix}ref;\n"
         )
     return (
-        "CREATE OR REPLACE MACRO fid(ref) AS CASE WHEN ref IS NULL THEN NULL ELSE split_part(ref, '/', 2) END;\n"
-        "CREATE OR REPLACE MACRO stem(ref) AS ref;\n"
+        "CREATE OR REPLACE TEMP MACRO fid(ref) AS CASE WHEN ref IS NULL THEN NULL ELSE split_part(ref, '/', 2) END;\n"
+        "CREATE OR REPLACE TEMP MACRO stem(ref) AS ref;\n"
     )
 
 
@@ -205,7 +206,7 @@ def _load(con: duckdb.DuckDBPyConnection, path: Path, rtype: str, table: str, li
 def _odd_lines(con: duckdb.DuckDBPyConnection, rtype: str, table: str) -> list[int]:
     """The lines whose resource is not one the SQL maps exactly like fhir.py (fhir.py maps those one by one)."""
     checks = [
-        "json_type(id) = 'VARCHAR' AND id->>'$' <> ''",
+        "rid(id) IS NOT NULL",  # fhir.py: a resource without an id is `(no id)`
         "contained IS NULL",
         "is_str(meta.lastUpdated)",
         "is_str(status)",
@@ -258,7 +259,8 @@ def _odd_lines(con: duckdb.DuckDBPyConnection, rtype: str, table: str) -> list[i
     if rtype == "Claim":
         checks += [
             "is_str(use) AND is_str(created) AND is_str(billablePeriod.start)",
-            "rtype(facility.reference) = 'Location'",
+            # no facility: the clinic is the provider Organization, if it is one (fhir.py `_claim`)
+            "facility IS NULL OR rtype(facility.reference) = 'Location'",
             "total IS NULL OR total.value IS NOT NULL",
             "len(list_distinct(list_transform(coalesce(careTeam, []), lambda t: CAST(t.sequence AS VARCHAR)))) "
             "= len(coalesce(careTeam, []))",
@@ -311,9 +313,13 @@ class _Refs:
     and `enc_visit` (fhir.py `_visit` of each Encounter). The first resource of each key in file-name order wins,
     as in fhir.py's folder index. `ok` is False when a sibling is not plain enough to resolve the same way."""
 
-    def __init__(self, folder: Path) -> None:
-        self.con = duckdb.connect()
-        _run(self.con, "SET TimeZone = 'UTC'")
+    def __init__(self, folder: Path, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        # `con`: the loader's raw.duckdb connection, so the mapped rows are staged without leaving DuckDB; every
+        # object made here is TEMP (macros too): nothing of it is written to raw.duckdb
+        self.own = con is None
+        self.con = duckdb.connect() if con is None else con
+        if self.own:
+            _run(self.con, "SET TimeZone = 'UTC'")  # the macros use explicit offsets; a private session anyway
         self.con.execute(MACROS + _id_macros()).fetchall()
         self.ok = True
         self.loaded: set[str] = set()
@@ -327,12 +333,21 @@ class _Refs:
         ]
         self.types_of: dict[Path, set[str]] = {}
         self.parsed: Path | None = None  # the Encounter file whose parse is in enc_src
+        self.prefilled: set[Path] = set()  # Appointment files whose `target` rows came from their own mapping
         _run(
             self.con,
-            "CREATE TEMP TABLE target (rank INT, line BIGINT, key VARCHAR, type VARCHAR, npi VARCHAR, tz VARCHAR, "
+            "CREATE OR REPLACE TEMP TABLE target (rank INT, line BIGINT, key VARCHAR, type VARCHAR, npi VARCHAR, tz VARCHAR, "
             "referral_ref VARCHAR, visit_type VARCHAR, appt_start VARCHAR, appt_minutes VARCHAR)",
         )
-        _run(self.con, "CREATE TEMP TABLE enc_odd (key VARCHAR)")
+        _run(self.con, "CREATE OR REPLACE TEMP TABLE enc_odd (key VARCHAR)")
+
+    def close(self) -> None:
+        """Close a private connection; on the loader's, drop the temp tables made here (the loader keeps it)."""
+        if self.own:
+            self.con.close()
+            return
+        for table in REFS_TABLES + WORK_TABLES:
+            self.con.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
     def need(self, *types: str) -> bool:
         for rtype in types:
@@ -350,12 +365,38 @@ class _Refs:
                 found.append((rank, path))
         return found
 
+    def prefill_appointments(self, path: Path) -> None:
+        """`target` rows of the Appointment file parsed in `src` (before its odd lines are set aside), taken from
+        that parse: the Encounters' reference scan then skips the file instead of reading it a second time.
+        The same values as `_load`'s JSON scan (an Appointment's npi, zone and referral are never read)."""
+        if "Appointment" in self.loaded or not self.ok:
+            return
+        rank = next((r for r, p in self.files if p == path), None)
+        if rank is None:
+            return
+        visit = f"""coalesce(
+            ftext(list_filter(coalesce(appointmentType.coding, []),
+                lambda c: c.system = '{F.PTPULSE_VISIT_TYPE}' AND ftext(c.code) IS NOT NULL)[1].code),
+            CASE ftext(list_filter(coalesce(appointmentType.coding, []), lambda c: ftext(c.code) IS NOT NULL)[1].code)
+                WHEN 'FOLLOWUP' THEN 'follow_up' END)"""
+        _run(
+            self.con,
+            f"""
+            INSERT INTO target
+            SELECT {rank}, line, 'Appointment/' || (id->>'$'), 'Appointment', NULL, NULL, NULL, {visit}, js(start),
+                   minutesDuration->>'$'
+            FROM src WHERE json_type(id) = 'VARCHAR' AND id->>'$' <> ''""",
+        )
+        self.prefilled.add(path)
+
     def _load(self, rtype: str) -> None:
         npi, tz = F.NPI_SYSTEM, F.TIMEZONE_EXTENSION
         if rtype == "Coverage":
             self._coverage()
             return
         for rank, path in self._holding(rtype):
+            if rtype == "Appointment" and path in self.prefilled:
+                continue
             if rtype == "Encounter":
                 text = path.read_text(encoding="utf-8")
                 if not _plain_text(text) or not _load(self.con, path, "Encounter", "enc_src", _count_lines(text)):
@@ -371,7 +412,7 @@ class _Refs:
                         [odd],
                     )
                 _visit_sql(self.con, "enc_src", "enc_new")
-                _run(self.con, "CREATE TABLE IF NOT EXISTS enc_visit AS SELECT * FROM enc_new LIMIT 0")
+                _run(self.con, "CREATE TEMP TABLE IF NOT EXISTS enc_visit AS SELECT * FROM enc_new LIMIT 0")
                 _run(self.con, f"INSERT INTO enc_visit SELECT * REPLACE ({rank} AS rank) FROM enc_new")
                 continue
             _run(
@@ -426,14 +467,14 @@ class _Refs:
         else:
             _run(
                 self.con,
-                "CREATE TABLE IF NOT EXISTS enc_visit AS SELECT NULL::INT AS rank, NULL::BIGINT AS line, "
+                "CREATE TEMP TABLE IF NOT EXISTS enc_visit AS SELECT NULL::INT AS rank, NULL::BIGINT AS line, "
                 "NULL::VARCHAR AS key, NULL::VARCHAR AS appointment_id, NULL::VARCHAR AS episode_id, "
                 "NULL::VARCHAR AS referral_id, NULL::VARCHAR AS patient_id, NULL::VARCHAR AS clinic_id, "
                 "NULL::VARCHAR AS therapist_id, NULL::VARCHAR AS zone, NULL::VARCHAR AS appointment_ref LIMIT 0",
             )
             _run(
                 self.con,
-                "CREATE OR REPLACE TABLE enc_visit AS SELECT * FROM enc_visit "
+                "CREATE OR REPLACE TEMP TABLE enc_visit AS SELECT * FROM enc_visit "
                 "QUALIFY row_number() OVER (PARTITION BY key ORDER BY rank, line) = 1",
             )
 
@@ -447,7 +488,7 @@ def _coverage(self) -> None:
     """`cov`: the export's Coverages (fhir.py `_coverage_of` / the ServiceRequest's insurance): plain ones only."""
     _run(
         self.con,
-        "CREATE TEMP TABLE cov (rank INT, line BIGINT, key VARCHAR, beneficiary VARCHAR, status VARCHAR, "
+        "CREATE OR REPLACE TEMP TABLE cov (rank INT, line BIGINT, key VARCHAR, beneficiary VARCHAR, status VARCHAR, "
         "ord DOUBLE, payor VARCHAR, member_id VARCHAR)",
     )
     columns = {
@@ -502,7 +543,7 @@ def _visit_sql(con: duckdb.DuckDBPyConnection, source: str, out: str) -> None:
         f"""
         CREATE OR REPLACE TEMP TABLE {out} AS
         WITH e AS (
-            SELECT line, 'Encounter/' || (id->>'$') AS key,
+            SELECT line, 'Encounter/' || rid(id) AS key,
                    appointment[1].reference AS appointment_ref,
                    episodeOfCare[1].reference AS episode_ref,
                    list_filter(basedOn, lambda r: rtype(r.reference) = 'ServiceRequest')[1].reference AS based_on,
@@ -531,18 +572,26 @@ def _visit_sql(con: duckdb.DuckDBPyConnection, source: str, out: str) -> None:
 
 
 _CACHE: dict[tuple, _Refs] = {}
+# temp tables of a _Refs kept while its folder is read, and those one file's mapping makes (dropped after it)
+REFS_TABLES = ("target", "enc_visit", "enc_odd", "enc_src", "enc_new", "cov", "cov_src")
+WORK_TABLES = ("src", "appt", "enc_keep", "enc_ids", "items", "clm_head", "eob_m")
 
 
-def _refs(folder: Path) -> _Refs:
-    """The folder's reference tables, built once per state of the folder (names, sizes, mtimes)."""
-    key = (str(folder), F.id_namespace()) + tuple(
+def _refs(folder: Path, con: duckdb.DuckDBPyConnection | None = None) -> _Refs:
+    """The folder's reference tables, built once per state of the folder (names, sizes, mtimes) and connection
+    (the loader's raw.duckdb connection, or a private one when None)."""
+    key = (str(folder), F.id_namespace(), id(con)) + tuple(
         (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()) if p.is_file()
     )
-    if key not in _CACHE:
+    cached = _CACHE.get(key)
+    if cached is None or (con is not None and cached.con is not con):
         for old in _CACHE.values():
-            old.con.close()
+            try:
+                old.close()
+            except duckdb.Error:
+                pass  # the loader already closed its connection (an earlier ingest call)
         _CACHE.clear()
-        _CACHE[key] = _Refs(folder)
+        _CACHE[key] = _Refs(folder, con)
     return _CACHE[key]
 
 
@@ -551,15 +600,14 @@ NEEDS = {
     "ServiceRequest": ("Location", "Practitioner", "PractitionerRole", "Coverage"),
     "Appointment": ("Location", "Practitioner", "PractitionerRole"),
     "Encounter": ("Location", "Practitioner", "PractitionerRole", "EpisodeOfCare", "Appointment"),
-    "Claim": ("Location", "Practitioner", "PractitionerRole", "EpisodeOfCare", "Encounter"),
+    "Claim": ("Location", "Organization", "Practitioner", "PractitionerRole", "EpisodeOfCare", "Encounter"),
     "ExplanationOfBenefit": ("Location",),
 }
 
 
-def _count_only(path: Path, text: str, rtype: str, batch) -> list[int] | None:
+def _count_only(con: duckdb.DuckDBPyConnection, path: Path, text: str, rtype: str, batch) -> list[int] | None:
     """A Coverage / EpisodeOfCare / PractitionerRole file: fhir.py maps nothing from it (it is read through
     references), so its resources are only counted, as fhir.py's message does, without parsing each in Python."""
-    con = _refs(path.parent).con
     lines = _count_lines(text)
     found = _run(
         con,
@@ -574,28 +622,35 @@ def _count_only(path: Path, text: str, rtype: str, batch) -> list[int] | None:
     return []
 
 
-def read_bulk(path: Path, text: str, batch) -> list[int] | None:
-    """Map `path` in SQL into `batch` (one polars frame per target source). Returns the lines left to fhir.py's
-    per-resource reader (resources of an unusual shape, e.g. an Encounter without period.start), or None (nothing
-    added) when the whole file needs it."""
+def read_bulk(path: Path, text: str, batch, con: duckdb.DuckDBPyConnection | None = None) -> list[int] | None:
+    """Map `path` in SQL into `batch`. Returns the lines left to fhir.py's per-resource reader (resources of an
+    unusual shape, e.g. an Encounter without period.start), or None (nothing added) when the whole file needs it.
+
+    With `con` (the loader's raw.duckdb connection) the rows of each target source stay in a temp table of that
+    connection (`TableRows`) and the loader stages them from there; without, they come back as polars frames."""
     head = re.search(r'"resourceType"\s*:\s*"([A-Za-z]+)"', text[:4096])
     rtype = head.group(1) if head else None
     if rtype not in FAST_TYPES + COUNTED_TYPES or not _plain_text(text):
         return None
     if rtype in COUNTED_TYPES:
         try:
-            return _count_only(path, text, rtype, batch)
+            return _count_only(_refs(path.parent, con).con, path, text, rtype, batch)
         except Exception:  # noqa: BLE001 - the per-resource reader decides
             return None
+    tables: dict[str, str] = {}
     try:
-        refs = _refs(path.parent)
+        refs = _refs(path.parent, con)
         if not refs.need(*NEEDS[rtype]):
             return None
         con = refs.con
         if rtype == "Encounter" and refs.parsed == path:  # parsed once for the Claims' visits: not parsed again
-            _run(con, "CREATE OR REPLACE TEMP TABLE src AS SELECT * FROM enc_src")
+            _run(con, "DROP TABLE IF EXISTS temp.src")
+            _run(con, "ALTER TABLE enc_src RENAME TO src")
+            refs.parsed = None
         elif not _load(con, path, rtype, "src", _count_lines(text)):
             return None
+        if rtype == "Appointment":
+            refs.prefill_appointments(path)
         odd = _odd_lines(con, rtype, "src")
         if rtype == "Claim":
             odd += [
@@ -611,26 +666,43 @@ def read_bulk(path: Path, text: str, batch) -> list[int] | None:
             return None  # mostly unusual: the per-resource reader does it all
         if odd:
             _run(con, "DELETE FROM src WHERE list_contains(?::BIGINT[], line)", [odd])
-        frames, ignored = MAPPERS[rtype](con, path)
+        tables, ignored = MAPPERS[rtype](con, path)
     except Exception:  # noqa: BLE001 - anything the SQL did not expect: the per-resource reader decides
+        for table in tables.values():
+            _run(con, f"DROP TABLE IF EXISTS temp.{table}")
         return None
-    for source, frame in frames.items():
-        if frame.height:
-            batch.add_frame(source, frame)
+    finally:
+        if con is not None:
+            for table in WORK_TABLES:
+                con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    for source, table in tables.items():
+        rows = TableRows(con, table, _run(con, f"SELECT count(*) FROM {table}")[0][0])
+        if not len(rows):
+            rows.drop()
+        elif refs.own:  # a private connection: the rows leave it as a frame (read_interop without the loader)
+            batch.add_frame(source, rows.frame(batch.contracts[source].column_names))
+            rows.drop()
+        else:
+            batch.add_table(source, rows)
     for what, n in ignored:
         batch.ignored[what] += n
     return odd
 
 
-def _frame(con: duckdb.DuckDBPyConnection, sql: str, source: str, params: list | None = None) -> pl.DataFrame:
-    """The mapped rows as text (empty -> null, like Batch.add), ordered by line then emission order."""
+def _frame(con: duckdb.DuckDBPyConnection, sql: str, source: str, params: list | None = None) -> str:
+    """The mapped rows of `source` as text (empty -> null, like Batch.add) in a temp table `_fhir_<source>`,
+    with `_src_line` and `_ord` (emission order within a line): the loader stages them in that order."""
     from ptpulse.core.contracts import load_contracts
 
     columns = load_contracts()[source].column_names
     select = ", ".join(f'ftext(CAST("{c}" AS VARCHAR)) AS "{c}"' for c in columns)
-    return pl.from_arrow(
-        con.sql(f"SELECT {select}, line AS _src_line FROM ({sql}) ORDER BY line, ord", params=params).to_arrow_table()
+    table = f"_fhir_{source}"
+    _run(
+        con,
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {select}, line AS _src_line, ord AS _ord FROM ({sql})",
+        params,
     )
+    return table
 
 
 def _ignored(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[str, int]]:
@@ -656,8 +728,8 @@ def _appointments(con: duckdb.DuckDBPyConnection, path: Path):
     code = "first_code(cancelationReason)"
     sql = f"""
         SELECT a.line, e.ord,
-               stem('Appointment/' || (id->>'$')) || '#' || coalesce(e.kind0, ev) AS event_id,
-               fid('Appointment/' || (id->>'$')) AS appointment_id,
+               stem('Appointment/' || rid(id)) || '#' || coalesce(e.kind0, ev) AS event_id,
+               fid('Appointment/' || rid(id)) AS appointment_id,
                fid(list_filter(supportingInformation, lambda r: rtype(r.reference) = 'EpisodeOfCare')[1].reference)
                    AS episode_id,
                fid(list_filter(basedOn, lambda r: rtype(r.reference) = 'ServiceRequest')[1].reference) AS referral_id,
@@ -708,7 +780,7 @@ def _encounters(con: duckdb.DuckDBPyConnection, path: Path):
     )
     sql = f"""
         SELECT k.line, ev.ord,
-               stem('Encounter/' || (k.id->>'$')) || '#' || ev.event_type AS event_id,
+               stem('Encounter/' || rid(k.id)) || '#' || ev.event_type AS event_id,
                i.appointment_id, i.episode_id, i.referral_id, i.patient_id, i.clinic_id, i.therapist_id,
                ev.event_type,
                CASE WHEN ev.event_type = 'arrived' THEN fts({start}, i.zone)
@@ -738,23 +810,30 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
         con,
         f"""
         CREATE OR REPLACE TEMP TABLE items AS
-        SELECT c.line, i.n, i.item, v.appointment_id, v.episode_id, v.clinic_id, v.therapist_id, v.zone,
-               list_filter(coalesce(c.careTeam, []), lambda t: CAST(t.sequence AS VARCHAR)
+        -- unnest in the select list: a lateral unnest ... WITH ORDINALITY groups by the whole item list (slow)
+        WITH i AS (
+            SELECT c.line, c.careTeam, unnest(c.item) AS item, generate_subscripts(c.item, 1) AS n
+            FROM src c WHERE NOT coalesce({skip}, false))
+        SELECT i.line, i.n, i.item, v.appointment_id, v.episode_id, v.clinic_id, v.therapist_id, v.zone,
+               list_filter(coalesce(i.careTeam, []), lambda t: CAST(t.sequence AS VARCHAR)
                    = CAST(i.item.careTeamSequence[1] AS VARCHAR))[1].provider.reference AS team_ref,
                fdate(coalesce(js(i.item.servicedDate), js(i.item.servicedPeriod.start))) AS item_date
-        FROM src c, unnest(c.item) WITH ORDINALITY AS i(item, n)
-        LEFT JOIN enc_visit v ON v.key = i.item.encounter[1].reference
-        WHERE NOT coalesce({skip}, false)""",
+        FROM i LEFT JOIN enc_visit v ON v.key = i.item.encounter[1].reference""",
     )
     _run(
         con,
         """
         CREATE OR REPLACE TEMP TABLE clm_head AS
-        SELECT c.*, fac.npi AS facility_npi, fac.tz AS facility_tz,
+        SELECT c.line, c.id, c.patient, c.insurer, c.facility, c.provider, c.billablePeriod, c.created, c.total,
+               CASE WHEN rtype(c.provider.reference) IN ('Practitioner', 'PractitionerRole') THEN c.provider.reference
+                    ELSE c.careTeam[1].provider.reference END AS default_ref,
+               fac.npi AS facility_npi, fac.tz AS facility_tz, org.npi AS provider_npi, org.tz AS provider_tz,
                agg.first_item_date, agg.episodes, coalesce(agg.n_items, 0) AS n_items, agg.all_net, agg.net_sum,
                agg.item_zone
         FROM src c
         LEFT JOIN target fac ON fac.key = c.facility.reference
+        LEFT JOIN target org ON c.facility IS NULL AND rtype(c.provider.reference) = 'Organization'
+                            AND org.key = c.provider.reference
         LEFT JOIN (SELECT line, min(item_date) AS first_item_date,
                           list(DISTINCT coalesce(episode_id, '')) AS episodes, count(*) AS n_items,
                           bool_and(money(item.net) IS NOT NULL) AS all_net,
@@ -763,10 +842,14 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
                    FROM items GROUP BY line) agg ON agg.line = c.line
         WHERE NOT coalesce(js(c.status) = 'entered-in-error' OR coalesce(js(c.use), 'claim') <> 'claim', false)""",
     )
-    zone = "coalesce(h.facility_tz, h.item_zone)"
-    clinic = "coalesce('npi:' || h.facility_npi, fid(h.facility.reference))"
+    zone = "coalesce(h.facility_tz, h.provider_tz, h.item_zone)"
+    clinic = (
+        "coalesce('npi:' || h.facility_npi, fid(h.facility.reference), CASE WHEN h.facility IS NULL "
+        "AND rtype(h.provider.reference) = 'Organization' THEN coalesce('npi:' || h.provider_npi, "
+        "fid(h.provider.reference)) END)"
+    )
     claims = f"""
-        SELECT h.line, 0 AS ord, fid('Claim/' || (h.id->>'$')) AS claim_id,
+        SELECT h.line, 0 AS ord, fid('Claim/' || rid(h.id)) AS claim_id,
                CASE WHEN h.n_items > 0 AND len(h.episodes) = 1 THEN nullif(h.episodes[1], '') END AS episode_id,
                fid(h.patient.reference) AS patient_id, {clinic} AS clinic_id,
                fid(h.insurer.reference) AS payer_id,
@@ -775,12 +858,8 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
                coalesce(money(h.total),
                         CASE WHEN h.n_items > 0 AND h.all_net THEN CAST(h.net_sum AS VARCHAR) END) AS billed_usd
         FROM clm_head h"""
-    default_provider = (
-        "CASE WHEN rtype(h.provider.reference) IN ('Practitioner', 'PractitionerRole') THEN h.provider.reference "
-        "ELSE h.careTeam[1].provider.reference END"
-    )
     # fhir.py `_item_id`: the item's element id (the practice's charge id), else `Claim/<id>#item<sequence>`
-    stem = "stem('Claim/' || (h.id->>'$'))"
+    stem = "stem('Claim/' || rid(h.id))"
     element = "nullif(js(v.item.id), '')"
     item_id = (
         f"coalesce({stem} || '#' || {element}, {stem} || '#item' || jnum(v.item.sequence))"
@@ -790,11 +869,12 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
     charges = f"""
         SELECT h.line, v.n AS ord,
                {item_id} AS charge_id,
-               fid('Claim/' || (h.id->>'$')) AS claim_id,
+               fid('Claim/' || rid(h.id)) AS claim_id,
                v.appointment_id, v.episode_id,
                fid(h.patient.reference) AS patient_id,
                coalesce({clinic}, v.clinic_id) AS clinic_id,
-               CASE WHEN v.provider IS NOT NULL THEN {_therapist("v.provider", "pr")}
+               CASE WHEN coalesce(v.team_ref, h.default_ref) IS NOT NULL
+                    THEN {_therapist("coalesce(v.team_ref, h.default_ref)", "pr")}
                     ELSE v.therapist_id END AS therapist_id,
                coalesce(v.item_date, fdate(js(h.billablePeriod.start)), h.first_item_date) AS service_date,
                first_code_in(v.item.productOrService, {cpt}) AS cpt_code,
@@ -805,9 +885,8 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
                money(v.item.net) AS charge_usd,
                fts(js(h.created), {zone}) AS posted_at
         FROM clm_head h
-        JOIN (SELECT it.*, coalesce(it.team_ref, {default_provider}) AS provider
-              FROM items it JOIN clm_head h ON h.line = it.line) v ON v.line = h.line
-        LEFT JOIN target pr ON pr.key = v.provider"""
+        JOIN items v ON v.line = h.line
+        LEFT JOIN target pr ON pr.key = coalesce(v.team_ref, h.default_ref)"""
     return {"claims": _frame(con, claims, "claims"), "charges": _frame(con, charges, "charges")}, ignored
 
 
@@ -823,7 +902,7 @@ def _eobs(con: duckdb.DuckDBPyConnection, path: Path):
         f"""
         CREATE OR REPLACE TEMP TABLE eob_m AS
         SELECT e.line, e.outcome, e.payment,
-               stem('ExplanationOfBenefit/' || (e.id->>'$')) AS key,
+               stem('ExplanationOfBenefit/' || rid(e.id)) AS key,
                fid(e.claim.reference) AS claim_id, fid(e.insurer.reference) AS payer_id,
                fts(js(e.created), loc.tz) AS created,
                list_transform(coalesce(e.total, []), lambda t: struct_pack(k := first_code(t.category),
@@ -877,7 +956,7 @@ def _patients(con: duckdb.DuckDBPyConnection, path: Path):
     gender = _case("js(gender)", F.GENDER)
     sql = rf"""
         WITH p AS (
-            SELECT line, id->>'$' AS rid,
+            SELECT line, rid(id) AS rid,
                    coalesce(list_filter(name, lambda n: js(n.use) = 'official')[1], name[1]) AS nm,
                    list_filter(telecom, lambda t: js(t.system) = 'phone')[1].value AS phone,
                    list_filter(telecom, lambda t: js(t.system) = 'email')[1].value AS email,
@@ -917,8 +996,8 @@ def _service_requests(con: duckdb.DuckDBPyConnection, path: Path):
     )
     icd = _sql_list(F.ICD10_SYSTEMS)
     sql = f"""
-        SELECT s.line, 0 AS ord, stem('ServiceRequest/' || (s.id->>'$')) || '#received' AS event_id,
-               fid('ServiceRequest/' || (s.id->>'$')) AS referral_id,
+        SELECT s.line, 0 AS ord, stem('ServiceRequest/' || rid(s.id)) || '#received' AS event_id,
+               fid('ServiceRequest/' || rid(s.id)) AS referral_id,
                CASE WHEN rtype(s.subject.reference) = 'Patient' THEN fid(s.subject.reference) END AS patient_id,
                fid(s.locationReference[1].reference) AS clinic_id,
                'received' AS event_type,

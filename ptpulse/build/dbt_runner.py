@@ -53,6 +53,21 @@ def _release_dbt_duckdb() -> None:
         DuckDBConnectionManager._ENV = None
 
 
+def dbt_env(target_file: Path, raw_db: Path, work_dir: Path) -> dict[str, str]:
+    """The environment dbt_project/profiles.yml reads: paths, and DuckDB's memory budget and spill folder
+    (`settings:`) from the home holding raw_db; the spill folder is fixed so the profile, which dbt hashes
+    into its partial-parsing state, is the same in every build."""
+    duckdb_config = Settings(home=Path(raw_db).parent).duckdb_config(preserve_insertion_order=False, folder="dbt")
+    return {
+        "PTPULSE_BUILD_TARGET": str(target_file),
+        "PTPULSE_RAW_DB": str(raw_db),
+        "PTPULSE_DBT_TARGET_PATH": str(work_dir / "target"),
+        "PTPULSE_DUCKDB_MEMORY_LIMIT": str(duckdb_config["memory_limit"]),
+        "PTPULSE_DUCKDB_TEMP_DIR": str(duckdb_config["temp_directory"]),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+
+
 def run_dbt(
     args: list[str],
     target_file: Path,
@@ -89,12 +104,7 @@ def run_dbt(
             name = getattr(node, "node_name", "") if node else ""
             progress(f"dbt {name}", done["n"], max(expected_nodes, done["n"]))
 
-    env = {
-        "PTPULSE_BUILD_TARGET": str(target_file),
-        "PTPULSE_RAW_DB": str(raw_db),
-        "PTPULSE_DBT_TARGET_PATH": str(work_dir / "target"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
+    env = dbt_env(target_file, raw_db, work_dir)
     try:  # the pseudonym secret's PATH only (ptpulse/core/secrets.py); created on the first build
         env["PTPULSE_PSEUDONYM_KEY_FILE"] = str(ensure_key(Settings(home=Path(raw_db).parent)))
     except (RuntimeError, OSError) as exc:

@@ -27,6 +27,7 @@ from ptpulse.build.finish import (
     mart_row_counts,
     previous_history,
 )
+from ptpulse.build.incremental import plan_build, record_state, start_from_served
 from ptpulse.build.serving import (
     adopt_served_files,
     new_build_id,
@@ -53,6 +54,8 @@ class BuildResult:
     row_counts: dict[str, int] = field(default_factory=dict)
     new_path: Path | None = None
     removed_builds: list[str] = field(default_factory=list)  # abandoned build folders removed by this build
+    full_refresh: bool = True  # False: incremental, started from a copy of the served file (build/incremental.py)
+    mode_reason: str = ""  # why full or incremental
 
 
 def build(
@@ -62,6 +65,7 @@ def build(
     project_dir: Path = DBT_PROJECT_DIR,
     dbt_vars: dict | None = None,
     keep_failed: bool = False,
+    full_refresh: bool = False,
 ) -> BuildResult:
     """Build a new analytics file and swap it over settings.analytics_db if every error-severity test passed."""
     from dbt.version import __version__ as dbt_version
@@ -99,6 +103,17 @@ def build(
         return fail(f"could not prepare {settings.build_dir} (the served files are unchanged): {exc}")
     work.mkdir(parents=True, exist_ok=True)
 
+    plan = plan_build(settings.analytics_db, settings.raw_db, project_dir, dbt_vars, full_refresh, started)
+    if not plan.full:  # a copy of the served file: the served one is never written, a crash leaves it served
+        if progress:
+            progress("copy of the served build", 0, 1)
+        try:
+            start_from_served(settings.analytics_db, new_path)
+        except (OSError, duckdb.Error) as exc:
+            new_path.unlink(missing_ok=True)
+            plan.full, plan.reason = True, f"could not copy the served file ({type(exc).__name__})"
+            plan.state.full_refresh_at = started
+
     if progress:
         progress("app state", 0, 1)
     con = duckdb.connect(str(new_path))
@@ -117,7 +132,7 @@ def build(
     variables = dict(dbt_vars or {})
     with stable_path(new_path, dbt_work) as dbt_target:
         run = run_dbt(
-            ["build"],
+            ["build", "--full-refresh"] if plan.full else ["build"],
             dbt_target,
             settings.raw_db,
             dbt_work,
@@ -136,6 +151,7 @@ def build(
             history = previous_history(settings.analytics_db)
             con.execute("create schema if not exists meta")
             con.execute(BUILDS_DDL)
+            record_state(con, plan.state)
             if history:
                 con.executemany("insert into meta.builds values (?, ?, ?, ?, ?, ?, ?, ?)", history)
             tests_json = {
@@ -175,7 +191,7 @@ def build(
         if progress:
             progress("de-identified twin", 0, 1)
         deid_path = work / settings.analytics_deid_db.name
-        write_deidentified(new_path, deid_path)
+        write_deidentified(new_path, deid_path, config=settings.duckdb_config(preserve_insertion_order=False))
         verify_deidentified(deid_path, settings.raw_db)  # names and values (identifiers of raw patients)
         if Path(str(deid_path) + ".wal").exists():
             raise RuntimeError(f"{deid_path}.wal remains after checkpoint")
@@ -199,4 +215,6 @@ def build(
         warnings=run.warnings,
         row_counts=row_counts,
         removed_builds=removed,
+        full_refresh=plan.full,
+        mode_reason=plan.reason,
     )

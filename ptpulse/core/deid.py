@@ -20,6 +20,7 @@ per-role filter built on this rule.)
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
@@ -88,7 +89,9 @@ def kept_table(schema: str, table: str) -> bool:
 SOURCE_ALIAS = "ptpulse_src"
 
 
-def write_deidentified(source: Path, target: Path, threads: int | None = None) -> dict:
+def write_deidentified(
+    source: Path, target: Path, threads: int | None = None, config: Mapping[str, str | bool] | None = None
+) -> dict:
     """Write `target` (a new DuckDB file) holding de-identified copies of `source`'s kept tables.
 
     `source` is attached READ_ONLY; every kept table (or view, materialised) is created as a table with
@@ -98,7 +101,7 @@ def write_deidentified(source: Path, target: Path, threads: int | None = None) -
     target = Path(target)
     if target.exists():
         raise FileExistsError(target)
-    con = duckdb.connect(str(target))
+    con = duckdb.connect(str(target), config=dict(config or {}))  # the build passes its memory budget
     try:
         if threads:
             con.execute(f"set threads = {int(threads)}")

@@ -212,7 +212,8 @@ def _staging_by_source() -> dict[str, Path]:
 
 
 TYPE_CASTS = {
-    "varchar": {"varchar"},
+    # string: DuckDB's alias of varchar, the spelling Spark reads too (dbt_project/macros/portable)
+    "varchar": {"varchar", "string"},
     "date": {"date"},
     "timestamp": {"timestamp"},
     "integer": {"integer", "bigint"},

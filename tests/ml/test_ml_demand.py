@@ -12,11 +12,14 @@ from ml.demand import (
     backtest,
     backtest_method,
     backtest_series_names,
+    calendar_arx_forecast,
     calibrate_intervals,
     conformal_scale,
     cutoff_weeks,
+    demand_forecast,
     forecast_all,
     holiday_weekdays,
+    level_adjusted_naive,
     mean_last_4,
     month_shares,
     prophet_forecast,
@@ -183,7 +186,7 @@ def test_interval_calibration_uses_only_forecasts_observed_before_the_cutoff():
 
 
 def test_conformal_scale_ignores_errors_not_yet_observed_at_the_cutoff():
-    """Changing the errors of forecasts that end after cutoff c (default expanding window) leaves c's band alone."""
+    """Changing the errors of forecasts that end after cutoff c leaves c's band alone."""
     cfg = DemandSettings()
     weeks = pd.date_range("2024-01-01", periods=120, freq="7D")
     rng = np.random.default_rng(3)
@@ -212,11 +215,15 @@ def test_conformal_scale_ignores_errors_not_yet_observed_at_the_cutoff():
     after = calibrate_intervals(shocked, cfg).groupby("cutoff")["interval_scale"].first()
     assert after[after.index <= c].equals(base[base.index <= c])
     assert (after[after.index > c + pd.Timedelta(weeks=12)] > base[base.index > c + pd.Timedelta(weeks=12)]).all()
-    # the expanding window: the scale at the last cutoff is the quantile over every fully observed origin
+    # the default window: the scale at the last cutoff is the quantile over the 4 latest fully observed origins
     last = points["cutoff"].max()
     past = calibrate_intervals(points, cfg)
     past = past[past["cutoff"] + pd.Timedelta(weeks=12) <= last]
-    assert base[last] == pytest.approx(np.quantile(past["score"], 0.8))
+    latest = past[past["cutoff"].isin(sorted(past["cutoff"].unique())[-4:])]
+    assert cfg.calibration_window == 4 and base[last] == pytest.approx(np.quantile(latest["score"], 0.8))
+    # the expanding window (None): every fully observed origin
+    expanding = calibrate_intervals(points, DemandSettings(calibration_window=None))
+    assert expanding.groupby("cutoff")["interval_scale"].first()[last] == pytest.approx(np.quantile(past["score"], 0.8))
 
 
 def test_calibrated_coverage_lands_near_nominal_on_known_noise():
@@ -238,12 +245,16 @@ def test_calibrated_coverage_lands_near_nominal_on_known_noise():
         ds = pd.DatetimeIndex(history["week_start"]).append(pd.DatetimeIndex(future))
         return pd.DataFrame({"week_start": ds, "yhat": 100.0, "yhat_lower": 98.0, "yhat_upper": 102.0})
 
-    points, summary = backtest(series, DemandSettings(), forecaster=narrow)
+    ideal = 5 * 1.2816 / 2  # z_0.9 * sd / half-width
+    points, summary = backtest(series, DemandSettings(calibration_window=None), forecaster=narrow)
     head = summarise(summary, points)
     assert head["coverage_80_raw"] < 0.4
     assert 0.74 <= head["coverage_80"] <= 0.86
-    scale = points.loc[points["evaluated"], "interval_scale"]
-    assert scale.between(5 * 1.2816 / 2 * 0.75, 5 * 1.2816 / 2 * 1.25).all()  # ~ z_0.9 * sd / half-width
+    assert points.loc[points["evaluated"], "interval_scale"].between(ideal * 0.75, ideal * 1.25).all()
+    # the default: the 4 latest origins only (48 errors), so each origin's scale is noisier, coverage as good
+    points, summary = backtest(series, DemandSettings(), forecaster=narrow)
+    assert 0.74 <= summarise(summary, points)["coverage_80"] <= 0.86
+    assert points.loc[points["evaluated"], "interval_scale"].between(ideal * 0.6, ideal * 1.4).all()
 
 
 def test_prophet_beats_seasonal_naive_on_a_seasonal_series(series):
@@ -322,3 +333,77 @@ def test_per_metric_and_series_figures_flag_a_loss_the_pooled_figure_hides():
         "hidden_losses": [],
         "pooled_hides_loss": False,
     }
+
+
+def test_calendar_arx_recovers_month_levels_holidays_and_decays_the_last_shock():
+    """y = a level per calendar month - 8 per holiday weekday; the last weeks run 30 above it."""
+    weeks = pd.date_range("2023-01-02", periods=120, freq="7D")
+    level = month_shares(weeks) @ np.linspace(100, 155, 12) - 8 * holiday_weekdays(weeks)
+    y = level.copy()
+    y[-3:] += 30.0
+    history = pd.DataFrame({"week_start": weeks, "y": y})
+    future = pd.date_range(weeks[-1] + pd.Timedelta(weeks=1), periods=12, freq="7D")
+    truth = month_shares(future) @ np.linspace(100, 155, 12) - 8 * holiday_weekdays(future)
+    fc = calendar_arx_forecast(history, future, DemandSettings())
+    gap = fc - truth
+    assert np.abs(gap[-1]) < 3  # far ahead: back on the calendar levels
+    assert gap[0] > gap[-1]  # the recent shock carries into the first weeks and fades
+    short = calendar_arx_forecast(history.tail(20), future, DemandSettings())  # < a year: intercept + holidays
+    assert np.isfinite(short).all() and (short >= 0).all()
+
+
+def test_level_adjusted_naive_rescales_last_year_and_falls_back():
+    weeks = pd.date_range("2024-01-01", periods=70, freq="7D")
+    y = np.where(weeks < weeks[52], 100.0, 120.0)  # this year runs 20% above last year
+    y[20] = 150.0  # last year's odd week carries into the forecast 52 weeks on, scaled
+    history = pd.DataFrame({"week_start": weeks, "y": y})
+    future = pd.date_range(weeks[-1] + pd.Timedelta(weeks=1), periods=12, freq="7D")
+    fc = level_adjusted_naive(history, future, weeks=13)
+    naive = seasonal_naive(history, future)
+    assert fc == pytest.approx(naive * 1.2) and fc[2] == pytest.approx(180.0)
+    young = history.head(55)  # only 3 weeks with a year-back twin: no level ratio, the plain naive
+    soon = pd.date_range(weeks[54] + pd.Timedelta(weeks=1), periods=4, freq="7D")
+    assert list(level_adjusted_naive(young, soon)) == list(seasonal_naive(young, soon))
+
+
+def test_demand_forecast_never_reads_the_weeks_it_forecasts(series):
+    """Point in time: shocking every actual from a cutoff on leaves that cutoff's forecast (and earlier) unchanged.
+
+    Like the no-show leakage test: the same backtest on altered futures must give byte-identical forecasts for
+    origins that could not have seen them, and different ones for an origin that could.
+    """
+    cfg = DemandSettings(cutoffs=2, calibration_cutoffs=0, uncertainty_samples=50)
+    one = series[(series["series"] == ALL) & (series["metric"] == "visits")].reset_index(drop=True)
+    base, _ = backtest(one, cfg)
+    last = base["cutoff"].max()
+    cols = ["cutoff", "week_start", "yhat", "yhat_lower", "yhat_upper"]
+
+    def shocked_from(start):
+        return backtest(one.assign(y=np.where(one["week_start"] >= start, one["y"] + 500.0, one["y"])), cfg)[0]
+
+    same = shocked_from(last)
+    pd.testing.assert_frame_equal(base[cols], same[cols])
+    leaked = shocked_from(last - pd.Timedelta(weeks=1))  # the week before the cutoff is history: it must count
+    at_last = leaked["cutoff"] == last
+    assert not np.allclose(leaked.loc[at_last, "yhat"], base.loc[at_last, "yhat"])
+    pd.testing.assert_frame_equal(base.loc[~at_last, cols], leaked.loc[~at_last, cols])
+
+
+def test_the_ensemble_beats_seasonal_naive_and_its_band_is_prophets_width(series):
+    cfg = DemandSettings(cutoffs=4, calibration_cutoffs=2)
+    one = series[(series["series"] == "C1") & (series["metric"] == "visits")]
+    hist = one[one["week_start"] < one["week_start"].max() - pd.Timedelta(weeks=11)]
+    future = pd.DatetimeIndex(one["week_start"].tail(12))
+    ens, alone = demand_forecast(hist, future, cfg), prophet_forecast(hist, future, cfg)
+    ahead = ens["week_start"].isin(future).to_numpy()
+    assert np.allclose(ens.loc[~ahead, "yhat"], alone.loc[~ahead, "yhat"])  # history: Prophet's fitted line
+    parts = (
+        alone.loc[ahead, "yhat"].to_numpy()
+        + calendar_arx_forecast(hist, future, cfg)
+        + level_adjusted_naive(hist, future, cfg.level_weeks)
+    ) / 3
+    assert ens.loc[ahead, "yhat"].to_numpy() == pytest.approx(parts)
+    width = (ens["yhat_upper"] - ens["yhat_lower"])[ahead & (ens["yhat_lower"] > 0).to_numpy()]
+    assert width.to_numpy() == pytest.approx((alone["yhat_upper"] - alone["yhat_lower"])[width.index].to_numpy())
+    points, summary = backtest(one, cfg)
+    assert summarise(summary, points)["relative_mase"] < 1.0

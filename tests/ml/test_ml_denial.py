@@ -173,7 +173,8 @@ def test_card_scores_and_queue_of_the_built_practice(built_home):
 def test_model_against_the_generators_truth(with_truth):
     """Small practice (~1,900 test claims): close to the oracle, calibrated, dollars near the expected."""
     _, card = with_truth
-    assert card["oracle_roc_auc"] > 0.75
+    # the causes carry real signal (the oracle's own AUC on ~1,900 claims moves 0.74-0.77 with the draw)
+    assert card["oracle_roc_auc"] > 0.72
     assert card["roc_auc"] >= 0.9 * card["oracle_roc_auc"]
     assert 0.7 <= card["calibration_slope"] <= 1.3
     assert abs(card["dollars_at_risk"] / card["truth_dollars_at_risk"] - 1) < 0.2

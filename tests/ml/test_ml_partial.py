@@ -24,7 +24,16 @@ from ptpulse.core.config import get_settings
 from ptpulse.refresh import refresh
 
 TINY = Path(__file__).resolve().parents[1] / "dbt" / "tiny_practice"
-MODELS = ("no_show", "lead", "denial", "demand_backtest", "demand_forecast", "staffing_gap", "attribution")
+MODELS = (
+    "no_show",
+    "lead",
+    "denial",
+    "demand_backtest",
+    "demand_forecast",
+    "staffing_gap",
+    "attribution",
+    "channel_incrementality",
+)
 # the ml tables each model writes (work_queue_tasks is a union that also reads marts: not checked for emptiness)
 TABLES = {
     "no_show": ("no_show_scores", "no_show_calibration"),
@@ -33,6 +42,7 @@ TABLES = {
     "demand_forecast": ("demand_forecast",),
     "staffing_gap": ("staffing_gap",),
     "attribution": ("attribution_credit",),
+    "channel_incrementality": ("channel_incrementality",),
 }
 CARDS = {"no_show": artifacts.card_path, "lead": artifacts.lead_card_path, "denial": artifacts.denial_card_path}
 

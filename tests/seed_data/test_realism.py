@@ -382,10 +382,15 @@ def test_referral_sources_and_marketing(con, clean_practice):
     assert chans == 6 and months >= 23
     assert q(con, "select count(*) from marketing_spend")[0] == months * chans
     truth = con.execute(f"select * from read_csv('{clean_practice / 'truth' / 'channel_effects.csv'}')").fetchall()
-    conv = {c: r for c, r, _ in truth}
-    eff = {c: e for c, _, e in truth}
+    conv = {row[0]: row[1] for row in truth}
+    eff = {row[0]: row[2] for row in truth}
     assert len(eff) == 6 and conv["word_of_mouth"] > conv["search_ads"] > conv["social"]
     assert eff["social"] < 0.01 < eff["search_ads"] and eff["word_of_mouth"] > eff["events"]
+    # the marketing-mix truth: incremental new patients had the channel been off; social intercepts direct callers
+    incr = {row[0]: row[3] for row in truth}
+    assert incr["social"] < 0 < min(v for c, v in incr.items() if c != "social")
+    spend = dict(con.execute("select channel, sum(spend_usd::double) from marketing_spend group by 1").fetchall())
+    assert spend["word_of_mouth"] == spend["organic_web"] == 0 < min(spend["search_ads"], spend["events"])
 
 
 def test_seasonality_calendar_and_capacity(con):

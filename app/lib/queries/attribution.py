@@ -1,9 +1,11 @@
 """Attribution & ROI: spend, attributed conversions and revenue per channel under each model, marketing ROI and
-cost per new patient (one definition with the Overview's KPIs), and the paths to a decision."""
+cost per new patient (one definition with the Overview's KPIs), the marketing-mix model's incremental effect
+beside path credit, and the paths to a decision."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -54,6 +56,73 @@ def _data_driven_for_period(r: Reader, heuristic: pd.DataFrame) -> pd.DataFrame:
         spend_usd=("spend_usd", "max"), is_marketing=("is_marketing", "max")
     )
     return ml.merge(spend, on="channel", how="left")
+
+
+# Measured against the generator's true incremental effects (medium practice, 25 clinics x 3 years, seeds 7 and
+# 11 alike, `python bench/peers_attribution.py`): Spearman rank correlation per model, and the credit each gives
+# the channel whose true effect is negative (ml/README.md "Attribution"). The page cites these, not a belief.
+BACKTEST: Mapping[str, Any] = {
+    "spearman_mmm": 1.0,
+    "spearman_best_path": 0.66,
+    "negative_channel_share_paths": (0.17, 0.18),
+}
+PATH_FOR_INCREMENTALITY = ("markov", "linear")  # the path credit shown beside the MMM, first one present
+
+
+def incrementality(r: Reader) -> pd.DataFrame:
+    """The MMM's incremental new patients per channel (with its interval) beside a path model's credit.
+
+    Both as shares over the marketing channels: effect / net incremental patients, and the path model's
+    attributed conversions / its total over those channels, over all history (the MMM is fitted on every complete month). Empty until the ML step has scored a build.
+    """
+    cols = ["channel", "effect", "lo", "hi", "share", "share_lo", "share_hi", "path_model", "path_share"]
+    if not r.has("ml.channel_incrementality"):
+        return pd.DataFrame(columns=cols)
+    inc = r.df("select channel, effect, lo, hi, share from ml.channel_incrementality order by effect desc")
+    if inc.empty:
+        return pd.DataFrame(columns=cols)
+    net = float(inc["effect"].sum())
+    inc["share_lo"] = inc["lo"] / net if net > 0 else None
+    inc["share_hi"] = inc["hi"] / net if net > 0 else None
+    credit = pd.DataFrame(columns=["model", "channel", "attributed_conversions"])
+    if r.has("ml.attribution_credit"):
+        credit = r.df("select model, channel, attributed_conversions from ml.attribution_credit")
+    if credit.empty or not set(PATH_FOR_INCREMENTALITY) & set(credit["model"]):
+        credit = r.df(
+            "select model, channel, sum(attributed_conversions) as attributed_conversions "
+            "from marts.attribution_roi where model = 'linear' group by all"
+        )
+    model = next((m for m in PATH_FOR_INCREMENTALITY if m in set(credit["model"])), None)
+    # shares among the MMM's channels: physician referrals and direct access are not marketing channels
+    part = credit[(credit["model"] == model) & credit["channel"].isin(inc["channel"])]
+    total = float(part["attributed_conversions"].sum())
+    path = part.assign(path_share=part["attributed_conversions"] / total if total > 0 else None)[
+        ["channel", "path_share"]
+    ]
+    out = inc.merge(path, on="channel", how="left").assign(path_model=model)  # one row per MMM channel
+    return out[cols]
+
+
+def budget_guidance(inc: pd.DataFrame) -> dict[str, Any]:
+    """Which numbers to move budget on, and why, from the backtest and this practice's intervals.
+
+    `negative`: channels whose whole interval is below zero (cutting them adds patients); `uncertain`: intervals
+    that cross zero (test before moving money); `positive`: intervals above zero.
+    """
+    if inc.empty:
+        return {"negative": [], "uncertain": [], "positive": [], "text": None}
+    neg = inc.loc[inc["hi"] < 0, "channel"].tolist()
+    pos = inc.loc[inc["lo"] > 0, "channel"].tolist()
+    unsure = inc.loc[(inc["lo"] <= 0) & (inc["hi"] >= 0), "channel"].tolist()
+    lo, hi = BACKTEST["negative_channel_share_paths"]
+    text = (
+        "**Use the incremental effect for budget decisions; use path credit to see journeys.** On a practice "
+        "whose true channel effects are known, the marketing-mix model ranked channels with a rank correlation "
+        f"of {BACKTEST['spearman_mmm']:.2f} against the truth, the best path model {BACKTEST['spearman_best_path']:.2f}, "
+        f"and every path model gave the channel that truly *costs* patients {lo:.0%}–{hi:.0%} of the credit "
+        "(path models split credit among patients who came; they cannot see patients a channel displaced)."
+    )
+    return {"negative": neg, "uncertain": unsure, "positive": pos, "text": text}
 
 
 def marketing_totals(by_channel: pd.DataFrame, model: str) -> dict[str, float | None]:

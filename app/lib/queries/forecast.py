@@ -1,8 +1,10 @@
-"""Demand forecast: the series a user may see, each series' forecast, and the staffing gap."""
+"""Demand forecast: the series a user may see, each series' forecast, the staffing gap, and how the backtest
+judged the series and measure on screen (from the backtest file, not the warehouse)."""
 
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pandas as pd
 
@@ -48,3 +50,30 @@ def staffing_by_clinic(r: Reader, f: Filters) -> pd.DataFrame:
     from ml.staffing_gap where {CLINIC_FILTER} and gap_visits > 0 order by gap_visits desc limit 200
     """
     return r.df(sql, clinic_params(r, f))
+
+
+COVERAGE_BAND = (0.75, 0.85)  # an honest 80% range holds about 80% of actual weeks
+
+
+def backtest_row(backtest: dict[str, Any] | None, series: str, metric: str) -> dict[str, Any] | None:
+    """The backtest figures for one series and measure (or "pooled"); None when that series was not backtested."""
+    for row in (backtest or {}).get("breakdown") or []:
+        if row.get("series") == series and row.get("metric") == metric:
+            return row
+    return None
+
+
+def losses_to_naive(backtest: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Every series x measure that lost to "same week last year" in the backtest, whatever the pooled figure.
+
+    The pooled headline averages measures, so one losing measure can hide behind two winning ones; a manager
+    planning that measure should know, so the page lists each loss.
+    """
+    rows = (backtest or {}).get("breakdown") or []
+    return [r for r in rows if r.get("metric") != "pooled" and r.get("loses_to_naive")]
+
+
+def coverage_off(row: dict[str, Any] | None) -> bool:
+    """True when the row's 80% range held fewer than 75% or more than 85% of actual weeks."""
+    cov = (row or {}).get("coverage_80")
+    return cov is not None and not COVERAGE_BAND[0] <= cov <= COVERAGE_BAND[1]

@@ -19,13 +19,13 @@ with ev as (
 st as (
     select
         *,
-        struct_pack(
-            episode_id := episode_id, referral_id := referral_id, patient_id := patient_id,
-            clinic_id := clinic_id, therapist_id := therapist_id, visit_type := visit_type,
-            scheduled_start := scheduled_start, duration_min := duration_min, event_type := event_type,
-            event_at := event_at, cancel_reason := cancel_reason, notice_hours := notice_hours
-        ) as state,
-        struct_pack(t := event_at, r := type_rank, id := event_id) as ord
+        {{ named_struct({
+            'episode_id': 'episode_id', 'referral_id': 'referral_id', 'patient_id': 'patient_id',
+            'clinic_id': 'clinic_id', 'therapist_id': 'therapist_id', 'visit_type': 'visit_type',
+            'scheduled_start': 'scheduled_start', 'duration_min': 'duration_min', 'event_type': 'event_type',
+            'event_at': 'event_at', 'cancel_reason': 'cancel_reason', 'notice_hours': 'notice_hours'
+        }) }} as state,
+        {{ named_struct({'t': 'event_at', 'r': 'type_rank', 'id': 'event_id'}) }} as ord
     from ev
 ),
 
@@ -33,8 +33,8 @@ agg as (
     select
         appointment_id,
         coalesce(
-            arg_max(state, ord) filter (where type_rank >= 3),   -- the outcome, when one was recorded
-            arg_max(state, ord) filter (where type_rank <= 2)    -- else the latest booking
+            max_by(state, ord) filter (where type_rank >= 3),   -- the outcome, when one was recorded
+            max_by(state, ord) filter (where type_rank <= 2)    -- else the latest booking
         ) as l,
         min(event_at) filter (where event_type = 'booked') as booked_event_at,
         min(event_at) as first_event_at,
@@ -72,7 +72,7 @@ collapsed as (
 
 select
     *,
-    date_diff('day', cast(booked_at as date), cast(scheduled_start as date)) as lead_time_days,
+    {{ day_diff('cast(booked_at as date)', 'cast(scheduled_start as date)') }} as lead_time_days,
     case when status = 'completed' then
             row_number() over (
                 partition by episode_id, patient_id, status = 'completed' order by scheduled_start, appointment_id

@@ -47,7 +47,7 @@ daily as (
 spine as (
     select
         c.clinic_id,
-        cast(unnest(generate_series(c.first_d, k.as_of_date, interval 1 day)) as date) as d
+        {{ day_series('c.first_d', 'k.as_of_date') }} as d
     from (select
         clinic_id,
         min(d) as first_d

@@ -6,13 +6,13 @@
 -- is lost or repeated. is_timed: minutes were recorded, else (a format that bills units only, such as X12 837P) the CPT
 -- list's timed flag.
 select
-    c.* replace (  -- noqa: AM04
-        l.appointment_id as appointment_id,
-        l.episode_id as episode_id,
-        k.claim_id as claim_id,
-        coalesce(xc.clinic_id, c.clinic_id) as clinic_id,
-        coalesce(xt.therapist_id, c.therapist_id) as therapist_id
-    ),
+    {{ star_replace(ref('stg_raw__charges'), 'c', {
+        'appointment_id': 'l.appointment_id',
+        'episode_id': 'l.episode_id',
+        'claim_id': 'k.claim_id',
+        'clinic_id': 'coalesce(xc.clinic_id, c.clinic_id)',
+        'therapist_id': 'coalesce(xt.therapist_id, c.therapist_id)'
+    }) }},  -- noqa: AM04
     upper(left(c.cpt_code, 1)) in ('G', 'L') as is_excluded_from_units,
     coalesce(c.minutes > 0, cpt.timed, false) as is_timed,
     l.appointment_link,

@@ -14,7 +14,7 @@ with remits as (
         sum(amount_usd) filter (where event_type = 'write_off') as write_off_usd,
         sum(amount_usd) filter (where event_type = 'denial') as denied_usd,
         count(*) filter (where event_type = 'denial') > 0 as is_denied,
-        arg_min(carc_code, event_at) filter (where event_type = 'denial') as denial_carc,
+        min_by(carc_code, event_at) filter (where event_type = 'denial') as denial_carc,
         min(event_at) filter (where event_type = 'denial') as denied_at,
         min(event_at) filter (where event_type = 'payer_payment') as first_payer_payment_at,
         max(event_at) as last_remit_at,

@@ -37,7 +37,7 @@
             ) as reference_at,
             coalesce(
                 (select max(finished_at) from {{ ref('stg_raw__loads') }}),
-                cast(current_localtimestamp() as timestamp)
+                cast({{ local_now() }} as timestamp)
             ) as load_at
     )
 

@@ -2,9 +2,9 @@
 -- baseline outcome score), the latest plan (re-evaluations update it), the discharge summary and note counts.
 -- Notes without an episode id take the one the linking rule found (int_visit_links); notes it could not place are
 -- left out here and counted in marts.link_health.
-with notes as materialized (
+with notes as {{ cte_materialized() }} (
     select
-        n.* exclude (appointment_id, episode_id),  -- noqa: AM04
+        {{ star_except(['appointment_id', 'episode_id'], 'n') }},  -- noqa: AM04
         l.appointment_id,
         l.episode_id
     from {{ ref('stg_raw__documentation_events') }} as n

@@ -16,9 +16,9 @@ with ids as (
 names as (
     select
         patient_id as pid,
-        nullif(upper(regexp_replace(member_id, '[^A-Za-z0-9]', '', 'g')), '') as member_key,
-        nullif(lower(regexp_replace(strip_accents(first_name), '[^A-Za-z]', '', 'g')), '') as first_key,
-        nullif(lower(regexp_replace(strip_accents(last_name), '[^A-Za-z]', '', 'g')), '') as last_key,
+        nullif(upper({{ regexp_replace_all('member_id', '[^A-Za-z0-9]', '') }}), '') as member_key,
+        nullif(lower({{ regexp_replace_all(strip_accents('first_name'), '[^A-Za-z]', '') }}), '') as first_key,
+        nullif(lower({{ regexp_replace_all(strip_accents('last_name'), '[^A-Za-z]', '') }}), '') as last_key,
         birth_date
     from {{ ref('stg_raw__patients') }}
 ),
@@ -27,7 +27,8 @@ patients as (
     select
         pid,
         member_key,
-        first_key || '|' || last_key || '|' || strftime(birth_date, '%Y-%m-%d') as name_key  -- null if any is null
+        -- null if any is null
+        first_key || '|' || last_key || '|' || {{ format_ts('birth_date', '%Y-%m-%d') }} as name_key
     from names
 ),
 
@@ -38,7 +39,9 @@ keyed as (
         coalesce(
             p.member_key,
             nullif(
-                upper(regexp_replace(regexp_extract(ids.pid, '^x12:member/[^/]*/(.+)', 1), '[^A-Za-z0-9]', '', 'g')), ''
+                upper({{ regexp_replace_all(
+                    "regexp_extract(ids.pid, '^x12:member/[^/]*/(.+)', 1)", '[^A-Za-z0-9]', ''
+                ) }}), ''
             )
         ) as member_key,
         p.name_key

@@ -13,15 +13,15 @@ with x12_ids as (
 payers as (
     select
         payer_id,
-        upper(regexp_replace(payer_id, '[^A-Za-z0-9]', '', 'g')) as id_key,
-        upper(regexp_replace(payer_name, '[^A-Za-z0-9]', '', 'g')) as name_key
+        upper({{ regexp_replace_all('payer_id', '[^A-Za-z0-9]', '') }}) as id_key,
+        upper({{ regexp_replace_all('payer_name', '[^A-Za-z0-9]', '') }}) as name_key
     from {{ ref('stg_raw__payers') }}
 ),
 
 keyed as (
     select
         source_id,
-        upper(regexp_replace(substr(source_id, length('x12:payer/') + 1), '[^A-Za-z0-9]', '', 'g')) as x12_key
+        upper({{ regexp_replace_all("substr(source_id, length('x12:payer/') + 1)", '[^A-Za-z0-9]', '') }}) as x12_key
     from x12_ids
 ),
 

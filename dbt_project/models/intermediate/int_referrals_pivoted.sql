@@ -1,6 +1,6 @@
 -- One row per referral (or lead): the intake events pivoted into the received attributes, first outreach,
 -- first contact and the intake exit. Funnel logic on top of this lives in marts/referral_funnel.
-with ev as materialized (
+with ev as {{ cte_materialized() }} (
     select * from {{ ref('stg_raw__intake_events') }}
 ),
 

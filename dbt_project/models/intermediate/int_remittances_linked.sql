@@ -5,7 +5,9 @@
 -- The payer as our id when an 835 named it by X12 payer id (int_payer_crosswalk). Rows
 -- still without a claim are all kept (their cash counts in the practice's totals, link_health counts them).
 select
-    r.* replace (k.claim_id as claim_id, coalesce(xp.payer_id, r.payer_id) as payer_id),  -- noqa: AM04
+    {{ star_replace(ref('stg_raw__remittances'), 'r', {
+        'claim_id': 'k.claim_id', 'payer_id': 'coalesce(xp.payer_id, r.payer_id)'
+    }) }},  -- noqa: AM04
     k.claim_link,
     k.unlinked_reason,
     coalesce(s.system_rank, 1) as system_rank

@@ -8,7 +8,7 @@
 {%- endif %}
 select
     {% if found -%}
-        coalesce((select max(cast(build_id as varchar)) from {{ rel }}), 'dev')
+        coalesce((select max(cast(build_id as string)) from {{ rel }}), 'dev')
     {%- else -%}
-        cast('dev' as varchar)
+        cast('dev' as string)
     {%- endif %} as build_id

@@ -13,11 +13,11 @@ with deduped as (
 )
 
 select
-    cast(auth_id as varchar) as auth_id,
-    cast(episode_id as varchar) as episode_id,
-    cast(patient_id as varchar) as patient_id,
-    cast(clinic_id as varchar) as clinic_id,
-    cast(payer_id as varchar) as payer_id,
+    cast(auth_id as string) as auth_id,
+    cast(episode_id as string) as episode_id,
+    cast(patient_id as string) as patient_id,
+    cast(clinic_id as string) as clinic_id,
+    cast(payer_id as string) as payer_id,
     cast(visits_authorized as integer) as visits_authorized,
     cast(valid_from as date) as valid_from,
     cast(valid_to as date) as valid_to,

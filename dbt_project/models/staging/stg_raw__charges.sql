@@ -2,6 +2,13 @@
 -- and modifiers.
 -- Latest version per natural key (charge_id), by posted_at within each source system; across systems each
 -- field from the most authoritative system that carries it (merge_latest); rename and cast only.
+-- Incremental (macros/incremental.sql): re-merges only the keys new loads touched; a full refresh rebuilds it.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ incremental_delete_scope('charges', 'charge_id') }}"
+) }}
+
 with deduped as (
     {{ merge_latest(
         'charges', [
@@ -15,16 +22,16 @@ with deduped as (
 )
 
 select
-    cast(charge_id as varchar) as charge_id,
-    cast(claim_id as varchar) as claim_id,
-    cast(appointment_id as varchar) as appointment_id,
-    cast(episode_id as varchar) as episode_id,
-    cast(patient_id as varchar) as patient_id,
-    cast(clinic_id as varchar) as clinic_id,
-    cast(therapist_id as varchar) as therapist_id,
+    cast(charge_id as string) as charge_id,
+    cast(claim_id as string) as claim_id,
+    cast(appointment_id as string) as appointment_id,
+    cast(episode_id as string) as episode_id,
+    cast(patient_id as string) as patient_id,
+    cast(clinic_id as string) as clinic_id,
+    cast(therapist_id as string) as therapist_id,
     cast(service_date as date) as service_date,
-    cast(cpt_code as varchar) as cpt_code,
-    cast(modifiers as varchar) as modifiers,
+    cast(cpt_code as string) as cpt_code,
+    cast(modifiers as string) as modifiers,
     cast(units as integer) as units,
     cast(minutes as integer) as minutes,
     cast(charge_usd as decimal(18, 2)) as charge_usd,

@@ -2,6 +2,13 @@
 -- claim_id and a later submitted_at.
 -- Latest version per natural key (claim_id), by submitted_at within each source system; across systems each
 -- field from the most authoritative system that carries it (merge_latest); rename and cast only.
+-- Incremental (macros/incremental.sql): re-merges only the keys new loads touched; a full refresh rebuilds it.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ incremental_delete_scope('claims', 'claim_id') }}"
+) }}
+
 with deduped as (
     {{ merge_latest(
         'claims', [
@@ -14,11 +21,11 @@ with deduped as (
 )
 
 select
-    cast(claim_id as varchar) as claim_id,
-    cast(episode_id as varchar) as episode_id,
-    cast(patient_id as varchar) as patient_id,
-    cast(clinic_id as varchar) as clinic_id,
-    cast(payer_id as varchar) as payer_id,
+    cast(claim_id as string) as claim_id,
+    cast(episode_id as string) as episode_id,
+    cast(patient_id as string) as patient_id,
+    cast(clinic_id as string) as clinic_id,
+    cast(payer_id as string) as payer_id,
     cast(service_date as date) as service_date,
     cast(submitted_at as timestamp) as submitted_at,
     cast(billed_usd as decimal(18, 2)) as billed_usd,

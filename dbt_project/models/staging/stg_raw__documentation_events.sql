@@ -4,6 +4,13 @@
 -- created_at.
 -- Latest version per natural key (note_id), by created_at within each source system; across systems each
 -- field from the most authoritative system that carries it (merge_latest); rename and cast only.
+-- Incremental (macros/incremental.sql): re-merges only the keys new loads touched; a full refresh rebuilds it.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ incremental_delete_scope('documentation_events', 'note_id') }}"
+) }}
+
 with deduped as (
     {{ merge_latest(
         'documentation_events', [
@@ -18,26 +25,26 @@ with deduped as (
 )
 
 select
-    cast(note_id as varchar) as note_id,
-    cast(episode_id as varchar) as episode_id,
-    cast(appointment_id as varchar) as appointment_id,
-    cast(patient_id as varchar) as patient_id,
-    cast(clinic_id as varchar) as clinic_id,
-    cast(therapist_id as varchar) as therapist_id,
-    cast(note_type as varchar) as note_type,
+    cast(note_id as string) as note_id,
+    cast(episode_id as string) as episode_id,
+    cast(appointment_id as string) as appointment_id,
+    cast(patient_id as string) as patient_id,
+    cast(clinic_id as string) as clinic_id,
+    cast(therapist_id as string) as therapist_id,
+    cast(note_type as string) as note_type,
     cast(service_date as date) as service_date,
     cast(created_at as timestamp) as created_at,
     cast(signed_at as timestamp) as signed_at,
     cast(visit_number as integer) as visit_number,
-    cast(icd10_primary as varchar) as icd10_primary,
-    cast(icd10_secondary as varchar) as icd10_secondary,
-    cast(body_region as varchar) as body_region,
+    cast(icd10_primary as string) as icd10_primary,
+    cast(icd10_secondary as string) as icd10_secondary,
+    cast(body_region as string) as body_region,
     cast(planned_visits as integer) as planned_visits,
     cast(frequency_per_week as integer) as frequency_per_week,
     cast(plan_weeks as integer) as plan_weeks,
-    cast(outcome_measure as varchar) as outcome_measure,
+    cast(outcome_measure as string) as outcome_measure,
     cast(outcome_score as decimal(18, 2)) as outcome_score,
-    cast(discharge_reason as varchar) as discharge_reason,
+    cast(discharge_reason as string) as discharge_reason,
     _load_id,
     _row_hash,
     _line

@@ -14,8 +14,8 @@ with deduped as (
 
 select
     cast(month as date) as month,
-    cast(clinic_id as varchar) as clinic_id,
-    cast(channel as varchar) as channel,
+    cast(clinic_id as string) as clinic_id,
+    cast(channel as string) as channel,
     cast(spend_usd as decimal(18, 2)) as spend_usd,
     cast(reported_at as timestamp) as reported_at,
     _load_id,

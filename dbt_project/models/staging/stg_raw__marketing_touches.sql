@@ -13,10 +13,10 @@ with deduped as (
 )
 
 select
-    cast(touch_id as varchar) as touch_id,
-    cast(referral_id as varchar) as referral_id,
-    cast(channel as varchar) as channel,
-    cast(campaign as varchar) as campaign,
+    cast(touch_id as string) as touch_id,
+    cast(referral_id as string) as referral_id,
+    cast(channel as string) as channel,
+    cast(campaign as string) as campaign,
     cast(touched_at as timestamp) as touched_at,
     _load_id,
     _row_hash,

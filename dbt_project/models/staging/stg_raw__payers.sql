@@ -13,9 +13,9 @@ with deduped as (
 )
 
 select
-    cast(payer_id as varchar) as payer_id,
-    cast(payer_name as varchar) as payer_name,
-    cast(payer_class as varchar) as payer_class,
+    cast(payer_id as string) as payer_id,
+    cast(payer_name as string) as payer_name,
+    cast(payer_class as string) as payer_class,
     cast(requires_auth as boolean) as requires_auth,
     cast(auth_visit_limit as integer) as auth_visit_limit,
     cast(updated_at as timestamp) as updated_at,

@@ -13,14 +13,14 @@ with deduped as (
 )
 
 select
-    cast(physician_id as varchar) as physician_id,
-    cast(first_name as varchar) as first_name,
-    cast(last_name as varchar) as last_name,
-    cast(credential as varchar) as credential,
-    cast(specialty as varchar) as specialty,
-    cast(practice_name as varchar) as practice_name,
-    cast(city as varchar) as city,
-    cast(state as varchar) as state,
+    cast(physician_id as string) as physician_id,
+    cast(first_name as string) as first_name,
+    cast(last_name as string) as last_name,
+    cast(credential as string) as credential,
+    cast(specialty as string) as specialty,
+    cast(practice_name as string) as practice_name,
+    cast(city as string) as city,
+    cast(state as string) as state,
     cast(updated_at as timestamp) as updated_at,
     _load_id,
     _row_hash,

@@ -8,6 +8,13 @@
 -- field from the most authoritative system that carries it (merge_latest). Which system's payments of a claim
 -- count is decided after a payment without claim_id is linked to its claim (int_remittances_linked); rename and
 -- cast only.
+-- Incremental (macros/incremental.sql): re-merges only the keys new loads touched; a full refresh rebuilds it.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ incremental_delete_scope('remittances', 'remit_id') }}"
+) }}
+
 with deduped as (
     {{ merge_latest(
         'remittances', [
@@ -20,16 +27,16 @@ with deduped as (
 )
 
 select
-    cast(remit_id as varchar) as remit_id,
-    cast(claim_id as varchar) as claim_id,
-    cast(payer_id as varchar) as payer_id,
-    cast(event_type as varchar) as event_type,
+    cast(remit_id as string) as remit_id,
+    cast(claim_id as string) as claim_id,
+    cast(payer_id as string) as payer_id,
+    cast(event_type as string) as event_type,
     cast(event_at as timestamp) as event_at,
     cast(amount_usd as decimal(18, 2)) as amount_usd,
-    cast(group_code as varchar) as group_code,
-    cast(carc_code as varchar) as carc_code,
-    cast(check_number as varchar) as check_number,
-    cast(episode_id as varchar) as episode_id,
+    cast(group_code as string) as group_code,
+    cast(carc_code as string) as carc_code,
+    cast(check_number as string) as check_number,
+    cast(episode_id as string) as episode_id,
     cast(service_date as date) as service_date,
     _load_id,
     _row_hash,

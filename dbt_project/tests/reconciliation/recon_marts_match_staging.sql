@@ -4,32 +4,32 @@
 -- intake events, scheduling events, claims, charges, remittances (as linked to their claims), patients. Each
 -- staging view is a window dedup over a raw table, recomputed by every query that reads it, so each is scanned
 -- once, here, for both.
-with intake as materialized (
+with intake as {{ cte_materialized() }} (
     select count(distinct referral_id) as referrals, {{ staging_pk_counts('event_id') }}
     from {{ ref('stg_raw__intake_events') }}
 ),
 
-sched as materialized (
+sched as {{ cte_materialized() }} (
     select count(distinct appointment_id) as appointments, {{ staging_pk_counts('event_id') }}
     from {{ ref('stg_raw__scheduling_events') }}
 ),
 
-stg_claims as materialized (
+stg_claims as {{ cte_materialized() }} (
     select count(*) as n, sum(billed_usd) as billed, {{ staging_pk_counts('claim_id') }}
     from {{ ref('stg_raw__claims') }}
 ),
 
-stg_charges as materialized (
+stg_charges as {{ cte_materialized() }} (
     select count(*) as n, sum(charge_usd) as usd, {{ staging_pk_counts('charge_id') }}
     from {{ ref('stg_raw__charges') }}
 ),
 
-stg_patients as materialized (
+stg_patients as {{ cte_materialized() }} (
     select count(*) as n, {{ staging_pk_counts('patient_id') }}
     from {{ ref('stg_raw__patients') }}
 ),
 
-remit as materialized (
+remit as {{ cte_materialized() }} (
     select
         sum(amount_usd) filter (where c.in_claims and event_type = 'payer_payment') as payer_paid,
         sum(amount_usd) filter (where c.in_claims and event_type = 'contractual_adjustment') as contractual,
@@ -46,7 +46,7 @@ remit as materialized (
     ) as c using (claim_id)
 ),
 
-m as materialized (
+m as {{ cte_materialized() }} (
     select
         count(*) as n,
         sum(billed_usd) as billed,

@@ -5,7 +5,7 @@
 with paths as (
     select
         referral_id,
-        string_agg(channel, ' > ' order by touch_seq) as path,
+        {{ string_agg_ordered('channel', ' > ', 'touch_seq') }} as path,
         max(path_length) as path_length,
         bool_or(is_conversion) as is_conversion,
         max(received_at) as received_at,
@@ -23,7 +23,7 @@ select
         where not is_conversion
         and (
             exit_stage is not null
-            or received_at < k.as_of - to_days({{ var('nonconversion_after_days') }})
+            or received_at < k.as_of - {{ days_interval(var('nonconversion_after_days')) }}
         )
     ) as non_conversions,
     coalesce(sum(value_usd) filter (where is_conversion), 0) as revenue_usd
@@ -34,6 +34,6 @@ having count(*) filter (where is_conversion) + count(*) filter (
         where not is_conversion
         and (
             exit_stage is not null
-            or received_at < k.as_of - to_days({{ var('nonconversion_after_days') }})
+            or received_at < k.as_of - {{ days_interval(var('nonconversion_after_days')) }}
         )
     ) > 0

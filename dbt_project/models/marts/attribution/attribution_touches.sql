@@ -9,7 +9,7 @@ with t as (
     select
         *,
         power(
-            2.0, -greatest(epoch(converted_at) - epoch(touched_at), 0) / 3600.0
+            2.0, -greatest({{ seconds_between('touched_at', 'converted_at') }}, 0) / 3600.0
             / (24.0 * {{ var('time_decay_half_life_days') }})
         ) as decay_weight
     from {{ ref('referral_touches') }}
@@ -21,13 +21,14 @@ shares as (
         *,
         case when touch_seq = 1 then 1.0 else 0.0 end as share_first,
         case when touch_seq = path_length then 1.0 else 0.0 end as share_last,
-        1.0 / path_length as share_linear,
+        -- doubles (Spark divides decimal literals as decimals, DuckDB as doubles: same value here)
+        cast(1.0 as double) / path_length as share_linear,
         decay_weight / sum(decay_weight) over (partition by referral_id) as share_time_decay,
         case
             when path_length = 1 then 1.0
             when path_length = 2 then 0.5
             when touch_seq = 1 or touch_seq = path_length then 0.4
-            else 0.2 / (path_length - 2)
+            else cast(0.2 as double) / (path_length - 2)
         end as share_position
     from t
 ),

@@ -12,7 +12,7 @@ select
     t.weekly_hours,
     t.weekly_hours * 60 as available_minutes_per_week,
     t.work_days,
-    len(string_split(t.work_days, '|')) as work_days_per_week,
+    {{ pipe_list_length('t.work_days') }} as work_days_per_week,
     t.day_start,
     t.day_end,
     t.terminated_on is null or t.terminated_on > cast(k.as_of as date) as is_current

@@ -12,7 +12,7 @@ with app_actions as (
         min(acted_at) filter (where action = 'log_outreach') as app_first_outreach_at,
         min(acted_at) filter (where action = 'log_outreach' and outcome in {{ app_contact_outcomes() }})
             as app_first_reached_at,
-        arg_max(reason, acted_at) filter (where action = 'mark_lost') as app_lost_reason,
+        max_by(reason, acted_at) filter (where action = 'mark_lost') as app_lost_reason,
         max(acted_at) filter (where action = 'mark_lost') as app_lost_at
     from {{ ref('stg_app__actions') }}
     where task_rule in ('uncontacted_referral', 'contacted_unscheduled', 'eval_no_show_rebook')
@@ -22,7 +22,7 @@ with app_actions as (
 ref_appts as (
     select
         referral_id,
-        arg_min(episode_id, booked_at) as episode_id,
+        min_by(episode_id, booked_at) as episode_id,
         min(booked_at) as scheduled_at,
         min(scheduled_start) filter (where status = 'completed' and visit_type = 'initial_eval') as eval_visit_at,
         min(scheduled_start) filter (where status = 'completed') as first_visit_at,
@@ -156,12 +156,12 @@ select
     {{ hours_between('s.received_at', 's.evaluated_at') }} as hours_to_eval,
     {{ business_days('s.received_at', 's.scheduled_at') }} as business_days_to_schedule,
     {{ business_days('s.received_at', 's.evaluated_at') }} as business_days_to_eval,
-    date_diff('day', cast(s.evaluated_at as date), cast(s.discharged_at as date)) as days_eval_to_discharge,
+    {{ day_diff('cast(s.evaluated_at as date)', 'cast(s.discharged_at as date)') }} as days_eval_to_discharge,
     s.evaluated_at is not null as is_evaluated,
     s.eval_note_signed_at is not null as converted_webpt,
     -- open: not converted, not exited, not discharged (the KPIs' pending count and the pages' open referrals)
     s.eval_note_signed_at is null and s.exit_stage is null and s.discharged_at is null as is_open,
-    coalesce(date_diff('day', cast(s.received_at as date), cast(s.first_visit_at as date)) <= 7, false)
+    coalesce({{ day_diff('cast(s.received_at as date)', 'cast(s.first_visit_at as date)') }} <= 7, false)
         as converted_7day,
     s.episode_id,
     case

@@ -51,9 +51,7 @@ posted as (
 
 spine as (
     select
-        cast(unnest(generate_series(
-            (select min(d) from appts), (select as_of_date from k), interval 1 day
-        )) as date) as d
+        {{ day_series('(select min(d) from appts)', '(select as_of_date from k)') }} as d
 ),
 
 -- ---------------------------------------------------------------- one CTE per KPI
@@ -123,7 +121,7 @@ available_minutes as (
             t.hired_on <= s.d
             and (c.opened_on is null or c.opened_on <= s.d)
             and (t.terminated_on is null or t.terminated_on >= s.d)
-            and list_contains(string_split(t.work_days, '|'), strftime(s.d, '%a'))
+            and {{ pipe_list_contains('t.work_days', format_ts('s.d', '%a')) }}
     group by all
 ),
 
@@ -180,7 +178,7 @@ hours_to_first_contact as (
         'hours_to_first_contact' as kpi,
         -- summed as whole microseconds (exact integers): a double sum's last bit depends on the order rows
         -- arrive in, and a rounded decimal drifts from the hours themselves
-        cast(sum(cast(round(hours_to_contact * 3600000000) as hugeint)) as double) / 3600000000 as num,
+        cast(sum(cast(round(hours_to_contact * 3600000000) as {{ type_int128() }})) as double) / 3600000000 as num,
         count(hours_to_contact) as den,
         count(*) as cohort,
         count(*) filter (where first_contact_at is null and exit_stage is null) as pending

@@ -8,7 +8,7 @@ with appts as (
         any_value(referral_id) filter (where referral_id is not null) as referral_id,
         any_value(patient_id) as patient_id,
         any_value(clinic_id) as clinic_id,
-        arg_min(therapist_id, scheduled_start) filter (where status = 'completed') as first_therapist_id,
+        min_by(therapist_id, scheduled_start) filter (where status = 'completed') as first_therapist_id,
         count(*) filter (where status = 'completed') as attended_visits,
         min(scheduled_start) filter (where status = 'completed') as first_visit_at,
         max(scheduled_start) filter (where status = 'completed') as last_visit_at,
@@ -25,7 +25,7 @@ with appts as (
 claim_money as (
     select
         episode_id,
-        arg_min(payer_id, service_date) as first_claim_payer_id,
+        min_by(payer_id, service_date) as first_claim_payer_id,
         sum(billed_usd) as charges_usd,
         sum(payer_paid_usd + patient_paid_usd) as net_revenue_usd
     from {{ ref('int_claims_reconciled') }}
@@ -95,7 +95,7 @@ joined as (
         coalesce(a.attended_visits, 0) >= n.planned_visits as reached_planned_visits,
         coalesce(a.future_appointments, 0) = 0
         and coalesce(a.last_visit_at, cast(n.eval_date as timestamp))
-        < c.as_of - to_days({{ var('self_discharge_days') }}) as is_dormant
+        < c.as_of - {{ days_interval(var('self_discharge_days')) }} as is_dormant
     from ids
     left join appts as a using (episode_id)
     left join {{ ref('int_notes_summarised') }} as n using (episode_id)

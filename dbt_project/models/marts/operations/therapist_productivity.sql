@@ -42,7 +42,8 @@ units as (
 
 select
     therapist_id,
-    clinic_id,
+    -- the full join's merged key, spelled out: dim_therapists has a clinic_id too (ambiguous on Spark)
+    coalesce(a.clinic_id, u.clinic_id) as clinic_id,
     month,
     coalesce(t.therapist_name, 'Therapist not on file') as therapist_name,
     coalesce(t.is_current, false) as is_current,

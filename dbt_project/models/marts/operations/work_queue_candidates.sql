@@ -22,7 +22,7 @@ with k as (
 f as (
     select f.*
     from {{ ref('referral_funnel') }} as f, k
-    where f.received_at >= k.as_of - to_days({{ var('queue_lookback_days') }})
+    where f.received_at >= k.as_of - {{ days_interval(var('queue_lookback_days')) }}
 ),
 
 future as (
@@ -53,19 +53,19 @@ tasks as (
         -- 'physician_referral' reads 'New physician referral received', not '... referral referral ...'
         'New ' || replace(replace(coalesce(f.source_channel, 'unknown'), '_referral', ''), '_', ' ')
         || ' referral received '
-        || strftime(f.received_at, '%Y-%m-%d %H:%M') || ', not contacted after '
+        || {{ format_ts('f.received_at', '%Y-%m-%d %H:%M') }} || ', not contacted after '
         || cast(round({{ hours_between('f.received_at', 'k.as_of') }}) as bigint) || ' h'
         || case when f.outreach_attempts > 0 then ' (' || f.outreach_attempts || ' outreach attempts, nobody reached)'
             else ''
         end || ': call the patient.' as reason,
         false as is_escalated,
-        f.received_at + to_hours({{ var('contact_sla_hours') }}) as due_at,
+        f.received_at + {{ hours_interval(var('contact_sla_hours')) }} as due_at,
         f.received_at as created_at
     from f, k
     -- not contacted = nobody reached yet (docs/interfaces.md): a voicemail or no answer is an attempt only
     where f.contacted_at is null and f.exit_stage is null and f.scheduled_at is null
         and f.evaluated_at is null
-        and f.received_at + to_hours({{ var('contact_sla_hours') }}) <= k.as_of
+        and f.received_at + {{ hours_interval(var('contact_sla_hours')) }} <= k.as_of
     union all
     -- 2. contacted but not scheduled
     select
@@ -77,17 +77,17 @@ tasks as (
         f.referral_id,
         f.episode_id,
         null,
-        'Reached ' || strftime(f.contacted_at, '%Y-%m-%d') || ' (' || f.outreach_attempts
+        'Reached ' || {{ format_ts('f.contacted_at', '%Y-%m-%d') }} || ' (' || f.outreach_attempts
         || ' outreach attempts) but no evaluation booked ' || {{ var('schedule_sla_hours') }}
         || ' h later (referral of the last ' || {{ var('queue_lookback_days') }} || ' days): offer a time.',
         false,
-        f.contacted_at + to_hours({{ var('schedule_sla_hours') }}),
+        f.contacted_at + {{ hours_interval(var('schedule_sla_hours')) }},
         f.contacted_at
     from f, k
     -- contact = a person was reached (not a voicemail); due once the schedule SLA has passed since then
     where f.contacted_at is not null and f.scheduled_at is null and f.exit_stage is null
         and f.evaluated_at is null
-        and f.contacted_at + to_hours({{ var('schedule_sla_hours') }}) <= k.as_of
+        and f.contacted_at + {{ hours_interval(var('schedule_sla_hours')) }} <= k.as_of
     union all
     -- 3. evaluation no-shows to rebook
     select
@@ -99,7 +99,8 @@ tasks as (
         f.referral_id,
         f.episode_id,
         null,
-        'Missed the initial evaluation on ' || strftime(f.exit_at, '%Y-%m-%d %H:%M') || ' (referral of the last '
+        'Missed the initial evaluation on ' || {{ format_ts('f.exit_at', '%Y-%m-%d %H:%M') }}
+        || ' (referral of the last '
         || {{ var('queue_lookback_days') }} || ' days): call to rebook.',
         false,
         f.exit_at + interval 24 hour,
@@ -120,7 +121,8 @@ tasks as (
         e.episode_id,
         null,
         'Active patient (' || e.attended_visits || coalesce(' of ' || e.planned_visits, '')
-        || ' visits) with nothing booked since the visit on ' || coalesce(strftime(e.last_visit_at, '%Y-%m-%d'), '?')
+        || ' visits) with nothing booked since the visit on '
+        || coalesce({{ format_ts('e.last_visit_at', '%Y-%m-%d') }}, '?')
         || ': book the next visit.',
         false,
         coalesce(e.last_visit_at, cast(e.eval_date as timestamp)) + interval 48 hour,
@@ -149,10 +151,11 @@ tasks as (
         select
             e2.episode_id,
             count(fu.scheduled_start) filter (
-                where fu.scheduled_start < k2.as_of + to_days({{ var('poc_lookahead_days') }})
+                where fu.scheduled_start < k2.as_of + {{ days_interval(var('poc_lookahead_days')) }}
             ) as booked,
             least(
-                floor(e2.frequency_per_week * {{ var('poc_lookahead_days') }} / 7.0),
+                -- a double on both engines (Spark's floor returns bigint): the reason text shows it as '4.0'
+                cast(floor(e2.frequency_per_week * {{ var('poc_lookahead_days') }} / 7.0) as double),
                 greatest(e2.planned_visits - e2.attended_visits, 0)
             ) as needed
         from active as e2
@@ -174,7 +177,7 @@ tasks as (
         e.episode_id,
         null,
         'Authorization ' || a.auth_id || ': ' || a.visits_left || ' of ' || a.visits_authorized
-        || ' visits left, valid to ' || strftime(a.valid_to, '%Y-%m-%d') || ': request an extension.',
+        || ' visits left, valid to ' || {{ format_ts('a.valid_to', '%Y-%m-%d') }} || ': request an extension.',
         a.visits_left <= 0 or a.valid_to < k.as_of_date,
         least(cast(a.valid_to as timestamp), k.as_of + interval 1 day),
         a.received_at
@@ -244,7 +247,7 @@ tasks as (
         e.referral_id,
         n.episode_id,
         n.appointment_id,
-        'Unsigned ' || replace(n.note_type, '_', ' ') || ' from ' || strftime(n.service_date, '%Y-%m-%d')
+        'Unsigned ' || replace(n.note_type, '_', ' ') || ' from ' || {{ format_ts('n.service_date', '%Y-%m-%d') }}
         || ' (therapist ' || n.therapist_id || '), open more than 24 h: sign it. (Notes of the last '
         || {{ var('unsigned_note_lookback_days') }} || ' days; older ones are on the compliance report.)',
         false,
@@ -254,7 +257,7 @@ tasks as (
     left join {{ ref('episodes') }} as e using (episode_id)
     cross join k
     where n.created_at + interval 24 hour <= k.as_of
-        and n.created_at >= k.as_of - to_days({{ var('unsigned_note_lookback_days') }})
+        and n.created_at >= k.as_of - {{ days_interval(var('unsigned_note_lookback_days')) }}
 ),
 
 actions as (
@@ -262,15 +265,18 @@ actions as (
         task_id,
         bool_or(action = 'mark_lost') as is_lost,
         coalesce(
-            arg_max({{ app_closing_action('action', 'outcome') }}, struct_pack(t := acted_at, id := action_id)),
+            max_by(
+                {{ app_closing_action('action', 'outcome') }},
+                {{ named_struct({'t': 'acted_at', 'id': 'action_id'}) }}
+            ),
             false
         ) as is_done,
         max(snooze_until) filter (where action = 'snooze') as snoozed_until,
-        arg_max(actor, acted_at) filter (where action = 'claim') as claimed_by,
-        arg_max(assignee, acted_at) filter (where action = 'assign') as assignee,
+        max_by(actor, acted_at) filter (where action = 'claim') as claimed_by,
+        max_by(assignee, acted_at) filter (where action = 'assign') as assignee,
         max(acted_at) filter (where action = 'log_outreach') as last_outreach_at,
-        arg_max(outcome, acted_at) filter (where action = 'log_outreach') as last_outreach_outcome,
-        arg_max(action, acted_at) as last_action,
+        max_by(outcome, acted_at) filter (where action = 'log_outreach') as last_outreach_outcome,
+        max_by(action, acted_at) as last_action,
         max(acted_at) as last_action_at
     from {{ ref('stg_app__actions') }}
     group by task_id
@@ -281,7 +287,7 @@ actions as (
 keyed as (
     select
         t.rule || ':' || t.entity_id as task_id,
-        t.* exclude (queue_unused, is_escalated),
+        {{ star_except(['queue_unused', 'is_escalated'], 't') }},
         r.queue,
         case when t.is_escalated then coalesce(r.escalated_priority, r.priority) else r.priority end as priority
     from tasks as t

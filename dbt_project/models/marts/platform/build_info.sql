@@ -4,7 +4,7 @@ select
     b.build_id,
     k.as_of,
     k.as_of_source,
-    cast(current_localtimestamp() as timestamp) as built_at,
+    cast({{ local_now() }} as timestamp) as built_at,
     cast({{ var('maturity_resolved_share') }} as double) as maturity_resolved_share
 from {{ ref('int_clocks_resolved') }} as k
 cross join {{ ref('stg_app__builds') }} as b

@@ -30,14 +30,14 @@ select
     -- counts only these, so claims still waiting for a payer do not read as 'not denied'
     c.is_denied or c.first_payer_payment_at is not null or c.contractual_adj_usd <> 0 as is_adjudicated,
     c.is_denied and c.payer_paid_usd = 0 and c.write_off_usd > 0 as is_denial_written_off,
-    date_diff('day', cast(c.submitted_at as date), cast(c.first_payer_payment_at as date)) as days_to_pay,
+    {{ day_diff('cast(c.submitted_at as date)', 'cast(c.first_payer_payment_at as date)') }} as days_to_pay,
     case
         when abs(c.billed_usd - c.payer_paid_usd - c.contractual_adj_usd - c.write_off_usd - c.patient_paid_usd) < 0.005
             then 'closed'
-        when date_diff('day', c.service_date, cast(k.as_of as date)) <= 30 then '0-30'
-        when date_diff('day', c.service_date, cast(k.as_of as date)) <= 60 then '31-60'
-        when date_diff('day', c.service_date, cast(k.as_of as date)) <= 90 then '61-90'
-        when date_diff('day', c.service_date, cast(k.as_of as date)) <= 120 then '91-120'
+        when {{ day_diff('c.service_date', 'cast(k.as_of as date)') }} <= 30 then '0-30'
+        when {{ day_diff('c.service_date', 'cast(k.as_of as date)') }} <= 60 then '31-60'
+        when {{ day_diff('c.service_date', 'cast(k.as_of as date)') }} <= 90 then '61-90'
+        when {{ day_diff('c.service_date', 'cast(k.as_of as date)') }} <= 120 then '91-120'
         else '120+'
     end as ar_age_bucket,
     c.charge_lines,

@@ -1,0 +1,305 @@
+"""Benchmark: the whole pipeline at chain scale (issue 15), each step in its own process.
+
+    .venv/bin/python bench/bench_large.py [--clinics 900] [--seed 42] [--work DIR] [--skip-pages]
+
+Steps, in order, each a subprocess measured with os.wait4 (wall s, CPU s = user + system of the process and
+its children, peak RSS of the largest process):
+- generate: the synthetic chain (`--clinics` x 3 years, 5 clinics per chunk, as `--scale large`) into
+  <work>/data; reused when its manifest has the same clinics and seed (its first measurement is kept);
+- floor_read_csv: DuckDB's own `read_csv` of the same files into a fresh DuckDB file (defaults, no
+  validation): the floor ingest is compared with;
+- ingest: `ptpulse ingest` into a fresh home (under $PTPULSE_MEMORY_LIMIT, default 4GB);
+- build: `ptpulse build --full-refresh --no-score` (dbt build with every test, the de-identified twin, swap);
+- floor_build: the compiled SQL of the same models in one DuckDB connection (as bench/bench_build.py);
+- train: `ptpulse train` (no-show, demand, attribution, lead, denial);
+- score: ML scoring into a copy of the served file (what the build's before-swap hook does);
+- pages: every app page cold and warm (as bench/bench_app.py) against the served file.
+Writes bench/results/large.json (900 clinics) or large-<clinics>.json. Never part of `make test`/`make bench`.
+Each result is also kept in <work>/logs/steps.json; `--resume` keeps the successful ones and runs the rest.
+
+Checks recorded (issue 15): no step above 8 GiB peak RSS; a full rebuild (build + score) <= 60 min; pages
+cold <= 3 s and warm <= 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+PTPULSE = Path(sys.executable).with_name("ptpulse")
+GIB = 1 << 30
+PEAK_RSS_TARGET = 8 * GIB
+FULL_REBUILD_TARGET_S = 3600
+COLD_TARGET_S, WARM_TARGET_S = 3.0, 1.0
+
+
+# --- the parent: run and measure each step ---------------------------------------------------------------------
+
+
+def measure(name: str, cmd: list[str], logs: Path, env: dict[str, str] | None = None) -> dict:
+    """Run `cmd` to completion; wall and CPU seconds and peak RSS of that process tree (os.wait4 reports the
+    largest RSS among the process and the descendants it waited for). Every result so far is also kept in
+    <logs>/steps.json: a run of hours that dies late still leaves its measurements."""
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"== {name}: {' '.join(cmd[:4])} ...", flush=True)
+    with (logs / f"{name}.log").open("w") as log:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    result = {
+        "wall_s": round(wall, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "ok": proc.returncode == 0,
+    }
+    print(f"   {name}: {result}", flush=True)
+    if proc.returncode != 0:
+        result["log"] = str(logs / f"{name}.log")
+    done = logs / "steps.json"
+    steps = json.loads(done.read_text()) if done.exists() else {}
+    done.write_text(json.dumps({**steps, name: result}, indent=2) + "\n")
+    return result
+
+
+def step_cmd(step: str, *args: object) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), f"_{step}", *map(str, args)]
+
+
+def run(args: argparse.Namespace) -> dict:
+    work = Path(args.work).resolve()
+    data, home, logs = work / "data", work / "home", work / "logs"
+    done = logs / "steps.json"
+    earlier = json.loads(done.read_text()) if args.resume and done.exists() else {}
+    if not args.resume:
+        done.unlink(missing_ok=True)
+    steps: dict[str, dict] = {}
+
+    def step(name: str, cmd: list[str]) -> dict:
+        """Measure a step, or with --resume keep its earlier successful measurement (its output is in place)."""
+        if earlier.get(name, {}).get("ok"):
+            print(f"== {name}: kept from the earlier run {earlier[name]}", flush=True)
+            return {**earlier[name], "resumed": True}
+        return measure(name, cmd, logs)
+
+    generated = data / "truth" / "bench_generate.json"
+    manifest = data / "truth" / "manifest.json"
+    if manifest.exists() and generated.exists():
+        known = json.loads(manifest.read_text())
+        if known.get("clinics") == args.clinics and known.get("seed") == args.seed:
+            steps["generate"] = {**json.loads(generated.read_text()), "reused": True}
+    if "generate" not in steps:
+        shutil.rmtree(data, ignore_errors=True)
+        steps["generate"] = measure("generate", step_cmd("generate", args.clinics, args.seed, data), logs)
+        generated.write_text(json.dumps(steps["generate"]) + "\n")
+    sizes = {p.name: p.stat().st_size for p in sorted(data.glob("*.csv"))}
+
+    floor_db = work / "floor_read_csv.duckdb"
+    steps["floor_read_csv"] = step("floor_read_csv", step_cmd("floor_read_csv", data, floor_db))
+    floor_db.unlink(missing_ok=True)
+
+    if not earlier.get("ingest", {}).get("ok"):
+        shutil.rmtree(home, ignore_errors=True)
+    steps["ingest"] = step("ingest", [str(PTPULSE), "ingest", "--home", str(home), str(data)])
+    steps["build"] = step("build", [str(PTPULSE), "build", "--home", str(home), "--no-score", "--full-refresh"])
+    steps["floor_build"] = step("floor_build", step_cmd("floor_build", home, work / "floor_build"))
+    shutil.rmtree(work / "floor_build", ignore_errors=True)
+    steps["train"] = step("train", [str(PTPULSE), "train", "--home", str(home)])
+    scored = work / "score" / "analytics.duckdb"
+    shutil.rmtree(scored.parent, ignore_errors=True)
+    scored.parent.mkdir(parents=True)
+    if (home / "analytics.duckdb").exists():  # the build's hook scores the new file: a private copy here
+        shutil.copy2(home / "analytics.duckdb", scored)
+    steps["score"] = step("score", step_cmd("score", home, scored))
+    shutil.rmtree(scored.parent, ignore_errors=True)
+    pages: dict = {}
+    if not args.skip_pages:
+        pages_json = work / "pages.json"
+        steps["pages"] = step("pages", step_cmd("pages", home, pages_json))
+        pages = json.loads(pages_json.read_text()) if pages_json.exists() else {}
+    return {"steps": steps, "pages": pages, "csv_bytes": sum(sizes.values()), "home": home}
+
+
+def summarise(args: argparse.Namespace, measured: dict) -> dict:
+    steps, pages = measured["steps"], measured["pages"]
+    home = Path(measured["home"])
+    rows = _rows(home)
+    peak = max(s["peak_rss_mb"] for s in steps.values())
+    rebuild = steps["build"]["wall_s"] + steps["score"]["wall_s"]
+    checks = {
+        "every_step_ok": all(s["ok"] for s in steps.values()),
+        "peak_rss_mb_max": peak,
+        "no_step_above_8_gib": peak * (1 << 20) <= PEAK_RSS_TARGET,
+        "full_rebuild_s": round(rebuild, 1),
+        "full_rebuild_within_60_min": rebuild <= FULL_REBUILD_TARGET_S,
+    }
+    if pages:
+        checks["pages_cold_max_s"] = max(p["cold_s"] for p in pages.values())
+        checks["pages_warm_max_s"] = max(p["warm_s"] for p in pages.values())
+        checks["pages_within_targets"] = all(
+            p["ok"] and p["cold_s"] <= COLD_TARGET_S and p["warm_s"] <= WARM_TARGET_S for p in pages.values()
+        )
+    ratios = {
+        "ingest_over_floor_cpu": _ratio(steps["ingest"]["cpu_s"], steps["floor_read_csv"]["cpu_s"]),
+        "ingest_over_floor_wall": _ratio(steps["ingest"]["wall_s"], steps["floor_read_csv"]["wall_s"]),
+        "build_over_floor_cpu": _ratio(steps["build"]["cpu_s"], steps["floor_build"]["cpu_s"]),
+        "build_over_floor_wall": _ratio(steps["build"]["wall_s"], steps["floor_build"]["wall_s"]),
+    }
+    import duckdb
+
+    return {
+        "benchmark": "large",
+        "clinics": args.clinics,
+        "years": 3,
+        "seed": args.seed,
+        "memory_limit": os.environ.get("PTPULSE_MEMORY_LIMIT", "4GB (default)"),
+        "csv_gb": round(measured["csv_bytes"] / 1e9, 2),
+        "raw_db_gb": round(_size(home / "raw.duckdb") / 1e9, 2),
+        "analytics_db_gb": round(_size(home / "analytics.duckdb") / 1e9, 2),
+        "rows": rows,
+        "steps": steps,
+        "ratios": ratios,
+        "targets": {
+            "peak_rss_gib": PEAK_RSS_TARGET / GIB,
+            "full_rebuild_s": FULL_REBUILD_TARGET_S,
+            "page_cold_s": COLD_TARGET_S,
+            "page_warm_s": WARM_TARGET_S,
+        },
+        "checks": checks,
+        "pages": pages,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "ram_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB, 1),
+            "python": platform.python_version(),
+            "duckdb": duckdb.__version__,
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+        },
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b else None
+
+
+def _size(path: Path) -> int:
+    return path.resolve().stat().st_size if path.exists() else 0
+
+
+def _rows(home: Path) -> dict:
+    import duckdb
+
+    if not (home / "analytics.duckdb").exists():
+        return {}
+    with duckdb.connect(str(home / "analytics.duckdb"), read_only=True) as con:
+        return dict(
+            con.execute(
+                "select 'appointments', count(*) from marts.appointments union all "
+                "select 'claims', count(*) from marts.claims union all "
+                "select 'charge_lines', count(*) from marts.charge_lines union all "
+                "select 'referrals', count(*) from marts.referral_funnel"
+            ).fetchall()
+        )
+
+
+# --- the steps that have no CLI command, run in their own process ------------------------------------------------
+
+
+def _generate(clinics: str, seed: str, out: str) -> None:
+    """The chain as `--scale large` makes it, cut to `clinics` (same seed tree: the first N clinics of large)."""
+    sys.path.insert(0, str(ROOT))
+    import seed_data.params as params
+    from seed_data.generator import generate
+
+    name = f"bench_{clinics}"
+    params.SCALES[name] = params.Scale(clinics=int(clinics), years=3, chunk=params.SCALES["large"].chunk)
+    generate(Path(out), scale=name, seed=int(seed))
+
+
+def _floor_read_csv(data: str, db: str) -> None:
+    """DuckDB's typed, auto-detected read_csv of every export (as bench/bench_ingest.py's floor)."""
+    import duckdb
+
+    Path(db).unlink(missing_ok=True)
+    con = duckdb.connect(db)
+    for i, path in enumerate(sorted(Path(data).glob("*.csv"))):
+        con.execute(f"CREATE TABLE t{i} AS SELECT * FROM read_csv(?, ignore_errors = true)", [str(path)])
+    con.close()
+
+
+def _floor_build(home: str, work: str) -> None:
+    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(ROOT))
+    from bench_build import run_floor
+
+    from ptpulse.core.config import get_settings
+    from ptpulse.core.secrets import key_path
+
+    settings = get_settings(home)
+    manifest = json.loads((settings.build_dir / "dbt" / "target" / "manifest.json").read_text())
+    run_floor(manifest, settings.raw_db, Path(work), ROOT / "dbt_project", key_path(settings))
+
+
+def _score(home: str, analytics: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from ml.train_score import score
+    from ptpulse.core.config import get_settings
+
+    score(get_settings(home), Path(analytics))
+
+
+def _pages(home: str, out: str) -> None:
+    os.environ["PTPULSE_HOME"] = home
+    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(ROOT))
+    from bench_app import role_for, time_page
+
+    from app.lib import auth
+
+    pages = {}
+    for page in auth.PAGE_ACCESS:
+        pages[page] = time_page(page, role_for(page))
+        print(page, pages[page], flush=True)
+    Path(out).write_text(json.dumps(pages, indent=2) + "\n")
+
+
+STEPS = {"_generate": _generate, "_floor_read_csv": _floor_read_csv, "_floor_build": _floor_build}
+STEPS |= {"_score": _score, "_pages": _pages}
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] in STEPS:
+        STEPS[sys.argv[1]](*sys.argv[2:])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clinics", type=int, default=900, help="900 = --scale large; fewer for a quicker run")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--work", default=None, help="data, home and logs (default bench/.cache/large-<clinics>)")
+    parser.add_argument("--skip-pages", action="store_true", help="skip the app page timings")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the steps <work>/logs/steps.json says succeeded; run the rest"
+    )
+    args = parser.parse_args()
+    args.work = args.work or str(HERE / ".cache" / f"large-{args.clinics}")
+    out = summarise(args, run(args))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    target = RESULTS / ("large.json" if args.clinics == 900 else f"large-{args.clinics}.json")
+    target.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out["checks"], indent=2))
+    print(f"wrote {target}")
+    return 0 if out["checks"]["every_step_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

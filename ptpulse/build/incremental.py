@@ -1,0 +1,180 @@
+"""Incremental or full: which kind of build this is, and the starting file of an incremental one.
+
+The big event sources are staged by incremental dbt models (dbt_project/macros/incremental.sql) whose state is
+their table in the served analytics file. An incremental build starts from a COPY of that file (the served file
+is never written, so a crash leaves the last good build served), keeps only those staging tables and lets dbt
+rebuild everything else. A full refresh starts from an empty file. It is chosen when asked for
+(`--full-refresh`), when no served build recorded its state, when the contracts, the dbt project or the vars
+changed (a fingerprint of them, `meta.build_state`), when raw.duckdb is not the one the served build read (its
+last load is gone or differs), and when the last full refresh is older than FULL_REFRESH_DAYS (a safety net:
+nothing known is missed incrementally, but a weekly rebuild bounds any drift at a week).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from ptpulse.core.config import CONTRACTS_DIR
+from ptpulse.core.sql import quote_ident
+
+FULL_REFRESH_DAYS = float(os.environ.get("PTPULSE_FULL_REFRESH_DAYS", "7"))
+STATE_DDL = """
+create table meta.build_state (
+    fingerprint varchar, full_refresh_at timestamp, raw_load_id bigint, raw_load_sha256 varchar,
+    raw_load_started_at varchar
+)"""
+KEPT_SCHEMA = "staging"  # the incremental staging tables; everything else is rebuilt by dbt
+_PROJECT_PARTS = ("dbt_project.yml", "models", "macros", "seeds")
+
+
+@dataclass
+class BuildState:
+    fingerprint: str
+    full_refresh_at: datetime | None
+    raw_load_id: int | None
+    raw_load_sha256: str | None
+    raw_load_started_at: str | None
+
+
+@dataclass
+class Plan:
+    full: bool
+    reason: str
+    state: BuildState  # what this build records in meta.build_state when it succeeds
+
+
+def fingerprint(project_dir: Path, dbt_vars: dict | None) -> str:
+    """sha256 of everything that decides what a staging table holds: contracts, dbt models, macros, seeds,
+    dbt_project.yml and the vars of this build."""
+    h = hashlib.sha256()
+    files = [(CONTRACTS_DIR, f) for f in sorted(CONTRACTS_DIR.glob("*.yml"))]
+    for part in _PROJECT_PARTS:
+        p = project_dir / part
+        found = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p] if p.exists() else []
+        files += [(project_dir, f) for f in found]
+    for root, f in files:
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    h.update(json.dumps(dbt_vars or {}, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _loads_table(con: duckdb.DuckDBPyConnection) -> str:
+    """raw._loads qualified by the file's catalog (a file named raw.duckdb makes a bare `raw.` ambiguous)."""
+    return f"{quote_ident(con.execute('select current_database()').fetchone()[0])}.raw._loads"
+
+
+def _last_load(raw_db: Path) -> tuple[int | None, str | None, str | None]:
+    """(load_id, sha256, started_at) of raw.duckdb's last load: identifies the raw file the build read."""
+    con = duckdb.connect(str(raw_db), read_only=True)
+    try:
+        row = con.execute(
+            f"select load_id, sha256, cast(started_at as varchar) from {_loads_table(con)} "
+            "order by load_id desc limit 1"
+        ).fetchone()
+    except duckdb.Error:
+        return None, None, None
+    finally:
+        con.close()
+    return (row[0], row[1], row[2]) if row else (None, None, None)
+
+
+def _load_matches(raw_db: Path, state: BuildState) -> bool:
+    if state.raw_load_id is None:
+        return False
+    con = duckdb.connect(str(raw_db), read_only=True)
+    try:
+        row = con.execute(
+            f"select sha256, cast(started_at as varchar) from {_loads_table(con)} where load_id = ?",
+            [state.raw_load_id],
+        ).fetchone()
+    except duckdb.Error:
+        return False
+    finally:
+        con.close()
+    return row is not None and (row[0], row[1]) == (state.raw_load_sha256, state.raw_load_started_at)
+
+
+def read_state(analytics: Path) -> BuildState | None:
+    """The build state the served file recorded; None when it has none (first build, or an older version)."""
+    if not analytics.exists():
+        return None
+    try:
+        con = duckdb.connect(str(analytics), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        row = con.execute("select * from meta.build_state").fetchone()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return BuildState(*row) if row else None
+
+
+def plan_build(
+    analytics: Path, raw_db: Path, project_dir: Path, dbt_vars: dict | None, full_refresh: bool, now: datetime
+) -> Plan:
+    """Decide full or incremental (module docstring) and the state this build will record."""
+    load_id, sha, started = _last_load(raw_db)
+    fp = fingerprint(project_dir, dbt_vars)
+    previous = read_state(analytics)
+    reason = ""
+    if full_refresh:
+        reason = "full refresh requested"
+    elif previous is None:
+        reason = "no served build recorded an incremental state"
+    elif previous.fingerprint != fp:
+        reason = "contracts, dbt models or vars changed since the served build"
+    elif not _load_matches(raw_db, previous):
+        reason = "raw.duckdb is not the one the served build read"
+    elif previous.full_refresh_at is None or now - previous.full_refresh_at > timedelta(days=FULL_REFRESH_DAYS):
+        reason = f"last full refresh is older than {FULL_REFRESH_DAYS:g} days"
+    full = bool(reason)
+    state = BuildState(fp, now if full else previous.full_refresh_at, load_id, sha, started)
+    return Plan(full=full, reason=reason or "incremental: only keys touched by new loads are re-merged", state=state)
+
+
+def start_from_served(served: Path, new_path: Path) -> int:
+    """Copy the served file to `new_path` and drop everything but the incremental staging tables; returns how
+    many tables are kept. The served file itself is only read."""
+    shutil.copy2(served, new_path)
+    con = duckdb.connect(str(new_path))
+    try:
+        views = con.execute(
+            "select schema_name, view_name from duckdb_views() where not internal "
+            "and database_name = current_database()"
+        ).fetchall()
+        for schema, view in views:
+            con.execute(f"drop view if exists {quote_ident(schema)}.{quote_ident(view)}")
+        tables = con.execute(
+            "select schema_name, table_name from duckdb_tables() where database_name = current_database()"
+        ).fetchall()
+        kept = 0
+        for schema, table in tables:
+            if schema == KEPT_SCHEMA:
+                kept += 1
+            else:
+                con.execute(f"drop table {quote_ident(schema)}.{quote_ident(table)}")
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    return kept
+
+
+def record_state(con: duckdb.DuckDBPyConnection, state: BuildState) -> None:
+    """`meta.build_state` of the new file (one row): read by the next build's plan_build."""
+    con.execute("create schema if not exists meta")
+    con.execute("drop table if exists meta.build_state")
+    con.execute(STATE_DDL)
+    con.execute(
+        "insert into meta.build_state values (?, ?, ?, ?, ?)",
+        [state.fingerprint, state.full_refresh_at, state.raw_load_id, state.raw_load_sha256, state.raw_load_started_at],
+    )

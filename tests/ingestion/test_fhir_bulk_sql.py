@@ -1,0 +1,194 @@
+"""FHIR Bulk files mapped in SQL inside the loader's raw.duckdb connection (ingestion/interop/fhir_fast.py):
+legitimate shapes that used to fall back to the per-resource reader (a Claim without a facility), the rows
+staged without leaving DuckDB (nothing left behind in raw.duckdb), and clinics.npi from the US NPI identifier."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ingestion.interop import TableRows, read_interop
+from ingestion.interop import fhir_fast as FF
+from ingestion.loader import ingest
+from ptpulse.core.config import get_settings
+from ptpulse.core.contracts import load_contracts
+
+NPI = "http://hl7.org/fhir/sid/us-npi"
+TZ = "http://hl7.org/fhir/StructureDefinition/timezone"
+
+
+def _ndjson(path: Path, resources: list[dict]) -> None:
+    path.write_text("\n".join(json.dumps(r, separators=(",", ":")) for r in resources) + "\n")
+
+
+def _item(seq: int, charge_id: str, cpt: str, net: float) -> dict:
+    return {
+        "id": charge_id,
+        "sequence": seq,
+        "careTeamSequence": [1],
+        "productOrService": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": cpt}]},
+        "servicedDate": "2026-03-02",
+        "quantity": {"value": 1},
+        "net": {"value": net, "currency": "USD"},
+        "encounter": [{"reference": "Encounter/E1"}],
+    }
+
+
+def _claim(cid: str, **extra) -> dict:
+    return {
+        "resourceType": "Claim",
+        "id": cid,
+        "status": "active",
+        "use": "claim",
+        "patient": {"reference": "Patient/PT1"},
+        "billablePeriod": {"start": "2026-03-02"},
+        "created": "2026-03-03T15:00:00Z",
+        "insurer": {"reference": "Organization/PY1"},
+        "careTeam": [{"sequence": 1, "provider": {"reference": "Practitioner/TH1"}}],
+        "item": [_item(1, f"{cid}-1", "97110", 62.0), _item(2, f"{cid}-2", "97140", 60.5)],
+        "total": {"value": 122.5, "currency": "USD"},
+    } | extra
+
+
+@pytest.fixture
+def bulk(tmp_path: Path) -> Path:
+    """A small `$export` folder: Claims with a facility, without one (provider Organization / Practitioner)."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    _ndjson(
+        folder / "Organization.000.ndjson",
+        [
+            {"resourceType": "Organization", "id": "ORG1", "name": "Riverside PT Group",
+             "identifier": [{"system": NPI, "value": "1234567893"}],
+             "type": [{"coding": [{"code": "prov"}]}]},
+            {"resourceType": "Organization", "id": "PY1", "name": "Payer One",
+             "type": [{"coding": [{"code": "pay"}]}]},
+        ],
+    )  # fmt: skip
+    address = {"line": ["1 Main St"], "city": "Austin", "state": "TX", "postalCode": "78701"}
+    _ndjson(
+        folder / "Location.000.ndjson",
+        [
+            {"resourceType": "Location", "id": "CL1", "name": "Riverside North", "address": address,
+             "extension": [{"url": TZ, "valueCode": "America/Chicago"}],
+             "managingOrganization": {"reference": "Organization/ORG1"}},
+            {"resourceType": "Location", "id": "CL2", "name": "Own NPI", "address": address,
+             "identifier": [{"system": NPI, "value": "1999999992"}]},
+            {"resourceType": "Location", "id": "CL3", "name": "Odd NPI", "address": address,
+             "identifier": [{"system": NPI, "value": "12-34"}]},
+        ],
+    )  # fmt: skip
+    _ndjson(
+        folder / "Practitioner.000.ndjson",
+        [{"resourceType": "Practitioner", "id": "TH1", "name": [{"family": "Lee", "given": ["Ana"]}],
+          "qualification": [{"code": {"coding": [{"code": "DPT"}]}}]}],
+    )  # fmt: skip
+    _ndjson(
+        folder / "Patient.000.ndjson",
+        [{"resourceType": "Patient", "id": "PT1", "meta": {"lastUpdated": "2026-01-05T10:00:00Z"},
+          "name": [{"family": "Roe", "given": ["Jo"]}],
+          "birthDate": "1980-01-02", "gender": "female"}],
+    )  # fmt: skip
+    _ndjson(
+        folder / "Encounter.000.ndjson",
+        [{"resourceType": "Encounter", "id": "E1", "status": "finished", "class": {"code": "AMB"},
+          "subject": {"reference": "Patient/PT1"},
+          "participant": [{"individual": {"reference": "Practitioner/TH1"}}],
+          "period": {"start": "2026-03-02T15:00:00Z", "end": "2026-03-02T15:45:00Z"},
+          "location": [{"location": {"reference": "Location/CL1"}}]}],
+    )  # fmt: skip
+    appointment = {
+        "resourceType": "Appointment", "id": "AP1", "status": "fulfilled", "meta": {"lastUpdated": "2026-03-02T16:00:00Z"},
+        "start": "2026-03-02T15:00:00Z", "end": "2026-03-02T15:45:00Z", "minutesDuration": 45,
+        "created": "2026-02-20T10:00:00Z",
+        "participant": [{"actor": {"reference": "Patient/PT1"}}, {"actor": {"reference": "Practitioner/TH1"}},
+                        {"actor": {"reference": "Location/CL1"}}],
+    }  # fmt: skip
+    no_id = {k: v for k, v in appointment.items() if k != "id"}  # fhir.py names it `(no id)`: so does the SQL
+    _ndjson(folder / "Appointment.000.ndjson", [appointment, no_id, appointment | {"id": ""}])
+    _ndjson(
+        folder / "Claim.000.ndjson",
+        [
+            _claim("C1", facility={"reference": "Location/CL1"}),
+            _claim("C2", provider={"reference": "Organization/ORG1"}),  # no facility: the provider is the clinic
+            _claim("C3", provider={"reference": "Practitioner/TH1"}),  # no facility: the encounter's clinic
+        ],
+    )
+    return folder
+
+
+def _raw(home, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(home.raw_db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_claims_without_a_facility_are_mapped_in_sql_not_left_to_the_per_resource_reader(bulk, tmp_path):
+    con = duckdb.connect()
+    try:
+        batch = read_interop(bulk / "Claim.000.ndjson", load_contracts(), con)
+        assert set(batch.rows) == {"claims", "charges"}
+        assert all(isinstance(rows, TableRows) for rows in batch.rows.values())  # nothing came back to Python
+        for name in ("Claim.000.ndjson", "Appointment.000.ndjson"):  # no line is left to the per-resource reader
+            assert FF.read_bulk(bulk / name, (bulk / name).read_text(), batch, con) == [], name
+        claims = {row["claim_id"]: row for _, row in batch.rows["claims"]}
+    finally:
+        con.close()
+    assert claims["C1"]["clinic_id"] == "CL1"
+    assert claims["C2"]["clinic_id"] == "npi:1234567893"  # the provider Organization, by its NPI (as X12 names it)
+    assert claims["C3"]["clinic_id"] is None  # the claim says no clinic; its charges take the encounter's
+    # created 15:00Z in the encounter's clinic zone (America/Chicago, CST in March before the change)
+    assert {c["submitted_at"] for c in claims.values()} == {"2026-03-03 09:00:00"}
+
+
+def test_sql_and_per_resource_readers_land_the_same_rows_in_raw(bulk, tmp_path, monkeypatch):
+    """The same landed rows whichever reader maps the folder; the SQL path leaves nothing in raw.duckdb (its
+    tables and macros are TEMP in the loader's connection)."""
+    homes = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv("PTPULSE_FHIR_FAST", mode)
+        homes[mode] = get_settings(tmp_path / f"home{mode}").ensure()
+        results = ingest([bulk], homes[mode])
+        assert {r.status for r in results} == {"loaded"}
+        assert all(r.rows_read == r.rows_landed + r.rows_quarantined + r.rows_duplicate for r in results)
+    for table in ("claims", "charges", "scheduling_events", "patients"):
+        sql = f"SELECT * EXCLUDE (_load_id, _row_hash) FROM raw.raw.{table} ORDER BY ALL"
+        fast, slow = _raw(homes["1"], sql), _raw(homes["0"], sql)
+        assert fast and fast == slow, table
+    appointments = _raw(homes["1"], "SELECT DISTINCT appointment_id FROM raw.raw.scheduling_events ORDER BY 1")
+    assert appointments == [("(no id)",), ("AP1",), ("E1",)]
+    charges = dict(_raw(homes["1"], "SELECT charge_id, clinic_id FROM raw.raw.charges"))
+    assert charges["C3-1"] == "CL1" and charges["C2-2"] == "npi:1234567893"
+    left = _raw(
+        homes["1"],
+        "SELECT (SELECT count(*) FROM duckdb_tables() WHERE database_name = 'raw' AND schema_name <> 'raw'), "
+        "(SELECT count(*) FROM duckdb_functions() WHERE database_name = 'raw' AND function_type = 'macro')",
+    )
+    assert left == [(0, 0)]
+
+
+def test_clinic_npi_from_the_location_or_its_managing_organization(bulk):
+    os.environ.pop("PTPULSE_FHIR_FAST", None)
+    batch = read_interop(bulk / "Location.000.ndjson", load_contracts())
+    npi = {row["clinic_id"]: row["npi"] for _, row in batch.rows["clinics"]}
+    assert npi == {"CL1": "1234567893", "CL2": "1999999992", "CL3": None}
+    assert any("not 10 digits" in note for note in batch.summary())  # counted, the value is never shown
+
+
+def test_an_organization_that_is_the_clinic_carries_its_npi(tmp_path):
+    folder = tmp_path / "org"
+    folder.mkdir()
+    _ndjson(
+        folder / "Organization.000.ndjson",
+        [{"resourceType": "Organization", "id": "ORG9", "name": "Solo PT",
+          "identifier": [{"system": NPI, "value": "1234567893"}], "address": [{"city": "Austin", "state": "TX"}]}],
+    )  # fmt: skip
+    batch = read_interop(folder / "Organization.000.ndjson", load_contracts())
+    [(_, row)] = batch.rows["clinics"]
+    assert row["clinic_id"] == "npi:1234567893" and row["npi"] == "1234567893"
