@@ -78,21 +78,22 @@ PATIENT_RESPONSIBILITY = {"copay", "deductible", "coinsurance"}
 
 
 def read(path: Path, batch: Batch, fast: Any = None) -> None:
-    """Map one FHIR file into `batch`. `fast(path, text, batch) -> bool` may map a Bulk folder's NDJSON file in
-    SQL (fhir_fast.read_bulk, passed in by read_interop); when it declines, every resource is mapped here."""
-    text = read_text(path, "FHIR JSON", FIX)
+    """Map one FHIR file into `batch`. `fast(path, batch) -> list | None` may map a Bulk folder's NDJSON file in
+    SQL (fhir_fast.read_bulk, passed in by read_interop); when it declines, every resource is mapped here. The
+    SQL path reads the file itself (never as one Python string): the text is read only for what is left here."""
     folder = _folder(path) if path.suffix.lower() == ".ndjson" else None
     if folder is not None and folder.transaction_time:
         batch.notes.append(f"FHIR Bulk export transactionTime {folder.transaction_time} UTC (from the export log)")
+    if fast is not None and path.suffix.lower() == ".ndjson" and folder is not None and _fast_enabled():
+        leftover = fast(path, batch)  # declines an export log (no resource type it maps) and any odd file
+        if leftover is not None:
+            if leftover:
+                _read_lines(path, read_text(path, "FHIR JSON", FIX), batch, folder, set(leftover))
+            return
+    text = read_text(path, "FHIR JSON", FIX)
     if _export_log_time(text) is not None:
         batch.notes.append("FHIR Bulk Data export log / manifest: read for its transactionTime, holds no resource")
         return
-    if fast is not None and path.suffix.lower() == ".ndjson" and folder is not None and _fast_enabled():
-        leftover = fast(path, text, batch)
-        if leftover is not None:
-            if leftover:
-                _read_lines(path, text, batch, folder, set(leftover))
-            return
     if path.suffix.lower() == ".ndjson":
         # split on \n only: str.splitlines() also splits on characters JSON allows inside strings (U+2028...)
         for number, line in enumerate(text.split("\n"), start=1):

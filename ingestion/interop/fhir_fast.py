@@ -16,6 +16,7 @@ same rows.
 
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
 
@@ -163,6 +164,9 @@ CREATE OR REPLACE TEMP MACRO fts(v, zone) AS CASE
         '%Y-%m-%d %H:%M:%S')
     ELSE wall(v) END;
 CREATE OR REPLACE TEMP MACRO ftext(v) AS nullif(trim(v), '');
+-- ftext for values that are mostly clean: trim() (spaces, like ftext) only where an edge is a space
+CREATE OR REPLACE TEMP MACRO vtext(v) AS CASE WHEN starts_with(v, ' ') OR ends_with(v, ' ') THEN nullif(trim(v), '')
+    ELSE nullif(v, '') END;
 """
 
 
@@ -186,9 +190,54 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -
     return con.execute(sql, params or []).fetchall()
 
 
-def _plain_text(text: str) -> bool:
-    """Lines split the same way for DuckDB as for fhir.py (`\\n` only, no blank line, no BOM, no CR)."""
-    return bool(text) and not ("\r" in text or "\n\n" in text or text.startswith(("\n", "\ufeff", " ")))
+PLAIN_CHUNK = 1 << 24
+
+
+def plain_lines(path: Path) -> int | None:
+    """The number of lines of `path` when they split the same way for DuckDB as for fhir.py (`\\n` only, no blank
+    line, no BOM, no CR, no leading space) and the file is what fhir.py's `read_text` accepts (UTF-8, no NUL);
+    None otherwise. One pass over the bytes (memchr-speed tests per chunk), so the SQL path never holds the
+    file as text: only fhir.py's fallback reads it whole."""
+    key = (str(path),) + _stamp(path)
+    if key in _PLAIN:
+        return _PLAIN[key]
+    lines, last, first = 0, b"", True
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as handle:
+        while chunk := handle.read(PLAIN_CHUNK):
+            if first and chunk.startswith((b"\n", codecs.BOM_UTF8, b" ")):
+                return _remember(key, None)
+            first = False
+            if b"\r" in chunk or b"\x00" in chunk or b"\n\n" in chunk or (last == b"\n" and chunk[:1] == b"\n"):
+                return _remember(key, None)
+            if not chunk.isascii():
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    return _remember(key, None)
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return _remember(key, None)
+    if first:  # empty: fhir.py refuses it
+        return _remember(key, None)
+    return _remember(key, lines + (0 if last == b"\n" else 1))
+
+
+_PLAIN: dict[tuple, int | None] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _remember(key: tuple, lines: int | None) -> int | None:
+    _PLAIN.clear()  # one file's answer at a time: the Encounter file is asked twice (references, then its rows)
+    _PLAIN[key] = lines
+    return lines
 
 
 def _load(con: duckdb.DuckDBPyConnection, path: Path, rtype: str, table: str, lines: int) -> bool:
@@ -398,8 +447,8 @@ class _Refs:
             if rtype == "Appointment" and path in self.prefilled:
                 continue
             if rtype == "Encounter":
-                text = path.read_text(encoding="utf-8")
-                if not _plain_text(text) or not _load(self.con, path, "Encounter", "enc_src", _count_lines(text)):
+                lines = plain_lines(path)
+                if lines is None or not _load(self.con, path, "Encounter", "enc_src", lines):
                     self.ok = False
                     return
                 self.parsed = path  # enc_src holds this file's parse: its own mapping reuses it (read_bulk)
@@ -477,11 +526,6 @@ class _Refs:
                 "CREATE OR REPLACE TEMP TABLE enc_visit AS SELECT * FROM enc_visit "
                 "QUALIFY row_number() OVER (PARTITION BY key ORDER BY rank, line) = 1",
             )
-
-
-def _count_lines(text: str) -> int:
-    """Lines of a `_plain_text` file (no blank line, so at most one final newline), without copying the text."""
-    return text.count("\n") + (0 if text.endswith("\n") else 1)
 
 
 def _coverage(self) -> None:
@@ -605,10 +649,9 @@ NEEDS = {
 }
 
 
-def _count_only(con: duckdb.DuckDBPyConnection, path: Path, text: str, rtype: str, batch) -> list[int] | None:
+def _count_only(con: duckdb.DuckDBPyConnection, path: Path, lines: int, rtype: str, batch) -> list[int] | None:
     """A Coverage / EpisodeOfCare / PractitionerRole file: fhir.py maps nothing from it (it is read through
     references), so its resources are only counted, as fhir.py's message does, without parsing each in Python."""
-    lines = _count_lines(text)
     found = _run(
         con,
         "SELECT count(*), count(*) FILTER (WHERE json_valid(json) AND json_type(json) = 'OBJECT' "
@@ -622,19 +665,23 @@ def _count_only(con: duckdb.DuckDBPyConnection, path: Path, text: str, rtype: st
     return []
 
 
-def read_bulk(path: Path, text: str, batch, con: duckdb.DuckDBPyConnection | None = None) -> list[int] | None:
+def read_bulk(path: Path, batch, con: duckdb.DuckDBPyConnection | None = None) -> list[int] | None:
     """Map `path` in SQL into `batch`. Returns the lines left to fhir.py's per-resource reader (resources of an
     unusual shape, e.g. an Encounter without period.start), or None (nothing added) when the whole file needs it.
 
     With `con` (the loader's raw.duckdb connection) the rows of each target source stay in a temp table of that
     connection (`TableRows`) and the loader stages them from there; without, they come back as polars frames."""
-    head = re.search(r'"resourceType"\s*:\s*"([A-Za-z]+)"', text[:4096])
-    rtype = head.group(1) if head else None
-    if rtype not in FAST_TYPES + COUNTED_TYPES or not _plain_text(text):
+    with path.open("rb") as handle:
+        head = re.search(rb'"resourceType"\s*:\s*"([A-Za-z]+)"', handle.read(4096))
+    rtype = head.group(1).decode() if head else None
+    if rtype not in FAST_TYPES + COUNTED_TYPES:
+        return None
+    lines = plain_lines(path)
+    if lines is None:
         return None
     if rtype in COUNTED_TYPES:
         try:
-            return _count_only(_refs(path.parent, con).con, path, text, rtype, batch)
+            return _count_only(_refs(path.parent, con).con, path, lines, rtype, batch)
         except Exception:  # noqa: BLE001 - the per-resource reader decides
             return None
     tables: dict[str, str] = {}
@@ -647,7 +694,7 @@ def read_bulk(path: Path, text: str, batch, con: duckdb.DuckDBPyConnection | Non
             _run(con, "DROP TABLE IF EXISTS temp.src")
             _run(con, "ALTER TABLE enc_src RENAME TO src")
             refs.parsed = None
-        elif not _load(con, path, rtype, "src", _count_lines(text)):
+        elif not _load(con, path, rtype, "src", lines):
             return None
         if rtype == "Appointment":
             refs.prefill_appointments(path)
@@ -662,7 +709,7 @@ def read_bulk(path: Path, text: str, batch, con: duckdb.DuckDBPyConnection | Non
                 )
             ]
         odd = sorted(set(odd))
-        if len(odd) > _count_lines(text) // 2:
+        if len(odd) > lines // 2:
             return None  # mostly unusual: the per-resource reader does it all
         if odd:
             _run(con, "DELETE FROM src WHERE list_contains(?::BIGINT[], line)", [odd])
@@ -695,7 +742,7 @@ def _frame(con: duckdb.DuckDBPyConnection, sql: str, source: str, params: list |
     from ptpulse.core.contracts import load_contracts
 
     columns = load_contracts()[source].column_names
-    select = ", ".join(f'ftext(CAST("{c}" AS VARCHAR)) AS "{c}"' for c in columns)
+    select = ", ".join(f'vtext(CAST("{c}" AS VARCHAR)) AS "{c}"' for c in columns)
     table = f"_fhir_{source}"
     _run(
         con,
@@ -726,40 +773,46 @@ def _appointments(con: duckdb.DuckDBPyConnection, path: Path):
         con, "SELECT 'FHIR Appointment (status ' || shown_code(js(status)) || ')' AS what FROM appt WHERE ev IS NULL"
     )
     code = "first_code(cancelationReason)"
+    # each timestamp converted once per resource; `created` is the booking whatever the status now (fhir.py
+    # `_appointment`): ord 0 = that booking, ord 1 = the current status (an unnest, not a join on a condition)
     sql = f"""
-        SELECT a.line, e.ord,
-               stem('Appointment/' || rid(id)) || '#' || coalesce(e.kind0, ev) AS event_id,
+        WITH a AS (
+            SELECT a.*, loc.tz, th.type, th.npi,
+                   fts(js(created), loc.tz) AS created_at, fts(js(meta.lastUpdated), loc.tz) AS updated_at
+            FROM (SELECT *, list_filter(actors, lambda r: rtype(r) = 'Location')[1] AS loc_ref,
+                         coalesce(list_filter(actors, lambda r: rtype(r) = 'Practitioner')[1],
+                                  list_filter(actors, lambda r: rtype(r) = 'PractitionerRole')[1]) AS th_ref
+                  FROM appt WHERE ev IS NOT NULL) a
+            LEFT JOIN target loc ON loc.key = a.loc_ref
+            LEFT JOIN target th ON th.key = a.th_ref),
+        e AS (
+            SELECT *, CASE WHEN ord = 0 THEN 'booked' ELSE ev END AS kind
+            FROM (SELECT *, unnest(CASE WHEN ev = 'booked' THEN [0] WHEN created_at IS NOT NULL THEN [0, 1]
+                                        ELSE [1] END) AS ord FROM a))
+        SELECT line, ord,
+               stem('Appointment/' || rid(id)) || '#' || kind AS event_id,
                fid('Appointment/' || rid(id)) AS appointment_id,
                fid(list_filter(supportingInformation, lambda r: rtype(r.reference) = 'EpisodeOfCare')[1].reference)
                    AS episode_id,
                fid(list_filter(basedOn, lambda r: rtype(r.reference) = 'ServiceRequest')[1].reference) AS referral_id,
                fid(list_filter(actors, lambda r: rtype(r) = 'Patient')[1]) AS patient_id,
                fid(loc_ref) AS clinic_id,
-               CASE WHEN th_ref IS NOT NULL THEN {_therapist("th_ref", "th")} END AS therapist_id,
-               coalesce(e.kind0, ev) AS event_type,
-               CASE WHEN ev = 'booked' THEN coalesce(fts(js(created), loc.tz), fts(js(meta.lastUpdated), loc.tz))
-                    WHEN coalesce(e.kind0, ev) = 'booked' THEN fts(js(created), loc.tz)
-                    ELSE fts(js(meta.lastUpdated), loc.tz) END AS event_at,
-               fts(js(start), loc.tz) AS scheduled_start,
+               CASE WHEN th_ref IS NOT NULL THEN {_therapist("th_ref", "e")} END AS therapist_id,
+               kind AS event_type,
+               CASE WHEN ev = 'booked' THEN coalesce(created_at, updated_at)
+                    WHEN kind = 'booked' THEN created_at ELSE updated_at END AS event_at,
+               fts(js(start), tz) AS scheduled_start,
                jnum(minutesDuration) AS duration_min,
                coalesce(first_code_in(appointmentType, ['{F.PTPULSE_VISIT_TYPE}']),
                         CASE first_code(appointmentType) WHEN 'FOLLOWUP' THEN 'follow_up' END) AS visit_type,
-               CASE WHEN coalesce(e.kind0, ev) = 'cancelled' THEN coalesce(
+               CASE WHEN kind = 'cancelled' THEN coalesce(
                    first_code_in(cancelationReason, ['{F.PTPULSE_CANCEL_REASON}']),
                    CASE WHEN {code} IS NULL THEN NULL
                         ELSE coalesce({_case(code, F.CANCEL_REASON)},
                                       CASE WHEN starts_with({code}, 'prov') THEN 'clinic_cancelled' ELSE 'other' END)
                    END) END AS cancel_reason,
                NULL AS notice_hours, NULL AS recorded_by
-        FROM (SELECT *, list_filter(actors, lambda r: rtype(r) = 'Location')[1] AS loc_ref,
-                     coalesce(list_filter(actors, lambda r: rtype(r) = 'Practitioner')[1],
-                              list_filter(actors, lambda r: rtype(r) = 'PractitionerRole')[1]) AS th_ref
-              FROM appt WHERE ev IS NOT NULL) a
-        LEFT JOIN target loc ON loc.key = a.loc_ref
-        LEFT JOIN target th ON th.key = a.th_ref
-        -- `created` is the booking whatever the status now (fhir.py `_appointment`), then the current status
-        JOIN (VALUES (0, 'booked'), (1, NULL)) e(ord, kind0) ON (e.ord = 0 AND (ev = 'booked'
-              OR fts(js(created), loc.tz) IS NOT NULL)) OR (e.ord = 1 AND ev <> 'booked')"""
+        FROM e"""
     return {"scheduling_events": _frame(con, sql, "scheduling_events")}, ignored
 
 
@@ -778,23 +831,27 @@ def _encounters(con: duckdb.DuckDBPyConnection, path: Path):
         f"AS TIMESTAMPTZ) - CAST(wall({start}) || replace(regexp_extract({start}, '{INSTANT}', 4), 'Z', '+00:00') "
         f"AS TIMESTAMPTZ)) / 60) AS BIGINT)"
     )
+    # each timestamp converted once per resource, then one row per event (an unnest, not a join on a condition)
     sql = f"""
-        SELECT k.line, ev.ord,
-               stem('Encounter/' || rid(k.id)) || '#' || ev.event_type AS event_id,
-               i.appointment_id, i.episode_id, i.referral_id, i.patient_id, i.clinic_id, i.therapist_id,
-               ev.event_type,
-               CASE WHEN ev.event_type = 'arrived' THEN fts({start}, i.zone)
-                    ELSE coalesce(fts({end}, i.zone), fts({start}, i.zone)) END AS event_at,
-               CASE WHEN appt.appt_start IS NOT NULL THEN fts(appt.appt_start, i.zone) ELSE fts({start}, i.zone) END
-                   AS scheduled_start,
-               CASE WHEN appt.appt_start IS NOT NULL THEN appt.appt_minutes
-                    WHEN {end} IS NOT NULL THEN CAST({minutes} AS VARCHAR) END AS duration_min,
-               appt.visit_type, NULL AS cancel_reason, NULL AS notice_hours, NULL AS recorded_by
-        FROM enc_keep k
-        JOIN enc_ids i ON i.line = k.line
-        LEFT JOIN target appt ON appt.key = i.appointment_ref AND appt.type = 'Appointment'
-        JOIN (VALUES (0, 'arrived'), (1, 'completed')) ev(ord, event_type)
-          ON ev.event_type = 'arrived' OR js(k.status) = 'finished'"""
+        WITH k AS (
+            SELECT k.line, k.id, k.status, i.* EXCLUDE (line), appt.appt_start, appt.appt_minutes, appt.visit_type,
+                   fts({start}, i.zone) AS start_at, fts({end}, i.zone) AS end_at,
+                   CASE WHEN {end} IS NOT NULL THEN CAST({minutes} AS VARCHAR) END AS minutes
+            FROM enc_keep k
+            JOIN enc_ids i ON i.line = k.line
+            LEFT JOIN target appt ON appt.key = i.appointment_ref AND appt.type = 'Appointment'),
+        ev AS (
+            SELECT *, CASE ord WHEN 0 THEN 'arrived' ELSE 'completed' END AS event_type
+            FROM (SELECT *, unnest(CASE WHEN js(status) = 'finished' THEN [0, 1] ELSE [0] END) AS ord FROM k))
+        SELECT line, ord,
+               stem('Encounter/' || rid(id)) || '#' || event_type AS event_id,
+               appointment_id, episode_id, referral_id, patient_id, clinic_id, therapist_id,
+               event_type,
+               CASE WHEN ord = 0 THEN start_at ELSE coalesce(end_at, start_at) END AS event_at,
+               CASE WHEN appt_start IS NOT NULL THEN fts(appt_start, zone) ELSE start_at END AS scheduled_start,
+               CASE WHEN appt_start IS NOT NULL THEN appt_minutes ELSE minutes END AS duration_min,
+               visit_type, NULL AS cancel_reason, NULL AS notice_hours, NULL AS recorded_by
+        FROM ev"""
     return {"scheduling_events": _frame(con, sql, "scheduling_events")}, ignored
 
 

@@ -136,7 +136,7 @@ def test_claims_without_a_facility_are_mapped_in_sql_not_left_to_the_per_resourc
         assert set(batch.rows) == {"claims", "charges"}
         assert all(isinstance(rows, TableRows) for rows in batch.rows.values())  # nothing came back to Python
         for name in ("Claim.000.ndjson", "Appointment.000.ndjson"):  # no line is left to the per-resource reader
-            assert FF.read_bulk(bulk / name, (bulk / name).read_text(), batch, con) == [], name
+            assert FF.read_bulk(bulk / name, batch, con) == [], name
         claims = {row["claim_id"]: row for _, row in batch.rows["claims"]}
     finally:
         con.close()
