@@ -10,7 +10,7 @@ Why this shape:
   of that and checks the features do not move).
 - Every feature names a fix: the reasons say what to change before submitting ("authorization has 0 visits
   left: request an extension"), not which column mattered.
-- The same recipe as the no-show model (ml/tabular.py): shallow gradient-boosted trees stopped and
+- The same recipe as the no-show model (ml/tabular.py): shallow gradient-boosted trees (LightGBM) stopped and
   calibrated (sigmoid) on the latest quarter of the training claims, a logistic regression on the same
   features and the payer's own denial rate as baselines, a time split for the card, and the trees are
   deployed only when they do not lose to the regression.
@@ -28,7 +28,6 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingClassifier
 
 from ml import tabular
 from ml.evaluation import classification_metrics, reliability_bins
@@ -349,9 +348,9 @@ class DenialModel:
         return self.estimator.predict_proba(self.matrix(features))[:, 1]
 
 
-def _booster(numeric: list[str]) -> HistGradientBoostingClassifier:
-    """Shallow trees (tabular.shallow_booster): denial causes mostly add up; depth 3 lets a cause interact with
-    the payer. A fixable cause can only raise the risk; signed notes and authorization left only lower it."""
+def _booster(numeric: list[str]) -> tabular.ShallowBooster:
+    """Shallow trees (tabular.shallow_booster): denial causes mostly add up; a few leaves let a cause interact
+    with the payer. A fixable cause can only raise the risk; signed notes and authorization left only lower it."""
     monotone = {c: 1 for c in ("kx_missing", "ncci_no_59", "units_over_per_code", "no_auth") if c in numeric}
     monotone |= {c: -1 for c in ("note_signed", "auth_visits_left", "auth_days_left") if c in numeric}
     return tabular.shallow_booster(SEED, min_samples_leaf=100, max_iter=400, monotone=monotone)

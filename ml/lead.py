@@ -18,7 +18,7 @@ unreachable ones' later calls); "called yet" and "hours to the first call" are w
 Censoring: only referrals received at least `LABEL_DAYS` before as_of are labelled (99.9% of evaluations
 happen within 20 days of receipt), so a still-open recent referral is never taught as "did not convert".
 
-Model: HistGradientBoosting with sigmoid calibration on the later quarter of the training period (same
+Model: shallow LightGBM trees (ml/tabular.py) with sigmoid calibration on the later quarter of the training period (same
 recipe and direction in time as the no-show model); time split on the referral's receipt date (every
 snapshot of a referral lands on the same side). Baselines: the conversion rate by source type (what a desk
 knows), and logistic regression on the same features.
@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import Pipeline
 
 from ml import tabular
@@ -195,7 +194,7 @@ def _codes(x: pd.DataFrame) -> pd.DataFrame:
     return tabular.integer_codes(x, CATEGORICAL)
 
 
-def _booster() -> HistGradientBoostingClassifier:
+def _booster() -> tabular.ShallowBooster:
     return tabular.shallow_booster(SEED, min_samples_leaf=100, max_iter=300)
 
 

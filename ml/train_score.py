@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ml import artifacts, attribution, demand, denial, lead, mmm, no_show, sufficiency, warehouse
+from ml import artifacts, attribution, demand, denial, lead, mmm, no_show, sufficiency, tabular, warehouse
 from ml.evaluation import spearman
 from ml.features import FEATURES, LEAD_HOURS, build_features, labelled_targets, upcoming_targets
 from ptpulse.core.config import Settings
@@ -31,7 +31,7 @@ from ptpulse.core.progress import ProgressFn
 
 TRAIN_STEPS = 6
 SCORE_STEPS = 6
-THREADS_ENV = "PTPULSE_ML_THREADS"
+THREADS_ENV = tabular.THREADS_ENV
 # Appointments the no-show model trains on at most (~50 clinics x 3 years, ~1.5 GB of frames and features);
 # above it a hash share of patients is used (warehouse.read_marts), said on the card. docs/scale.md.
 ROW_BUDGET_ENV = "PTPULSE_ML_ROW_BUDGET"
@@ -39,16 +39,8 @@ DEFAULT_ROW_BUDGET = 1_500_000
 
 
 def _threads() -> int:
-    """OpenMP threads for model fitting: 1 unless $PTPULSE_ML_THREADS says otherwise.
-
-    Measured on the 2-core box while dbt and tests ran beside us: HistGradientBoosting took 12 s with two
-    OpenMP threads and 1.5 s with one (spinning threads starve each other under contention). One thread is
-    the predictable choice on a shared machine; an idle dedicated box may set 2.
-    """
-    try:
-        return max(1, int(os.environ.get(THREADS_ENV, "1")))
-    except ValueError:
-        return 1
+    """Threads for model fitting (tabular.threads: $PTPULSE_ML_THREADS, default 1); the boosters read it too."""
+    return tabular.threads()
 
 
 def _row_budget() -> int:
@@ -789,7 +781,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"trees lost to it on the test period (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))} vs "
         f"{_fmt(cmp.get(no_show.LOGISTIC))}); calibration: {card['calibration']}."
         if fallback
-        else f"Gradient-boosted trees (scikit-learn HistGradientBoosting) with {card['calibration']}; they beat "
+        else f"Gradient-boosted trees (LightGBM) with {card['calibration']}; they beat "
         f"the logistic regression on the test period (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))} vs "
         f"{_fmt(cmp.get(no_show.LOGISTIC))}), else the regression would be deployed."
     )
