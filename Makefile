@@ -68,8 +68,8 @@ CLINICS ?= 900
 bench-large: venv
 	$(PY) bench/bench_large.py --clinics $(CLINICS)
 
-# Our models vs the peers a practitioner would pick (issue 12): installs the optional `peers` extra (lightgbm,
-# statsforecast), then one run -> bench/results/ml-peers-medium.json. `make bench` does not need the extra.
+# Our models vs the peers a practitioner would pick (issue 12): installs the optional `peers` extra
+# (statsforecast; lightgbm is a product dependency), then one run -> bench/results/ml-peers-medium.json. `make bench` does not need the extra.
 .PHONY: bench-peers
 bench-peers: venv
 	$(PY) -m pip install --progress-bar on -e '.[dev,peers]'

@@ -6,8 +6,8 @@
 split (`ml.no_show.time_split`: train before the day the last 20% of labelled appointments begins, test after)
 and fits on the same training rows:
 
-- `recipe`: the product's calibrated shallow trees (`ml.no_show.fit_calibrated`: stopped and Platt-calibrated
-  on the latest quarter of the training period);
+- `recipe`: the product's calibrated shallow trees (`ml.no_show.fit_calibrated`: LightGBM with 15 leaves,
+  monotone history, stopped and Platt-calibrated on the latest quarter of the training period);
 - `lightgbm`: LightGBM with its defaults (100 trees of 31 leaves, no calibration), the usual first pick;
 - `logistic`: the product's logistic baseline on the same features (`ml.no_show.logistic_baseline`);
 - `oracle`: the generator's true probability (truth/appointment_truth.csv) on the same test rows: the ceiling.
@@ -16,7 +16,8 @@ Each model's fit seconds are wall and CPU time with the same thread count (PTPUL
 the product trains), the fastest of two identical fits for the recipe and LightGBM. CPU seconds are the fair
 comparison on a shared machine (wall time counts the waits while other processes run); both are recorded,
 with every run. `recipe_auc_minus_lightgbm` is the paired difference with a 90% bootstrap interval. LightGBM
-is a peer only: it comes from the optional extra `peers` (pyproject.toml) and is never imported by ml/ or app/.
+is the product's tree engine too (ml/tabular.py), so the peer measures the recipe around it (early stopping on
+the future, monotone history, calibration), not a second library.
 """
 
 from __future__ import annotations
@@ -37,10 +38,9 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ml import artifacts, no_show, warehouse  # noqa: E402
+from ml import artifacts, no_show, tabular, warehouse  # noqa: E402
 from ml.evaluation import classification_metrics  # noqa: E402
 from ml.features import build_features, labelled_targets  # noqa: E402
-from ml.train_score import _threads  # noqa: E402
 
 METRICS = ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")
 
@@ -63,13 +63,9 @@ def _best_of(fit: Callable[[], Any], runs: int) -> tuple[Any, float, float, list
 
 
 def _lightgbm(seed: int, threads: int) -> Any:
-    try:
-        from lightgbm import LGBMClassifier
-    except ImportError as exc:  # the peers extra is optional: say how to get it
-        raise SystemExit(
-            "bench/peers_noshow.py: lightgbm is not installed; install the optional extra with "
-            "`.venv/bin/pip install -e '.[peers]'` (or run `make bench-peers`)"
-        ) from exc
+    """LightGBM with its defaults (the same thread count as the recipe: LightGBM ignores threadpoolctl)."""
+    from lightgbm import LGBMClassifier
+
     return LGBMClassifier(random_state=seed, n_jobs=threads, verbose=-1)
 
 
@@ -115,7 +111,7 @@ def run(home: Path, truth: Path | None, timing_runs: int = 2) -> dict[str, Any]:
     cats = no_show.fit_categories(features[train], categorical)
     x = no_show.encode(features, cats, numeric)
     x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
-    threads = _threads()
+    threads = tabular.threads()
 
     models: dict[str, dict[str, Any]] = {}
     with threadpool_limits(limits=threads, user_api="openmp"):

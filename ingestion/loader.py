@@ -852,6 +852,7 @@ def _stage_rows(db: RawDB, rows: list, contract: Contract) -> None:
     nul = " OR ".join(f"coalesce(contains({quote_ident(c)}, chr(0)), false)" for c in contract.column_names)
     _empty_malformed(db)
     if isinstance(rows, TableRows) and rows.con is db.con:
+        nul = "false" if rows.nul_free else nul  # checked on the file's bytes (fhir_fast.nul_free)
         db.con.execute(
             _staging_sql(
                 contract,

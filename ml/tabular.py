@@ -87,7 +87,7 @@ class ShallowBooster(ClassifierMixin, BaseEstimator):
 
     Why LightGBM (not scikit-learn's HistGradientBoosting): on the medium practice's no-show split its
     categorical split finding and leaf-wise growth gave a higher ROC AUC than HistGradientBoosting with any of
-    the settings tried, including LightGBM's own, at half the CPU time (bench/peers_noshow.py).
+    the settings tried, including LightGBM's own, in less CPU time (~5 vs ~9 s; bench/peers_noshow.py, ml/README.md).
     `monotone` names the features whose risk may only rise (+1) or fall (-1); it is turned into LightGBM's
     per-column list at fit time, so a model works with whatever columns the practice's export has.
     Deterministic (fixed seed, deterministic row-wise histograms): the same rows give the same model.
@@ -115,9 +115,7 @@ class ShallowBooster(ClassifierMixin, BaseEstimator):
         self.stopping_rounds = stopping_rounds
         self.n_jobs = n_jobs
 
-    def fit(
-        self, X: pd.DataFrame, y: Any, X_val: pd.DataFrame | None = None, y_val: Any = None
-    ) -> ShallowBooster:
+    def fit(self, X: pd.DataFrame, y: Any, X_val: pd.DataFrame | None = None, y_val: Any = None) -> ShallowBooster:
         """Fit on (X, y); with (X_val, y_val), stop when the validation log loss has not improved for
         `stopping_rounds` trees and keep the best count. Categoricals are pandas category columns (see `encode`)."""
         monotone = self.monotone or {}
@@ -148,6 +146,12 @@ class ShallowBooster(ClassifierMixin, BaseEstimator):
         best = self.booster_.best_iteration_
         self.n_iter_ = int(best) if best and best > 0 else int(self.booster_.n_estimators_)
         return self
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """The raw log-odds. The sigmoid calibration reads these (scikit-learn prefers them to probabilities):
+        Platt scaling is a line in log-odds, and a line through skewed probabilities miscalibrates the tail
+        (medium practice: test ECE 0.012 on probabilities vs 0.003 on log-odds)."""
+        return self.booster_.predict(X, raw_score=True)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Probabilities from the best number of trees (LightGBM keeps the early-stopped count)."""

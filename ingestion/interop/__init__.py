@@ -94,8 +94,9 @@ class TableRows:
     connection that will stage them (the loader's raw.duckdb): they never leave DuckDB. Iterates as
     (line, {column: text}) in file order, like a reader's list, for callers other than the loader."""
 
-    def __init__(self, con, table: str, count: int) -> None:
+    def __init__(self, con, table: str, count: int, nul_free: bool = False) -> None:
         self.con, self.table, self.count = con, table, count
+        self.nul_free = nul_free  # the file holds no NUL byte nor `\u0000` escape: no value can hold one
 
     def __len__(self) -> int:
         return self.count

@@ -150,13 +150,18 @@ CREATE OR REPLACE TEMP MACRO whole(v) AS CASE WHEN v IS NULL THEN NULL
     WHEN TRY_CAST(v AS DECIMAL(38, 9)) = floor(TRY_CAST(v AS DECIMAL(38, 9)))
         THEN CAST(CAST(TRY_CAST(v AS DECIMAL(38, 9)) AS HUGEINT) AS VARCHAR) ELSE v END;
 CREATE OR REPLACE TEMP MACRO fdate(v) AS CASE WHEN v IS NULL OR v = '' THEN NULL
+    WHEN regexp_full_match(v, '\d{{4}}-\d{{2}}-\d{{2}}') THEN v
     WHEN regexp_full_match(v, '{INSTANT}') THEN regexp_extract(v, '{INSTANT}', 1) ELSE v END;
 CREATE OR REPLACE TEMP MACRO wall(v) AS regexp_extract(v, '{INSTANT}', 1) || ' ' || regexp_extract(v, '{INSTANT}', 2)
     || coalesce(nullif(regexp_extract(v, '{INSTANT}', 3), ''), ':00');
+-- the two forms an export writes (a UTC instant to the second, a date) first, each with one plain regex; anything
+-- else through the general INSTANT pattern
 CREATE OR REPLACE TEMP MACRO fts(v, zone) AS CASE
     WHEN v IS NULL OR v = '' THEN NULL
-    WHEN zone IS NOT NULL AND regexp_full_match(v, '\d{{4}}-\d{{2}}-\d{{2}}T\d{{2}}:\d{{2}}:\d{{2}}Z')
-        THEN strftime(timezone(zone, CAST(left(v, 19) || '+00:00' AS TIMESTAMPTZ)), '%Y-%m-%d %H:%M:%S')
+    WHEN regexp_full_match(v, '\d{{4}}-\d{{2}}-\d{{2}}T\d{{2}}:\d{{2}}:\d{{2}}Z') THEN CASE WHEN zone IS NULL
+        THEN left(v, 10) || ' ' || substr(v, 12, 8)
+        ELSE strftime(timezone(zone, CAST(left(v, 19) || '+00:00' AS TIMESTAMPTZ)), '%Y-%m-%d %H:%M:%S') END
+    WHEN regexp_full_match(v, '\d{{4}}-\d{{2}}-\d{{2}}') THEN v || ' 00:00:00'
     WHEN NOT regexp_full_match(v, '{INSTANT}') THEN v
     WHEN regexp_extract(v, '{INSTANT}', 2) = '' THEN regexp_extract(v, '{INSTANT}', 1) || ' 00:00:00'
     WHEN regexp_extract(v, '{INSTANT}', 4) <> '' AND zone IS NOT NULL THEN strftime(timezone(zone,
@@ -194,39 +199,54 @@ PLAIN_CHUNK = 1 << 24
 
 
 def plain_lines(path: Path) -> int | None:
-    """The number of lines of `path` when they split the same way for DuckDB as for fhir.py (`\\n` only, no blank
-    line, no BOM, no CR, no leading space) and the file is what fhir.py's `read_text` accepts (UTF-8, no NUL);
-    None otherwise. One pass over the bytes (memchr-speed tests per chunk), so the SQL path never holds the
-    file as text: only fhir.py's fallback reads it whole."""
+    """The number of lines of `path` when they split the same way for DuckDB as for fhir.py (`\\n` only, no BOM,
+    no CR, no leading space) and the file is what fhir.py's `read_text` accepts (UTF-8, no NUL); None otherwise.
+    A blank line is left to `_load`: DuckDB skips it, so its row count falls short of this one and the file goes
+    to fhir.py. One pass over the bytes (memchr-speed tests per chunk), so the SQL path never holds the file as
+    text: only fhir.py's fallback reads it whole."""
+    found = _plain(path)
+    return None if found is None else found[0]
+
+
+def nul_free(path: Path) -> bool:
+    """No value of the (plain) file can hold a NUL: no NUL byte and no `\\u0000` escape, so the loader's per-value
+    NUL test is skipped for its rows."""
+    found = _plain(path)
+    return found is not None and not found[1]
+
+
+def _plain(path: Path) -> tuple[int, bool] | None:
+    """(lines, holds a `\\u0000` escape) of a plain file, else None; remembered per file state (size, mtime)."""
     key = (str(path),) + _stamp(path)
     if key in _PLAIN:
         return _PLAIN[key]
-    lines, last, first = 0, b"", True
+    lines, last, tail, first, escaped = 0, b"", b"", True, False
     decoder = codecs.getincrementaldecoder("utf-8")()
     with path.open("rb") as handle:
         while chunk := handle.read(PLAIN_CHUNK):
             if first and chunk.startswith((b"\n", codecs.BOM_UTF8, b" ")):
                 return _remember(key, None)
             first = False
-            if b"\r" in chunk or b"\x00" in chunk or b"\n\n" in chunk or (last == b"\n" and chunk[:1] == b"\n"):
+            if b"\r" in chunk or b"\x00" in chunk:
                 return _remember(key, None)
             if not chunk.isascii():
                 try:
                     decoder.decode(chunk)
                 except UnicodeDecodeError:
                     return _remember(key, None)
+            escaped = escaped or b"\\u0000" in chunk or b"\\u0000" in tail + chunk[:5]
             lines += chunk.count(b"\n")
-            last = chunk[-1:]
+            last, tail = chunk[-1:], chunk[-5:]
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return _remember(key, None)
     if first:  # empty: fhir.py refuses it
         return _remember(key, None)
-    return _remember(key, lines + (0 if last == b"\n" else 1))
+    return _remember(key, (lines + (0 if last == b"\n" else 1), escaped))
 
 
-_PLAIN: dict[tuple, int | None] = {}
+_PLAIN: dict[tuple, tuple[int, bool] | None] = {}
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -234,10 +254,11 @@ def _stamp(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _remember(key: tuple, lines: int | None) -> int | None:
-    _PLAIN.clear()  # one file's answer at a time: the Encounter file is asked twice (references, then its rows)
-    _PLAIN[key] = lines
-    return lines
+def _remember(key: tuple, found: tuple[int, bool] | None) -> tuple[int, bool] | None:
+    if len(_PLAIN) >= 32:  # a few files' answers: a file is asked again after its references were loaded
+        _PLAIN.clear()
+    _PLAIN[key] = found
+    return found
 
 
 def _load(con: duckdb.DuckDBPyConnection, path: Path, rtype: str, table: str, lines: int) -> bool:
@@ -693,6 +714,8 @@ def read_bulk(path: Path, batch, con: duckdb.DuckDBPyConnection | None = None) -
         if rtype == "Encounter" and refs.parsed == path:  # parsed once for the Claims' visits: not parsed again
             _run(con, "DROP TABLE IF EXISTS temp.src")
             _run(con, "ALTER TABLE enc_src RENAME TO src")
+            _run(con, "DROP TABLE IF EXISTS temp.enc_ids")
+            _run(con, "ALTER TABLE enc_new RENAME TO enc_ids")  # its visits too: `_encounters` joins them by line
             refs.parsed = None
         elif not _load(con, path, rtype, "src", lines):
             return None
@@ -723,7 +746,7 @@ def read_bulk(path: Path, batch, con: duckdb.DuckDBPyConnection | None = None) -
             for table in WORK_TABLES:
                 con.execute(f"DROP TABLE IF EXISTS temp.{table}")
     for source, table in tables.items():
-        rows = TableRows(con, table, _run(con, f"SELECT count(*) FROM {table}")[0][0])
+        rows = TableRows(con, table, _run(con, f"SELECT count(*) FROM {table}")[0][0], nul_free=nul_free(path))
         if not len(rows):
             rows.drop()
         elif refs.own:  # a private connection: the rows leave it as a frame (read_interop without the loader)
@@ -773,12 +796,30 @@ def _appointments(con: duckdb.DuckDBPyConnection, path: Path):
         con, "SELECT 'FHIR Appointment (status ' || shown_code(js(status)) || ')' AS what FROM appt WHERE ev IS NULL"
     )
     code = "first_code(cancelationReason)"
-    # each timestamp converted once per resource; `created` is the booking whatever the status now (fhir.py
-    # `_appointment`): ord 0 = that booking, ord 1 = the current status (an unnest, not a join on a condition)
+    # every value of the resource computed once (the booking and the status event repeat them); `created` is the
+    # booking whatever the status now (fhir.py `_appointment`): ord 0 = that booking, ord 1 = the current status
     sql = f"""
         WITH a AS (
-            SELECT a.*, loc.tz, th.type, th.npi,
-                   fts(js(created), loc.tz) AS created_at, fts(js(meta.lastUpdated), loc.tz) AS updated_at
+            SELECT a.line, ev, stem('Appointment/' || rid(id)) AS stem,
+                   fid('Appointment/' || rid(id)) AS appointment_id,
+                   fid(list_filter(supportingInformation, lambda r: rtype(r.reference) = 'EpisodeOfCare')[1].reference)
+                       AS episode_id,
+                   fid(list_filter(basedOn, lambda r: rtype(r.reference) = 'ServiceRequest')[1].reference)
+                       AS referral_id,
+                   fid(list_filter(actors, lambda r: rtype(r) = 'Patient')[1]) AS patient_id,
+                   fid(loc_ref) AS clinic_id,
+                   CASE WHEN th_ref IS NOT NULL THEN {_therapist("th_ref", "th")} END AS therapist_id,
+                   fts(js(created), loc.tz) AS created_at, fts(js(meta.lastUpdated), loc.tz) AS updated_at,
+                   fts(js(start), loc.tz) AS scheduled_start,
+                   jnum(minutesDuration) AS duration_min,
+                   coalesce(first_code_in(appointmentType, ['{F.PTPULSE_VISIT_TYPE}']),
+                            CASE first_code(appointmentType) WHEN 'FOLLOWUP' THEN 'follow_up' END) AS visit_type,
+                   CASE WHEN ev = 'cancelled' THEN coalesce(
+                       first_code_in(cancelationReason, ['{F.PTPULSE_CANCEL_REASON}']),
+                       CASE WHEN {code} IS NULL THEN NULL
+                            ELSE coalesce({_case(code, F.CANCEL_REASON)},
+                                          CASE WHEN starts_with({code}, 'prov') THEN 'clinic_cancelled' ELSE 'other' END)
+                       END) END AS cancel_reason
             FROM (SELECT *, list_filter(actors, lambda r: rtype(r) = 'Location')[1] AS loc_ref,
                          coalesce(list_filter(actors, lambda r: rtype(r) = 'Practitioner')[1],
                                   list_filter(actors, lambda r: rtype(r) = 'PractitionerRole')[1]) AS th_ref
@@ -789,28 +830,12 @@ def _appointments(con: duckdb.DuckDBPyConnection, path: Path):
             SELECT *, CASE WHEN ord = 0 THEN 'booked' ELSE ev END AS kind
             FROM (SELECT *, unnest(CASE WHEN ev = 'booked' THEN [0] WHEN created_at IS NOT NULL THEN [0, 1]
                                         ELSE [1] END) AS ord FROM a))
-        SELECT line, ord,
-               stem('Appointment/' || rid(id)) || '#' || kind AS event_id,
-               fid('Appointment/' || rid(id)) AS appointment_id,
-               fid(list_filter(supportingInformation, lambda r: rtype(r.reference) = 'EpisodeOfCare')[1].reference)
-                   AS episode_id,
-               fid(list_filter(basedOn, lambda r: rtype(r.reference) = 'ServiceRequest')[1].reference) AS referral_id,
-               fid(list_filter(actors, lambda r: rtype(r) = 'Patient')[1]) AS patient_id,
-               fid(loc_ref) AS clinic_id,
-               CASE WHEN th_ref IS NOT NULL THEN {_therapist("th_ref", "e")} END AS therapist_id,
-               kind AS event_type,
+        SELECT line, ord, stem || '#' || kind AS event_id, appointment_id, episode_id, referral_id, patient_id,
+               clinic_id, therapist_id, kind AS event_type,
                CASE WHEN ev = 'booked' THEN coalesce(created_at, updated_at)
                     WHEN kind = 'booked' THEN created_at ELSE updated_at END AS event_at,
-               fts(js(start), tz) AS scheduled_start,
-               jnum(minutesDuration) AS duration_min,
-               coalesce(first_code_in(appointmentType, ['{F.PTPULSE_VISIT_TYPE}']),
-                        CASE first_code(appointmentType) WHEN 'FOLLOWUP' THEN 'follow_up' END) AS visit_type,
-               CASE WHEN kind = 'cancelled' THEN coalesce(
-                   first_code_in(cancelationReason, ['{F.PTPULSE_CANCEL_REASON}']),
-                   CASE WHEN {code} IS NULL THEN NULL
-                        ELSE coalesce({_case(code, F.CANCEL_REASON)},
-                                      CASE WHEN starts_with({code}, 'prov') THEN 'clinic_cancelled' ELSE 'other' END)
-                   END) END AS cancel_reason,
+               scheduled_start, duration_min, visit_type,
+               CASE WHEN kind = 'cancelled' THEN cancel_reason END AS cancel_reason,
                NULL AS notice_hours, NULL AS recorded_by
         FROM e"""
     return {"scheduling_events": _frame(con, sql, "scheduling_events")}, ignored
@@ -824,7 +849,8 @@ def _encounters(con: duckdb.DuckDBPyConnection, path: Path):
         f"FROM src WHERE NOT coalesce({keep}, false)",
     )
     _run(con, f"CREATE OR REPLACE TEMP TABLE enc_keep AS SELECT * FROM src WHERE {keep}")
-    _visit_sql(con, "enc_keep", "enc_ids")
+    if not _run(con, "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = 'enc_ids'")[0][0]:
+        _visit_sql(con, "enc_keep", "enc_ids")  # else read_bulk kept those of the references' parse (every line)
     start, end = "js(k.period.start)", 'js(k.period."end")'
     minutes = (
         f"CAST(floor(epoch(CAST(wall({end}) || replace(regexp_extract({end}, '{INSTANT}', 4), 'Z', '+00:00') "
@@ -877,10 +903,18 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
                fdate(coalesce(js(i.item.servicedDate), js(i.item.servicedPeriod.start))) AS item_date
         FROM i LEFT JOIN enc_visit v ON v.key = i.item.encounter[1].reference""",
     )
+    zone = "coalesce(h.facility_tz, h.provider_tz, h.item_zone)"
+    clinic = (
+        "coalesce('npi:' || h.facility_npi, fid(h.facility.reference), CASE WHEN h.facility IS NULL "
+        "AND rtype(h.provider.reference) = 'Organization' THEN coalesce('npi:' || h.provider_npi, "
+        "fid(h.provider.reference)) END)"
+    )
+    # the claim's zone, submission time and clinic once per claim (its charges repeat them)
     _run(
         con,
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE clm_head AS
+        SELECT h.*, fts(js(h.created), {zone}) AS submitted_at, {clinic} AS clinic_id FROM (
         SELECT c.line, c.id, c.patient, c.insurer, c.facility, c.provider, c.billablePeriod, c.created, c.total,
                CASE WHEN rtype(c.provider.reference) IN ('Practitioner', 'PractitionerRole') THEN c.provider.reference
                     ELSE c.careTeam[1].provider.reference END AS default_ref,
@@ -897,21 +931,15 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
                           sum(CAST(money(item.net) AS DECIMAL(38, 10))) AS net_sum,
                           arg_min(zone, n) FILTER (WHERE zone IS NOT NULL) AS item_zone
                    FROM items GROUP BY line) agg ON agg.line = c.line
-        WHERE NOT coalesce(js(c.status) = 'entered-in-error' OR coalesce(js(c.use), 'claim') <> 'claim', false)""",
+        WHERE NOT coalesce(js(c.status) = 'entered-in-error' OR coalesce(js(c.use), 'claim') <> 'claim', false)) h""",
     )
-    zone = "coalesce(h.facility_tz, h.provider_tz, h.item_zone)"
-    clinic = (
-        "coalesce('npi:' || h.facility_npi, fid(h.facility.reference), CASE WHEN h.facility IS NULL "
-        "AND rtype(h.provider.reference) = 'Organization' THEN coalesce('npi:' || h.provider_npi, "
-        "fid(h.provider.reference)) END)"
-    )
-    claims = f"""
+    claims = """
         SELECT h.line, 0 AS ord, fid('Claim/' || rid(h.id)) AS claim_id,
                CASE WHEN h.n_items > 0 AND len(h.episodes) = 1 THEN nullif(h.episodes[1], '') END AS episode_id,
-               fid(h.patient.reference) AS patient_id, {clinic} AS clinic_id,
+               fid(h.patient.reference) AS patient_id, h.clinic_id,
                fid(h.insurer.reference) AS payer_id,
                coalesce(fdate(js(h.billablePeriod.start)), h.first_item_date) AS service_date,
-               fts(js(h.created), {zone}) AS submitted_at,
+               h.submitted_at,
                coalesce(money(h.total),
                         CASE WHEN h.n_items > 0 AND h.all_net THEN CAST(h.net_sum AS VARCHAR) END) AS billed_usd
         FROM clm_head h"""
@@ -929,7 +957,7 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
                fid('Claim/' || rid(h.id)) AS claim_id,
                v.appointment_id, v.episode_id,
                fid(h.patient.reference) AS patient_id,
-               coalesce({clinic}, v.clinic_id) AS clinic_id,
+               coalesce(h.clinic_id, v.clinic_id) AS clinic_id,
                CASE WHEN coalesce(v.team_ref, h.default_ref) IS NOT NULL
                     THEN {_therapist("coalesce(v.team_ref, h.default_ref)", "pr")}
                     ELSE v.therapist_id END AS therapist_id,
@@ -940,7 +968,7 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
                whole(jnum(v.item.quantity.value)) AS units,
                NULL AS minutes,
                money(v.item.net) AS charge_usd,
-               fts(js(h.created), {zone}) AS posted_at
+               h.submitted_at AS posted_at
         FROM clm_head h
         JOIN items v ON v.line = h.line
         LEFT JOIN target pr ON pr.key = coalesce(v.team_ref, h.default_ref)"""
@@ -954,22 +982,6 @@ def _eobs(con: duckdb.DuckDBPyConnection, path: Path):
         "SELECT 'FHIR ExplanationOfBenefit (use ' || shown_code(js(use)) || ', status ' || shown_code(js(status))"
         f" || ')' AS what FROM src WHERE {skip}",
     )
-    _run(
-        con,
-        f"""
-        CREATE OR REPLACE TEMP TABLE eob_m AS
-        SELECT e.line, e.outcome, e.payment,
-               stem('ExplanationOfBenefit/' || rid(e.id)) AS key,
-               fid(e.claim.reference) AS claim_id, fid(e.insurer.reference) AS payer_id,
-               fts(js(e.created), loc.tz) AS created,
-               list_transform(coalesce(e.total, []), lambda t: struct_pack(k := first_code(t.category),
-                   cats := list_transform(codes(t.category), lambda c: c.code), amount := money(t.amount))) AS tl,
-               list_filter(list_transform(coalesce(e.adjudication, []),
-                   lambda a: first_code_in(a.reason, ['{F.CARC_SYSTEM}'])), lambda x: x IS NOT NULL)[1]
-                   AS denial_carc
-        FROM src e LEFT JOIN target loc ON loc.key = e.facility.reference
-        WHERE NOT coalesce({skip}, false)""",
-    )
 
     def last(code: str) -> str:  # fhir.py's `totals` dict: the last total of a category wins
         return f"list_filter(tl, lambda t: t.k = '{code}')[-1].amount"
@@ -981,26 +993,46 @@ def _eobs(con: duckdb.DuckDBPyConnection, path: Path):
             f"list_sum(list_transform({hits}, lambda t: CAST(t.amount AS DECIMAL(38, 10)))) END"
         )
 
-    paid = f"coalesce(money(payment.amount), {last('benefit')})"
-    share = total(sorted(F.PATIENT_RESPONSIBILITY))
-    contractual = f"{total(['submitted'])} - {total(sorted(F.ALLOWED))}"
-    sql = f"""
+    # every amount computed once per EOB (each is tested, then shown)
+    _run(
+        con,
+        f"""
+        CREATE OR REPLACE TEMP TABLE eob_m AS
+        SELECT line, outcome, key, claim_id, payer_id, created, denial_carc, {last("submitted")} AS submitted,
+               coalesce(money(payment.amount), {last("benefit")}) AS paid,
+               coalesce(fts(js(payment.date), NULL), created) AS paid_at, js(payment.identifier.value) AS check_number,
+               {total(sorted(F.PATIENT_RESPONSIBILITY))} AS share,
+               {total(["submitted"])} - {total(sorted(F.ALLOWED))} AS contractual
+        FROM (
+            SELECT e.line, e.outcome, e.payment,
+                   stem('ExplanationOfBenefit/' || rid(e.id)) AS key,
+                   fid(e.claim.reference) AS claim_id, fid(e.insurer.reference) AS payer_id,
+                   fts(js(e.created), loc.tz) AS created,
+                   list_transform(coalesce(e.total, []), lambda t: struct_pack(k := first_code(t.category),
+                       cats := list_transform(codes(t.category), lambda c: c.code), amount := money(t.amount))) AS tl,
+                   list_filter(list_transform(coalesce(e.adjudication, []),
+                       lambda a: first_code_in(a.reason, ['{F.CARC_SYSTEM}'])), lambda x: x IS NOT NULL)[1]
+                       AS denial_carc
+            FROM src e LEFT JOIN target loc ON loc.key = e.facility.reference
+            WHERE NOT coalesce({skip}, false))""",
+    )
+    sql = """
         SELECT line, 0 AS ord, key || '#denial' AS remit_id, claim_id, payer_id, 'denial' AS event_type,
-               created AS event_at, {last("submitted")} AS amount_usd, NULL AS group_code, denial_carc AS carc_code,
+               created AS event_at, submitted AS amount_usd, NULL AS group_code, denial_carc AS carc_code,
                NULL AS check_number, NULL AS episode_id, NULL AS service_date
         FROM eob_m WHERE js(outcome) = 'error'
         UNION ALL
-        SELECT line, 1, key || '#payer_payment', claim_id, payer_id, 'payer_payment',
-               coalesce(fts(js(payment.date), NULL), created), {paid}, NULL, NULL, js(payment.identifier.value), NULL, NULL
-        FROM eob_m WHERE {paid} IS NOT NULL AND CAST({paid} AS DECIMAL(38, 10)) <> 0
+        SELECT line, 1, key || '#payer_payment', claim_id, payer_id, 'payer_payment', paid_at, paid, NULL, NULL,
+               check_number, NULL, NULL
+        FROM eob_m WHERE paid IS NOT NULL AND CAST(paid AS DECIMAL(38, 10)) <> 0
         UNION ALL
         SELECT line, 2, key || '#patient_responsibility', claim_id, payer_id, 'patient_responsibility', created,
-               CAST({share} AS VARCHAR), 'PR', NULL, NULL, NULL, NULL
-        FROM eob_m WHERE coalesce({share}, 0) <> 0
+               CAST(share AS VARCHAR), 'PR', NULL, NULL, NULL, NULL
+        FROM eob_m WHERE coalesce(share, 0) <> 0
         UNION ALL
         SELECT line, 3, key || '#contractual_adjustment', claim_id, payer_id, 'contractual_adjustment', created,
-               CAST({contractual} AS VARCHAR), 'CO', NULL, NULL, NULL, NULL
-        FROM eob_m WHERE {contractual} > 0"""
+               CAST(contractual AS VARCHAR), 'CO', NULL, NULL, NULL, NULL
+        FROM eob_m WHERE contractual > 0"""
     return {"remittances": _frame(con, sql, "remittances")}, ignored
 
 

@@ -60,7 +60,8 @@ def _data_driven_for_period(r: Reader, heuristic: pd.DataFrame) -> pd.DataFrame:
 
 # Measured against the generator's true incremental effects (medium practice, 25 clinics x 3 years, seeds 7 and
 # 11 alike, `python bench/peers_attribution.py`): Spearman rank correlation per model, and the credit each gives
-# the channel whose true effect is negative (ml/README.md "Attribution"). The page cites these, not a belief.
+# the channel whose true effect is negative (ml/README.md "Attribution"). The page cites these, not a belief;
+# tests/app/test_attribution_backtest_cited.py holds them equal to bench/results/ml-peers-medium.json.
 BACKTEST: Mapping[str, Any] = {
     "spearman_mmm": 1.0,
     "spearman_best_path": 0.66,
