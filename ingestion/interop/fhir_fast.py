@@ -897,7 +897,13 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
         WITH i AS (
             SELECT c.line, c.careTeam, unnest(c.item) AS item, generate_subscripts(c.item, 1) AS n
             FROM src c WHERE NOT coalesce({skip}, false))
-        SELECT i.line, i.n, i.item, v.appointment_id, v.episode_id, v.clinic_id, v.therapist_id, v.zone,
+        SELECT i.line, i.n, v.appointment_id, v.episode_id, v.clinic_id, v.therapist_id, v.zone,
+               -- the item's values, not the item: a nested struct is costly to materialise
+               nullif(js(i.item.id), '') AS item_sid, jnum(i.item.sequence) AS item_seq,
+               first_code_in(i.item.productOrService, {cpt}) AS cpt_code,
+               nullif(array_to_string(list_filter(list_transform(coalesce(i.item.modifier, []),
+                   lambda m: codes(m)[1].code), lambda x: x IS NOT NULL), '|'), '') AS modifiers,
+               whole(jnum(i.item.quantity.value)) AS units, money(i.item.net) AS net,
                list_filter(coalesce(i.careTeam, []), lambda t: CAST(t.sequence AS VARCHAR)
                    = CAST(i.item.careTeamSequence[1] AS VARCHAR))[1].provider.reference AS team_ref,
                fdate(coalesce(js(i.item.servicedDate), js(i.item.servicedPeriod.start))) AS item_date
@@ -927,8 +933,8 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
                             AND org.key = c.provider.reference
         LEFT JOIN (SELECT line, min(item_date) AS first_item_date,
                           list(DISTINCT coalesce(episode_id, '')) AS episodes, count(*) AS n_items,
-                          bool_and(money(item.net) IS NOT NULL) AS all_net,
-                          sum(CAST(money(item.net) AS DECIMAL(38, 10))) AS net_sum,
+                          bool_and(net IS NOT NULL) AS all_net,
+                          sum(CAST(net AS DECIMAL(38, 10))) AS net_sum,
                           arg_min(zone, n) FILTER (WHERE zone IS NOT NULL) AS item_zone
                    FROM items GROUP BY line) agg ON agg.line = c.line
         WHERE NOT coalesce(js(c.status) = 'entered-in-error' OR coalesce(js(c.use), 'claim') <> 'claim', false)) h""",
@@ -945,11 +951,11 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
         FROM clm_head h"""
     # fhir.py `_item_id`: the item's element id (the practice's charge id), else `Claim/<id>#item<sequence>`
     stem = "stem('Claim/' || rid(h.id))"
-    element = "nullif(js(v.item.id), '')"
+    element = "v.item_sid"
     item_id = (
-        f"coalesce({stem} || '#' || {element}, {stem} || '#item' || jnum(v.item.sequence))"
+        f"coalesce({stem} || '#' || {element}, {stem} || '#item' || v.item_seq)"
         if F.id_namespace()
-        else f"coalesce({element}, {stem} || '#item' || jnum(v.item.sequence))"
+        else f"coalesce({element}, {stem} || '#item' || v.item_seq)"
     )
     charges = f"""
         SELECT h.line, v.n AS ord,
@@ -962,12 +968,7 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
                     THEN {_therapist("coalesce(v.team_ref, h.default_ref)", "pr")}
                     ELSE v.therapist_id END AS therapist_id,
                coalesce(v.item_date, fdate(js(h.billablePeriod.start)), h.first_item_date) AS service_date,
-               first_code_in(v.item.productOrService, {cpt}) AS cpt_code,
-               nullif(array_to_string(list_filter(list_transform(coalesce(v.item.modifier, []),
-                   lambda m: codes(m)[1].code), lambda x: x IS NOT NULL), '|'), '') AS modifiers,
-               whole(jnum(v.item.quantity.value)) AS units,
-               NULL AS minutes,
-               money(v.item.net) AS charge_usd,
+               v.cpt_code, v.modifiers, v.units, NULL AS minutes, v.net AS charge_usd,
                h.submitted_at AS posted_at
         FROM clm_head h
         JOIN items v ON v.line = h.line

@@ -192,3 +192,46 @@ def test_an_organization_that_is_the_clinic_carries_its_npi(tmp_path):
     batch = read_interop(folder / "Organization.000.ndjson", load_contracts())
     [(_, row)] = batch.rows["clinics"]
     assert row["clinic_id"] == "npi:1234567893" and row["npi"] == "1234567893"
+
+
+def test_the_byte_check_decides_what_the_sql_reads_without_reading_the_file_as_text(tmp_path):
+    """`plain_lines` counts lines on bytes: CR, a BOM, a NUL byte or invalid UTF-8 send the file to fhir.py; a blank
+    line is left to `_load` (DuckDB skips it, so its count falls short); `nul_free` sees a `\\u0000` escape even
+    across the read chunk boundary, so the loader's NUL test is skipped only when no value can hold one."""
+    line = b'{"resourceType":"Patient","id":"P1"}'
+    cases = {
+        "plain": (line + b"\n" + line + b"\n", 2),
+        "no_final_newline": (line + b"\n" + line, 2),
+        "cr": (line + b"\r\n" + line + b"\r\n", None),
+        "bom": (b"\xef\xbb\xbf" + line + b"\n", None),
+        "nul": (line[:-1] + b',"x":"\x00"}\n', None),
+        "latin1": (line[:-1] + b',"x":"\xe9"}\n', None),
+        "empty": (b"", None),
+    }
+    for name, (data, lines) in cases.items():
+        path = tmp_path / f"{name}.ndjson"
+        path.write_bytes(data)
+        assert FF.plain_lines(path) == lines, name
+    blank = tmp_path / "blank.ndjson"
+    blank.write_bytes(line + b"\n\n" + line + b"\n")
+    con = duckdb.connect()
+    try:
+        assert FF.plain_lines(blank) == 3
+        assert not FF._load(con, blank, "Patient", "src", 3)  # noqa: SLF001 - DuckDB read 2: fhir.py maps it
+    finally:
+        con.close()
+    escaped = tmp_path / "escaped.ndjson"
+    pad = FF.PLAIN_CHUNK - 3 - len(line)  # the escape straddles the first chunk's end
+    escaped.write_bytes(line + b"\n" + b'{"a":"' + b"x" * (pad - 6) + b'\\u0000"}\n')
+    assert FF.plain_lines(escaped) == 2 and not FF.nul_free(escaped)
+    assert FF.nul_free(tmp_path / "plain.ndjson")
+
+
+def test_a_nul_escape_in_a_bulk_file_is_still_quarantined(bulk, tmp_path):
+    """A `\\u0000` in a value of a file mapped in SQL reaches the loader's NUL rule (the byte check saw it)."""
+    patients = bulk / "Patient.000.ndjson"
+    _ndjson(patients, [{"resourceType": "Patient", "id": "PT1", "name": [{"family": "A\u0000B", "given": ["C"]}]}])
+    assert not FF.nul_free(patients)
+    home = get_settings(tmp_path / "home").ensure()
+    results = [r for r in ingest([patients], home) if r.source == "patients"]
+    assert [(r.rows_read, r.rows_quarantined) for r in results] == [(1, 1)]
