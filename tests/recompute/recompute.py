@@ -132,8 +132,10 @@ def load_practice(folder: Path) -> dict[str, pl.DataFrame]:
 
 
 def business_days(start: pl.Expr, end: pl.Expr) -> pl.Expr:
-    """Mon-Fri days after `start`'s day up to and including `end`'s day."""
-    return pl.business_day_count(start.dt.date() + pl.duration(days=1), end.dt.date() + pl.duration(days=1))
+    """Mon-Fri days after `start`'s day up to and including `end`'s day; negative when `end` is earlier (an
+    evaluation dated before the referral's receipt counts the business days back, as the mart does)."""
+    s, e = start.dt.date() + pl.duration(days=1), end.dt.date() + pl.duration(days=1)
+    return pl.when(e >= s).then(pl.business_day_count(s, e)).otherwise(-pl.business_day_count(e, s))
 
 
 GRAINS = {"day": "1d", "week": "1w", "month": "1mo"}  # weeks start on Monday

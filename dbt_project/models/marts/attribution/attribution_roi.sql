@@ -20,9 +20,9 @@ with credited as (
 spend as (
     select
         channel,
-        cast(date_trunc('month', month) as date) as month,
+        month,
         sum(spend_usd) as spend_usd
-    from {{ ref('stg_raw__marketing_spend_months') }}
+    from {{ ref('int_marketing_spend_monthly') }}
     group by all
 ),
 

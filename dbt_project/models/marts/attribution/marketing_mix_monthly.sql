@@ -2,13 +2,7 @@
 -- leads received through it. The input of the marketing-mix model (ml/mmm.py), which needs spend per clinic
 -- (attribution_roi sums it over the practice) to see incrementality across clinics and months.
 with spend as (
-    select
-        clinic_id,
-        channel,
-        cast(date_trunc('month', month) as date) as month,
-        sum(spend_usd) as spend_usd
-    from {{ ref('stg_raw__marketing_spend_months') }}
-    group by all
+    select * from {{ ref('int_marketing_spend_monthly') }}
 ),
 
 leads as (

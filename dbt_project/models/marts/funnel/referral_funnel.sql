@@ -27,6 +27,7 @@ ref_appts as (
         min(scheduled_start) filter (where status = 'completed' and visit_type = 'initial_eval') as eval_visit_at,
         min(scheduled_start) filter (where status = 'completed') as first_visit_at,
         max(scheduled_start) filter (where status = 'no_show' and visit_type = 'initial_eval') as eval_no_show_at,
+        max_by(status, scheduled_start) filter (where visit_type = 'initial_eval') as last_eval_status,
         count(*) filter (where is_future and visit_type = 'initial_eval') as future_evals
     from {{ ref('appointments') }}
     where referral_id is not null
@@ -39,6 +40,7 @@ base as (
         ra.scheduled_at,
         ra.first_visit_at,
         ra.eval_no_show_at,
+        ra.last_eval_status,
         coalesce(ra.future_evals, 0) as future_evals,
         coalesce(e.episode_id, ra.episode_id) as episode_id,
         e.status as episode_status,
@@ -87,7 +89,9 @@ staged as (
         -- unless an intake exit was recorded before it: the EMR's later `lost` (reason eval_no_show), or a
         -- decline on the rebooking call, is the consequence of the no-show, not a different exit.
         case
-            when evaluated_at is null and eval_no_show_at is not null and future_evals = 0
+            -- the LATEST evaluation appointment must be the no-show: a no-show rebooked and then late-cancelled is
+            -- a cancellation, an eval_no_show exit only when the intake team says so (next rule)
+            when evaluated_at is null and last_eval_status = 'no_show' and future_evals = 0
                 and (intake_exit_at is null or intake_exit_at >= eval_no_show_at) then 'eval_no_show'
             -- the front desk's own word: an intake `lost` whose reason is eval_no_show is that exit (the missed
             -- evaluation may have been a cancellation never rebooked rather than a recorded no-show)

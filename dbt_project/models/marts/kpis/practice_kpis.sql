@@ -71,9 +71,9 @@ days_in_ar as (
 marketing_spend as (
     select
         clinic_id,
-        cast(date_trunc('month', month) as date) as month,
+        month,
         sum(spend_usd) as spend_usd
-    from {{ ref('stg_raw__marketing_spend_months') }}
+    from {{ ref('int_marketing_spend_monthly') }}
     group by all
 ),
 
