@@ -171,6 +171,10 @@ ID_TOKEN_TRIM = "._+-"
 WORD = r"[a-z0-9]+"  # words of names and addresses
 PHONE = r"\+?\d[\d().\s-]{5,}\d"
 SEVEN_DIGITS = r"(\d\D*){7}"  # prefilter: a value with fewer digits cannot hold a phone
+# Letters and digits run together 16 or more long (keyed pseudonyms, hashes, uuids) are blanked before phones are
+# extracted: no phone has more than 15 digits (E.164), and a digit run inside a 16-hex pseudonym matched one of
+# the patients' phones by chance in a 200-clinic build (documented limit: a phone glued to 16+ letters and digits)
+LONG_TOKEN = r"[0-9A-Za-z]{16,}"
 
 
 def _raw_tables(con, raw: str) -> dict[str, set[str]]:
@@ -287,7 +291,8 @@ def identifier_problems(con: duckdb.DuckDBPyConnection, catalog: str, raw: str) 
         # phones: digit runs with separators, normalised to digits
         f"""select loc, 'phone' as kind, count(distinct v) as n
             from (select loc, v,
-                         regexp_replace(regexp_replace(unnest(regexp_extract_all(v, '{PHONE}')), '\\D', '', 'g'),
+                         regexp_replace(regexp_replace(unnest(regexp_extract_all(
+                             regexp_replace(v, '{LONG_TOKEN}', ' ', 'g'), '{PHONE}')), '\\D', '', 'g'),
                                                 '^1(\\d{{10}})$', '\\1') as digits
                   from _ptp_vals where regexp_matches(v, '{SEVEN_DIGITS}')) as t
             join _ptp_ident as i on i.kind = 'phone' and i.token = t.digits

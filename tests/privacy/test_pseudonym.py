@@ -189,6 +189,30 @@ def test_verification_refuses_a_twin_with_an_identifier_inside_a_value(kx_home, 
     assert ident not in message  # names the table, column and kind, never the value
 
 
+def test_a_pseudonym_whose_digits_spell_a_phone_is_not_a_phone(kx_home, tmp_path):
+    """A 16-hex keyed pseudonym holds a 10-digit run now and then; at chain scale one equalled a patient's phone
+    and refused a 200-clinic build. Runs of 16+ letters and digits are not phones (E.164 has at most 15 digits)."""
+    value, phone = _raw_identity(kx_home)["phone"]
+    digits = "".join(ch for ch in phone if ch.isdigit())[-10:]
+    twin = tmp_path / "twin.duckdb"
+    shutil.copy2(kx_home.analytics_deid_db, twin)
+    with duckdb.connect(str(twin)) as con:
+        con.execute(
+            "update marts.work_queue_candidates set reason = ? "
+            "where task_id = (select min(task_id) from marts.work_queue_candidates)",
+            [f"key {('a' + digits + 'c0ffee').ljust(16, 'f')}"],  # a 16+ run, as a pseudonym is
+        )
+    verify_deidentified(twin, kx_home.raw_db)  # no false alarm
+    with duckdb.connect(str(twin)) as con:
+        con.execute(
+            "update marts.work_queue_candidates set reason = ? "
+            "where task_id = (select min(task_id) from marts.work_queue_candidates)",
+            [value],
+        )
+    with pytest.raises(RuntimeError, match="contain a patient phone"):
+        verify_deidentified(twin, kx_home.raw_db)
+
+
 def test_registering_the_udf_twice_on_one_connection_replaces_it(tmp_path):
     """dbt-duckdb can configure a connection again after a failed open; a second registration must not raise
     "already created" (which hid the real error of a corrupt raw.duckdb) and must hash with the same key."""
