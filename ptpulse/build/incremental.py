@@ -72,8 +72,14 @@ def _loads_table(con: duckdb.DuckDBPyConnection) -> str:
 
 
 def _last_load(raw_db: Path) -> tuple[int | None, str | None, str | None]:
-    """(load_id, sha256, started_at) of raw.duckdb's last load: identifies the raw file the build read."""
-    con = duckdb.connect(str(raw_db), read_only=True)
+    """(load_id, sha256, started_at) of raw.duckdb's last load: identifies the raw file the build read.
+
+    All None when raw.duckdb cannot be read (missing or corrupt): the plan is then a full build, and dbt's own
+    attach reports the problem as a failed build, never as a crash of the planner."""
+    try:
+        con = duckdb.connect(str(raw_db), read_only=True)
+    except duckdb.Error:
+        return None, None, None
     try:
         row = con.execute(
             f"select load_id, sha256, cast(started_at as varchar) from {_loads_table(con)} "
@@ -89,7 +95,10 @@ def _last_load(raw_db: Path) -> tuple[int | None, str | None, str | None]:
 def _load_matches(raw_db: Path, state: BuildState) -> bool:
     if state.raw_load_id is None:
         return False
-    con = duckdb.connect(str(raw_db), read_only=True)
+    try:
+        con = duckdb.connect(str(raw_db), read_only=True)
+    except duckdb.Error:
+        return False
     try:
         row = con.execute(
             f"select sha256, cast(started_at as varchar) from {_loads_table(con)} where load_id = ?",
