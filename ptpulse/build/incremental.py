@@ -71,60 +71,45 @@ def _loads_table(con: duckdb.DuckDBPyConnection) -> str:
     return f"{quote_ident(con.execute('select current_database()').fetchone()[0])}.raw._loads"
 
 
-def _last_load(raw_db: Path) -> tuple[int | None, str | None, str | None]:
-    """(load_id, sha256, started_at) of raw.duckdb's last load: identifies the raw file the build read.
-
-    All None when raw.duckdb cannot be read (missing or corrupt): the plan is then a full build, and dbt's own
-    attach reports the problem as a failed build, never as a crash of the planner."""
+def _one_row(path: Path, sql: str, params: list | None = None) -> tuple | None:
+    """One row of `sql` over a DuckDB file opened read-only (`{loads}` names its raw._loads), or None when the
+    file is missing or unreadable or lacks the table: the planner then builds in full, and dbt's own attach
+    reports a bad raw.duckdb as a failed build, never as a crash of the planner."""
+    if not path.exists():
+        return None
     try:
-        con = duckdb.connect(str(raw_db), read_only=True)
+        con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error:
-        return None, None, None
+        return None
     try:
-        row = con.execute(
-            f"select load_id, sha256, cast(started_at as varchar) from {_loads_table(con)} "
-            "order by load_id desc limit 1"
-        ).fetchone()
+        text = sql.format(loads=_loads_table(con)) if "{loads}" in sql else sql
+        return con.execute(text, params or []).fetchone()
     except duckdb.Error:
-        return None, None, None
+        return None
     finally:
         con.close()
+
+
+def _last_load(raw_db: Path) -> tuple[int | None, str | None, str | None]:
+    """(load_id, sha256, started_at) of raw.duckdb's last load: identifies the raw file the build read."""
+    row = _one_row(
+        raw_db, "select load_id, sha256, cast(started_at as varchar) from {loads} order by load_id desc limit 1"
+    )
     return (row[0], row[1], row[2]) if row else (None, None, None)
 
 
 def _load_matches(raw_db: Path, state: BuildState) -> bool:
     if state.raw_load_id is None:
         return False
-    try:
-        con = duckdb.connect(str(raw_db), read_only=True)
-    except duckdb.Error:
-        return False
-    try:
-        row = con.execute(
-            f"select sha256, cast(started_at as varchar) from {_loads_table(con)} where load_id = ?",
-            [state.raw_load_id],
-        ).fetchone()
-    except duckdb.Error:
-        return False
-    finally:
-        con.close()
+    row = _one_row(
+        raw_db, "select sha256, cast(started_at as varchar) from {loads} where load_id = ?", [state.raw_load_id]
+    )
     return row is not None and (row[0], row[1]) == (state.raw_load_sha256, state.raw_load_started_at)
 
 
 def read_state(analytics: Path) -> BuildState | None:
     """The build state the served file recorded; None when it has none (first build, or an older version)."""
-    if not analytics.exists():
-        return None
-    try:
-        con = duckdb.connect(str(analytics), read_only=True)
-    except duckdb.Error:
-        return None
-    try:
-        row = con.execute("select * from meta.build_state").fetchone()
-    except duckdb.Error:
-        return None
-    finally:
-        con.close()
+    row = _one_row(analytics, "select * from meta.build_state")
     return BuildState(*row) if row else None
 
 
