@@ -546,7 +546,8 @@ def reason_texts(f: pd.DataFrame, payer_rates_: dict[str, float]) -> tuple[pd.Da
     idx = f.index
 
     def col(name: str) -> pd.Series:
-        return pd.to_numeric(f[name], errors="coerce") if name in f else pd.Series(np.nan, index=idx)
+        # float64, not a nullable dtype: a pd.NA in a comparison would fail np.where (seen at 200 clinics)
+        return pd.to_numeric(f[name], errors="coerce").astype("float64") if name in f else pd.Series(np.nan, index=idx)
 
     left, days = col("auth_visits_left"), col("auth_days_left")
     auth = np.select(

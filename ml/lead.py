@@ -151,10 +151,13 @@ def snapshots(
     n, k = len(r), len(ages)
     idx = np.repeat(np.arange(n), k)
     age = np.tile(np.asarray(ages, dtype=float), n)
-    rep = r.iloc[idx].reset_index(drop=True)
-    at = _ts(rep["received_at"]) + pd.to_timedelta(age, unit="D")
-    keep = open_at(rep, at)
-    rep, at, age = rep[keep].reset_index(drop=True), at[keep].reset_index(drop=True), age[keep]
+    # which (referral, age) pairs are still open, decided on the three timestamps alone: the whole row is copied
+    # only for the pairs kept (every referral x every age would hold ten copies of the funnel at chain scale)
+    times = r[["received_at", "evaluated_at", "exit_at"]].iloc[idx].reset_index(drop=True)
+    at = _ts(times["received_at"]) + pd.to_timedelta(age, unit="D")
+    keep = open_at(times, at)
+    del times
+    rep, at, age = r.iloc[idx[keep]].reset_index(drop=True), at[keep].reset_index(drop=True), age[keep]
     feats = features_at(rep, at)
     y = rep["evaluated_at"].notna().to_numpy(int)
     rows = pd.DataFrame(

@@ -213,6 +213,19 @@ def test_reasons_name_the_fix_in_plain_words():
     assert problems.loc[0, "auth"] and not problems.loc[0, "note"] and not problems.loc[2, "progress"]
     f2 = f.assign(visits_since_signed_progress=[np.nan, 11, np.nan, 2], visit_number=[13, 21, 3, 12])
     assert denial.reason_texts(f2, {})[0].loc[1, "progress"].startswith("no signed progress note since visit 10")
+    # nullable columns (DuckDB hands back Int64/Float64 with NULLs): the 200-clinic chain's scoring crashed on
+    # `bool(pd.NA)` inside np.where before the columns were read as float64
+    nullable = f2.assign(
+        visit_number=pd.array([13, pd.NA, 3, 12], dtype="Int64"),
+        visits_since_signed_progress=pd.array([pd.NA, 11, pd.NA, 2], dtype="Float64"),
+        auth_visits_left=pd.array([-1, pd.NA, pd.NA, 4], dtype="Int64"),
+    )
+    texts3 = denial.reason_texts(nullable, {})[0]
+    assert (
+        texts3.loc[1, "progress"]
+        == "no signed progress note since the evaluation: sign the progress note before submitting"
+    )
+    assert texts3.loc[0, "auth"].startswith("authorization has 0 visits left")
 
 
 def test_a_practice_without_authorization_or_notes_exports_still_trains(frames):
