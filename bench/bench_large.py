@@ -1,6 +1,6 @@
 """Benchmark: the whole pipeline at chain scale (issue 15), each step in its own process.
 
-    .venv/bin/python bench/bench_large.py [--clinics 900] [--seed 42] [--work DIR] [--skip-pages]
+    .venv/bin/python bench/bench_large.py [--clinics 900] [--seed 42] [--work DIR] [--skip-pages] [--no-night] [--resume]
 
 Steps, in order, each a subprocess measured with os.wait4 (wall s, CPU s = user + system of the process and
 its children, peak RSS of the largest process):
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> dict:
         steps["generate"] = measure("generate", step_cmd("generate", args.clinics, args.seed, data), logs)
         generated.write_text(json.dumps(steps["generate"]) + "\n")
     night = work / "night"
-    if not (night.with_suffix(".json")).exists():  # a fresh cut: nothing measured earlier saw this base
+    if not args.no_night and not night.with_suffix(".json").exists():  # a fresh cut: nothing earlier saw this base
         earlier.clear()
         steps["split_night"] = measure("split_night", step_cmd("split_night", data, night), logs)
     sizes = {p.name: p.stat().st_size for p in sorted(data.glob("*.csv"))}
@@ -149,10 +149,12 @@ def run(args: argparse.Namespace) -> dict:
         pages_json = work / "pages.json"
         steps["pages"] = step("pages", step_cmd("pages", home, pages_json))
         pages = json.loads(pages_json.read_text()) if pages_json.exists() else {}
-    nightly_json = logs / "nightly_detail.json"
-    steps["nightly"] = step("nightly", step_cmd("nightly", home, night, nightly_json))
-    nightly = json.loads(nightly_json.read_text()) if nightly_json.exists() else {}
-    nightly["night"] = json.loads((night.with_suffix(".json")).read_text())
+    nightly: dict = {}
+    if not args.no_night:
+        nightly_json = logs / "nightly_detail.json"
+        steps["nightly"] = step("nightly", step_cmd("nightly", home, night, nightly_json))
+        nightly = json.loads(nightly_json.read_text()) if nightly_json.exists() else {}
+        nightly["night"] = json.loads(night.with_suffix(".json").read_text())
     return {"steps": steps, "pages": pages, "nightly": nightly, "csv_bytes": sum(sizes.values()), "home": home}
 
 
@@ -160,7 +162,8 @@ def summarise(args: argparse.Namespace, measured: dict) -> dict:
     steps, pages = measured["steps"], measured["pages"]
     home = Path(measured["home"])
     rows = _rows(home)
-    peak = max(s["peak_rss_mb"] for s in steps.values())
+    # the floors are DuckDB reference runs without our memory budget: the 8 GiB target is for the pipeline's steps
+    peak = max(s["peak_rss_mb"] for name, s in steps.items() if not name.startswith("floor_"))
     rebuild = steps["build"]["wall_s"] + steps["score"]["wall_s"]
     checks = {
         "every_step_ok": all(s["ok"] for s in steps.values()),
@@ -175,10 +178,10 @@ def summarise(args: argparse.Namespace, measured: dict) -> dict:
         checks["pages_within_targets"] = all(
             p["ok"] and p["cold_s"] <= COLD_TARGET_S and p["warm_s"] <= WARM_TARGET_S for p in pages.values()
         )
-    nightly = measured.get("nightly", {})
-    checks["nightly_delta_s"] = steps["nightly"]["wall_s"]
-    checks["nightly_was_incremental"] = nightly.get("build_mode") == "incremental"
-    checks["nightly_within_5_min"] = steps["nightly"]["ok"] and steps["nightly"]["wall_s"] <= NIGHTLY_TARGET_S
+    if "nightly" in steps:
+        checks["nightly_delta_s"] = steps["nightly"]["wall_s"]
+        checks["nightly_was_incremental"] = measured["nightly"].get("build_mode") == "incremental"
+        checks["nightly_within_5_min"] = steps["nightly"]["ok"] and steps["nightly"]["wall_s"] <= NIGHTLY_TARGET_S
     ratios = {
         "ingest_over_floor_cpu": _ratio(steps["ingest"]["cpu_s"], steps["floor_read_csv"]["cpu_s"]),
         "ingest_over_floor_wall": _ratio(steps["ingest"]["wall_s"], steps["floor_read_csv"]["wall_s"]),
@@ -382,6 +385,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--work", default=None, help="data, home and logs (default bench/.cache/large-<clinics>)")
     parser.add_argument("--skip-pages", action="store_true", help="skip the app page timings")
+    parser.add_argument(
+        "--no-night", action="store_true", help="no nightly delta: ingest every day (e.g. resuming an older run)"
+    )
     parser.add_argument(
         "--resume", action="store_true", help="keep the steps <work>/logs/steps.json says succeeded; run the rest"
     )
