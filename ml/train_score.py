@@ -36,6 +36,7 @@ THREADS_ENV = tabular.THREADS_ENV
 # above it a hash share of patients is used (warehouse.read_marts), said on the card. docs/scale.md.
 ROW_BUDGET_ENV = "PTPULSE_ML_ROW_BUDGET"
 DEFAULT_ROW_BUDGET = 1_500_000
+DENIAL_ROW_BUDGET = 1_000_000  # claims: each carries its lines and episode history into pandas (docs/scale.md)
 
 
 def _threads() -> int:
@@ -311,7 +312,8 @@ def train_denial(
     Authorizations and notes come from raw.duckdb beside the analytics file (ml/warehouse.py says why).
     """
     t0 = time.perf_counter()
-    frames = warehouse.read_denial_frames(con, settings.raw_db)
+    share = warehouse.denial_training_share(con, DENIAL_ROW_BUDGET)
+    frames = warehouse.read_denial_frames(con, settings.raw_db, patient_share=share)
     claims = denial.labelled(frames.claims)
     y = claims["is_denied"].fillna(False).astype(int).to_numpy()
     reason = sufficiency.as_of_missing(frames.as_of) or sufficiency.binary(
@@ -371,6 +373,15 @@ def train_denial(
         "truth_dir": str(truth) if truth else None,
         "fit_seconds": round(time.perf_counter() - t_fit, 2),
         "feature_seconds": round(t_fit - t0, 2),
+        "training_sample": {
+            "patient_share": share,
+            "row_budget": DENIAL_ROW_BUDGET,
+            "method": "every claim of all patients"
+            if share >= 1.0
+            else f"every claim of {share:.1%} of patients (hash of the patient key, the same each run): the claims "
+            f"exceed {DENIAL_ROW_BUDGET:,}; each claim keeps its exact features, payer rates are estimated on the "
+            "sample and the split is still by time",
+        },
     }
     artifacts.save_model(artifacts.denial_model_path(settings), model)
     artifacts.write_json(artifacts.denial_card_path(settings), card)
@@ -383,7 +394,7 @@ def score_denials(con: duckdb.DuckDBPyConnection, settings: Settings, model: den
 
     Empty (normal columns) without a trained model or open claims.
     """
-    frames = warehouse.read_denial_frames(con, settings.raw_db)
+    frames = warehouse.read_denial_frames(con, settings.raw_db, open_only=True)  # patients with an open claim
     open_ = denial.open_claims(frames.claims)
     if model is None or not len(open_) or sufficiency.as_of_missing(frames.as_of):
         return warehouse.write_table(con, "denial_scores", pd.DataFrame())
@@ -909,6 +920,7 @@ def denial_card_markdown(card: dict[str, Any]) -> str:
             + ".",
             "",
         ]
+    lines += _sample_lines(card)
     lines += [
         "## How well (time-based split)",
         "",

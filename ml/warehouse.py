@@ -160,7 +160,27 @@ def read_marts(con: duckdb.DuckDBPyConnection, patient_share: float = 1.0, upcom
     return MartFrames(appts, episodes, referrals, patients, as_of(con))
 
 
-def read_denial_frames(con: duckdb.DuckDBPyConnection, raw_db: Path | None = None) -> DenialFrames:
+# Claims the denial features are read for. Every feature is the claim's own lines, its patient's charges this
+# year, and its episode's visits, notes and authorizations, so a patient kept keeps every feature exact (the
+# payer-level rates are then estimated on that share). Training over a row budget keeps a hash share of
+# patients; scoring needs only the patients with an undecided claim (ml/denial.py open_claims).
+OPEN_CLAIM_PATIENTS = """
+    select patient_key from marts.claims
+    where not coalesce(is_adjudicated, false) and payer_class is distinct from 'self_pay'"""
+
+
+def denial_training_share(con: duckdb.DuckDBPyConnection, row_budget: int) -> float:
+    """Share of patients to train the denial model on: 1.0 unless the claims exceed `row_budget`."""
+    n = con.execute("select count(*) from marts.claims").fetchone()[0]
+    return 1.0 if n <= row_budget else max(1, int(SAMPLE_BUCKETS * row_budget / n)) / SAMPLE_BUCKETS
+
+
+def read_denial_frames(
+    con: duckdb.DuckDBPyConnection,
+    raw_db: Path | None = None,
+    patient_share: float = 1.0,
+    open_only: bool = False,
+) -> DenialFrames:
     """The marts the denial features read, plus authorizations and notes from the raw database when given.
 
     The marts carry no authorization rows and no per-note signing times, and dbt models are not ours to
@@ -169,19 +189,44 @@ def read_denial_frames(con: duckdb.DuckDBPyConnection, raw_db: Path | None = Non
     Without a readable raw file (another process writing it, a practice without those exports) they are
     None: the features go empty and are dropped with a note on the model card.
     """
-    claims = con.sql("""
+    kept, params = "", []
+    if open_only:
+        kept = f"where patient_key in ({OPEN_CLAIM_PATIENTS})"
+    elif patient_share < 1.0:
+        kept, params = "where hash(patient_key) % ? < ?", [SAMPLE_BUCKETS, round(patient_share * SAMPLE_BUCKETS)]
+    claims = con.execute(
+        f"""
         select claim_id, episode_id, appointment_id, patient_key, clinic_id, payer_id, payer_class, service_date,
                submitted_at, billed_usd::double as billed_usd, allowed_usd::double as allowed_usd, is_denied,
                is_adjudicated
-        from marts.claims order by claim_id""").df()
-    lines = con.sql("""
+        from marts.claims {kept} order by claim_id""",
+        params,
+    ).df()
+    lines = con.execute(
+        f"""
         select charge_id, claim_id, patient_key, service_date, cpt_code, modifiers, units, minutes, is_timed,
                charge_usd::double as charge_usd, posted_at
-        from marts.charge_lines""").df()
-    visits = con.sql("""
-        select appointment_id, episode_id, scheduled_start from marts.appointments where status = 'completed'
-    """).df()
-    episodes = con.sql("select episode_id, icd10_primary from marts.episodes").df()
+        from marts.charge_lines {kept}""",
+        params,
+    ).df()
+    # whole episodes (visit numbers rank within one): those of the kept claims and of their appointments
+    episode_ids = (
+        f"""select episode_id from marts.claims {kept} union
+        select a.episode_id from marts.appointments as a
+        where a.appointment_id in (select appointment_id from marts.claims {kept})"""
+        if kept
+        else ""
+    )
+    of_episodes = f"and episode_id in ({episode_ids})" if kept else ""
+    visits = con.execute(
+        f"""
+        select appointment_id, episode_id, scheduled_start from marts.appointments
+        where status = 'completed' {of_episodes}""",
+        params * 2,
+    ).df()
+    episodes = con.execute(
+        f"select episode_id, icd10_primary from marts.episodes where true {of_episodes}", params * 2
+    ).df()
     payers = con.sql("select payer_id, requires_auth from marts.dim_payers").df()
     auths, notes = _read_raw_billing_context(raw_db)
     return DenialFrames(claims, lines, visits, episodes, payers, auths, notes, as_of(con))

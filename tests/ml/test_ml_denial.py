@@ -250,3 +250,29 @@ def test_training_is_deterministic(frames):
     a = denial.fit_final(feats, y, claims, "t", "v")
     b = denial.fit_final(feats, y, claims, "t", "v")
     np.testing.assert_array_equal(a.predict(feats.head(300)), b.predict(feats.head(300)))
+
+
+def _features_by_claim(targets: pd.DataFrame, fr: denial.DenialFrames) -> pd.DataFrame:
+    return denial.build_features(targets, fr).sort_values("claim_id").reset_index(drop=True)
+
+
+def test_scoped_reads_keep_every_feature_exact(built_home, frames):
+    """Scoring reads only the patients with an open claim and training over the row budget a hash share of
+    patients (chain-scale memory, docs/scale.md): each claim read keeps the features the whole warehouse gives."""
+    con = duckdb.connect(str(built_home.analytics_db), read_only=True)
+    try:
+        scoped = warehouse.read_denial_frames(con, built_home.raw_db, open_only=True)
+        half = warehouse.read_denial_frames(con, built_home.raw_db, patient_share=0.5)
+        assert warehouse.denial_training_share(con, len(frames.claims)) == 1.0
+        assert warehouse.denial_training_share(con, len(frames.claims) // 4) == pytest.approx(0.25, abs=0.01)
+    finally:
+        con.close()
+    open_all, open_scoped = denial.open_claims(frames.claims), denial.open_claims(scoped.claims)
+    assert 0 < len(open_scoped) == len(open_all) and len(scoped.claims) < len(frames.claims)
+    assert len(scoped.lines) < len(frames.lines) and len(scoped.visits) < len(frames.visits)
+    pd.testing.assert_frame_equal(_features_by_claim(open_scoped, scoped), _features_by_claim(open_all, frames))
+
+    share = len(half.claims) / len(frames.claims)
+    assert 0.35 < share < 0.65
+    kept = frames.claims[frames.claims["claim_id"].isin(half.claims["claim_id"])]
+    pd.testing.assert_frame_equal(_features_by_claim(half.claims, half), _features_by_claim(kept, frames))
