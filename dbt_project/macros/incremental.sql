@@ -56,3 +56,206 @@
         where {{ key }} in ({{ incremental_scope_keys(relation, key, entity, incremental_watermark()) }})
     {%- endif -%}
 {%- endmacro %}
+
+{# ---- Incremental intermediates (docs/architecture.md "Incremental builds") ----
+   The big intermediates keep their rows of the last good build and recompute only a SCOPE: every output row
+   whose inputs may have changed, widened to whole groups where a rule ranks or links across rows (visit numbers
+   per episode, links per person). The scope is written to `<model>__scope` by the first pre-hook (while the old
+   table is still whole, since it is part of the scope), its rows are deleted by the second, the model appends
+   their recomputed rows and the post-hook drops the scope table. New loads are those above the raw load the
+   served build read (`meta.build_state`, kept in the incremental build's copy); no intermediate column depends on
+   as_of (those live in the marts), so a row outside the scope is exactly what a full build computes. #}
+
+{# The last raw load the served build read; -1 (every raw row is new: a correct, slow night) when the copy holds
+   no build state; none when not an incremental run. #}
+{% macro served_raw_load_id() -%}
+    {%- if not execute or not is_incremental() -%}{{ return(none) }}{%- endif -%}
+    {%- set rel = adapter.get_relation(database=this.database, schema='meta', identifier='build_state') -%}
+    {%- if rel is none -%}{{ return(-1) }}{%- endif -%}
+    {%- set value = run_query('select max(raw_load_id) from ' ~ rel).columns[0].values()[0] -%}
+    {{ return(-1 if value is none else value) }}
+{%- endmacro %}
+
+{% macro scope_relation() -%}
+    {%- if not execute -%}{{ return(this ~ '__scope') }}{%- endif -%}
+    {{ return(this.incorporate(path={'identifier': this.identifier ~ '__scope'})) }}
+{%- endmacro %}
+
+{# Pre-hooks of an incremental intermediate: [write the scope (`<scope_macro>_scope` below), delete its rows].
+   `keys` are the columns identifying an output row. Empty on a full build. #}
+{% macro scope_hooks(scope_macro, keys) -%}
+    {%- if not is_incremental() -%}{{ return(['', '']) }}{%- endif -%}
+    {%- set since = served_raw_load_id() -%}
+    {%- set create -%}
+        create or replace table {{ scope_relation() }} as
+        {% if scope_macro == 'appointments_collapsed' -%}{{ appointments_collapsed_scope(since) }}
+        {%- elif scope_macro == 'visit_links' -%}{{ visit_links_scope(since) }}
+        {%- else -%}{{ exceptions.raise_compiler_error('no incremental scope named ' ~ scope_macro) }}
+        {%- endif %}
+    {%- endset -%}
+    {%- set conds = [] -%}
+    {%- for k in keys -%}{%- do conds.append('t.' ~ k ~ ' = s.' ~ k) -%}{%- endfor -%}
+    {%- set delete -%}
+        delete from {{ this }} as t using {{ scope_relation() }} as s where {{ conds | join(' and ') }}
+    {%- endset -%}
+    {{ return([create, delete]) }}
+{%- endmacro %}
+
+{% macro scope_drop() -%}
+    {%- if is_incremental() -%}drop table if exists {{ scope_relation() }}{%- endif -%}
+{%- endmacro %}
+
+{# A model's input restricted to the scope on an incremental run (`alias.col = scope.key` pairs); the relation
+   itself otherwise. #}
+{% macro in_scope(relation, pairs) -%}
+    {%- if not is_incremental() -%}{{ return(relation) }}{%- endif -%}
+    {%- set conds = [] -%}
+    {%- for col, key in pairs.items() -%}{%- do conds.append('r.' ~ col ~ ' = s.' ~ key) -%}{%- endfor -%}
+    {{ return('(select r.* from ' ~ relation ~ ' as r semi join ' ~ scope_relation() ~ ' as s on '
+        ~ conds | join(' and ') ~ ')') }}
+{%- endmacro %}
+
+{# int_appointments_collapsed: the appointments with a scheduling event in a new load, widened to every
+   appointment sharing an (episode, patient) with one of them before or after (visit_number ranks within it). #}
+{% macro appointments_collapsed_scope(since) -%}
+    with touched as (
+        select distinct r.appointment_id
+        from {{ raw_source('scheduling_events', ['appointment_id', '_load_id']) }} as r
+        where r._load_id > {{ since }}
+    ),
+
+    parts as (
+        select a.episode_id, a.patient_id from {{ this }} as a semi join touched as t using (appointment_id)
+        union
+        select e.episode_id, e.patient_id
+        from {{ ref('stg_raw__scheduling_events') }} as e semi join touched as t using (appointment_id)
+    )
+
+    select appointment_id from touched
+    union
+    select a.appointment_id from {{ this }} as a
+    semi join parts as p on a.episode_id is not distinct from p.episode_id
+        and a.patient_id is not distinct from p.patient_id
+{%- endmacro %}
+
+{# int_patient_crosswalk's pre-hook: its table as the served build left it, `<model>__prev`, for the scope of
+   int_visit_links (which drops it): a patient id that moved to another person re-links both persons' rows. #}
+{% macro keep_previous() -%}
+    {%- if execute and not flags.FULL_REFRESH
+        and adapter.get_relation(database=this.database, schema=this.schema, identifier=this.identifier) -%}
+        create or replace table {{ this.incorporate(path={'identifier': this.identifier ~ '__prev'}) }} as
+        select * from {{ this }}
+    {%- endif -%}
+{%- endmacro %}
+
+{# The kept crosswalk, or none. Asked of the database, not of dbt's relation cache, which does not see a table
+   a hook created. #}
+{% macro previous_crosswalk() -%}
+    {%- set xw = ref('int_patient_crosswalk') -%}
+    {%- set prev = xw.incorporate(path={'identifier': xw.identifier ~ '__prev'}) -%}
+    {%- set found = run_query(
+        "select count(*) from duckdb_tables() where database_name = '" ~ xw.database ~ "' and schema_name = '"
+        ~ xw.schema ~ "' and table_name = '" ~ prev.identifier ~ "'"
+    ).columns[0].values()[0] -%}
+    {{ return(prev if found else none) }}
+{%- endmacro %}
+
+{# int_visit_links: a row's links depend on its own row, the visits and episode spans of its person (same
+   person, same date), the charge lines of its claim (a claim takes their one appointment), the episode of the
+   appointment it links to, and therapist NPIs. The scope is (source, row_id) of
+     - rows with a raw row in a new load (every version's patient id and claim id count below);
+     - every row, before or after, of a person in scope: the persons of those rows, of the patients of every
+       appointment with a scheduling event in a new load, and both persons of every patient id the crosswalk
+       moved (added, removed or re-assigned);
+     - rows linked to such an appointment (a carried appointment id of another person);
+     - the claims of charge lines in scope;
+     - everything when a therapists file was loaded (an NPI can change any therapist match) or the previous
+       crosswalk is missing. #}
+{% macro visit_links_scope(since) -%}
+    {%- set prev = previous_crosswalk() -%}
+    {%- set charges = raw_source('charges', ['charge_id', 'patient_id', 'claim_id', '_load_id']) -%}
+    {%- set claims = raw_source('claims', ['claim_id', 'patient_id', '_load_id']) -%}
+    {%- set notes = raw_source('documentation_events', ['note_id', 'patient_id', '_load_id']) -%}
+    {%- set sched = raw_source('scheduling_events', ['appointment_id', 'patient_id', '_load_id']) -%}
+    {%- set therapists = raw_source('therapists', ['_load_id']) -%}
+    with xw as (
+        select pid, person_id from {{ ref('int_patient_crosswalk') }}
+    ),
+
+    new_rows as (
+        select 'charges' as source, r.charge_id as row_id, r.patient_id, r.claim_id from {{ charges }} as r
+        where r.charge_id in (select n.charge_id from {{ charges }} as n where n._load_id > {{ since }})
+        union all
+        select 'claims', r.claim_id, r.patient_id, r.claim_id from {{ claims }} as r
+        where r.claim_id in (select n.claim_id from {{ claims }} as n where n._load_id > {{ since }})
+        union all
+        select 'documentation_events', r.note_id, r.patient_id, null from {{ notes }} as r
+        where r.note_id in (select n.note_id from {{ notes }} as n where n._load_id > {{ since }})
+    ),
+
+    touched_appointments as (
+        select distinct s.appointment_id from {{ sched }} as s where s._load_id > {{ since }}
+    ),
+
+    moved as (
+        {%- if prev %}
+        select o.person_id as old_person, n.person_id as new_person
+        from {{ prev }} as o full outer join xw as n on o.pid = n.pid
+        where o.person_id is distinct from n.person_id
+        {%- else %}
+        select person_id as old_person, person_id as new_person from xw
+        {%- endif %}
+    ),
+
+    persons as (
+        select x.person_id from new_rows as r inner join xw as x on r.patient_id = x.pid
+        union
+        select l.person_id from {{ this }} as l semi join new_rows as r on l.source = r.source and l.row_id = r.row_id
+        union
+        select x.person_id from {{ sched }} as s
+        inner join xw as x on s.patient_id = x.pid
+        where s.appointment_id in (select appointment_id from touched_appointments)
+        union
+        select old_person from moved
+        union
+        select new_person from moved
+    ),
+
+    current_rows as (
+        select 'charges' as source, charge_id as row_id, patient_id, claim_id from {{ ref('stg_raw__charges') }}
+        union all
+        select 'claims', claim_id, patient_id, claim_id from {{ ref('stg_raw__claims') }}
+        union all
+        select 'documentation_events', note_id, patient_id, null from {{ ref('stg_raw__documentation_events') }}
+    ),
+
+    everything as (
+        select count(*) > 0 {{ '' if prev else 'or true' }} as yes from {{ therapists }} where _load_id > {{ since }}
+    ),
+
+    rows_in_scope as (
+        select source, row_id from new_rows
+        union
+        select l.source, l.row_id from {{ this }} as l
+        where l.person_id in (select person_id from persons)
+            or l.appointment_id in (select appointment_id from touched_appointments)
+            or (select yes from everything)
+        union
+        select c.source, c.row_id from current_rows as c
+        left join xw as x on c.patient_id = x.pid
+        where x.person_id in (select person_id from persons) or (select yes from everything)
+    )
+
+    select source, row_id from rows_in_scope
+    union
+    select 'claims', c.claim_id from current_rows as c
+    semi join rows_in_scope as r on c.source = r.source and c.row_id = r.row_id
+    where c.source = 'charges' and c.claim_id is not null
+    union
+    select 'claims', r.claim_id from new_rows as r where r.source = 'charges' and r.claim_id is not null
+{%- endmacro %}
+
+{% macro drop_previous_crosswalk() -%}
+    {%- set xw = ref('int_patient_crosswalk') -%}
+    drop table if exists {{ xw.incorporate(path={'identifier': xw.identifier ~ '__prev'}) }}
+{%- endmacro %}

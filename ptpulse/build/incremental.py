@@ -1,13 +1,14 @@
 """Incremental or full: which kind of build this is, and the starting file of an incremental one.
 
 The big event sources are staged by incremental dbt models (dbt_project/macros/incremental.sql) whose state is
-their table in the served analytics file. An incremental build starts from a COPY of that file (the served file
-is never written, so a crash leaves the last good build served), keeps only those staging tables and lets dbt
-rebuild everything else. A full refresh starts from an empty file. It is chosen when asked for
-(`--full-refresh`), when no served build recorded its state, when the contracts, the dbt project or the vars
-changed (a fingerprint of them, `meta.build_state`), when raw.duckdb is not the one the served build read (its
-last load is gone or differs), and when the last full refresh is older than FULL_REFRESH_DAYS (a safety net:
-nothing known is missed incrementally, but a weekly rebuild bounds any drift at a week).
+their table in the served analytics file, and so are the big intermediates built from them. An incremental build
+starts from a COPY of that file (the served file is never written, so a crash leaves the last good build served),
+keeps only the staging and intermediate tables and the build state, and lets dbt rebuild everything else. A full
+refresh starts from an empty file. It is chosen when asked for (`--full-refresh`), when no served build recorded
+its state, when the contracts, the dbt project or the vars changed (a fingerprint of them, `meta.build_state`),
+when raw.duckdb is not the one the served build read (its last load is gone or differs), and when the last full
+refresh is older than FULL_REFRESH_DAYS (a safety net: nothing known is missed incrementally, but a weekly
+rebuild bounds any drift at a week).
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ create table meta.build_state (
     fingerprint varchar, full_refresh_at timestamp, raw_load_id bigint, raw_load_sha256 varchar,
     raw_load_started_at varchar
 )"""
-KEPT_SCHEMA = "staging"  # the incremental staging tables; everything else is rebuilt by dbt
+# what an incremental build keeps of the served file: the staging and intermediate tables (the incremental ones
+# are their own state; dbt replaces the others) and the build state, whose raw_load_id tells the incremental
+# intermediates which loads are new (macros/incremental.sql); everything else is rebuilt by dbt
+KEPT_SCHEMAS = ("staging", "intermediate")
+KEPT_TABLES = (("meta", "build_state"),)
 _PROJECT_PARTS = ("dbt_project.yml", "models", "macros", "seeds")
 
 
@@ -137,8 +142,8 @@ def plan_build(
 
 
 def start_from_served(served: Path, new_path: Path) -> int:
-    """Copy the served file to `new_path` and drop everything but the incremental staging tables; returns how
-    many tables are kept. The served file itself is only read."""
+    """Copy the served file to `new_path` and drop everything but the tables an incremental build starts from
+    (KEPT_SCHEMAS, KEPT_TABLES); returns how many tables are kept. The served file itself is only read."""
     shutil.copy2(served, new_path)
     con = duckdb.connect(str(new_path))
     try:
@@ -153,7 +158,7 @@ def start_from_served(served: Path, new_path: Path) -> int:
         ).fetchall()
         kept = 0
         for schema, table in tables:
-            if schema == KEPT_SCHEMA:
+            if schema in KEPT_SCHEMAS or (schema, table) in KEPT_TABLES:
                 kept += 1
             else:
                 con.execute(f"drop table {quote_ident(schema)}.{quote_ident(table)}")

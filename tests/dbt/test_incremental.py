@@ -3,8 +3,10 @@
 The small practice is landed DAY BY DAY: raw.duckdb starts with every row of the event sources up to three days
 before the last event, then each of those days arrives as new loads (the rows of that day under new load ids,
 as the loader would land them) and an incremental build runs after each. A late correction of a year-old charge,
-a corrected year-old scheduling event and a tombstone for an old remittance arrive among them. Every mart table
-(and every incremental staging table) must equal the full rebuild of the same raw data: all rows, all columns,
+a corrected year-old scheduling event (visit numbers of its episode shift), a tombstone for an old remittance and
+a charge line of a patient id nobody knows yet arrive among them; the next night a patients file makes that id
+one person with an existing patient, so the old line must re-link and the patient's rows change person. Every
+mart, intermediate and staging table must equal the full rebuild of the same raw data: all rows, all columns,
 money to the cent. Real DuckDB, real dbt, no mocks.
 """
 
@@ -33,6 +35,8 @@ FACTS = {
     "remittances": "event_at",
 }
 DAYS = 3
+NEW_PATIENT = "PT000000001"  # sorts before every generated id: the merged person takes it as its person_id
+RELINK_CHARGE = "CHG-RELINK-1"
 BUILD_SPECIFIC = {"build_info"}  # this build's id and time: differs between any two builds by design
 
 
@@ -194,12 +198,42 @@ def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
                     [remit],
                     "delete",
                 )
+                # a charge line of a patient id no patients file names yet (no ids carried): unlinked tonight
+                relink = con.execute(
+                    "select c.charge_id, c.appointment_id, c.patient_id from raw.raw.charges as c "
+                    "where c.appointment_id is not null and c.claim_id is not null and c.service_date < ? "
+                    "and c.appointment_id <> ? "  # not the visit corrected to a no-show above
+                    "and c.patient_id in (select p.patient_id from raw.raw.patients as p where p.member_id is not null) "
+                    "order by c.charge_id limit 1",
+                    [cut - timedelta(days=300), event[1]],
+                ).fetchone()
+                _land(
+                    con,
+                    "charges",
+                    "select * replace (? as charge_id, ? as patient_id, null as appointment_id, null as claim_id, "
+                    "null as episode_id, cast(? as timestamp) + interval 10 hour as posted_at) "
+                    "from raw.raw.charges where charge_id = ?",
+                    [RELINK_CHARGE, NEW_PATIENT, d, relink[0]],
+                    "unknown-patient",
+                )
                 edits = {
                     "charge_id": charge[0],
                     "charge_usd": charge[1] + Decimal("12.34"),
                     "appointment_id": event[1],
                     "remit_id": remit,
+                    "relink_appointment_id": relink[1],
                 }
+            if day == 3:  # ... until a patients file names that id with the member id of an existing patient: the
+                # two ids become one person (the new, smaller id), so the old line re-links to that patient's visit
+                # and every row of the patient changes person
+                _land(
+                    con,
+                    "patients",
+                    "select * replace (? as patient_id, cast(? as timestamp) + interval 8 hour as updated_at) "
+                    "from raw.raw.patients where patient_id = ? order by updated_at desc limit 1",
+                    [NEW_PATIENT, d, relink[2]],
+                    "new-patient",
+                )
         finally:
             con.close()
         result = build(settings)
@@ -241,6 +275,25 @@ def test_late_correction_and_tombstone_outside_any_window_are_applied(day_by_day
         con.close()
     assert usd == (e["charge_usd"],)
     assert status == ("no_show",)
+
+
+def test_a_new_patient_id_relinks_an_old_line_and_every_row_of_its_person(day_by_day):
+    """The line landed on day 2 for an unknown patient id links to the visit once day 3's patients file makes
+    that id one person with an existing patient; rows that did not change themselves moved person too."""
+    con = duckdb.connect(str(day_by_day["settings"].analytics_db), read_only=True)
+    try:
+        line = con.execute(
+            "select appointment_id, person_id, appointment_link from intermediate.int_visit_links "
+            "where source = 'charges' and row_id = ?",
+            [RELINK_CHARGE],
+        ).fetchone()
+        persons = con.execute(
+            "select count(*) from intermediate.int_visit_links where person_id = ?", [NEW_PATIENT]
+        ).fetchone()[0]
+    finally:
+        con.close()
+    assert line == (day_by_day["edits"]["relink_appointment_id"], NEW_PATIENT, "patient_date")
+    assert persons > 1
 
 
 def test_a_crashed_incremental_build_leaves_the_last_good_build_served(day_by_day):

@@ -6,6 +6,19 @@
 -- appointment is 'scheduled' at the slot of its latest booked / rescheduled event. arrived / completed =
 -- completed. visit_number counts completed visits within the episode in time order (within the patient's visits
 -- without an episode id when the format carried none).
+-- Incremental (macros/incremental.sql): recomputes the appointments new scheduling loads touched, widened to every
+-- appointment of an (episode, patient) they were or are in, so visit numbers stay those of a full build.
+-- depends_on: {{ source('raw', 'scheduling_events') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook=[
+        "{{ scope_hooks('appointments_collapsed', ['appointment_id'])[0] }}",
+        "{{ scope_hooks('appointments_collapsed', ['appointment_id'])[1] }}"
+    ],
+    post_hook="{{ scope_drop() }}"
+) }}
+
 with ev as (
     select
         *,
@@ -13,7 +26,7 @@ with ev as (
             when 'booked' then 1 when 'rescheduled' then 2 when 'arrived' then 3 when 'completed' then 4
             else 5
         end as type_rank
-    from {{ ref('stg_raw__scheduling_events') }}
+    from {{ in_scope(ref('stg_raw__scheduling_events'), {'appointment_id': 'appointment_id'}) }}
 ),
 
 st as (

@@ -9,6 +9,9 @@
 --      date (a namesake born the same day, or a new insurer: a wrong merge would put one patient's charges on
 --      another's visits, a missed one only leaves the row unlinked and counted).
 -- person_id is the smallest patient id of the group, so an id that matches nothing keeps its own value.
+-- The pre-hook keeps the served build's crosswalk for the scope of the incremental int_visit_links (which drops it).
+{{ config(pre_hook="{{ keep_previous() }}") }}
+
 with ids as (
     select pid from {{ ref('int_patient_keys') }}
 ),

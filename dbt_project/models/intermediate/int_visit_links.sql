@@ -14,6 +14,22 @@
 --                several such spans (concurrent episodes) -> left unlinked.
 -- Every row keeps its grain (one row per source row, never duplicated); unlinked_reason says why a link is missing
 -- and marts.link_health counts them.
+-- Incremental (macros/incremental.sql, visit_links_scope): recomputes the rows whose links may have changed, with
+-- every row of their persons and every charge line of their claims as input, so each is what a full build gives.
+-- depends_on: {{ source('raw', 'charges') }} {{ source('raw', 'claims') }}
+-- depends_on: {{ source('raw', 'documentation_events') }} {{ source('raw', 'scheduling_events') }}
+-- depends_on: {{ source('raw', 'therapists') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook=[
+        "{{ scope_hooks('visit_links', ['source', 'row_id'])[0] }}",
+        "{{ scope_hooks('visit_links', ['source', 'row_id'])[1] }}"
+    ],
+    post_hook=["{{ scope_drop() }}", "{{ drop_previous_crosswalk() }}"]
+) }}
+{% set inc = is_incremental() %}
+
 with xw as (
     select
         pid,
@@ -29,20 +45,7 @@ therapist_npi as (
     where npi is not null
 ),
 
-visits as (
-    select
-        a.appointment_id,
-        a.episode_id,
-        x.person_id,
-        cast(a.scheduled_start as date) as visit_date,
-        coalesce(t.therapist_key, a.therapist_id) as therapist_key
-    from {{ ref('int_appointments_collapsed') }} as a
-    inner join xw as x on a.patient_id = x.pid
-    left join therapist_npi as t on a.therapist_id = t.therapist_id
-    where a.status = 'completed'
-),
-
-src as (
+src{{ '_all' if inc }} as (
     select
         'charges' as source,
         charge_id as row_id,
@@ -78,6 +81,57 @@ src as (
         episode_id,
         note_type <> 'discharge_summary' as expects_visit
     from {{ ref('stg_raw__documentation_events') }}
+),
+
+{% if inc -%}
+-- an incremental run's input: the rows in scope, every row of their persons, every charge line of their claims
+    scoped as (
+        select
+            s.source,
+            s.row_id,
+            x.person_id
+        from src_all as s
+        inner join {{ scope_relation() }} as k on s.source = k.source and s.row_id = k.row_id
+        left join xw as x on s.patient_id = x.pid
+    ),
+
+    src as (
+        select s.*
+        from src_all as s
+        left join xw as x on s.patient_id = x.pid
+        where
+            x.person_id in (select sc.person_id from scoped as sc)
+            or (s.source = 'charges' and s.claim_id in (
+                select sc.row_id from scoped as sc
+                where sc.source = 'claims'
+            ))
+            or exists (
+                select 1 from scoped as sc
+                where sc.source = s.source and sc.row_id = s.row_id
+            )
+    ),
+
+    src_persons as (
+        select distinct x.person_id
+        from src as s
+        inner join xw as x on s.patient_id = x.pid
+    ),
+
+{% endif -%}
+visits as (
+    select
+        a.appointment_id,
+        a.episode_id,
+        x.person_id,
+        cast(a.scheduled_start as date) as visit_date,
+        coalesce(t.therapist_key, a.therapist_id) as therapist_key
+    from {{ ref('int_appointments_collapsed') }} as a
+    inner join xw as x on a.patient_id = x.pid
+    left join therapist_npi as t on a.therapist_id = t.therapist_id
+    where a.status = 'completed'
+        {%- if inc %}
+            and x.person_id in (select sp.person_id from src_persons as sp)
+        {%- endif %}
 ),
 
 rows_keyed as (
@@ -177,7 +231,14 @@ episode_dates as (
         patient_id,
         cast(scheduled_start as date) as d
     from {{ ref('int_appointments_collapsed') }}
-    where episode_id is not null
+    where
+        episode_id is not null
+        {%- if inc %}
+            and patient_id in (
+                select x.pid from xw as x
+                where x.person_id in (select sp.person_id from src_persons as sp)
+            )
+        {%- endif %}
     union all
     select
         episode_id,
@@ -239,6 +300,9 @@ linked as (
     from visit_linked as r
     left join {{ ref('int_appointments_collapsed') }} as a on r.linked_appointment_id = a.appointment_id
     left join span_candidates as sc on r.source = sc.source and r.row_id = sc.row_id
+    {%- if inc %}
+        semi join {{ scope_relation() }} as k on r.source = k.source and r.row_id = k.row_id
+    {%- endif %}
 )
 
 select
