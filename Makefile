@@ -43,8 +43,12 @@ demo: venv
 	@echo "PT Pulse is starting on http://localhost:$(PORT)  (demo mode; Ctrl-C to stop)"
 	$(PTPULSE) app --port $(PORT)
 
+# Two pytest-xdist workers, one per core (TEST_WORKERS=0: one process, as `pytest -p no:xdist`). --dist loadfile
+# keeps each test file on one worker, so its module fixtures are built once; the session builds are shared by
+# the workers (tests/conftest.py shared_dir), whose file order (no reorder by size) starts them on different work.
+TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest -q --durations=30
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30 -m "not spark"
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -8,8 +8,12 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from app.lib import refresh
 from app.lib.db import AnalyticsDb
+
+pytestmark = pytest.mark.slow  # real builds: under xdist this file starts early (tests/conftest.py)
 
 
 def _build_id(db: AnalyticsDb) -> str:

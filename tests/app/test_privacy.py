@@ -16,6 +16,8 @@ from app.lib.queries.funnel import STAGES, funnel_drilldown
 from app.lib.queries.work_queue import queue_candidates
 from ptpulse.core.deid import EXCLUDED_COLUMNS, PHI_COLUMNS
 
+pytestmark = pytest.mark.slow  # real builds: under xdist this file starts early (tests/conftest.py)
+
 
 @pytest.fixture(scope="session")
 def identities(small_practice) -> dict[str, set[str]]:

@@ -20,6 +20,8 @@ from app_helpers import env, open_page, rendered_text, rerun
 from app.lib import audit, auth, refresh, uploads
 from ptpulse.core.config import get_settings
 
+pytestmark = pytest.mark.slow  # real builds: under xdist this file starts early (tests/conftest.py)
+
 
 @pytest.fixture
 def empty_home(tmp_path):

@@ -11,17 +11,22 @@ import pytest
 from ingestion.loader import ingest
 from ptpulse.build.orchestrate import build
 from ptpulse.core.config import Settings, get_settings
+from tests.conftest import shared_dir
 
 TINY = Path(__file__).parent / "tiny_practice"
 
 
 @pytest.fixture(scope="session")
 def tiny_home(tmp_path_factory) -> Settings:
-    settings = get_settings(tmp_path_factory.mktemp("tiny_home")).ensure()
-    ingest([TINY], settings)
-    result = build(settings)
-    assert result.ok, result.message
-    return settings
+    """The hand-built tiny practice, built once per test run (shared_dir: one pytest-xdist worker builds it)."""
+
+    def make(home: Path) -> None:
+        settings = get_settings(home).ensure()
+        ingest([TINY], settings)
+        result = build(settings)
+        assert result.ok, result.message
+
+    return get_settings(shared_dir(tmp_path_factory, "tiny_home", make)).ensure()
 
 
 @pytest.fixture(scope="session")

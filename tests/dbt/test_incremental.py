@@ -26,6 +26,8 @@ from ptpulse.build.orchestrate import build as build_in
 from ptpulse.core.config import DBT_PROJECT_DIR, Settings, get_settings
 from ptpulse.core.sql import quote_ident
 
+pytestmark = pytest.mark.slow  # real builds: under xdist this file starts early (tests/conftest.py)
+
 # event sources staged incrementally, with their event-time column
 FACTS = {
     "scheduling_events": "event_at",

@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 
 from ptpulse.core.config import Settings, get_settings
+from tests.conftest import shared_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
 import recompute as R  # noqa: E402
@@ -46,17 +47,20 @@ class Case:
 
 
 def _generated_and_built(tmp_path_factory, name: str, scale: str, seed: int, dirty: float) -> tuple[Path, Settings]:
+    """(csv folder, built home), made once per test run (shared_dir: one pytest-xdist worker builds them)."""
     from ingestion.loader import ingest
     from ptpulse.build.orchestrate import build
     from seed_data.generator import generate
 
-    out = tmp_path_factory.mktemp(f"{name}_csv")
-    generate(out, scale=scale, seed=seed, dirty=dirty)
-    settings = get_settings(tmp_path_factory.mktemp(f"{name}_home")).ensure()
-    ingest([out], settings)
-    result = build(settings)
-    assert result.ok, result.message
-    return out, settings
+    out = shared_dir(tmp_path_factory, f"{name}_csv", lambda d: generate(d, scale=scale, seed=seed, dirty=dirty))
+
+    def make(home: Path) -> None:
+        settings = get_settings(home).ensure()
+        ingest([out], settings)
+        result = build(settings)
+        assert result.ok, result.message
+
+    return out, get_settings(shared_dir(tmp_path_factory, f"{name}_home", make)).ensure()
 
 
 @pytest.fixture(scope="session")

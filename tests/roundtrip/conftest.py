@@ -16,35 +16,38 @@ import polars as pl
 import pytest
 
 from ptpulse.core.config import Settings, get_settings
+from tests.conftest import shared_dir
 
-SEED = 42
 _HOMES: dict[str, Settings] = {}
 
 
 @pytest.fixture(scope="session")
-def rt_native_csv(tmp_path_factory) -> Path:
-    """The native exports of the round-trip practice (small, seed 42, no dirt)."""
-    from seed_data.generator import generate
-
-    out = tmp_path_factory.mktemp("rt_native")
-    generate(out, scale="small", seed=SEED, dirty=0.0)
-    return out
+def rt_native_csv(clean_small_practice) -> Path:
+    """The native exports of the round-trip practice (small, seed 42, no dirt: the root conftest's
+    clean_small_practice, which the generator tests read too)."""
+    return clean_small_practice
 
 
 @pytest.fixture(scope="session")
 def rt_build(tmp_path_factory) -> Callable[[str, list[Path]], Settings]:
-    """build(name, paths): a home with those exports ingested and built (dbt only), once per name."""
+    """build(name, paths): a home with those exports ingested and built (dbt only), once per name and test run
+    (shared_dir: one pytest-xdist worker builds it, the others reuse it)."""
     from ingestion.loader import ingest
     from ptpulse.build.orchestrate import build
 
-    def _build(name: str, paths: list[Path]) -> Settings:
-        if name not in _HOMES:
-            settings = get_settings(tmp_path_factory.mktemp(f"rt_home_{name}")).ensure()
+    def _make(name: str, paths: list[Path]) -> Callable[[Path], None]:
+        def make(home: Path) -> None:
+            settings = get_settings(home).ensure()
             results = ingest(paths, settings)
             assert not [r for r in results if r.status in ("refused", "failed")], f"{name}: a file was refused"
             result = build(settings)
             assert result.ok, f"{name}: {result.message}"
-            _HOMES[name] = settings
+
+        return make
+
+    def _build(name: str, paths: list[Path]) -> Settings:
+        if name not in _HOMES:
+            _HOMES[name] = get_settings(shared_dir(tmp_path_factory, f"rt_home_{name}", _make(name, paths))).ensure()
         return _HOMES[name]
 
     return _build

@@ -10,13 +10,9 @@ from seed_metrics import connect
 
 
 @pytest.fixture(scope="session")
-def clean_practice(tmp_path_factory) -> Path:
-    """Small practice (1 clinic x 2 years), seed 42, without dirt."""
-    from seed_data.generator import generate
-
-    out = tmp_path_factory.mktemp("small_clean")
-    generate(out, scale="small", seed=42, dirty=0.0)
-    return out
+def clean_practice(clean_small_practice) -> Path:
+    """Small practice (1 clinic x 2 years), seed 42, without dirt (root conftest: the round-trip tests' too)."""
+    return clean_small_practice
 
 
 @pytest.fixture(scope="session")
