@@ -17,7 +17,6 @@ quote lines) are reduced to a fixed problem and a line number.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -46,7 +45,7 @@ from ingestion.files import (
     read_header,
     scan,
 )
-from ingestion.interop import FrameRows, TableRows, is_interop, read_interop
+from ingestion.interop import FrameRows, TableRows, file_digest, is_interop, read_interop
 from ingestion.profiles import (
     Profile,
     ProfileError,
@@ -426,12 +425,15 @@ def _csv_rows_sql(contract_text: str, columns: list[str], file_scan: FileScan) -
     return f"SELECT * EXCLUDE ({', '.join(checked)}), {breaks} AS _breaks, {nul} AS _nul FROM ({source})"
 
 
-def _staging_sql(contract: Contract, rows_sql: str) -> str:
+def _staging_sql(contract: Contract, rows_sql: str, pretrimmed: bool = False) -> str:
     """CREATE temp._staged from `rows_sql` (contract columns as text, `_breaks`, `_nul`): values trimmed per
-    contract, typed values, first broken rule, hash."""
+    contract, typed values, first broken rule, hash. `pretrimmed`: the rows' values are already trimmed exactly
+    so (FHIR Bulk rows mapped in SQL, TableRows.cleaned), so the trim is not run twice."""
     typed = v.typed_columns(contract)
     checks = v.checks_for(contract)
-    trimmed = ", ".join(f"{v.trimmed_expr(c)} AS {quote_ident(c.name)}" for c in contract.columns)
+    trimmed = ", ".join(
+        f"{quote_ident(c.name) if pretrimmed else v.trimmed_expr(c)} AS {quote_ident(c.name)}" for c in contract.columns
+    )
     excluded = ", ".join(quote_ident(c.name) for c in contract.columns)
     return (
         f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT *, {v.violation_expr(checks)} AS _violation, "
@@ -767,8 +769,7 @@ def _load_interop_file(db: RawDB, path: Path, contracts: Mapping[str, Contract])
     result = LoadResult(load_id=_next_load_id(db), file=str(path))
     try:
         check_readable(path)
-        with path.open("rb") as handle:  # the digest alone: an interop file needs none of `scan`'s line counts
-            result.sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+        result.sha256 = file_digest(path)  # the digest alone: an interop file needs none of `scan`'s line counts
         batch = read_interop(path, contracts, db.con)  # FHIR Bulk rows mapped in SQL stay in this connection
     except FileRefused as exc:
         _refuse(db, result, str(exc))
@@ -857,6 +858,7 @@ def _stage_rows(db: RawDB, rows: list, contract: Contract) -> None:
             _staging_sql(
                 contract,
                 f"SELECT {columns}, _src_line, 0 AS _breaks, {nul} AS _nul FROM ({rows.rows_sql(contract.column_names)})",
+                pretrimmed=rows.cleaned is not None,
             )
         )
         return

@@ -94,9 +94,14 @@ class TableRows:
     connection that will stage them (the loader's raw.duckdb): they never leave DuckDB. Iterates as
     (line, {column: text}) in file order, like a reader's list, for callers other than the loader."""
 
-    def __init__(self, con, table: str, count: int, nul_free: bool = False) -> None:
+    def __init__(
+        self, con, table: str, count: int, nul_free: bool = False, cleaned: Mapping[str, str] | None = None
+    ) -> None:
         self.con, self.table, self.count = con, table, count
         self.nul_free = nul_free  # the file holds no NUL byte nor `\u0000` escape: no value can hold one
+        # column -> SQL that left each value trimmed as the loader's staging would (fhir_fast._clean): the loader
+        # skips its own trim for these rows, and rows appended later get the same expressions
+        self.cleaned = dict(cleaned) if cleaned is not None else None
 
     def __len__(self) -> int:
         return self.count
@@ -123,10 +128,13 @@ class TableRows:
         import polars as pl
 
         extra = frame.with_columns(pl.int_range(pl.len()).over("_src_line").alias("_ord"))
+        select = "*"
+        if self.cleaned is not None:
+            select = ", ".join(f'{sql} AS "{name}"' for name, sql in self.cleaned.items()) + ", _src_line, _ord"
         self.con.register("_fhir_extra", extra.to_arrow())
         try:
             self.count += self.con.execute(
-                f"INSERT INTO temp.{self.table} BY NAME SELECT * FROM _fhir_extra"
+                f"INSERT INTO temp.{self.table} BY NAME SELECT {select} FROM _fhir_extra"
             ).fetchone()[0]
         finally:
             self.con.unregister("_fhir_extra")
@@ -194,6 +202,19 @@ def _text(value: object) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of an interop file (the loader's fingerprint). A FHIR Bulk NDJSON file's comes from the same pass
+    over its bytes as fhir_fast's plain-file scan, so a file of GBs is read once for both."""
+    if Path(path).suffix.lower() == ".ndjson":
+        from ingestion.interop import fhir_fast
+
+        return fhir_fast.digest(Path(path))
+    import hashlib
+
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_interop(path: Path, contracts: Mapping[str, Contract], con=None) -> Batch:

@@ -17,6 +17,7 @@ same rows.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import re
 from pathlib import Path
 
@@ -24,12 +25,14 @@ import duckdb
 
 from ingestion.interop import FHIR_CODES, TableRows
 from ingestion.interop import fhir as F
+from ingestion.validation import TRIM_CHARS, lit
 
 FAST_TYPES = ("Appointment", "Encounter", "Claim", "ExplanationOfBenefit", "Patient", "ServiceRequest")
 # read by fhir.py only to be counted as not mapped (their content reaches rows through references)
 COUNTED_TYPES = ("Coverage", "EpisodeOfCare", "PractitionerRole")
 SIMPLE_REF = r"[A-Z][A-Za-z]+/[A-Za-z0-9.\-]{1,64}"
 INSTANT = F.INSTANT.pattern
+UTC = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z"  # a UTC instant to the second: the form an export writes
 
 REF = 'STRUCT(reference VARCHAR, identifier JSON, "type" VARCHAR)'
 CODING = "STRUCT(system VARCHAR, code VARCHAR)"
@@ -126,13 +129,15 @@ def _sql_list(values) -> str:
 
 
 MACROS = rf"""
-CREATE OR REPLACE TEMP MACRO js(x) AS CASE WHEN json_type(x) = 'VARCHAR' THEN x->>'$' END;
-CREATE OR REPLACE TEMP MACRO rid(x) AS CASE WHEN x IS NULL OR json_type(x) = 'NULL' OR (json_type(x) = 'VARCHAR'
-    AND x->>'$' = '') THEN '(no id)' WHEN json_type(x) = 'VARCHAR' THEN x->>'$' END;
-CREATE OR REPLACE TEMP MACRO is_str(x) AS x IS NULL OR json_type(x) IN ('VARCHAR', 'NULL');
+-- A JSON scalar read_json typed as JSON is its compact serialisation: a string starts with '"' and JSON null is
+-- `null`, so a string / null is told by its first character (json_type parses the text again: ~2x the cost)
+CREATE OR REPLACE TEMP MACRO js(x) AS CASE WHEN starts_with(x, '"') THEN x->>'$' END;
+CREATE OR REPLACE TEMP MACRO rid(x) AS CASE WHEN x IS NULL OR x = 'null' OR x = '""' THEN '(no id)'
+    WHEN starts_with(x, '"') THEN x->>'$' END;
+CREATE OR REPLACE TEMP MACRO is_str(x) AS x IS NULL OR starts_with(x, '"') OR x = 'null';
 CREATE OR REPLACE TEMP MACRO is_int(x) AS x IS NULL OR json_type(x) IN ('UBIGINT', 'BIGINT');
-CREATE OR REPLACE TEMP MACRO jnum(x) AS CASE WHEN json_type(x) IN ('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT')
-    THEN CAST(x AS VARCHAR) WHEN json_type(x) = 'VARCHAR' THEN x->>'$' END;
+CREATE OR REPLACE TEMP MACRO jnum(x) AS CASE WHEN starts_with(x, '"') THEN x->>'$'
+    WHEN json_type(x) IN ('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT') THEN CAST(x AS VARCHAR) END;
 CREATE OR REPLACE TEMP MACRO money(m) AS jnum(m.value);
 CREATE OR REPLACE TEMP MACRO ref_ok(r) AS r IS NULL OR (r.identifier IS NULL AND r.reference IS NOT NULL
     AND regexp_full_match(r.reference, '{SIMPLE_REF}'));
@@ -217,36 +222,65 @@ def nul_free(path: Path) -> bool:
 
 def _plain(path: Path) -> tuple[int, bool] | None:
     """(lines, holds a `\\u0000` escape) of a plain file, else None; remembered per file state (size, mtime)."""
+    return _scan(path)[0]
+
+
+def space_only(path: Path) -> bool:
+    """No value of the (plain) file can hold whitespace other than the space: ASCII only, no backslash (so no
+    escape: `\\t`, `\\u00a0`...), no tab, vertical tab or form feed byte. Values mapped from such files are trimmed
+    of spaces only (`_clean`), the other whitespace the contracts trim cannot be there."""
+    return _scan(path)[2]
+
+
+def digest(path: Path) -> str:
+    """The file's sha256 (the loader's fingerprint), taken in the same pass over the bytes as `plain_lines`: a Bulk
+    file of GBs is read once for both."""
+    return _scan(path)[1]
+
+
+def _scan(path: Path) -> tuple[tuple[int, bool] | None, str, bool]:
+    """(`_plain`'s answer, sha256, `space_only`) of the file, remembered per file state (size, mtime)."""
     key = (str(path),) + _stamp(path)
     if key in _PLAIN:
         return _PLAIN[key]
-    lines, last, tail, first, escaped = 0, b"", b"", True, False
+    sha = hashlib.sha256()
+    lines, last, tail, first, escaped, plain, spaces = 0, b"", b"", True, False, True, True
     decoder = codecs.getincrementaldecoder("utf-8")()
     with path.open("rb") as handle:
         while chunk := handle.read(PLAIN_CHUNK):
+            sha.update(chunk)
+            if not plain:  # hashed to the end; nothing more to check
+                continue
             if first and chunk.startswith((b"\n", codecs.BOM_UTF8, b" ")):
-                return _remember(key, None)
+                plain = False
+                continue
             first = False
             if b"\r" in chunk or b"\x00" in chunk:
-                return _remember(key, None)
+                plain = False
+                continue
+            spaces = spaces and not any(c in chunk for c in (b"\\", b"\t", b"\x0b", b"\x0c"))
             if not chunk.isascii():
+                spaces = False
                 try:
                     decoder.decode(chunk)
                 except UnicodeDecodeError:
-                    return _remember(key, None)
+                    plain = False
+                    continue
             escaped = escaped or b"\\u0000" in chunk or b"\\u0000" in tail + chunk[:5]
             lines += chunk.count(b"\n")
             last, tail = chunk[-1:], chunk[-5:]
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return _remember(key, None)
+    if plain:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            plain = False
     if first:  # empty: fhir.py refuses it
-        return _remember(key, None)
-    return _remember(key, (lines + (0 if last == b"\n" else 1), escaped))
+        plain = False
+    found = (lines + (0 if last == b"\n" else 1), escaped) if plain else None
+    return _remember(key, (found, sha.hexdigest(), plain and spaces))
 
 
-_PLAIN: dict[tuple, tuple[int, bool] | None] = {}
+_PLAIN: dict[tuple, tuple[tuple[int, bool] | None, str, bool]] = {}
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -254,7 +288,7 @@ def _stamp(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _remember(key: tuple, found: tuple[int, bool] | None) -> tuple[int, bool] | None:
+def _remember(key: tuple, found: tuple) -> tuple:
     if len(_PLAIN) >= 32:  # a few files' answers: a file is asked again after its references were loaded
         _PLAIN.clear()
     _PLAIN[key] = found
@@ -304,7 +338,17 @@ def _odd_lines(con: duckdb.DuckDBPyConnection, rtype: str, table: str) -> list[i
         "Patient": [],
         "ServiceRequest": ["[subject]", "[requester]", "locationReference", "insurance"],
     }[rtype]
-    checks += [f"refs_ok({r})" for r in refs]
+    if refs:  # every reference of the resource in one list: one regex per resource, not one per reference
+        checks += [
+            "list_bool_and(list_transform(_refs, lambda r: r IS NULL OR (r.identifier IS NULL "
+            "AND r.reference IS NOT NULL))) IS NOT false",
+            # references joined by a space (no reference that passes holds one): each is SIMPLE_REF iff the joined
+            # text is a space-separated run of them (the same test as `ref_ok`, per resource)
+            "regexp_full_match(coalesce(array_to_string(list_filter(list_transform(_refs, lambda r: r.reference), "
+            f"lambda x: x IS NOT NULL), ' '), ''), '({SIMPLE_REF}( {SIMPLE_REF})*)?')",
+        ]
+        table = f"(SELECT *, flatten([{', '.join(f'coalesce({r}, [])' for r in refs)}]) AS _refs FROM {table})"
+
     if rtype == "Appointment":
         checks += [
             'is_str(start) AND is_str("end") AND is_str(created)',
@@ -316,7 +360,8 @@ def _odd_lines(con: duckdb.DuckDBPyConnection, rtype: str, table: str) -> list[i
             "length IS NULL",
             'is_str(class.code) AND is_str(period.start) AND is_str(period."end")',
             # end - start in minutes needs both as whole-second instants with an offset (fhir.py `_minutes`)
-            f"js(period.\"end\") IS NULL OR js(period.start) IS NULL OR (regexp_full_match(js(period.start), '{INSTANT}') "
+            f"js(period.\"end\") IS NULL OR js(period.start) IS NULL OR (regexp_full_match(js(period.start), '{UTC}') "
+            f"AND regexp_full_match(js(period.\"end\"), '{UTC}')) OR (regexp_full_match(js(period.start), '{INSTANT}') "
             f"AND regexp_extract(js(period.start), '{INSTANT}', 4) <> '' AND NOT contains(js(period.start), '.') "
             f"AND regexp_full_match(js(period.\"end\"), '{INSTANT}') AND NOT contains(js(period.\"end\"), '.') "
             f"AND regexp_extract(js(period.\"end\"), '{INSTANT}', 4) <> '')",
@@ -403,6 +448,7 @@ class _Refs:
         ]
         self.types_of: dict[Path, set[str]] = {}
         self.parsed: Path | None = None  # the Encounter file whose parse is in enc_src
+        self.parsed_odd: list[int] = []  # its odd lines (`_odd_lines`), found once for both of its uses
         self.prefilled: set[Path] = set()  # Appointment files whose `target` rows came from their own mapping
         _run(
             self.con,
@@ -416,6 +462,8 @@ class _Refs:
         if self.own:
             self.con.close()
             return
+        for view in WORK_VIEWS:
+            self.con.execute(f"DROP VIEW IF EXISTS temp.{view}")
         for table in REFS_TABLES + WORK_TABLES:
             self.con.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
@@ -455,7 +503,7 @@ class _Refs:
             INSERT INTO target
             SELECT {rank}, line, 'Appointment/' || (id->>'$'), 'Appointment', NULL, NULL, NULL, {visit}, js(start),
                    minutesDuration->>'$'
-            FROM src WHERE json_type(id) = 'VARCHAR' AND id->>'$' <> ''""",
+            FROM src WHERE starts_with(id, '"') AND id <> '""'""",
         )
         self.prefilled.add(path)
 
@@ -473,7 +521,7 @@ class _Refs:
                     self.ok = False
                     return
                 self.parsed = path  # enc_src holds this file's parse: its own mapping reuses it (read_bulk)
-                odd = _odd_lines(self.con, "Encounter", "enc_src")
+                odd = self.parsed_odd = _odd_lines(self.con, "Encounter", "enc_src")
                 if odd:  # a Claim item naming one of these is mapped by fhir.py (its visit may differ)
                     _run(
                         self.con,
@@ -529,11 +577,15 @@ class _Refs:
                 self.ok = False
                 return
         if rtype != "Encounter":
-            _run(
-                self.con,
-                "CREATE OR REPLACE TEMP TABLE target AS SELECT * FROM target "
-                "QUALIFY row_number() OVER (PARTITION BY key ORDER BY rank, line) = 1",
-            )
+            # the first resource of a key wins; keys start with their type, so only this type's rows can repeat one
+            # (earlier types were de-duplicated when loaded): the rest of `target` is neither sorted nor copied
+            if _run(self.con, "SELECT count(*) - count(DISTINCT key) FROM target WHERE type = ?", [rtype])[0][0]:
+                _run(
+                    self.con,
+                    "DELETE FROM target WHERE type = ? AND rowid IN (SELECT rowid FROM target WHERE type = ? "
+                    "QUALIFY row_number() OVER (PARTITION BY key ORDER BY rank, line) > 1)",
+                    [rtype, rtype],
+                )
         else:
             _run(
                 self.con,
@@ -639,7 +691,8 @@ def _visit_sql(con: duckdb.DuckDBPyConnection, source: str, out: str) -> None:
 _CACHE: dict[tuple, _Refs] = {}
 # temp tables of a _Refs kept while its folder is read, and those one file's mapping makes (dropped after it)
 REFS_TABLES = ("target", "enc_visit", "enc_odd", "enc_src", "enc_new", "cov", "cov_src")
-WORK_TABLES = ("src", "appt", "enc_keep", "enc_ids", "items", "clm_head", "eob_m")
+WORK_TABLES = ("src", "enc_ids", "items", "clm_head", "eob_m")
+WORK_VIEWS = ("appt", "enc_keep")  # views over `src` (a copy of every resource would cost a scan and a write)
 
 
 def _refs(folder: Path, con: duckdb.DuckDBPyConnection | None = None) -> _Refs:
@@ -716,13 +769,16 @@ def read_bulk(path: Path, batch, con: duckdb.DuckDBPyConnection | None = None) -
             _run(con, "ALTER TABLE enc_src RENAME TO src")
             _run(con, "DROP TABLE IF EXISTS temp.enc_ids")
             _run(con, "ALTER TABLE enc_new RENAME TO enc_ids")  # its visits too: `_encounters` joins them by line
-            refs.parsed = None
+            refs.parsed, odd = None, list(refs.parsed_odd)
         elif not _load(con, path, rtype, "src", lines):
             return None
+        else:
+            odd = None
         if rtype == "Appointment":
             refs.prefill_appointments(path)
-        odd = _odd_lines(con, rtype, "src")
-        if rtype == "Claim":
+        if odd is None:
+            odd = _odd_lines(con, rtype, "src")
+        if rtype == "Claim" and _run(con, "SELECT count(*) FROM enc_odd")[0][0]:
             odd += [
                 line
                 for (line,) in _run(
@@ -736,17 +792,29 @@ def read_bulk(path: Path, batch, con: duckdb.DuckDBPyConnection | None = None) -
             return None  # mostly unusual: the per-resource reader does it all
         if odd:
             _run(con, "DELETE FROM src WHERE list_contains(?::BIGINT[], line)", [odd])
-        tables, ignored = MAPPERS[rtype](con, path)
+        _MAPPING["space_only"] = _space_only_folder(path.parent)
+        try:
+            tables, ignored = MAPPERS[rtype](con, path)
+        finally:
+            _MAPPING["space_only"] = False
     except Exception:  # noqa: BLE001 - anything the SQL did not expect: the per-resource reader decides
         for table in tables.values():
             _run(con, f"DROP TABLE IF EXISTS temp.{table}")
         return None
     finally:
         if con is not None:
+            for view in WORK_VIEWS:
+                con.execute(f"DROP VIEW IF EXISTS temp.{view}")
             for table in WORK_TABLES:
                 con.execute(f"DROP TABLE IF EXISTS temp.{table}")
     for source, table in tables.items():
-        rows = TableRows(con, table, _run(con, f"SELECT count(*) FROM {table}")[0][0], nul_free=nul_free(path))
+        rows = TableRows(
+            con,
+            table,
+            _run(con, f"SELECT count(*) FROM {table}")[0][0],
+            nul_free=nul_free(path),
+            cleaned=cleaned(source),
+        )
         if not len(rows):
             rows.drop()
         elif refs.own:  # a private connection: the rows leave it as a frame (read_interop without the loader)
@@ -759,20 +827,67 @@ def read_bulk(path: Path, batch, con: duckdb.DuckDBPyConnection | None = None) -
     return odd
 
 
+def _space_only_folder(folder: Path) -> bool:
+    """Every JSON / NDJSON file of the folder (the mapped file and the siblings its references read) is `space_only`,
+    and so is the id namespace (it prefixes ids): a mapped value can hold no whitespace but spaces."""
+    ns = F.id_namespace()
+    if ns is not None and not (ns.isascii() and ns.isprintable()):
+        return False
+    files = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".ndjson", ".json")]
+    return all(not p.is_symlink() and p.is_file() and space_only(p) for p in files)
+
+
 def _frame(con: duckdb.DuckDBPyConnection, sql: str, source: str, params: list | None = None) -> str:
-    """The mapped rows of `source` as text (empty -> null, like Batch.add) in a temp table `_fhir_<source>`,
-    with `_src_line` and `_ord` (emission order within a line): the loader stages them in that order."""
+    """The mapped rows of `source` as text in a temp table `_fhir_<source>`, with `_src_line` and `_ord` (emission
+    order within a line): the loader stages them in that order. Each value is cleaned once here as Batch.add and
+    the loader's staging would have left it (`_clean`), so the loader does not trim them again (TableRows.cleaned)."""
     from ptpulse.core.contracts import load_contracts
 
-    columns = load_contracts()[source].column_names
-    select = ", ".join(f'vtext(CAST("{c}" AS VARCHAR)) AS "{c}"' for c in columns)
+    columns = load_contracts()[source].columns
+    text = ", ".join(f'CAST("{c.name}" AS VARCHAR) AS "{c.name}"' for c in columns)
+    select = ", ".join(f'{_clean(c, _MAPPING["space_only"])} AS "{c.name}"' for c in columns)
     table = f"_fhir_{source}"
     _run(
         con,
-        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {select}, line AS _src_line, ord AS _ord FROM ({sql})",
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {select}, _src_line, _ord FROM ("
+        f"SELECT {text}, line AS _src_line, ord AS _ord FROM ({sql}))",
         params,
     )
     return table
+
+
+def cleaned(source: str) -> dict[str, str]:
+    """`_clean` of every column of `source` (TableRows.cleaned: rows appended later get the same)."""
+    from ptpulse.core.contracts import load_contracts
+
+    return {c.name: _clean(c) for c in load_contracts()[source].columns}
+
+
+# set by read_bulk while a file is mapped: every file of its folder is `space_only` (values can hold no whitespace
+# but spaces), so `_frame` trims with the cheap space test
+_MAPPING = {"space_only": False}
+
+
+def _clean(col, space_only: bool = False) -> str:
+    """SQL: the text of `col` as the per-value path leaves it staged: empty or all-space -> NULL (`vtext`), then
+    trimmed of the contract's TRIM_CHARS (validation.trimmed_expr) when the contract trims the column. One edge
+    test instead of two (the staging's is skipped for these rows), and a cheaper one: the last character is taken
+    by position (`right(x, 1)` costs ~3x more)."""
+    x = f'"{col.name}"'
+    if not col.trim:
+        return f"vtext({x})"
+    if space_only:  # no other whitespace in any value: an edge that is not a space needs no trim
+        return (
+            f"CASE WHEN starts_with({x}, ' ') OR ends_with({x}, ' ') THEN CASE WHEN trim({x}) = '' THEN NULL "
+            f"ELSE trim({x}, {lit(TRIM_CHARS)}) END ELSE nullif({x}, '') END"
+        )
+    edges = ", ".join(str(ord(ch)) for ch in TRIM_CHARS if ord(ch) > 32)
+    last = f"ord(substring({x}, length({x})))"
+    return (
+        f"CASE WHEN {x} = '' THEN NULL WHEN ord({x}) <= 32 OR ord({x}) IN ({edges}) OR {last} <= 32 "
+        f"OR {last} IN ({edges}) THEN CASE WHEN trim({x}) = '' THEN NULL ELSE trim({x}, {lit(TRIM_CHARS)}) END "
+        f"ELSE {x} END"
+    )
 
 
 def _ignored(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[str, int]]:
@@ -787,7 +902,7 @@ def _appointments(con: duckdb.DuckDBPyConnection, path: Path):
     _run(
         con,
         f"""
-        CREATE OR REPLACE TEMP TABLE appt AS
+        CREATE OR REPLACE TEMP VIEW appt AS
         SELECT *, {_case("js(status)", F.APPOINTMENT_EVENT)} AS ev,
                list_transform(participant, lambda p: p.actor.reference) AS actors
         FROM src""",
@@ -848,14 +963,19 @@ def _encounters(con: duckdb.DuckDBPyConnection, path: Path):
         "SELECT 'FHIR Encounter (not an ambulatory visit, or status ' || shown_code(js(status)) || ')' AS what "
         f"FROM src WHERE NOT coalesce({keep}, false)",
     )
-    _run(con, f"CREATE OR REPLACE TEMP TABLE enc_keep AS SELECT * FROM src WHERE {keep}")
+    _run(con, f"CREATE OR REPLACE TEMP VIEW enc_keep AS SELECT * FROM src WHERE {keep}")  # a view: no copy of src
     if not _run(con, "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = 'enc_ids'")[0][0]:
         _visit_sql(con, "enc_keep", "enc_ids")  # else read_bulk kept those of the references' parse (every line)
     start, end = "js(k.period.start)", 'js(k.period."end")'
+    # two UTC instants to the second (what an export writes) subtract as plain timestamps: one regex each instead
+    # of the general pattern's four extracts per instant
     minutes = (
-        f"CAST(floor(epoch(CAST(wall({end}) || replace(regexp_extract({end}, '{INSTANT}', 4), 'Z', '+00:00') "
+        f"CASE WHEN regexp_full_match({start}, '{UTC}') AND regexp_full_match({end}, '{UTC}') "
+        f"THEN CAST(floor(epoch(CAST(left({end}, 19) AS TIMESTAMP) - CAST(left({start}, 19) AS TIMESTAMP)) / 60) "
+        f"AS BIGINT) "
+        f"ELSE CAST(floor(epoch(CAST(wall({end}) || replace(regexp_extract({end}, '{INSTANT}', 4), 'Z', '+00:00') "
         f"AS TIMESTAMPTZ) - CAST(wall({start}) || replace(regexp_extract({start}, '{INSTANT}', 4), 'Z', '+00:00') "
-        f"AS TIMESTAMPTZ)) / 60) AS BIGINT)"
+        f"AS TIMESTAMPTZ)) / 60) AS BIGINT) END"
     )
     # each timestamp converted once per resource, then one row per event (an unnest, not a join on a condition)
     sql = f"""
@@ -896,18 +1016,27 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
         -- unnest in the select list: a lateral unnest ... WITH ORDINALITY groups by the whole item list (slow)
         WITH i AS (
             SELECT c.line, c.careTeam, unnest(c.item) AS item, generate_subscripts(c.item, 1) AS n
-            FROM src c WHERE NOT coalesce({skip}, false))
-        SELECT i.line, i.n, v.appointment_id, v.episode_id, v.clinic_id, v.therapist_id, v.zone,
-               -- the item's values, not the item: a nested struct is costly to materialise
-               nullif(js(i.item.id), '') AS item_sid, jnum(i.item.sequence) AS item_seq,
-               first_code_in(i.item.productOrService, {cpt}) AS cpt_code,
-               nullif(array_to_string(list_filter(list_transform(coalesce(i.item.modifier, []),
-                   lambda m: codes(m)[1].code), lambda x: x IS NOT NULL), '|'), '') AS modifiers,
-               whole(jnum(i.item.quantity.value)) AS units, money(i.item.net) AS net,
-               list_filter(coalesce(i.careTeam, []), lambda t: CAST(t.sequence AS VARCHAR)
-                   = CAST(i.item.careTeamSequence[1] AS VARCHAR))[1].provider.reference AS team_ref,
-               fdate(coalesce(js(i.item.servicedDate), js(i.item.servicedPeriod.start))) AS item_date
-        FROM i LEFT JOIN enc_visit v ON v.key = i.item.encounter[1].reference""",
+            FROM src c WHERE NOT coalesce({skip}, false)),
+        -- the item's values, not the item, before the join: a nested struct is costly to carry through a hash join
+        m AS (
+            SELECT i.line, i.n, i.item.encounter[1].reference AS enc_ref,
+                   nullif(js(i.item.id), '') AS item_sid, jnum(i.item.sequence) AS item_seq,
+                   first_code_in(i.item.productOrService, {cpt}) AS cpt_code,
+                   nullif(array_to_string(list_filter(list_transform(coalesce(i.item.modifier, []),
+                       lambda m: codes(m)[1].code), lambda x: x IS NOT NULL), '|'), '') AS modifiers,
+                   whole(jnum(i.item.quantity.value)) AS units, money(i.item.net) AS net,
+                   -- the member whose sequence is the item's: first where the list puts it (sequence k at k), else
+                   -- searched (`_odd_lines` made sequences unique, so both find the same one)
+                   CASE WHEN CAST(i.careTeam[TRY_CAST(CAST(i.item.careTeamSequence[1] AS VARCHAR) AS BIGINT)].sequence
+                                  AS VARCHAR) = CAST(i.item.careTeamSequence[1] AS VARCHAR)
+                        THEN i.careTeam[TRY_CAST(CAST(i.item.careTeamSequence[1] AS VARCHAR) AS BIGINT)]
+                        ELSE list_filter(coalesce(i.careTeam, []), lambda t: CAST(t.sequence AS VARCHAR)
+                            = CAST(i.item.careTeamSequence[1] AS VARCHAR))[1] END.provider.reference AS team_ref,
+                   fdate(coalesce(js(i.item.servicedDate), js(i.item.servicedPeriod.start))) AS item_date
+            FROM i)
+        SELECT m.line, m.n, v.appointment_id, v.episode_id, v.clinic_id, v.therapist_id, v.zone,
+               m.item_sid, m.item_seq, m.cpt_code, m.modifiers, m.units, m.net, m.team_ref, m.item_date
+        FROM m LEFT JOIN enc_visit v ON v.key = m.enc_ref""",
     )
     zone = "coalesce(h.facility_tz, h.provider_tz, h.item_zone)"
     clinic = (

@@ -4,6 +4,7 @@ staged without leaving DuckDB (nothing left behind in raw.duckdb), and clinics.n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -90,7 +91,7 @@ def bulk(tmp_path: Path) -> Path:
     _ndjson(
         folder / "Patient.000.ndjson",
         [{"resourceType": "Patient", "id": "PT1", "meta": {"lastUpdated": "2026-01-05T10:00:00Z"},
-          "name": [{"family": "Roe", "given": ["Jo"]}],
+          "name": [{"family": " Roe ", "given": ["Jo  "]}],
           "birthDate": "1980-01-02", "gender": "female"}],
     )  # fmt: skip
     _ndjson(
@@ -235,3 +236,64 @@ def test_a_nul_escape_in_a_bulk_file_is_still_quarantined(bulk, tmp_path):
     home = get_settings(tmp_path / "home").ensure()
     results = [r for r in ingest([patients], home) if r.source == "patients"]
     assert [(r.rows_read, r.rows_quarantined) for r in results] == [(1, 1)]
+
+
+def test_sql_shortcuts_land_what_the_per_resource_reader_lands(bulk, tmp_path, monkeypatch):
+    """The SQL path's shortcuts give fhir.py's rows: values trimmed once in the mapping (every edge whitespace the
+    contracts trim, all-space = empty), one regex per resource over all its references (an absolute one sends the
+    resource to fhir.py), the care-team member found by position or else searched, UTC instants subtracted as
+    plain timestamps (an offset instant takes the general path). The file's sha256 comes from the byte pass."""
+    assert FF._space_only_folder(bulk)  # noqa: SLF001 - ASCII, no escape: values trimmed of spaces only
+    _ndjson(
+        bulk / "Patient.000.ndjson",
+        [{"resourceType": "Patient", "id": "PT1", "name": [{"family": "\tRoe\u00a0", "given": ["   "]}],
+          "telecom": [{"system": "phone", "value": " 555-0100 "}], "birthDate": "1980-01-02", "gender": "female",
+          "address": [{"line": ["\u00a0"], "city": "\ufeffAustin ", "state": " TX", "postalCode": "78701"}]},
+         {"resourceType": "Patient", "id": " PT2\t", "name": [{"family": "Poe", "given": ["Al"]}]}],
+    )  # fmt: skip
+    team = [{"sequence": 2, "provider": {"reference": "Practitioner/TH1"}},
+            {"sequence": 1, "provider": {"reference": "Practitioner/TH9"}}]  # fmt: skip
+    items = [_item(1, "C1-1", "97110", 62.0) | {"careTeamSequence": [2]}, _item(2, "C1-2", "97140", 60.5)]
+    _ndjson(
+        bulk / "Claim.000.ndjson",
+        [_claim("C1", facility={"reference": "Location/CL1"}, careTeam=team, item=items),
+         _claim("C4", insurer={"reference": "http://example.org/fhir/Organization/PY1"})],
+    )  # fmt: skip
+    offset = {"resourceType": "Encounter", "id": "E2", "status": "finished", "class": {"code": "AMB"},
+              "subject": {"reference": "Patient/PT1"}, "location": [{"location": {"reference": "Location/CL1"}}],
+              "participant": [{"individual": {"reference": "Practitioner/TH1"}}],
+              "period": {"start": "2026-03-03T10:00:00-05:00", "end": "2026-03-03T10:50:00-05:00"}}  # fmt: skip
+    assert not FF._space_only_folder(bulk)  # noqa: SLF001 - a tab escape, a no-break space: the full trim
+    encounters = bulk / "Encounter.000.ndjson"
+    encounters.write_text(encounters.read_text() + json.dumps(offset) + "\n")
+    homes = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv("PTPULSE_FHIR_FAST", mode)
+        homes[mode] = get_settings(tmp_path / f"home{mode}").ensure()
+        assert {r.status for r in ingest([bulk], homes[mode])} == {"loaded"}
+    for table in ("claims", "charges", "scheduling_events", "patients", "_quarantine"):
+        drop = "load_id" if table == "_quarantine" else "_load_id, _row_hash"
+        sql = f"SELECT * EXCLUDE ({drop}) FROM raw.raw.{table} "
+        fast, slow = _raw(homes["1"], sql + "ORDER BY ALL"), _raw(homes["0"], sql + "ORDER BY ALL")
+        assert fast == slow, table
+    records = _raw(homes["1"], "SELECT record FROM raw.raw._quarantine WHERE source = 'patients' ORDER BY 1")
+    first, second = (json.loads(r) for (r,) in records)  # quarantined (no first name / birth date): as text
+    assert {k: first[k] for k in ("first_name", "last_name", "phone", "address_line", "city", "state")} == {
+        "first_name": None, "last_name": "Roe", "phone": "555-0100", "address_line": None, "city": "Austin",
+        "state": "TX"}  # fmt: skip
+    assert second["patient_id"] == "PT2"
+    therapists = dict(_raw(homes["1"], "SELECT charge_id, therapist_id FROM raw.raw.charges"))
+    assert therapists["C1-1"] == "TH1" and therapists["C1-2"] == "TH9"
+    minutes = _raw(homes["1"], "SELECT appointment_id, duration_min FROM raw.raw.scheduling_events "
+                   "WHERE appointment_id IN ('E1', 'E2') AND event_type = 'completed' ORDER BY 1")  # fmt: skip
+    assert minutes == [("E1", 45), ("E2", 50)]
+    con = duckdb.connect()
+    try:
+        batch = read_interop(bulk / "Claim.000.ndjson", load_contracts(), con)
+        assert FF.read_bulk(bulk / "Claim.000.ndjson", batch, con) == [2]  # C4 (absolute reference): fhir.py's
+    finally:
+        con.close()
+    for path in (bulk / "Claim.000.ndjson", tmp_path / "crlf.ndjson"):
+        if not path.exists():
+            path.write_bytes(b'{"resourceType":"Patient","id":"P1"}\r\n')
+        assert FF.digest(path) == hashlib.sha256(path.read_bytes()).hexdigest()
