@@ -228,11 +228,18 @@ def read_denial_frames(
         f"select episode_id, icd10_primary from marts.episodes where true {of_episodes}", params * 2
     ).df()
     payers = con.sql("select payer_id, requires_auth from marts.dim_payers").df()
-    auths, notes = _read_raw_billing_context(raw_db)
+    auths, notes = _read_raw_billing_context(raw_db, claims[["episode_id", "appointment_id"]] if kept else None)
     return DenialFrames(claims, lines, visits, episodes, payers, auths, notes, as_of(con))
 
 
-def _read_raw_billing_context(raw_db: Path | None) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+_BILLING = {"authorizations", "documentation_events"}
+
+
+def _read_raw_billing_context(
+    raw_db: Path | None, scope: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Authorizations and notes from raw; with `scope` (the claims read), only the rows those claims can join to
+    (the features join them by the claim's episode or appointment)."""
     if raw_db is None or not Path(raw_db).exists():
         return None, None
     try:
@@ -241,26 +248,39 @@ def _read_raw_billing_context(raw_db: Path | None) -> tuple[pd.DataFrame | None,
         return None, None
     try:
         tables = {r[0] for r in raw.execute("select table_name from information_schema.tables").fetchall()}
+        of_episodes = of_claims = ""
+        if scope is not None:
+            raw.register("scope", scope)
+            of_episodes = "where episode_id in (select episode_id from scope)"
+            of_claims = f"{of_episodes} or appointment_id in (select appointment_id from scope)"
         auths = (
-            raw.sql("""
+            raw.sql(
+                """
                 select auth_id, episode_id, try_cast(visits_authorized as integer) as visits_authorized,
                        try_cast(valid_from as date) as valid_from, try_cast(valid_to as date) as valid_to,
                        try_cast(received_at as timestamp) as received_at
-                from raw.raw.authorizations""").df()
+                from raw.raw.authorizations """
+                + of_episodes
+            ).df()
             if "authorizations" in tables
             else None
         )
         notes = (
-            raw.sql("""
+            raw.sql(
+                """
                 select note_id, episode_id, appointment_id, note_type, try_cast(visit_number as integer) as visit_number,
                        try_cast(created_at as timestamp) as created_at, try_cast(signed_at as timestamp) as signed_at
-                from raw.raw.documentation_events""").df()
+                from raw.raw.documentation_events """
+                + of_claims
+            ).df()
             if "documentation_events" in tables
             else None
         )
+        # an export with no rows at all is a missing export (features dropped); one with no rows in scope is not
+        sent = {t: raw.execute(f"select exists (select 1 from raw.raw.{t})").fetchone()[0] for t in _BILLING & tables}
     finally:
         raw.close()
-    return (auths if auths is not None and len(auths) else None), (notes if notes is not None and len(notes) else None)
+    return (auths if sent.get("authorizations") else None), (notes if sent.get("documentation_events") else None)
 
 
 def read_lead_referrals(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

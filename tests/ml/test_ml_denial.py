@@ -270,6 +270,7 @@ def test_scoped_reads_keep_every_feature_exact(built_home, frames):
     open_all, open_scoped = denial.open_claims(frames.claims), denial.open_claims(scoped.claims)
     assert 0 < len(open_scoped) == len(open_all) and len(scoped.claims) < len(frames.claims)
     assert len(scoped.lines) < len(frames.lines) and len(scoped.visits) < len(frames.visits)
+    assert len(scoped.notes) < len(frames.notes) and len(scoped.authorizations) < len(frames.authorizations)
     pd.testing.assert_frame_equal(_features_by_claim(open_scoped, scoped), _features_by_claim(open_all, frames))
 
     share = len(half.claims) / len(frames.claims)
