@@ -229,15 +229,19 @@ def task_states(path: Path, task_ids: Iterable[str] | None = None) -> dict[str, 
     """Live state for the given tasks (or every task with an action). Ordered by time, then insertion."""
     if not path.exists():
         return {}
+    every = "select task_id, action, actor, acted_at, payload from actions order by acted_at, action_id"
     with connect(path) as con:
         if task_ids is None:
-            rows = con.execute(
-                "select task_id, action, actor, acted_at, payload from actions order by acted_at, action_id"
-            ).fetchall()
+            rows = con.execute(every).fetchall()
         else:
             ids = list(dict.fromkeys(task_ids))
             if not ids:
                 return {}
+            if con.execute("select count(*) from actions").fetchone()[0] <= len(ids):
+                # staff actions are few next to a chain's ~100k candidates: read them all and keep the wanted
+                # ones, instead of writing every candidate id into a temp table on each page run
+                wanted = set(ids)
+                return fold([r for r in con.execute(every).fetchall() if r[0] in wanted])
             con.execute("create temp table wanted(task_id text primary key)")
             con.executemany("insert or ignore into wanted values (?)", [(t,) for t in ids])
             rows = con.execute(

@@ -68,11 +68,20 @@ def denials(df: pd.DataFrame) -> go.Figure:
     return _layout(fig, title, height=max(300, 60 + 36 * len(d)))
 
 
-def therapist_trend(df: pd.DataFrame, measure: str, label: str, unit: str | None, low=None, high=None) -> go.Figure:
-    """One line per therapist over the months, with the KPI's healthy band when it has one."""
+def therapist_trend(
+    df: pd.DataFrame, measure: str, label: str, unit: str | None, low=None, high=None, top: int = 12
+) -> go.Figure:
+    """One line per therapist over the months, with the KPI's healthy band when it has one. Only the `top`
+    busiest therapists (most visits in range) get a line: a chain's thousand lines are unreadable and slow to
+    draw; the table below the chart lists everyone, and a clinic filter narrows the chart."""
     title = f"{label} by therapist and month"
     if df.empty or measure not in df:
         return empty(title)
+    n = df["therapist"].nunique()
+    if n > top:
+        busy = df.groupby("therapist", sort=True)["visits" if "visits" in df else measure].sum()
+        df = df[df["therapist"].isin(busy.sort_values(ascending=False, kind="stable").index[:top])]
+        title = f"{label} by month: the {top} busiest of {n:,} therapists (pick a clinic to narrow)"
     fig = go.Figure()
     for i, (name, part) in enumerate(df.groupby("therapist", sort=True)):
         part = part.sort_values("month")

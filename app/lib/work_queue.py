@@ -10,7 +10,6 @@ other tasks keep their rank. Without the table (or a score for a task) nothing c
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from app.lib.actions import TaskState, is_visible
-from app.lib.formatting import countdown
+from app.lib.formatting import countdowns
 from app.lib.queue_vocabulary import Rule, rules
 
 # Rule names, labels, priorities and who works each rule: written once in dbt_project/seeds/work_queue_rules.csv
@@ -125,25 +124,33 @@ def assemble(
 
     `leads` (from `lead_scores`): referral tasks within a priority are ranked by value at stake instead.
     """
-    df = _attach_leads(candidates.copy(), leads)
-
-    def get(attr: str, default=None) -> list:
-        return [getattr(states.get(t), attr, default) if states.get(t) else default for t in df["task_id"]]
-
-    df["status"] = [s if s else "open" for s in get("status", "open")]
-    df["assignee"] = get("assignee")
-    df["last_outreach"] = get("last_outreach")
-    df["outreach_count"] = [c or 0 for c in get("outreach_count", 0)]
-    df["snoozed_until"] = get("snoozed_until")
-    df["last_action_at"] = get("last_at")
+    df = _attach_leads(candidates.copy(), leads).reset_index(drop=True)
+    # the few tasks with actions, as a frame looked up by task id (a chain's queue holds ~100k candidates)
+    acted = [st for t in dict.fromkeys(df["task_id"]) if (st := states.get(t)) is not None]
+    live = pd.DataFrame(
+        {
+            "status": [st.status or "open" for st in acted],
+            "assignee": [st.assignee for st in acted],
+            "last_outreach": [st.last_outreach for st in acted],
+            "outreach_count": [st.outreach_count or 0 for st in acted],
+            "snoozed_until": [st.snoozed_until for st in acted],
+            "last_action_at": [st.last_at for st in acted],
+            "in_queue": [is_visible(st, now.isoformat()) for st in acted],
+        },
+        index=pd.Index([st.task_id for st in acted], dtype=object),
+    )
+    found = df["task_id"].isin(live.index)
+    for col, default in (("status", "open"), ("outreach_count", 0), ("in_queue", True)):
+        df[col] = df["task_id"].map(live[col]).where(found, default)
+    for col in ("assignee", "last_outreach", "snoozed_until", "last_action_at"):
+        df[col] = df["task_id"].map(live[col]).where(found, None).astype(object)
+    df["in_queue"] = df["in_queue"].astype(bool)
+    df["outreach_count"] = df["outreach_count"].astype(int)
     df["rule_label"] = df["rule"].map(rule_label)
     df["worked_by"] = df["rule"].map(worked_by)
-    now_iso = now.isoformat()
-    df["in_queue"] = [is_visible(states.get(t), now_iso) for t in df["task_id"]]
     df.loc[(df["status"] == "snoozed") & df["in_queue"], "status"] = "open"
-    sla = [countdown(d, now) for d in df["due_at"]]
-    df["sla"] = [s[0] for s in sla]
-    df["hours_left"] = [s[1] if math.isfinite(s[1]) else None for s in sla]
+    df["sla"], hours = countdowns(df["due_at"], now)
+    df["hours_left"] = hours.to_numpy(float)  # NaN: no due time
     closed = df["status"].isin(CLOSED)  # a finished task has no clock running
     df.loc[closed, "sla"] = df.loc[closed, "status"].map(STATUS_LABELS)
     df.loc[closed, "hours_left"] = None

@@ -46,6 +46,8 @@ def test_closing_outcome_and_confirm_finish_a_task(tmp_path):
     assert states["t3"].status == "lost" and states["t3"].lost_reason == "Moved away"
     assert "t4" not in states
     assert actions.is_visible(None, "2025-01-01")
+    # fewer ids than actions (a temp table of the ids) and more (every action read, the wanted kept): same states
+    assert actions.task_states(db, ["t3", "t1"]) == {t: states[t] for t in ("t1", "t3")}
 
 
 @pytest.mark.parametrize(

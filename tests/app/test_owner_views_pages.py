@@ -211,3 +211,10 @@ def test_therapist_trend_draws_one_line_per_therapist_and_the_band():
     assert [t.name for t in fig.data] == ["A", "B"]
     assert fig.layout.shapes, "the healthy band (from 80%) is drawn"
     assert owner_charts.therapist_trend(df.iloc[0:0], "visits", "Visits", "count").layout.annotations
+    # a chain: only the busiest therapists get a line, and the title says how many there are
+    chain = pd.DataFrame(
+        {"therapist": [f"T{i:02d}" for i in range(30)], "month": date(2025, 11, 1), "visits": range(30)}
+    ).assign(arrival_rate=0.8)
+    fig = owner_charts.therapist_trend(chain, "arrival_rate", "Arrival rate", "pct", top=12)
+    assert sorted(t.name for t in fig.data) == [f"T{i:02d}" for i in range(18, 30)]
+    assert "the 12 busiest of 30 therapists" in fig.layout.title.text

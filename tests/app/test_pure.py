@@ -65,6 +65,22 @@ def test_countdown_and_reference_now():
     text, hours = formatting.countdown(now - timedelta(days=3), now)
     assert text == "overdue by 3 d" and hours == -72
     assert formatting.countdown(None, now)[1] == math.inf
+    assert formatting.countdown(now + timedelta(minutes=30), now)[0] == "due in 30 min"  # was "0 min"
+    assert formatting.countdown(now - timedelta(minutes=45), now)[0] == "overdue by 45 min"
+    # the column form (the work queue's) says exactly what the one-value form says, tz-aware times included
+    due = pd.Series(
+        [
+            now + timedelta(hours=h)
+            for h in (-100.0, -47.5, -0.75, -0.01, 0.0, 0.5, 0.999, 1.0, 30.4, 47.99, 48.0, 500.0)
+        ]
+        + [None]
+    )
+    texts, hours = formatting.countdowns(due, now)
+    expected = [formatting.countdown(d, now) for d in due]
+    assert list(texts) == [e[0] for e in expected]
+    assert [h if h == h else math.inf for h in hours] == pytest.approx([e[1] for e in expected])
+    utc = pd.to_datetime(due).dt.tz_localize("UTC")
+    assert list(formatting.countdowns(utc, now)[0]) == list(texts)
     old = datetime(2024, 1, 1)
     assert formatting.reference_now(old, now) == old  # stale data: clocks run from as_of
     assert formatting.reference_now(now - timedelta(hours=5), now) == now
