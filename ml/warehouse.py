@@ -114,8 +114,22 @@ UPCOMING_PATIENTS = "select patient_id from marts.appointments where is_future"
 
 def training_share(con: duckdb.DuckDBPyConnection, row_budget: int) -> float:
     """Share of patients to train the no-show model on: 1.0 unless the appointments exceed `row_budget`."""
-    n = con.execute("select count(*) from marts.appointments").fetchone()[0]
+    return _share(con, "marts.appointments", row_budget)
+
+
+def _share(con: duckdb.DuckDBPyConnection, table: str, row_budget: int) -> float:
+    n = con.execute(f"select count(*) from {table}").fetchone()[0]
     return 1.0 if n <= row_budget else max(1, int(SAMPLE_BUCKETS * row_budget / n)) / SAMPLE_BUCKETS
+
+
+def _patients_where(column: str, only: str | None, share: float) -> tuple[str, list]:
+    """The `where` (and its parameters) keeping the patients of the subquery `only`, else a hash share of
+    patients (the same on every run), else everyone."""
+    if only:
+        return f"where {column} in ({only})", []
+    if share < 1.0:
+        return f"where hash({column}) % ? < ?", [SAMPLE_BUCKETS, round(share * SAMPLE_BUCKETS)]
+    return "", []
 
 
 def read_marts(con: duckdb.DuckDBPyConnection, patient_share: float = 1.0, upcoming_only: bool = False) -> MartFrames:
@@ -124,11 +138,7 @@ def read_marts(con: duckdb.DuckDBPyConnection, patient_share: float = 1.0, upcom
     `patient_share` < 1: only that share of patients (hash of patient_id, the same on every run) with their
     whole history, episodes and referrals: bounds training memory at chain scale. `upcoming_only`: only the
     patients with an upcoming appointment (all that scoring needs). Either way features stay exact."""
-    where, params = "", []
-    if upcoming_only:
-        where = f"where patient_id in ({UPCOMING_PATIENTS})"
-    elif patient_share < 1.0:
-        where, params = "where hash(patient_id) % ? < ?", [SAMPLE_BUCKETS, round(patient_share * SAMPLE_BUCKETS)]
+    where, params = _patients_where("patient_id", UPCOMING_PATIENTS if upcoming_only else None, patient_share)
     appts = con.execute(
         f"""
         select appointment_id, episode_id, referral_id, patient_id, clinic_id, therapist_id, visit_type,
@@ -171,8 +181,7 @@ OPEN_CLAIM_PATIENTS = """
 
 def denial_training_share(con: duckdb.DuckDBPyConnection, row_budget: int) -> float:
     """Share of patients to train the denial model on: 1.0 unless the claims exceed `row_budget`."""
-    n = con.execute("select count(*) from marts.claims").fetchone()[0]
-    return 1.0 if n <= row_budget else max(1, int(SAMPLE_BUCKETS * row_budget / n)) / SAMPLE_BUCKETS
+    return _share(con, "marts.claims", row_budget)
 
 
 def read_denial_frames(
@@ -189,11 +198,7 @@ def read_denial_frames(
     Without a readable raw file (another process writing it, a practice without those exports) they are
     None: the features go empty and are dropped with a note on the model card.
     """
-    kept, params = "", []
-    if open_only:
-        kept = f"where patient_key in ({OPEN_CLAIM_PATIENTS})"
-    elif patient_share < 1.0:
-        kept, params = "where hash(patient_key) % ? < ?", [SAMPLE_BUCKETS, round(patient_share * SAMPLE_BUCKETS)]
+    kept, params = _patients_where("patient_key", OPEN_CLAIM_PATIENTS if open_only else None, patient_share)
     claims = con.execute(
         f"""
         select claim_id, episode_id, appointment_id, patient_key, clinic_id, payer_id, payer_class, service_date,
