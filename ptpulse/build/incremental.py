@@ -138,7 +138,7 @@ def plan_build(
         reason = f"last full refresh is older than {FULL_REFRESH_DAYS:g} days"
     full = bool(reason)
     state = BuildState(fp, now if full else previous.full_refresh_at, load_id, sha, started)
-    return Plan(full=full, reason=reason or "incremental: only keys touched by new loads are re-merged", state=state)
+    return Plan(full=full, reason=reason or "only keys touched by new loads are re-merged", state=state)
 
 
 def start_from_served(served: Path, new_path: Path) -> int:
