@@ -255,27 +255,10 @@ def freshness(as_of: Any, built_at: Any, now: datetime) -> str:
     return " · ".join(parts)
 
 
-def countdown(due_at: Any, now: datetime) -> tuple[str, float]:
-    """SLA countdown: ('due in 3 h', hours) or ('overdue by 2 d', -hours)."""
-    if _missing(due_at) or due_at is None:
-        return "no due time", math.inf
-    try:
-        due = due_at.to_pydatetime() if hasattr(due_at, "to_pydatetime") else due_at
-    except (TypeError, ValueError):
-        return "no due time", math.inf
-    if due is None or (hasattr(due, "year") and str(due) == "NaT"):
-        return "no due time", math.inf
-    if getattr(due, "tzinfo", None) is not None:
-        due = due.replace(tzinfo=None)
-    hours = (due - now) / timedelta(hours=1)
-    span = abs(hours)
-    text = f"{span * 60:.0f} min" if span < 1 else f"{span:.0f} h" if span < 48 else f"{span / 24:.0f} d"
-    return (f"due in {text}" if hours >= 0 else f"overdue by {text}"), hours
-
-
 def countdowns(due_at: pd.Series, now: datetime) -> tuple[pd.Series, pd.Series]:
-    """`countdown` for a whole column at once (the work queue of a chain holds ~100k tasks): (texts, hours),
-    hours NaN where there is no due time."""
+    """SLA countdowns of a column of due times, all at once (a chain's work queue holds ~100k tasks): (texts
+    such as 'due in 3 h', 'overdue by 2 d' or 'due in 30 min', hours left: negative when overdue, NaN and
+    'no due time' without one)."""
     due = pd.to_datetime(pd.Series(due_at).reset_index(drop=True), errors="coerce")
     if isinstance(due.dtype, pd.DatetimeTZDtype):
         due = due.dt.tz_localize(None)  # wall time in its own zone, as countdown's replace(tzinfo=None)

@@ -127,6 +127,7 @@ def assemble(
     df = _attach_leads(candidates.copy(), leads).reset_index(drop=True)
     # the few tasks with actions, as a frame looked up by task id (a chain's queue holds ~100k candidates)
     acted = [st for t in dict.fromkeys(df["task_id"]) if (st := states.get(t)) is not None]
+    now_iso = now.isoformat()
     live = pd.DataFrame(
         {
             "status": [st.status or "open" for st in acted],
@@ -135,7 +136,7 @@ def assemble(
             "outreach_count": [st.outreach_count or 0 for st in acted],
             "snoozed_until": [st.snoozed_until for st in acted],
             "last_action_at": [st.last_at for st in acted],
-            "in_queue": [is_visible(st, now.isoformat()) for st in acted],
+            "in_queue": [is_visible(st, now_iso) for st in acted],
         },
         index=pd.Index([st.task_id for st in acted], dtype=object),
     )
