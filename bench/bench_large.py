@@ -1,6 +1,7 @@
 """Benchmark: the whole pipeline at chain scale (issue 15), each step in its own process.
 
     .venv/bin/python bench/bench_large.py [--clinics 900] [--seed 42] [--work DIR] [--skip-pages] [--no-night] [--resume]
+        [--rerun-night]
 
 Steps, in order, each a subprocess measured with os.wait4 (wall s, CPU s = user + system of the process and
 its children, peak RSS of the largest process):
@@ -21,6 +22,8 @@ its children, peak RSS of the largest process):
   day before and the night lands what is new.
 Writes bench/results/large.json (900 clinics) or large-<clinics>.json. Never part of `make test`/`make bench`.
 Each result is also kept in <work>/logs/steps.json; `--resume` keeps the successful ones and runs the rest.
+Before the night lands, the home is copied to <work>/home_before_night; `--rerun-night` puts that copy back and
+measures only the night again (e.g. after a change to the incremental build), keeping every other step.
 
 Checks recorded (issue 15): no step above 8 GiB peak RSS; a full rebuild (build + score) <= 60 min; pages
 cold <= 3 s and warm <= 1 s; the nightly delta (ingest + incremental build) <= 5 min and incremental.
@@ -152,6 +155,14 @@ def run(args: argparse.Namespace) -> dict:
     nightly: dict = {}
     if not args.no_night:
         nightly_json = logs / "nightly_detail.json"
+        base = work / "home_before_night"
+        if args.rerun_night:
+            earlier.pop("nightly", None)
+            shutil.rmtree(home)
+            shutil.copytree(base, home)
+        elif not earlier.get("nightly", {}).get("ok"):
+            shutil.rmtree(base, ignore_errors=True)
+            shutil.copytree(home, base)
         steps["nightly"] = step("nightly", step_cmd("nightly", home, night, nightly_json))
         nightly = json.loads(nightly_json.read_text()) if nightly_json.exists() else {}
         nightly["night"] = json.loads(night.with_suffix(".json").read_text())
@@ -391,7 +402,11 @@ def main() -> int:
     parser.add_argument(
         "--resume", action="store_true", help="keep the steps <work>/logs/steps.json says succeeded; run the rest"
     )
+    parser.add_argument(
+        "--rerun-night", action="store_true", help="restore the home saved before the night and measure it again"
+    )
     args = parser.parse_args()
+    args.resume = args.resume or args.rerun_night
     args.work = args.work or str(HERE / ".cache" / f"large-{args.clinics}")
     out = summarise(args, run(args))
     RESULTS.mkdir(parents=True, exist_ok=True)
