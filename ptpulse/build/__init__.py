@@ -22,7 +22,9 @@ Steps (docs/architecture.md, "The three stores"):
    a check that every view left in the file can be queried, checkpoint and close;
 5. the de-identified twin `analytics_deid.duckdb` is written beside the new file (ptpulse/core/deid.py: the new
    file attached READ_ONLY, one table per kept table with only kept columns) and verified (no PHI or
-   free-text column, no excluded table, no view; otherwise the build fails);
+   free-text column, no excluded table, no view; otherwise the build fails); an incremental build starts it from
+   the served, verified twin and replaces only the rows that changed (`analytics_deid.verified.json` marks a
+   verified twin, build/serving.py);
 6. ONE atomic rename serves both: a new symlink `build/served -> <build_id>` replaces the old one, and the
    stable paths `$PTPULSE_HOME/analytics.duckdb` / `analytics_deid.duckdb` are fixed symlinks into
    `build/served/`, so both served files come from the same build at every instant, crash or not. The

@@ -31,9 +31,11 @@ from ptpulse.build.incremental import plan_build, record_state, start_from_serve
 from ptpulse.build.serving import (
     adopt_served_files,
     new_build_id,
+    record_verified_twin,
     remove_abandoned_builds,
     serve_build_dir,
     served_build_dir,
+    verified_served_twin,
 )
 from ptpulse.core.config import DBT_PROJECT_DIR, Settings
 from ptpulse.core.deid import verify_deidentified, write_deidentified
@@ -56,6 +58,7 @@ class BuildResult:
     removed_builds: list[str] = field(default_factory=list)  # abandoned build folders removed by this build
     full_refresh: bool = True  # False: incremental, started from a copy of the served file (build/incremental.py)
     mode_reason: str = ""  # why full or incremental
+    twin: dict = field(default_factory=dict)  # {"write": ..., "verify": ...}: what the twin step rewrote and scanned
 
 
 def build(
@@ -191,8 +194,23 @@ def build(
         if progress:
             progress("de-identified twin", 0, 1)
         deid_path = work / settings.analytics_deid_db.name
-        write_deidentified(new_path, deid_path, config=settings.duckdb_config(preserve_insertion_order=False))
-        verify_deidentified(deid_path, settings.raw_db)  # names and values (identifiers of raw patients)
+        # incremental night: start from the served, verified twin and replace only the rows that changed; a full
+        # build (or a served twin without the verified mark of the current rule) writes and scans it whole
+        base = None if plan.full else verified_served_twin(settings)
+        twin = {
+            "write": write_deidentified(
+                new_path,
+                deid_path,
+                config=settings.duckdb_config(preserve_insertion_order=False),
+                base=base[0] if base else None,
+            )
+        }
+        # names over the whole file; values: what the served twin does not hold, and all of them against
+        # identifiers loaded since it was verified (core/deid.py identifier_problems)
+        twin["verify"] = verify_deidentified(
+            deid_path, settings.raw_db, base=base[0] if base else None, since_load_id=base[1] if base else None
+        )
+        record_verified_twin(work, plan.state.raw_load_id)
         if Path(str(deid_path) + ".wal").exists():
             raise RuntimeError(f"{deid_path}.wal remains after checkpoint")
         previous = served_build_dir(settings)
@@ -217,4 +235,5 @@ def build(
         removed_builds=removed,
         full_refresh=plan.full,
         mode_reason=plan.reason,
+        twin=twin,
     )

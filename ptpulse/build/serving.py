@@ -10,6 +10,7 @@ removed (POSIX: an open file outlives its last name).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,11 @@ from datetime import datetime
 from pathlib import Path
 
 from ptpulse.core.config import Settings
+from ptpulse.core.deid import rule_fingerprint
+
+# Beside a build's twin once it passed verification: the rule and the raw load it was checked against. Only a twin
+# with this mark (and the current rule) is the base of the next night's delta twin (core/deid.py).
+TWIN_STATE = "analytics_deid.verified.json"
 
 
 def new_build_id() -> str:
@@ -155,3 +161,28 @@ def remove_abandoned_builds(settings: Settings) -> list[str]:
             if tmp.is_symlink():
                 tmp.unlink(missing_ok=True)
     return removed
+
+
+def record_verified_twin(folder: Path, raw_load_id: int | None) -> None:
+    """Mark the twin in `folder` as verified against raw up to `raw_load_id` (call only after the check)."""
+    if raw_load_id is None:
+        return
+    state = {"rule": rule_fingerprint(), "raw_load_id": int(raw_load_id)}
+    (folder / TWIN_STATE).write_text(json.dumps(state) + "\n")
+
+
+def verified_served_twin(settings: Settings) -> tuple[Path, int] | None:
+    """(served twin, raw load id it was verified against) when the served build's twin carries the mark of
+    `record_verified_twin` under the current rule; None otherwise (the night's twin is then written in full)."""
+    folder = served_build_dir(settings)
+    if folder is None:
+        return None
+    twin = folder / settings.analytics_deid_db.name
+    try:
+        state = json.loads((folder / TWIN_STATE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not twin.exists() or not isinstance(state, dict) or state.get("rule") != rule_fingerprint():
+        return None
+    load = state.get("raw_load_id")
+    return (twin, load) if isinstance(load, int) else None

@@ -11,7 +11,9 @@ reader (marketing, analysts) never receives, and the de-identified twin of the a
 `write_deidentified(source, target)` writes `analytics_deid.duckdb` beside a new analytics file during the
 build (ptpulse/build/); `verify_deidentified(path, raw_db)` is the check the build runs on it before serving:
 column names and tables, and every text VALUE scanned for the identifiers of raw.duckdb's patients (ids,
-member ids, emails, phones, full names, street addresses; `identifier_problems`).
+member ids, emails, phones, full names, street addresses; `identifier_problems`). On an incremental night both
+take the served twin as `base`: the write replaces only rows that changed, the value scan reads only rows the
+base does not hold plus every value against identifiers loaded since the base was verified.
 The app's privacy filter (app/lib/privacy.py) and SQL page (app/lib/sql_guard.py) import from here; this
 module imports neither Streamlit nor pandas. (Named `deid`, not `privacy`: app/lib/privacy.py is the app's
 per-role filter built on this rule.)
@@ -19,6 +21,8 @@ per-role filter built on this rule.)
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -90,47 +94,114 @@ SOURCE_ALIAS = "ptpulse_src"
 
 
 def write_deidentified(
-    source: Path, target: Path, threads: int | None = None, config: Mapping[str, str | bool] | None = None
+    source: Path,
+    target: Path,
+    threads: int | None = None,
+    config: Mapping[str, str | bool] | None = None,
+    base: Path | None = None,
 ) -> dict:
     """Write `target` (a new DuckDB file) holding de-identified copies of `source`'s kept tables.
 
     `source` is attached READ_ONLY; every kept table (or view, materialised) is created as a table with
-    only its kept columns. Returns {"tables": n, "seconds": s}. `target` must not exist.
+    only its kept columns. `target` must not exist. With `base` (the served, verified twin) the night costs
+    what changed: `target` starts as a copy of `base`, and a table whose kept columns and types are the same
+    gets only its changed rows replaced (`_apply_delta`); any other table is written whole, and tables gone
+    from `source` are dropped. The content equals a full write (row order aside).
+    Returns {"tables", "seconds", "mode": "full" | "delta", "rewritten": [...], "updated": {table: rows},
+    "unchanged": [...], "dropped": [...]} (tables as "schema.table"; rows: deleted plus inserted).
     """
     t0 = time.perf_counter()
     target = Path(target)
     if target.exists():
         raise FileExistsError(target)
+    delta = base is not None and Path(base).exists() and not Path(str(base) + ".wal").exists()
+    if delta:
+        shutil.copyfile(base, target)  # the served twin is only read: a crash leaves it served
     con = duckdb.connect(str(target), config=dict(config or {}))  # the build passes its memory budget
+    report: dict = {
+        "mode": "delta" if delta else "full",
+        "rewritten": [],
+        "updated": {},
+        "unchanged": [],
+        "dropped": [],
+    }
     try:
         if threads:
             con.execute(f"set threads = {int(threads)}")
         con.execute(f"ATTACH {quote_literal(Path(source))} AS {SOURCE_ALIAS} (READ_ONLY)")
-        rows = con.execute(
-            "select table_schema, table_name, list(column_name order by ordinal_position) "
-            "from information_schema.columns where table_catalog = ? group by all order by 1, 2",
-            [SOURCE_ALIAS],
-        ).fetchall()
         target_db = con.execute("select current_database()").fetchone()[0]
+        have = _table_columns(con, target_db) if delta else {}
         written = 0
-        for schema, table, columns in rows:
+        for (schema, table), columns in _table_columns(con, SOURCE_ALIAS).items():
             if not kept_table(schema, table):
                 continue
-            keep = kept_columns(list(columns))
+            kept = set(kept_columns([c for c, _ in columns]))
+            keep = [(c, t) for c, t in columns if c in kept]
             if not keep:
                 continue
-            con.execute(f"create schema if not exists {quote_ident(target_db)}.{quote_ident(schema)}")
-            cols = ", ".join(quote_ident(c) for c in keep)
-            con.execute(
-                f"create table {quote_ident(target_db)}.{quote_ident(schema)}.{quote_ident(table)} as "
-                f"select {cols} from {SOURCE_ALIAS}.{quote_ident(schema)}.{quote_ident(table)}"
-            )
+            name = f"{schema}.{table}"
+            dest = f"{quote_ident(target_db)}.{quote_ident(schema)}.{quote_ident(table)}"
+            src = f"{SOURCE_ALIAS}.{quote_ident(schema)}.{quote_ident(table)}"
+            cols = ", ".join(quote_ident(c) for c, _ in keep)
             written += 1
+            if have.pop((schema, table), None) == keep:
+                changed = _apply_delta(con, src, dest, cols)
+                if changed:
+                    report["updated"][name] = changed
+                else:
+                    report["unchanged"].append(name)
+                continue
+            con.execute(f"create schema if not exists {quote_ident(target_db)}.{quote_ident(schema)}")
+            con.execute(f"drop table if exists {dest}")
+            con.execute(f"create table {dest} as select {cols} from {src}")
+            report["rewritten"].append(name)
+        for schema, table in have:  # in the served twin, no longer in the source (or no longer kept)
+            con.execute(f"drop table {quote_ident(target_db)}.{quote_ident(schema)}.{quote_ident(table)}")
+            report["dropped"].append(f"{schema}.{table}")
+        if delta:  # a full write creates a schema only for a table it writes: so does a delta
+            for (schema,) in con.execute(
+                "select schema_name from duckdb_schemas() where database_name = ? and not internal "
+                "and schema_name not in (select schema_name from duckdb_tables() where database_name = ?)",
+                [target_db, target_db],
+            ).fetchall():
+                con.execute(f"drop schema {quote_ident(target_db)}.{quote_ident(schema)}")
         con.execute(f"detach {SOURCE_ALIAS}")
         con.execute("checkpoint")
     finally:
         con.close()
-    return {"tables": written, "seconds": time.perf_counter() - t0}
+    return {"tables": written, "seconds": time.perf_counter() - t0, **report}
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection, catalog: str) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """{(schema, table): [(column, data type), ...] in column order} of every table and view of `catalog`."""
+    rows = con.execute(
+        "select table_schema, table_name, list(column_name order by ordinal_position), "
+        "list(data_type order by ordinal_position) from information_schema.columns "
+        "where table_catalog = ? group by all order by 1, 2",
+        [catalog],
+    ).fetchall()
+    return {(s, t): list(zip(names, types, strict=True)) for s, t, names, types in rows}
+
+
+def _apply_delta(con: duckdb.DuckDBPyConnection, src: str, dest: str, cols: str) -> int:
+    """Make `dest` hold the same multiset of rows as `select cols from src`, touching only rows that differ:
+    rows are keyed by DuckDB's 64-bit hash of all columns, and every hash whose count differs between the two
+    sides is deleted from `dest` and inserted again from `src` (all its copies). Set-based, one scan of each
+    side. Returns the rows deleted plus the rows inserted (0: the table was left as it was)."""
+    con.execute(
+        f"create or replace temp table _ptp_changed as select h from "
+        f"(select hash({cols}) as h, count(*) as n from {dest} group by all) as o "
+        f"full join (select hash({cols}) as h, count(*) as n from {src} group by all) as s using (h) "
+        f"where o.n is distinct from s.n"
+    )
+    deleted = inserted = 0
+    if con.execute("select count(*) from _ptp_changed").fetchone()[0]:
+        deleted = con.execute(f"delete from {dest} where hash({cols}) in (select h from _ptp_changed)").fetchone()[0]
+        inserted = con.execute(
+            f"insert into {dest} select {cols} from {src} where hash({cols}) in (select h from _ptp_changed)"
+        ).fetchone()[0]
+    con.execute("drop table _ptp_changed")
+    return int(deleted) + int(inserted)
 
 
 def deid_problems(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> list[str]:
@@ -190,39 +261,52 @@ def _raw_tables(con, raw: str) -> dict[str, set[str]]:
 
 
 def _identifier_sql(raw: str, tables: dict[str, set[str]]) -> str:
-    """SELECT kind, token over every identifier of the raw source (normalised like the value side)."""
+    """SELECT kind, token, first_load over every identifier of the raw source (normalised like the value side).
+    first_load is the lowest raw `_load_id` the token came from (NULL when a row has none): the tokens of loads
+    after the one a served twin was verified against are the only ones its values were not checked for."""
     q = quote_ident(raw)
+
+    def load(t: str) -> str:
+        return "_load_id" if "_load_id" in tables.get(t, set()) else "null::bigint"
+
+    def first(col: str) -> str:
+        return f"case when bool_or({col} is null) then null else min({col}) end as first_load"
+
     parts = []
     ids = [
-        f"select 'patient id' as kind, cast(patient_id as varchar) as v from {q}.raw.{quote_ident(t)}"
+        f"select 'patient id' as kind, cast(patient_id as varchar) as v, {load(t)} as l from {q}.raw.{quote_ident(t)}"
         for t, cols in sorted(tables.items())
         if "patient_id" in cols
     ]
     pat = tables.get("patients", set())
     if "member_id" in pat:
-        ids.append(f"select 'member id', cast(member_id as varchar) from {q}.raw.patients")
+        ids.append(f"select 'member id', cast(member_id as varchar), {load('patients')} from {q}.raw.patients")
     if "email" in pat:
-        ids.append(f"select 'email', cast(email as varchar) from {q}.raw.patients")
+        ids.append(f"select 'email', cast(email as varchar), {load('patients')} from {q}.raw.patients")
     if ids:
         parts.append(
-            f"select distinct kind, trim(lower(trim(v)), '{ID_TOKEN_TRIM}') as token from ({' union all '.join(ids)}) "
+            f"select kind, trim(lower(trim(v)), '{ID_TOKEN_TRIM}') as token, {first('l')} from ({' union all '.join(ids)}) "
             f"where v is not null and length(trim(v)) >= {MIN_ID_LEN} "
-            f"and (not regexp_full_match(trim(v), '[0-9]+') or length(trim(v)) >= {MIN_NUMERIC_ID})"
+            f"and (not regexp_full_match(trim(v), '[0-9]+') or length(trim(v)) >= {MIN_NUMERIC_ID}) group by all"
         )
     if "phone" in pat:
         parts.append(
-            f"select distinct 'phone', regexp_replace(regexp_replace(cast(phone as varchar), '\\D', '', 'g'), "
-            f"'^1(\\d{{10}})$', '\\1') from {q}.raw.patients where length(regexp_replace("
-            f"cast(phone as varchar), '\\D', '', 'g')) >= 7"
+            f"select 'phone' as kind, regexp_replace(regexp_replace(cast(phone as varchar), '\\D', '', 'g'), "
+            f"'^1(\\d{{10}})$', '\\1') as token, {first('_l')} "
+            f"from (select *, {load('patients')} as _l from {q}.raw.patients) where length(regexp_replace("
+            f"cast(phone as varchar), '\\D', '', 'g')) >= 7 group by all"
         )
     grams = []
     if {"first_name", "last_name"} <= pat:
+        lp = load("patients")
         grams += [
-            f"select 'name', cast(first_name as varchar) || ' ' || cast(last_name as varchar) from {q}.raw.patients",
-            f"select 'name', cast(last_name as varchar) || ' ' || cast(first_name as varchar) from {q}.raw.patients",
+            f"select 'name', cast(first_name as varchar) || ' ' || cast(last_name as varchar), {lp} "
+            f"from {q}.raw.patients",
+            f"select 'name', cast(last_name as varchar) || ' ' || cast(first_name as varchar), {lp} "
+            f"from {q}.raw.patients",
         ]
     if "address_line" in pat:
-        grams.append(f"select 'address', cast(address_line as varchar) from {q}.raw.patients")
+        grams.append(f"select 'address', cast(address_line as varchar), {load('patients')} from {q}.raw.patients")
     if grams:
         # professionals are shown by name on purpose: a patient sharing a clinician's full name is not a leak
         pros = [
@@ -239,97 +323,183 @@ def _identifier_sql(raw: str, tables: dict[str, set[str]]) -> str:
             else ""
         )
         parts.append(
-            f"select distinct kind, token from (select kind, "
+            f"select kind, token, {first('l')} from (select kind, "
             f"array_to_string(regexp_extract_all(lower(v), '{WORD}'), ' ') "
-            f"as token from ({' union all '.join(grams)}) as g(kind, v) where v is not null) "
-            f"where length(token) >= 5 and token like '% %'{pro_filter}"
+            f"as token, l from ({' union all '.join(grams)}) as g(kind, v, l) where v is not null) "
+            f"where length(token) >= 5 and token like '% %'{pro_filter} group by all"
         )
-    return " union all ".join(parts) or "select null::varchar as kind, null::varchar as token where false"
+    return (
+        " union all ".join(parts)
+        or "select null::varchar as kind, null::varchar as token, null::bigint as first_load where false"
+    )
 
 
 TEXT_TYPES = ("VARCHAR", "JSON")
+_TEXT_COLUMNS = (
+    "select table_schema, table_name, column_name, data_type from information_schema.columns where table_catalog = ? "
+    "and (data_type in ('VARCHAR', 'JSON') or data_type like '%[]' or data_type like 'STRUCT%' "
+    "or data_type like 'MAP%') order by 1, 2, ordinal_position"
+)
 
 
-def identifier_problems(con: duckdb.DuckDBPyConnection, catalog: str, raw: str) -> list[str]:
-    """Text columns of `catalog` holding a value that contains an identifier of a patient of the raw
-    database attached as `raw`: "<table>.<column>: N values contain a patient <kind>" (never the value)."""
-    tables = _raw_tables(con, raw)
-    if not tables:
-        return []
-    cols = con.execute(
-        "select table_schema, table_name, column_name from information_schema.columns where table_catalog = ? "
-        "and (data_type in ('VARCHAR', 'JSON') or data_type like '%[]' or data_type like 'STRUCT%' "
-        "or data_type like 'MAP%') order by 1, 2, 3",
-        [catalog],
-    ).fetchall()
-    if not cols:
-        return []
-    c = quote_ident(catalog)
-    con.execute(f"create or replace temp table _ptp_ident as {_identifier_sql(raw, tables)}")
-    union = " union all ".join(
-        f"select distinct '{s}.{t}.{col}' as loc, cast({quote_ident(col)} as varchar) as v "
-        f"from {c}.{quote_ident(s)}.{quote_ident(t)} where {quote_ident(col)} is not null"
-        for s, t, col in [(s.replace("'", "''"), t, col) for s, t, col in cols]
+def _values_sql(rel: str, loc_prefix: str, columns: list[str]) -> str:
+    """SELECT DISTINCT loc, v over the text columns of relation `rel` (loc = '<schema>.<table>.<column>')."""
+    return " union all ".join(
+        f"select distinct '{(loc_prefix + col).replace(chr(39), chr(39) * 2)}' as loc, "
+        f"cast({quote_ident(col)} as varchar) as v from {rel} where {quote_ident(col)} is not null"
+        for col in columns
     )
-    # loc literals are built from catalog names; quotes in them are doubled above
-    con.execute(f"create or replace temp table _ptp_vals as {union}")
-    sizes = [
-        r[0]
-        for r in con.execute(
-            "select distinct length(token) - length(replace(token, ' ', '')) + 1 from _ptp_ident "
-            "where kind in ('name', 'address')"
-        ).fetchall()
-    ]
-    queries = [
-        # ids, member ids, emails: whole tokens
-        f"""select loc, i.kind, count(distinct v) as n
+
+
+def _hits_sql(con: duckdb.DuckDBPyConnection, vals: str, ident: str) -> list[str]:
+    """Queries yielding (loc, kind, v) for each value of table `vals` holding an identifier of table `ident`;
+    a query whose kinds `ident` lacks is left out (it would tokenise every value for nothing)."""
+    kinds = {k for (k,) in con.execute(f"select distinct kind from {ident}").fetchall()}
+    queries = []
+    if kinds & {"patient id", "member id", "email"}:  # ids, member ids, emails: whole tokens
+        queries.append(f"""select distinct loc, i.kind, v
             from (select loc, v,
                          trim(unnest(regexp_split_to_array(lower(v), '{ID_TOKEN_SPLIT}')), '{ID_TOKEN_TRIM}') as tok
-                  from _ptp_vals) as t
-            join _ptp_ident as i on i.token = t.tok and i.kind in ('patient id', 'member id', 'email')
-            group by all""",
-        # phones: digit runs with separators, normalised to digits
-        f"""select loc, 'phone' as kind, count(distinct v) as n
+                  from {vals}) as t
+            join {ident} as i on i.token = t.tok and i.kind in ('patient id', 'member id', 'email')""")
+    if "phone" in kinds:  # phones: digit runs with separators, normalised to digits
+        queries.append(f"""select distinct loc, 'phone' as kind, v
             from (select loc, v,
                          regexp_replace(regexp_replace(unnest(regexp_extract_all(
                              regexp_replace(v, '{LONG_TOKEN}', ' ', 'g'), '{PHONE}')), '\\D', '', 'g'),
                                                 '^1(\\d{{10}})$', '\\1') as digits
-                  from _ptp_vals where regexp_matches(v, '{SEVEN_DIGITS}')) as t
-            join _ptp_ident as i on i.kind = 'phone' and i.token = t.digits
-            group by all""",
+                  from {vals} where regexp_matches(v, '{SEVEN_DIGITS}')) as t
+            join {ident} as i on i.kind = 'phone' and i.token = t.digits""")
+    sizes = [
+        r[0]
+        for r in con.execute(
+            f"select distinct length(token) - length(replace(token, ' ', '')) + 1 from {ident} "
+            "where kind in ('name', 'address')"
+        ).fetchall()
     ]
-    if sizes:
+    if sizes:  # full names and street addresses: word n-grams
         queries.append(f"""
-            select loc, i.kind, count(distinct v) as n
+            select distinct loc, i.kind, v
             from (select loc, v, array_to_string(w[pos:pos + n - 1], ' ') as gram
                   from (select loc, v, w, n, unnest(range(1, len(w) - n + 2)) as pos
-                        from (select loc, v, regexp_extract_all(lower(v), '{WORD}') as w from _ptp_vals
+                        from (select loc, v, regexp_extract_all(lower(v), '{WORD}') as w from {vals}
                               where regexp_matches(v, '[A-Za-z0-9][^A-Za-z0-9]+[A-Za-z0-9]')) as x,
                              (select unnest({sorted(int(n) for n in sizes)}) as n) as ns
                         where len(w) >= n)) as t
-            join _ptp_ident as i on i.kind in ('name', 'address') and i.token = t.gram
-            group by all""")
-    hits = []
-    for q in queries:
-        hits += con.execute(q).fetchall()
-    con.execute("drop table if exists _ptp_vals")
-    con.execute("drop table if exists _ptp_ident")
-    return [f"{loc}: {n} value(s) contain a patient {kind}" for loc, kind, n in sorted(hits)]
+            join {ident} as i on i.kind in ('name', 'address') and i.token = t.gram""")
+    return queries
 
 
-def verify_deidentified(path: Path, raw_db: Path | None = None) -> None:
+def identifier_problems(
+    con: duckdb.DuckDBPyConnection,
+    catalog: str,
+    raw: str,
+    base: str | None = None,
+    since_load_id: int | None = None,
+    stats: dict | None = None,
+) -> list[str]:
+    """Text columns of `catalog` holding a value that contains an identifier of a patient of the raw
+    database attached as `raw`: "<table>.<column>: N values contain a patient <kind>" (never the value).
+
+    With `base` (an attached twin that passed this check against raw up to load `since_load_id`), the scan is
+    the night's: rows of `catalog` not in `base`'s same table (EXCEPT over the text columns: exact, no hash)
+    against every identifier, and, only if raw holds identifiers first loaded after `since_load_id`, every value
+    against those. Both together cover every value against every identifier, as a full scan does. `stats` (a
+    dict) receives what was scanned."""
+    stats = stats if stats is not None else {}
+    tables = _raw_tables(con, raw)
+    if not tables:
+        return []
+    cols = con.execute(_TEXT_COLUMNS, [catalog]).fetchall()
+    if not cols:
+        return []
+    c = quote_ident(catalog)
+    con.execute(f"create or replace temp table _ptp_ident as {_identifier_sql(raw, tables)}")
+    by_table: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for s, t, col, typ in cols:
+        by_table.setdefault((s, t), []).append((col, typ))
+    base_cols = {}
+    if base is not None:
+        for s, t, col, typ in con.execute(_TEXT_COLUMNS, [base]).fetchall():
+            base_cols.setdefault((s, t), []).append((col, typ))
+    con.execute("create or replace temp table _ptp_vals (loc varchar, v varchar)")
+    for (s, t), text in by_table.items():
+        rel = f"{c}.{quote_ident(s)}.{quote_ident(t)}"
+        names = [col for col, _ in text]
+        if base is not None and base_cols.get((s, t)) == text:  # only rows the verified twin does not hold
+            listed = ", ".join(quote_ident(n) for n in names)
+            con.execute(  # materialised once: each column's select below reads it
+                f"create or replace temp table _ptp_rows as select {listed} from {rel} except "
+                f"select {listed} from {quote_ident(base)}.{quote_ident(s)}.{quote_ident(t)}"
+            )
+            rel = "_ptp_rows"
+        con.execute(f"insert into _ptp_vals {_values_sql(rel, f'{s}.{t}.', names)}")
+    stats["values_scanned"] = con.execute("select count(*) from _ptp_vals").fetchone()[0]
+    passes = [("_ptp_vals", "_ptp_ident")]
+    if base is not None:
+        con.execute(
+            "create or replace temp table _ptp_ident_new as select * from _ptp_ident "
+            "where first_load is null or first_load > ?",
+            [since_load_id if since_load_id is not None else -1],
+        )
+        stats["new_identifiers"] = con.execute("select count(*) from _ptp_ident_new").fetchone()[0]
+        if stats["new_identifiers"]:  # the verified values were not checked for these: all values, these tokens
+            con.execute(
+                "create or replace temp table _ptp_vals_all as "
+                + " union all ".join(
+                    _values_sql(f"{c}.{quote_ident(s)}.{quote_ident(t)}", f"{s}.{t}.", [col for col, _ in text])
+                    for (s, t), text in by_table.items()
+                )
+            )
+            stats["values_rescanned"] = con.execute("select count(*) from _ptp_vals_all").fetchone()[0]
+            passes.append(("_ptp_vals_all", "_ptp_ident_new"))
+    queries = [q for vals, ident in passes for q in _hits_sql(con, vals, ident)]
+    hits = (
+        con.execute(
+            f"select loc, kind, count(distinct v) from ({' union '.join(queries)}) group by all order by all"
+        ).fetchall()
+        if queries
+        else []
+    )
+    for table in ("_ptp_rows", "_ptp_vals", "_ptp_vals_all", "_ptp_ident", "_ptp_ident_new"):
+        con.execute(f"drop table if exists {table}")
+    return [f"{loc}: {n} value(s) contain a patient {kind}" for loc, kind, n in hits]
+
+
+def rule_fingerprint() -> str:
+    """sha256 of this rule (this module's source and the PHI columns the contracts flag): a twin verified under
+    another rule is never the base of a night's delta check (`verify_deidentified(base=...)`)."""
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update("\0".join(sorted(PHI_COLUMNS)).encode())
+    return h.hexdigest()
+
+
+def verify_deidentified(
+    path: Path, raw_db: Path | None = None, base: Path | None = None, since_load_id: int | None = None
+) -> dict:
     """Raise if the file at `path` holds a PHI column, an excluded table or a view, or (given the raw
-    database) a text value containing an identifier of one of its patients. The build refuses the swap."""
+    database) a text value containing an identifier of one of its patients. The build refuses the swap.
+
+    `base`: a twin that passed this check (same `rule_fingerprint()`) against raw up to load `since_load_id`,
+    e.g. the served one; then the value scan covers only what `path` holds beyond it plus every value against
+    identifiers loaded since (`identifier_problems`). The name checks always read the whole file.
+    Returns what was scanned: {"mode": "full" | "delta", "values_scanned", ...}."""
+    stats: dict = {"mode": "full"}
     con = duckdb.connect()
     try:
         con.execute(f"ATTACH {quote_literal(Path(path))} AS ptpulse_deid (READ_ONLY)")
         problems = deid_problems(con, "ptpulse_deid")
         if raw_db is not None and Path(raw_db).exists():
             con.execute(f"ATTACH {quote_literal(Path(raw_db))} AS ptpulse_raw (READ_ONLY)")
-            problems += identifier_problems(con, "ptpulse_deid", "ptpulse_raw")
+            against = None
+            if base is not None and since_load_id is not None and Path(base).exists():
+                con.execute(f"ATTACH {quote_literal(Path(base))} AS ptpulse_base (READ_ONLY)")
+                against, stats["mode"] = "ptpulse_base", "delta"
+            problems += identifier_problems(con, "ptpulse_deid", "ptpulse_raw", against, since_load_id, stats)
     finally:
         con.close()
     if problems:
         raise RuntimeError(
             f"{path} is not de-identified (fix the model or rule that writes these values): " + "; ".join(problems[:10])
         )
+    return stats

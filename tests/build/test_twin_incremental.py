@@ -1,0 +1,277 @@
+"""The de-identified twin of an incremental night costs what changed (issue 15), without weakening the rule.
+
+The small practice's last day of the five event sources is held back, the rest built in full; then the day lands
+as new loads and an incremental build starts its twin from the served, verified one, replacing only the rows
+that changed and scanning only their values (plus every value against identifiers loaded since). Its twin must
+equal the twin of a full build of the same raw data, table by table; a patient identifier planted in a changed
+table must still stop the swap; unchanged tables must not be rewritten. Real DuckDB, real dbt, no mocks.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ptpulse.build.orchestrate import build
+from ptpulse.core.config import Settings, get_settings
+from ptpulse.core.deid import verify_deidentified, write_deidentified
+from ptpulse.core.sql import quote_ident, quote_literal
+
+pytestmark = pytest.mark.slow  # real builds
+
+FACTS = {
+    "scheduling_events": "event_at",
+    "documentation_events": "created_at",
+    "charges": "posted_at",
+    "claims": "submitted_at",
+    "remittances": "event_at",
+}
+
+
+def _home(tmp: Path, raw: Path) -> Settings:
+    tmp.mkdir(parents=True)
+    shutil.copy2(raw, tmp / "raw.duckdb")
+    return get_settings(tmp).ensure()
+
+
+def _new_load(con: duckdb.DuckDBPyConnection, source: str, tag: str) -> int:
+    """A raw._loads row for a new load of `source`, copied from its first load (same profile)."""
+    load_id = con.execute("select max(load_id) + 1 from raw.raw._loads").fetchone()[0]
+    con.execute(
+        "insert into raw.raw._loads select * replace (? as load_id, ? as file, ? as sha256, "
+        "now()::timestamp as started_at) from raw.raw._loads where source = ? order by load_id limit 1",
+        [load_id, f"{source}_{tag}.csv", f"sha-{source}-{tag}", source],
+    )
+    return load_id
+
+
+def _hold_back_last_day(settings: Settings, night: Path) -> None:
+    """Move the last day's rows of each event source from raw.duckdb into the file `night`."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach {quote_literal(settings.raw_db)} as raw")
+        con.execute(f"attach {quote_literal(night)} as night")
+        last = max(
+            con.execute(f"select max(try_cast({col} as timestamp))::date from raw.raw.{source}").fetchone()[0]
+            for source, col in FACTS.items()
+        )
+        for source, col in FACTS.items():
+            is_night = f"try_cast({col} as timestamp)::date >= ?::date"
+            con.execute(f"create table night.{source} as select * from raw.raw.{source} where {is_night}", [last])
+            con.execute(f"delete from raw.raw.{source} where {is_night}", [last])
+    finally:
+        con.close()
+
+
+def _land_night(settings: Settings, night: Path) -> None:
+    """The held-back day arrives: each source's rows under a new load id, as the loader lands them."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach {quote_literal(settings.raw_db)} as raw")
+        con.execute(f"attach {quote_literal(night)} as night (read_only)")
+        for source in FACTS:
+            load_id = _new_load(con, source, "night")
+            con.execute(f"insert into raw.raw.{source} select * replace (? as _load_id) from night.{source}", [load_id])
+    finally:
+        con.close()
+
+
+def _unmatched(con: duckdb.DuckDBPyConnection, x: str, y: str, table: str, tolerant: bool) -> int:
+    """Rows of table `table` in db `x` with no equal row in `y` (multisets). Exact, or with `tolerant` doubles equal
+    within 1e-9 relative (two dbt builds add doubles in different row orders: 1e-15 apart); others stay exact."""
+    cols = con.execute(
+        "select column_name, data_type from information_schema.columns where table_catalog = ? "
+        "and table_schema || '.' || table_name = ? order by ordinal_position",
+        [x, table],
+    ).fetchall()
+    s, t = table.split(".")
+    q = f"{quote_ident(s)}.{quote_ident(t)}"
+    only_x, only_y = f"(from {x}.{q} except all from {y}.{q})", f"(from {y}.{q} except all from {x}.{q})"
+    if not tolerant:
+        return con.execute(f"select count(*) from {only_x}").fetchone()[0]
+    conds = []
+    for c, typ in cols:
+        a, b = f"p.{quote_ident(c)}", f"r.{quote_ident(c)}"
+        same = f"{a} is not distinct from {b}"
+        if typ in ("DOUBLE", "FLOAT"):
+            same = f"({same} or abs({a} - {b}) <= 1e-9 * greatest(1, abs({a})))"
+        conds.append(same)
+    return con.execute(
+        f"select count(*) from {only_x} as p where not exists (select 1 from {only_y} as r where {' and '.join(conds)})"
+    ).fetchone()[0]
+
+
+def _twin_differences(a: Path, b: Path, tolerant: bool = False) -> dict[str, tuple[int, int]]:
+    """{table: (rows only in a, rows only in b)} for tables that differ (a table in one twin only: (-1, -1))."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach {quote_literal(a)} as a (read_only)")
+        con.execute(f"attach {quote_literal(b)} as b (read_only)")
+        names = {
+            db: {
+                f"{s}.{t}"
+                for s, t in con.execute(
+                    "select schema_name, table_name from duckdb_tables() where database_name = ?", [db]
+                ).fetchall()
+            }
+            for db in ("a", "b")
+        }
+        out = {t: (-1, -1) for t in names["a"] ^ names["b"]}
+        for t in sorted(names["a"] & names["b"]):
+            if tolerant and t in ("marts.build_info", "meta.builds"):
+                continue  # this build's id and times: differ between any two builds by design
+            diff = (_unmatched(con, "a", "b", t, tolerant), _unmatched(con, "b", "a", t, tolerant))
+            if diff != (0, 0):
+                out[t] = diff
+        return out
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory, ingested_home: Settings) -> dict:
+    """Build without the last day, land it, build incrementally; a full build of the same raw beside it."""
+    root = tmp_path_factory.mktemp("twin_night")
+    home = _home(root / "home", ingested_home.raw_db)
+    held = root / "night.duckdb"
+    _hold_back_last_day(home, held)
+    first = build(home)
+    assert first.ok, first.message
+    served_twin_before = home.analytics_deid_db.resolve()
+    base_copy = root / "base_twin.duckdb"
+    shutil.copy2(served_twin_before, base_copy)  # the served twin the night starts from, kept for direct checks
+    _land_night(home, held)
+    planted_home = root / "planted"
+    shutil.copytree(home.home, planted_home, symlinks=True, ignore=shutil.ignore_patterns("*.lock"))
+    result = build(home)
+    assert result.ok, result.message
+    full_home = _home(root / "full", home.raw_db)
+    shutil.copytree(home.home / "secrets", full_home.home / "secrets", dirs_exist_ok=True)  # same pseudonyms
+    full = build(full_home, full_refresh=True)
+    assert full.ok, full.message
+    return {
+        "home": home,
+        "result": result,
+        "full": full_home,
+        "full_result": full,
+        "planted_home": get_settings(planted_home),
+        "base_twin": base_copy,
+        "root": root,
+    }
+
+
+def test_the_night_twin_is_a_delta_and_equals_a_full_builds_twin(night):
+    result = night["result"]
+    assert not result.full_refresh, result.mode_reason
+    assert result.twin["write"]["mode"] == "delta"
+    assert result.twin["verify"]["mode"] == "delta"
+    assert night["full_result"].twin["write"]["mode"] == "full"
+    twin = night["home"].analytics_deid_db
+    # exactly what a full write of the same analytics file holds, every table, all rows and columns
+    full_write = night["root"] / "full_write.duckdb"
+    assert write_deidentified(night["home"].analytics_db.resolve(), full_write)["mode"] == "full"
+    assert _twin_differences(twin, full_write) == {}
+    # and the twin of a full build of the same raw data (doubles within 1e-9: dbt's sums, not the twin)
+    assert _twin_differences(twin, night["full"].analytics_deid_db, tolerant=True) == {}
+
+
+def test_unchanged_tables_are_not_rewritten_and_only_new_values_are_scanned(night):
+    write, verify = night["result"].twin["write"], night["result"].twin["verify"]
+    assert write["rewritten"] == []  # same tables, same columns: nothing is written whole
+    assert "marts.dim_clinics" in write["unchanged"] and "marts.kpi_definitions" in write["unchanged"]
+    assert "marts.appointments" in write["updated"]  # the new day's appointments
+    con = duckdb.connect(str(night["home"].analytics_deid_db), read_only=True)
+    try:
+        appointments = con.execute("select count(*) from marts.appointments").fetchone()[0]
+    finally:
+        con.close()
+    assert 0 < write["updated"]["marts.appointments"] < appointments / 5
+    full_scan = night["full_result"].twin["verify"]["values_scanned"]
+    assert 0 < verify["values_scanned"] < full_scan / 5
+
+
+def test_a_patient_id_planted_in_a_changed_table_stops_the_night(night):
+    settings = night["planted_home"]
+    served_before = settings.analytics_deid_db.resolve()
+    raw = duckdb.connect(str(settings.raw_db), read_only=True)
+    try:
+        patient = raw.execute("select max(patient_id) from raw.raw.patients").fetchone()[0]
+    finally:
+        raw.close()
+
+    def plant(new: Path) -> None:  # one new-day appointment's text quotes a patient id
+        con = duckdb.connect(str(new))
+        try:
+            con.execute(
+                "update marts.appointments set appointment_id = appointment_id || ' re ' || ? "
+                "where appointment_id = (select max(appointment_id) from marts.appointments)",
+                [patient],
+            )
+        finally:
+            con.close()
+
+    result = build(settings, before_swap=plant)
+    assert not result.ok
+    assert "marts.appointments.appointment_id" in result.message and "patient id" in result.message
+    assert patient not in result.message  # the message names the column and kind, never the value
+    assert settings.analytics_deid_db.resolve() == served_before  # the last good twin is still served
+
+
+def test_an_identifier_loaded_tonight_is_found_in_an_unchanged_row(night, tmp_path):
+    """The served twin was verified against yesterday's patients: a value in a row the night did not touch that
+    equals a patient id first loaded tonight is still caught (the second pass of the delta scan)."""
+    home = night["home"]
+    raw = tmp_path / "raw.duckdb"
+    shutil.copy2(home.raw_db, raw)
+    analytics = home.analytics_db.resolve()
+    con = duckdb.connect(str(analytics), read_only=True)
+    try:  # a value of an unchanged table (the clinic dimension did not move tonight)
+        value = con.execute("select max(clinic_id) from marts.dim_clinics where length(clinic_id) >= 3").fetchone()[0]
+        since = con.execute("select raw_load_id from meta.build_state").fetchone()[0]
+    finally:
+        con.close()
+    twin = tmp_path / "twin.duckdb"
+    report = write_deidentified(analytics, twin, base=home.analytics_deid_db.resolve())
+    assert "marts.dim_clinics" in report["unchanged"]
+    assert verify_deidentified(twin, raw, base=home.analytics_deid_db.resolve(), since_load_id=since)["mode"] == "delta"
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach {quote_literal(raw)} as raw")
+        load_id = _new_load(con, "patients", "tonight")
+        con.execute(
+            "insert into raw.raw.patients select * replace (? as patient_id, ? as _load_id) "
+            "from raw.raw.patients limit 1",
+            [value, load_id],
+        )
+    finally:
+        con.close()
+    with pytest.raises(RuntimeError, match=r"marts\.dim_clinics\.clinic_id: 1 value\(s\) contain a patient patient id"):
+        verify_deidentified(twin, raw, base=home.analytics_deid_db.resolve(), since_load_id=since)
+
+
+def test_new_columns_dropped_tables_and_duplicate_rows_follow_the_source(night, tmp_path):
+    """A table whose kept columns changed is written whole, one gone from the source is dropped, and duplicate
+    rows keep their count: the delta twin is still exactly a full write of the same file."""
+    analytics = tmp_path / "analytics.duckdb"
+    shutil.copy2(night["home"].analytics_db.resolve(), analytics)
+    con = duckdb.connect(str(analytics))
+    try:
+        con.execute("alter table marts.dim_clinics add column opened_note_free varchar default 'x'")
+        con.execute("drop table marts.payer_mix")
+        con.execute("insert into marts.dim_payers select * from marts.dim_payers limit 1")  # a duplicate row
+        con.execute(
+            "delete from marts.dim_therapists where therapist_id = (select min(therapist_id) from marts.dim_therapists)"
+        )
+    finally:
+        con.close()
+    base = night["home"].analytics_deid_db.resolve()
+    delta, full = tmp_path / "delta.duckdb", tmp_path / "full.duckdb"
+    report = write_deidentified(analytics, delta, base=base)
+    write_deidentified(analytics, full)
+    assert report["rewritten"] == ["marts.dim_clinics"] and report["dropped"] == ["marts.payer_mix"]
+    assert report["updated"]["marts.dim_payers"] == 3  # the duplicated row: its one copy deleted, two inserted
+    assert report["updated"]["marts.dim_therapists"] == 1
+    assert _twin_differences(delta, full) == {}
