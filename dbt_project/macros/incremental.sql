@@ -90,6 +90,11 @@
         create or replace table {{ scope_relation() }} as
         {% if scope_macro == 'appointments_collapsed' -%}{{ appointments_collapsed_scope(since) }}
         {%- elif scope_macro == 'visit_links' -%}{{ visit_links_scope(since) }}
+        {%- elif scope_macro == 'claim_links' -%}{{ claim_links_scope(since) }}
+        {%- elif scope_macro == 'remittances_linked' -%}{{ remittances_linked_scope(since) }}
+        {%- elif scope_macro == 'charge_lines_classified' -%}{{ charge_lines_classified_scope(since) }}
+        {%- elif scope_macro == 'claims_reconciled' -%}{{ claims_reconciled_scope(since) }}
+        {%- elif scope_macro == 'remittances_attributed' -%}{{ remittances_attributed_scope(since) }}
         {%- else -%}{{ exceptions.raise_compiler_error('no incremental scope named ' ~ scope_macro) }}
         {%- endif %}
     {%- endset -%}
@@ -110,9 +115,11 @@
 {% macro in_scope(relation, pairs) -%}
     {%- if not is_incremental() -%}{{ return(relation) }}{%- endif -%}
     {%- set conds = [] -%}
-    {%- for col, key in pairs.items() -%}{%- do conds.append('r.' ~ col ~ ' = s.' ~ key) -%}{%- endfor -%}
-    {{ return('(select r.* from ' ~ relation ~ ' as r semi join ' ~ scope_relation() ~ ' as s on '
-        ~ conds | join(' and ') ~ ')') }}
+    {%- for col, key in pairs.items() -%}
+        {%- do conds.append('scoped_row.' ~ col ~ ' = scope_key.' ~ key) -%}
+    {%- endfor -%}
+    {{ return('(select scoped_row.* from ' ~ relation ~ ' as scoped_row semi join ' ~ scope_relation()
+        ~ ' as scope_key on ' ~ conds | join(' and ') ~ ')') }}
 {%- endmacro %}
 
 {# int_appointments_collapsed: the appointments with a scheduling event in a new load, widened to every
@@ -244,18 +251,189 @@
         select c.source, c.row_id from current_rows as c
         left join xw as x on c.patient_id = x.pid
         where x.person_id in (select person_id from persons) or (select yes from everything)
+    ),
+
+    keys as (
+        select source, row_id from rows_in_scope
+        union
+        select 'claims', c.claim_id from current_rows as c
+        semi join rows_in_scope as r on c.source = r.source and c.row_id = r.row_id
+        where c.source = 'charges' and c.claim_id is not null
+        union
+        select 'claims', r.claim_id from new_rows as r where r.source = 'charges' and r.claim_id is not null
     )
 
-    select source, row_id from rows_in_scope
-    union
-    select 'claims', c.claim_id from current_rows as c
-    semi join rows_in_scope as r on c.source = r.source and c.row_id = r.row_id
-    where c.source = 'charges' and c.claim_id is not null
-    union
-    select 'claims', r.claim_id from new_rows as r where r.source = 'charges' and r.claim_id is not null
+    -- the old person, date and episode of each row: the claim-side scopes below match claims on them
+    select k.source, k.row_id, p.person_id as prev_person_id, p.service_date as prev_service_date,
+        p.episode_id as prev_episode_id
+    from keys as k left join {{ this }} as p on k.source = p.source and k.row_id = p.row_id
 {%- endmacro %}
 
 {% macro drop_previous_crosswalk() -%}
     {%- set xw = ref('int_patient_crosswalk') -%}
     drop table if exists {{ xw.incorporate(path={'identifier': xw.identifier ~ '__prev'}) }}
+{%- endmacro %}
+
+{# ---- The claim side: int_claim_links -> int_remittances_linked, int_charge_lines_classified ->
+   int_claims_reconciled, int_remittances_attributed. Each scope is derived from the scopes its upstream models
+   wrote this build (which are therefore kept until the build ends: ptpulse/build/incremental.py drops every
+   `__scope` table with the build state) and carries the OLD value a consumer needs of each row in it (the old
+   person, date and episode of a re-linked claim, the old claim of a re-linked charge line or remittance), taken
+   in the first pre-hook while the old table is still whole. #}
+
+{# The scope an upstream incremental intermediate wrote in this build. Missing means that model did not run
+   incrementally in this invocation: an error with the fix, never a guessed scope. #}
+{% macro upstream_scope(model_name) -%}
+    {%- set up = ref(model_name) -%}
+    {%- set rel = up.incorporate(path={'identifier': up.identifier ~ '__scope'}) -%}
+    {%- set found = run_query(
+        "select count(*) from duckdb_tables() where database_name = '" ~ up.database ~ "' and schema_name = '"
+        ~ up.schema ~ "' and table_name = '" ~ rel.identifier ~ "'"
+    ).columns[0].values()[0] -%}
+    {%- if not found -%}
+        {{ exceptions.raise_compiler_error(model.name ~ ': ' ~ model_name ~ ' wrote no incremental scope in this '
+            ~ 'build (it did not run incrementally); run `ptpulse build --full-refresh`') }}
+    {%- endif -%}
+    {{ return(rel) }}
+{%- endmacro %}
+
+{# True when one of these reference sources (whose crosswalks map every row: clinics, therapists, payers) has a
+   new load: the model then recomputes every row. #}
+{% macro reloaded(sources, since) -%}
+    exists (
+    {%- for s in sources %}
+        select 1 from {{ raw_source(s, ['_load_id']) }} where _load_id > {{ since }}
+        {{- ' union all' if not loop.last }}
+    {%- endfor %}
+    )
+{%- endmacro %}
+
+{# int_claim_links (charges and remittances): a row's claim depends on its own row, its person and episode
+   (int_visit_links) and, without a carried claim id, on every claim of its (person, date) (a charge) or
+   (episode, date) (a remittance). The scope: charges and remittances with a raw row in a new load, the charges
+   int_visit_links recomputed, and every charge / remittance sharing a (person, date) / (episode, date) with the
+   old or the new values of a claim int_visit_links recomputed (re-linked, new, corrected or deleted). #}
+{% macro claim_links_scope(since) -%}
+    {%- set vl = upstream_scope('int_visit_links') -%}
+    {%- set links = ref('int_visit_links') -%}
+    with claim_keys as (
+        select prev_person_id as person_id, prev_service_date as service_date, prev_episode_id as episode_id
+        from {{ vl }} where source = 'claims'
+        union
+        select l.person_id, l.service_date, l.episode_id from {{ links }} as l
+        semi join {{ vl }} as s on l.source = s.source and l.row_id = s.row_id
+        where l.source = 'claims'
+    ),
+
+    keys as (
+        select 'charges' as source, r.charge_id as row_id
+        from {{ raw_source('charges', ['charge_id', '_load_id']) }} as r where r._load_id > {{ since }}
+        union
+        select 'remittances', r.remit_id
+        from {{ raw_source('remittances', ['remit_id', '_load_id']) }} as r where r._load_id > {{ since }}
+        union
+        select source, row_id from {{ vl }} where source = 'charges'
+        union
+        select l.source, l.row_id from {{ links }} as l
+        semi join claim_keys as c on l.person_id = c.person_id and l.service_date = c.service_date
+        where l.source = 'charges'
+        union
+        select 'remittances', r.remit_id from {{ ref('stg_raw__remittances') }} as r
+        semi join claim_keys as c on r.episode_id = c.episode_id and r.service_date = c.service_date
+    )
+
+    select k.source, k.row_id, p.claim_id as prev_claim_id
+    from keys as k left join {{ this }} as p on k.source = p.source and k.row_id = p.row_id
+{%- endmacro %}
+
+{# int_remittances_linked: one source system per claim (the most authoritative with any payment for it), so the
+   scope is every remittance linked, before or now, to a claim that a remittance int_claim_links recomputed was
+   or is linked to, plus those remittances themselves; every row when a payers file was loaded (payer ids). #}
+{% macro remittances_linked_scope(since) -%}
+    {%- set cl = upstream_scope('int_claim_links') -%}
+    {%- set links = ref('int_claim_links') -%}
+    {%- set everything = reloaded(['payers'], since) -%}
+    with touched_claims as (
+        select prev_claim_id as claim_id from {{ cl }} where source = 'remittances'
+        union
+        select l.claim_id from {{ links }} as l
+        semi join {{ cl }} as s on l.source = s.source and l.row_id = s.row_id
+        where l.source = 'remittances'
+    ),
+
+    keys as (
+        select row_id as remit_id from {{ cl }} where source = 'remittances'
+        union
+        select l.row_id from {{ links }} as l
+        where l.source = 'remittances' and (l.claim_id in (select claim_id from touched_claims) or {{ everything }})
+        union
+        select remit_id from {{ this }} where claim_id in (select claim_id from touched_claims) or {{ everything }}
+    )
+
+    select k.remit_id, p.claim_id as prev_claim_id from keys as k left join {{ this }} as p using (remit_id)
+{%- endmacro %}
+
+{# int_charge_lines_classified: one row per charge line from its own row, links and crosswalks, no cross-row
+   rule. The scope: the charge lines int_visit_links or int_claim_links recomputed; every line when a clinics or
+   therapists file was loaded (NPI crosswalks). #}
+{% macro charge_lines_classified_scope(since) -%}
+    {%- set everything = reloaded(['clinics', 'therapists'], since) -%}
+    with keys as (
+        select row_id as charge_id from {{ upstream_scope('int_visit_links') }} where source = 'charges'
+        union
+        select row_id from {{ upstream_scope('int_claim_links') }} where source = 'charges'
+        union
+        select charge_id from {{ this }} where {{ everything }}
+        union
+        select charge_id from {{ ref('stg_raw__charges') }} where {{ everything }}
+    )
+
+    select k.charge_id, p.claim_id as prev_claim_id from keys as k left join {{ this }} as p using (charge_id)
+{%- endmacro %}
+
+{# int_claims_reconciled: a claim's row sums its remittances and charge lines. The scope: the claims
+   int_visit_links recomputed (header, links), and the old and new claim of every remittance and charge line
+   recomputed upstream; every claim when a clinics or payers file was loaded. #}
+{% macro claims_reconciled_scope(since) -%}
+    {%- set rl = upstream_scope('int_remittances_linked') -%}
+    {%- set ch = upstream_scope('int_charge_lines_classified') -%}
+    {%- set everything = reloaded(['clinics', 'payers'], since) -%}
+    select row_id as claim_id from {{ upstream_scope('int_visit_links') }} where source = 'claims'
+    union
+    select prev_claim_id from {{ rl }} where prev_claim_id is not null
+    union
+    select r.claim_id from {{ ref('int_remittances_linked') }} as r semi join {{ rl }} as s using (remit_id)
+    where r.claim_id is not null
+    union
+    select prev_claim_id from {{ ch }} where prev_claim_id is not null
+    union
+    select c.claim_id from {{ ref('int_charge_lines_classified') }} as c semi join {{ ch }} as s using (charge_id)
+    where c.claim_id is not null
+    union
+    select claim_id from {{ this }} where {{ everything }}
+    union
+    select claim_id from {{ ref('stg_raw__claims') }} where {{ everything }}
+{%- endmacro %}
+
+{# int_remittances_attributed: a remittance's clinic and episode come from its row and its claim (the claim row,
+   else the claim's charge lines). The scope: the remittances int_remittances_linked recomputed, and every
+   remittance of a claim whose row int_visit_links recomputed or whose charge lines changed (old and new claim);
+   every remittance when a clinics file was loaded. #}
+{% macro remittances_attributed_scope(since) -%}
+    {%- set ch = upstream_scope('int_charge_lines_classified') -%}
+    {%- set everything = reloaded(['clinics'], since) -%}
+    with touched_claims as (
+        select row_id as claim_id from {{ upstream_scope('int_visit_links') }} where source = 'claims'
+        union
+        select prev_claim_id from {{ ch }}
+        union
+        select c.claim_id from {{ ref('int_charge_lines_classified') }} as c semi join {{ ch }} as s using (charge_id)
+    )
+
+    select remit_id from {{ upstream_scope('int_remittances_linked') }}
+    union
+    select r.remit_id from {{ ref('int_remittances_linked') }} as r
+    where r.claim_id in (select claim_id from touched_claims) or {{ everything }}
+    union
+    select remit_id from {{ this }} where claim_id in (select claim_id from touched_claims) or {{ everything }}
 {%- endmacro %}

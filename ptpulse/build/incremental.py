@@ -37,6 +37,9 @@ create table meta.build_state (
 # intermediates which loads are new (macros/incremental.sql); everything else is rebuilt by dbt
 KEPT_SCHEMAS = ("staging", "intermediate")
 KEPT_TABLES = (("meta", "build_state"),)
+# what the incremental intermediates hand to each other during one build (a model's `__scope` is read by the models
+# after it; int_patient_crosswalk's `__prev` by int_visit_links): never part of a served file
+HANDOFF_SUFFIXES = ("__scope", "__prev")
 _PROJECT_PARTS = ("dbt_project.yml", "models", "macros", "seeds")
 
 
@@ -158,7 +161,7 @@ def start_from_served(served: Path, new_path: Path) -> int:
         ).fetchall()
         kept = 0
         for schema, table in tables:
-            if schema in KEPT_SCHEMAS or (schema, table) in KEPT_TABLES:
+            if (schema in KEPT_SCHEMAS and not table.endswith(HANDOFF_SUFFIXES)) or (schema, table) in KEPT_TABLES:
                 kept += 1
             else:
                 con.execute(f"drop table {quote_ident(schema)}.{quote_ident(table)}")
@@ -168,8 +171,22 @@ def start_from_served(served: Path, new_path: Path) -> int:
     return kept
 
 
+def drop_handoffs(con: duckdb.DuckDBPyConnection) -> int:
+    """Drop the tables the incremental intermediates handed to each other (HANDOFF_SUFFIXES): kept by dbt until
+    the build ends, because a model's scope is read by every model after it. Returns how many were dropped."""
+    tables = con.execute(
+        "select schema_name, table_name from duckdb_tables() where database_name = current_database()"
+    ).fetchall()
+    handoffs = [(s, t) for s, t in tables if t.endswith(HANDOFF_SUFFIXES)]
+    for schema, table in handoffs:
+        con.execute(f"drop table {quote_ident(schema)}.{quote_ident(table)}")
+    return len(handoffs)
+
+
 def record_state(con: duckdb.DuckDBPyConnection, state: BuildState) -> None:
-    """`meta.build_state` of the new file (one row): read by the next build's plan_build."""
+    """`meta.build_state` of the new file (one row): read by the next build's plan_build. Also drops the
+    incremental models' hand-off tables (drop_handoffs): the state is recorded once dbt is done with them."""
+    drop_handoffs(con)
     con.execute("create schema if not exists meta")
     con.execute("drop table if exists meta.build_state")
     con.execute(STATE_DDL)

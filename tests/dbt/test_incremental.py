@@ -5,7 +5,10 @@ before the last event, then each of those days arrives as new loads (the rows of
 as the loader would land them) and an incremental build runs after each. A late correction of a year-old charge,
 a corrected year-old scheduling event (visit numbers of its episode shift), a tombstone for an old remittance and
 a charge line of a patient id nobody knows yet arrive among them; the next night a patients file makes that id
-one person with an existing patient, so the old line must re-link and the patient's rows change person. Every
+one person with an existing patient, so the old line must re-link and the patient's rows change person. On the
+claim side: a year-old claim is denied on day 1 and paid on day 3; a payment carrying no claim id (case + visit
+date, as WebPT sends it) links to a year-old claim on day 1 and is left unlinked on day 2, when that claim is
+corrected to another episode. Every
 mart, intermediate and staging table must equal the full rebuild of the same raw data: all rows, all columns,
 money to the cent. Real DuckDB, real dbt, no mocks.
 """
@@ -40,6 +43,8 @@ DAYS = 3
 NEW_PATIENT = "PT000000001"  # sorts before every generated id: the merged person takes it as its person_id
 RELINK_CHARGE = "CHG-RELINK-1"
 BUILD_SPECIFIC = {"build_info"}  # this build's id and time: differs between any two builds by design
+DENIED_THEN_PAID = ("RMT-DENY-1", "RMT-PAY-1")  # a denial (day 1), then a payer payment (day 3) for an old claim
+CASE_PAYMENT = "RMT-CASE-1"  # no claim id: linked by (episode, date) to an old claim that day 2 moves episode
 
 
 def _new_load(con: duckdb.DuckDBPyConnection, source: str, tag: str) -> int:
@@ -62,6 +67,28 @@ def _land(con: duckdb.DuckDBPyConnection, source: str, select_sql: str, params: 
         params,
     )
     return load_id
+
+
+def _land_remittance(con: duckdb.DuckDBPyConnection, remit_id: str, claim: tuple, event_type: str, day, tag: str):
+    """A new remittance event of `event_type` for `claim` = (claim_id or None, episode_id or None, service_date,
+    payer_id), modelled on the first landed event of that type."""
+    _land(
+        con,
+        "remittances",
+        "select * replace (? as remit_id, ? as claim_id, ? as episode_id, cast(? as date) as service_date, "
+        "? as payer_id, cast(? as timestamp) + interval 11 hour as event_at) "
+        "from raw.raw.remittances where event_type = ? order by remit_id limit 1",
+        [remit_id, *claim, day, event_type],
+        tag,
+    )
+
+
+def _served_row(settings: Settings, sql: str, params: list) -> tuple | None:
+    con = duckdb.connect(str(settings.analytics_db), read_only=True)
+    try:
+        return con.execute(sql, params).fetchone()
+    finally:
+        con.close()
 
 
 def _tables(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
@@ -153,6 +180,29 @@ def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
     assert first.ok and first.full_refresh, first.message
     results = [first]
     edits: dict = {}
+    observed: dict = {}
+    con = duckdb.connect(str(settings.raw_db), read_only=True)
+    try:
+        old = cut - timedelta(days=300)
+        # a year-old claim that was never denied; and one alone on its (episode, date), with another episode of
+        # the same patient to move to
+        paid = con.execute(
+            "select claim_id, service_date, payer_id from raw.raw.claims where service_date < ? and claim_id not in "
+            "(select claim_id from raw.raw.remittances where event_type = 'denial' and claim_id is not null) "
+            "order by claim_id limit 1",
+            [old],
+        ).fetchone()
+        moved = con.execute(
+            "select c.claim_id, c.episode_id, c.service_date, c.payer_id, o.episode_id from raw.raw.claims as c "
+            "inner join raw.raw.claims as o on o.patient_id = c.patient_id and o.episode_id <> c.episode_id "
+            "where c.service_date < ? and c.claim_id <> ? and c.claim_id in (select any_value(claim_id) "
+            "from raw.raw.claims group by episode_id, service_date having count(distinct claim_id) = 1) "
+            "order by c.claim_id, o.episode_id limit 1",
+            [old, paid[0]],
+        ).fetchone()
+    finally:
+        con.close()
+    edits["denied_then_paid_claim"], edits["moved_claim"], edits["moved_to_episode"] = paid[0], moved[0], moved[4]
     for day in range(1, DAYS + 1):
         d = cut + timedelta(days=day)
         con = duckdb.connect(str(settings.raw_db))
@@ -160,6 +210,23 @@ def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
             con.execute(f"attach '{stash}' as stash (read_only)")
             for source, t in FACTS.items():
                 _land(con, source, f"select * from stash.{source} where cast({t} as date) = ?", [d], f"day{day}")
+            if day == 1:  # a denial for a year-old claim; a payment naming only the case and visit date of another
+                _land_remittance(con, DENIED_THEN_PAID[0], (paid[0], None, paid[1], paid[2]), "denial", d, "denial")
+                _land_remittance(con, CASE_PAYMENT, (None, moved[1], moved[2], moved[3]), "payer_payment", d, "case")
+            if day == 3:  # ... the denied claim is paid after all
+                _land_remittance(
+                    con, DENIED_THEN_PAID[1], (paid[0], None, paid[1], paid[2]), "payer_payment", d, "paid"
+                )
+            if day == 2:  # the case payment's claim is corrected to another episode of its patient: the payment's
+                # (episode, date) now names no claim, so it must unlink (the claim's OLD episode widens the scope)
+                _land(
+                    con,
+                    "claims",
+                    "select * replace (? as episode_id, cast(? as timestamp) + interval 9 hour as submitted_at) "
+                    "from raw.raw.claims where claim_id = ? order by submitted_at desc limit 1",
+                    [moved[4], d, moved[0]],
+                    "episode-fix",
+                )
             if day == 2:  # late corrections and a delete, for records far older than the new days
                 charge = con.execute(
                     "select charge_id, charge_usd from raw.raw.charges where posted_at < ? "
@@ -218,13 +285,15 @@ def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
                     [RELINK_CHARGE, NEW_PATIENT, d, relink[0]],
                     "unknown-patient",
                 )
-                edits = {
-                    "charge_id": charge[0],
-                    "charge_usd": charge[1] + Decimal("12.34"),
-                    "appointment_id": event[1],
-                    "remit_id": remit,
-                    "relink_appointment_id": relink[1],
-                }
+                edits.update(
+                    {
+                        "charge_id": charge[0],
+                        "charge_usd": charge[1] + Decimal("12.34"),
+                        "appointment_id": event[1],
+                        "remit_id": remit,
+                        "relink_appointment_id": relink[1],
+                    }
+                )
             if day == 3:  # ... until a patients file names that id with the member id of an existing patient: the
                 # two ids become one person (the new, smaller id), so the old line re-links to that patient's visit
                 # and every row of the patient changes person
@@ -241,6 +310,18 @@ def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
         result = build(settings)
         assert result.ok, result.message
         results.append(result)
+        observed[day] = {
+            "case_payment": _served_row(
+                settings,
+                "select claim_id, claim_link from intermediate.int_remittances_linked where remit_id = ?",
+                [CASE_PAYMENT],
+            ),
+            "denied_then_paid": _served_row(
+                settings,
+                "select is_denied, payer_paid_usd from marts.claims where claim_id = ?",
+                [paid[0]],
+            ),
+        }
 
     full_home = tmp_path_factory.mktemp("full_home")
     shutil.copy2(settings.raw_db, full_home / "raw.duckdb")
@@ -248,7 +329,14 @@ def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
     full_settings = get_settings(full_home).ensure()
     full = build(full_settings, full_refresh=True)
     assert full.ok, full.message
-    return {"settings": settings, "full": full_settings, "results": results, "edits": edits, "build": build}
+    return {
+        "settings": settings,
+        "full": full_settings,
+        "results": results,
+        "edits": edits,
+        "observed": observed,
+        "build": build,
+    }
 
 
 def test_each_night_is_incremental(day_by_day):
@@ -296,6 +384,21 @@ def test_a_new_patient_id_relinks_an_old_line_and_every_row_of_its_person(day_by
         con.close()
     assert line == (day_by_day["edits"]["relink_appointment_id"], NEW_PATIENT, "patient_date")
     assert persons > 1
+
+
+def test_claim_side_changes_to_old_claims_are_applied_night_by_night(day_by_day):
+    """A denial then a payment for a year-old claim, and a payment linked by case + date whose claim moves to
+    another episode the next night, each show in the served build of that night (the scopes widen to them)."""
+    e, seen = day_by_day["edits"], day_by_day["observed"]
+    assert seen[1]["case_payment"] == (e["moved_claim"], "episode_date")
+    assert seen[2]["case_payment"] == (None, "unlinked")
+    assert seen[1]["denied_then_paid"][0] is True
+    assert seen[3]["denied_then_paid"][0] is True
+    assert seen[3]["denied_then_paid"][1] > seen[1]["denied_then_paid"][1]  # the day-3 payment counts
+    episode = _served_row(
+        day_by_day["settings"], "select episode_id from marts.claims where claim_id = ?", [e["moved_claim"]]
+    )
+    assert episode == (e["moved_to_episode"],)
 
 
 def test_a_crashed_incremental_build_leaves_the_last_good_build_served(day_by_day):

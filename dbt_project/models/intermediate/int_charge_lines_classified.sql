@@ -5,6 +5,18 @@
 -- int_therapist_crosswalk). Every staging column, plus the flags; left joins on the charge's own key, so no line
 -- is lost or repeated. is_timed: minutes were recorded, else (a format that bills units only, such as X12 837P) the CPT
 -- list's timed flag.
+-- Incremental (macros/incremental.sql, charge_lines_classified_scope): recomputes the lines whose links were
+-- recomputed upstream; the scope (with each line's old claim) is kept for int_claims_reconciled and
+-- int_remittances_attributed.
+-- depends_on: {{ source('raw', 'clinics') }} {{ source('raw', 'therapists') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook=[
+        "{{ scope_hooks('charge_lines_classified', ['charge_id'])[0] }}",
+        "{{ scope_hooks('charge_lines_classified', ['charge_id'])[1] }}"
+    ]
+) }}
 select
     {{ star_replace(ref('stg_raw__charges'), 'c', {
         'appointment_id': 'l.appointment_id',
@@ -20,7 +32,7 @@ select
     l.unlinked_reason,
     k.claim_link,
     k.unlinked_reason as claim_unlinked_reason
-from {{ ref('stg_raw__charges') }} as c
+from {{ in_scope(ref('stg_raw__charges'), {'charge_id': 'charge_id'}) }} as c
 left join {{ ref('int_visit_links') }} as l on l.source = 'charges' and c.charge_id = l.row_id
 left join {{ ref('int_claim_links') }} as k on k.source = 'charges' and c.charge_id = k.row_id
 left join {{ ref('int_clinic_crosswalk') }} as xc on c.clinic_id = xc.source_id

@@ -8,22 +8,24 @@
 --                service; several or none -> left unlinked (the cash still counts in the practice's totals).
 -- Every row keeps its grain (a left join back onto the source row); unlinked_reason says why a claim is missing
 -- and marts.link_health counts them.
+-- Incremental (macros/incremental.sql, claim_links_scope): recomputes the rows whose claim may have changed, reading
+-- only the claims of their dates; the scope (with each row's old claim) is kept for the models that read this one.
+-- depends_on: {{ source('raw', 'charges') }} {{ source('raw', 'remittances') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook=[
+        "{{ scope_hooks('claim_links', ['source', 'row_id'])[0] }}",
+        "{{ scope_hooks('claim_links', ['source', 'row_id'])[1] }}"
+    ]
+) }}
+{% set inc = is_incremental() %}
+
 with xw as (
     select
         pid,
         person_id
     from {{ ref('int_patient_crosswalk') }}
-),
-
-claims as (
-    select
-        c.claim_id,
-        x.person_id,
-        c.service_date,
-        l.episode_id
-    from {{ ref('stg_raw__claims') }} as c
-    left join xw as x on c.patient_id = x.pid
-    left join {{ ref('int_visit_links') }} as l on l.source = 'claims' and c.claim_id = l.row_id
 ),
 
 src as (
@@ -37,6 +39,12 @@ src as (
     from {{ ref('stg_raw__charges') }} as c
     left join xw as x on c.patient_id = x.pid
     left join {{ ref('int_visit_links') }} as l on l.source = 'charges' and c.charge_id = l.row_id
+    {%- if inc %}
+        where c.charge_id in (
+                select k.row_id from {{ scope_relation() }} as k
+                where k.source = 'charges'
+            )
+    {%- endif %}
     union all
     select
         'remittances' as source,
@@ -46,6 +54,26 @@ src as (
         service_date,
         episode_id
     from {{ ref('stg_raw__remittances') }}
+    {%- if inc %}
+        where remit_id in (
+                select k.row_id from {{ scope_relation() }} as k
+                where k.source = 'remittances'
+            )
+    {%- endif %}
+),
+
+claims as (
+    select
+        c.claim_id,
+        x.person_id,
+        c.service_date,
+        l.episode_id
+    from {{ ref('stg_raw__claims') }} as c
+    left join xw as x on c.patient_id = x.pid
+    left join {{ ref('int_visit_links') }} as l on l.source = 'claims' and c.claim_id = l.row_id
+    {%- if inc %}
+        where c.service_date in (select r.service_date from src as r)
+    {%- endif %}
 ),
 
 -- candidate claims of rows without a claim id: a charge by person + date, a payment by episode + date

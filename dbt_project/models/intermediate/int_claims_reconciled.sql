@@ -4,6 +4,19 @@
 -- int_payer_crosswalk).
 -- Balances follow the remittances contract: insurance balance = billed - payer payments - contractual
 -- adjustments - patient responsibility - write-offs; patient balance = patient responsibility - patient payments.
+-- Incremental (macros/incremental.sql, claims_reconciled_scope): recomputes the claims whose header, links,
+-- remittances or charge lines were recomputed upstream, summing only their rows.
+-- depends_on: {{ source('raw', 'clinics') }} {{ source('raw', 'payers') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook=[
+        "{{ scope_hooks('claims_reconciled', ['claim_id'])[0] }}",
+        "{{ scope_hooks('claims_reconciled', ['claim_id'])[1] }}"
+    ],
+    post_hook="{{ scope_drop() }}"
+) }}
+
 with remits as (
     select
         claim_id,
@@ -19,7 +32,7 @@ with remits as (
         min(event_at) filter (where event_type = 'payer_payment') as first_payer_payment_at,
         max(event_at) as last_remit_at,
         count(*) as remit_events
-    from {{ ref('int_remittances_linked') }}
+    from {{ in_scope(ref('int_remittances_linked'), {'claim_id': 'claim_id'}) }}
     group by claim_id
 ),
 
@@ -29,7 +42,7 @@ lines as (
         count(*) as charge_lines,
         sum(charge_usd) as charge_lines_usd,
         sum(units) filter (where not is_excluded_from_units) as billable_units
-    from {{ ref('int_charge_lines_classified') }}
+    from {{ in_scope(ref('int_charge_lines_classified'), {'claim_id': 'claim_id'}) }}
     group by claim_id
 )
 
@@ -61,7 +74,7 @@ select
     coalesce(l.charge_lines, 0) as charge_lines,
     coalesce(l.charge_lines_usd, 0) as charge_lines_usd,
     coalesce(l.billable_units, 0) as billable_units
-from {{ ref('stg_raw__claims') }} as c
+from {{ in_scope(ref('stg_raw__claims'), {'claim_id': 'claim_id'}) }} as c
 left join remits as r using (claim_id)
 left join lines as l using (claim_id)
 left join {{ ref('int_visit_links') }} as k on k.source = 'claims' and c.claim_id = k.row_id

@@ -16,6 +16,8 @@
 -- and marts.link_health counts them.
 -- Incremental (macros/incremental.sql, visit_links_scope): recomputes the rows whose links may have changed, with
 -- every row of their persons and every charge line of their claims as input, so each is what a full build gives.
+-- Its scope (with each row's old person, date and episode) is kept until the build ends: the claim-side models
+-- derive their scopes from it.
 -- depends_on: {{ source('raw', 'charges') }} {{ source('raw', 'claims') }}
 -- depends_on: {{ source('raw', 'documentation_events') }} {{ source('raw', 'scheduling_events') }}
 -- depends_on: {{ source('raw', 'therapists') }}
@@ -26,7 +28,7 @@
         "{{ scope_hooks('visit_links', ['source', 'row_id'])[0] }}",
         "{{ scope_hooks('visit_links', ['source', 'row_id'])[1] }}"
     ],
-    post_hook=["{{ scope_drop() }}", "{{ drop_previous_crosswalk() }}"]
+    post_hook="{{ drop_previous_crosswalk() }}"
 ) }}
 {% set inc = is_incremental() %}
 
