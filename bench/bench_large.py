@@ -45,6 +45,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from ptpulse.core.contracts import load_contracts
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
@@ -55,13 +57,10 @@ FULL_REBUILD_TARGET_S = 3600
 COLD_TARGET_S, WARM_TARGET_S = 3.0, 1.0
 NIGHTLY_TARGET_S = 300
 # the event exports whose last day becomes the night's delta, with their contract's event time (the incremental
-# staging models' sources; tests/dbt/test_incremental.py cuts the same way)
+# staging models' sources; tests/night_helpers.py cuts the same way)
 NIGHT_FACTS = {
-    "scheduling_events": "event_at",
-    "documentation_events": "created_at",
-    "charges": "posted_at",
-    "claims": "submitted_at",
-    "remittances": "event_at",
+    source: load_contracts()[source].event_time
+    for source in ("scheduling_events", "documentation_events", "charges", "claims", "remittances")
 }
 
 

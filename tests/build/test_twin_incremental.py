@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from night_helpers import FACTS, new_load
 
 from ptpulse.build.orchestrate import build
 from ptpulse.core.config import Settings, get_settings
@@ -22,30 +23,11 @@ from ptpulse.core.sql import quote_ident, quote_literal
 
 pytestmark = pytest.mark.slow  # real builds
 
-FACTS = {
-    "scheduling_events": "event_at",
-    "documentation_events": "created_at",
-    "charges": "posted_at",
-    "claims": "submitted_at",
-    "remittances": "event_at",
-}
-
 
 def _home(tmp: Path, raw: Path) -> Settings:
     tmp.mkdir(parents=True)
     shutil.copy2(raw, tmp / "raw.duckdb")
     return get_settings(tmp).ensure()
-
-
-def _new_load(con: duckdb.DuckDBPyConnection, source: str, tag: str) -> int:
-    """A raw._loads row for a new load of `source`, copied from its first load (same profile)."""
-    load_id = con.execute("select max(load_id) + 1 from raw.raw._loads").fetchone()[0]
-    con.execute(
-        "insert into raw.raw._loads select * replace (? as load_id, ? as file, ? as sha256, "
-        "now()::timestamp as started_at) from raw.raw._loads where source = ? order by load_id limit 1",
-        [load_id, f"{source}_{tag}.csv", f"sha-{source}-{tag}", source],
-    )
-    return load_id
 
 
 def _hold_back_last_day(settings: Settings, night: Path) -> None:
@@ -73,7 +55,7 @@ def _land_night(settings: Settings, night: Path) -> None:
         con.execute(f"attach {quote_literal(settings.raw_db)} as raw")
         con.execute(f"attach {quote_literal(night)} as night (read_only)")
         for source in FACTS:
-            load_id = _new_load(con, source, "night")
+            load_id = new_load(con, source, "night")
             con.execute(f"insert into raw.raw.{source} select * replace (? as _load_id) from night.{source}", [load_id])
     finally:
         con.close()
@@ -240,7 +222,7 @@ def test_an_identifier_loaded_tonight_is_found_in_an_unchanged_row(night, tmp_pa
     con = duckdb.connect()
     try:
         con.execute(f"attach {quote_literal(raw)} as raw")
-        load_id = _new_load(con, "patients", "tonight")
+        load_id = new_load(con, "patients", "tonight")
         con.execute(
             "insert into raw.raw.patients select * replace (? as patient_id, ? as _load_id) "
             "from raw.raw.patients limit 1",

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from night_helpers import FACTS, new_load
 
 from ptpulse.build.incremental import read_state
 from ptpulse.build.orchestrate import build as build_in
@@ -31,14 +32,6 @@ from ptpulse.core.sql import quote_ident
 
 pytestmark = pytest.mark.slow  # real builds: under xdist this file starts early (tests/conftest.py)
 
-# event sources staged incrementally, with their event-time column
-FACTS = {
-    "scheduling_events": "event_at",
-    "documentation_events": "created_at",
-    "charges": "posted_at",
-    "claims": "submitted_at",
-    "remittances": "event_at",
-}
 DAYS = 3
 NEW_PATIENT = "PT000000001"  # sorts before every generated id: the merged person takes it as its person_id
 RELINK_CHARGE = "CHG-RELINK-1"
@@ -47,20 +40,9 @@ DENIED_THEN_PAID = ("RMT-DENY-1", "RMT-PAY-1")  # a denial (day 1), then a payer
 CASE_PAYMENT = "RMT-CASE-1"  # no claim id: linked by (episode, date) to an old claim that day 2 moves episode
 
 
-def _new_load(con: duckdb.DuckDBPyConnection, source: str, tag: str) -> int:
-    """A raw._loads row for a new load of `source` (copied from its first load: same profile, so the same system)."""
-    load_id = con.execute("select max(load_id) + 1 from raw.raw._loads").fetchone()[0]
-    con.execute(
-        "insert into raw.raw._loads select * replace (? as load_id, ? as file, ? as sha256, "
-        "now()::timestamp as started_at) from raw.raw._loads where source = ? order by load_id limit 1",
-        [load_id, f"{source}_{tag}.csv", f"sha-{source}-{tag}", source],
-    )
-    return load_id
-
-
 def _land(con: duckdb.DuckDBPyConnection, source: str, select_sql: str, params: list, tag: str) -> int:
     """Insert the rows of `select_sql` (columns of raw.<source>, _load_id replaced) as one new load."""
-    load_id = _new_load(con, source, tag)
+    load_id = new_load(con, source, tag)
     con.execute(
         f"insert into raw.raw.{quote_ident(source)} by name "
         f"select * replace ({load_id}::bigint as _load_id) from ({select_sql})",
