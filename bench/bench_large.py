@@ -372,17 +372,35 @@ def _split_night(data: str, night: str) -> None:
 
 
 def _nightly(home: str, night: str, out: str) -> None:
-    """The scheduler's nightly refresh: ingest the night's exports, then an incremental build with scoring."""
-    timings = {}
+    """The scheduler's nightly refresh: ingest the night's exports, then an incremental build with scoring.
+    The build's progress lines are stamped as they arrive, so the detail says where the night's time went."""
+    timings: dict = {}
     started = time.perf_counter()
     subprocess.run([str(PTPULSE), "ingest", "--home", home, night], check=True)
     timings["ingest_wall_s"] = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
-    built = subprocess.run([str(PTPULSE), "build", "--home", home], capture_output=True, text=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [str(PTPULSE), "build", "--home", home], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    lines, marks = [], []
+    for line in proc.stdout:
+        print(line, end="", flush=True)
+        lines.append(line)
+        phase = re.match(r"\s*build: (.+?) \d+/\d+\s*$", line)
+        name = phase and ("dbt" if phase.group(1).startswith("dbt ") else phase.group(1))
+        if name and (not marks or marks[-1][0] != name):
+            marks.append((name, time.perf_counter() - started))
+    proc.wait()
     timings["build_wall_s"] = round(time.perf_counter() - started, 1)
-    print(built.stdout, built.stderr, flush=True)
-    built.check_returncode()
-    said = re.search(r"(full refresh|incremental): ([^)]*)\)", " ".join(built.stdout.split()))  # rich wraps lines
+    ends = [t for _, t in marks[1:]] + [timings["build_wall_s"]]
+    timings["build_phases_wall_s"] = {}
+    for (name, begun), end in zip(marks, ends, strict=True):  # a phase runs from its first line to the next's
+        phases = timings["build_phases_wall_s"]
+        phases[name] = round(phases.get(name, 0) + end - begun, 1)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args)
+    said = re.search(r"(full refresh|incremental): ([^)]*)\)", " ".join("".join(lines).split()))  # rich wraps lines
     timings["build_mode"], timings["build_reason"] = said.groups() if said else ("unknown", "")
     Path(out).write_text(json.dumps(timings, indent=2) + "\n")
 
