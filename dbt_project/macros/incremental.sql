@@ -62,9 +62,11 @@
    whose inputs may have changed, widened to whole groups where a rule ranks or links across rows (visit numbers
    per episode, links per person). The scope is written to `<model>__scope` by the first pre-hook (while the old
    table is still whole, since it is part of the scope), its rows are deleted by the second, the model appends
-   their recomputed rows and the post-hook drops the scope table. New loads are those above the raw load the
-   served build read (`meta.build_state`, kept in the incremental build's copy); no intermediate column depends on
-   as_of (those live in the marts), so a row outside the scope is exactly what a full build computes. #}
+   their recomputed rows. The scope table is kept until the build ends (read by later models' scopes and by the
+   model's tests, macros/scoped_tests.sql; ptpulse/build/incremental.py drops it with the build state). New loads
+   are those above the raw load the served build read (`meta.build_state`, kept in the incremental build's copy);
+   no intermediate column depends on as_of (those live in the marts), so a row outside the scope is exactly what a
+   full build computes. #}
 
 {# The last raw load the served build read; -1 (every raw row is new: a correct, slow night) when the copy holds
    no build state; none when not an incremental run. #}
@@ -104,10 +106,6 @@
         delete from {{ this }} as t using {{ scope_relation() }} as s where {{ conds | join(' and ') }}
     {%- endset -%}
     {{ return([create, delete]) }}
-{%- endmacro %}
-
-{% macro scope_drop() -%}
-    {%- if is_incremental() -%}drop table if exists {{ scope_relation() }}{%- endif -%}
 {%- endmacro %}
 
 {# A model's input restricted to the scope on an incremental run (`alias.col = scope.key` pairs); the relation

@@ -22,3 +22,29 @@
     {%- set relation = raw_source(source, [column, '_load_id'] + ([entity] if entity else [])) -%}
     ({{ column }} is null or {{ column }} in ({{ incremental_scope_keys(relation, column, entity, since) }}))
 {%- endmacro %}
+
+{# The rows an incremental intermediate recomputed tonight. Its pre-hooks wrote the keys of its scope to
+   `<model>__scope` (kept until the build ends), deleted every row of those keys, and the model appended rows whose
+   keys are all in the scope (macros/incremental.sql), so every other row is as the served build left and tested
+   it: a duplicate can only appear among rows sharing a scope key. A filter on the tested relation (aliased `alias`)
+   keeping every row sharing a scope key (`keys`: columns of the scope table, which the model has too, not
+   necessarily the tested key) and rows with a null key, which no delete removes. None (test every row) on a full
+   build, off a build (no build state) and when the model did not run incrementally in this build (no scope table:
+   it was computed whole). Asked of the database, not dbt's relation cache, which does not see a hook's table. #}
+{% macro recomputed_tonight(model, keys, alias) -%}
+    {%- if tests_since() is none or model.identifier is not defined -%}{{ return(none) }}{%- endif -%}
+    {%- set scope = model.incorporate(path={'identifier': model.identifier ~ '__scope'}) -%}
+    {%- set found = run_query(
+        "select count(*) from duckdb_tables() where database_name = '" ~ scope.database ~ "' and schema_name = '"
+        ~ scope.schema ~ "' and table_name = '" ~ scope.identifier ~ "'"
+    ).columns[0].values()[0] -%}
+    {%- if not found -%}{{ return(none) }}{%- endif -%}
+    {%- set nulls = [] -%}
+    {%- set same = [] -%}
+    {%- for k in keys -%}
+        {%- do nulls.append(alias ~ '.' ~ k ~ ' is null') -%}
+        {%- do same.append('scope_key.' ~ k ~ ' = ' ~ alias ~ '.' ~ k) -%}
+    {%- endfor -%}
+    {{ return('(' ~ nulls | join(' or ') ~ ' or exists (select 1 from ' ~ scope ~ ' as scope_key where '
+        ~ same | join(' and ') ~ '))') }}
+{%- endmacro %}

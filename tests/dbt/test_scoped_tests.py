@@ -1,6 +1,7 @@
 """Data tests scoped to the night (dbt_project/macros/scoped_tests.sql): on an incremental build the primary-key
-tests of the incremental staging tables check the keys written that night (all their rows); a build without build
-state (every full build) checks every row. Real loader, real dbt, real DuckDB, on the hand-built tiny practice."""
+tests of the incremental staging tables check the keys written that night (all their rows), and the key tests of the
+incremental intermediates the rows of the keys in their `<model>__scope`; a build without build state (every full
+build) checks every row, and so does an intermediate's test without its scope table. Real loader, real dbt, real DuckDB, on the hand-built tiny practice."""
 
 from __future__ import annotations
 
@@ -29,14 +30,15 @@ def _night_file(folder: Path, source: str, keep: str, edit: tuple[str, str]) -> 
 @pytest.fixture(scope="module")
 def night(tiny_home: Settings, tmp_path_factory) -> Settings:
     """The tiny practice with one new night landed: charge CH002 re-priced, event SE003 (of appointment A01) re-sent
-    a minute later. Not built: each test builds or tests a copy."""
+    a minute later, payment RM002 (claim C01) corrected. Not built: each test builds or tests a copy."""
     root = tmp_path_factory.mktemp("scoped_night")
     settings = copy_of(tiny_home, root / "home")
     settings.ensure()
     _night_file(root / "files", "charges", "CH002", (",120.00,", ",125.00,"))
     _night_file(root / "files", "scheduling_events", "SE003", ("2025-03-05 11:00:00,2025", "2025-03-05 11:01:00,2025"))
+    _night_file(root / "files", "remittances", "RM002", (",160.00,", ",150.00,"))
     results = ingest([root / "files"], settings)
-    assert [r.status for r in results] == ["loaded", "loaded"], [(r.file, r.message) for r in results]
+    assert [r.status for r in results] == ["loaded"] * 3, [(r.file, r.message) for r in results]
     return settings
 
 
@@ -83,9 +85,84 @@ def test_without_build_state_every_row_is_tested(night: Settings, tmp_path):
     assert failures == {"stg_raw__charges": 2, "stg_raw__scheduling_events": 2}
 
 
+# the incremental intermediates' key tests: table -> (tested key columns, [a key recomputed tonight, one not])
+INTERMEDIATE_PLANTS = {
+    "int_appointments_collapsed": (["appointment_id"], ["A01", "A10"]),  # A01 was re-sent; A10 is another episode's
+    "int_visit_links": (["source", "row_id"], [("charges", "CH002"), ("charges", "CH020")]),  # P01's rows re-linked
+    "int_charge_lines_classified": (["charge_id"], ["CH002", "CH020"]),
+    "int_claims_reconciled": (["claim_id"], ["C01", "C10"]),  # C01: CH002's and RM002's claim
+    "int_remittances_linked": (["remit_id"], ["RM001", "RM020"]),  # RM001: another payment of C01, re-ranked
+    "int_remittances_attributed": (["remit_id"], ["RM001", "RM020"]),
+}
+
+
+@pytest.fixture(scope="module")
+def night_run(night: Settings, tmp_path_factory) -> Path:
+    """The night's staging and intermediate models run incrementally on a copy of the served file, as the nightly
+    build runs them: their tables rewritten and each intermediate's `<model>__scope` kept (dropped only when the
+    build records its state). Tests copy it."""
+    work = tmp_path_factory.mktemp("scoped_night_run")
+    copy = work / "analytics.duckdb"
+    shutil.copy2(night.analytics_db, copy)
+    run = run_dbt(["run", "--select", "path:models/staging path:models/intermediate"], copy, night.raw_db, work / "dbt")
+    assert run.ok, run.message
+    return copy
+
+
+def _test_intermediates(settings: Settings, built: Path, work: Path, drop: tuple[str, ...]) -> dict[str, int]:
+    """dbt test of the intermediates' key tests on a copy of `built` with, in each table, both keys of
+    INTERMEDIATE_PLANTS duplicated; `drop` names tables to drop first (meta.build_state: a full build; a scope table:
+    a model that did not run incrementally). Returns the failing rows per model."""
+    work.mkdir(parents=True)
+    copy = work / "analytics.duckdb"  # the same catalog name as the run's file: the compiled SQL names it
+    shutil.copy2(built, copy)
+    con = duckdb.connect(str(copy))
+    try:
+        for table, (key, plants) in INTERMEDIATE_PLANTS.items():
+            params = [v for p in plants for v in (p if isinstance(p, tuple) else (p,))]
+            match = " or ".join("(" + " and ".join(f"{k} = ?" for k in key) + ")" for _ in plants)
+            in_scope = con.execute(f"select count(*) from intermediate.{table}__scope where {match}", params)
+            assert in_scope.fetchone()[0] == 1, (
+                f"{table}: the night must recompute the first planted key, not the second"
+            )
+            con.execute(f"insert into intermediate.{table} select * from intermediate.{table} where {match}", params)
+        for table in drop:
+            con.execute(f"drop table {table}")
+    finally:
+        con.close()
+    select = " ".join(f"{t},test_name:primary_key {t},test_name:unique_combination" for t in INTERMEDIATE_PLANTS)
+    run = run_dbt(["test", "--select", select], copy, settings.raw_db, work / "dbt")
+    assert run.tests == len(INTERMEDIATE_PLANTS) and not run.errors, run.message
+    return {
+        model: int(f.rsplit("(", 1)[1].split()[0]) for f in run.failures for model in INTERMEDIATE_PLANTS if model in f
+    }
+
+
+def test_a_duplicate_recomputed_tonight_fails_the_scoped_intermediate_test(night: Settings, night_run, tmp_path):
+    """Only the duplicate among tonight's recomputed rows is seen: the other one, a row the night kept, cannot have
+    been written by it (nor by any build that tested it)."""
+    failures = _test_intermediates(night, night_run, tmp_path / "w", drop=())
+    assert failures == dict.fromkeys(INTERMEDIATE_PLANTS, 1)
+
+
+def test_a_full_build_tests_every_intermediate_row(night: Settings, night_run, tmp_path):
+    """Without build state (a full build) both duplicates fail each test, scope tables or not."""
+    failures = _test_intermediates(night, night_run, tmp_path / "w", drop=("meta.build_state",))
+    assert failures == dict.fromkeys(INTERMEDIATE_PLANTS, 2)
+
+
+def test_an_intermediate_without_its_scope_is_tested_whole(night: Settings, night_run, tmp_path):
+    """A model that did not run incrementally in this build wrote no scope: its test checks every row, while the
+    others stay scoped."""
+    failures = _test_intermediates(
+        night, night_run, tmp_path / "w", drop=("intermediate.int_claims_reconciled__scope",)
+    )
+    assert failures == {**dict.fromkeys(INTERMEDIATE_PLANTS, 1), "int_claims_reconciled": 2}
+
+
 def test_a_clean_night_passes_and_only_an_incremental_build_scopes(night: Settings, tmp_path):
-    """The real nightly build passes its scoped tests and compiles them with tonight's scope; a full refresh of the
-    same data compiles them unscoped."""
+    """The real nightly build passes its scoped tests (staging and intermediate) and compiles them with tonight's
+    scope; a full refresh of the same data compiles them unscoped."""
     settings = copy_of(night, tmp_path / "home")
     compiled = settings.build_dir / "dbt" / "target" / "compiled" / "ptpulse" / "models" / "staging" / "_staging.yml"
 
@@ -94,12 +171,20 @@ def test_a_clean_night_passes_and_only_an_incremental_build_scopes(night: Settin
         assert files, "the staging primary-key test was not compiled"
         return files[0].read_text()
 
+    def intermediate_sql() -> str:
+        folder = compiled.parent.parent / "intermediate" / "_intermediate.yml"
+        files = sorted(folder.glob("primary_key_int_claims_reconciled_claim_id*.sql"))
+        assert files, "the intermediate primary-key test was not compiled"
+        return files[0].read_text()
+
     nightly = build(settings)
     assert nightly.ok and not nightly.full_refresh, (nightly.message, nightly.mode_reason)
     assert "_load_id >" in scoped_sql()
+    assert "int_claims_reconciled__scope" in intermediate_sql()
     full = build(settings, full_refresh=True)
     assert full.ok and full.full_refresh, full.message
     assert "_load_id >" not in scoped_sql()
+    assert "int_claims_reconciled__scope" not in intermediate_sql()
     assert full.tests == nightly.tests
 
 

@@ -15,8 +15,7 @@
     pre_hook=[
         "{{ scope_hooks('appointments_collapsed', ['appointment_id'])[0] }}",
         "{{ scope_hooks('appointments_collapsed', ['appointment_id'])[1] }}"
-    ],
-    post_hook="{{ scope_drop() }}"
+    ]
 ) }}
 
 with ev as (

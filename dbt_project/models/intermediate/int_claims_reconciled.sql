@@ -13,8 +13,7 @@
     pre_hook=[
         "{{ scope_hooks('claims_reconciled', ['claim_id'])[0] }}",
         "{{ scope_hooks('claims_reconciled', ['claim_id'])[1] }}"
-    ],
-    post_hook="{{ scope_drop() }}"
+    ]
 ) }}
 
 with remits as (

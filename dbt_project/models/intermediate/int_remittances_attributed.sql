@@ -13,8 +13,7 @@
     pre_hook=[
         "{{ scope_hooks('remittances_attributed', ['remit_id'])[0] }}",
         "{{ scope_hooks('remittances_attributed', ['remit_id'])[1] }}"
-    ],
-    post_hook="{{ scope_drop() }}"
+    ]
 ) }}
 {% set inc = is_incremental() %}
 
