@@ -43,10 +43,12 @@ half-width carries Prophet's own growth of uncertainty with the horizon, so one 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import holidays
 import numpy as np
@@ -55,6 +57,7 @@ import pandas as pd
 from ml.evaluation import interval_coverage, mase, mase_scale, smape
 
 METRICS = ("referrals", "evals", "visits")
+_CODE_SHA = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # a change here refits every series
 ALL = "ALL"
 SEASON = 52
 RAMP_SHARE = 0.9
@@ -542,37 +545,58 @@ def backtest_series_names(series: pd.DataFrame, cfg: DemandSettings) -> list[str
 # -------------------------------------------------------------------------------------------- forecast
 
 
+def fit_key(part: pd.DataFrame, cfg: DemandSettings, scale: float) -> str:
+    """What one series' forecast is a function of: this module's code, the settings, the band's scale and the
+    series' history (week_start, y). Equal keys give equal forecasts (the fit is seeded), so a nightly build
+    reuses the served rows of a series whose key did not change instead of refitting it."""
+    digest = hashlib.sha256(_CODE_SHA.encode())
+    digest.update(repr((cfg, float(scale))).encode())
+    digest.update(pd.DatetimeIndex(part["week_start"]).asi8.tobytes())
+    digest.update(part["y"].to_numpy(float).tobytes())
+    return digest.hexdigest()
+
+
 def forecast_all(
     series: pd.DataFrame,
     cfg: DemandSettings,
     forecaster: Forecaster = demand_forecast,
     scales: dict[str, dict[str, float]] | None = None,
+    previous: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Refit on all history per (series, metric) and forecast `horizon_weeks` ahead.
 
     Rows for history weeks carry the actual and the in-sample fit; future weeks have actual = null. The
     future interval is widened or narrowed by the backtest's conformal scale for that level and metric
-    (`final_interval_scales`), so the 80% band covers about 80% out of sample.
+    (`final_interval_scales`), so the 80% band covers about 80% out of sample. Each row carries its series'
+    `fit_key`; a series whose key is in `previous` (the served forecast) takes those rows instead of a refit:
+    only complete weeks count, so a night inside a week changes a series only through a late correction.
     """
     frames = []
+    reusable = {} if previous is None or "fit_key" not in previous else dict(tuple(previous.groupby("fit_key")))
     for (name, metric), part in series.groupby(["series", "metric"], sort=True):
         part = part.sort_values("week_start")
         if len(part) < 8:  # too short to say anything; better no forecast than a wild one
             continue
+        scale = (scales or {}).get(level_of(name), {}).get(metric, 1.0)
+        key = fit_key(part, cfg, scale)
+        if key in reusable:
+            frames.append(reusable[key].assign(series=name, metric=metric))
+            continue
         last = part["week_start"].max()
         future = pd.date_range(last + pd.Timedelta(weeks=1), periods=cfg.horizon_weeks, freq="7D")
         fc = forecaster(part, future, cfg)
-        scale = (scales or {}).get(level_of(name), {}).get(metric, 1.0)
         ahead = (fc["week_start"] > last).to_numpy()
         lower, upper = _rescale(fc, scale)
         fc["yhat_lower"] = np.where(ahead, lower, fc["yhat_lower"])
         fc["yhat_upper"] = np.where(ahead, upper, fc["yhat_upper"])
         fc = fc.merge(part[["week_start", "y"]], on="week_start", how="left").rename(columns={"y": "actual"})
-        frames.append(fc.assign(series=name, metric=metric))
-    cols = ["series", "metric", "week_start", "actual", "yhat", "yhat_lower", "yhat_upper"]
+        frames.append(fc.assign(series=name, metric=metric, fit_key=key))
+    cols = ["series", "metric", "week_start", "actual", "yhat", "yhat_lower", "yhat_upper", "fit_key"]
     if not frames:
         return pd.DataFrame(columns=cols)
-    return pd.concat(frames, ignore_index=True)[cols]
+    out = pd.concat(frames, ignore_index=True)[cols]
+    out["week_start"] = pd.to_datetime(out["week_start"])
+    return out
 
 
 # ------------------------------------------------------------------------------------------- staffing

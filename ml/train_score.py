@@ -636,7 +636,8 @@ def score(
             denial_model = denial_model if _usable_denial(denial_model) else None
             _report(progress, "denial scores", 0, SCORE_STEPS)
             denial_rows = score_denials(con, settings, denial_model)
-            rows, status = _score(con, settings, model, progress)
+            served = warehouse.read_served_forecast(settings.analytics_db, analytics_path)
+            rows, status = _score(con, settings, model, progress, served)
             rows["denial_scores"] = denial_rows
             _report(progress, "lead scores", SCORE_STEPS - 1, SCORE_STEPS)
             as_of_ts = warehouse.as_of(con)
@@ -694,9 +695,14 @@ def _step(reason: str | None) -> dict[str, Any]:
 
 
 def _score(
-    con: duckdb.DuckDBPyConnection, settings: Settings, model: no_show.NoShowModel | None, progress: ProgressFn
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    model: no_show.NoShowModel | None,
+    progress: ProgressFn,
+    served_forecast: pd.DataFrame | None = None,
 ) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
-    """The no-show, demand, staffing and attribution tables; ((table -> rows), (model -> status, reason))."""
+    """The no-show, demand, staffing and attribution tables; ((table -> rows), (model -> status, reason)).
+    `served_forecast`: the served build's forecast, whose unchanged series are reused (demand.forecast_all)."""
     rows: dict[str, int] = {}
     status: dict[str, dict[str, Any]] = {}
     _report(progress, "no-show scores", 0, SCORE_STEPS)
@@ -728,7 +734,12 @@ def _score(
     reason = no_as_of or sufficiency.forecast(series)
     backtest = _read_json(artifacts.backtest_path(settings)) or {}
     forecast = (
-        demand.forecast_all(series, cfg, scales=backtest.get("interval_scale"))
+        demand.forecast_all(
+            series,
+            cfg,
+            scales=backtest.get("interval_scale"),
+            previous=served_forecast,
+        )
         if reason is None
         else pd.DataFrame(columns=list(warehouse.ML_TABLES["demand_forecast"]))
     )

@@ -37,6 +37,7 @@ ML_TABLES: dict[str, dict[str, str]] = {
         "yhat": "DOUBLE",
         "yhat_lower": "DOUBLE",
         "yhat_upper": "DOUBLE",
+        "fit_key": "VARCHAR",  # what the series' fit was a function of (ml/demand.py fit_key): equal -> reused
     },
     "staffing_gap": {
         "clinic_id": "VARCHAR",
@@ -429,6 +430,29 @@ def write_queue_tasks(con: duckdb.DuckDBPyConnection, days: int = HIGH_RISK_DAYS
         | ({"drule": DENIAL_RULE, "dp": DENIAL_TASK_P, "fixable": list(FIXABLE)} if has_denials else {}),
     ).fetchall()  # DuckDB 2: finish the statement before the next one on this connection
     return con.execute("select count(*) from ml.work_queue_tasks").fetchall()[0][0]
+
+
+def read_served_forecast(served: Path, target: Path) -> pd.DataFrame | None:
+    """The served file's `ml.demand_forecast`, when it is another file than `target` and has the rows' fit keys.
+
+    What a nightly build's forecast reuses (ml/demand.py forecast_all). Anything unreadable (no served build yet,
+    an older file, the file busy) gives None: every series is then refit, which is always correct."""
+    try:
+        if not Path(served).exists() or Path(served).resolve() == Path(target).resolve():
+            return None
+        con = duckdb.connect(str(served), read_only=True)
+    except (OSError, duckdb.Error):
+        return None
+    try:
+        has_key = con.execute(
+            "select count(*) from duckdb_columns() where schema_name = 'ml' and table_name = 'demand_forecast' "
+            "and column_name = 'fit_key'"
+        ).fetchone()[0]
+        return con.execute("select * from ml.demand_forecast").df() if has_key else None
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
 
 
 def write_table(con: duckdb.DuckDBPyConnection, name: str, df: pd.DataFrame) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 
 from ptpulse.core.contracts import load_contracts
+from ptpulse.core.sql import quote_ident
 
 # the event sources staged incrementally, with their contract's event time (what a night's cut is by)
 INCREMENTAL_SOURCES = ("scheduling_events", "documentation_events", "charges", "claims", "remittances")
@@ -20,3 +21,30 @@ def new_load(con: duckdb.DuckDBPyConnection, source: str, tag: str) -> int:
         [load_id, f"{source}_{tag}.csv", f"sha-{source}-{tag}", source],
     )
     return load_id
+
+
+def unmatched_rows(
+    con: duckdb.DuckDBPyConnection, x: str, y: str, schema: str, table: str, tolerant: bool = True
+) -> int:
+    """Rows of `schema.table` in attached db `x` with no equal row in `y` (multisets). Exact, or with `tolerant`
+    doubles equal within 1e-9 relative: a sum of doubles depends on the order rows arrive in, which differs between
+    two builds at the 1e-15 level; decimals, integers, text and dates stay exact."""
+    q = f"{quote_ident(schema)}.{quote_ident(table)}"
+    only_x, only_y = f"(from {x}.{q} except all from {y}.{q})", f"(from {y}.{q} except all from {x}.{q})"
+    if not tolerant:
+        return con.execute(f"select count(*) from {only_x}").fetchone()[0]
+    cols = con.execute(
+        "select column_name, data_type from duckdb_columns() where database_name = ? and schema_name = ? "
+        "and table_name = ? order by column_index",
+        [x, schema, table],
+    ).fetchall()
+    conds = []
+    for c, typ in cols:
+        a, b = f"p.{quote_ident(c)}", f"r.{quote_ident(c)}"
+        same = f"{a} is not distinct from {b}"
+        if typ in ("DOUBLE", "FLOAT"):
+            same = f"({same} or abs({a} - {b}) <= 1e-9 * greatest(1, abs({a})))"
+        conds.append(same)
+    return con.execute(
+        f"select count(*) from {only_x} as p where not exists (select 1 from {only_y} as r where {' and '.join(conds)})"
+    ).fetchone()[0]

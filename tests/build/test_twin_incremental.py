@@ -14,12 +14,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from night_helpers import FACTS, new_load
+from night_helpers import FACTS, new_load, unmatched_rows
 
 from ptpulse.build.orchestrate import build
 from ptpulse.core.config import Settings, get_settings
 from ptpulse.core.deid import verify_deidentified, write_deidentified
-from ptpulse.core.sql import quote_ident, quote_literal
+from ptpulse.core.sql import quote_literal
 
 pytestmark = pytest.mark.slow  # real builds
 
@@ -61,31 +61,6 @@ def _land_night(settings: Settings, night: Path) -> None:
         con.close()
 
 
-def _unmatched(con: duckdb.DuckDBPyConnection, x: str, y: str, table: str, tolerant: bool) -> int:
-    """Rows of table `table` in db `x` with no equal row in `y` (multisets). Exact, or with `tolerant` doubles equal
-    within 1e-9 relative (two dbt builds add doubles in different row orders: 1e-15 apart); others stay exact."""
-    cols = con.execute(
-        "select column_name, data_type from information_schema.columns where table_catalog = ? "
-        "and table_schema || '.' || table_name = ? order by ordinal_position",
-        [x, table],
-    ).fetchall()
-    s, t = table.split(".")
-    q = f"{quote_ident(s)}.{quote_ident(t)}"
-    only_x, only_y = f"(from {x}.{q} except all from {y}.{q})", f"(from {y}.{q} except all from {x}.{q})"
-    if not tolerant:
-        return con.execute(f"select count(*) from {only_x}").fetchone()[0]
-    conds = []
-    for c, typ in cols:
-        a, b = f"p.{quote_ident(c)}", f"r.{quote_ident(c)}"
-        same = f"{a} is not distinct from {b}"
-        if typ in ("DOUBLE", "FLOAT"):
-            same = f"({same} or abs({a} - {b}) <= 1e-9 * greatest(1, abs({a})))"
-        conds.append(same)
-    return con.execute(
-        f"select count(*) from {only_x} as p where not exists (select 1 from {only_y} as r where {' and '.join(conds)})"
-    ).fetchone()[0]
-
-
 def _twin_differences(a: Path, b: Path, tolerant: bool = False) -> dict[str, tuple[int, int]]:
     """{table: (rows only in a, rows only in b)} for tables that differ (a table in one twin only: (-1, -1))."""
     con = duckdb.connect()
@@ -105,7 +80,9 @@ def _twin_differences(a: Path, b: Path, tolerant: bool = False) -> dict[str, tup
         for t in sorted(names["a"] & names["b"]):
             if tolerant and t in ("marts.build_info", "meta.builds"):
                 continue  # this build's id and times: differ between any two builds by design
-            diff = (_unmatched(con, "a", "b", t, tolerant), _unmatched(con, "b", "a", t, tolerant))
+            diff = tuple(
+                unmatched_rows(con, x, y, *t.split("."), tolerant=tolerant) for x, y in (("a", "b"), ("b", "a"))
+            )
             if diff != (0, 0):
                 out[t] = diff
         return out

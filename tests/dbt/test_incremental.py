@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from night_helpers import FACTS, new_load
+from night_helpers import FACTS, new_load, unmatched_rows
 
 from ptpulse.build.incremental import read_state
 from ptpulse.build.orchestrate import build as build_in
@@ -84,29 +84,6 @@ def _tables(con: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
     ]
 
 
-def _unmatched(con: duckdb.DuckDBPyConnection, x: str, y: str, table: str, schema: str) -> int:
-    """Rows of `x` (db alias) with no equal row in `y`: every column exact, except doubles, equal within 1e-9
-    relative (a sum of doubles depends on the order rows arrive in, which differs between two builds at the
-    1e-15 level; decimals, integers, text and dates stay exact)."""
-    cols = con.execute(
-        "select column_name, data_type from duckdb_columns() where database_name = ? and schema_name = ? "
-        "and table_name = ? order by column_index",
-        [x, schema, table],
-    ).fetchall()
-    tx, ty = f"{x}.{schema}.{quote_ident(table)}", f"{y}.{schema}.{quote_ident(table)}"
-    conds = []
-    for c, t in cols:
-        a, b = f"p.{quote_ident(c)}", f"q.{quote_ident(c)}"
-        same = f"{a} is not distinct from {b}"
-        if t in ("DOUBLE", "FLOAT"):
-            same = f"({same} or abs({a} - {b}) <= 1e-9 * greatest(1, abs({a})))"
-        conds.append(same)
-    return con.execute(
-        f"select count(*) from (select * from {tx} except all select * from {ty}) as p where not exists "
-        f"(select 1 from (select * from {ty} except all select * from {tx}) as q where {' and '.join(conds)})"
-    ).fetchone()[0]
-
-
 def _differences(a: Path, b: Path, schema: str) -> dict[str, tuple[int, int, int, int]]:
     """Per table of `schema` that differs: (rows in a, rows in b, rows only in a, rows only in b)."""
     con = duckdb.connect()
@@ -121,7 +98,7 @@ def _differences(a: Path, b: Path, schema: str) -> dict[str, tuple[int, int, int
         for t in sorted(names_a - BUILD_SPECIFIC):
             na = con.execute(f"select count(*) from a.{schema}.{quote_ident(t)}").fetchone()[0]
             nb = con.execute(f"select count(*) from b.{schema}.{quote_ident(t)}").fetchone()[0]
-            only_a, only_b = _unmatched(con, "a", "b", t, schema), _unmatched(con, "b", "a", t, schema)
+            only_a, only_b = unmatched_rows(con, "a", "b", schema, t), unmatched_rows(con, "b", "a", schema, t)
             if na != nb or only_a or only_b:
                 out[t] = (na, nb, only_a, only_b)
         return out

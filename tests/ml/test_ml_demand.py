@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,6 +30,7 @@ from ml.demand import (
     summarise,
     weekly_series,
 )
+from ml.warehouse import read_served_forecast, write_table
 
 AS_OF = pd.Timestamp("2025-12-31 15:00")  # a Wednesday: that week is partial
 
@@ -407,3 +409,46 @@ def test_the_ensemble_beats_seasonal_naive_and_its_band_is_prophets_width(series
     assert width.to_numpy() == pytest.approx((alone["yhat_upper"] - alone["yhat_lower"])[width.index].to_numpy())
     points, summary = backtest(one, cfg)
     assert summarise(summary, points)["relative_mase"] < 1.0
+
+
+def test_a_nightly_forecast_refits_only_the_series_whose_history_changed(series, tmp_path):
+    """The served forecast, read back from a real DuckDB file, is reused series by series: a late correction in
+    one clinic's visits refits that series (and the practice total it sums into), nothing else; the result is
+    what a refit of everything gives. A new band scale (a retrained backtest) refits the series it applies to."""
+    cfg = DemandSettings()
+    fits = []
+
+    def counted(history, future, c):
+        fits.append(1)
+        return _naive_forecaster(history, future, c)
+
+    served = forecast_all(series, cfg, forecaster=counted)
+    n_series = len(fits)
+    assert served["fit_key"].notna().all() and served.groupby(["series", "metric"])["fit_key"].nunique().max() == 1
+    served_file = tmp_path / "served.duckdb"
+    con = duckdb.connect(str(served_file))
+    write_table(con, "demand_forecast", served.assign(week_start=served["week_start"].dt.date))
+    con.close()
+    previous = read_served_forecast(served_file, tmp_path / "new.duckdb")
+    assert read_served_forecast(served_file, served_file) is None  # scoring the served file itself: no reuse
+
+    late = series.copy()
+    one_week = late.index[(late["series"] == "C1") & (late["metric"] == "visits")][5]
+    late.loc[one_week, "y"] += 1
+    late.loc[
+        (late["series"] == ALL)
+        & (late["metric"] == "visits")
+        & (late["week_start"] == late.at[one_week, "week_start"]),
+        "y",
+    ] += 1
+    fits.clear()
+    night = forecast_all(late, cfg, forecaster=counted, previous=previous)
+    assert len(fits) == 2  # C1 visits and ALL visits
+    key = ["series", "metric", "week_start"]
+    expected = forecast_all(late, cfg, forecaster=_naive_forecaster).sort_values(key, ignore_index=True)
+    pd.testing.assert_frame_equal(night.sort_values(key, ignore_index=True), expected, check_dtype=False)
+
+    fits.clear()
+    forecast_all(late, cfg, forecaster=counted, scales={"clinic": {"visits": 1.3}}, previous=previous)
+    clinic_visits = series.loc[(series["series"] != ALL) & (series["metric"] == "visits"), "series"].nunique()
+    assert len(fits) == clinic_visits + 1 < n_series  # the rescaled clinic visits series, and ALL visits (changed)
