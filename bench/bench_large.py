@@ -15,6 +15,9 @@ its children, peak RSS of the largest process):
 - train: `ptpulse train` (no-show, demand, attribution, lead, denial);
 - score: ML scoring into a copy of the served file (what the build's before-swap hook does);
 - pages: every app page cold and warm (as bench/bench_app.py) against the served file;
+- night_before: `ptpulse build` with no new loads (incremental, with scoring), so the served file is what the
+  previous night's scheduler leaves: the scores and the demand forecast the night reuses where nothing changed
+  (skipped with --skip-ml; not counted in the full rebuild);
 - nightly: the nightly delta refresh: `ptpulse ingest` of one new day of exports, then `ptpulse build`
   (incremental, with scoring), as the scheduler runs it. The day is the last day of the generated chain: after
   generation its rows are cut out of the five event exports (scheduling, documentation, charges, claims,
@@ -158,6 +161,8 @@ def run(args: argparse.Namespace) -> dict:
         pages = json.loads(pages_json.read_text()) if pages_json.exists() else {}
     nightly: dict = {}
     if not args.no_night:
+        if not args.skip_ml:  # the served file as the previous night's scheduler leaves it: scored, forecast kept
+            steps["night_before"] = step("night_before", [str(PTPULSE), "build", "--home", str(home)])
         nightly_json = logs / "nightly_detail.json"
         base = work / "home_before_night"
         if args.rerun_night:
