@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import duckdb
 
+from ptpulse.build.orchestrate import BuildResult, build
+from ptpulse.core.config import Settings, get_settings
 from ptpulse.core.contracts import load_contracts
 from ptpulse.core.sql import quote_ident
 
@@ -21,6 +26,18 @@ def new_load(con: duckdb.DuckDBPyConnection, source: str, tag: str) -> int:
         [load_id, f"{source}_{tag}.csv", f"sha-{source}-{tag}", source],
     )
     return load_id
+
+
+def full_build_beside(raw_db: Path, secrets: Path, home: Path, **build_options) -> tuple[Settings, BuildResult]:
+    """A full build of the same raw file in a home of its own with the same pseudonym secret (so patient_key is
+    equal): what a night's incremental build must equal."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(raw_db, home / "raw.duckdb")
+    shutil.copytree(secrets, home / "secrets", dirs_exist_ok=True)
+    settings = get_settings(home).ensure()
+    result = build(settings, full_refresh=True, **build_options)
+    assert result.ok, result.message
+    return settings, result
 
 
 def unmatched_rows(

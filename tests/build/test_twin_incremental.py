@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from night_helpers import FACTS, new_load, unmatched_rows
+from night_helpers import FACTS, full_build_beside, new_load, unmatched_rows
 
 from ptpulse.build.orchestrate import build
 from ptpulse.core.config import Settings, get_settings
@@ -107,10 +107,7 @@ def night(tmp_path_factory, ingested_home: Settings) -> dict:
     shutil.copytree(home.home, planted_home, symlinks=True, ignore=shutil.ignore_patterns("*.lock"))
     result = build(home)
     assert result.ok, result.message
-    full_home = _home(root / "full", home.raw_db)
-    shutil.copytree(home.home / "secrets", full_home.home / "secrets", dirs_exist_ok=True)  # same pseudonyms
-    full = build(full_home, full_refresh=True)
-    assert full.ok, full.message
+    full_home, full = full_build_beside(home.raw_db, home.home / "secrets", root / "full")
     return {
         "home": home,
         "result": result,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from night_helpers import FACTS, new_load, unmatched_rows
+from night_helpers import FACTS, full_build_beside, new_load, unmatched_rows
 
 from ptpulse.build.incremental import read_state
 from ptpulse.build.orchestrate import build as build_in
@@ -282,12 +282,9 @@ def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
             ),
         }
 
-    full_home = tmp_path_factory.mktemp("full_home")
-    shutil.copy2(settings.raw_db, full_home / "raw.duckdb")
-    shutil.copytree(home / "secrets", full_home / "secrets")  # the same pseudonym secret: equal patient_key
-    full_settings = get_settings(full_home).ensure()
-    full = build(full_settings, full_refresh=True)
-    assert full.ok, full.message
+    full_settings, _ = full_build_beside(
+        settings.raw_db, home / "secrets", tmp_path_factory.mktemp("full_home"), project_dir=project
+    )
     return {
         "settings": settings,
         "full": full_settings,

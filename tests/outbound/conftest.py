@@ -15,6 +15,18 @@ from ptpulse.core.outbound import EmailChannel, SmsChannel, SmsSettings, SmtpSet
 
 
 @pytest.fixture
+def print_browser() -> str:
+    """The Chromium that prints reports and charts (app/lib/chromium.py); skips, as the browser tests do, on a
+    machine without one (.ci/run installs Debian's)."""
+    from app.lib import chromium
+
+    try:
+        return chromium.executable()
+    except chromium.ChromiumError:
+        pytest.skip("needs a Chromium to print with (apt-get install -y chromium); .ci/run installs it")
+
+
+@pytest.fixture
 def smtp_server(local_smtp):
     """(inbox, EmailChannel) for the real local SMTP server (tests/conftest.py)."""
     inbox, port = local_smtp

@@ -47,7 +47,7 @@ def test_digest_figures_are_the_overview_figures(home):
     assert d.leak["label"] in d.text() and "patient" not in d.text().lower()
 
 
-def test_digest_is_emailed_with_the_chart_inline(home, smtp_server, monkeypatch, tmp_path):
+def test_digest_is_emailed_with_the_chart_inline(home, smtp_server, monkeypatch, tmp_path, print_browser):
     inbox, channel = smtp_server
     monkeypatch.setenv("PTPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
     monkeypatch.setenv("PTPULSE_SMTP_HOST", "127.0.0.1")

@@ -44,7 +44,7 @@ def busiest_month(home) -> tuple[str, date]:
     return pid, month
 
 
-def test_referrer_report_figures_equal_the_marts(home, tmp_path):
+def test_referrer_report_figures_equal_the_marts(home, tmp_path, print_browser):
     pid, month = busiest_month(home)
     report = q.referrer_report(reader(home), ALL, pid, month)
     with duckdb.connect(str(home.analytics_db), read_only=True) as con:
@@ -90,7 +90,7 @@ def test_referrer_report_figures_equal_the_marts(home, tmp_path):
     assert pdf.startswith(b"%PDF") and len(pdf) > 5_000
 
 
-def test_referrer_report_is_emailed_as_a_pdf(home, smtp_server):
+def test_referrer_report_is_emailed_as_a_pdf(home, smtp_server, print_browser):
     inbox, email = smtp_server
     pid, month = busiest_month(home)
     report = q.referrer_report(reader(home), ALL, pid, month)
