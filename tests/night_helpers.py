@@ -28,12 +28,15 @@ def new_load(con: duckdb.DuckDBPyConnection, source: str, tag: str) -> int:
     return load_id
 
 
-def full_build_beside(raw_db: Path, secrets: Path, home: Path, **build_options) -> tuple[Settings, BuildResult]:
-    """A full build of the same raw file in a home of its own with the same pseudonym secret (so patient_key is
-    equal): what a night's incremental build must equal."""
+def full_build_beside(source: Settings, home: Path, **build_options) -> tuple[Settings, BuildResult]:
+    """A full build of `source`'s raw file and app actions in a home of its own, with the same pseudonym secret
+    (so patient_key is equal): what a night's incremental build must equal."""
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(raw_db, home / "raw.duckdb")
-    shutil.copytree(secrets, home / "secrets", dirs_exist_ok=True)
+    shutil.copy2(source.raw_db, home / "raw.duckdb")
+    shutil.copytree(source.home / "secrets", home / "secrets", dirs_exist_ok=True)
+    for part in ("", "-wal"):  # the front desk's actions (app.sqlite, WAL mode), when the source has any
+        if Path(f"{source.app_db}{part}").exists():
+            shutil.copy2(f"{source.app_db}{part}", home / f"app.sqlite{part}")
     settings = get_settings(home).ensure()
     result = build(settings, full_refresh=True, **build_options)
     assert result.ok, result.message

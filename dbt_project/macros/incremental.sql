@@ -97,6 +97,8 @@
         {%- elif scope_macro == 'charge_lines_classified' -%}{{ charge_lines_classified_scope(since) }}
         {%- elif scope_macro == 'claims_reconciled' -%}{{ claims_reconciled_scope(since) }}
         {%- elif scope_macro == 'remittances_attributed' -%}{{ remittances_attributed_scope(since) }}
+        {%- elif scope_macro == 'charge_lines' -%}{{ charge_lines_scope() }}
+        {%- elif scope_macro == 'appointments' -%}{{ appointments_scope() }}
         {%- else -%}{{ exceptions.raise_compiler_error('no incremental scope named ' ~ scope_macro) }}
         {%- endif %}
     {%- endset -%}
@@ -434,4 +436,25 @@
     where r.claim_id in (select claim_id from touched_claims) or {{ everything }}
     union
     select remit_id from {{ this }} where claim_id in (select claim_id from touched_claims) or {{ everything }}
+{%- endmacro %}
+
+{# ---- Incremental marts: the two big marts whose rows depend on one intermediate row each. The other marts are
+   rebuilt in full every night (their as_of-dependent columns, A/R age and days since, move every row). #}
+
+{# marts.charge_lines projects int_charge_lines_classified row by row (patient_key is a keyed hash of the row's
+   own patient id): exactly the lines that model recomputed tonight. #}
+{% macro charge_lines_scope() -%}
+    select charge_id from {{ upstream_scope('int_charge_lines_classified') }}
+{%- endmacro %}
+
+{# marts.appointments: a row depends on its int_appointments_collapsed row, on as_of only while it is still
+   scheduled (is_future, is_unresolved) and on the app's confirm actions (confirmed_at, written between builds
+   without a raw load). The scope: what int_appointments_collapsed recomputed, every row still scheduled, every
+   row with a confirm before or now. #}
+{% macro appointments_scope() -%}
+    select appointment_id from {{ upstream_scope('int_appointments_collapsed') }}
+    union
+    select appointment_id from {{ this }} where status = 'scheduled' or confirmed_at is not null
+    union
+    select appointment_id from {{ ref('stg_app__actions') }} where action = 'confirm' and appointment_id is not null
 {%- endmacro %}

@@ -107,7 +107,7 @@ def night(tmp_path_factory, ingested_home: Settings) -> dict:
     shutil.copytree(home.home, planted_home, symlinks=True, ignore=shutil.ignore_patterns("*.lock"))
     result = build(home)
     assert result.ok, result.message
-    full_home, full = full_build_beside(home.raw_db, home.home / "secrets", root / "full")
+    full_home, full = full_build_beside(home, root / "full")
     return {
         "home": home,
         "result": result,

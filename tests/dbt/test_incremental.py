@@ -25,7 +25,8 @@ import duckdb
 import pytest
 from night_helpers import FACTS, full_build_beside, new_load, unmatched_rows
 
-from ptpulse.build.incremental import read_state
+from app.lib import actions
+from ptpulse.build.incremental import KEPT_TABLES, read_state
 from ptpulse.build.orchestrate import build as build_in
 from ptpulse.core.config import DBT_PROJECT_DIR, Settings, get_settings
 from ptpulse.core.sql import quote_ident
@@ -266,6 +267,25 @@ def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
                 )
         finally:
             con.close()
+        if day == 2:  # the front desk confirms a visit still scheduled and a completed one of months ago (no
+            # other edit touches its episode): app actions, no raw load, yet marts.appointments.confirmed_at changes
+            for sql, params in (
+                ("select appointment_id from marts.appointments where status = 'scheduled' order by 1 limit 1", []),
+                (
+                    "select appointment_id from marts.appointments where status = 'completed' "
+                    "and scheduled_start < ? order by scheduled_start desc, 1 limit 1",
+                    [cut - timedelta(days=200)],
+                ),
+            ):
+                (appointment,) = _served_row(settings, sql, params)
+                actions.record(
+                    settings.app_db,
+                    f"confirm_high_risk:{appointment}",
+                    "confirm",
+                    "fd1",
+                    {"appointment_id": appointment},
+                )
+                edits.setdefault("confirmed", []).append(appointment)
         result = build(settings)
         assert result.ok, result.message
         results.append(result)
@@ -282,9 +302,7 @@ def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
             ),
         }
 
-    full_settings, _ = full_build_beside(
-        settings.raw_db, home / "secrets", tmp_path_factory.mktemp("full_home"), project_dir=project
-    )
+    full_settings, _ = full_build_beside(settings, tmp_path_factory.mktemp("full_home"), project_dir=project)
     return {
         "settings": settings,
         "full": full_settings,
@@ -340,6 +358,25 @@ def test_a_new_patient_id_relinks_an_old_line_and_every_row_of_its_person(day_by
         con.close()
     assert line == (day_by_day["edits"]["relink_appointment_id"], NEW_PATIENT, "patient_date")
     assert persons > 1
+
+
+def test_the_next_night_starts_from_every_incremental_mart():
+    """start_from_served keeps exactly the marts materialised incremental: one it dropped would quietly be rebuilt
+    in full every night."""
+    marts = DBT_PROJECT_DIR / "models" / "marts"
+    incremental = {p.stem for p in marts.rglob("*.sql") if "materialized='incremental'" in p.read_text()}
+    assert (
+        incremental == {table for schema, table in KEPT_TABLES if schema == "marts"} == {"appointments", "charge_lines"}
+    )
+
+
+def test_front_desk_confirms_between_nights_reach_the_incremental_appointments(day_by_day):
+    confirmed = day_by_day["edits"]["confirmed"]
+    rows = [
+        _served_row(day_by_day["settings"], "select confirmed_at from marts.appointments where appointment_id = ?", [a])
+        for a in confirmed
+    ]
+    assert len(confirmed) == 2 and all(r is not None and r[0] is not None for r in rows), rows
 
 
 def test_claim_side_changes_to_old_claims_are_applied_night_by_night(day_by_day):

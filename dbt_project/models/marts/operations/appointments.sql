@@ -1,5 +1,15 @@
 -- One row per appointment with its current status; is_future = still scheduled and starting after as_of;
 -- confirmed_at = the latest work-queue confirm (app action) on the appointment.
+-- Incremental (macros/incremental.sql, appointments_scope): what int_appointments_collapsed recomputed, the rows
+-- still scheduled (as_of moves them) and the confirmed ones.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook=[
+        "{{ scope_hooks('appointments', ['appointment_id'])[0] }}",
+        "{{ scope_hooks('appointments', ['appointment_id'])[1] }}"
+    ]
+) }}
 with confirms as (
     select
         appointment_id,
@@ -31,6 +41,6 @@ select
     a.status = 'scheduled' and a.scheduled_start > c.as_of as is_future,
     a.status = 'scheduled' and a.scheduled_start <= c.as_of as is_unresolved,
     cf.confirmed_at
-from {{ ref('int_appointments_collapsed') }} as a
+from {{ in_scope(ref('int_appointments_collapsed'), {'appointment_id': 'appointment_id'}) }} as a
 cross join {{ ref('int_clocks_resolved') }} as c
 left join confirms as cf using (appointment_id)
