@@ -161,7 +161,7 @@ def test_an_intermediate_without_its_scope_is_tested_whole(night: Settings, nigh
 
 
 def test_a_clean_night_passes_and_only_an_incremental_build_scopes(night: Settings, tmp_path):
-    """The real nightly build passes its scoped tests (staging and intermediate) and compiles them with tonight's
+    """The real nightly build passes its scoped tests (staging, intermediate, incremental mart) and compiles them with tonight's
     scope; a full refresh of the same data compiles them unscoped."""
     settings = copy_of(night, tmp_path / "home")
     compiled = settings.build_dir / "dbt" / "target" / "compiled" / "ptpulse" / "models" / "staging" / "_staging.yml"
@@ -177,14 +177,22 @@ def test_a_clean_night_passes_and_only_an_incremental_build_scopes(night: Settin
         assert files, "the intermediate primary-key test was not compiled"
         return files[0].read_text()
 
+    def mart_sql() -> str:  # an incremental mart's key test: scoped as an intermediate's
+        folder = compiled.parent.parent / "marts" / "revenue" / "_revenue.yml"
+        files = sorted(folder.glob("primary_key_charge_lines_charge_id*.sql"))
+        assert files, "the mart primary-key test was not compiled"
+        return files[0].read_text()
+
     nightly = build(settings)
     assert nightly.ok and not nightly.full_refresh, (nightly.message, nightly.mode_reason)
     assert "_load_id >" in scoped_sql()
     assert "int_claims_reconciled__scope" in intermediate_sql()
+    assert "charge_lines__scope" in mart_sql()
     full = build(settings, full_refresh=True)
     assert full.ok and full.full_refresh, full.message
     assert "_load_id >" not in scoped_sql()
     assert "int_claims_reconciled__scope" not in intermediate_sql()
+    assert "charge_lines__scope" not in mart_sql()
     assert full.tests == nightly.tests
 
 
