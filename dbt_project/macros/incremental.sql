@@ -99,6 +99,7 @@
         {%- elif scope_macro == 'remittances_attributed' -%}{{ remittances_attributed_scope(since) }}
         {%- elif scope_macro == 'charge_lines' -%}{{ charge_lines_scope() }}
         {%- elif scope_macro == 'appointments' -%}{{ appointments_scope() }}
+        {%- elif scope_macro == 'claims' -%}{{ claims_scope(since) }}
         {%- else -%}{{ exceptions.raise_compiler_error('no incremental scope named ' ~ scope_macro) }}
         {%- endif %}
     {%- endset -%}
@@ -438,8 +439,9 @@
     select remit_id from {{ this }} where claim_id in (select claim_id from touched_claims) or {{ everything }}
 {%- endmacro %}
 
-{# ---- Incremental marts: the two big marts whose rows depend on one intermediate row each. The other marts are
-   rebuilt in full every night (their as_of-dependent columns, A/R age and days since, move every row). #}
+{# ---- Incremental marts: the three big marts whose rows depend on one intermediate row each and on as_of only
+   while they are open. The other marts are rebuilt in full every night (columns such as days since move every
+   row, or they aggregate over the history). #}
 
 {# marts.charge_lines projects int_charge_lines_classified row by row (patient_key is a keyed hash of the row's
    own patient id): exactly the lines that model recomputed tonight. #}
@@ -457,4 +459,13 @@
     select appointment_id from {{ this }} where status = 'scheduled' or confirmed_at is not null
     union
     select appointment_id from {{ ref('stg_app__actions') }} where action = 'confirm' and appointment_id is not null
+{%- endmacro %}
+
+{# marts.claims: a row depends on its int_claims_reconciled row, its payer's class and, while it is not closed,
+   on as_of (ar_age_bucket). The scope: what int_claims_reconciled recomputed and every claim not closed; every
+   claim when a payers file was loaded. #}
+{% macro claims_scope(since) -%}
+    select claim_id from {{ upstream_scope('int_claims_reconciled') }}
+    union
+    select claim_id from {{ this }} where ar_age_bucket <> 'closed' or {{ reloaded(['payers'], since) }}
 {%- endmacro %}

@@ -8,8 +8,9 @@ a charge line of a patient id nobody knows yet arrive among them; the next night
 one person with an existing patient, so the old line must re-link and the patient's rows change person. On the
 claim side: a year-old claim is denied on day 1 and paid on day 3; a payment carrying no claim id (case + visit
 date, as WebPT sends it) links to a year-old claim on day 1 and is left unlinked on day 2, when that claim is
-corrected to another episode. Every
-mart, intermediate and staging table must equal the full rebuild of the same raw data: all rows, all columns,
+corrected to another episode. Intake arrives day by day too, so as_of moves each night: an open claim nothing
+else touches ages into the next A/R bucket, and the front desk's confirms (app actions, no raw load) reach the
+incremental marts. Every mart, intermediate and staging table must equal the full rebuild of the same raw data: all rows, all columns,
 money to the cent. Real DuckDB, real dbt, no mocks.
 """
 
@@ -29,6 +30,7 @@ from app.lib import actions
 from ptpulse.build.incremental import KEPT_TABLES, read_state
 from ptpulse.build.orchestrate import build as build_in
 from ptpulse.core.config import DBT_PROJECT_DIR, Settings, get_settings
+from ptpulse.core.contracts import load_contracts
 from ptpulse.core.sql import quote_ident
 
 pytestmark = pytest.mark.slow  # real builds: under xdist this file starts early (tests/conftest.py)
@@ -39,6 +41,9 @@ RELINK_CHARGE = "CHG-RELINK-1"
 BUILD_SPECIFIC = {"build_info"}  # this build's id and time: differs between any two builds by design
 DENIED_THEN_PAID = ("RMT-DENY-1", "RMT-PAY-1")  # a denial (day 1), then a payer payment (day 3) for an old claim
 CASE_PAYMENT = "RMT-CASE-1"  # no claim id: linked by (episode, date) to an old claim that day 2 moves episode
+# the incremental event sources and intake, whose events also move as_of (is_future, A/R age) night by night
+DAILY = {**FACTS, "intake_events": load_contracts()["intake_events"].event_time}
+AGING_CLAIM = "CLM-AGING-1"  # an open claim (day 1) of a patient nothing else touches: it ages into 31-60 by as_of
 
 
 def _land(con: duckdb.DuckDBPyConnection, source: str, select_sql: str, params: list, tag: str) -> int:
@@ -127,7 +132,7 @@ def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
         last = con.execute("select max(cast(event_at as date)) from raw.raw.scheduling_events").fetchone()[0]
         cut = last - timedelta(days=DAYS)
         con.execute(f"attach '{stash}' as stash")
-        for source, t in FACTS.items():  # rows after the cut leave raw; they arrive day by day below
+        for source, t in DAILY.items():  # rows after the cut leave raw; they arrive day by day below
             con.execute(
                 f"create table stash.{source} as select * from raw.raw.{source} where cast({t} as date) > ?", [cut]
             )
@@ -160,19 +165,36 @@ def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
             "order by c.claim_id, o.episode_id limit 1",
             [old, paid[0]],
         ).fetchone()
+        # a claim of a patient with no row in the last 200 days: its clone is the aging claim
+        quiet = con.execute(
+            "select c.claim_id from raw.raw.claims as c where c.service_date < ? and c.claim_id not in (?, ?) "
+            "and c.patient_id not in (select patient_id from raw.raw.claims where service_date >= ? "
+            "union select patient_id from raw.raw.scheduling_events where cast(event_at as date) >= ?) "
+            "order by c.claim_id limit 1",
+            [old, paid[0], moved[0], cut - timedelta(days=200), cut - timedelta(days=200)],
+        ).fetchone()[0]
     finally:
         con.close()
     edits["denied_then_paid_claim"], edits["moved_claim"], edits["moved_to_episode"] = paid[0], moved[0], moved[4]
+    edits["aging_service_date"] = last - timedelta(days=31)  # 0-30 at the first night's as_of, 31-60 by the last
     for day in range(1, DAYS + 1):
         d = cut + timedelta(days=day)
         con = duckdb.connect(str(settings.raw_db))
         try:
             con.execute(f"attach '{stash}' as stash (read_only)")
-            for source, t in FACTS.items():
+            for source, t in DAILY.items():
                 _land(con, source, f"select * from stash.{source} where cast({t} as date) = ?", [d], f"day{day}")
             if day == 1:  # a denial for a year-old claim; a payment naming only the case and visit date of another
                 _land_remittance(con, DENIED_THEN_PAID[0], (paid[0], None, paid[1], paid[2]), "denial", d, "denial")
                 _land_remittance(con, CASE_PAYMENT, (None, moved[1], moved[2], moved[3]), "payer_payment", d, "case")
+                _land(  # ... and a new open claim whose A/R age bucket only as_of moves after tonight
+                    con,
+                    "claims",
+                    "select * replace (? as claim_id, ? as service_date, cast(? as timestamp) + interval 9 hour "
+                    "as submitted_at) from raw.raw.claims where claim_id = ? order by submitted_at desc limit 1",
+                    [AGING_CLAIM, edits["aging_service_date"], d, quiet],
+                    "aging",
+                )
             if day == 3:  # ... the denied claim is paid after all
                 _land_remittance(
                     con, DENIED_THEN_PAID[1], (paid[0], None, paid[1], paid[2]), "payer_payment", d, "paid"
@@ -300,6 +322,12 @@ def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
                 "select is_denied, payer_paid_usd from marts.claims where claim_id = ?",
                 [paid[0]],
             ),
+            "aging": _served_row(
+                settings,
+                "select c.ar_age_bucket, cast(k.as_of as date) from marts.claims as c "
+                "cross join intermediate.int_clocks_resolved as k where c.claim_id = ?",
+                [AGING_CLAIM],
+            ),
         }
 
     full_settings, _ = full_build_beside(settings, tmp_path_factory.mktemp("full_home"), project_dir=project)
@@ -366,8 +394,22 @@ def test_the_next_night_starts_from_every_incremental_mart():
     marts = DBT_PROJECT_DIR / "models" / "marts"
     incremental = {p.stem for p in marts.rglob("*.sql") if "materialized='incremental'" in p.read_text()}
     assert (
-        incremental == {table for schema, table in KEPT_TABLES if schema == "marts"} == {"appointments", "charge_lines"}
+        incremental
+        == {table for schema, table in KEPT_TABLES if schema == "marts"}
+        == {"appointments", "charge_lines", "claims"}
     )
+
+
+def test_an_open_claim_ages_by_as_of_on_nights_that_bring_nothing_for_it(day_by_day):
+    """marts.claims is incremental: a claim no load touches still moves A/R bucket as as_of moves."""
+    service = day_by_day["edits"]["aging_service_date"]
+    buckets = []
+    for day, seen in sorted(day_by_day["observed"].items()):
+        bucket, as_of = seen["aging"]
+        age = (as_of - service).days
+        assert bucket == ("0-30" if age <= 30 else "31-60"), (day, as_of, bucket)
+        buckets.append(bucket)
+    assert buckets[0] == "0-30" and buckets[-1] == "31-60", buckets
 
 
 def test_front_desk_confirms_between_nights_reach_the_incremental_appointments(day_by_day):

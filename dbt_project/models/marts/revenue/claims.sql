@@ -1,5 +1,14 @@
 -- One row per claim: billed, allowed, paid, adjustments, patient responsibility, write-offs, open balances,
 -- denial with its CARC, days to pay and the A/R age bucket at as_of.
+-- Incremental (macros/incremental.sql, claims_scope): what int_claims_reconciled recomputed and the open claims.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook=[
+        "{{ scope_hooks('claims', ['claim_id'])[0] }}",
+        "{{ scope_hooks('claims', ['claim_id'])[1] }}"
+    ]
+) }}
 select
     c.claim_id,
     c.episode_id,
@@ -43,6 +52,6 @@ select
     c.charge_lines,
     c.charge_lines_usd,
     c.billable_units
-from {{ ref('int_claims_reconciled') }} as c
+from {{ in_scope(ref('int_claims_reconciled'), {'claim_id': 'claim_id'}) }} as c
 left join {{ ref('stg_raw__payers') }} as p using (payer_id)
 cross join {{ ref('int_clocks_resolved') }} as k
