@@ -150,11 +150,10 @@ def build(
         con = duckdb.connect(str(new_path))
         try:
             drop_build_only_views(con)
+            record_state(con, plan.state)  # first: it drops the incremental models' hand-off tables
             row_counts = mart_row_counts(con)
             history = previous_history(settings.analytics_db)
-            con.execute("create schema if not exists meta")
             con.execute(BUILDS_DDL)
-            record_state(con, plan.state)
             if history:
                 con.executemany("insert into meta.builds values (?, ?, ?, ?, ?, ?, ?, ?)", history)
             tests_json = {

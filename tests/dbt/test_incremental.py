@@ -17,6 +17,7 @@ money to the cent. Real DuckDB, real dbt, no mocks.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from datetime import timedelta
 from decimal import Decimal
@@ -410,6 +411,20 @@ def test_an_open_claim_ages_by_as_of_on_nights_that_bring_nothing_for_it(day_by_
         assert bucket == ("0-30" if age <= 30 else "31-60"), (day, as_of, bucket)
         buckets.append(bucket)
     assert buckets[0] == "0-30" and buckets[-1] == "31-60", buckets
+
+
+def test_no_hand_off_table_is_served_or_counted_as_a_mart(day_by_day):
+    """The scope tables the incremental models (marts among them) hand to each other are gone before the build's
+    row counts are taken and before it is served."""
+    con = duckdb.connect(str(day_by_day["settings"].analytics_db), read_only=True)
+    try:
+        tables = [t for (t,) in con.execute("select table_name from duckdb_tables()").fetchall()]
+        (counts,) = con.execute("select row_counts from meta.builds order by finished_at desc limit 1").fetchone()
+    finally:
+        con.close()
+    counted = json.loads(counts)
+    assert not [t for t in tables + list(counted) if t.endswith(("__scope", "__prev"))]
+    assert {"appointments", "charge_lines", "claims"} <= set(counted)
 
 
 def test_front_desk_confirms_between_nights_reach_the_incremental_appointments(day_by_day):
