@@ -100,6 +100,7 @@
         {%- elif scope_macro == 'charge_lines' -%}{{ charge_lines_scope() }}
         {%- elif scope_macro == 'appointments' -%}{{ appointments_scope() }}
         {%- elif scope_macro == 'claims' -%}{{ claims_scope(since) }}
+        {%- elif scope_macro == 'visits' -%}{{ visits_scope() }}
         {%- else -%}{{ exceptions.raise_compiler_error('no incremental scope named ' ~ scope_macro) }}
         {%- endif %}
     {%- endset -%}
@@ -389,7 +390,8 @@
         select charge_id from {{ ref('stg_raw__charges') }} where {{ everything }}
     )
 
-    select k.charge_id, p.claim_id as prev_claim_id from keys as k left join {{ this }} as p using (charge_id)
+    select k.charge_id, p.claim_id as prev_claim_id, p.appointment_id as prev_appointment_id
+    from keys as k left join {{ this }} as p using (charge_id)
 {%- endmacro %}
 
 {# int_claims_reconciled: a claim's row sums its remittances and charge lines. The scope: the claims
@@ -399,21 +401,25 @@
     {%- set rl = upstream_scope('int_remittances_linked') -%}
     {%- set ch = upstream_scope('int_charge_lines_classified') -%}
     {%- set everything = reloaded(['clinics', 'payers'], since) -%}
-    select row_id as claim_id from {{ upstream_scope('int_visit_links') }} where source = 'claims'
-    union
-    select prev_claim_id from {{ rl }} where prev_claim_id is not null
-    union
-    select r.claim_id from {{ ref('int_remittances_linked') }} as r semi join {{ rl }} as s using (remit_id)
-    where r.claim_id is not null
-    union
-    select prev_claim_id from {{ ch }} where prev_claim_id is not null
-    union
-    select c.claim_id from {{ ref('int_charge_lines_classified') }} as c semi join {{ ch }} as s using (charge_id)
-    where c.claim_id is not null
-    union
-    select claim_id from {{ this }} where {{ everything }}
-    union
-    select claim_id from {{ ref('stg_raw__claims') }} where {{ everything }}
+    with keys as (
+        select row_id as claim_id from {{ upstream_scope('int_visit_links') }} where source = 'claims'
+        union
+        select prev_claim_id from {{ rl }} where prev_claim_id is not null
+        union
+        select r.claim_id from {{ ref('int_remittances_linked') }} as r semi join {{ rl }} as s using (remit_id)
+        where r.claim_id is not null
+        union
+        select prev_claim_id from {{ ch }} where prev_claim_id is not null
+        union
+        select c.claim_id from {{ ref('int_charge_lines_classified') }} as c semi join {{ ch }} as s using (charge_id)
+        where c.claim_id is not null
+        union
+        select claim_id from {{ this }} where {{ everything }}
+        union
+        select claim_id from {{ ref('stg_raw__claims') }} where {{ everything }}
+    )
+
+    select k.claim_id, p.appointment_id as prev_appointment_id from keys as k left join {{ this }} as p using (claim_id)
 {%- endmacro %}
 
 {# int_remittances_attributed: a remittance's clinic and episode come from its row and its claim (the claim row,
@@ -439,7 +445,7 @@
     select remit_id from {{ this }} where claim_id in (select claim_id from touched_claims) or {{ everything }}
 {%- endmacro %}
 
-{# ---- Incremental marts: the three big marts whose rows depend on one intermediate row each and on as_of only
+{# ---- Incremental marts: the big marts whose rows depend on a few intermediate rows each and on as_of only
    while they are open. The other marts are rebuilt in full every night (columns such as days since move every
    row, or they aggregate over the history). #}
 
@@ -468,4 +474,23 @@
     select claim_id from {{ upstream_scope('int_claims_reconciled') }}
     union
     select claim_id from {{ this }} where ar_age_bucket <> 'closed' or {{ reloaded(['payers'], since) }}
+{%- endmacro %}
+
+{# marts.visits: a completed appointment's row with the sums of its charge lines and of its claims' payments.
+   The scope: what marts.appointments recomputed, and the old and new appointment of every charge line and claim
+   recomputed upstream (the old ones kept in their scopes while the old tables were whole). #}
+{% macro visits_scope() -%}
+    {%- set ch = upstream_scope('int_charge_lines_classified') -%}
+    {%- set cr = upstream_scope('int_claims_reconciled') -%}
+    select appointment_id from {{ upstream_scope('appointments') }}
+    union
+    select prev_appointment_id from {{ ch }} where prev_appointment_id is not null
+    union
+    select c.appointment_id from {{ ref('int_charge_lines_classified') }} as c semi join {{ ch }} as s using (charge_id)
+    where c.appointment_id is not null
+    union
+    select prev_appointment_id from {{ cr }} where prev_appointment_id is not null
+    union
+    select r.appointment_id from {{ ref('int_claims_reconciled') }} as r semi join {{ cr }} as s using (claim_id)
+    where r.appointment_id is not null
 {%- endmacro %}

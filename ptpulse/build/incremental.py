@@ -38,7 +38,10 @@ create table meta.build_state (
 KEPT_SCHEMAS = ("staging", "intermediate")
 # the build state, and the marts materialised incremental (their scopes: macros/incremental.sql "Incremental marts";
 # tests/dbt/test_incremental.py checks this list against the models)
-KEPT_TABLES = (("meta", "build_state"), ("marts", "appointments"), ("marts", "charge_lines"), ("marts", "claims"))
+KEPT_TABLES = (
+    ("meta", "build_state"),
+    *(("marts", m) for m in ("appointments", "charge_lines", "claims", "visits")),
+)
 # what the incremental intermediates hand to each other during one build (a model's `__scope` is read by the models
 # after it; int_patient_crosswalk's `__prev` by int_visit_links): never part of a served file
 HANDOFF_SUFFIXES = ("__scope", "__prev")

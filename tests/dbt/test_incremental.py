@@ -268,6 +268,27 @@ def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
                     [RELINK_CHARGE, NEW_PATIENT, d, relink[0]],
                     "unknown-patient",
                 )
+                # an old visit billed under the wrong appointment: its lines are corrected to another completed
+                # visit of the patient, so the visit they leave must drop to no lines (its scope: the lines' old
+                # and new appointments)
+                misposted = con.execute(
+                    "select c.appointment_id, o.appointment_id from raw.raw.charges as c "
+                    "inner join raw.raw.scheduling_events as o on o.patient_id = c.patient_id "
+                    "and o.appointment_id <> c.appointment_id and o.event_type = 'completed' "
+                    "where c.service_date < ? and c.charge_id <> ? and c.appointment_id not in (?, ?) "
+                    "and o.appointment_id not in (?, ?) order by c.charge_id, o.appointment_id limit 1",
+                    [old, charge[0], event[1], relink[1], event[1], relink[1]],
+                ).fetchone()
+                _land(
+                    con,
+                    "charges",
+                    "select * replace (? as appointment_id, cast(? as timestamp) + interval 11 hour as posted_at) "
+                    "from raw.raw.charges where appointment_id = ? "
+                    "qualify row_number() over (partition by charge_id order by posted_at desc) = 1",
+                    [misposted[1], d, misposted[0]],
+                    "misposted",
+                )
+                edits["misposted"] = misposted
                 edits.update(
                     {
                         "charge_id": charge[0],
@@ -397,8 +418,15 @@ def test_the_next_night_starts_from_every_incremental_mart():
     assert (
         incremental
         == {table for schema, table in KEPT_TABLES if schema == "marts"}
-        == {"appointments", "charge_lines", "claims"}
+        == {"appointments", "charge_lines", "claims", "visits"}
     )
+
+
+def test_a_visit_whose_lines_move_to_another_visit_is_left_without_lines(day_by_day):
+    left, joined = day_by_day["edits"]["misposted"]
+    sql = "select charge_lines, charges_usd from marts.visits where appointment_id = ?"
+    assert _served_row(day_by_day["settings"], sql, [left]) == (0, 0)
+    assert _served_row(day_by_day["settings"], sql, [joined]) == _served_row(day_by_day["full"], sql, [joined])
 
 
 def test_an_open_claim_ages_by_as_of_on_nights_that_bring_nothing_for_it(day_by_day):
