@@ -394,6 +394,15 @@
     from keys as k left join {{ this }} as p using (charge_id)
 {%- endmacro %}
 
+{# The old and the new `column` of every row an upstream model recomputed tonight: the old value as its scope
+   kept it (`prev_<column>`, taken while the old table was whole), the new one from the model as rebuilt. #}
+{% macro old_and_new(scope, model_name, key, column) -%}
+    select prev_{{ column }} from {{ scope }} where prev_{{ column }} is not null
+    union
+    select m.{{ column }} from {{ ref(model_name) }} as m semi join {{ scope }} as s using ({{ key }})
+    where m.{{ column }} is not null
+{%- endmacro %}
+
 {# int_claims_reconciled: a claim's row sums its remittances and charge lines. The scope: the claims
    int_visit_links recomputed (header, links), and the old and new claim of every remittance and charge line
    recomputed upstream; every claim when a clinics or payers file was loaded. #}
@@ -404,15 +413,9 @@
     with keys as (
         select row_id as claim_id from {{ upstream_scope('int_visit_links') }} where source = 'claims'
         union
-        select prev_claim_id from {{ rl }} where prev_claim_id is not null
+        {{ old_and_new(rl, 'int_remittances_linked', 'remit_id', 'claim_id') }}
         union
-        select r.claim_id from {{ ref('int_remittances_linked') }} as r semi join {{ rl }} as s using (remit_id)
-        where r.claim_id is not null
-        union
-        select prev_claim_id from {{ ch }} where prev_claim_id is not null
-        union
-        select c.claim_id from {{ ref('int_charge_lines_classified') }} as c semi join {{ ch }} as s using (charge_id)
-        where c.claim_id is not null
+        {{ old_and_new(ch, 'int_charge_lines_classified', 'charge_id', 'claim_id') }}
         union
         select claim_id from {{ this }} where {{ everything }}
         union
@@ -432,9 +435,7 @@
     with touched_claims as (
         select row_id as claim_id from {{ upstream_scope('int_visit_links') }} where source = 'claims'
         union
-        select prev_claim_id from {{ ch }}
-        union
-        select c.claim_id from {{ ref('int_charge_lines_classified') }} as c semi join {{ ch }} as s using (charge_id)
+        {{ old_and_new(ch, 'int_charge_lines_classified', 'charge_id', 'claim_id') }}
     )
 
     select remit_id from {{ upstream_scope('int_remittances_linked') }}
@@ -484,13 +485,7 @@
     {%- set cr = upstream_scope('int_claims_reconciled') -%}
     select appointment_id from {{ upstream_scope('appointments') }}
     union
-    select prev_appointment_id from {{ ch }} where prev_appointment_id is not null
+    {{ old_and_new(ch, 'int_charge_lines_classified', 'charge_id', 'appointment_id') }}
     union
-    select c.appointment_id from {{ ref('int_charge_lines_classified') }} as c semi join {{ ch }} as s using (charge_id)
-    where c.appointment_id is not null
-    union
-    select prev_appointment_id from {{ cr }} where prev_appointment_id is not null
-    union
-    select r.appointment_id from {{ ref('int_claims_reconciled') }} as r semi join {{ cr }} as s using (claim_id)
-    where r.appointment_id is not null
+    {{ old_and_new(cr, 'int_claims_reconciled', 'claim_id', 'appointment_id') }}
 {%- endmacro %}
