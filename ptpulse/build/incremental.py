@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 
 from ptpulse.core.config import CONTRACTS_DIR
-from ptpulse.core.sql import quote_ident
+from ptpulse.core.sql import quote_ident, quote_literal
 
 FULL_REFRESH_DAYS = float(os.environ.get("PTPULSE_FULL_REFRESH_DAYS", "7"))
 STATE_DDL = """
@@ -174,6 +174,35 @@ def start_from_served(served: Path, new_path: Path) -> int:
     finally:
         con.close()
     return kept
+
+
+def export_mart_scopes(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """Copy the incremental marts' scopes (`marts.<m>__scope`: the keys dbt deleted and inserted again tonight) to
+    the DuckDB file `path` as `marts.<m>`, before `record_state` drops them: the de-identified twin patches those
+    marts by key (core/deid.py `write_deidentified(scopes=...)`). Returns the marts copied; no file when none
+    (a full build has no scopes)."""
+    marts = [t for s, t in KEPT_TABLES if s == "marts"]
+    found = [
+        m
+        for (m,) in con.execute(
+            "select table_name from duckdb_tables() where database_name = current_database() "
+            "and schema_name = 'marts' and table_name in (select unnest(?))",
+            [[m + "__scope" for m in marts]],
+        ).fetchall()
+    ]
+    if not found:
+        return []
+    con.execute(f"attach {quote_literal(path)} as ptpulse_scopes")
+    try:
+        con.execute("create schema if not exists ptpulse_scopes.marts")
+        for scope in found:
+            target = quote_ident(scope.removesuffix("__scope"))
+            con.execute(
+                f"create table ptpulse_scopes.marts.{target} as select distinct * from marts.{quote_ident(scope)}"
+            )
+    finally:
+        con.execute("detach ptpulse_scopes")
+    return sorted("marts." + scope.removesuffix("__scope") for scope in found)
 
 
 def drop_handoffs(con: duckdb.DuckDBPyConnection) -> int:

@@ -27,7 +27,7 @@ from ptpulse.build.finish import (
     mart_row_counts,
     previous_history,
 )
-from ptpulse.build.incremental import plan_build, record_state, start_from_served
+from ptpulse.build.incremental import export_mart_scopes, plan_build, record_state, start_from_served
 from ptpulse.build.serving import (
     adopt_served_files,
     new_build_id,
@@ -40,6 +40,8 @@ from ptpulse.build.serving import (
 from ptpulse.core.config import DBT_PROJECT_DIR, Settings
 from ptpulse.core.deid import verify_deidentified, write_deidentified
 from ptpulse.core.progress import ProgressFn
+
+MART_SCOPES = "mart_scopes.duckdb"  # in the build folder, between dbt and the twin (export_mart_scopes)
 
 
 @dataclass
@@ -150,7 +152,9 @@ def build(
         con = duckdb.connect(str(new_path))
         try:
             drop_build_only_views(con)
-            record_state(con, plan.state)  # first: it drops the incremental models' hand-off tables
+            scopes = work / MART_SCOPES  # the keys the incremental marts rewrote: the twin patches those by key
+            export_mart_scopes(con, scopes)  # before record_state drops them with the other hand-off tables
+            record_state(con, plan.state)  # then: it drops the incremental models' hand-off tables
             row_counts = mart_row_counts(con)
             history = previous_history(settings.analytics_db)
             con.execute(BUILDS_DDL)
@@ -202,13 +206,21 @@ def build(
                 deid_path,
                 config=settings.duckdb_config(preserve_insertion_order=False),
                 base=base[0] if base else None,
+                scopes=scopes,
             )
         }
-        # names over the whole file; values: what the served twin does not hold, and all of them against
-        # identifiers loaded since it was verified (core/deid.py identifier_problems)
+        # names over the whole file; values: what the served twin does not hold (of a mart patched by key: its
+        # rows in the scope), and all of them against identifiers loaded since it was verified
+        # (core/deid.py identifier_problems)
         twin["verify"] = verify_deidentified(
-            deid_path, settings.raw_db, base=base[0] if base else None, since_load_id=base[1] if base else None
+            deid_path,
+            settings.raw_db,
+            base=base[0] if base else None,
+            since_load_id=base[1] if base else None,
+            scopes=scopes,
+            scoped=twin["write"]["scoped"],
         )
+        scopes.unlink(missing_ok=True)  # plumbing: never served
         record_verified_twin(work, plan.state.raw_load_id)
         if Path(str(deid_path) + ".wal").exists():
             raise RuntimeError(f"{deid_path}.wal remains after checkpoint")

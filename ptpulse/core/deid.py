@@ -13,7 +13,9 @@ build (ptpulse/build/); `verify_deidentified(path, raw_db)` is the check the bui
 column names and tables, and every text VALUE scanned for the identifiers of raw.duckdb's patients (ids,
 member ids, emails, phones, full names, street addresses; `identifier_problems`). On an incremental night both
 take the served twin as `base`: the write replaces only rows that changed, the value scan reads only rows the
-base does not hold plus every value against identifiers loaded since the base was verified.
+base does not hold plus every value against identifiers loaded since the base was verified. For the incremental
+marts the build also hands over their SCOPES (`scopes`: the keys dbt deleted and re-inserted tonight): those tables
+are patched by key, and only their rows in scope are scanned, with no comparison of the whole table.
 The app's privacy filter (app/lib/privacy.py) and SQL page (app/lib/sql_guard.py) import from here; this
 module imports neither Streamlit nor pandas. (Named `deid`, not `privacy`: app/lib/privacy.py is the app's
 per-role filter built on this rule.)
@@ -24,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import duckdb
@@ -91,6 +93,7 @@ def kept_table(schema: str, table: str) -> bool:
 
 
 SOURCE_ALIAS = "ptpulse_src"
+SCOPE_ALIAS = "ptpulse_scope"  # the file of the incremental marts' scopes (ptpulse/build/incremental.py)
 
 
 def write_deidentified(
@@ -99,6 +102,7 @@ def write_deidentified(
     threads: int | None = None,
     config: Mapping[str, str | bool] | None = None,
     base: Path | None = None,
+    scopes: Path | None = None,
 ) -> dict:
     """Write `target` (a new DuckDB file) holding de-identified copies of `source`'s kept tables.
 
@@ -107,8 +111,14 @@ def write_deidentified(
     what changed: `target` starts as a copy of `base`, and a table whose kept columns and types are the same
     gets only its changed rows replaced (`_apply_delta`); any other table is written whole, and tables gone
     from `source` are dropped. The content equals a full write (row order aside).
+    `scopes` (with `base`): a DuckDB file whose table `<schema>.<table>` lists, by its columns, the keys of the
+    source table that were deleted and written again since `base` was written; every other row is as `base`
+    holds it (dbt's incremental marts: their scope). Such a table is patched by key (`_apply_scope`) instead of
+    comparing every row; if its row count then differs from the source (a row outside the scope changed), it
+    falls back to the comparison.
     Returns {"tables", "seconds", "mode": "full" | "delta", "rewritten": [...], "updated": {table: rows},
-    "unchanged": [...], "dropped": [...]} (tables as "schema.table"; rows: deleted plus inserted).
+    "unchanged": [...], "dropped": [...], "scoped": [...]} (tables as "schema.table"; rows: deleted plus
+    inserted; scoped: the tables patched by key, whose rows outside the scope are base's).
     """
     t0 = time.perf_counter()
     target = Path(target)
@@ -124,6 +134,7 @@ def write_deidentified(
         "updated": {},
         "unchanged": [],
         "dropped": [],
+        "scoped": [],
     }
     try:
         if threads:
@@ -131,6 +142,7 @@ def write_deidentified(
         con.execute(f"ATTACH {quote_literal(Path(source))} AS {SOURCE_ALIAS} (READ_ONLY)")
         target_db = con.execute("select current_database()").fetchone()[0]
         have = _table_columns(con, target_db) if delta else {}
+        scope_keys = _scope_keys(con, scopes) if delta else {}
         written = 0
         for (schema, table), columns in _table_columns(con, SOURCE_ALIAS).items():
             if not kept_table(schema, table):
@@ -145,7 +157,12 @@ def write_deidentified(
             cols = ", ".join(quote_ident(c) for c, _ in keep)
             written += 1
             if have.pop((schema, table), None) == keep:
-                changed = _apply_delta(con, src, dest, cols)
+                keys = scope_keys.get((schema, table))
+                scope = f"{SCOPE_ALIAS}.{quote_ident(schema)}.{quote_ident(table)}"
+                if keys and set(keys) <= kept and (changed := _apply_scope(con, src, dest, keep, scope, keys)) >= 0:
+                    report["scoped"].append(name)
+                else:
+                    changed = _apply_delta(con, src, dest, cols)
                 if changed:
                     report["updated"][name] = changed
                 else:
@@ -166,6 +183,8 @@ def write_deidentified(
             ).fetchall():
                 con.execute(f"drop schema {quote_ident(target_db)}.{quote_ident(schema)}")
         con.execute(f"detach {SOURCE_ALIAS}")
+        if scope_keys:
+            con.execute(f"detach {SCOPE_ALIAS}")
         con.execute("checkpoint")
     finally:
         con.close()
@@ -202,6 +221,38 @@ def _apply_delta(con: duckdb.DuckDBPyConnection, src: str, dest: str, cols: str)
         ).fetchone()[0]
     con.execute("drop table _ptp_changed")
     return int(deleted) + int(inserted)
+
+
+def _scope_keys(con: duckdb.DuckDBPyConnection, scopes: Path | None) -> dict[tuple[str, str], list[str]]:
+    """Attach the scopes file as SCOPE_ALIAS; {(schema, table): its key columns}. Empty without the file."""
+    if scopes is None or not Path(scopes).exists():
+        return {}
+    con.execute(f"ATTACH {quote_literal(Path(scopes))} AS {SCOPE_ALIAS} (READ_ONLY)")
+    return {key: [c for c, _ in cols] for key, cols in _table_columns(con, SCOPE_ALIAS).items()}
+
+
+def _key_match(keys: list[str], row: str = "r", scope: str = "s") -> str:
+    return " and ".join(f"{row}.{quote_ident(k)} = {scope}.{quote_ident(k)}" for k in keys)
+
+
+def _apply_scope(
+    con: duckdb.DuckDBPyConnection, src: str, dest: str, keep: list[tuple[str, str]], scope: str, keys: list[str]
+) -> int:
+    """Patch `dest` (a copy of the base) by key: delete its rows whose key is in `scope`, insert `src`'s rows whose
+    key is. Exact when every other source row is as the base holds it, which the row count confirms for what it
+    can see (a row added outside the scope). Returns rows deleted plus inserted; -1 when the counts differ after
+    the patch (rolled back: the caller compares the whole table instead)."""
+    cols = ", ".join(f"r.{quote_ident(c)}" for c, _ in keep)
+    con.execute("begin transaction")
+    deleted = con.execute(f"delete from {dest} as r using {scope} as s where {_key_match(keys)}").fetchone()[0]
+    inserted = con.execute(
+        f"insert into {dest} select {cols} from {src} as r semi join {scope} as s on {_key_match(keys)}"
+    ).fetchone()[0]
+    if con.execute(f"select (select count(*) from {dest}) = (select count(*) from {src})").fetchone()[0]:
+        con.execute("commit")
+        return int(deleted) + int(inserted)
+    con.execute("rollback")
+    return -1
 
 
 def deid_problems(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> list[str]:
@@ -397,6 +448,7 @@ def identifier_problems(
     base: str | None = None,
     since_load_id: int | None = None,
     stats: dict | None = None,
+    scoped: Mapping[tuple[str, str], tuple[str, list[str]]] | None = None,
 ) -> list[str]:
     """Text columns of `catalog` holding a value that contains an identifier of a patient of the raw
     database attached as `raw`: "<table>.<column>: N values contain a patient <kind>" (never the value).
@@ -404,7 +456,9 @@ def identifier_problems(
     With `base` (an attached twin that passed this check against raw up to load `since_load_id`), the scan is
     the night's: rows of `catalog` not in `base`'s same table (EXCEPT over the text columns: exact, no hash)
     against every identifier, and, only if raw holds identifiers first loaded after `since_load_id`, every value
-    against those. Both together cover every value against every identifier, as a full scan does. `stats` (a
+    against those. Both together cover every value against every identifier, as a full scan does. `scoped`:
+    {(schema, table): (scope relation, key columns)} for tables written by key (`write_deidentified` "scoped"):
+    their rows outside the scope are base's, so only rows in the scope are read, with no EXCEPT. `stats` (a
     dict) receives what was scanned."""
     stats = stats if stats is not None else {}
     tables = _raw_tables(con, raw)
@@ -428,10 +482,14 @@ def identifier_problems(
         names = [col for col, _ in text]
         if base is not None and base_cols.get((s, t)) == text:  # only rows the verified twin does not hold
             listed = ", ".join(quote_ident(n) for n in names)
-            con.execute(  # materialised once: each column's select below reads it
-                f"create or replace temp table _ptp_rows as select {listed} from {rel} except "
-                f"select {listed} from {quote_ident(base)}.{quote_ident(s)}.{quote_ident(t)}"
-            )
+            if (s, t) in (scoped or {}):  # patched by key: the rows in the scope hold everything new
+                scope, keys = scoped[(s, t)]
+                rows = f"select {', '.join(f'r.{quote_ident(n)}' for n in names)} from {rel} as r "
+                rows += f"semi join {scope} as s on {_key_match(keys)}"
+            else:
+                rows = f"select {listed} from {rel} except "
+                rows += f"select {listed} from {quote_ident(base)}.{quote_ident(s)}.{quote_ident(t)}"
+            con.execute(f"create or replace temp table _ptp_rows as {rows}")  # each column's select reads it
             rel = "_ptp_rows"
         con.execute(f"insert into _ptp_vals {_values_sql(rel, f'{s}.{t}.', names)}")
     stats["values_scanned"] = con.execute("select count(*) from _ptp_vals").fetchone()[0]
@@ -475,14 +533,21 @@ def rule_fingerprint() -> str:
 
 
 def verify_deidentified(
-    path: Path, raw_db: Path | None = None, base: Path | None = None, since_load_id: int | None = None
+    path: Path,
+    raw_db: Path | None = None,
+    base: Path | None = None,
+    since_load_id: int | None = None,
+    scopes: Path | None = None,
+    scoped: Iterable[str] = (),
 ) -> dict:
     """Raise if the file at `path` holds a PHI column, an excluded table or a view, or (given the raw
     database) a text value containing an identifier of one of its patients. The build refuses the swap.
 
     `base`: a twin that passed this check (same `rule_fingerprint()`) against raw up to load `since_load_id`,
     e.g. the served one; then the value scan covers only what `path` holds beyond it plus every value against
-    identifiers loaded since (`identifier_problems`). The name checks always read the whole file.
+    identifiers loaded since (`identifier_problems`); `scoped` ("schema.table" names `write_deidentified` patched
+    by key from the file `scopes`): of those, only the rows in the scope. The name checks always read the whole
+    file.
     Returns what was scanned: {"mode": "full" | "delta", "values_scanned", ...}."""
     stats: dict = {"mode": "full"}
     con = duckdb.connect()
@@ -491,11 +556,19 @@ def verify_deidentified(
         problems = deid_problems(con, "ptpulse_deid")
         if raw_db is not None and Path(raw_db).exists():
             con.execute(f"ATTACH {quote_literal(Path(raw_db))} AS ptpulse_raw (READ_ONLY)")
-            against = None
+            against, by_key = None, {}
             if base is not None and since_load_id is not None and Path(base).exists():
                 con.execute(f"ATTACH {quote_literal(Path(base))} AS ptpulse_base (READ_ONLY)")
                 against, stats["mode"] = "ptpulse_base", "delta"
-            problems += identifier_problems(con, "ptpulse_deid", "ptpulse_raw", against, since_load_id, stats)
+                keys = _scope_keys(con, scopes) if scoped else {}
+                for name in scoped:
+                    schema, table = name.split(".", 1)
+                    if (schema, table) in keys:
+                        scope = f"{SCOPE_ALIAS}.{quote_ident(schema)}.{quote_ident(table)}"
+                        by_key[(schema, table)] = (scope, keys[(schema, table)])
+            problems += identifier_problems(
+                con, "ptpulse_deid", "ptpulse_raw", against, since_load_id, stats, scoped=by_key
+            )
     finally:
         con.close()
     if problems:

@@ -16,7 +16,7 @@ import duckdb
 import pytest
 from night_helpers import FACTS, full_build_beside, new_load, unmatched_rows
 
-from ptpulse.build.orchestrate import build
+from ptpulse.build.orchestrate import MART_SCOPES, build
 from ptpulse.core.config import Settings, get_settings
 from ptpulse.core.deid import verify_deidentified, write_deidentified
 from ptpulse.core.sql import quote_literal
@@ -124,7 +124,12 @@ def test_the_night_twin_is_a_delta_and_equals_a_full_builds_twin(night):
     assert not result.full_refresh, result.mode_reason
     assert result.twin["write"]["mode"] == "delta"
     assert result.twin["verify"]["mode"] == "delta"
+    # the incremental marts are patched by their scope's keys, not compared row by row; the scopes are not served
+    incremental_marts = ["marts.appointments", "marts.charge_lines", "marts.claims", "marts.visits"]
+    assert result.twin["write"]["scoped"] == incremental_marts
+    assert not (night["home"].analytics_db.resolve().parent / MART_SCOPES).exists()
     assert night["full_result"].twin["write"]["mode"] == "full"
+    assert night["full_result"].twin["write"]["scoped"] == []
     twin = night["home"].analytics_deid_db
     # exactly what a full write of the same analytics file holds, every table, all rows and columns
     full_write = night["root"] / "full_write.duckdb"
@@ -231,3 +236,78 @@ def test_new_columns_dropped_tables_and_duplicate_rows_follow_the_source(night, 
     assert report["updated"]["marts.dim_payers"] == 3  # the duplicated row: its one copy deleted, two inserted
     assert report["updated"]["marts.dim_therapists"] == 1
     assert _twin_differences(delta, full) == {}
+
+
+def _scope_of_claims(analytics: Path, scopes: Path, claims: int) -> list[str]:
+    """A scopes file saying `claims` claims of `analytics` were rewritten tonight; returns their ids."""
+    con = duckdb.connect(str(scopes))
+    try:
+        con.execute(f"attach {quote_literal(analytics)} as a (read_only)")
+        con.execute("create schema marts")
+        con.execute(
+            f"create table marts.claims as select claim_id from a.marts.claims order by claim_id limit {claims}"
+        )
+        return [r[0] for r in con.execute("select claim_id from marts.claims").fetchall()]
+    finally:
+        con.close()
+
+
+def test_a_mart_patched_by_key_equals_a_full_write_and_scans_only_its_scope(night, tmp_path):
+    """Claims rewritten inside the scope: the twin deletes and re-inserts exactly those keys and equals a full
+    write; the value scan reads only those rows, and still finds a patient id planted in one of them."""
+    home = night["home"]
+    analytics, scopes = tmp_path / "analytics.duckdb", tmp_path / "scopes.duckdb"
+    shutil.copy2(home.analytics_db.resolve(), analytics)
+    base = home.analytics_deid_db.resolve()
+    keys = _scope_of_claims(analytics, scopes, 50)
+    con = duckdb.connect(str(analytics))
+    try:
+        con.execute("update marts.claims set payer_id = payer_id || '-x' where claim_id = ?", [keys[0]])
+        since = con.execute("select raw_load_id from meta.build_state").fetchone()[0]
+        con.execute(f"attach {quote_literal(home.raw_db)} as r (read_only)")
+        patient = con.execute("select max(patient_id) from r.raw.patients").fetchone()[0]
+    finally:
+        con.close()
+    twin, full = tmp_path / "twin.duckdb", tmp_path / "full.duckdb"
+    report = write_deidentified(analytics, twin, base=base, scopes=scopes)
+    write_deidentified(analytics, full)
+    assert report["scoped"] == ["marts.claims"] and report["updated"]["marts.claims"] == 100  # 50 out, 50 in
+    assert _twin_differences(twin, full) == {}
+    clean = verify_deidentified(
+        twin, home.raw_db, base=base, since_load_id=since, scopes=scopes, scoped=["marts.claims"]
+    )
+    assert (
+        clean["mode"] == "delta" and 50 <= clean["values_scanned"] <= 50 * 20
+    )  # the scope's 50 rows, not all
+
+    con = duckdb.connect(str(twin))  # a value of a row in the scope quotes a patient id
+    try:
+        con.execute(
+            "update marts.claims set payer_id = payer_id || ' re ' || ? where claim_id = ?", [patient, keys[-1]]
+        )
+    finally:
+        con.close()
+    with pytest.raises(RuntimeError, match=r"marts\.claims\.payer_id: 1 value\(s\) contain a patient patient id"):
+        verify_deidentified(twin, home.raw_db, base=base, since_load_id=since, scopes=scopes, scoped=["marts.claims"])
+
+
+def test_a_row_added_outside_the_scope_falls_back_to_comparing_the_table(night, tmp_path):
+    """If a mart gained a row whose key the scope does not list, patching by key would miss it: the row counts
+    differ, the patch is rolled back and the table is compared whole, so the twin still equals a full write."""
+    home = night["home"]
+    analytics, scopes = tmp_path / "analytics.duckdb", tmp_path / "scopes.duckdb"
+    shutil.copy2(home.analytics_db.resolve(), analytics)
+    _scope_of_claims(analytics, scopes, 10)
+    con = duckdb.connect(str(analytics))
+    try:
+        con.execute(
+            "insert into marts.claims select * replace (claim_id || '-late' as claim_id) from marts.claims "
+            "where claim_id = (select max(claim_id) from marts.claims)"
+        )
+    finally:
+        con.close()
+    twin, full = tmp_path / "twin.duckdb", tmp_path / "full.duckdb"
+    report = write_deidentified(analytics, twin, base=home.analytics_deid_db.resolve(), scopes=scopes)
+    write_deidentified(analytics, full)
+    assert report["scoped"] == [] and report["updated"]["marts.claims"] == 1  # compared whole: the one new row
+    assert _twin_differences(twin, full) == {}
