@@ -6,6 +6,7 @@ starts from a COPY of that file (the served file is never written, so a crash le
 keeps only the staging and intermediate tables and the build state, and lets dbt rebuild everything else. A full
 refresh starts from an empty file. It is chosen when asked for (`--full-refresh`), when no served build recorded
 its state, when the contracts, the dbt project or the vars changed (a fingerprint of them, `meta.build_state`),
+when the pseudonym secret was rotated (the incremental marts hold patient_keys: `key_id` is in the fingerprint),
 when raw.duckdb is not the one the served build read (its last load is gone or differs), and when the last full
 refresh is older than FULL_REFRESH_DAYS (a safety net: nothing known is missed incrementally, but a weekly
 rebuild bounds any drift at a week).
@@ -64,9 +65,9 @@ class Plan:
     state: BuildState  # what this build records in meta.build_state when it succeeds
 
 
-def fingerprint(project_dir: Path, dbt_vars: dict | None) -> str:
-    """sha256 of everything that decides what a staging table holds: contracts, dbt models, macros, seeds,
-    dbt_project.yml and the vars of this build."""
+def fingerprint(project_dir: Path, dbt_vars: dict | None, key_id: str = "") -> str:
+    """sha256 of everything that decides what a kept table holds: contracts, dbt models, macros, seeds,
+    dbt_project.yml, the vars of this build and the pseudonym secret's public id (core/secrets.py `key_id`)."""
     h = hashlib.sha256()
     files = [(CONTRACTS_DIR, f) for f in sorted(CONTRACTS_DIR.glob("*.yml"))]
     for part in _PROJECT_PARTS:
@@ -76,6 +77,7 @@ def fingerprint(project_dir: Path, dbt_vars: dict | None) -> str:
     for root, f in files:
         h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
     h.update(json.dumps(dbt_vars or {}, sort_keys=True, default=str).encode())
+    h.update(b"\0key:" + key_id.encode())
     return h.hexdigest()
 
 
@@ -127,11 +129,17 @@ def read_state(analytics: Path) -> BuildState | None:
 
 
 def plan_build(
-    analytics: Path, raw_db: Path, project_dir: Path, dbt_vars: dict | None, full_refresh: bool, now: datetime
+    analytics: Path,
+    raw_db: Path,
+    project_dir: Path,
+    dbt_vars: dict | None,
+    full_refresh: bool,
+    now: datetime,
+    key_id: str = "",
 ) -> Plan:
     """Decide full or incremental (module docstring) and the state this build will record."""
     load_id, sha, started = _last_load(raw_db)
-    fp = fingerprint(project_dir, dbt_vars)
+    fp = fingerprint(project_dir, dbt_vars, key_id)
     previous = read_state(analytics)
     reason = ""
     if full_refresh:
@@ -139,7 +147,7 @@ def plan_build(
     elif previous is None:
         reason = "no served build recorded an incremental state"
     elif previous.fingerprint != fp:
-        reason = "contracts, dbt models or vars changed since the served build"
+        reason = "contracts, dbt models, vars or the pseudonym secret changed since the served build"
     elif not _load_matches(raw_db, previous):
         reason = "raw.duckdb is not the one the served build read"
     elif previous.full_refresh_at is None or now - previous.full_refresh_at > timedelta(days=FULL_REFRESH_DAYS):

@@ -40,6 +40,7 @@ from ptpulse.build.serving import (
 from ptpulse.core.config import DBT_PROJECT_DIR, Settings
 from ptpulse.core.deid import verify_deidentified, write_deidentified
 from ptpulse.core.progress import ProgressFn
+from ptpulse.core.secrets import key_id
 
 MART_SCOPES = "mart_scopes.duckdb"  # in the build folder, between dbt and the twin (export_mart_scopes)
 
@@ -108,7 +109,11 @@ def build(
         return fail(f"could not prepare {settings.build_dir} (the served files are unchanged): {exc}")
     work.mkdir(parents=True, exist_ok=True)
 
-    plan = plan_build(settings.analytics_db, settings.raw_db, project_dir, dbt_vars, full_refresh, started)
+    try:  # the secret's public id: a rotated secret makes this build full (every patient_key changes)
+        secret = key_id(settings)
+    except (RuntimeError, OSError) as exc:
+        return fail(f"could not read the pseudonym secret (the served files are unchanged): {exc}")
+    plan = plan_build(settings.analytics_db, settings.raw_db, project_dir, dbt_vars, full_refresh, started, secret)
     if not plan.full:  # a copy of the served file: the served one is never written, a crash leaves it served
         if progress:
             progress("copy of the served build", 0, 1)

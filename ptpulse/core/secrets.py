@@ -117,6 +117,13 @@ def pseudonym_one(key: bytes, value: str) -> str:
     return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:PSEUDONYM_HEX]
 
 
+def key_id(settings: Settings) -> str:
+    """A public name of the current secret: its pseudonym of a fixed label (one-way, reveals nothing of the key).
+    Creates the secret on first use, like `ensure_key`. The build records it in its fingerprint, so a rotated
+    secret rebuilds every table holding a patient_key in full (ptpulse/build/incremental.py)."""
+    return pseudonym_one(load_key(ensure_key(settings)), "ptpulse:key-id")
+
+
 def pseudonyms(key: bytes, values: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Vectorised over the distinct values: HMAC once per distinct id, then a take() back to every row."""
     if isinstance(values, pa.ChunkedArray):

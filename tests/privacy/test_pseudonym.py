@@ -142,8 +142,18 @@ def test_rotation_changes_every_key_and_keeps_actions_matching(kx_home, tmp_path
     assert stat.S_IMODE(key_path(home).stat().st_mode) == 0o600
     second = build(home, dbt_vars=KX_VARS)
     assert second.ok, second.message
+    # the incremental marts keep their rows between builds: a rotated secret must rebuild them all, or their
+    # patient_keys stay the old ones (found at medium: every charge line and visit kept its old key)
+    assert second.full_refresh and "pseudonym secret" in second.mode_reason
     after = dict(_patients(home))
     assert after.keys() == before.keys() and not set(after.values()) & set(before.values())
+    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+        for mart in ("appointments", "charge_lines", "claims", "visits"):
+            stale = con.execute(
+                f"select count(*) from marts.{mart} where patient_key is not null "
+                "and patient_key not in (select patient_key from intermediate.int_patient_keys)"
+            ).fetchone()[0]
+            assert stale == 0, mart
 
     new_task = task_id.replace(old_key, pseudonym_one(load_key(key_path(home)), _kx_tasks(kx_home)[0][1]))
     with duckdb.connect(str(home.analytics_db), read_only=True) as con:
