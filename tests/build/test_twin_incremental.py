@@ -276,9 +276,7 @@ def test_a_mart_patched_by_key_equals_a_full_write_and_scans_only_its_scope(nigh
     clean = verify_deidentified(
         twin, home.raw_db, base=base, since_load_id=since, scopes=scopes, scoped=["marts.claims"]
     )
-    assert (
-        clean["mode"] == "delta" and 50 <= clean["values_scanned"] <= 50 * 20
-    )  # the scope's 50 rows, not all
+    assert clean["mode"] == "delta" and 50 <= clean["values_scanned"] <= 50 * 20  # the scope's 50 rows, not all
 
     con = duckdb.connect(str(twin))  # a value of a row in the scope quotes a patient id
     try:
