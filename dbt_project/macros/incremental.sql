@@ -186,7 +186,7 @@
     {%- set claims = raw_source('claims', ['claim_id', 'patient_id', '_load_id']) -%}
     {%- set notes = raw_source('documentation_events', ['note_id', 'patient_id', '_load_id']) -%}
     {%- set sched = raw_source('scheduling_events', ['appointment_id', 'patient_id', '_load_id']) -%}
-    {%- set therapists = raw_source('therapists', ['_load_id']) -%}
+    {%- set everything = not prev or has_new_load(['therapists'], since) -%}
     with xw as (
         select pid, person_id from {{ ref('int_patient_crosswalk') }}
     ),
@@ -238,21 +238,19 @@
         select 'documentation_events', note_id, patient_id, null from {{ ref('stg_raw__documentation_events') }}
     ),
 
-    everything as (
-        select count(*) > 0 {{ '' if prev else 'or true' }} as yes from {{ therapists }} where _load_id > {{ since }}
-    ),
-
     rows_in_scope as (
         select source, row_id from new_rows
         union
         select l.source, l.row_id from {{ this }} as l
+        {%- if not everything %}
         where l.person_id in (select person_id from persons)
             or l.appointment_id in (select appointment_id from touched_appointments)
-            or (select yes from everything)
+        {%- endif %}
         union
         select c.source, c.row_id from current_rows as c
-        left join xw as x on c.patient_id = x.pid
-        where x.person_id in (select person_id from persons) or (select yes from everything)
+        {%- if not everything %}
+        where c.patient_id in (select x.pid from xw as x where x.person_id in (select person_id from persons))
+        {%- endif %}
     ),
 
     keys as (
@@ -299,15 +297,22 @@
     {{ return(rel) }}
 {%- endmacro %}
 
-{# True when one of these reference sources (whose crosswalks map every row: clinics, therapists, payers) has a
-   new load: the model then recomputes every row. #}
+{# Whether one of these sources has a load newer than `since` (a Python bool, asked before the scope query runs).
+   `reloaded` is the same as the SQL literal true or false: a constant, because `x in (...) or exists (...)` kept
+   DuckDB from filtering the big scans first (int_visit_links' scope took twice as long with such an OR at 200
+   clinics). A new load of a reference source whose crosswalks map every row (clinics, therapists, payers) makes
+   a model recompute every row. #}
+{% macro has_new_load(sources, since) -%}
+    {%- set parts = [] -%}
+    {%- for s in sources -%}
+        {%- do parts.append('select 1 from ' ~ raw_source(s, ['_load_id']) ~ ' as r where r._load_id > ' ~ since) -%}
+    {%- endfor -%}
+    {%- set found = run_query('select count(*) > 0 from (' ~ parts | join(' union all ') ~ ') as n') -%}
+    {{ return(found.columns[0].values()[0]) }}
+{%- endmacro %}
+
 {% macro reloaded(sources, since) -%}
-    exists (
-    {%- for s in sources %}
-        select 1 from {{ raw_source(s, ['_load_id']) }} where _load_id > {{ since }}
-        {{- ' union all' if not loop.last }}
-    {%- endfor %}
-    )
+    {{- 'true' if has_new_load(sources, since) else 'false' -}}
 {%- endmacro %}
 
 {# int_claim_links (charges and remittances): a row's claim depends on its own row, its person and episode
@@ -469,12 +474,15 @@
 {%- endmacro %}
 
 {# marts.claims: a row depends on its int_claims_reconciled row, its payer's class and, while it is not closed,
-   on as_of (ar_age_bucket). The scope: what int_claims_reconciled recomputed and every claim not closed; every
-   claim when a payers file was loaded. #}
+   on as_of (ar_age_bucket). The scope: what int_claims_reconciled recomputed, every claim not closed whose bucket
+   at tonight's as_of differs from the one it holds (a claim long in 120+ stays out: open claims that never close
+   pile up with history), and every claim when a payers file was loaded. #}
 {% macro claims_scope(since) -%}
     select claim_id from {{ upstream_scope('int_claims_reconciled') }}
     union
-    select claim_id from {{ this }} where ar_age_bucket <> 'closed' or {{ reloaded(['payers'], since) }}
+    select m.claim_id from {{ this }} as m cross join {{ ref('int_clocks_resolved') }} as k
+    where (m.ar_age_bucket <> 'closed' and m.ar_age_bucket <> {{ open_ar_age_bucket('m.service_date', 'k.as_of') }})
+        or {{ reloaded(['payers'], since) }}
 {%- endmacro %}
 
 {# marts.visits: a completed appointment's row with the sums of its charge lines and of its claims' payments.

@@ -175,3 +175,15 @@
         {%- endif %}
     {%- endif -%}
 {%- endmacro %}
+
+{# The A/R age bucket of an open claim at `as_of`: days from the date of service. One place for the mart
+   (marts.claims) and its incremental scope, which recomputes only the open claims whose bucket moves. #}
+{% macro open_ar_age_bucket(service_date, as_of) -%}
+    case
+        when {{ day_diff(service_date, 'cast(' ~ as_of ~ ' as date)') }} <= 30 then '0-30'
+        when {{ day_diff(service_date, 'cast(' ~ as_of ~ ' as date)') }} <= 60 then '31-60'
+        when {{ day_diff(service_date, 'cast(' ~ as_of ~ ' as date)') }} <= 90 then '61-90'
+        when {{ day_diff(service_date, 'cast(' ~ as_of ~ ' as date)') }} <= 120 then '91-120'
+        else '120+'
+    end
+{%- endmacro %}

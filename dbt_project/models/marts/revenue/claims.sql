@@ -1,6 +1,7 @@
 -- One row per claim: billed, allowed, paid, adjustments, patient responsibility, write-offs, open balances,
 -- denial with its CARC, days to pay and the A/R age bucket at as_of.
--- Incremental (macros/incremental.sql, claims_scope): what int_claims_reconciled recomputed and the open claims.
+-- Incremental (macros/incremental.sql, claims_scope): what int_claims_reconciled recomputed and the open claims
+-- whose age bucket moves at tonight's as_of.
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
@@ -43,11 +44,7 @@ select
     case
         when abs(c.billed_usd - c.payer_paid_usd - c.contractual_adj_usd - c.write_off_usd - c.patient_paid_usd) < 0.005
             then 'closed'
-        when {{ day_diff('c.service_date', 'cast(k.as_of as date)') }} <= 30 then '0-30'
-        when {{ day_diff('c.service_date', 'cast(k.as_of as date)') }} <= 60 then '31-60'
-        when {{ day_diff('c.service_date', 'cast(k.as_of as date)') }} <= 90 then '61-90'
-        when {{ day_diff('c.service_date', 'cast(k.as_of as date)') }} <= 120 then '91-120'
-        else '120+'
+        else {{ open_ar_age_bucket('c.service_date', 'k.as_of') }}
     end as ar_age_bucket,
     c.charge_lines,
     c.charge_lines_usd,
