@@ -72,7 +72,8 @@ claims as (
     left join xw as x on c.patient_id = x.pid
     left join {{ ref('int_visit_links') }} as l on l.source = 'claims' and c.claim_id = l.row_id
     {%- if inc %}
-        where c.service_date in (select r.service_date from src as r)
+        -- only rows without a claim id look for candidates (most carry one: then no claim is read at all)
+        where c.service_date in (select r.service_date from src as r where r.claim_id is null)
     {%- endif %}
 ),
 

@@ -97,12 +97,15 @@ src{{ '_all' if inc }} as (
         left join xw as x on s.patient_id = x.pid
     ),
 
+    -- pids first, then one IN per branch: a join of every source row to the crosswalk cost 0.8 s at 200 clinics
     src as (
         select s.*
         from src_all as s
-        left join xw as x on s.patient_id = x.pid
         where
-            x.person_id in (select sc.person_id from scoped as sc)
+            s.patient_id in (
+                select x.pid from xw as x
+                where x.person_id in (select sc.person_id from scoped as sc)
+            )
             or (s.source = 'charges' and s.claim_id in (
                 select sc.row_id from scoped as sc
                 where sc.source = 'claims'
