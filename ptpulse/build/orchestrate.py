@@ -214,6 +214,8 @@ def build(
                 scopes=scopes,
             )
         }
+        if progress:
+            progress("de-identified twin check", 0, 1)
         # names over the whole file; values: what the served twin does not hold (of a mart patched by key: its
         # rows in the scope), and all of them against identifiers loaded since it was verified
         # (core/deid.py identifier_problems)
