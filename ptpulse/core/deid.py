@@ -334,10 +334,15 @@ def _identifier_sql(raw: str, tables: dict[str, set[str]]) -> str:
         ids.append(f"select 'member id', cast(member_id as varchar), {load('patients')} from {q}.raw.patients")
     if "email" in pat:
         ids.append(f"select 'email', cast(email as varchar), {load('patients')} from {q}.raw.patients")
-    if ids:
+    if ids:  # distinct values first (a patient id recurs on every event row), then normalise those
+        distinct = (
+            f"select kind, v, bool_or(l is null) as no_load, min(l) as l from ({' union all '.join(ids)}) "
+            "as u(kind, v, l) where v is not null group by kind, v"
+        )
         parts.append(
-            f"select kind, trim(lower(trim(v)), '{ID_TOKEN_TRIM}') as token, {first('l')} from ({' union all '.join(ids)}) "
-            f"where v is not null and length(trim(v)) >= {MIN_ID_LEN} "
+            f"select kind, trim(lower(trim(v)), '{ID_TOKEN_TRIM}') as token, "
+            "case when bool_or(no_load) then null else min(l) end as first_load "
+            f"from ({distinct}) where length(trim(v)) >= {MIN_ID_LEN} "
             f"and (not regexp_full_match(trim(v), '[0-9]+') or length(trim(v)) >= {MIN_NUMERIC_ID}) group by all"
         )
     if "phone" in pat:
