@@ -73,7 +73,10 @@ claims as (
     left join {{ ref('int_visit_links') }} as l on l.source = 'claims' and c.claim_id = l.row_id
     {%- if inc %}
         -- only rows without a claim id look for candidates (most carry one: then no claim is read at all)
-        where c.service_date in (select r.service_date from src as r where r.claim_id is null)
+        where c.service_date in (
+                select r.service_date from src as r
+                where r.claim_id is null
+            )
     {%- endif %}
 ),
 
