@@ -189,28 +189,27 @@ def export_mart_scopes(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     the DuckDB file `path` as `marts.<m>`, before `record_state` drops them: the de-identified twin patches those
     marts by key (core/deid.py `write_deidentified(scopes=...)`). Returns the marts copied; no file when none
     (a full build has no scopes)."""
-    marts = [t for s, t in KEPT_TABLES if s == "marts"]
-    found = [
-        m
-        for (m,) in con.execute(
-            "select table_name from duckdb_tables() where database_name = current_database() "
-            "and schema_name = 'marts' and table_name in (select unnest(?))",
-            [[m + "__scope" for m in marts]],
+    tables = {
+        t
+        for s, t in con.execute(
+            "select schema_name, table_name from duckdb_tables() where database_name = current_database()"
         ).fetchall()
-    ]
+        if s == "marts"
+    }
+    found = sorted(m for s, m in KEPT_TABLES if s == "marts" and m + "__scope" in tables)
     if not found:
         return []
     con.execute(f"attach {quote_literal(path)} as ptpulse_scopes")
     try:
         con.execute("create schema if not exists ptpulse_scopes.marts")
-        for scope in found:
-            target = quote_ident(scope.removesuffix("__scope"))
+        for mart in found:
+            scope = quote_ident(mart + "__scope")
             con.execute(
-                f"create table ptpulse_scopes.marts.{target} as select distinct * from marts.{quote_ident(scope)}"
+                f"create table ptpulse_scopes.marts.{quote_ident(mart)} as select distinct * from marts.{scope}"
             )
     finally:
         con.execute("detach ptpulse_scopes")
-    return sorted("marts." + scope.removesuffix("__scope") for scope in found)
+    return ["marts." + mart for mart in found]
 
 
 def drop_handoffs(con: duckdb.DuckDBPyConnection) -> int:

@@ -142,7 +142,7 @@ def write_deidentified(
         con.execute(f"ATTACH {quote_literal(Path(source))} AS {SOURCE_ALIAS} (READ_ONLY)")
         target_db = con.execute("select current_database()").fetchone()[0]
         have = _table_columns(con, target_db) if delta else {}
-        scope_keys = _scope_keys(con, scopes) if delta else {}
+        by_key = _scopes(con, scopes) if delta else {}
         written = 0
         for (schema, table), columns in _table_columns(con, SOURCE_ALIAS).items():
             if not kept_table(schema, table):
@@ -157,8 +157,7 @@ def write_deidentified(
             cols = ", ".join(quote_ident(c) for c, _ in keep)
             written += 1
             if have.pop((schema, table), None) == keep:
-                keys = scope_keys.get((schema, table))
-                scope = f"{SCOPE_ALIAS}.{quote_ident(schema)}.{quote_ident(table)}"
+                scope, keys = by_key.get((schema, table), (None, []))
                 if keys and set(keys) <= kept and (changed := _apply_scope(con, src, dest, keep, scope, keys)) >= 0:
                     report["scoped"].append(name)
                 else:
@@ -183,7 +182,7 @@ def write_deidentified(
             ).fetchall():
                 con.execute(f"drop schema {quote_ident(target_db)}.{quote_ident(schema)}")
         con.execute(f"detach {SOURCE_ALIAS}")
-        if scope_keys:
+        if by_key:
             con.execute(f"detach {SCOPE_ALIAS}")
         con.execute("checkpoint")
     finally:
@@ -223,12 +222,16 @@ def _apply_delta(con: duckdb.DuckDBPyConnection, src: str, dest: str, cols: str)
     return int(deleted) + int(inserted)
 
 
-def _scope_keys(con: duckdb.DuckDBPyConnection, scopes: Path | None) -> dict[tuple[str, str], list[str]]:
-    """Attach the scopes file as SCOPE_ALIAS; {(schema, table): its key columns}. Empty without the file."""
+def _scopes(con: duckdb.DuckDBPyConnection, scopes: Path | None) -> dict[tuple[str, str], tuple[str, list[str]]]:
+    """Attach the scopes file as SCOPE_ALIAS; {(schema, table): (its scope relation, key columns)}. Empty without
+    the file."""
     if scopes is None or not Path(scopes).exists():
         return {}
     con.execute(f"ATTACH {quote_literal(Path(scopes))} AS {SCOPE_ALIAS} (READ_ONLY)")
-    return {key: [c for c, _ in cols] for key, cols in _table_columns(con, SCOPE_ALIAS).items()}
+    return {
+        (s, t): (f"{SCOPE_ALIAS}.{quote_ident(s)}.{quote_ident(t)}", [c for c, _ in cols])
+        for (s, t), cols in _table_columns(con, SCOPE_ALIAS).items()
+    }
 
 
 def _key_match(keys: list[str], row: str = "r", scope: str = "s") -> str:
@@ -565,12 +568,8 @@ def verify_deidentified(
             if base is not None and since_load_id is not None and Path(base).exists():
                 con.execute(f"ATTACH {quote_literal(Path(base))} AS ptpulse_base (READ_ONLY)")
                 against, stats["mode"] = "ptpulse_base", "delta"
-                keys = _scope_keys(con, scopes) if scoped else {}
-                for name in scoped:
-                    schema, table = name.split(".", 1)
-                    if (schema, table) in keys:
-                        scope = f"{SCOPE_ALIAS}.{quote_ident(schema)}.{quote_ident(table)}"
-                        by_key[(schema, table)] = (scope, keys[(schema, table)])
+                patched = {tuple(name.split(".", 1)) for name in scoped}
+                by_key = {t: v for t, v in (_scopes(con, scopes) if patched else {}).items() if t in patched}
             problems += identifier_problems(
                 con, "ptpulse_deid", "ptpulse_raw", against, since_load_id, stats, scoped=by_key
             )
