@@ -29,7 +29,9 @@ from ptpulse.build.finish import (
 )
 from ptpulse.build.incremental import export_mart_scopes, plan_build, record_state, start_from_served
 from ptpulse.build.serving import (
+    TWIN_IDENTIFIERS,
     adopt_served_files,
+    carry_twin_identifiers,
     new_build_id,
     record_verified_twin,
     remove_abandoned_builds,
@@ -214,6 +216,9 @@ def build(
                 scopes=scopes,
             )
         }
+        identifiers = work / TWIN_IDENTIFIERS  # raw's patient identifiers, for this check and the next night's
+        if base:  # a night extends the served build's by the loads since; a full build reads raw whole
+            carry_twin_identifiers(settings, identifiers)
         if progress:
             progress("de-identified twin check", 0, 1)
         # names over the whole file; values: what the served twin does not hold (of a mart patched by key: its
@@ -226,6 +231,7 @@ def build(
             since_load_id=base[1] if base else None,
             scopes=scopes,
             scoped=twin["write"]["scoped"],
+            identifiers=identifiers,
         )
         scopes.unlink(missing_ok=True)  # plumbing: never served
         record_verified_twin(work, plan.state.raw_load_id)

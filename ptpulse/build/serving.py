@@ -24,6 +24,10 @@ from ptpulse.core.deid import rule_fingerprint
 # Beside a build's twin once it passed verification: the rule and the raw load it was checked against. Only a twin
 # with this mark (and the current rule) is the base of the next night's delta twin (core/deid.py).
 TWIN_STATE = "analytics_deid.verified.json"
+# Beside a build's files: raw's patient identifiers as of the raw load it was built from, which the twin's check
+# extends by the loads since instead of re-reading all of raw (core/deid.py `_identifier_table`). Holds PHI, like
+# the analytics file beside it; never served to a de-identified reader.
+TWIN_IDENTIFIERS = "twin_identifiers.duckdb"
 
 
 def new_build_id() -> str:
@@ -186,3 +190,12 @@ def verified_served_twin(settings: Settings) -> tuple[Path, int] | None:
         return None
     load = state.get("raw_load_id")
     return (twin, load) if isinstance(load, int) else None
+
+
+def carry_twin_identifiers(settings: Settings, target: Path) -> None:
+    """Copy the served build's identifier cache to `target` when it is complete (no .wal beside it); without
+    one the check fills a new file. The served file is only read: a crash leaves it as it was."""
+    served = served_build_dir(settings)
+    source = served / TWIN_IDENTIFIERS if served is not None else None
+    if source is not None and source.exists() and not Path(str(source) + ".wal").exists():
+        shutil.copyfile(source, target)

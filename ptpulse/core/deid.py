@@ -15,7 +15,8 @@ member ids, emails, phones, full names, street addresses; `identifier_problems`)
 take the served twin as `base`: the write replaces only rows that changed, the value scan reads only rows the
 base does not hold plus every value against identifiers loaded since the base was verified. For the incremental
 marts the build also hands over their SCOPES (`scopes`: the keys dbt deleted and re-inserted tonight): those tables
-are patched by key, and only their rows in scope are scanned, with no comparison of the whole table.
+are patched by key, and only their rows in scope are scanned, with no comparison of the whole table. Raw's
+identifiers are cached between builds (`identifiers`, `_identifier_table`): a night reads only raw's new loads.
 The app's privacy filter (app/lib/privacy.py) and SQL page (app/lib/sql_guard.py) import from here; this
 module imports neither Streamlit nor pandas. (Named `deid`, not `privacy`: app/lib/privacy.py is the app's
 per-role filter built on this rule.)
@@ -94,6 +95,7 @@ def kept_table(schema: str, table: str) -> bool:
 
 SOURCE_ALIAS = "ptpulse_src"
 SCOPE_ALIAS = "ptpulse_scope"  # the file of the incremental marts' scopes (ptpulse/build/incremental.py)
+IDENT_ALIAS = "ptpulse_ident"  # the cache of raw's identifiers (`_identifier_table`)
 
 
 def write_deidentified(
@@ -314,29 +316,38 @@ def _raw_tables(con, raw: str) -> dict[str, set[str]]:
     return out
 
 
-def _identifier_sql(raw: str, tables: dict[str, set[str]]) -> str:
+def _identifier_sql(raw: str, tables: dict[str, set[str]], after_load: int | None = None) -> str:
     """SELECT kind, token, first_load over every identifier of the raw source (normalised like the value side).
     first_load is the lowest raw `_load_id` the token came from (NULL when a row has none): the tokens of loads
-    after the one a served twin was verified against are the only ones its values were not checked for."""
+    after the one a served twin was verified against are the only ones its values were not checked for.
+    `after_load`: only rows of loads after it (and rows without a load id), for the cache (`_identifier_table`).
+    Professionals' names are not removed here: that happens when the table is read (`_professionals_sql`)."""
     q = quote_ident(raw)
 
     def load(t: str) -> str:
         return "_load_id" if "_load_id" in tables.get(t, set()) else "null::bigint"
+
+    def rows(t: str) -> str:
+        """raw.<t>, limited to the loads after `after_load` when it has load ids."""
+        rel = f"{q}.raw.{quote_ident(t)}"
+        if after_load is None or "_load_id" not in tables.get(t, set()):
+            return rel
+        return f"(select * from {rel} where _load_id > {int(after_load)} or _load_id is null)"
 
     def first(col: str) -> str:
         return f"case when bool_or({col} is null) then null else min({col}) end as first_load"
 
     parts = []
     ids = [
-        f"select 'patient id' as kind, cast(patient_id as varchar) as v, {load(t)} as l from {q}.raw.{quote_ident(t)}"
+        f"select 'patient id' as kind, cast(patient_id as varchar) as v, {load(t)} as l from {rows(t)}"
         for t, cols in sorted(tables.items())
         if "patient_id" in cols
     ]
     pat = tables.get("patients", set())
     if "member_id" in pat:
-        ids.append(f"select 'member id', cast(member_id as varchar), {load('patients')} from {q}.raw.patients")
+        ids.append(f"select 'member id', cast(member_id as varchar), {load('patients')} from {rows('patients')}")
     if "email" in pat:
-        ids.append(f"select 'email', cast(email as varchar), {load('patients')} from {q}.raw.patients")
+        ids.append(f"select 'email', cast(email as varchar), {load('patients')} from {rows('patients')}")
     if ids:  # distinct values first (a patient id recurs on every event row), then normalise those
         distinct = (
             f"select kind, v, bool_or(l is null) as no_load, min(l) as l from ({' union all '.join(ids)}) "
@@ -352,7 +363,7 @@ def _identifier_sql(raw: str, tables: dict[str, set[str]]) -> str:
         parts.append(
             f"select 'phone' as kind, regexp_replace(regexp_replace(cast(phone as varchar), '\\D', '', 'g'), "
             f"'^1(\\d{{10}})$', '\\1') as token, {first('_l')} "
-            f"from (select *, {load('patients')} as _l from {q}.raw.patients) where length(regexp_replace("
+            f"from (select *, {load('patients')} as _l from {rows('patients')}) where length(regexp_replace("
             f"cast(phone as varchar), '\\D', '', 'g')) >= 7 group by all"
         )
     grams = []
@@ -360,37 +371,127 @@ def _identifier_sql(raw: str, tables: dict[str, set[str]]) -> str:
         lp = load("patients")
         grams += [
             f"select 'name', cast(first_name as varchar) || ' ' || cast(last_name as varchar), {lp} "
-            f"from {q}.raw.patients",
+            f"from {rows('patients')}",
             f"select 'name', cast(last_name as varchar) || ' ' || cast(first_name as varchar), {lp} "
-            f"from {q}.raw.patients",
+            f"from {rows('patients')}",
         ]
     if "address_line" in pat:
-        grams.append(f"select 'address', cast(address_line as varchar), {load('patients')} from {q}.raw.patients")
+        grams.append(f"select 'address', cast(address_line as varchar), {load('patients')} from {rows('patients')}")
     if grams:
-        # professionals are shown by name on purpose: a patient sharing a clinician's full name is not a leak
-        pros = [
-            f"select cast(first_name as varchar) || ' ' || cast(last_name as varchar) from {q}.raw.{quote_ident(t)}"
-            for t in ("therapists", "referring_physicians")
-            if {"first_name", "last_name"} <= tables.get(t, set())
-        ]
-        pro_filter = (
-            (
-                f" and token not in (select array_to_string(regexp_extract_all(lower(n), '{WORD}'), ' ') "
-                f"from ({' union all '.join(pros)}) as p(n) where n is not null)"
-            )
-            if pros
-            else ""
-        )
         parts.append(
             f"select kind, token, {first('l')} from (select kind, "
             f"array_to_string(regexp_extract_all(lower(v), '{WORD}'), ' ') "
             f"as token, l from ({' union all '.join(grams)}) as g(kind, v, l) where v is not null) "
-            f"where length(token) >= 5 and token like '% %'{pro_filter} group by all"
+            f"where length(token) >= 5 and token like '% %' group by all"
         )
     return (
         " union all ".join(parts)
         or "select null::varchar as kind, null::varchar as token, null::bigint as first_load where false"
     )
+
+
+def _professionals_sql(raw: str, tables: dict[str, set[str]]) -> str | None:
+    """SELECT of the full names of therapists and referring physicians, as name tokens. Professionals are shown
+    by name on purpose: a patient sharing a clinician's full name is not a leak, so those tokens are not checked.
+    Applied when the identifier table is read, not cached: a clinician hired tonight is known tonight."""
+    q = quote_ident(raw)
+    pros = [
+        f"select cast(first_name as varchar) || ' ' || cast(last_name as varchar) from {q}.raw.{quote_ident(t)}"
+        for t in ("therapists", "referring_physicians")
+        if {"first_name", "last_name"} <= tables.get(t, set())
+    ]
+    if not pros:
+        return None
+    return (
+        f"select array_to_string(regexp_extract_all(lower(n), '{WORD}'), ' ') "
+        f"from ({' union all '.join(pros)}) as p(n) where n is not null"
+    )
+
+
+_LOAD_KEY = "load_id, sha256, cast(started_at as varchar)"  # one load of one raw file (as build/incremental.py)
+
+
+def _last_load(con: duckdb.DuckDBPyConnection, raw: str, tables: dict[str, set[str]]) -> tuple | None:
+    """(load_id, sha256, started_at) of the raw database's last load; None without a load table or a load."""
+    if not {"load_id", "sha256", "started_at"} <= tables.get("_loads", set()):
+        return None
+    return con.execute(
+        f"select {_LOAD_KEY} from {quote_ident(raw)}.raw._loads order by load_id desc limit 1"
+    ).fetchone()
+
+
+def _cache_state(con: duckdb.DuckDBPyConnection) -> tuple | None:
+    """(rule, load_id, sha256, started_at) the attached identifier cache was written under; None for a new file."""
+    has = con.execute(
+        "select count(*) from duckdb_tables() where database_name = ? and table_name = 'identifier_state'",
+        [IDENT_ALIAS],
+    ).fetchone()[0]
+    return con.execute(f"select * from {IDENT_ALIAS}.main.identifier_state").fetchone() if has else None
+
+
+def _load_in_raw(con: duckdb.DuckDBPyConnection, raw: str, load: tuple) -> bool:
+    """Whether raw still holds this load (same id, file hash and start): the same raw file, not a restored one."""
+    sql = f"select count(*) from {quote_ident(raw)}.raw._loads where ({_LOAD_KEY}) = (?, ?, ?)"
+    return con.execute(sql, list(load)).fetchone()[0] == 1
+
+
+def _identifier_table(
+    con: duckdb.DuckDBPyConnection, raw: str, tables: dict[str, set[str]], cache: Path | None, stats: dict
+) -> None:
+    """Create temp table `_ptp_ident` (kind, token, first_load): every identifier of raw's patients, minus the
+    professionals' names.
+
+    `cache`: a DuckDB file (the build copies the served build's into its own folder) holding the unfiltered
+    identifiers up to the raw load it records. raw is append-only (a change is a new version, a deletion a
+    tombstone: ingestion/profiles.py), so when that load is still in raw (same id, sha256 and start) and the rule
+    is the same, only rows of later loads are tokenised and added: the table equals a full computation (a cached
+    token's first load is at or before the recorded load, so no later row lowers it). Otherwise it is rebuilt.
+    The file holds patient identifiers: it lives beside the analytics file (PHI) and never in the twin."""
+    last = _last_load(con, raw, tables)
+    source = "_ptp_ident_all"
+    if cache is None or last is None:
+        con.execute(f"create or replace temp table _ptp_ident_all as {_identifier_sql(raw, tables)}")
+        stats["identifiers"] = "full"
+    else:
+        try:
+            con.execute(f"ATTACH {quote_literal(Path(cache))} AS {IDENT_ALIAS}")
+            state = _cache_state(con)
+        except duckdb.Error:  # an unreadable copy is only a cache: start it again
+            con.execute(f"detach database if exists {IDENT_ALIAS}")
+            Path(cache).unlink()
+            con.execute(f"ATTACH {quote_literal(Path(cache))} AS {IDENT_ALIAS}")
+            state = None
+        source = f"{IDENT_ALIAS}.main.identifiers"
+        if state is not None and state[0] == rule_fingerprint() and _load_in_raw(con, raw, state[1:]):
+            con.execute(
+                f"create or replace temp table _ptp_ident_added as {_identifier_sql(raw, tables, after_load=state[1])}"
+            )
+            stats["identifiers_added"] = con.execute(
+                f"insert into {source} select * from _ptp_ident_added as a where not exists "
+                f"(select 1 from {source} as c where c.kind = a.kind and c.token = a.token)"
+            ).fetchone()[0]
+            # rows without a load id are re-read every time (first_load NULL: always checked as new)
+            con.execute(
+                f"update {source} as c set first_load = null from _ptp_ident_added as a "
+                "where a.first_load is null and c.kind = a.kind and c.token = a.token and c.first_load is not null"
+            )
+            con.execute("drop table _ptp_ident_added")
+            stats["identifiers"] = "cached"
+        else:
+            con.execute(f"create or replace table {source} as {_identifier_sql(raw, tables)}")
+            stats["identifiers"] = "rebuilt"
+        con.execute(
+            f"create or replace table {IDENT_ALIAS}.main.identifier_state as "
+            "select ?::varchar as rule, ?::bigint as load_id, ?::varchar as sha256, ?::varchar as started_at",
+            [rule_fingerprint(), *last],
+        )
+        con.execute(f"checkpoint {IDENT_ALIAS}")  # the next build copies the file alone, never a .wal
+    pros = _professionals_sql(raw, tables)
+    keep = f" where not (kind in ('name', 'address') and token in ({pros}))" if pros else ""
+    con.execute(f"create or replace temp table _ptp_ident as select * from {source}{keep}")
+    if source != "_ptp_ident_all":
+        con.execute(f"detach {IDENT_ALIAS}")
+    con.execute("drop table if exists _ptp_ident_all")
 
 
 TEXT_TYPES = ("VARCHAR", "JSON")
@@ -457,6 +558,7 @@ def identifier_problems(
     since_load_id: int | None = None,
     stats: dict | None = None,
     scoped: Mapping[tuple[str, str], tuple[str, list[str]]] | None = None,
+    identifiers: Path | None = None,
 ) -> list[str]:
     """Text columns of `catalog` holding a value that contains an identifier of a patient of the raw
     database attached as `raw`: "<table>.<column>: N values contain a patient <kind>" (never the value).
@@ -467,7 +569,7 @@ def identifier_problems(
     against those. Both together cover every value against every identifier, as a full scan does. `scoped`:
     {(schema, table): (scope relation, key columns)} for tables written by key (`write_deidentified` "scoped"):
     their rows outside the scope are base's, so only rows in the scope are read, with no EXCEPT. `stats` (a
-    dict) receives what was scanned."""
+    dict) receives what was scanned. `identifiers`: the cache file of raw's identifiers (`_identifier_table`)."""
     stats = stats if stats is not None else {}
     tables = _raw_tables(con, raw)
     if not tables:
@@ -476,7 +578,7 @@ def identifier_problems(
     if not cols:
         return []
     c = quote_ident(catalog)
-    con.execute(f"create or replace temp table _ptp_ident as {_identifier_sql(raw, tables)}")
+    _identifier_table(con, raw, tables, identifiers, stats)
     by_table: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for s, t, col, typ in cols:
         by_table.setdefault((s, t), []).append((col, typ))
@@ -547,6 +649,7 @@ def verify_deidentified(
     since_load_id: int | None = None,
     scopes: Path | None = None,
     scoped: Iterable[str] = (),
+    identifiers: Path | None = None,
 ) -> dict:
     """Raise if the file at `path` holds a PHI column, an excluded table or a view, or (given the raw
     database) a text value containing an identifier of one of its patients. The build refuses the swap.
@@ -555,7 +658,8 @@ def verify_deidentified(
     e.g. the served one; then the value scan covers only what `path` holds beyond it plus every value against
     identifiers loaded since (`identifier_problems`); `scoped` ("schema.table" names `write_deidentified` patched
     by key from the file `scopes`): of those, only the rows in the scope. The name checks always read the whole
-    file.
+    file. `identifiers`: a DuckDB file caching raw's identifiers between builds (`_identifier_table`), updated in
+    place.
     Returns what was scanned: {"mode": "full" | "delta", "values_scanned", ...}."""
     stats: dict = {"mode": "full"}
     con = duckdb.connect()
@@ -571,7 +675,14 @@ def verify_deidentified(
                 patched = {tuple(name.split(".", 1)) for name in scoped}
                 by_key = {t: v for t, v in (_scopes(con, scopes) if patched else {}).items() if t in patched}
             problems += identifier_problems(
-                con, "ptpulse_deid", "ptpulse_raw", against, since_load_id, stats, scoped=by_key
+                con,
+                "ptpulse_deid",
+                "ptpulse_raw",
+                against,
+                since_load_id,
+                stats,
+                scoped=by_key,
+                identifiers=identifiers,
             )
     finally:
         con.close()

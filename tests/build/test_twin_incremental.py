@@ -17,8 +17,9 @@ import pytest
 from night_helpers import FACTS, full_build_beside, new_load, unmatched_rows
 
 from ptpulse.build.orchestrate import MART_SCOPES, build
+from ptpulse.build.serving import TWIN_IDENTIFIERS
 from ptpulse.core.config import Settings, get_settings
-from ptpulse.core.deid import verify_deidentified, write_deidentified
+from ptpulse.core.deid import _identifier_sql, _professionals_sql, _raw_tables, verify_deidentified, write_deidentified
 from ptpulse.core.sql import quote_literal
 
 pytestmark = pytest.mark.slow  # real builds
@@ -181,12 +182,17 @@ def test_a_patient_id_planted_in_a_changed_table_stops_the_night(night):
     assert settings.analytics_deid_db.resolve() == served_before  # the last good twin is still served
 
 
-def test_an_identifier_loaded_tonight_is_found_in_an_unchanged_row(night, tmp_path):
+@pytest.mark.parametrize("cached", [False, True], ids=["identifiers read whole", "identifier cache"])
+def test_an_identifier_loaded_tonight_is_found_in_an_unchanged_row(night, tmp_path, cached):
     """The served twin was verified against yesterday's patients: a value in a row the night did not touch that
-    equals a patient id first loaded tonight is still caught (the second pass of the delta scan)."""
+    equals a patient id first loaded tonight is still caught (the second pass of the delta scan), also when raw's
+    identifiers come from the served build's cache extended by tonight's load."""
     home = night["home"]
     raw = tmp_path / "raw.duckdb"
     shutil.copy2(home.raw_db, raw)
+    cache = tmp_path / TWIN_IDENTIFIERS if cached else None
+    if cache:
+        shutil.copy2(home.analytics_db.resolve().parent / TWIN_IDENTIFIERS, cache)
     analytics = home.analytics_db.resolve()
     con = duckdb.connect(str(analytics), read_only=True)
     try:  # a value of an unchanged table (the clinic dimension did not move tonight)
@@ -197,7 +203,11 @@ def test_an_identifier_loaded_tonight_is_found_in_an_unchanged_row(night, tmp_pa
     twin = tmp_path / "twin.duckdb"
     report = write_deidentified(analytics, twin, base=home.analytics_deid_db.resolve())
     assert "marts.dim_clinics" in report["unchanged"]
-    assert verify_deidentified(twin, raw, base=home.analytics_deid_db.resolve(), since_load_id=since)["mode"] == "delta"
+    stats = verify_deidentified(
+        twin, raw, base=home.analytics_deid_db.resolve(), since_load_id=since, identifiers=cache
+    )
+    assert stats["mode"] == "delta"
+    assert stats["identifiers"] == ("cached" if cached else "full")
     con = duckdb.connect()
     try:
         con.execute(f"attach {quote_literal(raw)} as raw")
@@ -210,7 +220,35 @@ def test_an_identifier_loaded_tonight_is_found_in_an_unchanged_row(night, tmp_pa
     finally:
         con.close()
     with pytest.raises(RuntimeError, match=r"marts\.dim_clinics\.clinic_id: 1 value\(s\) contain a patient patient id"):
-        verify_deidentified(twin, raw, base=home.analytics_deid_db.resolve(), since_load_id=since)
+        verify_deidentified(twin, raw, base=home.analytics_deid_db.resolve(), since_load_id=since, identifiers=cache)
+
+
+def _identifiers(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple]:
+    """(kind, token, first_load) of an identifier relation, professionals' names left out as the check does."""
+    pros = _professionals_sql("raw", _raw_tables(con, "raw"))
+    return con.execute(
+        f"select * from {relation} where not (kind in ('name', 'address') and token in ({pros})) order by all"
+    ).fetchall()
+
+
+def test_the_night_extends_the_served_identifier_cache_to_what_a_full_read_of_raw_gives(night):
+    """The twin's check reads raw's patient identifiers only from the loads since the served build's (issue 15:
+    the whole read grew with history); the cache it serves must equal a full read of raw, token and first load."""
+    home = night["home"]
+    assert night["result"].twin["verify"]["identifiers"] == "cached"  # tonight: the served cache, extended
+    assert night["full_result"].twin["verify"]["identifiers"] == "rebuilt"  # a home without a served cache
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach {quote_literal(home.raw_db)} as raw (read_only)")
+        con.execute(f"attach {quote_literal(home.analytics_db.resolve().parent / TWIN_IDENTIFIERS)} as c (read_only)")
+        cached = _identifiers(con, "c.main.identifiers")
+        full = _identifiers(con, f"({_identifier_sql('raw', _raw_tables(con, 'raw'))})")
+        state = con.execute("select load_id from c.main.identifier_state").fetchone()[0]
+        last = con.execute("select max(load_id) from raw.raw._loads").fetchone()[0]
+    finally:
+        con.close()
+    assert len(full) > 1000 and cached == full
+    assert state == last  # tonight's loads are in it: tomorrow reads only what lands after them
 
 
 def test_new_columns_dropped_tables_and_duplicate_rows_follow_the_source(night, tmp_path):
