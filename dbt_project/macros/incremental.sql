@@ -92,6 +92,7 @@
         create or replace table {{ scope_relation() }} as
         {% if scope_macro == 'appointments_collapsed' -%}{{ appointments_collapsed_scope(since) }}
         {%- elif scope_macro == 'visit_links' -%}{{ visit_links_scope(since) }}
+        {%- elif scope_macro == 'notes_summarised' -%}{{ notes_summarised_scope() }}
         {%- elif scope_macro == 'claim_links' -%}{{ claim_links_scope(since) }}
         {%- elif scope_macro == 'remittances_linked' -%}{{ remittances_linked_scope(since) }}
         {%- elif scope_macro == 'charge_lines_classified' -%}{{ charge_lines_classified_scope(since) }}
@@ -267,6 +268,20 @@
     select k.source, k.row_id, p.person_id as prev_person_id, p.service_date as prev_service_date,
         p.episode_id as prev_episode_id
     from keys as k left join {{ this }} as p on k.source = p.source and k.row_id = p.row_id
+{%- endmacro %}
+
+{# int_notes_summarised: an episode's row is a function of the notes linked to it, so it can change only when one
+   of its notes is recomputed by int_visit_links (a note of a new load, corrected, deleted or re-linked: all in its
+   scope). The scope: the old and the new episode of every note int_visit_links recomputed. #}
+{% macro notes_summarised_scope() -%}
+    {%- set vl = upstream_scope('int_visit_links') -%}
+    {%- set links = ref('int_visit_links') -%}
+    select s.prev_episode_id as episode_id from {{ vl }} as s
+    where s.source = 'documentation_events' and s.prev_episode_id is not null
+    union
+    select l.episode_id from {{ links }} as l
+    semi join {{ vl }} as s on l.source = s.source and l.row_id = s.row_id
+    where l.source = 'documentation_events' and l.episode_id is not null
 {%- endmacro %}
 
 {% macro drop_previous_crosswalk() -%}

@@ -4,7 +4,7 @@ The small practice is landed DAY BY DAY: raw.duckdb starts with every row of the
 before the last event, then each of those days arrives as new loads (the rows of that day under new load ids,
 as the loader would land them) and an incremental build runs after each. A late correction of a year-old charge,
 a corrected year-old scheduling event (visit numbers of its episode shift), a tombstone for an old remittance and
-a charge line of a patient id nobody knows yet arrive among them; the next night a patients file makes that id
+a charge line of a patient id nobody knows yet and a year-old note moved to another episode arrive among them; the next night a patients file makes that id
 one person with an existing patient, so the old line must re-link and the patient's rows change person. On the
 claim side: a year-old claim is denied on day 1 and paid on day 3; a payment carrying no claim id (case + visit
 date, as WebPT sends it) links to a year-old claim on day 1 and is left unlinked on day 2, when that claim is
@@ -289,6 +289,24 @@ def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
                     "misposted",
                 )
                 edits["misposted"] = misposted
+                # a year-old note, its episode's only one, corrected to another episode of its patient: the episode
+                # it leaves has no note left, so only the note's OLD episode in int_notes_summarised's scope drops it
+                note = con.execute(
+                    "select n.note_id, o.episode_id from raw.raw.documentation_events as n "
+                    "inner join raw.raw.documentation_events as o on o.patient_id = n.patient_id "
+                    "and o.episode_id <> n.episode_id where n.service_date < ? and n.episode_id in (select "
+                    "episode_id from raw.raw.documentation_events group by all having count(distinct note_id) = 1) "
+                    "order by n.note_id, o.episode_id limit 1",
+                    [old],
+                ).fetchone()
+                _land(
+                    con,
+                    "documentation_events",
+                    "select * replace (? as episode_id, cast(? as timestamp) + interval 12 hour as created_at) "
+                    "from raw.raw.documentation_events where note_id = ? order by created_at desc limit 1",
+                    [note[1], d, note[0]],
+                    "note-episode-fix",
+                )
                 edits.update(
                     {
                         "charge_id": charge[0],

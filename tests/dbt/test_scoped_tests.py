@@ -93,6 +93,7 @@ INTERMEDIATE_PLANTS = {
     "int_claims_reconciled": (["claim_id"], ["C01", "C10"]),  # C01: CH002's and RM002's claim
     "int_remittances_linked": (["remit_id"], ["RM001", "RM020"]),  # RM001: another payment of C01, re-ranked
     "int_remittances_attributed": (["remit_id"], ["RM001", "RM020"]),
+    "int_notes_summarised": (["episode_id"], ["E01", "E03"]),  # E01: P01's notes, re-linked with its rows
 }
 
 

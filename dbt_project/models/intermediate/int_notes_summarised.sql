@@ -2,14 +2,33 @@
 -- baseline outcome score), the latest plan (re-evaluations update it), the discharge summary and note counts.
 -- Notes without an episode id take the one the linking rule found (int_visit_links); notes it could not place are
 -- left out here and counted in marts.link_health.
-with notes as {{ cte_materialized() }} (
+-- Incremental (macros/incremental.sql, notes_summarised_scope): recomputes the episodes of the notes int_visit_links
+-- recomputed (their old and new episode), from every note linked to them.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook=[
+        "{{ scope_hooks('notes_summarised', ['episode_id'])[0] }}",
+        "{{ scope_hooks('notes_summarised', ['episode_id'])[1] }}"
+    ]
+) }}
+
+with links as (
+    select
+        row_id,
+        appointment_id,
+        episode_id
+    from {{ in_scope(ref('int_visit_links'), {'episode_id': 'episode_id'}) }}
+    where source = 'documentation_events' and episode_id is not null
+),
+
+notes as {{ cte_materialized() }} (
     select
         {{ star_except(['appointment_id', 'episode_id'], 'n') }},  -- noqa: AM04
         l.appointment_id,
         l.episode_id
     from {{ ref('stg_raw__documentation_events') }} as n
-    left join {{ ref('int_visit_links') }} as l on l.source = 'documentation_events' and n.note_id = l.row_id
-    where l.episode_id is not null
+    inner join links as l on n.note_id = l.row_id
 ),
 
 eval as (
