@@ -431,8 +431,57 @@ def _cache_state(con: duckdb.DuckDBPyConnection) -> tuple | None:
 
 def _load_in_raw(con: duckdb.DuckDBPyConnection, raw: str, load: tuple) -> bool:
     """Whether raw still holds this load (same id, file hash and start): the same raw file, not a restored one."""
-    sql = f"select count(*) from {quote_ident(raw)}.raw._loads where ({_LOAD_KEY}) = (?, ?, ?)"
+    sql = (
+        f"select count(*) from {quote_ident(raw)}.raw._loads where load_id = ? and sha256 is not distinct from ? "
+        "and cast(started_at as varchar) is not distinct from ?"
+    )
     return con.execute(sql, list(load)).fetchone()[0] == 1
+
+
+def _attach_cache(con: duckdb.DuckDBPyConnection, cache: Path, fresh: bool = False) -> None:
+    """Attach the identifier cache as IDENT_ALIAS; `fresh`: delete the file (and any WAL) first."""
+    con.execute(f"detach database if exists {IDENT_ALIAS}")
+    if fresh:
+        for part in (cache, Path(str(cache) + ".wal")):
+            part.unlink(missing_ok=True)
+    con.execute(f"ATTACH {quote_literal(cache)} AS {IDENT_ALIAS}")
+
+
+def _extend_cache(con: duckdb.DuckDBPyConnection, raw: str, tables: dict[str, set[str]], after: int) -> int:
+    """Add to the cache the identifiers of raw rows in loads after `after`; returns the tokens added."""
+    cached = f"{IDENT_ALIAS}.main.identifiers"
+    con.execute(f"create or replace temp table _ptp_ident_added as {_identifier_sql(raw, tables, after_load=after)}")
+    added = con.execute(
+        f"insert into {cached} select * from _ptp_ident_added as a where not exists "
+        f"(select 1 from {cached} as c where c.kind = a.kind and c.token = a.token)"
+    ).fetchone()[0]
+    # rows without a load id are re-read every time (first_load NULL: always checked as new)
+    con.execute(
+        f"update {cached} as c set first_load = null from _ptp_ident_added as a "
+        "where a.first_load is null and c.kind = a.kind and c.token = a.token and c.first_load is not null"
+    )
+    con.execute("drop table _ptp_ident_added")
+    return added
+
+
+def _refresh_cache(
+    con: duckdb.DuckDBPyConnection, raw: str, tables: dict[str, set[str]], last: tuple, stats: dict
+) -> None:
+    """Bring the attached cache to raw's `last` load: extended when it holds an earlier load of this raw file under
+    this rule ("cached"), else rebuilt from all of raw ("rebuilt"); `stats` says which."""
+    state = _cache_state(con)
+    if state is not None and state[0] == rule_fingerprint() and _load_in_raw(con, raw, state[1:]):
+        stats["identifiers_added"] = _extend_cache(con, raw, tables, state[1])
+        stats["identifiers"] = "cached"
+    else:
+        con.execute(f"create or replace table {IDENT_ALIAS}.main.identifiers as {_identifier_sql(raw, tables)}")
+        stats["identifiers"] = "rebuilt"
+    con.execute(
+        f"create or replace table {IDENT_ALIAS}.main.identifier_state as "
+        "select ?::varchar as rule, ?::bigint as load_id, ?::varchar as sha256, ?::varchar as started_at",
+        [rule_fingerprint(), *last],
+    )
+    con.execute(f"checkpoint {IDENT_ALIAS}")  # the next build copies the file alone, never a .wal
 
 
 def _identifier_table(
@@ -445,52 +494,25 @@ def _identifier_table(
     identifiers up to the raw load it records. raw is append-only (a change is a new version, a deletion a
     tombstone: ingestion/profiles.py), so when that load is still in raw (same id, sha256 and start) and the rule
     is the same, only rows of later loads are tokenised and added: the table equals a full computation (a cached
-    token's first load is at or before the recorded load, so no later row lowers it). Otherwise it is rebuilt.
-    The file holds patient identifiers: it lives beside the analytics file (PHI) and never in the twin."""
+    token's first load is at or before the recorded load, so no later row lowers it). Otherwise, or when the file
+    is damaged, it is rebuilt. The file holds patient identifiers: it lives beside the analytics file (PHI) and
+    never in the twin."""
     last = _last_load(con, raw, tables)
-    source = "_ptp_ident_all"
     if cache is None or last is None:
         con.execute(f"create or replace temp table _ptp_ident_all as {_identifier_sql(raw, tables)}")
-        stats["identifiers"] = "full"
+        source, stats["identifiers"] = "_ptp_ident_all", "full"
     else:
+        cache, source = Path(cache), f"{IDENT_ALIAS}.main.identifiers"
         try:
-            con.execute(f"ATTACH {quote_literal(Path(cache))} AS {IDENT_ALIAS}")
-            state = _cache_state(con)
-        except duckdb.Error:  # an unreadable copy is only a cache: start it again
-            con.execute(f"detach database if exists {IDENT_ALIAS}")
-            Path(cache).unlink()
-            con.execute(f"ATTACH {quote_literal(Path(cache))} AS {IDENT_ALIAS}")
-            state = None
-        source = f"{IDENT_ALIAS}.main.identifiers"
-        if state is not None and state[0] == rule_fingerprint() and _load_in_raw(con, raw, state[1:]):
-            con.execute(
-                f"create or replace temp table _ptp_ident_added as {_identifier_sql(raw, tables, after_load=state[1])}"
-            )
-            stats["identifiers_added"] = con.execute(
-                f"insert into {source} select * from _ptp_ident_added as a where not exists "
-                f"(select 1 from {source} as c where c.kind = a.kind and c.token = a.token)"
-            ).fetchone()[0]
-            # rows without a load id are re-read every time (first_load NULL: always checked as new)
-            con.execute(
-                f"update {source} as c set first_load = null from _ptp_ident_added as a "
-                "where a.first_load is null and c.kind = a.kind and c.token = a.token and c.first_load is not null"
-            )
-            con.execute("drop table _ptp_ident_added")
-            stats["identifiers"] = "cached"
-        else:
-            con.execute(f"create or replace table {source} as {_identifier_sql(raw, tables)}")
-            stats["identifiers"] = "rebuilt"
-        con.execute(
-            f"create or replace table {IDENT_ALIAS}.main.identifier_state as "
-            "select ?::varchar as rule, ?::bigint as load_id, ?::varchar as sha256, ?::varchar as started_at",
-            [rule_fingerprint(), *last],
-        )
-        con.execute(f"checkpoint {IDENT_ALIAS}")  # the next build copies the file alone, never a .wal
+            _attach_cache(con, cache)
+            _refresh_cache(con, raw, tables, last, stats)
+        except duckdb.Error:  # a damaged copy is only a cache: start it again
+            _attach_cache(con, cache, fresh=True)
+            _refresh_cache(con, raw, tables, last, stats)
     pros = _professionals_sql(raw, tables)
     keep = f" where not (kind in ('name', 'address') and token in ({pros}))" if pros else ""
     con.execute(f"create or replace temp table _ptp_ident as select * from {source}{keep}")
-    if source != "_ptp_ident_all":
-        con.execute(f"detach {IDENT_ALIAS}")
+    con.execute(f"detach database if exists {IDENT_ALIAS}")
     con.execute("drop table if exists _ptp_ident_all")
 
 

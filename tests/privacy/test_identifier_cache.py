@@ -108,3 +108,16 @@ def test_a_damaged_cache_file_is_started_again(tmp_path):
     with pytest.raises(RuntimeError, match="contain a patient phone"):
         verify_deidentified(twin, raw, identifiers=cache)
     assert verify_deidentified(_twin(twin, "fine"), raw, identifiers=cache)["identifiers"] == "cached"
+
+
+def test_a_cache_whose_table_is_gone_is_started_again(tmp_path):
+    """The file opens and its state says it is current, but its identifiers are missing: rebuilt, never trusted."""
+    raw, cache = _raw(tmp_path / "practice_raw.duckdb"), tmp_path / "identifiers.duckdb"
+    twin = _twin(tmp_path / "twin.duckdb", "member MBR55501")
+    with pytest.raises(RuntimeError, match="contain a patient member id"):
+        verify_deidentified(twin, raw, identifiers=cache)
+    with duckdb.connect(str(cache)) as con:
+        con.execute("drop table identifiers")
+    with pytest.raises(RuntimeError, match="contain a patient member id"):
+        verify_deidentified(twin, raw, identifiers=cache)
+    assert verify_deidentified(_twin(twin, "fine"), raw, identifiers=cache)["identifiers"] == "cached"

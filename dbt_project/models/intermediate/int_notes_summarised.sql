@@ -59,8 +59,8 @@ discharge as (
 agg as (
     select
         episode_id,
-        any_value(patient_id) as any_patient_id,
-        any_value(clinic_id) as any_clinic_id,
+        min(patient_id) as any_patient_id,  -- min, not any_value: the same pick in a full and an incremental build
+        min(clinic_id) as any_clinic_id,
         count(*) as notes,
         count(*) filter (where signed_at is null) as unsigned_notes
     from notes
