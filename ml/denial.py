@@ -637,17 +637,41 @@ def reason_texts(f: pd.DataFrame, payer_rates_: dict[str, float]) -> tuple[pd.Da
     return out[list(GROUPS)], flags[list(GROUPS)]
 
 
+def _at_reference(f: pd.DataFrame, cols: list[str], reference: dict[str, Any]) -> np.ndarray:
+    """Rows whose `cols` already hold the typical claim's values (both missing counts as the same): setting the
+    group to them gives the same input, so its contribution is exactly 0. Unsure (a missing value against a
+    present one) counts as different."""
+    same = np.ones(len(f), dtype=bool)
+    for c in cols:
+        ref = reference.get(c)
+        if ref is None or (isinstance(ref, float) and np.isnan(ref)):
+            same &= f[c].isna().to_numpy(dtype=bool)
+        else:
+            same &= (f[c] == ref).fillna(False).to_numpy(dtype=bool)
+    return same
+
+
 def contributions(model: DenialModel, features: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
-    """(p, contributions): per group, p(x) - p(x with that group set to the typical claim); one batch predict."""
+    """(p, contributions): per group, p(x) - p(x with that group set to the typical claim); one batch predict of
+    the claims and, per group, only the claims whose group differs from the typical claim's (the others add 0:
+    a third of the rows at 200 clinics)."""
     f = features.reset_index(drop=True)
-    copies = [f]
+    copies, changed = [f], []
     for cols in GROUPS.values():
-        g = f.copy()
+        rows = np.flatnonzero(~_at_reference(f, cols, model.reference))
+        g = f.iloc[rows].copy()
         for c in cols:
             g[c] = model.reference.get(c)
         copies.append(g)
-    p_all = model.predict(pd.concat(copies, ignore_index=True)).reshape(len(copies), len(f))
-    return p_all[0], pd.DataFrame((p_all[0][None, :] - p_all[1:]).T, columns=list(GROUPS))
+        changed.append(rows)
+    p_all = model.predict(pd.concat(copies, ignore_index=True))
+    p = p_all[: len(f)]
+    contrib = np.zeros((len(f), len(GROUPS)))
+    start = len(f)
+    for j, rows in enumerate(changed):
+        contrib[rows, j] = p[rows] - p_all[start : start + len(rows)]
+        start += len(rows)
+    return p, pd.DataFrame(contrib, columns=list(GROUPS))
 
 
 def explain(model: DenialModel, features: pd.DataFrame) -> pd.DataFrame:

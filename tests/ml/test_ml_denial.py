@@ -252,6 +252,25 @@ def test_training_is_deterministic(frames):
     np.testing.assert_array_equal(a.predict(feats.head(300)), b.predict(feats.head(300)))
 
 
+def test_contributions_equal_predicting_every_group_of_every_claim(frames):
+    """Groups already at the typical claim's values are not predicted again (their contribution is exactly 0): the
+    result must equal the brute force, where each group of each claim is set to the reference and predicted."""
+    claims = denial.labelled(frames.claims)
+    feats = denial.build_features(claims, frames)
+    model = denial.fit_final(feats, claims["is_denied"].astype(int).to_numpy(), claims, "t", "v")
+    f = denial.add_kx(denial.build_features(denial.open_claims(frames.claims), frames), model.allowed_ratio)
+    p, contrib = denial.contributions(model, f)
+    brute = []
+    for cols in denial.GROUPS.values():
+        g = f.copy()
+        for c in cols:
+            g[c] = model.reference.get(c)
+        brute.append(model.predict(g))
+    np.testing.assert_array_equal(p, model.predict(f))
+    np.testing.assert_allclose(contrib.to_numpy(), (p[None, :] - np.array(brute)).T, rtol=0, atol=1e-12)
+    assert (contrib.to_numpy() == 0).any()  # some groups were skipped as typical, and are 0 exactly
+
+
 def _features_by_claim(targets: pd.DataFrame, fr: denial.DenialFrames) -> pd.DataFrame:
     return denial.build_features(targets, fr).sort_values("claim_id").reset_index(drop=True)
 
