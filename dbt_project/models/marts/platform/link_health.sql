@@ -5,36 +5,66 @@
 -- is in the build and 'unlinked' (no_claim_on_date, several_claims_on_date, claim_not_loaded) when it is not: that
 -- cash still counts in the practice totals (int_remittances_attributed), it only cannot be shown against a claim.
 -- 'charge_claims' is each charge line's claim (int_claim_links: carried, or by patient + date of service).
-with visit_links as (
+-- A charge line's links and amount come from int_charge_lines_classified (one row per line, carrying both rules'
+-- results): no join of every line back to staging.
+with lines as (
+    select
+        charge_usd,
+        appointment_link,
+        episode_link,
+        unlinked_reason,
+        claim_link,
+        claim_unlinked_reason
+    from {{ ref('int_charge_lines_classified') }}
+),
+
+visit_rows as (
+    select
+        'charges' as source,
+        appointment_link,
+        episode_link,
+        unlinked_reason,
+        charge_usd as amount_usd
+    from lines
+    union all
     select
         l.source,
+        l.appointment_link,
+        l.episode_link,
+        l.unlinked_reason,
+        cl.billed_usd as amount_usd
+    from {{ ref('int_visit_links') }} as l
+    left join {{ ref('stg_raw__claims') }} as cl on l.source = 'claims' and l.row_id = cl.claim_id
+    where l.source <> 'charges'
+),
+
+visit_links as (
+    select
+        source,
         case
-            when l.unlinked_reason is not null then 'unlinked'
+            when unlinked_reason is not null then 'unlinked'
             when
-                l.appointment_link like 'patient_date%' or l.appointment_link = 'claim_lines'
-                or l.episode_link in ('appointment', 'episode_span')
+                appointment_link like 'patient_date%' or appointment_link = 'claim_lines'
+                or episode_link in ('appointment', 'episode_span')
                 then 'linked'
             else 'carried'
         end as link_status,
-        coalesce(l.unlinked_reason, '(none)') as reason,
-        coalesce(ch.charge_usd, cl.billed_usd) as amount_usd
-    from {{ ref('int_visit_links') }} as l
-    left join {{ ref('stg_raw__charges') }} as ch on l.source = 'charges' and l.row_id = ch.charge_id
-    left join {{ ref('stg_raw__claims') }} as cl on l.source = 'claims' and l.row_id = cl.claim_id
+        coalesce(unlinked_reason, '(none)') as reason,
+        amount_usd
+    from visit_rows
 ),
 
 charge_claims as (
     select
         'charge_claims' as source,
         case
-            when k.unlinked_reason is not null then 'unlinked'
-            when k.claim_link = 'source' then 'carried'
+            when claim_unlinked_reason is not null then 'unlinked'
+            when claim_link = 'source' then 'carried'
             else 'linked'
         end as link_status,
-        coalesce(k.unlinked_reason, '(none)') as reason,
-        ch.charge_usd as amount_usd
-    from {{ ref('int_claim_links') }} as k
-    inner join {{ ref('stg_raw__charges') }} as ch on k.source = 'charges' and k.row_id = ch.charge_id
+        coalesce(claim_unlinked_reason, '(none)') as reason,
+        charge_usd as amount_usd
+    from lines
 ),
 
 remits as (
