@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 
 from ptpulse.core.config import CONTRACTS_DIR
-from ptpulse.core.sql import quote_ident, quote_literal
+from ptpulse.core.sql import RAW_LOAD_IDENTITY, quote_ident, quote_literal
 
 FULL_REFRESH_DAYS = float(os.environ.get("PTPULSE_FULL_REFRESH_DAYS", "7"))
 STATE_DDL = """
@@ -107,19 +107,15 @@ def _one_row(path: Path, sql: str, params: list | None = None) -> tuple | None:
 
 def _last_load(raw_db: Path) -> tuple[int | None, str | None, str | None]:
     """(load_id, sha256, started_at) of raw.duckdb's last load: identifies the raw file the build read."""
-    row = _one_row(
-        raw_db, "select load_id, sha256, cast(started_at as varchar) from {loads} order by load_id desc limit 1"
-    )
+    row = _one_row(raw_db, f"select {RAW_LOAD_IDENTITY} from {{loads}} order by load_id desc limit 1")
     return (row[0], row[1], row[2]) if row else (None, None, None)
 
 
 def _load_matches(raw_db: Path, state: BuildState) -> bool:
     if state.raw_load_id is None:
         return False
-    row = _one_row(
-        raw_db, "select sha256, cast(started_at as varchar) from {loads} where load_id = ?", [state.raw_load_id]
-    )
-    return row is not None and (row[0], row[1]) == (state.raw_load_sha256, state.raw_load_started_at)
+    row = _one_row(raw_db, f"select {RAW_LOAD_IDENTITY} from {{loads}} where load_id = ?", [state.raw_load_id])
+    return row is not None and (row[1], row[2]) == (state.raw_load_sha256, state.raw_load_started_at)
 
 
 def read_state(analytics: Path) -> BuildState | None:

@@ -33,7 +33,7 @@ from pathlib import Path
 import duckdb
 
 from ptpulse.core.contracts import phi_columns
-from ptpulse.core.sql import quote_ident, quote_literal
+from ptpulse.core.sql import RAW_LOAD_IDENTITY, quote_ident, quote_literal
 
 # Columns that identify a patient even if no contract flags them (ids, and names our queries build).
 ALWAYS_PHI = frozenset(
@@ -408,15 +408,12 @@ def _professionals_sql(raw: str, tables: dict[str, set[str]]) -> str | None:
     )
 
 
-_LOAD_KEY = "load_id, sha256, cast(started_at as varchar)"  # one load of one raw file (as build/incremental.py)
-
-
 def _last_load(con: duckdb.DuckDBPyConnection, raw: str, tables: dict[str, set[str]]) -> tuple | None:
     """(load_id, sha256, started_at) of the raw database's last load; None without a load table or a load."""
     if not {"load_id", "sha256", "started_at"} <= tables.get("_loads", set()):
         return None
     return con.execute(
-        f"select {_LOAD_KEY} from {quote_ident(raw)}.raw._loads order by load_id desc limit 1"
+        f"select {RAW_LOAD_IDENTITY} from {quote_ident(raw)}.raw._loads order by load_id desc limit 1"
     ).fetchone()
 
 
