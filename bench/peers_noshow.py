@@ -129,7 +129,9 @@ def run(home: Path, truth: Path | None, timing_runs: int = 2) -> dict[str, Any]:
         models["logistic"] = _figures(y_test, logit.predict_proba(codes_test)[:, 1], wall, cpu)
 
     oracle = None
-    truth_probs = artifacts.read_truth(Path(truth) if truth else None, "appointment_truth.csv")
+    truth_probs = artifacts.read_truth(
+        Path(truth) if truth else None, "appointment_truth.csv", ("appointment_id", "p_no_show")
+    )
     if truth_probs is not None:
         p_true = targets[["appointment_id"]].merge(truth_probs, on="appointment_id", how="left")["p_no_show"]
         tv = pd.to_numeric(p_true, errors="coerce").to_numpy(float)[test]

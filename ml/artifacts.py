@@ -82,10 +82,11 @@ def truth_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     return path if path.is_dir() else None
 
 
-def read_truth(folder: Path | None, name: str) -> pd.DataFrame | None:
+def read_truth(folder: Path | None, name: str, columns: tuple[str, ...] | None = None) -> pd.DataFrame | None:
+    """A truth file, or only `columns` of it (the appointment truth also holds the draw's parts for the bench)."""
     if folder is None or not (folder / name).exists():
         return None
-    return pd.read_csv(folder / name)
+    return pd.read_csv(folder / name, usecols=list(columns) if columns else None)
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

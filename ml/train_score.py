@@ -183,7 +183,7 @@ def train_no_show(
             population=NO_SHOW_POPULATION,
         )
     features = build_features(targets, marts)
-    truth_probs = artifacts.read_truth(truth, "appointment_truth.csv")
+    truth_probs = artifacts.read_truth(truth, "appointment_truth.csv", NO_SHOW_TRUTH)
     p_true = (
         targets[["appointment_id"]].merge(truth_probs, on="appointment_id", how="left")["p_no_show"]
         if truth_probs is not None
@@ -262,6 +262,7 @@ def _not_trained(
     return card
 
 
+NO_SHOW_TRUTH = ("appointment_id", "p_no_show")  # the oracle; the file's other columns are for the bench
 ORACLE_DEFINITION = (
     "The oracle is the generator's true P(no-show | not cancelled) for each test appointment (truth/"
     "appointment_truth.csv p_no_show), the same population and label as the model. It is the best ranking "

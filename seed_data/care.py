@@ -116,7 +116,20 @@ def simulate(ctx: ClinicCtx, R: Referrals, payers: PayerTable) -> Episodes:
     horizon = ctx.as_of + P.FUTURE_DAYS
     cols: dict[str, list[np.ndarray]] = {
         k: []
-        for k in ("ep", "day", "start", "dur", "ther", "vtype", "outcome", "booked", "p", "visit_number", "trailing")
+        for k in (
+            "ep",
+            "day",
+            "start",
+            "dur",
+            "ther",
+            "vtype",
+            "outcome",
+            "booked",
+            "p",
+            "logit_observable",
+            "visit_number",
+            "trailing",
+        )
     }
 
     for _step in range(400):
@@ -146,6 +159,8 @@ def simulate(ctx: ClinicCtx, R: Referrals, payers: PayerTable) -> Episodes:
             + P.NS_DROPOUT_INTENT * intent
         )
         p = sigmoid(logit)
+        # what an export could in principle reveal: the draw without the patient's propensity and intent
+        logit_observable = logit - re_pat[R.patient[ep_ref[e]]] - P.NS_DROPOUT_INTENT * intent
         u = rng.random(m)
         out = np.select([u < p, u < p + P.P_LATE_CANCEL, u < p + P.P_LATE_CANCEL + P.P_CANCEL], [1, 2, 3], 0)
         for k, v in (
@@ -159,6 +174,7 @@ def simulate(ctx: ClinicCtx, R: Referrals, payers: PayerTable) -> Episodes:
             ("booked", bk),
             ("p", p),
             ("visit_number", np.where(out == 0, attended[e] + 1, 0)),
+            ("logit_observable", logit_observable),
             ("trailing", intent),
         ):
             cols[k].append(v)
@@ -334,11 +350,18 @@ def scheduling(ctx: ClinicCtx, R: Referrals, Ep: Episodes, ref_ids: np.ndarray, 
     # attended, so given "not cancelled" the odds are p against what is left for attending.
     p = a["p"].to_numpy()
     attend = np.clip(1 - p - P.P_LATE_CANCEL - P.P_CANCEL, 0, None)
+    # The bench's point-in-time ceiling (bench/noshow_ceiling.py) also needs the draw's parts: the log-odds
+    # without the hidden traits (each patient's propensity, the intent to drop out), the intent, the outcome.
     truth = pl.DataFrame(
         dict(
             appointment_id=base["appointment_id"],
+            patient_id=base["patient_id"],
+            scheduled_start=pl.from_epoch(pl.Series(start), time_unit="s"),
             p_no_show=np.round(p / (p + attend), 4),
             p_no_show_any=np.round(p, 4),
+            logit_observable=np.round(a["logit_observable"].to_numpy(), 4),
+            dropout_intent=a["trailing"].to_numpy(),
+            outcome=OUTCOMES[out],
         )
     )
     truth = truth.filter(resolved)

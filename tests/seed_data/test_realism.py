@@ -32,7 +32,8 @@ def feats(con):
                date_diff('year', p.birth_date::date, a.start::date) as age,
                coalesce(sum((a.status = 'no_show')::int) over w, 0) as prior_ns,
                date_diff('day', max(case when a.status = 'completed' then a.start end) over w, a.start) as gap_days
-        from appt a join appointment_truth t using (appointment_id) join patients p using (patient_id)
+        from appt a join appointment_truth t on t.appointment_id = a.appointment_id
+             join patients p on p.patient_id = a.patient_id
         window w as (partition by a.episode_id order by a.start rows between unbounded preceding and 1 preceding)""")
     return con
 
