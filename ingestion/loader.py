@@ -632,7 +632,7 @@ def _land(
     ensure_source_table(db, contract, with_op=with_op)
     result.rows_read = staged + malformed + excluded
     result.rows_quarantined = _quarantine(db, result, contract, line) + malformed + excluded
-    result.rows_duplicate = _find_duplicates(db, contract)
+    result.rows_duplicate = _find_duplicates(db, contract, result.profile)
     result.rows_landed = _insert_rows(db, result, contract, line, with_op=with_op)
     assert_counts(result)
     result.status = LOADED
@@ -712,31 +712,89 @@ def _quarantine(db: RawDB, result: LoadResult, contract: Contract, line: tuple[s
     return broken
 
 
-def _find_duplicates(db: RawDB, contract: Contract) -> int:
-    """Fill temp._dups with valid staged rows whose (natural key, content hash) is already known.
+# a staged row's place in dbt's merge order (macros/ptpulse.sql merge_latest: latest event time, nulls last, then
+# load, then line); a staged row is in the load being written, after every landed one
+_NEW_LOAD = 2**62
 
-    Known = landed in raw.<source> by an earlier load, or an earlier line of this file. Only hashes that
-    repeat inside the file go through the window function, and raw is joined on the hash first, so the
-    work is a hash join over two narrow columns rather than a sort of the file.
+
+def _merge_order(event_time: str, load: str, line: str) -> str:
+    return (
+        f"{{'dated': {event_time} IS NOT NULL, 'at': coalesce(epoch({event_time}), 0), 'load': {load}, 'line': {line}}}"
+    )
+
+
+def _find_duplicates(db: RawDB, contract: Contract, profile: str | None) -> int:
+    """Fill temp._dups with the valid staged rows that change nothing, so a reload or an overlapping re-export
+    lands nothing while a row that goes back to an earlier version (v1 -> v2 -> v1) lands and is current.
+
+    A row is a candidate when an identical version (natural key and content hash) came before it: landed by an
+    earlier load of the same source system (dbt merges per system) or on an earlier line of this file. A
+    candidate is a duplicate when it equals the version current just before it (dbt's merge order over raw and
+    the file's earlier lines), or when it would not become current (an earlier event time than a version before
+    it). A candidate whose key has one version before it is decided by a hash join; only keys with several go
+    through the window.
     """
-    keys = [contract.column(k) for k in contract.natural_key]
-    typed_keys = ", ".join(f"{v.typed_ref(k)} AS {quote_ident(k.name)}" for k in keys)
-    key_cols = ", ".join(quote_ident(k.name) for k in keys)
-    key_match = " AND ".join(f"r.{quote_ident(k.name)} IS NOT DISTINCT FROM f.{quote_ident(k.name)}" for k in keys)
+    keys = [quote_ident(contract.column(k).name) for k in contract.natural_key]
+    typed_keys = ", ".join(f"{v.typed_ref(contract.column(k))} AS {quote_ident(k)}" for k in contract.natural_key)
+    key_cols = ", ".join(keys)
+
+    def same_key(a: str, b: str) -> str:
+        return " AND ".join(f"{a}.{k} IS NOT DISTINCT FROM {b}.{k}" for k in keys)
+
+    def cols(alias: str) -> str:
+        return ", ".join(f"{alias}.{k}" for k in keys)
+
     table = db.t(contract.source)
-    db.con.execute(f"""
+    event_time = quote_ident(contract.event_time)
+    typed_et = v.typed_ref(contract.column(contract.event_time))
+    system = "coalesce(split_part({}, '/', 1), 'native')"
+    db.con.execute(
+        f"""
         CREATE OR REPLACE TEMP TABLE _dups AS
         WITH valid AS MATERIALIZED (
-            SELECT rowid AS rid, _row_hash, {typed_keys} FROM _staged WHERE _violation IS NULL),
+            SELECT rowid AS rid, _row_hash, {typed_et} AS _et, {typed_keys} FROM _staged WHERE _violation IS NULL),
+        system_loads AS (
+            SELECT load_id FROM {db.t("_loads")}
+            WHERE {system.format("profile")} = {system.format("CAST(? AS VARCHAR)")}),
+        landed AS (SELECT * FROM {table} WHERE _load_id IN (SELECT load_id FROM system_loads)),
         repeated AS (SELECT _row_hash FROM valid GROUP BY _row_hash HAVING count(*) > 1),
-        in_file AS (
+        seen_in_file AS (
             SELECT rid FROM (
                 SELECT rid, row_number() OVER (PARTITION BY _row_hash, {key_cols} ORDER BY rid) AS n
                 FROM valid SEMI JOIN repeated USING (_row_hash))
             WHERE n > 1),
-        in_raw AS (
-            SELECT f.rid FROM valid f JOIN {table} r ON r._row_hash = f._row_hash AND {key_match})
-        SELECT rid FROM in_file UNION SELECT rid FROM in_raw""")
+        seen_in_raw AS (SELECT f.rid FROM valid f JOIN landed r ON r._row_hash = f._row_hash AND {same_key("r", "f")}),
+        candidate_keys AS MATERIALIZED (
+            SELECT DISTINCT {cols("f")} FROM valid f
+            WHERE f.rid IN (SELECT rid FROM seen_in_file UNION ALL SELECT rid FROM seen_in_raw)),
+        versions AS MATERIALIZED (
+            SELECT {cols("r")}, r._row_hash, r.{event_time} AS _et, NULL::BIGINT AS rid,
+                {_merge_order(f"r.{event_time}", "r._load_id", "r._line")} AS _order
+            FROM landed r SEMI JOIN candidate_keys k ON {same_key("r", "k")}
+            UNION ALL
+            SELECT {cols("f")}, f._row_hash, f._et, f.rid, {_merge_order("f._et", str(_NEW_LOAD), "f.rid")}
+            FROM valid f SEMI JOIN candidate_keys k ON {same_key("f", "k")}),
+        several AS (SELECT {key_cols} FROM versions GROUP BY ALL HAVING count(*) > 2),
+        -- one version before the candidate: it is the current one, and the candidate is identical to it
+        single AS (
+            SELECT v.rid FROM versions v ANTI JOIN several s ON {same_key("v", "s")} WHERE v.rid IS NOT NULL
+                AND v.rid IN (SELECT rid FROM seen_in_file UNION ALL SELECT rid FROM seen_in_raw)),
+        ordered AS (
+            SELECT rid, _row_hash, _et,
+                arg_max(_row_hash, _order) OVER before AS current_hash,
+                max(_et) OVER before AS latest_et,
+                count(_et) OVER before AS dated_before
+            FROM versions v SEMI JOIN several s ON {same_key("v", "s")}
+            WINDOW before AS (
+                PARTITION BY {key_cols} ORDER BY rid NULLS FIRST, _order
+                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)),
+        decided AS (
+            SELECT rid FROM ordered
+            WHERE rid IN (SELECT rid FROM seen_in_file UNION ALL SELECT rid FROM seen_in_raw)
+                AND (_row_hash = current_hash OR _et < latest_et OR (_et IS NULL AND dated_before > 0)))
+        SELECT rid FROM single UNION SELECT rid FROM decided""",
+        [profile],
+    )
     return db.con.execute("SELECT count(*) FROM _dups").fetchone()[0]
 
 

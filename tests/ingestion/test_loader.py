@@ -83,6 +83,30 @@ def test_same_key_twice_in_one_file_keeps_both_versions(home, exports):
     assert query(home, "SELECT _line FROM raw.patients ORDER BY _line") == [(2,), (3,)]
 
 
+CURRENT_CHARGE = (
+    "SELECT charge_usd FROM raw.charges WHERE charge_id = 'CH1' "
+    "ORDER BY posted_at DESC NULLS LAST, _load_id DESC, _line DESC LIMIT 1"  # dbt's merge_latest order
+)
+
+
+def test_a_row_that_goes_back_to_an_earlier_version_lands_and_is_current(home, exports):
+    v1 = example_row("charges", charge_id="CH1", charge_usd="195.00", posted_at="2024-03-01 10:00:00")
+    v2 = dict(v1, charge_usd="205.00")  # a correction: the event time of a charge does not move
+    new = example_row("charges")
+    days = [[v1], [v2], [v1, new], [new, v1]]  # the last re-sends the current versions
+    results = [ingest([write_csv(exports / f"day{i}", "charges.csv", rows)], home)[0] for i, rows in enumerate(days)]
+    assert [counts(r) for r in results] == [(1, 1, 0, 0), (1, 1, 0, 0), (2, 2, 0, 0), (2, 0, 0, 2)]
+    assert [str(usd) for (usd,) in query(home, CURRENT_CHARGE)] == ["195.00"]
+
+
+def test_versions_inside_one_file_land_in_their_order(home, exports):
+    v1 = example_row("charges", charge_id="CH1", charge_usd="195.00", posted_at="2024-03-01 10:00:00")
+    v2 = dict(v1, charge_usd="205.00")
+    [result] = ingest([write_csv(exports, "charges.csv", [v1, v2, dict(v1), dict(v1)])], home)
+    assert counts(result) == (4, 3, 0, 1)  # v1, v2, v1 again (the file's last word); the repeat of it changes nothing
+    assert [str(usd) for (usd,) in query(home, CURRENT_CHARGE)] == ["195.00"]
+
+
 def test_composite_natural_key_with_a_date(home, exports):
     row = example_row("marketing_spend", month="2024-01-01", channel="social", spend_usd="500.00")
     write_csv(exports, "marketing_spend_1.csv", [row])

@@ -6,7 +6,7 @@ every load goes through the normal validation / quarantine / audit path, so the 
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -165,6 +165,23 @@ def test_export_flag_modify_and_delete_keep_history(home, exports):
     third = write_csv(exports / "day3", "auths.csv", [authorization("2", "3", ins_name="Aetna")], AUTH_COLUMNS)
     [again] = ingest([third], home)
     assert (again.rows_landed, again.rows_duplicate) == (0, 1)
+    assert identity_holds(home)
+
+
+def test_an_unchanged_row_of_one_system_is_a_duplicate_after_another_systems_version(home, exports):
+    """dbt merges each source system's latest version separately, so a native export that still says what it
+    said is a duplicate even when a WebPT export landed another version of the key since, at the same time."""
+    ingest([write_csv(exports / "webpt", "auths.csv", [authorization("1", "1")], AUTH_COLUMNS)], home)
+    [(auth_id, received_at)] = query(home, "SELECT auth_id, received_at FROM raw.authorizations")
+    later = received_at + timedelta(days=3)
+    native = example_row("authorizations", auth_id=auth_id, received_at=str(later), visits_authorized="8")
+    day1 = ingest([write_csv(exports / "native1", "authorizations.csv", [native])], home)
+    webpt = authorization("1", "2", visits="20", modified_date="2024-03-04")  # the EMR changes the key
+    ingest([write_csv(exports / "webpt2", "auths.csv", [webpt], AUTH_COLUMNS)], home)
+    assert query(home, "SELECT max(received_at) FROM raw.authorizations WHERE _load_id = 3") == [(later,)]
+    resent = [native, example_row("authorizations")]  # a new file (not byte-identical): its rows are compared
+    day2 = ingest([write_csv(exports / "native2", "authorizations.csv", resent)], home)
+    assert [(r.rows_landed, r.rows_duplicate) for r in day1 + day2] == [(1, 0), (1, 1)]
     assert identity_holds(home)
 
 
