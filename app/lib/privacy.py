@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ptpulse.core.deid import phi_columns_in
+from ptpulse.core.deid import kept_columns
 
 
 def deidentify(df: pd.DataFrame) -> pd.DataFrame:
-    """Drop every PHI column (second line of defence for marketing and analyst results)."""
-    drop = phi_columns_in(df.columns)
-    return df.drop(columns=drop) if drop else df
+    """Keep only what the de-identified twin keeps (core/deid.py `kept_columns`): no PHI column and no free-text
+    or file column (an exporter may name a file after its patient). Second line of defence for marketing and
+    analyst results."""
+    keep = kept_columns(df.columns)
+    return df if len(keep) == len(df.columns) else df[keep]

@@ -9,12 +9,18 @@ from app.lib.queries.base import Reader
 
 
 def loads(r: Reader) -> pd.DataFrame:
-    sql = """
-    -- the file's own name, never the server path it was read from
-    select source, load_id, regexp_extract(file, '[^/\\\\]+$') as file, loaded_at,
+    """One row per load. Roles that see PHI get the file's own name (never the server path it was read from);
+    the others get neither the name nor a message quoting it: exporters name files after patients (Synthea's
+    `<Given>_<Family>_<uuid>.json`), which is why the de-identified twin has no `file` column either."""
+    name = "regexp_extract(file, '[^/\\\\]+$')"
+    file, message = f"{name} as file,", "any_value(message)"
+    if not r.scope.phi:
+        file, message = "", f"any_value(replace(replace(message, file, '(file)'), {name}, '(file)'))"
+    sql = f"""
+    select source, load_id, {file} loaded_at,
            any_value(load_status) as status, any_value(rows_read) as rows_read,
            any_value(rows_landed) as rows_landed, any_value(rows_quarantined) as rows_quarantined,
-           any_value(rows_duplicate) as rows_duplicate, any_value(message) as message
+           any_value(rows_duplicate) as rows_duplicate, {message} as message
     from marts.data_quality group by source, load_id, file, loaded_at order by loaded_at desc, load_id desc
     """
     return r.df(sql)
