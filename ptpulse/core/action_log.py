@@ -11,6 +11,8 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+from ptpulse.core.deid import EXCLUDED_COLUMNS
+
 
 def append_action(
     con: sqlite3.Connection,
@@ -34,8 +36,16 @@ def append_action(
             actor,
             role,
             f"action.{action}",
-            json.dumps({"task_id": task_id, "action_id": action_id, **payload}, sort_keys=True, default=str),
+            json.dumps({"task_id": task_id, "action_id": action_id, **audited(payload)}, sort_keys=True, default=str),
             acted_at,
         ),
     )
     return action_id
+
+
+def audited(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload as the audit log keeps it: free text a person typed (an outreach note may quote the patient's
+    name or phone) stays only in the action itself; the audit entry says that there was one."""
+    kept = {k: v for k, v in payload.items() if k.lower() not in EXCLUDED_COLUMNS}
+    kept.update({f"{k}_given": bool(v) for k, v in payload.items() if k.lower() in EXCLUDED_COLUMNS})
+    return kept
