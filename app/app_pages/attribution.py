@@ -23,6 +23,7 @@ from app.lib.queries.attribution import (
 
 ctx = ui.page("attribution")
 ui.require_tables(ctx, "marts.attribution_roi", "marts.attribution_paths", what="Attribution & ROI")
+ui.model_status_notice(ctx)  # models/status.json unreadable: say so, no traceback
 f = ctx.filters
 st.caption(
     f"Months {f.start:%b %Y} – {f.end:%b %Y}, practice-wide (marketing spend is not split by clinic). "

@@ -19,6 +19,7 @@ from app.lib.queries.forecast import (
 
 ctx = ui.page("forecast")
 ui.require_tables(ctx, "ml.demand_forecast", what="Demand forecast")
+ui.model_status_notice(ctx)  # models/status.json unreadable: say so, no traceback
 if skipped := model_cards.not_enough_data(ctx.settings, "demand_forecast"):  # say why instead of empty charts
     st.info(skipped)
     st.stop()
@@ -98,6 +99,8 @@ st.subheader("How far to trust it")
 backtest = model_cards.demand_backtest(ctx.settings)
 if backtest is None:
     st.caption("The backtest appears after the first training (`ptpulse train` or `ptpulse refresh`).")
+elif model_cards.is_unreadable(backtest):  # a damaged file: say so, no traceback and no empty tiles
+    st.warning(model_cards.forecast_verdict(backtest)[1])
 else:
     kind, sentence = model_cards.forecast_verdict(backtest)
     (st.success if kind == "ok" else st.warning)(sentence)

@@ -79,6 +79,7 @@ if ctx.reader.has("ml.denial_scores"):
 
     st.subheader("Claims at risk of denial: fix before the payer decides")
     risk = denial_risk_by_reason(ctx.reader, f)
+    ui.model_status_notice(ctx)  # models/status.json unreadable: say so, no traceback
     if skipped := model_cards.not_enough_data(ctx.settings, "denial"):  # model skipped for want of data: why
         st.info(skipped)
     elif risk.empty:

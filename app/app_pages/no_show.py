@@ -12,6 +12,7 @@ from app.lib.queries.no_show import calibration, no_show_history, upcoming_risk
 
 ctx = ui.page("no_show")
 ui.require_tables(ctx, "ml.no_show_scores", "marts.appointments", what="No-show risk")
+ui.model_status_notice(ctx)  # models/status.json unreadable: say so, no traceback
 if skipped := model_cards.not_enough_data(ctx.settings, "no_show"):  # too little data: say why, no empty charts
     st.info(skipped)
     st.stop()
@@ -24,6 +25,8 @@ if verdict == "refuse":
     st.error(verdict_text)
 elif verdict == "fallback":
     st.info(verdict_text)
+elif verdict_text:  # the card cannot be read: say so, keep the scores of the last build
+    st.warning(verdict_text)
 
 days = st.slider("Look ahead (days)", 1, 30, 14, key="ns_days")
 upcoming = upcoming_risk(ctx.reader, f, start, days)
@@ -115,10 +118,14 @@ cards = (
 )
 if cards:
     card = cards[-1]
+    scope = ctx.user.scope.clinics  # the 'By subgroup -> clinic' rows of the user's clinics only
     if card.suffix == ".md":
-        st.markdown(labels.in_words(card.read_text(encoding="utf-8")))
+        text = card.read_text(encoding="utf-8", errors="replace")
+        st.markdown(labels.in_words(model_cards.scoped_card_markdown(text, scope)))
+    elif model_cards.is_unreadable(data := model_cards.read_json(card) or dict(model_cards.UNREADABLE)):
+        st.warning("The model card file cannot be read; the next training (`ptpulse train`) rewrites it.")
     else:
-        st.json(card.read_text(encoding="utf-8"), expanded=False)
+        st.json(model_cards.scoped_card_json(data, scope), expanded=False)
     st.caption(f"Written by the last training, {datetime.fromtimestamp(card.stat().st_mtime):%Y-%m-%d %H:%M}.")
 else:
     versions = upcoming["model_version"].dropna().unique().tolist() if "model_version" in upcoming else []

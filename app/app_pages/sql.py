@@ -24,10 +24,13 @@ def sandbox(path: str, identity: str):
 deid_path = ctx.settings.analytics_deid_db
 ident = file_identity(deid_path)
 if ident is None:
-    st.warning(str(sql_guard.DeidMissing(deid_path)))
+    st.warning(sql_guard.DeidMissing.user_message)  # never the server path (str(DeidMissing) names it)
     st.stop()
 try:
     box = sandbox(str(deid_path), ident.token)
+except sql_guard.DeidMissing:  # swapped away between the check above and the read
+    st.warning(sql_guard.DeidMissing.user_message)
+    st.stop()
 except sql_guard.NotDeidentified as exc:
     # e.g. a twin written before the privacy rule gained a column: refuse it in words, not a traceback
     st.warning(

@@ -144,6 +144,33 @@ class Tile:
     status: str  # the band verdict (tile_status().band)
     goal: str = "no target"  # tile_status().goal
     goal_text: str = ""
+    note: str = ""  # shown under the tile: the months a monthly KPI covers, or why it has no value
+
+
+def _month_span(first: Any, last: Any) -> str:
+    """'Sep 2026', 'Aug – Oct 2026', 'Dec 2025 – Feb 2026'."""
+    a, b = pd.Timestamp(first), pd.Timestamp(last)
+    if (a.year, a.month) == (b.year, b.month):
+        return f"{a:%b %Y}"
+    return f"{a:%b} – {b:%b %Y}" if a.year == b.year else f"{a:%b %Y} – {b:%b %Y}"
+
+
+def covers_text(row: dict, prefix: str = "") -> str:
+    """The calendar months a KPI kept by month only covers when the range is not whole months ('' otherwise):
+    `prefix` '' for the period itself, 'previous_' or 'last_year_' for its comparisons."""
+    first, last = row.get(f"{prefix}first_period"), row.get(f"{prefix}last_period")
+    if row.get("period_grain") != "month" or row.get("asked_grain") == "month" or pd.isna(first) or pd.isna(last):
+        return ""
+    return _month_span(first, last)
+
+
+def no_value_reason(row: dict) -> str:
+    """Why a ratio KPI has no value: its denominator summed to zero or less over the period ('' otherwise).
+    A net collection rate over days with adjustments but no charges would otherwise read -104.6%."""
+    d = row.get("denominator")
+    if not _missing(row.get("value")) or row.get("unit") == "count" or _missing(d) or float(d) > 0:
+        return ""
+    return f"No rate: its denominator is {'zero' if float(d) == 0 else 'negative'} for these dates"
 
 
 def kpi_tile(row: dict, compare: str = "previous") -> Tile:
@@ -163,6 +190,25 @@ def kpi_tile(row: dict, compare: str = "previous") -> Tile:
     against = COMPARISONS.get(compare, "previous period")
     if compare == "target" and _missing(baseline):
         against = "target (none set for this KPI)"
+    notes, extra = [], ""
+    covers = covers_text(row)
+    if covers:
+        notes.append(f"Whole months: {covers}")
+        extra += (
+            f"\n\nKept by calendar month only: covers every month the dates touch ({covers}), as on the "
+            "Attribution & ROI page."
+        )
+        compared = covers_text(row, f"{compare}_") if compare in ("previous", "last_year") else ""
+        if compared:
+            extra += f" The {against} covers {compared}."
+    reason = no_value_reason(row)
+    if reason:
+        notes.append(reason)
+        extra += (
+            f"\n\n{reason} ({row.get('denominator_definition') or 'denominator'}: "
+            f"{fmt(row.get('denominator'), None)}), so the rate is undefined."
+        )
+    note = " · ".join(notes)
     if maturing:
         # a young cohort: outcomes are not in yet, so neither a verdict nor a trend colour would be honest
         resolved = (1 - float(row["pending"]) / float(row["cohort"])) if row.get("cohort") else 0.0
@@ -170,7 +216,7 @@ def kpi_tile(row: dict, compare: str = "previous") -> Tile:
         help_text = (
             f"{row.get('definition') or ''}\n\nStill maturing: {n_res:,.0f} of {float(row['cohort']):,.0f} "
             f"({resolved * 100:.0f}%) have an outcome. {row.get('maturity') or ''} "
-            f"The {band} verdict is withheld until the period matures. Change is against the {against}."
+            f"The {band} verdict is withheld until the period matures. Change is against the {against}." + extra
         )
         return Tile(
             label=f"{label} (maturing)",
@@ -181,9 +227,11 @@ def kpi_tile(row: dict, compare: str = "previous") -> Tile:
             status="maturing",
             goal=status.goal,
             goal_text=status.goal_text,
+            note=note,
         )
     help_text = (
         f"{row.get('definition') or ''}\n\n{band.capitalize()} — now {status.band}. Change is against the {against}."
+        + extra
     )
     if compare == "previous" and row.get("previous_is_maturing"):
         help_text += " The previous period is itself still maturing."
@@ -198,6 +246,7 @@ def kpi_tile(row: dict, compare: str = "previous") -> Tile:
         status=status.band,
         goal=status.goal,
         goal_text=status.goal_text,
+        note=note,
     )
 
 

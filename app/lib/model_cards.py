@@ -7,9 +7,51 @@ Streamlit.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from ptpulse.core.config import Settings
+
+STATUS_UNAVAILABLE = (
+    "Model status unavailable: the models' status file (models/status.json) cannot be read, so this page cannot "
+    "say whether a model was skipped for want of data. Figures below come from the last scored build. The next "
+    "`ptpulse build` rewrites the file."
+)
+
+
+UNREADABLE: dict[str, Any] = {"status": "unreadable"}  # what a damaged JSON artifact reads as (never raises)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object written by training or scoring: None when there is no file, UNREADABLE (a copy) when the
+    file is not a JSON object (truncated, damaged, unreadable): a damaged file must never become a traceback."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return dict(UNREADABLE)
+    return data if isinstance(data, dict) else dict(UNREADABLE)
+
+
+def is_unreadable(data: dict[str, Any] | None) -> bool:
+    return data is not None and data.get("status") == UNREADABLE["status"] and len(data) == 1
+
+
+def _status_models(settings: Settings) -> dict[str, Any] | None:
+    """The `models` mapping of models/status.json; {} when there is no file; None when it cannot be read."""
+    data = read_json(settings.models_dir / "status.json")
+    if data is None:
+        return {}
+    models = None if is_unreadable(data) else data.get("models", {})
+    return models if isinstance(models, dict) else None
+
+
+def status_unavailable(settings: Settings) -> str | None:
+    """STATUS_UNAVAILABLE when models/status.json exists but cannot be read, else None (pages show it once)."""
+    return STATUS_UNAVAILABLE if _status_models(settings) is None else None
 
 
 def not_enough_data(settings: Settings, model: str) -> str | None:
@@ -17,27 +59,31 @@ def not_enough_data(settings: Settings, model: str) -> str | None:
 
     Read from `models/status.json` (written by every ML scoring, one entry per model: no_show, lead, denial,
     demand_backtest, demand_forecast, staffing_gap, attribution); the reason names what is there and the
-    minimum the model needs (ml/sufficiency.py), so a page can say which export would light it up.
+    minimum the model needs (ml/sufficiency.py), so a page can say which export would light it up. A file that
+    cannot be read says nothing here (as no file does); status_unavailable() is the page's message for it.
     """
-    path = settings.models_dir / "status.json"
-    if not path.exists():
+    models = _status_models(settings) or {}
+    entry = models.get(model) or {}
+    if not isinstance(entry, dict):
         return None
-    entry = (json.loads(path.read_text(encoding="utf-8")).get("models") or {}).get(model) or {}
     if entry.get("status") != "not_trained":
         return None
     return f"Not enough data yet: {entry.get('reason') or 'the model could not be trained'}."
 
 
 def demand_backtest(settings: Settings) -> dict[str, Any] | None:
-    """The demand backtest summary written by `ptpulse train`, or None before the first training."""
-    path = settings.models_dir / "demand" / "backtest.json"
-    if not path.exists():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    """The demand backtest summary written by `ptpulse train`, None before the first training, UNREADABLE when
+    the file is damaged (forecast_verdict says so)."""
+    return read_json(settings.models_dir / "demand" / "backtest.json")
 
 
 def forecast_verdict(backtest: dict[str, Any]) -> tuple[str, str]:
     """('ok' | 'warn', sentence) telling a manager how far to trust the forecast, from the backtest."""
+    if is_unreadable(backtest):
+        return "warn", (
+            "The forecast's backtest file (models/demand/backtest.json) cannot be read, so how far to trust the "
+            "forecast is unknown until the next training (`ptpulse train` or `ptpulse refresh`) rewrites it."
+        )
     rel, cov = backtest.get("relative_mase"), backtest.get("coverage_80")
     if backtest.get("status") == "not_trained" and backtest.get("reason"):
         return "warn", f"Not enough data yet to test the forecast against past weeks: {backtest['reason']}."
@@ -53,11 +99,9 @@ def forecast_verdict(backtest: dict[str, Any]) -> tuple[str, str]:
 
 
 def no_show_card(settings: Settings) -> dict[str, Any] | None:
-    """The no-show model card written by training (`models/no_show/model_card.json`), or None before it."""
-    path = settings.models_dir / "no_show" / "model_card.json"
-    if not path.exists():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    """The no-show model card written by training (`models/no_show/model_card.json`), None before it,
+    UNREADABLE when the file is damaged."""
+    return read_json(settings.models_dir / "no_show" / "model_card.json")
 
 
 def no_show_verdict(card: dict[str, Any] | None) -> tuple[str, str | None]:
@@ -70,6 +114,13 @@ def no_show_verdict(card: dict[str, Any] | None) -> tuple[str, str | None]:
     """
     if card is None:
         return "unknown", None
+    if is_unreadable(card):
+        # the deployed model is the one training chose; only the card saying so is damaged
+        return "unknown", (
+            "The no-show model card (models/no_show/model_card.json) cannot be read, so this page cannot show "
+            "how the model compared with its baseline. Scores are those of the last scored build; the next "
+            "training (`ptpulse train`) rewrites the card."
+        )
     auc = card.get("roc_auc")
     logit = ((card.get("baselines") or {}).get("logistic_regression") or {}).get("roc_auc")
     if auc is not None and logit is not None and auc < logit:
@@ -94,3 +145,52 @@ def no_show_verdict(card: dict[str, Any] | None) -> tuple[str, str | None]:
 def no_show_servable(settings: Settings) -> bool:
     """False when the deployed no-show model lost to its baseline (its scores must not reach the queue)."""
     return no_show_verdict(no_show_card(settings))[0] != "refuse"
+
+
+# ------------------------------------------------------------------------------ the card, in the user's scope
+_HEADING = re.compile(r"^(#+)\s*(.*?)\s*$")
+
+
+def scoped_card_markdown(text: str, clinics: Iterable[str] | None) -> str:
+    """The model card's markdown with its 'By subgroup -> clinic' table cut to the user's clinics.
+
+    A manager scoped to CL001 must not read CL002's rows (n, no-show rate...). None = every clinic (unchanged).
+    Header and separator rows stay; a table left with no row says so."""
+    if clinics is None:
+        return text
+    allowed = set(clinics)
+    out: list[str] = []
+    in_clinic = False
+    seen_header = kept = 0
+    for line in text.splitlines():
+        heading = _HEADING.match(line)
+        if heading:
+            if in_clinic and seen_header and not kept:
+                out.append("| (no clinic of yours in the test period) |")
+            in_clinic = heading.group(2).strip().lower() == "clinic" and len(heading.group(1)) >= 3
+            seen_header = kept = 0
+            out.append(line)
+            continue
+        if in_clinic and line.lstrip().startswith("|"):
+            first = line.strip().strip("|").split("|")[0].strip()
+            if not seen_header or set(first) <= set("-: "):
+                seen_header += 1
+                out.append(line)
+            elif first in allowed:
+                kept += 1
+                out.append(line)
+            continue
+        out.append(line)
+    if in_clinic and seen_header and not kept:
+        out.append("| (no clinic of yours in the test period) |")
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def scoped_card_json(card: dict[str, Any], clinics: Iterable[str] | None) -> dict[str, Any]:
+    """The JSON model card with `subgroups.clinic` cut to the user's clinics (None = every clinic)."""
+    subgroups = card.get("subgroups")
+    if clinics is None or not isinstance(subgroups, dict) or not isinstance(subgroups.get("clinic"), dict):
+        return card
+    allowed = set(clinics)
+    clinic = {k: v for k, v in subgroups["clinic"].items() if k in allowed}
+    return {**card, "subgroups": {**subgroups, "clinic": clinic}}

@@ -109,3 +109,18 @@ def first_run_message(page: str, can_upload: bool) -> str:
         + ". Name each CSV after what it holds (for example `intake_events.csv`). "
         + how
     )
+
+
+def not_built_message(can_build: bool) -> str:
+    """The screen for a home whose exports are loaded but whose dashboards are not built yet (the build has
+    not run, or failed): nothing needs uploading again; the build does (admins: Admin -> Refresh now)."""
+    how = (
+        "Build them with **Admin → Refresh now** (or run `ptpulse build` on the server); if a build failed, "
+        "the Admin page shows its log."
+        if can_build
+        else "Ask an administrator to build them (**Admin → Refresh now**, or `ptpulse build` on the server)."
+    )
+    return (
+        "**Your data is loaded, but the dashboards are not built yet** (the build has not run, or the last one "
+        "failed). There is no need to upload the exports again. " + how
+    )

@@ -175,7 +175,15 @@ class SqlRefused(ValueError):
 
 
 class DeidMissing(FileNotFoundError):
-    """No de-identified twin is served (no build yet, or the served build predates the twin)."""
+    """No de-identified twin is served (no build yet, or the served build predates the twin).
+
+    str() names the server path (for logs and the CLI); `user_message` is what a page shows an analyst: no
+    server path ever reaches a de-identified role."""
+
+    user_message = (
+        "No de-identified copy of the data is served yet, and this page queries only that copy. Ask an "
+        "administrator to build it (Admin → Refresh now, or `ptpulse build`): every build serves one."
+    )
 
     def __init__(self, path: Path) -> None:
         super().__init__(

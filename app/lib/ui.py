@@ -13,8 +13,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app.lib import audit, exports, formatting, labels, source_needs
+from app.lib import audit, exports, formatting, labels, model_cards, source_needs
 from app.lib.auth import (
+    PAGE_ACCESS,
     PAGE_TITLES,
     UPLOAD_ROLES,
     AccessDenied,
@@ -145,6 +146,15 @@ def _stop_with_sources(message: str, user: User) -> None:
     st.stop()
 
 
+def _stop_not_built(user: User) -> None:
+    """Data ingested but no served build: say so and point to the refresh (admins get the Admin page)."""
+    can_build = user.role in PAGE_ACCESS["admin"]
+    st.info(source_needs.not_built_message(can_build), icon=":material/build:")
+    if can_build:
+        st.page_link(page_file("admin"), label="Open Admin → Refresh now", icon=":material/sync:")
+    st.stop()
+
+
 # Tiles that fit their column at every width (the browser walk, tests/e2e/test_walk.py, checks it at 1440 and
 # 834 px): a label wraps instead of ending in "…", a number shrinks with its tile (cqi: % of the tile's width)
 # instead of being cut to "$1…", a word value (a cause, a diagnosis, a range) wraps, and below 1100 px a row of
@@ -191,6 +201,8 @@ def page(key: str, needs_data: bool = True) -> PageContext:
         try:
             info = build_info(reader)
         except AnalyticsMissing:
+            if s.raw_db.exists():  # exports ingested, never built (or the build failed): build, do not re-upload
+                _stop_not_built(user)
             _stop_with_sources(source_needs.first_run_message(key, user.role in UPLOAD_ROLES), user)
         except AnalyticsBusy as exc:
             st.warning(str(exc))
@@ -201,6 +213,14 @@ def page(key: str, needs_data: bool = True) -> PageContext:
         if message:
             _stop_with_sources(message, user)
     return PageContext(user=user, settings=s, reader=reader, filters=filters, info=info, key=key)
+
+
+def model_status_notice(ctx: PageContext) -> None:
+    """A page that reads models/status.json says so, once, when the file cannot be read (instead of a
+    traceback); it then shows what the build scored, as it does when there is no file at all."""
+    message = model_cards.status_unavailable(ctx.settings)
+    if message:
+        st.warning(message, icon=":material/report:")
 
 
 def _audit_refusal(user: User, page_key: str) -> None:
@@ -247,6 +267,8 @@ def tiles(rows: list[Tile], per_row: int = 4) -> None:
             with col:
                 st.metric(tile.label, tile.value, tile.delta, delta_color=tile.delta_color, help=tile.help, border=True)
                 lines = []
+                if tile.note:
+                    lines.append(f":gray[{tile.note}]")
                 if tile.goal_text:
                     lines.append(f":{_GOAL_COLOR.get(tile.goal, 'gray')}[◎ {tile.goal_text}]")
                 if tile.status in _BAND_BADGE:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+from app_helpers import open_page
+
 from app.lib import model_cards
+from ptpulse.core.config import get_settings
 
 
 def test_forecast_that_beats_the_baseline_says_by_how_much():
@@ -26,3 +30,111 @@ def test_missing_backtest_figures_are_a_warning_not_a_crash(tmp_path):
 def test_backtest_of_the_built_practice_is_read(app_home):
     backtest = model_cards.demand_backtest(app_home)
     assert backtest is not None and backtest["horizon_weeks"] == 12 and backtest["relative_mase"] > 0
+
+
+# ------------------------------------------------ review #7: damaged JSON artifacts never become a traceback
+
+
+@pytest.fixture
+def damaged_models(app_home, copy_home):
+    home = copy_home(app_home)
+    for name in ("status.json", "no_show/model_card.json", "demand/backtest.json"):
+        (home.models_dir / name).write_text('{"trunc', encoding="utf-8")
+    return home
+
+
+def test_unreadable_status_file_is_model_status_unavailable(damaged_models):
+    assert model_cards.status_unavailable(damaged_models) == model_cards.STATUS_UNAVAILABLE
+    assert model_cards.not_enough_data(damaged_models, "no_show") is None  # as with no file: pages go on
+    assert model_cards.is_unreadable(model_cards.demand_backtest(damaged_models))
+    kind, sentence = model_cards.forecast_verdict(model_cards.demand_backtest(damaged_models))
+    assert kind == "warn" and "cannot be read" in sentence
+    verdict, text = model_cards.no_show_verdict(model_cards.no_show_card(damaged_models))
+    assert verdict == "unknown" and "cannot be read" in text
+    assert model_cards.no_show_servable(damaged_models)
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '{"models": [1]}', "\udcff"])
+def test_status_file_that_is_not_a_mapping_is_unavailable_too(tmp_path, content):
+    home = get_settings(tmp_path).ensure()
+    home.models_dir.mkdir()
+    (home.models_dir / "status.json").write_text(content, encoding="utf-8", errors="surrogateescape")
+    assert model_cards.status_unavailable(home) and model_cards.not_enough_data(home, "no_show") is None
+
+
+def test_readable_status_file_still_says_why_a_model_was_skipped(tmp_path):
+    home = get_settings(tmp_path).ensure()
+    home.models_dir.mkdir()
+    (home.models_dir / "status.json").write_text(
+        '{"models": {"no_show": {"status": "not_trained", "reason": "only 12 appointments"}}}', encoding="utf-8"
+    )
+    assert model_cards.status_unavailable(home) is None
+    assert model_cards.not_enough_data(home, "no_show") == "Not enough data yet: only 12 appointments."
+
+
+@pytest.mark.parametrize(
+    ("role", "page"), [("owner", "attribution"), ("owner", "leakage"), ("manager", "no_show"), ("manager", "forecast")]
+)
+def test_pages_with_a_damaged_models_folder_say_so_without_a_traceback(damaged_models, role, page):
+    at = open_page(damaged_models, role, page)
+    assert not at.exception, [e.value for e in at.exception]
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Model status unavailable" in warnings, warnings
+    assert str(damaged_models.home) not in warnings
+
+
+# ------------------------------------------------ review #5: the card's clinic subgroup rows in the user's scope
+
+_CARD = """# No-show risk model card
+
+## By subgroup (test period)
+
+### clinic
+
+| level | n | no-show rate |
+|---|---|---|
+| CL001 | 1,933 | 0.091 |
+| CL002 | 1,081 | 0.083 |
+
+### payer_class
+
+| level | n | no-show rate |
+|---|---|---|
+| CL002 | 5 | 0.1 |
+| commercial | 1,377 | 0.071 |
+"""
+
+
+def test_card_markdown_keeps_only_the_users_clinics_in_the_clinic_table():
+    scoped = model_cards.scoped_card_markdown(_CARD, ("CL001",))
+    clinic = scoped.split("### clinic")[1].split("###")[0]
+    assert "| CL001 | 1,933" in clinic and "CL002" not in clinic and "| level |" in clinic and "|---|" in clinic
+    assert "| commercial | 1,377" in scoped and "| CL002 | 5 |" in scoped  # other tables untouched
+    assert model_cards.scoped_card_markdown(_CARD, None) == _CARD  # unscoped: the whole card
+    none_left = model_cards.scoped_card_markdown(_CARD, ("CL009",)).split("### clinic")[1].split("###")[0]
+    assert "CL001" not in none_left and "no clinic of yours" in none_left
+
+
+def test_card_json_keeps_only_the_users_clinics():
+    card = {"roc_auc": 0.6, "subgroups": {"clinic": {"CL001": {"n": 1}, "CL002": {"n": 2}}, "sex": {"F": {}}}}
+    assert model_cards.scoped_card_json(card, ("CL001",))["subgroups"] == {
+        "clinic": {"CL001": {"n": 1}},
+        "sex": {"F": {}},
+    }
+    assert model_cards.scoped_card_json(card, None) is card
+
+
+def test_scoped_manager_sees_no_other_clinics_row_in_the_no_show_card(app_home, copy_home):
+    home = copy_home(app_home)
+    md = home.models_dir / "no_show" / "model_card.md"
+    text = md.read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| CL001 |"))
+    md.write_text(
+        text.replace(row, row + "\n" + row.replace("CL001", "CL002").replace("| 0.", "| 0.9")), encoding="utf-8"
+    )
+    at = open_page(home, "manager", "no_show")  # demo manager: the first clinic, CL001
+    assert not at.exception, [e.value for e in at.exception]
+    card = next(m.value for m in at.markdown if "By subgroup" in m.value)
+    assert "| CL001 |" in card and "CL002" not in card
+    owner = open_page(home, "owner", "no_show")
+    assert "| CL002 |" in next(m.value for m in owner.markdown if "By subgroup" in m.value)

@@ -135,3 +135,14 @@ def test_leakage_is_a_range_with_adjustable_conservative_shares(reader):
         "unconverted_referrals",
         "unrecovered_denials",
     }
+
+
+def test_monthly_kpis_agree_with_attribution_for_a_range_that_is_not_whole_months(reader):
+    """Review #2: a range starting after the 1st (the default 90 days) used to drop the Overview's first month."""
+    whole = _whole_months(reader, 3)
+    f = Filters(whole.start + timedelta(days=2), whole.end)
+    assert marketing_new_patients(reader, f)["cost_per_new_patient"] == pytest.approx(
+        _kpi(reader, f, "cost_per_new_patient"), rel=1e-9
+    )
+    paid = marketing_totals(attribution_by_channel(reader, f), "linear")
+    assert paid["roi"] == pytest.approx(_kpi(reader, f, "attributed_roi"), rel=1e-9)

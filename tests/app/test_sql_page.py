@@ -4,7 +4,7 @@ page, the page keeps working for the next query, and path-revealing or DML-in-CT
 from __future__ import annotations
 
 import pytest
-from app_helpers import open_page, rerun
+from app_helpers import open_page, rendered_text, rerun
 
 
 def _submit(at, home, sql: str):
@@ -37,3 +37,16 @@ def test_page_refuses_paths_and_hidden_writes(app_home, sql, message):
     assert not at.exception
     assert any(message in e.value for e in at.error), [e.value for e in at.error]
     assert str(app_home.home) not in " ".join(e.value for e in at.error)
+
+
+def test_no_twin_tells_the_analyst_without_a_server_path(app_home, copy_home):
+    """Review #6: the page printed 'No de-identified database at /srv/.../analytics_deid.duckdb' to analysts."""
+    home = copy_home(app_home)
+    home.analytics_deid_db.unlink()
+    at = open_page(home, "analyst", "sql")
+    assert not at.exception and not at.error
+    warnings = " ".join(w.value for w in at.warning)
+    assert "No de-identified copy of the data is served yet" in warnings and "Admin → Refresh now" in warnings
+    shown = rendered_text(at)
+    assert str(home.home) not in shown and "analytics_deid.duckdb" not in shown
+    assert not at.text_area  # no query box without a twin

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import stat
 import subprocess
 import sys
@@ -233,3 +234,37 @@ def test_first_run_message_names_the_pages_own_exports():
 
     text = first_run_message("attribution", can_upload=True)
     assert "(`marketing_touches`)" in text and "(`intake_events`)" in text and "Upload data" in text
+
+
+# ------------------------------------------------------------------ loaded, not built
+
+
+@pytest.fixture
+def not_built_home(tmp_path, ingested_home):
+    """Exports ingested (raw.duckdb) but no served build: the build has not run yet, or it failed."""
+    home = get_settings(tmp_path / "home").ensure()
+    shutil.copy2(ingested_home.raw_db, home.raw_db)
+    return home
+
+
+@pytest.mark.parametrize("role,page", FIRST_RUN_CASES)
+def test_loaded_but_not_built_says_build_not_upload_again(not_built_home, role, page):
+    """Review #3: data loaded but never built used to greet every page with 'no data has been loaded yet' and
+    ask for the exports again; it says the dashboards are not built and points to the refresh."""
+    at = open_page(not_built_home, role, page)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    if page in ("admin", "upload"):
+        return  # they work without data
+    infos = " ".join(i.value for i in at.info)
+    assert "dashboards are not built yet" in infos and "no need to upload the exports again" in infos, infos
+    assert "no data has been loaded yet" not in infos
+    assert not at.metric and not at.dataframe
+    links = [link.proto.page for link in at.get("page_link")]
+    if role == "admin":
+        assert "Admin → Refresh now" in infos and "`ptpulse build`" in infos
+        assert any(link.endswith("admin") for link in links), links
+    else:
+        assert "Ask an administrator" in infos
+        assert not any(link.endswith("upload") for link in links), links
+    assert str(not_built_home.home) not in infos

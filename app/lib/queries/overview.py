@@ -6,6 +6,15 @@ practice or one clinic), the tile shows the mart's own `value` for that row. Any
 range, several months, several clinics) has no row of its own, so it is put together from the rows that
 tile it: summed numerator / summed denominator, which is the mart's formula for every ratio KPI (each
 row's value is its numerator / denominator), never an average of the rows' ratios.
+
+A KPI the mart keeps by month only (cost per new patient, attributed marketing ROI) covers every calendar
+month the range touches, as the Attribution page does: Aug 3 - Oct 31 is August to October, never only the
+months that *start* inside the range (which dropped August and disagreed with Attribution). The row says
+which months it covers (`first_period`, `last_period`; formatting.covers_text). The previous period's months
+stop before the current period's first month, so a comparison never counts a month on both sides.
+
+A ratio whose summed denominator is zero or negative (a few days with adjustments but no charges give a
+negative net-collection denominator) has no value: the tile shows "–" and says why, never -104.6%.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from app.lib.queries.base import CLINIC_FILTER, MATURITY_BAR, Filters, Reader, clinic_params, range_params
+from app.lib.queries.base import CLINIC_FILTER, MATURITY_BAR, Filters, Reader, clinic_params
 
 # Tile order: volume and access first, then care, then money.
 KPI_ORDER: tuple[str, ...] = (
@@ -72,12 +81,37 @@ rows as (
 
 
 def _in_period(prefix: str = "") -> str:
-    """Rows of one period of _kpi_base: its picked grain, between ${prefix}start and ${prefix}end."""
-    return f"r.grain = r.{prefix}pick and r.period_start between ${prefix}start and ${prefix}end"
+    """Rows of one period of _kpi_base: its picked grain, between ${prefix}start and ${prefix}end; a KPI kept
+    by month only (picked 'month' for a range that is not whole months) takes every month the range touches,
+    ${prefix}month_start to ${prefix}month_end (_period_params)."""
+    return (
+        f"r.grain = r.{prefix}pick and case when r.{prefix}pick = 'month' and ${prefix}grain <> 'month' "
+        f"then r.period_start between ${prefix}month_start and ${prefix}month_end "
+        f"else r.period_start between ${prefix}start and ${prefix}end end"
+    )
 
 
-# One row = the mart's value for that exact period; several rows = the mart's formula over them.
-_KPI_VALUE = """case when count(*) = 1 then any_value(r.value)
+def _month_start(d: date) -> date:
+    return d.replace(day=1)
+
+
+def _period_params(prefix: str, start: date, end: date, before: date | None = None) -> dict[str, object]:
+    """Parameters of one period for _in_period: its dates, its grain and the calendar months it touches
+    (stopping before `before`, the current period's first month, for the previous period)."""
+    month_end = end if before is None else min(end, before - timedelta(days=1))
+    return {
+        f"{prefix}start": start,
+        f"{prefix}end": end,
+        f"{prefix}grain": mart_grain(start, end),
+        f"{prefix}month_start": _month_start(start),
+        f"{prefix}month_end": month_end,
+    }
+
+
+# One row = the mart's value for that exact period; several rows = the mart's formula over them. A ratio
+# whose denominator is zero or negative has no value (null), whatever the mart's row says.
+_KPI_VALUE = """case when d.unit <> 'count' and sum(r.denominator) <= 0 then null
+                     when count(*) = 1 then any_value(r.value)
                      when d.unit = 'count' then sum(coalesce(r.numerator, r.value))
                      when sum(r.denominator) > 0 then sum(r.numerator) / sum(r.denominator)
                      else avg(r.value) end"""
@@ -101,18 +135,13 @@ def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
     prev, ly = f.previous, last_year(f)
     params = {
         **clinic_params(r, f),
-        "start": f.start,
-        "end": f.end,
-        "grain": mart_grain(f.start, f.end),
-        "prev_start": prev.start,
-        "prev_end": prev.end,
-        "prev_grain": mart_grain(prev.start, prev.end),
-        "ly_start": ly.start,
-        "ly_end": ly.end,
-        "ly_grain": mart_grain(ly.start, ly.end),
+        **_period_params("", f.start, f.end),
+        **_period_params("prev_", prev.start, prev.end, before=_month_start(f.start)),
+        **_period_params("ly_", ly.start, ly.end),
     }
     other = """
-        select r.kpi, {value} as value, sum(r.cohort) as cohort, sum(r.pending) as pending
+        select r.kpi, {value} as value, sum(r.cohort) as cohort, sum(r.pending) as pending,
+               min(r.period_start) as first_period, max(r.period_start) as last_period
         from rows r join marts.kpi_definitions d using (kpi)
         where {period} group by r.kpi, d.unit
     """
@@ -121,7 +150,8 @@ def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
         + f"""
     , cur as (
         select r.kpi, {_KPI_VALUE} as value, sum(r.denominator) as denominator, sum(r.cohort) as cohort,
-               sum(r.pending) as pending
+               sum(r.pending) as pending, any_value(r.pick) as period_grain,
+               min(r.period_start) as first_period, max(r.period_start) as last_period
         from rows r join marts.kpi_definitions d using (kpi)
         where {_in_period()} group by r.kpi, d.unit
     ), prev as ({other.format(value=_KPI_VALUE, period=_in_period("prev_"))}
@@ -129,6 +159,10 @@ def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
     )
     select d.kpi, d.label, d.unit, d.better, d.healthy_low, d.healthy_high, d.definition, d.maturity,
            cur.value, prev.value as previous, ly.value as last_year, cur.denominator, cur.cohort, cur.pending,
+           d.denominator as denominator_definition, cur.period_grain, $grain as asked_grain,
+           cur.first_period, cur.last_period, prev.first_period as previous_first_period,
+           prev.last_period as previous_last_period, ly.first_period as last_year_first_period,
+           ly.last_period as last_year_last_period,
            prev.cohort as previous_cohort, prev.pending as previous_pending,
            ly.cohort as last_year_cohort, ly.pending as last_year_pending,
            {MATURITY_BAR} as maturity_bar
@@ -181,7 +215,7 @@ def kpi_trend(r: Reader, f: Filters, kpi: str, months: int = 24) -> pd.DataFrame
 
 def kpi_by_clinic(r: Reader, f: Filters, kpi: str) -> pd.DataFrame:
     """One KPI per clinic over the period (for the clinic comparison)."""
-    params = {**clinic_params(r, f), **range_params(f), "kpi": kpi, "grain": mart_grain(f.start, f.end)}
+    params = {**clinic_params(r, f), **_period_params("", f.start, f.end), "kpi": kpi}
     sql = (
         _kpi_base(_EACH_CLINIC)
         + f"""
