@@ -133,6 +133,7 @@ class FileScan:
     cr: int  # bare \r
     quotes: int  # double quotes: without any, no field can hold a line break
     nuls: int
+    blank: bool = False  # two line breaks in a row somewhere: maybe an empty line, which the CSV reader skips
 
     @property
     def mixed_line_endings(self) -> bool:
@@ -143,17 +144,21 @@ def scan(path: Path) -> FileScan:
     """sha256 and line-ending counts in one read of the file."""
     digest = hashlib.sha256()
     lf = cr = crlf = quotes = nuls = 0
+    blank = False
     previous = b""
     with path.open("rb") as handle:
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
             lf += chunk.count(b"\n")
             cr += chunk.count(b"\r")
-            crlf += chunk.count(b"\r\n") + (1 if previous == b"\r" and chunk[:1] == b"\n" else 0)
+            crlf += chunk.count(b"\r\n") + (1 if previous[-1:] == b"\r" and chunk[:1] == b"\n" else 0)
             quotes += chunk.count(b'"')
             nuls += chunk.count(b"\x00")
-            previous = chunk[-1:]
-    return FileScan(digest.hexdigest(), lf - crlf, crlf, cr - crlf, quotes, nuls)
+            if not blank:  # \n\n, \n\r\n or \r\r (also across the chunk boundary): a memchr-speed search
+                seam = previous + chunk[:2]
+                blank = any(b in chunk or b in seam for b in (b"\n\n", b"\n\r\n", b"\r\r"))
+            previous = chunk[-2:]
+    return FileScan(digest.hexdigest(), lf - crlf, crlf, cr - crlf, quotes, nuls, blank)
 
 
 def normalise_line_endings(path: Path, target: Path) -> None:
@@ -286,18 +291,27 @@ def encoding_refusal(path: Path, line: int) -> FileRefused:
 COLUMN_NAME_SHOWN = re.compile(r"^[A-Za-z][A-Za-z0-9_ .()/#-]{0,63}$")
 
 
+def header_key(name: str) -> str:
+    """How a native header name is matched to a contract column: trimmed, case-insensitive (`PATIENT_ID`,
+    ` Patient_Id ` and `patient_id` are the same column; contract names are lower_snake_case)."""
+    return name.strip().lower()
+
+
 def check_columns(path: Path, names: list[str], contract: Contract) -> list[str]:
     """Refuse a header that lacks required columns or repeats a contract column; return notes on tolerated gaps.
 
-    Required columns are checked first and the refusal lists only contract names and counts: a file without
-    a header has a data row on line 1, and that row must not be echoed. Names not in the contract are matched
-    exactly (`Patient_ID` next to `patient_id` is an extra column, ignored) and named in the note only when
-    the header is known to be one (all required columns present) and the name looks like a column name.
+    Header names are matched to the contract trimmed and case-insensitively (`header_key`), as source profiles
+    match theirs. Two header names that are the same contract column (`patient_id` and `Patient_ID`) refuse
+    the file: which one holds the value is not ours to guess. Required columns are checked first and the
+    refusal lists only contract names and counts: a file without a header has a data row on line 1, and that
+    row must not be echoed. Names not in the contract are named in the note only when the header is known to
+    be one (all required columns present) and the name looks like a column name.
     """
     name = display_name(path)
-    missing_required = [c for c in contract.required_columns if c not in names]
+    keys = [header_key(n) for n in names]
+    missing_required = [c for c in contract.required_columns if c not in keys]
     if missing_required:
-        known = [n for n in names if n in contract.column_names]
+        known = [k for k in keys if k in contract.column_names]
         found = f"line 1 has {len(names)} field(s), {len(known)} of them column(s) of the contract" + (
             f" ({', '.join(known)})" if known else "; is the header row missing?"
         )
@@ -306,23 +320,47 @@ def check_columns(path: Path, names: list[str], contract: Contract) -> list[str]
             f"({found}).{_delimiter_hint(names)} The columns are listed in "
             f"ingestion/contracts/{contract.source}.yml; fix the export and ingest it again."
         )
-    repeated = sorted({n for n in names if n in contract.column_names and names.count(n) > 1})
+    repeated = sorted({k for k in keys if k in contract.column_names and keys.count(k) > 1})
     if repeated:
+        only_case = [
+            k for k in repeated if len({n.strip() for n, key in zip(names, keys, strict=True) if key == k}) > 1
+        ]
+        why = (
+            f" ({', '.join(only_case)} written in different upper/lower case: header names are matched "
+            f"case-insensitively, so they are the same column)"
+            if only_case
+            else ""
+        )
         raise FileRefused(
-            f"{name}: the header repeats the column(s) {', '.join(repeated)}. Each column "
-            f"name must appear once; fix the export and ingest it again."
+            f"{name}: the header repeats the column(s) {', '.join(repeated)}{why}. Each column "
+            f"name must appear once; fix the export (rename or remove the extra column) and ingest it again."
         )
     notes = []
-    missing_optional = [c for c in contract.column_names if c not in names]
+    missing_optional = [c for c in contract.column_names if c not in keys]
     if missing_optional:
         notes.append(f"optional column(s) absent, landed as empty: {', '.join(missing_optional)}")
-    extra = [n for n in names if n not in contract.column_names]
+    extra = [n for n, k in zip(names, keys, strict=True) if k not in contract.column_names]
     if extra:
         shown = [safe_text(n) for n in extra if COLUMN_NAME_SHOWN.match(n)][:20]
         more = len(extra) - len(shown)
         listed = ", ".join(shown) + (f" and {more} other(s)" if shown and more else f"{more} unnamed" if more else "")
         notes.append(f"{len(extra)} column(s) not in the contract, ignored: {listed}")
     return notes
+
+
+def shown_column_names(names: Sequence[str], contract: Contract | None = None) -> list[str | None]:
+    """Per header field, the name a quarantine row may give it: the contract column it is (`header_key`), else
+    the header's own name when it looks like a column name (terminal-safe), else None. Only for a header that
+    passed `check_columns` or matched a source profile, so it is known to be a header, not a data row."""
+    known = set(contract.column_names) if contract is not None else set()
+    return [
+        header_key(n)
+        if header_key(n) in known
+        else safe_text(n.strip())
+        if COLUMN_NAME_SHOWN.match(n.strip())
+        else None
+        for n in names
+    ]
 
 
 def _delimiter_hint(names: list[str]) -> str:

@@ -38,12 +38,14 @@ from ingestion.files import (
     discover,
     display_name,
     encoding_refusal,
+    header_key,
     is_documentation,
     looks_like_x12,
     match_source,
     normalise_line_endings,
     read_header,
     scan,
+    shown_column_names,
 )
 from ingestion.interop import FrameRows, TableRows, file_digest, is_interop, read_interop
 from ingestion.profiles import (
@@ -97,6 +99,9 @@ TEMP_TABLES = (
     "_malformed",
     "_line_shift",
     "_break_shift",
+    "_gaps",
+    "_empty",
+    "_file_lines",
     "_dups",
     "_reject_errors",
     "_reject_scans",
@@ -375,13 +380,14 @@ def _stage(db: RawDB, path: Path, readable: Path, names: list[str], contract: Co
 
     Runs outside the landing transaction (temp tables only), so rowid is the 0-based order of the row in
     the file. Lines the CSV reader cannot split land in temp._malformed; a file that is not UTF-8 is refused.
-    DuckDB sees positional names (`__f1`, `__f2`, ...), never the header's, so names that differ only in case,
-    are empty or hold odd characters cannot break the query. `readable` is `path` or its LF-only copy.
+    DuckDB sees positional names (`__f1`, `__f2`, ...), never the header's, so names that are empty or hold
+    odd characters cannot break the query; a contract column is found by `header_key` (trimmed, any case).
+    `readable` is `path` or its LF-only copy.
     """
     file_columns = {f"__f{i}": "VARCHAR" for i in range(1, len(names) + 1)}
     position = {}
     for i, name in enumerate(names, start=1):
-        position.setdefault(name, f"__f{i}")
+        position.setdefault(header_key(name), f"__f{i}")
     text = ", ".join(
         f"{quote_ident(position[c.name])} AS {quote_ident(c.name)}"
         if c.name in position
@@ -396,39 +402,65 @@ def _stage(db: RawDB, path: Path, readable: Path, names: list[str], contract: Co
             f"{display_name(path)} could not be read as CSV ({_csv_problem(exc)}). Check that it is "
             f"a comma-separated UTF-8 export with a header row, and ingest it again."
         ) from None
-    _collect_malformed(db, path)
+    _collect_malformed(db, path, shown_column_names(names, contract))
+    _map_lines(db, readable, file_scan)
 
 
 WIDE_FILE_COLUMNS = 100
 
 
 def _csv_rows_sql(contract_text: str, columns: list[str], file_scan: FileScan) -> str:
-    """The CSV's rows as contract columns, plus `_breaks` (line breaks inside the row's fields, extra columns
-    too) and `_nul` (a NUL byte in any field). The file scan says whether either can occur (a line break
-    inside a field needs a double quote somewhere in the file), so most files skip both. Per-column
-    `contains` is a memchr and allocates nothing; a file wider than WIDE_FILE_COLUMNS is checked on one
-    concat of its fields instead, because a chain of per-column ORs would exceed DuckDB's expression depth."""
+    """The CSV's rows as contract columns, plus `_newlines` (line breaks inside the row's fields, extra columns
+    too: the record's extra physical lines, for line numbers), `_breaks` (the same count when the record looks
+    joined by a stray double quote, else 0) and `_nul` (a NUL byte in any field).
+
+    A quoted value may hold line breaks (a multi-line address or visit comment): that record lands. A stray
+    quote that the reader could still split swallows whole lines of the file into one value, and the value
+    then holds at least a row's worth of field separators (the rest of its own line and the start of the
+    line where the quote closes, or whole rows between): a record whose line-broken values hold, together,
+    as many commas as the header has separators is counted in `_breaks` and quarantined (`multiline_record`),
+    never landed with following rows inside a value. A stray quote the reader cannot split refuses the file
+    (`_collect_malformed`).
+
+    The file scan says whether any of it can occur (a line break inside a field needs a double quote
+    somewhere in the file), so most files skip it. Per-column `contains` is a memchr and allocates nothing; a
+    file wider than WIDE_FILE_COLUMNS is checked on one concat of its fields instead (commas of every field of
+    a line-broken record then count), because a chain of per-column ORs would exceed DuckDB's expression
+    depth."""
     if not file_scan.quotes and not file_scan.nuls:
-        return f"SELECT {contract_text}, 0 AS _breaks, false AS _nul FROM {READ_CSV}"
+        return f"SELECT {contract_text}, 0 AS _newlines, 0 AS _breaks, false AS _nul FROM {READ_CSV}"
     if len(columns) > WIDE_FILE_COLUMNS:
         checked, source = ["_all"], (f"SELECT {contract_text}, concat({', '.join(columns)}) AS _all FROM {READ_CSV}")
     else:
         checked, source = columns, f"SELECT {contract_text}, {', '.join(columns)} FROM {READ_CSV}"
-    breaks, nul = "0", "false"
+    newlines, commas, nul = "0", "0", "false"
     if file_scan.quotes:  # LF (or CRLF) files break lines with \n, CR-only files with \r
         eol = "chr(10)" if file_scan.lf or file_scan.crlf else "chr(13)"
         flagged = " OR ".join(f"contains({c}, {eol})" for c in checked)
         count = " + ".join(f"coalesce(length({c}) - length(replace({c}, {eol}, '')), 0)" for c in checked)
-        breaks = f"CASE WHEN {flagged} THEN {count} ELSE 0 END"
+        in_broken = " + ".join(
+            f"CASE WHEN contains({c}, {eol}) THEN length({c}) - length(replace({c}, ',', '')) ELSE 0 END"
+            for c in checked
+        )
+        newlines = f"CASE WHEN {flagged} THEN {count} ELSE 0 END"
+        commas = f"CASE WHEN _newlines > 0 THEN {in_broken} ELSE 0 END"  # only rows with a break: most skip it
     if file_scan.nuls:
         nul = "coalesce(" + " OR ".join(f"contains({c}, chr(0))" for c in checked) + ", false)"
-    return f"SELECT * EXCLUDE ({', '.join(checked)}), {breaks} AS _breaks, {nul} AS _nul FROM ({source})"
+    separators = max(len(columns) - 1, 1)
+    return (
+        f"SELECT * EXCLUDE (_commas), CASE WHEN _commas >= {separators} THEN _newlines ELSE 0 END AS _breaks "
+        f"FROM (SELECT * EXCLUDE ({', '.join(checked)}), {commas} AS _commas "
+        f"FROM (SELECT *, {newlines} AS _newlines, {nul} AS _nul FROM ({source})))"
+    )
 
 
-def _staging_sql(contract: Contract, rows_sql: str, pretrimmed: bool = False) -> str:
+def _staging_sql(contract: Contract, rows_sql: str, pretrimmed: bool = False, written: bool = True) -> str:
     """CREATE temp._staged from `rows_sql` (contract columns as text, `_breaks`, `_nul`): values trimmed per
     contract, typed values, first broken rule, hash. `pretrimmed`: the rows' values are already trimmed exactly
-    so (FHIR Bulk rows mapped in SQL, TableRows.cleaned), so the trim is not run twice."""
+    so (FHIR Bulk rows mapped in SQL, TableRows.cleaned), so the trim is not run twice. `written`: the values are
+    text a person or an export wrote (CSV, native or profiled), so money with more than 2 decimals is
+    `too_many_decimals`; FHIR / X12 amounts are numbers their mapping wrote out (JSON floats: 112.416 is a
+    computed coinsurance, 410.20000000000005 binary noise) and land rounded to the cent, as before."""
     typed = v.typed_columns(contract)
     checks = v.checks_for(contract)
     trimmed = ", ".join(
@@ -439,7 +471,7 @@ def _staging_sql(contract: Contract, rows_sql: str, pretrimmed: bool = False) ->
         f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT *, {v.violation_expr(checks)} AS _violation, "
         f"{v.row_hash_expr(contract)} AS _row_hash "
         f"FROM (SELECT *{', ' + typed if typed else ''} FROM ("
-        f"SELECT {trimmed}, * EXCLUDE ({excluded}) FROM ({rows_sql})))"
+        f"SELECT {trimmed}, * EXCLUDE ({excluded}), {v.lit(written)} AS {v.WRITTEN} FROM ({rows_sql})))"
     )
 
 
@@ -461,13 +493,22 @@ def _csv_problem(exc: duckdb.Error) -> str:
     return f"the CSV reader stopped{at} ({type(exc).__name__})"
 
 
-def _collect_malformed(db: RawDB, path: Path) -> None:
-    """One row per malformed line (DuckDB may report several errors for a line); refuse non-UTF-8 files."""
+def _collect_malformed(db: RawDB, path: Path, shown: Sequence[str | None]) -> None:
+    """One row per malformed line (DuckDB may report several errors for a line); refuse non-UTF-8 files.
+
+    `shown[i]` is the name the quarantine gives the file's column i + 1 (DuckDB only knows `__f<i+1>`): the
+    contract column it feeds, or a header name that looks like one, else NULL."""
     bad_encoding = db.con.execute(
         "SELECT min(line) FROM _reject_errors WHERE error_type = 'INVALID ENCODING'"
     ).fetchone()[0]
     if bad_encoding is not None:
         raise encoding_refusal(path, int(bad_encoding))
+    # DuckDB's csv_line starts with the line breaks before the record when they are not plain LF (CRLF files) or
+    # follow empty lines: only breaks after the record's first character make it span lines
+    db.con.execute(
+        "UPDATE _reject_errors SET csv_line = ltrim(csv_line, chr(13) || chr(10)) "
+        "WHERE starts_with(csv_line, chr(10)) OR starts_with(csv_line, chr(13))"
+    )
     spanning = db.con.execute("""
         SELECT line, length(csv_line) - length(replace(csv_line, chr(10), '')) AS breaks FROM _reject_errors
         WHERE contains(csv_line, chr(10)) OR contains(csv_line, chr(13)) ORDER BY line LIMIT 1""").fetchone()
@@ -480,37 +521,99 @@ def _collect_malformed(db: RawDB, path: Path) -> None:
             f"or remove it, and ingest the file again."
         )
     cases = " ".join(f"WHEN {v.lit(k)} THEN {v.lit(text)}" for k, text in MALFORMED_DETAILS.items())
-    db.con.execute(f"""
+    db.con.execute(
+        f"""
         CREATE OR REPLACE TEMP TABLE _malformed AS
-        SELECT line, arg_min(column_name, column_idx) AS column_name,
-               coalesce(CASE arg_min(CAST(error_type AS VARCHAR), column_idx) {cases} END,
+        SELECT line, CAST(?[TRY_CAST(substr(arg_min(column_name, coalesce(column_idx, -1)), 4) AS INTEGER)]
+                          AS VARCHAR) AS column_name,
+               coalesce(CASE arg_min(CAST(error_type AS VARCHAR), coalesce(column_idx, -1)) {cases} END,
                         'the line could not be parsed as CSV') AS detail,
                any_value(csv_line) AS csv_line
-        FROM _reject_errors GROUP BY line""")
-    # For mapping staged rows back to file lines: the j-th malformed line L_j (sorted) pushes every staged
-    # row whose 1-based ordinal r satisfies L_j - j <= r one line further down. Thresholds are
-    # non-decreasing in j, so the shift of row r is that of the greatest threshold <= r (an ASOF join).
+        FROM _reject_errors GROUP BY line""",
+        [list(shown) or [None]],
+    )
+
+
+# DuckDB's CSV reader as one text column per physical line (an empty line is NULL): for finding empty lines
+READ_LINES = (
+    "read_csv(?, header = false, auto_detect = false, columns = {'l': 'VARCHAR'}, delim = chr(0), quote = '', "
+    "escape = '', strict_mode = false)"
+)
+
+
+def _map_lines(db: RawDB, readable: Path, file_scan: FileScan) -> None:
+    """Tables mapping staged rows and malformed lines to their first line in the file (header = line 1).
+
+    DuckDB numbers a rejected line by the lines of the file minus the line breaks inside earlier quoted values,
+    and skips empty lines. In that numbering the staged rows fill every line but the header, the malformed
+    lines and the empty lines (the gaps): the j-th gap g pushes every staged row with 1-based ordinal r >= g - j
+    one line further down (thresholds are non-decreasing in j, so an ASOF join finds a row's shift,
+    `_line_shift`). The line breaks inside the fields of earlier staged rows push rows and malformed lines
+    further (`_break_shift`). Empty lines are looked for only when the file scan saw two line breaks in a row
+    (`_empty_lines`); the common file costs two counts."""
+    _empty_lines(db, readable, file_scan)
+    db.con.execute("""
+        CREATE OR REPLACE TEMP TABLE _gaps AS
+        SELECT line, malformed, row_number() OVER (ORDER BY line) AS j FROM (
+            SELECT line, true AS malformed FROM _malformed UNION ALL SELECT line, false FROM _empty)""")
     db.con.execute("""
         CREATE OR REPLACE TEMP TABLE _line_shift AS
-        SELECT threshold, max(shift) AS shift FROM (
-            SELECT line - row_number() OVER (ORDER BY line) AS threshold, row_number() OVER (ORDER BY line) AS shift
-            FROM _malformed) GROUP BY threshold""")
+        SELECT line - j AS threshold, max(j) AS shift FROM _gaps GROUP BY threshold""")
+    db.con.execute("CREATE OR REPLACE TEMP TABLE _break_shift (after BIGINT, shift HUGEINT)")
+    if db.con.execute("SELECT count(*) FROM _staged WHERE _newlines > 0").fetchone()[0]:
+        db.con.execute("""
+            INSERT INTO _break_shift
+            SELECT rowid + 1, sum(_newlines) OVER (ORDER BY rowid) FROM _staged WHERE _newlines > 0""")
+        # a malformed line (gap j at DuckDB line g) follows g - j - 1 staged rows
+        db.con.execute("""
+            CREATE OR REPLACE TEMP TABLE _malformed AS
+            SELECT m.* REPLACE (m.line + coalesce(bs.shift, 0) AS line)
+            FROM _malformed m JOIN (SELECT line, line - j - 1 AS rows_before FROM _gaps WHERE malformed) g USING (line)
+            ASOF LEFT JOIN _break_shift bs ON g.rows_before >= bs.after""")
+
+
+def _empty_lines(db: RawDB, readable: Path, file_scan: FileScan) -> None:
+    """temp._empty: DuckDB's line number (see `_map_lines`) of each empty line of the file outside a quoted value.
+
+    Only when the scan saw two line breaks in a row: one more read of the file, as lines, keeping two numbers a
+    line; a line starts inside a quoted value when the double quotes before it are odd in number (an escaped
+    quote counts two). A file with NUL bytes, or that the line read cannot take, keeps the numbering without
+    empty lines."""
+    db.con.execute("CREATE OR REPLACE TEMP TABLE _empty (line BIGINT)")
+    if not file_scan.blank or file_scan.nuls:
+        return
+    quotes = "coalesce(length(l) - length(replace(l, '\"', '')), 0)" if file_scan.quotes else "0"
+    try:
+        db.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _file_lines AS SELECT l IS NULL AS empty, {quotes} AS quotes "
+            f"FROM {READ_LINES}",
+            [str(readable)],
+        )
+    except duckdb.Error:
+        log.warning("could not read %s as lines; line numbers do not count its empty lines", display_name(readable))
+        return
+    db.con.execute("""
+        INSERT INTO _empty
+        SELECT line - continued FROM (
+            SELECT line, empty, inside, sum(inside::INTEGER) OVER (ORDER BY line) AS continued FROM (
+                SELECT rowid + 1 AS line, empty,
+                       coalesce(sum(quotes) OVER (ORDER BY rowid ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+                           % 2 = 1 AS inside
+                FROM _file_lines))
+        WHERE empty AND NOT inside AND line > 1""")
 
 
 def _line_sql(db: RawDB) -> tuple[str, str]:
-    """(join clause, expression) giving the file line of staged row `s` (header = line 1).
+    """(join clause, expression) giving the file line of staged row `s` (header = line 1), from `_map_lines`.
 
-    Without malformed lines it is simply rowid + 2; otherwise an ASOF join adds the malformed lines
-    that precede the row, and another the line breaks inside the fields of earlier rows (multi-line records).
+    Without malformed or empty lines and line breaks in fields it is simply rowid + 2; otherwise an ASOF join adds
+    the gaps that precede the row, and another the line breaks inside the fields of earlier rows.
     """
     joins, line = [], "s.rowid + 2"
     if db.con.execute("SELECT count(*) FROM _line_shift").fetchone()[0]:
         joins.append("ASOF LEFT JOIN _line_shift ls ON s.rowid + 1 >= ls.threshold")
         line += " + coalesce(ls.shift, 0)"
-    if db.con.execute("SELECT count(*) FROM _staged WHERE _breaks > 0").fetchone()[0]:
-        db.con.execute("""
-            CREATE OR REPLACE TEMP TABLE _break_shift AS
-            SELECT rowid + 1 AS after, sum(_breaks) OVER (ORDER BY rowid) AS shift FROM _staged WHERE _breaks > 0""")
+    if db.con.execute("SELECT count(*) FROM _break_shift").fetchone()[0]:
         joins.append("ASOF LEFT JOIN _break_shift bs ON s.rowid >= bs.after")
         line += " + coalesce(bs.shift, 0)"
     return " ".join(joins), line
@@ -600,7 +703,8 @@ def _stage_vendor(db: RawDB, path: Path, readable: Path, names: list[str], file_
             f"{display_name(path)} could not be read as CSV ({_csv_problem(exc)}). Check that it is "
             f"a comma-separated UTF-8 export with a header row, and ingest it again."
         ) from None
-    _collect_malformed(db, path)
+    _collect_malformed(db, path, shown_column_names(names))
+    _map_lines(db, readable, file_scan)
     join, line = _line_sql(db)
     db.con.execute(f"CREATE OR REPLACE TEMP TABLE _vendor AS SELECT s.*, {line} AS _src_line FROM _staged s {join}")
 
@@ -917,6 +1021,7 @@ def _stage_rows(db: RawDB, rows: list, contract: Contract) -> None:
                 contract,
                 f"SELECT {columns}, _src_line, 0 AS _breaks, {nul} AS _nul FROM ({rows.rows_sql(contract.column_names)})",
                 pretrimmed=rows.cleaned is not None,
+                written=False,
             )
         )
         return
@@ -936,7 +1041,9 @@ def _stage_rows(db: RawDB, rows: list, contract: Contract) -> None:
     finally:
         db.con.unregister("_interop_frame")
     db.con.execute(
-        _staging_sql(contract, f"SELECT {columns}, _src_line, 0 AS _breaks, {nul} AS _nul FROM _interop_rows")
+        _staging_sql(
+            contract, f"SELECT {columns}, _src_line, 0 AS _breaks, {nul} AS _nul FROM _interop_rows", written=False
+        )
     )
 
 

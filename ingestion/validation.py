@@ -37,6 +37,15 @@ TRIM_CHARS = " \t\n\r\x0b\x0c\u00a0\ufeff"
 # Money and counts: plain decimals only. TRY_CAST alone also reads '1_250' and '1e3' (and rounds '1.5' to 2).
 DECIMAL_TEXT = r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)"
 INTEGER_TEXT = r"[+-]?[0-9]+"
+# Decimal columns land as DECIMAL(18,2); a value with a non-zero digit after the second decimal would be rounded
+# (too_many_decimals), unless what rounding drops is binary floating-point noise (six or more 0s or 9s right after
+# the second decimal: 410.20000000000005 from a JSON float is 410.20; the change is below a millionth of a cent).
+DECIMAL_SCALE = 2
+LOST_DECIMALS = r"\.[0-9]{2}0*[1-9]"
+FLOAT_NOISE = r"\.[0-9]{2}(0{6}|9{6})"
+# Staged column: true when the values are text written in a CSV (native or profiled), false for FHIR / X12 rows,
+# whose amounts are numbers the mapping wrote out (loader._staging_sql); too_many_decimals applies to written text.
+WRITTEN = "_written"
 
 RULE_ORDER = ("row", "required", "type", "accepted", "pattern", "range")
 
@@ -136,19 +145,20 @@ def _detail(col: Column, text: str) -> str:
     return lit(f"{col.name}: the value {text}")
 
 
-# Row-level checks on columns the staging query adds: `_breaks` (line breaks inside the row's fields, i.e.
-# the record spans several lines of the file) and `_nul` (a NUL byte in a field). A stray double quote
-# joins the lines up to the next quote into one value; those rows are quarantined with their line, never
-# landed with the next rows inside a value.
+# Row-level checks on columns the staging query adds: `_breaks` (line breaks inside the row's fields of a record
+# that a stray double quote joined with following lines: its line-broken values hold a row's worth of field
+# separators; loader._csv_rows_sql) and `_nul` (a NUL byte in a field). A quoted value with a line break (a
+# multi-line address or comment) is not one: it lands. Joined records are quarantined with their first line,
+# never landed with the next rows inside a value.
 ROW_CHECKS = (
     Check(
         "multiline_record",
         None,
         "_breaks > 0",
         lit(
-            "the record spans several lines (a field contains a line break): usually a stray double quote "
-            "joined the following lines into one value. Remove the quote (or the line break) in the source "
-            "and re-send the file"
+            "the record spans several lines and its line-broken value holds at least a whole row's worth of "
+            "field separators: a stray double quote joined the following lines into one value. Remove the "
+            "quote (write a quote inside a value as two) in the source and re-send the file"
         ),
     ),
     Check(
@@ -172,7 +182,18 @@ def _type(col: Column) -> list[Check]:
         return []
     cond = f"{value_expr(col)} IS NOT NULL AND {typed_ref(col)} IS NULL"
     text = f"is not a valid {col.type}; write {TYPE_FORMATS[col.type]}"
-    return [Check(f"invalid_{col.type}", col.name, cond, _detail(col, text))]
+    checks = [Check(f"invalid_{col.type}", col.name, cond, _detail(col, text))]
+    if col.type == "decimal":  # DECIMAL(18,2) would round 1.005 to 1.01: never land a changed amount
+        cond = (
+            f"{WRITTEN} AND {typed_ref(col)} IS NOT NULL AND regexp_matches({value_expr(col)}, {lit(LOST_DECIMALS)}) "
+            f"AND NOT regexp_matches({value_expr(col)}, {lit(FLOAT_NOISE)})"
+        )
+        text = (
+            f"has more than {DECIMAL_SCALE} decimal places and would be rounded; write at most {DECIMAL_SCALE} "
+            f"(trailing zeros are fine)"
+        )
+        checks.append(Check("too_many_decimals", col.name, cond, _detail(col, text)))
+    return checks
 
 
 def _accepted(col: Column) -> list[Check]:

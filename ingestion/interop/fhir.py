@@ -724,6 +724,29 @@ def _period_start(item: dict) -> str | None:
     return date(item.get("servicedDate") or (item.get("servicedPeriod") or {}).get("start"))
 
 
+def _given_name(name: dict) -> str | None:
+    """The first given name of a HumanName. `given` is a list of strings; a plain string (a common export slip) is
+    one given name, never its first letter. Anything else (numbers, objects) gives no name, so a required first
+    name is quarantined as missing rather than landed as the text of a JSON value."""
+    given = name.get("given")
+    if isinstance(given, str):
+        return given
+    if isinstance(given, list) and given and isinstance(given[0], str):
+        return given[0]
+    return None
+
+
+def _family_name(name: dict) -> str | None:
+    """A HumanName's family name. R4 writes a string; DSTU2 a list of family name parts, read as the parts joined
+    by spaces (`["Luna"]` is Luna, never the text `['Luna']`). Anything else gives no name (see _given_name)."""
+    family = name.get("family")
+    if isinstance(family, str):
+        return family
+    if isinstance(family, list) and family and all(isinstance(part, str) for part in family):
+        return " ".join(part.strip() for part in family if part.strip()) or None
+    return None
+
+
 # --- mappers ----------------------------------------------------------------------------------------------
 
 
@@ -745,8 +768,8 @@ def _patient(c: _Ctx) -> None:
         "patients",
         c.line,
         patient_id=c.key,
-        first_name=(name.get("given") or [None])[0],
-        last_name=name.get("family"),
+        first_name=_given_name(name),
+        last_name=_family_name(name),
         birth_date=date(r.get("birthDate")),
         sex=GENDER.get(r.get("gender"), r.get("gender")),
         phone=phone,
@@ -1294,8 +1317,8 @@ def _practitioner(c: _Ctx) -> None:
             c.line,
             therapist_id=c.key if r.get("id") or not npi else f"npi:{npi}",
             clinic_id=clinic,
-            first_name=(name.get("given") or [None])[0],
-            last_name=name.get("family"),
+            first_name=_given_name(name),
+            last_name=_family_name(name),
             credential=next((q for q in qualifications if q in THERAPIST_CREDENTIALS), None),
             npi=npi,
             hired_on=None,
@@ -1324,8 +1347,8 @@ def _practitioner(c: _Ctx) -> None:
         "referring_physicians",
         c.line,
         physician_id=npi,
-        first_name=(name.get("given") or [None])[0],
-        last_name=name.get("family"),
+        first_name=_given_name(name),
+        last_name=_family_name(name),
         credential=next((q for q in qualifications if q in CREDENTIALS), None),
         specialty=specialty,
         practice_name=None,

@@ -189,12 +189,11 @@ def build_corpus(folder: Path, outside: Path) -> dict[str, dict]:
     mixed = "".join(line + ("\r\n" if i % 2 else "\n") for i, line in enumerate([header] + lines[10:15]))
     put("clinics_mixed.csv", mixed.encode(), status=LOADED, read=5, landed=5)
     cols = header.split(",")
-    put(
+    put(  # header names match case-insensitively: clinic_id and Clinic_ID are the same column twice
         "clinics_case_extra.csv",
         csv_text([dict(r, Clinic_ID=NAME) for r in _rows("clinics", 2)], cols + ["Clinic_ID"]).encode(),
-        status=LOADED,
-        read=2,
-        landed=2,
+        status=REFUSED,
+        says="the header repeats the column(s) clinic_id (clinic_id written in different upper/lower case",
     )
     wide = cols + [f"extra_{i:05d}_" + "x" * 60 for i in range(1100)]  # header > 64 KB
     put("clinics_wide_header.csv", csv_text(_rows("clinics", 2), wide).encode(), status=LOADED, read=2, landed=2)

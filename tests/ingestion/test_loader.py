@@ -286,3 +286,131 @@ def test_duckdb_errors_are_reduced_to_a_fixed_problem_and_line():
     )
     problem = loader._csv_problem(error)
     assert "unbalanced double quotes" in problem and "jane" not in problem.lower()
+
+
+# --- CSV shapes real exports have: quoted line breaks, header case, malformed columns, money precision ---------
+
+
+def test_quoted_line_breaks_land_in_used_and_unused_columns_with_true_lines(home, exports):
+    """A multi-line address (a contract column) and a multi-line note (a column the contract does not use) are
+    quoted values, not stray quotes: every row lands, the break is kept, and later rows keep their lines."""
+    rows = [example_row("patients", notes="") for _ in range(5)]
+    rows[1]["address_line"] = "123 Main St\nApt 4"
+    rows[2]["notes"] = "called twice,\nleft a message\nno answer"
+    (exports / "patients.csv").write_text(
+        csv_text(rows, [*rows[0]]).replace("\n", "\r\n"), encoding="utf-8", newline=""
+    )
+    [result] = ingest([exports], home)
+    assert result.status == "loaded" and counts(result) == (5, 5, 0, 0), result.message
+    landed = query(home, "SELECT patient_id, address_line, _line FROM raw.patients ORDER BY _line")
+    assert [line for _, _, line in landed] == [2, 3, 5, 8, 9]  # the header is line 1; records at 3-4 and 5-7
+    assert landed[1][:2] == (rows[1]["patient_id"], "123 Main St\r\nApt 4")
+    assert query(home, "SELECT count(*) FROM raw._quarantine") == [(0,)]
+
+
+def test_a_stray_quote_that_swallows_the_next_row_is_quarantined_even_in_an_unused_column(home, exports):
+    """The protection stays: a quote opened in an ignored column and closed on the next line at the same field
+    hides a whole row inside one value; that record is quarantined with its first line, never landed."""
+    rows = [example_row("patients", notes="n") for _ in range(4)]
+    lines = csv_text(rows, [*rows[0]]).splitlines()
+    lines[2] = lines[2][: -len(",n")] + ',"n'  # line 3: the last field opens a quote ...
+    lines[3] = lines[3] + '"'  # ... closed at the end of line 4: row 3 is inside the value
+    (exports / "patients.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    [result] = ingest([exports], home)
+    assert counts(result) == (3, 2, 1, 0)
+    assert query(home, "SELECT line, rule, column_name FROM raw._quarantine") == [(3, "multiline_record", None)]
+    assert [r[0] for r in query(home, "SELECT _line FROM raw.patients ORDER BY _line")] == [2, 5]
+    [detail] = query(home, "SELECT detail FROM raw._quarantine")[0]
+    assert "stray double quote" in detail and rows[2]["first_name"] not in detail
+
+
+def test_native_header_names_match_trimmed_and_in_any_case(home, exports):
+    rows = [example_row("patients") for _ in range(2)]
+    names = [*rows[0]]
+    shouted = [f" {n.upper()} " if i % 2 else n.title() for i, n in enumerate(names)]
+    text = csv_text(rows, names).split("\n", 1)[1]
+    (exports / "patients.csv").write_text(",".join(shouted) + "\n" + text, encoding="utf-8")
+    [result] = ingest([exports], home)
+    assert result.status == "loaded" and counts(result) == (2, 2, 0, 0), result.message
+    assert "not in the contract" not in result.message
+    assert query(home, "SELECT patient_id, first_name FROM raw.patients ORDER BY _line") == [
+        (r["patient_id"], r["first_name"]) for r in rows
+    ]
+
+
+def test_two_header_names_that_differ_only_in_case_refuse_the_file(home, exports):
+    rows = [example_row("patients", Patient_ID="P-OTHER")]
+    write_csv(exports, "patients.csv", rows)
+    [result] = ingest([exports], home)
+    assert result.status == "refused"
+    assert "repeats the column(s) patient_id (patient_id written in different upper/lower case" in result.message
+    assert "P-OTHER" not in result.message and "patients.csv" in result.message
+
+
+def test_a_malformed_row_names_the_header_column_not_a_position(home, exports):
+    rows = [example_row("patients") for _ in range(2)]
+    lines = csv_text(rows).splitlines()
+    lines[2] = lines[2].rsplit(",", 2)[0]  # the last two fields (created_at, updated_at) are missing
+    (exports / "patients.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    [result] = ingest([exports], home)
+    assert counts(result) == (2, 1, 1, 0)
+    assert query(home, "SELECT line, rule, column_name FROM raw._quarantine") == [(3, "malformed_row", "created_at")]
+
+
+def test_a_line_over_the_readers_maximum_gets_the_line_size_message(home, exports):
+    rows = [example_row("patients") for _ in range(2)]
+    rows[0]["address_line"] = "C" * 2_500_000
+    write_csv(exports, "patients.csv", rows)
+    [result] = ingest([exports], home)
+    assert counts(result) == (2, 1, 1, 0)
+    assert query(home, "SELECT line, rule, detail FROM raw._quarantine") == [
+        (2, "malformed_row", "the line is longer than the CSV reader's maximum line size")
+    ]
+
+
+def test_money_with_more_decimals_than_the_column_holds_is_quarantined_not_rounded(home, exports):
+    amounts = ["1.005", "1.500", "7.25", "0.1", "3.0001", "410.20000000000005", "12.3499999999"]
+    write_csv(exports, "charges.csv", [example_row("charges", charge_usd=a) for a in amounts])
+    [result] = ingest([exports], home)
+    assert counts(result) == (7, 5, 2, 0)
+    assert query(home, "SELECT charge_usd::VARCHAR FROM raw.charges ORDER BY _line") == [
+        ("1.50",),
+        ("7.25",),
+        ("0.10",),
+        ("410.20",),  # binary floating-point noise (a float written out) is not a lost decimal
+        ("12.35",),
+    ]
+    quarantined = query(home, "SELECT line, rule, column_name, detail FROM raw._quarantine ORDER BY line")
+    assert [q[:3] for q in quarantined] == [
+        (2, "too_many_decimals", "charge_usd"),
+        (6, "too_many_decimals", "charge_usd"),
+    ]
+    assert "more than 2 decimal places" in quarantined[0][3]
+    assert not any(a in q[3] for q in quarantined for a in amounts)
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_lines_stay_true_after_empty_lines_and_multi_line_records(home, exports, eol):
+    """Rows and quarantined lines carry their first physical line however the lines before them were shaped:
+    empty lines (skipped by the reader), records spanning lines, malformed lines. In a CRLF file a malformed
+    line does not refuse the file as a stray quote (DuckDB's rejected text starts with the LF of the CRLF)."""
+    rows = [example_row("patients") for _ in range(8)]
+    rows[1]["address_line"] = "Line A\n\nLine C"  # lines 3-5 (the empty line inside the value is not skipped)
+    rows[6]["sex"] = "Q"  # quarantined: not_accepted
+    header, *records = csv_text(rows).split("\n")[:-1]
+    records = [header, records[0], "\n".join(records[1:4]), *records[4:]]  # one item per record
+    records[3] = records[3].rsplit(",", 3)[0]  # rows[2]: too few fields (malformed)
+    text = "\n".join(records[:4] + ["", ""] + records[4:6] + [""] + records[6:]).replace("\n", eol) + eol
+    (exports / "patients.csv").write_text(text, encoding="utf-8", newline="")
+    [result] = ingest([exports], home)
+    assert counts(result) == (8, 6, 2, 0), result.message
+    physical = text.split(eol)
+    line = {r["patient_id"]: 1 + next(i for i, t in enumerate(physical) if t.startswith(r["patient_id"])) for r in rows}
+    assert sorted(line.values()) == [2, 3, 6, 9, 10, 12, 13, 14]  # 3-5: one record; 7, 8, 11: empty
+    quarantined = {rows[2]["patient_id"], rows[6]["patient_id"]}
+    landed = dict(query(home, "SELECT patient_id, _line FROM raw.patients"))
+    assert landed == {k: v for k, v in line.items() if k not in quarantined}
+    assert query(home, "SELECT line, rule FROM raw._quarantine ORDER BY line") == [
+        (line[rows[2]["patient_id"]], "malformed_row"),
+        (line[rows[6]["patient_id"]], "not_accepted"),
+    ]

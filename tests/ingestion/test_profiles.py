@@ -375,3 +375,25 @@ def test_a_tombstone_removes_the_key_from_the_build_and_keeps_its_history(home, 
         ("2", "upsert"),
         ("2", "tombstone"),
     ]
+
+
+def test_a_multi_line_visit_comment_does_not_quarantine_the_appointments_events(home, exports):
+    """visit_comment is not mapped by the profile; a quoted comment over several lines is ordinary in a real
+    export: the appointment's three events land, and the next appointment keeps its file line."""
+    first = dict(start_date="2024-03-05 09:00:00", end_date="2024-03-05 09:45:00", check_in_time="2024-03-05 08:55:00")
+    comment = "Pt arrived late,\nbrought the wrong shoes.\n\nCall back."
+    rows = [
+        appointment(appointmnet_id="201", visit_comment=comment, check_out_time="2024-03-05 09:50:00", **first),
+        appointment(appointmnet_id="202", start_date="2024-03-06 09:00:00", end_date="2024-03-06 09:45:00"),
+    ]
+    write_csv(exports, "appointments_export_0306.csv", rows, APPOINTMENT_COLUMNS)
+    [result] = ingest([exports], home)
+    assert result.profile == "webpt_standard_extract/appointments"
+    assert (result.rows_read, result.rows_landed, result.rows_quarantined) == (4, 4, 0), result.message
+    assert query(home, "SELECT event_id, _line FROM raw.scheduling_events ORDER BY event_id") == [
+        ("webpt:appointment:201:arrived", 2),
+        ("webpt:appointment:201:booked", 2),
+        ("webpt:appointment:201:completed", 2),
+        ("webpt:appointment:202:booked", 6),
+    ]
+    assert identity_holds(home)

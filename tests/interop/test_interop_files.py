@@ -176,3 +176,42 @@ def test_discovery_and_dispatch_agree_on_suffixes():
     from ingestion.interop import SUFFIXES
 
     assert set(READABLE_SUFFIXES) == {".csv", *SUFFIXES}
+
+
+def _patient(pid: str, name: dict) -> dict:
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "meta": {"lastUpdated": "2024-11-01T13:59:58Z"},
+        "name": [name],
+        "gender": "male",
+        "birthDate": "2006-12-19",
+    }
+
+
+def test_fhir_names_given_as_a_string_or_family_as_a_list_land_whole(home, tmp_path):
+    """`given: "Jerry"` is one given name (never its first letter 'J'); a DSTU2-style `family: ["Luna"]` is
+    Luna (never the text "['Luna']"); a name part that is not text gives no name (a required first name is
+    quarantined). Both readers: a single resource (JSON) and a Bulk NDJSON file."""
+    patients = [
+        _patient("p1", {"family": "Luna", "given": "Jerry"}),
+        _patient("p2", {"family": ["Luna"], "given": ["Jerry", "Q"]}),
+        _patient("p3", {"family": ["van", "Dyke"], "given": ["Ann"]}),
+        _patient("p4", {"family": "Green", "given": [7]}),
+    ]
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "Patient-p2.json").write_text(json.dumps(patients[1]))
+    bulk = tmp_path / "bulk"
+    bulk.mkdir()
+    (bulk / "Patient.000.ndjson").write_text("\n".join(json.dumps(p) for p in patients) + "\n")
+    for folder in (single, bulk):
+        ingest([folder], home)
+    assert query(home, "SELECT _load_id, patient_id, first_name, last_name FROM raw.patients ORDER BY ALL") == [
+        (1, "p2", "Jerry", "Luna"),
+        (2, "p1", "Jerry", "Luna"),
+        (2, "p3", "Ann", "van Dyke"),
+    ]  # p2 again in the Bulk file is a duplicate of load 1
+    assert query(home, "SELECT load_id, line, rule, column_name FROM raw._quarantine") == [
+        (2, 4, "required", "first_name")
+    ]
