@@ -101,3 +101,27 @@ def test_fields_come_from_the_most_authoritative_system_and_cash_counts_once(tin
         assert c99 == ("npi:1234567893", "billing:payer:ACME", Decimal("100.00"), Decimal("70.00"))
         assert con.execute("select count(*) from marts.claims").fetchone()[0] == claims + 1
         assert _cash(con) == native_cash + Decimal("70.00")  # C01's payment told twice counts once
+
+
+def test_each_kind_of_a_claims_money_comes_from_the_system_that_reports_it(tiny_home, tmp_path):
+    """The practice's ledger holds only the front desk's copay of C15; the billing system holds the insurer's payment
+    of it. Both count: a copay in the ledger must not hide the payer cash only the other system carries."""
+    home = copy_of(tiny_home, tmp_path / "home")
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    (ledger / "remittances_copays.csv").write_text(
+        "remit_id,claim_id,payer_id,event_type,event_at,amount_usd,group_code,carc_code,check_number\n"
+        "RM901,C15,,patient_payment,2025-03-26 12:00:00,25.00,,,CHK901\n"
+    )
+    assert ingest([ledger], home)[0].rows_landed == 1
+    exports = tmp_path / "billing"
+    exports.mkdir()
+    (exports / "payments_export.csv").write_text("PaymentNo,ClaimNo,Paid,PaidOn\n3,C15,150.00,2025-03-27 12:00:00\n")
+    profile = tmp_path / "billing_test.yml"
+    profile.write_text(PROFILE)
+    assert ingest([exports], home, profile=str(profile))[0].rows_landed == 1
+    result = build(home)
+    assert result.ok, result.message
+    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+        c15 = con.execute("select payer_paid_usd, patient_paid_usd from marts.claims where claim_id = 'C15'").fetchone()
+    assert c15 == (Decimal("150.00"), Decimal("25.00"))
