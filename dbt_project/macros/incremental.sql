@@ -126,7 +126,8 @@
 {%- endmacro %}
 
 {# int_appointments_collapsed: the appointments with a scheduling event in a new load, widened to every
-   appointment sharing an (episode, patient) with one of them before or after (visit_number ranks within it). #}
+   appointment of an episode one of them was or is in, and, for those without an episode, to the patient's other
+   episode-less appointments (visit_number ranks within them). #}
 {% macro appointments_collapsed_scope(since) -%}
     with touched as (
         select distinct r.appointment_id
@@ -144,8 +145,11 @@
     select appointment_id from touched
     union
     select a.appointment_id from {{ this }} as a
-    semi join parts as p on a.episode_id is not distinct from p.episode_id
-        and a.patient_id is not distinct from p.patient_id
+    semi join parts as p on a.episode_id = p.episode_id
+    union
+    select a.appointment_id from {{ this }} as a
+    semi join parts as p on a.patient_id is not distinct from p.patient_id and p.episode_id is null
+    where a.episode_id is null
 {%- endmacro %}
 
 {# int_patient_crosswalk's pre-hook: its table as the served build left it, `<model>__prev`, for the scope of

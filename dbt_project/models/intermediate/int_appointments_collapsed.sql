@@ -4,10 +4,13 @@
 -- on ties arrived < completed < cancel / no-show), even when a reschedule row was logged after it (schedulers
 -- log the move late; it does not reopen an appointment that already had its outcome). Without an outcome the
 -- appointment is 'scheduled' at the slot of its latest booked / rescheduled event. arrived / completed =
--- completed. visit_number counts completed visits within the episode in time order (within the patient's visits
--- without an episode id when the format carried none).
+-- completed. visit_number counts completed visits within the episode in time order, whatever patient id each
+-- carries (a patient re-registered mid-episode under a new id is still one episode: numbering by episode and id
+-- gave two "visit 2" and stopped the build); within the patient's visits without an episode id when the format
+-- carried none.
 -- Incremental (macros/incremental.sql): recomputes the appointments new scheduling loads touched, widened to every
--- appointment of an (episode, patient) they were or are in, so visit numbers stay those of a full build.
+-- appointment of an episode (or, without one, of a patient's episode-less visits) they were or are in, so visit
+-- numbers stay those of a full build.
 -- depends_on: {{ source('raw', 'scheduling_events') }}
 {{ config(
     materialized='incremental',
@@ -87,7 +90,11 @@ select
     {{ day_diff('cast(booked_at as date)', 'cast(scheduled_start as date)') }} as lead_time_days,
     case when status = 'completed' then
             row_number() over (
-                partition by episode_id, patient_id, status = 'completed' order by scheduled_start, appointment_id
+                partition by
+                    episode_id,
+                    case when episode_id is null then patient_id end,
+                    status = 'completed'
+                order by scheduled_start, appointment_id
             )
     end as visit_number
 from collapsed
