@@ -171,8 +171,9 @@ def test_raw_untouched_history_and_app_actions(tiny_home, tmp_path):
     assert "eval_no_show_rebook:R04" not in queue  # marked lost
     assert queue["auth_expiring:AU1"][1] == "fd2"
     assert queue["auth_expiring:AU2"][1] is None  # uncommitted when the build read app state
-    assert r09 == (datetime(2025, 3, 31, 18, 0), pytest.approx(175.0))
-    assert hours == (pytest.approx(54.5 + 175), 12)
+    # the app writes UTC (18:00Z); the referral's times are Chicago's clock (UTC-5 on 03-31): 13:00
+    assert r09 == (datetime(2025, 3, 31, 13, 0), pytest.approx(170.0))
+    assert hours == (pytest.approx(54.5 + 170), 12)
     assert len(builds) == 2  # the tiny build's history carried forward
 
 
@@ -263,8 +264,9 @@ def test_app_outcomes_confirms_and_queue_windows(tiny_home, tmp_path):
         ).fetchone()
         confirmed = con.execute("select confirmed_at from marts.appointments where appointment_id = 'A16'").fetchone()
         queue = {r[0]: r[1] for r in con.execute("select task_id, reason from marts.work_queue_candidates").fetchall()}
-    assert r09 == (datetime(2025, 3, 31, 18, 0), "contacted")  # declined on the call = reached
-    assert confirmed == (datetime(2025, 3, 31, 18, 20),)
+    # declined on the call = reached; the app's UTC times read on the clinic's clock (Chicago, UTC-5 on 03-31)
+    assert r09 == (datetime(2025, 3, 31, 13, 0), "contacted")
+    assert confirmed == (datetime(2025, 3, 31, 13, 20),)
     assert "contacted_unscheduled:R10" not in queue  # the outreach booked it: task done
     assert "unsigned_note:N14" not in queue  # 32 days old at this as_of
 

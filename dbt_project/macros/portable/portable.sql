@@ -35,6 +35,18 @@
     named_struct({% for k, v in fields.items() %}'{{ k }}', {{ v }}{{ ', ' if not loop.last }}{% endfor %})
 {%- endmacro %}
 
+{# A UTC wall-clock timestamp as the wall clock of IANA zone `zone` (the app writes its actions in UTC, the exports
+   carry clinic-local times); a null zone leaves it as it is. #}
+{% macro utc_to_local(value, zone) -%}
+    {{ return((_pt('utc_to_local') or duckdb__utc_to_local)(value, zone)) }}
+{%- endmacro %}
+{% macro duckdb__utc_to_local(value, zone) -%}
+    coalesce(timezone({{ zone }}, timezone('UTC', {{ value }})), {{ value }})
+{%- endmacro %}
+{% macro default__utc_to_local(value, zone) -%}
+    coalesce(from_utc_timestamp({{ value }}, {{ zone }}), {{ value }})
+{%- endmacro %}
+
 {# Whole days from start to end (dates; negative when end is earlier). #}
 {% macro day_diff(start_date, end_date) -%}
     {{ return((_pt('day_diff') or duckdb__day_diff)(start_date, end_date)) }}

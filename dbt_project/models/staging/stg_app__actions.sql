@@ -1,5 +1,6 @@
 -- Work-queue actions written by the app (app.sqlite `actions`, copied into the build file); cast only,
--- with the JSON payload fields the queue and the funnel use pulled out.
+-- with the JSON payload fields the queue and the funnel use pulled out. acted_at is UTC (the app writes UTC ISO
+-- times): marts that set it beside the exports' clinic-local times convert it first (utc_to_local).
 select
     cast(action_id as bigint) as action_id,
     cast(task_id as string) as task_id,

@@ -6,16 +6,25 @@ with app_actions as (
     -- person was spoken to (seed work_queue_outcomes.counts_as_contact: reached, scheduled, declined;
     -- left_message, no_answer and wrong_number are attempts only). `confirm` actions are on appointment tasks
     -- (confirm_high_risk:<appointment_id>) of referrals that are already scheduled, hence already contacted;
-    -- they show up as appointments.confirmed_at instead.
+    -- they show up as appointments.confirmed_at instead. The app records actions in UTC; the referral's times are
+    -- its clinic's wall clock, so each action is read in the clinic's zone first (else a contact logged at 15:57 in
+    -- Chicago read as 20:57 and time to first contact was 5-6 hours too long).
     select
-        task_entity_id as referral_id,
-        min(acted_at) filter (where action = 'log_outreach') as app_first_outreach_at,
-        min(acted_at) filter (where action = 'log_outreach' and outcome in {{ app_contact_outcomes() }})
+        a.task_entity_id as referral_id,
+        min(a.acted_local) filter (where a.action = 'log_outreach') as app_first_outreach_at,
+        min(a.acted_local) filter (where a.action = 'log_outreach' and a.outcome in {{ app_contact_outcomes() }})
             as app_first_reached_at,
-        max_by(reason, acted_at) filter (where action = 'mark_lost') as app_lost_reason,
-        max(acted_at) filter (where action = 'mark_lost') as app_lost_at
-    from {{ ref('stg_app__actions') }}
-    where task_rule in ('uncontacted_referral', 'contacted_unscheduled', 'eval_no_show_rebook')
+        max_by(a.reason, a.acted_local) filter (where a.action = 'mark_lost') as app_lost_reason,
+        max(a.acted_local) filter (where a.action = 'mark_lost') as app_lost_at
+    from (
+        select
+            x.*,
+            {{ utc_to_local('x.acted_at', 'c.timezone') }} as acted_local
+        from {{ ref('stg_app__actions') }} as x
+        left join {{ ref('int_referrals_pivoted') }} as r on x.task_entity_id = r.referral_id
+        left join {{ ref('stg_raw__clinics') }} as c on r.clinic_id = c.clinic_id
+        where x.task_rule in ('uncontacted_referral', 'contacted_unscheduled', 'eval_no_show_rebook')
+    ) as a
     group by 1
 ),
 

@@ -13,7 +13,7 @@
 with confirms as (
     select
         appointment_id,
-        max(acted_at) as confirmed_at
+        max(acted_at) as confirmed_at_utc
     from {{ ref('stg_app__actions') }}
     where action = 'confirm' and appointment_id is not null
     group by appointment_id
@@ -40,7 +40,9 @@ select
     a.visit_number,
     a.status = 'scheduled' and a.scheduled_start > c.as_of as is_future,
     a.status = 'scheduled' and a.scheduled_start <= c.as_of as is_unresolved,
-    cf.confirmed_at
+    -- the app records actions in UTC; the appointment's times are its clinic's wall clock (referral_funnel)
+    {{ utc_to_local('cf.confirmed_at_utc', 'z.timezone') }} as confirmed_at
 from {{ in_scope(ref('int_appointments_collapsed'), {'appointment_id': 'appointment_id'}) }} as a
 cross join {{ ref('int_clocks_resolved') }} as c
 left join confirms as cf using (appointment_id)
+left join {{ ref('stg_raw__clinics') }} as z on a.clinic_id = z.clinic_id
