@@ -7,7 +7,8 @@
 -- The payer as our id when an 835 named it by X12 payer id (int_payer_crosswalk). Rows
 -- still without a claim are all kept (their cash counts in the practice's totals, link_health counts them).
 -- Incremental (macros/incremental.sql, remittances_linked_scope): recomputes every remittance of each claim a
--- re-linked or new remittance was or is linked to, so the one-system-per-claim-and-type window sees all of the claim's rows.
+-- re-linked or new remittance was or is linked to, so the one-system-per-claim-and-type window sees all of the
+-- claim's rows.
 -- depends_on: {{ source('raw', 'payers') }}
 {{ config(
     materialized='incremental',
