@@ -44,7 +44,8 @@
     coalesce(timezone({{ zone }}, timezone('UTC', {{ value }})), {{ value }})
 {%- endmacro %}
 {% macro default__utc_to_local(value, zone) -%}
-    coalesce(from_utc_timestamp({{ value }}, {{ zone }}), {{ value }})
+    {#- from_utc_timestamp returns Spark's zoned TIMESTAMP: back to the wall-clock type every other time has -#}
+    cast(coalesce(from_utc_timestamp({{ value }}, {{ zone }}), {{ value }}) as timestamp_ntz)
 {%- endmacro %}
 
 {# Whole days from start to end (dates; negative when end is earlier). #}
