@@ -36,12 +36,19 @@
 {%- endmacro %}
 
 {# A UTC wall-clock timestamp as the wall clock of IANA zone `zone` (the app writes its actions in UTC, the exports
-   carry clinic-local times); a null zone leaves it as it is. #}
+   carry clinic-local times); a null zone, or one DuckDB does not know (a Windows name like "Central Standard Time"
+   in a clinics export), leaves it as it is: one clinic's odd zone must never stop the build. #}
 {% macro utc_to_local(value, zone) -%}
     {{ return((_pt('utc_to_local') or duckdb__utc_to_local)(value, zone)) }}
 {%- endmacro %}
 {% macro duckdb__utc_to_local(value, zone) -%}
-    coalesce(timezone({{ zone }}, timezone('UTC', {{ value }})), {{ value }})
+    coalesce(
+        timezone(
+            case when {{ zone }} in (select tz.name from pg_timezone_names() as tz) then {{ zone }} end,
+            timezone('UTC', {{ value }})
+        ),
+        {{ value }}
+    )
 {%- endmacro %}
 {% macro default__utc_to_local(value, zone) -%}
     {#- from_utc_timestamp returns Spark's zoned TIMESTAMP: back to the wall-clock type every other time has -#}
