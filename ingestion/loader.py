@@ -835,8 +835,9 @@ def _find_duplicates(db: RawDB, contract: Contract, profile: str | None) -> int:
     earlier load of the same source system (dbt merges per system) or on an earlier line of this file. A
     candidate is a duplicate when it equals the version current just before it (dbt's merge order over raw and
     the file's earlier lines), or when it would not become current (an earlier event time than a version before
-    it). A candidate whose key has one version before it is decided by a hash join; only keys with several go
-    through the window.
+    it); and every row of a key is one when the file re-sends the key: all its rows seen before and its last word
+    the landed current version (a file with v1, v2, v1 of a key, sent again, lands nothing). A candidate whose
+    key has one version before it is decided by a hash join; only keys with several go through the window.
     """
     keys = [quote_ident(contract.column(k).name) for k in contract.natural_key]
     typed_keys = ", ".join(f"{v.typed_ref(contract.column(k))} AS {quote_ident(k)}" for k in contract.natural_key)
@@ -868,21 +869,34 @@ def _find_duplicates(db: RawDB, contract: Contract, profile: str | None) -> int:
                 FROM valid SEMI JOIN repeated USING (_row_hash))
             WHERE n > 1),
         seen_in_raw AS (SELECT f.rid FROM valid f JOIN landed r ON r._row_hash = f._row_hash AND {same_key("r", "f")}),
+        candidates AS MATERIALIZED (SELECT rid FROM seen_in_file UNION SELECT rid FROM seen_in_raw),
         candidate_keys AS MATERIALIZED (
-            SELECT DISTINCT {cols("f")} FROM valid f
-            WHERE f.rid IN (SELECT rid FROM seen_in_file UNION ALL SELECT rid FROM seen_in_raw)),
+            SELECT DISTINCT {cols("f")} FROM valid f WHERE f.rid IN (SELECT rid FROM candidates)),
         versions AS MATERIALIZED (
-            SELECT {cols("r")}, r._row_hash, r.{event_time} AS _et, NULL::BIGINT AS rid,
+            SELECT {cols("r")}, r._row_hash, r.{event_time} AS _et, NULL::BIGINT AS rid, true AS seen,
                 {_merge_order(f"r.{event_time}", "r._load_id", "r._line")} AS _order
             FROM landed r SEMI JOIN candidate_keys k ON {same_key("r", "k")}
             UNION ALL
-            SELECT {cols("f")}, f._row_hash, f._et, f.rid, {_merge_order("f._et", str(_NEW_LOAD), "f.rid")}
+            SELECT {cols("f")}, f._row_hash, f._et, f.rid, f.rid IN (SELECT rid FROM candidates),
+                {_merge_order("f._et", str(_NEW_LOAD), "f.rid")}
             FROM valid f SEMI JOIN candidate_keys k ON {same_key("f", "k")}),
         several AS (SELECT {key_cols} FROM versions GROUP BY ALL HAVING count(*) > 2),
+        -- a re-sent key: every row of it in the file was seen before, and the file's last word on it (its greatest
+        -- row in merge order) is the landed current version or loses to it: the file changes nothing of the key
+        resent AS (
+            SELECT {cols("v")} FROM versions v SEMI JOIN several s ON {same_key("v", "s")}
+            GROUP BY ALL
+            HAVING count(*) FILTER (WHERE v.rid IS NULL) > 0
+                AND count(*) FILTER (WHERE v.rid IS NOT NULL AND NOT v.seen) = 0
+                AND (
+                    arg_max(v._row_hash, v._order) FILTER (WHERE v.rid IS NOT NULL)
+                    = arg_max(v._row_hash, v._order) FILTER (WHERE v.rid IS NULL)
+                    OR max(v._order) FILTER (WHERE v.rid IS NOT NULL) < max(v._order) FILTER (WHERE v.rid IS NULL)
+                )),
         -- one version before the candidate: it is the current one, and the candidate is identical to it
         single AS (
             SELECT v.rid FROM versions v ANTI JOIN several s ON {same_key("v", "s")} WHERE v.rid IS NOT NULL
-                AND v.rid IN (SELECT rid FROM seen_in_file UNION ALL SELECT rid FROM seen_in_raw)),
+                AND v.rid IN (SELECT rid FROM candidates)),
         ordered AS (
             SELECT rid, _row_hash, _et,
                 arg_max(_row_hash, _order) OVER before AS current_hash,
@@ -894,9 +908,10 @@ def _find_duplicates(db: RawDB, contract: Contract, profile: str | None) -> int:
                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)),
         decided AS (
             SELECT rid FROM ordered
-            WHERE rid IN (SELECT rid FROM seen_in_file UNION ALL SELECT rid FROM seen_in_raw)
+            WHERE rid IN (SELECT rid FROM candidates)
                 AND (_row_hash = current_hash OR _et < latest_et OR (_et IS NULL AND dated_before > 0)))
-        SELECT rid FROM single UNION SELECT rid FROM decided""",
+        SELECT rid FROM single UNION SELECT rid FROM decided
+        UNION SELECT v.rid FROM versions v SEMI JOIN resent r ON {same_key("v", "r")} WHERE v.rid IS NOT NULL""",
         [profile],
     )
     return db.con.execute("SELECT count(*) FROM _dups").fetchone()[0]

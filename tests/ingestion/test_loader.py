@@ -107,6 +107,25 @@ def test_versions_inside_one_file_land_in_their_order(home, exports):
     assert [str(usd) for (usd,) in query(home, CURRENT_CHARGE)] == ["195.00"]
 
 
+def test_a_file_with_several_versions_of_a_key_sent_again_lands_nothing(home, exports):
+    v1 = example_row("charges", charge_id="CH1", charge_usd="195.00", posted_at="2024-03-01 10:00:00")
+    v2 = dict(v1, charge_usd="205.00")
+    rows = [v1, v2, dict(v1), dict(v1)]
+    first = ingest([write_csv(exports / "day1", "charges.csv", rows)], home)[0]
+    again = [  # new files (not byte-identical): the rows themselves are compared
+        ingest([write_csv(exports / f"day{i}", "charges.csv", [*rows, example_row("charges")])], home)[0]
+        for i in (2, 3)
+    ]
+    assert [counts(r) for r in [first, *again]] == [(4, 3, 0, 1), (5, 1, 0, 4), (5, 1, 0, 4)]
+    assert table_count(home, "charges") == 5
+    assert [str(usd) for (usd,) in query(home, CURRENT_CHARGE)] == ["195.00"]
+    # the same key again, now ending on v2: the file's last word changed; v1 is still current before it (a
+    # duplicate), v2 lands and is current
+    [changed] = ingest([write_csv(exports / "day4", "charges.csv", [v1, v2])], home)
+    assert counts(changed) == (2, 1, 0, 1)
+    assert [str(usd) for (usd,) in query(home, CURRENT_CHARGE)] == ["205.00"]
+
+
 def test_composite_natural_key_with_a_date(home, exports):
     row = example_row("marketing_spend", month="2024-01-01", channel="social", spend_usd="500.00")
     write_csv(exports, "marketing_spend_1.csv", [row])
