@@ -51,8 +51,15 @@
     )
 {%- endmacro %}
 {% macro default__utc_to_local(value, zone) -%}
-    {#- from_utc_timestamp returns Spark's zoned TIMESTAMP: back to the wall-clock type every other time has -#}
-    cast(coalesce(from_utc_timestamp({{ value }}, {{ zone }}), {{ value }}) as timestamp_ntz)
+    {#- from_utc_timestamp returns Spark's zoned TIMESTAMP: back to the wall-clock type every other time has. Spark
+        has no list of zones and fails on a name it does not know, so only region ids ('Area/City') and UTC pass. -#}
+    cast(coalesce(
+        from_utc_timestamp(
+            {{ value }},
+            case when {{ zone }} rlike '^[A-Za-z]+(/[A-Za-z0-9_+-]+)+$' or {{ zone }} in ('UTC', 'Etc/UTC') then {{ zone }} end
+        ),
+        {{ value }}
+    ) as timestamp_ntz)
 {%- endmacro %}
 
 {# Whole days from start to end (dates; negative when end is earlier). #}
