@@ -873,11 +873,11 @@ def _find_duplicates(db: RawDB, contract: Contract, profile: str | None) -> int:
         candidate_keys AS MATERIALIZED (
             SELECT DISTINCT {cols("f")} FROM valid f WHERE f.rid IN (SELECT rid FROM candidates)),
         versions AS MATERIALIZED (
-            SELECT {cols("r")}, r._row_hash, r.{event_time} AS _et, NULL::BIGINT AS rid, true AS seen,
+            SELECT {cols("r")}, r._row_hash, NULL::BIGINT AS rid, true AS seen,
                 {_merge_order(f"r.{event_time}", "r._load_id", "r._line")} AS _order
             FROM landed r SEMI JOIN candidate_keys k ON {same_key("r", "k")}
             UNION ALL
-            SELECT {cols("f")}, f._row_hash, f._et, f.rid, f.rid IN (SELECT rid FROM candidates),
+            SELECT {cols("f")}, f._row_hash, f.rid, f.rid IN (SELECT rid FROM candidates),
                 {_merge_order("f._et", str(_NEW_LOAD), "f.rid")}
             FROM valid f SEMI JOIN candidate_keys k ON {same_key("f", "k")}),
         several AS (SELECT {key_cols} FROM versions GROUP BY ALL HAVING count(*) > 2),
@@ -898,10 +898,9 @@ def _find_duplicates(db: RawDB, contract: Contract, profile: str | None) -> int:
             SELECT v.rid FROM versions v ANTI JOIN several s ON {same_key("v", "s")} WHERE v.rid IS NOT NULL
                 AND v.rid IN (SELECT rid FROM candidates)),
         ordered AS (
-            SELECT rid, _row_hash, _et,
+            SELECT rid, _row_hash, _order,
                 arg_max(_row_hash, _order) OVER before AS current_hash,
-                max(_et) OVER before AS latest_et,
-                count(_et) OVER before AS dated_before
+                max(_order) OVER before AS greatest_before
             FROM versions v SEMI JOIN several s ON {same_key("v", "s")}
             WINDOW before AS (
                 PARTITION BY {key_cols} ORDER BY rid NULLS FIRST, _order
@@ -909,7 +908,8 @@ def _find_duplicates(db: RawDB, contract: Contract, profile: str | None) -> int:
         decided AS (
             SELECT rid FROM ordered
             WHERE rid IN (SELECT rid FROM candidates)
-                AND (_row_hash = current_hash OR _et < latest_et OR (_et IS NULL AND dated_before > 0)))
+                -- a row sorts below one before it only on its event time: its (load, line) is greater than theirs
+                AND (_row_hash = current_hash OR _order < greatest_before))
         SELECT rid FROM single UNION SELECT rid FROM decided
         UNION SELECT v.rid FROM versions v SEMI JOIN resent r ON {same_key("v", "r")} WHERE v.rid IS NOT NULL""",
         [profile],
