@@ -271,9 +271,19 @@ def detail_expr(checks: list[Check]) -> str:
     return _by_check(checks, [c.detail for c in checks])
 
 
-def row_hash_expr(contract: Contract) -> str:
-    """SQL: hash of the text of every contract column (empty = NULL), the content identity of a row."""
-    return "hash(" + ", ".join(value_expr(c) for c in contract.columns) + ")"
+#: How `_row_hash` is computed; raw tables record it (ingestion/loader.py `ensure_source_table`) and hashes of
+#: an older rule are recomputed once from the landed values.
+ROW_HASH_RULE = "row_hash: typed values v1"
+
+
+def row_hash_expr(contract: Contract, landed: bool = False) -> str:
+    """SQL: hash of every contract column's typed value, the content identity of a row.
+
+    Typed, not the file's text: a re-saved export that writes 195 for 195.00, or another accepted timestamp
+    spelling, holds the same row and must not land it again as a new version. `landed`: over a raw table's
+    columns (already typed, in the same types), for recomputing the hashes of rows landed under an older rule."""
+    values = (quote_ident(c.name) if landed else typed_ref(c) for c in contract.columns)
+    return "hash(" + ", ".join(values) + ")"
 
 
 def record_expr(contract: Contract) -> str:
