@@ -788,21 +788,22 @@ def ensure_source_table(db: RawDB, contract: Contract, with_op: bool = False) ->
 
 
 def _rehash_if_older_rule(db: RawDB, contract: Contract, has_op: bool) -> None:
-    """Recompute `_row_hash` of every landed row when the table's recorded rule is not `v.ROW_HASH_RULE` (rows
-    landed before the hash was over typed values), so the duplicate check compares like with like. Runs in the
-    load's transaction, once per table; the table's comment records the rule."""
+    """Recompute `_row_hash` of every landed row when the table's recorded rule is not `v.row_hash_rule` (rows
+    landed before the hash was over typed values, or before a column was added to the contract), so the
+    duplicate check compares like with like. Runs in the load's transaction, once per change; the table's
+    comment records the rule."""
     rule = db.con.execute(
         "SELECT comment FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
         [db.catalog, SCHEMA, contract.source],
     ).fetchone()[0]
-    if rule == v.ROW_HASH_RULE:
+    if rule == v.row_hash_rule(contract):
         return
     table = db.t(contract.source)
     rehash = v.row_hash_expr(contract, landed=True)
     if has_op:  # a tombstone is a new version even when every value equals the last one (as when staged)
         rehash = f"CASE WHEN _op = 'tombstone' THEN hash({rehash}, 'tombstone') ELSE {rehash} END"
     db.con.execute(f"UPDATE {table} SET _row_hash = {rehash}")
-    db.con.execute(f"COMMENT ON TABLE {table} IS {v.lit(v.ROW_HASH_RULE)}")
+    db.con.execute(f"COMMENT ON TABLE {table} IS {v.lit(v.row_hash_rule(contract))}")
 
 
 def _quarantine(db: RawDB, result: LoadResult, contract: Contract, line: tuple[str, str]) -> int:

@@ -271,9 +271,15 @@ def detail_expr(checks: list[Check]) -> str:
     return _by_check(checks, [c.detail for c in checks])
 
 
-#: How `_row_hash` is computed; raw tables record it (ingestion/loader.py `ensure_source_table`) and hashes of
-#: an older rule are recomputed once from the landed values.
+#: How `_row_hash` is computed; raw tables record it with the columns hashed (`row_hash_rule`), and hashes of an
+#: older rule or another column list are recomputed once from the landed values (ingestion/loader.py).
 ROW_HASH_RULE = "row_hash: typed values v1"
+
+
+def row_hash_rule(contract: Contract) -> str:
+    """The rule and the columns it hashes, in order: a column added to the contract changes every hash (one more
+    NULL argument), so the table's rows are rehashed with it instead of all landing again when re-sent."""
+    return f"{ROW_HASH_RULE} over {', '.join(c.name for c in contract.columns)}"
 
 
 def row_hash_expr(contract: Contract, landed: bool = False) -> str:

@@ -338,7 +338,8 @@
    (int_visit_links) and, without a carried claim id, on every claim of its (person, date) (a charge) or
    (episode, date) (a remittance). The scope: charges and remittances with a raw row in a new load, the charges
    int_visit_links recomputed, and every charge / remittance sharing a (person, date) / (episode, date) with the
-   old or the new values of a claim int_visit_links recomputed (re-linked, new, corrected or deleted). #}
+   old or the new values of a claim int_visit_links recomputed (re-linked, new, corrected or deleted); and the
+   remittances carrying a number (or an id) that a new load gave to or took from a claim (claim_number). #}
 {% macro claim_links_scope(since) -%}
     {%- set vl = upstream_scope('int_visit_links') -%}
     {%- set links = ref('int_visit_links') -%}
@@ -349,6 +350,19 @@
         select l.person_id, l.service_date, l.episode_id from {{ links }} as l
         semi join {{ vl }} as s on l.source = s.source and l.row_id = s.row_id
         where l.source = 'claims'
+    ),
+
+    touched_claims as (
+        select r.claim_id from {{ raw_source('claims', ['claim_id', '_load_id']) }} as r where r._load_id > {{ since }}
+    ),
+
+    renumbered as (
+        select v.claim_number as number
+        from {{ raw_source('claims', ['claim_id', 'claim_number']) }} as v
+        where v.claim_number is not null and v.claim_id in (select t.claim_id from touched_claims as t)
+        union
+        select t.claim_id from touched_claims as t
+        where t.claim_id in (select c.claim_number from {{ ref('stg_raw__claims') }} as c)
     ),
 
     keys as (
@@ -366,6 +380,10 @@
         union
         select 'remittances', r.remit_id from {{ ref('stg_raw__remittances') }} as r
         semi join claim_keys as c on r.episode_id = c.episode_id and r.service_date = c.service_date
+        union
+        -- remittances naming a claim by a number (or an id) that a new load gave to or took from a claim
+        select 'remittances', r.remit_id from {{ ref('stg_raw__remittances') }} as r
+        where r.claim_id in (select n.number from renumbered as n)
     )
 
     select k.source, k.row_id, p.claim_id as prev_claim_id

@@ -627,6 +627,8 @@ class _Ctx:
             if target is not None and target.get("id"):  # urn:uuid: resolved through the Bundle
                 return entity_id(target["resourceType"], target["id"])
             return identifier_id("", text) if id_namespace() else text
+        if target is not None and target.get("id"):  # `{type, identifier}` naming a resource the export holds
+            return entity_id(target["resourceType"], target["id"])
         ident = ref.get("identifier")
         if isinstance(ident, dict) and ident.get("value"):
             return identifier_id(ident.get("system", ""), ident["value"])
@@ -963,6 +965,7 @@ def _claim(c: _Ctx) -> None:
         service_date=service_date,
         submitted_at=submitted,
         billed_usd=billed,
+        claim_number=_claim_number(r),
     )
     care_team = {t.get("sequence"): t.get("provider") for t in r.get("careTeam") or []}
     default_provider = (
@@ -1005,6 +1008,13 @@ def _item_id(c: _Ctx, item: dict) -> str:
     if isinstance(element, str) and element:
         return f"{c.stem}#{element}" if id_namespace() else element
     return f"{c.stem}#item{item.get('sequence')}"
+
+
+def _claim_number(r: dict) -> str | None:
+    """The Claim's first identifier, spelled as a reference by identifier to it lands (`ref_id`), so a payer's
+    ClaimResponse loaded from another file or another day links to it (int_claim_links)."""
+    ident = next((i for i in r.get("identifier") or [] if isinstance(i, dict) and i.get("value")), None)
+    return identifier_id(ident.get("system", ""), str(ident["value"])) if ident else None
 
 
 def _remittance(c: _Ctx) -> None:
@@ -1082,16 +1092,22 @@ def _denial_reason(r: dict) -> str | None:
     return next((code for adj in adjudications if (code := first_code(adj.get("reason"), {CARC_SYSTEM}))), None)
 
 
+#: Categories an item may state several times as separate amounts that add up: Blue Button splits the blood
+#: deductible from the cash one (233.00 of a 233.83 patient share was lost keeping only the first).
+ADDITIVE_CATEGORIES = {"deductible"}
+
+
 def _adjudicated(r: dict, categories: set[str]) -> Decimal | None:
-    """Sum of the adjudication amounts of `categories`: per item (first adjudication of each category per
-    item, as Blue Button repeats `submitted`), else the resource totals; None when neither states one."""
+    """Sum of the adjudication amounts of `categories`: per item (every `ADDITIVE_CATEGORIES` adjudication, the
+    first of each other category per item, as Blue Button restates `submitted` and its wage-adjusted coinsurance
+    as the reduced one), else the resource totals; None when neither states one."""
     found = False
     total = Decimal(0)
     for item in r.get("item") or []:
         seen = set()
         for adj in item.get("adjudication") or []:
             hit = next((code for _, code in codes(adj.get("category")) if code in categories), None)
-            if hit and hit not in seen and money(adj.get("amount")) is not None:
+            if hit and (hit not in seen or hit in ADDITIVE_CATEGORIES) and money(adj.get("amount")) is not None:
                 seen.add(hit)
                 found = True
                 total += Decimal(money(adj["amount"]))

@@ -72,6 +72,7 @@ SCHEMA = {
     | {
         "status": "JSON",
         "use": "JSON",
+        "identifier": "JSON",
         "patient": REF,
         "billablePeriod": "STRUCT(start JSON)",
         "created": "JSON",
@@ -374,6 +375,10 @@ def _odd_lines(con: duckdb.DuckDBPyConnection, rtype: str, table: str) -> list[i
     if rtype == "Claim":
         checks += [
             "is_str(use) AND is_str(created) AND is_str(billablePeriod.start)",
+            # identifiers whose value is text or absent (fhir.py `_claim_number` writes other JSON values as Python)
+            "json_type(identifier) IS DISTINCT FROM 'ARRAY' OR list_bool_and(list_transform("
+            "json_extract(identifier, '$[*]'), lambda i: coalesce(json_type(i, '$.value'), 'VARCHAR') = 'VARCHAR'"
+            " AND coalesce(json_type(i, '$.system'), 'VARCHAR') = 'VARCHAR')) IS NOT false",
             # no facility: the clinic is the provider Organization, if it is one (fhir.py `_claim`)
             "facility IS NULL OR rtype(facility.reference) = 'Location'",
             "total IS NULL OR total.value IS NOT NULL",
@@ -1050,7 +1055,8 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
         f"""
         CREATE OR REPLACE TEMP TABLE clm_head AS
         SELECT h.*, fts(js(h.created), {zone}) AS submitted_at, {clinic} AS clinic_id FROM (
-        SELECT c.line, c.id, c.patient, c.insurer, c.facility, c.provider, c.billablePeriod, c.created, c.total,
+        SELECT c.line, c.id, c.identifier, c.patient, c.insurer, c.facility, c.provider, c.billablePeriod, c.created,
+               c.total,
                CASE WHEN rtype(c.provider.reference) IN ('Practitioner', 'PractitionerRole') THEN c.provider.reference
                     ELSE c.careTeam[1].provider.reference END AS default_ref,
                fac.npi AS facility_npi, fac.tz AS facility_tz, org.npi AS provider_npi, org.tz AS provider_tz,
@@ -1068,7 +1074,7 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
                    FROM items GROUP BY line) agg ON agg.line = c.line
         WHERE NOT coalesce(js(c.status) = 'entered-in-error' OR coalesce(js(c.use), 'claim') <> 'claim', false)) h""",
     )
-    claims = """
+    claims = f"""
         SELECT h.line, 0 AS ord, fid('Claim/' || rid(h.id)) AS claim_id,
                CASE WHEN h.n_items > 0 AND len(h.episodes) = 1 THEN nullif(h.episodes[1], '') END AS episode_id,
                fid(h.patient.reference) AS patient_id, h.clinic_id,
@@ -1076,7 +1082,8 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
                coalesce(fdate(js(h.billablePeriod.start)), h.first_item_date) AS service_date,
                h.submitted_at,
                coalesce(money(h.total),
-                        CASE WHEN h.n_items > 0 AND h.all_net THEN CAST(h.net_sum AS VARCHAR) END) AS billed_usd
+                        CASE WHEN h.n_items > 0 AND h.all_net THEN CAST(h.net_sum AS VARCHAR) END) AS billed_usd,
+               {_claim_number("h.identifier")} AS claim_number
         FROM clm_head h"""
     # fhir.py `_item_id`: the item's element id (the practice's charge id), else `Claim/<id>#item<sequence>`
     stem = "stem('Claim/' || rid(h.id))"
@@ -1103,6 +1110,19 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
         JOIN items v ON v.line = h.line
         LEFT JOIN target pr ON pr.key = coalesce(v.team_ref, h.default_ref)"""
     return {"claims": _frame(con, claims, "claims"), "charges": _frame(con, charges, "charges")}, ignored
+
+
+def _claim_number(identifier: str) -> str:
+    """fhir.py `_claim_number` in SQL: the first identifier with a value, spelled as `identifier_id` spells it."""
+    first = (
+        f"CASE WHEN json_type({identifier}) = 'ARRAY' THEN list_filter(json_extract({identifier}, '$[*]'), "
+        "lambda i: coalesce(i->>'$.value', '') <> '')[1] END"
+    )
+    ns = F.id_namespace()
+    if not ns:
+        return f"({first})->>'$.value'"
+    prefix = "'" + ns.replace("'", "''") + ":'"
+    return f"{prefix} || coalesce(({first})->>'$.system', '') || '|' || (({first})->>'$.value')"
 
 
 def _eobs(con: duckdb.DuckDBPyConnection, path: Path):

@@ -256,7 +256,8 @@ def test_sql_shortcuts_land_what_the_per_resource_reader_lands(bulk, tmp_path, m
     items = [_item(1, "C1-1", "97110", 62.0) | {"careTeamSequence": [2]}, _item(2, "C1-2", "97140", 60.5)]
     _ndjson(
         bulk / "Claim.000.ndjson",
-        [_claim("C1", facility={"reference": "Location/CL1"}, careTeam=team, item=items),
+        [_claim("C1", facility={"reference": "Location/CL1"}, careTeam=team, item=items,
+                identifier=[{"system": "urn:pms", "value": ""}, {"system": "urn:pms", "value": "PCN-1"}]),
          _claim("C4", insurer={"reference": "http://example.org/fhir/Organization/PY1"})],
     )  # fmt: skip
     offset = {"resourceType": "Encounter", "id": "E2", "status": "finished", "class": {"code": "AMB"},
@@ -284,6 +285,8 @@ def test_sql_shortcuts_land_what_the_per_resource_reader_lands(bulk, tmp_path, m
     assert second["patient_id"] == "PT2"
     therapists = dict(_raw(homes["1"], "SELECT charge_id, therapist_id FROM raw.raw.charges"))
     assert therapists["C1-1"] == "TH1" and therapists["C1-2"] == "TH9"
+    numbers = dict(_raw(homes["1"], "SELECT claim_id, claim_number FROM raw.raw.claims"))
+    assert numbers["C1"] == "PCN-1"  # the first identifier with a value, in SQL (C1) as in fhir.py
     minutes = _raw(homes["1"], "SELECT appointment_id, duration_min FROM raw.raw.scheduling_events "
                    "WHERE appointment_id IN ('E1', 'E2') AND event_type = 'completed' ORDER BY 1")  # fmt: skip
     assert minutes == [("E1", 45), ("E2", 50)]

@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import duckdb
 import pytest
-from ingest_helpers import csv_text, example_row, query, table_count, write_csv
+from ingest_helpers import contract, csv_text, example_row, query, table_count, write_csv
 
 import ingestion.loader as loader
 from ingestion.loader import LoadResult, assert_counts, ingest
-from ingestion.validation import ROW_HASH_RULE
+from ingestion.validation import row_hash_rule
 
 
 def counts(result: LoadResult) -> tuple[int, int, int, int]:
@@ -162,7 +162,8 @@ def test_rows_landed_under_the_text_hash_rule_are_rehashed_once(home, exports):
     [again] = ingest([write_csv(exports / "day2", "charges.csv", [resaved(r) for r in rows])], home)
     assert counts(again) == (2, 0, 0, 2)
     assert query(home, "SELECT list(_row_hash ORDER BY _line) FROM raw.charges")[0][0] == typed
-    assert query(home, "SELECT comment FROM duckdb_tables() WHERE table_name = 'charges'")[0][0] == ROW_HASH_RULE
+    rule = query(home, "SELECT comment FROM duckdb_tables() WHERE table_name = 'charges'")[0][0]
+    assert rule == row_hash_rule(contract("charges")) and rule.startswith("row_hash: typed values")
 
 
 def test_composite_natural_key_with_a_date(home, exports):
@@ -310,15 +311,21 @@ def test_line_numbers_follow_file_order_across_many_chunks(home, exports):
 
 
 def test_a_column_added_to_a_contract_is_added_to_the_raw_table(home, exports):
-    write_csv(exports, "clinics_1.csv", [example_row("clinics")])
+    old = example_row("clinics")
+    write_csv(exports, "clinics_1.csv", [old])
     ingest([exports / "clinics_1.csv"], home)
     con = duckdb.connect(str(home.raw_db))
     con.execute("ALTER TABLE raw.raw.clinics DROP COLUMN treatment_tables")  # as if created by an older contract
+    con.execute("UPDATE raw.raw.clinics SET _row_hash = 1")  # hashed over the older contract's columns
+    con.execute("COMMENT ON TABLE raw.raw.clinics IS 'row_hash: typed values v1 over an older column list'")
     con.close()
     write_csv(exports, "clinics_2.csv", [example_row("clinics", treatment_tables="7")])
     [result] = ingest([exports / "clinics_2.csv"], home)
     assert result.rows_landed == 1
     assert query(home, "SELECT treatment_tables FROM raw.clinics ORDER BY _load_id") == [(None,), (7,)]
+    # the old row re-sent without the new column's value changes nothing: rehashed over the new column list
+    [resent] = ingest([write_csv(exports / "again", "clinics.csv", [dict(old, treatment_tables="")])], home)
+    assert counts(resent) == (1, 0, 0, 1)
 
 
 def test_messages_never_contain_row_values(home, exports):

@@ -265,3 +265,102 @@ def test_a_bulk_folder_resolves_references_across_files(home, tmp_path):
     assert (arrived["clinic_id"], arrived["event_at"]) == ("loc1", "2024-03-05 09:00:00")
     assert any("2024-04-01 00:00:00 UTC" in note for note in batch.notes)
     shutil.rmtree(folder)
+
+
+def _eob(*adjudications: tuple[str, str, float], **extra) -> dict:
+    item = [
+        {"category": {"coding": [{"code": code}, {"code": variable}]}, "amount": {"value": value}}
+        for code, variable, value in adjudications
+    ]
+    return {
+        "resourceType": "ExplanationOfBenefit",
+        "id": "eob1",
+        "status": "active",
+        "use": "claim",
+        "outcome": "complete",
+        "created": "2024-12-11T21:37:25+00:00",
+        "insurer": {"reference": "Organization/pay1"},
+        "patient": {"reference": "Patient/p1"},
+        "claim": {"reference": "Claim/c1"},
+        "payment": {"amount": {"value": 237.17}},
+        "item": [{"sequence": 1, "adjudication": item}],
+        **extra,
+    }
+
+
+def _rows(tmp_path, document: dict) -> dict:
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(document))
+    return {s: [row for _, row in rows] for s, rows in read_interop(path, load_contracts()).rows.items()}
+
+
+def test_blue_buttons_two_deductibles_add_up_and_its_restated_coinsurance_does_not(tmp_path):
+    """Blue Button writes the blood and the cash deductible as two `deductible` adjudications of one item (they add
+    up), and the wage-adjusted coinsurance again as the reduced one (the same amount): 0 + 233 + 0.83, not 0.83."""
+    eob = _eob(
+        ("deductible", "rev_cntr_blood_ddctbl_amt", 0.0),
+        ("deductible", "rev_cntr_cash_ddctbl_amt", 233.0),
+        ("coinsurance", "rev_cntr_coinsrnc_wge_adjstd_c", 0.83),
+        ("coinsurance", "rev_cntr_rdcd_coinsrnc_amt", 0.83),
+    )
+    share = {r["event_type"]: r["amount_usd"] for r in _rows(tmp_path, eob)["remittances"]}
+    assert Decimal(share["patient_responsibility"]) == Decimal("233.83")
+
+
+def test_the_real_blue_button_eobs_patient_share_equals_what_the_file_says_the_patient_owes():
+    """Each outpatient EOB of the outside Blue Button file states the patient's responsibility
+    (rev_cntr_ptnt_rspnsblty_pmt): the landed patient share equals it (233.83 on outpatient--10000930038022)."""
+    path = OUTSIDE / "fhir-bluebutton" / "eobData.json"
+    if not path.exists():
+        pytest.skip("outside corpus not found")
+    stated = {}
+    for entry in json.loads(path.read_text())["entry"]:
+        eob = entry["resource"]
+        for item in eob.get("item", []):
+            for adj in item.get("adjudication", []):
+                if adj["category"]["coding"][0]["code"] == "paidbypatient":
+                    stated[eob["id"]] = stated.get(eob["id"], Decimal(0)) + Decimal(str(adj["amount"]["value"]))
+    landed = {
+        r["remit_id"].split("#")[0]: Decimal(r["amount_usd"])
+        for _, r in read_interop(path, load_contracts()).rows["remittances"]
+        if r["event_type"] == "patient_responsibility"
+    }
+    outpatient = {k: v for k, v in stated.items() if k.startswith("outpatient") and v}
+    assert outpatient and all(any(key.endswith(eob_id) for key in landed) for eob_id in outpatient), (
+        outpatient,
+        sorted(landed),
+    )
+    for eob_id, value in outpatient.items():
+        [amount] = [v for k, v in landed.items() if k.endswith(eob_id)]
+        assert amount == value, eob_id
+
+
+def test_a_claim_response_naming_its_claim_by_identifier_in_the_same_bundle_gets_the_claims_id(tmp_path):
+    claim = {
+        "resourceType": "Claim",
+        "id": "CLM1",
+        "status": "active",
+        "use": "claim",
+        "identifier": [{"system": "urn:pms:claim", "value": "PCN-77"}],
+        "created": "2024-03-06T10:00:00Z",
+        "patient": {"reference": "Patient/p1"},
+        "provider": {"reference": "Organization/org1"},
+        "insurer": {"reference": "Organization/pay1"},
+        "total": {"value": 150.0},
+        "billablePeriod": {"start": "2024-03-05"},
+    }
+    response = {
+        "resourceType": "ClaimResponse",
+        "id": "cr1",
+        "status": "active",
+        "use": "claim",
+        "outcome": "complete",
+        "created": "2024-03-20T10:00:00Z",
+        "insurer": {"reference": "Organization/pay1"},
+        "patient": {"reference": "Patient/p1"},
+        "request": {"type": "Claim", "identifier": {"system": "urn:pms:claim", "value": "PCN-77"}},
+        "payment": {"amount": {"value": 150.0}},
+    }
+    rows = _rows(tmp_path, _bundle(claim, response))
+    assert rows["claims"][0]["claim_id"] == "CLM1" and rows["claims"][0]["claim_number"] == "PCN-77"
+    assert {r["claim_id"] for r in rows["remittances"]} == {"CLM1"}

@@ -151,3 +151,18 @@ def test_build_over_the_corpus_alone_fills_the_pages_marts(outside_build):
     # SNOMED codes reach the warnings page, not the quarantine
     [(warned,)] = _mart(settings, "SELECT count(*) FROM marts.data_quality_warnings WHERE column_name = 'cpt_code'")
     assert warned > 0
+
+
+def test_hl7_claim_responses_naming_their_claim_by_identifier_reach_the_claim(outside_build):
+    """ClaimResponse-R3502 / R3503 name their Claim by identifier only (request.identifier happysight|6612346 and
+    happyvalley|12346: the identifiers of Claim-660151 and Claim-100151, separate files): the payments reach those
+    claims (before: both claims unpaid, the 207.47 under `claim_not_loaded`)."""
+    settings, _, _ = outside_build
+    paid = dict(
+        _mart(
+            settings,
+            "SELECT claim_id, payer_paid_usd FROM marts.claims "
+            "WHERE claim_id IN ('fhir:Claim/660151', 'fhir:Claim/100151')",
+        )
+    )
+    assert {k: str(v) for k, v in paid.items()} == {"fhir:Claim/660151": "107.00", "fhir:Claim/100151": "100.47"}

@@ -6,6 +6,8 @@
 --                left unlinked.
 --   remittance   the claim of the payment's episode (the claim's episode as carried or linked) and date of
 --                service; several or none -> left unlinked (the cash still counts in the practice's totals).
+-- A remittance's carried claim id that names no claim but is one claim's own number (claim_number: a payer's FHIR
+-- ClaimResponse naming the claim by identifier) is that claim (claim_link claim_number).
 -- Every row keeps its grain (a left join back onto the source row); unlinked_reason says why a claim is missing
 -- and marts.link_health counts them.
 -- Incremental (macros/incremental.sql, claim_links_scope): recomputes the rows whose claim may have changed, reading
@@ -28,6 +30,18 @@ with xw as (
     from {{ ref('int_patient_crosswalk') }}
 ),
 
+-- claim numbers naming exactly one claim and no claim id (an id always wins over a number)
+claim_numbers as (
+    select
+        n.claim_number,
+        min(n.claim_id) as claim_id
+    from {{ ref('stg_raw__claims') }} as n
+    left join {{ ref('stg_raw__claims') }} as i on n.claim_number = i.claim_id
+    where n.claim_number is not null and i.claim_id is null
+    group by n.claim_number
+    having count(*) = 1
+),
+
 src as (
     select
         'charges' as source,
@@ -35,7 +49,8 @@ src as (
         c.claim_id,
         x.person_id,
         c.service_date,
-        l.episode_id
+        l.episode_id,
+        false as by_claim_number
     from {{ ref('stg_raw__charges') }} as c
     left join xw as x on c.patient_id = x.pid
     left join {{ ref('int_visit_links') }} as l on l.source = 'charges' and c.charge_id = l.row_id
@@ -48,14 +63,16 @@ src as (
     union all
     select
         'remittances' as source,
-        remit_id as row_id,
-        claim_id,
+        r.remit_id as row_id,
+        coalesce(n.claim_id, r.claim_id) as claim_id,
         null as person_id,
-        service_date,
-        episode_id
-    from {{ ref('stg_raw__remittances') }}
+        r.service_date,
+        r.episode_id,
+        n.claim_id is not null as by_claim_number
+    from {{ ref('stg_raw__remittances') }} as r
+    left join claim_numbers as n on r.claim_id = n.claim_number
     {%- if inc %}
-        where remit_id in (
+        where r.remit_id in (
                 select k.row_id from {{ scope_relation() }} as k
                 where k.source = 'remittances'
             )
@@ -116,6 +133,7 @@ select
         when c.claims_in_episode = 1 then c.episode_claim_id
     end as claim_id,
     case
+        when r.by_claim_number then 'claim_number'
         when r.claim_id is not null then 'source'
         when c.claims_on_date = 1 and r.source = 'charges' then 'patient_date'
         when c.claims_on_date = 1 then 'episode_date'

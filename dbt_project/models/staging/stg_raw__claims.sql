@@ -13,7 +13,7 @@ with deduped as (
     {{ merge_latest(
         'claims', [
             'claim_id', 'episode_id', 'patient_id', 'clinic_id', 'payer_id', 'service_date', 'submitted_at',
-            'billed_usd', '_load_id', '_row_hash', '_line'
+            'billed_usd', 'claim_number', '_load_id', '_row_hash', '_line'
         ],
         ['claim_id'],
         'submitted_at'
@@ -29,6 +29,7 @@ select
     cast(service_date as date) as service_date,
     cast(submitted_at as timestamp) as submitted_at,
     cast(billed_usd as decimal(18, 2)) as billed_usd,
+    cast(claim_number as string) as claim_number,
     _load_id,
     _row_hash,
     _line
