@@ -61,6 +61,10 @@ _CODE_SHA = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # a change 
 ALL = "ALL"
 SEASON = 52
 RAMP_SHARE = 0.9
+# A series is closed after CLOSED_WEEKS or more trailing zero weeks that its earlier rate makes implausible: at
+# least CLOSED_WEEKS events expected over the run, so Poisson chance alone gives it <= e^-8 (0.03%). Two months
+# without a visit is a closed clinic (or a stopped feed), not a slow spell; a sparse series is left to the model.
+CLOSED_WEEKS = 8
 
 
 @dataclass(frozen=True)
@@ -545,6 +549,30 @@ def backtest_series_names(series: pd.DataFrame, cfg: DemandSettings) -> list[str
 # -------------------------------------------------------------------------------------------- forecast
 
 
+def closed_run(y: np.ndarray) -> int:
+    """Length of the trailing run of zero weeks when it marks a closure (see CLOSED_WEEKS), else 0."""
+    y = np.asarray(y, float)
+    nonzero = np.flatnonzero(y != 0)
+    run = len(y) - (int(nonzero[-1]) + 1 if len(nonzero) else 0)
+    before = y[: len(y) - run]
+    if run < CLOSED_WEEKS or not len(before) or run * float(before.mean()) < CLOSED_WEEKS:
+        return 0
+    return run
+
+
+def closed_series(series: pd.DataFrame) -> list[dict[str, object]]:
+    """Every (series, metric) that looks closed, with the Monday of its first zero week and the run's length:
+    forecast_all forecasts them 0 and scoring records this list in models/status.json for the Demand page."""
+    out: list[dict[str, object]] = []
+    for (name, metric), part in series.groupby(["series", "metric"], sort=True):
+        part = part.sort_values("week_start")
+        run = closed_run(part["y"].to_numpy(float))
+        if run:
+            since = pd.Timestamp(part["week_start"].iloc[-run]).date().isoformat()
+            out.append({"series": name, "metric": metric, "since": since, "zero_weeks": run})
+    return out
+
+
 def fit_key(part: pd.DataFrame, cfg: DemandSettings, scale: float) -> str:
     """What one series' forecast is a function of: this module's code, the settings, the band's scale and the
     series' history (week_start, y). Equal keys give equal forecasts (the fit is seeded), so a nightly build
@@ -567,25 +595,35 @@ def forecast_all(
 
     Rows for history weeks carry the actual and the in-sample fit; future weeks have actual = null. The
     future interval is widened or narrowed by the backtest's conformal scale for that level and metric
-    (`final_interval_scales`), so the 80% band covers about 80% out of sample. Each row carries its series'
+    (`final_interval_scales`), so the 80% band covers about 80% out of sample. A closed series (`closed_run`)
+    is forecast 0 with a zero band. Each row carries its series'
     `fit_key`; a series whose key is in `previous` (the served forecast) takes those rows instead of a refit:
     only complete weeks count, so a night inside a week changes a series only through a late correction.
     """
     frames = []
-    reusable = {} if previous is None or "fit_key" not in previous else dict(tuple(previous.groupby("fit_key")))
+    # keyed by (series, metric, fit_key): two series with one history (a one-clinic practice's ALL and its
+    # clinic) share a fit_key, and a lookup by key alone gave each series both series' rows, doubling nightly
+    reusable = (
+        {}
+        if previous is None or "fit_key" not in previous
+        else dict(tuple(previous.groupby(["series", "metric", "fit_key"], sort=False)))
+    )
     for (name, metric), part in series.groupby(["series", "metric"], sort=True):
         part = part.sort_values("week_start")
         if len(part) < 8:  # too short to say anything; better no forecast than a wild one
             continue
         scale = (scales or {}).get(level_of(name), {}).get(metric, 1.0)
         key = fit_key(part, cfg, scale)
-        if key in reusable:
-            frames.append(reusable[key].assign(series=name, metric=metric))
+        kept = reusable.get((name, metric, key))
+        if kept is not None and not kept["week_start"].duplicated().any():  # a doubled served copy is refitted
+            frames.append(kept)
             continue
         last = part["week_start"].max()
         future = pd.date_range(last + pd.Timedelta(weeks=1), periods=cfg.horizon_weeks, freq="7D")
         fc = forecaster(part, future, cfg)
         ahead = (fc["week_start"] > last).to_numpy()
+        if closed_run(part["y"].to_numpy(float)):  # closed: the month shares of two years would forecast it open
+            fc.loc[ahead, ["yhat", "yhat_lower", "yhat_upper"]] = 0.0
         lower, upper = _rescale(fc, scale)
         fc["yhat_lower"] = np.where(ahead, lower, fc["yhat_lower"])
         fc["yhat_upper"] = np.where(ahead, upper, fc["yhat_upper"])
@@ -610,7 +648,8 @@ def staffing_gap(
     capacity_visits = sum of available minutes of therapists employed that week (hired on or before the
     week, not terminated before it), scaled by the share of weekdays that are not federal holidays, divided
     by the clinic's typical (median) visit length. gap_visits = forecast_visits - capacity_visits: positive
-    means more demand than therapist time (hire, add hours, or slow intake), negative means slack.
+    means more demand than therapist time (hire, add hours, or slow intake), negative means slack. A clinic-week
+    with neither forecast visits nor capacity (a closed clinic, `closed_run`) is left out: it has no gap.
 
     `therapists`: clinic_id, available_minutes_week, hired_on, terminated_on.
     `visit_minutes`: median minutes per visit, indexed by clinic_id (ALL = practice-wide fallback).
@@ -640,4 +679,5 @@ def staffing_gap(
     per_visit = out["clinic_id"].map(visit_minutes).fillna(fallback).clip(lower=5)
     out["capacity_visits"] = out["minutes"].fillna(0) * open_share / per_visit
     out["gap_visits"] = out["forecast_visits"] - out["capacity_visits"]
+    out = out[(out["forecast_visits"] > 0) | (out["capacity_visits"] > 0)]  # a closed clinic: nothing to staff
     return out[cols].sort_values(cols[:2]).reset_index(drop=True)

@@ -1,8 +1,9 @@
 """Point-in-time no-show features, computed from the marts as they were at each appointment's scoring time.
 
 The scoring time of an appointment is 48 hours before its start (when the front desk makes confirmation
-calls), or its booking time if it was booked later than that; for appointments still ahead of `as_of` it is
-never later than `as_of`. A feature may only use:
+calls), or its booking time if it was booked later than that, but always before the start (a slot entered
+after it happened is scored a second before its start); for appointments still ahead of `as_of` it is never
+later than `as_of`. A feature may only use:
 
 - other appointments of the patient whose outcome was known by the scoring time: slots that had *ended*
   (scheduled_start + duration), and cancels recorded (`status_at`) before it;
@@ -103,10 +104,14 @@ class MartFrames:
 
 
 def scoring_times(appts: pd.DataFrame, as_of: pd.Timestamp | None = None, lead_hours: int = LEAD_HOURS) -> pd.Series:
-    """When each appointment is scored: start - 48 h, not before booking, not after `as_of`."""
+    """When each appointment is scored: start - 48 h, not before booking, always before the slot starts, not after
+    `as_of`. A slot entered after it happened (a walk-in typed in later) was scored at its booking and counted its
+    own outcome in its history (days since the last visit < 0); a second before the start is the latest moment
+    nothing of its own outcome is known."""
     start = pd.to_datetime(appts["scheduled_start"])
     booked = pd.to_datetime(appts["booked_at"])
     t = (start - pd.Timedelta(hours=lead_hours)).where(lambda s: booked.isna() | (s >= booked), booked)
+    t = t.where(t < start, start - pd.Timedelta(seconds=1))
     if as_of is not None:
         t = t.where(t <= pd.Timestamp(as_of), pd.Timestamp(as_of))
     return t

@@ -426,18 +426,30 @@ def _plural(n: pd.Series, word: str) -> pd.Series:
     return np.where(pd.to_numeric(n, errors="coerce") == 1, word, word + "s")
 
 
-def reason_texts(f: pd.DataFrame) -> pd.DataFrame:
-    """One plain sentence per feature group and appointment (vectorised string building)."""
-    k = f["last_k"] if "last_k" in f else np.minimum(f["prior_appts"], 5)
+def reason_texts(f: pd.DataFrame, history_up: np.ndarray | None = None) -> pd.DataFrame:
+    """One plain sentence per feature group and appointment (vectorised string building).
+
+    The history sentence is worded from every count of the group, not the last 5 alone: "no no-shows in the last
+    5 visits" was the main reason of patients whose 5 earlier no-shows raised their risk. `history_up` (rows
+    where the history group raises the risk, from `explain`): a clean record there is stated without the
+    reassuring "no no-shows", since the lift comes from something else in the record (its length).
+    """
+    prior, ns = f["prior_appts"], f["prior_no_shows"]
+    k = f["last_k"] if "last_k" in f else np.minimum(prior, 5)
     ns5 = f["no_shows_last5"]
-    history = np.where(
-        f["prior_appts"] == 0,
-        "first appointment on record",
-        np.where(
-            ns5 > 0,
-            _int(ns5) + " " + _plural(ns5, "no-show") + " in the last " + _int(k) + " " + _plural(k, "visit"),
-            "no no-shows in the last " + _int(k) + " " + _plural(k, "visit"),
-        ),
+    up = np.zeros(len(f), bool) if history_up is None else np.asarray(history_up, bool)
+    earlier = " in " + _int(prior) + " earlier " + _plural(prior, "visit")
+    recent = _int(ns5) + " " + _plural(ns5, "no-show") + " in the last " + _int(k) + " " + _plural(k, "visit")
+    history = np.select(
+        [prior == 0, (ns == 0) & up, ns == 0, ns5 == 0, ns5 == ns],
+        [
+            "first appointment on record",
+            _int(prior) + " earlier " + _plural(prior, "visit") + " on record",
+            "no no-shows" + earlier,
+            _int(ns) + " " + _plural(ns, "no-show") + earlier + " (none in the last " + _int(k) + ")",
+            recent,
+        ],
+        recent + ", " + _int(ns) + " in all " + _int(prior),
     )
     late = f["late_cancels_last5"]
     canc = f["prior_cancels"]
@@ -533,7 +545,7 @@ def explain(model: NoShowModel, features: pd.DataFrame) -> pd.DataFrame:
     if f.empty:
         return pd.DataFrame(columns=["probability", "risk_band", "reason_1", "reason_2"])
     p, contrib = contributions(model, f)
-    texts = reason_texts(f)
+    texts = reason_texts(f, history_up=contrib["history"].to_numpy() > 0)
     signed = contrib.to_numpy() * np.where(p >= model.base_rate, 1.0, -1.0)[:, None]
     top = np.argsort(-signed, axis=1, kind="stable")[:, :2]
     tx = texts[list(GROUPS)].to_numpy(dtype=object)

@@ -209,7 +209,7 @@ def train_no_show(
         "as_of": marts.as_of.isoformat(),
         "population": NO_SHOW_POPULATION,
         "label": "status = no_show",
-        "scoring_time": f"{LEAD_HOURS} h before the start (or at booking, if later)",
+        "scoring_time": f"{LEAD_HOURS} h before the start (or at booking, if later, but always before the start)",
         "calibration": (
             "sigmoid (Platt) fitted on the last 25% of the training period, which also early-stops the trees"
         )
@@ -744,7 +744,8 @@ def _score(
         if reason is None
         else pd.DataFrame(columns=list(warehouse.ML_TABLES["demand_forecast"]))
     )
-    status["demand_forecast"] = _step(reason)
+    # why a series is forecast 0 (a closed clinic): the Demand page says so beside its chart
+    status["demand_forecast"] = {**_step(reason), "closed": demand.closed_series(series) if reason is None else []}
     rows["demand_forecast"] = warehouse.write_table(
         con, "demand_forecast", forecast.assign(week_start=pd.to_datetime(forecast["week_start"]).dt.date)
     )

@@ -65,6 +65,8 @@ if capacity is not None and not capacity.empty:
         border=True,
         help="Weeks where forecast visits exceed what the therapists on staff can see.",
     )
+if closed := model_cards.closed_forecast(ctx.settings, series, metric, label):
+    st.info(closed)
 ui.chart(charts.forecast_fan(fc, label, capacity), fc, f"forecast_{series}_{metric}", "fc_fan")
 
 staffing_skipped = model_cards.not_enough_data(ctx.settings, "staffing_gap")
@@ -96,7 +98,8 @@ elif ctx.reader.has("ml.staffing_gap"):
         )
 
 st.subheader("How far to trust it")
-backtest = model_cards.demand_backtest(ctx.settings)
+scope = ctx.user.scope.clinics  # a scoped manager sees their clinics' backtest rows, never the practice's
+backtest = model_cards.scoped_backtest(model_cards.demand_backtest(ctx.settings), scope, series)
 if backtest is None:
     st.caption("The backtest appears after the first training (`ptpulse train` or `ptpulse refresh`).")
 elif model_cards.is_unreadable(backtest):  # a damaged file: say so, no traceback and no empty tiles
@@ -104,27 +107,28 @@ elif model_cards.is_unreadable(backtest):  # a damaged file: say so, no tracebac
 else:
     kind, sentence = model_cards.forecast_verdict(backtest)
     (st.success if kind == "ok" else st.warning)(sentence)
-    b1, b2, b3, b4 = st.columns(4)
-    b1.metric(
-        "Relative error (MASE vs baseline)",
-        fmt(backtest.get("relative_mase"), "ratio"),
-        border=True,
-        help="Forecast MASE / seasonal-naive MASE over a rolling-origin backtest; below 1 beats the baseline.",
-    )
-    b2.metric(
-        "80% range coverage",
-        fmt(backtest.get("coverage_80"), "pct"),
-        border=True,
-        help="Share of actual weeks inside the forecast's 80% range; 75–85% is honest.",
-    )
-    b3.metric("sMAPE", f"{backtest['smape']:.1f}%" if backtest.get("smape") is not None else "–", border=True)
-    b4.metric(
-        "Backtest cutoffs",
-        fmt(len(backtest.get("cutoffs") or []), "count"),
-        border=True,
-        help=f"{backtest.get('horizon_weeks', 12)}-week horizon from each cutoff; "
-        f"baseline: {backtest.get('baseline', '')}",
-    )
+    if scope is None or backtest.get("relative_mase") is not None:  # a clinic not backtested: the verdict says so
+        b1, b2, b3, b4 = st.columns(4)
+        b1.metric(
+            "Relative error (MASE vs baseline)",
+            fmt(backtest.get("relative_mase"), "ratio"),
+            border=True,
+            help="Forecast MASE / seasonal-naive MASE over a rolling-origin backtest; below 1 beats the baseline.",
+        )
+        b2.metric(
+            "80% range coverage",
+            fmt(backtest.get("coverage_80"), "pct"),
+            border=True,
+            help="Share of actual weeks inside the forecast's 80% range; 75–85% is honest.",
+        )
+        b3.metric("sMAPE", f"{backtest['smape']:.1f}%" if backtest.get("smape") is not None else "–", border=True)
+        b4.metric(
+            "Backtest cutoffs",
+            fmt(len(backtest.get("cutoffs") or []), "count"),
+            border=True,
+            help=f"{backtest.get('horizon_weeks', 12)}-week horizon from each cutoff; "
+            f"baseline: {backtest.get('baseline', '')}",
+        )
 
     # --- per metric and per series beside the pooled figure (ml/train_score.py per_series_metric) ---
     def _name(s: str) -> str:
@@ -135,6 +139,8 @@ else:
         st.caption(
             f"{_name(series).capitalize()} {label.lower()} was not backtested on its own (the whole practice and "
             "the busiest clinics are); the figures above are for the whole practice."
+            if scope is None
+            else f"{_name(series).capitalize()} {label.lower()} was not backtested on its own."
         )
     elif shown.get("loses_to_naive"):
         st.warning(

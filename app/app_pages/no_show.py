@@ -10,6 +10,14 @@ from app.lib import charts, labels, model_cards, send_ui, ui
 from app.lib.formatting import fmt, reference_now
 from app.lib.queries.no_show import calibration, no_show_history, upcoming_risk
 
+# the model learnt from appointments never cancelled (ml/features.labelled_targets): its probabilities are of a
+# no-show among the appointments that are kept, so the page must not sell their sum as missed slots
+KEPT_ONLY = (
+    "{what} among these appointments if they are kept. The model learnt from appointments that were never "
+    "cancelled, so some of these will still be cancelled (not counted here) and the number of slots left empty will "
+    "differ from this figure."
+)
+
 ctx = ui.page("no_show")
 ui.require_tables(ctx, "ml.no_show_scores", "marts.appointments", what="No-show risk")
 ui.model_status_notice(ctx)  # models/status.json unreadable: say so, no traceback
@@ -45,13 +53,14 @@ if verdict != "refuse":
         "Expected no-shows",
         fmt(upcoming["probability"].sum(), "count"),
         border=True,
-        help="Sum of predicted probabilities: how many of these appointments the model expects to be missed.",
+        help=KEPT_ONLY.format(what="Sum of predicted probabilities: the no-shows expected"),
     )
     c4.metric(
         "Expected no-show rate",
         fmt(upcoming["probability"].mean() if len(upcoming) else None, "pct"),
         border=True,
-        help="US PT mean ≈10% (survey).",
+        help=KEPT_ONLY.format(what="Mean predicted probability: the no-show rate expected")
+        + " US PT mean ≈10% (survey).",
     )
 
     left, right = st.columns([1, 2])

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from app.lib.queries.forecast import COVERAGE_BAND, coverage_off
 from ptpulse.core.config import Settings
 
 STATUS_UNAVAILABLE = (
@@ -71,6 +72,20 @@ def not_enough_data(settings: Settings, model: str) -> str | None:
     return f"Not enough data yet: {entry.get('reason') or 'the model could not be trained'}."
 
 
+def closed_forecast(settings: Settings, series: str, metric: str, label: str) -> str | None:
+    """Why `series`' `metric` is forecast 0, when scoring found it closed (ml.demand.closed_series, recorded in
+    models/status.json under demand_forecast.closed), else None."""
+    entry = (_status_models(settings) or {}).get("demand_forecast")
+    closed = entry.get("closed") if isinstance(entry, dict) else None
+    for row in closed if isinstance(closed, list) else []:
+        if isinstance(row, dict) and row.get("series") == series and row.get("metric") == metric:
+            return (
+                f"No {label.lower()} in the last {row.get('zero_weeks')} complete weeks (since the week of "
+                f"{row.get('since')}): this looks closed, so its forecast is 0 and it has no staffing gap."
+            )
+    return None
+
+
 def demand_backtest(settings: Settings) -> dict[str, Any] | None:
     """The demand backtest summary written by `ptpulse train`, None before the first training, UNREADABLE when
     the file is damaged (forecast_verdict says so)."""
@@ -78,7 +93,8 @@ def demand_backtest(settings: Settings) -> dict[str, Any] | None:
 
 
 def forecast_verdict(backtest: dict[str, Any]) -> tuple[str, str]:
-    """('ok' | 'warn', sentence) telling a manager how far to trust the forecast, from the backtest."""
+    """('ok' | 'warn', sentence) telling a manager how far to trust the forecast, from the backtest: 'warn' when it
+    loses to the baseline or its 80% range held a share of weeks outside COVERAGE_BAND (the page's honest band)."""
     if is_unreadable(backtest):
         return "warn", (
             "The forecast's backtest file (models/demand/backtest.json) cannot be read, so how far to trust the "
@@ -87,6 +103,11 @@ def forecast_verdict(backtest: dict[str, Any]) -> tuple[str, str]:
     rel, cov = backtest.get("relative_mase"), backtest.get("coverage_80")
     if backtest.get("status") == "not_trained" and backtest.get("reason"):
         return "warn", f"Not enough data yet to test the forecast against past weeks: {backtest['reason']}."
+    if rel is None and backtest.get("headline_series"):  # a scoped user's clinic (scoped_backtest)
+        return "warn", (
+            "This clinic was not backtested on its own (only the busiest clinics are), so how far to trust its "
+            "forecast is not measured yet."
+        )
     if rel is None:
         return "warn", "Not enough history yet to test the forecast against past weeks."
     if rel >= 1.0:
@@ -94,8 +115,16 @@ def forecast_verdict(backtest: dict[str, Any]) -> tuple[str, str]:
             f"On past weeks this forecast was no better than 'same week last year' (relative error "
             f"{rel:.2f}); treat it as a rough guide until more history builds up."
         )
+    error = f"On past weeks this forecast's error was {rel:.0%} of the 'same week last year' rule's"
+    if coverage_off(backtest):  # a point that wins with a band that lies is not 'ok': plan on the range, not luck
+        low, high = COVERAGE_BAND
+        return "warn", (
+            f"{error}, but {cov:.0%} of actual weeks fell inside its 80% range (an honest range holds "
+            f"{low:.0%}–{high:.0%}): "
+            + ("expect more weeks outside it." if cov < low else "it is wider than it needs to be.")
+        )
     coverage = f" and {cov:.0%} of actual weeks fell inside the 80% range" if cov is not None else ""
-    return "ok", (f"On past weeks this forecast's error was {rel:.0%} of the 'same week last year' rule's{coverage}.")
+    return "ok", f"{error}{coverage}."
 
 
 def no_show_card(settings: Settings) -> dict[str, Any] | None:
@@ -194,3 +223,49 @@ def scoped_card_json(card: dict[str, Any], clinics: Iterable[str] | None) -> dic
     allowed = set(clinics)
     clinic = {k: v for k, v in subgroups["clinic"].items() if k in allowed}
     return {**card, "subgroups": {**subgroups, "clinic": clinic}}
+
+
+# headline and pooled figures computed over every clinic (or the whole practice): never shown to a scoped user
+_PRACTICE_FIGURES = (
+    "mase",
+    "baseline_mase",
+    "relative_mase",
+    "smape",
+    "coverage_80",
+    "coverage_80_raw",
+    "by_metric",
+    "practice_extra",
+    "clinics",
+    "interval_scale",
+)
+
+
+def scoped_backtest(
+    backtest: dict[str, Any] | None, clinics: Iterable[str] | None, series: str
+) -> dict[str, Any] | None:
+    """backtest.json as a user scoped to `clinics` may see it (None = every clinic: unchanged).
+
+    Rows of other clinics and of the whole practice (ALL) are dropped, and the headline figures become the
+    pooled row of `series`, the clinic on screen (None when it was not backtested on its own), so a manager of
+    CL001 reads neither CL002's errors nor the practice's. `headline_series` tells forecast_verdict whose they are.
+    """
+    if clinics is None or backtest is None or is_unreadable(backtest):
+        return backtest
+    allowed = set(clinics)
+
+    def mine(rows: Any) -> list[dict[str, Any]]:
+        return [r for r in rows or [] if isinstance(r, dict) and r.get("series") in allowed]
+
+    breakdown = mine(backtest.get("breakdown"))
+    pooled = next((r for r in breakdown if r.get("series") == series and r.get("metric") == "pooled"), {})
+    return {
+        **{k: v for k, v in backtest.items() if k not in _PRACTICE_FIGURES},
+        **{k: pooled.get(k) for k in ("mase", "baseline_mase", "relative_mase", "smape", "coverage_80")},
+        "headline_series": series,
+        "scope": f"headline figures: {series} alone, metrics pooled",
+        "series": [s for s in backtest.get("series") or [] if s in allowed],
+        "breakdown": breakdown,
+        "hidden_losses": mine(backtest.get("hidden_losses")),
+        "pooled_hides_loss": False,  # that flag is about the whole practice's pooled figure
+        "forecasts": mine(backtest.get("forecasts")),
+    }

@@ -20,6 +20,16 @@ def test_forecast_that_does_not_beat_the_baseline_is_flagged():
     assert kind == "warn" and "no better" in sentence and "1.05" in sentence
 
 
+def test_a_range_that_holds_too_few_or_too_many_weeks_is_a_warning_even_when_the_point_wins():
+    """Coverage 0.52 with a winning point was 'ok': a manager would plan on an 80% range that held half the weeks."""
+    kind, sentence = model_cards.forecast_verdict({"relative_mase": 0.99, "coverage_80": 0.52})
+    assert kind == "warn" and "52%" in sentence and "75%–85%" in sentence and "more weeks outside" in sentence
+    kind, sentence = model_cards.forecast_verdict({"relative_mase": 0.8, "coverage_80": 0.95})
+    assert kind == "warn" and "wider than it needs to be" in sentence
+    assert model_cards.forecast_verdict({"relative_mase": 0.8, "coverage_80": 0.75})[0] == "ok"  # band edges honest
+    assert model_cards.forecast_verdict({"relative_mase": 0.8, "coverage_80": 0.85})[0] == "ok"
+
+
 def test_missing_backtest_figures_are_a_warning_not_a_crash(tmp_path):
     from ptpulse.core.config import get_settings
 
@@ -138,3 +148,48 @@ def test_scoped_manager_sees_no_other_clinics_row_in_the_no_show_card(app_home, 
     assert "| CL001 |" in card and "CL002" not in card
     owner = open_page(home, "owner", "no_show")
     assert "| CL002 |" in next(m.value for m in owner.markdown if "By subgroup" in m.value)
+
+
+def test_backtest_cut_to_a_scoped_user_keeps_their_clinic_only():
+    """No row, loss or headline figure of another clinic or of the whole practice; the headline is the on-screen
+    clinic's pooled row, and a clinic that was not backtested says so instead of 'not enough history'."""
+    backtest = {
+        "status": "trained",
+        "relative_mase": 0.5,
+        "coverage_80": 0.8,
+        "by_metric": {"visits": {"relative_mase": 0.5}},
+        "clinics": {"relative_mase": 0.6},
+        "series": ["ALL", "CL001", "CL002"],
+        "cutoffs": ["2025-01-06"],
+        "breakdown": [
+            {"series": s, "metric": m, "relative_mase": r, "coverage_80": 0.8, "loses_to_naive": r > 1}
+            for s, r in (("ALL", 0.5), ("CL001", 0.9), ("CL002", 1.2))
+            for m in ("visits", "pooled")
+        ],
+        "hidden_losses": [{"series": "CL002", "metric": "visits", "relative_mase": 1.2}],
+        "pooled_hides_loss": True,
+    }
+    mine = model_cards.scoped_backtest(backtest, ("CL001",), "CL001")
+    assert {r["series"] for r in mine["breakdown"]} == {"CL001"} and mine["hidden_losses"] == []
+    assert mine["relative_mase"] == 0.9 and "by_metric" not in mine and "clinics" not in mine
+    assert mine["series"] == ["CL001"] and mine["cutoffs"] == ["2025-01-06"] and not mine["pooled_hides_loss"]
+    assert model_cards.scoped_backtest(backtest, None, "ALL") is backtest  # practice-wide: unchanged
+    unseen = model_cards.scoped_backtest(backtest, ("CL009",), "CL009")
+    assert unseen["relative_mase"] is None and unseen["breakdown"] == []
+    kind, sentence = model_cards.forecast_verdict(unseen)
+    assert kind == "warn" and "not backtested on its own" in sentence
+
+
+def test_a_closed_series_is_explained_from_the_status_file(tmp_path):
+    home = get_settings(tmp_path).ensure()
+    home.models_dir.mkdir()
+    (home.models_dir / "status.json").write_text(
+        '{"models": {"demand_forecast": {"status": "trained", "reason": null, "closed": '
+        '[{"series": "CL003", "metric": "visits", "since": "2026-06-01", "zero_weeks": 21}]}}}',
+        encoding="utf-8",
+    )
+    sentence = model_cards.closed_forecast(home, "CL003", "visits", "Visits")
+    assert "No visits in the last 21 complete weeks" in sentence and "2026-06-01" in sentence
+    assert "forecast is 0" in sentence
+    assert model_cards.closed_forecast(home, "CL003", "referrals", "Referrals") is None
+    assert model_cards.closed_forecast(home, "CL001", "visits", "Visits") is None

@@ -15,6 +15,7 @@ from ml.demand import (
     backtest_series_names,
     calendar_arx_forecast,
     calibrate_intervals,
+    closed_series,
     conformal_scale,
     cutoff_weeks,
     demand_forecast,
@@ -452,3 +453,56 @@ def test_a_nightly_forecast_refits_only_the_series_whose_history_changed(series,
     forecast_all(late, cfg, forecaster=counted, scales={"clinic": {"visits": 1.3}}, previous=previous)
     clinic_visits = series.loc[(series["series"] != ALL) & (series["metric"] == "visits"), "series"].nunique()
     assert len(fits) == clinic_visits + 1 < n_series  # the rescaled clinic visits series, and ALL visits (changed)
+
+
+def test_a_one_clinic_practice_reused_night_after_night_keeps_one_row_per_week(series):
+    """A one-clinic practice: ALL and the clinic share their history, hence their fit_key. Reusing the served
+    forecast must give each (series, metric, week) one row, the same as a fresh fit, however many nights."""
+    cfg = DemandSettings()
+    one = series[series["series"] == "C1"]
+    twin = pd.concat([one, one.assign(series=ALL)], ignore_index=True)
+    scales = {ALL: {"visits": 1.3}, "clinic": {"visits": 1.3}}  # one clinic: both levels get the same scale
+    fresh = forecast_all(twin, cfg, forecaster=_naive_forecaster, scales=scales)
+    served = fresh
+    for _night in range(3):
+        served = forecast_all(twin, cfg, forecaster=_naive_forecaster, scales=scales, previous=served)
+    key = ["series", "metric", "week_start"]
+    assert not served.duplicated(key).any()
+    pd.testing.assert_frame_equal(served.sort_values(key, ignore_index=True), fresh.sort_values(key, ignore_index=True))
+    doubled = pd.concat([fresh, fresh], ignore_index=True)  # what the old reuse already served: refitted, not kept
+    healed = forecast_all(twin, cfg, forecaster=_naive_forecaster, scales=scales, previous=doubled)
+    assert not healed.duplicated(key).any() and len(healed) == len(fresh)
+
+
+def test_a_closed_clinic_is_forecast_zero_and_has_no_staffing_gap():
+    """A clinic with 21 zero weeks after two busy years: the calendar regression alone forecast it near full
+    demand (its month shares span two open years) and the staffing gap reported it short against no staff."""
+    rng = np.random.default_rng(0)
+    weeks = pd.date_range("2024-12-16", "2026-10-19", freq="7D")
+    y = rng.poisson(200, len(weeks)).astype(float)
+    y[weeks >= "2026-06-01"] = 0.0
+    sparse = np.r_[rng.poisson(0.3, len(weeks) - 8), np.zeros(8)]  # 8 zeros at 0.3 a week: chance, not closure
+    busy = np.r_[rng.poisson(50, len(weeks) - 7), np.zeros(7)]  # 7 zero weeks: too short to call closed
+    series = pd.concat(
+        [
+            pd.DataFrame({"series": s, "metric": "visits", "week_start": weeks, "y": v})
+            for s, v in (("CL003", y), ("CL004", sparse), ("CL005", busy))
+        ],
+        ignore_index=True,
+    )
+    assert closed_series(series) == [{"series": "CL003", "metric": "visits", "since": "2026-06-01", "zero_weeks": 21}]
+    fc = forecast_all(series, DemandSettings(uncertainty_samples=100))
+    future = fc[fc["actual"].isna()]
+    closed = future[future["series"] == "CL003"]
+    assert len(closed) == 12 and (closed[["yhat", "yhat_lower", "yhat_upper"]] == 0).all().all()
+    assert (future.loc[future["series"] == "CL005", "yhat"] > 0).any()  # not closed: left to the model
+    therapists = pd.DataFrame(
+        {
+            "clinic_id": ["CL003", "CL005"],
+            "available_minutes_week": [2400.0, 2400.0],
+            "hired_on": ["2020-01-01", "2020-01-01"],
+            "terminated_on": ["2026-05-31", None],
+        }
+    )
+    gap = staffing_gap(fc, therapists, pd.Series({"CL003": 45.0, "CL005": 45.0}), pd.Timestamp("2026-10-31"))
+    assert "CL003" not in set(gap["clinic_id"]) and "CL005" in set(gap["clinic_id"])

@@ -85,3 +85,56 @@ def test_the_page_names_a_losing_measure_the_pooled_figure_hides(losing_home):
     # visits is the measure on screen by default: the page says so for it, and that its range is too wide
     assert "For whole practice visits this forecast lost to 'same week last year'" in warnings
     assert "outside the honest 75–85%" in rendered_text(at)
+
+
+def _other_clinics_and_practice_marked(backtest: dict) -> None:
+    """CL002 and CL003 rows beside CL001's, every non-CL001 figure marked (relative MASE 1.37, a loss), and a
+    practice headline of 0.42: none of those may reach a manager of CL001."""
+    mine = [r for r in backtest["breakdown"] if r["series"] == "CL001"]
+    for row in backtest["breakdown"]:
+        if row["series"] == "ALL":
+            row.update(relative_mase=1.37, loses_to_naive=True)
+    others = [
+        {**r, "series": s, "relative_mase": 1.37, "loses_to_naive": True} for s in ("CL002", "CL003") for r in mine
+    ]
+    backtest["breakdown"] += others
+    for row in mine:
+        row.update(relative_mase=0.64, coverage_80=0.8, loses_to_naive=False)
+    backtest["hidden_losses"] = [r for r in backtest["breakdown"] if r["loses_to_naive"] and r["metric"] != "pooled"]
+    backtest["pooled_hides_loss"] = True
+    backtest["series"] = ["ALL", "CL001", "CL002", "CL003"]
+    backtest.update(relative_mase=0.42, coverage_80=0.52, smape=42.42)
+
+
+def test_a_scoped_manager_reads_only_their_clinics_backtest(built_home, tmp_path_factory):
+    """A manager of CL001 sees CL001's backtest (tiles from its pooled row, its own rows in the table) and
+    nothing of CL002, CL003 or the whole practice: no row, no headline tile, no loss warning."""
+    home = _home_with_backtest(built_home, tmp_path_factory, _other_clinics_and_practice_marked)
+    if not json.loads(artifacts.backtest_path(home).read_text()).get("breakdown"):
+        pytest.skip("the small practice is too short for a backtest")
+    at = open_page(home, "manager", "forecast")
+    assert not at.exception, [e.value for e in at.exception]
+    text = rendered_text(at)
+    for leak in ("CL002", "CL003", "Whole practice", "whole practice", "1.37", "0.42", "52.0%", "42.4"):
+        assert leak not in text, leak
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["Relative error (MASE vs baseline)"] == "0.64" and tiles["80% range coverage"] == "80.0%"
+    table = at.dataframe[-1].value
+    assert set(table["series"]) == {"CL001"}
+    owner = open_page(home, "owner", "forecast")  # a practice-wide user still gets the practice's figures
+    assert {m.label: m.value for m in owner.metric}["Relative error (MASE vs baseline)"] == "0.42"
+    assert "CL003 visits 1.37" in " ".join(w.value for w in owner.warning)
+
+
+def test_the_page_says_why_a_closed_clinic_is_forecast_zero(built_home, tmp_path_factory):
+    """models/status.json lists the clinic's visits as closed (demand.closed_series): the page says so."""
+    home = _home_with_backtest(built_home, tmp_path_factory, lambda backtest: None)
+    path = home.models_dir / "status.json"
+    status = json.loads(path.read_text())
+    status["models"]["demand_forecast"]["closed"] = [
+        {"series": "CL001", "metric": "visits", "since": "2026-06-01", "zero_weeks": 21}
+    ]
+    path.write_text(json.dumps(status))
+    at = open_page(home, "manager", "forecast")
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("No visits in the last 21 complete weeks" in i.value and "forecast is 0" in i.value for i in at.info)

@@ -103,3 +103,22 @@ def test_upcoming_are_scored_no_later_than_as_of(synthetic):
     f = build_features(up, marts)
     assert (pd.to_datetime(f["scoring_at"]) <= marts.as_of).all()
     assert set(FEATURES) <= set(f.columns)
+
+
+def test_a_slot_booked_after_it_happened_never_counts_its_own_outcome(synthetic):
+    """A walk-in entered the day after: scored at its booking, it counted itself in its history (one more prior
+    appointment, days since the last visit < 0). It is scored just before its start instead."""
+    marts, _ = synthetic
+    a = marts.appointments.copy()
+    targets = labelled_targets(a).sample(30, random_state=7).reset_index(drop=True)
+    honest = build_features(targets, marts, score_at=targets["scheduled_start"] - pd.Timedelta(seconds=1))
+    late = a["appointment_id"].isin(targets["appointment_id"])
+    a.loc[late, "booked_at"] = a.loc[late, "scheduled_start"] + pd.Timedelta(days=1)  # entered after the slot
+    backdated = MartFrames(a, marts.episodes, marts.referrals, marts.patients, marts.as_of)
+    f = build_features(
+        labelled_targets(a).set_index("appointment_id").loc[targets["appointment_id"]].reset_index(), backdated
+    )
+    assert (f["scoring_at"] < targets["scheduled_start"]).all()
+    assert not (f["days_since_last_visit"] < 0).any()
+    history = ["prior_appts", "prior_no_shows", "no_shows_last5", "days_since_last_visit", "episode_visits"]
+    pd.testing.assert_frame_equal(f[history], honest[history])

@@ -13,6 +13,7 @@ from ml.no_show import (
     LOGISTIC,
     NoShowModel,
     choose_deployed,
+    contributions,
     encode,
     evaluate,
     explain,
@@ -230,6 +231,36 @@ def test_reason_texts_templates():
     assert list(t["payer"]) == ["Medicaid", "commercial insurance"]
     assert list(t["age"]) == ["age 18-34", "age unknown"]
     assert set(t.columns) == set(GROUPS)
+
+
+def test_a_history_that_raises_the_risk_never_reads_as_reassurance(model, labelled):
+    """5 no-shows in 18 visits, none in the last 5: the history raises the risk, and its reason said only
+    "no no-shows in the last 5 visits". Every count is worded now, and a clean record said to raise the risk
+    is stated without "no no-shows"."""
+    features = labelled[2]
+    f = features.head(6).copy()
+    f["prior_appts"] = [18, 18, 9, 12, 3, 3]
+    f["prior_no_shows"] = [5, 5, 2, 0, 0, 0]
+    f["no_shows_last5"] = [0, 2, 2, 0, 0, 0]
+    f["last_k"] = [5, 5, 5, 5, 3, 3]
+    history = list(reason_texts(f, history_up=np.array([1, 1, 1, 0, 1, 0], bool))["history"])
+    assert history == [
+        "5 no-shows in 18 earlier visits (none in the last 5)",
+        "2 no-shows in the last 5 visits, 5 in all 18",
+        "2 no-shows in the last 5 visits",
+        "no no-shows in 12 earlier visits",
+        "3 earlier visits on record",
+        "no no-shows in 3 earlier visits",
+    ]
+    # on the trained model: wherever history pushes a row's risk up, its sentence is no reassurance
+    history_rows = features[features["prior_no_shows"] > 0].head(400).reset_index(drop=True)
+    p, contrib = contributions(model, history_rows)
+    out = explain(model, history_rows)
+    texts = reason_texts(history_rows, history_up=contrib["history"].to_numpy() > 0)["history"]
+    raising = contrib["history"].to_numpy() > 0
+    assert raising.any() and not texts[raising].str.startswith("no no-shows").any()
+    said = out["reason_1"].where(raising & (p >= model.base_rate)).dropna()
+    assert not said.str.contains("no no-shows").any()
 
 
 def test_training_is_deterministic(labelled, model):

@@ -100,3 +100,8 @@ def test_a_losing_model_is_refused_on_the_page_and_in_the_queue(losing_home, ser
     ok = open_page(serving_home, "manager", "no_show")
     assert not ok.exception and not any("withheld" in e.value for e in ok.error)
     assert "Expected no-show rate" in rendered_text(ok)
+    # the sums are of no-shows among kept appointments (the training population), not of missed slots
+    helps = {m.label: m.help for m in ok.metric}
+    for label in ("Expected no-shows", "Expected no-show rate"):
+        assert "if they are kept" in helps[label] and "never cancelled" in helps[label]
+        assert "expects to be missed" not in helps[label]
