@@ -1,6 +1,12 @@
 """Work queue (front desk, manager, owner): one ranked list of who to call next and why, with an SLA
 countdown. Actions (claim/assign, log outreach, snooze, mark lost, confirm) are appended to app state with
-user and time and show here at once, for everyone, without waiting for a rebuild."""
+user and time and show here at once, for everyone, without waiting for a rebuild.
+
+Each action form is bound to the task it was drawn for: its submit button carries that task id (an on_click
+argument fixed at render time). If the task is no longer the one selected when the submit arrives (a colleague
+closed it, a build removed it, and Streamlit fell back to another task) or it is closed by then, nothing is
+recorded and the page says so: the log is append-only, so a misattributed action could not be taken back.
+"""
 
 from datetime import datetime, time, timedelta
 
@@ -15,7 +21,7 @@ from app.lib.queries.work_queue import queue_candidates
 ctx = ui.page("work_queue")
 ui.require_tables(ctx, "marts.work_queue_candidates", what="The work queue")
 app_db = ctx.settings.app_db
-me = ctx.user.email
+me = actions.person(ctx.user.email)  # assignees are compared case-insensitively (IdPs vary the spelling)
 
 now = reference_now(ctx.as_of, datetime.now())
 if ctx.as_of is not None and now == ctx.as_of:
@@ -91,7 +97,11 @@ ui.table(
     empty_message="Nothing here. Change the filters, or enjoy the empty queue.",
 )
 
+# A form submitted in the last run, with the task it was drawn for (set by _submit before this run began).
+pending = st.session_state.pop("wq_pending", None)
 if shown.empty:
+    if pending is not None:
+        st.error(actions.STALE_TASK)
     st.stop()
 
 st.subheader("Act on a task")
@@ -106,60 +116,86 @@ st.markdown(f"**{task['rule_label']}** — {task['reason']}")
 closed = task["status"] in wq.CLOSED
 
 
-def record(action: str, payload: dict | None = None, done: str = "Saved") -> None:
-    """Append the action, tell the user, and redraw so the queue shows the new state at once."""
+def _submit(bound_task: str, form: str, appointment_id: str | None = None) -> None:
+    """on_click of every action form: runs before the next script run, with the task id fixed when the form was
+    drawn, and keeps the submitted values for that run to record (or refuse). Reads the form's widgets here, as
+    they were submitted."""
+    ss = st.session_state
+    if form == "outreach":
+        action, done = "log_outreach", "Outreach logged"
+        payload = {"method": ss.get("wq_method"), "outcome": ss.get("wq_outcome"), "note": ss.get("wq_note")}
+    elif form == "assign":
+        who = actions.person(ss.get("wq_who") or "")
+        action, payload, done = ("claim", {}, "Claimed") if who == me else ("assign", {"assignee": who}, "Assigned")
+        done = done if action == "claim" else f"Assigned to {who}"
+    elif form == "snooze":
+        day = ss.get("wq_until") or (now + timedelta(days=1)).date()
+        action, done = "snooze", "Snoozed"
+        payload = {"until": datetime.combine(day, time(8, 0)).isoformat()}
+    elif form == "lost":
+        action, done = "mark_lost", "Marked lost"
+        payload = {"reason": ss.get("wq_reason"), "note": ss.get("wq_lost_note")}
+    else:
+        action, payload, done = "confirm", {"appointment_id": appointment_id}, "Confirmed"
+    ss["wq_pending"] = {"task_id": bound_task, "action": action, "payload": payload, "done": done}
+
+
+def record(pending: dict) -> None:
+    """Append the submitted action to the task its form was drawn for, tell the user, and redraw so the queue
+    shows the new state at once. Refused, with nothing written, when that task is no longer the selected one
+    or was closed meanwhile (actions.record checks that inside its write transaction)."""
+    if pending["task_id"] != task_id:
+        st.error(actions.STALE_TASK)
+        return
     try:
-        actions.record(app_db, task_id, action, me, payload or {}, role=ctx.user.role)
+        actions.record(
+            app_db, task_id, pending["action"], me, pending["payload"], role=ctx.user.role, require_open=True
+        )
     except actions.ActionError as exc:
         st.error(str(exc))
         return
-    st.toast(f"{done}: {labels[task_id]}")
+    st.toast(f"{pending['done']}: {labels[task_id]}")
     st.rerun()
 
 
+if pending is not None:
+    record(pending)
+
+
 def action_forms() -> None:
-    """The actions on an open or snoozed task (claim, outreach, snooze, lost, confirm) and its history."""
+    """The actions on an open or snoozed task (claim, outreach, snooze, lost, confirm) and its history. Each
+    submit button passes the task id it was drawn for (_submit)."""
     tabs = st.tabs(["Log outreach", "Claim / assign", "Snooze", "Mark lost", "Confirm appointment", "History"])
     with tabs[0]:
         with st.form("wq_outreach", clear_on_submit=True):
-            method = st.radio("How", actions.METHODS, horizontal=True, format_func=str.upper, key="wq_method")
-            outcome = st.selectbox(
-                "Outcome", list(actions.OUTCOMES), format_func=actions.OUTCOMES.get, key="wq_outcome"
-            )
-            note = st.text_input("Note (optional)", key="wq_note")
-            if st.form_submit_button("Log outreach", type="primary"):
-                record("log_outreach", {"method": method, "outcome": outcome, "note": note}, "Outreach logged")
+            st.radio("How", actions.METHODS, horizontal=True, format_func=str.upper, key="wq_method")
+            st.selectbox("Outcome", list(actions.OUTCOMES), format_func=actions.OUTCOMES.get, key="wq_outcome")
+            st.text_input("Note (optional)", key="wq_note")
+            st.form_submit_button("Log outreach", type="primary", on_click=_submit, args=(task_id, "outreach"))
     with tabs[1]:
         with st.form("wq_assign"):
-            who = st.text_input(
+            st.text_input(
                 "Assign to (email)", value=me, key="wq_who", help="Leave as your own email to claim the task."
             )
-            if st.form_submit_button("Claim / assign"):
-                if who.strip() == me:
-                    record("claim", {}, "Claimed")
-                else:
-                    record("assign", {"assignee": who.strip()}, f"Assigned to {who.strip()}")
+            st.form_submit_button("Claim / assign", on_click=_submit, args=(task_id, "assign"))
     with tabs[2]:
         with st.form("wq_snooze"):
-            day = st.date_input(
-                "Snooze until", value=(now + timedelta(days=1)).date(), min_value=now.date(), key="wq_until"
-            )
-            if st.form_submit_button("Snooze"):
-                record("snooze", {"until": datetime.combine(day, time(8, 0)).isoformat()}, "Snoozed")
+            st.date_input("Snooze until", value=(now + timedelta(days=1)).date(), min_value=now.date(), key="wq_until")
+            st.form_submit_button("Snooze", on_click=_submit, args=(task_id, "snooze"))
     with tabs[3]:
         with st.form("wq_lost"):
-            reason = st.selectbox("Reason", actions.LOST_REASONS, key="wq_reason")
-            note = st.text_input("Note (optional)", key="wq_lost_note")
-            if st.form_submit_button("Mark lost"):
-                record("mark_lost", {"reason": reason, "note": note}, "Marked lost")
+            st.selectbox("Reason", actions.LOST_REASONS, key="wq_reason")
+            st.text_input("Note (optional)", key="wq_lost_note")
+            st.form_submit_button("Mark lost", on_click=_submit, args=(task_id, "lost"))
     with tabs[4]:
         if task.get("appointment_id") is None or str(task.get("appointment_id")) in ("", "None", "nan"):
             st.caption("This task has no appointment to confirm.")
         else:
             with st.form("wq_confirm"):
                 st.write(f"Appointment **{task['appointment_id']}** confirmed with the patient?")
-                if st.form_submit_button("Confirm appointment"):
-                    record("confirm", {"appointment_id": str(task["appointment_id"])}, "Confirmed")
+                st.form_submit_button(
+                    "Confirm appointment", on_click=_submit, args=(task_id, "confirm", str(task["appointment_id"]))
+                )
     with tabs[5]:
         hist = pd.DataFrame(actions.history(app_db, task_id))
         ui.table(hist, "task_history", "wq_history", empty_message="No actions on this task yet.")

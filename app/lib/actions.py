@@ -71,6 +71,20 @@ class ActionError(ValueError):
     """An action that cannot be recorded as given (says what to fix)."""
 
 
+STALE_TASK = (
+    "This task changed or was closed by someone else; nothing was recorded. Check the task shown now and "
+    "submit again if it is still the one you meant."
+)
+CLOSED_STATUSES = ("done", "lost")
+
+
+def person(email: str | None) -> str:
+    """An email as assignees are stored and compared: trimmed, lower case. Why: the IdP may spell the
+    signed-in address Ann.Lee@Clinic.com while a colleague types ann.lee@clinic.com (roles.yml already
+    matches case-insensitively), and "Me" must find both."""
+    return str(email or "").strip().lower()
+
+
 def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
@@ -116,8 +130,10 @@ def validate(action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     if action not in ACTIONS:
         raise ActionError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
     clean = {k: v for k, v in payload.items() if v not in (None, "")}
-    if action == "assign" and not clean.get("assignee"):
-        raise ActionError("assign needs an assignee (who should work the task)")
+    if action == "assign":
+        if not person(clean.get("assignee")):
+            raise ActionError("assign needs an assignee (who should work the task)")
+        clean["assignee"] = person(clean["assignee"])
     if action == "log_outreach":
         if clean.get("method") not in METHODS:
             raise ActionError(f"log_outreach needs a method: one of {', '.join(METHODS)}")
@@ -142,8 +158,12 @@ def record(
     payload: Mapping[str, Any] | None = None,
     role: str = "",
     acted_at: str | None = None,
+    require_open: bool = False,
 ) -> int:
-    """Append one action (and its audit entry) in one transaction; returns the action_id."""
+    """Append one action (and its audit entry) in one transaction; returns the action_id.
+
+    With `require_open` (the work-queue forms), a task that is done or lost by the time the write transaction
+    starts is refused with STALE_TASK: checked under the write lock, so a colleague's close cannot slip between."""
     if not task_id:
         raise ActionError("an action needs a task_id")
     clean = validate(action, payload or {})
@@ -151,6 +171,15 @@ def record(
     with connect(path) as con:
         con.execute("begin immediate")
         try:
+            if require_open:
+                rows = con.execute(
+                    "select task_id, action, actor, acted_at, payload from actions where task_id = ? "
+                    "order by acted_at, action_id",
+                    (task_id,),
+                ).fetchall()
+                state = fold(rows).get(task_id)
+                if state is not None and state.status in CLOSED_STATUSES:
+                    raise ActionError(STALE_TASK)
             action_id = append_action(con, task_id, action, actor, role, at, clean)
             con.execute("commit")
         except BaseException:
@@ -209,9 +238,9 @@ def fold(rows: Iterable[tuple[str, str, str, str, str]]) -> dict[str, TaskState]
         s["status"] = status_after(action, payload)
         s.update(last_action=action, last_actor=actor, last_at=acted_at)
         if action == "claim":
-            s["assignee"] = actor
-        elif action == "assign":
-            s["assignee"] = payload.get("assignee")
+            s["assignee"] = person(actor) or None
+        elif action == "assign":  # older rows may be mixed case: compared in lower case (person)
+            s["assignee"] = person(payload.get("assignee")) or None
         elif action == "log_outreach":
             s["outreach_count"] += 1
             outcome = payload.get("outcome")
@@ -276,12 +305,12 @@ def is_visible(state: TaskState | None, now_iso: str) -> bool:
 
 
 def assignees(path: Path) -> list[str]:
-    """People who have claimed or been assigned tasks (for the assignee filter)."""
+    """People who have claimed or been assigned tasks (for the assignee filter), each once in lower case."""
     if not path.exists():
         return []
     with connect(path) as con:
         rows = con.execute(
             "select distinct coalesce(json_extract(payload, '$.assignee'), actor) from actions "
-            "where action in ('claim','assign') order by 1"
+            "where action in ('claim','assign')"
         ).fetchall()
-    return [r[0] for r in rows if r[0]]
+    return sorted({person(r[0]) for r in rows if person(r[0])})

@@ -6,19 +6,21 @@ skipped by one page. Pure of Streamlit; the channels are ptpulse.core.outbound's
 
 State lives in app.sqlite beside the work-queue actions (interfaces.md section 4):
     messages(message_id PK, batch_id, task_id, patient_id, channel, template, to_addr, subject, body, status
-             queued|sent|failed|skipped, reason, attempts, not_before, provider_id, action_id, actor,
-             created_at, updated_at)
+             queued|sending|sent|failed|skipped, reason, attempts, not_before, provider_id, action_id, actor,
+             created_at, updated_at, claimed_by, claimed_at)  -- its DDL is ptpulse.core.outbound's (serve sends too)
     contact_consent(id PK, patient_id, channel sms|email|any, status granted|revoked, source, recorded_by,
                     recorded_at)  -- append-only; the latest row per (patient, channel) wins
 A sent message is written back as a `log_outreach` action (method sms/email, outcome left_message), so the
 queue shows it at once and the next build counts it. A message is `sent` only after the provider accepted
-it; a failure stays `failed` (with the reason) until a retry succeeds.
+it; a failure stays `failed` (with the reason) until a retry succeeds. Every delivery first claims its row
+(`sending`), so a page render, a second page and `ptpulse serve` delivering at once send each message once.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import sqlite3
 import uuid
@@ -41,35 +43,13 @@ from ptpulse.core import outbound
 from ptpulse.core.outbound import Channel
 
 TEMPLATES_FILE = Path(__file__).resolve().parents[1] / "templates" / "outreach.yml"
-STATUSES = ("queued", "sent", "failed", "skipped")
+STATUSES = outbound.MESSAGE_STATUSES  # queued, sending, sent, failed, skipped
 CHANNELS = ("sms", "email")
 SMS_FIELDS = frozenset({"first_name", "clinic_name", "appointment_time"})  # minimum PHI in an SMS body
 EMAIL_FIELDS = SMS_FIELDS | {"last_name", "therapist_name"}
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
 
-SCHEMA = f"""
-create table if not exists messages (
-    message_id  integer primary key autoincrement,
-    batch_id    text not null,
-    task_id     text,
-    patient_id  text,
-    channel     text not null check (channel in ('sms', 'email')),
-    template    text not null,
-    to_addr     text,
-    subject     text,
-    body        text,
-    status      text not null check (status in ({",".join(f"'{s}'" for s in STATUSES)})),
-    reason      text,
-    attempts    integer not null default 0,
-    not_before  text,
-    provider_id text,
-    action_id   integer,
-    actor       text not null,
-    created_at  text not null,
-    updated_at  text not null
-);
-create index if not exists messages_patient on messages(patient_id, created_at);
-create index if not exists messages_status on messages(status, not_before);
+SCHEMA = """
 create table if not exists contact_consent (
     id          integer primary key autoincrement,
     patient_id  text not null,
@@ -167,6 +147,7 @@ def load(path: Path = TEMPLATES_FILE) -> tuple[dict[str, Template], Policy]:
 def _db(path: Path) -> Iterator[sqlite3.Connection]:
     """actions.connect (WAL, busy timeout, the actions schema) plus the outreach tables."""
     with actions.connect(path) as con:
+        outbound.ensure_message_log(con)
         con.executescript(SCHEMA)
         yield con
 
@@ -295,25 +276,74 @@ def clinic_zone(name: Any) -> ZoneInfo | None:
         return None
 
 
+DEFAULT_ZONE_ENV = "PTPULSE_DEFAULT_TIMEZONE"  # the practice's zone, as the FHIR import uses it
+
+
+def default_zone() -> ZoneInfo | None:
+    """The practice's zone for a clinic the clinics export gives none: $PTPULSE_DEFAULT_TIMEZONE (IANA name)."""
+    return clinic_zone(os.environ.get(DEFAULT_ZONE_ENV, ""))
+
+
+def server_zone() -> ZoneInfo | None:
+    """The server's own zone as a named IANA zone ($TZ, then /etc/localtime's link, then /etc/timezone), or None
+    when it cannot be named."""
+    names = [os.environ.get("TZ", "").lstrip(":")]
+    localtime = Path("/etc/localtime")
+    if localtime.is_symlink():
+        target = str(localtime.resolve())
+        if "zoneinfo/" in target:
+            names.append(target.split("zoneinfo/", 1)[1])
+    try:
+        names.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    except OSError:
+        pass
+    for name in names:
+        zone = clinic_zone(name)
+        if zone is not None:
+            return zone
+    return None
+
+
+def _zone_without_clinic_zone(now: datetime) -> ZoneInfo | None:
+    """The zone for a clinic without one: the practice default, else the server's named zone when `now` is the
+    server's clock (same offset at that instant), else None (now's own offset is used as given).
+
+    Why a named zone: the pages pass `datetime.now().astimezone()`, which carries today's fixed offset only, so
+    "08:00 tomorrow" on the night the clocks change would come out an hour off (07:00 after clocks go back)."""
+    zone = default_zone()
+    if zone is not None or isinstance(now.tzinfo, ZoneInfo):
+        return zone
+    local = server_zone()
+    return local if local is not None and local.utcoffset(now.replace(tzinfo=None)) == now.utcoffset() else None
+
+
 def _quiet_until(now: datetime, zone_name: Any, policy: Policy, cache: dict[str, datetime | None]) -> datetime | None:
-    """in_quiet_hours at the clinic's wall clock: 21:00 in New York is quiet even when the server says 18:00."""
+    """in_quiet_hours at the clinic's wall clock: 21:00 in New York is quiet even when the server says 18:00.
+    A clinic without a zone uses the practice default or the server's named zone (_zone_without_clinic_zone)."""
     key = "" if zone_name is None or (not isinstance(zone_name, str) and pd.isna(zone_name)) else str(zone_name)
     if key not in cache:
-        zone = clinic_zone(key)
+        zone = clinic_zone(key) or _zone_without_clinic_zone(now)
         cache[key] = in_quiet_hours(now.astimezone(zone) if zone is not None else now, policy)
     return cache[key]
 
 
 def _recent_counts(app_db: Path, patient_ids: list[str], since: datetime) -> dict[str, int]:
-    """Messages sent or waiting to be sent per patient since `since` (the frequency cap counts both)."""
+    """Messages sent, being sent or waiting to be sent per patient since `since` (the frequency cap counts all)."""
     if not patient_ids:
         return {}
     with _db(app_db) as con:
-        rows = con.execute(
-            "select patient_id, created_at from messages where status in ('sent', 'queued') "
-            f"and patient_id in ({','.join('?' * len(patient_ids))})",
-            patient_ids,
-        ).fetchall()
+        return _recent_counts_in(con, patient_ids, since)
+
+
+def _recent_counts_in(con: sqlite3.Connection, patient_ids: list[str], since: datetime) -> dict[str, int]:
+    """_recent_counts on an open connection: `send` counts again inside its write transaction."""
+    if not patient_ids:
+        return {}
+    rows = con.execute(
+        "select patient_id, created_at from messages where status in ('sent', 'sending', 'queued') "
+        f"and patient_id in ({','.join('?' * len(patient_ids))})",
+        patient_ids,
+    ).fetchall()
     out: dict[str, int] = {}
     for pid, created in rows:
         if datetime.fromisoformat(created) >= since:
@@ -462,11 +492,21 @@ Result = outbound.Delivery  # message_id, task_id, status, reason
 
 
 def _deliver(
-    app_db: Path, message_id: int, channel: Channel, policy: Policy, actor: str, role: str, method: str
+    app_db: Path,
+    message_id: int,
+    channel: Channel,
+    policy: Policy,
+    actor: str,
+    role: str,
+    claimed: str | None = None,
+    from_statuses: tuple[str, ...] = ("queued",),
 ) -> Result:
     """Send one logged message with retries; mark it sent (and write back the action) or failed. The delivery
-    itself is ptpulse.core.outbound's, shared with `ptpulse serve` (which sends what quiet hours held back)."""
-    return outbound.deliver_message(app_db, message_id, channel, policy.retries, actor, role, policy.retry_wait_s)
+    itself is ptpulse.core.outbound's, shared with `ptpulse serve` (which sends what quiet hours held back): it
+    claims the message first, so a message another deliverer holds is not sent again (status `sending`)."""
+    return outbound.deliver_message(
+        app_db, message_id, channel, policy.retries, actor, role, policy.retry_wait_s, claimed, from_statuses
+    )
 
 
 def send(
@@ -480,26 +520,43 @@ def send(
     policy: Policy,
     role: str = "",
 ) -> list[Result]:
-    """Plan again (consent may have changed since the preview), log every message, deliver the ones due now."""
+    """Plan again (consent may have changed since the preview), log every message, deliver the ones due now.
+
+    The frequency cap is counted again inside the write transaction (`begin immediate`: one writer at a time),
+    so two people messaging the same patient at the same moment cannot both pass it. Messages due now are
+    logged already claimed (`sending`, by this call), so no other deliverer can pick them up and send them too."""
     planned = plan(app_db, recipients, template, channel_name, now, policy)
     channel = channels.get(channel_name)
     batch = uuid.uuid4().hex[:12]
     at = _iso(_aware(now))  # the frequency cap counts from the time the message was asked for
+    token = outbound.claim_token(actor)
+    since = _aware(now) - timedelta(hours=policy.cap_hours)
+    cap_reason = f"frequency cap: already messaged {policy.cap_messages}× within {policy.cap_hours:g} h"
     results: list[Result] = []
     due: list[int] = []
     with _db(app_db) as con:
         con.execute("begin immediate")
+        pids = sorted({str(p) for p in planned.loc[planned["decision"] != "skip", "patient_id"].dropna()})
+        recent = _recent_counts_in(con, pids, since)  # what committed since the plan (another user's send) counts
+        taken: dict[str, int] = {}
         for p in planned.to_dict("records"):
-            status = {"send": "queued", "queue": "queued", "skip": "skipped"}[p["decision"]]
+            status = {"send": "sending", "queue": "queued", "skip": "skipped"}[p["decision"]]
             reason = p["reason"] or None
-            if status == "queued" and channel is None:
+            pid = p["patient_id"]
+            if status != "skipped" and pid is not None:
+                if recent.get(pid, 0) + taken.get(pid, 0) >= policy.cap_messages:
+                    status, reason = "skipped", cap_reason
+                else:
+                    taken[pid] = taken.get(pid, 0) + 1
+            if status in ("sending", "queued") and channel is None:
                 status, reason = (
                     "failed",
                     f'{channel_name} is not configured: add its settings (deployment guide, "Outbound messages")',
                 )
             cur = con.execute(
                 "insert into messages(batch_id, task_id, patient_id, channel, template, to_addr, subject, body, "
-                "status, reason, not_before, actor, created_at, updated_at) values (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "status, reason, not_before, actor, created_at, updated_at, claimed_by, claimed_at) "
+                "values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     batch,
                     p["task_id"],
@@ -515,17 +572,19 @@ def send(
                     actor,
                     at,
                     at,
+                    token if status == "sending" else None,
+                    outbound.claim_time() if status == "sending" else None,
                 ),
             )
             mid = int(cur.lastrowid)
-            if status == "queued" and p["decision"] == "send":
+            if status == "sending":
                 due.append(mid)
             else:
                 results.append(Result(mid, p["task_id"], status, reason or ""))
         con.execute("commit")
     with _db(app_db):  # held open: the per-message connections then close without a WAL checkpoint each
         for mid in due:
-            results.append(_deliver(app_db, mid, channel, policy, actor, role, channel_name))
+            results.append(_deliver(app_db, mid, channel, policy, actor, role, token))
     return sorted(results, key=lambda r: r.message_id)
 
 
@@ -533,7 +592,7 @@ def deliver_due(
     app_db: Path, channels: Mapping[str, Channel], now: datetime, policy: Policy, role: str = ""
 ) -> list[Result]:
     """Send the queued messages whose quiet hours are over (the pages call this on render, `ptpulse serve` on
-    its own; idempotent)."""
+    its own). Several may run at once: each message is claimed before it is sent, so it goes out once."""
     if not app_db.exists():
         return []
     with _db(app_db):  # the schema exists, and one connection stays open as in send()
@@ -541,14 +600,17 @@ def deliver_due(
 
 
 def retry(app_db: Path, message_ids: Iterable[int], channels: Mapping[str, Channel], policy: Policy, role: str = ""):
-    """Try failed messages again (the page's Retry button); a success is written back like any send."""
+    """Try failed messages again (the page's Retry button); a success is written back like any send. Two people
+    pressing Retry at once send each message once (the claim takes it from `failed` for one of them only)."""
     out = []
     for mid in message_ids:
         with _db(app_db) as con:
             row = con.execute("select channel, status, actor from messages where message_id = ?", (mid,)).fetchone()
         if row is None or row[1] != "failed" or row[0] not in channels:
             continue
-        out.append(_deliver(app_db, mid, channels[row[0]], policy, row[2], role, row[0]))
+        done = _deliver(app_db, mid, channels[row[0]], policy, row[2], role, from_statuses=("failed",))
+        if done.status != "sending":
+            out.append(done)
     return out
 
 

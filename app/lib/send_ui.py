@@ -4,6 +4,10 @@ Why a module of its own: the pages call one function each, so the outbound rules
 their wording live in one place. The dialog always previews first: the first message as the patient will
 read it, and per recipient whether it will be sent now, queued for after quiet hours, or skipped and why.
 Results come from the message log, so a failed send shows as failed (with Retry), never as sent.
+
+The Send button carries what was previewed (recipients' tasks, template, channel; an on_click argument fixed at
+render time): if the list is different when the click arrives (the selected task was closed by a colleague and
+the Work queue fell back to another patient, or a build changed the list), nothing is sent and the dialog says so.
 """
 
 from __future__ import annotations
@@ -56,9 +60,29 @@ def _results(ctx, key: str, chans, policy) -> None:
             st.rerun()
 
 
+STALE_PREVIEW = (
+    "The recipients changed since the preview (the task was closed or changed by someone else, or the list was "
+    "rebuilt); nothing was sent. Check the preview below and send again."
+)
+
+
+def _previewed(recipients: pd.DataFrame, template: str, channel: str) -> tuple:
+    """What a Send click is for: the recipients' tasks and patients, the template and the channel."""
+    cols = [c for c in ("task_id", "patient_id") if c in recipients]
+    rows = tuple(map(tuple, recipients[cols].astype(str).to_numpy().tolist())) if cols else ()
+    return rows, template, channel
+
+
+def _remember(key: str, previewed: tuple) -> None:
+    """on_click of Send: keep what the user saw, for the run that handles the click."""
+    st.session_state[f"{key}_previewed"] = previewed
+
+
 def send_dialog(ctx, recipients: pd.DataFrame, key: str, title: str, templates: list[str] | None = None) -> None:
-    """Preview and send one template to the recipients (one task, or a bulk list)."""
+    """Preview and send one template to the recipients (one task, or a bulk list); a click whose preview no
+    longer matches the recipients sends nothing (STALE_PREVIEW)."""
     st.markdown(f"**{title}**")
+    clicked_for = st.session_state.pop(f"{key}_previewed", None)
     if not ctx.reader.scope.phi:
         st.info("Sending needs a role that may see patients' contact details (front desk, manager, owner).")
         return
@@ -87,6 +111,8 @@ def send_dialog(ctx, recipients: pd.DataFrame, key: str, title: str, templates: 
             "to .streamlit/secrets.toml or the environment (deployment guide, 'Outbound messages')."
         )
     if recipients.empty:
+        if clicked_for is not None and clicked_for[0]:
+            st.error(STALE_PREVIEW)
         st.caption("Nobody to message.")
         return
     template = all_templates[tkey]
@@ -114,12 +140,18 @@ def send_dialog(ctx, recipients: pd.DataFrame, key: str, title: str, templates: 
         height=min(38 * (len(view) + 1) + 4, 260),
     )
     n_go = int((planned["decision"] != "skip").sum())
-    if st.button(
+    showing = _previewed(recipients, tkey, channel)
+    clicked = st.button(
         f"Send {n_go} message{'s' if n_go != 1 else ''}",
         type="primary",
         key=f"{key}_send",
         disabled=n_go == 0 or channel not in chans,
-    ):
+        on_click=_remember,
+        args=(key, showing),
+    )
+    if clicked_for is not None and clicked_for != showing:  # set only by a click, even if the button changed
+        st.error(STALE_PREVIEW)
+    elif clicked:
         results = outreach.send(
             ctx.settings.app_db,
             recipients,

@@ -178,8 +178,8 @@ def select_view(
         out = out[out["rule"].isin(rules)]
     if assignee == "Unassigned":
         out = out[out["assignee"].isna()]
-    elif assignee == "Me" and me:
-        out = out[out["assignee"] == me]
+    elif assignee == "Me" and me:  # an IdP may spell the signed-in email in another case than roles.yml did
+        out = out[out["assignee"].str.strip().str.lower() == me.strip().lower()]
     elif assignee not in (None, "Anyone", "Unassigned", "Me"):
         out = out[out["assignee"] == assignee]
     return out

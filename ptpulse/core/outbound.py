@@ -37,9 +37,10 @@ import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -330,15 +331,128 @@ def channels(secrets: dict[str, Any] | None = None) -> dict[str, Channel]:
 
 # ------------------------------------------------------------------------------------------- queued delivery
 # Why here: a message queued for after quiet hours must go out even when nobody opens a page, so `ptpulse serve`
-# delivers it, and ptpulse may not import the app. The app (app/lib/outreach.py) owns the tables' schema and the
-# planning rules; the delivery of one logged message, and of the queued ones that are due, lives here for both.
+# delivers it, and ptpulse may not import the app. The app (app/lib/outreach.py) owns the planning rules; the
+# message log's table, the delivery of one logged message, and of the queued ones that are due, live here for both.
+#
+# Sending exactly once: the pages (every render), the send dialog and `ptpulse serve` (every minute) may all try
+# to deliver the same queued message at the same moment. Each first *claims* the row (queued|failed -> sending,
+# with claimed_by / claimed_at, in one UPDATE that only one of them can win) and only the winner calls the
+# provider. A row left in `sending` by a process that died mid-send is not resent automatically (the provider
+# may have it): after CLAIM_STALE_MINUTES it becomes `failed` with a reason that says so, and a person decides.
 
 WRITE_BACK_OUTCOME = "left_message"  # a delivered message is not a conversation: it does not close the task
+MESSAGE_STATUSES = ("queued", "sending", "sent", "failed", "skipped")
+CLAIM_STALE_MINUTES = 15.0  # far longer than one send with its retries (3 × a 20 s timeout plus back-off)
+STALE_REASON = (
+    "interrupted while sending (claimed by {who} at {at}): the provider may or may not have it; check with the "
+    "patient or the provider's log before using Retry"
+)
+
+MESSAGES_SCHEMA = f"""
+create table if not exists messages (
+    message_id  integer primary key autoincrement,
+    batch_id    text not null,
+    task_id     text,
+    patient_id  text,
+    channel     text not null check (channel in ('sms', 'email')),
+    template    text not null,
+    to_addr     text,
+    subject     text,
+    body        text,
+    status      text not null check (status in ({",".join(f"'{s}'" for s in MESSAGE_STATUSES)})),
+    reason      text,
+    attempts    integer not null default 0,
+    not_before  text,
+    provider_id text,
+    action_id   integer,
+    actor       text not null,
+    created_at  text not null,
+    updated_at  text not null,
+    claimed_by  text,
+    claimed_at  text
+);
+create index if not exists messages_patient on messages(patient_id, created_at);
+create index if not exists messages_status on messages(status, not_before);
+"""
+_OLD_COLUMNS = (
+    "message_id, batch_id, task_id, patient_id, channel, template, to_addr, subject, body, status, reason, "
+    "attempts, not_before, provider_id, action_id, actor, created_at, updated_at"
+)
+
+
+def ensure_message_log(con: sqlite3.Connection) -> None:
+    """Create the message log, or bring an older one up to date (the `sending` status and the claim columns).
+
+    SQLite cannot change a CHECK constraint in place, so an older table is copied into a new one in one
+    immediate transaction (the documented way); two processes upgrading at once: the second finds it done."""
+    sql = con.execute("select sql from sqlite_master where type = 'table' and name = 'messages'").fetchone()
+    if sql is not None and "'sending'" in sql[0]:
+        return
+    if sql is None:
+        con.executescript(MESSAGES_SCHEMA)
+        return
+    con.execute("begin immediate")
+    try:
+        sql = con.execute("select sql from sqlite_master where type = 'table' and name = 'messages'").fetchone()
+        if "'sending'" not in sql[0]:
+            con.execute("alter table messages rename to messages_before_claims")
+            con.execute("drop index if exists messages_patient")
+            con.execute("drop index if exists messages_status")
+            for statement in MESSAGES_SCHEMA.split(";"):
+                if statement.strip():
+                    con.execute(statement)
+            con.execute(f"insert into messages ({_OLD_COLUMNS}) select {_OLD_COLUMNS} from messages_before_claims")
+            con.execute("drop table messages_before_claims")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+
+
+def claim_token(actor: str) -> str:
+    """Who holds a claim: the actor, this host and process, and a nonce (shown in the reason if it is ever stuck)."""
+    return f"{actor} on {socket.gethostname()} pid {os.getpid()} ({uuid.uuid4().hex[:8]})"
+
+
+def claim(con: sqlite3.Connection, message_id: int, token: str, from_statuses: Sequence[str] = ("queued",)) -> bool:
+    """Take one message for sending: True only for the one caller whose UPDATE changed the row."""
+    marks = ",".join("?" * len(from_statuses))
+    cur = con.execute(
+        f"update messages set status = 'sending', claimed_by = ?, claimed_at = ?, updated_at = ? "
+        f"where message_id = ? and status in ({marks})",
+        (token, claim_time(), claim_time(), message_id, *from_statuses),
+    )
+    return cur.rowcount == 1
+
+
+def release_stale_claims(
+    con: sqlite3.Connection, now: datetime, minutes: float = CLAIM_STALE_MINUTES
+) -> list[Delivery]:
+    """Messages stuck in `sending` for longer than `minutes` (their sender died mid-send) become `failed` with a
+    reason saying the provider may have them: never resent silently, a person checks and uses Retry."""
+    cutoff = (now.astimezone(UTC) - timedelta(minutes=minutes)).isoformat(timespec="seconds")
+    stuck = con.execute(
+        "select message_id, task_id, claimed_by, claimed_at from messages "
+        "where status = 'sending' and (claimed_at is null or claimed_at < ?) order by message_id",
+        (cutoff,),
+    ).fetchall()
+    out = []
+    for mid, task_id, who, at in stuck:
+        reason = STALE_REASON.format(who=who or "unknown", at=at or "?")
+        cur = con.execute(
+            "update messages set status = 'failed', reason = ?, updated_at = ? "
+            "where message_id = ? and status = 'sending' and claimed_by is ?",
+            (reason, claim_time(), mid, who),
+        )
+        if cur.rowcount == 1:
+            out.append(Delivery(mid, task_id, "failed", reason))
+    return out
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """What happened to one logged message: status sent | failed | skipped | queued, and why (never a body)."""
+    """What happened to one logged message: status sent | failed | skipped | queued, or `sending` when another
+    deliverer holds it (nothing was sent by this call), and why (never a body)."""
 
     message_id: int
     task_id: str | None
@@ -353,7 +467,8 @@ def _connect(app_db: Path) -> sqlite3.Connection:
     return con
 
 
-def _now_iso() -> str:
+def claim_time() -> str:
+    """Now in UTC to the second: updated_at and claimed_at (compared as text to find stale claims)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -377,12 +492,29 @@ def deliver_message(
     actor: str,
     role: str = "",
     retry_wait_s: float = 0.3,
+    claimed: str | None = None,
+    from_statuses: Sequence[str] = ("queued",),
 ) -> Delivery:
     """Send one logged message with retries (back-off doubling from `retry_wait_s`); mark it `sent` and write it
     back to its task as a `log_outreach` action (with its audit entry) in one transaction, or mark it `failed`
-    with the reason. A message is never marked sent before the provider accepted it."""
+    with the reason. A message is never marked sent before the provider accepted it.
+
+    The message is claimed first (from `from_statuses`, or already claimed by the token `claimed`): when another
+    deliverer holds it, nothing is sent and the result has status `sending`, so it goes out once."""
     con = _connect(app_db)
     try:
+        if claimed is None:
+            token = claim_token(actor)
+            if not claim(con, message_id, token, from_statuses):
+                return _busy(con, message_id)
+        else:
+            token = claimed
+            mine = con.execute(
+                "select 1 from messages where message_id = ? and status = 'sending' and claimed_by = ?",
+                (message_id, token),
+            ).fetchone()
+            if mine is None:
+                return _busy(con, message_id)
         task_id, to_addr, subject, body, attempts, template = con.execute(
             "select task_id, to_addr, subject, body, attempts, template from messages where message_id = ?",
             (message_id,),
@@ -400,7 +532,7 @@ def deliver_message(
                 if exc.permanent or attempt == retries:
                     break
                 time.sleep(retry_wait_s * 2**attempt)
-        now = _now_iso()
+        now = claim_time()
         if error is not None:
             con.execute(
                 "update messages set status = 'failed', reason = ?, attempts = ?, updated_at = ? where message_id = ?",
@@ -433,6 +565,13 @@ def deliver_message(
         con.close()
 
 
+def _busy(con: sqlite3.Connection, message_id: int) -> Delivery:
+    """The result for a message this caller did not get to send (another deliverer has it, or it is done)."""
+    row = con.execute("select task_id, status from messages where message_id = ?", (message_id,)).fetchone()
+    task_id, status = row if row is not None else (None, "missing")
+    return Delivery(message_id, task_id, "sending", f"not sent here: the message is {status} elsewhere")
+
+
 def deliver_due(
     app_db: Path,
     channels: dict[str, Channel],
@@ -442,8 +581,12 @@ def deliver_due(
     retry_wait_s: float = 0.3,
 ) -> list[Delivery]:
     """Deliver the queued messages whose `not_before` (the end of quiet hours in their clinic's time zone, fixed
-    when they were queued) has passed; a patient who opted out or lost consent meanwhile is skipped. Idempotent;
-    [] when app.sqlite or its message log does not exist yet. Messages for an unconfigured channel stay queued."""
+    when they were queued) has passed; a patient who opted out or lost consent meanwhile is skipped.
+
+    Safe to run from several places at once (pages, `ptpulse serve`): each message is claimed before it is sent,
+    so it goes out once, and only what this call did is returned (a message another deliverer sent is not).
+    Messages stuck in `sending` (release_stale_claims) come back as `failed`. [] when app.sqlite or its message
+    log does not exist yet. Messages for an unconfigured channel stay queued."""
     if not app_db.exists():
         return []
     now = now if now.tzinfo else now.astimezone()
@@ -452,11 +595,12 @@ def deliver_due(
         has_log = con.execute("select 1 from sqlite_master where type = 'table' and name = 'messages'").fetchone()
         if not has_log:
             return []
+        ensure_message_log(con)
+        out: list[Delivery] = release_stale_claims(con, datetime.now(UTC))
         rows = con.execute(
             "select message_id, channel, not_before, actor, patient_id, task_id from messages "
             "where status = 'queued' order by message_id"
         ).fetchall()
-        out: list[Delivery] = []
         for mid, ch, not_before, actor, pid, task_id in rows:
             due_at = None if not_before is None else datetime.fromisoformat(not_before)
             if due_at is not None and due_at.tzinfo is None:
@@ -466,13 +610,17 @@ def deliver_due(
             consent = latest_consent(con, pid, ch)
             if consent is None or consent[0] != "granted":  # a STOP while it waited for the morning wins
                 reason = "opted out while queued for quiet hours" if consent else f"no {ch} consent on file"
-                con.execute(
-                    "update messages set status = 'skipped', reason = ?, updated_at = ? where message_id = ?",
-                    (reason, _now_iso(), mid),
+                cur = con.execute(
+                    "update messages set status = 'skipped', reason = ?, updated_at = ? "
+                    "where message_id = ? and status = 'queued'",
+                    (reason, claim_time(), mid),
                 )
-                out.append(Delivery(mid, task_id, "skipped", reason))
+                if cur.rowcount == 1:
+                    out.append(Delivery(mid, task_id, "skipped", reason))
                 continue
-            out.append(deliver_message(app_db, mid, channels[ch], retries, actor, role, retry_wait_s))
+            done = deliver_message(app_db, mid, channels[ch], retries, actor, role, retry_wait_s)
+            if done.status != "sending":
+                out.append(done)
         return out
     finally:
         con.close()

@@ -145,3 +145,28 @@ def test_assignees_lists_claimers_and_assignees(tmp_path):
     actions.record(db, "t1", "claim", "ann")
     actions.record(db, "t2", "assign", "ann", {"assignee": "bob"})
     assert actions.assignees(db) == ["ann", "bob"]
+
+
+def test_require_open_refuses_a_task_closed_meanwhile(tmp_path):
+    """The work-queue forms record with require_open: a task a colleague closed is refused inside the write
+    transaction, and nothing is appended (H1)."""
+    db = tmp_path / "app.sqlite"
+    actions.record(db, "t1", "claim", "ann@clinic", require_open=True)  # open (or never acted on): recorded
+    actions.record(db, "t1", "mark_lost", "bob@clinic", {"reason": "Moved away"})
+    with pytest.raises(actions.ActionError, match="changed or was closed by someone else; nothing was recorded"):
+        actions.record(
+            db, "t1", "log_outreach", "ann@clinic", {"method": "call", "outcome": "scheduled"}, "", None, True
+        )
+    assert [h["action"] for h in actions.history(db, "t1")] == ["claim", "mark_lost"]
+
+
+def test_assignees_are_compared_in_lower_case(tmp_path):
+    """Ann.Lee@Clinic.com (the IdP's spelling) and ann.lee@clinic.com (typed by a colleague) are one person (L3)."""
+    db = tmp_path / "app.sqlite"
+    actions.record(db, "t1", "claim", "Ann.Lee@Clinic.com")
+    actions.record(db, "t2", "assign", "boss@clinic", {"assignee": " ann.lee@clinic.com "})
+    actions.record(db, "t3", "assign", "boss@clinic", {"assignee": "ANN.LEE@CLINIC.COM"})
+    states = actions.task_states(db)
+    assert {s.assignee for s in states.values()} == {"ann.lee@clinic.com"}
+    assert actions.assignees(db) == ["ann.lee@clinic.com"]
+    assert actions.history(db, "t3")[0]["assignee"] == "ann.lee@clinic.com"  # stored in lower case

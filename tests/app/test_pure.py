@@ -156,6 +156,7 @@ def test_assignee_filter():
     states = actions.fold([("a:1", "claim", "ann", "2025-01-10T10:00:00", "{}")])
     df = wq.assemble(_candidates(), states, datetime(2025, 1, 10))
     assert wq.select_view(df, "All", assignee="Me", me="ann")["task_id"].tolist() == ["a:1"]
+    assert wq.select_view(df, "All", assignee="Me", me=" Ann ")["task_id"].tolist() == ["a:1"]  # as an IdP spells it
     assert len(wq.select_view(df, "All", assignee="Unassigned")) == 2
 
 

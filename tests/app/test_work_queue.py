@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime
 
 import pandas as pd
@@ -166,3 +167,50 @@ def test_work_queue_page_renders_without_lead_scores(app_home, copy_home):
     con.close()
     at = open_page(home, "front_desk", "work_queue")
     assert not at.exception
+
+
+def test_an_action_on_a_task_closed_meanwhile_is_refused_not_moved_to_another(app_home, copy_home):
+    """Ann has task X selected and fills "Log outreach → Scheduled"; a colleague marks X lost first. X leaves the
+    options and Streamlit falls back to the first task in the very run carrying the submit: the action must not
+    land on that other patient's task (the log is append-only), and Ann is told nothing was recorded (H1)."""
+    home = copy_home(app_home)
+    ann = open_page(home, "front_desk", "work_queue")
+    ids = ann.dataframe[0].value["task_id"].tolist()
+    task_x = ids[2]
+    ann.selectbox(key="wq_task").set_value(task_x)
+    rerun(ann, home)
+    assert ann.selectbox(key="wq_task").value == task_x
+    actions.record(home.app_db, task_x, "mark_lost", "colleague@clinic.com", {"reason": "Moved away"}, "front_desk")
+    with sqlite3.connect(home.app_db) as con:
+        last = con.execute("select max(action_id) from actions").fetchone()[0]
+
+    ann.radio(key="wq_method").set_value("call")
+    ann.selectbox(key="wq_outcome").set_value("scheduled")
+    ann.text_input(key="wq_note").input("called, booked Tue")
+    (submit,) = [b for b in ann.button if b.label == "Log outreach"]
+    submit.click()
+    rerun(ann, home)
+    assert not ann.exception
+    assert ann.selectbox(key="wq_task").value != task_x  # the fallback happened ...
+    with sqlite3.connect(home.app_db) as con:
+        logged = con.execute("select task_id, action, actor from actions where action_id >= ?", (last,)).fetchall()
+    assert logged == [(task_x, "mark_lost", "colleague@clinic.com")]  # ... nothing written to anyone's task ...
+    errors = [e.value for e in ann.error]
+    assert len(errors) == 1 and "changed or was closed by someone else; nothing was recorded" in errors[0]  # ... said
+    assert not [t.value for t in ann.toast]
+
+
+def test_me_finds_tasks_assigned_in_another_spelling_of_my_email(app_home, copy_home):
+    """A colleague types the address in another case than the IdP's (Ann.Lee@Clinic.com / ann.lee@clinic.com):
+    "Assignee: Me" still shows the task (L3)."""
+    home = copy_home(app_home)
+    desk = open_page(home, "front_desk", "work_queue")
+    task = desk.dataframe[0].value["task_id"].iloc[0]
+    me = "demo-front-desk@ptpulse.local"  # the demo front desk's address
+    actions.record(home.app_db, task, "assign", "boss@clinic.com", {"assignee": "Demo-Front-Desk@PTPulse.Local"})
+    desk.selectbox(key="wq_assignee").set_value("Me")
+    rerun(desk, home)
+    assert not desk.exception
+    shown = desk.dataframe[0].value
+    assert shown["task_id"].tolist() == [task] and shown["assignee"].tolist() == [me]
+    assert "Demo-Front-Desk@PTPulse.Local" not in desk.selectbox(key="wq_assignee").options  # not a second person

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -304,3 +307,205 @@ def test_phone_numbers_are_sent_in_e164_and_bad_ones_skipped(setup, sms_server):
         ("skipped", "the phone number on file is not a valid number (correct it in the EMR)"),
     ]
     assert [r["form"]["To"] for r in api.requests] == ["+14575558059"]
+
+
+class SlowChannel:
+    """The local SMS server behind a 50 ms round trip, so two deliverers overlap as they do in production."""
+
+    method = "sms"
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def send(self, to, subject, body, attachments=()):
+        time.sleep(0.05)
+        return self.inner.send(to, subject, body, attachments)
+
+
+def _queue_overnight(app_db, templates, policy, sms, ids) -> None:
+    """Messages asked for at 22:00: queued for 08:00 (quiet hours), all due the next morning."""
+    for i in ids:
+        outreach.record_consent(app_db, i, "sms", True, "intake form", "d")
+    evening = datetime(2026, 3, 10, 22, 0, tzinfo=TZ)
+    res = outreach.send(
+        app_db, people(*ids), templates["appointment_reminder"], "sms", {"sms": sms}, "d", evening, policy
+    )
+    assert {r.status for r in res} == {"queued"}
+
+
+def test_two_deliverers_at_once_send_each_queued_message_once(setup, sms_server):
+    """A page render and `ptpulse serve` delivering the same morning queue at the same moment (H2)."""
+    app_db, templates, policy = setup
+    api, sms = sms_server
+    ids = [str(i) for i in range(1, 13)]
+    _queue_overnight(app_db, templates, policy, sms, ids)
+    slow, go, results = SlowChannel(sms), threading.Barrier(2), {}
+
+    def deliverer(name: str) -> None:
+        go.wait()
+        results[name] = outbound.deliver_due(app_db, {"sms": slow}, datetime(2026, 3, 11, 8, 5, tzinfo=TZ), 2, name)
+
+    threads = [threading.Thread(target=deliverer, args=(n,)) for n in ("page", "service")]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    texted = [r["form"]["To"] for r in api.requests]
+    assert len(texted) == len(ids) and len(set(texted)) == len(ids)  # each patient exactly once
+    assert sorted(d.message_id for r in results.values() for d in r) == list(range(1, len(ids) + 1))
+    assert {r[0] for r in rows(app_db)} == {"sent"}
+    assert all(len(actions.history(app_db, f"confirm_high_risk:A{i}")) == 1 for i in ids)  # one write-back each
+
+
+def test_send_now_is_not_picked_up_by_a_concurrent_deliverer(setup, sms_server):
+    """A bulk send from one page while another page (or the service) runs deliver_due: the send-now messages
+    are logged already claimed, so the other deliverer leaves them alone (H2, the reviewer's 36-for-20 case)."""
+    app_db, templates, policy = setup
+    api, sms = sms_server
+    ids = [str(i) for i in range(1, 11)]
+    for i in ids:
+        outreach.record_consent(app_db, i, "sms", True, "intake form", "d")
+    slow = SlowChannel(sms)
+
+    def page() -> None:
+        outreach.send(app_db, people(*ids), templates["appointment_reminder"], "sms", {"sms": slow}, "d", NOON, policy)
+
+    def other() -> None:
+        for _ in range(10):
+            time.sleep(0.04)
+            outbound.deliver_due(app_db, {"sms": slow}, NOON, 2, "service")
+
+    threads = [threading.Thread(target=page), threading.Thread(target=other)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    texted = [r["form"]["To"] for r in api.requests]
+    assert len(texted) == len(ids) and len(set(texted)) == len(ids)
+    assert {r[0] for r in rows(app_db)} == {"sent"}
+
+
+def test_a_message_stuck_in_sending_becomes_failed_with_the_reason_never_resent(setup, sms_server):
+    """A deliverer that died mid-send leaves `sending`: after the stale limit it is failed and says the provider may
+    have it (a person decides on Retry); a fresh claim is left to its holder."""
+    app_db, templates, policy = setup
+    api, sms = sms_server
+    _queue_overnight(app_db, templates, policy, sms, ["1", "2"])
+    with sqlite3.connect(app_db) as con:
+        con.execute(
+            "update messages set status = 'sending', claimed_by = 'desk@x on host pid 1', "
+            "claimed_at = '2026-03-11T13:00:00+00:00' where message_id = 1"
+        )
+        con.execute(
+            "update messages set status = 'sending', claimed_by = 'desk@x on host pid 2', claimed_at = ? "
+            "where message_id = 2",
+            (outbound.claim_time(),),
+        )
+    (done,) = outreach.deliver_due(app_db, {"sms": sms}, datetime(2026, 3, 11, 9, 0, tzinfo=TZ), policy)
+    assert (done.message_id, done.status) == (1, "failed")
+    assert "interrupted while sending (claimed by desk@x on host pid 1" in done.reason
+    assert "provider may or may not have it" in done.reason
+    assert api.requests == []  # nothing resent by itself
+    assert [r[0] for r in rows(app_db)] == ["failed", "sending"]
+
+
+def test_an_older_message_log_is_upgraded_and_its_queue_delivered(setup, sms_server):
+    """An app.sqlite from before claims (no `sending` status, no claim columns) is migrated on first use, by the
+    service as by the pages, keeping every row."""
+    app_db, templates, policy = setup
+    api, sms = sms_server
+    outreach.record_consent(app_db, "1", "sms", True, "intake form", "d")
+    with sqlite3.connect(app_db) as con:
+        con.execute("drop table messages")
+        con.execute(
+            "create table messages (message_id integer primary key autoincrement, batch_id text not null, "
+            "task_id text, patient_id text, channel text not null check (channel in ('sms', 'email')), "
+            "template text not null, to_addr text, subject text, body text, status text not null check "
+            "(status in ('queued','sent','failed','skipped')), reason text, attempts integer not null default 0, "
+            "not_before text, provider_id text, action_id integer, actor text not null, created_at text not null, "
+            "updated_at text not null)"
+        )
+        con.execute(
+            "insert into messages(batch_id, task_id, patient_id, channel, template, to_addr, body, status, "
+            "not_before, actor, created_at, updated_at) values ('b', 'confirm_high_risk:A1', '1', 'sms', "
+            "'appointment_reminder', '+15550000001', 'hi', 'queued', '2026-03-11T08:00:00-05:00', 'd', "
+            "'2026-03-10T22:00:00-05:00', '2026-03-10T22:00:00-05:00')"
+        )
+    (done,) = outbound.deliver_due(app_db, {"sms": sms}, datetime(2026, 3, 11, 8, 5, tzinfo=TZ), 2, "service")
+    assert done.status == "sent" and len(api.requests) == 1
+    assert rows(app_db, "select status, claimed_by is not null from messages") == [("sent", 1)]
+    outreach.messages(app_db)  # the pages open the upgraded log as is
+
+
+class RecordingSms:
+    """A provider that only records the numbers it was asked to text (the cap test needs no network)."""
+
+    method = "sms"
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, to, subject, body, attachments=()):
+        self.sent.append(to)
+        return "SM1"
+
+
+def _two_staff_at_once(app_db, template, policy) -> int:
+    """Two people send the same reminder to patient 7 at the same instant; how many texts went out."""
+    outreach.record_consent(app_db, "7", "sms", True, "intake", "desk")
+    sms, go = RecordingSms(), threading.Barrier(2)
+
+    def staff(actor: str) -> None:
+        go.wait()
+        outreach.send(app_db, people("7"), template, "sms", {"sms": sms}, actor, NOON, policy)
+
+    threads = [threading.Thread(target=staff, args=(a,)) for a in ("ann@x", "bob@x")]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    return len(sms.sent)
+
+
+def test_frequency_cap_holds_when_two_people_send_at_the_same_moment(setup):
+    """Two front-desk staff reminding the same patient at once: the cap (1 per 24 h) lets exactly one through (M1);
+    the other is logged skipped with the cap's reason."""
+    app_db, templates, policy = setup
+    texts = [
+        _two_staff_at_once(app_db.parent / f"cap{i}" / "app.sqlite", templates["appointment_reminder"], policy)
+        for i in range(20)
+    ]
+    assert texts == [1] * 20
+    statuses = rows(app_db.parent / "cap0" / "app.sqlite", "select status, reason from messages order by status")
+    assert statuses == [("sent", None), ("skipped", "frequency cap: already messaged 1× within 24 h")]
+
+
+@pytest.fixture
+def server_in_chicago(monkeypatch):
+    """The server's clock in Chicago ($TZ, as a container sets it), with no practice default zone."""
+    monkeypatch.setenv("TZ", "America/Chicago")
+    monkeypatch.delenv("PTPULSE_DEFAULT_TIMEZONE", raising=False)
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_quiet_hours_end_at_0800_the_night_the_clocks_go_back(setup, server_in_chicago):
+    """A clinic without a zone on a Chicago server, asked at 21:00 on Oct 31 2026 (CDT, clocks go back at 02:00):
+    the message waits until 08:00 CST, not 07:00 (the evening's fixed -05:00 offset carried to the morning) (L1)."""
+    app_db, templates, policy = setup
+    outreach.record_consent(app_db, "1", "sms", True, "intake form", "d")
+    now = datetime(2026, 10, 31, 21, 0).astimezone()  # what the send dialog passes: datetime.now().astimezone()
+    assert now.utcoffset() == timedelta(hours=-5)
+    preview = outreach.plan(app_db, people("1"), templates["appointment_reminder"], "sms", now, policy)
+    (until,) = preview["not_before"].tolist()
+    chicago = until.astimezone(ZoneInfo("America/Chicago"))
+    assert (chicago.date().isoformat(), chicago.hour, chicago.minute) == ("2026-11-01", 8, 0)
+    assert until.utcoffset() == timedelta(hours=-6)
+
+
+def test_practice_default_zone_applies_to_a_clinic_without_one(setup, monkeypatch):
+    """$PTPULSE_DEFAULT_TIMEZONE (the practice's zone, as the FHIR import uses it) wins over the server's clock."""
+    app_db, templates, policy = setup
+    monkeypatch.setenv("PTPULSE_DEFAULT_TIMEZONE", "America/Chicago")
+    outreach.record_consent(app_db, "1", "sms", True, "intake form", "d")
+    now = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)  # 21:00 CDT on Oct 31, whatever the server's zone
+    preview = outreach.plan(app_db, people("1"), templates["appointment_reminder"], "sms", now, policy)
+    (until,) = preview["not_before"].tolist()
+    assert until == datetime(2026, 11, 1, 8, 0, tzinfo=ZoneInfo("America/Chicago"))
+    assert until.astimezone(UTC).hour == 14

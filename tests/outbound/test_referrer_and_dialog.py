@@ -149,3 +149,40 @@ def test_send_dialog_previews_then_sends_and_shows_the_log(home, sms_server, mon
 
 def api_url(sms_server) -> str:
     return sms_server[1].settings.base_url
+
+
+def test_send_click_after_the_task_was_closed_sends_nothing(home, sms_server, monkeypatch, tmp_path):
+    """The preview showed patient X; a colleague closes X's task before the click, so the Work queue falls back to
+    another patient in the run carrying the click: nothing is sent to anyone, and the dialog says why (H1)."""
+    from streamlit.testing.v1 import AppTest
+
+    from app.lib import actions
+
+    api, _ = sms_server
+    monkeypatch.setenv("PTPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("PTPULSE_SMS_ACCOUNT_SID", "ACtest0001")
+    monkeypatch.setenv("PTPULSE_SMS_AUTH_TOKEN", "tok-secret-123")
+    monkeypatch.setenv("PTPULSE_SMS_FROM", "+15550000000")
+    monkeypatch.setenv("PTPULSE_SMS_BASE_URL", api_url(sms_server))
+    monkeypatch.setattr(outreach, "in_quiet_hours", lambda now, policy: None)  # the test may run at night
+
+    with scoped_environ({"PTPULSE_HOME": str(home.home), "PTPULSE_DEMO_ROLE": "front_desk"}):
+        at = AppTest.from_file(str(APP), default_timeout=90)
+        at.run()
+        at.switch_page("app_pages/work_queue.py").run()
+        ids = at.dataframe[0].value["task_id"].tolist()
+        rec = q.task_recipients(reader(home, "front_desk"), ALL, ids[:300])
+        rec = rec[rec["appointment_time"].notna() & rec["phone"].notna()]
+        for pid in set(rec["patient_id"]):  # everyone could be texted: only the binding stops the wrong one
+            outreach.record_consent(home.app_db, pid, "sms", True, "intake form", "test")
+        task = rec.iloc[-1]
+        logged_before = len(outreach.messages(home.app_db, limit=100_000))
+        at.selectbox(key="wq_task").set_value(task["task_id"]).run()
+        assert "1 to send now" in " ".join(c.value for c in at.caption)
+        actions.record(home.app_db, task["task_id"], "mark_lost", "colleague@clinic.com", {"reason": "Moved away"})
+        at.button(key="wq_send_send").click().run()
+        assert not at.exception
+        assert at.selectbox(key="wq_task").value != task["task_id"]
+        assert any("changed since the preview" in e.value and "nothing was sent" in e.value for e in at.error)
+    assert api.requests == []  # nobody was texted
+    assert len(outreach.messages(home.app_db, limit=100_000)) == logged_before  # nothing logged either
