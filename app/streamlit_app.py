@@ -68,9 +68,30 @@ def oidc_user(settings) -> auth.User:
     except ValueError as exc:
         st.error(f"The roles file is invalid: {exc}")
         st.stop()
+    verified = st.user.get("email_verified")
+    if auth.email_unverified(verified):  # never a role for an address the IdP has not verified (auth.py)
+        if st.session_state.get("ptpulse_refusal_audited") != email:
+            from app.lib import audit
+
+            audit.log(
+                settings.app_db,
+                email or "(no email claim)",
+                "none",
+                "sign_in_refused",
+                {"reason": "email_not_verified", "email_verified": str(verified)},
+            )
+            st.session_state["ptpulse_refusal_audited"] = email
+        st.error(
+            f"Your sign-in provider has not verified the address {email or '(none)'}, so PT Pulse cannot give it a "
+            "role. Verify the address with your provider (or ask your administrator), then sign in again."
+        )
+        st.button("Sign out", on_click=st.logout)
+        st.stop()
     claim = roles_claim(config)
     groups = auth.claim_values(st.user.get(claim)) if claim else ()
-    user = auth.user_from_roles(email, config, name=str(st.user.get("name") or ""), groups=groups)
+    user = auth.user_from_roles(
+        email, config, name=str(st.user.get("name") or ""), groups=groups, email_verified=verified
+    )
     if user is None:
         if st.session_state.get("ptpulse_refusal_audited") != email:  # once per session and account
             from app.lib import audit

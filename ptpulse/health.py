@@ -7,7 +7,9 @@ read-only, the scheduler's status file, the OS lock; never raw.duckdb) and retur
 
 - no build is served, or the served build is older than `max_build_age_hours` (service.yml);
 - the last refresh failed (load refused, build failed, crashed);
-- the scheduler wrote a status file but its process is gone, or its next run is more than an hour overdue;
+- the scheduler wrote a status file but its process is gone, or it is alive but has not rewritten the file for
+  several polls (`serve.stale_after_s`: a loop blocked, e.g. on a provider that never answers -- a live pid alone
+  proves nothing), or its next run is more than an hour overdue;
 - a source that has loaded before has not loaded within its expected cadence (`cadence_hours`).
 
 The report holds build ids, times, source names and counts: no data value, no secret.
@@ -22,7 +24,7 @@ import duckdb
 
 from ptpulse.core.config import Settings
 from ptpulse.core.lock import lock_holder, pid_alive
-from ptpulse.serve import ConfigError, ServiceConfig, load_config, parse_iso, read_status
+from ptpulse.serve import ConfigError, ServiceConfig, load_config, parse_iso, read_status, stale_after_s
 
 OVERDUE_S = 3600.0  # a next run this late means the scheduler is stuck
 
@@ -109,6 +111,11 @@ def health_report(settings: Settings, now: datetime | None = None) -> dict[str, 
         stopped = status.get("stopped_at") is not None
         alive = not stopped and isinstance(status.get("pid"), int) and pid_alive(status["pid"])
         next_run = parse_iso(status.get("next_run"))
+        try:
+            updated = parse_iso(status.get("updated_at"))
+        except ValueError:
+            updated = None
+        silent_s = None if updated is None else (now - updated).total_seconds()
         scheduler.update(
             running=alive,
             pid=status.get("pid"),
@@ -121,6 +128,12 @@ def health_report(settings: Settings, now: datetime | None = None) -> dict[str, 
         )
         if not alive:
             problems.append("the scheduler (`ptpulse serve`) is not running: start it (systemctl start ptpulse)")
+        elif silent_s is None or silent_s > stale_after_s(status):
+            silence = "never updated" if silent_s is None else f"not updated for {silent_s:.0f} s"
+            problems.append(
+                f"the scheduler's process is alive but has {silence} logs/service.json: it may be stuck; read its "
+                "log and restart it (systemctl restart ptpulse)"
+            )
         elif next_run is not None and (now - next_run).total_seconds() > OVERDUE_S:
             problems.append("the scheduled refresh is more than an hour overdue: the scheduler may be stuck")
         last_run = status.get("last_run")

@@ -8,14 +8,16 @@ dashboards in the morning, without anyone typing `ptpulse refresh`. This process
 - refreshes on a cron-like schedule (default nightly, 02:00 local time) and whenever a *complete* export
   lands in incoming/: a folder (or a loose file) whose files stopped changing for `settle_seconds`, or at
   once when it holds a `.done` marker; when it holds a manifest (`manifest.json` or `truth/manifest.json`
-  naming files under `rows` or `files`) every named file must be there too;
+  naming files under `rows` or `files`) every named file must be there too, and no file in it may still be in
+  transfer (`.part` ...); these rules live in ptpulse/refresh.py, shared with `ptpulse refresh`;
 - runs each refresh as a child process (`python -m ptpulse.serve job`) under the pipeline lock, so a crash
   or a kill never takes the app down, and never two refreshes at once: a busy lock is retried with back-off;
 - moves each export to incoming/processed/ (or incoming/failed/ when a file was refused), emails the admin
   on a failed load or build (ptpulse/notify.py), retries a failed build with back-off;
-- sends the messages the pages queued for after quiet hours once they are due (ptpulse/core/outbound.py);
-- writes its state to `$PTPULSE_HOME/logs/service.json` (shape in docs/interfaces.md) for `ptpulse health`
-  and the Data health page.
+- sends the messages the pages queued for after quiet hours once they are due (ptpulse/core/outbound.py), in a
+  thread of its own so a provider that never answers cannot hold the scheduler;
+- writes its state to `$PTPULSE_HOME/logs/service.json` (shape in docs/interfaces.md) at start-up and every
+  poll, for `ptpulse health` (which calls a file not rewritten for several polls stuck) and Data health.
 
 Configuration: `$PTPULSE_HOME/service.yml` (optional; keys of `ServiceConfig`), CLI options override it.
 """
@@ -31,29 +33,38 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
 from ptpulse.core.config import APP_DIR, Settings, get_settings
 from ptpulse.core.lock import PipelineBusy, pipeline_lock
+from ptpulse.refresh import (  # when an export in incoming/ is complete: the same rules as `ptpulse refresh`
+    DEFAULT_SETTLE_S,
+    Watch,
+    _marker,
+    config_path,
+    ready_exports,
+)
 
 log = logging.getLogger("ptpulse.serve")
 
 STATUS_VERSION = 1
 HISTORY = 20  # runs kept in the status file
+# A live scheduler rewrites its status every poll; `ptpulse health` and Data health call it stuck when the file
+# is older than this many polls (and at least STALE_MIN_S: a poll that sends an alert email may take a while).
+STALE_POLLS = 6
+STALE_MIN_S = 120.0
+DELIVERY_BUDGET_S = 300.0  # a delivery check running longer than this is logged and shown as stalled
 JOB_FILES_KEPT = 30  # job logs/results kept under logs/
 BACKOFF_CAP_S = 3600.0
-DONE_MARKER = ".done"
-MANIFESTS = ("manifest.json", "truth/manifest.json")
-# names in incoming/ that are never an export (ours, or a transfer still in flight)
-SKIP_NAMES = {"processed", "failed"}
-PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart", ".done")
 
 # Expected time between loads of each source (hours) before `ptpulse health` calls it stale. EMR sources come
 # with the nightly export; the marketing sheet monthly; reference lists only when they change (not checked).
@@ -85,7 +96,8 @@ class ConfigError(ValueError):
 @dataclass
 class ServiceConfig:
     schedule: str = "0 2 * * *"  # cron (minute hour day-of-month month day-of-week), @daily, @hourly, or off
-    settle_seconds: float = 60.0  # an export is complete when nothing in it changed for this long (or .done)
+    # an export is complete when nothing in it changed for this long (or it has .done)
+    settle_seconds: float = DEFAULT_SETTLE_S
     poll_seconds: float = 5.0
     retries: int = 3  # a failed build is retried this many times, then alerted
     backoff_seconds: float = 120.0  # first retry delay; doubles each attempt, capped at one hour
@@ -96,11 +108,6 @@ class ServiceConfig:
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before retry number `attempt` (1-based)."""
         return min(self.backoff_seconds * 2 ** max(attempt - 1, 0), BACKOFF_CAP_S)
-
-
-def config_path(settings: Settings) -> Path:
-    env = os.environ.get("PTPULSE_SERVICE_FILE")
-    return Path(env).expanduser() if env else settings.home / "service.yml"
 
 
 def _duration_hours(value: Any, where: str) -> float | None:
@@ -159,7 +166,8 @@ _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month"
 
 @dataclass(frozen=True)
 class Cron:
-    """A five-field cron expression (lists, ranges, steps; Sunday is 0 or 7), matched in local time."""
+    """A five-field cron expression (lists, ranges, steps; Sunday is 0 or 7), matched on the local wall clock
+    (the Scheduler places the match in the server's zone, `local_zone`)."""
 
     minutes: frozenset[int]
     hours: frozenset[int]
@@ -206,6 +214,30 @@ class Cron:
         raise ConfigError("schedule: this cron expression never matches a real date; fix the day/month fields")
 
 
+def local_zone(at: float | None = None) -> ZoneInfo | None:
+    """The server's time zone as a ZoneInfo (with its daylight-saving rules): $TZ, else the zone /etc/localtime
+    links to, else /etc/timezone. None when none of them names a zone whose offset now is the system's (a POSIX
+    TZ string such as 'CST6CDT,M3.2.0,M11.1.0'): the caller then uses the C library's local-time rules."""
+    at = time.time() if at is None else at
+    names = [os.environ.get("TZ", "").lstrip(":")]
+    real = os.path.realpath("/etc/localtime")
+    if "zoneinfo/" in real:
+        names.append(real.split("zoneinfo/", 1)[1])
+    try:
+        names.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    except OSError:
+        pass
+    system = datetime.fromtimestamp(at).astimezone().utcoffset()
+    for name in filter(None, names):
+        try:
+            zone = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            continue
+        if datetime.fromtimestamp(at, zone).utcoffset() == system:
+            return zone
+    return None
+
+
 def _cron_field(text: str, name: str, lo: int, hi: int, where: str) -> frozenset[int]:
     out: set[int] = set()
     for part in text.split(","):
@@ -245,6 +277,15 @@ def parse_iso(text: str | None) -> datetime | None:
     return None if not text else datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def stale_after_s(status: dict[str, Any]) -> float:
+    """Seconds after its `updated_at` a live scheduler's status file counts as stuck."""
+    try:
+        poll = float(status.get("poll_seconds") or ServiceConfig.poll_seconds)
+    except (TypeError, ValueError):
+        poll = ServiceConfig.poll_seconds
+    return max(STALE_POLLS * poll, STALE_MIN_S)
+
+
 def read_status(settings: Settings) -> dict[str, Any] | None:
     """The scheduler's last written state, or None when no service has run in this home."""
     try:
@@ -265,79 +306,6 @@ def write_status(settings: Settings, state: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ incoming exports
-
-
-def _is_candidate(path: Path) -> bool:
-    name = path.name
-    return not (name.startswith(".") or name in SKIP_NAMES or name.lower().endswith(PARTIAL_SUFFIXES))
-
-
-def _snapshot(export: Path) -> tuple:
-    """(relative name, size, mtime) of every file in the export: it is settled when this stops changing."""
-    if export.is_file():
-        st = export.stat()
-        return ((export.name, st.st_size, st.st_mtime_ns),)
-    out = []
-    for p in sorted(export.rglob("*")):
-        try:
-            if p.is_file():
-                st = p.stat()
-                out.append((str(p.relative_to(export)), st.st_size, st.st_mtime_ns))
-        except OSError:  # removed while we looked: still changing
-            out.append((str(p), -1, -1))
-    return tuple(out)
-
-
-def _marker(export: Path) -> Path | None:
-    for m in ((export / DONE_MARKER) if export.is_dir() else None, export.with_name(export.name + DONE_MARKER)):
-        if m is not None and m.exists():
-            return m
-    return None
-
-
-def _manifest_complete(export: Path) -> bool:
-    """True without a manifest; with one, every file it names (outside truth/) must exist."""
-    if not export.is_dir():
-        return True
-    for rel in MANIFESTS:
-        path = export / rel
-        if not path.is_file():
-            continue
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return False  # still being written
-        named = data.get("files") or list((data.get("rows") or {}).keys()) if isinstance(data, dict) else []
-        return all((export / str(n)).exists() for n in named if not str(n).startswith("truth/"))
-    return True
-
-
-@dataclass
-class Watch:
-    """What the scheduler last saw of one export: its snapshot and since when it has not changed."""
-
-    snapshot: tuple
-    since: float
-
-
-def ready_exports(incoming: Path, watches: dict[str, Watch], settle_s: float, clock: float) -> list[Path]:
-    """Exports in `incoming` that are complete now; updates `watches` (the caller keeps it between polls)."""
-    if not incoming.is_dir():
-        return []
-    ready, seen = [], set()
-    for export in sorted(p for p in incoming.iterdir() if _is_candidate(p)):
-        seen.add(export.name)
-        snap = _snapshot(export)
-        w = watches.get(export.name)
-        if w is None or w.snapshot != snap:
-            watches[export.name] = w = Watch(snap, clock)
-        if not snap or not _manifest_complete(export):
-            continue
-        if _marker(export) is not None or clock - w.since >= settle_s:
-            ready.append(export)
-    for gone in set(watches) - seen:
-        del watches[gone]
-    return ready
 
 
 def archive_export(settings: Settings, export: Path, ok: bool, stamp: str) -> Path | None:
@@ -455,7 +423,7 @@ class Running:
 class Scheduler:
     """Decides when to refresh and runs one job at a time as a child process; call `tick()` every poll.
 
-    `clock` is wall time (time.time); the schedule is matched in local time."""
+    `clock` is wall time (time.time); the schedule is matched in the server's local time (`_plan_next`)."""
 
     def __init__(self, settings: Settings, config: ServiceConfig, clock: Callable[[], float] = time.time):
         self.settings = settings
@@ -481,18 +449,26 @@ class Scheduler:
             "last_success": previous.get("last_success"),
             "history": previous.get("history", []),
             "app": None,
+            "poll_seconds": config.poll_seconds,  # how often this file is rewritten (health: stale_after_s)
         }
         self.next_run: datetime | None = None
         self._plan_next()
+        self._write()  # at once: a status left by an earlier run must not stand for this one until the first tick
 
     # -- planning
     def _plan_next(self) -> None:
-        local_now = datetime.fromtimestamp(self.clock()).astimezone()
-        self.next_run = (
-            None
-            if self.cron is None
-            else self.cron.next_after(local_now.replace(tzinfo=None)).replace(tzinfo=local_now.tzinfo)
-        )
+        """The next scheduled run, matched on the local wall clock and placed with the zone's rules for *that*
+        day: on the night clocks go back, 02:00 is 02:00 standard time, not the summer offset of the evening
+        before (which put it at 01:00); a time the spring change skips runs at the first minute after it."""
+        if self.cron is None:
+            self.next_run = None
+        else:
+            now = self.clock()
+            zone = local_zone(now)
+            local_now = datetime.fromtimestamp(now, zone) if zone else datetime.fromtimestamp(now)
+            wall = self.cron.next_after(local_now.replace(tzinfo=None))
+            # through UTC and back: a skipped wall time becomes the real one after the change (03:00, not 02:00)
+            self.next_run = wall.replace(tzinfo=zone).astimezone(UTC).astimezone(zone) if zone else wall.astimezone()
         self.state["next_run"] = iso(self.next_run)
 
     def _claimed(self) -> set[str]:
@@ -632,7 +608,9 @@ class Scheduler:
                         "refresh process",
                         f"the refresh stopped without a result (exit code {result.get('exit_code')}) after "
                         f"{job.attempt} attempt(s)",
-                        f"read its log {run.log_file}, fix the cause, then run `ptpulse refresh`.",
+                        # relative to the data folder: the status file is shown on Data health, no server path
+                        f"read its log {_home_relative(run.log_file, self.settings.home)} in the data folder, fix "
+                        "the cause, then run `ptpulse refresh`.",
                     )
                 )
             elif build is not None and not build["ok"]:
@@ -694,6 +672,14 @@ def _again(job: Job, due: float) -> Job:
     return Job(
         "retry" if job.trigger != "incoming" else "incoming", job.exports, job.always_build, job.attempt + 1, due
     )
+
+
+def _home_relative(path: Path, home: Path) -> str:
+    """`path` relative to the data folder when it is inside it (logs/service-job-....log), else its name."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(home).resolve()))
+    except ValueError:
+        return Path(path).name
 
 
 def _ts(t: float) -> datetime:
@@ -828,7 +814,7 @@ def serve(settings: Settings, config: ServiceConfig, port: int, host: str, with_
             if app is not None:
                 app.check()
                 scheduler.state["app"] = app.status()
-            if delivery.tick():
+            if delivery.tick():  # never waits for a send: delivery runs in its own thread
                 scheduler.state["outbound"] = delivery.status
             scheduler.tick()
             end = time.time() + config.poll_seconds
@@ -836,6 +822,7 @@ def serve(settings: Settings, config: ServiceConfig, port: int, host: str, with_
                 time.sleep(min(0.2, config.poll_seconds))
     finally:
         scheduler.stop()
+        delivery.stop()
         if app is not None:
             app.stop()
     return 0
@@ -845,22 +832,50 @@ class QueuedDelivery:
     """Messages the pages queued for after quiet hours (each clinic's, fixed when queued) go out when due, even
     when nobody opens a page: every `every_s` the service calls ptpulse.core.outbound.deliver_due with the
     configured channels. A failure to reach app.sqlite or a channel is logged and tried again next time; it
-    never stops the scheduler."""
+    never stops the scheduler.
+
+    Each check runs in its own thread: a provider that accepts the connection and never answers (a hung SMS
+    gateway) holds that thread, not the loop, so exports dropped in incoming/ are still picked up and the status
+    file stays current. One check at a time; one running longer than `budget_s` is logged and shown as stalled
+    in the status (`outbound.stalled_since`)."""
 
     RETRIES = 2  # per message, as the app's default policy (app/templates/outreach.yml)
 
-    def __init__(self, settings: Settings, every_s: float):
-        self.settings, self.every_s = settings, every_s
+    def __init__(self, settings: Settings, every_s: float, budget_s: float = DELIVERY_BUDGET_S):
+        self.settings, self.every_s, self.budget_s = settings, every_s, budget_s
         self.next_at = 0.0
         self.status: dict[str, Any] = {}
+        self._thread: threading.Thread | None = None
+        self._started = 0.0
+        self._fresh = False  # a finished check whose status the loop has not taken yet
+        self._warned = False
 
     def tick(self, now: datetime | None = None) -> bool:
-        """True when a check ran (the status changed)."""
+        """Start a check when one is due and none is running; never waits for it. True when the status changed
+        (a check finished, or the running one passed its budget)."""
+        changed, self._fresh = self._fresh, False
+        if self._thread is not None and self._thread.is_alive():
+            if not self._warned and time.time() - self._started > self.budget_s:
+                self._warned = True
+                log.warning(
+                    "queued-message delivery has run for %.0f s: a channel is not answering; the scheduler goes on",
+                    time.time() - self._started,
+                )
+                self.status = {**self.status, "stalled_since": iso(_ts(self._started))}
+                return True
+            return changed
+        if self.every_s <= 0 or time.time() < self.next_at:
+            return changed
+        self.next_at = time.time() + self.every_s
+        self._started, self._warned = time.time(), False
+        self._thread = threading.Thread(target=self.run, args=(now,), name="ptpulse-delivery", daemon=True)
+        self._thread.start()
+        return changed
+
+    def run(self, now: datetime | None = None) -> None:
+        """One check, start to end (the thread's body; tests may call it directly)."""
         from ptpulse.core import outbound
 
-        if self.every_s <= 0 or time.time() < self.next_at:
-            return False
-        self.next_at = time.time() + self.every_s
         counts = {"sent": 0, "failed": 0, "skipped": 0}
         try:
             chans = outbound.channels()
@@ -868,13 +883,24 @@ class QueuedDelivery:
         except (outbound.OutboundError, sqlite3.Error, OSError) as exc:
             log.warning("queued messages not delivered this time (%s): %s", type(exc).__name__, exc)
             self.status = {"checked_at": iso(now_utc()), "error": f"{type(exc).__name__}: {exc}"}
-            return True
+            self._fresh = True
+            return
         for r in results:
             counts[r.status] = counts.get(r.status, 0) + 1
         if results:
             log.info("queued messages: %(sent)d sent, %(failed)d failed, %(skipped)d skipped", counts)
         self.status = {"checked_at": iso(now_utc()), "channels": sorted(chans), **counts}
-        return True
+        self._fresh = True
+
+    def wait(self, timeout_s: float) -> None:
+        """Block until the running check ends (tests)."""
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """At shutdown: give a running check a moment to finish its message (the thread is a daemon: a hung
+        channel does not keep the process alive)."""
+        self.wait(timeout_s)
 
 
 def configure_logging() -> None:

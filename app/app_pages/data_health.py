@@ -1,7 +1,9 @@
 """Data health (admin, analyst): what was loaded and when, what was quarantined and under which rule,
 how fresh each source is, how rows from different exports were tied together (and which were not, with the cash
 of payments on unknown claims), and the last builds with their test results. Rejected rows themselves
-(which may contain PHI) are shown to admins only."""
+(which may contain PHI) are shown to admins only; roles without PHI (analysts) see no file or export name
+anywhere on the page, the refresh service's problems and waiting runs included (a file may be named after its
+patient), and nobody sees a server path."""
 
 import json
 from datetime import UTC, datetime
@@ -60,11 +62,11 @@ if status and not status.get("unreadable"):
         st.caption("No refresh has run under the scheduler yet.")
     else:
         st.markdown("**Last run:** " + " · ".join(f"{k}: {v}" for k, v in run.items()))
-        run_problems = service_status.problems(status)
+        run_problems = service_status.problems(status, phi=ctx.user.scope.phi, home=ctx.settings.home)
         if len(run_problems):
             st.error(f"The last run reported {len(run_problems)} problem(s); each says what to fix.")
             ui.table(run_problems, "service_problems", "dh_svc_problems", pinned=("What",))
-    waiting = service_status.pending(status, now)
+    waiting = service_status.pending(status, now, phi=ctx.user.scope.phi)
     if len(waiting):
         st.markdown("**Waiting to run**")
         ui.table(waiting, "service_pending", "dh_svc_pending")

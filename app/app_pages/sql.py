@@ -2,7 +2,8 @@
 
 One SELECT / WITH / DESCRIBE / SHOW statement at a time, capped in rows, time and memory, each run in its own
 worker process (killed at the limits) whose DuckDB has no file access and can only read analytics_deid.duckdb
-(see app/lib/sql_guard.py, app/lib/sql_worker.py and app/README.md)."""
+(see app/lib/sql_guard.py, app/lib/sql_worker.py and app/README.md). A clinic-scoped analyst's worker holds only
+their clinics' rows (and no practice-wide table), as every other page shows them only those clinics."""
 
 from pathlib import Path
 
@@ -41,13 +42,20 @@ except sql_guard.NotDeidentified as exc:
     st.caption(f"Details: {exc}")
     st.stop()
 limits = box.limits
+scope = ctx.user.scope.clinics  # None = every clinic
+if scope is not None:
+    st.info(
+        f"Your account is limited to clinic(s) {', '.join(scope) or '(none)'}: queries here read only their rows; "
+        "practice-wide tables (attribution, referral-source performance, forecasts) are not available.",
+        icon=":material/lock:",
+    )
 st.caption(
     f"Read-only · de-identified (patient_key only) · one statement · up to {limits.row_cap:,} rows · "
     f"{limits.time_limit_s:g} s · {limits.memory_limit_mb} MB memory · no file access"
 )
 with st.expander("Tables you can query"):
     ui.table(
-        sql_guard.sandbox_catalog(box),
+        sql_guard.sandbox_catalog(box, scope),
         "sql_catalog",
         "sql_catalog",
         column_config={"table_name": "Table", "columns": "Columns"},
@@ -64,7 +72,7 @@ if run:
     st.session_state["sql_last"] = text
     try:
         with st.spinner("Running in its own worker process…"):
-            result = sql_worker.run_readonly(box, text)
+            result = sql_worker.run_readonly(box, text, clinics=scope)
     except sql_guard.SqlRefused as exc:
         st.error(str(exc))
     else:

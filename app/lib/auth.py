@@ -279,9 +279,27 @@ def load_roles(path: Path) -> RolesConfig:
     return parse_roles(path.read_text(encoding="utf-8"), source=str(path))
 
 
-def user_from_roles(email: str, config: RolesConfig, name: str = "", groups: Iterable[str] = ()) -> User | None:
+def email_unverified(value: object) -> bool:
+    """True when the IdP's `email_verified` claim says the address is NOT verified (false, or "false" as some
+    IdPs send it). Absent (None) is not "unverified": many IdPs (Entra ID work accounts, Google Workspace's
+    own domains) send no such claim for addresses their directory issued."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() in ("false", "0", "no", "")
+    return value is False or value == 0
+
+
+def user_from_roles(
+    email: str, config: RolesConfig, name: str = "", groups: Iterable[str] = (), email_verified: object = None
+) -> User | None:
     """The signed-in user's role and clinics (from their email, or the IdP groups in `groups`), or None when
-    the roles file knows neither."""
+    the roles file knows neither -- or when the IdP says the email is not verified (`email_unverified`):
+    anyone can type someone@clinic.com into a self-registered or multi-tenant account, and a `domains:` rule
+    (or a users: entry) would hand them that role. Group matches are refused too: the app's audit log would
+    record an address nobody proved is theirs."""
+    if email_unverified(email_verified):
+        return None
     entry = config.lookup(email, groups)
     if entry is None:
         return None

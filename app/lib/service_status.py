@@ -3,12 +3,16 @@ docs/interfaces.md section 6) and put it in plain words, and each source's fresh
 
 Why here and with plain json: the app may import only ptpulse.core, never ptpulse.serve / ptpulse.health, so the
 status file is read as the documented file format it is. Nothing here renders a data value: the file holds names,
-counts, times and the loader's / build's messages only.
+counts, times and the loader's / build's messages only -- but a file's *name* can be PHI (exporters such as Synthea
+name per-patient files `<Given>_<Family>_<uuid>.json`), so `problems` and `pending` take `phi` and, for roles
+without it, show no file or export name, the same rule as the loads table (app/lib/queries/data_health.py).
+No role is shown a server path: paths under the data folder are shown relative to it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,18 @@ def read_status(home: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return {"unreadable": True}
     return data if isinstance(data, dict) else {"unreadable": True}
+
+
+STALE_POLLS, STALE_MIN_S = 6, 120.0  # as ptpulse/serve.py (the app may not import it): polls of silence = stuck
+
+
+def stale_after_s(status: dict[str, Any]) -> float:
+    """Seconds after its `updated_at` a live scheduler counts as stuck (ptpulse/serve.py stale_after_s)."""
+    try:
+        poll = float(status.get("poll_seconds") or 5.0)
+    except (TypeError, ValueError):
+        poll = 5.0
+    return max(STALE_POLLS * poll, STALE_MIN_S)
 
 
 def _when(text: Any) -> datetime | None:
@@ -101,6 +117,14 @@ def scheduler_state(status: dict[str, Any] | None, now: datetime) -> tuple[str, 
             f"The scheduler is not running and did not stop cleanly (last seen {when_text(status.get('updated_at'), now)}):"
             " start `ptpulse serve` again (`systemctl restart ptpulse`) and read its log."
         )
+    updated = _when(status.get("updated_at"))
+    silent_s = None if updated is None else (now - updated).total_seconds()
+    if silent_s is None or silent_s > stale_after_s(status):
+        return "error", (
+            f"The scheduler's process is running but has not reported since {when_text(status.get('updated_at'), now)}"
+            ": it may be stuck, so dropped exports are not picked up. Read its log and restart it "
+            "(`systemctl restart ptpulse`)."
+        )
     running = status.get("running")
     if running:
         return "ok", (
@@ -131,25 +155,85 @@ def last_run(status: dict[str, Any] | None, now: datetime) -> dict[str, str] | N
     }
 
 
-def problems(status: dict[str, Any] | None) -> pd.DataFrame:
-    """The last run's problems: what, problem, fix."""
+FILE_WORD = "(file)"
+PATH_WORD = "(server path)"
+# problems the scheduler reports about itself, not about a file (ptpulse/serve.py Scheduler._finish)
+NOT_A_FILE = frozenset({"refresh process", "dbt build"})
+# a name with a data file's suffix, wherever a message quotes it (belt and braces behind the known names)
+_FILE_NAME = re.compile(
+    r"[^\s'\"`/\\:,;()]+\.(?:csv|tsv|txt|dat|json|ndjson|xml|zip|gz|xlsx?|835|837|x12|edi|part|tmp)\b", re.I
+)
+_ABS_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[/\\][^\s'\"`]+")
+
+
+def _export_names(status: dict[str, Any]) -> set[str]:
+    """Every export or file name the status file mentions: exports of runs (an export may be one loose file,
+    named after its patient), their archived names, and the files that problems are about."""
+    runs = [status.get("last_run") or {}, status.get("running") or {}, *(status.get("history") or [])]
+    names: set[str] = set()
+    for run in runs:
+        names.update(map(str, run.get("exports") or []))
+        for key, value in (run.get("archived") or {}).items():
+            names.update({str(key), str(value), str(value).rsplit("/", 1)[-1]})
+        for p in run.get("problems") or []:
+            what = str(p.get("what") or "")
+            if what and what not in NOT_A_FILE:
+                names.update({what, *what.split("/")})
+    for p in status.get("pending") or []:
+        names.update(map(str, p.get("exports") or []))
+    return {n for n in names if len(n) > 2 and n not in ("failed", "processed", "incoming")}
+
+
+def _local(text: str, home: Path | None) -> str:
+    """`text` with the data folder's path dropped (its files are named relative to it): no server path."""
+    if home is None:
+        return text
+    for prefix in {str(home), str(Path(home).resolve())}:
+        text = text.replace(prefix.rstrip("/") + "/", "")
+    return text
+
+
+def _redact(text: str, names: set[str]) -> str:
+    """`text` for a role without PHI: every known export/file name, any other file-like name and any absolute
+    path replaced by a placeholder."""
+    for name in sorted(names, key=len, reverse=True):
+        text = text.replace(name, FILE_WORD)
+    text = _ABS_PATH.sub(PATH_WORD, text)
+    return _FILE_NAME.sub(FILE_WORD, text)
+
+
+def problems(status: dict[str, Any] | None, phi: bool = True, home: Path | None = None) -> pd.DataFrame:
+    """The last run's problems: what, problem, fix. Without `phi` no file or export name is shown (a "What"
+    that is a file reads "(file)"), as in the loads table; paths under `home` are shown relative to it."""
     rows = ((status or {}).get("last_run") or {}).get("problems") or []
-    return pd.DataFrame(
-        [{"What": p.get("what", ""), "Problem": p.get("problem", ""), "Fix": p.get("fix", "")} for p in rows],
-        columns=["What", "Problem", "Fix"],
-    )
+    names = set() if phi else _export_names(status or {})
+    out = []
+    for p in rows:
+        what, problem, fix = (_local(str(p.get(k) or ""), home) for k in ("what", "problem", "fix"))
+        if not phi:
+            what = what if what in NOT_A_FILE else FILE_WORD
+            problem, fix = _redact(problem, names), _redact(fix, names)
+        out.append({"What": what, "Problem": problem, "Fix": fix})
+    return pd.DataFrame(out, columns=["What", "Problem", "Fix"])
 
 
-def pending(status: dict[str, Any] | None, now: datetime) -> pd.DataFrame:
-    """Queued runs (retries waiting out their back-off, exports waiting for a running refresh)."""
+def pending(status: dict[str, Any] | None, now: datetime, phi: bool = True) -> pd.DataFrame:
+    """Queued runs (retries waiting out their back-off, exports waiting for a running refresh). Without `phi`
+    the exports are counted, not named (a loose export is one file, possibly named after its patient)."""
     rows = (status or {}).get("pending") or []
+
+    def exports(names: list[str]) -> str:
+        if not names:
+            return "none (a full refresh)"
+        return ", ".join(names) if phi else f"{len(names)} export(s)"
+
     return pd.DataFrame(
         [
             {
                 "Run": TRIGGER_WORDS.get(p.get("trigger"), str(p.get("trigger") or "")),
                 "Attempt": int(p.get("attempt") or 1),
                 "Due": when_text(p.get("due"), now),
-                "Exports": ", ".join(p.get("exports") or []) or "none (a full refresh)",
+                "Exports": exports([str(e) for e in p.get("exports") or []]),
             }
             for p in rows
         ],

@@ -18,11 +18,21 @@ Three independent locks:
    passes a hard cap. A bad query fails alone with a clear message; other sessions' workers are unaffected.
 Results are capped at a row limit and a size limit; at most MAX_WORKERS queries run at once (the
 worker module runs them: app/lib/sql_worker.py run_readonly).
+
+Clinic scope: an analyst whose roles.yml entry names clinics reads only those clinics here too, as on every
+other page. Their worker attaches the twin under another name, copies into an in-memory database named like
+the twin (so queries read the same) each table with a `clinic_id` column filtered to their clinics, and the
+tables without one that hold no figure of any clinic (`SCOPE_SHARED_TABLES`: reference lists and load/build
+metadata), then DETACHes the twin before the configuration is locked: nothing the statement can name holds
+another clinic's row. Practice-wide tables without `clinic_id` (attribution, referral-source performance,
+demand forecast, ...) are not there for a scoped analyst. Only the tables the statement names are filled (the
+rest are created empty, so the catalog reads the same), which keeps the copy to what the query reads.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +50,23 @@ CATALOG = "analytics_deid"  # the attached twin; also its catalog name when an a
 ROW_CAP = 5000
 TIME_LIMIT_S = 10.0
 MAX_WORKERS = 3  # queries running at once (all sessions); each may use up to Limits.rss_cap_mb
+SCOPE_SOURCE = "ptpulse_unscoped_twin"  # the twin's catalog name in a scoped worker, detached before the query
+# Tables without clinic_id that a clinic-scoped analyst may read whole: lists and load/build metadata, no figure
+# of any clinic. Every other table without clinic_id is practice-wide and is left out for them.
+SCOPE_SHARED_TABLES = frozenset(
+    {
+        "marts.build_info",
+        "meta.builds",
+        "marts.kpi_definitions",
+        "marts.labels",
+        "marts.work_queue_rules",
+        "marts.dim_payers",
+        "marts.dim_referring_physicians",
+        "marts.source_coverage",
+        "marts.data_quality",
+        "marts.data_quality_warnings",
+    }
+)
 
 # Keywords that write, change settings, touch files or run other statements. DuckDB's tokenizer marks them
 # as keywords wherever they appear outside string literals (a column named like one must be "quoted").
@@ -269,14 +296,61 @@ def sandbox_columns(table: str, columns: list[str]) -> list[str]:
     return kept_columns(columns)
 
 
-def attach_twin(con: duckdb.DuckDBPyConnection, deid_path: Path) -> None:
-    """ATTACH the twin READ_ONLY as CATALOG and refuse it (NotDeidentified) if it breaks the rule."""
-    con.execute(f"ATTACH '{str(deid_path).replace(chr(39), chr(39) * 2)}' AS {CATALOG} (READ_ONLY)")
-    problems = deid_problems(con, CATALOG)
+def attach_twin(con: duckdb.DuckDBPyConnection, deid_path: Path, alias: str = CATALOG) -> None:
+    """ATTACH the twin READ_ONLY as `alias` and refuse it (NotDeidentified) if it breaks the rule."""
+    con.execute(f"ATTACH '{str(deid_path).replace(chr(39), chr(39) * 2)}' AS {alias} (READ_ONLY)")
+    problems = deid_problems(con, alias)
     if problems:
         raise NotDeidentified(
             f"{Path(deid_path).name} is not de-identified; the SQL page will not open it: " + "; ".join(problems[:5])
         )
+
+
+def scope_exposes(table: str, columns: Sequence[str]) -> bool | None:
+    """For a clinic-scoped analyst: True = filtered to their clinics, False = shown whole (no figure of any
+    clinic), None = left out (practice-wide)."""
+    if "clinic_id" in {c.lower() for c in columns}:
+        return True
+    return False if table.lower() in SCOPE_SHARED_TABLES else None
+
+
+def _named_in(statement: str) -> set[str]:
+    """Lower-case names the statement may read a table by: every identifier token (DuckDB's tokenizer) and
+    DuckDB's own list of referenced tables. Over-inclusive on purpose; a table missed is only read empty."""
+    names = {text for _, text in _words(statement)}
+    try:
+        names |= {n.lower() for n in duckdb.get_table_names(statement, qualified=False)}
+    except (duckdb.Error, AttributeError):
+        pass
+    return names
+
+
+def scope_twin(con: duckdb.DuckDBPyConnection, deid_path: Path, clinics: Sequence[str], statement: str) -> None:
+    """Make CATALOG an in-memory copy of the twin as a clinic-scoped analyst may see it (module docstring):
+    rows of `clinics` only, shared reference tables whole, practice-wide tables absent; the twin itself is
+    attached only while copying and detached before this returns."""
+    attach_twin(con, deid_path, alias=SCOPE_SOURCE)
+    named = _named_in(statement)
+    con.execute(f"ATTACH ':memory:' AS {CATALOG}")
+    tables = con.execute(
+        "select schema_name, table_name, list(column_name order by column_index) from duckdb_columns() "
+        "where database_name = ? group by all order by 1, 2",
+        [SCOPE_SOURCE],
+    ).fetchall()
+    wanted = [str(c) for c in clinics]
+    for schema, table, columns in tables:
+        scoped = scope_exposes(f"{schema}.{table}", columns)
+        if scoped is None:
+            continue
+        src, dst = f'{SCOPE_SOURCE}."{schema}"."{table}"', f'{CATALOG}."{schema}"."{table}"'
+        con.execute(f'create schema if not exists {CATALOG}."{schema}"')
+        where = " where cast(clinic_id as varchar) in (select unnest($1::varchar[]))" if scoped else ""
+        limit = "" if table.lower() in named else " limit 0"
+        con.execute(f"create table {dst} as select * from {src}{where}{limit}", [wanted] if scoped else [])
+    con.execute(f"DETACH {SCOPE_SOURCE}")
+    problems = deid_problems(con, CATALOG)
+    if problems:  # cannot happen (a copy of a verified twin); checked because this is what analysts read
+        raise NotDeidentified("the clinic-scoped copy broke the de-identification rule: " + "; ".join(problems[:5]))
 
 
 @dataclass
@@ -313,9 +387,13 @@ def build_sandbox(deid_path: Path, limits: Limits | None = None) -> Sandbox:
     return Sandbox(deid_path, catalog, limits or Limits())
 
 
-def sandbox_catalog(sandbox: Sandbox) -> pd.DataFrame:
-    """Tables and columns available to analysts (the page shows it as a reference)."""
-    return sandbox.catalog
+def sandbox_catalog(sandbox: Sandbox, clinics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Tables and columns available to analysts (the page shows it as a reference); for a clinic-scoped
+    analyst (`clinics` not None) only the tables their worker exposes (`scope_exposes`)."""
+    if clinics is None:
+        return sandbox.catalog
+    keep = [scope_exposes(t, c.split(", ")) is not None for t, c in sandbox.catalog[["table_name", "columns"]].values]
+    return sandbox.catalog[keep].reset_index(drop=True)
 
 
 @dataclass

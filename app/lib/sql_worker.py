@@ -8,7 +8,8 @@ and what to do. The worker's peak RSS (from wait4) is reported either way.
 
 Worker side, `main`: caps its own address space (RLIMIT_AS, so an allocation DuckDB does not count, such as
 one 1.5 GB string, fails at once instead of growing), lowers its priority, re-checks the statement, opens the
-twin with `open_locked`, runs the query, and writes the result as an Arrow IPC file. String values and error
+twin with `open_locked` (for a clinic-scoped analyst: only their clinics' rows, sql_guard.scope_twin), runs the
+query, and writes the result as an Arrow IPC file. String values and error
 messages are scrubbed of server paths (a second lock behind the statement check's refusals).
 A fresh process per query is simple and cannot leak state between analysts. To keep the start-up (Python,
 duckdb and pyarrow imports: ~0.5 s) off the analyst's wait, one *spare* worker is started ahead of time: it
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -43,6 +45,7 @@ from app.lib.sql_guard import (
     SqlResult,
     attach_twin,
     check_statement,
+    scope_twin,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -168,13 +171,21 @@ def _read_result(path: Path):
     return table.to_pandas(date_as_object=False)
 
 
-def run_in_worker(deid_path: Path, statement: str, limits: Limits) -> SqlResult:
-    """Run one checked statement in a fresh worker process under `limits`; see the module docstring."""
+def run_in_worker(deid_path: Path, statement: str, limits: Limits, clinics: Sequence[str] | None = None) -> SqlResult:
+    """Run one checked statement in a fresh worker process under `limits`; see the module docstring.
+    `clinics`: the analyst's clinic scope (None = every clinic)."""
     workdir = Path(tempfile.mkdtemp(prefix="ptpulse-sql-"))  # mode 0700: the query text stays private
     proc = None
     try:
         (workdir / "request.json").write_text(
-            json.dumps({"sql": statement, "deid_path": str(Path(deid_path).resolve()), "limits": asdict(limits)})
+            json.dumps(
+                {
+                    "sql": statement,
+                    "deid_path": str(Path(deid_path).resolve()),
+                    "limits": asdict(limits),
+                    "clinics": None if clinics is None else [str(c) for c in clinics],
+                }
+            )
         )
         started = time.perf_counter()
         proc = _start(workdir)
@@ -204,9 +215,19 @@ def run_in_worker(deid_path: Path, statement: str, limits: Limits) -> SqlResult:
 
 
 # ------------------------------------------------------------------------------------------- worker side
-def open_locked(deid_path: Path, limits: Limits, temp_dir: Path) -> duckdb.DuckDBPyConnection:
+def open_locked(
+    deid_path: Path,
+    limits: Limits,
+    temp_dir: Path,
+    clinics: Sequence[str] | None = None,
+    statement: str = "",
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB under `limits` with the twin attached READ_ONLY and verified, then no file access,
-    no extension autoloading, no Python replacement scans, and a locked configuration."""
+    no extension autoloading, no Python replacement scans, and a locked configuration.
+
+    With `clinics` (a clinic-scoped analyst) the twin is never left attached: an in-memory copy holding only
+    their clinics' rows of the tables `statement` names takes its place (sql_guard.scope_twin), before the
+    configuration is locked."""
     con = duckdb.connect(
         ":memory:",
         config={
@@ -219,7 +240,10 @@ def open_locked(deid_path: Path, limits: Limits, temp_dir: Path) -> duckdb.DuckD
         },
     )
     try:
-        attach_twin(con, deid_path)
+        if clinics is None:
+            attach_twin(con, deid_path)
+        else:
+            scope_twin(con, deid_path, clinics, statement)
         con.execute(f"use {CATALOG}")
         con.execute("set python_enable_replacements = false")
         con.execute("set enable_external_access = false")
@@ -293,7 +317,7 @@ def main() -> None:
     try:
         statement = check_statement(request["sql"])  # the worker does not trust its caller
         os.chdir(deid_path.parent)
-        con = open_locked(Path(deid_path.name), limits, workdir / "spill")
+        con = open_locked(Path(deid_path.name), limits, workdir / "spill", request.get("clinics"), statement)
         (workdir / "ready").touch()
         table = con.sql(statement).limit(limits.row_cap + 1).to_arrow_table()
         truncated = table.num_rows > limits.row_cap
@@ -324,9 +348,14 @@ _slots = threading.BoundedSemaphore(MAX_WORKERS)
 
 
 def run_readonly(
-    sandbox: Sandbox, sql: str, row_cap: int | None = None, time_limit_s: float | None = None
+    sandbox: Sandbox,
+    sql: str,
+    row_cap: int | None = None,
+    time_limit_s: float | None = None,
+    clinics: Sequence[str] | None = None,
 ) -> SqlResult:
-    """Check one analyst query here, then run it in a fresh, limited worker process."""
+    """Check one analyst query here, then run it in a fresh, limited worker process; `clinics` is the
+    analyst's clinic scope (None = every clinic): a scoped analyst's worker holds no other clinic's row."""
 
     statement = check_statement(sql)
     limits = sandbox.limits
@@ -336,6 +365,6 @@ def run_readonly(
     if not _slots.acquire(timeout=limits.time_limit_s):
         raise SqlRefused(f"{MAX_WORKERS} analyst queries are already running; try again in a few seconds.")
     try:
-        return run_in_worker(sandbox.path, statement, limits)
+        return run_in_worker(sandbox.path, statement, limits, clinics)
     finally:
         _slots.release()
