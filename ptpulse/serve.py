@@ -40,12 +40,12 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
 from ptpulse.core.config import APP_DIR, Settings, get_settings
 from ptpulse.core.lock import PipelineBusy, pipeline_lock
+from ptpulse.core.zones import server_zone
 from ptpulse.refresh import (  # when an export in incoming/ is complete: the same rules as `ptpulse refresh`
     DEFAULT_SETTLE_S,
     Watch,
@@ -167,7 +167,7 @@ _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month"
 @dataclass(frozen=True)
 class Cron:
     """A five-field cron expression (lists, ranges, steps; Sunday is 0 or 7), matched on the local wall clock
-    (the Scheduler places the match in the server's zone, `local_zone`)."""
+    (the Scheduler places the match in the server's zone, `ptpulse.core.zones.server_zone`)."""
 
     minutes: frozenset[int]
     hours: frozenset[int]
@@ -212,30 +212,6 @@ class Cron:
             else:
                 return t
         raise ConfigError("schedule: this cron expression never matches a real date; fix the day/month fields")
-
-
-def local_zone(at: float | None = None) -> ZoneInfo | None:
-    """The server's time zone as a ZoneInfo (with its daylight-saving rules): $TZ, else the zone /etc/localtime
-    links to, else /etc/timezone. None when none of them names a zone whose offset now is the system's (a POSIX
-    TZ string such as 'CST6CDT,M3.2.0,M11.1.0'): the caller then uses the C library's local-time rules."""
-    at = time.time() if at is None else at
-    names = [os.environ.get("TZ", "").lstrip(":")]
-    real = os.path.realpath("/etc/localtime")
-    if "zoneinfo/" in real:
-        names.append(real.split("zoneinfo/", 1)[1])
-    try:
-        names.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
-    except OSError:
-        pass
-    system = datetime.fromtimestamp(at).astimezone().utcoffset()
-    for name in filter(None, names):
-        try:
-            zone = ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            continue
-        if datetime.fromtimestamp(at, zone).utcoffset() == system:
-            return zone
-    return None
 
 
 def _cron_field(text: str, name: str, lo: int, hi: int, where: str) -> frozenset[int]:
@@ -464,7 +440,7 @@ class Scheduler:
             self.next_run = None
         else:
             now = self.clock()
-            zone = local_zone(now)
+            zone = server_zone(now)
             local_now = datetime.fromtimestamp(now, zone) if zone else datetime.fromtimestamp(now)
             wall = self.cron.next_after(local_now.replace(tzinfo=None))
             # through UTC and back: a skipped wall time becomes the real one after the change (03:00, not 02:00)

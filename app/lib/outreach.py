@@ -41,6 +41,7 @@ import yaml
 from app.lib import actions
 from ptpulse.core import outbound
 from ptpulse.core.outbound import Channel
+from ptpulse.core.zones import server_zone
 
 TEMPLATES_FILE = Path(__file__).resolve().parents[1] / "templates" / "outreach.yml"
 STATUSES = outbound.MESSAGE_STATUSES  # queued, sending, sent, failed, skipped
@@ -284,26 +285,6 @@ def default_zone() -> ZoneInfo | None:
     return clinic_zone(os.environ.get(DEFAULT_ZONE_ENV, ""))
 
 
-def server_zone() -> ZoneInfo | None:
-    """The server's own zone as a named IANA zone ($TZ, then /etc/localtime's link, then /etc/timezone), or None
-    when it cannot be named."""
-    names = [os.environ.get("TZ", "").lstrip(":")]
-    localtime = Path("/etc/localtime")
-    if localtime.is_symlink():
-        target = str(localtime.resolve())
-        if "zoneinfo/" in target:
-            names.append(target.split("zoneinfo/", 1)[1])
-    try:
-        names.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
-    except OSError:
-        pass
-    for name in names:
-        zone = clinic_zone(name)
-        if zone is not None:
-            return zone
-    return None
-
-
 def _zone_without_clinic_zone(now: datetime) -> ZoneInfo | None:
     """The zone for a clinic without one: the practice default, else the server's named zone when `now` is the
     server's clock (same offset at that instant), else None (now's own offset is used as given).
@@ -313,7 +294,7 @@ def _zone_without_clinic_zone(now: datetime) -> ZoneInfo | None:
     zone = default_zone()
     if zone is not None or isinstance(now.tzinfo, ZoneInfo):
         return zone
-    local = server_zone()
+    local = server_zone(now.timestamp())
     return local if local is not None and local.utcoffset(now.replace(tzinfo=None)) == now.utcoffset() else None
 
 

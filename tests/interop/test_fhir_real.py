@@ -158,12 +158,16 @@ HAND_BUNDLE = _bundle(
 )
 
 
+def _rows(tmp_path, document: dict) -> dict:
+    """The rows fhir.py maps from one FHIR document, by source."""
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(document))
+    return {s: [row for _, row in rows] for s, rows in read_interop(path, load_contracts()).rows.items()}
+
+
 @pytest.fixture
 def hand(tmp_path):
-    path = tmp_path / "hand.json"
-    path.write_text(json.dumps(HAND_BUNDLE))
-    batch = read_interop(path, load_contracts())
-    return {source: [row for _, row in rows] for source, rows in batch.rows.items()}
+    return _rows(tmp_path, HAND_BUNDLE)
 
 
 def test_references_resolve_to_clinics_therapists_physicians_and_payers(hand):
@@ -286,12 +290,6 @@ def _eob(*adjudications: tuple[str, str, float], **extra) -> dict:
         "item": [{"sequence": 1, "adjudication": item}],
         **extra,
     }
-
-
-def _rows(tmp_path, document: dict) -> dict:
-    path = tmp_path / "doc.json"
-    path.write_text(json.dumps(document))
-    return {s: [row for _, row in rows] for s, rows in read_interop(path, load_contracts()).rows.items()}
 
 
 def test_blue_buttons_two_deductibles_add_up_and_its_restated_coinsurance_does_not(tmp_path):

@@ -103,16 +103,22 @@ def test_referrer_report_is_emailed_as_a_pdf(home, smtp_server, print_browser):
     assert part.get_filename() == name and part.get_payload(decode=True) == pdf
 
 
-def test_send_dialog_previews_then_sends_and_shows_the_log(home, sms_server, monkeypatch, tmp_path):
-    from streamlit.testing.v1 import AppTest
-
-    api, _ = sms_server
+def sms_channel(sms_server, monkeypatch, tmp_path):
+    """The SMS channel configured against the test server (no secrets file), quiet hours off (tests may run at
+    night); returns the server's record of requests."""
     monkeypatch.setenv("PTPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
     monkeypatch.setenv("PTPULSE_SMS_ACCOUNT_SID", "ACtest0001")
     monkeypatch.setenv("PTPULSE_SMS_AUTH_TOKEN", "tok-secret-123")
     monkeypatch.setenv("PTPULSE_SMS_FROM", "+15550000000")
     monkeypatch.setenv("PTPULSE_SMS_BASE_URL", api_url(sms_server))
-    monkeypatch.setattr(outreach, "in_quiet_hours", lambda now, policy: None)  # the test may run at night
+    monkeypatch.setattr(outreach, "in_quiet_hours", lambda now, policy: None)
+    return sms_server[0]
+
+
+def test_send_dialog_previews_then_sends_and_shows_the_log(home, sms_server, monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    api = sms_channel(sms_server, monkeypatch, tmp_path)
 
     with scoped_environ({"PTPULSE_HOME": str(home.home), "PTPULSE_DEMO_ROLE": "front_desk"}):
         at = AppTest.from_file(str(APP), default_timeout=90)
@@ -158,13 +164,7 @@ def test_send_click_after_the_task_was_closed_sends_nothing(home, sms_server, mo
 
     from app.lib import actions
 
-    api, _ = sms_server
-    monkeypatch.setenv("PTPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
-    monkeypatch.setenv("PTPULSE_SMS_ACCOUNT_SID", "ACtest0001")
-    monkeypatch.setenv("PTPULSE_SMS_AUTH_TOKEN", "tok-secret-123")
-    monkeypatch.setenv("PTPULSE_SMS_FROM", "+15550000000")
-    monkeypatch.setenv("PTPULSE_SMS_BASE_URL", api_url(sms_server))
-    monkeypatch.setattr(outreach, "in_quiet_hours", lambda now, policy: None)  # the test may run at night
+    api = sms_channel(sms_server, monkeypatch, tmp_path)
 
     with scoped_environ({"PTPULSE_HOME": str(home.home), "PTPULSE_DEMO_ROLE": "front_desk"}):
         at = AppTest.from_file(str(APP), default_timeout=90)
