@@ -125,14 +125,22 @@
         ~ ' as scope_key on ' ~ conds | join(' and ') ~ ')') }}
 {%- endmacro %}
 
-{# int_appointments_collapsed: the appointments with a scheduling event in a new load, widened to every
+{# The appointments a new load may have changed: every appointment any version of an event in a new load named.
+   An event re-sent under another appointment id (a check-in corrected onto the right appointment) leaves its old
+   appointment, which must be recomputed too (before, it kept a phantom completed visit until the weekly full
+   refresh). #}
+{% macro touched_appointments(since) -%}
+    {%- set events = raw_source('scheduling_events', ['event_id', 'appointment_id', '_load_id']) -%}
+    select distinct r.appointment_id from {{ events }} as r
+    where r.event_id in (select n.event_id from {{ events }} as n where n._load_id > {{ since }})
+{%- endmacro %}
+
+{# int_appointments_collapsed: the appointments touched by a new load (touched_appointments), widened to every
    appointment of an episode one of them was or is in, and, for those without an episode, to the patient's other
    episode-less appointments (visit_number ranks within them). #}
 {% macro appointments_collapsed_scope(since) -%}
     with touched as (
-        select distinct r.appointment_id
-        from {{ raw_source('scheduling_events', ['appointment_id', '_load_id']) }} as r
-        where r._load_id > {{ since }}
+        {{ touched_appointments(since) }}
     ),
 
     parts as (
@@ -208,7 +216,7 @@
     ),
 
     touched_appointments as (
-        select distinct s.appointment_id from {{ sched }} as s where s._load_id > {{ since }}
+        {{ touched_appointments(since) }}
     ),
 
     moved as (

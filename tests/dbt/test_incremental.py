@@ -25,9 +25,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import copy_of
 from night_helpers import FACTS, full_build_beside, new_load, unmatched_rows
 
 from app.lib import actions
+from ingestion.loader import ingest as ingest_in
 from ptpulse.build.incremental import KEPT_TABLES, read_state
 from ptpulse.build.orchestrate import build as build_in
 from ptpulse.core.config import DBT_PROJECT_DIR, Settings, get_settings
@@ -537,3 +539,33 @@ def test_claims_long_in_120_plus_are_not_recomputed_every_night(day_by_day):
     assert "marts.claims" in last["scoped"]
     rewritten = last["updated"].get("marts.claims", 0) // 2  # patched by key: each claim deleted and inserted once
     assert 0 < rewritten < stale, (rewritten, stale)
+
+
+REKEYED = (  # SE046 / SE047 (arrived, completed of A18: episode E11, patient P11) re-sent under A16 (E08, P08)
+    "event_id,appointment_id,episode_id,referral_id,patient_id,clinic_id,therapist_id,event_type,event_at,"
+    "scheduled_start,duration_min,visit_type,cancel_reason,notice_hours,recorded_by\n"
+    "SE046,A16,E08,R08,P08,CL001,T1,arrived,2025-04-02 09:00:00,2025-04-02 09:00:00,60,follow_up,,,fd1\n"
+    "SE047,A16,E08,R08,P08,CL001,T1,completed,2025-04-02 10:00:00,2025-04-02 09:00:00,60,follow_up,,,fd1\n"
+)
+
+
+def test_an_event_re_sent_under_another_appointment_leaves_its_old_one_recomputed(tiny_home, tmp_path):
+    """A check-in and check-out corrected onto the right appointment (same event ids, another appointment of
+    another episode and patient): the old appointment is recomputed on the incremental night too. Before, its
+    scope held only the new rows' appointments, so A18 stayed a completed visit (visits 13 instead of 12, March's
+    net revenue per visit 104.17 instead of 113.64) until the weekly full refresh."""
+    home = copy_of(tiny_home, tmp_path / "home")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "scheduling_events_fix.csv").write_text(REKEYED)
+    assert [r.rows_landed for r in ingest_in([tmp_path / "in"], home)] == [2]
+    night = build_in(home)
+    assert night.ok and not night.full_refresh, night.message
+    full, _ = full_build_beside(home, tmp_path / "full")
+    assert _differences(home.analytics_db, full.analytics_db, "marts") == {}
+    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+        statuses = dict(
+            con.execute(
+                "select appointment_id, status from marts.appointments where appointment_id in ('A16', 'A18')"
+            ).fetchall()
+        )
+    assert statuses == {"A16": "completed", "A18": "scheduled"}
