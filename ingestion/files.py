@@ -174,7 +174,8 @@ def normalise_line_endings(path: Path, target: Path) -> None:
 
 # Files an exports folder often holds beside the data: a README, a PDF of the layout, an OS's metadata. They
 # are audited as skipped (not refused), so a vendor's folder with its notes in it ingests cleanly.
-NOT_DATA_SUFFIXES = {".md", ".pdf", ".doc", ".docx", ".rtf", ".html", ".htm", ".png", ".jpg", ".jpeg", ".gif"}
+# `.done`: an export's completion marker (ours, or an exporter's own `export_20261201.done`), never data
+NOT_DATA_SUFFIXES = {".md", ".pdf", ".doc", ".docx", ".rtf", ".html", ".htm", ".png", ".jpg", ".jpeg", ".gif", ".done"}
 NOT_DATA_STEMS = {"readme", "license", "changelog", "notes", "thumbs"}
 
 

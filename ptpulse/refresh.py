@@ -122,12 +122,17 @@ def _manifest_complete(export: Path) -> bool:
     return True
 
 
+#: inside an export folder, names of a file still in transfer; a `*.done` file there is a marker (ours, or an
+#: exporter's own `export_20261201.done`), never a transfer: counting it kept such a folder waiting forever
+IN_TRANSFER_SUFFIXES = tuple(s for s in PARTIAL_SUFFIXES if s != ".done")
+
+
 def _in_flight(export: Path) -> bool:
-    """A folder export still holding a file in transfer (`x.csv.part`, `.crdownload` ...; the `.done` marker is
-    not one): not complete, whatever its age."""
+    """A folder export still holding a file in transfer (`x.csv.part`, `.crdownload` ...): not complete, whatever
+    its age."""
     if not export.is_dir():
         return False
-    return any(p.name != DONE_MARKER and p.name.lower().endswith(PARTIAL_SUFFIXES) for p in export.rglob("*"))
+    return any(p.name.lower().endswith(IN_TRANSFER_SUFFIXES) for p in export.rglob("*"))
 
 
 def _complete(export: Path, snap: tuple) -> bool:

@@ -51,20 +51,18 @@ ROW_CAP = 5000
 TIME_LIMIT_S = 10.0
 MAX_WORKERS = 3  # queries running at once (all sessions); each may use up to Limits.rss_cap_mb
 SCOPE_SOURCE = "ptpulse_unscoped_twin"  # the twin's catalog name in a scoped worker, detached before the query
-# Tables without clinic_id that a clinic-scoped analyst may read whole: lists and load/build metadata, no figure
-# of any clinic. Every other table without clinic_id is practice-wide and is left out for them.
+# Tables without clinic_id that a clinic-scoped analyst may read whole: lists and the build's clock, no figure
+# of any clinic. Every other table without clinic_id is practice-wide and is left out for them, including the
+# practice-wide row counts of meta.builds, source_coverage and data_quality (their own count subtracted from
+# those gave the other clinics' volume).
 SCOPE_SHARED_TABLES = frozenset(
     {
         "marts.build_info",
-        "meta.builds",
         "marts.kpi_definitions",
         "marts.labels",
         "marts.work_queue_rules",
         "marts.dim_payers",
         "marts.dim_referring_physicians",
-        "marts.source_coverage",
-        "marts.data_quality",
-        "marts.data_quality_warnings",
     }
 )
 

@@ -627,7 +627,9 @@ class _Ctx:
             if target is not None and target.get("id"):  # urn:uuid: resolved through the Bundle
                 return entity_id(target["resourceType"], target["id"])
             return identifier_id("", text) if id_namespace() else text
-        if target is not None and target.get("id"):  # `{type, identifier}` naming a resource the export holds
+        if target is not None and target.get("id") and target.get("resourceType") == "Claim":
+            # a payer's `{type: Claim, identifier}`: the practice's claim the export holds. Other types keep the
+            # identifier's value, whatever else the file holds, so a patient named by MRN never splits in two.
             return entity_id(target["resourceType"], target["id"])
         ident = ref.get("identifier")
         if isinstance(ident, dict) and ident.get("value"):
@@ -1014,7 +1016,7 @@ def _claim_number(r: dict) -> str | None:
     """The Claim's first identifier, spelled as a reference by identifier to it lands (`ref_id`), so a payer's
     ClaimResponse loaded from another file or another day links to it (int_claim_links)."""
     ident = next((i for i in r.get("identifier") or [] if isinstance(i, dict) and i.get("value")), None)
-    return identifier_id(ident.get("system", ""), str(ident["value"])) if ident else None
+    return identifier_id(ident.get("system") or "", str(ident["value"])) if ident else None
 
 
 def _remittance(c: _Ctx) -> None:

@@ -507,8 +507,14 @@ def deliver_message(
             token = claim_token(actor)
             if not claim(con, message_id, token, from_statuses):
                 return _busy(con, message_id)
-        else:
+        else:  # claimed with its batch when logged: the batch's claims are renewed as each send starts (a
+            # heartbeat), so a slow batch is never taken for a dead sender and released mid-way (the message in
+            # flight then texted twice by a Retry, the untried ones failed as "interrupted")
             token = claimed
+            stamp = claim_time()
+            con.execute(
+                "update messages set claimed_at = ? where status = 'sending' and claimed_by = ?", (stamp, token)
+            )
             mine = con.execute(
                 "select 1 from messages where message_id = ? and status = 'sending' and claimed_by = ?",
                 (message_id, token),
@@ -534,9 +540,10 @@ def deliver_message(
                 time.sleep(retry_wait_s * 2**attempt)
         now = claim_time()
         if error is not None:
-            con.execute(
-                "update messages set status = 'failed', reason = ?, attempts = ?, updated_at = ? where message_id = ?",
-                (str(error), attempts, now, message_id),
+            con.execute(  # only while the claim is still this sender's: never over a newer claim
+                "update messages set status = 'failed', reason = ?, attempts = ?, updated_at = ? "
+                "where message_id = ? and claimed_by = ?",
+                (str(error), attempts, now, message_id, token),
             )
             return Delivery(message_id, task_id, "failed", str(error))
         con.execute("begin immediate")

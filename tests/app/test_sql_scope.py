@@ -54,6 +54,8 @@ def test_no_name_reaches_another_clinics_rows(box, sql):
         f"select * from {sql_guard.SCOPE_SOURCE}.marts.visits",  # the unscoped twin is detached
         "select * from marts.attribution_roi",  # practice-wide: not there for a scoped analyst
         "select * from ml.demand_forecast",
+        "select row_counts from meta.builds",  # practice-wide row counts: the other clinics' volume by subtraction
+        "select * from marts.source_coverage",
     ],
 )
 def test_the_twin_and_practice_wide_tables_are_not_there(box, sql):

@@ -362,3 +362,23 @@ def test_a_claim_response_naming_its_claim_by_identifier_in_the_same_bundle_gets
     rows = _rows(tmp_path, _bundle(claim, response))
     assert rows["claims"][0]["claim_id"] == "CLM1" and rows["claims"][0]["claim_number"] == "PCN-77"
     assert {r["claim_id"] for r in rows["remittances"]} == {"CLM1"}
+
+
+def test_a_patient_named_by_identifier_keeps_that_value_whatever_the_file_holds(tmp_path):
+    """Only a Claim named by identifier takes the resource's id (a payer's ClaimResponse): an Appointment naming its
+    patient by MRN lands the MRN whether or not the Patient is in the same file, as before, so one patient's
+    events never split between two ids by how the files were packaged."""
+    by_mrn = {"type": "Patient", "identifier": {"system": "urn:mrn", "value": "P100"}}
+    appointment = {
+        "resourceType": "Appointment",
+        "id": "a1",
+        "status": "booked",
+        "start": "2024-03-05T15:00:00Z",
+        "end": "2024-03-05T15:45:00Z",
+        "created": "2024-03-01T10:00:00Z",
+        "participant": [{"actor": by_mrn, "status": "accepted"}],
+    }
+    patient = {"resourceType": "Patient", "id": "abc", "identifier": [{"system": "urn:mrn", "value": "P100"}]}
+    alone = _rows(tmp_path, _bundle(appointment))["scheduling_events"]
+    together = _rows(tmp_path, _bundle(appointment, patient))["scheduling_events"]
+    assert {r["patient_id"] for r in alone} == {r["patient_id"] for r in together} == {"P100"}

@@ -509,3 +509,36 @@ def test_practice_default_zone_applies_to_a_clinic_without_one(setup, monkeypatc
     (until,) = preview["not_before"].tolist()
     assert until == datetime(2026, 11, 1, 8, 0, tzinfo=ZoneInfo("America/Chicago"))
     assert until.astimezone(UTC).hour == 14
+
+
+def test_a_slow_batch_renews_its_claims_so_none_is_released_mid_way(setup):
+    """A batch logged 20 minutes ago and still being sent (a slow provider): each send renews the batch's claims,
+    so another deliverer's stale check releases none of them. Before, the message in flight and every untried one
+    became `failed` ("interrupted"), and a Retry texted the patient in flight a second time."""
+    app_db, templates, policy = setup
+    old = (datetime.now(UTC) - timedelta(minutes=20)).isoformat(timespec="seconds")
+    with sqlite3.connect(app_db, isolation_level=None) as con:
+        outbound.ensure_message_log(con)
+        for mid in (1, 2):
+            con.execute(
+                "insert into messages(batch_id, task_id, patient_id, channel, template, to_addr, body, status, actor, "
+                "created_at, updated_at, claimed_by, claimed_at) "
+                "values ('b', ?, ?, 'sms', 'appointment_reminder', ?, 'hi', 'sending', 'desk', ?, ?, 'batch-T', ?)",
+                (None, str(mid), f"+1555000000{mid}", old, old, old),  # no task: nothing written back
+            )
+    released = []
+
+    class SlowProvider:
+        method = "sms"
+
+        def send(self, to, subject, body, attachments=()):
+            with sqlite3.connect(app_db, isolation_level=None) as con:  # the service's check, mid-send
+                released.extend(outbound.release_stale_claims(con, datetime.now(UTC)))
+            return "SM1"
+
+    done = outbound.deliver_message(app_db, 1, SlowProvider(), 0, "desk", claimed="batch-T")
+    assert done.status == "sent" and released == []
+    assert rows(app_db, "select status, claimed_by from messages order by message_id") == [
+        ("sent", "batch-T"),
+        ("sending", "batch-T"),  # untried, still this batch's: sent next, never failed as "interrupted"
+    ]

@@ -48,6 +48,7 @@ def _incoming_like_after_the_scheduler(incoming, practice):
     marked.mkdir()
     shutil.copy(practice / "payers.csv", marked / "payers.csv")
     (marked / ".done").touch()
+    (marked / "export_20261201.done").touch()  # an exporter's own marker: not a file in transfer
     for export in (failed.parent, processed.parent, in_flight, settled, incoming / "claims.csv.part"):
         _age(export, 3600)
     return settled, marked, [fresh, in_flight]
