@@ -164,6 +164,10 @@ _FILE_NAME = re.compile(
     r"[^\s'\"`/\\:,;()]+\.(?:csv|tsv|txt|dat|json|ndjson|xml|zip|gz|xlsx?|835|837|x12|edi|part|tmp)\b", re.I
 )
 _ABS_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[/\\][^\s'\"`]+")
+# a quoted file name may hold spaces ('Jose Garcia_99.ndjson'): the whole quoted name, not just its last word
+_QUOTED_FILE_NAME = re.compile(
+    r"(['\"`])[^'\"`\n]*?\.(?:csv|tsv|txt|dat|json|ndjson|xml|zip|gz|xlsx?|835|837|x12|edi|part|tmp)\1", re.I
+)
 
 
 def _export_names(status: dict[str, Any]) -> set[str]:
@@ -199,6 +203,7 @@ def _redact(text: str, names: set[str]) -> str:
     for name in sorted(names, key=len, reverse=True):
         text = text.replace(name, FILE_WORD)
     text = _ABS_PATH.sub(PATH_WORD, text)
+    text = _QUOTED_FILE_NAME.sub(FILE_WORD, text)
     return _FILE_NAME.sub(FILE_WORD, text)
 
 

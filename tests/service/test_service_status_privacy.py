@@ -85,6 +85,11 @@ def test_redaction_rule_for_roles_without_phi():
                     "fix": f"moved to incoming/failed/20261201-020000-{LOOSE_FILE}",
                 },
                 {
+                    "what": "dbt build",
+                    "problem": "a file the build read, 'Jose Garcia_99.ndjson', is named after a patient",
+                    "fix": "",
+                },
+                {
                     "what": "refresh process",
                     "problem": "stopped (exit code -9) reading /srv/other/Ann_Lee_1.ndjson",
                     "fix": f"read its log {home}/logs/service-job-1.log",
@@ -93,9 +98,11 @@ def test_redaction_rule_for_roles_without_phi():
         },
     }
     analyst = service_status.problems(status, phi=False, home=home)
-    assert analyst["What"].tolist() == ["(file)", "refresh process"]
+    assert analyst["What"].tolist() == ["(file)", "dbt build", "refresh process"]
     cells = " ".join(analyst.astype(str).to_numpy().ravel())
     assert "Jerry" not in cells and "Ann_Lee" not in cells and "/srv" not in cells
+    assert "Jose" not in cells  # a quoted name with a space is replaced whole, not just its last word
     assert "read its log logs/service-job-1.log" in cells  # the data folder's own files stay useful
     admin = service_status.problems(status, phi=True, home=home)
-    assert admin["What"].tolist() == [LOOSE_FILE, "refresh process"] and "/srv/ptpulse" not in admin["Fix"].iloc[1]
+    assert admin["What"].tolist() == [LOOSE_FILE, "dbt build", "refresh process"]
+    assert "/srv/ptpulse" not in admin["Fix"].iloc[2]
