@@ -127,17 +127,15 @@ def _manifest_complete(export: Path) -> bool:
 IN_TRANSFER_SUFFIXES = tuple(s for s in PARTIAL_SUFFIXES if s != ".done")
 
 
-def _in_flight(export: Path) -> bool:
-    """A folder export still holding a file in transfer (`x.csv.part`, `.crdownload` ...): not complete, whatever
-    its age."""
-    if not export.is_dir():
-        return False
-    return any(p.name.lower().endswith(IN_TRANSFER_SUFFIXES) for p in export.rglob("*"))
+def _in_flight(snap: tuple) -> bool:
+    """An export still holding a file in transfer (`x.csv.part`, `.crdownload` ...): not complete, whatever its
+    age. Read from the snapshot's names, so a poll walks each export once."""
+    return any(name.lower().endswith(IN_TRANSFER_SUFFIXES) for name, _, _ in snap)
 
 
 def _complete(export: Path, snap: tuple) -> bool:
     """Every file there (not empty, none in flight) and every file a manifest names."""
-    return bool(snap) and not _in_flight(export) and _manifest_complete(export)
+    return bool(snap) and not _in_flight(snap) and _manifest_complete(export)
 
 
 @dataclass
