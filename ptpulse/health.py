@@ -8,7 +8,7 @@ read-only, the scheduler's status file, the OS lock; never raw.duckdb) and retur
 - no build is served, or the served build is older than `max_build_age_hours` (service.yml);
 - the last refresh failed (load refused, build failed, crashed);
 - the scheduler wrote a status file but its process is gone, or it is alive but has not rewritten the file for
-  several polls (`serve.stale_after_s`: a loop blocked, e.g. on a provider that never answers -- a live pid alone
+  several polls (`ptpulse.core.service_clock.stale_after_s`: a loop blocked, e.g. on a provider that never answers -- a live pid alone
   proves nothing), or its next run is more than an hour overdue;
 - a source that has loaded before has not loaded within its expected cadence (`cadence_hours`).
 
@@ -24,7 +24,8 @@ import duckdb
 
 from ptpulse.core.config import Settings
 from ptpulse.core.lock import lock_holder, pid_alive
-from ptpulse.serve import ConfigError, ServiceConfig, load_config, parse_iso, read_status, stale_after_s
+from ptpulse.core.service_clock import stale_after_s
+from ptpulse.serve import ConfigError, ServiceConfig, load_config, parse_iso, read_status
 
 OVERDUE_S = 3600.0  # a next run this late means the scheduler is stuck
 

@@ -45,6 +45,7 @@ import yaml
 
 from ptpulse.core.config import APP_DIR, Settings, get_settings
 from ptpulse.core.lock import PipelineBusy, pipeline_lock
+from ptpulse.core.service_clock import POLL_SECONDS
 from ptpulse.core.zones import server_zone
 from ptpulse.refresh import (  # when an export in incoming/ is complete: the same rules as `ptpulse refresh`
     DEFAULT_SETTLE_S,
@@ -58,10 +59,6 @@ log = logging.getLogger("ptpulse.serve")
 
 STATUS_VERSION = 1
 HISTORY = 20  # runs kept in the status file
-# A live scheduler rewrites its status every poll; `ptpulse health` and Data health call it stuck when the file
-# is older than this many polls (and at least STALE_MIN_S: a poll that sends an alert email may take a while).
-STALE_POLLS = 6
-STALE_MIN_S = 120.0
 DELIVERY_BUDGET_S = 300.0  # a delivery check running longer than this is logged and shown as stalled
 JOB_FILES_KEPT = 30  # job logs/results kept under logs/
 BACKOFF_CAP_S = 3600.0
@@ -98,7 +95,7 @@ class ServiceConfig:
     schedule: str = "0 2 * * *"  # cron (minute hour day-of-month month day-of-week), @daily, @hourly, or off
     # an export is complete when nothing in it changed for this long (or it has .done)
     settle_seconds: float = DEFAULT_SETTLE_S
-    poll_seconds: float = 5.0
+    poll_seconds: float = POLL_SECONDS
     retries: int = 3  # a failed build is retried this many times, then alerted
     backoff_seconds: float = 120.0  # first retry delay; doubles each attempt, capped at one hour
     max_build_age_hours: float = 36.0  # `ptpulse health`: the served build may be this old
@@ -251,15 +248,6 @@ def iso(t: datetime | None) -> str | None:
 
 def parse_iso(text: str | None) -> datetime | None:
     return None if not text else datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def stale_after_s(status: dict[str, Any]) -> float:
-    """Seconds after its `updated_at` a live scheduler's status file counts as stuck."""
-    try:
-        poll = float(status.get("poll_seconds") or ServiceConfig.poll_seconds)
-    except (TypeError, ValueError):
-        poll = ServiceConfig.poll_seconds
-    return max(STALE_POLLS * poll, STALE_MIN_S)
 
 
 def read_status(settings: Settings) -> dict[str, Any] | None:

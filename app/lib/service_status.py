@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 
 from ptpulse.core.lock import pid_alive
+from ptpulse.core.service_clock import stale_after_s
 
 RESULT_WORDS = {
     "ok": "succeeded",
@@ -51,18 +52,6 @@ def read_status(home: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return {"unreadable": True}
     return data if isinstance(data, dict) else {"unreadable": True}
-
-
-STALE_POLLS, STALE_MIN_S = 6, 120.0  # as ptpulse/serve.py (the app may not import it): polls of silence = stuck
-
-
-def stale_after_s(status: dict[str, Any]) -> float:
-    """Seconds after its `updated_at` a live scheduler counts as stuck (ptpulse/serve.py stale_after_s)."""
-    try:
-        poll = float(status.get("poll_seconds") or 5.0)
-    except (TypeError, ValueError):
-        poll = 5.0
-    return max(STALE_POLLS * poll, STALE_MIN_S)
 
 
 def _when(text: Any) -> datetime | None:
