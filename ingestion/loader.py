@@ -710,12 +710,14 @@ def _stage_vendor(db: RawDB, path: Path, readable: Path, names: list[str], file_
 
 
 def _clinic_zones(db: RawDB) -> None:
-    """temp._clinic_tz: each known clinic's IANA zone (latest version), for profiles that convert times."""
+    """temp._clinic_tz: each known clinic's IANA zone (latest version), for profiles that convert times. A zone
+    DuckDB does not know (landed before the contract checked it) is left out: the profile's own zone applies."""
     db.con.execute("CREATE OR REPLACE TEMP TABLE _clinic_tz (clinic_id VARCHAR, tz VARCHAR)")
     if db.has_table("clinics"):
         db.con.execute(
-            f"INSERT INTO _clinic_tz SELECT clinic_id, arg_max(timezone, updated_at) FROM {db.t('clinics')} "
-            "GROUP BY clinic_id"
+            "INSERT INTO _clinic_tz SELECT clinic_id, tz FROM ("
+            f"SELECT clinic_id, arg_max(timezone, updated_at) AS tz FROM {db.t('clinics')} GROUP BY clinic_id"
+            ") WHERE tz IN (SELECT name FROM pg_timezone_names())"
         )
 
 

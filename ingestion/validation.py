@@ -32,6 +32,9 @@ from ptpulse.core.sql import quote_ident
 # strptime formats accepted for timestamps: the contract format, and the ISO 'T' variant which is just as
 # unambiguous. Zone offsets and fractional seconds are refused (times are local clinic time, to the second).
 TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
+# strptime's %Y also reads '25' as the year 0025: an Excel m/d/yy re-save would land a date 2000 years early
+# (and, as the older event, never become current). Dates and timestamps must start with a 4-digit year.
+FOUR_DIGIT_YEAR = r"^[0-9]{4}-"
 # Whitespace trimmed from both ends of a value (DuckDB's one-argument trim() removes spaces only).
 TRIM_CHARS = " \t\n\r\x0b\x0c\u00a0\ufeff"
 # Money and counts: plain decimals only. TRY_CAST alone also reads '1_250' and '1e3' (and rounds '1.5' to 2).
@@ -47,7 +50,7 @@ FLOAT_NOISE = r"\.[0-9]{2}(0{6}|9{6})"
 # whose amounts are numbers the mapping wrote out (loader._staging_sql); too_many_decimals applies to written text.
 WRITTEN = "_written"
 
-RULE_ORDER = ("row", "required", "type", "accepted", "pattern", "range")
+RULE_ORDER = ("row", "required", "type", "accepted", "zone", "pattern", "range")
 
 
 def lit(value: Any) -> str:
@@ -101,11 +104,12 @@ def typed_expr(col: Column) -> str:
         return f"CASE WHEN regexp_full_match({v}, {lit(INTEGER_TEXT)}) THEN TRY_CAST({v} AS INTEGER) END"
     if col.type == "decimal":
         return f"CASE WHEN regexp_full_match({v}, {lit(DECIMAL_TEXT)}) THEN TRY_CAST({v} AS DECIMAL(18,2)) END"
+    year_first = f"regexp_matches({v}, {lit(FOUR_DIGIT_YEAR)})"
     if col.type == "date":
-        return f"CAST(try_strptime({v}, '%Y-%m-%d') AS DATE)"
+        return f"CASE WHEN {year_first} THEN CAST(try_strptime({v}, '%Y-%m-%d') AS DATE) END"
     if col.type == "timestamp":
         formats = ", ".join(lit(f) for f in TIMESTAMP_FORMATS)
-        return f"try_strptime({v}, [{formats}])"
+        return f"CASE WHEN {year_first} THEN try_strptime({v}, [{formats}]) END"
     if col.type == "boolean":
         return f"CASE lower(trim({v})) WHEN 'true' THEN true WHEN 'false' THEN false END"
     raise ValueError(f"unsupported type {col.type!r}")
@@ -205,6 +209,16 @@ def _accepted(col: Column) -> list[Check]:
     return [Check("not_accepted", col.name, cond, _detail(col, text))]
 
 
+def _zone(col: Column) -> list[Check]:
+    """A clinic's zone converts every vendor time of that clinic: an unknown name ('Central Time') would fail
+    each later load of the clinic's files, so the clinics row is quarantined instead."""
+    if not col.iana_zone:
+        return []
+    cond = f"{value_expr(col)} IS NOT NULL AND {value_expr(col)} NOT IN (SELECT name FROM pg_timezone_names())"
+    text = "is not an IANA time zone name; write one like America/Chicago (case as written there)"
+    return [Check("unknown_time_zone", col.name, cond, _detail(col, text))]
+
+
 def _pattern(col: Column) -> list[Check]:
     if col.pattern is None:
         return []
@@ -231,6 +245,7 @@ _RULE_BUILDERS = {
     "required": _required,
     "type": _type,
     "accepted": _accepted,
+    "zone": _zone,
     "pattern": _pattern,
     "range": _range,
 }

@@ -44,7 +44,19 @@ TYPE_FORMATS: dict[str, str] = {
 }
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
-_COLUMN_KEYS = {"type", "required", "accepted", "pattern", "min", "max", "codes", "phi", "description", "trim"}
+_COLUMN_KEYS = {
+    "type",
+    "required",
+    "accepted",
+    "pattern",
+    "iana_zone",
+    "min",
+    "max",
+    "codes",
+    "phi",
+    "description",
+    "trim",
+}
 
 
 class ContractError(ValueError):
@@ -60,6 +72,7 @@ class Column:
     required: bool = False
     accepted: tuple[str, ...] | None = None
     pattern: str | None = None
+    iana_zone: bool = False  # an IANA time zone name DuckDB knows (America/Chicago): times are converted with it
     min: Any = None
     max: Any = None
     codes: str | None = None  # ingestion/codes/<codes>.csv; a miss lands, flagged as a warning by dbt
@@ -173,6 +186,7 @@ def _parse_column(name: str, spec: Mapping[str, Any], where: str, code_lists: Ma
         required=bool(spec.get("required", False)),
         accepted=tuple(str(v) for v in accepted) if accepted is not None else None,
         pattern=pattern,
+        iana_zone=bool(spec.get("iana_zone", False)),
         min=_bound(spec.get("min"), col_type, where),
         max=_bound(spec.get("max"), col_type, where),
         codes=codes,

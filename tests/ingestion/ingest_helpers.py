@@ -39,6 +39,8 @@ def example_value(col: Column, n: int) -> str:
         return sorted(load_code_lists()[col.codes])[0]
     if col.pattern:
         return PATTERN_EXAMPLES[col.pattern]
+    if col.iana_zone:
+        return "America/Chicago"
     if col.type == "integer":
         return str(col.min if col.min is not None else 3)
     if col.type == "decimal":

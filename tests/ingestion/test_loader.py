@@ -479,3 +479,30 @@ def test_lines_stay_true_after_empty_lines_and_multi_line_records(home, exports,
         (line[rows[2]["patient_id"]], "malformed_row"),
         (line[rows[6]["patient_id"]], "not_accepted"),
     ]
+
+
+def test_a_two_digit_year_is_quarantined_not_landed_in_year_25(home, exports):
+    """strptime's %Y reads '25' as the year 0025: an Excel m/d/yy re-save must not land a date 2000 years early
+    (as the older event it would also never become current)."""
+    stamps = ["2025-01-01 09:00:00", "25-01-01 09:00:00", "0025-01-01T09:00:00"]
+    write_csv(exports, "patients.csv", [example_row("patients", updated_at=s) for s in stamps])
+    [result] = ingest([exports], home)
+    assert counts(result) == (3, 2, 1, 0)
+    assert query(home, "SELECT year(updated_at) FROM raw.patients ORDER BY _line") == [(2025,), (25,)]
+    [(line, rule, column)] = query(home, "SELECT line, rule, column_name FROM raw._quarantine")
+    assert (line, rule, column) == (3, "invalid_timestamp", "updated_at")
+
+
+def test_a_clinic_time_zone_duckdb_does_not_know_is_quarantined(home, exports):
+    """A clinic's zone converts its vendor times: 'Central Time' landing would fail each later vendor load."""
+    zones = ["America/Chicago", "Central Time", "america/chicago"]
+    write_csv(
+        exports, "clinics.csv", [example_row("clinics", clinic_id=f"CL{i}", timezone=z) for i, z in enumerate(zones)]
+    )
+    [result] = ingest([exports], home)
+    assert counts(result) == (3, 1, 2, 0)
+    assert query(home, "SELECT timezone FROM raw.clinics") == [("America/Chicago",)]
+    assert query(home, "SELECT line, rule, column_name FROM raw._quarantine ORDER BY line") == [
+        (3, "unknown_time_zone", "timezone"),
+        (4, "unknown_time_zone", "timezone"),
+    ]
