@@ -17,6 +17,7 @@ quote lines) are reduced to a fixed problem and a line number.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -76,11 +77,11 @@ CREATE TABLE IF NOT EXISTS {loads} (
     load_id BIGINT PRIMARY KEY, file VARCHAR NOT NULL, sha256 VARCHAR, source VARCHAR,
     rows_read BIGINT NOT NULL, rows_landed BIGINT NOT NULL, rows_quarantined BIGINT NOT NULL,
     rows_duplicate BIGINT NOT NULL, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP,
-    status VARCHAR NOT NULL, message VARCHAR, profile VARCHAR)
+    status VARCHAR NOT NULL, message VARCHAR, profile VARCHAR, mapping_sha256 VARCHAR)
 """
 LOADS_COLUMNS = (
     "load_id, file, sha256, source, rows_read, rows_landed, rows_quarantined, rows_duplicate, started_at, "
-    "finished_at, status, message, profile"
+    "finished_at, status, message, profile, mapping_sha256"
 )
 QUARANTINE_DDL = """
 CREATE TABLE IF NOT EXISTS {quarantine} (
@@ -142,6 +143,7 @@ class LoadResult:
     started_at: datetime = field(default_factory=lambda: _now())
     finished_at: datetime | None = None
     profile: str | None = None  # the source profile that mapped a vendor export (ingestion/profiles/)
+    mapping_sha256: str | None = None  # that profile's fingerprint: the same bytes under a fixed profile re-read
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -171,6 +173,7 @@ def ingest(
     settings.ensure()
     db = open_raw(settings.raw_db)
     try:
+        _remove_stale_copies(settings.raw_db.parent)
         _prepare(db)
         results = []
         for done, path in enumerate(files):
@@ -185,6 +188,17 @@ def ingest(
         db.close()
 
 
+# A private LF copy of a file with mixed line endings (it holds the file's rows, patient data included).
+PRIVATE_COPY_PREFIX = ".ingest-"
+
+
+def _remove_stale_copies(work_dir: Path) -> None:
+    """Private copies left by a killed load (`finally` never ran). Only the writer holding raw.duckdb, which is
+    this call, makes them, so any found now are stale: a crash must not leave patient data lying around."""
+    for stale in work_dir.glob(f"{PRIVATE_COPY_PREFIX}*.csv"):
+        stale.unlink(missing_ok=True)
+
+
 def _report(progress: ProgressFn, step: str, done: int, total: int) -> None:
     if progress is not None:
         progress(step, done, total)
@@ -195,6 +209,7 @@ def _prepare(db: RawDB) -> None:
     db.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(db.catalog)}.{quote_ident(SCHEMA)}")
     db.con.execute(LOADS_DDL.format(loads=db.t("_loads")))
     db.con.execute(f"ALTER TABLE {db.t('_loads')} ADD COLUMN IF NOT EXISTS profile VARCHAR")  # pre-profile files
+    db.con.execute(f"ALTER TABLE {db.t('_loads')} ADD COLUMN IF NOT EXISTS mapping_sha256 VARCHAR")
     db.con.execute(QUARANTINE_DDL.format(quarantine=db.t("_quarantine")))
 
 
@@ -217,10 +232,11 @@ def _load_file(
             profile, pfile = mapped
             contract = contracts[pfile.feeds]
             result.profile = f"{profile.name}/{pfile.name}"
+            result.mapping_sha256 = _profile_fingerprint(profile)
         else:
             contract = match_source(path, contracts)
         result.source = contract.source
-        previous = _previous_load(db, result.sha256)
+        previous = _previous_load(db, result.sha256, mapping=result.mapping_sha256)
         if previous is not None:
             _skip(db, result, previous)
         elif mapped is not None:
@@ -230,7 +246,7 @@ def _load_file(
             notes = check_columns(path, names, contract)
             readable = path
             if file_scan.mixed_line_endings:  # DuckDB's strict reader takes one kind; a private LF copy
-                handle, name = tempfile.mkstemp(prefix=".ingest-", suffix=".csv", dir=work_dir)
+                handle, name = tempfile.mkstemp(prefix=PRIVATE_COPY_PREFIX, suffix=".csv", dir=work_dir)
                 os.close(handle)
                 normalised = readable = Path(name)
                 normalise_line_endings(path, normalised)
@@ -276,16 +292,21 @@ def _next_load_id(db: RawDB) -> int:
     return db.con.execute(f"SELECT coalesce(max(load_id), 0) + 1 FROM {db.t('_loads')}").fetchone()[0]
 
 
-def _previous_load(db: RawDB, sha256: str, source: str | None = None, by_source: bool = False) -> tuple | None:
+def _previous_load(
+    db: RawDB, sha256: str, source: str | None = None, by_source: bool = False, mapping: str | None = None
+) -> tuple | None:
     """(load_id, file, finished_at) of the earlier successful load of the same bytes, if any.
 
     `by_source`: only a load of the same bytes into `source` counts (FHIR / X12 files load once per source).
+    `mapping`: the fingerprint of the profile mapping the file now; a load under another version of the
+    profile does not count, so fixing a profile (a date format, a value map) and re-ingesting re-reads the
+    file (what it landed before becomes duplicates) instead of leaving its quarantined rows stuck.
     """
     where = " AND source IS NOT DISTINCT FROM ?" if by_source else ""
-    params = [sha256, LOADED] + ([source] if by_source else [])
+    params = [sha256, LOADED] + ([source] if by_source else []) + [mapping]
     return db.con.execute(
         f"SELECT load_id, file, finished_at FROM {db.t('_loads')} WHERE sha256 = ? AND status = ?"
-        f"{where} ORDER BY load_id LIMIT 1",
+        f"{where} AND mapping_sha256 IS NOT DISTINCT FROM ? ORDER BY load_id LIMIT 1",
         params,
     ).fetchone()
 
@@ -348,7 +369,7 @@ def _rollback_if_open(db: RawDB) -> None:
 def _write_audit(db: RawDB, result: LoadResult) -> None:
     result.finished_at = _now()
     db.con.execute(
-        f"INSERT INTO {db.t('_loads')} ({LOADS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO {db.t('_loads')} ({LOADS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             result.load_id,
             result.file,
@@ -363,6 +384,7 @@ def _write_audit(db: RawDB, result: LoadResult) -> None:
             result.status,
             result.message,
             result.profile,
+            result.mapping_sha256,
         ],
     )
 
@@ -622,6 +644,13 @@ def _line_sql(db: RawDB) -> tuple[str, str]:
 # --- vendor exports mapped by a source profile (ingestion/profiles.py) ----------------------------------------
 
 
+def _profile_fingerprint(profile: Profile) -> str:
+    """What the profile maps and how (not where its file lies): a load is only 'the same' under the same mapping."""
+    return hashlib.sha256(
+        repr((profile.name, profile.defaults, profile.value_maps, profile.files)).encode()
+    ).hexdigest()
+
+
 def _profile_for(path: Path, forced: Profile | None) -> tuple[Profile, ProfileFile] | None:
     """The profile and file type that map `path`: the forced profile (a header it does not fit is refused),
     else the shipped profile whose header signature fits; None = the native contract named by the file."""
@@ -663,7 +692,7 @@ def _load_profiled(
     readable = path
     try:
         if file_scan.mixed_line_endings:
-            handle, name = tempfile.mkstemp(prefix=".ingest-", suffix=".csv", dir=work_dir)
+            handle, name = tempfile.mkstemp(prefix=PRIVATE_COPY_PREFIX, suffix=".csv", dir=work_dir)
             os.close(handle)
             normalised = readable = Path(name)
             normalise_line_endings(path, normalised)
@@ -874,7 +903,9 @@ def _find_duplicates(db: RawDB, contract: Contract, profile: str | None) -> int:
     table = db.t(contract.source)
     event_time = quote_ident(contract.event_time)
     typed_et = v.typed_ref(contract.column(contract.event_time))
-    system = "coalesce(split_part({}, '/', 1), 'native')"
+    # the source system as dbt ranks it (macros/ptpulse.sql source_system_ranks, default source_precedence):
+    # every vendor profile ("name/file": the shipped one or a practice's fixed copy) is one system, 'profile'
+    system = "CASE WHEN {0} LIKE '%/%' THEN 'profile' ELSE coalesce({0}, 'native') END"
     db.con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _dups AS
@@ -882,7 +913,7 @@ def _find_duplicates(db: RawDB, contract: Contract, profile: str | None) -> int:
             SELECT rowid AS rid, _row_hash, {typed_et} AS _et, {typed_keys} FROM _staged WHERE _violation IS NULL),
         system_loads AS (
             SELECT load_id FROM {db.t("_loads")}
-            WHERE {system.format("profile")} = {system.format("CAST(? AS VARCHAR)")}),
+            WHERE {system.format("profile")} = (SELECT {system.format("p")} FROM (SELECT CAST(? AS VARCHAR) AS p))),
         landed AS (SELECT * FROM {table} WHERE _load_id IN (SELECT load_id FROM system_loads)),
         repeated AS (SELECT _row_hash FROM valid GROUP BY _row_hash HAVING count(*) > 1),
         seen_in_file AS (

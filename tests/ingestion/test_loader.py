@@ -506,3 +506,65 @@ def test_a_clinic_time_zone_duckdb_does_not_know_is_quarantined(home, exports):
         (3, "unknown_time_zone", "timezone"),
         (4, "unknown_time_zone", "timezone"),
     ]
+
+
+def test_a_private_copy_left_by_a_killed_load_is_removed_by_the_next_load(home, exports):
+    """A killed load never runs its `finally`: its LF copy of a mixed-line-ending file (patient rows) stayed."""
+    stale = home.raw_db.parent / f"{loader.PRIVATE_COPY_PREFIX}abc123.csv"
+    stale.write_text("patient_id,first_name\nP1,Zebulon\n")
+    keep = home.raw_db.parent / "notes.csv"
+    keep.write_text("kept\n")
+    write_csv(exports, "clinics.csv", [example_row("clinics")])
+    ingest([exports], home)
+    assert not stale.exists()
+    assert keep.exists()
+
+
+WEBPT_CHARGES = [
+    "record_id", "visit_date", "record_pointer", "cpt", "clinic_id", "patient_id", "case_id", "therapist_id",
+    "units", "charge_amount", "note_type", "note_finalized_date",
+]  # fmt: skip
+
+
+def _webpt_charges(folder, name: str, day: str, ids: range) -> None:
+    rows = [[str(i), day, f"RP{i}", "97110", "7", "00123", "501", "31", "2", "95.00", "Daily Note", day] for i in ids]
+    (folder / name).write_text("\n".join(",".join(r) for r in [WEBPT_CHARGES, *rows]) + "\n")
+
+
+def _profile_copy(tmp_path, name: str, date_format: str | None = None):
+    import yaml
+
+    from ingestion.profiles import PROFILES_DIR
+
+    data = yaml.safe_load((PROFILES_DIR / "webpt_standard_extract.yml").read_text())
+    data["profile"] = name
+    if date_format:
+        data["defaults"]["date_formats"].append(date_format)
+    path = tmp_path / f"{name}.yml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_the_same_file_under_a_fixed_profile_is_read_again(home, exports, tmp_path):
+    """Onboarding's loop: rows quarantined for a date format the profile lacked land once the profile has it,
+    though the file's bytes did not change; the same profile again skips the file as before."""
+    _webpt_charges(exports, "charges_jan.csv", "2025.01.02", range(1, 3))
+    [first] = ingest([exports], home)
+    assert counts(first) == (2, 0, 2, 0)
+    fixed = _profile_copy(tmp_path, "webpt_mine", "%Y.%m.%d")
+    [second] = ingest([exports], home, profile=fixed)
+    assert (second.status, counts(second)) == (loader.LOADED, (2, 2, 0, 0))
+    [third] = ingest([exports], home, profile=fixed)
+    assert third.status == loader.SKIPPED
+
+
+def test_a_practice_copy_of_a_profile_is_the_same_source_system_for_duplicates(home, exports, tmp_path):
+    """dbt ranks every vendor profile as one system ('profile'): a fixed copy's overlapping export must find
+    the rows the shipped profile landed, not land them a second time."""
+    _webpt_charges(exports, "charges_mon.csv", "2025-01-02", range(1, 6))
+    [monday] = ingest([exports / "charges_mon.csv"], home)
+    _webpt_charges(exports, "charges_tue.csv", "2025-01-02", range(1, 7))
+    [tuesday] = ingest([exports / "charges_tue.csv"], home, profile=_profile_copy(tmp_path, "webpt_mine"))
+    assert counts(monday) == (5, 5, 0, 0)
+    assert counts(tuesday) == (6, 1, 0, 5)
+    assert table_count(home, "charges") == 6
