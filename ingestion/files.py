@@ -339,7 +339,10 @@ def check_columns(path: Path, names: list[str], contract: Contract) -> list[str]
     notes = []
     missing_optional = [c for c in contract.column_names if c not in keys]
     if missing_optional:
-        notes.append(f"optional column(s) absent, landed as empty: {', '.join(missing_optional)}")
+        notes.append(
+            f"optional column(s) absent, kept as each row's last landed value (empty for new rows): "
+            f"{', '.join(missing_optional)}"
+        )
     extra = [n for n, k in zip(names, keys, strict=True) if k not in contract.column_names]
     if extra:
         shown = [safe_text(n) for n in extra if COLUMN_NAME_SHOWN.match(n)][:20]

@@ -252,6 +252,7 @@ def _load_file(
                 normalise_line_endings(path, normalised)
                 notes.append("mixed line endings (LF / CRLF / CR) read as one kind")
             _stage(db, path, readable, names, contract, file_scan)
+            _carry_absent_columns(db, contract, names)
             _land(db, result, contract, notes)
     except (FileRefused, UnknownSource, ProfileError) as exc:
         _refuse(db, result, str(exc))
@@ -878,6 +879,57 @@ def _merge_order(event_time: str, load: str, line: str) -> str:
     )
 
 
+# The source system of a load as dbt ranks it (macros/ptpulse.sql source_system_ranks, default source_precedence)
+# from raw._loads.profile: every vendor profile ("name/file": the shipped one or a practice's fixed copy) is one
+# system, 'profile'; FHIR and X12 files are 'fhir' / 'x12'; a native CSV (NULL) is 'native'.
+SOURCE_SYSTEM = "CASE WHEN {0} LIKE '%/%' THEN 'profile' ELSE coalesce({0}, 'native') END"
+
+
+def _carry_absent_columns(db: RawDB, contract: Contract, names: Sequence[str]) -> None:
+    """A native file without an optional column did not export it; it did not empty it. Each valid staged row
+    takes the absent columns from its key's current version landed by native files (latest event time, load,
+    line: dbt's rule), so a narrower re-export neither blanks the phone and email of every patient nor lands
+    unchanged rows again (with the values carried, the hash matches). A key new to PT Pulse stays empty."""
+    in_file = {header_key(n) for n in names}
+    landed = _landed_columns(db, contract.source)
+    absent = [c for c in contract.columns if c.name not in in_file and c.name in landed]
+    if not absent:
+        return
+    keys = [contract.column(k) for k in contract.natural_key]
+    key_at = {k.name: f"__key{i}" for i, k in enumerate(keys)}
+    db.con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _carried AS
+        SELECT {", ".join(f"r.{quote_ident(k.name)} AS {key_at[k.name]}" for k in keys)},
+            {", ".join(f"r.{quote_ident(c.name)} AS {quote_ident('__carried_' + c.name)}" for c in absent)}
+        FROM {db.t(contract.source)} r
+        SEMI JOIN (SELECT {", ".join(f"{v.typed_ref(k)} AS {key_at[k.name]}" for k in keys)}
+                   FROM _staged WHERE _violation IS NULL) s
+            ON {" AND ".join(f"r.{quote_ident(k.name)} = s.{key_at[k.name]}" for k in keys)}
+        WHERE r._load_id IN (SELECT load_id FROM {db.t("_loads")} WHERE {SOURCE_SYSTEM.format("profile")} = 'native')
+        QUALIFY row_number() OVER (
+            PARTITION BY {", ".join(f"r.{quote_ident(k.name)}" for k in keys)}
+            ORDER BY r.{quote_ident(contract.event_time)} DESC NULLS LAST, r._load_id DESC, r._line DESC) = 1"""
+    )
+    sets = ", ".join(
+        f"{quote_ident(c.name if c.type == 'varchar' else v.TYPED_PREFIX + c.name)} = "
+        f"c.{quote_ident('__carried_' + c.name)}"
+        for c in absent
+    )
+    match = " AND ".join(f"c.{key_at[k.name]} = {v.typed_ref(k)}" for k in keys)
+    db.con.execute(f"UPDATE _staged SET {sets} FROM _carried c WHERE _violation IS NULL AND {match}")
+    db.con.execute(f"UPDATE _staged SET _row_hash = {v.row_hash_expr(contract)} WHERE _violation IS NULL")
+
+
+def _landed_columns(db: RawDB, source: str) -> set[str]:
+    """Columns of raw.<source> (none when nothing landed yet; a column a newer contract added is not there)."""
+    rows = db.con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+        [db.catalog, SCHEMA, source],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
 def _find_duplicates(db: RawDB, contract: Contract, profile: str | None) -> int:
     """Fill temp._dups with the valid staged rows that change nothing, so a reload or an overlapping re-export
     lands nothing while a row that goes back to an earlier version (v1 -> v2 -> v1) lands and is current.
@@ -905,7 +957,7 @@ def _find_duplicates(db: RawDB, contract: Contract, profile: str | None) -> int:
     typed_et = v.typed_ref(contract.column(contract.event_time))
     # the source system as dbt ranks it (macros/ptpulse.sql source_system_ranks, default source_precedence):
     # every vendor profile ("name/file": the shipped one or a practice's fixed copy) is one system, 'profile'
-    system = "CASE WHEN {0} LIKE '%/%' THEN 'profile' ELSE coalesce({0}, 'native') END"
+    system = SOURCE_SYSTEM
     db.con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _dups AS

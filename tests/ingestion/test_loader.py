@@ -568,3 +568,21 @@ def test_a_practice_copy_of_a_profile_is_the_same_source_system_for_duplicates(h
     assert counts(monday) == (5, 5, 0, 0)
     assert counts(tuesday) == (6, 1, 0, 5)
     assert table_count(home, "charges") == 6
+
+
+def test_a_narrower_re_export_keeps_the_columns_it_did_not_export(home, exports):
+    """A column the file lacks was not exported, not emptied: re-sent patients without phone and email are
+    duplicates, a changed patient keeps its phone as a new version, a new patient has none."""
+    a = example_row("patients", patient_id="P1", phone="5125550101", email="a@example.org")
+    b = example_row("patients", patient_id="P2", phone="5125550102", email="b@example.org")
+    write_csv(exports, "patients.csv", [a, b])
+    ingest([exports / "patients.csv"], home)
+    narrow = [c for c in contract("patients").column_names if c not in ("phone", "email")]
+    changed = {**b, "city": "Elsewhere", "updated_at": "2024-03-16 09:30:00"}
+    new = example_row("patients", patient_id="P3")
+    write_csv(exports, "patients_narrow.csv", [a, changed, new], columns=narrow)
+    [result] = ingest([exports / "patients_narrow.csv"], home)
+    assert counts(result) == (3, 2, 0, 1)
+    assert "kept as each row's last landed value" in result.message
+    landed = query(home, "SELECT patient_id, city, phone, email FROM raw.patients WHERE _load_id = ? ORDER BY 1", [2])
+    assert landed == [("P2", "Elsewhere", "5125550102", "b@example.org"), ("P3", new["city"], None, None)]
