@@ -59,6 +59,7 @@ from ingestion.profiles import (
     load_profiles,
     profile_sql,
     resolve_profile,
+    unmapped_notes,
     unsupplied,
 )
 from ingestion.rawdb import SCHEMA, RawDB, open_raw
@@ -438,12 +439,14 @@ def _csv_rows_sql(contract_text: str, columns: list[str], file_scan: FileScan) -
     joined by a stray double quote, else 0) and `_nul` (a NUL byte in any field).
 
     A quoted value may hold line breaks (a multi-line address or visit comment): that record lands. A stray
-    quote that the reader could still split swallows whole lines of the file into one value, and the value
-    then holds at least a row's worth of field separators (the rest of its own line and the start of the
-    line where the quote closes, or whole rows between): a record whose line-broken values hold, together,
-    as many commas as the header has separators is counted in `_breaks` and quarantined (`multiline_record`),
-    never landed with following rows inside a value. A stray quote the reader cannot split refuses the file
-    (`_collect_malformed`).
+    quote that the reader could still split swallows whole lines of the file into one value, and the value then
+    has the shape of rows: the rest of its own line plus the start of the line where the quote closes hold
+    exactly a row's worth of field separators (the split only works when the quote closes in the same field
+    of a later line), and every whole line between holds at least that many. A line-broken value with exactly
+    a row's worth of commas per line break, or with an inner line holding a whole row's worth, is counted in
+    `_breaks` and quarantined (`multiline_record`), never landed with following rows inside a value; a visit
+    comment over three lines with a few commas on each lands. A stray quote the reader cannot split refuses
+    the file (`_collect_malformed`).
 
     The file scan says whether any of it can occur (a line break inside a field needs a double quote
     somewhere in the file), so most files skip it. Per-column `contains` is a memchr and allocates nothing; a
@@ -456,24 +459,34 @@ def _csv_rows_sql(contract_text: str, columns: list[str], file_scan: FileScan) -
         checked, source = ["_all"], (f"SELECT {contract_text}, concat({', '.join(columns)}) AS _all FROM {READ_CSV}")
     else:
         checked, source = columns, f"SELECT {contract_text}, {', '.join(columns)} FROM {READ_CSV}"
-    newlines, commas, nul = "0", "0", "false"
+    newlines, joined, nul = "0", "false", "false"
+    separators = max(len(columns) - 1, 1)
     if file_scan.quotes:  # LF (or CRLF) files break lines with \n, CR-only files with \r
         eol = "chr(10)" if file_scan.lf or file_scan.crlf else "chr(13)"
         flagged = " OR ".join(f"contains({c}, {eol})" for c in checked)
         count = " + ".join(f"coalesce(length({c}) - length(replace({c}, {eol}, '')), 0)" for c in checked)
-        in_broken = " + ".join(
-            f"CASE WHEN contains({c}, {eol}) THEN length({c}) - length(replace({c}, ',', '')) ELSE 0 END"
-            for c in checked
-        )
+        shaped = " OR ".join(f"coalesce({_row_shaped(c, eol, separators)}, false)" for c in checked)
         newlines = f"CASE WHEN {flagged} THEN {count} ELSE 0 END"
-        commas = f"CASE WHEN _newlines > 0 THEN {in_broken} ELSE 0 END"  # only rows with a break: most skip it
+        joined = f"CASE WHEN _newlines > 0 THEN {shaped} ELSE false END"  # only rows with a break: most skip it
     if file_scan.nuls:
         nul = "coalesce(" + " OR ".join(f"contains({c}, chr(0))" for c in checked) + ", false)"
-    separators = max(len(columns) - 1, 1)
     return (
-        f"SELECT * EXCLUDE (_commas), CASE WHEN _commas >= {separators} THEN _newlines ELSE 0 END AS _breaks "
-        f"FROM (SELECT * EXCLUDE ({', '.join(checked)}), {commas} AS _commas "
+        f"SELECT * EXCLUDE (_joined), CASE WHEN _joined THEN _newlines ELSE 0 END AS _breaks "
+        f"FROM (SELECT * EXCLUDE ({', '.join(checked)}), {joined} AS _joined "
         f"FROM (SELECT *, {newlines} AS _newlines, {nul} AS _nul FROM ({source})))"
+    )
+
+
+def _row_shaped(column: str, eol: str, separators: int) -> str:
+    """SQL: the line-broken value `column` looks like lines of the file joined by a stray quote: exactly a row's
+    worth of commas per line break, or an inner line holding at least a row's worth."""
+    commas = f"(length({column}) - length(replace({column}, ',', '')))"
+    breaks = f"(length({column}) - length(replace({column}, {eol}, '')))"
+    inner = f"string_split({column}, {eol})[2:-2]"
+    inner_max = f"list_max(list_transform({inner}, lambda x: length(x) - length(replace(x, ',', ''))))"
+    return (
+        f"(contains({column}, {eol}) AND ({commas} = {separators} * {breaks} "
+        f"OR coalesce({inner_max}, 0) >= {separators}))"
     )
 
 
@@ -712,6 +725,7 @@ def _load_profiled(
     # a tombstone is a new version even when every contract value equals the last one
     db.con.execute("UPDATE _staged SET _row_hash = hash(_row_hash, 'tombstone') WHERE _op = 'tombstone'")
     notes = [f"mapped by profile {profile.name} (file type {pfile.name})"]
+    notes += unmapped_notes(db.con, profile, pfile, names)
     gaps = unsupplied(pfile, contract)
     if gaps:
         notes.append(f"the export has no column for required {', '.join(gaps)}: those rows are quarantined")

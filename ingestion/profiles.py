@@ -38,6 +38,9 @@ COLUMN_KEYS = {"from", "const", "derive", "args", "sep", "group_by", "map", "par
 COLUMN_KEYS |= {"fallback", "default", "note"}
 OUT_TIMESTAMP, OUT_DATE = "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"
 TOMBSTONE, UPSERT = "tombstone", "upsert"
+# money and counts: a currency sign (after or before a sign) with its spaces, and thousands grouping
+CURRENCY_SIGN = r"^\s*([-+]?)\s*\$?\s*"
+GROUPED_NUMBER = r"[-+]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?\s*"
 
 
 class ProfileError(ValueError):
@@ -105,7 +108,7 @@ def read_profile(path: Path, contracts: Mapping[str, Contract] | None = None) ->
     if not isinstance(data, Mapping) or not isinstance(data.get("profile"), str):
         raise ProfileError(f"{where}: expected a mapping with a 'profile' name; see ingestion/README.md.")
     defaults = dict(data.get("defaults") or {})
-    value_maps = {str(k): _string_map(v) for k, v in (data.get("value_maps") or {}).items()}
+    value_maps = {str(k): _string_map(str(k), v, where) for k, v in (data.get("value_maps") or {}).items()}
     files = tuple(_parse_file(f, where, contracts, value_maps) for f in data.get("files") or ())
     if not files:
         raise ProfileError(f"{where}: 'files' is empty; add one entry per vendor file type.")
@@ -114,9 +117,32 @@ def read_profile(path: Path, contracts: Mapping[str, Contract] | None = None) ->
     return profile
 
 
-def _string_map(mapping: Any) -> dict[str, Any]:
-    """YAML reads `1: upsert` with an int key; vendor values are text, so keys become strings."""
-    return {str(k): v for k, v in (mapping or {}).items()}
+def _string_map(name: str, mapping: Any, where: str) -> dict[str, Any]:
+    """YAML reads `1: upsert` with an int key; vendor values are text, so keys become strings. Keys match
+    trimmed and in any case (`map_key`), so two keys that differ only so must not map to different values."""
+    result = {str(k): v for k, v in (mapping or {}).items()}
+    seen: dict[str, Any] = {}
+    for key, value in result.items():
+        if map_key(key) in seen and seen[map_key(key)] != value:
+            raise ProfileError(
+                f"{where}: value_maps.{name} has keys that differ only in case or spaces ({key!r}) with "
+                f"different values; keys are matched trimmed and in any case, so keep one."
+            )
+        seen[map_key(key)] = value
+    return result
+
+
+def map_key(value: str) -> str:
+    """How a vendor value is looked up in a value map: trimmed, runs of whitespace as one space, lower case,
+    because a practice types `initial evaluation` or `Initial  Evaluation ` as often as its configured name."""
+    return " ".join(str(value).split()).lower()
+
+
+def unmapped_default(mapping: Mapping[str, Any]) -> str | None:
+    """The value a map gives a vendor value it does not know; None when `_unmapped` is flag / keep (absent),
+    which pass the vendor value on for the contract to quarantine."""
+    other = mapping.get("_unmapped", "flag")
+    return None if other in ("flag", "keep", None) else str(other)
 
 
 def _check_timezone(profile: Profile, where: str) -> None:
@@ -264,6 +290,43 @@ def file_of(profile: Profile, names: Sequence[str]) -> ProfileFile | str:
 # --- compiling a profile file type to SQL --------------------------------------------------------------------
 
 
+def strptime_first(x: str, formats: Sequence[str]) -> str:
+    """SQL: `x` read by the first of `formats` that reads it (NULL if none). DuckDB's %Y also reads `25` as
+    the year 0025, so an Excel m/d/yy re-save would land 2000 years early: a %Y format only reads text with
+    exactly 4 digits where %Y stands (`year_pattern`), and a %y format later in the list gets its chance."""
+    tries = [_strptime(x, f) for f in formats]
+    return tries[0] if len(tries) == 1 else f"coalesce({', '.join(tries)})"
+
+
+def _strptime(x: str, fmt: str) -> str:
+    parsed = f"try_strptime({x}, {lit(fmt)})"
+    if "%Y" not in _format_tokens(fmt):
+        return parsed
+    return f"CASE WHEN regexp_full_match({x}, {lit(year_pattern(fmt))}) THEN {parsed} END"
+
+
+def _format_tokens(fmt: str) -> list[str]:
+    return re.findall(r"%.|\s+|[^%\s]+|%", fmt)
+
+
+def year_pattern(fmt: str) -> str:
+    """A regex a text must fully match before a %Y format may read it: %Y is 4 digits, literals as written,
+    whitespace any (as strptime skips it); other directives are left to strptime."""
+    parts = []
+    for token in _format_tokens(fmt):
+        if token == "%Y":
+            parts.append("[0-9]{4}")
+        elif token == "%%":
+            parts.append("%")
+        elif token.startswith("%") and len(token) == 2:
+            parts.append(".*?")
+        elif token.isspace():
+            parts.append(r"\s*")
+        else:
+            parts.append(re.escape(token))
+    return r"\s*" + "".join(parts) + r"\s*"
+
+
 class _Compiler:
     """Builds SQL expressions over `_vendor` (positional text columns `_v<i>`) for one profile file type."""
 
@@ -290,10 +353,10 @@ class _Compiler:
         return f"nullif(trim({pos}), '')"
 
     def parsed_timestamp(self, x: str) -> str:
-        return f"try_strptime({x}, [{', '.join(lit(f) for f in self.stamps)}])"
+        return strptime_first(x, self.stamps)
 
     def parsed_date(self, x: str) -> str:
-        return f"try_strptime({x}, [{', '.join(lit(f) for f in self.dates)}])"
+        return strptime_first(x, self.dates)
 
     def local(self, ts: str) -> str:
         """A parsed timestamp in the clinic's local time (contract convention), from the profile's zone."""
@@ -303,16 +366,7 @@ class _Compiler:
 
     def column(self, col: Mapping[str, Any], target: str) -> str:
         """SQL text value of one contract column, built from its spec."""
-        if "const" in col:
-            x = lit(str(col["const"]))
-        elif "derive" in col:
-            x = self.derive(col)
-        else:
-            x = self.ref(col["from"])
-        if "parse" in col:
-            x = self.parse(x, col["parse"])
-        if "transform" in col:
-            x = self.transform(x, col["transform"])
+        x = self.unmapped_value(col)
         if "map" in col:
             x = self.mapped(x, col["map"])
         prefix = col.get("prefix")
@@ -326,6 +380,20 @@ class _Compiler:
             x = f"coalesce({x}, {lit(str(col['default']))})"
         return x
 
+    def unmapped_value(self, col: Mapping[str, Any]) -> str:
+        """The column's value before its value map: the source, parsed and transformed."""
+        if "const" in col:
+            x = lit(str(col["const"]))
+        elif "derive" in col:
+            x = self.derive(col)
+        else:
+            x = self.ref(col["from"])
+        if "parse" in col:
+            x = self.parse(x, col["parse"])
+        if "transform" in col:
+            x = self.transform(x, col["transform"])
+        return x
+
     def parse(self, x: str, kind: str) -> str:
         """Explicit formats, first that fits wins; a value no format reads is passed on as written so the
         contract quarantines it (unless it would have needed a zone conversion: then a fixed marker)."""
@@ -335,8 +403,17 @@ class _Compiler:
             return f"CASE WHEN {x} IS NULL THEN NULL ELSE coalesce({out}, {unread}) END"
         if kind == "date":
             return f"coalesce(strftime({self.parsed_date(x)}, {lit(OUT_DATE)}), {x})"
-        # money and counts: thousands separators and a currency sign are export formatting, not data
-        return f"replace(replace(replace({x}, ',', ''), '$', ''), ' ', '')"
+        return self.number(x)
+
+    def number(self, x: str) -> str:
+        """Money and counts: a currency sign and thousands grouping (`$1,250.00`) are export formatting, not
+        data. Any other comma (`12,50`, `1.250,00`, `1,2,3`) is a decimal comma or a typo, so the value passes
+        on as written and the contract quarantines it, instead of landing 100 times too large."""
+        bare = f"regexp_replace({x}, {lit(CURRENCY_SIGN)}, '\\1')"
+        return (
+            f"CASE WHEN regexp_full_match({bare}, {lit(GROUPED_NUMBER)}) THEN replace({bare}, ',', '') "
+            f"WHEN contains({bare}, ',') THEN {x} ELSE {bare} END"
+        )
 
     def transform(self, x: str, kind: str) -> str:
         if kind == "upper":
@@ -349,17 +426,29 @@ class _Compiler:
         return f"nullif(trim(regexp_replace(upper({x}), '[^A-Z0-9]+', '|', 'g'), '|'), '')"
 
     def mapped(self, x: str, name: str) -> str:
-        """Vendor value -> contract value. `_unmapped`: `flag`/`keep` (default) pass the vendor value on, so
-        the contract's accepted list quarantines it; any other value is the default target."""
+        """Vendor value -> contract value, keys matched by `map_key`. `_unmapped`: `flag`/`keep` (default) pass
+        the vendor value on, so the contract's accepted list quarantines it; any other value is the default
+        target (counted in the load's notes by `unmapped_notes`)."""
         mapping = self.profile.value_maps[name]
-        branches = " ".join(
-            f"WHEN {lit(k)} THEN {lit(None if v is None else str(v))}"
-            for k, v in mapping.items()
-            if not k.startswith("_")
-        )
-        other = mapping.get("_unmapped", "flag")
-        fallback = x if other in ("flag", "keep", None) else lit(str(other))
-        return f"(CASE {x} {branches} ELSE {fallback} END)" if branches else fallback
+        targets = {map_key(k): v for k, v in mapping.items() if not k.startswith("_")}
+        branches = " ".join(f"WHEN {lit(k)} THEN {lit(None if v is None else str(v))}" for k, v in targets.items())
+        default = unmapped_default(mapping)
+        fallback = x if default is None else lit(default)
+        return f"(CASE {self.key(x)} {branches} ELSE {fallback} END)" if branches else fallback
+
+    def key(self, x: str) -> str:
+        """SQL of `map_key`: the vendor value as value-map keys are compared."""
+        return f"lower(trim(regexp_replace({x}, '\\s+', ' ', 'g')))"
+
+    def defaulted(self, col: Mapping[str, Any]) -> str | None:
+        """SQL condition: the column's vendor value is not in its value map and takes the `_unmapped` default
+        (None when the column has no map or its map passes unknown values on)."""
+        mapping = self.profile.value_maps.get(col.get("map", ""))
+        if mapping is None or unmapped_default(mapping) is None:
+            return None
+        x = self.unmapped_value(col)
+        keys = ", ".join(lit(k) for k in sorted({map_key(k) for k in mapping if not k.startswith("_")}))
+        return f"{x} IS NOT NULL" + (f" AND {self.key(x)} NOT IN ({keys})" if keys else "")
 
     def derive(self, col: Mapping[str, Any]) -> str:
         fn, args = col["derive"], list(col.get("args") or [])
@@ -368,13 +457,20 @@ class _Compiler:
             if fn == "minutes_between":
                 return f"CAST(date_diff('minute', {a}, {b}) AS VARCHAR)"
             return f"CAST(round(date_diff('second', {a}, {b}) / 3600.0, 2) AS VARCHAR)"
-        if fn == "date_to_timestamp":  # a date-only vendor field: 00:00:00 (day precision), no zone shift
-            x = self.ref(args[0])
-            return f"coalesce(strftime({self.parsed_date(x)}, '%Y-%m-%d 00:00:00'), {x})"
+        if fn == "date_to_timestamp":
+            return self.day_or_time(self.ref(args[0]))
         if fn == "concat":
             parts = ", ".join(self.ref(c) for c in args)
             return f"nullif(concat_ws({lit(str(col.get('sep', ':')))}, {parts}), '')"
         return self.eight_minute_units(args[0], list(col.get("group_by") or []))
+
+    def day_or_time(self, x: str) -> str:
+        """A date field (note_finalized_date, payment_date) that exports also write with a time: a value the
+        date_formats read is that day at 00:00:00 (day precision, no zone shift), any other is read by the
+        timestamp_formats exactly as `parse: timestamp` reads it. Dates first: a date format never reads text
+        with a time after it, while a date-only timestamp format would move a day through a zone conversion."""
+        day = f"strftime({self.parsed_date(x)}, '%Y-%m-%d 00:00:00')"
+        return f"coalesce({day}, {self.parse(x, 'timestamp')})"
 
     def eight_minute_units(self, minutes_column: str, group_by: list[str]) -> str:
         """CMS 8-minute rule. Per line without `group_by`: floor(m/15), +1 if the rest >= 8. With `group_by`
@@ -427,37 +523,16 @@ def profile_sql(profile: Profile, pfile: ProfileFile, names: Sequence[str], cont
 
     skip, skip_column = "CAST(NULL AS VARCHAR)", "CAST(NULL AS VARCHAR)"
     op = lit(UPSERT)
-    conditions = []  # (condition that excludes the row, vendor column, detail)
-    for rule in spec.get("filter") or ():
-        vendor = str(rule["column"])
-        ref = c.ref(vendor)
-        if "in" in rule:
-            values = ", ".join(lit(str(v)) for v in rule["in"])
-            cond = f"NOT coalesce({ref} IN ({values}), false)"
-            detail = f"{vendor}: the profile keeps only the value(s) {', '.join(map(str, rule['in']))}"
-        else:
-            values = ", ".join(lit(str(v)) for v in rule["not_in"])
-            cond = f"coalesce({ref} IN ({values}), false)"
-            detail = f"{vendor}: the profile excludes rows with this value ({rule.get('note', 'see the profile')})"
-        conditions.append((cond, vendor, detail))
     flag = spec.get("change_flag")
     if flag:
         mapped = c.mapped(c.ref(flag["column"]), flag["map"])
         op = f"(CASE WHEN {mapped} = {lit(TOMBSTONE)} THEN {lit(TOMBSTONE)} ELSE {lit(UPSERT)} END)"
-        known = [k for k, v in profile.value_maps[flag["map"]].items() if v in (TOMBSTONE, UPSERT)]
-        cond = f"NOT coalesce({c.ref(flag['column'])} IN ({', '.join(lit(k) for k in known)}), false)"
-        detail = f"{flag['column']}: the change flag is empty or not one of {', '.join(known)} (profile change_flag)"
-        conditions.append((cond, str(flag["column"]), detail))
+    conditions = _exclusions(c, profile, spec)
     if conditions:
         skip = "CASE " + " ".join(f"WHEN {cond} THEN {lit(detail)}" for cond, _, detail in conditions) + " END"
         skip_column = "CASE " + " ".join(f"WHEN {cond} THEN {lit(col)}" for cond, col, _ in conditions) + " END"
 
-    zone = "CAST(NULL AS VARCHAR) AS _tz"
-    if c.convert:
-        clinic = text.get("clinic_id") or "CAST(NULL AS VARCHAR)"
-        default = lit(str(profile.defaults["clinic_timezone"]))
-        zone = f"coalesce((SELECT z.tz FROM _clinic_tz z WHERE z.clinic_id = {clinic}), {default}) AS _tz"
-
+    zone = _zone_sql(c, text.get("clinic_id"))
     emits = spec.get("emit") or []
     base = [f"{text[n] if text[n] is not None else 'CAST(NULL AS VARCHAR)'} AS {quote_ident('c_' + n)}" for n in text]
     extra = []
@@ -484,6 +559,84 @@ def profile_sql(profile: Profile, pfile: ProfileFile, names: Sequence[str], cont
             overrides["event_id"] = f"(c_event_id || ':' || _e{i}_type)"
         branches.append(f"SELECT {out(overrides)} FROM p WHERE _skip IS NULL AND _e{i}_when")
     return f"WITH p AS MATERIALIZED ({inner}) " + " UNION ALL ".join(branches)
+
+
+def _exclusions(c: _Compiler, profile: Profile, spec: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(SQL condition that excludes a vendor row, vendor column, detail) per profile filter and change flag."""
+    conditions = []
+    for rule in spec.get("filter") or ():
+        vendor = str(rule["column"])
+        ref = c.ref(vendor)
+        if "in" in rule:
+            values = ", ".join(lit(str(v)) for v in rule["in"])
+            cond = f"NOT coalesce({ref} IN ({values}), false)"
+            detail = f"{vendor}: the profile keeps only the value(s) {', '.join(map(str, rule['in']))}"
+        else:
+            values = ", ".join(lit(str(v)) for v in rule["not_in"])
+            cond = f"coalesce({ref} IN ({values}), false)"
+            detail = f"{vendor}: the profile excludes rows with this value ({rule.get('note', 'see the profile')})"
+        conditions.append((cond, vendor, detail))
+    flag = spec.get("change_flag")
+    if flag:
+        known = [k for k, v in profile.value_maps[flag["map"]].items() if v in (TOMBSTONE, UPSERT)]
+        keys = ", ".join(lit(map_key(k)) for k in known)
+        cond = f"NOT coalesce({c.key(c.ref(flag['column']))} IN ({keys}), false)"
+        detail = f"{flag['column']}: the change flag is empty or not one of {', '.join(known)} (profile change_flag)"
+        conditions.append((cond, str(flag["column"]), detail))
+    return conditions
+
+
+def _zone_sql(c: _Compiler, clinic: str | None) -> str:
+    """The `_tz` column: the clinic's zone from temp `_clinic_tz`, else the profile's clinic_timezone."""
+    if not c.convert:
+        return "CAST(NULL AS VARCHAR) AS _tz"
+    default = lit(str(c.profile.defaults["clinic_timezone"]))
+    return f"coalesce((SELECT z.tz FROM _clinic_tz z WHERE z.clinic_id = {clinic or 'NULL'}), {default}) AS _tz"
+
+
+def unmapped_notes(con: Any, profile: Profile, pfile: ProfileFile, names: Sequence[str]) -> list[str]:
+    """Per mapped column, how many vendor values its value map did not know and replaced by the `_unmapped`
+    default: that default is a guess (a practice's own `Eval` would count as a follow-up), so the load says
+    how often it was made. Counts only, never a value. Runs on `con` over temp `_vendor` (and `_clinic_tz`
+    when the profile converts zones), the tables `profile_sql` reads; rows a filter excludes are not counted."""
+    c = _Compiler(profile, pfile, names)
+    checks = _defaulted_checks(c, pfile.spec)
+    if not checks:
+        return []
+    kept = " AND ".join(f"NOT ({cond})" for cond, _, _ in _exclusions(c, profile, pfile.spec)) or "true"
+    clinic = (pfile.spec.get("columns") or {}).get("clinic_id")
+    zone = _zone_sql(c, c.column(clinic, "clinic_id") if clinic else None)
+    counts = ", ".join(f"count(*) FILTER (WHERE {cond})" for _, _, cond in checks)
+    row = con.execute(f"SELECT {counts} FROM (SELECT *, {zone} FROM _vendor) WHERE {kept}").fetchone()
+    notes = []
+    for (target, col, _), n in zip(checks, row, strict=True):
+        if n:
+            name = col["map"]
+            default = unmapped_default(profile.value_maps[name])
+            notes.append(
+                f"{target}: {n} value(s) not in value map {name} became {default} (its `_unmapped`); add the "
+                f"practice's spelling(s) to value_maps.{name} of the profile"
+            )
+    return notes
+
+
+def _defaulted_checks(c: _Compiler, spec: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], str]]:
+    """(contract column, column spec, SQL condition) for every mapped spec whose map has an `_unmapped`
+    default: the column's own spec, its fallback (only where the column itself is empty) and emit entries."""
+    specs = [(t, col, "true") for t, col in (spec.get("columns") or {}).items()]
+    for emit in spec.get("emit") or ():
+        when = c.condition(emit.get("when", "always"))
+        specs += [(k, _as_column(emit[k], k), when) for k in ("event_type", "event_at")]
+    checks = []
+    while specs:
+        target, col, when = specs.pop(0)
+        test = c.defaulted(col)
+        if test is not None:
+            checks.append((target, col, f"({when}) AND {test}"))
+        if "fallback" in col:
+            primary = {k: v for k, v in col.items() if k not in ("fallback", "default")}
+            specs.append((target, col["fallback"], f"({when}) AND {c.column(primary, target)} IS NULL"))
+    return checks
 
 
 def unsupplied(pfile: ProfileFile, contract: Contract) -> list[str]:

@@ -160,8 +160,9 @@ ROW_CHECKS = (
         None,
         "_breaks > 0",
         lit(
-            "the record spans several lines and its line-broken value holds at least a whole row's worth of "
-            "field separators: a stray double quote joined the following lines into one value. Remove the "
+            "the record spans several lines and its line-broken value is shaped like whole rows (a row's "
+            "worth of field separators per line): a stray double quote joined the following lines into one "
+            "value. Remove the "
             "quote (write a quote inside a value as two) in the source and re-send the file"
         ),
     ),

@@ -586,3 +586,17 @@ def test_a_narrower_re_export_keeps_the_columns_it_did_not_export(home, exports)
     assert "kept as each row's last landed value" in result.message
     landed = query(home, "SELECT patient_id, city, phone, email FROM raw.patients WHERE _load_id = ? ORDER BY 1", [2])
     assert landed == [("P2", "Elsewhere", "5125550102", "b@example.org"), ("P3", new["city"], None, None)]
+
+
+def test_a_quoted_comment_over_several_lines_with_many_commas_lands(home, exports):
+    """Only a row-shaped value (a row's worth of commas per line break, or a whole row on an inner line) is a
+    stray quote's join: a three-line visit comment with more commas in all than the header has lands."""
+    separators = len(example_row("patients", notes="n")) - 1
+    comment = '"' + "\n".join(", ".join(["pain"] * (separators // 2)) for _ in range(3)) + '"'
+    rows = [example_row("patients", notes="n") for _ in range(2)]
+    lines = csv_text(rows, [*rows[0]]).splitlines()
+    lines[1] = lines[1][: -len("n")] + comment
+    (exports / "patients.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    [result] = ingest([exports], home)
+    assert counts(result) == (2, 2, 0, 0)
+    assert [r[0] for r in query(home, "SELECT _line FROM raw.patients ORDER BY _line")] == [2, 5]
