@@ -261,6 +261,8 @@ def _load_file(
         _refuse(db, result, _os_error_message(path, exc))
     except Exception as exc:
         _fail(db, result, exc)
+        if _interrupted(exc):  # Ctrl-C reached DuckDB mid-query: stop the whole call, not just this file
+            raise KeyboardInterrupt from None
     except BaseException as exc:
         _fail(db, result, exc)
         raise
@@ -343,17 +345,32 @@ def _refuse(db: RawDB, result: LoadResult, message: str) -> None:
     _write_audit(db, result)
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Ctrl-C: Python's KeyboardInterrupt, or DuckDB's own error for a query it stopped because of one."""
+    if isinstance(exc, KeyboardInterrupt | duckdb.InterruptException):
+        return True
+    return isinstance(exc, RuntimeError) and "interrupted" in str(exc).lower()
+
+
 def _fail(db: RawDB, result: LoadResult, exc: BaseException) -> None:
     """Roll back the file and record the failure; the message names no data (it could be PHI)."""
     _rollback_if_open(db)
     result.status = FAILED
     result.rows_read = result.rows_landed = result.rows_quarantined = result.rows_duplicate = 0
-    result.message = (
-        f"internal error while loading {display_name(Path(result.file))} ({type(exc).__name__}); "
-        f"the file was rolled back and nothing of it landed. Run ingest again; if it fails again, "
-        f"report load {result.load_id} (the log has the traceback)."
-    )
-    log.error("load %s failed (%s)", result.load_id, type(exc).__name__, exc_info=exc)
+    name = display_name(Path(result.file))
+    if _interrupted(exc):
+        result.message = (
+            f"interrupted (Ctrl-C) while loading {name}; the file was rolled back and nothing of it landed. "
+            f"Run ingest again to load it."
+        )
+        log.warning("load %s interrupted", result.load_id)
+    else:
+        result.message = (
+            f"internal error while loading {name} ({type(exc).__name__}); the file was rolled back and nothing "
+            f"of it landed. Run ingest again; if it fails again, report load {result.load_id} (the log has the "
+            f"traceback)."
+        )
+        log.error("load %s failed (%s)", result.load_id, type(exc).__name__, exc_info=exc)
     try:
         _write_audit(db, result)
     except duckdb.Error:  # the connection itself is broken: nothing more can be loaded in this call
@@ -1075,6 +1092,8 @@ def _load_interop_file(db: RawDB, path: Path, contracts: Mapping[str, Contract])
         return [result]
     except Exception as exc:
         _fail(db, result, exc)
+        if _interrupted(exc):
+            raise KeyboardInterrupt from None
         return [result]
     except BaseException as exc:
         _fail(db, result, exc)
@@ -1118,6 +1137,8 @@ def _land_batch(
             _refuse(db, result, str(exc))
         except Exception as exc:
             _fail(db, result, exc)
+            if _interrupted(exc):
+                raise KeyboardInterrupt from None
         except BaseException as exc:
             _fail(db, result, exc)
             raise

@@ -600,3 +600,26 @@ def test_a_quoted_comment_over_several_lines_with_many_commas_lands(home, export
     [result] = ingest([exports], home)
     assert counts(result) == (2, 2, 0, 0)
     assert [r[0] for r in query(home, "SELECT _line FROM raw.patients ORDER BY _line")] == [2, 5]
+
+
+def test_ctrl_c_inside_a_duckdb_query_stops_the_call_and_rolls_the_file_back(home, exports, monkeypatch):
+    """DuckDB turns Ctrl-C into its own error for the running query: that must stop ingest (and the refresh that
+    would build and serve without the file), not be taken for one failed file while the next ones load."""
+    import threading
+
+    write_csv(exports, "clinics.csv", [example_row("clinics")])
+    write_csv(exports, "therapists.csv", [example_row("therapists")])
+    real_insert = loader._insert_rows
+
+    def interrupted_mid_landing(db, *args, **kwargs):
+        real_insert(db, *args, **kwargs)
+        threading.Timer(0.2, db.con.interrupt).start()  # what the client does on SIGINT
+        db.con.execute("SELECT count(*) FROM range(100000000000)").fetchall()
+
+    monkeypatch.setattr(loader, "_insert_rows", interrupted_mid_landing)
+    with pytest.raises(KeyboardInterrupt):
+        ingest([exports], home)
+    assert query(home, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'clinics'") == [(0,)]  # rolled back
+    [(status, message)] = query(home, "SELECT status, message FROM raw._loads")
+    assert status == "failed" and message.startswith("interrupted (Ctrl-C) while loading clinics.csv")
+    assert "internal error" not in message
