@@ -33,9 +33,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The practice is generated once per home: regenerated on a later day, the same ids would come back with another
+# history and the build would refuse it. `make clean` (removes $(PTPULSE_HOME)) for a new one.
 demo: venv
-	@echo "==> Generating a demo practice in $(DEMO_DIR)"
-	$(PTPULSE) generate --scale small --seed 42 --out $(DEMO_DIR) --as-of $$(date -d yesterday +%F)
+	@if [ -f $(DEMO_DIR)/truth/manifest.json ]; then \
+		echo "==> Reusing the demo practice in $(DEMO_DIR) (make clean, then make demo, for a new one)"; \
+	else \
+		echo "==> Generating a demo practice in $(DEMO_DIR)"; \
+		$(PTPULSE) generate --scale small --seed 42 --out $(DEMO_DIR) --as-of $$(date -d yesterday +%F); \
+	fi
 	@echo "==> Loading and building the dashboards (ingest, dbt build, ML scores; progress below)"
 	PTPULSE_TRUTH_DIR=$(DEMO_DIR)/truth $(PTPULSE) refresh --wait 600
 	$(PTPULSE) status
