@@ -5,7 +5,8 @@ their table in the served analytics file, and so are the big intermediates built
 starts from a COPY of that file (the served file is never written, so a crash leaves the last good build served),
 keeps only the staging and intermediate tables and the build state, and lets dbt rebuild everything else. A full
 refresh starts from an empty file. It is chosen when asked for (`--full-refresh`), when no served build recorded
-its state, when the contracts, the dbt project or the vars changed (a fingerprint of them, `meta.build_state`),
+its state, when the contracts, the dbt project, the vars or the set of raw sources changed (a fingerprint of them,
+`meta.build_state`; a source's first file arriving after the first build is one),
 when the pseudonym secret was rotated (the incremental marts hold patient_keys: `key_id` is in the fingerprint),
 when raw.duckdb is not the one the served build read (its last load is gone or differs), and when the last full
 refresh is older than FULL_REFRESH_DAYS (a safety net: nothing known is missed incrementally, but a weekly
@@ -65,9 +66,11 @@ class Plan:
     state: BuildState  # what this build records in meta.build_state when it succeeds
 
 
-def fingerprint(project_dir: Path, dbt_vars: dict | None, key_id: str = "") -> str:
+def fingerprint(project_dir: Path, dbt_vars: dict | None, key_id: str = "", raw_tables: str = "") -> str:
     """sha256 of everything that decides what a kept table holds: contracts, dbt models, macros, seeds,
-    dbt_project.yml, the vars of this build and the pseudonym secret's public id (core/secrets.py `key_id`)."""
+    dbt_project.yml, the vars of this build, the pseudonym secret's public id (core/secrets.py `key_id`) and the
+    raw tables that exist (a source missing from raw is staged from an untyped empty stand-in, macros/ptpulse.sql
+    raw_source, whose table an incremental build cannot append the real rows to once the source arrives)."""
     h = hashlib.sha256()
     files = [(CONTRACTS_DIR, f) for f in sorted(CONTRACTS_DIR.glob("*.yml"))]
     for part in _PROJECT_PARTS:
@@ -78,6 +81,7 @@ def fingerprint(project_dir: Path, dbt_vars: dict | None, key_id: str = "") -> s
         h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
     h.update(json.dumps(dbt_vars or {}, sort_keys=True, default=str).encode())
     h.update(b"\0key:" + key_id.encode())
+    h.update(b"\0raw:" + raw_tables.encode())
     return h.hexdigest()
 
 
@@ -111,6 +115,16 @@ def _last_load(raw_db: Path) -> tuple[int | None, str | None, str | None]:
     return (row[0], row[1], row[2]) if row else (None, None, None)
 
 
+def _raw_tables(raw_db: Path) -> str:
+    """The source tables raw.duckdb holds, sorted and comma-separated ('' when it has none or cannot be read)."""
+    row = _one_row(
+        raw_db,
+        "select coalesce(string_agg(table_name, ',' order by table_name), '') from duckdb_tables() "
+        "where database_name = current_database() and schema_name = 'raw' and not starts_with(table_name, '_')",
+    )
+    return row[0] if row else ""
+
+
 def _load_matches(raw_db: Path, state: BuildState) -> bool:
     if state.raw_load_id is None:
         return False
@@ -135,7 +149,7 @@ def plan_build(
 ) -> Plan:
     """Decide full or incremental (module docstring) and the state this build will record."""
     load_id, sha, started = _last_load(raw_db)
-    fp = fingerprint(project_dir, dbt_vars, key_id)
+    fp = fingerprint(project_dir, dbt_vars, key_id, _raw_tables(raw_db))
     previous = read_state(analytics)
     reason = ""
     if full_refresh:
@@ -143,7 +157,10 @@ def plan_build(
     elif previous is None:
         reason = "no served build recorded an incremental state"
     elif previous.fingerprint != fp:
-        reason = "contracts, dbt models, vars or the pseudonym secret changed since the served build"
+        reason = (
+            "contracts, dbt models, vars, the pseudonym secret or the sources in raw.duckdb changed since the "
+            "served build"
+        )
     elif not _load_matches(raw_db, previous):
         reason = "raw.duckdb is not the one the served build read"
     elif previous.full_refresh_at is None or now - previous.full_refresh_at > timedelta(days=FULL_REFRESH_DAYS):
