@@ -18,6 +18,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -55,6 +56,8 @@ def progress_bar(title: str) -> Iterator[Callable[[str, float, float], None]]:
 
     Not a terminal (`make demo` piped, the app's refresh log): one plain line per step instead, because a rich
     bar there draws only once, when the command ends, and the log reader would see nothing until then."""
+    from ingestion.files import safe_text
+
     if not err.is_terminal:
         last: dict[str, Any] = {"step": None, "at": 0.0}
 
@@ -64,7 +67,7 @@ def progress_bar(title: str) -> Iterator[Callable[[str, float, float], None]]:
                 return
             last.update(step=step, at=now)
             share = f" {done:,.0f}/{total:,.0f}" if total else ""
-            err.file.write(f"{title}: {step}{share}\n")
+            err.file.write(f"{title}: {safe_text(step, 200)}{share}\n")
             err.file.flush()
 
         yield plain
@@ -80,14 +83,62 @@ def progress_bar(title: str) -> Iterator[Callable[[str, float, float], None]]:
         task = bar.add_task(title, total=None)
 
         def report(step: str, done: float, total: float) -> None:
-            bar.update(task, description=f"{title}: {step}", completed=done, total=total)
+            # the description is rich markup: a step (a file name) is escaped, and `:x:` kept from becoming emoji
+            text = escape(safe_text(f"{title}: {step}", 200)).replace(":", ":\u200b")
+            bar.update(task, description=text, completed=done, total=total)
 
         yield report
 
 
+def _text(message: object, style: str = "") -> Text:
+    """A message as inert text: no rich markup (`[auth]`, `[/x]` stay as written), no emoji codes, control
+    characters shown as \\xNN; its own line breaks kept."""
+    from ingestion.files import safe_text
+
+    lines = str(message).split("\n")
+    return Text("\n".join(safe_text(line, 4000) for line in lines), style=style)
+
+
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(Text("error: ", style="bold red") + _text(message))
     raise typer.Exit(code)
+
+
+def _stop(message: str, code: int) -> None:
+    """Not an error of the command's: Ctrl-C (code 130, as a shell reports SIGINT) or nothing to do."""
+    err.print(_text(message, style="yellow"))
+    raise typer.Exit(code)
+
+
+INTERRUPTED = 130  # the exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it
+
+
+def _ingest_interrupted(started: bool) -> str:
+    """What Ctrl-C out of ingestion left: the loader rolls back the file it was loading before re-raising."""
+    if started:
+        return "interrupted: the file being loaded was rolled back; nothing was built"
+    return "interrupted before anything was loaded; nothing was built"
+
+
+def _watched(report) -> tuple[Callable[[str, float, float], None], dict[str, bool]]:
+    """`report` and a flag set once it is first called (the loader reports each file before loading it)."""
+    seen = {"started": False}
+
+    def watched(step: str, done: float, total: float) -> None:
+        seen["started"] = True
+        report(step, done, total)
+
+    return watched, seen
+
+
+def _as_of(value: str | None) -> date | None:
+    """`--as-of`: a calendar date written YYYY-MM-DD, else a usage error (exit 2) naming the option."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date: write it YYYY-MM-DD, e.g. 2024-06-30") from None
 
 
 @app.command()
@@ -96,7 +147,9 @@ def generate(
     scale: Scale = typer.Option(Scale.small, help="small: 1 clinic x 2 years; medium: 25 x 3; large: 900 x 3."),
     seed: int = typer.Option(42, help="Random seed; the same seed gives byte-identical files."),
     dirty: float = typer.Option(0.005, help="Share of rows given realistic defects (0 for none)."),
-    as_of: str | None = typer.Option(None, help="Last day of history, YYYY-MM-DD (default: a fixed date)."),
+    as_of: str | None = typer.Option(
+        None, help="Last day of history, YYYY-MM-DD (default: a fixed date).", callback=_as_of, metavar="YYYY-MM-DD"
+    ),
     formats: list[str] = typer.Option(
         ["native"],
         "--format",
@@ -115,7 +168,7 @@ def generate(
     unknown = [n for n in names if n not in FORMATS]
     if unknown or not names:
         _fail(f"--format {', '.join(unknown) or '(empty)'} is not a format: choose from {', '.join(FORMATS)}", 2)
-    as_of_date = date.fromisoformat(as_of) if as_of else None
+    as_of_date = as_of  # a date already: parsed and checked by _as_of
     only_native = names == ["native"]
     native_dir = out_dir if only_native else out_dir / ("native" if "native" in names else ".native-work")
     with progress_bar(f"generate {scale.value}") as report:
@@ -133,9 +186,9 @@ def generate(
                     shutil.rmtree(native_dir, ignore_errors=True)
             if "native" not in names:
                 rows = {k: v for k, v in rows.items() if not k.startswith("native/")}
-    table = Table("file", "rows", title=f"Wrote {out_dir}")
+    table = Table("file", "rows", title=_text(f"Wrote {out_dir}"))
     for name, n in sorted(rows.items()):
-        table.add_row(name, f"{n:,}")
+        table.add_row(_text(name), f"{n:,}")
     out.print(table)
 
 
@@ -155,19 +208,26 @@ def ingest(
     ),
 ) -> None:
     """Validate and land source files in raw.duckdb; bad rows go to quarantine with a reason."""
+    from ingestion.files import discover
     from ingestion.loader import ingest as run
     from ingestion.profiles import ProfileError
     from ingestion.status import quarantine_by_load
 
     settings = get_settings(home)
+    if not discover(paths):  # only empty folders: say so, rather than print an empty table and succeed
+        _json_fail(as_json, "no_files", _no_files(paths), code=2)
+    seen = {"started": False}
     try:
         with pipeline_lock(settings, "ingest", wait_s=wait), progress_bar("ingest") as report:
-            results = run(paths, settings, progress=_plain_steps(report), profile=profile)
+            steps, seen = _watched(_plain_steps(report))
+            results = run(paths, settings, progress=steps, profile=profile)
             rules = quarantine_by_load(settings, [r.load_id for r in results]) if as_json else {}
     except PipelineBusy as exc:
         _json_fail(as_json, "busy", str(exc), code=3)
     except ProfileError as exc:
         _json_fail(as_json, "profile", str(exc), code=2)
+    except KeyboardInterrupt:  # the loader rolled the file back (and recorded it) before re-raising Ctrl-C
+        _json_fail(as_json, "interrupted", _ingest_interrupted(seen["started"]), code=INTERRUPTED)
     if as_json:
         sys.stdout.write(json.dumps(_loads_json(results, rules), indent=2, default=str) + "\n")
     else:
@@ -181,7 +241,25 @@ def _json_fail(as_json: bool, kind: str, message: str, code: int) -> None:
     if as_json:
         sys.stdout.write(json.dumps({"error": kind, "message": message, "files": []}) + "\n")
         raise typer.Exit(code)
+    if code == INTERRUPTED:
+        _stop(message, code)
     _fail(message, code=code)
+
+
+def _no_files(paths) -> str:
+    """The message for paths that hold no file at all (empty folders)."""
+    names = ", ".join(str(p) for p in paths)
+    return (
+        f"no files found in {names}: nothing to load. Put the practice's exports there (one CSV per source, "
+        "named after what it holds, e.g. intake_events.csv; FHIR JSON/NDJSON or a zip of a Bulk export; X12 "
+        "835/837 files), or give the files themselves."
+    )
+
+
+def _nothing_mapped(r) -> bool:
+    """A file the loader read but mapped to no source (e.g. JSON with no resource PT Pulse maps): its result
+    is `loaded` with no source and no row, and its message says why."""
+    return r.status == "loaded" and r.source is None and r.rows_read == 0
 
 
 def _loads_json(results, rules: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -220,24 +298,25 @@ def _plain(text: object, limit: int = 2000):
 
 
 def _plain_steps(report):
-    """The progress callback with the step (a file name) escaped for the bar's markup and emoji codes."""
-    from rich.markup import escape
-
+    """The progress callback with the step (a file name) cut and its control characters escaped; the rich bar
+    escapes markup and emoji codes itself (`progress_bar`), so plain log lines carry the name as written."""
     from ingestion.files import safe_text
 
-    return lambda step, done, total: report(escape(safe_text(step, 120)).replace(":", ":\u200b"), done, total)
+    return lambda step, done, total: report(safe_text(step, 120), done, total)
 
 
 def _print_loads(results) -> None:
+    if not results:
+        return
     profiled = any(r.profile for r in results)  # the source profile that mapped a vendor export, if any did
     table = Table("file", "source", *(["profile"] if profiled else []), "status", "read", "landed", "quarantined")
     table.add_column("duplicate")
     for r in results:
         table.add_row(
             _plain(Path(r.file).name, 120),
-            r.source or "?",
-            *([r.profile or "-"] if profiled else []),
-            r.status,
+            _text(r.source or "?"),
+            *([_text(r.profile or "-")] if profiled else []),
+            _text("nothing mapped" if _nothing_mapped(r) else r.status),
             f"{r.rows_read:,}",
             f"{r.rows_landed:,}",
             f"{r.rows_quarantined:,}",
@@ -247,6 +326,8 @@ def _print_loads(results) -> None:
     for r in results:
         if r.status in ("refused", "failed"):
             err.print(_plain(f"{r.status} {r.file}: {r.message}"), style="red")
+        elif _nothing_mapped(r):
+            err.print(_plain(f"nothing landed from {r.file}: {r.message}"), style="yellow")
 
 
 @app.command()
@@ -304,7 +385,7 @@ def render_status(report: dict[str, list[dict[str, Any]]], console: Console) -> 
         loads.add_row(
             _fmt(r["load_id"]),
             Text(safe_text(r["file"].rsplit("/", 1)[-1], 120)),
-            (r["source"] or "?") + (f" (profile {r['profile']})" if r.get("profile") else ""),
+            _text((r["source"] or "?") + (f" (profile {r['profile']})" if r.get("profile") else "")),
             r["status"],
             _fmt(r["rows_read"]),
             _fmt(r["rows_landed"]),
@@ -348,16 +429,24 @@ def build(
             result = run_build(settings, score=score, progress=report, full_refresh=full_refresh)
     except PipelineBusy as exc:
         _fail(str(exc), code=3)
+    except KeyboardInterrupt:  # before the build began (the build itself returns Ctrl-C as its result)
+        _stop("interrupted before the build started; nothing was swapped", INTERRUPTED)
     _finish_build(result)
 
 
 def _finish_build(result) -> None:
     if result.ok:
         out.print(
-            f"[green]built and served[/] {result.served_path} in {result.seconds:.1f}s "
-            f"({result.models} models, {result.tests} tests; "
-            f"{'full refresh' if result.full_refresh else 'incremental'}: {result.mode_reason})"
+            Text("built and served", style="green")
+            + _text(
+                f" {result.served_path} in {result.seconds:.1f}s ({result.models} models, {result.tests} tests; "
+                f"{'full refresh' if result.full_refresh else 'incremental'}: {result.mode_reason})"
+            )
         )
+    elif result.interrupted:
+        _stop(result.message, INTERRUPTED)
+    elif result.served_path is None:
+        _fail(f"build failed; there is no earlier build, so nothing is served yet.\n{result.message}")
     else:
         _fail(f"build failed, the previous analytics files are still served.\n{result.message}")
 
@@ -388,18 +477,46 @@ def refresh(
     full_refresh: bool = FullRefreshOpt,
 ) -> None:
     """Ingest what is new, build, score and swap, in sequence under the pipeline lock."""
+    from ingestion.files import discover
     from ptpulse.refresh import refresh as run
 
     settings = get_settings(home)
+    incoming = settings.incoming.resolve()
+    if paths and all(Path(p).resolve() != incoming for p in paths) and not discover(paths):
+        _fail(_no_files(paths), code=2)
+    seen = {"started": False}
     try:
         with pipeline_lock(settings, "refresh", wait_s=wait), progress_bar("refresh") as report:
-            result = run(settings, paths=paths or None, progress=_plain_steps(report), full_refresh=full_refresh)
+            steps, seen = _watched(_plain_steps(report))
+            result = run(settings, paths=paths or None, progress=steps, full_refresh=full_refresh)
     except PipelineBusy as exc:
         _fail(str(exc), code=3)
+    except KeyboardInterrupt:  # out of ingestion: the build returns Ctrl-C as its result (`_finish_build`)
+        _stop(_ingest_interrupted(seen["started"]), INTERRUPTED)
     _print_loads(result.loads)
+    if result.build is None:  # nothing to load, and nothing was ever loaded: no build was tried
+        _fail(_empty_incoming(settings.incoming, result.waiting), code=2)
+    if not result.loads and not result.waiting:
+        err.print(_text(f"nothing new to load in {settings.incoming}: rebuilding from what was loaded before"))
     _finish_build(result.build)
     if any(r.status in ("refused", "failed") for r in result.loads):
         raise typer.Exit(2)
+
+
+def _empty_incoming(incoming: Path, waiting: list) -> str:
+    """Why a refresh on a home with nothing loaded yet did nothing."""
+    if waiting:
+        names = ", ".join(Path(w).name for w in waiting)
+        return (
+            f"nothing to load yet: {len(waiting)} export(s) in {incoming} are not complete ({names}: a file still "
+            "being written or named .part/.tmp). Run refresh again when they are complete, or add a .done file "
+            "beside or inside an export to mark it finished. Nothing was built: nothing was loaded before."
+        )
+    return (
+        f"{incoming} is empty and nothing was loaded before, so there is nothing to build. Put the practice's "
+        "exports there (one CSV per source, named after what it holds, e.g. intake_events.csv; FHIR JSON/NDJSON "
+        "or a zip of a Bulk export; X12 835/837 files), or give their folder: `ptpulse refresh FOLDER`."
+    )
 
 
 profile_app = typer.Typer(help="Source profiles: map a vendor's export onto the contracts.", no_args_is_help=True)
@@ -461,8 +578,10 @@ def secret_rotate(
     except SecretError as exc:
         _fail(str(exc))
     out.print(
-        f"new pseudonym secret in {rot.key_file} ({rot.patients:,} patients); "
-        f"{rot.actions_rekeyed:,} app action(s) re-keyed"
+        _text(
+            f"new pseudonym secret in {rot.key_file} ({rot.patients:,} patients); "
+            f"{rot.actions_rekeyed:,} app action(s) re-keyed"
+        )
     )
     if result is not None:
         _finish_build(result)
@@ -493,7 +612,7 @@ def run_app(
         _fail(refusal, code=2)
     settings = get_settings(home)
     env = dict(os.environ, PTPULSE_HOME=str(settings.home))
-    out.print(f"PT Pulse on http://{'localhost' if host in ('127.0.0.1', 'localhost') else host}:{port}")
+    out.print(_text(f"PT Pulse on http://{'localhost' if host in ('127.0.0.1', 'localhost') else host}:{port}"))
     # exec, not a child: a kill of `ptpulse app` (or systemd stopping it) stops the server itself, and the
     # port is free again at once
     sys.stdout.flush()
@@ -544,10 +663,11 @@ def health(
     else:
         build = report["served_build"] or {}
         out.print(f"[bold]{'healthy' if report['healthy'] else 'UNHEALTHY'}[/]")
-        out.print(f"served build: {build.get('build_id') or '-'} ({build.get('age_hours', '-')} h old)")
+        out.print(_text(f"served build: {build.get('build_id') or '-'} ({build.get('age_hours', '-')} h old)"))
         last = report["last_refresh"] or {}
-        out.print(f"last refresh: {last.get('result', '-')} at {last.get('finished_at', '-')}")
-        out.print(f"next run: {report['scheduler'].get('next_run') or '-'}; lock: {report['lock']['holder'] or 'free'}")
+        out.print(_text(f"last refresh: {last.get('result', '-')} at {last.get('finished_at', '-')}"))
+        lock = report["lock"]["holder"] or "free"
+        out.print(_text(f"next run: {report['scheduler'].get('next_run') or '-'}; lock: {lock}"))
         for problem in report["problems"]:
             err.print(_plain(f"problem: {problem}"), style="red")
     raise typer.Exit(0 if report["healthy"] else 1)

@@ -35,7 +35,7 @@ PROBE_S = 3.0  # a one-shot refresh watches a recently changed export this long 
 @dataclass
 class RefreshResult:
     loads: list = field(default_factory=list)
-    build: object = None
+    build: object = None  # the BuildResult; None when there was nothing to load and nothing loaded before
     waiting: list = field(default_factory=list)  # exports in incoming/ not complete yet: left for a later refresh
 
 
@@ -229,7 +229,10 @@ def refresh(
     settings: Settings, paths: Sequence[Path] | None = None, progress: ProgressFn = None, full_refresh: bool = False
 ) -> RefreshResult:
     """Ingest `paths` (default: the exports in the incoming folder that are complete, `incoming_exports`), then
-    build and serve. Exports still arriving are left for the next refresh (`RefreshResult.waiting`)."""
+    build and serve. Exports still arriving are left for the next refresh (`RefreshResult.waiting`).
+
+    Nothing to ingest on a home where nothing was ever loaded (no raw.duckdb): no build either (it could only
+    fail), `RefreshResult.build` is None and the caller says what to put in the incoming folder."""
     from ingestion.loader import ingest
 
     settings.ensure()
@@ -237,6 +240,8 @@ def refresh(
     sources, waiting = _sources(settings, paths)
     if progress is not None and waiting:
         progress(f"{len(waiting)} export(s) in incoming/ not complete yet, left for the next refresh", 0, 0)
+    if not sources and not settings.raw_db.exists():
+        return RefreshResult(loads=[], build=None, waiting=waiting)
     loads = ingest(sources, settings, progress=progress) if sources else []
     build = run_build(settings, progress=progress, full_refresh=full_refresh)
     return RefreshResult(loads=loads, build=build, waiting=waiting)

@@ -6,8 +6,10 @@ cached DuckDB instance is closed after each run (the file must be reopened and r
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -23,6 +25,23 @@ from ptpulse.core.secrets import ensure_key
 # dbt runs in-process; its flags and adapter state are process-global, so builds never overlap.
 _DBT_LOCK = threading.Lock()
 
+# dbt's per-node events that carry the node's `index` of dbt's total (`total`; `num_models` on test results): its
+# "12 of 80 START ..." and result lines, fired before the node's `NodeFinished`
+_NODE_COUNT_EVENTS = frozenset(
+    {
+        "LogStartLine",
+        "LogModelResult",
+        "LogTestResult",
+        "LogSeedResult",
+        "LogSnapshotResult",
+        "LogFunctionResult",
+        "LogFreshnessResult",
+        "LogNodeNoOpResult",  # exposures, saved queries
+        "SkippingDetails",
+        "LogSkipBecauseError",
+    }
+)
+
 
 @dataclass
 class DbtRun:
@@ -35,6 +54,7 @@ class DbtRun:
     errors: list[str]
     message: str
     timings: dict[str, float]
+    interrupted: bool = False  # Ctrl-C (KeyboardInterrupt) stopped dbt: nothing it wrote may be served
 
 
 def _release_dbt_duckdb() -> None:
@@ -95,14 +115,27 @@ def run_dbt(
     ]
     if dbt_vars:
         full_args += ["--vars", json.dumps(dbt_vars)]
-    done = {"n": 0}
+    # dbt's own count of the nodes it runs, the N of its "12 of N" lines: each node's start and result events
+    # carry it (`total`; `dbt build` adds the selected unit tests to it once it starts running nodes, so its
+    # opening `ConcurrencyLine` count is too low). Each `NodeFinished` is one node done.
+    count = {"done": 0, "total": expected_nodes}
 
     def on_event(event) -> None:
-        if progress and event.info.name == "NodeFinished":
-            done["n"] += 1
+        if not progress:
+            return
+        name = event.info.name
+        if name in _NODE_COUNT_EVENTS:
+            total = getattr(event.data, "total", 0) or getattr(event.data, "num_models", 0) or 0
+            count["total"] = max(count["total"], int(total))
+        elif name == "ConcurrencyLine":  # before the first node: dbt's count so far (a lower bound)
+            count["total"] = max(count["total"], int(getattr(event.data, "node_count", 0) or 0))
+        elif name == "NodeFinished":
             node = getattr(event.data, "node_info", None)
-            name = getattr(node, "node_name", "") if node else ""
-            progress(f"dbt {name}", done["n"], max(expected_nodes, done["n"]))
+            if node is not None and getattr(node, "materialized", "") == "ephemeral":
+                return  # dbt does not count ephemeral models among its N
+            count["done"] += 1
+            label = getattr(node, "node_name", "") if node else ""
+            progress(f"dbt {label}", count["done"], max(count["total"], count["done"]))
 
     env = dbt_env(target_file, raw_db, work_dir)
     try:  # the pseudonym secret's PATH only (ptpulse/core/secrets.py); created on the first build
@@ -110,12 +143,23 @@ def run_dbt(
     except (RuntimeError, OSError) as exc:
         return DbtRun(False, 0, 0, 0, [], [], [str(exc)], f"dbt build failed: {exc}", {})
     t0 = time.perf_counter()
+    from dbt_common.events.functions import capture_stdout_logs, stop_capture_stdout_logs
+
+    # What dbt prints (errors only, --quiet) is held until it ends: after a Ctrl-C it is its cancelled queries
+    # and a Python traceback, which are dropped (dbt.log under --log-path keeps them); otherwise it is printed
+    console = io.StringIO()
     with _DBT_LOCK, scoped_environ(env):
+        capture_stdout_logs(console)
         try:
             res = dbtRunner(callbacks=[on_event]).invoke(full_args)
         finally:
+            stop_capture_stdout_logs()
             _release_dbt_duckdb()
-    return summarise(res, time.perf_counter() - t0)
+    run = summarise(res, time.perf_counter() - t0)
+    if console.getvalue() and not run.interrupted:
+        sys.stdout.write(console.getvalue())
+        sys.stdout.flush()
+    return run
 
 
 def summarise(res, seconds: float) -> DbtRun:
@@ -149,6 +193,9 @@ def summarise(res, seconds: float) -> DbtRun:
             elif status == "skipped":
                 errors.append(f"{label}: skipped")
     ok = bool(res.success) and not failures and not [e for e in errors if not e.endswith("skipped")]
+    if isinstance(res.exception, KeyboardInterrupt):  # dbtRunner returns Ctrl-C as the run's exception
+        message = "dbt build interrupted (Ctrl-C)"
+        return DbtRun(False, models, tests, passed, failures, warnings, errors, message, timings, interrupted=True)
     if not results and res.exception is not None:
         errors.append(f"dbt: {_short(str(res.exception))}")
         ok = False

@@ -64,6 +64,7 @@ class BuildResult:
     full_refresh: bool = True  # False: incremental, started from a copy of the served file (build/incremental.py)
     mode_reason: str = ""  # why full or incremental
     twin: dict = field(default_factory=dict)  # {"write": ..., "verify": ...}: what the twin step rewrote and scanned
+    interrupted: bool = False  # stopped by Ctrl-C; `message` says whether anything was swapped
 
 
 def build(
@@ -75,12 +76,59 @@ def build(
     keep_failed: bool = False,
     full_refresh: bool = False,
 ) -> BuildResult:
-    """Build a new analytics file and swap it over settings.analytics_db if every error-severity test passed."""
+    """Build a new analytics file and swap it over settings.analytics_db if every error-severity test passed.
+
+    Ctrl-C (KeyboardInterrupt) at any step, dbt's included, is a result too (`interrupted`), never a traceback:
+    the build's folder is removed and what was served stays served."""
+    t0 = time.perf_counter()
+    build_id = new_build_id()
+    try:
+        return _build(settings, build_id, t0, progress, before_swap, project_dir, dbt_vars, keep_failed, full_refresh)
+    except KeyboardInterrupt:
+        return _interrupted(settings, build_id, t0, keep_failed)
+
+
+def _interrupted(settings: Settings, build_id: str, t0: float, keep_failed: bool) -> BuildResult:
+    """The result of a build stopped by Ctrl-C, saying what is served now."""
+    work = settings.build_dir / build_id
+    served = served_build_dir(settings)
+    if served is not None and served.name == build_id:  # stopped after the one rename that serves it
+        message = f"interrupted after build {build_id} was served: it is the build served now"
+    else:
+        if not keep_failed:
+            shutil.rmtree(work, ignore_errors=True)
+        message = (
+            "interrupted; the previous build is still served (nothing was swapped)"
+            if settings.analytics_db.exists()
+            else "interrupted; nothing was swapped (there is no earlier build, so nothing is served yet)"
+        )
+    return BuildResult(
+        ok=False,
+        served_path=settings.analytics_db if settings.analytics_db.exists() else None,
+        seconds=time.perf_counter() - t0,
+        models=0,
+        tests=0,
+        message=message,
+        build_id=build_id,
+        new_path=work / settings.analytics_db.name if keep_failed else None,
+        interrupted=True,
+    )
+
+
+def _build(
+    settings: Settings,
+    build_id: str,
+    t0: float,
+    progress: ProgressFn,
+    before_swap: Callable[[Path], None] | None,
+    project_dir: Path,
+    dbt_vars: dict | None,
+    keep_failed: bool,
+    full_refresh: bool,
+) -> BuildResult:
     from dbt.version import __version__ as dbt_version
 
-    t0 = time.perf_counter()
     started = datetime.now()
-    build_id = new_build_id()
     settings.ensure()
     work = settings.build_dir / build_id
     new_path = work / settings.analytics_db.name
@@ -152,6 +200,8 @@ def build(
             dbt_vars=variables or None,
             progress=progress,
         )
+    if run.interrupted:  # dbt returns Ctrl-C as its result: stop here as an interrupt anywhere else would
+        raise KeyboardInterrupt
     if not run.ok:
         return fail(run.message, run)
 
