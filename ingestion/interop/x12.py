@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -30,6 +31,8 @@ from ingestion.interop import Batch, read_text
 
 SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{1,2}$")
 ISA_LENGTH = 106  # the ISA segment is fixed-length, terminator included
+TRAILING_PADDING = "\x1a\x00 \t\r\n"  # what old systems write after the data: Ctrl-Z, NULs, blank lines
+LINE_BREAKS = "\r\n"
 FIX = (
     "Export the file again from the clearinghouse or payer portal as a complete X12 005010 interchange "
     "(ISA ... IEA) and ingest it again."
@@ -46,6 +49,10 @@ CAS_EVENT = {
 }
 DENIED = "4"  # CLP02 claim status: denied
 REVERSAL = "22"  # CLP02: reversal of previous payment (amounts negated; a correction follows as 1/2/3/19-21)
+# A reversal's amounts that are never negative in the claim payment it reverses: CLP03 billed, CLP04 paid, CLP05
+# patient responsibility, and the service lines' SVC02 charge and SVC03 payment. A CAS amount may be negative in
+# an original (OA-94 over-adjustment given back), so a CAS's sign alone does not say how a reversal is written.
+REVERSAL_TOTALS = ("CLP03", "CLP04", "CLP05", "SVC02", "SVC03")
 PREDETERMINATION = "25"  # CLP02: predetermination pricing only, no payment
 VOID = "8"  # CLM05-3 claim frequency: void / cancel of a prior claim
 
@@ -97,6 +104,8 @@ def parse(path: Path, notes: list[str] | None = None) -> list[Interchange]:
         ix, text = _interchange(path, text, offset, notes if notes is not None else [])
         interchanges.append(ix)
         text = text.lstrip()
+        if not text.strip(TRAILING_PADDING):  # a DOS end-of-file mark or NUL padding after the last IEA
+            break
         if text and not text.startswith("ISA"):
             raise refuse(
                 path,
@@ -116,28 +125,26 @@ def _interchange(path: Path, text: str, offset: int, notes: list[str]) -> tuple[
     element = text[3]
     if element.isalnum() or element in " \t\r\n":  # not isspace(): the control characters FS/GS/RS/US are used
         raise refuse(path, f"has a garbled {where}: position 4 must be the element separator")
-    head = text.split(element, 16)
-    if len(head) < 17 or len(head[16]) < 2:
-        raise refuse(path, f"has a garbled {where} (expected 16 elements, then the segment terminator)")
-    sub, terminator = head[16][0], head[16][1]
-    if terminator.isalnum() or terminator == " " or terminator in (element, sub):
-        raise refuse(path, f"has a garbled {where} (no segment terminator after ISA16)")
+    sub, terminator = _separators(path, text, element, where)
     parts = text.split(terminator)
     if len(parts[0]) + 1 != ISA_LENGTH:
         notes.append(f"{where} is {len(parts[0]) + 1} characters, not the fixed {ISA_LENGTH}: read by its separators")
     segments: list[Segment] = []
     rest = ""
+    wrapped = terminator not in LINE_BREAKS
     for i, raw in enumerate(parts):
+        if wrapped:  # data never holds a line break: one inside a segment is a fixed-width wrap of the file
+            raw = raw.replace("\r", "").replace("\n", "")
         raw = raw.strip("\r\n\t ")
         if not raw:
             continue
         elements = raw.split(element)
-        if not SEGMENT_ID.match(elements[0]):
+        if not SEGMENT_ID.fullmatch(elements[0]):
             previous = segments[-1].id if segments else "ISA"
             raise refuse(
                 path,
                 f"segment {offset + len(segments) + 1} does not start with a segment id (after "
-                f"'{previous if SEGMENT_ID.match(previous) else '?'}'): the file is garbled",
+                f"'{previous if SEGMENT_ID.fullmatch(previous) else '?'}'): the file is garbled",
             )
         segments.append(Segment(offset + len(segments) + 1, elements))
         if elements[0] == "IEA":
@@ -145,6 +152,24 @@ def _interchange(path: Path, text: str, offset: int, notes: list[str]) -> tuple[
             break
     _check_envelope(path, segments)
     return Interchange(segments, sub), rest
+
+
+def _separators(path: Path, text: str, element: str, where: str) -> tuple[str, str]:
+    """ISA16's component separator and the segment terminator after it. Read from the header with its line
+    breaks removed first (a file wrapped at a fixed width may break inside the ISA itself), then as written (a
+    file whose segment terminator is the line break)."""
+    complete = False
+    for header in (text[: 3 * ISA_LENGTH].replace("\r", "").replace("\n", ""), text):
+        head = header.split(element, 16)
+        if len(head) < 17 or len(head[16]) < 2:
+            continue
+        complete = True
+        sub, terminator = head[16][0], head[16][1]
+        if not (terminator.isalnum() or terminator == " " or terminator in (element, sub) or sub in LINE_BREAKS):
+            return sub, terminator
+    if not complete:
+        raise refuse(path, f"has a garbled {where} (expected 16 elements, then the segment terminator)")
+    raise refuse(path, f"has a garbled {where} (no segment terminator after ISA16)")
 
 
 def _check_envelope(path: Path, segments: list[Segment]) -> None:
@@ -238,7 +263,7 @@ def x12_timestamp(date: str, time: str = "") -> str | None:
     if not day or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
         return day
     time = time.strip()
-    if re.fullmatch(r"\d{4}(\d{2})?", time):
+    if re.fullmatch(r"\d{4}(\d{2}(\d{1,2})?)?", time):  # HHMM, HHMMSS, HHMMSSD, HHMMSSDD (decimal seconds dropped)
         return f"{day} {time[:2]}:{time[2:4]}:{time[4:6] or '00'}"
     return f"{day} 00:00:00"
 
@@ -463,7 +488,16 @@ class _Paid:
     billed: str
     paid: str
     occurrence: int
+    responsibility: str = ""  # CLP05 patient responsibility (lands through the CAS PR rows, not on its own)
     adjustments: list[tuple[Segment, str, str, str]] = field(default_factory=list)  # (seg, group, carc, amount)
+    services: list[tuple[str, str]] = field(default_factory=list)  # SVC02 charge, SVC03 payment per line
+
+    def amounts(self) -> list[tuple[str, Decimal]]:
+        """Every money amount of the CLP that is a number, named by its element (CAS for any adjustment)."""
+        named = [("CLP03", self.billed), ("CLP04", self.paid), ("CLP05", self.responsibility)]
+        named += [(name, v) for charge, paid in self.services for name, v in (("SVC02", charge), ("SVC03", paid))]
+        named += [("CAS", v) for _, _, _, v in self.adjustments]
+        return [(name, n) for name, v in named if (n := amount(v)) is not None]
 
 
 @dataclass
@@ -515,7 +549,9 @@ def _read_835(ix: Interchange, tx: list[Segment], batch: Batch, occurrences: Cou
             pay.payer_id = f"x12:payer/{seg[2]}"
         elif sid == "CLP":
             loop = "claim"
-            pay.claims.append(_Paid(seg, seg[1], seg[2], seg[3], seg[4], 0))
+            pay.claims.append(_Paid(seg, seg[1], seg[2], seg[3], seg[4], 0, responsibility=seg[5]))
+        elif sid == "SVC" and pay.claims and loop == "claim":
+            pay.claims[-1].services.append((seg[2], seg[3]))
         elif sid == "CAS" and pay.claims and loop == "claim":
             group = seg[1]
             for i in range(2, 19, 3):  # up to six (reason, amount, quantity) triplets
@@ -570,20 +606,55 @@ def _check_balance(pay: _Payment, batch: Batch) -> None:
         )
 
 
+def reversal_written_unsigned(paid: _Paid) -> bool:
+    """Whether a reversal (CLP02 = 22) repeats the original's amounts as they were instead of negated (TR3
+    1.10.2.8 negates every amount). Signed, and so read as written, when one of its REVERSAL_TOTALS is negative
+    (the payer negated the payment, however it wrote CLP03), or when none is, no payment (CLP04, SVC03) is
+    positive and a CAS is negative (a reversal of an unpaid claim, CLP03 left positive). Otherwise unsigned: every
+    amount is negated, a CAS that was negative in the original too (so that it cancels it)."""
+    amounts = paid.amounts()
+    if any(n < 0 for name, n in amounts if name in REVERSAL_TOTALS):
+        return False
+    paid_positive = any(n > 0 for name, n in amounts if name in ("CLP04", "SVC03"))
+    return paid_positive or not any(n < 0 for name, n in amounts if name == "CAS")
+
+
+def _reversal_sign(paid: _Paid, batch: Batch) -> Callable[[str], str]:
+    """How a reversal's amounts land (identity or negated), and the load note that says so."""
+    amounts = paid.amounts()
+    if reversal_written_unsigned(paid):
+        if any(n != 0 for _, n in amounts):
+            batch.notes.append(
+                f"835 reversal at segment {paid.seg.pos} repeats the original's amounts unsigned (no negative "
+                f"{', '.join(REVERSAL_TOTALS)}): every amount is negated so that it cancels the payment it reverses"
+            )
+        return negated
+    positive = sorted({name for name, n in amounts if n > 0})
+    if positive:
+        landed = [name for name in positive if name in ("CLP04", "CAS")]
+        batch.notes.append(
+            f"835 reversal at segment {paid.seg.pos} is written with negative amounts and a positive "
+            f"{', '.join(positive)}: it is read as negated by the payer, so every amount lands as written (none "
+            f"is negated again)"
+            + (
+                f"; the positive {' and '.join(landed)} is taken to cancel an amount that was negative in the original"
+                if landed
+                else ""
+            )
+        )
+    return lambda v: v
+
+
 def _emit_835(paid: _Paid, pay: _Payment, event_at: str | None, batch: Batch) -> None:
     """Rows of one CLP. Amounts are signed: a reversal (CLP02 = 22) carries the original's amounts negated
-    (TR3 1.10.2.8); one written with a positive CLP03 is negated here so it still cancels its original."""
+    (TR3 1.10.2.8) and lands as written, also when CLP03 or an adjustment is left positive; one repeating the
+    original's amounts unsigned is negated here so it still cancels its original (reversal_written_unsigned)."""
     base = f"x12:835/{pay.key}/{paid.claim_id}/{paid.occurrence}"
     common = dict(claim_id=paid.claim_id, payer_id=pay.payer_id, event_at=event_at, check_number=pay.trace)
     if paid.status == PREDETERMINATION:
         batch.ignore("X12 835 predetermination (CLP02 = 25, no payment)")
         return
-    sign = (lambda v: v) if paid.status != REVERSAL or (amount(paid.billed) or 0) <= 0 else negated
-    if paid.status == REVERSAL and sign is negated:
-        batch.notes.append(
-            f"835 reversal at segment {paid.seg.pos} is written with positive amounts: they are negated "
-            f"so that it cancels the payment it reverses"
-        )
+    sign = _reversal_sign(paid, batch) if paid.status == REVERSAL else (lambda v: v)
     if paid.status == DENIED:
         first = paid.adjustments[0] if paid.adjustments else (None, None, None, None)
         batch.add(
