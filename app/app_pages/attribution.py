@@ -1,7 +1,11 @@
 """Attribution & ROI (marketing, owner): what each channel adds (the marketing-mix model's incremental effect
 beside path credit, and which to use for budget decisions), what each channel returns under each attribution
 model (first, last, linear, time-decay, position-based; Markov and Shapley when the ML step has run), spend
-against attributed revenue, ROI and cost per new patient by month, and how many touches a decision takes."""
+against attributed revenue, ROI and cost per new patient by month, and how many touches a decision takes.
+
+Clinics: spend, path credit (heuristic models), ROI and cost per new patient cover the clinics in view. The
+marketing-mix model, Markov/Shapley and the paths exist for the whole practice only: a user limited to some clinics
+is told so instead of seeing them; an owner who picks a clinic sees them marked practice-wide."""
 
 import streamlit as st
 
@@ -18,17 +22,27 @@ from app.lib.queries.attribution import (
     marketing_new_patients,
     marketing_totals,
     path_lengths,
+    practice_wide_allowed,
     top_paths,
 )
+from app.lib.queries.outreach import practice_label
 
 ctx = ui.page("attribution")
 ui.require_tables(ctx, "marts.attribution_roi", "marts.attribution_paths", what="Attribution & ROI")
 ui.model_status_notice(ctx)  # models/status.json unreadable: say so, no traceback
 f = ctx.filters
+in_view = ctx.reader.scope.effective_clinics(f.clinics)
+whole = practice_wide_allowed(ctx.reader)  # False: limited to some clinics, no practice-wide figure
+where = "all clinics" if in_view is None else f"{practice_label(ctx.reader, f)} only"
 st.caption(
-    f"Months {f.start:%b %Y} – {f.end:%b %Y}, practice-wide (marketing spend is not split by clinic). "
-    "A conversion is an evaluated referral; its value is the net revenue actually collected for the episode."
+    f"Months {f.start:%b %Y} – {f.end:%b %Y}, {where}. A conversion is an evaluated referral; its value is the net "
+    "revenue actually collected for the episode."
 )
+PRACTICE_ONLY = (
+    "{what} is worked out for the whole practice only (it has no per-clinic figure), so it is not shown to an "
+    "account limited to some clinics."
+)
+practice_wide_note = "" if in_view is None else " Practice-wide: the clinic filter does not apply to it."
 
 with st.expander("How to read this page", icon=":material/help:"):
     st.markdown(
@@ -47,8 +61,10 @@ with st.expander("How to read this page", icon=":material/help:"):
     )
 
 st.subheader("What each channel adds")
-inc = incrementality(ctx.reader)
-if inc.empty:
+inc = incrementality(ctx.reader) if whole else None
+if inc is None:
+    st.info(PRACTICE_ONLY.format(what="The marketing-mix model (what each channel adds)"))
+elif inc.empty:
     skipped = model_cards.not_enough_data(ctx.settings, "channel_incrementality")
     st.caption(skipped or "The marketing-mix model appears here once the ML step has scored a build.")
 else:
@@ -77,19 +93,23 @@ else:
         "Incremental effect = new patients scheduled that would not have been had the channel been off, over "
         "every complete month, as a share of the net total; the bar's line is its 90% interval. Paid channels are "
         "measured through their spend (carry-over and saturation fitted per channel), unpaid ones (word of "
-        "mouth, organic web) through their lead volume."
+        "mouth, organic web) through their lead volume." + practice_wide_note
     )
 
 st.subheader("Path credit by model")
 models = available_models(ctx.reader)
-if not ctx.reader.has("ml.attribution_credit"):
+if not whole:
+    st.caption(PRACTICE_ONLY.format(what="Markov and Shapley credit"))
+elif not ctx.reader.has("ml.attribution_credit"):
     st.caption("Markov and Shapley appear here once the ML step has scored a build.")
 elif skipped := model_cards.not_enough_data(ctx.settings, "attribution"):  # data-driven models skipped: why
     st.info(f"Markov and Shapley: {skipped[0].lower()}{skipped[1:]}")
 else:
     st.caption(
         "Markov and Shapley estimate each channel's share from every path in the warehouse; "
-        "their shares are applied to this period's conversions and revenue so all models compare alike."
+        "their shares are applied to this period's conversions and revenue"
+        + ("" if in_view is None else " in the clinics selected")
+        + " so all models compare alike."
     )
 chosen = st.multiselect(
     "Models to compare", models, default=models, format_func=lambda m: MODEL_LABELS.get(m, m), key="at_models"
@@ -128,8 +148,8 @@ c4.metric(
     "Cost per new patient",
     fmt(newp["cost_per_new_patient"], "usd"),
     border=True,
-    help="Spend / marketing-sourced referrals evaluated in these months (as on the Overview; a patient counts "
-    "once, whatever the model). Benchmarks: ≈$274 organic, ≈$445 paid.",
+    help="Spend / marketing-sourced referrals evaluated in these months and clinics (as on the Overview; a patient "
+    "counts once, whatever the model). Benchmarks: ≈$274 organic, ≈$445 paid.",
 )
 st.caption(
     "Attribution splits a patient's credit across the touches on their path, so a channel's "
@@ -199,21 +219,26 @@ else:
     )
 
 st.subheader("Paths to a decision")
-left, right = st.columns(2)
-with left:
-    lengths = path_lengths(ctx.reader)
-    ui.chart(charts.path_lengths(lengths), lengths, "path_lengths", "at_lengths")
-with right:
-    ui.table(
-        top_paths(ctx.reader),
-        "top_paths",
-        "at_paths",
-        pinned=["path"],
-        column_config={
-            "path": st.column_config.TextColumn("Path", width="medium"),
-            "path_length": st.column_config.NumberColumn("Touches", format="%d", width="small"),
-            "conversions": st.column_config.NumberColumn("Converted", format="%d", width="small"),
-            "non_conversions": st.column_config.NumberColumn("Did not convert", format="%d", width="small"),
-            "revenue_usd": ui.money("Revenue"),
-        },
-    )
+if not whole:
+    st.info(PRACTICE_ONLY.format(what="The list of paths to a decision"))
+else:
+    if practice_wide_note:
+        st.caption(practice_wide_note.strip())
+    left, right = st.columns(2)
+    with left:
+        lengths = path_lengths(ctx.reader)
+        ui.chart(charts.path_lengths(lengths), lengths, "path_lengths", "at_lengths")
+    with right:
+        ui.table(
+            top_paths(ctx.reader),
+            "top_paths",
+            "at_paths",
+            pinned=["path"],
+            column_config={
+                "path": st.column_config.TextColumn("Path", width="medium"),
+                "path_length": st.column_config.NumberColumn("Touches", format="%d", width="small"),
+                "conversions": st.column_config.NumberColumn("Converted", format="%d", width="small"),
+                "non_conversions": st.column_config.NumberColumn("Did not convert", format="%d", width="small"),
+                "revenue_usd": ui.money("Revenue"),
+            },
+        )

@@ -17,7 +17,7 @@ f = ctx.filters
 
 summary = kpi_summary(ctx.reader, f)
 in_view = ctx.user.scope.effective_clinics(f.clinics)
-current = goals.current_goals(ctx.settings.app_db)
+current = goals.current_goals(ctx.settings.app_db, ctx.user.scope.clinics)  # the practice's and the user's clinics
 targets = goals.targets_for(current, None if in_view is None else list(in_view))
 
 st.subheader(f"Key figures, {f.start:%b %-d, %Y} – {f.end:%b %-d, %Y}")
@@ -195,7 +195,7 @@ with st.expander("Practice goals", icon=":material/flag:"):
                     st.rerun()  # the tiles above were drawn with the old targets
     else:
         st.caption("Targets are set by the practice owner.")
-    changes = goals.history(ctx.settings.app_db, limit=20)
+    changes = goals.history(ctx.settings.app_db, limit=20, clinics=ctx.user.scope.clinics)
     if not changes.empty:
         st.markdown("**Recent changes**")
         ui.table(

@@ -1,5 +1,6 @@
 """Referral sources (marketing, owner): the referring-physician scorecard, sources whose volume is falling,
-and where each source's referrals end up. De-identified, except the referrer report's patient list (PHI roles only)."""
+and where each source's referrals end up. De-identified, except the referrer report's patient list (PHI roles only).
+Everything on the page covers the clinics in view: a clinic-scoped user never sees another clinic's referrals."""
 
 from datetime import datetime
 
@@ -7,6 +8,7 @@ import streamlit as st
 
 from app.lib import charts, labels, send_ui, ui
 from app.lib.formatting import fmt
+from app.lib.queries.outreach import practice_label
 from app.lib.queries.referral_sources import (
     open_referrals_by_source_type,
     source_outcomes,
@@ -17,7 +19,7 @@ from app.lib.queries.referral_sources import (
 ctx = ui.page("referral_sources")
 ui.require_tables(ctx, "marts.referral_source_performance", "marts.referral_funnel", what="Referral sources")
 
-types = source_types(ctx.reader)
+types = source_types(ctx.reader, ctx.filters)
 default = types.index("physician") if "physician" in types else 0
 source_type = st.selectbox(
     "Source type",
@@ -26,7 +28,7 @@ source_type = st.selectbox(
     key="rs_type",
     format_func=lambda t: "All source types" if t == "(all)" else labels.label("source_type", t),
 )
-card = source_scorecard(ctx.reader, None if source_type == "(all)" else source_type)
+card = source_scorecard(ctx.reader, None if source_type == "(all)" else source_type, ctx.filters)
 fading = card[card["is_fading"].fillna(False).astype(bool)]
 
 c1, c2, c3, c4 = st.columns(4)
@@ -45,8 +47,12 @@ c3.metric(
     help="Sources whose referrals fell sharply in the last 90 days: call them.",
 )
 c4.metric("Net revenue from these sources", fmt(card["net_revenue_usd"].sum(), "usd"), border=True)
-st.caption("Scorecard covers all history, practice-wide (the date and clinic filters apply to the Sankey below).")
-still_open = open_referrals_by_source_type(ctx.reader, None if source_type == "(all)" else source_type)
+in_view = ctx.reader.scope.effective_clinics(ctx.filters.clinics)
+st.caption(
+    f"Scorecard covers all history of {'every clinic' if in_view is None else practice_label(ctx.reader, ctx.filters)}"
+    " (the date range applies to the chart of where referrals end up, below)."
+)
+still_open = open_referrals_by_source_type(ctx.reader, None if source_type == "(all)" else source_type, ctx.filters)
 if still_open["open"]:
     st.caption(
         f":gray[◌ {still_open['open']:,.0f} of {still_open['referrals']:,.0f} of these referrals are still open "

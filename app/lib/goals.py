@@ -116,39 +116,55 @@ def set_goal(
     return goal_id
 
 
-def current_goals(path: Path) -> pd.DataFrame:
-    """The targets in force: the latest row per (kpi, clinic_id), cleared ones left out.
+def _visible(clinics: Iterable[str] | None) -> tuple[str, list[str]]:
+    """SQL condition and parameters: the practice's targets and those of `clinics` (None = every clinic).
+
+    A user limited to some clinics (a clinic manager) sees the practice-wide targets and their own clinics', never
+    another clinic's targets or who set them."""
+    if clinics is None:
+        return "1 = 1", []
+    wanted = [PRACTICE, *dict.fromkeys(str(c) for c in clinics)]
+    return f"clinic_id in ({', '.join('?' for _ in wanted)})", wanted
+
+
+def current_goals(path: Path, clinics: Iterable[str] | None = None) -> pd.DataFrame:
+    """The targets in force: the latest row per (kpi, clinic_id), cleared ones left out; with `clinics` (the
+    user's clinic scope) only the practice's and those clinics' targets.
 
     Columns: kpi, clinic_id, target, set_by, set_at. Read on every run (not cached), like the actions, so a
     target set in one session shows in every other at once. The weekly digest reads this too.
     """
     if not Path(path).exists():
         return pd.DataFrame(columns=list(COLUMNS))
+    where, params = _visible(clinics)
     with connect(path) as con:
         con.executescript(SCHEMA)
         rows = con.execute(
-            """
+            f"""
             select kpi, clinic_id, target, actor, set_at from (
                 select *, row_number() over (partition by kpi, clinic_id order by set_at desc, goal_id desc) as rn
-                from kpi_goals
+                from kpi_goals where {where}
             ) where rn = 1 and target is not null order by kpi, clinic_id
-            """
+            """,
+            params,
         ).fetchall()
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     return df.assign(set_at=pd.to_datetime(df["set_at"], utc=True, format="ISO8601"))
 
 
-def history(path: Path, limit: int = 200) -> pd.DataFrame:
-    """Every change, newest first: kpi, clinic_id, target (empty = cleared), set_by, role, set_at."""
+def history(path: Path, limit: int = 200, clinics: Iterable[str] | None = None) -> pd.DataFrame:
+    """Every change, newest first: kpi, clinic_id, target (empty = cleared), set_by, role, set_at; with `clinics`
+    (the user's clinic scope) only the changes of the practice's and those clinics' targets."""
     cols = ["kpi", "clinic_id", "target", "set_by", "role", "set_at"]
     if not Path(path).exists():
         return pd.DataFrame(columns=cols)
+    where, params = _visible(clinics)
     with connect(path) as con:
         con.executescript(SCHEMA)
         rows = con.execute(
-            "select kpi, clinic_id, target, actor, role, set_at from kpi_goals order by set_at desc, goal_id desc "
-            "limit ?",
-            (int(limit),),
+            f"select kpi, clinic_id, target, actor, role, set_at from kpi_goals where {where} "
+            "order by set_at desc, goal_id desc limit ?",
+            (*params, int(limit)),
         ).fetchall()
     df = pd.DataFrame(rows, columns=cols)
     return df.assign(set_at=pd.to_datetime(df["set_at"], utc=True, format="ISO8601"))

@@ -23,9 +23,22 @@ class ReportError(RuntimeError):
     """The PDF could not be made (says what to install or set)."""
 
 
+def _text(v: Any) -> str:
+    return "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v).strip()
+
+
 def physician_name(p: dict[str, Any]) -> str:
-    name = " ".join(str(p.get(k) or "") for k in ("first_name", "last_name")).strip()
-    return f"{name}, {p['credential']}" if name and p.get("credential") else name or str(p.get("physician_id"))
+    """The referring physician as the report addresses them: the directory's display name (`physician_name`,
+    'Sonya Estrada, MD'; not patient PHI, so every role's report has it), else first and last name with the
+    credential, else the NPI."""
+    if _text(p.get("physician_name")):
+        return _text(p["physician_name"])
+    name = " ".join(_text(p.get(k)) for k in ("first_name", "last_name")).strip()
+    return (
+        f"{name}, {_text(p['credential'])}"
+        if name and _text(p.get("credential"))
+        else name or _text(p.get("physician_id"))
+    )
 
 
 def _cell(v: Any) -> str:
@@ -67,6 +80,9 @@ def render_pdf(html: str) -> bytes:
 
 
 def filename(report: dict[str, Any]) -> str:
+    """referrals-<physician's family name>-<YYYY-MM>.pdf (the NPI when the directory has no name); never a
+    patient's."""
     p = report["physician"]
-    last = "".join(ch for ch in str(p.get("last_name") or p.get("physician_id")) if ch.isalnum())
+    family = _text(p.get("physician_family_name")) or _text(p.get("last_name")) or _text(p.get("physician_id"))
+    last = "".join(ch for ch in family if ch.isalnum())
     return f"referrals-{last}-{report['month']:%Y-%m}.pdf"

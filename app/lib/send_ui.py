@@ -12,12 +12,13 @@ the Work queue fell back to another patient, or a build changed the list), nothi
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime
 
 import pandas as pd
 import streamlit as st
 
-from app.lib import outreach, referrer_report, ui
+from app.lib import audit, outreach, referrer_report, ui
 from app.lib.queries import outreach as q
 from ptpulse.core import outbound
 
@@ -216,9 +217,66 @@ def high_risk_dialog(ctx, today: date) -> None:
     )
 
 
+REPORT_STATE = "rs_report_bytes"  # session_state: (made_for, file name, PDF bytes) of the last PDF made
+
+
+def report_made_for(ctx, physician_id: str, month: date, html: str) -> tuple:
+    """Everything that shapes a referrer-report PDF: who made it (user, role and clinic scope), the clinics in
+    view, the physician, the month and the rendered HTML itself (its patient list, totals and practice name). A
+    saved PDF is handed out again only for the very same tuple: after a role switch, a clinic filter change or a
+    new build it is made again from what this user may see now."""
+    scope = ctx.reader.scope
+    return (
+        ctx.user.email,
+        scope.key,
+        scope.effective_clinics(ctx.filters.clinics),
+        str(physician_id),
+        f"{month:%Y-%m}",
+        hashlib.sha256(html.encode("utf-8")).hexdigest(),
+    )
+
+
+def saved_report(made_for: tuple) -> bytes | None:
+    """The PDF saved for exactly `made_for`, else None. A PDF made under another user or scope is dropped from
+    the session (it may list patients this role may not see)."""
+    made = st.session_state.get(REPORT_STATE)
+    if not made:
+        return None
+    if tuple(made[0][:2]) != tuple(made_for[:2]):
+        st.session_state.pop(REPORT_STATE, None)
+        return None
+    return made[2] if made[0] == made_for else None
+
+
+def report_audit_detail(physician_id: str, month: date, rows: int, channel: str, to: str = "") -> dict:
+    """The audit entry of an identified referrer report leaving the app: which report and how many patients, and
+    for an email the recipient's domain only (never the address's local part, never a patient value)."""
+    detail = {
+        "table": "referrer_report",
+        "physician_id": str(physician_id),
+        "month": f"{month:%Y-%m}",
+        "rows": int(rows),
+        "channel": channel,
+        "page": st.session_state.get("ptpulse_page", ""),
+    }
+    if to:
+        detail["recipient_domain"] = to.strip().rpartition("@")[2].lower()
+    return detail
+
+
+def _audit_report(detail: dict) -> None:
+    """on_click of the report's Download: the identified PDF goes to the audit log (as ui.download does for CSVs)."""
+    user = ui.current_user()
+    audit.log(ui.settings().app_db, user.email, user.role, "export.identified", detail)
+
+
 def referrer_panel(ctx, as_of: date) -> None:
-    """Referral sources: a referring physician's monthly report, previewed, downloaded as PDF or emailed."""
-    docs = q.referring_physicians(ctx.reader)
+    """Referral sources: a referring physician's monthly report, previewed, downloaded as PDF or emailed.
+
+    The physicians, their counts, the practice's name and the report's rows are those of the clinics in view
+    (scope and filter). A report listing patients is made for PHI roles only, and every download or email of
+    one is audited (`export.identified`)."""
+    docs = q.referring_physicians(ctx.reader, ctx.filters)
     if docs.empty:
         st.caption("No referrals from physicians yet.")
         return
@@ -235,9 +293,12 @@ def referrer_panel(ctx, as_of: date) -> None:
     month = c2.selectbox(  # default: the last full month (the report's usual send)
         "Month", [m.date() for m in months], index=1, format_func=lambda d: f"{d:%b %Y}", key="rs_report_m"
     )
+    # The patient list is rendered for roles that may see PHI only; the others' report (and PDF) has the totals.
+    show_patients = ctx.reader.scope.phi
     report = q.referrer_report(ctx.reader, ctx.filters, pid, month)
-    practice = q.practice_label(ctx.reader)
-    html = referrer_report.render_html(report, practice, as_of, show_patients=ctx.reader.scope.phi)
+    practice = q.practice_label(ctx.reader, ctx.filters)
+    html = referrer_report.render_html(report, practice, as_of, show_patients=show_patients)
+    patients = len(report["rows"]) if show_patients else 0  # patients the PDF lists
     t = report["totals"]
     st.caption(
         f"{t['referrals']} referrals · {t['seen']} seen · {t['visits']} visits · {t['discharged']} discharged · "
@@ -245,17 +306,27 @@ def referrer_panel(ctx, as_of: date) -> None:
     )
     with st.expander("Preview"):
         st.html(html)
+    made_for = report_made_for(ctx, pid, month, html)
+    name = referrer_report.filename(report)
     b1, b2, b3 = st.columns([1, 2, 1])
     if b1.button("Make PDF", key="rs_report_pdf"):
         try:
-            st.session_state["rs_report_bytes"] = (pid, month, referrer_report.render_pdf(html))
+            st.session_state[REPORT_STATE] = (made_for, name, referrer_report.render_pdf(html))
         except referrer_report.ReportError as exc:
             st.error(str(exc))
-    made = st.session_state.get("rs_report_bytes")
-    if made and made[:2] == (pid, month):
+    pdf = saved_report(made_for)
+    if pdf is not None:
         b1.download_button(
-            "Download PDF", made[2], referrer_report.filename(report), "application/pdf", key="rs_report_dl"
+            "Download PDF",
+            pdf,
+            name,
+            "application/pdf",
+            key="rs_report_dl",
+            on_click=_audit_report if patients else "rerun",
+            args=(report_audit_detail(pid, month, patients, "download"),) if patients else None,
         )
+    if patients:
+        st.caption("This report lists patients: downloading or emailing it is recorded in the audit log.")
     to = b2.text_input("Email to", key="rs_report_to", placeholder="office@referring-practice.example")
     if b3.button("Email PDF", key="rs_report_send", disabled=not to.strip()):
         chans, problem = configured_channels()
@@ -263,14 +334,22 @@ def referrer_panel(ctx, as_of: date) -> None:
             st.error(problem or "Email is not set up: add the [smtp] settings (deployment guide, 'Outbound messages').")
             return
         try:
-            pdf = made[2] if made and made[:2] == (pid, month) else referrer_report.render_pdf(html)
+            attachment = pdf if pdf is not None else referrer_report.render_pdf(html)
             chans["email"].send(
                 to.strip(),
                 f"{practice}: your referrals, {month:%B %Y}",
                 f"Attached: the {month:%B %Y} report of your referrals to {practice}.",
-                attachments=[outbound.Attachment(referrer_report.filename(report), pdf)],
+                attachments=[outbound.Attachment(name, attachment)],
             )
         except (outbound.OutboundError, referrer_report.ReportError) as exc:
             st.error(f"Not sent: {exc}")
         else:
+            if patients:
+                audit.log(
+                    ctx.settings.app_db,
+                    ctx.user.email,
+                    ctx.user.role,
+                    "export.identified",
+                    report_audit_detail(pid, month, patients, "email", to),
+                )
             st.success("Report emailed.")

@@ -1,6 +1,13 @@
 """Attribution & ROI: spend, attributed conversions and revenue per channel under each model, marketing ROI and
 cost per new patient (one definition with the Overview's KPIs), the marketing-mix model's incremental effect
-beside path credit, and the paths to a decision."""
+beside path credit, and the paths to a decision.
+
+Clinics: the heuristic models' credit, spend, ROI and cost per new patient cover the clinics in view (the user's
+scope and the clinic filter). The practice's marts (`attribution_roi`, `practice_kpis` 'ALL') serve every clinic;
+a subset is read from the clinic-grained marts they are built from (`attribution_touches`, `marketing_mix_monthly`,
+the clinics' `practice_kpis` rows). The marketing-mix model, the data-driven models and the paths are fitted on the
+whole practice and have no clinic: a clinic-scoped user does not get them (`practice_wide_allowed`), as their SQL
+page does not hold those tables (app/lib/sql_guard.py SCOPE_SHARED_TABLES)."""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from app.lib import labels
-from app.lib.queries.base import Filters, Reader, range_params
+from app.lib.queries.base import Filters, Reader, clinic_params, range_params
 
 HEURISTIC_MODELS: tuple[str, ...] = ("first", "last", "linear", "time_decay", "position")
 DATA_DRIVEN_MODELS: tuple[str, ...] = ("markov", "shapley")
@@ -18,17 +25,78 @@ DATA_DRIVEN_MODELS: tuple[str, ...] = ("markov", "shapley")
 MODEL_LABELS: Mapping[str, str] = labels.labels_for("attribution_model")
 
 
-def attribution_by_channel(r: Reader, f: Filters) -> pd.DataFrame:
-    """Spend, attributed conversions and revenue per model and channel over the months in range."""
-    sql = """
-    select model, channel, bool_or(is_marketing) as is_marketing, sum(spend_usd) as spend_usd,
-           sum(attributed_conversions) as attributed_conversions, sum(attributed_revenue_usd) as attributed_revenue_usd
-    from marts.attribution_roi
-    where month between date_trunc('month', $start::date) and $end
-    group by all
+def practice_wide_allowed(r: Reader) -> bool:
+    """May this user see figures that exist only for the whole practice (the marketing-mix model, Markov and
+    Shapley credit, the paths)? Not when their role is limited to some clinics: those figures hold the others'."""
+    return r.scope.clinics is None
+
+
+def clinics_in_view(r: Reader, f: Filters) -> tuple[str, ...] | None:
+    """The clinics the page covers (scope intersected with the filter); None = every clinic (the practice)."""
+    return r.scope.effective_clinics(f.clinics)
+
+
+def _credit_rows_sql(models: tuple[str, ...]) -> str:
+    """Heuristic credit and spend per model, channel and month over the clinics in view: marts.attribution_roi's
+    formula (dbt_project/models/marts/attribution/attribution_roi.sql) on its clinic-grained inputs."""
+    unknown = [m for m in models if m not in HEURISTIC_MODELS]
+    if unknown:
+        raise ValueError(f"not a heuristic attribution model: {', '.join(unknown)}")
+    credited = " union all ".join(
+        f"select '{m}' as model, channel, conversion_month as month, sum(share_{m}) as attributed_conversions, "
+        f"sum(credit_{m}) as attributed_revenue_usd from touches group by all"
+        for m in models
+    )
+    names = ", ".join(f"('{m}')" for m in models)
+    return f"""
+    with touches as (
+        select * from marts.attribution_touches
+        where ($all_clinics or list_contains($clinics, clinic_id))
+          and conversion_month between date_trunc('month', $start::date) and $end
+    ),
+    credited as ({credited}),
+    spend as (
+        select channel, month, sum(spend_usd) as spend_usd from marts.marketing_mix_monthly
+        where ($all_clinics or list_contains($clinics, clinic_id)) and spend_usd <> 0
+          and month between date_trunc('month', $start::date) and $end
+        group by all
+    ),
+    models as (select * from (values {names}) as m (model)),
+    spend_by_model as (select m.model, s.channel, s.month, s.spend_usd from spend s cross join models m),
+    marketing as (select channel from marts.attribution_roi group by channel having bool_or(is_marketing))
+    select coalesce(c.model, s.model) as model, coalesce(c.channel, s.channel) as channel,
+           coalesce(c.month, s.month) as month,
+           coalesce(c.channel, s.channel) in (select channel from marketing) as is_marketing,
+           coalesce(s.spend_usd, 0) as spend_usd, coalesce(c.attributed_conversions, 0) as attributed_conversions,
+           coalesce(c.attributed_revenue_usd, 0) as attributed_revenue_usd
+    from credited c
+    full outer join spend_by_model s on c.model = s.model and c.channel = s.channel and c.month = s.month
     """
-    df = r.df(sql, range_params(f))
-    if r.has("ml.attribution_credit"):
+
+
+def attribution_by_channel(r: Reader, f: Filters) -> pd.DataFrame:
+    """Spend, attributed conversions and revenue per model and channel over the months in range, in the clinics
+    in view (the practice's mart for every clinic)."""
+    if clinics_in_view(r, f) is None:
+        sql = """
+        select model, channel, bool_or(is_marketing) as is_marketing, sum(spend_usd) as spend_usd,
+               sum(attributed_conversions) as attributed_conversions,
+               sum(attributed_revenue_usd) as attributed_revenue_usd
+        from marts.attribution_roi
+        where month between date_trunc('month', $start::date) and $end
+        group by all
+        """
+        df = r.df(sql, range_params(f))
+    else:
+        sql = f"""
+        with rows as ({_credit_rows_sql(HEURISTIC_MODELS)})
+        select model, channel, bool_or(is_marketing) as is_marketing, sum(spend_usd) as spend_usd,
+               sum(attributed_conversions) as attributed_conversions,
+               sum(attributed_revenue_usd) as attributed_revenue_usd
+        from rows group by all
+        """
+        df = r.df(sql, {**clinic_params(r, f), **range_params(f)})
+    if r.has("ml.attribution_credit") and practice_wide_allowed(r):
         df = pd.concat([df, _data_driven_for_period(r, df)], ignore_index=True)
     df["is_marketing"] = df["is_marketing"].fillna(False).astype(bool)
     spend = df["spend_usd"].astype(float)
@@ -146,17 +214,21 @@ def marketing_totals(by_channel: pd.DataFrame, model: str) -> dict[str, float | 
 
 def marketing_new_patients(r: Reader, f: Filters) -> dict[str, float | None]:
     """Cost per new patient exactly as the Overview KPI: spend / marketing-sourced referrals evaluated, over the
-    months in range."""
-    sql = """
+    months in range, in the clinics in view: the practice's row ('ALL') for every clinic, else the clinics' own
+    rows with their spend and new patients summed (numerators over denominators, never an average of ratios)."""
+    clinics = clinics_in_view(r, f)
+    where = "clinic_id = 'ALL'" if clinics is None else "list_contains($clinics, clinic_id)"
+    sql = f"""
     select sum(numerator) as spend_usd, sum(denominator) as new_patients
     from marts.practice_kpis
-    where kpi = 'cost_per_new_patient' and grain = 'month' and clinic_id = 'ALL'
+    where kpi = 'cost_per_new_patient' and grain = 'month' and {where}
       and period_start between date_trunc('month', $start::date) and $end
     """
-    row = r.df(sql, range_params(f)).iloc[0]
+    row = r.df(sql, {**range_params(f), **({} if clinics is None else {"clinics": list(clinics)})}).iloc[0]
     spend = None if pd.isna(row["spend_usd"]) else float(row["spend_usd"])
     patients = None if pd.isna(row["new_patients"]) else float(row["new_patients"])
     return {
+        "spend_usd": spend,
         "new_patients": patients,
         "cost_per_new_patient": spend / patients if spend is not None and patients else None,
     }
@@ -164,29 +236,50 @@ def marketing_new_patients(r: Reader, f: Filters) -> dict[str, float | None]:
 
 def available_models(r: Reader) -> list[str]:
     models = r.df("select distinct model from marts.attribution_roi")["model"].tolist()
-    if r.has("ml.attribution_credit"):
+    if r.has("ml.attribution_credit") and practice_wide_allowed(r):
         models += r.df("select distinct model from ml.attribution_credit")["model"].tolist()
     order = list(HEURISTIC_MODELS) + list(DATA_DRIVEN_MODELS)
     return sorted(set(models), key=lambda m: order.index(m) if m in order else 99)
 
 
 def attribution_monthly(r: Reader, f: Filters, model: str) -> pd.DataFrame:
-    """ROI and cost per new patient by channel and month for one heuristic model, with each month's maturity.
+    """ROI and cost per new patient by channel and month for one heuristic model, with each month's maturity, in
+    the clinics in view.
 
-    A month is maturing while the practice's referral conversion for it is (practice_kpis.is_maturing, the
-    build's own verdict): its referrals are still turning into evaluations, so its conversions, revenue and
-    ROI will still rise. The join is one KPI row per month, so no channel-month is lost or doubled.
+    A month is maturing while the referral conversion for it is (practice_kpis.is_maturing, the build's own
+    verdict; for a subset of clinics, while any of theirs is): its referrals are still turning into evaluations,
+    so its conversions, revenue and ROI will still rise. The join is one row per month, so no channel-month is
+    lost or doubled.
     """
-    sql = """
-    select a.month, a.channel, a.spend_usd, a.attributed_conversions, a.attributed_revenue_usd, a.roi,
-           a.cost_per_new_patient, coalesce(k.is_maturing, false) as is_maturing
-    from marts.attribution_roi a
-    left join marts.practice_kpis k
-      on k.kpi = 'referral_conversion' and k.grain = 'month' and k.clinic_id = 'ALL' and k.period_start = a.month
-    where a.model = $model and a.month between date_trunc('month', $start::date) and $end
+    clinics = clinics_in_view(r, f)
+    if clinics is None:
+        sql = """
+        select a.month, a.channel, a.spend_usd, a.attributed_conversions, a.attributed_revenue_usd, a.roi,
+               a.cost_per_new_patient, coalesce(k.is_maturing, false) as is_maturing
+        from marts.attribution_roi a
+        left join marts.practice_kpis k
+          on k.kpi = 'referral_conversion' and k.grain = 'month' and k.clinic_id = 'ALL' and k.period_start = a.month
+        where a.model = $model and a.month between date_trunc('month', $start::date) and $end
+        order by a.month, a.channel
+        """
+        return r.df(sql, {**range_params(f), "model": model})
+    sql = f"""
+    with a as ({_credit_rows_sql((model,))}),
+    k as (
+        select period_start, bool_or(is_maturing) as is_maturing from marts.practice_kpis
+        where kpi = 'referral_conversion' and grain = 'month' and list_contains($clinics, clinic_id)
+        group by all
+    )
+    select a.month, a.channel, a.spend_usd, a.attributed_conversions, a.attributed_revenue_usd,
+           case when coalesce(a.spend_usd, 0) = 0 then null
+                else cast(a.attributed_revenue_usd - a.spend_usd as double) / a.spend_usd end as roi,
+           case when coalesce(a.attributed_conversions, 0) = 0 or a.spend_usd = 0 then null
+                else cast(a.spend_usd as double) / a.attributed_conversions end as cost_per_new_patient,
+           coalesce(k.is_maturing, false) as is_maturing
+    from a left join k on k.period_start = a.month
     order by a.month, a.channel
     """
-    return r.df(sql, {**range_params(f), "model": model})
+    return r.df(sql, {**clinic_params(r, f), **range_params(f)})
 
 
 def path_lengths(r: Reader) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from app.lib.queries.base import Filters, Reader, clinic_params
 
 TASK_COLUMNS = "task_id, patient_id, clinic_id, appointment_id, referral_id"
 HIGH_RISK_RULE = "confirm_high_risk"  # ml/warehouse.py: task_id = rule || ':' || appointment_id
+EVERY_CLINIC = Filters(date.min, date.max)  # no clinic asked for: every clinic of the user's scope
 
 
 def _enrich(r: Reader, targets_sql: str, params: dict[str, Any]) -> pd.DataFrame:
@@ -65,15 +66,18 @@ def next_clinic_day(r: Reader, f: Filters, after: date) -> date | None:
     return None if day is None or pd.isna(day) else pd.Timestamp(day).date()
 
 
-def referring_physicians(r: Reader) -> pd.DataFrame:
-    """Referring physicians with at least one referral, most referrals first, for the report picker."""
+def referring_physicians(r: Reader, f: Filters | None = None) -> pd.DataFrame:
+    """Referring physicians with at least one referral to the clinics in view (the user's scope and the clinic
+    filter; `f` None = every clinic the user may see), most referrals first, for the report picker. The counts are
+    those clinics' referrals only."""
     sql = """
     select d.physician_id, trim(d.first_name || ' ' || d.last_name || coalesce(', ' || d.credential, '')) as name,
            d.practice_name, count(*) as referrals, max(f.received_at)::date as last_referral
     from marts.referral_funnel f join marts.dim_referring_physicians d on d.physician_id = f.referring_physician_id
+    where ($all_clinics or list_contains($clinics, f.clinic_id))
     group by all order by referrals desc, name
     """
-    return r.df(sql)
+    return r.df(sql, clinic_params(r, f or EVERY_CLINIC))
 
 
 def referrer_report(r: Reader, f: Filters, physician_id: str, month: date) -> dict[str, Any]:
@@ -83,9 +87,11 @@ def referrer_report(r: Reader, f: Filters, physician_id: str, month: date) -> di
     Totals are computed from the same rows, so the PDF's figures are the marts' figures."""
     start = month.replace(day=1)
     end = (pd.Timestamp(start) + pd.offsets.MonthBegin(1)).date()
+    # The physician's name is not a patient's: it is selected under aliases the de-identification filter keeps
+    # (first_name/last_name are PHI column names), so marketing's report names the physician, not the NPI.
     who = r.df(
-        "select physician_id, first_name, last_name, credential, specialty, practice_name, city, state "
-        "from marts.dim_referring_physicians where physician_id = $id",
+        "select physician_id, physician_name, last_name as physician_family_name, credential, specialty, "
+        "practice_name, state from marts.dim_referring_physicians where physician_id = $id",
         {"id": physician_id},
     )
     identity = "p.first_name || ' ' || p.last_name as patient" if r.scope.phi else "f.patient_key as patient"
@@ -122,9 +128,14 @@ def referrer_report(r: Reader, f: Filters, physician_id: str, month: date) -> di
     }
 
 
-def practice_label(r: Reader) -> str:
-    """How the report names the practice: its clinic's name, or the clinics' names (a few), from dim_clinics."""
-    names = r.df("select coalesce(clinic_name, clinic_id) as name from marts.dim_clinics order by clinic_id")["name"]
+def practice_label(r: Reader, f: Filters | None = None) -> str:
+    """How the report names the practice: the name of the clinic in view, or the clinics' names (a few), from
+    dim_clinics; only the clinics the user may see and asked for (`f` None = every clinic the user may see)."""
+    names = r.df(
+        "select coalesce(clinic_name, clinic_id) as name from marts.dim_clinics "
+        "where ($all_clinics or list_contains($clinics, clinic_id)) order by clinic_id",
+        clinic_params(r, f or EVERY_CLINIC),
+    )["name"]
     names = [str(n) for n in names if n]
     if not names:
         return "our practice"
