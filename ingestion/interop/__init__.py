@@ -237,7 +237,7 @@ def _read(path: Path, batch: Batch, is_x12: bool, con=None) -> Batch:
     suffix = Path(path).suffix.lower()
     try:
         if suffix in FHIR_SUFFIXES and not is_x12:
-            fhir.read(Path(path), batch, fast=lambda p, b: fhir_fast.read_bulk(p, b, con))
+            fhir.read(Path(path), batch, fast=lambda p, b: fhir_fast.read_bulk(p, b, con), con=con)
         elif is_x12:
             x12.read(Path(path), batch)
         else:  # pragma: no cover - the loader only dispatches known suffixes

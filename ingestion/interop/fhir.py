@@ -15,10 +15,14 @@ with its other systems' ids) every id becomes `<ns>:<Type>/<id>` / `<ns>:<system
 carries a US NPI becomes `npi:<NPI>` (the id an X12 file gives it), and so does a Practitioner named only by its
 NPI (a conditional reference the export cannot resolve). A reference with only a display text carries no id.
 
-Times: converted to the clinic's zone when its Location states one (R4 timezone extension); otherwise, as follows. The
-wall-clock time is kept as written and the offset dropped (sources write local time with the local
-offset); a date without a time becomes midnight; partial dates (`2013`, `2013-05`) are passed through and
-quarantined as invalid.
+Times: converted to the clinic's zone: its Location's (R4 timezone extension) in the file or export folder, else the
+one raw.duckdb holds for that clinic (`Zones`, through the loader's connection), else the practice default zone
+(PTPULSE_DEFAULT_TIMEZONE) for a resource naming a clinic; otherwise, as follows. The wall-clock time is kept as
+written and the offset dropped (sources write local time with the local offset); a date without a time becomes
+midnight; partial dates (`2013`, `2013-05`) are passed through and quarantined as invalid.
+
+A resource without `id` is its Bundle entry's fullUrl (a transaction's POST entries); with neither it has no record
+id (its rows are quarantined `required`), never a placeholder shared with others.
 """
 
 from __future__ import annotations
@@ -73,22 +77,28 @@ CANCEL_REASON = {
     "oth-room": "clinic_cancelled",
 }
 SR_SKIPPED_STATUS = {"draft", "entered-in-error"}
+# A Claim not (yet / any longer) sent, and a payer's ClaimResponse / ExplanationOfBenefit withdrawn (replaced by
+# another): no money. Skipped, counted in the load message by status.
+MONEY_SKIPPED_STATUS = {"draft", "cancelled", "entered-in-error"}
 SR_SKIPPED_INTENT = {"proposal", "plan", "option"}
 PATIENT_RESPONSIBILITY = {"copay", "deductible", "coinsurance"}
 
 
-def read(path: Path, batch: Batch, fast: Any = None) -> None:
+def read(path: Path, batch: Batch, fast: Any = None, con: Any = None) -> None:
     """Map one FHIR file into `batch`. `fast(path, batch) -> list | None` may map a Bulk folder's NDJSON file in
     SQL (fhir_fast.read_bulk, passed in by read_interop); when it declines, every resource is mapped here. The
-    SQL path reads the file itself (never as one Python string): the text is read only for what is left here."""
+    SQL path reads the file itself (never as one Python string): the text is read only for what is left here.
+    `con`: the loader's raw.duckdb connection, where raw.clinics gives the zone of a clinic the file names without
+    stating it (`Zones`)."""
     folder = _folder(path) if path.suffix.lower() == ".ndjson" else None
+    zones = Zones(con)
     if folder is not None and folder.transaction_time:
         batch.notes.append(f"FHIR Bulk export transactionTime {folder.transaction_time} UTC (from the export log)")
     if fast is not None and path.suffix.lower() == ".ndjson" and folder is not None and _fast_enabled():
         leftover = fast(path, batch)  # declines an export log (no resource type it maps) and any odd file
         if leftover is not None:
             if leftover:
-                _read_lines(path, read_text(path, "FHIR JSON", FIX), batch, folder, set(leftover))
+                _read_lines(path, read_text(path, "FHIR JSON", FIX), batch, folder, set(leftover), zones)
             return
     text = read_text(path, "FHIR JSON", FIX)
     if _export_log_time(text) is not None:
@@ -107,12 +117,13 @@ def read(path: Path, batch: Batch, fast: Any = None) -> None:
                     batch,
                     path,
                     folder,
+                    zones,
                 )
     else:
-        _mapped(path, "the resource", _read_resource, _parse(path, text, None), 1, batch, path, None)
+        _mapped(path, "the resource", _read_resource, _parse(path, text, None), 1, batch, path, None, zones)
 
 
-def _read_lines(path: Path, text: str, batch: Batch, folder: _Folder, lines: set[int]) -> None:
+def _read_lines(path: Path, text: str, batch: Batch, folder: _Folder, lines: set[int], zones: Zones) -> None:
     """The NDJSON lines the SQL reader left (unusual shapes), mapped here resource by resource and merged into
     its frames in line order, so the file's rows are those the per-resource reader alone would give."""
     import polars as pl
@@ -121,8 +132,9 @@ def _read_lines(path: Path, text: str, batch: Batch, folder: _Folder, lines: set
     for number, line in enumerate(text.split("\n"), start=1):
         if number in lines and line.strip():
             resource = _parse(path, line, f"line {number}")
-            _mapped(path, f"line {number}", _read_resource, resource, number, side, path, folder)
+            _mapped(path, f"line {number}", _read_resource, resource, number, side, path, folder, zones)
     batch.ignored.update(side.ignored)
+    batch.adjusted.update(side.adjusted)
     for source, rows in side.rows.items():
         columns = list(batch.contracts[source].column_names)
         frame = pl.DataFrame(
@@ -162,6 +174,17 @@ def derived_id(rtype: str, rid: str) -> str:
     `booked` and its Encounter's `arrived` never share an id, and no derived id equals a record id."""
     ns = id_namespace()
     return f"{ns}:{rtype}/{rid}" if ns else f"{rtype}/{rid}"
+
+
+def url_id(url: str) -> str:
+    """The record id a reference URL names when no resource id stands behind it: `Type/id` at its end (relative or
+    absolute) gives that id; anything else (a Bundle `urn:uuid:`) is kept whole. It is also the id of a Bundle entry's
+    resource that has no `id` (a transaction's POST entries are named by `fullUrl` only), so the references to that
+    fullUrl and the resource meet on one id."""
+    match = REFERENCE.search(url)
+    if match:
+        return entity_id(match.group(1), match.group(2))
+    return identifier_id("", url) if id_namespace() else url
 
 
 def _fast_enabled() -> bool:
@@ -238,9 +261,12 @@ class _Folder:
                 if when:
                     self.transaction_time = max(self.transaction_time or "", when)
                     continue
-            if sibling.suffix.lower() != ".ndjson" or not any(t in sibling.name for t in REFERENCED_TYPES):
+            if sibling.suffix.lower() != ".ndjson":
                 continue
+            # every NDJSON file, whatever its name: the types it holds are read from its lines (`types_in`), so a
+            # Bulk export written as one mixed-type export.ndjson resolves its references like one file per type
             self.index.pending.append((rank, sibling))
+            self.index.files.append((rank, sibling))
 
 
 def _resource_head(path: Path) -> bool:
@@ -321,11 +347,12 @@ class _Index:
     (`Type?identifier=system|value`, the conditional references Synthea and Bulk exports write); `parent` is
     the export folder's index, consulted when the file itself does not hold the target."""
 
-    def __init__(self, parent: _Index | None = None) -> None:
+    def __init__(self, parent: _Index | None = None, zones: Zones | None = None) -> None:
         self.by_key: dict[str, dict] = {}
         self.parent = parent
         self.typed: dict[str, list[dict]] = {}
         self.memo: dict[str, dict] = {}  # reverse maps built once per index (coverage by beneficiary...)
+        self.zones = zones if zones is not None else Zones()
 
     def add(self, resource: dict, full_url: str | None) -> None:
         rtype, rid = resource.get("resourceType"), resource.get("id")
@@ -371,7 +398,9 @@ class _FolderIndex(_Index):
         self.typed_all: dict[str, list[tuple[int, dict]]] = {}
         self.memo: dict[str, dict] = {}
         self.parent = None
-        self.pending: list[tuple[int, Path]] = []
+        self.zones = Zones()
+        self.pending: list[tuple[int, Path]] = []  # files not parsed yet
+        self.files: list[tuple[int, Path]] = []  # every NDJSON file of the folder (the volume types' key lookups)
         self.types_of: dict[Path, set[str]] = {}
         self.loaded: set[str] = set()
 
@@ -386,11 +415,7 @@ class _FolderIndex(_Index):
             if rtype not in self.types_of[sibling]:
                 continue
             self.pending.remove((rank, sibling))
-            try:
-                text = sibling.read_text(encoding="utf-8-sig")
-            except (OSError, UnicodeDecodeError):
-                continue
-            for line in text.split("\n"):
+            for line in _ndjson_lines(sibling):
                 try:
                     resource = json.loads(line, parse_float=Decimal) if line.strip() else None
                 except (ValueError, RecursionError):
@@ -435,7 +460,9 @@ class _FolderIndex(_Index):
         if rtype not in self.heavy_types:
             self.heavy_types.add(rtype)
             self.ensure_types_of()
-            files = [(rank, p) for rank, p in self.pending if rtype in self.types_of.get(p, set())]
+            # every file holding the type, parsed for another type already or not (a mixed-type file is parsed when
+            # its Locations are first needed): the first of each key in file order, as `ensure` keeps it
+            files = [(rank, p) for rank, p in self.files if rtype in self.types_of.get(p, set())]
             self.heavy.execute(f"CREATE TABLE IF NOT EXISTS h_{rtype} (key VARCHAR, rank INT, line BIGINT, j VARCHAR)")
             for rank, sibling in files:
                 self.heavy.execute(
@@ -464,7 +491,7 @@ class _FolderIndex(_Index):
         return json.loads(found, parse_float=Decimal) if found is not None else None
 
     def ensure_types_of(self) -> None:
-        for _, sibling in self.pending:
+        for _, sibling in self.files:
             if sibling not in self.types_of:
                 self.types_of[sibling] = types_in(sibling)
 
@@ -479,15 +506,42 @@ TYPE_IN_TEXT = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
 def types_in(path: Path) -> set[str]:
     """Resource types a file holds. A Bulk file named `<Type>.<n>.ndjson` whose first resource is that type holds
     only that type (Bulk Data spec: one type per file), so a multi-GB export is not read to learn its type; any
-    other file is scanned whole, bytes only (over-approximates: nested resources too)."""
+    other file (a mixed-type `export.ndjson`) is scanned whole, bytes only, chunk by chunk (over-approximates:
+    nested resources too)."""
     try:
         with path.open("rb") as handle:
             head = TYPE_IN_TEXT.search(handle.read(4096))
-        if head and path.name.startswith(head.group(1).decode() + "."):
-            return {head.group(1).decode()}
-        return {m.decode() for m in set(TYPE_IN_TEXT.findall(path.read_bytes()))}
+            if head and path.name.startswith(head.group(1).decode() + "."):
+                return {head.group(1).decode()}
+            handle.seek(0)
+            found: set[bytes] = set()
+            tail = b""
+            while chunk := handle.read(TYPES_CHUNK):
+                found.update(TYPE_IN_TEXT.findall(tail + chunk))  # a name across the chunk boundary is found too
+                tail = chunk[-TYPES_OVERLAP:]
+        return {m.decode() for m in found}
     except OSError:
         return set()
+
+
+TYPES_CHUNK = 1 << 24
+TYPES_OVERLAP = 256
+
+
+def _ndjson_lines(path: Path) -> Iterator[str]:
+    """The lines of an NDJSON file one at a time (split on `\n` only, BOM dropped), never the whole file in memory;
+    nothing when it cannot be read as UTF-8 (its own load refuses it)."""
+    try:
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle):
+                if number == 0 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    continue  # as a line that is not JSON: skipped here
+    except OSError:
+        return
 
 
 HEAVY_LOOKUPS = 2000  # key lookups of one volume type before its keys are fetched at once (~1 ms per lookup)
@@ -511,22 +565,33 @@ class _TypedView:
         return found if found else (default if default is not None else [])
 
 
-def _read_resource(root: dict, line: int, batch: Batch, path: Path, folder: _Folder | None) -> None:
+def _read_resource(
+    root: dict, line: int, batch: Batch, path: Path, folder: _Folder | None, zones: Zones | None = None
+) -> None:
     found = list(_walk(root, None))
     if not found:
         batch.ignore(f"FHIR {shown_type(root.get('resourceType'))} without resources (e.g. a batch of requests only)")
-    index = _Index(folder.index if folder is not None else None)
+    index = _Index(folder.index if folder is not None else None, zones)
     for resource, full_url in found:
         index.add(resource, full_url)
     single = len(found) == 1
     ceiling = folder.transaction_time if folder is not None else _bundle_time(root, found, index)
-    for position, (resource, _) in enumerate(found, start=1):
-        mapper = MAPPERS.get(resource.get("resourceType"))
+    for position, (resource, full_url) in enumerate(found, start=1):
+        rtype = resource.get("resourceType")
+        mapper = MAPPERS.get(rtype)
         if mapper is None:
-            batch.ignore(f"FHIR {shown_type(resource.get('resourceType'))}")
+            batch.ignore(f"FHIR {shown_type(rtype)}")
             continue
-        at = line if single or path.suffix.lower() == ".ndjson" else position
-        mapper(_Ctx(resource, index, batch, at, ceiling))
+        c = _Ctx(
+            resource, index, batch, line if single or path.suffix.lower() == ".ndjson" else position, ceiling, full_url
+        )
+        if not resource.get("id") and c.full_url is None:
+            batch.adjusted[f"FHIR {shown_type(rtype)} {NO_IDENTITY}"] += 1
+        mapper(c)
+
+
+#: the load-message note of a resource nothing identifies (fhir_fast counts its own with the same words)
+NO_IDENTITY = "without id or fullUrl: no record id to land it under (its rows are quarantined `required`)"
 
 
 def _bundle_time(root: dict, found: list[tuple[dict, str | None]], index: _Index) -> str | None:
@@ -560,33 +625,86 @@ def _walk(resource: dict, full_url: str | None) -> Iterator[tuple[dict, str | No
 
 
 class _Ctx:
-    def __init__(self, resource: dict, index: _Index, batch: Batch, line: int, ceiling: str | None = None) -> None:
+    def __init__(
+        self,
+        resource: dict,
+        index: _Index,
+        batch: Batch,
+        line: int,
+        ceiling: str | None = None,
+        full_url: str | None = None,
+    ) -> None:
         self.r, self.index, self.batch, self.line = resource, index, batch, line
         self.ceiling = ceiling  # the Bulk export's transactionTime (UTC), if the file came with its log
+        self.full_url = full_url if isinstance(full_url, str) and full_url.strip() else None  # its Bundle entry's
         self.zone: str | None = None  # the clinic's IANA zone, once the resource's clinic is known
+        self.named_clinic = False  # the resource names a clinic (its zone, when unknown: the practice default)
 
     @property
-    def key(self) -> str:
-        """This resource's record id."""
-        return entity_id(str(self.r.get("resourceType")), str(self.r.get("id") or "(no id)"))
+    def key(self) -> str | None:
+        """This resource's record id: its id, else (a Bundle entry without id) the entry's fullUrl as references to it
+        name it (`url_id`); None when neither exists (its rows lack their id: quarantined `required`), never a
+        placeholder several resources would share."""
+        rid = self.r.get("id")
+        if rid:
+            return entity_id(str(self.r.get("resourceType")), str(rid))
+        return url_id(self.full_url) if self.full_url else None
 
     @property
-    def stem(self) -> str:
-        """Stem of the ids derived from this resource (`Type/id`)."""
-        return derived_id(str(self.r.get("resourceType")), str(self.r.get("id") or "(no id)"))
+    def stem(self) -> str | None:
+        """Stem of the ids derived from this resource (`Type/id`, or `Type/<fullUrl>`); None without either."""
+        rtype, rid = str(self.r.get("resourceType")), self.r.get("id")
+        if rid:
+            return derived_id(rtype, str(rid))
+        if self.full_url:
+            match = REFERENCE.search(self.full_url)
+            return derived_id(match.group(1), match.group(2)) if match else derived_id(rtype, self.full_url)
+        return None
+
+    def derived(self, suffix: str) -> str | None:
+        """A derived id `<stem><suffix>` (`Appointment/a1#booked`); None when the resource has no identity."""
+        stem = self.stem
+        return f"{stem}{suffix}" if stem is not None else None
 
     def time(self, value: Any) -> str | None:
-        """A FHIR instant in the clinic's zone when known (see `timestamp`)."""
-        return timestamp(value, self.zone)
+        """A FHIR instant in the clinic's zone when known (see `timestamp`); when the resource names a clinic whose
+        zone is not known (its Location is not in the file / export folder, raw.clinics does not have it), in the
+        practice's default zone (PTPULSE_DEFAULT_TIMEZONE) when one is set."""
+        zone = self.zone or (self.index.zones.default if self.named_clinic else None)
+        return timestamp(value, zone)
+
+    def day(self, value: Any) -> str | None:
+        """The local date of a FHIR date / dateTime: a dateTime with an offset is converted as `time` converts it (so
+        a service date and the claim's created time agree on the day: Synthea writes both as UTC instants); a date,
+        or a partial or unreadable value, as `date` gives it."""
+        if isinstance(value, str) and INSTANT.match(value):
+            return (self.time(value) or "")[:10] or None
+        return date(value)
 
     def clinic(self, ref: Any) -> str | None:
-        """The clinic id of a Location / Organization reference; sets the zone from its timezone extension."""
+        """The clinic id of a Location / Organization reference; sets the zone from its timezone extension, else
+        from the zone raw.clinics holds for that clinic id (a Location loaded from another file or day)."""
         if not isinstance(ref, dict):
             return None
         target = self.index.resolve(ref, self.r)
-        if target is not None and self.zone is None:
-            self.zone = _zone(target)
-        return self.ref_id(ref, prefer_npi=self.ref_type(ref) == "Organization")
+        clinic = self.ref_id(ref, prefer_npi=self.ref_type(ref) == "Organization")
+        if self.zone is None and (target is not None or clinic is not None):
+            self.zone = (_zone(target) if target is not None else None) or self.index.zones.known(clinic)
+        self.named_clinic = self.named_clinic or target is not None or clinic is not None
+        return clinic
+
+    def person(self, ref: Any) -> str | None:
+        """The therapist / performer id of a Practitioner or PractitionerRole reference: a PractitionerRole found in
+        the file or export folder stands for its `practitioner` (the person, as a Practitioner reference names
+        them); otherwise `ref_id` with the NPI preferred, as before (a role not found keeps its own id / NPI)."""
+        target = self.index.resolve(ref, self.r) if isinstance(ref, dict) else None
+        if isinstance(target, dict) and target.get("resourceType") == "PractitionerRole":
+            practitioner = target.get("practitioner")
+            if isinstance(practitioner, dict):
+                person = _Ctx(target, self.index, self.batch, self.line).ref_id(practitioner, prefer_npi=True)
+                if person:
+                    return person
+        return self.ref_id(ref, prefer_npi=True)
 
     def ref_type(self, ref: Any) -> str | None:
         if not isinstance(ref, dict):
@@ -616,7 +734,7 @@ class _Ctx:
                 return f"npi:{number}"
         if isinstance(text, str) and text:
             if text.startswith("#"):
-                return f"{self.stem}{text}"
+                return self.derived(text)
             match = REFERENCE.search(text)
             if match:
                 return entity_id(match.group(1), match.group(2))
@@ -626,7 +744,7 @@ class _Ctx:
                 return identifier_id(conditional.group(2), conditional.group(3))
             if target is not None and target.get("id"):  # urn:uuid: resolved through the Bundle
                 return entity_id(target["resourceType"], target["id"])
-            return identifier_id("", text) if id_namespace() else text
+            return url_id(text)  # a resource without id: its fullUrl is its id (`_Ctx.key`)
         if target is not None and target.get("id") and target.get("resourceType") == "Claim":
             # a payer's `{type: Claim, identifier}`: the practice's claim the export holds. Other types keep the
             # identifier's value, whatever else the file holds, so a patient named by MRN never splits in two.
@@ -696,9 +814,16 @@ def date(value: Any) -> str | None:
 
 
 def money(value: Any) -> str | None:
+    """A Money's value as a plain decimal text: a JSON number in exponent form (`1.5E2`, parsed as a Decimal) is
+    written out (`150`), never `1.5E+2` (not a decimal the contracts read: it was quarantined invalid_decimal)."""
     if isinstance(value, dict) and value.get("value") is not None:
-        return str(value["value"])
+        return plain(value["value"])
     return None
+
+
+def plain(number: Any) -> str:
+    """A number as text: a Decimal without exponent (`format(d, 'f')`), anything else as `str` does."""
+    return format(number, "f") if isinstance(number, Decimal) else str(number)
 
 
 def codes(concept: Any) -> list[tuple[str | None, str]]:
@@ -724,8 +849,8 @@ def whole(value: Any) -> str | None:
     return str(int(number)) if number == number.to_integral_value() else str(value)
 
 
-def _period_start(item: dict) -> str | None:
-    return date(item.get("servicedDate") or (item.get("servicedPeriod") or {}).get("start"))
+def _period_start(c: _Ctx, item: dict) -> str | None:
+    return c.day(item.get("servicedDate") or (item.get("servicedPeriod") or {}).get("start"))
 
 
 def _given_name(name: dict) -> str | None:
@@ -828,7 +953,7 @@ def _service_request(c: _Ctx) -> None:
     c.batch.add(
         "intake_events",
         c.line,
-        event_id=f"{c.stem}#received",
+        event_id=c.derived("#received"),
         referral_id=c.key,
         patient_id=c.ref_id(subject) if c.ref_type(subject) == "Patient" else None,
         clinic_id=clinic,
@@ -889,13 +1014,13 @@ def _appointment(c: _Ctx) -> None:
         c.batch.add(
             "scheduling_events",
             c.line,
-            event_id=f"{c.stem}#{kind}",
+            event_id=c.derived(f"#{kind}"),
             appointment_id=c.key,
             episode_id=episode,
             referral_id=referral,
             patient_id=next((c.ref_id(a) for a in by_type.get("Patient", [])), None),
             clinic_id=clinic,
-            therapist_id=c.ref_id(therapist, prefer_npi=True) if therapist else None,
+            therapist_id=c.person(therapist) if therapist else None,
             event_type=kind,
             event_at=event_at,
             scheduled_start=c.time(r.get("start")),
@@ -937,7 +1062,7 @@ def _cancel_reason(r: dict) -> str | None:
 
 def _claim(c: _Ctx) -> None:
     r = c.r
-    if r.get("status") == "entered-in-error" or r.get("use", "claim") != "claim":
+    if r.get("status") in MONEY_SKIPPED_STATUS or r.get("use", "claim") != "claim":
         c.batch.ignore(f"FHIR Claim (use {shown_code(r.get('use'))}, status {shown_code(r.get('status'))})")
         return
     items = r.get("item") or []
@@ -947,13 +1072,14 @@ def _claim(c: _Ctx) -> None:
     if clinic is None and c.ref_type(r.get("provider")) == "Organization":
         clinic = c.ref_id(r.get("provider"), prefer_npi=True)
         c.clinic(r.get("provider"))
+    # the items' encounters first: their clinic's zone is the claim's when it names none (service dates, created)
+    visits = [_visit(c, next((c.index.resolve(e, r) for e in i.get("encounter") or []), None)) for i in items]
     period = (r.get("billablePeriod") or {}).get("start")
-    item_dates = sorted(d for d in (_period_start(i) for i in items) if d)
-    service_date = date(period) or (item_dates[0] if item_dates else None)
+    item_dates = sorted(d for d in (_period_start(c, i) for i in items) if d)
+    service_date = c.day(period) or (item_dates[0] if item_dates else None)
     billed = money(r.get("total"))
     if billed is None and items and all(money(i.get("net")) for i in items):
-        billed = str(sum(Decimal(money(i["net"])) for i in items))
-    visits = [_visit(c, next((c.index.resolve(e, r) for e in i.get("encounter") or []), None)) for i in items]
+        billed = plain(sum(Decimal(money(i["net"])) for i in items))
     episodes = {v.get("episode_id") for v in visits}
     submitted = c.time(r.get("created"))
     c.batch.add(
@@ -981,7 +1107,7 @@ def _claim(c: _Ctx) -> None:
         quantity = (item.get("quantity") or {}).get("value")
         charge = money(item.get("net"))
         if charge is None and money(item.get("unitPrice")) and quantity is not None:
-            charge = str(Decimal(money(item["unitPrice"])) * Decimal(str(quantity)))
+            charge = plain(Decimal(money(item["unitPrice"])) * Decimal(str(quantity)))
         modifiers = "|".join(code for m in item.get("modifier") or [] for _, code in codes(m)[:1])
         c.batch.add(
             "charges",
@@ -992,8 +1118,8 @@ def _claim(c: _Ctx) -> None:
             episode_id=visit.get("episode_id"),
             patient_id=patient,
             clinic_id=clinic or visit.get("clinic_id"),
-            therapist_id=c.ref_id(provider, prefer_npi=True) if provider else visit.get("therapist_id"),
-            service_date=_period_start(item) or service_date,
+            therapist_id=c.person(provider) if provider else visit.get("therapist_id"),
+            service_date=_period_start(c, item) or service_date,
             cpt_code=_procedure_code(item.get("productOrService")),
             modifiers=modifiers or None,
             units=whole(quantity) if quantity is not None else "1",  # no quantity: the service once (Synthea)
@@ -1003,13 +1129,16 @@ def _claim(c: _Ctx) -> None:
         )
 
 
-def _item_id(c: _Ctx, item: dict) -> str:
+def _item_id(c: _Ctx, item: dict) -> str | None:
     """A claim item's charge id: the item's element id when the exporter writes one (our generator writes the
-    practice's charge id there: a Claim item has no identifier in R4), else `Claim/<id>#item<sequence>`."""
+    practice's charge id there: a Claim item has no identifier in R4), else `Claim/<id>#item<sequence>`. None for a
+    Claim nothing identifies: its lines are quarantined with it, never landed under no claim."""
+    if c.key is None:
+        return None
     element = item.get("id")
     if isinstance(element, str) and element:
-        return f"{c.stem}#{element}" if id_namespace() else element
-    return f"{c.stem}#item{item.get('sequence')}"
+        return c.derived(f"#{element}") if id_namespace() else element
+    return c.derived(f"#item{item.get('sequence')}")
 
 
 def _claim_number(r: dict) -> str | None:
@@ -1021,7 +1150,7 @@ def _claim_number(r: dict) -> str | None:
 
 def _remittance(c: _Ctx) -> None:
     r = c.r
-    if r.get("status") == "entered-in-error" or r.get("use", "claim") != "claim":
+    if r.get("status") in MONEY_SKIPPED_STATUS or r.get("use", "claim") != "claim":
         c.batch.ignore(
             f"FHIR {shown_type(r.get('resourceType'))} (use {shown_code(r.get('use'))}, "
             f"status {shown_code(r.get('status'))})"
@@ -1041,7 +1170,7 @@ def _remittance(c: _Ctx) -> None:
         c.batch.add(
             "remittances",
             c.line,
-            remit_id=f"{c.stem}#denial",
+            remit_id=c.derived("#denial"),
             event_type="denial",
             event_at=created,
             amount_usd=totals.get("submitted"),
@@ -1053,7 +1182,7 @@ def _remittance(c: _Ctx) -> None:
         c.batch.add(
             "remittances",
             c.line,
-            remit_id=f"{c.stem}#payer_payment",
+            remit_id=c.derived("#payer_payment"),
             event_type="payer_payment",
             event_at=timestamp(payment.get("date")) or created,
             amount_usd=paid,
@@ -1065,10 +1194,10 @@ def _remittance(c: _Ctx) -> None:
         c.batch.add(
             "remittances",
             c.line,
-            remit_id=f"{c.stem}#patient_responsibility",
+            remit_id=c.derived("#patient_responsibility"),
             event_type="patient_responsibility",
             event_at=created,
-            amount_usd=str(share),
+            amount_usd=plain(share),
             group_code="PR",
             **common,
         )
@@ -1077,10 +1206,10 @@ def _remittance(c: _Ctx) -> None:
         c.batch.add(
             "remittances",
             c.line,
-            remit_id=f"{c.stem}#contractual_adjustment",
+            remit_id=c.derived("#contractual_adjustment"),
             event_type="contractual_adjustment",
             event_at=created,
-            amount_usd=str(submitted - allowed),
+            amount_usd=plain(submitted - allowed),
             group_code="CO",
             **common,
         )
@@ -1237,6 +1366,94 @@ def _clinic_npi(c: _Ctx, npi: str | None) -> str | None:
 
 
 DEFAULT_ZONE_ENV = "PTPULSE_DEFAULT_TIMEZONE"
+
+
+def default_zone() -> str | None:
+    """The practice's configured zone (env PTPULSE_DEFAULT_TIMEZONE) when it is a known IANA name, else None."""
+    import os
+
+    zone = os.environ.get(DEFAULT_ZONE_ENV, "").strip()
+    return zone if _known_zone(zone) else None
+
+
+def raw_clinic_zones(con: Any) -> dict[str, str]:
+    """The zone of every clinic raw.duckdb knows one for, through the loader's connection `con` (empty without it:
+    read_interop called outside the loader): the latest landed raw.clinics version stating a known IANA zone, else
+    the latest quarantined clinics record stating one (a FHIR Location has no opening date, so it is quarantined
+    `required`, but its timezone extension still says where the clinic is); `npi:<NPI>` (an Organization as clinic)
+    is the one clinic whose current version has that NPI. Read once per file (a clinic may have landed since);
+    fhir_fast maps with the same dict."""
+    if con is None:
+        return {}
+    try:
+        catalog = con.execute("SELECT current_database()").fetchone()[0]
+        columns = set(
+            con.execute(
+                "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'raw' "
+                "AND table_name IN ('clinics', '_quarantine')",
+                [catalog],
+            ).fetchall()
+        )
+        raw = '"' + str(catalog).replace('"', '""') + '"."raw".'
+        parts = []
+        if {("clinics", c) for c in ("clinic_id", "timezone", "updated_at", "_load_id")} <= columns:
+            parts.append(
+                f"SELECT clinic_id AS clinic, timezone AS tz, 0 AS tier, updated_at AS ts, _load_id AS lid "
+                f"FROM {raw}clinics"
+            )
+            if ("clinics", "npi") in columns:  # an Organization named by its NPI (`npi:<NPI>`): the one clinic with it
+                parts.append(
+                    f"SELECT 'npi:' || npi, timezone, 0, updated_at, _load_id FROM (SELECT * FROM {raw}clinics "
+                    "QUALIFY row_number() OVER (PARTITION BY clinic_id ORDER BY updated_at DESC NULLS LAST, "
+                    "_load_id DESC) = 1) WHERE npi IS NOT NULL QUALIFY count(*) OVER (PARTITION BY npi) = 1"
+                )
+        if {("_quarantine", c) for c in ("source", "record", "load_id")} <= columns:
+            parts.append(
+                "SELECT record->>'clinic_id', record->>'timezone', 1, NULL::TIMESTAMP, load_id "
+                f"FROM {raw}_quarantine WHERE source = 'clinics' AND json_valid(record) "
+                "AND json_type(record) = 'OBJECT'"
+            )
+        if not parts:
+            return {}
+        rows = con.execute(
+            f"SELECT clinic, trim(tz) FROM ({' UNION ALL '.join(parts)}) "
+            "WHERE clinic IS NOT NULL AND nullif(trim(tz), '') IS NOT NULL "
+            "ORDER BY tier, ts DESC NULLS LAST, lid DESC"
+        ).fetchall()
+    except Exception:  # noqa: BLE001 - a closed or foreign connection, an unreadable table: no zones from it
+        return {}
+    zones: dict[str, str] = {}
+    for clinic, zone in rows:
+        if clinic not in zones and _known_zone(zone):
+            zones[clinic] = zone
+    return zones
+
+
+def _known_zone(zone: str) -> bool:
+    try:
+        ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        return False
+    return True
+
+
+class Zones:
+    """Where the zone of a clinic comes from when the file / export folder does not state it: raw.clinics (a
+    Location or clinics CSV loaded before, through the loader's connection `con`), else, for a resource that names a
+    clinic, the practice's default zone (`default`: PTPULSE_DEFAULT_TIMEZONE, the zone its clinics row lands with).
+    Read once per file: the same instant lands at the same local time however the files were packaged."""
+
+    def __init__(self, con: Any = None) -> None:
+        self.con = con
+        self.default = default_zone()
+        self._known: dict[str, str] | None = None
+
+    def known(self, clinic_id: str | None) -> str | None:
+        if clinic_id is None:
+            return None
+        if self._known is None:
+            self._known = raw_clinic_zones(self.con)
+        return self._known.get(clinic_id)
 
 
 def _default_zone(c: _Ctx) -> str | None:
@@ -1399,13 +1616,14 @@ def _visit(c: _Ctx, encounter: dict | None) -> dict[str, str | None]:
     primary = [p for p in people if any(code in ("PPRF", "ATND") for t in p.get("type") or [] for _, code in codes(t))]
     actor = next((p.get("individual") for p in primary + people if p.get("individual")), None)
     c.zone = c.zone or e.zone
+    c.named_clinic = c.named_clinic or e.named_clinic
     return {
         "appointment_id": appointment or e.key,
         "episode_id": e.ref_id(episode_ref),
         "referral_id": referral,
         "patient_id": e.ref_id(encounter.get("subject")),
         "clinic_id": clinic,
-        "therapist_id": e.ref_id(actor, prefer_npi=True) if actor else None,
+        "therapist_id": e.person(actor) if actor else None,
     }
 
 
@@ -1432,7 +1650,7 @@ def _encounter(c: _Ctx) -> None:
         c.batch.add(
             "scheduling_events",
             c.line,
-            event_id=f"{c.stem}#{event_type}",
+            event_id=c.derived(f"#{event_type}"),
             event_type=event_type,
             event_at=event_at,
             scheduled_start=scheduled,
@@ -1464,7 +1682,7 @@ def _procedure(c: _Ctx) -> None:
         episode_id=ids.get("episode_id"),
         patient_id=c.ref_id(r.get("subject")) or ids.get("patient_id"),
         clinic_id=ids.get("clinic_id") or c.clinic(r.get("location")),
-        therapist_id=c.ref_id(performer, prefer_npi=True) if performer else ids.get("therapist_id"),
+        therapist_id=c.person(performer) if performer else ids.get("therapist_id"),
         service_date=(c.time(performed) or "")[:10] or None,
         cpt_code=_procedure_code(r.get("code")),
         modifiers=None,

@@ -133,13 +133,27 @@ MACROS = rf"""
 -- A JSON scalar read_json typed as JSON is its compact serialisation: a string starts with '"' and JSON null is
 -- `null`, so a string / null is told by its first character (json_type parses the text again: ~2x the cost)
 CREATE OR REPLACE TEMP MACRO js(x) AS CASE WHEN starts_with(x, '"') THEN x->>'$' END;
-CREATE OR REPLACE TEMP MACRO rid(x) AS CASE WHEN x IS NULL OR x = 'null' OR x = '""' THEN '(no id)'
+-- a resource without id has none (fhir.py: nothing to key an NDJSON line by; its rows are quarantined `required`)
+CREATE OR REPLACE TEMP MACRO rid(x) AS CASE WHEN x IS NULL OR x = 'null' OR x = '""' THEN NULL
     WHEN starts_with(x, '"') THEN x->>'$' END;
 CREATE OR REPLACE TEMP MACRO is_str(x) AS x IS NULL OR starts_with(x, '"') OR x = 'null';
 CREATE OR REPLACE TEMP MACRO is_int(x) AS x IS NULL OR json_type(x) IN ('UBIGINT', 'BIGINT');
 CREATE OR REPLACE TEMP MACRO jnum(x) AS CASE WHEN starts_with(x, '"') THEN x->>'$'
     WHEN json_type(x) IN ('UBIGINT', 'BIGINT', 'DOUBLE', 'HUGEINT') THEN CAST(x AS VARCHAR) END;
-CREATE OR REPLACE TEMP MACRO money(m) AS jnum(m.value);
+-- fhir.py `money`: a JSON number as a plain decimal, never in exponent form (DuckDB writes 1e-7 for 0.0000001)
+CREATE OR REPLACE TEMP MACRO plain_dec(t) AS CASE WHEN t IS NULL OR NOT regexp_matches(t, '[eE]') THEN t
+    ELSE plain_exp(CASE WHEN starts_with(t, '-') THEN '-' ELSE '' END,
+                   replace(regexp_extract(t, '^[-+]?([0-9.]+)[eE]', 1), '.', ''),
+                   CAST(regexp_extract(t, '[eE]([-+]?[0-9]+)$', 1) AS INTEGER)
+                       - length(split_part(regexp_extract(t, '^[-+]?([0-9.]+)[eE]', 1), '.', 2))) END;
+-- sign, the digits of the mantissa and the exponent of its last digit: digits then zeros, or a point -e from the end
+CREATE OR REPLACE TEMP MACRO plain_exp(sign, digits, e) AS sign || CASE
+    WHEN e >= 0 THEN coalesce(nullif(ltrim(digits || repeat('0', e), '0'), ''), '0')
+    ELSE plain_point(lpad(digits, CAST(greatest(length(digits), 1 - e) AS INTEGER), '0'), CAST(-e AS INTEGER)) END;
+CREATE OR REPLACE TEMP MACRO plain_point(padded, k) AS
+    coalesce(nullif(ltrim(left(padded, length(padded) - k), '0'), ''), '0') || '.' || right(padded, k);
+CREATE OR REPLACE TEMP MACRO money(m) AS CASE WHEN starts_with(m.value, '"') THEN m.value->>'$'
+    ELSE plain_dec(jnum(m.value)) END;
 CREATE OR REPLACE TEMP MACRO ref_ok(r) AS r IS NULL OR (r.identifier IS NULL AND r.reference IS NOT NULL
     AND regexp_full_match(r.reference, '{SIMPLE_REF}'));
 CREATE OR REPLACE TEMP MACRO refs_ok(rs) AS rs IS NULL OR list_bool_and(list_transform(rs, lambda r: ref_ok(r))) IS NOT false;
@@ -174,6 +188,9 @@ CREATE OR REPLACE TEMP MACRO fts(v, zone) AS CASE
         CAST(wall(v) || replace(regexp_extract(v, '{INSTANT}', 4), 'Z', '+00:00') AS TIMESTAMPTZ)),
         '%Y-%m-%d %H:%M:%S')
     ELSE wall(v) END;
+-- fhir.py `_Ctx.day`: the local date of a date / dateTime (a dateTime converted as `fts` converts it)
+CREATE OR REPLACE TEMP MACRO ldate(v, zone) AS CASE WHEN v IS NULL OR v = '' THEN NULL
+    WHEN regexp_full_match(v, '{INSTANT}') THEN left(fts(v, zone), 10) ELSE v END;
 CREATE OR REPLACE TEMP MACRO ftext(v) AS nullif(trim(v), '');
 -- ftext for values that are mostly clean: trim() (spaces, like ftext) only where an edge is a space
 CREATE OR REPLACE TEMP MACRO vtext(v) AS CASE WHEN starts_with(v, ' ') OR ends_with(v, ' ') THEN nullif(trim(v), '')
@@ -311,7 +328,7 @@ def _load(con: duckdb.DuckDBPyConnection, path: Path, rtype: str, table: str, li
 def _odd_lines(con: duckdb.DuckDBPyConnection, rtype: str, table: str) -> list[int]:
     """The lines whose resource is not one the SQL maps exactly like fhir.py (fhir.py maps those one by one)."""
     checks = [
-        "rid(id) IS NOT NULL",  # fhir.py: a resource without an id is `(no id)`
+        "is_str(id)",  # a string or none (fhir.py: none has no record id); other JSON types are fhir.py's
         "contained IS NULL",
         "is_str(meta.lastUpdated)",
         "is_str(status)",
@@ -366,7 +383,7 @@ def _odd_lines(con: duckdb.DuckDBPyConnection, rtype: str, table: str) -> list[i
             f"AND regexp_extract(js(period.start), '{INSTANT}', 4) <> '' AND NOT contains(js(period.start), '.') "
             f"AND regexp_full_match(js(period.\"end\"), '{INSTANT}') AND NOT contains(js(period.\"end\"), '.') "
             f"AND regexp_extract(js(period.\"end\"), '{INSTANT}', 4) <> '')",
-            "location IS NOT NULL OR serviceProvider IS NULL",
+            "len(coalesce(location, [])) > 0 OR serviceProvider IS NULL",
             "list_bool_and(list_transform(coalesce(location, []), lambda p: p.location IS NOT NULL)) IS NOT false",
             "list_bool_and(list_transform(coalesce(location, []), lambda p: rtype(p.location.reference) = 'Location'))"
             " IS NOT false",
@@ -412,7 +429,7 @@ def _odd_lines(con: duckdb.DuckDBPyConnection, rtype: str, table: str) -> list[i
         checks += [
             "is_str(intent) AND is_str(authoredOn)",
             "reasonReference IS NULL",  # a Condition's code: fhir.py `_icd10`
-            "locationReference IS NOT NULL OR performer IS NULL",  # a performer as clinic: fhir.py
+            "len(coalesce(locationReference, [])) > 0 OR performer IS NULL",  # a performer as clinic: fhir.py
             "len(coalesce(insurance, [])) <= 1",
             "len(coalesce(locationReference, [])) = 0 OR rtype(locationReference[1].reference) <> 'Organization'",
         ]
@@ -448,8 +465,7 @@ class _Refs:
             for rank, p in enumerate(sorted(folder.iterdir()))
             if not p.is_symlink()
             and p.is_file()
-            and p.suffix.lower() == ".ndjson"
-            and any(t in p.name for t in F.REFERENCED_TYPES)
+            and p.suffix.lower() == ".ndjson"  # whatever its name: `types_in` reads the types from its lines
         ]
         self.types_of: dict[Path, set[str]] = {}
         self.parsed: Path | None = None  # the Encounter file whose parse is in enc_src
@@ -458,7 +474,8 @@ class _Refs:
         _run(
             self.con,
             "CREATE OR REPLACE TEMP TABLE target (rank INT, line BIGINT, key VARCHAR, type VARCHAR, npi VARCHAR, tz VARCHAR, "
-            "referral_ref VARCHAR, visit_type VARCHAR, appt_start VARCHAR, appt_minutes VARCHAR)",
+            "referral_ref VARCHAR, visit_type VARCHAR, appt_start VARCHAR, appt_minutes VARCHAR, prac_ref VARCHAR, "
+            "prac_odd BOOLEAN)",
         )
         _run(self.con, "CREATE OR REPLACE TEMP TABLE enc_odd (key VARCHAR)")
 
@@ -507,7 +524,7 @@ class _Refs:
             f"""
             INSERT INTO target
             SELECT {rank}, line, 'Appointment/' || (id->>'$'), 'Appointment', NULL, NULL, NULL, {visit}, js(start),
-                   minutesDuration->>'$'
+                   minutesDuration->>'$', NULL, NULL
             FROM src WHERE starts_with(id, '"') AND id <> '""'""",
         )
         self.prefilled.add(path)
@@ -562,7 +579,18 @@ class _Refs:
                                    []), lambda c: ftext(c->>'$.code')), lambda v: v IS NOT NULL)[1]
                                WHEN 'FOLLOWUP' THEN 'follow_up' END) END,
                        CASE WHEN json_type(j, '$.start') = 'VARCHAR' THEN j->>'$.start' END,
-                       json_extract_string(j, '$.minutesDuration')
+                       json_extract_string(j, '$.minutesDuration'),
+                       -- a PractitionerRole stands for its practitioner (fhir.py `_Ctx.person`): a relative reference
+                       -- here; any other form of it (identifier, absolute, conditional) is fhir.py's (prac_odd)
+                       CASE WHEN j->>'$.resourceType' = 'PractitionerRole'
+                                 AND json_type(j, '$.practitioner') = 'OBJECT'
+                                 AND regexp_full_match(j->>'$.practitioner.reference', '{SIMPLE_REF}')
+                            THEN j->>'$.practitioner.reference' END,
+                       j->>'$.resourceType' = 'PractitionerRole' AND json_type(j, '$.practitioner') = 'OBJECT'
+                           AND (json_exists(j, '$.practitioner.identifier')
+                                OR (json_exists(j, '$.practitioner.reference')
+                                    AND NOT coalesce(json_type(j, '$.practitioner.reference') = 'VARCHAR'
+                                        AND regexp_full_match(j->>'$.practitioner.reference', '{SIMPLE_REF}'), false)))
                 FROM (SELECT row_number() OVER () AS line, json AS j
                       FROM read_json_objects(?, format = 'newline_delimited', ignore_errors = true))
                 WHERE json_valid(j) AND json_type(j) = 'OBJECT' AND j->>'$.resourceType' = ?
@@ -573,6 +601,12 @@ class _Refs:
                 """,
                 [str(path), rtype],
             )
+        if (
+            rtype == "PractitionerRole"
+            and _run(self.con, "SELECT count(*) FROM target WHERE type = 'PractitionerRole' AND prac_odd")[0][0]
+        ):
+            self.ok = False  # a role naming its practitioner otherwise than `Practitioner/<id>`: fhir.py resolves it
+            return
         if rtype == "Appointment":  # fhir.py computes end - start without minutesDuration: not mapped here
             if _run(
                 self.con,
@@ -648,10 +682,12 @@ _Refs._coverage = _coverage  # noqa: SLF001 - kept beside the other loaders' SQL
 
 
 def _therapist(ref: str, target: str) -> str:
-    """fhir.py `ref_id(prefer_npi=True)`: a Practitioner the export holds keeps its resource id (the practice's
-    therapist id); a PractitionerRole gives its practitioner's NPI when known."""
+    """fhir.py `_Ctx.person`: a PractitionerRole the export holds stands for its practitioner (that reference's id);
+    a Practitioner the export holds keeps its resource id (the practice's therapist id); else the NPI when known
+    (`ref_id(prefer_npi=True)`)."""
     return (
-        f"CASE WHEN {target}.type = 'Practitioner' THEN fid({ref}) "
+        f"CASE WHEN {target}.type = 'PractitionerRole' AND {target}.prac_ref IS NOT NULL THEN fid({target}.prac_ref) "
+        f"WHEN {target}.type = 'Practitioner' THEN fid({ref}) "
         f"ELSE coalesce('npi:' || {target}.npi, fid({ref})) END"
     )
 
@@ -693,10 +729,31 @@ def _visit_sql(con: duckdb.DuckDBPyConnection, source: str, out: str) -> None:
     )
 
 
+def _clinic_zone(tz: str, clinic: str, named: str) -> str:
+    """fhir.py `_Ctx.clinic` + `time`: the zone the export states for the clinic (`tz`), else the one raw.clinics holds
+    for its id (`raw_tz`, joined as `{clinic}`'s row), else, when the resource names a clinic, the practice default."""
+    default = _MAPPING["default_zone"]
+    fallback = f" ELSE CASE WHEN {named} THEN {lit(default)} END" if default else ""
+    return f"CASE WHEN {tz} IS NOT NULL THEN {tz} WHEN {clinic}.tz IS NOT NULL THEN {clinic}.tz{fallback} END"
+
+
+def _raw_zones(con: duckdb.DuckDBPyConnection, raw: duckdb.DuckDBPyConnection | None) -> None:
+    """`raw_tz` (clinic_id, tz): the clinic zones raw.duckdb holds (fhir.py `raw_clinic_zones`, the same dict), read
+    anew for every file (a clinic may have landed since); empty without the loader's connection."""
+    zones = F.raw_clinic_zones(raw)
+    _run(con, "CREATE OR REPLACE TEMP TABLE raw_tz (clinic_id VARCHAR, tz VARCHAR)")
+    if zones:
+        _run(
+            con,
+            "INSERT INTO raw_tz SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])",
+            [list(zones), list(zones.values())],
+        )
+
+
 _CACHE: dict[tuple, _Refs] = {}
 # temp tables of a _Refs kept while its folder is read, and those one file's mapping makes (dropped after it)
 REFS_TABLES = ("target", "enc_visit", "enc_odd", "enc_src", "enc_new", "cov", "cov_src")
-WORK_TABLES = ("src", "enc_ids", "items", "clm_head", "eob_m")
+WORK_TABLES = ("src", "enc_ids", "items", "clm_head", "eob_m", "raw_tz")
 WORK_VIEWS = ("appt", "enc_keep")  # views over `src` (a copy of every resource would cost a scan and a write)
 
 
@@ -798,10 +855,14 @@ def read_bulk(path: Path, batch, con: duckdb.DuckDBPyConnection | None = None) -
         if odd:
             _run(con, "DELETE FROM src WHERE list_contains(?::BIGINT[], line)", [odd])
         _MAPPING["space_only"] = _space_only_folder(path.parent)
+        _MAPPING["default_zone"] = F.default_zone()
+        _raw_zones(con, None if refs.own else con)
         try:
             tables, ignored = MAPPERS[rtype](con, path)
         finally:
-            _MAPPING["space_only"] = False
+            _MAPPING["space_only"], _MAPPING["default_zone"] = False, None
+        # fhir.py counts a resource nothing identifies (no id; an NDJSON line has no fullUrl) in the load message
+        unnamed = _run(con, "SELECT count(*) FROM src WHERE rid(id) IS NULL")[0][0]
     except Exception:  # noqa: BLE001 - anything the SQL did not expect: the per-resource reader decides
         for table in tables.values():
             _run(con, f"DROP TABLE IF EXISTS temp.{table}")
@@ -829,6 +890,8 @@ def read_bulk(path: Path, batch, con: duckdb.DuckDBPyConnection | None = None) -
             batch.add_table(source, rows)
     for what, n in ignored:
         batch.ignored[what] += n
+    if unnamed:
+        batch.adjusted[f"FHIR {rtype} {F.NO_IDENTITY}"] += unnamed
     return odd
 
 
@@ -870,7 +933,7 @@ def cleaned(source: str) -> dict[str, str]:
 
 # set by read_bulk while a file is mapped: every file of its folder is `space_only` (values can hold no whitespace
 # but spaces), so `_frame` trims with the cheap space test
-_MAPPING = {"space_only": False}
+_MAPPING: dict = {"space_only": False, "default_zone": None}
 
 
 def _clean(col, space_only: bool = False) -> str:
@@ -929,8 +992,8 @@ def _appointments(con: duckdb.DuckDBPyConnection, path: Path):
                    fid(list_filter(actors, lambda r: rtype(r) = 'Patient')[1]) AS patient_id,
                    fid(loc_ref) AS clinic_id,
                    CASE WHEN th_ref IS NOT NULL THEN {_therapist("th_ref", "th")} END AS therapist_id,
-                   fts(js(created), loc.tz) AS created_at, fts(js(meta.lastUpdated), loc.tz) AS updated_at,
-                   fts(js(start), loc.tz) AS scheduled_start,
+                   fts(js(created), zone) AS created_at, fts(js(meta.lastUpdated), zone) AS updated_at,
+                   fts(js(start), zone) AS scheduled_start,
                    jnum(minutesDuration) AS duration_min,
                    coalesce(first_code_in(appointmentType, ['{F.PTPULSE_VISIT_TYPE}']),
                             CASE first_code(appointmentType) WHEN 'FOLLOWUP' THEN 'follow_up' END) AS visit_type,
@@ -940,11 +1003,13 @@ def _appointments(con: duckdb.DuckDBPyConnection, path: Path):
                             ELSE coalesce({_case(code, F.CANCEL_REASON)},
                                           CASE WHEN starts_with({code}, 'prov') THEN 'clinic_cancelled' ELSE 'other' END)
                        END) END AS cancel_reason
-            FROM (SELECT *, list_filter(actors, lambda r: rtype(r) = 'Location')[1] AS loc_ref,
-                         coalesce(list_filter(actors, lambda r: rtype(r) = 'Practitioner')[1],
-                                  list_filter(actors, lambda r: rtype(r) = 'PractitionerRole')[1]) AS th_ref
-                  FROM appt WHERE ev IS NOT NULL) a
-            LEFT JOIN target loc ON loc.key = a.loc_ref
+            FROM (SELECT a.*, {_clinic_zone("loc.tz", "rz", "a.loc_ref IS NOT NULL")} AS zone
+                  FROM (SELECT *, list_filter(actors, lambda r: rtype(r) = 'Location')[1] AS loc_ref,
+                               coalesce(list_filter(actors, lambda r: rtype(r) = 'Practitioner')[1],
+                                        list_filter(actors, lambda r: rtype(r) = 'PractitionerRole')[1]) AS th_ref
+                        FROM appt WHERE ev IS NOT NULL) a
+                  LEFT JOIN target loc ON loc.key = a.loc_ref
+                  LEFT JOIN raw_tz rz ON rz.clinic_id = fid(a.loc_ref)) a
             LEFT JOIN target th ON th.key = a.th_ref),
         e AS (
             SELECT *, CASE WHEN ord = 0 THEN 'booked' ELSE ev END AS kind
@@ -983,13 +1048,16 @@ def _encounters(con: duckdb.DuckDBPyConnection, path: Path):
         f"AS TIMESTAMPTZ)) / 60) AS BIGINT) END"
     )
     # each timestamp converted once per resource, then one row per event (an unnest, not a join on a condition)
+    zone = _clinic_zone("i.zone", "rz", "i.clinic_id IS NOT NULL")
     sql = f"""
         WITH k AS (
-            SELECT k.line, k.id, k.status, i.* EXCLUDE (line), appt.appt_start, appt.appt_minutes, appt.visit_type,
-                   fts({start}, i.zone) AS start_at, fts({end}, i.zone) AS end_at,
+            SELECT k.line, k.id, k.status, i.* EXCLUDE (line, zone), appt.appt_start, appt.appt_minutes,
+                   appt.visit_type, {zone} AS zone,
+                   fts({start}, {zone}) AS start_at, fts({end}, {zone}) AS end_at,
                    CASE WHEN {end} IS NOT NULL THEN CAST({minutes} AS VARCHAR) END AS minutes
             FROM enc_keep k
             JOIN enc_ids i ON i.line = k.line
+            LEFT JOIN raw_tz rz ON rz.clinic_id = i.clinic_id
             LEFT JOIN target appt ON appt.key = i.appointment_ref AND appt.type = 'Appointment'),
         ev AS (
             SELECT *, CASE ord WHEN 0 THEN 'arrived' ELSE 'completed' END AS event_type
@@ -1006,8 +1074,11 @@ def _encounters(con: duckdb.DuckDBPyConnection, path: Path):
     return {"scheduling_events": _frame(con, sql, "scheduling_events")}, ignored
 
 
+SKIPPED = _sql_list(F.MONEY_SKIPPED_STATUS)  # fhir.py: draft / cancelled / entered-in-error carry no money
+
+
 def _claims(con: duckdb.DuckDBPyConnection, path: Path):
-    skip = "js(status) = 'entered-in-error' OR coalesce(js(use), 'claim') <> 'claim'"
+    skip = f"list_contains({SKIPPED}, js(status)) OR coalesce(js(use), 'claim') <> 'claim'"
     ignored = _ignored(
         con,
         "SELECT 'FHIR Claim (use ' || shown_code(js(use)) || ', status ' || shown_code(js(status)) || ')' AS what "
@@ -1037,49 +1108,66 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
                         THEN i.careTeam[TRY_CAST(CAST(i.item.careTeamSequence[1] AS VARCHAR) AS BIGINT)]
                         ELSE list_filter(coalesce(i.careTeam, []), lambda t: CAST(t.sequence AS VARCHAR)
                             = CAST(i.item.careTeamSequence[1] AS VARCHAR))[1] END.provider.reference AS team_ref,
-                   fdate(coalesce(js(i.item.servicedDate), js(i.item.servicedPeriod.start))) AS item_date
+                   coalesce(js(i.item.servicedDate), js(i.item.servicedPeriod.start)) AS item_raw
             FROM i)
-        SELECT m.line, m.n, v.appointment_id, v.episode_id, v.clinic_id, v.therapist_id, v.zone,
-               m.item_sid, m.item_seq, m.cpt_code, m.modifiers, m.units, m.net, m.team_ref, m.item_date
-        FROM m LEFT JOIN enc_visit v ON v.key = m.enc_ref""",
+        SELECT m.line, m.n, v.appointment_id, v.episode_id, v.clinic_id, v.therapist_id,
+               coalesce(v.zone, rz.tz) AS zone, v.clinic_id IS NOT NULL AS named,
+               m.item_sid, m.item_seq, m.cpt_code, m.modifiers, m.units, m.net, m.team_ref, m.item_raw
+        FROM m LEFT JOIN enc_visit v ON v.key = m.enc_ref
+        LEFT JOIN raw_tz rz ON rz.clinic_id = v.clinic_id""",
     )
-    zone = "coalesce(h.facility_tz, h.provider_tz, h.item_zone)"
+    # fhir.py `_claim`: the facility's zone, else the provider Organization's, else the items' encounters' (each the
+    # export's, else raw.clinics'); else the practice default when any of them names a clinic
+    named = "(h.facility IS NOT NULL OR rtype(h.provider.reference) = 'Organization' OR coalesce(h.item_named, false))"
+    default = _MAPPING["default_zone"]
+    zone = "coalesce(h.facility_tz, h.provider_tz, h.item_zone" + (
+        f", CASE WHEN {named} THEN {lit(default)} END)" if default else ")"
+    )
     clinic = (
         "coalesce('npi:' || h.facility_npi, fid(h.facility.reference), CASE WHEN h.facility IS NULL "
         "AND rtype(h.provider.reference) = 'Organization' THEN coalesce('npi:' || h.provider_npi, "
         "fid(h.provider.reference)) END)"
     )
-    # the claim's zone, submission time and clinic once per claim (its charges repeat them)
+    # the claim's zone, submission time, clinic and first item date (local, in that zone) once per claim (its charges
+    # repeat them)
     _run(
         con,
         f"""
         CREATE OR REPLACE TEMP TABLE clm_head AS
-        SELECT h.*, fts(js(h.created), {zone}) AS submitted_at, {clinic} AS clinic_id FROM (
+        WITH h AS (SELECT h.*, {zone} AS zone FROM (
         SELECT c.line, c.id, c.identifier, c.patient, c.insurer, c.facility, c.provider, c.billablePeriod, c.created,
                c.total,
                CASE WHEN rtype(c.provider.reference) IN ('Practitioner', 'PractitionerRole') THEN c.provider.reference
                     ELSE c.careTeam[1].provider.reference END AS default_ref,
-               fac.npi AS facility_npi, fac.tz AS facility_tz, org.npi AS provider_npi, org.tz AS provider_tz,
-               agg.first_item_date, agg.episodes, coalesce(agg.n_items, 0) AS n_items, agg.all_net, agg.net_sum,
-               agg.item_zone
+               fac.npi AS facility_npi, coalesce(fac.tz, rzf.tz) AS facility_tz, org.npi AS provider_npi,
+               CASE WHEN c.facility IS NULL AND rtype(c.provider.reference) = 'Organization'
+                    THEN coalesce(org.tz, rzp.tz) END AS provider_tz,
+               agg.episodes, coalesce(agg.n_items, 0) AS n_items, agg.all_net, agg.net_sum,
+               agg.item_zone, agg.item_named
         FROM src c
         LEFT JOIN target fac ON fac.key = c.facility.reference
+        LEFT JOIN raw_tz rzf ON rzf.clinic_id = fid(c.facility.reference)
         LEFT JOIN target org ON c.facility IS NULL AND rtype(c.provider.reference) = 'Organization'
                             AND org.key = c.provider.reference
-        LEFT JOIN (SELECT line, min(item_date) AS first_item_date,
-                          list(DISTINCT coalesce(episode_id, '')) AS episodes, count(*) AS n_items,
+        LEFT JOIN raw_tz rzp ON c.facility IS NULL AND rtype(c.provider.reference) = 'Organization'
+                            AND rzp.clinic_id = coalesce('npi:' || org.npi, fid(c.provider.reference))
+        LEFT JOIN (SELECT line, list(DISTINCT coalesce(episode_id, '')) AS episodes, count(*) AS n_items,
                           bool_and(net IS NOT NULL) AS all_net,
                           sum(CAST(net AS DECIMAL(38, 10))) AS net_sum,
-                          arg_min(zone, n) FILTER (WHERE zone IS NOT NULL) AS item_zone
+                          arg_min(zone, n) FILTER (WHERE zone IS NOT NULL) AS item_zone,
+                          bool_or(named) AS item_named
                    FROM items GROUP BY line) agg ON agg.line = c.line
-        WHERE NOT coalesce(js(c.status) = 'entered-in-error' OR coalesce(js(c.use), 'claim') <> 'claim', false)) h""",
+        WHERE NOT coalesce(list_contains({SKIPPED}, js(c.status)) OR coalesce(js(c.use), 'claim') <> 'claim', false)) h)
+        SELECT h.*, fts(js(h.created), h.zone) AS submitted_at, {clinic} AS clinic_id, d.first_item_date
+        FROM h LEFT JOIN (SELECT i.line, min(ldate(i.item_raw, h.zone)) AS first_item_date
+                          FROM items i JOIN h ON h.line = i.line GROUP BY i.line) d ON d.line = h.line""",
     )
     claims = f"""
         SELECT h.line, 0 AS ord, fid('Claim/' || rid(h.id)) AS claim_id,
                CASE WHEN h.n_items > 0 AND len(h.episodes) = 1 THEN nullif(h.episodes[1], '') END AS episode_id,
                fid(h.patient.reference) AS patient_id, h.clinic_id,
                fid(h.insurer.reference) AS payer_id,
-               coalesce(fdate(js(h.billablePeriod.start)), h.first_item_date) AS service_date,
+               coalesce(ldate(js(h.billablePeriod.start), h.zone), h.first_item_date) AS service_date,
                h.submitted_at,
                coalesce(money(h.total),
                         CASE WHEN h.n_items > 0 AND h.all_net THEN CAST(h.net_sum AS VARCHAR) END) AS billed_usd,
@@ -1093,6 +1181,7 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
         if F.id_namespace()
         else f"coalesce({element}, {stem} || '#item' || v.item_seq)"
     )
+    item_id = f"CASE WHEN rid(h.id) IS NOT NULL THEN {item_id} END"  # a Claim without id: its lines have none either
     charges = f"""
         SELECT h.line, v.n AS ord,
                {item_id} AS charge_id,
@@ -1103,7 +1192,8 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
                CASE WHEN coalesce(v.team_ref, h.default_ref) IS NOT NULL
                     THEN {_therapist("coalesce(v.team_ref, h.default_ref)", "pr")}
                     ELSE v.therapist_id END AS therapist_id,
-               coalesce(v.item_date, fdate(js(h.billablePeriod.start)), h.first_item_date) AS service_date,
+               coalesce(ldate(v.item_raw, h.zone), ldate(js(h.billablePeriod.start), h.zone), h.first_item_date)
+                   AS service_date,
                v.cpt_code, v.modifiers, v.units, NULL AS minutes, v.net AS charge_usd,
                h.submitted_at AS posted_at
         FROM clm_head h
@@ -1126,7 +1216,7 @@ def _claim_number(identifier: str) -> str:
 
 
 def _eobs(con: duckdb.DuckDBPyConnection, path: Path):
-    skip = "js(status) = 'entered-in-error' OR coalesce(js(use), 'claim') <> 'claim'"
+    skip = f"list_contains({SKIPPED}, js(status)) OR coalesce(js(use), 'claim') <> 'claim'"
     ignored = _ignored(
         con,
         "SELECT 'FHIR ExplanationOfBenefit (use ' || shown_code(js(use)) || ', status ' || shown_code(js(status))"
@@ -1157,13 +1247,15 @@ def _eobs(con: duckdb.DuckDBPyConnection, path: Path):
             SELECT e.line, e.outcome, e.payment,
                    stem('ExplanationOfBenefit/' || rid(e.id)) AS key,
                    fid(e.claim.reference) AS claim_id, fid(e.insurer.reference) AS payer_id,
-                   fts(js(e.created), loc.tz) AS created,
+                   fts(js(e.created), {_clinic_zone("loc.tz", "rz", "e.facility IS NOT NULL")}) AS created,
                    list_transform(coalesce(e.total, []), lambda t: struct_pack(k := first_code(t.category),
                        cats := list_transform(codes(t.category), lambda c: c.code), amount := money(t.amount))) AS tl,
                    list_filter(list_transform(coalesce(e.adjudication, []),
                        lambda a: first_code_in(a.reason, ['{F.CARC_SYSTEM}'])), lambda x: x IS NOT NULL)[1]
                        AS denial_carc
             FROM src e LEFT JOIN target loc ON loc.key = e.facility.reference
+            LEFT JOIN raw_tz rz ON rz.clinic_id = CASE WHEN rtype(e.facility.reference) = 'Organization'
+                THEN coalesce('npi:' || loc.npi, fid(e.facility.reference)) ELSE fid(e.facility.reference) END
             WHERE NOT coalesce({skip}, false))""",
     )
     sql = """
@@ -1240,7 +1332,7 @@ def _service_requests(con: duckdb.DuckDBPyConnection, path: Path):
                CASE WHEN rtype(s.subject.reference) = 'Patient' THEN fid(s.subject.reference) END AS patient_id,
                fid(s.locationReference[1].reference) AS clinic_id,
                'received' AS event_type,
-               fts(js(s.authoredOn), loc.tz) AS event_at,
+               fts(js(s.authoredOn), {_clinic_zone("loc.tz", "rz", "s.locationReference[1] IS NOT NULL")}) AS event_at,
                'referral' AS intake_kind,
                CASE rtype(s.requester.reference) WHEN 'Practitioner' THEN 'physician'
                     WHEN 'PractitionerRole' THEN 'physician' WHEN 'Patient' THEN 'direct_access'
@@ -1254,6 +1346,7 @@ def _service_requests(con: duckdb.DuckDBPyConnection, path: Path):
                NULL AS outreach_method, NULL AS outreach_outcome, NULL AS reason, NULL AS recorded_by
         FROM src s
         LEFT JOIN target loc ON loc.key = s.locationReference[1].reference
+        LEFT JOIN raw_tz rz ON rz.clinic_id = fid(s.locationReference[1].reference)
         LEFT JOIN target req ON req.key = s.requester.reference
         LEFT JOIN (SELECT key, payor FROM cov QUALIFY row_number() OVER (PARTITION BY key ORDER BY rank, line) = 1) cv
           ON cv.key = s.insurance[1].reference
