@@ -34,9 +34,55 @@
      + least((({{ day_diff("date '1970-01-05'", d) }} % 7) + 7) % 7, 5))
 {%- endmacro %}
 
-{# Hours between two timestamps, as a double. #}
-{% macro hours_between(a, b) -%}
-    {{ seconds_between(a, b) }} / 3600.0
+{# Elapsed hours from a to b, as a double. `zone` (an IANA zone column, the clinic's): a and b are wall-clock times
+   there (every export time is), so both are read as UTC instants first and a span across a DST change counts the
+   hours that passed (Sat 20:00 CST -> Sun 08:00 CDT is 11 h, not 12). Without a zone the wall clocks are
+   subtracted as they are: only for times that are not a clinic's wall clock. #}
+{% macro hours_between(a, b, zone=none) -%}
+    {%- if zone -%}
+        {{ seconds_between(local_to_utc(a, zone), local_to_utc(b, zone)) }} / 3600.0
+    {%- else -%}
+        {{ seconds_between(a, b) }} / 3600.0
+    {%- endif -%}
+{%- endmacro %}
+
+{# The inverse of utc_to_local (macros/portable): a wall-clock time of IANA zone `zone` as the UTC wall clock, with
+   the same guard (a null or unknown zone leaves the value as it is). Adapter-dispatched like the portable macros.
+   A time in the hour repeated when clocks fall back reads as its first (daylight-time) occurrence on every engine;
+   one skipped when they spring forward (02:30 on the spring-forward night) reads as if the clock had not moved
+   yet (= 03:30 daylight time). #}
+{% macro local_to_utc(value, zone) -%}
+    {#- as _pt (macros/portable) does, inline: a macro named with a leading underscore is private to its own file
+        under sqlfluff's jinja templater (make lint), which renders the DuckDB version -#}
+    {%- if adapter is defined -%}
+        {%- set a = adapter -%}{{ return(a.dispatch('local_to_utc')(value, zone)) }}
+    {%- endif -%}
+    {{ return(duckdb__local_to_utc(value, zone)) }}
+{%- endmacro %}
+{% macro duckdb__local_to_utc(value, zone) -%}
+    {#- ICU reads a repeated hour as its second (standard-time) occurrence: one hour earlier is the first when that
+        instant shows the same wall clock (US and EU shifts are one hour). The zone is checked once: DuckDB runs a
+        CASE branch only for the rows that take it, so timezone() never sees an unknown zone. -#}
+    {%- set u = "timezone('UTC', timezone(" ~ zone ~ ', ' ~ value ~ '))' -%}
+    case
+        when {{ zone }} in (select tz.name from pg_timezone_names() as tz) then
+            case
+                when timezone({{ zone }}, timezone('UTC', {{ u }} - interval 1 hour)) = {{ value }}
+                    then {{ u }} - interval 1 hour
+                else {{ u }}
+            end
+        else {{ value }}
+    end
+{%- endmacro %}
+{% macro default__local_to_utc(value, zone) -%}
+    {#- to_utc_timestamp reads a repeated hour as its first occurrence (java.time); back to the wall-clock type -#}
+    cast(coalesce(
+        to_utc_timestamp(
+            {{ value }},
+            case when {{ zone }} rlike '^[A-Za-z]+(/[A-Za-z0-9_+-]+)+$' or {{ zone }} in ('UTC', 'Etc/UTC') then {{ zone }} end
+        ),
+        {{ value }}
+    ) as timestamp_ntz)
 {%- endmacro %}
 
 {% macro safe_div(num, den) -%}

@@ -149,8 +149,11 @@ def test_therapist_visits_and_units_match_the_sources(practice, mart):
     for col in ("appointments", "visits", "days_worked"):
         bad = j.filter(pl.col(col).fill_null(0) != pl.col(f"{col}_mart").fill_null(0))
         assert bad.is_empty(), f"therapist_productivity.{col} differs from the scheduling events:\n{bad}"
-    # units: charge lines (G- and L-codes excluded, as the units-per-visit KPI) by therapist on the line
+    # units: charge lines linked to an attended visit (G- and L-codes excluded, as the units-per-visit KPI) by
+    # therapist on the line
+    attended = practice.appointments.filter(pl.col("status") == R.ATTENDED).select("appointment_id")
     ch = practice.src["charges"].filter(~pl.col("cpt_code").str.slice(0, 1).is_in(["G", "L"]))
+    ch = ch.join(attended, on="appointment_id", how="semi")
     units = ch.group_by(therapist_id=pl.col("therapist_id").fill_null("unassigned")).agg(units=pl.col("units").sum())
     mart_units = mart("select therapist_id, sum(billed_units) as units from marts.therapist_productivity group by all")
     j = units.join(mart_units, on="therapist_id", how="full", coalesce=True, suffix="_mart")

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 import yaml
@@ -159,9 +160,83 @@ class Practice:
     payments: pl.DataFrame  # cash events with the clinic they belong to
 
 
+# the sources whose latest event is the practice's "now": activity, money and notes
+EVENT_TIMES = {
+    "intake_events": "event_at",
+    "scheduling_events": "event_at",
+    "charges": "posted_at",
+    "claims": "submitted_at",
+    "remittances": "event_at",
+    "documentation_events": "created_at",
+}
+
+
 def as_of_of(src: dict[str, pl.DataFrame]) -> datetime:
-    """docs/interfaces.md: the latest event_at of intake and scheduling events."""
-    return max(src["intake_events"]["event_at"].max(), src["scheduling_events"]["event_at"].max())
+    """docs/architecture.md "Now in a warehouse": the latest recorded past event of intake, scheduling, charges,
+    claims, remittances and notes (authorizations and marketing run on other systems' clocks and do not move it).
+    The build also keeps a money or note event from making "now" later than the newest file's load time; a
+    generated practice's events are all in the past, so that cap never binds here."""
+    return max(t for source, col in EVENT_TIMES.items() if (t := src[source][col].max()) is not None)
+
+
+def local_to_utc(ts: datetime | None, zone: str | None) -> datetime | None:
+    """A clinic's wall-clock time as the UTC wall clock (dbt macro local_to_utc): a repeated hour when clocks fall
+    back reads as its first occurrence (fold 0), a skipped one as if the clock had not moved yet; an unknown or
+    missing zone leaves the time as it is."""
+    if ts is None or not zone:
+        return ts
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ts
+    return ts.replace(tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
+
+
+def elapsed_hours(start: str, end: str, zone: str) -> pl.Expr:
+    """Hours elapsed between two wall-clock columns of the clinic in `zone` (a DST change counts as it happened)."""
+
+    def hours(row: dict) -> float | None:
+        a, b = local_to_utc(row["a"], row["z"]), local_to_utc(row["b"], row["z"])
+        return None if a is None or b is None else (b - a).total_seconds() / 3600.0
+
+    return pl.struct(a=pl.col(start), b=pl.col(end), z=pl.col(zone)).map_elements(hours, return_dtype=pl.Float64)
+
+
+def referral_owners(src: dict[str, pl.DataFrame], appts: pl.DataFrame) -> pl.DataFrame:
+    """One episode, one owning referral (docs/architecture.md): a referral's episode is its first booking's; the
+    owner is the referral of the episode's attended initial evaluation (the earliest), else of its earliest
+    initial-evaluation appointment, else the earliest received (then the lowest id). referral_id, episode_id,
+    is_secondary (another referral owns the episode)."""
+    ap = appts.filter(pl.col("referral_id").is_not_null())
+    first = ap.sort("booked_at").group_by("referral_id").agg(pl.col("episode_id").first())
+    ie = src["intake_events"]
+    received = ie.group_by("referral_id").agg(
+        received_at=pl.coalesce(
+            pl.col("event_at").filter(pl.col("event_type") == "received").min(), pl.col("event_at").min()
+        )
+    )
+    evals = (
+        ap.join(first, on=["referral_id", "episode_id"])
+        .group_by("referral_id", "episode_id")
+        .agg(
+            evaluated_at=pl.col("scheduled_start")
+            .filter((pl.col("visit_type") == "initial_eval") & (pl.col("status") == ATTENDED))
+            .min(),
+            eval_booked_for=pl.col("scheduled_start").filter(pl.col("visit_type") == "initial_eval").min(),
+        )
+        .join(received, on="referral_id")
+    )
+    owners = (
+        evals.sort(["evaluated_at", "eval_booked_for", "received_at", "referral_id"], nulls_last=True)
+        .group_by("episode_id", maintain_order=True)
+        .agg(owner=pl.col("referral_id").first())
+    )
+    return first.join(owners, on="episode_id", how="left").select(
+        "referral_id",
+        "episode_id",
+        is_secondary=(pl.col("owner").is_not_null() & (pl.col("owner") != pl.col("referral_id"))),
+        owner="owner",
+    )
 
 
 def collapse_appointments(sched: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
@@ -189,11 +264,12 @@ def collapse_appointments(sched: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
     return latest.with_columns(status=pl.col("outcome").fill_null("scheduled")).drop("outcome")
 
 
-def build_episodes(src: dict[str, pl.DataFrame], appts: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
+def build_episodes(
+    src: dict[str, pl.DataFrame], appts: pl.DataFrame, as_of: datetime, owners: pl.DataFrame
+) -> pl.DataFrame:
     notes = src["documentation_events"]
     asof_day = as_of.date()
     ep_of_appt = appts.group_by("episode_id").agg(
-        referral_id=pl.col("referral_id").drop_nulls().first(),
         clinic_id=pl.col("clinic_id").first(),
         attended_visits=(pl.col("status") == ATTENDED).sum(),
         first_visit_at=pl.col("scheduled_start").filter(pl.col("status") == ATTENDED).min(),
@@ -231,10 +307,13 @@ def build_episodes(src: dict[str, pl.DataFrame], appts: pl.DataFrame, as_of: dat
             summary_reason=pl.col("discharge_reason").last(),
         )
     )
+    # the episode's referral is its owner: a second referral of the same episode takes none of it
+    owner_of = owners.filter(pl.col("owner").is_not_null()).select("episode_id", referral_id="owner").unique()
     e = (
         ep_of_appt.join(plan, on="episode_id", how="full", coalesce=True)
         .join(ev_note, on="episode_id", how="full", coalesce=True)
         .join(summary, on="episode_id", how="left")
+        .join(owner_of, on="episode_id", how="left")
     )
     e = e.with_columns(
         clinic_id=pl.coalesce("clinic_id", "note_clinic"),
@@ -276,7 +355,9 @@ def build_episodes(src: dict[str, pl.DataFrame], appts: pl.DataFrame, as_of: dat
     )
 
 
-def build_funnel(src: dict[str, pl.DataFrame], appts: pl.DataFrame, eps: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
+def build_funnel(
+    src: dict[str, pl.DataFrame], appts: pl.DataFrame, eps: pl.DataFrame, as_of: datetime, owners: pl.DataFrame
+) -> pl.DataFrame:
     ie = src["intake_events"]
     # a referral is any referral id with intake events; its received event carries the source, and when that
     # row was quarantined the referral still counts, received at its earliest intake event
@@ -314,6 +395,9 @@ def build_funnel(src: dict[str, pl.DataFrame], appts: pl.DataFrame, eps: pl.Data
         .agg(
             scheduled_at=pl.col("booked_at").min(),
             first_attended_at=pl.col("scheduled_start").filter(pl.col("status") == ATTENDED).min(),
+            own_eval_at=pl.col("scheduled_start")
+            .filter((pl.col("status") == ATTENDED) & (pl.col("visit_type") == "initial_eval"))
+            .min(),
             last_eval_status=pl.col("status")
             .filter(pl.col("visit_type") == "initial_eval")
             .sort_by(pl.col("scheduled_start").filter(pl.col("visit_type") == "initial_eval"))
@@ -334,10 +418,20 @@ def build_funnel(src: dict[str, pl.DataFrame], appts: pl.DataFrame, eps: pl.Data
         "last_visit_at",
         "attended_visits",
     )
+    # the episode's stages are its owner's (ep joins on the episode's owning referral); a secondary referral is
+    # evaluated only by its own initial evaluation and has no first visit of its own for the 7-day conversion
+    secondary = owners.select("referral_id", "is_secondary")
     f = (
         rec.join(agg, on="referral_id", how="left")
         .join(ap, on="referral_id", how="left")
         .join(ep, on="referral_id", how="left")
+        .join(secondary, on="referral_id", how="left")
+        .with_columns(pl.col("is_secondary").fill_null(False))
+        .join(src["clinics"].select("clinic_id", "timezone"), on="clinic_id", how="left")
+    )
+    f = f.with_columns(
+        eval_at=pl.when(pl.col("is_secondary")).then(pl.col("own_eval_at")).otherwise(pl.col("eval_at")),
+        first_attended_at=pl.when(pl.col("is_secondary")).then(None).otherwise(pl.col("first_attended_at")),
     )
     evaluated = pl.col("eval_at").is_not_null()
     f = f.with_columns(
@@ -361,7 +455,7 @@ def build_funnel(src: dict[str, pl.DataFrame], appts: pl.DataFrame, eps: pl.Data
         .otherwise(pl.col("intake_exit")),
     )
     return f.with_columns(
-        hours_to_contact=(pl.col("first_contact_at") - pl.col("received_at")).dt.total_seconds() / 3600.0,
+        hours_to_contact=elapsed_hours("received_at", "first_contact_at", "timezone"),
         business_days_to_eval=business_days(pl.col("received_at"), pl.col("evaluated_at")),
         converted_webpt=pl.col("eval_note_signed_at").is_not_null(),
         converted_7day=(
@@ -391,8 +485,9 @@ def practice(folder: Path) -> Practice:
     src = load_practice(folder)
     as_of = as_of_of(src)
     appts = collapse_appointments(src["scheduling_events"], as_of)
-    eps = build_episodes(src, appts, as_of)
-    funnel = build_funnel(src, appts, eps, as_of)
+    owners = referral_owners(src, appts)
+    eps = build_episodes(src, appts, as_of, owners)
+    funnel = build_funnel(src, appts, eps, as_of, owners)
     return Practice(as_of=as_of, src=src, appointments=appts, episodes=eps, funnel=funnel, payments=build_payments(src))
 
 
@@ -458,7 +553,12 @@ def kpis(p: Practice, g: str) -> pl.DataFrame:
             pl.len(),
         )
     )
+    # units per visit: the lines linked to an attended visit, in the numerator and the denominator alike; a line
+    # with no appointment id (polars' n_unique would count the null as one more visit) or whose appointment was
+    # not attended counts in neither
+    attended = a.filter(pl.col("status") == ATTENDED).select("appointment_id")
     ch = src["charges"].filter(~pl.col("cpt_code").str.slice(0, 1).is_in(["G", "L"]))
+    ch = ch.join(attended, on="appointment_id", how="semi")  # a null id matches nothing
     out.append(
         _ratio(
             ch,

@@ -5,7 +5,11 @@ Where the period asked for IS a mart period (one day, one Monday-Sunday week, on
 practice or one clinic), the tile shows the mart's own `value` for that row. Any other period (a custom
 range, several months, several clinics) has no row of its own, so it is put together from the rows that
 tile it: summed numerator / summed denominator, which is the mart's formula for every ratio KPI (each
-row's value is its numerator / denominator), never an average of the rows' ratios.
+row's value is its numerator / denominator), never an average of the rows' ratios. A balance KPI (days in A/R:
+kpi_definitions.aggregation = 'last') is a point in time, not a flow: the range's value is the row of its last
+period (the range's last day, or as_of if earlier), summed across the clinics, as the mart's own week and month
+rows are; the same for the previous period, the same dates last year and the per-clinic comparison. Summing every
+day's balance would show a weighted average of the daily values instead.
 
 A KPI the mart keeps by month only (cost per new patient, attributed marketing ROI) covers every calendar
 month the range touches, as the Attribution page does: Aug 3 - Oct 31 is August to October, never only the
@@ -108,13 +112,47 @@ def _period_params(prefix: str, start: date, end: date, before: date | None = No
     }
 
 
-# One row = the mart's value for that exact period; several rows = the mart's formula over them. A ratio
-# whose denominator is zero or negative has no value (null), whatever the mart's row says.
-_KPI_VALUE = """case when d.unit <> 'count' and sum(r.denominator) <= 0 then null
-                     when count(*) = 1 then any_value(r.value)
-                     when d.unit = 'count' then sum(coalesce(r.numerator, r.value))
-                     when sum(r.denominator) > 0 then sum(r.numerator) / sum(r.denominator)
-                     else avg(r.value) end"""
+# The build's as_of day: no mart row lies after it, so a range running past it ends there.
+_AS_OF_DAY = "(select max(as_of)::date from marts.build_info)"
+
+
+def _last_period(prefix: str = "") -> str:
+    """SQL: the first day of the last period of a range of _in_period(prefix) at the row's picked grain: the
+    period holding the range's last day (a month-only KPI's last month touched), or as_of's when earlier."""
+    end = (
+        f"case when r.{prefix}pick = 'month' and ${prefix}grain <> 'month' then ${prefix}month_end "
+        f"else ${prefix}end end"
+    )
+    return f"cast(date_trunc(r.{prefix}pick, least({end}, {_AS_OF_DAY})) as date)"
+
+
+def _kept(last: str | None) -> str:
+    """SQL: the rows of a group that make its value. Every row of a KPI summed over time (aggregation 'sum');
+    for a balance (aggregation 'last', kpi_definitions) only the rows of `last`, the range's last period, one
+    per clinic. `last` None: every group is one period (trend, year over year), so every row."""
+    return "true" if last is None else f"(d.aggregation <> 'last' or r.period_start = {last})"
+
+
+def _kpi_value(last: str | None = None) -> str:
+    """SQL: a KPI's value over a group of practice_kpis rows (joined to kpi_definitions d). One row = the mart's
+    value for that exact period; several rows = the mart's formula over them. A ratio whose denominator is zero
+    or negative has no value (null), whatever the mart's row says."""
+    k = _kept(last)
+    den = f"sum(r.denominator) filter (where {k})"
+    return f"""case when d.unit <> 'count' and {den} <= 0 then null
+                     when count(*) filter (where {k}) = 1 then any_value(r.value) filter (where {k})
+                     when d.unit = 'count' then sum(coalesce(r.numerator, r.value)) filter (where {k})
+                     when {den} > 0 then sum(r.numerator) filter (where {k}) / {den}
+                     else avg(r.value) filter (where {k}) end"""
+
+
+def _kpi_denominator(last: str | None = None) -> str:
+    """SQL: the denominator behind _kpi_value (a balance's at the range's last period)."""
+    return f"sum(r.denominator) filter (where {_kept(last)})"
+
+
+# A group of rows of one period (trend and year over year group by month): every row, summed across clinics.
+_KPI_VALUE = _kpi_value()
 
 
 def last_year(f: Filters) -> Filters:
@@ -141,21 +179,27 @@ def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
     }
     other = """
         select r.kpi, {value} as value, sum(r.cohort) as cohort, sum(r.pending) as pending,
-               min(r.period_start) as first_period, max(r.period_start) as last_period
+               min(r.period_start) filter (where {kept}) as first_period, max(r.period_start) as last_period
         from rows r join marts.kpi_definitions d using (kpi)
         where {period} group by r.kpi, d.unit
     """
+
+    def period_of(prefix: str) -> str:
+        last = _last_period(prefix)
+        return other.format(value=_kpi_value(last), kept=_kept(last), period=_in_period(prefix))
+
+    last = _last_period()
     sql = (
         _kpi_base(periods=("", "prev_", "ly_"))
         + f"""
     , cur as (
-        select r.kpi, {_KPI_VALUE} as value, sum(r.denominator) as denominator, sum(r.cohort) as cohort,
-               sum(r.pending) as pending, any_value(r.pick) as period_grain,
-               min(r.period_start) as first_period, max(r.period_start) as last_period
+        select r.kpi, {_kpi_value(last)} as value, {_kpi_denominator(last)} as denominator,
+               sum(r.cohort) as cohort, sum(r.pending) as pending, any_value(r.pick) as period_grain,
+               min(r.period_start) filter (where {_kept(last)}) as first_period, max(r.period_start) as last_period
         from rows r join marts.kpi_definitions d using (kpi)
         where {_in_period()} group by r.kpi, d.unit
-    ), prev as ({other.format(value=_KPI_VALUE, period=_in_period("prev_"))}
-    ), ly as ({other.format(value=_KPI_VALUE, period=_in_period("ly_"))}
+    ), prev as ({period_of("prev_")}
+    ), ly as ({period_of("ly_")}
     )
     select d.kpi, d.label, d.unit, d.better, d.healthy_low, d.healthy_high, d.definition, d.maturity,
            cur.value, prev.value as previous, ly.value as last_year, cur.denominator, cur.cohort, cur.pending,
@@ -219,7 +263,7 @@ def kpi_by_clinic(r: Reader, f: Filters, kpi: str) -> pd.DataFrame:
     sql = (
         _kpi_base(_EACH_CLINIC)
         + f"""
-    select r.clinic_id, coalesce(c.clinic_name, r.clinic_id) as clinic_name, {_KPI_VALUE} as value,
+    select r.clinic_id, coalesce(c.clinic_name, r.clinic_id) as clinic_name, {_kpi_value(_last_period())} as value,
            sum(r.cohort) as cohort, sum(r.pending) as pending, {MATURITY_BAR} as maturity_bar
     from rows r join marts.kpi_definitions d using (kpi) left join marts.dim_clinics c using (clinic_id)
     where r.kpi = $kpi and {_in_period()}

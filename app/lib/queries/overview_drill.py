@@ -85,8 +85,9 @@ def visits(r: Reader, f: Filters) -> pd.DataFrame:
 
 
 def billable_visits(r: Reader, f: Filters) -> pd.DataFrame:
-    """Visits with a counted charge line (G- and L-codes excluded) by the lines' service date and clinic,
-    as units per visit counts them, with the units billed on them."""
+    """Attended visits with a counted charge line (G- and L-codes excluded) by the lines' service date and
+    clinic, as units per visit counts them (lines linked to no attended visit count in neither), with the units
+    billed on them."""
     sql = f"""
     with lines as (
         select l.appointment_id, l.service_date, l.clinic_id, sum(l.units) as counted_units,
@@ -97,7 +98,8 @@ def billable_visits(r: Reader, f: Filters) -> pd.DataFrame:
     )
     select l.service_date, l.clinic_id, a.therapist_id, a.visit_type, l.counted_lines, l.counted_units,
            {identity_select(r, "a")}
-    from lines l left join marts.appointments a on a.appointment_id = l.appointment_id {patients_join(r, "a")}
+    from lines l join marts.appointments a on a.appointment_id = l.appointment_id and a.status = 'completed'
+    {patients_join(r, "a")}
     order by l.service_date, l.appointment_id
     """
     return _run(r, f, sql)

@@ -1,5 +1,12 @@
 -- One row per referral (or lead): the intake events pivoted into the received attributes, first outreach,
--- first contact and the intake exit. Funnel logic on top of this lives in marts/referral_funnel.
+-- first contact and the intake exit, plus the episode its appointments belong to and whether it owns that episode.
+-- Funnel logic on top of this lives in marts/referral_funnel.
+-- One episode, one owning referral (docs/architecture.md "One episode, one owning referral"): a patient's follow-up
+-- visit can carry a second referral (a renewed prescription, a second physician), so several referrals may name one
+-- episode. Its owner is the referral of its attended initial evaluation (the earliest), else of its earliest
+-- initial-evaluation appointment of any status, else the earliest received (then the lowest id). Every other
+-- referral of the episode is secondary: it gets no conversion and none of the episode's revenue or later stages, and
+-- is evaluated only by an initial evaluation of its own, so an episode's money and conversion are counted once.
 with ev as {{ cte_materialized() }} (
     select * from {{ ref('stg_raw__intake_events') }}
 ),
@@ -35,28 +42,74 @@ exits as (
     from ev
     where event_type in ('declined', 'unreachable', 'insurance_denied', 'lost')
     qualify row_number() over (partition by referral_id order by event_at desc, event_id desc) = 1
+),
+
+referrals as (
+    select
+        agg.referral_id,
+        coalesce(r.patient_id, agg.any_patient_id) as patient_id,
+        coalesce(r.clinic_id, agg.any_clinic_id) as clinic_id,
+        r.intake_kind,
+        r.source_type,
+        r.referring_physician_id,
+        r.channel,
+        r.payer_id,
+        r.icd10_code,
+        r.event_id is not null as has_received_event,
+        coalesce(r.event_at, agg.first_event_at) as received_at,
+        agg.first_outreach_at,
+        agg.first_reached_at,
+        agg.contacted_event_at,
+        agg.outreach_attempts,
+        x.intake_exit_stage,
+        x.intake_exit_reason,
+        x.intake_exit_at,
+        agg.last_event_at
+    from agg
+    left join received as r using (referral_id)
+    left join exits as x using (referral_id)
+),
+
+-- the referral's episode: the one of its first booked appointment
+referral_episodes as (
+    select
+        referral_id,
+        min_by(episode_id, booked_at) as episode_id
+    from {{ ref('int_appointments_collapsed') }}
+    where referral_id is not null
+    group by referral_id
+),
+
+-- each referral's initial evaluations in that episode, attended and booked
+referral_evals as (
+    select
+        e.referral_id,
+        e.episode_id,
+        min(a.scheduled_start) filter (where a.visit_type = 'initial_eval' and a.status = 'completed')
+            as evaluated_at,
+        min(a.scheduled_start) filter (where a.visit_type = 'initial_eval') as eval_booked_for
+    from referral_episodes as e
+    inner join {{ ref('int_appointments_collapsed') }} as a
+        on e.referral_id = a.referral_id and e.episode_id = a.episode_id
+    group by e.referral_id, e.episode_id
+),
+
+owners as (
+    select
+        c.episode_id,
+        c.referral_id,
+        row_number() over (
+            partition by c.episode_id
+            order by c.evaluated_at nulls last, c.eval_booked_for nulls last, r.received_at, c.referral_id
+        ) as owner_rank
+    from referral_evals as c
+    inner join referrals as r on c.referral_id = r.referral_id
 )
 
 select
-    agg.referral_id,
-    coalesce(r.patient_id, agg.any_patient_id) as patient_id,
-    coalesce(r.clinic_id, agg.any_clinic_id) as clinic_id,
-    r.intake_kind,
-    r.source_type,
-    r.referring_physician_id,
-    r.channel,
-    r.payer_id,
-    r.icd10_code,
-    r.event_id is not null as has_received_event,
-    coalesce(r.event_at, agg.first_event_at) as received_at,
-    agg.first_outreach_at,
-    agg.first_reached_at,
-    agg.contacted_event_at,
-    agg.outreach_attempts,
-    x.intake_exit_stage,
-    x.intake_exit_reason,
-    x.intake_exit_at,
-    agg.last_event_at
-from agg
-left join received as r using (referral_id)
-left join exits as x using (referral_id)
+    r.*,
+    e.episode_id,
+    coalesce(o.owner_rank > 1, false) as is_secondary_referral
+from referrals as r
+left join referral_episodes as e on r.referral_id = e.referral_id
+left join owners as o on e.referral_id = o.referral_id and e.episode_id = o.episode_id

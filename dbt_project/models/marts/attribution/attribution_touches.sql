@@ -3,17 +3,19 @@
 -- conversion_value_usd per referral); share_* columns are the same credit as a fraction of one conversion.
 -- Shares sum to 1 per conversion under every model:
 --   first / last: all to the first / last touch; linear: 1/n each;
---   time_decay: weight 2^(-hours before conversion / (24 * half-life days)), normalised;
+--   time_decay: weight 2^(-hours before conversion / (24 * half-life days)), normalised; hours elapsed, both wall-clock
+--   times read in the clinic's zone (hours_between), so a DST change between touch and conversion moves no weight;
 --   position (40/20/40): n = 1 -> 1; n = 2 -> 0.5 each; n >= 3 -> 0.4 first, 0.4 last, 0.2 / (n - 2) between.
 with t as (
     select
-        *,
+        rt.*,
         power(
-            2.0, -greatest({{ seconds_between('touched_at', 'converted_at') }}, 0) / 3600.0
+            2.0, -greatest({{ hours_between('rt.touched_at', 'rt.converted_at', 'z.timezone') }}, 0)
             / (24.0 * {{ var('time_decay_half_life_days') }})
         ) as decay_weight
-    from {{ ref('referral_touches') }}
-    where is_conversion
+    from {{ ref('referral_touches') }} as rt
+    left join {{ ref('stg_raw__clinics') }} as z on rt.clinic_id = z.clinic_id
+    where rt.is_conversion
 ),
 
 shares as (

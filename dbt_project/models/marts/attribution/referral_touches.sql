@@ -1,6 +1,9 @@
 -- One row per referral x touch, in time order: the marketing touches before the referral was received, then
 -- the referral source itself as the final touch (channel 'physician_referral', 'direct_access', or the lead's
 -- marketing channel). Ties in time keep marketing touches first, then touch id order.
+-- A secondary referral (another referral owns its episode: int_referrals_pivoted) has no path: it is neither a
+-- conversion (the episode's conversion and revenue are its owner's, credited once) nor a referral that failed to
+-- convert.
 with f as (
     select
         f.referral_id,
@@ -13,6 +16,7 @@ with f as (
         coalesce(e.net_revenue_usd, 0) as episode_net_revenue_usd
     from {{ ref('referral_funnel') }} as f
     left join {{ ref('episodes') }} as e on f.episode_id = e.episode_id
+    where not f.is_secondary_referral
 ),
 
 touches as (

@@ -19,7 +19,8 @@ refs as (
         end as diagnosis_source,
         f.evaluated_at is not null as is_evaluated,
         f.converted_webpt,
-        f.exit_stage is null and f.evaluated_at is null as is_open
+        -- a secondary referral is never open (referral_funnel.is_open): its episode is another referral's
+        f.exit_stage is null and f.evaluated_at is null and not f.is_secondary_referral as is_open
     from {{ ref('referral_funnel') }} as f
     cross join k
     left join {{ ref('episodes') }} as e using (episode_id)

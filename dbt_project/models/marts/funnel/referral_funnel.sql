@@ -31,7 +31,6 @@ with app_actions as (
 ref_appts as (
     select
         referral_id,
-        min_by(episode_id, booked_at) as episode_id,
         min(booked_at) as scheduled_at,
         min(scheduled_start) filter (where status = 'completed' and visit_type = 'initial_eval') as eval_visit_at,
         min(scheduled_start) filter (where status = 'completed') as first_visit_at,
@@ -43,21 +42,27 @@ ref_appts as (
     group by referral_id
 ),
 
+-- A secondary referral (int_referrals_pivoted: another referral owns its episode) takes nothing from the
+-- episode: no evaluation but its own initial evaluation visit, no plan, treatment, discharge or signed evaluation
+-- (conversion), no first visit (7-day conversion). The episode's journey and money are its owner's, counted once.
 base as (
     select
         r.*,
         ra.scheduled_at,
-        ra.first_visit_at,
+        case when not r.is_secondary_referral then ra.first_visit_at end as first_visit_at,
         ra.eval_no_show_at,
         ra.last_eval_status,
         coalesce(ra.future_evals, 0) as future_evals,
-        coalesce(e.episode_id, ra.episode_id) as episode_id,
         e.status as episode_status,
         e.discharged_at as episode_discharged_at,
         e.discharge_reason,
         n.eval_note_signed_at,
         n.planned_visits,
-        coalesce(ra.eval_visit_at, ra.first_visit_at, cast(n.eval_date as timestamp)) as evaluated_at,
+        coalesce(
+            ra.eval_visit_at,
+            case when not r.is_secondary_referral then ra.first_visit_at end,
+            cast(n.eval_date as timestamp)
+        ) as evaluated_at,
         -- the plan of care is set at the evaluation and written in its note: the stage time is when the note was
         -- written, not when it was signed (signatures lag; a note signed days late, after the second visit or
         -- the discharge, put plan_of_care after active/discharged). Treating the patient under the plan (the
@@ -77,10 +82,10 @@ base as (
         aa.app_lost_at
     from {{ ref('int_referrals_pivoted') }} as r
     left join ref_appts as ra using (referral_id)
-    left join {{ ref('episodes') }} as e on ra.episode_id = e.episode_id
-    left join {{ ref('int_notes_summarised') }} as n on ra.episode_id = n.episode_id
+    left join {{ ref('episodes') }} as e on r.episode_id = e.episode_id and not r.is_secondary_referral
+    left join {{ ref('int_notes_summarised') }} as n on r.episode_id = n.episode_id and not r.is_secondary_referral
     left join {{ ref('appointments') }} as v2
-        on ra.episode_id = v2.episode_id and v2.visit_number = 2
+        on r.episode_id = v2.episode_id and v2.visit_number = 2 and not r.is_secondary_referral
     left join app_actions as aa using (referral_id)
 ),
 
@@ -164,20 +169,26 @@ select
         end
     ) as current_stage,
     s.outreach_attempts,
-    {{ hours_between('s.received_at', 's.first_contact_at') }} as hours_to_contact,
-    {{ hours_between('s.received_at', 's.scheduled_at') }} as hours_to_schedule,
-    {{ hours_between('s.received_at', 's.evaluated_at') }} as hours_to_eval,
+    -- elapsed hours: both wall-clock times read in the clinic's zone (a contact across a DST change is 11 h, not 12)
+    {{ hours_between('s.received_at', 's.first_contact_at', 'z.timezone') }} as hours_to_contact,
+    {{ hours_between('s.received_at', 's.scheduled_at', 'z.timezone') }} as hours_to_schedule,
+    {{ hours_between('s.received_at', 's.evaluated_at', 'z.timezone') }} as hours_to_eval,
     {{ business_days('s.received_at', 's.scheduled_at') }} as business_days_to_schedule,
     {{ business_days('s.received_at', 's.evaluated_at') }} as business_days_to_eval,
     {{ day_diff('cast(s.evaluated_at as date)', 'cast(s.discharged_at as date)') }} as days_eval_to_discharge,
     s.evaluated_at is not null as is_evaluated,
     s.eval_note_signed_at is not null as converted_webpt,
-    -- open: not converted, not exited, not discharged (the KPIs' pending count and the pages' open referrals)
-    s.eval_note_signed_at is null and s.exit_stage is null and s.discharged_at is null as is_open,
+    -- open: not converted, not exited, not discharged (the KPIs' pending count and the pages' open referrals); a
+    -- secondary referral can never convert (its episode's conversion is its owner's), so it is never open
+    s.eval_note_signed_at is null and s.exit_stage is null and s.discharged_at is null
+    and not s.is_secondary_referral as is_open,
     coalesce({{ day_diff('cast(s.received_at as date)', 'cast(s.first_visit_at as date)') }} <= 7, false)
         as converted_7day,
     s.episode_id,
+    s.is_secondary_referral,
     case
+        -- the episode's next step is its owner's
+        when s.is_secondary_referral then null
         when s.exit_stage = 'eval_no_show' then 'front_desk'
         when s.exit_stage is not null or s.discharged_at is not null then null
         when s.active_at is not null then 'therapist'
@@ -189,3 +200,4 @@ select
     end as next_step_owner
 from staged as s
 left join {{ ref('stg_raw__payers') }} as p using (payer_id)
+left join {{ ref('stg_raw__clinics') }} as z on s.clinic_id = z.clinic_id

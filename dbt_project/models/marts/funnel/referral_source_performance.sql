@@ -3,6 +3,9 @@
 -- time to first visit, visits per episode, plan-of-care completion, collected net revenue, recency, trend
 -- (last 90 days vs the 90 before, to as_of) and is_fading: the liaison's call list (a physician who sent at
 -- least fading_min_prior referrals in the prior 90 days and at most fading_drop_share of that since).
+-- An episode's visits, closure, plan completion and revenue count for its owning referral's source only: a secondary
+-- referral (another referral owns its episode, int_referrals_pivoted) counts as a referral, and as evaluated only
+-- by its own initial evaluation, so the sources' revenue sums to the episodes' once.
 with f as (
     select
         f.*,
@@ -16,7 +19,7 @@ with f as (
         e.plan_completed,
         e.net_revenue_usd
     from {{ ref('referral_funnel') }} as f
-    left join {{ ref('episodes') }} as e on f.episode_id = e.episode_id
+    left join {{ ref('episodes') }} as e on f.episode_id = e.episode_id and not f.is_secondary_referral
     where f.source_type is not null
 ),
 

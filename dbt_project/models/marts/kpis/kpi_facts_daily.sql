@@ -243,18 +243,22 @@ early_dropout_rate as (
     group by all
 ),
 
--- units_per_visit = billed units (G- and L-codes excluded) / visits with a counted line, by service date
+-- units_per_visit = billed units of lines linked to an attended visit (G- and L-codes excluded) / those visits,
+-- by service date. One rule for both: a line linked to no attended visit (unlinked, or its appointment not
+-- completed) counts in neither (link_health reports unlinked lines)
 units_per_visit as (
     select
-        clinic_id,
-        service_date as d,
+        l.clinic_id,
+        l.service_date as d,
         'units_per_visit' as kpi,
-        sum(units) as num,
-        count(distinct appointment_id) as den,
+        sum(l.units) as num,
+        count(distinct l.appointment_id) as den,
         null as cohort,
         null as pending
-    from {{ ref('int_charge_lines_classified') }}
-    where not is_excluded_from_units
+    from {{ ref('int_charge_lines_classified') }} as l
+    inner join {{ ref('appointments') }} as a
+        on l.appointment_id = a.appointment_id and a.status = 'completed'
+    where not l.is_excluded_from_units
     group by all
 ),
 

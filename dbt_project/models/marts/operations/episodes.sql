@@ -53,6 +53,16 @@ money as (
     full outer join orphan_cash as o using (episode_id)
 ),
 
+-- the episode's owning referral (int_referrals_pivoted: one per episode), else any referral its visits carry
+owners as (
+    select
+        episode_id,
+        any_value(referral_id) as referral_id
+    from {{ ref('int_referrals_pivoted') }}
+    where episode_id is not null and not is_secondary_referral
+    group by episode_id
+),
+
 ids as (
     select episode_id from appts
     where attended_visits > 0
@@ -64,7 +74,7 @@ ids as (
 joined as (
     select
         ids.episode_id,
-        a.referral_id,
+        coalesce(ow.referral_id, a.referral_id) as referral_id,
         coalesce(n.patient_id, a.patient_id) as patient_id,
         coalesce(n.clinic_id, a.clinic_id) as clinic_id,
         coalesce(n.eval_therapist_id, a.first_therapist_id) as therapist_id,
@@ -98,9 +108,10 @@ joined as (
         < c.as_of - {{ days_interval(var('self_discharge_days')) }} as is_dormant
     from ids
     left join appts as a using (episode_id)
+    left join owners as ow using (episode_id)
     left join {{ ref('int_notes_summarised') }} as n using (episode_id)
     left join money as m using (episode_id)
-    left join {{ ref('int_referrals_pivoted') }} as r on a.referral_id = r.referral_id
+    left join {{ ref('int_referrals_pivoted') }} as r on coalesce(ow.referral_id, a.referral_id) = r.referral_id
     cross join {{ ref('int_clocks_resolved') }} as c
 ),
 

@@ -1,10 +1,10 @@
 -- One row per therapist x clinic x month: appointments with an outcome up to as_of (the arrival-rate
 -- denominator of kpi_facts_daily), attended visits, no-shows and cancellations, the days the therapist saw
 -- at least one patient, scheduled hours, and billed units over billable visits (the units-per-visit KPI's
--- parts, from the therapist on the charge line, dated up to as_of as in kpi_facts_daily). Productivity =
--- attended visits per day worked (a day worked = a date with at least one attended visit). Appointments or
--- charge lines with no therapist go to therapist 'unassigned', so the rows add up to the practice's visits
--- and units.
+-- parts: lines linked to an attended visit, from the therapist on the charge line, dated up to as_of as in
+-- kpi_facts_daily). Productivity = attended visits per day worked (a day worked = a date with at least one
+-- attended visit). Appointments or charge lines with no therapist go to therapist 'unassigned', so the rows
+-- add up to the practice's visits and units.
 with k as (
     select as_of from {{ ref('int_clocks_resolved') }}
 ),
@@ -35,6 +35,9 @@ units as (
         sum(l.units) as billed_units,
         count(distinct l.appointment_id) as billable_visits
     from {{ ref('int_charge_lines_classified') }} as l
+    -- the KPI's rule: lines linked to an attended visit, in the numerator and the denominator alike
+    inner join {{ ref('appointments') }} as a
+        on l.appointment_id = a.appointment_id and a.status = 'completed'
     cross join k
     where not l.is_excluded_from_units and l.service_date <= cast(k.as_of as date)
     group by all

@@ -20,8 +20,12 @@ with k as (
 ),
 
 f as (
-    select f.*
-    from {{ ref('referral_funnel') }} as f, k
+    select
+        f.*,
+        z.timezone as clinic_timezone
+    from {{ ref('referral_funnel') }} as f
+    cross join k
+    left join {{ ref('stg_raw__clinics') }} as z on f.clinic_id = z.clinic_id
     where f.received_at >= k.as_of - {{ days_interval(var('queue_lookback_days')) }}
 ),
 
@@ -54,7 +58,7 @@ tasks as (
         'New ' || replace(replace(coalesce(f.source_channel, 'unknown'), '_referral', ''), '_', ' ')
         || ' referral received '
         || {{ format_ts('f.received_at', '%Y-%m-%d %H:%M') }} || ', not contacted after '
-        || cast(round({{ hours_between('f.received_at', 'k.as_of') }}) as bigint) || ' h'
+        || cast(round({{ hours_between('f.received_at', 'k.as_of', 'f.clinic_timezone') }}) as bigint) || ' h'
         || case when f.outreach_attempts > 0 then ' (' || f.outreach_attempts || ' outreach attempts, nobody reached)'
             else ''
         end || ': call the patient.' as reason,

@@ -2,7 +2,9 @@
 -- episode) and collections (payer + patient payments by the month they were posted, cash basis like the
 -- net revenue KPIs, payer class of the claim, else of the remittance's payer). Every attended visit and
 -- every landed payment is in exactly one row: no episode payer or no claim payer -> payer class 'unknown';
--- a payment whose claim and charge lines were both quarantined -> clinic 'unattributed'.
+-- a payment whose claim and charge lines were both quarantined -> clinic 'unattributed'. Cash is cut at as_of's
+-- date like the KPIs' (kpi_facts_daily): a payment dated after the build's "now" (int_clocks_resolved: only one dated
+-- after the file that brought it was loaded) counts in both once as_of reaches its date, never in one alone.
 with k as (
     select as_of from {{ ref('int_clocks_resolved') }}
 ),
@@ -29,9 +31,10 @@ cash_rows as (
         sum(r.amount_usd) filter (where r.event_type = 'payer_payment') as payer_paid_usd,
         sum(r.amount_usd) filter (where r.event_type = 'patient_payment') as patient_paid_usd
     from {{ ref('int_remittances_attributed') }} as r
+    cross join k
     left join {{ ref('int_claims_reconciled') }} as c using (claim_id)
     left join {{ ref('stg_raw__payers') }} as p on p.payer_id = coalesce(c.payer_id, r.payer_id)
-    where r.event_type in ('payer_payment', 'patient_payment')
+    where r.event_type in ('payer_payment', 'patient_payment') and cast(r.event_at as date) <= cast(k.as_of as date)
     group by all
 )
 
