@@ -171,12 +171,18 @@ EVENT_TIMES = {
 }
 
 
+ACTIVITY_SOURCES = ("intake_events", "scheduling_events")
+
+
 def as_of_of(src: dict[str, pl.DataFrame]) -> datetime:
-    """docs/architecture.md "Now in a warehouse": the latest recorded past event of intake, scheduling, charges,
-    claims, remittances and notes (authorizations and marketing run on other systems' clocks and do not move it).
-    The build also keeps a money or note event from making "now" later than the newest file's load time; a
-    generated practice's events are all in the past, so that cap never binds here."""
-    return max(t for source, col in EVENT_TIMES.items() if (t := src[source][col].max()) is not None)
+    """docs/architecture.md "Now in a warehouse": the latest intake or scheduling event, or the latest charge,
+    claim, remittance or note when that falls on a later day (authorizations and marketing run on other systems'
+    clocks and do not move it). The build also keeps a money or note event from making "now" later than the newest
+    file's load time; a generated practice's events are all in the past, so that cap never binds here."""
+    latest = {s: t for s, col in EVENT_TIMES.items() if (t := src[s][col].max()) is not None}
+    activity = max(latest[s] for s in ACTIVITY_SOURCES)
+    money = max((t for s, t in latest.items() if s not in ACTIVITY_SOURCES), default=None)
+    return money if money is not None and money.date() > activity.date() else activity
 
 
 def local_to_utc(ts: datetime | None, zone: str | None) -> datetime | None:

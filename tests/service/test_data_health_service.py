@@ -69,8 +69,8 @@ def test_data_health_shows_the_service_and_stale_sources(built_home, copy_home):
     assert "The scheduler is running." in successes
     errors = " ".join(e.value for e in at.error)
     assert "1 problem(s)" in errors
-    assert "Stale: charges" in errors  # 0.001 h cadence: every load is too old
-    assert "claims" not in errors.split("Stale:")[1].split("had no load")[0]  # 48 h: fresh
+    assert "Stale: Charges export" in errors  # 0.001 h cadence: every load is too old
+    assert "Claims" not in errors.split("Stale:")[1].split("had no load")[0]  # 48 h: fresh
     metrics = {m.label: m.value for m in at.metric}
     assert "(in 5 h)" in metrics["Next scheduled run"] or "(in 4 h)" in metrics["Next scheduled run"]
     assert "(20 h ago)" in metrics["Last success"]
@@ -88,8 +88,9 @@ def test_data_health_shows_the_service_and_stale_sources(built_home, copy_home):
         assert expected in text, expected
     tables = {tuple(df.value.columns): df.value for df in at.dataframe}
     cadence = tables[("Source", "Last loaded", "Expected every", "Status")]
-    assert cadence.set_index("Source").loc["charges", "Status"] == "Stale"
-    assert cadence.set_index("Source").loc["claims", "Status"] == "Fresh"
+    by_source = cadence.set_index("Source")["Status"]  # sources as the practice knows its exports
+    assert by_source["Charges export (or 837P claim files)"] == "Stale"
+    assert by_source["Claims export (or 837P claim files)"] == "Fresh"
     history = tables[("Finished", "Trigger", "Result", "Files loaded", "Problems", "Alert")]
     assert history["Result"].tolist() == ["a file was refused", "succeeded"]
     for table in tables.values():  # plain words: no None / nan / NaT in any cell

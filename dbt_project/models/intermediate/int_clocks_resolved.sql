@@ -1,10 +1,13 @@
 -- The build's "now" (as_of). The dbt var `as_of` overrides it; otherwise it is the latest recorded past event of the
 -- practice's own systems, so a rebuild of the same data gives the same marts:
---   data / billing  the latest of the activity events (intake and scheduling: event_at records the past; future
---                appointment start times do not count) and the money and clinical events (charge posting, claim
---                submission, remittance, note); as_of_source names the kind that is latest. Both count so that
---                cash posted after the last intake or scheduling event (an 835 landed two days later) is inside
---                every cash figure instead of vanishing from the KPIs while payer mix and the claims show it.
+--   data / billing  the latest activity event (intake and scheduling: event_at records the past; future appointment
+--                start times do not count), or the latest money or clinical event (charge posting, claim
+--                submission, remittance, note) when that falls on a LATER DAY; as_of_source names which. So cash
+--                posted days after the last intake or scheduling event (an 835 landed two days later) is inside
+--                every cash figure instead of vanishing from the KPIs (cut at as_of's day) while payer mix and the
+--                claims show it; within the day of the last activity, activity's clock stays "now" (an evening
+--                payment batch neither turns the evening's appointments past nor makes a practice's "now" depend on
+--                which billing export it sends).
 --                Such an event never makes "now" later than the newest file's load time read on the westernmost
 --                clinic's wall clock: a payment dated after the file that brought it (an 835's EFT date ahead of
 --                its arrival, which the contracts let through up to the next midnight) would otherwise make
@@ -78,12 +81,14 @@
 
     select
         case
-            when activity_at is not null then greatest(activity_at, money_at)
+            when activity_at is not null and cast(money_at as date) > cast(activity_at as date) then money_at
+            when activity_at is not null then activity_at
             else coalesce(billing_at, reference_at, load_at)
         end as as_of,
         case
-            when activity_at is not null and (money_at is null or activity_at >= money_at) then 'data'
-            when activity_at is not null or billing_at is not null then 'billing'
+            when activity_at is not null and cast(money_at as date) > cast(activity_at as date) then 'billing'
+            when activity_at is not null then 'data'
+            when billing_at is not null then 'billing'
             when reference_at is not null then 'reference'
             else 'load_time'
         end as as_of_source
