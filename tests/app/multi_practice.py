@@ -1,7 +1,7 @@
 """The two-clinic practice for the clinic-scope tests, and AppTest helpers for a user limited to some clinics.
 
 The practice is `multi_test` (two clinics), seed 2027 with 0.5% dirt, generated and built once per run under the
-names tests/recompute/conftest.py and tests/app/test_overview_balance_kpis.py use, so a run of several of them
+names tests/recompute/conftest.py uses (tests/app/test_overview_balance_kpis.py imports it), so a run of several of them
 builds it once (dbt only, no ML: the pages say the ML parts appear once the ML step has run).
 """
 

@@ -12,10 +12,10 @@ days for those KPIs and the last day's row for days in A/R.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from multi_practice import build_multi
 
 from app.lib import auth
 from app.lib.db import AnalyticsDb
@@ -23,8 +23,6 @@ from app.lib.filters import default_range
 from app.lib.formatting import band_status, fmt, fmt_delta
 from app.lib.queries.base import DbReader, Filters, data_date_range
 from app.lib.queries.overview import kpi_by_clinic, kpi_summary, last_year
-from ptpulse.core.config import get_settings
-from tests.conftest import shared_dir
 
 KPI = "days_in_ar"
 
@@ -153,21 +151,8 @@ def test_overview_page_tile_delta_and_verdict(app_home, reader):
 
 @pytest.fixture(scope="module")
 def multi_reader(tmp_path_factory) -> DbReader:
-    """The two-clinic `multi_test` practice, generated and built once per run. Names and parameters are those of
-    tests/recompute/conftest.py (seed 2027, default dirt), so a run of both builds it once."""
-    from ingestion.loader import ingest
-    from ptpulse.build.orchestrate import build
-    from seed_data.generator import generate
-
-    out = shared_dir(tmp_path_factory, "multi_csv", lambda d: generate(d, scale="multi_test", seed=2027, dirty=0.005))
-
-    def make(home: Path) -> None:
-        settings = get_settings(home).ensure()
-        ingest([out], settings)
-        result = build(settings)
-        assert result.ok, result.message
-
-    return _reader(get_settings(shared_dir(tmp_path_factory, "multi_home", make)).ensure())
+    """The two-clinic `multi_test` practice, generated and built once per run (tests/app/multi_practice.py)."""
+    return _reader(build_multi(tmp_path_factory))
 
 
 def test_several_clinics_sum_their_balances_at_the_last_day(multi_reader):
