@@ -187,6 +187,27 @@ def is_documentation(path: Path) -> bool:
     return path.stem.lower() in NOT_DATA_STEMS and path.suffix.lower() in {".txt", ""} and not looks_like_x12(path)
 
 
+def file_identity(path: Path) -> tuple[int, int, int, int]:
+    """What changes when a file is written or replaced (size, modification time, inode, device): taken before the
+    fingerprint and compared after the rows were read (`ensure_unchanged`)."""
+    st = path.stat()
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+def ensure_unchanged(path: Path, before: tuple[int, int, int, int]) -> None:
+    """Refuse a file written while it was read: its sha256 (the skip key of every later re-send) would name bytes
+    other than the rows staged, so the complete file, re-sent, would be skipped with rows never landed."""
+    try:
+        now = file_identity(path)
+    except OSError:
+        now = None
+    if now != before:
+        raise FileRefused(
+            f"{display_name(path)} changed while it was being read (an export still being written?): nothing "
+            f"of it landed. Ingest it again once the export is complete."
+        )
+
+
 def check_readable(path: Path) -> None:
     """Refuse paths that are not an existing regular .csv (or FHIR / X12) file, and symbolic links."""
     name = display_name(path)

@@ -39,6 +39,8 @@ from ingestion.files import (
     discover,
     display_name,
     encoding_refusal,
+    ensure_unchanged,
+    file_identity,
     header_key,
     is_documentation,
     looks_like_x12,
@@ -226,6 +228,7 @@ def _load_file(
         return result
     try:
         check_readable(path)
+        before = file_identity(path)
         file_scan = scan(path)
         result.sha256 = file_scan.sha256
         mapped = _profile_for(path, forced)
@@ -241,7 +244,7 @@ def _load_file(
         if previous is not None:
             _skip(db, result, previous)
         elif mapped is not None:
-            _load_profiled(db, result, path, work_dir, file_scan, mapped[0], mapped[1], contract)
+            _load_profiled(db, result, path, work_dir, file_scan, mapped[0], mapped[1], contract, before)
         else:
             names = read_header(path)
             notes = check_columns(path, names, contract)
@@ -253,6 +256,7 @@ def _load_file(
                 normalise_line_endings(path, normalised)
                 notes.append("mixed line endings (LF / CRLF / CR) read as one kind")
             _stage(db, path, readable, names, contract, file_scan)
+            ensure_unchanged(path, before)
             _carry_absent_columns(db, contract, names)
             _land(db, result, contract, notes)
     except (FileRefused, UnknownSource, ProfileError) as exc:
@@ -711,6 +715,7 @@ def _load_profiled(
     profile: Profile,
     pfile: ProfileFile,
     contract: Contract,
+    before: tuple[int, int, int, int],
 ) -> None:
     """Read the vendor file all-VARCHAR, apply the profile in one SQL statement, then validate, quarantine,
     land and audit exactly like a native file. Excluded rows (profile filters, unknown change flags) are
@@ -728,6 +733,7 @@ def _load_profiled(
             normalised = readable = Path(name)
             normalise_line_endings(path, normalised)
         _stage_vendor(db, path, readable, names, file_scan)
+        ensure_unchanged(path, before)
     finally:
         if normalised is not None:
             normalised.unlink(missing_ok=True)
@@ -1082,8 +1088,15 @@ def _load_interop_file(db: RawDB, path: Path, contracts: Mapping[str, Contract])
     result = LoadResult(load_id=_next_load_id(db), file=str(path))
     try:
         check_readable(path)
+        before = file_identity(path)
         result.sha256 = file_digest(path)  # the digest alone: an interop file needs none of `scan`'s line counts
         batch = read_interop(path, contracts, db.con)  # FHIR Bulk rows mapped in SQL stay in this connection
+        try:
+            ensure_unchanged(path, before)
+        except FileRefused:
+            for rows in batch.tables():
+                rows.drop()
+            raise
     except FileRefused as exc:
         _refuse(db, result, str(exc))
         return [result]

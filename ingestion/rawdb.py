@@ -48,7 +48,7 @@ WRITER_WAIT_S = 60.0
 
 
 def open_raw(
-    path: Path, read_only: bool = False, settings: Settings | None = None, wait_s: float = WRITER_WAIT_S
+    path: Path, read_only: bool = False, settings: Settings | None = None, wait_s: float | None = None
 ) -> RawDB:
     """Connect to the raw store; read-only connections never take the writer's lock.
 
@@ -59,6 +59,7 @@ def open_raw(
     so an upload's refresh must not fail because a page happened to read the quarantine at that moment.
     """
     config = {} if read_only else (settings or Settings(home=Path(path).parent)).duckdb_config()
+    wait_s = WRITER_WAIT_S if wait_s is None else wait_s
     con = _connect_waiting(path, read_only, config, 0.0 if read_only else wait_s)
     catalog = con.execute("SELECT current_database()").fetchone()[0]
     return RawDB(con=con, catalog=catalog)

@@ -110,6 +110,55 @@ def _stop(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _environment_problem(exc: BaseException, home: Path) -> tuple[str, int] | None:
+    """A full disk, a read-only home or a store another program holds open: (one line with the fix, exit code).
+    None for anything else, which is a bug and keeps its traceback. Names the home, never a file's content."""
+    import errno
+    import os
+
+    import duckdb
+
+    text = str(exc)
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in text:
+        return (
+            f"the disk holding {home} is full: free space there (or move PTPULSE_HOME) and run the command again. "
+            "What was being written was rolled back; the files served before are unchanged.",
+            1,
+        )
+    if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (
+            f"{home} is not writable ({os.strerror(exc.errno).lower()}): PT Pulse keeps its stores, lock and builds "
+            "there. Give the user running it write access, or set PTPULSE_HOME to a writable folder.",
+            1,
+        )
+    if isinstance(exc, duckdb.IOException) and "lock" in text.lower():
+        return (
+            f"a store in {home} (raw.duckdb or an analytics file) is held open by another program (a DuckDB shell, "
+            "a notebook): close it and run the command again. Nothing was changed.",
+            3,
+        )
+    if isinstance(exc, duckdb.FatalException):
+        return (
+            f"DuckDB stopped writing in {home} (the database was invalidated, most often by a full disk): free "
+            "space there and run the command again. What was being written was rolled back.",
+            1,
+        )
+    return None
+
+
+@contextmanager
+def _plain_environment_errors(home: Path, as_json: bool = False) -> Iterator[None]:
+    """Writer commands: an environment problem (`_environment_problem`) ends the command with its line, no
+    traceback; everything else propagates."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - filtered just below, the rest re-raised
+        problem = _environment_problem(exc, home)
+        if problem is None:
+            raise
+        _json_fail(as_json, "environment", problem[0], code=problem[1])
+
+
 INTERRUPTED = 130  # the exit code of a command stopped by Ctrl-C (128 + SIGINT), as shells report it
 
 
@@ -218,7 +267,11 @@ def ingest(
         _json_fail(as_json, "no_files", _no_files(paths), code=2)
     seen = {"started": False}
     try:
-        with pipeline_lock(settings, "ingest", wait_s=wait), progress_bar("ingest") as report:
+        with (
+            _plain_environment_errors(settings.home, as_json),
+            pipeline_lock(settings, "ingest", wait_s=wait),
+            progress_bar("ingest") as report,
+        ):
             steps, seen = _watched(_plain_steps(report))
             results = run(paths, settings, progress=steps, profile=profile)
             rules = quarantine_by_load(settings, [r.load_id for r in results]) if as_json else {}
@@ -425,7 +478,11 @@ def build(
 
     settings = get_settings(home)
     try:
-        with pipeline_lock(settings, "build", wait_s=wait), progress_bar("build") as report:
+        with (
+            _plain_environment_errors(settings.home),
+            pipeline_lock(settings, "build", wait_s=wait),
+            progress_bar("build") as report,
+        ):
             result = run_build(settings, score=score, progress=report, full_refresh=full_refresh)
     except PipelineBusy as exc:
         _fail(str(exc), code=3)
@@ -460,7 +517,11 @@ def train(home: Path | None = HomeOpt, wait: float = WaitOpt) -> None:
     if not settings.analytics_db.exists():
         _fail(f"{settings.analytics_db} does not exist yet: run `ptpulse refresh` first.")
     try:
-        with pipeline_lock(settings, "train", wait_s=wait), progress_bar("train") as report:
+        with (
+            _plain_environment_errors(settings.home),
+            pipeline_lock(settings, "train", wait_s=wait),
+            progress_bar("train") as report,
+        ):
             summary = run(settings, progress=report)
     except PipelineBusy as exc:
         _fail(str(exc), code=3)
@@ -486,7 +547,11 @@ def refresh(
         _fail(_no_files(paths), code=2)
     seen = {"started": False}
     try:
-        with pipeline_lock(settings, "refresh", wait_s=wait), progress_bar("refresh") as report:
+        with (
+            _plain_environment_errors(settings.home),
+            pipeline_lock(settings, "refresh", wait_s=wait),
+            progress_bar("refresh") as report,
+        ):
             steps, seen = _watched(_plain_steps(report))
             result = run(settings, paths=paths or None, progress=steps, full_refresh=full_refresh)
     except PipelineBusy as exc:
@@ -569,7 +634,11 @@ def secret_rotate(
     settings = get_settings(home)
     result = None
     try:
-        with pipeline_lock(settings, "secret rotate", wait_s=wait), progress_bar("secret rotate") as report:
+        with (
+            _plain_environment_errors(settings.home),
+            pipeline_lock(settings, "secret rotate", wait_s=wait),
+            progress_bar("secret rotate") as report,
+        ):
             rot = rotate_key(settings)
             if rebuild and settings.raw_db.exists():
                 result = run_build(settings, progress=report)

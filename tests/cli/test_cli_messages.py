@@ -192,3 +192,64 @@ def test_json_that_no_source_maps_is_not_reported_as_loaded(tmp_path):
     assert _flat("│ loaded │") not in said
     assert _flat(f"nothing landed from {weird}: no row for any source in this file") in said
     assert "SENTINELB1" not in said  # a value of the file is never quoted
+
+
+# ------------------------------------------------------------------------------------- the machine, not the data
+
+HOLD = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+"""
+
+
+def test_raw_held_open_by_another_program_is_one_line_and_exit_3(tmp_path, monkeypatch):
+    """A DuckDB shell or notebook holding raw.duckdb: the writer waits, then says so in one line with the fix and
+    exits 3 (busy), as `ptpulse status` does (before: DuckDB's IOException traceback, exit 1)."""
+    import subprocess
+    import sys
+
+    import ingestion.rawdb
+
+    home = tmp_path / "home"
+    shutil.copytree(TINY, tmp_path / "exports")
+    assert _run("ingest", str(tmp_path / "exports" / "clinics.csv"), "--home", str(home)).exit_code == 0
+    monkeypatch.setattr(ingestion.rawdb, "WRITER_WAIT_S", 0.3)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(home / "raw.duckdb"), "20"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        result = _run("ingest", str(tmp_path / "exports" / "payers.csv"), "--home", str(home))
+        as_json = _run("ingest", str(tmp_path / "exports" / "payers.csv"), "--home", str(home), "--json")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert result.exit_code == 3 and "Traceback" not in result.output
+    assert "isheldopenbyanotherprogram" in _said(result) and "closeitandrunthecommandagain" in _said(result)
+    assert as_json.exit_code == 3 and json.loads(as_json.stdout)["error"] == "environment"
+
+
+@pytest.mark.parametrize(
+    ("exc", "words", "code"),
+    [
+        (OSError(28, "No space left on device"), "isfull", 1),
+        (duckdb.FatalException('Could not write file "x/raw.duckdb": No space left on device'), "isfull", 1),
+        (duckdb.FatalException("database has been invalidated because of a previous fatal error"), "invalidated", 1),
+        (OSError(30, "Read-only file system"), "isnotwritable(read-onlyfilesystem)", 1),
+        (PermissionError(13, "Permission denied"), "isnotwritable(permissiondenied)", 1),
+        (duckdb.IOException('Could not set lock on file "x/raw.duckdb"'), "heldopenbyanotherprogram", 3),
+    ],
+)
+def test_environment_problems_are_named_with_their_fix(tmp_path, exc, words, code):
+    """A full disk, a read-only home, a store held open: each has its line and exit code (shown by every writer
+    command); anything else is left to its traceback (a bug must not be dressed as the machine's fault)."""
+    from ptpulse.cli import _environment_problem
+
+    message, got = _environment_problem(exc, tmp_path)
+    assert words in _flat(message) and got == code
+    assert str(tmp_path) in message  # the home, which the administrator must act on
+    assert _environment_problem(ValueError("a bug"), tmp_path) is None
+    assert _environment_problem(duckdb.BinderException("column x not found"), tmp_path) is None

@@ -267,6 +267,60 @@ def test_a_crash_mid_file_rolls_everything_of_it_back(home, exports, monkeypatch
     assert counts(retry) == (2, 1, 1, 0)
 
 
+def _rewritten_after(real, path, content: bytes):
+    """`real` (the loader's fingerprint pass), after which the exporter rewrites `path` (truncate, then write)."""
+
+    def fingerprint_then_rewrite(target):
+        out = real(target)
+        if target == path:
+            path.write_bytes(content)
+        return out
+
+    return fingerprint_then_rewrite
+
+
+def test_a_file_rewritten_while_it_is_read_is_refused_and_the_complete_resend_lands(home, exports, monkeypatch):
+    """The sha256 (the skip key of every re-send) and the staged rows must come from the same bytes: a file
+    rewritten between the two reads is refused, so the complete file, sent again, lands every row (before: half
+    the rows landed as `loaded` and the complete re-send was skipped as byte-identical, the rest lost)."""
+    rows = [example_row("scheduling_events") for _ in range(40)]
+    path = write_csv(exports, "scheduling_events.csv", rows)
+    full = path.read_bytes()
+    half = b"".join(full.splitlines(keepends=True)[:21])
+    monkeypatch.setattr(loader, "scan", _rewritten_after(loader.scan, path, half))
+    [first] = ingest([path], home)
+    assert first.status == "refused" and "changed while it was being read" in first.message
+    assert not _has_table(home, "scheduling_events") or table_count(home, "scheduling_events") == 0
+    monkeypatch.undo()
+    path.write_bytes(full)  # the exporter finished
+    [again] = ingest([path], home)
+    assert again.status == "loaded" and counts(again) == (40, 40, 0, 0)
+    assert table_count(home, "scheduling_events") == 40
+
+
+def test_an_interop_file_rewritten_while_it_is_read_is_refused(home, exports, monkeypatch):
+    """The same for FHIR / X12: the digest and the parse read one version of the file, or nothing lands."""
+    import json
+
+    patient = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "birthDate": "1980-01-01",
+        "gender": "female",
+        "name": [{"family": "Alpha", "given": ["Ann"]}],
+        "meta": {"lastUpdated": "2024-01-01T10:00:00Z"},
+    }
+    path = exports / "patient.json"
+    path.write_text(json.dumps(patient))
+    full = path.read_bytes()
+    monkeypatch.setattr(loader, "file_digest", _rewritten_after(loader.file_digest, path, full + b" "))
+    results = ingest([path], home)
+    assert [r.status for r in results] == ["refused"] and "changed while it was being read" in results[0].message
+    monkeypatch.undo()
+    path.write_bytes(full)
+    assert {r.status for r in ingest([path], home)} == {"loaded"}
+
+
 def test_truth_folders_are_skipped_and_order_is_sorted(home, exports):
     write_csv(exports / "truth", "clinics.csv", [example_row("clinics")])
     write_csv(exports / "b", "payers.csv", [example_row("payers")])
