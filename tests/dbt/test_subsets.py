@@ -181,3 +181,25 @@ def test_unknown_codes_land_and_are_counted_as_warnings(subset_build, tiny_home)
     assert meaning == [("C11", "authorization")]  # C11's CARC 197 joins; C06's unknown 999 has no meaning
     with duckdb.connect(str(tiny_home.analytics_db), read_only=True) as full:
         assert full.execute("select count(*) from marts.data_quality_warnings").fetchone()[0] == 0
+
+
+def test_without_marketing_spend_the_cost_per_new_patient_is_unknown_not_zero(tmp_path, tiny_home):
+    """A practice that never loaded marketing_spend has marketing-sourced new patients but no known cost: cost per
+    new patient and attributed ROI have no value (the Overview says "no rate"), never "$0.00, in healthy band";
+    the new-patient counts are those of the full build."""
+    sources = tuple(sorted(p.stem for p in TINY.glob("*.csv") if p.stem != "marketing_spend"))
+    settings = build_subset(sources, tmp_path)
+    sql = (
+        "select kpi, clinic_id, period_start, numerator, denominator, value from marts.practice_kpis "
+        "where kpi in ('cost_per_new_patient', 'attributed_roi') and grain = 'month' order by all"
+    )
+    with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
+        rows = con.execute(sql).fetchall()
+    with duckdb.connect(str(tiny_home.analytics_db), read_only=True) as full:
+        want = full.execute(sql).fetchall()
+    cost = [r for r in rows if r[0] == "cost_per_new_patient"]
+    assert cost and all(r[3] is None and r[5] is None for r in cost)
+    assert [r[4] for r in cost] == [r[4] for r in want if r[0] == "cost_per_new_patient"]  # the same new patients
+    assert any(r[4] for r in cost)  # there were marketing-sourced new patients to divide by
+    assert all(r[5] is None for r in rows if r[0] == "attributed_roi")
+    assert all(r[5] is not None for r in want if r[0] == "cost_per_new_patient")  # with spend loaded: a value

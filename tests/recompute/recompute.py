@@ -691,7 +691,10 @@ def cost_per_new_patient(p: Practice, g: str) -> pl.DataFrame:
     new = p.funnel.filter((pl.col("source_type") == "marketing") & pl.col("evaluated_at").is_not_null()).with_columns(
         period_start=period(pl.col("evaluated_at"), g)
     )
-    return _flows("cost_per_new_patient", [(spend, "spend_usd", 1)], [(new, None, 1)])
+    out = _flows("cost_per_new_patient", [(spend, "spend_usd", 1)], [(new, None, 1)])
+    # a month the practice reported no spend for at all: the cost is unknown, not $0
+    reported = pl.col("period_start").is_in(spend["period_start"].unique().implode())
+    return out.with_columns(numerator=pl.when(reported).then(pl.col("numerator")))
 
 
 def days_in_ar(p: Practice, g: str) -> pl.DataFrame:

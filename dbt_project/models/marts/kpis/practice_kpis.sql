@@ -97,17 +97,26 @@ marketing_revenue as (
     group by all
 ),
 
+-- months the practice reported spend for (any clinic): in them a clinic without a spend row spent $0; in other
+-- months the spend is unknown (marketing_spend not loaded, or not for that month), so cost per new patient and
+-- ROI have no value rather than a $0 cost
+spend_months as (
+    select distinct month
+    from marketing_spend
+),
+
 marketing as (
     select
         coalesce(s.clinic_id, n.clinic_id, r.clinic_id) as clinic_id,
         coalesce(s.month, n.month, r.month) as month,
-        coalesce(s.spend_usd, 0) as spend_usd,
+        case when m.month is not null then coalesce(s.spend_usd, 0) end as spend_usd,
         coalesce(n.new_patients, 0) as new_patients,
         coalesce(r.revenue_usd, 0) as revenue_usd
     from marketing_spend as s
     full outer join new_patients as n using (clinic_id, month)
     full outer join marketing_revenue as r
         on r.clinic_id = coalesce(s.clinic_id, n.clinic_id) and r.month = coalesce(s.month, n.month)
+    left join spend_months as m on coalesce(s.month, n.month, r.month) = m.month
 ),
 
 -- cost_per_new_patient = marketing spend in the month / new patients from marketing evaluated in the month
