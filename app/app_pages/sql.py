@@ -32,6 +32,9 @@ try:
 except sql_guard.DeidMissing:  # swapped away between the check above and the read
     st.warning(sql_guard.DeidMissing.user_message)
     st.stop()
+except sql_guard.DeidUnreadable:  # damaged or truncated: DuckDB's own error names the server path, so not shown
+    st.warning(sql_guard.DeidUnreadable.user_message, icon=":material/lock:")
+    st.stop()
 except sql_guard.NotDeidentified as exc:
     # e.g. a twin written before the privacy rule gained a column: refuse it in words, not a traceback
     st.warning(
@@ -77,5 +80,10 @@ if run:
         st.error(str(exc))
     else:
         note = " (row cap reached: results are cut off)" if result.truncated else ""
+        if result.cells_cut:
+            note += (
+                f" · text longer than {limits.cell_chars:,} characters a cell (lists and structs are shown as text) "
+                f"is cut, marked “{sql_worker.CUT_MARK.strip()}”"
+            )
         st.caption(f"{len(result.frame):,} rows in {result.seconds:.2f} s{note}")
         ui.table(result.frame, "query_result", "sql_result", empty_message="The query returned no rows.")

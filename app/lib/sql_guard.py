@@ -5,7 +5,11 @@ Three independent locks:
    starts with SELECT, WITH, DESCRIBE or SHOW, and whose tokens outside string literals (DuckDB's own
    tokenizer) hold no write/admin keyword (so `with x as (delete ...) select ...`, which DuckDB types as
    SELECT, is refused too) and no call of a function or view that reveals server paths or settings or runs
-   SQL given as a string (`duckdb_databases`, `duckdb_settings`, `current_setting`, `query`, ...).
+   SQL given as a string (`duckdb_databases`, `duckdb_settings`, `current_setting`, `query`, ...). SHOW is
+   allowed for TABLES, ALL TABLES, DATABASES, a query and a table: `SHOW <name>` shows the *setting* of that
+   name when no table has it (`show allowed_paths` lists server paths), so a SHOW of a setting name is refused
+   here like current_setting, and the worker runs `SHOW <name>` only if the name is a table or view it can
+   see (`check_shown_tables`).
 2. Queries never run in the Streamlit process and never touch analytics.duckdb. Each one runs in a fresh
    worker *process* (app/lib/sql_worker.py) that attaches the served de-identified twin
    `analytics_deid.duckdb` READ_ONLY (written and swapped by every build, see ptpulse/core/deid.py), checks
@@ -16,8 +20,10 @@ Three independent locks:
    an address-space cap (RLIMIT_AS: allocations DuckDB does not count, e.g. one 1.5 GB string, fail), and a
    watchdog in the app process kills it (SIGKILL) when it passes the wall-clock limit or its resident memory
    passes a hard cap. A bad query fails alone with a clear message; other sessions' workers are unaffected.
-Results are capped at a row limit and a size limit; at most MAX_WORKERS queries run at once (the
-worker module runs them: app/lib/sql_worker.py run_readonly).
+Results are capped at a row limit, a length per cell and a size limit measured on what the app will hold (the
+worker renders lists, structs and other nested values as text, so what crosses to the app is flat and its
+size is known); at most MAX_WORKERS queries run at once (the worker module runs them:
+app/lib/sql_worker.py run_readonly).
 
 Clinic scope: an analyst whose roles.yml entry names clinics reads only those clinics here too, as on every
 other page. Their worker attaches the twin under another name, copies into an in-memory database named like
@@ -31,6 +37,7 @@ rest are created empty, so the catalog reads the same), which keeps the copy to 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,7 +59,8 @@ TIME_LIMIT_S = 10.0
 MAX_WORKERS = 3  # queries running at once (all sessions); each may use up to Limits.rss_cap_mb
 SCOPE_SOURCE = "ptpulse_unscoped_twin"  # the twin's catalog name in a scoped worker, detached before the query
 # Tables without clinic_id that a clinic-scoped analyst may read whole: lists and the build's clock, no figure
-# of any clinic. Every other table without clinic_id is practice-wide and is left out for them, including the
+# of any clinic (outcome_measures and work_queue_outcomes are seeds: the measures' MCID and scale, the outreach
+# outcomes' labels; no clinic, patient or count in them). Every other table without clinic_id is practice-wide and is left out for them, including the
 # practice-wide row counts of meta.builds, source_coverage and data_quality (their own count subtracted from
 # those gave the other clinics' volume).
 SCOPE_SHARED_TABLES = frozenset(
@@ -60,6 +68,8 @@ SCOPE_SHARED_TABLES = frozenset(
         "marts.build_info",
         "marts.kpi_definitions",
         "marts.labels",
+        "marts.outcome_measures",
+        "marts.work_queue_outcomes",
         "marts.work_queue_rules",
         "marts.dim_payers",
         "marts.dim_referring_physicians",
@@ -187,8 +197,10 @@ class Limits:
     time_limit_s: float = TIME_LIMIT_S  # wall clock from the start of the statement; then SIGKILL
     rss_cap_mb: int = 1024  # resident memory of the worker; above it the watchdog kills it
     address_space_mb: int = 2048  # RLIMIT_AS of the worker (DuckDB+pyarrow map ~1 GB when ready)
-    result_mb: int = 64  # Arrow size of the (row-capped) result sent back to the app
+    result_mb: int = 64  # what the app holds of the (row-capped) result: frame, browser copy, CSV (the worker
+    # estimates it: sql_worker._held_bytes)
     row_cap: int = ROW_CAP
+    cell_chars: int = 2000  # a text cell (nested values rendered as text included) is cut after this many characters
 
 
 class SqlRefused(ValueError):
@@ -222,6 +234,16 @@ class NotDeidentified(RuntimeError):
     """The file given to the sandbox holds PHI or tables a de-identified reader may not see."""
 
 
+class DeidUnreadable(RuntimeError):
+    """The served twin exists but DuckDB cannot open it (damaged, truncated, unreadable). str() names the
+    server path (for logs); `user_message` is what the page shows."""
+
+    user_message = (
+        "The de-identified copy of the data cannot be opened (the file is damaged or unreadable), so this page "
+        "cannot run queries until the next refresh. Ask an administrator (Admin → Refresh now)."
+    )
+
+
 def _first_word(sql: str) -> str:
     body = _LEADING_COMMENTS.sub("", sql, count=1)
     match = re.match(r"[A-Za-z]+", body)
@@ -250,6 +272,80 @@ def _refused_name(name: str) -> bool:
     if name in ALLOWED_META:
         return False
     return name in REFUSED_NAMES or name.startswith(REFUSED_PREFIXES)
+
+
+def _not_available(name: str) -> str:
+    return (
+        f"{name} is not available on this page: system functions and views that show server settings, paths or "
+        "files, or run SQL from a string, are refused. Use information_schema, duckdb_tables() or "
+        "duckdb_columns() to explore tables."
+    )
+
+
+# What may follow SHOW besides a table's name: SHOW TABLES [FROM ...], SHOW ALL [TABLES], SHOW DATABASES and
+# SHOW <query> (describes the query's columns). Anything else is a name: DuckDB describes the table of that name
+# if there is one and otherwise shows the *setting* of that name.
+_SHOW_KEYWORDS = frozenset({"tables", "all", "databases", "select", "with", "from", "values", "table"})
+
+
+@functools.cache
+def _setting_names() -> frozenset[str]:
+    """Every setting name duckdb_settings() lists (lower case), aliases included, and `variables` (SHOW
+    VARIABLES). A few legacy names are not listed (e.g. extension_directory): check_shown_tables stops those."""
+    con = duckdb.connect(":memory:")
+    try:
+        rows = con.execute("select name, aliases from duckdb_settings()").fetchall()
+    finally:
+        con.close()
+    return frozenset({n.lower() for name, aliases in rows for n in [name, *(aliases or [])]} | {"variables"})
+
+
+def _show_targets(sql: str) -> list[str]:
+    """Lower-case unqualified names that `SHOW <name>` is given anywhere in `sql` (DuckDB's tokenizer,
+    comments skipped; a quoted name or a string literal unquoted). A qualified name (schema.table) is always
+    a table for DuckDB and is not listed, nor are TABLES, ALL TABLES, DATABASES and a query."""
+    raw = duckdb.tokenize(sql)
+    tokens = []
+    for i, (start, kind) in enumerate(raw):
+        end = raw[i + 1][0] if i + 1 < len(raw) else len(sql)
+        if kind.name != "comment":
+            tokens.append((kind.name, sql[start:end].strip()))
+    names = []
+    for i, (kind, text) in enumerate(tokens[:-1]):
+        if kind != "keyword" or text.lower() != "show":
+            continue
+        kind, text = tokens[i + 1]
+        qualified = i + 2 < len(tokens) and tokens[i + 2][0] == "operator" and tokens[i + 2][1].startswith(".")
+        if kind == "operator" or qualified or (kind == "keyword" and text.lower() in _SHOW_KEYWORDS):
+            continue
+        if kind == "string_const" and len(text) > 1 and text[0] == text[-1] == "'":
+            text = text[1:-1].replace("''", "'")
+        elif kind == "identifier" and text.startswith('"'):
+            text = text[1:-1].replace('""', '"') if text.endswith('"') and len(text) > 1 else text[1:]
+        else:
+            text = re.match(r"[^\s(),.;]*", text).group(0)
+        names.append(text.lower())
+    return names
+
+
+def check_shown_tables(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Worker side, with the analyst's catalog at hand: every `SHOW <name>` in `sql` must name a table or view
+    `con` can see, so no SHOW reads a setting, whatever its name (one check_statement's list lacks included).
+    DESCRIBE never reads a setting; it resolves the name as SHOW does when a table has it."""
+    for name in _show_targets(sql):
+        try:
+            con.execute(f'describe "{name.replace(chr(34), chr(34) * 2)}"')
+            continue
+        except duckdb.Error:
+            pass
+        try:  # run here by this code, never by the analyst: only to word the refusal
+            con.execute("select current_setting(?)", [name])
+        except duckdb.Error:
+            raise SqlRefused(
+                f"SHOW {name}: there is no table or view of that name here. SHOW TABLES lists the tables; "
+                "DESCRIBE marts.<table> shows one's columns."
+            ) from None
+        raise SqlRefused(_not_available(name))
 
 
 def check_statement(sql: str) -> str:
@@ -281,11 +377,10 @@ def check_statement(sql: str) -> str:
                 f'"quoted".'
             )
         if _refused_name(text):
-            raise SqlRefused(
-                f"{text} is not available on this page: system functions and views that show "
-                "server settings, paths or files, or run SQL from a string, are refused. Use "
-                "information_schema, duckdb_tables() or duckdb_columns() to explore tables."
-            )
+            raise SqlRefused(_not_available(text))
+    for name in _show_targets(sql):  # SHOW <setting> reads it as current_setting does
+        if name in _setting_names():
+            raise SqlRefused(_not_available(name))
     return sql.strip().rstrip(";").strip()
 
 
@@ -364,8 +459,9 @@ class Sandbox:
 def build_sandbox(deid_path: Path, limits: Limits | None = None) -> Sandbox:
     """Verify the served twin and list its tables.
 
-    Raises DeidMissing when the twin does not exist and NotDeidentified when the file breaks the rule (e.g.
-    analytics.duckdb given by mistake): no worker ever attaches a file holding PHI for analysts to query.
+    Raises DeidMissing when the twin does not exist, DeidUnreadable when DuckDB cannot open it (damaged) and
+    NotDeidentified when the file breaks the rule (e.g. analytics.duckdb given by mistake): no worker ever
+    attaches a file holding PHI for analysts to query.
     """
     deid_path = Path(deid_path)
     if not deid_path.exists():
@@ -380,6 +476,8 @@ def build_sandbox(deid_path: Path, limits: Limits | None = None) -> Sandbox:
             "group by all order by 1",
             [CATALOG],
         ).df()
+    except duckdb.Error as exc:  # e.g. IOException naming the path: kept for the log (__cause__), not the page
+        raise DeidUnreadable(f"{deid_path} cannot be opened: {exc}") from exc
     finally:
         con.close()
     return Sandbox(deid_path, catalog, limits or Limits())
@@ -400,3 +498,4 @@ class SqlResult:
     truncated: bool
     seconds: float  # wall time of the whole call: worker start-up, query, transfer
     peak_rss_mb: float = 0.0  # the worker's peak resident memory
+    cells_cut: bool = False  # some text cells were longer than Limits.cell_chars and were cut (marked)

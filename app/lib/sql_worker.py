@@ -9,8 +9,15 @@ and what to do. The worker's peak RSS (from wait4) is reported either way.
 Worker side, `main`: caps its own address space (RLIMIT_AS, so an allocation DuckDB does not count, such as
 one 1.5 GB string, fails at once instead of growing), lowers its priority, re-checks the statement, opens the
 twin with `open_locked` (for a clinic-scoped analyst: only their clinics' rows, sql_guard.scope_twin), runs the
-query, and writes the result as an Arrow IPC file. String values and error
-messages are scrubbed of server paths (a second lock behind the statement check's refusals).
+query, and writes the result as an Arrow IPC file. The worker's limits bound only the worker, so what crosses to
+the app is made flat and measured first: lists, structs, maps, unions, blobs and any other non-scalar column
+are rendered as text by DuckDB (pandas would hold a nested cell as tens of Python objects: ~30x its Arrow
+size), every text cell is cut after Limits.cell_chars characters (marked CUT_MARK; the page says so), and the
+result is refused when what the app will hold of it (pandas frame, the browser's copy, the CSV download) would
+pass Limits.result_mb (`_held_bytes`; Python strings cost ~50 bytes each plus up to 4 a character, which
+Arrow's own size does not show). String values and error
+messages are scrubbed of server paths (a second lock behind the statement check's refusals), after nested
+values became text and before cells are cut (so no path is left half-scrubbed at a cut).
 A fresh process per query is simple and cannot leak state between analysts. To keep the start-up (Python,
 duckdb and pyarrow imports: ~0.5 s) off the analyst's wait, one *spare* worker is started ahead of time: it
 imports, then blocks reading its folder's path from stdin; each query takes the spare, and the next one is
@@ -44,6 +51,7 @@ from app.lib.sql_guard import (
     SqlRefused,
     SqlResult,
     attach_twin,
+    check_shown_tables,
     check_statement,
     scope_twin,
 )
@@ -52,6 +60,40 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 POLL_S = 0.02
 STARTUP_S = 5.0  # allowance for start-up (imports, attach, verification) before the statement's clock starts
 SCRUBBED = "<server path>"
+CUT_MARK = " …[cut]"  # ends a text cell cut at Limits.cell_chars characters
+# DuckDB types that cross to the app as they are (one fixed-size value or one string a cell); every other
+# type (LIST, ARRAY, STRUCT, MAP, UNION, BLOB, BIT, BIGNUM, ...) is rendered as text in the worker.
+FLAT_TYPES = frozenset(
+    {
+        "boolean",
+        "tinyint",
+        "smallint",
+        "integer",
+        "bigint",
+        "hugeint",
+        "utinyint",
+        "usmallint",
+        "uinteger",
+        "ubigint",
+        "uhugeint",
+        "float",
+        "double",
+        "decimal",
+        "date",
+        "time",
+        "time with time zone",
+        "timestamp",
+        "timestamp_s",
+        "timestamp_ms",
+        "timestamp_ns",
+        "timestamp with time zone",
+        "interval",
+        "uuid",
+        "enum",
+        "null",
+        "varchar",
+    }
+)
 
 
 # ---------------------------------------------------------------------------------------------- app side
@@ -182,6 +224,7 @@ def run_in_worker(deid_path: Path, statement: str, limits: Limits, clinics: Sequ
                 {
                     "sql": statement,
                     "deid_path": str(Path(deid_path).resolve()),
+                    "served_path": str(Path(deid_path).absolute()),
                     "limits": asdict(limits),
                     "clinics": None if clinics is None else [str(c) for c in clinics],
                 }
@@ -206,7 +249,7 @@ def run_in_worker(deid_path: Path, statement: str, limits: Limits, clinics: Sequ
         if status["kind"] != "ok":
             raise SqlRefused(_message(status["kind"], limits, status.get("message", "")), peak)
         frame = _read_result(workdir / "result.arrow")
-        return SqlResult(frame, status["truncated"], seconds, peak)
+        return SqlResult(frame, status["truncated"], seconds, peak, status.get("cells_cut", False))
     finally:
         if proc is not None and proc.returncode is None:  # interrupted while watching: never leave it running
             _kill(proc)
@@ -267,7 +310,8 @@ def _scrubber(paths: list[str]):
 
 
 def _scrub_table(table, secrets: list[str]):
-    """Replace server paths inside the result's string columns (Arrow compute, whole columns at once)."""
+    """Replace server paths inside the result's string columns (Arrow compute, whole columns at once); nested
+    values reach it as text (`_flat_result`), so it sees them too."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -278,6 +322,94 @@ def _scrub_table(table, secrets: list[str]):
                 column = pc.replace_substring(column, pattern=secret, replacement=SCRUBBED)
         columns.append(column)
     return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def _flat_result(con: duckdb.DuckDBPyConnection, statement: str, limits: Limits, keep_chars: int):
+    """The statement's first row_cap + 1 rows as an Arrow table with only flat columns: a column of a type
+    outside FLAT_TYPES is cast to VARCHAR by DuckDB (its own text, e.g. `[1, 2]`, `{'a': 1}`), and every text
+    cell longer than `keep_chars` characters is cut there (and marked), so no huge cell is built in Arrow.
+    Columns are taken by position (`#n`): result names may repeat."""
+    rel = con.sql(statement)
+    names, kinds = rel.columns, rel.types
+    text = [k.id == "varchar" or k.id not in FLAT_TYPES for k in kinds]
+    as_text = rel.project(  # VARCHAR too: a JSON column (VARCHAR's id) must not be cut as JSON
+        ", ".join(
+            f'cast(#{i} as varchar) as "c{i}"' if is_text else f'#{i} as "c{i}"'
+            for i, is_text in enumerate(text, start=1)
+        )
+    )
+    mark = CUT_MARK.replace("'", "''")
+    cut = as_text.project(
+        ", ".join(
+            f"case when length(#{i}) > {keep_chars} then left(#{i}, {keep_chars}) || '{mark}' else #{i} end as \"c{i}\""
+            if is_text
+            else f'#{i} as "c{i}"'
+            for i, is_text in enumerate(text, start=1)
+        )
+    )
+    return cut.limit(limits.row_cap + 1).to_arrow_table().rename_columns(names)
+
+
+def _is_text(kind) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _cut_cells(table, chars: int):
+    """Cut every text cell longer than `chars` characters to `chars` + CUT_MARK; returns (table, whether any
+    cell is cut: here, or already in DuckDB and then shortened below `chars` by scrubbing)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns, cut = [], False
+    for column in table.columns:
+        if _is_text(column.type):
+            long = pc.greater(pc.utf8_length(column), chars)
+            if pc.any(long).as_py():
+                short = pc.binary_join_element_wise(pc.utf8_slice_codeunits(column, 0, chars), CUT_MARK, "")
+                column = pc.if_else(long, short, column)
+            cut = cut or bool(pc.any(pc.ends_with(column, pattern=CUT_MARK)).as_py())
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=table.column_names), cut
+
+
+def _held_bytes(table) -> int:
+    """About what the app process holds for `table`: its pandas frame (`_read_result`), the copy st.dataframe
+    sends to the browser (Arrow, about the table's own size) and the CSV download (`ui.table`).
+    The frame's text is counted as one Python str a cell (49 bytes + 1 a character when ASCII, at most 76 + 4
+    a character otherwise) plus its pointer, as pandas 2 holds it (pandas 3 keeps text in Arrow, less);
+    numbers, dates and timestamps 8 bytes a cell (decimals become floats); other types (times, intervals) as
+    Python objects, 96 bytes a cell over their Arrow size. The CSV: text's UTF-8 bytes plus quotes and a comma,
+    24 characters for any other cell."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    total = 0
+    for column in table.columns:
+        kind, rows = column.type, len(column)
+        if _is_text(kind):
+            chars = pc.utf8_length(column)
+            utf8 = pc.binary_length(column)
+            per_cell = pc.if_else(pc.equal(chars, utf8), pc.add(chars, 49), pc.add(pc.multiply(chars, 4), 76))
+            frame = (pc.sum(per_cell).as_py() or 0) + 8 * rows
+            csv = (pc.sum(utf8).as_py() or 0) + 3 * rows
+        elif (
+            pa.types.is_integer(kind)
+            or pa.types.is_floating(kind)
+            or pa.types.is_decimal(kind)
+            or pa.types.is_boolean(kind)
+            or pa.types.is_date(kind)
+            or pa.types.is_timestamp(kind)
+            or pa.types.is_duration(kind)
+            or pa.types.is_dictionary(kind)
+            or pa.types.is_null(kind)
+        ):
+            frame, csv = max(column.nbytes, 8 * rows), 24 * rows
+        else:
+            frame, csv = column.nbytes + 96 * rows, 24 * rows
+        total += frame + column.nbytes + csv
+    return total
 
 
 def _write_status(workdir: Path, **status) -> None:
@@ -304,10 +436,13 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     os.nice(5)  # the app's own threads come first on a shared machine
     deid_path = Path(request["deid_path"])
+    served = Path(request.get("served_path") or deid_path)  # the path as configured (a link to the build)
     scrub, secrets = _scrubber(
         [
             str(deid_path),
             str(deid_path.parent),
+            str(served),
+            str(served.parent),
             str(workdir),
             str(REPO_ROOT),
             os.path.expanduser("~"),
@@ -318,15 +453,19 @@ def main() -> None:
         statement = check_statement(request["sql"])  # the worker does not trust its caller
         os.chdir(deid_path.parent)
         con = open_locked(Path(deid_path.name), limits, workdir / "spill", request.get("clinics"), statement)
+        check_shown_tables(con, statement)  # SHOW <name> only of a table or view: never of a setting
         (workdir / "ready").touch()
-        table = con.sql(statement).limit(limits.row_cap + 1).to_arrow_table()
+        # cut in DuckDB with room for a whole path past the cut, so scrubbing sees every path the cell shows
+        keep = limits.cell_chars + max((len(s) for s in secrets), default=0) + 1
+        table = _flat_result(con, statement, limits, keep)
         truncated = table.num_rows > limits.row_cap
         table = _scrub_table(table.slice(0, limits.row_cap), secrets)
-        if table.nbytes > limits.result_mb * 2**20:
+        table, cells_cut = _cut_cells(table, limits.cell_chars)
+        if _held_bytes(table) > limits.result_mb * 2**20:
             return _write_status(workdir, kind="too_large")
         with pa.OSFile(str(workdir / "result.arrow"), "wb") as sink, pyarrow.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
-        _write_status(workdir, kind="ok", truncated=truncated)
+        _write_status(workdir, kind="ok", truncated=truncated, cells_cut=cells_cut)
     except (SqlRefused, NotDeidentified) as exc:
         _write_status(workdir, kind="refused", message=scrub(str(exc)))
     except duckdb.OutOfMemoryException as exc:

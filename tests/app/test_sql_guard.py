@@ -26,7 +26,11 @@ from ptpulse.core.deid import write_deidentified
         "-- comment\nselect 1",
         "/* c */ describe marts.claims",
         "show tables",
+        "show all tables",
         "show databases",
+        "show marts.claims",
+        'show "marts"."claims"',
+        "describe select 1",
         "select 1 as \"load\", 'delete from x; duckdb_settings()' as s -- drop table x",
         "select * from duckdb_tables()",
         "select * from duckdb_columns() where schema_name = 'marts'",
@@ -90,6 +94,16 @@ PATH_REVEALING = [
     "select * from read_text('/etc/passwd')",
     "select * from glob('/*')",
     "select * from pragma_metadata_info()",
+    # SHOW <name> shows the setting of that name when no table has it (review: server paths on the page)
+    "show allowed_paths",
+    "show allowed_directories",
+    "show secret_directory",
+    'SHOW "Temp_Directory"',
+    "show 'home_directory'",
+    "show /* c */ temp_directory",
+    "select replace(temp_directory, '/', ' / ') as t from (show temp_directory)",
+    "show max_memory",
+    "show variables",
 ]
 
 
@@ -228,11 +242,110 @@ def test_worker_refuses_files_and_hides_paths(fake_analytics, fake_deid, tmp_pat
     assert not list(workdirs.iterdir()) and len(_live_workers()) <= 1
 
 
+def test_show_reads_tables_never_settings(fake_deid, tmp_path):
+    """Behind the statement check's list of setting names, the worker runs `SHOW <name>` only when the name is
+    a table or view it can see: a setting the list lacks is refused too."""
+    sandbox = sql_guard.build_sandbox(fake_deid)
+    shown = sql_worker.run_readonly(sandbox, "show marts.appointments").frame
+    assert "patient_key" in shown["column_name"].tolist()
+    assert "appointments" in sql_worker.run_readonly(sandbox, "show all tables").frame["name"].tolist()
+    with pytest.raises(sql_guard.SqlRefused, match="no table or view of that name"):
+        sql_worker.run_readonly(sandbox, "show no_such_table")
+    con = sql_worker.open_locked(fake_deid, sql_guard.Limits(), tmp_path / "spill")
+    try:
+        assert con.sql("show threads").fetchall() == [(1,)]  # what the check stands between
+        # settings, one of them not in duckdb_settings() (so not in the statement check's list either)
+        for sql in [
+            "show threads",
+            "select * from (show temp_directory)",
+            "show 'calendar'",
+            "show extension_directory",
+        ]:
+            with pytest.raises(sql_guard.SqlRefused, match="not available on this page"):
+                sql_guard.check_shown_tables(con, sql)
+        with pytest.raises(sql_guard.SqlRefused, match="no table or view of that name"):
+            sql_guard.check_shown_tables(con, "show appointments")  # not on the search path: marts.appointments
+        sql_guard.check_shown_tables(con, "show marts.appointments")
+        sql_guard.check_shown_tables(con, "show tables")
+        sql_guard.check_shown_tables(con, "describe select 1")
+    finally:
+        con.close()
+
+
+def test_nested_values_are_scrubbed_as_text(fake_deid, tmp_path):
+    """Server paths inside lists and structs are scrubbed too (before: only top-level string columns)."""
+    sandbox = sql_guard.build_sandbox(fake_deid)
+    frame = sql_worker.run_readonly(
+        sandbox, f"select ['{tmp_path}/x', 'y'] as nested, {{'p': '{tmp_path}'}} as s, ['{tmp_path}'] as l"
+    ).frame
+    assert str(tmp_path) not in frame.to_csv() and sql_worker.SCRUBBED in frame["nested"].iloc[0]
+
+
+def test_nested_and_complex_columns_cross_as_capped_text(fake_deid):
+    """Lists, structs, maps, unions and blobs reach the app as DuckDB's text of them, every text cell cut at
+    cell_chars with a visible mark; flat columns keep their types and repeated column names survive."""
+    sandbox = sql_guard.build_sandbox(fake_deid, sql_guard.Limits(cell_chars=50))
+    res = sql_worker.run_readonly(
+        sandbox,
+        "select [1, 2, 3] as l, {'a': 1, 'b': 'x'} as s, map([1], ['y']) as m, 1::union(i int, v varchar) as u, "
+        "'ab'::blob as b, [1, 2]::int[2] as arr, repeat('é', 60) as long_text, 'short' as t, 2.5::decimal(4, 1) as d, "
+        "range as i, [range] as n, {'x': range} as n from range(3)",
+    )
+    frame = res.frame
+    assert list(frame.columns) == ["l", "s", "m", "u", "b", "arr", "long_text", "t", "d", "i", "n", "n"]
+    row = frame.iloc[0].tolist()
+    assert row[:6] == ["[1, 2, 3]", "{'a': 1, 'b': x}", "{1=y}", "1", "ab", "[1, 2]"]
+    assert row[6] == "é" * 50 + sql_worker.CUT_MARK and res.cells_cut
+    assert row[7:] == ["short", 2.5, 0, "[0]", "{'x': 0}"]  # a repeated name: each column by its position
+    assert not sql_worker.run_readonly(sandbox, "select 'short' as t, [1] as l").cells_cut
+
+
+def _rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def test_a_result_within_the_caps_costs_the_app_about_the_cap(fake_deid):
+    """Review: 5,000 rows of a 1,000-string list passed the caps (64 MB of Arrow) and cost the app (this process)
+    ~1.6 GB of pandas objects and ~8 s. Now it crosses as text cut per cell, and the app holds about its size."""
+    sandbox = sql_guard.build_sandbox(fake_deid)
+    before = _rss_mb()
+    res = sql_worker.run_readonly(
+        sandbox, "select list_transform(range(1000), lambda x: (x + range * 1000)::varchar) as l from range(5000)"
+    )
+    grown = _rss_mb() - before
+    assert len(res.frame) == 5000 and res.cells_cut and not res.truncated
+    cells = res.frame["l"]
+    assert all(isinstance(v, str) for v in cells) and cells.str.len().max() == 2000 + len(sql_worker.CUT_MARK)
+    assert cells.iloc[1].startswith("[1000, 1001, ") and cells.iloc[1].endswith(sql_worker.CUT_MARK)
+    assert grown < sandbox.limits.result_mb * 2, grown  # before: ~1,600 MB
+
+
+def test_the_size_cap_counts_what_the_app_holds(fake_deid):
+    """The cap is measured on what the app will hold (pandas frame, the browser's copy, the CSV), not on the
+    Arrow size: 5,000 cells of 80 characters are 0.4 MB of Arrow but over 1 MB in the app."""
+    sandbox = sql_guard.build_sandbox(fake_deid, sql_guard.Limits(result_mb=1))
+    with pytest.raises(sql_guard.SqlRefused, match="larger than 1 MB"):
+        sql_worker.run_readonly(
+            sandbox, "select range::varchar || repeat('x', 80 - length(range::varchar)) s from range(5000)"
+        )
+    assert len(sql_worker.run_readonly(sandbox, "select repeat('x', 10) s from range(5000)").frame) == 5000
+
+
 def test_sandbox_refuses_identified_or_missing_files(fake_analytics, tmp_path):
     with pytest.raises(sql_guard.NotDeidentified, match="dim_patients"):
         sql_guard.build_sandbox(fake_analytics)
     with pytest.raises(sql_guard.DeidMissing, match="ptpulse refresh"):
         sql_guard.build_sandbox(tmp_path / "nowhere" / "analytics_deid.duckdb")
+
+
+def test_an_unreadable_twin_is_refused_in_words(fake_deid):
+    """A damaged twin raises DeidUnreadable (its user message names no path), not DuckDB's IOException."""
+    with open(fake_deid, "r+b") as fh:
+        fh.truncate(8192)
+    with pytest.raises(sql_guard.DeidUnreadable) as refused:
+        sql_guard.build_sandbox(fake_deid)
+    assert isinstance(refused.value.__cause__, duckdb.Error)
+    assert "/" not in sql_guard.DeidUnreadable.user_message
 
 
 def test_worker_verifies_the_file_itself(fake_analytics, fake_deid):
