@@ -31,6 +31,11 @@ Backtest (`BACKTEST_METHOD`): evaluated origins every 4 weeks over the last full
 horizon), so every season is forecast from and coverage is not measured on summer weeks only; every origin
 with at least a year of history before them serves for calibration only.
 
+Young series: a series with fewer than MIN_WEEKS (8) complete weeks is not fitted; from BASELINE_MIN_WEEKS (3)
+weeks it is forecast flat at its last (up to) 4 weeks' mean with a t-interval from its weekly spread
+(`short_history_baseline`, not backtested), so a clinic opened a month or two ago is still weighed against its
+therapists in the staffing gap; with fewer weeks it gets no forecast and no staffing gap.
+
 Intervals: Prophet's 80% band (centred on the ensemble's point) assumes its trend and noise model; over a
 12-week horizon it covered 60-70% out of sample. The band is therefore rescaled by split conformal prediction on
 normalised scores (`calibrate_intervals`): the scale for a forecast made at cutoff c is the 80% quantile of
@@ -53,6 +58,7 @@ from pathlib import Path
 import holidays
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 from ml.evaluation import interval_coverage, mase, mase_scale, smape
 
@@ -65,6 +71,12 @@ RAMP_SHARE = 0.9
 # least CLOSED_WEEKS events expected over the run, so Poisson chance alone gives it <= e^-8 (0.03%). Two months
 # without a visit is a closed clinic (or a stopped feed), not a slow spell; a sparse series is left to the model.
 CLOSED_WEEKS = 8
+# A series with fewer than MIN_WEEKS complete weeks (after its ramp-up) is too short for the model: its month
+# shares, trend and AR term would be fitted on a handful of points. One with BASELINE_MIN_WEEKS to MIN_WEEKS - 1
+# (a clinic opened a month or two ago) is forecast by `short_history_baseline` instead, so the staffing gap
+# still weighs it against its therapists; a shorter one gets no forecast (the Demand page names it).
+MIN_WEEKS = 8
+BASELINE_MIN_WEEKS = 3  # a series this long has lost its partial first week to the ramp-up (`ramp_up_weeks`)
 
 
 @dataclass(frozen=True)
@@ -283,6 +295,35 @@ def demand_forecast(history: pd.DataFrame, future: pd.DatetimeIndex, cfg: Demand
     for col in ("yhat", "yhat_lower", "yhat_upper"):
         out[col] = out[col].clip(lower=0)
     return out
+
+
+def short_history_baseline(history: pd.DataFrame, future: pd.DatetimeIndex, cfg: DemandSettings) -> pd.DataFrame:
+    """The forecast of a series too short for the model (BASELINE_MIN_WEEKS to MIN_WEEKS - 1 weeks): flat at the
+    mean of its last 4 weeks (or all of them, when fewer: `mean_last_4`, the declared secondary baseline), with an
+    `interval_width` band.
+
+    The band is a prediction interval for one week around that mean: the spread of the weeks seen (sample
+    standard deviation, never below the Poisson sqrt(mean)), times sqrt(1 + 1/k) for the mean's own error over k
+    weeks, times the Student-t quantile for that few weeks. It is not backtested (there is no past to test it
+    on) and assumes the level holds: a clinic still filling its caseload will outrun it, so a staffing gap from
+    it errs towards too small. The weeks it sees are those after the ramp-up (`weekly_series`). History rows
+    have no fit.
+    """
+    y = history["y"].to_numpy(float)
+    level = float(y[-4:].mean()) if len(y) else 0.0
+    spread = max(float(np.std(y, ddof=1)) if len(y) > 1 else 0.0, float(np.sqrt(level)))
+    quantile = float(student_t.ppf(0.5 + cfg.interval_width / 2, max(len(y) - 1, 1)))
+    half = quantile * spread * float(np.sqrt(1 + 1 / max(min(len(y), 4), 1)))
+    weeks = pd.DatetimeIndex(history["week_start"]).append(pd.DatetimeIndex(future))
+    ahead = np.r_[np.zeros(len(history), bool), np.ones(len(future), bool)]
+    return pd.DataFrame(
+        {
+            "week_start": weeks,
+            "yhat": np.where(ahead, level, np.nan),
+            "yhat_lower": np.where(ahead, max(level - half, 0.0), np.nan),
+            "yhat_upper": np.where(ahead, level + half, np.nan),
+        }
+    )
 
 
 def seasonal_naive(history: pd.DataFrame, future: pd.DatetimeIndex) -> np.ndarray:
@@ -596,7 +637,9 @@ def forecast_all(
     Rows for history weeks carry the actual and the in-sample fit; future weeks have actual = null. The
     future interval is widened or narrowed by the backtest's conformal scale for that level and metric
     (`final_interval_scales`), so the 80% band covers about 80% out of sample. A closed series (`closed_run`)
-    is forecast 0 with a zero band. Each row carries its series'
+    is forecast 0 with a zero band. A series shorter than MIN_WEEKS gets `short_history_baseline` (its band is
+    not rescaled: the backtest's scale is the model's) from BASELINE_MIN_WEEKS weeks, nothing below that; its
+    rows keep their actuals, so a reader can tell it by its count of history weeks. Each row carries its series'
     `fit_key`; a series whose key is in `previous` (the served forecast) takes those rows instead of a refit:
     only complete weeks count, so a night inside a week changes a series only through a late correction.
     """
@@ -610,9 +653,10 @@ def forecast_all(
     )
     for (name, metric), part in series.groupby(["series", "metric"], sort=True):
         part = part.sort_values("week_start")
-        if len(part) < 8:  # too short to say anything; better no forecast than a wild one
+        if len(part) < BASELINE_MIN_WEEKS:  # too short to say anything; better no forecast than a wild one
             continue
-        scale = (scales or {}).get(level_of(name), {}).get(metric, 1.0)
+        short = len(part) < MIN_WEEKS  # a young series: the flat baseline, not the model (nor its scale)
+        scale = 1.0 if short else (scales or {}).get(level_of(name), {}).get(metric, 1.0)
         key = fit_key(part, cfg, scale)
         kept = reusable.get((name, metric, key))
         if kept is not None and not kept["week_start"].duplicated().any():  # a doubled served copy is refitted
@@ -620,7 +664,7 @@ def forecast_all(
             continue
         last = part["week_start"].max()
         future = pd.date_range(last + pd.Timedelta(weeks=1), periods=cfg.horizon_weeks, freq="7D")
-        fc = forecaster(part, future, cfg)
+        fc = (short_history_baseline if short else forecaster)(part, future, cfg)
         ahead = (fc["week_start"] > last).to_numpy()
         if closed_run(part["y"].to_numpy(float)):  # closed: the month shares of two years would forecast it open
             fc.loc[ahead, ["yhat", "yhat_lower", "yhat_upper"]] = 0.0
@@ -649,7 +693,9 @@ def staffing_gap(
     week, not terminated before it), scaled by the share of weekdays that are not federal holidays, divided
     by the clinic's typical (median) visit length. gap_visits = forecast_visits - capacity_visits: positive
     means more demand than therapist time (hire, add hours, or slow intake), negative means slack. A clinic-week
-    with neither forecast visits nor capacity (a closed clinic, `closed_run`) is left out: it has no gap.
+    with neither forecast visits nor capacity (a closed clinic, `closed_run`) is left out: it has no gap. Only
+    clinics with a visit forecast are assessed: a young clinic's comes from `short_history_baseline`, and one
+    with fewer than BASELINE_MIN_WEEKS weeks has none, so it is not here (the Demand page says which).
 
     `therapists`: clinic_id, available_minutes_week, hired_on, terminated_on.
     `visit_minutes`: median minutes per visit, indexed by clinic_id (ALL = practice-wide fallback).

@@ -70,7 +70,11 @@ class MMMResult:
 
 
 def read_panel(con: duckdb.DuckDBPyConnection) -> Panel | None:
-    """The panel from marts.marketing_mix_monthly and marts.referral_funnel; None without spend or leads."""
+    """The panel from marts.marketing_mix_monthly and marts.referral_funnel; None without spend or leads.
+
+    Only matured months count (MATURE_DAYS after the month's end, before the last referral received): a practice
+    whose spend and intake cover no matured month yet gets a panel of 0 months, not None, so `insufficient` says
+    how many complete months there are instead of asking it to load what it has loaded."""
     mix = con.sql(
         "select clinic_id, month::date as month, channel, spend_usd::double as spend_usd, leads::double as leads "
         "from marts.marketing_mix_monthly"
@@ -91,15 +95,19 @@ def read_panel(con: duckdb.DuckDBPyConnection) -> Panel | None:
 
 
 def build_panel(mix: pd.DataFrame, outcome: pd.DataFrame) -> Panel | None:
-    """Align the long frames on every clinic x complete month; missing spend or leads are 0."""
-    if mix.empty or outcome.empty:
+    """Align the long frames on every clinic x complete month; missing spend or leads are 0.
+
+    None only without marketing spend or leads (`mix`). Without a complete month of referrals (`outcome`
+    empty: none matured yet) the panel has 0 months, and without a clinic in both frames 0 clinics, so
+    `insufficient` can say what is short instead of "load marketing_spend and intake"."""
+    if mix.empty:
         return None
     outcome = outcome.assign(month=pd.to_datetime(outcome["month"]))
     mix = mix.assign(month=pd.to_datetime(mix["month"]))
     clinics = sorted(set(outcome["clinic_id"]) & set(mix["clinic_id"]))
     months = pd.DatetimeIndex(sorted(outcome["month"].unique()))
     channels = sorted(mix["channel"].dropna().unique())
-    if not clinics or len(months) == 0 or not channels:
+    if not channels:
         return None
     grid = pd.MultiIndex.from_product([clinics, months, channels], names=["clinic_id", "month", "channel"])
     m = mix.groupby(["clinic_id", "month", "channel"])[["spend_usd", "leads"]].sum().reindex(grid, fill_value=0.0)
@@ -323,6 +331,8 @@ def insufficient(panel: Panel | None) -> str | None:
         return "not computed: no marketing spend or leads per clinic and month (load marketing_spend and intake)"
     if len(panel.months) < MIN_MONTHS:
         return f"not computed: {len(panel.months)} complete months; needs at least {MIN_MONTHS}"
+    if not panel.clinics:
+        return "not computed: no clinic has both marketing spend or leads and referrals received"
     if not panel.paid.any():
         return "not computed: no channel has spend recorded"
     return None

@@ -36,7 +36,8 @@ MIN_ROWS = 200  # labelled rows: below this a test period of 20% has too few out
 MIN_PER_CLASS = 10  # each outcome per time slice: 5 stratified calibration folds need 2 per fold at least
 CAL_SHARE = 0.25  # the recipes' calibration slice (ml/no_show.py, ml/lead.py, ml/denial.py CAL_SHARE)
 TEST_SHARE = 0.2
-FORECAST_MIN_WEEKS = 8  # ml/demand.py forecast_all: shorter series get no forecast
+FORECAST_MIN_WEEKS = 8  # ml/demand.py MIN_WEEKS: the practice needs one series this long to forecast at all;
+# beside it, a clinic's shorter series (from ml/demand.py BASELINE_MIN_WEEKS) gets the flat young-clinic baseline
 ATTRIBUTION_MIN_CONVERSIONS = 10
 ATTRIBUTION_MIN_CHANNELS = 2
 
@@ -142,7 +143,10 @@ def staffing(forecast_rows: pd.DataFrame, therapists: pd.DataFrame) -> str | Non
         (forecast_rows["metric"] == "visits") & (forecast_rows["series"] != "ALL") & forecast_rows["actual"].isna()
     ]
     if fut.empty:
-        return f"not computed: no clinic has a visit forecast (needs {FORECAST_MIN_WEEKS} complete weeks of visits)"
+        return (
+            "not computed: no clinic has a visit forecast (a clinic needs 3 complete weeks of visits, and the "
+            f"practice one series of {FORECAST_MIN_WEEKS})"
+        )
     minutes = pd.to_numeric(therapists["available_minutes_week"], errors="coerce")
     staffed = set(therapists.loc[minutes.fillna(0) > 0, "clinic_id"].dropna())
     if not staffed & set(fut["series"]):

@@ -12,9 +12,14 @@ from app.lib.queries.forecast import (
     coverage_off,
     forecast,
     forecast_series,
+    history_weeks,
     losses_to_naive,
+    not_assessed,
+    on_baseline,
+    practice_weeks,
     staffing,
     staffing_by_clinic,
+    young_in_practice,
 )
 
 ctx = ui.page("forecast")
@@ -25,8 +30,8 @@ if skipped := model_cards.not_enough_data(ctx.settings, "demand_forecast"):  # s
     st.stop()
 
 series_options = forecast_series(ctx.reader, ctx.filters)
-if not series_options:
-    st.info("No forecast for your clinics yet.")
+if not series_options:  # say which clinics and why: too young for even the flat baseline
+    st.info(not_assessed(history_weeks(ctx.reader, ctx.filters)) or "No forecast for your clinics yet.")
     st.stop()
 clinic_names = clinics(ctx.reader).set_index("clinic_id")["clinic_name"].to_dict()
 c1, c2 = st.columns(2)
@@ -67,6 +72,13 @@ if capacity is not None and not capacity.empty:
     )
 if closed := model_cards.closed_forecast(ctx.settings, series, metric, label):
     st.info(closed)
+young_note = (  # a clinic opened lately: the practice history was fitted mostly without it / too young for the model
+    young_in_practice(history_weeks(ctx.reader, ctx.filters, metric), practice_weeks(ctx.reader, metric))
+    if series == "ALL"
+    else on_baseline(history_weeks(ctx.reader, Filters(ctx.filters.start, ctx.filters.end, (series,)), metric))
+)
+if young_note:
+    st.info(young_note)
 ui.chart(charts.forecast_fan(fc, label, capacity), fc, f"forecast_{series}_{metric}", "fc_fan")
 
 staffing_skipped = model_cards.not_enough_data(ctx.settings, "staffing_gap")
@@ -75,6 +87,12 @@ if ctx.reader.has("ml.staffing_gap") and staffing_skipped:
     st.info(staffing_skipped)
 elif ctx.reader.has("ml.staffing_gap"):
     st.subheader("Staffing gap")
+    # the verdict covers the clinics with a visit forecast only: name the young ones and those left out
+    assessed = history_weeks(ctx.reader, ctx.filters, "visits")
+    if left_out := not_assessed(assessed):
+        st.warning(left_out)
+    if (young := on_baseline(assessed)) and young != young_note:  # not twice for the clinic on screen
+        st.info(young)
     left, right = st.columns(2)
     gap = staffing(ctx.reader, ctx.filters)
     with left:
@@ -86,7 +104,9 @@ elif ctx.reader.has("ml.staffing_gap"):
             short,
             "staffing_gap_by_clinic",
             "fc_short",
-            empty_message="No clinic is short of capacity.",
+            empty_message="No clinic assessed is short of capacity."
+            if (assessed["method"] == "none").any()
+            else "No clinic is short of capacity.",
             pinned=["clinic_id"],
             column_config={
                 "clinic_id": "Clinic",

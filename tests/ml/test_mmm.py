@@ -4,12 +4,15 @@ the channel that costs patients coming out negative."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
-from ml import mmm
+from ml import artifacts, mmm
 from ml.evaluation import spearman
 
 
@@ -73,6 +76,64 @@ def test_too_short_a_history_says_why():
     panel, _ = _known_panel(months=8)
     assert "8 complete months" in mmm.insufficient(panel)
     assert "no marketing spend" in mmm.insufficient(None)
+
+
+def _marts(con: duckdb.DuckDBPyConnection, received: list[str]) -> None:
+    """The two marts read_panel reads, in a real DuckDB: the tiny practice's one month of spend and leads."""
+    con.execute("create schema marts")
+    con.execute(
+        "create table marts.marketing_mix_monthly as select * from (values "
+        "('CL001', date '2025-03-01', 'social', 300.00, 1), ('CL001', date '2025-03-01', 'search_ads', 500.00, 1)) "
+        "t(clinic_id, month, channel, spend_usd, leads)"
+    )
+    con.execute(
+        "create table marts.referral_funnel (clinic_id varchar, received_at timestamp, scheduled_at timestamp, "
+        "source_type varchar)"
+    )
+    for at in received:
+        con.execute("insert into marts.referral_funnel values ('CL001', ?, ?, 'physician')", [at, at])
+
+
+def test_spend_and_intake_loaded_but_no_month_complete_says_how_many_months_not_load():
+    """The review: the tiny practice (one month of spend and intake, not yet 14 days past its end) was told to
+    "load marketing_spend and intake". Its panel has 0 complete months, and says so like a short history."""
+    con = duckdb.connect()
+    try:
+        _marts(con, ["2025-03-03 09:00", "2025-03-28 10:00"])
+        panel = mmm.read_panel(con)
+        assert panel is not None and len(panel.months) == 0
+        reason = mmm.incrementality(con)[1]["reason"]
+        assert reason == f"not computed: 0 complete months; needs at least {mmm.MIN_MONTHS}"
+        con.execute("insert into marts.referral_funnel values ('CL001', '2025-04-20 09:00', null, 'physician')")
+        assert mmm.insufficient(mmm.read_panel(con)).startswith("not computed: 1 complete months")  # March matured
+        con.execute("delete from marts.marketing_mix_monthly")  # nothing loaded: then, and only then, "load ..."
+        assert "load marketing_spend and intake" in mmm.incrementality(con)[1]["reason"]
+    finally:
+        con.close()
+    spend = pd.DataFrame(
+        {"clinic_id": ["C1"], "month": ["2025-03-01"], "channel": ["ads"], "spend_usd": [1.0], "leads": [1.0]}
+    )
+    other = pd.DataFrame(
+        {
+            "clinic_id": ["C2"] * 12,
+            "month": pd.date_range("2024-01-01", periods=12, freq="MS"),
+            "scheduled": 1.0,
+            "physician": 1.0,
+        }
+    )
+    assert "no clinic has both" in mmm.insufficient(mmm.build_panel(spend, other))  # spend and referrals never meet
+
+
+def test_the_tiny_practice_build_says_how_many_months_it_has(tmp_path):
+    """A real refresh of the hand-built tiny practice (spend and intake loaded, one month): models/status.json."""
+    from ptpulse.core.config import get_settings
+    from ptpulse.refresh import refresh
+
+    settings = get_settings(tmp_path / "home")
+    result = refresh(settings, [Path(__file__).resolve().parents[1] / "dbt" / "tiny_practice"])
+    assert result.build.ok, result.build.message
+    status = json.loads(artifacts.status_path(settings).read_text())["models"]["channel_incrementality"]
+    assert status == {"status": "not_trained", "reason": "not computed: 0 complete months; needs at least 12"}
 
 
 @pytest.fixture(scope="module")
