@@ -235,6 +235,28 @@ def shapley_attribution(paths: pd.DataFrame, max_channels: int = MAX_SHAPLEY_CHA
     return _frame("shapley", table.channels, phi_conv, phi_rev, settings)
 
 
+def to_cents(values: np.ndarray) -> np.ndarray:
+    """Dollar credits rounded to the cent so that they still sum to their total rounded to the cent.
+
+    Rounding each channel alone loses or adds a cent per few channels ($100 over three equal channels: 33.33 x 3
+    = 99.99). Largest remainder: every credit is floored to the cent, then the cents still owed to the total go one
+    each to the credits with the largest remainders (ties to the earlier channel, so the result is deterministic).
+    Negative credits (a refund on a path) are handled alike.
+    """
+    x = np.asarray(values, float) * 100.0
+    if len(x) == 0:
+        return x
+    base = np.floor(x)
+    remainder = x - base
+    owed = int(round(float(x.sum()))) - int(base.sum())  # 0 <= owed < len(x), up to float noise
+    order = np.argsort(-remainder, kind="stable")
+    if owed >= 0:
+        base[order[: min(owed, len(x))]] += 1
+    else:  # float noise only: take the cent back from the smallest remainders
+        base[order[::-1][: min(-owed, len(x))]] -= 1
+    return base / 100.0
+
+
 def _frame(
     model: str, channels: list[str], conv: np.ndarray, rev: np.ndarray, settings: dict[str, Any]
 ) -> pd.DataFrame:
@@ -243,7 +265,7 @@ def _frame(
             "model": model,
             "channel": channels,
             "attributed_conversions": np.asarray(conv, float),
-            "attributed_revenue_usd": np.round(np.asarray(rev, float), 2),
+            "attributed_revenue_usd": to_cents(np.asarray(rev, float)),
             "settings": json.dumps(settings, sort_keys=True, default=float),
         }
     )

@@ -3,9 +3,10 @@ beside path credit, and which to use for budget decisions), what each channel re
 model (first, last, linear, time-decay, position-based; Markov and Shapley when the ML step has run), spend
 against attributed revenue, ROI and cost per new patient by month, and how many touches a decision takes.
 
-Clinics: spend, path credit (heuristic models), ROI and cost per new patient cover the clinics in view. The
-marketing-mix model, Markov/Shapley and the paths exist for the whole practice only: a user limited to some clinics
-is told so instead of seeing them; an owner who picks a clinic sees them marked practice-wide."""
+Clinics: spend, path credit (heuristic models), ROI, cost per new patient and the paths to a decision cover the
+months and clinics in view. The marketing-mix model and Markov/Shapley exist for the whole practice only: a user
+limited to some clinics is told so instead of seeing them; an owner who picks a clinic sees them marked
+practice-wide."""
 
 import streamlit as st
 
@@ -130,7 +131,13 @@ detail = shown[shown["model"] == model]
 paid = marketing_totals(by_channel, model)
 newp = marketing_new_patients(ctx.reader, f)
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Marketing spend", fmt(paid["spend_usd"], "usd"), border=True)
+no_spend = newp["spend_usd"] is None  # no spend reported for any month in range: unknown, not $0
+c1.metric(
+    "Marketing spend",
+    fmt(None if no_spend else paid["spend_usd"], "usd"),
+    border=True,
+    help="No marketing spend was loaded for these months (Upload data: marketing_spend)." if no_spend else None,
+)
 c2.metric(
     "Revenue credited to marketing",
     fmt(paid["attributed_revenue_usd"], "usd"),
@@ -219,18 +226,21 @@ else:
     )
 
 st.subheader("Paths to a decision")
-if not whole:
-    st.info(PRACTICE_ONLY.format(what="The list of paths to a decision"))
+st.caption(
+    f"Referrals decided in {f.start:%b %Y} – {f.end:%b %Y}, {where}: evaluated then (the conversions credited "
+    "above), or counted as not converting then (they exited, or stayed open long enough after receipt to count as "
+    "lost). Each path is the marketing touches before the referral, then its source."
+)
+lengths = path_lengths(ctx.reader, f)
+if lengths.empty:
+    st.caption("No referral was decided in these months and clinics.")
 else:
-    if practice_wide_note:
-        st.caption(practice_wide_note.strip())
     left, right = st.columns(2)
     with left:
-        lengths = path_lengths(ctx.reader)
         ui.chart(charts.path_lengths(lengths), lengths, "path_lengths", "at_lengths")
     with right:
         ui.table(
-            top_paths(ctx.reader),
+            top_paths(ctx.reader, f),
             "top_paths",
             "at_paths",
             pinned=["path"],

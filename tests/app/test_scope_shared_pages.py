@@ -251,11 +251,20 @@ def test_a_scoped_analyst_sees_their_clinic_on_attribution_and_no_practice_wide_
         {"c": SCOPED, **_months(f)},
     ).iloc[0, 0]
     assert linear["roi"] == pytest.approx(roi, rel=1e-9)  # the Overview's attributed ROI of the clinic
-    # practice-wide parts: said, not shown
+    # practice-wide parts (the marketing-mix model, Markov and Shapley): said, not shown
     notes = " ".join(i.value for i in at.info) + " ".join(c.value for c in at.caption)
     assert "whole practice only" in notes
-    assert not [d for d in _frames(at) if "path" in d], "the practice's paths were shown to a scoped analyst"
     assert "marts.attribution_paths" not in SCOPE_SHARED_TABLES  # the rule the page follows
+    # the paths to a decision are read from clinic-grained referral_touches: the clinic's own, nobody else's
+    (paths,) = [d for d in _frames(at) if "path" in d]
+    own = qa.paths_in_view(_reader(home, "analyst", (SCOPED,)), f)
+    assert len(paths) == min(len(own), 25) > 0
+    scoped_top = qa.top_paths(_reader(home, "analyst", (SCOPED,)), f)
+    assert paths["path"].tolist() == scoped_top["path"].tolist()
+    theirs = qa.paths_in_view(_reader(home), Filters(f.start, f.end, (_other_clinic(home),)))
+    assert int(own["conversions"].sum()) + int(theirs["conversions"].sum()) == int(
+        qa.paths_in_view(_reader(home), f)["conversions"].sum()
+    )
 
 
 # ------------------------------------------------------------------ Data health

@@ -127,3 +127,47 @@ def test_attribution_is_deterministic_and_handles_empty():
     empty = attribute(RANDOM.iloc[0:0])
     assert list(empty.columns) == ["model", "channel", "attributed_conversions", "attributed_revenue_usd", "settings"]
     assert len(empty) == 0
+
+
+def _cents(values) -> list[int]:
+    """Dollars as whole cents, asserting each is one (no fraction of a cent stored)."""
+    cents = [round(float(v) * 100) for v in values]
+    assert [c / 100 for c in cents] == pytest.approx([float(v) for v in values], abs=1e-9)
+    return cents
+
+
+# Rounded one channel at a time, $100.00 shared by three equal channels was stored as 3 x 33.33 = $99.99: the
+# stored credits of a model must add up to the paths' revenue to the cent (largest remainder).
+CENT_CASES = {
+    "three equal shares": _paths([("a > b > c", 1, 0, 100.00), ("a", 1, 1, 0.0), ("b", 1, 1, 0.0), ("c", 1, 1, 0.0)]),
+    "refund on a path": _paths(
+        [
+            ("direct_access", 0, 1, 0.0),
+            ("search_ads > social > search_ads", 1, 0, -50.0),
+            ("events > physician_referral", 1, 0, 460.0),
+            ("physician_referral", 3, 3, 170.0),
+            ("social > organic_web > social", 1, 0, 320.0),
+        ]
+    ),
+    "random": RANDOM.assign(revenue_usd=RANDOM["revenue_usd"] + [0.01, 0.07, 0.33, 0.5, 0.99, 0.02, 0.41]),
+    "seven way split": _paths([("a > b > c > d > e > f > g", 3, 1, 1000.01), ("a > c", 1, 4, 12.34)]),
+}
+
+
+@pytest.mark.parametrize("name", CENT_CASES)
+def test_revenue_credit_sums_to_the_cent(name):
+    paths = CENT_CASES[name]
+    total = round(float(paths["revenue_usd"].sum()) * 100)
+    out = attribute(paths)
+    for model, part in out.groupby("model"):
+        assert sum(_cents(part["attributed_revenue_usd"])) == total, (model, part["attributed_revenue_usd"].tolist())
+
+
+def test_cents_go_to_the_largest_remainders():
+    from ml.attribution import to_cents
+
+    assert to_cents(np.array([100 / 3] * 3)).tolist() == [33.34, 33.33, 33.33]  # ties: the earlier channel
+    assert to_cents(np.array([0.004, 0.003, 0.003])).tolist() == [0.01, 0.0, 0.0]
+    assert to_cents(np.array([10.006, -0.006, -0.3])).tolist() == pytest.approx([10.01, -0.01, -0.3])  # a refund
+    assert to_cents(np.array([1.25, 2.5])).tolist() == [1.25, 2.5]  # already in cents: unchanged
+    assert to_cents(np.array([])).tolist() == []

@@ -5,9 +5,14 @@ beside path credit, and the paths to a decision.
 Clinics: the heuristic models' credit, spend, ROI and cost per new patient cover the clinics in view (the user's
 scope and the clinic filter). The practice's marts (`attribution_roi`, `practice_kpis` 'ALL') serve every clinic;
 a subset is read from the clinic-grained marts they are built from (`attribution_touches`, `marketing_mix_monthly`,
-the clinics' `practice_kpis` rows). The marketing-mix model, the data-driven models and the paths are fitted on the
-whole practice and have no clinic: a clinic-scoped user does not get them (`practice_wide_allowed`), as their SQL
-page does not hold those tables (app/lib/sql_guard.py SCOPE_SHARED_TABLES)."""
+the clinics' `practice_kpis` rows). The marketing-mix model and the data-driven models are fitted on the whole
+practice and have no clinic: a clinic-scoped user does not get them (`practice_wide_allowed`), as their SQL page does
+not hold those tables (app/lib/sql_guard.py SCOPE_SHARED_TABLES). The paths to a decision are read from the
+clinic-grained `referral_touches`, so they follow the months and clinics in view like the heuristic credit.
+
+Spend and the marketing flag of a channel are the same whichever model is picked: Markov and Shapley rows take the
+period's spend of every channel (one with spend but no path credit too) and the flag from `marketing_channels`; only
+the credited conversions and revenue differ between models."""
 
 from __future__ import annotations
 
@@ -34,6 +39,21 @@ def practice_wide_allowed(r: Reader) -> bool:
 def clinics_in_view(r: Reader, f: Filters) -> tuple[str, ...] | None:
     """The clinics the page covers (scope intersected with the filter); None = every clinic (the practice)."""
     return r.scope.effective_clinics(f.clinics)
+
+
+# The bought channels (dbt macro marketing_channels, through the columns that carry it): the is_marketing channels of
+# attribution_roi, and every channel of marketing_mix_monthly (the spend and marketing-lead channels). Channel names
+# only, no figure: the same list for every user and every model.
+MARKETING_CHANNELS_SQL = """
+    select channel from marts.attribution_roi group by channel having bool_or(is_marketing)
+    union
+    select channel from marts.marketing_mix_monthly where channel is not null group by channel
+"""
+
+
+def marketing_channels(r: Reader) -> set[str]:
+    """The channels a practice buys: the only ones a marketing spend, return or ROI sums, under every model."""
+    return set(r.df(MARKETING_CHANNELS_SQL)["channel"].dropna().astype(str))
 
 
 def _credit_rows_sql(models: tuple[str, ...]) -> str:
@@ -63,7 +83,7 @@ def _credit_rows_sql(models: tuple[str, ...]) -> str:
     ),
     models as (select * from (values {names}) as m (model)),
     spend_by_model as (select m.model, s.channel, s.month, s.spend_usd from spend s cross join models m),
-    marketing as (select channel from marts.attribution_roi group by channel having bool_or(is_marketing))
+    marketing as ({MARKETING_CHANNELS_SQL})
     select coalesce(c.model, s.model) as model, coalesce(c.channel, s.channel) as channel,
            coalesce(c.month, s.month) as month,
            coalesce(c.channel, s.channel) in (select channel from marketing) as is_marketing,
@@ -97,8 +117,10 @@ def attribution_by_channel(r: Reader, f: Filters) -> pd.DataFrame:
         """
         df = r.df(sql, {**clinic_params(r, f), **range_params(f)})
     if r.has("ml.attribution_credit") and practice_wide_allowed(r):
-        df = pd.concat([df, _data_driven_for_period(r, df)], ignore_index=True)
-    df["is_marketing"] = df["is_marketing"].fillna(False).astype(bool)
+        data_driven = _data_driven_for_period(r, df)
+        if not data_driven.empty:
+            df = pd.concat([df, data_driven], ignore_index=True)
+    df["is_marketing"] = df["channel"].isin(marketing_channels(r))  # one flag per channel, whatever the model
     spend = df["spend_usd"].astype(float)
     df["roi"] = (df["attributed_revenue_usd"] - spend) / spend.where(spend > 0)
     df["cost_per_new_patient"] = spend / df["attributed_conversions"].where(df["attributed_conversions"] > 0)
@@ -112,18 +134,26 @@ def _data_driven_for_period(r: Reader, heuristic: pd.DataFrame) -> pd.DataFrame:
     history. Set beside a quarter's heuristic credit they would look several times larger. Their channel
     *shares* are what they estimate; applied to the period's conversions and revenue (the same totals every
     heuristic model distributes) the bars and ROI compare like with like.
+
+    Spend is the period's, per channel, as every heuristic model carries it (each has a row for every channel with
+    spend): a channel with spend and no Markov or Shapley credit (spend, no touch) keeps its spend at 0 credit, so
+    the marketing spend and ROI of every model divide by the same dollars.
     """
+    cols = ["model", "channel", "attributed_conversions", "attributed_revenue_usd", "spend_usd"]
     ml = r.df("select model, channel, attributed_conversions, attributed_revenue_usd from ml.attribution_credit")
     if heuristic.empty or ml.empty:
-        return ml.iloc[0:0].assign(spend_usd=pd.Series(dtype=float))
+        return pd.DataFrame(columns=cols)
     one_model = heuristic[heuristic["model"] == heuristic["model"].iloc[0]]
     for col in ("attributed_conversions", "attributed_revenue_usd"):
         share = ml[col] / ml.groupby("model")[col].transform("sum").where(lambda t: t > 0)
         ml[col] = share.fillna(0.0) * float(one_model[col].sum())
-    spend = heuristic.groupby("channel", as_index=False).agg(
-        spend_usd=("spend_usd", "max"), is_marketing=("is_marketing", "max")
-    )
-    return ml.merge(spend, on="channel", how="left")
+    spend = one_model.groupby("channel", as_index=False)["spend_usd"].sum()
+    spend = spend[spend["spend_usd"].fillna(0) != 0]
+    rows = []
+    for model, credit in ml.groupby("model", sort=False):
+        both = credit.merge(spend, on="channel", how="outer").assign(model=model)
+        rows.append(both.fillna({"attributed_conversions": 0.0, "attributed_revenue_usd": 0.0, "spend_usd": 0.0}))
+    return pd.concat(rows, ignore_index=True)[cols]
 
 
 # Measured against the generator's true incremental effects (medium practice, 25 clinics x 3 years, seeds 7 and
@@ -282,22 +312,58 @@ def attribution_monthly(r: Reader, f: Filters, model: str) -> pd.DataFrame:
     return r.df(sql, {**clinic_params(r, f), **range_params(f)})
 
 
-def path_lengths(r: Reader) -> pd.DataFrame:
-    sql = """
+# The paths of marts.attribution_paths (same rules: the channels of referral_touches in touch order; a conversion is an
+# evaluated referral, a non-conversion referral_touches.is_non_conversion) for the referrals decided in the months in
+# view (referral_touches.decided_at: the evaluation, for a conversion its conversion month as the credit above) and in
+# the clinics in view. Over every month and clinic it is marts.attribution_paths, row for row.
+_PATHS_SQL = """
+with decided as (
+    select referral_id, string_agg(channel, ' > ' order by touch_seq) as path, max(path_length) as path_length,
+           bool_or(is_conversion) as is_conversion, bool_or(is_non_conversion) as is_non_conversion,
+           sum(conversion_value_usd) filter (where touch_seq = 1) as value_usd
+    from marts.referral_touches
+    where ($all_clinics or list_contains($clinics, clinic_id))
+      and cast(date_trunc('month', decided_at) as date) between date_trunc('month', $start::date) and $end
+    group by referral_id
+),
+paths as (
+    select path, max(path_length) as path_length, count(*) filter (where is_conversion) as conversions,
+           count(*) filter (where is_non_conversion) as non_conversions,
+           coalesce(sum(value_usd) filter (where is_conversion), 0) as revenue_usd
+    from decided group by path having count(*) filter (where is_conversion or is_non_conversion) > 0
+)
+"""
+
+
+def paths_in_view(r: Reader, f: Filters) -> pd.DataFrame:
+    """Touch paths with their conversions, non-conversions and revenue, for the referrals decided (converted, or
+    counted as not converting) in the months in range and the clinics in view."""
+    return r.df(
+        _PATHS_SQL + "select path, path_length, conversions, non_conversions, revenue_usd from paths order by path",
+        {**clinic_params(r, f), **range_params(f)},
+    )
+
+
+def path_lengths(r: Reader, f: Filters) -> pd.DataFrame:
+    """Conversions, non-conversions, revenue and conversion rate by number of touches, for the paths in view."""
+    sql = (
+        _PATHS_SQL
+        + """
     select path_length, sum(conversions) as conversions, sum(non_conversions) as non_conversions,
            sum(revenue_usd) as revenue_usd,
            sum(conversions) / nullif(sum(conversions) + sum(non_conversions), 0) as conversion_rate
-    from marts.attribution_paths group by 1 order by 1
+    from paths group by 1 order by 1
     """
-    return r.df(sql)
+    )
+    return r.df(sql, {**clinic_params(r, f), **range_params(f)})
 
 
-def top_paths(r: Reader, limit: int = 25) -> pd.DataFrame:
-    """The most converting paths, each channel of the path in words ('Search ads → Physician referral')."""
+def top_paths(r: Reader, f: Filters, limit: int = 25) -> pd.DataFrame:
+    """The most converting paths in view, each channel of the path in words ('Search ads → Physician referral')."""
     df = r.df(
-        "select path, path_length, conversions, non_conversions, revenue_usd from marts.attribution_paths "
-        "order by conversions desc, revenue_usd desc limit $limit",
-        {"limit": int(limit)},
+        _PATHS_SQL + "select path, path_length, conversions, non_conversions, revenue_usd from paths "
+        "order by conversions desc, revenue_usd desc, path limit $limit",
+        {**clinic_params(r, f), **range_params(f), "limit": int(limit)},
     )
     return df.assign(path=path_labels(df["path"]))
 

@@ -4,7 +4,11 @@
 -- Shares sum to 1 per conversion under every model:
 --   first / last: all to the first / last touch; linear: 1/n each;
 --   time_decay: weight 2^(-hours before conversion / (24 * half-life days)), normalised; hours elapsed, both wall-clock
---   times read in the clinic's zone (hours_between), so a DST change between touch and conversion moves no weight;
+--   times read in the clinic's zone (hours_between), so a DST change between touch and conversion moves no weight.
+--   No touch is after the conversion: referral_touches ends the path at the source touch, timed at receipt or at the
+--   evaluation if that came first, and the data test timestamps_in_order holds it (a later touch once got the
+--   biggest weight through the clamp below). The clamp to 0 hours is left for a time the spring-forward night skips
+--   (02:30 reads as 03:30 daylight time, minutes "after" a 03:00 conversion on the same wall clock);
 --   position (40/20/40): n = 1 -> 1; n = 2 -> 0.5 each; n >= 3 -> 0.4 first, 0.4 last, 0.2 / (n - 2) between.
 with t as (
     select
