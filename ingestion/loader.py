@@ -320,13 +320,14 @@ def _previous_load(
 
 
 def _skip(db: RawDB, result: LoadResult, previous: tuple) -> None:
-    load_id, file, finished_at = previous
+    load_id, _file, finished_at = previous
     result.status = SKIPPED
     when = f"{finished_at:%Y-%m-%d %H:%M} UTC" if finished_at else "earlier"
+    # the earlier file by its load id, not its name: a per-patient export's name is the patient's (Synthea), and
+    # the message reaches marts.data_quality with only this file's own name replaced
     result.message = (
-        f"{display_name(Path(result.file))} is byte-identical to {display_name(Path(file))} (load "
-        f"{load_id}, {when}); nothing landed. Re-sending a file is safe; corrected rows need a new "
-        f"export."
+        f"{display_name(Path(result.file))} is byte-identical to the file of load {load_id} ({when}); nothing "
+        f"landed. Re-sending a file is safe; corrected rows need a new export."
     )
     _write_audit(db, result)
 

@@ -259,13 +259,15 @@ if ctx.user.role == "admin":
         else:
             try:
                 con = duckdb.connect(str(raw), read_only=True)
-                try:
+                try:  # the file's catalog and its schema are both `raw`: name the table fully
                     rows = con.execute(
                         "select load_id, source, file, line, rule, column_name, detail, record "
-                        "from raw._quarantine order by load_id desc, line limit 200"
+                        "from raw.raw._quarantine order by load_id desc, line limit 200"
                     ).df()
                 finally:
                     con.close()
                 ui.table(rows, "quarantined_rows", "dh_rows")
-            except duckdb.Error as exc:
-                st.warning(f"Could not read raw.duckdb right now ({exc}). Ingestion may be running; try again.")
+            except duckdb.CatalogException:
+                st.info("No row has been set aside yet.")
+            except duckdb.Error:
+                st.warning("Could not read raw.duckdb right now: ingestion may be writing it. Try again in a minute.")

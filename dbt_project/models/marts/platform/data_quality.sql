@@ -31,7 +31,9 @@ select
     l.rows_quarantined,
     l.rows_duplicate,
     f.source_last_loaded_at,
-    l.message
+    -- the load's own file name, which a message starts with, as '(file)': exporters name per-patient files after
+    -- the patient (Synthea), and the de-identified twin keeps messages but never file names (the `file` column)
+    replace(l.message, regexp_extract(l.file, '[^/]+$', 0), '(file)') as message
 from {{ ref('stg_raw__loads') }} as l
 left join q using (load_id)
 left join fresh as f using (source)
