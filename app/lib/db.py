@@ -71,6 +71,13 @@ def file_identity(path: Path) -> FileIdentity | None:
     return FileIdentity(st.st_ino, st.st_mtime_ns, st.st_size, resolved)
 
 
+def _is_gone(exc: duckdb.Error) -> bool:
+    """The file resolved a moment ago was removed (a build swapped in a new one and deleted the old folder):
+    resolve the served link again. DuckDB says "no such file" or, from 2.0, "database does not exist"."""
+    text = str(exc).lower()
+    return "no such file" in text or "does not exist" in text
+
+
 def _is_lock_error(exc: Exception) -> bool:
     text = str(exc).lower()
     return "lock" in text or "resource temporarily unavailable" in text
@@ -117,7 +124,7 @@ class AnalyticsDb:
                 try:
                     con = self._connect(ident)
                 except duckdb.Error as exc:
-                    if not _is_lock_error(exc) and "no such file" not in str(exc).lower():
+                    if not _is_lock_error(exc) and not _is_gone(exc):
                         raise
                     last = exc
                     time.sleep(self.backoff_s * (2**attempt))

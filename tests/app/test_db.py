@@ -93,3 +93,36 @@ def test_lock_held_by_writer_is_retried_then_reported(tmp_path):
         writer.kill()
         writer.wait()
     assert AnalyticsDb(served).scalar("select v from marts.t") == 1
+
+
+def test_a_build_folder_removed_between_resolving_and_attaching_is_resolved_again(tmp_path, monkeypatch):
+    """A page opened at the moment of a swap resolved the served link to the previous build, whose folder the
+    build then removed: DuckDB 2.0 says "database does not exist" (not "no such file"), which the page showed as
+    a raw error with the server path. It is retried against the new build. The race is staged by handing the
+    first connection attempt the identity resolved before the swap (a real swap cannot be timed into it)."""
+    import shutil
+
+    (tmp_path / "build" / "b1").mkdir(parents=True)
+    (tmp_path / "build" / "b2").mkdir()
+    _make(tmp_path / "build" / "b1" / "analytics.duckdb", 1)
+    _make(tmp_path / "build" / "b2" / "analytics.duckdb", 2)
+    os.symlink("b1", tmp_path / "build" / "served")
+    os.symlink("build/served/analytics.duckdb", tmp_path / "analytics.duckdb")
+    db = AnalyticsDb(tmp_path / "analytics.duckdb")
+    stale = db.identity()  # resolved to build/b1
+    os.replace(_relinked(tmp_path / "build", "b2"), tmp_path / "build" / "served")  # the swap
+    shutil.rmtree(tmp_path / "build" / "b1")  # and the old folder's removal
+    real, calls = AnalyticsDb.identity, []
+
+    def first_stale(self):
+        calls.append(1)
+        return stale if len(calls) == 1 else real(self)
+
+    monkeypatch.setattr(AnalyticsDb, "identity", first_stale)
+    assert db.scalar("select v from marts.t") == 2
+
+
+def _relinked(folder, target: str):
+    link = folder / "served.new"
+    os.symlink(target, link)
+    return link
