@@ -2,6 +2,8 @@
 and landed by `ptpulse ingest` (same contracts, profiles and lock as the command line), the result per file is
 shown at once, and a refresh then runs in the background while the app keeps serving the current data."""
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -41,13 +43,17 @@ if go and picked:
         saved = uploads.save_files(s, [(f.name, f) for f in picked])
         outcome = None
         error = None
+        waiting = False
         if saved.files:
             try:
                 outcome = uploads.run_ingest(s, saved)
                 uploads.set_aside_refused(s, saved, outcome)
+            except uploads.PipelineBusyError as exc:
+                error, waiting = str(exc), True  # the files stay in incoming/: the next refresh loads them
             except uploads.UploadError as exc:
                 error = str(exc)
-        table = uploads.result_table(saved, outcome)
+        landed_at = time.time()  # what this upload landed is in raw.duckdb by now
+        table = uploads.result_table(saved, outcome, waiting=waiting)
         n_ = uploads.counts(table)
         audit.log(
             s.app_db,
@@ -57,25 +63,40 @@ if go and picked:
             {"upload_id": saved.upload_id, "error": bool(error), **n_},
         )
         refreshing = False
+        log = None
         if outcome is not None and uploads.needs_refresh(outcome):
-            started = refresh.start(s, ctx.user.email)
-            audit.log(
-                s.app_db,
-                ctx.user.email,
-                ctx.user.role,
-                "refresh.started",
-                {"log": started.log_path, "upload_id": saved.upload_id},
-            )
+            # a refresh still running now may have started before this upload landed (the CLI releases the
+            # pipeline lock before its process exits): then `start` queues a new run behind it
+            before = refresh.status(s)
+            started = refresh.start(s, ctx.user.email, after=landed_at)
+            log = started.log_path
+            if not before.running or started.log_path != before.log_path:
+                audit.log(
+                    s.app_db,
+                    ctx.user.email,
+                    ctx.user.role,
+                    "refresh.started",
+                    {"log": started.log_path, "upload_id": saved.upload_id},
+                )
             refreshing = True
-        box.update(label="Upload checked", state="error" if error else "complete")
-    st.session_state[RESULT_KEY] = {"table": table, "error": error, "refreshing": refreshing, "id": saved.upload_id}
+        box.update(label="Upload checked", state="error" if error and not waiting else "complete")
+    st.session_state[RESULT_KEY] = {
+        "table": table,
+        "error": error,
+        "waiting": waiting,
+        "refreshing": refreshing,
+        "log": log,
+        "id": saved.upload_id,
+    }
     st.session_state[COUNTER_KEY] = n + 1
     st.rerun()
 
 result = st.session_state.get(RESULT_KEY)
 if result:
     st.subheader("Result of your upload")
-    if result["error"]:
+    if result["error"] and result.get("waiting"):
+        st.warning(result["error"], icon=":material/hourglass_top:")
+    elif result["error"]:
         st.error(result["error"], icon=":material/error:")
     table: pd.DataFrame = result["table"]
     c = uploads.counts(table)
@@ -103,6 +124,8 @@ if result:
     )
     if c["already"]:
         st.caption(f"{c['already']:,} file(s) had been loaded before: nothing was added twice.")
+    if c.get("nothing"):
+        st.caption(f"{c['nothing']:,} file(s) were read but landed no rows: the table says why.")
     if not result["refreshing"] and not result["error"]:
         st.info("Nothing new landed, so the dashboards were not rebuilt.", icon=":material/info:")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from ptpulse.core.config import Settings
 from ptpulse.core.lock import lock_holder, pid_alive
 
+QUEUED_WAIT_S = 3600  # a refresh queued behind a running one waits this long for the pipeline lock
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _EXIT = re.compile(r"^\[ptpulse-app\] exit code (-?\d+)$", re.M)
 
@@ -90,15 +91,42 @@ def progress_share(current: RefreshStatus) -> float | None:
     return max(0.0, min(1.0, done / total)) if total else None
 
 
-def start(settings: Settings, actor: str, extra_args: list[str] | None = None) -> RefreshStatus:
-    """Start `ptpulse refresh` detached; refuses to start a second one from the app."""
+def started_epoch(current: RefreshStatus, settings: Settings) -> float | None:
+    """When the run in the state file was started (epoch seconds), or None when unknown."""
+    state_path = _state_file(settings)
+    try:
+        state = json.loads(state_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if state.get("started_ts") is not None:
+        return float(state["started_ts"])
+    if current.started_at:
+        try:
+            return time.mktime(time.strptime(current.started_at, "%Y-%m-%d %H:%M:%S"))
+        except ValueError:
+            return None
+    return None
+
+
+def start(
+    settings: Settings, actor: str, extra_args: list[str] | None = None, after: float | None = None
+) -> RefreshStatus:
+    """Start `ptpulse refresh` detached; refuses to start a second one from the app.
+
+    `after` (epoch seconds): data landed at that moment (an upload) must be in the build. A running refresh that
+    was started before it cannot contain it (it ingested before the upload landed; the CLI releases the pipeline
+    lock before its process exits, so an upload can land while the old run still shows as running): a new run is
+    started then, which waits for the pipeline lock and builds after the old one."""
     current = status(settings)
     if current.running:
-        return current
+        began = started_epoch(current, settings)
+        if after is None or (began is not None and began >= after):
+            return current
+        extra_args = [*(extra_args or []), "--wait", str(QUEUED_WAIT_S)]
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    log_path = logs / f"refresh-{stamp}.log"
+    log_path = _unique_log(logs, stamp)
     cmd = [
         sys.executable,
         "-c",
@@ -112,6 +140,7 @@ def start(settings: Settings, actor: str, extra_args: list[str] | None = None) -
         *(extra_args or []),
     ]
     env = dict(os.environ, PTPULSE_HOME=str(settings.home), COLUMNS="120", TTY_INTERACTIVE="0", PYTHONUNBUFFERED="1")
+    began_at = time.time()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             cmd,
@@ -124,10 +153,24 @@ def start(settings: Settings, actor: str, extra_args: list[str] | None = None) -
         )
     _state_file(settings).write_text(
         json.dumps(
-            {"pid": proc.pid, "log": str(log_path), "actor": actor, "started_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+            {
+                "pid": proc.pid,
+                "log": str(log_path),
+                "actor": actor,
+                "started_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(began_at)),
+                "started_ts": began_at,
+            }
         )
     )
     return status(settings)
+
+
+def _unique_log(logs: Path, stamp: str) -> Path:
+    """refresh-<stamp>.log, or refresh-<stamp>-2.log when a queued run starts within the same second."""
+    path, n = logs / f"refresh-{stamp}.log", 2
+    while path.exists():
+        path, n = logs / f"refresh-{stamp}-{n}.log", n + 1
+    return path
 
 
 def pipeline_holder(settings: Settings) -> str | None:

@@ -57,6 +57,19 @@ class UploadError(RuntimeError):
     """The upload as a whole could not be validated (pipeline busy, ingest crashed): says what to do next."""
 
 
+class PipelineBusyError(UploadError):
+    """The pipeline stayed busy past the ingest's wait: the files stay in incoming/<upload-id>/ and the next
+    refresh loads them (nothing to upload again)."""
+
+
+WAITING = "Waiting"
+WAITING_FIX = "waiting: the pipeline is busy; it will be loaded by the next refresh"
+NOTHING_TO_LOAD = "Read, nothing to load"
+ALL_SET_ASIDE = "Read, all rows set aside"
+ALREADY_ROWS = "Read, rows already loaded"
+PROFILE_RULE = "excluded_by_profile"
+
+
 def max_bytes() -> int:
     """The per-file cap: $PTPULSE_UPLOAD_MAX_MB (default 200 MB, Streamlit's own upload limit)."""
     try:
@@ -257,9 +270,10 @@ def run_ingest(settings: Settings, saved: Saved, timeout_s: float = INGEST_TIMEO
             "shown as landed; see the server log, then upload again."
         )
     if answer.get("error") == "busy":
-        raise UploadError(
-            "Another pipeline command (a refresh or an ingest) is still running. Wait until it finishes "
-            "(Admin shows its progress), then upload again."
+        raise PipelineBusyError(
+            "Another pipeline command (a refresh or an ingest) is still running, so this upload could not be "
+            "checked yet. Your files are saved and will be loaded by the next refresh: no need to upload them "
+            "again (Admin shows the running command's progress and can start a refresh)."
         )
     if answer.get("error"):
         raise UploadError(_scrub(str(answer.get("message", "")), saved.folder))
@@ -282,15 +296,55 @@ def _why(rules: list[dict[str, Any]]) -> str:
 
 def _fix(f: Mapping[str, Any], folder: Path) -> str:
     status = f.get("status")
+    note = _scrub(str(f.get("message") or ""), folder)
     if status in ("refused", "failed"):
-        return _scrub(str(f.get("message") or ""), folder)
-    if status == "loaded" and f.get("rows_quarantined"):
-        return "Fix the rows set aside in the source system and upload the file again (Data health lists them)."
-    return ""
+        return note
+    if status != "loaded":
+        return ""
+    if _nothing_read(f):
+        return note or "The file holds no rows for any source: nothing to load from it."
+    rules = f.get("quarantine_by_rule") or []
+    by_rule = [r for r in rules if r.get("rule") != PROFILE_RULE]
+    profile_rows = sum(int(r.get("rows") or 0) for r in rules if r.get("rule") == PROFILE_RULE)
+    says = []
+    if profile_rows:
+        says.append(
+            f"{profile_rows:,} row(s) left out by the export's profile by design (such as cancellations): "
+            "nothing to fix."
+        )
+    if by_rule or (f.get("rows_quarantined") and not profile_rows):
+        says.append("Fix the rows set aside in the source system and upload the file again (Data health lists them).")
+    return " ".join(says)
 
 
-def result_table(saved: Saved, outcome: IngestOutcome | None) -> pd.DataFrame:
-    """One row per offered file: what it was read as, the result, row counts, why rows were set aside, the fix."""
+def _nothing_read(f: Mapping[str, Any]) -> bool:
+    """Loaded, yet nothing landed, nothing was set aside and nothing was a duplicate (a FHIR resource no source
+    maps, a manifest or a log of a Bulk export)."""
+    return not any(int(f.get(k) or 0) for k in ("rows_landed", "rows_quarantined", "rows_duplicate"))
+
+
+def _result(f: Mapping[str, Any]) -> str:
+    status = str(f.get("status"))
+    if status == "loaded" and not int(f.get("rows_landed") or 0):
+        if _nothing_read(f):
+            return NOTHING_TO_LOAD
+        if int(f.get("rows_quarantined") or 0) and not int(f.get("rows_duplicate") or 0):
+            return ALL_SET_ASIDE
+        return ALREADY_ROWS
+    return status_words(status)
+
+
+def _why_row(f: Mapping[str, Any]) -> str:
+    why = _why(f.get("quarantine_by_rule") or [])
+    if _result(f) == ALL_SET_ASIDE:
+        return f"all {int(f.get('rows_quarantined') or 0):,} rows set aside: {why}" if why else why
+    return why
+
+
+def result_table(saved: Saved, outcome: IngestOutcome | None, waiting: bool = False) -> pd.DataFrame:
+    """One row per offered file: what it was read as, the result, row counts, why rows were set aside, the fix.
+    `waiting`: the pipeline was busy, so the saved files were not checked yet; each is listed as waiting for the
+    next refresh (they stay in incoming/<upload-id>/)."""
     rows: list[dict[str, Any]] = []
     for f in outcome.files if outcome else []:
         name = str(f.get("file") or "")
@@ -298,15 +352,30 @@ def result_table(saved: Saved, outcome: IngestOutcome | None) -> pd.DataFrame:
             {
                 "file": saved.offered.get(name, name),
                 "source": f.get("source") or "",
-                "result": status_words(str(f.get("status"))),
+                "result": _result(f),
                 "rows_read": int(f.get("rows_read") or 0),
                 "rows_landed": int(f.get("rows_landed") or 0),
                 "rows_quarantined": int(f.get("rows_quarantined") or 0),
                 "rows_duplicate": int(f.get("rows_duplicate") or 0),
-                "why_set_aside": _why(f.get("quarantine_by_rule") or []),
+                "why_set_aside": _why_row(f),
                 "fix": _fix(f, saved.folder),
             }
         )
+    if waiting and outcome is None:
+        for name in saved.files:
+            rows.append(
+                {
+                    "file": saved.offered.get(name, name),
+                    "source": "",
+                    "result": WAITING,
+                    "rows_read": 0,
+                    "rows_landed": 0,
+                    "rows_quarantined": 0,
+                    "rows_duplicate": 0,
+                    "why_set_aside": "",
+                    "fix": WAITING_FIX,
+                }
+            )
     for f in saved.not_saved:
         rows.append(
             {
@@ -343,6 +412,8 @@ def counts(table: pd.DataFrame) -> dict[str, int]:
         "landed": int((result == status_words("loaded")).sum()),
         "refused": int(result.isin([status_words(s) for s in ("refused", "failed", "not_saved")]).sum()),
         "already": int((result == status_words("skipped_same_hash")).sum()),
+        "waiting": int((result == WAITING).sum()),
+        "nothing": int(result.isin([NOTHING_TO_LOAD, ALL_SET_ASIDE, ALREADY_ROWS]).sum()),
         "rows_landed": int(table["rows_landed"].sum()),
         "rows_quarantined": int(table["rows_quarantined"].sum()),
         "rows_duplicate": int(table["rows_duplicate"].sum()),
