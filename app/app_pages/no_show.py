@@ -9,6 +9,7 @@ import streamlit as st
 from app.lib import charts, labels, model_cards, send_ui, ui
 from app.lib.formatting import fmt, reference_now
 from app.lib.queries.no_show import calibration, no_show_history, upcoming_risk
+from app.lib.queries.work_queue import HIGH_RISK_RULE, queue_candidates
 
 # the model learnt from appointments never cancelled (ml/features.labelled_targets): its probabilities are of a
 # no-show among the appointments that are kept, so the page must not sell their sum as missed slots
@@ -68,7 +69,17 @@ if verdict != "refuse":
         counts = upcoming.groupby("risk_band", as_index=False).size().rename(columns={"size": "appointments"})
         ui.chart(charts.risk_bands(upcoming), counts, "no_show_risk_bands", "ns_bands")
     with right:
-        st.markdown("**High-risk appointments to confirm** (they are also in the work queue)")
+        # the Work queue gets a confirm task only for the high-risk visits within its own look-ahead (the ML step's
+        # window, shorter than this page's): say which of the listed ones it holds, from its actual tasks
+        queue = queue_candidates(ctx.reader, f, scores_servable=model_cards.no_show_servable(ctx.settings))
+        queued = set(queue.loc[queue["rule"] == HIGH_RISK_RULE, "appointment_id"].dropna().astype(str))
+        high = high.assign(in_work_queue=high["appointment_id"].astype(str).isin(queued))
+        st.markdown("**High-risk appointments to confirm**")
+        st.caption(
+            f"{int(high['in_work_queue'].sum()):,} of these {len(high):,} are in the Work queue as confirm tasks "
+            "(column “In work queue”). The queue takes a high-risk visit only once it is a few days away, so the "
+            "others join it in a later build if they are still high risk."
+        )
         ui.table(
             labels.relabel_frame(high, {"visit_type": "visit_type", "risk_band": "risk_band"}),
             "high_risk_appointments",
@@ -89,6 +100,7 @@ if verdict != "refuse":
                 "scheduled_start": st.column_config.DatetimeColumn("When", format="ddd MMM D, HH:mm"),
                 "reason_1": "Main reason",
                 "reason_2": "Second reason",
+                "in_work_queue": st.column_config.CheckboxColumn("In work queue"),
             },
             height=360,
             empty_message="No high-risk appointments in this window.",

@@ -6,16 +6,20 @@ Each action form is bound to the task it was drawn for: its submit button carrie
 argument fixed at render time). If the task is no longer the one selected when the submit arrives (a colleague
 closed it, a build removed it, and Streamlit fell back to another task) or it is closed by then, nothing is
 recorded and the page says so: the log is append-only, so a misattributed action could not be taken back.
+Each action names the occurrence of the task it was taken on (the build's created_at; app/lib/actions.py).
+
+Clocks: due times and snooze ends are the clinic's wall time, so every SLA countdown, snooze wake-up and the
+snooze date picker use "now" on the wall clock of the task's clinic (its IANA zone from dim_clinics), never the
+server's.
 """
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
 import streamlit as st
 
-from app.lib import actions, charts, model_cards, send_ui, ui
+from app.lib import actions, charts, model_cards, outreach, send_ui, ui
 from app.lib import work_queue as wq
-from app.lib.formatting import reference_now
 from app.lib.queries.work_queue import queue_candidates
 
 ctx = ui.page("work_queue")
@@ -23,14 +27,51 @@ ui.require_tables(ctx, "marts.work_queue_candidates", what="The work queue")
 app_db = ctx.settings.app_db
 me = actions.person(ctx.user.email)  # assignees are compared case-insensitively (IdPs vary the spelling)
 
-now = reference_now(ctx.as_of, datetime.now())
-if ctx.as_of is not None and now == ctx.as_of:
-    st.caption(f"SLA clocks run from the data's as-of time ({now:%Y-%m-%d %H:%M}) because the data is not current.")
-
 candidates = queue_candidates(ctx.reader, ctx.filters, scores_servable=model_cards.no_show_servable(ctx.settings))
 candidates = wq.for_role(candidates, ctx.user.role)  # the front desk sees its own queue, not clinicians' notes
-states = actions.task_states(app_db, candidates["task_id"].tolist())
-queue = wq.assemble(candidates, states, now, wq.lead_scores(ctx.reader))
+
+
+def clinic_zones() -> dict[str, object]:
+    """clinic_id -> its IANA zone (dim_clinics.timezone; the practice default for a clinic without one)."""
+    if not ctx.reader.has("marts.dim_clinics"):
+        return {}
+    rows = ctx.reader.df("select clinic_id, timezone from marts.dim_clinics")
+    return {r.clinic_id: outreach.clinic_zone(r.timezone) or outreach.default_zone() for r in rows.itertuples()}
+
+
+instant = datetime.now(UTC)
+zones = clinic_zones()
+default_now = actions.clinic_now(outreach.default_zone(), ctx.as_of, instant)  # a task without a known clinic
+clinic_nows = {
+    c: actions.clinic_now(zones.get(c) or outreach.default_zone(), ctx.as_of, instant)
+    for c in candidates["clinic_id"].dropna().unique()
+}
+if ctx.as_of is not None and ctx.as_of in {default_now, *clinic_nows.values()}:
+    st.caption(
+        f"SLA clocks run from the data's as-of time ({ctx.as_of:%Y-%m-%d %H:%M}) because the data is not current."
+    )
+
+# each action names the occurrence it was taken on: the fold keeps a past occurrence's actions as history only
+states = actions.task_states(
+    app_db, candidates["task_id"].tolist(), dict(zip(candidates["task_id"], candidates["created_at"], strict=True))
+)
+leads = wq.lead_scores(ctx.reader)
+
+
+def assemble_on_clinic_clocks() -> pd.DataFrame:
+    """wq.assemble with each task's SLA countdown and snooze wake-up on its clinic's wall clock: the ranking (which
+    no clock changes) from one pass, each clinic clock's tasks from a pass at that clock."""
+    clocks = candidates["clinic_id"].map(clinic_nows).fillna(default_now)
+    distinct = list(dict.fromkeys(clocks))
+    if len(distinct) <= 1:
+        return wq.assemble(candidates, states, distinct[0] if distinct else default_now, leads)
+    ranked = wq.assemble(candidates, states, distinct[0], leads)
+    parts = [wq.assemble(candidates[clocks == clock], states, clock, leads) for clock in distinct]
+    rows = pd.concat(parts, ignore_index=True).drop(columns="rank").set_index("task_id").loc[ranked["task_id"]]
+    return rows.reset_index().assign(rank=ranked["rank"].to_numpy())[ranked.columns]
+
+
+queue = assemble_on_clinic_clocks()
 
 n = wq.counts(queue)
 c1, c2, c3, c4, c5 = st.columns(5)
@@ -114,6 +155,7 @@ task_id = st.selectbox("Task", list(labels), format_func=labels.get, key="wq_tas
 task = top[top["task_id"] == task_id].iloc[0]
 st.markdown(f"**{task['rule_label']}** — {task['reason']}")
 closed = task["status"] in wq.CLOSED
+task_now = clinic_nows.get(task["clinic_id"], default_now)  # the snooze picker's today is the task clinic's
 
 
 def _submit(bound_task: str, form: str, appointment_id: str | None = None) -> None:
@@ -129,7 +171,7 @@ def _submit(bound_task: str, form: str, appointment_id: str | None = None) -> No
         action, payload, done = ("claim", {}, "Claimed") if who == me else ("assign", {"assignee": who}, "Assigned")
         done = done if action == "claim" else f"Assigned to {who}"
     elif form == "snooze":
-        day = ss.get("wq_until") or (now + timedelta(days=1)).date()
+        day = ss.get("wq_until") or (task_now + timedelta(days=1)).date()
         action, done = "snooze", "Snoozed"
         payload = {"until": datetime.combine(day, time(8, 0)).isoformat()}
     elif form == "lost":
@@ -149,7 +191,14 @@ def record(pending: dict) -> None:
         return
     try:
         actions.record(
-            app_db, task_id, pending["action"], me, pending["payload"], role=ctx.user.role, require_open=True
+            app_db,
+            task_id,
+            pending["action"],
+            me,
+            pending["payload"],
+            role=ctx.user.role,
+            require_open=True,
+            occurrence=task["created_at"],
         )
     except actions.ActionError as exc:
         st.error(str(exc))
@@ -180,7 +229,12 @@ def action_forms() -> None:
             st.form_submit_button("Claim / assign", on_click=_submit, args=(task_id, "assign"))
     with tabs[2]:
         with st.form("wq_snooze"):
-            st.date_input("Snooze until", value=(now + timedelta(days=1)).date(), min_value=now.date(), key="wq_until")
+            st.date_input(
+                "Snooze until (8:00 at the clinic)",
+                value=(task_now + timedelta(days=1)).date(),
+                min_value=task_now.date(),
+                key="wq_until",
+            )
             st.form_submit_button("Snooze", on_click=_submit, args=(task_id, "snooze"))
     with tabs[3]:
         with st.form("wq_lost"):

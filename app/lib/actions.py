@@ -1,9 +1,18 @@
 """Work-queue actions: an append-only event log in app.sqlite (SQLite, WAL), folded into live task state.
 
 Why append-only: two people acting on the same task must both be recorded and nothing may be lost; the
-state a user sees is a fold of the events (the latest action wins), computed on read, so an action is
-visible to every session at once without waiting for a rebuild. The next build copies this table (with
-SQLite's backup API) and counts it, e.g. as the first contact of a referral.
+state a user sees is a fold of the events, computed on read, so an action is visible to every session at once
+without waiting for a rebuild. The next build copies this table (with SQLite's backup API), counts it (e.g. as
+the first contact of a referral) and applies it to marts.work_queue_candidates by the same rule (`fold`):
+
+1. Occurrence: a task id (`rule:entity_id`) can come back. The build's `created_at` is when the task's condition
+   began; an action taken in the Work queue names it (payload `occurrence`, to the second). Once the build's
+   created_at is later (the visit the action booked was attended and again nothing is next, a second evaluation
+   no-show), that action and every earlier one are history only and the task is a fresh open one.
+2. Closed is final for the occurrence: the first action that closes it (mark_lost; a confirm, or an outreach
+   whose outcome closes it) decides; a later row (a queued message delivered afterwards) does not reopen it.
+3. Otherwise the latest action decides: a snooze hides the task until its end (the clinic's wall clock);
+   any later action, or another snooze, replaces it.
 
 Schema (interfaces.md section 4):
     actions(action_id INTEGER PK, task_id, action, actor, acted_at UTC ISO, payload JSON)
@@ -19,11 +28,12 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
-from app.lib.queue_vocabulary import outcomes
+from app.lib.formatting import reference_now
+from app.lib.queue_vocabulary import outcomes, rules
 from ptpulse.core.action_log import append_action
 
 ACTIONS: tuple[str, ...] = ("claim", "assign", "log_outreach", "snooze", "mark_lost", "confirm")
@@ -35,6 +45,12 @@ OUTCOMES: Mapping[str, str] = {k: o.label for k, o in outcomes().items()}
 REACHED_OUTCOMES: frozenset[str] = frozenset(k for k, o in outcomes().items() if o.counts_as_contact)
 # An outreach with one of these outcomes finishes the task; any other outcome keeps it open for follow-up.
 CLOSING_OUTCOMES: frozenset[str] = frozenset(k for k, o in outcomes().items() if o.closes_task)
+# The rules whose tasks the build emits (marts.work_queue_candidates): their created_at is when the condition began,
+# so an action names that occurrence. A model's task (ml.work_queue_tasks: one appointment, one claim) has one
+# occurrence; its created_at is the scoring time, which moves with every build.
+OCCURRENCE_RULES: frozenset[str] = frozenset(k for k, r in rules().items() if r.emitted_by == "work_queue_candidates")
+# The actions' order in a fold, the build's too: acted_at to the second (UTC ISO), then action_id.
+FOLD_ORDER = "substr(replace(acted_at, 'T', ' '), 1, 19), action_id"
 LOST_REASONS: tuple[str, ...] = (
     "Chose another provider",
     "Insurance / cost",
@@ -159,14 +175,20 @@ def record(
     role: str = "",
     acted_at: str | None = None,
     require_open: bool = False,
+    occurrence: Any = None,
 ) -> int:
     """Append one action (and its audit entry) in one transaction; returns the action_id.
 
-    With `require_open` (the work-queue forms), a task that is done or lost by the time the write transaction
-    starts is refused with STALE_TASK: checked under the write lock, so a colleague's close cannot slip between."""
+    `occurrence`: the task's created_at as the page shows it (the build's start of its condition); stored as the
+    payload's `occurrence` for the build's rule tasks (OCCURRENCE_RULES), so the action covers that occurrence only.
+    With `require_open` (the work-queue forms), a task that is done or lost in that occurrence by the time the write
+    transaction starts is refused with STALE_TASK: checked under the write lock, so a colleague's close cannot slip
+    between."""
     if not task_id:
         raise ActionError("an action needs a task_id")
     clean = validate(action, payload or {})
+    if (key := occurrence_key(task_id, occurrence)) is not None:
+        clean["occurrence"] = key
     at = acted_at or utc_now_iso()
     with connect(path) as con:
         con.execute("begin immediate")
@@ -174,10 +196,10 @@ def record(
             if require_open:
                 rows = con.execute(
                     "select task_id, action, actor, acted_at, payload from actions where task_id = ? "
-                    "order by acted_at, action_id",
+                    f"order by {FOLD_ORDER}",
                     (task_id,),
                 ).fetchall()
-                state = fold(rows).get(task_id)
+                state = fold(rows, {task_id: occurrence}).get(task_id)
                 if state is not None and state.status in CLOSED_STATUSES:
                     raise ActionError(STALE_TASK)
             action_id = append_action(con, task_id, action, actor, role, at, clean)
@@ -188,9 +210,39 @@ def record(
     return action_id
 
 
+def _wall(value: Any) -> datetime | None:
+    """A time as naive wall-clock datetime (pandas Timestamps and ISO text too); None when missing or unreadable."""
+    if value is None or value != value:  # None, NaN, NaT
+        return None
+    try:
+        dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return datetime(dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond)
+
+
+def occurrence_key(task_id: str, created_at: Any) -> str | None:
+    """The occurrence an action on this task is taken on, as its payload stores it: the build's created_at (when
+    the task's condition began) to the second, e.g. '2026-10-02T09:00:00'. None for a task the build does not
+    emit (a model's task: one occurrence) or without a time."""
+    start = _wall(created_at)
+    if start is None or str(task_id).split(":", 1)[0] not in OCCURRENCE_RULES:
+        return None
+    return start.replace(microsecond=0).isoformat()
+
+
+def of_past_occurrence(payload: Mapping[str, Any], created_at: Any) -> bool:
+    """Whether an action (its payload) names an occurrence that began before the task's current one (`created_at`,
+    from the build): at least a second earlier, as the build compares them."""
+    named, current = _wall(payload.get("occurrence")), _wall(created_at)
+    if named is None or current is None:
+        return False
+    return current >= named.replace(microsecond=0) + timedelta(seconds=1)
+
+
 @dataclass(frozen=True)
 class TaskState:
-    """The live state of one task after folding its actions (the latest action wins)."""
+    """The live state of one task's current occurrence after folding its actions (module docstring: the rule)."""
 
     task_id: str
     status: str  # open, snoozed, done, lost
@@ -218,47 +270,68 @@ def status_after(action: str, payload: Mapping[str, Any]) -> str:
     return "open"
 
 
-def fold(rows: Iterable[tuple[str, str, str, str, str]]) -> dict[str, TaskState]:
-    """Fold (task_id, action, actor, acted_at, payload) rows, in order, into TaskState per task."""
-    state: dict[str, dict[str, Any]] = {}
+def fold(
+    rows: Iterable[tuple[str, str, str, str, str]], occurrences: Mapping[str, Any] | None = None
+) -> dict[str, TaskState]:
+    """Fold (task_id, action, actor, acted_at, payload) rows, in FOLD_ORDER, into TaskState per task.
+
+    `occurrences`: task_id -> the task's created_at in the build (its current occurrence). An action naming an
+    earlier occurrence ends the task's past: it and every earlier action are history only (a task with nothing
+    after them has no state: a fresh open task). Then the first closing action closes it for good, else the latest
+    action decides (the module docstring's rule; the build applies the same)."""
+    occurrences = occurrences or {}
+    by_task: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = {}
     for task_id, action, actor, acted_at, payload_text in rows:
         payload = json.loads(payload_text or "{}")
-        s = state.setdefault(
-            task_id,
-            {
-                "assignee": None,
-                "snoozed_until": None,
-                "last_outreach": None,
-                "outreach_count": 0,
-                "lost_reason": None,
-                "actions": 0,
-            },
-        )
-        s["actions"] += 1
-        s["status"] = status_after(action, payload)
-        s.update(last_action=action, last_actor=actor, last_at=acted_at)
-        if action == "claim":
-            s["assignee"] = person(actor) or None
-        elif action == "assign":  # older rows may be mixed case: compared in lower case (person)
-            s["assignee"] = person(payload.get("assignee")) or None
-        elif action == "log_outreach":
-            s["outreach_count"] += 1
-            outcome = payload.get("outcome")
-            s["last_outreach"] = f"{payload.get('method')}: {OUTCOMES.get(outcome, outcome)}"
-        elif action == "snooze":
-            s["snoozed_until"] = str(payload.get("until"))
-        elif action == "mark_lost":
-            s["lost_reason"] = payload.get("reason")
-        if s["status"] != "snoozed":
-            s["snoozed_until"] = None
+        kept = by_task.setdefault(task_id, [])
+        if of_past_occurrence(payload, occurrences.get(task_id)):
+            kept.clear()  # this action and every earlier one belong to a past occurrence
+            continue
+        kept.append((action, actor, acted_at, payload))
+    state: dict[str, dict[str, Any]] = {}
+    for task_id, current in by_task.items():
+        if not current:
+            continue
+        s = state[task_id] = {
+            "status": "open",
+            "assignee": None,
+            "snoozed_until": None,
+            "last_outreach": None,
+            "outreach_count": 0,
+            "lost_reason": None,
+            "actions": 0,
+        }
+        for action, actor, acted_at, payload in current:
+            s["actions"] += 1
+            if s["status"] not in CLOSED_STATUSES:  # closed is final for the occurrence
+                s["status"] = status_after(action, payload)
+            s.update(last_action=action, last_actor=actor, last_at=acted_at)
+            if action == "claim":
+                s["assignee"] = person(actor) or None
+            elif action == "assign":  # older rows may be mixed case: compared in lower case (person)
+                s["assignee"] = person(payload.get("assignee")) or None
+            elif action == "log_outreach":
+                s["outreach_count"] += 1
+                outcome = payload.get("outcome")
+                s["last_outreach"] = f"{payload.get('method')}: {OUTCOMES.get(outcome, outcome)}"
+            elif action == "snooze" and s["status"] == "snoozed":
+                s["snoozed_until"] = str(payload.get("until"))
+            elif action == "mark_lost" and s["status"] == "lost" and s["lost_reason"] is None:
+                s["lost_reason"] = payload.get("reason")
+            if s["status"] != "snoozed":
+                s["snoozed_until"] = None
     return {tid: TaskState(task_id=tid, **s) for tid, s in state.items()}
 
 
-def task_states(path: Path, task_ids: Iterable[str] | None = None) -> dict[str, TaskState]:
-    """Live state for the given tasks (or every task with an action). Ordered by time, then insertion."""
+def task_states(
+    path: Path, task_ids: Iterable[str] | None = None, occurrences: Mapping[str, Any] | None = None
+) -> dict[str, TaskState]:
+    """Live state for the given tasks (or every task with an action), in FOLD_ORDER. `occurrences`: task_id -> the
+    build's created_at of the task (the Work queue passes its candidates'), so an action of a past occurrence is
+    history only (`fold`)."""
     if not path.exists():
         return {}
-    every = "select task_id, action, actor, acted_at, payload from actions order by acted_at, action_id"
+    every = f"select task_id, action, actor, acted_at, payload from actions order by {FOLD_ORDER}"
     with connect(path) as con:
         if task_ids is None:
             rows = con.execute(every).fetchall()
@@ -270,14 +343,14 @@ def task_states(path: Path, task_ids: Iterable[str] | None = None) -> dict[str, 
                 # staff actions are few next to a chain's ~100k candidates: read them all and keep the wanted
                 # ones, instead of writing every candidate id into a temp table on each page run
                 wanted = set(ids)
-                return fold([r for r in con.execute(every).fetchall() if r[0] in wanted])
+                return fold([r for r in con.execute(every).fetchall() if r[0] in wanted], occurrences)
             con.execute("create temp table wanted(task_id text primary key)")
             con.executemany("insert or ignore into wanted values (?)", [(t,) for t in ids])
             rows = con.execute(
                 "select a.task_id, a.action, a.actor, a.acted_at, a.payload from actions a "
-                "join wanted w using (task_id) order by a.acted_at, a.action_id"
+                "join wanted w using (task_id) order by substr(replace(a.acted_at, 'T', ' '), 1, 19), a.action_id"
             ).fetchall()
-    return fold(rows)
+    return fold(rows, occurrences)
 
 
 def history(path: Path, task_id: str) -> list[dict[str, Any]]:
@@ -286,8 +359,7 @@ def history(path: Path, task_id: str) -> list[dict[str, Any]]:
         return []
     with connect(path) as con:
         rows = con.execute(
-            "select action_id, action, actor, acted_at, payload from actions where task_id = ? "
-            "order by acted_at, action_id",
+            f"select action_id, action, actor, acted_at, payload from actions where task_id = ? order by {FOLD_ORDER}",
             (task_id,),
         ).fetchall()
     return [
@@ -296,12 +368,25 @@ def history(path: Path, task_id: str) -> list[dict[str, Any]]:
 
 
 def is_visible(state: TaskState | None, now_iso: str) -> bool:
-    """Whether a task belongs in the open queue now: no action yet, open, or its snooze has run out."""
+    """Whether a task belongs in the open queue now: no action yet, open, or its snooze has run out.
+
+    `now_iso`: the task's clinic's wall clock (clinic_now), as snooze ends are written ('until 08:00' there)."""
     if state is None or state.status == "open":
         return True
     if state.status == "snoozed":
         return (state.snoozed_until or "") <= now_iso
     return False
+
+
+def clinic_now(zone: tzinfo | None, as_of: Any = None, at: datetime | None = None) -> datetime:
+    """'Now' on a clinic's wall clock (naive), the clock its due times and snooze ends are written in: the instant
+    `at` (default: now) in the clinic's zone (None: the server's), or the data's as_of when the data is not
+    current (formatting.reference_now). Never the server's clock for a clinic in another zone."""
+    instant = at if at is not None else datetime.now(UTC)
+    if instant.tzinfo is None:
+        instant = instant.astimezone()  # a naive time is the server's clock
+    wall = (instant.astimezone(zone) if zone is not None else instant.astimezone()).replace(tzinfo=None)
+    return reference_now(as_of, wall)
 
 
 def assignees(path: Path) -> list[str]:

@@ -497,7 +497,9 @@ def deliver_message(
 ) -> Delivery:
     """Send one logged message with retries (back-off doubling from `retry_wait_s`); mark it `sent` and write it
     back to its task as a `log_outreach` action (with its audit entry) in one transaction, or mark it `failed`
-    with the reason. A message is never marked sent before the provider accepted it.
+    with the reason. A message is never marked sent before the provider accepted it. The write-back is history
+    on a task closed while the message waited for the end of quiet hours: a done or lost task stays so (the one
+    state rule, app/lib/actions.py and marts.work_queue_candidates), so it is written without looking at the task.
 
     The message is claimed first (from `from_statuses`, or already claimed by the token `claimed`): when another
     deliverer holds it, nothing is sent and the result has status `sending`, so it goes out once."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from datetime import UTC, datetime
 from multiprocessing import get_context
+from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 
 from app.lib import actions, audit
@@ -170,3 +173,65 @@ def test_assignees_are_compared_in_lower_case(tmp_path):
     assert {s.assignee for s in states.values()} == {"ann.lee@clinic.com"}
     assert actions.assignees(db) == ["ann.lee@clinic.com"]
     assert actions.history(db, "t3")[0]["assignee"] == "ann.lee@clinic.com"  # stored in lower case
+
+
+def test_an_action_covers_the_occurrence_it_was_taken_on(tmp_path):
+    """A task id comes back when its condition arises again (the booked visit was attended and nothing is next):
+    an action names the occurrence it was taken on (the build's created_at, to the second), and once the build's
+    created_at is later the task is a fresh open one, its old actions history only (defect 1)."""
+    db = tmp_path / "app.sqlite"
+    task = "active_no_future_appt:E1"
+    first, second = datetime(2025, 3, 31, 9, 0, 0, 400000), pd.Timestamp("2025-04-02 08:00")
+    actions.record(db, task, "claim", "ann", require_open=True, occurrence=first)
+    text = {"method": "sms", "outcome": "left_message", "message_id": 1}  # a sent message's write-back: no occurrence
+    actions.record(db, task, "log_outreach", "outbound", text)
+    booked = {"method": "call", "outcome": "scheduled"}
+    actions.record(db, task, "log_outreach", "ann", booked, require_open=True, occurrence=first)
+    assert actions.history(db, task)[2]["occurrence"] == "2025-03-31T09:00:00"
+    same = {task: pd.Timestamp("2025-03-31 09:00:00.900")}  # the same occurrence, read again by a later build
+    assert actions.task_states(db, [task], same)[task].status == "done"
+    with pytest.raises(actions.ActionError, match="nothing was recorded"):
+        actions.record(db, task, "snooze", "bob", {"until": "2025-04-05"}, require_open=True, occurrence=first)
+
+    assert actions.task_states(db, [task], {task: second}) == {}  # a new occurrence: no state, open
+    assert actions.is_visible(actions.task_states(db, [task], {task: second}).get(task), "2025-04-02T09:00:00")
+    actions.record(db, task, "snooze", "bob", {"until": "2025-04-05T08:00:00"}, require_open=True, occurrence=second)
+    state = actions.task_states(db, [task], {task: second})[task]
+    assert (state.status, state.assignee, state.outreach_count, state.actions) == ("snoozed", None, 0, 1)
+    assert [h["action"] for h in actions.history(db, task)] == ["claim", "log_outreach", "log_outreach", "snooze"]
+
+    # a model's task is one appointment: its created_at (the scoring time) moves with every build, no occurrence
+    actions.record(db, "confirm_high_risk:A1", "confirm", "ann", {"appointment_id": "A1"}, occurrence=first)
+    assert "occurrence" not in actions.history(db, "confirm_high_risk:A1")[0]
+    assert actions.task_states(db, None, {"confirm_high_risk:A1": second})["confirm_high_risk:A1"].status == "done"
+
+
+def test_a_closed_task_is_not_reopened_by_a_later_row(tmp_path):
+    """A message queued for after quiet hours is delivered after the task was booked or marked lost: its write-back
+    (log_outreach left_message) is history, the task stays done or lost, as the build keeps it (defect 4)."""
+    db = tmp_path / "app.sqlite"
+    write_back = {"method": "sms", "outcome": "left_message", "note": "referral_outreach sent", "message_id": 3}
+    actions.record(db, "t1", "log_outreach", "ann", {"method": "call", "outcome": "scheduled"})
+    actions.record(db, "t1", "log_outreach", "outbound", write_back)
+    actions.record(db, "t2", "mark_lost", "ann", {"reason": "Moved away"})
+    actions.record(db, "t2", "log_outreach", "outbound", write_back)
+    states = actions.task_states(db)
+    assert (states["t1"].status, states["t2"].status, states["t2"].lost_reason) == ("done", "lost", "Moved away")
+    assert states["t2"].last_outreach == "sms: Left voicemail / message" and states["t2"].outreach_count == 1
+    assert not actions.is_visible(states["t1"], "2100-01-01") and not actions.is_visible(states["t2"], "2100-01-01")
+
+
+def test_snooze_and_sla_clocks_are_the_clinics_wall_clock(tmp_path):
+    """'Now' for a task is its clinic's wall clock, not the server's (UTC on a server): a snooze 'until 08:00'
+    wakes at 08:00 in the clinic; stale data keeps its as_of (defect 2)."""
+    at = datetime(2026, 12, 1, 23, 4, tzinfo=UTC)  # 17:04 in Chicago, 08:04 next morning in Tokyo
+    chicago, tokyo = ZoneInfo("America/Chicago"), ZoneInfo("Asia/Tokyo")
+    assert actions.clinic_now(chicago, None, at) == datetime(2026, 12, 1, 17, 4)
+    assert actions.clinic_now(tokyo, None, at) == datetime(2026, 12, 2, 8, 4)
+    assert actions.clinic_now(chicago, datetime(2026, 12, 1, 16, 34), at) == datetime(2026, 12, 1, 17, 4)
+    assert actions.clinic_now(chicago, datetime(2026, 10, 31, 22, 6), at) == datetime(2026, 10, 31, 22, 6)  # stale
+    db = tmp_path / "app.sqlite"
+    actions.record(db, "t1", "snooze", "ann", {"until": "2026-12-02T08:00:00"})
+    state = actions.task_states(db)["t1"]
+    assert not actions.is_visible(state, actions.clinic_now(chicago, None, at).isoformat())
+    assert actions.is_visible(state, actions.clinic_now(tokyo, None, at).isoformat())

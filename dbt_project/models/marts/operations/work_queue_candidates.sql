@@ -2,10 +2,21 @@
 -- per-patient KX rule uses the keyed patient_key, re-keyed in app actions by `ptpulse secret rotate`), with a reason a
 -- person can act on, a priority (1 = most urgent) and a due time, from every queue rule
 -- (seeds/work_queue_rules.csv) except the no-show-risk one (the ML step writes it as ml.work_queue_tasks).
--- App actions are applied: a task marked lost disappears, and so does a done one (its latest action is a confirm
--- or an outreach that booked the visit, as the app folds it);
--- a snooze moves due_at to the snooze end; claims and assignments are shown; an outreach logged on a referral
--- task counts as first contact (through referral_funnel).
+-- created_at is when the task's condition began (its occurrence), stable from build to build while the condition
+-- lasts; a condition that ends and arises again (the booked visit was attended and nothing is next, a second
+-- evaluation no-show) is a new occurrence with a later created_at under the same task_id.
+-- App actions are applied by the one rule the app folds them with (app/lib/actions.py fold, docs/interfaces.md
+-- section 4):
+--   1. an action taken in the Work queue names the occurrence it was taken on (payload `occurrence`, the task's
+--      created_at then); once the task's created_at is later (a new occurrence), that action and every earlier
+--      one are history only: the task is a fresh open one;
+--   2. of the remaining actions, the first that closes the task (mark_lost; a confirm or an outreach whose outcome
+--      closes it, as the app folds it) closes it for good: the task is not here, and a later row (a queued
+--      message's write-back) does not reopen it;
+--   3. otherwise the latest action decides: a snooze moves due_at to its end (a later action, or a re-snooze to an
+--      earlier day, replaces it).
+-- Claims and assignments are shown; an outreach logged on a referral task counts as first contact (through
+-- referral_funnel).
 -- Windows (a daily queue holds current items only; each rule's is stated in its reason or below):
 --   referral rules 1-3: referrals received in the last queue_lookback_days;
 --   episode rules 4-7: active episodes only (a visit or booking within self_discharge_days, else the episode is
@@ -37,9 +48,28 @@ future as (
     where is_future
 ),
 
+-- when an episode's bookings last went down: the latest time one of its appointments stopped being ahead (attended,
+-- missed, or cancelled). An episode rule's condition (nothing booked, fewer booked than the plan needs) can only
+-- begin then, so it is the start of the rule's occurrence (created_at)
+booking_ends as (
+    select
+        episode_id,
+        max(
+            case when status in ('cancelled', 'late_cancelled') then coalesce(status_at, scheduled_start)
+                else scheduled_start
+            end
+        ) as last_booking_end_at
+    from {{ ref('appointments') }}
+    where not is_future and episode_id is not null
+    group by episode_id
+),
+
 active as (
-    select e.*
+    select
+        e.*,
+        coalesce(b.last_booking_end_at, e.last_visit_at, cast(e.eval_date as timestamp)) as occurrence_at
     from {{ ref('episodes') }} as e
+    left join booking_ends as b using (episode_id)
     where e.status = 'active'
 ),
 
@@ -130,7 +160,7 @@ tasks as (
         || ': book the next visit.',
         false,
         coalesce(e.last_visit_at, cast(e.eval_date as timestamp)) + interval 48 hour,
-        coalesce(e.last_visit_at, cast(e.eval_date as timestamp))
+        e.occurrence_at
     from active as e
     where e.future_appointments = 0
     union all
@@ -148,7 +178,7 @@ tasks as (
         || {{ var('poc_lookahead_days') }} || ' days (' || b.needed || ' needed): book the rest.',
         false,
         k.as_of + interval 1 day,
-        k.as_of
+        e.occurrence_at
     from active as e
     cross join k
     inner join (
@@ -215,7 +245,8 @@ tasks as (
         || {{ var('kx_threshold_usd') }} || ' KX threshold: add the KX modifier and document medical necessity.',
         m.ytd_usd >= {{ var('kx_threshold_usd') }},
         k.as_of + interval 1 day,
-        k.as_of
+        -- arose the day this year's charges reached the warning share (stable from build to build)
+        cast(m.warned_on as timestamp)
     from (
         select
             e.patient_id,
@@ -223,16 +254,28 @@ tasks as (
             any_value(e.clinic_id) as clinic_id,
             any_value(e.referral_id) as referral_id,
             any_value(e.episode_id) as episode_id,
-            any_value(ytd.ytd_usd) as ytd_usd
+            any_value(ytd.ytd_usd) as ytd_usd,
+            any_value(ytd.warned_on) as warned_on
         from active as e
         cross join k
         inner join (
             select
-                cl.patient_id,
-                sum(cl.charge_usd) as ytd_usd
-            from {{ ref('int_charge_lines_classified') }} as cl, k as k3
-            where year(cl.service_date) = year(k3.as_of_date)
-            group by cl.patient_id
+                patient_id,
+                sum(charge_usd) as ytd_usd,
+                min(service_date) filter (
+                    where running_usd >= {{ var('kx_warn_share') }} * {{ var('kx_threshold_usd') }}
+                ) as warned_on
+            from (
+                select
+                    cl.patient_id,
+                    cl.service_date,
+                    cl.charge_usd,
+                    -- to the end of each day (the default range frame): one day's lines share one running total
+                    sum(cl.charge_usd) over (partition by cl.patient_id order by cl.service_date) as running_usd
+                from {{ ref('int_charge_lines_classified') }} as cl, k as k3
+                where year(cl.service_date) = year(k3.as_of_date)
+            ) as run
+            group by patient_id
         ) as ytd using (patient_id)
         where e.payer_class = 'medicare'
         group by e.patient_id, year(k.as_of_date)
@@ -264,28 +307,6 @@ tasks as (
         and n.created_at >= k.as_of - {{ days_interval(var('unsigned_note_lookback_days')) }}
 ),
 
-actions as (
-    select
-        task_id,
-        bool_or(action = 'mark_lost') as is_lost,
-        coalesce(
-            max_by(
-                {{ app_closing_action('action', 'outcome') }},
-                {{ named_struct({'t': 'acted_at', 'id': 'action_id'}) }}
-            ),
-            false
-        ) as is_done,
-        max(snooze_until) filter (where action = 'snooze') as snoozed_until,
-        max_by(actor, acted_at) filter (where action = 'claim') as claimed_by,
-        max_by(assignee, acted_at) filter (where action = 'assign') as assignee,
-        max(acted_at) filter (where action = 'log_outreach') as last_outreach_at,
-        max_by(outcome, acted_at) filter (where action = 'log_outreach') as last_outreach_outcome,
-        max_by(action, acted_at) as last_action,
-        max(acted_at) as last_action_at
-    from {{ ref('stg_app__actions') }}
-    group by task_id
-),
-
 -- queue and priority come from the one vocabulary (seed work_queue_rules, read by the app too): a rule's
 -- escalated priority applies when its branch says the case has become urgent
 keyed as (
@@ -296,6 +317,57 @@ keyed as (
         case when t.is_escalated then coalesce(r.escalated_priority, r.priority) else r.priority end as priority
     from tasks as t
     left join {{ ref('work_queue_rules') }} as r on t.rule = r.rule
+),
+
+-- each task's app actions in the order the app folds them (acted_at to the second, then action_id); an action
+-- naming an occurrence before the task's current one (its created_at then, to the second) is of a past occurrence
+acted as (
+    select
+        x.task_id,
+        x.action,
+        x.actor,
+        x.acted_at,
+        x.outcome,
+        x.snooze_until,
+        x.assignee,
+        x.action = 'mark_lost' or {{ app_closing_action('x.action', 'x.outcome') }} as closes,
+        coalesce(
+            t.created_at >= try_cast(
+                left(replace({{ json_text('x.payload', '$.occurrence') }}, 'T', ' '), 19) as timestamp
+            ) + interval 1 second,
+            false
+        ) as of_past_occurrence,
+        row_number() over (partition by x.task_id order by x.acted_at, x.action_id) as seq
+    from {{ ref('stg_app__actions') }} as x
+    inner join keyed as t using (task_id)
+),
+
+-- rule 1: the actions of the current occurrence are those after the last one naming a past occurrence
+current_actions as (
+    select *
+    from (
+        select
+            *,
+            max(case when of_past_occurrence then seq end) over (partition by task_id) as past_until
+        from acted
+    ) as a
+    where seq > coalesce(past_until, 0)
+),
+
+actions as (
+    select
+        task_id,
+        bool_or(closes) as is_closed,  -- rule 2: the first closing action closes it for good
+        -- rule 3: the latest action decides; a snooze counts only while it is the latest action
+        case when max_by(action, seq) = 'snooze' then max_by(snooze_until, seq) end as snoozed_until,
+        max_by(actor, seq) filter (where action = 'claim') as claimed_by,
+        max_by(assignee, seq) filter (where action = 'assign') as assignee,
+        max(acted_at) filter (where action = 'log_outreach') as last_outreach_at,
+        max_by(outcome, seq) filter (where action = 'log_outreach') as last_outreach_outcome,
+        max_by(action, seq) as last_action,
+        max(acted_at) as last_action_at
+    from current_actions
+    group by task_id
 )
 
 select
@@ -325,4 +397,4 @@ select
     ) as queue_rank
 from keyed as t
 left join actions as a using (task_id)
-where not coalesce(a.is_lost, false) and not coalesce(a.is_done, false)
+where not coalesce(a.is_closed, false)
