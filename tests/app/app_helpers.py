@@ -48,3 +48,18 @@ def rerun(at, home):
     with env(PTPULSE_HOME=str(home.home)):
         at.run()
     return at
+
+
+def wait_refresh(settings, timeout_s: float = 900):
+    """The app's background refresh (app/lib/refresh.py) once it has exited; its status."""
+    import time
+
+    from app.lib import refresh
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        status = refresh.status(settings)
+        if not status.running and status.exit_code is not None:
+            return status
+        time.sleep(2)
+    raise TimeoutError("the background refresh did not finish")

@@ -11,14 +11,13 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 import zipfile
 
 import duckdb
 import pytest
-from app_helpers import env, open_page, rendered_text, rerun
+from app_helpers import env, open_page, rendered_text, rerun, wait_refresh
 
-from app.lib import audit, auth, refresh, uploads
+from app.lib import audit, auth, uploads
 from ptpulse.core.config import get_settings
 
 pytestmark = pytest.mark.slow  # real builds: under xdist this file starts early (tests/conftest.py)
@@ -139,16 +138,6 @@ def test_ingest_json_reports_each_file_without_values(small_practice, tmp_path):
 # ------------------------------------------------------------------ the page, end to end
 
 
-def _wait_refresh(settings, timeout_s: float = 900) -> refresh.RefreshStatus:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        status = refresh.status(settings)
-        if not status.running and status.exit_code is not None:
-            return status
-        time.sleep(2)
-    raise TimeoutError("the background refresh did not finish")
-
-
 def test_upload_page_validates_lands_and_refreshes_to_a_served_overview(small_practice, empty_home):
     home = empty_home
     at = open_page(home, "manager", "upload")
@@ -182,7 +171,7 @@ def test_upload_page_validates_lands_and_refreshes_to_a_served_overview(small_pr
     events = audit.recent(home.app_db)["event"].tolist()
     assert "upload.ingested" in events and "refresh.started" in events
 
-    status = _wait_refresh(home)
+    status = wait_refresh(home)
     assert status.ok, status.tail
     # what landed is exactly what the table says (read once the refresh, a writer, is done with the file;
     # it skips the files the page already landed)

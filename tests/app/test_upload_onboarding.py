@@ -18,7 +18,7 @@ import time
 
 import duckdb
 import pytest
-from app_helpers import open_page, rendered_text, rerun
+from app_helpers import open_page, rendered_text, rerun, wait_refresh
 
 from app.lib import audit, refresh, uploads
 from ptpulse.core.config import get_settings
@@ -46,16 +46,6 @@ def _upload(at, home, files):
     rerun(at, home)
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def _wait_refresh(settings, timeout_s: float = 900) -> refresh.RefreshStatus:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        status = refresh.status(settings)
-        if not status.running and status.exit_code is not None:
-            return status
-        time.sleep(2)
-    raise TimeoutError("the background refresh did not finish")
 
 
 def test_upload_landing_at_the_end_of_a_running_refresh_is_built(built_home, copy_home):
@@ -95,7 +85,7 @@ def test_upload_landing_at_the_end_of_a_running_refresh_is_built(built_home, cop
         os.kill(old.pid, signal.SIGTERM)
         old.wait()
 
-    status = _wait_refresh(home)
+    status = wait_refresh(home)
     assert status.ok, status.tail
     con = duckdb.connect(str(home.home / "analytics.duckdb"), read_only=True)
     try:

@@ -142,8 +142,10 @@ attributed_roi as (
         'month' as grain,
         month as period_start,
         'attributed_roi' as kpi,
-        sum(revenue_usd) - sum(spend_usd) as numerator,
-        sum(spend_usd) as denominator,
+        -- a month without reported spend adds its credited revenue at $0 spend, as the Attribution page sums a
+        -- range (one statistic); with no spend at all the denominator is 0 and there is no value
+        sum(revenue_usd) - sum(coalesce(spend_usd, 0)) as numerator,
+        sum(coalesce(spend_usd, 0)) as denominator,
         null as cohort,
         null as pending
     from marketing, k
