@@ -55,23 +55,7 @@ if ctx.as_of is not None and ctx.as_of in {default_now, *clinic_nows.values()}:
 states = actions.task_states(
     app_db, candidates["task_id"].tolist(), dict(zip(candidates["task_id"], candidates["created_at"], strict=True))
 )
-leads = wq.lead_scores(ctx.reader)
-
-
-def assemble_on_clinic_clocks() -> pd.DataFrame:
-    """wq.assemble with each task's SLA countdown and snooze wake-up on its clinic's wall clock: the ranking (which
-    no clock changes) from one pass, each clinic clock's tasks from a pass at that clock."""
-    clocks = candidates["clinic_id"].map(clinic_nows).fillna(default_now)
-    distinct = list(dict.fromkeys(clocks))
-    if len(distinct) <= 1:
-        return wq.assemble(candidates, states, distinct[0] if distinct else default_now, leads)
-    ranked = wq.assemble(candidates, states, distinct[0], leads)
-    parts = [wq.assemble(candidates[clocks == clock], states, clock, leads) for clock in distinct]
-    rows = pd.concat(parts, ignore_index=True).drop(columns="rank").set_index("task_id").loc[ranked["task_id"]]
-    return rows.reset_index().assign(rank=ranked["rank"].to_numpy())[ranked.columns]
-
-
-queue = assemble_on_clinic_clocks()
+queue = wq.assemble(candidates, states, default_now, wq.lead_scores(ctx.reader), clinic_nows)
 
 n = wq.counts(queue)
 c1, c2, c3, c4, c5 = st.columns(5)

@@ -49,8 +49,15 @@ CLOSING_OUTCOMES: frozenset[str] = frozenset(k for k, o in outcomes().items() if
 # so an action names that occurrence. A model's task (ml.work_queue_tasks: one appointment, one claim) has one
 # occurrence; its created_at is the scoring time, which moves with every build.
 OCCURRENCE_RULES: frozenset[str] = frozenset(k for k, r in rules().items() if r.emitted_by == "work_queue_candidates")
+
+
 # The actions' order in a fold, the build's too: acted_at to the second (UTC ISO), then action_id.
-FOLD_ORDER = "substr(replace(acted_at, 'T', ' '), 1, 19), action_id"
+def fold_order(alias: str = "") -> str:
+    """The ORDER BY of a fold (`alias`: the actions table's alias with its dot, e.g. 'a.')."""
+    return f"substr(replace({alias}acted_at, 'T', ' '), 1, 19), {alias}action_id"
+
+
+FOLD_ORDER = fold_order()
 LOST_REASONS: tuple[str, ...] = (
     "Chose another provider",
     "Insurance / cost",
@@ -348,7 +355,7 @@ def task_states(
             con.executemany("insert or ignore into wanted values (?)", [(t,) for t in ids])
             rows = con.execute(
                 "select a.task_id, a.action, a.actor, a.acted_at, a.payload from actions a "
-                "join wanted w using (task_id) order by substr(replace(a.acted_at, 'T', ' '), 1, 19), a.action_id"
+                f"join wanted w using (task_id) order by {fold_order('a.')}"
             ).fetchall()
     return fold(rows, occurrences)
 

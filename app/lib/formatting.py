@@ -304,14 +304,15 @@ def freshness(as_of: Any, built_at: Any, now: datetime) -> str:
     return " · ".join(parts)
 
 
-def countdowns(due_at: pd.Series, now: datetime) -> tuple[pd.Series, pd.Series]:
+def countdowns(due_at: pd.Series, now: datetime | pd.Series) -> tuple[pd.Series, pd.Series]:
     """SLA countdowns of a column of due times, all at once (a chain's work queue holds ~100k tasks): (texts
     such as 'due in 3 h', 'overdue by 2 d' or 'due in 30 min', hours left: negative when overdue, NaN and
-    'no due time' without one)."""
+    'no due time' without one). `now`: one time, or one per due time (each task's clinic clock)."""
     due = pd.to_datetime(pd.Series(due_at).reset_index(drop=True), errors="coerce")
     if isinstance(due.dtype, pd.DatetimeTZDtype):
         due = due.dt.tz_localize(None)  # wall time in its own zone, as countdown's replace(tzinfo=None)
-    hours = (due - pd.Timestamp(now)) / pd.Timedelta(hours=1)
+    start = pd.to_datetime(now.reset_index(drop=True)) if isinstance(now, pd.Series) else pd.Timestamp(now)
+    hours = (due - start) / pd.Timedelta(hours=1)
     span = hours.abs()
     amount = np.where(span < 1, span * 60, np.where(span < 48, span, span / 24))
     unit = np.where(span < 1, " min", np.where(span < 48, " h", " d"))

@@ -118,16 +118,26 @@ def _rank_by_value(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def assemble(
-    candidates: pd.DataFrame, states: Mapping[str, TaskState], now: datetime, leads: pd.DataFrame | None = None
+    candidates: pd.DataFrame,
+    states: Mapping[str, TaskState],
+    now: datetime,
+    leads: pd.DataFrame | None = None,
+    clinic_nows: Mapping[str, datetime] | None = None,
 ) -> pd.DataFrame:
     """Candidates with their live state, SLA text and visibility, ranked by priority then due time.
 
     `leads` (from `lead_scores`): referral tasks within a priority are ranked by value at stake instead.
+    `clinic_nows`: clinic_id -> "now" on that clinic's wall clock (actions.clinic_now), in which its tasks' due
+    times and snooze ends are written; `now` for a task of any other clinic. The ranking uses no clock.
     """
     df = _attach_leads(candidates.copy(), leads).reset_index(drop=True)
+    clocks = (
+        df["clinic_id"].map(clinic_nows) if clinic_nows and "clinic_id" in df else pd.Series(pd.NaT, index=df.index)
+    )
+    row_now = pd.to_datetime(clocks).fillna(pd.Timestamp(now))  # each task's clinic clock
+    now_of_task = dict(zip(df["task_id"], row_now, strict=True))
     # the few tasks with actions, as a frame looked up by task id (a chain's queue holds ~100k candidates)
     acted = [st for t in dict.fromkeys(df["task_id"]) if (st := states.get(t)) is not None]
-    now_iso = now.isoformat()
     live = pd.DataFrame(
         {
             "status": [st.status or "open" for st in acted],
@@ -136,7 +146,7 @@ def assemble(
             "outreach_count": [st.outreach_count or 0 for st in acted],
             "snoozed_until": [st.snoozed_until for st in acted],
             "last_action_at": [st.last_at for st in acted],
-            "in_queue": [is_visible(st, now_iso) for st in acted],
+            "in_queue": [is_visible(st, now_of_task[st.task_id].isoformat()) for st in acted],
         },
         index=pd.Index([st.task_id for st in acted], dtype=object),
     )
@@ -150,7 +160,7 @@ def assemble(
     df["rule_label"] = df["rule"].map(rule_label)
     df["worked_by"] = df["rule"].map(worked_by)
     df.loc[(df["status"] == "snoozed") & df["in_queue"], "status"] = "open"
-    df["sla"], hours = countdowns(df["due_at"], now)
+    df["sla"], hours = countdowns(df["due_at"], row_now)
     df["hours_left"] = hours.to_numpy(float)  # NaN: no due time
     closed = df["status"].isin(CLOSED)  # a finished task has no clock running
     df.loc[closed, "sla"] = df.loc[closed, "status"].map(STATUS_LABELS)
