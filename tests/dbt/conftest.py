@@ -18,12 +18,14 @@ TINY = Path(__file__).parent / "tiny_practice"
 
 @pytest.fixture(scope="session")
 def tiny_home(tmp_path_factory) -> Settings:
-    """The hand-built tiny practice, built once per test run (shared_dir: one pytest-xdist worker builds it)."""
+    """The hand-built tiny practice, built once per test run (shared_dir: one pytest-xdist worker builds it).
+    This is the suite's one build with the dbt unit tests (a practice's build skips them): a failing unit test
+    fails it, and test_dbt_unit_tests.py reads what they did from its run_results.json."""
 
     def make(home: Path) -> None:
         settings = get_settings(home).ensure()
         ingest([TINY], settings)
-        result = build(settings)
+        result = build(settings, unit_tests=True)
         assert result.ok, result.message
 
     return get_settings(shared_dir(tmp_path_factory, "tiny_home", make)).ensure()
