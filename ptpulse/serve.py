@@ -801,9 +801,10 @@ class QueuedDelivery:
     Each check runs in its own thread: a provider that accepts the connection and never answers (a hung SMS
     gateway) holds that thread, not the loop, so exports dropped in incoming/ are still picked up and the status
     file stays current. One check at a time; one running longer than `budget_s` is logged and shown as stalled
-    in the status (`outbound.stalled_since`)."""
+    in the status (`outbound.stalled_since`). An unexpected error ends that check only: it is logged by its type
+    and place (never its text: it may quote a patient's value) and the next check runs as usual.
 
-    RETRIES = 2  # per message, as the app's default policy (app/templates/outreach.yml)
+    Retries per message: `policy.retries` of app/templates/outreach.yml, as the pages use it (read each check)."""
 
     def __init__(self, settings: Settings, every_s: float, budget_s: float = DELIVERY_BUDGET_S):
         self.settings, self.every_s, self.budget_s = settings, every_s, budget_s
@@ -838,15 +839,25 @@ class QueuedDelivery:
 
     def run(self, now: datetime | None = None) -> None:
         """One check, start to end (the thread's body; tests may call it directly)."""
+        import traceback
+
         from ptpulse.core import outbound
 
         counts = {"sent": 0, "failed": 0, "skipped": 0}
         try:
             chans = outbound.channels()
-            results = outbound.deliver_due(self.settings.app_db, chans, now or now_utc(), self.RETRIES, "service")
+            retries = outbound.policy_retries()
+            results = outbound.deliver_due(self.settings.app_db, chans, now or now_utc(), retries, "service")
         except (outbound.OutboundError, sqlite3.Error, OSError) as exc:
             log.warning("queued messages not delivered this time (%s): %s", type(exc).__name__, exc)
             self.status = {"checked_at": iso(now_utc()), "error": f"{type(exc).__name__}: {exc}"}
+            self._fresh = True
+            return
+        except Exception as exc:  # noqa: BLE001 - the delivery thread must not die; the next check runs as usual
+            where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            place = f" at {Path(where.filename).name}:{where.lineno}" if where else ""
+            log.error("queued messages not delivered this time: unexpected %s%s", type(exc).__name__, place)
+            self.status = {"checked_at": iso(now_utc()), "error": f"unexpected {type(exc).__name__}{place}"}
             self._fresh = True
             return
         for r in results:

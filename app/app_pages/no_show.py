@@ -108,7 +108,9 @@ if verdict != "refuse":
 
     # Bulk reminders (outbound, app/lib/send_ui.py): tomorrow's high-risk list, previewed before sending.
     with st.expander("Send reminders to the next clinic day's high-risk appointments", icon=":material/send:"):
-        send_ui.high_risk_dialog(ctx, start.date())
+        # the next clinic day after today by the reference clock (the Work queue's): the wall clock while the data is
+        # current (a build's as_of is the evening before), so the list is never today's appointments, some over
+        send_ui.high_risk_dialog(ctx, reference_now(ctx.as_of, datetime.now()).date())
 
 st.subheader("Can the percentages be trusted?")
 left, right = st.columns(2)

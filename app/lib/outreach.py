@@ -7,13 +7,16 @@ skipped by one page. Pure of Streamlit; the channels are ptpulse.core.outbound's
 State lives in app.sqlite beside the work-queue actions (interfaces.md section 4):
     messages(message_id PK, batch_id, task_id, patient_id, channel, template, to_addr, subject, body, status
              queued|sending|sent|failed|skipped, reason, attempts, not_before, provider_id, action_id, actor,
-             created_at, updated_at, claimed_by, claimed_at)  -- its DDL is ptpulse.core.outbound's (serve sends too)
+             created_at, updated_at, claimed_by, claimed_at, appointment_at, occurrence, clinic_zone)
+             -- its DDL (and its migration) is ptpulse.core.outbound's (serve sends too)
     contact_consent(id PK, patient_id, channel sms|email|any, status granted|revoked, source, recorded_by,
-                    recorded_at)  -- append-only; the latest row per (patient, channel) wins
-A sent message is written back as a `log_outreach` action (method sms/email, outcome left_message), so the
-queue shows it at once and the next build counts it. A message is `sent` only after the provider accepted
-it; a failure stays `failed` (with the reason) until a retry succeeds. Every delivery first claims its row
-(`sending`), so a page render, a second page and `ptpulse serve` delivering at once send each message once.
+                    recorded_at, consented_at)  -- append-only; outbound.consent_decision folds it: an opt-out
+                    stands until a grant newer by its own consent date (or a START reply)
+A sent message is written back as a `log_outreach` action (method sms/email, outcome left_message, the task's
+occurrence), so the queue shows it at once and the next build counts it. A message is `sent` only after the
+provider accepted it; a failure stays `failed` (with the reason) until a retry succeeds. Every delivery first
+claims its row (`sending`), so a page render, a second page and `ptpulse serve` delivering at once send each
+message once. A reminder is never sent for an appointment that has begun (planned, queued or retried).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import os
 import re
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -49,6 +52,7 @@ CHANNELS = ("sms", "email")
 SMS_FIELDS = frozenset({"first_name", "clinic_name", "appointment_time"})  # minimum PHI in an SMS body
 EMAIL_FIELDS = SMS_FIELDS | {"last_name", "therapist_name"}
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"})
+START_WORDS = frozenset({"START", "UNSTOP"})  # the carriers' opt-in words (an explicit opt-in after a STOP)
 
 SCHEMA = """
 create table if not exists contact_consent (
@@ -58,7 +62,8 @@ create table if not exists contact_consent (
     status      text not null check (status in ('granted', 'revoked')),
     source      text not null,
     recorded_by text not null,
-    recorded_at text not null
+    recorded_at text not null,
+    consented_at text
 );
 create index if not exists consent_patient on contact_consent(patient_id, id);
 """
@@ -146,15 +151,21 @@ def load(path: Path = TEMPLATES_FILE) -> tuple[dict[str, Template], Policy]:
 
 @contextmanager
 def _db(path: Path) -> Iterator[sqlite3.Connection]:
-    """actions.connect (WAL, busy timeout, the actions schema) plus the outreach tables."""
+    """actions.connect (WAL, busy timeout, the actions schema) plus the outreach tables, older ones migrated
+    (outbound.ensure_message_log adds the columns an older app.sqlite lacks)."""
     with actions.connect(path) as con:
-        outbound.ensure_message_log(con)
         con.executescript(SCHEMA)
+        outbound.ensure_message_log(con)
         yield con
 
 
 def _iso(dt: datetime) -> str:
     return dt.isoformat(timespec="seconds")
+
+
+def _iso_or_none(dt: Any) -> str | None:
+    """_iso of a plan's time column; None for a row without one (None, or NaT once pandas made it a column)."""
+    return None if dt is None or pd.isna(dt) else _iso(dt)
 
 
 def _aware(dt: datetime) -> datetime:
@@ -168,49 +179,78 @@ def _aware(dt: datetime) -> datetime:
 def record_consent(
     app_db: Path, patient_id: str, channel: str, granted: bool, source: str, actor: str, at: datetime | None = None
 ) -> None:
-    """Append one consent decision (granted or revoked) for a patient and channel (sms, email or any)."""
+    """Append one consent decision (granted or revoked) for a patient and channel (sms, email or any), made at
+    `at` (default now): its own date, so a grant recorded this way after an opt-out lifts it (consent_decision)."""
     if channel not in (*CHANNELS, "any"):
         raise OutreachError(f"consent channel must be sms, email or any (got {channel!r}).")
+    when = _iso(_aware(at or datetime.now()))
     with _db(app_db) as con:
         con.execute(
-            "insert into contact_consent(patient_id, channel, status, source, recorded_by, recorded_at) "
-            "values (?, ?, ?, ?, ?, ?)",
-            (
-                str(patient_id),
-                channel,
-                "granted" if granted else "revoked",
-                source,
-                actor,
-                _iso(_aware(at or datetime.now())),
-            ),
+            "insert into contact_consent(patient_id, channel, status, source, recorded_by, recorded_at, "
+            "consented_at) values (?, ?, ?, ?, ?, ?, ?)",
+            (str(patient_id), channel, "granted" if granted else "revoked", source, actor, when, when),
         )
 
 
 def record_reply(app_db: Path, patient_id: str, text: str, channel: str = "sms") -> bool:
-    """A patient's reply: STOP (and the carriers' other opt-out words) revokes consent for that channel.
+    """A patient's reply: STOP (and the carriers' other opt-out words) revokes consent for that channel; START
+    (or UNSTOP) grants it again (an explicit opt-in, which lifts an earlier STOP).
 
-    Returns True when the reply was an opt-out. The reply text itself is not stored."""
-    if str(text).strip().upper() not in STOP_WORDS:
+    Returns True when the reply was an opt-out. The reply text itself is not stored. No inbound endpoint calls
+    this yet: STOP replies reach PT Pulse through the provider's opt-out list (import_consent)."""
+    word = str(text).strip().upper()
+    if word in START_WORDS:
+        record_consent(app_db, patient_id, channel, True, outbound.OPT_IN_SOURCE, "patient")
+        return False
+    if word not in STOP_WORDS:
         return False
     record_consent(app_db, patient_id, channel, False, "reply:STOP", "patient")
     return True
 
 
 CONSENT_COLUMNS = ("patient_id", "channel", "consent")
+CONSENT_DATE_COLUMN = "consent_date"  # optional: the decision's own date as the source records it
 _YES = {"yes", "y", "true", "1", "granted", "opt_in", "opt-in"}
 _NO = {"no", "n", "false", "0", "revoked", "opt_out", "opt-out", "stop"}
+OUT_OF_SCOPE = "the patient was not seen at your clinics"
 
 
-def import_consent(app_db: Path, data: bytes | str, source: str, actor: str) -> int:
-    """Import a consent CSV (patient_id, channel sms|email|any, consent yes|no; the EMR's consent export or the
-    SMS provider's opt-out list); returns rows imported. Refuses the whole file naming the line and column."""
+@dataclass(frozen=True)
+class ConsentImport:
+    """What an import did: rows imported, and the file's lines refused (patients outside the importer's clinics)."""
+
+    imported: int
+    refused_lines: tuple[int, ...] = ()
+
+    def message(self) -> str:
+        text = f"Imported {self.imported:,} consent entries."
+        if self.refused_lines:
+            lines = ", ".join(map(str, self.refused_lines[:20])) + (" …" if len(self.refused_lines) > 20 else "")
+            text += f" Refused {len(self.refused_lines):,} line(s) ({lines}): {OUT_OF_SCOPE}."
+        return text
+
+
+def import_consent(
+    app_db: Path,
+    data: bytes | str,
+    source: str,
+    actor: str,
+    in_scope: Callable[[list[str]], set[str] | None] | None = None,
+) -> ConsentImport:
+    """Import a consent CSV (patient_id, channel sms|email|any, consent yes|no, optional consent_date; the EMR's
+    consent export or the SMS provider's opt-out list). Refuses the whole file naming the line and column.
+
+    `consent_date` (a date or date-time, e.g. 2026-03-10) is the decision's own date as the source records it: a
+    `yes` lifts an earlier opt-out only when this date is after it (outbound.consent_decision); a `yes` without
+    one (a routine re-import of the EMR's export) never undoes a STOP. `in_scope`: for an importer limited to some
+    clinics, returns which of the file's patients they may manage (None = all); the other rows are refused."""
     text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in CONSENT_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise OutreachError(
             f"{source}: missing column(s) {', '.join(missing)}; the file needs a header "
-            "patient_id,channel,consent (channel sms, email or any; consent yes or no)."
+            "patient_id,channel,consent (channel sms, email or any; consent yes or no; optionally consent_date)."
         )
     rows = []
     for line, row in enumerate(reader, start=2):
@@ -222,21 +262,34 @@ def import_consent(app_db: Path, data: bytes | str, source: str, actor: str) -> 
             raise OutreachError(f"{source} line {line}: column channel must be sms, email or any.")
         if consent not in _YES | _NO:
             raise OutreachError(f"{source} line {line}: column consent must be yes or no.")
-        rows.append((pid, channel, "granted" if consent in _YES else "revoked"))
+        when = (row.get(CONSENT_DATE_COLUMN) or "").strip()
+        if when:
+            try:
+                when = _iso(_aware(datetime.fromisoformat(when)))
+            except ValueError:
+                raise OutreachError(
+                    f"{source} line {line}: column {CONSENT_DATE_COLUMN} must be a date like 2026-03-10 "
+                    "(or a date and time), or empty."
+                ) from None
+        rows.append((line, pid, channel, "granted" if consent in _YES else "revoked", when or None))
+    allowed = in_scope(sorted({r[1] for r in rows})) if in_scope is not None and rows else None
+    refused = tuple(r[0] for r in rows if allowed is not None and r[1] not in allowed)
+    kept = [r for r in rows if allowed is None or r[1] in allowed]
     at = _iso(datetime.now().astimezone())
     with _db(app_db) as con:
         con.execute("begin immediate")
         con.executemany(
-            "insert into contact_consent(patient_id, channel, status, source, recorded_by, recorded_at) "
-            "values (?, ?, ?, ?, ?, ?)",
-            [(p, c, s, source, actor, at) for p, c, s in rows],
+            "insert into contact_consent(patient_id, channel, status, source, recorded_by, recorded_at, "
+            "consented_at) values (?, ?, ?, ?, ?, ?, ?)",
+            [(p, c, s, source, actor, at, w) for _, p, c, s, w in kept],
         )
         con.execute("commit")
-    return len(rows)
+    return ConsentImport(len(kept), refused)
 
 
 def consent_status(app_db: Path, patient_ids: Iterable[str], channel: str) -> dict[str, tuple[str, str]]:
-    """(status, source) of the latest consent row per patient for the channel (or 'any'); absent = no record."""
+    """(status, source) of each patient's consent for the channel (or 'any') by outbound.consent_decision's rule
+    (an opt-out stands until a grant newer by its own date); absent = no record."""
     ids = list(dict.fromkeys(str(p) for p in patient_ids))
     if not ids:
         return {}
@@ -245,11 +298,15 @@ def consent_status(app_db: Path, patient_ids: Iterable[str], channel: str) -> di
         con.execute("delete from wanted_p")
         con.executemany("insert or ignore into wanted_p values (?)", [(p,) for p in ids])
         rows = con.execute(
-            "select c.patient_id, c.status, c.source from contact_consent c join wanted_p using (patient_id) "
-            "where c.channel in (?, 'any') order by c.id",
+            "select c.patient_id, c.status, c.source, c.consented_at, c.recorded_at from contact_consent c "
+            "join wanted_p using (patient_id) where c.channel in (?, 'any') order by c.id",
             (channel,),
         ).fetchall()
-    return {pid: (status, source) for pid, status, source in rows}  # later rows overwrite: latest wins
+    by_patient: dict[str, list[tuple]] = {}
+    for pid, *rest in rows:
+        by_patient.setdefault(pid, []).append(tuple(rest))
+    out = {pid: outbound.consent_decision(r) for pid, r in by_patient.items()}
+    return {pid: d for pid, d in out.items() if d is not None}
 
 
 # ---------------------------------------------------------------------------------------------- planning
@@ -368,6 +425,51 @@ def render(template: Template, channel: str, row: Mapping[str, Any]) -> tuple[st
 
 
 RECIPIENT_COLUMNS = ("task_id", "patient_id", "first_name", "last_name", "phone", "email", "clinic_name")
+PLAN_COLUMNS = (
+    "task_id",
+    "patient_id",
+    "first_name",
+    "to_addr",
+    "subject",
+    "body",
+    "decision",
+    "reason",
+    "not_before",
+    "appointment_at",
+    "occurrence",
+    "clinic_zone",
+)
+_ADDR_PART = r"[^@\s<>(),;:\"\[\]\\\x00-\x1f\x7f]+"
+EMAIL_ADDRESS = re.compile(rf"{_ADDR_PART}@{_ADDR_PART}\.{_ADDR_PART}")
+
+
+def valid_email(addr: Any) -> bool:
+    """An address one email header can hold as one recipient: name@domain.tld, no space or line break in it."""
+    return bool(EMAIL_ADDRESS.fullmatch(str(addr)))
+
+
+def _mentions_appointment(template: Template, channel: str) -> bool:
+    """Whether this template's message is about an appointment (a reminder, or a text quoting its time)."""
+    used = _fields(template.sms) if channel == "sms" else _fields(template.email_subject) | _fields(template.email_body)
+    return template.needs == "appointment" or "appointment_time" in used
+
+
+def _appointment_at(value: Any, zone_name: Any, now: datetime) -> datetime | None:
+    """The appointment's instant: its time (the clinic's wall clock, as the marts hold it) in the clinic's zone, or
+    the practice default / server's zone (_zone_without_clinic_zone), else now's offset. None when absent."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return None
+    if pd.isna(ts):
+        return None
+    at = ts.to_pydatetime()
+    if at.tzinfo is not None:
+        return at
+    zone = clinic_zone(zone_name) or _zone_without_clinic_zone(now)
+    return at.replace(tzinfo=zone if zone is not None else now.tzinfo)
 
 
 def plan(
@@ -381,12 +483,16 @@ def plan(
     """Per recipient: the decision (send, queue for after quiet hours, or skip with the reason) and the message.
 
     Columns: task_id, patient_id, first_name, to_addr, subject, body, decision (send|queue|skip), reason,
-    not_before. Nothing is written: this is the preview, and `send` re-plans at the moment of sending."""
+    not_before, appointment_at (the instant of the appointment a reminder is for), occurrence (the task's, from
+    the recipients' created_at: actions.occurrence_key) and clinic_zone. Nothing is written: this is the preview,
+    and `send` re-plans at the moment of sending. A reminder whose appointment has begun by `now`, or would have
+    by the end of quiet hours, is skipped."""
     now = _aware(now)
     df = recipients.reset_index(drop=True).copy()
-    for c in (*RECIPIENT_COLUMNS, "appointment_time", "therapist_name", "clinic_timezone"):
+    for c in (*RECIPIENT_COLUMNS, "appointment_time", "therapist_name", "clinic_timezone", "created_at"):
         if c not in df:
             df[c] = None
+    about_appointment = _mentions_appointment(template, channel)
     addr_col = "phone" if channel == "sms" else "email"
     consent = consent_status(app_db, df["patient_id"].dropna().astype(str), channel)
     since = now - timedelta(hours=policy.cap_hours)
@@ -400,6 +506,12 @@ def plan(
         addr = None if addr is None or (not isinstance(addr, str) and pd.isna(addr)) or not str(addr).strip() else addr
         if channel == "sms" and addr is not None:
             addr = e164(addr) or ""  # "" = a number that is not one: skipped below with its own reason
+        elif addr is not None:
+            addr = str(addr).strip()
+            addr = addr if valid_email(addr) else ""
+        zone_name = row.get("clinic_timezone")
+        zone_name = None if zone_name is None or (not isinstance(zone_name, str) and pd.isna(zone_name)) else zone_name
+        appt_at = _appointment_at(row.get("appointment_time"), zone_name, now) if about_appointment else None
         subject, body = render(template, channel, row)
         decision, reason, not_before = "send", "", None
         status = consent.get(pid or "")
@@ -407,10 +519,14 @@ def plan(
             decision, reason = "skip", "no patient linked to this task"
         elif template.needs == "appointment" and not _time_text(row.get("appointment_time")):
             decision, reason = "skip", "no upcoming appointment to remind of"
+        elif appt_at is not None and appt_at <= now:
+            decision, reason = "skip", outbound.APPOINTMENT_PASSED
         elif addr is None:
             decision, reason = "skip", f"no {'mobile number' if channel == 'sms' else 'email address'} on file"
-        elif addr == "":
+        elif addr == "" and channel == "sms":
             decision, reason = "skip", "the phone number on file is not a valid number (correct it in the EMR)"
+        elif addr == "":
+            decision, reason = "skip", "the email address on file is not a valid email address (correct it in the EMR)"
         elif status is not None and status[0] == "revoked":
             decision = "skip"
             reason = "opted out (replied STOP)" if status[1] == "reply:STOP" else f"opted out of {channel}"
@@ -419,9 +535,13 @@ def plan(
         elif recent.get(pid, 0) + planned.get(pid, 0) >= policy.cap_messages:
             decision = "skip"
             reason = f"frequency cap: already messaged {policy.cap_messages}× within {policy.cap_hours:g} h"
-        elif (quiet_until := _quiet_until(now, row.get("clinic_timezone"), policy, quiet_by_zone)) is not None:
-            decision, not_before = "queue", quiet_until
-            reason = f"quiet hours: sends at {quiet_until:%H:%M} clinic time"
+        elif (quiet_until := _quiet_until(now, zone_name, policy, quiet_by_zone)) is not None:
+            if appt_at is not None and appt_at <= quiet_until:
+                decision = "skip"
+                reason = f"appointment is before quiet hours end ({quiet_until:%H:%M} clinic time)"
+            else:
+                decision, not_before = "queue", quiet_until
+                reason = f"quiet hours: sends at {quiet_until:%H:%M} clinic time"
         if decision != "skip" and pid is not None:
             planned[pid] = planned.get(pid, 0) + 1
         out.append(
@@ -435,22 +555,12 @@ def plan(
                 "decision": decision,
                 "reason": reason,
                 "not_before": not_before,
+                "appointment_at": appt_at,
+                "occurrence": actions.occurrence_key(str(row.get("task_id") or ""), row.get("created_at")),
+                "clinic_zone": zone_name,
             }
         )
-    return pd.DataFrame(
-        out,
-        columns=[
-            "task_id",
-            "patient_id",
-            "first_name",
-            "to_addr",
-            "subject",
-            "body",
-            "decision",
-            "reason",
-            "not_before",
-        ],
-    )
+    return pd.DataFrame(out, columns=list(PLAN_COLUMNS))
 
 
 def summary(planned: pd.DataFrame) -> str:
@@ -536,8 +646,8 @@ def send(
                 )
             cur = con.execute(
                 "insert into messages(batch_id, task_id, patient_id, channel, template, to_addr, subject, body, "
-                "status, reason, not_before, actor, created_at, updated_at, claimed_by, claimed_at) "
-                "values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "status, reason, not_before, actor, created_at, updated_at, claimed_by, claimed_at, appointment_at, "
+                "occurrence, clinic_zone) values (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     batch,
                     p["task_id"],
@@ -549,12 +659,15 @@ def send(
                     p["body"],
                     status,
                     reason,
-                    _iso(p["not_before"]) if p["not_before"] is not None else None,
+                    _iso_or_none(p["not_before"]),
                     actor,
                     at,
                     at,
                     token if status == "sending" else None,
                     outbound.claim_time() if status == "sending" else None,
+                    _iso_or_none(p["appointment_at"]),
+                    p["occurrence"],
+                    p["clinic_zone"],
                 ),
             )
             mid = int(cur.lastrowid)
@@ -580,16 +693,80 @@ def deliver_due(
         return outbound.deliver_due(app_db, dict(channels), _aware(now), policy.retries, role, policy.retry_wait_s)
 
 
-def retry(app_db: Path, message_ids: Iterable[int], channels: Mapping[str, Channel], policy: Policy, role: str = ""):
-    """Try failed messages again (the page's Retry button); a success is written back like any send. Two people
-    pressing Retry at once send each message once (the claim takes it from `failed` for one of them only)."""
-    out = []
+def retry(
+    app_db: Path,
+    message_ids: Iterable[int],
+    channels: Mapping[str, Channel],
+    policy: Policy,
+    role: str = "",
+    actor: str = "",
+    now: datetime | None = None,
+) -> list[Result]:
+    """Try failed messages again (the page's Retry button) under the rules of a send, checked at the moment of the
+    retry: consent (an opt-out since the failure wins: skipped), the appointment still ahead, the frequency cap
+    (counted inside the write transaction, as `send` does: a colleague's message since the failure counts) and
+    quiet hours (queued until they end, as `send` queues). A success is written back by `actor` (who pressed
+    Retry; the payload keeps who asked for the message); no actor given = the original sender.
+
+    Two people pressing Retry at once send each message once: the claim (failed -> sending) is taken in the same
+    write transaction as the checks, for one of them only."""
+    now = _aware(now or datetime.now())
+    since = now - timedelta(hours=policy.cap_hours)
+    cap_reason = f"frequency cap: already messaged {policy.cap_messages}× within {policy.cap_hours:g} h"
+    out: list[Result] = []
     for mid in message_ids:
         with _db(app_db) as con:
-            row = con.execute("select channel, status, actor from messages where message_id = ?", (mid,)).fetchone()
-        if row is None or row[1] != "failed" or row[0] not in channels:
+            con.execute("begin immediate")
+            try:
+                row = con.execute(
+                    "select channel, status, actor, patient_id, task_id, appointment_at, clinic_zone from messages "
+                    "where message_id = ?",
+                    (int(mid),),
+                ).fetchone()
+                if row is None or row[1] != "failed" or row[0] not in channels:
+                    con.execute("rollback")
+                    continue
+                ch, _, sender, pid, task_id, appointment_at, zone_name = row
+                who = actor or sender
+                consent = outbound.latest_consent(con, pid, ch)
+                status, reason, not_before, token = "skipped", "", None, None
+                if pid is None:
+                    reason = "no patient linked to this task"
+                elif consent is None or consent[0] != "granted":
+                    reason = f"opted out of {ch} since the failure" if consent else f"no {ch} consent on file"
+                elif outbound.appointment_passed(appointment_at, now):
+                    reason = outbound.APPOINTMENT_PASSED
+                elif _recent_counts_in(con, [pid], since).get(pid, 0) >= policy.cap_messages:
+                    reason = cap_reason
+                elif (until := _quiet_until(now, zone_name, policy, {})) is not None:
+                    if outbound.appointment_passed(appointment_at, until):
+                        reason = f"appointment is before quiet hours end ({until:%H:%M} clinic time)"
+                    else:
+                        status, not_before = "queued", _iso(until)
+                        reason = f"quiet hours: sends at {until:%H:%M} clinic time"
+                else:
+                    status, reason, token = "sending", None, outbound.claim_token(who)
+                con.execute(
+                    "update messages set status = ?, reason = ?, not_before = coalesce(?, not_before), "
+                    "claimed_by = ?, claimed_at = ?, updated_at = ? where message_id = ? and status = 'failed'",
+                    (
+                        status,
+                        reason,
+                        not_before,
+                        token,
+                        outbound.claim_time() if token else None,
+                        outbound.claim_time(),
+                        int(mid),
+                    ),
+                )
+                con.execute("commit")
+            except BaseException:
+                con.execute("rollback")
+                raise
+        if token is None:
+            out.append(Result(int(mid), task_id, status, reason or ""))
             continue
-        done = _deliver(app_db, mid, channels[row[0]], policy, row[2], role, from_statuses=("failed",))
+        done = _deliver(app_db, int(mid), channels[ch], policy, who, role, token)
         if done.status != "sending":
             out.append(done)
     return out

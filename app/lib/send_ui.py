@@ -57,7 +57,15 @@ def _results(ctx, key: str, chans, policy) -> None:
         for reason, count in failed["reason"].value_counts().items():
             st.caption(f"Failed ({int(count)}): {reason}")
         if st.button(f"Retry {len(failed)} failed", key=f"{key}_retry"):
-            outreach.retry(ctx.settings.app_db, failed["message_id"].tolist(), chans, policy, ctx.user.role)
+            outreach.retry(
+                ctx.settings.app_db,
+                failed["message_id"].tolist(),
+                chans,
+                policy,
+                ctx.user.role,
+                actor=ctx.user.email,
+                now=datetime.now().astimezone(),
+            )
             st.rerun()
 
 
@@ -175,17 +183,25 @@ def consent_import(ctx, key: str) -> None:
     """Owners and managers import consent and opt-out lists (EMR consent export, the SMS provider's STOP list)."""
     with st.expander("Consent and opt-outs"):
         st.caption(
-            "Only patients with consent on file are messaged; a STOP reply or a 'no' revokes it. Import a CSV with "
-            "columns patient_id, channel (sms, email or any), consent (yes or no); the latest entry wins."
+            "Only patients with consent on file are messaged. Import a CSV with columns patient_id, channel (sms, "
+            "email or any), consent (yes or no) and optionally consent_date (the date the source gives the "
+            "decision). A 'no' (the SMS provider's opt-out list, a STOP) always takes effect; a later 'yes' lifts it "
+            "only with a consent_date after the opt-out, so re-importing an older consent export does not undo a STOP."
         )
         up = st.file_uploader("Consent CSV", type=["csv"], key=f"{key}_consent")
         if up is not None and st.button("Import consent", key=f"{key}_consent_go"):
             try:
-                n = outreach.import_consent(ctx.settings.app_db, up.getvalue(), up.name, ctx.user.email)
+                done = outreach.import_consent(
+                    ctx.settings.app_db,
+                    up.getvalue(),
+                    up.name,
+                    ctx.user.email,
+                    in_scope=lambda ids: q.patients_in_scope(ctx.reader, ids),
+                )
             except outreach.OutreachError as exc:
                 st.error(str(exc))
             else:
-                st.success(f"Imported {n:,} consent entries.")
+                (st.warning if done.refused_lines else st.success)(done.message())
 
 
 def task_dialog(ctx, task_id: str) -> None:

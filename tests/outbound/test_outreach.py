@@ -188,6 +188,7 @@ def test_frequency_cap_per_patient(setup, sms_server):
         ("sent", ""),
     ]
     both = pd.concat([people("2"), people("2")])  # the same patient twice in one bulk list: once
+    both["appointment_time"] = datetime(2026, 3, 13, 9, 30)  # still ahead the day after
     day_after = NOON + timedelta(hours=30)
     assert [r.status for r in outreach.send(app_db, both, t, "sms", {"sms": sms}, "d", day_after, policy)] == [
         "sent",
@@ -214,7 +215,7 @@ def test_failed_send_is_retried_then_shown_failed_never_sent(setup, sms_server):
     assert actions.history(app_db, task_id) == []
     log = outreach.messages(app_db, [task_id])
     assert log["status"].tolist() == ["failed"]
-    (again,) = outreach.retry(app_db, [bad.message_id], {"sms": sms}, policy)  # the page's Retry button
+    (again,) = outreach.retry(app_db, [bad.message_id], {"sms": sms}, policy, now=NOON)  # the page's Retry button
     assert again.status == "sent" and rows(app_db)[1][0] == "sent"
     assert actions.history(app_db, task_id)[0]["message_id"] == bad.message_id
 
@@ -238,8 +239,9 @@ def test_unconfigured_channel_and_unreachable_server_fail_visibly(setup, tmp_pat
     (none,) = outreach.send(app_db, people("1"), t, "sms", {}, "d", NOON, policy)
     assert none.status == "failed" and "not configured" in none.reason
     dead = outbound.SmtpSettings(host="127.0.0.1", port=1, security="none", sender="x@y", timeout_s=2)
+    later = people("1").assign(appointment_time=datetime(2026, 3, 13, 9, 30))
     (res,) = outreach.send(
-        app_db, people("1"), t, "email", {"email": outbound.EmailChannel(dead)}, "d", NOON + timedelta(days=2), policy
+        app_db, later, t, "email", {"email": outbound.EmailChannel(dead)}, "d", NOON + timedelta(days=2), policy
     )
     assert res.status == "failed" and "127.0.0.1:1" in res.reason
 
@@ -271,7 +273,7 @@ def test_settings_come_from_env_and_never_show_the_secret(monkeypatch, tmp_path)
 def test_consent_import_and_its_errors(setup):
     app_db, _, _ = setup
     n = outreach.import_consent(app_db, b"patient_id,channel,consent\n1,sms,yes\n2,any,no\n", "consent.csv", "owner")
-    assert n == 2
+    assert n.imported == 2 and n.refused_lines == ()
     assert outreach.consent_status(app_db, ["1", "2", "3"], "sms") == {
         "1": ("granted", "consent.csv"),
         "2": ("revoked", "consent.csv"),
@@ -492,7 +494,8 @@ def test_quiet_hours_end_at_0800_the_night_the_clocks_go_back(setup, server_in_c
     outreach.record_consent(app_db, "1", "sms", True, "intake form", "d")
     now = datetime(2026, 10, 31, 21, 0).astimezone()  # what the send dialog passes: datetime.now().astimezone()
     assert now.utcoffset() == timedelta(hours=-5)
-    preview = outreach.plan(app_db, people("1"), templates["appointment_reminder"], "sms", now, policy)
+    who = people("1").assign(appointment_time=datetime(2026, 11, 2, 9, 30))
+    preview = outreach.plan(app_db, who, templates["appointment_reminder"], "sms", now, policy)
     (until,) = preview["not_before"].tolist()
     chicago = until.astimezone(ZoneInfo("America/Chicago"))
     assert (chicago.date().isoformat(), chicago.hour, chicago.minute) == ("2026-11-01", 8, 0)
@@ -505,7 +508,8 @@ def test_practice_default_zone_applies_to_a_clinic_without_one(setup, monkeypatc
     monkeypatch.setenv("PTPULSE_DEFAULT_TIMEZONE", "America/Chicago")
     outreach.record_consent(app_db, "1", "sms", True, "intake form", "d")
     now = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)  # 21:00 CDT on Oct 31, whatever the server's zone
-    preview = outreach.plan(app_db, people("1"), templates["appointment_reminder"], "sms", now, policy)
+    who = people("1").assign(appointment_time=datetime(2026, 11, 2, 9, 30))
+    preview = outreach.plan(app_db, who, templates["appointment_reminder"], "sms", now, policy)
     (until,) = preview["not_before"].tolist()
     assert until == datetime(2026, 11, 1, 8, 0, tzinfo=ZoneInfo("America/Chicago"))
     assert until.astimezone(UTC).hour == 14

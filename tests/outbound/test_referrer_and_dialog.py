@@ -1,18 +1,20 @@
 """The referrer report's figures equal the marts (HTML the PDF is printed from, the PDF itself, the email), and
-the Work queue's send dialog previews before sending and shows what the log says (AppTest, real build)."""
+the Work queue's send dialog previews before sending and shows what the log says; No-show risk's bulk reminder
+lists the next clinic day after the reference clock; recipients carry their task's occurrence; a clinic-scoped
+manager's consent import refuses patients of other clinics (AppTest, real build)."""
 
 from __future__ import annotations
 
 import email as email_parser
 import shutil
-from datetime import date
+from datetime import date, datetime, time
 from email import policy as email_policy
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from app.lib import outreach, referrer_report
+from app.lib import formatting, outreach, referrer_report, send_ui
 from app.lib.auth import Scope
 from app.lib.db import AnalyticsDb
 from app.lib.queries import outreach as q
@@ -103,9 +105,25 @@ def test_referrer_report_is_emailed_as_a_pdf(home, smtp_server, print_browser):
     assert part.get_filename() == name and part.get_payload(decode=True) == pdf
 
 
-def sms_channel(sms_server, monkeypatch, tmp_path):
+def build_as_of(home) -> datetime:
+    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+        return con.execute("select max(as_of) from marts.build_info").fetchone()[0]
+
+
+def sms_channel(sms_server, monkeypatch, tmp_path, home=None):
     """The SMS channel configured against the test server (no secrets file), quiet hours off (tests may run at
-    night); returns the server's record of requests."""
+    night) and, given the home, the send dialog's clock at the build's as_of (the generated practice's upcoming
+    appointments are ahead of that, not of the machine's clock, and a reminder for a passed one is skipped);
+    returns the server's record of requests."""
+    if home is not None:
+        at = build_as_of(home)
+
+        class Clock(datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return at if tz is None else at.astimezone(tz)
+
+        monkeypatch.setattr(send_ui, "datetime", Clock)
     monkeypatch.setenv("PTPULSE_SECRETS_FILE", str(tmp_path / "none.toml"))
     monkeypatch.setenv("PTPULSE_SMS_ACCOUNT_SID", "ACtest0001")
     monkeypatch.setenv("PTPULSE_SMS_AUTH_TOKEN", "tok-secret-123")
@@ -118,7 +136,7 @@ def sms_channel(sms_server, monkeypatch, tmp_path):
 def test_send_dialog_previews_then_sends_and_shows_the_log(home, sms_server, monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
-    api = sms_channel(sms_server, monkeypatch, tmp_path)
+    api = sms_channel(sms_server, monkeypatch, tmp_path, home)
 
     with scoped_environ({"PTPULSE_HOME": str(home.home), "PTPULSE_DEMO_ROLE": "front_desk"}):
         at = AppTest.from_file(str(APP), default_timeout=90)
@@ -164,7 +182,7 @@ def test_send_click_after_the_task_was_closed_sends_nothing(home, sms_server, mo
 
     from app.lib import actions
 
-    api = sms_channel(sms_server, monkeypatch, tmp_path)
+    api = sms_channel(sms_server, monkeypatch, tmp_path, home)
 
     with scoped_environ({"PTPULSE_HOME": str(home.home), "PTPULSE_DEMO_ROLE": "front_desk"}):
         at = AppTest.from_file(str(APP), default_timeout=90)
@@ -186,3 +204,66 @@ def test_send_click_after_the_task_was_closed_sends_nothing(home, sms_server, mo
         assert any("changed since the preview" in e.value and "nothing was sent" in e.value for e in at.error)
     assert api.requests == []  # nobody was texted
     assert len(outreach.messages(home.app_db, limit=100_000)) == logged_before  # nothing logged either
+
+
+def test_no_show_bulk_reminders_are_for_the_day_after_the_reference_now(home, monkeypatch):
+    """The nightly build's as_of is the evening before; on the next clinic day's afternoon the bulk reminder must
+    list the day after it (the reference clock, as the Work queue's), not that day's appointments, some already
+    over (before: the day after the build's as_of, i.e. today)."""
+    from streamlit.testing.v1 import AppTest
+
+    as_of = build_as_of(home)
+    r = reader(home, "manager")
+    today = q.next_clinic_day(r, ALL, as_of.date())  # what the page listed before
+    wall = datetime.combine(today, time(14, 0))
+    assert formatting.reference_now(as_of, wall) == wall  # the data is current at that wall clock
+    expected = q.next_clinic_day(r, ALL, today)
+    assert expected is not None and expected > today
+    real = formatting.reference_now
+    monkeypatch.setattr(formatting, "reference_now", lambda a, _wall, *args, **kw: real(a, wall, *args, **kw))
+
+    with scoped_environ({"PTPULSE_HOME": str(home.home), "PTPULSE_DEMO_ROLE": "manager"}):
+        at = AppTest.from_file(str(APP), default_timeout=90)
+        at.run()
+        at.switch_page("app_pages/no_show.py").run()
+    assert not at.exception
+    titles = [m.value for m in at.markdown if "high-risk appointment(s) of" in m.value]
+    (title,) = titles
+    assert title.endswith(f"of {expected:%a %b} {expected.day}**"), title
+
+
+def test_task_recipients_carry_the_tasks_occurrence(home):
+    """task_recipients returns each task's created_at (its occurrence), so a message's write-back names it."""
+    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+        tasks = con.execute(
+            "select task_id, created_at from marts.work_queue_candidates order by task_id limit 200"
+        ).fetchall()
+    rec = q.task_recipients(reader(home, "front_desk"), ALL, [t for t, _ in tasks])
+    assert len(rec) == len(tasks)
+    assert dict(zip(rec["task_id"], rec["created_at"], strict=True)) == dict(tasks)
+    day = q.next_clinic_day(reader(home, "front_desk"), ALL, build_as_of(home).date())
+    assert "created_at" in q.high_risk_recipients(reader(home, "front_desk"), ALL, day)
+
+
+def test_a_clinic_scoped_managers_consent_import_refuses_patients_of_other_clinics(home, tmp_path):
+    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+        pid, clinic = con.execute(
+            "select patient_id::varchar, clinic_id from marts.appointments order by appointment_id limit 1"
+        ).fetchone()
+    app_db = tmp_path / "app.sqlite"
+    csv_text = f"patient_id,channel,consent\n{pid},sms,yes\nNOT-A-PATIENT-OF-OURS,sms,yes\n"
+
+    def scoped(*clinics):
+        r = DbReader(AnalyticsDb(home.analytics_db), Scope("manager", clinics))
+        return lambda ids: q.patients_in_scope(r, ids)
+
+    done = outreach.import_consent(app_db, csv_text, "emr.csv", "mgr@x", in_scope=scoped(clinic))
+    assert (done.imported, done.refused_lines) == (1, (3,))
+    assert "Refused 1 line(s) (3): the patient was not seen at your clinics." in done.message()
+    assert "NOT-A-PATIENT" not in done.message()
+    elsewhere = outreach.import_consent(app_db, csv_text, "emr.csv", "mgr@x", in_scope=scoped("CL-NOT-MINE"))
+    assert (elsewhere.imported, elsewhere.refused_lines) == (0, (2, 3))
+    everyone = outreach.import_consent(
+        app_db, csv_text, "emr.csv", "owner@x", in_scope=lambda ids: q.patients_in_scope(reader(home), ids)
+    )
+    assert (everyone.imported, everyone.refused_lines) == (2, ())  # an owner sees every clinic

@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -28,6 +28,7 @@ def test_serve_delivers_queued_messages_after_quiet_hours(tmp_path, sms_server):
     policy = dataclasses.replace(policy, retry_wait_s=0.01)
     outreach.record_consent(app_db, "7", "sms", True, "intake form", "desk@practice.test")
     outreach.record_consent(app_db, "8", "sms", True, "intake form", "desk@practice.test")
+    ahead = datetime.now() + timedelta(days=3)  # delivered by the service on the real clock: still ahead then
     who = pd.DataFrame(
         [
             {
@@ -37,7 +38,7 @@ def test_serve_delivers_queued_messages_after_quiet_hours(tmp_path, sms_server):
                 "phone": f"+1555000000{i}",
                 "clinic_name": "Riverside PT",
                 "clinic_timezone": "America/Chicago",
-                "appointment_time": datetime(2026, 3, 11, 9, 30),
+                "appointment_time": ahead,
             }
             for i in (7, 8)
         ]

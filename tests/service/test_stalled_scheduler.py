@@ -71,7 +71,8 @@ def _queue_due_messages(app_db, n: int = 4) -> None:
                 "phone": f"+1555000000{i}",
                 "clinic_name": "Plano",
                 "clinic_timezone": "America/Chicago",
-                "appointment_time": datetime(2026, 3, 11, 9, 30),
+                # ahead of the machine's clock: a reminder whose appointment has passed is never delivered
+                "appointment_time": (datetime.now() + timedelta(days=3)).replace(hour=9, minute=30, microsecond=0),
             }
             for i in range(n)
         ]

@@ -10,16 +10,18 @@ import pandas as pd
 
 from app.lib.queries.base import Filters, Reader, clinic_params
 
-TASK_COLUMNS = "task_id, patient_id, clinic_id, appointment_id, referral_id"
+TASK_COLUMNS = "task_id, patient_id, clinic_id, appointment_id, referral_id, created_at"
 HIGH_RISK_RULE = "confirm_high_risk"  # ml/warehouse.py: task_id = rule || ':' || appointment_id
 EVERY_CLINIC = Filters(date.min, date.max)  # no clinic asked for: every clinic of the user's scope
 
 
 def _enrich(r: Reader, targets_sql: str, params: dict[str, Any]) -> pd.DataFrame:
-    """Recipient rows (task, patient contact, clinic, upcoming appointment, therapist) for a targets query."""
+    """Recipient rows (task and its created_at, patient contact, clinic, upcoming appointment, therapist) for a
+    targets query. created_at is the task's occurrence (the build's start of its condition): a message's
+    write-back names it, as the Work queue's actions do (actions.occurrence_key)."""
     sql = f"""
     with targets as ({targets_sql})
-    select t.task_id, t.patient_id, p.first_name, p.last_name, p.phone, p.email,
+    select t.task_id, t.created_at, t.patient_id, p.first_name, p.last_name, p.phone, p.email,
            coalesce(c.clinic_name, t.clinic_id) as clinic_name, c.timezone as clinic_timezone,
            t.referral_id, t.appointment_id,
            case when a.is_future then a.scheduled_start end as appointment_time, th.therapist_name
@@ -48,11 +50,33 @@ def high_risk_recipients(r: Reader, f: Filters, day: date) -> pd.DataFrame:
     """Tomorrow's (`day`'s) high no-show-risk appointments: the bulk reminder list, one row per appointment."""
     targets = f"""
     select '{HIGH_RISK_RULE}:' || s.appointment_id as task_id, a.patient_id, s.clinic_id, s.appointment_id,
-           null::varchar as referral_id
+           null::varchar as referral_id, s.scored_at as created_at
     from ml.no_show_scores s join marts.appointments a using (appointment_id)
     where s.risk_band = 'high' and s.scheduled_start::date = $day
     """
     return _enrich(r, targets, {**clinic_params(r, f), "day": day})
+
+
+def patients_in_scope(r: Reader, patient_ids: list[str]) -> set[str] | None:
+    """Which of `patient_ids` the reader's clinic scope covers: seen at one of its clinics (an appointment, an
+    episode or a referral there). None when the scope is every clinic (nothing to refuse)."""
+    clinics = r.scope.clinics
+    if clinics is None:
+        return None
+    if not patient_ids:
+        return set()
+    df = r.df(
+        """
+        select distinct patient_id::varchar as patient_id from (
+            select patient_id, clinic_id from marts.appointments
+            union all select patient_id, clinic_id from marts.episodes
+            union all select patient_id, clinic_id from marts.referral_funnel
+        )
+        where list_contains($ids, patient_id::varchar) and list_contains($clinics, clinic_id)
+        """,
+        {"ids": [str(p) for p in patient_ids], "clinics": list(clinics)},
+    )
+    return set(df["patient_id"].astype(str))
 
 
 def next_clinic_day(r: Reader, f: Filters, after: date) -> date | None:
