@@ -20,9 +20,14 @@
 
 {# The natural keys whose merged row may have changed since the watermark: keys with a row in a newer load and,
    when the source has an `entity` (merge_latest keeps one source system per entity), every key sharing an
-   entity with such a key. #}
-{% macro incremental_scope_keys(relation, key, entity, since) -%}
+   entity with such a key; `extra`: a select of more keys (the lines of a claim re-sent with its lines,
+   claim_lines_scope_keys). #}
+{% macro incremental_scope_keys(relation, key, entity, since, extra=none) -%}
     select n.{{ key }} from {{ relation }} as n where n._load_id > {{ since }}
+    {%- if extra %}
+    union
+    {{ extra }}
+    {%- endif %}
     {%- if entity %}
     union
     select e.{{ key }} from {{ relation }} as e
@@ -34,26 +39,30 @@
 {%- endmacro %}
 
 {# What merge_latest reads: the whole raw relation, or on an incremental run only the versions of the keys in
-   scope. Unchanged for every model that is not incremental. #}
-{% macro incremental_rows(relation, key_columns, entity=none) -%}
+   scope. Unchanged for every model that is not incremental. `claim_lines`: the relation is a source's claim lines
+   (charges), whose scope also holds every line of a claim re-sent with its lines tonight (claim_lines_scope_keys). #}
+{% macro incremental_rows(relation, key_columns, entity=none, claim_lines=false) -%}
     {%- set since = incremental_watermark() -%}
     {%- if since is none -%}{{ return(relation) }}{%- endif -%}
     {%- if key_columns | length != 1 -%}
         {{ exceptions.raise_compiler_error(model.name ~ ': incremental staging needs a one-column natural key') }}
     {%- endif -%}
     {%- set key = key_columns[0] -%}
+    {%- set extra = claim_lines_scope_keys(since) if claim_lines else none -%}
     {{ return('(select * from ' ~ relation ~ ' as r where r.' ~ key ~ ' in ('
-        ~ incremental_scope_keys(relation, key, entity, since) ~ '))') }}
+        ~ incremental_scope_keys(relation, key, entity, since, extra) ~ '))') }}
 {%- endmacro %}
 
 {# Pre-hook of an incremental staging model: delete the keys in scope, so their re-merged rows replace them and a
-   tombstoned key stays gone. Empty on a full build. #}
-{% macro incremental_delete_scope(name, key, entity=none) -%}
+   tombstoned key stays gone. Empty on a full build. `claim_lines` as for incremental_rows. #}
+{% macro incremental_delete_scope(name, key, entity=none, claim_lines=false) -%}
     {%- if is_incremental() -%}
         {%- set cols = [key, '_load_id'] + ([entity] if entity else []) -%}
         {%- set relation = raw_source(name, cols) -%}
+        {%- set since = incremental_watermark() -%}
+        {%- set extra = claim_lines_scope_keys(since) if claim_lines else none -%}
         delete from {{ this }}
-        where {{ key }} in ({{ incremental_scope_keys(relation, key, entity, incremental_watermark()) }})
+        where {{ key }} in ({{ incremental_scope_keys(relation, key, entity, since, extra) }})
     {%- endif -%}
 {%- endmacro %}
 
@@ -190,6 +199,7 @@
        appointment with a scheduling event in a new load, and both persons of every patient id the crosswalk
        moved (added, removed or re-assigned);
      - rows linked to such an appointment (a carried appointment id of another person);
+     - every line of a claim re-sent with its lines (an 837P or FHIR claim: a line it dropped leaves staging);
      - the claims of charge lines in scope;
      - everything when a therapists file was loaded (an NPI can change any therapist match) or the previous
        crosswalk is missing. #}
@@ -200,6 +210,7 @@
     {%- set notes = raw_source('documentation_events', ['note_id', 'patient_id', '_load_id']) -%}
     {%- set sched = raw_source('scheduling_events', ['appointment_id', 'patient_id', '_load_id']) -%}
     {%- set everything = not prev or has_new_load(['therapists'], since) -%}
+    {%- set resent_claim_lines = claim_lines_scope_keys(since) -%}
     with xw as (
         select pid, person_id from {{ ref('int_patient_crosswalk') }}
     ),
@@ -213,6 +224,11 @@
         union all
         select 'documentation_events', r.note_id, r.patient_id, null from {{ notes }} as r
         where r.note_id in (select n.note_id from {{ notes }} as n where n._load_id > {{ since }})
+        {%- if resent_claim_lines %}
+        union all
+        select 'charges', r.charge_id, r.patient_id, r.claim_id from {{ charges }} as r
+        where r.charge_id in ({{ resent_claim_lines }})
+        {%- endif %}
     ),
 
     touched_appointments as (

@@ -177,9 +177,14 @@
    row. `entity` (optional): a column whose rows are one fact told differently by each system (the events of an
    appointment, the payments of a claim): per entity value, only the rows of its most authoritative system are
    kept (rows without a value are kept). One vectorised pass: a window per (key, system), then a group by key
-   with min_by per column. A practice with one source system gets dedup_latest's plain query. #}
-{% macro merge_latest(name, columns, key_columns, event_time, entity=none) -%}
-    {%- set relation = incremental_rows(raw_source(name, columns), key_columns, entity) -%}
+   with min_by per column. A practice with one source system gets dedup_latest's plain query.
+   `claim_lines` (charges): a system that sends a claim with all its lines keeps only the lines of its latest
+   version of the claim (current_claim_lines). #}
+{% macro merge_latest(name, columns, key_columns, event_time, entity=none, claim_lines=false) -%}
+    {%- set relation = incremental_rows(raw_source(name, columns), key_columns, entity, claim_lines) -%}
+    {%- if claim_lines and claim_line_files_landed() -%}
+        {%- set relation = current_claim_lines(relation) -%}
+    {%- endif -%}
     {%- if _landed_systems() | int <= 1 -%}
         {{ dedup_latest(relation, key_columns, event_time) }}
     {%- else -%}
@@ -222,6 +227,101 @@
     {%- endif -%}
 {%- endmacro %}
 
+{# ---- Claims sent with their lines (docs/architecture.md "Merging sources") ----
+   An 837P claim (X12) and a FHIR Claim carry every service line of the claim: a replacement (837P CLM05-3 = 7, a
+   FHIR Claim re-sent) that no longer carries a line has dropped it, though nothing names the line to delete (no
+   tombstone: X12 and FHIR have no delete flag for a line). So a line from such a system counts only when it came in
+   the same file as that system's latest version of its claim (merge order: submitted_at, then load, then line); a
+   line whose claim that system never sent, a line without claim id, and every line of other systems (a CSV's
+   charges are their own records) are kept as they are. The file is the load's sha256: one file lands one load per
+   source (claims, charges), all with the file's sha256; the same bytes again are skipped. #}
+{% macro claim_line_systems() -%}
+    {{ return(['x12', 'fhir']) }}
+{%- endmacro %}
+
+{# Whether one of those systems ever landed claims (compile time; false when raw._loads is absent or in sqlfluff):
+   a practice without them compiles to the plain merge. #}
+{% macro claim_line_files_landed() -%}
+    {%- if not execute -%}{{ return(false) }}{%- endif -%}
+    {%- set rel = source('raw', '_loads') -%}
+    {%- set found = adapter.get_relation(database=rel.database, schema=rel.schema, identifier=rel.identifier) -%}
+    {%- if not found -%}{{ return(false) }}{%- endif -%}
+    {%- set cols = adapter.get_columns_in_relation(found) | map(attribute='name') | list -%}
+    {%- if 'profile' not in cols or 'sha256' not in cols -%}{{ return(false) }}{%- endif -%}
+    {%- set q -%}
+        select count(*) from {{ rel }}
+        where status = 'loaded' and rows_landed > 0 and source = 'claims'
+            and split_part(profile, '/', 1) in ('{{ claim_line_systems() | join("', '") }}')
+    {%- endset -%}
+    {{ return(run_query(q).columns[0].values()[0] > 0) }}
+{%- endmacro %}
+
+{# Each load's source system (as source_system_ranks names it) and file (sha256). #}
+{% macro load_files() -%}
+    (
+        select
+            cast(lf.load_id as bigint) as load_id,
+            coalesce(split_part(lf.profile, '/', 1), 'native') as source_system,
+            lf.sha256 as file_sha256
+        from {{ raw_source('_loads', ['load_id', 'profile', 'sha256']) }} as lf
+    )
+{%- endmacro %}
+
+{# The file of each claim's latest version per system that sends claims with their lines. #}
+{% macro latest_claim_files() -%}
+    (
+        select
+            ranked.claim_id,
+            ranked.source_system,
+            ranked.file_sha256
+        from (
+            select
+                c.claim_id,
+                f.source_system,
+                f.file_sha256,
+                row_number() over (
+                    partition by c.claim_id, f.source_system
+                    order by c.submitted_at desc nulls last, c._load_id desc, c._line desc
+                ) as version_rank
+            from {{ raw_source('claims', ['claim_id', 'submitted_at', '_load_id', '_line']) }} as c
+            inner join {{ load_files() }} as f on c._load_id = f.load_id
+            where f.source_system in ('{{ claim_line_systems() | join("', '") }}')
+        ) as ranked
+        where ranked.version_rank = 1
+    )
+{%- endmacro %}
+
+{# The raw charge rows of `relation` that count: every row but a line of such a system whose claim's latest version
+   in that system came in another file. #}
+{% macro current_claim_lines(relation) -%}
+    (
+        select cl.*
+        from {{ relation }} as cl
+        left join {{ load_files() }} as clf on cl._load_id = clf.load_id
+        left join {{ latest_claim_files() }} as lcf
+            on cl.claim_id = lcf.claim_id and clf.source_system = lcf.source_system
+        where lcf.claim_id is null or lcf.file_sha256 is not distinct from clf.file_sha256
+    )
+{%- endmacro %}
+
+{# Incremental staging of charges (incremental_rows, incremental_delete_scope): the lines of every claim such a
+   system re-sent in a new load, whether or not the new file carries them (a line it dropped has no new row). None
+   when no such system landed claims. #}
+{% macro claim_lines_scope_keys(since) -%}
+    {%- if not claim_line_files_landed() -%}{{ return(none) }}{%- endif -%}
+    {%- set charges = raw_source('charges', ['charge_id', 'claim_id']) -%}
+    {%- set claims = raw_source('claims', ['claim_id', '_load_id']) -%}
+    {%- set q -%}
+        select cc.charge_id from {{ charges }} as cc
+        where cc.claim_id in (
+            select nc.claim_id from {{ claims }} as nc
+            inner join {{ load_files() }} as nf on nc._load_id = nf.load_id
+            where nc._load_id > {{ since }} and nf.source_system in ('{{ claim_line_systems() | join("', '") }}')
+        )
+    {%- endset -%}
+    {{ return(q) }}
+{%- endmacro %}
+
 {# The A/R age bucket of an open claim at `as_of`: days from the date of service. One place for the mart
    (marts.claims) and its incremental scope, which recomputes only the open claims whose bucket moves. #}
 {% macro open_ar_age_bucket(service_date, as_of) -%}
@@ -232,4 +332,11 @@
         when {{ day_diff(service_date, 'cast(' ~ as_of ~ ' as date)') }} <= 120 then '91-120'
         else '120+'
     end
+{%- endmacro %}
+
+{# A claim sent to a payer: it names a payer, and not the practice's self-pay "payer" (payer_class self_pay, whose
+   discount is the practice's own contractual adjustment). Only these can be adjudicated or denied: the denial rate's
+   cohort (marts.claims.is_adjudicated, kpi_facts_daily). A payer missing from the payers file (class unknown) counts. #}
+{% macro is_payer_claim(payer_id, payer_class) -%}
+    ({{ payer_id }} is not null and {{ payer_class }} is distinct from 'self_pay')
 {%- endmacro %}

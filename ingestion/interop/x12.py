@@ -38,8 +38,8 @@ FIX = (
     "(ISA ... IEA) and ingest it again."
 )
 # CAS claim adjustment group -> remittance event (group_code keeps which): PR moves the balance to the
-# patient; CO (contractual), OA (other, e.g. OA-23 the prior payer's share), PI (payer initiated) and CR
-# (corrections, retired in 5010) close the insurance balance without cash.
+# patient; CO (contractual), OA (other), PI (payer initiated) and CR (corrections, retired in 5010) close the
+# insurance balance without cash. CARC 23 (PRIOR_PAYER) is not mapped: see _prior_share.
 CAS_EVENT = {
     "PR": "patient_responsibility",
     "CO": "contractual_adjustment",
@@ -55,6 +55,10 @@ REVERSAL = "22"  # CLP02: reversal of previous payment (amounts negated; a corre
 REVERSAL_TOTALS = ("CLP03", "CLP04", "CLP05", "SVC02", "SVC03")
 PREDETERMINATION = "25"  # CLP02: predetermination pricing only, no payment
 VOID = "8"  # CLM05-3 claim frequency: void / cancel of a prior claim
+# CARC 23: "the impact of prior payer(s) adjudication including payments and/or adjustments". A secondary or
+# tertiary payer's 835 (CLP02 = 2, 3, 20, 21) reports with it what the payers before it already paid and adjusted:
+# that money is in the earlier payer's own 835, so it is no adjustment of this payer and never lands.
+PRIOR_PAYER = "23"
 
 
 @dataclass
@@ -489,14 +493,15 @@ class _Paid:
     paid: str
     occurrence: int
     responsibility: str = ""  # CLP05 patient responsibility (lands through the CAS PR rows, not on its own)
-    adjustments: list[tuple[Segment, str, str, str]] = field(default_factory=list)  # (seg, group, carc, amount)
+    # (seg, group, carc, amount, unit): unit 0 = a claim-level CAS (2100), k = one of the k-th service line (2110)
+    adjustments: list[tuple[Segment, str, str, str, int]] = field(default_factory=list)
     services: list[tuple[str, str]] = field(default_factory=list)  # SVC02 charge, SVC03 payment per line
 
     def amounts(self) -> list[tuple[str, Decimal]]:
         """Every money amount of the CLP that is a number, named by its element (CAS for any adjustment)."""
         named = [("CLP03", self.billed), ("CLP04", self.paid), ("CLP05", self.responsibility)]
         named += [(name, v) for charge, paid in self.services for name, v in (("SVC02", charge), ("SVC03", paid))]
-        named += [("CAS", v) for _, _, _, v in self.adjustments]
+        named += [("CAS", adj[3]) for adj in self.adjustments]
         return [(name, n) for name, v in named if (n := amount(v)) is not None]
 
 
@@ -556,7 +561,8 @@ def _read_835(ix: Interchange, tx: list[Segment], batch: Batch, occurrences: Cou
             group = seg[1]
             for i in range(2, 19, 3):  # up to six (reason, amount, quantity) triplets
                 if seg[i] or seg[i + 1]:
-                    pay.claims[-1].adjustments.append((seg, group, seg[i], seg[i + 1]))
+                    unit = len(pay.claims[-1].services)  # 0 before the first SVC: a claim-level CAS
+                    pay.claims[-1].adjustments.append((seg, group, seg[i], seg[i + 1], unit))
         elif sid == "PLB":
             loop = "summary"
             for i in range(3, 15, 2):  # up to six (reason:reference, amount) pairs
@@ -656,7 +662,7 @@ def _emit_835(paid: _Paid, pay: _Payment, event_at: str | None, batch: Batch) ->
         return
     sign = _reversal_sign(paid, batch) if paid.status == REVERSAL else (lambda v: v)
     if paid.status == DENIED:
-        first = paid.adjustments[0] if paid.adjustments else (None, None, None, None)
+        first = paid.adjustments[0] if paid.adjustments else (None, None, None, None, 0)
         batch.add(
             "remittances",
             paid.seg.pos,
@@ -678,8 +684,11 @@ def _emit_835(paid: _Paid, pay: _Payment, event_at: str | None, batch: Batch) ->
         )
     if paid.status == DENIED:
         return
-    for n, (seg, group, carc, value) in enumerate(paid.adjustments, start=1):
+    for n, (seg, group, carc, value, _) in enumerate(paid.adjustments, start=1):
         if value and is_zero(value):
+            continue
+        if carc == PRIOR_PAYER:
+            batch.ignore("X12 835 CAS reason 23 (the prior payer's adjudication, in that payer's 835)")
             continue
         batch.add(
             "remittances",
@@ -691,3 +700,53 @@ def _emit_835(paid: _Paid, pay: _Payment, event_at: str | None, batch: Batch) ->
             carc_code=carc,
             **common,
         )
+    share = _prior_share(paid, sign, batch)
+    if share:
+        batch.add(
+            "remittances",
+            paid.seg.pos,
+            remit_id=f"{base}/prior_share",
+            event_type="patient_responsibility",
+            amount_usd=str(-share),
+            group_code="PR",
+            **common,
+        )
+
+
+def _prior_share(paid: _Paid, sign: Callable[[str], str], batch: Batch) -> Decimal | None:
+    """The patient's share the prior payer(s) left, which this later payer settles (signed like the CLP's amounts);
+    None when the CLP carries no CARC 23.
+
+    A secondary / tertiary payer adjudicates what the primary left to the patient: it states the primary's paid and
+    adjusted money as CARC 23 (not landed, above), then pays, adjusts and leaves its own patient responsibility out
+    of the rest. The primary's 835 already landed that rest as patient responsibility, so this payer's rows would
+    count it a second time; a `patient_responsibility` row of minus that rest restates it, and the claim's patient
+    responsibility (the sum) is the last payer's (primary PR - prior share + secondary PR). Its payment and
+    adjustments then come out of the patient's share, never out of the insurance balance the primary closed.
+    The rest = CLP03 - the CARC 23 amounts - the charges (SVC02) of service lines without CARC 23 (lines the payer
+    adjudicated as first payer, as in the 5010 guide's secondary example); with a claim-level CARC 23, the whole
+    claim. A CLP that does not state the prior payer's impact is read as this payer's own adjudication. A reversal
+    (CLP02 = 22) restates the share of the claim payment it reverses, negated: its CAS read as `sign` lands them,
+    its billed charges (never negative in an original, and left positive by some payers) by their size."""
+    if paid.status in (DENIED, PREDETERMINATION):
+        return None
+    prior = [adj for adj in paid.adjustments if adj[2] == PRIOR_PAYER]
+    if not prior:
+        return None
+    if any(unit == 0 for *_, unit in prior):
+        own_lines = []
+    else:
+        prior_lines = {unit for *_, unit in prior}
+        own_lines = [charge for k, (charge, _) in enumerate(paid.services, start=1) if k not in prior_lines]
+    charges = [amount(v) for v in (paid.billed, *(c or "0" for c in own_lines))]
+    impacts = [amount(sign(adj[3] or "0")) for adj in prior]
+    if None in charges or None in impacts:
+        batch.notes.append(
+            f"835 at segment {paid.seg.pos}: a later payer's claim (CARC 23) without a numeric billed amount "
+            f"(CLP03), line charge or adjustment: the patient share it settles is not restated"
+        )
+        return None
+    direction = -1 if paid.status == REVERSAL else 1  # the claim payment's amounts as in the original (+1)
+    billed, *own = (abs(c) for c in charges)
+    share = billed - sum((direction * i for i in impacts), Decimal(0)) - sum(own, Decimal(0))
+    return direction * share

@@ -292,16 +292,19 @@ def test_cas_groups_map_to_adjustment_events_and_every_corpus_claim_balances():
             if row["event_type"] != "denial" and not row["claim_id"].startswith("x12:plb/"):
                 moved[row["claim_id"]] += Decimal(row["amount_usd"])
             groups.add((row["group_code"], row["event_type"]))
-    # CLP03 billed = CLP04 paid + every CAS amount (claim and service level), signed (cob: OA-94 is -9.00)
+    # CLP03 billed = CLP04 paid + every CAS amount (claim and service level), signed (cob: OA-94 is -9.00), for a
+    # first payer. A later payer's CARC 23 (the prior payer's paid and adjusted money) does not land, and the
+    # patient share the prior payer left is restated (x12._prior_share): its claim, or service line, moves nothing
+    # off the insurance balance, only out of the patient's share. Its lines without CARC 23 are its own adjudication.
     assert dict(moved) == {
         "5554555444": Decimal("800.00"),  # 450 paid + 300 PR-1 + 50 CO-A2 (README: managed care)
         "8765432112": Decimal("1200.00"),
         "666123": Decimal("211366.97"),
         "777777": Decimal("15000.00"),
-        "L0004828311": Decimal("10323.64"),
-        "0001000053": Decimal("751.50"),
-        "0001000054": Decimal("1766.50"),
-        "0001000055": Decimal("541.00"),
+        "L0004828311": Decimal("0.00"),  # secondary: 912 paid, OA-23 9411.64 at claim level, share 912 restated
+        "0001000053": Decimal("585.00"),  # line 2 (585, no CARC 23) its own; line 1's 30 share paid and restated
+        "0001000054": Decimal("0.00"),  # tertiary: 187.50 paid, OA-23 1579
+        "0001000055": Decimal("0.00"),  # secondary: 34 paid, OA-94 -9 given back, OA-23 516: share 25 restated
     }
     assert groups == {
         (None, "payer_payment"),

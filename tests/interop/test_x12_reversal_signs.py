@@ -89,11 +89,13 @@ def test_unsigned_reversal_is_still_negated_and_said(tmp_path):
 # --- the real 835 files -----------------------------------------------------------------------------------
 
 # Rows landed and totals per event type of every 835 in the shared corpora, as before the change (none holds a
-# reversal; the outside corpus holds no 835). Any file added there must be added here.
+# reversal; the outside corpus holds no 835). Any file added there must be added here. The three later-payer files
+# (secondary, tertiary, COB) changed with the COB fix: CARC 23 (the prior payer's adjudication) no longer lands as a
+# contractual adjustment, and a `prior_share` row restates the patient share the prior payer left (x12._prior_share).
 REAL_835 = {
     "x12/835_005010X221A1/cob-contractural-adjustment.835": (
         3,
-        {"payer_payment": "34.00", "contractual_adjustment": "507.00"},
+        {"payer_payment": "34.00", "contractual_adjustment": "-9.00", "patient_responsibility": "-25.00"},
     ),
     "x12/835_005010X221A1/managed-care.835": (
         7,
@@ -105,9 +107,12 @@ REAL_835 = {
     ),
     "x12/835_005010X221A1/secondary-payment.835": (
         7,
-        {"payer_payment": "1222.00", "contractual_adjustment": "9633.14", "patient_responsibility": "220.00"},
+        {"payer_payment": "1222.00", "contractual_adjustment": "85.00", "patient_responsibility": "-722.00"},
     ),
-    "x12/835_005010X221A1/tertiary-payment.835": (2, {"payer_payment": "187.50", "contractual_adjustment": "1579.00"}),
+    "x12/835_005010X221A1/tertiary-payment.835": (
+        2,
+        {"payer_payment": "187.50", "patient_responsibility": "-187.50"},
+    ),
 }
 
 

@@ -626,8 +626,10 @@ def _flows(kpi: str, nums: list, dens: list) -> pl.DataFrame:
 
 
 def adjudicated_claims(p: Practice) -> pl.DataFrame:
-    """Claims with their submission month and whether they were denied / adjudicated (any payer decision:
-    a denial, a payer payment or a contractual adjustment)."""
+    """Claims sent to a payer with their submission month and whether they were denied / adjudicated (any payer
+    decision: a denial, a payer payment or a contractual adjustment). kpi_definitions.csv: only claims a payer can
+    answer are in the cohort, so a self-pay claim (payer_class self_pay: its discount is the practice's own
+    contractual adjustment) and a claim naming no payer are left out; a payer missing from the payers file counts."""
     r = (
         p.src["remittances"]
         .group_by("claim_id")
@@ -636,15 +638,18 @@ def adjudicated_claims(p: Practice) -> pl.DataFrame:
             adjudicated=pl.col("event_type").is_in(["denial", "payer_payment", "contractual_adjustment"]).any(),
         )
     )
+    self_pay = p.src["payers"].filter(pl.col("payer_class") == "self_pay").select("payer_id")
     return (
         p.src["claims"]
+        .filter(pl.col("payer_id").is_not_null())
+        .join(self_pay, on="payer_id", how="anti")
         .join(r, on="claim_id", how="left")
         .with_columns(denied=pl.col("denied").fill_null(False), adjudicated=pl.col("adjudicated").fill_null(False))
     )
 
 
 def denial_rate(p: Practice, g: str) -> pl.DataFrame:
-    """Issue 13's maturity rule: denied / adjudicated claims, cohort by submission month."""
+    """Issue 13's maturity rule: denied / adjudicated payer claims, cohort by submission month."""
     c = adjudicated_claims(p).filter(pl.col("adjudicated"))
     return _ratio(c, "denial_rate", period(pl.col("submitted_at"), g), pl.col("denied").sum(), pl.len())
 

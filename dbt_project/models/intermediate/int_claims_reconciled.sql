@@ -4,6 +4,11 @@
 -- int_payer_crosswalk).
 -- Balances follow the remittances contract: insurance balance = billed - payer payments - contractual
 -- adjustments - patient responsibility - write-offs; patient balance = patient responsibility - patient payments.
+-- A later payer's 835 (secondary, tertiary) restates the patient responsibility the earlier payer left (ingestion
+-- x12.py _prior_share), so the sum is the last payer's.
+-- Denied: a claim denied again (an appeal denied, a resubmission denied) is one denied claim; its denied amount
+-- is the largest amount any of its denials stated, capped at billed (a denial moves no money: summing them
+-- counted the claim's billed once per denial).
 -- Incremental (macros/incremental.sql, claims_reconciled_scope): recomputes the claims whose header, links,
 -- remittances or charge lines were recomputed upstream, summing only their rows.
 -- depends_on: {{ source('raw', 'clinics') }} {{ source('raw', 'payers') }}
@@ -24,7 +29,7 @@ with remits as (
         sum(amount_usd) filter (where event_type = 'patient_responsibility') as patient_resp_usd,
         sum(amount_usd) filter (where event_type = 'patient_payment') as patient_paid_usd,
         sum(amount_usd) filter (where event_type = 'write_off') as write_off_usd,
-        sum(amount_usd) filter (where event_type = 'denial') as denied_usd,
+        max(amount_usd) filter (where event_type = 'denial') as denied_usd,
         count(*) filter (where event_type = 'denial') > 0 as is_denied,
         min_by(carc_code, event_at) filter (where event_type = 'denial') as denial_carc,
         min(event_at) filter (where event_type = 'denial') as denied_at,
@@ -63,7 +68,8 @@ select
     coalesce(r.patient_resp_usd, 0) as patient_resp_usd,
     coalesce(r.patient_paid_usd, 0) as patient_paid_usd,
     coalesce(r.write_off_usd, 0) as write_off_usd,
-    coalesce(r.denied_usd, 0) as denied_usd,
+    -- least() skips a null (DuckDB and Spark alike): no denial is 0, not billed
+    case when r.denied_usd is null then 0 else least(r.denied_usd, c.billed_usd) end as denied_usd,
     coalesce(r.is_denied, false) as is_denied,
     r.denial_carc,
     r.denied_at,

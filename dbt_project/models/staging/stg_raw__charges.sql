@@ -1,12 +1,15 @@
 -- Charge lines posted per visit, one per CPT/HCPCS code, with units from timed minutes (Medicare 8-minute rule)
 -- and modifiers.
 -- Latest version per natural key (charge_id), by posted_at within each source system; across systems each
--- field from the most authoritative system that carries it (merge_latest); rename and cast only.
--- Incremental (macros/incremental.sql): re-merges only the keys new loads touched; a full refresh rebuilds it.
+-- field from the most authoritative system that carries it (merge_latest); rename and cast only. A line of an
+-- 837P or FHIR claim counts only while that system's latest version of its claim carries it (a replacement claim
+-- that drops a line drops it: current_claim_lines, macros/ptpulse.sql).
+-- Incremental (macros/incremental.sql): re-merges only the keys new loads touched, and every line of a claim
+-- re-sent with its lines; a full refresh rebuilds it.
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
-    pre_hook="{{ incremental_delete_scope('charges', 'charge_id') }}"
+    pre_hook="{{ incremental_delete_scope('charges', 'charge_id', claim_lines=true) }}"
 ) }}
 
 with deduped as (
@@ -17,7 +20,8 @@ with deduped as (
             '_row_hash', '_line'
         ],
         ['charge_id'],
-        'posted_at'
+        'posted_at',
+        claim_lines=true
     ) }}
 )
 

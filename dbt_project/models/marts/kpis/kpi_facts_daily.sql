@@ -315,6 +315,7 @@ net_collection_rate as (
 ),
 
 -- denial_rate = claims with a denial / claims adjudicated, cohort by submission date
+-- (the cohort: claims sent to a payer; self-pay claims and claims with no payer are answered by none)
 denial_rate as (
     select
         clinic_id,
@@ -325,6 +326,7 @@ denial_rate as (
         count(*) as cohort,
         count(*) filter (where not is_adjudicated) as pending
     from {{ ref('claims') }}
+    where {{ is_payer_claim('payer_id', 'payer_class') }}
     group by all
 ),
 

@@ -36,9 +36,11 @@ select
     c.denial_carc,
     c.denied_usd,
     c.denied_at,
-    -- adjudicated: the payer has answered (a denial, a payment or a contractual adjustment); the denial rate
-    -- counts only these, so claims still waiting for a payer do not read as 'not denied'
-    c.is_denied or c.first_payer_payment_at is not null or c.contractual_adj_usd <> 0 as is_adjudicated,
+    -- adjudicated: a payer has answered (a denial, a payment or a contractual adjustment); the denial rate
+    -- counts only these, so claims still waiting for a payer do not read as 'not denied'. A self-pay claim (its
+    -- discount is the practice's own contractual adjustment) and a claim with no payer are never answered by one
+    {{ is_payer_claim('c.payer_id', 'p.payer_class') }}
+    and (c.is_denied or c.first_payer_payment_at is not null or c.contractual_adj_usd <> 0) as is_adjudicated,
     c.is_denied and c.payer_paid_usd = 0 and c.write_off_usd > 0 as is_denial_written_off,
     {{ day_diff('cast(c.submitted_at as date)', 'cast(c.first_payer_payment_at as date)') }} as days_to_pay,
     case
