@@ -711,13 +711,21 @@ def explain(model: DenialModel, features: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------- populations
 
 
+def _payer_claims(claims: pd.DataFrame) -> pd.Series:
+    """Claims sent to a payer (the models' is_payer_claim): a payer named, not the practice's self-pay. No payer can
+    deny the others, so they are neither learnt from nor scored."""
+    return claims["payer_id"].notna() & (claims["payer_class"] != "self_pay")
+
+
 def labelled(claims: pd.DataFrame) -> pd.DataFrame:
-    """Claims the payer has decided (paid, adjusted or denied), self-pay left out: the training population."""
+    """Claims the payer has decided (paid, adjusted or denied), self-pay and payer-less ones left out: the training
+    population."""
     decided = claims["is_adjudicated"].fillna(False).astype(bool)
-    return claims[decided & (claims["payer_class"] != "self_pay")].reset_index(drop=True)
+    return claims[decided & _payer_claims(claims)].reset_index(drop=True)
 
 
 def open_claims(claims: pd.DataFrame) -> pd.DataFrame:
-    """Claims not decided yet (or not submitted yet), self-pay left out: what the biller can still fix."""
+    """Claims not decided yet (or not submitted yet), self-pay and payer-less ones left out: what the biller can
+    still fix."""
     decided = claims["is_adjudicated"].fillna(False).astype(bool)
-    return claims[~decided & (claims["payer_class"] != "self_pay")].reset_index(drop=True)
+    return claims[~decided & _payer_claims(claims)].reset_index(drop=True)

@@ -177,7 +177,7 @@ def read_marts(con: duckdb.DuckDBPyConnection, patient_share: float = 1.0, upcom
 # patients; scoring needs only the patients with an undecided claim (ml/denial.py open_claims).
 OPEN_CLAIM_PATIENTS = """
     select patient_key from marts.claims
-    where not coalesce(is_adjudicated, false) and payer_class is distinct from 'self_pay'"""
+    where not coalesce(is_adjudicated, false) and payer_id is not null and payer_class is distinct from 'self_pay'"""
 
 
 def denial_training_share(con: duckdb.DuckDBPyConnection, row_budget: int) -> float:

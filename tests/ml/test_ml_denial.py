@@ -296,3 +296,17 @@ def test_scoped_reads_keep_every_feature_exact(built_home, frames):
     assert 0.35 < share < 0.65
     kept = frames.claims[frames.claims["claim_id"].isin(half.claims["claim_id"])]
     pd.testing.assert_frame_equal(_features_by_claim(half.claims, half), _features_by_claim(kept, frames))
+
+
+def test_only_claims_sent_to_a_payer_are_learnt_from_or_scored():
+    claims = pd.DataFrame(
+        {
+            "claim_id": ["payer_open", "payer_done", "self_pay_done", "no_payer_open", "no_payer_done"],
+            "payer_id": ["P1", "P1", "SELF", None, None],
+            "payer_class": ["commercial", "commercial", "self_pay", None, None],
+            "is_adjudicated": [False, True, False, False, False],
+        }
+    )
+    assert list(denial.open_claims(claims)["claim_id"]) == ["payer_open"]
+    claims["is_adjudicated"] = [False, True, True, False, True]
+    assert list(denial.labelled(claims)["claim_id"]) == ["payer_done"]
