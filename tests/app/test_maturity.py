@@ -29,6 +29,8 @@ def test_denial_rate_is_denied_over_adjudicated_by_submission_month(reader):
                                    as adjudicated,
                                  count(*) as submitted
                           from marts.claims, marts.build_info b where submitted_at::date <= b.as_of::date
+                            -- the cohort: claims sent to a payer (no payer answers a self-pay or payer-less one)
+                            and payer_id is not null and payer_class is distinct from 'self_pay'
                           group by 1 order by 1""")
     both = got.merge(claims, on="period_start", how="outer")
     assert both[["numerator", "denied"]].notna().all().all()
