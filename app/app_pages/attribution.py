@@ -11,7 +11,7 @@ practice-wide."""
 import streamlit as st
 
 from app.lib import charts, labels, model_cards, ui
-from app.lib.formatting import fmt
+from app.lib.formatting import fmt, unreported_text
 from app.lib.queries.attribution import (
     HEURISTIC_MODELS,
     MODEL_LABELS,
@@ -156,8 +156,12 @@ c4.metric(
     fmt(newp["cost_per_new_patient"], "usd"),
     border=True,
     help="Spend / marketing-sourced referrals evaluated in these months and clinics (as on the Overview; a patient "
-    "counts once, whatever the model). Benchmarks: ≈$274 organic, ≈$445 paid.",
+    "counts once, whatever the model). A month with no spend reported yet is left out, its new patients too. "
+    "Benchmarks: ≈$274 organic, ≈$445 paid.",
 )
+left_out = unreported_text(newp["unreported_months"], "cost_per_new_patient")
+if left_out:  # as under the Overview's tile: the months the figure leaves out
+    c4.caption(f":gray[{left_out}]")
 st.caption(
     "Attribution splits a patient's credit across the touches on their path, so a channel's "
     "'new patients' below can be fractional (0.5 = half of one patient's credit; see *How to read this page*)."

@@ -156,12 +156,47 @@ def _month_span(first: Any, last: Any) -> str:
 
 
 def covers_text(row: dict, prefix: str = "") -> str:
-    """The calendar months a KPI kept by month only covers when the range is not whole months ('' otherwise):
-    `prefix` '' for the period itself, 'previous_' or 'last_year_' for its comparisons."""
+    """The calendar months a KPI kept by month only covers when its dates are not whole months ('' otherwise):
+    `prefix` '' for the period itself, 'previous_' or 'last_year_' for its comparisons (each with its own
+    `<prefix>period_grain`, the grain read, and `<prefix>asked_grain`, the grain of its dates; kpi_summary).
+    The previous period of July is June 1-30 for such a KPI, not the 31 days May 31 - June 30: 'Jun 2026'."""
     first, last = row.get(f"{prefix}first_period"), row.get(f"{prefix}last_period")
-    if row.get("period_grain") != "month" or row.get("asked_grain") == "month" or pd.isna(first) or pd.isna(last):
+    grain = row.get(f"{prefix}period_grain", row.get("period_grain"))
+    asked = row.get(f"{prefix}asked_grain", row.get("asked_grain"))
+    if grain != "month" or asked == "month" or pd.isna(first) or pd.isna(last):
         return ""
     return _month_span(first, last)
+
+
+# A ratio's numerator in words, for a month whose numerator is not reported (practice_kpis NULL numerator, left
+# out of a range: app/lib/queries/overview.py known_numerator).
+_NUMERATOR_WORDS: dict[str, str] = {"cost_per_new_patient": "spend"}
+
+
+def month_list(months: Any) -> list[pd.Timestamp]:
+    """A query's list of months (array, list, None or NaN) as sorted distinct month starts."""
+    if not isinstance(months, list | tuple | np.ndarray | pd.Series):
+        return []  # None, NaN or pd.NA: no month
+    return sorted({pd.Timestamp(m).to_period("M").to_timestamp() for m in months if not pd.isna(m)})
+
+
+def months_text(months: Any) -> str:
+    """'Oct 2026'; consecutive months as one span 'Sep – Oct 2026'; else 'Jun 2026, Oct 2026'."""
+    ms = month_list(months)
+    if not ms:
+        return ""
+    if len(ms) == (ms[-1].year - ms[0].year) * 12 + ms[-1].month - ms[0].month + 1:
+        return _month_span(ms[0], ms[-1])
+    return ", ".join(f"{m:%b %Y}" for m in ms)
+
+
+def unreported_text(months: Any, kpi: str | None = None) -> str:
+    """The months a ratio leaves out because their numerator is not reported: 'Oct 2026: spend not reported yet,
+    left out' ('' when none). One wording for the Overview tile and the Attribution page."""
+    span = months_text(months)
+    if not span:
+        return ""
+    return f"{span}: {_NUMERATOR_WORDS.get(kpi or '', 'numerator')} not reported yet, left out"
 
 
 def no_value_reason(row: dict) -> str:
@@ -192,15 +227,34 @@ def kpi_tile(row: dict, compare: str = "previous") -> Tile:
         against = "target (none set for this KPI)"
     notes, extra = [], ""
     covers = covers_text(row)
+    compared = covers_text(row, f"{compare}_") if compare in ("previous", "last_year") else ""
     if covers:
         notes.append(f"Whole months: {covers}")
         extra += (
             f"\n\nKept by calendar month only: covers every month the dates touch ({covers}), as on the "
             "Attribution & ROI page."
         )
-        compared = covers_text(row, f"{compare}_") if compare in ("previous", "last_year") else ""
         if compared:
             extra += f" The {against} covers {compared}."
+    elif compared:
+        extra += f"\n\nKept by calendar month only: the {against} covers {compared}" + (
+            ", the same number of whole calendar months just before these." if compare == "previous" else "."
+        )
+    if compared:
+        notes.append(f"{against.capitalize()}: {compared}")
+    what = _NUMERATOR_WORDS.get(str(row.get("kpi") or ""), "numerator")
+    unreported = month_list(row.get("unreported_periods"))
+    if unreported:
+        notes.append(unreported_text(unreported, row.get("kpi")))
+        extra += (
+            f"\n\n{months_text(unreported)}: no {what} reported yet. A month without its {what} has no value (not "
+            "$0), so it is left out of both the numerator and the denominator of the range."
+        )
+    compared_unreported = (
+        months_text(row.get(f"{compare}_unreported_periods")) if compare in ("previous", "last_year") else ""
+    )
+    if compared_unreported:
+        extra += f" The {against} leaves out {compared_unreported} ({what} not reported)."
     reason = no_value_reason(row)
     if reason:
         notes.append(reason)

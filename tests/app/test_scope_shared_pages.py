@@ -163,11 +163,13 @@ def _months(f: Filters) -> dict:
 
 
 def _cost_per_new_patient(home, f: Filters, clinics: list[str] | None) -> float:
+    """Spend / new patients of the months with spend reported (a month with NULL spend, as_of's, is left out of
+    both sums: tests/app/test_month_only_kpis.py)."""
     where = "clinic_id = 'ALL'" if clinics is None else "list_contains($clinics, clinic_id)"
     row = _sql(
         home,
         f"select sum(numerator) / sum(denominator) from marts.practice_kpis where kpi = 'cost_per_new_patient' "
-        f"and grain = 'month' and {where} and period_start between $start and $end",
+        f"and grain = 'month' and {where} and period_start between $start and $end and numerator is not null",
         {**_months(f), **({} if clinics is None else {"clinics": clinics})},
     )
     return float(row.iloc[0, 0])

@@ -19,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from app.lib import labels
 from app.lib.queries.base import Filters, Reader, clinic_params, range_params
+from app.lib.queries.overview import known_numerator
 
 HEURISTIC_MODELS: tuple[str, ...] = ("first", "last", "linear", "time_decay", "position")
 DATA_DRIVEN_MODELS: tuple[str, ...] = ("markov", "shapley")
@@ -242,25 +244,36 @@ def marketing_totals(by_channel: pd.DataFrame, model: str) -> dict[str, float | 
     }
 
 
-def marketing_new_patients(r: Reader, f: Filters) -> dict[str, float | None]:
+def marketing_new_patients(r: Reader, f: Filters) -> dict[str, Any]:
     """Cost per new patient exactly as the Overview KPI: spend / marketing-sourced referrals evaluated, over the
     months in range, in the clinics in view: the practice's row ('ALL') for every clinic, else the clinics' own
-    rows with their spend and new patients summed (numerators over denominators, never an average of ratios)."""
+    rows with their spend and new patients summed (numerators over denominators, never an average of ratios).
+
+    A month with no spend reported (NULL spend: unknown, not $0) is left out of both sums, its new patients too,
+    as on the Overview (overview.known_numerator); `unreported_months` lists those months (first days) for the
+    page to name."""
     clinics = clinics_in_view(r, f)
-    where = "clinic_id = 'ALL'" if clinics is None else "list_contains($clinics, clinic_id)"
+    where = "k.clinic_id = 'ALL'" if clinics is None else "list_contains($clinics, k.clinic_id)"
+    known = known_numerator("k")
     sql = f"""
-    select sum(numerator) as spend_usd, sum(denominator) as new_patients
-    from marts.practice_kpis
-    where kpi = 'cost_per_new_patient' and grain = 'month' and {where}
-      and period_start between date_trunc('month', $start::date) and $end
+    select sum(k.numerator) filter (where {known}) as spend_usd,
+           sum(k.denominator) filter (where {known}) as new_patients,
+           list_sort(list_distinct(list(k.period_start) filter (where not {known}))) as unreported_months
+    from marts.practice_kpis k
+    where k.kpi = 'cost_per_new_patient' and k.grain = 'month' and {where}
+      and k.period_start between date_trunc('month', $start::date) and $end
     """
     row = r.df(sql, {**range_params(f), **({} if clinics is None else {"clinics": list(clinics)})}).iloc[0]
     spend = None if pd.isna(row["spend_usd"]) else float(row["spend_usd"])
     patients = None if pd.isna(row["new_patients"]) else float(row["new_patients"])
+    unreported = row["unreported_months"]
     return {
         "spend_usd": spend,
         "new_patients": patients,
         "cost_per_new_patient": spend / patients if spend is not None and patients else None,
+        "unreported_months": [pd.Timestamp(m) for m in unreported]
+        if isinstance(unreported, list | tuple | np.ndarray)
+        else [],
     }
 
 

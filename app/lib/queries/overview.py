@@ -15,7 +15,16 @@ A KPI the mart keeps by month only (cost per new patient, attributed marketing R
 month the range touches, as the Attribution page does: Aug 3 - Oct 31 is August to October, never only the
 months that *start* inside the range (which dropped August and disagreed with Attribution). The row says
 which months it covers (`first_period`, `last_period`; formatting.covers_text). The previous period's months
-stop before the current period's first month, so a comparison never counts a month on both sides.
+stop before the current period's first month, so a comparison never counts a month on both sides. When the range
+is N whole calendar months, such a KPI's previous period is the N calendar months just before it (July against
+June, Q3 against Q2), not every month the previous N days touch; when the months a comparison covers differ from
+its dates, the row says which (`previous_first_period` .. with `previous_period_grain`, `previous_asked_grain`).
+
+A ratio row whose numerator is not known (cost per new patient of a month with no marketing spend reported: NULL
+spend, kpi_definitions "has no value, not $0") is left out of both sums of a range, its denominator too
+(`known_numerator`), and the row names the months left out (`unreported_periods`). Attributed ROI has no such
+row: the mart counts a month without reported spend at $0 spend with its credited revenue (practice_kpis.sql),
+and the range sums it so, as the Attribution page does.
 
 A ratio whose summed denominator is zero or negative (a few days with adjustments but no charges give a
 negative net-collection denominator) has no value: the tile shows "–" and says why, never -104.6%.
@@ -86,10 +95,10 @@ rows as (
 
 def _in_period(prefix: str = "") -> str:
     """Rows of one period of _kpi_base: its picked grain, between ${prefix}start and ${prefix}end; a KPI kept
-    by month only (picked 'month' for a range that is not whole months) takes every month the range touches,
-    ${prefix}month_start to ${prefix}month_end (_period_params)."""
+    by month only (picked 'month' for a range that is not whole months, or for the previous period of one that
+    is) takes its calendar months, ${prefix}month_start to ${prefix}month_end (_period_params)."""
     return (
-        f"r.grain = r.{prefix}pick and case when r.{prefix}pick = 'month' and ${prefix}grain <> 'month' "
+        f"r.grain = r.{prefix}pick and case when r.{prefix}pick = 'month' and ${prefix}by_month "
         f"then r.period_start between ${prefix}month_start and ${prefix}month_end "
         f"else r.period_start between ${prefix}start and ${prefix}end end"
     )
@@ -99,17 +108,42 @@ def _month_start(d: date) -> date:
     return d.replace(day=1)
 
 
-def _period_params(prefix: str, start: date, end: date, before: date | None = None) -> dict[str, object]:
-    """Parameters of one period for _in_period: its dates, its grain and the calendar months it touches
-    (stopping before `before`, the current period's first month, for the previous period)."""
-    month_end = end if before is None else min(end, before - timedelta(days=1))
+def _months_back(d: date, n: int) -> date:
+    """The first day of the calendar month n months before d's."""
+    index = d.year * 12 + d.month - 1 - n
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _period_params(
+    prefix: str, start: date, end: date, before: date | None = None, months: tuple[date, date] | None = None
+) -> dict[str, object]:
+    """Parameters of one period for _in_period: its dates, its grain and the calendar months a month-only KPI
+    covers: every month the dates touch (stopping before `before`, the current period's first month, for the
+    previous period), or `months` (first day of the first, last day of the last) when given."""
+    month_start, month_end = months or (
+        _month_start(start),
+        end if before is None else min(end, before - timedelta(days=1)),
+    )
+    grain = mart_grain(start, end)
     return {
         f"{prefix}start": start,
         f"{prefix}end": end,
-        f"{prefix}grain": mart_grain(start, end),
-        f"{prefix}month_start": _month_start(start),
+        f"{prefix}grain": grain,
+        f"{prefix}by_month": grain != "month" or months is not None,
+        f"{prefix}month_start": month_start,
         f"{prefix}month_end": month_end,
     }
+
+
+def _previous_params(f: Filters) -> dict[str, object]:
+    """The previous period: the same number of days just before (f.previous). A month-only KPI takes the calendar
+    months before the current period's first: when the range is N whole months, the N months before it (July:
+    June; Q3: April - June), else the months the previous days touch up to the current first month."""
+    prev = f.previous
+    if mart_grain(f.start, f.end) != "month":
+        return _period_params("prev_", prev.start, prev.end, before=_month_start(f.start))
+    n = (f.end.year - f.start.year) * 12 + f.end.month - f.start.month + 1
+    return _period_params("prev_", prev.start, prev.end, months=(_months_back(f.start, n), f.start - timedelta(days=1)))
 
 
 # The build's as_of day: no mart row lies after it, so a range running past it ends there.
@@ -119,10 +153,7 @@ _AS_OF_DAY = "(select max(as_of)::date from marts.build_info)"
 def _last_period(prefix: str = "") -> str:
     """SQL: the first day of the last period of a range of _in_period(prefix) at the row's picked grain: the
     period holding the range's last day (a month-only KPI's last month touched), or as_of's when earlier."""
-    end = (
-        f"case when r.{prefix}pick = 'month' and ${prefix}grain <> 'month' then ${prefix}month_end "
-        f"else ${prefix}end end"
-    )
+    end = f"case when r.{prefix}pick = 'month' and ${prefix}by_month then ${prefix}month_end else ${prefix}end end"
     return f"cast(date_trunc(r.{prefix}pick, least({end}, {_AS_OF_DAY})) as date)"
 
 
@@ -133,11 +164,33 @@ def _kept(last: str | None) -> str:
     return "true" if last is None else f"(d.aggregation <> 'last' or r.period_start = {last})"
 
 
+def known_numerator(alias: str = "r") -> str:
+    """SQL: a practice_kpis row whose numerator is known. A ratio's row with a NULL numerator (cost per new
+    patient of a month with no marketing spend reported: unknown, not $0) is left out of both sums of a range,
+    so its denominator (that month's new patients) does not divide the other months' numerators. The Overview
+    tiles and the Attribution page apply the same rule and name the months left out."""
+    return f"{alias}.numerator is not null"
+
+
+def _counted(last: str | None) -> str:
+    """SQL: the rows of a group that enter its value: _kept, and for a ratio only those whose numerator is known."""
+    return f"{_kept(last)} and (d.unit = 'count' or {known_numerator()})"
+
+
+def _unreported(last: str | None = None) -> str:
+    """SQL: the sorted distinct months (period starts) of a group left out for an unknown numerator, or null."""
+    return (
+        f"list_sort(list_distinct(list(r.period_start) filter (where {_kept(last)} and d.unit <> 'count' "
+        f"and not {known_numerator()})))"
+    )
+
+
 def _kpi_value(last: str | None = None) -> str:
     """SQL: a KPI's value over a group of practice_kpis rows (joined to kpi_definitions d). One row = the mart's
-    value for that exact period; several rows = the mart's formula over them. A ratio whose denominator is zero
-    or negative has no value (null), whatever the mart's row says."""
-    k = _kept(last)
+    value for that exact period; several rows = the mart's formula over them, a ratio's rows of unknown numerator
+    left out (known_numerator). A ratio whose denominator is zero or negative has no value (null), whatever the
+    mart's row says."""
+    k = _counted(last)
     den = f"sum(r.denominator) filter (where {k})"
     return f"""case when d.unit <> 'count' and {den} <= 0 then null
                      when count(*) filter (where {k}) = 1 then any_value(r.value) filter (where {k})
@@ -147,8 +200,9 @@ def _kpi_value(last: str | None = None) -> str:
 
 
 def _kpi_denominator(last: str | None = None) -> str:
-    """SQL: the denominator behind _kpi_value (a balance's at the range's last period)."""
-    return f"sum(r.denominator) filter (where {_kept(last)})"
+    """SQL: the denominator behind _kpi_value (a balance's at the range's last period; a ratio's rows of unknown
+    numerator left out)."""
+    return f"sum(r.denominator) filter (where {_counted(last)})"
 
 
 # A group of rows of one period (trend and year over year group by month): every row, summed across clinics.
@@ -170,15 +224,16 @@ def last_year(f: Filters) -> Filters:
 def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
     """One row per KPI: value in the period, in the previous period and in the same period last year (each
     with its maturity), definition and healthy band."""
-    prev, ly = f.previous, last_year(f)
+    ly = last_year(f)
     params = {
         **clinic_params(r, f),
         **_period_params("", f.start, f.end),
-        **_period_params("prev_", prev.start, prev.end, before=_month_start(f.start)),
+        **_previous_params(f),
         **_period_params("ly_", ly.start, ly.end),
     }
     other = """
         select r.kpi, {value} as value, sum(r.cohort) as cohort, sum(r.pending) as pending,
+               any_value(r.{prefix}pick) as period_grain, {unreported} as unreported_periods,
                min(r.period_start) filter (where {kept}) as first_period, max(r.period_start) as last_period
         from rows r join marts.kpi_definitions d using (kpi)
         where {period} group by r.kpi, d.unit
@@ -186,7 +241,13 @@ def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
 
     def period_of(prefix: str) -> str:
         last = _last_period(prefix)
-        return other.format(value=_kpi_value(last), kept=_kept(last), period=_in_period(prefix))
+        return other.format(
+            value=_kpi_value(last),
+            kept=_kept(last),
+            period=_in_period(prefix),
+            prefix=prefix,
+            unreported=_unreported(last),
+        )
 
     last = _last_period()
     sql = (
@@ -195,6 +256,7 @@ def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
     , cur as (
         select r.kpi, {_kpi_value(last)} as value, {_kpi_denominator(last)} as denominator,
                sum(r.cohort) as cohort, sum(r.pending) as pending, any_value(r.pick) as period_grain,
+               {_unreported(last)} as unreported_periods,
                min(r.period_start) filter (where {_kept(last)}) as first_period, max(r.period_start) as last_period
         from rows r join marts.kpi_definitions d using (kpi)
         where {_in_period()} group by r.kpi, d.unit
@@ -204,9 +266,13 @@ def kpi_summary(r: Reader, f: Filters) -> pd.DataFrame:
     select d.kpi, d.label, d.unit, d.better, d.healthy_low, d.healthy_high, d.definition, d.maturity,
            cur.value, prev.value as previous, ly.value as last_year, cur.denominator, cur.cohort, cur.pending,
            d.denominator as denominator_definition, cur.period_grain, $grain as asked_grain,
-           cur.first_period, cur.last_period, prev.first_period as previous_first_period,
+           cur.first_period, cur.last_period, cur.unreported_periods, prev.first_period as previous_first_period,
            prev.last_period as previous_last_period, ly.first_period as last_year_first_period,
            ly.last_period as last_year_last_period,
+           prev.period_grain as previous_period_grain, $prev_grain as previous_asked_grain,
+           ly.period_grain as last_year_period_grain, $ly_grain as last_year_asked_grain,
+           prev.unreported_periods as previous_unreported_periods,
+           ly.unreported_periods as last_year_unreported_periods,
            prev.cohort as previous_cohort, prev.pending as previous_pending,
            ly.cohort as last_year_cohort, ly.pending as last_year_pending,
            {MATURITY_BAR} as maturity_bar

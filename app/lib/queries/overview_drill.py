@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from app.lib.queries.attribution import _credit_rows_sql, clinics_in_view
 from app.lib.queries.base import (
     CLINIC_FILTER,
     Filters,
@@ -134,14 +135,30 @@ def open_claims(r: Reader, f: Filters) -> pd.DataFrame:
 
 def marketing_months(r: Reader, f: Filters) -> pd.DataFrame:
     """The paid channels' spend, attributed new patients and revenue per month (linear model), the rows behind
-    cost per new patient and attributed ROI. Practice-wide: spend is not split by clinic."""
-    sql = """
-    select month, channel, spend_usd, attributed_conversions, attributed_revenue_usd, roi, cost_per_new_patient
-    from marts.attribution_roi
-    where model = 'linear' and is_marketing and month between date_trunc('month', cast($start as date)) and $end
+    cost per new patient and attributed ROI, in the clinics in view (the user's scope and the clinic filter): the
+    practice's marts.attribution_roi for every clinic, else the clinics' own credit and spend, read as the
+    Attribution page reads them (attribution._credit_rows_sql), so the rows add up to the clinics' tile and a
+    user limited to some clinics never sees another clinic's spend or credit."""
+    if clinics_in_view(r, f) is None:
+        sql = """
+        select month, channel, spend_usd, attributed_conversions, attributed_revenue_usd, roi, cost_per_new_patient
+        from marts.attribution_roi
+        where model = 'linear' and is_marketing and month between date_trunc('month', cast($start as date)) and $end
+        order by month, channel
+        """
+        return r.df(sql, range_params(f))
+    sql = f"""
+    with a as ({_credit_rows_sql(("linear",))})
+    select month, channel, spend_usd, attributed_conversions, attributed_revenue_usd,
+           case when coalesce(spend_usd, 0) = 0 then null
+                else cast(attributed_revenue_usd - spend_usd as double) / spend_usd end as roi,
+           case when coalesce(attributed_conversions, 0) = 0 or spend_usd = 0 then null
+                else cast(spend_usd as double) / attributed_conversions end as cost_per_new_patient
+    from a
+    where is_marketing
     order by month, channel
     """
-    return r.df(sql, range_params(f))
+    return _run(r, f, sql)
 
 
 @dataclass(frozen=True)
