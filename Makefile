@@ -49,10 +49,12 @@ demo: venv
 	@echo "PT Pulse is starting on http://localhost:$(PORT)  (demo mode; Ctrl-C to stop)"
 	$(PTPULSE) app --port $(PORT)
 
-# Two pytest-xdist workers, one per core (TEST_WORKERS=0: one process, as `pytest -p no:xdist`). --dist loadfile
+# Three pytest-xdist workers on a 2-core box (TEST_WORKERS=0: one process, as `pytest -p no:xdist`): with two, the
+# suite used 68% of the two cores (33.4 CPU-min in 24.7 min of wall, session 14), its tests waiting on browsers,
+# servers, subprocess builds and the shared session builds; a third keeps the cores busy. --dist loadfile
 # keeps each test file on one worker, so its module fixtures are built once; the session builds are shared by
 # the workers (tests/conftest.py shared_dir), whose file order (no reorder by size) starts them on different work.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 test: venv
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30 -m "not spark"
 
