@@ -66,7 +66,8 @@ def test_a_closed_task_comes_back_fresh_when_its_condition_arises_again(tiny_hom
 
     # the Work queue's actions, each naming the occurrence it was taken on (the page passes the row's created_at)
     _do(home, "active_no_future_appt:E11", "claim", occurrence=created["active_no_future_appt:E11"])
-    # a sent message's write-back names no occurrence (ptpulse/core/outbound.py writes it): the current one's
+    # a write-back naming no occurrence (a message sent before they carried one, ptpulse/core/outbound.py): the
+    # current one's
     write_back = {"method": "sms", "outcome": "left_message", "note": "referral_outreach sent", "message_id": 1}
     actions.record(home.app_db, "active_no_future_appt:E11", "log_outreach", "desk@clinic.com", write_back)
     _do(
