@@ -109,6 +109,10 @@ def load(path: Path = TEMPLATES_FILE) -> tuple[dict[str, Template], Policy]:
     """Templates and policy from the YAML file; refuses an SMS template that merges more than minimum PHI."""
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     pol = data.get("policy") or {}
+    try:
+        retries = outbound.retries_setting(pol, path)
+    except outbound.OutboundError as exc:
+        raise OutreachError(str(exc)) from None
     quiet = pol.get("quiet_hours") or {}
     cap = pol.get("frequency_cap") or {}
     policy = Policy(
@@ -116,7 +120,7 @@ def load(path: Path = TEMPLATES_FILE) -> tuple[dict[str, Template], Policy]:
         quiet_end=_clock(quiet.get("end", "08:00"), "policy.quiet_hours.end"),
         cap_messages=int(cap.get("messages", 1)),
         cap_hours=float(cap.get("hours", 24)),
-        retries=int(pol.get("retries", 2)),
+        retries=retries,
     )
     templates: dict[str, Template] = {}
     for key, t in (data.get("templates") or {}).items():

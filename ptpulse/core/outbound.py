@@ -851,7 +851,15 @@ def policy_retries(path: Path | None = None) -> int:
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         raise OutboundError(f"{path} cannot be read as YAML: fix it (the app refuses it too).") from None
     policy = (data or {}).get("policy") if isinstance(data, dict) else None
-    value = (policy or {}).get("retries", DEFAULT_RETRIES) if isinstance(policy, dict) else DEFAULT_RETRIES
+    return retries_setting(policy, path)
+
+
+def retries_setting(policy: Any, path: Path) -> int:
+    """`retries` of outreach.yml's parsed `policy` mapping (DEFAULT_RETRIES when absent): the one reading of it,
+    for the pages (app/lib/outreach.load) and `ptpulse serve` (policy_retries).
+
+    Raises OutboundError naming the file when the value is not a whole number >= 0."""
+    value = policy.get("retries", DEFAULT_RETRIES) if isinstance(policy, dict) else DEFAULT_RETRIES
     try:
         retries = int(value)
     except (TypeError, ValueError):

@@ -15,6 +15,18 @@ from ptpulse.core.outbound import EmailChannel, SmsChannel, SmsSettings, SmtpSet
 
 
 @pytest.fixture
+def setup(tmp_path):
+    """(app.sqlite path, templates, policy) of the outreach tests: the shipped templates and policy, retries without
+    the wait."""
+    import dataclasses
+
+    from app.lib import outreach
+
+    templates, policy = outreach.load()
+    return tmp_path / "app.sqlite", templates, dataclasses.replace(policy, retry_wait_s=0.01)
+
+
+@pytest.fixture
 def print_browser() -> str:
     """The Chromium that prints reports and charts (app/lib/chromium.py); skips, as the browser tests do, on a
     machine without one (.ci/run installs Debian's)."""

@@ -3,47 +3,18 @@ retries and failures, the message log and the write-back to the work queue (real
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import threading
 import time
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
+from outreach_people import NOON, TZ, people
 
 from app.lib import actions, outreach
 from ptpulse.core import outbound
-
-TZ = timezone(timedelta(hours=-5))
-NOON = datetime(2026, 3, 10, 12, 0, tzinfo=TZ)
-
-
-@pytest.fixture
-def setup(tmp_path):
-    templates, policy = outreach.load()
-    policy = dataclasses.replace(policy, retry_wait_s=0.01)
-    return tmp_path / "app.sqlite", templates, policy
-
-
-def people(*ids: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "task_id": f"confirm_high_risk:A{i}",
-                "patient_id": i,
-                "first_name": f"Pat{i}",
-                "last_name": "Secretsurname",
-                "phone": f"+1555000{i:0>4}",
-                "email": f"p{i}@mail.test",
-                "clinic_name": "Riverside PT",
-                "appointment_time": datetime(2026, 3, 11, 9, 30),
-                "therapist_name": "Dana Lee, DPT",
-            }
-            for i in ids
-        ]
-    )
 
 
 def rows(app_db, sql="select status, reason, attempts, task_id, action_id from messages order by message_id"):

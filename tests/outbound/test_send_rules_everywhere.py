@@ -15,45 +15,17 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
+from outreach_people import APPOINTMENT, NOON, TZ, people
 
 from app.lib import actions, outreach
 from ptpulse import serve
 from ptpulse.core import outbound
 from ptpulse.core.config import get_settings
-
-TZ = timezone(timedelta(hours=-5))
-NOON = datetime(2026, 3, 10, 12, 0, tzinfo=TZ)
-APPOINTMENT = datetime(2026, 3, 11, 9, 30)  # the clinic's wall clock, as the marts hold it
-
-
-@pytest.fixture
-def setup(tmp_path):
-    templates, policy = outreach.load()
-    return tmp_path / "app.sqlite", templates, dataclasses.replace(policy, retry_wait_s=0.01)
-
-
-def people(*ids: str, **changes) -> pd.DataFrame:
-    rows = []
-    for i in ids:
-        row = {
-            "task_id": f"confirm_high_risk:A{i}",
-            "patient_id": i,
-            "first_name": f"Pat{i}",
-            "last_name": "Secretsurname",
-            "phone": f"+1555000{i:0>4}",
-            "email": f"p{i}@mail.test",
-            "clinic_name": "Riverside PT",
-            "appointment_time": APPOINTMENT,
-            "therapist_name": "Dana Lee, DPT",
-        }
-        row.update(changes.get(f"p{i}", {}))
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def rows(app_db, sql="select status, reason, attempts from messages order by message_id"):
@@ -449,6 +421,18 @@ def test_the_service_uses_the_policy_retries(tmp_path, sms_server, monkeypatch):
 
     assert len(api.requests) == 1 and rows(settings.app_db)[0][:1] == ("failed",)
     assert outbound.policy_retries() == 0 and outbound.policy_retries(tmp_path / "absent.yml") == 2
+
+
+def test_the_pages_and_the_service_read_and_refuse_policy_retries_alike(tmp_path):
+    shipped = outreach.TEMPLATES_FILE.read_text(encoding="utf-8")
+    assert "retries: 2" in shipped
+    assert outreach.load()[1].retries == outbound.policy_retries(outreach.TEMPLATES_FILE) == 2
+    bad = tmp_path / "outreach.yml"
+    bad.write_text(shipped.replace("retries: 2", "retries: -1"), encoding="utf-8")
+    with pytest.raises(outreach.OutreachError, match="policy.retries must be a whole number"):
+        outreach.load(bad)  # the page refused nothing before: a negative count sent once and never said so
+    with pytest.raises(outbound.OutboundError, match="policy.retries must be a whole number"):
+        outbound.policy_retries(bad)
 
 
 # ---------------------------------------------------------------------------------- 6: an opt-out stands
