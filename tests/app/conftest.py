@@ -23,3 +23,11 @@ def app_home(built_home, tmp_path_factory):
     target = tmp_path_factory.mktemp("app_home") / "home"
     shutil.copytree(built_home.home, target, ignore=shutil.ignore_patterns("*.lock", "*.holder", "build"))
     return get_settings(target)
+
+
+@pytest.fixture(scope="session")
+def multi_built(tmp_path_factory):
+    """The two-clinic practice, built once per run (multi_practice.build_multi; read-only: `writable` copies it)."""
+    from multi_practice import build_multi
+
+    return build_multi(tmp_path_factory)

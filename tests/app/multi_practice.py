@@ -64,3 +64,20 @@ def run(at, home: Settings, **env: str):
 
 def metrics(at) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
+
+
+def reader(home: Settings, role: str = "owner", clinics: tuple[str, ...] | None = None):
+    """The pages' DbReader on the home's served analytics file, as `role` scoped to `clinics` (None = all)."""
+    from app.lib.auth import Scope
+    from app.lib.db import AnalyticsDb
+    from app.lib.queries.base import DbReader
+
+    return DbReader(AnalyticsDb(home.analytics_db), Scope(role, clinics))
+
+
+def sql_frame(home: Settings, sql: str, params=None):
+    """A query's rows (a pandas frame) from the home's served analytics file, read-only: the tests' own restatement."""
+    import duckdb
+
+    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+        return con.execute(sql, params or {}).df()

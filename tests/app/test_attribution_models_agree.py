@@ -26,13 +26,11 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from multi_practice import metrics, open_page, run
+from multi_practice import metrics, open_page, reader, run, sql_frame
 
-from app.lib.auth import Scope
-from app.lib.db import AnalyticsDb
 from app.lib.formatting import fmt
 from app.lib.queries import attribution as qa
-from app.lib.queries.base import DbReader, Filters
+from app.lib.queries.base import Filters
 from ingestion.loader import ingest
 from ml.attribution import attribute
 from ptpulse.build.orchestrate import build
@@ -95,18 +93,9 @@ def home(tmp_path_factory) -> Settings:
     return get_settings(app_home)
 
 
-def _reader(home: Settings, role: str = "owner", clinics: tuple[str, ...] | None = None) -> DbReader:
-    return DbReader(AnalyticsDb(home.analytics_db), Scope(role, clinics))
-
-
-def _sql(home: Settings, sql: str) -> pd.DataFrame:
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
-        return con.execute(sql).df()
-
-
 @pytest.mark.parametrize("view", VIEWS)
 def test_spend_and_flags_do_not_depend_on_the_model(home, view):
-    df = qa.attribution_by_channel(_reader(home), VIEWS[view])
+    df = qa.attribution_by_channel(reader(home), VIEWS[view])
     models = set(df["model"])
     assert models == set(qa.HEURISTIC_MODELS) | set(qa.DATA_DRIVEN_MODELS)
     # every model has a row for every channel with spend, with that spend, and one flag per channel
@@ -124,7 +113,7 @@ def test_spend_and_flags_do_not_depend_on_the_model(home, view):
 
 
 def test_the_numbers_of_the_scenario(home):
-    df = qa.attribution_by_channel(_reader(home), VIEWS["CL001"])
+    df = qa.attribution_by_channel(reader(home), VIEWS["CL001"])
     flags = df.groupby("channel")["is_marketing"].first()
     # employer has no heuristic row in CL001 (its conversion is in CL002) but is still a bought channel
     assert flags["employer"] and flags["word_of_mouth"] and not flags["physician_referral"]
@@ -133,12 +122,12 @@ def test_the_numbers_of_the_scenario(home):
         "markov": 1250.0,
         "shapley": 1250.0,
     }
-    every = qa.attribution_by_channel(_reader(home), MARCH)
+    every = qa.attribution_by_channel(reader(home), MARCH)
     assert qa.marketing_totals(every, "markov")["spend_usd"] == 1500.0  # was 1,250: word of mouth's $250 dropped
 
 
 def test_every_conversion_is_credited_under_every_model(home):
-    df = qa.attribution_by_channel(_reader(home), MARCH)
+    df = qa.attribution_by_channel(reader(home), MARCH)
     sums = df.groupby("model")[CREDIT].sum()
     for model, row in sums.iterrows():
         assert row.tolist() == pytest.approx([6, 1250]), model  # was 5 / $1,080: R02 had no path
@@ -161,7 +150,7 @@ def test_the_page_tiles_say_the_same_spend_under_every_model(home, clinic):
         at.session_state["f_clinics"] = [clinic]
         run(at, home)
     f = at.session_state["ptpulse_filters"]
-    df = qa.attribution_by_channel(_reader(home), f)
+    df = qa.attribution_by_channel(reader(home), f)
     tiles = {m: _tiles(at, home, m) for m in ("linear", "markov", "shapley")}
     spend = {m: t["Marketing spend"] for m, t in tiles.items()}
     assert set(spend.values()) == {fmt(1500 if clinic is None else 1250, "usd")}, spend
@@ -176,9 +165,9 @@ def test_the_page_tiles_say_the_same_spend_under_every_model(home, clinic):
 
 
 def test_the_paths_follow_the_months_and_the_clinics(home):
-    r = _reader(home)
+    r = reader(home)
     every = qa.paths_in_view(r, Filters(date(2020, 1, 1), date(2030, 12, 31)))
-    mart = _sql(
+    mart = sql_frame(
         home, "select path, path_length, conversions, non_conversions, revenue_usd from marts.attribution_paths"
     )
     key = ["path", "path_length", "conversions", "non_conversions"]
@@ -219,4 +208,4 @@ def test_the_page_shows_the_paths_of_the_clinics_in_view(home):
     assert _path_table(scoped)["path"].tolist() == [
         "Employer programs → Social media → Website (organic) → Social media"
     ]
-    assert len(_path_table(at)) == len(qa.paths_in_view(_reader(home), at.session_state["ptpulse_filters"]))
+    assert len(_path_table(at)) == len(qa.paths_in_view(reader(home), at.session_state["ptpulse_filters"]))

@@ -12,25 +12,17 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import duckdb
 import pandas as pd
 import pytest
-from multi_practice import build_multi, open_page, run, writable
+from multi_practice import open_page, reader, run, sql_frame, writable
 
-from app.lib.auth import Scope
-from app.lib.db import AnalyticsDb
 from app.lib.queries import overview_drill
 from app.lib.queries.attribution import marketing_new_patients
-from app.lib.queries.base import DbReader, Filters
+from app.lib.queries.base import Filters
 from app.lib.queries.overview import kpi_summary
 
 SCOPED = "CL002"
 MARKETING_KPIS = ("cost_per_new_patient", "attributed_roi")
-
-
-@pytest.fixture(scope="session")
-def multi_built(tmp_path_factory):
-    return build_multi(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +30,8 @@ def home(multi_built, tmp_path_factory):
     return writable(multi_built, tmp_path_factory.mktemp("marketing_drill") / "home")
 
 
-def _sql(home, sql: str, params=None) -> pd.DataFrame:
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
-        return con.execute(sql, params or {}).df()
-
-
-def _reader(home, role: str = "owner", clinics: tuple[str, ...] | None = None) -> DbReader:
-    return DbReader(AnalyticsDb(home.analytics_db), Scope(role, clinics))
-
-
 def _as_of(home) -> date:
-    return pd.Timestamp(_sql(home, "select max(as_of) from marts.build_info").iloc[0, 0]).date()
+    return pd.Timestamp(sql_frame(home, "select max(as_of) from marts.build_info").iloc[0, 0]).date()
 
 
 def _two_whole_months(home) -> Filters:
@@ -64,22 +47,22 @@ def _spend(home, f: Filters, clinics: list[str] | None) -> float:
             "select sum(spend_usd) from marts.attribution_roi where model = 'linear' and is_marketing "
             "and month between $start and $end"
         )
-        return float(_sql(home, sql, {"start": f.start.replace(day=1), "end": f.end}).iloc[0, 0])
+        return float(sql_frame(home, sql, {"start": f.start.replace(day=1), "end": f.end}).iloc[0, 0])
     sql = (
         "select sum(spend_usd) from marts.marketing_mix_monthly where list_contains($clinics, clinic_id) "
         "and month between $start and $end"
     )
-    return float(_sql(home, sql, {"clinics": clinics, "start": f.start.replace(day=1), "end": f.end}).iloc[0, 0])
+    return float(sql_frame(home, sql, {"clinics": clinics, "start": f.start.replace(day=1), "end": f.end}).iloc[0, 0])
 
 
 def _other_clinic(home) -> str:
-    return _sql(home, "select clinic_id from marts.dim_clinics where clinic_id <> $c", {"c": SCOPED}).iloc[0, 0]
+    return sql_frame(home, "select clinic_id from marts.dim_clinics where clinic_id <> $c", {"c": SCOPED}).iloc[0, 0]
 
 
 @pytest.mark.parametrize("kpi", MARKETING_KPIS)
 def test_a_scoped_managers_drill_is_their_clinic_and_adds_up_to_their_tile(home, kpi):
     f = _two_whole_months(home)
-    manager = _reader(home, "manager", (SCOPED,))
+    manager = reader(home, "manager", (SCOPED,))
     rows = overview_drill.rows_behind(manager, f, kpi)
     tile = kpi_summary(manager, f).set_index("kpi")
     spend, revenue = float(rows["spend_usd"].sum()), float(rows["attributed_revenue_usd"].sum())
@@ -92,7 +75,7 @@ def test_a_scoped_managers_drill_is_their_clinic_and_adds_up_to_their_tile(home,
     cpp = tile.loc["cost_per_new_patient"]
     assert spend == pytest.approx(cpp["value"] * cpp["denominator"], rel=1e-9)  # cost per new patient's spend
     # an owner who picks the clinic sees the same rows; the other clinic's rows are the rest of the practice
-    owner = _reader(home)
+    owner = reader(home)
     picked = overview_drill.rows_behind(owner, Filters(f.start, f.end, (SCOPED,)), kpi)
     pd.testing.assert_frame_equal(picked, rows)
     other = overview_drill.rows_behind(owner, Filters(f.start, f.end, (_other_clinic(home),)), kpi)
@@ -116,7 +99,7 @@ def test_the_default_range_leaves_out_the_month_without_reported_spend(home):
     """Defect 1 on a real build: the default 90 days end at as_of, whose month has no spend reported yet."""
     as_of = _as_of(home)
     f = Filters(as_of - timedelta(days=89), as_of)
-    months = _sql(
+    months = sql_frame(
         home,
         "select period_start, numerator, denominator from marts.practice_kpis where kpi = 'cost_per_new_patient' "
         "and grain = 'month' and clinic_id = $c and period_start between $start and $end order by 1",
@@ -126,7 +109,7 @@ def test_the_default_range_leaves_out_the_month_without_reported_spend(home):
     assert len(unreported) == 1 and unreported["denominator"].iloc[0] > 0, "precondition: as_of's month"
     known = months[months["numerator"].notna()]
     expected = known["numerator"].sum() / known["denominator"].sum()
-    manager = _reader(home, "manager", (SCOPED,))
+    manager = reader(home, "manager", (SCOPED,))
     tile = kpi_summary(manager, f).set_index("kpi").loc["cost_per_new_patient"]
     assert tile["value"] == pytest.approx(expected, rel=1e-12)
     assert marketing_new_patients(manager, f)["cost_per_new_patient"] == pytest.approx(expected, rel=1e-12)

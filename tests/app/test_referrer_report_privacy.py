@@ -24,7 +24,7 @@ from html import escape
 import duckdb
 import pandas as pd
 import pytest
-from multi_practice import build_multi, open_page, run, writable
+from multi_practice import open_page, run, writable
 
 from app.lib import audit, referrer_report, send_ui
 from app.lib.auth import Scope
@@ -34,11 +34,6 @@ from app.lib.queries.base import DbReader, Filters
 
 EVERY_DAY = Filters(date(2000, 1, 1), date(2100, 12, 31))
 OUTSIDE = "someone@outside.example"
-
-
-@pytest.fixture(scope="session")
-def multi_built(tmp_path_factory):
-    return build_multi(tmp_path_factory)
 
 
 def _as_of(home) -> date:

@@ -18,26 +18,18 @@ import json
 import os
 from datetime import UTC, date, datetime
 
-import duckdb
 import pandas as pd
 import pytest
-from multi_practice import build_multi, metrics, open_page, run, writable
+from multi_practice import metrics, open_page, reader, run, sql_frame, writable
 
 from app.lib import goals
-from app.lib.auth import Scope
-from app.lib.db import AnalyticsDb
 from app.lib.formatting import fmt
 from app.lib.queries import attribution as qa
 from app.lib.queries import referral_sources as qr
-from app.lib.queries.base import DbReader, Filters
+from app.lib.queries.base import Filters
 from app.lib.sql_guard import SCOPE_SHARED_TABLES
 
 SCOPED = "CL002"
-
-
-@pytest.fixture(scope="session")
-def multi_built(tmp_path_factory):
-    return build_multi(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -45,21 +37,12 @@ def home(multi_built, tmp_path_factory):
     return writable(multi_built, tmp_path_factory.mktemp("scope_pages") / "home")
 
 
-def _sql(home, sql: str, params=None) -> pd.DataFrame:
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
-        return con.execute(sql, params or {}).df()
-
-
-def _reader(home, role: str = "owner", clinics: tuple[str, ...] | None = None) -> DbReader:
-    return DbReader(AnalyticsDb(home.analytics_db), Scope(role, clinics))
-
-
 def _clinic_name(home, clinic: str) -> str:
-    return _sql(home, "select clinic_name from marts.dim_clinics where clinic_id = $c", {"c": clinic}).iloc[0, 0]
+    return sql_frame(home, "select clinic_name from marts.dim_clinics where clinic_id = $c", {"c": clinic}).iloc[0, 0]
 
 
 def _other_clinic(home) -> str:
-    return _sql(home, "select clinic_id from marts.dim_clinics where clinic_id <> $c", {"c": SCOPED}).iloc[0, 0]
+    return sql_frame(home, "select clinic_id from marts.dim_clinics where clinic_id <> $c", {"c": SCOPED}).iloc[0, 0]
 
 
 def _filters(at) -> Filters:
@@ -75,8 +58,8 @@ def _frames(at) -> list[pd.DataFrame]:
 
 def test_the_clinic_scorecard_is_the_mart_when_every_clinic_is_listed(home):
     """The scorecard computed from clinic-grained marts repeats referral_source_performance exactly (one formula)."""
-    owner = _reader(home)
-    clinics = tuple(_sql(home, "select clinic_id from marts.dim_clinics order by 1")["clinic_id"])
+    owner = reader(home)
+    clinics = tuple(sql_frame(home, "select clinic_id from marts.dim_clinics order by 1")["clinic_id"])
     every = Filters(date.min, date.max, clinics)
     key = ["source_type", "source_id"]
     mart = qr.source_scorecard(owner).sort_values(key).reset_index(drop=True)
@@ -96,10 +79,10 @@ def _physician_truth(home, clinic: str) -> dict:
     """CL002's physician referrals straight from the funnel: sources, referrals, open ones, the last 90 days, and
     the net revenue of their episodes (an episode counts for the referral that owns it, when the build marks
     secondary referrals)."""
-    cols = set(_sql(home, "select * from marts.referral_funnel limit 0").columns)
+    cols = set(sql_frame(home, "select * from marts.referral_funnel limit 0").columns)
     own = " and not f.is_secondary_referral" if "is_secondary_referral" in cols else ""
     return (
-        _sql(
+        sql_frame(
             home,
             f"""
             select count(distinct f.referring_physician_id) as sources, count(*) as referrals,
@@ -134,7 +117,7 @@ def test_a_scoped_marketing_user_sees_their_clinic_on_referral_sources(home):
 
     # the referrer picker: CL002's physicians with CL002's counts; the report names CL002 only
     picker = at.selectbox(key="rs_report_doc")
-    counts = _sql(
+    counts = sql_frame(
         home,
         "select referring_physician_id as pid, count(*) as n from marts.referral_funnel "
         "where clinic_id = $c and referring_physician_id is not null group by 1",
@@ -166,7 +149,7 @@ def _cost_per_new_patient(home, f: Filters, clinics: list[str] | None) -> float:
     """Spend / new patients of the months with spend reported (a month with NULL spend, as_of's, is left out of
     both sums: tests/app/test_month_only_kpis.py)."""
     where = "clinic_id = 'ALL'" if clinics is None else "list_contains($clinics, clinic_id)"
-    row = _sql(
+    row = sql_frame(
         home,
         f"select sum(numerator) / sum(denominator) from marts.practice_kpis where kpi = 'cost_per_new_patient' "
         f"and grain = 'month' and {where} and period_start between $start and $end and numerator is not null",
@@ -176,8 +159,8 @@ def _cost_per_new_patient(home, f: Filters, clinics: list[str] | None) -> float:
 
 
 def test_cost_per_new_patient_follows_the_clinics_in_view(home):
-    owner = _reader(home)
-    lo = pd.Timestamp(_sql(home, "select max(as_of) from marts.build_info").iloc[0, 0]).date()
+    owner = reader(home)
+    lo = pd.Timestamp(sql_frame(home, "select max(as_of) from marts.build_info").iloc[0, 0]).date()
     f = Filters(date(lo.year - 1, lo.month, 1), lo)
     practice = qa.marketing_new_patients(owner, f)["cost_per_new_patient"]
     assert practice == pytest.approx(_cost_per_new_patient(home, f, None), rel=1e-12)
@@ -190,7 +173,7 @@ def test_cost_per_new_patient_follows_the_clinics_in_view(home):
         practice, rel=1e-12
     )
     # a user scoped to the clinic gets the clinic's figure without asking for it
-    scoped = qa.marketing_new_patients(_reader(home, "analyst", (SCOPED,)), f)["cost_per_new_patient"]
+    scoped = qa.marketing_new_patients(reader(home, "analyst", (SCOPED,)), f)["cost_per_new_patient"]
     assert scoped == pytest.approx(one, rel=1e-12)
 
 
@@ -213,10 +196,10 @@ def _not_all_zero(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_the_clinic_credit_is_the_mart_when_every_clinic_is_listed(home):
-    owner = _reader(home)
-    lo = pd.Timestamp(_sql(home, "select max(as_of) from marts.build_info").iloc[0, 0]).date()
+    owner = reader(home)
+    lo = pd.Timestamp(sql_frame(home, "select max(as_of) from marts.build_info").iloc[0, 0]).date()
     f = Filters(date(lo.year - 1, lo.month, 1), lo)
-    every = Filters(f.start, f.end, tuple(_sql(home, "select clinic_id from marts.dim_clinics")["clinic_id"]))
+    every = Filters(f.start, f.end, tuple(sql_frame(home, "select clinic_id from marts.dim_clinics")["clinic_id"]))
     key = ["model", "channel"]
     mart = qa.attribution_by_channel(owner, f)
     mart = mart[mart["model"].isin(qa.HEURISTIC_MODELS)]
@@ -237,7 +220,7 @@ def test_the_clinic_credit_is_the_mart_when_every_clinic_is_listed(home):
 def test_a_scoped_analyst_sees_their_clinic_on_attribution_and_no_practice_wide_part(home):
     at = open_page(home, "analyst", "attribution", clinics=SCOPED)
     f = _filters(at)
-    spend = _sql(
+    spend = sql_frame(
         home,
         "select sum(spend_usd) from marts.marketing_mix_monthly where clinic_id = $c and month between $start and $end",
         {"c": SCOPED, **_months(f)},
@@ -245,8 +228,8 @@ def test_a_scoped_analyst_sees_their_clinic_on_attribution_and_no_practice_wide_
     m = metrics(at)
     assert m["Marketing spend"] == fmt(spend, "usd")
     assert m["Cost per new patient"] == fmt(_cost_per_new_patient(home, f, [SCOPED]), "usd")
-    linear = qa.marketing_totals(qa.attribution_by_channel(_reader(home, "analyst", (SCOPED,)), f), "linear")
-    roi = _sql(
+    linear = qa.marketing_totals(qa.attribution_by_channel(reader(home, "analyst", (SCOPED,)), f), "linear")
+    roi = sql_frame(
         home,
         "select sum(numerator) / sum(denominator) from marts.practice_kpis where kpi = 'attributed_roi' "
         "and grain = 'month' and clinic_id = $c and period_start between $start and $end",
@@ -259,13 +242,13 @@ def test_a_scoped_analyst_sees_their_clinic_on_attribution_and_no_practice_wide_
     assert "marts.attribution_paths" not in SCOPE_SHARED_TABLES  # the rule the page follows
     # the paths to a decision are read from clinic-grained referral_touches: the clinic's own, nobody else's
     (paths,) = [d for d in _frames(at) if "path" in d]
-    own = qa.paths_in_view(_reader(home, "analyst", (SCOPED,)), f)
+    own = qa.paths_in_view(reader(home, "analyst", (SCOPED,)), f)
     assert len(paths) == min(len(own), 25) > 0
-    scoped_top = qa.top_paths(_reader(home, "analyst", (SCOPED,)), f)
+    scoped_top = qa.top_paths(reader(home, "analyst", (SCOPED,)), f)
     assert paths["path"].tolist() == scoped_top["path"].tolist()
-    theirs = qa.paths_in_view(_reader(home), Filters(f.start, f.end, (_other_clinic(home),)))
+    theirs = qa.paths_in_view(reader(home), Filters(f.start, f.end, (_other_clinic(home),)))
     assert int(own["conversions"].sum()) + int(theirs["conversions"].sum()) == int(
-        qa.paths_in_view(_reader(home), f)["conversions"].sum()
+        qa.paths_in_view(reader(home), f)["conversions"].sum()
     )
 
 
@@ -303,7 +286,7 @@ def test_a_scoped_analyst_gets_no_practice_wide_count_on_data_health(multi_built
 
 
 def test_data_health_names_sources_in_words_and_no_command_line_tool(home):
-    codes = set(_sql(home, "select source from marts.source_coverage")["source"])
+    codes = set(sql_frame(home, "select source from marts.source_coverage")["source"])
     assert "scheduling_events" in codes
     for role in ("admin", "analyst"):
         at = open_page(home, role, "data_health")
