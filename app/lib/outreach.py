@@ -369,6 +369,24 @@ def _quiet_until(now: datetime, zone_name: Any, policy: Policy, cache: dict[str,
     return cache[key]
 
 
+def _cap_reason(policy: Policy) -> str:
+    return f"frequency cap: already messaged {policy.cap_messages}× within {policy.cap_hours:g} h"
+
+
+def _quiet_decision(
+    appt_at: datetime | None, now: datetime, zone_name: Any, policy: Policy, cache: dict[str, datetime | None]
+) -> tuple[str, str, datetime | None]:
+    """(decision, reason, not_before) of a message otherwise allowed: `send` now; `queue` until quiet hours end at
+    the clinic; `skip` when its appointment is before they end (a reminder after the visit). One rule for a send's
+    plan and for Retry."""
+    until = _quiet_until(now, zone_name, policy, cache)
+    if until is None:
+        return "send", "", None
+    if appt_at is not None and appt_at <= until:
+        return "skip", f"appointment is before quiet hours end ({until:%H:%M} clinic time)", None
+    return "queue", f"quiet hours: sends at {until:%H:%M} clinic time", until
+
+
 def _recent_counts(app_db: Path, patient_ids: list[str], since: datetime) -> dict[str, int]:
     """Messages sent, being sent or waiting to be sent per patient since `since` (the frequency cap counts all)."""
     if not patient_ids:
@@ -537,15 +555,9 @@ def plan(
         elif status is None:
             decision, reason = "skip", f"no {channel.upper() if channel == 'sms' else channel} consent on file"
         elif recent.get(pid, 0) + planned.get(pid, 0) >= policy.cap_messages:
-            decision = "skip"
-            reason = f"frequency cap: already messaged {policy.cap_messages}× within {policy.cap_hours:g} h"
-        elif (quiet_until := _quiet_until(now, zone_name, policy, quiet_by_zone)) is not None:
-            if appt_at is not None and appt_at <= quiet_until:
-                decision = "skip"
-                reason = f"appointment is before quiet hours end ({quiet_until:%H:%M} clinic time)"
-            else:
-                decision, not_before = "queue", quiet_until
-                reason = f"quiet hours: sends at {quiet_until:%H:%M} clinic time"
+            decision, reason = "skip", _cap_reason(policy)
+        else:
+            decision, reason, not_before = _quiet_decision(appt_at, now, zone_name, policy, quiet_by_zone)
         if decision != "skip" and pid is not None:
             planned[pid] = planned.get(pid, 0) + 1
         out.append(
@@ -626,7 +638,6 @@ def send(
     at = _iso(_aware(now))  # the frequency cap counts from the time the message was asked for
     token = outbound.claim_token(actor)
     since = _aware(now) - timedelta(hours=policy.cap_hours)
-    cap_reason = f"frequency cap: already messaged {policy.cap_messages}× within {policy.cap_hours:g} h"
     results: list[Result] = []
     due: list[int] = []
     with _db(app_db) as con:
@@ -640,7 +651,7 @@ def send(
             pid = p["patient_id"]
             if status != "skipped" and pid is not None:
                 if recent.get(pid, 0) + taken.get(pid, 0) >= policy.cap_messages:
-                    status, reason = "skipped", cap_reason
+                    status, reason = "skipped", _cap_reason(policy)
                 else:
                     taken[pid] = taken.get(pid, 0) + 1
             if status in ("sending", "queued") and channel is None:
@@ -716,7 +727,6 @@ def retry(
     write transaction as the checks, for one of them only."""
     now = _aware(now or datetime.now())
     since = now - timedelta(hours=policy.cap_hours)
-    cap_reason = f"frequency cap: already messaged {policy.cap_messages}× within {policy.cap_hours:g} h"
     out: list[Result] = []
     for mid in message_ids:
         with _db(app_db) as con:
@@ -732,24 +742,23 @@ def retry(
                     continue
                 ch, _, sender, pid, task_id, appointment_at, zone_name = row
                 who = actor or sender
+                appt_at = _appointment_at(appointment_at, zone_name, now)  # stored with its offset
                 consent = outbound.latest_consent(con, pid, ch)
                 status, reason, not_before, token = "skipped", "", None, None
                 if pid is None:
                     reason = "no patient linked to this task"
                 elif consent is None or consent[0] != "granted":
                     reason = f"opted out of {ch} since the failure" if consent else f"no {ch} consent on file"
-                elif outbound.appointment_passed(appointment_at, now):
+                elif appt_at is not None and appt_at <= now:
                     reason = outbound.APPOINTMENT_PASSED
                 elif _recent_counts_in(con, [pid], since).get(pid, 0) >= policy.cap_messages:
-                    reason = cap_reason
-                elif (until := _quiet_until(now, zone_name, policy, {})) is not None:
-                    if outbound.appointment_passed(appointment_at, until):
-                        reason = f"appointment is before quiet hours end ({until:%H:%M} clinic time)"
-                    else:
-                        status, not_before = "queued", _iso(until)
-                        reason = f"quiet hours: sends at {until:%H:%M} clinic time"
+                    reason = _cap_reason(policy)
                 else:
-                    status, reason, token = "sending", None, outbound.claim_token(who)
+                    decision, reason, until = _quiet_decision(appt_at, now, zone_name, policy, {})
+                    if decision == "queue":
+                        status, not_before = "queued", _iso(until)
+                    elif decision == "send":
+                        status, reason, token = "sending", None, outbound.claim_token(who)
                 con.execute(
                     "update messages set status = ?, reason = ?, not_before = coalesce(?, not_before), "
                     "claimed_by = ?, claimed_at = ?, updated_at = ? where message_id = ? and status = 'failed'",
