@@ -7,6 +7,7 @@ The only module that draws with rich: library code reports through a `ProgressFn
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -381,6 +382,38 @@ def _print_loads(results) -> None:
             err.print(_plain(f"{r.status} {r.file}: {r.message}"), style="red")
         elif _nothing_mapped(r):
             err.print(_plain(f"nothing landed from {r.file}: {r.message}"), style="yellow")
+    loaded = [(r.file, r.sha256, r.message) for r in results if r.status == "loaded" and not _nothing_mapped(r)]
+    for file, message in _file_notes(loaded):
+        err.print(_plain(f"note {Path(file).name}: {message}", NOTE_LIMIT))
+
+
+NOTE_LIMIT = 600  # characters of a loaded file's note line (the load messages are counts and codes, never values)
+
+
+QUARANTINE_HINT = re.compile(r"^[\d,]+ row\(s\) quarantined: see .*\(load_id (\d+)\)")
+
+
+def _file_notes(loads) -> list[tuple[str, str]]:
+    """One note per loaded file from its loads' messages [(file, sha256, message)]: a FHIR / X12 file has one load
+    per target source, each repeating the file's notes (types not mapped, voided claims, 835 imbalance...), so the
+    distinct parts are joined once, in order, and the loads' "N row(s) quarantined: see ..." hints (their counts are
+    in the table) become one naming the load ids, first. Files whose loads say nothing are left out."""
+    parts: dict[tuple[str, str | None], dict[str, None]] = {}
+    quarantined: dict[tuple[str, str | None], list[str]] = {}
+    for file, sha, message in loads:
+        for part in (message or "").split("; "):
+            hint = QUARANTINE_HINT.match(part.strip())
+            if hint:
+                quarantined.setdefault((file, sha), []).append(hint.group(1))
+                parts.setdefault((file, sha), {})
+            elif part.strip():
+                parts.setdefault((file, sha), {})[part.strip()] = None
+    notes = []
+    for (file, sha), found in parts.items():
+        ids = quarantined.get((file, sha))
+        hint = [f"rows quarantined: see `ptpulse status` and raw._quarantine (load_id {', '.join(ids)})"] if ids else []
+        notes.append((file, "; ".join([*hint, *found])))  # the hint first: a long note is cut at its end
+    return notes
 
 
 @app.command()
@@ -455,6 +488,9 @@ def render_status(report: dict[str, list[dict[str, Any]]], console: Console) -> 
             console.print(
                 Text(safe_text(f"{r['status']} load {r['load_id']} {r['file']}: {r['message']}", 2000), style="red")
             )
+    loaded = [(r["file"], r.get("sha256"), r["message"]) for r in report["loads"][-30:] if r["status"] == "loaded"]
+    for file, message in _file_notes(loaded):
+        console.print(Text(safe_text(f"note {file.rsplit('/', 1)[-1]}: {message}", NOTE_LIMIT)))
     if report["quarantine_by_rule"]:
         quarantine = Table("source", "rule", "column", "rows", title="Quarantine by rule")
         for r in report["quarantine_by_rule"]:

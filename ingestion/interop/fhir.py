@@ -568,7 +568,7 @@ class _TypedView:
 def _read_resource(
     root: dict, line: int, batch: Batch, path: Path, folder: _Folder | None, zones: Zones | None = None
 ) -> None:
-    found = list(_walk(root, None))
+    found = list(_walk(root, None, batch))
     if not found:
         batch.ignore(f"FHIR {shown_type(root.get('resourceType'))} without resources (e.g. a batch of requests only)")
     index = _Index(folder.index if folder is not None else None, zones)
@@ -613,15 +613,40 @@ def _bundle_time(root: dict, found: list[tuple[dict, str | None]], index: _Index
     return max((t for t in times if t), default=None)
 
 
-def _walk(resource: dict, full_url: str | None) -> Iterator[tuple[dict, str | None]]:
-    """The resource, or every resource of a Bundle in document order (nested Bundles opened)."""
+#: Bundle entries that hold no resource to map, counted in the load message (`_walk`): never passed over silently
+ENTRY_NOT_OBJECT = "FHIR Bundle entry that is not a JSON object"
+ENTRY_DELETE = "FHIR Bundle DELETE entry (request.method DELETE: PT Pulse lands no deletes from FHIR)"
+ENTRY_NO_RESOURCE = "FHIR Bundle entry without a resource (a request or response only)"
+ENTRY_RESOURCE_NOT_OBJECT = "FHIR Bundle entry whose resource is not a JSON object"
+ENTRY_NO_TYPE = "FHIR Bundle entry whose resource has no resourceType"
+
+
+def _walk(resource: dict, full_url: str | None, batch: Batch | None = None) -> Iterator[tuple[dict, str | None]]:
+    """The resource, or every resource of a Bundle in document order (nested Bundles opened). An entry that holds no
+    resource to map (not an object, no resource, a resource that is not an object or has no string resourceType) or
+    a transaction's DELETE request is counted in `batch`'s load message and takes no position (`_line` numbers
+    the resources found); an NDJSON line of those shapes refuses its file instead (`_parse`)."""
     if resource.get("resourceType") != "Bundle":
         yield resource, full_url
         return
     for entry in resource.get("entry") or []:
         inner = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(inner, dict) and isinstance(inner.get("resourceType"), str):
-            yield from _walk(inner, entry.get("fullUrl"))
+        request = entry.get("request") if isinstance(entry, dict) else None
+        if isinstance(request, dict) and request.get("method") == "DELETE":
+            skipped = ENTRY_DELETE
+        elif not isinstance(entry, dict):
+            skipped = ENTRY_NOT_OBJECT
+        elif inner is None:
+            skipped = ENTRY_NO_RESOURCE
+        elif not isinstance(inner, dict):
+            skipped = ENTRY_RESOURCE_NOT_OBJECT
+        elif not isinstance(inner.get("resourceType"), str):
+            skipped = ENTRY_NO_TYPE
+        else:
+            yield from _walk(inner, entry.get("fullUrl"), batch)
+            continue
+        if batch is not None:
+            batch.ignore(skipped)
 
 
 class _Ctx:
@@ -1101,7 +1126,7 @@ def _claim(c: _Ctx) -> None:
         if c.ref_type(r.get("provider")) in ("Practitioner", "PractitionerRole")
         else next(iter(care_team.values()), None)
     )
-    for item, visit in zip(items, visits, strict=True):
+    for item, visit, charge_id in zip(items, visits, _item_ids(c, items), strict=True):
         team = [care_team.get(s) for s in item.get("careTeamSequence") or [] if care_team.get(s)]
         provider = team[0] if team else default_provider
         quantity = (item.get("quantity") or {}).get("value")
@@ -1112,7 +1137,7 @@ def _claim(c: _Ctx) -> None:
         c.batch.add(
             "charges",
             c.line,
-            charge_id=_item_id(c, item),
+            charge_id=charge_id,
             claim_id=c.key,
             appointment_id=visit.get("appointment_id"),
             episode_id=visit.get("episode_id"),
@@ -1132,13 +1157,48 @@ def _claim(c: _Ctx) -> None:
 def _item_id(c: _Ctx, item: dict) -> str | None:
     """A claim item's charge id: the item's element id when the exporter writes one (our generator writes the
     practice's charge id there: a Claim item has no identifier in R4), else `Claim/<id>#item<sequence>`. None for a
-    Claim nothing identifies: its lines are quarantined with it, never landed under no claim."""
+    Claim nothing identifies: its lines are quarantined with it, never landed under no claim; None too for an item
+    with neither element id nor `sequence` (required by R4): `#itemNone` would be one id for all such items."""
     if c.key is None:
         return None
     element = item.get("id")
     if isinstance(element, str) and element:
         return c.derived(f"#{element}") if id_namespace() else element
+    if item.get("sequence") is None:
+        return None
     return c.derived(f"#item{item.get('sequence')}")
+
+
+#: load-message notes (counts only) of the Claim items quarantined by the charge id rules; fhir_fast counts the same
+ITEM_NO_SEQUENCE = (
+    "FHIR Claim item without sequence (nor an element id): no charge id to land it under (quarantined `required` "
+    "charge_id)"
+)
+ITEM_REPEATED = (
+    "FHIR Claim item repeating an earlier item's charge id in its Claim (a sequence or element id written twice): "
+    "quarantined `required` charge_id, the first kept"
+)
+
+
+def _item_ids(c: _Ctx, items: list) -> list[str | None]:
+    """`_item_id` of each item of the Claim; an item whose charge id an earlier item of the Claim already has (R4 makes
+    `sequence` unique within a Claim) gets none, so it is quarantined and counted in the load message instead of
+    landing as a version of the other's charge (dbt would keep one of them: money silently lost). The same rule as
+    fhir_fast's `_claims` (the ids compared as they land: trimmed)."""
+    ids: list[str | None] = []
+    seen: set[str] = set()
+    for item in items:
+        charge_id = _item_id(c, item)
+        if charge_id is None:
+            if c.key is not None:  # a Claim without identity is counted once, as such (NO_IDENTITY)
+                c.batch.adjusted[ITEM_NO_SEQUENCE] += 1
+        elif (key := charge_id.strip()) in seen:
+            c.batch.adjusted[ITEM_REPEATED] += 1
+            charge_id = None
+        elif key:
+            seen.add(key)
+        ids.append(charge_id)
+    return ids
 
 
 def _claim_number(r: dict) -> str | None:

@@ -861,6 +861,7 @@ def read_bulk(path: Path, batch, con: duckdb.DuckDBPyConnection | None = None) -
             tables, ignored = MAPPERS[rtype](con, path)
         finally:
             _MAPPING["space_only"], _MAPPING["default_zone"] = False, None
+            adjusted, _MAPPING["adjusted"] = _MAPPING["adjusted"], []
         # fhir.py counts a resource nothing identifies (no id; an NDJSON line has no fullUrl) in the load message
         unnamed = _run(con, "SELECT count(*) FROM src WHERE rid(id) IS NULL")[0][0]
     except Exception:  # noqa: BLE001 - anything the SQL did not expect: the per-resource reader decides
@@ -890,6 +891,8 @@ def read_bulk(path: Path, batch, con: duckdb.DuckDBPyConnection | None = None) -
             batch.add_table(source, rows)
     for what, n in ignored:
         batch.ignored[what] += n
+    for what, n in adjusted:
+        batch.adjusted[what] += n
     if unnamed:
         batch.adjusted[f"FHIR {rtype} {F.NO_IDENTITY}"] += unnamed
     return odd
@@ -933,7 +936,7 @@ def cleaned(source: str) -> dict[str, str]:
 
 # set by read_bulk while a file is mapped: every file of its folder is `space_only` (values can hold no whitespace
 # but spaces), so `_frame` trims with the cheap space test
-_MAPPING: dict = {"space_only": False, "default_zone": None}
+_MAPPING: dict = {"space_only": False, "default_zone": None, "adjusted": []}  # adjusted: (note, count) of the mapping
 
 
 def _clean(col, space_only: bool = False) -> str:
@@ -1199,7 +1202,24 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
         FROM clm_head h
         JOIN items v ON v.line = h.line
         LEFT JOIN target pr ON pr.key = coalesce(v.team_ref, h.default_ref)"""
-    return {"claims": _frame(con, claims, "claims"), "charges": _frame(con, charges, "charges")}, ignored
+    tables = {"claims": _frame(con, claims, "claims"), "charges": _frame(con, charges, "charges")}
+    # fhir.py `_item_ids`: an item without element id nor sequence has no charge id (NULL above); an item whose charge
+    # id (as it lands: cleaned) an earlier item of its Claim already has gets none. Both are quarantined `required`
+    # and counted in the load message with fhir.py's words. One window over the charges, no per-row Python.
+    unsequenced = _run(
+        con,
+        "SELECT count(*) FROM items v JOIN clm_head h ON h.line = v.line "
+        "WHERE rid(h.id) IS NOT NULL AND v.item_sid IS NULL AND v.item_seq IS NULL",
+    )[0][0]
+    repeated = _run(
+        con,
+        f"UPDATE {tables['charges']} SET charge_id = NULL WHERE rowid IN (SELECT rowid FROM {tables['charges']} "
+        "WHERE charge_id IS NOT NULL QUALIFY row_number() OVER (PARTITION BY _src_line, charge_id ORDER BY _ord) > 1)",
+    )[0][0]
+    _MAPPING["adjusted"] += [
+        (what, n) for what, n in ((F.ITEM_NO_SEQUENCE, unsequenced), (F.ITEM_REPEATED, repeated)) if n
+    ]
+    return tables, ignored
 
 
 def _claim_number(identifier: str) -> str:

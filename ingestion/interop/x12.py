@@ -402,7 +402,7 @@ def _read_837p(ix: Interchange, tx: list[Segment], batch: Batch) -> None:
                 claim.lines[-1]["service_date"] = x12_date(seg[3])
         elif sid == "LX":
             loop = "line"
-            claim.lines.append({"lx": seg[1], "seg": None})
+            claim.lines.append({"lx": seg[1], "lx_seg": seg, "seg": None})
         elif sid == "SV1" and loop == "line" and claim.lines:
             line = claim.lines[-1]
             procedure = ix.composite(seg[1])
@@ -427,7 +427,7 @@ def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
     if claim.frequency == VOID:
         batch.ignore("X12 837P void claim (CLM05-3 = 8)")
         return
-    lines = [ln for ln in claim.lines if ln.get("seg") is not None]
+    lines = [ln for ln in claim.lines if ln.get("seg") is not None]  # service lines with their SV1
     dates = sorted(d for d in (ln.get("service_date") for ln in lines) if d)
     service_date = claim.service_date or (dates[0] if dates else None)
     # a claim is created after its services: never before the last service date (test files reuse old headers)
@@ -446,13 +446,29 @@ def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
         submitted_at=created,
         billed_usd=claim.billed,
     )
-    for line in lines:
+    for line, charge_id in zip(claim.lines, _line_ids(claim, batch), strict=True):
+        if line.get("seg") is None:
+            # an LX without its SV1 (a professional service: procedure, charge, units): no charge to land, but read,
+            # so quarantined (its cpt_code, units and charge_usd are empty) and counted in the load message
+            batch.adjusted[NO_SV1] += 1
+            batch.add(
+                "charges",
+                line["lx_seg"].pos,
+                charge_id=charge_id,
+                claim_id=claim.claim_id,
+                patient_id=patient_id,
+                clinic_id=clinic_id,
+                therapist_id=line.get("rendering_npi") or claim.rendering_npi or claim.billing_npi,
+                service_date=line.get("service_date") or service_date,
+                posted_at=_not_before(submitted_at, line.get("service_date") or service_date or "", batch),
+            )
+            continue
         minutes = line["quantity"] if line["unit"] == "MJ" else None
         units = whole_number(line["quantity"]) if line["unit"] == "UN" else None
         batch.add(
             "charges",
             line["seg"].pos,
-            charge_id=line.get("control") or f"{claim.claim_id}#{line['lx']}",
+            charge_id=charge_id,
             claim_id=claim.claim_id,
             appointment_id=None,
             episode_id=None,
@@ -467,6 +483,34 @@ def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
             charge_usd=line["charge"],
             posted_at=_not_before(submitted_at, line.get("service_date") or service_date or "", batch),
         )
+
+
+#: load-message notes (counts only) of the 837P service lines quarantined by the reader's rules (README.md, 837P)
+NO_SV1 = "X12 837P service line (LX) without its professional service (SV1): quarantined (no cpt_code, units, charge)"
+REPEATED_LINE = (
+    "X12 837P service line whose line id (REF*6R, else the LX number) repeats an earlier line's in its claim: "
+    "no charge id (quarantined `required` charge_id), the first line kept"
+)
+
+
+def _line_ids(claim: _Claim, batch: Batch) -> list[str | None]:
+    """The charge id of each service line (LX) of the claim: REF*6R, else CLM01 + `#` + LX01. A line whose id repeats
+    an earlier line's of the same claim (an LX number or REF*6R written twice) gets none, so it is quarantined
+    (`required` charge_id) and counted in the load message: landed under one key, dbt would keep only the last of
+    them, and money would silently go. The first is kept. Quarantined rather than made unique (`#1-2`): such an id
+    would be invented here, named by no 835 or replacement claim, and would shift if the lines were reordered."""
+    ids: list[str | None] = []
+    seen: set[str] = set()
+    for line in claim.lines:
+        charge_id = line.get("control") or f"{claim.claim_id}#{line['lx']}"
+        key = charge_id.strip()  # as it lands (Batch.add strips values)
+        if key in seen:
+            batch.adjusted[REPEATED_LINE] += 1
+            ids.append(None)
+            continue
+        seen.add(key)
+        ids.append(charge_id)
+    return ids
 
 
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -683,6 +727,7 @@ def _emit_835(paid: _Paid, pay: _Payment, event_at: str | None, batch: Batch) ->
             **common,
         )
     if paid.status == DENIED:
+        _denied_adjustments(paid, base, common, batch)
         return
     for n, (seg, group, carc, value, _) in enumerate(paid.adjustments, start=1):
         if value and is_zero(value):
@@ -711,6 +756,49 @@ def _emit_835(paid: _Paid, pay: _Payment, event_at: str | None, batch: Batch) ->
             group_code="PR",
             **common,
         )
+
+
+def _denied_adjustments(paid: _Paid, base: str, common: dict, batch: Batch) -> None:
+    """The CAS of a denied claim (CLP02 = 4) besides its `denial` row (which states CLP03 and the first CAS's group /
+    reason). A PR (patient responsibility: the deductible or non-covered share the patient now owes) lands as on any
+    claim, `patient_responsibility` `.../cas/<k>`, so the claim's balance moves to the patient and a reversal of the
+    denial (which negates every CAS) cancels it. The other groups (CO, OA, PI, CR) do not land as adjustments: the
+    denial states the denied amount, and a `contractual_adjustment` would close the insurance balance of a claim still
+    to be appealed or written off (dbt `claims`: allowed, A/R). Not landed, they are counted in the load message by
+    group and reason code (codes only), except the first CAS, whose codes the denial row carries. On a later payer's
+    denial (a CAS reason 23: secondary, tertiary) a PR is counted too: the patient share it repeats is the prior
+    payer's, landed from that payer's 835 (a secondary's denial leaves the primary's share)."""
+    later_payer = any(adj[2] == PRIOR_PAYER for adj in paid.adjustments)
+    for n, (seg, group, carc, value, _) in enumerate(paid.adjustments, start=1):
+        if value and is_zero(value):
+            continue
+        if carc == PRIOR_PAYER:
+            batch.ignore("X12 835 CAS reason 23 (the prior payer's adjudication, in that payer's 835)")
+            continue
+        if group == "PR" and not later_payer:
+            batch.add(
+                "remittances",
+                seg.pos,
+                remit_id=f"{base}/cas/{n}",
+                event_type="patient_responsibility",
+                amount_usd=value,
+                group_code=group,
+                carc_code=carc,
+                **common,
+            )
+        elif n > 1 and group == "PR":
+            batch.ignore(
+                f"X12 835 later payer's denied claim CAS {_shown_cas(group, carc)} (the prior payer's 835 states it)"
+            )
+        elif n > 1:
+            batch.ignore(f"X12 835 denied claim CAS {_shown_cas(group, carc)} (the denial states the denied amount)")
+
+
+def _shown_cas(group: str, carc: str) -> str:
+    """A CAS group and reason code as they may appear in a message (X12 codes only: they are file content)."""
+    group = group if re.fullmatch(r"[A-Z]{2}", group) else "(other)"
+    carc = carc if re.fullmatch(r"[A-Z0-9]{1,5}", carc) else "(other)"
+    return f"{group}-{carc}"
 
 
 def _prior_share(paid: _Paid, sign: Callable[[str], str], batch: Batch) -> Decimal | None:
