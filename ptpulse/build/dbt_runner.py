@@ -6,6 +6,7 @@ cached DuckDB instance is closed after each run (the file must be reopened and r
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -29,6 +30,7 @@ _DBT_LOCK = threading.Lock()
 # This process's alias folder (`_alias_root`): (pid, path, the open lock file that reserves it)
 _ALIAS: tuple[int, Path, object] | None = None
 _PARSE_STATE = "partial_parse.msgpack"
+_PARSE_PROJECT = "partial_parse.project"  # the project folder the parse state was read from
 
 # dbt's per-node events that carry the node's `index` of dbt's total (`total`; `num_models` on test results): its
 # "12 of 80 START ..." and result lines, fired before the node's `NodeFinished`
@@ -154,7 +156,7 @@ def run_dbt(
     # and a Python traceback, which are dropped (dbt.log under --log-path keeps them); otherwise it is printed
     console = io.StringIO()
     with _DBT_LOCK:
-        aliased = _through_alias(Path(raw_db).parent, env, work_dir / "target")
+        aliased = _through_alias(Path(raw_db).parent, env, work_dir / "target", project_dir)
         with scoped_environ(aliased):
             capture_stdout_logs(console)
             try:
@@ -162,7 +164,7 @@ def run_dbt(
             finally:
                 stop_capture_stdout_logs()
                 _release_dbt_duckdb()
-        _keep_parse_state(work_dir / "target")
+        _keep_parse_state(work_dir / "target", project_dir)
     run = summarise(res, time.perf_counter() - t0)
     if console.getvalue() and not run.interrupted:
         sys.stdout.write(console.getvalue())
@@ -202,16 +204,17 @@ def _alias_root() -> Path | None:
     return None
 
 
-def _through_alias(home: Path, env: dict[str, str], target_dir: Path) -> dict[str, str]:
-    """`env` with every path under `home` spelled through this process's alias, a symlink to `home`.
+def _through_alias(home: Path, env: dict[str, str], target_dir: Path, project_dir: Path) -> dict[str, str]:
+    """`env` with every path under `home` spelled through this process's alias, a symlink to `home`, and the
+    home's parse state made safe to use (`_prepare_parse_state`).
 
     Why: dbt hashes the profile's connection info (database, attached raw file, spill folder, key file: all
     paths under the home) into its partial-parse state, so each new home re-parsed the whole project (~2.5 s of
     a small build; the test suite makes ~100 homes). Through the alias those paths are the same for every home
-    this process builds, and a home without parse state starts from the last one this process wrote: dbt still
-    compares every project file's hash and the vars, and parses again whatever differs. Under `_DBT_LOCK`.
-    """
+    this process builds, so a home without parse state can start from the last one this slot wrote. Under
+    `_DBT_LOCK`."""
     alias = _alias_root()
+    _prepare_parse_state(target_dir, project_dir, alias)
     if alias is None:
         return env
     home = Path(os.path.normpath(home.absolute()))
@@ -223,14 +226,6 @@ def _through_alias(home: Path, env: dict[str, str], target_dir: Path) -> dict[st
         os.replace(staged, alias)
     except OSError:
         return env
-    last = alias.with_name(alias.name + ".parse")
-    own = target_dir / _PARSE_STATE
-    if not own.exists() and last.exists():
-        try:
-            own.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(last, own)
-        except OSError:
-            pass
     out = dict(env)
     for key, value in env.items():
         path = Path(os.path.normpath(value)) if os.path.isabs(value) else None
@@ -239,16 +234,50 @@ def _through_alias(home: Path, env: dict[str, str], target_dir: Path) -> dict[st
     return out
 
 
-def _keep_parse_state(target_dir: Path) -> None:
-    """Keep the parse state this run wrote for the next new home of this process (`_through_alias`)."""
-    alias = _alias_root()
+def _project_key(project_dir: Path) -> str:
+    return str(Path(project_dir).resolve())
+
+
+def _prepare_parse_state(target_dir: Path, project_dir: Path, alias: Path | None) -> None:
+    """dbt compares every project file's hash and the vars with its saved parse state and re-parses what differs,
+    but not the folder the files were read from: a state saved from another copy of the project (a moved install,
+    a new venv, a test's copy) still points its seeds there, and the build fails or reads the wrong files. So the
+    state is kept with the project folder it came from (`partial_parse.project`) and dropped when that differs;
+    a home without state starts from its slot's last state of the same folder."""
     own = target_dir / _PARSE_STATE
-    if alias is None or not own.exists():
-        return
+    marker = target_dir / _PARSE_PROJECT
     try:
-        staged = alias.with_name(alias.name + ".parse.new")
-        shutil.copyfile(own, staged)
-        os.replace(staged, alias.with_name(alias.name + ".parse"))
+        if own.exists() and (not marker.exists() or marker.read_text() != _project_key(project_dir)):
+            own.unlink()
+        last = _slot_parse_state(alias, project_dir) if alias is not None else None
+        if not own.exists() and last is not None and last.exists():
+            target_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(last, own)
+            marker.write_text(_project_key(project_dir))
+    except OSError:
+        own.unlink(missing_ok=True)
+
+
+def _slot_parse_state(alias: Path, project_dir: Path) -> Path:
+    """Where the slot keeps its last parse state of the project in `project_dir`."""
+    folder = hashlib.sha256(_project_key(project_dir).encode()).hexdigest()[:16]
+    return alias.with_name(f"{alias.name}.{folder}.parse")
+
+
+def _keep_parse_state(target_dir: Path, project_dir: Path) -> None:
+    """Record which project folder the parse state this run wrote belongs to, and keep a copy for the next new
+    home of this process (`_through_alias`)."""
+    own = target_dir / _PARSE_STATE
+    if not own.exists():
+        return
+    alias = _alias_root()
+    try:
+        (target_dir / _PARSE_PROJECT).write_text(_project_key(project_dir))
+        if alias is not None:
+            kept = _slot_parse_state(alias, project_dir)
+            staged = kept.with_name(kept.name + ".new")
+            shutil.copyfile(own, staged)
+            os.replace(staged, kept)
     except OSError:
         pass
 

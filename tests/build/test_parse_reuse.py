@@ -8,14 +8,16 @@ are left as they are.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import shutil
 from pathlib import Path
 
 import duckdb
 
 from ptpulse.build import dbt_runner
 from ptpulse.build.dbt_runner import run_dbt
-from ptpulse.core.config import get_settings
+from ptpulse.core.config import DBT_PROJECT_DIR, get_settings
 
 
 def _parse_in_new_home(home: Path) -> str:
@@ -45,7 +47,7 @@ def test_only_paths_under_the_home_go_through_the_alias(tmp_path):
     outside = tmp_path / "secrets" / "pseudonym.key"
     env = {"TARGET": str(current / "analytics.duckdb"), "KEY": str(outside), "LIMIT": "4GB"}
     with dbt_runner._DBT_LOCK:
-        mapped = dbt_runner._through_alias(home, env, home / "build" / "dbt" / "target")
+        mapped = dbt_runner._through_alias(home, env, home / "build" / "dbt" / "target", DBT_PROJECT_DIR)
     alias = dbt_runner._alias_root()
     assert alias is not None and alias.resolve() == home.resolve()
     assert mapped["TARGET"] == str(alias / "build" / "dbt" / "current" / "analytics.duckdb")  # `current` kept
@@ -67,3 +69,30 @@ def test_a_forked_process_takes_its_own_alias():
     child.join(30)
     assert theirs not in (str(mine), "None")
     assert dbt_runner._alias_root() == mine  # the parent keeps its own
+
+
+def _seed_roots(home: Path) -> set[str]:
+    manifest = json.loads((home / "build" / "dbt" / "target" / "manifest.json").read_text())
+    return {n["root_path"] for n in manifest["nodes"].values() if n["resource_type"] == "seed"}
+
+
+def _parse(home: Path, project: Path) -> None:
+    settings = get_settings(home).ensure()
+    duckdb.connect(str(settings.raw_db)).close()
+    work = settings.build_dir / "dbt"
+    run = run_dbt(["parse"], work / "analytics.duckdb", settings.raw_db, work, project_dir=project)
+    assert run.ok, run.message
+
+
+def test_parse_state_never_crosses_project_folders(tmp_path):
+    """A copy of the project (a moved install, a new venv) has the same file hashes, and dbt would reuse a parse
+    state whose seeds point at the other copy: the build then read the other folder's seeds, or failed when it
+    was gone. Neither a new home nor the same home carries a state across folders."""
+    copy = tmp_path / "project_copy"
+    shutil.copytree(DBT_PROJECT_DIR, copy, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    _parse(tmp_path / "a", copy)
+    assert _seed_roots(tmp_path / "a") == {str(copy)}
+    _parse(tmp_path / "b", DBT_PROJECT_DIR)  # a new home after the copy's parse, in the same process
+    assert _seed_roots(tmp_path / "b") == {str(DBT_PROJECT_DIR)}
+    _parse(tmp_path / "a", DBT_PROJECT_DIR)  # the same home, now with the other folder
+    assert _seed_roots(tmp_path / "a") == {str(DBT_PROJECT_DIR)}
