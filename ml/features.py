@@ -241,9 +241,11 @@ def build_features(
     ep_first, ep_end = episode.locate(t_ep, t_sec)
     f["episode_visits"] = episode.count(ep_first, ep_end, "attended")
     f["episode_no_shows"] = episode.count(ep_first, ep_end, "no_show")
-    if targets["episode_id"].isna().all():  # no episodes in the export: not one big episode of everyone
-        f["episode_visits"] = np.nan
-        f["episode_no_shows"] = np.nan
+    # an appointment without an episode (a walk-in, an export without episodes) has no episode so far: NaN, not
+    # the counts of one big "episode" pooling every episode-less appointment of the practice (null ids share a code)
+    no_episode = targets["episode_id"].isna().to_numpy()
+    f["episode_visits"] = np.where(no_episode, np.nan, f["episode_visits"].to_numpy(float))
+    f["episode_no_shows"] = np.where(no_episode, np.nan, f["episode_no_shows"].to_numpy(float))
 
     # the slot, fixed at booking
     booked = pd.to_datetime(targets["booked_at"]).reset_index(drop=True)

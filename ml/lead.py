@@ -23,6 +23,14 @@ recipe and direction in time as the no-show model); time split on the referral's
 snapshot of a referral lands on the same side). Baselines: the conversion rate by source type (what a desk
 knows), and logistic regression on the same features.
 
+Serving rule (the no-show and denial models' choice, plus a floor): the trees and the logistic regression are
+both measured on the test period and the trees are deployed unless their ROC AUC is below the regression's
+(`deployed_model` on the card). The trees are a candidate only when their fit slice holds at least
+2 x MIN_LEAF rows, room for one split (`trees_possible`; a young practice's 171 rows gave a constant); else
+the regression is the candidate alone. The deployed model is served only when it ranks referrals better than
+the source-type rate (ROC AUC) and predicts better than always saying the training conversion rate (Brier);
+else nothing is served (`serving_choice` returns None: the card says why, `ml.lead_scores` stays empty).
+
 Expected value: the mean collected net revenue (`episodes.net_revenue_usd`, payer plus patient payments) of
 closed episodes, by payer class x source type, shrunk toward the payer-class mean and that toward the overall
 mean (`EV_SHRINK` pseudo-episodes). Episodes closed within the last `EV_SETTLE_DAYS` are left out while their
@@ -43,7 +51,11 @@ from ml import tabular
 from ml.evaluation import classification_metrics, reliability_bins
 
 SEED = 20240602
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: the serving rule (trees or regression, served only above the baselines)
+BOOSTED = "boosted_trees"
+LOGISTIC = "logistic_regression"
+MIN_LEAF = 100  # rows per tree leaf: the trees need a fit slice of 2 x MIN_LEAF to split at all
+CAL_SHARE = 0.25
 AGES_DAYS = (0.25, 1, 2, 3, 5, 7, 10, 14, 21, 30)
 LABEL_DAYS = 45
 EV_SHRINK = 30.0
@@ -198,11 +210,18 @@ def _codes(x: pd.DataFrame) -> pd.DataFrame:
 
 
 def _booster() -> tabular.ShallowBooster:
-    return tabular.shallow_booster(SEED, min_samples_leaf=100, max_iter=300)
+    return tabular.shallow_booster(SEED, min_samples_leaf=MIN_LEAF, max_iter=300)
+
+
+def trees_possible(order: np.ndarray, cal_share: float = CAL_SHARE) -> bool:
+    """Whether the booster's fit slice (all but the latest `cal_share` by `order`) holds 2 x MIN_LEAF rows: fewer
+    cannot make one split, and the calibrated trees would score every referral the same."""
+    fit_idx, _ = tabular.fit_rows(order, cal_share)
+    return len(fit_idx) >= 2 * MIN_LEAF
 
 
 def fit_calibrated(
-    x: pd.DataFrame, y: np.ndarray, order: np.ndarray, cal_share: float = 0.25
+    x: pd.DataFrame, y: np.ndarray, order: np.ndarray, cal_share: float = CAL_SHARE
 ) -> CalibratedClassifierCV:
     """The booster stopped and calibrated on the latest `cal_share` of rows by scoring time."""
     return tabular.fit_calibrated(_booster(), x, y, order, cal_share)
@@ -242,9 +261,11 @@ class LeadModel:
     train_rows: int
     feature_version: int = FEATURE_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    kind: str = BOOSTED
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
-        return self.estimator.predict_proba(encode(features, self.categories))[:, 1]
+        x = encode(features, self.categories)
+        return self.estimator.predict_proba(_codes(x) if self.kind == LOGISTIC else x)[:, 1]
 
 
 def time_split(received: pd.Series, test_share: float = 0.2) -> pd.Timestamp:
@@ -264,20 +285,78 @@ def _by(frame: pd.DataFrame, col: str, min_n: int = 30) -> dict[str, Any]:
     return out
 
 
+def choose_deployed(trees_auc: float | None, logistic_auc: float | None) -> str:
+    """BOOSTED unless the trees lose to the logistic regression on the test period (ROC AUC; ties keep the trees)
+    or were not fitted (None: too few rows to split)."""
+    if trees_auc is None or np.isnan(trees_auc):
+        return LOGISTIC
+    if logistic_auc is None or np.isnan(logistic_auc):
+        return BOOSTED
+    return LOGISTIC if trees_auc < logistic_auc else BOOSTED
+
+
+def serving_choice(deployed: str, m: dict[str, Any], m_src: dict[str, Any], brier_constant: float) -> tuple[bool, str]:
+    """(served, why): the deployed model (test metrics `m`) is served only when it ranks referrals better than the
+    source-type conversion rate and than chance (ROC AUC) and predicts better than always saying the training
+    conversion rate (Brier strictly below `brier_constant`)."""
+    name = "boosted trees" if deployed == BOOSTED else "logistic regression"
+    auc = float("nan") if m.get("roc_auc") is None else float(m["roc_auc"])
+    src = float("nan") if m_src.get("roc_auc") is None else float(m_src["roc_auc"])
+    floor = max(0.5, src) if not np.isnan(src) else 0.5
+    brier = float(m["brier"])
+    if auc > floor and brier < brier_constant:
+        return True, (
+            f"the {name} ranked referrals better than the conversion rate by source type (ROC AUC {auc:.3f} vs "
+            f"{src:.3f}) and predicted them better than the constant conversion rate (Brier {brier:.4f} vs "
+            f"{brier_constant:.4f})"
+        )
+    if not auc > floor:
+        return False, (
+            f"the {name}, the model that would be served, ranked referrals no better than "
+            + ("chance" if floor == 0.5 else "the conversion rate by source type")
+            + f" (ROC AUC {auc:.3f} vs {floor:.3f})"
+        )
+    return False, (
+        f"the {name}, the model that would be served, predicted conversion no better than the constant rate "
+        f"(Brier {brier:.4f} vs {brier_constant:.4f})"
+    )
+
+
 def evaluate(rows: pd.DataFrame, features: pd.DataFrame, y: np.ndarray, test_share: float = 0.2) -> dict[str, Any]:
-    """Time-based evaluation: fit on referrals received before the split day, measure on the later ones."""
+    """Time-based evaluation: fit on referrals received before the split day, measure on the later ones.
+
+    Both candidates (calibrated trees, when the fit slice leaves room for a split; logistic regression) are
+    measured on the same test rows; the headline metrics, bins and subgroups are the deployed one's
+    (`choose_deployed`), and `served` says whether it passed `serving_choice`.
+    """
     split = time_split(rows["received_at"], test_share)
     train = (rows["received_at"] < split).to_numpy()
     test = ~train
     cats = fit_categories(features[train])
     x = encode(features, cats)
     t_ns = rows["at"].astype("int64").to_numpy()
-    model = fit_calibrated(x[train], y[train], t_ns[train])
-    p = model.predict_proba(x[test])[:, 1]
     rates, overall = source_rate_baseline(features[train], y[train])
     p_src = apply_source_rate(features[test], rates, overall)
     p_logit = logistic_baseline().fit(_codes(x[train]), y[train]).predict_proba(_codes(x[test]))[:, 1]
-    m = classification_metrics(y[test], p)
+    m_logit = classification_metrics(y[test], p_logit)
+    m_src = classification_metrics(y[test], p_src)
+    n_fit = len(tabular.fit_rows(t_ns[train], CAL_SHARE)[0])
+    if trees_possible(t_ns[train]):
+        p_trees = fit_calibrated(x[train], y[train], t_ns[train]).predict_proba(x[test])[:, 1]
+        m_trees: dict[str, Any] | None = classification_metrics(y[test], p_trees)
+        trees_note = None
+    else:
+        p_trees, m_trees = None, None
+        trees_note = (
+            f"not fitted: their fit slice holds {n_fit:,} snapshot rows, fewer than 2 x {MIN_LEAF} (one split "
+            "needs two leaves of at least that many)"
+        )
+    deployed = choose_deployed(m_trees["roc_auc"] if m_trees else None, m_logit["roc_auc"])
+    p = p_trees if deployed == BOOSTED else p_logit
+    m = m_trees if deployed == BOOSTED and m_trees is not None else m_logit
+    train_rate = float(y[train].mean())
+    brier_constant = float(np.mean((y[test] - train_rate) ** 2))
+    served, why = serving_choice(deployed, m, m_src, brier_constant)
     rate = float(y[test].mean())
     frame = pd.DataFrame(
         {
@@ -291,7 +370,28 @@ def evaluate(rows: pd.DataFrame, features: pd.DataFrame, y: np.ndarray, test_sha
     )
     return {
         **{k: m[k] for k in ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")},
-        "baseline_roc_auc": classification_metrics(y[test], p_src)["roc_auc"],
+        "deployed_model": deployed,
+        "served": served,
+        "serving": why,
+        "baseline_comparison": {
+            "metric": "ROC AUC on the test period (same rows)",
+            BOOSTED: m_trees["roc_auc"] if m_trees else None,
+            LOGISTIC: m_logit["roc_auc"],
+            "source_type_rate": m_src["roc_auc"],
+            "brier": {BOOSTED: m_trees["brier"] if m_trees else None, LOGISTIC: m_logit["brier"]},
+            "brier_constant_rate": brier_constant,
+            "trees": trees_note or "fitted",
+            "deployed": deployed,
+            "served": served,
+            "why": why,
+            "chosen_on": "the test period: the same rows these figures come from",
+            "rule": "the boosted trees (fitted only when their fit slice holds 2 x the minimum leaf) are deployed "
+            "unless their test ROC AUC is below the logistic regression's; the deployed model is served only if "
+            "its ROC AUC is above the source-type conversion rate's (and 0.5) and its Brier score below always "
+            "saying the training conversion rate; else no lead score is served",
+        },
+        "candidates": {BOOSTED: m_trees or {"note": trees_note}, LOGISTIC: m_logit},
+        "baseline_roc_auc": m_src["roc_auc"],
         "n_train": int(train.sum()),
         "n_test": int(test.sum()),
         "n_train_referrals": int(rows.loc[train, "referral_id"].nunique()),
@@ -301,8 +401,9 @@ def evaluate(rows: pd.DataFrame, features: pd.DataFrame, y: np.ndarray, test_sha
         "brier_reference": rate * (1 - rate),
         "mean_predicted_test": float(p.mean()),
         "baselines": {
-            "source_type_rate": classification_metrics(y[test], p_src),
-            "logistic_regression": classification_metrics(y[test], p_logit),
+            "source_type_rate": m_src,
+            "logistic_regression": m_logit,
+            "constant_rate": {"rate": train_rate, "brier": brier_constant, "roc_auc": 0.5},
         },
         "calibration_bins": reliability_bins(y[test], p),
         "subgroups": {
@@ -314,9 +415,17 @@ def evaluate(rows: pd.DataFrame, features: pd.DataFrame, y: np.ndarray, test_sha
     }
 
 
-def fit_final(rows: pd.DataFrame, features: pd.DataFrame, y: np.ndarray, trained_at: str, version: str) -> LeadModel:
+def fit_final(
+    rows: pd.DataFrame, features: pd.DataFrame, y: np.ndarray, trained_at: str, version: str, kind: str = BOOSTED
+) -> LeadModel:
+    """The deployed recipe (`kind`, the one evaluated and chosen) on every labelled snapshot: trees stopped and
+    calibrated on the latest quarter, or the logistic regression fitted on all rows."""
     cats = fit_categories(features)
-    model = fit_calibrated(encode(features, cats), y, rows["at"].astype("int64").to_numpy())
+    x = encode(features, cats)
+    if kind == LOGISTIC:
+        model: Any = logistic_baseline().fit(_codes(x), y)
+    else:
+        model = fit_calibrated(x, y, rows["at"].astype("int64").to_numpy())
     return LeadModel(
         estimator=model,
         categories=cats,
@@ -325,6 +434,7 @@ def fit_final(rows: pd.DataFrame, features: pd.DataFrame, y: np.ndarray, trained
         trained_at=trained_at,
         version=version,
         train_rows=int(len(y)),
+        kind=kind,
     )
 
 

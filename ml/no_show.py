@@ -13,6 +13,11 @@ Why this shape:
   the logistic regression is deployed instead and the model card says so (`deployed_model`,
   `baseline_comparison`). Serving the loser would hand the desk a worse list for no reason, and refusing to
   score would hand it none; the regression is cheap, calibrated by its likelihood fit and explained the same way.
+- The better of the two must also beat what needs no model (`serving_choice`): the patient's own history
+  rate on ranking (ROC AUC) and always saying the training no-show rate on accuracy (Brier). When it does
+  not (a young practice: a few hundred appointments), the history rate itself is served as the score
+  (`deployed_model` = `history_rate`, said on the card and the page); when even that ranks no better than
+  chance or predicts no better than the constant rate, nothing is served (`serving_choice` returns None).
 - Risk bands are ranks, not thresholds: "high" is the top 10% of the appointments scored together (per
   clinic), so the desk's call list has the size the band promises whatever the week looks like.
 - Reasons: for each feature group, how much the probability moves when that group is set to a typical
@@ -34,9 +39,13 @@ from ml.evaluation import classification_metrics, reliability_bins
 from ml.features import CATEGORICAL, FEATURES, NUMERIC
 
 SEED = 20240601
-FEATURE_VERSION = 3  # 2: body region / episode payer only once the evaluation is known; rank bands; 3: optional columns
+# 2: body region / episode payer only once the evaluation is known; rank bands; 3: optional columns; 4: episode
+# counts NaN without an episode, the serving rule against the history rate (an older model file is retrained)
+FEATURE_VERSION = 4
 BOOSTED = "boosted_trees"
 LOGISTIC = "logistic_regression"
+HISTORY = "history_rate"  # the patient's own smoothed no-show rate, served when both models lose to it
+HISTORY_FEATURES = ["prior_appts", "prior_no_shows"]
 CAL_SHARE = 0.25
 HIGH_SHARE = 0.10  # the top 10% of appointments are "high": a desk can call them all
 MEDIUM_SHARE = 0.30  # the next 20% are "medium": confirm by text
@@ -89,6 +98,8 @@ class NoShowModel:
         return tabular.integer_codes(x, list(self.categories)) if self.kind == LOGISTIC else x
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
+        if self.kind == HISTORY:  # no estimator: the patient's own rate, smoothed toward the training rate
+            return history_rate(features, self.base_rate)
         return self.estimator.predict_proba(self.matrix(features))[:, 1]
 
     def band(self, p: np.ndarray, groups: Any = None, tiebreak: Any = None) -> np.ndarray:
@@ -255,14 +266,55 @@ def choose_deployed(model_auc: float | None, logistic_auc: float | None) -> str:
     return LOGISTIC if model_auc < logistic_auc else BOOSTED
 
 
+def _auc(m: dict[str, Any]) -> float:
+    v = m.get("roc_auc")
+    return float("nan") if v is None else float(v)
+
+
+def serving_choice(
+    best: str, m_best: dict[str, Any], m_hist: dict[str, Any], brier_constant: float
+) -> tuple[str | None, str]:
+    """(served, why): what may be served after `choose_deployed` picked `best` (metrics `m_best`, test period).
+
+    `best` is served when it ranks better than the patient's own history rate (ROC AUC strictly above it) and
+    predicts better than always saying the training no-show rate (Brier strictly below `brier_constant`).
+    Else the history rate is served, when it passes the same two bars against chance (ROC AUC above 0.5) and
+    the constant; else None: no score is served (a model no better than chance misleads the desk).
+    """
+    auc, hist_auc = _auc(m_best), _auc(m_hist)
+    brier, hist_brier = float(m_best["brier"]), float(m_hist["brier"])
+    name = "boosted trees" if best == BOOSTED else "logistic regression"
+    if auc > hist_auc and brier < brier_constant:
+        return best, (
+            f"the {name} ranked no-shows better than the patient's own history rate (ROC AUC {auc:.3f} vs "
+            f"{hist_auc:.3f}) and predicted them better than the constant no-show rate (Brier {brier:.4f} vs "
+            f"{brier_constant:.4f})"
+        )
+    lost = (
+        f"the {name} ranked no-shows no better than the patient's own history rate (ROC AUC {auc:.3f} vs "
+        f"{hist_auc:.3f})"
+        if not auc > hist_auc
+        else f"the {name} predicted no-shows no better than the constant no-show rate (Brier {brier:.4f} vs "
+        f"{brier_constant:.4f})"
+    )
+    if hist_auc > 0.5 and hist_brier < brier_constant:
+        return HISTORY, f"{lost}, so the history rate is served (Brier {hist_brier:.4f})"
+    return None, (
+        f"{lost}, and the history rate itself ranked no better than chance or predicted no better than the "
+        f"constant rate (ROC AUC {hist_auc:.3f}, Brier {hist_brier:.4f} vs {brier_constant:.4f})"
+    )
+
+
 def evaluate(
     features: pd.DataFrame, y: np.ndarray, starts: pd.Series, truth: pd.Series | None = None, test_share: float = 0.2
 ) -> Evaluation:
     """Time-based evaluation: fit on appointments before the split date, measure on those after.
 
-    Both candidates (calibrated boosted trees, logistic regression) are measured on the same test rows; the
-    card's headline metrics, bands, subgroups and calibration bins are those of the one that would be
-    deployed (`deployed_model`, see `choose_deployed`). `truth` (optional, aligned with rows) holds the
+    Both candidates (calibrated boosted trees, logistic regression) and both model-free baselines (the
+    patient's history rate, the constant training rate) are measured on the same test rows; the card's
+    headline metrics, bands, subgroups and calibration bins are those of what is served (`deployed_model`:
+    `choose_deployed`, then `serving_choice`), or, when nothing is (`deployed_model` None, `withheld`), of the
+    better model. `truth` (optional, aligned with rows) holds the
     generator's true probabilities; its ROC AUC on the same test rows is the ceiling (oracle_roc_auc).
     """
     starts = pd.to_datetime(starts).reset_index(drop=True)
@@ -285,9 +337,13 @@ def evaluate(
     m_trees = classification_metrics(y[test], p_trees)
     m_logit = classification_metrics(y[test], p_logit)
     m_hist = classification_metrics(y[test], p_hist)
-    deployed = choose_deployed(m_trees["roc_auc"], m_logit["roc_auc"])
-    p = p_trees if deployed == BOOSTED else p_logit
-    metrics = m_trees if deployed == BOOSTED else m_logit
+    best = choose_deployed(m_trees["roc_auc"], m_logit["roc_auc"])
+    m_best = m_trees if best == BOOSTED else m_logit
+    brier_constant = float(np.mean((y[test] - base_rate) ** 2))  # always saying the training no-show rate
+    served, why = serving_choice(best, m_best, m_hist, brier_constant)
+    deployed = served or best  # the headline figures: what is served, else the better model (withheld)
+    p = {BOOSTED: p_trees, LOGISTIC: p_logit, HISTORY: p_hist}[deployed]
+    metrics = {BOOSTED: m_trees, LOGISTIC: m_logit, HISTORY: m_hist}[deployed]
     trees = tree_count(model)
     band = risk_bands(p)
     bands = {
@@ -312,14 +368,22 @@ def evaluate(
         BOOSTED: m_trees["roc_auc"],
         LOGISTIC: m_logit["roc_auc"],
         "history_rate": m_hist["roc_auc"],
-        "trees_beat_logistic": bool(deployed == BOOSTED),
-        "deployed": deployed,
-        "rule": "the boosted trees are deployed unless their test ROC AUC is below the logistic regression's; "
-        "then the logistic regression is deployed instead",
+        "brier": {BOOSTED: m_trees["brier"], LOGISTIC: m_logit["brier"], HISTORY: m_hist["brier"]},
+        "brier_constant_rate": brier_constant,
+        "trees_beat_logistic": bool(best == BOOSTED),
+        "best_model": best,
+        "deployed": served,
+        "why": why,
+        "chosen_on": "the test period: the same rows these figures come from (ml/README.md, Serving rule)",
+        "rule": "the boosted trees are chosen unless their test ROC AUC is below the logistic regression's; "
+        "the chosen model is deployed only if its ROC AUC is above the patient's own history rate and its "
+        "Brier score below always saying the training no-show rate; else the history rate is served if its "
+        "ROC AUC is above 0.5 and its Brier below the constant rate's; else no score is served",
     }
     card = {
         **{k: metrics[k] for k in ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")},
-        "deployed_model": deployed,
+        "deployed_model": served,
+        "withheld": None if served else why,
         "baseline_comparison": comparison,
         "dropped_features": dropped,
         "oracle_roc_auc": oracle["roc_auc"] if oracle else None,
@@ -331,7 +395,11 @@ def evaluate(
         "base_rate_test": test_rate,
         "brier_reference": test_rate * (1 - test_rate),
         "mean_predicted_test": float(p.mean()),
-        "baselines": {"history_rate": m_hist, "logistic_regression": m_logit},
+        "baselines": {
+            "history_rate": m_hist,
+            "logistic_regression": m_logit,
+            "constant_rate": {"rate": base_rate, "brier": brier_constant, "roc_auc": 0.5},
+        },
         "candidates": {BOOSTED: m_trees, LOGISTIC: m_logit},
         "oracle": oracle,
         "risk_bands_test": {
@@ -356,7 +424,8 @@ def fit_final(
     """The deployed model: the chosen recipe on every labelled appointment.
 
     Trees are stopped and calibrated on the most recent slice; the logistic regression (kind=LOGISTIC, the
-    fallback when the trees lost to it) is fitted on all rows. `thresholds` are for reference only (the
+    fallback when the trees lost to it) is fitted on all rows; the history rate (kind=HISTORY, when both lost
+    to it) fits nothing but the base rate it is smoothed toward. `thresholds` are for reference only (the
     probabilities above which the top 10% / 30% of the most recent `recent_share` fell): bands are ranks.
     """
     features = features.reset_index(drop=True)
@@ -364,8 +433,14 @@ def fit_final(
     numeric, categorical, dropped = usable_columns(features, t_sec)
     cats = fit_categories(features, categorical)
     x = encode(features, cats, numeric)
-    if kind == LOGISTIC:
-        estimator: Any = logistic_baseline(numeric, categorical).fit(_codes(x), y)
+    if kind == HISTORY:
+        estimator: Any = None
+        calibration = (
+            f"none: each patient's own no-show rate, smoothed toward the practice rate with {HISTORY_PRIOR:g} "
+            "pseudo-appointments"
+        )
+    elif kind == LOGISTIC:
+        estimator = logistic_baseline(numeric, categorical).fit(_codes(x), y)
         calibration = "none: logistic regression fitted by likelihood on every labelled appointment"
     else:
         estimator = fit_calibrated(x, y, t_sec)
@@ -478,9 +553,13 @@ def reason_texts(f: pd.DataFrame, history_up: np.ndarray | None = None) -> pd.Da
             f["visit_type"] == "re_eval",
             "re-evaluation visit",
             np.where(
-                f["planned_visits"].notna(),
-                "visit " + n_visit + " of " + _int(f["planned_visits"]) + " planned",
-                "visit " + n_visit + " of the episode",
+                f["episode_visits"].isna(),
+                "visit without an episode on record",
+                np.where(
+                    f["planned_visits"].notna(),
+                    "visit " + n_visit + " of " + _int(f["planned_visits"]) + " planned",
+                    "visit " + n_visit + " of the episode",
+                ),
             ),
         ),
     )

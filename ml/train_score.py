@@ -198,6 +198,20 @@ def train_no_show(
     ).hexdigest()[:8]
     version = f"ns{no_show.FEATURE_VERSION}-{marts.as_of:%Y%m%d}-{digest}"
     kind = ev.card["deployed_model"]
+    if kind is None:  # nothing beat chance and the constant rate on the test period: measured, but not served
+        return _not_trained(
+            artifacts.model_path(settings),
+            artifacts.card_path(settings),
+            "No-show risk model card",
+            f"not served: on the test period (after {ev.card['split_date']}) {ev.card['withheld']}",
+            trained_at,
+            marts.as_of,
+            population=NO_SHOW_POPULATION,
+            **{k: v for k, v in ev.card.items() if k not in ("deployed_model", "withheld")},
+            deployed_model=None,
+            withheld=True,
+            model_version=version,
+        )
     model = no_show.fit_final(features, y, targets["scheduled_start"], trained_at, version, kind=kind)
     model.extra["calibration_bins"] = ev.calibration_bins
     card = {
@@ -215,7 +229,9 @@ def train_no_show(
         )
         if kind == no_show.BOOSTED
         else model.calibration,
-        "features": [c for c in FEATURES if c not in model.dropped],
+        "features": no_show.HISTORY_FEATURES
+        if kind == no_show.HISTORY
+        else [c for c in FEATURES if c not in model.dropped],
         "risk_bands": "ranks among the upcoming appointments scored together, per clinic: high = top "
         f"{no_show.HIGH_SHARE:.0%}, medium = the next "
         f"{no_show.MEDIUM_SHARE - no_show.HIGH_SHARE:.0%}, low = the rest",
@@ -448,7 +464,20 @@ def train_lead(con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: s
         json.dumps([ev["roc_auc"], ev["brier"], ev["n_train"], str(as_of_ts)], default=str).encode()
     ).hexdigest()[:8]
     version = f"lead{lead.FEATURE_VERSION}-{as_of_ts:%Y%m%d}-{digest}"
-    model = lead.fit_final(rows, feats, y, trained_at, version)
+    if not ev["served"]:  # measured, but no better than what needs no model: no lead scores (the queue ranks as before)
+        return _not_trained(
+            artifacts.lead_model_path(settings),
+            artifacts.lead_card_path(settings),
+            "Lead scoring model card",
+            f"not served: on the test period (referrals received from {ev['split_date']}) {ev['serving']}",
+            trained_at,
+            as_of_ts,
+            **{k: v for k, v in ev.items() if k not in ("served",)},
+            served=False,
+            withheld=True,
+            model_version=version,
+        )
+    model = lead.fit_final(rows, feats, y, trained_at, version, kind=ev["deployed_model"])
     card = {
         "status": sufficiency.TRAINED,
         "reason": None,
@@ -462,8 +491,9 @@ def train_lead(con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: s
         "scoring_time": "each referral at "
         + ", ".join(f"{a:g}" for a in lead.AGES_DAYS)
         + " days after receipt, while still open; only events before that moment",
-        "calibration": "sigmoid (Platt) fitted on the last 25% of the training period, which also "
-        "early-stops the trees",
+        "calibration": "sigmoid (Platt) fitted on the last 25% of the training period, which also early-stops the trees"
+        if model.kind == lead.BOOSTED
+        else "none: logistic regression fitted by likelihood on every labelled snapshot",
         "baseline": "conversion rate by source type (training rows)",
         "expected_value": f"mean collected net revenue of closed episodes by payer class x source type, "
         f"shrunk toward the payer-class and overall means ({lead.EV_SHRINK:g} pseudo-episodes); "
@@ -688,7 +718,8 @@ def _card_status(card_file: Path, model: Any) -> dict[str, Any]:
     if model is not None:
         return {"status": sufficiency.TRAINED, "reason": None, "model_version": model.version}
     card = _read_json(card_file) or {}
-    return {"status": sufficiency.NOT_TRAINED, "reason": card.get("reason") or "not trained: no model card yet"}
+    status = {"status": sufficiency.NOT_TRAINED, "reason": card.get("reason") or "not trained: no model card yet"}
+    return {**status, "withheld": True} if card.get("withheld") is True else status  # measured, not served
 
 
 def _step(reason: str | None) -> dict[str, Any]:
@@ -800,14 +831,31 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     base = card.get("base_rate_test")
     fallback = card.get("deployed_model") == no_show.LOGISTIC
     cmp = card.get("baseline_comparison") or {}
-    what = (
-        "Logistic regression (scikit-learn), deployed instead of the gradient-boosted trees because the "
-        f"trees lost to it on the test period (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))} vs "
-        f"{_fmt(cmp.get(no_show.LOGISTIC))}); calibration: {card['calibration']}."
-        if fallback
-        else f"Gradient-boosted trees (LightGBM) with {card['calibration']}; they beat "
-        f"the logistic regression on the test period (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))} vs "
-        f"{_fmt(cmp.get(no_show.LOGISTIC))}), else the regression would be deployed."
+    if card.get("deployed_model") == no_show.HISTORY:
+        what = (
+            "No trained model: the score is each patient's own no-show rate so far, smoothed toward the "
+            f"practice's rate with {no_show.HISTORY_PRIOR:g} pseudo-appointments, because on the test period "
+            f"{cmp.get('why')}. The gradient-boosted "
+            f"trees (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))}) and the logistic regression "
+            f"({_fmt(cmp.get(no_show.LOGISTIC))}) are measured below; a later training tries them again."
+        )
+    elif fallback:
+        what = (
+            "Logistic regression (scikit-learn), deployed instead of the gradient-boosted trees because the "
+            f"trees lost to it on the test period (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))} vs "
+            f"{_fmt(cmp.get(no_show.LOGISTIC))}); calibration: {card['calibration']}."
+        )
+    else:
+        what = (
+            f"Gradient-boosted trees (LightGBM) with {card['calibration']}; they beat "
+            f"the logistic regression on the test period (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))} vs "
+            f"{_fmt(cmp.get(no_show.LOGISTIC))}), else the regression would be deployed."
+        )
+    if cmp.get("why") and card.get("deployed_model") != no_show.HISTORY:
+        what += f" Served because {cmp['why']}."
+    what += (
+        " The choice is made on the test period, the rows the figures below come from, so the headline is the "
+        "better of the measurements and reads a little high when they are close."
     )
     dropped = card.get("dropped_features") or []
     lines = [
@@ -855,7 +903,13 @@ def model_card_markdown(card: dict[str, Any]) -> str:
             f"| {label} | {_fmt(card[key])} | {_fmt(hist.get(key))} | {_fmt(logit.get(key))} | "
             f"{_fmt(oracle.get(key))} |"
         )
-    lines += ["", f"Brier score of always predicting the base rate: {_fmt(card.get('brier_reference'))}.", ""]
+    lines += [
+        "",
+        f"Brier score of always predicting the test period's own rate: {_fmt(card.get('brier_reference'))}; of "
+        "always predicting the training rate (the bar a served score must beat): "
+        f"{_fmt((card['baselines'].get('constant_rate') or {}).get('brier'), 4)}.",
+        "",
+    ]
     if card.get("oracle_roc_auc"):
         lines += [
             f"The model reaches {card['roc_auc'] / card['oracle_roc_auc']:.1%} of the ROC AUC of the "

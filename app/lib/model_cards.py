@@ -69,6 +69,9 @@ def not_enough_data(settings: Settings, model: str) -> str | None:
         return None
     if entry.get("status") != "not_trained":
         return None
+    if entry.get("withheld"):  # trained and measured, but no better than what needs no model: not served
+        why = str(entry.get("reason") or "the model did no better than its baselines").removeprefix("not served: ")
+        return f"Scores withheld: {why}."
     return f"Not enough data yet: {entry.get('reason') or 'the model could not be trained'}."
 
 
@@ -139,7 +142,9 @@ def no_show_verdict(card: dict[str, Any] | None) -> tuple[str, str | None]:
     A model that ranked past appointments worse than its own logistic-regression baseline is refused: the
     page and the work queue show this sentence instead of its scores. Training normally prevents it by
     deploying the regression instead ('fallback', said on the page); a card from before that rule, or a
-    hand-copied model, can still lose.
+    hand-copied model, can still lose. When both models lost to the patient's own history rate (or to always
+    saying the practice rate), training serves that rate instead ('fallback', said plainly), or nothing when
+    even that is no better than chance (a `withheld` card: 'refuse').
     """
     if card is None:
         return "unknown", None
@@ -152,6 +157,20 @@ def no_show_verdict(card: dict[str, Any] | None) -> tuple[str, str | None]:
         )
     auc = card.get("roc_auc")
     logit = ((card.get("baselines") or {}).get("logistic_regression") or {}).get("roc_auc")
+    cmp = card.get("baseline_comparison") or {}
+    if card.get("withheld") is True:  # training measured the models and served nothing (ml/no_show.serving_choice)
+        return "refuse", (
+            "No-show scores are withheld: "
+            + (card.get("reason") or "on past appointments no model predicted no-shows better than chance")
+            + ". The next training tries again as appointments build up."
+        )
+    if card.get("deployed_model") == "history_rate":
+        why = cmp.get("why")
+        return "fallback", (
+            "Scores are each patient's own no-show rate so far, not a trained model: "
+            + (f"on past appointments {why}. " if why else "on past appointments the trained models did worse. ")
+            + "Risk bands rank patients by their own record; a later training tries the models again."
+        )
     if auc is not None and logit is not None and auc < logit:
         return "refuse", (
             f"No-show scores are withheld: on past appointments this model ranked no-shows worse "
@@ -159,7 +178,6 @@ def no_show_verdict(card: dict[str, Any] | None) -> tuple[str, str | None]:
             f"{logit:.3f}). Retrain (`ptpulse train`, then `ptpulse build`): training now deploys "
             "whichever of the two ranks better."
         )
-    cmp = card.get("baseline_comparison") or {}
     if card.get("deployed_model") == "logistic_regression":
         trees = cmp.get("boosted_trees")
         versus = f" (ROC AUC {trees:.3f} vs {logit:.3f})" if trees is not None and logit is not None else ""

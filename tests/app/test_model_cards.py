@@ -82,6 +82,19 @@ def test_readable_status_file_still_says_why_a_model_was_skipped(tmp_path):
     assert model_cards.not_enough_data(home, "no_show") == "Not enough data yet: only 12 appointments."
 
 
+def test_a_withheld_model_is_not_called_short_of_data(tmp_path):
+    """A model trained, measured and found no better than its baselines is withheld: the page says that, not
+    "not enough data"."""
+    home = get_settings(tmp_path).ensure()
+    home.models_dir.mkdir()
+    (home.models_dir / "status.json").write_text(
+        '{"models": {"no_show": {"status": "not_trained", "withheld": true, "reason": "not served: it ranked no '
+        'better than the history rate"}}}',
+        encoding="utf-8",
+    )
+    assert model_cards.not_enough_data(home, "no_show") == "Scores withheld: it ranked no better than the history rate."
+
+
 @pytest.mark.parametrize(
     ("role", "page"), [("owner", "attribution"), ("owner", "leakage"), ("manager", "no_show"), ("manager", "forecast")]
 )
