@@ -400,6 +400,7 @@ def build_funnel(
         .group_by("referral_id")
         .agg(
             scheduled_at=pl.col("booked_at").min(),
+            last_booked_at=pl.col("booked_at").max(),
             first_attended_at=pl.col("scheduled_start").filter(pl.col("status") == ATTENDED).min(),
             own_eval_at=pl.col("scheduled_start")
             .filter((pl.col("status") == ATTENDED) & (pl.col("visit_type") == "initial_eval"))
@@ -435,6 +436,12 @@ def build_funnel(
         .with_columns(pl.col("is_secondary").fill_null(False))
         .join(src["clinics"].select("clinic_id", "timezone"), on="clinic_id", how="left")
     )
+    # an intake exit followed by a booking is superseded: the patient came back (docs/architecture.md "The
+    # funnel's exits"); that booking's cancellation or no-show is then judged as any other
+    superseded = (pl.col("last_booked_at") > pl.col("intake_exit_at")).fill_null(False)
+    f = f.with_columns(
+        [pl.when(superseded).then(None).otherwise(pl.col(c)).alias(c) for c in ("intake_exit", "intake_reason")]
+    ).with_columns(intake_exit_at=pl.when(superseded).then(None).otherwise(pl.col("intake_exit_at")))
     f = f.with_columns(
         eval_at=pl.when(pl.col("is_secondary")).then(pl.col("own_eval_at")).otherwise(pl.col("eval_at")),
         first_attended_at=pl.when(pl.col("is_secondary")).then(None).otherwise(pl.col("first_attended_at")),

@@ -29,10 +29,13 @@ STAGE_LABELS: Mapping[str, str] = {
     "discharged": "Discharged",
 }
 # Breakdown choices -> the funnel column they group by (a whitelist: the only SQL text chosen by the UI).
+# Channel is the source as a channel (source_channel: physician_referral, direct_access or the marketing channel),
+# not the raw `channel`, which only marketing leads carry (every physician and direct-access referral read
+# "(unknown)"); a referral with no recorded source is still "(unknown)".
 FUNNEL_BREAKDOWNS: Mapping[str, str] = {
     "Clinic": "clinic_id",
     "Source type": "source_type",
-    "Channel": "channel",
+    "Channel": "source_channel",
     "Payer class": "payer_class",
     "Intake kind": "intake_kind",
 }
@@ -107,7 +110,8 @@ def stage_durations(r: Reader, f: Filters) -> pd.DataFrame:
 def funnel_drilldown(
     r: Reader, f: Filters, stage: str, breakdown: str | None = None, group_value: str | None = None, limit: int = 500
 ) -> pd.DataFrame:
-    """The referrals behind a number: those that reached `stage` (and stopped there, if asked)."""
+    """The referrals behind a number: those that reached `stage` (and stopped there, if asked). Its `channel` is
+    the Channel breakdown's (source_channel), so a row reads as the group it was picked from."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     group = FUNNEL_BREAKDOWNS.get(breakdown or "")
@@ -117,7 +121,7 @@ def funnel_drilldown(
     )
     sql = f"""
     select f.referral_id, f.received_at, f.clinic_id, {identity_select(r, "f")},
-           f.source_type, f.channel, f.payer_class, f.current_stage, f.exit_stage, f.exit_reason,
+           f.source_type, f.source_channel as channel, f.payer_class, f.current_stage, f.exit_stage, f.exit_reason,
            f.hours_to_contact, f.business_days_to_eval, f.next_step_owner
     from marts.referral_funnel f {patients_join(r, "f")}
     where f.{stage_col} is not null and f.received_at::date between $start and $end

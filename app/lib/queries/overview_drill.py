@@ -50,7 +50,7 @@ def referrals(r: Reader, f: Filters, extra: str = "true") -> pd.DataFrame:
     """Referrals received in the period (at or before as_of): the cohort of the conversion KPIs; `extra`
     narrows it to the times' denominators (contacted, evaluated)."""
     sql = f"""
-    select f.received_at, f.clinic_id, f.source_type, f.channel, f.current_stage, f.first_contact_at,
+    select f.received_at, f.clinic_id, f.source_type, f.source_channel as channel, f.current_stage, f.first_contact_at,
            f.hours_to_contact, f.evaluated_at, f.business_days_to_eval, f.converted_webpt, f.converted_7day,
            f.exit_stage, {identity_select(r, "f")}
     from marts.referral_funnel f {patients_join(r, "f")}

@@ -165,8 +165,9 @@ def source_scorecard(r: Reader, source_type: str | None = None, f: Filters | Non
 
 def source_outcomes(r: Reader, f: Filters, by: str = "source_type") -> pd.DataFrame:
     """Referrals from each source type (or channel) to their outcome, for the Sankey; sources and exits in
-    words from the label table (a referral with no channel reads 'Not recorded')."""
-    col = {"source_type": "source_type", "channel": "channel"}[by]
+    words from the label table. The channel is the source as a channel (source_channel: physician referral,
+    direct access or the marketing channel), so only a referral with no recorded source reads 'Not recorded'."""
+    col, domain = {"source_type": ("source_type", "source_type"), "channel": ("source_channel", "channel")}[by]
     sql = f"""
     select cast({col} as varchar) as source, exit_stage,
            case when exit_stage is not null then 'Exited'
@@ -180,6 +181,6 @@ def source_outcomes(r: Reader, f: Filters, by: str = "source_type") -> pd.DataFr
     """
     df = r.df(sql, {**clinic_params(r, f), **range_params(f)})
     exited = df["exit_stage"].notna()
-    df["source"] = labels.relabel(df["source"], col)
+    df["source"] = labels.relabel(df["source"], domain)
     df.loc[exited, "outcome"] = "Exited: " + labels.relabel(df.loc[exited, "exit_stage"], "exit_stage")
     return df[["source", "outcome", "referrals"]]

@@ -1,6 +1,10 @@
 -- One row per referral (or lead): the intake events pivoted into the received attributes, first outreach,
 -- first contact and the intake exit, plus the episode its appointments belong to and whether it owns that episode.
 -- Funnel logic on top of this lives in marts/referral_funnel.
+-- The intake exit is the latest declined / unreachable / insurance_denied / lost event, unless an appointment of the
+-- referral was booked after it (docs/architecture.md "The funnel's exits"): the patient came back, so the exit is
+-- superseded and the referral follows its appointments again (a booking later cancelled or missed is judged as any
+-- cancelled or missed evaluation, not as the old exit); an exit recorded after that booking counts again.
 -- One episode, one owning referral (docs/architecture.md "One episode, one owning referral"): a patient's follow-up
 -- visit can carry a second referral (a renewed prescription, a second physician), so several referrals may name one
 -- episode. Its owner is the referral of its attended initial evaluation (the earliest), else of its earliest
@@ -44,6 +48,23 @@ exits as (
     qualify row_number() over (partition by referral_id order by event_at desc, event_id desc) = 1
 ),
 
+-- the latest booking of each referral: an exit before it was superseded (the patient called back and booked)
+bookings as (
+    select
+        referral_id,
+        max(booked_at) as last_booked_at
+    from {{ ref('int_appointments_collapsed') }}
+    where referral_id is not null
+    group by referral_id
+),
+
+live_exits as (
+    select x.*
+    from exits as x
+    left join bookings as b on x.referral_id = b.referral_id
+    where b.last_booked_at is null or b.last_booked_at <= x.intake_exit_at
+),
+
 referrals as (
     select
         agg.referral_id,
@@ -67,7 +88,7 @@ referrals as (
         agg.last_event_at
     from agg
     left join received as r using (referral_id)
-    left join exits as x using (referral_id)
+    left join live_exits as x using (referral_id)
 ),
 
 -- the referral's episode: the one of its first booked appointment

@@ -32,6 +32,7 @@ ref_appts as (
     select
         referral_id,
         min(booked_at) as scheduled_at,
+        max(booked_at) as last_booked_at,
         min(scheduled_start) filter (where status = 'completed' and visit_type = 'initial_eval') as eval_visit_at,
         min(scheduled_start) filter (where status = 'completed') as first_visit_at,
         max(scheduled_start) filter (where status = 'no_show' and visit_type = 'initial_eval') as eval_no_show_at,
@@ -78,8 +79,11 @@ base as (
         v2.scheduled_start as active_at,
         least(r.first_outreach_at, r.contacted_event_at, aa.app_first_outreach_at) as first_contact_at,
         least(r.contacted_event_at, r.first_reached_at, aa.app_first_reached_at) as contacted_at_raw,
-        aa.app_lost_reason,
-        aa.app_lost_at
+        -- a work-queue `mark_lost` is superseded by a later booking, as an intake exit is (int_referrals_pivoted)
+        case when ra.last_booked_at is null or ra.last_booked_at <= aa.app_lost_at then aa.app_lost_reason end
+            as app_lost_reason,
+        case when ra.last_booked_at is null or ra.last_booked_at <= aa.app_lost_at then aa.app_lost_at end
+            as app_lost_at
     from {{ ref('int_referrals_pivoted') }} as r
     left join ref_appts as ra using (referral_id)
     left join {{ ref('episodes') }} as e on r.episode_id = e.episode_id and not r.is_secondary_referral
@@ -101,7 +105,9 @@ staged as (
         case when episode_status = 'discharged' then episode_discharged_at end as discharged_at,
         -- exits: the earliest wins. A missed evaluation (no evaluation attended, none booked ahead) is the exit
         -- unless an intake exit was recorded before it: the EMR's later `lost` (reason eval_no_show), or a
-        -- decline on the rebooking call, is the consequence of the no-show, not a different exit.
+        -- decline on the rebooking call, is the consequence of the no-show, not a different exit. An exit followed
+        -- by a booking is no exit (int_referrals_pivoted drops it, app_lost_at above): the referral is scheduled
+        -- again, and that booking's cancellation or no-show is judged as any other.
         case
             -- the LATEST evaluation appointment must be the no-show: a no-show rebooked and then late-cancelled is
             -- a cancellation, an eval_no_show exit only when the intake team says so (next rule)
@@ -144,16 +150,19 @@ select
     s.active_at,
     s.discharged_at,
     s.exit_stage,
-    case s.exit_stage
-        when 'eval_no_show' then 'no_show_at_evaluation'
-        when 'self_discharged' then coalesce(s.discharge_reason, 'no_visit_30_days')
-        when 'lost' then coalesce(s.intake_exit_reason, s.app_lost_reason)
+    -- no exit, no exit reason or time: an intake exit the evaluation overrode (declined, then evaluated) is history
+    case
+        when s.exit_stage is null then null
+        when s.exit_stage = 'eval_no_show' then 'no_show_at_evaluation'
+        when s.exit_stage = 'self_discharged' then coalesce(s.discharge_reason, 'no_visit_30_days')
+        when s.exit_stage = 'lost' then coalesce(s.intake_exit_reason, s.app_lost_reason)
         else s.intake_exit_reason
     end as exit_reason,
-    case s.exit_stage
-        when 'eval_no_show' then coalesce(s.eval_no_show_at, s.intake_exit_at)
-        when 'self_discharged' then s.episode_discharged_at
-        when 'lost' then coalesce(s.intake_exit_at, s.app_lost_at)
+    case
+        when s.exit_stage is null then null
+        when s.exit_stage = 'eval_no_show' then coalesce(s.eval_no_show_at, s.intake_exit_at)
+        when s.exit_stage = 'self_discharged' then s.episode_discharged_at
+        when s.exit_stage = 'lost' then coalesce(s.intake_exit_at, s.app_lost_at)
         else s.intake_exit_at
     end as exit_at,
     coalesce(
