@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ml import tabular
-from ml.evaluation import classification_metrics, reliability_bins
+from ml.evaluation import chance_auc, classification_metrics, reliability_bins
 
 SEED = 20240611
 FEATURE_VERSION = 1
@@ -403,6 +403,36 @@ class Evaluation:
     test_predictions: pd.DataFrame
 
 
+def serving_gate(best: str, m_best: dict[str, Any], m_payer: dict[str, Any], brier_constant: float) -> str | None:
+    """Why the chosen model may not be served, else None: it must rank denials better than chance on the test claims
+    (`chance_auc`) and than the payer's own denial rate (what a biller would go by, ROC AUC strictly above) and predict them better than always saying the
+    training denial rate (Brier strictly below). A model that does neither only adds noise to the "fix before
+    submit" queue, so nothing is served (the no-show rule, ml/no_show.serving_choice, without a model-free score
+    to fall back to: the payer rate alone names no claim to fix)."""
+    name = "boosted trees" if best == BOOSTED else "logistic regression"
+    auc = m_best.get("roc_auc")
+    payer_auc = m_payer.get("roc_auc")
+    auc_v = float("nan") if auc is None else float(auc)
+    payer_v = float("nan") if payer_auc is None else float(payer_auc)
+    brier = float(m_best["brier"])
+    chance = chance_auc(m_best)
+    if not auc_v > chance:
+        return (
+            f"the {name} ranked denials no better than chance on these claims (ROC AUC {auc_v:.3f}, needs {chance:.3f})"
+        )
+    if not auc_v > payer_v:
+        return (
+            f"the {name} ranked denials no better than the payer's own denial rate "
+            f"(ROC AUC {auc_v:.3f} vs {payer_v:.3f})"
+        )
+    if not brier < brier_constant:
+        return (
+            f"the {name} predicted denials no better than the constant denial rate "
+            f"(Brier {brier:.4f} vs {brier_constant:.4f})"
+        )
+    return None
+
+
 def evaluate(
     features: pd.DataFrame,
     y: np.ndarray,
@@ -439,6 +469,8 @@ def evaluate(
     deployed = LOGISTIC if (m_trees["roc_auc"] or 0) < (m_logit["roc_auc"] or 0) else BOOSTED
     p = p_trees if deployed == BOOSTED else p_logit
     metrics = m_trees if deployed == BOOSTED else m_logit
+    brier_constant = float(np.mean((y[test] - float(y[train].mean())) ** 2))  # always the training denial rate
+    withheld = serving_gate(deployed, metrics, m_payer, brier_constant)
     billed = claims.loc[test, "billed_usd"].astype(float).to_numpy()
     oracle, truth_dollars = None, None
     if truth is not None:
@@ -463,14 +495,21 @@ def evaluate(
     test_rate = float(y[test].mean())
     card = {
         **{k: metrics[k] for k in ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")},
-        "deployed_model": deployed,
+        "deployed_model": None if withheld else deployed,
+        "withheld": withheld,
         "baseline_comparison": {
             "metric": "ROC AUC on the test period (same claims)",
             BOOSTED: m_trees["roc_auc"],
             LOGISTIC: m_logit["roc_auc"],
             "payer_rate": m_payer["roc_auc"],
-            "deployed": deployed,
-            "rule": "the boosted trees are deployed unless their test ROC AUC is below the logistic regression's",
+            "brier": {BOOSTED: m_trees["brier"], LOGISTIC: m_logit["brier"], "payer_rate": m_payer["brier"]},
+            "brier_constant_rate": brier_constant,
+            "best_model": deployed,
+            "deployed": None if withheld else deployed,
+            "chosen_on": "the test period: the same claims these figures come from (ml/README.md, Serving rule)",
+            "rule": "the boosted trees are chosen unless their test ROC AUC is below the logistic regression's; the "
+            "chosen model is served only if its ROC AUC is above the payer's own denial rate and its Brier score "
+            "below always saying the training denial rate; else no denial score is served",
         },
         "candidates": {BOOSTED: m_trees, LOGISTIC: m_logit},
         "baselines": {"payer_rate": m_payer, "logistic_regression": m_logit},

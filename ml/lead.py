@@ -48,7 +48,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 
 from ml import tabular
-from ml.evaluation import classification_metrics, reliability_bins
+from ml.evaluation import chance_auc, classification_metrics, reliability_bins
 
 SEED = 20240602
 FEATURE_VERSION = 2  # 2: the serving rule (trees or regression, served only above the baselines)
@@ -302,7 +302,8 @@ def serving_choice(deployed: str, m: dict[str, Any], m_src: dict[str, Any], brie
     name = "boosted trees" if deployed == BOOSTED else "logistic regression"
     auc = float("nan") if m.get("roc_auc") is None else float(m["roc_auc"])
     src = float("nan") if m_src.get("roc_auc") is None else float(m_src["roc_auc"])
-    floor = max(0.5, src) if not np.isnan(src) else 0.5
+    chance = chance_auc(m)  # 0.5 + two standard errors of a signal-free ranking on these test rows
+    floor = max(chance, src) if not np.isnan(src) else chance
     brier = float(m["brier"])
     if auc > floor and brier < brier_constant:
         return True, (
@@ -313,7 +314,7 @@ def serving_choice(deployed: str, m: dict[str, Any], m_src: dict[str, Any], brie
     if not auc > floor:
         return False, (
             f"the {name}, the model that would be served, ranked referrals no better than "
-            + ("chance" if floor == 0.5 else "the conversion rate by source type")
+            + ("chance" if floor == chance else "the conversion rate by source type")
             + f" (ROC AUC {auc:.3f} vs {floor:.3f})"
         )
     return False, (

@@ -35,7 +35,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 
 from ml import tabular
-from ml.evaluation import classification_metrics, reliability_bins
+from ml.evaluation import chance_auc, classification_metrics, reliability_bins
 from ml.features import CATEGORICAL, FEATURES, NUMERIC
 
 SEED = 20240601
@@ -278,26 +278,28 @@ def serving_choice(
 
     `best` is served when it ranks better than the patient's own history rate (ROC AUC strictly above it) and
     predicts better than always saying the training no-show rate (Brier strictly below `brier_constant`).
-    Else the history rate is served, when it passes the same two bars against chance (ROC AUC above 0.5) and
-    the constant; else None: no score is served (a model no better than chance misleads the desk).
+    Both must also rank better than chance on these rows (`ml.evaluation.chance_auc`: 0.5 plus two standard
+    errors). Else the history rate is served, when it passes the same two bars against chance and the constant;
+    else None: no score is served (a model no better than chance misleads the desk).
     """
     auc, hist_auc = _auc(m_best), _auc(m_hist)
     brier, hist_brier = float(m_best["brier"]), float(m_hist["brier"])
     name = "boosted trees" if best == BOOSTED else "logistic regression"
-    if auc > hist_auc and brier < brier_constant:
+    chance = chance_auc(m_best)  # 0.5 + two standard errors of a signal-free ranking on these test rows
+    if auc > max(hist_auc, chance) and brier < brier_constant:
         return best, (
             f"the {name} ranked no-shows better than the patient's own history rate (ROC AUC {auc:.3f} vs "
             f"{hist_auc:.3f}) and predicted them better than the constant no-show rate (Brier {brier:.4f} vs "
             f"{brier_constant:.4f})"
         )
     lost = (
-        f"the {name} ranked no-shows no better than the patient's own history rate (ROC AUC {auc:.3f} vs "
-        f"{hist_auc:.3f})"
-        if not auc > hist_auc
+        f"the {name} ranked no-shows no better than the patient's own history rate or chance (ROC AUC {auc:.3f} vs "
+        f"{hist_auc:.3f}, chance up to {chance:.3f})"
+        if not auc > max(hist_auc, chance)
         else f"the {name} predicted no-shows no better than the constant no-show rate (Brier {brier:.4f} vs "
         f"{brier_constant:.4f})"
     )
-    if hist_auc > 0.5 and hist_brier < brier_constant:
+    if hist_auc > chance_auc(m_hist) and hist_brier < brier_constant:
         return HISTORY, f"{lost}, so the history rate is served (Brier {hist_brier:.4f})"
     return None, (
         f"{lost}, and the history rate itself ranked no better than chance or predicted no better than the "

@@ -274,7 +274,8 @@ def _not_trained(
     }
     model_file.unlink(missing_ok=True)
     artifacts.write_json(card_file, card)
-    artifacts.write_text(card_file.with_suffix(".md"), f"# {title}\n\nNot enough data yet: {reason}.\n")
+    verdict = "Scores withheld" if extra.get("withheld") is True else "Not enough data yet"
+    artifacts.write_text(card_file.with_suffix(".md"), f"# {title}\n\n{verdict}: {reason}.\n")
     return card
 
 
@@ -364,6 +365,20 @@ def train_denial(
         json.dumps([ev.card["roc_auc"], ev.card["brier"], ev.card["n_train"], str(frames.as_of)], default=str).encode()
     ).hexdigest()[:8]
     version = f"den{denial.FEATURE_VERSION}-{frames.as_of:%Y%m%d}-{digest}"
+    if ev.card["deployed_model"] is None:  # measured on the test period, no better than its baselines: not served
+        return _not_trained(
+            artifacts.denial_model_path(settings),
+            artifacts.denial_card_path(settings),
+            "Denial risk model card",
+            f"not served: on the test period (after {ev.card['split_date']}) {ev.card['withheld']}",
+            trained_at,
+            frames.as_of,
+            population=DENIAL_POPULATION,
+            **{k: v for k, v in ev.card.items() if k not in ("deployed_model", "withheld")},
+            deployed_model=None,
+            withheld=True,
+            model_version=version,
+        )
     model = denial.fit_final(feats, y, claims, trained_at, version, kind=ev.card["deployed_model"])
     model.extra["calibration_bins"] = ev.calibration_bins
     card = {

@@ -310,3 +310,27 @@ def test_only_claims_sent_to_a_payer_are_learnt_from_or_scored():
     assert list(denial.open_claims(claims)["claim_id"]) == ["payer_open"]
     claims["is_adjudicated"] = [False, True, True, False, True]
     assert list(denial.labelled(claims)["claim_id"]) == ["payer_done"]
+
+
+def test_the_gate_serves_only_a_model_ahead_of_the_payer_rate_and_the_constant():
+    """denial.serving_gate: ahead of the payer's own rate on ranking and of the constant rate on Brier, or why not."""
+    ok = {"roc_auc": 0.80, "brier": 0.05}
+    assert denial.serving_gate(denial.BOOSTED, ok, {"roc_auc": 0.70}, 0.06) is None
+    ranked = denial.serving_gate(denial.LOGISTIC, ok, {"roc_auc": 0.80}, 0.06)
+    assert ranked and "payer's own denial rate" in ranked and "logistic regression" in ranked
+    brier = denial.serving_gate(denial.BOOSTED, ok, {"roc_auc": 0.70}, 0.05)
+    assert brier and "constant denial rate" in brier
+    assert denial.serving_gate(denial.BOOSTED, {"roc_auc": None, "brier": 0.01}, {"roc_auc": 0.6}, 0.05)
+
+
+def test_labels_the_features_cannot_explain_are_withheld(frames):
+    """Denials shuffled across claims: no model can beat the payer rate, so the card serves nothing and says why
+    (same keys as a served card, deployed_model None), and the served file's card says 'Scores withheld'."""
+    claims = denial.labelled(frames.claims)
+    feats = denial.build_features(claims, frames)
+    y = np.random.default_rng(3).permutation(claims["is_denied"].astype(int).to_numpy())
+    ev = denial.evaluate(feats, y, claims)
+    assert ev.card["deployed_model"] is None and ev.card["withheld"]
+    assert ev.card["baseline_comparison"]["best_model"] in (denial.BOOSTED, denial.LOGISTIC)
+    served_keys = set(denial.evaluate(feats, claims["is_denied"].astype(int).to_numpy(), claims).card)
+    assert set(ev.card) == served_keys
