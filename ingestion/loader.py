@@ -55,10 +55,10 @@ from ingestion.profiles import (
     Profile,
     ProfileError,
     ProfileFile,
+    available_profiles,
     clinic_zone_problem,
     detect,
     file_of,
-    load_profiles,
     profile_sql,
     resolve_profile,
     unmapped_notes,
@@ -171,7 +171,8 @@ def ingest(
     or a broken connection to raw.duckdb stops it.
     """
     contracts = load_contracts()
-    forced = resolve_profile(profile) if profile else None  # a bad name stops the call before any file
+    forced = resolve_profile(profile, settings.home) if profile else None  # a bad name stops the call at once
+    profiles = available_profiles(settings.home)  # shipped + $PTPULSE_HOME/profiles/; a broken one stops it too
     files = discover(paths)
     settings.ensure()
     db = open_raw(settings.raw_db)
@@ -184,7 +185,7 @@ def ingest(
             if is_interop(path):
                 results.extend(_load_interop_file(db, path, contracts))
             else:
-                results.append(_load_file(db, path, contracts, settings.raw_db.parent, forced))
+                results.append(_load_file(db, path, contracts, settings.raw_db.parent, forced, profiles))
         _report(progress, "done", len(files), len(files))
         return results
     finally:
@@ -217,7 +218,12 @@ def _prepare(db: RawDB) -> None:
 
 
 def _load_file(
-    db: RawDB, path: Path, contracts: Mapping[str, Contract], work_dir: Path, forced: Profile | None = None
+    db: RawDB,
+    path: Path,
+    contracts: Mapping[str, Contract],
+    work_dir: Path,
+    forced: Profile | None = None,
+    profiles: Mapping[str, Profile] | None = None,
 ) -> LoadResult:
     """One file, start to audit. Refusals are results; anything unexpected is recorded as `failed` and the
     call goes on (an interrupt is recorded, then re-raised)."""
@@ -231,7 +237,7 @@ def _load_file(
         before = file_identity(path)
         file_scan = scan(path)
         result.sha256 = file_scan.sha256
-        mapped = _profile_for(path, forced)
+        mapped = _profile_for(path, forced, profiles)
         if mapped is not None:
             profile, pfile = mapped
             contract = contracts[pfile.feeds]
@@ -687,9 +693,12 @@ def _profile_fingerprint(profile: Profile) -> str:
     ).hexdigest()
 
 
-def _profile_for(path: Path, forced: Profile | None) -> tuple[Profile, ProfileFile] | None:
+def _profile_for(
+    path: Path, forced: Profile | None, profiles: Mapping[str, Profile] | None = None
+) -> tuple[Profile, ProfileFile] | None:
     """The profile and file type that map `path`: the forced profile (a header it does not fit is refused),
-    else the shipped profile whose header signature fits; None = the native contract named by the file."""
+    else the profile (shipped, or the home's: `available_profiles`) whose header signature fits; None = the
+    native contract named by the file."""
     try:
         names = read_header(path)
     except FileRefused:
@@ -704,7 +713,7 @@ def _profile_for(path: Path, forced: Profile | None) -> tuple[Profile, ProfileFi
                 f"without --profile."
             )
         return forced, pfile
-    return detect(names, load_profiles())
+    return detect(names, available_profiles() if profiles is None else profiles)
 
 
 def _load_profiled(

@@ -11,6 +11,10 @@ rule, UNION ALL for one-row-to-many-events files); it produces contract-shaped t
 through the normal contract validation, quarantine and audit path of ingestion/loader.py, unchanged.
 Vendor column names are resolved to positional columns (`_v1`, `_v2`, ...) in Python and never reach the
 SQL; literals from a profile go through `lit`. `draft_profile` writes a starter profile from unseen headers.
+
+Profiles are read from the installation (`ingestion/profiles/`, shipped) and from the practice's home
+(`$PTPULSE_HOME/profiles/`, beside its stores, kept across upgrades); a home profile wins over a shipped one
+of the same name (`available_profiles`).
 """
 
 from __future__ import annotations
@@ -25,22 +29,34 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from ingestion.validation import lit
+from ingestion.files import _delimiter_hint
+from ingestion.validation import DECIMAL_TEXT, INTEGER_TEXT, lit
 from ptpulse.core.config import INSTALL_ROOT
 from ptpulse.core.contracts import Contract, load_contracts
 from ptpulse.core.sql import quote_ident
 
 PROFILES_DIR = INSTALL_ROOT / "ingestion" / "profiles"
+HOME_PROFILES = "profiles"  # $PTPULSE_HOME/profiles/: the practice's own profiles (they win over shipped ones)
+DEFAULT_ZONE_ENV = "PTPULSE_DEFAULT_TIMEZONE"  # the practice's zone, as the FHIR import and outreach use it
 DERIVATIONS = ("minutes_between", "hours_between", "date_to_timestamp", "concat", "cms_8_minute_units")
 TRANSFORMS = ("upper", "lower", "modifiers_to_pipe", "digits")
 PARSES = ("date", "timestamp", "decimal", "integer")
 COLUMN_KEYS = {"from", "const", "derive", "args", "sep", "group_by", "map", "parse", "prefix", "transform"}
-COLUMN_KEYS |= {"fallback", "default", "note"}
+COLUMN_KEYS |= {"fallback", "default", "note", "null_values"}
 OUT_TIMESTAMP, OUT_DATE = "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"
 TOMBSTONE, UPSERT = "tombstone", "upsert"
+# Empty-value tokens: a vendor cell holding one of these (trimmed, any case) is empty, before transforms and
+# value maps. Conservative on purpose: `NA` (a code in some columns) and `-` (zero in Excel's accounting
+# format) are NOT here; a profile lists them in `defaults.null_values` (which replaces this list) if it means them.
+DEFAULT_NULL_VALUES = ("NULL", "N/A", "#N/A")
 # money and counts: a currency sign (after or before a sign) with its spaces, and thousands grouping
 CURRENCY_SIGN = r"^\s*([-+]?)\s*\$?\s*"
 GROUPED_NUMBER = r"[-+]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?\s*"
+# accounting negatives: `(45.00)`, `$ (7.25)`, `($1,250.00)` and a trailing minus `85.00-` (`$85.00 -`)
+PARENTHESES = r"^\s*\$?\s*\(\s*\$?\s*([0-9][0-9,.]*)\s*\)\s*$"
+TRAILING_MINUS = r"^\s*\$?\s*([0-9][0-9,.]*)\s*-\s*$"
+MONEY_FORMS = "1250.00, $1,250.00, -$12.00, (45.00), $ (7.25) or 85.00- (a negative)"
+ZONED = ("%z", "%Z")  # a timestamp format that reads a UTC offset / zone name: the value is an exact instant
 
 
 class ProfileError(ValueError):
@@ -93,6 +109,12 @@ class Profile:
     def timezone(self) -> str:
         return str(self.defaults.get("timezone", "clinic_local"))
 
+    @property
+    def null_values(self) -> tuple[str, ...]:
+        """Cell values that mean empty (`defaults.null_values`, else `DEFAULT_NULL_VALUES`; `[]` = none)."""
+        values = self.defaults.get("null_values")
+        return DEFAULT_NULL_VALUES if values is None else tuple(str(v) for v in values)
+
 
 # --- reading and checking ------------------------------------------------------------------------------------
 
@@ -114,7 +136,16 @@ def read_profile(path: Path, contracts: Mapping[str, Contract] | None = None) ->
         raise ProfileError(f"{where}: 'files' is empty; add one entry per vendor file type.")
     profile = Profile(str(data["profile"]), str(data.get("vendor", "")), defaults, value_maps, files, Path(path))
     _check_timezone(profile, where)
+    _check_null_values(defaults.get("null_values"), f"{where}: defaults.null_values")
     return profile
+
+
+def _check_null_values(values: Any, where: str) -> None:
+    if values is not None and (not isinstance(values, list) or not all(isinstance(v, str) for v in values)):
+        raise ProfileError(
+            f'{where} must be a list of quoted texts (e.g. ["NULL", "N/A"]), or [] for none; YAML reads '
+            f"an unquoted NULL or null as no value, so quote each one."
+        )
 
 
 def _string_map(name: str, mapping: Any, where: str) -> dict[str, Any]:
@@ -235,31 +266,58 @@ def _check_column(col: Any, where: str, maps: Mapping[str, Any]) -> None:
         raise ProfileError(f"{where}: transform must be one of {', '.join(TRANSFORMS)}.")
     if "fallback" in col:
         _check_column(col["fallback"], f"{where} fallback", maps)
+    if "null_values" in col:
+        if "from" not in col:
+            raise ProfileError(f"{where}: null_values applies to a `from` column only.")
+        _check_null_values(col["null_values"], f"{where}: null_values")
 
 
 @cache
 def load_profiles(directory: Path = PROFILES_DIR) -> dict[str, Profile]:
     """The shipped profiles keyed by name, read once per process."""
+    return _read_folder(directory)
+
+
+def _read_folder(directory: Path) -> dict[str, Profile]:
     profiles: dict[str, Profile] = {}
-    for path in sorted(directory.glob("*.yml")):
+    for path in sorted([*directory.glob("*.yml"), *directory.glob("*.yaml")]):
         profile = read_profile(path)
         if profile.name in profiles:
-            raise ProfileError(f"profile {path.name}: the name {profile.name!r} is used twice.")
+            raise ProfileError(f"profile {path.name}: the name {profile.name!r} is used twice in {directory}.")
         profiles[profile.name] = profile
     return profiles
 
 
-def resolve_profile(name_or_path: str) -> Profile:
-    """`--profile NAME` (a shipped profile) or a path to a profile YAML (e.g. one `profile draft` wrote)."""
-    profiles = load_profiles()
+def home_profiles_dir(home: Path) -> Path:
+    """Where a practice keeps its own profiles: `$PTPULSE_HOME/profiles/`, beside its stores (an upgrade of the
+    installation replaces `ingestion/profiles/`, never the home)."""
+    return Path(home) / HOME_PROFILES
+
+
+def available_profiles(home: Path | None = None) -> dict[str, Profile]:
+    """The profiles detection and `--profile NAME` use: the shipped ones, then the home's (`home_profiles_dir`),
+    read on every call so a profile saved there is used by the next ingest; a home profile replaces a shipped
+    one of the same name (a practice's fixed copy of a vendor profile keeps the vendor's name)."""
+    profiles = dict(load_profiles())
+    if home is not None and home_profiles_dir(home).is_dir():
+        profiles.update(_read_folder(home_profiles_dir(home)))
+    return profiles
+
+
+def resolve_profile(name_or_path: str, home: Path | None = None) -> Profile:
+    """`--profile NAME` (a shipped profile or one in the home's profiles/) or a path to a profile YAML (e.g. one
+    `profile draft` wrote)."""
+    profiles = available_profiles(home)
     if name_or_path in profiles:
         return profiles[name_or_path]
     path = Path(name_or_path)
     if path.suffix.lower() in (".yml", ".yaml") and path.is_file():
         return read_profile(path)
+    where = f" or {home_profiles_dir(home)}" if home is not None else ""
     raise ProfileError(
-        f"no profile named {name_or_path!r}. Use one of: {', '.join(sorted(profiles))}, or the path of a "
-        f"profile .yml file (e.g. one written by `ptpulse profile draft`)."
+        f"no profile named {name_or_path!r} in ingestion/profiles/{where}. Use one of: "
+        f"{', '.join(sorted(profiles))}, or the path of a profile .yml file (e.g. one written by "
+        f"`ptpulse profile draft`)."
     )
 
 
@@ -275,15 +333,37 @@ def detect(names: Sequence[str], profiles: Mapping[str, Profile]) -> tuple[Profi
 
 
 def file_of(profile: Profile, names: Sequence[str]) -> ProfileFile | str:
-    """The file type of a forced profile that fits `names`, or the problem (which columns are missing)."""
+    """The file type of a forced profile that fits `names`, or the problem: a line 1 that is not the header
+    (a report title above it, another delimiter), else which columns the closest file type lacks. Only column
+    names of the profile and counts are named, never the text of line 1 (it may be a data row)."""
     scored = [(f.score(names), f) for f in profile.files]
     fitting = [(s, f) for s, f in scored if s is not None]
     if fitting:
         return max(fitting, key=lambda sf: sf[0])[1]
+    not_header = _not_a_header(profile, names)
+    if not_header:
+        return not_header
     closest = min(profile.files, key=lambda f: len(f.missing(names)) if f.required else 99)
     return (
         f"its header fits no file type of profile {profile.name!r}; the closest, {closest.name!r}, lacks "
         f"column(s) {', '.join(closest.missing(names)) or '(a known column set)'}"
+    )
+
+
+def _not_a_header(profile: Profile, names: Sequence[str]) -> str | None:
+    """Why line 1 is not a header this profile can read, when it shares no column name with the profile."""
+    known = {n.lower() for f in profile.files for n in (*f.required, *f.optional, *f.known)}
+    for f in profile.files:
+        known |= {str(c["from"]).lower() for c in (f.spec.get("columns") or {}).values() if "from" in c}
+    if any(n.lower() in known for n in names if n):
+        return None
+    hint = _delimiter_hint(list(names))
+    if hint:
+        return f"line 1 is one field, not the column names profile {profile.name!r} reads.{hint.rstrip('.')}"
+    return (
+        f"line 1 has {len(names)} field(s) and none is a column of profile {profile.name!r}: is there a report "
+        f"title above the header? The column names must be on line 1: delete the line(s) above "
+        f"them (or export without a report title)"
     )
 
 
@@ -293,12 +373,21 @@ def file_of(profile: Profile, names: Sequence[str]) -> ProfileFile | str:
 def strptime_first(x: str, formats: Sequence[str]) -> str:
     """SQL: `x` read by the first of `formats` that reads it (NULL if none). DuckDB's %Y also reads `25` as
     the year 0025, so an Excel m/d/yy re-save would land 2000 years early: a %Y format only reads text with
-    exactly 4 digits where %Y stands (`year_pattern`), and a %y format later in the list gets its chance."""
+    exactly 4 digits where %Y stands (`year_pattern`), and a %y format later in the list gets its chance.
+    Formats without a zone only (`zoned`): a %z format gives a TIMESTAMPTZ, which must not be mixed with
+    naive values (see `_Compiler.local_timestamp`)."""
     tries = [_strptime(x, f) for f in formats]
     return tries[0] if len(tries) == 1 else f"coalesce({', '.join(tries)})"
 
 
+def zoned(fmt: str) -> bool:
+    """A format that reads a UTC offset (%z) or zone name (%Z): DuckDB returns the exact instant (TIMESTAMPTZ)."""
+    return any(token in ZONED for token in _format_tokens(fmt))
+
+
 def _strptime(x: str, fmt: str) -> str:
+    if zoned(fmt):  # ISO 8601's `Z` (UTC), which DuckDB's %z does not read
+        x = f"regexp_replace({x}, '([0-9])\\s*[Zz]\\s*$', '\\1+00:00')"
     parsed = f"try_strptime({x}, {lit(fmt)})"
     if "%Y" not in _format_tokens(fmt):
         return parsed
@@ -344,25 +433,58 @@ class _Compiler:
         self.dates = [str(f) for f in profile.defaults.get("date_formats") or [OUT_DATE]]
         self.stamps = [str(f) for f in profile.defaults.get("timestamp_formats") or [OUT_TIMESTAMP]]
         self.convert = profile.timezone not in ("clinic_local", "ask")
+        self.offsets = any(zoned(f) for f in self.stamps)
+        self.zoned = self.convert or self.offsets  # needs the clinic's zone (`_tz`, `_zone_sql`)
+        self.nulls = profile.null_values
 
-    def ref(self, vendor_column: str) -> str:
-        """The vendor column's trimmed text, NULL when empty or when the header lacks the column."""
+    def ref(self, vendor_column: str, nulls: Sequence[str] | None = None) -> str:
+        """The vendor column's trimmed text, NULL when empty, when it is one of the profile's `null_values`
+        (`nulls` overrides them for one column) or when the header lacks the column."""
         pos = self.position.get(str(vendor_column)) or self.position.get(str(vendor_column).lower())
         if pos is None:
             return "CAST(NULL AS VARCHAR)"
-        return f"nullif(trim({pos}), '')"
-
-    def parsed_timestamp(self, x: str) -> str:
-        return strptime_first(x, self.stamps)
+        tokens = self.nulls if nulls is None else tuple(str(n) for n in nulls)
+        keys = sorted({map_key(t) for t in tokens if map_key(t)})
+        if not keys:
+            return f"nullif(trim({pos}), '')"
+        listed = ", ".join(lit(k) for k in keys)
+        return f"(CASE WHEN lower(trim({pos})) IN ({listed}) THEN NULL ELSE nullif(trim({pos}), '') END)"
 
     def parsed_date(self, x: str) -> str:
         return strptime_first(x, self.dates)
 
-    def local(self, ts: str) -> str:
-        """A parsed timestamp in the clinic's local time (contract convention), from the profile's zone."""
-        if not self.convert:
-            return ts
-        return f"timezone(_tz, timezone({lit(self.profile.timezone)}, {ts}))"
+    def _each_format(self, x: str) -> list[tuple[str, str]]:
+        """(format, SQL of `x` read by it) per timestamp format: TIMESTAMPTZ for a zoned format, else TIMESTAMP."""
+        return [(f, _strptime(x, f)) for f in self.stamps]
+
+    def local_timestamp(self, x: str) -> str:
+        """SQL TIMESTAMP: `x` as the clinic's local wall time (what the contracts store), read by the first
+        timestamp format that reads it. A value with a UTC offset is an exact instant: it becomes the clinic's
+        wall time at that instant (`timezone(_tz, instant)`), whatever the profile's `timezone`, the host's or
+        the session's zone. A value without one means what `timezone` says: clinic_local as written, else a wall
+        time in that zone converted to the clinic's. NULL if no format reads it (or, for an offset, when the
+        clinic's zone is unknown)."""
+        tries = []
+        for fmt, t in self._each_format(x):
+            if zoned(fmt):
+                tries.append(f"timezone(_tz, {t})")
+            elif self.convert:
+                tries.append(f"timezone(_tz, timezone({lit(self.profile.timezone)}, {t}))")
+            else:
+                tries.append(t)
+        return tries[0] if len(tries) == 1 else f"coalesce({', '.join(tries)})"
+
+    def utc_timestamp(self, x: str) -> str:
+        """SQL TIMESTAMP: `x` as a UTC wall time (for durations across a DST change or between offsets); only
+        used when a format reads offsets. A naive clinic_local value needs the clinic's zone (NULL without)."""
+        tries = []
+        for fmt, t in self._each_format(x):
+            if zoned(fmt):
+                tries.append(f"timezone('UTC', {t})")
+            else:
+                zone = lit(self.profile.timezone) if self.convert else "_tz"
+                tries.append(f"timezone('UTC', timezone({zone}, {t}))")
+        return tries[0] if len(tries) == 1 else f"coalesce({', '.join(tries)})"
 
     def column(self, col: Mapping[str, Any], target: str) -> str:
         """SQL text value of one contract column, built from its spec."""
@@ -387,7 +509,7 @@ class _Compiler:
         elif "derive" in col:
             x = self.derive(col)
         else:
-            x = self.ref(col["from"])
+            x = self.ref(col["from"], col.get("null_values"))
         if "parse" in col:
             x = self.parse(x, col["parse"])
         if "transform" in col:
@@ -398,8 +520,17 @@ class _Compiler:
         """Explicit formats, first that fits wins; a value no format reads is passed on as written so the
         contract quarantines it (unless it would have needed a zone conversion: then a fixed marker)."""
         if kind == "timestamp":
-            out = f"strftime({self.local(self.parsed_timestamp(x))}, {lit(OUT_TIMESTAMP)})"
-            unread = lit("unreadable in the profile's timestamp_formats") if self.convert else x
+            out = f"strftime({self.local_timestamp(x)}, {lit(OUT_TIMESTAMP)})"
+            if not self.zoned:
+                return f"CASE WHEN {x} IS NULL THEN NULL ELSE coalesce({out}, {x}) END"
+            # never passed on as written: the contract's cast would drop or apply an offset its own way
+            unread = lit("unreadable in the profile's timestamp_formats")
+            if self.offsets:
+                reads = " OR ".join(f"{t} IS NOT NULL" for f, t in self._each_format(x) if zoned(f))
+                no_zone = lit(
+                    "a time with a UTC offset, but the clinic's time zone is unknown (defaults.clinic_timezone)"
+                )
+                unread = f"CASE WHEN _tz IS NULL AND ({reads}) THEN {no_zone} ELSE {unread} END"
             return f"CASE WHEN {x} IS NULL THEN NULL ELSE coalesce({out}, {unread}) END"
         if kind == "date":
             return f"coalesce(strftime({self.parsed_date(x)}, {lit(OUT_DATE)}), {x})"
@@ -407,9 +538,17 @@ class _Compiler:
 
     def number(self, x: str) -> str:
         """Money and counts: a currency sign and thousands grouping (`$1,250.00`) are export formatting, not
-        data. Any other comma (`12,50`, `1.250,00`, `1,2,3`) is a decimal comma or a typo, so the value passes
-        on as written and the contract quarantines it, instead of landing 100 times too large."""
-        bare = f"regexp_replace({x}, {lit(CURRENCY_SIGN)}, '\\1')"
+        data. Accounting negatives are negative: `(45.00)`, `$ (7.25)` and a trailing minus `85.00-` become
+        `-45.00`, `-7.25`, `-85.00`. Any other comma (`12,50`, `1.250,00`, `1,2,3`) is a decimal comma or a typo,
+        so the value passes on as written and the contract quarantines it, instead of landing 100 times too
+        large; so does any other text (`unreadable_numbers` counts them with the forms that are read)."""
+        negative = (
+            f"CASE WHEN regexp_full_match({x}, {lit(PARENTHESES)}) "
+            f"THEN '-' || regexp_extract({x}, {lit(PARENTHESES)}, 1) "
+            f"WHEN regexp_full_match({x}, {lit(TRAILING_MINUS)}) "
+            f"THEN '-' || regexp_extract({x}, {lit(TRAILING_MINUS)}, 1) ELSE {x} END"
+        )
+        bare = f"regexp_replace({negative}, {lit(CURRENCY_SIGN)}, '\\1')"
         return (
             f"CASE WHEN regexp_full_match({bare}, {lit(GROUPED_NUMBER)}) THEN replace({bare}, ',', '') "
             f"WHEN contains({bare}, ',') THEN {x} ELSE {bare} END"
@@ -453,10 +592,17 @@ class _Compiler:
     def derive(self, col: Mapping[str, Any]) -> str:
         fn, args = col["derive"], list(col.get("args") or [])
         if fn in ("minutes_between", "hours_between"):
-            a, b = (self.parsed_timestamp(self.ref(c)) for c in args[:2])
+            unit, scale = ("minute", "") if fn == "minutes_between" else ("second", " / 3600.0")
+            a, b = (self.ref(c) for c in args[:2])
+            if self.offsets:  # elapsed time between instants (offsets differ across a DST change)
+                diff = f"date_diff({lit(unit)}, {self.utc_timestamp(a)}, {self.utc_timestamp(b)})"
+                local = f"date_diff({lit(unit)}, {self.local_timestamp(a)}, {self.local_timestamp(b)})"
+                diff = f"coalesce({diff}, {local})"
+            else:
+                diff = f"date_diff({lit(unit)}, {strptime_first(a, self.stamps)}, {strptime_first(b, self.stamps)})"
             if fn == "minutes_between":
-                return f"CAST(date_diff('minute', {a}, {b}) AS VARCHAR)"
-            return f"CAST(round(date_diff('second', {a}, {b}) / 3600.0, 2) AS VARCHAR)"
+                return f"CAST({diff} AS VARCHAR)"
+            return f"CAST(round({diff}{scale}, 2) AS VARCHAR)"
         if fn == "date_to_timestamp":
             return self.day_or_time(self.ref(args[0]))
         if fn == "concat":
@@ -588,28 +734,45 @@ def _exclusions(c: _Compiler, profile: Profile, spec: Mapping[str, Any]) -> list
 
 def _zone_sql(c: _Compiler, clinic: str | None) -> str:
     """The `_tz` column: the clinic's zone from temp `_clinic_tz`, else the profile's clinic_timezone."""
-    if not c.convert:
+    if not c.zoned:
         return "CAST(NULL AS VARCHAR) AS _tz"
-    default = lit(str(c.profile.defaults["clinic_timezone"]))
+    default = lit(c.profile.defaults.get("clinic_timezone") or _default_zone())
     return f"coalesce((SELECT z.tz FROM _clinic_tz z WHERE z.clinic_id = {clinic or 'NULL'}), {default}) AS _tz"
+
+
+def _default_zone() -> str | None:
+    """The practice's zone ($PTPULSE_DEFAULT_TIMEZONE, an IANA name) for a clinic raw.clinics gives none."""
+    import os
+
+    zone = os.environ.get(DEFAULT_ZONE_ENV, "").strip()
+    try:
+        ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        return None
+    return zone or None
 
 
 def unmapped_notes(con: Any, profile: Profile, pfile: ProfileFile, names: Sequence[str]) -> list[str]:
     """Per mapped column, how many vendor values its value map did not know and replaced by the `_unmapped`
     default: that default is a guess (a practice's own `Eval` would count as a follow-up), so the load says
-    how often it was made. Counts only, never a value. Runs on `con` over temp `_vendor` (and `_clinic_tz`
-    when the profile converts zones), the tables `profile_sql` reads; rows a filter excludes are not counted."""
+    how often it was made. Also, per `parse: decimal` / `integer` column, how many values the parse could not
+    read (the contract quarantines them with its generic hint; this note names the forms a profile reads).
+    Counts only, never a value. Runs on `con` over temp `_vendor` (and `_clinic_tz` when the profile converts
+    zones), the tables `profile_sql` reads; rows a filter excludes are not counted."""
     c = _Compiler(profile, pfile, names)
     checks = _defaulted_checks(c, pfile.spec)
-    if not checks:
+    numbers = _number_checks(c, pfile.spec)
+    if c.offsets and not c.convert:  # rows whose clinic has no known zone: their offset times cannot be placed
+        numbers.append(("", {}, "_tz IS NULL"))
+    if not checks and not numbers:
         return []
     kept = " AND ".join(f"NOT ({cond})" for cond, _, _ in _exclusions(c, profile, pfile.spec)) or "true"
     clinic = (pfile.spec.get("columns") or {}).get("clinic_id")
     zone = _zone_sql(c, c.column(clinic, "clinic_id") if clinic else None)
-    counts = ", ".join(f"count(*) FILTER (WHERE {cond})" for _, _, cond in checks)
+    counts = ", ".join(f"count(*) FILTER (WHERE {cond})" for _, _, cond in [*checks, *numbers])
     row = con.execute(f"SELECT {counts} FROM (SELECT *, {zone} FROM _vendor) WHERE {kept}").fetchone()
     notes = []
-    for (target, col, _), n in zip(checks, row, strict=True):
+    for (target, col, _), n in zip(checks, row[: len(checks)], strict=True):
         if n:
             name = col["map"]
             default = unmapped_default(profile.value_maps[name])
@@ -617,7 +780,34 @@ def unmapped_notes(con: Any, profile: Profile, pfile: ProfileFile, names: Sequen
                 f"{target}: {n} value(s) not in value map {name} became {default} (its `_unmapped`); add the "
                 f"practice's spelling(s) to value_maps.{name} of the profile"
             )
+    for (target, col, _), n in zip(numbers, row[len(checks) :], strict=True):
+        if n and not target:
+            notes.append(
+                f"{n} row(s) of a clinic with no known time zone: a time with a UTC offset cannot be placed on its "
+                f"clock and is quarantined; set defaults.clinic_timezone in the profile (or the clinic's timezone "
+                f"in clinics, or {DEFAULT_ZONE_ENV})"
+            )
+        elif n:
+            forms = MONEY_FORMS if col["parse"] == "decimal" else "12 or 1,250 (a whole number)"
+            notes.append(
+                f"{target}: {n} value(s) of {col['from']} could not be read as a number and were quarantined; "
+                f"the profile reads {forms} and treats {', '.join(profile.null_values) or 'no text'} as empty "
+                f"(defaults.null_values); a decimal comma (12,50) is never guessed"
+            )
     return notes
+
+
+def _number_checks(c: _Compiler, spec: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], str]]:
+    """(contract column, column spec, SQL condition: the parsed text is not a number the contract reads) per
+    `from` column with `parse: decimal` / `integer`."""
+    checks = []
+    for target, col in (spec.get("columns") or {}).items():
+        if col.get("parse") in ("decimal", "integer") and "from" in col:
+            text = DECIMAL_TEXT if col["parse"] == "decimal" else INTEGER_TEXT
+            # as it reaches the contract (a value map may empty a token); a fallback is ours (and may be a window)
+            x = c.column({k: v for k, v in col.items() if k not in ("fallback", "default")}, target)
+            checks.append((target, col, f"{x} IS NOT NULL AND NOT regexp_full_match({x}, {lit(text)})"))
+    return checks
 
 
 def _defaulted_checks(c: _Compiler, spec: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], str]]:
@@ -724,6 +914,20 @@ def normalise(name: str) -> str:
     return re.sub(r"_+", "_", text)
 
 
+def _refuse_non_header(file_name: str, names: Sequence[str], best: tuple[int, int, float]) -> None:
+    """A draft needs the column names on line 1; a title line or another delimiter would become the profile's
+    header signature. Names only the file and counts, never line 1's text (it may be a data row)."""
+    hint = _delimiter_hint(list(names))
+    if hint:
+        raise ProfileError(f"{file_name}: line 1 is one field, not a header row of column names.{hint}")
+    if best[1] == 0:
+        raise ProfileError(
+            f"{file_name}: none of the {len(names)} names on line 1 is a column any contract knows, so no "
+            f"profile was drafted. Is there a report title above the header (delete it), or is line 1 a data "
+            f"row? Draft from a file with the column names on line 1."
+        )
+
+
 def _match_column(name: str, contract: Contract) -> tuple[str, str] | None:
     """(contract column, how) for one vendor column name, or None."""
     if name in contract.column_names:
@@ -743,19 +947,26 @@ def _match_column(name: str, contract: Contract) -> tuple[str, str] | None:
 def draft_profile(headers: Mapping[str, Sequence[str]], name: str = "new_vendor") -> dict[str, Any]:
     """A starter profile for files never seen before: per file, the contract its header most likely feeds,
     each column matched (exact / normalised / synonym) or flagged `unmatched`, and the contract's required
-    columns nothing matched listed under `gaps`. Only header names are read, never a data row."""
+    columns nothing matched listed under `gaps`. Only header names are read, never a data row.
+
+    Refuses (ProfileError) a file whose line 1 is not a header (one field: a report title or another
+    delimiter; or no name any contract knows), rather than write a profile keyed on a title line. A contract
+    is chosen by required columns matched, then columns matched, then the share of its required columns
+    matched; a tie after that is not guessed: `feeds` says TODO with the candidates."""
     contracts = load_contracts()
     files = []
     for file_name, names in headers.items():
-        best: tuple[tuple[int, int], Contract, dict] | None = None
+        scored = []
         for contract in contracts.values():
             matched = {n: _match_column(n, contract) for n in names}
             targets = {m[0] for m in matched.values() if m}
-            score = (len(targets & set(contract.required_columns)), len(targets))
-            if best is None or score > best[0]:
-                best = (score, contract, matched)
-        assert best is not None
-        _, contract, matched = best
+            hits = len(targets & set(contract.required_columns))
+            score = (hits, len(targets), hits / max(len(contract.required_columns), 1))
+            scored.append((score, contract, matched))
+        scored.sort(key=lambda sc: sc[0], reverse=True)
+        _refuse_non_header(file_name, names, scored[0][0])
+        _, contract, matched = scored[0]
+        tied = [sc[1].source for sc in scored if sc[0] == scored[0][0]]
         columns: dict[str, Any] = {}
         unmatched = []
         used: set[str] = set()
@@ -766,16 +977,31 @@ def draft_profile(headers: Mapping[str, Sequence[str]], name: str = "new_vendor"
             else:
                 unmatched.append(vendor)
         stem = normalise(Path(file_name).stem) or "file"
-        files.append(
-            {
-                "name": stem,
-                "feeds": contract.source,
-                "match": {"header_required": [n for n in names if matched.get(n)] or list(names)[:3]},
-                "columns": columns,
-                "unmatched": unmatched,
-                "gaps": [c for c in contract.required_columns if c not in used],
-            }
-        )
+        gaps = [c for c in contract.required_columns if c not in used]
+        entry: dict[str, Any] = {
+            "name": stem,
+            "feeds": contract.source if len(tied) == 1 else f"TODO: one of {', '.join(sorted(tied))}",
+            "match": {"header_required": [n for n in names if matched.get(n)]},
+            "columns": columns,
+            "unmatched": unmatched,
+            "gaps": gaps,
+        }
+        warnings = []
+        if len(tied) > 1:
+            warnings.append(
+                f"the header fits {', '.join(sorted(tied))} equally well: set `feeds` to the contract this file "
+                f"holds (columns and gaps are drafted for {contract.source})"
+            )
+        keys = [k for k in contract.natural_key if k in gaps]
+        if keys:
+            warnings.append(
+                f"no column matched the key {', '.join(keys)}: map the export's row id. If you derive it with "
+                f"`concat` of other columns, two genuinely identical rows (two $20.00 copays of one claim on one "
+                f"day) get the same key and land as one (the other counts as a duplicate)"
+            )
+        if warnings:
+            entry["warnings"] = warnings
+        files.append(entry)
     return {
         "profile": normalise(name) or "new_vendor",
         "schema_version": 1,

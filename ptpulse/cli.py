@@ -575,6 +575,7 @@ def refresh(
 ) -> None:
     """Ingest what is new, build, score and swap, in sequence under the pipeline lock."""
     from ingestion.files import discover
+    from ingestion.profiles import ProfileError
     from ptpulse.refresh import refresh as run
 
     settings = get_settings(home)
@@ -592,6 +593,8 @@ def refresh(
             result = run(settings, paths=paths or None, progress=steps, full_refresh=full_refresh)
     except PipelineBusy as exc:
         _fail(str(exc), code=3)
+    except ProfileError as exc:  # a broken profile in $PTPULSE_HOME/profiles/: nothing was loaded
+        _fail(str(exc), code=2)
     except KeyboardInterrupt:  # out of ingestion: the build returns Ctrl-C as its result (`_finish_build`)
         _stop(_ingest_interrupted(seen["started"]), INTERRUPTED)
     _print_loads(result.loads)
@@ -635,7 +638,7 @@ def profile_draft(
     import yaml
 
     from ingestion.files import FileRefused, display_name, read_header
-    from ingestion.profiles import draft_profile
+    from ingestion.profiles import ProfileError, draft_profile
 
     headers = {}
     for path in files:
@@ -643,14 +646,44 @@ def profile_draft(
             headers[display_name(path)] = read_header(path)
         except (FileRefused, OSError) as exc:
             _fail(str(exc) if isinstance(exc, FileRefused) else f"{display_name(path)} could not be read.", code=2)
-    text = yaml.safe_dump(draft_profile(headers, name), sort_keys=False, allow_unicode=True, width=120)
+    try:
+        draft = draft_profile(headers, name)
+    except ProfileError as exc:  # a title line or another delimiter on line 1: no profile keyed on it
+        _fail(str(exc), code=2)
+    text = yaml.safe_dump(draft, sort_keys=False, allow_unicode=True, width=120)
     if output is None:
         sys.stdout.write(text)
     else:
         output.write_text(text, encoding="utf-8")
         out.print(
-            _plain(f"wrote {output}: edit value_maps and the TODOs, then `ptpulse ingest --profile {output} ...`")
+            _plain(
+                f"wrote {output}: edit value_maps and the TODOs, check it with `ptpulse ingest --profile {output} "
+                f"...`, then `ptpulse profile install {output}` to detect it in every ingest, refresh and upload"
+            )
         )
+
+
+@profile_app.command("install")
+def profile_install(
+    file: Path = typer.Argument(..., help="A finished profile .yml (e.g. one `profile draft` wrote and you edited)."),
+    home: Path | None = HomeOpt,
+    replace: bool = typer.Option(False, "--replace", help="Overwrite a home profile of the same name."),
+) -> None:
+    """Check a profile and copy it to $PTPULSE_HOME/profiles/<name>.yml, where every ingest, refresh and upload
+    of this home detects it (it wins over a shipped profile of the same name; upgrades leave it in place)."""
+    from ingestion.profiles import ProfileError, home_profiles_dir, read_profile
+
+    try:
+        profile = read_profile(file)
+    except ProfileError as exc:
+        _fail(str(exc), code=2)
+    folder = home_profiles_dir(get_settings(home).home)
+    target = folder / f"{profile.name}.yml"
+    if target.exists() and not replace:
+        _fail(f"{target} exists: give --replace to overwrite it with {file}.", code=2)
+    folder.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(file.read_bytes())
+    out.print(_plain(f"installed profile {profile.name!r} as {target}: the next ingest, refresh or upload detects it"))
 
 
 secret_app = typer.Typer(help="The installation secret behind patient_key (keyed pseudonyms).", no_args_is_help=True)
@@ -685,7 +718,7 @@ def secret_rotate(
     out.print(
         _text(
             f"new pseudonym secret in {rot.key_file} ({rot.patients:,} patients); "
-            f"{rot.actions_rekeyed:,} app action(s) re-keyed"
+            f"{rot.actions_rekeyed:,} app action(s) and {rot.messages_rekeyed:,} message(s) re-keyed"
         )
     )
     if result is not None:

@@ -16,7 +16,9 @@ COUNTER_KEY = "upload_counter"  # a new uploader key after each upload clears th
 
 st.caption(
     "Upload your practice-management exports: CSV files named after what they hold (`intake_events.csv`, "
-    "`scheduling_events_november.csv` …), FHIR NDJSON/JSON (or a zip of a Bulk export), X12 835/837 files. "
+    "`scheduling_events_november.csv` …), FHIR NDJSON/JSON (or a zip of a Bulk export), X12 835/837 files, "
+    "and vendor exports a source profile recognises (the shipped ones, or the practice's own in the home's "
+    "`profiles/` folder: `ptpulse profile install`). "
     f"Up to {uploads.max_bytes() // (1024 * 1024):,} MB per file. Rows that break a rule are set aside, never "
     "loaded; a file that cannot be read is refused with what to fix. Loading the same file twice adds nothing."
 )
