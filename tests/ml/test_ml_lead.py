@@ -124,6 +124,17 @@ def test_open_now_excludes_evaluated_and_exited():
     assert len(r) == len(feats) > 0
 
 
+def test_referrals_older_than_training_saw_are_not_scored():
+    """Training snapshots stop at 30 days after receipt: an open referral older than that is not scored."""
+    refs = make_referrals()
+    r, _ = lead.open_now(refs, AS_OF)
+    old = r.iloc[[0]].assign(referral_id="OLD", received_at=pd.Timestamp(AS_OF) - pd.Timedelta(days=454))
+    edge = r.iloc[[0]].assign(referral_id="EDGE", received_at=pd.Timestamp(AS_OF) - pd.Timedelta(days=30))
+    scored, _ = lead.open_now(pd.concat([refs, old, edge], ignore_index=True), AS_OF)
+    assert "OLD" not in set(scored["referral_id"]) and "EDGE" in set(scored["referral_id"])
+    assert (pd.to_datetime(scored["received_at"]) >= pd.Timestamp(AS_OF) - pd.Timedelta(days=30)).all()
+
+
 def test_time_split_model_finds_signal_and_is_calibrated(synth):
     _, rows, feats, y = synth
     ev = lead.evaluate(rows, feats, y)
@@ -216,9 +227,10 @@ def test_build_wrote_lead_scores_for_every_open_referral(built_home):
     con = duckdb.connect(str(built_home.analytics_db), read_only=True)
     try:
         scores = con.sql("select * from ml.lead_scores").df()
-        open_ids = set(
-            con.sql("""select referral_id from marts.referral_funnel
-                                  where evaluated_at is null and exit_stage is null""").df()["referral_id"]
+        open_ids = set(  # open, and no older than the 30 days the model learns from (lead.open_now)
+            con.sql("""select referral_id from marts.referral_funnel, marts.build_info b
+                       where evaluated_at is null and exit_stage is null
+                         and received_at >= b.as_of - interval 30 day""").df()["referral_id"]
         )
     finally:
         con.close()
