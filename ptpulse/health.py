@@ -6,7 +6,10 @@ read-only, the scheduler's status file, the OS lock; never raw.duckdb) and retur
 `healthy` is False, with a reason per problem, when any of these hold:
 
 - no build is served, or the served build is older than `max_build_age_hours` (service.yml);
-- the last refresh failed (load refused, build failed, crashed);
+- the last refresh failed (load refused, build failed, crashed); a run that only found the pipeline lock busy is
+  no result and never hides the failure before it;
+- a refresh has been running, or an export has waited to be refreshed, longer than `max_refresh_hours`
+  (service.yml, default 4 h): a hung dbt or ML step holds the lock while the scheduler stays alive;
 - the scheduler wrote a status file but its process is gone, or it is alive but has not rewritten the file for
   several polls (`ptpulse.core.service_clock.stale_after_s`: a loop blocked, e.g. on a provider that never answers -- a live pid alone
   proves nothing), or its next run is more than an hour overdue;
@@ -55,10 +58,56 @@ def served_build(settings: Settings) -> tuple[dict[str, Any] | None, list[tuple]
         con.close()
     if row is None:
         return {"build_id": None, "error": "the served analytics file has no marts.build_info row"}, []
-    built_at = row[1]
-    if isinstance(built_at, datetime) and built_at.tzinfo is None:
-        built_at = built_at.astimezone()  # build_info.built_at is local time without zone
-    return {"build_id": row[0], "built_at": built_at, "as_of": row[2]}, coverage
+    return {"build_id": row[0], "built_at": _utc(row[1]), "as_of": row[2]}, coverage
+
+
+def _utc(value: Any) -> datetime | None:
+    """build_info.built_at as an aware UTC time: it is stored in UTC without a zone (the dbt run's start), so it
+    is read as UTC whatever $TZ the probe runs under. A build made before that held the server's local time: its
+    age is off by the server's offset until the next build replaces it (never an error)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _real_last_run(status: dict[str, Any]) -> dict[str, Any] | None:
+    """The last run with a result: a run that found the lock busy is none (a status file written before busy
+    runs were kept out of `last_run` may still hold one: the history then has the real one)."""
+    runs = [status.get("last_run"), *(status.get("history") or [])]
+    return next((r for r in runs if isinstance(r, dict) and r.get("result") != "busy"), None)
+
+
+def _stuck(status: dict[str, Any], limit_h: float, now: datetime) -> list[str]:
+    """A refresh running, or a pending export waiting, longer than `limit_h` hours."""
+    out = []
+
+    def age_h(text: Any) -> float | None:
+        try:
+            t = parse_iso(text) if text else None
+        except ValueError:
+            return None
+        return None if t is None else (now - t).total_seconds() / 3600
+
+    running = status.get("running") or {}
+    ran = age_h(running.get("started_at")) if isinstance(running, dict) else None
+    if ran is not None and ran > limit_h:
+        out.append(
+            f"a refresh has been running for {ran:.1f} h (limit {limit_h:g} h, max_refresh_hours): it may be hung; "
+            "read its log (logs/service-job-*.log), then stop it (systemctl restart ptpulse stops the job too)"
+        )
+    waits = [age_h(p.get("due")) for p in status.get("pending") or [] if isinstance(p, dict) and p.get("exports")]
+    waited = max((w for w in waits if w is not None), default=None)
+    if waited is not None and waited > limit_h:
+        out.append(
+            f"an export in incoming/ has waited {waited:.1f} h to be refreshed (limit {limit_h:g} h, "
+            "max_refresh_hours): the refresh ahead of it may be hung"
+        )
+    return out
 
 
 def source_freshness(coverage: list[tuple], config: ServiceConfig, now: datetime) -> list[dict[str, Any]]:
@@ -137,8 +186,10 @@ def health_report(settings: Settings, now: datetime | None = None) -> dict[str, 
             )
         elif next_run is not None and (now - next_run).total_seconds() > OVERDUE_S:
             problems.append("the scheduled refresh is more than an hour overdue: the scheduler may be stuck")
-        last_run = status.get("last_run")
-        if last_run and last_run.get("result") not in ("ok", "busy"):
+        if alive:
+            problems.extend(_stuck(status, config.max_refresh_hours, now))
+        last_run = _real_last_run(status)
+        if last_run and last_run.get("result") != "ok":
             problems.append(
                 f"the last refresh ({last_run.get('finished_at')}) ended with {last_run.get('result')}: "
                 "see its problems in `ptpulse health --json` and the alert email"

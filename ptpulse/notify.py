@@ -16,13 +16,17 @@ reads (`~/.streamlit/`, `./.streamlit/` of the working directory, `app/.streamli
     PTPULSE_SMTP_FROM / from          sender address (default ptpulse@<host name>)
     PTPULSE_ALERT_TO / alert_to       comma-separated recipients (the admin)
 
-Alert bodies hold file names, rule names, counts and the loader's / build's messages, which by contract
-never quote a value from a file (docs/interfaces.md): no PHI leaves the machine in an alert.
+Alert bodies hold neutral file labels (the export folder and a file number, never a data file's name: exporters
+such as Synthea name per-patient files `<Given>_<Family>_<uuid>.json`), rule names, counts and the loader's /
+build's messages, which by contract never quote a value from a file (docs/interfaces.md) and are scrubbed of the
+file's name (`scrub_file_names`) before they get here: no PHI leaves the machine in an alert.
 """
 
 from __future__ import annotations
 
+import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # The one SMTP client and the secrets reading live in ptpulse.core.outbound (the app sends through it too).
@@ -38,6 +42,29 @@ from ptpulse.core.outbound import (  # noqa: F401 - re-exported: callers and tes
 )
 
 NotifyError = OutboundError  # an alert could not be sent (names the server and failure kind, never a secret)
+
+
+FILE_WORD = "(file)"
+PATH_WORD = "(server path)"
+# The same patterns as the Data health page's redaction (app/lib/service_status.py), which this package may not
+# import: a name with a data file's suffix, a quoted file name (it may hold spaces), an absolute path.
+_SUFFIXES = r"(?:csv|tsv|txt|dat|json|ndjson|xml|zip|gz|xlsx?|835|837|x12|edi|part|tmp|hl7|parquet)"
+_FILE_NAME = re.compile(r"[^\s'\"`/\\:,;()]+\." + _SUFFIXES + r"\b", re.I)
+_QUOTED_FILE_NAME = re.compile(r"(['\"`])[^'\"`\n]*?\." + _SUFFIXES + r"\1", re.I)
+_ABS_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[/\\][^\s'\"`]+")
+
+
+def scrub_file_names(text: str, names: Iterable[str] = (), placeholder: str = FILE_WORD) -> str:
+    """`text` (a loader's or build's message) without a data file's name: every one of `names` (the file's path,
+    name, stem, its path inside the export ...; longest first), then any absolute path, quoted file name or
+    other name with a data file's suffix, replaced by `placeholder`. For alerts and service logs, which name a
+    file by a neutral label only."""
+    out = str(text)
+    for name in sorted({str(n) for n in names if n and len(str(n)) > 2}, key=len, reverse=True):
+        out = out.replace(name, placeholder)
+    out = _ABS_PATH.sub(PATH_WORD, out)
+    out = _QUOTED_FILE_NAME.sub(placeholder, out)
+    return _FILE_NAME.sub(placeholder, out)
 
 
 def auth_configured(secrets: dict | None = None) -> bool:

@@ -99,6 +99,8 @@ class ServiceConfig:
     retries: int = 3  # a failed build is retried this many times, then alerted
     backoff_seconds: float = 120.0  # first retry delay; doubles each attempt, capped at one hour
     max_build_age_hours: float = 36.0  # `ptpulse health`: the served build may be this old
+    # `ptpulse health`: a refresh running (or an export waiting) longer than this is stuck (a hung dbt or ML step)
+    max_refresh_hours: float = 4.0
     deliver_seconds: float = 60.0  # how often messages queued for after quiet hours are checked and sent
     cadence_hours: dict[str, float | None] = field(default_factory=lambda: dict(DEFAULT_CADENCE_HOURS))
 
@@ -298,9 +300,11 @@ def run_job(settings: Settings, exports: list[Path], always_build: bool) -> dict
     """Ingest each export, then build once, under the pipeline lock (runs in the job child process).
 
     An incoming-only job whose files all were refused or already loaded skips the build: nothing changed.
-    Returns plain data (what the scheduler reads from the result file): per-export loads and the build."""
+    Returns plain data (what the scheduler reads from the result file): per-export loads (keyed by the export's
+    place in `exports`, each file by its number: no file or export name) and the build."""
     from ingestion.files import safe_text
     from ingestion.loader import ingest
+    from ptpulse.notify import scrub_file_names
     from ptpulse.refresh import run_build
 
     try:
@@ -308,16 +312,20 @@ def run_job(settings: Settings, exports: list[Path], always_build: bool) -> dict
             settings.incoming.mkdir(parents=True, exist_ok=True)
             per_export: dict[str, list[dict[str, Any]]] = {}
             loaded = 0
-            for export in exports:
+            for place, export in enumerate(exports):
                 results = ingest([export], settings) if export.exists() else []
-                per_export[str(export)] = [
+                numbers: dict[str, int] = {}  # each file of the export by its place in the loader's (name) order
+                for r in results:
+                    numbers.setdefault(str(r.file), len(numbers) + 1)
+                per_export[str(place)] = [  # by its place in the job: the result file holds no export's name
                     {
-                        "file": safe_text(_relative(Path(r.file), export), 200),
+                        # never the file's name (it may be a patient's): its number in the export
+                        "file": f"file {numbers[str(r.file)]}",
                         "source": r.source,
                         "status": r.status,
                         "rows_landed": r.rows_landed,
                         "rows_quarantined": r.rows_quarantined,
-                        "message": r.message,
+                        "message": safe_text(scrub_file_names(r.message, _file_names(Path(r.file), export)), 600),
                     }
                     for r in results
                 ]
@@ -347,6 +355,33 @@ def _relative(path: Path, export: Path) -> str:
         return path.name
 
 
+def _file_names(path: Path, export: Path) -> set[str]:
+    """Every spelling of a data file's name a loader message may quote (scrubbed before it reaches an alert)."""
+    from ingestion.files import display_name, safe_text
+
+    names = {str(path), path.name, path.stem, _relative(path, export), display_name(path), safe_text(path.stem, 120)}
+    if not export.is_dir():
+        names |= {export.name, export.stem, str(export)}
+    try:
+        names.add(str(path.relative_to(export)))
+    except ValueError:
+        pass
+    return {n for n in names if n}
+
+
+def export_label(export: Path, number: int) -> str:
+    """How alerts and the status file name an export: its folder's name (chosen by whoever set up the EMR's
+    export, not by a patient), or `single file <number>` for a loose file dropped in incoming/ (its name may be a
+    patient's, e.g. Synthea's `<Given>_<Family>_<uuid>.json`)."""
+    return export.name if export.is_dir() else f"single file {number}"
+
+
+def _archived_label(moved: Path, incoming: Path, was_dir: bool, stamp: str) -> str:
+    """Where an export was archived, relative to incoming/: a folder's path, a loose file's stamp only."""
+    rel = moved.relative_to(incoming)
+    return str(rel) if was_dir else f"{rel.parent}/{stamp}-*"
+
+
 def _job_main(argv: list[str]) -> int:
     """`python -m ptpulse.serve job --home H --result R [--always-build] EXPORT...` (the scheduler's child)."""
     parser = argparse.ArgumentParser(prog="ptpulse.serve job")
@@ -373,6 +408,7 @@ class Job:
     always_build: bool
     attempt: int = 1
     due: float = 0.0  # time.time() when it may start
+    busy: int = 0  # times this attempt found the pipeline lock held by someone else (no attempt: see _busy_again)
 
 
 @dataclass
@@ -406,6 +442,7 @@ class Scheduler:
             "schedule": config.schedule,
             "cadence_hours": config.cadence_hours,  # so a reader (the Data health page) needs no service.yml
             "max_build_age_hours": config.max_build_age_hours,
+            "max_refresh_hours": config.max_refresh_hours,
             "next_run": None,
             "running": None,
             "pending": [],
@@ -475,7 +512,7 @@ class Scheduler:
 
     def _write(self) -> None:
         self.state["pending"] = [
-            {"trigger": j.trigger, "exports": [e.name for e in j.exports], "attempt": j.attempt, "due": iso(_ts(j.due))}
+            {"trigger": j.trigger, "exports": list(_labels(j).values()), "attempt": j.attempt, "due": iso(_ts(j.due))}
             for j in self.queue
         ]
         self.state["updated_at"] = iso(now_utc())
@@ -495,7 +532,7 @@ class Scheduler:
         self.running = Running(job, proc, result_file, now_utc(), log_file)
         self.state["running"] = {
             "trigger": job.trigger,
-            "exports": [e.name for e in job.exports],
+            "exports": list(_labels(job).values()),
             "attempt": job.attempt,
             "started_at": iso(self.running.started),
             "pid": proc.pid,
@@ -542,39 +579,51 @@ class Scheduler:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         problems: list[Any] = []
         archived: dict[str, str] = {}
-        if outcome == "busy":  # someone else holds the lock: try again later, no alert
-            self.queue.append(_again(job, now + self.config.backoff(job.attempt)))
+        labels = _labels(job)  # before archiving: a folder is told from a loose file while it is still there
+        if outcome == "busy":  # someone else holds the lock: try again later, no alert; not an attempt
+            self.queue.append(_busy_again(job, now + self.config.backoff(job.busy + 1)))
         elif outcome == "crashed" and job.attempt <= self.config.retries:
             self.queue.append(_again(job, now + self.config.backoff(job.attempt)))
         else:
             from ptpulse.notify import Problem
 
-            for export in job.exports:
-                rows = (result.get("exports") or {}).get(str(export), [])
+            for place, export in enumerate(job.exports):
+                label, was_dir = labels[str(export)], export.is_dir()
+                rows = (result.get("exports") or {}).get(str(place), [])
                 bad = [r for r in rows if r["status"] in ("refused", "failed")]
                 ok = outcome != "crashed" and not bad
                 moved = archive_export(self.settings, export, ok, stamp)
                 if moved is not None:
-                    archived[export.name] = str(moved.relative_to(self.settings.incoming))
+                    archived[label] = _archived_label(moved, self.settings.incoming, was_dir, stamp)
                 for r in bad:
+                    source = f" ({r['source']})" if r.get("source") in DEFAULT_CADENCE_HOURS else ""
                     problems.append(
                         Problem(
-                            r["file"],
+                            f"{label}, {r['file']}{source}",
                             f"{r['status']}: {r['message']}",
                             f"fix the export and drop the corrected file into incoming/ again; the export was "
-                            f"moved to incoming/{archived.get(export.name, 'failed/')}. Other files of it landed.",
+                            f"moved to incoming/{archived.get(label, 'failed/')} (file N is the N-th line of `find . "
+                            "-type f -not -path './truth/*' | LC_ALL=C sort` run inside it). Other files of it landed.",
                         )
                     )
             build = result.get("build")
             if outcome == "crashed":
+                back = list(dict.fromkeys(a for a in archived.values() if a.startswith("failed/")))
+                put_back = (
+                    " Then put the export back where the service picks it up, in the data folder ($PTPULSE_HOME): "
+                    + "; ".join(f"mv {_quote(a)} incoming/" for a in back)
+                    + " (the service refreshes a moved-back export like a new one; `ptpulse refresh` takes it too)."
+                    if back
+                    else " Then run `ptpulse refresh`."
+                )
                 problems.append(
                     Problem(
                         "refresh process",
                         f"the refresh stopped without a result (exit code {result.get('exit_code')}) after "
                         f"{job.attempt} attempt(s)",
                         # relative to the data folder: the status file is shown on Data health, no server path
-                        f"read its log {_home_relative(run.log_file, self.settings.home)} in the data folder, fix "
-                        "the cause, then run `ptpulse refresh`.",
+                        f"read its log {_home_relative(run.log_file, self.settings.home)} in the data folder and fix "
+                        f"the cause.{put_back}",
                     )
                 )
             elif build is not None and not build["ok"]:
@@ -593,7 +642,7 @@ class Scheduler:
         run_record = {
             "trigger": job.trigger,
             "attempt": job.attempt,
-            "exports": [e.name for e in job.exports],
+            "exports": [labels[str(e)] for e in job.exports],
             "archived": archived,
             "started_at": iso(run.started),
             "finished_at": iso(now_utc()),
@@ -609,9 +658,12 @@ class Scheduler:
             run_record["alert"] = self._alert(job, outcome, problems)
         if outcome == "ok":
             self.state["last_success"] = run_record["finished_at"]
-        self.state["last_run"] = run_record
+        if outcome == "busy":  # not a result: `last_run` (what health judges) keeps the last real one
+            self.state["last_busy"] = run_record
+        else:
+            self.state["last_run"] = run_record
         self.state["history"] = ([run_record] + self.state.get("history", []))[:HISTORY]
-        level = logging.INFO if outcome == "ok" else logging.WARNING
+        level = logging.INFO if outcome in ("ok", "busy") else logging.WARNING
         log.log(level, "refresh %s (%s, attempt %d): %d problem(s)", outcome, job.trigger, job.attempt, len(problems))
         _prune_job_files(self.settings.home / "logs")
 
@@ -636,6 +688,27 @@ def _again(job: Job, due: float) -> Job:
     return Job(
         "retry" if job.trigger != "incoming" else "incoming", job.exports, job.always_build, job.attempt + 1, due
     )
+
+
+def _busy_again(job: Job, due: float) -> Job:
+    """The same attempt again later: a busy lock is no attempt (it neither uses a retry nor counts in an alert)."""
+    return Job(job.trigger, job.exports, job.always_build, job.attempt, due, busy=job.busy + 1)
+
+
+def _labels(job: Job) -> dict[str, str]:
+    """Each export of `job` by its neutral label (`export_label`): loose files numbered in the job's order."""
+    out, loose = {}, 0
+    for e in job.exports:
+        if not e.is_dir():
+            loose += 1
+        out[str(e)] = export_label(e, loose)
+    return out
+
+
+def _quote(path: str) -> str:
+    """incoming/<path> for a shell, the `*` of a loose file's archived name left to the shell."""
+    text = f"incoming/{path}"
+    return text if all(c.isalnum() or c in "/._-*" for c in text) else "'" + text.replace("'", "'\\''") + "'"
 
 
 def _home_relative(path: Path, home: Path) -> str:

@@ -18,7 +18,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -36,6 +36,7 @@ from ptpulse.core.config import Settings, get_settings
 TILES = 8  # the first KPI_ORDER tiles with a value
 MOVERS = 3
 CHART_CID = "movers-chart"
+STALE_EXIT = 3  # sent, but the build did not cover the week: the timer's unit is marked failed (OnFailure alert)
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,11 @@ class Digest:
     movers: pd.DataFrame  # kpi, label, value_text, previous_text, change (relative), direction improved|worsened
     leak: dict[str, Any] | None  # label, low_usd, high_usd, window
     subject: str
+    stale: str = ""  # said first when the served build does not cover the week (`coverage_notice`), else ""
 
     def text(self) -> str:
-        lines = [self.subject, "", "Key figures (change against the week before):"]
+        lines = [self.subject, ""] + ([self.stale, ""] if self.stale else [])
+        lines += ["Key figures (change against the week before):"]
         for t in self.tiles.itertuples():
             lines.append(
                 f"  {t.label}: {t.value_text}" + (f" ({t.delta_text})" if t.delta_text else "") + f" · {t.goal}"
@@ -73,9 +76,72 @@ def last_full_week(today: date) -> Filters:
     return Filters(monday, monday + timedelta(days=6))
 
 
-def compose(r: Reader, app_db, today: date) -> Digest:
-    """The digest of the week before `today` (the pages' queries, the owner's targets)."""
+# A build made after the week ended covers it when its data reaches at least this many days before the week's
+# last day: a practice closed at weekends records nothing on Saturday or Sunday.
+COVER_GRACE_DAYS = 2
+
+
+def practice_zone() -> Any:
+    """The zone the digest's week is in: the practice's ($PTPULSE_DEFAULT_TIMEZONE), else the server's named zone,
+    else None (the server's local time)."""
+    from app.lib.outreach import default_zone
+    from ptpulse.core.zones import server_zone
+
+    return default_zone() or server_zone()
+
+
+def send_date(now: datetime | None = None) -> date:
+    """Today on the practice's wall clock: the day the digest is sent, which decides the week it reports."""
+    now = now or datetime.now(UTC)
+    zone = practice_zone()
+    return now.astimezone(zone).date() if zone is not None else now.astimezone().date()
+
+
+def _utc(value: Any) -> datetime | None:
+    """build_info.built_at (UTC without a zone) as an aware time; None when absent."""
+    if value is None or (not isinstance(value, str | datetime) and pd.isna(value)):
+        return None
+    try:
+        t = pd.Timestamp(value).to_pydatetime()
+    except (TypeError, ValueError):
+        return None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def coverage_notice(week: Filters, as_of: Any, built_at: Any) -> str:
+    """'' when the served build covers `week`, else the sentence the digest opens with ('Data through ...').
+
+    Covered: the data reaches the week's last day, or the build was made after the week ended (on the practice's
+    clock) and its data reaches the week's last working days (COVER_GRACE_DAYS). A nightly refresh failing since
+    leaves an older build: the week is then reported as far as the data goes, and says so first."""
+    through = _utc(as_of)
+    data_day = through.date() if through is not None else None  # as_of is the clinics' wall clock, no zone
+    if data_day is not None and data_day >= week.end:
+        return ""
+    built = _utc(built_at)
+    zone = practice_zone()
+    built_day = None if built is None else (built.astimezone(zone) if zone else built.astimezone()).date()
+    if (
+        data_day is not None
+        and built_day is not None
+        and built_day > week.end
+        and data_day >= week.end - timedelta(days=COVER_GRACE_DAYS)
+    ):
+        return ""
+    when = f"{data_day:%a %b %-d}" if data_day else "an unknown date"
+    built_text = f", last built {built_day:%a %b %-d}" if built_day else ""
+    return (
+        f"Data through {when} only{built_text}: this digest does not cover the whole week of "
+        f"{week.start:%b %-d}–{week.end:%b %-d}. The nightly refresh may be failing: see `ptpulse health`."
+    )
+
+
+def compose(r: Reader, app_db, today: date, info: dict[str, Any] | None = None) -> Digest:
+    """The digest of the week before `today` (the pages' queries, the owner's targets); `info` is the build's
+    build_info row (as_of, built_at): when the build does not cover that week the digest says so first."""
     week = last_full_week(today)
+    info = build_info(r) if info is None else info
+    stale = coverage_notice(week, info.get("as_of"), info.get("built_at"))
     summary = kpi_summary(r, week)
     targets = goals.targets_for(goals.current_goals(app_db), None)
     summary["target"] = summary["kpi"].map(targets)
@@ -127,8 +193,8 @@ def compose(r: Reader, app_db, today: date) -> Digest:
                 "high_usd": float(top["high_usd"]),
                 "window": f"{window.start:%b %-d}–{window.end:%b %-d}",
             }
-    subject = f"PT Pulse weekly: week of {week.start:%a %b %-d}"
-    return Digest(week=week, tiles=tiles, movers=movers, leak=leak, subject=subject)
+    subject = f"PT Pulse weekly: week of {week.start:%a %b %-d}" + (" (data incomplete)" if stale else "")
+    return Digest(week=week, tiles=tiles, movers=movers, leak=leak, subject=subject, stale=stale)
 
 
 def chart_html(d: Digest) -> str:
@@ -176,7 +242,12 @@ def email_html(d: Digest, with_chart: bool) -> str:
     )
     return (
         f"<html><body style='font-family:Arial,sans-serif;color:#1f2933'><h2>{esc(d.subject)}</h2>"
-        f"<table style='border-collapse:collapse'><tr>{cells}</tr></table>"
+        + (
+            f"<p style='background:#fff3bf;border:1px solid #f59f00;padding:8px'><b>{esc(d.stale)}</b></p>"
+            if d.stale
+            else ""
+        )
+        + f"<table style='border-collapse:collapse'><tr>{cells}</tr></table>"
         f"<h3>Biggest movers</h3>{chart}<ul>{movers or '<li>No KPI moved with both weeks measured.</li>'}</ul>"
         f"{leak}<p style='color:#7b8794;font-size:12px'>Open PT Pulse for the details.</p></body></html>"
     )
@@ -208,7 +279,7 @@ def send(d: Digest, smtp: outbound.SmtpSettings, to: list[str]) -> str:
 
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m app.lib.digest", description="Email the owner's weekly digest.")
-    p.add_argument("--today", help="Pretend today is this date (YYYY-MM-DD); default: the build's as-of date")
+    p.add_argument("--today", help="Pretend today is this date (YYYY-MM-DD); default: today on the practice's clock")
     p.add_argument("--to", help="Comma-separated recipients (default PTPULSE_DIGEST_TO or [smtp] digest_to)")
     p.add_argument("--html", help="Also write the email's HTML to this file")
     p.add_argument("--no-send", action="store_true", help="Compose only (with --html to look at it)")
@@ -218,9 +289,11 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
         print(f"No analytics build at {settings.analytics_db}: run `ptpulse refresh` first.", file=sys.stderr)
         return 2
     r = DbReader(AnalyticsDb(settings.analytics_db), Scope("owner"))
-    as_of = build_info(r).get("as_of")
-    today = date.fromisoformat(args.today) if args.today else (pd.Timestamp(as_of).date() if as_of else date.today())
+    # the week before the send date, never the build's as_of: a failing nightly refresh must not resend an old week
+    today = date.fromisoformat(args.today) if args.today else send_date()
     d = compose(r, settings.app_db, today)
+    if d.stale:  # the timer's journal (and its OnFailure= hook, exit code 3) say so too
+        print(f"warning: the served build is stale. {d.stale}", file=sys.stderr)
     if args.html:
         with open(args.html, "w", encoding="utf-8") as fh:
             fh.write(email_html(d, False))
@@ -245,7 +318,7 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
         print(f"Digest not sent: {exc}", file=sys.stderr)
         return 1
     print(f"{datetime.now():%Y-%m-%d %H:%M} digest for the week of {d.week.start} emailed to {len(to)} recipient(s).")
-    return 0
+    return STALE_EXIT if d.stale else 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
@@ -102,16 +102,28 @@ class PageContext:
         return pd.Timestamp(value).to_pydatetime()
 
 
+def _local_from_utc(value: Any) -> datetime | None:
+    """build_info.built_at (UTC without a zone, dbt's run start) as this server's wall time, which `datetime.now()`
+    and the page's other times are in; None when absent or unreadable."""
+    stamp = pd.to_datetime(value, errors="coerce") if value is not None else None
+    if stamp is None or pd.isna(stamp):
+        return None
+    moment = stamp.to_pydatetime()
+    aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    return aware.astimezone().replace(tzinfo=None)  # astimezone(): the server's own zone
+
+
 def freshness(info: Mapping[str, Any]) -> None:
     """The line under every title ('Data through Nov 29, 8:08 pm · updated this morning'), with the build's
     id and exact times behind an expander for whoever needs to quote them."""
     if not info:
         return
-    st.caption(formatting.freshness(info.get("as_of"), info.get("built_at"), datetime.now()))
+    built = _local_from_utc(info.get("built_at"))
+    st.caption(formatting.freshness(info.get("as_of"), built, datetime.now()))
     with st.expander("About this data", icon=":material/schedule:"):
         exact = {
             "Data through": info.get("as_of"),
-            "Built": info.get("built_at"),
+            "Built": built,
             "“Now” taken from": labels.label("as_of_source", info.get("as_of_source")),
             "Build": info.get("build_id"),
         }

@@ -10,8 +10,8 @@ over the id space), so de-identified readers (marketing, analysts, the SQL page)
 - How it reaches dbt: only the file's *path* goes to dbt (env PTPULSE_PSEUDONYM_KEY_FILE, profiles.yml plugin
   config); the plugin ptpulse/build/dbt_plugin.py reads the file and registers the UDF `ptpulse_pseudonym`,
   so the secret never appears in SQL, compiled/run files, target/ artifacts or logs.
-- Rotation (`ptpulse secret rotate`): a new secret, then every app action whose task id embeds an old
-  pseudonym is re-keyed to the new one (old -> new map over the distinct patient ids of raw.duckdb), then the
+- Rotation (`ptpulse secret rotate`): a new secret, then every app action and outbound message whose task id
+  embeds an old pseudonym is re-keyed to the new one (one transaction) (old -> new map over the distinct patient ids of raw.duckdb), then the
   new secret replaces the old one. Resumable: the new secret is first written as `pseudonym.key.next`, and a
   rerun after a crash finishes with that same secret.
 """
@@ -143,6 +143,7 @@ class Rotation:
     key_file: Path
     patients: int
     actions_rekeyed: int
+    messages_rekeyed: int = 0
 
 
 def raw_patient_ids(raw_db: Path) -> pa.Array:
@@ -168,35 +169,53 @@ def raw_patient_ids(raw_db: Path) -> pa.Array:
     return pa.array([r[0] for r in rows], type=pa.string())  # distinct ids only: one per patient
 
 
-def rekey_actions(app_db: Path, mapping: dict[str, str]) -> int:
-    """Rewrite task ids `rule:<old pseudonym>:...` of PSEUDONYM_TASK_RULES to the new pseudonym, in one
-    transaction; returns the number of actions changed. Idempotent (new pseudonyms are not in `mapping`)."""
+# app.sqlite tables whose task_id embeds a patient pseudonym (docs/interfaces.md section 4): the Work queue's actions
+# and the outbound message log (a queued message's write-back names its task). Keyed by the table's own row id.
+# audit_log is left as written: it is the append-only record of what was done (its task ids name the old keys).
+REKEYED_TABLES = {"actions": "action_id", "messages": "message_id"}
+
+
+def _rekeyed(task_id: str, mapping: dict[str, str]) -> str | None:
+    parts = task_id.split(":")
+    if len(parts) >= 2 and parts[1] in mapping:
+        parts[1] = mapping[parts[1]]
+        return ":".join(parts)
+    return None
+
+
+def rekey_app_state(app_db: Path, mapping: dict[str, str]) -> dict[str, int]:
+    """Rewrite task ids `rule:<old pseudonym>:...` of PSEUDONYM_TASK_RULES to the new pseudonym in every table of
+    REKEYED_TABLES, all in one transaction; returns the rows changed per table. Idempotent (new pseudonyms are not
+    in `mapping`), so a rerun after an interrupted rotation changes nothing twice."""
+    counts = dict.fromkeys(REKEYED_TABLES, 0)
     if not Path(app_db).exists() or not mapping:
-        return 0
+        return counts
     con = sqlite3.connect(app_db, timeout=30)
     try:
-        has = con.execute("select 1 from sqlite_master where type = 'table' and name = 'actions'").fetchone()
-        if not has:
-            return 0
+        present = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'").fetchall()}
         like = " or ".join("task_id like ?" for _ in PSEUDONYM_TASK_RULES)
-        rows = con.execute(
-            f"select action_id, task_id from actions where {like}", [r + ":%" for r in PSEUDONYM_TASK_RULES]
-        ).fetchall()
-        updates = []
-        for action_id, task_id in rows:  # actions of these rules only: a handful per patient and year
-            parts = task_id.split(":")
-            if len(parts) >= 2 and parts[1] in mapping:
-                parts[1] = mapping[parts[1]]
-                updates.append((":".join(parts), action_id))
-        with con:
-            con.executemany("update actions set task_id = ? where action_id = ?", updates)
-        return len(updates)
+        params = [r + ":%" for r in PSEUDONYM_TASK_RULES]
+        with con:  # one transaction: a rotation never leaves a message keyed apart from its task's actions
+            con.execute("begin immediate")
+            for table, key in REKEYED_TABLES.items():
+                if table not in present:
+                    continue
+                rows = con.execute(f"select {key}, task_id from {table} where {like}", params).fetchall()
+                updates = [(new, row_id) for row_id, task_id in rows if (new := _rekeyed(task_id, mapping))]
+                con.executemany(f"update {table} set task_id = ? where {key} = ?", updates)
+                counts[table] = len(updates)
+        return counts
     finally:
         con.close()
 
 
+def rekey_actions(app_db: Path, mapping: dict[str, str]) -> int:
+    """`rekey_app_state`, counting the actions changed (the messages are re-keyed with them)."""
+    return rekey_app_state(app_db, mapping)["actions"]
+
+
 def rotate_key(settings: Settings) -> Rotation:
-    """Replace the secret; re-key app actions whose task ids embed the old pseudonym. Run under the pipeline
+    """Replace the secret; re-key app actions and messages whose task ids embed the old pseudonym. Run under the pipeline
     lock, then build (the served files keep the old pseudonyms until the next build)."""
     path = key_path(settings)
     nxt = _next_path(path)
@@ -205,9 +224,11 @@ def rotate_key(settings: Settings) -> Rotation:
         _write_new_key(nxt)
     new = load_key(nxt)
     ids = raw_patient_ids(settings.raw_db)
-    changed = 0
+    changed = dict.fromkeys(REKEYED_TABLES, 0)
     if old is not None:
         mapping = dict(zip(pseudonyms(old, ids).to_pylist(), pseudonyms(new, ids).to_pylist(), strict=True))
-        changed = rekey_actions(settings.app_db, mapping)
+        changed = rekey_app_state(settings.app_db, mapping)
     os.replace(nxt, path)
-    return Rotation(key_file=path, patients=len(ids), actions_rekeyed=changed)
+    return Rotation(
+        key_file=path, patients=len(ids), actions_rekeyed=changed["actions"], messages_rekeyed=changed["messages"]
+    )

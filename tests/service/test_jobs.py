@@ -4,6 +4,7 @@ pipeline lock; failures email the admin through a real SMTP server; `ptpulse hea
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -46,8 +47,9 @@ def test_corrupt_export_is_alerted_moved_to_failed_and_reported_unhealthy(built_
     (msg,) = smtp_inbox.messages
     body = msg.get_payload(decode=True).decode()
     assert "refresh needs attention" in msg["Subject"]
-    assert "nightly-2026-11-30/clinics.csv" in body
-    assert "problem: refused: clinics.csv: missing required column(s)" in body and "fix:" in body
+    # a file by its export folder and number, never its name (exporters name files after patients)
+    assert re.search(r"nightly-2026-11-30, file \d+", body) and "clinics.csv" not in body
+    assert "problem: refused: (file): missing required column(s)" in body and "fix:" in body
     assert "C001" not in body  # a value from the file never leaves in an alert
 
     code, report = _health(settings.home)
@@ -92,11 +94,13 @@ def test_the_lock_keeps_a_second_refresh_out_and_it_retries_with_backoff(tmp_pat
         assert scheduler.running is not None and scheduler.running.job.trigger == "schedule"
         scheduler.wait_running(120)
     status = read_status(settings)
-    assert status["last_run"]["result"] == "busy" and status["last_run"]["alert"] is None
+    # a busy lock is no result (last_run keeps the last real one) and no attempt (the retry is the same attempt)
+    assert status["last_run"] is None and status["last_busy"]["result"] == "busy"
+    assert status["last_busy"]["alert"] is None and status["history"][0]["result"] == "busy"
     assert not settings.analytics_db.exists() and not settings.raw_db.exists()  # the job did nothing
     (retry,) = scheduler.queue
-    assert (retry.attempt, retry.due) == (2, clock["t"] + 30)
-    assert status["pending"][0]["attempt"] == 2
+    assert (retry.attempt, retry.busy, retry.due) == (1, 1, clock["t"] + 30)
+    assert status["pending"][0]["attempt"] == 1
     assert status["next_run"] == scheduler.state["next_run"]  # tomorrow 02:00, one day after the first
     nxt = datetime.fromisoformat(status["next_run"].replace("Z", "+00:00"))
     assert timedelta(hours=23) < nxt - datetime.fromtimestamp(clock["t"], UTC) <= timedelta(hours=24, seconds=1)

@@ -32,8 +32,10 @@ def _refused_patient_file_with_one_waiting(settings):
     scheduler.stop()
     status = read_status(settings)
     assert status["last_run"]["result"] == "load_failed"
-    assert PATIENT in json.dumps(status["last_run"]["problems"])  # the file itself names the patient
-    assert [p["exports"] for p in status["pending"]] == [[LOOSE_FILE]]
+    # the files name their patients; the status file names neither (an export folder and a file number only)
+    assert PATIENT not in json.dumps(status) and "Jerry_Luna" not in json.dumps(status)
+    assert status["last_run"]["problems"][0]["what"].startswith("synthea_2026-12-01, file ")
+    assert [p["exports"] for p in status["pending"]] == [["single file 1"]]
     return status
 
 
@@ -54,9 +56,10 @@ def test_analyst_sees_no_patient_file_name_in_the_service_tables(built_home, cop
     assert problems["What"].tolist() == ["(file)"] and problems["Problem"].str.startswith("refused").all()
     assert tables[("Run", "Attempt", "Due", "Exports")]["Exports"].tolist() == ["1 export(s)"]
 
-    at = open_page(settings, "admin", "data_health")  # admins see the names (to fix the export), no path
+    at = open_page(settings, "admin", "data_health")  # admins see the export folder and file number, no path
     text = rendered_text(at)
-    assert PATIENT_FILE in text and LOOSE_FILE in text and str(settings.home) not in text
+    assert PATIENT not in text and "Jerry_Luna" not in text and str(settings.home) not in text
+    assert "synthea_2026-12-01, file " in text and "single file 1" in text
 
 
 def test_a_crashed_refresh_names_its_log_inside_the_data_folder(built_home, copy_home, no_secrets):
