@@ -8,7 +8,7 @@ Added referrals (physician 1234567893, clinic CL001; as_of stays 2025-03-31 17:0
 - R21 declined Mon 03-10 12:00, booked 03-12, evaluated Fri 03-14 (no note yet): evaluated, and no exit time or
   reason left over (before: exit_at was the decline's while exit_stage was null).
 - R22 declined 03-17, booked 03-18, that booking cancelled 03-20, nothing rebooked: judged as any cancelled
-  evaluation (no exit: scheduled, open), not as the old decline.
+  evaluation (no exit: scheduled, open, the front desk's to rebook), not as the old decline.
 - R23 declined 03-17, booked 03-18, missed that evaluation 03-21, nothing rebooked: the no-show is the exit and the
   front desk gets the rebooking task (before: declined).
 - R24 declined 03-17, booked 03-18, cancelled and declined again 03-19 (no_time): the second decline stands.
@@ -149,13 +149,14 @@ def test_a_decline_then_evaluated_keeps_no_exit_time_or_reason(reentry_home):
 
 
 def test_a_cancelled_booking_after_a_decline_is_judged_as_any_cancelled_evaluation(reentry_home):
+    """Open again, and with nothing booked ahead the front desk's to rebook (not the therapist's)."""
     assert _funnel(reentry_home)["R22"] == (
         "scheduled",
         None,
         None,
         None,
         True,
-        "therapist",
+        "front_desk",
         datetime(2025, 3, 18, 9),
         None,
     )

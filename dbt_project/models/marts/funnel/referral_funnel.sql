@@ -203,7 +203,9 @@ select
         when s.active_at is not null then 'therapist'
         when s.plan_of_care_at is not null then 'front_desk'
         when s.evaluated_at is not null then 'therapist'
-        when s.scheduled_at is not null then 'therapist'
+        -- an evaluation still ahead is the therapist's; a booking with nothing ahead (cancelled, nothing rebooked,
+        -- or passed with no outcome recorded) is the front desk's to rebook or close
+        when s.scheduled_at is not null and s.future_evals > 0 then 'therapist'
         when s.contacted_at is not null then 'front_desk'
         else 'intake'
     end as next_step_owner
