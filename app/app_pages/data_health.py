@@ -169,7 +169,9 @@ ui.table(
 st.subheader("Warnings on landed rows")
 st.caption(
     "Rows that landed and count in every figure, but carry a code missing from its list (ingestion/codes/): "
-    "add the code to the list if it is real."
+    "add the code to the list if it is real. possible_resend: a referral received within 7 days after another one "
+    "for the same patient from the same source, under another referral id: if it is a re-sent fax, close the "
+    "duplicate in the EMR; a genuine second referral needs nothing."
 )
 ui.table(
     with_source_labels(code_warnings(ctx.reader)),
