@@ -447,27 +447,8 @@ def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
         billed_usd=claim.billed,
     )
     for line, charge_id in zip(claim.lines, _line_ids(claim, batch), strict=True):
-        if line.get("seg") is None:
-            # an LX without its SV1 (a professional service: procedure, charge, units): no charge to land, but read,
-            # so quarantined (its cpt_code, units and charge_usd are empty) and counted in the load message
-            batch.adjusted[NO_SV1] += 1
-            batch.add(
-                "charges",
-                line["lx_seg"].pos,
-                charge_id=charge_id,
-                claim_id=claim.claim_id,
-                patient_id=patient_id,
-                clinic_id=clinic_id,
-                therapist_id=line.get("rendering_npi") or claim.rendering_npi or claim.billing_npi,
-                service_date=line.get("service_date") or service_date,
-                posted_at=_not_before(submitted_at, line.get("service_date") or service_date or "", batch),
-            )
-            continue
-        minutes = line["quantity"] if line["unit"] == "MJ" else None
-        units = whole_number(line["quantity"]) if line["unit"] == "UN" else None
-        batch.add(
-            "charges",
-            line["seg"].pos,
+        line_date = line.get("service_date") or service_date
+        common = dict(
             charge_id=charge_id,
             claim_id=claim.claim_id,
             appointment_id=None,
@@ -475,13 +456,26 @@ def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
             patient_id=patient_id,
             clinic_id=clinic_id,
             therapist_id=line.get("rendering_npi") or claim.rendering_npi or claim.billing_npi,
-            service_date=line.get("service_date") or service_date,
+            service_date=line_date,
+            posted_at=_not_before(submitted_at, line_date or "", batch),
+        )
+        if line.get("seg") is None:
+            # an LX without its SV1 (a professional service: procedure, charge, units): no charge to land, but read,
+            # so quarantined (its cpt_code, units and charge_usd are empty) and counted in the load message
+            batch.adjusted[NO_SV1] += 1
+            batch.add("charges", line["lx_seg"].pos, **common)
+            continue
+        minutes = line["quantity"] if line["unit"] == "MJ" else None
+        units = whole_number(line["quantity"]) if line["unit"] == "UN" else None
+        batch.add(
+            "charges",
+            line["seg"].pos,
+            **common,
             cpt_code=line["code"],
             modifiers=line["modifiers"],
             units=units,
             minutes=whole_number(minutes) if minutes else None,
             charge_usd=line["charge"],
-            posted_at=_not_before(submitted_at, line.get("service_date") or service_date or "", batch),
         )
 
 

@@ -19,18 +19,16 @@ from pathlib import Path
 
 import pytest
 from multi_practice import open_page, reader, run
+from tiny_variant import build_tiny_variant
 
 from app.lib import labels
 from app.lib.queries.base import Filters
 from app.lib.queries.funnel import FUNNEL_BREAKDOWNS, funnel_drilldown, funnel_stages
 from app.lib.queries.referral_sources import source_outcomes
-from ingestion.loader import ingest
-from ptpulse.build.orchestrate import build
-from ptpulse.core.config import Settings, get_settings
+from ptpulse.core.config import Settings
 
 pytestmark = pytest.mark.slow
 
-TINY = Path(__file__).resolve().parents[1] / "dbt" / "tiny_practice"
 MARCH = Filters(date(2025, 3, 1), date(2025, 3, 31))
 BY_CHANNEL = {
     "physician_referral": 6,
@@ -45,23 +43,16 @@ MARKETING = ("search_ads", "social", "organic_web")
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Settings:
-    root = Path(tmp_path_factory.mktemp("channel_grouping"))
-    (root / "files").mkdir()
-    for path in sorted(TINY.glob("*.csv")):
+    def edit(src: Path) -> None:  # R02's received event loses its source
+        path = src / "intake_events.csv"
         text = path.read_text(encoding="utf-8")
-        if path.name == "intake_events.csv":
-            old = "IE04,R02,P02,CL001,received,2025-03-03 14:00:00,referral,physician,1234567893,"
-            assert old in text
-            text = text.replace(old, "IE04,R02,P02,CL001,received,2025-03-03 14:00:00,referral,,,")
-        (root / "files" / path.name).write_text(text, encoding="utf-8")
-    settings = get_settings(root / "home").ensure()
-    results = ingest([root / "files"], settings)
-    assert all(r.status == "loaded" and r.rows_quarantined == 0 for r in results), [
-        (r.file, r.status, r.rows_quarantined, r.message) for r in results
-    ]
-    result = build(settings)
-    assert result.ok, result.message
-    return settings
+        old = "IE04,R02,P02,CL001,received,2025-03-03 14:00:00,referral,physician,1234567893,"
+        assert old in text
+        path.write_text(
+            text.replace(old, "IE04,R02,P02,CL001,received,2025-03-03 14:00:00,referral,,,"), encoding="utf-8"
+        )
+
+    return build_tiny_variant(Path(tmp_path_factory.mktemp("channel_grouping")), edit)
 
 
 def _stages(home: Settings, role: str, breakdown: str, f: Filters = MARCH):

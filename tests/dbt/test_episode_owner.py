@@ -14,63 +14,45 @@ the source scorecard summed $1,710 against $1,250 collected) and March conversio
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import pytest
-
-from ingestion.loader import ingest
-from ptpulse.build.orchestrate import build
-from ptpulse.core.config import get_settings
+from tiny_variant import append_rows as _append
+from tiny_variant import build_tiny_variant
+from tiny_variant import mart_rows as _rows
 
 pytestmark = pytest.mark.slow
 
-TINY = Path(__file__).parent / "tiny_practice"
 COLLECTED = 1250  # every payment of the tiny practice, each on one episode
-
-
-def _append(path: Path, lines: list[str]) -> None:
-    path.write_text(path.read_text().rstrip("\n") + "\n" + "\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="module")
 def shared_home(tmp_path_factory):
-    src = tmp_path_factory.mktemp("shared_episode") / "csv"
-    shutil.copytree(TINY, src)
-    _append(
-        src / "intake_events.csv",
-        [
-            "IE913,R13,P01,CL001,received,2025-03-06 09:00:00,referral,physician,1987654328,,PY1,M54.5,,,,fd1",
-            "IE914,R13,P01,CL001,contacted,2025-03-06 10:00:00,,,,,,,,,,fd1",
-            "IE915,R14,P02,CL001,received,2025-03-12 09:00:00,lead,direct_access,,,PY2,M17.11,,,,fd1",
-            "IE916,R14,P02,CL001,contacted,2025-03-12 10:00:00,,,,,,,,,,fd1",
-        ],
-    )
-    sched = src / "scheduling_events.csv"
-    lines = sched.read_text().splitlines()
-    # A02's events carry R13 (the follow-up visit booked under the second referral)
-    lines = [ln.replace(",A02,E01,R01,", ",A02,E01,R13,") for ln in lines]
-    sched.write_text("\n".join(lines) + "\n")
-    _append(
-        sched,
-        [
-            "SE913,A90,E02,R14,P02,CL001,T1,booked,2025-03-12 10:05:00,2025-03-14 10:00:00,60,initial_eval,,,fd1",
-            "SE914,A90,E02,R14,P02,CL001,T1,completed,2025-03-14 11:00:00,2025-03-14 10:00:00,60,initial_eval,,,fd1",
-        ],
-    )
-    settings = get_settings(tmp_path_factory.mktemp("shared_episode_home")).ensure()
-    results = ingest([src], settings)
-    assert all(r.rows_quarantined == 0 for r in results), [(r.file, r.message) for r in results]
-    result = build(settings)
-    assert result.ok, result.message
-    return settings
+    def edit(src: Path) -> None:
+        _append(
+            src / "intake_events.csv",
+            [
+                "IE913,R13,P01,CL001,received,2025-03-06 09:00:00,referral,physician,1987654328,,PY1,M54.5,,,,fd1",
+                "IE914,R13,P01,CL001,contacted,2025-03-06 10:00:00,,,,,,,,,,fd1",
+                "IE915,R14,P02,CL001,received,2025-03-12 09:00:00,lead,direct_access,,,PY2,M17.11,,,,fd1",
+                "IE916,R14,P02,CL001,contacted,2025-03-12 10:00:00,,,,,,,,,,fd1",
+            ],
+        )
+        sched = src / "scheduling_events.csv"
+        lines = sched.read_text().splitlines()
+        # A02's events carry R13 (the follow-up visit booked under the second referral)
+        lines = [ln.replace(",A02,E01,R01,", ",A02,E01,R13,") for ln in lines]
+        sched.write_text("\n".join(lines) + "\n")
+        _append(
+            sched,
+            [
+                "SE913,A90,E02,R14,P02,CL001,T1,booked,2025-03-12 10:05:00,2025-03-14 10:00:00,60,initial_eval,,,fd1",
+                "SE914,A90,E02,R14,P02,CL001,T1,completed,2025-03-14 11:00:00,2025-03-14 10:00:00,60,initial_eval,,,fd1",
+            ],
+        )
 
-
-def _rows(settings, sql: str, params: list | None = None) -> list[tuple]:
-    with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
-        return con.execute(sql, params or []).fetchall()
+    return build_tiny_variant(tmp_path_factory.mktemp("shared_episode"), edit)
 
 
 def test_the_referral_on_the_evaluation_owns_the_episode(shared_home):

@@ -16,26 +16,18 @@ Added referrals (physician 1234567893, clinic CL001; as_of stays 2025-03-31 17:0
 
 from __future__ import annotations
 
-import shutil
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import pytest
-
-from ingestion.loader import ingest
-from ptpulse.build.orchestrate import build
-from ptpulse.core.config import get_settings
+from tiny_variant import append_rows as _append
+from tiny_variant import build_tiny_variant
+from tiny_variant import mart_rows as _rows
 
 pytestmark = pytest.mark.slow
 
-TINY = Path(__file__).parent / "tiny_practice"
 NPI = "1234567893"
 NEW = ("R20", "R21", "R22", "R23", "R24")
-
-
-def _append(path: Path, lines: list[str]) -> None:
-    path.write_text(path.read_text().rstrip("\n") + "\n" + "\n".join(lines) + "\n")
 
 
 def _received(n: int, ref: str, pat: str, at: str) -> str:
@@ -53,59 +45,49 @@ def _sched(n: int, appt: str, ep: str, ref: str, pat: str, kind: str, at: str, s
 
 @pytest.fixture(scope="module")
 def reentry_home(tmp_path_factory):
-    src = tmp_path_factory.mktemp("funnel_reentry") / "csv"
-    shutil.copytree(TINY, src)
-    _append(
-        src / "patients.csv",
-        [
-            f"P{n},Pat{n},Test{n},1970-02-{n - 10:02d},F,555-010{n},p{n}@example.com,{n} Elm St,Springfield,IL,"
-            f"62701,PY1,M0{n},2025-03-01 00:00:00,2025-03-01 00:00:00"
-            for n in range(20, 25)
-        ],
-    )
-    _append(
-        src / "intake_events.csv",
-        [
-            _received(1, "R20", "P20", "2025-03-20 09:00:00"),
-            _intake(2, "R20", "P20", "outreach", "2025-03-20 11:00:00", outcome="reached"),
-            _intake(3, "R20", "P20", "declined", "2025-03-20 11:00:00", reason="cost"),
-            _received(4, "R21", "P21", "2025-03-10 09:00:00"),
-            _intake(5, "R21", "P21", "declined", "2025-03-10 12:00:00", reason="no_time"),
-            _received(6, "R22", "P22", "2025-03-17 09:00:00"),
-            _intake(7, "R22", "P22", "outreach", "2025-03-17 10:00:00", outcome="reached"),
-            _intake(8, "R22", "P22", "declined", "2025-03-17 10:00:00", reason="cost"),
-            _received(9, "R23", "P23", "2025-03-17 09:00:00"),
-            _intake(10, "R23", "P23", "declined", "2025-03-17 10:00:00", reason="cost"),
-            _received(11, "R24", "P24", "2025-03-17 09:00:00"),
-            _intake(12, "R24", "P24", "declined", "2025-03-17 10:00:00", reason="cost"),
-            _intake(13, "R24", "P24", "declined", "2025-03-19 09:00:00", reason="no_time"),
-        ],
-    )
-    _append(
-        src / "scheduling_events.csv",
-        [
-            _sched(1, "A90", "E20", "R20", "P20", "booked", "2025-03-27 15:00:00", "2025-04-04 09:00:00"),
-            _sched(2, "A91", "E21", "R21", "P21", "booked", "2025-03-12 15:00:00", "2025-03-14 09:00:00"),
-            _sched(3, "A91", "E21", "R21", "P21", "completed", "2025-03-14 10:00:00", "2025-03-14 09:00:00"),
-            _sched(4, "A92", "E22", "R22", "P22", "booked", "2025-03-18 09:00:00", "2025-03-21 09:00:00"),
-            _sched(5, "A92", "E22", "R22", "P22", "cancelled", "2025-03-20 09:00:00", "2025-03-21 09:00:00"),
-            _sched(6, "A93", "E23", "R23", "P23", "booked", "2025-03-18 09:00:00", "2025-03-21 09:00:00"),
-            _sched(7, "A93", "E23", "R23", "P23", "no_show", "2025-03-21 09:30:00", "2025-03-21 09:00:00"),
-            _sched(8, "A94", "E24", "R24", "P24", "booked", "2025-03-18 09:00:00", "2025-03-21 09:00:00"),
-            _sched(9, "A94", "E24", "R24", "P24", "cancelled", "2025-03-19 09:00:00", "2025-03-21 09:00:00"),
-        ],
-    )
-    settings = get_settings(tmp_path_factory.mktemp("funnel_reentry_home")).ensure()
-    results = ingest([src], settings)
-    assert all(r.rows_quarantined == 0 for r in results), [(r.file, r.message) for r in results]
-    result = build(settings)
-    assert result.ok, result.message
-    return settings
+    def edit(src: Path) -> None:
+        _append(
+            src / "patients.csv",
+            [
+                f"P{n},Pat{n},Test{n},1970-02-{n - 10:02d},F,555-010{n},p{n}@example.com,{n} Elm St,Springfield,IL,"
+                f"62701,PY1,M0{n},2025-03-01 00:00:00,2025-03-01 00:00:00"
+                for n in range(20, 25)
+            ],
+        )
+        _append(
+            src / "intake_events.csv",
+            [
+                _received(1, "R20", "P20", "2025-03-20 09:00:00"),
+                _intake(2, "R20", "P20", "outreach", "2025-03-20 11:00:00", outcome="reached"),
+                _intake(3, "R20", "P20", "declined", "2025-03-20 11:00:00", reason="cost"),
+                _received(4, "R21", "P21", "2025-03-10 09:00:00"),
+                _intake(5, "R21", "P21", "declined", "2025-03-10 12:00:00", reason="no_time"),
+                _received(6, "R22", "P22", "2025-03-17 09:00:00"),
+                _intake(7, "R22", "P22", "outreach", "2025-03-17 10:00:00", outcome="reached"),
+                _intake(8, "R22", "P22", "declined", "2025-03-17 10:00:00", reason="cost"),
+                _received(9, "R23", "P23", "2025-03-17 09:00:00"),
+                _intake(10, "R23", "P23", "declined", "2025-03-17 10:00:00", reason="cost"),
+                _received(11, "R24", "P24", "2025-03-17 09:00:00"),
+                _intake(12, "R24", "P24", "declined", "2025-03-17 10:00:00", reason="cost"),
+                _intake(13, "R24", "P24", "declined", "2025-03-19 09:00:00", reason="no_time"),
+            ],
+        )
+        _append(
+            src / "scheduling_events.csv",
+            [
+                _sched(1, "A90", "E20", "R20", "P20", "booked", "2025-03-27 15:00:00", "2025-04-04 09:00:00"),
+                _sched(2, "A91", "E21", "R21", "P21", "booked", "2025-03-12 15:00:00", "2025-03-14 09:00:00"),
+                _sched(3, "A91", "E21", "R21", "P21", "completed", "2025-03-14 10:00:00", "2025-03-14 09:00:00"),
+                _sched(4, "A92", "E22", "R22", "P22", "booked", "2025-03-18 09:00:00", "2025-03-21 09:00:00"),
+                _sched(5, "A92", "E22", "R22", "P22", "cancelled", "2025-03-20 09:00:00", "2025-03-21 09:00:00"),
+                _sched(6, "A93", "E23", "R23", "P23", "booked", "2025-03-18 09:00:00", "2025-03-21 09:00:00"),
+                _sched(7, "A93", "E23", "R23", "P23", "no_show", "2025-03-21 09:30:00", "2025-03-21 09:00:00"),
+                _sched(8, "A94", "E24", "R24", "P24", "booked", "2025-03-18 09:00:00", "2025-03-21 09:00:00"),
+                _sched(9, "A94", "E24", "R24", "P24", "cancelled", "2025-03-19 09:00:00", "2025-03-21 09:00:00"),
+            ],
+        )
 
-
-def _rows(settings, sql: str, params: list | None = None) -> list[tuple]:
-    with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
-        return con.execute(sql, params or []).fetchall()
+    return build_tiny_variant(tmp_path_factory.mktemp("funnel_reentry"), edit)
 
 
 def _funnel(settings) -> dict[str, tuple]:

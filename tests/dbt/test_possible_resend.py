@@ -10,61 +10,49 @@ tiny practice, landed through the real loader and built by real dbt.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
-
-from ingestion.loader import ingest
-from ptpulse.build.orchestrate import build
-from ptpulse.core.config import get_settings
+from tiny_variant import append_rows, build_tiny_variant
 
 pytestmark = pytest.mark.slow
 
-TINY = Path(__file__).parent / "tiny_practice"
 NPI = "1234567893"
-
-
-def _append(path: Path, lines: list[str]) -> None:
-    path.write_text(path.read_text().rstrip("\n") + "\n" + "\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="module")
 def resend_home(tmp_path_factory):
-    src = tmp_path_factory.mktemp("resend") / "csv"
-    shutil.copytree(TINY, src)
-    _append(
-        src / "patients.csv",
-        [
-            "P30,Pat30,Test30,1970-03-01,F,555-0130,p30@example.com,30 Elm St,Springfield,IL,62701,PY1,M030,"
-            "2025-03-01 00:00:00,2025-03-01 00:00:00"
-        ],
-    )
     received = "IE9{n},{ref},P30,CL001,received,{at},{kind},{source},{npi},{channel},PY1,M54.5,,,,fd1"
-    _append(
-        src / "intake_events.csv",
-        [
-            received.format(
-                n=30, ref="R30", at="2025-03-03 09:00:00", kind="referral", source="physician", npi=NPI, channel=""
-            ),
-            received.format(
-                n=31, ref="R31", at="2025-03-04 10:00:00", kind="referral", source="physician", npi=NPI, channel=""
-            ),
-            received.format(
-                n=32, ref="R32", at="2025-03-05 10:00:00", kind="lead", source="marketing", npi="", channel="search_ads"
-            ),
-            received.format(
-                n=33, ref="R33", at="2025-03-23 10:00:00", kind="referral", source="physician", npi=NPI, channel=""
-            ),
-        ],
-    )
-    settings = get_settings(tmp_path_factory.mktemp("resend_home")).ensure()
-    results = ingest([src], settings)
-    assert all(r.rows_quarantined == 0 for r in results), [(r.file, r.message) for r in results]
-    result = build(settings)
-    assert result.ok, result.message
-    return settings
+    physician = dict(kind="referral", source="physician", npi=NPI, channel="")
+
+    def edit(src: Path) -> None:
+        append_rows(
+            src / "patients.csv",
+            [
+                "P30,Pat30,Test30,1970-03-01,F,555-0130,p30@example.com,30 Elm St,Springfield,IL,62701,PY1,M030,"
+                "2025-03-01 00:00:00,2025-03-01 00:00:00"
+            ],
+        )
+        append_rows(
+            src / "intake_events.csv",
+            [
+                received.format(n=30, ref="R30", at="2025-03-03 09:00:00", **physician),
+                received.format(n=31, ref="R31", at="2025-03-04 10:00:00", **physician),
+                received.format(
+                    n=32,
+                    ref="R32",
+                    at="2025-03-05 10:00:00",
+                    kind="lead",
+                    source="marketing",
+                    npi="",
+                    channel="search_ads",
+                ),
+                received.format(n=33, ref="R33", at="2025-03-23 10:00:00", **physician),
+            ],
+        )
+
+    return build_tiny_variant(tmp_path_factory.mktemp("resend"), edit)
 
 
 def test_a_referral_resent_within_a_week_is_flagged_once_on_the_later_one(resend_home):
