@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -723,12 +723,7 @@ def _emit_835(paid: _Paid, pay: _Payment, event_at: str | None, batch: Batch) ->
     if paid.status == DENIED:
         _denied_adjustments(paid, base, common, batch)
         return
-    for n, (seg, group, carc, value, _) in enumerate(paid.adjustments, start=1):
-        if value and is_zero(value):
-            continue
-        if carc == PRIOR_PAYER:
-            batch.ignore("X12 835 CAS reason 23 (the prior payer's adjudication, in that payer's 835)")
-            continue
+    for n, seg, group, carc, value in _landable_cas(paid, batch):
         batch.add(
             "remittances",
             seg.pos,
@@ -752,6 +747,19 @@ def _emit_835(paid: _Paid, pay: _Payment, event_at: str | None, batch: Batch) ->
         )
 
 
+def _landable_cas(paid: _Paid, batch: Batch) -> Iterator[tuple[int, Segment, str, str, str]]:
+    """(n, segment, group, reason, amount) of each CAS of the CLP that may land, n its 1-based position (remit ids
+    keep it): a zero amount moves nothing; a CARC 23 is the prior payer's adjudication, in that payer's 835
+    (counted in the load message)."""
+    for n, (seg, group, carc, value, _) in enumerate(paid.adjustments, start=1):
+        if value and is_zero(value):
+            continue
+        if carc == PRIOR_PAYER:
+            batch.ignore("X12 835 CAS reason 23 (the prior payer's adjudication, in that payer's 835)")
+            continue
+        yield n, seg, group, carc, value
+
+
 def _denied_adjustments(paid: _Paid, base: str, common: dict, batch: Batch) -> None:
     """The CAS of a denied claim (CLP02 = 4) besides its `denial` row (which states CLP03 and the first CAS's group /
     reason). A PR (patient responsibility: the deductible or non-covered share the patient now owes) lands as on any
@@ -763,12 +771,7 @@ def _denied_adjustments(paid: _Paid, base: str, common: dict, batch: Batch) -> N
     denial (a CAS reason 23: secondary, tertiary) a PR is counted too: the patient share it repeats is the prior
     payer's, landed from that payer's 835 (a secondary's denial leaves the primary's share)."""
     later_payer = any(adj[2] == PRIOR_PAYER for adj in paid.adjustments)
-    for n, (seg, group, carc, value, _) in enumerate(paid.adjustments, start=1):
-        if value and is_zero(value):
-            continue
-        if carc == PRIOR_PAYER:
-            batch.ignore("X12 835 CAS reason 23 (the prior payer's adjudication, in that payer's 835)")
-            continue
+    for n, seg, group, carc, value in _landable_cas(paid, batch):
         if group == "PR" and not later_payer:
             batch.add(
                 "remittances",

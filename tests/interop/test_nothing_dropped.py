@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from ingest_helpers import query
 from typer.testing import CliRunner
 
 from ingestion.interop import Batch, read_interop
@@ -63,14 +64,6 @@ def _loads(results) -> dict[str, tuple[int, int, int, int]]:
     return {r.source: (r.rows_read, r.rows_landed, r.rows_quarantined, r.rows_duplicate) for r in results}
 
 
-def _raw(home, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(home.raw_db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 # --- D1: FHIR Claim items without a sequence, or with one repeated ----------------------------------------
 
 
@@ -93,14 +86,14 @@ def test_fhir_claim_items_without_or_with_a_repeated_sequence_are_quarantined_al
         # read 7 items: ok#item1, ok#item2, twice#item1, twice#item2 land; both noseq items and the second
         # twice#item1 are quarantined (never one charge for two items, never `#itemNone`)
         assert _loads(results)["charges"] == (7, 4, 3, 0), mode
-        charges = _raw(home, "SELECT charge_id, cpt_code FROM raw.raw.charges ORDER BY ALL")
+        charges = query(home, "SELECT charge_id, cpt_code FROM raw.charges ORDER BY ALL")
         assert charges == [
             ("Claim/ok#item1", "97110"),
             ("Claim/ok#item2", "97140"),
             ("Claim/twice#item1", "97110"),  # the first item with the sequence is kept
             ("Claim/twice#item2", "97530"),
         ], mode
-        quarantined = _raw(home, "SELECT rule, column_name, line FROM raw.raw._quarantine ORDER BY line")
+        quarantined = query(home, "SELECT rule, column_name, line FROM raw._quarantine ORDER BY line")
         assert quarantined == [("required", "charge_id", 2)] * 2 + [("required", "charge_id", 3)], mode
         message = next(r.message for r in results if r.source == "charges")
         assert f"{F.ITEM_NO_SEQUENCE} x2" in message and f"{F.ITEM_REPEATED} x1" in message, message
@@ -113,7 +106,7 @@ def test_a_bundle_claim_item_with_a_repeated_element_id_is_quarantined(tmp_path,
     path = tmp_path / "claim.json"
     path.write_text(json.dumps(_fhir_claim("c1", items)))
     assert _loads(ingest([path], home))["charges"] == (2, 1, 1, 0)
-    assert _raw(home, "SELECT charge_id, charge_usd FROM raw.raw.charges") == [("CH-1", Decimal("60.00"))]
+    assert query(home, "SELECT charge_id, charge_usd FROM raw.charges") == [("CH-1", Decimal("60.00"))]
 
 
 # --- D2, D3: 837P lines with a repeated line id, or without SV1 -------------------------------------------
@@ -135,9 +128,9 @@ def test_837p_lines_repeating_an_lx_number_or_a_ref_6r_are_quarantined_not_merge
     for name, text, kept in (("ref.837", by_ref, "L1"), ("lx.837", by_lx, "CLAIMX#1")):
         results = ingest([_837p(tmp_path, name, text)], home)
         assert _loads(results)["charges"] == (2, 1, 1, 0), name
-        assert _raw(home, f"SELECT cpt_code FROM raw.raw.charges WHERE charge_id = '{kept}'") == [("97110",)]
+        assert query(home, f"SELECT cpt_code FROM raw.charges WHERE charge_id = '{kept}'") == [("97110",)]
         assert X.REPEATED_LINE in next(r.message for r in results if r.source == "charges")
-    assert _raw(home, "SELECT rule, column_name FROM raw.raw._quarantine") == [("required", "charge_id")] * 2
+    assert query(home, "SELECT rule, column_name FROM raw._quarantine") == [("required", "charge_id")] * 2
 
 
 def test_an_837p_line_without_sv1_is_quarantined_and_counted(tmp_path, home):
@@ -147,7 +140,7 @@ def test_an_837p_line_without_sv1_is_quarantined_and_counted(tmp_path, home):
     text = text.replace("SV1*HC:97140:GP*100.00*UN*1***1~\n", "")
     results = ingest([_837p(tmp_path, "nosv1.837", text)], home)
     assert _loads(results)["charges"] == (2, 1, 1, 0)
-    assert _raw(home, "SELECT rule, column_name FROM raw.raw._quarantine") == [("required", "cpt_code")]
+    assert query(home, "SELECT rule, column_name FROM raw._quarantine") == [("required", "cpt_code")]
     assert f"{X.NO_SV1} x1" in next(r.message for r in results if r.source == "charges")
 
 
