@@ -24,9 +24,7 @@ file's name (`scrub_file_names`) before they get here: no PHI leaves the machine
 
 from __future__ import annotations
 
-import re
 import socket
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 # The one SMTP client and the secrets reading live in ptpulse.core.outbound (the app sends through it too).
@@ -41,30 +39,10 @@ from ptpulse.core.outbound import (  # noqa: F401 - re-exported: callers and tes
     streamlit_secrets_files,
 )
 
+# file names out of alerts: the same patterns as the Data health page's (ptpulse.core.redact)
+from ptpulse.core.redact import FILE_WORD, PATH_WORD, scrub_file_names  # noqa: F401 - re-exported
+
 NotifyError = OutboundError  # an alert could not be sent (names the server and failure kind, never a secret)
-
-
-FILE_WORD = "(file)"
-PATH_WORD = "(server path)"
-# The same patterns as the Data health page's redaction (app/lib/service_status.py), which this package may not
-# import: a name with a data file's suffix, a quoted file name (it may hold spaces), an absolute path.
-_SUFFIXES = r"(?:csv|tsv|txt|dat|json|ndjson|xml|zip|gz|xlsx?|835|837|x12|edi|part|tmp|hl7|parquet)"
-_FILE_NAME = re.compile(r"[^\s'\"`/\\:,;()]+\." + _SUFFIXES + r"\b", re.I)
-_QUOTED_FILE_NAME = re.compile(r"(['\"`])[^'\"`\n]*?\." + _SUFFIXES + r"\1", re.I)
-_ABS_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[/\\][^\s'\"`]+")
-
-
-def scrub_file_names(text: str, names: Iterable[str] = (), placeholder: str = FILE_WORD) -> str:
-    """`text` (a loader's or build's message) without a data file's name: every one of `names` (the file's path,
-    name, stem, its path inside the export ...; longest first), then any absolute path, quoted file name or
-    other name with a data file's suffix, replaced by `placeholder`. For alerts and service logs, which name a
-    file by a neutral label only."""
-    out = str(text)
-    for name in sorted({str(n) for n in names if n and len(str(n)) > 2}, key=len, reverse=True):
-        out = out.replace(name, placeholder)
-    out = _ABS_PATH.sub(PATH_WORD, out)
-    out = _QUOTED_FILE_NAME.sub(placeholder, out)
-    return _FILE_NAME.sub(placeholder, out)
 
 
 def auth_configured(secrets: dict | None = None) -> bool:

@@ -12,7 +12,6 @@ No role is shown a server path: paths under the data folder are shown relative t
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pandas as pd
 import yaml
 
 from ptpulse.core.lock import pid_alive
+from ptpulse.core.redact import FILE_WORD, scrub_file_names
 from ptpulse.core.service_clock import stale_after_s
 
 RESULT_WORDS = {
@@ -144,19 +144,8 @@ def last_run(status: dict[str, Any] | None, now: datetime) -> dict[str, str] | N
     }
 
 
-FILE_WORD = "(file)"
-PATH_WORD = "(server path)"
 # problems the scheduler reports about itself, not about a file (ptpulse/serve.py Scheduler._finish)
 NOT_A_FILE = frozenset({"refresh process", "dbt build"})
-# a name with a data file's suffix, wherever a message quotes it (belt and braces behind the known names)
-_FILE_NAME = re.compile(
-    r"[^\s'\"`/\\:,;()]+\.(?:csv|tsv|txt|dat|json|ndjson|xml|zip|gz|xlsx?|835|837|x12|edi|part|tmp)\b", re.I
-)
-_ABS_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[/\\][^\s'\"`]+")
-# a quoted file name may hold spaces ('Jose Garcia_99.ndjson'): the whole quoted name, not just its last word
-_QUOTED_FILE_NAME = re.compile(
-    r"(['\"`])[^'\"`\n]*?\.(?:csv|tsv|txt|dat|json|ndjson|xml|zip|gz|xlsx?|835|837|x12|edi|part|tmp)\1", re.I
-)
 
 
 def _export_names(status: dict[str, Any]) -> set[str]:
@@ -186,16 +175,6 @@ def _local(text: str, home: Path | None) -> str:
     return text
 
 
-def _redact(text: str, names: set[str]) -> str:
-    """`text` for a role without PHI: every known export/file name, any other file-like name and any absolute
-    path replaced by a placeholder."""
-    for name in sorted(names, key=len, reverse=True):
-        text = text.replace(name, FILE_WORD)
-    text = _ABS_PATH.sub(PATH_WORD, text)
-    text = _QUOTED_FILE_NAME.sub(FILE_WORD, text)
-    return _FILE_NAME.sub(FILE_WORD, text)
-
-
 def problems(status: dict[str, Any] | None, phi: bool = True, home: Path | None = None) -> pd.DataFrame:
     """The last run's problems: what, problem, fix. Without `phi` no file or export name is shown (a "What"
     that is a file reads "(file)"), as in the loads table; paths under `home` are shown relative to it."""
@@ -206,7 +185,7 @@ def problems(status: dict[str, Any] | None, phi: bool = True, home: Path | None 
         what, problem, fix = (_local(str(p.get(k) or ""), home) for k in ("what", "problem", "fix"))
         if not phi:
             what = what if what in NOT_A_FILE else FILE_WORD
-            problem, fix = _redact(problem, names), _redact(fix, names)
+            problem, fix = scrub_file_names(problem, names), scrub_file_names(fix, names)
         out.append({"What": what, "Problem": problem, "Fix": fix})
     return pd.DataFrame(out, columns=["What", "Problem", "Fix"])
 
