@@ -391,11 +391,42 @@ def _job_main(argv: list[str]) -> int:
     parser.add_argument("exports", nargs="*")
     args = parser.parse_args(argv)
     settings = get_settings(args.home)
+    _log_without_file_names([Path(e) for e in args.exports])
     result = run_job(settings, [Path(e) for e in args.exports], args.always_build)
     tmp = Path(args.result + ".tmp")
     tmp.write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     tmp.replace(args.result)
     return 3 if result["result"] == "busy" else 0
+
+
+class _NoFileNames(logging.Formatter):
+    """A job log line without a data file's name (exporters name files after patients): the exports' own names,
+    any absolute path and any file-like name in the message; a traceback keeps its code paths, not file names."""
+
+    def __init__(self, names: set[str]):
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.names = names
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        from ptpulse.core.redact import scrub_file_names
+
+        record.message = scrub_file_names(record.message, self.names)
+        return super().formatMessage(record)
+
+    def formatException(self, ei) -> str:  # noqa: N802 - logging's name
+        from ptpulse.core.redact import scrub_file_names
+
+        return scrub_file_names(super().formatException(ei), self.names, paths=False)
+
+
+def _log_without_file_names(exports: list[Path]) -> None:
+    """The job's log (logs/service-job-*.log, its stdout): INFO and up, every line through _NoFileNames."""
+    names = {n for e in exports for n in (str(e), e.name, e.stem)}
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_NoFileNames(names))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
 
 
 # --------------------------------------------------------------------------------------------------- scheduler
@@ -418,6 +449,8 @@ class Running:
     result_file: Path
     started: datetime
     log_file: Path
+    started_s: float = 0.0  # the scheduler's clock at the start (max_refresh_hours is measured on it)
+    timed_out: bool = False  # stopped by the scheduler after max_refresh_hours
 
 
 class Scheduler:
@@ -451,6 +484,8 @@ class Scheduler:
             "history": previous.get("history", []),
             "app": None,
             "poll_seconds": config.poll_seconds,  # how often this file is rewritten (health: stale_after_s)
+            # the local wall time of the last scheduled run that fired: a restart in a repeated hour skips it
+            "last_slot": previous.get("last_slot"),
         }
         self.next_run: datetime | None = None
         self._plan_next()
@@ -468,6 +503,9 @@ class Scheduler:
             zone = server_zone(now)
             local_now = datetime.fromtimestamp(now, zone) if zone else datetime.fromtimestamp(now)
             wall = self.cron.next_after(local_now.replace(tzinfo=None))
+            done = self.state.get("last_slot")  # a restart inside the hour the clocks repeat: that slot has run
+            if wall.isoformat(timespec="minutes") == done:
+                wall = self.cron.next_after(wall)
             # through UTC and back: a skipped wall time becomes the real one after the change (03:00, not 02:00)
             self.next_run = wall.replace(tzinfo=zone).astimezone(UTC).astimezone(zone) if zone else wall.astimezone()
         self.state["next_run"] = iso(self.next_run)
@@ -482,9 +520,13 @@ class Scheduler:
 
     def tick(self) -> None:
         now = self.clock()
+        if self.running is not None and self.running.proc.poll() is None:
+            self._stop_if_overdue(now)
         if self.running is not None and self.running.proc.poll() is not None:
             self._finish()
         if self.next_run is not None and now >= self.next_run.timestamp():
+            # its local wall time, kept over restarts
+            self.state["last_slot"] = self.next_run.replace(tzinfo=None).isoformat(timespec="minutes")
             self._plan_next()
             if not any(j.always_build and j.trigger != "retry" for j in self.queue):
                 self.queue.append(Job("schedule", [], always_build=True, due=now))
@@ -529,7 +571,7 @@ class Scheduler:
         cmd += [str(e) for e in job.exports]
         with open(log_file, "wb") as fh:
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.running = Running(job, proc, result_file, now_utc(), log_file)
+        self.running = Running(job, proc, result_file, now_utc(), log_file, started_s=self.clock())
         self.state["running"] = {
             "trigger": job.trigger,
             "exports": list(_labels(job).values()),
@@ -544,6 +586,23 @@ class Scheduler:
             len(job.exports),
             log_file,
         )
+
+    def _stop_if_overdue(self, now: float, grace_s: float = 30.0) -> None:
+        """Stop a refresh running longer than max_refresh_hours (SIGTERM, SIGKILL after `grace_s`): a hung job
+        would hold the lock and block every later refresh. The build is crash-safe (the last good build stays
+        served), and _finish reports it as `timed_out`, alerted and not retried (it would likely hang again)."""
+        run = self.running
+        limit_h = self.config.max_refresh_hours
+        if run is None or not limit_h or now - run.started_s < limit_h * 3600:
+            return
+        log.warning("refresh ran longer than max_refresh_hours (%g h): stopping it", limit_h)
+        run.timed_out = True
+        run.proc.terminate()
+        try:
+            run.proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            run.proc.kill()
+            run.proc.wait()
 
     def wait_running(self, timeout_s: float) -> None:
         """Block until the running job ends (tests, shutdown), then record it."""
@@ -575,6 +634,8 @@ class Scheduler:
             result = json.loads(run.result_file.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             result = {"result": "crashed", "exit_code": run.proc.returncode}
+        if run.timed_out:
+            result = {"result": "timed_out", "exit_code": run.proc.returncode}
         outcome = result["result"]
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         problems: list[Any] = []
@@ -591,7 +652,7 @@ class Scheduler:
                 label, was_dir = labels[str(export)], export.is_dir()
                 rows = (result.get("exports") or {}).get(str(place), [])
                 bad = [r for r in rows if r["status"] in ("refused", "failed")]
-                ok = outcome != "crashed" and not bad
+                ok = outcome not in ("crashed", "timed_out") and not bad
                 moved = archive_export(self.settings, export, ok, stamp)
                 if moved is not None:
                     archived[label] = _archived_label(moved, self.settings.incoming, was_dir, stamp)
@@ -607,7 +668,7 @@ class Scheduler:
                         )
                     )
             build = result.get("build")
-            if outcome == "crashed":
+            if outcome in ("crashed", "timed_out"):
                 back = list(dict.fromkeys(a for a in archived.values() if a.startswith("failed/")))
                 put_back = (
                     " Then put the export back where the service picks it up, in the data folder ($PTPULSE_HOME): "
@@ -616,11 +677,17 @@ class Scheduler:
                     if back
                     else " Then run `ptpulse refresh`."
                 )
+                stopped = (
+                    f"the refresh ran longer than max_refresh_hours ({self.config.max_refresh_hours:g} h) and was "
+                    "stopped; the previous build is still served"
+                    if outcome == "timed_out"
+                    else f"the refresh stopped without a result (exit code {result.get('exit_code')}) after "
+                    f"{job.attempt} attempt(s)"
+                )
                 problems.append(
                     Problem(
                         "refresh process",
-                        f"the refresh stopped without a result (exit code {result.get('exit_code')}) after "
-                        f"{job.attempt} attempt(s)",
+                        stopped,
                         # relative to the data folder: the status file is shown on Data health, no server path
                         f"read its log {_home_relative(run.log_file, self.settings.home)} in the data folder and fix "
                         f"the cause.{put_back}",
@@ -670,7 +737,12 @@ class Scheduler:
     def _alert(self, job: Job, outcome: str, problems: list) -> dict[str, Any]:
         from ptpulse.notify import Alert, send_alert
 
-        what = {"load_failed": "a file was refused", "build_failed": "the build failed", "crashed": "it crashed"}
+        what = {
+            "load_failed": "a file was refused",
+            "build_failed": "the build failed",
+            "crashed": "it crashed",
+            "timed_out": "it was stopped after running longer than max_refresh_hours",
+        }
         alert = Alert(
             subject=f"PT Pulse: refresh needs attention ({len(problems)} problem(s))",
             summary=(

@@ -29,6 +29,7 @@ RESULT_WORDS = {
     "build_failed": "the build failed",
     "busy": "waited: another refresh held the lock",
     "crashed": "the refresh stopped unexpectedly",
+    "timed_out": "stopped: ran longer than max_refresh_hours",
 }
 TRIGGER_WORDS = {
     "schedule": "scheduled",

@@ -22,13 +22,14 @@ _QUOTED_FILE_NAME = re.compile(r"(['\"`])[^'\"`\n]*?\." + _SUFFIXES + r"\1", re.
 _ABS_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[/\\][^\s'\"`]+")
 
 
-def scrub_file_names(text: str, names: Iterable[str] = (), placeholder: str = FILE_WORD) -> str:
+def scrub_file_names(text: str, names: Iterable[str] = (), placeholder: str = FILE_WORD, paths: bool = True) -> str:
     """`text` without a data file's name: every one of `names` (the file's path, name, stem, its path inside the
-    export ...; longest first), then any absolute path, quoted file name or other name with a data file's suffix,
-    replaced by `placeholder` (paths by PATH_WORD)."""
+    export ...; longest first), then any absolute path (unless `paths` is False: a traceback's code paths), quoted
+    file name or other name with a data file's suffix, replaced by `placeholder` (paths by PATH_WORD)."""
     out = str(text)
     for name in sorted({str(n) for n in names if n and len(str(n)) > 2}, key=len, reverse=True):
         out = out.replace(name, placeholder)
-    out = _ABS_PATH.sub(PATH_WORD, out)
+    if paths:
+        out = _ABS_PATH.sub(PATH_WORD, out)
     out = _QUOTED_FILE_NAME.sub(placeholder, out)
     return _FILE_NAME.sub(placeholder, out)
