@@ -10,6 +10,10 @@ Row outcome (every row read gets exactly one): quarantined (broken rule or malfo
 key, or a new version of a known key). `rows_read = rows_landed + rows_quarantined + rows_duplicate` is
 asserted before every commit.
 
+Compressed deliveries (a `.gz`, a `.zip`) are unpacked into a private working folder first (ingestion/files.py
+`unpacked`) and each file inside goes through exactly the same path, recorded as delivered (`x.csv.gz`,
+`export.zip!x.csv`), keyed on its uncompressed bytes.
+
 No input stops the call: a file that cannot be read is that file's refusal (file, problem, fix; audited in
 raw._loads) and the next file is loaded. Messages never carry file content: DuckDB's error texts (which
 quote lines) are reduced to a fixed problem and a line number.
@@ -21,8 +25,10 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,11 +37,13 @@ import duckdb
 
 from ingestion import validation as v
 from ingestion.files import (
+    PRIVATE_COPY_PREFIX,
     FileRefused,
     FileScan,
     UnknownSource,
     check_columns,
     check_readable,
+    compression,
     discover,
     display_name,
     encoding_refusal,
@@ -43,12 +51,17 @@ from ingestion.files import (
     file_identity,
     header_key,
     is_documentation,
+    is_fhir_gzip,
+    is_member,
     looks_like_x12,
     match_source,
     normalise_line_endings,
+    os_error_message,
     read_header,
     scan,
+    shown_as,
     shown_column_names,
+    unpacked,
 )
 from ingestion.interop import FrameRows, TableRows, file_digest, is_interop, read_interop
 from ingestion.profiles import (
@@ -164,6 +177,7 @@ def ingest(
 
     A CSV whose header matches a source profile's signature is mapped by that profile (ingestion/profiles.py);
     `profile` (a shipped name or a .yml path) forces one for every CSV; other files load by their file name.
+    A `.gz` loads as the file it holds, a `.zip` as each of its members (`_load_compressed`).
 
     Opens raw.duckdb read-write once for the whole call. Files are independent: a refused file does not
     stop the others. An unexpected error rolls back the file being loaded and records it as `failed` in
@@ -176,31 +190,58 @@ def ingest(
     files = discover(paths)
     settings.ensure()
     db = open_raw(settings.raw_db)
+    work_dir = settings.raw_db.parent
     try:
-        _remove_stale_copies(settings.raw_db.parent)
+        _remove_stale_copies(work_dir)
         _prepare(db)
         results = []
-        for done, path in enumerate(files):
+        done = 0
+        for unit in _deliveries(files):
+            path = unit[0]
             _report(progress, display_name(path), done, len(files))
-            if is_interop(path):
+            if compression(path) is not None:
+                results.extend(_load_compressed(db, unit, contracts, work_dir, forced, profiles))
+            elif is_interop(path):
                 results.extend(_load_interop_file(db, path, contracts))
             else:
-                results.append(_load_file(db, path, contracts, settings.raw_db.parent, forced, profiles))
+                results.append(_load_file(db, path, contracts, work_dir, forced, profiles))
+            done += len(unit)
         _report(progress, "done", len(files), len(files))
         return results
     finally:
         db.close()
 
 
-# A private LF copy of a file with mixed line endings (it holds the file's rows, patient data included).
-PRIVATE_COPY_PREFIX = ".ingest-"
+def _deliveries(files: Sequence[Path]) -> list[list[Path]]:
+    """The discovered files as units of loading, in order: each file on its own, except the gzip-compressed FHIR
+    files of one folder (`Patient.ndjson.gz`, `Encounter.ndjson.gz`), which are unpacked together where the first
+    of them comes, so a Bulk export's references across its files resolve as in a plain folder."""
+    units: list[list[Path]] = []
+    fhir_gz: dict[Path, list[Path]] = {}
+    for path in files:
+        if is_fhir_gzip(path) and not path.is_symlink() and path.is_file() and not is_documentation(path):
+            if path.parent not in fhir_gz:
+                fhir_gz[path.parent] = []
+                units.append(fhir_gz[path.parent])
+            fhir_gz[path.parent].append(path)
+        else:
+            units.append([path])
+    return units
+
+
+# PRIVATE_COPY_PREFIX (ingestion/files.py): a private LF copy of a file with mixed line endings, and the folder a
+# compressed delivery is unpacked into (they hold the file's rows, patient data included).
 
 
 def _remove_stale_copies(work_dir: Path) -> None:
-    """Private copies left by a killed load (`finally` never ran). Only the writer holding raw.duckdb, which is
-    this call, makes them, so any found now are stale: a crash must not leave patient data lying around."""
-    for stale in work_dir.glob(f"{PRIVATE_COPY_PREFIX}*.csv"):
-        stale.unlink(missing_ok=True)
+    """Private copies and unpacked folders left by a killed load (`finally` never ran). Only the writer holding
+    raw.duckdb, which is this call, makes them, so any found now are stale: a crash must not leave patient data
+    lying around."""
+    for stale in work_dir.glob(f"{PRIVATE_COPY_PREFIX}*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def _report(progress: ProgressFn, step: str, done: int, total: int) -> None:
@@ -224,10 +265,12 @@ def _load_file(
     work_dir: Path,
     forced: Profile | None = None,
     profiles: Mapping[str, Profile] | None = None,
+    file: str | None = None,
 ) -> LoadResult:
     """One file, start to audit. Refusals are results; anything unexpected is recorded as `failed` and the
-    call goes on (an interrupt is recorded, then re-raised)."""
-    result = LoadResult(load_id=_next_load_id(db), file=str(path))
+    call goes on (an interrupt is recorded, then re-raised). `file`: what raw._loads records when `path` is the
+    private working copy of a compressed delivery (`x.csv.gz`, `export.zip!x.csv`)."""
+    result = LoadResult(load_id=_next_load_id(db), file=file or str(path))
     normalised: Path | None = None
     if not path.is_symlink() and path.is_file() and is_documentation(path):
         _skip_documentation(db, result)
@@ -302,6 +345,61 @@ def _os_error_message(path: Path, exc: OSError) -> str:
     )
 
 
+def _load_compressed(
+    db: RawDB,
+    unit: Sequence[Path],
+    contracts: Mapping[str, Contract],
+    work_dir: Path,
+    forced: Profile | None,
+    profiles: Mapping[str, Profile] | None,
+) -> list[LoadResult]:
+    """A compressed delivery (one .zip, or the FHIR .gz files of one folder, or one .gz): unpacked into a private
+    folder (ingestion/files.py `unpacked`), then every file inside loaded exactly like a plain file, each its own
+    load, transaction and raw._loads row (`rows_read = landed + quarantined + duplicate` per member), recorded as
+    delivered: the .gz, or `<archive>!<member>`. A member that cannot be read is a `refused` row with its reason;
+    an archive that cannot be read at all (not a zip, damaged, over a zip-bomb limit) is one `refused` row naming
+    it, and nothing of it lands. The folder is removed when the delivery is done."""
+    results: list[LoadResult] = []
+    unit = list(unit)
+    for path in [p for p in unit if not p.is_symlink() and p.is_file() and is_documentation(p)]:
+        result = LoadResult(load_id=_next_load_id(db), file=str(path))  # a hidden `.x.csv.gz`: not data
+        _skip_documentation(db, result)
+        results.append(result)
+        unit.remove(path)
+    if not unit:
+        return results
+    stack = ExitStack()  # the unpacked folder: removed when the delivery's files are loaded (or on any error)
+    try:
+        members = stack.enter_context(unpacked(unit, work_dir))
+    except BaseException as exc:  # nothing of the delivery was read: one row per compressed file, with the reason
+        for path in unit:
+            result = LoadResult(load_id=_next_load_id(db), file=str(path))
+            if isinstance(exc, FileRefused):
+                _refuse(db, result, str(exc))
+            elif isinstance(exc, OSError):
+                _refuse(db, result, os_error_message(path, exc))
+            else:
+                _fail(db, result, exc)
+            results.append(result)
+        if isinstance(exc, Exception) and _interrupted(exc):
+            raise KeyboardInterrupt from None
+        if not isinstance(exc, Exception):
+            raise
+        return results
+    with stack, shown_as({m.path: m.file for m in members if m.path is not None}):
+        for member in members:
+            if member.path is None:
+                result = LoadResult(load_id=_next_load_id(db), file=member.file)
+                _refuse(db, result, member.refusal)
+                log.info("load %s %s: refused", result.load_id, display_name(Path(member.file)))
+                results.append(result)
+            elif is_interop(member.path):
+                results.extend(_load_interop_file(db, member.path, contracts, file=member.file))
+            else:
+                results.append(_load_file(db, member.path, contracts, work_dir, forced, profiles, file=member.file))
+    return results
+
+
 def _next_load_id(db: RawDB) -> int:
     return db.con.execute(f"SELECT coalesce(max(load_id), 0) + 1 FROM {db.t('_loads')}").fetchone()[0]
 
@@ -329,13 +427,20 @@ def _skip(db: RawDB, result: LoadResult, previous: tuple) -> None:
     load_id, _file, finished_at = previous
     result.status = SKIPPED
     when = f"{finished_at:%Y-%m-%d %H:%M} UTC" if finished_at else "earlier"
+    # a compressed delivery is keyed on the bytes it holds: the same export sent plain, .gz or zipped is one file
+    same = "unpacked, is byte-identical to" if _compressed_delivery(result.file) else "is byte-identical to"
     # the earlier file by its load id, not its name: a per-patient export's name is the patient's (Synthea), and
     # the message reaches marts.data_quality with only this file's own name replaced
     result.message = (
-        f"{display_name(Path(result.file))} is byte-identical to the file of load {load_id} ({when}); nothing "
+        f"{display_name(Path(result.file))} {same} the file of load {load_id} ({when}); nothing "
         f"landed. Re-sending a file is safe; corrected rows need a new export."
     )
     _write_audit(db, result)
+
+
+def _compressed_delivery(file: str) -> bool:
+    """A recorded file that was unpacked: a .gz, or a zip member (`<archive>!<member>`)."""
+    return compression(Path(file)) == "gzip" or is_member(file)
 
 
 def _skip_documentation(db: RawDB, result: LoadResult) -> None:
@@ -1090,12 +1195,15 @@ def _insert_rows(
 INTEROP_LINE = ("", "s._src_line")  # rows carry their position in the file (see ingestion/interop Batch)
 
 
-def _load_interop_file(db: RawDB, path: Path, contracts: Mapping[str, Contract]) -> list[LoadResult]:
+def _load_interop_file(
+    db: RawDB, path: Path, contracts: Mapping[str, Contract], file: str | None = None
+) -> list[LoadResult]:
     """A FHIR or X12 file: parsed once into rows per target source, then one load (and one raw._loads row)
     per source, each its own transaction. A file that cannot be read is one `refused` row (source NULL);
     a file with nothing PT Pulse maps is one `loaded` row with 0 rows and source NULL. Re-offering the same
-    bytes skips each source that already loaded, so a source that failed is retried on its own."""
-    result = LoadResult(load_id=_next_load_id(db), file=str(path))
+    bytes skips each source that already loaded, so a source that failed is retried on its own. `file`: as
+    for `_load_file`."""
+    result = LoadResult(load_id=_next_load_id(db), file=file or str(path))
     try:
         check_readable(path)
         before = file_identity(path)
@@ -1144,10 +1252,9 @@ def _land_batch(
         return [result]
     results = []
     system = "x12" if looks_like_x12(path) else "fhir"  # raw._loads.profile: the source system dbt merges by
+    file = result.file
     for source in sorted(batch.rows):
-        result = LoadResult(
-            load_id=_next_load_id(db), file=str(path), sha256=result.sha256, source=source, profile=system
-        )
+        result = LoadResult(load_id=_next_load_id(db), file=file, sha256=result.sha256, source=source, profile=system)
         contract = contracts[source]
         try:
             previous = _previous_load(db, result.sha256, source, by_source=True)

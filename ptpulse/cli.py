@@ -317,13 +317,16 @@ def _nothing_mapped(r) -> bool:
 
 
 def _loads_json(results, rules: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
-    """`ingest --json`: per file its name (no folder), source, status, row counts, quarantined rows by rule and
-    column, and the refusal's fix. Counts, file, rule and column names only: never a row value."""
+    """`ingest --json`: per file its name (no folder; a zip member as `export.zip!member`), source, status, row counts,
+    quarantined rows by rule and column, and the refusal's fix. Counts, file, rule and column names only: never a
+    row value."""
+    from ingestion.files import delivered_name
+
     files = []
     for r in results:
         files.append(
             {
-                "file": Path(r.file).name,
+                "file": delivered_name(r.file),
                 "path": r.file,
                 "source": r.source,
                 "profile": r.profile,
@@ -360,6 +363,8 @@ def _plain_steps(report):
 
 
 def _print_loads(results) -> None:
+    from ingestion.files import delivered_name  # a zip member as `export.zip!member`, a .gz as itself
+
     if not results:
         return
     profiled = any(r.profile for r in results)  # the source profile that mapped a vendor export, if any did
@@ -367,7 +372,7 @@ def _print_loads(results) -> None:
     table.add_column("duplicate")
     for r in results:
         table.add_row(
-            _plain(Path(r.file).name, 120),
+            _plain(delivered_name(r.file), 120),
             _text(r.source or "?"),
             *([_text(r.profile or "-")] if profiled else []),
             _text("nothing mapped" if _nothing_mapped(r) else r.status),
@@ -384,7 +389,7 @@ def _print_loads(results) -> None:
             err.print(_plain(f"nothing landed from {r.file}: {r.message}"), style="yellow")
     loaded = [(r.file, r.sha256, r.message) for r in results if r.status == "loaded" and not _nothing_mapped(r)]
     for file, message in _file_notes(loaded):
-        err.print(_plain(f"note {Path(file).name}: {message}", NOTE_LIMIT))
+        err.print(_plain(f"note {delivered_name(file)}: {message}", NOTE_LIMIT))
 
 
 NOTE_LIMIT = 600  # characters of a loaded file's note line (the load messages are counts and codes, never values)
@@ -447,7 +452,7 @@ def _fmt(value: Any) -> str:
 
 def render_status(report: dict[str, list[dict[str, Any]]], console: Console) -> None:
     """Three rich tables: recent loads, quarantine by rule, freshness per source."""
-    from ingestion.files import safe_text
+    from ingestion.files import delivered_name, safe_text
 
     if not report["loads"]:
         console.print("No loads yet. Run `ptpulse ingest <folder>` (or `ptpulse refresh`) first.")
@@ -470,7 +475,7 @@ def render_status(report: dict[str, list[dict[str, Any]]], console: Console) -> 
         )
         loads.add_row(
             _fmt(r["load_id"]),
-            Text(safe_text(r["file"].rsplit("/", 1)[-1], 120)),
+            Text(safe_text(delivered_name(r["file"]), 120)),
             _text((r["source"] or "?") + (f" (profile {r['profile']})" if r.get("profile") else "")),
             r["status"],
             _fmt(r["rows_read"]),
@@ -490,7 +495,7 @@ def render_status(report: dict[str, list[dict[str, Any]]], console: Console) -> 
             )
     loaded = [(r["file"], r.get("sha256"), r["message"]) for r in report["loads"][-30:] if r["status"] == "loaded"]
     for file, message in _file_notes(loaded):
-        console.print(Text(safe_text(f"note {file.rsplit('/', 1)[-1]}: {message}", NOTE_LIMIT)))
+        console.print(Text(safe_text(f"note {delivered_name(file)}: {message}", NOTE_LIMIT)))
     if report["quarantine_by_rule"]:
         quarantine = Table("source", "rule", "column", "rows", title="Quarantine by rule")
         for r in report["quarantine_by_rule"]:

@@ -17,6 +17,7 @@ COUNTER_KEY = "upload_counter"  # a new uploader key after each upload clears th
 st.caption(
     "Upload your practice-management exports: CSV files named after what they hold (`intake_events.csv`, "
     "`scheduling_events_november.csv` …), FHIR NDJSON/JSON (or a zip of a Bulk export), X12 835/837 files, "
+    "any of them zipped or gzip-compressed (`scheduling_events.csv.gz`), "
     "and vendor exports a source profile recognises (the shipped ones, or the practice's own in the home's "
     "`profiles/` folder: `ptpulse profile install`). "
     f"Up to {uploads.max_bytes() // (1024 * 1024):,} MB per file. Rows that break a rule are set aside, never "
@@ -30,7 +31,7 @@ picked = st.file_uploader(
     accept_multiple_files=True,
     type=[suffix.lstrip(".") for suffix in uploads.ALLOWED_SUFFIXES],
     key=f"upload_files_{n}",
-    help="Pick several files at once; a zip is unpacked.",
+    help="Pick several files at once; a zip is unpacked, a .gz is read as the file inside.",
 )
 go = st.button(
     "Validate and load",

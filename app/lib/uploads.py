@@ -8,7 +8,9 @@ that `ptpulse ingest` would refuse. Pure (no Streamlit): the page renders what t
 Safety: only the file's last name component is kept, reduced to letters, digits, `.`, `_`, `-` (no path
 traversal, no hidden files); each file and each zip member is capped (PTPULSE_UPLOAD_MAX_MB, default 200 MB);
 a zip (a FHIR Bulk export) is unpacked member by member with the same name rule, a member count cap and a
-total-size cap (zip bombs), symlinks and nested zips refused. Messages name the file and the fix, never a value.
+total-size cap (zip bombs), symlinks and nested zips refused. A `.gz` (`scheduling_events.csv.gz`) is saved as it
+is: `ptpulse ingest` reads the file inside (ingestion/README.md "Compressed exports"). Messages name the file and
+the fix, never a value.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ import pandas as pd
 from app.lib import labels
 from ptpulse.core.config import Settings
 
-# What the ingestion reads: CSV, FHIR (NDJSON / JSON Bundle), X12 835/837 (often .txt), and a zip of them.
-ALLOWED_SUFFIXES: tuple[str, ...] = (".csv", ".ndjson", ".json", ".txt", ".835", ".837", ".x12", ".edi", ".zip")
+# What the ingestion reads: CSV, FHIR (NDJSON / JSON Bundle), X12 835/837 (often .txt), a zip of them, and any of
+# them gzip-compressed (`.csv.gz`: saved as is, unpacked by the ingestion)
+ALLOWED_SUFFIXES: tuple[str, ...] = (".csv", ".ndjson", ".json", ".txt", ".835", ".837", ".x12", ".edi", ".zip", ".gz")
+NESTED_SUFFIXES = (".zip", ".gz")  # inside an uploaded zip: an archive in an archive, not unpacked
 DEFAULT_MAX_MB = 200
 MAX_ZIP_MEMBERS = 5000
 MAX_NAME = 120
@@ -95,9 +99,12 @@ def safe_name(name: str) -> str:
 
 
 def _unique(folder: Path, name: str) -> Path:
-    """`name`, or `stem_2.ext`, `stem_3.ext` ... when two uploads share a name."""
+    """`name`, or `stem_2.ext`, `stem_3.ext` ... when two uploads share a name (`x_2.csv.gz`: the ingestion reads
+    a .gz by the name of the file inside)."""
     target = folder / name
-    stem, suffix = Path(name).stem, Path(name).suffix
+    suffixes = Path(name).suffixes
+    suffix = "".join(suffixes[-2:]) if len(suffixes) > 1 and suffixes[-1] == ".gz" else Path(name).suffix
+    stem = name[: len(name) - len(suffix)] if suffix else name
     n = 2
     while target.exists():
         target = folder / f"{stem}_{n}{suffix}"
@@ -150,7 +157,7 @@ def save_files(settings: Settings, files: Iterable[tuple[str, BinaryIO]]) -> Sav
                 {
                     "file": shown,
                     "message": f"{shown}: files of this type are not read. Upload CSV, NDJSON/JSON (FHIR), "
-                    "X12 835/837 (.txt, .835, .837) files, or a zip of them.",
+                    "X12 835/837 (.txt, .835, .837) files, a zip of them, or any of them gzip-compressed (.gz).",
                 }
             )
             continue
@@ -204,11 +211,12 @@ def _unzip(saved: Saved, archive: Path, cap: int, offered_as: str) -> None:
             if stat.S_ISLNK(m.external_attr >> 16):
                 saved.not_saved.append({"file": shown, "message": f"{shown}: a link, not a file. Zip the file itself."})
                 continue
-            if Path(name).suffix not in ALLOWED_SUFFIXES or Path(name).suffix == ".zip":
+            if Path(name).suffix not in ALLOWED_SUFFIXES or Path(name).suffix in NESTED_SUFFIXES:
                 saved.not_saved.append(
                     {
                         "file": shown,
-                        "message": f"{shown}: files of this type are not read (a zip inside a zip is not unpacked).",
+                        "message": f"{shown}: files of this type are not read (a zip or .gz inside a zip is not "
+                        "unpacked).",
                     }
                 )
                 continue
