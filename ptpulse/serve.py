@@ -851,6 +851,11 @@ def app_command(port: int, host: str) -> list[str]:
         # staff are viewers: no Deploy button, rerun or clear-cache in the toolbar
         "--client.toolbarMode",
         "viewer",
+        # no "Download as CSV" / copy on st.dataframe and chart tables: that export is made in the browser, so it
+        # would skip ui.download's audit of identified exports and its formula neutralisation (app/lib/exports.py).
+        # app/.streamlit/config.toml says the same for a plain `streamlit run app/streamlit_app.py`.
+        "--client.disableDataExport",
+        "true",
     ]
 
 

@@ -69,7 +69,8 @@ f1, f2, f3 = st.columns([2, 3, 2])
 view = f1.segmented_control("Show", wq.VIEWS, default="Open", key="wq_view") or "Open"
 rule_options = sorted(queue["rule"].unique().tolist())
 rules = f2.multiselect("Reason", rule_options, format_func=wq.rule_label, key="wq_rules", placeholder="All reasons")
-people = ["Anyone", "Me", "Unassigned", *[a for a in actions.assignees(app_db) if a != me]]
+# the people of the tasks in this user's view only (candidates are cut to their clinics), never the whole log's
+people = ["Anyone", "Me", "Unassigned", *[a for a in actions.assignees(app_db, candidates["task_id"]) if a != me]]
 assignee = f3.selectbox("Assignee", people, key="wq_assignee")
 shown = wq.select_view(queue, view, rules, assignee, me)
 

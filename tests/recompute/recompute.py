@@ -390,7 +390,13 @@ def build_funnel(
         .group_by("referral_id")
         .agg(
             intake_exit=pl.col("event_type").last(),
-            intake_reason=pl.col("reason").last(),
+            # the reason as a category (int_referrals_pivoted): the free text lower-cased, each run of other
+            # characters one underscore ("EVAL no-show" is eval_no_show); only eval_no_show is read below
+            intake_reason=pl.col("reason")
+            .last()
+            .str.to_lowercase()
+            .str.replace_all(r"[^a-z0-9]+", "_")
+            .str.strip_chars("_"),
             intake_exit_at=pl.col("event_at").last(),
         )
     )

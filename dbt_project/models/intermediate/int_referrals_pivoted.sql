@@ -37,14 +37,35 @@ agg as (
     group by referral_id
 ),
 
+-- The intake exit's reason as a category, never as typed: the export's `reason` is free text (the contract has no
+-- accepted list) and a front desk may write "Mrs Haynes DOB 07/06/1939 moved to Tucson" in it, while the funnel's
+-- exit_reason is shown to marketing and copied into the de-identified twin (docs/architecture.md "The funnel's
+-- exits"). The categories are the reason codes the generator and the documented exports send (seed_data/intake.py
+-- DECLINE_REASONS, DENY_REASONS, LOST_REASONS and the `lost` eval_no_show), compared after lower case with every
+-- run of other characters read as one underscore ("Went elsewhere" is went_elsewhere); any other text is 'other'.
+-- The typed text stays in raw and staging only: no mart, page or role needs it.
 exits as (
     select
         referral_id,
         event_type as intake_exit_stage,
-        reason as intake_exit_reason,
+        case
+            when nullif(trim(reason), '') is null then null
+            when reason_key in (
+                    -- exit reason categories (tests/dbt/test_exit_reason_categories.py reads this list)
+                    'cost', 'no_time', 'went_elsewhere', 'symptoms_resolved', 'prefers_home_program',
+                    'not_covered', 'out_of_network', 'auth_denied', 'no_benefits_left',
+                    'no_response_after_contact', 'scheduling_conflict', 'eval_no_show', 'other'
+                ) then reason_key
+            else 'other'
+        end as intake_exit_reason,
         event_at as intake_exit_at
-    from ev
-    where event_type in ('declined', 'unreachable', 'insurance_denied', 'lost')
+    from (
+        select
+            *,
+            trim(regexp_replace(lower(trim(reason)), '[^a-z0-9]+', '_', 'g'), '_') as reason_key
+        from ev
+        where event_type in ('declined', 'unreachable', 'insurance_denied', 'lost')
+    ) as x
     qualify row_number() over (partition by referral_id order by event_at desc, event_id desc) = 1
 ),
 

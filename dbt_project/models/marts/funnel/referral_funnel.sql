@@ -14,12 +14,22 @@ with app_actions as (
         min(a.acted_local) filter (where a.action = 'log_outreach') as app_first_outreach_at,
         min(a.acted_local) filter (where a.action = 'log_outreach' and a.outcome in {{ app_contact_outcomes() }})
             as app_first_reached_at,
-        max_by(a.reason, a.acted_local) filter (where a.action = 'mark_lost') as app_lost_reason,
+        max_by(a.lost_reason, a.acted_local) filter (where a.action = 'mark_lost') as app_lost_reason,
         max(a.acted_local) filter (where a.action = 'mark_lost') as app_lost_at
     from (
         select
             x.*,
-            {{ utc_to_local('x.acted_at', 'c.timezone') }} as acted_local
+            {{ utc_to_local('x.acted_at', 'c.timezone') }} as acted_local,
+            -- a mark_lost reason is one of the Work queue's (app/lib/actions.py LOST_REASONS): anything else written
+            -- into the log is 'other', never the text (exit_reason reaches marketing and the de-identified twin)
+            case
+                when nullif(trim(x.reason), '') is null then null
+                when x.reason in (
+                        'Chose another provider', 'Insurance / cost', 'No longer needs therapy',
+                        'Unreachable after attempts', 'Physician cancelled referral', 'Moved away', 'Other'
+                    ) then x.reason
+                else 'other'
+            end as lost_reason
         from {{ ref('stg_app__actions') }} as x
         left join {{ ref('int_referrals_pivoted') }} as r on x.task_entity_id = r.referral_id
         left join {{ ref('stg_raw__clinics') }} as c on r.clinic_id = c.clinic_id
@@ -150,7 +160,9 @@ select
     s.active_at,
     s.discharged_at,
     s.exit_stage,
-    -- no exit, no exit reason or time: an intake exit the evaluation overrode (declined, then evaluated) is history
+    -- no exit, no exit reason or time: an intake exit the evaluation overrode (declined, then evaluated) is history.
+    -- Always a category (int_referrals_pivoted codes the intake's free text, lost_reason above the work queue's),
+    -- never text someone typed: marketing and the de-identified twin read this column (_funnel.yml accepted_values)
     case
         when s.exit_stage is null then null
         when s.exit_stage = 'eval_no_show' then 'no_show_at_evaluation'
