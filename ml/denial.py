@@ -12,8 +12,10 @@ Why this shape:
   left: request an extension"), not which column mattered.
 - The same recipe as the no-show model (ml/tabular.py): shallow gradient-boosted trees (LightGBM) stopped and
   calibrated (sigmoid) on the latest quarter of the training claims, a logistic regression on the same
-  features and the payer's own denial rate as baselines, a time split for the card, and the trees are
-  deployed only when they do not lose to the regression.
+  features as the other candidate and the payer's own denial rate as the baseline, a time split for the card;
+  the candidate is chosen on the validation slice of the training claims, never on the test claims, and served
+  only when it beats the payer's rate, chance and the constant rate there (`evaluation.serving_decision`, the
+  rule the three models share).
 - Partial data: a practice without authorization or documentation exports simply has those features empty;
   empty features are dropped (named on the card) and the rest still train.
 - Money: dollars at risk = probability x billed, summed; on generated data the card sets it beside the
@@ -30,10 +32,17 @@ import numpy as np
 import pandas as pd
 
 from ml import tabular
-from ml.evaluation import chance_auc, classification_metrics, reliability_bins
+from ml.evaluation import (
+    VALIDATION_SHARE,
+    Words,
+    choose_candidate,
+    classification_metrics,
+    reliability_bins,
+    serving_decision,
+)
 
 SEED = 20240611
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: the candidate chosen on the validation slice, not the test rows (an older file is retrained)
 BOOSTED = "boosted_trees"
 LOGISTIC = "logistic_regression"
 CAL_SHARE = 0.25
@@ -403,34 +412,51 @@ class Evaluation:
     test_predictions: pd.DataFrame
 
 
-def serving_gate(best: str, m_best: dict[str, Any], m_payer: dict[str, Any], brier_constant: float) -> str | None:
-    """Why the chosen model may not be served, else None: it must rank denials better than chance on the test claims
-    (`chance_auc`) and than the payer's own denial rate (what a biller would go by, ROC AUC strictly above) and predict them better than always saying the
-    training denial rate (Brier strictly below). A model that does neither only adds noise to the "fix before
-    submit" queue, so nothing is served (the no-show rule, ml/no_show.serving_choice, without a model-free score
-    to fall back to: the payer rate alone names no claim to fix)."""
-    name = "boosted trees" if best == BOOSTED else "logistic regression"
-    auc = m_best.get("roc_auc")
-    payer_auc = m_payer.get("roc_auc")
-    auc_v = float("nan") if auc is None else float(auc)
-    payer_v = float("nan") if payer_auc is None else float(payer_auc)
-    brier = float(m_best["brier"])
-    chance = chance_auc(m_best)
-    if not auc_v > chance:
-        return (
-            f"the {name} ranked denials no better than chance on these claims (ROC AUC {auc_v:.3f}, needs {chance:.3f})"
-        )
-    if not auc_v > payer_v:
-        return (
-            f"the {name} ranked denials no better than the payer's own denial rate "
-            f"(ROC AUC {auc_v:.3f} vs {payer_v:.3f})"
-        )
-    if not brier < brier_constant:
-        return (
-            f"the {name} predicted denials no better than the constant denial rate "
-            f"(Brier {brier:.4f} vs {brier_constant:.4f})"
-        )
-    return None
+WORDS = Words(
+    positives="denials",
+    negatives="paid or adjusted",
+    rows="claims",
+    ranked="denials",
+    baseline="the payer's own denial rate",
+    constant="the constant denial rate",
+)
+RULE = (
+    "the boosted trees and the logistic regression are fitted on the claims of the training window created before "
+    "its latest 20% and compared on that latest part (the validation slice: ROC AUC, ties keep the trees; with "
+    "fewer than 10 of either outcome there, or in the slices the candidates are fitted and calibrated on before "
+    "it, the logistic regression by default); the chosen one is refitted on the whole training window and measured "
+    "on the test period; it is served only if its ROC AUC there is above the payer's own denial rate's and "
+    "chance's and its Brier score below always saying the training denial rate; else no denial score is served "
+    "(the payer rate alone names no claim to fix)"
+)
+
+
+@dataclass
+class _Fitted:
+    p: np.ndarray
+    dropped: list[str]
+
+
+def _fit_predict(
+    features: pd.DataFrame,
+    y: np.ndarray,
+    claims: pd.DataFrame,
+    order: np.ndarray,
+    kind: str,
+    fit: np.ndarray,
+    score: np.ndarray,
+) -> _Fitted:
+    """Candidate `kind` fitted on the claims `fit` by the recipe (allowed ratios, columns and categories from those
+    claims; trees stopped and calibrated on their latest quarter), and its probabilities on the claims `score`."""
+    f = add_kx(features, allowed_ratios(claims[fit]))
+    numeric, categorical, dropped = _columns(f[fit].reset_index(drop=True), order[fit])
+    cats = tabular.fit_categories(f[fit], categorical)
+    keep = fit | score
+    x = tabular.encode(f[keep], cats, numeric)
+    on_fit, on_score = fit[keep], score[keep]
+    model = _fit(kind, x[on_fit], y[fit], order[fit], numeric, categorical)
+    x_score = x[on_score] if kind == BOOSTED else tabular.integer_codes(x[on_score], categorical)
+    return _Fitted(model.predict_proba(x_score)[:, 1], dropped)
 
 
 def evaluate(
@@ -440,10 +466,14 @@ def evaluate(
     truth: pd.Series | None = None,
     test_share: float = 0.2,
 ) -> Evaluation:
-    """Time split by claim creation: fit on earlier claims, measure on later ones (trees, regression, payer rate).
+    """Time split by claim creation: choose on the earlier claims, fit on them, measure on the later ones.
 
-    `claims` (aligned with rows) supplies billed_usd and allowed_usd; `truth` the generator's true denial
-    probabilities (oracle and expected denied dollars), when known.
+    The candidates (trees, regression) are compared on the validation slice, the latest 20% of the training
+    claims, fitted on the claims before it (`evaluation.choose_candidate`); the chosen one is refitted on every
+    training claim and measured on the test claims beside the payer's own rate, which with the constant rate and
+    chance decides whether it is served (`evaluation.serving_decision`). `claims` (aligned with rows) supplies
+    billed_usd and allowed_usd; `truth` the generator's true denial probabilities (oracle and expected denied
+    dollars), when known.
     """
     features = features.reset_index(drop=True)
     claims = claims.reset_index(drop=True)
@@ -451,26 +481,33 @@ def evaluate(
     split = time_split(times, test_share)
     train = (times < split).to_numpy()
     test = ~train
-    ratio = allowed_ratios(claims[train])
-    f = add_kx(features, ratio)
     order = times.astype("int64").to_numpy()
-    numeric, categorical, dropped = _columns(f[train].reset_index(drop=True), order[train])
-    cats = tabular.fit_categories(f[train], categorical)
-    x = tabular.encode(f, cats, numeric)
-    trees = _fit(BOOSTED, x[train], y[train], order[train], numeric, categorical)
-    p_trees = trees.predict_proba(x[test])[:, 1]
-    logit = _fit(LOGISTIC, x[train], y[train], order[train], numeric, categorical)
-    p_logit = logit.predict_proba(tabular.integer_codes(x[test], categorical))[:, 1]
+    cut = time_split(times[train], VALIDATION_SHARE)
+    before = train & (times < cut).to_numpy()
+    choice = choose_candidate(
+        (BOOSTED, LOGISTIC),
+        lambda kind, fit, score: _fit_predict(features, y, claims, order, kind, fit, score).p,
+        y,
+        before,
+        train & ~before,
+        order,
+        default=LOGISTIC,
+        start=cut.date().isoformat(),
+        words=WORDS,
+        cal_share=CAL_SHARE,
+    )
+    chosen = choice.kind
+    fitted = _fit_predict(features, y, claims, order, chosen, train, test)
+    p = fitted.p
+    f = add_kx(features, allowed_ratios(claims[train]))
     rates = payer_rates(f.loc[train, "payer_id"], y[train])
     p_payer = payer_baseline(rates, f.loc[test, "payer_id"], float(y[train].mean()))
-    m_trees = classification_metrics(y[test], p_trees)
-    m_logit = classification_metrics(y[test], p_logit)
+    metrics = classification_metrics(y[test], p)
     m_payer = classification_metrics(y[test], p_payer)
-    deployed = LOGISTIC if (m_trees["roc_auc"] or 0) < (m_logit["roc_auc"] or 0) else BOOSTED
-    p = p_trees if deployed == BOOSTED else p_logit
-    metrics = m_trees if deployed == BOOSTED else m_logit
     brier_constant = float(np.mean((y[test] - float(y[train].mean())) ** 2))  # always the training denial rate
-    withheld = serving_gate(deployed, metrics, m_payer, brier_constant)
+    serving = serving_decision(chosen, metrics, m_payer, brier_constant, WORDS)
+    other = LOGISTIC if chosen == BOOSTED else BOOSTED
+    tested = {chosen: metrics, other: choice.unmeasured(other)}
     billed = claims.loc[test, "billed_usd"].astype(float).to_numpy()
     oracle, truth_dollars = None, None
     if truth is not None:
@@ -495,25 +532,32 @@ def evaluate(
     test_rate = float(y[test].mean())
     card = {
         **{k: metrics[k] for k in ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")},
-        "deployed_model": None if withheld else deployed,
-        "withheld": withheld,
+        "deployed_model": serving.served,
+        "withheld": serving.reason if serving.withheld else None,
         "baseline_comparison": {
-            "metric": "ROC AUC on the test period (same claims)",
-            BOOSTED: m_trees["roc_auc"],
-            LOGISTIC: m_logit["roc_auc"],
+            "metric": "ROC AUC on the test period of the chosen model and the payer's rate (the candidates' figures "
+            "on the validation slice, where the choice was made, are under `validation`)",
+            BOOSTED: tested[BOOSTED]["roc_auc"],
+            LOGISTIC: tested[LOGISTIC]["roc_auc"],
             "payer_rate": m_payer["roc_auc"],
-            "brier": {BOOSTED: m_trees["brier"], LOGISTIC: m_logit["brier"], "payer_rate": m_payer["brier"]},
+            "brier": {
+                BOOSTED: tested[BOOSTED]["brier"],
+                LOGISTIC: tested[LOGISTIC]["brier"],
+                "payer_rate": m_payer["brier"],
+            },
             "brier_constant_rate": brier_constant,
-            "best_model": deployed,
-            "deployed": None if withheld else deployed,
-            "chosen_on": "the test period: the same claims these figures come from (ml/README.md, Serving rule)",
-            "rule": "the boosted trees are chosen unless their test ROC AUC is below the logistic regression's; the "
-            "chosen model is served only if its ROC AUC is above the payer's own denial rate and its Brier score "
-            "below always saying the training denial rate; else no denial score is served",
+            "best_model": chosen,
+            "deployed": serving.served,
+            "why": serving.reason,
+            "chosen_on": choice.chosen_on,
+            "chosen_by_default": choice.by_default,
+            "validation": choice.validation,
+            "serving_gate": serving.figures(),
+            "rule": RULE,
         },
-        "candidates": {BOOSTED: m_trees, LOGISTIC: m_logit},
-        "baselines": {"payer_rate": m_payer, "logistic_regression": m_logit},
-        "dropped_features": dropped,
+        "candidates": tested,
+        "baselines": {"payer_rate": m_payer, "logistic_regression": tested[LOGISTIC]},
+        "dropped_features": fitted.dropped,
         "oracle_roc_auc": oracle["roc_auc"] if oracle else None,
         "oracle": oracle,
         "baseline_roc_auc": m_payer["roc_auc"],
@@ -529,7 +573,7 @@ def evaluate(
         "billed_test_usd": float(billed.sum()),
         "subgroups": subgroups,
     }
-    preds = pd.DataFrame({"y": y[test], "p": p, "p_trees": p_trees, "p_logistic": p_logit, "p_payer": p_payer})
+    preds = pd.DataFrame({"y": y[test], "p": p, f"p_{chosen}": p, "p_payer": p_payer})
     return Evaluation(card, reliability_bins(y[test], p), preds)
 
 

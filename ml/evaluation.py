@@ -2,12 +2,16 @@
 
 Why hand-written pieces beside scikit-learn: calibration slope/intercept and ECE are not in sklearn, and
 the forecast metrics (MASE, sMAPE, interval coverage) must use the exact definitions the backtest report
-states. Everything here is a pure function of arrays.
+states. Everything here is a pure function of arrays, and so is the one rule by which the no-show, lead and denial
+models choose their candidate and decide whether it is served (`choose_candidate`, `serving_decision`, at the end):
+each model passes its own fitting, baseline, fallback and words.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -179,3 +183,259 @@ def _rank(x: np.ndarray) -> np.ndarray:
     sums = np.bincount(inverse, weights=ranks)
     counts = np.bincount(inverse)
     return (sums / counts)[inverse]
+
+
+# ------------------------------------------------------------------------------ choosing and serving a model
+#
+# The no-show, lead and denial models share one protocol (ml/README.md, "Serving rule"):
+# 1. the candidates (boosted trees, logistic regression) are fitted on the training window minus its latest
+#    VALIDATION_SHARE and compared on that latest part, the validation slice (`choose_candidate`); the test rows
+#    play no part in the choice;
+# 2. the chosen candidate is refitted on the whole training window and measured once on the test rows: the
+#    headline figures. The other candidate is not measured there, so nothing can be re-chosen on the test rows;
+# 3. the chosen model is served only if, on the test rows, it beats its model-free baseline and chance on ranking
+#    and the constant training rate on Brier (`serving_decision`); else a model-free fallback is served when the
+#    model has one and it passes the same bars against chance and the constant, else nothing (withheld).
+
+VALIDATION_SHARE = 0.2  # the latest fifth of the training window (by time) chooses between the candidates
+MIN_PER_CLASS = 10  # each outcome in each slice of the choice (ml/sufficiency.py MIN_PER_CLASS: the same bar)
+MODEL_NAMES = {"boosted_trees": "boosted trees", "logistic_regression": "logistic regression"}
+
+
+@dataclass(frozen=True)
+class Words:
+    """How a model's choice and gate are said on its card: its outcome, rows and baselines in plain words."""
+
+    positives: str  # the outcome, counted: "no-shows"
+    negatives: str  # the other outcome: "attended"
+    rows: str  # "appointments"
+    ranked: str  # what the model ranks, in the gate's reasons: "no-shows"
+    baseline: str  # the model-free ranking the model must beat: "the patient's own history rate"
+    constant: str  # "the constant no-show rate"
+    fallback: str | None = None  # the model-free score served instead of a losing model, if any
+
+
+def not_measured(note: str) -> dict[str, Any]:
+    """The test figures of a candidate that was not measured on the test rows (it lost the choice, or was not
+    fitted): None where a figure would be, and why."""
+    return {"roc_auc": None, "brier": None, "note": note}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which candidate a model deploys, chosen on the validation slice, and why (`chosen_on`, for the card)."""
+
+    kind: str
+    chosen_on: str
+    by_default: bool
+    validation: dict[str, Any]  # the slice (from, n, positives, n_fit) and each candidate's figures on it
+
+    def validation_auc(self, kind: str) -> float | None:
+        return (self.validation.get(kind) or {}).get("roc_auc")
+
+    def unmeasured(self, kind: str) -> dict[str, Any]:
+        """The test figures of candidate `kind` when it is not the chosen one: none, and why (`not_measured`)."""
+        note = (self.validation.get(kind) or {}).get("note")  # could not be fitted before the validation slice
+        if note is None:
+            note = (
+                f"not measured: {self.chosen_on}"
+                if self.by_default
+                else f"not measured on the test period: the {MODEL_NAMES.get(self.kind, self.kind)} was chosen "
+                "over it on the validation slice"
+            )
+        return not_measured(note)
+
+
+def _too_few_to_choose(
+    y: np.ndarray,
+    fit: np.ndarray,
+    validation: np.ndarray,
+    order: np.ndarray,
+    cal_share: float,
+    words: Words,
+    min_n: int,
+) -> str | None:
+    """Why the validation slice cannot choose (too few of an outcome in it, or in the slices the candidates are
+    fitted and calibrated on before it), else None."""
+    from ml.tabular import fit_rows  # the recipe's own split of the fit window (lazy: lightgbm is heavy to import)
+
+    fit_idx = np.flatnonzero(fit)
+    booster, calibration = fit_rows(order[fit_idx], cal_share)
+    for name, idx in (
+        ("validation slice", np.flatnonzero(validation)),
+        ("trees' fit slice before it", fit_idx[booster]),
+        ("calibration slice before it", fit_idx[calibration]),
+    ):
+        pos = int(y[idx].sum())
+        neg = len(idx) - pos
+        if pos < min_n or neg < min_n:
+            return (
+                f"the {name} holds {pos:,} {words.positives} and {neg:,} {words.negatives} (fewer than {min_n} of each)"
+            )
+    return None
+
+
+def choose_candidate(
+    candidates: Sequence[str],
+    fit_predict: Callable[[str, np.ndarray, np.ndarray], np.ndarray | str],
+    y: np.ndarray,
+    fit: np.ndarray,
+    validation: np.ndarray,
+    order: np.ndarray,
+    *,
+    default: str,
+    start: str,
+    words: Words,
+    cal_share: float = 0.25,
+    min_per_class: int = MIN_PER_CLASS,
+) -> Choice:
+    """The candidate with the highest ROC AUC on the validation slice (ties go to the earlier in `candidates`).
+
+    `fit_predict(kind, fit_rows, score_rows)` fits candidate `kind` on the boolean rows `fit_rows` (the model's own
+    recipe: columns, categories, calibration) and returns its probabilities on `score_rows`, or a sentence saying
+    why it cannot be fitted there (that candidate is then left out). `fit` is the training window before the
+    validation slice, `validation` the slice (the latest part of the training window, `start` its first day),
+    `order` each row's time. When the slice or the fit window before it holds fewer than `min_per_class` of an
+    outcome, or no candidate can be scored, `default` is chosen and `chosen_on` says so.
+    """
+    y = np.asarray(y, dtype=int)
+    fit, validation = np.asarray(fit, dtype=bool), np.asarray(validation, dtype=bool)
+    info: dict[str, Any] = {
+        "from": start,
+        "n": int(validation.sum()),
+        "positives": int(y[validation].sum()),
+        "n_fit": int(fit.sum()),
+        "share_of_training": VALIDATION_SHARE,
+    }
+    default_text = (
+        f"default: the {MODEL_NAMES.get(default, default)}, because the candidates could not be compared on the "
+        f"validation slice (the latest {VALIDATION_SHARE:.0%} of the training window, from {start}): "
+    )
+    why = _too_few_to_choose(y, fit, validation, order, cal_share, words, min_per_class)
+    if why:
+        return Choice(default, default_text + why, True, info)
+    for kind in candidates:
+        p = fit_predict(kind, fit, validation)
+        info[kind] = {"note": p} if isinstance(p, str) else classification_metrics(y[validation], p)
+    scored = [k for k in candidates if info[k].get("roc_auc") is not None]
+    if not scored:
+        return Choice(default, default_text + "no candidate could be fitted before it", True, info)
+    best = scored[0]
+    for kind in scored[1:]:
+        if info[kind]["roc_auc"] > info[best]["roc_auc"]:
+            best = kind
+    versus = ", ".join(f"{MODEL_NAMES.get(k, k)} {info[k]['roc_auc']:.3f}" for k in scored)
+    alone = (
+        ""
+        if len(scored) > 1
+        else f" (the only candidate: {'; '.join(info[k]['note'] for k in candidates if k not in scored)})"
+    )
+    return Choice(
+        best,
+        f"the validation slice: the latest {VALIDATION_SHARE:.0%} of the training window (from {start}: "
+        f"{info['n']:,} {words.rows}), the candidates fitted on the {info['n_fit']:,} before it; ROC AUC {versus}"
+        f"{alone}. The test rows were not used to choose (ml/README.md, Serving rule)",
+        False,
+        info,
+    )
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What `serving_decision` decided: the kind served (the candidate, the fallback, or None: withheld), why in
+    plain words, and the numbers it compared (all on the test rows)."""
+
+    served: str | None
+    reason: str
+    candidate: str
+    roc_auc: float
+    baseline_roc_auc: float
+    chance_auc: float
+    brier: float
+    brier_constant: float
+    fallback: str | None = None
+    fallback_roc_auc: float | None = None
+    fallback_chance_auc: float | None = None
+    fallback_brier: float | None = None
+
+    @property
+    def withheld(self) -> bool:
+        return self.served is None
+
+    def figures(self) -> dict[str, Any]:
+        """The compared numbers, for the card (NaN as None)."""
+        out = {k: v for k, v in asdict(self).items() if k != "reason"}
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in out.items()}
+
+
+def _num(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def serving_decision(
+    candidate: str,
+    m: dict[str, Any],
+    m_baseline: dict[str, Any],
+    brier_constant: float,
+    words: Words,
+    fallback: tuple[str, dict[str, Any]] | None = None,
+) -> Serving:
+    """May the chosen model be served? The one rule of the no-show, lead and denial models.
+
+    `m` are the candidate's test metrics, `m_baseline` the model-free ranking's (the patient's history rate, the
+    source-type rate, the payer's rate), `brier_constant` the Brier score of always saying the training rate on
+    the same rows. The candidate is served when its ROC AUC is strictly above the baseline's and above `chance_auc`
+    (0.5 plus two standard errors of a signal-free ranking on these rows) and its Brier strictly below the
+    constant's. An unknown baseline ROC AUC cannot be beaten. Else `fallback` (kind, test metrics), a model-free
+    score, is served when its ROC AUC is above chance and its Brier below the constant's; else nothing is served.
+    """
+    name = MODEL_NAMES.get(candidate, candidate)
+    auc, base, brier = _num(m.get("roc_auc")), _num(m_baseline.get("roc_auc")), _num(m.get("brier"))
+    chance = chance_auc(m)
+    figures = {
+        "candidate": candidate,
+        "roc_auc": auc,
+        "baseline_roc_auc": base,
+        "chance_auc": chance,
+        "brier": brier,
+        "brier_constant": brier_constant,
+    }
+    ranks = auc > base and auc > chance  # False when any is NaN
+    if ranks and brier < brier_constant:
+        return Serving(
+            candidate,
+            f"the {name} ranked {words.ranked} better than {words.baseline} (ROC AUC {auc:.3f} vs {base:.3f}) and "
+            f"than chance ({chance:.3f}), and predicted them better than {words.constant} (Brier {brier:.4f} vs "
+            f"{brier_constant:.4f})",
+            **figures,
+        )
+    if ranks:
+        lost = (
+            f"the {name} predicted {words.ranked} no better than {words.constant} (Brier {brier:.4f} vs "
+            f"{brier_constant:.4f})"
+        )
+    elif not auc > chance and not base >= chance:  # chance is the higher bar (or the baseline is unknown)
+        lost = (
+            f"the {name} ranked {words.ranked} no better than chance on these {words.rows} (ROC AUC {auc:.3f}, "
+            f"chance reaches {chance:.3f})"
+        )
+    else:
+        lost = (
+            f"the {name} ranked {words.ranked} no better than {words.baseline} (ROC AUC {auc:.3f} vs {base:.3f}; "
+            f"chance reaches {chance:.3f})"
+        )
+    if fallback is None:
+        return Serving(None, lost, **figures)
+    kind, m_fb = fallback
+    fb_auc, fb_brier, fb_chance = _num(m_fb.get("roc_auc")), _num(m_fb.get("brier")), chance_auc(m_fb)
+    extra = {"fallback": kind, "fallback_roc_auc": fb_auc, "fallback_chance_auc": fb_chance, "fallback_brier": fb_brier}
+    if fb_auc > fb_chance and fb_brier < brier_constant:
+        return Serving(kind, f"{lost}, so {words.fallback} is served (Brier {fb_brier:.4f})", **figures, **extra)
+    return Serving(
+        None,
+        f"{lost}, and {words.fallback} itself ranked no better than chance or predicted no better than "
+        f"{words.constant} (ROC AUC {fb_auc:.3f}, chance reaches {fb_chance:.3f}; Brier {fb_brier:.4f} vs "
+        f"{brier_constant:.4f})",
+        **figures,
+        **extra,
+    )

@@ -23,13 +23,15 @@ recipe and direction in time as the no-show model); time split on the referral's
 snapshot of a referral lands on the same side). Baselines: the conversion rate by source type (what a desk
 knows), and logistic regression on the same features.
 
-Serving rule (the no-show and denial models' choice, plus a floor): the trees and the logistic regression are
-both measured on the test period and the trees are deployed unless their ROC AUC is below the regression's
-(`deployed_model` on the card). The trees are a candidate only when their fit slice holds at least
-2 x MIN_LEAF rows, room for one split (`trees_possible`; a young practice's 171 rows gave a constant); else
-the regression is the candidate alone. The deployed model is served only when it ranks referrals better than
-the source-type rate (ROC AUC) and predicts better than always saying the training conversion rate (Brier);
-else nothing is served (`serving_choice` returns None: the card says why, `ml.lead_scores` stays empty).
+Serving rule (the no-show and denial models' protocol, ml/evaluation.py): the trees and the logistic regression
+are fitted on the training referrals received before the latest 20% of the training window and compared on that
+latest part, the validation slice (`evaluation.choose_candidate`: ROC AUC, ties keep the trees; too few outcomes
+there mean the regression by default); the chosen one (`deployed_model`) is refitted on the whole training window
+and measured on the test period. The trees are a candidate only when their fit slice holds at least 2 x MIN_LEAF
+rows, room for one split (`trees_possible`; a young practice's 171 rows gave a constant); else the regression is
+the candidate alone. The chosen model is served only when, on the test period, it ranks referrals better than the
+source-type rate and chance (ROC AUC) and predicts better than always saying the training conversion rate (Brier;
+`evaluation.serving_decision`); else nothing is served (the card says why, `ml.lead_scores` stays empty).
 
 Expected value: the mean collected net revenue (`episodes.net_revenue_usd`, payer plus patient payments) of
 closed episodes, by payer class x source type, shrunk toward the payer-class mean and that toward the overall
@@ -48,10 +50,18 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 
 from ml import tabular
-from ml.evaluation import chance_auc, classification_metrics, reliability_bins
+from ml.evaluation import (
+    VALIDATION_SHARE,
+    Words,
+    choose_candidate,
+    classification_metrics,
+    reliability_bins,
+    serving_decision,
+)
 
 SEED = 20240602
-FEATURE_VERSION = 2  # 2: the serving rule (trees or regression, served only above the baselines)
+FEATURE_VERSION = 3  # 2: the serving rule (trees or regression, served only above the baselines); 3: chosen on the
+# validation slice, not the test rows (an older model file is retrained once)
 BOOSTED = "boosted_trees"
 LOGISTIC = "logistic_regression"
 MIN_LEAF = 100  # rows per tree leaf: the trees need a fit slice of 2 x MIN_LEAF to split at all
@@ -290,79 +300,89 @@ def _by(frame: pd.DataFrame, col: str, min_n: int = 30) -> dict[str, Any]:
     return out
 
 
-def choose_deployed(trees_auc: float | None, logistic_auc: float | None) -> str:
-    """BOOSTED unless the trees lose to the logistic regression on the test period (ROC AUC; ties keep the trees)
-    or were not fitted (None: too few rows to split)."""
-    if trees_auc is None or np.isnan(trees_auc):
-        return LOGISTIC
-    if logistic_auc is None or np.isnan(logistic_auc):
-        return BOOSTED
-    return LOGISTIC if trees_auc < logistic_auc else BOOSTED
+WORDS = Words(
+    positives="evaluated",
+    negatives="not evaluated",
+    rows="snapshots",
+    ranked="referrals",
+    baseline="the conversion rate by source type",
+    constant="the constant conversion rate",
+)
+RULE = (
+    "the boosted trees (a candidate only when their fit slice holds 2 x the minimum leaf) and the logistic "
+    "regression are fitted on the referrals of the training window received before its latest 20% and compared on "
+    "that latest part (the validation slice: ROC AUC, ties keep the trees; with fewer than 10 of either outcome "
+    "there, or in the slices the candidates are fitted and calibrated on before it, the logistic regression by "
+    "default); the chosen one is refitted on the whole training window and measured on the test period; it is "
+    "served only if its ROC AUC there is above the source-type conversion rate's and chance's and its Brier score "
+    "below always saying the training conversion rate; else no lead score is served"
+)
 
 
-def serving_choice(deployed: str, m: dict[str, Any], m_src: dict[str, Any], brier_constant: float) -> tuple[bool, str]:
-    """(served, why): the deployed model (test metrics `m`) is served only when it ranks referrals better than the
-    source-type conversion rate and than chance (ROC AUC) and predicts better than always saying the training
-    conversion rate (Brier strictly below `brier_constant`)."""
-    name = "boosted trees" if deployed == BOOSTED else "logistic regression"
-    auc = float("nan") if m.get("roc_auc") is None else float(m["roc_auc"])
-    src = float("nan") if m_src.get("roc_auc") is None else float(m_src["roc_auc"])
-    chance = chance_auc(m)  # 0.5 + two standard errors of a signal-free ranking on these test rows
-    floor = max(chance, src) if not np.isnan(src) else chance
-    brier = float(m["brier"])
-    if auc > floor and brier < brier_constant:
-        return True, (
-            f"the {name} ranked referrals better than the conversion rate by source type (ROC AUC {auc:.3f} vs "
-            f"{src:.3f}) and predicted them better than the constant conversion rate (Brier {brier:.4f} vs "
-            f"{brier_constant:.4f})"
+def _fit_predict(
+    rows: pd.DataFrame, features: pd.DataFrame, y: np.ndarray, kind: str, fit: np.ndarray, score: np.ndarray
+) -> np.ndarray | str:
+    """Candidate `kind` fitted on the snapshots `fit` (categories from them; trees stopped and calibrated on their
+    latest quarter) and its probabilities on the snapshots `score`, or why the trees cannot be fitted there."""
+    t_ns = rows["at"].astype("int64").to_numpy()
+    if kind == BOOSTED and not trees_possible(t_ns[fit]):
+        n_fit = len(tabular.fit_rows(t_ns[fit], CAL_SHARE)[0])
+        return (
+            f"not fitted: their fit slice holds {n_fit:,} snapshot rows, fewer than 2 x {MIN_LEAF} (one split "
+            "needs two leaves of at least that many)"
         )
-    if not auc > floor:
-        return False, (
-            f"the {name}, the model that would be served, ranked referrals no better than "
-            + ("chance" if floor == chance else "the conversion rate by source type")
-            + f" (ROC AUC {auc:.3f} vs {floor:.3f})"
-        )
-    return False, (
-        f"the {name}, the model that would be served, predicted conversion no better than the constant rate "
-        f"(Brier {brier:.4f} vs {brier_constant:.4f})"
-    )
+    cats = fit_categories(features[fit])
+    keep = fit | score
+    x = encode(features[keep], cats)
+    on_fit, on_score = fit[keep], score[keep]
+    if kind == BOOSTED:
+        return fit_calibrated(x[on_fit], y[fit], t_ns[fit]).predict_proba(x[on_score])[:, 1]
+    return logistic_baseline().fit(_codes(x[on_fit]), y[fit]).predict_proba(_codes(x[on_score]))[:, 1]
 
 
 def evaluate(rows: pd.DataFrame, features: pd.DataFrame, y: np.ndarray, test_share: float = 0.2) -> dict[str, Any]:
-    """Time-based evaluation: fit on referrals received before the split day, measure on the later ones.
+    """Time-based evaluation by receipt date: choose on the training referrals, fit on them, measure on the later ones.
 
-    Both candidates (calibrated trees, when the fit slice leaves room for a split; logistic regression) are
-    measured on the same test rows; the headline metrics, bins and subgroups are the deployed one's
-    (`choose_deployed`), and `served` says whether it passed `serving_choice`.
+    The candidates (calibrated trees, when their fit slice leaves room for a split; logistic regression) are
+    compared on the validation slice, the referrals of the latest 20% of the training window, fitted on the earlier
+    ones (`evaluation.choose_candidate`); the chosen one (`deployed_model`) is refitted on the whole training window
+    and measured on the test rows, and `served` says whether it passed `evaluation.serving_decision` there.
     """
     split = time_split(rows["received_at"], test_share)
     train = (rows["received_at"] < split).to_numpy()
     test = ~train
-    cats = fit_categories(features[train])
-    x = encode(features, cats)
+    cut = time_split(rows.loc[train, "received_at"], VALIDATION_SHARE)
+    before = train & (rows["received_at"] < cut).to_numpy()
     t_ns = rows["at"].astype("int64").to_numpy()
+    choice = choose_candidate(
+        (BOOSTED, LOGISTIC),
+        lambda kind, fit, score: _fit_predict(rows, features, y, kind, fit, score),
+        y,
+        before,
+        train & ~before,
+        t_ns,
+        default=LOGISTIC,
+        start=cut.date().isoformat(),
+        words=WORDS,
+        cal_share=CAL_SHARE,
+    )
+    kind = choice.kind
+    p = _fit_predict(rows, features, y, kind, train, test)
+    if isinstance(p, str):  # trees possible before the validation slice are possible on the whole window
+        raise AssertionError(p)
     rates, overall = source_rate_baseline(features[train], y[train])
     p_src = apply_source_rate(features[test], rates, overall)
-    p_logit = logistic_baseline().fit(_codes(x[train]), y[train]).predict_proba(_codes(x[test]))[:, 1]
-    m_logit = classification_metrics(y[test], p_logit)
+    m = classification_metrics(y[test], p)
     m_src = classification_metrics(y[test], p_src)
-    n_fit = len(tabular.fit_rows(t_ns[train], CAL_SHARE)[0])
-    if trees_possible(t_ns[train]):
-        p_trees = fit_calibrated(x[train], y[train], t_ns[train]).predict_proba(x[test])[:, 1]
-        m_trees: dict[str, Any] | None = classification_metrics(y[test], p_trees)
-        trees_note = None
-    else:
-        p_trees, m_trees = None, None
-        trees_note = (
-            f"not fitted: their fit slice holds {n_fit:,} snapshot rows, fewer than 2 x {MIN_LEAF} (one split "
-            "needs two leaves of at least that many)"
-        )
-    deployed = choose_deployed(m_trees["roc_auc"] if m_trees else None, m_logit["roc_auc"])
-    p = p_trees if deployed == BOOSTED else p_logit
-    m = m_trees if deployed == BOOSTED and m_trees is not None else m_logit
     train_rate = float(y[train].mean())
     brier_constant = float(np.mean((y[test] - train_rate) ** 2))
-    served, why = serving_choice(deployed, m, m_src, brier_constant)
+    serving = serving_decision(kind, m, m_src, brier_constant, WORDS)
+    other = LOGISTIC if kind == BOOSTED else BOOSTED
+    trees_note = (choice.validation.get(BOOSTED) or {}).get("note")
+    trees = trees_note or (
+        "fitted" if BOOSTED in choice.validation or kind == BOOSTED else f"not fitted: {choice.chosen_on}"
+    )
+    tested = {kind: m, other: choice.unmeasured(other)}
     rate = float(y[test].mean())
     frame = pd.DataFrame(
         {
@@ -376,27 +396,29 @@ def evaluate(rows: pd.DataFrame, features: pd.DataFrame, y: np.ndarray, test_sha
     )
     return {
         **{k: m[k] for k in ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")},
-        "deployed_model": deployed,
-        "served": served,
-        "serving": why,
+        "deployed_model": serving.served,
+        "served": not serving.withheld,
+        "serving": serving.reason,
         "baseline_comparison": {
-            "metric": "ROC AUC on the test period (same rows)",
-            BOOSTED: m_trees["roc_auc"] if m_trees else None,
-            LOGISTIC: m_logit["roc_auc"],
+            "metric": "ROC AUC on the test period of the chosen model and the source-type rate (the candidates' "
+            "figures on the validation slice, where the choice was made, are under `validation`)",
+            BOOSTED: tested[BOOSTED]["roc_auc"],
+            LOGISTIC: tested[LOGISTIC]["roc_auc"],
             "source_type_rate": m_src["roc_auc"],
-            "brier": {BOOSTED: m_trees["brier"] if m_trees else None, LOGISTIC: m_logit["brier"]},
+            "brier": {BOOSTED: tested[BOOSTED]["brier"], LOGISTIC: tested[LOGISTIC]["brier"]},
             "brier_constant_rate": brier_constant,
-            "trees": trees_note or "fitted",
-            "deployed": deployed,
-            "served": served,
-            "why": why,
-            "chosen_on": "the test period: the same rows these figures come from",
-            "rule": "the boosted trees (fitted only when their fit slice holds 2 x the minimum leaf) are deployed "
-            "unless their test ROC AUC is below the logistic regression's; the deployed model is served only if "
-            "its ROC AUC is above the source-type conversion rate's (and 0.5) and its Brier score below always "
-            "saying the training conversion rate; else no lead score is served",
+            "trees": trees,
+            "best_model": kind,
+            "deployed": serving.served,
+            "served": not serving.withheld,
+            "why": serving.reason,
+            "chosen_on": choice.chosen_on,
+            "chosen_by_default": choice.by_default,
+            "validation": choice.validation,
+            "serving_gate": serving.figures(),
+            "rule": RULE,
         },
-        "candidates": {BOOSTED: m_trees or {"note": trees_note}, LOGISTIC: m_logit},
+        "candidates": tested,
         "baseline_roc_auc": m_src["roc_auc"],
         "n_train": int(train.sum()),
         "n_test": int(test.sum()),
@@ -408,7 +430,7 @@ def evaluate(rows: pd.DataFrame, features: pd.DataFrame, y: np.ndarray, test_sha
         "mean_predicted_test": float(p.mean()),
         "baselines": {
             "source_type_rate": m_src,
-            "logistic_regression": m_logit,
+            "logistic_regression": tested[LOGISTIC],
             "constant_rate": {"rate": train_rate, "brier": brier_constant, "roc_auc": 0.5},
         },
         "calibration_bins": reliability_bins(y[test], p),

@@ -8,16 +8,19 @@ Why this shape:
   model is calibrated (Platt / sigmoid) on a *later* slice of the training period than it was fitted on -
   the same direction in time as deployment - never on shuffled folds.
 - Baselines keep us honest: the patient's own (smoothed) no-show rate is what a desk does by memory;
-  logistic regression on the same features shows what the trees add.
-- The deployed model must beat its logistic baseline on the test period: when the trees lose (ROC AUC),
-  the logistic regression is deployed instead and the model card says so (`deployed_model`,
-  `baseline_comparison`). Serving the loser would hand the desk a worse list for no reason, and refusing to
-  score would hand it none; the regression is cheap, calibrated by its likelihood fit and explained the same way.
-- The better of the two must also beat what needs no model (`serving_choice`): the patient's own history
-  rate on ranking (ROC AUC) and always saying the training no-show rate on accuracy (Brier). When it does
-  not (a young practice: a few hundred appointments), the history rate itself is served as the score
-  (`deployed_model` = `history_rate`, said on the card and the page); when even that ranks no better than
-  chance or predicts no better than the constant rate, nothing is served (`serving_choice` returns None).
+  logistic regression on the same features is the other candidate and shows what the trees add.
+- Which of the two is deployed is decided on the validation slice, the latest 20% of the training period, with
+  both fitted on the rows before it (`evaluation.choose_candidate`; ties keep the trees, too few outcomes there
+  mean the regression by default); the chosen one is refitted on the whole training period and measured once on
+  the test period, the card's headline. The loser is not measured on the test rows, so nothing is re-chosen there
+  (`chosen_on` on the card). Falling back to the regression rather than refusing to score: the regression is
+  cheap, calibrated by its likelihood fit and explained the same way.
+- The chosen model must also beat what needs no model (`evaluation.serving_decision`, the one rule of the
+  no-show, lead and denial models): the patient's own history rate and chance on ranking (ROC AUC) and always
+  saying the training no-show rate on accuracy (Brier), on the test period. When it does not (a young practice:
+  a few hundred appointments), the history rate itself is served as the score (`deployed_model` =
+  `history_rate`, said on the card and the page); when even that ranks no better than chance or predicts no
+  better than the constant rate, nothing is served (`served` None: withheld).
 - Risk bands are ranks, not thresholds: "high" is the top 10% of the appointments scored together (per
   clinic), so the desk's call list has the size the band promises whatever the week looks like.
 - Reasons: for each feature group, how much the probability moves when that group is set to a typical
@@ -35,13 +38,21 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 
 from ml import tabular
-from ml.evaluation import chance_auc, classification_metrics, reliability_bins
+from ml.evaluation import (
+    VALIDATION_SHARE,
+    Words,
+    choose_candidate,
+    classification_metrics,
+    reliability_bins,
+    serving_decision,
+)
 from ml.features import CATEGORICAL, FEATURES, NUMERIC
 
 SEED = 20240601
 # 2: body region / episode payer only once the evaluation is known; rank bands; 3: optional columns; 4: episode
-# counts NaN without an episode, the serving rule against the history rate (an older model file is retrained)
-FEATURE_VERSION = 4
+# counts NaN without an episode, the serving rule against the history rate (an older model file is retrained); 5: the
+# candidate chosen on a validation slice of the training period, not on the test rows (retrained once)
+FEATURE_VERSION = 5
 BOOSTED = "boosted_trees"
 LOGISTIC = "logistic_regression"
 HISTORY = "history_rate"  # the patient's own smoothed no-show rate, served when both models lose to it
@@ -259,65 +270,63 @@ def _subgroups(frame: pd.DataFrame, min_n: int = 30) -> dict[str, dict[str, Any]
     return out
 
 
-def choose_deployed(model_auc: float | None, logistic_auc: float | None) -> str:
-    """BOOSTED unless the trees lose to the logistic regression on the test period (ROC AUC); ties keep the trees."""
-    if model_auc is None or logistic_auc is None or np.isnan(model_auc) or np.isnan(logistic_auc):
-        return BOOSTED
-    return LOGISTIC if model_auc < logistic_auc else BOOSTED
+WORDS = Words(
+    positives="no-shows",
+    negatives="attended",
+    rows="appointments",
+    ranked="no-shows",
+    baseline="the patient's own history rate",
+    constant="the constant no-show rate",
+    fallback="the history rate",
+)
+RULE = (
+    "the boosted trees and the logistic regression are fitted on the training window minus its latest 20% and "
+    "compared on that latest part (the validation slice: ROC AUC, ties keep the trees; with fewer than 10 of "
+    "either outcome there, or in the slices the candidates are fitted and calibrated on before it, the logistic "
+    "regression by default); the chosen one is refitted on the whole training window and measured on the test "
+    "period; it is served only if its ROC AUC there is above the patient's own history rate's and chance's and its "
+    "Brier score below always saying the training no-show rate; else the history rate is served if its ROC AUC is "
+    "above chance and its Brier below the constant rate's; else no score is served"
+)
 
 
-def _auc(m: dict[str, Any]) -> float:
-    v = m.get("roc_auc")
-    return float("nan") if v is None else float(v)
+@dataclass
+class _Fitted:
+    p: np.ndarray
+    dropped: list[str]
+    trees: int | None
 
 
-def serving_choice(
-    best: str, m_best: dict[str, Any], m_hist: dict[str, Any], brier_constant: float
-) -> tuple[str | None, str]:
-    """(served, why): what may be served after `choose_deployed` picked `best` (metrics `m_best`, test period).
-
-    `best` is served when it ranks better than the patient's own history rate (ROC AUC strictly above it) and
-    predicts better than always saying the training no-show rate (Brier strictly below `brier_constant`).
-    Both must also rank better than chance on these rows (`ml.evaluation.chance_auc`: 0.5 plus two standard
-    errors). Else the history rate is served, when it passes the same two bars against chance and the constant;
-    else None: no score is served (a model no better than chance misleads the desk).
-    """
-    auc, hist_auc = _auc(m_best), _auc(m_hist)
-    brier, hist_brier = float(m_best["brier"]), float(m_hist["brier"])
-    name = "boosted trees" if best == BOOSTED else "logistic regression"
-    chance = chance_auc(m_best)  # 0.5 + two standard errors of a signal-free ranking on these test rows
-    if auc > max(hist_auc, chance) and brier < brier_constant:
-        return best, (
-            f"the {name} ranked no-shows better than the patient's own history rate (ROC AUC {auc:.3f} vs "
-            f"{hist_auc:.3f}) and predicted them better than the constant no-show rate (Brier {brier:.4f} vs "
-            f"{brier_constant:.4f})"
-        )
-    lost = (
-        f"the {name} ranked no-shows no better than the patient's own history rate or chance (ROC AUC {auc:.3f} vs "
-        f"{hist_auc:.3f}, chance up to {chance:.3f})"
-        if not auc > max(hist_auc, chance)
-        else f"the {name} predicted no-shows no better than the constant no-show rate (Brier {brier:.4f} vs "
-        f"{brier_constant:.4f})"
-    )
-    if hist_auc > chance_auc(m_hist) and hist_brier < brier_constant:
-        return HISTORY, f"{lost}, so the history rate is served (Brier {hist_brier:.4f})"
-    return None, (
-        f"{lost}, and the history rate itself ranked no better than chance or predicted no better than the "
-        f"constant rate (ROC AUC {hist_auc:.3f}, Brier {hist_brier:.4f} vs {brier_constant:.4f})"
-    )
+def _fit_predict(
+    features: pd.DataFrame, y: np.ndarray, t_sec: np.ndarray, kind: str, fit: np.ndarray, score: np.ndarray
+) -> _Fitted:
+    """Candidate `kind` fitted on the rows `fit` by the recipe (columns and categories from those rows; trees stopped
+    and calibrated on their latest quarter), and its probabilities on the rows `score`."""
+    numeric, categorical, dropped = usable_columns(features[fit].reset_index(drop=True), t_sec[fit])
+    cats = fit_categories(features[fit], categorical)
+    rows = fit | score
+    x = encode(features[rows], cats, numeric)
+    on_fit, on_score = fit[rows], score[rows]
+    if kind == BOOSTED:
+        model = fit_calibrated(x[on_fit], y[fit], t_sec[fit])
+        return _Fitted(model.predict_proba(x[on_score])[:, 1], dropped, tree_count(model))
+    logit = logistic_baseline(numeric, categorical).fit(_codes(x[on_fit]), y[fit])
+    return _Fitted(logit.predict_proba(_codes(x[on_score]))[:, 1], dropped, None)
 
 
 def evaluate(
     features: pd.DataFrame, y: np.ndarray, starts: pd.Series, truth: pd.Series | None = None, test_share: float = 0.2
 ) -> Evaluation:
-    """Time-based evaluation: fit on appointments before the split date, measure on those after.
+    """Time-based evaluation: choose on the training period, fit on it, measure once on the test period after it.
 
-    Both candidates (calibrated boosted trees, logistic regression) and both model-free baselines (the
-    patient's history rate, the constant training rate) are measured on the same test rows; the card's
-    headline metrics, bands, subgroups and calibration bins are those of what is served (`deployed_model`:
-    `choose_deployed`, then `serving_choice`), or, when nothing is (`deployed_model` None, `withheld`), of the
-    better model. `truth` (optional, aligned with rows) holds the
-    generator's true probabilities; its ROC AUC on the same test rows is the ceiling (oracle_roc_auc).
+    The candidates (calibrated boosted trees, logistic regression) are compared on the validation slice, the latest
+    20% of the training period, fitted on the rows before it (`evaluation.choose_candidate`); the chosen one is
+    refitted on the whole training period and measured on the test rows beside the two model-free baselines (the
+    patient's history rate, the constant training rate), which decide whether it is served
+    (`evaluation.serving_decision`). The card's headline metrics, bands, subgroups and calibration bins are those
+    of what is served (`deployed_model`), or, when nothing is (`deployed_model` None, `withheld`), of the chosen
+    model. `truth` (optional, aligned with rows) holds the generator's true probabilities; its ROC AUC on the
+    same test rows is the ceiling (oracle_roc_auc).
     """
     starts = pd.to_datetime(starts).reset_index(drop=True)
     features = features.reset_index(drop=True)
@@ -325,28 +334,37 @@ def evaluate(
     train = (starts < split).to_numpy()
     test = ~train
     t_sec = starts.astype("int64").to_numpy()
-    numeric, categorical, dropped = usable_columns(features[train].reset_index(drop=True), t_sec[train])
-    cats = fit_categories(features[train], categorical)
-    x = encode(features, cats, numeric)
-    model = fit_calibrated(x[train], y[train], t_sec[train])
-    p_trees = model.predict_proba(x[test])[:, 1]
+    cut = time_split(starts[train], VALIDATION_SHARE)
+    before = train & (starts < cut).to_numpy()
+
+    def fit_predict(kind: str, fit: np.ndarray, score: np.ndarray) -> np.ndarray:
+        return _fit_predict(features, y, t_sec, kind, fit, score).p
+
+    choice = choose_candidate(
+        (BOOSTED, LOGISTIC),
+        fit_predict,
+        y,
+        before,
+        train & ~before,
+        t_sec,
+        default=LOGISTIC,
+        start=cut.date().isoformat(),
+        words=WORDS,
+        cal_share=CAL_SHARE,
+    )
+    fitted = _fit_predict(features, y, t_sec, choice.kind, train, test)
     base_rate = float(y[train].mean())
-
-    logit = logistic_baseline(numeric, categorical).fit(_codes(x[train]), y[train])
-    p_logit = logit.predict_proba(_codes(x[test]))[:, 1]
     p_hist = history_rate(features[test], base_rate)
-
-    m_trees = classification_metrics(y[test], p_trees)
-    m_logit = classification_metrics(y[test], p_logit)
+    m_model = classification_metrics(y[test], fitted.p)
     m_hist = classification_metrics(y[test], p_hist)
-    best = choose_deployed(m_trees["roc_auc"], m_logit["roc_auc"])
-    m_best = m_trees if best == BOOSTED else m_logit
     brier_constant = float(np.mean((y[test] - base_rate) ** 2))  # always saying the training no-show rate
-    served, why = serving_choice(best, m_best, m_hist, brier_constant)
-    deployed = served or best  # the headline figures: what is served, else the better model (withheld)
-    p = {BOOSTED: p_trees, LOGISTIC: p_logit, HISTORY: p_hist}[deployed]
-    metrics = {BOOSTED: m_trees, LOGISTIC: m_logit, HISTORY: m_hist}[deployed]
-    trees = tree_count(model)
+    serving = serving_decision(choice.kind, m_model, m_hist, brier_constant, WORDS, fallback=(HISTORY, m_hist))
+    served = serving.served
+    deployed = served or choice.kind  # the headline figures: what is served, else the chosen model (withheld)
+    p = p_hist if deployed == HISTORY else fitted.p
+    metrics = m_hist if deployed == HISTORY else m_model
+    other = LOGISTIC if choice.kind == BOOSTED else BOOSTED
+    tested = {choice.kind: m_model, other: choice.unmeasured(other)}
     band = risk_bands(p)
     bands = {
         b: {
@@ -366,43 +384,44 @@ def evaluate(
             oracle["model_roc_auc_same_rows"] = classification_metrics(y[test][ok], p[ok])["roc_auc"]
     test_rate = float(y[test].mean())
     comparison = {
-        "metric": "ROC AUC on the test period (same rows)",
-        BOOSTED: m_trees["roc_auc"],
-        LOGISTIC: m_logit["roc_auc"],
+        "metric": "ROC AUC on the test period of the chosen model and the history rate (the candidates' figures on "
+        "the validation slice, where the choice was made, are under `validation`)",
+        BOOSTED: tested[BOOSTED]["roc_auc"],
+        LOGISTIC: tested[LOGISTIC]["roc_auc"],
         "history_rate": m_hist["roc_auc"],
-        "brier": {BOOSTED: m_trees["brier"], LOGISTIC: m_logit["brier"], HISTORY: m_hist["brier"]},
+        "brier": {BOOSTED: tested[BOOSTED]["brier"], LOGISTIC: tested[LOGISTIC]["brier"], HISTORY: m_hist["brier"]},
         "brier_constant_rate": brier_constant,
-        "trees_beat_logistic": bool(best == BOOSTED),
-        "best_model": best,
+        "trees_beat_logistic": bool(choice.kind == BOOSTED),
+        "best_model": choice.kind,
         "deployed": served,
-        "why": why,
-        "chosen_on": "the test period: the same rows these figures come from (ml/README.md, Serving rule)",
-        "rule": "the boosted trees are chosen unless their test ROC AUC is below the logistic regression's; "
-        "the chosen model is deployed only if its ROC AUC is above the patient's own history rate and its "
-        "Brier score below always saying the training no-show rate; else the history rate is served if its "
-        "ROC AUC is above 0.5 and its Brier below the constant rate's; else no score is served",
+        "why": serving.reason,
+        "chosen_on": choice.chosen_on,
+        "chosen_by_default": choice.by_default,
+        "validation": choice.validation,
+        "serving_gate": serving.figures(),
+        "rule": RULE,
     }
     card = {
         **{k: metrics[k] for k in ("roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece")},
         "deployed_model": served,
-        "withheld": None if served else why,
+        "withheld": None if served else serving.reason,
         "baseline_comparison": comparison,
-        "dropped_features": dropped,
+        "dropped_features": fitted.dropped,
         "oracle_roc_auc": oracle["roc_auc"] if oracle else None,
         "baseline_roc_auc": m_hist["roc_auc"],
         "n_train": int(train.sum()),
         "n_test": int(test.sum()),
-        "trees": trees,
+        "trees": fitted.trees,
         "split_date": split.date().isoformat(),
         "base_rate_test": test_rate,
         "brier_reference": test_rate * (1 - test_rate),
         "mean_predicted_test": float(p.mean()),
         "baselines": {
             "history_rate": m_hist,
-            "logistic_regression": m_logit,
+            "logistic_regression": tested[LOGISTIC],
             "constant_rate": {"rate": base_rate, "brier": brier_constant, "roc_auc": 0.5},
         },
-        "candidates": {BOOSTED: m_trees, LOGISTIC: m_logit},
+        "candidates": tested,
         "oracle": oracle,
         "risk_bands_test": {
             "rule": f"rank: top {HIGH_SHARE:.0%} high, next {MEDIUM_SHARE - HIGH_SHARE:.0%} medium",
@@ -410,7 +429,7 @@ def evaluate(
         },
         "subgroups": _subgroups(frame),
     }
-    preds = pd.DataFrame({"y": y[test], "p": p, "p_trees": p_trees, "p_logistic": p_logit, "p_history": p_hist})
+    preds = pd.DataFrame({"y": y[test], "p": p, f"p_{choice.kind}": fitted.p, "p_history": p_hist})
     return Evaluation(card, reliability_bins(y[test], p), preds)
 
 

@@ -846,32 +846,48 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     base = card.get("base_rate_test")
     fallback = card.get("deployed_model") == no_show.LOGISTIC
     cmp = card.get("baseline_comparison") or {}
+    chosen = cmp.get("best_model")
+    val = cmp.get("validation") or {}
+
+    def on_validation(kind: str) -> str:
+        return _fmt((val.get(kind) or {}).get("roc_auc"))
+
+    name = str(chosen).replace("_", " ")
+    where = (
+        "on the validation slice, the latest part of the training period, never on the test period the figures below "
+        "come from (the other candidate is not measured there)"
+    )
+    if cmp.get("chosen_by_default"):
+        choice = f"Chosen by {cmp.get('chosen_on')}."  # "default: the logistic regression, because …"
+    else:
+        other = no_show.LOGISTIC if chosen == no_show.BOOSTED else no_show.BOOSTED
+        choice = (
+            f"The {name} was chosen over the {other.replace('_', ' ')} {where} (ROC AUC {on_validation(chosen)} vs "
+            f"{on_validation(other)})."
+        )
     if card.get("deployed_model") == no_show.HISTORY:
         what = (
             "No trained model: the score is each patient's own no-show rate so far, smoothed toward the "
             f"practice's rate with {no_show.HISTORY_PRIOR:g} pseudo-appointments, because on the test period "
-            f"{cmp.get('why')}. The gradient-boosted "
-            f"trees (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))}) and the logistic regression "
-            f"({_fmt(cmp.get(no_show.LOGISTIC))}) are measured below; a later training tries them again."
+            f"{cmp.get('why')}. {choice} A later training tries the models again."
         )
+    elif cmp.get("chosen_by_default"):
+        what = f"{'Logistic regression (scikit-learn)' if fallback else 'Gradient-boosted trees (LightGBM)'}; {choice}"
+        what += f" Calibration: {card['calibration']}."
     elif fallback:
         what = (
             "Logistic regression (scikit-learn), deployed instead of the gradient-boosted trees because the "
-            f"trees lost to it on the test period (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))} vs "
-            f"{_fmt(cmp.get(no_show.LOGISTIC))}); calibration: {card['calibration']}."
+            f"trees lost to it {where} (ROC AUC {on_validation(no_show.BOOSTED)} vs "
+            f"{on_validation(no_show.LOGISTIC)}); calibration: {card['calibration']}."
         )
     else:
         what = (
-            f"Gradient-boosted trees (LightGBM) with {card['calibration']}; they beat "
-            f"the logistic regression on the test period (ROC AUC {_fmt(cmp.get(no_show.BOOSTED))} vs "
-            f"{_fmt(cmp.get(no_show.LOGISTIC))}), else the regression would be deployed."
+            f"Gradient-boosted trees (LightGBM) with {card['calibration']}; they beat the logistic regression {where} "
+            f"(ROC AUC {on_validation(no_show.BOOSTED)} vs {on_validation(no_show.LOGISTIC)}), else the regression "
+            "would be deployed."
         )
     if cmp.get("why") and card.get("deployed_model") != no_show.HISTORY:
-        what += f" Served because {cmp['why']}."
-    what += (
-        " The choice is made on the test period, the rows the figures below come from, so the headline is the "
-        "better of the measurements and reads a little high when they are close."
-    )
+        what += f" Served because on the test period {cmp['why']}."
     dropped = card.get("dropped_features") or []
     lines = [
         "# No-show risk model card",
@@ -925,6 +941,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"{_fmt((card['baselines'].get('constant_rate') or {}).get('brier'), 4)}.",
         "",
     ]
+    if logit.get("roc_auc") is None:
+        lines += [f"Logistic regression: {logit.get('note') or 'not measured on the test period'}.", ""]
     if card.get("oracle_roc_auc"):
         lines += [
             f"The model reaches {card['roc_auc'] / card['oracle_roc_auc']:.1%} of the ROC AUC of the "
@@ -986,9 +1004,9 @@ def denial_card_markdown(card: dict[str, Any]) -> str:
         "## What it predicts",
         "",
         f"The probability that the payer denies a claim, scored at {card['scoring_time']}. Population: "
-        f"{card['population']}. Deployed: {card['deployed_model'].replace('_', ' ')} (trees ROC AUC "
-        f"{_fmt(cmp.get(denial.BOOSTED))}, logistic regression {_fmt(cmp.get(denial.LOGISTIC))}, the payer's own "
-        f"denial rate {_fmt(cmp.get('payer_rate'))}); calibration: {card['calibration']}.",
+        f"{card['population']}. Deployed: {card['deployed_model'].replace('_', ' ')} (choice: "
+        f"{cmp.get('chosen_on')}). On the test period it scored ROC AUC {_fmt(card.get('roc_auc'))} against "
+        f"{_fmt(cmp.get('payer_rate'))} for the payer's own denial rate; calibration: {card['calibration']}.",
         "",
         "Features (only what was known when the claim was created): "
         + ", ".join(f"`{f}`" for f in card["features"])

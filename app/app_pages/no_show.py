@@ -29,7 +29,20 @@ f = ctx.filters
 start = ctx.as_of or reference_now(None, datetime.now())
 
 # a model that lost to its logistic baseline is not served: a message instead of its scores
-verdict, verdict_text = model_cards.no_show_verdict(model_cards.no_show_card(ctx.settings))
+ns_card = model_cards.no_show_card(ctx.settings)
+verdict, verdict_text = model_cards.no_show_verdict(ns_card)
+comparison = (ns_card.get("baseline_comparison") or {}) if isinstance(ns_card, dict) else {}
+if (
+    verdict == "fallback"
+    and ns_card.get("deployed_model") == "logistic_regression"
+    and comparison.get("chosen_by_default")
+):
+    # too few appointments to compare the two models (ml/README.md, "Minimum data per model"): the trees were never
+    # measured, so not "the gradient-boosted model ranked no-shows worse"
+    verdict_text = (
+        "Scores come from a logistic regression, chosen by default: there are too few past appointments yet to "
+        "compare it with the gradient-boosted model. The model card below says more."
+    )
 if verdict == "refuse":
     st.error(verdict_text)
 elif verdict == "fallback":

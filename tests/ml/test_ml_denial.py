@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml import artifacts, denial, warehouse
+from ml import artifacts, denial, tabular, warehouse
+from ml.evaluation import serving_decision
 from ml.train_score import train_denial
 
 CARD_KEYS = {
@@ -313,14 +314,50 @@ def test_only_claims_sent_to_a_payer_are_learnt_from_or_scored():
 
 
 def test_the_gate_serves_only_a_model_ahead_of_the_payer_rate_and_the_constant():
-    """denial.serving_gate: ahead of the payer's own rate on ranking and of the constant rate on Brier, or why not."""
+    """The one rule (evaluation.serving_decision) in the denial model's words: ahead of the payer's own rate on
+    ranking and of the constant rate on Brier, or why not; no model-free fallback."""
+
+    def gate(kind, m, payer, constant):
+        return serving_decision(kind, m, payer, constant, denial.WORDS)
+
     ok = {"roc_auc": 0.80, "brier": 0.05}
-    assert denial.serving_gate(denial.BOOSTED, ok, {"roc_auc": 0.70}, 0.06) is None
-    ranked = denial.serving_gate(denial.LOGISTIC, ok, {"roc_auc": 0.80}, 0.06)
-    assert ranked and "payer's own denial rate" in ranked and "logistic regression" in ranked
-    brier = denial.serving_gate(denial.BOOSTED, ok, {"roc_auc": 0.70}, 0.05)
-    assert brier and "constant denial rate" in brier
-    assert denial.serving_gate(denial.BOOSTED, {"roc_auc": None, "brier": 0.01}, {"roc_auc": 0.6}, 0.05)
+    assert gate(denial.BOOSTED, ok, {"roc_auc": 0.70}, 0.06).served == denial.BOOSTED
+    ranked = gate(denial.LOGISTIC, ok, {"roc_auc": 0.80}, 0.06)
+    assert ranked.withheld and "payer's own denial rate" in ranked.reason and "logistic regression" in ranked.reason
+    brier = gate(denial.BOOSTED, ok, {"roc_auc": 0.70}, 0.05)
+    assert brier.withheld and "constant denial rate" in brier.reason
+    assert gate(denial.BOOSTED, {"roc_auc": None, "brier": 0.01}, {"roc_auc": 0.6}, 0.05).withheld
+
+
+def test_the_denial_choice_never_reads_the_test_claims(frames):
+    """The test claims' labels rewritten so that the trees rank them perfectly, then so that the regression does:
+    choosing on the test claims followed; the choice on the validation slice stays what it is on the real labels,
+    and only the chosen model is measured on the test claims."""
+    claims = denial.labelled(frames.claims)
+    feats = denial.build_features(claims, frames).reset_index(drop=True)
+    y = claims["is_denied"].astype(int).to_numpy()
+    times = pd.to_datetime(feats["created_at"])
+    train = (times < denial.time_split(times)).to_numpy()
+    order = times.astype("int64").to_numpy()
+    f = denial.add_kx(feats, denial.allowed_ratios(claims.reset_index(drop=True)[train]))
+    numeric, categorical, _ = denial._columns(f[train].reset_index(drop=True), order[train])
+    x = tabular.encode(f, tabular.fit_categories(f[train], categorical), numeric)
+    preds = {}
+    for kind in (denial.BOOSTED, denial.LOGISTIC):
+        model = denial._fit(kind, x[train], y[train], order[train], numeric, categorical)
+        x_test = x[~train] if kind == denial.BOOSTED else tabular.integer_codes(x[~train], categorical)
+        preds[kind] = model.predict_proba(x_test)[:, 1]
+    real = denial.evaluate(feats, y, claims).card["baseline_comparison"]
+    for favoured, p in preds.items():
+        y_rig = y.copy()
+        rows = np.flatnonzero(~train)
+        y_rig[rows] = 0
+        y_rig[rows[np.argsort(-p, kind="stable")[: int(y[~train].sum())]]] = 1
+        card = denial.evaluate(feats, y_rig, claims).card
+        cmp = card["baseline_comparison"]
+        assert cmp["best_model"] == real["best_model"] and cmp["validation"] == real["validation"], favoured
+        loser = ({denial.BOOSTED, denial.LOGISTIC} - {cmp["best_model"]}).pop()
+        assert cmp[loser] is None and card["baselines"]["logistic_regression"]["roc_auc"] == cmp[denial.LOGISTIC]
 
 
 def test_labels_the_features_cannot_explain_are_withheld(frames):

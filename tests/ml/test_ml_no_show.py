@@ -6,13 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml.evaluation import serving_decision
 from ml.features import build_features, labelled_targets, upcoming_targets
 from ml.no_show import (
     BOOSTED,
     GROUPS,
+    HISTORY,
     LOGISTIC,
+    WORDS,
     NoShowModel,
-    choose_deployed,
     contributions,
     encode,
     evaluate,
@@ -60,8 +62,21 @@ def test_model_finds_signal_and_is_calibrated(evaluation):
     assert card["risk_bands_test"]["high"]["observed_rate"] > card["risk_bands_test"]["low"]["observed_rate"]
     assert {"clinic", "payer_class", "age_band", "visit_type"} == set(card["subgroups"])
     cmp = card["baseline_comparison"]
-    assert card["deployed_model"] == cmp["deployed"] == choose_deployed(cmp[BOOSTED], cmp[LOGISTIC])
-    assert card["roc_auc"] >= card["baselines"]["logistic_regression"]["roc_auc"]  # never serves the loser
+    # the candidate chosen on the validation slice is what is measured on the test period and served
+    assert card["deployed_model"] == cmp["deployed"] == cmp["best_model"]
+    assert cmp["chosen_on"].startswith("the validation slice") and not cmp["chosen_by_default"]
+    val = cmp["validation"]
+    assert val[cmp["best_model"]]["roc_auc"] == max(val[BOOSTED]["roc_auc"], val[LOGISTIC]["roc_auc"])
+    assert card["candidates"][cmp["best_model"]]["roc_auc"] == card["roc_auc"]
+    gate = serving_decision(
+        cmp["best_model"],
+        card["candidates"][cmp["best_model"]],
+        card["baselines"]["history_rate"],
+        cmp["brier_constant_rate"],
+        WORDS,
+        (HISTORY, card["baselines"]["history_rate"]),
+    )
+    assert cmp["serving_gate"]["served"] == gate.served and cmp["why"] == gate.reason
     assert set(card["subgroups"]["clinic"]) == {"C1", "C2"}
 
 
@@ -94,13 +109,6 @@ def test_risk_bands_rank_within_each_clinic_and_break_ties_by_id():
     assert list(risk_bands(p, clinic, ids)) == list(band)
     assert risk_bands(np.array([]), None).size == 0
     assert list(risk_bands(np.array([0.3, 0.1, 0.2]))) == ["medium", "low", "low"]
-
-
-def test_choose_deployed_keeps_the_trees_unless_they_lose():
-    assert choose_deployed(0.70, 0.71) == LOGISTIC
-    assert choose_deployed(0.72, 0.71) == BOOSTED
-    assert choose_deployed(0.71, 0.71) == BOOSTED
-    assert choose_deployed(None, 0.71) == BOOSTED
 
 
 def test_logistic_fallback_is_calibrated_and_explained(labelled):

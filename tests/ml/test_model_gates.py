@@ -1,11 +1,14 @@
-"""What training may serve: each model is measured against what needs no model, and a loser is not served.
+"""What training may choose and serve: one rule for the three classifiers (ml/evaluation.py), each model measured
+against what needs no model, and a loser is not served.
 
-- no-show: the better of trees and regression must rank above the patient's own history rate (ROC AUC) and
-  predict better than always saying the training no-show rate (Brier); else the history rate is served, or
-  nothing when even that is no better than chance (`no_show.serving_choice`), and the card and page say so;
-- lead: the same choice as no-show and denial (trees vs regression on the test period), trees only when
-  their fit slice has room for a split, and nothing served when the deployed model is no better than the
-  source-type rate or the constant rate (`lead.serving_choice`);
+- the choice: trees or regression is decided on the validation slice, the latest 20% of the training period, never
+  on the test rows (rewriting the test labels to favour either candidate leaves it as it is); too few outcomes to
+  compare means the regression by default, said on the card (`evaluation.choose_candidate`);
+- the gate (`evaluation.serving_decision`): no-show: the chosen model must rank above the patient's own history
+  rate and chance (ROC AUC) and predict better than always saying the training no-show rate (Brier); else the
+  history rate is served, or nothing when even that is no better than chance, and the card and page say so;
+  lead and denial: the same bars against the source-type rate / the payer's rate, nothing served otherwise;
+- lead: trees a candidate only when their fit slice has room for a split;
 - features: appointments without an episode have no episode counts (not one pooled "episode").
 
 Small synthetic practices (tests/ml/conftest.py make_marts, test_ml_lead.make_referrals) with fixed seeds, no
@@ -23,7 +26,8 @@ from test_ml_lead import AS_OF as LEAD_AS_OF
 from test_ml_lead import make_referrals
 
 from app.lib import model_cards
-from ml import artifacts, lead, no_show, sufficiency, train_score, warehouse
+from ml import artifacts, denial, lead, no_show, sufficiency, tabular, train_score, warehouse
+from ml.evaluation import choose_candidate, classification_metrics, serving_decision
 from ml.features import build_features, labelled_targets
 from ptpulse.core.config import get_settings
 from tests.ml.conftest import make_marts
@@ -85,22 +89,99 @@ def test_an_appointment_without_an_episode_has_a_plain_reason():
 # ------------------------------------------------------------------------------------ no-show serving rule
 
 
-def test_serving_choice_gates_on_the_history_rate_and_the_constant_rate():
+def _decide(module, kind, m, m_base, brier_constant, fallback=None):
+    return serving_decision(kind, m, m_base, brier_constant, module.WORDS, fallback)
+
+
+def test_serving_decision_gates_on_the_baseline_chance_and_the_constant_rate():
+    """The one rule (ml/evaluation.serving_decision), with the no-show model's history-rate fallback."""
     good = {"roc_auc": 0.70, "brier": 0.100}
+    hist = no_show.HISTORY
     # the young practice the review measured: regression 0.631 / Brier 0.1039, history 0.678 / 0.0975, constant 0.1031
-    young = no_show.serving_choice(
-        no_show.LOGISTIC, {"roc_auc": 0.631, "brier": 0.1039}, {"roc_auc": 0.678, "brier": 0.0975}, 0.1031
+    young_hist = {"roc_auc": 0.678, "brier": 0.0975}
+    young = _decide(
+        no_show, no_show.LOGISTIC, {"roc_auc": 0.631, "brier": 0.1039}, young_hist, 0.1031, (hist, young_hist)
     )
-    assert young[0] == no_show.HISTORY and "0.631 vs 0.678" in young[1]
-    assert no_show.serving_choice(no_show.BOOSTED, good, {"roc_auc": 0.65, "brier": 0.101}, 0.11)[0] == no_show.BOOSTED
+    assert young.served == hist and "0.631 vs 0.678" in young.reason and young.baseline_roc_auc == 0.678
+    better = {"roc_auc": 0.65, "brier": 0.101}
+    assert _decide(no_show, no_show.BOOSTED, good, better, 0.11, (hist, better)).served == no_show.BOOSTED
     # ranks better than the history rate, but its probabilities are worse than a constant
-    worse = no_show.serving_choice(no_show.BOOSTED, good, {"roc_auc": 0.65, "brier": 0.095}, 0.099)
-    assert worse[0] == no_show.HISTORY and "Brier" in worse[1]
+    worse = _decide(
+        no_show, no_show.BOOSTED, good, {"roc_auc": 0.65, "brier": 0.095}, 0.099, (hist, better | {"brier": 0.095})
+    )
+    assert worse.served == hist and "Brier" in worse.reason
     # a tie with the history rate is not better than it
-    assert no_show.serving_choice(no_show.BOOSTED, good, {"roc_auc": 0.70, "brier": 0.099}, 0.11)[0] == no_show.HISTORY
+    tie = {"roc_auc": 0.70, "brier": 0.099}
+    assert _decide(no_show, no_show.BOOSTED, good, tie, 0.11, (hist, tie)).served == hist
     # nothing beats chance and the constant: nothing is served
-    none = no_show.serving_choice(no_show.BOOSTED, good, {"roc_auc": 0.50, "brier": 0.12}, 0.099)
-    assert none[0] is None and "chance" in none[1]
+    flat = {"roc_auc": 0.50, "brier": 0.12}
+    none = _decide(no_show, no_show.BOOSTED, good, flat, 0.099, (hist, flat))
+    assert none.served is None and none.withheld and "chance" in none.reason
+    assert none.figures()["fallback"] == hist and none.figures()["brier_constant"] == 0.099
+
+
+@pytest.mark.parametrize("module", [no_show, lead, denial], ids=["no_show", "lead", "denial"])
+def test_the_three_models_share_one_serving_rule(module):
+    """One rule, each model's own words: served only strictly above its baseline's and chance's ROC AUC and strictly
+    below the constant rate's Brier; no fallback for lead and denial. The three used to differ on an unknown
+    baseline ROC AUC (lead ignored it and served; no-show and denial withheld): it cannot be beaten now."""
+    ok, base = {"roc_auc": 0.80, "brier": 0.05, "n": 1855, "positives": 130}, {"roc_auc": 0.70}
+    served = _decide(module, module.BOOSTED, ok, base, 0.06)
+    assert served.served == module.BOOSTED and not served.withheld and module.WORDS.baseline in served.reason
+    assert served.chance_auc == pytest.approx(0.553, abs=0.001)
+    tie = _decide(module, module.LOGISTIC, ok, {"roc_auc": 0.80}, 0.06)
+    assert tie.withheld and module.WORDS.baseline in tie.reason and "logistic regression" in tie.reason
+    brier = _decide(module, module.BOOSTED, ok, base, 0.05)
+    assert brier.withheld and module.WORDS.constant in brier.reason
+    lucky = _decide(
+        module, module.BOOSTED, ok | {"roc_auc": 0.55}, {"roc_auc": 0.52}, 0.06
+    )  # above the rate, not chance
+    assert lucky.withheld and "chance" in lucky.reason and "0.553" in lucky.reason
+    assert _decide(module, module.BOOSTED, {"roc_auc": None, "brier": 0.01}, base, 0.05).withheld
+    assert _decide(module, module.BOOSTED, ok, {"roc_auc": None}, 0.06).withheld  # unknown baseline: not beaten
+
+
+def test_choose_candidate_reads_only_the_slices_it_is_given():
+    """The choice (ml/evaluation.choose_candidate): the higher validation ROC AUC, ties to the earlier candidate,
+    fitted only on the rows before the slice and scored only on the slice; a candidate that cannot be fitted is
+    left out; too few outcomes in the slices mean the default, said in `chosen_on`."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    y = (rng.random(n) < 0.2).astype(int)
+    order = np.arange(n)
+    fit, val = order < 1200, (order >= 1200) & (order < 1600)  # rows from 1600 on stand for the test period
+    calls = []
+
+    def fit_predict(kind, fit_rows, score_rows):
+        calls.append((kind, fit_rows.copy(), score_rows.copy()))
+        noise = {"a": 1.0, "b": 0.5, "c": 1.0}[kind]
+        return 1 / (1 + np.exp(-(2 * y[score_rows] - 1 + noise * rng.standard_normal(int(score_rows.sum())))))
+
+    words = no_show.WORDS
+    choice = choose_candidate(("a", "b"), fit_predict, y, fit, val, order, default="a", start="d", words=words)
+    assert choice.kind == "b" and not choice.by_default and choice.chosen_on.startswith("the validation slice")
+    assert choice.validation_auc("b") > choice.validation_auc("a")
+    assert all((f == fit).all() and (s == val).all() for _, f, s in calls)  # never the rows after the slice
+    same = choose_candidate(
+        ("a", "c"), lambda k, f, s: y[s] * 1.0, y, fit, val, order, default="c", start="d", words=words
+    )
+    assert same.kind == "a"  # a tie keeps the earlier candidate
+    skipped = choose_candidate(
+        ("a", "b"),
+        lambda k, f, s: "not fitted: too few" if k == "a" else y[s] * 1.0,
+        y,
+        fit,
+        val,
+        order,
+        default="a",
+        start="d",
+        words=words,
+    )
+    assert skipped.kind == "b" and "the only candidate: not fitted: too few" in skipped.chosen_on
+    few = val & (np.cumsum(y * val) <= 9)  # a slice with 9 positives
+    default = choose_candidate(("a", "b"), fit_predict, y, fit, few, order, default="b", start="d", words=words)
+    assert default.kind == "b" and default.by_default and "9 no-shows" in default.chosen_on
+    assert default.chosen_on.startswith("default: the b")
 
 
 def _labelled(n_patients: int, seed: int):
@@ -110,18 +191,20 @@ def _labelled(n_patients: int, seed: int):
 
 
 def test_a_young_practice_is_served_the_history_rate_and_says_so(tmp_path):
-    """150 patients (~1,100 labelled appointments): the regression (ROC AUC 0.687) ranks worse than the patients'
-    own history rate (0.740). The history rate is served, the card and the page say so, the scores are it."""
+    """150 patients (~1,100 labelled appointments): the trees, chosen over the regression on the validation slice
+    (ROC AUC 0.692 vs 0.689), rank the test period worse than the patients' own history rate (0.643 vs 0.740). The
+    history rate is served, the card and the page say so, the scores are it."""
     marts, targets, y = _labelled(150, seed=5)
     settings = get_settings(tmp_path / "home").ensure()
     card = train_score.train_no_show(None, settings, marts, "2025-01-01T00:00:00+00:00", None)
     cmp = card["baseline_comparison"]
     assert card["status"] == sufficiency.TRAINED
     assert card["deployed_model"] == cmp["deployed"] == no_show.HISTORY
-    assert max(cmp[no_show.BOOSTED], cmp[no_show.LOGISTIC]) < cmp["history_rate"] == card["roc_auc"]
+    chosen, loser = cmp["best_model"], ({no_show.BOOSTED, no_show.LOGISTIC} - {cmp["best_model"]}).pop()
+    assert cmp[chosen] < cmp["history_rate"] == card["roc_auc"] and cmp[loser] is None  # the loser: not on test
     assert card["brier"] == card["baselines"]["history_rate"]["brier"] < card["baselines"]["constant_rate"]["brier"]
     assert card["features"] == ["prior_appts", "prior_no_shows"]
-    assert card["withheld"] is None and "test period" in cmp["chosen_on"]
+    assert card["withheld"] is None and cmp["chosen_on"].startswith("the validation slice")
 
     model = artifacts.load_model(artifacts.model_path(settings))
     assert model.kind == no_show.HISTORY
@@ -134,11 +217,12 @@ def test_a_young_practice_is_served_the_history_rate_and_says_so(tmp_path):
     assert "No trained model: the score is each patient's own no-show rate" in md
     kind, text = model_cards.no_show_verdict(json.loads(artifacts.card_path(settings).read_text()))
     assert kind == "fallback" and "own no-show rate" in text and "not a trained model" in text
-    assert f"{cmp[no_show.LOGISTIC]:.3f} vs {cmp['history_rate']:.3f}" in text
+    assert f"{cmp[chosen]:.3f} vs {cmp['history_rate']:.3f}" in text
 
 
 def test_a_practice_where_nothing_beats_chance_gets_no_no_show_scores(tmp_path):
-    """200 patients, seed 2: trees 0.51, regression 0.53, history rate 0.50 on the test period. Nothing is served:
+    """200 patients, seed 2: the trees (chosen on the validation slice) 0.51, history rate 0.50 on the test period,
+    chance reaches 0.59. Nothing is served:
     no model file, a not_trained card that keeps the measured figures, and the page withholds scores."""
     marts, _, _ = _labelled(200, seed=2)
     settings = get_settings(tmp_path / "home").ensure()
@@ -150,6 +234,96 @@ def test_a_practice_where_nothing_beats_chance_gets_no_no_show_scores(tmp_path):
     assert not artifacts.model_path(settings).exists()
     kind, text = model_cards.no_show_verdict(card)
     assert kind == "refuse" and text.startswith("No-show scores are withheld")
+
+
+def _rigged(y: np.ndarray, test: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """y with the test period's labels replaced: as many positives as before, on the rows `p` ranks highest."""
+    out = y.copy()
+    rows = np.flatnonzero(test)
+    out[rows] = 0
+    out[rows[np.argsort(-p, kind="stable")[: int(y[test].sum())]]] = 1
+    return out
+
+
+def _no_show_test_predictions(features, y, starts):
+    """(test rows, {candidate: its probabilities on them}): both candidates fitted on the whole training period by
+    the recipe, as the card's headline is."""
+    starts = pd.to_datetime(starts).reset_index(drop=True)
+    train = (starts < no_show.time_split(starts)).to_numpy()
+    t = starts.astype("int64").to_numpy()
+    numeric, categorical, _ = no_show.usable_columns(features[train].reset_index(drop=True), t[train])
+    x = no_show.encode(features, no_show.fit_categories(features[train], categorical), numeric)
+    trees = no_show.fit_calibrated(x[train], y[train], t[train]).predict_proba(x[~train])[:, 1]
+    logit = no_show.logistic_baseline(numeric, categorical).fit(tabular.integer_codes(x[train], categorical), y[train])
+    return ~train, {
+        no_show.BOOSTED: trees,
+        no_show.LOGISTIC: logit.predict_proba(tabular.integer_codes(x[~train], categorical))[:, 1],
+    }
+
+
+def _lead_test_predictions(rows, features, y):
+    train = (rows["received_at"] < lead.time_split(rows["received_at"])).to_numpy()
+    t = rows["at"].astype("int64").to_numpy()
+    x = lead.encode(features, lead.fit_categories(features[train]))
+    trees = lead.fit_calibrated(x[train], y[train], t[train]).predict_proba(x[~train])[:, 1]
+    logit = lead.logistic_baseline().fit(lead._codes(x[train]), y[train]).predict_proba(lead._codes(x[~train]))[:, 1]
+    return ~train, {lead.BOOSTED: trees, lead.LOGISTIC: logit}
+
+
+def test_the_no_show_choice_never_reads_the_test_period(synthetic):
+    """The test period's labels rewritten twice, once so that the trees rank it perfectly, once so that the regression
+    does: choosing on the test rows picked each in turn. The choice, made on the validation slice, stays what it is
+    on the real labels, and the headline is the chosen model (refitted on the whole training period) on the test
+    rows; the other candidate is not measured there."""
+    marts, _ = synthetic
+    targets = labelled_targets(marts.appointments)
+    features = build_features(targets, marts)
+    y = (targets["status"] == "no_show").to_numpy(int)
+    starts = targets["scheduled_start"]
+    test, preds = _no_show_test_predictions(features, y, starts)
+    real = no_show.evaluate(features, y, starts).card["baseline_comparison"]
+    for favoured in (no_show.BOOSTED, no_show.LOGISTIC):
+        y_rig = _rigged(y, test, preds[favoured])
+        card = no_show.evaluate(features, y_rig, starts).card
+        cmp = card["baseline_comparison"]
+        chosen = cmp["best_model"]
+        assert chosen == real["best_model"] and cmp["validation"] == real["validation"], favoured
+        assert cmp["chosen_on"] == real["chosen_on"] and cmp["chosen_on"].startswith("the validation slice")
+        assert cmp[chosen] == pytest.approx(classification_metrics(y_rig[test], preds[chosen])["roc_auc"], abs=1e-9)
+        loser = ({no_show.BOOSTED, no_show.LOGISTIC} - {chosen}).pop()
+        assert cmp[loser] is None and card["candidates"][loser]["roc_auc"] is None
+
+
+def test_the_lead_choice_never_reads_the_test_period():
+    """The same for lead scoring (1,500 synthetic referrals): the test period's labels favouring either candidate
+    leave the choice and its validation figures as they are."""
+    rows, feats, y = lead.snapshots(make_referrals(1500, seed=4), LEAD_AS_OF)
+    test, preds = _lead_test_predictions(rows, feats, y)
+    real = lead.evaluate(rows, feats, y)["baseline_comparison"]
+    assert real[lead.BOOSTED] is not None or real[lead.LOGISTIC] is not None
+    for favoured in (lead.BOOSTED, lead.LOGISTIC):
+        y_rig = _rigged(y, test, preds[favoured])
+        ev = lead.evaluate(rows, feats, y_rig)
+        cmp = ev["baseline_comparison"]
+        assert cmp["best_model"] == real["best_model"] and cmp["validation"] == real["validation"], favoured
+        chosen = cmp["best_model"]
+        assert ev["roc_auc"] == pytest.approx(classification_metrics(y_rig[test], preds[chosen])["roc_auc"], abs=1e-9)
+
+
+def test_a_practice_too_small_to_choose_gets_the_documented_default(tmp_path):
+    """60 patients, seed 3 (478 labelled appointments): enough to train and test (ml/sufficiency.py), but the
+    slice the trees would be calibrated on before the validation slice holds 9 no-shows. The logistic regression
+    is chosen by default, and the card and its text say so and why; it is still gated on the test period."""
+    marts, _, _ = _labelled(60, seed=3)
+    settings = get_settings(tmp_path / "home").ensure()
+    card = train_score.train_no_show(None, settings, marts, "2025-01-01T00:00:00+00:00", None)
+    cmp = card["baseline_comparison"]
+    assert card["status"] == sufficiency.TRAINED and cmp["chosen_by_default"] is True
+    assert cmp["best_model"] == no_show.LOGISTIC and card["deployed_model"] in (no_show.LOGISTIC, no_show.HISTORY)
+    assert cmp["chosen_on"].startswith("default: the logistic regression") and "9 no-shows" in cmp["chosen_on"]
+    assert cmp[no_show.BOOSTED] is None and no_show.BOOSTED not in cmp["validation"]
+    md = artifacts.card_path(settings).with_suffix(".md").read_text()
+    assert "Chosen by default: the logistic regression, because" in md and "9 no-shows" in md
 
 
 def test_history_verdict_is_plain_and_a_withheld_card_is_refused():
@@ -177,13 +351,17 @@ def test_trees_need_room_for_a_split():
     assert not lead.trees_possible(np.arange(228)) and lead.trees_possible(np.arange(400))
 
 
-def test_lead_serving_choice():
+def test_lead_serving_decision():
     src = {"roc_auc": 0.54}
-    assert lead.serving_choice(lead.BOOSTED, {"roc_auc": 0.79, "brier": 0.13}, src, 0.20)[0]
-    assert not lead.serving_choice(lead.BOOSTED, {"roc_auc": 0.50, "brier": 0.18}, src, 0.20)[0]  # constant trees
-    assert not lead.serving_choice(lead.LOGISTIC, {"roc_auc": 0.53, "brier": 0.15}, src, 0.20)[0]  # below the rate
-    assert not lead.serving_choice(lead.LOGISTIC, {"roc_auc": 0.80, "brier": 0.21}, src, 0.20)[0]  # worse than constant
-    assert not lead.serving_choice(lead.LOGISTIC, {"roc_auc": 0.49, "brier": 0.15}, {"roc_auc": 0.40}, 0.20)[0]
+
+    def served(kind, m, base=src):
+        return not serving_decision(kind, m, base, 0.20, lead.WORDS).withheld
+
+    assert served(lead.BOOSTED, {"roc_auc": 0.79, "brier": 0.13})
+    assert not served(lead.BOOSTED, {"roc_auc": 0.50, "brier": 0.18})  # constant trees
+    assert not served(lead.LOGISTIC, {"roc_auc": 0.53, "brier": 0.15})  # below the rate
+    assert not served(lead.LOGISTIC, {"roc_auc": 0.80, "brier": 0.21})  # worse than constant
+    assert not served(lead.LOGISTIC, {"roc_auc": 0.49, "brier": 0.15}, {"roc_auc": 0.40})  # below chance
 
 
 def _train_lead(monkeypatch, tmp_path, referrals: pd.DataFrame):
@@ -226,6 +404,8 @@ def test_a_lead_model_no_better_than_the_baseline_is_not_served(monkeypatch, tmp
     artifacts.save_model(artifacts.lead_model_path(settings), {"an": "older model"})
     settings, card = _train_lead(monkeypatch, tmp_path, refs)
     assert card["status"] == sufficiency.NOT_TRAINED and card["withheld"] is True and card["served"] is False
+    # nothing is deployed (it said the candidate's name, unlike the no-show and denial cards)
+    assert card["deployed_model"] is None and card["baseline_comparison"]["best_model"] in (lead.BOOSTED, lead.LOGISTIC)
     assert card["reason"].startswith("not served: on the test period") and "no better than" in card["reason"]
     assert card["roc_auc"] <= max(0.5, card["baseline_roc_auc"])
     assert not artifacts.lead_model_path(settings).exists()
@@ -240,10 +420,12 @@ def test_the_final_lead_model_is_the_evaluated_recipe(n):
     rows, feats, y = lead.snapshots(make_referrals(n, seed=3), LEAD_AS_OF)
     ev = lead.evaluate(rows, feats, y)
     cmp = ev["baseline_comparison"]
-    assert ev["deployed_model"] == lead.choose_deployed(cmp[lead.BOOSTED], cmp[lead.LOGISTIC])
-    assert (cmp[lead.BOOSTED] is None) == (n == 60)  # 60 referrals: no room for a split
-    model = lead.fit_final(rows, feats, y, "t", "v", kind=ev["deployed_model"])
-    assert model.kind == ev["deployed_model"]
+    chosen = cmp["best_model"]
+    assert ev["deployed_model"] in (chosen, None) and cmp[chosen] == ev["roc_auc"]
+    trees = cmp["validation"].get(lead.BOOSTED) or {}
+    assert (trees.get("roc_auc") is None) == (n == 60)  # 60 referrals: no room for a split, not a candidate
+    model = lead.fit_final(rows, feats, y, "t", "v", kind=chosen)
+    assert model.kind == chosen
 
 
 def test_chance_auc_is_what_a_signal_free_ranking_stays_below():
