@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -93,11 +93,11 @@ CREATE TABLE IF NOT EXISTS {loads} (
     load_id BIGINT PRIMARY KEY, file VARCHAR NOT NULL, sha256 VARCHAR, source VARCHAR,
     rows_read BIGINT NOT NULL, rows_landed BIGINT NOT NULL, rows_quarantined BIGINT NOT NULL,
     rows_duplicate BIGINT NOT NULL, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP,
-    status VARCHAR NOT NULL, message VARCHAR, profile VARCHAR, mapping_sha256 VARCHAR)
+    status VARCHAR NOT NULL, message VARCHAR, profile VARCHAR, mapping_sha256 VARCHAR, upload_scope VARCHAR)
 """
 LOADS_COLUMNS = (
     "load_id, file, sha256, source, rows_read, rows_landed, rows_quarantined, rows_duplicate, started_at, "
-    "finished_at, status, message, profile, mapping_sha256"
+    "finished_at, status, message, profile, mapping_sha256, upload_scope"
 )
 QUARANTINE_DDL = """
 CREATE TABLE IF NOT EXISTS {quarantine} (
@@ -160,6 +160,7 @@ class LoadResult:
     finished_at: datetime | None = None
     profile: str | None = None  # the source profile that mapped a vendor export (ingestion/profiles/)
     mapping_sha256: str | None = None  # that profile's fingerprint: the same bytes under a fixed profile re-read
+    upload_scope: str | None = None  # an upload limited to some clinics: their ids, sorted, comma-separated
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -171,7 +172,11 @@ def _now() -> datetime:
 
 
 def ingest(
-    paths: Sequence[Path], settings: Settings, progress: ProgressFn = None, profile: str | None = None
+    paths: Sequence[Path],
+    settings: Settings,
+    progress: ProgressFn = None,
+    profile: str | None = None,
+    clinics: Iterable[str] | None = None,
 ) -> list[LoadResult]:
     """Load every CSV in `paths` (files or folders, `truth/` skipped) into settings.raw_db, in sorted order.
 
@@ -179,11 +184,17 @@ def ingest(
     `profile` (a shipped name or a .yml path) forces one for every CSV; other files load by their file name.
     A `.gz` loads as the file it holds, a `.zip` as each of its members (`_load_compressed`).
 
+    `clinics`: an upload limited to these clinics (`ptpulse ingest --clinics`, the app's Upload page for a user
+    limited to some clinics; None = every clinic, the default). Rows outside them are quarantined as
+    `outside_upload_scope` (validation.py `scope_checks`), files of a source without a clinic column and FHIR / X12
+    files are refused, and every load records the clinics in raw._loads.upload_scope (`upload_scope`).
+
     Opens raw.duckdb read-write once for the whole call. Files are independent: a refused file does not
     stop the others. An unexpected error rolls back the file being loaded and records it as `failed` in
     raw._loads (with its exception type, never its text), and the call goes on; only an interrupt (Ctrl-C)
     or a broken connection to raw.duckdb stops it.
     """
+    scope = upload_scope(clinics)  # a clinic id it cannot record stops the call before anything is read
     contracts = load_contracts()
     forced = resolve_profile(profile, settings.home) if profile else None  # a bad name stops the call at once
     profiles = available_profiles(settings.home)  # shipped + $PTPULSE_HOME/profiles/; a broken one stops it too
@@ -200,16 +211,64 @@ def ingest(
             path = unit[0]
             _report(progress, display_name(path), done, len(files))
             if compression(path) is not None:
-                results.extend(_load_compressed(db, unit, contracts, work_dir, forced, profiles))
+                results.extend(_load_compressed(db, unit, contracts, work_dir, forced, profiles, scope=scope))
             elif is_interop(path):
-                results.extend(_load_interop_file(db, path, contracts))
+                results.extend(_load_interop_file(db, path, contracts, scope=scope))
             else:
-                results.append(_load_file(db, path, contracts, work_dir, forced, profiles))
+                results.append(_load_file(db, path, contracts, work_dir, forced, profiles, scope=scope))
             done += len(unit)
         _report(progress, "done", len(files), len(files))
         return results
     finally:
         db.close()
+
+
+def upload_scope(clinics: Iterable[str] | None) -> str | None:
+    """The clinics an upload is limited to, as raw._loads.upload_scope records them: sorted, comma-separated
+    (`CL002,CL003`; an empty text for a scope of no clinic, which lands nothing). None = every clinic. A clinic id
+    that is empty, has a comma or surrounding spaces cannot be recorded: refused (ValueError), never widened."""
+    if clinics is None:
+        return None
+    if isinstance(clinics, str):
+        raise ValueError("clinics: give a list of clinic ids, not one text")
+    ids = sorted({str(c) for c in clinics})
+    bad = [c for c in ids if not c or "," in c or c != c.strip()]
+    if bad:
+        raise ValueError("a clinic id of the upload's scope is empty, holds a comma or surrounding spaces")
+    return ",".join(ids)
+
+
+def _scope_clinics(scope: str | None) -> tuple[str, ...] | None:
+    """`upload_scope`'s text back as clinic ids (None = every clinic)."""
+    if scope is None:
+        return None
+    return tuple(c for c in scope.split(",") if c)
+
+
+# A file an upload limited to some clinics cannot load: its rows name no clinic (they are shared by every clinic), or
+# name clinics by reference / NPI (FHIR, X12) rather than by the clinic ids the scope lists.
+SCOPE_REFUSAL = (
+    "{name}: {what}, so an upload limited to some clinics cannot load it ({why}). Nothing of it landed; an "
+    "administrator (a user not limited to clinics) can load it."
+)
+
+
+def _scope_refusal(path: Path, contract: Contract | None) -> str | None:
+    """The refusal of `path` for an upload limited to some clinics, or None when its rows can be checked."""
+    name = display_name(path)
+    if contract is None:
+        return SCOPE_REFUSAL.format(
+            name=name,
+            what="FHIR and X12 files name clinics by reference or NPI, not by a clinic column",
+            why="which clinic each row belongs to cannot be checked",
+        )
+    if v.CLINIC_COLUMN not in contract.column_names:
+        return SCOPE_REFUSAL.format(
+            name=name,
+            what=f"{contract.source} rows have no clinic column",
+            why="they are shared by every clinic: a patient's phone or a payer changed here changes it for all",
+        )
+    return None
 
 
 def _deliveries(files: Sequence[Path]) -> list[list[Path]]:
@@ -255,6 +314,7 @@ def _prepare(db: RawDB) -> None:
     db.con.execute(LOADS_DDL.format(loads=db.t("_loads")))
     db.con.execute(f"ALTER TABLE {db.t('_loads')} ADD COLUMN IF NOT EXISTS profile VARCHAR")  # pre-profile files
     db.con.execute(f"ALTER TABLE {db.t('_loads')} ADD COLUMN IF NOT EXISTS mapping_sha256 VARCHAR")
+    db.con.execute(f"ALTER TABLE {db.t('_loads')} ADD COLUMN IF NOT EXISTS upload_scope VARCHAR")  # pre-scope files
     db.con.execute(QUARANTINE_DDL.format(quarantine=db.t("_quarantine")))
 
 
@@ -266,11 +326,13 @@ def _load_file(
     forced: Profile | None = None,
     profiles: Mapping[str, Profile] | None = None,
     file: str | None = None,
+    scope: str | None = None,
 ) -> LoadResult:
     """One file, start to audit. Refusals are results; anything unexpected is recorded as `failed` and the
     call goes on (an interrupt is recorded, then re-raised). `file`: what raw._loads records when `path` is the
-    private working copy of a compressed delivery (`x.csv.gz`, `export.zip!x.csv`)."""
-    result = LoadResult(load_id=_next_load_id(db), file=file or str(path))
+    private working copy of a compressed delivery (`x.csv.gz`, `export.zip!x.csv`). `scope`: the clinics of an
+    upload limited to some (`upload_scope`; None = every clinic)."""
+    result = LoadResult(load_id=_next_load_id(db), file=file or str(path), upload_scope=scope)
     normalised: Path | None = None
     if not path.is_symlink() and path.is_file() and is_documentation(path):
         _skip_documentation(db, result)
@@ -289,7 +351,10 @@ def _load_file(
         else:
             contract = match_source(path, contracts)
         result.source = contract.source
-        previous = _previous_load(db, result.sha256, mapping=result.mapping_sha256)
+        refusal = _scope_refusal(path, contract) if scope is not None else None
+        if refusal:
+            raise FileRefused(refusal)
+        previous = _previous_load(db, result.sha256, mapping=result.mapping_sha256, scope=scope)
         if previous is not None:
             _skip(db, result, previous)
         elif mapped is not None:
@@ -352,6 +417,7 @@ def _load_compressed(
     work_dir: Path,
     forced: Profile | None,
     profiles: Mapping[str, Profile] | None,
+    scope: str | None = None,
 ) -> list[LoadResult]:
     """A compressed delivery (one .zip, or the FHIR .gz files of one folder, or one .gz): unpacked into a private
     folder (ingestion/files.py `unpacked`), then every file inside loaded exactly like a plain file, each its own
@@ -362,7 +428,7 @@ def _load_compressed(
     results: list[LoadResult] = []
     unit = list(unit)
     for path in [p for p in unit if not p.is_symlink() and p.is_file() and is_documentation(p)]:
-        result = LoadResult(load_id=_next_load_id(db), file=str(path))  # a hidden `.x.csv.gz`: not data
+        result = LoadResult(load_id=_next_load_id(db), file=str(path), upload_scope=scope)  # a hidden `.x.csv.gz`
         _skip_documentation(db, result)
         results.append(result)
         unit.remove(path)
@@ -373,7 +439,7 @@ def _load_compressed(
         members = stack.enter_context(unpacked(unit, work_dir))
     except BaseException as exc:  # nothing of the delivery was read: one row per compressed file, with the reason
         for path in unit:
-            result = LoadResult(load_id=_next_load_id(db), file=str(path))
+            result = LoadResult(load_id=_next_load_id(db), file=str(path), upload_scope=scope)
             if isinstance(exc, FileRefused):
                 _refuse(db, result, str(exc))
             elif isinstance(exc, OSError):
@@ -389,14 +455,16 @@ def _load_compressed(
     with stack, shown_as({m.path: m.file for m in members if m.path is not None}):
         for member in members:
             if member.path is None:
-                result = LoadResult(load_id=_next_load_id(db), file=member.file)
+                result = LoadResult(load_id=_next_load_id(db), file=member.file, upload_scope=scope)
                 _refuse(db, result, member.refusal)
                 log.info("load %s %s: refused", result.load_id, display_name(Path(member.file)))
                 results.append(result)
             elif is_interop(member.path):
-                results.extend(_load_interop_file(db, member.path, contracts, file=member.file))
+                results.extend(_load_interop_file(db, member.path, contracts, file=member.file, scope=scope))
             else:
-                results.append(_load_file(db, member.path, contracts, work_dir, forced, profiles, file=member.file))
+                results.append(
+                    _load_file(db, member.path, contracts, work_dir, forced, profiles, file=member.file, scope=scope)
+                )
     return results
 
 
@@ -405,7 +473,12 @@ def _next_load_id(db: RawDB) -> int:
 
 
 def _previous_load(
-    db: RawDB, sha256: str, source: str | None = None, by_source: bool = False, mapping: str | None = None
+    db: RawDB,
+    sha256: str,
+    source: str | None = None,
+    by_source: bool = False,
+    mapping: str | None = None,
+    scope: str | None = None,
 ) -> tuple | None:
     """(load_id, file, finished_at) of the earlier successful load of the same bytes, if any.
 
@@ -413,12 +486,16 @@ def _previous_load(
     `mapping`: the fingerprint of the profile mapping the file now; a load under another version of the
     profile does not count, so fixing a profile (a date format, a value map) and re-ingesting re-reads the
     file (what it landed before becomes duplicates) instead of leaving its quarantined rows stuck.
+    `scope`: the clinics this load is limited to (None = every clinic). A load limited to other clinics (or to
+    some, for a load of every clinic) landed only part of the file: it does not count, so an administrator can
+    land the rows a clinic manager's upload set aside by loading the same file.
     """
     where = " AND source IS NOT DISTINCT FROM ?" if by_source else ""
-    params = [sha256, LOADED] + ([source] if by_source else []) + [mapping]
+    params = [sha256, LOADED] + ([source] if by_source else []) + [mapping, scope]
     return db.con.execute(
         f"SELECT load_id, file, finished_at FROM {db.t('_loads')} WHERE sha256 = ? AND status = ?"
-        f"{where} AND mapping_sha256 IS NOT DISTINCT FROM ? ORDER BY load_id LIMIT 1",
+        f"{where} AND mapping_sha256 IS NOT DISTINCT FROM ? AND (upload_scope IS NULL OR upload_scope = ?) "
+        "ORDER BY load_id LIMIT 1",
         params,
     ).fetchone()
 
@@ -504,7 +581,7 @@ def _rollback_if_open(db: RawDB) -> None:
 def _write_audit(db: RawDB, result: LoadResult) -> None:
     result.finished_at = _now()
     db.con.execute(
-        f"INSERT INTO {db.t('_loads')} ({LOADS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO {db.t('_loads')} ({LOADS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             result.load_id,
             result.file,
@@ -520,6 +597,7 @@ def _write_audit(db: RawDB, result: LoadResult) -> None:
             result.message,
             result.profile,
             result.mapping_sha256,
+            result.upload_scope,
         ],
     )
 
@@ -911,6 +989,9 @@ def _land(
 ) -> None:
     """Quarantine, land and audit the staged file atomically; assert the row-count invariant first."""
     db.con.execute(EXCLUDED_DDL)  # rows a source profile excluded (none for native files)
+    scope_checks = _apply_scope(db, result, contract)
+    if scope_checks is not None:
+        notes = [*notes, _scope_note(result.upload_scope)]
     staged, malformed, excluded = db.con.execute(
         "SELECT (SELECT count(*) FROM _staged), (SELECT count(*) FROM _malformed), (SELECT count(*) FROM _excluded)"
     ).fetchone()
@@ -919,7 +1000,7 @@ def _land(
     db.con.begin()
     ensure_source_table(db, contract, with_op=with_op)
     result.rows_read = staged + malformed + excluded
-    result.rows_quarantined = _quarantine(db, result, contract, line) + malformed + excluded
+    result.rows_quarantined = _quarantine(db, result, contract, line, scope_checks or []) + malformed + excluded
     result.rows_duplicate = _find_duplicates(db, contract, result.profile)
     result.rows_landed = _insert_rows(db, result, contract, line, with_op=with_op)
     assert_counts(result)
@@ -927,6 +1008,68 @@ def _land(
     result.message = "; ".join(notes + _summary(result))
     _write_audit(db, result)
     db.con.commit()
+
+
+def _apply_scope(db: RawDB, result: LoadResult, contract: Contract) -> list[v.Check] | None:
+    """An upload limited to some clinics (result.upload_scope): mark the staged valid rows outside it with the number
+    of the first scope check they break (numbered after the contract's checks), so `_quarantine` sets them aside as
+    `outside_upload_scope` with the column and the fix, and they count as quarantined. Returns the checks (None for
+    a load of every clinic). Ids are compared with what raw holds before this load, read in the same connection."""
+    clinics = _scope_clinics(result.upload_scope)
+    if clinics is None:
+        return None
+    if v.CLINIC_COLUMN not in contract.column_names:  # refused before staging (`_scope_refusal`): never reached
+        raise FileRefused(f"{contract.source}: no clinic column, not loadable by an upload limited to some clinics")
+    held_columns, shared_columns = v.scope_columns(contract)
+    held = {}
+    for name in held_columns:
+        landed = _clinic_tables(db, name)  # an id of a record kept at one clinic: wherever it is landed
+        tables = landed if name in v.HELD_COLUMNS else [t for t in landed if t == contract.source]  # own key, NPI
+        if tables:
+            held[name] = _ids_at(db, name, tables, clinics, inside=False)
+    shared = {}
+    for name in shared_columns:
+        tables = _clinic_tables(db, name)
+        known = [_ids_at(db, name, tables, clinics, inside=False)] if tables else []
+        if name == "patient_id" and "patient_id" in _landed_columns(db, "patients"):  # registered, no visit yet
+            known.append(f"SELECT patient_id AS id FROM {db.t('patients')} WHERE patient_id IS NOT NULL")
+        if known:
+            inside = _ids_at(db, name, tables, clinics, inside=True) if tables else "SELECT NULL AS id WHERE false"
+            shared[name] = (" UNION ALL ".join(known), inside)
+    checks = v.scope_checks(contract, clinics, held, shared)
+    first = len(v.checks_for(contract))
+    for number, check in enumerate(checks, start=first + 1):
+        db.con.execute(f"UPDATE _staged SET _violation = {number} WHERE _violation IS NULL AND ({check.condition})")
+    return checks
+
+
+def _clinic_tables(db: RawDB, column: str) -> list[str]:
+    """Landed raw tables with both `column` and clinic_id (the sources that say at which clinic an id is)."""
+    rows = db.con.execute(
+        "SELECT table_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
+        "AND column_name IN (?, ?) AND table_name NOT LIKE '\\_%' ESCAPE '\\' "
+        "GROUP BY table_name HAVING count(DISTINCT column_name) = 2 ORDER BY table_name",
+        [db.catalog, SCHEMA, column, v.CLINIC_COLUMN],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _ids_at(db: RawDB, column: str, tables: Sequence[str], clinics: tuple[str, ...], inside: bool) -> str:
+    """SQL selecting the ids of `column` landed in `tables` at one of `clinics` (`inside`) or at any other clinic
+    (a row without a clinic counts as another clinic's)."""
+    at = v.in_clinics(quote_ident(v.CLINIC_COLUMN), clinics)
+    where = at if inside else f"NOT {at}"
+    col = quote_ident(column)
+    return " UNION ALL ".join(f"SELECT {col} AS id FROM {db.t(t)} WHERE {col} IS NOT NULL AND {where}" for t in tables)
+
+
+def _scope_note(scope: str | None) -> str:
+    """The load's message for an upload limited to some clinics: how many, never which (raw._loads.upload_scope)."""
+    n = len(_scope_clinics(scope) or ())
+    return (
+        f"upload limited to {n} clinic(s) (raw._loads.upload_scope): rows of other clinics, or naming records kept "
+        f"at them, are quarantined as {v.SCOPE_RULE}"
+    )
 
 
 def assert_counts(result: LoadResult) -> None:
@@ -990,9 +1133,12 @@ def _rehash_if_older_rule(db: RawDB, contract: Contract, has_op: bool) -> None:
     db.con.execute(f"COMMENT ON TABLE {table} IS {v.lit(v.row_hash_rule(contract))}")
 
 
-def _quarantine(db: RawDB, result: LoadResult, contract: Contract, line: tuple[str, str]) -> int:
-    """Copy rows with a broken rule, and malformed lines, to raw._quarantine; return the broken-rule count."""
-    checks = v.checks_for(contract)
+def _quarantine(
+    db: RawDB, result: LoadResult, contract: Contract, line: tuple[str, str], scope_checks: Sequence[v.Check] = ()
+) -> int:
+    """Copy rows with a broken rule, and malformed lines, to raw._quarantine; return the broken-rule count.
+    `scope_checks`: those `_apply_scope` numbered after the contract's checks (an upload limited to some clinics)."""
+    checks = v.checks_for(contract) + list(scope_checks)
     params = [result.load_id, contract.source, result.file]
     broken = 0
     if checks:
@@ -1196,14 +1342,17 @@ INTEROP_LINE = ("", "s._src_line")  # rows carry their position in the file (see
 
 
 def _load_interop_file(
-    db: RawDB, path: Path, contracts: Mapping[str, Contract], file: str | None = None
+    db: RawDB, path: Path, contracts: Mapping[str, Contract], file: str | None = None, scope: str | None = None
 ) -> list[LoadResult]:
     """A FHIR or X12 file: parsed once into rows per target source, then one load (and one raw._loads row)
     per source, each its own transaction. A file that cannot be read is one `refused` row (source NULL);
     a file with nothing PT Pulse maps is one `loaded` row with 0 rows and source NULL. Re-offering the same
-    bytes skips each source that already loaded, so a source that failed is retried on its own. `file`: as
-    for `_load_file`."""
-    result = LoadResult(load_id=_next_load_id(db), file=file or str(path))
+    bytes skips each source that already loaded, so a source that failed is retried on its own. `file`, `scope`:
+    as for `_load_file` (an upload limited to some clinics refuses the file unread: `_scope_refusal`)."""
+    result = LoadResult(load_id=_next_load_id(db), file=file or str(path), upload_scope=scope)
+    if scope is not None:
+        _refuse(db, result, _scope_refusal(path, None))
+        return [result]
     try:
         check_readable(path)
         before = file_identity(path)
@@ -1242,7 +1391,7 @@ def _land_batch(
     """One load per target source of an interop file's batch (see `_load_interop_file`)."""
     notes = batch.summary()
     if not batch.rows:
-        previous = _previous_load(db, result.sha256, None, by_source=True)
+        previous = _previous_load(db, result.sha256, None, by_source=True, scope=result.upload_scope)
         if previous is not None:
             _skip(db, result, previous)
         else:
@@ -1254,10 +1403,17 @@ def _land_batch(
     system = "x12" if looks_like_x12(path) else "fhir"  # raw._loads.profile: the source system dbt merges by
     file = result.file
     for source in sorted(batch.rows):
-        result = LoadResult(load_id=_next_load_id(db), file=file, sha256=result.sha256, source=source, profile=system)
+        result = LoadResult(
+            load_id=_next_load_id(db),
+            file=file,
+            sha256=result.sha256,
+            source=source,
+            profile=system,
+            upload_scope=result.upload_scope,
+        )
         contract = contracts[source]
         try:
-            previous = _previous_load(db, result.sha256, source, by_source=True)
+            previous = _previous_load(db, result.sha256, source, by_source=True, scope=result.upload_scope)
             if previous is not None:
                 _skip(db, result, previous)
             else:

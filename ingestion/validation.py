@@ -312,3 +312,90 @@ def record_expr(contract: Contract) -> str:
     """SQL: JSON object of the original text values of the contract columns, for the quarantine."""
     pairs = ", ".join(f"{lit(c.name)}, {quote_ident(c.name)}" for c in contract.columns)
     return f"json_object({pairs})"
+
+
+# --- uploads limited to some clinics (`ptpulse ingest --clinics`: the app's Upload page for a clinic manager) -------
+#
+# A user limited to some clinics may land only rows of those clinics. A row is outside the upload's scope when its
+# clinic_id is not one of them, and also when it would change a record another clinic holds: a new version of a key
+# or an event of an appointment (episode, referral, claim) landed at another clinic would otherwise move that record
+# to the uploader's clinic and rewrite it (the appointment's latest event gives its clinic and status). A patient or
+# therapist known to PT Pulse only outside the scope is not attached to it either: a made-up booking would otherwise
+# show that patient's name and phone to the uploader. Checked on valid rows only, after every contract rule, so a
+# broken row reports its own problem first. Sources without a clinic column are refused whole (ingestion/loader.py).
+
+SCOPE_RULE = "outside_upload_scope"
+CLINIC_COLUMN = "clinic_id"
+# ids of records kept at one clinic: any landed row naming one at a clinic outside the scope makes the row outside it
+HELD_COLUMNS = ("appointment_id", "episode_id", "referral_id", "claim_id")
+# identifiers unique to one record of their own source: a clinic's or therapist's NPI given to another clinic's record
+# would make the X12 / FHIR crosswalk drop it for both (an NPI shared by several records maps to none)
+OWN_UNIQUE_COLUMNS = ("npi",)
+# people seen at several clinics: outside the scope when known to PT Pulse, but never at one of the scope's clinics
+SHARED_COLUMNS = ("patient_id", "therapist_id")
+SCOPE_FIX = "an administrator (a user not limited to clinics) can load the row"
+
+
+def in_clinics(expr: str, clinics: tuple[str, ...]) -> str:
+    """SQL: true when `expr` is one of `clinics` (false for NULL, and for an empty scope). The clinics come from the
+    uploader's scope (roles.yml), never from a file, and go through `lit`."""
+    if not clinics:
+        return "false"
+    return f"coalesce({expr} IN ({', '.join(lit(c) for c in clinics)}), false)"
+
+
+def scope_columns(contract: Contract) -> tuple[list[str], list[str]]:
+    """(held, shared) columns of a contract that a limited upload checks beyond clinic_id, in contract order.
+
+    held: the source's own key (unless it holds clinic_id: clinics, marketing_spend), its NPI, and the ids of records
+    kept at one clinic (HELD_COLUMNS); shared: patient and therapist ids that are not the source's key."""
+    key = [k for k in contract.natural_key]
+    own_key = key if len(key) == 1 and CLINIC_COLUMN not in key else []
+    held = [c for c in contract.column_names if c in own_key or c in HELD_COLUMNS or c in OWN_UNIQUE_COLUMNS]
+    shared = [c for c in contract.column_names if c in SHARED_COLUMNS and c not in held]
+    return held, shared
+
+
+def scope_checks(
+    contract: Contract, clinics: tuple[str, ...], held: dict[str, str], shared: dict[str, tuple[str, str]]
+) -> list[Check]:
+    """The checks of an upload limited to `clinics`, in the order the first broken one is reported: clinic_id, then
+    the held ids, then the shared ones. `held[column]`: SQL selecting the ids of that column held at a clinic outside
+    the scope; `shared[column]`: (SQL selecting the ids known to PT Pulse outside the scope, SQL selecting those seen
+    at one of its clinics). A column missing from them has nothing landed to compare with (no check). Details name
+    the column and the fix, never a value (nor the scope's clinics)."""
+    checks = [
+        Check(
+            SCOPE_RULE,
+            CLINIC_COLUMN,
+            f"NOT {in_clinics(typed_ref(contract.column(CLINIC_COLUMN)), clinics)}",
+            lit(f"{CLINIC_COLUMN}: the row's clinic is not one of the clinics this upload was limited to; {SCOPE_FIX}"),
+        )
+    ]
+    held_columns, shared_columns = scope_columns(contract)
+    for name in held_columns:
+        if name in held:
+            checks.append(
+                Check(
+                    SCOPE_RULE,
+                    name,
+                    f"coalesce({typed_ref(contract.column(name))} IN ({held[name]}), false)",
+                    lit(
+                        f"{name}: the value names a record kept at a clinic outside the clinics this upload was "
+                        f"limited to; {SCOPE_FIX}"
+                    ),
+                )
+            )
+    for name in shared_columns:
+        if name in shared:
+            known, inside = shared[name]
+            value = typed_ref(contract.column(name))
+            checks.append(
+                Check(
+                    SCOPE_RULE,
+                    name,
+                    f"coalesce({value} IN ({known}), false) AND NOT coalesce({value} IN ({inside}), false)",
+                    lit(f"{name}: known to PT Pulse only outside the clinics this upload was limited to; {SCOPE_FIX}"),
+                )
+            )
+    return checks

@@ -256,14 +256,29 @@ def ingest(
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON result per file on stdout (counts, rules, fixes; never values)."
     ),
+    clinics: list[str] | None = typer.Option(
+        None,
+        "--clinics",
+        metavar="IDS",
+        help="Limit the load to these clinic ids (comma-separated or repeated; '' = none): rows of other clinics, or "
+        "naming records kept at them, are quarantined as outside_upload_scope, and files without a clinic column "
+        "(patients, payers, referring physicians, remittances, marketing touches) and FHIR / X12 files are refused. "
+        "The app's Upload page passes the clinics of a user limited to some. Without it: every clinic.",
+    ),
 ) -> None:
     """Validate and land source files in raw.duckdb; bad rows go to quarantine with a reason."""
     from ingestion.files import discover
     from ingestion.loader import ingest as run
+    from ingestion.loader import upload_scope
     from ingestion.profiles import ProfileError
     from ingestion.status import quarantine_by_load
 
     settings = get_settings(home)
+    scope = None if clinics is None else [c.strip() for value in clinics for c in value.split(",") if c.strip()]
+    try:
+        upload_scope(scope)
+    except ValueError as exc:
+        _json_fail(as_json, "clinics", f"--clinics: {exc}", code=2)
     if not discover(paths):  # only empty folders: say so, rather than print an empty table and succeed
         _json_fail(as_json, "no_files", _no_files(paths), code=2)
     seen = {"started": False}
@@ -274,7 +289,7 @@ def ingest(
             progress_bar("ingest") as report,
         ):
             steps, seen = _watched(_plain_steps(report))
-            results = run(paths, settings, progress=steps, profile=profile)
+            results = run(paths, settings, progress=steps, profile=profile, clinics=scope)
             rules = quarantine_by_load(settings, [r.load_id for r in results]) if as_json else {}
     except PipelineBusy as exc:
         _json_fail(as_json, "busy", str(exc), code=3)

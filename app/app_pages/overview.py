@@ -129,10 +129,20 @@ def _where(clinic_id: str) -> str:
     return "Whole practice" if clinic_id == goals.PRACTICE else clinic_names.get(clinic_id, clinic_id)
 
 
+# a user limited to some clinics sets their clinics' targets only (goals.set_goal refuses the rest)
+goal_scope = ctx.user.scope.clinics
+goal_for = [goals.PRACTICE, *clinic_names] if goal_scope is None else [c for c in clinic_names if c in goal_scope]
+
 with st.expander("Practice goals", icon=":material/flag:"):
     st.caption(
-        "Your own target per KPI, for the whole practice or one clinic. A clinic's own target applies when only "
-        "that clinic is selected; otherwise the practice's. Every change is kept with who made it and when."
+        (
+            "Your own target per KPI, for the whole practice or one clinic. "
+            if goal_scope is None
+            else "Your own target per KPI, for one of your clinics (whole-practice targets are set by an owner of "
+            "the whole practice). "
+        )
+        + "A clinic's own target applies when only that clinic is selected; otherwise the practice's. Every change "
+        "is kept with who made it and when."
     )
     saved = st.session_state.pop("ov_goal_saved", None)
     if saved:
@@ -157,13 +167,15 @@ with st.expander("Practice goals", icon=":material/flag:"):
                 "set_at": st.column_config.DatetimeColumn("Set at (UTC)", format="MMM D, YYYY HH:mm"),
             },
         )
-    if goals.can_set(ctx.user.role):
+    if goals.can_set(ctx.user.role) and not goal_for:
+        st.caption("Your account is limited to clinics that have no data yet: no target can be set here.")
+    elif goals.can_set(ctx.user.role):
         with st.form("ov_goal_form", clear_on_submit=False):
             g1, g2, g3 = st.columns([2, 2, 1])
             goal_kpi = g1.selectbox("KPI", list(names), format_func=names.get, key="ov_goal_kpi")
             where = g2.selectbox(
                 "For",
-                [goals.PRACTICE, *clinic_names],
+                goal_for,
                 format_func=_where,
                 key="ov_goal_clinic",
             )
@@ -185,6 +197,7 @@ with st.expander("Practice goals", icon=":material/flag:"):
                         ctx.user.role,
                         clinic_id=where,
                         known_kpis=names,
+                        clinics=goal_scope,
                     )
                 except goals.GoalError as exc:
                     st.error(f"Target not saved: {exc}")

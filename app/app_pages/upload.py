@@ -1,6 +1,9 @@
 """Upload data (admin, manager): drop this week's exports here instead of using a terminal. Each file is validated
 and landed by `ptpulse ingest` (same contracts, profiles and lock as the command line), the result per file is
-shown at once, and a refresh then runs in the background while the app keeps serving the current data."""
+shown at once, and a refresh then runs in the background while the app keeps serving the current data.
+
+A user limited to some clinics uploads for those clinics only: the ingestion is told their clinics (`--clinics`,
+app/lib/uploads.py) and sets aside every other clinic's rows, and refuses exports that name no clinic."""
 
 import time
 
@@ -11,6 +14,7 @@ from app.lib import audit, auth, refresh, ui, uploads
 
 ctx = ui.page("upload", needs_data=False)
 s = ctx.settings
+scoped = ctx.user.clinics  # None = every clinic; else the upload lands only rows of these clinics
 RESULT_KEY = "upload_result"
 COUNTER_KEY = "upload_counter"  # a new uploader key after each upload clears the picked files
 
@@ -23,6 +27,15 @@ st.caption(
     f"Up to {uploads.max_bytes() // (1024 * 1024):,} MB per file. Rows that break a rule are set aside, never "
     "loaded; a file that cannot be read is refused with what to fix. Loading the same file twice adds nothing."
 )
+if scoped is not None:
+    st.info(
+        f"Your account is limited to {len(scoped):,} clinic(s) ({', '.join(scoped) or 'none'}), so your uploads "
+        "load only their rows: rows of other clinics, or naming another clinic's appointments, episodes, referrals, "
+        "claims or patients, are set aside (not loaded). Exports without a clinic column "
+        f"({', '.join(f'`{x}`' for x in uploads.sources_without_clinic())}) and FHIR / X12 files are refused: "
+        "an administrator loads those.",
+        icon=":material/domain:",
+    )
 
 busy = refresh.status(s).running or bool(refresh.pipeline_holder(s))
 n = st.session_state.setdefault(COUNTER_KEY, 0)
@@ -43,7 +56,7 @@ go = st.button(
 
 if go and picked:
     with st.status("Validating and loading…", expanded=False) as box:
-        saved = uploads.save_files(s, [(f.name, f) for f in picked])
+        saved = uploads.save_files(s, [(f.name, f) for f in picked], clinics=scoped)
         outcome = None
         error = None
         waiting = False
@@ -63,7 +76,12 @@ if go and picked:
             ctx.user.email,
             ctx.user.role,
             "upload.ingested",
-            {"upload_id": saved.upload_id, "error": bool(error), **n_},
+            {
+                "upload_id": saved.upload_id,
+                "error": bool(error),
+                "clinics": None if scoped is None else list(saved.clinics or ()),  # a limited upload's clinics
+                **n_,
+            },
         )
         refreshing = False
         log = None

@@ -72,14 +72,30 @@ def set_goal(
     clinic_id: str = PRACTICE,
     note: str = "",
     known_kpis: Iterable[str] | None = None,
+    clinics: Iterable[str] | None = None,
 ) -> int:
-    """Append one target (None clears it) and its audit entry in one transaction; returns the goal_id."""
+    """Append one target (None clears it) and its audit entry in one transaction; returns the goal_id.
+
+    `clinics`: the setter's clinic scope (auth.User.clinics; None = every clinic). A user limited to some clinics
+    sets targets for those clinics only: a whole-practice target sets the goal (and the arrows) of every clinic, so
+    it is refused, as is another clinic's."""
     if not can_set(role):
         raise GoalError(f"the {role} role may not set targets; ask an owner.")
     if not kpi or (known_kpis is not None and kpi not in set(known_kpis)):
         raise GoalError("unknown KPI; pick one of the KPIs listed on the Overview.")
     if not clinic_id:
         raise GoalError("a target needs a clinic, or the whole practice.")
+    if clinics is not None:
+        allowed = {str(c) for c in clinics}
+        if clinic_id == PRACTICE:
+            raise GoalError(
+                "your account is limited to some clinics, so you may set targets for those clinics only, not for "
+                "the whole practice; ask an owner of the whole practice (or an administrator)."
+            )
+        if clinic_id not in allowed:
+            raise GoalError(
+                "your account is limited to some clinics, and this clinic is not one of them; pick one of your clinics."
+            )
     if target is not None:
         try:
             target = float(target)

@@ -11,6 +11,12 @@ a zip (a FHIR Bulk export) is unpacked member by member with the same name rule,
 total-size cap (zip bombs), symlinks and nested zips refused. A `.gz` (`scheduling_events.csv.gz`) is saved as it
 is: `ptpulse ingest` reads the file inside (ingestion/README.md "Compressed exports"). Messages name the file and
 the fix, never a value.
+
+Clinic scope: a user limited to some clinics (a clinic manager) uploads only for them. Their files are saved under
+$PTPULSE_HOME/scoped_uploads/<upload-id>/ (never read by a refresh, which loads incoming/ for every clinic) and
+ingested with `--clinics`: the ingestion itself sets aside the rows of other clinics (`outside_upload_scope`) and
+refuses exports without a clinic column and FHIR / X12 files (ingestion/README.md "Uploads limited to some
+clinics"), so the limit holds wherever the rows land, not only on the page.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import pandas as pd
 
 from app.lib import labels
 from ptpulse.core.config import Settings
+from ptpulse.core.contracts import load_contracts
 
 # What the ingestion reads: CSV, FHIR (NDJSON / JSON Bundle), X12 835/837 (often .txt), a zip of them, and any of
 # them gzip-compressed (`.csv.gz`: saved as is, unpacked by the ingestion)
@@ -47,6 +54,9 @@ CHUNK = 1 << 20
 INGEST_TIMEOUT_S = 1800
 INGEST_WAIT_S = 60  # seconds the ingest waits for a running refresh to release the pipeline lock
 REFUSED_DIR = "refused_uploads"  # refused files are moved here so the next refresh does not offer them again
+SCOPED_DIR = "scoped_uploads"  # uploads limited to some clinics: outside incoming/, so no refresh loads them whole
+SCOPE_RULE = "outside_upload_scope"  # ingestion/validation.py: a row of (or naming a record of) another clinic
+CLINIC_COLUMN = "clinic_id"
 
 # Quarantine rules (ingestion/validation.py) and `ptpulse ingest` statuses (ingestion/loader.py) are shown in the
 # words of the shared label table (dbt_project/seeds/labels.csv, domains quarantine_rule and load_status).
@@ -121,13 +131,24 @@ class Saved:
     files: list[str] = field(default_factory=list)  # names as saved
     offered: dict[str, str] = field(default_factory=dict)  # saved name -> name the user offered (for display)
     not_saved: list[dict[str, str]] = field(default_factory=list)  # {"file", "message"}
+    clinics: tuple[str, ...] | None = None  # the uploader's clinics when limited to some (None = every clinic)
 
 
-def new_upload(settings: Settings) -> Saved:
+def new_upload(settings: Settings, clinics: Iterable[str] | None = None) -> Saved:
+    """A fresh upload folder: incoming/<upload-id>/ for a user of every clinic (the next refresh may load what the
+    pipeline was too busy to check), scoped_uploads/<upload-id>/ for one limited to `clinics` (no refresh reads it:
+    a refresh loads for every clinic)."""
     upload_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    folder = settings.incoming / upload_id
+    scope = None if clinics is None else tuple(sorted({str(c) for c in clinics}))
+    folder = (settings.incoming if scope is None else settings.home / SCOPED_DIR) / upload_id
     folder.mkdir(parents=True, exist_ok=False)
-    return Saved(upload_id=upload_id, folder=folder)
+    return Saved(upload_id=upload_id, folder=folder, clinics=scope)
+
+
+def sources_without_clinic() -> list[str]:
+    """The sources whose rows name no clinic (patients, payers ...): an upload limited to some clinics cannot load
+    them (the ingestion refuses them), only a user of every clinic."""
+    return sorted(c.source for c in load_contracts().values() if CLINIC_COLUMN not in c.column_names)
 
 
 def _copy_capped(src: BinaryIO, target: Path, cap: int) -> bool:
@@ -145,9 +166,13 @@ def _copy_capped(src: BinaryIO, target: Path, cap: int) -> bool:
     return True
 
 
-def save_files(settings: Settings, files: Iterable[tuple[str, BinaryIO]]) -> Saved:
-    """Save offered (name, readable) pairs into a fresh incoming/<upload-id>/; zips are unpacked there."""
-    saved = new_upload(settings)
+def save_files(
+    settings: Settings, files: Iterable[tuple[str, BinaryIO]], clinics: Iterable[str] | None = None
+) -> Saved:
+    """Save offered (name, readable) pairs into a fresh upload folder; zips are unpacked there. `clinics`: the
+    uploader's clinics when limited to some (auth.User.clinics; None = every clinic): `run_ingest` then loads the
+    upload for those clinics only (`new_upload`)."""
+    saved = new_upload(settings, clinics)
     cap = max_bytes()
     for offered, stream in files:
         shown = safe_name(offered)
@@ -243,7 +268,13 @@ class IngestOutcome:
 
 def run_ingest(settings: Settings, saved: Saved, timeout_s: float = INGEST_TIMEOUT_S) -> IngestOutcome:
     """`ptpulse ingest <upload folder> --json` as a subprocess (same checks as the terminal); raises UploadError
-    when it gave no per-file answer (busy pipeline, crash), with the message to show."""
+    when it gave no per-file answer (busy pipeline, crash), with the message to show. An upload limited to some
+    clinics (`saved.clinics`) is ingested with `--clinics`: the ingestion sets aside the other clinics' rows."""
+    if saved.clinics is not None and any(not c or "," in c or c != c.strip() for c in saved.clinics):
+        raise UploadError(
+            "Your account's clinic list cannot be used to limit an upload (a clinic id is empty or holds a comma). "
+            "Nothing was loaded: ask an administrator to correct the roles file."
+        )
     cmd = [
         sys.executable,
         "-m",
@@ -255,6 +286,7 @@ def run_ingest(settings: Settings, saved: Saved, timeout_s: float = INGEST_TIMEO
         "--json",
         "--wait",
         str(INGEST_WAIT_S),
+        *([] if saved.clinics is None else ["--clinics", ",".join(saved.clinics)]),
     ]
     env = dict(os.environ, PTPULSE_HOME=str(settings.home), COLUMNS="120", PYTHONUNBUFFERED="1")
     started = time.monotonic()
@@ -276,6 +308,14 @@ def run_ingest(settings: Settings, saved: Saved, timeout_s: float = INGEST_TIMEO
         raise UploadError(
             f"The ingest stopped without a result (exit code {proc.returncode}). Nothing of this upload is "
             "shown as landed; see the server log, then upload again."
+        )
+    if answer.get("error") == "busy" and saved.clinics is not None:
+        # a refresh loads incoming/ for every clinic, so a limited upload is never left for it: upload again
+        shutil.rmtree(saved.folder, ignore_errors=True)
+        raise UploadError(
+            "Another pipeline command (a refresh or an ingest) is still running, so this upload could not be "
+            "checked yet and nothing of it was loaded. Upload the files again in a few minutes, once it has "
+            "finished (an upload limited to your clinics is loaded only while you wait)."
         )
     if answer.get("error") == "busy":
         raise PipelineBusyError(
@@ -312,15 +352,21 @@ def _fix(f: Mapping[str, Any], folder: Path) -> str:
     if _nothing_read(f):
         return note or "The file holds no rows for any source: nothing to load from it."
     rules = f.get("quarantine_by_rule") or []
-    by_rule = [r for r in rules if r.get("rule") != PROFILE_RULE]
+    by_rule = [r for r in rules if r.get("rule") not in (PROFILE_RULE, SCOPE_RULE)]
     profile_rows = sum(int(r.get("rows") or 0) for r in rules if r.get("rule") == PROFILE_RULE)
+    scope_rows = sum(int(r.get("rows") or 0) for r in rules if r.get("rule") == SCOPE_RULE)
     says = []
     if profile_rows:
         says.append(
             f"{profile_rows:,} row(s) left out by the export's profile by design (such as cancellations): "
             "nothing to fix."
         )
-    if by_rule or (f.get("rows_quarantined") and not profile_rows):
+    if scope_rows:
+        says.append(
+            f"{scope_rows:,} row(s) belong to clinics outside yours, or name their appointments, episodes, referrals, "
+            "claims or patients: not loaded. An administrator (not limited to clinics) can load them."
+        )
+    if by_rule or (f.get("rows_quarantined") and not profile_rows and not scope_rows):
         says.append("Fix the rows set aside in the source system and upload the file again (Data health lists them).")
     return " ".join(says)
 
