@@ -29,6 +29,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +73,8 @@ from ingestion.profiles import (
     clinic_zone_problem,
     detect,
     file_of,
+    known_columns,
+    non_header_problem,
     profile_sql,
     resolve_profile,
     unmapped_notes,
@@ -177,6 +180,7 @@ def ingest(
     progress: ProgressFn = None,
     profile: str | None = None,
     clinics: Iterable[str] | None = None,
+    reload: bool = False,
 ) -> list[LoadResult]:
     """Load every CSV in `paths` (files or folders, `truth/` skipped) into settings.raw_db, in sorted order.
 
@@ -189,12 +193,31 @@ def ingest(
     `outside_upload_scope` (validation.py `scope_checks`), files of a source without a clinic column and FHIR / X12
     files are refused, and every load records the clinics in raw._loads.upload_scope (`upload_scope`).
 
+    `reload`: read files loaded before again (`ptpulse ingest --reload`) instead of skipping them as
+    skipped_same_hash: their rows landed before count as duplicates, so only rows set aside then land.
+
     Opens raw.duckdb read-write once for the whole call. Files are independent: a refused file does not
     stop the others. An unexpected error rolls back the file being loaded and records it as `failed` in
     raw._loads (with its exception type, never its text), and the call goes on; only an interrupt (Ctrl-C)
     or a broken connection to raw.duckdb stops it.
     """
     scope = upload_scope(clinics)  # a clinic id it cannot record stops the call before anything is read
+    token = _RELOAD.set(reload)
+    try:
+        return _ingest(paths, settings, progress, profile, scope)
+    finally:
+        _RELOAD.reset(token)
+
+
+# `ingest(reload=True)` (`ptpulse ingest --reload`): files loaded before are read again instead of skipped as
+# skipped_same_hash. Safe: rows landed before are duplicates by row hash, so only rows set aside then (e.g. for
+# a setting fixed since) land.
+_RELOAD: ContextVar[bool] = ContextVar("ptpulse_ingest_reload", default=False)
+
+
+def _ingest(
+    paths: Sequence[Path], settings: Settings, progress: ProgressFn, profile: str | None, scope: str | None
+) -> list[LoadResult]:
     contracts = load_contracts()
     forced = resolve_profile(profile, settings.home) if profile else None  # a bad name stops the call at once
     profiles = available_profiles(settings.home)  # shipped + $PTPULSE_HOME/profiles/; a broken one stops it too
@@ -349,7 +372,7 @@ def _load_file(
             result.profile = f"{profile.name}/{pfile.name}"
             result.mapping_sha256 = _profile_fingerprint(profile)
         else:
-            contract = match_source(path, contracts)
+            contract = _match_source(path, contracts)
         result.source = contract.source
         refusal = _scope_refusal(path, contract) if scope is not None else None
         if refusal:
@@ -399,6 +422,30 @@ def _load_file(
         result.rows_duplicate,
     )
     return result
+
+
+def _match_source(path: Path, contracts: Mapping[str, Contract]) -> Contract:
+    """`match_source`, except that a CSV whose line 1 is not a header row (a report title above it, or another
+    delimiter) is refused for that: renaming it would not help, so the name refusal would mislead."""
+    try:
+        return match_source(path, contracts)
+    except UnknownSource:
+        if path.suffix.lower() != ".csv":
+            raise
+        names = read_header(path)  # an empty, binary or non-UTF-8 file is refused for that instead
+        problem = non_header_problem(
+            display_name(path),
+            names,
+            known_columns(names, contracts),
+            "nothing was loaded",
+            "Export it with the column names on line 1 and ingest it again.",
+        )
+        if problem is None:
+            raise
+        raise FileRefused(
+            f"{problem} Its file name also matches no source contract: once line 1 holds the column names, name "
+            f"it <source>.csv (one of: {', '.join(sorted(contracts))}) or map it with a source profile (--profile)."
+        ) from None
 
 
 def _os_error_message(path: Path, exc: OSError) -> str:
@@ -490,6 +537,8 @@ def _previous_load(
     some, for a load of every clinic) landed only part of the file: it does not count, so an administrator can
     land the rows a clinic manager's upload set aside by loading the same file.
     """
+    if _RELOAD.get():  # `--reload`: read it again; what landed before counts as duplicate rows
+        return None
     where = " AND source IS NOT DISTINCT FROM ?" if by_source else ""
     params = [sha256, LOADED] + ([source] if by_source else []) + [mapping, scope]
     return db.con.execute(
@@ -510,7 +559,9 @@ def _skip(db: RawDB, result: LoadResult, previous: tuple) -> None:
     # the message reaches marts.data_quality with only this file's own name replaced
     result.message = (
         f"{display_name(Path(result.file))} {same} the file of load {load_id} ({when}); nothing "
-        f"landed. Re-sending a file is safe; corrected rows need a new export."
+        f"landed. Re-sending a file is safe; corrected rows need a new export. Rows of it set aside for a "
+        f"setting since fixed (e.g. PTPULSE_DEFAULT_TIMEZONE) land with `ptpulse ingest --reload` (what landed "
+        f"before counts as duplicate rows)."
     )
     _write_audit(db, result)
 

@@ -914,18 +914,36 @@ def normalise(name: str) -> str:
     return re.sub(r"_+", "_", text)
 
 
-def _refuse_non_header(file_name: str, names: Sequence[str], best: tuple[int, int, float]) -> None:
-    """A draft needs the column names on line 1; a title line or another delimiter would become the profile's
-    header signature. Names only the file and counts, never line 1's text (it may be a data row)."""
+def non_header_problem(file_name: str, names: Sequence[str], known: int, outcome: str, fix: str) -> str | None:
+    """Why line 1 is not a header row of column names (one field holding another delimiter; or `known` == 0 of
+    its names a column any contract knows: a report title above the header, or a data row), or None. `outcome`
+    says what did not happen, `fix` what to do. Names only the file and counts, never line 1's text (it may be a
+    data row)."""
     hint = _delimiter_hint(list(names))
     if hint:
-        raise ProfileError(f"{file_name}: line 1 is one field, not a header row of column names.{hint}")
-    if best[1] == 0:
-        raise ProfileError(
-            f"{file_name}: none of the {len(names)} names on line 1 is a column any contract knows, so no "
-            f"profile was drafted. Is there a report title above the header (delete it), or is line 1 a data "
-            f"row? Draft from a file with the column names on line 1."
+        return f"{file_name}: line 1 is one field, not a header row of column names.{hint}"
+    if known == 0:
+        return (
+            f"{file_name}: none of the {len(names)} names on line 1 is a column any contract knows, so {outcome}. "
+            f"Is there a report title above the header (delete it), or is line 1 a data row? {fix}"
         )
+    return None
+
+
+def known_columns(names: Sequence[str], contracts: Mapping[str, Contract] | None = None) -> int:
+    """How many of `names` match a column of some contract (exact, normalised or synonym: `_match_column`)."""
+    contracts = load_contracts() if contracts is None else contracts
+    return sum(1 for n in names if any(_match_column(n, c) for c in contracts.values()))
+
+
+def _refuse_non_header(file_name: str, names: Sequence[str], best: tuple[int, int, float]) -> None:
+    """A draft needs the column names on line 1; a title line or another delimiter would become the profile's
+    header signature."""
+    problem = non_header_problem(
+        file_name, names, best[1], "no profile was drafted", "Draft from a file with the column names on line 1."
+    )
+    if problem:
+        raise ProfileError(problem)
 
 
 def _match_column(name: str, contract: Contract) -> tuple[str, str] | None:

@@ -7,6 +7,7 @@ The only module that draws with rich: library code reports through a `ProgressFn
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -24,7 +25,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ptpulse.core.config import get_settings
+from ptpulse.core.config import SettingError, Settings
+from ptpulse.core.config import get_settings as _get_settings
 from ptpulse.core.lock import PipelineBusy, pipeline_lock
 
 app = typer.Typer(
@@ -98,6 +100,16 @@ def _text(message: object, style: str = "") -> Text:
 
     lines = str(message).split("\n")
     return Text("\n".join(safe_text(line, 4000) for line in lines), style=style)
+
+
+def get_settings(home: Path | None = None) -> Settings:
+    """The settings of `home`; a setting PT Pulse cannot use (a bad $PTPULSE_MEMORY_LIMIT) ends the command with
+    its one-line message and exit code 2, not a traceback."""
+    try:
+        return _get_settings(home)
+    except SettingError as exc:
+        _fail(str(exc), code=2)
+        raise  # unreachable: _fail exits
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -244,13 +256,18 @@ def generate(
 
 @app.command()
 def ingest(
-    paths: list[Path] = typer.Argument(..., help="CSV files or folders of them (truth/ folders are skipped)."),
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="Export files or folders of them: CSV, FHIR R4 JSON/NDJSON, X12 835/837P, each also as .gz or in a "
+        ".zip (truth/ folders are skipped).",
+    ),
     home: Path | None = HomeOpt,
     wait: float = WaitOpt,
     profile: str | None = typer.Option(
         None,
         "--profile",
-        help="Map every CSV with this source profile (a name in ingestion/profiles/ or a .yml path). "
+        help="Map every CSV with this source profile (a name in ingestion/profiles/ or $PTPULSE_HOME/profiles/, "
+        "or a .yml path). "
         "Without it, a header that fits a profile's signature is mapped automatically.",
     ),
     as_json: bool = typer.Option(
@@ -264,6 +281,12 @@ def ingest(
         "naming records kept at them, are quarantined as outside_upload_scope, and files without a clinic column "
         "(patients, payers, referring physicians, remittances, marketing touches) and FHIR / X12 files are refused. "
         "The app's Upload page passes the clinics of a user limited to some. Without it: every clinic.",
+    ),
+    reload: bool = typer.Option(
+        False,
+        "--reload",
+        help="Read files loaded before again instead of skipping them (skipped_same_hash): rows they landed "
+        "count as duplicates, so only rows set aside then (e.g. for a setting fixed since) land.",
     ),
 ) -> None:
     """Validate and land source files in raw.duckdb; bad rows go to quarantine with a reason."""
@@ -279,6 +302,9 @@ def ingest(
         upload_scope(scope)
     except ValueError as exc:
         _json_fail(as_json, "clinics", f"--clinics: {exc}", code=2)
+    missing = _missing(paths)
+    if missing:  # a typo: refused before raw.duckdb or its load history is touched
+        _json_fail(as_json, "no_such_path", missing, code=2)
     if not discover(paths):  # only empty folders: say so, rather than print an empty table and succeed
         _json_fail(as_json, "no_files", _no_files(paths), code=2)
     seen = {"started": False}
@@ -289,7 +315,7 @@ def ingest(
             progress_bar("ingest") as report,
         ):
             steps, seen = _watched(_plain_steps(report))
-            results = run(paths, settings, progress=steps, profile=profile, clinics=scope)
+            results = run(paths, settings, progress=steps, profile=profile, clinics=scope, reload=reload)
             rules = quarantine_by_load(settings, [r.load_id for r in results]) if as_json else {}
     except PipelineBusy as exc:
         _json_fail(as_json, "busy", str(exc), code=3)
@@ -313,6 +339,18 @@ def _json_fail(as_json: bool, kind: str, message: str, code: int) -> None:
     if code == INTERRUPTED:
         _stop(message, code)
     _fail(message, code=code)
+
+
+def _missing(paths) -> str | None:
+    """The message for given paths that do not exist (named as given), or None when all exist."""
+    missing = [str(p) for p in paths if not os.path.lexists(p)]  # a dangling link exists: the loader refuses it
+    if not missing:
+        return None
+    return (
+        f"no such file or folder: {', '.join(missing)}. Nothing was loaded. Check the path (a typo? relative "
+        "paths start from the current folder) and give the folder of the practice's exports, or the files "
+        "themselves."
+    )
 
 
 def _no_files(paths) -> str:
@@ -445,6 +483,12 @@ def status(
     from ingestion.status import StatusUnavailable, status_report
 
     settings = get_settings(home)
+    if not settings.home.is_dir():  # a typo'd --home / $PTPULSE_HOME, not a home with no loads yet
+        _fail(
+            f"no such folder: {home if home is not None else settings.home} (the PT Pulse home). Check --home or "
+            "$PTPULSE_HOME: it is the folder that holds raw.duckdb.",
+            code=2,
+        )
     try:
         report = status_report(settings)
     except StatusUnavailable as exc:
@@ -530,7 +574,7 @@ def build(
     full_refresh: bool = FullRefreshOpt,
 ) -> None:
     """Run dbt build into a new analytics file and swap it in only if every error-severity test passed."""
-    from ptpulse.refresh import run_build
+    from ptpulse.refresh import nothing_loaded, run_build
 
     settings = get_settings(home)
     try:
@@ -539,12 +583,32 @@ def build(
             pipeline_lock(settings, "build", wait_s=wait),
             progress_bar("build") as report,
         ):
+            if nothing_loaded(settings):  # an empty warehouse would be served as if healthy
+                _stop(_nothing_loaded(settings), code=1)
             result = run_build(settings, score=score, progress=report, full_refresh=full_refresh)
     except PipelineBusy as exc:
         _fail(str(exc), code=3)
     except KeyboardInterrupt:  # before the build began (the build itself returns Ctrl-C as its result)
         _stop("interrupted before the build started; nothing was swapped", INTERRUPTED)
     _finish_build(result)
+
+
+def _nothing_loaded(settings: Settings) -> str:
+    """Why nothing was built: no file ever landed a row (`ptpulse.refresh.nothing_loaded`)."""
+    why = (
+        f"{settings.raw_db} does not exist"
+        if not settings.raw_db.exists()
+        else f"no file has landed a row in {settings.raw_db} (every file given so far was refused or empty)"
+    )
+    served = (
+        "the files served before are unchanged"
+        if settings.analytics_db.exists()
+        else "there is no earlier build, so nothing is served yet"
+    )
+    return (
+        f"nothing loaded yet: ptpulse ingest FOLDER (the folder of the practice's exports), then build. {why}, so "
+        f"there is nothing to build: nothing was built, and {served}."
+    )
 
 
 def _finish_build(result) -> None:
@@ -566,7 +630,8 @@ def _finish_build(result) -> None:
 
 @app.command()
 def train(home: Path | None = HomeOpt, wait: float = WaitOpt) -> None:
-    """Fit the no-show and demand models on the served analytics file and write their model cards."""
+    """Fit the no-show, demand, denial and lead models and run referral attribution on the served analytics file,
+    and write their model cards."""
     from ml.train_score import train as run
 
     settings = get_settings(home)
@@ -600,6 +665,9 @@ def refresh(
 
     settings = get_settings(home)
     incoming = settings.incoming.resolve()
+    missing = _missing(paths or [])
+    if missing:  # a typo: refused before raw.duckdb or its load history is touched, and nothing is built
+        _fail(missing, code=2)
     if paths and all(Path(p).resolve() != incoming for p in paths) and not discover(paths):
         _fail(_no_files(paths), code=2)
     seen = {"started": False}
@@ -618,6 +686,8 @@ def refresh(
     except KeyboardInterrupt:  # out of ingestion: the build returns Ctrl-C as its result (`_finish_build`)
         _stop(_ingest_interrupted(seen["started"]), INTERRUPTED)
     _print_loads(result.loads)
+    if result.build is None and result.loads:  # files were given, but no file has ever landed a row
+        _stop(_nothing_loaded(settings), code=2)
     if result.build is None:  # nothing to load, and nothing was ever loaded: no build was tried
         _fail(_empty_incoming(settings.incoming, result.waiting), code=2)
     if not result.loads and not result.waiting:
@@ -662,6 +732,12 @@ def profile_draft(
 
     headers = {}
     for path in files:
+        if path.suffix.lower() != ".csv":
+            _fail(
+                f"{display_name(path)} is not a CSV file: profile draft reads the header row of a vendor's CSV "
+                "export. Give a sample .csv export (FHIR and X12 files need no profile).",
+                code=2,
+            )
         try:
             headers[display_name(path)] = read_header(path)
         except (FileRefused, OSError) as exc:

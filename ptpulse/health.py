@@ -13,7 +13,8 @@ read-only, the scheduler's status file, the OS lock; never raw.duckdb) and retur
 - the scheduler wrote a status file but its process is gone, or it is alive but has not rewritten the file for
   several polls (`ptpulse.core.service_clock.stale_after_s`: a loop blocked, e.g. on a provider that never answers -- a live pid alone
   proves nothing), or its next run is more than an hour overdue;
-- a source that has loaded before has not loaded within its expected cadence (`cadence_hours`).
+- a source that has loaded before has not loaded within its expected cadence (`cadence_hours`);
+- a build is served but no source ever loaded (its `marts.source_coverage` has no load time): an empty warehouse.
 
 The report holds build ids, times, source names and counts: no data value, no secret.
 """
@@ -200,6 +201,11 @@ def health_report(settings: Settings, now: datetime | None = None) -> dict[str, 
     stale = [s["source"] for s in sources if s["stale"]]
     if stale:
         problems.append(f"stale source(s), no load within the expected cadence: {', '.join(stale)}")
+    if build is not None and not build.get("error") and not any(last for _, last in coverage):
+        problems.append(
+            "no source has ever loaded: the served build is empty. Load the practice's exports "
+            "(`ptpulse ingest FOLDER` then `ptpulse build`, or put them in incoming/ for `ptpulse serve`)"
+        )
     return {
         "healthy": not problems,
         "problems": problems,

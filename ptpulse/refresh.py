@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import yaml
 
 from ptpulse.core.config import Settings
@@ -57,6 +58,23 @@ def run_build(settings: Settings, score: bool = True, progress: ProgressFn = Non
 
     hook = _score_before_swap(settings, progress) if score else None
     return build(settings, progress=progress, before_swap=hook, full_refresh=full_refresh)
+
+
+def nothing_loaded(settings: Settings) -> bool:
+    """True when no file has ever landed a row: no raw.duckdb, or a load history of refusals and empty files only
+    (`ptpulse build` and `refresh` then say what to load instead of building an empty warehouse). Call it under
+    the pipeline lock: it opens raw.duckdb read-only for one query, which an ingest's writer would conflict with."""
+    if not settings.raw_db.exists():
+        return True
+    catalog = settings.raw_db.stem
+    con = duckdb.connect(str(settings.raw_db), read_only=True)
+    try:
+        landed = con.execute(f'SELECT count(*) FROM "{catalog}".raw._loads WHERE rows_landed > 0').fetchone()
+    except duckdb.CatalogException:  # created but never written (no load history table)
+        return True
+    finally:
+        con.close()
+    return not landed or landed[0] == 0
 
 
 # ------------------------------------------------------------------------------------------------ incoming exports
@@ -231,8 +249,9 @@ def refresh(
     """Ingest `paths` (default: the exports in the incoming folder that are complete, `incoming_exports`), then
     build and serve. Exports still arriving are left for the next refresh (`RefreshResult.waiting`).
 
-    Nothing to ingest on a home where nothing was ever loaded (no raw.duckdb): no build either (it could only
-    fail), `RefreshResult.build` is None and the caller says what to put in the incoming folder."""
+    Nothing to ingest on a home where nothing was ever loaded (no raw.duckdb), or no file has ever landed a row
+    (`nothing_loaded`: e.g. every file given was refused): no build either (it would serve an empty warehouse),
+    `RefreshResult.build` is None and the caller says what to load."""
     from ingestion.loader import ingest
 
     settings.ensure()
@@ -243,5 +262,7 @@ def refresh(
     if not sources and not settings.raw_db.exists():
         return RefreshResult(loads=[], build=None, waiting=waiting)
     loads = ingest(sources, settings, progress=progress) if sources else []
+    if nothing_loaded(settings):  # only refusals so far: a build would serve an empty warehouse as if healthy
+        return RefreshResult(loads=loads, build=None, waiting=waiting)
     build = run_build(settings, progress=progress, full_refresh=full_refresh)
     return RefreshResult(loads=loads, build=build, waiting=waiting)

@@ -43,12 +43,16 @@ _SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)", re.IGNORECA
 _SPILL_SEQ = itertools.count()
 
 
+class SettingError(ValueError):
+    """An environment setting PT Pulse cannot use; the message names the variable and the fix (never its value)."""
+
+
 def memory_limit_from_env() -> str:
     """`$PTPULSE_MEMORY_LIMIT` (a size such as 4GB, 6GiB or 512MB), else 4GB: the budget of every DuckDB
     connection that writes, so ingest and build stay flat at any chain size (docs/scale.md)."""
     value = os.environ.get(MEMORY_LIMIT_ENV, "").strip() or DEFAULT_MEMORY_LIMIT
     if not _SIZE.fullmatch(value):
-        raise ValueError(
+        raise SettingError(
             f"${MEMORY_LIMIT_ENV} is not a size DuckDB understands: write a number and a unit, such as 4GB, "
             f"6GiB or 512MB (no percentage), or unset it for the default {DEFAULT_MEMORY_LIMIT}."
         )
