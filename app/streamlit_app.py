@@ -3,7 +3,8 @@ shared filters every page reads (date range and clinics, kept in the URL so a vi
 
 Authentication: OIDC through st.login when `[auth]` is configured in .streamlit/secrets.toml; each email
 maps to a role and clinics in roles.yml ($PTPULSE_ROLES_FILE or $PTPULSE_HOME/roles.yml). Without [auth]
-the app runs in demo mode: a visible banner and a role picker (preset with PTPULSE_DEMO_ROLE).
+the app runs in demo mode: a visible banner and a role picker (preset with PTPULSE_DEMO_ROLE, kept in the URL as
+?role= so a reload keeps it; Administrator while nothing is built, so Upload data is one click away).
 """
 
 from __future__ import annotations
@@ -122,14 +123,25 @@ def _role_changed() -> None:
     st.session_state[GO_HOME_KEY] = True
 
 
+def has_served_build(settings) -> bool:
+    try:
+        return ui.get_db(str(settings.analytics_db)).exists()
+    except Exception:  # unreadable: treat as a practice with data (the historical owner default)
+        return True
+
+
 def demo_user(settings) -> auth.User:
-    """Demo mode: no sign-in; pick a role (PTPULSE_DEMO_ROLE presets it)."""
+    """Demo mode: no sign-in; pick a role. A new browser session starts as the URL's ?role= (kept there so a
+    reload keeps the choice), else PTPULSE_DEMO_ROLE, else Administrator while nothing is built (so someone
+    trying the app with their own exports lands where Upload data is), else Practice owner."""
     if ROLE_KEY not in st.session_state:
-        st.session_state[ROLE_KEY] = auth.demo_role_from_env()
+        st.session_state[ROLE_KEY] = auth.initial_demo_role(
+            st.query_params.get(auth.DEMO_ROLE_PARAM), has_served_build(settings)
+        )
     st.session_state["demo_role"] = st.session_state[ROLE_KEY]
     with st.sidebar:
         role = st.selectbox(
-            "Demo role",
+            auth.DEMO_ROLE_LABEL,
             auth.ROLES,
             key="demo_role",
             format_func=auth.ROLE_LABELS.get,
@@ -234,6 +246,8 @@ def main() -> None:
     user = oidc_user(settings) if auth_configured() else demo_user(settings)
     st.session_state[ui.USER_KEY] = user
     st.session_state[ui.FILTERS_KEY] = shared_filters(user, settings)
+    if user.demo and st.query_params.get(auth.DEMO_ROLE_PARAM) != user.role:
+        st.query_params[auth.DEMO_ROLE_PARAM] = user.role  # demo only: a reload keeps the picked role
     page = navigation(user)
     st.session_state["ptpulse_page"] = page.url_path
     if page.url_path not in ("", "home") and (note := st.session_state.pop(PERIOD_NOTE_KEY, None)):

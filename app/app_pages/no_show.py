@@ -130,6 +130,8 @@ left, right = st.columns(2)
 with left:
     if verdict == "refuse":
         st.info("Calibration of the withheld model is in its model card below.")
+    elif ctx.user.scope.clinics is not None:  # its bins count every clinic's test appointments
+        st.info("Calibration covers every clinic's appointments: it is shown to users of every clinic.")
     elif ctx.reader.has("ml.no_show_calibration"):
         cal = calibration(ctx.reader)
         ui.chart(charts.calibration(cal), cal, "no_show_calibration", "ns_cal")

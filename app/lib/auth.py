@@ -309,9 +309,45 @@ def user_from_roles(
 # ----------------------------------------------------------------------------------------------- demo mode
 
 
+# The demo's role picker (app/streamlit_app.py) and the URL query parameter that keeps its choice across a
+# browser reload (?role=admin). Demo mode only: a signed-in user's role comes from roles.yml, never the URL.
+DEMO_ROLE_LABEL = "Demo role"
+DEMO_ROLE_PARAM = "role"
+
+
 def demo_role_from_env(default: str = "owner") -> str:
     role = os.environ.get("PTPULSE_DEMO_ROLE", "").strip().lower()
     return role if role in ROLES else default
+
+
+def parse_demo_role(value: object) -> str | None:
+    """A role from the URL (`admin`, `front-desk`, `Administrator`, ...), or None when it names no role."""
+    if isinstance(value, (list, tuple)):
+        value = value[-1] if value else None
+    text = str(value or "").strip().lower()
+    if not text:
+        return None
+    key = text.replace("-", "_").replace(" ", "_")
+    if key in ROLES:
+        return key
+    return next((r for r, label in ROLE_LABELS.items() if label.lower() == text), None)
+
+
+def initial_demo_role(query_value: object = None, has_build: bool = True) -> str:
+    """The demo's role when a browser session starts: the URL's ?role= (the picker writes it, so a reload
+    keeps the choice), else $PTPULSE_DEMO_ROLE, else Administrator while nothing is built yet (the person
+    trying the app with their own exports must reach Upload data, which owners cannot open), else owner."""
+    from_url = parse_demo_role(query_value)
+    if from_url:
+        return from_url
+    return demo_role_from_env("owner" if has_build else "admin")
+
+
+def demo_switch_hint(roles: Iterable[str]) -> str:
+    """Demo mode, a role that cannot do something: which role to pick, under the picker's real label."""
+    labels = [f"**{ROLE_LABELS[r]}**" for r in ROLES[::-1] if r in set(roles)]  # Administrator first
+    who = labels[0] + (f" (or {', '.join(labels[1:])})" if len(labels) > 1 else "")
+    return f"In this demo that is you: choose {who} under **{DEMO_ROLE_LABEL}** in the sidebar."
 
 
 def demo_clinics(role: str, all_clinics: list[str]) -> tuple[str, ...] | None:

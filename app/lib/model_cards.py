@@ -199,24 +199,39 @@ _HEADING = re.compile(r"^(#+)\s*(.*?)\s*$")
 
 
 def scoped_card_markdown(text: str, clinics: Iterable[str] | None) -> str:
-    """The model card's markdown with its 'By subgroup -> clinic' table cut to the user's clinics.
+    """The model card's markdown as a user scoped to `clinics` may read it (None = every clinic: unchanged).
 
-    A manager scoped to CL001 must not read CL002's rows (n, no-show rate...). None = every clinic (unchanged).
-    Header and separator rows stay; a table left with no row says so."""
+    Its 'By subgroup -> clinic' table keeps the user's clinics' rows only (a table left with no row says so), and
+    every practice-wide count goes: the train/test sizes and rates, the risk bands' counts, the other subgroup
+    tables. With two clinics, the practice's test size and rate minus the user's clinic row gave the other clinic's
+    (n, no-show rate). The metrics (ROC AUC, Brier, calibration) stay: they count nobody."""
     if clinics is None:
         return text
     allowed = set(clinics)
     out: list[str] = []
-    in_clinic = False
+    in_clinic = in_subgroups = False
+    skipping: int | None = None  # the heading level of a practice-wide section being left out
     seen_header = kept = 0
     for line in text.splitlines():
         heading = _HEADING.match(line)
         if heading:
+            level, title = len(heading.group(1)), heading.group(2).strip().lower()
             if in_clinic and seen_header and not kept:
                 out.append("| (no clinic of yours in the test period) |")
-            in_clinic = heading.group(2).strip().lower() == "clinic" and len(heading.group(1)) >= 3
+            if skipping is not None and level <= skipping:
+                skipping = None
+            if level == 2:
+                in_subgroups = title.startswith("by subgroup")
+            in_clinic = title == "clinic" and level >= 3
             seen_header = kept = 0
             out.append(line)
+            if skipping is None and (
+                (level == 2 and title.startswith("risk bands")) or (in_subgroups and level >= 3 and not in_clinic)
+            ):
+                skipping = level
+                out += ["", PRACTICE_ONLY]
+            continue
+        if skipping is not None or line.startswith(_PRACTICE_LINES):
             continue
         if in_clinic and line.lstrip().startswith("|"):
             first = line.strip().strip("|").split("|")[0].strip()
@@ -233,14 +248,29 @@ def scoped_card_markdown(text: str, clinics: Iterable[str] | None) -> str:
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
+PRACTICE_ONLY = "(practice-wide counts: shown to users of every clinic)"
+# card lines that state practice-wide counts or rates (the train/test sizes, the constant predictor's Brier = r(1-r))
+_PRACTICE_LINES = ("Trained on ", "Brier score of always predicting")
+# what a scoped user reads of the JSON card: the model, how it was chosen and its metrics, not the practice's counts
+_SCOPED_JSON_KEYS = (
+    "status", "reason", "roc_auc", "pr_auc", "brier", "calibration_slope", "calibration_intercept", "ece",
+    "deployed_model", "withheld", "model_version", "trained_at", "as_of", "population", "label", "scoring_time",
+    "features", "dropped_features", "calibration", "risk_bands",
+)  # fmt: skip
+
+
 def scoped_card_json(card: dict[str, Any], clinics: Iterable[str] | None) -> dict[str, Any]:
-    """The JSON model card with `subgroups.clinic` cut to the user's clinics (None = every clinic)."""
-    subgroups = card.get("subgroups")
-    if clinics is None or not isinstance(subgroups, dict) or not isinstance(subgroups.get("clinic"), dict):
+    """The JSON model card as a user scoped to `clinics` may read it (None = every clinic: unchanged): the model and
+    its metrics, and `subgroups.clinic` of the user's clinics only; no practice-wide count (scoped_card_markdown)."""
+    if clinics is None:
         return card
     allowed = set(clinics)
-    clinic = {k: v for k, v in subgroups["clinic"].items() if k in allowed}
-    return {**card, "subgroups": {**subgroups, "clinic": clinic}}
+    out = {k: card[k] for k in _SCOPED_JSON_KEYS if k in card}
+    subgroups = card.get("subgroups")
+    if isinstance(subgroups, dict) and isinstance(subgroups.get("clinic"), dict):
+        out["subgroups"] = {"clinic": {k: v for k, v in subgroups["clinic"].items() if k in allowed}}
+    out["practice_wide"] = PRACTICE_ONLY
+    return out
 
 
 # headline and pooled figures computed over every clinic (or the whole practice): never shown to a scoped user

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from app.lib.auth import PAGE_ACCESS, UPLOAD_ROLES, demo_switch_hint
 from app.lib.queries.base import Reader
 
 COVERAGE_TABLE = "marts.source_coverage"
@@ -59,7 +60,35 @@ def loaded_sources(reader: Reader) -> frozenset[str] | None:
     return frozenset(frame["source"].tolist())
 
 
-def missing_message(page: str, loaded: frozenset[str], what: str) -> str | None:
+def _session_user() -> object | None:
+    """The user of the current Streamlit run (set by app/streamlit_app.py), or None outside a run."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        if get_script_run_ctx(suppress_warning=True) is None:
+            return None
+        import streamlit as st
+
+        return st.session_state.get("ptpulse_user")  # app.lib.ui.USER_KEY (ui imports this module)
+    except Exception:  # never let a hint break the page
+        return None
+
+
+def _demo_hint(allowed: frozenset[str], demo: bool | None, role: str | None) -> str:
+    """Demo mode (no sign-in) and a role outside `allowed`: the person to ask is the user, so say which role to
+    pick. Signed in, or a role that may already do it: nothing. Unset `demo`/`role` come from the session."""
+    if demo is None or role is None:
+        user = _session_user()
+        demo = bool(getattr(user, "demo", False)) if demo is None else demo
+        role = getattr(user, "role", None) if role is None else role
+    if not demo or role in allowed:
+        return ""
+    return " " + demo_switch_hint(allowed)
+
+
+def missing_message(
+    page: str, loaded: frozenset[str], what: str, *, demo: bool | None = None, role: str | None = None
+) -> str | None:
     """The "load X" sentence for a page whose needed sources were never loaded, or None when it can show data.
 
     Names each export with its source (the contract and file name) so the user knows which file to send."""
@@ -70,7 +99,7 @@ def missing_message(page: str, loaded: frozenset[str], what: str) -> str | None:
     return (
         f"**No data for this page yet.** Load {wanted} to see {what or 'this page'}: upload the files on the "
         "**Upload data** page (administrators and clinic managers), or run `ptpulse refresh <file or folder>`. "
-        "Data health lists what has been loaded so far."
+        "Data health lists what has been loaded so far." + _demo_hint(UPLOAD_ROLES, demo, role)
     )
 
 
@@ -88,8 +117,10 @@ FIRST_LOAD: tuple[str, ...] = (
 )
 
 
-def first_run_message(page: str, can_upload: bool) -> str:
-    """The first-run screen (no analytics build yet): what to load, for this page first, and who can load it."""
+def first_run_message(page: str, can_upload: bool, *, demo: bool | None = None, role: str | None = None) -> str:
+    """The first-run screen (no analytics build yet): what to load, for this page first, and who can load it.
+
+    In demo mode the one who can load it is the user, under another role: the message names the role picker."""
     needs = [s for group in PAGE_SOURCES.get(page, ()) for s in group]
     rest = [s for s in FIRST_LOAD if s not in needs]
     page_part = (
@@ -100,6 +131,7 @@ def first_run_message(page: str, can_upload: bool) -> str:
         "background, no terminal needed."
         if can_upload
         else "Ask an administrator or a clinic manager to upload them on the **Upload data** page."
+        + _demo_hint(UPLOAD_ROLES, demo, role or "")
     )
     return (
         "**Welcome to PT Pulse: no data has been loaded yet.** "
@@ -111,7 +143,7 @@ def first_run_message(page: str, can_upload: bool) -> str:
     )
 
 
-def not_built_message(can_build: bool) -> str:
+def not_built_message(can_build: bool, *, demo: bool | None = None, role: str | None = None) -> str:
     """The screen for a home whose exports are loaded but whose dashboards are not built yet (the build has
     not run, or failed): nothing needs uploading again; the build does (admins: Admin -> Refresh now)."""
     how = (
@@ -119,6 +151,7 @@ def not_built_message(can_build: bool) -> str:
         "the Admin page shows its log."
         if can_build
         else "Ask an administrator to build them (**Admin → Refresh now**, or `ptpulse build` on the server)."
+        + _demo_hint(PAGE_ACCESS["admin"], demo, role or "")
     )
     return (
         "**Your data is loaded, but the dashboards are not built yet** (the build has not run, or the last one "

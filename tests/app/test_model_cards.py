@@ -110,6 +110,22 @@ def test_pages_with_a_damaged_models_folder_say_so_without_a_traceback(damaged_m
 
 _CARD = """# No-show risk model card
 
+## How well (time-based split)
+
+Trained on 11,977 appointments before 2026-08-27, tested on the 3,014 after it. Test no-show rate 0.088.
+
+| metric | deployed model |
+|---|---|
+| ROC AUC | 0.648 |
+
+Brier score of always predicting the test period's own rate: 0.080; of always predicting the training rate: 0.0805.
+
+## Risk bands
+
+| band (test period) | appointments | observed no-show rate |
+|---|---|---|
+| high | 301 | 0.209 |
+
 ## By subgroup (test period)
 
 ### clinic
@@ -125,6 +141,10 @@ _CARD = """# No-show risk model card
 |---|---|---|
 | CL002 | 5 | 0.1 |
 | commercial | 1,377 | 0.071 |
+
+## Limits
+
+- Cancellations are not predicted.
 """
 
 
@@ -132,18 +152,28 @@ def test_card_markdown_keeps_only_the_users_clinics_in_the_clinic_table():
     scoped = model_cards.scoped_card_markdown(_CARD, ("CL001",))
     clinic = scoped.split("### clinic")[1].split("###")[0]
     assert "| CL001 | 1,933" in clinic and "CL002" not in clinic and "| level |" in clinic and "|---|" in clinic
-    assert "| commercial | 1,377" in scoped and "| CL002 | 5 |" in scoped  # other tables untouched
+    # no practice-wide count is left: practice n and rate minus the user's clinic row gave the other clinic's
+    for count in ("11,977", "3,014", "0.088", "0.080", "| high | 301", "| commercial | 1,377", "| CL002 | 5 |"):
+        assert count not in scoped, count
+    assert "| ROC AUC | 0.648 |" in scoped and "Cancellations are not predicted" in scoped  # the model's quality stays
+    assert scoped.count(model_cards.PRACTICE_ONLY) == 2  # risk bands, payer_class
     assert model_cards.scoped_card_markdown(_CARD, None) == _CARD  # unscoped: the whole card
     none_left = model_cards.scoped_card_markdown(_CARD, ("CL009",)).split("### clinic")[1].split("###")[0]
     assert "CL001" not in none_left and "no clinic of yours" in none_left
 
 
 def test_card_json_keeps_only_the_users_clinics():
-    card = {"roc_auc": 0.6, "subgroups": {"clinic": {"CL001": {"n": 1}, "CL002": {"n": 2}}, "sex": {"F": {}}}}
-    assert model_cards.scoped_card_json(card, ("CL001",))["subgroups"] == {
-        "clinic": {"CL001": {"n": 1}},
-        "sex": {"F": {}},
+    card = {
+        "roc_auc": 0.6,
+        "n_test": 3014,
+        "base_rate_test": 0.088,
+        "risk_bands_test": {"high": {"n": 301}},
+        "baselines": {"history_rate": {"n": 3014}},
+        "subgroups": {"clinic": {"CL001": {"n": 1}, "CL002": {"n": 2}}, "sex": {"F": {}}},
     }
+    scoped = model_cards.scoped_card_json(card, ("CL001",))
+    assert scoped["subgroups"] == {"clinic": {"CL001": {"n": 1}}} and scoped["roc_auc"] == 0.6
+    assert not {"n_test", "base_rate_test", "risk_bands_test", "baselines"} & set(scoped)
     assert model_cards.scoped_card_json(card, None) is card
 
 
@@ -159,6 +189,8 @@ def test_scoped_manager_sees_no_other_clinics_row_in_the_no_show_card(app_home, 
     assert not at.exception, [e.value for e in at.exception]
     card = next(m.value for m in at.markdown if "By subgroup" in m.value)
     assert "| CL001 |" in card and "CL002" not in card
+    assert "Trained on" not in card and "| payer_class" not in card  # no practice-wide count to subtract from
+    assert any("shown to users of every clinic" in i.value for i in at.info)  # calibration bins count every clinic
     owner = open_page(home, "owner", "no_show")
     assert "| CL002 |" in next(m.value for m in owner.markdown if "By subgroup" in m.value)
 
