@@ -97,6 +97,10 @@ class DemandSettings:
     ensemble: bool = True  # Prophet + calendar regression with AR(1) errors + level-adjusted seasonal naive
     arx_window_weeks: int = 104  # the regression sees the last two years: older levels mislead it
     level_weeks: int = 13  # the seasonal naive is rescaled by the last quarter against the same weeks a year back
+    # every fit (each backtest origin, the production forecast) sees at most the last five years: Prophet's yearly
+    # terms need two or three cycles, the regression two years and the naive one; a practice whose records reach
+    # back to 1928 would otherwise fit a century of (mostly zero) weeks at each of ~21 origins x 12 series
+    history_weeks: int = 260
 
 
 # ------------------------------------------------------------------------------------------------ series
@@ -484,6 +488,7 @@ def backtest(
     cfg: DemandSettings,
     forecaster: Forecaster = demand_forecast,
     select: list[str] | None = None,
+    progress: Callable[[str, str, int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rolling-origin backtest of `forecaster` vs the baselines on each (series, metric).
 
@@ -491,15 +496,19 @@ def backtest(
     calibration-only ones) with actual / forecast / raw and calibrated bounds / baselines, and one row per
     evaluated (series, metric, cutoff) with MASE (scaled by the in-sample one-step naive MAE of that
     origin's training window), sMAPE and coverage of the calibrated and of the raw interval.
+
+    Each origin trains on at most the `history_weeks` weeks before it (as `forecast_all` does). `progress(series,
+    metric, done, total)` is called after each fitted origin (total: every origin of every selected series).
     """
     points, scales = [], {}
     chosen = series if select is None else series[series["series"].isin(select)]
-    for (name, metric), part in chosen.groupby(["series", "metric"], sort=True):
-        part = part.sort_values("week_start")
-        cuts = cutoff_weeks(pd.DatetimeIndex(part["week_start"]), cfg)
+    groups = [(key, part.sort_values("week_start")) for key, part in chosen.groupby(["series", "metric"], sort=True)]
+    plan = [(key, part, cutoff_weeks(pd.DatetimeIndex(part["week_start"]), cfg)) for key, part in groups]
+    total, done = sum(len(cuts) for _, _, cuts in plan), 0
+    for (name, metric), part, cuts in plan:
         evaluated = set(cuts[-cfg.cutoffs :])
         for cutoff in cuts:
-            hist = part[part["week_start"] < cutoff]
+            hist = part[part["week_start"] < cutoff].tail(cfg.history_weeks)
             test = part[(part["week_start"] >= cutoff)].head(cfg.horizon_weeks)
             future = pd.DatetimeIndex(test["week_start"])
             fc = forecaster(hist, future, cfg).set_index("week_start").reindex(future)
@@ -522,6 +531,9 @@ def backtest(
                     }
                 )
             )
+            done += 1
+            if progress is not None:
+                progress(str(name), str(metric), done, total)
     if not points:
         return pd.DataFrame(), pd.DataFrame()
     allpts = calibrate_intervals(pd.concat(points, ignore_index=True), cfg)
@@ -632,7 +644,7 @@ def forecast_all(
     scales: dict[str, dict[str, float]] | None = None,
     previous: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Refit on all history per (series, metric) and forecast `horizon_weeks` ahead.
+    """Refit on the last `history_weeks` of each (series, metric) and forecast `horizon_weeks` ahead.
 
     Rows for history weeks carry the actual and the in-sample fit; future weeks have actual = null. The
     future interval is widened or narrowed by the backtest's conformal scale for that level and metric
@@ -652,7 +664,7 @@ def forecast_all(
         else dict(tuple(previous.groupby(["series", "metric", "fit_key"], sort=False)))
     )
     for (name, metric), part in series.groupby(["series", "metric"], sort=True):
-        part = part.sort_values("week_start")
+        part = part.sort_values("week_start").tail(cfg.history_weeks)  # what the backtest's origins fit on too
         if len(part) < BASELINE_MIN_WEEKS:  # too short to say anything; better no forecast than a wild one
             continue
         short = len(part) < MIN_WEEKS  # a young series: the flat baseline, not the model (nor its scale)

@@ -57,6 +57,110 @@ def _report(progress: ProgressFn, step: str, done: int, total: int) -> None:
         progress(step, done, total)
 
 
+# ------------------------------------------------------------------------------------ training decision
+
+# The marts the models, the backtest and attribution read (ml/warehouse.py). Their row counts plus the build's as_of
+# (the latest recorded event: marts.build_info, data-driven, equal for a rebuild of the same data) are the cheap
+# fingerprint of the training data a decision was made on.
+TRAINING_MARTS = (
+    "appointments",
+    "episodes",
+    "referral_funnel",
+    "dim_patients",
+    "dim_payers",
+    "dim_referring_physicians",
+    "dim_therapists",
+    "claims",
+    "charge_lines",
+    "attribution_paths",
+    "marketing_mix_monthly",
+)
+_ML_DIR = Path(__file__).parent
+# every ml module's source: a change to any of them (features, the serving rule, the backtest) decides again once
+_ML_CODE_SHA = hashlib.sha256(
+    b"".join(f.name.encode() + f.read_bytes() for f in sorted(_ML_DIR.glob("*.py")))
+).hexdigest()[:12]
+MODEL_VERSIONS = {
+    "no_show": lambda: no_show.FEATURE_VERSION,
+    "lead": lambda: lead.FEATURE_VERSION,
+    "denial": lambda: denial.FEATURE_VERSION,
+}
+# How many times each model was fitted / decided in this process (tests read it; a build scores in-process).
+TRAINING_RUNS: dict[str, int] = {"no_show": 0, "lead": 0, "denial": 0, "demand_backtest": 0}
+
+
+def data_fingerprint(con: duckdb.DuckDBPyConnection, raw_db: Path | None = None) -> dict[str, Any]:
+    """What the training data looked like, cheaply: as_of and the row count of each mart ML reads (None when the
+    mart does not exist), plus the row counts of the raw authorizations and notes the denial model reads. Without a
+    connection (a unit test fitting frames directly) it is empty: such a decision never matches a build's."""
+    if con is None:
+        return {"as_of": None, "rows": {}, "raw_rows": {}}
+    present = {
+        r[0]
+        for r in con.execute("select table_name from information_schema.tables where table_schema = 'marts'").fetchall()
+    }
+    counts = {
+        t: (con.execute(f"select count(*) from marts.{t}").fetchone()[0] if t in present else None)
+        for t in TRAINING_MARTS
+    }
+    as_of_ts = warehouse.as_of(con) if "build_info" in present else None
+    return {
+        "as_of": None if as_of_ts is None or pd.isna(as_of_ts) else pd.Timestamp(as_of_ts).isoformat(),
+        "rows": counts,
+        "raw_rows": _raw_counts(raw_db),
+    }
+
+
+def _raw_counts(raw_db: Path | None) -> dict[str, int | None]:
+    """Rows of the raw authorizations and notes (the denial model's extra inputs); {} when raw is not readable."""
+    if raw_db is None or not Path(raw_db).exists():
+        return {}
+    try:
+        raw = duckdb.connect(str(raw_db), read_only=True)
+    except duckdb.Error:
+        return {}
+    try:
+        tables = {
+            r[0]
+            for r in raw.execute(
+                "select table_name from information_schema.tables where table_schema = 'raw'"
+            ).fetchall()
+        }
+        return {
+            t: raw.execute(f"select count(*) from raw.raw.{t}").fetchone()[0]
+            for t in sorted(tables & {"authorizations", "documentation_events"})
+        }
+    except duckdb.Error:
+        return {}
+    finally:
+        raw.close()
+
+
+def decision_key(model: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint recorded on a model card as `decided_on`: the model's FEATURE_VERSION, the ml code, the
+    no-show row budget and the training data (`data_fingerprint`; the raw counts only for the denial model)."""
+    return {
+        "feature_version": MODEL_VERSIONS[model](),
+        "code": _ML_CODE_SHA,
+        "row_budget": _row_budget(),
+        "as_of": data.get("as_of"),
+        "rows": data.get("rows"),
+        **({"raw_rows": data.get("raw_rows")} if model == "denial" else {}),
+    }
+
+
+def decision_unchanged(card_file: Path, model: str, data: dict[str, Any]) -> bool:
+    """True when the card records a decision not to serve a model (not enough data, or withheld by the serving
+    rule) made on exactly this fingerprint: training again would decide the same, so the build skips it."""
+    card = _read_json(card_file) or {}
+    return card.get("status") == sufficiency.NOT_TRAINED and card.get("decided_on") == _plain(decision_key(model, data))
+
+
+def _plain(value: Any) -> Any:
+    """`value` as it reads back from JSON (tuples become lists, numpy ints plain ints)."""
+    return json.loads(json.dumps(value, default=artifacts._json_default))
+
+
 # ------------------------------------------------------------------------------------------- training
 
 
@@ -85,12 +189,14 @@ def _train(
     started = time.perf_counter()
     trained_at = datetime.now(UTC).replace(microsecond=0).isoformat()
     _report(progress, "no-show features", 0, TRAIN_STEPS)
+    data = data_fingerprint(con, settings.raw_db)
     share = warehouse.training_share(con, _row_budget())
     marts = warehouse.read_marts(con, patient_share=share)
-    card = train_no_show(con, settings, marts, trained_at, truth, progress, patient_share=share)
+    card = train_no_show(con, settings, marts, trained_at, truth, progress, patient_share=share, data=data)
 
     _report(progress, "demand backtest", 2, TRAIN_STEPS)
-    backtest = demand_backtest(con, marts.as_of)
+    backtest = demand_backtest(con, marts.as_of, progress=progress)
+    backtest["decided_on"] = _plain(data)
     artifacts.write_json(artifacts.backtest_path(settings), backtest)
 
     _report(progress, "attribution", 3, TRAIN_STEPS)
@@ -102,9 +208,9 @@ def _train(
     attr = {"status": sufficiency.NOT_TRAINED if attr_reason else sufficiency.TRAINED, "reason": attr_reason, **attr}
     artifacts.write_json(artifacts.attribution_path(settings), attr)
     _report(progress, "lead model", 4, TRAIN_STEPS)
-    lead_card = train_lead(con, settings, trained_at)
+    lead_card = train_lead(con, settings, trained_at, data=data)
     _report(progress, "denial model", 5, TRAIN_STEPS)
-    denial_card = train_denial(con, settings, trained_at, truth)
+    denial_card = train_denial(con, settings, trained_at, truth, data=data)
     _report(progress, "done", TRAIN_STEPS, TRAIN_STEPS)
 
     headline = (
@@ -159,9 +265,13 @@ def train_no_show(
     truth: Path | None,
     progress: ProgressFn = None,
     patient_share: float = 1.0,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit, evaluate and save the no-show model (or write a not_trained card saying why). Returns the card.
-    `patient_share` < 1: `marts` holds that sample of patients (row budget), recorded on the card."""
+    `patient_share` < 1: `marts` holds that sample of patients (row budget), recorded on the card. `data`: the
+    training data's fingerprint (`data_fingerprint`), recorded on the card as `decided_on` with the model version."""
+    TRAINING_RUNS["no_show"] += 1
+    decided_on = _plain(decision_key("no_show", data if data is not None else data_fingerprint(con, settings.raw_db)))
     targets = labelled_targets(marts.appointments)
     y = (targets["status"] == "no_show").to_numpy(int)
     reason = sufficiency.as_of_missing(marts.as_of) or sufficiency.binary(
@@ -181,6 +291,7 @@ def train_no_show(
             trained_at,
             marts.as_of,
             population=NO_SHOW_POPULATION,
+            decided_on=decided_on,
         )
     features = build_features(targets, marts)
     truth_probs = artifacts.read_truth(truth, "appointment_truth.csv", NO_SHOW_TRUTH)
@@ -211,6 +322,7 @@ def train_no_show(
             deployed_model=None,
             withheld=True,
             model_version=version,
+            decided_on=decided_on,
         )
     model = no_show.fit_final(features, y, targets["scheduled_start"], trained_at, version, kind=kind)
     model.extra["calibration_bins"] = ev.calibration_bins
@@ -222,6 +334,7 @@ def train_no_show(
         "model_version": version,
         "as_of": marts.as_of.isoformat(),
         "population": NO_SHOW_POPULATION,
+        "decided_on": decided_on,
         "label": "status = no_show",
         "scoring_time": f"{LEAD_HOURS} h before the start (or at booking, if later, but always before the start)",
         "calibration": (
@@ -262,8 +375,9 @@ def _not_trained(
 ) -> dict[str, Any]:
     """Write the card of a model skipped for want of data (status not_trained + reason) and drop any old model.
 
-    The model file goes so that the card and the model never disagree: the next build tries training again
-    (cheap: the check runs on counts before any fitting) and scores nothing until then.
+    The model file goes so that the card and the model never disagree; the card's `decided_on` (the model
+    version and the training data's fingerprint, `decision_key`) lets the next build skip training while it is
+    unchanged (`score`), and scores nothing until new data, a new version or `ptpulse train` decides again.
     """
     card = {
         "status": sufficiency.NOT_TRAINED,
@@ -323,13 +437,20 @@ DENIAL_POPULATION = "claims the payer has decided (paid, adjusted or denied), se
 
 
 def train_denial(
-    con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: str, truth: Path | None = None
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    trained_at: str,
+    truth: Path | None = None,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fit, evaluate and save the denial model; write models/denial/model_card.json and .md. Returns the card.
 
-    Authorizations and notes come from raw.duckdb beside the analytics file (ml/warehouse.py says why).
+    Authorizations and notes come from raw.duckdb beside the analytics file (ml/warehouse.py says why). `data`:
+    the training data's fingerprint, recorded as `decided_on` (see `train_no_show`).
     """
     t0 = time.perf_counter()
+    TRAINING_RUNS["denial"] += 1
+    decided_on = _plain(decision_key("denial", data if data is not None else data_fingerprint(con, settings.raw_db)))
     share = warehouse.denial_training_share(con, DENIAL_ROW_BUDGET)
     frames = warehouse.read_denial_frames(con, settings.raw_db, patient_share=share)
     claims = denial.labelled(frames.claims)
@@ -351,6 +472,7 @@ def train_denial(
             trained_at,
             frames.as_of,
             population=DENIAL_POPULATION,
+            decided_on=decided_on,
         )
     feats = denial.build_features(claims, frames)
     truth_probs = artifacts.read_truth(truth, "claim_truth.csv")
@@ -378,6 +500,7 @@ def train_denial(
             deployed_model=None,
             withheld=True,
             model_version=version,
+            decided_on=decided_on,
         )
     model = denial.fit_final(feats, y, claims, trained_at, version, kind=ev.card["deployed_model"])
     model.extra["calibration_bins"] = ev.calibration_bins
@@ -389,6 +512,7 @@ def train_denial(
         "model_version": version,
         "as_of": frames.as_of.isoformat(),
         "population": DENIAL_POPULATION,
+        "decided_on": decided_on,
         "label": "the payer denied the claim (claims.is_denied)",
         "scoring_time": "the claim's creation: its submission time, or as_of for a claim not submitted yet",
         "calibration": "sigmoid (Platt) fitted on the last 25% of the training claims, which also early-stops the trees"
@@ -449,9 +573,14 @@ def score_denials(con: duckdb.DuckDBPyConnection, settings: Settings, model: den
     return warehouse.write_table(con, "denial_scores", table)
 
 
-def train_lead(con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: str) -> dict[str, Any]:
-    """Fit, evaluate and save the lead-scoring model; write models/lead/model_card.json. Returns the card."""
+def train_lead(
+    con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: str, data: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Fit, evaluate and save the lead-scoring model; write models/lead/model_card.json. Returns the card.
+    `data`: the training data's fingerprint, recorded as `decided_on` (see `train_no_show`)."""
     t0 = time.perf_counter()
+    TRAINING_RUNS["lead"] += 1
+    decided_on = _plain(decision_key("lead", data if data is not None else data_fingerprint(con, settings.raw_db)))
     as_of_ts = warehouse.as_of(con)
     reason = sufficiency.as_of_missing(as_of_ts)
     if reason is None:
@@ -473,6 +602,7 @@ def train_lead(con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: s
             reason,
             trained_at,
             as_of_ts,
+            decided_on=decided_on,
         )
     ev = lead.evaluate(rows, feats, y)
     digest = hashlib.sha256(
@@ -491,6 +621,7 @@ def train_lead(con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: s
             served=False,
             withheld=True,
             model_version=version,
+            decided_on=decided_on,
         )
     model = lead.fit_final(rows, feats, y, trained_at, version, kind=ev["deployed_model"])
     card = {
@@ -500,6 +631,7 @@ def train_lead(con: duckdb.DuckDBPyConnection, settings: Settings, trained_at: s
         "trained_at": trained_at,
         "model_version": version,
         "as_of": as_of_ts.isoformat(),
+        "decided_on": decided_on,
         "population": "referrals still open (not evaluated, not exited) at the scoring time, received at "
         f"least {lead.LABEL_DAYS} days before as_of (so the outcome is known)",
         "label": "the referral reaches an initial evaluation (referral_funnel.evaluated_at)",
@@ -526,15 +658,28 @@ _NO_SERIES = pd.DataFrame({"series": [], "metric": [], "week_start": [], "y": []
 
 
 def demand_backtest(
-    con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp, cfg: demand.DemandSettings | None = None
+    con: duckdb.DuckDBPyConnection,
+    as_of: pd.Timestamp,
+    cfg: demand.DemandSettings | None = None,
+    progress: ProgressFn = None,
 ) -> dict[str, Any]:
-    """Rolling-origin backtest on the practice series (headline) and the busiest clinics (detail)."""
+    """Rolling-origin backtest on the practice series (headline) and the busiest clinics (detail).
+
+    `progress` moves from step 2 towards 3 of TRAIN_STEPS with each fitted origin, naming the series and metric."""
     cfg = cfg or demand.DemandSettings()
+    TRAINING_RUNS["demand_backtest"] += 1
+
+    def fold(name: str, metric: str, done: int, total: int) -> None:
+        step = f"demand backtest: {name} {metric}, origin {done} of {total}"
+        _report(progress, step, 2 + done / max(total, 1), TRAIN_STEPS)
+
     reason = sufficiency.as_of_missing(as_of)
     series = demand.weekly_series(warehouse.read_demand_events(con), as_of) if reason is None else _NO_SERIES
     reason = reason or sufficiency.backtest(series, demand.SEASON, cfg.horizon_weeks)
     names = demand.backtest_series_names(series, cfg)
-    points, summary = demand.backtest(series, cfg, select=names) if reason is None else (None, pd.DataFrame())
+    points, summary = (
+        demand.backtest(series, cfg, select=names, progress=fold) if reason is None else (None, pd.DataFrame())
+    )
     if summary.empty:
         points = pd.DataFrame(columns=["series", "metric", "evaluated"])
         summary = pd.DataFrame(columns=["series", "metric", "cutoff"])
@@ -555,6 +700,7 @@ def demand_backtest(
         "series": names,
         "scope": "headline figures: whole-practice series (ALL), metrics referrals, evals and visits pooled",
         "method": demand.backtest_method(cfg),
+        "history_weeks": cfg.history_weeks,
         "baseline": "seasonal naive: same week last year (y[t-52]); last-4-weeks mean where no y[t-52]",
         "coverage_80_raw": head["coverage_80_raw"],
         "calibration_cutoffs": sorted(
@@ -665,18 +811,36 @@ def score(
         with threadpool_limits(limits=_threads(), user_api="openmp"):
             trained = None
             now = datetime.now(UTC).replace(microsecond=0).isoformat()
+            data = data_fingerprint(con, settings.raw_db)
+            training: dict[str, dict[str, Any]] = {}
             model = artifacts.load_model(artifacts.model_path(settings))
-            if not _usable(model):
+            if not _usable(model) and not decision_unchanged(artifacts.card_path(settings), "no_show", data):
                 trained = _train(con, settings, progress, artifacts.truth_dir(truth_dir))
                 model = artifacts.load_model(artifacts.model_path(settings))
+            training["no_show"] = _training_note(artifacts.card_path(settings), trained is not None)
             lead_model = artifacts.load_model(artifacts.lead_model_path(settings))
-            if not _usable_lead(lead_model) and trained is None:  # e.g. a home trained before lead scoring
-                train_lead(con, settings, now)
+            ran = trained is not None
+            if (
+                not _usable_lead(lead_model)
+                and trained is None
+                and not decision_unchanged(artifacts.lead_card_path(settings), "lead", data)
+            ):  # e.g. a home trained before lead scoring, or new data since "not enough data"
+                train_lead(con, settings, now, data=data)
                 lead_model = artifacts.load_model(artifacts.lead_model_path(settings))
+                ran = True
+            training["lead"] = _training_note(artifacts.lead_card_path(settings), ran)
             denial_model = artifacts.load_model(artifacts.denial_model_path(settings))
-            if not _usable_denial(denial_model) and trained is None:  # a home trained before denial scoring
-                train_denial(con, settings, now, artifacts.truth_dir(truth_dir))
+            ran = trained is not None
+            if (
+                not _usable_denial(denial_model)
+                and trained is None
+                and not decision_unchanged(artifacts.denial_card_path(settings), "denial", data)
+            ):  # a home trained before denial scoring, or new data since the last decision
+                train_denial(con, settings, now, artifacts.truth_dir(truth_dir), data=data)
                 denial_model = artifacts.load_model(artifacts.denial_model_path(settings))
+                ran = True
+            training["denial"] = _training_note(artifacts.denial_card_path(settings), ran)
+            training["demand_backtest"] = {"ran": trained is not None}
             model = model if _usable(model) else None
             lead_model = lead_model if _usable_lead(lead_model) else None
             denial_model = denial_model if _usable_denial(denial_model) else None
@@ -708,7 +872,12 @@ def score(
             }
             artifacts.write_json(
                 artifacts.status_path(settings),
-                {"as_of": None if pd.isna(as_of_ts) else as_of_ts.isoformat(), "written_at": now, "models": status},
+                {
+                    "as_of": None if pd.isna(as_of_ts) else as_of_ts.isoformat(),
+                    "written_at": now,
+                    "models": status,
+                    "training": training,
+                },
             )
             _report(progress, "done", SCORE_STEPS, SCORE_STEPS)
     finally:
@@ -716,6 +885,7 @@ def score(
     return {
         "rows": rows,
         "trained": trained,
+        "training": training,
         "status": status,
         "model_version": model.version if model else None,
         "lead_model_version": lead_model.version if lead_model else None,
@@ -726,6 +896,19 @@ def score(
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def _training_note(card_file: Path, ran: bool) -> dict[str, Any]:
+    """Whether this build fitted the model (`ran`) and when its card's decision was made (`decided_at`): a build
+    that skips training says so, with the decision it kept (models/status.json `training`)."""
+    card = _read_json(card_file) or {}
+    note: dict[str, Any] = {"ran": ran, "decided_at": card.get("trained_at"), "status": card.get("status")}
+    if not ran and card.get("status") == sufficiency.NOT_TRAINED:
+        note["why_not_retrained"] = (
+            "the training data (row counts, as_of) and the model version are unchanged since this decision; "
+            "new data, a new version or `ptpulse train` decides again"
+        )
+    return note
 
 
 def _card_status(card_file: Path, model: Any) -> dict[str, Any]:
