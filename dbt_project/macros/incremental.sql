@@ -414,9 +414,10 @@
     from keys as k left join {{ this }} as p on k.source = p.source and k.row_id = p.row_id
 {%- endmacro %}
 
-{# int_remittances_linked: one source system per claim (the most authoritative with any payment for it), so the
-   scope is every remittance linked, before or now, to a claim that a remittance int_claim_links recomputed was
-   or is linked to, plus those remittances themselves; every row when a payers file was loaded (payer ids). #}
+{# int_remittances_linked: its rules look across a claim's rows (one source system per claim, kind of money and
+   payer; an 835 reversal paired with the claim payment it reverses), so the scope is every remittance linked,
+   before or now, to a claim that a remittance int_claim_links recomputed was or is linked to, plus those
+   remittances themselves; every row when a payers file was loaded (payer ids and names). #}
 {% macro remittances_linked_scope(since) -%}
     {%- set cl = upstream_scope('int_claim_links') -%}
     {%- set links = ref('int_claim_links') -%}

@@ -169,6 +169,13 @@
     {{ return(run_query(q).columns[0].values()[0]) }}
 {%- endmacro %}
 
+{# Whether more than one source system ever landed rows (compile time): a model whose rule only picks between systems
+   compiles it in only then. True when not executing (dbt parse, sqlfluff), so the whole SQL is rendered and linted. #}
+{% macro several_source_systems() -%}
+    {%- if not execute -%}{{ return(true) }}{%- endif -%}
+    {{ return(_landed_systems() | int > 1) }}
+{%- endmacro %}
+
 {# The merge rule of docs/architecture.md ("Merging sources"), used by every staging model of a raw source.
    Within one source system the latest version of a key wins (event time, then the later _load_id, then the
    later _line); a key whose latest version there is a tombstone is dropped from that system only. Across systems
@@ -234,7 +241,11 @@
    the same file as that system's latest version of its claim (merge order: submitted_at, then load, then line); a
    line whose claim that system never sent, a line without claim id, and every line of other systems (a CSV's
    charges are their own records) are kept as they are. The file is the load's sha256: one file lands one load per
-   source (claims, charges), all with the file's sha256; the same bytes again are skipped. #}
+   source (claims, charges), all with the file's sha256; the same bytes again are skipped. Of a claim one file sends
+   several times (an 837P original and its replacement or void, a FHIR Claim and its corrected version) the readers
+   map only the file's latest version (x12._latest_versions, fhir._latest_claim_versions): here the versions would
+   tie on the file, and the loader lands a line identical to the one before it in the file as a duplicate, so the
+   order within the file could not be applied to the lines that reach raw. #}
 {% macro claim_line_systems() -%}
     {{ return(['x12', 'fhir']) }}
 {%- endmacro %}

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -89,7 +90,16 @@ def read(path: Path, batch: Batch, fast: Any = None, con: Any = None) -> None:
     SQL (fhir_fast.read_bulk, passed in by read_interop); when it declines, every resource is mapped here. The
     SQL path reads the file itself (never as one Python string): the text is read only for what is left here.
     `con`: the loader's raw.duckdb connection, where raw.clinics gives the zone of a clinic the file names without
-    stating it (`Zones`)."""
+    stating it (`Zones`). Of a Claim the file holds several versions of, only the latest is mapped
+    (`_latest_claim_versions`)."""
+    token = _CLAIM_VERSIONS.set({})
+    try:
+        _read_file(path, batch, fast, con)
+    finally:
+        _CLAIM_VERSIONS.reset(token)
+
+
+def _read_file(path: Path, batch: Batch, fast: Any, con: Any) -> None:
     folder = _folder(path) if path.suffix.lower() == ".ndjson" else None
     zones = Zones(con)
     if folder is not None and folder.transaction_time:
@@ -121,6 +131,7 @@ def read(path: Path, batch: Batch, fast: Any = None, con: Any = None) -> None:
                 )
     else:
         _mapped(path, "the resource", _read_resource, _parse(path, text, None), 1, batch, path, None, zones)
+    _latest_claim_versions(batch)
 
 
 def _read_lines(path: Path, text: str, batch: Batch, folder: _Folder, lines: set[int], zones: Zones) -> None:
@@ -133,6 +144,7 @@ def _read_lines(path: Path, text: str, batch: Batch, folder: _Folder, lines: set
         if number in lines and line.strip():
             resource = _parse(path, line, f"line {number}")
             _mapped(path, f"line {number}", _read_resource, resource, number, side, path, folder, zones)
+    _latest_claim_versions(side)  # fhir_fast leaves every version of a Claim the file repeats to this reader
     batch.ignored.update(side.ignored)
     batch.adjusted.update(side.adjusted)
     for source, rows in side.rows.items():
@@ -1085,11 +1097,59 @@ def _cancel_reason(r: dict) -> str | None:
     return CANCEL_REASON.get(code) or ("clinic_cancelled" if code.startswith("prov") else "other")
 
 
+#: every version of each Claim (by record id) of the file being read: (order, line, mapped), `_latest_claim_versions`
+_CLAIM_VERSIONS: ContextVar[dict[str, list[tuple[tuple, int, bool]]] | None] = ContextVar(
+    "fhir_claim_versions", default=None
+)
+#: load-message note (a count) of the Claim versions a later version of the same Claim in the file replaces
+SUPERSEDED = (
+    "FHIR Claim whose id the same file holds again in a later version (a copy, a history Bundle): only the file's "
+    "latest version of the Claim is mapped"
+)
+
+
+def _claim_version(c: _Ctx, mapped: bool) -> None:
+    """Note a version of the Claim (mapped, or withdrawn: cancelled, draft, entered-in-error) for this file's
+    `_latest_claim_versions`. Its order is the merge order (dbt merge_latest): `created`, then meta.lastUpdated (a
+    history Bundle lists the newest version first), then the later in the file."""
+    versions = _CLAIM_VERSIONS.get()
+    if versions is None or c.key is None or c.r.get("use", "claim") != "claim":
+        return
+    updated = (c.r.get("meta") or {}).get("lastUpdated") if isinstance(c.r.get("meta"), dict) else None
+    times = tuple(utc(t) or "" for t in (c.r.get("created"), updated))
+    versions.setdefault(c.key.strip(), []).append(((*times, c.line), c.line, mapped))
+
+
+def _latest_claim_versions(batch: Batch) -> None:
+    """Of a Claim the file holds several versions of (a history Bundle, a Claim re-sent in one export), keep the
+    rows of the latest only (`_claim_version` order): dbt keeps the lines of the file that sent a claim's latest
+    version (current_claim_lines), so every line of each version in one file counted, as an 837P original and its
+    replacement did. A withdrawn latest version (cancelled, entered-in-error, draft) leaves nothing of the Claim. The
+    versions dropped are counted in the load message (SUPERSEDED). Rows mapped here are lists (`Batch.add`)."""
+    dropped: dict[tuple[str, int], bool] = {}
+    for key, seen in (_CLAIM_VERSIONS.get() or {}).items():
+        if len(seen) > 1:
+            latest = max(seen)
+            # versions on the latest one's line (a Bundle on one NDJSON line) cannot be told apart: all kept
+            dropped |= {(key, line): mapped for order, line, mapped in seen if line != latest[1]}
+    if not dropped:
+        return
+    for source in ("claims", "charges"):
+        rows = batch.rows.get(source)
+        if isinstance(rows, list):
+            batch.rows[source] = [(n, row) for n, row in rows if (row.get("claim_id"), n) not in dropped]
+    for mapped in dropped.values():
+        if mapped:
+            batch.ignore(SUPERSEDED)
+
+
 def _claim(c: _Ctx) -> None:
     r = c.r
     if r.get("status") in MONEY_SKIPPED_STATUS or r.get("use", "claim") != "claim":
         c.batch.ignore(f"FHIR Claim (use {shown_code(r.get('use'))}, status {shown_code(r.get('status'))})")
+        _claim_version(c, mapped=False)
         return
+    _claim_version(c, mapped=True)
     items = r.get("item") or []
     patient = c.ref_id(r.get("patient"))
     clinic = c.ref_id(r.get("facility"), prefer_npi=True)

@@ -849,6 +849,15 @@ def read_bulk(path: Path, batch, con: duckdb.DuckDBPyConnection | None = None) -
                     "lambda i: i.encounter[1].reference), (SELECT coalesce(list(key), []) FROM enc_odd))",
                 )
             ]
+        if rtype == "Claim":  # every version of a Claim the file repeats: fhir.py maps the latest only
+            odd += [
+                line
+                for (line,) in _run(
+                    con,
+                    "SELECT line FROM src WHERE rid(id) IN "
+                    "(SELECT rid(id) FROM src WHERE rid(id) IS NOT NULL GROUP BY ALL HAVING count(*) > 1)",
+                )
+            ]
         odd = sorted(set(odd))
         if len(odd) > lines // 2:
             return None  # mostly unusual: the per-resource reader does it all

@@ -214,6 +214,7 @@ def read(path: Path, batch: Batch) -> None:
     interchanges = parse(path, batch.notes)
     unsupported = []
     occurrences: Counter = Counter()  # (payment, CLP01) seen so far in the file: a reversal and its correction
+    sent: list[tuple[_Claim, str | None]] = []  # the file's 837P claims (CLM) in file order, with their BHT time
     for ix in interchanges:
         for tx in transactions(ix.segments):
             kind = tx[0][1]
@@ -221,9 +222,11 @@ def read(path: Path, batch: Batch) -> None:
             if kind == "835":
                 _read_835(ix, tx, batch, occurrences)
             elif kind == "837" and "X222" in version:
-                _read_837p(ix, tx, batch)
+                _read_837p(ix, tx, sent)
             else:
                 unsupported.append(_shown_transaction(kind, version))
+    for claim, submitted_at in _latest_versions(sent, batch):
+        _emit_837p(claim, submitted_at, batch)
     if unsupported and not batch.rows:
         raise FileRefused(
             f"{display_name(path)}: transaction set(s) {', '.join(sorted(set(unsupported)))} are not "
@@ -333,10 +336,11 @@ class _Claim:
     lines: list[dict] = field(default_factory=list)
 
 
-def _read_837p(ix: Interchange, tx: list[Segment], batch: Batch) -> None:
-    """Loops used: 2010AA billing provider, 2010BA subscriber, 2010BB payer, 2000C patient, 2300 claim
-    (CLM, REF*EA, DTP*472, 2310B rendering NM1*82, 2310C facility NM1*77), 2320/2330 other payer (skipped),
-    2400 line (LX, SV1, DTP*472, REF*6R line item control number, 2420A rendering NM1*82)."""
+def _read_837p(ix: Interchange, tx: list[Segment], sent: list[tuple[_Claim, str | None]]) -> None:
+    """The claims of one 837P transaction, appended to `sent` with the transaction's BHT time (mapped once the whole
+    file is read: _latest_versions). Loops used: 2010AA billing provider, 2010BA subscriber, 2010BB payer, 2000C
+    patient, 2300 claim (CLM, REF*EA, DTP*472, 2310B rendering NM1*82, 2310C facility NM1*77), 2320/2330 other payer
+    (skipped), 2400 line (LX, SV1, DTP*472, REF*6R line item control number, 2420A rendering NM1*82)."""
     submitted_at = None
     billing_npi = member_id = payer_id = None
     dependent = False
@@ -346,7 +350,7 @@ def _read_837p(ix: Interchange, tx: list[Segment], batch: Batch) -> None:
     def flush() -> None:
         nonlocal claim
         if claim is not None:
-            _emit_837p(claim, submitted_at, batch)
+            sent.append((claim, submitted_at))
         claim = None
 
     for seg in tx:
@@ -420,6 +424,53 @@ def _read_837p(ix: Interchange, tx: list[Segment], batch: Batch) -> None:
     flush()
 
 
+#: load-message note (a count) of the claim versions a later version in the same file replaces or voids
+SUPERSEDED = (
+    "X12 837P claim whose CLM01 the same file sends again later (a copy, a replacement CLM05-3 = 7, a void 8): only "
+    "the file's latest version of the claim is mapped"
+)
+
+
+def _latest_versions(sent: list[tuple[_Claim, str | None]], batch: Batch) -> list[tuple[_Claim, str | None]]:
+    """The claims of the file to map: of the CLMs one claim id has in the file, the latest version only, in merge
+    order (dbt merge_latest: the claim's creation time, then the later CLM in the file: ISA / ST / CLM order). An
+    original and its replacement (CLM05-3 = 7) in one file are one file: dbt keeps the lines of the file that sent
+    the claim's latest version (current_claim_lines), so every line of both versions counted (the line the
+    replacement dropped, and each line twice when its id changed). The earlier versions are counted in the load
+    message (SUPERSEDED), and a void (8) that is the latest leaves nothing of the claim. A CLM without CLM01 is
+    never another's version (quarantined `required` as it is)."""
+    latest: dict[str, tuple[bool, str, int]] = {}
+    for position, (claim, submitted_at) in enumerate(sent):
+        key = claim.claim_id.strip()
+        if not key:
+            continue
+        created = _created(claim, submitted_at)
+        order = (created is not None, created or "", position)
+        latest[key] = max(latest.get(key, order), order)
+    kept = []
+    for position, (claim, submitted_at) in enumerate(sent):
+        key = claim.claim_id.strip()
+        if key and latest[key][2] != position:
+            batch.ignore(SUPERSEDED)
+            continue
+        kept.append((claim, submitted_at))
+    return kept
+
+
+def _dates(claim: _Claim) -> tuple[list[str], str | None]:
+    """The service dates of the claim's lines (with their SV1), sorted, and the claim's date of service."""
+    lines = [ln for ln in claim.lines if ln.get("seg") is not None]  # service lines with their SV1
+    dates = sorted(d for d in (ln.get("service_date") for ln in lines) if d)
+    return dates, claim.service_date or (dates[0] if dates else None)
+
+
+def _created(claim: _Claim, submitted_at: str | None, batch: Batch | None = None) -> str | None:
+    """When the claim was created (its submitted_at): the BHT time, never before its last date of service (test
+    files reuse old headers); the adjustment counted in `batch`'s load message when given."""
+    dates, service_date = _dates(claim)
+    return _not_before(submitted_at, max([*dates, service_date or ""]), batch)
+
+
 def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
     """One claims row and a charges row per service line, all at the BHT time (the claim's creation: 837P
     carries no posting time). A replacement claim (CLM05-3 = 7) reuses CLM01, so it lands as a new version;
@@ -427,11 +478,8 @@ def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
     if claim.frequency == VOID:
         batch.ignore("X12 837P void claim (CLM05-3 = 8)")
         return
-    lines = [ln for ln in claim.lines if ln.get("seg") is not None]  # service lines with their SV1
-    dates = sorted(d for d in (ln.get("service_date") for ln in lines) if d)
-    service_date = claim.service_date or (dates[0] if dates else None)
-    # a claim is created after its services: never before the last service date (test files reuse old headers)
-    created = _not_before(submitted_at, max([*dates, service_date or ""]), batch)
+    _, service_date = _dates(claim)
+    created = _created(claim, submitted_at, batch)
     patient_id = claim.mrn or claim.patient_id
     clinic_id = claim.facility_npi or claim.billing_npi
     batch.add(
@@ -510,12 +558,13 @@ def _line_ids(claim: _Claim, batch: Batch) -> list[str | None]:
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def _not_before(at: str | None, day: str, batch: Batch) -> str | None:
+def _not_before(at: str | None, day: str, batch: Batch | None) -> str | None:
     """`at` (BHT time), or midnight of `day` when the BHT precedes it: a line is posted, and a claim created, no
-    earlier than its date of service. Counted in the load message (how many, never which)."""
+    earlier than its date of service. Counted in `batch`'s load message (how many, never which) when given."""
     if at is None or not DAY.match(day or "") or at[:10] >= day:
         return at
-    batch.adjusted["837P claim/line dated at its date of service (BHT date before it)"] += 1
+    if batch is not None:
+        batch.adjusted["837P claim/line dated at its date of service (BHT date before it)"] += 1
     return f"{day} 00:00:00"
 
 

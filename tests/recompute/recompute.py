@@ -8,6 +8,12 @@ dbt SQL or the marts. Rows are cleaned by the contracts (ingestion/contracts/*.y
 that breaks a rule is dropped, and the latest version of a natural key wins (event time, then later line).
 
 Money is kept in integer cents so "to the cent" comparisons are exact.
+
+The generated practices send one source system (native CSVs), so the rules that only act across systems or on
+standard files have nothing to recompute here: which system's money of a claim counts (per claim, kind of money and
+payer: int_remittances_linked), an 835 reversal of a denial (it counts only what cancels money the denial landed),
+and a claim sent several times in one 837P / FHIR file (the latest version only). They are tested built, night by
+night, in tests/dbt/test_billing_money_sources.py.
 """
 
 from __future__ import annotations

@@ -62,7 +62,8 @@ exits as (
     from (
         select
             *,
-            trim(regexp_replace(lower(trim(reason)), '[^a-z0-9]+', '_', 'g'), '_') as reason_key
+            {{ regexp_replace_all(regexp_replace_all('lower(trim(reason))', '[^a-z0-9]+', '_'), '^_+|_+$', '') }}
+                as reason_key
         from ev
         where event_type in ('declined', 'unreachable', 'insurance_denied', 'lost')
     ) as x
