@@ -1,7 +1,10 @@
 """Fixtures for the service tests: a real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives, and
-an environment where alerts go to it and no secrets.toml of the machine is read."""
+an environment where alerts go to it and no secrets.toml of the machine is read; a server clock in Chicago's zone
+(the schedule's daylight-saving tests)."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -26,3 +29,13 @@ def no_secrets(monkeypatch, tmp_path):
     for name in ("HOST", "PORT", "SECURITY", "USER", "PASSWORD", "FROM"):
         monkeypatch.delenv(f"PTPULSE_SMTP_{name}", raising=False)
     monkeypatch.delenv("PTPULSE_ALERT_TO", raising=False)
+
+
+@pytest.fixture
+def chicago(monkeypatch):
+    """The server in America/Chicago (TZ and the C library's zone), restored after the test."""
+    monkeypatch.setenv("TZ", "America/Chicago")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

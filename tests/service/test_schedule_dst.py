@@ -4,25 +4,13 @@ they go forward does not exist and the run happens at 03:00 summer time; an hour
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from ptpulse.core.config import get_settings
 from ptpulse.serve import Scheduler, ServiceConfig
 
 CHICAGO = ZoneInfo("America/Chicago")
-
-
-@pytest.fixture
-def chicago(monkeypatch):
-    monkeypatch.setenv("TZ", "America/Chicago")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def _scheduler(tmp_path, schedule: str, at: datetime) -> tuple[Scheduler, dict]:

@@ -9,26 +9,14 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from ptpulse.core.config import get_settings
 from ptpulse.serve import Job, Running, Scheduler, ServiceConfig, _log_without_file_names, now_utc
 from tests.ingestion.ingest_helpers import example_row, write_csv
 
 CHICAGO = ZoneInfo("America/Chicago")
-
-
-@pytest.fixture
-def chicago(monkeypatch):
-    monkeypatch.setenv("TZ", "America/Chicago")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def test_a_refresh_past_max_refresh_hours_is_stopped_reported_and_not_retried(tmp_path):
