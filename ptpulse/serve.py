@@ -597,12 +597,7 @@ class Scheduler:
             return
         log.warning("refresh ran longer than max_refresh_hours (%g h): stopping it", limit_h)
         run.timed_out = True
-        run.proc.terminate()
-        try:
-            run.proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            run.proc.kill()
-            run.proc.wait()
+        terminate(run.proc, grace_s)
 
     def wait_running(self, timeout_s: float) -> None:
         """Block until the running job ends (tests, shutdown), then record it."""
@@ -614,12 +609,7 @@ class Scheduler:
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop a running job (SIGTERM, then SIGKILL); the lock dies with it and its exports stay in incoming/."""
         if self.running is not None:
-            self.running.proc.terminate()
-            try:
-                self.running.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.running.proc.kill()
-                self.running.proc.wait()
+            terminate(self.running.proc, timeout_s)
             self.running = None
         self.state["running"] = None
         self.state["stopped_at"] = iso(now_utc())
@@ -754,6 +744,16 @@ class Scheduler:
         sent, detail = send_alert(alert)
         (log.info if sent else log.warning)("%s", detail)
         return {"sent": sent, "detail": detail, "at": iso(now_utc())}
+
+
+def terminate(proc: subprocess.Popen, grace_s: float) -> None:
+    """Stop a child: SIGTERM, then SIGKILL if it has not exited within `grace_s`; returns once it is gone."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _again(job: Job, due: float) -> Job:
@@ -894,12 +894,7 @@ class AppProcess:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            terminate(self.proc, timeout_s)
 
 
 def serve(settings: Settings, config: ServiceConfig, port: int, host: str, with_app: bool = True) -> int:

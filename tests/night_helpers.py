@@ -68,3 +68,28 @@ def unmatched_rows(
     return con.execute(
         f"select count(*) from {only_x} as p where not exists (select 1 from {only_y} as r where {' and '.join(conds)})"
     ).fetchone()[0]
+
+
+def assert_same_rows(a: Path, b: Path, schemas: tuple[str, ...] = ("staging", "intermediate", "marts")) -> None:
+    """Every table of `schemas` in analytics file `a` holds the same rows in `b` (counts, then multisets both ways;
+    marts.build_info, this build's id and time, left out): an incremental night against a full rebuild."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach '{a}' as a (read_only)")
+        con.execute(f"attach '{b}' as b (read_only)")
+        for schema in schemas:
+            tables = con.execute(
+                "select table_name from duckdb_tables() where database_name = 'a' and schema_name = ? order by 1",
+                [schema],
+            ).fetchall()
+            assert tables, schema
+            for (t,) in tables:
+                if t == "build_info":
+                    continue
+                q = f"{quote_ident(schema)}.{quote_ident(t)}"
+                counts = con.execute(f"select (select count(*) from a.{q}), (select count(*) from b.{q})").fetchone()
+                assert counts[0] == counts[1], (schema, t, counts)
+                assert unmatched_rows(con, "a", "b", schema, t) == 0, (schema, t)
+                assert unmatched_rows(con, "b", "a", schema, t) == 0, (schema, t)
+    finally:
+        con.close()
