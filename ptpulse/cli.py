@@ -29,6 +29,25 @@ from ptpulse.core.config import SettingError, Settings
 from ptpulse.core.config import get_settings as _get_settings
 from ptpulse.core.lock import PipelineBusy, pipeline_lock
 
+
+def _flags_without_a_type() -> None:
+    """Help shows a boolean option as a plain flag (`--json`), not `--json <bool>`: typer's rich help gives every
+    option its type, a flag's too (typer 0.29), though a flag takes no value. Patched once, for every command."""
+    from typer.core import TyperOption
+
+    original = getattr(TyperOption, "display_type_rich", None)
+    if original is None or getattr(original, "_ptpulse_flag", False):  # another typer: its own help, unpatched
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else original(self, ctx)
+
+    display_type_rich._ptpulse_flag = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_a_type()
+
 app = typer.Typer(
     help="PT Pulse: referral-to-discharge analytics for outpatient physical therapy practices.",
     no_args_is_help=True,
@@ -509,58 +528,105 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _load_style(status: str) -> str:
+    return {"refused": "red", "failed": "red", "skipped_same_hash": "dim", "skipped_not_data": "dim"}.get(status, "")
+
+
+def _read_as(r: dict[str, Any]) -> str:
+    return (r["source"] or "?") + (f" (profile {r['profile']})" if r.get("profile") else "")
+
+
+def _fits(table: Table, console: Console) -> bool:
+    """The table drawn whole at the console's width: no cell wrapped, folded or cut short."""
+    from rich.measure import Measurement
+
+    unbounded = console.options.update_width(10_000)  # measured at its natural width, not clamped to the console
+    return Measurement.get(console, unbounded, table).maximum <= console.width
+
+
 def render_status(report: dict[str, list[dict[str, Any]]], console: Console) -> None:
-    """Three rich tables: recent loads, quarantine by rule, freshness per source."""
+    """Three rich tables: recent loads, quarantine by rule, freshness per source.
+
+    The loads are one table of nine columns where it fits (a wide terminal); at 80 columns (a small terminal, a CI
+    log) two that each fit: what each load was (file, read as, status) and its row counts, joined by the load id.
+    Names and numbers are never cut mid-word: counts, statuses and times do not wrap; a long file name folds."""
     from ingestion.files import delivered_name, safe_text
 
     if not report["loads"]:
         console.print("No loads yet. Run `ptpulse ingest <folder>` (or `ptpulse refresh`) first.")
         return
-    loads = Table(
-        "id",
-        "file",
-        "source",
-        "status",
-        "read",
-        "landed",
-        "quarantined",
-        "duplicate",
-        "finished (UTC)",
-        title="Loads (latest 30)",
-    )
-    for r in report["loads"][-30:]:
-        style = {"refused": "red", "failed": "red", "skipped_same_hash": "dim", "skipped_not_data": "dim"}.get(
-            r["status"], ""
-        )
-        loads.add_row(
+    recent = report["loads"][-30:]
+
+    def file_cell(r: dict[str, Any]) -> Text:
+        return Text(safe_text(delivered_name(r["file"]), 120), overflow="fold")
+
+    def counts(r: dict[str, Any]) -> list[str]:
+        return [_fmt(r[k]) for k in ("rows_read", "rows_landed", "rows_quarantined", "rows_duplicate")]
+
+    def number(header: str) -> dict[str, Any]:
+        return {"header": header, "justify": "right", "no_wrap": True}
+
+    wide = Table(title="Loads (latest 30)")
+    wide.add_column("id", justify="right", no_wrap=True)
+    wide.add_column("file", overflow="fold")
+    wide.add_column("source", overflow="fold")
+    wide.add_column("status", no_wrap=True)
+    for header in ("read", "landed", "quarantined", "duplicate"):
+        wide.add_column(**number(header))
+    wide.add_column("finished (UTC)", no_wrap=True)
+    for r in recent:
+        wide.add_row(
             _fmt(r["load_id"]),
-            Text(safe_text(delivered_name(r["file"]), 120)),
-            _text((r["source"] or "?") + (f" (profile {r['profile']})" if r.get("profile") else "")),
+            file_cell(r),
+            _text(_read_as(r)),
             r["status"],
-            _fmt(r["rows_read"]),
-            _fmt(r["rows_landed"]),
-            _fmt(r["rows_quarantined"]),
-            _fmt(r["rows_duplicate"]),
+            *counts(r),
             _fmt(r["finished_at"]),
-            style=style,
+            style=_load_style(r["status"]),
         )
-    console.print(loads)
-    for r in report["loads"][-30:]:
+    if _fits(wide, console):
+        console.print(wide)
+    else:  # narrow: what each load was, then its rows, each table within the width
+        what = Table(title="Loads (latest 30)")
+        what.add_column("id", justify="right", no_wrap=True)
+        what.add_column("file / read as", overflow="fold", ratio=1)
+        what.add_column("status", no_wrap=True)
+        for r in recent:
+            cell = file_cell(r) + Text("\n") + Text(safe_text(_read_as(r), 200), style="dim")
+            what.add_row(_fmt(r["load_id"]), cell, r["status"], style=_load_style(r["status"]))
+        console.print(what)
+        rows = Table(title="Rows per load")
+        rows.add_column("id", justify="right", no_wrap=True)
+        for header in ("read", "landed", "quarantined", "duplicate"):
+            rows.add_column(**number(header))
+        rows.add_column("finished (UTC)", no_wrap=True)
+        for r in recent:
+            rows.add_row(_fmt(r["load_id"]), *counts(r), _fmt(r["finished_at"]), style=_load_style(r["status"]))
+        console.print(rows)
+    for r in recent:
         if r["status"] in ("refused", "failed"):
             # Text, not markup: names and messages are shown as written (no `[bold]`, no `:x:` emoji) and
             # control characters escaped, whatever a file was called
             console.print(
                 Text(safe_text(f"{r['status']} load {r['load_id']} {r['file']}: {r['message']}", 2000), style="red")
             )
-    loaded = [(r["file"], r.get("sha256"), r["message"]) for r in report["loads"][-30:] if r["status"] == "loaded"]
+    loaded = [(r["file"], r.get("sha256"), r["message"]) for r in recent if r["status"] == "loaded"]
     for file, message in _file_notes(loaded):
         console.print(Text(safe_text(f"note {delivered_name(file)}: {message}", NOTE_LIMIT)))
     if report["quarantine_by_rule"]:
-        quarantine = Table("source", "rule", "column", "rows", title="Quarantine by rule")
+        quarantine = Table(title="Quarantine by rule")
+        quarantine.add_column("source", no_wrap=True)
+        quarantine.add_column("rule", overflow="fold")
+        quarantine.add_column("column", overflow="fold")
+        quarantine.add_column(**number("rows"))
         for r in report["quarantine_by_rule"]:
             quarantine.add_row(r["source"], r["rule"], Text(r["column"] or "-"), _fmt(r["rows"]))
         console.print(quarantine)
-    fresh = Table("source", "last load (UTC)", "latest event", "rows", title="Freshness")
+    fresh = Table(title="Freshness")
+    fresh.add_column("source", no_wrap=True)
+    fresh.add_column("last load (UTC)", no_wrap=True)
+    fresh.add_column("latest event", no_wrap=True)
+    fresh.add_column(**number("rows"))
     for r in report["freshness"]:
         fresh.add_row(r["source"], _fmt(r["last_load_at"]), _fmt(r["latest_event_at"]), _fmt(r["rows"]))
     console.print(fresh)
@@ -839,12 +905,15 @@ def run_app(
     """Start the Streamlit app (demo mode unless OIDC auth is configured)."""
     import os
 
-    from ptpulse.serve import app_command, demo_bind_refusal
+    from ptpulse.serve import app_command, bind_problem, demo_bind_refusal
 
     refusal = demo_bind_refusal(host, allow_demo_on_network)
     if refusal:
         _fail(refusal, code=2)
     settings = get_settings(home)
+    taken = bind_problem(host, port)
+    if taken:  # before the URL: Streamlit's own check would come after it, and read as a failure of the URL
+        _fail(taken, code=3)
     env = dict(os.environ, PTPULSE_HOME=str(settings.home))
     out.print(_text(f"PT Pulse on http://{'localhost' if host in ('127.0.0.1', 'localhost') else host}:{port}"))
     # exec, not a child: a kill of `ptpulse app` (or systemd stopping it) stops the server itself, and the
@@ -867,12 +936,15 @@ def serve(
     with_app: bool = typer.Option(True, "--app/--no-app", help="Also serve the app (--no-app: scheduler only)."),
 ) -> None:
     """The app plus its scheduler: nightly refresh, exports dropped in incoming/ ingested, alerts on failure."""
-    from ptpulse.serve import ConfigError, configure_logging, demo_bind_refusal, load_config
+    from ptpulse.serve import ConfigError, bind_problem, configure_logging, demo_bind_refusal, load_config
     from ptpulse.serve import serve as run
 
     refusal = demo_bind_refusal(host, allow_demo_on_network) if with_app else None
     if refusal:
         _fail(refusal, code=2)
+    taken = bind_problem(host, port) if with_app else None
+    if taken:  # the app child would otherwise fail and be restarted with back-off, for ever
+        _fail(taken, code=3)
     settings = get_settings(home)
     try:
         config = load_config(settings, schedule=schedule, settle_seconds=settle, poll_seconds=poll)

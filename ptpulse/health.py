@@ -29,7 +29,7 @@ import duckdb
 from ptpulse.core.config import Settings
 from ptpulse.core.lock import lock_holder, pid_alive
 from ptpulse.core.service_clock import stale_after_s
-from ptpulse.serve import ConfigError, ServiceConfig, load_config, parse_iso, read_status
+from ptpulse.serve import ConfigError, ServiceConfig, load_config, nothing_loaded_line, parse_iso, read_status
 
 OVERDUE_S = 3600.0  # a next run this late means the scheduler is stuck
 
@@ -141,7 +141,12 @@ def health_report(settings: Settings, now: datetime | None = None) -> dict[str, 
         problems.append(str(exc))
 
     build, coverage = served_build(settings)
-    if build is None:
+    status = read_status(settings)
+    if build is None and (status or {}).get("nothing_loaded"):  # the service's own line: what to put where
+        problems.append(str(status["nothing_loaded"]))
+    elif build is None and not settings.raw_db.exists():
+        problems.append(nothing_loaded_line(settings))
+    elif build is None:
         problems.append("no analytics build is served yet: run `ptpulse refresh` or start `ptpulse serve`")
     elif build.get("error"):
         problems.append(build["error"])
@@ -153,7 +158,6 @@ def health_report(settings: Settings, now: datetime | None = None) -> dict[str, 
                 "check the scheduler and the last refresh"
             )
 
-    status = read_status(settings)
     scheduler: dict[str, Any] = {"configured": status is not None}
     last_run = None
     if status is not None and status.get("unreadable"):
@@ -190,7 +194,7 @@ def health_report(settings: Settings, now: datetime | None = None) -> dict[str, 
         if alive:
             problems.extend(_stuck(status, config.max_refresh_hours, now))
         last_run = _real_last_run(status)
-        if last_run and last_run.get("result") != "ok":
+        if last_run and last_run.get("result") not in ("ok", "nothing_loaded"):  # nothing loaded: said above
             problems.append(
                 f"the last refresh ({last_run.get('finished_at')}) ended with {last_run.get('result')}: "
                 "see its problems in `ptpulse health --json` and the alert email"

@@ -299,7 +299,9 @@ def archive_export(settings: Settings, export: Path, ok: bool, stamp: str) -> Pa
 def run_job(settings: Settings, exports: list[Path], always_build: bool) -> dict[str, Any]:
     """Ingest each export, then build once, under the pipeline lock (runs in the job child process).
 
-    An incoming-only job whose files all were refused or already loaded skips the build: nothing changed.
+    An incoming-only job whose files all were refused or already loaded skips the build: nothing changed. No
+    build either while no file has ever landed a row (`nothing_loaded`, as `ptpulse refresh`): an empty warehouse
+    would be served as if healthy; the result is then `nothing_loaded` (no alert, no retry).
     Returns plain data (what the scheduler reads from the result file): per-export loads (keyed by the export's
     place in `exports`, each file by its number: no file or export name) and the build."""
     from ingestion.files import safe_text
@@ -307,6 +309,7 @@ def run_job(settings: Settings, exports: list[Path], always_build: bool) -> dict
     from ptpulse.notify import scrub_file_names
     from ptpulse.refresh import run_build
 
+    empty = False
     try:
         with pipeline_lock(settings, "serve refresh", wait_s=0):
             settings.incoming.mkdir(parents=True, exist_ok=True)
@@ -331,7 +334,8 @@ def run_job(settings: Settings, exports: list[Path], always_build: bool) -> dict
                 ]
                 loaded += sum(r.status == "loaded" for r in results)
             build = None
-            if always_build or loaded or not settings.analytics_db.exists():
+            empty = _nothing_loaded_or_unreadable(settings)  # under the lock: no ingest writes raw.duckdb meanwhile
+            if not empty and (always_build or loaded or not settings.analytics_db.exists()):
                 b = run_build(settings)
                 build = {
                     "ok": b.ok,
@@ -345,7 +349,42 @@ def run_job(settings: Settings, exports: list[Path], always_build: bool) -> dict
         return {"result": "busy", "holder": str(exc)}
     bad_loads = any(r["status"] in ("refused", "failed") for rows in per_export.values() for r in rows)
     result = "build_failed" if build is not None and not build["ok"] else "load_failed" if bad_loads else "ok"
-    return {"result": result, "exports": per_export, "files_loaded": loaded, "build": build}
+    if empty and result == "ok":
+        result = "nothing_loaded"
+    return {"result": result, "exports": per_export, "files_loaded": loaded, "build": build, "nothing_loaded": empty}
+
+
+def nothing_loaded_line(settings: Settings) -> str:
+    """What the service says (log, logs/service.json, `ptpulse health`) while no file has ever landed a row."""
+    return (
+        f"nothing loaded yet, so nothing is built or served: put the practice's exports in {settings.incoming} "
+        "(one folder per export; the service loads a complete one by itself), or run `ptpulse refresh FOLDER`"
+    )
+
+
+def _nothing_loaded_or_unreadable(settings: Settings) -> bool:
+    """`nothing_loaded`, False when raw.duckdb cannot be read (a damaged file): the build then fails and says why,
+    retried and alerted as any failed build."""
+    import duckdb
+
+    from ptpulse.refresh import nothing_loaded
+
+    try:
+        return nothing_loaded(settings)
+    except duckdb.Error:
+        return False
+
+
+def _nothing_loaded_now(settings: Settings) -> bool | None:
+    """`nothing_loaded` at the service's start, under the pipeline lock (a reader of raw.duckdb would block an
+    ingest); None when another pipeline command holds the lock (the next job's result says)."""
+    if not settings.raw_db.exists():
+        return True
+    try:
+        with pipeline_lock(settings, "serve start", wait_s=0):
+            return _nothing_loaded_or_unreadable(settings)
+    except PipelineBusy:
+        return None
 
 
 def _relative(path: Path, export: Path) -> str:
@@ -486,10 +525,22 @@ class Scheduler:
             "poll_seconds": config.poll_seconds,  # how often this file is rewritten (health: stale_after_s)
             # the local wall time of the last scheduled run that fired: a restart in a repeated hour skips it
             "last_slot": previous.get("last_slot"),
+            # while no file has ever landed a row: what to do (no build is tried; `ptpulse health` says it)
+            "nothing_loaded": None,
         }
         self.next_run: datetime | None = None
         self._plan_next()
+        self._set_nothing_loaded(_nothing_loaded_now(settings))
         self._write()  # at once: a status left by an earlier run must not stand for this one until the first tick
+
+    def _set_nothing_loaded(self, empty: bool | None) -> None:
+        """Record (and log once, when it starts) that nothing was ever loaded; None leaves it as it was."""
+        if empty is None:
+            return
+        line = nothing_loaded_line(self.settings) if empty else None
+        if line and not self.state.get("nothing_loaded"):
+            log.warning("%s", line)
+        self.state["nothing_loaded"] = line
 
     # -- planning
     def _plan_next(self) -> None:
@@ -627,6 +678,8 @@ class Scheduler:
         if run.timed_out:
             result = {"result": "timed_out", "exit_code": run.proc.returncode}
         outcome = result["result"]
+        if "nothing_loaded" in result:
+            self._set_nothing_loaded(bool(result["nothing_loaded"]))
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         problems: list[Any] = []
         archived: dict[str, str] = {}
@@ -720,7 +773,7 @@ class Scheduler:
         else:
             self.state["last_run"] = run_record
         self.state["history"] = ([run_record] + self.state.get("history", []))[:HISTORY]
-        level = logging.INFO if outcome in ("ok", "busy") else logging.WARNING
+        level = logging.INFO if outcome in ("ok", "busy", "nothing_loaded") else logging.WARNING
         log.log(level, "refresh %s (%s, attempt %d): %d problem(s)", outcome, job.trigger, job.attempt, len(problems))
         _prune_job_files(self.settings.home / "logs")
 
@@ -830,6 +883,39 @@ def demo_bind_refusal(host: str, allow_demo_on_network: bool) -> str | None:
         "the app as any role. Configure OIDC ([auth] in .streamlit/secrets.toml, see docs/deploy.md), serve on "
         "127.0.0.1 behind a signed-in proxy, or pass --allow-demo-on-network to accept the risk."
     )
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """Why the app could not listen on `host`:`port`, or None: a bind test on every address the host names (as
+    the app's server binds them, with SO_REUSEADDR: a port left in TIME_WAIT is free, one another program listens
+    on is not). Checked before the URL is printed, so a taken port is one line naming it and the fix, not a URL
+    followed by Streamlit's own failure."""
+    import errno
+    import socket
+
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError):
+        return f"cannot serve on --host {host}: no such address on this machine (check the name, or use 127.0.0.1)."
+    except OverflowError:
+        return f"cannot serve on port {port}: a port is a number from 1 to 65535 (pick one with --port)."
+    for family, kind, proto, _name, address in addresses:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} is already in use on {host} (another PT Pulse app, or another program): stop "
+                    f"that program, or pick another port, e.g. --port {port + 1 if port < 65535 else 8502}."
+                )
+            if exc.errno == errno.EACCES:
+                return f"port {port} needs administrator rights on this machine: pick a port above 1023 with --port."
+            if exc.errno == errno.EAFNOSUPPORT:  # e.g. an IPv6 address of `localhost` on a host without IPv6
+                continue
+            return f"cannot serve on {host}:{port} ({exc.strerror}): check --host, or pick another port with --port."
+    return None
 
 
 def app_command(port: int, host: str) -> list[str]:

@@ -64,13 +64,15 @@ if go and picked:
             try:
                 outcome = uploads.run_ingest(s, saved)
                 uploads.set_aside_refused(s, saved, outcome)
+                uploads.keep_for_administrator(s, saved, outcome)  # a limited upload: only what an admin may load
             except uploads.PipelineBusyError as exc:
                 error, waiting = str(exc), True  # the files stay in incoming/: the next refresh loads them
             except uploads.UploadError as exc:
                 error = str(exc)
         landed_at = time.time()  # what this upload landed is in raw.duckdb by now
-        table = uploads.result_table(saved, outcome, waiting=waiting)
-        n_ = uploads.counts(table)
+        table = uploads.result_table(saved, outcome, waiting=waiting)  # per load (a FHIR Bundle: one per table)
+        files = uploads.file_table(table)  # per file: what the user offered, counted and shown first
+        n_ = uploads.counts(files)
         audit.log(
             s.app_db,
             ctx.user.email,
@@ -81,6 +83,7 @@ if go and picked:
                 "error": bool(error),
                 "clinics": None if scoped is None else list(saved.clinics or ()),  # a limited upload's clinics
                 **n_,
+                "loads": int(len(table)),
             },
         )
         refreshing = False
@@ -103,6 +106,7 @@ if go and picked:
         box.update(label="Upload checked", state="error" if error and not waiting else "complete")
     st.session_state[RESULT_KEY] = {
         "table": table,
+        "files": files,
         "error": error,
         "waiting": waiting,
         "refreshing": refreshing,
@@ -120,20 +124,21 @@ if result:
     elif result["error"]:
         st.error(result["error"], icon=":material/error:")
     table: pd.DataFrame = result["table"]
-    c = uploads.counts(table)
+    files: pd.DataFrame = result["files"]
+    c = uploads.counts(files)
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Files landed", f"{c['landed']:,} of {c['files']:,}", border=True)
     m2.metric("Files refused", f"{c['refused']:,}", border=True)
     m3.metric("Rows landed", f"{c['rows_landed']:,}", border=True)
     m4.metric("Rows set aside", f"{c['rows_quarantined']:,}", border=True)
     ui.table(
-        table,
+        files,
         "upload_result",
         "upload_result",
         column_config={
             "file": st.column_config.TextColumn("File", pinned=True),
-            "source": "Read as",
             "result": st.column_config.TextColumn("Result", pinned=True),
+            "landed_into": st.column_config.TextColumn("Landed into (rows)", width="medium"),
             "rows_read": st.column_config.NumberColumn("Rows read", format="localized"),
             "rows_landed": st.column_config.NumberColumn("Landed", format="localized"),
             "rows_quarantined": st.column_config.NumberColumn("Set aside", format="localized"),
@@ -143,6 +148,24 @@ if result:
         },
         empty_message="No file was offered.",
     )
+    if len(table) > len(files):  # a FHIR Bundle or an X12 file feeds several tables: one load each
+        with st.expander(f"Per table: the {len(table):,} loads of these {len(files):,} files"):
+            ui.table(
+                table,
+                "upload_loads",
+                "upload_loads",
+                column_config={
+                    "file": st.column_config.TextColumn("File", pinned=True),
+                    "source": "Table",
+                    "result": "Result",
+                    "rows_read": st.column_config.NumberColumn("Rows read", format="localized"),
+                    "rows_landed": st.column_config.NumberColumn("Landed", format="localized"),
+                    "rows_quarantined": st.column_config.NumberColumn("Set aside", format="localized"),
+                    "rows_duplicate": st.column_config.NumberColumn("Duplicates", format="localized"),
+                    "why_set_aside": st.column_config.TextColumn("Why rows were set aside", width="medium"),
+                    "fix": st.column_config.TextColumn("What to do", width="large"),
+                },
+            )
     if c["already"]:
         st.caption(f"{c['already']:,} file(s) had been loaded before: nothing was added twice.")
     if c.get("nothing"):

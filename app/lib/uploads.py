@@ -48,6 +48,7 @@ from ptpulse.core.contracts import load_contracts
 ALLOWED_SUFFIXES: tuple[str, ...] = (".csv", ".ndjson", ".json", ".txt", ".835", ".837", ".x12", ".edi", ".zip", ".gz")
 NESTED_SUFFIXES = (".zip", ".gz")  # inside an uploaded zip: an archive in an archive, not unpacked
 DEFAULT_MAX_MB = 200
+DEFAULT_SCOPED_DAYS = 30  # a limited upload whose rows of other clinics an administrator may still load: kept so long
 MAX_ZIP_MEMBERS = 5000
 MAX_NAME = 120
 CHUNK = 1 << 20
@@ -91,6 +92,52 @@ def max_bytes() -> int:
     except ValueError:
         mb = DEFAULT_MAX_MB
     return int(max(mb, 0.001) * 1024 * 1024)
+
+
+def scoped_days() -> float:
+    """Days a limited upload is kept for an administrator: $PTPULSE_SCOPED_UPLOAD_DAYS (default 30; 0 = not kept)."""
+    try:
+        return max(float(os.environ.get("PTPULSE_SCOPED_UPLOAD_DAYS", DEFAULT_SCOPED_DAYS)), 0.0)
+    except ValueError:
+        return float(DEFAULT_SCOPED_DAYS)
+
+
+def prune_scoped(settings: Settings, now: float | None = None) -> int:
+    """Delete the limited uploads kept longer than `scoped_days()` (scoped_uploads/<upload-id>/, by the folder's
+    time); run at each upload. Returns how many were deleted."""
+    root = settings.home / SCOPED_DIR
+    if not root.is_dir():
+        return 0
+    cutoff = (now if now is not None else time.time()) - scoped_days() * 86400
+    gone = 0
+    for folder in root.iterdir():
+        if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            gone += 1
+    return gone
+
+
+def keep_for_administrator(settings: Settings, saved: Saved, outcome: IngestOutcome) -> list[str]:
+    """After a limited upload's load is recorded: keep only the files whose rows of other clinics were set aside
+    (`outside_upload_scope`), which an administrator lands by loading the same file (`ptpulse ingest` of the
+    folder: what landed before counts as duplicates); delete every other file, and the folder when none is left.
+    Refused files were moved to refused_uploads/ already (`set_aside_refused`). Returns the names kept; a limited
+    upload is deleted after `scoped_days()` (`prune_scoped`), and at once when `scoped_days()` is 0."""
+    if saved.clinics is None or not saved.folder.is_dir():
+        return []
+    wanted = {
+        str(f.get("file") or "")
+        for f in outcome.files
+        if any(r.get("rule") == SCOPE_RULE and int(r.get("rows") or 0) for r in f.get("quarantine_by_rule") or [])
+    }
+    if not scoped_days():
+        wanted = set()
+    for path in saved.folder.iterdir():
+        if path.name not in wanted:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    if not any(saved.folder.iterdir()):
+        saved.folder.rmdir()
+    return sorted(wanted)
 
 
 def safe_name(name: str) -> str:
@@ -138,6 +185,7 @@ def new_upload(settings: Settings, clinics: Iterable[str] | None = None) -> Save
     """A fresh upload folder: incoming/<upload-id>/ for a user of every clinic (the next refresh may load what the
     pipeline was too busy to check), scoped_uploads/<upload-id>/ for one limited to `clinics` (no refresh reads it:
     a refresh loads for every clinic)."""
+    prune_scoped(settings)  # limited uploads kept past their days, at each new upload
     upload_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     scope = None if clinics is None else tuple(sorted({str(c) for c in clinics}))
     folder = (settings.incoming if scope is None else settings.home / SCOPED_DIR) / upload_id
@@ -364,7 +412,8 @@ def _fix(f: Mapping[str, Any], folder: Path) -> str:
     if scope_rows:
         says.append(
             f"{scope_rows:,} row(s) belong to clinics outside yours, or name their appointments, episodes, referrals, "
-            "claims or patients: not loaded. An administrator (not limited to clinics) can load them."
+            "claims or patients: not loaded. An administrator (not limited to clinics) can load them"
+            + (f" (the file is kept {scoped_days():g} days for that)." if scoped_days() else ".")
         )
     if by_rule or (f.get("rows_quarantined") and not profile_rows and not scope_rows):
         says.append("Fix the rows set aside in the source system and upload the file again (Data health lists them).")
@@ -396,7 +445,9 @@ def _why_row(f: Mapping[str, Any]) -> str:
 
 
 def result_table(saved: Saved, outcome: IngestOutcome | None, waiting: bool = False) -> pd.DataFrame:
-    """One row per offered file: what it was read as, the result, row counts, why rows were set aside, the fix.
+    """One row per load: what a file was read as, the result, row counts, why rows were set aside, the fix. A CSV is
+    one load; a FHIR Bundle or an X12 file is one load per table it feeds (`file_table` makes it one row per file,
+    what the page counts and shows first).
     `waiting`: the pipeline was busy, so the saved files were not checked yet; each is listed as waiting for the
     next refresh (they stay in incoming/<upload-id>/)."""
     rows: list[dict[str, Any]] = []
@@ -458,8 +509,66 @@ def result_table(saved: Saved, outcome: IngestOutcome | None, waiting: bool = Fa
     return pd.DataFrame(rows, columns=columns)
 
 
+FILE_COLUMNS = [
+    "file",
+    "result",
+    "landed_into",
+    "rows_read",
+    "rows_landed",
+    "rows_quarantined",
+    "rows_duplicate",
+    "why_set_aside",
+    "fix",
+]
+
+
+def _file_result(results: list[str]) -> str:
+    """A file's result from its loads': landed when any load landed rows; refused when every load was; else the
+    most telling of the rest (all set aside, rows already loaded ...), a load that read nothing last."""
+    landed, refused = status_words("loaded"), {status_words(s) for s in ("refused", "failed", "not_saved")}
+    if landed in results:
+        return landed
+    if all(r in refused for r in results):
+        return results[0]
+    telling = [r for r in results if r != NOTHING_TO_LOAD and r not in refused]
+    return (telling or results)[0]
+
+
+def file_table(loads: pd.DataFrame) -> pd.DataFrame:
+    """One row per file (what a user offered), from `result_table`'s one row per load: the file's result, the
+    tables it landed into (with rows landed in each), its rows summed, and why rows were set aside and what to do,
+    each prefixed with the table when the file fed several."""
+    rows: list[dict[str, Any]] = []
+    for name, group in loads.groupby("file", sort=False):
+        several = group["source"].astype(bool).sum() > 1
+
+        def per_load(column: str, group: pd.DataFrame = group, several: bool = several) -> str:
+            said = [
+                f"{source}: {text}" if several and source else text
+                for source, text in zip(group["source"], group[column], strict=True)
+                if text
+            ]
+            return " · ".join(dict.fromkeys(said))
+
+        landed = group[group["rows_landed"] > 0]
+        rows.append(
+            {
+                "file": name,
+                "result": _file_result(group["result"].tolist()),
+                "landed_into": ", ".join(
+                    f"{source} ({int(n):,})" for source, n in zip(landed["source"], landed["rows_landed"], strict=True)
+                ),
+                **{k: int(group[k].sum()) for k in ("rows_read", "rows_landed", "rows_quarantined", "rows_duplicate")},
+                "why_set_aside": per_load("why_set_aside"),
+                "fix": per_load("fix") if several else " ".join(dict.fromkeys(f for f in group["fix"] if f)),
+            }
+        )
+    return pd.DataFrame(rows, columns=FILE_COLUMNS)
+
+
 def counts(table: pd.DataFrame) -> dict[str, int]:
-    """Files landed / refused (incl. not accepted) / already loaded, and rows landed / set aside / duplicates."""
+    """Files landed / refused (incl. not accepted) / already loaded, and rows landed / set aside / duplicates: per
+    row of `table`, so the page passes `file_table` (files, as the user thinks of them, not loads)."""
     result = table["result"]
     return {
         "files": int(len(table)),
