@@ -24,7 +24,7 @@ from seed_data.billing import billing
 from seed_data.intake import intake_events, sigmoid, simulate_referrals
 from seed_data.practice import DAY, PayerTable, build_clinic, day_index, payer_table, payers_frame
 from seed_data.reference import Calendar, Pools, ids, make_pools
-from seed_data.writer import SOURCES, Writer, to_text
+from seed_data.writer import SOURCES, Writer, file_name, to_text
 
 Progress = Callable[[str, float, float], None] | None
 
@@ -129,8 +129,10 @@ def generate(
     dirty: float = 0.005,
     as_of: date | None = None,
     progress: Progress = None,
+    compress: bool = False,
 ) -> dict:
-    """Write the practice to `out` and return {"rows": {file: n}, "as_of", "seconds", "dirt", ...}."""
+    """Write the practice to `out` and return {"rows": {file: n}, "as_of", "seconds", "dirt", ...}. `compress`:
+    each export as `<source>.csv.gz` (the truth files stay plain CSV)."""
     t0 = time.perf_counter()
     out = Path(out)
     sc = P.SCALES[scale]
@@ -148,7 +150,7 @@ def generate(
     chunks = [list(range(i, min(i + sc.chunk, sc.clinics))) for i in range(0, sc.clinics, sc.chunk)]
     dirt_seeds = dirt_root.spawn(len(chunks) + 1)
     last_second = datetime.combine(as_of, datetime.min.time()) + timedelta(days=1, seconds=-1)
-    writer = Writer(out)
+    writer = Writer(out, compress)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     truth_fh = open(out / "truth" / "appointment_truth.csv", "wb")
     claim_fh = open(out / "truth" / "claim_truth.csv", "wb")
@@ -189,7 +191,7 @@ def generate(
         truth_fh.close()
         claim_fh.close()
     channel_truth.frame().write_csv(out / "truth" / "channel_effects.csv", line_terminator="\n", float_precision=4)
-    rows = {f"{s}.csv": writer.rows.get(s, 0) for s in SOURCES}
+    rows = {file_name(s, compress): writer.rows.get(s, 0) for s in SOURCES}
     rows["truth/appointment_truth.csv"] = truth_rows
     rows["truth/claim_truth.csv"] = claim_rows
     rows["truth/channel_effects.csv"] = len(P.CHANNELS)
