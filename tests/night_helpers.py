@@ -11,6 +11,7 @@ from ptpulse.build.orchestrate import BuildResult, build
 from ptpulse.core.config import Settings, get_settings
 from ptpulse.core.contracts import load_contracts
 from ptpulse.core.sql import quote_ident
+from tests.built import file_of
 
 # the event sources staged incrementally, with their contract's event time (what a night's cut is by)
 INCREMENTAL_SOURCES = ("scheduling_events", "documentation_events", "charges", "claims", "remittances")
@@ -75,9 +76,11 @@ def assert_same_rows(a: Path, b: Path, schemas: tuple[str, ...] = ("staging", "i
     marts.build_info, this build's id and time, left out): an incremental night against a full rebuild."""
     con = duckdb.connect()
     try:
-        con.execute(f"attach '{a}' as a (read_only)")
-        con.execute(f"attach '{b}' as b (read_only)")
-        for schema in schemas:
+        for schema in schemas:  # staging and intermediate are in each home's build state file (tests/built.py)
+            con.execute("detach database if exists a")
+            con.execute("detach database if exists b")
+            con.execute(f"attach '{file_of(a, schema)}' as a (read_only)")
+            con.execute(f"attach '{file_of(b, schema)}' as b (read_only)")
             tables = con.execute(
                 "select table_name from duckdb_tables() where database_name = 'a' and schema_name = ? order by 1",
                 [schema],

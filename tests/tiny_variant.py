@@ -8,11 +8,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
-
 from ingestion.loader import ingest
 from ptpulse.build.orchestrate import build
 from ptpulse.core.config import Settings, get_settings
+from tests.built import open_built
 
 TINY = Path(__file__).parent / "dbt" / "tiny_practice"
 
@@ -41,5 +40,5 @@ def build_tiny_variant(root: Path, edit: Callable[[Path], None]) -> Settings:
 
 def mart_rows(settings: Settings, sql: str, params: list | None = None) -> list[tuple]:
     """The rows of a query on the served analytics file, read-only."""
-    with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
+    with open_built(settings.analytics_db) as con:
         return con.execute(sql, params or []).fetchall()

@@ -80,14 +80,17 @@ def _release_dbt_duckdb() -> None:
         DuckDBConnectionManager._ENV = None
 
 
-def dbt_env(target_file: Path, raw_db: Path, work_dir: Path) -> dict[str, str]:
-    """The environment dbt_project/profiles.yml reads: paths, and DuckDB's memory budget and spill folder
+def dbt_env(target_file: Path, raw_db: Path, work_dir: Path, state_read_only: bool = False) -> dict[str, str]:
+    """The environment dbt_project/profiles.yml reads: paths (the build state file is the one beside raw_db, attached
+    read-only for a command that must not write it while a build may), and DuckDB's memory budget and spill folder
     (`settings:`) from the home holding raw_db; the spill folder is fixed so the profile, which dbt hashes
     into its partial-parsing state, is the same in every build."""
     duckdb_config = Settings(home=Path(raw_db).parent).duckdb_config(preserve_insertion_order=False, folder="dbt")
     return {
         "PTPULSE_BUILD_TARGET": str(target_file),
         "PTPULSE_RAW_DB": str(raw_db),
+        "PTPULSE_STATE_DB": str(Settings(home=Path(raw_db).parent).state_db),
+        "PTPULSE_STATE_READ_ONLY": "true" if state_read_only else "false",
         "PTPULSE_DBT_TARGET_PATH": str(work_dir / "target"),
         "PTPULSE_DUCKDB_MEMORY_LIMIT": str(duckdb_config["memory_limit"]),
         "PTPULSE_DUCKDB_TEMP_DIR": str(duckdb_config["temp_directory"]),
@@ -104,8 +107,10 @@ def run_dbt(
     dbt_vars: dict | None = None,
     progress: ProgressFn = None,
     expected_nodes: int = 0,
+    state_read_only: bool = False,
 ) -> DbtRun:
-    """Run one dbt command in-process against `target_file`; summarise the node results."""
+    """Run one dbt command in-process against `target_file`; summarise the node results. `state_read_only`: attach
+    the build state file read-only (a command that only reads, beside builds that write it)."""
     from dbt.cli.main import dbtRunner
 
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -144,7 +149,7 @@ def run_dbt(
             label = getattr(node, "node_name", "") if node else ""
             progress(f"dbt {label}", count["done"], max(count["total"], count["done"]))
 
-    env = dbt_env(target_file, raw_db, work_dir)
+    env = dbt_env(target_file, raw_db, work_dir, state_read_only)
     try:  # the pseudonym secret's PATH only (ptpulse/core/secrets.py); created on the first build
         env["PTPULSE_PSEUDONYM_KEY_FILE"] = str(ensure_key(Settings(home=Path(raw_db).parent)))
     except (RuntimeError, OSError) as exc:
@@ -365,7 +370,7 @@ def generate_docs(settings: Settings, out_dir: Path | None = None, project_dir: 
     with tempfile.TemporaryDirectory(dir=settings.build_dir) as tmp:
         copy = Path(tmp) / settings.analytics_db.name
         shutil.copy2(settings.analytics_db, copy)
-        run = run_dbt(["docs", "generate"], copy, settings.raw_db, out, project_dir=project_dir)
+        run = run_dbt(["docs", "generate"], copy, settings.raw_db, out, project_dir=project_dir, state_read_only=True)
     if not (out / "target" / "catalog.json").exists():
         raise RuntimeError(f"dbt docs generate failed: {run.message}")
     return out / "target"

@@ -1,11 +1,11 @@
-"""Step 4 of a build, after dbt passed: drop the build-only staging views, carry the build log (`meta.builds`)
-forward, check that every view left can be queried, and checkpoint the file closed.
+"""Step 4 of a build, after dbt passed: carry the build log (`meta.builds`) forward, check that every view left can
+be queried, and checkpoint the file closed.
 
-Staging is build-time plumbing: dbt's staging models are views over `rawdb.raw.*`, the raw database attached
-only while dbt runs. In the served file that attachment does not exist, so those views could never be
-queried there; they are dropped from the new file before it is served. Everything readers use is a table
-(intermediate, marts, ml, meta, app_state). Nothing broken is served: if any view still fails to bind after
-that, the build fails and the served file stays as it was.
+Staging is build-time plumbing: dbt's staging models are views over `rawdb.raw.*` (or incremental tables), the
+raw database attached only while dbt runs, and they live in the build state file (ptpulse/build/incremental.py),
+never in the served one; `drop_build_only_views` drops the views from the state file once the build is served.
+Everything readers use is a table (marts, ml, meta, app_state). Nothing broken is served: if any view of the new
+file fails to bind as a reader opens it, the build fails and the served file stays as it was.
 """
 
 from __future__ import annotations

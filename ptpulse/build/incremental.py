@@ -1,16 +1,21 @@
-"""Incremental or full: which kind of build this is, and the starting file of an incremental one.
+"""Incremental or full: which kind of build this is, and the starting files of an incremental one.
 
 The big event sources are staged by incremental dbt models (dbt_project/macros/incremental.sql) whose state is
-their table in the served analytics file, and so are the big intermediates built from them. An incremental build
-starts from a COPY of that file (the served file is never written, so a crash leaves the last good build served),
-keeps only the staging and intermediate tables and the build state, and lets dbt rebuild everything else. A full
-refresh starts from an empty file. It is chosen when asked for (`--full-refresh`), when no served build recorded
-its state, when the contracts, the dbt project, the vars or the set of raw sources changed (a fingerprint of them,
-`meta.build_state`; a source's first file arriving after the first build is one),
-when the pseudonym secret was rotated (the incremental marts hold patient_keys: `key_id` is in the fingerprint),
-when raw.duckdb is not the one the served build read (its last load is gone or differs), and when the last full
-refresh is older than FULL_REFRESH_DAYS (a safety net: nothing known is missed incrementally, but a weekly
-rebuild bounds any drift at a week).
+their own table, and so are the big intermediates built from them. Those tables (dbt's `staging` and
+`intermediate` schemas) live in the build state file, `Settings.state_db`, never served: the app reads only the
+marts. Each build writes the state file IN PLACE (a night's copy of it would be three-quarters of a chain's disk and
+of its copy time, docs/scale.md) and marks it dirty (`Settings.state_dirty`) before dbt opens it; the mark goes only
+once the build is served and its state recorded in the file. So a crash or a failed build anywhere between leaves
+the mark, and the next build is full: the served file is never written either way, so the last good build stays
+served. An incremental build's new analytics file starts with the served file's incremental marts and build state
+(KEPT_TABLES, copied), and dbt rebuilds everything else. A full refresh starts from an empty file and an empty state
+file. It is chosen when asked for (`--full-refresh`), when no served build recorded its state, when the state file
+is missing, dirty or records another build than the served one, when the contracts, the dbt project, the vars or
+the set of raw sources changed (a fingerprint of them, `meta.build_state`; a source's first file arriving after the
+first build is one), when the pseudonym secret was rotated (the incremental marts hold patient_keys: `key_id` is in
+the fingerprint), when raw.duckdb is not the one the served build read (its last load is gone or differs), and when
+the last full refresh is older than FULL_REFRESH_DAYS (a safety net: nothing known is missed incrementally, but a
+weekly rebuild bounds any drift at a week).
 """
 
 from __future__ import annotations
@@ -18,13 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
+from ptpulse.build.finish import drop_build_only_views
 from ptpulse.core.config import CONTRACTS_DIR
 from ptpulse.core.sql import RAW_LOAD_IDENTITY, quote_ident, quote_literal
 
@@ -34,12 +39,12 @@ create table meta.build_state (
     fingerprint varchar, full_refresh_at timestamp, raw_load_id bigint, raw_load_sha256 varchar,
     raw_load_started_at varchar
 )"""
-# what an incremental build keeps of the served file: the staging and intermediate tables (the incremental ones
-# are their own state; dbt replaces the others) and the build state, whose raw_load_id tells the incremental
-# intermediates which loads are new (macros/incremental.sql); everything else is rebuilt by dbt
-KEPT_SCHEMAS = ("staging", "intermediate")
-# the build state, and the marts materialised incremental (their scopes: macros/incremental.sql "Incremental marts";
-# tests/dbt/test_incremental.py checks this list against the models)
+# the catalog the build's profile attaches the state file as (dbt_project.yml `+database`, profiles.yml `attach`)
+STATE_CATALOG = "ptpulse_state"
+# what an incremental build's new file copies of the served file: the build state, whose raw_load_id tells the
+# incremental marts which loads are new (macros/incremental.sql), and the marts materialised incremental (their
+# scopes: macros/incremental.sql "Incremental marts"; tests/dbt/test_incremental.py checks this list against the
+# models); everything else is rebuilt by dbt. The staging and intermediate tables are in the state file.
 KEPT_TABLES = (
     ("meta", "build_state"),
     *(("marts", m) for m in ("appointments", "charge_lines", "claims", "visits")),
@@ -133,9 +138,25 @@ def _load_matches(raw_db: Path, state: BuildState) -> bool:
 
 
 def read_state(analytics: Path) -> BuildState | None:
-    """The build state the served file recorded; None when it has none (first build, or an older version)."""
+    """The build state the served file (or the state file) recorded; None when it has none (first build, an older
+    version, or a state file whose build was never served)."""
     row = _one_row(analytics, "select * from meta.build_state")
     return BuildState(*row) if row else None
+
+
+def _state_file_problem(state_db: Path | None, dirty: Path | None, served: BuildState) -> str:
+    """Why the state file cannot carry an incremental build ('' when it can): missing, left dirty by a build that
+    was never served, or recording another build than the served one."""
+    if state_db is None:
+        return ""
+    if dirty is not None and dirty.exists():
+        return "the build state was left mid-build (a crash or a failed build since the served one)"
+    kept = read_state(state_db)
+    if kept is None:
+        return "no build state file recorded the served build"
+    if kept != served:
+        return "the build state file records another build than the served one"
+    return ""
 
 
 def plan_build(
@@ -146,8 +167,11 @@ def plan_build(
     full_refresh: bool,
     now: datetime,
     key_id: str = "",
+    state_db: Path | None = None,
+    dirty: Path | None = None,
 ) -> Plan:
-    """Decide full or incremental (module docstring) and the state this build will record."""
+    """Decide full or incremental (module docstring) and the state this build will record. `state_db` and
+    `dirty`: the build state file and its dirty mark (None: not checked, for callers that plan without a home)."""
     load_id, sha, started = _last_load(raw_db)
     fp = fingerprint(project_dir, dbt_vars, key_id, _raw_tables(raw_db))
     previous = read_state(analytics)
@@ -156,6 +180,8 @@ def plan_build(
         reason = "full refresh requested"
     elif previous is None:
         reason = "no served build recorded an incremental state"
+    elif problem := _state_file_problem(state_db, dirty, previous):
+        reason = problem
     elif previous.fingerprint != fp:
         reason = (
             "contracts, dbt models, vars, the pseudonym secret or the sources in raw.duckdb changed since the "
@@ -171,30 +197,57 @@ def plan_build(
 
 
 def start_from_served(served: Path, new_path: Path) -> int:
-    """Copy the served file to `new_path` and drop everything but the tables an incremental build starts from
-    (KEPT_SCHEMAS, KEPT_TABLES); returns how many tables are kept. The served file itself is only read."""
-    shutil.copy2(served, new_path)
+    """Create `new_path` holding the served file's KEPT_TABLES (the build state and the incremental marts); returns
+    how many were copied. The served file itself is only read."""
     con = duckdb.connect(str(new_path))
     try:
-        views = con.execute(
-            "select schema_name, view_name from duckdb_views() where not internal "
-            "and database_name = current_database()"
-        ).fetchall()
-        for schema, view in views:
-            con.execute(f"drop view if exists {quote_ident(schema)}.{quote_ident(view)}")
-        tables = con.execute(
-            "select schema_name, table_name from duckdb_tables() where database_name = current_database()"
-        ).fetchall()
+        con.execute(f"attach {quote_literal(served)} as ptpulse_served (read_only)")
+        present = set(
+            con.execute(
+                "select schema_name, table_name from duckdb_tables() where database_name = 'ptpulse_served'"
+            ).fetchall()
+        )
         kept = 0
-        for schema, table in tables:
-            if (schema in KEPT_SCHEMAS and not table.endswith(HANDOFF_SUFFIXES)) or (schema, table) in KEPT_TABLES:
-                kept += 1
-            else:
-                con.execute(f"drop table {quote_ident(schema)}.{quote_ident(table)}")
+        for schema, table in KEPT_TABLES:
+            if (schema, table) not in present:
+                continue
+            con.execute(f"create schema if not exists {quote_ident(schema)}")
+            name = f"{quote_ident(schema)}.{quote_ident(table)}"
+            con.execute(f"create table {name} as select * from ptpulse_served.{name}")
+            kept += 1
+        con.execute("detach ptpulse_served")
         con.execute("checkpoint")
     finally:
         con.close()
     return kept
+
+
+def open_state(state_db: Path, dirty: Path, full: bool) -> None:
+    """Before dbt writes the state file: mark it dirty (the mark is on disk before any table changes, so a crash
+    from here on makes the next build full), and for a full build start it empty (a file whose tables a full
+    refresh would replace anyway; a model removed from the project leaves nothing behind)."""
+    dirty.parent.mkdir(parents=True, exist_ok=True)
+    with open(dirty, "w", encoding="utf-8") as mark:
+        mark.write("a build is writing the build state; the next build is full unless this one is served\n")
+        mark.flush()
+        os.fsync(mark.fileno())
+    if full:
+        for part in ("", ".wal"):
+            Path(f"{state_db}{part}").unlink(missing_ok=True)
+
+
+def close_state(state_db: Path, dirty: Path, state: BuildState) -> None:
+    """After the build is served: drop the staging views over raw (build-time plumbing) and the hand-off tables the
+    state file's models left (HANDOFF_SUFFIXES), record the served build's state in it (the next plan_build compares
+    the two) and remove the dirty mark, last."""
+    con = duckdb.connect(str(state_db))
+    try:
+        drop_build_only_views(con)
+        record_state(con, state)
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    dirty.unlink(missing_ok=True)
 
 
 def export_mart_scopes(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
@@ -238,8 +291,9 @@ def drop_handoffs(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def record_state(con: duckdb.DuckDBPyConnection, state: BuildState) -> None:
-    """`meta.build_state` of the new file (one row): read by the next build's plan_build. Also drops the
-    incremental models' hand-off tables (drop_handoffs): the state is recorded once dbt is done with them."""
+    """`meta.build_state` of `con`'s file (one row): read by the next build's plan_build, in the new analytics file
+    and in the state file. Also drops the file's hand-off tables (drop_handoffs): the state is recorded once dbt is
+    done with them."""
     drop_handoffs(con)
     con.execute("create schema if not exists meta")
     con.execute("drop table if exists meta.build_state")

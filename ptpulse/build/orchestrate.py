@@ -22,12 +22,18 @@ from ptpulse.build.finish import (
     BUILDS_DDL,
     broken_views,
     checkpoint_close,
-    drop_build_only_views,
     git_rev,
     mart_row_counts,
     previous_history,
 )
-from ptpulse.build.incremental import export_mart_scopes, plan_build, record_state, start_from_served
+from ptpulse.build.incremental import (
+    close_state,
+    export_mart_scopes,
+    open_state,
+    plan_build,
+    record_state,
+    start_from_served,
+)
 from ptpulse.build.serving import (
     TWIN_IDENTIFIERS,
     adopt_served_files,
@@ -175,8 +181,18 @@ def _build(
         secret = key_id(settings)
     except (RuntimeError, OSError) as exc:
         return fail(f"could not read the pseudonym secret (the served files are unchanged): {exc}")
-    plan = plan_build(settings.analytics_db, settings.raw_db, project_dir, dbt_vars, full_refresh, started, secret)
-    if not plan.full:  # a copy of the served file: the served one is never written, a crash leaves it served
+    plan = plan_build(
+        settings.analytics_db,
+        settings.raw_db,
+        project_dir,
+        dbt_vars,
+        full_refresh,
+        started,
+        secret,
+        state_db=settings.state_db,
+        dirty=settings.state_dirty,
+    )
+    if not plan.full:  # the served file's incremental marts: it is never written, a crash leaves it served
         if progress:
             progress("copy of the served build", 0, 1)
         try:
@@ -185,6 +201,10 @@ def _build(
             new_path.unlink(missing_ok=True)
             plan.full, plan.reason = True, f"could not copy the served file ({type(exc).__name__})"
             plan.state.full_refresh_at = started
+    try:  # the state file is written in place from here: dirty until this build is served
+        open_state(settings.state_db, settings.state_dirty, plan.full)
+    except OSError as exc:
+        return fail(f"could not prepare the build state {settings.state_db} (the served files are unchanged): {exc}")
 
     if progress:
         progress("app state", 0, 1)
@@ -220,7 +240,6 @@ def _build(
     try:
         con = duckdb.connect(str(new_path))
         try:
-            drop_build_only_views(con)
             scopes = work / MART_SCOPES  # the keys the incremental marts rewrote: the twin patches those by key
             export_mart_scopes(con, scopes)  # before record_state drops them with the other hand-off tables
             record_state(con, plan.state)  # then: it drops the incremental models' hand-off tables
@@ -303,6 +322,10 @@ def _build(
         serve_build_dir(settings, work)  # ONE rename serves the pair: analytics file and twin of this build
     except Exception as exc:  # noqa: BLE001 - any failure here must leave the served files as they were
         return fail(f"build {build_id} failed after dbt: {type(exc).__name__}: {exc}", run)
+    try:  # the state now matches the served build; a failure here only makes the next build full
+        close_state(settings.state_db, settings.state_dirty, plan.state)
+    except (OSError, duckdb.Error) as exc:
+        run.warnings.append(f"build state not recorded ({type(exc).__name__}): the next build is a full rebuild")
     if previous is not None and previous.name != build_id:
         shutil.rmtree(previous, ignore_errors=True)  # open readers keep their snapshot (POSIX unlink semantics)
     if progress:

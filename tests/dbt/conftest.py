@@ -38,9 +38,9 @@ def small_built(built_home) -> Settings:
 
 
 def copy_of(settings: Settings, target: Path) -> Settings:
-    """A writable copy of a home (raw + served analytics files, no build scratch)."""
+    """A writable copy of a home (raw, served analytics files and build state, no build scratch)."""
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("raw.duckdb", "analytics.duckdb", "analytics_deid.duckdb", "app.sqlite"):
+    for name in ("raw.duckdb", "analytics.duckdb", "analytics_deid.duckdb", "app.sqlite", settings.state_db.name):
         if (settings.home / name).exists():
             shutil.copy2(settings.home / name, target / name)
     if (settings.home / "secrets").exists():  # the same pseudonym secret, so patient_key values carry over

@@ -19,13 +19,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 from night_helpers import assert_same_rows, full_build_beside
 
 from ingestion.loader import ingest
 from ptpulse.build.orchestrate import build
 from ptpulse.core.config import get_settings
+from tests.built import open_built
 from tests.interop.x12_text import clp, file_835, file_837p, payment_835
 
 pytestmark = pytest.mark.slow
@@ -119,7 +119,7 @@ def nights(tmp_path_factory) -> dict:
     _ingest(home, first)
     night1 = build(home)
     assert night1.ok, night1.message
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         lines1 = con.execute("select charge_id from marts.charge_lines where claim_id = 'X1' order by 1").fetchall()
     second = root / "second"
     second.mkdir()
@@ -132,7 +132,7 @@ def nights(tmp_path_factory) -> dict:
 
 
 def _one(home, sql: str, params: list | None = None) -> tuple:
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         return con.execute(sql, params or []).fetchone()
 
 
@@ -169,7 +169,7 @@ def test_a_replacement_837p_drops_the_line_it_no_longer_carries(nights):
         "select billed_usd, charge_lines, charge_lines_usd, billable_units from marts.claims where claim_id = 'X1'",
     )
     assert tuple(str(v) for v in row) == ("100.00", "1", "100.00", "1"), row
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         for table in ("staging.stg_raw__charges", "intermediate.int_charge_lines_classified", "marts.charge_lines"):
             ids = con.execute(f"select charge_id from {table} where claim_id = 'X1' order by 1").fetchall()
             assert ids == [("L1",)], table
@@ -189,7 +189,7 @@ def test_a_claim_denied_twice_counts_its_billed_once(nights):
 
 def test_self_pay_and_payerless_claims_are_not_in_the_denial_rate(nights):
     home = nights["home"]
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         flags = dict(
             con.execute("select claim_id, is_adjudicated from marts.claims where claim_id in ('C20', 'C21')").fetchall()
         )

@@ -28,13 +28,13 @@ import json
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 from night_helpers import assert_same_rows, full_build_beside
 
 from ingestion.loader import ingest
 from ptpulse.build.orchestrate import build
 from ptpulse.core.config import DBT_PROJECT_DIR, get_settings
+from tests.built import open_built
 from tests.interop.x12_text import clp, file_835, file_837p, payment_835
 
 pytestmark = pytest.mark.slow
@@ -197,7 +197,7 @@ def nights(tmp_path_factory) -> dict:
     _ingest(home, first)
     night1 = build(home, project_dir=project)
     assert night1.ok, night1.message
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         denied = con.execute(
             "select claim_id, is_denied, insurance_balance_usd from marts.claims where claim_id in ('C30', 'C31') "
             "order by 1"
@@ -218,7 +218,7 @@ def nights(tmp_path_factory) -> dict:
 
 
 def _claim(home, claim_id: str) -> dict:
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         cur = con.execute(
             """select billed_usd, payer_paid_usd, contractual_adj_usd, patient_resp_usd, insurance_balance_usd,
                       patient_balance_usd, is_denied, denied_usd, charge_lines, charge_lines_usd
@@ -257,7 +257,7 @@ def test_a_denial_reversed_on_appeal_leaves_no_negative_adjustment_and_closes(ni
 def test_no_claim_shows_a_negative_adjustment_or_owes_the_insurer_less_than_nothing(nights):
     for result in nights["results"]:
         assert not [w for w in result.warnings if "insurance_balance_not_negative" in w], result.warnings
-    with duckdb.connect(str(nights["home"].analytics_db), read_only=True) as con:
+    with open_built(nights["home"].analytics_db) as con:
         negative = con.execute(
             "select claim_id from marts.claims where contractual_adj_usd < 0 or insurance_balance_usd < 0"
         ).fetchall()
@@ -274,7 +274,7 @@ def test_an_837p_sent_with_its_replacement_or_void_in_one_file_counts_the_last_v
     f1 = _claim(home, "F1")  # the FHIR Claim corrected in the same Bundle
     assert (f1["billed_usd"], f1["charge_lines"], f1["charge_lines_usd"]) == ("60.00", "1", "60.00"), f1  # was 2, 90
     assert _claim(home, "F2") == {}  # cancelled later in the same Bundle: was billed 60 with its line
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         lines = con.execute(
             "select claim_id, charge_id from marts.charge_lines where claim_id in ('X2', 'X3', 'X5', 'F1', 'F2') "
             "order by 1, 2"
@@ -292,7 +292,7 @@ def test_a_secondary_payment_from_another_system_counts_and_a_repeated_one_does_
     # the same payment in the ledger and an 835 counts once: as the tiny practice's ledger alone says
     assert _money(_claim(home, "C04")) == ("270.00", "136.00", "100.00", "34.00", "0.00", "0.00")
     assert _money(_claim(home, "C01")) == ("270.00", "160.00", "80.00", "30.00", "0.00", "0.00")
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         by_payer = con.execute(
             """select payer_id, sum(amount_usd) from intermediate.int_remittances_linked
                where claim_id = 'C15' and event_type = 'payer_payment' group by 1 order by 1"""

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import duckdb
 import pytest
 from conftest import build_hand_practice
 
 from ptpulse.core.config import Settings
+from tests.built import open_built
 from tests.dbt.test_linking import FILES as LINKING_FILES
 
 # emr:P1 has two claims on 03-12 besides CLM8 of E1: CLM9 and CLM10 of episode E9 (one visit, two claims)
@@ -90,7 +90,7 @@ def claim_linked(tmp_path_factory) -> Settings:
 
 
 def _q(settings: Settings, sql: str) -> list[tuple]:
-    with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
+    with open_built(settings.analytics_db) as con:
         return con.execute(sql).fetchall()
 
 

@@ -11,6 +11,7 @@ from conftest import copy_of
 
 from ingestion.loader import ingest
 from ptpulse.build.orchestrate import build
+from tests.built import open_built
 
 REMITTANCE = (
     "remit_id,claim_id,payer_id,event_type,event_at,amount_usd,group_code,carc_code,check_number\n"
@@ -30,7 +31,7 @@ def _night(home, tmp_path, name: str, text: str, full_refresh: bool) -> duckdb.D
     result = build(home, full_refresh=full_refresh)
     assert result.ok, result.message
     assert result.full_refresh == full_refresh
-    return duckdb.connect(str(home.analytics_db), read_only=True)
+    return open_built(home.analytics_db)
 
 
 def _link(con) -> tuple:
@@ -70,7 +71,7 @@ def test_an_id_wins_over_a_number_and_a_number_two_claims_share_links_neither(ti
     ingest([tmp_path / "in"], home)
     result = build(home, full_refresh=True)
     assert result.ok, result.message
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         links = con.execute(
             "select row_id, claim_id, claim_link from intermediate.int_claim_links where source = 'remittances' "
             "and row_id in ('RMX1', 'RMX2') order by row_id"

@@ -11,8 +11,9 @@ marts, on the generated small practice at default dirt (the session's build) and
 
 from __future__ import annotations
 
-import duckdb
 import pytest
+
+from tests.built import open_built
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +43,7 @@ def dirty_home(tmp_path_factory):
 @pytest.fixture(params=["default_dirt", "dirt_3pct"])
 def con(request, small_built):
     settings = small_built if request.param == "default_dirt" else request.getfixturevalue("dirty_home")
-    c = duckdb.connect(str(settings.analytics_db), read_only=True)
+    c = open_built(settings.analytics_db)
     c.execute("attach ? as landed (read_only)", [str(settings.raw_db)])
     yield c
     c.close()

@@ -35,6 +35,7 @@ from ptpulse.build.orchestrate import build as build_in
 from ptpulse.core.config import DBT_PROJECT_DIR, Settings, get_settings
 from ptpulse.core.contracts import load_contracts
 from ptpulse.core.sql import quote_ident
+from tests.built import file_of, open_built
 
 pytestmark = pytest.mark.slow  # real builds: under xdist this file starts early (tests/conftest.py)
 
@@ -75,7 +76,7 @@ def _land_remittance(con: duckdb.DuckDBPyConnection, remit_id: str, claim: tuple
 
 
 def _served_row(settings: Settings, sql: str, params: list) -> tuple | None:
-    con = duckdb.connect(str(settings.analytics_db), read_only=True)
+    con = open_built(settings.analytics_db)
     try:
         return con.execute(sql, params).fetchone()
     finally:
@@ -97,8 +98,8 @@ def _differences(a: Path, b: Path, schema: str) -> dict[str, tuple[int, int, int
     """Per table of `schema` that differs: (rows in a, rows in b, rows only in a, rows only in b)."""
     con = duckdb.connect()
     try:
-        con.execute(f"attach '{a}' as a (read_only)")
-        con.execute(f"attach '{b}' as b (read_only)")
+        con.execute(f"attach '{file_of(a, schema)}' as a (read_only)")
+        con.execute(f"attach '{file_of(b, schema)}' as b (read_only)")
         names = "select table_name from duckdb_tables() where database_name = ? and schema_name = ?"
         names_a = {r[0] for r in con.execute(names, ["a", schema]).fetchall()}
         names_b = {r[0] for r in con.execute(names, ["b", schema]).fetchall()}
@@ -397,7 +398,7 @@ def test_marts_built_day_by_day_equal_a_full_rebuild(day_by_day):
 
 def test_late_correction_and_tombstone_outside_any_window_are_applied(day_by_day):
     e = day_by_day["edits"]
-    con = duckdb.connect(str(day_by_day["settings"].analytics_db), read_only=True)
+    con = open_built(day_by_day["settings"].analytics_db)
     try:
         usd = con.execute("select charge_usd from marts.charge_lines where charge_id = ?", [e["charge_id"]]).fetchone()
         status = con.execute(
@@ -414,7 +415,7 @@ def test_late_correction_and_tombstone_outside_any_window_are_applied(day_by_day
 def test_a_new_patient_id_relinks_an_old_line_and_every_row_of_its_person(day_by_day):
     """The line landed on day 2 for an unknown patient id links to the visit once day 3's patients file makes
     that id one person with an existing patient; rows that did not change themselves moved person too."""
-    con = duckdb.connect(str(day_by_day["settings"].analytics_db), read_only=True)
+    con = open_built(day_by_day["settings"].analytics_db)
     try:
         line = con.execute(
             "select appointment_id, person_id, appointment_link from intermediate.int_visit_links "
@@ -464,7 +465,7 @@ def test_an_open_claim_ages_by_as_of_on_nights_that_bring_nothing_for_it(day_by_
 def test_no_hand_off_table_is_served_or_counted_as_a_mart(day_by_day):
     """The scope tables the incremental models (marts among them) hand to each other are gone before the build's
     row counts are taken and before it is served."""
-    con = duckdb.connect(str(day_by_day["settings"].analytics_db), read_only=True)
+    con = open_built(day_by_day["settings"].analytics_db)
     try:
         tables = [t for (t,) in con.execute("select table_name from duckdb_tables()").fetchall()]
         (counts,) = con.execute("select row_counts from meta.builds order by finished_at desc limit 1").fetchone()
@@ -500,8 +501,9 @@ def test_claim_side_changes_to_old_claims_are_applied_night_by_night(day_by_day)
 
 
 def test_a_crashed_incremental_build_leaves_the_last_good_build_served(day_by_day):
-    """The incremental build works on a copy: a failure after dbt leaves the served file byte-identical, and the
-    next build starts again from it."""
+    """The incremental build never writes the served file: a failure after dbt leaves it byte-identical. dbt has
+    rewritten the build state in place by then (its dirty mark stays), so the next build is full and equals the
+    full rebuild (tests/dbt/test_build_state_file.py: and the one after it is incremental again)."""
     settings = day_by_day["settings"]
     served = settings.analytics_db.resolve()
     digest = hashlib.sha256(served.read_bytes()).hexdigest()
@@ -514,7 +516,7 @@ def test_a_crashed_incremental_build_leaves_the_last_good_build_served(day_by_da
     assert settings.analytics_db.resolve() == served
     assert hashlib.sha256(served.read_bytes()).hexdigest() == digest
     again = day_by_day["build"](settings)
-    assert again.ok and not again.full_refresh, again.message
+    assert again.ok and again.full_refresh and "left mid-build" in again.mode_reason, again.message
     assert _differences(again.served_path, day_by_day["full"].analytics_db, "marts") == {}
 
 
@@ -562,7 +564,7 @@ def test_an_event_re_sent_under_another_appointment_leaves_its_old_one_recompute
     assert night.ok and not night.full_refresh, night.message
     full, _ = full_build_beside(home, tmp_path / "full")
     assert _differences(home.analytics_db, full.analytics_db, "marts") == {}
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         statuses = dict(
             con.execute(
                 "select appointment_id, status from marts.appointments where appointment_id in ('A16', 'A18')"

@@ -14,11 +14,11 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
-import duckdb
 import pytest
 from conftest import build_hand_practice
 
 from ptpulse.core.config import Settings
+from tests.built import open_built
 
 X12_P1 = "x12:member/PAYER1/MEM001"  # how ingestion/interop/x12.py names a subscriber: the member id inside
 
@@ -133,7 +133,7 @@ def linked(tmp_path_factory) -> Settings:
 
 
 def _q(settings: Settings, sql: str) -> list[tuple]:
-    with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
+    with open_built(settings.analytics_db) as con:
         return con.execute(sql).fetchall()
 
 

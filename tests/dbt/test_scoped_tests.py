@@ -15,6 +15,7 @@ from ingestion.loader import ingest
 from ptpulse.build.dbt_runner import run_dbt
 from ptpulse.build.orchestrate import build
 from ptpulse.core.config import Settings
+from tests.built import state_file
 from tests.dbt.conftest import TINY, copy_of
 
 
@@ -42,25 +43,38 @@ def night(tiny_home: Settings, tmp_path_factory) -> Settings:
     return settings
 
 
-def _test_with_planted_duplicates(settings: Settings, work: Path, plants: dict[str, list[str]], state: bool):
-    """dbt test of the two staging models on a copy of the served file (which holds the served build's state) with
-    duplicated rows planted; `state=False` drops meta.build_state, as on a full build. Returns the failing rows per model."""
+def _work_home(analytics: Path, home: Settings, work: Path) -> Path:
+    """A scratch home in `work` for a dbt command by hand: a copy of `analytics` (the served file's catalog name, which
+    the compiled SQL names), and of `home`'s raw file, build state file and secret (dbt reads the state file beside
+    raw: ptpulse/build/dbt_runner.dbt_env). Returns the analytics copy."""
     work.mkdir(parents=True)
-    copy = work / "analytics.duckdb"  # the same catalog name as the served file: the compiled SQL names it
-    shutil.copy2(settings.analytics_db, copy)
-    con = duckdb.connect(str(copy))
+    copy = work / "analytics.duckdb"
+    shutil.copy2(analytics, copy)
+    shutil.copy2(home.raw_db, work / home.raw_db.name)
+    shutil.copy2(state_file(analytics), work / home.state_db.name)
+    shutil.copytree(home.home / "secrets", work / "secrets")
+    return copy
+
+
+def _test_with_planted_duplicates(settings: Settings, work: Path, plants: dict[str, list[str]], state: bool):
+    """dbt test of the two staging models on a copy of the served files (the analytics file holds the served build's
+    state) with duplicated rows planted; `state=False` drops meta.build_state, as on a full build. Returns the
+    failing rows per model."""
+    copy = _work_home(settings.analytics_db, settings, work)
+    con = duckdb.connect(str(work / settings.state_db.name))
     try:
         for table, key in (("stg_raw__charges", "charge_id"), ("stg_raw__scheduling_events", "event_id")):
             con.execute(
                 f"insert into staging.{table} select * from staging.{table} where {key} in (select unnest(?))",
                 [plants[table]],
             )
-        if not state:
-            con.execute("drop table meta.build_state")
     finally:
         con.close()
+    if not state:
+        with duckdb.connect(str(copy)) as con:
+            con.execute("drop table meta.build_state")
     select = "stg_raw__charges,test_name:primary_key stg_raw__scheduling_events,test_name:primary_key"
-    run = run_dbt(["test", "--select", select], copy, settings.raw_db, work / "dbt")
+    run = run_dbt(["test", "--select", select], copy, work / settings.raw_db.name, work / "dbt")
     assert run.tests == 2 and not run.errors, run.message
     # "test primary_key_stg_raw__charges_charge_id__charges (1 rows)" -> {"stg_raw__charges": 1}
     return {model: int(f.rsplit("(", 1)[1].split()[0]) for f in run.failures for model in plants if f"_{model}_" in f}
@@ -99,13 +113,17 @@ INTERMEDIATE_PLANTS = {
 
 @pytest.fixture(scope="module")
 def night_run(night: Settings, tmp_path_factory) -> Path:
-    """The night's staging and intermediate models run incrementally on a copy of the served file, as the nightly
+    """The night's staging and intermediate models run incrementally on a copy of the served files, as the nightly
     build runs them: their tables rewritten and each intermediate's `<model>__scope` kept (dropped only when the
     build records its state). Tests copy it."""
-    work = tmp_path_factory.mktemp("scoped_night_run")
-    copy = work / "analytics.duckdb"
-    shutil.copy2(night.analytics_db, copy)
-    run = run_dbt(["run", "--select", "path:models/staging path:models/intermediate"], copy, night.raw_db, work / "dbt")
+    work = tmp_path_factory.mktemp("scoped_night_run") / "home"
+    copy = _work_home(night.analytics_db, night, work)
+    run = run_dbt(
+        ["run", "--select", "path:models/staging path:models/intermediate"],
+        copy,
+        work / night.raw_db.name,
+        work / "dbt",
+    )
     assert run.ok, run.message
     return copy
 
@@ -114,10 +132,9 @@ def _test_intermediates(settings: Settings, built: Path, work: Path, drop: tuple
     """dbt test of the intermediates' key tests on a copy of `built` with, in each table, both keys of
     INTERMEDIATE_PLANTS duplicated; `drop` names tables to drop first (meta.build_state: a full build; a scope table:
     a model that did not run incrementally). Returns the failing rows per model."""
-    work.mkdir(parents=True)
-    copy = work / "analytics.duckdb"  # the same catalog name as the run's file: the compiled SQL names it
-    shutil.copy2(built, copy)
-    con = duckdb.connect(str(copy))
+    copy = _work_home(built, settings, work)
+    state = work / settings.state_db.name
+    con = duckdb.connect(str(state))
     try:
         for table, (key, plants) in INTERMEDIATE_PLANTS.items():
             params = [v for p in plants for v in (p if isinstance(p, tuple) else (p,))]
@@ -127,12 +144,13 @@ def _test_intermediates(settings: Settings, built: Path, work: Path, drop: tuple
                 f"{table}: the night must recompute the first planted key, not the second"
             )
             con.execute(f"insert into intermediate.{table} select * from intermediate.{table} where {match}", params)
-        for table in drop:
-            con.execute(f"drop table {table}")
     finally:
         con.close()
+    for table in drop:  # meta.build_state of the analytics file; the scope tables are in the state file
+        with duckdb.connect(str(copy if table.startswith("meta.") else state)) as con:
+            con.execute(f"drop table {table}")
     select = " ".join(f"{t},test_name:primary_key {t},test_name:unique_combination" for t in INTERMEDIATE_PLANTS)
-    run = run_dbt(["test", "--select", select], copy, settings.raw_db, work / "dbt")
+    run = run_dbt(["test", "--select", select], copy, work / settings.raw_db.name, work / "dbt")
     assert run.tests == len(INTERMEDIATE_PLANTS) and not run.errors, run.message
     return {
         model: int(f.rsplit("(", 1)[1].split()[0]) for f in run.failures for model in INTERMEDIATE_PLANTS if model in f
@@ -200,12 +218,13 @@ def test_a_clean_night_passes_and_only_an_incremental_build_scopes(night: Settin
 def test_a_merged_not_null_test_names_the_failing_column(tiny_home: Settings, tmp_path):
     """charge_lines' not_null tests are one node, one scan (tests/generic/not_null_columns.sql): a null planted in one
     column fails it, and its failing row names that column and counts its nulls."""
-    copy = tmp_path / "analytics.duckdb"
-    shutil.copy2(tiny_home.analytics_db, copy)
+    copy = _work_home(tiny_home.analytics_db, tiny_home, tmp_path / "home")
     con = duckdb.connect(str(copy))
     con.execute("update marts.charge_lines set episode_link = null where charge_id in ('CH001', 'CH002')")
     con.close()
-    run = run_dbt(["test", "--select", "charge_lines,test_name:not_null_columns"], copy, tiny_home.raw_db, tmp_path)
+    run = run_dbt(
+        ["test", "--select", "charge_lines,test_name:not_null_columns"], copy, copy.parent / "raw.duckdb", tmp_path
+    )
     assert run.tests == 1 and [f.split(" (")[0] for f in run.failures] == [
         "test not_null_columns_charge_lines_cpt_code__appointment_link__episode_link"
     ], run.message

@@ -24,6 +24,7 @@ from ptpulse.build.orchestrate import build  # noqa: E402
 from ptpulse.core.config import get_settings  # noqa: E402
 from ptpulse.core.deid import verify_deidentified  # noqa: E402
 from ptpulse.core.secrets import key_path, load_key, pseudonym_one, rotate_key  # noqa: E402
+from tests.built import open_built  # noqa: E402
 
 TINY = ROOT / "tests" / "dbt" / "tiny_practice"
 # The tiny practice built with a KX threshold of $1, so the per-patient Medicare KX rule (the one task id
@@ -43,12 +44,12 @@ def kx_home(tmp_path_factory):
 
 
 def _patients(home) -> list[tuple[str, str]]:
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         return con.execute("select patient_id, patient_key from marts.dim_patients order by 1").fetchall()
 
 
 def _kx_tasks(home) -> list[tuple[str, str, str]]:
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         return con.execute(
             "select task_id, patient_id, patient_key from marts.work_queue_candidates "
             "where rule = 'medicare_kx_threshold' order by 1"
@@ -130,7 +131,7 @@ def test_rotation_changes_every_key_and_keeps_actions_matching(kx_home, tmp_path
     first = build(home, dbt_vars=KX_VARS)
     assert first.ok, first.message
     before = dict(_patients(home))
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         assert con.execute(
             "select claimed_by from marts.work_queue_candidates where task_id = ?", [task_id]
         ).fetchone() == ("frontdesk@example.com",)
@@ -147,7 +148,7 @@ def test_rotation_changes_every_key_and_keeps_actions_matching(kx_home, tmp_path
     assert second.full_refresh and "pseudonym secret" in second.mode_reason
     after = dict(_patients(home))
     assert after.keys() == before.keys() and not set(after.values()) & set(before.values())
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         for mart in ("appointments", "charge_lines", "claims", "visits"):
             stale = con.execute(
                 f"select count(*) from marts.{mart} where patient_key is not null "
@@ -156,7 +157,7 @@ def test_rotation_changes_every_key_and_keeps_actions_matching(kx_home, tmp_path
             assert stale == 0, mart
 
     new_task = task_id.replace(old_key, pseudonym_one(load_key(key_path(home)), _kx_tasks(kx_home)[0][1]))
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         assert con.execute(
             "select claimed_by from marts.work_queue_candidates where task_id = ?", [new_task]
         ).fetchone() == ("frontdesk@example.com",)

@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 
 from ptpulse.core.config import Settings, get_settings
+from tests.built import open_built
 from tests.conftest import shared_dir
 
 _HOMES: dict[str, Settings] = {}
@@ -60,7 +61,7 @@ def rt_native(rt_build, rt_native_csv) -> Settings:
 
 def mart(settings: Settings, sql: str) -> pl.DataFrame:
     """A query over the served analytics file of a home (read-only)."""
-    con = duckdb.connect(str(settings.home / "analytics.duckdb"), read_only=True)
+    con = open_built(settings)
     try:
         return con.sql(sql).pl()
     finally:
