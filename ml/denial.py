@@ -795,9 +795,13 @@ def explain(model: DenialModel, features: pd.DataFrame) -> pd.DataFrame:
 
 
 def _payer_claims(claims: pd.DataFrame) -> pd.Series:
-    """Claims sent to a payer (the models' is_payer_claim): a payer named, not the practice's self-pay. No payer can
-    deny the others, so they are neither learnt from nor scored."""
-    return claims["payer_id"].notna() & (claims["payer_class"] != "self_pay")
+    """Claims sent to a payer (the models' is_payer_claim): a payer named, not the practice's self-pay, and not voided
+    (marts.claims.claim_status: its latest version a void, withdrawn from the payer). No payer can deny the others,
+    so they are neither learnt from nor scored."""
+    sent = claims["payer_id"].notna() & (claims["payer_class"] != "self_pay")
+    if "claim_status" in claims:  # a mart built before claims had a status has none
+        sent &= claims["claim_status"].ne("voided")
+    return sent
 
 
 def labelled(claims: pd.DataFrame) -> pd.DataFrame:

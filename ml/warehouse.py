@@ -204,7 +204,7 @@ def read_denial_frames(
         f"""
         select claim_id, episode_id, appointment_id, patient_key, clinic_id, payer_id, payer_class, service_date,
                submitted_at, billed_usd::double as billed_usd, allowed_usd::double as allowed_usd, is_denied,
-               is_adjudicated
+               is_adjudicated {_optional(con, "claims", ("claim_status",))}
         from marts.claims {kept} order by claim_id""",
         params,
     ).df()

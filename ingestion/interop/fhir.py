@@ -81,6 +81,10 @@ SR_SKIPPED_STATUS = {"draft", "entered-in-error"}
 # A Claim not (yet / any longer) sent, and a payer's ClaimResponse / ExplanationOfBenefit withdrawn (replaced by
 # another): no money. Skipped, counted in the load message by status.
 MONEY_SKIPPED_STATUS = {"draft", "cancelled", "entered-in-error"}
+# A Claim sent and then withdrawn (cancelled, or entered in error): lands as the claim's voided version (claims
+# status `voided`, no charges), so a cancellation in a later file than the Claim un-bills it (`_claim`). A draft was
+# never sent: skipped.
+VOIDED_CLAIM_STATUS = {"cancelled", "entered-in-error"}
 SR_SKIPPED_INTENT = {"proposal", "plan", "option"}
 PATIENT_RESPONSIBILITY = {"copay", "deductible", "coinsurance"}
 
@@ -1124,8 +1128,10 @@ def _latest_claim_versions(batch: Batch) -> None:
     """Of a Claim the file holds several versions of (a history Bundle, a Claim re-sent in one export), keep the
     rows of the latest only (`_claim_version` order): dbt keeps the lines of the file that sent a claim's latest
     version (current_claim_lines), so every line of each version in one file counted, as an 837P original and its
-    replacement did. A withdrawn latest version (cancelled, entered-in-error, draft) leaves nothing of the Claim. The
-    versions dropped are counted in the load message (SUPERSEDED). Rows mapped here are lists (`Batch.add`)."""
+    replacement did. A cancelled or entered-in-error latest version lands as the Claim's voided version (`_claim`),
+    whether the Claim it withdraws is in the file or came before: one rule for both; a draft latest version leaves
+    nothing of the Claim. The versions dropped are counted in the load message (SUPERSEDED). Rows mapped here are
+    lists (`Batch.add`)."""
     dropped: dict[tuple[str, int], bool] = {}
     for key, seen in (_CLAIM_VERSIONS.get() or {}).items():
         if len(seen) > 1:
@@ -1143,9 +1149,22 @@ def _latest_claim_versions(batch: Batch) -> None:
             batch.ignore(SUPERSEDED)
 
 
+#: load-message note (a count) of the withdrawn Claims landed as their claim's voided version
+VOIDED = (
+    "FHIR Claim cancelled or entered-in-error: landed as the claim's voided version (status voided), its items not "
+    "mapped; the claim counts as billed nowhere until a later version re-bills it"
+)
+
+
 def _claim(c: _Ctx) -> None:
+    """One claims row and a charges row per item. A Claim cancelled or entered in error (VOIDED_CLAIM_STATUS) lands
+    its claims row only, with status `voided` (as an 837P void): dbt keeps a claim's lines from the file of its
+    latest version (current_claim_lines), so the withdrawn Claim's earlier items stop counting too. A withdrawn Claim
+    lacking what a claims row needs (patient, clinic, date of service, total) is quarantined with the `required`
+    column it lacks, never dropped."""
     r = c.r
-    if r.get("status") in MONEY_SKIPPED_STATUS or r.get("use", "claim") != "claim":
+    voided = r.get("status") in VOIDED_CLAIM_STATUS and r.get("use", "claim") == "claim"
+    if not voided and (r.get("status") in MONEY_SKIPPED_STATUS or r.get("use", "claim") != "claim"):
         c.batch.ignore(f"FHIR Claim (use {shown_code(r.get('use'))}, status {shown_code(r.get('status'))})")
         _claim_version(c, mapped=False)
         return
@@ -1179,7 +1198,11 @@ def _claim(c: _Ctx) -> None:
         submitted_at=submitted,
         billed_usd=billed,
         claim_number=_claim_number(r),
+        status="voided" if voided else None,
     )
+    if voided:
+        c.batch.adjusted[VOIDED] += 1
+        return
     care_team = {t.get("sequence"): t.get("provider") for t in r.get("careTeam") or []}
     default_provider = (
         r.get("provider")

@@ -858,6 +858,15 @@ def read_bulk(path: Path, batch, con: duckdb.DuckDBPyConnection | None = None) -
                     "(SELECT rid(id) FROM src WHERE rid(id) IS NOT NULL GROUP BY ALL HAVING count(*) > 1)",
                 )
             ]
+            # a withdrawn Claim (cancelled, entered-in-error) lands as its claim's voided version: fhir.py `_claim`
+            odd += [
+                line
+                for (line,) in _run(
+                    con,
+                    f"SELECT line FROM src WHERE list_contains({VOIDED}, js(status)) "
+                    "AND coalesce(js(use), 'claim') = 'claim'",
+                )
+            ]
         odd = sorted(set(odd))
         if len(odd) > lines // 2:
             return None  # mostly unusual: the per-resource reader does it all
@@ -1087,6 +1096,7 @@ def _encounters(con: duckdb.DuckDBPyConnection, path: Path):
 
 
 SKIPPED = _sql_list(F.MONEY_SKIPPED_STATUS)  # fhir.py: draft / cancelled / entered-in-error carry no money
+VOIDED = _sql_list(F.VOIDED_CLAIM_STATUS)  # fhir.py maps these Claims (their claim's voided version): left to it
 
 
 def _claims(con: duckdb.DuckDBPyConnection, path: Path):
@@ -1183,7 +1193,7 @@ def _claims(con: duckdb.DuckDBPyConnection, path: Path):
                h.submitted_at,
                coalesce(money(h.total),
                         CASE WHEN h.n_items > 0 AND h.all_net THEN CAST(h.net_sum AS VARCHAR) END) AS billed_usd,
-               {_claim_number("h.identifier")} AS claim_number
+               {_claim_number("h.identifier")} AS claim_number, NULL AS status
         FROM clm_head h"""
     # fhir.py `_item_id`: the item's element id (the practice's charge id), else `Claim/<id>#item<sequence>`
     stem = "stem('Claim/' || rid(h.id))"

@@ -437,8 +437,9 @@ def _latest_versions(sent: list[tuple[_Claim, str | None]], batch: Batch) -> lis
     original and its replacement (CLM05-3 = 7) in one file are one file: dbt keeps the lines of the file that sent
     the claim's latest version (current_claim_lines), so every line of both versions counted (the line the
     replacement dropped, and each line twice when its id changed). The earlier versions are counted in the load
-    message (SUPERSEDED), and a void (8) that is the latest leaves nothing of the claim. A CLM without CLM01 is
-    never another's version (quarantined `required` as it is)."""
+    message (SUPERSEDED). A void (8) that is the latest lands as the claim's voided version (`_emit_837p`), whether
+    the claim it cancels is in the file or came in an earlier one: one rule for both. A CLM without CLM01 is never
+    another's version (quarantined `required` as it is)."""
     latest: dict[str, tuple[bool, str, int]] = {}
     for position, (claim, submitted_at) in enumerate(sent):
         key = claim.claim_id.strip()
@@ -473,15 +474,17 @@ def _created(claim: _Claim, submitted_at: str | None, batch: Batch | None = None
 
 def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
     """One claims row and a charges row per service line, all at the BHT time (the claim's creation: 837P
-    carries no posting time). A replacement claim (CLM05-3 = 7) reuses CLM01, so it lands as a new version;
-    a void (8) has no place in the contracts (no claim status): counted in the load message, not mapped."""
-    if claim.frequency == VOID:
-        batch.ignore("X12 837P void claim (CLM05-3 = 8)")
-        return
+    carries no posting time). A replacement claim (CLM05-3 = 7) reuses CLM01, so it lands as a new version.
+    A void (8) lands as the claim's voided version (status `voided`, at its BHT time) and no charges: the lines it
+    repeats are the voided claim's, and dbt keeps a claim's lines from the file of its latest version only
+    (current_claim_lines), so the voided claim's earlier lines stop counting too. A void lacking what a claims row
+    needs (patient, clinic, date of service: a void usually repeats them) is quarantined with the `required` column
+    it lacks, never dropped; counted in the load message (VOIDED)."""
     _, service_date = _dates(claim)
     created = _created(claim, submitted_at, batch)
     patient_id = claim.mrn or claim.patient_id
     clinic_id = claim.facility_npi or claim.billing_npi
+    voided = claim.frequency == VOID
     batch.add(
         "claims",
         claim.seg.pos,
@@ -493,7 +496,11 @@ def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
         service_date=service_date,
         submitted_at=created,
         billed_usd=claim.billed,
+        status="voided" if voided else None,
     )
+    if voided:
+        batch.adjusted[VOIDED] += 1
+        return
     for line, charge_id in zip(claim.lines, _line_ids(claim, batch), strict=True):
         line_date = line.get("service_date") or service_date
         common = dict(
@@ -527,6 +534,11 @@ def _emit_837p(claim: _Claim, submitted_at: str | None, batch: Batch) -> None:
         )
 
 
+#: load-message note (a count) of the 837P voids landed as their claim's voided version
+VOIDED = (
+    "X12 837P void claim (CLM05-3 = 8): landed as the claim's voided version (status voided), its service lines not "
+    "mapped; the claim counts as billed nowhere until a later version re-bills it"
+)
 #: load-message notes (counts only) of the 837P service lines quarantined by the reader's rules (README.md, 837P)
 NO_SV1 = "X12 837P service line (LX) without its professional service (SV1): quarantined (no cpt_code, units, charge)"
 REPEATED_LINE = (

@@ -12,7 +12,8 @@ B. An 837P original and its replacement (CLM05-3 = 7) in one file counted both s
    a $100 claim), and a void (CLM05-3 = 8) after its original in one file left the original billed (X3). Within a
    file only the latest version of a claim is mapped (merge order: creation time, then ISA / ST / CLM order):
    x12._latest_versions. The same for a FHIR Claim a Bundle holds twice (F1), or cancels later (F2):
-   fhir._latest_claim_versions.
+   fhir._latest_claim_versions. A void that is the file's latest version lands as the claim's voided version (X3,
+   F2: billed 0, its billed in voided_usd, no lines), as a void in a later file does (test_claim_voids_billing.py).
 C. A secondary payer's payment told by another system than the primary's 835: C15's primary pays by 835 (X12), the
    Medigap plan's payment is in the practice's ledger (native CSV, more authoritative). Each kind of a claim's money
    came from one system, so the 835's payment and patient share were dropped (C15: paid 30, patient responsibility
@@ -233,6 +234,16 @@ def _claim(home, claim_id: str) -> dict:
         )
 
 
+def _voided(home, claim_id: str) -> tuple:
+    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+        row = con.execute(
+            "select claim_status, billed_usd, voided_usd, charge_lines, ar_age_bucket from marts.claims "
+            "where claim_id = ?",
+            [claim_id],
+        ).fetchone()
+    return tuple(str(v) for v in row) if row else ()
+
+
 MONEY = ("billed_usd", "payer_paid_usd", "contractual_adj_usd", "patient_resp_usd", "insurance_balance_usd")
 
 
@@ -270,10 +281,11 @@ def test_an_837p_sent_with_its_replacement_or_void_in_one_file_counts_the_last_v
     assert (x2["billed_usd"], x2["charge_lines"], x2["charge_lines_usd"]) == ("100.00", "1", "100.00"), x2  # was 2, 200
     x5 = _claim(home, "X5")
     assert (x5["billed_usd"], x5["charge_lines"], x5["charge_lines_usd"]) == ("120.00", "1", "120.00"), x5  # was 2, 220
-    assert _claim(home, "X3") == {}  # voided in the file that sent it: was billed 100 with its line
+    # voided in the file that sent it: was billed 100 with its line, then no row; now its voided version
+    assert _voided(home, "X3") == ("voided", "0.00", "100.00", "0", "closed")
     f1 = _claim(home, "F1")  # the FHIR Claim corrected in the same Bundle
     assert (f1["billed_usd"], f1["charge_lines"], f1["charge_lines_usd"]) == ("60.00", "1", "60.00"), f1  # was 2, 90
-    assert _claim(home, "F2") == {}  # cancelled later in the same Bundle: was billed 60 with its line
+    assert _voided(home, "F2") == ("voided", "0.00", "60.00", "0", "closed")  # cancelled in the Bundle: was 60 billed
     with open_built(home.analytics_db) as con:
         lines = con.execute(
             "select claim_id, charge_id from marts.charge_lines where claim_id in ('X2', 'X3', 'X5', 'F1', 'F2') "

@@ -2,8 +2,9 @@
 and its corrected or cancelled version): only the file's latest version is mapped, the others counted in the load
 message. dbt keeps a claim's lines from the file that sent its latest version (current_claim_lines), so both
 versions' lines counted when they came in one file: the line a replacement dropped stayed billed, a line whose id
-changed counted twice, and a void left its original billed. Real readers and loader; the build is
-tests/dbt/test_billing_money_sources.py.
+changed counted twice, and a void left its original billed. A void (a cancelled FHIR Claim) that is the file's latest
+version lands as the claim's voided version (status voided, no lines), as it does in a later file
+(test_claim_voids_later_file.py). Real readers and loader; the build is tests/dbt/test_billing_money_sources.py.
 """
 
 from __future__ import annotations
@@ -50,13 +51,16 @@ def test_an_837p_original_and_its_replacement_in_one_file_map_the_replacement_on
     assert _count(batch, X.SUPERSEDED) == 1
 
 
-def test_a_void_after_its_original_in_one_file_leaves_nothing_of_the_claim(tmp_path):
+def test_a_void_after_its_original_in_one_file_lands_the_void_only(tmp_path):
     text = file_837p(1, "X1", "P1", "PY1", "20250306", "1", LINES) + file_837p(
         2, "X1", "P1", "PY1", "20250307", "8", LINES
     )
     batch = _read(tmp_path, "void.837", text)
-    assert _rows(batch, "claims") == [] and _rows(batch, "charges") == []  # was the original, billed 200
-    assert _count(batch, X.SUPERSEDED) == 1 and _count(batch, "X12 837P void claim (CLM05-3 = 8)") == 1
+    # was the original, billed 200 with its lines; then nothing of the claim; now its voided version, no lines
+    claims = [(row["claim_id"], row["billed_usd"], row["status"]) for _, row in batch.rows["claims"]]
+    assert claims == [("X1", "200.00", "voided")]
+    assert _rows(batch, "charges") == []
+    assert _count(batch, X.SUPERSEDED) == 1 and batch.adjusted[X.VOIDED] == 1
 
 
 def test_the_latest_version_is_the_merge_orders_creation_time_then_file_order(tmp_path):
@@ -122,7 +126,7 @@ VERSIONS = [
     _claim("k3", [70], meta={"lastUpdated": "2024-02-01T00:00:00Z"}),
     _claim("k3", [60, 30], meta={"lastUpdated": "2024-01-01T00:00:00Z"}),
 ]
-EXPECTED_CLAIMS = [("k1", "60"), ("k3", "70")]  # was k1 90 and 60, k2 60, k3 70 and 90
+EXPECTED_CLAIMS = [("k1", "60"), ("k2", "60"), ("k3", "70")]  # was k1 90 and 60, k2 60, k3 70 and 90; k2: voided
 EXPECTED_CHARGES = [("k1", "Claim/k1#item1"), ("k3", "Claim/k3#item1")]  # was 7 lines: k1#item2, k3#item2 billed
 
 
@@ -131,7 +135,8 @@ def test_a_fhir_bundle_holding_a_claim_twice_maps_its_latest_version(tmp_path):
     batch = _read(tmp_path, "history.json", json.dumps(bundle))
     assert _rows(batch, "claims") == EXPECTED_CLAIMS
     assert _rows(batch, "charges") == EXPECTED_CHARGES
-    assert _count(batch, F.SUPERSEDED) == 3  # k1 and k3's earlier versions, k2's active one (its cancel is counted)
+    assert _count(batch, F.SUPERSEDED) == 3  # k1 and k3's earlier versions, k2's active one
+    assert [row["status"] for _, row in batch.rows["claims"]] == [None, "voided", None]  # k2 lands cancelled
 
 
 @pytest.mark.parametrize("fast", ["1", "0"])
@@ -144,8 +149,10 @@ def test_a_bulk_file_repeating_a_claim_lands_the_same_rows_on_both_paths(tmp_pat
     (folder / "Claim.000.ndjson").write_text("\n".join(json.dumps(c) for c in VERSIONS + plain) + "\n")
     results = ingest([folder], home)
     assert all(r.status == "loaded" for r in results), results
-    claims = query(home, "SELECT claim_id, CAST(billed_usd AS INTEGER) FROM raw.claims ORDER BY _line")
-    assert claims == [("k1", 60), ("k3", 70)] + [(f"o{n}", 10) for n in range(8)]
+    claims = query(home, "SELECT claim_id, CAST(billed_usd AS INTEGER), status FROM raw.claims ORDER BY _line")
+    assert claims == [("k1", 60, None), ("k2", 60, "voided"), ("k3", 70, None)] + [
+        (f"o{n}", 10, None) for n in range(8)
+    ]
     charges = query(home, "SELECT claim_id, charge_id FROM raw.charges WHERE claim_id LIKE 'k%' ORDER BY _line")
     assert charges == EXPECTED_CHARGES
     message = next(r.message for r in results if r.source == "claims")

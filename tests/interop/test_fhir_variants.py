@@ -21,6 +21,7 @@ import duckdb
 import pytest
 from ingest_helpers import example_row, query, write_csv
 
+from ingestion.interop import fhir as F
 from ingestion.interop import read_interop
 from ingestion.loader import ingest
 from ptpulse.core.config import get_settings
@@ -313,17 +314,21 @@ def test_transaction_bundle_entries_named_by_fullurl_are_keyed_by_it(money_build
 
 def test_cancelled_and_draft_claims_and_a_cancelled_eob_carry_no_money(money_build):
     """A draft or cancelled Claim was never billed, a cancelled EOB was withdrawn (its replacement pays): the build
-    bills c-active alone, paid $90, $110 open (before: $900 billed, $190 paid, the cancelled EOB counted twice)."""
+    bills c-active alone, paid $90, $110 open (before: $900 billed, $190 paid, the cancelled EOB counted twice).
+    The cancelled Claim lands as a voided claim: billed 0, its $300 in voided_usd, closed (test_claim_voids_billing.py)."""
     home, results = money_build
     claims = _mart(
         home,
-        "SELECT claim_id, billed_usd, payer_paid_usd, insurance_balance_usd FROM marts.claims "
-        "WHERE claim_id LIKE 'c-%' ORDER BY 1",
+        "SELECT claim_id, claim_status, billed_usd, voided_usd, payer_paid_usd, insurance_balance_usd, ar_age_bucket "
+        "FROM marts.claims WHERE claim_id LIKE 'c-%' ORDER BY 1",
     )
-    assert claims == [("c-active", Decimal("200.00"), Decimal("90.00"), Decimal("110.00"))]
+    assert claims == [
+        ("c-active", "submitted", Decimal("200.00"), Decimal("0.00"), Decimal("90.00"), Decimal("110.00"), "0-30"),
+        ("c-cancelled", "voided", Decimal("0.00"), Decimal("300.00"), Decimal("0.00"), Decimal("0.00"), "closed"),
+    ]
     assert _rows(home, "remittances", "remit_id") == [("ExplanationOfBenefit/eob-new#payer_payment",)]
     message = _messages(r for r in results if r.source == "claims" and "statuses" in r.file)
-    assert "FHIR Claim (use claim, status cancelled) x1" in message and "status draft) x1" in message
+    assert f"{F.VOIDED} x1" in message and "status draft) x1" in message
     assert "FHIR ExplanationOfBenefit (use claim, status cancelled) x1" in message
     assert "c-draft" not in message  # counted by status, never by value
 
@@ -346,13 +351,14 @@ def test_bulk_claims_and_eobs_skip_draft_and_cancelled_in_both_readers(tmp_path,
     )  # fmt: skip
     out = _both_readers(tmp_path, monkeypatch, folder)
     home = out["home"]
-    assert _rows(home, "claims", "claim_id") == [("c-active",)]
+    assert _rows(home, "claims", "claim_id, status") == [("c-active", None), ("c-cancelled", "voided")]
     assert _rows(home, "charges", "claim_id") == [("c-active",)]
     assert _rows(home, "remittances", "remit_id, amount_usd") == [
         ("ExplanationOfBenefit/eob-new#payer_payment", Decimal("90.00"))
     ]
     message = _messages(out["results"])
-    assert "status cancelled) x1" in message and "status draft) x1" in message
+    assert "Claim (use claim, status cancelled) x1" not in message and "status draft) x1" in message
+    assert "ExplanationOfBenefit (use claim, status cancelled) x1" in message
 
 
 def test_a_resource_nothing_identifies_is_quarantined_never_landed_under_a_shared_placeholder(tmp_path, monkeypatch):

@@ -324,7 +324,7 @@ def test_an_835_for_a_claim_we_do_not_hold_is_kept(home):
 # --- 837P ------------------------------------------------------------------------------------------------
 
 
-def test_837p_lines_are_posted_at_the_bht_time_and_void_claims_are_counted(tmp_path):
+def test_837p_lines_are_posted_at_the_bht_time_and_void_claims_land_voided(tmp_path):
     contracts = load_contracts()
     source = CORPUS / "x12/837_005010X222A2/demo.example1.837"
     batch = read_interop(source, contracts)
@@ -336,7 +336,9 @@ def test_837p_lines_are_posted_at_the_bht_time_and_void_claims_are_counted(tmp_p
     void = tmp_path / "void.837"
     void.write_text(text.replace(clm, clm.replace(frequency, frequency[:-1] + "8")))
     voided = read_interop(void, contracts)
-    assert voided.rows == {} and "void claim (CLM05-3 = 8) x1" in " ".join(voided.summary())
+    [(_, void_row)] = voided.rows["claims"]  # the claim's voided version, no lines (was: nothing, counted)
+    assert void_row == claim | {"status": "voided"} and not voided.rows.get("charges")
+    assert "void claim (CLM05-3 = 8): landed" in " ".join(voided.summary())
 
 
 # --- the shared corpora, file by file ----------------------------------------------------------------------

@@ -156,7 +156,8 @@ def test_card_scores_and_queue_of_the_built_practice(built_home):
     try:
         scores = con.sql("select * from ml.denial_scores").df()
         open_claims = con.sql(
-            "select count(*) from marts.claims where not is_adjudicated and payer_class <> 'self_pay'"
+            "select count(*) from marts.claims where not is_adjudicated and payer_class <> 'self_pay' "
+            "and claim_status <> 'voided'"
         ).fetchall()[0][0]
         tasks = con.sql("select * from ml.work_queue_tasks where rule = 'denial_fix_before_submit'").df()
     finally:
@@ -311,6 +312,22 @@ def test_only_claims_sent_to_a_payer_are_learnt_from_or_scored():
     assert list(denial.open_claims(claims)["claim_id"]) == ["payer_open"]
     claims["is_adjudicated"] = [False, True, True, False, True]
     assert list(denial.labelled(claims)["claim_id"]) == ["payer_done"]
+
+
+def test_a_voided_claim_is_neither_learnt_from_nor_scored():
+    """A claim whose latest version is a void (marts.claims.claim_status) was withdrawn from the payer: no denial
+    to prevent (before, an unadjudicated voided claim was scored and could raise a denial_fix_before_submit task)."""
+    claims = pd.DataFrame(
+        {
+            "claim_id": ["open", "voided_open", "done", "voided_done"],
+            "payer_id": ["P1"] * 4,
+            "payer_class": ["commercial"] * 4,
+            "is_adjudicated": [False, False, True, True],
+            "claim_status": ["submitted", "voided", "submitted", "voided"],
+        }
+    )
+    assert list(denial.open_claims(claims)["claim_id"]) == ["open"]
+    assert list(denial.labelled(claims)["claim_id"]) == ["done"]
 
 
 def test_the_gate_serves_only_a_model_ahead_of_the_payer_rate_and_the_constant():

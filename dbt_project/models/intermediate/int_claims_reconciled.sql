@@ -9,6 +9,11 @@
 -- Denied: a claim denied again (an appeal denied, a resubmission denied) is one denied claim; its denied amount
 -- is the largest amount any of its denials stated, capped at billed (a denial moves no money: summing them
 -- counted the claim's billed once per denial).
+-- Voided: a claim whose latest version is a void (stg_raw__claims.status: an 837P void, a FHIR Claim cancelled or
+-- entered-in-error) keeps its row, billed 0 with what it had billed in voided_usd (billed_usd + voided_usd is the
+-- billed of staging, money never vanishes), not denied (no denial to work: the claim was withdrawn). Its remittances
+-- still count (a payment the payer then recoups nets to 0; one it does not is a credit to refund, left open). A
+-- later version (837P replacement, FHIR Claim re-sent) re-bills it.
 -- Incremental (macros/incremental.sql, claims_reconciled_scope): recomputes the claims whose header, links,
 -- remittances or charge lines were recomputed upstream, summing only their rows.
 -- depends_on: {{ source('raw', 'clinics') }} {{ source('raw', 'payers') }}
@@ -62,15 +67,18 @@ select
     k.appointment_link,
     k.episode_link,
     k.unlinked_reason,
-    c.billed_usd,
+    c.status as claim_status,
+    case when c.status = 'voided' then cast(0 as decimal(18, 2)) else c.billed_usd end as billed_usd,
+    case when c.status = 'voided' then c.billed_usd else cast(0 as decimal(18, 2)) end as voided_usd,
     coalesce(r.payer_paid_usd, 0) as payer_paid_usd,
     coalesce(r.contractual_adj_usd, 0) as contractual_adj_usd,
     coalesce(r.patient_resp_usd, 0) as patient_resp_usd,
     coalesce(r.patient_paid_usd, 0) as patient_paid_usd,
     coalesce(r.write_off_usd, 0) as write_off_usd,
     -- least() skips a null (DuckDB and Spark alike): no denial is 0, not billed
-    case when r.denied_usd is null then 0 else least(r.denied_usd, c.billed_usd) end as denied_usd,
-    coalesce(r.is_denied, false) as is_denied,
+    case when r.denied_usd is null or c.status = 'voided' then 0 else least(r.denied_usd, c.billed_usd) end
+        as denied_usd,
+    coalesce(r.is_denied, false) and c.status <> 'voided' as is_denied,
     r.denial_carc,
     r.denied_at,
     r.first_payer_payment_at,

@@ -18,7 +18,9 @@ sched as {{ cte_materialized() }} (
 stg_claims as {{ cte_materialized() }} (
     select
         count(*) as n,
-        sum(billed_usd) as billed
+        -- a voided claim (its latest version a void) is billed 0 in the marts, its billed in voided_usd
+        sum(billed_usd) filter (where status <> 'voided') as billed,
+        sum(billed_usd) filter (where status = 'voided') as voided
     from {{ ref('stg_raw__claims') }}
 ),
 
@@ -50,6 +52,7 @@ m as {{ cte_materialized() }} (
     select
         count(*) as n,
         sum(billed_usd) as billed,
+        sum(voided_usd) as voided,
         sum(payer_paid_usd) as payer_paid,
         sum(contractual_adj_usd) as contractual,
         sum(patient_resp_usd) as patient_resp,
@@ -96,6 +99,11 @@ checks as (
         'billed usd',
         (select billed from m),
         (select billed from stg_claims)
+    union all
+    select
+        'voided usd',
+        (select voided from m),
+        (select voided from stg_claims)
     union all
     select
         'charges usd',

@@ -315,7 +315,8 @@ net_collection_rate as (
 ),
 
 -- denial_rate = claims with a denial / claims adjudicated, cohort by submission date
--- (the cohort: claims sent to a payer; self-pay claims and claims with no payer are answered by none)
+-- (the cohort: claims sent to a payer; self-pay claims and claims with no payer are answered by none, and a voided
+-- claim was withdrawn from the payer: claims.claim_status)
 denial_rate as (
     select
         clinic_id,
@@ -326,7 +327,7 @@ denial_rate as (
         count(*) as cohort,
         count(*) filter (where not is_adjudicated) as pending
     from {{ ref('claims') }}
-    where {{ is_payer_claim('payer_id', 'payer_class') }}
+    where {{ is_payer_claim('payer_id', 'payer_class') }} and claim_status <> 'voided'
     group by all
 ),
 
