@@ -235,7 +235,7 @@ def _claim(home, claim_id: str) -> dict:
 
 
 def _voided(home, claim_id: str) -> tuple:
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         row = con.execute(
             "select claim_status, billed_usd, voided_usd, charge_lines, ar_age_bucket from marts.claims "
             "where claim_id = ?",
