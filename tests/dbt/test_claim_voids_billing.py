@@ -13,13 +13,13 @@ import json
 import shutil
 from pathlib import Path
 
-import duckdb
 import pytest
 from night_helpers import assert_same_rows, full_build_beside
 
 from ingestion.loader import ingest
 from ptpulse.build.orchestrate import build
 from ptpulse.core.config import DBT_PROJECT_DIR, get_settings
+from tests.built import open_built
 from tests.interop.x12_text import clp, file_835, file_837p, payment_835
 
 pytestmark = pytest.mark.slow
@@ -85,7 +85,7 @@ def _ingest(home, folder: Path) -> None:
 
 def _facts(home) -> dict:
     """What the revenue pages read: the claims, their current lines, billed and open A/R, the A/R of each day."""
-    with duckdb.connect(str(home.analytics_db), read_only=True) as con:
+    with open_built(home.analytics_db) as con:
         claims = con.execute(
             """select claim_id, claim_status, billed_usd, voided_usd, charge_lines, charge_lines_usd, is_denied,
                       denied_usd, ar_age_bucket = 'closed'
