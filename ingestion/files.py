@@ -290,55 +290,99 @@ def check_readable(path: Path) -> None:
         )
 
 
-def read_header(path: Path) -> list[str]:
+LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def read_header(path: Path, skip_lines: int = 0) -> list[str]:
     """The header row's column names, after checking the start of the file is UTF-8 comma-separated text.
 
     The header ends at the first line break of any kind (\\n, \\r\\n or a lone \\r); it may be up to
     MAX_HEADER_BYTES long. A NUL byte in the header marks a binary file; NULs in later rows quarantine
-    those rows (loader), wherever they are in the file.
+    those rows (loader), wherever they are in the file. `skip_lines`: the header is on line skip_lines + 1 (a
+    source profile's `skip_lines`: a report title above it); the lines above are not read as text.
     """
     head = b""
     with path.open("rb") as handle:
-        while len(head) < MAX_HEADER_BYTES + len(codecs.BOM_UTF8):
+        while len(head) < min(skip_lines + 1, 4) * MAX_HEADER_BYTES + len(codecs.BOM_UTF8):  # titles are short
             chunk = handle.read(SNIFF_BYTES)
             head += chunk
-            if not chunk or re.search(b"[\r\n]", chunk):
+            if not chunk or (re.search(b"[\r\n]", chunk) and len(LINE_END.findall(head)) > skip_lines):
                 break
     _check_bytes(path, head)
     if head.startswith(codecs.BOM_UTF8):
         head = head[len(codecs.BOM_UTF8) :]
+    where = "line 1" if not skip_lines else f"line {skip_lines + 1} (the header line after skip_lines: {skip_lines})"
+    if skip_lines:
+        lines = LINE_END.split(head, maxsplit=skip_lines)
+        if len(lines) <= skip_lines:
+            raise FileRefused(
+                f"{display_name(path)} has {len(lines)} line(s), but its profile reads the header on line "
+                f"{skip_lines + 1} (skip_lines: {skip_lines}). Check the export, or the profile's skip_lines."
+            )
+        head = lines[skip_lines]
     match = re.search(b"[\r\n]", head)
     end = match.start() if match else len(head)
+    first = "the first line" if not skip_lines else where
     if end > MAX_HEADER_BYTES:
         raise FileRefused(
-            f"{display_name(path)}: the first line is longer than {MAX_HEADER_BYTES // 1024 // 1024} MB "
+            f"{display_name(path)}: {first} is longer than {MAX_HEADER_BYTES // 1024 // 1024} MB "
             f"without a line break, so it is not a header row. Is it a CSV file? Export it as CSV "
-            f"with the column names on line 1."
+            f"with the column names on {'line 1' if not skip_lines else where}."
         )
     if b"\x00" in head[:end]:
         raise FileRefused(
-            f"{display_name(path)} contains NUL bytes in its first line: it is binary (e.g. a "
-            f"spreadsheet or zip) or UTF-16 without a byte-order mark. Export it as CSV, UTF-8, and "
+            f"{display_name(path)} contains NUL bytes in {'its first line' if not skip_lines else where}: it is "
+            f"binary (e.g. a spreadsheet or zip) or UTF-16 without a byte-order mark. Export it as CSV, UTF-8, and "
             f"ingest it again."
         )
     try:
         line = head[:end].decode("utf-8")
     except UnicodeDecodeError:
-        raise FileRefused(_encoding_message(path, "the header row (line 1)")) from None
+        raise FileRefused(_encoding_message(path, f"the header row ({where})")) from None
     try:
         names = next(csv.reader([line]), [])
     except csv.Error:
         raise FileRefused(
-            f"{display_name(path)}: the header row (line 1) could not be split into column names "
-            f"(unbalanced double quotes?). Export the file with plain column names on line 1."
+            f"{display_name(path)}: the header row ({where}) could not be split into column names "
+            f"(unbalanced double quotes?). Export the file with plain column names on {where.split(' (')[0]}."
         ) from None
     names = [n.strip() for n in names]
     if not any(names):
         raise FileRefused(
-            f"{display_name(path)}: the first line is empty, so there is no header row. Export the "
-            f"file with the column names on line 1."
+            f"{display_name(path)}: {first} is empty, so there is no header row. Export the "
+            f"file with the column names on {where.split(' (')[0]}."
         )
     return names
+
+
+def copy_after_lines(path: Path, target: Path, skip_lines: int, normalise: bool = False) -> None:
+    """Copy `path` to `target` without its first `skip_lines` physical lines (a report title above the header,
+    a source profile's `skip_lines`; a line ends at \\n, \\r\\n or a lone \\r), streaming; `normalise` also
+    writes every line ending LF (`normalise_line_endings`). The loader adds `skip_lines` back to every line
+    number, so quarantine records keep the file's own line numbers."""
+    remaining = skip_lines
+    skip_cr = norm_cr = False  # a \r ended the previous chunk: a \n starting the next one belongs to it
+    with path.open("rb") as source, target.open("wb") as out:
+        while chunk := source.read(HASH_CHUNK):
+            if skip_cr and chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+            skip_cr = False
+            while remaining and chunk:
+                found = LINE_END.search(chunk)
+                if found is None:
+                    chunk = b""
+                    break
+                remaining -= 1
+                skip_cr = found.group() == b"\r" and found.end() == len(chunk)
+                chunk = chunk[found.end() :]
+            if not chunk:
+                continue
+            if normalise:
+                if norm_cr and chunk.startswith(b"\n"):
+                    chunk = chunk[1:]
+                norm_cr = chunk.endswith(b"\r")
+                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            out.write(chunk)
 
 
 def _check_bytes(path: Path, head: bytes) -> None:

@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
@@ -45,6 +45,7 @@ from ingestion.files import (
     check_columns,
     check_readable,
     compression,
+    copy_after_lines,
     discover,
     display_name,
     encoding_refusal,
@@ -66,6 +67,7 @@ from ingestion.files import (
 )
 from ingestion.interop import FrameRows, TableRows, file_digest, is_interop, read_interop
 from ingestion.profiles import (
+    OCCURRENCE_MARK,
     Profile,
     ProfileError,
     ProfileFile,
@@ -75,10 +77,12 @@ from ingestion.profiles import (
     file_of,
     known_columns,
     non_header_problem,
+    occurrence_keys,
     profile_sql,
     resolve_profile,
     unmapped_notes,
     unsupplied,
+    untitled_problem,
 )
 from ingestion.rawdb import SCHEMA, RawDB, open_raw
 from ptpulse.core.config import Settings
@@ -773,12 +777,12 @@ def _staging_sql(contract: Contract, rows_sql: str, pretrimmed: bool = False, wr
     )
 
 
-def _csv_problem(exc: duckdb.Error) -> str:
+def _csv_problem(exc: duckdb.Error, offset: int = 0) -> str:
     """What went wrong reading the CSV, as fixed text and a line number: DuckDB's own message quotes the
     offending line (which may hold PHI) and the file path, so none of it is passed on."""
     text = str(exc)
     found = re.search(r"\bline:?\s+(\d+)", text, flags=re.IGNORECASE)
-    at = f" at line {found.group(1)}" if found else ""
+    at = f" at line {int(found.group(1)) + offset}" if found else ""
     lower = text.lower()
     if "line size" in lower or "max_line_size" in lower:
         return f"a line{at} is longer than the CSV reader's maximum line size"
@@ -791,8 +795,9 @@ def _csv_problem(exc: duckdb.Error) -> str:
     return f"the CSV reader stopped{at} ({type(exc).__name__})"
 
 
-def _collect_malformed(db: RawDB, path: Path, shown: Sequence[str | None]) -> None:
+def _collect_malformed(db: RawDB, path: Path, shown: Sequence[str | None], offset: int = 0) -> None:
     """One row per malformed line (DuckDB may report several errors for a line); refuse non-UTF-8 files.
+    `offset`: lines above the part of the file read (`_stage_vendor`), for the line numbers of refusals.
 
     `shown[i]` is the name the quarantine gives the file's column i + 1 (DuckDB only knows `__f<i+1>`): the
     contract column it feeds, or a header name that looks like one, else NULL."""
@@ -800,7 +805,7 @@ def _collect_malformed(db: RawDB, path: Path, shown: Sequence[str | None]) -> No
         "SELECT min(line) FROM _reject_errors WHERE error_type = 'INVALID ENCODING'"
     ).fetchone()[0]
     if bad_encoding is not None:
-        raise encoding_refusal(path, int(bad_encoding))
+        raise encoding_refusal(path, int(bad_encoding) + offset)
     # DuckDB's csv_line starts with the line breaks before the record when they are not plain LF (CRLF files) or
     # follow empty lines: only breaks after the record's first character make it span lines
     db.con.execute(
@@ -811,7 +816,7 @@ def _collect_malformed(db: RawDB, path: Path, shown: Sequence[str | None]) -> No
         SELECT line, length(csv_line) - length(replace(csv_line, chr(10), '')) AS breaks FROM _reject_errors
         WHERE contains(csv_line, chr(10)) OR contains(csv_line, chr(13)) ORDER BY line LIMIT 1""").fetchone()
     if spanning is not None:
-        line, breaks = int(spanning[0]), int(spanning[1] or 0)
+        line, breaks = int(spanning[0]) + offset, int(spanning[1] or 0)
         raise FileRefused(
             f"{display_name(path)}: line {line} opens a double-quoted value that is not closed where the value "
             f"ends, so {breaks + 1 if breaks else 'several'} lines from there (to the next double quote or the end "
@@ -934,20 +939,49 @@ def _profile_for(
     else the profile (shipped, or the home's: `available_profiles`) whose header signature fits; None = the
     native contract named by the file."""
     try:
-        names = read_header(path)
-    except FileRefused:
-        if forced is None:
-            return None  # the native path refuses it with its own message
-        raise
+        names: list[str] | None = read_header(path)
+        unreadable: FileRefused | None = None
+    except FileRefused as exc:  # line 1 (e.g. empty above a report title): a file type with skip_lines may fit
+        names, unreadable = None, exc
+    header_at = _header_reader(path)
     if forced is not None:
-        pfile = file_of(forced, names)
+        if names is None and not any(f.skip_lines for f in forced.files):
+            raise unreadable
+        pfile = file_of(forced, names or [], header_at)
         if isinstance(pfile, str):
             raise FileRefused(
                 f"{display_name(path)}: {pfile}. Check that the file is that vendor export, or ingest it "
                 f"without --profile."
             )
         return forced, pfile
-    return detect(names, available_profiles() if profiles is None else profiles)
+    return detect(names, available_profiles() if profiles is None else profiles, header_at)
+
+
+def _header_reader(path: Path) -> Callable[[int], list[str] | None]:
+    """The column names on line n + 1 of `path` (a profile's `skip_lines: n`), None when that line is no header
+    row; read once per n."""
+    read: dict[int, list[str] | None] = {}
+
+    def header_at(skip: int) -> list[str] | None:
+        if skip not in read:
+            try:
+                read[skip] = read_header(path, skip)
+            except FileRefused:
+                read[skip] = None
+        return read[skip]
+
+    return header_at
+
+
+def _check_skip_lines(path: Path, profile: Profile, pfile: ProfileFile) -> None:
+    """A file type with `skip_lines` whose file has the column names on line 1 (exported without its report
+    title): reading from line skip_lines + 1 would lose the first rows, so the file is refused."""
+    try:
+        first = read_header(path)
+    except FileRefused:
+        return
+    if pfile.score(first) is not None:
+        raise FileRefused(f"{display_name(path)}: {untitled_problem(profile, pfile)}.")
 
 
 def _load_profiled(
@@ -967,16 +1001,22 @@ def _load_profiled(
     problem = clinic_zone_problem(profile)
     if problem:
         raise FileRefused(f"{display_name(path)}: {problem}.")
-    names = read_header(path)
+    skip = pfile.skip_lines
+    if skip:
+        _check_skip_lines(path, profile, pfile)
+    names = read_header(path, skip)
     normalised = None
     readable = path
     try:
-        if file_scan.mixed_line_endings:
+        if file_scan.mixed_line_endings or skip:  # a private copy: LF only, and / or from the header line on
             handle, name = tempfile.mkstemp(prefix=PRIVATE_COPY_PREFIX, suffix=".csv", dir=work_dir)
             os.close(handle)
             normalised = readable = Path(name)
-            normalise_line_endings(path, normalised)
-        _stage_vendor(db, path, readable, names, file_scan)
+            if skip:
+                copy_after_lines(path, normalised, skip, normalise=file_scan.mixed_line_endings)
+            else:
+                normalise_line_endings(path, normalised)
+        _stage_vendor(db, path, readable, names, file_scan, offset=skip)
         ensure_unchanged(path, before)
     finally:
         if normalised is not None:
@@ -988,20 +1028,49 @@ def _load_profiled(
         CREATE OR REPLACE TEMP TABLE _excluded AS
         SELECT _src_line AS line, _skip_column AS column_name, _skip AS detail, {record} AS record
         FROM _profiled WHERE _skip IS NOT NULL""")
-    db.con.execute(_staging_sql(contract, "SELECT * EXCLUDE (_skip, _skip_column) FROM _profiled WHERE _skip IS NULL"))
+    db.con.execute(
+        _staging_sql(contract, "SELECT * EXCLUDE (_skip, _skip_column, _occurrence) FROM _profiled WHERE _skip IS NULL")
+    )
     # a tombstone is a new version even when every contract value equals the last one
     db.con.execute("UPDATE _staged SET _row_hash = hash(_row_hash, 'tombstone') WHERE _op = 'tombstone'")
     notes = [f"mapped by profile {profile.name} (file type {pfile.name})"]
+    if skip:
+        notes.append(f"header read on line {skip + 1}: the {skip} line(s) above it skipped (profile skip_lines)")
     notes += unmapped_notes(db.con, profile, pfile, names)
+    notes += _occurrence_notes(db, pfile, contract)
     gaps = unsupplied(pfile, contract)
     if gaps:
         notes.append(f"the export has no column for required {', '.join(gaps)}: those rows are quarantined")
     _land(db, result, contract, notes, INTEROP_LINE)
 
 
-def _stage_vendor(db: RawDB, path: Path, readable: Path, names: list[str], file_scan: FileScan) -> None:
+def _occurrence_notes(db: RawDB, pfile: ProfileFile, contract: Contract) -> list[str]:
+    """How many rows of the file share a `concat` record id with another row of it and were numbered
+    (`profile_sql`), per key column: counts and column names only."""
+    keys = occurrence_keys(pfile, contract)
+    if not keys:
+        return []
+    n = db.con.execute(
+        "SELECT count(DISTINCT _src_line) FROM _profiled WHERE _skip IS NULL AND _occurrence > 1"
+    ).fetchone()[0]
+    if not n:
+        return []
+    args = ", ".join(str(a) for a in (pfile.spec["columns"][keys[0]].get("args") or []))
+    return [
+        f"{keys[0]}: {n} row(s) have the same record id (concat of {args}) as another row of this file; each "
+        f"landed as its own record, numbered {keys[0]}{OCCURRENCE_MARK}2, {OCCURRENCE_MARK}3, ... in the order of "
+        f"their values (a re-sent file lands nothing twice). If these are one record sent twice, give the export's "
+        f"row id (or identical_rows: merge)"
+    ]
+
+
+def _stage_vendor(
+    db: RawDB, path: Path, readable: Path, names: list[str], file_scan: FileScan, offset: int = 0
+) -> None:
     """temp._vendor: the file's rows as positional text columns `_v1`..`_vN` with `_src_line` (the file line),
-    `_breaks` and `_nul`; malformed lines go to temp._malformed, as for a native file."""
+    `_breaks` and `_nul`; malformed lines go to temp._malformed, as for a native file. `offset`: lines of the
+    file above `readable`'s first line (a profile's `skip_lines`), added to every line number so quarantine
+    records and messages keep the file's own line numbers."""
     file_columns = {f"__f{i}": "VARCHAR" for i in range(1, len(names) + 1)}
     text = ", ".join(f"{quote_ident(f)} AS {quote_ident(f'_v{i}')}" for i, f in enumerate(file_columns, start=1))
     try:
@@ -1011,13 +1080,17 @@ def _stage_vendor(db: RawDB, path: Path, readable: Path, names: list[str], file_
         )
     except duckdb.Error as exc:
         raise FileRefused(
-            f"{display_name(path)} could not be read as CSV ({_csv_problem(exc)}). Check that it is "
+            f"{display_name(path)} could not be read as CSV ({_csv_problem(exc, offset)}). Check that it is "
             f"a comma-separated UTF-8 export with a header row, and ingest it again."
         ) from None
-    _collect_malformed(db, path, shown_column_names(names))
+    _collect_malformed(db, path, shown_column_names(names), offset)
     _map_lines(db, readable, file_scan)
     join, line = _line_sql(db)
-    db.con.execute(f"CREATE OR REPLACE TEMP TABLE _vendor AS SELECT s.*, {line} AS _src_line FROM _staged s {join}")
+    db.con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _vendor AS SELECT s.*, {line} + {int(offset)} AS _src_line FROM _staged s {join}"
+    )
+    if offset:
+        db.con.execute(f"UPDATE _malformed SET line = line + {int(offset)}")
 
 
 def _clinic_zones(db: RawDB) -> None:

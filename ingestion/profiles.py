@@ -20,7 +20,7 @@ of the same name (`available_profiles`).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -42,7 +42,12 @@ DERIVATIONS = ("minutes_between", "hours_between", "date_to_timestamp", "concat"
 TRANSFORMS = ("upper", "lower", "modifiers_to_pipe", "digits")
 PARSES = ("date", "timestamp", "decimal", "integer")
 COLUMN_KEYS = {"from", "const", "derive", "args", "sep", "group_by", "map", "parse", "prefix", "transform"}
-COLUMN_KEYS |= {"fallback", "default", "note", "null_values"}
+COLUMN_KEYS |= {"fallback", "default", "note", "null_values", "identical_rows"}
+MAX_SKIP_LINES = 1000  # `skip_lines`: lines above the header (a report title, run date, blank line)
+# a record id made by `concat` (no row id in the export): the 2nd, 3rd, ... row of a file with the same key gets
+# `<key>#2`, `<key>#3` (numbered in content order), so genuinely identical rows stay distinct (`identical_rows`)
+OCCURRENCE_MARK = "#"
+IDENTICAL_ROWS = ("keep", "merge")
 OUT_TIMESTAMP, OUT_DATE = "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"
 TOMBSTONE, UPSERT = "tombstone", "upsert"
 # Empty-value tokens: a vendor cell holding one of these (trimmed, any case) is empty, before transforms and
@@ -75,6 +80,9 @@ class ProfileFile:
     known: tuple[str, ...] = ()
     min_matches: int = 0
     partial: bool = False
+    # lines above the header row (a report title): the header is on line skip_lines + 1. Not in the repr (the
+    # mapping's fingerprint): it is read from `spec` / the profile's defaults, which are
+    skip_lines: int = field(default=0, repr=False)
     spec: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def score(self, names: Sequence[str]) -> int | None:
@@ -131,7 +139,7 @@ def read_profile(path: Path, contracts: Mapping[str, Contract] | None = None) ->
         raise ProfileError(f"{where}: expected a mapping with a 'profile' name; see ingestion/README.md.")
     defaults = dict(data.get("defaults") or {})
     value_maps = {str(k): _string_map(str(k), v, where) for k, v in (data.get("value_maps") or {}).items()}
-    files = tuple(_parse_file(f, where, contracts, value_maps) for f in data.get("files") or ())
+    files = tuple(_parse_file(f, where, contracts, value_maps, defaults) for f in data.get("files") or ())
     if not files:
         raise ProfileError(f"{where}: 'files' is empty; add one entry per vendor file type.")
     profile = Profile(str(data["profile"]), str(data.get("vendor", "")), defaults, value_maps, files, Path(path))
@@ -197,7 +205,11 @@ def _check_timezone(profile: Profile, where: str) -> None:
 
 
 def _parse_file(
-    spec: Mapping[str, Any], where: str, contracts: Mapping[str, Contract], maps: Mapping[str, Any]
+    spec: Mapping[str, Any],
+    where: str,
+    contracts: Mapping[str, Contract],
+    maps: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None = None,
 ) -> ProfileFile:
     name = str(spec.get("name", "?"))
     where = f"{where}, file {name!r}"
@@ -211,6 +223,18 @@ def _parse_file(
         if target not in contract.column_names:
             raise ProfileError(f"{where}: column {target!r} is not in the {feeds} contract.")
         _check_column(col, f"{where}, column {target!r}", maps)
+        if "identical_rows" in col and (col.get("derive") != "concat" or target not in contract.natural_key):
+            raise ProfileError(
+                f"{where}, column {target!r}: identical_rows applies to a record id ({', '.join(contract.natural_key)}) "
+                f"made with derive: concat only."
+            )
+        if col.get("identical_rows", "keep") not in IDENTICAL_ROWS:
+            raise ProfileError(f"{where}, column {target!r}: identical_rows must be keep (default) or merge.")
+    skip = spec.get("skip_lines", (defaults or {}).get("skip_lines", 0))
+    if isinstance(skip, bool) or not isinstance(skip, int) or not 0 <= skip <= MAX_SKIP_LINES:
+        raise ProfileError(
+            f"{where}: skip_lines must be a whole number from 0 to {MAX_SKIP_LINES} (the lines above the header row)."
+        )
     for i, emit in enumerate(spec.get("emit") or ()):
         for key in ("event_type", "event_at"):
             if key not in emit:
@@ -234,6 +258,7 @@ def _parse_file(
         known=known,
         min_matches=int(match.get("header_min_matches") or 0),
         partial=bool(spec.get("partial", False)),
+        skip_lines=skip,
         spec=spec,
     )
 
@@ -321,25 +346,43 @@ def resolve_profile(name_or_path: str, home: Path | None = None) -> Profile:
     )
 
 
-def detect(names: Sequence[str], profiles: Mapping[str, Profile]) -> tuple[Profile, ProfileFile] | None:
-    """The profile file type whose header signature fits `names` best; None = no profile (native contract)."""
+HeaderAt = Callable[[int], Sequence[str] | None]
+
+
+def header_names(pfile: ProfileFile, names: Sequence[str] | None, header_at: HeaderAt | None) -> Sequence[str]:
+    """The column names a file type reads: line 1's, or line skip_lines + 1's (`header_at`) for a file type with
+    `skip_lines` (none when that line cannot be read)."""
+    if not pfile.skip_lines:
+        return names or ()
+    return (header_at(pfile.skip_lines) if header_at else None) or ()
+
+
+def detect(
+    names: Sequence[str] | None, profiles: Mapping[str, Profile], header_at: HeaderAt | None = None
+) -> tuple[Profile, ProfileFile] | None:
+    """The profile file type whose header signature fits best: line 1's names, or for a file type with
+    `skip_lines` the names on its header line (`header_at(skip_lines)`); None = no profile (native contract)."""
     best: tuple[int, Profile, ProfileFile] | None = None
     for profile in profiles.values():
         for pfile in profile.files:
-            score = pfile.score(names)
+            score = pfile.score(header_names(pfile, names, header_at))
             if score is not None and (best is None or score > best[0]):
                 best = (score, profile, pfile)
     return (best[1], best[2]) if best else None
 
 
-def file_of(profile: Profile, names: Sequence[str]) -> ProfileFile | str:
-    """The file type of a forced profile that fits `names`, or the problem: a line 1 that is not the header
-    (a report title above it, another delimiter), else which columns the closest file type lacks. Only column
-    names of the profile and counts are named, never the text of line 1 (it may be a data row)."""
-    scored = [(f.score(names), f) for f in profile.files]
+def file_of(profile: Profile, names: Sequence[str], header_at: HeaderAt | None = None) -> ProfileFile | str:
+    """The file type of a forced profile that fits `names` (or, with `skip_lines`, its header line's names), or
+    the problem: a line 1 that is not the header (a report title above it, another delimiter), else which
+    columns the closest file type lacks. Only column names of the profile and counts are named, never the
+    text of line 1 (it may be a data row)."""
+    scored = [(f.score(header_names(f, names, header_at)), f) for f in profile.files]
     fitting = [(s, f) for s, f in scored if s is not None]
     if fitting:
         return max(fitting, key=lambda sf: sf[0])[1]
+    untitled = [f for f in profile.files if f.skip_lines and f.score(names) is not None]
+    if untitled:  # exported without its report title: reading from line skip_lines + 1 would drop rows
+        return untitled_problem(profile, untitled[0])
     not_header = _not_a_header(profile, names)
     if not_header:
         return not_header
@@ -347,6 +390,17 @@ def file_of(profile: Profile, names: Sequence[str]) -> ProfileFile | str:
     return (
         f"its header fits no file type of profile {profile.name!r}; the closest, {closest.name!r}, lacks "
         f"column(s) {', '.join(closest.missing(names)) or '(a known column set)'}"
+    )
+
+
+def untitled_problem(profile: Profile, pfile: ProfileFile) -> str:
+    """Why a file whose line 1 already holds `pfile`'s column names is refused when `pfile` has `skip_lines`: read
+    from line skip_lines + 1, its first rows would be lost."""
+    return (
+        f"line 1 already holds the column names of file type {pfile.name!r}, but profile {profile.name!r} reads the "
+        f"header on line {pfile.skip_lines + 1} (skip_lines: {pfile.skip_lines}), which would drop "
+        f"{pfile.skip_lines} line(s) of rows; nothing was loaded. This export has no report title: ingest it with a "
+        f"copy of the profile without skip_lines, or export it with the title"
     )
 
 
@@ -362,8 +416,8 @@ def _not_a_header(profile: Profile, names: Sequence[str]) -> str | None:
         return f"line 1 is one field, not the column names profile {profile.name!r} reads.{hint.rstrip('.')}"
     return (
         f"line 1 has {len(names)} field(s) and none is a column of profile {profile.name!r}: is there a report "
-        f"title above the header? The column names must be on line 1: delete the line(s) above "
-        f"them (or export without a report title)"
+        f"title above the header? Set `skip_lines: <number of lines above the header>` on the file type in the "
+        f"profile (`ptpulse profile draft` on the file proposes it), or delete the line(s) above the column names"
     )
 
 
@@ -656,10 +710,29 @@ def _listed(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
+def occurrence_keys(pfile: ProfileFile, contract: Contract) -> list[str]:
+    """The record-id columns (natural key) this file type makes with `derive: concat` and numbers by occurrence
+    (`identical_rows: keep`, the default): see `profile_sql`."""
+    columns = pfile.spec.get("columns") or {}
+    return [
+        k
+        for k in contract.natural_key
+        if k in columns and columns[k].get("derive") == "concat" and columns[k].get("identical_rows", "keep") == "keep"
+    ]
+
+
 def profile_sql(profile: Profile, pfile: ProfileFile, names: Sequence[str], contract: Contract) -> str:
     """SELECT over temp `_vendor` (`_v<i>`, `_src_line`, `_breaks`, `_nul`) giving the contract's columns as
     text plus `_op` (upsert / tombstone), `_skip` and `_skip_column` (why a row is excluded, else NULL),
-    `_src_line`, `_breaks` and `_nul`. Needs temp `_clinic_tz (clinic_id, tz)` when the profile converts zones."""
+    `_src_line`, `_breaks`, `_nul` and `_occurrence`. Needs temp `_clinic_tz (clinic_id, tz)` when the profile
+    converts zones.
+
+    A record id made by `concat` of other columns (`occurrence_keys`) is the same for two genuinely identical
+    rows (two $20.00 copays of one claim on one day): the duplicate rule would land one. So the rows of one file
+    that share such a key are numbered (`_occurrence`) in the order of their contract values (then file line),
+    and the 2nd, 3rd, ... get `<key>#2`, `<key>#3`. Numbering by content, not by position, makes the ids a
+    function of the file's rows of that key: the same file re-read, or a later export re-sending the same rows
+    in any order, gives the same ids, so it lands nothing twice."""
     c = _Compiler(profile, pfile, names)
     spec = pfile.spec
     columns = spec.get("columns") or {}
@@ -686,11 +759,30 @@ def profile_sql(profile: Profile, pfile: ProfileFile, names: Sequence[str], cont
         extra.append(f"{c.column(_as_column(emit['event_type'], 'event_type'), 'event_type')} AS _e{i}_type")
         extra.append(f"{c.column(_as_column(emit['event_at'], 'event_at'), 'event_at')} AS _e{i}_at")
         extra.append(f"{c.condition(emit.get('when', 'always'))} AS _e{i}_when")
-    meta = "_src_line, _breaks, _nul"
+    meta = "_src_line, _breaks, _nul, _occurrence"
     inner = (
-        f"SELECT {', '.join(base + extra)}, {op} AS _op, {skip} AS _skip, {skip_column} AS _skip_column, {meta} "
-        f"FROM (SELECT *, {zone} FROM _vendor)"
+        f"SELECT {', '.join(base + extra)}, {op} AS _op, {skip} AS _skip, {skip_column} AS _skip_column, "
+        f"_src_line, _breaks, _nul FROM (SELECT *, {zone} FROM _vendor)"
     )
+    keys = occurrence_keys(pfile, contract)
+    if keys:
+        key_cols = [quote_ident("c_" + k) for k in keys]
+        content = [f"{quote_ident('c_' + n)} NULLS FIRST" for n in text if n not in keys] + [
+            f"_e{i}_{part} NULLS FIRST" for i in range(len(spec.get("emit") or [])) for part in ("type", "at")
+        ]
+        number = (
+            f"row_number() OVER (PARTITION BY _skip IS NULL, {', '.join(key_cols)} "
+            f"ORDER BY {', '.join([*content, '_op', '_src_line'])})"
+        )
+        mark = lit(OCCURRENCE_MARK)
+        first = key_cols[0]
+        inner = (
+            f"SELECT * REPLACE (CASE WHEN _skip IS NULL AND _occurrence > 1 "
+            f"THEN {first} || {mark} || CAST(_occurrence AS VARCHAR) ELSE {first} END AS {first}) "
+            f"FROM (SELECT *, {number} AS _occurrence FROM ({inner}))"
+        )
+    else:
+        inner = f"SELECT *, 1 AS _occurrence FROM ({inner})"
 
     def out(overrides: Mapping[str, str]) -> str:
         cols = ", ".join(f"{overrides.get(n, quote_ident('c_' + n))} AS {quote_ident(n)}" for n in text)
@@ -764,14 +856,23 @@ def unmapped_notes(con: Any, profile: Profile, pfile: ProfileFile, names: Sequen
     numbers = _number_checks(c, pfile.spec)
     if c.offsets and not c.convert:  # rows whose clinic has no known zone: their offset times cannot be placed
         numbers.append(("", {}, "_tz IS NULL"))
-    if not checks and not numbers:
+    empties = _default_checks(c, pfile.spec)
+    if not checks and not numbers and not empties:
         return []
     kept = " AND ".join(f"NOT ({cond})" for cond, _, _ in _exclusions(c, profile, pfile.spec)) or "true"
     clinic = (pfile.spec.get("columns") or {}).get("clinic_id")
     zone = _zone_sql(c, c.column(clinic, "clinic_id") if clinic else None)
-    counts = ", ".join(f"count(*) FILTER (WHERE {cond})" for _, _, cond in [*checks, *numbers])
+    counts = ", ".join(f"count(*) FILTER (WHERE {cond})" for _, _, cond in [*checks, *numbers, *empties])
     row = con.execute(f"SELECT {counts} FROM (SELECT *, {zone} FROM _vendor) WHERE {kept}").fetchone()
     notes = []
+    for (target, col, _), n in zip(empties, row[len(checks) + len(numbers) :], strict=True):
+        if n:
+            source = f"{col['from']} " if "from" in col else ""
+            notes.append(
+                f"{target}: {n} empty {source}cell(s) took the default {col['default']} (a constant of the "
+                f"profile, not a value of the export)"
+            )
+    row = row[: len(checks) + len(numbers)]
     for (target, col, _), n in zip(checks, row[: len(checks)], strict=True):
         if n:
             name = col["map"]
@@ -795,6 +896,37 @@ def unmapped_notes(con: Any, profile: Profile, pfile: ProfileFile, names: Sequen
                 f"(defaults.null_values); a decimal comma (12,50) is never guessed"
             )
     return notes
+
+
+def _default_checks(c: _Compiler, spec: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], str]]:
+    """(contract column, column spec with the `default` taken, SQL condition: the value is empty, so a profile
+    constant replaces it) per column (and emit entry): the map's `_unmapped` value when the column has such a map
+    (it fills an empty cell before any fallback or default), else the column's `default` (an empty cell, a null
+    token, a value the map maps to empty, and an empty `fallback`). Counted in the load's notes."""
+    specs = [(t, col, "true") for t, col in (spec.get("columns") or {}).items()]
+    for emit in spec.get("emit") or ():
+        when = c.condition(emit.get("when", "always"))
+        specs += [(k, _as_column(emit[k], k), when) for k in ("event_type", "event_at")]
+    checks = []
+    for target, col, when in specs:
+        if "const" in col or _windowed(col):
+            continue
+        mapping = c.profile.value_maps.get(col.get("map", ""))
+        filler = unmapped_default(mapping) if mapping is not None else None
+        if filler is not None:  # the map's `_unmapped` value fills an empty cell too (before fallback / default)
+            checks.append((target, {**col, "default": filler}, f"({when}) AND {c.unmapped_value(col)} IS NULL"))
+        elif "default" in col:
+            x = c.column({k: v for k, v in col.items() if k != "default"}, target)
+            checks.append((target, col, f"({when}) AND {x} IS NULL"))
+    return checks
+
+
+def _windowed(col: Mapping[str, Any]) -> bool:
+    """A column spec (or its fallback) computed with a window function (cms_8_minute_units with group_by): it
+    cannot be counted inside an aggregate's FILTER."""
+    if col.get("derive") == "cms_8_minute_units" and col.get("group_by"):
+        return True
+    return isinstance(col.get("fallback"), Mapping) and _windowed(col["fallback"])
 
 
 def _number_checks(c: _Compiler, spec: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], str]]:
@@ -962,7 +1094,26 @@ def _match_column(name: str, contract: Contract) -> tuple[str, str] | None:
     return None
 
 
-def draft_profile(headers: Mapping[str, Sequence[str]], name: str = "new_vendor") -> dict[str, Any]:
+DRAFT_SCAN_LINES = 20  # `profile draft` looks this far down for the header under a report title
+
+
+def header_line(lines: Sequence[Sequence[str] | None], contracts: Mapping[str, Contract] | None = None) -> int | None:
+    """How many lines stand above the header row, from a file's first lines (split as CSV; None = a line that is
+    no header row, e.g. empty): 0 when line 1 is a header (`non_header_problem` finds none), else the first line
+    with at least two names, one of them a column some contract knows, and no other delimiter; None if none is."""
+    contracts = load_contracts() if contracts is None else contracts
+    for i, names in enumerate(lines):
+        if not names:
+            continue
+        known = known_columns(names, contracts)
+        if non_header_problem("", names, known, "", "") is None and (i == 0 or sum(map(bool, names)) > 1):
+            return i
+    return None
+
+
+def draft_profile(
+    headers: Mapping[str, Sequence[str]], name: str = "new_vendor", skips: Mapping[str, int] | None = None
+) -> dict[str, Any]:
     """A starter profile for files never seen before: per file, the contract its header most likely feeds,
     each column matched (exact / normalised / synonym) or flagged `unmatched`, and the contract's required
     columns nothing matched listed under `gaps`. Only header names are read, never a data row.
@@ -970,7 +1121,8 @@ def draft_profile(headers: Mapping[str, Sequence[str]], name: str = "new_vendor"
     Refuses (ProfileError) a file whose line 1 is not a header (one field: a report title or another
     delimiter; or no name any contract knows), rather than write a profile keyed on a title line. A contract
     is chosen by required columns matched, then columns matched, then the share of its required columns
-    matched; a tie after that is not guessed: `feeds` says TODO with the candidates."""
+    matched; a tie after that is not guessed: `feeds` says TODO with the candidates. `skips`: per file, the lines
+    above its header (`header_line`): the entry gets `skip_lines` and `headers` holds the names of that line."""
     contracts = load_contracts()
     files = []
     for file_name, names in headers.items():
@@ -996,8 +1148,10 @@ def draft_profile(headers: Mapping[str, Sequence[str]], name: str = "new_vendor"
                 unmatched.append(vendor)
         stem = normalise(Path(file_name).stem) or "file"
         gaps = [c for c in contract.required_columns if c not in used]
+        skip = (skips or {}).get(file_name, 0)
         entry: dict[str, Any] = {
             "name": stem,
+            **({"skip_lines": skip} if skip else {}),
             "feeds": contract.source if len(tied) == 1 else f"TODO: one of {', '.join(sorted(tied))}",
             "match": {"header_required": [n for n in names if matched.get(n)]},
             "columns": columns,
@@ -1005,6 +1159,11 @@ def draft_profile(headers: Mapping[str, Sequence[str]], name: str = "new_vendor"
             "gaps": gaps,
         }
         warnings = []
+        if skip:
+            warnings.append(
+                f"the header is on line {skip + 1}: `skip_lines: {skip}` skips the {skip} line(s) above it (a report "
+                f"title); every export of this type must have exactly that many (one without them is refused)"
+            )
         if len(tied) > 1:
             warnings.append(
                 f"the header fits {', '.join(sorted(tied))} equally well: set `feeds` to the contract this file "
@@ -1015,7 +1174,9 @@ def draft_profile(headers: Mapping[str, Sequence[str]], name: str = "new_vendor"
             warnings.append(
                 f"no column matched the key {', '.join(keys)}: map the export's row id. If you derive it with "
                 f"`concat` of other columns, two genuinely identical rows (two $20.00 copays of one claim on one "
-                f"day) get the same key and land as one (the other counts as a duplicate)"
+                f"day) get the same key: they are numbered <key>#2, #3 in each file and all land (counted in the "
+                f"load's message), which is right only if a file always carries every row of a key (a full or "
+                f"date-range export, not a changed-rows one)"
             )
         if warnings:
             entry["warnings"] = warnings

@@ -810,9 +810,15 @@ def profile_draft(
     import yaml
 
     from ingestion.files import FileRefused, display_name, read_header
-    from ingestion.profiles import ProfileError, draft_profile
+    from ingestion.profiles import DRAFT_SCAN_LINES, ProfileError, draft_profile, header_line
 
-    headers = {}
+    def line(path: Path, n: int) -> list[str] | None:
+        try:
+            return read_header(path, n)
+        except FileRefused:
+            return None
+
+    headers, skips = {}, {}
     for path in files:
         if path.suffix.lower() != ".csv":
             _fail(
@@ -822,10 +828,24 @@ def profile_draft(
             )
         try:
             headers[display_name(path)] = read_header(path)
-        except (FileRefused, OSError) as exc:
-            _fail(str(exc) if isinstance(exc, FileRefused) else f"{display_name(path)} could not be read.", code=2)
+        except FileRefused as exc:  # line 1 empty (a blank line above a title?): the header may be further down
+            headers[display_name(path)], first_problem = [], exc
+        except OSError:
+            _fail(f"{display_name(path)} could not be read.", code=2)
+        else:
+            first_problem = None
+        # a report title above the header: propose skip_lines (lines are read down to the header only)
+        lines = [headers[display_name(path)] or None]
+        skip = header_line(lines)
+        while skip is None and len(lines) < DRAFT_SCAN_LINES:
+            lines.append(line(path, len(lines)))
+            skip = header_line(lines)
+        if skip:
+            headers[display_name(path)], skips[display_name(path)] = lines[skip], skip
+        elif first_problem is not None:
+            _fail(str(first_problem), code=2)
     try:
-        draft = draft_profile(headers, name)
+        draft = draft_profile(headers, name, skips)
     except ProfileError as exc:  # a title line or another delimiter on line 1: no profile keyed on it
         _fail(str(exc), code=2)
     text = yaml.safe_dump(draft, sort_keys=False, allow_unicode=True, width=120)

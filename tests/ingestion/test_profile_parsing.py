@@ -327,11 +327,16 @@ def test_draft_refuses_a_title_line_or_semicolons_instead_of_writing_a_profile_o
         draft_profile({"semi.csv": [PAYMENTS_HEADER.replace(",", ";")]})
     with pytest.raises(ProfileError, match="report title"):
         draft_profile({"titled.csv": ["Payment Activity Report", "November 2025"]})
-    titled = tmp_path / "titled.csv"
+    titled = tmp_path / "titled.csv"  # the CLI finds the header under the title and proposes skip_lines
     titled.write_text("Payment Activity Report\n" + PAYMENTS_HEADER + "\n", encoding="utf-8")
     result = CliRunner().invoke(app, ["profile", "draft", str(titled), "-o", str(tmp_path / "d.yml")])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "d.yml").read_text())["files"][0]["skip_lines"] == 1
+    untitled = tmp_path / "untitled.csv"  # no header anywhere near the top: refused, nothing written
+    untitled.write_text("Payment Activity Report\nNovember 2025\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["profile", "draft", str(untitled), "-o", str(tmp_path / "e.yml")])
     assert result.exit_code == 2 and "report title" in result.output
-    assert not (tmp_path / "d.yml").exists()
+    assert not (tmp_path / "e.yml").exists()
 
 
 # --- D6 / D7: draft warnings and ties -----------------------------------------------------------------------------
@@ -340,7 +345,7 @@ def test_draft_refuses_a_title_line_or_semicolons_instead_of_writing_a_profile_o
 def test_draft_picks_remittances_for_a_payments_file_and_warns_about_a_missing_row_id():
     [entry] = draft_profile({"payments.csv": PAYMENTS_HEADER.split(",")})["files"]
     assert entry["feeds"] == "remittances"  # tied with charges on matches: the better share of required columns
-    assert any("concat" in w and "identical rows" in w for w in entry["warnings"])
+    assert any("concat" in w and "identical rows" in w and "#2" in w for w in entry["warnings"])
 
 
 # --- D5: the practice's own profiles in $PTPULSE_HOME/profiles/ ---------------------------------------------

@@ -100,6 +100,11 @@ UNMAPPED_NOTE = (
     "visit_type: 2 value(s) not in value map appointment_type became follow_up (its `_unmapped`); add the "
     "practice's spelling(s) to value_maps.appointment_type of the profile"
 )
+# an empty cell is not a value the map missed: it takes the column's `default`, counted on its own
+DEFAULT_NOTE = (
+    "visit_type: 1 empty appointment_type cell(s) took the default follow_up (a constant of the profile, not a "
+    "value of the export)"
+)
 
 
 def _appointments(folder: Path) -> Path:
@@ -126,8 +131,10 @@ def test_values_a_map_does_not_know_are_counted_never_shown(exports):
             "CREATE TEMP TABLE _vendor AS SELECT * FROM read_csv(?, header = true, all_varchar = true, names = ?)",
             [str(path), positional],
         )
-        assert unmapped_notes(con, profile, pfile, APPOINTMENT_COLUMNS) == [UNMAPPED_NOTE]
+        assert unmapped_notes(con, profile, pfile, APPOINTMENT_COLUMNS) == [DEFAULT_NOTE, UNMAPPED_NOTE]
         con.execute("DELETE FROM _vendor WHERE _v1 IN ('106', '107')")
+        assert unmapped_notes(con, profile, pfile, APPOINTMENT_COLUMNS) == [DEFAULT_NOTE]
+        con.execute("DELETE FROM _vendor WHERE _v1 = '108'")
         assert unmapped_notes(con, profile, pfile, APPOINTMENT_COLUMNS) == []
 
 
@@ -137,6 +144,8 @@ def test_values_a_map_does_not_know_are_counted_never_shown(exports):
 def test_the_load_message_says_how_many_values_fell_to_unmapped(home, exports):
     [result] = ingest([_appointments(exports)], home)
     assert UNMAPPED_NOTE in result.message
+    assert DEFAULT_NOTE in result.message  # the shipped WebPT profile, a real ingest: the empty type is counted
+    assert query(home, "SELECT message FROM raw._loads") == [(result.message,)]
     assert "Aquatic" not in result.message and "Dry Needling" not in result.message
 
 
