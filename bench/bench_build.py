@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from ptpulse.build.app_state import ACTIONS_DDL, write_build_context  # noqa: E402
 from ptpulse.build.dbt_plugin import register_pseudonym  # noqa: E402
+from ptpulse.build.incremental import STATE_CATALOG  # noqa: E402
 from ptpulse.build.orchestrate import build  # noqa: E402
 from ptpulse.core.config import get_settings  # noqa: E402
 from ptpulse.core.secrets import key_path  # noqa: E402
@@ -92,15 +93,17 @@ def run_floor(manifest: dict, raw_db: Path, work: Path, project_dir: Path, key_f
         write_build_context(con, "floor")
         t0 = time.perf_counter()
         con.execute(f"attach '{raw_db}' as rawdb (read_only)")
+        # the build state file, as the build's profile attaches it (staging and intermediate live there)
+        con.execute(f"attach '{work / 'build_state.duckdb'}' as {STATE_CATALOG}")
         for node in topo_models(manifest):
-            schema, name = node["schema"], node["alias"] or node["name"]
-            con.execute(f'create schema if not exists "{schema}"')
+            schema, name = f'"{node["database"]}"."{node["schema"]}"', node["alias"] or node["name"]
+            con.execute(f"create schema if not exists {schema}")
             if node["resource_type"] == "seed":
                 csv = project_dir / node["original_file_path"]
-                con.execute(f'create table "{schema}"."{name}" as select * from read_csv(?, header = true)', [str(csv)])
+                con.execute(f'create table {schema}."{name}" as select * from read_csv(?, header = true)', [str(csv)])
                 continue
             kind = "view" if node["config"]["materialized"] == "view" else "table"
-            con.execute(f'create {kind} "{schema}"."{name}" as {node["compiled_code"]}')
+            con.execute(f'create {kind} {schema}."{name}" as {node["compiled_code"]}')
         con.execute("checkpoint")
         return time.perf_counter() - t0
     finally:
