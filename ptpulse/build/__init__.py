@@ -13,7 +13,8 @@ Steps (docs/architecture.md, "The three stores"):
 1. a new file `build/<build_id>/analytics.duckdb` (same file name as the served one, so the catalog name
    that dbt writes into view definitions stays valid after the rename): empty for a full build, holding the served
    file's incremental marts for an incremental one; the build state file `build_state.duckdb` (dbt's staging
-   and intermediate tables, never served) is marked dirty and written in place (emptied first when full);
+   and intermediate tables, never served) is flagged (`meta.build_in_progress`) and written in place (emptied
+   first when full);
 2. app state: `app.sqlite` is copied with SQLite's backup API (the app never meets a lock) and its
    `actions` table is written into the new file as `app_state.actions` (empty and typed when there is no
    app database yet), so dbt reads it as a source; the build id goes beside it as `app_state.build`;
@@ -32,8 +33,8 @@ Steps (docs/architecture.md, "The three stores"):
    stable paths `$PTPULSE_HOME/analytics.duckdb` / `analytics_deid.duckdb` are fixed symlinks into
    `build/served/`, so both served files come from the same build at every instant, crash or not. The
    previous build's folder is then removed (readers holding its files keep their snapshot);
-7. the state file records the served build's state and its dirty mark is removed: a crash or failure at any step
-   before this leaves the mark, and the next build is full (ptpulse/build/incremental.py).
+7. the state file records the served build's state and its flag is dropped: a crash or failure at any step
+   before this leaves the flag, and the next build is full (ptpulse/build/incremental.py).
 
 On any failure both served files are untouched and `BuildResult.message` names the failed model or test.
 """

@@ -4,13 +4,14 @@ The big event sources are staged by incremental dbt models (dbt_project/macros/i
 their own table, and so are the big intermediates built from them. Those tables (dbt's `staging` and
 `intermediate` schemas) live in the build state file, `Settings.state_db`, never served: the app reads only the
 marts. Each build writes the state file IN PLACE (a night's copy of it would be three-quarters of a chain's disk and
-of its copy time, docs/scale.md) and marks it dirty (`Settings.state_dirty`) before dbt opens it; the mark goes only
-once the build is served and its state recorded in the file. So a crash or a failed build anywhere between leaves
-the mark, and the next build is full: the served file is never written either way, so the last good build stays
-served. An incremental build's new analytics file starts with the served file's incremental marts and build state
+of its copy time, docs/scale.md) and flags it (`meta.build_in_progress`, inside the file) before dbt writes it; the
+flag goes only once the build is served and its state recorded in the file. So a crash or a failed build anywhere
+between leaves the flag (a copy of the home carries it), and the next build is full: the served file is never
+written either way, so the last good build stays served. Another process holding the state file open (DuckDB: one
+writer or readers) makes the build full too, from a new file (`StateHeld`). An incremental build's new analytics file starts with the served file's incremental marts and build state
 (KEPT_TABLES, copied), and dbt rebuilds everything else. A full refresh starts from an empty file and an empty state
 file. It is chosen when asked for (`--full-refresh`), when no served build recorded its state, when the state file
-is missing, dirty or records another build than the served one, when the contracts, the dbt project, the vars or
+is missing, flagged or records another build than the served one, when the contracts, the dbt project, the vars or
 the set of raw sources changed (a fingerprint of them, `meta.build_state`; a source's first file arriving after the
 first build is one), when the pseudonym secret was rotated (the incremental marts hold patient_keys: `key_id` is in
 the fingerprint), when raw.duckdb is not the one the served build read (its last load is gone or differs), and when
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -41,6 +43,8 @@ create table meta.build_state (
 )"""
 # the catalog the build's profile attaches the state file as (dbt_project.yml `+database`, profiles.yml `attach`)
 STATE_CATALOG = "ptpulse_state"
+# the state file's flag of a build writing it (open_state) that was not served yet (close_state drops it)
+IN_PROGRESS = "build_in_progress"
 # what an incremental build's new file copies of the served file: the build state, whose raw_load_id tells the
 # incremental marts which loads are new (macros/incremental.sql), and the marts materialised incremental (their
 # scopes: macros/incremental.sql "Incremental marts"; tests/dbt/test_incremental.py checks this list against the
@@ -144,12 +148,18 @@ def read_state(analytics: Path) -> BuildState | None:
     return BuildState(*row) if row else None
 
 
-def _state_file_problem(state_db: Path | None, dirty: Path | None, served: BuildState) -> str:
-    """Why the state file cannot carry an incremental build ('' when it can): missing, left dirty by a build that
-    was never served, or recording another build than the served one."""
+def _state_file_problem(state_db: Path | None, served: BuildState) -> str:
+    """Why the state file cannot carry an incremental build ('' when it can): missing, flagged by a build that was
+    never served (IN_PROGRESS), or recording another build than the served one."""
     if state_db is None:
         return ""
-    if dirty is not None and dirty.exists():
+    flagged = _one_row(
+        state_db,
+        "select count(*) from duckdb_tables() where database_name = current_database() and schema_name = 'meta' "
+        "and table_name = ?",
+        [IN_PROGRESS],
+    )
+    if flagged and flagged[0]:
         return "the build state was left mid-build (a crash or a failed build since the served one)"
     kept = read_state(state_db)
     if kept is None:
@@ -168,10 +178,9 @@ def plan_build(
     now: datetime,
     key_id: str = "",
     state_db: Path | None = None,
-    dirty: Path | None = None,
 ) -> Plan:
-    """Decide full or incremental (module docstring) and the state this build will record. `state_db` and
-    `dirty`: the build state file and its dirty mark (None: not checked, for callers that plan without a home)."""
+    """Decide full or incremental (module docstring) and the state this build will record. `state_db`: the build
+    state file (None: not checked, for callers that plan without a home)."""
     load_id, sha, started = _last_load(raw_db)
     fp = fingerprint(project_dir, dbt_vars, key_id, _raw_tables(raw_db))
     previous = read_state(analytics)
@@ -180,7 +189,7 @@ def plan_build(
         reason = "full refresh requested"
     elif previous is None:
         reason = "no served build recorded an incremental state"
-    elif problem := _state_file_problem(state_db, dirty, previous):
+    elif problem := _state_file_problem(state_db, previous):
         reason = problem
     elif previous.fingerprint != fp:
         reason = (
@@ -222,32 +231,52 @@ def start_from_served(served: Path, new_path: Path) -> int:
     return kept
 
 
-def open_state(state_db: Path, dirty: Path, full: bool) -> None:
-    """Before dbt writes the state file: mark it dirty (the mark is on disk before any table changes, so a crash
-    from here on makes the next build full), and for a full build start it empty (a file whose tables a full
-    refresh would replace anyway; a model removed from the project leaves nothing behind)."""
-    dirty.parent.mkdir(parents=True, exist_ok=True)
-    with open(dirty, "w", encoding="utf-8") as mark:
-        mark.write("a build is writing the build state; the next build is full unless this one is served\n")
-        mark.flush()
-        os.fsync(mark.fileno())
+class StateHeld(RuntimeError):
+    """Another process holds the build state file open (DuckDB: one writer, or readers only)."""
+
+
+def open_state(state_db: Path, full: bool, build_id: str) -> None:
+    """Before dbt writes the state file: flag it (`meta.build_in_progress`, committed and checkpointed before any
+    table changes, so a crash from here on, or a copy of the home taken meanwhile, makes the next build full); for
+    a full build start it empty first (a full refresh replaces its tables anyway; a model removed from the project
+    leaves nothing behind). Opening it read-write is also the check that nobody else holds it: StateHeld if so
+    (the file is then unchanged)."""
     if full:
         for part in ("", ".wal"):
             Path(f"{state_db}{part}").unlink(missing_ok=True)
-
-
-def close_state(state_db: Path, dirty: Path, state: BuildState) -> None:
-    """After the build is served: drop the staging views over raw (build-time plumbing) and the hand-off tables the
-    state file's models left (HANDOFF_SUFFIXES), record the served build's state in it (the next plan_build compares
-    the two) and remove the dirty mark, last."""
-    con = duckdb.connect(str(state_db))
     try:
-        drop_build_only_views(con)
-        record_state(con, state)
+        con = duckdb.connect(str(state_db))
+    except duckdb.IOException as exc:
+        holder = re.search(r"PID (\d+)", str(exc))
+        raise StateHeld(
+            f"{state_db.name} is held open by another process{f' (PID {holder.group(1)})' if holder else ''}: "
+            "nothing may keep the build state open"
+        ) from None
+    try:
+        con.execute("create schema if not exists meta")
+        con.execute(
+            f"create or replace table meta.{IN_PROGRESS} as select cast(? as varchar) as build_id, now() as started_at",
+            [build_id],
+        )
         con.execute("checkpoint")
     finally:
         con.close()
-    dirty.unlink(missing_ok=True)
+
+
+def close_state(state_db: Path, state: BuildState) -> None:
+    """After the build is served: drop the staging views over raw (build-time plumbing) and the hand-off tables the
+    state file's models left (HANDOFF_SUFFIXES), record the served build's state in it (the next plan_build compares
+    the two) and drop the in-progress flag, in one transaction."""
+    con = duckdb.connect(str(state_db))
+    try:
+        con.execute("begin")
+        drop_build_only_views(con)
+        record_state(con, state)
+        con.execute(f"drop table if exists meta.{IN_PROGRESS}")
+        con.execute("commit")
+        con.execute("checkpoint")
+    finally:
+        con.close()
 
 
 def export_mart_scopes(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:

@@ -27,6 +27,7 @@ from ptpulse.build.finish import (
     previous_history,
 )
 from ptpulse.build.incremental import (
+    StateHeld,
     close_state,
     export_mart_scopes,
     open_state,
@@ -190,7 +191,6 @@ def _build(
         started,
         secret,
         state_db=settings.state_db,
-        dirty=settings.state_dirty,
     )
     if not plan.full:  # the served file's incremental marts: it is never written, a crash leaves it served
         if progress:
@@ -201,9 +201,16 @@ def _build(
             new_path.unlink(missing_ok=True)
             plan.full, plan.reason = True, f"could not copy the served file ({type(exc).__name__})"
             plan.state.full_refresh_at = started
-    try:  # the state file is written in place from here: dirty until this build is served
-        open_state(settings.state_db, settings.state_dirty, plan.full)
-    except OSError as exc:
+    try:  # the state file is written in place from here: flagged until this build is served
+        try:
+            open_state(settings.state_db, plan.full, build_id)
+        except StateHeld as held:  # a reader keeps the file: a full build writes a new one (the reader keeps its own)
+            if plan.full:
+                raise
+            new_path.unlink(missing_ok=True)
+            plan.full, plan.reason, plan.state.full_refresh_at = True, str(held), started
+            open_state(settings.state_db, True, build_id)
+    except (OSError, duckdb.Error, StateHeld) as exc:
         return fail(f"could not prepare the build state {settings.state_db} (the served files are unchanged): {exc}")
 
     if progress:
@@ -323,7 +330,7 @@ def _build(
     except Exception as exc:  # noqa: BLE001 - any failure here must leave the served files as they were
         return fail(f"build {build_id} failed after dbt: {type(exc).__name__}: {exc}", run)
     try:  # the state now matches the served build; a failure here only makes the next build full
-        close_state(settings.state_db, settings.state_dirty, plan.state)
+        close_state(settings.state_db, plan.state)
     except (OSError, duckdb.Error) as exc:
         run.warnings.append(f"build state not recorded ({type(exc).__name__}): the next build is a full rebuild")
     if previous is not None and previous.name != build_id:

@@ -82,14 +82,10 @@ class Settings:
     @property
     def state_db(self) -> Path:
         """The build state: dbt's staging and intermediate tables (the incremental models' own state, read only by
-        the next build; never served). Written in place by each build, beside a dirty mark (`state_dirty`), so a
-        night copies only the served marts, not three-quarters of the file (ptpulse/build/incremental.py)."""
+        the next build; never served). Written in place by each build, flagged inside while it does
+        (`meta.build_in_progress`: the next build is full unless this one was served), so a night copies only the
+        served marts, not three-quarters of the file (ptpulse/build/incremental.py)."""
         return self.home / "build_state.duckdb"
-
-    @property
-    def state_dirty(self) -> Path:
-        """Present while a build writes `state_db` and until its build is served: the next build is then full."""
-        return self.home / "build_state.dirty"
 
     @property
     def app_db(self) -> Path:

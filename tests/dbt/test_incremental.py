@@ -502,7 +502,7 @@ def test_claim_side_changes_to_old_claims_are_applied_night_by_night(day_by_day)
 
 def test_a_crashed_incremental_build_leaves_the_last_good_build_served(day_by_day):
     """The incremental build never writes the served file: a failure after dbt leaves it byte-identical. dbt has
-    rewritten the build state in place by then (its dirty mark stays), so the next build is full and equals the
+    rewritten the build state in place by then (its in-progress flag stays), so the next build is full and equals the
     full rebuild (tests/dbt/test_build_state_file.py: and the one after it is incremental again)."""
     settings = day_by_day["settings"]
     served = settings.analytics_db.resolve()
