@@ -117,6 +117,16 @@ if go and picked:
     st.rerun()
 
 result = st.session_state.get(RESULT_KEY)
+# the row counts and notes both result tables show (per file, and per load in the expander)
+OUTCOME_COLUMNS = {
+    "rows_read": st.column_config.NumberColumn("Rows read", format="localized"),
+    "rows_landed": st.column_config.NumberColumn("Landed", format="localized"),
+    "rows_quarantined": st.column_config.NumberColumn("Set aside", format="localized"),
+    "rows_duplicate": st.column_config.NumberColumn("Duplicates", format="localized"),
+    "why_set_aside": st.column_config.TextColumn("Why rows were set aside", width="medium"),
+    "fix": st.column_config.TextColumn("What to do", width="large"),
+}
+
 if result:
     st.subheader("Result of your upload")
     if result["error"] and result.get("waiting"):
@@ -139,12 +149,7 @@ if result:
             "file": st.column_config.TextColumn("File", pinned=True),
             "result": st.column_config.TextColumn("Result", pinned=True),
             "landed_into": st.column_config.TextColumn("Landed into (rows)", width="medium"),
-            "rows_read": st.column_config.NumberColumn("Rows read", format="localized"),
-            "rows_landed": st.column_config.NumberColumn("Landed", format="localized"),
-            "rows_quarantined": st.column_config.NumberColumn("Set aside", format="localized"),
-            "rows_duplicate": st.column_config.NumberColumn("Duplicates", format="localized"),
-            "why_set_aside": st.column_config.TextColumn("Why rows were set aside", width="medium"),
-            "fix": st.column_config.TextColumn("What to do", width="large"),
+            **OUTCOME_COLUMNS,
         },
         empty_message="No file was offered.",
     )
@@ -158,12 +163,7 @@ if result:
                     "file": st.column_config.TextColumn("File", pinned=True),
                     "source": "Table",
                     "result": "Result",
-                    "rows_read": st.column_config.NumberColumn("Rows read", format="localized"),
-                    "rows_landed": st.column_config.NumberColumn("Landed", format="localized"),
-                    "rows_quarantined": st.column_config.NumberColumn("Set aside", format="localized"),
-                    "rows_duplicate": st.column_config.NumberColumn("Duplicates", format="localized"),
-                    "why_set_aside": st.column_config.TextColumn("Why rows were set aside", width="medium"),
-                    "fix": st.column_config.TextColumn("What to do", width="large"),
+                    **OUTCOME_COLUMNS,
                 },
             )
     if c["already"]:

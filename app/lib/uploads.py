@@ -495,31 +495,12 @@ def result_table(saved: Saved, outcome: IngestOutcome | None, waiting: bool = Fa
                 "fix": f["message"],
             }
         )
-    columns = [
-        "file",
-        "source",
-        "result",
-        "rows_read",
-        "rows_landed",
-        "rows_quarantined",
-        "rows_duplicate",
-        "why_set_aside",
-        "fix",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=["file", "source", "result", *OUTCOME_COLUMNS])
 
 
-FILE_COLUMNS = [
-    "file",
-    "result",
-    "landed_into",
-    "rows_read",
-    "rows_landed",
-    "rows_quarantined",
-    "rows_duplicate",
-    "why_set_aside",
-    "fix",
-]
+# what both result tables say of a file or a load after naming it
+OUTCOME_COLUMNS = ["rows_read", "rows_landed", "rows_quarantined", "rows_duplicate", "why_set_aside", "fix"]
+FILE_COLUMNS = ["file", "result", "landed_into", *OUTCOME_COLUMNS]
 
 
 def _file_result(results: list[str]) -> str:

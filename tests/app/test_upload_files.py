@@ -21,56 +21,13 @@ from multi_practice import metrics, open_page, run
 
 from app.lib import refresh, uploads
 from ptpulse.core.config import get_settings
+from tests.interop.fhir_bundles import REFERRAL_AND_VISIT
 
 TINY = Path(__file__).parents[1] / "dbt" / "tiny_practice"
 ROOT = Path(__file__).parents[2]
 
-# a Bundle carrying one referral and one visit (tests/interop/test_interop_files.py): three loads, one per table
-BUNDLE = {
-    "resourceType": "Bundle",
-    "type": "collection",
-    "entry": [
-        {
-            "fullUrl": "urn:uuid:0001",
-            "resource": {
-                "resourceType": "Practitioner",
-                "id": "ref1",
-                "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}],
-            },
-        },
-        {
-            "resource": {
-                "resourceType": "ServiceRequest",
-                "id": "sr1",
-                "status": "active",
-                "intent": "order",
-                "subject": {"reference": "Patient/p1"},
-                "requester": {"reference": "urn:uuid:0001"},
-                "locationReference": [{"reference": "Location/clinic1"}],
-                "authoredOn": "2024-03-01T09:15:00-06:00",
-                "reasonCode": [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M17.0"}]}],
-            }
-        },
-        {
-            "resource": {
-                "resourceType": "Appointment",
-                "id": "a1",
-                "status": "fulfilled",
-                "meta": {"lastUpdated": "2024-03-08T10:05:00-06:00"},
-                "appointmentType": {"coding": [{"code": "FOLLOWUP"}]},
-                "basedOn": [{"reference": "ServiceRequest/sr1"}],
-                "supportingInformation": [{"reference": "EpisodeOfCare/e1"}],
-                "start": "2024-03-08T09:00:00-06:00",
-                "end": "2024-03-08T09:45:00-06:00",
-                "participant": [
-                    {"actor": {"reference": "Patient/p1"}},
-                    {"actor": {"reference": "Practitioner/t1"}},
-                    {"actor": {"reference": "Location/clinic1"}},
-                ],
-            }
-        },
-    ],
-}
+# a Bundle carrying one referral and one visit: three loads, one per table
+BUNDLE = REFERRAL_AND_VISIT
 
 
 @pytest.fixture

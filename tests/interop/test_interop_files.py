@@ -8,6 +8,7 @@ from pathlib import Path
 from ingest_helpers import query, table_count
 
 from ingestion.loader import ingest
+from tests.interop.fhir_bundles import REFERRAL_AND_VISIT
 
 CORPUS = Path("/work/shared/interop")  # as in conftest.py (not imported: tests/ingestion has a conftest too)
 
@@ -84,51 +85,7 @@ def test_ndjson_bulk_export_lines_and_bad_line(home, tmp_path):
 
 def test_complete_fhir_resources_land_typed(home, tmp_path):
     """A Bundle carrying what the contracts need lands like a CSV row (references resolved in the Bundle)."""
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": [
-            {
-                "fullUrl": "urn:uuid:0001",
-                "resource": {
-                    "resourceType": "Practitioner",
-                    "id": "ref1",
-                    "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}],
-                },
-            },
-            {
-                "resource": {
-                    "resourceType": "ServiceRequest",
-                    "id": "sr1",
-                    "status": "active",
-                    "intent": "order",
-                    "subject": {"reference": "Patient/p1"},
-                    "requester": {"reference": "urn:uuid:0001"},
-                    "locationReference": [{"reference": "Location/clinic1"}],
-                    "authoredOn": "2024-03-01T09:15:00-06:00",
-                    "reasonCode": [{"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M17.0"}]}],
-                }
-            },
-            {
-                "resource": {
-                    "resourceType": "Appointment",
-                    "id": "a1",
-                    "status": "fulfilled",
-                    "meta": {"lastUpdated": "2024-03-08T10:05:00-06:00"},
-                    "appointmentType": {"coding": [{"code": "FOLLOWUP"}]},
-                    "basedOn": [{"reference": "ServiceRequest/sr1"}],
-                    "supportingInformation": [{"reference": "EpisodeOfCare/e1"}],
-                    "start": "2024-03-08T09:00:00-06:00",
-                    "end": "2024-03-08T09:45:00-06:00",
-                    "participant": [
-                        {"actor": {"reference": "Patient/p1"}},
-                        {"actor": {"reference": "Practitioner/t1"}},
-                        {"actor": {"reference": "Location/clinic1"}},
-                    ],
-                }
-            },
-        ],
-    }
+    bundle = REFERRAL_AND_VISIT
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(bundle))
     results = {r.source: r for r in ingest([path], home)}
