@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 
 from ptpulse.build.orchestrate import BuildResult, build
-from ptpulse.core.config import Settings, get_settings
+from ptpulse.core.config import DBT_PROJECT_DIR, Settings, get_settings
 from ptpulse.core.contracts import load_contracts
 from ptpulse.core.sql import quote_ident
 from tests.built import file_of
@@ -16,6 +16,14 @@ from tests.built import file_of
 # the event sources staged incrementally, with their contract's event time (what a night's cut is by)
 INCREMENTAL_SOURCES = ("scheduling_events", "documentation_events", "charges", "claims", "remittances")
 FACTS = {source: load_contracts()[source].event_time for source in INCREMENTAL_SOURCES}
+
+
+def project_snapshot(root: Path) -> Path:
+    """A copy of the dbt project under `root` for a test's builds: an edit elsewhere in the tree during the run must
+    not change the fingerprint (and make a night a full build)."""
+    project = root / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    return project
 
 
 def new_load(con: duckdb.DuckDBPyConnection, source: str, tag: str) -> int:

@@ -11,9 +11,11 @@ if str(ROOT) not in sys.path:
 
 
 import shutil  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
 
+from app.lib import refresh  # noqa: E402
 from ptpulse.core.config import get_settings  # noqa: E402
 
 
@@ -31,3 +33,16 @@ def multi_built(tmp_path_factory):
     from multi_practice import build_multi
 
     return build_multi(tmp_path_factory)
+
+
+@pytest.fixture
+def refreshes(monkeypatch):
+    """The refreshes the page starts (recorded, not run: a real one rebuilds the practice)."""
+    started = []
+
+    def start(settings, actor, after=None):
+        started.append(actor)
+        return SimpleNamespace(log_path="logs/refresh-test.log")
+
+    monkeypatch.setattr(refresh, "start", start)
+    return started

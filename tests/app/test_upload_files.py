@@ -14,12 +14,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from multi_practice import metrics, open_page, run
 
-from app.lib import refresh, uploads
+from app.lib import uploads
 from ptpulse.core.config import get_settings
 from tests.interop.fhir_bundles import REFERRAL_AND_VISIT
 
@@ -33,18 +32,6 @@ BUNDLE = REFERRAL_AND_VISIT
 @pytest.fixture
 def home(tmp_path):
     return get_settings(tmp_path / "home").ensure()
-
-
-@pytest.fixture
-def refreshes(monkeypatch):
-    started = []
-
-    def start(settings, actor, after=None):
-        started.append(actor)
-        return SimpleNamespace(log_path="logs/refresh-test.log")
-
-    monkeypatch.setattr(refresh, "start", start)
-    return started
 
 
 def _upload(home, files, clinics: str = "*"):

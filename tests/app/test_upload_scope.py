@@ -17,7 +17,7 @@ import duckdb
 import pytest
 from multi_practice import open_page, run, writable
 
-from app.lib import audit, goals, refresh, uploads
+from app.lib import audit, goals, uploads
 from ptpulse.core.config import get_settings
 
 SCOPED = "CL002"
@@ -27,19 +27,6 @@ OTHER = "CL001"
 @pytest.fixture
 def home(multi_built, tmp_path):
     return writable(multi_built, tmp_path / "home")
-
-
-@pytest.fixture
-def refreshes(monkeypatch):
-    """The refreshes the page starts (recorded, not run: a real one rebuilds the practice)."""
-    started = []
-
-    def start(settings, actor, after=None):
-        started.append(actor)
-        return SimpleNamespace(log_path="logs/refresh-test.log")
-
-    monkeypatch.setattr(refresh, "start", start)
-    return started
 
 
 def _raw(home, sql: str, params=None) -> list[tuple]:

@@ -30,11 +30,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from night_helpers import assert_same_rows, full_build_beside
+from night_helpers import assert_same_rows, full_build_beside, project_snapshot
 
 from ingestion.loader import ingest
 from ptpulse.build.orchestrate import build
-from ptpulse.core.config import DBT_PROJECT_DIR, get_settings
+from ptpulse.core.config import get_settings
 from tests.built import open_built
 from tests.interop.x12_text import clp, file_835, file_837p, payment_835
 
@@ -184,9 +184,7 @@ def nights(tmp_path_factory) -> dict:
     Night 2: the appeal 835, the ledger's secondary payment, C32's file, X5's file and the FHIR Bundle; an incremental
     build. Then a full rebuild of the same raw file beside it."""
     root = tmp_path_factory.mktemp("billing_money_sources")
-    # a snapshot of the dbt project: an edit elsewhere in the tree during the run must not make night 2 a full build
-    project = root / "dbt_project"
-    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    project = project_snapshot(root)
     first = root / "first"
     shutil.copytree(TINY, first)
     (first / "payers_medigap.csv").write_text(PAYERS)

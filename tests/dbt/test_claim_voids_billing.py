@@ -14,11 +14,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from night_helpers import assert_same_rows, full_build_beside
+from night_helpers import assert_same_rows, full_build_beside, project_snapshot
 
 from ingestion.loader import ingest
 from ptpulse.build.orchestrate import build
-from ptpulse.core.config import DBT_PROJECT_DIR, get_settings
+from ptpulse.core.config import get_settings
 from tests.built import open_built
 from tests.interop.x12_text import clp, file_835, file_837p, payment_835
 
@@ -123,9 +123,7 @@ def _facts(home) -> dict:
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("claim_voids")
-    # a snapshot of the dbt project: an edit elsewhere in the tree during the run must not make night 2 a full build
-    project = root / "dbt_project"
-    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    project = project_snapshot(root)
     first = root / "first"
     shutil.copytree(TINY, first)
     (first / "originals.837").write_text(ORIGINALS_837)

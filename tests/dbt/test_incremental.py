@@ -26,7 +26,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from conftest import copy_of
-from night_helpers import FACTS, full_build_beside, new_load, unmatched_rows
+from night_helpers import FACTS, full_build_beside, new_load, project_snapshot, unmatched_rows
 
 from app.lib import actions
 from ingestion.loader import ingest as ingest_in
@@ -119,9 +119,7 @@ def _differences(a: Path, b: Path, schema: str) -> dict[str, tuple[int, int, int
 @pytest.fixture(scope="module")
 def day_by_day(tmp_path_factory, ingested_home: Settings) -> dict:
     """Land the last DAYS days one by one with an incremental build after each; returns what happened."""
-    # a snapshot of the dbt project: an edit elsewhere in the tree during the run must not change the fingerprint
-    project = tmp_path_factory.mktemp("project") / "dbt_project"
-    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    project = project_snapshot(tmp_path_factory.mktemp("project"))
 
     def build(settings: Settings, **kw):
         return build_in(settings, project_dir=project, **kw)
