@@ -8,9 +8,10 @@ of its copy time, docs/scale.md) and flags it (`meta.build_in_progress`, inside 
 flag goes only once the build is served and its state recorded in the file. So a crash or a failed build anywhere
 between leaves the flag (a copy of the home carries it), and the next build is full: the served file is never
 written either way, so the last good build stays served. Another process holding the state file open (DuckDB: one
-writer or readers) makes the build full too, from a new file (`StateHeld`). An incremental build's new analytics file starts with the served file's incremental marts and build state
-(KEPT_TABLES, copied), and dbt rebuilds everything else. A full refresh starts from an empty file and an empty state
-file. It is chosen when asked for (`--full-refresh`), when no served build recorded its state, when the state file
+writer or readers) makes the build full too, from a new file (`StateHeld`). An incremental build's new analytics
+file starts with the served file's incremental marts and build state (KEPT_TABLES: a copy of the served file with
+every other table dropped), and dbt rebuilds everything else. A full refresh starts from an empty file and an
+empty state file. It is chosen when asked for (`--full-refresh`), when no served build recorded its state, when the state file
 is missing, flagged or records another build than the served one, when the contracts, the dbt project, the vars or
 the set of raw sources changed (a fingerprint of them, `meta.build_state`; a source's first file arriving after the
 first build is one), when the pseudonym secret was rotated (the incremental marts hold patient_keys: `key_id` is in
@@ -25,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -206,25 +208,28 @@ def plan_build(
 
 
 def start_from_served(served: Path, new_path: Path) -> int:
-    """Create `new_path` holding the served file's KEPT_TABLES (the build state and the incremental marts); returns
-    how many were copied. The served file itself is only read."""
+    """Copy the served file to `new_path` and drop everything but KEPT_TABLES (the build state and the incremental
+    marts); returns how many tables are kept. The served file itself is only read. A file copy and dropped tables,
+    not a copy of the kept tables into a new file: DuckDB re-encodes every block it copies (44 s for the 1.3 GB of
+    kept marts at 200 clinics, against 1.5 s to copy the whole 1.9 GB file)."""
+    shutil.copy2(served, new_path)
     con = duckdb.connect(str(new_path))
     try:
-        con.execute(f"attach {quote_literal(served)} as ptpulse_served (read_only)")
-        present = set(
-            con.execute(
-                "select schema_name, table_name from duckdb_tables() where database_name = 'ptpulse_served'"
-            ).fetchall()
-        )
+        views = con.execute(
+            "select schema_name, view_name from duckdb_views() where not internal "
+            "and database_name = current_database()"
+        ).fetchall()
+        for schema, view in views:
+            con.execute(f"drop view if exists {quote_ident(schema)}.{quote_ident(view)}")
+        tables = con.execute(
+            "select schema_name, table_name from duckdb_tables() where database_name = current_database()"
+        ).fetchall()
         kept = 0
-        for schema, table in KEPT_TABLES:
-            if (schema, table) not in present:
-                continue
-            con.execute(f"create schema if not exists {quote_ident(schema)}")
-            name = f"{quote_ident(schema)}.{quote_ident(table)}"
-            con.execute(f"create table {name} as select * from ptpulse_served.{name}")
-            kept += 1
-        con.execute("detach ptpulse_served")
+        for schema, table in tables:
+            if (schema, table) in KEPT_TABLES:
+                kept += 1
+            else:
+                con.execute(f"drop table {quote_ident(schema)}.{quote_ident(table)}")
         con.execute("checkpoint")
     finally:
         con.close()
