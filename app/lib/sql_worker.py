@@ -4,7 +4,8 @@ App side, `run_in_worker`: makes a private work folder (request, DuckDB spill fo
 worker process (`python -m app.lib.sql_worker`, its own session) and watches it every 20 ms: SIGKILL when the
 statement passes the wall-clock limit or the worker's resident memory passes the hard cap. It returns the
 row-capped result (Arrow, read into pandas) or raises SqlRefused with a message that says what limit was hit
-and what to do. The worker's peak RSS (from wait4) is reported either way.
+and what to do. The worker's peak RSS is reported either way: its own high-water mark (VmHWM, reset by exec), never
+wait4's ru_maxrss, which on Linux also counts the app's memory at the fork that started the worker.
 
 Worker side, `main`: caps its own address space (RLIMIT_AS, so an allocation DuckDB does not count, such as
 one 1.5 GB string, fails at once instead of growing), lowers its priority, re-checks the statement, opens the
@@ -97,13 +98,19 @@ FLAT_TYPES = frozenset(
 
 
 # ---------------------------------------------------------------------------------------------- app side
-def _rss_mb(pid: int) -> float:
-    """Resident memory of `pid` in MB (0 when unknown, e.g. not on Linux)."""
+def _memory_mb(pid: int | str) -> tuple[float, float]:
+    """(resident memory, its high-water mark) of `pid` in MB; (0, 0) when unknown, e.g. not on Linux.
+    VmHWM belongs to the process's own address space since its exec, so it never counts the parent's."""
+    found = {}
     try:
-        with open(f"/proc/{pid}/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return 0.0
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    name, kb = line.split()[:2]
+                    found[name] = int(kb) / 1024
+    except (OSError, ValueError):
+        pass
+    return found.get("VmRSS:", 0.0), found.get("VmHWM:", 0.0)
 
 
 _spare_lock = threading.Lock()
@@ -155,33 +162,36 @@ def _exit_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def _watch(proc: subprocess.Popen, workdir: Path, limits: Limits, started: float) -> tuple[str | None, object]:
-    """Wait for the worker; kill it on the time or memory limit. Returns (reason killed or None, rusage)."""
+def _watch(proc: subprocess.Popen, workdir: Path, limits: Limits, started: float) -> tuple[str | None, float]:
+    """Wait for the worker; kill it on the time or memory limit. Returns (reason killed or None, the peak
+    resident memory seen in MB)."""
     deadline = started + STARTUP_S + limits.time_limit_s
-    ready = False
+    ready, peak = False, 0.0
     while True:
-        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = _exit_code(status)
-            return None, rusage
+            return None, peak
         now = time.perf_counter()
         if not ready and (workdir / "ready").exists():
             ready, deadline = True, now + limits.time_limit_s
-        reason = "time" if now > deadline else "memory" if _rss_mb(proc.pid) > limits.rss_cap_mb else None
+        rss, high_water = _memory_mb(proc.pid)
+        peak = max(peak, rss, high_water)
+        reason = "time" if now > deadline else "memory" if rss > limits.rss_cap_mb else None
         if reason:
-            return reason, _kill(proc)
+            _kill(proc)
+            return reason, peak
         time.sleep(POLL_S)
 
 
-def _kill(proc: subprocess.Popen):
-    """SIGKILL the worker's process group and reap it; returns its rusage."""
+def _kill(proc: subprocess.Popen) -> None:
+    """SIGKILL the worker's process group and reap it."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    _, status, rusage = os.wait4(proc.pid, 0)
+    _, status, _ = os.wait4(proc.pid, 0)
     proc.returncode = _exit_code(status)
-    return rusage
 
 
 def _message(kind: str, limits: Limits, detail: str = "") -> str:
@@ -232,9 +242,8 @@ def run_in_worker(deid_path: Path, statement: str, limits: Limits, clinics: Sequ
         )
         started = time.perf_counter()
         proc = _start(workdir)
-        killed, rusage = _watch(proc, workdir, limits, started)
+        killed, peak = _watch(proc, workdir, limits, started)
         seconds = time.perf_counter() - started
-        peak = rusage.ru_maxrss / 1024  # KB on Linux
         if killed:
             raise SqlRefused(_message(killed, limits), peak)
         status_file = workdir / "status.json"
@@ -246,6 +255,7 @@ def run_in_worker(deid_path: Path, statement: str, limits: Limits, clinics: Sequ
             )
             raise SqlRefused(_message("crashed", limits, how), peak)
         status = json.loads(status_file.read_text())
+        peak = max(peak, status.get("peak_rss_mb", 0.0))  # its growth after the watcher's last look
         if status["kind"] != "ok":
             raise SqlRefused(_message(status["kind"], limits, status.get("message", "")), peak)
         frame = _read_result(workdir / "result.arrow")
@@ -414,7 +424,7 @@ def _held_bytes(table) -> int:
 
 def _write_status(workdir: Path, **status) -> None:
     tmp = workdir / "status.json.tmp"
-    tmp.write_text(json.dumps(status))
+    tmp.write_text(json.dumps({**status, "peak_rss_mb": _memory_mb("self")[1]}))
     os.replace(tmp, workdir / "status.json")
 
 

@@ -177,6 +177,23 @@ def test_sandbox_holds_only_deidentified_marts(fake_deid):
             sql_worker.run_readonly(sandbox, sql)
 
 
+def test_peak_memory_is_the_workers_own_not_the_apps(fake_deid):
+    """The app process is big (a long-running Streamlit, a test session): the worker forked from it reports its
+    own peak, not the app's size (wait4's ru_maxrss counts the parent's memory at fork; CI saw 1,110 MB for every
+    worker of a 1.1 GB pytest process and failed the memory-cap checks)."""
+    ballast = bytearray(1200 * 2**20)
+    ballast[:: os.sysconf("SC_PAGE_SIZE")] = b"\1" * len(ballast[:: os.sysconf("SC_PAGE_SIZE")])  # resident
+    with sql_worker._spare_lock:  # the next worker starts now, from this big process
+        if sql_worker._spare is not None:
+            sql_worker._kill(sql_worker._spare)
+            sql_worker._spare = None
+    sandbox = sql_guard.build_sandbox(fake_deid)
+    res = sql_worker.run_readonly(sandbox, "select count(*) n from marts.appointments")
+    del ballast
+    assert res.frame["n"].tolist() == [20000]
+    assert 20 < res.peak_rss_mb < 600, res.peak_rss_mb  # a worker is ~150-300 MB; the app held 1,200 MB more
+
+
 def test_ordinary_analyst_queries_work(fake_deid):
     sandbox = sql_guard.build_sandbox(fake_deid)
     res = sql_worker.run_readonly(
