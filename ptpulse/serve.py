@@ -45,6 +45,7 @@ import yaml
 
 from ptpulse.core.config import APP_DIR, Settings, get_settings
 from ptpulse.core.lock import PipelineBusy, pipeline_lock
+from ptpulse.core.retention import prune_scoped
 from ptpulse.core.service_clock import POLL_SECONDS
 from ptpulse.core.zones import server_zone
 from ptpulse.refresh import (  # when an export in incoming/ is complete: the same rules as `ptpulse refresh`
@@ -301,7 +302,8 @@ def run_job(settings: Settings, exports: list[Path], always_build: bool) -> dict
 
     An incoming-only job whose files all were refused or already loaded skips the build: nothing changed. No
     build either while no file has ever landed a row (`nothing_loaded`, as `ptpulse refresh`): an empty warehouse
-    would be served as if healthy; the result is then `nothing_loaded` (no alert, no retry).
+    would be served as if healthy; the result is then `nothing_loaded` (no alert, no retry). Each job first deletes
+    the limited uploads kept past their days (`prune_scoped`).
     Returns plain data (what the scheduler reads from the result file): per-export loads (keyed by the export's
     place in `exports`, each file by its number: no file or export name) and the build."""
     from ingestion.files import safe_text
@@ -310,6 +312,7 @@ def run_job(settings: Settings, exports: list[Path], always_build: bool) -> dict
     from ptpulse.refresh import run_build
 
     empty = False
+    prune_scoped(settings)  # limited uploads past their days go even when nobody uploads again (core/retention.py)
     try:
         with pipeline_lock(settings, "serve refresh", wait_s=0):
             settings.incoming.mkdir(parents=True, exist_ok=True)

@@ -42,20 +42,19 @@ import pandas as pd
 from app.lib import labels
 from ptpulse.core.config import Settings
 from ptpulse.core.contracts import load_contracts
+from ptpulse.core.retention import SCOPED_DIR, prune_scoped, scoped_days
 
 # What the ingestion reads: CSV, FHIR (NDJSON / JSON Bundle), X12 835/837 (often .txt), a zip of them, and any of
 # them gzip-compressed (`.csv.gz`: saved as is, unpacked by the ingestion)
 ALLOWED_SUFFIXES: tuple[str, ...] = (".csv", ".ndjson", ".json", ".txt", ".835", ".837", ".x12", ".edi", ".zip", ".gz")
 NESTED_SUFFIXES = (".zip", ".gz")  # inside an uploaded zip: an archive in an archive, not unpacked
 DEFAULT_MAX_MB = 200
-DEFAULT_SCOPED_DAYS = 30  # a limited upload whose rows of other clinics an administrator may still load: kept so long
 MAX_ZIP_MEMBERS = 5000
 MAX_NAME = 120
 CHUNK = 1 << 20
 INGEST_TIMEOUT_S = 1800
 INGEST_WAIT_S = 60  # seconds the ingest waits for a running refresh to release the pipeline lock
 REFUSED_DIR = "refused_uploads"  # refused files are moved here so the next refresh does not offer them again
-SCOPED_DIR = "scoped_uploads"  # uploads limited to some clinics: outside incoming/, so no refresh loads them whole
 SCOPE_RULE = "outside_upload_scope"  # ingestion/validation.py: a row of (or naming a record of) another clinic
 CLINIC_COLUMN = "clinic_id"
 
@@ -92,29 +91,6 @@ def max_bytes() -> int:
     except ValueError:
         mb = DEFAULT_MAX_MB
     return int(max(mb, 0.001) * 1024 * 1024)
-
-
-def scoped_days() -> float:
-    """Days a limited upload is kept for an administrator: $PTPULSE_SCOPED_UPLOAD_DAYS (default 30; 0 = not kept)."""
-    try:
-        return max(float(os.environ.get("PTPULSE_SCOPED_UPLOAD_DAYS", DEFAULT_SCOPED_DAYS)), 0.0)
-    except ValueError:
-        return float(DEFAULT_SCOPED_DAYS)
-
-
-def prune_scoped(settings: Settings, now: float | None = None) -> int:
-    """Delete the limited uploads kept longer than `scoped_days()` (scoped_uploads/<upload-id>/, by the folder's
-    time); run at each upload. Returns how many were deleted."""
-    root = settings.home / SCOPED_DIR
-    if not root.is_dir():
-        return 0
-    cutoff = (now if now is not None else time.time()) - scoped_days() * 86400
-    gone = 0
-    for folder in root.iterdir():
-        if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime < cutoff:
-            shutil.rmtree(folder, ignore_errors=True)
-            gone += 1
-    return gone
 
 
 def keep_for_administrator(settings: Settings, saved: Saved, outcome: IngestOutcome) -> list[str]:
