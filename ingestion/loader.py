@@ -67,6 +67,7 @@ from ingestion.files import (
 )
 from ingestion.interop import FrameRows, TableRows, file_digest, is_interop, read_interop
 from ingestion.profiles import (
+    AUTO_HEADER_LINES,
     OCCURRENCE_MARK,
     Profile,
     ProfileError,
@@ -75,6 +76,7 @@ from ingestion.profiles import (
     clinic_zone_problem,
     detect,
     file_of,
+    header_skip,
     known_columns,
     non_header_problem,
     occurrence_keys,
@@ -945,7 +947,7 @@ def _profile_for(
         names, unreadable = None, exc
     header_at = _header_reader(path)
     if forced is not None:
-        if names is None and not any(f.skip_lines for f in forced.files):
+        if names is None and not any(f.skip_lines or f.skip_auto for f in forced.files):
             raise unreadable
         pfile = file_of(forced, names or [], header_at)
         if isinstance(pfile, str):
@@ -984,6 +986,19 @@ def _check_skip_lines(path: Path, profile: Profile, pfile: ProfileFile) -> None:
         raise FileRefused(f"{display_name(path)}: {untitled_problem(profile, pfile)}.")
 
 
+def _auto_skip(path: Path, profile: Profile, pfile: ProfileFile) -> int:
+    """The lines above the header of a file type with `skip_lines: auto`: the first of the file's first
+    AUTO_HEADER_LINES lines that fits the file type (0 when line 1 does); refused when none does."""
+    skip = header_skip(pfile, None, _header_reader(path))
+    if skip is None:
+        raise FileRefused(
+            f"{display_name(path)}: none of its first {AUTO_HEADER_LINES} lines holds the column names of file type "
+            f"{pfile.name!r} of profile {profile.name!r} (skip_lines: auto); nothing was loaded. Check that the file "
+            f"is that export, or set skip_lines to the number of lines above its header"
+        )
+    return skip
+
+
 def _load_profiled(
     db: RawDB,
     result: LoadResult,
@@ -1002,7 +1017,9 @@ def _load_profiled(
     if problem:
         raise FileRefused(f"{display_name(path)}: {problem}.")
     skip = pfile.skip_lines
-    if skip:
+    if pfile.skip_auto:
+        skip = _auto_skip(path, profile, pfile)
+    elif skip:
         _check_skip_lines(path, profile, pfile)
     names = read_header(path, skip)
     normalised = None
@@ -1035,7 +1052,8 @@ def _load_profiled(
     db.con.execute("UPDATE _staged SET _row_hash = hash(_row_hash, 'tombstone') WHERE _op = 'tombstone'")
     notes = [f"mapped by profile {profile.name} (file type {pfile.name})"]
     if skip:
-        notes.append(f"header read on line {skip + 1}: the {skip} line(s) above it skipped (profile skip_lines)")
+        how = "skip_lines: auto" if pfile.skip_auto else "skip_lines"
+        notes.append(f"header read on line {skip + 1}: the {skip} line(s) above it skipped (profile {how})")
     notes += unmapped_notes(db.con, profile, pfile, names)
     notes += _occurrence_notes(db, pfile, contract)
     gaps = unsupplied(pfile, contract)

@@ -44,6 +44,10 @@ PARSES = ("date", "timestamp", "decimal", "integer")
 COLUMN_KEYS = {"from", "const", "derive", "args", "sep", "group_by", "map", "parse", "prefix", "transform"}
 COLUMN_KEYS |= {"fallback", "default", "note", "null_values", "identical_rows"}
 MAX_SKIP_LINES = 1000  # `skip_lines`: lines above the header (a report title, run date, blank line)
+# `skip_lines: auto`: the header is the first of the file's first AUTO_HEADER_LINES lines that fits the file type's
+# signature (a title block whose length varies: a date range, filters, a blank line)
+AUTO_SKIP = "auto"
+AUTO_HEADER_LINES = 20
 # a record id made by `concat` (no row id in the export): the 2nd, 3rd, ... row of a file with the same key gets
 # `<key>#2`, `<key>#3` (numbered in content order), so genuinely identical rows stay distinct (`identical_rows`)
 OCCURRENCE_MARK = "#"
@@ -83,6 +87,8 @@ class ProfileFile:
     # lines above the header row (a report title): the header is on line skip_lines + 1. Not in the repr (the
     # mapping's fingerprint): it is read from `spec` / the profile's defaults, which are
     skip_lines: int = field(default=0, repr=False)
+    # `skip_lines: auto`: the header is found per file (`header_skip`); skip_lines stays 0
+    skip_auto: bool = field(default=False, repr=False)
     spec: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def score(self, names: Sequence[str]) -> int | None:
@@ -231,9 +237,13 @@ def _parse_file(
         if col.get("identical_rows", "keep") not in IDENTICAL_ROWS:
             raise ProfileError(f"{where}, column {target!r}: identical_rows must be keep (default) or merge.")
     skip = spec.get("skip_lines", (defaults or {}).get("skip_lines", 0))
-    if isinstance(skip, bool) or not isinstance(skip, int) or not 0 <= skip <= MAX_SKIP_LINES:
+    skip_auto = skip == AUTO_SKIP
+    if skip_auto:
+        skip = 0
+    elif isinstance(skip, bool) or not isinstance(skip, int) or not 0 <= skip <= MAX_SKIP_LINES:
         raise ProfileError(
-            f"{where}: skip_lines must be a whole number from 0 to {MAX_SKIP_LINES} (the lines above the header row)."
+            f"{where}: skip_lines must be a whole number from 0 to {MAX_SKIP_LINES} (the lines above the header row), "
+            f"or {AUTO_SKIP} (the first of the first {AUTO_HEADER_LINES} lines that fits the file type)."
         )
     for i, emit in enumerate(spec.get("emit") or ()):
         for key in ("event_type", "event_at"):
@@ -259,6 +269,7 @@ def _parse_file(
         min_matches=int(match.get("header_min_matches") or 0),
         partial=bool(spec.get("partial", False)),
         skip_lines=skip,
+        skip_auto=skip_auto,
         spec=spec,
     )
 
@@ -349,12 +360,27 @@ def resolve_profile(name_or_path: str, home: Path | None = None) -> Profile:
 HeaderAt = Callable[[int], Sequence[str] | None]
 
 
+def header_skip(pfile: ProfileFile, names: Sequence[str] | None, header_at: HeaderAt | None) -> int | None:
+    """How many lines of the file lie above the header `pfile` reads: its `skip_lines`, or with `skip_lines: auto`
+    the first n < AUTO_HEADER_LINES whose line n + 1 fits the file type (None: no line does)."""
+    if not pfile.skip_auto:
+        return pfile.skip_lines
+    for n in range(AUTO_HEADER_LINES):
+        line = (names if n == 0 and names is not None else header_at(n) if header_at else None) or ()
+        if pfile.score(line) is not None:
+            return n
+    return None
+
+
 def header_names(pfile: ProfileFile, names: Sequence[str] | None, header_at: HeaderAt | None) -> Sequence[str]:
     """The column names a file type reads: line 1's, or line skip_lines + 1's (`header_at`) for a file type with
-    `skip_lines` (none when that line cannot be read)."""
-    if not pfile.skip_lines:
+    `skip_lines` (none when that line cannot be read), or the header `skip_lines: auto` found."""
+    skip = header_skip(pfile, names, header_at)
+    if skip is None:
+        return ()
+    if skip == 0:
         return names or ()
-    return (header_at(pfile.skip_lines) if header_at else None) or ()
+    return (header_at(skip) if header_at else None) or ()
 
 
 def detect(
@@ -414,6 +440,11 @@ def _not_a_header(profile: Profile, names: Sequence[str]) -> str | None:
     hint = _delimiter_hint(list(names))
     if hint:
         return f"line 1 is one field, not the column names profile {profile.name!r} reads.{hint.rstrip('.')}"
+    if any(f.skip_auto for f in profile.files):
+        return (
+            f"none of its first {AUTO_HEADER_LINES} lines holds the column names of a file type of profile "
+            f"{profile.name!r} (skip_lines: auto): check that the file is that vendor export"
+        )
     return (
         f"line 1 has {len(names)} field(s) and none is a column of profile {profile.name!r}: is there a report "
         f"title above the header? Set `skip_lines: <number of lines above the header>` on the file type in the "

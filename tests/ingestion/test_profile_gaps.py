@@ -127,9 +127,59 @@ def test_without_skip_lines_a_title_is_still_refused_and_the_fix_names_skip_line
     assert n.status == "refused" and "report title" in n.message
 
 
+SHORT_TITLE = "Payment Activity Report\n"  # 1 line above the header: the same report with fewer title lines
+
+
+def test_skip_lines_auto_finds_the_header_below_a_title_of_any_length(home, exports, tmp_path):
+    """A vendor whose title block varies (a date range, filters): `skip_lines: auto` reads each file's header
+    where it is, keeps the file's own line numbers, and reads a file exported without a title from line 1."""
+    profile = str(_profile(tmp_path, skip_lines="auto"))
+    rows = "\n".join(TITLED_ROWS) + "\n"
+    three = exports / "payments_three.csv"
+    three.write_text(TITLE + PAYMENTS_HEADER + "\n" + rows, encoding="utf-8")
+    one = exports / "payments_one.csv"
+    one.write_text(SHORT_TITLE + PAYMENTS_HEADER + "\n" + rows.replace("\nP", "\nQ").replace("P1,", "Q1,", 1), "utf-8")
+    none = exports / "payments_none.csv"
+    none.write_text(PAYMENTS_HEADER + "\n" + rows.replace("\nP", "\nR").replace("P1,", "R1,", 1), encoding="utf-8")
+    results = {Path(r.file).name: r for r in ingest([three, one, none], home, profile=profile)}
+    for name, header_line in [("payments_three.csv", 4), ("payments_one.csv", 2), ("payments_none.csv", 1)]:
+        r = results[name]
+        assert r.status == "loaded", r.message
+        assert (r.rows_read, r.rows_landed, r.rows_quarantined) == (4, 2, 2), name
+        if header_line > 1:
+            assert f"header read on line {header_line}" in r.message and "skip_lines: auto" in r.message
+        else:
+            assert "header read on line" not in r.message
+    lines = dict(query(home, "SELECT remit_id, _line FROM raw.remittances"))
+    assert (lines["P1"], lines["Q1"], lines["R1"]) == (5, 3, 2)  # the first row under each header
+    assert query(home, "SELECT count(*) FROM raw._quarantine WHERE file LIKE '%payments_one.csv' AND line = 4") == [
+        (1,)
+    ]  # Q2's bad amount on the file's own line 4
+
+
+def test_skip_lines_auto_is_detected_without_naming_the_profile(home, exports, tmp_path):
+    folder = home.home / "profiles"
+    folder.mkdir()
+    _profile(folder, skip_lines="auto")
+    path, _ = _write(exports, "gz", _titled_bytes())
+    [r] = ingest([path], home)
+    assert r.status == "loaded" and r.profile == "acme_billing/payments", r.message
+    assert r.rows_landed == 2
+
+
+def test_skip_lines_auto_refuses_a_file_without_its_header_in_the_first_lines(home, exports, tmp_path):
+    path = exports / "payments.csv"
+    path.write_text("Report\n" * 25 + PAYMENTS_HEADER + "\n" + "\n".join(TITLED_ROWS) + "\n", encoding="utf-8")
+    [r] = ingest([path], home, profile=str(_profile(tmp_path, skip_lines="auto")))
+    assert r.status == "refused" and "first 20 lines" in r.message and "skip_lines: auto" in r.message, r.message
+    assert "Report" not in r.message.replace("Payment Activity Report", "")  # no line of the file is quoted
+    assert query(home, "SELECT count(*) FROM raw._quarantine") == [(0,)]
+
+
 def test_skip_lines_must_be_a_whole_number(tmp_path):
-    with pytest.raises(ProfileError, match="skip_lines must be a whole number"):
+    with pytest.raises(ProfileError, match="skip_lines must be a whole number.*or auto"):
         read_profile(_profile(tmp_path, skip_lines="three"))
+    assert read_profile(_profile(tmp_path, skip_lines="auto")).files[0].skip_auto
     assert read_profile(_profile(tmp_path, skip_lines=2)).files[0].skip_lines == 2
 
 
