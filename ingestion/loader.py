@@ -950,6 +950,8 @@ def _profile_for(
         if names is None and not any(f.skip_lines or f.skip_auto for f in forced.files):
             raise unreadable
         pfile = file_of(forced, names or [], header_at)
+        if isinstance(pfile, str) and unreadable is not None:  # no header anywhere: line 1's own reason (UTF-16,
+            raise unreadable  # a non-UTF-8 header, binary) is the one to fix, not the profile's
         if isinstance(pfile, str):
             raise FileRefused(
                 f"{display_name(path)}: {pfile}. Check that the file is that vendor export, or ingest it "

@@ -387,7 +387,8 @@ def detect(
     names: Sequence[str] | None, profiles: Mapping[str, Profile], header_at: HeaderAt | None = None
 ) -> tuple[Profile, ProfileFile] | None:
     """The profile file type whose header signature fits best: line 1's names, or for a file type with
-    `skip_lines` the names on its header line (`header_at(skip_lines)`); None = no profile (native contract)."""
+    `skip_lines` the names on its header line (`header_at(skip_lines)`), or with `skip_lines: auto` the first of
+    the first lines that fits it; None = no profile (native contract)."""
     best: tuple[int, Profile, ProfileFile] | None = None
     for profile in profiles.values():
         for pfile in profile.files:
@@ -440,10 +441,10 @@ def _not_a_header(profile: Profile, names: Sequence[str]) -> str | None:
     hint = _delimiter_hint(list(names))
     if hint:
         return f"line 1 is one field, not the column names profile {profile.name!r} reads.{hint.rstrip('.')}"
-    if any(f.skip_auto for f in profile.files):
+    if all(f.skip_auto for f in profile.files):
         return (
             f"none of its first {AUTO_HEADER_LINES} lines holds the column names of a file type of profile "
-            f"{profile.name!r} (skip_lines: auto): check that the file is that vendor export"
+            f"{profile.name!r} (skip_lines: auto)"
         )
     return (
         f"line 1 has {len(names)} field(s) and none is a column of profile {profile.name!r}: is there a report "

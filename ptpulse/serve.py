@@ -45,7 +45,7 @@ import yaml
 
 from ptpulse.core.config import APP_DIR, Settings, get_settings
 from ptpulse.core.lock import PipelineBusy, pipeline_lock
-from ptpulse.core.retention import prune_scoped
+from ptpulse.core.retention import SCOPED_DIR, prune_scoped
 from ptpulse.core.service_clock import POLL_SECONDS
 from ptpulse.core.zones import server_zone
 from ptpulse.refresh import (  # when an export in incoming/ is complete: the same rules as `ptpulse refresh`
@@ -312,7 +312,10 @@ def run_job(settings: Settings, exports: list[Path], always_build: bool) -> dict
     from ptpulse.refresh import run_build
 
     empty = False
-    prune_scoped(settings)  # limited uploads past their days go even when nobody uploads again (core/retention.py)
+    try:  # limited uploads past their days go even when nobody uploads again (core/retention.py)
+        prune_scoped(settings)
+    except OSError as exc:  # never a reason to skip the refresh: said in the log, tried again next job
+        log.warning("could not prune limited uploads (%s): %s", SCOPED_DIR, type(exc).__name__)
     try:
         with pipeline_lock(settings, "serve refresh", wait_s=0):
             settings.incoming.mkdir(parents=True, exist_ok=True)

@@ -184,12 +184,15 @@ def test_peak_memory_is_the_workers_own_not_the_apps(fake_deid):
     ballast = bytearray(1200 * 2**20)
     ballast[:: os.sysconf("SC_PAGE_SIZE")] = b"\1" * len(ballast[:: os.sysconf("SC_PAGE_SIZE")])  # resident
     with sql_worker._spare_lock:  # the next worker starts now, from this big process
-        if sql_worker._spare is not None:
-            sql_worker._kill(sql_worker._spare)
-            sql_worker._spare = None
-    sandbox = sql_guard.build_sandbox(fake_deid)
-    res = sql_worker.run_readonly(sandbox, "select count(*) n from marts.appointments")
-    del ballast
+        spare, sql_worker._spare = sql_worker._spare, None
+    if spare is not None:
+        spare.stdin.close()  # a spare exits when its stdin closes
+        spare.wait(timeout=10)
+    try:
+        sandbox = sql_guard.build_sandbox(fake_deid)
+        res = sql_worker.run_readonly(sandbox, "select count(*) n from marts.appointments")
+    finally:
+        del ballast
     assert res.frame["n"].tolist() == [20000]
     assert 20 < res.peak_rss_mb < 600, res.peak_rss_mb  # a worker is ~150-300 MB; the app held 1,200 MB more
 

@@ -176,6 +176,14 @@ def test_skip_lines_auto_refuses_a_file_without_its_header_in_the_first_lines(ho
     assert query(home, "SELECT count(*) FROM raw._quarantine") == [(0,)]
 
 
+def test_skip_lines_auto_says_a_files_own_problem_not_that_no_header_fits(home, exports, tmp_path):
+    """A UTF-16 export under a profile with skip_lines: auto: the encoding is what to fix, and the message says so."""
+    path = exports / "payments.csv"
+    path.write_bytes((TITLE + PAYMENTS_HEADER + "\n" + "\n".join(TITLED_ROWS) + "\n").encode("utf-16"))
+    [r] = ingest([path], home, profile=str(_profile(tmp_path, skip_lines="auto")))
+    assert r.status == "refused" and "UTF-16" in r.message and "first 20 lines" not in r.message, r.message
+
+
 def test_skip_lines_must_be_a_whole_number(tmp_path):
     with pytest.raises(ProfileError, match="skip_lines must be a whole number.*or auto"):
         read_profile(_profile(tmp_path, skip_lines="three"))

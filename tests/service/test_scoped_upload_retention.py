@@ -10,7 +10,7 @@ import os
 import time
 
 from ptpulse.core.config import get_settings
-from ptpulse.core.retention import SCOPED_DIR
+from ptpulse.core.retention import IN_FLIGHT_S, SCOPED_DIR
 from ptpulse.serve import run_job
 
 
@@ -36,9 +36,19 @@ def test_the_service_job_deletes_limited_uploads_past_their_days(tmp_path, monke
     assert sorted(p.name for p in recent.iterdir()) == ["scheduling_events.csv"]  # an administrator may still load it
 
 
-def test_zero_days_keeps_no_limited_upload(tmp_path, monkeypatch):
+def test_zero_days_prunes_every_finished_upload_but_never_one_in_flight(tmp_path, monkeypatch):
+    """With 0 days the page deletes what its load did not need at once; the service removes any older folder, but
+    never one younger than IN_FLIGHT_S: it may still be being saved or loaded by the Upload page."""
     monkeypatch.setenv("PTPULSE_SCOPED_UPLOAD_DAYS", "0")
     settings = get_settings(tmp_path / "home").ensure()
-    _limited_upload(settings.home, "20260201-000000-cccccc", age_days=0.01)
+    finished = _limited_upload(settings.home, "20260201-000000-cccccc", age_days=(IN_FLIGHT_S + 60) / 86400)
+    in_flight = _limited_upload(settings.home, "20260201-000000-dddddd", age_days=600 / 86400)
     run_job(settings, [], always_build=False)
-    assert not list((settings.home / SCOPED_DIR).iterdir())
+    assert not finished.exists() and in_flight.exists()
+
+
+def test_a_scoped_uploads_file_instead_of_a_folder_does_not_stop_the_refresh(tmp_path):
+    settings = get_settings(tmp_path / "home").ensure()
+    (settings.home / SCOPED_DIR).write_text("not a folder", encoding="utf-8")
+    assert run_job(settings, [], always_build=False)["result"] == "nothing_loaded"
+    assert (settings.home / SCOPED_DIR).read_text(encoding="utf-8") == "not a folder"  # never deleted by the prune
