@@ -123,6 +123,10 @@ def run(args: argparse.Namespace) -> dict:
         known = json.loads(manifest.read_text())
         if known.get("clinics") == args.clinics and known.get("seed") == args.seed:
             steps["generate"] = {**json.loads(generated.read_text()), "reused": True}
+    if "generate" not in steps and args.resume and earlier.get("ingest", {}).get("ok") and args.no_night:
+        # the exports were deleted after a successful ingest (at 900 clinics the disk is needed for the build's
+        # spill): the landed home is what the remaining steps read
+        steps["generate"] = {**earlier["generate"], "resumed": True}
     if "generate" not in steps:
         shutil.rmtree(data, ignore_errors=True)
         gz = "gzip" if args.gzip else "plain"
@@ -133,6 +137,11 @@ def run(args: argparse.Namespace) -> dict:
         earlier.clear()
         steps["split_night"] = measure("split_night", step_cmd("split_night", data, night), logs)
     sizes = {p.name: p.stat().st_size for p in sorted(data.glob("*.csv*"))}  # .csv, or .csv.gz (--gzip)
+    sizes_json = work / "csv_sizes.json"
+    if sizes:
+        sizes_json.write_text(json.dumps(sizes, indent=2) + "\n")
+    elif sizes_json.exists():  # exports deleted after the ingest (above)
+        sizes = json.loads(sizes_json.read_text())
 
     if not args.skip_floors:
         floor_db = work / "floor_read_csv.duckdb"

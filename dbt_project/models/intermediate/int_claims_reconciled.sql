@@ -26,9 +26,81 @@
     ]
 ) }}
 
-with remits as (
+-- Shape: the claim header, its remittance events and its charge lines are stacked (union all) and grouped by claim
+-- once, then joined to the claim's link and the crosswalks. Joining two per-claim aggregates and the links to the
+-- headers held three 20 M-row hash tables at once and ran a 900-clinic build out of memory under the 4 GB budget;
+-- one grouping spills to disk instead (docs/scale.md).
+with claim_parts as (
     select
         claim_id,
+        'claim' as part,
+        patient_id,
+        clinic_id,
+        payer_id,
+        service_date,
+        submitted_at,
+        status,
+        billed_usd,
+        cast(null as string) as event_type,
+        cast(null as decimal(18, 2)) as amount_usd,
+        cast(null as string) as carc_code,
+        cast(null as timestamp) as event_at,
+        cast(null as decimal(18, 2)) as charge_usd,
+        cast(null as int) as units,
+        cast(null as boolean) as is_excluded_from_units
+    from {{ in_scope(ref('stg_raw__claims'), {'claim_id': 'claim_id'}) }}
+    union all
+    select
+        claim_id,
+        'remittance' as part,
+        null as patient_id,
+        null as clinic_id,
+        null as payer_id,
+        null as service_date,
+        null as submitted_at,
+        null as status,
+        null as billed_usd,
+        event_type,
+        amount_usd,
+        carc_code,
+        event_at,
+        null as charge_usd,
+        null as units,
+        null as is_excluded_from_units
+    from {{ in_scope(ref('int_remittances_linked'), {'claim_id': 'claim_id'}) }}
+    union all
+    select
+        claim_id,
+        'charge_line' as part,
+        null as patient_id,
+        null as clinic_id,
+        null as payer_id,
+        null as service_date,
+        null as submitted_at,
+        null as status,
+        null as billed_usd,
+        null as event_type,
+        null as amount_usd,
+        null as carc_code,
+        null as event_at,
+        charge_usd,
+        units,
+        is_excluded_from_units
+    from {{ in_scope(ref('int_charge_lines_classified'), {'claim_id': 'claim_id'}) }}
+),
+
+claims as (
+    select
+        claim_id,
+        -- the header's own columns: one header row per claim (stg_raw__claims: claim_id is unique)
+        max(patient_id) as patient_id,
+        max(clinic_id) as clinic_id,
+        max(payer_id) as payer_id,
+        max(service_date) as service_date,
+        max(submitted_at) as submitted_at,
+        max(status) as status,
+        max(billed_usd) as billed_usd,
+        count(*) filter (where part = 'claim') as header_rows,
         sum(amount_usd) filter (where event_type = 'payer_payment') as payer_paid_usd,
         sum(amount_usd) filter (where event_type = 'contractual_adjustment') as contractual_adj_usd,
         sum(amount_usd) filter (where event_type = 'patient_responsibility') as patient_resp_usd,
@@ -40,18 +112,11 @@ with remits as (
         min(event_at) filter (where event_type = 'denial') as denied_at,
         min(event_at) filter (where event_type = 'payer_payment') as first_payer_payment_at,
         max(event_at) as last_remit_at,
-        count(*) as remit_events
-    from {{ in_scope(ref('int_remittances_linked'), {'claim_id': 'claim_id'}) }}
-    group by claim_id
-),
-
-lines as (
-    select
-        claim_id,
-        count(*) as charge_lines,
+        count(*) filter (where part = 'remittance') as remit_events,
+        count(*) filter (where part = 'charge_line') as charge_lines,
         sum(charge_usd) as charge_lines_usd,
         sum(units) filter (where not is_excluded_from_units) as billable_units
-    from {{ in_scope(ref('int_charge_lines_classified'), {'claim_id': 'claim_id'}) }}
+    from claim_parts
     group by claim_id
 )
 
@@ -70,26 +135,25 @@ select
     c.status as claim_status,
     case when c.status = 'voided' then cast(0 as decimal(18, 2)) else c.billed_usd end as billed_usd,
     case when c.status = 'voided' then c.billed_usd else cast(0 as decimal(18, 2)) end as voided_usd,
-    coalesce(r.payer_paid_usd, 0) as payer_paid_usd,
-    coalesce(r.contractual_adj_usd, 0) as contractual_adj_usd,
-    coalesce(r.patient_resp_usd, 0) as patient_resp_usd,
-    coalesce(r.patient_paid_usd, 0) as patient_paid_usd,
-    coalesce(r.write_off_usd, 0) as write_off_usd,
+    coalesce(c.payer_paid_usd, 0) as payer_paid_usd,
+    coalesce(c.contractual_adj_usd, 0) as contractual_adj_usd,
+    coalesce(c.patient_resp_usd, 0) as patient_resp_usd,
+    coalesce(c.patient_paid_usd, 0) as patient_paid_usd,
+    coalesce(c.write_off_usd, 0) as write_off_usd,
     -- least() skips a null (DuckDB and Spark alike): no denial is 0, not billed
-    case when r.denied_usd is null or c.status = 'voided' then 0 else least(r.denied_usd, c.billed_usd) end
+    case when c.denied_usd is null or c.status = 'voided' then 0 else least(c.denied_usd, c.billed_usd) end
         as denied_usd,
-    coalesce(r.is_denied, false) and c.status <> 'voided' as is_denied,
-    r.denial_carc,
-    r.denied_at,
-    r.first_payer_payment_at,
-    r.last_remit_at,
-    coalesce(r.remit_events, 0) as remit_events,
-    coalesce(l.charge_lines, 0) as charge_lines,
-    coalesce(l.charge_lines_usd, 0) as charge_lines_usd,
-    coalesce(l.billable_units, 0) as billable_units
-from {{ in_scope(ref('stg_raw__claims'), {'claim_id': 'claim_id'}) }} as c
-left join remits as r using (claim_id)
-left join lines as l using (claim_id)
+    c.is_denied and c.status <> 'voided' as is_denied,
+    c.denial_carc,
+    c.denied_at,
+    c.first_payer_payment_at,
+    c.last_remit_at,
+    c.remit_events,
+    c.charge_lines,
+    coalesce(c.charge_lines_usd, 0) as charge_lines_usd,
+    coalesce(c.billable_units, 0) as billable_units
+from claims as c
 left join {{ ref('int_visit_links') }} as k on k.source = 'claims' and c.claim_id = k.row_id
 left join {{ ref('int_clinic_crosswalk') }} as xc on c.clinic_id = xc.source_id
 left join {{ ref('int_payer_crosswalk') }} as xp on c.payer_id = xp.source_id
+where c.header_rows > 0
