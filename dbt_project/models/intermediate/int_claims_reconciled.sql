@@ -29,7 +29,7 @@
 -- Shape: the claim header, its remittance events and its charge lines are stacked (union all) and grouped by claim
 -- once, then joined to the claim's link and the crosswalks. Joining two per-claim aggregates and the links to the
 -- headers held three 20 M-row hash tables at once and ran a 900-clinic build out of memory under the 4 GB budget;
--- one grouping spills to disk instead (docs/scale.md).
+-- the grouping spills to disk, and one big join (to the links) is left (docs/scale.md).
 with claim_parts as (
     select
         claim_id,
@@ -108,7 +108,9 @@ claims as (
         sum(amount_usd) filter (where event_type = 'write_off') as write_off_usd,
         max(amount_usd) filter (where event_type = 'denial') as denied_usd,
         count(*) filter (where event_type = 'denial') > 0 as is_denied,
-        min_by(carc_code, event_at) filter (where event_type = 'denial') as denial_carc,
+        -- the first denial's reason; two CARCs of one denial share its time: the lower code, the same every build
+        min_by(carc_code, {{ named_struct({'at': 'event_at', 'carc': 'carc_code'}) }})
+        filter (where event_type = 'denial' and event_at is not null) as denial_carc,
         min(event_at) filter (where event_type = 'denial') as denied_at,
         min(event_at) filter (where event_type = 'payer_payment') as first_payer_payment_at,
         max(event_at) as last_remit_at,

@@ -26,8 +26,9 @@ with {% if inc -%}
 
 {% endif -%}
 -- Shape: each claim's own clinic, its linked episode and its charge lines' clinic and episode are stacked
--- (union all) and grouped by claim once, then joined to the remittances: one hash table instead of two joined
--- aggregates (as two joins it ran a 900-clinic build out of memory under the 4 GB budget, docs/scale.md).
+-- (union all) and grouped by claim once (an aggregate spills), then the remittances join that one per-claim table.
+-- Joining claims to their links, then the remittances to those and to a charge-line aggregate, held several
+-- 20 M-row hash tables at once and ran a 900-clinic build out of memory under the 4 GB budget (docs/scale.md).
 claim_parts as (
     select
         c.claim_id,
