@@ -320,6 +320,7 @@ def _build(
             scopes=scopes,
             scoped=twin["write"]["scoped"],
             identifiers=identifiers,
+            config=settings.duckdb_config(preserve_insertion_order=False),
         )
         scopes.unlink(missing_ok=True)  # plumbing: never served
         record_verified_twin(work, plan.state.raw_load_id)

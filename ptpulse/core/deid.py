@@ -432,6 +432,32 @@ def _professionals_sql(raw: str, tables: dict[str, set[str]]) -> str | None:
     )
 
 
+# Provider ids as the twin shows them on purpose: referring physicians' ids and NPIs, therapists' and clinics' NPIs
+# (10 digits, like a phone). With millions of patients some NPIs equal a patient's phone by chance (5 of them at
+# 900 clinics, which stopped the build), so a phone that equals a provider id is not checked (documented limit: a
+# patient whose phone is also an NPI).
+PROVIDER_IDS = (
+    ("referring_physicians", "physician_id"),
+    ("referring_physicians", "npi"),
+    ("therapists", "npi"),
+    ("clinics", "npi"),
+)
+
+
+def _provider_ids_sql(raw: str, tables: dict[str, set[str]]) -> str | None:
+    """SELECT of the provider ids (PROVIDER_IDS) as digit tokens; None when raw has none. Applied when the
+    identifier table is read, not cached, like the professionals' names."""
+    q = quote_ident(raw)
+    ids = [
+        f"select regexp_replace(cast({quote_ident(c)} as varchar), '\\D', '', 'g') from {q}.raw.{quote_ident(t)}"
+        for t, c in PROVIDER_IDS
+        if c in tables.get(t, set())
+    ]
+    if not ids:
+        return None
+    return f"select d from ({' union all '.join(ids)}) as p(d) where length(d) >= 7"
+
+
 def _last_load(con: duckdb.DuckDBPyConnection, raw: str, tables: dict[str, set[str]]) -> tuple | None:
     """(load_id, sha256, started_at) of the raw database's last load; None without a load table or a load."""
     if not {"load_id", "sha256", "started_at"} <= tables.get("_loads", set()):
@@ -530,8 +556,12 @@ def _identifier_table(
         except duckdb.Error:  # a damaged copy is only a cache: start it again
             _attach_cache(con, cache, fresh=True)
             _refresh_cache(con, raw, tables, last, stats)
-    pros = _professionals_sql(raw, tables)
-    keep = f" where not (kind in ('name', 'address') and token in ({pros}))" if pros else ""
+    shown = []  # identifiers the twin shows on purpose as someone else's: professionals' names, provider ids
+    if pros := _professionals_sql(raw, tables):
+        shown.append(f"(kind in ('name', 'address') and token in ({pros}))")
+    if providers := _provider_ids_sql(raw, tables):
+        shown.append(f"(kind = 'phone' and token in ({providers}))")
+    keep = f" where not ({' or '.join(shown)})" if shown else ""
     con.execute(f"create or replace temp table _ptp_ident as select * from {source}{keep}")
     con.execute(f"detach database if exists {IDENT_ALIAS}")
     con.execute("drop table if exists _ptp_ident_all")
@@ -734,6 +764,7 @@ def verify_deidentified(
     scopes: Path | None = None,
     scoped: Iterable[str] = (),
     identifiers: Path | None = None,
+    config: Mapping[str, str | bool] | None = None,
 ) -> dict:
     """Raise if the file at `path` holds a PHI column, an excluded table or a view, or (given the raw
     database) a text value containing an identifier of one of its patients. The build refuses the swap.
@@ -743,10 +774,11 @@ def verify_deidentified(
     identifiers loaded since (`identifier_problems`); `scoped` ("schema.table" names `write_deidentified` patched
     by key from the file `scopes`): of those, only the rows in the scope. The name checks always read the whole
     file. `identifiers`: a DuckDB file caching raw's identifiers between builds (`_identifier_table`), updated in
-    place.
+    place. `config`: the connection's `memory_limit` and spill folder (the build passes its budget: without one
+    DuckDB takes 80% of the machine, and a 900-clinic full scan held 20 GB).
     Returns what was scanned: {"mode": "full" | "delta", "values_scanned", ...}."""
     stats: dict = {"mode": "full"}
-    con = duckdb.connect()
+    con = duckdb.connect(config=dict(config or {}))
     try:
         con.execute(f"ATTACH {quote_literal(Path(path))} AS ptpulse_deid (READ_ONLY)")
         problems = deid_problems(con, "ptpulse_deid")
