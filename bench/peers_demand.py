@@ -117,7 +117,7 @@ def run(home: Path, series_names: list[str] | None = None) -> dict[str, Any]:
 
     con = duckdb.connect(str(Path(home) / "analytics.duckdb"), read_only=True)
     try:
-        series = demand.weekly_series(warehouse.read_demand_events(con), warehouse.as_of(con))
+        series = demand.weekly_series(warehouse.read_weekly_demand(con), warehouse.as_of(con))
     finally:
         con.close()
     cfg = demand.DemandSettings()

@@ -121,15 +121,17 @@ def last_complete_week(as_of: pd.Timestamp) -> pd.Timestamp:
 def weekly_series(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """Count events per (clinic, metric, week) and per (ALL, metric, week), zero-filled.
 
-    `events` has columns clinic_id, metric, at. Only complete weeks are kept (the week containing `as_of`
+    `events` has columns clinic_id, metric, at, and optionally n (the events that row stands for, as
+    warehouse.read_weekly_demand counts them in SQL; else each row is one event). Only complete weeks are kept (the week containing `as_of`
     is partial and would look like a collapse in demand). Each series starts after its ramp-up (see
     `ramp_up_weeks`), so a clinic that opened late does not get a run of fake zeros or a fake climb.
     """
     last = last_complete_week(as_of)
     ev = events.dropna(subset=["at"]).assign(week_start=lambda d: week_start(d["at"]))
     ev = ev[ev["week_start"] <= last]
-    per_clinic = ev.groupby(["clinic_id", "metric", "week_start"]).size().rename("y").reset_index()
-    practice = ev.groupby(["metric", "week_start"]).size().rename("y").reset_index().assign(clinic_id=ALL)
+    ev = ev if "n" in ev else ev.assign(n=1)
+    per_clinic = ev.groupby(["clinic_id", "metric", "week_start"])["n"].sum().rename("y").reset_index()
+    practice = ev.groupby(["metric", "week_start"])["n"].sum().rename("y").reset_index().assign(clinic_id=ALL)
     counts = pd.concat([per_clinic, practice], ignore_index=True).rename(columns={"clinic_id": "series"})
     frames = []
     for (series, metric), part in counts.groupby(["series", "metric"], sort=True):

@@ -194,15 +194,19 @@ def snapshots(
     return rows, feats, y
 
 
+def oldest_scored(as_of: pd.Timestamp) -> pd.Timestamp:
+    """The earliest receipt time a referral open at `as_of` is scored from (the oldest age training saw)."""
+    return pd.Timestamp(as_of) - pd.Timedelta(days=max(AGES_DAYS))
+
+
 def open_now(referrals: pd.DataFrame, as_of: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows, features) for the referrals open at as_of (not evaluated, not exited) and no older than the oldest
     age the model learns from (`AGES_DAYS`: 30 days). An older one is outside what training saw (a referral left
     open for a year scored "60% likely" from the habits of 30-day-old ones): it is not scored, and its Work queue
     task keeps its rule's place without a "Likely to convert" figure."""
     at = pd.Series(as_of, index=referrals.index)
-    oldest = _ts(at) - pd.Timedelta(days=max(AGES_DAYS))
     keep = open_at(referrals, at) & referrals["evaluated_at"].isna().to_numpy()
-    keep &= (_ts(referrals["received_at"]) >= oldest).to_numpy()
+    keep &= (_ts(referrals["received_at"]) >= oldest_scored(as_of)).to_numpy()
     if "exit_stage" in referrals:
         keep &= referrals["exit_stage"].isna().to_numpy()
     r = referrals[keep].reset_index(drop=True)

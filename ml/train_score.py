@@ -37,6 +37,7 @@ THREADS_ENV = tabular.THREADS_ENV
 ROW_BUDGET_ENV = "PTPULSE_ML_ROW_BUDGET"
 DEFAULT_ROW_BUDGET = 1_500_000
 DENIAL_ROW_BUDGET = 1_000_000  # claims: each carries its lines and episode history into pandas (docs/scale.md)
+LEAD_ROW_BUDGET = 400_000  # referrals: each becomes up to 10 snapshots (~4.4 on average, ~1.8 M rows; docs/scale.md)
 
 
 def _threads() -> int:
@@ -583,8 +584,10 @@ def train_lead(
     decided_on = _plain(decision_key("lead", data if data is not None else data_fingerprint(con, settings.raw_db)))
     as_of_ts = warehouse.as_of(con)
     reason = sufficiency.as_of_missing(as_of_ts)
+    share = 1.0
     if reason is None:
-        rows, feats, y = lead.snapshots(warehouse.read_lead_referrals(con), as_of_ts)
+        share = warehouse.lead_training_share(con, LEAD_ROW_BUDGET)
+        rows, feats, y = lead.snapshots(warehouse.read_lead_referrals(con, share=share), as_of_ts)
         reason = sufficiency.binary(
             y,
             rows["at"],
@@ -648,6 +651,15 @@ def train_lead(
         "features": lead.FEATURES,
         "deployed_train_rows": model.train_rows,
         "fit_seconds": round(time.perf_counter() - t0, 2),
+        "training_sample": {
+            "referral_share": share,
+            "row_budget": LEAD_ROW_BUDGET,
+            "method": "every referral"
+            if share >= 1.0
+            else f"{share:.1%} of referrals (hash of referral_id, the same each run): the referrals exceed "
+            f"{LEAD_ROW_BUDGET:,}; each keeps its exact features, the source-type baseline is measured on the same "
+            "sample, expected values still come from every episode and the split is still by time",
+        },
     }
     artifacts.save_model(artifacts.lead_model_path(settings), model)
     artifacts.write_json(artifacts.lead_card_path(settings), card)
@@ -674,7 +686,7 @@ def demand_backtest(
         _report(progress, step, 2 + done / max(total, 1), TRAIN_STEPS)
 
     reason = sufficiency.as_of_missing(as_of)
-    series = demand.weekly_series(warehouse.read_demand_events(con), as_of) if reason is None else _NO_SERIES
+    series = demand.weekly_series(warehouse.read_weekly_demand(con), as_of) if reason is None else _NO_SERIES
     reason = reason or sufficiency.backtest(series, demand.SEASON, cfg.horizon_weeks)
     names = demand.backtest_series_names(series, cfg)
     points, summary = (
@@ -853,7 +865,10 @@ def score(
             as_of_ts = warehouse.as_of(con)
             lead_table = (
                 lead.score_open(
-                    lead_model, warehouse.read_lead_referrals(con), warehouse.read_lead_episodes(con), as_of_ts
+                    lead_model,
+                    warehouse.read_lead_referrals(con, received_since=lead.oldest_scored(as_of_ts)),
+                    warehouse.read_lead_episodes(con),
+                    as_of_ts,
                 )
                 if lead_model is not None and sufficiency.as_of_missing(as_of_ts) is None
                 else pd.DataFrame()
@@ -960,7 +975,7 @@ def _score(
 
     _report(progress, "demand forecast", 1, SCORE_STEPS)
     cfg = demand.DemandSettings()
-    series = demand.weekly_series(warehouse.read_demand_events(con), marts.as_of) if no_as_of is None else _NO_SERIES
+    series = demand.weekly_series(warehouse.read_weekly_demand(con), marts.as_of) if no_as_of is None else _NO_SERIES
     reason = no_as_of or sufficiency.forecast(series)
     backtest = _read_json(artifacts.backtest_path(settings)) or {}
     forecast = (

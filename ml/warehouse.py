@@ -123,9 +123,9 @@ def _share(con: duckdb.DuckDBPyConnection, table: str, row_budget: int) -> float
     return 1.0 if n <= row_budget else max(1, int(SAMPLE_BUCKETS * row_budget / n)) / SAMPLE_BUCKETS
 
 
-def _patients_where(column: str, only: str | None, share: float) -> tuple[str, list]:
-    """The `where` (and its parameters) keeping the patients of the subquery `only`, else a hash share of
-    patients (the same on every run), else everyone."""
+def _sample_where(column: str, only: str | None, share: float) -> tuple[str, list]:
+    """The `where` (and its parameters) keeping the keys (patients, referrals) of the subquery `only`, else a hash
+    share of the keys (the same on every run), else everyone."""
     if only:
         return f"where {column} in ({only})", []
     if share < 1.0:
@@ -139,7 +139,7 @@ def read_marts(con: duckdb.DuckDBPyConnection, patient_share: float = 1.0, upcom
     `patient_share` < 1: only that share of patients (hash of patient_id, the same on every run) with their
     whole history, episodes and referrals: bounds training memory at chain scale. `upcoming_only`: only the
     patients with an upcoming appointment (all that scoring needs). Either way features stay exact."""
-    where, params = _patients_where("patient_id", UPCOMING_PATIENTS if upcoming_only else None, patient_share)
+    where, params = _sample_where("patient_id", UPCOMING_PATIENTS if upcoming_only else None, patient_share)
     appts = con.execute(
         f"""
         select appointment_id, episode_id, referral_id, patient_id, clinic_id, therapist_id, visit_type,
@@ -199,7 +199,7 @@ def read_denial_frames(
     Without a readable raw file (another process writing it, a practice without those exports) they are
     None: the features go empty and are dropped with a note on the model card.
     """
-    kept, params = _patients_where("patient_key", OPEN_CLAIM_PATIENTS if open_only else None, patient_share)
+    kept, params = _sample_where("patient_key", OPEN_CLAIM_PATIENTS if open_only else None, patient_share)
     claims = con.execute(
         f"""
         select claim_id, episode_id, appointment_id, patient_key, clinic_id, payer_id, payer_class, service_date,
@@ -289,15 +289,34 @@ def _read_raw_billing_context(
     return (auths if sent.get("authorizations") else None), (notes if sent.get("documentation_events") else None)
 
 
-def read_lead_referrals(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """The referral funnel columns lead scoring may read (ml/lead.py FUNNEL_COLUMNS), with physician specialty."""
-    return con.sql("""
+def lead_training_share(con: duckdb.DuckDBPyConnection, row_budget: int) -> float:
+    """Share of referrals to train the lead model on: 1.0 unless the referrals exceed `row_budget`."""
+    return _share(con, "marts.referral_funnel", row_budget)
+
+
+def read_lead_referrals(
+    con: duckdb.DuckDBPyConnection, share: float = 1.0, received_since: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """The referral funnel columns lead scoring may read (ml/lead.py FUNNEL_COLUMNS), with physician specialty.
+
+    `share` < 1: that share of referrals (hash of referral_id, the same on every run): bounds training memory at
+    chain scale, and a referral's features are its own, so the sample keeps them exact. `received_since`: only
+    referrals received at or after it (scoring reads the young ones it may score, not 3 years of funnel)."""
+    where, params = _sample_where("f.referral_id", None, share)
+    if received_since is not None:
+        where = f"{where} and f.received_at >= ?" if where else "where f.received_at >= ?"
+        params = [*params, received_since.to_pydatetime()]
+    return con.execute(
+        f"""
         select f.referral_id, f.clinic_id, f.intake_kind, f.source_type, f.channel, d.specialty, f.payer_class,
                f.received_at, f.first_contact_at, f.contacted_at, f.scheduled_at, f.evaluated_at, f.exit_at,
                f.exit_stage
         from marts.referral_funnel f
         left join marts.dim_referring_physicians d on d.physician_id = f.referring_physician_id
-        order by f.referral_id""").df()
+        {where}
+        order by f.referral_id""",
+        params,
+    ).df()
 
 
 def read_lead_episodes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -310,16 +329,23 @@ def read_lead_episodes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         order by e.episode_id""").df()
 
 
-def read_demand_events(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """clinic_id, metric, at: new referrals (received), initial evaluations and visits (attended)."""
+def read_weekly_demand(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """clinic_id, metric, at (the Monday of the week), n: new referrals (received), initial evaluations and visits
+    (attended) counted per clinic and week in SQL (a chain has tens of millions of visits: docs/scale.md)."""
     return con.sql("""
-        select clinic_id, 'referrals' as metric, received_at as at from marts.referral_funnel
-        where received_at is not null and clinic_id is not null
-        union all
-        select clinic_id, 'evals', scheduled_start
-        from marts.appointments where status = 'completed' and visit_type = 'initial_eval'
-        union all
-        select clinic_id, 'visits', scheduled_start from marts.appointments where status = 'completed'
+        with events as (
+            select clinic_id, 'referrals' as metric, received_at as event_at from marts.referral_funnel
+            where received_at is not null and clinic_id is not null
+            union all
+            select clinic_id, 'evals', scheduled_start
+            from marts.appointments where status = 'completed' and visit_type = 'initial_eval'
+            union all
+            select clinic_id, 'visits', scheduled_start from marts.appointments where status = 'completed'
+        )
+        select clinic_id, metric, date_trunc('week', event_at)::timestamp as "at", count(*) as n
+        from events where event_at is not null
+        group by all
+        order by clinic_id, metric, "at"
     """).df()
 
 

@@ -119,7 +119,7 @@ def _young_home(built_home, tmp_path_factory, weeks: int):
     con = duckdb.connect(str(settings.analytics_db))
     try:
         as_of = warehouse.read_marts(con, upcoming_only=True).as_of
-        series = demand.weekly_series(warehouse.read_demand_events(con), as_of)
+        series = demand.weekly_series(warehouse.read_weekly_demand(con), as_of)
         clinic = series[series["series"] == "CL001"].groupby("metric", group_keys=False).tail(weeks)
         young = demand.forecast_all(clinic, demand.DemandSettings())
         served = con.sql("select * from ml.demand_forecast where series = 'ALL'").df()

@@ -367,7 +367,8 @@ def test_lead_serving_decision():
 def _train_lead(monkeypatch, tmp_path, referrals: pd.DataFrame):
     settings = get_settings(tmp_path / "home").ensure()
     monkeypatch.setattr(warehouse, "as_of", lambda con: LEAD_AS_OF)
-    monkeypatch.setattr(warehouse, "read_lead_referrals", lambda con: referrals)
+    monkeypatch.setattr(warehouse, "lead_training_share", lambda con, budget: 1.0)
+    monkeypatch.setattr(warehouse, "read_lead_referrals", lambda con, **_: referrals)
     return settings, train_score.train_lead(None, settings, "2025-01-01T00:00:00+00:00")
 
 
