@@ -37,6 +37,7 @@ THREADS_ENV = tabular.THREADS_ENV
 ROW_BUDGET_ENV = "PTPULSE_ML_ROW_BUDGET"
 DEFAULT_ROW_BUDGET = 1_500_000
 DENIAL_ROW_BUDGET = 1_000_000  # claims: each carries its lines and episode history into pandas (docs/scale.md)
+DENIAL_SCORE_BATCH = 200_000  # open claims per scoring batch: their patients' whole history is read (docs/scale.md)
 LEAD_ROW_BUDGET = 400_000  # referrals: each becomes up to 10 snapshots (~4.4 on average, ~1.8 M rows; docs/scale.md)
 
 
@@ -549,15 +550,27 @@ def train_denial(
 def score_denials(con: duckdb.DuckDBPyConnection, settings: Settings, model: denial.DenialModel | None) -> int:
     """`ml.denial_scores`: every claim not decided yet, with probability, dollars at risk and two reasons.
 
-    Empty (normal columns) without a trained model or open claims.
+    Empty (normal columns) without a trained model or open claims. Scored in hash batches of patients of about
+    DENIAL_SCORE_BATCH open claims: a claim's features read only its own patient's history, so a batch scores
+    exactly as the whole would, and memory follows the batch (570 k open claims at 900 clinics: 7 GB at once).
     """
-    frames = warehouse.read_denial_frames(con, settings.raw_db, open_only=True)  # patients with an open claim
+    batches = max(1, -(-warehouse.open_claim_count(con) // DENIAL_SCORE_BATCH)) if model is not None else 0
+    tables = [t for i in range(batches) if len(t := _denial_batch(con, settings, model, (i, batches)))]
+    table = pd.concat(tables, ignore_index=True).sort_values("claim_id", ignore_index=True) if tables else None
+    return warehouse.write_table(con, "denial_scores", table if table is not None else pd.DataFrame())
+
+
+def _denial_batch(
+    con: duckdb.DuckDBPyConnection, settings: Settings, model: denial.DenialModel, batch: tuple[int, int]
+) -> pd.DataFrame:
+    """The denial_scores rows of one hash batch of the patients with an open claim (empty without as_of)."""
+    frames = warehouse.read_denial_frames(con, settings.raw_db, open_only=True, batch=batch)
     open_ = denial.open_claims(frames.claims)
-    if model is None or not len(open_) or sufficiency.as_of_missing(frames.as_of):
-        return warehouse.write_table(con, "denial_scores", pd.DataFrame())
+    if not len(open_) or sufficiency.as_of_missing(frames.as_of):
+        return pd.DataFrame()
     scored = denial.explain(model, denial.build_features(open_, frames))
     billed = open_["billed_usd"].astype(float).to_numpy()
-    table = pd.DataFrame(
+    return pd.DataFrame(
         {
             **{c: open_[c].to_numpy() for c in ("claim_id", "clinic_id", "episode_id", "payer_id", "service_date")},
             "submitted_at": open_["submitted_at"].to_numpy(),
@@ -571,7 +584,6 @@ def score_denials(con: duckdb.DuckDBPyConnection, settings: Settings, model: den
             "scored_at": frames.as_of,
         }
     )
-    return warehouse.write_table(con, "denial_scores", table)
 
 
 def train_lead(

@@ -123,9 +123,14 @@ def _share(con: duckdb.DuckDBPyConnection, table: str, row_budget: int) -> float
     return 1.0 if n <= row_budget else max(1, int(SAMPLE_BUCKETS * row_budget / n)) / SAMPLE_BUCKETS
 
 
-def _sample_where(column: str, only: str | None, share: float) -> tuple[str, list]:
+def _sample_where(
+    column: str, only: str | None, share: float, batch: tuple[int, int] | None = None
+) -> tuple[str, list]:
     """The `where` (and its parameters) keeping the keys (patients, referrals) of the subquery `only`, else a hash
-    share of the keys (the same on every run), else everyone."""
+    share of the keys (the same on every run), else everyone. `batch` (i, n) with `only`: the i-th of n hash
+    batches of those keys."""
+    if only and batch is not None:
+        return f"where {column} in ({only}) and hash({column}) % ? = ?", [batch[1], batch[0]]
     if only:
         return f"where {column} in ({only})", []
     if share < 1.0:
@@ -175,9 +180,13 @@ def read_marts(con: duckdb.DuckDBPyConnection, patient_share: float = 1.0, upcom
 # year, and its episode's visits, notes and authorizations, so a patient kept keeps every feature exact (the
 # payer-level rates are then estimated on that share). Training over a row budget keeps a hash share of
 # patients; scoring needs only the patients with an undecided claim (ml/denial.py open_claims).
-OPEN_CLAIM_PATIENTS = """
-    select patient_key from marts.claims
-    where not coalesce(is_adjudicated, false) and payer_id is not null and payer_class is distinct from 'self_pay'"""
+OPEN_CLAIM = "not coalesce(is_adjudicated, false) and payer_id is not null and payer_class is distinct from 'self_pay'"
+OPEN_CLAIM_PATIENTS = f"select patient_key from marts.claims where {OPEN_CLAIM}"
+
+
+def open_claim_count(con: duckdb.DuckDBPyConnection) -> int:
+    """Claims the denial model scores (not decided yet, billed to a payer)."""
+    return con.execute(f"select count(*) from marts.claims where {OPEN_CLAIM}").fetchone()[0]
 
 
 def denial_training_share(con: duckdb.DuckDBPyConnection, row_budget: int) -> float:
@@ -190,6 +199,7 @@ def read_denial_frames(
     raw_db: Path | None = None,
     patient_share: float = 1.0,
     open_only: bool = False,
+    batch: tuple[int, int] | None = None,
 ) -> DenialFrames:
     """The marts the denial features read, plus authorizations and notes from the raw database when given.
 
@@ -198,8 +208,9 @@ def read_denial_frames(
     authorization counts from the moment it arrived: the features pick what was on file at each claim).
     Without a readable raw file (another process writing it, a practice without those exports) they are
     None: the features go empty and are dropped with a note on the model card.
+    `batch` (i, n) with `open_only`: only the i-th of n hash batches of those patients (scoring in batches).
     """
-    kept, params = _sample_where("patient_key", OPEN_CLAIM_PATIENTS if open_only else None, patient_share)
+    kept, params = _sample_where("patient_key", OPEN_CLAIM_PATIENTS if open_only else None, patient_share, batch)
     claims = con.execute(
         f"""
         select claim_id, episode_id, appointment_id, patient_key, clinic_id, payer_id, payer_class, service_date,

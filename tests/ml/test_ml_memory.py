@@ -104,3 +104,22 @@ def test_weekly_demand_counted_in_sql_is_the_series_counted_from_every_event(bui
 def warehouse_as_of(settings) -> pd.Timestamp:
     with duckdb.connect(str(settings.analytics_db), read_only=True) as con:
         return warehouse.as_of(con)
+
+
+def test_denial_scores_in_patient_batches_equal_scoring_every_open_claim_at_once(built_home, copy_home, monkeypatch):
+    """570 k open claims at 900 clinics held 7 GB at once; scored in hash batches of patients, each batch reads only
+    its patients' history (a claim's features are its own patient's) and the table is the same."""
+    settings = copy_home(built_home)
+    model = artifacts.load_model(artifacts.denial_model_path(settings))
+    with duckdb.connect(str(settings.analytics_db)) as con:
+        n_open = warehouse.open_claim_count(con)
+        whole = warehouse.read_denial_frames(con, settings.raw_db, open_only=True)
+        third = warehouse.read_denial_frames(con, settings.raw_db, open_only=True, batch=(0, 3))
+        assert train_score.score_denials(con, settings, model) == n_open > 0
+        once = con.sql("select * from ml.denial_scores order by claim_id").df()
+        monkeypatch.setattr(train_score, "DENIAL_SCORE_BATCH", n_open // 3)
+        assert train_score.score_denials(con, settings, model) == n_open
+        batched = con.sql("select * from ml.denial_scores order by claim_id").df()
+    assert 0.2 * len(whole.claims) < len(third.claims) < 0.5 * len(whole.claims)
+    assert set(third.claims["patient_key"]) <= set(whole.claims["patient_key"])
+    pd.testing.assert_frame_equal(once, batched)
