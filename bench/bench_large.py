@@ -164,6 +164,8 @@ def run(args: argparse.Namespace) -> dict:
         if (home / "analytics.duckdb").exists() and not resumed:  # the build's hook scores the new file: a copy
             shutil.copy2(home / "analytics.duckdb", scored)
         steps["score"] = step("score", step_cmd("score", home, scored))
+        if scored.exists() and steps["score"].get("ok"):  # serve it, as a build with scoring would: the pages and
+            os.replace(scored, (home / "analytics.duckdb").resolve())  # the night read ML's tables too
         shutil.rmtree(scored.parent, ignore_errors=True)
     pages: dict = {}
     if not args.skip_pages:
