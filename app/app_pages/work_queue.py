@@ -20,15 +20,18 @@ import streamlit as st
 
 from app.lib import actions, charts, model_cards, outreach, send_ui, ui
 from app.lib import work_queue as wq
-from app.lib.queries.work_queue import queue_candidates
+from app.lib.queries.work_queue import queue_index, task_details
 
 ctx = ui.page("work_queue")
 ui.require_tables(ctx, "marts.work_queue_candidates", what="The work queue")
 app_db = ctx.settings.app_db
 me = actions.person(ctx.user.email)  # assignees are compared case-insensitively (IdPs vary the spelling)
 
-candidates = queue_candidates(ctx.reader, ctx.filters, scores_servable=model_cards.no_show_servable(ctx.settings))
-candidates = wq.for_role(candidates, ctx.user.role)  # the front desk sees its own queue, not clinicians' notes
+servable = model_cards.no_show_servable(ctx.settings)
+# the whole queue of the user's clinics, cut in SQL to the role's queues (the front desk sees its own queue, not
+# clinicians' notes), with what ranks, counts and filters it; the listed rows get their patient and details below
+candidates = queue_index(ctx.reader, ctx.filters, ctx.user.role, scores_servable=servable)
+task_ids = set(candidates["task_id"].tolist())
 
 
 def clinic_zones() -> dict[str, object]:
@@ -52,9 +55,7 @@ if ctx.as_of is not None and ctx.as_of in {default_now, *clinic_nows.values()}:
     )
 
 # each action names the occurrence it was taken on: the fold keeps a past occurrence's actions as history only
-states = actions.task_states(
-    app_db, candidates["task_id"].tolist(), dict(zip(candidates["task_id"], candidates["created_at"], strict=True))
-)
+states = actions.task_states(app_db, task_ids, wq.Occurrences(candidates))
 queue = wq.assemble(candidates, states, default_now, wq.lead_scores(ctx.reader), clinic_nows)
 
 n = wq.counts(queue)
@@ -70,9 +71,13 @@ view = f1.segmented_control("Show", wq.VIEWS, default="Open", key="wq_view") or 
 rule_options = sorted(queue["rule"].unique().tolist())
 rules = f2.multiselect("Reason", rule_options, format_func=wq.rule_label, key="wq_rules", placeholder="All reasons")
 # the people of the tasks in this user's view only (candidates are cut to their clinics), never the whole log's
-people = ["Anyone", "Me", "Unassigned", *[a for a in actions.assignees(app_db, candidates["task_id"]) if a != me]]
+people = ["Anyone", "Me", "Unassigned", *[a for a in actions.assignees(app_db, task_ids) if a != me]]
 assignee = f3.selectbox("Assignee", people, key="wq_assignee")
 shown = wq.select_view(queue, view, rules, assignee, me)
+# the rows listed: the top of the view, with their patient and details (and referral tasks' lead text)
+listed = shown.head(wq.LISTED_ROWS)
+details = task_details(ctx.reader, ctx.filters, listed["task_id"], scores_servable=servable)
+listed = wq.with_lead_text(listed.merge(details.drop_duplicates("task_id"), on="task_id", how="left"))
 
 # Key columns first and pinned, so they stay on screen at 1440 px while the rest scrolls.
 columns = [
@@ -93,16 +98,23 @@ columns = [
 ]
 if len(wq.ROLE_QUEUES.get(ctx.user.role, ())) < 2:
     columns.remove("worked_by")  # one queue: "who works it" says nothing
-columns = [c for c in columns if c in shown.columns]
+columns = [c for c in columns if c in listed.columns]
+unlisted = len(shown) - len(listed)
 st.caption(
     f"{len(shown):,} tasks · ranked by priority, then due time"
     + (" (referral tasks: by value at stake)" if queue["value_at_stake_usd"].notna().any() else "")
+    + (
+        f" · listed: the first {len(listed):,} (narrow with Reason, Assignee or the clinic filter for the other "
+        f"{unlisted:,})"
+        if unlisted > 0
+        else ""
+    )
 )
 ui.table(
-    shown[columns],
+    listed[columns],
     "work_queue",
     "wq_table",
-    height=min(38 * (len(shown) + 1) + 4, 460),
+    height=min(38 * (len(listed) + 1) + 4, 460),
     column_config={
         "rank": st.column_config.NumberColumn("#", width="small", pinned=True),
         "sla": st.column_config.TextColumn("SLA", pinned=True),
@@ -131,7 +143,7 @@ if shown.empty:
     st.stop()
 
 st.subheader("Act on a task")
-top = shown.head(300)
+top = listed.head(300)
 labels = {
     r.task_id: f"#{r.rank} · {getattr(r, 'patient_name', None) or r.patient_key} · {r.rule_label} · {r.sla}"
     for r in top.itertuples()

@@ -10,7 +10,7 @@ other tasks keep their rank. Without the table (or a score for a task) nothing c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -39,17 +39,53 @@ ROLE_QUEUES: Mapping[str, frozenset[str]] = {
     "owner": frozenset({"front_desk", "clinician"}),
 }
 CLOSED = ("done", "lost")
+# The rows the page lists (and its CSV holds), from the top of the ranked view: a chain's queue holds ~170k tasks.
+# Counts, the reason chart and the filters still cover the whole queue; Reason, Assignee and the clinic filter
+# narrow the list. More than the 300 the action form offers.
+LISTED_ROWS = 1000
 STATUS_LABELS: Mapping[str, str] = {"open": "Open", "snoozed": "Snoozed", "done": "Done", "lost": "Lost"}
+
+
+def role_rules(role: str) -> tuple[list[str], bool]:
+    """What the role's queues (ROLE_QUEUES) let it see: (the seed's rules it works, whether it also sees a rule
+    missing from the seed). `for_role` on a frame; the same test in SQL in queries.work_queue.queue_index."""
+    queues = ROLE_QUEUES.get(role, frozenset())
+    mine = sorted(k for k, r in RULES.items() if r.queue in queues)
+    return mine, queues >= {"front_desk", "clinician"}
 
 
 def for_role(candidates: pd.DataFrame, role: str) -> pd.DataFrame:
     """The candidates of the queues the role works (ROLE_QUEUES); a rule missing from the seed stays visible
     to overseeing roles only, so nothing silently drops for managers and owners."""
-    queues = ROLE_QUEUES.get(role, frozenset())
-    mine = {k for k, r in RULES.items() if r.queue in queues}
-    oversees = queues >= {"front_desk", "clinician"}
+    mine, oversees = role_rules(role)
     keep = candidates["rule"].isin(mine) | (oversees & ~candidates["rule"].isin(RULES))
     return candidates[keep]
+
+
+class Occurrences(Mapping[str, Any]):
+    """task_id -> created_at of the queue's tasks (the build's occurrence, for actions.task_states), looked up in
+    the frame when asked: the fold asks for the few tasks with actions, not for the ~170k of a chain's queue."""
+
+    def __init__(self, tasks: pd.DataFrame) -> None:
+        self._tasks = tasks
+        self._at: pd.Series | None = None
+
+    def _lookup(self) -> pd.Series:
+        if self._at is None:  # built on the first lookup (a queue without actions never needs it)
+            self._at = self._tasks.drop_duplicates("task_id", keep="last").set_index("task_id")["created_at"]
+        return self._at
+
+    def __getitem__(self, task_id: str) -> Any:
+        return self._lookup()[task_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lookup().index)
+
+    def __len__(self) -> int:
+        return len(self._lookup())
+
+    def __bool__(self) -> bool:  # what the fold asks first (`occurrences or {}`): without building the lookup
+        return not self._tasks.empty
 
 
 def rule_label(rule: str) -> str:
@@ -79,6 +115,8 @@ def lead_text(p: Any, value: Any) -> str:
 
 
 def _attach_leads(df: pd.DataFrame, leads: pd.DataFrame | None) -> pd.DataFrame:
+    """p_convert and value_at_stake_usd of the referral tasks (NaN for the others), and their lead text in the
+    details when the frame has them (`with_lead_text`)."""
     df["p_convert"] = np.nan
     df["value_at_stake_usd"] = np.nan
     if leads is None or leads.empty or "referral_id" not in df or "referral_id" not in leads:
@@ -88,7 +126,19 @@ def _attach_leads(df: pd.DataFrame, leads: pd.DataFrame | None) -> pd.DataFrame:
     ref_ids = df.loc[is_ref, "referral_id"]
     df.loc[is_ref, "p_convert"] = ref_ids.map(by_ref["p_convert"]).to_numpy(float)
     df.loc[is_ref, "value_at_stake_usd"] = ref_ids.map(by_ref["value_at_stake_usd"]).to_numpy(float)
+    return with_lead_text(df)
+
+
+def with_lead_text(df: pd.DataFrame) -> pd.DataFrame:
+    """The scored referral tasks' details (`reason`) with 'Likely to convert: 72% · ≈$640 at stake' appended, from
+    their p_convert and value_at_stake_usd (`assemble`). A frame without details is returned as it is: the Work
+    queue ranks the whole queue without them and adds them to the rows it lists (queries.work_queue.task_details),
+    then calls this."""
+    if "reason" not in df or "p_convert" not in df or "value_at_stake_usd" not in df:
+        return df
     scored = df["p_convert"].notna() & df["value_at_stake_usd"].notna()
+    if not scored.any():
+        return df
     df.loc[scored, "reason"] = [
         f"{r.rstrip()} {lead_text(p, v)}" if isinstance(r, str) and r else lead_text(p, v)
         for r, p, v in zip(
@@ -117,6 +167,15 @@ def _rank_by_value(df: pd.DataFrame) -> pd.DataFrame:
     return df.iloc[order].reset_index(drop=True)
 
 
+def _map_few(values: pd.Series, lookup: Any) -> pd.Series:
+    """`values.map(lookup)` (a function or a mapping) computed once per distinct value: a chain's queue holds
+    ~170k tasks but a few rules and clinics. A value the lookup lacks (or a missing value) maps to None."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    get = lookup if callable(lookup) else lookup.get
+    mapped = np.array([get(u) for u in uniques] + [None], dtype=object)  # the last slot: a missing value (-1)
+    return pd.Series(mapped[codes], index=values.index)  # dtype inferred, as Series.map does
+
+
 def assemble(
     candidates: pd.DataFrame,
     states: Mapping[str, TaskState],
@@ -129,36 +188,39 @@ def assemble(
     `leads` (from `lead_scores`): referral tasks within a priority are ranked by value at stake instead.
     `clinic_nows`: clinic_id -> "now" on that clinic's wall clock (actions.clinic_now), in which its tasks' due
     times and snooze ends are written; `now` for a task of any other clinic. The ranking uses no clock.
+    Candidates without `reason` (the Work queue's queue_index) are ranked alike; `with_lead_text` adds the lead
+    text to the rows that get their details.
+
+    Column-wise throughout (a chain's queue holds ~170k candidates): only the few tasks with actions are
+    looked at one by one.
     """
     df = _attach_leads(candidates.copy(), leads).reset_index(drop=True)
-    clocks = (
-        df["clinic_id"].map(clinic_nows) if clinic_nows and "clinic_id" in df else pd.Series(pd.NaT, index=df.index)
-    )
-    row_now = pd.to_datetime(clocks).fillna(pd.Timestamp(now))  # each task's clinic clock
-    now_of_task = dict(zip(df["task_id"], row_now, strict=True))
-    # the few tasks with actions, as a frame looked up by task id (a chain's queue holds ~100k candidates)
-    acted = [st for t in dict.fromkeys(df["task_id"]) if (st := states.get(t)) is not None]
-    live = pd.DataFrame(
-        {
-            "status": [st.status or "open" for st in acted],
-            "assignee": [st.assignee for st in acted],
-            "last_outreach": [st.last_outreach for st in acted],
-            "outreach_count": [st.outreach_count or 0 for st in acted],
-            "snoozed_until": [st.snoozed_until for st in acted],
-            "last_action_at": [st.last_at for st in acted],
-            "in_queue": [is_visible(st, now_of_task[st.task_id].isoformat()) for st in acted],
-        },
-        index=pd.Index([st.task_id for st in acted], dtype=object),
-    )
-    found = df["task_id"].isin(live.index)
-    for col, default in (("status", "open"), ("outreach_count", 0), ("in_queue", True)):
-        df[col] = df["task_id"].map(live[col]).where(found, default)
-    for col in ("assignee", "last_outreach", "snoozed_until", "last_action_at"):
-        df[col] = df["task_id"].map(live[col]).where(found, None).astype(object)
-    df["in_queue"] = df["in_queue"].astype(bool)
-    df["outreach_count"] = df["outreach_count"].astype(int)
-    df["rule_label"] = df["rule"].map(rule_label)
-    df["worked_by"] = df["rule"].map(worked_by)
+    if clinic_nows and "clinic_id" in df:
+        clocks = pd.to_datetime(_map_few(df["clinic_id"], clinic_nows))
+    else:
+        clocks = pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]")
+    row_now = clocks.fillna(pd.Timestamp(now))  # each task's clinic clock
+    n = len(df)
+    status = np.full(n, "open", dtype=object)
+    outreach_count = np.zeros(n, dtype=int)
+    in_queue = np.ones(n, dtype=bool)
+    live = {c: np.full(n, None, dtype=object) for c in ("assignee", "last_outreach", "snoozed_until", "last_action_at")}
+    # the few tasks with actions, row by row (a chain's queue holds ~170k candidates, its log a few thousand)
+    acted_rows = np.flatnonzero(df["task_id"].isin(list(states)).to_numpy()) if states else np.array([], int)
+    for i, task_id in zip(acted_rows, df["task_id"].iloc[acted_rows].tolist(), strict=True):
+        st = states[task_id]
+        status[i] = st.status or "open"
+        outreach_count[i] = st.outreach_count or 0
+        in_queue[i] = is_visible(st, row_now.iat[i].isoformat())
+        for col, value in zip(live, (st.assignee, st.last_outreach, st.snoozed_until, st.last_at), strict=True):
+            live[col][i] = value
+    df["status"] = status
+    df["outreach_count"] = outreach_count
+    df["in_queue"] = in_queue
+    for col, values in live.items():  # None where a task has no action (or its state has none)
+        df[col] = pd.Series(values, index=df.index, dtype=object)
+    df["rule_label"] = _map_few(df["rule"], rule_label)
+    df["worked_by"] = _map_few(df["rule"], worked_by)
     df.loc[(df["status"] == "snoozed") & df["in_queue"], "status"] = "open"
     df["sla"], hours = countdowns(df["due_at"], row_now)
     df["hours_left"] = hours.to_numpy(float)  # NaN: no due time

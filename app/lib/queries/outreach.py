@@ -28,7 +28,11 @@ def _enrich(r: Reader, targets_sql: str, params: dict[str, Any]) -> pd.DataFrame
     from targets t
     left join marts.dim_patients p on p.patient_id = t.patient_id
     left join marts.dim_clinics c on c.clinic_id = t.clinic_id
-    left join marts.appointments a on a.appointment_id = t.appointment_id
+    -- only the targets' appointments: most tasks have none, and a join on the whole table scans all of it
+    left join (
+        select appointment_id, therapist_id, is_future, scheduled_start from marts.appointments
+        where appointment_id in (select appointment_id from targets)
+    ) a on a.appointment_id = t.appointment_id
     left join marts.dim_therapists th on th.therapist_id = a.therapist_id
     where ($all_clinics or list_contains($clinics, t.clinic_id))
     order by appointment_time nulls last, t.task_id
