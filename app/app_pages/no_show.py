@@ -9,7 +9,7 @@ import streamlit as st
 from app.lib import charts, labels, model_cards, send_ui, ui
 from app.lib.formatting import fmt, reference_now
 from app.lib.queries.no_show import calibration, no_show_history, upcoming_risk
-from app.lib.queries.work_queue import HIGH_RISK_RULE, queue_candidates
+from app.lib.queries.work_queue import HIGH_RISK_RULE, queued_appointments
 
 # the model learnt from appointments never cancelled (ml/features.labelled_targets): its probabilities are of a
 # no-show among the appointments that are kept, so the page must not sell their sum as missed slots
@@ -84,8 +84,8 @@ if verdict != "refuse":
     with right:
         # the Work queue gets a confirm task only for the high-risk visits within its own look-ahead (the ML step's
         # window, shorter than this page's): say which of the listed ones it holds, from its actual tasks
-        queue = queue_candidates(ctx.reader, f, scores_servable=model_cards.no_show_servable(ctx.settings))
-        queued = set(queue.loc[queue["rule"] == HIGH_RISK_RULE, "appointment_id"].dropna().astype(str))
+        servable = model_cards.no_show_servable(ctx.settings)
+        queued = queued_appointments(ctx.reader, f, HIGH_RISK_RULE, scores_servable=servable)
         high = high.assign(in_work_queue=high["appointment_id"].astype(str).isin(queued))
         st.markdown("**High-risk appointments to confirm**")
         st.caption(

@@ -20,7 +20,7 @@ from multi_practice import reader
 from app.lib import work_queue as wq
 from app.lib.db import AnalyticsDb
 from app.lib.queries.base import Filters
-from app.lib.queries.work_queue import queue_candidates, queue_index, task_details
+from app.lib.queries.work_queue import HIGH_RISK_RULE, queue_candidates, queue_index, queued_appointments, task_details
 from ptpulse.core.config import scoped_environ
 
 ANY_DAY = Filters(date.today(), date.today())  # the queue has no date filter
@@ -112,3 +112,18 @@ def test_the_page_lists_the_top_of_the_queue_and_reads_patients_for_those_rows_o
     wide = [(sql, len(f)) for sql, f in page_frames if {"reason", "patient_name", "phone"} & set(f.columns)]
     assert wide and all(n <= listed_rows for _, n in wide), wide
     assert all(len(f) <= listed_rows for sql, f in page_frames if "dim_patients" in sql)
+
+
+@pytest.mark.parametrize("clinics", [None, ("CL001",)])
+def test_the_no_show_pages_queued_visits_are_read_as_one_column(app_home, clinics):
+    """The No-show page's "In work queue" column: the confirm tasks' appointments, as the whole queue gave them."""
+    r = reader(app_home, "manager", clinics)
+    queue = queue_candidates(r, ANY_DAY)
+    expected = set(queue.loc[queue["rule"] == HIGH_RISK_RULE, "appointment_id"].dropna().astype(str))
+    assert queued_appointments(r, ANY_DAY, HIGH_RISK_RULE) == expected
+    if clinics is None:
+        assert expected  # the small practice's model writes confirm tasks
+    without_model = queue_candidates(r, ANY_DAY, scores_servable=False)
+    assert queued_appointments(r, ANY_DAY, HIGH_RISK_RULE, scores_servable=False) == set(
+        without_model.loc[without_model["rule"] == HIGH_RISK_RULE, "appointment_id"].dropna().astype(str)
+    )

@@ -79,6 +79,16 @@ def queue_index(r: Reader, f: Filters, role: str, scores_servable: bool = True) 
     return r.df(f"{sql}\n    order by priority nulls last, due_at nulls last, task_id", params)
 
 
+def queued_appointments(r: Reader, f: Filters, rule: str, scores_servable: bool = True) -> set[str]:
+    """Appointment ids of the open tasks of `rule` in the user's clinics (the No-show page's "In work queue"): one
+    column, not the whole queue with its patients (167 k tasks at 900 clinics: 6.7 s cold)."""
+    sql = "\n    union all\n    ".join(
+        f"select w.appointment_id from {table} w where w.rule = $rule and w.appointment_id is not null and {IN_SCOPE}"
+        for table in _task_tables(r, scores_servable)
+    )
+    return set(r.df(sql, {**clinic_params(r, f), "rule": rule})["appointment_id"].astype(str))
+
+
 def task_details(r: Reader, f: Filters, task_ids: Iterable[str], scores_servable: bool = True) -> pd.DataFrame:
     """Patient (identity_select: name and phone for PHI roles, the pseudonymous key otherwise) and details of
     the tasks `task_ids` (the ones the page lists), one row per task, in no particular order. Tasks outside the
