@@ -130,7 +130,9 @@ def _sample_where(
     share of the keys (the same on every run), else everyone. `batch` (i, n) with `only`: the i-th of n hash
     batches of those keys."""
     if only and batch is not None:
-        return f"where {column} in ({only}) and hash({column}) % ? = ?", [batch[1], batch[0]]
+        # the hash on the keys of `only`, not on every row of the table read (3x slower at 900 clinics)
+        of_batch = f"select k.key from ({only}) as k(key) where hash(k.key) % ? = ?"
+        return f"where {column} in ({of_batch})", [batch[1], batch[0]]
     if only:
         return f"where {column} in ({only})", []
     if share < 1.0:
