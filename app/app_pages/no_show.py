@@ -8,7 +8,7 @@ import streamlit as st
 
 from app.lib import charts, labels, model_cards, send_ui, ui
 from app.lib.formatting import fmt, reference_now
-from app.lib.queries.no_show import calibration, no_show_history, upcoming_risk
+from app.lib.queries.no_show import calibration, no_show_history, upcoming_by_band, upcoming_risk
 from app.lib.queries.work_queue import HIGH_RISK_RULE, queued_appointments
 
 # the model learnt from appointments never cancelled (ml/features.labelled_targets): its probabilities are of a
@@ -51,11 +51,12 @@ elif verdict_text:  # the card cannot be read: say so, keep the scores of the la
     st.warning(verdict_text)
 
 days = st.slider("Look ahead (days)", 1, 30, 14, key="ns_days")
-upcoming = upcoming_risk(ctx.reader, f, start, days)
+bands = upcoming_by_band(ctx.reader, f, start, days)
 if verdict != "refuse":
-    high = upcoming[upcoming["risk_band"] == "high"]
+    high = upcoming_risk(ctx.reader, f, start, days, band="high")  # the rows listed; the rest are counted in SQL
+    scored = int(bands["appointments"].sum())
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Scored upcoming appointments", fmt(len(upcoming), "count"), border=True)
+    c1.metric("Scored upcoming appointments", fmt(scored, "count"), border=True)
     c2.metric(
         "High risk",
         fmt(len(high), "count"),
@@ -65,13 +66,13 @@ if verdict != "refuse":
     )
     c3.metric(
         "Expected no-shows",
-        fmt(upcoming["probability"].sum(), "count"),
+        fmt(bands["expected_no_shows"].sum(), "count"),
         border=True,
         help=KEPT_ONLY.format(what="Sum of predicted probabilities: the no-shows expected"),
     )
     c4.metric(
         "Expected no-show rate",
-        fmt(upcoming["probability"].mean() if len(upcoming) else None, "pct"),
+        fmt(bands["expected_no_shows"].sum() / scored if scored else None, "pct"),
         border=True,
         help=KEPT_ONLY.format(what="Mean predicted probability: the no-show rate expected")
         + " US PT mean ≈10% (survey).",
@@ -79,8 +80,7 @@ if verdict != "refuse":
 
     left, right = st.columns([1, 2])
     with left:
-        counts = upcoming.groupby("risk_band", as_index=False).size().rename(columns={"size": "appointments"})
-        ui.chart(charts.risk_bands(upcoming), counts, "no_show_risk_bands", "ns_bands")
+        ui.chart(charts.risk_bands(bands), bands[["risk_band", "appointments"]], "no_show_risk_bands", "ns_bands")
     with right:
         # the Work queue gets a confirm task only for the high-risk visits within its own look-ahead (the ML step's
         # window, shorter than this page's): say which of the listed ones it holds, from its actual tasks
@@ -166,8 +166,4 @@ if cards:
         st.json(model_cards.scoped_card_json(data, scope), expanded=False)
     st.caption(f"Written by the last training, {datetime.fromtimestamp(card.stat().st_mtime):%Y-%m-%d %H:%M}.")
 else:
-    versions = upcoming["model_version"].dropna().unique().tolist() if "model_version" in upcoming else []
-    st.caption(
-        "No model card file found under the models folder yet (`ptpulse train` writes it)."
-        + (f" Scores come from model version {', '.join(map(str, versions))}." if versions else "")
-    )
+    st.caption("No model card file found under the models folder yet (`ptpulse train` writes it).")

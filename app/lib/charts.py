@@ -414,11 +414,11 @@ def leakage_trend(df: pd.DataFrame) -> go.Figure:
     return _layout(fig, title)
 
 
-def risk_bands(df: pd.DataFrame) -> go.Figure:
+def risk_bands(counts: pd.DataFrame) -> go.Figure:
+    """Bars of upcoming appointments per risk band; `counts` has risk_band and appointments (queries.no_show)."""
     title = "Upcoming appointments by no-show risk"
-    if df.empty:
+    if counts.empty:
         return empty(title, "No scored upcoming appointments.")
-    counts = df.groupby("risk_band", as_index=False).size()
     order = {"low": 0, "medium": 1, "high": 2}
     counts = counts.sort_values("risk_band", key=lambda s: s.map(order))
     colors = {"low": PALETTE[0], "medium": "#ff9f1c", "high": "#d62728"}
@@ -426,7 +426,7 @@ def risk_bands(df: pd.DataFrame) -> go.Figure:
     fig = px.bar(
         counts,
         x="band",
-        y="size",
+        y="appointments",
         color="band",
         color_discrete_map={labels.label("risk_band", k): c for k, c in colors.items()},
     )

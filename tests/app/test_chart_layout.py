@@ -46,5 +46,5 @@ def test_every_chart_shares_the_layout_legend_at_the_bottom_title_at_the_top():
 
 
 def test_risk_bands_are_labelled():
-    fig = charts.risk_bands(pd.DataFrame({"risk_band": ["low", "high", "medium", "high"]}))
+    fig = charts.risk_bands(pd.DataFrame({"risk_band": ["low", "high", "medium"], "appointments": [5, 2, 3]}))
     assert list(fig.data[0].x) + list(fig.data[1].x) + list(fig.data[2].x) == ["Low", "Medium", "High"]
