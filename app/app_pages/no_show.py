@@ -51,8 +51,8 @@ elif verdict_text:  # the card cannot be read: say so, keep the scores of the la
     st.warning(verdict_text)
 
 days = st.slider("Look ahead (days)", 1, 30, 14, key="ns_days")
-bands = upcoming_by_band(ctx.reader, f, start, days)
 if verdict != "refuse":
+    bands = upcoming_by_band(ctx.reader, f, start, days)
     high = upcoming_risk(ctx.reader, f, start, days, band="high")  # the rows listed; the rest are counted in SQL
     scored = int(bands["appointments"].sum())
     c1, c2, c3, c4 = st.columns(4)
