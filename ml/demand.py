@@ -122,8 +122,8 @@ def weekly_series(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """Count events per (clinic, metric, week) and per (ALL, metric, week), zero-filled.
 
     `events` has columns clinic_id, metric, at, and optionally n (the events that row stands for, as
-    warehouse.read_weekly_demand counts them in SQL; else each row is one event). Only complete weeks are kept (the week containing `as_of`
-    is partial and would look like a collapse in demand). Each series starts after its ramp-up (see
+    warehouse.read_weekly_demand counts them in SQL; else each row is one event). Only complete weeks are kept
+    (the week containing `as_of` is partial and would look like a collapse in demand). Each series starts after its ramp-up (see
     `ramp_up_weeks`), so a clinic that opened late does not get a run of fake zeros or a fake climb.
     """
     last = last_complete_week(as_of)

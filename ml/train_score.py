@@ -556,8 +556,10 @@ def score_denials(con: duckdb.DuckDBPyConnection, settings: Settings, model: den
     """
     batches = max(1, -(-warehouse.open_claim_count(con) // DENIAL_SCORE_BATCH)) if model is not None else 0
     tables = [t for i in range(batches) if len(t := _denial_batch(con, settings, model, (i, batches)))]
-    table = pd.concat(tables, ignore_index=True).sort_values("claim_id", ignore_index=True) if tables else None
-    return warehouse.write_table(con, "denial_scores", table if table is not None else pd.DataFrame())
+    table = (
+        pd.concat(tables, ignore_index=True).sort_values("claim_id", ignore_index=True) if tables else pd.DataFrame()
+    )
+    return warehouse.write_table(con, "denial_scores", table)
 
 
 def _denial_batch(

@@ -342,21 +342,25 @@ def read_lead_episodes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         order by e.episode_id""").df()
 
 
+# The events demand counts, one row each (clinic_id, metric, event_at): new referrals (received), initial
+# evaluations and visits (attended)
+DEMAND_EVENTS = """
+    select clinic_id, 'referrals' as metric, received_at as event_at from marts.referral_funnel
+    where received_at is not null and clinic_id is not null
+    union all
+    select clinic_id, 'evals', scheduled_start
+    from marts.appointments where status = 'completed' and visit_type = 'initial_eval'
+    union all
+    select clinic_id, 'visits', scheduled_start from marts.appointments where status = 'completed'"""
+
+
 def read_weekly_demand(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """clinic_id, metric, at (the Monday of the week), n: new referrals (received), initial evaluations and visits
-    (attended) counted per clinic and week in SQL (a chain has tens of millions of visits: docs/scale.md)."""
-    return con.sql("""
-        with events as (
-            select clinic_id, 'referrals' as metric, received_at as event_at from marts.referral_funnel
-            where received_at is not null and clinic_id is not null
-            union all
-            select clinic_id, 'evals', scheduled_start
-            from marts.appointments where status = 'completed' and visit_type = 'initial_eval'
-            union all
-            select clinic_id, 'visits', scheduled_start from marts.appointments where status = 'completed'
-        )
+    """clinic_id, metric, at (the Monday of the week), n: the DEMAND_EVENTS counted per clinic and week in SQL (a
+    chain has tens of millions of visits: docs/scale.md)."""
+    return con.sql(f"""
         select clinic_id, metric, date_trunc('week', event_at)::timestamp as "at", count(*) as n
-        from events where event_at is not null
+        from ({DEMAND_EVENTS}) as events
+        where event_at is not null
         group by all
         order by clinic_id, metric, "at"
     """).df()

@@ -87,15 +87,7 @@ def test_weekly_demand_counted_in_sql_is_the_series_counted_from_every_event(bui
     with duckdb.connect(str(built_home.analytics_db), read_only=True) as con:
         as_of = warehouse.as_of(con)
         counts = warehouse.read_weekly_demand(con)
-        events = con.sql("""
-            select clinic_id, 'referrals' as metric, received_at as at from marts.referral_funnel
-            where received_at is not null and clinic_id is not null
-            union all
-            select clinic_id, 'evals', scheduled_start
-            from marts.appointments where status = 'completed' and visit_type = 'initial_eval'
-            union all
-            select clinic_id, 'visits', scheduled_start from marts.appointments where status = 'completed'
-        """).df()
+        events = con.sql(f"select clinic_id, metric, event_at as at from ({warehouse.DEMAND_EVENTS})").df()
     assert counts["n"].sum() == len(events) and len(counts) < len(events) / 5
     assert (pd.to_datetime(counts["at"]).dt.day_of_week == 0).all()
     pd.testing.assert_frame_equal(demand.weekly_series(counts, as_of), demand.weekly_series(events, as_of))
