@@ -228,6 +228,8 @@ def test_every_served_view_can_be_queried(tiny_home):
         "stg_raw__charges",
         "stg_raw__claims",
         "stg_raw__remittances",
+        "stg_raw__intake_events",
+        "stg_raw__patients",
     }
 
 

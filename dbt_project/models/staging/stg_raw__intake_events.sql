@@ -2,6 +2,13 @@
 -- referral (or lead) and carries its source; later events record outreach and the intake outcome.
 -- Latest version per natural key (event_id), by event_at within each source system; across systems each
 -- field from the most authoritative system that carries it (merge_latest); rename and cast only.
+-- Incremental (macros/incremental.sql): re-merges only the keys new loads touched; a full refresh rebuilds it.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ incremental_delete_scope('intake_events', 'event_id') }}"
+) }}
+
 with deduped as (
     {{ merge_latest(
         'intake_events', [

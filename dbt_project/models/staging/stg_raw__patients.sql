@@ -1,6 +1,13 @@
 -- Patient demographics and contact details. PHI - front desk only; never shown to marketing or analysts.
 -- Latest version per natural key (patient_id), by updated_at within each source system; across systems each
 -- field from the most authoritative system that carries it (merge_latest); rename and cast only.
+-- Incremental (macros/incremental.sql): re-merges only the keys new loads touched; a full refresh rebuilds it.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook="{{ incremental_delete_scope('patients', 'patient_id') }}"
+) }}
+
 with deduped as (
     {{ merge_latest(
         'patients', [
