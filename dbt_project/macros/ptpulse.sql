@@ -351,3 +351,19 @@
 {% macro is_payer_claim(payer_id, payer_class) -%}
     ({{ payer_id }} is not null and {{ payer_class }} is distinct from 'self_pay')
 {%- endmacro %}
+
+{# One source's rows as int_visit_links links them (`s` is the staging model): `b` is (source, model, key, claim id,
+   therapist id, appointment id, expects a visit), the last four as expressions over `s`. #}
+{% macro visit_link_rows(b) -%}
+    select
+        '{{ b[0] }}' as source,
+        s.{{ b[2] }} as row_id,
+        {{ b[3] }} as claim_id,
+        s.patient_id,
+        s.service_date,
+        {{ b[4] }} as therapist_id,
+        {{ b[5] }} as appointment_id,
+        s.episode_id,
+        {{ b[6] }} as expects_visit
+    from {{ ref(b[1]) }} as s
+{%- endmacro %}
