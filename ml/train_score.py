@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ml import artifacts, attribution, demand, denial, lead, mmm, no_show, sufficiency, tabular, warehouse
+from ml import artifacts, attribution, demand, denial, denial_reuse, lead, mmm, no_show, sufficiency, tabular, warehouse
 from ml.evaluation import spearman
 from ml.features import FEATURES, LEAD_HOURS, build_features, labelled_targets, upcoming_targets
 from ptpulse.core.config import Settings
@@ -547,26 +548,62 @@ def train_denial(
     return card
 
 
-def score_denials(con: duckdb.DuckDBPyConnection, settings: Settings, model: denial.DenialModel | None) -> int:
+@dataclass(frozen=True)
+class DenialScoring:
+    """What `score_denials` wrote: `rows` in ml.denial_scores, of which `scored` tonight and `reused` kept from the
+    served build (ml/denial_reuse.py); `why_not_reused` when none was kept."""
+
+    rows: int
+    scored: int
+    reused: int = 0
+    why_not_reused: str | None = None
+
+
+def score_denials(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    model: denial.DenialModel | None,
+    served: Path | None = None,
+    target: Path | None = None,
+) -> DenialScoring:
     """`ml.denial_scores`: every claim not decided yet, with probability, dollars at risk and two reasons.
 
-    Empty (normal columns) without a trained model or open claims. Scored in hash batches of patients of about
-    DENIAL_SCORE_BATCH open claims: a claim's features read only its own patient's history, so a batch scores
-    exactly as the whole would, and memory follows the batch (570 k open claims at 900 clinics: 7 GB at once).
+    Empty (normal columns) without a trained model or open claims. `served` (the served analytics file) and `target`
+    (the file `con` writes): the rows of the patients none of whose open claims' inputs changed since the served
+    build are kept from it, the rest are scored (ml/denial_reuse.py: the rule, and why the table is the same as
+    scoring every claim). Scored in hash batches of patients of about DENIAL_SCORE_BATCH open claims: a claim's
+    features read only its own patient's history, so a batch scores exactly as the whole would, and memory follows
+    the batch (570 k open claims at 900 clinics: 7 GB at once).
     """
-    batches = max(1, -(-warehouse.open_claim_count(con) // DENIAL_SCORE_BATCH)) if model is not None else 0
-    tables = [t for i in range(batches) if len(t := _denial_batch(con, settings, model, (i, batches)))]
-    table = (
-        pd.concat(tables, ignore_index=True).sort_values("claim_id", ignore_index=True) if tables else pd.DataFrame()
+    if model is None:
+        empty = warehouse.write_table(con, "denial_scores", pd.DataFrame())
+        return DenialScoring(rows=empty, scored=0, why_not_reused="no denial model")
+    as_of_ts = warehouse.as_of(con)
+    key = denial_reuse.score_key(
+        artifacts.denial_model_path(settings), _ML_CODE_SHA, warehouse.raw_billing_sources(settings.raw_db)
     )
-    return warehouse.write_table(con, "denial_scores", table)
+    try:
+        reuse = denial_reuse.mark_reused(con, served, target or Path(), key, settings.raw_db, as_of_ts)
+        batches = -(-warehouse.open_claim_count(con, rescored_only=True) // DENIAL_SCORE_BATCH)
+        tables = [t for i in range(batches) if len(t := _denial_batch(con, settings, model, (i, batches)))]
+        fresh = (
+            pd.concat(tables, ignore_index=True).sort_values("claim_id", ignore_index=True)
+            if tables
+            else pd.DataFrame()
+        )
+        fresh = fresh.assign(score_key=key) if len(fresh) else fresh
+        rows = warehouse.write_denial_scores(con, fresh, denial_reuse.SERVED if reuse.claims else None, as_of_ts)
+    finally:
+        denial_reuse.detach(con)
+    return DenialScoring(rows=rows, scored=len(fresh), reused=rows - len(fresh), why_not_reused=reuse.why_not)
 
 
 def _denial_batch(
     con: duckdb.DuckDBPyConnection, settings: Settings, model: denial.DenialModel, batch: tuple[int, int]
 ) -> pd.DataFrame:
-    """The denial_scores rows of one hash batch of the patients with an open claim (empty without as_of)."""
-    frames = warehouse.read_denial_frames(con, settings.raw_db, open_only=True, batch=batch)
+    """The denial_scores rows of one hash batch of the patients with an open claim whose served scores are not kept
+    tonight (empty without as_of)."""
+    frames = warehouse.read_denial_frames(con, settings.raw_db, open_only=True, batch=batch, rescored_only=True)
     open_ = denial.open_claims(frames.claims)
     if not len(open_) or sufficiency.as_of_missing(frames.as_of):
         return pd.DataFrame()
@@ -871,10 +908,11 @@ def score(
             lead_model = lead_model if _usable_lead(lead_model) else None
             denial_model = denial_model if _usable_denial(denial_model) else None
             _report(progress, "denial scores", 0, SCORE_STEPS)
-            denial_rows = score_denials(con, settings, denial_model)
+            denials = score_denials(con, settings, denial_model, settings.analytics_db, analytics_path)
+            _report(progress, _denial_note(denials), 0, SCORE_STEPS)
             served = warehouse.read_served_forecast(settings.analytics_db, analytics_path)
             rows, status = _score(con, settings, model, progress, served)
-            rows["denial_scores"] = denial_rows
+            rows["denial_scores"] = denials.rows
             _report(progress, "lead scores", SCORE_STEPS - 1, SCORE_STEPS)
             as_of_ts = warehouse.as_of(con)
             lead_table = (
@@ -906,6 +944,7 @@ def score(
                     "written_at": now,
                     "models": status,
                     "training": training,
+                    "denial_scoring": asdict(denials),
                 },
             )
             _report(progress, "done", SCORE_STEPS, SCORE_STEPS)
@@ -919,8 +958,17 @@ def score(
         "model_version": model.version if model else None,
         "lead_model_version": lead_model.version if lead_model else None,
         "denial_model_version": denial_model.version if denial_model else None,
+        "denial_scoring": asdict(denials),
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def _denial_note(denials: DenialScoring) -> str:
+    """The progress line of the denial step: how many open claims were scored and how many kept (counts only)."""
+    kept = (
+        f"{denials.reused:,} kept from the served build" if denials.reused else f"none kept: {denials.why_not_reused}"
+    )
+    return f"denial scores: {denials.scored:,} open claims scored, {kept}"
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ml.denial import FIXABLE, DenialFrames
 from ml.features import OPTIONAL_APPOINTMENT, OPTIONAL_PATIENT, MartFrames
-from ptpulse.core.sql import quote_ident
+from ptpulse.core.sql import quote_ident, quote_literal
 
 # Column types of each ml table, in order (docs/interfaces.md section 3).
 ML_TABLES: dict[str, dict[str, str]] = {
@@ -71,6 +71,8 @@ ML_TABLES: dict[str, dict[str, str]] = {
         "reason_2": "VARCHAR",
         "model_version": "VARCHAR",
         "scored_at": "TIMESTAMP",
+        # what the score is a function of besides the claim's inputs (ml/denial_reuse.py score_key): equal -> may be kept
+        "score_key": "VARCHAR",
     },
     "attribution_credit": {
         "model": "VARCHAR",
@@ -184,11 +186,23 @@ def read_marts(con: duckdb.DuckDBPyConnection, patient_share: float = 1.0, upcom
 # patients; scoring needs only the patients with an undecided claim (ml/denial.py open_claims).
 OPEN_CLAIM = "not coalesce(is_adjudicated, false) and payer_id is not null and payer_class is distinct from 'self_pay'"
 OPEN_CLAIM_PATIENTS = f"select patient_key from marts.claims where {OPEN_CLAIM}"
+# a night's patients whose served denial scores are kept (ml/denial_reuse.py): a temp table of the scoring connection
+DENIAL_REUSED = "denial_reuse_patients"
+RESCORED_PATIENTS = f"{OPEN_CLAIM_PATIENTS} and patient_key not in (select patient_key from {DENIAL_REUSED})"
 
 
-def open_claim_count(con: duckdb.DuckDBPyConnection) -> int:
-    """Claims the denial model scores (not decided yet, billed to a payer)."""
-    return con.execute(f"select count(*) from marts.claims where {OPEN_CLAIM}").fetchone()[0]
+def open_claim_count(con: duckdb.DuckDBPyConnection, rescored_only: bool = False) -> int:
+    """Claims the denial model scores (not decided yet, billed to a payer); `rescored_only`: of the patients whose
+    served scores are not kept tonight (DENIAL_REUSED)."""
+    skip = f" and patient_key not in (select patient_key from {DENIAL_REUSED})" if rescored_only else ""
+    return con.execute(f"select count(*) from marts.claims where {OPEN_CLAIM}{skip}").fetchall()[0][0]
+
+
+def open_claims_sql(con: duckdb.DuckDBPyConnection) -> str:
+    """The claims rows the denial model scores, as SQL: ml/denial.py `open_claims` (voided ones left out when the mart
+    has a status), for the reuse rule to match the scored population exactly."""
+    voided = " and claim_status is distinct from 'voided'" if _optional(con, "claims", ("claim_status",)) else ""
+    return f"select * from marts.claims where {OPEN_CLAIM}{voided}"
 
 
 def denial_training_share(con: duckdb.DuckDBPyConnection, row_budget: int) -> float:
@@ -202,6 +216,7 @@ def read_denial_frames(
     patient_share: float = 1.0,
     open_only: bool = False,
     batch: tuple[int, int] | None = None,
+    rescored_only: bool = False,
 ) -> DenialFrames:
     """The marts the denial features read, plus authorizations and notes from the raw database when given.
 
@@ -210,9 +225,11 @@ def read_denial_frames(
     authorization counts from the moment it arrived: the features pick what was on file at each claim).
     Without a readable raw file (another process writing it, a practice without those exports) they are
     None: the features go empty and are dropped with a note on the model card.
-    `batch` (i, n) with `open_only`: only the i-th of n hash batches of those patients (scoring in batches).
+    `batch` (i, n) with `open_only`: only the i-th of n hash batches of those patients (scoring in batches);
+    `rescored_only` with it: only the patients whose served scores are not kept tonight (ml/denial_reuse.py).
     """
-    kept, params = _sample_where("patient_key", OPEN_CLAIM_PATIENTS if open_only else None, patient_share, batch)
+    only = (RESCORED_PATIENTS if rescored_only else OPEN_CLAIM_PATIENTS) if open_only else None
+    kept, params = _sample_where("patient_key", only, patient_share, batch)
     claims = con.execute(
         f"""
         select claim_id, episode_id, appointment_id, patient_key, clinic_id, payer_id, payer_class, service_date,
@@ -295,11 +312,63 @@ def _read_raw_billing_context(
             if "documentation_events" in tables
             else None
         )
-        # an export with no rows at all is a missing export (features dropped); one with no rows in scope is not
-        sent = {t: raw.execute(f"select exists (select 1 from raw.raw.{t})").fetchone()[0] for t in _BILLING & tables}
+        sent = _sent(raw)
     finally:
         raw.close()
-    return (auths if sent.get("authorizations") else None), (notes if sent.get("documentation_events") else None)
+    return (auths if sent["authorizations"] else None), (notes if sent["documentation_events"] else None)
+
+
+def _sent(raw: duckdb.DuckDBPyConnection) -> dict[str, bool]:
+    """Whether raw holds any authorizations and notes: an export with no rows at all is a missing export (its
+    features dropped); one with no rows in a batch's scope is not."""
+    tables = {r[0] for r in raw.execute("select table_name from information_schema.tables").fetchall()}
+    return {
+        t: t in tables and raw.execute(f"select exists (select 1 from raw.raw.{t})").fetchone()[0]
+        for t in sorted(_BILLING)
+    }
+
+
+def raw_billing_sources(raw_db: Path | None) -> dict[str, bool]:
+    """Which of the two raw exports the denial features read are there (`_sent`); {"unreadable": True} when raw
+    exists but cannot be opened. Part of a denial score's key (ml/denial_reuse.py)."""
+    if raw_db is None or not Path(raw_db).exists():
+        return dict.fromkeys(sorted(_BILLING), False)
+    try:
+        raw = duckdb.connect(str(raw_db), read_only=True)
+    except duckdb.Error:
+        return {"unreadable": True}
+    try:
+        return _sent(raw)
+    finally:
+        raw.close()
+
+
+def raw_billing_loaded_since(raw_db: Path | None, load_id: int) -> pd.DataFrame | None:
+    """episode_id, appointment_id of every raw authorization and note loaded after `load_id` (the served build's
+    last raw load): the claims they can join to are rescored (ml/denial_reuse.py). None when raw cannot be read."""
+    empty = pd.DataFrame({"episode_id": pd.Series(dtype="string"), "appointment_id": pd.Series(dtype="string")})
+    if raw_db is None or not Path(raw_db).exists():
+        return empty
+    try:
+        raw = duckdb.connect(str(raw_db), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        sent = _sent(raw)
+        parts = [
+            f"select cast(episode_id as varchar), cast({'appointment_id' if t == 'documentation_events' else 'null'} "
+            f"as varchar) from raw.raw.{t} where _load_id > ?"
+            for t in sorted(_BILLING)
+            if sent[t]
+        ]
+        if not parts:
+            return empty
+        keys = raw.execute(" union all ".join(parts), [load_id] * len(parts)).df()
+        return keys.set_axis(["episode_id", "appointment_id"], axis=1)
+    except duckdb.Error:
+        return None
+    finally:
+        raw.close()
 
 
 def lead_training_share(con: duckdb.DuckDBPyConnection, row_budget: int) -> float:
@@ -496,6 +565,46 @@ def read_served_forecast(served: Path, target: Path) -> pd.DataFrame | None:
         return None
     finally:
         con.close()
+
+
+def attach_served(con: duckdb.DuckDBPyConnection, alias: str, served: Path | None, target: Path) -> bool:
+    """Attach the served analytics file read-only as `alias` when it is another file than `target` (what a night's
+    denial scores reuse, ml/denial_reuse.py); False when there is none or it cannot be opened."""
+    try:
+        if served is None or not Path(served).exists() or Path(served).resolve() == Path(target).resolve():
+            return False
+        con.execute(f"detach database if exists {quote_ident(alias)}").fetchall()
+        con.execute(f"attach {quote_literal(Path(served).resolve())} as {quote_ident(alias)} (read_only)").fetchall()
+    except (OSError, duckdb.Error):
+        return False
+    return True
+
+
+def write_denial_scores(
+    con: duckdb.DuckDBPyConnection, fresh: pd.DataFrame, served: str | None, as_of: pd.Timestamp
+) -> int:
+    """`ml.denial_scores`: the rows scored tonight plus, from the attached served file `served`, the rows of the
+    open claims of the patients whose scores are kept (DENIAL_REUSED), with tonight's `scored_at`; by claim_id."""
+    rows = write_table(con, "denial_scores", fresh)
+    if served is None or not con.execute(f"select count(*) from {DENIAL_REUSED}").fetchall()[0][0]:
+        return rows
+    cols = ", ".join("cast(? as timestamp)" if c == "scored_at" else quote_ident(c) for c in ML_TABLES["denial_scores"])
+    con.execute(
+        f"""
+        create or replace table ml.denial_scores as
+        select * from (
+            from ml.denial_scores
+            union all
+            select {cols}
+            from {quote_ident(served)}.ml.denial_scores
+            where claim_id in (
+                select claim_id from ({open_claims_sql(con)}) as o semi join {DENIAL_REUSED} using (patient_key)
+            )
+        )
+        order by claim_id""",
+        [as_of.to_pydatetime()],
+    ).fetchall()  # DuckDB 2: finish the statement before the next one on this connection
+    return con.execute("select count(*) from ml.denial_scores").fetchall()[0][0]
 
 
 def write_table(con: duckdb.DuckDBPyConnection, name: str, df: pd.DataFrame) -> int:

@@ -107,10 +107,10 @@ def test_denial_scores_in_patient_batches_equal_scoring_every_open_claim_at_once
         n_open = warehouse.open_claim_count(con)
         whole = warehouse.read_denial_frames(con, settings.raw_db, open_only=True)
         third = warehouse.read_denial_frames(con, settings.raw_db, open_only=True, batch=(0, 3))
-        assert train_score.score_denials(con, settings, model) == n_open > 0
+        assert train_score.score_denials(con, settings, model).rows == n_open > 0
         once = con.sql("select * from ml.denial_scores order by claim_id").df()
         monkeypatch.setattr(train_score, "DENIAL_SCORE_BATCH", n_open // 3)
-        assert train_score.score_denials(con, settings, model) == n_open
+        assert train_score.score_denials(con, settings, model).rows == n_open
         batched = con.sql("select * from ml.denial_scores order by claim_id").df()
     assert 0.2 * len(whole.claims) < len(third.claims) < 0.5 * len(whole.claims)
     assert set(third.claims["patient_key"]) <= set(whole.claims["patient_key"])
