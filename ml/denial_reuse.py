@@ -253,8 +253,12 @@ def mark_reused(
     raw_keys = warehouse.raw_billing_loaded_since(raw_db, since)
     if raw_keys is None:
         return Reuse(why_not="raw.duckdb could not be read")
-    _touched(con, raw_keys)
-    return _reused_patients(con)
+    try:
+        _touched(con, raw_keys)
+        return _reused_patients(con)
+    except duckdb.Error:  # e.g. out of memory in the comparison's scans: score everyone, which is always right
+        con.execute(f"create or replace temp table {REUSED} (patient_key varchar)").fetchall()
+        return Reuse(why_not="comparing tonight's inputs with the served build failed")
 
 
 def detach(con: duckdb.DuckDBPyConnection) -> None:

@@ -572,26 +572,25 @@ def score_denials(
     (the file `con` writes): the rows of the patients none of whose open claims' inputs changed since the served
     build are kept from it, the rest are scored (ml/denial_reuse.py: the rule, and why the table is the same as
     scoring every claim). Scored in hash batches of patients of about DENIAL_SCORE_BATCH open claims: a claim's
-    features read only its own patient's history, so a batch scores exactly as the whole would, and memory follows
-    the batch (570 k open claims at 900 clinics: 7 GB at once).
+    features read only its own patient's history and its own lines (warehouse.read_denial_frames), so a batch scores
+    exactly as the whole would, and memory follows the batch (570 k open claims at 900 clinics: 7 GB at once).
     """
     if model is None:
         empty = warehouse.write_table(con, "denial_scores", pd.DataFrame())
         return DenialScoring(rows=empty, scored=0, why_not_reused="no denial model")
     as_of_ts = warehouse.as_of(con)
-    key = denial_reuse.score_key(
-        artifacts.denial_model_path(settings), _ML_CODE_SHA, warehouse.raw_billing_sources(settings.raw_db)
-    )
+    sources = warehouse.raw_billing_sources(settings.raw_db)
+    key = denial_reuse.score_key(artifacts.denial_model_path(settings), _ML_CODE_SHA, sources)
     try:
         reuse = denial_reuse.mark_reused(con, served, target or Path(), key, settings.raw_db, as_of_ts)
         batches = -(-warehouse.open_claim_count(con, rescored_only=True) // DENIAL_SCORE_BATCH)
-        tables = [t for i in range(batches) if len(t := _denial_batch(con, settings, model, (i, batches)))]
+        keyed = (key, sources)
+        tables = [t for i in range(batches) if len(t := _denial_batch(con, settings, model, (i, batches), keyed))]
         fresh = (
             pd.concat(tables, ignore_index=True).sort_values("claim_id", ignore_index=True)
             if tables
             else pd.DataFrame()
         )
-        fresh = fresh.assign(score_key=key) if len(fresh) else fresh
         rows = warehouse.write_denial_scores(con, fresh, denial_reuse.SERVED if reuse.claims else None, as_of_ts)
     finally:
         denial_reuse.detach(con)
@@ -599,11 +598,19 @@ def score_denials(
 
 
 def _denial_batch(
-    con: duckdb.DuckDBPyConnection, settings: Settings, model: denial.DenialModel, batch: tuple[int, int]
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    model: denial.DenialModel,
+    batch: tuple[int, int],
+    keyed: tuple[str, dict[str, bool]],
 ) -> pd.DataFrame:
     """The denial_scores rows of one hash batch of the patients with an open claim whose served scores are not kept
-    tonight (empty without as_of)."""
+    tonight (empty without as_of). `keyed` (score key, the raw exports it names): the rows carry the key only when
+    the batch read those exports; raw opened by another writer between the key and the batch reads none, and a
+    score without them must not be kept on later nights (a null key never matches)."""
     frames = warehouse.read_denial_frames(con, settings.raw_db, open_only=True, batch=batch, rescored_only=True)
+    read = {"authorizations": frames.authorizations is not None, "documentation_events": frames.notes is not None}
+    key = keyed[0] if read == {t: bool(keyed[1].get(t)) for t in read} else None
     open_ = denial.open_claims(frames.claims)
     if not len(open_) or sufficiency.as_of_missing(frames.as_of):
         return pd.DataFrame()
@@ -621,6 +628,7 @@ def _denial_batch(
             "reason_2": scored["reason_2"].to_numpy(),
             "model_version": model.version,
             "scored_at": frames.as_of,
+            "score_key": key,
         }
     )
 

@@ -238,12 +238,18 @@ def read_denial_frames(
         from marts.claims {kept} order by claim_id""",
         params,
     ).df()
+    line_columns = """charge_id, claim_id, patient_key, service_date, cpt_code, modifiers, units, minutes, is_timed,
+               charge_usd::double as charge_usd, posted_at"""
+    # the kept patients' lines, and every line carrying a kept claim's id: a line under another patient's key (two
+    # exports naming the patient differently) is still its claim's, whichever batch that patient falls in
+    own_lines = (
+        f"union select {line_columns} from marts.charge_lines "
+        f"where claim_id in (select claim_id from marts.claims {kept})"
+        if kept
+        else ""
+    )
     lines = con.execute(
-        f"""
-        select charge_id, claim_id, patient_key, service_date, cpt_code, modifiers, units, minutes, is_timed,
-               charge_usd::double as charge_usd, posted_at
-        from marts.charge_lines {kept}""",
-        params,
+        f"select {line_columns} from marts.charge_lines {kept} {own_lines}", params * (2 if kept else 1)
     ).df()
     # whole episodes (visit numbers rank within one): those of the kept claims and of their appointments
     episode_ids = (

@@ -16,7 +16,7 @@ import duckdb
 import pytest
 from night_helpers import new_load, project_snapshot
 
-from ml import artifacts, train_score, warehouse
+from ml import artifacts, denial_reuse, train_score, warehouse
 from ptpulse.build.orchestrate import build
 from ptpulse.core.config import Settings, get_settings
 from ptpulse.refresh import _score_before_swap
@@ -137,3 +137,14 @@ def test_a_new_model_or_a_full_refresh_rescores_every_claim(nights):
     assert full["full"] and full["reused"] == 0 and full["scored"] == full["rows"] > 0
     assert "full build" in full["why_not_reused"]
     assert _all_scored(settings, nights["scratch"])[:2] == (0, 0)
+
+
+def test_a_comparison_that_fails_rescores_every_claim_instead_of_failing_the_night(nights, monkeypatch):
+    """The comparison's scans can run out of memory on a big chain: the night then scores every open claim."""
+
+    def out_of_memory(*_args):
+        raise duckdb.OutOfMemoryException("failed to pin block (injected)")
+
+    monkeypatch.setattr(denial_reuse, "_touched", out_of_memory)
+    night = _night(nights["settings"], nights["project"])
+    assert night["reused"] == 0 and night["scored"] == night["rows"] > 0 and "comparing" in night["why_not_reused"]

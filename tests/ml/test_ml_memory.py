@@ -115,3 +115,63 @@ def test_denial_scores_in_patient_batches_equal_scoring_every_open_claim_at_once
     assert 0.2 * len(whole.claims) < len(third.claims) < 0.5 * len(whole.claims)
     assert set(third.claims["patient_key"]) <= set(whole.claims["patient_key"])
     pd.testing.assert_frame_equal(once, batched)
+
+
+def test_a_claims_line_under_another_patients_key_is_read_in_its_claims_batch(built_home, copy_home, monkeypatch):
+    """Two exports may name one patient differently: a claim's own line then carries another patient's key. The
+    claim's batch still reads it (by claim id), so batched scores equal scoring every open claim at once."""
+    settings = copy_home(built_home)
+    model = artifacts.load_model(artifacts.denial_model_path(settings))
+    with duckdb.connect(str(settings.analytics_db)) as con:
+        n_open = warehouse.open_claim_count(con)
+        batches = -(-n_open // (n_open // 3))
+        # an open claim's line moved to the key of a patient scored in another batch
+        charge_id, claim_id, other = con.execute(
+            f"""
+            with o as (select claim_id, patient_key, hash(patient_key) % ? as b from ({warehouse.open_claims_sql(con)}))
+            select l.charge_id, o.claim_id, (select min(x.patient_key) from o as x where x.b <> o.b)
+            from o inner join marts.charge_lines as l using (claim_id) where l.is_timed
+            order by l.charge_id limit 1""",
+            [batches],
+        ).fetchall()[0]
+        con.execute("update marts.charge_lines set patient_key = ? where charge_id = ?", [other, charge_id])
+        claim_batch = con.execute(
+            f"select hash(patient_key) % ? from ({warehouse.open_claims_sql(con)}) where claim_id = ?",
+            [batches, claim_id],
+        ).fetchall()[0][0]
+        frames = warehouse.read_denial_frames(con, settings.raw_db, open_only=True, batch=(claim_batch, batches))
+        assert charge_id in set(frames.lines["charge_id"])
+        assert train_score.score_denials(con, settings, model).rows == n_open
+        once = con.sql("select * from ml.denial_scores order by claim_id").df()
+        monkeypatch.setattr(train_score, "DENIAL_SCORE_BATCH", n_open // 3)
+        assert train_score.score_denials(con, settings, model).rows == n_open
+        batched = con.sql("select * from ml.denial_scores order by claim_id").df()
+    pd.testing.assert_frame_equal(once, batched)
+
+
+def test_a_batch_that_could_not_read_raw_carries_no_score_key(built_home, copy_home, monkeypatch):
+    """The score key names which raw exports the features read; a writer taking raw.duckdb after the key was made
+    leaves the batches without notes and authorizations, and such scores must never be kept on a later night."""
+    settings = copy_home(built_home)
+    model = artifacts.load_model(artifacts.denial_model_path(settings))
+    writers: list[duckdb.DuckDBPyConnection] = []
+    mark_reused = train_score.denial_reuse.mark_reused
+
+    def then_a_writer_takes_raw(*args, **kwargs):
+        reuse = mark_reused(*args, **kwargs)
+        writers.append(duckdb.connect(str(settings.raw_db)))  # read-write: the batches' read-only opens now fail
+        return reuse
+
+    monkeypatch.setattr(train_score.denial_reuse, "mark_reused", then_a_writer_takes_raw)
+    try:
+        with duckdb.connect(str(settings.analytics_db)) as con:
+            assert warehouse.raw_billing_sources(settings.raw_db) == {
+                "authorizations": True,
+                "documentation_events": True,
+            }
+            scoring = train_score.score_denials(con, settings, model)
+            rows, keyed = con.execute("select count(*), count(score_key) from ml.denial_scores").fetchall()[0]
+    finally:
+        for w in writers:
+            w.close()
+    assert rows == scoring.rows > 0 and keyed == 0

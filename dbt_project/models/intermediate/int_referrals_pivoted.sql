@@ -29,8 +29,10 @@ agg as (
         min(event_at) filter (where event_type = 'outreach' and outreach_outcome = 'reached') as first_reached_at,
         min(event_at) filter (where event_type = 'contacted') as contacted_event_at,
         count(*) filter (where event_type = 'outreach') as outreach_attempts,
-        any_value(patient_id) as any_patient_id,
-        any_value(clinic_id) as any_clinic_id
+        -- for a referral with no `received` event: the lowest id, not any_value (the staged table's row order
+        -- depends on how many incremental nights wrote it, so any_value could differ from a full rebuild)
+        min(patient_id) as any_patient_id,
+        min(clinic_id) as any_clinic_id
     from {{ ref('stg_raw__intake_events') }}
     group by referral_id
 ),
