@@ -9,6 +9,8 @@ writing schema `ml`) is ml/warehouse.py.
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -127,3 +129,24 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
+
+
+def code_fingerprint(*files: Path) -> str:
+    """A hash of what the code does: each file's syntax tree without comments, docstrings or layout. Served demand
+    fits and denial scores are keyed by it, so a comment or docstring edit keeps them (hashing the bytes refitted
+    all 2,700 demand series of a 900-clinic chain, ~4 min, for a docstring) while any statement change does not."""
+    h = hashlib.sha256()
+    for f in sorted(files):
+        tree = ast.parse(Path(f).read_text())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (
+                isinstance(body, list)
+                and body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
+        h.update(Path(f).name.encode() + b"\0" + ast.dump(tree).encode() + b"\0")
+    return h.hexdigest()

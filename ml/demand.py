@@ -60,10 +60,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import t as student_t
 
+from ml.artifacts import code_fingerprint
 from ml.evaluation import interval_coverage, mase, mase_scale, smape
 
 METRICS = ("referrals", "evals", "visits")
-_CODE_SHA = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # a change here refits every series
+_CODE_SHA = code_fingerprint(Path(__file__))  # a change of this code (not of a comment) refits every series
 ALL = "ALL"
 SEASON = 52
 RAMP_SHARE = 0.9

@@ -79,10 +79,9 @@ TRAINING_MARTS = (
     "marketing_mix_monthly",
 )
 _ML_DIR = Path(__file__).parent
-# every ml module's source: a change to any of them (features, the serving rule, the backtest) decides again once
-_ML_CODE_SHA = hashlib.sha256(
-    b"".join(f.name.encode() + f.read_bytes() for f in sorted(_ML_DIR.glob("*.py")))
-).hexdigest()[:12]
+# every ml module's code: a change to any of them (features, the serving rule, the backtest) decides again once;
+# a comment or docstring does not (artifacts.code_fingerprint)
+_ML_CODE_SHA = artifacts.code_fingerprint(*_ML_DIR.glob("*.py"))[:12]
 MODEL_VERSIONS = {
     "no_show": lambda: no_show.FEATURE_VERSION,
     "lead": lambda: lead.FEATURE_VERSION,
