@@ -145,6 +145,11 @@ def test_a_comparison_that_fails_rescores_every_claim_instead_of_failing_the_nig
     def out_of_memory(*_args):
         raise duckdb.OutOfMemoryException("failed to pin block (injected)")
 
+    settings = nights["settings"]
+    tonight = nights["scratch"] / "failed_comparison.duckdb"  # tonight's file: a copy of the served one
+    shutil.copy2(settings.analytics_db, tonight)
+    model = artifacts.load_model(artifacts.denial_model_path(settings))
     monkeypatch.setattr(denial_reuse, "_touched", out_of_memory)
-    night = _night(nights["settings"], nights["project"])
-    assert night["reused"] == 0 and night["scored"] == night["rows"] > 0 and "comparing" in night["why_not_reused"]
+    with duckdb.connect(str(tonight)) as con:
+        scoring = train_score.score_denials(con, settings, model, served=settings.analytics_db, target=tonight)
+    assert scoring.reused == 0 and scoring.scored == scoring.rows > 0 and "comparing" in scoring.why_not_reused
