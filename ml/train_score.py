@@ -608,8 +608,7 @@ def _denial_batch(
     the batch read those exports; raw opened by another writer between the key and the batch reads none, and a
     score without them must not be kept on later nights (a null key never matches)."""
     frames = warehouse.read_denial_frames(con, settings.raw_db, open_only=True, batch=batch, rescored_only=True)
-    read = {"authorizations": frames.authorizations is not None, "documentation_events": frames.notes is not None}
-    key = keyed[0] if read == {t: bool(keyed[1].get(t)) for t in read} else None
+    key = keyed[0] if warehouse.read_the_sources(frames, keyed[1]) else None
     open_ = denial.open_claims(frames.claims)
     if not len(open_) or sufficiency.as_of_missing(frames.as_of):
         return pd.DataFrame()

@@ -334,6 +334,13 @@ def _sent(raw: duckdb.DuckDBPyConnection) -> dict[str, bool]:
     }
 
 
+def read_the_sources(frames: DenialFrames, sources: dict[str, bool]) -> bool:
+    """Whether `frames` hold exactly the raw exports `sources` (`raw_billing_sources`, a score key's) names: raw
+    taken by another writer between the key and a read leaves the read without them."""
+    read = {"authorizations": frames.authorizations is not None, "documentation_events": frames.notes is not None}
+    return read == {t: bool(sources.get(t)) for t in sorted(_BILLING)}
+
+
 def raw_billing_sources(raw_db: Path | None) -> dict[str, bool]:
     """Which of the two raw exports the denial features read are there (`_sent`); {"unreadable": True} when raw
     exists but cannot be opened. Part of a denial score's key (ml/denial_reuse.py)."""
