@@ -144,12 +144,15 @@ def chromium():
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent / "e2e"))
-    from e2e_helpers import CHROMIUM, launch
+    from e2e_helpers import CHROMIUM, TIMEOUT_MS, launch
 
     if not CHROMIUM.exists():
         pytest.skip("needs Debian chromium at /usr/bin/chromium (apt-get install -y chromium); .ci/run installs it")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # every `expect` of every browser test: Playwright's 5 s default failed a sign-in test in CI whose page was
+    # still running on a loaded box; an expectation ends as soon as it holds, so a fast box loses nothing
+    expect.set_options(timeout=TIMEOUT_MS)
     with sync_playwright() as pw:
         browser = launch(pw)
         try:

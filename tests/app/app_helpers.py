@@ -9,6 +9,17 @@ from ptpulse.core.config import scoped_environ
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app" / "streamlit_app.py"
 
+# A hang guard, not a speed check (page speed is `make bench`'s): a page that renders in 1-2 s on a quiet box took
+# over 60 s once in CI, on two cores shared by three test workers, a browser and subprocess builds.
+APPTEST_TIMEOUT_S = 300
+
+
+def app_test(app: Path = APP):
+    """An AppTest of the app (or of the copy at `app`) with the suite's one script-run timeout."""
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(app), default_timeout=APPTEST_TIMEOUT_S)
+
 
 def env(**values: str):
     return scoped_environ(values)
@@ -16,11 +27,9 @@ def env(**values: str):
 
 def open_page(home, role: str, page: str, at=None):
     """Run the app as a demo user of `role` and switch to `page`; returns the AppTest."""
-    from streamlit.testing.v1 import AppTest
-
     with env(PTPULSE_HOME=str(home.home), PTPULSE_DEMO_ROLE=role):
         if at is None:
-            at = AppTest.from_file(str(APP), default_timeout=60)
+            at = app_test()
             at.run()
         at.switch_page(f"app_pages/{page}.py").run()
     return at

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from app_helpers import APP
+from app_helpers import app_test
 
 from ptpulse.core.config import Settings, get_settings, scoped_environ
 from tests.conftest import shared_dir
@@ -43,11 +43,10 @@ def writable(settings: Settings, target: Path) -> Settings:
 def open_page(home: Settings, role: str, page: str, clinics: str | None = None, **env: str):
     """Run the app as the demo user of `role`, limited to `clinics` (PTPULSE_DEMO_CLINICS: 'CL002', or '*' for
     every clinic), and switch to `page`; returns the AppTest."""
-    from streamlit.testing.v1 import AppTest
 
     values = {"PTPULSE_HOME": str(home.home), "PTPULSE_DEMO_ROLE": role, "PTPULSE_DEMO_CLINICS": clinics or "*"}
     with scoped_environ({**values, **env}):
-        at = AppTest.from_file(str(APP), default_timeout=120)
+        at = app_test()
         at.run()
         at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import streamlit
-from app_helpers import APP, env
+from app_helpers import app_test, env
 
 from app.lib import audit, auth
 
@@ -35,12 +35,11 @@ class Claims(dict):
 
 
 def _sign_in(home, monkeypatch, **claims):
-    from streamlit.testing.v1 import AppTest
 
     (home.home / "roles.yml").write_text(ROLES, encoding="utf-8")
     monkeypatch.setattr(streamlit, "user", Claims(name="Mallory", iss="https://idp.example", **claims))
     with env(PTPULSE_HOME=str(home.home), PTPULSE_ROLES_FILE=str(home.home / "roles.yml")):
-        at = AppTest.from_file(str(APP), default_timeout=60)
+        at = app_test()
         at.secrets["auth"] = AUTH
         at.run()
     return at

@@ -8,7 +8,7 @@ message still says to ask an administrator and the URL cannot choose a role."""
 from __future__ import annotations
 
 import streamlit
-from app_helpers import APP, env, rendered_text
+from app_helpers import app_test, env, rendered_text
 
 from app.lib import auth
 from ptpulse.core.config import get_settings
@@ -21,14 +21,13 @@ def _empty_home(tmp_path):
 
 
 def _run(home, monkeypatch, *, role: str | None = None, query: dict | None = None, page: str | None = None):
-    from streamlit.testing.v1 import AppTest
 
     monkeypatch.delenv("PTPULSE_DEMO_ROLE", raising=False)
     values = {"PTPULSE_HOME": str(home.home)}
     if role:
         values["PTPULSE_DEMO_ROLE"] = role
     with env(**values):
-        at = AppTest.from_file(str(APP), default_timeout=60)
+        at = app_test()
         for key, value in (query or {}).items():
             at.query_params[key] = value
         at.run()
@@ -85,14 +84,13 @@ def test_the_demo_role_survives_a_reload_through_the_url(tmp_path, monkeypatch):
 def test_signed_in_users_are_still_told_to_ask_an_administrator_and_the_url_picks_no_role(tmp_path, monkeypatch):
     """Unchanged when sign-in is configured: no demo hint, and ?role=admin does not make an owner an admin.
     (The demo half of the contrast is what the old code lacked.)"""
-    from streamlit.testing.v1 import AppTest
     from test_auth_email_verified import AUTH, Claims
 
     home = _empty_home(tmp_path)
     (home.home / "roles.yml").write_text("users:\n  owner@clinic.com: owner\n", encoding="utf-8")
     monkeypatch.setattr(streamlit, "user", Claims(name="Olive", email="owner@clinic.com", email_verified=True))
     with env(PTPULSE_HOME=str(home.home), PTPULSE_ROLES_FILE=str(home.home / "roles.yml")):
-        at = AppTest.from_file(str(APP), default_timeout=60)
+        at = app_test()
         at.secrets["auth"] = AUTH
         at.query_params["role"] = "admin"
         at.run()

@@ -8,7 +8,7 @@ import re
 from datetime import date, datetime, timedelta
 
 import pytest
-from app_helpers import APP, env, open_page, rendered_text, rerun
+from app_helpers import app_test, env, open_page, rendered_text, rerun
 
 from app.lib import actions, auth, filters
 from app.lib import work_queue as wq
@@ -169,10 +169,9 @@ def test_period_outside_the_data_falls_back_to_the_default_and_says_so():
 
 
 def test_out_of_range_url_period_is_announced_on_the_page(app_home):
-    from streamlit.testing.v1 import AppTest
 
     with env(PTPULSE_HOME=str(app_home.home), PTPULSE_DEMO_ROLE="owner"):
-        at = AppTest.from_file(str(APP), default_timeout=60)
+        at = app_test()
         at.query_params["from"] = "2001-01-01"
         at.query_params["to"] = "2001-02-01"
         at.run()

@@ -14,7 +14,7 @@ from datetime import date, datetime
 
 import pandas as pd
 import pytest
-from app_helpers import APP
+from app_helpers import app_test
 from multi_practice import reader
 
 from app.lib import work_queue as wq
@@ -80,10 +80,9 @@ def test_the_page_lists_the_top_of_the_queue_and_reads_patients_for_those_rows_o
         return frame
 
     monkeypatch.setattr(AnalyticsDb, "query", recorded)
-    from streamlit.testing.v1 import AppTest
 
     with scoped_environ({"PTPULSE_HOME": str(home.home), "PTPULSE_DEMO_ROLE": "manager", "PTPULSE_DEMO_CLINICS": "*"}):
-        at = AppTest.from_file(str(APP), default_timeout=120)
+        at = app_test()
         at.run()  # the role's home page
         frames.clear()
         at.switch_page("app_pages/work_queue.py").run()

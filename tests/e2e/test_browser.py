@@ -35,8 +35,6 @@ def test_front_desk_logs_outreach_and_owner_overview_screenshot(served_app, chro
     from playwright.sync_api import expect
 
     url, home = served_app
-    # generous waits (a first page run on a loaded 2-core machine can take tens of seconds); never sleeps
-    expect.set_options(timeout=TIMEOUT_MS)
     context = chromium.new_context(viewport={"width": 1500, "height": 1100})
     try:
         page = context.new_page()

@@ -33,7 +33,6 @@ def test_manager_uploads_exports_and_reaches_the_overview(empty_app, small_pract
     broken = tmp_path / "offered" / "payers_broken.csv"
     broken.parent.mkdir()
     broken.write_bytes(b"\xff\xfe\x00\x00 not a csv")  # UTF-32 bytes: refused with the fix
-    expect.set_options(timeout=TIMEOUT_MS)  # generous on a loaded machine; waits end as soon as the page is there
     context = chromium.new_context(viewport={"width": 1440, "height": 1000})
     try:
         page = context.new_page()
@@ -55,7 +54,7 @@ def test_manager_uploads_exports_and_reaches_the_overview(empty_app, small_pract
             f"{len(exports)} of {len(exports) + 1}", timeout=180_000
         )
         expect(page.locator('[data-testid="stMetric"]', has_text="Files refused")).to_contain_text("1")
-        expect(page.get_by_text("Updating the dashboards")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Updating the dashboards")).to_be_visible()
         wait_idle(page)
         assert problems_in(page.evaluate(READ_PAGE)) == []  # the result reads in words (no codes, None, nan)
         shot = tmp_path / "upload.png"

@@ -22,6 +22,7 @@ from ml.train_score import score
 from ml.warehouse import ML_TABLES
 from ptpulse.core.config import get_settings
 from ptpulse.refresh import refresh
+from tests.app.app_helpers import app_test
 
 TINY = Path(__file__).resolve().parents[1] / "dbt" / "tiny_practice"
 MODELS = (
@@ -132,8 +133,6 @@ def test_pages_say_not_enough_data(patients_and_scheduling, tmp_path, page):
     """The pages that show ML output say why it is missing (from the status file) instead of empty charts."""
     import sys
 
-    from streamlit.testing.v1 import AppTest
-
     from ptpulse.core.config import scoped_environ
 
     root = Path(__file__).resolve().parents[2]
@@ -142,7 +141,7 @@ def test_pages_say_not_enough_data(patients_and_scheduling, tmp_path, page):
     home = tmp_path / "home"
     shutil.copytree(settings.home, home, ignore=shutil.ignore_patterns("*.lock", "*.holder", "build"))
     with scoped_environ({"PTPULSE_HOME": str(home), "PTPULSE_DEMO_ROLE": "owner"}):
-        at = AppTest.from_file(str(root / "app" / "streamlit_app.py"), default_timeout=60)
+        at = app_test()
         at.run()
         at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]

@@ -9,7 +9,6 @@ import email as email_parser
 import shutil
 from datetime import date, datetime, time
 from email import policy as email_policy
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -21,8 +20,8 @@ from app.lib.queries import outreach as q
 from app.lib.queries.base import DbReader, Filters
 from ptpulse.core import outbound
 from ptpulse.core.config import get_settings, scoped_environ
+from tests.app.app_helpers import app_test
 
-APP = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
 ALL = Filters(date(2000, 1, 1), date(2100, 12, 31))
 
 
@@ -134,12 +133,11 @@ def sms_channel(sms_server, monkeypatch, tmp_path, home=None):
 
 
 def test_send_dialog_previews_then_sends_and_shows_the_log(home, sms_server, monkeypatch, tmp_path):
-    from streamlit.testing.v1 import AppTest
 
     api = sms_channel(sms_server, monkeypatch, tmp_path, home)
 
     with scoped_environ({"PTPULSE_HOME": str(home.home), "PTPULSE_DEMO_ROLE": "front_desk"}):
-        at = AppTest.from_file(str(APP), default_timeout=90)
+        at = app_test()
         at.run()
         at.switch_page("app_pages/work_queue.py").run()
         options = list(at.selectbox(key="wq_task").options)
@@ -178,14 +176,13 @@ def api_url(sms_server) -> str:
 def test_send_click_after_the_task_was_closed_sends_nothing(home, sms_server, monkeypatch, tmp_path):
     """The preview showed patient X; a colleague closes X's task before the click, so the Work queue falls back to
     another patient in the run carrying the click: nothing is sent to anyone, and the dialog says why (H1)."""
-    from streamlit.testing.v1 import AppTest
 
     from app.lib import actions
 
     api = sms_channel(sms_server, monkeypatch, tmp_path, home)
 
     with scoped_environ({"PTPULSE_HOME": str(home.home), "PTPULSE_DEMO_ROLE": "front_desk"}):
-        at = AppTest.from_file(str(APP), default_timeout=90)
+        at = app_test()
         at.run()
         at.switch_page("app_pages/work_queue.py").run()
         ids = at.dataframe[0].value["task_id"].tolist()
@@ -210,7 +207,6 @@ def test_no_show_bulk_reminders_are_for_the_day_after_the_reference_now(home, mo
     """The nightly build's as_of is the evening before; on the next clinic day's afternoon the bulk reminder must
     list the day after it (the reference clock, as the Work queue's), not that day's appointments, some already
     over (before: the day after the build's as_of, i.e. today)."""
-    from streamlit.testing.v1 import AppTest
 
     as_of = build_as_of(home)
     r = reader(home, "manager")
@@ -223,7 +219,7 @@ def test_no_show_bulk_reminders_are_for_the_day_after_the_reference_now(home, mo
     monkeypatch.setattr(formatting, "reference_now", lambda a, _wall, *args, **kw: real(a, wall, *args, **kw))
 
     with scoped_environ({"PTPULSE_HOME": str(home.home), "PTPULSE_DEMO_ROLE": "manager"}):
-        at = AppTest.from_file(str(APP), default_timeout=90)
+        at = app_test()
         at.run()
         at.switch_page("app_pages/no_show.py").run()
     assert not at.exception

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.e2e.e2e_helpers import TIMEOUT_MS
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -125,7 +126,7 @@ def test_owner_front_desk_and_unknown_user_sign_in_through_oidc(oidc_app, chromi
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})  # the session's chromium
     try:
         page = context.new_page()
-        page.set_default_timeout(60_000)
+        page.set_default_timeout(TIMEOUT_MS)
 
         _sign_in(page, url, "owner@practice.test")
         expect(page.get_by_text("Signed in as")).to_be_visible()

@@ -17,6 +17,7 @@ import duckdb
 import pytest
 
 from tests.conftest import free_port
+from tests.e2e.e2e_helpers import TIMEOUT_MS
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -49,7 +50,7 @@ def _expect_build_shown(page, url: str, build_id: str) -> None:
 
     page.goto(f"{url}/data_health")
     page.get_by_text("About this data").first.click()
-    expect(page.get_by_text(f"Build: {build_id}")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(f"Build: {build_id}")).to_be_visible()
 
 
 @pytest.mark.slow
@@ -78,7 +79,7 @@ def test_serve_picks_up_a_dropped_export_and_serves_the_new_build_without_restar
         if CHROMIUM.exists():
             browser = request.getfixturevalue("chromium").new_context()  # the session's chromium, own context
             page = browser.new_page()
-            page.set_default_timeout(60_000)
+            page.set_default_timeout(TIMEOUT_MS)
             _expect_build_shown(page, url, old_build)
 
         # the EMR drops tonight's export: a re-sent marketing spend row with a corrected amount, written slowly
