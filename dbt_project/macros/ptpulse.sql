@@ -46,6 +46,12 @@
     {%- endif -%}
 {%- endmacro %}
 
+{# A wall-clock time of IANA zone `zone` as the UTC wall clock, by `shift` (an interval: its (zone, local hour)'s
+   offset, projected once for many times; referral_funnel) where there is one, else local_to_utc itself. #}
+{% macro shifted_to_utc(value, shift, zone) -%}
+    case when {{ shift }} is not null then {{ value }} + {{ shift }} else {{ local_to_utc(value, zone) }} end
+{%- endmacro %}
+
 {# The inverse of utc_to_local (macros/portable): a wall-clock time of IANA zone `zone` as the UTC wall clock, with
    the same guard (a null or unknown zone leaves the value as it is). Adapter-dispatched like the portable macros.
    A time in the hour repeated when clocks fall back reads as its first (daylight-time) occurrence on every engine;
