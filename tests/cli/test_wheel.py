@@ -137,7 +137,7 @@ def test_installed_cli_serves_the_app(installed):
         start_new_session=True,
     )
     try:
-        deadline, answer = time.monotonic() + 45, ""
+        deadline, answer = time.monotonic() + 120, ""  # a hang guard on a loaded box
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as resp:
