@@ -136,13 +136,13 @@ staged as (
     from base
 ),
 
--- The hours_to_* below read both times in the clinic's zone as UTC instants (local_to_utc). Projecting every time
--- took 10.7 s of a 900-clinic night (4.4 M referrals x 4 times, several ICU calls each); instead each local hour of
--- each clinic zone is projected once, from the first referral (at most ten years back) to a day past the build's
--- "now". Where an hour's first and last instants shift alike, so does every time in it (a zone changes its offset
--- at most once an hour); an hour with a change in it (a zone that shifts at :30) has no shift, and its times, like
--- any time outside these hours, are projected one by one (shifted_to_utc). Built from the clinics and the clock, not
--- from `staged`: a second reader of that CTE would make DuckDB materialise it, every column of every referral.
+-- The hours_to_* below read both times in the clinic's zone as UTC instants (local_to_utc). Instead of projecting
+-- every time (several ICU calls each; this model 4.8-4.9 -> 4.2-4.8 s at 200 clinics, docs/scale.md), each local
+-- hour of each clinic zone is projected once, from the first referral (at most ten years back) to a day past the
+-- build's "now". Where an hour's first and last instants shift alike, so does every time in it (a zone changes its
+-- offset at most once an hour); an hour with a change in it (a zone that shifts at :30) has no shift, and its times,
+-- like any time outside these hours, are projected one by one (shifted_to_utc). Built from the clinics and the clock,
+-- not from `staged`: a second reader of that CTE would make DuckDB materialise it, every column of every referral.
 zone_hours as (
     select
         z.timezone,
